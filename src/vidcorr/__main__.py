@@ -1,0 +1,5 @@
+import sys
+
+from vidcorr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""The `vidcorr` command line: a thin layer over the library.
+
+Each sub-command lives in its own module with a `register(subparsers)` function; `eval` and
+`score` have one sub-parser per task (davis, jhmdb, vip, otb, vot) registered the same way.
+Heavy imports (torch, models) happen inside the command functions so `vidcorr --help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from vidcorr import __version__
+from vidcorr.errors import VidcorrError
+
+# Top-level commands: module path -> registers one sub-command.
+COMMAND_MODULES = [
+    "vidcorr.cli.eval_cmd",
+    "vidcorr.cli.score_cmd",
+    "vidcorr.cli.propagate_cmd",
+    "vidcorr.cli.demo_cmd",
+    "vidcorr.cli.train_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidcorr",
+        description="Self-supervised video correspondence: train, propagate labels, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"vidcorr {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except VidcorrError as err:
+        print(f"vidcorr: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vidcorr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""User-facing errors. Each names the offending file and what is wrong with it.
+
+The command line turns any `VidcorrError` into a one-line message and exit status 2, so a
+user never sees a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class VidcorrError(Exception):
+    """Base class of errors caused by the user's input, not by a bug."""
+
+
+class InputError(VidcorrError):
+    """A file or folder given by the user is missing, unreadable or malformed."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+
+class WeightsError(InputError):
+    """A weights file is missing, corrupt or does not match the model it is loaded into."""

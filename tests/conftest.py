@@ -1,0 +1,41 @@
+"""Shared fixtures. Real data lives in ../shared/data beside the repository (as in CI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VIDCORR_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"test data missing: {path} (CI places ../shared beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return _require(DATA)
+
+
+@pytest.fixture(scope="session")
+def davis2016_root() -> Path:
+    return _require(DATA / "davis2016")
+
+
+@pytest.fixture(scope="session")
+def davis2017_fixtures() -> Path:
+    return _require(DATA / "davis2017-fixtures")
