@@ -1,0 +1,401 @@
+"""The affinity core: one inter-frame affinity that transports labels, features and coordinates.
+
+Every method and every propagation protocol in vidcorr is built on the functions here
+(DESIGN.md, "The one idea everything shares"). Notation follows UVC (Li et al., NeurIPS 2019):
+
+* ``f1: (B, C, N1)`` reference features, ``f2: (B, C, N2)`` target features (N = h * w).
+* Affinity ``A = softmax(f1^T f2 / tau)`` normalised over the *reference* axis (UVC Eq. 2): column j is a
+  distribution over reference pixels for target pixel j. ``c2 = c1 A`` transports anything attached
+  to the reference frame (labels, colours, features); ``l12 = l11 A`` transports coordinates (Eq. 3).
+* Normalised over the *target* axis instead, row i is a distribution over target pixels for reference
+  pixel i; the expected target coordinate of every reference pixel then localises a region
+  (UVC §3.2, Eq. 3-4: centre = mean, half-size = 2 x mean absolute deviation).
+
+For propagation the affinity is kept sparse: per target pixel, the top-k reference candidates drawn
+from several context frames, either from the whole frame (`dense_topk`, streamed in chunks of target
+pixels so memory stays bounded) or from a local window around the pixel (`windowed_topk`, tiled so the
+cost grows with the window, not with the frame). `sparse_affinity` combines the candidates of all
+context frames the way a protocol says (METHODS.md §5) and `transport_sparse` applies the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+WindowShape = Literal["circle", "square"]
+TopKScope = Literal["joint", "per_frame"]
+Normalisation = Literal["topk_softmax", "softmax_topk"]
+
+
+# --------------------------------------------------------------------------- dense affinity
+
+
+def affinity_logits(f1: Tensor, f2: Tensor, temperature: float = 1.0) -> Tensor:
+    """Raw scores ``f1^T f2 / tau`` (UVC Eq. 1 with a dot-product kernel).
+
+    f1: (B, C, N1), f2: (B, C, N2) -> (B, N1, N2).
+    """
+    return torch.bmm(f1.transpose(1, 2), f2) / temperature
+
+
+def softmax_affinity(
+    f1: Tensor,
+    f2: Tensor,
+    temperature: float = 1.0,
+    normalise_over: Literal["ref", "target"] = "ref",
+) -> Tensor:
+    """Affinity normalised over reference pixels (UVC Eq. 2) or over target pixels (UVC §3.2).
+
+    f1: (B, C, N1), f2: (B, C, N2) -> A: (B, N1, N2). With ``"ref"`` every column sums to 1 (use with
+    `transport`); with ``"target"`` every row sums to 1 (use with `locate_in_target`).
+    """
+    logits = affinity_logits(f1, f2, temperature)
+    return logits.softmax(dim=1 if normalise_over == "ref" else 2)
+
+
+def transport(values: Tensor, aff: Tensor) -> Tensor:
+    """``c2 = c1 A``: carry per-pixel values of the reference frame into the target frame.
+
+    values: (B, K, N1) labels / colours / features, aff: (B, N1, N2) normalised over the reference
+    axis -> (B, K, N2).
+    """
+    return torch.bmm(values, aff)
+
+
+def coordinate_grid(h: int, w: int, *, device=None, dtype=torch.float32) -> Tensor:
+    """Pixel-centre coordinates of an h x w map in feature units, flattened row-major.
+
+    -> (2, h * w) with row 0 = x in [0, w-1] and row 1 = y in [0, h-1].
+    """
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=dtype),
+        torch.arange(w, device=device, dtype=dtype),
+        indexing="ij",
+    )
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)])
+
+
+def transport_coordinates(aff: Tensor, ref_hw: tuple[int, int]) -> Tensor:
+    """``l12 = l11 A`` (UVC Eq. 3): for every target pixel, where it came from in the reference.
+
+    aff: (B, N1, N2) normalised over the reference axis -> (B, 2, N2) reference (x, y) in feature units.
+    """
+    grid = coordinate_grid(*ref_hw, device=aff.device, dtype=aff.dtype)
+    return transport(grid.expand(aff.shape[0], -1, -1), aff)
+
+
+def locate_in_target(scores: Tensor, target_hw: tuple[int, int]) -> Tensor:
+    """Expected target coordinate of every reference pixel (UVC §3.2, Eq. 3 on the transposed map).
+
+    scores: (B, N1, N2) logits (``affinity_logits``); softmax is taken over target pixels.
+    -> (B, 2, N1) target (x, y) in feature units.
+    """
+    grid = coordinate_grid(*target_hw, device=scores.device, dtype=scores.dtype)
+    prob = scores.softmax(dim=2)
+    return torch.bmm(grid.expand(scores.shape[0], -1, -1), prob.transpose(1, 2))
+
+
+def region_from_coordinates(coords: Tensor) -> tuple[Tensor, Tensor]:
+    """Region centre and half-size from transported coordinates (UVC Eq. 3-4).
+
+    coords: (B, 2, N) -> centre (B, 2) = mean coordinate, half_size (B, 2) = 2 x mean absolute
+    deviation from the centre (Eq. 4: for points spread uniformly over [-w, w] the mean |x| is w/2).
+    """
+    centre = coords.mean(dim=2)
+    half_size = 2.0 * (coords - centre.unsqueeze(2)).abs().mean(dim=2)
+    return centre, half_size
+
+
+# --------------------------------------------------------------------------- local windows
+
+
+def window_offsets(radius: float, shape: WindowShape) -> Tensor:
+    """Integer (dy, dx) offsets inside a local window. -> (M, 2) long.
+
+    ``circle``: Euclidean distance strictly below ``radius`` (CRW's ``D < radius``).
+    ``square``: Chebyshev distance at most ``radius`` (STT/VFS: window side 2r+1 around the pixel).
+    """
+    if shape == "circle" and radius <= 0:
+        raise ValueError(f"a circular window needs radius > 0, got {radius}")
+    if radius < 0:
+        raise ValueError(f"window radius must be >= 0, got {radius}")
+    reach = math.ceil(radius)
+    d = torch.arange(-reach, reach + 1)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    if shape == "circle":
+        inside = (dy * dy + dx * dx).double() < radius * radius
+    elif shape == "square":
+        inside = (dy.abs() <= radius) & (dx.abs() <= radius)
+    else:
+        raise ValueError(f"unknown window shape {shape!r}")
+    return torch.stack([dy[inside], dx[inside]], dim=1)
+
+
+def window_mask(h: int, w: int, radius: float, shape: WindowShape, device=None) -> Tensor:
+    """Dense boolean mask (N1, N2) of the local window: True where reference i is near target j.
+
+    For training losses on small maps (and as the naive reference in tests); propagation uses the
+    tiled `windowed_topk`, which never builds this N x N matrix.
+    """
+    grid = coordinate_grid(h, w, device=device, dtype=torch.float64)
+    dx = grid[0][:, None] - grid[0][None, :]
+    dy = grid[1][:, None] - grid[1][None, :]
+    if shape == "circle":
+        return dx * dx + dy * dy < radius * radius
+    return (dx.abs() <= radius) & (dy.abs() <= radius)
+
+
+# --------------------------------------------------------------------------- top-k candidates
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Top-k reference candidates for every target pixel of one context frame.
+
+    scores: (N2, k) logits (``f1.f2 / tau``) or, when the protocol normalises before selecting,
+    log-probabilities of the softmax over the whole frame / window. index: (N2, k) flat reference
+    pixel index (y * w + x) within that frame.
+    """
+
+    scores: Tensor
+    index: Tensor
+
+
+def dense_topk(
+    query: Tensor,
+    key: Tensor,
+    k: int,
+    *,
+    temperature: float,
+    softmax_first: bool,
+    chunk: int = 1024,
+) -> Candidates:
+    """Top-k over all reference pixels, streamed over chunks of target pixels.
+
+    query: (C, N2) target features, key: (C, N1) reference features. Peak extra memory is
+    ``chunk x N1`` scores, independent of how many frames are propagated.
+    """
+    k = min(k, key.shape[1])
+    scores, index = [], []
+    for start in range(0, query.shape[1], chunk):
+        logits = query[:, start : start + chunk].T @ key / temperature
+        if softmax_first:
+            logits = logits.log_softmax(dim=1)
+        s, i = logits.topk(k, dim=1)
+        scores.append(s)
+        index.append(i)
+    return Candidates(torch.cat(scores), torch.cat(index))
+
+
+def windowed_topk(
+    query: Tensor,
+    key: Tensor,
+    k: int,
+    *,
+    radius: float,
+    shape: WindowShape,
+    temperature: float,
+    softmax_first: bool,
+    tile: int = 12,
+    max_unfold_elements: int = 8_000_000,
+) -> Candidates:
+    """Top-k over the reference pixels inside a local window around each target pixel.
+
+    query, key: (C, h, w) target and reference features of the same size -> Candidates (N2, k).
+
+    The target is cut into ``tile x tile`` blocks; each block is matched (one batched matmul) against
+    the ``(tile + 2 reach)^2`` reference block around it and the scores outside the window are
+    masked. Cost per target pixel is ``(tile + 2 reach)^2 x C``: it grows with the window, not with
+    the frame. Tile rows are processed in bands so the unfolded reference stays below
+    ``max_unfold_elements`` floats.
+    """
+    C, h, w = query.shape
+    offsets = window_offsets(radius, shape)
+    reach = int(offsets.abs().max())
+    span = tile + 2 * reach
+    rows, cols = math.ceil(h / tile), math.ceil(w / tile)
+    local_mask = _tile_window_mask(offsets, tile, reach, query.device)  # (tile^2, span^2)
+
+    pad_q = (0, cols * tile - w, 0, rows * tile - h)
+    q = F.pad(query, pad_q)
+    pad_k = (reach, reach + cols * tile - w, reach, reach + rows * tile - h)
+    kp = F.pad(key, pad_k)
+    valid = F.pad(torch.ones(h, w, device=key.device, dtype=torch.bool), pad_k)
+
+    k = min(k, int(local_mask.sum(1).min()))
+    band = max(1, max_unfold_elements // (C * span * span * cols))
+    scores, index = [], []
+    for r0 in range(0, rows, band):
+        r1 = min(rows, r0 + band)
+        n = (r1 - r0) * cols
+        # Tensor.unfold gives strided views; one reshape copies each block once (F.unfold is ~4x slower).
+        q_rows = q[:, r0 * tile : r1 * tile] / temperature
+        q_tiles = q_rows.unfold(1, tile, tile).unfold(2, tile, tile)  # (C, r, cols, tile, tile)
+        q_tiles = q_tiles.permute(1, 2, 3, 4, 0).reshape(n, tile * tile, C)
+        k_rows = kp[:, r0 * tile : r1 * tile + 2 * reach]
+        k_tiles = k_rows.unfold(1, span, tile).unfold(2, span, tile)  # (C, r, cols, span, span)
+        k_tiles = k_tiles.permute(1, 2, 0, 3, 4).reshape(n, C, span * span)
+        v_rows = valid[r0 * tile : r1 * tile + 2 * reach]
+        k_valid = v_rows.unfold(0, span, tile).unfold(1, span, tile).reshape(n, 1, span * span)
+
+        logits = torch.bmm(q_tiles, k_tiles)  # (n, tile^2, span^2)
+        logits.masked_fill_(~(local_mask & k_valid), float("-inf"))
+        if softmax_first:
+            logits = logits.log_softmax(dim=2)
+        s, i = logits.topk(k, dim=2)
+        scores.append(_tiles_to_image(s, r1 - r0, cols, tile))
+        flat = _window_to_flat(i, r0, cols, tile, span, reach, (h, w))
+        index.append(_tiles_to_image(flat, r1 - r0, cols, tile))
+    scores_img = torch.cat(scores, dim=0)[:h, :w]
+    index_img = torch.cat(index, dim=0)[:h, :w]
+    return Candidates(scores_img.reshape(h * w, k), index_img.reshape(h * w, k))
+
+
+def _tile_window_mask(offsets: Tensor, tile: int, reach: int, device) -> Tensor:
+    """(tile^2, span^2) bool: window position (wy, wx) is inside the window of query (qy, qx)."""
+    span = tile + 2 * reach
+    allowed = torch.zeros(2 * reach + 1, 2 * reach + 1, dtype=torch.bool)
+    allowed[offsets[:, 0] + reach, offsets[:, 1] + reach] = True
+    q = torch.arange(tile)
+    wpos = torch.arange(span)
+    # offset of window position from query position, shifted to index `allowed`
+    d = wpos[None, :] - q[:, None]  # (tile, span), in [-tile+1, span-1]; inside iff 0 <= d <= 2*reach
+    inside = (d >= 0) & (d <= 2 * reach)
+    d = d.clamp(0, 2 * reach)
+    m = allowed[d[:, None, :, None], d[None, :, None, :]]  # (qy, qx, wy, wx)
+    m &= inside[:, None, :, None] & inside[None, :, None, :]
+    return m.reshape(tile * tile, span * span).to(device)
+
+
+def _window_to_flat(
+    win_idx: Tensor, r0: int, cols: int, tile: int, span: int, reach: int, hw: tuple[int, int]
+) -> Tensor:
+    """Window-local indices (n, tile^2, k) -> flat reference indices y * w + x (masked ones clamped)."""
+    n = win_idx.shape[0]
+    tile_id = torch.arange(n, device=win_idx.device)
+    ty = (tile_id // cols + r0).view(n, 1, 1)
+    tx = (tile_id % cols).view(n, 1, 1)
+    y = ty * tile + win_idx // span - reach
+    x = tx * tile + win_idx % span - reach
+    h, w = hw
+    return y.clamp(0, h - 1) * w + x.clamp(0, w - 1)
+
+
+def _tiles_to_image(t: Tensor, rows: int, cols: int, tile: int) -> Tensor:
+    """(rows*cols, tile^2, k) -> (rows*tile, cols*tile, k)."""
+    k = t.shape[-1]
+    return t.view(rows, cols, tile, tile, k).permute(0, 2, 1, 3, 4).reshape(rows * tile, cols * tile, k)
+
+
+# --------------------------------------------------------------------------- sparse affinity
+
+
+@dataclass(frozen=True)
+class TopKConfig:
+    """How a protocol turns context-frame scores into propagation weights (METHODS.md §5).
+
+    k: candidates kept per target pixel (per frame or jointly). scope: ``"joint"`` takes one top-k over
+    the candidates of all context frames (CRW, STT); ``"per_frame"`` keeps k per frame and averages the
+    frames' results (UVC, TimeCycle). normalisation: ``"topk_softmax"`` = softmax over the kept scores;
+    ``"softmax_topk"`` = softmax over the whole frame (or window), keep the top-k probabilities, no
+    renormalisation (UVC, TimeCycle). radius/shape: local window (radius None = whole frame).
+    """
+
+    k: int
+    temperature: float
+    scope: TopKScope = "joint"
+    normalisation: Normalisation = "topk_softmax"
+    radius: float | None = None
+    shape: WindowShape = "circle"
+    tile: int = 12
+    chunk: int = 1024
+
+
+@dataclass(frozen=True)
+class SparseAffinity:
+    """Propagation weights for one target frame. weights, index: (N2, M); index is flat into the
+    concatenation of the context frames (frame * N1 + pixel)."""
+
+    weights: Tensor
+    index: Tensor
+
+
+def sparse_affinity(
+    query: Tensor,
+    keys: Sequence[Tensor],
+    windowed: Sequence[bool],
+    cfg: TopKConfig,
+) -> SparseAffinity:
+    """Top-k affinity of one target frame against several context frames.
+
+    query: (C, h, w) target features; keys: context features, each (C, h, w); windowed[i] says
+    whether the local window applies to keys[i] (CRW leaves the first frame unrestricted).
+    """
+    if len(keys) != len(windowed) or not keys:
+        raise ValueError("need one `windowed` flag per context frame, and at least one frame")
+    n1 = keys[0].shape[1] * keys[0].shape[2]
+    # Protocols that pad the context with copies of frame 0 pass the same tensor many times:
+    # score it once per windowing mode.
+    seen: dict[tuple[int, bool], Candidates] = {}
+    per_frame = []
+    for f, (key, use_window) in enumerate(zip(keys, windowed)):
+        use_window = use_window and cfg.radius is not None
+        slot = (id(key), use_window)
+        if slot not in seen:
+            seen[slot] = _frame_candidates(query, key, use_window, cfg)
+        cand = seen[slot]
+        per_frame.append(Candidates(cand.scores, cand.index + f * n1))
+    return _combine(per_frame, cfg)
+
+
+def _frame_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKConfig) -> Candidates:
+    softmax_first = cfg.normalisation == "softmax_topk"
+    if use_window:
+        return windowed_topk(
+            query, key, cfg.k, radius=cfg.radius, shape=cfg.shape, temperature=cfg.temperature,
+            softmax_first=softmax_first, tile=cfg.tile,
+        )
+    return dense_topk(
+        query.flatten(1), key.flatten(1), cfg.k, temperature=cfg.temperature,
+        softmax_first=softmax_first, chunk=cfg.chunk,
+    )
+
+
+def _combine(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAffinity:
+    """Turn per-frame candidates into weights according to the protocol's scope and normalisation."""
+    if cfg.scope == "joint":
+        scores = torch.cat([c.scores for c in per_frame], dim=1)
+        index = torch.cat([c.index for c in per_frame], dim=1)
+        k = min(cfg.k, scores.shape[1])
+        scores, pick = scores.topk(k, dim=1)
+        index = index.gather(1, pick)
+        if cfg.normalisation == "topk_softmax":
+            weights = scores.softmax(dim=1)
+        else:  # softmax_topk: probabilities of each frame's own softmax, no renormalisation
+            weights = scores.exp()
+        return SparseAffinity(weights, index)
+    if cfg.scope != "per_frame":
+        raise ValueError(f"unknown top-k scope {cfg.scope!r}")
+    n_frames = len(per_frame)
+    weights = []
+    for c in per_frame:
+        w = c.scores.softmax(dim=1) if cfg.normalisation == "topk_softmax" else c.scores.exp()
+        weights.append(w / n_frames)  # the frames' results are averaged
+    return SparseAffinity(torch.cat(weights, dim=1), torch.cat([c.index for c in per_frame], dim=1))
+
+
+def transport_sparse(bank: Tensor, aff: SparseAffinity) -> Tensor:
+    """Carry context labels into the target frame with a sparse affinity.
+
+    bank: (F * N1, K) labels of the context frames, concatenated in the order the keys were given
+    -> (N2, K).
+    """
+    gathered = bank[aff.index]  # (N2, M, K)
+    return torch.einsum("nm,nmk->nk", aff.weights.to(bank.dtype), gathered)
