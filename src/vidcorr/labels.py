@@ -1,0 +1,82 @@
+"""Label codecs for propagation: index maps (masks, part maps) <-> soft per-class maps.
+
+A mask with ids 0..K (0 = background, 255 = void) becomes K+1 soft channels. Void pixels get an
+all-zero vector: they carry no label at all, so they neither vote for background nor for an object
+when propagated. Decoding follows the preset's output knobs (METHODS.md §5, last row).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vidcorr.presets import PropagationPreset
+
+VOID = 255
+
+
+def one_hot_labels(index_map: np.ndarray, num_classes: int | None = None) -> Tensor:
+    """(H, W) uint8 ids with 255 = void -> (K+1, H, W) float one-hot; void pixels are all zero.
+
+    num_classes defaults to max id + 1 (ids need not be contiguous: DAVIS objects are 1..max id).
+    """
+    ids = torch.from_numpy(np.asarray(index_map).astype(np.int64))
+    void = ids == VOID
+    known = ids[~void]
+    k = num_classes if num_classes is not None else int(known.max()) + 1 if known.numel() else 1
+    if known.numel() and int(known.max()) >= k:
+        raise ValueError(f"label id {int(known.max())} does not fit in {k} classes")
+    onehot = F.one_hot(ids.masked_fill(void, 0), k).permute(2, 0, 1).float()
+    onehot[:, void] = 0.0
+    return onehot
+
+
+def downsample_labels(labels: Tensor, size: tuple[int, int], mode: str) -> Tensor:
+    """(K, H, W) soft labels -> (K, h, w) at feature resolution.
+
+    ``nearest`` samples pixel centres (PIL / scipy ``imresize`` nearest, as UVC and STT do);
+    ``bilinear`` is OpenCV-style bilinear without antialiasing (CRW and TimeCycle use cv2.resize).
+    """
+    if mode == "nearest":
+        return F.interpolate(labels[None], size=size, mode="nearest-exact")[0]
+    if mode == "bilinear":
+        return F.interpolate(labels[None], size=size, mode="bilinear", align_corners=False)[0]
+    raise ValueError(f"unknown label downsampling {mode!r}")
+
+
+def minmax_per_channel(soft: Tensor) -> Tensor:
+    """Per-channel min-max normalisation of (K, H, W) (UVC's ``norm_mask``; applied where max > 0).
+
+    Channels whose range is zero are left as they are (the reference divides by zero there).
+    """
+    flat = soft.flatten(1)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    span = hi - lo
+    scale = (hi > 0) & (span > 0)
+    out = torch.where(scale, (flat - lo) / span.clamp_min(1e-12), flat)
+    return out.view_as(soft)
+
+
+def decode_label_map(
+    soft: Tensor,
+    preset: PropagationPreset,
+    input_hw: tuple[int, int],
+    original_hw: tuple[int, int],
+) -> Tensor:
+    """Soft labels at feature resolution -> (H, W) long index map at the original frame size.
+
+    soft: (K, h, w). The preset says whether to upsample to the original size directly (CRW, STT)
+    or to the encoder input size, take the argmax there and nearest-resize (UVC, TimeCycle), and
+    whether to min-max normalise each channel before the argmax.
+    """
+    target = original_hw if preset.output_resize == "original" else input_hw
+    up = F.interpolate(soft[None], size=target, mode="bilinear", align_corners=False)[0]
+    if preset.output_minmax:
+        up = minmax_per_channel(up)
+    index = up.argmax(dim=0)
+    if tuple(index.shape) != tuple(original_hw):
+        index = F.interpolate(index[None, None].float(), size=original_hw, mode="nearest-exact")[0, 0].long()
+    return index

@@ -1,0 +1,170 @@
+"""Label-propagation protocols as presets (METHODS.md §5). A number is only reported with its preset.
+
+Each preset is a plain, frozen description of every knob a protocol sets; `vidcorr.propagate` reads
+nothing else. The four presets reproduce the official test code of CRW (the field's common
+protocol, our default), UVC, TimeCycle and STT/VFS; where the code and the paper disagree the code wins
+and the difference is noted here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from vidcorr.affinity import TopKConfig
+
+SizeMode = Literal["native", "short_side", "square"]
+InitialContext = Literal["empty", "first", "fill"]
+
+
+@dataclass(frozen=True)
+class SizePolicy:
+    """How frames are resized before feature extraction.
+
+    ``native``: as they are. ``short_side``: short side to ``size`` keeping the aspect ratio; with
+    ``long_multiple`` the long side is floored to a multiple of it (UVC: 854 -> 832 at 480).
+    ``square``: ``size x size``, aspect ignored (TimeCycle).
+    """
+
+    mode: SizeMode = "native"
+    size: int = 480
+    long_multiple: int | None = None
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) of the original frame -> (H, W) fed to the encoder."""
+        if self.mode == "native":
+            return height, width
+        if self.mode == "square":
+            return self.size, self.size
+        short, long = (height, width) if height <= width else (width, height)
+        new_long = long * self.size / short
+        new_long = (int(new_long // self.long_multiple) * self.long_multiple
+                    if self.long_multiple else int(round(new_long)))
+        return (self.size, new_long) if height <= width else (new_long, self.size)
+
+
+@dataclass(frozen=True)
+class PropagationPreset:
+    """Every knob of a label-propagation protocol.
+
+    feature_layer: encoder stage used for matching (None = the encoder's own output layer).
+    l2_normalise: L2-normalise features before the dot product.
+    topk: candidates, temperature, joint/per-frame top-k, normalisation order, local window.
+    n_previous: context = first frame + this many preceding frames.
+    window_first: apply the local window to the first frame too (STT yes, CRW no).
+    initial_context: what the ring buffer holds at the start. ``empty``: nothing (UVC: the context
+        grows to first + n); ``first``: frame 0 once (STT/VFS: frame 0 is also a "preceding" frame);
+        ``fill``: n copies of frame 0 (CRW pads the video with copies of frame 0, TimeCycle too).
+    label_downsample: how first-frame labels reach feature resolution (``nearest`` or ``bilinear``).
+    normalise_context_labels: min-max normalise each propagated frame's soft labels before storing
+        them as context (TimeCycle).
+    output_resize: soft labels are upsampled to the ``original`` frame size, or to the encoder
+        ``input`` size and then nearest-resized to the original after the argmax (UVC, TimeCycle).
+    output_minmax: per-channel min-max normalisation before the argmax (UVC, STT).
+    """
+
+    name: str
+    size: SizePolicy
+    feature_layer: str | None
+    l2_normalise: bool
+    topk: TopKConfig
+    n_previous: int
+    window_first: bool
+    initial_context: InitialContext
+    label_downsample: Literal["nearest", "bilinear"]
+    normalise_context_labels: bool
+    output_resize: Literal["original", "input"]
+    output_minmax: bool
+    notes: str = field(default="", compare=False)
+
+    def with_overrides(self, **changes) -> "PropagationPreset":
+        """A copy with some knobs changed; ``k``, ``temperature``, ``radius`` reach into ``topk``."""
+        topk_keys = {"k", "temperature", "radius", "shape", "scope", "normalisation", "tile", "chunk"}
+        topk_changes = {k: changes.pop(k) for k in list(changes) if k in topk_keys}
+        topk = replace(self.topk, **topk_changes) if topk_changes else self.topk
+        return replace(self, topk=topk, **changes)
+
+
+CRW = PropagationPreset(
+    name="crw",
+    size=SizePolicy("native"),
+    feature_layer="layer3",
+    l2_normalise=True,
+    topk=TopKConfig(k=10, temperature=0.05, scope="joint", normalisation="topk_softmax",
+                    radius=12, shape="circle"),
+    n_previous=20,
+    window_first=False,
+    initial_context="fill",
+    label_downsample="bilinear",
+    normalise_context_labels=False,
+    output_resize="original",
+    output_minmax=False,
+    notes="CRW test.py: native 480p, layer3, L2, tau 0.05 (README; code default 0.07), first + 20 "
+          "previous, joint top-10 + softmax, circle r < 12 except on the first frame.",
+)
+
+UVC = PropagationPreset(
+    name="uvc",
+    size=SizePolicy("short_side", 480, long_multiple=64),
+    feature_layer=None,
+    l2_normalise=False,
+    topk=TopKConfig(k=5, temperature=1.0, scope="per_frame", normalisation="softmax_topk"),
+    n_previous=7,
+    window_first=False,
+    initial_context="empty",
+    label_downsample="nearest",
+    normalise_context_labels=False,
+    output_resize="input",
+    output_minmax=True,
+    notes="UVC test.py: short side 480, long side floored to /64, the encoder's layer4, no L2, "
+          "tau 1, first + 7 previous each propagated separately (full softmax, top-5, no renorm), "
+          "averaged.",
+)
+
+TIMECYCLE = PropagationPreset(
+    name="timecycle",
+    size=SizePolicy("square", 320),
+    feature_layer=None,
+    l2_normalise=True,
+    topk=TopKConfig(k=5, temperature=1.0 / math.sqrt(512), scope="per_frame",
+                    normalisation="softmax_topk"),
+    n_previous=7,
+    window_first=False,
+    initial_context="fill",
+    label_downsample="bilinear",
+    normalise_context_labels=True,
+    output_resize="input",
+    output_minmax=False,
+    notes="TimeCycle test_davis.py: square 320, L2, logits x sqrt(512), 8 copies of frame 0 "
+          "padded, first + 7 previous each with full softmax + top-5, sum / 8, min-max stored.",
+)
+
+STT = PropagationPreset(
+    name="stt",
+    size=SizePolicy("short_side", 480),
+    feature_layer="layer3",
+    l2_normalise=True,
+    topk=TopKConfig(k=10, temperature=0.07, scope="joint", normalisation="topk_softmax",
+                    radius=12, shape="square"),
+    n_previous=20,
+    window_first=True,
+    initial_context="first",
+    label_downsample="nearest",
+    normalise_context_labels=False,
+    output_resize="original",
+    output_minmax=True,
+    notes="STT/VFS VanillaTracker: short side 480, layer3, L2, tau 0.07, first + 20 previous, "
+          "joint top-10 + softmax, square window of side 24 (|d| <= 12) on every frame.",
+)
+
+PRESETS: dict[str, PropagationPreset] = {p.name: p for p in (CRW, UVC, TIMECYCLE, STT)}
+DEFAULT_PRESET = "crw"
+
+
+def get_preset(name: str) -> PropagationPreset:
+    """Look a preset up by name, with a clear error listing the choices."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

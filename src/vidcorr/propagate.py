@@ -1,0 +1,155 @@
+"""Streaming label propagation with a bounded context memory (DESIGN.md "Memory is bounded by design").
+
+The propagator keeps the first frame and a ring buffer of the last ``n_previous`` frames (features
+and soft labels at feature resolution). For every new frame it computes a top-k affinity against
+that context (`vidcorr.affinity.sparse_affinity`), transports the context labels, stores the
+result and yields it. Frames are pulled from any iterable, embedded in small batches, and dropped
+as soon as they are used, so peak memory does not grow with the video length.
+
+Typical use (Cutie-style scripting API)::
+
+    prop = Propagator(encoder, get_preset("crw"))
+    for soft in prop.run(frames, one_hot_labels(first_mask)):   # frames 1, 2, ... of the video
+        index_map = decode_label_map(soft, prop.preset, prop.input_hw, prop.original_hw)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vidcorr.affinity import sparse_affinity, transport_sparse
+from vidcorr.labels import downsample_labels, minmax_per_channel
+from vidcorr.presets import PropagationPreset
+
+
+@dataclass
+class _Memory:
+    """One context frame: features (C, h, w) and soft labels flattened to (h * w, K)."""
+
+    feats: Tensor
+    labels: Tensor
+
+
+def frames_to_tensor(frames: Sequence[np.ndarray], size: tuple[int, int], device) -> Tensor:
+    """RGB uint8 frames (H, W, 3) -> (B, 3, h, w) float in [0, 1], resized bilinearly.
+
+    No antialiasing: the reference implementations resize with cv2.resize (INTER_LINEAR).
+    """
+    batch = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    if tuple(batch.shape[-2:]) != tuple(size):
+        batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=False)
+    return batch
+
+
+class Propagator:
+    """Propagate soft labels from the first frame through a stream of frames.
+
+    encoder: any module mapping RGB (B, 3, H, W) in [0, 1] to features (B, C, h, w) — the encoder
+    already truncated to the preset's feature layer. preset: the protocol. batch_size: frames
+    embedded per encoder call (memory vs speed; results do not depend on it).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        preset: PropagationPreset,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 4,
+        autocast: bool = False,
+    ):
+        self.encoder = encoder.eval().to(device)
+        self.preset = preset
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.autocast = autocast and self.device.type == "cuda"
+        self.input_hw: tuple[int, int] | None = None
+        self.original_hw: tuple[int, int] | None = None
+        self.feature_hw: tuple[int, int] | None = None
+        self._context: deque[_Memory] = deque()
+
+    @property
+    def context_size(self) -> int:
+        """Frames held in memory as context right now: the first frame + the ring buffer."""
+        return 1 + len(self._context)
+
+    @torch.inference_mode()
+    def embed(self, frames: Sequence[np.ndarray]) -> Tensor:
+        """RGB uint8 frames (H, W, 3) -> features (B, C, h, w), L2-normalised if the preset says so."""
+        h, w = frames[0].shape[:2]
+        if self.original_hw is not None and (h, w) != self.original_hw:
+            raise ValueError(f"frame is {w}x{h} but the first frame was "
+                             f"{self.original_hw[1]}x{self.original_hw[0]}")
+        batch = frames_to_tensor(frames, self.preset.size.input_size(h, w), self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            feats = self.encoder(batch)
+        feats = feats.float()
+        if self.preset.l2_normalise:
+            feats = F.normalize(feats, dim=1)
+        return feats
+
+    @torch.inference_mode()
+    def run(self, frames: Iterable[np.ndarray], first_labels: Tensor) -> Iterator[Tensor]:
+        """Yield soft labels (K, h, w) at feature resolution for every frame after the first.
+
+        frames: the whole video, first frame included (RGB uint8 (H, W, 3)); first_labels: (K, H, W)
+        soft labels of the first frame at its original size (e.g. `labels.one_hot_labels`).
+        """
+        stream = iter(frames)
+        try:
+            first_frame = next(stream)
+        except StopIteration:
+            raise ValueError("the video has no frames") from None
+        self.original_hw = tuple(first_frame.shape[:2])
+        if tuple(first_labels.shape[-2:]) != self.original_hw:
+            raise ValueError(f"first-frame labels are {first_labels.shape[-1]}x{first_labels.shape[-2]} "
+                             f"but frames are {self.original_hw[1]}x{self.original_hw[0]}")
+        self.input_hw = self.preset.size.input_size(*self.original_hw)
+        first = self._first_memory(first_frame, first_labels.to(self.device))
+        self._context = context = deque(maxlen=self.preset.n_previous)
+        if self.preset.initial_context == "first":
+            context.append(first)
+        elif self.preset.initial_context == "fill":
+            context.extend([first] * self.preset.n_previous)  # references, not copies
+
+        for batch in _batched(stream, self.batch_size):
+            for feats in self.embed(batch):
+                soft = self._step(feats, first, context)
+                yield soft.T.reshape(-1, *self.feature_hw)
+
+    def _first_memory(self, frame: np.ndarray, labels: Tensor) -> _Memory:
+        feats = self.embed([frame])[0]
+        self.feature_hw = tuple(feats.shape[-2:])
+        small = downsample_labels(labels.float(), self.feature_hw, self.preset.label_downsample)
+        return _Memory(feats, small.flatten(1).T.contiguous())
+
+    def _step(self, query: Tensor, first: _Memory, context: deque[_Memory]) -> Tensor:
+        """Propagate into one frame: query (C, h, w) -> soft labels (h * w, K); updates context."""
+        memories = [first, *context]
+        windowed = [self.preset.window_first] + [True] * len(context)
+        aff = sparse_affinity(query, [m.feats for m in memories], windowed, self.preset.topk)
+        soft = transport_sparse(torch.cat([m.labels for m in memories]), aff)
+        stored = soft
+        if self.preset.normalise_context_labels:
+            stored = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
+        if self.preset.n_previous > 0:
+            context.append(_Memory(query, stored))
+        return soft
+
+
+def _batched(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

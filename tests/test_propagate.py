@@ -1,0 +1,198 @@
+"""Streaming propagation: equivalence with a naive all-frames loop, bounded memory, label codecs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidcorr.affinity import window_mask
+from vidcorr.labels import decode_label_map, downsample_labels, minmax_per_channel, one_hot_labels
+from vidcorr.presets import PRESETS, SizePolicy, get_preset
+from vidcorr.propagate import Propagator, frames_to_tensor
+
+
+class PatchEncoder(nn.Module):
+    """A fixed random stride-8 patch embedding: deterministic, cheap, good enough to match texture."""
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = nn.Conv2d(3, channels, 8, stride=8)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=g) * 0.2)
+            self.proj.bias.zero_()
+
+    def forward(self, x):
+        return self.proj(x - 0.5)  # centred, so unrelated patches have near-orthogonal codes
+
+
+def _texture_video(n_frames=8, h=64, w=96, step=3, seed=0):
+    """A random texture translating right by `step` px per frame, and a square mask moving with it."""
+    rng = np.random.default_rng(seed)
+    big = (rng.random((h, w + step * n_frames, 3)) * 255).astype(np.uint8)
+    big = np.repeat(np.repeat(big[::4, ::4], 4, axis=0), 4, axis=1)[:h]  # blocky, matchable texture
+    frames, masks = [], []
+    for t in range(n_frames):
+        x0 = step * (n_frames - t)
+        frames.append(np.ascontiguousarray(big[:, x0 : x0 + w]))
+        m = np.zeros((h, w), np.uint8)
+        m[8:56, 16 + step * t : 64 + step * t] = 1
+        masks.append(m)
+    return frames, masks
+
+
+def _naive_run(encoder, preset, frames, first_labels):
+    """All-frames reference: embed everything up front, dense masked scores, literal context rules."""
+    size = preset.size.input_size(*frames[0].shape[:2])
+    feats = encoder(frames_to_tensor(frames, size, "cpu"))
+    if preset.l2_normalise:
+        feats = F.normalize(feats, dim=1)
+    _, C, h, w = feats.shape
+    cfg = preset.topk
+    labels = [downsample_labels(first_labels, (h, w), preset.label_downsample).flatten(1).T]
+    ctx_idx = {"empty": [], "first": [0], "fill": [0] * preset.n_previous}[preset.initial_context]
+    outputs = []
+    for t in range(1, len(frames)):
+        ctx = [0] + ctx_idx[-preset.n_previous:] if preset.n_previous else [0]
+        windowed = [preset.window_first] + [True] * (len(ctx) - 1)
+        q = feats[t].flatten(1)
+        per_scores = []
+        for i, use_w in zip(ctx, windowed):
+            s = q.T @ feats[i].flatten(1) / cfg.temperature
+            if use_w and cfg.radius is not None:
+                s = s.masked_fill(~window_mask(h, w, cfg.radius, cfg.shape).T, float("-inf"))
+            if cfg.normalisation == "softmax_topk":
+                s = s.log_softmax(1)
+            per_scores.append(s)
+        if cfg.scope == "joint":
+            val, idx = torch.cat(per_scores, 1).topk(cfg.k, 1)
+            wts = val.softmax(1) if cfg.normalisation == "topk_softmax" else val.exp()
+            bank = torch.cat([labels[i] for i in ctx])
+            soft = torch.einsum("nk,nkc->nc", wts, bank[idx])
+        else:
+            soft = 0
+            for s, i in zip(per_scores, ctx):
+                val, idx = s.topk(cfg.k, 1)
+                wts = val.softmax(1) if cfg.normalisation == "topk_softmax" else val.exp()
+                soft = soft + torch.einsum("nk,nkc->nc", wts, labels[i][idx])
+            soft = soft / len(ctx)
+        stored = soft
+        if preset.normalise_context_labels:
+            stored = minmax_per_channel(soft.T.reshape(-1, h, w)).flatten(1).T
+        labels.append(stored)
+        ctx_idx.append(t)
+        outputs.append(soft.T.reshape(-1, h, w))
+    return outputs
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_streaming_equals_naive_all_frames_loop(name):
+    # step 3 px: no two frames are shifted by a whole feature cell, so scores have no exact ties
+    frames, masks = _texture_video(n_frames=7)
+    preset = get_preset(name).with_overrides(n_previous=3, radius=3, size=SizePolicy("native"))
+    encoder = PatchEncoder()
+    first = one_hot_labels(masks[0])
+    want = _naive_run(encoder, preset, frames, first)
+    got = list(Propagator(encoder, preset, batch_size=2).run(frames, first))
+    assert len(got) == len(want) == len(frames) - 1
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
+
+
+def test_batch_size_does_not_change_results():
+    frames, masks = _texture_video(n_frames=6)
+    preset = get_preset("crw").with_overrides(n_previous=2, radius=3)
+    first = one_hot_labels(masks[0])
+    a = list(Propagator(PatchEncoder(), preset, batch_size=1).run(frames, first))
+    b = list(Propagator(PatchEncoder(), preset, batch_size=5).run(frames, first))
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y)
+
+
+def test_propagation_tracks_a_translating_texture():
+    """Whole-cell shifts: the mask must follow exactly, except in the columns that entered the
+    frame after frame 0 (content the first frame never saw gets whatever its random match says)."""
+    step = 8
+    frames, masks = _texture_video(n_frames=8, step=step)
+    preset = get_preset("crw").with_overrides(radius=4)
+    prop = Propagator(PatchEncoder(), preset)
+    for t, soft in enumerate(prop.run(frames, one_hot_labels(masks[0])), start=1):
+        pred = decode_label_map(soft, preset, prop.input_hw, prop.original_hw).numpy()
+        seen = slice(None), slice(step * t + 8, None)  # skip new columns and one cell of blur
+        inter = np.logical_and(pred[seen] == 1, masks[t][seen] == 1).sum()
+        union = np.logical_or(pred[seen] == 1, masks[t][seen] == 1).sum()
+        assert inter / union > 0.97, f"frame {t}: IoU {inter / union:.2f}"
+
+
+def test_frames_are_pulled_lazily_and_context_stays_bounded():
+    """Peak memory must not grow with video length: frames are consumed as they are propagated and
+    the context never holds more than first + n_previous frames."""
+    frames, masks = _texture_video(n_frames=4)
+    pulled = []
+
+    def endless():
+        t = 0
+        while True:
+            pulled.append(t)
+            yield frames[t % len(frames)]
+            t += 1
+
+    preset = get_preset("stt").with_overrides(n_previous=3, radius=3)
+    prop = Propagator(PatchEncoder(), preset, batch_size=2)
+    stream = prop.run(endless(), one_hot_labels(masks[0]))
+    for n_out in range(1, 40):
+        next(stream)
+        assert len(pulled) <= 1 + n_out + 2  # first frame + yielded + at most one batch ahead
+    assert prop.context_size == 1 + 3
+
+
+def test_one_hot_labels_handles_void_and_sparse_ids():
+    m = np.array([[0, 1, 255], [3, 3, 0]], np.uint8)
+    oh = one_hot_labels(m)
+    assert oh.shape == (4, 2, 3)
+    assert oh[:, 0, 2].sum() == 0  # void carries no label
+    assert oh[3, 1, 0] == 1 and oh[2].sum() == 0  # id 2 absent: an empty channel, not a shift
+
+
+def test_decode_uvc_style_upsamples_to_input_then_nearest_to_original():
+    soft = torch.zeros(2, 4, 6)
+    soft[1, :, 3:] = 1.0
+    soft[0, :, :3] = 1.0
+    preset = get_preset("uvc")
+    out = decode_label_map(soft, preset, input_hw=(32, 48), original_hw=(30, 50))
+    assert out.shape == (30, 50)
+    assert out[:, :20].max() == 0 and out[:, 30:].min() == 1
+
+
+def test_minmax_per_channel_leaves_flat_channels_alone():
+    x = torch.stack([torch.full((2, 2), 0.3), torch.tensor([[0.0, 1.0], [2.0, 4.0]])])
+    y = minmax_per_channel(x)
+    torch.testing.assert_close(y[0], x[0])
+    torch.testing.assert_close(y[1], torch.tensor([[0.0, 0.25], [0.5, 1.0]]))
+
+
+@pytest.mark.parametrize(
+    "policy,hw,want",
+    [(SizePolicy("short_side", 480, 64), (480, 854), (480, 832)),
+     (SizePolicy("short_side", 480, 64), (854, 480), (832, 480)),
+     (SizePolicy("short_side", 480), (360, 640), (480, 853)),
+     (SizePolicy("square", 320), (480, 854), (320, 320)),
+     (SizePolicy("native"), (480, 854), (480, 854))],
+)
+def test_size_policies(policy, hw, want):
+    assert policy.input_size(*hw) == want
+
+
+def test_labels_of_wrong_size_are_rejected():
+    frames, masks = _texture_video(n_frames=3)
+    prop = Propagator(PatchEncoder(), get_preset("crw"))
+    with pytest.raises(ValueError, match="first-frame labels are"):
+        next(prop.run(frames, one_hot_labels(masks[0][:-1])))
+
+
+def test_unknown_preset_lists_choices():
+    with pytest.raises(ValueError, match="crw"):
+        get_preset("nope")
