@@ -1,0 +1,1 @@
+"""Reading and writing data: mask / palette PNGs, dataset layouts (DAVIS, ...), video frames."""

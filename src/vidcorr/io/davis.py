@@ -1,0 +1,147 @@
+"""DAVIS dataset layout reader (DAVIS-2016 and DAVIS-2017, 480p or Full-Resolution).
+
+Layout::
+
+    ROOT/JPEGImages/<resolution>/<seq>/00000.jpg ...
+    ROOT/Annotations/<resolution>/<seq>/00000.png ...   (2016: 0/255 grayscale; 2017: palette + void)
+    ROOT/ImageSets/<year>/<split>.txt                    one sequence name per line
+
+Masks are read with `vidcorr.io.masks.read_mask`, so both annotation styles give object ids with
+255 = void. Folders are checked when first used, so scoring can run on an annotation-only tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vidcorr.errors import InputError
+from vidcorr.io.masks import read_mask
+
+
+class DavisDataset:
+    """The sequences of one DAVIS split, with their frame and annotation files.
+
+    Args:
+        root: DAVIS root folder (holds JPEGImages/, Annotations/, ImageSets/).
+        year: ImageSets sub-folder ("2016", "2017"); None picks the only one present.
+        split: split file name without .txt ("val", "train", "test-dev").
+        resolution: "480p" or "Full-Resolution".
+        sequences: a subset of the split's sequences, in this order. When ROOT has no
+            ImageSets/ at all (e.g. a hand-made tree) these names are used as they are.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        year: str | None = None,
+        split: str = "val",
+        resolution: str = "480p",
+        sequences: Sequence[str] | None = None,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(self.root, "DAVIS root folder not found")
+        self.resolution = resolution
+        self.split = split
+        image_sets = self.root / "ImageSets"
+        if not image_sets.is_dir() and sequences is not None:
+            self.year = year
+            self.sequences = list(sequences)
+            return
+        self.year = _pick_year(image_sets, year)
+        listed = _read_split(image_sets / self.year, split)
+        self.sequences = listed if sequences is None else _subset(listed, sequences, image_sets / self.year / f"{split}.txt")
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __repr__(self) -> str:
+        return (f"DavisDataset(root={str(self.root)!r}, year={self.year!r}, split={self.split!r}, "
+                f"resolution={self.resolution!r}, {len(self)} sequences)")
+
+    def frames(self, seq: str) -> list[Path]:
+        """Sorted JPEG frame paths of `seq` (at least one, else `InputError`)."""
+        return _list_files(self.root / "JPEGImages" / self.resolution / seq, "*.jpg", "frames")
+
+    def masks(self, seq: str) -> list[Path]:
+        """Sorted annotation PNG paths of `seq` (all frames in DAVIS val, the first in test-dev)."""
+        return _list_files(self.root / "Annotations" / self.resolution / seq, "*.png", "annotations")
+
+    def first_mask(self, seq: str) -> np.ndarray:
+        """The first annotation of `seq` as object ids, uint8 [H, W] (255 = void).
+
+        Raises `InputError` if its size differs from the sequence's first frame.
+        """
+        mask_path = self.masks(seq)[0]
+        mask = read_mask(mask_path)
+        check_mask_size(mask_path, mask, frame_size(self.frames(seq)[0]), "frames are")
+        return mask
+
+
+def frame_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot read image: {err}") from None
+
+
+def check_mask_size(mask_path: Path, mask: np.ndarray, size: tuple[int, int], reference: str) -> None:
+    """Raise `InputError` unless `mask` ([H, W]) has `size` = (width, height).
+
+    `reference` completes the message "mask X is WxH but <reference> W'xH'", e.g. "frames are".
+    """
+    h, w = mask.shape
+    if (w, h) != tuple(size):
+        raise InputError(mask_path, f"mask {mask_path.name} is {w}x{h} but {reference} {size[0]}x{size[1]}")
+
+
+def _pick_year(image_sets: Path, year: str | None) -> str:
+    if not image_sets.is_dir():
+        raise InputError(image_sets, "missing: a DAVIS root needs ImageSets/<year>/<split>.txt "
+                         "(or name the sequences explicitly)")
+    years = sorted(p.name for p in image_sets.iterdir() if p.is_dir())
+    if year is not None:
+        if year not in years:
+            raise InputError(image_sets / year, f"no such year folder; found: {', '.join(years) or 'none'}")
+        return year
+    if len(years) != 1:
+        found = ", ".join(years) if years else "no year folders"
+        raise InputError(image_sets, f"cannot pick the year ({found}): pass year / --year")
+    return years[0]
+
+
+def _read_split(year_dir: Path, split: str) -> list[str]:
+    split_file = year_dir / f"{split}.txt"
+    if not split_file.is_file():
+        splits = sorted(p.stem for p in year_dir.glob("*.txt"))
+        raise InputError(split_file, f"split file not found; splits here: {', '.join(splits) or 'none'}")
+    names = [line.strip() for line in split_file.read_text().splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise InputError(split_file, "split file lists no sequences")
+    return names
+
+
+def _subset(listed: list[str], wanted: Sequence[str], split_file: Path) -> list[str]:
+    known = set(listed)
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        raise InputError(split_file, f"unknown sequence(s) {', '.join(unknown)}; "
+                         f"the split lists {len(listed)}: {', '.join(listed[:10])}"
+                         + (", ..." if len(listed) > 10 else ""))
+    return list(wanted)
+
+
+def _list_files(folder: Path, pattern: str, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise InputError(folder, f"{what} folder of sequence {folder.name!r} not found")
+    files = sorted(folder.glob(pattern))
+    if not files:
+        raise InputError(folder, f"no {pattern} {what} in sequence folder")
+    return files

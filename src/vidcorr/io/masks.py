@@ -1,0 +1,119 @@
+"""Object-id mask PNGs: reading DAVIS-2016 / DAVIS-2017 annotations, writing palette PNGs.
+
+A label map in vidcorr is ``uint8 [H, W]``: 0 = background, 1..254 = object ids, **255 = void**
+(pixels the annotators left undecided, e.g. thin structures and object borders in DAVIS-2017).
+
+Two on-disk layouts exist and both are read by `read_mask`:
+
+* DAVIS-2017 (and every VOS results folder): a *palette* PNG (Pillow mode ``P``). The pixel value
+  is the palette **index**, and the index is the object id; index 255 is void.
+* DAVIS-2016: a binary *grayscale* PNG (mode ``L`` or ``1``) with values 0 / 255. Here 255 means
+  **foreground** (object 1), not void; there is no void in DAVIS-2016.
+
+Void semantics downstream: the DAVIS semi-supervised metric turns void into background and scores
+it (see `vidcorr.metrics.davis`); propagation should not start labels from it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vidcorr.errors import InputError
+
+VOID = 255
+
+
+def _pascal_colormap() -> np.ndarray:
+    """The PASCAL VOC / DAVIS colour map: index bits interleaved into R, G, B (MSB first)."""
+    idx = np.arange(256)
+    cmap = np.zeros((256, 3), np.uint8)
+    for bit in range(8):
+        for channel in range(3):
+            cmap[:, channel] |= (((idx >> (3 * bit + channel)) & 1) << (7 - bit)).astype(np.uint8)
+    cmap.flags.writeable = False
+    return cmap
+
+
+# (256, 3) uint8, read-only. Index 0 black, 1 (128,0,0) red, 2 (0,128,0) green, ..., 255 (224,224,192).
+DAVIS_PALETTE: np.ndarray = _pascal_colormap()
+
+
+def write_indexed_png(path: str | Path, labels: np.ndarray) -> None:
+    """Write a label map as a palette ('P' mode) PNG with `DAVIS_PALETTE`.
+
+    Args:
+        path: destination; parent folders are created. Written to a temporary file in the same
+            folder and renamed into place, so a crash never leaves a half-written mask.
+        labels: uint8 [H, W] object ids (255 = void); stored as palette indices unchanged.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"labels must be uint8 [H, W], got {labels.dtype} {labels.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(np.ascontiguousarray(labels), mode="L")
+    img.putpalette(DAVIS_PALETTE.tobytes())  # 'L' -> 'P': the pixel values become indices as they are
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read an annotation or prediction PNG as object ids.
+
+    Returns:
+        uint8 [H, W]: 0 background, 1..254 object ids, 255 void.
+
+    Modes:
+        'P'        palette indices are the ids; 255 stays void (DAVIS-2017).
+        'L' / '1'  values within {0, 255}: a binary DAVIS-2016 mask, 255 -> object 1, no void.
+                   Any other grayscale values are taken as ids like a palette (255 = void), the
+                   way ``np.array(Image.open(p))`` reads them in the official DAVIS code.
+        other      `InputError` (RGB/RGBA gets a message on palette vs RGB).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            # Pitfall (palette vs RGB): np.array of a 'P' image gives the indices (the ids). An
+            # image converted to RGB, or saved by a tool that drops the palette, only has colours,
+            # and colours are not ids; guessing a colour->id map would silently mislabel objects.
+            if mode in ("RGB", "RGBA"):
+                raise InputError(
+                    path,
+                    f"is an {mode} image, not an indexed (palette) mask: its colours are not object ids. "
+                    "Save masks as 'P' mode PNGs whose indices are the ids (vidcorr.io.masks."
+                    "write_indexed_png); a DAVIS-coloured RGB mask can be converted with "
+                    "img.quantize(palette=<'P' image with DAVIS_PALETTE>, dither=Image.Dither.NONE).",
+                )
+            if mode not in ("P", "L", "1"):
+                raise InputError(path, f"unsupported PNG mode {mode!r}: expected a palette ('P') "
+                                 "or grayscale ('L'/'1') mask of object ids")
+            arr = np.array(img)
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(path, "mask file not found") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(path, f"cannot read mask: {err}") from None
+    if mode == "1":
+        return arr.astype(np.uint8)  # bool -> 0/1: the foreground is object 1
+    if mode == "L" and _is_binary_0_255(arr):
+        # Pitfall (0/255 vs palette 255): in a DAVIS-2016 grayscale mask 255 is the object.
+        # Read as a palette index it would be void, and the sequence would have no object at all.
+        return (arr == 255).astype(np.uint8)
+    return arr.astype(np.uint8, copy=False)
+
+
+def _is_binary_0_255(arr: np.ndarray) -> bool:
+    values = np.bincount(arr.ravel(), minlength=256)
+    values[[0, 255]] = 0
+    return not values.any()

@@ -1,0 +1,1 @@
+"""Benchmark metrics, one module per benchmark (DAVIS J&F in `davis`), each matching its official code."""

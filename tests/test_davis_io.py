@@ -1,0 +1,75 @@
+"""DAVIS layout reader on the real DAVIS-2016 data and the DAVIS-2017 fixtures."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidcorr.errors import InputError
+from vidcorr.io.davis import DavisDataset
+
+
+def test_davis2016_layout(davis2016_root):
+    ds = DavisDataset(davis2016_root)
+    assert ds.year == "2016" and len(ds) == 10 and ds.sequences[0] == "blackswan"
+    frames, masks = ds.frames("blackswan"), ds.masks("blackswan")
+    assert len(frames) == len(masks) == 50
+    assert frames == sorted(frames) and frames[0].name == "00000.jpg" and masks[-1].name == "00049.png"
+    first = ds.first_mask("blackswan")
+    assert first.shape == (480, 854) and set(np.unique(first)) == {0, 1}  # 0/255 -> object 1
+
+
+def test_subset_keeps_order_and_rejects_unknown(davis2016_root):
+    assert DavisDataset(davis2016_root, sequences=["dog", "cows"]).sequences == ["dog", "cows"]
+    with pytest.raises(InputError, match="unknown sequence.*tennis"):
+        DavisDataset(davis2016_root, sequences=["dog", "tennis"])
+
+
+def test_davis2017_fixtures_without_imagesets(davis2017_fixtures):
+    with pytest.raises(InputError, match="ImageSets") as err:
+        DavisDataset(davis2017_fixtures)
+    assert err.value.path == davis2017_fixtures / "ImageSets"
+    ds = DavisDataset(davis2017_fixtures, sequences=["tennis"])
+    assert set(np.unique(ds.first_mask("tennis"))) == {0, 1, 2, 255}  # palette ids, 255 = void
+
+
+@pytest.fixture
+def tennis_root(tmp_path, davis2017_fixtures):
+    root = tmp_path / "DAVIS"
+    for kind in ("JPEGImages", "Annotations"):
+        shutil.copytree(davis2017_fixtures / kind / "480p" / "tennis", root / kind / "480p" / "tennis")
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("tennis\n\n")
+    return root
+
+
+def test_year_selection(tennis_root):
+    assert DavisDataset(tennis_root).year == "2017"
+    (tennis_root / "ImageSets" / "2016").mkdir()
+    with pytest.raises(InputError, match=r"cannot pick the year \(2016, 2017\)"):
+        DavisDataset(tennis_root)
+    assert DavisDataset(tennis_root, year="2017").sequences == ["tennis"]
+    with pytest.raises(InputError, match="no such year folder; found: 2016, 2017"):
+        DavisDataset(tennis_root, year="2019")
+
+
+def test_missing_root_split_and_sequence_folders(tmp_path, tennis_root):
+    with pytest.raises(InputError, match="DAVIS root folder not found"):
+        DavisDataset(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="split file not found; splits here: val"):
+        DavisDataset(tennis_root, split="train")
+    shutil.rmtree(tennis_root / "JPEGImages")
+    with pytest.raises(InputError, match="frames folder of sequence 'tennis' not found"):
+        DavisDataset(tennis_root).frames("tennis")
+    assert len(DavisDataset(tennis_root).masks("tennis")) == 2  # annotations alone still list
+
+
+def test_mask_size_must_match_frames(tennis_root):
+    path = tennis_root / "Annotations" / "480p" / "tennis" / "00000.png"
+    Image.open(path).resize((640, 360), Image.NEAREST).save(path)
+    with pytest.raises(InputError, match="mask 00000.png is 640x360 but frames are 854x480") as err:
+        DavisDataset(tennis_root).first_mask("tennis")
+    assert err.value.path == path

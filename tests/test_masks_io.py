@@ -1,0 +1,89 @@
+"""Mask PNG I/O: palette vs binary 0/255 masks, void, RGB mix-ups, atomic palette writes."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidcorr.errors import InputError
+from vidcorr.io.masks import DAVIS_PALETTE, read_mask, write_indexed_png
+
+
+def test_palette_is_the_one_of_the_golden_generator(shared_dir):
+    spec = importlib.util.spec_from_file_location("make_metric_cases", shared_dir / "metric-goldens/make_metric_cases.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert DAVIS_PALETTE.shape == (256, 3) and DAVIS_PALETTE.dtype == np.uint8
+    np.testing.assert_array_equal(DAVIS_PALETTE.ravel(), gen.davis_palette())
+    assert not DAVIS_PALETTE.flags.writeable
+
+
+def test_round_trip_keeps_indices_and_palette(tmp_path):
+    labels = np.arange(256, dtype=np.uint8).reshape(16, 16)  # every id, 255 (void) included
+    path = tmp_path / "sub" / "00000.png"
+    write_indexed_png(path, labels)
+    np.testing.assert_array_equal(read_mask(path), labels)
+    with Image.open(path) as img:
+        assert img.mode == "P"
+        np.testing.assert_array_equal(np.array(img.getpalette()[:768], np.uint8), DAVIS_PALETTE.ravel())
+    assert [p.name for p in path.parent.iterdir()] == ["00000.png"]  # no temp file left behind
+
+
+def test_write_rejects_non_label_arrays(tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        write_indexed_png(tmp_path / "a.png", np.zeros((4, 4), np.int64))
+    with pytest.raises(ValueError):
+        write_indexed_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    assert not any(tmp_path.iterdir())
+
+
+def test_davis2016_binary_mask_reads_as_object_1(davis2016_root):
+    path = davis2016_root / "Annotations/480p/blackswan/00000.png"
+    with Image.open(path) as img:
+        assert img.mode == "L"
+    mask = read_mask(path)
+    assert mask.dtype == np.uint8 and mask.shape == (480, 854)
+    assert set(np.unique(mask)) == {0, 1}
+
+
+def test_davis2017_palette_mask_keeps_ids_and_void(davis2017_fixtures):
+    mask = read_mask(davis2017_fixtures / "Annotations/480p/tennis/00000.png")
+    assert set(np.unique(mask)) == {0, 1, 2, 255}
+
+
+def test_grayscale_with_other_values_reads_ids(tmp_path):
+    labels = np.array([[0, 1, 2], [3, 255, 0]], np.uint8)
+    Image.fromarray(labels, mode="L").save(tmp_path / "ids.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "ids.png"), labels)  # 255 is void here
+
+
+def test_one_bit_mask_reads_as_object_1(tmp_path):
+    Image.fromarray(np.eye(4, dtype=bool)).save(tmp_path / "bits.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "bits.png"), np.eye(4, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_rgb_mask_is_refused_naming_the_file(tmp_path, davis2017_fixtures, mode):
+    path = tmp_path / "00000.png"
+    Image.open(davis2017_fixtures / "Annotations/480p/tennis/00000.png").convert(mode).save(path)
+    with pytest.raises(InputError, match=f"{mode} image, not an indexed") as err:
+        read_mask(path)
+    assert err.value.path == path and "00000.png" in str(err.value)
+
+
+def test_unsupported_mode_is_refused(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "deep.png")
+    with pytest.raises(InputError, match="unsupported PNG mode"):
+        read_mask(tmp_path / "deep.png")
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(InputError, match="not found") as err:
+        read_mask(tmp_path / "nope.png")
+    assert err.value.path == tmp_path / "nope.png"
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="cannot read mask"):
+        read_mask(tmp_path / "broken.png")

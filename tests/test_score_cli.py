@@ -1,0 +1,105 @@
+"""`vidcorr score davis` end to end on a tiny DAVIS tree built from real DAVIS-2016 masks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import vidcorr.cli
+from vidcorr.io.masks import read_mask, write_indexed_png
+from vidcorr.metrics.davis import GLOBAL_KEYS
+
+SEQUENCES = ["car-shadow", "blackswan"]
+N_FRAMES = 6
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """`vidcorr.cli.main` with only the score command registered (other commands may not exist yet)."""
+    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.score_cmd"])
+    return vidcorr.cli.main
+
+
+@pytest.fixture
+def tree(tmp_path, davis2016_root):
+    """DAVIS root with the first N_FRAMES 0/255 annotations of SEQUENCES, and an empty results folder."""
+    root = tmp_path / "DAVIS"
+    for seq in SEQUENCES:
+        dst = root / "Annotations" / "480p" / seq
+        dst.mkdir(parents=True)
+        for path in sorted((davis2016_root / "Annotations" / "480p" / seq).glob("*.png"))[:N_FRAMES]:
+            shutil.copy(path, dst / path.name)
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text("\n".join(SEQUENCES) + "\n")
+    return root, tmp_path / "results"
+
+
+def _write_predictions(root, results, shift=0):
+    """Palette predictions = GT ids rolled by `shift` px, for the scored frames 1..T-2 only."""
+    for seq in SEQUENCES:
+        for path in sorted((root / "Annotations" / "480p" / seq).glob("*.png"))[1:-1]:
+            write_indexed_png(results / seq / path.name, np.roll(read_mask(path), shift, axis=1))
+
+
+def test_perfect_predictions_score_one(cli, tree, capsys):
+    root, results = tree
+    _write_predictions(root, results)
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "car-shadow" in out and "blackswan" in out and "J&F-Mean" in out
+    data = json.loads((results / "results.json").read_text())
+    assert all(data[k] == (0.0 if k.endswith("Decay") else 1.0) for k in GLOBAL_KEYS)
+    assert list(data["per_object"]) == ["car-shadow_1", "blackswan_1"]
+    assert set(data["per_object"]["blackswan_1"]) == set(GLOBAL_KEYS)
+    assert data["per_sequence"]["car-shadow"] == {"J&F-Mean": 1.0, "J-Mean": 1.0, "F-Mean": 1.0, "n_objects": 1}
+    assert data["protocol"]["task"] == "semi-supervised" and data["protocol"]["year"] == "2016"
+
+
+def test_shifted_predictions_subset_and_out(cli, tree, tmp_path):
+    root, results = tree
+    _write_predictions(root, results, shift=12)
+    out = tmp_path / "scores" / "shifted.json"
+    argv = ["score", "davis", "--root", str(root), "--results", str(results), "--sequences", "blackswan",
+            "--year", "2016", "--split", "val", "--out", str(out)]
+    assert cli(argv) == 0
+    data = json.loads(out.read_text())
+    assert list(data["per_sequence"]) == ["blackswan"]
+    assert 0.3 < data["J-Mean"] < 1.0 and data["F-Mean"] < 1.0  # 12 px is beyond F's 8 px tolerance
+    assert data["J&F-Mean"] == (data["J-Mean"] + data["F-Mean"]) / 2
+    assert not (results / "results.json").exists()
+
+
+def test_missing_results_folder_exits_2_naming_it(cli, tree, capsys):
+    root, results = tree
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
+    assert f"{results}: results folder not found" in capsys.readouterr().err
+
+
+def test_missing_prediction_file_is_named(cli, tree, capsys):
+    root, results = tree
+    _write_predictions(root, results)
+    (results / "blackswan" / "00003.png").unlink()
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "blackswan/00003.png: prediction not found (1 of the 4 scored frames" in err
+    assert not (results / "results.json").exists()
+
+
+def test_prediction_id_above_k_is_named(cli, tree, capsys):
+    root, results = tree
+    _write_predictions(root, results)
+    bad = results / "car-shadow" / "00002.png"
+    write_indexed_png(bad, np.full((480, 854), 255, np.uint8))
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
+    assert f"{bad}: holds object id 255 but the first annotation" in capsys.readouterr().err
+
+
+def test_prediction_size_mismatch_is_named(cli, tree, capsys):
+    root, results = tree
+    _write_predictions(root, results)
+    write_indexed_png(results / "car-shadow" / "00001.png", np.zeros((240, 427), np.uint8))
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
+    assert "mask 00001.png is 427x240 but the annotations are 854x480" in capsys.readouterr().err
