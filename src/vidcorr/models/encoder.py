@@ -1,0 +1,146 @@
+"""`FrameEncoder`: RGB frames in [0, 1] -> dense feature maps, the one interface the rest of the
+library codes against.
+
+An encoder owns its colour conversion and input normalisation (`colour.ColourNormalise`), so
+callers always pass RGB in [0, 1]. It does not L2-normalise its output and applies no
+temperature: label propagation and the training methods decide those (METHODS.md §5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from vidcorr.models.colour import COLOUR_MODES, ColourNormalise
+from vidcorr.models.resnet import ResNetBackbone, check_backbone_args
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Everything needed to rebuild a ResNet `FrameEncoder`; stored in weights sidecars.
+
+    Defaults give a plain RGB ResNet-18 at output stride 8 (layer3 and layer4 stride 1, as UVC
+    and CRW do), returning layer3. ``head_channels``: optional 1x1 conv (no bias) + ReLU after
+    the backbone, CycleTime's ``afterconv1`` 1024 -> 512 (METHODS.md §2.2).
+    """
+
+    arch: str = "resnet18"
+    strides: tuple[int, int, int, int] = (1, 2, 1, 1)
+    maxpool: bool = True
+    padding_mode: str = "zeros"
+    out_layer: str = "layer3"
+    colour_mode: str = "rgb"
+    head_channels: int | None = None
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep the dataclass hashable and comparable.
+        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        check_backbone_args(self.arch, self.strides, self.padding_mode, self.out_layer)
+        if self.colour_mode not in COLOUR_MODES:
+            raise ValueError(f"unknown colour mode {self.colour_mode!r}; expected {COLOUR_MODES}")
+        if self.head_channels is not None and self.head_channels < 1:
+            raise ValueError(f"head_channels must be positive, got {self.head_channels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (strides as a list)."""
+        return {**dataclasses.asdict(self), "strides": list(self.strides)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder config keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> EncoderConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# Every shipped preset has output stride 8 (METHODS.md §0: "last used stage at OS 8").
+PRESETS: dict[str, EncoderConfig] = {
+    # UVC (§1.2): R18, layer3/4 stride 1 without dilation, max-pool kept, layer4 (512-d), sees L.
+    "uvc": EncoderConfig(out_layer="layer4", colour_mode="gray-l"),
+    # CRW (§3.2): same strides, reflect padding (scratch model), tested on layer3 (256-d).
+    "crw": EncoderConfig(padding_mode="reflect", out_layer="layer3"),
+    # STT d8 (§4.6): no max-pool, strides (1, 2, 2, 1), layer3 (256-d), normalised Lab input.
+    "stt": EncoderConfig(strides=(1, 2, 2, 1), maxpool=False, colour_mode="lab"),
+    "stt-r50": EncoderConfig(arch="resnet50", strides=(1, 2, 2, 1), maxpool=False, colour_mode="lab"),
+    # CycleTime (§2.2): R50 res4 (layer3) stride 1 -> OS 8, 1024 -> 512 1x1 conv + ReLU.
+    "cycletime": EncoderConfig(arch="resnet50", head_channels=512),
+    # Plain RGB backbones at OS 8, layer3.
+    "resnet18": EncoderConfig(),
+    "resnet50": EncoderConfig(arch="resnet50"),
+}
+
+
+class FrameEncoder(nn.Module):
+    """Colour mode + normalisation + backbone (+ optional head).
+
+    Attributes:
+        stride: output stride in pixels (8 for every shipped model).
+        out_channels: channels C of the features.
+        colour_mode: "rgb" | "gray-l" | "lab", the input the backbone was trained on.
+        config: the `EncoderConfig` it was built from (None for non-ResNet encoders such as the
+            "lab-pixels" floor).
+
+    ``forward``: rgb (B, 3, H, W) float in [0, 1], RGB order -> features (B, C, h, w) with
+    h = ceil(H / stride), w = ceil(W / stride) for the shipped ResNets (480x854 -> 60x107).
+    Not L2-normalised. For channels_last, call ``encoder.to(memory_format=torch.channels_last)``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        colour_mode: str,
+        stride: int,
+        out_channels: int,
+        head: nn.Module | None = None,
+        config: EncoderConfig | None = None,
+    ):
+        super().__init__()
+        self.colour = ColourNormalise(colour_mode)
+        self.backbone = backbone
+        self.head = head if head is not None else nn.Identity()
+        self.stride = stride
+        self.out_channels = out_channels
+        self.colour_mode = colour_mode
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: EncoderConfig) -> FrameEncoder:
+        """Build a randomly initialised ResNet encoder from ``config``."""
+        backbone = ResNetBackbone(
+            arch=config.arch,
+            strides=config.strides,
+            maxpool=config.maxpool,
+            padding_mode=config.padding_mode,
+            out_layer=config.out_layer,
+        )
+        head, channels = None, backbone.out_channels
+        if config.head_channels is not None:
+            conv = nn.Conv2d(channels, config.head_channels, kernel_size=1, bias=False)
+            head, channels = nn.Sequential(conv, nn.ReLU(inplace=True)), config.head_channels
+        return cls(backbone, config.colour_mode, backbone.stride, channels, head, config)
+
+    def normalise(self, rgb: Tensor) -> Tensor:
+        """rgb: (B, 3, H, W) in [0, 1] -> (B, 3, H, W) backbone input of this colour mode.
+
+        Exposed so a method can alter the input before `features` (STT's Lab channel dropout).
+        """
+        return self.colour(rgb)
+
+    def features(self, x: Tensor) -> Tensor:
+        """x: (B, 3, H, W) already normalised (see `normalise`) -> (B, C, h, w)."""
+        return self.head(self.backbone(x))
+
+    def forward(self, rgb: Tensor) -> Tensor:
+        """rgb: (B, 3, H, W) float in [0, 1], RGB order -> (B, C, ceil(H/stride), ceil(W/stride))."""
+        return self.features(self.normalise(rgb))
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, out_channels={self.out_channels}"

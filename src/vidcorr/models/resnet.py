@@ -1,0 +1,172 @@
+"""ResNet-18 / ResNet-50 backbones with per-stage strides, for dense features at output stride 8.
+
+Built from torchvision's definitions (never with downloaded weights; nothing here is
+pretrained) and changed the way the methods change them (METHODS.md §1.2, §2.2, §3.2, §4.3):
+
+- per-stage strides: the stride of the first block of a stage sits on the strided conv where
+  torchvision puts it (BasicBlock.conv1, Bottleneck.conv2) and on the downsample 1x1 conv. We
+  change those strides; we never dilate (UVC/CRW set layer3/4 stride 1 "without dilation").
+- optional removal of the stem max-pool (STT: ``pool_type='none'``);
+- padding mode of every padded conv (CRW's scratch model uses reflect padding);
+- output layer: stages after it are not built, so state dicts stay small.
+
+Parameter names match torchvision's (``conv1.weight``, ``layer3.1.bn2.running_var``, ...)
+minus ``fc``, so torchvision-layout checkpoints load after stripping their prefixes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+PADDING_MODES = ("zeros", "reflect")
+_BUILDERS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
+_STAGE_WIDTHS = (64, 128, 256, 512)
+_EXPANSION = {"resnet18": BasicBlock.expansion, "resnet50": Bottleneck.expansion}
+
+
+def _strided_conv(block: nn.Module) -> nn.Conv2d:
+    """The conv that carries a block's stride in torchvision's ResNet (v1.5 for Bottleneck)."""
+    return block.conv2 if isinstance(block, Bottleneck) else block.conv1
+
+
+def _set_stage_stride(stage: nn.Sequential, stride: int) -> None:
+    """Give the first block of a stage ``stride``, adding a 1x1 downsample shortcut if needed."""
+    block = stage[0]
+    _strided_conv(block).stride = (stride, stride)
+    block.stride = stride
+    if block.downsample is not None:
+        block.downsample[0].stride = (stride, stride)
+    elif stride != 1:
+        # e.g. ResNet-18 layer1 at stride 2: the identity shortcut no longer matches the shape.
+        channels = block.conv1.in_channels
+        conv = nn.Conv2d(channels, channels, kernel_size=1, stride=stride, bias=False)
+        block.downsample = nn.Sequential(conv, nn.BatchNorm2d(channels))
+
+
+class ResNetBackbone(nn.Module):
+    """Randomly initialised ResNet trunk from the stem to ``out_layer``.
+
+    Args:
+        arch: ``"resnet18"`` (BasicBlock, 64/128/256/512 ch) or ``"resnet50"`` (Bottleneck,
+            256/512/1024/2048 ch).
+        strides: strides of layer1..layer4 (torchvision: (1, 2, 2, 2); UVC/CRW: (1, 2, 1, 1);
+            STT d8: (1, 2, 2, 1) with ``maxpool=False``). Strides of unbuilt stages are ignored.
+        maxpool: keep the stem's 3x3/2 max-pool.
+        padding_mode: ``"zeros"`` or ``"reflect"``, applied to every conv with padding.
+        out_layer: last stage built and returned by ``forward``.
+        in_channels: input channels of the stem conv.
+
+    ``forward``: x (B, in_channels, H, W) -> (B, out_channels, ~H/stride, ~W/stride).
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        strides: Sequence[int] = (1, 2, 1, 1),
+        maxpool: bool = True,
+        padding_mode: str = "zeros",
+        out_layer: str = "layer4",
+        in_channels: int = 3,
+    ):
+        super().__init__()
+        check_backbone_args(arch, strides, padding_mode, out_layer)
+        self.arch = arch
+        self.out_layer = out_layer
+        self.strides = tuple(int(s) for s in strides)
+        self.num_stages = STAGES.index(out_layer) + 1
+        # Built on the meta device: no memory or init time is spent on the stages we drop.
+        with torch.device("meta"):
+            net = _BUILDERS[arch](weights=None)
+            self.conv1 = net.conv1
+            if in_channels != 3:
+                self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1, self.relu = net.bn1, net.relu
+            self.maxpool = net.maxpool if maxpool else nn.Identity()
+            for name, stride in zip(STAGES[: self.num_stages], self.strides):
+                stage = getattr(net, name)
+                _set_stage_stride(stage, stride)
+                self.add_module(name, stage)
+        self.to_empty(device="cpu")
+        init_resnet_(self)
+        for conv in (m for m in self.modules() if isinstance(m, nn.Conv2d)):
+            if any(p > 0 for p in conv.padding):
+                conv.padding_mode = padding_mode
+
+    def stage_stride(self, layer: str) -> int:
+        """Output stride in pixels of ``layer`` ("layer1".."layer4"), without a forward pass."""
+        stem = 2 * (2 if isinstance(self.maxpool, nn.MaxPool2d) else 1)
+        return stem * math.prod(self.strides[: STAGES.index(layer) + 1])
+
+    def stage_channels(self, layer: str) -> int:
+        """Channels of ``layer``'s output, without a forward pass."""
+        return _STAGE_WIDTHS[STAGES.index(layer)] * _EXPANSION[self.arch]
+
+    @property
+    def stride(self) -> int:
+        return self.stage_stride(self.out_layer)
+
+    @property
+    def out_channels(self) -> int:
+        return self.stage_channels(self.out_layer)
+
+    def _stem(self, x: Tensor) -> Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
+    def forward_stages(self, x: Tensor) -> dict[str, Tensor]:
+        """x: (B, in_channels, H, W) -> {"layer1": ..., up to out_layer}, each (B, C_l, H_l, W_l).
+
+        For losses on several pyramid levels (STT uses layer2 and layer3, METHODS.md §4.4).
+        """
+        x = self._stem(x)
+        outputs = {}
+        for name in STAGES[: self.num_stages]:
+            x = getattr(self, name)(x)
+            outputs[name] = x
+        return outputs
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, in_channels, H, W) -> (B, out_channels, ~H/stride, ~W/stride)."""
+        x = self._stem(x)
+        for name in STAGES[: self.num_stages]:
+            x = getattr(self, name)(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, strides={self.strides}, out_layer={self.out_layer!r}"
+
+
+def check_backbone_args(arch: str, strides: Sequence[int], padding_mode: str, out_layer: str) -> None:
+    """Raise ValueError for an unknown arch, padding mode or out layer, or bad strides."""
+    if arch not in _BUILDERS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_BUILDERS)}")
+    if len(strides) != 4 or any(int(s) < 1 for s in strides):
+        raise ValueError(f"strides must be 4 positive integers (layer1..layer4), got {strides}")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"unknown padding mode {padding_mode!r}; expected one of {PADDING_MODES}")
+    if out_layer not in STAGES[1:]:
+        raise ValueError(f"out_layer must be one of {STAGES[1:]}, got {out_layer!r}")
+
+
+def init_resnet_(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """(Re-)initialise every conv and BN of ``module`` as torchvision initialises a ResNet.
+
+    Kaiming normal (fan_out, ReLU gain) for convs; BN weight 1, bias 0, fresh running stats.
+    With ``generator`` the draws come from it alone: the global RNG is neither used nor advanced.
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+                m.weight.normal_(0.0, math.sqrt(2.0 / fan_out), generator=generator)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()
+    return module

@@ -1,0 +1,241 @@
+"""Released weights: a ``.safetensors`` file plus a JSON sidecar (DESIGN.md, "Weights").
+
+``model.safetensors`` holds the learned tensors (parameters in fp16 by default; buffers such as
+BN running statistics stay float32, they are tiny and their range is not bounded) and, in its
+metadata, the model config, so a lone file still loads. ``model.json`` holds the config, the
+caller's training meta (data, steps, metrics), the library version and the weights' sha256, so a
+sidecar that belongs to another file is caught. Both are written atomically (temp file in the
+same folder + ``os.replace``), so an interrupted save leaves the previous files intact.
+
+Training checkpoints (optimizer, scheduler, RNG state) are the trainer's business, not this file's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+import vidcorr
+from vidcorr.errors import WeightsError
+from vidcorr.models.autoencoder import LabAutoencoder
+from vidcorr.models.encoder import EncoderConfig, FrameEncoder
+from vidcorr.models.resnet import STAGES
+
+FORMAT = "vidcorr-weights/1"
+AUTOENCODER_CONFIG = {"model": "lab-autoencoder"}
+
+
+@dataclass
+class WeightsFile:
+    """Contents of a weights file: float32 tensors, the model config and the training meta."""
+
+    tensors: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    meta: dict[str, Any]
+    vidcorr_version: str | None
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``model.safetensors`` -> ``model.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; released weights are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _export_tensors(module: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    parameters = {name for name, _ in module.named_parameters()}
+    tensors = {}
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().to("cpu")
+        if name in parameters and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[name] = tensor.contiguous()  # channels_last models hold non-contiguous weights
+    return tensors
+
+
+def save_weights(
+    module: nn.Module,
+    path: str | Path,
+    config: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Write ``module``'s state dict to ``path`` (.safetensors) and its sidecar ``path.json``.
+
+    config: what rebuilds the model: ``EncoderConfig.to_dict()`` for a `FrameEncoder` (the
+        default when ``module`` has an ``EncoderConfig`` in ``.config``), `AUTOENCODER_CONFIG`
+        for the Lab auto-encoder.
+    meta: JSON-serialisable training record (data, steps, metrics, ...).
+    dtype: storage dtype of floating-point parameters; loading always gives float32.
+    Returns ``path``.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: weights must be written to a .safetensors file")
+    if config is None:
+        if not isinstance(getattr(module, "config", None), EncoderConfig):
+            raise ValueError(f"{path}: no config given and {type(module).__name__} has none")
+        config = module.config.to_dict()
+    meta = meta or {}
+    config_json, meta_json = json.dumps(config), json.dumps(meta)  # fail before writing anything
+    metadata = {"format": FORMAT, "config": config_json, "meta": meta_json,
+                "vidcorr_version": vidcorr.__version__}
+    tensors = _export_tensors(module, dtype)
+    _write_atomic(path, lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata))
+    sidecar = {
+        "format": FORMAT,
+        "weights": path.name,
+        "sha256": _sha256(path),
+        "dtype": str(dtype).removeprefix("torch."),
+        "vidcorr_version": vidcorr.__version__,
+        "config": config,
+        "meta": meta,
+    }
+    text = json.dumps(sidecar, indent=2) + "\n"
+    _write_atomic(sidecar_path(path), lambda tmp: tmp.write_text(text))
+    return path
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        return None
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsError(sidecar, f"unreadable sidecar of {path.name}: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise WeightsError(sidecar, f"sidecar of {path.name} has no 'config' object")
+    if "sha256" in data and data["sha256"] != _sha256(path):
+        raise WeightsError(path, f"does not match its sidecar {sidecar.name} (sha256 differs): "
+                                 "the weights were replaced, corrupted, or the sidecar is stale")
+    return data
+
+
+def _metadata_json(metadata: dict[str, str], key: str, path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(metadata.get(key, "{}"))
+    except json.JSONDecodeError as error:
+        raise WeightsError(path, f"metadata {key!r} is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise WeightsError(path, f"metadata {key!r} is not a JSON object")
+    return value
+
+
+def read_weights(path: str | Path) -> WeightsFile:
+    """Read a weights file; tensors come back as float32 (non-float buffers unchanged).
+
+    Raises `WeightsError` naming the file if it is missing, not a valid (or a truncated)
+    safetensors file, or if no config is found in either the sidecar or the file's metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(path, "weights file does not exist")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = safetensors.torch.load_file(str(path), device="cpu")
+    except (safetensors.SafetensorError, OSError) as error:
+        raise WeightsError(path, f"not a readable safetensors file ({error})") from None
+    sidecar = _read_sidecar(path)
+    if sidecar is not None:
+        config, meta, version = sidecar["config"], sidecar.get("meta", {}), sidecar.get("vidcorr_version")
+    elif "config" in metadata:
+        config, meta = _metadata_json(metadata, "config", path), _metadata_json(metadata, "meta", path)
+        version = metadata.get("vidcorr_version")
+    else:
+        raise WeightsError(path, f"no model config: sidecar {sidecar_path(path).name} is missing "
+                                 "and the file carries no vidcorr metadata")
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    return WeightsFile(tensors, config, meta, version)
+
+
+def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        problem = str(error).replace("\n\t", " ").strip()
+        raise WeightsError(path, f"tensors do not match the model in its config: {problem}") from None
+
+
+def _truncate(
+    config: EncoderConfig, tensors: dict[str, torch.Tensor], out_layer: str, path: Path
+) -> tuple[EncoderConfig, dict[str, torch.Tensor]]:
+    """Drop the stages after ``out_layer`` (and the head on top of them) from config and tensors."""
+    keep, saved = STAGES.index(out_layer), STAGES.index(config.out_layer)
+    if keep > saved:
+        raise WeightsError(path, f"cannot take {out_layer}: the weights end at {config.out_layer}")
+    if keep == saved:
+        return config, tensors
+    dropped = tuple(f"backbone.{stage}." for stage in STAGES[keep + 1 :]) + ("head.",)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(dropped)}
+    return config.replace(out_layer=out_layer, head_channels=None), tensors
+
+
+def load_encoder(
+    path: str | Path, device: str | torch.device = "cpu", out_layer: str | None = None
+) -> FrameEncoder:
+    """Rebuild a `FrameEncoder` from released weights, in float32 and eval mode, on ``device``.
+
+    out_layer: take features from an earlier stage than the one trained (CRW and STT train
+        through layer4 but propagate with layer3, METHODS.md §3.2, §4.6); later stages and
+        any head are dropped. Every remaining tensor must match (strict loading).
+    Raises `WeightsError` naming the file for missing/corrupt files, a missing or invalid config
+    and tensors that do not match the architecture.
+    """
+    if out_layer is not None and out_layer not in STAGES[1:]:
+        raise ValueError(f"out_layer must be one of {STAGES[1:]}, got {out_layer!r}")
+    path = Path(path)
+    weights = read_weights(path)
+    try:
+        config = EncoderConfig.from_dict(weights.config)
+    except (ValueError, TypeError) as error:
+        raise WeightsError(path, f"invalid encoder config {weights.config}: {error}") from None
+    tensors = weights.tensors
+    if out_layer is not None:
+        config, tensors = _truncate(config, tensors, out_layer, path)
+    encoder = FrameEncoder.from_config(config)
+    _load_state(encoder, tensors, path)
+    return encoder.to(device).eval()
+
+
+def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> LabAutoencoder:
+    """Rebuild the UVC Lab auto-encoder from weights saved with `AUTOENCODER_CONFIG`."""
+    path = Path(path)
+    weights = read_weights(path)
+    if weights.config.get("model") != AUTOENCODER_CONFIG["model"]:
+        raise WeightsError(path, f"not Lab auto-encoder weights (config {weights.config})")
+    model = LabAutoencoder()
+    _load_state(model, weights.tensors, path)
+    return model.to(device).eval()

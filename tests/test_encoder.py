@@ -1,0 +1,107 @@
+"""FrameEncoder: presets, the forward contract, config round trip, channels_last."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from vidcorr.models import PRESETS, EncoderConfig, FrameEncoder, build_encoder
+
+EXPECTED = {  # preset -> (out_channels, colour_mode); METHODS.md §5 "feature" row
+    "uvc": (512, "gray-l"),
+    "crw": (256, "rgb"),
+    "stt": (256, "lab"),
+    "stt-r50": (1024, "lab"),
+    "cycletime": (512, "rgb"),
+    "resnet18": (256, "rgb"),
+    "resnet50": (1024, "rgb"),
+}
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_forward_contract(name):
+    encoder = build_encoder(name).eval()
+    assert isinstance(encoder, FrameEncoder)
+    assert (encoder.out_channels, encoder.colour_mode) == EXPECTED[name]
+    assert encoder.stride == 8
+    h, w = 37, 53  # odd sizes: ceil(H / 8) x ceil(W / 8)
+    with torch.no_grad():
+        feats = encoder(torch.rand(2, 3, h, w))
+    assert feats.shape == (2, encoder.out_channels, math.ceil(h / 8), math.ceil(w / 8))
+    assert torch.isfinite(feats).all()
+
+
+def test_preset_architectures_follow_methods():
+    uvc, crw, stt = PRESETS["uvc"], PRESETS["crw"], PRESETS["stt"]
+    assert (uvc.arch, uvc.strides, uvc.maxpool, uvc.out_layer) == ("resnet18", (1, 2, 1, 1), True, "layer4")
+    assert (crw.padding_mode, crw.out_layer) == ("reflect", "layer3")
+    assert (stt.strides, stt.maxpool, stt.out_layer) == ((1, 2, 2, 1), False, "layer3")
+    assert PRESETS["cycletime"].head_channels == 512
+
+
+def test_features_are_not_l2_normalised():
+    encoder = build_encoder("uvc").eval()
+    with torch.no_grad():
+        norms = encoder(torch.rand(1, 3, 32, 32)).norm(dim=1)
+    assert not torch.allclose(norms, torch.ones_like(norms), atol=1e-2)
+
+
+def test_normalise_then_features_equals_forward():
+    encoder = build_encoder("stt").eval()
+    rgb = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        assert torch.equal(encoder.features(encoder.normalise(rgb)), encoder(rgb))
+
+
+def test_config_dict_round_trip_through_json():
+    config = EncoderConfig(arch="resnet50", strides=(1, 2, 2, 1), maxpool=False, padding_mode="reflect",
+                           out_layer="layer2", colour_mode="lab", head_channels=64)
+    assert EncoderConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert EncoderConfig.from_dict({"arch": "resnet50"}) == EncoderConfig(arch="resnet50")
+    with pytest.raises(ValueError, match="unknown encoder config keys"):
+        EncoderConfig.from_dict({"arch": "resnet18", "dilation": 2})
+
+
+@pytest.mark.parametrize("bad", [{"colour_mode": "hsv"}, {"arch": "vgg16"}, {"out_layer": "layer5"},
+                                 {"head_channels": 0}, {"padding_mode": "circular"}])
+def test_invalid_config_is_rejected(bad):
+    with pytest.raises(ValueError):
+        EncoderConfig(**bad)
+
+
+def test_build_encoder_accepts_name_config_dict_and_overrides():
+    by_dict = build_encoder({"out_layer": "layer2"})
+    assert by_dict.out_channels == 128 and by_dict.config == EncoderConfig(out_layer="layer2")
+    overridden = build_encoder("crw", out_layer="layer4")
+    assert overridden.out_channels == 512 and overridden.config.padding_mode == "reflect"
+    assert build_encoder(EncoderConfig(colour_mode="gray-l")).colour_mode == "gray-l"
+    with pytest.raises(ValueError, match="unknown encoder"):
+        build_encoder("resnet101")
+
+
+def test_colour_statistics_are_not_in_state_dict():
+    keys = build_encoder("uvc").state_dict().keys()
+    assert all(k.startswith("backbone.") for k in keys)
+    assert "backbone.layer4.1.conv2.weight" in keys
+
+
+def test_every_parameter_including_head_gets_a_gradient():
+    encoder = build_encoder("cycletime").train()
+    feats = encoder(torch.rand(2, 3, 32, 32))
+    (feats * torch.randn_like(feats)).sum().backward()
+    missing = [n for n, p in encoder.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_channels_last_gives_same_features():
+    encoder = build_encoder("crw").eval()
+    rgb = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        expected = encoder(rgb)
+        encoder = encoder.to(memory_format=torch.channels_last)
+        got = encoder(rgb.contiguous(memory_format=torch.channels_last))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
