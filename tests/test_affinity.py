@@ -168,10 +168,11 @@ def test_dense_topk_chunks_do_not_change_the_result(frames):
     ],
 )
 @pytest.mark.parametrize("shape", ["circle", "square"])
-def test_sparse_affinity_matches_naive_reference(frames, scope, normalisation, radius, windowed, shape):
+@pytest.mark.parametrize("tile", [4, 12])  # 12: window as large as the frame -> masked dense path
+def test_sparse_affinity_matches_naive_reference(frames, scope, normalisation, radius, windowed, shape, tile):
     query, keys, labels = frames
     cfg = TopKConfig(k=6, temperature=0.2, scope=scope, normalisation=normalisation,
-                     radius=radius, shape=shape, tile=4, chunk=17)
+                     radius=radius, shape=shape, tile=tile, chunk=17)
     aff = sparse_affinity(query, keys, windowed, cfg)
     bank = torch.cat([lab.flatten(1).T for lab in labels])  # (F*N1, K)
     got = transport_sparse(bank, aff)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Literal
 
@@ -176,16 +177,20 @@ def dense_topk(
     temperature: float,
     softmax_first: bool,
     chunk: int = 1024,
+    allowed: Tensor | None = None,
 ) -> Candidates:
     """Top-k over all reference pixels, streamed over chunks of target pixels.
 
-    query: (C, N2) target features, key: (C, N1) reference features. Peak extra memory is
-    ``chunk x N1`` scores, independent of how many frames are propagated.
+    query: (C, N2) target features, key: (C, N1) reference features; allowed: optional (N2, N1)
+    bool mask of admissible pairs. Peak extra memory is ``chunk x N1`` scores, independent of how
+    many frames are propagated.
     """
     k = min(k, key.shape[1])
     scores, index = [], []
     for start in range(0, query.shape[1], chunk):
         logits = query[:, start : start + chunk].T @ key / temperature
+        if allowed is not None:
+            logits.masked_fill_(~allowed[start : start + chunk], float("-inf"))
         if softmax_first:
             logits = logits.log_softmax(dim=1)
         s, i = logits.topk(k, dim=1)
@@ -221,7 +226,7 @@ def windowed_topk(
     reach = int(offsets.abs().max())
     span = tile + 2 * reach
     rows, cols = math.ceil(h / tile), math.ceil(w / tile)
-    local_mask = _tile_window_mask(offsets, tile, reach, query.device)  # (tile^2, span^2)
+    local_mask = _tile_window_mask(float(radius), shape, tile).to(query.device)  # (tile^2, span^2)
 
     pad_q = (0, cols * tile - w, 0, rows * tile - h)
     q = F.pad(query, pad_q)
@@ -229,7 +234,7 @@ def windowed_topk(
     kp = F.pad(key, pad_k)
     valid = F.pad(torch.ones(h, w, device=key.device, dtype=torch.bool), pad_k)
 
-    k = min(k, int(local_mask.sum(1).min()))
+    k = min(k, offsets.shape[0])
     band = max(1, max_unfold_elements // (C * span * span * cols))
     scores, index = [], []
     for r0 in range(0, rows, band):
@@ -258,8 +263,11 @@ def windowed_topk(
     return Candidates(scores_img.reshape(h * w, k), index_img.reshape(h * w, k))
 
 
-def _tile_window_mask(offsets: Tensor, tile: int, reach: int, device) -> Tensor:
-    """(tile^2, span^2) bool: window position (wy, wx) is inside the window of query (qy, qx)."""
+@lru_cache(maxsize=16)
+def _tile_window_mask(radius: float, shape: WindowShape, tile: int) -> Tensor:
+    """(tile^2, span^2) bool on CPU: window position (wy, wx) is inside the window of query (qy, qx)."""
+    offsets = window_offsets(radius, shape)
+    reach = int(offsets.abs().max())
     span = tile + 2 * reach
     allowed = torch.zeros(2 * reach + 1, 2 * reach + 1, dtype=torch.bool)
     allowed[offsets[:, 0] + reach, offsets[:, 1] + reach] = True
@@ -271,7 +279,7 @@ def _tile_window_mask(offsets: Tensor, tile: int, reach: int, device) -> Tensor:
     d = d.clamp(0, 2 * reach)
     m = allowed[d[:, None, :, None], d[None, :, None, :]]  # (qy, qx, wy, wx)
     m &= inside[:, None, :, None] & inside[None, :, None, :]
-    return m.reshape(tile * tile, span * span).to(device)
+    return m.reshape(tile * tile, span * span)
 
 
 def _window_to_flat(
@@ -357,15 +365,27 @@ def sparse_affinity(
 
 def _frame_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKConfig) -> Candidates:
     softmax_first = cfg.normalisation == "softmax_topk"
+    h, w = query.shape[1:]
+    allowed = None
     if use_window:
-        return windowed_topk(
-            query, key, cfg.k, radius=cfg.radius, shape=cfg.shape, temperature=cfg.temperature,
-            softmax_first=softmax_first, tile=cfg.tile,
-        )
+        reach = int(window_offsets(cfg.radius, cfg.shape).abs().max())
+        if (cfg.tile + 2 * reach) ** 2 < h * w:
+            return windowed_topk(
+                query, key, cfg.k, radius=cfg.radius, shape=cfg.shape, temperature=cfg.temperature,
+                softmax_first=softmax_first, tile=cfg.tile,
+            )
+        # A window as large as the frame: one masked dense matmul is cheaper than tiles.
+        allowed = _dense_window_mask(h, w, float(cfg.radius), cfg.shape).to(query.device)
     return dense_topk(
         query.flatten(1), key.flatten(1), cfg.k, temperature=cfg.temperature,
-        softmax_first=softmax_first, chunk=cfg.chunk,
+        softmax_first=softmax_first, chunk=cfg.chunk, allowed=allowed,
     )
+
+
+@lru_cache(maxsize=4)
+def _dense_window_mask(h: int, w: int, radius: float, shape: WindowShape) -> Tensor:
+    """(N2, N1) window mask for small maps (cached: every frame of a video has the same size)."""
+    return window_mask(h, w, radius, shape).T.contiguous()
 
 
 def _combine(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAffinity:

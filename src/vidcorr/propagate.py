@@ -15,6 +15,7 @@ Typical use (Cutie-style scripting API)::
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class Propagator:
         self.original_hw: tuple[int, int] | None = None
         self.feature_hw: tuple[int, int] | None = None
         self._context: deque[_Memory] = deque()
+        # Cumulative wall time, for benchmarks: encoder vs affinity + transport.
+        self.timing = {"features": 0.0, "propagation": 0.0, "frames": 0}
 
     @property
     def context_size(self) -> int:
@@ -87,12 +90,15 @@ class Propagator:
         if self.original_hw is not None and (h, w) != self.original_hw:
             raise ValueError(f"frame is {w}x{h} but the first frame was "
                              f"{self.original_hw[1]}x{self.original_hw[0]}")
+        start = time.perf_counter()
         batch = frames_to_tensor(frames, self.preset.size.input_size(h, w), self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             feats = self.encoder(batch)
         feats = feats.float()
         if self.preset.l2_normalise:
             feats = F.normalize(feats, dim=1)
+        self._sync()
+        self.timing["features"] += time.perf_counter() - start
         return feats
 
     @torch.inference_mode()
@@ -121,8 +127,16 @@ class Propagator:
 
         for batch in _batched(stream, self.batch_size):
             for feats in self.embed(batch):
-                soft = self._step(feats, first, context)
-                yield soft.T.reshape(-1, *self.feature_hw)
+                start = time.perf_counter()
+                soft = self._step(feats, first, context).T.reshape(-1, *self.feature_hw)
+                self._sync()
+                self.timing["propagation"] += time.perf_counter() - start
+                self.timing["frames"] += 1
+                yield soft
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _first_memory(self, frame: np.ndarray, labels: Tensor) -> _Memory:
         feats = self.embed([frame])[0]

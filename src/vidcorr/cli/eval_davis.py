@@ -1,0 +1,40 @@
+"""`vidcorr eval davis`: propagate every sequence of a DAVIS split, write PNGs, score J&F."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vidcorr.cli.common import add_model_arguments, comma_list, load_model, resolve_preset
+
+
+def register(tasks: argparse._SubParsersAction) -> None:
+    p = tasks.add_parser(
+        "davis", help="DAVIS semi-supervised mask propagation (J&F)",
+        description="Propagate the first-frame masks of every sequence of a DAVIS split, write indexed "
+                    "PNGs to OUT/<seq>/, score them like the official tool and write OUT/results.json.",
+    )
+    p.add_argument("--root", required=True, type=Path, help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
+    p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
+    p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidcorr.evaluate.davis import run_davis
+    from vidcorr.metrics.davis import format_results_table
+
+    preset = resolve_preset(args)
+    encoder, info = load_model(args, preset)
+    results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
+                        sequences=args.sequences, device=args.device, batch_size=args.batch_size,
+                        model_info=info)
+    print(format_results_table(results))
+    print(f"preset: {preset.name}   model: {json.dumps(info)}")
+    print(f"timing: {json.dumps(results['timing'])}")
+    print(f"wrote {args.out / 'results.json'}")
+    return 0

@@ -1,0 +1,115 @@
+"""DAVIS semi-supervised benchmark: propagate every sequence of a split, write result PNGs, score.
+
+Ties a model, a propagation preset and a DAVIS root together. The scoring is
+`vidcorr.metrics.davis.score_davis` (the official davis2017-evaluation semantics, checked against
+../shared/metric-goldens), so ``eval`` and ``score`` write the same results JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from tqdm import tqdm
+
+from vidcorr.io.davis import DavisDataset
+from vidcorr.io.masks import write_indexed_png
+from vidcorr.io.video import open_frames
+from vidcorr.masks import propagate_mask
+from vidcorr.metrics.davis import score_davis, write_results_json
+from vidcorr.presets import PropagationPreset
+from vidcorr.propagate import Propagator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    """Wall time of a propagation run, split into feature extraction and affinity + transport."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    feature_seconds: float = 0.0
+    propagation_seconds: float = 0.0
+    per_sequence: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        fps = self.frames / self.seconds if self.seconds else 0.0
+        return {"frames": self.frames, "seconds": round(self.seconds, 3), "frames_per_second": round(fps, 3),
+                "feature_seconds": round(self.feature_seconds, 3),
+                "propagation_seconds": round(self.propagation_seconds, 3)}
+
+
+def write_mask_sequence(
+    propagator: Propagator, frames_source, first_mask: np.ndarray, out_dir: Path, frame_names: list[str]
+) -> int:
+    """Propagate ``first_mask`` (H, W) through a video and write one indexed PNG per frame.
+
+    frame_names: output file stems, one per frame. Returns the number of frames written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for name, (_, labels) in zip(frame_names, propagate_mask(propagator, frames_source, first_mask)):
+        write_indexed_png(out_dir / f"{name}.png", labels)
+        written += 1
+    return written
+
+
+def run_davis(
+    encoder: nn.Module,
+    preset: PropagationPreset,
+    root: str | Path,
+    out_dir: str | Path,
+    *,
+    year: str | None = None,
+    split: str = "val",
+    sequences: list[str] | None = None,
+    device: str = "cpu",
+    batch_size: int = 4,
+    model_info: dict | None = None,
+) -> dict:
+    """Propagate and score every sequence; write ``out_dir/<seq>/*.png`` and ``out_dir/results.json``.
+
+    Each sequence is written to a temporary folder and renamed when complete, so an interrupted
+    run leaves no half-written sequence behind. Returns the results dict (see `score_davis`) with
+    ``preset``, ``model`` and ``timing`` added.
+    """
+    dataset = DavisDataset(root, year, split, sequences=sequences)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Read every first mask up front: a bad annotation fails before hours of propagation.
+    first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
+    stats = RunStats()
+    propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+    for seq in tqdm(dataset.sequences, desc=f"propagate ({preset.name})", unit="seq"):
+        frame_paths = dataset.frames(seq)
+        start = time.perf_counter()
+        tmp = out_dir / f".{seq}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            n = write_mask_sequence(propagator, open_frames(frame_paths[0].parent), first_masks[seq],
+                                        tmp, [p.stem for p in frame_paths])
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        final = out_dir / seq
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        elapsed = time.perf_counter() - start
+        stats.frames += n
+        stats.seconds += elapsed
+        stats.per_sequence[seq] = elapsed
+        log.debug("%s: %d frames in %.1fs", seq, n, elapsed)
+    stats.feature_seconds = propagator.timing["features"]
+    stats.propagation_seconds = propagator.timing["propagation"]
+    results = score_davis(root, out_dir, dataset.year, split, dataset.sequences)
+    results["preset"] = preset.name
+    results["model"] = model_info or {}
+    results["timing"] = stats.as_dict()
+    write_results_json(results, out_dir / "results.json")
+    return results
