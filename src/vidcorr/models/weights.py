@@ -181,12 +181,22 @@ def read_weights(path: str | Path) -> WeightsFile:
     return WeightsFile(tensors, config, meta, version)
 
 
+def _listed(names: list[str], limit: int = 3) -> str:
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
 def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as error:
-        problem = str(error).replace("\n\t", " ").strip()
-        raise WeightsError(path, f"tensors do not match the model in its config: {problem}") from None
+    """``load_state_dict(strict=True)``, with a short error naming the file and the first offenders."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    reshaped = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
+                for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    problems = [f"{len(found)} {kind} ({_listed(found)})" for kind, found in
+                (("missing", missing), ("unexpected", unexpected), ("with wrong shape", reshaped)) if found]
+    if problems:
+        raise WeightsError(path, "tensors do not match the model in its config: " + "; ".join(problems))
+    module.load_state_dict(tensors, strict=True)
 
 
 def _truncate(

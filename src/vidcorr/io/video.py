@@ -1,0 +1,388 @@
+"""Reading frames from video files and frame folders, streaming; writing mp4 videos.
+
+Frames are always RGB ``uint8`` arrays of shape (H, W, 3). A `FrameSource` decodes lazily, one
+frame at a time, and can be iterated again (each pass reopens the file), so memory does not grow
+with video length unless the caller asks for all frames (`FrameSource.read_all`).
+
+Backends: a folder of ``*.jpg|*.jpeg|*.png`` (natural sort: 2.jpg < 10.jpg), PyAV (preferred for
+video files), and OpenCV when PyAV is not installed (e.g. a GPU machine with OpenCV only). Both
+are imported lazily. Rotation metadata of phone videos is not applied, by either backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from PIL import Image
+
+from vidcorr.errors import InputError, VidcorrError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+BACKENDS = ("auto", "pyav", "opencv")
+
+# A decoder yields one callable per frame; calling it converts that frame to RGB uint8. Frames
+# that are skipped are never converted (`read_frames_at`). A callable is valid only until the
+# next frame is pulled (OpenCV retrieves the frame it last grabbed).
+LazyFrame = Callable[[], np.ndarray]
+Decoder = Callable[[], Iterator[LazyFrame]]
+
+
+def _import_av() -> ModuleType | None:
+    try:
+        import av
+    except ImportError:
+        return None
+    return av
+
+
+def _import_cv2() -> ModuleType:
+    try:
+        import cv2
+    except ImportError:
+        raise VidcorrError("reading or writing video files needs PyAV (pip install av) "
+                           "or OpenCV (pip install opencv-python-headless)") from None
+    return cv2
+
+
+def _video_backend(backend: str) -> str:
+    """Resolve ``backend`` to "pyav" or "opencv" for a video file."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "auto":
+        return "pyav" if _import_av() is not None else "opencv"
+    if backend == "pyav" and _import_av() is None:
+        raise VidcorrError("video backend 'pyav' requested but PyAV is not installed (pip install av)")
+    return backend
+
+
+def natural_key(name: str) -> list[int | str]:
+    """Sort key treating digit runs as numbers: "2.jpg" < "10.jpg"."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_frame_files(folder: Path) -> list[Path]:
+    """Image files of a frame folder in natural order; `InputError` if there are none."""
+    files = [p for p in folder.iterdir()
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    if not files:
+        raise InputError(folder, f"folder has no frames ({'/'.join(IMAGE_SUFFIXES)} files)")
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as error:
+        raise InputError(path, f"unreadable image ({error})") from None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except OSError as error:
+        raise InputError(path, f"unreadable image ({error})") from None
+    return height, width
+
+
+class FrameSource:
+    """Re-iterable stream of RGB uint8 frames (H, W, 3) from one video file or frame folder.
+
+    Attributes:
+        path: the video file or folder.
+        size: (H, W) of the first frame; every frame has it (`InputError` otherwise).
+        fps: frames per second, None for folders unless given to `open_frames`.
+        num_frames: frame count from the folder or container metadata, None when unknown;
+            ``len()`` raises TypeError then. `count_frames` counts exactly.
+        backend: "folder", "pyav" or "opencv".
+    """
+
+    def __init__(self, path: Path, decode: Decoder, size: tuple[int, int], fps: float | None,
+                 num_frames: int | None, backend: str):
+        self.path, self.size, self.fps = path, size, fps
+        self.num_frames, self.backend = num_frames, backend
+        self._decode = decode
+
+    def __len__(self) -> int:
+        if self.num_frames is None:
+            raise TypeError(f"{self.path}: the number of frames is not known; use count_frames()")
+        return self.num_frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        with contextlib.closing(self._decode()) as frames:
+            for index, lazy in enumerate(frames):
+                yield self._checked(index, lazy())
+
+    def _checked(self, index: int, frame: np.ndarray) -> np.ndarray:
+        if frame.shape[:2] != self.size:
+            raise InputError(self.path, f"frame {index} is {frame.shape[1]}x{frame.shape[0]} "
+                                        f"but the first frame is {self.size[1]}x{self.size[0]}")
+        return frame
+
+    def read_at(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """Frames at ``indices`` (any order, repeats allowed), each RGB uint8 (H, W, 3).
+
+        Decodes forward once up to the largest index and converts only the wanted frames (no
+        seeking, so the result never depends on keyframe placement; folders read just those
+        files). `InputError` if the source has fewer frames than requested.
+        """
+        if any(i < 0 for i in indices):
+            raise ValueError(f"{self.path}: frame indices must be non-negative, got {list(indices)}")
+        wanted, last, found, count = set(indices), max(indices, default=-1), {}, 0
+        with contextlib.closing(self._decode()) as frames:
+            for index, lazy in enumerate(frames):
+                count = index + 1
+                if index in wanted:
+                    found[index] = self._checked(index, lazy())
+                if index == last:
+                    break
+        if last >= count:
+            raise InputError(self.path, f"frame {last} requested but there are only {count} frames")
+        return [found[i] for i in indices]
+
+    def read_all(self) -> np.ndarray:
+        """Decode every frame into memory: (T, H, W, 3) uint8. Only for short videos."""
+        return np.stack(list(self))
+
+    def __repr__(self) -> str:
+        return (f"FrameSource({str(self.path)!r}, backend={self.backend!r}, size={self.size}, "
+                f"fps={self.fps}, num_frames={self.num_frames})")
+
+
+def _folder_source(folder: Path, fps: float | None) -> FrameSource:
+    files = list_frame_files(folder)
+    size = _image_size(files[0])
+    for file in files[1:]:  # headers only: cheap, and fails before any work is done
+        if (other := _image_size(file)) != size:
+            raise InputError(file, f"frame is {other[1]}x{other[0]} but {files[0].name} "
+                                   f"is {size[1]}x{size[0]}; all frames must share one size")
+
+    def decode() -> Iterator[LazyFrame]:
+        for file in files:
+            yield lambda file=file: _read_image(file)
+
+    return FrameSource(folder, decode, size, fps, len(files), "folder")
+
+
+def _open_av_container(path: Path):
+    av = _import_av()
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as error:
+        raise InputError(path, f"cannot be opened as a video ({error})") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(path, "has no video stream")
+    return container
+
+
+def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
+    av = _import_av()
+    container = _open_av_container(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield lambda frame=frame: frame.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as error:
+        raise InputError(path, f"video decoding failed ({error})") from None
+    finally:
+        container.close()
+
+
+def _pyav_metadata(path: Path) -> tuple[float | None, int | None]:
+    container = _open_av_container(path)
+    with contextlib.closing(container):
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        return (float(rate) if rate else None), (stream.frames or None)
+
+
+def _open_cv_capture(path: Path):
+    cv2 = _import_cv2()
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise InputError(path, "cannot be opened as a video (OpenCV)")
+    return capture
+
+
+def _opencv_decode(path: Path) -> Iterator[LazyFrame]:
+    cv2 = _import_cv2()
+    capture = _open_cv_capture(path)
+
+    def retrieve() -> np.ndarray:
+        ok, bgr = capture.retrieve()
+        if not ok:
+            raise InputError(path, "video decoding failed (OpenCV)")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    try:
+        while capture.grab():
+            yield retrieve
+    finally:
+        capture.release()
+
+
+def _opencv_metadata(path: Path) -> tuple[float | None, int | None]:
+    cv2 = _import_cv2()
+    capture = _open_cv_capture(path)
+    try:
+        fps, count = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    return (fps if fps > 0 else None), (count if count > 0 else None)
+
+
+def _video_source(path: Path, backend: str) -> FrameSource:
+    decode, metadata = {"pyav": (_pyav_decode, _pyav_metadata),
+                        "opencv": (_opencv_decode, _opencv_metadata)}[backend]
+    fps, num_frames = metadata(path)
+    with contextlib.closing(decode(path)) as frames:
+        first = next(frames, None)
+        if first is None:
+            raise InputError(path, "contains no decodable video frames")
+        size = first().shape[:2]
+    return FrameSource(path, lambda: decode(path), size, fps, num_frames, backend)
+
+
+def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto") -> FrameSource:
+    """Open a video file or a folder of frames for streaming.
+
+    fps: frame rate to report for a folder (videos report their own).
+    backend: "auto" (PyAV if installed, else OpenCV), "pyav" or "opencv"; ignored for folders.
+    Raises `InputError` naming the file for a missing path, a folder without images or with
+    frames of different sizes, and an unreadable, corrupt or empty video.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _folder_source(path, fps)
+    if not path.is_file():
+        raise InputError(path, "no such video file or frame folder")
+    return _video_source(path, _video_backend(backend))
+
+
+def count_frames(path: str | Path, backend: str = "auto") -> int:
+    """Exact number of frames of a video or frame folder, without decoding images.
+
+    PyAV counts the video packets (demuxing only, about 100x faster than decoding); OpenCV
+    trusts the container's frame count when it has one and otherwise grabs every frame.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return len(list_frame_files(path))
+    if not path.is_file():
+        raise InputError(path, "no such video file or frame folder")
+    if _video_backend(backend) == "pyav":
+        container = _open_av_container(path)
+        with contextlib.closing(container):
+            return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+    _, count = _opencv_metadata(path)
+    if count is None:
+        with contextlib.closing(_opencv_decode(path)) as frames:
+            count = sum(1 for _ in frames)
+    return count
+
+
+def read_frames_at(path: str | Path, indices: Sequence[int], backend: str = "auto") -> list[np.ndarray]:
+    """Frames at ``indices`` (any order, repeats allowed) as RGB uint8 (H, W, 3) arrays.
+
+    For training samplers. See `FrameSource.read_at`.
+    """
+    if not indices:
+        return []
+    return open_frames(path, backend=backend).read_at(indices)
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Pad odd heights/widths by one replicated row/column: yuv420p needs even sizes."""
+    pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+    return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else frame
+
+
+def _checked_frames(path: Path, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    shape = None
+    for index, frame in enumerate(frames):
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"{path}: frame {index} must be uint8 (H, W, 3) RGB, "
+                             f"got {frame.dtype} {frame.shape}")
+        if shape is not None and frame.shape != shape:
+            raise ValueError(f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]} but "
+                             f"frame 0 is {shape[1]}x{shape[0]}")
+        shape = frame.shape
+        yield _even(frame)
+
+
+def _write_pyav(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps: float) -> None:
+    av = _import_av()
+    try:
+        codec = av.codec.Codec("libx264", "w").name
+    except ValueError:  # UnknownCodecError
+        codec = "mpeg4"  # FFmpeg builds without GPL x264
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = first.shape[:2]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "18"}  # overlays: thin mask contours must survive
+        else:
+            stream.bit_rate = int(first.shape[0] * first.shape[1] * fps * 0.5)
+        for frame in _chain(first, frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _write_opencv(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps: float) -> None:
+    cv2 = _import_cv2()
+    height, width = first.shape[:2]
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    if not writer.isOpened():
+        raise VidcorrError(f"{tmp}: OpenCV cannot write mp4v video here")
+    try:
+        for frame in _chain(first, frames):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
+                backend: str = "auto") -> Path:
+    """Encode RGB uint8 frames (H, W, 3), all one size, to an mp4 at ``path``; returns ``path``.
+
+    PyAV with H.264 (libx264) when available, else MPEG-4 part 2; OpenCV ("mp4v") when PyAV is
+    not installed. Odd sizes get one replicated row/column (yuv420p). Written to a temporary
+    file in the same folder and renamed at the end: a failure leaves no half-written video.
+    """
+    path = Path(path)
+    if fps <= 0:
+        raise ValueError(f"{path}: fps must be positive, got {fps}")
+    checked = _checked_frames(path, frames)
+    first = next(checked, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    write = _write_pyav if _video_backend(backend) == "pyav" else _write_opencv
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp, first, checked, fps)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,174 @@
+"""Video / frame-folder reading (PyAV and the OpenCV fallback) and the mp4 writer."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidcorr.errors import InputError, VidcorrError
+from vidcorr.io import video
+from vidcorr.io.video import count_frames, open_frames, read_frames_at, write_video
+
+
+@pytest.fixture(scope="module")
+def real_video(data_dir):
+    return data_dir / "videos/davis2016-train/bear.mp4"
+
+
+@pytest.fixture(scope="module")
+def opencv_frames(real_video) -> np.ndarray:
+    """Reference decode by OpenCV, converted BGR -> RGB: (T, H, W, 3)."""
+    capture = cv2.VideoCapture(str(real_video))
+    frames = []
+    while (result := capture.read())[0]:
+        frames.append(cv2.cvtColor(result[1], cv2.COLOR_BGR2RGB))
+    capture.release()
+    return np.stack(frames)
+
+
+@pytest.fixture()
+def no_pyav(monkeypatch):
+    """Simulate a machine with OpenCV but without PyAV."""
+    monkeypatch.setattr(video, "_import_av", lambda: None)
+
+
+@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+def test_real_video_matches_opencv_decode(real_video, opencv_frames, backend):
+    source = open_frames(real_video, backend=backend)
+    frames = source.read_all()
+    assert source.backend == backend
+    assert len(source) == count_frames(real_video, backend=backend) == len(frames) == len(opencv_frames)
+    assert source.size == frames.shape[1:3] == opencv_frames.shape[1:3]
+    assert source.fps == pytest.approx(24.0)
+    assert frames.dtype == np.uint8 and frames.shape[3] == 3
+    # Same decoder underneath (FFmpeg): frames agree; a BGR mix-up would differ by far more.
+    diff_rgb = np.abs(frames.astype(int) - opencv_frames).mean()
+    diff_bgr = np.abs(frames.astype(int) - opencv_frames[..., ::-1]).mean()
+    assert diff_rgb < 1.0 and diff_bgr > 10 * max(diff_rgb, 1.0)
+
+
+@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+def test_read_frames_at_equals_full_decode(real_video, opencv_frames, backend):
+    last = len(opencv_frames) - 1
+    indices = [10, 0, last, 10]
+    frames = read_frames_at(real_video, indices, backend=backend)
+    for index, frame in zip(indices, frames):
+        np.testing.assert_array_equal(frame, open_frames(real_video, backend=backend).read_at([index])[0])
+        assert np.abs(frame.astype(int) - opencv_frames[index]).mean() < 1.0
+    assert read_frames_at(real_video, []) == []
+    with pytest.raises(InputError, match=f"frame {last + 5} requested"):
+        read_frames_at(real_video, [last + 5], backend=backend)
+    with pytest.raises(ValueError):
+        read_frames_at(real_video, [-1])
+
+
+def test_streaming_can_stop_early_and_iterate_again(real_video):
+    source = open_frames(real_video)
+    first = next(iter(source))
+    assert np.array_equal(next(iter(source)), first)
+
+
+def test_opencv_fallback_when_pyav_missing(real_video, opencv_frames, no_pyav, tmp_path):
+    source = open_frames(real_video)
+    assert source.backend == "opencv"
+    assert np.array_equal(source.read_all(), opencv_frames)
+    assert count_frames(real_video) == len(opencv_frames)
+    with pytest.raises(VidcorrError, match="PyAV is not installed"):
+        open_frames(real_video, backend="pyav")
+    out = write_video(tmp_path / "fallback.mp4", iter(opencv_frames[:5]), fps=10)
+    assert len(open_frames(out)) == 5
+
+
+def test_davis_frame_folder(davis2016_root):
+    folder = davis2016_root / "JPEGImages/480p/blackswan"
+    source = open_frames(folder, fps=24)
+    jpgs = sorted(folder.glob("*.jpg"))
+    assert (source.backend, source.size, source.fps) == ("folder", (480, 854), 24)
+    assert len(source) == count_frames(folder) == len(jpgs)
+    assert open_frames(folder).fps is None
+    first = next(iter(source))
+    np.testing.assert_array_equal(first, np.asarray(Image.open(jpgs[0]).convert("RGB")))
+    np.testing.assert_array_equal(read_frames_at(folder, [3])[0], np.asarray(Image.open(jpgs[3]).convert("RGB")))
+
+
+def _write_png(path, value, size=(6, 8)):
+    Image.fromarray(np.full((*size, 3), value, np.uint8)).save(path)
+
+
+def test_folder_natural_sort_and_filtering(tmp_path):
+    for index in (10, 2, 1, 33):
+        _write_png(tmp_path / f"frame{index}.png", index)
+    Image.fromarray(np.full((6, 8, 3), 5, np.uint8)).save(tmp_path / "frame5.JPG", quality=100)
+    (tmp_path / "notes.txt").write_text("not a frame")
+    _write_png(tmp_path / ".frame0.png", 0)  # hidden files (e.g. macOS ._ files) are skipped
+    values = [int(np.median(frame)) for frame in open_frames(tmp_path)]
+    assert values == [1, 2, 5, 10, 33]
+    assert video.natural_key("a2.jpg") < video.natural_key("a10.jpg")
+
+
+def test_folder_with_mixed_sizes_names_the_odd_frame(tmp_path):
+    _write_png(tmp_path / "00000.png", 1)
+    _write_png(tmp_path / "00001.png", 1)
+    _write_png(tmp_path / "00002.png", 1, size=(8, 8))
+    with pytest.raises(InputError, match="8x8 but 00000.png is 8x6") as info:
+        open_frames(tmp_path)
+    assert info.value.path.name == "00002.png"
+
+
+def test_missing_paths_and_empty_folder(tmp_path):
+    with pytest.raises(InputError, match="no such video file or frame folder") as info:
+        open_frames(tmp_path / "missing.mp4")
+    assert info.value.path.name == "missing.mp4"
+    with pytest.raises(InputError, match="folder has no frames"):
+        open_frames(tmp_path)
+    with pytest.raises(InputError):
+        count_frames(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 40])
+def test_corrupt_or_empty_video_names_the_file(tmp_path, backend, content):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="cannot be opened as a video") as info:
+        open_frames(path, backend=backend)
+    assert info.value.path == path
+    with pytest.raises(InputError):
+        count_frames(path, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+def test_write_video_round_trip(tmp_path, opencv_frames, backend):
+    frames = opencv_frames[:12, :101, :151]  # odd size: padded by one row and column
+    out = write_video(tmp_path / "sub" / "overlay.mp4", (f for f in frames), fps=12.5, backend=backend)
+    assert out == tmp_path / "sub" / "overlay.mp4"
+    assert [p.name for p in out.parent.iterdir()] == ["overlay.mp4"]  # no temp file left
+    source = open_frames(out)
+    decoded = source.read_all()
+    assert len(decoded) == count_frames(out) == 12
+    assert source.size == (102, 152) and source.fps == pytest.approx(12.5)
+    assert np.abs(decoded[:, :101, :151].astype(int) - frames).mean() < 8
+
+
+def test_write_video_failure_leaves_nothing(tmp_path, opencv_frames):
+    def frames():
+        yield opencv_frames[0]
+        yield opencv_frames[1]
+        raise RuntimeError("renderer crashed")
+
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        write_video(tmp_path / "out.mp4", frames(), fps=24)
+    with pytest.raises(ValueError, match="frame 1 is"):
+        write_video(tmp_path / "out.mp4", [opencv_frames[0], opencv_frames[1, :10]], fps=24)
+    with pytest.raises(ValueError, match="no frames"):
+        write_video(tmp_path / "out.mp4", [], fps=24)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_length_raises_type_error(real_video):
+    source = open_frames(real_video)
+    source.num_frames = None
+    with pytest.raises(TypeError, match="count_frames"):
+        len(source)

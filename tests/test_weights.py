@@ -1,0 +1,182 @@
+"""Released weights: safetensors + JSON sidecar round trip, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+
+import vidcorr
+from vidcorr.errors import InputError, WeightsError
+from vidcorr.models import (
+    AUTOENCODER_CONFIG,
+    LabAutoencoder,
+    build_encoder,
+    load_autoencoder,
+    load_encoder,
+    read_weights,
+    save_weights,
+    sidecar_path,
+)
+
+META = {"data": "davis2016-train", "steps": 1200, "metrics": {"davis2016_jf": 0.41}}
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    """A small trained-looking encoder: CRW layout cut at layer2, BN statistics moved off init."""
+    model = build_encoder("crw", out_layer="layer2")
+    with torch.no_grad():
+        model.train()(torch.rand(2, 3, 32, 32))  # updates running stats: buffers must round-trip
+    return model.eval()
+
+
+@pytest.fixture()
+def saved(tmp_path, encoder):
+    return save_weights(encoder, tmp_path / "enc.safetensors", meta=META)
+
+
+def _assert_same_outputs(a, b, rtol):
+    rgb = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        fa, fb = a(rgb), b(rgb)
+    assert (fa - fb).norm() <= rtol * fa.norm()
+
+
+def test_round_trip_fp16(saved, encoder, tmp_path):
+    loaded = load_encoder(saved)
+    assert loaded.config == encoder.config and not loaded.training
+    for name, tensor in encoder.state_dict().items():
+        got = loaded.state_dict()[name]
+        assert got.dtype == tensor.dtype  # float32 again
+        assert torch.allclose(got, tensor, rtol=1e-3, atol=1e-4), name
+    _assert_same_outputs(encoder, loaded, rtol=5e-3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.json", "enc.safetensors"]  # no temp files
+
+
+def test_storage_dtypes(saved):
+    stored = safetensors.torch.load_file(str(saved))
+    assert stored["backbone.conv1.weight"].dtype == torch.float16
+    assert stored["backbone.bn1.running_var"].dtype == torch.float32  # buffers keep full range
+    assert stored["backbone.bn1.num_batches_tracked"].dtype == torch.int64
+
+
+def test_float32_round_trip_is_exact(tmp_path, encoder):
+    path = save_weights(encoder, tmp_path / "f32.safetensors", encoder.config.to_dict(), META, torch.float32)
+    loaded = load_encoder(path)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in encoder.state_dict().items())
+
+
+def test_sidecar_contents(saved, encoder):
+    sidecar = json.loads(sidecar_path(saved).read_text())
+    assert sidecar["config"] == encoder.config.to_dict()
+    assert sidecar["meta"] == META
+    assert sidecar["vidcorr_version"] == vidcorr.__version__
+    assert sidecar["dtype"] == "float16" and len(sidecar["sha256"]) == 64
+    assert read_weights(saved).meta == META
+
+
+def test_lone_safetensors_still_loads(saved, encoder):
+    sidecar_path(saved).unlink()
+    weights = read_weights(saved)
+    assert weights.meta == META and weights.vidcorr_version == vidcorr.__version__
+    assert load_encoder(saved).config == encoder.config
+
+
+def test_out_layer_override_drops_later_stages(tmp_path):
+    full = build_encoder("crw", out_layer="layer4").eval()
+    path = save_weights(full, tmp_path / "l4.safetensors", dtype=torch.float32)
+    cut = load_encoder(path, out_layer="layer3")
+    assert (cut.out_channels, cut.config.out_layer) == (256, "layer3")
+    rgb = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = full.backbone.forward_stages(full.normalise(rgb))["layer3"]
+        assert torch.equal(cut(rgb), expected)
+    with pytest.raises(WeightsError, match="weights end at layer2"):
+        load_encoder(save_weights(build_encoder("crw", out_layer="layer2"), tmp_path / "l2.safetensors"),
+                     out_layer="layer3")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist") as info:
+        load_encoder(tmp_path / "nope.safetensors")
+    assert info.value.path.name == "nope.safetensors" and "nope.safetensors" in str(info.value)
+    assert isinstance(info.value, InputError)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_or_truncated_file(saved, damage):
+    data = saved.read_bytes()
+    saved.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x13" * 500, "empty": b""}[damage])
+    with pytest.raises(WeightsError, match="not a readable safetensors file") as info:
+        load_encoder(saved)
+    assert info.value.path == saved
+
+
+def test_missing_config(tmp_path, encoder):
+    path = tmp_path / "bare.safetensors"
+    safetensors.torch.save_file(encoder.state_dict(), str(path))  # no sidecar, no metadata
+    with pytest.raises(WeightsError, match="no model config") as info:
+        load_encoder(path)
+    assert info.value.path == path and "bare.json" in str(info.value)
+
+
+def test_stale_sidecar_is_detected(saved):
+    safetensors.torch.save_file({"x": torch.zeros(2)}, str(saved))  # replaced behind the sidecar
+    with pytest.raises(WeightsError, match="sha256 differs"):
+        load_encoder(saved)
+
+
+def test_tensors_that_do_not_match_the_config(saved):
+    sidecar = sidecar_path(saved)
+    data = json.loads(sidecar.read_text())
+    data["config"]["arch"] = "resnet50"
+    sidecar.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="do not match the model") as info:
+        load_encoder(saved)
+    assert info.value.path == saved and "missing" in str(info.value) and "wrong shape" in str(info.value)
+
+
+def test_missing_tensor_is_reported(tmp_path, encoder):
+    state = {k: v for k, v in encoder.state_dict().items() if k != "backbone.layer2.0.conv1.weight"}
+    path = tmp_path / "partial.safetensors"
+    metadata = {"config": json.dumps(encoder.config.to_dict())}
+    safetensors.torch.save_file(state, str(path), metadata)
+    with pytest.raises(WeightsError, match=r"1 missing \(backbone.layer2.0.conv1.weight\)"):
+        load_encoder(path)
+
+
+def test_invalid_config_in_sidecar(saved):
+    sidecar = sidecar_path(saved)
+    data = json.loads(sidecar.read_text())
+    data["config"]["colour_mode"] = "hsv"
+    sidecar.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="invalid encoder config"):
+        load_encoder(saved)
+    sidecar.write_text("{not json")
+    with pytest.raises(WeightsError, match="unreadable sidecar") as info:
+        load_encoder(saved)
+    assert info.value.path == sidecar
+
+
+def test_autoencoder_round_trip_and_kind_checks(tmp_path, saved):
+    model = LabAutoencoder().eval()
+    path = save_weights(model, tmp_path / "ae.safetensors", AUTOENCODER_CONFIG, {"steps": 1})
+    loaded = load_autoencoder(path)
+    lab_n = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert (loaded(lab_n) - model(lab_n)).abs().max() < 1e-2
+    with pytest.raises(WeightsError, match="invalid encoder config"):
+        load_encoder(path)
+    with pytest.raises(WeightsError, match="not Lab auto-encoder weights"):
+        load_autoencoder(saved)
+
+
+def test_failed_save_leaves_nothing(tmp_path, encoder):
+    with pytest.raises(TypeError):
+        save_weights(encoder, tmp_path / "x.safetensors", meta={"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match=".safetensors"):
+        save_weights(encoder, tmp_path / "x.pt")
