@@ -26,8 +26,9 @@ def test_architecture_matches_uvc():
     model = LabAutoencoder()
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(m.padding_mode == "reflect" for m in convs if m.kernel_size == (3, 3))
-    assert [m.out_channels for m in model.encoder if isinstance(m, nn.Conv2d)] == [3, 64, 64, 128, 128, 256, 256]
-    assert [m.out_channels for m in model.decoder if isinstance(m, nn.Conv2d)] == [256, 128, 128, 64, 64, 3]
+    widths = lambda part: [m.out_channels for m in part if isinstance(m, nn.Conv2d)]  # noqa: E731
+    assert widths(model.encoder) == [3, 64, 64, 128, 128, 256, 256]
+    assert widths(model.decoder) == [256, 128, 128, 64, 64, 3]
     assert isinstance(model.decoder[-1], nn.Tanh)
     # UVC ships encoder and decoder weights of ~2.5 MB (fp32) each.
     for part in (model.encoder, model.decoder):

@@ -48,7 +48,7 @@ def test_strides_are_conv_strides_never_dilation(arch, config):
     strides, maxpool, _ = STRIDE_CONFIGS[config]
     net = ResNetBackbone(arch, strides, maxpool, out_layer="layer4")
     assert all(m.dilation == (1, 1) for m in net.modules() if isinstance(m, nn.Conv2d))
-    for stage, stride in zip(STAGES, strides):
+    for stage, stride in zip(STAGES, strides, strict=True):
         block = getattr(net, stage)[0]
         strided = block.conv2 if arch == "resnet50" else block.conv1  # where torchvision puts it
         assert strided.stride == (stride, stride)
@@ -115,7 +115,8 @@ def test_init_matches_torchvision_and_seeded_init_leaves_global_rng():
     nets = [ResNetBackbone(out_layer="layer2") for _ in range(3)]
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    seeded = [init_resnet_(n, torch.Generator().manual_seed(s)).state_dict() for n, s in zip(nets, (3, 3, 4))]
+    seeded = [init_resnet_(net, torch.Generator().manual_seed(seed)).state_dict()
+              for net, seed in zip(nets, (3, 3, 4), strict=True)]
     assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(seeded[0][k], seeded[1][k]) for k in seeded[0])
     assert not torch.equal(seeded[0]["conv1.weight"], seeded[2]["conv1.weight"])

@@ -54,7 +54,7 @@ def test_read_frames_at_equals_full_decode(real_video, opencv_frames, backend):
     last = len(opencv_frames) - 1
     indices = [10, 0, last, 10]
     frames = read_frames_at(real_video, indices, backend=backend)
-    for index, frame in zip(indices, frames):
+    for index, frame in zip(indices, frames, strict=True):
         np.testing.assert_array_equal(frame, open_frames(real_video, backend=backend).read_at([index])[0])
         assert np.abs(frame.astype(int) - opencv_frames[index]).mean() < 1.0
     assert read_frames_at(real_video, []) == []
@@ -90,7 +90,8 @@ def test_davis_frame_folder(davis2016_root):
     assert open_frames(folder).fps is None
     first = next(iter(source))
     np.testing.assert_array_equal(first, np.asarray(Image.open(jpgs[0]).convert("RGB")))
-    np.testing.assert_array_equal(read_frames_at(folder, [3])[0], np.asarray(Image.open(jpgs[3]).convert("RGB")))
+    third = np.asarray(Image.open(jpgs[3]).convert("RGB"))
+    np.testing.assert_array_equal(read_frames_at(folder, [3])[0], third)
 
 
 def _write_png(path, value, size=(6, 8)):
@@ -112,7 +113,7 @@ def test_folder_with_mixed_sizes_names_the_odd_frame(tmp_path):
     _write_png(tmp_path / "00000.png", 1)
     _write_png(tmp_path / "00001.png", 1)
     _write_png(tmp_path / "00002.png", 1, size=(8, 8))
-    with pytest.raises(InputError, match="8x8 but 00000.png is 8x6") as info:
+    with pytest.raises(InputError, match=r"8x8 but 00000\.png is 8x6") as info:
         open_frames(tmp_path)
     assert info.value.path.name == "00002.png"
 

@@ -178,5 +178,5 @@ def test_failed_save_leaves_nothing(tmp_path, encoder):
     with pytest.raises(TypeError):
         save_weights(encoder, tmp_path / "x.safetensors", meta={"bad": object()})
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ValueError, match=".safetensors"):
+    with pytest.raises(ValueError, match=r"\.safetensors"):
         save_weights(encoder, tmp_path / "x.pt")

@@ -328,13 +328,13 @@ def _write_pyav(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps:
     except ValueError:  # UnknownCodecError
         codec = "mpeg4"  # FFmpeg builds without GPL x264
     with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        # crf 18: overlays have thin mask contours that must survive compression.
+        options = {"crf": "18"} if codec == "libx264" else {}
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
         stream.height, stream.width = first.shape[:2]
         stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "18"}  # overlays: thin mask contours must survive
-        else:
-            stream.bit_rate = int(first.shape[0] * first.shape[1] * fps * 0.5)
+        if codec == "mpeg4":
+            stream.bit_rate = int(first.shape[0] * first.shape[1] * fps * 0.5)  # ~0.5 bit/pixel
         for frame in _chain(first, frames):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())

@@ -25,20 +25,20 @@ _RGB_TO_XYZ = (
     (0.212671, 0.715160, 0.072169),
     (0.019334, 0.119193, 0.950227),
 )
-_XYZ_TO_RGB = tuple(map(tuple, torch.linalg.inv(torch.tensor(_RGB_TO_XYZ, dtype=torch.float64)).tolist()))
 _WHITE = (0.950456, 1.0, 1.088754)
+# Folded: sRGB -> XYZ relative to the white point, and back.
+_RGB_TO_XYZN = tuple(tuple(v / w for v in row) for row, w in zip(_RGB_TO_XYZ, _WHITE, strict=True))
+_XYZN_TO_RGB = tuple(map(tuple, torch.linalg.inv(torch.tensor(_RGB_TO_XYZN, dtype=torch.float64)).tolist()))
 _EPS = 0.008856  # (6/29)^3: below it the cube root is replaced by a line
 _KAPPA = 903.3  # L = 903.3 Y in the linear part
 _TINY = 1e-6  # keeps pow() away from 0 where its gradient is infinite
 
 
-def _channel_matmul(matrix: Tensor, x: Tensor) -> Tensor:
-    """Apply a 3x3 colour matrix to (B, 3, H, W) without reshaping (keeps channels_last)."""
-    return torch.einsum("ij,bjhw->bihw", matrix, x)
-
-
-def _constant(values: tuple, like: Tensor) -> Tensor:
-    return torch.tensor(values, dtype=like.dtype, device=like.device)
+def _mix(matrix: tuple[tuple[float, ...], ...], x: Tensor) -> Tensor:
+    """Apply a 3x3 colour matrix to (B, 3, H, W) with elementwise ops only: unlike a matmul,
+    autocast never lowers their precision, so the conversion stays float32 on every device."""
+    c0, c1, c2 = x.unbind(1)
+    return torch.stack([m0 * c0 + m1 * c1 + m2 * c2 for m0, m1, m2 in matrix], dim=1)
 
 
 def _srgb_to_linear(c: Tensor) -> Tensor:
@@ -67,8 +67,7 @@ def rgb_to_lab(rgb: Tensor) -> Tensor:
     a and b roughly in [-127, 127]. Differentiable everywhere (finite gradients at black).
     """
     linear = _srgb_to_linear(rgb)
-    xyz = _channel_matmul(_constant(_RGB_TO_XYZ, rgb), linear)
-    xyz = xyz / _constant(_WHITE, rgb).view(1, 3, 1, 1)
+    xyz = _mix(_RGB_TO_XYZN, linear)
     fx, fy, fz = _lab_f(xyz).unbind(1)
     y = xyz[:, 1]
     lightness = torch.where(y > _EPS, 116 * fy - 16, _KAPPA * y)
@@ -84,15 +83,14 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
     fy = (lightness + 16) / 116
     y = torch.where(lightness > _KAPPA * _EPS, fy**3, lightness / _KAPPA)
     xyz = torch.stack((_lab_f_inverse(fy + a / 500), y, _lab_f_inverse(fy - b / 200)), dim=1)
-    xyz = xyz * _constant(_WHITE, lab).view(1, 3, 1, 1)
-    linear = _channel_matmul(_constant(_XYZ_TO_RGB, lab), xyz)
+    linear = _mix(_XYZN_TO_RGB, xyz)
     return _linear_to_srgb(linear).clamp(0.0, 1.0)
 
 
 def lab_to_uvc_normalised(lab: Tensor) -> Tensor:
     """CIE Lab -> UVC's [-1, 1] Lab (METHODS.md §1.2).
 
-    UVC reads OpenCV 8-bit Lab (L·255/100, a+128, b+128) and maps it by (x − 128) / 128. We use
+    UVC reads OpenCV 8-bit Lab (L·255/100, a+128, b+128) and maps it by (x - 128) / 128. We use
     the same scaling on float Lab (no uint8 rounding). lab: (B, 3, H, W) -> (B, 3, H, W).
     """
     lightness, a, b = lab.unbind(1)
@@ -131,11 +129,9 @@ class ColourNormalise(nn.Module):
         """rgb: (B, 3, H, W) in [0, 1] -> (B, 3, H, W) normalised input of this colour mode."""
         if rgb.dim() != 4 or rgb.shape[1] != 3:
             raise ValueError(f"expected RGB images of shape (B, 3, H, W), got {tuple(rgb.shape)}")
-        # Colour maths in float32 even under bf16/fp16 autocast: L would lose ~0.5 units in bf16.
-        with torch.autocast(rgb.device.type, enabled=False):
-            return self._normalise(rgb.float())
-
-    def _normalise(self, rgb: Tensor) -> Tensor:
+        # Colour maths in float32 even for half inputs (L would lose ~0.5 units in bf16); the
+        # elementwise ops below are not touched by autocast.
+        rgb = rgb.float()
         if self.mode == "rgb":
             x = rgb
         elif self.mode == "lab":

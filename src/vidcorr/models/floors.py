@@ -22,7 +22,7 @@ RANDOM_RESNET18_SEED = 0
 def lab_pixels() -> FrameEncoder:
     """Lab pixels averaged over 8x8 cells: (B, 3, H, W) RGB -> (B, 3, ceil(H/8), ceil(W/8)).
 
-    Normalisation: (L/50 − 1, a/127, b/127), i.e. colour mode "lab" (STT's input statistics,
+    Normalisation: (L/50 - 1, a/127, b/127), i.e. colour mode "lab" (STT's input statistics,
     METHODS.md §4.3). Each channel's full range maps to about [-1, 1], so after the propagation
     preset's L2 norm no channel dominates by its units. We deliberately do not divide a and b by
     their (smaller, data-dependent) spread in natural video: that would amplify chroma, which

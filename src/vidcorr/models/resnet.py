@@ -89,7 +89,7 @@ class ResNetBackbone(nn.Module):
                 self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
             self.bn1, self.relu = net.bn1, net.relu
             self.maxpool = net.maxpool if maxpool else nn.Identity()
-            for name, stride in zip(STAGES[: self.num_stages], self.strides):
+            for name, stride in zip(STAGES[: self.num_stages], self.strides[: self.num_stages], strict=True):
                 stage = getattr(net, name)
                 _set_stage_stride(stage, stride)
                 self.add_module(name, stage)

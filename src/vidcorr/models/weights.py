@@ -208,7 +208,7 @@ def _truncate(
         raise WeightsError(path, f"cannot take {out_layer}: the weights end at {config.out_layer}")
     if keep == saved:
         return config, tensors
-    dropped = tuple(f"backbone.{stage}." for stage in STAGES[keep + 1 :]) + ("head.",)
+    dropped = (*(f"backbone.{stage}." for stage in STAGES[keep + 1 :]), "head.")
     tensors = {k: v for k, v in tensors.items() if not k.startswith(dropped)}
     return config.replace(out_layer=out_layer, head_channels=None), tensors
 
