@@ -1,0 +1,147 @@
+"""Propagation speed and memory benchmark (not a test).
+
+Two measurements, each in a fresh subprocess so peak resident memory (VmHWM) is its own:
+
+* ``throughput``: `vidcorr eval davis` on a DAVIS root (default ../shared/data/davis2016, 480p):
+  frames/s, and the share of wall time in feature extraction vs affinity + label transport.
+* ``memory``: propagation through one sequence played forward and backward (ping-pong) to 40 and
+  to 400 frames; peak RSS must not grow with the video length.
+
+    python benchmarks/propagation.py --features random-resnet18 --preset crw \
+        --json docs/benchmarks/propagation-cpu-crw.json
+
+Results are printed as a table and written to --json; docs/benchmarks.md quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process (Linux VmHWM), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not available (Linux only)")
+
+
+def _model(args):
+    from vidcorr.cli.common import load_model, resolve_preset
+
+    preset = resolve_preset(args)
+    encoder, info = load_model(args, preset)
+    return preset, encoder, info
+
+
+def child_throughput(args) -> dict:
+    from vidcorr.evaluate.davis import run_davis
+
+    preset, encoder, info = _model(args)
+    with tempfile.TemporaryDirectory() as out:
+        results = run_davis(encoder, preset, args.root, out, sequences=args.sequences,
+                            device=args.device, batch_size=args.batch_size, model_info=info)
+    t = results["timing"]
+    spent = t["feature_seconds"] + t["propagation_seconds"]
+    return {"J&F-Mean": results["J&F-Mean"], **t,
+            "feature_share": t["feature_seconds"] / spent, "propagation_share": t["propagation_seconds"] / spent,
+            "feature_ms_per_frame": 1000 * t["feature_seconds"] / t["frames"],
+            "propagation_ms_per_frame": 1000 * t["propagation_seconds"] / t["frames"],
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def ping_pong(paths: list, length: int) -> list:
+    """Frame paths played forward, backward, forward... to ``length`` frames."""
+    cycle = paths + paths[-2:0:-1]
+    return [cycle[i % len(cycle)] for i in range(length)]
+
+
+def child_memory(args) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    from vidcorr.io.davis import DavisDataset
+    from vidcorr.masks import propagate_mask
+    from vidcorr.propagate import Propagator
+
+    preset, encoder, info = _model(args)
+    dataset = DavisDataset(args.root, sequences=[args.memory_sequence])
+    paths = ping_pong(dataset.frames(args.memory_sequence), args.length)
+    frames = (np.asarray(Image.open(p).convert("RGB")) for p in paths)
+    propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
+    start = time.perf_counter()
+    n = sum(1 for _ in propagate_mask(propagator, frames, dataset.first_mask(args.memory_sequence)))
+    return {"frames": n, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": peak_rss_mib(),
+            "context_frames_held": propagator.context_size}
+
+
+def run_child(args, mode: str, **extra) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, *sys.argv[1:]]
+    for key, value in extra.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from vidcorr.cli.common import add_model_arguments, comma_list
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    p.add_argument("--sequences", type=comma_list, help="throughput on a subset (default: the whole split)")
+    p.add_argument("--memory-sequence", default="car-shadow")
+    p.add_argument("--lengths", type=comma_list, default=["40", "400"])
+    p.add_argument("--skip", choices=["throughput", "memory"], help="skip one measurement")
+    p.add_argument("--json", type=Path, help="write results here")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--child", choices=["throughput", "memory"], help=argparse.SUPPRESS)
+    p.add_argument("--length", type=int, help=argparse.SUPPRESS)
+    add_model_arguments(p)
+    args = p.parse_args()
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    if args.child:
+        result = child_throughput(args) if args.child == "throughput" else child_memory(args)
+        print(json.dumps(result))
+        return
+
+    import torch
+
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset,
+              "model": args.features or str(args.weights or "default weights"), "device": args.device,
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__}
+    if args.device.startswith("cuda"):
+        report["gpu"] = torch.cuda.get_device_name(0)
+    if args.skip != "throughput":
+        report["throughput"] = run_child(args, "throughput")
+        t = report["throughput"]
+        print(f"throughput: {t['frames']} frames, {t['frames_per_second']:.2f} frames/s, features "
+              f"{t['feature_ms_per_frame']:.0f} ms/frame, affinity+transport {t['propagation_ms_per_frame']:.0f} "
+              f"ms/frame, peak RSS {t['peak_rss_mib']:.0f} MiB, J&F {t['J&F-Mean']:.4f}")
+    if args.skip != "memory":
+        report["memory"] = {}
+        for length in args.lengths:
+            m = run_child(args, "memory", length=length)
+            report["memory"][length] = m
+            print(f"memory: {m['frames']} frames -> peak RSS {m['peak_rss_mib']:.0f} MiB ({m['seconds']}s)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
