@@ -226,13 +226,11 @@ def windowed_topk(
     reach = int(offsets.abs().max())
     span = tile + 2 * reach
     rows, cols = math.ceil(h / tile), math.ceil(w / tile)
-    local_mask = _tile_window_mask(float(radius), shape, tile).to(query.device)  # (tile^2, span^2)
+    blocked = _tile_blocked_mask(h, w, float(radius), shape, tile).to(query.device)  # (n, tile^2, span^2)
+    flat_index = _window_flat_index(h, w, tile, reach).to(query.device)  # (rows * cols, span^2)
 
-    pad_q = (0, cols * tile - w, 0, rows * tile - h)
-    q = F.pad(query, pad_q)
-    pad_k = (reach, reach + cols * tile - w, reach, reach + rows * tile - h)
-    kp = F.pad(key, pad_k)
-    valid = F.pad(torch.ones(h, w, device=key.device, dtype=torch.bool), pad_k)
+    q = F.pad(query / temperature, (0, cols * tile - w, 0, rows * tile - h))
+    kp = F.pad(key, (reach, reach + cols * tile - w, reach, reach + rows * tile - h))
 
     k = min(k, offsets.shape[0])
     band = max(1, max_unfold_elements // (C * span * span * cols))
@@ -241,22 +239,18 @@ def windowed_topk(
         r1 = min(rows, r0 + band)
         n = (r1 - r0) * cols
         # Tensor.unfold gives strided views; one reshape copies each block once (F.unfold is ~4x slower).
-        q_rows = q[:, r0 * tile : r1 * tile] / temperature
-        q_tiles = q_rows.unfold(1, tile, tile).unfold(2, tile, tile)  # (C, r, cols, tile, tile)
+        q_tiles = q[:, r0 * tile : r1 * tile].unfold(1, tile, tile).unfold(2, tile, tile)  # (C, r, cols, t, t)
         q_tiles = q_tiles.permute(1, 2, 3, 4, 0).reshape(n, tile * tile, C)
         k_rows = kp[:, r0 * tile : r1 * tile + 2 * reach]
         k_tiles = k_rows.unfold(1, span, tile).unfold(2, span, tile)  # (C, r, cols, span, span)
         k_tiles = k_tiles.permute(1, 2, 0, 3, 4).reshape(n, C, span * span)
-        v_rows = valid[r0 * tile : r1 * tile + 2 * reach]
-        k_valid = v_rows.unfold(0, span, tile).unfold(1, span, tile).reshape(n, 1, span * span)
-
         logits = torch.bmm(q_tiles, k_tiles)  # (n, tile^2, span^2)
-        logits.masked_fill_(~(local_mask & k_valid), float("-inf"))
+        logits.masked_fill_(blocked[r0 * cols : r1 * cols], float("-inf"))
         if softmax_first:
             logits = logits.log_softmax(dim=2)
         s, i = logits.topk(k, dim=2)
         scores.append(_tiles_to_image(s, r1 - r0, cols, tile))
-        flat = _window_to_flat(i, r0, cols, tile, span, reach, (h, w))
+        flat = flat_index[r0 * cols : r1 * cols].gather(1, i.view(n, -1)).view_as(i)
         index.append(_tiles_to_image(flat, r1 - r0, cols, tile))
     scores_img = torch.cat(scores, dim=0)[:h, :w]
     index_img = torch.cat(index, dim=0)[:h, :w]
@@ -282,18 +276,31 @@ def _tile_window_mask(radius: float, shape: WindowShape, tile: int) -> Tensor:
     return m.reshape(tile * tile, span * span)
 
 
-def _window_to_flat(
-    win_idx: Tensor, r0: int, cols: int, tile: int, span: int, reach: int, hw: tuple[int, int]
-) -> Tensor:
-    """Window-local indices (n, tile^2, k) -> flat reference indices y * w + x (masked ones clamped)."""
-    n = win_idx.shape[0]
-    tile_id = torch.arange(n, device=win_idx.device)
-    ty = (tile_id // cols + r0).view(n, 1, 1)
-    tx = (tile_id % cols).view(n, 1, 1)
-    y = ty * tile + win_idx // span - reach
-    x = tx * tile + win_idx % span - reach
-    h, w = hw
-    return y.clamp(0, h - 1) * w + x.clamp(0, w - 1)
+@lru_cache(maxsize=4)
+def _tile_blocked_mask(h: int, w: int, radius: float, shape: WindowShape, tile: int) -> Tensor:
+    """(rows * cols, tile^2, span^2) bool on CPU: True where a score must be masked — outside the
+    window or outside the frame. Cached: every frame of a video has the same geometry."""
+    offsets = window_offsets(radius, shape)
+    reach = int(offsets.abs().max())
+    span = tile + 2 * reach
+    rows, cols = math.ceil(h / tile), math.ceil(w / tile)
+    pad = (reach, reach + cols * tile - w, reach, reach + rows * tile - h)
+    valid = F.pad(torch.ones(h, w, dtype=torch.bool), pad)
+    valid = valid.unfold(0, span, tile).unfold(1, span, tile).reshape(rows * cols, 1, span * span)
+    return ~(_tile_window_mask(radius, shape, tile).unsqueeze(0) & valid)
+
+
+@lru_cache(maxsize=8)
+def _window_flat_index(h: int, w: int, tile: int, reach: int) -> Tensor:
+    """(rows * cols, span^2) long on CPU: flat reference index y * w + x of every window position of
+    every tile (positions outside the frame clamped; their scores are masked anyway)."""
+    span = tile + 2 * reach
+    rows, cols = math.ceil(h / tile), math.ceil(w / tile)
+    offs = torch.arange(span) - reach
+    ys = (torch.arange(rows)[:, None] * tile + offs[None]).clamp(0, h - 1)  # (rows, span)
+    xs = (torch.arange(cols)[:, None] * tile + offs[None]).clamp(0, w - 1)  # (cols, span)
+    flat = ys[:, None, :, None] * w + xs[None, :, None, :]  # (rows, cols, span, span)
+    return flat.reshape(rows * cols, span * span)
 
 
 def _tiles_to_image(t: Tensor, rows: int, cols: int, tile: int) -> Tensor:
