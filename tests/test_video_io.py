@@ -57,6 +57,7 @@ def test_read_frames_at_equals_full_decode(real_video, opencv_frames, backend):
     for index, frame in zip(indices, frames, strict=True):
         np.testing.assert_array_equal(frame, open_frames(real_video, backend=backend).read_at([index])[0])
         assert np.abs(frame.astype(int) - opencv_frames[index]).mean() < 1.0
+    assert frames[0] is not frames[3]  # a repeated index gets its own array
     assert read_frames_at(real_video, []) == []
     with pytest.raises(InputError, match=f"frame {last + 5} requested"):
         read_frames_at(real_video, [last + 5], backend=backend)

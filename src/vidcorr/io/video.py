@@ -147,7 +147,12 @@ class FrameSource:
                     break
         if last >= count:
             raise InputError(self.path, f"frame {last} requested but there are only {count} frames")
-        return [found[i] for i in indices]
+        # A repeated index gets its own copy, so in-place augmentation of one cannot alter another.
+        result, used = [], set()
+        for i in indices:
+            result.append(found[i].copy() if i in used else found[i])
+            used.add(i)
+        return result
 
     def read_all(self) -> np.ndarray:
         """Decode every frame into memory: (T, H, W, 3) uint8. Only for short videos."""
