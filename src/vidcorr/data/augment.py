@@ -1,0 +1,191 @@
+"""UVC's training augmentations (METHODS.md §1.3, ``libs/transforms_multi.py``), in torch.
+
+Each augmentation maps a list of RGB uint8 frames (H, W, 3) and a `torch.Generator` to a dict
+of uint8 tensors (3, h, w); the trainer converts them to float in [0, 1] on the device (uint8
+crosses the worker -> main process queue at a quarter of the bytes). All randomness comes from
+the generator, so a sample is reproducible from its key.
+
+As in UVC, one rotation angle, one scale and one flip are drawn per pair (the "multi"
+transforms apply one draw to every frame); only the warm-up crop positions are independent
+(``RandomCrop(seperate=True)``). Deliberate differences: bilinear (antialiased) resampling where
+UVC uses nearest-neighbour, a continuous rotation angle where UVC draws integer degrees, and no
+resize of frames to multiples of 64 (UVC's loader does that before cropping).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Augment = Callable[[list[np.ndarray], torch.Generator], dict[str, Tensor]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Image operations on float images (3, H, W)
+
+
+def to_float(frame: np.ndarray) -> Tensor:
+    """RGB uint8 (H, W, 3) -> float (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255)
+
+
+def to_uint8(image: Tensor) -> Tensor:
+    """float (3, H, W) in [0, 1] -> uint8 (3, H, W), contiguous."""
+    return image.mul(255).round_().clamp_(0, 255).to(torch.uint8).contiguous()
+
+
+def rotate_reflect(image: Tensor, degrees: float) -> Tensor:
+    """Rotate (3, H, W) about its centre, reflection-padded where the rotation uncovers pixels.
+
+    UVC reflect-pads by the image size, rotates and crops the centre back; sampling the
+    rotated grid with ``padding_mode="reflection"`` gives the same picture without the copy.
+    """
+    if degrees == 0:
+        return image
+    _, h, w = image.shape
+    theta = math.radians(degrees)
+    cos, sin = math.cos(theta), math.sin(theta)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=image.dtype) - (h - 1) / 2,
+                            torch.arange(w, dtype=image.dtype) - (w - 1) / 2, indexing="ij")
+    # Source pixel of each output pixel: inverse rotation, in pixels, then to [-1, 1].
+    src_x = cos * xs + sin * ys
+    src_y = -sin * xs + cos * ys
+    grid = torch.stack((src_x / ((w - 1) / 2), src_y / ((h - 1) / 2)), dim=-1)
+    out = F.grid_sample(image[None], grid[None], mode="bilinear", padding_mode="reflection",
+                        align_corners=True)
+    return out[0]
+
+
+def resize(image: Tensor, height: int, width: int) -> Tensor:
+    """Bilinear resize of (3, H, W); antialiased when shrinking."""
+    if image.shape[1:] == (height, width):
+        return image
+    shrink = height < image.shape[1] or width < image.shape[2]
+    out = F.interpolate(image[None], size=(height, width), mode="bilinear", align_corners=False,
+                        antialias=shrink)
+    return out[0].clamp_(0, 1)
+
+
+def pad_reflect(image: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """Reflection padding of (3, H, W) by any amount (repeated while the pad exceeds the image)."""
+    while top or bottom or left or right:
+        _, h, w = image.shape
+        step = (min(left, w - 1), min(right, w - 1), min(top, h - 1), min(bottom, h - 1))
+        image = F.pad(image[None], step, mode="reflect")[0]
+        left, right, top, bottom = left - step[0], right - step[1], top - step[2], bottom - step[3]
+    return image
+
+
+def resize_and_pad(image: Tensor, size: int) -> Tensor:
+    """UVC ``ResizeandPad``: longer side to ``size``, then centred reflect-pad to size x size."""
+    _, h, w = image.shape
+    scale = size / max(h, w)
+    nh, nw = min(size, max(1, round(h * scale))), min(size, max(1, round(w * scale)))
+    image = resize(image, nh, nw)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    return pad_reflect(image, top, size - nh - top, left, size - nw - left)
+
+
+def random_crop(image: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """Uniform size x size crop of (3, H, W); a smaller image is centre reflect-padded first."""
+    _, h, w = image.shape
+    pad_h, pad_w = max(0, size - h), max(0, size - w)
+    if pad_h or pad_w:
+        image = pad_reflect(image, pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
+        _, h, w = image.shape
+    top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+    return image[:, top : top + size, left : left + size]
+
+
+def _uniform(low: float, high: float, generator: torch.Generator) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+# ---------------------------------------------------------------------------------------------
+# The augmentations, one per batch kind
+
+
+@dataclass(frozen=True)
+class CropPairAugment:
+    """Warm-up (``crop_pair``, UVC ``VidListv1``): shared rotation ±``max_rotation``° (reflect),
+    shared scale in ``scale``, independent ``crop`` x ``crop`` crops, shared horizontal flip.
+
+    -> {"ref": (3, crop, crop), "target": (3, crop, crop)} uint8.
+    """
+
+    crop: int = 256
+    max_rotation: float = 10.0
+    scale: tuple[float, float] = (1 / 1.2, 1.2)
+    flip: bool = True
+
+    def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
+        angle = _uniform(-self.max_rotation, self.max_rotation, generator)
+        ratio = _uniform(*self.scale, generator)
+        flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
+        out = []
+        for frame in frames[:2]:
+            image = rotate_reflect(to_float(frame), angle)
+            _, h, w = image.shape
+            image = resize(image, max(1, round(h * ratio)), max(1, round(w * ratio)))
+            image = random_crop(image, self.crop, generator)  # own draw per frame
+            out.append(to_uint8(image.flip(-1) if flip else image))
+        return {"ref": out[0], "target": out[1]}
+
+
+@dataclass(frozen=True)
+class PatchFramePairAugment:
+    """Joint stage (``patch_frame``, UVC ``VidListv2``).
+
+    Frame 1: rotate ±``max_rotation``° (reflect), ``resize_and_pad`` to ``frame``, random
+    ``crop`` x ``crop`` patch. Frame 2: ``resize_and_pad`` to ``frame`` (whole frame, no crop).
+    -> {"ref": (3, crop, crop), "target": (3, frame, frame)} uint8.
+    """
+
+    crop: int = 256
+    frame: int = 640
+    max_rotation: float = 10.0
+
+    def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
+        angle = _uniform(-self.max_rotation, self.max_rotation, generator)
+        ref = resize_and_pad(rotate_reflect(to_float(frames[0]), angle), self.frame)
+        ref = random_crop(ref, self.crop, generator)
+        target = resize_and_pad(to_float(frames[1]), self.frame)
+        return {"ref": to_uint8(ref), "target": to_uint8(target)}
+
+
+@dataclass(frozen=True)
+class ImageAugment:
+    """One frame (``image``, the Lab auto-encoder): random ``crop`` x ``crop`` crop, random flip.
+
+    -> {"image": (3, crop, crop)} uint8.
+    """
+
+    crop: int = 256
+    flip: bool = True
+
+    def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
+        image = random_crop(to_float(frames[0]), self.crop, generator)
+        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
+            image = image.flip(-1)
+        return {"image": to_uint8(image)}
+
+
+BATCH_KINDS = ("crop_pair", "patch_frame", "image")
+
+
+def build_augment(kind: str, crop: int, frame: int) -> Augment:
+    """The augmentation of a batch kind; ``frame`` is used by "patch_frame" only."""
+    if kind == "crop_pair":
+        return CropPairAugment(crop)
+    if kind == "patch_frame":
+        return PatchFramePairAugment(crop, frame)
+    if kind == "image":
+        return ImageAugment(crop)
+    raise ValueError(f"unknown batch kind {kind!r}; expected one of {BATCH_KINDS}")

@@ -1,0 +1,249 @@
+"""The video index: which training videos exist, and their frame count, frame rate and size.
+
+Sources are folder trees (searched recursively for video files and for folders of frames) or
+list files with one entry a line: a path relative to the list's folder or absolute, optionally
+followed by a frame count (the "folder nframes" lists of CRW / TimeCycle, METHODS.md §8.1).
+Kinetics' ``train_256/<class>/<id>.mp4`` is just a folder tree and needs nothing special.
+
+Probing a video opens its container and decodes one frame (through `vidcorr.io.video`, so it
+validates the file and works with PyAV or OpenCV); the frame count comes from the container's
+metadata and is only counted by demuxing when the container does not record it. The results
+are cached in one JSON file keyed by absolute path and revalidated by (mtime, size), so
+re-indexing 10^5 videos costs a ``stat`` each, not the ~10 h first pass CRW users hit
+(METHODS.md §9, videowalk issue #3). The cache lives under the run dir or ``~/.cache/vidcorr``,
+never next to the user's data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidcorr.errors import InputError
+from vidcorr.io.video import IMAGE_SUFFIXES, count_frames, natural_key, open_frames
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi")
+CACHE_NAME = "video-metadata.json"
+CACHE_FORMAT = "vidcorr-video-metadata/1"
+MIN_FRAMES = 2  # a training pair needs two distinct frames
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """One training video (file or frame folder). ``fps`` is None for frame folders."""
+
+    path: str
+    num_frames: int
+    fps: float | None
+    height: int
+    width: int
+
+
+@dataclass
+class VideoIndex:
+    """The videos found in ``sources`` and those left out (``skipped``: (path, problem))."""
+
+    videos: list[VideoInfo]
+    sources: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> VideoInfo:
+        return self.videos[i]
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-JSON summary for logs, checkpoints and weights sidecars."""
+        return {
+            "sources": self.sources,
+            "videos": len(self.videos),
+            "frames": sum(v.num_frames for v in self.videos),
+            "skipped_at_index": len(self.skipped),
+        }
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/vidcorr`` or ``~/.cache/vidcorr``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vidcorr"
+
+
+# ---------------------------------------------------------------------------------------------
+# Listing: sources -> (path, frame-count hint or None)
+
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")
+
+
+def _is_frame(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+
+
+def list_folder(root: Path) -> list[tuple[Path, int | None]]:
+    """Video files and frame folders under ``root`` (recursive, symlinks followed), sorted."""
+    found: list[tuple[Path, int | None]] = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs.sort(key=natural_key)
+        here = Path(folder)
+        found.extend((here / f, None) for f in sorted(files, key=natural_key) if _is_video(here / f))
+        if any(_is_frame(f) for f in files):
+            found.append((here, None))
+    return found
+
+
+def list_file(list_path: Path) -> list[tuple[Path, int | None]]:
+    """Entries of a list file: ``path`` or ``path nframes`` per line; ``#`` starts a comment.
+
+    Relative paths are taken from the list's folder. Paths may contain spaces; a trailing
+    integer is read as the frame count.
+    """
+    try:
+        lines = list_path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(list_path, f"unreadable list file ({error})") from None
+    entries: list[tuple[Path, int | None]] = []
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.rsplit(maxsplit=1)
+        hint = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
+        path = Path(parts[0] if hint is not None else line)
+        entries.append((path if path.is_absolute() else list_path.parent / path, hint))
+    return entries
+
+
+def list_source(source: str | Path) -> list[tuple[Path, int | None]]:
+    """Entries of one source (folder tree or list file); `InputError` if missing or empty."""
+    source = Path(source)
+    if source.is_dir():
+        entries = list_folder(source)
+    elif source.is_file():
+        entries = list_file(source)
+    else:
+        raise InputError(source, "no such data folder or list file")
+    if not entries:
+        kinds = "/".join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)
+        raise InputError(source, f"no videos found (looked for {kinds} files, recursively)")
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing, with a (mtime, size)-validated cache
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_mtime_ns, 0 if path.is_dir() else stat.st_size]
+
+
+def probe(path: Path, frames_hint: int | None = None) -> VideoInfo:
+    """Frame count, fps and size of a video file or frame folder; `InputError` if unreadable.
+
+    Decodes only the first frame; the count comes from the hint, the folder listing or the
+    container, and is counted by demuxing only when the container does not record it.
+    """
+    source = open_frames(path)
+    num_frames = frames_hint or source.num_frames or count_frames(path)
+    height, width = source.size
+    return VideoInfo(str(path), int(num_frames), source.fps, int(height), int(width))
+
+
+def _load_cache(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        log.warning("ignoring unreadable video metadata cache %s (%s)", path, error)
+        return {}
+    return data.get("videos", {}) if data.get("format") == CACHE_FORMAT else {}
+
+
+def _save_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Atomic write: concurrent indexers (DDP ranks) never see a half-written cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"format": CACHE_FORMAT, "videos": entries}, f)
+    os.replace(tmp, path)
+
+
+def _probe_entry(path: Path, hint: int | None, cached: dict[str, Any] | None) -> dict[str, Any]:
+    """Cache record of one entry: VideoInfo fields or {"error": ...}, plus its stamp."""
+    try:
+        stamp = _stamp(path)
+    except OSError as error:
+        return {"stamp": None, "error": f"cannot stat ({error.strerror})"}
+    if cached is not None and cached.get("stamp") == stamp and cached.get("hint") == hint:
+        return cached
+    try:
+        record: dict[str, Any] = asdict(probe(path, hint))
+    except Exception as error:  # any decoder failure means "unusable video", never a crash
+        record = {"error": getattr(error, "problem", None) or f"{type(error).__name__}: {error}"}
+    return {**record, "stamp": stamp, "hint": hint}
+
+
+def _usable(path: Path, record: dict[str, Any]) -> VideoInfo | tuple[str, str]:
+    if "error" in record:
+        return str(path), record["error"]
+    info = VideoInfo(**{k: record[k] for k in ("path", "num_frames", "fps", "height", "width")})
+    if info.num_frames < MIN_FRAMES:
+        return str(path), f"has {info.num_frames} frame(s); a pair needs {MIN_FRAMES}"
+    return info
+
+
+def build_index(
+    sources: Sequence[str | Path],
+    cache_dir: str | Path | None = None,
+    workers: int = 4,
+) -> VideoIndex:
+    """Index every video of ``sources`` (folder trees and/or list files).
+
+    cache_dir: where the metadata cache lives (default `default_cache_dir()`).
+    workers: probing threads (decoders release the GIL while parsing containers).
+    Unreadable or too-short videos are left out with a warning and listed in
+    ``VideoIndex.skipped``. Raises `InputError` naming the source for a missing source, one
+    without videos, or one whose videos are all unusable.
+    """
+    if not sources:
+        raise InputError(None, "no training data given")
+    cache_path = Path(cache_dir or default_cache_dir()) / CACHE_NAME
+    cache = _load_cache(cache_path)
+    # abspath, not resolve: a Kinetics tree of symlinks keeps its own (class/id) names.
+    per_source = [(Path(s), [(Path(os.path.abspath(p)), h) for p, h in list_source(s)])
+                  for s in sources]
+    entries = [entry for _, source_entries in per_source for entry in source_entries]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        records = list(pool.map(lambda e: _probe_entry(e[0], e[1], cache.get(str(e[0]))), entries))
+    cache.update({str(path): record for (path, _), record in zip(entries, records)})
+    _save_cache(cache_path, cache)
+    index = VideoIndex([], [str(s) for s in sources])
+    for (path, _), record in zip(entries, records):
+        usable = _usable(path, record)
+        if isinstance(usable, VideoInfo):
+            index.videos.append(usable)
+        else:
+            log.warning("skipping %s: %s", *usable)
+            index.skipped.append(usable)
+    _check_sources_usable(per_source, index)
+    return index
+
+
+def _check_sources_usable(per_source: Iterable[tuple[Path, list]], index: VideoIndex) -> None:
+    usable = {v.path for v in index.videos}
+    for source, entries in per_source:
+        if not any(str(path) in usable for path, _ in entries):
+            problems = "; ".join(f"{Path(p).name}: {why}" for p, why in index.skipped[:3])
+            raise InputError(source, f"none of its {len(entries)} video(s) is usable ({problems})")

@@ -1,0 +1,115 @@
+"""Pair / clip sampling rules, determinism, broken-video skipping, the sharded sampler."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from vidcorr.data import (
+    GapRange,
+    PairSampling,
+    ShardedSampler,
+    VideoInfo,
+    build_dataset,
+    build_index,
+    clip_indices,
+    pair_indices,
+)
+
+
+def _video(num_frames: int, fps: float | None) -> VideoInfo:
+    return VideoInfo("/nowhere.mp4", num_frames, fps, 256, 456)
+
+
+@pytest.mark.parametrize("gap", [(1, 50), (5, 10), (50, 50)])
+def test_long_video_pairs_respect_the_gap_in_frames(gap: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    pairs = np.array([pair_indices(200, gap, rng) for _ in range(2000)])
+    gaps = pairs[:, 1] - pairs[:, 0]
+    assert gaps.min() == gap[0] and gaps.max() == gap[1]  # inclusive bounds, both reached
+    assert pairs.min() == 0 and pairs[:, 0].max() == 199 - gap[1]  # t1 ~ U[0, T-1-gap_max]
+    assert pairs[:, 1].max() <= 199
+
+
+def test_short_video_draws_two_independent_frames() -> None:
+    rng = np.random.default_rng(0)
+    pairs = np.array([pair_indices(30, (1, 50), rng) for _ in range(2000)])
+    assert pairs.min() == 0 and pairs.max() == 29
+    assert (pairs[:, 1] < pairs[:, 0]).any() and (pairs[:, 1] == pairs[:, 0]).any()
+
+
+def test_gap_in_seconds_follows_each_videos_fps() -> None:
+    gap = GapRange(0.1, 0.5, "seconds")
+    assert gap.in_frames(100.0) == (10, 50) and gap.in_frames(10.0) == (1, 5)
+    assert GapRange(1, 50).in_frames(6.0) == (1, 50)  # frames ignore fps
+    sampling, rng = PairSampling(gap, folder_fps=20.0), np.random.default_rng(1)
+    for fps, bounds in ((100.0, (10, 50)), (10.0, (1, 5)), (None, (2, 10))):
+        gaps = {int(np.diff(sampling(_video(500, fps), rng))[0]) for _ in range(500)}
+        assert min(gaps) == bounds[0] and max(gaps) == bounds[1]
+
+
+def test_clip_indices() -> None:
+    rng = np.random.default_rng(0)
+    clip = clip_indices(100, 4, 3, rng)
+    assert np.all(np.diff(clip) == 3) and clip[-1] <= 99
+    assert clip_indices(5, 4, 3, rng)[-1] == 4  # short video: repeats its last frame
+
+
+@pytest.fixture(scope="module")
+def small_index(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    videos = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))
+    short = [v for v in videos if v.stem in ("dog-agility", "rollerblade", "motorbike")]
+    listing = tmp_path_factory.mktemp("list") / "short.txt"
+    listing.write_text("".join(f"{v}\n" for v in short))
+    return build_index([listing], tmp_path_factory.mktemp("cache"))
+
+
+def test_samples_are_deterministic_per_key(small_index) -> None:
+    dataset = build_dataset("crop_pair", small_index, crop=64, frame=128, gap=GapRange(1, 10), seed=3)
+    again = build_dataset("crop_pair", small_index, crop=64, frame=128, gap=GapRange(1, 10), seed=3)
+    a, b = dataset[(0, 1)], again[(0, 1)]
+    assert a["ref"].shape == (3, 64, 64) and a["ref"].dtype == torch.uint8 and a["skipped"] == 0
+    assert torch.equal(a["ref"], b["ref"]) and torch.equal(a["target"], b["target"])
+    assert not torch.equal(a["ref"], dataset[(1, 1)]["ref"])  # another epoch, another sample
+    other_seed = build_dataset("crop_pair", small_index, crop=64, frame=128, gap=GapRange(1, 10), seed=4)
+    assert not torch.equal(a["ref"], other_seed[(0, 1)]["ref"])
+
+
+def test_broken_video_is_skipped_counted_and_never_fatal(data_dir: Path, tmp_path: Path, caplog) -> None:
+    videos = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[:2]
+    for video in videos:
+        (tmp_path / video.name).write_bytes(video.read_bytes())
+    index = build_index([tmp_path], tmp_path / "cache")
+    (tmp_path / videos[0].name).write_bytes(os.urandom(4096))  # corrupted after indexing
+    dataset = build_dataset("image", index, crop=32, frame=32, gap=GapRange(), samples_per_video=4)
+    loader = DataLoader(dataset, batch_size=4, sampler=ShardedSampler(len(dataset), seed=0))
+    with caplog.at_level(logging.WARNING, logger="vidcorr.data.pairs"):
+        skipped = sum(int(batch["skipped"].sum()) for batch in loader)
+    assert skipped >= 4  # each of its 4 samples had to be replaced at least once
+    assert any(videos[0].name in record.message for record in caplog.records)
+
+
+def test_sampler_shards_disjointly_and_covers_the_epoch() -> None:
+    for size in (10, 11):
+        shards = [list(ShardedSampler(size, 2, rank, seed=7)) for rank in (0, 1)]
+        assert len(shards[0]) == len(shards[1]) == -(-size // 2)
+        indices = [i for shard in shards for _, i in shard]
+        assert set(indices) == set(range(size))
+        assert len(indices) - len(set(indices)) == size % 2  # padding repeats at most one
+    assert all(epoch == 0 for epoch, _ in shards[0])
+
+
+def test_sampler_reshuffles_per_epoch_and_resumes_mid_epoch() -> None:
+    sampler = ShardedSampler(50, 2, 1, seed=(0, 1))
+    first = list(sampler)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert [i for _, i in first] != [i for _, i in second] and second[0][0] == 1
+    sampler.set_epoch(1, start=7)
+    assert list(sampler) == second[7:] and len(sampler) == 25 - 7

@@ -1,0 +1,114 @@
+"""Video index over the real shared data: folder trees, list files, Kinetics layout, cache."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from vidcorr.data.videos import CACHE_NAME, build_index, list_file, list_folder
+from vidcorr.errors import InputError
+from vidcorr.io.video import count_frames
+
+DAVIS_TRAIN = ("videos", "davis2016-train")  # 30 mp4s, 2,079 frames, 24 fps
+CLIPS = ("videos", "clips")  # 75 mp4s in per-source folders, 10,348 frames, 6-100 fps
+
+
+def test_folder_trees_count_every_video_and_frame(data_dir: Path, tmp_path: Path) -> None:
+    index = build_index([data_dir.joinpath(*DAVIS_TRAIN), data_dir.joinpath(*CLIPS)], tmp_path)
+    summary = index.describe()
+    assert (summary["videos"], summary["frames"], summary["skipped_at_index"]) == (105, 12427, 0)
+    davis = [v for v in index.videos if "davis2016-train" in v.path]
+    assert len(davis) == 30 and {v.fps for v in davis} == {24.0}
+    assert min(v.height for v in index.videos) == 256  # short side 256 throughout
+    fps = [v.fps for v in index.videos if v.fps is not None]
+    assert min(fps) < 7 and max(fps) > 99  # the mixed frame rates gap-in-seconds exists for
+
+
+def test_frame_folders_are_videos(data_dir: Path, tmp_path: Path) -> None:
+    index = build_index([data_dir / "davis2016" / "JPEGImages"], tmp_path)
+    assert len(index) == 10 and sum(v.num_frames for v in index.videos) == 725
+    assert all(v.fps is None and (v.height, v.width) == (480, 854) for v in index.videos)
+
+
+def test_kinetics_layout_from_symlinks_and_its_list_file(data_dir: Path, tmp_path: Path) -> None:
+    videos = sorted(data_dir.joinpath(*DAVIS_TRAIN).glob("*.mp4"))[:6]
+    root = tmp_path / "kinetics" / "train_256"
+    for i, video in enumerate(videos):
+        target = root / ("abseiling" if i % 2 else "zumba") / f"{video.stem}_000010_000020.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(video, target)
+    by_tree = build_index([root], tmp_path / "cache")
+    assert len(by_tree) == 6
+    assert all("/train_256/" in v.path for v in by_tree.videos)  # symlink names kept, not resolved
+    # UVC's list: paths relative to the list file's folder, one per line
+    listing = tmp_path / "kinetics" / "train.txt"
+    listing.write_text("".join(f"{Path(v.path).relative_to(root.parent)}\n" for v in by_tree.videos))
+    by_list = build_index([listing], tmp_path / "cache")
+    assert [v.path for v in by_list.videos] == [v.path for v in by_tree.videos]
+    assert [v.num_frames for v in by_list.videos] == [v.num_frames for v in by_tree.videos]
+
+
+def test_folder_nframes_list_and_comments(data_dir: Path, tmp_path: Path) -> None:
+    frames = data_dir / "davis2016" / "JPEGImages" / "480p"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# CRW / TimeCycle style\n{frames / 'blackswan'} 50\n\n{frames / 'cows'} 104\n")
+    assert list_file(listing) == [(frames / "blackswan", 50), (frames / "cows", 104)]
+    index = build_index([listing], tmp_path)
+    assert [v.num_frames for v in index.videos] == [50, 104]
+
+
+def test_cache_is_reused_and_revalidated(data_dir: Path, tmp_path: Path) -> None:
+    source = data_dir.joinpath(*DAVIS_TRAIN)
+    first = build_index([source], tmp_path)
+    cache = json.loads((tmp_path / CACHE_NAME).read_text())
+    assert len(cache["videos"]) == 30
+    # A forged cache entry with a matching stamp is trusted (no probing) ...
+    key = first.videos[0].path
+    cache["videos"][key]["num_frames"] = 12345
+    (tmp_path / CACHE_NAME).write_text(json.dumps(cache))
+    assert build_index([source], tmp_path).videos[0].num_frames == 12345
+    # ... and a stale stamp (file changed) is probed again.
+    cache["videos"][key]["stamp"][0] -= 1
+    (tmp_path / CACHE_NAME).write_text(json.dumps(cache))
+    assert build_index([source], tmp_path).videos[0].num_frames == first.videos[0].num_frames
+
+
+def test_corrupt_video_is_skipped_and_counted(data_dir: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    good = sorted(data_dir.joinpath(*DAVIS_TRAIN).glob("*.mp4"))[0]
+    os.symlink(good, tree / good.name)
+    (tree / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    index = build_index([tree], tmp_path / "cache")
+    assert len(index) == 1 and len(index.skipped) == 1
+    assert index.skipped[0][0].endswith("broken.mp4")
+    assert index.describe()["skipped_at_index"] == 1
+
+
+def test_missing_empty_and_unusable_sources_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such data folder"):
+        build_index([tmp_path / "nowhere"], tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no videos found") as error:
+        build_index([tmp_path / "empty"], tmp_path)
+    assert error.value.path == tmp_path / "empty"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.mp4").write_bytes(b"not a video")
+    with pytest.raises(InputError, match="none of its 1 video"):
+        build_index([tmp_path / "bad"], tmp_path)
+
+
+def test_mixed_tree_lists_videos_and_frame_folders(data_dir: Path, tmp_path: Path) -> None:
+    video = sorted(data_dir.joinpath(*DAVIS_TRAIN).glob("*.mp4"))[0]
+    frames = sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:12]
+    (tmp_path / "a" / "seq").mkdir(parents=True)
+    for frame in frames:
+        os.symlink(frame, tmp_path / "a" / "seq" / frame.name)
+    os.symlink(video, tmp_path / "a" / "clip.MP4")  # suffixes are case-insensitive
+    (tmp_path / "a" / "notes.txt").write_text("not a video")
+    assert list_folder(tmp_path / "a") == [(tmp_path / "a" / "clip.MP4", None), (tmp_path / "a" / "seq", None)]
+    index = build_index([tmp_path / "a"], tmp_path / "cache")
+    assert sorted(v.num_frames for v in index.videos) == sorted([12, count_frames(video)])
