@@ -11,6 +11,8 @@ import importlib
 
 TASK_MODULES = [
     "vidcorr.cli.eval_davis",
+    "vidcorr.cli.eval_tracking",
+    "vidcorr.cli.eval_jhmdb",
 ]
 
 

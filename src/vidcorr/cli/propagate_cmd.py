@@ -1,15 +1,18 @@
-"""`vidcorr propagate INPUT --mask FIRST.png --out DIR`: carry a first-frame annotation through a video.
+"""`vidcorr propagate INPUT (--mask FIRST.png | --keypoints FIRST.json) --out DIR`: carry a
+first-frame annotation through a video.
 
 INPUT is a video file (decoded with PyAV, or OpenCV where PyAV is missing) or a folder of frames.
-Writes one indexed PNG per frame to DIR/masks/ and an overlay video DIR/overlay.mp4; the folder
-appears only when everything succeeded.
+A mask gives one indexed PNG per frame in DIR/masks/; keypoints give DIR/keypoints.json with every
+frame's coordinates (format in docs/keypoints.md). Both write an overlay video DIR/overlay.mp4;
+the folder appears only when everything succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +23,31 @@ from vidcorr.errors import InputError
 DEFAULT_FPS = 24.0
 
 
+@dataclass(frozen=True)
+class Annotation:
+    """A checked first-frame annotation of one kind.
+
+    write(propagator, source, out_dir) propagates it, writes the per-frame results under out_dir
+    and yields one overlay frame per video frame; ``outputs`` names what it writes.
+    """
+
+    write: Callable[..., Iterator[np.ndarray]]
+    outputs: str
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "propagate", help="propagate a first-frame mask through a video or frame folder",
+        "propagate", help="propagate a first-frame mask or keypoints through a video or frame folder",
         description="Propagate the first-frame annotation of INPUT (mp4/mkv/webm or a folder of "
-                    "frames) with a trained model and write per-frame indexed PNGs plus an overlay video.",
+                    "frames) with a trained model and write per-frame results plus an overlay video.",
     )
     p.add_argument("input", type=Path, help="video file or folder of frames")
-    p.add_argument("--mask", required=True, type=Path,
-                   help="first-frame mask: palette PNG of object ids (255 = void) or a 0/255 binary PNG")
+    first = p.add_mutually_exclusive_group(required=True)
+    first.add_argument("--mask", type=Path,
+                       help="first-frame mask: palette PNG of object ids (255 = void) or a 0/255 binary PNG")
+    first.add_argument("--keypoints", type=Path, metavar="FIRST.json",
+                       help='first-frame keypoints: {"keypoints": [[x, y], ...], "names": [...], '
+                            '"edges": [[i, j], ...], "visible": [...]} in pixels (docs/keypoints.md)')
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     p.add_argument("--fps", type=float, help=f"overlay video frame rate (default: the video's, else {DEFAULT_FPS:g})")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
@@ -39,35 +58,73 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidcorr.cli.output import atomic_output_dir
     from vidcorr.io.video import open_frames, write_video
+    from vidcorr.propagate import Propagator
 
     source = open_frames(args.input)
-    first_mask = _checked_first_mask(args.mask, source.size)
+    annotation = _annotation(args, source)  # checked before the model is loaded
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
-    names = _frame_names(source)
     fps = args.fps or source.fps or DEFAULT_FPS
     start = time.perf_counter()
+    n = 0
     with atomic_output_dir(args.out) as tmp:
-        (tmp / "masks").mkdir()
-        overlays = _propagate_and_write(encoder, preset, source, first_mask, tmp / "masks", names, args)
+        propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
+        overlays = annotation.write(propagator, source, tmp)
+
+        def counted():
+            nonlocal n
+            for frame in overlays:
+                n += 1
+                yield frame
+
         if args.no_video:
-            n = sum(1 for _ in overlays)
+            for _ in counted():
+                pass
         else:
-            n = 0
-
-            def counted():
-                nonlocal n
-                for frame in overlays:
-                    n += 1
-                    yield frame
-
             write_video(tmp / "overlay.mp4", counted(), fps)
     elapsed = time.perf_counter() - start
     model = info.get("weights") or f"{info.get('features')} (untrained floor)"
     print(f"propagated {n} frames of {args.input} with {model}, preset {preset.name}, "
           f"in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
-    print(f"wrote {args.out / 'masks'}/*.png" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
+    print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
+
+
+def _annotation(args: argparse.Namespace, source) -> Annotation:
+    names = _frame_names(source)
+    if args.keypoints is not None:
+        return _keypoints_annotation(args.keypoints, source.size, names)
+    return _mask_annotation(args.mask, source.size, names)
+
+
+def _frame_names(source) -> list[str] | None:
+    """Output names: the frame files' stems for a folder, None (00000, 00001, ...) for a video."""
+    from vidcorr.io.video import list_frame_files
+
+    return [p.stem for p in list_frame_files(source.path)] if source.backend == "folder" else None
+
+
+def _name(names: list[str] | None, t: int) -> str:
+    return names[t] if names else f"{t:05d}"
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
+    first_mask = _checked_first_mask(path, frame_hw)
+
+    def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
+        from vidcorr.io.masks import write_indexed_png
+        from vidcorr.masks import propagate_mask
+        from vidcorr.viz import overlay_mask
+
+        (out_dir / "masks").mkdir()
+        for t, (frame, labels) in enumerate(propagate_mask(propagator, source, first_mask)):
+            write_indexed_png(out_dir / "masks" / f"{_name(names, t)}.png", labels)
+            yield overlay_mask(frame, labels)
+
+    return Annotation(write, "masks/*.png")
 
 
 def _checked_first_mask(path: Path, frame_hw: tuple[int, int]) -> np.ndarray:
@@ -83,21 +140,35 @@ def _checked_first_mask(path: Path, frame_hw: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _frame_names(source) -> list[str] | None:
-    """Output names: the frame files' stems for a folder, None (00000, 00001, ...) for a video."""
-    from vidcorr.io.video import list_frame_files
-
-    return [p.stem for p in list_frame_files(source.path)] if source.backend == "folder" else None
+# --------------------------------------------------------------------------- keypoints
 
 
-def _propagate_and_write(encoder, preset, source, first_mask, mask_dir: Path, names, args) -> Iterator[np.ndarray]:
-    """Yield overlay frames while writing each frame's indexed PNG (streaming, bounded memory)."""
-    from vidcorr.io.masks import write_indexed_png
-    from vidcorr.masks import propagate_mask
-    from vidcorr.propagate import Propagator
-    from vidcorr.viz import overlay_mask
+def _keypoints_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
+    from vidcorr.keypoints import read_keypoints_json
 
-    propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
-    for t, (frame, labels) in enumerate(propagate_mask(propagator, source, first_mask)):
-        write_indexed_png(mask_dir / f"{names[t] if names else f'{t:05d}'}.png", labels)
-        yield overlay_mask(frame, labels)
+    kps = read_keypoints_json(path)
+    h, w = frame_hw
+    x, y = kps.points[:, 0], kps.points[:, 1]
+    outside = kps.visible & ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5))
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        raise InputError(path, f"keypoint {k} ({kps.names[k]}) at ({x[k]:g}, {y[k]:g}) lies outside the "
+                               f"{w}x{h} first frame; mark it \"visible\": false or fix the coordinates")
+
+    def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
+        from vidcorr.keypoints import codec_for, propagate_keypoints
+        from vidcorr.metrics.davis import write_results_json
+        from vidcorr.viz_keypoints import draw_skeleton
+
+        codec = codec_for(propagator.preset.name)
+        frames = []
+        stream = propagate_keypoints(propagator, source, kps.points, codec, kps.visible)
+        for t, (frame, coords, visible) in enumerate(stream):
+            frames.append({"frame": _name(names, t), "keypoints": [
+                [round(float(cx), 3), round(float(cy), 3)] if v else None for (cx, cy), v in zip(coords, visible)]})
+            yield draw_skeleton(frame, coords, visible, kps.edges)
+        write_results_json({"names": kps.names, "edges": [list(e) for e in kps.edges], "frames": frames,
+                            "preset": propagator.preset.name, "codec": codec.as_dict()},
+                           out_dir / "keypoints.json")
+
+    return Annotation(write, "keypoints.json")

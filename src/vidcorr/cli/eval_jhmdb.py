@@ -1,0 +1,68 @@
+"""`vidcorr eval jhmdb`: propagate first-frame joints through JHMDB videos and score PCK."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from vidcorr.cli.common import add_model_arguments, comma_list, load_model
+
+# Command-line knob -> preset knob, applied on top of a task's protocol variant.
+KNOB_OVERRIDES = (("topk", "k"), ("temperature", "temperature"), ("radius", "radius"), ("context", "n_previous"))
+
+
+def register(tasks: argparse._SubParsersAction) -> None:
+    p = tasks.add_parser(
+        "jhmdb", help="JHMDB keypoint propagation (PCK@0.1, PCK@0.2)",
+        description="Propagate the 15 first-frame joints of every JHMDB test video with the preset's "
+                    "JHMDB variant (square 320 input, see docs/keypoints.md), write per-frame "
+                    "coordinates to OUT/predictions/ and PCK to OUT/results.json.",
+    )
+    p.add_argument("--root", required=True, type=Path, help="JHMDB root (Rename_Images/, joint_positions/)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    splits = p.add_mutually_exclusive_group()
+    splits.add_argument("--splits", type=Path, metavar="DIR",
+                        help="folder with <class>_test_split<n>.txt files (default: ROOT, ROOT/splits)")
+    splits.add_argument("--split-file", type=Path, action="append", metavar="FILE",
+                        help="a <class>_test_split<n>.txt file; repeat for several classes")
+    p.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="split number (default: 1)")
+    p.add_argument("--videos", type=comma_list, help="comma-separated subset of <class>/<video> names")
+    p.add_argument("--include-first-frame", action="store_true",
+                   help="also score frame 0 (STT does; UVC and CRW skip it, our default)")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def protocol_preset(args: argparse.Namespace, variant: Callable):
+    """``variant(get_preset(--preset), size=--size)`` with --topk/--temperature/--radius/--context on top.
+
+    The task's protocol variant sets the benchmark's knobs first so that explicit command-line
+    overrides still win; --size is the side of the square input here.
+    """
+    from vidcorr.presets import get_preset
+
+    changes = {knob: getattr(args, arg) for arg, knob in KNOB_OVERRIDES if getattr(args, arg) is not None}
+    preset = variant(get_preset(args.preset), size=args.size)
+    return preset.with_overrides(**changes) if changes else preset
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidcorr.cli.output import atomic_output_dir
+    from vidcorr.evaluate.jhmdb import format_pck_table, jhmdb_preset, run_jhmdb
+    from vidcorr.io.jhmdb import JhmdbDataset
+
+    dataset = JhmdbDataset(args.root, split=args.split, splits=args.split_file or args.splits, videos=args.videos)
+    if not dataset.split_files:
+        print(f"note: {dataset.describe()}; evaluating every video")
+    preset = protocol_preset(args, jhmdb_preset)
+    encoder, info = load_model(args, preset)
+    with atomic_output_dir(args.out) as tmp:
+        results = run_jhmdb(encoder, preset, dataset, tmp, skip_first_frame=not args.include_first_frame,
+                            device=args.device, batch_size=args.batch_size, model_info=info)
+    print(format_pck_table(results))
+    print(f"preset: {preset.name} (JHMDB variant, square {preset.size.size})   model: {json.dumps(info)}")
+    print(f"timing: {json.dumps(results['timing'])}")
+    print(f"wrote {args.out / 'results.json'}")
+    return 0

@@ -1,0 +1,158 @@
+"""JHMDB keypoint propagation benchmark: first-frame joints -> every frame, scored with PCK.
+
+Protocol (METHODS.md §1.9, §3.4, §4.6, §6.2): every frame is resized to a 320 x 320 square, the
+15 first-frame joints become Gaussian heatmaps (`vidcorr.keypoints`), are propagated with the
+chosen preset's JHMDB variant (`jhmdb_preset`), decoded per frame and scored with PCK@0.1/0.2
+(`vidcorr.metrics.pck`). Frame 0 is skipped by default (UVC, CRW).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from tqdm import tqdm
+
+from vidcorr.evaluate.davis import RunStats
+from vidcorr.io.jhmdb import JOINT_NAMES, JhmdbDataset, JhmdbVideo
+from vidcorr.io.video import open_frames
+from vidcorr.keypoints import HeatmapCodec, codec_for, propagate_keypoints
+from vidcorr.metrics.davis import write_results_json
+from vidcorr.metrics.pck import DEFAULT_ALPHAS, PCKAccumulator
+from vidcorr.presets import PropagationPreset, SizePolicy
+from vidcorr.propagate import Propagator
+
+log = logging.getLogger(__name__)
+
+JHMDB_SIZE = 320
+# What each preset's JHMDB test code changes besides the square 320 input (METHODS.md §1.9, §3.4, §4.6):
+# UVC's jhmdb branch is TimeCycle's test loop: 8 copies of frame 0 as context, top-20 per frame,
+# min-max normalised predictions stored as context. CRW: first + 7 previous (the command in
+# videowalk issue #10). STT: square window of side 10 (|d| <= 5), Gaussian maps resized bilinearly.
+JHMDB_CHANGES: dict[str, dict] = {
+    "uvc": {"k": 20, "initial_context": "fill", "normalise_context_labels": True},
+    "crw": {"n_previous": 7},
+    "stt": {"radius": 5, "label_downsample": "bilinear"},
+    "timecycle": {},
+}
+
+
+def jhmdb_preset(base: PropagationPreset, size: int | None = None) -> PropagationPreset:
+    """The JHMDB variant of a preset: square ``size`` (default 320) input plus `JHMDB_CHANGES`."""
+    changes = dict(JHMDB_CHANGES.get(base.name, {}))
+    return base.with_overrides(size=SizePolicy("square", size or JHMDB_SIZE), **changes)
+
+
+def preset_knobs(preset: PropagationPreset) -> dict:
+    """Every knob of a preset as JSON-ready values (results files record exactly what ran)."""
+    knobs = dataclasses.asdict(preset)
+    knobs.pop("notes", None)
+    return knobs
+
+
+def propagate_video(propagator: Propagator, video: JhmdbVideo, gt: np.ndarray,
+                    codec: HeatmapCodec) -> tuple[np.ndarray, np.ndarray]:
+    """First-frame GT joints through one video -> (coords (T, J, 2), visible (T, J))."""
+    coords, visible = [], []
+    for _, xy, seen in propagate_keypoints(propagator, open_frames(video.frames_dir), gt[0], codec):
+        coords.append(xy)
+        visible.append(seen)
+    return np.stack(coords), np.stack(visible)
+
+
+def write_prediction(path: Path, video: JhmdbVideo, coords: np.ndarray, visible: np.ndarray) -> None:
+    """Per-frame coordinates as JSON (null for joints that are not visible), written atomically."""
+    frames = [p.name for p in video.frame_files()]
+    data = {
+        "video": video.name, "joint_names": list(JOINT_NAMES), "frames": frames,
+        "keypoints": [[None if not v else [round(float(x), 3), round(float(y), 3)]
+                       for (x, y), v in zip(frame_xy, frame_vis)]
+                      for frame_xy, frame_vis in zip(coords, visible)],
+    }
+    write_results_json(data, path)
+
+
+def run_jhmdb(
+    encoder: nn.Module,
+    preset: PropagationPreset,
+    dataset: JhmdbDataset,
+    out_dir: str | Path,
+    *,
+    codec: HeatmapCodec | None = None,
+    skip_first_frame: bool = True,
+    device: str = "cpu",
+    batch_size: int = 4,
+    model_info: dict | None = None,
+) -> dict:
+    """Propagate every video's first-frame joints, write predictions and ``results.json``.
+
+    preset: the propagation protocol as run (usually `jhmdb_preset` of a named preset); codec:
+    the heatmap codec (default: the preset's, `vidcorr.keypoints.codec_for`). Writes
+    ``out_dir/predictions/<class>/<video>.json`` and ``out_dir/results.json``; returns the
+    results dict (schema in docs/keypoints.md).
+    """
+    codec = codec or codec_for(preset.name)
+    out_dir = Path(out_dir)
+    # Read every annotation up front: a malformed file fails before any propagation.
+    ground_truth = {video.name: video.joints() for video in dataset.videos}
+    log.info("JHMDB: %s", dataset.describe())
+    scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
+    stats = RunStats()
+    propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+    for video in tqdm(dataset.videos, desc=f"JHMDB ({preset.name})", unit="video"):
+        gt = ground_truth[video.name]
+        start = time.perf_counter()
+        coords, visible = propagate_video(propagator, video, gt, codec)
+        elapsed = time.perf_counter() - start
+        stats.frames += len(coords)
+        stats.seconds += elapsed
+        stats.per_sequence[video.name] = elapsed
+        write_prediction(out_dir / "predictions" / f"{video.name}.json", video, coords, visible)
+        scores.add(video.name, coords, gt, visible)
+    stats.feature_seconds = propagator.timing["features"]
+    stats.propagation_seconds = propagator.timing["propagation"]
+    results = scores.results(DEFAULT_ALPHAS)
+    results = {
+        **{k: results[k] for k in results if k.startswith("PCK@")},
+        "per_joint": results["per_joint"],
+        "per_video": results["per_video"],
+        "skip_first_frame": skip_first_frame,
+        "preset": preset.name,
+        "preset_knobs": preset_knobs(preset),
+        "codec": codec.as_dict(),
+        "protocol": {
+            "benchmark": "JHMDB", "videos": dataset.describe(), "n_videos": len(dataset),
+            "counted_joints": results["counted_joints"],
+            "normaliser": "0.6 x diagonal of the box of the GT joints whose prediction is visible",
+            "note": "PCK pooled per joint over all counted frames, then averaged over the 15 joints "
+                    "(UVC/CRW eval_pck.py); values are fractions in [0, 1]",
+        },
+        "model": model_info or {},
+        "timing": stats.as_dict(),
+    }
+    write_results_json(results, out_dir / "results.json")
+    return results
+
+
+def format_pck_table(results: dict) -> str:
+    """Per-video and per-joint PCK tables followed by the global line."""
+    keys = [k for k in results if k.startswith("PCK@")]
+    width = max([len("video"), *map(len, results["per_video"])])
+    lines = [f"{'video':<{width}}  frames  " + "  ".join(f"{k:>8}" for k in keys)]
+    for name, v in results["per_video"].items():
+        lines.append(f"{name:<{width}}  {v['frames']:>6d}  " + "  ".join(_cell(v[k]) for k in keys))
+    lines += ["", f"{'joint':<14}  " + "  ".join(f"{k:>8}" for k in keys)]
+    for joint in JOINT_NAMES:
+        lines.append(f"{joint:<14}  " + "  ".join(_cell(results["per_joint"][k][joint]) for k in keys))
+    first = "skipped" if results["skip_first_frame"] else "included"
+    lines += ["", f"mean over joints ({len(results['per_video'])} video(s), frame 0 {first}): "
+              + "  ".join(f"{k} {_cell(results[k]).strip()}" for k in keys)]
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return f"{'n/a':>8}" if value is None else f"{value:>8.4f}"

@@ -1,0 +1,262 @@
+"""Keypoints as soft labels: Gaussian heatmaps in, top-k weighted averages out (METHODS.md §6.2).
+
+A set of J keypoints becomes J + 1 label channels: channel 0 is background, channel 1 + j a
+Gaussian around joint j. They are propagated by `vidcorr.propagate.Propagator` like any soft
+label map, and each joint channel is decoded back to coordinates by the weighted average of its
+top-k values. Three protocol details (METHODS.md §1.9, §3.4, §4.6):
+
+- UVC / CRW: sigma = 0.5 *feature cells*, heatmaps drawn at feature resolution, background = 1
+  where no joint Gaussian reaches (their ``lbls.sum(-1) == 0``), decoded at feature resolution
+  (top-5 UVC, top-3 CRW). UVC min-max normalises the maps before decoding, CRW does not.
+- STT: sigma = 4 *pixels* drawn at full resolution, resized bilinearly to the features, decoded
+  at full resolution (top-5) after bilinear upsampling; no min-max for heatmaps.
+
+Transport is linear per channel, so the background channel never changes a decoded joint; it is
+kept for parity with the references and for argmax overlays.
+
+Coordinates are original-frame pixels with pixel centres at integer positions. A pixel x maps to
+the feature coordinate u = (x + 0.5) h / H - 0.5, the convention of ``align_corners=False``
+resizing that the propagator uses for labels, so that cell i is centred on the pixels it pools.
+The references instead scale by H / h without the half-pixel shift (a constant offset of
+(stride - 1) / 2 px between labels and features) and snap each Gaussian to a whole cell; we centre
+it at the exact sub-cell position. Encode then decode returns the input to within the top-k
+truncation bias of a sampled Gaussian: none when the top-k cells lie symmetrically around the point
+(a cell centre with top-5, midway between four centres with top-4), at most 0.062 cells for
+sigma 0.5 / top-5 and 0.167 cells for top-3 (tests/test_keypoints.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vidcorr.errors import InputError
+from vidcorr.labels import minmax_per_channel
+from vidcorr.propagate import Propagator
+
+# Gaussians are cut at 3 sigma, as the pose-hg-train drawing code the references share does.
+TRUNCATE_SIGMAS = 3.0
+
+
+@dataclass(frozen=True)
+class HeatmapCodec:
+    """Keypoints (J, 2) <-> heatmap labels (J + 1, H, W).
+
+    sigma, sigma_unit: Gaussian width in feature ``cell``s (drawn at feature resolution) or in
+        original-frame ``pixel``s (drawn at full resolution).
+    topk: values averaged per joint when decoding. decode_at: ``feature`` resolution or the
+        ``original`` frame size (after bilinear upsampling). minmax: per-channel min-max
+        normalisation before decoding (UVC).
+    """
+
+    sigma: float = 0.5
+    sigma_unit: Literal["cell", "pixel"] = "cell"
+    topk: int = 5
+    decode_at: Literal["feature", "original"] = "feature"
+    minmax: bool = False
+
+    def as_dict(self) -> dict:
+        return {"sigma": self.sigma, "sigma_unit": self.sigma_unit, "topk": self.topk,
+                "decode_at": self.decode_at, "minmax": self.minmax}
+
+    def encode(self, points: np.ndarray, original_hw: tuple[int, int], feature_hw: tuple[int, int],
+               visible: np.ndarray | None = None) -> Tensor:
+        """points: (J, 2) pixels (x, y) -> labels (J + 1, H, W) at the original frame size.
+
+        Invisible joints (``visible`` False) get an all-zero channel. In ``cell`` mode the map is
+        drawn at ``feature_hw`` and expanded to the frame by nearest-neighbour blocks, which the
+        propagator's label downsampling (nearest, or bilinear when each cell spans >= 2 pixels)
+        maps back onto exactly the drawn cells.
+        """
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        keep = np.ones(len(pts), bool) if visible is None else np.asarray(visible, bool)
+        if self.sigma_unit == "pixel":
+            return _with_background(_gaussians(pts, keep, original_hw, original_hw, self.sigma))
+        h, w = feature_hw
+        if original_hw[0] < 2 * h or original_hw[1] < 2 * w:
+            raise ValueError(f"feature map {w}x{h} is finer than half the frame "
+                             f"{original_hw[1]}x{original_hw[0]}: cell-unit heatmaps cannot be expanded exactly")
+        small = _with_background(_gaussians(pts, keep, original_hw, feature_hw, self.sigma))
+        return F.interpolate(small[None], size=original_hw, mode="nearest-exact")[0]
+
+    def decode(self, soft: Tensor, original_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """soft: (J + 1, h, w) propagated labels -> (coords (J, 2) pixels, visible (J,) bool).
+
+        A joint whose channel is all zero (nothing reached it) is not visible and gets NaN
+        coordinates; PCK leaves it out, as the references do with their ``-1`` marker.
+        """
+        maps = soft[1:].float()
+        if self.decode_at == "original":
+            maps = F.interpolate(maps[None], size=original_hw, mode="bilinear", align_corners=False)[0]
+        if self.minmax:
+            maps = minmax_per_channel(maps)
+        h, w = maps.shape[-2:]
+        flat = maps.flatten(1)
+        values, index = flat.topk(min(self.topk, flat.shape[1]), dim=1)
+        total = values.sum(dim=1, keepdim=True)
+        weights = values / total.clamp_min(1e-12)
+        u = (weights * (index % w).to(weights.dtype)).sum(dim=1)
+        v = (weights * torch.div(index, w, rounding_mode="floor").to(weights.dtype)).sum(dim=1)
+        coords = torch.stack([_to_pixels(u, w, original_hw[1]), _to_pixels(v, h, original_hw[0])], dim=1)
+        visible = (flat.sum(dim=1) > 0).cpu().numpy()
+        coords = coords.double().cpu().numpy()
+        coords[~visible] = np.nan
+        return coords, visible
+
+
+# Per preset: UVC jhmdb branch (TimeCycle-derived test code, hence also timecycle), CRW, STT.
+CODECS: dict[str, HeatmapCodec] = {
+    "uvc": HeatmapCodec(0.5, "cell", 5, "feature", minmax=True),
+    "timecycle": HeatmapCodec(0.5, "cell", 5, "feature", minmax=True),
+    "crw": HeatmapCodec(0.5, "cell", 3, "feature", minmax=False),
+    "stt": HeatmapCodec(4.0, "pixel", 5, "original", minmax=False),
+}
+
+
+def codec_for(preset_name: str) -> HeatmapCodec:
+    """The keypoint codec of a preset's protocol (CRW's for unknown names)."""
+    return CODECS.get(preset_name, CODECS["crw"])
+
+
+def _gaussians(points: np.ndarray, keep: np.ndarray, original_hw: tuple[int, int],
+               grid_hw: tuple[int, int], sigma: float) -> Tensor:
+    """(J, h, w) unnormalised Gaussians (peak 1) on a grid_hw grid, cut at TRUNCATE_SIGMAS."""
+    h, w = grid_hw
+    H, W = original_hw
+    # pixel -> grid coordinate with pixel centres aligned (align_corners=False convention)
+    u = torch.from_numpy((points[:, 0] + 0.5) * w / W - 0.5)
+    v = torch.from_numpy((points[:, 1] + 0.5) * h / H - 0.5)
+    dx2 = ((torch.arange(w, dtype=torch.float64)[None] - u[:, None]) ** 2).float()  # (J, w)
+    dy2 = ((torch.arange(h, dtype=torch.float64)[None] - v[:, None]) ** 2).float()  # (J, h)
+    d2 = dy2[:, :, None] + dx2[:, None, :]
+    maps = torch.exp(-d2 / (2 * sigma**2))
+    maps[d2 > (TRUNCATE_SIGMAS * sigma) ** 2] = 0.0
+    maps[torch.from_numpy(~keep)] = 0.0
+    return maps
+
+
+def _with_background(joints: Tensor) -> Tensor:
+    """(J, h, w) -> (J + 1, h, w): background 1 where no joint has mass (UVC / CRW)."""
+    background = (joints.sum(dim=0, keepdim=True) == 0).float()
+    return torch.cat([background, joints])
+
+
+def _to_pixels(coord: Tensor, cells: int, pixels: int) -> Tensor:
+    """Grid coordinate -> original pixel (inverse of the mapping in `_gaussians`)."""
+    return (coord + 0.5) * pixels / cells - 0.5
+
+
+# --------------------------------------------------------------------------- propagation
+
+
+def feature_size(propagator: Propagator, original_hw: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of the features the propagator's encoder will produce for frames of original_hw."""
+    stride = getattr(propagator.encoder, "stride", None)
+    if stride is None:
+        raise ValueError("keypoint propagation needs an encoder with a `stride` attribute (FrameEncoder)")
+    height, width = propagator.preset.size.input_size(*original_hw)
+    return math.ceil(height / stride), math.ceil(width / stride)
+
+
+def propagate_keypoints(
+    propagator: Propagator,
+    frames: Iterable[np.ndarray],
+    points: np.ndarray,
+    codec: HeatmapCodec,
+    visible: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(frame, coords (J, 2), visible (J,))`` for every frame, the first included.
+
+    frames: RGB uint8 (H, W, 3); points: (J, 2) first-frame keypoints in pixels. Frame 0 gets
+    the given keypoints (NaN where not visible). Streaming: at most one encoder batch of frames
+    is held besides the propagator's context.
+    """
+    stream = iter(frames)
+    try:
+        first = next(stream)
+    except StopIteration:
+        raise ValueError("the video has no frames") from None
+    original_hw = tuple(first.shape[:2])
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    vis = np.ones(len(pts), bool) if visible is None else np.asarray(visible, bool).copy()
+    expected_hw = feature_size(propagator, original_hw)
+    labels = codec.encode(pts, original_hw, expected_hw, vis)
+    pending: deque[np.ndarray] = deque()
+
+    def remembered(rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for frame in rest:
+            pending.append(frame)
+            yield frame
+
+    yield first, np.where(vis[:, None], pts, np.nan), vis
+    for soft in propagator.run(chain([first], remembered(stream)), labels):
+        if tuple(soft.shape[-2:]) != expected_hw:
+            raise RuntimeError(f"encoder produced {tuple(soft.shape[-2:])} features, expected {expected_hw}")
+        coords, seen = codec.decode(soft, original_hw)
+        yield pending.popleft(), coords, seen
+
+
+# --------------------------------------------------------------------------- FIRST.json
+
+
+@dataclass(frozen=True)
+class KeypointSet:
+    """A user's first-frame keypoints: points (J, 2) pixels, visible (J,), names, skeleton edges."""
+
+    points: np.ndarray
+    visible: np.ndarray
+    names: list[str]
+    edges: list[tuple[int, int]]
+
+
+def read_keypoints_json(path: str | Path) -> KeypointSet:
+    """Read ``{"keypoints": [[x, y], ...], "names"?: [...], "edges"?: [[i, j], ...], "visible"?: [...]}``.
+
+    x, y are 0-based pixels of the first frame (pixel centres at integers). Names default to
+    "0", "1", ...; edges to none; visible to all true.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(path, "keypoints file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not valid JSON: {err}") from None
+    if not isinstance(data, dict) or "keypoints" not in data:
+        raise InputError(path, 'expected a JSON object with a "keypoints" list of [x, y] pairs')
+    points = _point_array(path, data["keypoints"])
+    n = len(points)
+    names = data.get("names", [str(i) for i in range(n)])
+    if not isinstance(names, list) or len(names) != n or not all(isinstance(s, str) for s in names):
+        raise InputError(path, f'"names" must be a list of {n} strings')
+    visible = data.get("visible", [True] * n)
+    if not isinstance(visible, list) or len(visible) != n or not all(isinstance(b, bool) for b in visible):
+        raise InputError(path, f'"visible" must be a list of {n} booleans')
+    edges = data.get("edges", [])
+    if not isinstance(edges, list) or not all(
+            isinstance(e, list) and len(e) == 2 and all(isinstance(i, int) and 0 <= i < n for i in e) for e in edges):
+        raise InputError(path, f'"edges" must be a list of [i, j] pairs of keypoint indices in 0..{n - 1}')
+    return KeypointSet(points, np.asarray(visible, bool), names, [tuple(e) for e in edges])
+
+
+def _point_array(path: Path, raw) -> np.ndarray:
+    ok = isinstance(raw, list) and raw and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                    for c in p) for p in raw)
+    if not ok:
+        raise InputError(path, '"keypoints" must be a non-empty list of [x, y] number pairs')
+    points = np.asarray(raw, dtype=np.float64)
+    if not np.all(np.isfinite(points)):
+        raise InputError(path, '"keypoints" holds a non-finite coordinate')
+    return points

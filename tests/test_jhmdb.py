@@ -1,0 +1,202 @@
+"""JHMDB reader (real clip + malformed files), keypoint propagation benchmark and `propagate --keypoints`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import scipy.io
+
+import vidcorr.cli
+import vidcorr.cli.eval_cmd
+from vidcorr.errors import InputError
+from vidcorr.evaluate.jhmdb import jhmdb_preset, run_jhmdb
+from vidcorr.io.jhmdb import JOINT_NAMES, SKELETON_EDGES, JhmdbDataset, read_joints, read_split_file
+from vidcorr.models import build_encoder
+from vidcorr.presets import SizePolicy, get_preset
+
+CLASS = "catch"
+VIDEO = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+NAME = f"{CLASS}/{VIDEO}"
+
+
+@pytest.fixture(scope="session")
+def jhmdb_root(data_dir):
+    return data_dir / "jhmdb"
+
+
+def _small_tree(tmp_path, jhmdb_root, n_frames: int, videos=(VIDEO,)):
+    """A JHMDB root with the first n_frames of the real clip under each of the given video names."""
+    root = tmp_path / "jhmdb"
+    pos = scipy.io.loadmat(jhmdb_root / "joint_positions" / NAME / "joint_positions.mat")["pos_img"]
+    for video in videos:
+        frames = root / "Rename_Images" / CLASS / video
+        frames.mkdir(parents=True)
+        for t in range(1, n_frames + 1):
+            shutil.copy(jhmdb_root / "Rename_Images" / NAME / f"{t:05d}.png", frames / f"{t:05d}.png")
+        joints = root / "joint_positions" / CLASS / video
+        joints.mkdir(parents=True)
+        scipy.io.savemat(joints / "joint_positions.mat", {"pos_img": pos[:, :, :n_frames]})
+    return root
+
+
+def test_reads_the_real_clip(jhmdb_root):
+    dataset = JhmdbDataset(jhmdb_root)
+    assert [v.name for v in dataset.videos] == [NAME]
+    assert dataset.split_files == [] and "no *_test_split1.txt" in dataset.describe()
+    video = dataset.videos[0]
+    joints = video.joints()
+    assert joints.shape == (40, 15, 2) and len(video.frame_files()) == 40
+    raw = scipy.io.loadmat(video.joints_file)["pos_img"]
+    np.testing.assert_array_equal(joints[3, 7], raw[:, 7, 3] - 1)  # 0-based (x, y)
+    assert len(JOINT_NAMES) == 15 and all(0 <= i < 15 and 0 <= j < 15 for i, j in SKELETON_EDGES)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ({"pos_world": np.zeros((2, 15, 3))}, "no 'pos_img'"),
+    ({"pos_img": np.zeros((2, 14, 3))}, r"shape \(2, 14, 3\)"),
+    ({"pos_img": np.full((2, 15, 3), np.nan)}, "non-finite"),
+])
+def test_rejects_malformed_joint_files(tmp_path, content, message):
+    path = tmp_path / "joint_positions.mat"
+    scipy.io.savemat(path, content)
+    with pytest.raises(InputError, match=message) as err:
+        read_joints(path)
+    assert str(path) in str(err.value)
+
+
+def test_rejects_a_file_that_is_not_matlab(tmp_path):
+    path = tmp_path / "joint_positions.mat"
+    path.write_bytes(b"this is not a MATLAB file at all" * 8)
+    with pytest.raises(InputError, match="cannot read MATLAB file"):
+        read_joints(path)
+
+
+def test_rejects_frame_count_mismatch(tmp_path, jhmdb_root):
+    root = _small_tree(tmp_path, jhmdb_root, 4)
+    mat = root / "joint_positions" / NAME / "joint_positions.mat"
+    scipy.io.savemat(mat, {"pos_img": np.zeros((2, 15, 5))})
+    with pytest.raises(InputError, match="pos_img has 5 frames but .* has 4 frame images") as err:
+        JhmdbDataset(root).videos[0].joints()
+    assert str(mat) in str(err.value)
+
+
+def test_split_files_select_the_test_videos(tmp_path, jhmdb_root):
+    root = _small_tree(tmp_path, jhmdb_root, 2, videos=(VIDEO, "train_clip"))
+    (root / "splits").mkdir()
+    (root / "splits" / f"{CLASS}_test_split1.txt").write_text(f"{VIDEO}.avi 2\ntrain_clip.avi 1\n")
+    test = JhmdbDataset(root)
+    assert [v.name for v in test.videos] == [NAME] and "split 1 test set" in test.describe()
+    assert [v.name for v in JhmdbDataset(root, subset="train").videos] == [f"{CLASS}/train_clip"]
+    with pytest.raises(InputError, match="no test videos"):
+        JhmdbDataset(root, split=2, splits=[root / "splits" / f"{CLASS}_test_split1.txt"], videos=[])
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("clip.avi 3", "line 2: expected '<video>.avi 1|2'"),
+    ("clip.avi", "line 2"),
+])
+def test_rejects_bad_split_lines(tmp_path, line, message):
+    path = tmp_path / f"{CLASS}_test_split1.txt"
+    path.write_text(f"ok.avi 1\n{line}\n")
+    with pytest.raises(InputError, match=message) as err:
+        read_split_file(path)
+    assert str(path) in str(err.value)
+
+
+def test_split_listing_a_missing_video_fails(tmp_path, jhmdb_root):
+    root = _small_tree(tmp_path, jhmdb_root, 2)
+    (root / f"{CLASS}_test_split1.txt").write_text("gone.avi 2\n")
+    with pytest.raises(InputError, match="lists video gone"):
+        JhmdbDataset(root)
+
+
+def test_jhmdb_variant_changes_only_the_protocol_knobs():
+    crw = jhmdb_preset(get_preset("crw"))
+    assert crw.size == SizePolicy("square", 320) and crw.n_previous == 7 and crw.topk == get_preset("crw").topk
+    uvc = jhmdb_preset(get_preset("uvc"), size=160)
+    assert (uvc.size.size, uvc.topk.k, uvc.initial_context, uvc.normalise_context_labels) == (160, 20, "fill", True)
+    stt = jhmdb_preset(get_preset("stt"))
+    assert (stt.topk.radius, stt.label_downsample) == (5, "bilinear")
+
+
+def test_eval_end_to_end_on_the_real_clip(tmp_path, jhmdb_root):
+    preset = jhmdb_preset(get_preset("crw"), size=160)
+    results = run_jhmdb(build_encoder("lab-pixels"), preset, JhmdbDataset(jhmdb_root), tmp_path / "out",
+                        model_info={"features": "lab-pixels"})
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    for key in ("PCK@0.1", "PCK@0.2", "per_joint", "per_video", "preset", "preset_knobs", "codec",
+                "skip_first_frame", "protocol", "model", "timing"):
+        assert key in saved
+    assert saved["preset"] == "crw" and saved["skip_first_frame"] is True
+    assert saved["preset_knobs"]["size"] == {"mode": "square", "size": 160, "long_multiple": None}
+    assert 0.0 <= saved["PCK@0.1"] <= saved["PCK@0.2"] <= 1.0
+    assert set(saved["per_joint"]["PCK@0.2"]) == set(JOINT_NAMES)
+    assert saved["per_video"][NAME]["frames"] == 40
+    pred = json.loads((tmp_path / "out" / "predictions" / f"{NAME}.json").read_text())
+    assert len(pred["keypoints"]) == 40 and len(pred["keypoints"][0]) == 15
+    gt0 = JhmdbDataset(jhmdb_root).videos[0].joints()[0]
+    np.testing.assert_allclose(pred["keypoints"][0], gt0, atol=1e-3)  # frame 0 is the annotation
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """`vidcorr.cli.main` with only the commands under test registered (others may not exist yet)."""
+    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd", "vidcorr.cli.propagate_cmd"])
+    monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_jhmdb"])
+    return vidcorr.cli.main
+
+
+def test_eval_jhmdb_command(tmp_path, jhmdb_root, cli, capsys):
+    root = _small_tree(tmp_path, jhmdb_root, 10)
+    out = tmp_path / "out"
+    assert cli(["eval", "jhmdb", "--root", str(root), "--out", str(out), "--features", "lab-pixels",
+                "--preset", "stt", "--size", "160", "--include-first-frame"]) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["preset"] == "stt" and saved["skip_first_frame"] is False
+    assert saved["codec"]["sigma_unit"] == "pixel" and saved["preset_knobs"]["topk"]["radius"] == 5
+    printed = capsys.readouterr().out
+    assert "mean over joints" in printed and "frame 0 included" in printed
+
+
+def test_eval_jhmdb_command_reports_bad_input(tmp_path, cli, capsys):
+    assert cli(["eval", "jhmdb", "--root", str(tmp_path), "--out", str(tmp_path / "out"),
+                "--features", "lab-pixels"]) == 2
+    assert "Rename_Images" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_propagate_keypoints_command(tmp_path, jhmdb_root, cli):
+    root = _small_tree(tmp_path, jhmdb_root, 6)
+    video = JhmdbDataset(root).videos[0]
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"keypoints": video.joints()[0].tolist(), "names": list(JOINT_NAMES),
+                                 "edges": [list(e) for e in SKELETON_EDGES], "visible": [True] * 14 + [False]}))
+    out = tmp_path / "out"
+    assert cli(["propagate", str(video.frames_dir), "--keypoints", str(first), "--out", str(out),
+                "--features", "lab-pixels"]) == 0
+    saved = json.loads((out / "keypoints.json").read_text())
+    assert [f["frame"] for f in saved["frames"]] == [f"{t:05d}" for t in range(1, 7)]
+    assert saved["names"] == list(JOINT_NAMES) and saved["preset"] == "crw"
+    assert all(len(f["keypoints"]) == 15 and f["keypoints"][14] is None for f in saved["frames"])
+    assert (out / "overlay.mp4").stat().st_size > 0
+
+
+def test_propagate_needs_exactly_one_first_annotation(tmp_path, cli, capsys):
+    with pytest.raises(SystemExit):
+        cli(["propagate", str(tmp_path), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        cli(["propagate", str(tmp_path), "--mask", "m.png", "--keypoints", "k.json", "--out", str(tmp_path / "o")])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_propagate_rejects_keypoints_outside_the_frame(tmp_path, jhmdb_root, cli, capsys):
+    root = _small_tree(tmp_path, jhmdb_root, 2)
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"keypoints": [[10, 10], [400, 10]]}))
+    assert cli(["propagate", str(root / "Rename_Images" / NAME), "--keypoints", str(first),
+                "--out", str(tmp_path / "out"), "--features", "lab-pixels"]) == 2
+    assert "keypoint 1" in capsys.readouterr().err and not (tmp_path / "out").exists()

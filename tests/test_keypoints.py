@@ -1,0 +1,154 @@
+"""Heatmap codec: exact round trip to sub-cell precision, pixel-centre convention, FIRST.json, skeletons."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vidcorr.errors import InputError
+from vidcorr.keypoints import CODECS, HeatmapCodec, read_keypoints_json
+from vidcorr.labels import downsample_labels
+from vidcorr.viz_keypoints import draw_skeleton
+
+FRAME_HW = (240, 320)  # JHMDB frames
+FEAT_HW = (40, 40)  # square 320 input at stride 8
+CELL = np.array([FRAME_HW[1] / FEAT_HW[1], FRAME_HW[0] / FEAT_HW[0]])  # (x, y) pixels per cell
+
+
+def _round_trip(codec: HeatmapCodec, points: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Encode at frame size, downsample like the propagator does, decode: no propagation."""
+    labels = codec.encode(points, FRAME_HW, FEAT_HW)
+    small = downsample_labels(labels, FEAT_HW, mode)
+    return codec.decode(small, FRAME_HW)
+
+
+def _cell_centres(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """Pixel coordinates of feature-cell centres (pixel centres at integers)."""
+    return np.stack([(ix + 0.5) * CELL[0] - 0.5, (iy + 0.5) * CELL[1] - 0.5], axis=1)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize(("topk", "offset"), [(5, 0.0), (9, 0.0), (4, 0.5)])
+def test_round_trip_exact_when_the_topk_set_is_symmetric(topk, offset, mode):
+    """A cell centre with its 4 (top-5) or 8 (top-9) neighbours, or a point midway between four
+    centres (top-4): the weighted average has no truncation bias, so any error would come from
+    the pixel <-> cell mapping. There is none."""
+    ix, iy = np.array([0, 3, 17, 30]) + offset, np.array([0, 5, 20, 33]) + offset
+    points = _cell_centres(ix, iy)
+    coords, visible = _round_trip(HeatmapCodec(topk=topk), points, mode)
+    assert visible.all()
+    np.testing.assert_allclose(coords[1:], points[1:], atol=1e-4)
+    # at the frame corner the neighbourhood is cut: still within the protocol's bias
+    assert np.abs(coords[0] - points[0]).max() < 0.5 * CELL.max()
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize(("name", "bound"), [("uvc", 0.065), ("crw", 0.17)])
+def test_round_trip_off_grid_within_topk_bias(name, bound, mode):
+    rng = np.random.default_rng(0)
+    points = np.stack([rng.uniform(10, 310, 300), rng.uniform(10, 230, 300)], axis=1)
+    coords, visible = _round_trip(CODECS[name], points, mode)
+    assert visible.all()
+    error_cells = np.abs(coords - points) / CELL
+    # top-5 / top-3 weighted averages of a sampled sigma-0.5 Gaussian: <= 0.062 / 0.167 cells
+    assert error_cells.max() < bound
+    assert error_cells.mean() < bound / 2
+
+
+def test_gaussian_peak_is_the_cell_containing_the_point():
+    """Pixel-centre convention: the brightest cell is the one whose pixels hold the point."""
+    codec = CODECS["crw"]
+    points = np.array([[0.0, 0.0], [7.9, 5.9], [8.0, 6.0], [319.0, 239.0], [100.3, 50.7]])
+    small = downsample_labels(codec.encode(points, FRAME_HW, FEAT_HW), FEAT_HW, "nearest")
+    for j, (x, y) in enumerate(points):
+        peak = int(small[1 + j].flatten().argmax())
+        assert (peak // FEAT_HW[1], peak % FEAT_HW[1]) == (int((y + 0.5) // CELL[1]), int((x + 0.5) // CELL[0]))
+
+
+def test_background_channel_is_one_where_no_joint_reaches():
+    codec = CODECS["uvc"]
+    small = downsample_labels(codec.encode(np.array([[100.0, 100.0], [200.0, 50.0]]), FRAME_HW, FEAT_HW),
+                              FEAT_HW, "nearest")
+    joints_zero = small[1:].sum(0) == 0
+    assert torch.equal(small[0] == 1, joints_zero)
+    assert torch.all((small[0] == 0) | (small[0] == 1))
+    # Gaussians are cut at 3 sigma = 1.5 cells: a disc of 9 cells around an on-centre point
+    assert int((small[1] > 0).sum()) <= 9
+
+
+def test_invisible_joint_has_empty_channel_and_decodes_as_missing():
+    codec = CODECS["crw"]
+    points = np.array([[100.0, 100.0], [200.0, 50.0]])
+    labels = codec.encode(points, FRAME_HW, FEAT_HW, visible=np.array([True, False]))
+    assert labels[2].sum() == 0
+    coords, visible = codec.decode(downsample_labels(labels, FEAT_HW, "nearest"), FRAME_HW)
+    assert visible.tolist() == [True, False]
+    assert np.isnan(coords[1]).all() and np.isfinite(coords[0]).all()
+
+
+def test_stt_pixel_sigma_decodes_at_full_resolution_within_half_a_cell():
+    codec = CODECS["stt"]
+    assert (codec.sigma, codec.sigma_unit, codec.decode_at) == (4.0, "pixel", "original")
+    rng = np.random.default_rng(1)
+    points = np.stack([rng.uniform(20, 300, 50), rng.uniform(20, 220, 50)], axis=1)
+    coords, visible = _round_trip(codec, points, "bilinear")
+    assert visible.all()
+    # the propagated map lives on the feature grid: full-res top-5 snaps towards cell centres
+    assert (np.abs(coords - points) / CELL).max() < 0.5
+
+
+def test_minmax_does_not_move_an_unpropagated_joint():
+    points = np.array([[123.4, 77.7]])
+    plain = HeatmapCodec(minmax=False)
+    normed = HeatmapCodec(minmax=True)
+    small = downsample_labels(plain.encode(points, FRAME_HW, FEAT_HW), FEAT_HW, "nearest")
+    np.testing.assert_allclose(plain.decode(small, FRAME_HW)[0], normed.decode(small, FRAME_HW)[0], atol=1e-6)
+
+
+def test_encode_refuses_features_finer_than_half_the_frame():
+    with pytest.raises(ValueError, match="finer than half"):
+        CODECS["crw"].encode(np.array([[5.0, 5.0]]), (30, 40), (20, 20))
+
+
+def _write(tmp_path, data) -> str:
+    path = tmp_path / "first.json"
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_read_keypoints_json_defaults_and_fields(tmp_path):
+    kps = read_keypoints_json(_write(tmp_path, {"keypoints": [[1, 2], [3.5, 4]]}))
+    assert kps.points.tolist() == [[1, 2], [3.5, 4]]
+    assert kps.names == ["0", "1"] and kps.edges == [] and kps.visible.tolist() == [True, True]
+    full = read_keypoints_json(_write(tmp_path, {"keypoints": [[1, 2], [3, 4]], "names": ["a", "b"],
+                                                 "edges": [[0, 1]], "visible": [True, False]}))
+    assert full.edges == [(0, 1)] and full.visible.tolist() == [True, False]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("{not json", "not valid JSON"),
+    ({"points": [[1, 2]]}, '"keypoints" list'),
+    ({"keypoints": []}, "non-empty list"),
+    ({"keypoints": [[1, 2, 3]]}, "non-empty list"),
+    ({"keypoints": [[1, "x"]]}, "non-empty list"),
+    ({"keypoints": [[1, 2]], "names": ["a", "b"]}, '"names"'),
+    ({"keypoints": [[1, 2]], "edges": [[0, 1]]}, '"edges"'),
+    ({"keypoints": [[1, 2]], "visible": [1]}, '"visible"'),
+])
+def test_read_keypoints_json_rejects_malformed_files(tmp_path, data, message):
+    path = _write(tmp_path, data)
+    with pytest.raises(InputError, match=message) as err:
+        read_keypoints_json(path)
+    assert str(path) in str(err.value)
+
+
+def test_draw_skeleton_draws_visible_joints_and_edges_only():
+    frame = np.zeros((60, 80, 3), np.uint8)
+    points = np.array([[10.0, 10.0], [60.0, 40.0], [30.0, 50.0]])
+    drawn = draw_skeleton(frame, points, np.array([True, True, False]), [(0, 1), (1, 2)])
+    assert drawn.shape == frame.shape and drawn.dtype == np.uint8 and not frame.any()
+    assert drawn[10, 10].any() and drawn[40, 60].any() and drawn[25, 35].any()  # joints and the 0-1 edge
+    assert not drawn[50, 30].any() and not drawn[45, 45].any()  # hidden joint 2 and its edge
