@@ -13,6 +13,7 @@ TASK_MODULES = [
     "vidcorr.cli.eval_davis",
     "vidcorr.cli.eval_tracking",
     "vidcorr.cli.eval_jhmdb",
+    "vidcorr.cli.eval_vip",
 ]
 
 

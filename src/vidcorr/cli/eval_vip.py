@@ -1,0 +1,49 @@
+"""`vidcorr eval vip`: propagate first-frame part maps through VIP videos and score mIoU and AP_part."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vidcorr.cli.common import add_model_arguments, comma_list, load_model
+from vidcorr.cli.eval_jhmdb import protocol_preset
+
+
+def register(tasks: argparse._SubParsersAction) -> None:
+    p = tasks.add_parser(
+        "vip", help="VIP part propagation (mIoU, instance-level part AP)",
+        description="Propagate the first-frame part classes and part instances of every VIP video with "
+                    "the preset's VIP variant (square 560 input, see docs/vip.md), write predicted class "
+                    "maps to OUT/<video>/ and mIoU / AP_part to OUT/results.json.",
+    )
+    p.add_argument("--root", required=True, type=Path,
+                   help="VIP_Fine (or its parent), or a VIPSeg-snippet root (images/, source/)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    p.add_argument("--split", default="val", help="VIP list lists/<split>_videos.txt (default: val)")
+    p.add_argument("--videos", type=comma_list, help="comma-separated subset of the videos")
+    p.add_argument("--layout", default="auto", choices=("auto", "vip", "vipseg"),
+                   help="dataset layout (default: detected from the folders)")
+    p.add_argument("--skip-first-frame", action="store_true",
+                   help="do not score frame 0 (UVC and STT score it, our default)")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidcorr.cli.output import atomic_output_dir
+    from vidcorr.evaluate.vip import format_vip_table, run_vip, vip_preset
+    from vidcorr.io.vip import VipDataset
+
+    dataset = VipDataset(args.root, split=args.split, videos=args.videos, layout=args.layout)
+    preset = protocol_preset(args, vip_preset)
+    encoder, info = load_model(args, preset)
+    with atomic_output_dir(args.out) as tmp:
+        results = run_vip(encoder, preset, dataset, tmp, skip_first_frame=args.skip_first_frame,
+                          device=args.device, batch_size=args.batch_size, model_info=info)
+    print(format_vip_table(results))
+    print(f"preset: {preset.name} (VIP variant, square {preset.size.size})   layout: {dataset.layout}   "
+          f"model: {json.dumps(info)}")
+    print(f"timing: {json.dumps(results['timing'])}")
+    print(f"wrote {args.out / 'results.json'}")
+    return 0

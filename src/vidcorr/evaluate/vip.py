@@ -1,0 +1,250 @@
+"""VIP part propagation benchmark: first-frame part classes and part instances -> every frame.
+
+Protocol (METHODS.md §1.9, §3.4, §4.6, §6.3): frames are resized to a 560 x 560 square and the
+first frame's labels are propagated with the preset's VIP variant (`vip_preset`). Two label sets
+travel together in one run: one channel per part class present in frame 0 (scored with mIoU) and
+one channel per part instance of frame 0 (scored with AP_part). Propagation is channel-wise, so
+stacking them gives exactly the results of two separate runs for the cost of one affinity.
+Frame 0 is scored by default, as UVC and STT do (it is the given annotation).
+
+Predicted part instances: the argmax over the instance channels (decoded like any label map);
+each keeps the class of its frame-0 instance and is scored by the mean, over its pixels, of its
+channel's share of the soft labels (channel / sum of instance channels, bilinearly upsampled).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from vidcorr.evaluate.davis import RunStats
+from vidcorr.errors import InputError
+from vidcorr.evaluate.jhmdb import preset_knobs
+from vidcorr.io.masks import write_indexed_png
+from vidcorr.io.video import open_frames
+from vidcorr.io.vip import IGNORE, VipDataset, VipVideo
+from vidcorr.labels import decode_label_map, one_hot_labels
+from vidcorr.metrics.davis import write_results_json
+from vidcorr.metrics.segmentation import ConfusionMatrix, PartAP, resize_nearest
+from vidcorr.presets import PropagationPreset, SizePolicy
+from vidcorr.propagate import Propagator
+
+log = logging.getLogger(__name__)
+
+VIP_SIZE = 560
+# What each preset's VIP test changes besides the square 560 input (METHODS.md §1.9, §3.4, §6.3):
+# UVC test_mask_vip.py --pre_num 1; CRW --videoLen 4 (videowalk issue #10); STT square window of
+# side 32 (|d| <= 16).
+VIP_CHANGES: dict[str, dict] = {
+    "uvc": {"n_previous": 1},
+    "crw": {"n_previous": 4},
+    "stt": {"radius": 16},
+    "timecycle": {},
+}
+
+
+def vip_preset(base: PropagationPreset, size: int | None = None) -> PropagationPreset:
+    """The VIP variant of a preset: square ``size`` (default 560) input plus `VIP_CHANGES`."""
+    changes = dict(VIP_CHANGES.get(base.name, {}))
+    return base.with_overrides(size=SizePolicy("square", size or VIP_SIZE), **changes)
+
+
+@dataclass(frozen=True)
+class PartChannels:
+    """Which class / part instance each propagated channel carries (frame 0 of one video).
+
+    classes: (Kc,) class id per category channel; instances: (Ki,) instance id per instance
+    channel (instances[0] = 0, no instance), empty when the video has no instance annotation;
+    instance_classes: {instance id: class id}.
+    """
+
+    classes: np.ndarray
+    instances: np.ndarray
+    instance_classes: dict[int, int]
+
+
+def first_frame_labels(category: np.ndarray, instances: tuple[np.ndarray, dict[int, int]] | None
+                       ) -> tuple[PartChannels, Tensor]:
+    """category: (H, W) class ids (255 ignored); instances: ((H, W) ids, {id: class}) or None
+    -> (channels, labels (Kc + Ki, H, W)). Only classes / instances present get a channel."""
+    classes = np.unique(category[category != IGNORE])
+    if instances is not None and len(np.unique(instances[0])) >= IGNORE:
+        raise ValueError("more than 254 part instances in one frame cannot be propagated")
+    labels = [one_hot_labels(_channel_map(category, classes), len(classes))]
+    inst_ids, inst_classes = np.zeros(0, np.int64), {}
+    if instances is not None:
+        ids, inst_classes = instances
+        inst_ids = np.union1d([0], np.unique(ids))
+        labels.append(one_hot_labels(_channel_map(ids, inst_ids), len(inst_ids)))
+    return PartChannels(classes, inst_ids, inst_classes), torch.cat(labels)
+
+
+def _channel_map(index: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Ids -> channel numbers (position in ``values``), 255 where the id is ignored."""
+    channels = np.searchsorted(values, index)
+    known = (index != IGNORE) & (channels < len(values))
+    known[known] = values[channels[known]] == index[known]
+    return np.where(known, channels, IGNORE).astype(np.uint8)
+
+
+def decode_parts(soft: Tensor, parts: PartChannels, propagator: Propagator
+                 ) -> tuple[np.ndarray, np.ndarray | None, dict[int, float]]:
+    """soft: (Kc + Ki, h, w) -> (class map (H, W) uint8, instance ids (H, W) or None, {id: score})."""
+    preset, input_hw, original_hw = propagator.preset, propagator.input_hw, propagator.original_hw
+    kc = len(parts.classes)
+    index = decode_label_map(soft[:kc], preset, input_hw, original_hw).cpu().numpy()
+    category = parts.classes[index].astype(np.uint8)
+    if not len(parts.instances):
+        return category, None, {}
+    inst_index = decode_label_map(soft[kc:], preset, input_hw, original_hw)
+    scores = instance_scores(soft[kc:], inst_index)
+    inst_index = inst_index.cpu().numpy()
+    return category, parts.instances[inst_index], {int(i): float(s) for i, s in zip(parts.instances, scores)}
+
+
+def instance_scores(soft: Tensor, index: Tensor) -> Tensor:
+    """Mean share of each instance channel over its predicted pixels.
+
+    soft: (K, h, w) instance channels; index: (H, W) long, the decoded channel per pixel -> (K,).
+    """
+    share = soft / soft.sum(dim=0, keepdim=True).clamp_min(1e-12)
+    up = F.interpolate(share[None], size=tuple(index.shape), mode="bilinear", align_corners=False)[0]
+    picked = up.gather(0, index[None].to(up.device))[0].flatten()
+    flat = index.flatten().to(up.device)
+    sums = torch.zeros(len(soft), dtype=up.dtype, device=up.device).index_add_(0, flat, picked)
+    counts = torch.bincount(flat, minlength=len(soft))
+    return (sums / counts.clamp_min(1)).cpu()
+
+
+@dataclass
+class VideoScores:
+    """Per-video accumulators (merged into the global ones at the end)."""
+
+    confusion: ConfusionMatrix
+    part_ap: PartAP
+    frames: int = 0
+
+
+def run_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, out_dir: Path,
+              skip_first_frame: bool) -> VideoScores:
+    """Propagate one video's frame-0 labels, write predicted class maps, score every frame."""
+    first = video.frames[0]
+    category0, instances0 = dataset.category_map(first), dataset.instance_map(first)
+    source = open_frames(video.frames_dir)
+    if category0.shape != tuple(source.size):
+        raise InputError(first.category, f"annotation is {category0.shape[1]}x{category0.shape[0]} "
+                         f"but frames are {source.size[1]}x{source.size[0]}")
+    if not np.any(category0 != IGNORE):
+        raise InputError(first.category, "the first annotation holds no class (only 255 = ignore)")
+    parts, labels = first_frame_labels(category0, instances0)
+    scores = VideoScores(ConfusionMatrix(dataset.num_classes), PartAP())
+    first_pred = (category0, None if instances0 is None else instances0[0],
+                  {i: 1.0 for i in ([] if instances0 is None else instances0[1])})
+    preds = (decode_parts(soft, parts, propagator) for soft in propagator.run(source, labels))
+    for t, frame in enumerate(video.frames):
+        category, inst_ids, inst_scores = first_pred if t == 0 else next(preds)
+        write_indexed_png(out_dir / video.name / f"{frame.name}.png", category)
+        if t == 0 and skip_first_frame:
+            continue
+        scores.frames += 1
+        scores.confusion.update(dataset.category_map(frame), category)
+        if inst_ids is not None:
+            gt_ids, gt_classes = dataset.instance_map(frame)
+            if inst_ids.shape != gt_ids.shape:
+                inst_ids = resize_nearest(inst_ids, gt_ids.shape)
+            scores.part_ap.add_frame(gt_ids, gt_classes, inst_ids, parts.instance_classes, inst_scores)
+    return scores
+
+
+def run_vip(
+    encoder: nn.Module,
+    preset: PropagationPreset,
+    dataset: VipDataset,
+    out_dir: str | Path,
+    *,
+    skip_first_frame: bool = False,
+    device: str = "cpu",
+    batch_size: int = 4,
+    model_info: dict | None = None,
+) -> dict:
+    """Propagate and score every video; write ``out_dir/<video>/<frame>.png`` and ``results.json``.
+
+    preset: the protocol as run (usually `vip_preset` of a named preset). Returns the results
+    dict (schema in docs/vip.md).
+    """
+    out_dir = Path(out_dir)
+    total = VideoScores(ConfusionMatrix(dataset.num_classes), PartAP())
+    per_video, stats = {}, RunStats()
+    propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+    for video in tqdm(dataset.videos, desc=f"VIP ({preset.name})", unit="video"):
+        start = time.perf_counter()
+        scores = run_video(propagator, dataset, video, out_dir, skip_first_frame)
+        stats.frames += len(video.frames)
+        stats.seconds += time.perf_counter() - start
+        total.confusion.merge(scores.confusion)
+        total.part_ap.merge(scores.part_ap)
+        total.frames += scores.frames
+        ap = scores.part_ap.results()
+        per_video[video.name] = {"mIoU": scores.confusion.miou(), "AP_part": ap["AP_part"],
+                                 "AP_part@0.5": ap["AP_part@0.5"], "frames": scores.frames}
+    stats.feature_seconds = propagator.timing["features"]
+    stats.propagation_seconds = propagator.timing["propagation"]
+    results = _results(dataset, total, per_video, preset, skip_first_frame)
+    results["model"] = model_info or {}
+    results["timing"] = stats.as_dict()
+    write_results_json(results, out_dir / "results.json")
+    return results
+
+
+def _results(dataset: VipDataset, total: VideoScores, per_video: dict, preset: PropagationPreset,
+             skip_first_frame: bool) -> dict:
+    ap = total.part_ap.results()
+    iou = total.confusion.iou()
+    names = dataset.class_names
+    return {
+        "mIoU": total.confusion.miou(),
+        "AP_part": ap["AP_part"],
+        "AP_part@0.5": ap["AP_part@0.5"],
+        "AP_part_per_threshold": ap["per_threshold"],
+        "per_class": {
+            "IoU": {names[c]: float(v) for c, v in enumerate(iou) if not np.isnan(v)},
+            "AP_part": {names[c]: v for c, v in ap["per_class"].items()},
+        },
+        "per_video": per_video,
+        "skip_first_frame": skip_first_frame,
+        "preset": preset.name,
+        "preset_knobs": preset_knobs(preset),
+        "protocol": {
+            "benchmark": "VIP" if dataset.layout == "vip" else "VIPSeg snippet (VIP protocol, smoke test)",
+            "layout": dataset.layout, "n_videos": len(dataset), "scored_frames": total.frames,
+            "num_classes": dataset.num_classes,
+            "instances": "annotated" if ap["AP_part"] is not None else "none: AP_part not computed",
+            "note": "mIoU from one confusion matrix over all scored frames (255 ignored); AP_part = mean "
+                    "over IoU 0.1..0.9 of the class-mean region AP of part instances (docs/vip.md)",
+        },
+    }
+
+
+def format_vip_table(results: dict) -> str:
+    """Per-video mIoU / AP_part table followed by the global line."""
+    width = max([len("video"), *map(len, results["per_video"])])
+    lines = [f"{'video':<{width}}  frames     mIoU  AP_part  AP_part@0.5"]
+    for name, v in results["per_video"].items():
+        lines.append(f"{name:<{width}}  {v['frames']:>6d}  {_cell(v['mIoU'])}  {_cell(v['AP_part'])}  "
+                     f"{_cell(v['AP_part@0.5']):>11}")
+    first = "skipped" if results["skip_first_frame"] else "included"
+    lines += ["", f"global ({len(results['per_video'])} video(s), frame 0 {first}): mIoU {_cell(results['mIoU'])}"
+              f"  AP_part {_cell(results['AP_part'])}  AP_part@0.5 {_cell(results['AP_part@0.5'])}"]
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return f"{'n/a':>7}" if value is None else f"{value:>7.4f}"

@@ -1,0 +1,238 @@
+"""VIP reader, part propagation + mIoU / AP_part end to end on a VIP-layout fixture built from real
+DAVIS-2016 frames (the person masks cut into part instances), and on the VIPSeg snippet."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import vidcorr.cli
+import vidcorr.cli.eval_cmd
+from vidcorr.errors import InputError
+from vidcorr.evaluate.vip import first_frame_labels, run_vip, vip_preset
+from vidcorr.io.masks import read_mask, write_indexed_png
+from vidcorr.io.vip import VIP_CLASSES, VipDataset
+from vidcorr.labels import decode_label_map, downsample_labels
+from vidcorr.models import build_encoder
+from vidcorr.presets import get_preset
+
+SEQUENCES = {"dance-twirl": [0, 4, 8], "breakdance": [0, 3, 6]}  # sparse frames, like VIP's 1 in 25
+SIZE = (120, 214)  # (H, W): DAVIS 480p at a quarter
+BANDS = (2, 5, 9)  # hair, upper-clothes, pants: top / middle / bottom of each "person"
+
+
+def _parts(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+    """Cut a binary mask into 2 people (left / right of the median column) x 3 bands.
+
+    Returns (class map, instance map, [(instance id, class, human)]); row 0 is 255 (ignored).
+    """
+    rows, cols = np.nonzero(mask)
+    cut_rows = np.quantile(rows, [1 / 3, 2 / 3])
+    split = np.median(cols)
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    band = np.digitize(yy, cut_rows)
+    human = (xx >= split).astype(int)
+    instance = np.where(mask, 1 + human * 3 + band, 0)
+    category = np.where(mask, np.array(BANDS)[band], 0).astype(np.uint8)
+    category[0] = 255
+    table = [(1 + h * 3 + b, BANDS[b], h + 1) for h in range(2) for b in range(3)]
+    return category, instance.astype(np.uint8), table
+
+
+@pytest.fixture(scope="module")
+def vip_root(tmp_path_factory, davis2016_root):
+    root = tmp_path_factory.mktemp("vip") / "VIP_Fine"
+    for video, indices in SEQUENCES.items():
+        for i in indices:
+            name = f"{i * 25 + 1:012d}"  # VIP frame names: 000000000001, 000000000026, ...
+            image = Image.open(davis2016_root / "JPEGImages" / "480p" / video / f"{i:05d}.jpg")
+            image = image.resize(SIZE[::-1], Image.BILINEAR)
+            (root / "Images" / video).mkdir(parents=True, exist_ok=True)
+            image.save(root / "Images" / video / f"{name}.jpg", quality=95)
+            mask = read_mask(davis2016_root / "Annotations" / "480p" / video / f"{i:05d}.png")
+            mask = np.array(Image.fromarray(mask).resize(SIZE[::-1], Image.NEAREST)) > 0
+            category, instance, table = _parts(mask)
+            write_indexed_png(root / "Annotations" / "Category_ids" / video / f"{name}.png", category)
+            write_indexed_png(root / "Annotations" / "Instance_ids" / video / f"{name}.png", instance)
+            (root / "Annotations" / "Instance_ids" / video / f"{name}.txt").write_text(
+                "".join(f"{i} {c} {h}\n" for i, c, h in table))
+    (root / "lists").mkdir()
+    # UVC reads the last path component of each line
+    (root / "lists" / "val_videos.txt").write_text("".join(f"VIP_Fine/Images/{v}\n" for v in SEQUENCES))
+    return root
+
+
+@pytest.fixture(scope="module")
+def vipseg_root(data_dir):
+    return data_dir / "vipseg-snippet"
+
+
+def test_reads_the_vip_layout(vip_root):
+    dataset = VipDataset(vip_root.parent)  # the parent of VIP_Fine works too
+    assert dataset.layout == "vip" and dataset.num_classes == 20 and dataset.class_names == VIP_CLASSES
+    assert [v.name for v in dataset.videos] == list(SEQUENCES)
+    frame = dataset.videos[0].frames[1]
+    assert frame.name == "000000000101"
+    category = dataset.category_map(frame)
+    assert category.shape == SIZE and set(np.unique(category)) <= {0, 2, 5, 9, 255}
+    ids, table = dataset.instance_map(frame)
+    assert table == {1: 2, 2: 5, 3: 9, 4: 2, 5: 5, 6: 9}
+    assert set(np.unique(ids)) <= {0, 1, 2, 3, 4, 5, 6}
+
+
+def test_reads_the_vipseg_snippet_as_categories_and_thing_instances(vipseg_root):
+    dataset = VipDataset(vipseg_root)
+    assert dataset.layout == "vipseg" and len(dataset) == 1 and len(dataset.videos[0].frames) == 4
+    first, second = dataset.videos[0].frames[:2]
+    # segment ids change meaning between frames; categories do not
+    assert set(np.unique(dataset.category_map(first))) == {7, 14, 60, 63, 66, 255}
+    assert {7, 14, 60, 63, 66} <= set(np.unique(dataset.category_map(second)))
+    ids, things = dataset.instance_map(first)
+    assert things == {2: 63, 4: 60, 6: 63, 7: 60} and set(np.unique(ids)) == {0, 2, 4, 6, 7}
+
+
+def _first(root, annotations, suffix):
+    """The first frame's annotation file of the last video (the one the malformed-file test reads)."""
+    return sorted((root / "Annotations" / annotations / "breakdance").glob(f"*.{suffix}"))[0]
+
+
+def _copy_tree(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda r: (r / "lists" / "val_videos.txt").write_text("\n"), "video list is empty"),
+    (lambda r: (r / "lists" / "val_videos.txt").write_text("nope\n"), "frames of video 'nope' not found"),
+    (lambda r: _first(r, "Instance_ids", "txt").write_text("1 2\n"),
+     "line 1: expected '<instance id> <class 1..19> <human id>'"),
+    (lambda r: _first(r, "Instance_ids", "txt").write_text("1 25 1\n"),
+     "line 1"),
+    (lambda r: _first(r, "Category_ids", "png").unlink(),
+     "class annotation not found"),
+])
+def test_rejects_malformed_vip_files(tmp_path, vip_root, edit, message):
+    root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
+    edit(root)
+    with pytest.raises(InputError, match=message):
+        dataset = VipDataset(root)
+        frame = dataset.videos[-1].frames[0]
+        dataset.category_map(frame), dataset.instance_map(frame)
+
+
+def test_rejects_unlisted_instances_and_out_of_range_classes(tmp_path, vip_root):
+    root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
+    frame = VipDataset(root).videos[0].frames[0]
+    frame.table.write_text("1 2 1\n")
+    write_indexed_png(frame.category, np.full(SIZE, 30, np.uint8))
+    dataset = VipDataset(root)
+    with pytest.raises(InputError, match="instance id 2 of .* is not listed"):
+        dataset.instance_map(frame)
+    with pytest.raises(InputError, match="class id 30 outside 0..19"):
+        dataset.category_map(frame)
+
+
+def test_first_frame_labels_stack_present_classes_and_instances():
+    category = np.array([[0, 2, 255], [9, 9, 2]], np.uint8)
+    instances = np.array([[0, 4, 0], [7, 7, 4]])
+    parts, labels = first_frame_labels(category, (instances, {4: 2, 7: 9}))
+    assert parts.classes.tolist() == [0, 2, 9] and parts.instances.tolist() == [0, 4, 7]
+    assert labels.shape == (6, 2, 3)
+    assert labels[:3, 0, 2].sum() == 0  # ignored pixel: no class vote
+    assert labels[3:].sum(0).eq(1).all()  # every pixel is in exactly one instance channel
+
+
+def test_vip_variant_changes_only_the_protocol_knobs():
+    assert vip_preset(get_preset("uvc")).n_previous == 1 and vip_preset(get_preset("uvc")).size.size == 560
+    assert vip_preset(get_preset("crw")).n_previous == 4
+    assert vip_preset(get_preset("stt"), size=280).topk.radius == 16
+
+
+def test_eval_end_to_end_on_the_fixture(tmp_path, vip_root):
+    preset = vip_preset(get_preset("crw"), size=160)
+    results = run_vip(build_encoder("lab-pixels"), preset, VipDataset(vip_root), tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    for key in ("mIoU", "AP_part", "AP_part@0.5", "AP_part_per_threshold", "per_class", "per_video",
+                "preset", "preset_knobs", "skip_first_frame", "protocol", "timing"):
+        assert key in saved
+    assert 0.0 < saved["mIoU"] <= 1.0 and 0.0 <= saved["AP_part@0.5"] <= 1.0 and 0.0 <= saved["AP_part"] <= 1.0
+    assert saved["AP_part_per_threshold"]["0.1"] >= saved["AP_part_per_threshold"]["0.9"]
+    assert set(saved["per_video"]) == set(SEQUENCES) and saved["protocol"]["scored_frames"] == 6
+    assert set(saved["per_class"]["AP_part"]) == {"hair", "upper-clothes", "pants"}
+    written = sorted(p.name for p in (tmp_path / "out" / "breakdance").iterdir())
+    assert written == ["000000000001.png", "000000000076.png", "000000000151.png"]
+    # frame 0 is the given annotation
+    first = np.array(Image.open(tmp_path / "out" / "breakdance" / "000000000001.png"))
+    np.testing.assert_array_equal(first, VipDataset(vip_root).category_map(VipDataset(vip_root).videos[1].frames[0]))
+
+
+class PositionCodes(nn.Module):
+    """A fixed random 64-d code per feature cell, stride 8: every cell matches only itself."""
+
+    stride = 8
+
+    def forward(self, x):
+        h, w = -(-x.shape[-2] // 8), -(-x.shape[-1] // 8)
+        codes = torch.randn(64, h, w, generator=torch.Generator().manual_seed(0))
+        return codes.expand(x.shape[0], -1, -1, -1)
+
+
+def test_a_still_video_propagates_to_near_perfect_scores(tmp_path, vip_root):
+    """All frames identical and features that match each cell to itself: propagation must give
+    back frame 0's parts and instances, up to the feature grid's resolution."""
+    root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
+    images = sorted((root / "Images" / "breakdance").glob("*.jpg"))
+    for annotations in ("Category_ids", "Instance_ids"):
+        for suffix in (".png", ".txt") if annotations == "Instance_ids" else (".png",):
+            first = (root / "Annotations" / annotations / "breakdance" / images[0].stem).with_suffix(suffix)
+            for image in images[1:]:
+                first_bytes = first.read_bytes()
+                (first.parent / f"{image.stem}{suffix}").write_bytes(first_bytes)
+    for image in images[1:]:
+        image.write_bytes(images[0].read_bytes())
+    preset = vip_preset(get_preset("crw"), size=320)
+    dataset = VipDataset(root, videos=["breakdance"])
+    results = run_vip(PositionCodes(), preset, dataset, tmp_path / "out", skip_first_frame=True)
+    assert results["protocol"]["scored_frames"] == 2
+    assert results["mIoU"] > 0.8 and results["AP_part@0.5"] == 1.0
+    # exactly frame 0's labels through the 40 x 40 grid: nothing moved, nothing was mislabelled
+    frame0 = dataset.videos[0].frames[0]
+    parts, labels = first_frame_labels(dataset.category_map(frame0), dataset.instance_map(frame0))
+    small = downsample_labels(labels[: len(parts.classes)], (40, 40), preset.label_downsample)
+    expected = parts.classes[decode_label_map(small, preset, (320, 320), SIZE).numpy()]
+    for image in images[1:]:
+        np.testing.assert_array_equal(np.array(Image.open(tmp_path / "out" / "breakdance" / f"{image.stem}.png")),
+                                      expected)
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd"])
+    monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_vip"])
+    return vidcorr.cli.main
+
+
+def test_eval_vip_command_on_the_vipseg_snippet(tmp_path, vipseg_root, cli, capsys):
+    out = tmp_path / "out"
+    assert cli(["eval", "vip", "--root", str(vipseg_root), "--out", str(out), "--features", "lab-pixels",
+                "--preset", "uvc", "--size", "160", "--skip-first-frame"]) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["protocol"]["layout"] == "vipseg" and saved["protocol"]["scored_frames"] == 3
+    assert saved["preset"] == "uvc" and saved["preset_knobs"]["n_previous"] == 1
+    assert saved["skip_first_frame"] is True and 0.0 < saved["mIoU"] <= 1.0
+    assert saved["AP_part"] is not None and len(list((out / "12_1mWNahzcsAc").glob("*.png"))) == 4
+    assert "global (1 video(s), frame 0 skipped)" in capsys.readouterr().out
+
+
+def test_eval_vip_command_reports_a_bad_root(tmp_path, cli, capsys):
+    assert cli(["eval", "vip", "--root", str(tmp_path), "--out", str(tmp_path / "out"),
+                "--features", "lab-pixels"]) == 2
+    assert "not a VIP root" in capsys.readouterr().err and not (tmp_path / "out").exists()
