@@ -1,0 +1,319 @@
+"""UVC-track: label propagation restricted to localised object boxes (UVC Table 1 "ours-track").
+
+UVC §4.2 and the official ``test_with_track.py`` (METHODS.md §1.9): per object, the region
+localisation of training finds the object's box in the new frame, and its label is propagated only
+from the object's box in each context frame to that box, so background pixels elsewhere cannot
+vote for it. Per target frame:
+
+1. Full-frame propagation with the preset's protocol, exactly as `vidcorr.propagate` does; it gives
+   the background channel and the fallback for any object that cannot be tracked.
+2. Localisation, per object: its foreground cells in the latest context frame are pushed into the
+   target with a row-softmax (`vidcorr.affinity.locate_in_target`, UVC §3.2); the box is centred on
+   the mean-shift mode of the landed points, half-size 2 x their mean absolute deviation (Eq. 4)
+   enlarged by a margin, and its size smoothed over time.
+3. Box-to-box propagation, per object: the object's label is carried by the same affinity (normalised
+   over the whole context frame, top-k as the preset says) restricted to the rows inside the
+   object's box in each context frame and the columns inside its box in the target; outside the
+   target box the object's channel is 0. An object whose box is lost (too few foreground cells, or
+   a box under ``min_box`` cells) falls back to the full-frame result for that frame.
+
+Memory is bounded like `Propagator`: the first frame and a ring buffer of ``n_previous`` frames
+(features, soft labels, one box per object); localisation is chunked over foreground cells.
+Simplifications against the official code are listed in docs/uvc.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from itertools import islice
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vidcorr.affinity import affinity_logits, locate_in_target, sparse_affinity, transport_sparse
+from vidcorr.labels import decode_label_map, downsample_labels, minmax_per_channel, one_hot_labels
+from vidcorr.methods.crop import region_box
+from vidcorr.presets import PropagationPreset, get_preset
+from vidcorr.propagate import Propagator
+
+Box = tuple[int, int, int, int]  # (x1, y1, x2, y2) feature-cell edges: cells x1..x2-1, y1..y2-1
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    """Knobs of UVC-track; defaults follow ``test_with_track.py`` (METHODS.md §1.9).
+
+    first_margin: the first frame's (ground-truth) boxes are the mask's bounding box grown by this
+        fraction of its size (``seg2bbox(margin=0.6)``).
+    locate_margin: growth of a localised box (``bbox_in_tar_scale``: margin 1, i.e. doubled).
+    mask_margin: growth of the box fitted to a predicted mask (``seg2bbox_v2``: 0.6).
+    locate_bandwidth / mask_bandwidth: mean-shift radius in feature cells for localised points
+        (official: 5 cells) and for predicted-mask cells (official: 20 px = 2.5 cells).
+    size_smoothing: new box size = a x measured + (1 - a) x previous (``adjust_bbox``, a = 0.1);
+        the centre is not smoothed.
+    min_pixels: an object with fewer foreground cells in the latest frame is not localised.
+    min_box: a box narrower or shorter than this many cells counts as lost (``disappear``).
+    chunk: foreground cells localised per matmul (bounds memory for large objects).
+    """
+
+    first_margin: float = 0.6
+    locate_margin: float = 1.0
+    mask_margin: float = 0.6
+    locate_bandwidth: float = 5.0
+    mask_bandwidth: float = 2.5
+    size_smoothing: float = 0.1
+    min_pixels: int = 3
+    min_box: int = 3
+    chunk: int = 1024
+
+
+@dataclass
+class _Memory:
+    """One context frame: features (C, h, w), soft labels (h*w, K), one box per object (or None)."""
+
+    feats: Tensor
+    labels: Tensor
+    boxes: dict[int, Box | None]
+
+
+def mean_shift_centre(points: Tensor, bandwidth: float, iters: int = 20) -> Tensor:
+    """Mode of a point cloud: flat-kernel mean shift started at the point nearest the mean.
+
+    points: (2, n) -> (2,). Stray points (pixels matched onto a look-alike elsewhere) pull the mean
+    but not the mode (``mean_shift_center`` in the official ``track_utils.py``).
+    """
+    mean = points.mean(dim=1, keepdim=True)
+    centre = points[:, (points - mean).norm(dim=0).argmin()]
+    for _ in range(iters):
+        near = ((points - centre[:, None]).norm(dim=0) <= bandwidth).to(points.dtype)
+        moved = (points * near).sum(dim=1) / near.sum().clamp_min(1.0)
+        if (moved - centre).abs().max() < 1e-3:
+            return moved
+        centre = moved
+    return centre
+
+
+def _smoothed_box(box: Tensor, previous: Box | None, alpha: float, hw: tuple[int, int]) -> Box:
+    """Blend the size of ``box`` (4,) float edges with ``previous``, round outwards, clamp."""
+    centre = (box[:2] + box[2:]) / 2
+    size = box[2:] - box[:2]
+    if previous is not None:
+        size = alpha * size + (1 - alpha) * box.new_tensor(
+            [previous[2] - previous[0], previous[3] - previous[1]])
+    lo, hi = (centre - size / 2).tolist(), (centre + size / 2).tolist()
+    h, w = hw
+    return (max(0, math.floor(lo[0])), max(0, math.floor(lo[1])),
+            min(w, math.ceil(hi[0])), min(h, math.ceil(hi[1])))
+
+
+def fit_box(points: Tensor, bandwidth: float, margin: float, hw: tuple[int, int]) -> Tensor:
+    """Box around a point cloud: mean-shift centre, half-size 2 x MAD about it (UVC Eq. 4), grown by
+    ``margin``. points: (2, n) pixel-centre (x, y) on an (h, w) map -> (4,) float edges, clamped."""
+    centre = mean_shift_centre(points, bandwidth)
+    half = 2 * (points - centre[:, None]).abs().mean(dim=1) * (1 + margin)
+    return region_box(centre[None], half[None], hw)[0]
+
+
+def mask_bounding_box(
+    mask: Tensor, margin: float, scale: tuple[float, float], hw: tuple[int, int]
+) -> Box | None:
+    """Bounding box of a full-resolution mask, grown by ``margin``, in feature cells.
+
+    mask: (H, W) bool; scale: feature cells per pixel (x, y); hw: feature map (h, w).
+    """
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    if xs.numel() == 0:
+        return None
+    x1, x2, y1, y2 = xs.min().item(), xs.max().item() + 1, ys.min().item(), ys.max().item() + 1
+    gx, gy = (x2 - x1) * margin / 2, (y2 - y1) * margin / 2
+    h, w = hw
+    return (max(0, math.floor((x1 - gx) * scale[0])), max(0, math.floor((y1 - gy) * scale[1])),
+            min(w, math.ceil((x2 + gx) * scale[0])), min(h, math.ceil((y2 + gy) * scale[1])))
+
+
+class UVCTracker:
+    """Streaming UVC-track propagation (Cutie-style scripting API, like `Propagator`).
+
+    encoder: RGB (B, 3, H, W) in [0, 1] -> features (B, C, h, w), already at the preset's layer.
+    preset: the propagation protocol used for every affinity (UVC's own is ``"uvc"``).
+    After each yielded frame, ``boxes`` holds the boxes localised in it: {object id: Box or None}.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        preset: PropagationPreset,
+        options: TrackOptions = TrackOptions(),
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 4,
+        autocast: bool = False,
+    ):
+        self._embedder = Propagator(encoder, preset, device=device, batch_size=batch_size,
+                                    autocast=autocast)
+        self.preset, self.options, self.batch_size = preset, options, batch_size
+        self.input_hw: tuple[int, int] | None = None
+        self.original_hw: tuple[int, int] | None = None
+        self.feature_hw: tuple[int, int] | None = None
+        self.boxes: dict[int, Box | None] = {}
+        self._context: deque[_Memory] = deque()
+
+    @property
+    def context_size(self) -> int:
+        """Frames held in memory right now: the first frame + the ring buffer."""
+        return 1 + len(self._context)
+
+    @torch.inference_mode()
+    def run(self, frames: Iterable[np.ndarray], first_labels: Tensor) -> Iterator[Tensor]:
+        """Yield soft labels (K, h, w) at feature resolution for every frame after the first.
+
+        frames: the whole video (RGB uint8 (H, W, 3)), first frame included; first_labels: (K, H, W)
+        soft labels of the first frame (channel 0 = background, e.g. `labels.one_hot_labels`).
+        """
+        stream = iter(frames)
+        first_frame = next(stream, None)
+        if first_frame is None:
+            raise ValueError("the video has no frames")
+        self.original_hw = tuple(first_frame.shape[:2])
+        if tuple(first_labels.shape[-2:]) != self.original_hw:
+            raise ValueError(f"first-frame labels are {first_labels.shape[-1]}x{first_labels.shape[-2]} "
+                             f"but frames are {self.original_hw[1]}x{self.original_hw[0]}")
+        self.input_hw = self.preset.size.input_size(*self.original_hw)
+        first = self._first_memory(first_frame, first_labels.float().to(self._embedder.device))
+        self._context = context = deque(maxlen=self.preset.n_previous)
+        if self.preset.initial_context == "first":
+            context.append(first)
+        elif self.preset.initial_context == "fill":
+            context.extend([first] * self.preset.n_previous)
+        while batch := list(islice(stream, self.batch_size)):
+            if any(f.shape[:2] != first_frame.shape[:2] for f in batch):
+                raise ValueError(f"a frame is not {self.original_hw[1]}x{self.original_hw[0]} like the first")
+            for feats in self._embedder.embed(batch):
+                yield self._step(feats, first, context)
+
+    def _first_memory(self, frame: np.ndarray, labels: Tensor) -> _Memory:
+        feats = self._embedder.embed([frame])[0]
+        self.feature_hw = h, w = tuple(feats.shape[-2:])
+        small = downsample_labels(labels, self.feature_hw, self.preset.label_downsample)
+        scale = (w / self.original_hw[1], h / self.original_hw[0])
+        boxes = {k: mask_bounding_box(labels[k] > 0.5, self.options.first_margin, scale, (h, w))
+                 for k in range(1, labels.shape[0])}
+        return _Memory(feats, small.flatten(1).T.contiguous(), boxes)
+
+    def _step(self, query: Tensor, first: _Memory, context: deque[_Memory]) -> Tensor:
+        """One target frame: query (C, h, w) -> soft labels (K, h, w); updates context and boxes."""
+        memories = [first, *context]
+        windowed = [self.preset.window_first] + [True] * len(context)
+        aff = sparse_affinity(query, [m.feats for m in memories], windowed, self.preset.topk)
+        soft = transport_sparse(torch.cat([m.labels for m in memories]), aff)  # (N, K)
+        latest = memories[-1]
+        latest_hard = self._hard_labels(latest.labels)
+        self.boxes = {k: self._locate(latest, latest_hard, query, k) for k in first.boxes}
+        tracked = [k for k, box in self.boxes.items() if box is not None]  # lost: keep full frame
+        if tracked:
+            # the same (full-frame normalised, top-k) affinity, restricted to reference-box rows
+            # and target-box columns: `recoginition` in test_with_track.py
+            boxed = transport_sparse(self._boxed_bank(memories, tracked), aff)
+            for k in tracked:
+                soft[:, k] = torch.where(self._inside(self.boxes[k]), boxed[:, k], 0.0)
+        stored = soft
+        if self.preset.normalise_context_labels:
+            stored = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
+        if self.preset.n_previous > 0:
+            context.append(_Memory(query, stored, self._mask_boxes(stored, latest)))
+        return soft.T.reshape(-1, *self.feature_hw)
+
+    def _hard_labels(self, labels: Tensor) -> Tensor:
+        """(N, K) soft -> (N,) argmax, after the preset's per-channel min-max (what is decoded)."""
+        if self.preset.output_minmax:
+            labels = minmax_per_channel(labels.T.reshape(-1, *self.feature_hw)).flatten(1).T
+        return labels.argmax(dim=1)
+
+    def _locate(self, ref: _Memory, hard: Tensor, query: Tensor, k: int) -> Box | None:
+        """Localise object k of ``ref`` (hard labels (N,)) in the target (UVC §3.2), its size
+        smoothed against ref's box."""
+        opts, previous = self.options, ref.boxes.get(k)
+        cells = (hard == k).nonzero().squeeze(1)
+        if previous is None or cells.numel() < opts.min_pixels:
+            return None
+        f_ref, f_tgt = ref.feats.flatten(1), query.flatten(1)[None]
+        landed = torch.cat([  # where each foreground cell goes: row-softmax expectation
+            locate_in_target(affinity_logits(f_ref[:, part][None], f_tgt, self.preset.topk.temperature),
+                             self.feature_hw)[0]
+            for part in cells.split(opts.chunk)], dim=1)
+        box = fit_box(landed, opts.locate_bandwidth, opts.locate_margin, self.feature_hw)
+        return self._checked(_smoothed_box(box, previous, opts.size_smoothing, self.feature_hw))
+
+    def _mask_boxes(self, labels: Tensor, previous: _Memory) -> dict[int, Box | None]:
+        """Boxes of the objects in a propagated frame, fitted to its predicted mask (``seg2bbox_v2``)."""
+        hard = self._hard_labels(labels).view(self.feature_hw)
+        opts, boxes = self.options, {}
+        for k in previous.boxes:
+            ys, xs = torch.nonzero(hard == k, as_tuple=True)
+            if xs.numel() < opts.min_pixels:
+                boxes[k] = None
+                continue
+            box = fit_box(torch.stack([xs, ys]).float(), opts.mask_bandwidth, opts.mask_margin,
+                          self.feature_hw)
+            boxes[k] = self._checked(_smoothed_box(box, previous.boxes.get(k), opts.size_smoothing,
+                                                   self.feature_hw))
+        return boxes
+
+    def _checked(self, box: Box) -> Box | None:
+        small = min(box[2] - box[0], box[3] - box[1]) < self.options.min_box
+        return None if small else box
+
+    def _boxed_bank(self, memories: list[_Memory], objects: list[int]) -> Tensor:
+        """Context labels (F * N, K) with each tracked object's channel zeroed outside its box.
+
+        A context frame without a box for an object (lost there) keeps that channel as it is.
+        """
+        parts: dict[int, Tensor] = {}  # "fill" contexts repeat the first frame
+        for memory in memories:
+            if id(memory) in parts:
+                continue
+            labels = memory.labels.clone()
+            for k in objects:
+                box = memory.boxes.get(k)
+                if box is not None:
+                    labels[~self._inside(box), k] = 0.0
+            parts[id(memory)] = labels
+        return torch.cat([parts[id(m)] for m in memories])
+
+    def _inside(self, box: Box) -> Tensor:
+        """(h * w,) bool: the cells of ``box`` on the feature map."""
+        mask = torch.zeros(self.feature_hw, dtype=torch.bool, device=self._embedder.device)
+        mask[box[1]:box[3], box[0]:box[2]] = True
+        return mask.flatten()
+
+
+def track_propagate(
+    encoder: nn.Module,
+    frames: Iterable[np.ndarray],
+    first_mask: np.ndarray,
+    preset: PropagationPreset | str = "uvc",
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 4,
+    autocast: bool = False,
+    **options,
+) -> Iterator[Tensor]:
+    """UVC-track propagation of a first-frame mask: yields an index map (H, W) long per later frame.
+
+    encoder: as for `Propagator`; frames: RGB uint8 (H, W, 3), first frame included; first_mask:
+    (H, W) uint8 object ids (0 = background, 255 = void); preset: protocol or its name; options:
+    `TrackOptions` fields (e.g. ``size_smoothing=0.2``).
+    """
+    known = {f.name for f in fields(TrackOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown UVC-track options {unknown}; known: {sorted(known)}")
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    tracker = UVCTracker(encoder, preset, TrackOptions(**options), device=device,
+                         batch_size=batch_size, autocast=autocast)
+    for soft in tracker.run(frames, one_hot_labels(first_mask)):
+        yield decode_label_map(soft, preset, tracker.input_hw, tracker.original_hw)

@@ -1,0 +1,165 @@
+"""UVC-track: localised boxes follow the object, box-restricted propagation, fallback, bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidcorr.labels import decode_label_map, one_hot_labels
+from vidcorr.presets import SizePolicy, get_preset
+from vidcorr.propagate import Propagator
+from vidcorr.track_uvc import (
+    TrackOptions,
+    UVCTracker,
+    fit_box,
+    mask_bounding_box,
+    mean_shift_centre,
+    track_propagate,
+)
+
+CELL = 8
+PRESET = get_preset("uvc").with_overrides(size=SizePolicy("native"))
+
+
+class CellEncoder(nn.Module):
+    """A fixed random embedding of each 8x8 cell, L2-normalised and scaled so that the raw dot
+    product of the `uvc` preset (no L2 norm, tau 1) peaks sharply at the identical cell."""
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = nn.Conv2d(3, channels, CELL, stride=CELL, bias=False)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=g) * 0.2)
+
+    def forward(self, x):
+        return 8.0 * F.normalize(self.proj(x - 0.5), dim=1)
+
+
+def _blocks(rng, rows, cols, sub=2):
+    """Random colour texture of rows x cols cells made of sub x sub pixel blocks."""
+    n = CELL // sub
+    texture = rng.random((rows * n, cols * n, 3))
+    return np.repeat(np.repeat(texture, sub, 0), sub, 1)
+
+
+def _object_video(n_frames=7, hw=(12, 20), obj=3, start=(1, 2), step=1, distractor=None, seed=0):
+    """A textured square of ``obj`` cells sliding right by ``step`` cells a frame over a static
+    textured background (sizes in cells). ``distractor``: (first frame, cell x, cell y) of a
+    look-alike (70 % the object's texture, 30 % another) that appears and stays still."""
+    rng = np.random.default_rng(seed)
+    background, texture = _blocks(rng, *hw), _blocks(rng, obj, obj)
+    look_alike = 0.7 * texture + 0.3 * _blocks(rng, obj, obj)
+    frames, masks = [], []
+    for t in range(n_frames):
+        img = background.copy()
+        if distractor is not None and t >= distractor[0]:
+            dx, dy = distractor[1] * CELL, distractor[2] * CELL
+            img[dy:dy + obj * CELL, dx:dx + obj * CELL] = look_alike
+        x, y = (start[0] + step * t) * CELL, start[1] * CELL
+        img[y:y + obj * CELL, x:x + obj * CELL] = texture[:, : max(0, img.shape[1] - x)]
+        mask = np.zeros(img.shape[:2], np.uint8)
+        mask[y:y + obj * CELL, x:x + obj * CELL] = 1
+        frames.append((img * 255).round().astype(np.uint8))
+        masks.append(mask)
+    return frames, masks
+
+
+def _iou(pred, truth):
+    inter = np.logical_and(pred == 1, truth == 1).sum()
+    return inter / max(1, np.logical_or(pred == 1, truth == 1).sum())
+
+
+def test_the_box_follows_a_moving_object():
+    frames, masks = _object_video()
+    tracker = UVCTracker(CellEncoder(), PRESET)
+    for t, soft in enumerate(tracker.run(frames, one_hot_labels(masks[0])), start=1):
+        x1, y1, x2, y2 = tracker.boxes[1]
+        obj_x1, obj_x2 = 1 + t, 4 + t  # object cells [obj_x1, obj_x2) x [2, 5)
+        assert x1 <= obj_x1 and x2 >= obj_x2 and y1 <= 2 and y2 >= 5, (t, tracker.boxes[1])
+        assert abs((x1 + x2) / 2 - (obj_x1 + obj_x2) / 2) <= 1.0
+        pred = decode_label_map(soft, PRESET, tracker.input_hw, tracker.original_hw).numpy()
+        assert _iou(pred, masks[t]) > 0.85, f"frame {t}"  # 0.96 at best: bilinear edges
+
+
+def test_box_restriction_ignores_a_look_alike_that_full_frame_propagation_labels():
+    frames, masks = _object_video(distractor=(2, 15, 7))
+    distractor = np.zeros_like(masks[0], bool)
+    distractor[7 * CELL:10 * CELL, 15 * CELL:18 * CELL] = True
+    first = one_hot_labels(masks[0])
+    prop = Propagator(CellEncoder(), PRESET)
+    full = [decode_label_map(s, PRESET, prop.input_hw, prop.original_hw).numpy()
+            for s in prop.run(frames, first)]
+    tracked = list(track_propagate(CellEncoder(), frames, masks[0], PRESET))
+    assert len(tracked) == len(full) == len(frames) - 1
+    for t in range(2, len(frames)):
+        assert (full[t - 1][distractor] == 1).mean() > 0.5  # the look-alike steals the label...
+        assert (tracked[t - 1].numpy()[distractor] == 1).mean() == 0.0  # ...but not inside boxes
+        assert _iou(tracked[t - 1].numpy(), masks[t]) > 0.85
+
+
+def test_lost_objects_fall_back_to_full_frame_propagation():
+    frames, masks = _object_video(n_frames=4)
+    first = one_hot_labels(masks[0])
+    never_located = TrackOptions(min_pixels=10_000)
+    tracker = UVCTracker(CellEncoder(), PRESET, never_located)
+    got = list(tracker.run(frames, first))
+    want = list(Propagator(CellEncoder(), PRESET).run(frames, first))
+    assert tracker.boxes == {1: None}
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def test_an_object_leaving_the_frame_is_dropped_without_errors():
+    frames, masks = _object_video(n_frames=8, start=(12, 2), step=2)
+    tracker = UVCTracker(CellEncoder(), PRESET)
+    outputs = list(tracker.run(frames, one_hot_labels(masks[0])))
+    assert all(torch.isfinite(s).all() for s in outputs)
+    assert tracker.boxes[1] is None  # gone after frame 4
+
+
+def test_frames_are_pulled_lazily_and_context_stays_bounded():
+    frames, masks = _object_video(n_frames=3)
+    pulled = []
+
+    def endless():
+        t = 0
+        while True:
+            pulled.append(t)
+            yield frames[t % len(frames)]
+            t += 1
+
+    preset = PRESET.with_overrides(n_previous=2)
+    tracker = UVCTracker(CellEncoder(), preset, batch_size=2)
+    stream = tracker.run(endless(), one_hot_labels(masks[0]))
+    for n_out in range(1, 12):
+        next(stream)
+        assert len(pulled) <= 1 + n_out + 2
+    assert tracker.context_size == 1 + 2
+
+
+def test_mean_shift_finds_the_mode_despite_outliers():
+    cluster = torch.randn(2, 40, generator=torch.Generator().manual_seed(0)) * 0.5 + 10
+    outliers = torch.full((2, 10), 40.0)
+    centre = mean_shift_centre(torch.cat([cluster, outliers], dim=1), bandwidth=5)
+    torch.testing.assert_close(centre, cluster.mean(dim=1), atol=0.3, rtol=0)
+
+
+def test_fit_box_on_a_uniform_blob_and_mask_bounding_box():
+    ys, xs = torch.meshgrid(torch.arange(4, 8.0), torch.arange(3, 9.0), indexing="ij")
+    points = torch.stack([xs.flatten(), ys.flatten()])
+    torch.testing.assert_close(fit_box(points, 5.0, 0.0, (20, 20)), torch.tensor([3.0, 4.0, 9.0, 8.0]))
+    mask = torch.zeros(40, 80, dtype=torch.bool)
+    mask[8:16, 16:32] = True  # cells x 2..3, y 1
+    assert mask_bounding_box(mask, 0.0, (1 / 8, 1 / 8), (5, 10)) == (2, 1, 4, 2)
+    assert mask_bounding_box(mask, 1.0, (1 / 8, 1 / 8), (5, 10)) == (1, 0, 5, 3)
+    assert mask_bounding_box(torch.zeros(4, 4, dtype=torch.bool), 0.6, (1, 1), (4, 4)) is None
+
+
+def test_track_propagate_rejects_unknown_options():
+    frames, masks = _object_video(n_frames=2)
+    with pytest.raises(ValueError, match="unknown UVC-track options"):
+        next(track_propagate(CellEncoder(), frames, masks[0], PRESET, margin=2))
