@@ -123,7 +123,7 @@ def test_jhmdb_variant_changes_only_the_protocol_knobs():
 
 
 def test_eval_end_to_end_on_the_real_clip(tmp_path, jhmdb_root):
-    preset = jhmdb_preset(get_preset("crw"), size=160)
+    preset = jhmdb_preset(get_preset("crw"), size=128)  # 16 x 16 features: cells of 15 x 20 px
     results = run_jhmdb(build_encoder("lab-pixels"), preset, JhmdbDataset(jhmdb_root), tmp_path / "out",
                         model_info={"features": "lab-pixels"})
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -132,7 +132,7 @@ def test_eval_end_to_end_on_the_real_clip(tmp_path, jhmdb_root):
                 "skip_first_frame", "protocol", "model", "timing"):
         assert key in saved
     assert saved["preset"] == "crw" and saved["skip_first_frame"] is True
-    assert saved["preset_knobs"]["size"] == {"mode": "square", "size": 160, "long_multiple": None}
+    assert saved["preset_knobs"]["size"] == {"mode": "square", "size": 128, "long_multiple": None}
     assert 0.0 <= saved["PCK@0.1"] <= saved["PCK@0.2"] <= 1.0
     assert set(saved["per_joint"]["PCK@0.2"]) == set(JOINT_NAMES)
     assert saved["per_video"][NAME]["frames"] == 40
