@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from vidcorr.errors import InputError
-from vidcorr.keypoints import CODECS, HeatmapCodec, read_keypoints_json
+from vidcorr.keypoints import CODECS, HeatmapCodec, propagate_keypoints, read_keypoints_json
 from vidcorr.labels import downsample_labels
 from vidcorr.viz_keypoints import draw_skeleton
 
@@ -152,3 +153,35 @@ def test_draw_skeleton_draws_visible_joints_and_edges_only():
     assert drawn.shape == frame.shape and drawn.dtype == np.uint8 and not frame.any()
     assert drawn[10, 10].any() and drawn[40, 60].any() and drawn[25, 35].any()  # joints and the 0-1 edge
     assert not drawn[50, 30].any() and not drawn[45, 45].any()  # hidden joint 2 and its edge
+
+
+class PositionCodes(nn.Module):
+    """A fixed random 64-d code per feature cell, stride 8: every cell matches only itself."""
+
+    stride = 8
+
+    def forward(self, x):
+        h, w = -(-x.shape[-2] // 8), -(-x.shape[-1] // 8)
+        codes = torch.randn(64, h, w, generator=torch.Generator().manual_seed(0))
+        return codes.expand(x.shape[0], -1, -1, -1)
+
+
+@pytest.mark.parametrize("name", ["crw", "uvc", "stt"])
+def test_still_video_keeps_every_joint_in_place(name):
+    """Encode -> Propagator -> decode end to end: with nothing moving and features that match each
+    cell to itself, every frame decodes to the first-frame joints (up to the codec's round trip)."""
+    from vidcorr.evaluate.jhmdb import jhmdb_preset
+    from vidcorr.presets import get_preset
+    from vidcorr.propagate import Propagator
+
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, (*FRAME_HW, 3), dtype=np.uint8)] * 5
+    points = np.stack([rng.uniform(20, 300, 15), rng.uniform(20, 220, 15)], axis=1)
+    propagator = Propagator(PositionCodes(), jhmdb_preset(get_preset(name)))
+    out = list(propagate_keypoints(propagator, frames, points, CODECS[name]))
+    assert len(out) == 5 and out[0][0] is frames[0]
+    np.testing.assert_array_equal(out[0][1], points)
+    reference, _ = _round_trip(CODECS[name], points, jhmdb_preset(get_preset(name)).label_downsample)
+    for _, coords, visible in out[1:]:
+        assert visible.all()
+        np.testing.assert_allclose(coords, reference, atol=0.05)

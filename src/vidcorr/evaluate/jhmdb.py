@@ -115,27 +115,31 @@ def run_jhmdb(
         scores.add(video.name, coords, gt, visible)
     stats.feature_seconds = propagator.timing["features"]
     stats.propagation_seconds = propagator.timing["propagation"]
-    results = scores.results(DEFAULT_ALPHAS)
-    results = {
-        **{k: results[k] for k in results if k.startswith("PCK@")},
-        "per_joint": results["per_joint"],
-        "per_video": results["per_video"],
+    results = _results(scores.results(DEFAULT_ALPHAS), dataset, preset, codec, skip_first_frame)
+    results["model"] = model_info or {}
+    results["timing"] = stats.as_dict()
+    write_results_json(results, out_dir / "results.json")
+    return results
+
+
+def _results(pck: dict, dataset: JhmdbDataset, preset: PropagationPreset, codec: HeatmapCodec,
+             skip_first_frame: bool) -> dict:
+    return {
+        **{k: pck[k] for k in pck if k.startswith("PCK@")},
+        "per_joint": pck["per_joint"],
+        "per_video": pck["per_video"],
         "skip_first_frame": skip_first_frame,
         "preset": preset.name,
         "preset_knobs": preset_knobs(preset),
         "codec": codec.as_dict(),
         "protocol": {
             "benchmark": "JHMDB", "videos": dataset.describe(), "n_videos": len(dataset),
-            "counted_joints": results["counted_joints"],
+            "counted_joints": pck["counted_joints"],
             "normaliser": "0.6 x diagonal of the box of the GT joints whose prediction is visible",
             "note": "PCK pooled per joint over all counted frames, then averaged over the 15 joints "
                     "(UVC/CRW eval_pck.py); values are fractions in [0, 1]",
         },
-        "model": model_info or {},
-        "timing": stats.as_dict(),
     }
-    write_results_json(results, out_dir / "results.json")
-    return results
 
 
 def format_pck_table(results: dict) -> str:
