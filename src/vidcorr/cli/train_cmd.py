@@ -1,0 +1,139 @@
+"""`vidcorr train uvc` and `vidcorr train autoencoder` (docs/training.md).
+
+Both run the generic trainer (`vidcorr.train.loop`) on videos from ``--data`` (folder trees or
+list files, repeatable) with a recipe (a shipped name or a TOML path), write checkpoints and
+TensorBoard logs to ``--run-dir`` and export weights at the end. Under
+``torchrun --nproc_per_node=N -m vidcorr train ...`` the same command trains with DDP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vidcorr.errors import InputError
+
+ABLATIONS = ("L", "O", "C", "all")
+
+
+def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> None:
+    parser.add_argument("--data", action="append", required=True, metavar="DIR_OR_LIST",
+                        help="folder of videos / frame folders (recursive) or a list file; repeatable")
+    parser.add_argument("--recipe", default=default_recipe,
+                        help=f"shipped recipe name or a .toml path (default: {default_recipe}; "
+                             "see configs/train/)")
+    parser.add_argument("--run-dir", type=Path,
+                        help="checkpoints and TensorBoard logs (default: runs/<recipe name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="stop (with a checkpoint) once the run reaches N steps in total")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--workers", type=int, help="data loader processes per rank (overrides the recipe)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="video metadata cache (default: ~/.cache/vidcorr)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train UVC or its Lab auto-encoder on unlabelled video")
+    methods = train.add_subparsers(dest="method", required=True, metavar="METHOD")
+
+    uvc = methods.add_parser("uvc", help="train a UVC encoder (warm-up, then joint stage)",
+                             description="Train UVC (METHODS.md §1) and export its encoder.")
+    _common_arguments(uvc, "uvc")
+    uvc.add_argument("--autoencoder", required=True, type=Path, metavar="W",
+                     help="Lab auto-encoder weights from `vidcorr train autoencoder` (kept frozen)")
+    uvc.add_argument("--export", type=Path, metavar="W",
+                     help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    uvc.add_argument("--ablate", action="append", choices=ABLATIONS, default=[],
+                     help="UVC Table 2 ablation: drop Localisation, Orthogonal terms, "
+                          "Concentration, or all three; repeatable")
+    uvc.set_defaults(func=run_uvc)
+
+    ae = methods.add_parser("autoencoder", help="train UVC's Lab auto-encoder",
+                            description="Train the Lab colour auto-encoder UVC reconstructs through.")
+    _common_arguments(ae, "autoencoder")
+    ae.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
+    ae.set_defaults(func=run_autoencoder)
+
+
+def _recipe(args: argparse.Namespace, method: str):
+    from vidcorr.train.config import DataConfig, load_recipe, recipe_path
+
+    recipe = load_recipe(args.recipe)
+    if recipe.method != method:
+        raise InputError(recipe_path(args.recipe), f"is a {recipe.method!r} recipe, not {method!r}")
+    if args.workers is not None:
+        data = DataConfig(**{**recipe.to_dict()["data"], "workers": args.workers})
+        recipe = recipe.replace(data=data)
+    return recipe
+
+
+def _job_options(args: argparse.Namespace, recipe) -> dict:
+    return {"data": args.data, "run_dir": args.run_dir or Path("runs") / recipe.name,
+            "resume": args.resume, "max_steps": args.max_steps, "device": args.device,
+            "cache_dir": args.cache_dir}
+
+
+def _uvc_config(recipe, ablations: list[str], source: str):
+    """The recipe's UVCConfig (base recipe + [model] overrides) with the ablations applied."""
+    from vidcorr.methods import uvc
+
+    try:
+        cfg = uvc.recipe(recipe.base or "uvc", **recipe.model)
+        for stage in recipe.stages:
+            if stage.name not in uvc.STAGES:
+                raise ValueError(f"stage {stage.name!r} is not a UVC stage {uvc.STAGES}")
+        for which in ablations:
+            cfg = uvc.ablate(cfg, which)
+    except (ValueError, TypeError) as error:
+        raise InputError(source, f"invalid UVC recipe: {error}") from None
+    return cfg
+
+
+def run_uvc(args: argparse.Namespace) -> int:
+    from vidcorr.methods import uvc
+    from vidcorr.models import load_autoencoder
+    from vidcorr.train.config import recipe_path
+    from vidcorr.train.loop import TrainJob
+
+    recipe = _recipe(args, "uvc")
+    cfg = _uvc_config(recipe, args.ablate, str(recipe_path(args.recipe)))
+    # The full config goes into the recipe: checkpoints and the weights sidecar record exactly
+    # what was trained, and a resume with other ablations is refused.
+    recipe = recipe.replace(model=cfg.to_dict())
+    load_autoencoder(args.autoencoder)  # fail now, not after indexing the videos
+    options = _job_options(args, recipe)
+    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
+    job = TrainJob(recipe, lambda: uvc.UVC(cfg, load_autoencoder(args.autoencoder)),
+                   export=export, switches=uvc.stage_switches, **options)
+    return _run(job)
+
+
+def run_autoencoder(args: argparse.Namespace) -> int:
+    from vidcorr.train.autoencoder import AutoencoderTraining
+    from vidcorr.train.loop import TrainJob
+
+    if args.out.suffix != ".safetensors":
+        raise InputError(args.out, "weights must be written to a .safetensors file")
+    recipe = _recipe(args, "autoencoder")
+    return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **_job_options(args, recipe)))
+
+
+def _run(job) -> int:
+    from vidcorr.train.distributed import shutdown
+    from vidcorr.train.loop import TrainingDiverged, train
+
+    try:
+        result = train(job)
+    except TrainingDiverged as error:
+        print(f"vidcorr: training diverged: {error}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown()
+    state = "finished" if result.finished else f"stopped at step {result.progress.step} (--resume continues)"
+    print(f"{job.recipe.name}: {state}; checkpoint {result.checkpoint}")
+    if result.export is not None:
+        print(f"weights: {result.export}")
+    return 0

@@ -1,0 +1,190 @@
+"""Training recipes: small TOML files (``configs/train/*.toml``) read into frozen dataclasses.
+
+A recipe names the method and, for UVC, a base recipe of `vidcorr.methods.uvc.RECIPES`; its
+``[model]`` table overrides that base field by field. ``[data]`` sizes the samples, ``[optim]``
+the Adam optimiser, ``[stages.<name>]`` (in file order) the stages, ``[log]`` the intervals and
+``[cuda]`` the GPU-only speed flags. See docs/training.md for every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from vidcorr.errors import InputError
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
+SCHEDULES = ("poly", "constant", "cosine")
+METHODS = ("uvc", "autoencoder")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Sample sizes and sampling. ``batch_size`` is global: each of N ranks gets batch_size / N."""
+
+    crop: int = 256  # S: the crops (warm-up) and the frame-1 patch (joint), METHODS.md §1.3
+    frame: int = 640  # T: the joint stage's resized + padded target frame
+    gap: tuple[float, float] = (1, 50)  # inclusive frame gap of a pair
+    gap_unit: str = "frames"  # "frames" (UVC on Kinetics) or "seconds" (mixed-fps data)
+    folder_fps: float = 30.0  # frame rate assumed for frame folders when gap_unit = "seconds"
+    samples_per_video: int = 1  # samples per video per epoch (an epoch = one pass over videos)
+    batch_size: int = 40
+    workers: int = 4  # DataLoader worker processes per rank
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gap", tuple(float(g) for g in self.gap))
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage. Exactly one of ``epochs`` / ``steps`` sets its length.
+
+    schedule: "poly" ``lr (1 - t / decay_over) ** power``, "cosine" or "constant", restarted at
+    the stage start as the official code does (METHODS.md §1.8). With ``epochs`` the schedule
+    moves once per epoch (official), with ``steps`` every step. decay_over: the schedule's
+    horizon in the stage's unit (default: the stage length; the official run decays over all
+    30 epochs in both stages, ``lr (1 - e / nepoch) ** 0.9``).
+    """
+
+    name: str
+    epochs: int | None = None
+    steps: int | None = None
+    lr: float = 1e-4
+    schedule: str = "poly"
+    power: float = 0.9
+    decay_over: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError(f"stage {self.name!r} needs exactly one of 'epochs' and 'steps'")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"stage {self.name!r}: schedule must be one of {SCHEDULES}")
+        if (self.epochs or self.steps or 0) < 1 or self.lr <= 0:
+            raise ValueError(f"stage {self.name!r}: length and lr must be positive")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam. The official code parses weight decay 0.005 but never passes it (METHODS.md §1.8)."""
+
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float | None = None  # max global grad norm; None = no clipping
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    every: int = 20  # scalar log line + TensorBoard scalars, in steps
+    images_every: int = 500  # TensorBoard images
+    checkpoint_every: int = 1000
+
+
+@dataclass(frozen=True)
+class CudaConfig:
+    """Ignored on CPU."""
+
+    bf16: bool = True  # autocast matmuls/convs to bfloat16 (no loss scaling needed)
+    channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    method: str = "uvc"
+    base: str | None = None  # method recipe the [model] table overrides (uvc.RECIPES key)
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    stages: tuple[StageConfig, ...] = ()
+    log: LogConfig = LogConfig()
+    cuda: CudaConfig = CudaConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers only (stored in checkpoints, loaded with ``weights_only=True``)."""
+        return _plain(dataclasses.asdict(self))
+
+    def trajectory_dict(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the original to continue it exactly."""
+        d = self.to_dict()
+        d["data"].pop("workers")
+        for key in ("name", "log", "cuda"):
+            d.pop(key)
+        return d
+
+    def replace(self, **changes: Any) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ValueError(f"[{where}] must be a table")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} in [{where}]; known: {sorted(known)}")
+    return cls(**table)
+
+
+def recipe_from_dict(data: dict[str, Any], name: str) -> Recipe:
+    """Recipe from a parsed TOML (or `Recipe.to_dict`) dict; ValueError on a bad field."""
+    data = dict(data)
+    stages = data.pop("stages", None)
+    if not stages:
+        raise ValueError("a recipe needs at least one [stages.<name>] table")
+    if isinstance(stages, dict):  # TOML form: [stages.warmup], [stages.joint] in file order
+        stages = [{"name": key, **table} for key, table in stages.items()]
+    built = {
+        "stages": tuple(_build(StageConfig, s, f"stages.{s.get('name')}") for s in stages),
+        **{key: _build(cls, data.pop(key), key) for key, cls in
+           (("data", DataConfig), ("optim", OptimConfig), ("log", LogConfig), ("cuda", CudaConfig))
+           if key in data},
+    }
+    recipe = _build(Recipe, {"name": name, **{k: v for k, v in data.items() if k != "name"},
+                             **built}, "recipe")
+    if recipe.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {recipe.method!r}")
+    if recipe.data.gap_unit not in ("frames", "seconds"):
+        raise ValueError(f"[data] gap_unit must be 'frames' or 'seconds', got {recipe.data.gap_unit!r}")
+    return recipe
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """``"uvc-cpu"`` -> configs/train/uvc-cpu.toml; a path is returned as is."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    return CONFIG_DIR / f"{name_or_path}.toml"
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Read a shipped recipe by name or a TOML file; `InputError` naming the file if bad."""
+    path = recipe_path(name_or_path)
+    if not path.is_file():
+        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+        raise InputError(path, f"no such recipe (shipped recipes: {', '.join(shipped) or 'none'})")
+    try:
+        data = tomllib.loads(path.read_text())
+        return recipe_from_dict(data, data.get("name", path.stem))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, TypeError) as error:
+        raise InputError(path, f"unreadable recipe: {error}") from None

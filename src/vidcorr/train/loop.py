@@ -1,0 +1,423 @@
+"""The training loop, generic over methods; read `train`, then `_run_stage`, top to bottom.
+
+A method is an ``nn.Module`` with
+    ``forward(batch, stage, **switches) -> dict[str, Tensor]``  named scalar losses incl. "loss"
+    ``batch_kind(stage) -> str``        "crop_pair" | "patch_frame" | "image" (vidcorr.data)
+    ``trainable_parameters()``          what the optimiser updates
+and optionally ``visualise(batch) -> dict[str, Tensor (N, 3, H, W) in [0, 1]]`` (TensorBoard
+images) and ``export() -> (module, config)`` (what to save as weights; default ``.encoder``).
+``TrainJob.switches(stage, epoch)`` gives per-epoch keyword switches such as UVC's concentration
+and truncation schedule (METHODS.md §1.6).
+
+Batches arrive from the workers as uint8 and become RGB float in [0, 1] on the device. Resume
+is exact: samples are a pure function of (seed, stage, epoch, index), the learning rate of
+(stage, step), and the checkpoint holds model, optimiser, progress and every rank's RNG states.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index
+from vidcorr.errors import InputError, VidcorrError
+from vidcorr.models import save_weights
+from vidcorr.train import checkpoint as ckpt
+from vidcorr.train.config import Recipe
+from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier, init_distributed, wrap_ddp
+from vidcorr.train.schedule import learning_rate, stage_steps
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the step and every loss term."""
+
+
+@dataclass
+class TrainJob:
+    recipe: Recipe
+    build_method: Callable[[], nn.Module]  # called after seeding, so initialisation is seeded
+    data: list[str | Path]
+    run_dir: Path
+    resume: bool = False
+    export: Path | None = None  # weights file written when the run stops normally
+    max_steps: int | None = None  # stop (with a checkpoint) once the run has this many steps
+    device: str | None = None  # None: CUDA if available, else CPU
+    switches: Callable[[str, int], dict[str, Any]] | None = None
+    cache_dir: Path | None = None  # video metadata cache (default ~/.cache/vidcorr)
+    command: str = field(default_factory=lambda: " ".join(sys.argv))
+    progress_bar: bool = True
+    on_step: Callable[[ckpt.Progress, dict[str, float]], None] | None = None  # tests, hooks
+
+
+@dataclass
+class TrainResult:
+    progress: ckpt.Progress
+    finished: bool  # all stages done (False: stopped at max_steps)
+    checkpoint: Path
+    export: Path | None
+
+
+@dataclass
+class _Run:
+    """Everything one training process holds."""
+
+    job: TrainJob
+    ctx: DistContext
+    index: VideoIndex
+    method: nn.Module  # the bare method: checkpoints, export, visualisation
+    model: nn.Module  # what is called: the method, DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    progress: ckpt.Progress
+    runlog: RunLog
+
+
+def train(job: TrainJob) -> TrainResult:
+    """Run (or resume) the recipe's stages in order; see the module docstring."""
+    recipe, run_dir = job.recipe, Path(job.run_dir)
+    ctx = init_distributed(job.device)
+    index = _index(job, ctx)
+    _seed_everything(recipe.seed)  # the same initial weights on every rank
+    method = job.build_method().to(ctx.device)
+    _seed_everything(recipe.seed + ctx.rank)  # then independent streams, if a method draws any
+    if _cuda_flag(recipe.cuda.channels_last, ctx):
+        method = method.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(method.trainable_parameters(), lr=recipe.stages[0].lr,
+                                 betas=recipe.optim.betas, eps=recipe.optim.eps,
+                                 weight_decay=recipe.optim.weight_decay)
+    if job.resume:
+        progress = ckpt.restore(run_dir / ckpt.LATEST, recipe, method, optimizer, ctx)
+    elif (run_dir / ckpt.LATEST).exists():
+        raise InputError(run_dir, "already holds a training checkpoint: pass --resume to continue "
+                                  "that run, or choose a new run dir")
+    else:
+        progress = ckpt.Progress()
+    run = _Run(job, ctx, index, method, wrap_ddp(method, ctx), optimizer, progress,
+               RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar))
+    if ctx.is_main:
+        log.info("%s: %s on %d videos (%d frames), stages %s, %d process(es) on %s", recipe.name,
+                 recipe.method, len(index), index.describe()["frames"],
+                 [s.name for s in recipe.stages], ctx.world_size, ctx.device)
+    try:
+        while progress.stage < len(recipe.stages) and not _at_max_steps(run):
+            if not _run_stage(run):
+                break  # stopped at max_steps
+            progress.stage, progress.stage_step, progress.epoch, progress.batch_in_epoch = (
+                progress.stage + 1, 0, 0, 0)
+            _save(run, stage_end=recipe.stages[progress.stage - 1].name)
+        finished = progress.stage == len(recipe.stages)
+        if not finished and progress.stage_step > 0:  # stage_step 0: the stage-end save is current
+            _save(run)
+        progress.wall_time = run.runlog.wall_time()
+    finally:
+        run.runlog.close()
+    exported = _export(run, finished) if job.export and ctx.is_main else None
+    return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
+
+
+def _run_stage(run: _Run) -> bool:
+    """Train the current stage to its end (True) or until ``max_steps`` (False)."""
+    job, recipe, progress, ctx = run.job, run.job.recipe, run.progress, run.ctx
+    stage = recipe.stages[progress.stage]
+    loader, sampler, per_rank = _loader(recipe, run.method.batch_kind(stage.name), run.index,
+                                        progress.stage, ctx)
+    steps_per_epoch = len(sampler) // per_rank
+    if steps_per_epoch == 0:
+        raise VidcorrError(f"{len(sampler)} samples per process are fewer than one batch of "
+                           f"{per_rank}: lower [data] batch_size or raise samples_per_video")
+    total = stage_steps(stage, steps_per_epoch)
+    run.runlog.stage_started(stage.name, total, progress.stage_step)
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16,
+                              enabled=_cuda_flag(recipe.cuda.bf16, ctx))
+    while progress.stage_step < total:
+        sampler.set_epoch(progress.epoch, start=progress.batch_in_epoch * per_rank)
+        switches = job.switches(stage.name, progress.epoch) if job.switches else {}
+        for batch in loader:
+            lr = learning_rate(stage, progress.stage_step, steps_per_epoch)
+            images, skipped = _to_device(batch, ctx, recipe)
+            with autocast:
+                losses = run.model(images, stage.name, **switches)
+            terms = _reduce(losses, skipped, ctx)  # the same numbers on every rank
+            if not math.isfinite(terms["loss"]):
+                raise TrainingDiverged(_divergence_message(run, stage.name, terms))
+            terms.update(_optimise(losses["loss"], run, lr))
+            progress.stage_step, progress.step = progress.stage_step + 1, progress.step + 1
+            progress.batch_in_epoch += 1
+            progress.samples += per_rank * ctx.world_size
+            progress.skipped_videos += round(terms["skipped_videos"])
+            run.runlog.step(progress, terms, lr, stage.name, per_rank * ctx.world_size)
+            if ctx.is_main and progress.step % recipe.log.images_every == 0:
+                run.runlog.images(progress.step, visualise(run.method, images))
+            if job.on_step is not None:
+                job.on_step(progress, terms)
+            if progress.stage_step >= total:
+                break
+            if _at_max_steps(run):
+                return False
+            if progress.step % recipe.log.checkpoint_every == 0:
+                _save(run)
+        else:  # the epoch ran out before the stage did
+            progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
+    return True
+
+
+def _loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
+            ctx: DistContext) -> tuple[DataLoader, ShardedSampler, int]:
+    """This rank's loader for one stage; samples depend on (seed, stage, epoch, index) only."""
+    data = recipe.data
+    if data.batch_size % ctx.world_size:
+        raise VidcorrError(f"batch_size {data.batch_size} is not divisible by {ctx.world_size} "
+                           "processes")
+    per_rank = data.batch_size // ctx.world_size
+    dataset = build_dataset(kind, index, crop=data.crop, frame=data.frame,
+                            gap=GapRange(*data.gap, unit=data.gap_unit), folder_fps=data.folder_fps,
+                            seed=(recipe.seed, stage), samples_per_video=data.samples_per_video)
+    sampler = ShardedSampler(len(dataset), ctx.world_size, ctx.rank, seed=(recipe.seed, stage))
+    # Persistent workers: the sampler (and its epoch) lives in this process, so workers can
+    # outlive an epoch; with ~100 videos an epoch is a dozen steps, and a restart costs a stall.
+    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=data.workers,
+                        drop_last=True, pin_memory=ctx.device.type == "cuda",
+                        persistent_workers=data.workers > 0,
+                        # Its own generator: starting a loader iterator must not draw from the
+                        # global torch RNG, or a resumed run would drift from the original.
+                        generator=torch.Generator().manual_seed(recipe.seed))
+    return loader, sampler, per_rank
+
+
+def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tuple[dict[str, Tensor], Tensor]:
+    """uint8 (B, 3, H, W) -> float in [0, 1] on the device (channels_last on CUDA if asked);
+    also returns how many broken videos this batch skipped."""
+    channels_last = _cuda_flag(recipe.cuda.channels_last, ctx)
+    images = {}
+    for name, value in batch.items():
+        if name == "skipped":
+            continue
+        value = value.to(ctx.device, non_blocking=True).float().div_(255)
+        images[name] = value.contiguous(memory_format=torch.channels_last) if channels_last else value
+    return images, batch["skipped"].sum()
+
+
+def _reduce(losses: dict[str, Tensor], skipped: Tensor, ctx: DistContext) -> dict[str, float]:
+    """Rank-mean of every loss term and the total of skipped videos, in one all-reduce."""
+    names = sorted(losses)
+    values = torch.stack([losses[n].detach().float() for n in names] + [skipped.float().to(ctx.device)])
+    values = all_reduce_mean(values, ctx).tolist()
+    terms = dict(zip(names, values[:-1]))
+    terms["skipped_videos"] = values[-1] * ctx.world_size
+    return terms
+
+
+def _optimise(loss: Tensor, run: _Run, lr: float) -> dict[str, float]:
+    """One optimiser step at ``lr``; returns the gradient norm when clipping."""
+    clip = run.job.recipe.optim.grad_clip
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    out = {}
+    if clip is not None:
+        params = [p for group in run.optimizer.param_groups for p in group["params"]]
+        out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, clip))
+    run.optimizer.step()
+    return out
+
+
+def _divergence_message(run: _Run, stage: str, terms: dict[str, float]) -> str:
+    listed = ", ".join(f"{k}={v:.4g}" for k, v in terms.items() if k != "skipped_videos")
+    latest = Path(run.job.run_dir) / ckpt.LATEST
+    kept = (f"the last good checkpoint is {latest} (resume with --resume, perhaps with a lower lr)"
+            if latest.exists() else "no checkpoint was written yet")
+    return (f"non-finite loss at step {run.progress.step + 1} (stage {stage!r}, epoch "
+            f"{run.progress.epoch}): {listed}; training stopped before the update, {kept}")
+
+
+def _at_max_steps(run: _Run) -> bool:
+    return run.job.max_steps is not None and run.progress.step >= run.job.max_steps
+
+
+def _save(run: _Run, stage_end: str | None = None) -> None:
+    """Checkpoint on rank 0 (every rank joins: their RNG states are gathered)."""
+    run.progress.wall_time = run.runlog.wall_time()
+    stage = run.job.recipe.stages[min(run.progress.stage, len(run.job.recipe.stages) - 1)]
+    payload = ckpt.payload(run.method, run.optimizer, run.progress, run.job.recipe,
+                           run.index.describe(), run.ctx, lr=run.optimizer.param_groups[0]["lr"],
+                           stage_name=stage.name)
+    if run.ctx.is_main:
+        path = ckpt.save_checkpoint(Path(run.job.run_dir) / ckpt.LATEST, payload)
+        if stage_end is not None:  # kept: e.g. to evaluate the warm-up encoder alone
+            ckpt.save_checkpoint(path.with_name(f"checkpoint-{stage_end}.pt"), payload)
+        log.info("step %d: saved %s", run.progress.step, path)
+
+
+def _export(run: _Run, finished: bool) -> Path:
+    """Weights (fp16 safetensors + JSON sidecar) of the method's exported module."""
+    method, progress = run.method, run.progress
+    module, config = method.export() if hasattr(method, "export") else (method.encoder, None)
+    meta = {
+        "name": Path(run.job.run_dir).name,
+        "method": run.job.recipe.method,
+        "recipe": run.job.recipe.name,
+        "recipe_config": run.job.recipe.to_dict(),
+        "data": run.index.describe(),
+        "steps": progress.step,
+        "samples": progress.samples,
+        "finished": finished,
+        "wall_time_s": round(progress.wall_time, 1),
+        "hardware": run.runlog.hardware(),
+        "command": run.job.command,
+    }
+    path = save_weights(module, run.job.export, config, meta)
+    log.info("exported %s", path)
+    return path
+
+
+def _index(job: TrainJob, ctx: DistContext) -> VideoIndex:
+    """Rank 0 indexes first (filling the metadata cache); the others then read the cache."""
+    if ctx.is_main:
+        index = build_index(job.data, job.cache_dir)
+    barrier(ctx)
+    if not ctx.is_main:
+        index = build_index(job.data, job.cache_dir)
+    return index
+
+
+def _seed_everything(seed: int) -> None:
+    """Model-side randomness (initialisation, any random op in a method); data have their own."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _cuda_flag(flag: bool, ctx: DistContext) -> bool:
+    """bf16 / channels_last are CUDA-only speed flags: off on the CPU whatever the recipe says."""
+    return flag and ctx.device.type == "cuda"
+
+
+class RunLog:
+    """Console log lines, a tqdm bar and TensorBoard scalars / images; silent on ranks > 0.
+
+    Scalars every ``every`` steps, averaged over those steps: each loss term (``loss/*``), the
+    learning rate, throughput (samples/s, i.e. pairs/s for pair methods) and the number of
+    broken videos skipped so far. TensorBoard events go to ``run_dir/tensorboard``; on resume
+    events after the checkpoint's step are purged so curves do not double back.
+    """
+
+    def __init__(self, run_dir: Path, ctx: DistContext, progress: ckpt.Progress, every: int,
+                 progress_bar: bool):
+        self.ctx, self.every, self.progress_bar = ctx, every, progress_bar
+        self.base_wall, self.start = progress.wall_time, time.perf_counter()
+        self.writer = _summary_writer(run_dir, progress.step + 1) if ctx.is_main else None
+        self.bar: tqdm | None = None
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count, self.samples, self.window_start = 0, 0, time.perf_counter()
+
+    def wall_time(self) -> float:
+        """Seconds trained, including earlier sessions of a resumed run."""
+        return self.base_wall + time.perf_counter() - self.start
+
+    def stage_started(self, name: str, total: int, done: int) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.ctx.is_main and self.progress_bar:
+            self.bar = tqdm(total=total, initial=done, desc=name, unit="step", dynamic_ncols=True)
+        self._reset_window()
+
+    def step(self, progress: ckpt.Progress, terms: dict[str, float], lr: float, stage: str,
+             batch: int) -> None:
+        if not self.ctx.is_main:
+            return
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.count, self.samples = self.count + 1, self.samples + batch
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{terms['loss']:.4f}", refresh=False)
+        if progress.step % self.every == 0:
+            self._write(progress, lr, stage)
+
+    def _write(self, progress: ckpt.Progress, lr: float, stage: str) -> None:
+        rate = self.samples / max(time.perf_counter() - self.window_start, 1e-9)
+        means = {k: v / self.count for k, v in self.sums.items() if k != "skipped_videos"}
+        listed = " ".join(f"{k} {v:.4f}" for k, v in means.items())
+        with logging_redirect_tqdm():
+            log.info("step %d | %s epoch %d | %s | lr %.2e | %.1f samples/s | skipped videos %d",
+                     progress.step, stage, progress.epoch, listed, lr, rate, progress.skipped_videos)
+        if self.writer is not None:
+            for name, value in means.items():
+                self.writer.add_scalar(f"loss/{name}", value, progress.step)
+            self.writer.add_scalar("train/lr", lr, progress.step)
+            self.writer.add_scalar("train/samples_per_s", rate, progress.step)
+            self.writer.add_scalar("data/skipped_videos", progress.skipped_videos, progress.step)
+        self._reset_window()
+
+    def images(self, step: int, images: dict[str, Tensor]) -> None:
+        if self.writer is not None:
+            for name, value in images.items():
+                self.writer.add_images(f"images/{name}", value, step)
+
+    def hardware(self) -> dict[str, Any]:
+        device = self.ctx.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+        return {"device": device.type, "device_name": name or platform.machine(),
+                "processes": self.ctx.world_size, "cpu_count": os.cpu_count(),
+                "torch": torch.__version__, "platform": platform.platform()}
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _summary_writer(run_dir: Path, purge_step: int):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional on a bare GPU box
+        log.warning("tensorboard is not installed: logging to the console only")
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
+
+
+def visualise(method: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Images for TensorBoard: the method's ``visualise`` hook (run in eval mode, so batch-norm
+    statistics are untouched) or, without one, the batch's images side by side."""
+    small = {k: v[:4] for k, v in batch.items()}
+    hook = getattr(method, "visualise", None)
+    with torch.no_grad():
+        if hook is None:
+            return {"inputs": _side_by_side(list(small.values()))}
+        was_training = method.training
+        method.eval()
+        try:
+            images = hook(small)
+        finally:
+            method.train(was_training)
+    return {k: v.detach().float().clamp(0, 1).cpu() for k, v in images.items()}
+
+
+def _side_by_side(images: list[Tensor], height: int = 128) -> Tensor:
+    """(N, 3, H_i, W_i) each -> (N, 3, height, sum of scaled widths)."""
+    scaled = [F.interpolate(x.float(), size=(height, max(1, round(x.shape[-1] * height / x.shape[-2]))),
+                            mode="bilinear", align_corners=False, antialias=True) for x in images]
+    return torch.cat(scaled, dim=-1).clamp(0, 1).cpu()

@@ -1,0 +1,34 @@
+"""Learning-rate schedules: pure functions of (stage, step within the stage).
+
+No scheduler object carries state: the learning rate of any step is recomputed from the stage
+config and the step, so a resumed run gets the same rates by construction.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vidcorr.train.config import StageConfig
+
+
+def stage_steps(stage: StageConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps in the stage (an epoch is ``steps_per_epoch`` steps per rank)."""
+    return stage.steps if stage.steps is not None else stage.epochs * steps_per_epoch
+
+
+def learning_rate(stage: StageConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at optimiser step ``step`` (0-based, within the stage).
+
+    Epoch-based stages move the schedule once per epoch, as UVC's ``adjust_learning_rate``
+    (``lr (1 - epoch / nepoch) ** 0.9``, METHODS.md §1.8); step-based stages move it every step.
+    """
+    if stage.schedule == "constant":
+        return stage.lr
+    if stage.epochs is not None:
+        position, length = step // steps_per_epoch, stage.epochs
+    else:
+        position, length = step, stage.steps
+    fraction = min(1.0, position / (stage.decay_over or length))
+    if stage.schedule == "poly":
+        return stage.lr * (1.0 - fraction) ** stage.power
+    return stage.lr * 0.5 * (1.0 + math.cos(math.pi * fraction))  # cosine

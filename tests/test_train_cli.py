@@ -1,0 +1,98 @@
+"""`vidcorr train`: bad input exits 2 naming the path; a tiny end-to-end run, stop, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidcorr.cli import main
+from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, load_encoder, save_weights
+
+TINY_UVC = """
+method = "uvc"
+base = "uvc-cpu"
+[model]
+concentration_weight = 0.5
+[data]
+crop = 32
+frame = 64
+gap = [0.04, 0.5]
+gap_unit = "seconds"
+batch_size = 2
+workers = 0
+[stages.warmup]
+steps = 2
+[stages.joint]
+steps = 1
+lr = 5e-5
+[log]
+every = 1
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def autoencoder(tmp_path: Path) -> Path:
+    return save_weights(LabAutoencoder(), tmp_path / "ae.safetensors", AUTOENCODER_CONFIG)
+
+
+def test_missing_data_folder_exits_2_naming_it(tmp_path: Path, autoencoder: Path, capsys) -> None:
+    missing = tmp_path / "no-such-videos"
+    code = main(["train", "uvc", "--data", str(missing), "--recipe", "uvc-cpu", "--autoencoder",
+                 str(autoencoder), "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path)])
+    assert code == 2 and f"{missing}: no such data folder or list file" in capsys.readouterr().err
+    code = main(["train", "autoencoder", "--data", str(missing), "--out", str(tmp_path / "w.safetensors"),
+                 "--run-dir", str(tmp_path / "run2"), "--cache-dir", str(tmp_path)])
+    assert code == 2 and str(missing) in capsys.readouterr().err
+
+
+def test_bad_recipes_exit_2_naming_the_file(data_dir: Path, tmp_path: Path, autoencoder: Path,
+                                            capsys) -> None:
+    data = str(data_dir / "videos" / "davis2016-train")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("method = 'uvc'\n[data\ncrop = 3")
+    unknown_key = tmp_path / "unknown.toml"
+    unknown_key.write_text(TINY_UVC.replace("crop = 32", "crop_size = 32"))
+    bad_model = tmp_path / "bad-model.toml"
+    bad_model.write_text(TINY_UVC.replace("concentration_weight = 0.5", "concentration_wieght = 0.5"))
+    for recipe, problem in ((broken, "unreadable recipe"), (unknown_key, "crop_size"),
+                            (bad_model, "concentration_wieght"), (tmp_path / "nope.toml", "no such recipe")):
+        code = main(["train", "uvc", "--data", data, "--recipe", str(recipe), "--autoencoder",
+                     str(autoencoder), "--run-dir", str(tmp_path / "run")])
+        err = capsys.readouterr().err
+        assert code == 2 and str(recipe) in err and problem in err, err
+    code = main(["train", "uvc", "--data", data, "--recipe", "autoencoder", "--autoencoder",
+                 str(autoencoder), "--run-dir", str(tmp_path / "run")])
+    assert code == 2 and "not 'uvc'" in capsys.readouterr().err
+
+
+def test_train_stop_resume_and_export(data_dir: Path, tmp_path: Path, autoencoder: Path, capsys) -> None:
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_UVC)
+    export = tmp_path / "weights" / "uvc_tiny.safetensors"
+    args = ["train", "uvc", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
+            str(recipe), "--autoencoder", str(autoencoder), "--run-dir", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--export", str(export), "--ablate", "O"]
+    assert main(args + ["--max-steps", "1"]) == 0
+    assert "stopped at step 1" in capsys.readouterr().out
+    assert main(args) == 2  # the run dir holds a run: continuing it needs --resume
+    assert main(args + ["--resume", "--workers", "1"]) == 0
+    assert "finished" in capsys.readouterr().out
+    encoder = load_encoder(export)
+    assert encoder.colour_mode == "gray-l" and encoder.config.out_layer == "layer3"
+    meta = json.loads(export.with_suffix(".json").read_text())["meta"]
+    assert meta["steps"] == 3 and meta["finished"] and meta["recipe"] == "tiny"
+    model = meta["recipe_config"]["model"]
+    assert model["orthogonal"] is False and model["concentration_weight"] == 0.5  # --ablate O, [model]
+    assert meta["data"]["videos"] == 30 and meta["command"] and meta["wall_time_s"] > 0
+    assert {"device", "processes", "torch"} <= set(meta["hardware"])
