@@ -1,4 +1,4 @@
-"""The training loop, generic over methods; read `train`, then `_run_stage`, top to bottom.
+"""The training loop, generic over methods; read `_train`, then `_run_stage`, top to bottom.
 
 A method is an ``nn.Module`` with
     ``forward(batch, stage, **switches) -> dict[str, Tensor]``  named scalar losses incl. "loss"
@@ -92,8 +92,20 @@ class _Run:
 
 def train(job: TrainJob) -> TrainResult:
     """Run (or resume) the recipe's stages in order; see the module docstring."""
-    recipe, run_dir = job.recipe, Path(job.run_dir)
+    recipe = job.recipe
     ctx = init_distributed(job.device)
+    threads = torch.get_num_threads()
+    if ctx.device.type == "cpu" and recipe.cpu.threads:
+        torch.set_num_threads(recipe.cpu.threads)
+    try:
+        return _train(job, ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
+    """Index, build, restore, run the stages, export."""
+    recipe, run_dir = job.recipe, Path(job.run_dir)
     index = _index(job, ctx)
     _seed_everything(recipe.seed)  # the same initial weights on every rank
     method = job.build_method().to(ctx.device)
