@@ -1,0 +1,98 @@
+"""`vidcorr eval otb` and `vidcorr eval vot`: track every sequence's first box, score OTB's OPE.
+
+The model arguments are the shared ones, but of the preset only its feature layer is used (which
+stage of trained weights is matched); every tracker knob is set with ``--set NAME=VALUE``
+(docs/tracking.md lists them), and the propagation-only flags (--size, --topk, ...) are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from vidcorr.cli.common import add_model_arguments, comma_list, load_model, resolve_preset
+from vidcorr.errors import VidcorrError
+
+_LAYOUTS = {
+    "otb": "OTB-2015 layout: ROOT/<seq>/img/0001.jpg + ROOT/<seq>/groundtruth_rect.txt",
+    "vot": "VOT layout: ROOT/<seq>/00000001.jpg + ROOT/<seq>/groundtruth.txt (polygons)",
+}
+
+
+def register(tasks: argparse._SubParsersAction) -> None:
+    for benchmark, layout in _LAYOUTS.items():
+        p = tasks.add_parser(
+            benchmark, help=f"{benchmark.upper()} box tracking (success AUC, precision@20px)",
+            description=f"Track the first-frame box of every sequence under --root ({layout}) and score "
+                        "OTB's one-pass evaluation; write OUT/<seq>.txt, OUT/results.json, OUT/success_plot.png.",
+        )
+        p.add_argument("--root", required=True, type=Path, help="benchmark root folder")
+        p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+        p.add_argument("--tracker", choices=("localise", "dcf"), default="localise",
+                       help="UVC region localisation (default) or the DCFNet correlation filter")
+        p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the sequences")
+        p.add_argument("--max-frames", type=int, help="track and score only the first N frames of each sequence")
+        p.add_argument("--set", dest="options", action="append", default=[], metavar="NAME=VALUE",
+                       help="tracker setting, repeatable (e.g. --set search_scale=3 --set input_size=128)")
+        add_model_arguments(p)
+        p.set_defaults(func=run, benchmark=benchmark)
+
+
+def _convert(field: dataclasses.Field, text: str):
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if kind == "bool":
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise VidcorrError(f"--set {field.name}: expected true or false, got {text!r}")
+        return text.lower() in ("true", "1", "yes")
+    try:
+        return int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise VidcorrError(f"--set {field.name}: expected {kind}, got {text!r}") from None
+
+
+def tracker_options(args: argparse.Namespace) -> dict:
+    """Tracker settings from ``--set NAME=VALUE``; the propagation-only model flags are refused."""
+    from vidcorr.track import tracker_settings
+
+    unused = {"--size": args.size, "--topk": args.topk, "--temperature": args.temperature,
+              "--radius": args.radius, "--context": args.context}
+    for flag, value in unused.items():
+        if value is not None:
+            raise VidcorrError(f"{flag} is a propagation setting and does not apply to tracking; "
+                               "use --set NAME=VALUE (docs/tracking.md)")
+    fields = {f.name: f for f in dataclasses.fields(type(tracker_settings(args.tracker)))}
+    options = {}
+    for item in args.options:
+        name, sep, text = item.partition("=")
+        if not sep or name not in fields:
+            raise VidcorrError(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}")
+        options[name] = _convert(fields[name], text)
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidcorr.cli.output import atomic_output_dir
+    from vidcorr.evaluate.tracking import format_results_table, run_tracking
+    from vidcorr.track import tracker_settings
+
+    preset = resolve_preset(args)
+    try:
+        settings = tracker_settings(args.tracker, **tracker_options(args))
+    except ValueError as error:
+        raise VidcorrError(str(error)) from None
+    if args.max_frames is not None and args.max_frames < 2:
+        raise VidcorrError(f"--max-frames must be at least 2, got {args.max_frames}")
+    encoder, info = load_model(args, preset)
+    start = time.perf_counter()
+    with atomic_output_dir(args.out) as tmp:
+        results = run_tracking(encoder, args.root, tmp, benchmark=args.benchmark, settings=settings,
+                               sequences=args.sequences, max_frames=args.max_frames, device=args.device,
+                               model_info=info, preset=preset.name)
+    print(format_results_table(results))
+    print(f"tracker: {results['tracker']} {json.dumps(results['settings'])}")
+    print(f"preset: {preset.name}   model: {json.dumps(info)}   wall time: {time.perf_counter() - start:.1f}s")
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'success_plot.png'} and one <seq>.txt per sequence")
+    return 0

@@ -1,0 +1,165 @@
+"""OTB / VOT box-tracking benchmark: track every sequence from its first box, write boxes, score OPE.
+
+Both benchmarks are scored with OTB's one-pass evaluation (`vidcorr.metrics.tracking`): the tracker
+starts from the first ground-truth box and is never re-initialised. For VOT sequences this is *not*
+VOT's own reset-based protocol (accuracy / robustness / EAO); it is OTB's success and precision on
+VOT footage, which is what a dense-correspondence model can be compared on here.
+
+Outputs in ``out_dir``: ``<seq>.txt`` predicted boxes in OTB format (1-based ``x,y,w,h``),
+``results.json`` (schema in docs/tracking.md) and ``success_plot.png`` (drawn with Pillow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+from tqdm import tqdm
+
+from vidcorr.dcf import DCFSettings
+from vidcorr.io.tracking import Benchmark, TrackingSequence, discover_sequences, write_otb_boxes
+from vidcorr.io.video import open_frames
+from vidcorr.metrics.davis import write_results_json
+from vidcorr.metrics.tracking import (
+    ERROR_THRESHOLDS,
+    OVERLAP_THRESHOLDS,
+    PRECISION_KEY,
+    average_scores,
+    score_sequence,
+)
+from vidcorr.track import LocaliseSettings, track_video
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_NOTE = (
+    "OTB one-pass evaluation (OPE), semantics of the OTB toolkit: every frame scored (the first one "
+    "included), success = fraction of frames with IoU > t for t = 0, 0.05, ..., 1 (strict, so a "
+    "perfect track scores 20/21), success_auc = mean of those 21 values; precision = fraction with "
+    "centre error <= t px, precision@20px at t = 20; curves averaged over sequences. No re-initialisation."
+)
+
+
+def track_sequence(
+    encoder: nn.Module,
+    seq: TrackingSequence,
+    settings: LocaliseSettings | DCFSettings,
+    *,
+    device: str = "cpu",
+    max_frames: int | None = None,
+) -> np.ndarray:
+    """Track ``seq`` from its first box: -> predicted boxes (T, 4), 0-based, T = len(seq) or max_frames."""
+    n = len(seq) if max_frames is None else min(len(seq), max_frames)
+    frames = itertools.islice(open_frames(seq.frames_dir), n)
+    boxes = track_video(encoder, tqdm(frames, total=n, desc=seq.name, unit="frame", leave=False),
+                        tuple(seq.boxes[0]), settings=settings, device=device)
+    return np.array(list(boxes), np.float64).reshape(-1, 4)
+
+
+def run_tracking(
+    encoder: nn.Module,
+    root: str | Path,
+    out_dir: str | Path,
+    *,
+    benchmark: Benchmark,
+    settings: LocaliseSettings | DCFSettings,
+    sequences: Sequence[str] | None = None,
+    max_frames: int | None = None,
+    device: str = "cpu",
+    model_info: dict | None = None,
+    preset: str | None = None,
+) -> dict:
+    """Track and score every sequence; write ``<seq>.txt``, ``results.json`` and ``success_plot.png``.
+
+    max_frames: track and score only the first N frames of each sequence (smoke tests, quick runs).
+    Returns the results dict written to ``results.json``.
+    """
+    if max_frames is not None and max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2, got {max_frames}")
+    seqs = discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_sequence, frames, seconds = {}, 0, 0.0
+    tracker = "localise" if isinstance(settings, LocaliseSettings) else "dcf"
+    for seq in tqdm(seqs, desc=f"{benchmark} ({tracker})", unit="seq"):
+        start = time.perf_counter()
+        pred = track_sequence(encoder, seq, settings, device=device, max_frames=max_frames)
+        elapsed = time.perf_counter() - start
+        write_otb_boxes(out_dir / f"{seq.name}.txt", pred)
+        scores = score_sequence(seq.boxes[: len(pred)], pred)
+        scores.update(seconds=round(elapsed, 3), frames_per_second=round(len(pred) / elapsed, 3))
+        per_sequence[seq.name] = scores
+        frames, seconds = frames + len(pred), seconds + elapsed
+        log.debug("%s: %d frames in %.1fs", seq.name, len(pred), elapsed)
+    results = {
+        "benchmark": benchmark,
+        "protocol": PROTOCOL_NOTE,
+        "tracker": tracker,
+        "settings": dataclasses.asdict(settings),
+        "preset": preset,
+        "model": model_info or {},
+        "max_frames": max_frames,
+        **average_scores(per_sequence),
+        "overlap_thresholds": OVERLAP_THRESHOLDS.tolist(),
+        "error_thresholds_px": ERROR_THRESHOLDS.tolist(),
+        "per_sequence": per_sequence,
+        "timing": {"frames": frames, "seconds": round(seconds, 3),
+                   "frames_per_second": round(frames / seconds, 3) if seconds else 0.0},
+    }
+    write_results_json(results, out_dir / "results.json")
+    draw_success_plot(results, out_dir / "success_plot.png")
+    return results
+
+
+def format_results_table(results: dict) -> str:
+    """Per-sequence success AUC, precision@20px and speed, then the average over sequences."""
+    seqs = results["per_sequence"]
+    width = max([len("sequence"), len("average"), *map(len, seqs)])
+    lines = [f"{'sequence':<{width}}  frames  success_auc  {PRECISION_KEY}  frames/s"]
+    for name, s in seqs.items():
+        lines.append(f"{name:<{width}}  {s['frames']:>6d}  {s['success_auc']:>11.4f}  "
+                     f"{s[PRECISION_KEY]:>14.4f}  {s['frames_per_second']:>8.2f}")
+    t = results["timing"]
+    lines.append(f"{'average':<{width}}  {t['frames']:>6d}  {results['success_auc']:>11.4f}  "
+                 f"{results[PRECISION_KEY]:>14.4f}  {t['frames_per_second']:>8.2f}")
+    return "\n".join(lines)
+
+
+_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+
+
+def draw_success_plot(results: dict, path: str | Path, size: tuple[int, int] = (560, 420)) -> None:
+    """OTB-style success plot (success rate vs overlap threshold), one line per sequence and the mean
+    in black, AUC in the legend. Drawn with Pillow (matplotlib is not a dependency)."""
+    width, height = size
+    left, right, top, bottom = 56, 16, 28, 44
+    img = Image.new("RGB", size, "white")
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+
+    def xy(t: float, v: float) -> tuple[float, float]:
+        return left + t * (width - left - right), height - bottom - v * (height - top - bottom)
+
+    for k in range(6):  # grid and tick labels every 0.2
+        v = k / 5
+        draw.line([xy(0, v), xy(1, v)], fill=(225, 225, 225))
+        draw.line([xy(v, 0), xy(v, 1)], fill=(225, 225, 225))
+        draw.text((left - 28, xy(0, v)[1] - 6), f"{v:.1f}", fill="black", font=font)
+        draw.text((xy(v, 0)[0] - 8, height - bottom + 6), f"{v:.1f}", fill="black", font=font)
+    draw.rectangle([xy(0, 1), xy(1, 0)], outline="black")
+    draw.text((left, 8), f"Success plot of OPE ({results['benchmark']}, {results['tracker']})", fill="black", font=font)
+    draw.text((width // 2 - 40, height - 18), "overlap threshold", fill="black", font=font)
+    curves = [(f"{n} [{s['success_auc']:.3f}]", s["success_curve"], _PALETTE[i % len(_PALETTE)], 1)
+              for i, (n, s) in enumerate(results["per_sequence"].items())]
+    curves.append((f"average [{results['success_auc']:.3f}]", results["success_curve"], (0, 0, 0), 3))
+    for row, (label, curve, colour, line_width) in enumerate(curves):
+        draw.line([xy(t, v) for t, v in zip(OVERLAP_THRESHOLDS, curve)], fill=colour, width=line_width)
+        lx, ly = xy(0.03, 0.04 + 0.07 * (len(curves) - 1 - row))
+        draw.line([(lx, ly), (lx + 18, ly)], fill=colour, width=line_width)
+        draw.text((lx + 24, ly - 6), label, fill="black", font=font)
+    img.save(path)

@@ -1,0 +1,166 @@
+"""Single-object tracking benchmarks on disk: OTB-2015 and VOT sequence folders, box text files.
+
+Box convention everywhere in vidcorr (readers, trackers, metrics): ``(x, y, w, h)`` float64 in
+**0-based continuous pixel coordinates**: the top-left pixel covers [0, 1) x [0, 1) and a box covers
+[x, x + w) x [y, y + h).
+
+* OTB (Wu et al., TPAMI 2015) annotates in MATLAB's 1-based pixels: the top-left pixel is (1, 1). The
+  reader subtracts 1 from x and y (w, h unchanged), the same conversion DCFNet's ``rect1_2_cxy_wh``
+  makes; `write_otb_boxes` adds it back, so predictions are written in OTB's own format.
+* VOT (2013-2016 layout) stores a rotated rectangle as 4 corners, 8 numbers, or an ``x,y,w,h`` line.
+  The numbers are taken as they are (0-based), and a polygon becomes the axis-aligned box spanned by
+  its corners (min / max), as the task asks; the got-10k toolkit instead keeps the polygon's area
+  and adds 1 to w and h, so its boxes differ slightly.
+
+IoU and centre error do not change when both boxes shift by the same amount, so the choice of origin
+never changes a score; it matters for what is drawn and written.
+
+Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` +
+``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
+mixed freely.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from vidcorr.errors import InputError
+from vidcorr.io.video import list_frame_files
+
+Benchmark = Literal["otb", "vot"]
+ANNOTATION_FILES: dict[str, str] = {"otb": "groundtruth_rect.txt", "vot": "groundtruth.txt"}
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+@dataclass(frozen=True)
+class TrackingSequence:
+    """One annotated sequence: ``frames_dir`` holds the frames, ``boxes`` (T, 4) the 0-based boxes."""
+
+    name: str
+    frames_dir: Path
+    annotation: Path
+    boxes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> np.ndarray:
+    """One annotation line -> float64 values; `InputError` naming the file and line otherwise."""
+    fields = [f for f in _SEPARATORS.split(text.strip()) if f]
+    try:
+        values = np.array([float(f) for f in fields], np.float64)
+    except ValueError:
+        raise InputError(path, f"line {line_no}: cannot parse {text.strip()!r} as numbers") from None
+    if len(values) not in counts:
+        expected = " or ".join(str(c) for c in counts)
+        raise InputError(path, f"line {line_no}: expected {expected} values, got {len(values)} ({text.strip()!r})")
+    if not np.all(np.isfinite(values)):
+        raise InputError(path, f"line {line_no}: non-finite value in {text.strip()!r}")
+    return values
+
+
+def _annotation_lines(path: Path) -> list[tuple[int, str]]:
+    """(1-based line number, text) of every line; trailing blank lines are dropped, inner ones rejected."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(path, f"unreadable annotation file ({error})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            raise InputError(path, f"line {number}: empty line inside the annotations")
+    if not lines:
+        raise InputError(path, "annotation file is empty")
+    return list(enumerate(lines, start=1))
+
+
+def _checked_sizes(boxes: np.ndarray, path: Path) -> np.ndarray:
+    bad = np.flatnonzero((boxes[:, 2] <= 0) | (boxes[:, 3] <= 0))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(path, f"line {i + 1}: box has non-positive size "
+                               f"{boxes[i, 2]:g}x{boxes[i, 3]:g}")
+    return boxes
+
+
+def polygon_to_box(corners: np.ndarray) -> np.ndarray:
+    """Axis-aligned box spanned by polygon corners: (..., 2K) x1, y1, x2, y2, ... -> (..., 4) x, y, w, h."""
+    xs, ys = corners[..., 0::2], corners[..., 1::2]
+    x0, y0 = xs.min(axis=-1), ys.min(axis=-1)
+    return np.stack([x0, y0, xs.max(axis=-1) - x0, ys.max(axis=-1) - y0], axis=-1)
+
+
+def read_otb_boxes(path: str | Path) -> np.ndarray:
+    """OTB ``groundtruth_rect.txt`` (1-based x, y, w, h per line) -> (T, 4) float64, 0-based."""
+    path = Path(path)
+    boxes = np.stack([_parse_line(text, path, n, (4,)) for n, text in _annotation_lines(path)])
+    boxes[:, :2] -= 1.0
+    return _checked_sizes(boxes, path)
+
+
+def read_vot_boxes(path: str | Path) -> np.ndarray:
+    """VOT ``groundtruth.txt`` (8 polygon values or x, y, w, h per line) -> (T, 4) float64, 0-based."""
+    path = Path(path)
+    rows = []
+    for number, text in _annotation_lines(path):
+        values = _parse_line(text, path, number, (8, 4))
+        rows.append(polygon_to_box(values) if len(values) == 8 else values)
+    return _checked_sizes(np.stack(rows), path)
+
+
+def write_otb_boxes(path: str | Path, boxes: np.ndarray) -> None:
+    """Write (T, 4) 0-based boxes as an OTB result file: 1-based ``x,y,w,h`` per line, 2 decimals."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    one_based = boxes + np.array([1.0, 1.0, 0.0, 0.0])
+    Path(path).write_text("".join(",".join(f"{v:.2f}" for v in row) + "\n" for row in one_based))
+
+
+def load_sequence(folder: str | Path, benchmark: Benchmark) -> TrackingSequence:
+    """Read one OTB or VOT sequence folder; the frame count must equal the annotation count."""
+    folder = Path(folder)
+    annotation = folder / ANNOTATION_FILES[benchmark]
+    if not annotation.is_file():
+        raise InputError(folder, f"no {annotation.name} in the sequence folder")
+    frames_dir = folder / "img" if benchmark == "otb" else folder
+    if not frames_dir.is_dir():
+        raise InputError(frames_dir, "frame folder is missing")
+    boxes = read_otb_boxes(annotation) if benchmark == "otb" else read_vot_boxes(annotation)
+    n_frames = len(list_frame_files(frames_dir))
+    if n_frames != len(boxes):
+        first_unmatched = min(n_frames, len(boxes)) + 1
+        raise InputError(annotation, f"{len(boxes)} annotation lines but {n_frames} frames in {frames_dir}; "
+                                     f"line {first_unmatched} has no "
+                                     f"{'frame' if len(boxes) > n_frames else 'annotation'}")
+    return TrackingSequence(folder.name, frames_dir, annotation, boxes)
+
+
+def discover_sequences(
+    root: str | Path, benchmark: Benchmark, names: Sequence[str] | None = None
+) -> list[TrackingSequence]:
+    """Every sub-folder of ``root`` holding the benchmark's annotation file, sorted by name.
+
+    names: restrict to these sequences (in this order); an unknown name is an `InputError`.
+    """
+    root = Path(root)
+    if benchmark not in ANNOTATION_FILES:
+        raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {sorted(ANNOTATION_FILES)}")
+    if not root.is_dir():
+        raise InputError(root, "tracking root folder does not exist")
+    found = sorted(p.name for p in root.iterdir() if (p / ANNOTATION_FILES[benchmark]).is_file())
+    if not found:
+        raise InputError(root, f"no sequence folders with {ANNOTATION_FILES[benchmark]} "
+                               f"(expected {benchmark.upper()} layout <root>/<seq>/...)")
+    if names is not None:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise InputError(root, f"unknown sequence(s) {', '.join(missing)}; found {', '.join(found)}")
+        found = list(names)
+    return [load_sequence(root / name, benchmark) for name in found]

@@ -1,0 +1,285 @@
+"""Box tracking with learned correspondence: UVC's region localisation, or a DCFNet head.
+
+Two trackers share one way of looking at a frame (`PatchSampler`: cut a region around a centre,
+resample it to a fixed size, embed it with the frozen encoder):
+
+* ``"localise"`` (`LocaliseTracker`, UVC §3.2 and §4.5): the first box's features are the template;
+  in every new frame a search region around the previous box is embedded, the template->search
+  affinity is normalised over *search* positions (`vidcorr.affinity.locate_in_target`), and the new
+  box is the mean transported coordinate (UVC Eq. 3) with half-size 2 x mean absolute deviation
+  (Eq. 4, `vidcorr.affinity.region_from_coordinates`), damped and clamped.
+* ``"dcf"`` (`vidcorr.dcf.DCFTracker`): DCFNet's closed-form correlation filter on the same features.
+
+Scripting API (also behind ``vidcorr propagate --box``)::
+
+    for box in track_video(encoder, open_frames("video.mp4"), (x, y, w, h), tracker="dcf"):
+        ...   # one (x, y, w, h) per frame, first frame included; frame = draw_box(frame, box)
+
+Boxes are (x, y, w, h) floats in 0-based pixel coordinates (top-left pixel = (0, 0), see
+`vidcorr.io.tracking`). Frames are pulled one at a time and dropped, and a tracker keeps only its
+template, so memory does not grow with the video.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coordinates
+from vidcorr.dcf import Box, DCFSettings, DCFTracker
+
+TRACKERS = ("localise", "dcf")
+
+
+class PatchSampler:
+    """Resample regions of a frame and embed them with a frozen encoder.
+
+    encoder: RGB (B, 3, H, W) in [0, 1] -> features (B, C, h, w). l2_normalise: unit-length cells.
+    Pixels outside the frame take the frame's mean colour (the SiamFC / pysot convention; DCFNet
+    pads with black), so the border adds no artificial edge.
+    """
+
+    def __init__(self, encoder: nn.Module, l2_normalise: bool, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.encoder = encoder.eval().to(self.device)
+        self.l2_normalise = l2_normalise
+
+    def image(self, frame: np.ndarray) -> Tensor:
+        """RGB uint8 (H, W, 3) -> (3, H, W) float in [0, 1] on the sampler's device."""
+        return torch.tensor(frame, device=self.device).permute(2, 0, 1).float() / 255.0  # copies: frames may be read-only
+
+    @torch.inference_mode()
+    def crops(self, image: Tensor, centres: Tensor, sizes: Tensor, out_hw: tuple[int, int]) -> Tensor:
+        """Bilinear crops: image (3, H, W), centres / sizes (S, 2) x, y in pixels -> (S, 3, oh, ow)."""
+        (oh, ow), (height, width) = out_hw, image.shape[-2:]
+        centres, sizes = centres.to(self.device, torch.float32), sizes.to(self.device, torch.float32)
+        # Output pixel j samples the continuous position x0 + (j + 0.5) * size / ow.
+        tx = (torch.arange(ow, device=self.device) + 0.5) / ow - 0.5
+        ty = (torch.arange(oh, device=self.device) + 0.5) / oh - 0.5
+        xs = centres[:, :1] + tx[None] * sizes[:, :1]
+        ys = centres[:, 1:] + ty[None] * sizes[:, 1:]
+        n = len(centres)
+        # grid_sample with align_corners=False: -1 is the left edge of pixel 0, +1 the right edge of the last.
+        grid = torch.stack([(2 * xs / width - 1)[:, None, :].expand(n, oh, ow),
+                            (2 * ys / height - 1)[:, :, None].expand(n, oh, ow)], dim=-1)
+        mean = image.mean(dim=(1, 2), keepdim=True)
+        out = F.grid_sample((image - mean).expand(n, -1, -1, -1), grid, mode="bilinear",
+                            padding_mode="zeros", align_corners=False)
+        return out + mean
+
+    @torch.inference_mode()
+    def features(self, image: Tensor, centres: Tensor, sizes: Tensor, out_hw: tuple[int, int]) -> Tensor:
+        """Embedded crops: (S, 2) centres and sizes in pixels -> (S, C, h, w) float32."""
+        feats = self.encoder(self.crops(image, centres, sizes, out_hw)).float()
+        return F.normalize(feats, dim=1) if self.l2_normalise else feats
+
+
+@dataclass(frozen=True)
+class LocaliseSettings:
+    """Every knob of the localisation tracker. UVC publishes no tracking settings (its OTB code is not
+    released, METHODS.md §1.9); these defaults were chosen on the sequences in ../shared/data/tracking
+    with the lab-pixels floor (docs/tracking.md has the sensitivity runs).
+
+    search_scale: the search region is this multiple of the previous box, per axis (2.0: the object
+        may move by half its size between frames).
+    template_size: the box is resampled so that sqrt(w h) is this many pixels before embedding
+        (64 px = about 8 x 8 cells at stride 8); the search region is embedded at the same scale.
+    temperature, l2_normalise: the affinity ``f1.f2 / tau`` on L2-normalised cells (CRW's tau).
+    topk: keep each template cell's k best search cells before the softmax (0 = all). Without it the
+        diffuse tail of the softmax pulls each expected coordinate towards the window centre.
+    iterations: re-centre the search window on the estimate and localise again, this many times per
+        frame; what remains of that pull towards the window centre shrinks geometrically.
+    calibrate: localise once on the first frame, where the box is known, and use the measured centre
+        offset and Eq. 4 half-size as zero and unit (the soft coordinates are biased small).
+    scale_rate: the size moves this fraction of the way towards the Eq. 4 estimate per frame (UVC's
+        ``test_with_track.py`` damps box sizes with alpha = 0.1). Default 0 = fixed-size box, as UVC's
+        released training code (``center2bbox``); on untrained features Eq. 4 barely responds to a
+        wrong size and the box drifts (docs/tracking.md).
+    max_scale_change: the Eq. 4 size ratio is clipped to [1/x, x] before damping.
+    min_scale_factor, max_scale_factor: size clamped to these multiples of the first box, at least
+        4 px, at most the frame (DCFNet's limits).
+    template_update: rate of the linear update of the template features towards the current box's
+        (0 = first-frame template only).
+    """
+
+    search_scale: float = 2.0
+    template_size: int = 64
+    temperature: float = 0.05
+    l2_normalise: bool = True
+    topk: int = 4
+    iterations: int = 3
+    calibrate: bool = True
+    scale_rate: float = 0.0
+    max_scale_change: float = 1.5
+    min_scale_factor: float = 0.2
+    max_scale_factor: float = 5.0
+    template_update: float = 0.0
+
+    def __post_init__(self) -> None:
+        if (self.search_scale < 1 or self.template_size < 8 or self.temperature <= 0 or self.topk < 0
+                or self.iterations < 1 or self.max_scale_change < 1):
+            raise ValueError(f"invalid localisation settings: {self}")
+        if not (0 <= self.template_update <= 1 and 0 <= self.scale_rate <= 1):
+            raise ValueError("template_update and scale_rate must lie in [0, 1]")
+
+
+def _to_multiple(values: np.ndarray, step: int) -> tuple[int, int]:
+    """(x, y) pixel extents -> (h, w) rounded to multiples of ``step``, at least 2 steps."""
+    w, h = (max(2, round(float(v) / step)) * step for v in values)
+    return h, w
+
+
+class LocaliseTracker:
+    """UVC region localisation as a tracker. init(frame, box); update(frame) -> box."""
+
+    def __init__(self, sampler: PatchSampler, settings: LocaliseSettings = LocaliseSettings()):
+        self.sampler, self.settings = sampler, settings
+        self.stride = int(getattr(sampler.encoder, "stride", 8))
+        self.template = torch.empty(0)
+        self.pos = self.size = self.min_size = self.max_size = self.frame_wh = np.zeros(2)
+        self.template_hw = self.search_hw = (0, 0)
+        self.offset = np.zeros(2)  # calibrated centre bias, search-crop pixels (x, y)
+        self.ref_half = np.ones(2)  # calibrated first-frame Eq. 4 half-size, search cells (x, y)
+
+    def _embed(self, image: Tensor, size: np.ndarray, out_hw: tuple[int, int]) -> Tensor:
+        centre = torch.tensor(self.pos[None], dtype=torch.float32)
+        return self.sampler.features(image, centre, torch.tensor(size[None], dtype=torch.float32), out_hw)
+
+    def init(self, frame: np.ndarray, box: Box) -> None:
+        s = self.settings
+        x, y, w, h = box
+        self.pos, self.size = np.array([x + w / 2, y + h / 2]), np.array([w, h], np.float64)
+        self.frame_wh = np.array([frame.shape[1], frame.shape[0]], np.float64)
+        self.min_size = np.maximum(s.min_scale_factor * self.size, 4.0)
+        self.max_size = np.maximum(np.minimum(self.frame_wh, s.max_scale_factor * self.size), self.min_size)
+        self.template_hw = _to_multiple(self.size * s.template_size / math.sqrt(w * h), self.stride)
+        self.search_hw = _to_multiple(s.search_scale * np.array(self.template_hw[::-1]), self.stride)
+        image = self.sampler.image(frame)
+        self.template = self._embed(image, self.size, self.template_hw).flatten(2)
+        self.offset, self.ref_half = np.zeros(2), np.ones(2)
+        if s.calibrate:
+            centre, half = self._localise(image)
+            self.offset = centre - np.array(self.search_hw[::-1]) / 2
+            self.ref_half = np.maximum(half, 1e-3)
+
+    def _localise(self, image: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """UVC Eq. 3-4 in a search window around the current box.
+
+        -> centre (x, y) in search-crop pixels (mean transported coordinate) and half-size (x, y) in
+        search cells (2 x mean absolute deviation of the transported coordinates).
+        """
+        crop_wh = np.array(self.search_hw[::-1], np.float64)
+        window = self.size * crop_wh / np.array(self.template_hw[::-1])
+        search = self._embed(image, window, self.search_hw)
+        hs, ws = search.shape[-2:]
+        scores = affinity_logits(self.template, search.flatten(2), self.settings.temperature)
+        k = self.settings.topk
+        if k and k < scores.shape[2]:
+            # Keep each template cell's k best search cells: the rest of a flat softmax would pull
+            # every expected coordinate towards the window centre (METHODS.md §5, top-k then softmax).
+            kth = scores.topk(k, dim=2).values[..., -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        centre, half = region_from_coordinates(locate_in_target(scores, (hs, ws)))
+        cell = crop_wh / np.array([ws, hs])  # crop pixels per feature cell, (x, y)
+        return (centre[0].cpu().numpy() + 0.5) * cell, half[0].cpu().numpy()
+
+    def update(self, frame: np.ndarray) -> Box:
+        s = self.settings
+        image = self.sampler.image(frame)
+        pixels_per_crop_pixel = self.size / np.array(self.template_hw[::-1])
+        for _ in range(s.iterations):
+            centre, half = self._localise(image)
+            shift = (centre - self.offset - np.array(self.search_hw[::-1]) / 2) * pixels_per_crop_pixel
+            self.pos = np.clip(self.pos + shift, 0.0, self.frame_wh)
+        ratio = np.clip(half / self.ref_half, 1 / s.max_scale_change, s.max_scale_change)
+        self.size = np.clip(self.size * (1 + s.scale_rate * (ratio - 1)), self.min_size, self.max_size)
+        if s.template_update > 0:
+            fresh = self._embed(image, self.size, self.template_hw).flatten(2)
+            self.template = (1 - s.template_update) * self.template + s.template_update * fresh
+        x, y = self.pos - self.size / 2
+        return float(x), float(y), float(self.size[0]), float(self.size[1])
+
+
+def tracker_settings(tracker: str, **options) -> LocaliseSettings | DCFSettings:
+    """Default settings of ``tracker`` with ``options`` replacing fields; unknown names raise ValueError."""
+    if tracker not in TRACKERS:
+        raise ValueError(f"unknown tracker {tracker!r}; choose one of {', '.join(TRACKERS)}")
+    cls = LocaliseSettings if tracker == "localise" else DCFSettings
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown {tracker} setting(s) {unknown}; known: {sorted(known)}")
+    return cls(**options)
+
+
+def build_tracker(
+    encoder: nn.Module, settings: LocaliseSettings | DCFSettings, device: str | torch.device = "cpu"
+) -> LocaliseTracker | DCFTracker:
+    """The tracker the settings belong to, on a `PatchSampler` around ``encoder``."""
+    sampler = PatchSampler(encoder, settings.l2_normalise, device)
+    if isinstance(settings, LocaliseSettings):
+        return LocaliseTracker(sampler, settings)
+    return DCFTracker(sampler, settings)
+
+
+def track_video(
+    encoder: nn.Module,
+    frames_iter: Iterable[np.ndarray],
+    first_box: Box,
+    tracker: str = "localise",
+    *,
+    settings: LocaliseSettings | DCFSettings | None = None,
+    device: str | torch.device = "cpu",
+    **opts,
+) -> Iterator[Box]:
+    """Track one box through a stream of frames; yield (x, y, w, h) for every frame, the first included.
+
+    encoder: RGB (B, 3, H, W) in [0, 1] -> (B, C, h, w), already cut at the wanted feature layer.
+    frames_iter: RGB uint8 (H, W, 3) frames (e.g. `vidcorr.io.video.open_frames`), consumed lazily.
+    first_box: (x, y, w, h) in 0-based pixels on the first frame; it is yielded unchanged.
+    tracker: "localise" or "dcf". settings: a full settings object, or ``opts`` replacing defaults
+        (e.g. ``search_scale=3.0``; see `LocaliseSettings`, `vidcorr.dcf.DCFSettings`).
+    """
+    if settings is None:
+        settings = tracker_settings(tracker, **opts)
+    elif opts:
+        raise ValueError("pass either `settings` or keyword options, not both")
+    x, y, w, h = (float(v) for v in first_box)
+    if not (w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))):
+        raise ValueError(f"first box must have finite values and positive size, got {first_box}")
+    stream = iter(frames_iter)
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("the video has no frames")
+    height, width = first.shape[:2]
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise ValueError(f"first box {first_box} lies outside the {width}x{height} frame")
+    trk = build_tracker(encoder, settings, device)
+    trk.init(first, (x, y, w, h))
+    yield x, y, w, h
+    for frame in stream:
+        yield trk.update(frame)
+
+
+def draw_box(frame: np.ndarray, box: Box, colour: tuple[int, int, int] = (255, 48, 48), thickness: int = 3) -> np.ndarray:
+    """A copy of an RGB uint8 frame (H, W, 3) with the box outline drawn inside its edges, clipped."""
+    out = frame.copy()
+    height, width = frame.shape[:2]
+    x0, y0 = int(round(box[0])), int(round(box[1]))
+    x1, y1 = int(round(box[0] + box[2])), int(round(box[1] + box[3]))
+    t = max(1, min(thickness, x1 - x0, y1 - y0))
+    cx0, cx1, cy0, cy1 = max(x0, 0), min(x1, width), max(y0, 0), min(y1, height)
+    if cx0 >= cx1 or cy0 >= cy1:
+        return out  # entirely outside the frame
+    for ya, yb in ((y0, y0 + t), (y1 - t, y1)):  # top and bottom bands
+        out[max(ya, 0):max(min(yb, height), 0), cx0:cx1] = colour
+    for xa, xb in ((x0, x0 + t), (x1 - t, x1)):  # left and right bands
+        out[cy0:cy1, max(xa, 0):max(min(xb, width), 0)] = colour
+    return out

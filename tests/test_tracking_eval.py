@@ -1,0 +1,119 @@
+"""`vidcorr eval otb` / `eval vot` end to end on reduced copies of real sequences, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vidcorr.cli
+import vidcorr.cli.eval_cmd
+from vidcorr.io.tracking import read_otb_boxes, read_vot_boxes, write_otb_boxes
+from vidcorr.metrics.tracking import PRECISION_KEY
+
+N_FRAMES = 30
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """`vidcorr.cli.main` with only `eval otb` / `eval vot` registered (other tasks may not exist yet)."""
+    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd"])
+    monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_tracking"])
+    return vidcorr.cli.main
+
+
+def _reduced_copy(frames, boxes, dst, factor, name_of):
+    """Write the first N_FRAMES frames shrunk by `factor`; return their boxes (0-based) shrunk alike."""
+    dst.mkdir(parents=True)
+    for i, src in enumerate(frames[:N_FRAMES]):
+        with Image.open(src) as im:
+            im.resize((im.width // factor, im.height // factor), Image.BILINEAR).save(dst / name_of(i))
+    return boxes[:N_FRAMES] / factor
+
+
+@pytest.fixture
+def otb_root(tmp_path, data_dir):
+    """Soccer, first 30 frames, 320x180 (half size), in the OTB layout."""
+    src = data_dir / "tracking" / "otb" / "Soccer"
+    root = tmp_path / "otb"
+    boxes = _reduced_copy(sorted((src / "img").glob("*.jpg")), read_otb_boxes(src / "groundtruth_rect.txt"),
+                          root / "Soccer" / "img", 2, lambda i: f"{i + 1:04d}.jpg")
+    write_otb_boxes(root / "Soccer" / "groundtruth_rect.txt", boxes)
+    return root
+
+
+@pytest.fixture
+def vot_root(tmp_path, data_dir):
+    """ball1, first 30 frames, 320x180 (quarter size), in the VOT layout with 4-value lines."""
+    src = data_dir / "tracking" / "vot2015" / "ball1"
+    root = tmp_path / "vot"
+    boxes = _reduced_copy(sorted(src.glob("*.jpg")), read_vot_boxes(src / "groundtruth.txt"),
+                          root / "ball1", 4, lambda i: f"{i + 1:08d}.jpg")
+    (root / "ball1" / "groundtruth.txt").write_text("".join(",".join(f"{v:.3f}" for v in b) + "\n" for b in boxes))
+    return root
+
+
+def test_eval_otb_end_to_end(cli, otb_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels"]) == 0
+    printed = capsys.readouterr().out
+    assert "Soccer" in printed and "success_auc" in printed and "average" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmark"] == "otb" and results["tracker"] == "localise"
+    assert results["model"] == {"features": "lab-pixels", "trained": False} and results["preset"] == "crw"
+    assert results["settings"]["search_scale"] == 2.0 and results["settings"]["topk"] == 4
+    for key in ("success_auc", PRECISION_KEY, "average_overlap"):
+        assert 0.0 <= results[key] <= 1.0
+    assert len(results["success_curve"]) == 21 and len(results["precision_curve"]) == 51
+    seq = results["per_sequence"]["Soccer"]
+    assert seq["frames"] == N_FRAMES and seq["success_auc"] == results["success_auc"]
+    assert results["timing"]["frames"] == N_FRAMES
+    boxes = read_otb_boxes(out / "Soccer.txt")
+    gt = read_otb_boxes(otb_root / "Soccer" / "groundtruth_rect.txt")
+    assert boxes.shape == (N_FRAMES, 4)
+    np.testing.assert_allclose(boxes[0], gt[0], atol=0.005)  # first box written back unchanged
+    with Image.open(out / "success_plot.png") as plot:
+        assert plot.size == (560, 420)
+    assert sorted(p.name for p in out.iterdir()) == ["Soccer.txt", "results.json", "success_plot.png"]
+
+
+def test_eval_vot_dcf_with_settings(cli, vot_root, tmp_path):
+    out = tmp_path / "out"
+    args = ["eval", "vot", "--root", str(vot_root), "--out", str(out), "--features", "lab-pixels",
+            "--tracker", "dcf", "--set", "input_size=128", "--set", "subcell=false", "--max-frames", "12"]
+    assert cli(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmark"] == "vot" and results["tracker"] == "dcf" and results["max_frames"] == 12
+    assert results["settings"]["input_size"] == 128 and results["settings"]["subcell"] is False
+    assert results["settings"]["lam"] == 1e-4 and results["per_sequence"]["ball1"]["frames"] == 12
+    assert read_otb_boxes(out / "ball1.txt").shape == (12, 4)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "padding=2"], "--set 'padding=2': expected NAME=VALUE"),
+        (["--set", "topk=many"], "--set topk: expected int"),
+        (["--topk", "5"], "--topk is a propagation setting"),
+        (["--sequences", "Nope"], "unknown sequence"),
+        (["--max-frames", "1"], "--max-frames must be at least 2"),
+    ],
+)
+def test_bad_input_fails_cleanly(cli, otb_root, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    code = cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels", *extra])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))  # nothing half-written
+
+
+def test_bad_annotation_and_existing_output(cli, otb_root, tmp_path, capsys):
+    (otb_root / "Soccer" / "groundtruth_rect.txt").write_text("1,2,3,4\n" * (N_FRAMES - 1) + "1,2,3\n")
+    out = tmp_path / "out"
+    assert cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels"]) == 2
+    assert f"line {N_FRAMES}: expected 4 values, got 3" in capsys.readouterr().err
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels"]) == 2
+    assert "not empty" in capsys.readouterr().err and (out / "keep.txt").exists()

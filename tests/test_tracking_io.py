@@ -1,0 +1,113 @@
+"""OTB / VOT readers on the real data in ../shared/data/tracking and on malformed files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidcorr.errors import InputError
+from vidcorr.io.tracking import (
+    discover_sequences,
+    load_sequence,
+    polygon_to_box,
+    read_otb_boxes,
+    read_vot_boxes,
+    write_otb_boxes,
+)
+
+
+@pytest.fixture(scope="session")
+def tracking_dir(data_dir):
+    return data_dir / "tracking"
+
+
+def test_real_otb(tracking_dir):
+    seqs = discover_sequences(tracking_dir / "otb", "otb")
+    assert [s.name for s in seqs] == ["Crossing", "Soccer"]
+    crossing, soccer = seqs
+    assert (len(crossing), len(soccer)) == (120, 392)
+    # Crossing is tab separated, Soccer comma separated; both 1-based in the file.
+    np.testing.assert_array_equal(crossing.boxes[0], [204, 150, 17, 50])
+    np.testing.assert_array_equal(soccer.boxes[0], [301, 134, 67, 81])
+    assert crossing.frames_dir.name == "img"
+
+
+def test_real_vot(tracking_dir):
+    seqs = discover_sequences(tracking_dir / "vot2015", "vot", ["car1", "ball1"])
+    assert [s.name for s in seqs] == ["car1", "ball1"] and [len(s) for s in seqs] == [252, 105]
+    np.testing.assert_allclose(seqs[1].boxes[0], [492, 417, 47, 46])  # axis-aligned corners of line 1
+    np.testing.assert_allclose(seqs[0].boxes[1], [239.32, 166.72, 124.36, 115.56])  # rotated polygon
+
+
+def test_polygon_to_box():
+    np.testing.assert_allclose(polygon_to_box(np.array([3, 1, 7, 2, 6, 9, 2, 8.0])), [2, 1, 5, 8])
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_mixed_separators_and_round_trip(tmp_path):
+    path = _write(tmp_path / "gt.txt", "1,2,3,4\n5\t6\t7\t8\n9 10,\t11  12\n\n\n")
+    boxes = read_otb_boxes(path)
+    np.testing.assert_array_equal(boxes, [[0, 1, 3, 4], [4, 5, 7, 8], [8, 9, 11, 12]])
+    write_otb_boxes(tmp_path / "out.txt", boxes)
+    np.testing.assert_array_equal(read_otb_boxes(tmp_path / "out.txt"), boxes)
+    assert (tmp_path / "out.txt").read_text().splitlines()[0] == "1.00,2.00,3.00,4.00"
+
+
+def test_vot_accepts_four_values(tmp_path):
+    path = _write(tmp_path / "groundtruth.txt", "0,0,4,0,4,3,0,3\n10.5,20,30,40\n")
+    np.testing.assert_allclose(read_vot_boxes(path), [[0, 0, 4, 3], [10.5, 20, 30, 40]])
+
+
+@pytest.mark.parametrize(
+    ("reader", "text", "message"),
+    [
+        (read_otb_boxes, "1,2,3,4\n1,2,x,4\n", "line 2: cannot parse"),
+        (read_otb_boxes, "1,2,3,4\n1,2,3\n", "line 2: expected 4 values, got 3"),
+        (read_otb_boxes, "1,2,3,4\n1,2,0,4\n", "line 2: box has non-positive size"),
+        (read_otb_boxes, "1,2,3,4\n\n1,2,3,4\n", "line 2: empty line"),
+        (read_otb_boxes, "1,2,nan,4\n", "line 1: non-finite"),
+        (read_otb_boxes, "", "empty"),
+        (read_vot_boxes, "0,0,4,0,4,3,0,3\n1,2,3,4,5,6\n", "line 2: expected 8 or 4 values, got 6"),
+        (read_vot_boxes, "0,0,4,0,4,3,0,3\n1,1,1,1,1,1,1,1\n", "line 2: box has non-positive size"),
+    ],
+)
+def test_malformed_annotations(tmp_path, reader, text, message):
+    path = _write(tmp_path / "gt.txt", text)
+    with pytest.raises(InputError, match=message) as info:
+        reader(path)
+    assert info.value.path == path
+
+
+def _otb_sequence(root, name, n_frames, n_lines):
+    (root / name / "img").mkdir(parents=True)
+    for i in range(n_frames):
+        Image.new("RGB", (16, 12)).save(root / name / "img" / f"{i + 1:04d}.jpg")
+    _write(root / name / "groundtruth_rect.txt", "1,1,4,4\n" * n_lines)
+    return root / name
+
+
+def test_frame_count_mismatch_names_file_and_line(tmp_path):
+    _otb_sequence(tmp_path, "short", 3, 5)
+    with pytest.raises(InputError, match=r"5 annotation lines but 3 frames.*line 4 has no frame") as info:
+        load_sequence(tmp_path / "short", "otb")
+    assert info.value.path.name == "groundtruth_rect.txt"
+    _otb_sequence(tmp_path, "long", 4, 2)
+    with pytest.raises(InputError, match="line 3 has no annotation"):
+        load_sequence(tmp_path / "long", "otb")
+
+
+def test_discovery_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        discover_sequences(tmp_path / "nope", "otb")
+    (tmp_path / "not-a-sequence").mkdir()
+    with pytest.raises(InputError, match="no sequence folders"):
+        discover_sequences(tmp_path, "otb")
+    _otb_sequence(tmp_path, "good", 2, 2)
+    assert [s.name for s in discover_sequences(tmp_path, "otb")] == ["good"]
+    with pytest.raises(InputError, match="unknown sequence"):
+        discover_sequences(tmp_path, "otb", ["good", "other"])
