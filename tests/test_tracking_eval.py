@@ -75,7 +75,7 @@ def test_eval_otb_end_to_end(cli, otb_root, tmp_path, capsys):
     assert boxes.shape == (N_FRAMES, 4)
     np.testing.assert_allclose(boxes[0], gt[0], atol=0.005)  # first box written back unchanged
     with Image.open(out / "success_plot.png") as plot:
-        assert plot.size == (560, 420)
+        assert plot.size == (720, 420)
     assert sorted(p.name for p in out.iterdir()) == ["Soccer.txt", "results.json", "success_plot.png"]
 
 

@@ -134,11 +134,11 @@ def format_results_table(results: dict) -> str:
 _PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
-def draw_success_plot(results: dict, path: str | Path, size: tuple[int, int] = (560, 420)) -> None:
+def draw_success_plot(results: dict, path: str | Path, size: tuple[int, int] = (720, 420)) -> None:
     """OTB-style success plot (success rate vs overlap threshold), one line per sequence and the mean
-    in black, AUC in the legend. Drawn with Pillow (matplotlib is not a dependency)."""
+    in black, AUC in the legend to the right. Drawn with Pillow (matplotlib is not a dependency)."""
     width, height = size
-    left, right, top, bottom = 56, 16, 28, 44
+    left, right, top, bottom = 56, 200, 28, 44
     img = Image.new("RGB", size, "white")
     draw, font = ImageDraw.Draw(img), ImageFont.load_default()
 
@@ -153,13 +153,13 @@ def draw_success_plot(results: dict, path: str | Path, size: tuple[int, int] = (
         draw.text((xy(v, 0)[0] - 8, height - bottom + 6), f"{v:.1f}", fill="black", font=font)
     draw.rectangle([xy(0, 1), xy(1, 0)], outline="black")
     draw.text((left, 8), f"Success plot of OPE ({results['benchmark']}, {results['tracker']})", fill="black", font=font)
-    draw.text((width // 2 - 40, height - 18), "overlap threshold", fill="black", font=font)
+    draw.text((xy(0.5, 0)[0] - 45, height - 18), "overlap threshold", fill="black", font=font)
     curves = [(f"{n} [{s['success_auc']:.3f}]", s["success_curve"], _PALETTE[i % len(_PALETTE)], 1)
               for i, (n, s) in enumerate(results["per_sequence"].items())]
     curves.append((f"average [{results['success_auc']:.3f}]", results["success_curve"], (0, 0, 0), 3))
     for row, (label, curve, colour, line_width) in enumerate(curves):
         draw.line([xy(t, v) for t, v in zip(OVERLAP_THRESHOLDS, curve)], fill=colour, width=line_width)
-        lx, ly = xy(0.03, 0.04 + 0.07 * (len(curves) - 1 - row))
+        lx, ly = width - right + 16, top + 10 + 18 * row
         draw.line([(lx, ly), (lx + 18, ly)], fill=colour, width=line_width)
         draw.text((lx + 24, ly - 6), label, fill="black", font=font)
     img.save(path)
