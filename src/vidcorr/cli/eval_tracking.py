@@ -36,7 +36,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
         p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the sequences")
         p.add_argument("--max-frames", type=int, help="track and score only the first N frames of each sequence")
         p.add_argument("--set", dest="options", action="append", default=[], metavar="NAME=VALUE",
-                       help="tracker setting, repeatable (e.g. --set search_scale=3 --set input_size=128)")
+                       help="tracker setting, repeatable (e.g. --set search_scale=3 --set topk=8; docs/tracking.md)")
         add_model_arguments(p)
         p.set_defaults(func=run, benchmark=benchmark)
 
