@@ -1,9 +1,10 @@
-"""`vidcorr propagate INPUT (--mask FIRST.png | --keypoints FIRST.json) --out DIR`: carry a
-first-frame annotation through a video.
+"""`vidcorr propagate INPUT (--mask FIRST.png | --keypoints FIRST.json | --box x,y,w,h) --out DIR`:
+carry a first-frame annotation through a video.
 
 INPUT is a video file (decoded with PyAV, or OpenCV where PyAV is missing) or a folder of frames.
 A mask gives one indexed PNG per frame in DIR/masks/; keypoints give DIR/keypoints.json with every
-frame's coordinates (format in docs/keypoints.md). Both write an overlay video DIR/overlay.mp4;
+frame's coordinates (format in docs/keypoints.md); a box gives DIR/boxes.json (0-based x, y, w, h
+per frame, tracked with UVC's region localisation or a DCF head, docs/tracking.md). All write an overlay video DIR/overlay.mp4;
 the folder appears only when everything succeeded.
 """
 
@@ -48,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     first.add_argument("--keypoints", type=Path, metavar="FIRST.json",
                        help='first-frame keypoints: {"keypoints": [[x, y], ...], "names": [...], '
                             '"edges": [[i, j], ...], "visible": [...]} in pixels (docs/keypoints.md)')
+    first.add_argument("--box", type=_box, metavar="x,y,w,h",
+                       help="first-frame box in 0-based pixels (top-left corner, width, height)")
+    p.add_argument("--tracker", choices=("localise", "dcf"), default="localise",
+                   help="with --box: UVC region localisation or a DCF head on the features (default: localise)")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     p.add_argument("--fps", type=float, help=f"overlay video frame rate (default: the video's, else {DEFAULT_FPS:g})")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
@@ -94,6 +99,8 @@ def _annotation(args: argparse.Namespace, source) -> Annotation:
     names = _frame_names(source)
     if args.keypoints is not None:
         return _keypoints_annotation(args.keypoints, source.size, names)
+    if args.box is not None:
+        return _box_annotation(args.box, args.tracker, source.size, names)
     return _mask_annotation(args.mask, source.size, names)
 
 
@@ -172,3 +179,46 @@ def _keypoints_annotation(path: Path, frame_hw: tuple[int, int], names: list[str
                            out_dir / "keypoints.json")
 
     return Annotation(write, "keypoints.json")
+
+
+# --------------------------------------------------------------------------- boxes
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"expected x,y,w,h with positive w and h, got {text!r}")
+    return values
+
+
+def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
+    h, w = frame_hw
+    x, y, bw, bh = box
+    if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
+        raise InputError(None, f"--box {x:g},{y:g},{bw:g},{bh:g} lies outside the {w}x{h} first frame")
+
+    def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
+        from collections import deque
+
+        from vidcorr.metrics.davis import write_results_json
+        from vidcorr.track import draw_box, track_video
+
+        pending: deque[np.ndarray] = deque()  # frames the tracker pulled, not yet drawn
+
+        def remembered(frames):
+            for frame in frames:
+                pending.append(frame)
+                yield frame
+
+        boxes = []
+        for t, b in enumerate(track_video(propagator.encoder, remembered(source), box, tracker,
+                                          device=propagator.device)):
+            boxes.append({"frame": _name(names, t), "box": [round(float(v), 2) for v in b]})
+            yield draw_box(pending.popleft(), b)
+        write_results_json({"tracker": tracker, "convention": "0-based pixels, x, y, w, h", "frames": boxes},
+                           out_dir / "boxes.json")
+
+    return Annotation(write, "boxes.json")

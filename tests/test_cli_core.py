@@ -1,0 +1,156 @@
+"""The core commands end to end on real data at reduced size: eval davis, propagate (mask, box),
+demo, and the bad-input contract (clear message naming the file, exit 2, no partial output)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidcorr.cli import main
+
+FAST = ["--features", "lab-pixels", "--size", "120"]
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory, davis2016_root) -> Path:
+    """The first 6 frames and masks of car-shadow as a one-sequence DAVIS root."""
+    root = tmp_path_factory.mktemp("davis")
+    for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        src = davis2016_root / kind / "480p" / "car-shadow"
+        dst = root / kind / "480p" / "car-shadow"
+        dst.mkdir(parents=True)
+        for f in sorted(src.glob(f"*.{ext}"))[:6]:
+            shutil.copy(f, dst / f.name)
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text("car-shadow\n")
+    return root
+
+
+def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for key in ("J&F-Mean", "J-Mean", "F-Mean", "per_sequence", "per_object", "preset", "timing"):
+        assert key in results
+    assert results["preset"] == "crw" and 0.0 <= results["J&F-Mean"] <= 1.0
+    assert len(list((out / "car-shadow").glob("*.png"))) == 6
+    assert not list(out.glob(".*partial*"))
+    assert "car-shadow" in capsys.readouterr().out
+    # `score` on the same PNGs gives the same numbers
+    assert main(["score", "davis", "--root", str(short_clip), "--results", str(out), "--out",
+                 str(tmp_path / "rescored.json")]) == 0
+    rescored = json.loads((tmp_path / "rescored.json").read_text())
+    assert rescored["J&F-Mean"] == pytest.approx(results["J&F-Mean"], abs=1e-12)
+
+
+def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path):
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    out = tmp_path / "prop"
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST]) == 0
+    pngs = sorted((out / "masks").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(6)]
+    first = np.array(Image.open(pngs[0]))
+    assert Image.open(pngs[3]).mode == "P" and first.max() == 1
+    assert (out / "overlay.mp4").stat().st_size > 0
+
+
+def test_propagate_box_on_a_video(tmp_path, data_dir):
+    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    out = tmp_path / "box"
+    assert main(["propagate", str(video), "--box", "100,60,80,60", "--out", str(out), "--no-video",
+                 "--features", "lab-pixels"]) == 0
+    boxes = json.loads((out / "boxes.json").read_text())["frames"]
+    assert boxes[0]["box"] == [100.0, 60.0, 80.0, 60.0]
+    assert all(b["box"][2] > 0 and b["box"][3] > 0 for b in boxes)
+
+
+def _fails(argv, capsys, *expected) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def test_bad_inputs_name_the_file_and_leave_no_output(short_clip, tmp_path, capsys):
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    out = tmp_path / "out"
+
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((10, 20), np.uint8)).save(small)
+    _fails(["propagate", str(frames), "--mask", str(small), "--out", str(out), *FAST], capsys,
+           "small.png", "is 20x10 but frames are 854x480")
+
+    rgb = tmp_path / "rgb.png"
+    Image.open(mask).convert("RGB").save(rgb)
+    _fails(["propagate", str(frames), "--mask", str(rgb), "--out", str(out), *FAST], capsys, "rgb.png", "RGB")
+
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros((480, 854), np.uint8)).save(empty)
+    _fails(["propagate", str(frames), "--mask", str(empty), "--out", str(out), *FAST], capsys,
+           "empty.png", "empty")
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x01 not a video" * 100)
+    _fails(["propagate", str(broken), "--mask", str(mask), "--out", str(out), *FAST], capsys, "broken.mp4")
+
+    _fails(["propagate", str(tmp_path / "missing"), "--mask", str(mask), "--out", str(out), *FAST], capsys,
+           "missing")
+
+    weights = tmp_path / "corrupt.safetensors"
+    weights.write_bytes(b"garbage" * 50)
+    _fails(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--weights", str(weights),
+            "--size", "120"], capsys, "corrupt.safetensors")
+
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_existing_output_folder_is_not_overwritten(short_clip, tmp_path, capsys):
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    _fails(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST], capsys,
+           "exists and is not empty")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_interrupted_propagation_leaves_nothing(short_clip, tmp_path, monkeypatch):
+    """An error halfway through (here: the 4th frame fails to encode) removes the partial output."""
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    from vidcorr.io import masks as masks_io
+
+    real_write = masks_io.write_indexed_png
+    calls = {"n": 0}
+
+    def failing_write(path, labels):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("disk full")
+        real_write(path, labels)
+
+    monkeypatch.setattr(masks_io, "write_indexed_png", failing_write)
+    out = tmp_path / "half"
+    with pytest.raises(RuntimeError, match="disk full"):
+        main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--no-video", *FAST])
+    assert not out.exists() and not list(tmp_path.glob(".half.partial-*"))
+
+
+def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    text = capsys.readouterr().out
+    assert "J&F-Mean" in text and "UNTRAINED FLOOR" in text
+    results = json.loads((out / "results.json").read_text())
+    assert 0.0 <= results["J&F-Mean"] <= 1.0
+    assert len(list((out / "car-shadow").glob("*.png"))) == 40 and (out / "overlay.mp4").exists()
