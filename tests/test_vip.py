@@ -190,9 +190,9 @@ def test_a_still_video_propagates_to_near_perfect_scores(tmp_path, vip_root):
     back frame 0's parts and instances, up to the feature grid's resolution."""
     root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
     images = sorted((root / "Images" / "breakdance").glob("*.jpg"))
-    for annotations in ("Category_ids", "Instance_ids"):
-        for suffix in (".png", ".txt") if annotations == "Instance_ids" else (".png",):
-            first = (root / "Annotations" / annotations / "breakdance" / images[0].stem).with_suffix(suffix)
+    for folder in ("Category_ids", "Instance_ids"):
+        for suffix in (".png", ".txt") if folder == "Instance_ids" else (".png",):
+            first = (root / "Annotations" / folder / "breakdance" / images[0].stem).with_suffix(suffix)
             for image in images[1:]:
                 first_bytes = first.read_bytes()
                 (first.parent / f"{image.stem}{suffix}").write_bytes(first_bytes)

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.cli.output import atomic_output_dir
+    from vidcorr.io.atomic import atomic_dir
     from vidcorr.io.davis import DavisDataset
     from vidcorr.io.masks import write_indexed_png
     from vidcorr.io.video import open_frames, write_video
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(args.out, ignore_errors=True)  # the demo owns its output folder
     start = time.perf_counter()
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
-    with atomic_output_dir(args.out) as tmp:
+    with atomic_dir(args.out) as tmp:
         seq_dir = tmp / DEMO_SEQUENCE
         seq_dir.mkdir()
 

@@ -49,7 +49,7 @@ def protocol_preset(args: argparse.Namespace, variant: Callable):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.cli.output import atomic_output_dir
+    from vidcorr.io.atomic import atomic_dir
     from vidcorr.evaluate.jhmdb import format_pck_table, jhmdb_preset, run_jhmdb
     from vidcorr.io.jhmdb import JhmdbDataset
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {dataset.describe()}; evaluating every video")
     preset = protocol_preset(args, jhmdb_preset)
     encoder, info = load_model(args, preset)
-    with atomic_output_dir(args.out) as tmp:
+    with atomic_dir(args.out) as tmp:
         results = run_jhmdb(encoder, preset, dataset, tmp, skip_first_frame=not args.include_first_frame,
                             device=args.device, batch_size=args.batch_size, model_info=info)
     print(format_pck_table(results))

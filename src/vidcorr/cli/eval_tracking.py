@@ -74,7 +74,7 @@ def tracker_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.cli.output import atomic_output_dir
+    from vidcorr.io.atomic import atomic_dir
     from vidcorr.evaluate.tracking import format_results_table, run_tracking
     from vidcorr.track import tracker_settings
 
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise VidcorrError(f"--max-frames must be at least 2, got {args.max_frames}")
     encoder, info = load_model(args, preset)
     start = time.perf_counter()
-    with atomic_output_dir(args.out) as tmp:
+    with atomic_dir(args.out) as tmp:
         results = run_tracking(encoder, args.root, tmp, benchmark=args.benchmark, settings=settings,
                                sequences=args.sequences, max_frames=args.max_frames, device=args.device,
                                model_info=info, preset=preset.name)

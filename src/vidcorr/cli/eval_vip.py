@@ -31,14 +31,14 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.cli.output import atomic_output_dir
+    from vidcorr.io.atomic import atomic_dir
     from vidcorr.evaluate.vip import format_vip_table, run_vip, vip_preset
     from vidcorr.io.vip import VipDataset
 
     dataset = VipDataset(args.root, split=args.split, videos=args.videos, layout=args.layout)
     preset = protocol_preset(args, vip_preset)
     encoder, info = load_model(args, preset)
-    with atomic_output_dir(args.out) as tmp:
+    with atomic_dir(args.out) as tmp:
         results = run_vip(encoder, preset, dataset, tmp, skip_first_frame=args.skip_first_frame,
                           device=args.device, batch_size=args.batch_size, model_info=info)
     print(format_vip_table(results))

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.cli.output import atomic_output_dir
+    from vidcorr.io.atomic import atomic_dir
     from vidcorr.io.video import open_frames, write_video
     from vidcorr.propagate import Propagator
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     fps = args.fps or source.fps or DEFAULT_FPS
     start = time.perf_counter()
     n = 0
-    with atomic_output_dir(args.out) as tmp:
+    with atomic_dir(args.out) as tmp:
         propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
         overlays = annotation.write(propagator, source, tmp)
 

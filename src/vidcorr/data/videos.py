@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.video import IMAGE_SUFFIXES, count_frames, natural_key, open_frames
 
 log = logging.getLogger(__name__)
@@ -173,11 +173,7 @@ def _load_cache(path: Path) -> dict[str, dict[str, Any]]:
 
 def _save_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
     """Atomic write: concurrent indexers (DDP ranks) never see a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"format": CACHE_FORMAT, "videos": entries}, f)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({"format": CACHE_FORMAT, "videos": entries}))
 
 
 def _probe_entry(path: Path, hint: int | None, cached: dict[str, Any] | None) -> dict[str, Any]:

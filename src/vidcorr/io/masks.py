@@ -16,14 +16,13 @@ it (see `vidcorr.metrics.davis`); propagation should not start labels from it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import atomic_file
 
 VOID = 255
 
@@ -54,18 +53,10 @@ def write_indexed_png(path: str | Path, labels: np.ndarray) -> None:
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.dtype != np.uint8:
         raise ValueError(f"labels must be uint8 [H, W], got {labels.dtype} {labels.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(np.ascontiguousarray(labels), mode="L")
     img.putpalette(DAVIS_PALETTE.tobytes())  # 'L' -> 'P': the pixel values become indices as they are
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        img.save(tmp, format="PNG")
 
 
 def read_mask(path: str | Path) -> np.ndarray:

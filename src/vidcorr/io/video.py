@@ -12,9 +12,7 @@ are imported lazily. Rotation metadata of phone videos is not applied, by either
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from vidcorr.errors import InputError, VidcorrError
+from vidcorr.io.atomic import atomic_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 BACKENDS = ("auto", "pyav", "opencv")
@@ -379,15 +378,6 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
     if first is None:
         raise ValueError(f"{path}: no frames to write")
     write = _write_pyav if _video_backend(backend) == "pyav" else _write_opencv
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_file(path) as tmp:
         write(tmp, first, checked, fps)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

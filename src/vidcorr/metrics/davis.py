@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.davis import DavisDataset, check_mask_size
 from vidcorr.io.masks import VOID, read_mask
 
@@ -340,17 +339,7 @@ def _read_sized(path: Path, size: tuple[int, int], reference: str) -> np.ndarray
 # --------------------------------------------------------------------------- output
 def write_results_json(results: dict, path: str | Path) -> None:
     """Write `score_davis` results as JSON, atomically (temp file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(results, indent=2, allow_nan=False) + "\n")
 
 
 def format_results_table(results: dict) -> str:

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from torch import nn
 
 import vidcorr
 from vidcorr.errors import WeightsError
+from vidcorr.io.atomic import atomic_file, write_text_atomic
 from vidcorr.models.autoencoder import LabAutoencoder
 from vidcorr.models.encoder import EncoderConfig, FrameEncoder
 from vidcorr.models.resnet import STAGES
@@ -49,20 +47,6 @@ class WeightsFile:
 def sidecar_path(path: str | Path) -> Path:
     """``model.safetensors`` -> ``model.json``."""
     return Path(path).with_suffix(".json")
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; released weights are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _sha256(path: Path) -> str:
@@ -112,7 +96,8 @@ def save_weights(
     metadata = {"format": FORMAT, "config": config_json, "meta": meta_json,
                 "vidcorr_version": vidcorr.__version__}
     tensors = _export_tensors(module, dtype)
-    _write_atomic(path, lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata))
+    with atomic_file(path) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata)
     sidecar = {
         "format": FORMAT,
         "weights": path.name,
@@ -123,7 +108,7 @@ def save_weights(
         "meta": meta,
     }
     text = json.dumps(sidecar, indent=2) + "\n"
-    _write_atomic(sidecar_path(path), lambda tmp: tmp.write_text(text))
+    write_text_atomic(sidecar_path(path), text)
     return path
 
 

@@ -19,9 +19,7 @@ save leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import torch
 from torch import nn
 
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import atomic_file
 from vidcorr.train.config import Recipe, recipe_from_dict
 from vidcorr.train.distributed import DistContext, all_gather_objects
 
@@ -82,15 +81,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
     """Write ``checkpoint`` (tensors and plain containers) to ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"format": FORMAT, **checkpoint}, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        torch.save({"format": FORMAT, **checkpoint}, tmp)
     return path
 
 
