@@ -6,27 +6,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from synthetic import PatchEncoder
 
 from vidcorr.affinity import window_mask
-from vidcorr.labels import decode_label_map, downsample_labels, minmax_per_channel, one_hot_labels
+from vidcorr.labels import (
+    decode_label_map,
+    downsample_labels,
+    minmax_per_channel,
+    one_hot_labels,
+)
 from vidcorr.presets import PRESETS, SizePolicy, get_preset
 from vidcorr.propagate import Propagator, frames_to_tensor
-
-
-class PatchEncoder(nn.Module):
-    """A fixed random stride-8 patch embedding: deterministic, cheap, good enough to match texture."""
-
-    def __init__(self, channels: int = 32):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.proj = nn.Conv2d(3, channels, 8, stride=8)
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=g) * 0.2)
-            self.proj.bias.zero_()
-
-    def forward(self, x):
-        return self.proj(x - 0.5)  # centred, so unrelated patches have near-orthogonal codes
 
 
 def _texture_video(n_frames=8, h=64, w=96, step=3, seed=0):

@@ -6,28 +6,12 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from synthetic import PatchEncoder
 from torch import nn
 
 from vidcorr.metrics.tracking import box_iou, centre_error
 from vidcorr.models import build_encoder
 from vidcorr.track import PatchSampler, draw_box, track_video, tracker_settings
-
-
-class PatchEncoder(nn.Module):
-    """A fixed random stride-8 patch embedding (as in test_propagate): cheap and deterministic."""
-
-    stride = 8
-
-    def __init__(self, channels: int = 32):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.proj = nn.Conv2d(3, channels, 8, stride=8)
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=g) * 0.2)
-            self.proj.bias.zero_()
-
-    def forward(self, x):
-        return self.proj(x - 0.5)
 
 
 def _translating_texture(n=20, h=144, w=192, step=(3, 1), seed=0):

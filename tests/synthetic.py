@@ -1,0 +1,26 @@
+"""Synthetic stand-ins shared by tests: a tiny deterministic encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PatchEncoder(nn.Module):
+    """A fixed random stride-8 patch embedding: deterministic, cheap, good enough to match texture.
+
+    Follows the `FrameEncoder` contract: RGB (B, 3, H, W) in [0, 1] -> (B, C, H/8, W/8).
+    """
+
+    stride = 8
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = nn.Conv2d(3, channels, 8, stride=8)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=g) * 0.2)
+            self.proj.bias.zero_()
+
+    def forward(self, x):
+        return self.proj(x - 0.5)  # centred, so unrelated patches have near-orthogonal codes
