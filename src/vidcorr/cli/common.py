@@ -17,7 +17,7 @@ DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "uvc_r18.safetensors"
 FLOOR_NAMES = ("lab-pixels", "random-resnet18")
 # The better untrained floor on ../shared/data/davis2016 at 480p with the crw preset
 # (docs/results.md); `vidcorr demo` falls back to it while no trained weights are shipped.
-BEST_FLOOR = "lab-pixels"
+BEST_FLOOR = "random-resnet18"
 
 
 def comma_list(text: str) -> list[str]:
