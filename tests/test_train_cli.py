@@ -96,3 +96,10 @@ def test_train_stop_resume_and_export(data_dir: Path, tmp_path: Path, autoencode
     assert model["orthogonal"] is False and model["concentration_weight"] == 0.5  # --ablate O, [model]
     assert meta["data"]["videos"] == 30 and meta["command"] and meta["wall_time_s"] > 0
     assert {"device", "processes", "torch"} <= set(meta["hardware"])
+    # `train export` writes the same encoder from the final checkpoint
+    again = tmp_path / "exported.safetensors"
+    assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(again)]) == 0
+    a, b = load_encoder(export).state_dict(), load_encoder(again).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads(again.with_suffix(".json").read_text())["meta"]["steps"] == 3
+    assert main(["train", "export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(again)]) == 2

@@ -57,6 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ae.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
     ae.set_defaults(func=run_autoencoder)
 
+    export = methods.add_parser("export", help="export the encoder of a UVC training checkpoint",
+                                description="Write the encoder held in a UVC training checkpoint (e.g. "
+                                            "RUN_DIR/checkpoint-warmup.pt, or a run still in progress) as "
+                                            "released-style weights (.safetensors + .json).")
+    export.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by `train uvc`")
+    export.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
+    export.set_defaults(func=run_export)
+
 
 def _recipe(args: argparse.Namespace, method: str):
     from vidcorr.train.config import DataConfig, load_recipe, recipe_path
@@ -119,6 +127,31 @@ def run_autoencoder(args: argparse.Namespace) -> int:
         raise InputError(args.out, "weights must be written to a .safetensors file")
     recipe = _recipe(args, "autoencoder")
     return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **_job_options(args, recipe)))
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from vidcorr.methods import uvc
+    from vidcorr.models import LabAutoencoder, save_weights
+    from vidcorr.train.checkpoint import load_checkpoint
+    from vidcorr.train.config import recipe_from_dict
+
+    if args.out.suffix != ".safetensors":
+        raise InputError(args.out, "weights must be written to a .safetensors file")
+    checkpoint = load_checkpoint(args.checkpoint)
+    recipe = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"].get("name", "checkpoint"))
+    if recipe.method != "uvc":
+        raise InputError(args.checkpoint, f"not a UVC checkpoint (method {recipe.method!r})")
+    # The recipe in a checkpoint holds the full UVC config (see run_uvc); the auto-encoder's
+    # tensors are in the state dict too, so a fresh one is only a container.
+    model = uvc.UVC(uvc.UVCConfig.from_dict(recipe.model), LabAutoencoder())
+    model.load_state_dict(checkpoint["model"])
+    progress = checkpoint.get("progress", {})
+    meta = {"name": args.checkpoint.parent.name, "method": "uvc", "recipe": recipe.name,
+            "recipe_config": recipe.to_dict(), "steps": progress.get("step"), "samples": progress.get("samples"),
+            "finished": False, "exported_from": str(args.checkpoint)}
+    path = save_weights(model.encoder, args.out, None, meta)
+    print(f"exported the encoder at step {progress.get('step')} of {args.checkpoint} to {path}")
+    return 0
 
 
 def _run(job) -> int:
