@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# UVC ablation table (UVC Table 2: full, -L, -O, -C) at one equal budget: recipe uvc-cpu-ablation
+# (100 + 100 steps), each model evaluated the same way: DAVIS-2016 (10 sequences), preset crw at
+# short side 240. Resumable. Writes docs/ablations.md via scripts/ablation_table.py.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/env.sh"
+cd "$ROOT"
+DATA="${DATA:-../shared/data/videos}"
+DEVICE="${DEVICE:-cpu}"
+SIZE="${SIZE:-240}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+[ -f weights/lab_autoencoder.safetensors ] || { echo "needs weights/lab_autoencoder.safetensors (scripts/train_release.sh)"; exit 1; }
+
+for variant in full L O C; do
+  run="runs/ablation-$variant"
+  weights="$run/encoder.safetensors"
+  ablate=(); [ "$variant" = full ] || ablate=(--ablate "$variant")
+  if [ ! -f "$weights" ]; then
+    resume=(); [ -f "$run/checkpoint.pt" ] && resume=(--resume)
+    vidcorr train uvc --data "$DATA/davis2016-train" --data "$DATA/clips" --recipe uvc-cpu-ablation \
+      --device "$DEVICE" --autoencoder weights/lab_autoencoder.safetensors --run-dir "$run" \
+      --export "$weights" "${ablate[@]}" "${resume[@]}"
+  fi
+  out="out/ablations/$variant"
+  if [ ! -f "$out/results.json" ]; then
+    rm -rf "$out"
+    vidcorr eval davis --root ../shared/data/davis2016 --preset crw --size "$SIZE" --device "$DEVICE" \
+      --weights "$weights" --out "$out"
+  fi
+done
+python scripts/ablation_table.py out/ablations > docs/ablations-table.md
+cat docs/ablations-table.md
