@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 VARIANTS = {"full": "UVC (full)", "L": "−L (no localisation)", "O": "−O (no orthogonal terms)",
-            "C": "−C (no concentration)"}
+            "C": "−C (no concentration)", "floor-random-resnet18": "untrained floor: random ResNet-18",
+            "floor-lab-pixels": "untrained floor: Lab pixels"}
 
 
 def main(root: Path) -> None:
@@ -19,8 +20,10 @@ def main(root: Path) -> None:
             print(f"| {name} | — | — | — | not run |")
             continue
         r = json.loads(results.read_text())
-        sidecar = Path(r["model"]["weights"]).with_suffix(".json")
-        steps = json.loads(sidecar.read_text())["meta"]["steps"] if sidecar.exists() else "?"
+        steps = 0
+        if "weights" in r["model"]:
+            sidecar = Path(r["model"]["weights"]).with_suffix(".json")
+            steps = json.loads(sidecar.read_text())["meta"]["steps"] if sidecar.exists() else "?"
         print(f"| {name} | {r['J&F-Mean']:.4f} | {r['J-Mean']:.4f} | {r['F-Mean']:.4f} | {steps} |")
 
 

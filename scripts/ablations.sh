@@ -29,5 +29,12 @@ for variant in full L O C; do
       --weights "$weights" --out "$out"
   fi
 done
+for floor in random-resnet18 lab-pixels; do
+  out="out/ablations/floor-$floor"
+  [ -f "$out/results.json" ] && continue
+  rm -rf "$out"
+  vidcorr eval davis --root ../shared/data/davis2016 --preset crw --size "$SIZE" --device "$DEVICE" \
+    --features "$floor" --out "$out"
+done
 python scripts/ablation_table.py out/ablations > docs/ablations-table.md
 cat docs/ablations-table.md
