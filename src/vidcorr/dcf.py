@@ -31,6 +31,19 @@ from torch import Tensor
 Box = tuple[float, float, float, float]
 
 
+def start_box_state(frame: np.ndarray, box: Box, min_scale_factor: float, max_scale_factor: float):
+    """Tracker state from the first frame's box: centre ``pos`` and ``size`` (x, y order, pixels),
+    ``frame_wh`` (the clip range of the centre) and the ``min_size`` / ``max_size`` limits of later
+    sizes (at least 4 px; at most the frame, or ``max_scale_factor`` x the first box)."""
+    x, y, w, h = box
+    pos, size = np.array([x + w / 2, y + h / 2]), np.array([w, h], np.float64)
+    frame_wh = np.array([frame.shape[1], frame.shape[0]], np.float64)
+    # DCFNet clamps to min(im.shape[:2], ...), i.e. (H, W) against (w, h); we use (W, H).
+    min_size = np.maximum(min_scale_factor * size, 4.0)
+    max_size = np.maximum(np.minimum(frame_wh, max_scale_factor * size), min_size)
+    return pos, size, frame_wh, min_size, max_size
+
+
 @dataclass(frozen=True)
 class DCFSettings:
     """Every knob of the DCF tracker. Defaults are DCFNet's published tracking settings
@@ -204,12 +217,8 @@ class DCFTracker:
 
     def init(self, frame: np.ndarray, box: Box) -> None:
         s = self.settings
-        x, y, w, h = box
-        self.pos, self.size = np.array([x + w / 2, y + h / 2]), np.array([w, h], np.float64)
-        self.frame_wh = np.array([frame.shape[1], frame.shape[0]], np.float64)
-        # DCFNet clamps to min(im.shape[:2], ...), i.e. (H, W) against (w, h); we use (W, H).
-        self.min_size = np.maximum(s.min_scale_factor * self.size, 4.0)
-        self.max_size = np.maximum(np.minimum(self.frame_wh, s.max_scale_factor * self.size), self.min_size)
+        self.pos, self.size, self.frame_wh, self.min_size, self.max_size = start_box_state(
+            frame, box, s.min_scale_factor, s.max_scale_factor)
         self.filter.fit(self._features(self.sampler.image(frame), self.size[None]), rate=1.0)
 
     def update(self, frame: np.ndarray) -> Box:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coordinates
-from vidcorr.dcf import Box, DCFSettings, DCFTracker
+from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
 
 TRACKERS = ("localise", "dcf")
 
@@ -154,12 +154,9 @@ class LocaliseTracker:
 
     def init(self, frame: np.ndarray, box: Box) -> None:
         s = self.settings
-        x, y, w, h = box
-        self.pos, self.size = np.array([x + w / 2, y + h / 2]), np.array([w, h], np.float64)
-        self.frame_wh = np.array([frame.shape[1], frame.shape[0]], np.float64)
-        self.min_size = np.maximum(s.min_scale_factor * self.size, 4.0)
-        self.max_size = np.maximum(np.minimum(self.frame_wh, s.max_scale_factor * self.size), self.min_size)
-        self.template_hw = _to_multiple(self.size * s.template_size / math.sqrt(w * h), self.stride)
+        self.pos, self.size, self.frame_wh, self.min_size, self.max_size = start_box_state(
+            frame, box, s.min_scale_factor, s.max_scale_factor)
+        self.template_hw = _to_multiple(self.size * s.template_size / math.sqrt(box[2] * box[3]), self.stride)
         self.search_hw = _to_multiple(s.search_scale * np.array(self.template_hw[::-1]), self.stride)
         image = self.sampler.image(frame)
         self.template = self._embed(image, self.size, self.template_hw).flatten(2)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Every number of the README results table (docs/results.md): the released weights and both
+# untrained floors on the shared data, each task evaluated the way its docs page states.
+# Resumable (a finished evaluation is skipped) and selectable:
+#   MODELS="uvc_r18 random-resnet18 lab-pixels" TASKS="davis-crw davis-uvc jhmdb otb-localise otb-dcf vot-localise vot-dcf"
+# Writes out/results/<model>/<task>/results.json, then docs/results.md (scripts/results_table.py).
+# CPU by default (DEVICE=cuda for a GPU). 480p DAVIS takes ~35 min per preset and model on 2 cores.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/env.sh"
+cd "$ROOT"
+DATA="${DATA:-../shared/data}"
+DEVICE="${DEVICE:-cpu}"
+MODELS="${MODELS:-uvc_r18 random-resnet18 lab-pixels}"
+TASKS="${TASKS:-davis-crw davis-uvc jhmdb otb-localise otb-dcf vot-localise vot-dcf}"
+
+model_args() {  # released weights by file name, floors by name
+  case "$1" in
+    lab-pixels|random-resnet18) echo "--features $1" ;;
+    *) echo "--weights weights/$1.safetensors" ;;
+  esac
+}
+
+for model in $MODELS; do
+  for task in $TASKS; do
+    out="out/results/$model/$task"
+    [ -f "$out/results.json" ] && continue
+    rm -rf "$out"
+    echo "== $model / $task" >&2
+    # shellcheck disable=SC2046
+    case "$task" in
+      davis-crw|davis-uvc)
+        vidcorr eval davis --root "$DATA/davis2016" --preset "${task#davis-}" --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+      jhmdb)
+        vidcorr eval jhmdb --root "$DATA/jhmdb" --preset crw --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+      otb-*)
+        vidcorr eval otb --root "$DATA/tracking/otb" --tracker "${task#otb-}" --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+      vot-*)
+        vidcorr eval vot --root "$DATA/tracking/vot2015" --tracker "${task#vot-}" --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+      *) echo "unknown task $task" >&2; exit 2 ;;
+    esac
+  done
+done
+python scripts/results_table.py out/results > docs/results.md
+cat docs/results.md
