@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,10 @@ def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
     for key in ("J&F-Mean", "J-Mean", "F-Mean", "per_sequence", "per_object", "preset", "timing"):
         assert key in results
     assert results["preset"] == "crw" and 0.0 <= results["J&F-Mean"] <= 1.0
+    timing = results["timing"]
+    assert timing["frames"] == 6 and timing["torch_threads"] >= 1
+    if sys.platform.startswith("linux"):  # peak memory of the process: at least the loaded model
+        assert timing["peak_rss_mib"] > 50
     assert len(list((out / "car-shadow").glob("*.png"))) == 6
     assert not list(out.glob(".*partial*"))
     assert "car-shadow" in capsys.readouterr().out

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -42,7 +44,18 @@ class RunStats:
         fps = self.frames / self.seconds if self.seconds else 0.0
         return {"frames": self.frames, "seconds": round(self.seconds, 3), "frames_per_second": round(fps, 3),
                 "feature_seconds": round(self.feature_seconds, 3),
-                "propagation_seconds": round(self.propagation_seconds, 3)}
+                "propagation_seconds": round(self.propagation_seconds, 3),
+                "peak_rss_mib": peak_rss_mib(), "torch_threads": torch.get_num_threads()}
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident memory of this process so far, MiB (None where the OS does not report it)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
 
 
 def write_mask_sequence(
