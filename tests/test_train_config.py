@@ -12,7 +12,7 @@ from vidcorr.train import StageConfig, learning_rate, load_recipe, stage_steps
 from vidcorr.train.config import CONFIG_DIR, recipe_from_dict
 
 
-@pytest.mark.parametrize("name", ["uvc", "uvc-official", "uvc-cpu"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("uvc*.toml")))
 def test_uvc_recipes_load_and_build_their_config(name: str) -> None:
     recipe = load_recipe(name)
     assert recipe.method == "uvc" and [s.name for s in recipe.stages] == ["warmup", "joint"]
@@ -32,6 +32,8 @@ def test_paper_and_official_recipes_say_what_the_sources_say() -> None:
     assert cpu.data.gap_unit == "seconds" and all(s.steps for s in cpu.stages)
     assert load_recipe("autoencoder").method == "autoencoder"
     assert load_recipe(CONFIG_DIR / "uvc.toml") == paper
+    soft = load_recipe("uvc-cpu-t20")  # uvc-cpu with only the affinity temperature changed
+    assert soft.model == {**cpu.model, "temperature": 20.0} and soft.data == cpu.data and soft.stages == cpu.stages
 
 
 def test_official_poly_schedule_restarts_after_warmup() -> None:
