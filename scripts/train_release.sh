@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# How the released weights in weights/ were made (see weights/MODEL_CARD.md). Resumable: run it
-# again after an interruption and each step continues where it stopped.
+# How the released weights in weights/ were made (see weights/MODEL_CARD.md; scripts/results.sh
+# scores them). Resumable: run it again after an interruption and each step continues where it stopped.
 #   1. UVC's Lab auto-encoder on frames of the training videos  -> weights/lab_autoencoder.safetensors
-#   2. UVC (recipe uvc-cpu: warm-up then joint) with it frozen  -> weights/uvc_r18.safetensors
-#   3. DAVIS-2016 evaluation of the result (presets crw and uvc) -> out/release/
+#   2. UVC (recipe uvc-cpu-t20: warm-up then joint) with it frozen -> weights/uvc_r18.safetensors
 # Needs ../shared/data beside the repository. CPU by default; pass DEVICE=cuda to use a GPU
 # (then prefer RECIPE=uvc, the paper's recipe).
 set -euo pipefail
@@ -11,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 DATA="${DATA:-../shared/data/videos}"
-RECIPE="${RECIPE:-uvc-cpu}"
+RECIPE="${RECIPE:-uvc-cpu-t20}"
 DEVICE="${DEVICE:-cpu}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # the recipe's data worker takes the other core
 
@@ -26,9 +25,4 @@ if [ ! -f weights/uvc_r18.safetensors ]; then
     --autoencoder weights/lab_autoencoder.safetensors --run-dir "runs/$RECIPE" $(resume_flag "runs/$RECIPE") \
     --export weights/uvc_r18.safetensors
 fi
-for preset in crw uvc; do
-  [ -f "out/release/davis-$preset/results.json" ] && continue
-  rm -rf "out/release/davis-$preset"
-  vidcorr eval davis --root ../shared/data/davis2016 --preset "$preset" --device "$DEVICE" \
-    --weights weights/uvc_r18.safetensors --out "out/release/davis-$preset"
-done
+echo "trained: weights/uvc_r18.safetensors; evaluate it (and the floors) with: bash scripts/results.sh"
