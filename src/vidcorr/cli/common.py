@@ -70,7 +70,8 @@ def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = Fa
     fallback_to_floor: when no weights are given and none are shipped, use `BEST_FLOOR` (the demo)
     instead of failing.
     """
-    from vidcorr.models import build_encoder, load_encoder, read_weights
+    from vidcorr.models import build_encoder, read_weights
+    from vidcorr.models.weights import encoder_from_weights
 
     if args.features:
         return build_encoder(args.features), {"features": args.features, "trained": False}
@@ -81,7 +82,7 @@ def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = Fa
                                                "note": "untrained floor: no trained weights are shipped yet"}
         raise VidcorrError(f"no trained weights at {path}; pass --weights PATH or --features {'|'.join(FLOOR_NAMES)}")
     weights = read_weights(path)
-    encoder = load_encoder(path, out_layer=_layer_for(weights.config.get("out_layer"), preset.feature_layer))
+    encoder = encoder_from_weights(weights, path, out_layer=_layer_for(weights.config.get("out_layer"), preset.feature_layer))
     info = {"weights": str(path), "trained": True, "out_layer": encoder_out_layer(encoder)}
     info.update({k: weights.meta[k] for k in ("name", "steps", "recipe") if k in weights.meta})
     return encoder, info

@@ -209,10 +209,16 @@ def load_encoder(
     Raises `WeightsError` naming the file for missing/corrupt files, a missing or invalid config
     and tensors that do not match the architecture.
     """
+    return encoder_from_weights(read_weights(path), path, device, out_layer)
+
+
+def encoder_from_weights(
+    weights: WeightsFile, path: str | Path, device: str | torch.device = "cpu", out_layer: str | None = None
+) -> FrameEncoder:
+    """`load_encoder` on weights already read with `read_weights` (``path`` names them in errors)."""
     if out_layer is not None and out_layer not in STAGES[1:]:
         raise ValueError(f"out_layer must be one of {STAGES[1:]}, got {out_layer!r}")
     path = Path(path)
-    weights = read_weights(path)
     try:
         config = EncoderConfig.from_dict(weights.config)
     except (ValueError, TypeError) as error:
