@@ -137,6 +137,9 @@ def test_frames_are_pulled_lazily_and_context_stays_bounded():
         next(stream)
         assert len(pulled) <= 1 + n_out + 2  # first frame + yielded + at most one batch ahead
     assert prop.context_size == 1 + 3
+    # the ring buffer owns its features: no view keeps a whole encoder batch alive
+    for memory in prop._context:
+        assert memory.feats.untyped_storage().nbytes() == memory.feats.numel() * memory.feats.element_size()
 
 
 def test_one_hot_labels_handles_void_and_sparse_ids():

@@ -154,7 +154,8 @@ class Propagator:
         if self.preset.normalise_context_labels:
             stored = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
         if self.preset.n_previous > 0:
-            context.append(_Memory(query, stored))
+            # query is a view into its encoder batch: a copy lets the batch's storage be freed.
+            context.append(_Memory(query.clone(), stored))
         return soft
 
 
