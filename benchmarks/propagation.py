@@ -81,9 +81,13 @@ def child_memory(args) -> dict:
     frames = (np.asarray(Image.open(p).convert("RGB")) for p in paths)
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
     start = time.perf_counter()
-    n = sum(1 for _ in propagate_mask(propagator, frames, dataset.first_mask(args.memory_sequence)))
+    trace = {}  # frame index -> peak RSS so far: shows whether the peak plateaus or keeps climbing
+    n = 0
+    for n, _ in enumerate(propagate_mask(propagator, frames, dataset.first_mask(args.memory_sequence)), 1):
+        if n % args.trace_every == 0:
+            trace[n] = round(peak_rss_mib(), 1)
     return {"frames": n, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": peak_rss_mib(),
-            "context_frames_held": propagator.context_size}
+            "context_frames_held": propagator.context_size, "peak_rss_trace_mib": trace}
 
 
 def run_child(args, mode: str, **extra) -> dict:
@@ -102,6 +106,7 @@ def main() -> None:
     p.add_argument("--sequences", type=comma_list, help="throughput on a subset (default: the whole split)")
     p.add_argument("--memory-sequence", default="car-shadow")
     p.add_argument("--lengths", type=comma_list, default=["40", "400"])
+    p.add_argument("--trace-every", type=int, default=50, help="record the peak RSS every N frames")
     p.add_argument("--skip", choices=["throughput", "memory"], help="skip one measurement")
     p.add_argument("--json", type=Path, help="write results here")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
