@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "uvc_r18.safetensors"
 FLOOR_NAMES = ("lab-pixels", "random-resnet18")
 # The better untrained floor on ../shared/data/davis2016 at 480p with the crw preset
-# (docs/results.md); `vidcorr demo` falls back to it while no trained weights are shipped.
+# (docs/results.md); `vidcorr demo` falls back to it when weights/uvc_r18.safetensors is missing.
 BEST_FLOOR = "random-resnet18"
 
 
@@ -79,7 +79,7 @@ def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = Fa
     if args.weights is None and not path.exists():
         if fallback_to_floor:
             return build_encoder(BEST_FLOOR), {"features": BEST_FLOOR, "trained": False,
-                                               "note": "untrained floor: no trained weights are shipped yet"}
+                                               "note": f"untrained floor: no trained weights at {path}"}
         raise VidcorrError(f"no trained weights at {path}; pass --weights PATH or --features {'|'.join(FLOOR_NAMES)}")
     weights = read_weights(path)
     encoder = encoder_from_weights(weights, path, out_layer=_layer_for(weights.config.get("out_layer"), preset.feature_layer))
