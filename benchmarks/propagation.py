@@ -29,12 +29,21 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
 
 
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not available (Linux only)")
+
+
 def peak_rss_mib() -> float:
     """Peak resident set size of this process (Linux VmHWM), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM not available (Linux only)")
+    return _status_mib("VmHWM")
+
+
+def current_rss_mib() -> float:
+    """Resident set size of this process now (Linux VmRSS), MiB."""
+    return _status_mib("VmRSS")
 
 
 def _model(args):
@@ -81,13 +90,13 @@ def child_memory(args) -> dict:
     frames = (np.asarray(Image.open(p).convert("RGB")) for p in paths)
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
     start = time.perf_counter()
-    trace = {}  # frame index -> peak RSS so far: shows whether the peak plateaus or keeps climbing
+    trace = {}  # frame index -> (current, peak) RSS: does the peak plateau, does anything accumulate?
     n = 0
     for n, _ in enumerate(propagate_mask(propagator, frames, dataset.first_mask(args.memory_sequence)), 1):
         if n % args.trace_every == 0:
-            trace[n] = round(peak_rss_mib(), 1)
+            trace[n] = [round(current_rss_mib(), 1), round(peak_rss_mib(), 1)]
     return {"frames": n, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": peak_rss_mib(),
-            "context_frames_held": propagator.context_size, "peak_rss_trace_mib": trace}
+            "context_frames_held": propagator.context_size, "rss_trace_mib": trace}
 
 
 def run_child(args, mode: str, **extra) -> dict:
