@@ -29,21 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
 
 
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not available (Linux only)")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process (Linux VmHWM), MiB."""
-    return _status_mib("VmHWM")
-
-
 def current_rss_mib() -> float:
-    """Resident set size of this process now (Linux VmRSS), MiB."""
-    return _status_mib("VmRSS")
+    """Resident set size of this process now (Linux VmRSS), MiB; the peak comes from
+    `vidcorr.evaluate.davis.peak_rss_mib`, the same measurement `eval davis` records."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmRSS not available (Linux only)")
 
 
 def _model(args):
@@ -66,8 +58,7 @@ def child_throughput(args) -> dict:
     return {"J&F-Mean": results["J&F-Mean"], **t,
             "feature_share": t["feature_seconds"] / spent, "propagation_share": t["propagation_seconds"] / spent,
             "feature_ms_per_frame": 1000 * t["feature_seconds"] / t["frames"],
-            "propagation_ms_per_frame": 1000 * t["propagation_seconds"] / t["frames"],
-            "peak_rss_mib": peak_rss_mib()}
+            "propagation_ms_per_frame": 1000 * t["propagation_seconds"] / t["frames"]}  # t has peak_rss_mib
 
 
 def ping_pong(paths: list, length: int) -> list:
@@ -80,6 +71,7 @@ def child_memory(args) -> dict:
     import numpy as np
     from PIL import Image
 
+    from vidcorr.evaluate.davis import peak_rss_mib
     from vidcorr.io.davis import DavisDataset
     from vidcorr.masks import propagate_mask
     from vidcorr.propagate import Propagator
@@ -94,7 +86,7 @@ def child_memory(args) -> dict:
     n = 0
     for n, _ in enumerate(propagate_mask(propagator, frames, dataset.first_mask(args.memory_sequence)), 1):
         if n % args.trace_every == 0:
-            trace[n] = [round(current_rss_mib(), 1), round(peak_rss_mib(), 1)]
+            trace[n] = [round(current_rss_mib(), 1), peak_rss_mib()]
     return {"frames": n, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": peak_rss_mib(),
             "context_frames_held": propagator.context_size, "rss_trace_mib": trace}
 

@@ -9,15 +9,29 @@ from pathlib import Path
 MODELS = {"uvc_r18": "UVC ResNet-18, ours (weights/uvc_r18.safetensors)",
           "random-resnet18": "untrained floor: random ResNet-18",
           "lab-pixels": "untrained floor: Lab pixels"}
+
+
+def davis_cell(r: dict) -> str:
+    return f"{r['J&F-Mean']:.3f} ({r['J-Mean']:.3f} / {r['F-Mean']:.3f})"
+
+
+def pck_cell(r: dict) -> str:
+    return f"{r['PCK@0.1']:.3f} / {r['PCK@0.2']:.3f}"
+
+
+def tracking_cell(r: dict) -> str:
+    return f"{r['success_auc']:.3f} / {r['precision@20px']:.3f}"
+
+
 # (column header, task folder, formatter of its results.json)
 COLUMNS = [
-    ("DAVIS-16 J&F (J / F), `crw`", "davis-crw", lambda r: f"{r['J&F-Mean']:.3f} ({r['J-Mean']:.3f} / {r['F-Mean']:.3f})"),
-    ("DAVIS-16 J&F (J / F), `uvc`", "davis-uvc", lambda r: f"{r['J&F-Mean']:.3f} ({r['J-Mean']:.3f} / {r['F-Mean']:.3f})"),
-    ("JHMDB PCK@0.1 / @0.2, `crw`", "jhmdb", lambda r: f"{r['PCK@0.1']:.3f} / {r['PCK@0.2']:.3f}"),
-    ("OTB AUC / P@20, localise", "otb-localise", lambda r: f"{r['success_auc']:.3f} / {r['precision@20px']:.3f}"),
-    ("OTB AUC / P@20, DCF", "otb-dcf", lambda r: f"{r['success_auc']:.3f} / {r['precision@20px']:.3f}"),
-    ("VOT AUC / P@20, localise", "vot-localise", lambda r: f"{r['success_auc']:.3f} / {r['precision@20px']:.3f}"),
-    ("VOT AUC / P@20, DCF", "vot-dcf", lambda r: f"{r['success_auc']:.3f} / {r['precision@20px']:.3f}"),
+    ("DAVIS-16 J&F (J / F), `crw`", "davis-crw", davis_cell),
+    ("DAVIS-16 J&F (J / F), `uvc`", "davis-uvc", davis_cell),
+    ("JHMDB PCK@0.1 / @0.2, `crw`", "jhmdb", pck_cell),
+    ("OTB AUC / P@20, localise", "otb-localise", tracking_cell),
+    ("OTB AUC / P@20, DCF", "otb-dcf", tracking_cell),
+    ("VOT AUC / P@20, localise", "vot-localise", tracking_cell),
+    ("VOT AUC / P@20, DCF", "vot-dcf", tracking_cell),
 ]
 
 
