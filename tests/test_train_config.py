@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -32,7 +33,7 @@ def test_paper_and_official_recipes_say_what_the_sources_say() -> None:
     assert cpu.data.gap_unit == "seconds" and all(s.steps for s in cpu.stages)
     assert load_recipe("autoencoder").method == "autoencoder"
     assert load_recipe(CONFIG_DIR / "uvc.toml") == paper
-    soft = load_recipe("uvc-cpu-t20")  # uvc-cpu with only the affinity temperature changed
+    soft = load_recipe("uvc-cpu-t20")  # extends uvc-cpu, changing only the affinity temperature
     assert soft.model == {**cpu.model, "temperature": 20.0} and soft.data == cpu.data and soft.stages == cpu.stages
 
 
@@ -65,3 +66,32 @@ def test_unknown_fields_are_named(tmp_path) -> None:
     assert error.value.path == path
     with pytest.raises(InputError, match="no such recipe.*uvc-cpu"):
         load_recipe("uvc-gpu")
+
+
+def test_extends_overrides_the_parent_field_by_field(tmp_path) -> None:
+    ablation, t20 = load_recipe("uvc-cpu-ablation"), load_recipe("uvc-cpu-t20")
+    assert ablation.name == "uvc-cpu-ablation" and ablation.model == t20.model and ablation.data == t20.data
+    assert [(s.name, s.steps, s.lr) for s in ablation.stages] == [("warmup", 100, 1e-4), ("joint", 100, 0.5e-4)]
+    assert (ablation.log.every, ablation.log.checkpoint_every) == (t20.log.every, 25)
+    # A user's file extends a shipped recipe by name, and a sibling file by relative path.
+    (tmp_path / "mine.toml").write_text('extends = "uvc-cpu"\n[data]\nbatch_size = 4\n')
+    (tmp_path / "mine-long.toml").write_text('extends = "mine.toml"\n[stages.joint]\nsteps = 9\n')
+    mine = load_recipe(tmp_path / "mine-long.toml")
+    cpu = load_recipe("uvc-cpu")
+    assert mine.name == "mine-long" and mine.data == dataclasses.replace(cpu.data, batch_size=4)
+    assert [s.steps for s in mine.stages] == [cpu.stages[0].steps, 9]
+
+
+def test_extends_errors_name_the_file(tmp_path) -> None:
+    (tmp_path / "a.toml").write_text('extends = "b"\n')
+    (tmp_path / "b.toml").write_text('extends = "a"\n')
+    with pytest.raises(InputError, match="loops back") as error:
+        load_recipe(tmp_path / "a.toml")
+    assert error.value.path == tmp_path / "b.toml"
+    (tmp_path / "c.toml").write_text('extends = "no-such-parent"\n')
+    with pytest.raises(InputError, match=r"no such recipe \(extended by .*c\.toml\)") as error:
+        load_recipe(tmp_path / "c.toml")
+    assert error.value.path.name == "no-such-parent.toml"
+    (tmp_path / "d.toml").write_text("extends = 3\n")
+    with pytest.raises(InputError, match="'extends' must be"):
+        load_recipe(tmp_path / "d.toml")

@@ -1,7 +1,9 @@
 """Training recipes: small TOML files (``configs/train/*.toml``) read into frozen dataclasses.
 
 A recipe names the method and, for UVC, a base recipe of `vidcorr.methods.uvc.RECIPES`; its
-``[model]`` table overrides that base field by field. ``[data]`` sizes the samples, ``[optim]``
+``[model]`` table overrides that base field by field. ``extends = "other"`` starts from another
+recipe file (a shipped name or a path relative to this file) and overrides it table by table, field
+by field (stages by name), so a variant says only what differs. ``[data]`` sizes the samples, ``[optim]``
 the Adam optimiser, ``[stages.<name>]`` (in file order) the stages, ``[log]`` the intervals and
 ``[cuda]`` / ``[cpu]`` the device-only speed settings. See docs/training.md for every field.
 """
@@ -193,11 +195,51 @@ def recipe_path(name_or_path: str | Path) -> Path:
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """Read a shipped recipe by name or a TOML file; `InputError` naming the file if bad."""
     path = recipe_path(name_or_path)
+    data = _read_recipe_table(path, chain=())
+    try:
+        return recipe_from_dict(data, data.get("name", path.stem))
+    except (ValueError, TypeError) as error:
+        raise InputError(path, f"unreadable recipe: {error}") from None
+
+
+def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The TOML table of ``path`` with its ``extends`` chain merged in (parents first)."""
     if not path.is_file():
         shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
-        raise InputError(path, f"no such recipe (shipped recipes: {', '.join(shipped) or 'none'})")
+        where = f" (extended by {chain[-1]})" if chain else ""
+        raise InputError(path, f"no such recipe{where} (shipped recipes: {', '.join(shipped) or 'none'})")
     try:
         data = tomllib.loads(path.read_text())
-        return recipe_from_dict(data, data.get("name", path.stem))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, TypeError) as error:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InputError(path, f"unreadable recipe: {error}") from None
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise InputError(path, f"unreadable recipe: 'extends' must be a recipe name or path, got {parent!r}")
+    parent_path = _extended_path(path, parent)
+    if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise InputError(path, f"unreadable recipe: 'extends' loops back to {parent_path}")
+    base = _read_recipe_table(parent_path, (*chain, path))
+    base.pop("name", None)  # a recipe is named by its own file, never by its parent
+    return _merge_tables(base, data)
+
+
+def _extended_path(path: Path, parent: str) -> Path:
+    """``extends`` is looked up beside the extending file, then (a bare name) among the shipped ones."""
+    file_name = parent if parent.endswith(".toml") else f"{parent}.toml"
+    beside = path.parent / file_name
+    if beside.is_file() or parent.endswith(".toml"):
+        return beside
+    return CONFIG_DIR / file_name
+
+
+def _merge_tables(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key (recursively, stages by name, parent order first); values replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
