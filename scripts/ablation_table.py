@@ -1,8 +1,15 @@
-"""Markdown table of the UVC ablation runs (scripts/ablations.sh): J&F, J, F per variant."""
+"""Markdown table of the UVC ablation runs (scripts/ablations.sh): J&F, J, F per variant.
+
+Beside the means, each row gives its J&F difference to the full model paired by object (the same
+sequences, the same evaluation) with the standard error of that mean difference over the objects:
+it says whether a gap is larger than the spread between sequences. It says nothing about the
+spread between training seeds, which one run per variant cannot measure.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -11,20 +18,34 @@ VARIANTS = {"full": "UVC (full)", "L": "−L (no localisation)", "O": "−O (no 
             "floor-lab-pixels": "untrained floor: Lab pixels"}
 
 
+def paired_difference(results: dict, reference: dict) -> tuple[float, float]:
+    """Mean and standard error over objects of J&F(results) - J&F(reference)."""
+    diffs = [results["per_object"][o]["J&F-Mean"] - reference["per_object"][o]["J&F-Mean"]
+             for o in reference["per_object"]]
+    mean = sum(diffs) / len(diffs)
+    if len(diffs) < 2:
+        return mean, float("nan")
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, math.sqrt(var / len(diffs))
+
+
 def main(root: Path) -> None:
-    print("| variant | J&F-Mean | J-Mean | F-Mean | training steps |")
-    print("|---|---|---|---|---|")
+    runs = {key: json.loads((root / key / "results.json").read_text())
+            for key in VARIANTS if (root / key / "results.json").exists()}
+    full = runs.get("full")
+    print("| variant | J&F-Mean | J-Mean | F-Mean | Δ J&F vs full (± s.e. over objects) | training steps |")
+    print("|---|---|---|---|---|---|")
     for key, name in VARIANTS.items():
-        results = root / key / "results.json"
-        if not results.exists():
-            print(f"| {name} | — | — | — | not run |")
+        if key not in runs:
+            print(f"| {name} | — | — | — | — | not run |")
             continue
-        r = json.loads(results.read_text())
-        steps = 0
-        if "weights" in r["model"]:
-            sidecar = Path(r["model"]["weights"]).with_suffix(".json")
-            steps = json.loads(sidecar.read_text())["meta"]["steps"] if sidecar.exists() else "?"
-        print(f"| {name} | {r['J&F-Mean']:.4f} | {r['J-Mean']:.4f} | {r['F-Mean']:.4f} | {steps} |")
+        r = runs[key]
+        delta = "—"
+        if full is not None and key != "full":
+            mean, se = paired_difference(r, full)
+            delta = f"{mean:+.4f} ± {se:.4f}"
+        steps = r["model"].get("steps", 0) if r["model"].get("trained") else 0
+        print(f"| {name} | {r['J&F-Mean']:.4f} | {r['J-Mean']:.4f} | {r['F-Mean']:.4f} | {delta} | {steps} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # UVC ablation table (UVC Table 2: full, -L, -O, -C) at one equal budget: recipe uvc-cpu-ablation
 # (100 + 100 steps), each model evaluated the same way: DAVIS-2016 (10 sequences), preset crw at
-# short side 240. Resumable. Writes docs/ablations.md via scripts/ablation_table.py.
+# short side 240. Resumable. Writes docs/ablations-table.md via scripts/ablation_table.py.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
