@@ -111,10 +111,16 @@ def main() -> None:
     p.add_argument("--skip", choices=["throughput", "memory"], help="skip one measurement")
     p.add_argument("--json", type=Path, help="write results here")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="skip vidcorr.runtime.bound_cpu_memory (the CLI applies it): glibc's default heap")
     p.add_argument("--child", choices=["throughput", "memory"], help=argparse.SUPPRESS)
     p.add_argument("--length", type=int, help=argparse.SUPPRESS)
     add_model_arguments(p)
     args = p.parse_args()
+    if args.child and not args.default_malloc:
+        from vidcorr.runtime import bound_cpu_memory
+
+        bound_cpu_memory()  # as `vidcorr eval` does
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -128,7 +134,8 @@ def main() -> None:
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset,
               "model": args.features or str(args.weights or "default weights"), "device": args.device,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__}
+              "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__,
+              "allocator": "glibc default" if args.default_malloc else "vidcorr.runtime.bound_cpu_memory"}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(0)
     if args.skip != "throughput":

@@ -14,6 +14,7 @@ import sys
 
 from vidcorr import __version__
 from vidcorr.errors import VidcorrError
+from vidcorr.runtime import bound_cpu_memory
 
 # Top-level commands: module path -> registers one sub-command.
 COMMAND_MODULES = [
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    bound_cpu_memory()  # before torch allocates: flat peak memory on long videos (vidcorr.runtime)
     try:
         return int(args.func(args) or 0)
     except VidcorrError as err:
