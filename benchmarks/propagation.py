@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -81,13 +82,19 @@ def child_memory(args) -> dict:
     paths = ping_pong(dataset.frames(args.memory_sequence), args.length)
     frames = (np.asarray(Image.open(p).convert("RGB")) for p in paths)
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
-    start = time.perf_counter()
+    start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     trace = {}  # frame index -> (current, peak) RSS: does the peak plateau, does anything accumulate?
     n = 0
     for n, _ in enumerate(propagate_mask(propagator, frames, dataset.first_mask(args.memory_sequence)), 1):
         if n % args.trace_every == 0:
             trace[n] = [round(current_rss_mib(), 1), peak_rss_mib()]
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU time and page faults, not only wall time: they compare allocator settings fairly on a busy
+    # machine (per-block mmap costs page faults, i.e. system time).
     return {"frames": n, "seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": peak_rss_mib(),
+            "user_seconds": round(end.ru_utime - usage.ru_utime, 2),
+            "system_seconds": round(end.ru_stime - usage.ru_stime, 2),
+            "minor_page_faults": end.ru_minflt - usage.ru_minflt,
             "context_frames_held": propagator.context_size, "rss_trace_mib": trace}
 
 
@@ -149,7 +156,9 @@ def main() -> None:
         for length in args.lengths:
             m = run_child(args, "memory", length=length)
             report["memory"][length] = m
-            print(f"memory: {m['frames']} frames -> peak RSS {m['peak_rss_mib']:.0f} MiB ({m['seconds']}s)")
+            print(f"memory: {m['frames']} frames -> peak RSS {m['peak_rss_mib']:.0f} MiB ({m['seconds']} s wall, "
+                  f"{m['user_seconds']} s user + {m['system_seconds']} s system CPU, "
+                  f"{m['minor_page_faults']} page faults)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + "\n")
