@@ -56,3 +56,16 @@ def test_a_users_own_malloc_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
     assert bound_cpu_memory() is False
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+def test_propagating_commands_bound_memory_training_does_not(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidcorr.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "bound_cpu_memory", lambda: calls.append(True))
+    missing = str(tmp_path / "missing.mp4")
+    assert cli.main(["propagate", missing, "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "o")]) == 2
+    assert calls == [True]
+    assert cli.main(["train", "uvc", "--data", str(tmp_path / "none"), "--recipe", "uvc-cpu",
+                     "--autoencoder", str(tmp_path / "ae.safetensors")]) == 2
+    assert calls == [True]
