@@ -142,7 +142,9 @@ def main() -> None:
               "model": args.features or str(args.weights or "default weights"), "device": args.device,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__,
-              "allocator": "glibc default" if args.default_malloc else "vidcorr.runtime.bound_cpu_memory"}
+              "allocator": "glibc default" if args.default_malloc else "vidcorr.runtime.bound_cpu_memory",
+              "environment": {k: v for k, v in os.environ.items()
+                              if k.startswith("MALLOC_") or k == "THP_MEM_ALLOC_ENABLE"}}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(0)
     if args.skip != "throughput":
