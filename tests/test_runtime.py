@@ -38,7 +38,7 @@ libc.free(block)
 
 
 def _probe(mode: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "VIDCORR_DEFAULT_MALLOC"))}
     return subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
                           check=True, env=env).stdout
 
@@ -56,6 +56,13 @@ def test_a_users_own_malloc_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
     assert bound_cpu_memory() is False
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+def test_opting_out_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDCORR_DEFAULT_MALLOC", "1")
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    assert bound_cpu_memory() is False
+    assert "THP_MEM_ALLOC_ENABLE" not in os.environ
 
 
 def test_propagating_commands_bound_memory_training_does_not(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

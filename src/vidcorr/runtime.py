@@ -9,8 +9,10 @@ large block by mmap and returns it on free, so the peak is flat and ~20 % lower;
 ``THP_MEM_ALLOC_ENABLE`` backs blocks of 2 MiB and more with transparent huge pages, which removes
 the page faults that per-block mmap would otherwise cost (net CPU time within ~2 % of the default).
 
-`bound_cpu_memory` applies both. The command line calls it before any work; library users can call
-it too, or set the environment variables themselves. Settings a user already chose are kept.
+`bound_cpu_memory` applies both. The propagating commands call it before any work; library users
+can call it too, or set the environment variables themselves. Settings a user already chose are
+kept. The price is system time for page faults: +5-20 % CPU time per frame in our A/B runs
+(docs/benchmarks.md); ``VIDCORR_DEFAULT_MALLOC=1`` keeps glibc's default for speed.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ _M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
 def bound_cpu_memory() -> bool:
     """Fix glibc's mmap threshold and enable huge pages for PyTorch's large CPU tensors.
 
-    Returns True when the malloc setting was applied (Linux with glibc, and no
-    ``MALLOC_MMAP_THRESHOLD_`` in the environment), False otherwise. Safe to call more than once.
+    Returns True when the malloc setting was applied (Linux with glibc, no
+    ``MALLOC_MMAP_THRESHOLD_`` in the environment, no ``VIDCORR_DEFAULT_MALLOC=1``), False
+    otherwise. Safe to call more than once.
     """
+    if os.environ.get("VIDCORR_DEFAULT_MALLOC") == "1":
+        return False
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # read by PyTorch at its first large allocation
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
