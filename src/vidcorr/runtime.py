@@ -7,11 +7,11 @@ memory then creeps up over the first few hundred frames (docs/benchmarks.md: +5 
 480p from 40 to 400 frames) although nothing accumulates. A fixed 64 KiB threshold serves every
 large block by mmap and returns it on free, so the peak is flat and ~20 % lower; PyTorch's own
 ``THP_MEM_ALLOC_ENABLE`` backs blocks of 2 MiB and more with transparent huge pages, which removes
-the page faults that per-block mmap would otherwise cost (net CPU time within ~2 % of the default).
+most of the page faults that per-block mmap costs (12 M -> 2 M for 25 frames at 480p).
 
 `bound_cpu_memory` applies both. The propagating commands call it before any work; library users
 can call it too, or set the environment variables themselves. Settings a user already chose are
-kept. The price is system time for page faults: +5-20 % CPU time per frame in our A/B runs
+kept. The price is system time for page faults: about +20 % CPU time per frame in our A/B run
 (docs/benchmarks.md); ``VIDCORR_DEFAULT_MALLOC=1`` keeps glibc's default for speed.
 """
 
