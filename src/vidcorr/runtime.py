@@ -5,13 +5,13 @@ frame. With glibc's default malloc, a freed large block raises the mmap threshol
 32 MiB), so later blocks of up to that size come from the heap, which fragments: the peak resident
 memory then creeps up over the first few hundred frames (docs/benchmarks.md: +5 % at 240p, +10 % at
 480p from 40 to 400 frames) although nothing accumulates. A fixed 64 KiB threshold serves every
-large block by mmap and returns it on free, so the peak is flat and ~20 % lower; PyTorch's own
+large block by mmap and returns it on free, so the peak is flat and 10-20 % lower; PyTorch's own
 ``THP_MEM_ALLOC_ENABLE`` backs blocks of 2 MiB and more with transparent huge pages, which removes
 most of the page faults that per-block mmap costs (12 M -> 2 M for 25 frames at 480p).
 
 `bound_cpu_memory` applies both. The propagating commands call it before any work; library users
 can call it too, or set the environment variables themselves. Settings a user already chose are
-kept. The price is system time for page faults: about +20 % CPU time per frame in our A/B run
+kept. The price is system time for page faults: +17-20 % CPU time per frame in our A/B runs
 (docs/benchmarks.md); ``VIDCORR_DEFAULT_MALLOC=1`` keeps glibc's default for speed.
 """
 
