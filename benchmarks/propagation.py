@@ -70,9 +70,10 @@ def ping_pong(paths: list, length: int) -> list:
 
 def child_memory(args) -> dict:
     import numpy as np
+    import torch
     from PIL import Image
 
-    from vidcorr.evaluate.davis import peak_rss_mib
+    from vidcorr.evaluate.davis import peak_gpu_mib, peak_rss_mib
     from vidcorr.io.davis import DavisDataset
     from vidcorr.masks import propagate_mask
     from vidcorr.propagate import Propagator
@@ -83,11 +84,17 @@ def child_memory(args) -> dict:
     frames = (np.asarray(Image.open(p).convert("RGB")) for p in paths)
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
     start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    trace = {}  # frame index -> (current, peak) RSS: does the peak plateau, does anything accumulate?
+    on_gpu = propagator.device.type == "cuda"
+    # frame index -> (current, peak) RSS [, (current, peak) GPU MiB]: does the peak plateau, does
+    # anything accumulate?
+    trace = {}
     n = 0
     for n, _ in enumerate(propagate_mask(propagator, frames, dataset.first_mask(args.memory_sequence)), 1):
         if n % args.trace_every == 0:
             trace[n] = [round(current_rss_mib(), 1), peak_rss_mib()]
+            if on_gpu:
+                trace[n] += [round(torch.cuda.memory_allocated(propagator.device) / 2**20, 1),
+                             peak_gpu_mib(propagator.device)]
     end = resource.getrusage(resource.RUSAGE_SELF)
     # CPU time and page faults, not only wall time: they compare allocator settings fairly on a busy
     # machine (per-block mmap costs page faults, i.e. system time).
@@ -95,7 +102,8 @@ def child_memory(args) -> dict:
             "user_seconds": round(end.ru_utime - usage.ru_utime, 2),
             "system_seconds": round(end.ru_stime - usage.ru_stime, 2),
             "minor_page_faults": end.ru_minflt - usage.ru_minflt,
-            "context_frames_held": propagator.context_size, "rss_trace_mib": trace}
+            "context_frames_held": propagator.context_size, "rss_trace_mib": trace,
+            **({"peak_gpu_mib": peak_gpu_mib(propagator.device)} if on_gpu else {})}
 
 
 def run_child(args, mode: str, **extra) -> dict:
@@ -152,13 +160,16 @@ def main() -> None:
         t = report["throughput"]
         print(f"throughput: {t['frames']} frames, {t['frames_per_second']:.2f} frames/s, features "
               f"{t['feature_ms_per_frame']:.0f} ms/frame, affinity+transport {t['propagation_ms_per_frame']:.0f} "
-              f"ms/frame, peak RSS {t['peak_rss_mib']:.0f} MiB, J&F {t['J&F-Mean']:.4f}")
+              f"ms/frame, peak RSS {t['peak_rss_mib']:.0f} MiB"
+              + (f", peak GPU {t['peak_gpu_mib']:.0f} MiB" if "peak_gpu_mib" in t else "")
+              + f", J&F {t['J&F-Mean']:.4f}")
     if args.skip != "memory":
         report["memory"] = {}
         for length in args.lengths:
             m = run_child(args, "memory", length=length)
             report["memory"][length] = m
-            print(f"memory: {m['frames']} frames -> peak RSS {m['peak_rss_mib']:.0f} MiB ({m['seconds']} s wall, "
+            gpu = f", peak GPU {m['peak_gpu_mib']:.0f} MiB" if "peak_gpu_mib" in m else ""
+            print(f"memory: {m['frames']} frames -> peak RSS {m['peak_rss_mib']:.0f} MiB{gpu} ({m['seconds']} s wall, "
                   f"{m['user_seconds']} s user + {m['system_seconds']} s system CPU, "
                   f"{m['minor_page_faults']} page faults)")
     if args.json:

@@ -82,6 +82,18 @@ def test_extends_overrides_the_parent_field_by_field(tmp_path) -> None:
     assert [s.steps for s in mine.stages] == [cpu.stages[0].steps, 9]
 
 
+def test_extends_can_switch_a_stage_from_epochs_to_steps(tmp_path) -> None:
+    paper = load_recipe("uvc")
+    assert [(s.epochs, s.steps) for s in paper.stages] == [(10, None), (10, None)]
+    check = load_recipe("uvc-device-check")  # the GPU check: the paper recipe, step-based
+    assert [(s.name, s.epochs, s.steps, s.lr) for s in check.stages] == [
+        ("warmup", None, 300, paper.stages[0].lr), ("joint", None, 300, paper.stages[1].lr)]
+    assert check.model == paper.model and check.data.batch_size == paper.data.batch_size == 40
+    (tmp_path / "both.toml").write_text('extends = "uvc"\n[stages.joint]\nsteps = 9\nepochs = 2\n')
+    with pytest.raises(InputError, match="exactly one of 'epochs' and 'steps'"):
+        load_recipe(tmp_path / "both.toml")
+
+
 def test_extends_errors_name_the_file(tmp_path) -> None:
     (tmp_path / "a.toml").write_text('extends = "b"\n')
     (tmp_path / "b.toml").write_text('extends = "a"\n')

@@ -226,8 +226,8 @@ def windowed_topk(
     reach = int(offsets.abs().max())
     span = tile + 2 * reach
     rows, cols = math.ceil(h / tile), math.ceil(w / tile)
-    blocked = _tile_blocked_mask(h, w, float(radius), shape, tile).to(query.device)  # (n, tile^2, span^2)
-    flat_index = _window_flat_index(h, w, tile, reach).to(query.device)  # (rows * cols, span^2)
+    blocked = _tile_blocked_mask(h, w, float(radius), shape, tile, query.device)  # (n, tile^2, span^2)
+    flat_index = _window_flat_index(h, w, tile, reach, query.device)  # (rows * cols, span^2)
 
     q = F.pad(query / temperature, (0, cols * tile - w, 0, rows * tile - h))
     kp = F.pad(key, (reach, reach + cols * tile - w, reach, reach + rows * tile - h))
@@ -277,9 +277,12 @@ def _tile_window_mask(radius: float, shape: WindowShape, tile: int) -> Tensor:
 
 
 @lru_cache(maxsize=4)
-def _tile_blocked_mask(h: int, w: int, radius: float, shape: WindowShape, tile: int) -> Tensor:
-    """(rows * cols, tile^2, span^2) bool on CPU: True where a score must be masked — outside the
-    window or outside the frame. Cached: every frame of a video has the same geometry."""
+def _tile_blocked_mask(
+    h: int, w: int, radius: float, shape: WindowShape, tile: int, device: torch.device
+) -> Tensor:
+    """(rows * cols, tile^2, span^2) bool on ``device``: True where a score must be masked — outside
+    the window or outside the frame. Cached per device: every frame of a video has the same geometry,
+    and a GPU run should not copy the mask (~8 MB at 480p) for every context frame."""
     offsets = window_offsets(radius, shape)
     reach = int(offsets.abs().max())
     span = tile + 2 * reach
@@ -287,12 +290,12 @@ def _tile_blocked_mask(h: int, w: int, radius: float, shape: WindowShape, tile: 
     pad = (reach, reach + cols * tile - w, reach, reach + rows * tile - h)
     valid = F.pad(torch.ones(h, w, dtype=torch.bool), pad)
     valid = valid.unfold(0, span, tile).unfold(1, span, tile).reshape(rows * cols, 1, span * span)
-    return ~(_tile_window_mask(radius, shape, tile).unsqueeze(0) & valid)
+    return (~(_tile_window_mask(radius, shape, tile).unsqueeze(0) & valid)).to(device)
 
 
 @lru_cache(maxsize=8)
-def _window_flat_index(h: int, w: int, tile: int, reach: int) -> Tensor:
-    """(rows * cols, span^2) long on CPU: flat reference index y * w + x of every window position of
+def _window_flat_index(h: int, w: int, tile: int, reach: int, device: torch.device) -> Tensor:
+    """(rows * cols, span^2) long on ``device``: flat reference index y * w + x of every window position of
     every tile (positions outside the frame clamped; their scores are masked anyway)."""
     span = tile + 2 * reach
     rows, cols = math.ceil(h / tile), math.ceil(w / tile)
@@ -300,7 +303,7 @@ def _window_flat_index(h: int, w: int, tile: int, reach: int) -> Tensor:
     ys = (torch.arange(rows)[:, None] * tile + offs[None]).clamp(0, h - 1)  # (rows, span)
     xs = (torch.arange(cols)[:, None] * tile + offs[None]).clamp(0, w - 1)  # (cols, span)
     flat = ys[:, None, :, None] * w + xs[None, :, None, :]  # (rows, cols, span, span)
-    return flat.reshape(rows * cols, span * span)
+    return flat.reshape(rows * cols, span * span).to(device)
 
 
 def _tiles_to_image(t: Tensor, rows: int, cols: int, tile: int) -> Tensor:
@@ -382,7 +385,7 @@ def _frame_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKCon
                 softmax_first=softmax_first, tile=cfg.tile,
             )
         # A window as large as the frame: one masked dense matmul is cheaper than tiles.
-        allowed = _dense_window_mask(h, w, float(cfg.radius), cfg.shape).to(query.device)
+        allowed = _dense_window_mask(h, w, float(cfg.radius), cfg.shape, query.device)
     return dense_topk(
         query.flatten(1), key.flatten(1), cfg.k, temperature=cfg.temperature,
         softmax_first=softmax_first, chunk=cfg.chunk, allowed=allowed,
@@ -390,9 +393,10 @@ def _frame_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKCon
 
 
 @lru_cache(maxsize=4)
-def _dense_window_mask(h: int, w: int, radius: float, shape: WindowShape) -> Tensor:
-    """(N2, N1) window mask for small maps (cached: every frame of a video has the same size)."""
-    return window_mask(h, w, radius, shape).T.contiguous()
+def _dense_window_mask(h: int, w: int, radius: float, shape: WindowShape, device: torch.device) -> Tensor:
+    """(N2, N1) window mask for small maps on ``device`` (cached: every frame of a video has the
+    same size)."""
+    return window_mask(h, w, radius, shape, device=device).T.contiguous()
 
 
 def _combine(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAffinity:

@@ -39,13 +39,18 @@ class RunStats:
     feature_seconds: float = 0.0
     propagation_seconds: float = 0.0
     per_sequence: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
 
     def as_dict(self) -> dict:
         fps = self.frames / self.seconds if self.seconds else 0.0
-        return {"frames": self.frames, "seconds": round(self.seconds, 3), "frames_per_second": round(fps, 3),
-                "feature_seconds": round(self.feature_seconds, 3),
-                "propagation_seconds": round(self.propagation_seconds, 3),
-                "peak_rss_mib": peak_rss_mib(), "torch_threads": torch.get_num_threads()}
+        stats = {"frames": self.frames, "seconds": round(self.seconds, 3), "frames_per_second": round(fps, 3),
+                 "feature_seconds": round(self.feature_seconds, 3),
+                 "propagation_seconds": round(self.propagation_seconds, 3),
+                 "peak_rss_mib": peak_rss_mib(), "torch_threads": torch.get_num_threads(), "device": self.device}
+        if torch.device(self.device).type == "cuda":
+            stats["peak_gpu_mib"] = peak_gpu_mib(self.device)
+            stats["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
+        return stats
 
 
 def peak_rss_mib() -> float | None:
@@ -56,6 +61,11 @@ def peak_rss_mib() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
+
+
+def peak_gpu_mib(device: str | torch.device) -> float:
+    """Peak memory PyTorch allocated on a CUDA device so far, MiB (tensors, not the allocator's cache)."""
+    return round(torch.cuda.max_memory_allocated(torch.device(device)) / 2**20, 1)
 
 
 def write_mask_sequence(
@@ -97,8 +107,8 @@ def run_davis(
     out_dir.mkdir(parents=True, exist_ok=True)
     # Read every first mask up front: a bad annotation fails before hours of propagation.
     first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
-    stats = RunStats()
     propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+    stats = RunStats(device=str(propagator.device))
     for seq in tqdm(dataset.sequences, desc=f"propagate ({preset.name})", unit="seq"):
         frame_paths = dataset.frames(seq)
         start = time.perf_counter()

@@ -101,8 +101,8 @@ def run_jhmdb(
     ground_truth = {video.name: video.joints() for video in dataset.videos}
     log.info("JHMDB: %s", dataset.describe())
     scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
-    stats = RunStats()
     propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+    stats = RunStats(device=str(propagator.device))
     for video in tqdm(dataset.videos, desc=f"JHMDB ({preset.name})", unit="video"):
         gt = ground_truth[video.name]
         start = time.perf_counter()

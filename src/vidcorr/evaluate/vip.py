@@ -182,8 +182,8 @@ def run_vip(
     """
     out_dir = Path(out_dir)
     total = VideoScores(ConfusionMatrix(dataset.num_classes), PartAP())
-    per_video, stats = {}, RunStats()
     propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+    per_video, stats = {}, RunStats(device=str(propagator.device))
     for video in tqdm(dataset.videos, desc=f"VIP ({preset.name})", unit="video"):
         start = time.perf_counter()
         scores = run_video(propagator, dataset, video, out_dir, skip_first_frame)

@@ -234,12 +234,19 @@ def _extended_path(path: Path, parent: str) -> Path:
     return CONFIG_DIR / file_name
 
 
+# A stage's length is given one way or the other: a child that sets one replaces the parent's other.
+_ALTERNATIVES = {"steps": "epochs", "epochs": "steps"}
+
+
 def _merge_tables(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Tables merge key by key (recursively, stages by name, parent order first); values replace."""
+    """Tables merge key by key (recursively, stages by name, parent order first); values replace.
+    A stage given ``steps`` drops its parent's ``epochs`` and vice versa."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge_tables(merged[key], value)
         else:
+            if key in _ALTERNATIVES and _ALTERNATIVES[key] not in override:
+                merged.pop(_ALTERNATIVES[key], None)
             merged[key] = value
     return merged

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The GPU checks of a session that is lent the device machine, as one prepared command that ends
+# inside the tool's 10-minute limit (docs/benchmarks.md, "GPU"). Here, first:
+#     bash scripts/device_prepare.sh            # data into .carry/ (git-ignored)
+# then with the device tool:
+#     run(command="bash scripts/device_check.sh", carry=[".carry"], timeout_s=600)
+# Steps (each under its own timeout; a failed step is logged and the next one runs):
+#   1. tests/test_cuda.py: the CUDA path gives the CPU path's answers (affinity, propagation,
+#      eval davis, a training step, train stop/resume/export)
+#   2. benchmarks/propagation.py, preset crw, 480p, the shipped weights: frames/s, features vs
+#      affinity per frame, peak RSS and GPU memory, J&F, over the carried DAVIS sequences; memory
+#      at 40 and 400 frames
+#   3. the same throughput with the uvc preset on car-shadow
+#   4. benchmarks/training.py, recipe uvc (the paper's shapes, batch 40), bf16
+#   5. TRAIN_STEPS > 0: that many steps of `vidcorr train uvc --recipe uvc-device-check` (the paper
+#      recipe, step-based) on the carried videos; the exported encoder comes back with the results
+#      (a checkpoint, with Adam's state, is too large to)
+# The machine has torch and OpenCV but no PyAV and no network: nothing is installed, the package
+# runs from src/. Results: $OUT (the device tool's folder) or out/device-check.
+#   DEVICE (cuda), SIZE (480), SEQUENCES (those carried), LENGTHS (40,400), TRAIN_STEPS (0),
+#   PYTHON (python3); SMOKE=1 shrinks every step to try the script on a CPU.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-$ROOT/out/device-check}"
+mkdir -p "$OUT"
+PYTHON="${PYTHON:-python3}"
+DEVICE="${DEVICE:-cuda}"
+SIZE="${SIZE:-480}"
+LENGTHS="${LENGTHS:-40,400}"
+TRAIN_STEPS="${TRAIN_STEPS:-0}"
+TRAIN_RECIPE="${TRAIN_RECIPE:-uvc-device-check}"
+DAVIS="${DAVIS:-$ROOT/.carry/davis2016}"
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+TRAIN_BENCH=(--recipe uvc --steps 5 --warmup 2)
+TESTS=(tests/test_cuda.py)
+if [ "${SMOKE:-0}" = 1 ]; then
+  SIZE=120 LENGTHS=12,24
+  TRAIN_BENCH=(--recipe uvc-cpu --steps 1 --warmup 1 --batch-size 2)
+  TRAIN_RECIPE="$OUT/smoke.toml"
+  printf 'extends = "uvc-device-check"\n[data]\ncrop = 64\nframe = 128\nbatch_size = 4\nworkers = 1\n' > "$TRAIN_RECIPE"
+fi
+[ "$DEVICE" = cuda ] && TRAIN_BENCH+=(--bf16)
+LOG="$OUT/device-check.log"
+: > "$LOG"
+failed=()
+
+step() {  # step NAME SECONDS COMMAND...: run under a timeout, log it, remember a failure
+  local name="$1" seconds="$2"
+  shift 2
+  echo "== $name ($(date -u +%H:%M:%S), limit ${seconds}s): $*" | tee -a "$LOG"
+  local start=$SECONDS
+  timeout --kill-after=10 "$seconds" "$@" 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: exit $rc after $((SECONDS - start))s" | tee -a "$LOG"
+  [ "$rc" = 0 ] || failed+=("$name")
+}
+
+{
+  echo "device_check: DEVICE=$DEVICE SIZE=$SIZE LENGTHS=$LENGTHS TRAIN_STEPS=$TRAIN_STEPS SMOKE=${SMOKE:-0}"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  "$PYTHON" -c "import sys, torch, vidcorr; print('python', sys.version.split()[0], 'torch', torch.__version__,
+      'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0), 'cpus', torch.get_num_threads())"
+} 2>&1 | tee -a "$LOG"
+
+if [ ! -f "$DAVIS/ImageSets/2016/val.txt" ]; then
+  echo "device_check: $DAVIS/ImageSets/2016/val.txt missing: run scripts/device_prepare.sh and carry .carry" | tee -a "$LOG"
+  exit 2
+fi
+SEQUENCES="${SEQUENCES:-$(paste -sd, "$DAVIS/ImageSets/2016/val.txt")}"
+[ "${SMOKE:-0}" = 1 ] && SEQUENCES=car-shadow
+PROP=(benchmarks/propagation.py --root "$DAVIS" --device "$DEVICE" --size "$SIZE")
+
+if [ "${SMOKE:-0}" = 1 ]; then
+  step "cuda tests (collection only on a CPU)" 120 "$PYTHON" -m pytest -q "${TESTS[@]}"
+else
+  step "cuda tests" 150 "$PYTHON" -m pytest -q "${TESTS[@]}"
+fi
+step "propagation crw" 170 "$PYTHON" "${PROP[@]}" --preset crw --sequences "$SEQUENCES" \
+  --lengths "$LENGTHS" --json "$OUT/propagation-$DEVICE-crw.json"
+step "propagation uvc" 60 "$PYTHON" "${PROP[@]}" --preset uvc --sequences car-shadow --skip memory \
+  --json "$OUT/propagation-$DEVICE-uvc.json"
+step "training benchmark" 60 "$PYTHON" benchmarks/training.py "${TRAIN_BENCH[@]}" --device "$DEVICE" \
+  --json "$OUT/training-$DEVICE-uvc.json"
+if [ "$TRAIN_STEPS" -gt 0 ]; then
+  step "train uvc $TRAIN_STEPS steps" $((60 + TRAIN_STEPS * 2)) "$PYTHON" -m vidcorr train uvc \
+    --data "$ROOT/.carry/videos" --recipe "$TRAIN_RECIPE" --device "$DEVICE" --max-steps "$TRAIN_STEPS" \
+    --autoencoder weights/lab_autoencoder.safetensors --run-dir "$ROOT/runs/device-uvc" \
+    --cache-dir "$ROOT/runs/device-cache" --export "$OUT/uvc_r18_device.safetensors"
+  # Files come back at most 16 MiB each: split a layer4 encoder (~22 MB in fp16); rejoin with
+  # cat uvc_r18_device.safetensors.part-* > uvc_r18_device.safetensors
+  if [ -f "$OUT/uvc_r18_device.safetensors" ]; then
+    split -b 15M "$OUT/uvc_r18_device.safetensors" "$OUT/uvc_r18_device.safetensors.part-" \
+      && rm "$OUT/uvc_r18_device.safetensors"
+  fi
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "device_check: FAILED: ${failed[*]} (log: $LOG)" | tee -a "$LOG"
+  exit 1
+fi
+echo "device_check: all steps passed; results in $OUT" | tee -a "$LOG"

@@ -1,0 +1,176 @@
+"""The CUDA path gives the CPU path's answers: affinity, propagation, evaluation, training.
+
+Skipped where no GPU is visible (CI has none); `scripts/device_check.sh` runs this file on a GPU
+machine. Self-contained: the repository's demo sequence and synthetic tensors, no ../shared.
+TF32 is switched off so the GPU computes the same IEEE fp32 products as the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidcorr.affinity import sparse_affinity
+from vidcorr.cli import main
+from vidcorr.cli.demo_cmd import DEMO_ROOT, DEMO_SEQUENCE
+from vidcorr.io.davis import DavisDataset
+from vidcorr.io.video import open_frames
+from vidcorr.masks import propagate_mask
+from vidcorr.methods import UVC, recipe
+from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, load_encoder, save_weights
+from vidcorr.presets import PRESETS, SizePolicy, get_preset
+from vidcorr.propagate import Propagator
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = torch.device("cuda")
+
+
+@pytest.fixture(autouse=True)
+def ieee_fp32():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _features(n: int, c: int = 64, h: int = 40, w: int = 56, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, c, h, w, generator=g), dim=1)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_sparse_affinity_matches_cpu(name: str) -> None:
+    """Windowed (tiled: 40 x 56 cells > one 36 x 36 block) and dense top-k, every preset's rules."""
+    preset = get_preset(name)
+    feats = _features(4)
+    query, keys = feats[0], list(feats[1:])
+    windowed = [preset.window_first] + [True] * (len(keys) - 1)
+    cpu = sparse_affinity(query, keys, windowed, preset.topk)
+    gpu = sparse_affinity(query.to(CUDA), [k.to(CUDA) for k in keys], windowed, preset.topk)
+    assert gpu.index.device.type == "cuda"
+    assert torch.equal(gpu.index.cpu(), cpu.index)
+    torch.testing.assert_close(gpu.weights.cpu(), cpu.weights, atol=1e-5, rtol=1e-4)
+
+
+def _demo_frames(n: int) -> tuple[list[np.ndarray], np.ndarray]:
+    dataset = DavisDataset(DEMO_ROOT, sequences=[DEMO_SEQUENCE])
+    frames = list(open_frames(dataset.frames(DEMO_SEQUENCE)[0].parent))[:n]
+    return [np.asarray(f) for f in frames], dataset.first_mask(DEMO_SEQUENCE)
+
+
+@pytest.mark.parametrize("name", ["crw", "uvc"])
+def test_propagation_on_real_frames_matches_cpu(name: str) -> None:
+    """12 frames of the demo sequence at 240p: the GPU's masks are the CPU's, pixel for pixel
+    except where near-equal scores swap places in a top-k (features differ in the last bits)."""
+    preset = get_preset(name).with_overrides(size=SizePolicy("short_side", 240, None))
+    frames, first_mask = _demo_frames(12)
+    masks = {}
+    for device in ("cpu", "cuda"):
+        propagator = Propagator(build_encoder("random-resnet18"), preset, device=device)
+        masks[device] = np.stack([labels for _, labels in propagate_mask(propagator, frames, first_mask)])
+    agree = (masks["cpu"] == masks["cuda"]).mean()
+    assert agree > 0.999, f"GPU and CPU masks agree on only {agree:.4%} of pixels"
+
+
+def test_bf16_autocast_propagation_stays_close() -> None:
+    """bf16 features (the Propagator's `autocast`, CUDA only) move few pixels."""
+    preset = get_preset("crw").with_overrides(size=SizePolicy("short_side", 240, None))
+    frames, first_mask = _demo_frames(12)
+    masks = []
+    for autocast in (False, True):
+        propagator = Propagator(build_encoder("random-resnet18"), preset, device="cuda", autocast=autocast)
+        masks.append(np.stack([labels for _, labels in propagate_mask(propagator, frames, first_mask)]))
+    assert (masks[0] == masks[1]).mean() > 0.98
+
+
+def test_eval_davis_on_cuda_scores_like_cpu(tmp_path: Path) -> None:
+    """`vidcorr eval davis --device cuda` end to end: same J&F as on CPU, GPU memory recorded."""
+    scores = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        args = ["eval", "davis", "--root", str(DEMO_ROOT), "--out", str(out), "--size", "240",
+                "--features", "random-resnet18", "--device", device]
+        assert main(args) == 0
+        scores[device] = json.loads((out / "results.json").read_text())
+    gpu_timing = scores["cuda"]["timing"]
+    assert gpu_timing["device"].startswith("cuda") and gpu_timing["peak_gpu_mib"] > 0
+    assert scores["cuda"]["J&F-Mean"] == pytest.approx(scores["cpu"]["J&F-Mean"], abs=5e-3)
+
+
+def _uvc_batches(seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return {"warmup": {"ref": torch.rand(2, 3, 64, 64, generator=g), "target": torch.rand(2, 3, 64, 64, generator=g)},
+            "joint": {"ref": torch.rand(2, 3, 64, 64, generator=g), "target": torch.rand(2, 3, 128, 128, generator=g)}}
+
+
+@pytest.mark.parametrize("stage", ["warmup", "joint"])
+def test_uvc_training_step_matches_cpu(stage: str) -> None:
+    """Same weights, same batch: the fp32 loss and gradients agree; bf16 autocast stays finite."""
+    torch.manual_seed(0)
+    cpu_model = UVC(recipe("uvc"), LabAutoencoder()).train()
+    gpu_model = UVC(recipe("uvc"), LabAutoencoder()).train()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model.to(CUDA)
+    batch = _uvc_batches()[stage]
+    cpu_out = cpu_model(batch, stage)
+    gpu_out = gpu_model({k: v.to(CUDA) for k, v in batch.items()}, stage)
+    torch.testing.assert_close(gpu_out["loss"].cpu(), cpu_out["loss"], rtol=1e-3, atol=1e-4)
+    cpu_out["loss"].backward()
+    gpu_out["loss"].backward()
+    for (name, p_cpu), p_gpu in zip(cpu_model.named_parameters(), gpu_model.parameters()):
+        if p_cpu.grad is not None:
+            torch.testing.assert_close(p_gpu.grad.cpu(), p_cpu.grad, rtol=1e-2, atol=1e-4, msg=name)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = gpu_model({k: v.to(CUDA) for k, v in batch.items()}, stage)["loss"]
+    assert torch.isfinite(loss)
+
+
+TINY_UVC = """
+method = "uvc"
+base = "uvc-cpu"
+[data]
+crop = 64
+frame = 128
+gap = [1, 5]
+gap_unit = "frames"
+batch_size = 4
+workers = 1
+samples_per_video = 8
+[stages.warmup]
+steps = 2
+[stages.joint]
+steps = 2
+lr = 5e-5
+[log]
+every = 1
+[cuda]
+bf16 = true
+channels_last = true
+"""
+
+
+def test_train_on_cuda_stops_resumes_and_exports(tmp_path: Path, capsys) -> None:
+    """`vidcorr train uvc --device cuda` (bf16, channels-last) on the demo's frame folder, stopped
+    and resumed; the exported encoder loads on the CPU."""
+    data = tmp_path / "videos"
+    shutil.copytree(DEMO_ROOT / "JPEGImages" / "480p" / DEMO_SEQUENCE, data / DEMO_SEQUENCE)
+    (tmp_path / "tiny.toml").write_text(TINY_UVC)
+    autoencoder = save_weights(LabAutoencoder(), tmp_path / "ae.safetensors", AUTOENCODER_CONFIG)
+    export = tmp_path / "uvc_tiny.safetensors"
+    args = ["train", "uvc", "--data", str(data), "--recipe", str(tmp_path / "tiny.toml"), "--device", "cuda",
+            "--autoencoder", str(autoencoder), "--run-dir", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--export", str(export)]
+    assert main(args + ["--max-steps", "2"]) == 0
+    assert "stopped at step 2" in capsys.readouterr().out
+    assert main(args + ["--resume"]) == 0
+    assert "finished" in capsys.readouterr().out
+    meta = json.loads(export.with_suffix(".json").read_text())["meta"]
+    assert meta["steps"] == 4 and meta["hardware"]["device"].startswith("cuda")
+    encoder = load_encoder(export)
+    assert all(p.device.type == "cpu" for p in encoder.parameters())
