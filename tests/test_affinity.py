@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -19,6 +21,7 @@ from vidcorr.affinity import (
     window_mask,
     window_offsets,
     windowed_topk,
+    windowed_topk_frames,
 )
 
 
@@ -147,6 +150,22 @@ def test_windowed_topk_bands_do_not_change_the_result(frames):
     many_bands = windowed_topk(query, keys[1], 4, max_unfold_elements=1, **kw)
     assert torch.equal(one_band.index, many_bands.index)
     torch.testing.assert_close(one_band.scores, many_bands.scores)
+
+
+@pytest.mark.parametrize("softmax_first", [False, True])
+def test_windowed_topk_frames_batching_does_not_change_the_result(frames, softmax_first):
+    """Several context frames per matmul (the GPU's way), one frame in row bands (the CPU's) and
+    one call per frame all give the same candidates, bit for bit."""
+    query, keys, _ = frames
+    C, h, w = query.shape
+    kw = dict(radius=3, shape="circle", temperature=0.1, softmax_first=softmax_first, tile=4)
+    want = [windowed_topk(query, key, 4, **kw) for key in keys]
+    unfold_one_frame = C * (4 + 2 * 3) ** 2 * math.ceil(w / 4) * math.ceil(h / 4)
+    for budget in (1, unfold_one_frame, 2 * unfold_one_frame, 10**9):  # row bands, 1, 2, all frames
+        got = windowed_topk_frames(query, keys, 4, max_unfold_elements=budget, **kw)
+        assert len(got) == len(keys)
+        for a, b in zip(got, want):
+            assert torch.equal(a.index, b.index) and torch.equal(a.scores, b.scores)
 
 
 def test_dense_topk_chunks_do_not_change_the_result(frames):

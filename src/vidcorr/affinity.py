@@ -14,7 +14,8 @@ Every method and every propagation protocol in vidcorr is built on the functions
 For propagation the affinity is kept sparse: per target pixel, the top-k reference candidates drawn
 from several context frames, either from the whole frame (`dense_topk`, streamed in chunks of target
 pixels so memory stays bounded) or from a local window around the pixel (`windowed_topk`, tiled so the
-cost grows with the window, not with the frame). `sparse_affinity` combines the candidates of all
+cost grows with the window, not with the frame; `windowed_topk_frames` does several context frames per
+matmul where memory allows, as on a GPU). `sparse_affinity` combines the candidates of all
 context frames the way a protocol says (METHODS.md §5) and `transport_sparse` applies the result.
 """
 
@@ -209,52 +210,100 @@ def windowed_topk(
     temperature: float,
     softmax_first: bool,
     tile: int = 12,
-    max_unfold_elements: int = 8_000_000,
+    max_unfold_elements: int | None = None,
 ) -> Candidates:
     """Top-k over the reference pixels inside a local window around each target pixel.
 
     query, key: (C, h, w) target and reference features of the same size -> Candidates (N2, k).
+    One context frame of `windowed_topk_frames`, which says how it is computed.
+    """
+    return windowed_topk_frames(
+        query, [key], k, radius=radius, shape=shape, temperature=temperature, softmax_first=softmax_first,
+        tile=tile, max_unfold_elements=max_unfold_elements,
+    )[0]
+
+
+def windowed_topk_frames(
+    query: Tensor,
+    keys: Sequence[Tensor],
+    k: int,
+    *,
+    radius: float,
+    shape: WindowShape,
+    temperature: float,
+    softmax_first: bool,
+    tile: int = 12,
+    max_unfold_elements: int | None = None,
+) -> list[Candidates]:
+    """Windowed top-k of one target frame against several context frames.
+
+    query: (C, h, w); keys: F context frames, each (C, h, w) -> F Candidates, each (N2, k).
 
     The target is cut into ``tile x tile`` blocks; each block is matched (one batched matmul) against
     the ``(tile + 2 reach)^2`` reference block around it and the scores outside the window are
     masked. Cost per target pixel is ``(tile + 2 reach)^2 x C``: it grows with the window, not with
-    the frame. Tile rows are processed in bands so the unfolded reference stays below
-    ``max_unfold_elements`` floats.
+    the frame. The unfolded reference blocks are bounded by ``max_unfold_elements`` (default
+    `unfold_budget`): on a CPU that is a band of tile rows of one frame at a time (32 MB, cache-sized,
+    flat peak memory); on a GPU it is several whole frames per matmul, so a target frame costs a
+    handful of kernel launches instead of a few per tile-row band of every context frame.
     """
     C, h, w = query.shape
+    n_frames = len(keys)
     offsets = window_offsets(radius, shape)
     reach = int(offsets.abs().max())
     span = tile + 2 * reach
     rows, cols = math.ceil(h / tile), math.ceil(w / tile)
     blocked = _tile_blocked_mask(h, w, float(radius), shape, tile, query.device)  # (n, tile^2, span^2)
     flat_index = _window_flat_index(h, w, tile, reach, query.device)  # (rows * cols, span^2)
+    budget = unfold_budget(query.device) if max_unfold_elements is None else max_unfold_elements
+    row_units = max(1, budget // (C * span * span * cols))  # tile rows (of any frame) per matmul
+    band_rows = min(rows, row_units)
+    group = max(1, row_units // rows) if band_rows == rows else 1  # whole frames per matmul
 
     q = F.pad(query / temperature, (0, cols * tile - w, 0, rows * tile - h))
-    kp = F.pad(key, (reach, reach + cols * tile - w, reach, reach + rows * tile - h))
-
+    pad = (reach, reach + cols * tile - w, reach, reach + rows * tile - h)
     k = min(k, offsets.shape[0])
-    band = max(1, max_unfold_elements // (C * span * span * cols))
-    scores, index = [], []
-    for r0 in range(0, rows, band):
-        r1 = min(rows, r0 + band)
-        n = (r1 - r0) * cols
-        # Tensor.unfold gives strided views; one reshape copies each block once (F.unfold is ~4x slower).
-        q_tiles = q[:, r0 * tile : r1 * tile].unfold(1, tile, tile).unfold(2, tile, tile)  # (C, r, cols, t, t)
-        q_tiles = q_tiles.permute(1, 2, 3, 4, 0).reshape(n, tile * tile, C)
-        k_rows = kp[:, r0 * tile : r1 * tile + 2 * reach]
-        k_tiles = k_rows.unfold(1, span, tile).unfold(2, span, tile)  # (C, r, cols, span, span)
-        k_tiles = k_tiles.permute(1, 2, 0, 3, 4).reshape(n, C, span * span)
-        logits = torch.bmm(q_tiles, k_tiles)  # (n, tile^2, span^2)
-        logits.masked_fill_(blocked[r0 * cols : r1 * cols], float("-inf"))
-        if softmax_first:
-            logits = logits.log_softmax(dim=2)
-        s, i = logits.topk(k, dim=2)
-        scores.append(_tiles_to_image(s, r1 - r0, cols, tile))
-        flat = flat_index[r0 * cols : r1 * cols].gather(1, i.view(n, -1)).view_as(i)
-        index.append(_tiles_to_image(flat, r1 - r0, cols, tile))
-    scores_img = torch.cat(scores, dim=0)[:h, :w]
-    index_img = torch.cat(index, dim=0)[:h, :w]
-    return Candidates(scores_img.reshape(h * w, k), index_img.reshape(h * w, k))
+    scores: list[list[Tensor]] = [[] for _ in range(n_frames)]  # per frame, row bands of (rows, cols, k)
+    index: list[list[Tensor]] = [[] for _ in range(n_frames)]
+    for f0 in range(0, n_frames, group):
+        frames = keys[f0 : f0 + group]
+        kp = F.pad(frames[0][None] if len(frames) == 1 else torch.stack(list(frames)), pad)  # (G, C, H', W')
+        g = kp.shape[0]
+        for r0 in range(0, rows, band_rows):
+            r1 = min(rows, r0 + band_rows)
+            n = (r1 - r0) * cols
+            # Tensor.unfold gives strided views; one reshape copies each block once (F.unfold is ~4x slower).
+            q_tiles = q[:, r0 * tile : r1 * tile].unfold(1, tile, tile).unfold(2, tile, tile)  # (C, r, cols, t, t)
+            q_tiles = q_tiles.permute(1, 2, 3, 4, 0).reshape(n, tile * tile, C)
+            k_rows = kp[:, :, r0 * tile : r1 * tile + 2 * reach]
+            k_tiles = k_rows.unfold(2, span, tile).unfold(3, span, tile)  # (G, C, r, cols, span, span)
+            k_tiles = k_tiles.permute(0, 2, 3, 1, 4, 5).reshape(g, n, C, span * span)
+            logits = torch.matmul(q_tiles, k_tiles)  # (G, n, tile^2, span^2)
+            logits.masked_fill_(blocked[r0 * cols : r1 * cols], float("-inf"))
+            if softmax_first:
+                logits = logits.log_softmax(dim=-1)
+            s, i = logits.topk(k, dim=-1)  # (G, n, tile^2, k)
+            flat = flat_index[r0 * cols : r1 * cols].expand(g, -1, -1).gather(2, i.view(g, n, -1)).view_as(i)
+            for j in range(g):
+                scores[f0 + j].append(_tiles_to_image(s[j], r1 - r0, cols, tile))
+                index[f0 + j].append(_tiles_to_image(flat[j], r1 - r0, cols, tile))
+    return [
+        Candidates(torch.cat(s_f)[:h, :w].reshape(h * w, k), torch.cat(i_f)[:h, :w].reshape(h * w, k))
+        for s_f, i_f in zip(scores, index)
+    ]
+
+
+def unfold_budget(device: torch.device) -> int:
+    """Floats of unfolded reference blocks per matmul in `windowed_topk_frames`.
+
+    CPU: 8 M (32 MB): larger bands are no faster there and would raise the peak memory. CUDA: a
+    quarter of the free device memory, at most 512 M (2 GB): at 480p that holds all 20 windowed
+    context frames of the crw preset (~300 M), with the scores (~0.56x as many) beside them.
+    """
+    if device.type != "cuda":
+        return 8_000_000
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(8_000_000, min(512_000_000, free // (4 * 4)))
 
 
 @lru_cache(maxsize=16)
@@ -358,37 +407,36 @@ def sparse_affinity(
     """
     if len(keys) != len(windowed) or not keys:
         raise ValueError("need one `windowed` flag per context frame, and at least one frame")
-    n1 = keys[0].shape[1] * keys[0].shape[2]
+    h, w = query.shape[1:]
+    n1 = h * w
     # Protocols that pad the context with copies of frame 0 pass the same tensor many times:
     # score it once per windowing mode.
+    slots = [(id(key), use_window and cfg.radius is not None) for key, use_window in zip(keys, windowed)]
+    unique = {slot: key for slot, key in zip(slots, keys)}
+    reach = int(window_offsets(cfg.radius, cfg.shape).abs().max()) if cfg.radius is not None else 0
+    tiled = [slot for slot in unique if slot[1] and (cfg.tile + 2 * reach) ** 2 < n1]
     seen: dict[tuple[int, bool], Candidates] = {}
-    per_frame = []
-    for f, (key, use_window) in enumerate(zip(keys, windowed)):
-        use_window = use_window and cfg.radius is not None
-        slot = (id(key), use_window)
+    if tiled:  # all tiled frames together: on a GPU, few large matmuls
+        found = windowed_topk_frames(
+            query, [unique[slot] for slot in tiled], cfg.k, radius=cfg.radius, shape=cfg.shape,
+            temperature=cfg.temperature, softmax_first=cfg.normalisation == "softmax_topk", tile=cfg.tile,
+        )
+        seen.update(zip(tiled, found))
+    for slot, key in unique.items():
         if slot not in seen:
-            seen[slot] = _frame_candidates(query, key, use_window, cfg)
-        cand = seen[slot]
-        per_frame.append(Candidates(cand.scores, cand.index + f * n1))
+            seen[slot] = _dense_candidates(query, key, slot[1], cfg)
+    per_frame = [Candidates(seen[slot].scores, seen[slot].index + f * n1) for f, slot in enumerate(slots)]
     return _combine(per_frame, cfg)
 
 
-def _frame_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKConfig) -> Candidates:
-    softmax_first = cfg.normalisation == "softmax_topk"
+def _dense_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKConfig) -> Candidates:
+    """Whole-frame top-k; with ``use_window``, a window as large as the frame (one masked dense
+    matmul is cheaper than tiles then)."""
     h, w = query.shape[1:]
-    allowed = None
-    if use_window:
-        reach = int(window_offsets(cfg.radius, cfg.shape).abs().max())
-        if (cfg.tile + 2 * reach) ** 2 < h * w:
-            return windowed_topk(
-                query, key, cfg.k, radius=cfg.radius, shape=cfg.shape, temperature=cfg.temperature,
-                softmax_first=softmax_first, tile=cfg.tile,
-            )
-        # A window as large as the frame: one masked dense matmul is cheaper than tiles.
-        allowed = _dense_window_mask(h, w, float(cfg.radius), cfg.shape, query.device)
+    allowed = _dense_window_mask(h, w, float(cfg.radius), cfg.shape, query.device) if use_window else None
     return dense_topk(
         query.flatten(1), key.flatten(1), cfg.k, temperature=cfg.temperature,
-        softmax_first=softmax_first, chunk=cfg.chunk, allowed=allowed,
+        softmax_first=cfg.normalisation == "softmax_topk", chunk=cfg.chunk, allowed=allowed,
     )
 
 
