@@ -434,9 +434,11 @@ def _dense_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKCon
     matmul is cheaper than tiles then)."""
     h, w = query.shape[1:]
     allowed = _dense_window_mask(h, w, float(cfg.radius), cfg.shape, query.device) if use_window else None
+    # A GPU takes as many target rows per matmul as the unfold budget allows (the whole frame at 480p).
+    chunk = cfg.chunk if query.device.type != "cuda" else max(cfg.chunk, unfold_budget(query.device) // (h * w))
     return dense_topk(
         query.flatten(1), key.flatten(1), cfg.k, temperature=cfg.temperature,
-        softmax_first=cfg.normalisation == "softmax_topk", chunk=cfg.chunk, allowed=allowed,
+        softmax_first=cfg.normalisation == "softmax_topk", chunk=chunk, allowed=allowed,
     )
 
 
