@@ -8,8 +8,8 @@
 #   1. tests/test_cuda.py: the CUDA path gives the CPU path's answers (affinity, propagation,
 #      eval davis, a training step, train stop/resume/export)
 #   2. benchmarks/propagation.py, preset crw, 480p, the shipped weights: frames/s, features vs
-#      affinity per frame, peak RSS and GPU memory, J&F, over the carried DAVIS sequences; memory
-#      at 40 and 400 frames
+#      affinity per frame, peak RSS and GPU memory, J&F, over the carried DAVIS sequences; then
+#      peak memory at 40 and 400 frames
 #   3. the same throughput with the uvc preset on car-shadow
 #   4. benchmarks/training.py, recipe uvc (the paper's shapes, batch 40), bf16
 #   5. TRAIN_STEPS > 0: that many steps of `vidcorr train uvc --recipe uvc-device-check` (the paper
@@ -74,10 +74,13 @@ PROP=(benchmarks/propagation.py --root "$DAVIS" --device "$DEVICE" --size "$SIZE
 if [ "${SMOKE:-0}" = 1 ]; then
   step "cuda tests (collection only on a CPU)" 120 "$PYTHON" -m pytest -q "${TESTS[@]}"
 else
-  step "cuda tests" 150 "$PYTHON" -m pytest -q "${TESTS[@]}"
+  step "cuda tests" 200 "$PYTHON" -m pytest -q "${TESTS[@]}"
 fi
-step "propagation crw" 170 "$PYTHON" "${PROP[@]}" --preset crw --sequences "$SEQUENCES" \
-  --lengths "$LENGTHS" --json "$OUT/propagation-$DEVICE-crw.json"
+# Throughput and memory as separate steps: a timeout in one keeps the other's results.
+step "propagation crw throughput" 150 "$PYTHON" "${PROP[@]}" --preset crw --sequences "$SEQUENCES" \
+  --skip memory --json "$OUT/propagation-$DEVICE-crw.json"
+step "propagation crw memory" 90 "$PYTHON" "${PROP[@]}" --preset crw --skip throughput \
+  --lengths "$LENGTHS" --json "$OUT/propagation-$DEVICE-crw-memory.json"
 step "propagation uvc" 60 "$PYTHON" "${PROP[@]}" --preset uvc --sequences car-shadow --skip memory \
   --json "$OUT/propagation-$DEVICE-uvc.json"
 step "training benchmark" 60 "$PYTHON" benchmarks/training.py "${TRAIN_BENCH[@]}" --device "$DEVICE" \
