@@ -27,6 +27,7 @@ def tracking_cell(r: dict) -> str:
 COLUMNS = [
     ("DAVIS-16 J&F (J / F), `crw`", "davis-crw", davis_cell),
     ("DAVIS-16 J&F (J / F), `uvc`", "davis-uvc", davis_cell),
+    ("DAVIS-16 J&F (J / F), `uvc` at temperature 20", "davis-uvc-t20", davis_cell),
     ("JHMDB PCK@0.1 / @0.2, `crw`", "jhmdb", pck_cell),
     ("OTB AUC / P@20, localise", "otb-localise", tracking_cell),
     ("OTB AUC / P@20, DCF", "otb-dcf", tracking_cell),
