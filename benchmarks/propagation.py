@@ -152,7 +152,8 @@ def main() -> None:
               "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__,
               "allocator": "glibc default" if args.default_malloc else "vidcorr.runtime.bound_cpu_memory",
               "environment": {k: v for k, v in os.environ.items()
-                              if k.startswith("MALLOC_") or k == "THP_MEM_ALLOC_ENABLE"}}
+                              if k.startswith("MALLOC_") or k in ("THP_MEM_ALLOC_ENABLE",
+                                                                   "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE")}}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(0)
     if args.skip != "throughput":

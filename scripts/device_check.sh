@@ -12,11 +12,14 @@
 #      peak memory at 40 and 400 frames
 #   3. the same throughput with the uvc preset on car-shadow
 #   4. benchmarks/training.py, recipe uvc (the paper's shapes, batch 40), bf16
-#   5. TRAIN_STEPS > 0: that many steps of `vidcorr train uvc --recipe uvc-device-check` (the paper
+#   5. tf32 (not in the default STEPS): step 2's throughput with cuBLAS allowed to use TF32
+#      (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1), to weigh its speed against its J&F change
+#   6. TRAIN_STEPS > 0: that many steps of `vidcorr train uvc --recipe uvc-device-check` (the paper
 #      recipe, step-based) on the carried videos; the exported encoder comes back with the results
 #      (a checkpoint, with Adam's state, is too large to)
 # The machine has torch and OpenCV but no PyAV and no network: nothing is installed, the package
 # runs from src/. Results: $OUT (the device tool's folder) or out/device-check.
+#   STEPS (which steps: "tests crw memory uvc training"; add tf32, or name one for a second call),
 #   DEVICE (cuda), SIZE (480), SEQUENCES (those carried), LENGTHS (40,400), TRAIN_STEPS (0),
 #   PYTHON (python3); SMOKE=1 shrinks every step to try the script on a CPU.
 set -uo pipefail
@@ -29,6 +32,8 @@ DEVICE="${DEVICE:-cuda}"
 SIZE="${SIZE:-480}"
 LENGTHS="${LENGTHS:-40,400}"
 TRAIN_STEPS="${TRAIN_STEPS:-0}"
+STEPS=" ${STEPS:-tests crw memory uvc training} "
+[ "$TRAIN_STEPS" -gt 0 ] && STEPS+="train "
 TRAIN_RECIPE="${TRAIN_RECIPE:-uvc-device-check}"
 DAVIS="${DAVIS:-$ROOT/.carry/davis2016}"
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -44,9 +49,10 @@ LOG="$OUT/device-check.log"
 : > "$LOG"
 failed=()
 
-step() {  # step NAME SECONDS COMMAND...: run under a timeout, log it, remember a failure
-  local name="$1" seconds="$2"
-  shift 2
+step() {  # step KEY NAME SECONDS COMMAND...: run under a timeout if KEY is in STEPS, log it, remember a failure
+  local key="$1" name="$2" seconds="$3"
+  shift 3
+  [[ "$STEPS" == *" $key "* ]] || return 0
   echo "== $name ($(date -u +%H:%M:%S), limit ${seconds}s): $*" | tee -a "$LOG"
   local start=$SECONDS
   timeout --kill-after=10 "$seconds" "$@" 2>&1 | tee -a "$LOG"
@@ -56,7 +62,7 @@ step() {  # step NAME SECONDS COMMAND...: run under a timeout, log it, remember 
 }
 
 {
-  echo "device_check: DEVICE=$DEVICE SIZE=$SIZE LENGTHS=$LENGTHS TRAIN_STEPS=$TRAIN_STEPS SMOKE=${SMOKE:-0}"
+  echo "device_check: STEPS=$STEPS DEVICE=$DEVICE SIZE=$SIZE LENGTHS=$LENGTHS TRAIN_STEPS=$TRAIN_STEPS SMOKE=${SMOKE:-0}"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   "$PYTHON" -c "import sys, torch, vidcorr; print('python', sys.version.split()[0], 'torch', torch.__version__,
       'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0), 'cpus', torch.get_num_threads())"
@@ -70,18 +76,20 @@ SEQUENCES="${SEQUENCES:-$(paste -sd, "$DAVIS/ImageSets/2016/val.txt")}"
 [ "${SMOKE:-0}" = 1 ] && SEQUENCES=car-shadow
 PROP=(benchmarks/propagation.py --root "$DAVIS" --device "$DEVICE" --size "$SIZE")
 
-step "cuda tests" 200 "$PYTHON" -m pytest -q tests/test_cuda.py  # all skipped without a GPU (SMOKE)
+step tests "cuda tests" 200 "$PYTHON" -m pytest -q tests/test_cuda.py  # all skipped without a GPU (SMOKE)
 # Throughput and memory as separate steps: a timeout in one keeps the other's results.
-step "propagation crw throughput" 150 "$PYTHON" "${PROP[@]}" --preset crw --sequences "$SEQUENCES" \
+step crw "propagation crw throughput" 150 "$PYTHON" "${PROP[@]}" --preset crw --sequences "$SEQUENCES" \
   --skip memory --json "$OUT/propagation-$DEVICE-crw.json"
-step "propagation crw memory" 90 "$PYTHON" "${PROP[@]}" --preset crw --skip throughput \
+step memory "propagation crw memory" 90 "$PYTHON" "${PROP[@]}" --preset crw --skip throughput \
   --lengths "$LENGTHS" --json "$OUT/propagation-$DEVICE-crw-memory.json"
-step "propagation uvc" 60 "$PYTHON" "${PROP[@]}" --preset uvc --sequences car-shadow --skip memory \
+step uvc "propagation uvc" 60 "$PYTHON" "${PROP[@]}" --preset uvc --sequences car-shadow --skip memory \
   --json "$OUT/propagation-$DEVICE-uvc.json"
-step "training benchmark" 60 "$PYTHON" benchmarks/training.py "${TRAIN_BENCH[@]}" --device "$DEVICE" \
+step training "training benchmark" 60 "$PYTHON" benchmarks/training.py "${TRAIN_BENCH[@]}" --device "$DEVICE" \
   --json "$OUT/training-$DEVICE-uvc.json"
+TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 step tf32 "propagation crw throughput, TF32 matmuls" 150 \
+  "$PYTHON" "${PROP[@]}" --preset crw --sequences "$SEQUENCES" --skip memory --json "$OUT/propagation-$DEVICE-crw-tf32.json"
 if [ "$TRAIN_STEPS" -gt 0 ]; then
-  step "train uvc $TRAIN_STEPS steps" $((60 + TRAIN_STEPS * 2)) "$PYTHON" -m vidcorr train uvc \
+  step train "train uvc $TRAIN_STEPS steps" $((60 + TRAIN_STEPS * 2)) "$PYTHON" -m vidcorr train uvc \
     --data "$ROOT/.carry/videos" --recipe "$TRAIN_RECIPE" --device "$DEVICE" --max-steps "$TRAIN_STEPS" \
     --autoencoder weights/lab_autoencoder.safetensors --run-dir "$ROOT/runs/device-uvc" \
     --cache-dir "$ROOT/runs/device-cache" --export "$OUT/uvc_r18_device.safetensors"
