@@ -36,9 +36,10 @@ def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST]) == 0
     results = json.loads((out / "results.json").read_text())
-    for key in ("J&F-Mean", "J-Mean", "F-Mean", "per_sequence", "per_object", "preset", "timing"):
+    for key in ("J&F-Mean", "J-Mean", "F-Mean", "per_sequence", "per_object", "preset", "preset_knobs", "timing"):
         assert key in results
     assert results["preset"] == "crw" and 0.0 <= results["J&F-Mean"] <= 1.0
+    assert results["preset_knobs"]["n_previous"] == 20 and results["preset_knobs"]["topk"]["k"] == 10
     timing = results["timing"]
     assert timing["frames"] == 6 and timing["torch_threads"] >= 1
     if sys.platform.startswith("linux"):  # peak memory of the process: at least the loaded model
@@ -51,6 +52,26 @@ def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
                  str(tmp_path / "rescored.json")]) == 0
     rescored = json.loads((tmp_path / "rescored.json").read_text())
     assert rescored["J&F-Mean"] == pytest.approx(results["J&F-Mean"], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], {"n_previous": 20, "window_first": False, "k": 10, "radius": 12, "temperature": 0.05}),
+        (["--context", "5", "--window-first", "--topk", "3", "--radius", "4.5", "--temperature", "0.1"],
+         {"n_previous": 5, "window_first": True, "k": 3, "radius": 4.5, "temperature": 0.1}),
+        (["--preset", "stt", "--no-window-first"], {"window_first": False, "radius": 12, "temperature": 0.07}),
+    ],
+)
+def test_preset_overrides_from_the_command_line(flags, expected):
+    from vidcorr.cli import build_parser
+    from vidcorr.cli.common import resolve_preset
+
+    args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", *flags])
+    preset = resolve_preset(args)
+    knobs = {"n_previous": preset.n_previous, "window_first": preset.window_first, "k": preset.topk.k,
+             "radius": preset.topk.radius, "temperature": preset.topk.temperature}
+    assert {name: knobs[name] for name in expected} == expected
 
 
 def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path):

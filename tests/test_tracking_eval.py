@@ -97,6 +97,7 @@ def test_eval_vot_dcf_with_settings(cli, vot_root, tmp_path):
         (["--set", "padding=2"], "--set 'padding=2': expected NAME=VALUE"),
         (["--set", "topk=many"], "--set topk: expected int"),
         (["--topk", "5"], "--topk is a propagation setting"),
+        (["--no-window-first"], "--window-first is a propagation setting"),
         (["--sequences", "Nope"], "unknown sequence"),
         (["--max-frames", "1"], "--max-frames must be at least 2"),
     ],

@@ -9,7 +9,7 @@ and the difference is noted here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from vidcorr.affinity import TopKConfig
@@ -160,6 +160,14 @@ STT = PropagationPreset(
 
 PRESETS: dict[str, PropagationPreset] = {p.name: p for p in (CRW, UVC, TIMECYCLE, STT)}
 DEFAULT_PRESET = "crw"
+
+
+def preset_knobs(preset: PropagationPreset) -> dict:
+    """Every knob of a preset as JSON-ready values (results files record exactly what ran, overrides
+    included)."""
+    knobs = asdict(preset)
+    knobs.pop("notes", None)
+    return knobs
 
 
 def get_preset(name: str) -> PropagationPreset:

@@ -18,6 +18,9 @@ FLOOR_NAMES = ("lab-pixels", "random-resnet18")
 # The better untrained floor on ../shared/data/davis2016 at 480p with the crw preset
 # (docs/results.md); `vidcorr demo` falls back to it when weights/uvc_r18.safetensors is missing.
 BEST_FLOOR = "random-resnet18"
+# Command-line overrides of a preset's knobs: (argparse dest, PropagationPreset.with_overrides key).
+KNOB_OVERRIDES = (("topk", "k"), ("temperature", "temperature"), ("radius", "radius"),
+                  ("context", "n_previous"), ("window_first", "window_first"))
 
 
 def comma_list(text: str) -> list[str]:
@@ -44,6 +47,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, help="override the preset's softmax temperature")
     parser.add_argument("--radius", type=float, help="override the preset's local window radius (cells)")
     parser.add_argument("--context", type=int, help="override the number of preceding context frames")
+    parser.add_argument("--window-first", action=argparse.BooleanOptionalAction,
+                        help="override whether the local window applies to the first frame too "
+                             "(crw: no, stt: yes; windowing it is cheaper but loses far-moved objects)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=4, help="frames per encoder call (default: 4)")
 
@@ -57,8 +63,7 @@ def resolve_preset(args: argparse.Namespace):
     if args.size is not None:
         multiple = preset.size.long_multiple if preset.size.mode == "short_side" else None
         changes["size"] = SizePolicy("short_side", args.size, multiple)
-    for arg, knob in (("topk", "k"), ("temperature", "temperature"), ("radius", "radius"),
-                      ("context", "n_previous")):
+    for arg, knob in KNOB_OVERRIDES:
         if getattr(args, arg) is not None:
             changes[knob] = getattr(args, arg)
     return preset.with_overrides(**changes) if changes else preset

@@ -7,10 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, comma_list, load_model
-
-# Command-line knob -> preset knob, applied on top of a task's protocol variant.
-KNOB_OVERRIDES = (("topk", "k"), ("temperature", "temperature"), ("radius", "radius"), ("context", "n_previous"))
+from vidcorr.cli.common import KNOB_OVERRIDES, add_model_arguments, comma_list, load_model
 
 
 def register(tasks: argparse._SubParsersAction) -> None:
@@ -36,7 +33,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 
 def protocol_preset(args: argparse.Namespace, variant: Callable):
-    """``variant(get_preset(--preset), size=--size)`` with --topk/--temperature/--radius/--context on top.
+    """``variant(get_preset(--preset), size=--size)`` with the knob overrides (--topk, --context, ...) on top.
 
     The task's protocol variant sets the benchmark's knobs first so that explicit command-line
     overrides still win; --size is the side of the square input here.

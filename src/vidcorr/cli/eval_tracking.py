@@ -58,7 +58,7 @@ def tracker_options(args: argparse.Namespace) -> dict:
     from vidcorr.track import tracker_settings
 
     unused = {"--size": args.size, "--topk": args.topk, "--temperature": args.temperature,
-              "--radius": args.radius, "--context": args.context}
+              "--radius": args.radius, "--context": args.context, "--window-first": args.window_first}
     for flag, value in unused.items():
         if value is not None:
             raise VidcorrError(f"{flag} is a propagation setting and does not apply to tracking; "

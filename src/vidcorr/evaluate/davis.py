@@ -24,7 +24,7 @@ from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
 from vidcorr.masks import propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
-from vidcorr.presets import PropagationPreset
+from vidcorr.presets import PropagationPreset, preset_knobs
 from vidcorr.propagate import Propagator
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ def run_davis(
     stats.propagation_seconds = propagator.timing["propagation"]
     results = score_davis(root, out_dir, dataset.year, split, dataset.sequences)
     results["preset"] = preset.name
+    results["preset_knobs"] = preset_knobs(preset)
     results["model"] = model_info or {}
     results["timing"] = stats.as_dict()
     write_results_json(results, out_dir / "results.json")

@@ -8,7 +8,6 @@ chosen preset's JHMDB variant (`jhmdb_preset`), decoded per frame and scored wit
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from vidcorr.io.video import open_frames
 from vidcorr.keypoints import HeatmapCodec, codec_for, propagate_keypoints
 from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.pck import DEFAULT_ALPHAS, PCKAccumulator
-from vidcorr.presets import PropagationPreset, SizePolicy
+from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
 
 log = logging.getLogger(__name__)
@@ -45,13 +44,6 @@ def jhmdb_preset(base: PropagationPreset, size: int | None = None) -> Propagatio
     """The JHMDB variant of a preset: square ``size`` (default 320) input plus `JHMDB_CHANGES`."""
     changes = dict(JHMDB_CHANGES.get(base.name, {}))
     return base.with_overrides(size=SizePolicy("square", size or JHMDB_SIZE), **changes)
-
-
-def preset_knobs(preset: PropagationPreset) -> dict:
-    """Every knob of a preset as JSON-ready values (results files record exactly what ran)."""
-    knobs = dataclasses.asdict(preset)
-    knobs.pop("notes", None)
-    return knobs
 
 
 def propagate_video(propagator: Propagator, video: JhmdbVideo, gt: np.ndarray,

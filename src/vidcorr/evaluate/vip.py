@@ -27,14 +27,13 @@ from tqdm import tqdm
 
 from vidcorr.evaluate.davis import RunStats
 from vidcorr.errors import InputError
-from vidcorr.evaluate.jhmdb import preset_knobs
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
 from vidcorr.io.vip import IGNORE, VipDataset, VipVideo
 from vidcorr.labels import decode_label_map, one_hot_labels
 from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.segmentation import ConfusionMatrix, PartAP, resize_nearest
-from vidcorr.presets import PropagationPreset, SizePolicy
+from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
 
 log = logging.getLogger(__name__)
