@@ -56,7 +56,7 @@ def child_throughput(args) -> dict:
                             device=args.device, batch_size=args.batch_size, model_info=info)
     t = results["timing"]
     spent = t["feature_seconds"] + t["propagation_seconds"]
-    return {"J&F-Mean": results["J&F-Mean"], **t,
+    return {"J&F-Mean": results["J&F-Mean"], "preset_knobs": results["preset_knobs"], **t,
             "feature_share": t["feature_seconds"] / spent, "propagation_share": t["propagation_seconds"] / spent,
             "feature_ms_per_frame": 1000 * t["feature_seconds"] / t["frames"],
             "propagation_ms_per_frame": 1000 * t["propagation_seconds"] / t["frames"]}  # t has peak_rss_mib

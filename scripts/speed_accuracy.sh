@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# What a CPU user gives up for speed: the crw protocol with fewer context frames and/or the local
+# window on the first frame too, with the shipped weights on the whole DAVIS-2016 split at 480p,
+# one torch thread (docs/benchmarks.md, "Faster than the protocol"). Each variant is one
+# benchmarks/propagation.py throughput run (frames/s, features vs affinity per frame, J&F);
+# resumable: a variant whose JSON exists is skipped. VARIANTS picks some; OUT (default
+# docs/benchmarks) is where the JSON goes. ~15-35 min per variant on a 2-core CPU.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/env.sh"
+cd "$ROOT"
+OUT="${OUT:-docs/benchmarks}"
+VARIANTS="${VARIANTS:-context10 context5 context5-window-first window-first}"
+mkdir -p "$OUT"
+for variant in $VARIANTS; do
+  json="$OUT/propagation-cpu-crw-$variant.json"
+  [ -f "$json" ] && continue
+  case "$variant" in
+    context10) flags=(--context 10) ;;
+    context5) flags=(--context 5) ;;
+    context5-window-first) flags=(--context 5 --window-first) ;;
+    window-first) flags=(--window-first) ;;
+    *) echo "unknown variant $variant" >&2; exit 2 ;;
+  esac
+  echo "== $variant: ${flags[*]}" >&2
+  python benchmarks/propagation.py --preset crw "${flags[@]}" --skip memory --threads 1 --json "$json"
+done
