@@ -10,18 +10,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 OUT="${OUT:-docs/benchmarks}"
-VARIANTS="${VARIANTS:-context10 context5 context5-window-first window-first}"
+VARIANTS="${VARIANTS:-protocol context10 context5 context5-window-first window-first}"
 mkdir -p "$OUT"
 for variant in $VARIANTS; do
   json="$OUT/propagation-cpu-crw-$variant.json"
   [ -f "$json" ] && continue
   case "$variant" in
+    protocol) flags=() ;;  # crw as the paper runs it, measured beside the variants
     context10) flags=(--context 10) ;;
     context5) flags=(--context 5) ;;
     context5-window-first) flags=(--context 5 --window-first) ;;
     window-first) flags=(--window-first) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
-  echo "== $variant: ${flags[*]}" >&2
-  python benchmarks/propagation.py --preset crw "${flags[@]}" --skip memory --threads 1 --json "$json"
+  echo "== $variant: ${flags[*]-}" >&2
+  python benchmarks/propagation.py --preset crw ${flags[@]+"${flags[@]}"} --skip memory --threads 1 --json "$json"
 done
