@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 OUT="${OUT:-docs/benchmarks}"
-VARIANTS="${VARIANTS:-protocol context10 context5 context5-window-first window-first}"
+VARIANTS="${VARIANTS:-protocol context10 context5 window-first context10-window-first context5-window-first}"
 mkdir -p "$OUT"
 for variant in $VARIANTS; do
   json="$OUT/propagation-cpu-crw-$variant.json"
@@ -19,6 +19,7 @@ for variant in $VARIANTS; do
     protocol) flags=() ;;  # crw as the paper runs it, measured beside the variants
     context10) flags=(--context 10) ;;
     context5) flags=(--context 5) ;;
+    context10-window-first) flags=(--context 10 --window-first) ;;
     context5-window-first) flags=(--context 5 --window-first) ;;
     window-first) flags=(--window-first) ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
