@@ -178,5 +178,5 @@ def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "J&F-Mean" in text and "UNTRAINED FLOOR" in text
     results = json.loads((out / "results.json").read_text())
-    assert 0.0 <= results["J&F-Mean"] <= 1.0
+    assert 0.0 <= results["J&F-Mean"] <= 1.0 and results["preset_knobs"]["size"]["size"] == 96
     assert len(list((out / "car-shadow").glob("*.png"))) == 40 and (out / "overlay.mp4").exists()

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.io.video import open_frames, write_video
     from vidcorr.masks import propagate_mask
     from vidcorr.metrics.davis import format_results_table, score_davis, write_results_json
+    from vidcorr.presets import preset_knobs
     from vidcorr.propagate import Propagator
     from vidcorr.viz import overlay_mask
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         write_video(tmp / "overlay.mp4", overlays(), fps=24.0)
         elapsed = time.perf_counter() - start
         results = score_davis(DEMO_ROOT, tmp, sequences=[DEMO_SEQUENCE], progress=False)
-        results.update(preset=preset.name, model=info,
+        results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=info,
                        timing={"frames": len(frame_paths), "seconds": round(elapsed, 2)})
         write_results_json(results, tmp / "results.json")
     print(format_results_table(results))
