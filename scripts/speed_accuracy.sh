@@ -3,7 +3,8 @@
 # window on the first frame too, with the shipped weights on the whole DAVIS-2016 split at 480p,
 # one torch thread (docs/benchmarks.md, "Faster than the protocol"). Each variant is one
 # benchmarks/propagation.py throughput run (frames/s, features vs affinity per frame, J&F);
-# resumable: a variant whose JSON exists is skipped. VARIANTS picks some; OUT (default
+# resumable: a variant whose JSON exists is skipped. VARIANTS picks some; FEATURES=random-resnet18
+# (or lab-pixels) runs an untrained floor instead of the shipped weights; OUT (default
 # docs/benchmarks) is where the JSON goes. ~15-35 min per variant on a 2-core CPU.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,7 @@ OUT="${OUT:-docs/benchmarks}"
 VARIANTS="${VARIANTS:-protocol context10 context5 window-first context10-window-first context5-window-first}"
 mkdir -p "$OUT"
 for variant in $VARIANTS; do
-  json="$OUT/propagation-cpu-crw-$variant.json"
+  json="$OUT/propagation-cpu-crw-$variant${FEATURES:+-$FEATURES}.json"
   [ -f "$json" ] && continue
   case "$variant" in
     protocol) flags=() ;;  # crw as the paper runs it, measured beside the variants
@@ -25,5 +26,5 @@ for variant in $VARIANTS; do
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
   echo "== $variant: ${flags[*]-}" >&2
-  python benchmarks/propagation.py --preset crw ${flags[@]+"${flags[@]}"} --skip memory --threads 1 --json "$json"
+  python benchmarks/propagation.py --preset crw ${flags[@]+"${flags[@]}"} ${FEATURES:+--features "$FEATURES"} --skip memory --threads 1 --json "$json"
 done
