@@ -14,6 +14,7 @@ from vidcorr.models.colour import (
     lab_to_rgb,
     lab_to_uvc_normalised,
     rgb_to_lab,
+    rgb_to_lightness,
     uvc_normalised_to_lab,
 )
 
@@ -72,6 +73,20 @@ def test_gray_l_mode_is_uvc_input(frame_rgb8):
     expected = (np.repeat(gray01, 3, axis=2) - IMAGENET_MEAN) / IMAGENET_STD
     ours = _to_image(ColourNormalise("gray-l")(_to_tensor(frame_rgb8) / 255))
     assert np.abs(ours - expected).max() < 1.6 / 256 / min(IMAGENET_STD)
+
+
+def test_lightness_alone_is_the_l_of_lab(frame_rgb8):
+    # The gray-L encoders' input skips a* and b*; the shipped weights' results must not move. On a
+    # 480p frame (whole SIMD vectors) it is bit for bit; elsewhere ATen's scalar pow for a tensor's
+    # last few elements may differ from its vectorised one in the last bit.
+    real = _to_tensor(frame_rgb8) / 255
+    assert torch.equal(rgb_to_lightness(real), rgb_to_lab(real)[:, :1])
+    odd_sized = torch.cat([torch.zeros(1, 3, 5, 7), torch.ones(1, 3, 5, 7), torch.rand(1, 3, 5, 7)])
+    torch.testing.assert_close(rgb_to_lightness(odd_sized), rgb_to_lab(odd_sized)[:, :1], rtol=1e-6, atol=0)
+    lab_n = lab_to_uvc_normalised(rgb_to_lab(real))[:, :1]
+    expected = ((lab_n + 1) / 2).expand(-1, 3, -1, -1)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.equal(ColourNormalise("gray-l")(real), (expected - mean) / std)
 
 
 def test_lab_mode_is_stt_input(frame_rgb8):

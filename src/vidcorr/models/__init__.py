@@ -16,6 +16,7 @@ from vidcorr.models.colour import (
     lab_to_rgb,
     lab_to_uvc_normalised,
     rgb_to_lab,
+    rgb_to_lightness,
     uvc_normalised_to_lab,
 )
 from vidcorr.models.encoder import PRESETS, EncoderConfig, FrameEncoder
@@ -82,6 +83,7 @@ __all__ = [
     "random_resnet18",
     "read_weights",
     "rgb_to_lab",
+    "rgb_to_lightness",
     "save_weights",
     "sidecar_path",
     "uvc_normalised_to_lab",

@@ -69,9 +69,25 @@ def rgb_to_lab(rgb: Tensor) -> Tensor:
     linear = _srgb_to_linear(rgb)
     xyz = _mix(_RGB_TO_XYZN, linear)
     fx, fy, fz = _lab_f(xyz).unbind(1)
-    y = xyz[:, 1]
-    lightness = torch.where(y > _EPS, 116 * fy - 16, _KAPPA * y)
+    lightness = _lightness(xyz[:, 1], fy)
     return torch.stack((lightness, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
+
+
+def rgb_to_lightness(rgb: Tensor) -> Tensor:
+    """The L* channel of `rgb_to_lab` alone, without computing a* and b*.
+
+    rgb: (B, 3, H, W) float in [0, 1] -> (B, 1, H, W) L in [0, 100]. UVC's gray-L input needs only
+    this; skipping X, Z and two of the three cube roots halves the conversion. Same formula: equal
+    bit for bit where H * W fills whole SIMD vectors (480p frames), otherwise within an ulp at the
+    tensor's tail, where ATen's scalar pow stands in for its vectorised one.
+    """
+    y = _mix(_RGB_TO_XYZN[1:2], _srgb_to_linear(rgb))
+    return _lightness(y, _lab_f(y))
+
+
+def _lightness(y: Tensor, fy: Tensor) -> Tensor:
+    """L* from the white-relative luminance Y and f(Y): the cube root above _EPS, a line below."""
+    return torch.where(y > _EPS, 116 * fy - 16, _KAPPA * y)
 
 
 def lab_to_rgb(lab: Tensor) -> Tensor:
@@ -94,7 +110,12 @@ def lab_to_uvc_normalised(lab: Tensor) -> Tensor:
     the same scaling on float Lab (no uint8 rounding). lab: (B, 3, H, W) -> (B, 3, H, W).
     """
     lightness, a, b = lab.unbind(1)
-    return torch.stack(((lightness * 2.55 - 128) / 128, a / 128, b / 128), dim=1)
+    return torch.stack((_uvc_normalised_lightness(lightness), a / 128, b / 128), dim=1)
+
+
+def _uvc_normalised_lightness(lightness: Tensor) -> Tensor:
+    """CIE L in [0, 100] -> UVC's L in [-1, 1] (see `lab_to_uvc_normalised`)."""
+    return (lightness * 2.55 - 128) / 128
 
 
 def uvc_normalised_to_lab(lab_n: Tensor) -> Tensor:
@@ -137,7 +158,7 @@ class ColourNormalise(nn.Module):
         elif self.mode == "lab":
             x = rgb_to_lab(rgb)
         else:
-            lightness = lab_to_uvc_normalised(rgb_to_lab(rgb))[:, :1]
+            lightness = _uvc_normalised_lightness(rgb_to_lightness(rgb))
             x = ((lightness + 1) / 2).expand(-1, 3, -1, -1)
         return (x - self.mean) / self.std
 
