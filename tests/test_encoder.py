@@ -105,3 +105,33 @@ def test_channels_last_gives_same_features():
         got = encoder(rgb.contiguous(memory_format=torch.channels_last))
     assert got.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_inference_encoder_folds_and_goes_channels_last_on_cpu(davis2016_root):
+    import numpy as np
+    from PIL import Image
+
+    from vidcorr.models.encoder import inference_encoder
+    from vidcorr.models.weights import load_encoder
+
+    encoder = load_encoder("weights/uvc_r18.safetensors", out_layer="layer3")  # trained BN statistics
+    frame = Image.open(davis2016_root / "JPEGImages/480p/car-shadow/00000.jpg").convert("RGB").resize((214, 120))
+    rgb = torch.from_numpy(np.array(frame)).permute(2, 0, 1)[None].float() / 255
+    ready = inference_encoder(encoder, "cpu")
+    with torch.no_grad():
+        expected, got = encoder(rgb), ready(rgb)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert not ready.training and not any(isinstance(m, torch.nn.BatchNorm2d) for m in ready.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())  # the caller's is untouched
+    assert (ready.stride, ready.out_channels, ready.colour_mode) == (encoder.stride, encoder.out_channels, "gray-l")
+
+
+def test_inference_encoder_leaves_other_modules_as_they_are():
+    from vidcorr.models import lab_pixels
+    from vidcorr.models.encoder import inference_encoder
+
+    floor = lab_pixels()
+    assert inference_encoder(floor, "cpu") is floor
+    conv = torch.nn.Conv2d(3, 4, 3).train()
+    assert inference_encoder(conv, "cpu") is conv and not conv.training

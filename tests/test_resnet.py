@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidcorr.models.resnet import STAGES, ResNetBackbone, init_resnet_
+from vidcorr.models.resnet import STAGES, ResNetBackbone, fold_batchnorm, init_resnet_
 
 ARCHS = ["resnet18", "resnet50"]
 # (strides, maxpool) -> expected output stride of layer2, layer3, layer4
@@ -130,3 +130,37 @@ def test_init_matches_torchvision_and_seeded_init_leaves_global_rng():
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         ResNetBackbone(**kwargs)
+
+
+def _random_batchnorm_(backbone: nn.Module, seed: int = 0) -> nn.Module:
+    """Fresh BNs are the identity map, so folding them would prove nothing: give them real statistics."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.5, generator=g)
+            bn.running_var.uniform_(0.2, 3.0, generator=g)
+            bn.weight.uniform_(0.5, 1.5, generator=g)
+            bn.bias.normal_(0, 0.3, generator=g)
+    return backbone.eval()
+
+
+@pytest.mark.parametrize(("arch", "kwargs"), [
+    ("resnet18", {"strides": (1, 2, 1, 1), "padding_mode": "reflect", "out_layer": "layer3"}),
+    ("resnet18", {"strides": (2, 2, 1, 1), "out_layer": "layer4"}),  # layer1 gets a downsample
+    ("resnet50", {"strides": (1, 2, 2, 1), "maxpool": False, "out_layer": "layer3"}),
+])
+def test_fold_batchnorm_gives_the_same_features(arch, kwargs):
+    backbone = _random_batchnorm_(ResNetBackbone(arch, **kwargs))
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    folded = fold_batchnorm(backbone)
+    x = torch.randn(2, 3, 37, 45)
+    with torch.no_grad():
+        expected, got = backbone(x), folded(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
+    assert n_bn > 0 and all(torch.equal(v, before[k]) for k, v in backbone.state_dict().items())
+    assert folded.layer1[0].conv1.padding_mode == backbone.layer1[0].conv1.padding_mode
+    refolded = fold_batchnorm(folded)  # nothing left to fold
+    with torch.no_grad():
+        assert torch.equal(refolded(x), got)

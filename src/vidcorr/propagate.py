@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from vidcorr.affinity import sparse_affinity, transport_sparse
 from vidcorr.labels import downsample_labels, minmax_per_channel
+from vidcorr.models.encoder import inference_encoder
 from vidcorr.presets import PropagationPreset
 
 
@@ -53,8 +54,10 @@ class Propagator:
     """Propagate soft labels from the first frame through a stream of frames.
 
     encoder: any module mapping RGB (B, 3, H, W) in [0, 1] to features (B, C, h, w) — the encoder
-    already truncated to the preset's feature layer. preset: the protocol. batch_size: frames
-    embedded per encoder call (memory vs speed; results do not depend on it).
+    already truncated to the preset's feature layer; a `FrameEncoder` is used through an inference
+    copy (`inference_encoder`: BatchNorm folded, channels-last on CPU), others as they are. preset:
+    the protocol. batch_size: frames embedded per encoder call (memory vs speed; results do not
+    depend on it).
     """
 
     def __init__(
@@ -66,7 +69,7 @@ class Propagator:
         batch_size: int = 4,
         autocast: bool = False,
     ):
-        self.encoder = encoder.eval().to(device)
+        self.encoder = inference_encoder(encoder, device)  # BN folded, channels-last on CPU
         self.preset = preset
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -94,7 +97,7 @@ class Propagator:
         batch = frames_to_tensor(frames, self.preset.size.input_size(h, w), self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             feats = self.encoder(batch)
-        feats = feats.float()
+        feats = feats.float().contiguous()  # a channels-last encoder's output; the affinity wants (C, h, w) rows
         if self.preset.l2_normalise:
             feats = F.normalize(feats, dim=1)
         self._sync()

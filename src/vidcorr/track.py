@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coordinates
 from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
+from vidcorr.models.encoder import inference_encoder
 
 TRACKERS = ("localise", "dcf")
 
@@ -48,7 +49,7 @@ class PatchSampler:
 
     def __init__(self, encoder: nn.Module, l2_normalise: bool, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.encoder = encoder.eval().to(self.device)
+        self.encoder = inference_encoder(encoder, self.device)
         self.l2_normalise = l2_normalise
 
     def image(self, frame: np.ndarray) -> Tensor:
@@ -77,7 +78,7 @@ class PatchSampler:
     @torch.inference_mode()
     def features(self, image: Tensor, centres: Tensor, sizes: Tensor, out_hw: tuple[int, int]) -> Tensor:
         """Embedded crops: (S, 2) centres and sizes in pixels -> (S, C, h, w) float32."""
-        feats = self.encoder(self.crops(image, centres, sizes, out_hw)).float()
+        feats = self.encoder(self.crops(image, centres, sizes, out_hw)).float().contiguous()  # from channels-last
         return F.normalize(feats, dim=1) if self.l2_normalise else feats
 
 

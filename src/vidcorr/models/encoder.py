@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+import copy
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from vidcorr.models.colour import COLOUR_MODES, ColourNormalise
-from vidcorr.models.resnet import ResNetBackbone, check_backbone_args
+from vidcorr.models.resnet import ResNetBackbone, check_backbone_args, fold_batchnorm
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,23 @@ class FrameEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, out_channels={self.out_channels}"
+
+
+def inference_encoder(encoder: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """``encoder`` made ready for propagation on ``device``, in eval mode.
+
+    A `FrameEncoder` with a ResNet backbone becomes a copy with its BatchNorms folded into the convs
+    (`fold_batchnorm`) and, on a CPU, its weights in channels-last memory, the layout oneDNN's
+    convolutions run fastest in: ResNet-18 to layer3 at 480p goes from 494-530 to 415-428 ms per
+    frame on one thread of our 2-core EPYC (docs/benchmarks.md); the features move by float rounding
+    only. The caller's encoder is not changed. Any other module is returned as
+    ``encoder.eval().to(device)``, as before.
+    """
+    device = torch.device(device)
+    if not (isinstance(encoder, FrameEncoder) and isinstance(encoder.backbone, ResNetBackbone)):
+        return encoder.eval().to(device)
+    ready = FrameEncoder(
+        fold_batchnorm(encoder.backbone), encoder.colour_mode, encoder.stride, encoder.out_channels,
+        copy.deepcopy(encoder.head), encoder.config,
+    ).to(device).eval()
+    return ready.to(memory_format=torch.channels_last) if device.type == "cpu" else ready

@@ -16,12 +16,14 @@ minus ``fc``, so torchvision-layout checkpoints load after stripping their prefi
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
 import torch
 import torchvision
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -140,6 +142,29 @@ class ResNetBackbone(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, strides={self.strides}, out_layer={self.out_layer!r}"
+
+
+def fold_batchnorm(backbone: ResNetBackbone) -> ResNetBackbone:
+    """An inference copy of ``backbone`` with every BatchNorm folded into the conv before it.
+
+    In eval mode a BN is a per-channel affine map, so the conv can absorb it (weight * gamma / std,
+    plus a bias): one pass over every activation less (ResNet-18 to layer3 at 480p: 3-5 % of the
+    features' time on a CPU). The features change by float rounding only (~1e-6 relative). The copy
+    is in eval mode and must not be trained: its BNs are gone. ``backbone`` is left as it is.
+    """
+    folded = copy.deepcopy(backbone).eval()
+    pairs: list[tuple[nn.Module, str, str]] = [(folded, "conv1", "bn1")]
+    for name in STAGES[: folded.num_stages]:
+        for block in getattr(folded, name):
+            convs = 3 if isinstance(block, Bottleneck) else 2
+            pairs += [(block, f"conv{i}", f"bn{i}") for i in range(1, convs + 1)]
+            if block.downsample is not None:
+                pairs.append((block.downsample, "0", "1"))
+    for parent, conv, bn in pairs:
+        if isinstance(getattr(parent, bn), nn.BatchNorm2d):  # an already folded backbone folds to itself
+            setattr(parent, conv, fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn)))
+            setattr(parent, bn, nn.Identity())
+    return folded
 
 
 def check_backbone_args(arch: str, strides: Sequence[int], padding_mode: str, out_layer: str) -> None:
