@@ -8,9 +8,9 @@ temperature: label propagation and the training methods decide those (METHODS.md
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
-import copy
 from typing import Any
 
 import torch
@@ -153,9 +153,9 @@ def inference_encoder(encoder: nn.Module, device: str | torch.device = "cpu") ->
 
     A `FrameEncoder` with a ResNet backbone becomes a copy with its BatchNorms folded into the convs
     (`fold_batchnorm`) and, on a CPU, its weights in channels-last memory, the layout oneDNN's
-    convolutions run fastest in: ResNet-18 to layer3 at 480p goes from 494-530 to 415-428 ms per
-    frame on one thread of our 2-core EPYC (docs/benchmarks.md); the features move by float rounding
-    only. The caller's encoder is not changed. Any other module is returned as
+    convolutions run fastest in: our ResNet-18 to layer3 at 480p goes from 560 to 436 ms per frame
+    on one thread of our 2-core EPYC, 308 to 217 on two (`benchmarks/features.py`,
+    docs/benchmarks.md); the features move by float rounding only. The caller's encoder is not changed. Any other module is returned as
     ``encoder.eval().to(device)``, as before.
     """
     device = torch.device(device)

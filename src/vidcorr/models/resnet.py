@@ -148,7 +148,7 @@ def fold_batchnorm(backbone: ResNetBackbone) -> ResNetBackbone:
     """An inference copy of ``backbone`` with every BatchNorm folded into the conv before it.
 
     In eval mode a BN is a per-channel affine map, so the conv can absorb it (weight * gamma / std,
-    plus a bias): one pass over every activation less (ResNet-18 to layer3 at 480p: 3-5 % of the
+    plus a bias): one pass over every activation less (ResNet-18 to layer3 at 480p: 5-9 % of the
     features' time on a CPU). The features change by float rounding only (~1e-6 relative). The copy
     is in eval mode and must not be trained: its BNs are gone. ``backbone`` is left as it is.
     """
