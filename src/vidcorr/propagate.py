@@ -97,7 +97,7 @@ class Propagator:
         batch = frames_to_tensor(frames, self.preset.size.input_size(h, w), self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             feats = self.encoder(batch)
-        feats = feats.float().contiguous()  # a channels-last encoder's output; the affinity wants (C, h, w) rows
+        feats = feats.float().contiguous()  # channels-last out of a CPU encoder; affinity wants NCHW
         if self.preset.l2_normalise:
             feats = F.normalize(feats, dim=1)
         self._sync()

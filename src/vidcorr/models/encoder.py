@@ -155,8 +155,8 @@ def inference_encoder(encoder: nn.Module, device: str | torch.device = "cpu") ->
     (`fold_batchnorm`) and, on a CPU, its weights in channels-last memory, the layout oneDNN's
     convolutions run fastest in: our ResNet-18 to layer3 at 480p goes from 560 to 436 ms per frame
     on one thread of our 2-core EPYC, 308 to 217 on two (`benchmarks/features.py`,
-    docs/benchmarks.md); the features move by float rounding only. The caller's encoder is not changed. Any other module is returned as
-    ``encoder.eval().to(device)``, as before.
+    docs/benchmarks.md); the features move by float rounding only. The caller's encoder is not
+    changed. Any other module is returned as ``encoder.eval().to(device)``, as before.
     """
     device = torch.device(device)
     if not (isinstance(encoder, FrameEncoder) and isinstance(encoder.backbone, ResNetBackbone)):
