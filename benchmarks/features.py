@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from report import machine, write_json  # benchmarks/report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -95,7 +94,7 @@ def main() -> None:
         "weights": str(args.weights.relative_to(REPO) if args.weights.is_relative_to(REPO) else args.weights),
         "out_layer": args.out_layer, "colour_mode": trained.colour_mode,
         "frames": f"{args.sequence} 0..{args.frames - 1}, {x.shape[-2]}x{x.shape[-1]}", "repeats": args.repeats,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "ms_per_frame": ms, "colour_ms_per_frame": colour_ms, "max_abs_diff_from_trained": max_diff,
         "feature_max_abs": reference.abs().max().item(),
@@ -105,9 +104,7 @@ def main() -> None:
     for name, value in colour_ms.items():
         print(f"colour: {name:9s} {value:5.1f} ms/frame")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from report import machine, write_json  # benchmarks/report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -148,7 +149,7 @@ def main() -> None:
 
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset,
               "model": args.features or str(args.weights or "default weights"), "device": args.device,
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "machine": machine(),
               "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__,
               "allocator": "glibc default" if args.default_malloc else "vidcorr.runtime.bound_cpu_memory",
               "environment": {k: v for k, v in os.environ.items()
@@ -174,9 +175,7 @@ def main() -> None:
                   f"{m['user_seconds']} s user + {m['system_seconds']} s system CPU, "
                   f"{m['minor_page_faults']} page faults)")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

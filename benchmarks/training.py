@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -25,6 +22,8 @@ import torch
 from vidcorr.methods import UVC, recipe as uvc_recipe
 from vidcorr.models import LabAutoencoder
 from vidcorr.train.config import load_recipe
+
+from report import machine, write_json  # benchmarks/report.py, beside this script
 
 
 def make_batch(kind: str, batch: int, crop: int, frame: int, device) -> dict[str, torch.Tensor]:
@@ -73,7 +72,7 @@ def main() -> None:
     model = UVC(config, LabAutoencoder()).to(args.device).train()
     report = {"recipe": args.recipe, "device": args.device, "batch": data.batch_size, "crop": data.crop,
               "frame": data.frame, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+              "machine": machine()}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(0)
     for stage in ("warmup", "joint"):
@@ -81,8 +80,7 @@ def main() -> None:
         print(f"{stage}: {report[f'{stage}_pairs_per_s']:.2f} pairs/s (batch {data.batch_size}, "
               f"crop {data.crop}, frame {data.frame}, {args.device})")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":
