@@ -103,3 +103,65 @@ def test_train_stop_resume_and_export(data_dir: Path, tmp_path: Path, autoencode
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads(again.with_suffix(".json").read_text())["meta"]["steps"] == 3
     assert main(["train", "export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(again)]) == 2
+
+
+TINY_CYCLETIME = """
+method = "cycletime"
+base = "cycletime-cpu"
+[data]
+crop = 168
+frame = 176
+clip_length = 2
+gap = [0.1, 0.1]
+gap_unit = "seconds"
+batch_size = 2
+workers = 0
+[optim]
+betas = [0.5, 0.999]
+grad_clip = 10.0
+[stages.cycle]
+steps = 2
+lr = 2e-4
+schedule = "constant"
+[log]
+every = 1
+images_every = 1
+"""
+
+
+def test_cycletime_trains_stops_resumes_and_exports_a_propagation_encoder(data_dir: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    recipe = tmp_path / "tiny-cycle.toml"
+    recipe.write_text(TINY_CYCLETIME)
+    export = tmp_path / "cycletime_tiny.safetensors"
+    args = ["train", "cycletime", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
+            str(recipe), "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+            "--export", str(export)]
+    assert main(args + ["--max-steps", "1"]) == 0
+    assert "stopped at step 1" in capsys.readouterr().out
+    assert main(args + ["--resume"]) == 0
+    assert "finished" in capsys.readouterr().out
+    encoder = load_encoder(export)
+    assert encoder.config.arch == "resnet18" and encoder.config.head_channels == 512
+    assert encoder(torch.rand(1, 3, 64, 96)).shape == (1, 512, 8, 12)
+    meta = json.loads(export.with_suffix(".json").read_text())["meta"]
+    assert meta["method"] == "cycletime" and meta["steps"] == 2 and meta["finished"]
+    assert meta["recipe_config"]["model"]["frame_size"] == 168  # taken from [data] crop
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+    again = tmp_path / "exported.safetensors"
+    assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(again)]) == 0
+    a, b = load_encoder(export).state_dict(), load_encoder(again).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cycletime_recipe_whose_model_disagrees_with_its_data_exits_2(data_dir: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    recipe = tmp_path / "clash.toml"
+    recipe.write_text(TINY_CYCLETIME.replace('base = "cycletime-cpu"', 'base = "cycletime-cpu"\n[model]\nframe_size = 240'))
+    code = main(["train", "cycletime", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
+                 str(recipe), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(recipe) in err and "frame_size" in err, err
+    code = main(["train", "cycletime", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
+                 "uvc-cpu", "--run-dir", str(tmp_path / "run")])
+    assert code == 2 and "not 'cycletime'" in capsys.readouterr().err

@@ -1,6 +1,6 @@
-"""`vidcorr train uvc` and `vidcorr train autoencoder` (docs/training.md).
+"""`vidcorr train uvc`, `vidcorr train cycletime` and `vidcorr train autoencoder` (docs/training.md).
 
-Both run the generic trainer (`vidcorr.train.loop`) on videos from ``--data`` (folder trees or
+All run the generic trainer (`vidcorr.train.loop`) on videos from ``--data`` (folder trees or
 list files, repeatable) with a recipe (a shipped name or a TOML path), write checkpoints and
 TensorBoard logs to ``--run-dir`` and export weights at the end. Under
 ``torchrun --nproc_per_node=N -m vidcorr train ...`` the same command trains with DDP.
@@ -36,7 +36,7 @@ def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> N
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser("train", help="train UVC or its Lab auto-encoder on unlabelled video")
+    train = subparsers.add_parser("train", help="train UVC, CycleTime or UVC's Lab auto-encoder on unlabelled video")
     methods = train.add_subparsers(dest="method", required=True, metavar="METHOD")
 
     uvc = methods.add_parser("uvc", help="train a UVC encoder (warm-up, then joint stage)",
@@ -51,17 +51,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "Concentration, or all three; repeatable")
     uvc.set_defaults(func=run_uvc)
 
+    cycle = methods.add_parser("cycletime", help="train a CycleTime encoder (cycle consistency of time)",
+                               description="Train CycleTime (METHODS.md §2) and export its encoder.")
+    _common_arguments(cycle, "cycletime")
+    cycle.add_argument("--export", type=Path, metavar="W",
+                       help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    cycle.set_defaults(func=run_cycletime)
+
     ae = methods.add_parser("autoencoder", help="train UVC's Lab auto-encoder",
                             description="Train the Lab colour auto-encoder UVC reconstructs through.")
     _common_arguments(ae, "autoencoder")
     ae.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
     ae.set_defaults(func=run_autoencoder)
 
-    export = methods.add_parser("export", help="export the encoder of a UVC training checkpoint",
-                                description="Write the encoder held in a UVC training checkpoint (e.g. "
+    export = methods.add_parser("export", help="export the encoder of a UVC or CycleTime training checkpoint",
+                                description="Write the encoder held in a UVC or CycleTime training checkpoint (e.g. "
                                             "RUN_DIR/checkpoint-warmup.pt, or a run still in progress) as "
                                             "released-style weights (.safetensors + .json).")
-    export.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by `train uvc`")
+    export.add_argument("--checkpoint", required=True, type=Path,
+                        help="a checkpoint written by `train uvc` or `train cycletime`")
     export.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
     export.set_defaults(func=run_export)
 
@@ -119,6 +127,37 @@ def run_uvc(args: argparse.Namespace) -> int:
     return _run(job)
 
 
+def _cycletime_config(recipe, source: str):
+    """The recipe's CycleTimeConfig: base recipe + [model] overrides, frame size and clip length
+    from [data] (the method's regressor is sized by them, so the two must agree)."""
+    from vidcorr.methods import cycletime
+
+    try:
+        for stage in recipe.stages:
+            if stage.name not in cycletime.STAGES:
+                raise ValueError(f"stage {stage.name!r} is not a CycleTime stage {cycletime.STAGES}")
+        sizes = {"frame_size": recipe.data.crop, "clip_length": recipe.data.clip_length}
+        clash = {k: v for k, v in sizes.items() if k in recipe.model and recipe.model[k] != v}
+        if clash:
+            raise ValueError(f"[model] {clash} disagrees with [data] crop / clip_length {sizes}")
+        return cycletime.recipe(recipe.base or "cycletime", **{**recipe.model, **sizes})
+    except (ValueError, TypeError) as error:
+        raise InputError(source, f"invalid CycleTime recipe: {error}") from None
+
+
+def run_cycletime(args: argparse.Namespace) -> int:
+    from vidcorr.methods import cycletime
+    from vidcorr.train.config import recipe_path
+    from vidcorr.train.loop import TrainJob
+
+    recipe = _recipe(args, "cycletime")
+    cfg = _cycletime_config(recipe, str(recipe_path(args.recipe)))
+    recipe = recipe.replace(model=cfg.to_dict())  # the checkpoint records the full config
+    options = _job_options(args, recipe)
+    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
+    return _run(TrainJob(recipe, lambda: cycletime.CycleTime(cfg), export=export, **options))
+
+
 def run_autoencoder(args: argparse.Namespace) -> int:
     from vidcorr.train.autoencoder import AutoencoderTraining
     from vidcorr.train.loop import TrainJob
@@ -130,7 +169,7 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from vidcorr.methods import uvc
+    from vidcorr.methods import cycletime, uvc
     from vidcorr.models import LabAutoencoder, save_weights
     from vidcorr.train.checkpoint import load_checkpoint
     from vidcorr.train.config import recipe_from_dict
@@ -139,14 +178,17 @@ def run_export(args: argparse.Namespace) -> int:
         raise InputError(args.out, "weights must be written to a .safetensors file")
     checkpoint = load_checkpoint(args.checkpoint)
     recipe = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"].get("name", "checkpoint"))
-    if recipe.method != "uvc":
-        raise InputError(args.checkpoint, f"not a UVC checkpoint (method {recipe.method!r})")
-    # The recipe in a checkpoint holds the full UVC config (see run_uvc); the auto-encoder's
-    # tensors are in the state dict too, so a fresh one is only a container.
-    model = uvc.UVC(uvc.UVCConfig.from_dict(recipe.model), LabAutoencoder())
+    # The recipe in a checkpoint holds the method's full config (see run_uvc, run_cycletime); the
+    # UVC auto-encoder's tensors are in the state dict too, so a fresh one is only a container.
+    if recipe.method == "uvc":
+        model = uvc.UVC(uvc.UVCConfig.from_dict(recipe.model), LabAutoencoder())
+    elif recipe.method == "cycletime":
+        model = cycletime.CycleTime(cycletime.CycleTimeConfig.from_dict(recipe.model))
+    else:
+        raise InputError(args.checkpoint, f"not a UVC or CycleTime checkpoint (method {recipe.method!r})")
     model.load_state_dict(checkpoint["model"])
     progress = checkpoint.get("progress", {})
-    meta = {"name": args.checkpoint.parent.name, "method": "uvc", "recipe": recipe.name,
+    meta = {"name": args.checkpoint.parent.name, "method": recipe.method, "recipe": recipe.name,
             "recipe_config": recipe.to_dict(), "steps": progress.get("step"), "samples": progress.get("samples"),
             "finished": False, "exported_from": str(args.checkpoint)}
     path = save_weights(model.encoder, args.out, None, meta)

@@ -1,20 +1,23 @@
-"""Training data: the video index, frame-pair / clip samplers as Datasets, UVC augmentations."""
+"""Training data: the video index, frame-pair / clip samplers as Datasets, UVC and CycleTime augmentations."""
 
 from vidcorr.data.augment import (
     BATCH_KINDS,
     CropPairAugment,
+    CycleClipAugment,
     ImageAugment,
     PatchFramePairAugment,
     build_augment,
 )
 from vidcorr.data.pairs import (
     ClipSampling,
+    CycleClipSampling,
     GapRange,
     PairSampling,
     ShardedSampler,
     VideoFrameDataset,
     build_dataset,
     clip_indices,
+    cycle_clip_indices,
     pair_indices,
 )
 from vidcorr.data.videos import VideoIndex, VideoInfo, build_index, default_cache_dir
@@ -23,6 +26,8 @@ __all__ = [
     "BATCH_KINDS",
     "ClipSampling",
     "CropPairAugment",
+    "CycleClipAugment",
+    "CycleClipSampling",
     "GapRange",
     "ImageAugment",
     "PairSampling",
@@ -35,6 +40,7 @@ __all__ = [
     "build_dataset",
     "build_index",
     "clip_indices",
+    "cycle_clip_indices",
     "default_cache_dir",
     "pair_indices",
 ]

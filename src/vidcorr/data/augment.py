@@ -1,4 +1,5 @@
-"""UVC's training augmentations (METHODS.md §1.3, ``libs/transforms_multi.py``), in torch.
+"""Training augmentations, in torch: UVC's (METHODS.md §1.3, ``libs/transforms_multi.py``) and
+CycleTime's clip + target patch (§2.3, `CycleClipAugment`).
 
 Each augmentation maps a list of RGB uint8 frames (H, W, 3) and a `torch.Generator` to a dict
 of uint8 tensors (3, h, w); the trainer converts them to float in [0, 1] on the device (uint8
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from vidcorr.methods.cycletime_ops import PATCH_SCALE, rigid_theta, sample_patch
 
 Augment = Callable[[list[np.ndarray], torch.Generator], dict[str, Tensor]]
 
@@ -177,15 +180,91 @@ class ImageAugment:
         return {"image": to_uint8(image)}
 
 
-BATCH_KINDS = ("crop_pair", "patch_frame", "image")
+def resize_short_side(image: Tensor, side: int) -> Tensor:
+    """Bilinear resize of (3, H, W) so that its shorter side is ``side``, keeping the aspect ratio."""
+    _, h, w = image.shape
+    scale = side / min(h, w)
+    return resize(image, max(side, round(h * scale)), max(side, round(w * scale)))
+
+
+@dataclass(frozen=True)
+class CycleClipAugment:
+    """CycleTime (``cycle_clip``, ``vlog_train.py``, METHODS.md §2.3).
+
+    frames: the clip's L frames, then the target frame and the frame after it (see
+    `vidcorr.data.pairs.CycleClipSampling`). All are resized to short side ``resize``, cut at one
+    random ``crop`` x ``crop`` position and flipped together. A patch of a third of the crop's side
+    is cut from the target at a rigid transform theta: its centre is one of the ``top`` windows
+    (3 x 3 cells of a ``grid`` x ``grid`` partition, i.e. (grid - 2)^2 candidates) with the most
+    motion (summed |target - next frame|), chosen uniformly and jittered by up to ``jitter`` of the
+    frame; its angle is uniform in +-``max_rotation`` degrees.
+
+    -> {"clip": (L, 3, crop, crop), "target": (3, crop, crop), "patch": (3, crop/3, crop/3)} uint8
+    and "theta" (2, 3) float32 (`vidcorr.methods.cycletime_ops` conventions).
+
+    Deliberate difference: the official loader scores motion on the flipped frames and then mirrors
+    the chosen window again, so a flipped sample's patch sits opposite the motion; here the window
+    is chosen where the motion is.
+    """
+
+    crop: int = 240
+    resize: int = 256
+    grid: int = 9
+    top: int = 10
+    jitter: float = 1.0 / 12.0
+    max_rotation: float = 45.0
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.resize < self.crop or self.crop % 24:
+            raise ValueError(f"cycle clips need crop a multiple of 24 (patch = crop / 3, both on the "
+                             f"stride-8 grid) and resize >= crop; got crop {self.crop}, resize {self.resize}")
+
+    def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
+        if len(frames) < 3:
+            raise ValueError(f"a cycle clip needs at least 3 frames (clip, target, next), got {len(frames)}")
+        images = [resize_short_side(to_float(frame), self.resize) for frame in frames]
+        _, h, w = images[0].shape
+        top = int(torch.randint(0, h - self.crop + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - self.crop + 1, (1,), generator=generator))
+        flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
+        images = [x[:, top : top + self.crop, left : left + self.crop] for x in images]
+        if flip:
+            images = [x.flip(-1) for x in images]
+        *clip, target, after = images
+
+        box = self.crop // self.grid
+        motion = (target - after).abs().sum(dim=0)[None, None]
+        scores = F.avg_pool2d(motion, kernel_size=3 * box, stride=box)[0, 0]  # (rows, cols)
+        cells = self.grid - 2
+        scores = scores[:cells, :cells].flatten()
+        best = scores.topk(min(self.top, scores.numel())).indices
+        choice = int(best[int(torch.randint(0, best.numel(), (1,), generator=generator))])
+        row, col = divmod(choice, cells)
+        centre = []
+        for index in (col, row):  # x, then y: window position in [0, 1], jittered, clamped
+            loc = index / (cells - 1) + _uniform(-self.jitter, self.jitter, generator)
+            centre.append((2 * min(max(loc, 0.0), 1.0) - 1) * (1 - PATCH_SCALE))
+        angle = math.radians(_uniform(-self.max_rotation, self.max_rotation, generator))
+        theta = rigid_theta(torch.tensor([[centre[0], centre[1], angle]]))
+        side = self.crop // 3
+        patch = sample_patch(target[None], theta, (side, side))[0]
+        return {"clip": torch.stack([to_uint8(x) for x in clip]), "target": to_uint8(target),
+                "patch": to_uint8(patch), "theta": theta[0].float()}
+
+
+BATCH_KINDS = ("crop_pair", "patch_frame", "image", "cycle_clip")
 
 
 def build_augment(kind: str, crop: int, frame: int) -> Augment:
-    """The augmentation of a batch kind; ``frame`` is used by "patch_frame" only."""
+    """The augmentation of a batch kind; ``frame`` is "patch_frame"'s target size and
+    "cycle_clip"'s short side before cropping."""
     if kind == "crop_pair":
         return CropPairAugment(crop)
     if kind == "patch_frame":
         return PatchFramePairAugment(crop, frame)
     if kind == "image":
         return ImageAugment(crop)
+    if kind == "cycle_clip":
+        return CycleClipAugment(crop, resize=frame)
     raise ValueError(f"unknown batch kind {kind!r}; expected one of {BATCH_KINDS}")

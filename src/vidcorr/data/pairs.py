@@ -107,6 +107,36 @@ class ClipSampling:
         return clip_indices(video.num_frames, self.length, step, rng)
 
 
+def cycle_clip_indices(num_frames: int, length: int, step: int, pred_distance: int,
+                       rng: np.random.Generator) -> list[int]:
+    """CycleTime's frames (``vlog_train.py``): ``length`` frames ``step`` apart from a uniform start
+    s, the target at s + (length + pred_distance) * step - 1 and the frame ``step`` after it (for the
+    motion that places the patch). A video shorter than that span is sampled at the same relative
+    positions squeezed into its frames, as the official loader shrinks its gap."""
+    offsets = [i * step for i in range(length)]
+    target = (length + pred_distance) * step - 1
+    offsets += [target, target + step]
+    span = offsets[-1]
+    if num_frames > span:
+        start = int(rng.integers(0, num_frames - span))
+        return [start + o for o in offsets]
+    return [round(o * (num_frames - 1) / span) for o in offsets]
+
+
+@dataclass(frozen=True)
+class CycleClipSampling:
+    """CycleTime clips (`cycle_clip_indices`); ``step`` gives the frame gap (its lower bound)."""
+
+    length: int = 4
+    step: GapRange = GapRange(2, 2)
+    pred_distance: int = 4
+    folder_fps: float = 30.0
+
+    def __call__(self, video: VideoInfo, rng: np.random.Generator) -> list[int]:
+        step = self.step.in_frames(video.fps or self.folder_fps)[0]
+        return cycle_clip_indices(video.num_frames, self.length, step, self.pred_distance, rng)
+
+
 Sampling = Callable[[VideoInfo, np.random.Generator], list[int]]
 
 
@@ -173,13 +203,17 @@ def build_dataset(
     folder_fps: float = 30.0,
     seed: Seed = 0,
     samples_per_video: int = 1,
+    clip_length: int = 4,
 ) -> VideoFrameDataset:
     """The dataset a method's batch kind needs (`vidcorr.data.augment.build_augment`).
 
-    Pair kinds ("crop_pair", "patch_frame") sample UVC pairs; "image" samples one frame.
+    Pair kinds ("crop_pair", "patch_frame") sample UVC pairs; "image" samples one frame;
+    "cycle_clip" samples CycleTime clips of ``clip_length`` frames ``gap.low`` apart.
     """
     if kind == "image":
         sampling: Sampling = ClipSampling(length=1, folder_fps=folder_fps)
+    elif kind == "cycle_clip":
+        sampling = CycleClipSampling(clip_length, GapRange(gap.low, gap.low, gap.unit), folder_fps=folder_fps)
     else:
         sampling = PairSampling(gap, folder_fps)
     augment = build_augment(kind, crop=crop, frame=frame)

@@ -1,6 +1,6 @@
 """Training recipes: small TOML files (``configs/train/*.toml``) read into frozen dataclasses.
 
-A recipe names the method and, for UVC, a base recipe of `vidcorr.methods.uvc.RECIPES`; its
+A recipe names the method and, for UVC and CycleTime, a base recipe of the method's ``RECIPES``; its
 ``[model]`` table overrides that base field by field. ``extends = "other"`` starts from another
 recipe file (a shipped name or a path relative to this file) and overrides it table by table, field
 by field (stages by name), so a variant says only what differs. ``[data]`` sizes the samples, ``[optim]``
@@ -25,16 +25,19 @@ from vidcorr.errors import InputError
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
 SCHEDULES = ("poly", "constant", "cosine")
-METHODS = ("uvc", "autoencoder")
+METHODS = ("uvc", "autoencoder", "cycletime")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Sample sizes and sampling. ``batch_size`` is global: each of N ranks gets batch_size / N."""
 
-    crop: int = 256  # S: the crops (warm-up) and the frame-1 patch (joint), METHODS.md §1.3
-    frame: int = 640  # T: the joint stage's resized + padded target frame
-    gap: tuple[float, float] = (1, 50)  # inclusive frame gap of a pair
+    crop: int = 256  # S: the crops (warm-up) and the frame-1 patch (joint), METHODS.md §1.3;
+    #                  CycleTime: the square clip frames (its patch is crop / 3), §2.3
+    frame: int = 640  # T: the joint stage's resized + padded target frame; CycleTime: the short
+    #                   side frames are resized to before the crop
+    gap: tuple[float, float] = (1, 50)  # inclusive frame gap of a pair; CycleTime: the clip's step is gap[0]
+    clip_length: int = 4  # CycleTime: frames tracked through (L, official videoLen)
     gap_unit: str = "frames"  # "frames" (UVC on Kinetics) or "seconds" (mixed-fps data)
     folder_fps: float = 30.0  # frame rate assumed for frame folders when gap_unit = "seconds"
     samples_per_video: int = 1  # samples per video per epoch (an epoch = one pass over videos)
@@ -116,7 +119,7 @@ class CpuConfig:
 class Recipe:
     name: str
     method: str = "uvc"
-    base: str | None = None  # method recipe the [model] table overrides (uvc.RECIPES key)
+    base: str | None = None  # method recipe the [model] table overrides (uvc / cycletime RECIPES key)
     seed: int = 0
     model: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = DataConfig()

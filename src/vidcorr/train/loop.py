@@ -2,7 +2,7 @@
 
 A method is an ``nn.Module`` with
     ``forward(batch, stage, **switches) -> dict[str, Tensor]``  named scalar losses incl. "loss"
-    ``batch_kind(stage) -> str``        "crop_pair" | "patch_frame" | "image" (vidcorr.data)
+    ``batch_kind(stage) -> str``        "crop_pair" | "patch_frame" | "image" | "cycle_clip" (vidcorr.data)
     ``trainable_parameters()``          what the optimiser updates
 and optionally ``visualise(batch) -> dict[str, Tensor (N, 3, H, W) in [0, 1]]`` (TensorBoard
 images) and ``export() -> (module, config)`` (what to save as weights; default ``.encoder``).
@@ -201,7 +201,8 @@ def _loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
     per_rank = data.batch_size // ctx.world_size
     dataset = build_dataset(kind, index, crop=data.crop, frame=data.frame,
                             gap=GapRange(*data.gap, unit=data.gap_unit), folder_fps=data.folder_fps,
-                            seed=(recipe.seed, stage), samples_per_video=data.samples_per_video)
+                            seed=(recipe.seed, stage), samples_per_video=data.samples_per_video,
+                            clip_length=data.clip_length)
     sampler = ShardedSampler(len(dataset), ctx.world_size, ctx.rank, seed=(recipe.seed, stage))
     # Persistent workers: the sampler (and its epoch) lives in this process, so workers can
     # outlive an epoch; with ~100 videos an epoch is a dozen steps, and a restart costs a stall.
@@ -215,15 +216,21 @@ def _loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
 
 
 def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tuple[dict[str, Tensor], Tensor]:
-    """uint8 (B, 3, H, W) -> float in [0, 1] on the device (channels_last on CUDA if asked);
-    also returns how many broken videos this batch skipped."""
+    """uint8 images (B, 3, H, W) or clips (B, L, 3, H, W) -> float in [0, 1] on the device (4-d
+    ones channels_last on CUDA if asked); float entries (CycleTime's theta) move as they are.
+    Also returns how many broken videos this batch skipped."""
     channels_last = _cuda_flag(recipe.cuda.channels_last, ctx)
     images = {}
     for name, value in batch.items():
         if name == "skipped":
             continue
-        value = value.to(ctx.device, non_blocking=True).float().div_(255)
-        images[name] = value.contiguous(memory_format=torch.channels_last) if channels_last else value
+        is_image = value.dtype == torch.uint8
+        value = value.to(ctx.device, non_blocking=True)
+        if is_image:
+            value = value.float().div_(255)
+        if is_image and channels_last and value.dim() == 4:
+            value = value.contiguous(memory_format=torch.channels_last)
+        images[name] = value
     return images, batch["skipped"].sum()
 
 

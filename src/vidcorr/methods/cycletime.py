@@ -1,0 +1,263 @@
+"""CycleTime: learning correspondence from the cycle consistency of time (Wang, Jabri & Efros,
+CVPR 2019; METHODS.md §2, docs/training.md).
+
+A patch cut from a future *target* frame at a known rigid transform ``theta`` (batch kind
+``"cycle_clip"``, `vidcorr.data.augment.CycleClipAugment`) is tracked backward through the last
+c frames of a clip and forward again into the target frame, for every cycle length c = 1..L. Each
+tracking step is differentiable: the affinity between the current patch's features and a frame's
+(`cycletime_ops.patch_affinity`) goes through a small CNN that regresses the patch's rigid
+transform in that frame, and the frame's features are resampled there to give the next patch.
+Where the cycle ends should be where it started (``theta``). Three terms, as the official
+``model_simple.py`` computes them:
+
+* ``cycle``  — grid loss between the end of each cycle and ``theta``, averaged over the L cycles;
+* ``skip``   — patch -> each clip frame directly -> back into the target frame, vs ``theta``;
+* ``inlier`` — the soft inlier count of the direct patch -> frame affinities under the predicted
+  transforms (higher is better; the loss adds ``-inlier``).
+
+Total: ``cycle_weight * cycle + skip_weight * skip - inlier_weight * inlier`` (official:
+0.2 * lambda, lambda, 1 with lambda = 0.1).
+
+Deliberate difference: every affinity here lists the frame's cells row-major (y * W + x) and the
+patch's cells as (y, x). The official code transposes the frame for the direct affinities (for the
+inlier counter's mask layout) and the patch instead for the skip's return affinity, so one shared
+regressor sees x and y swapped in one of its two uses; here it sees one layout throughout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vidcorr.methods.cycletime_ops import (
+    OFFICIAL_TRANSLATION_SCALE,
+    grid_loss,
+    patch_affinity,
+    rigid_theta,
+    sample_patch,
+    soft_inlier_score,
+)
+from vidcorr.models import build_encoder
+
+STAGES = ("cycle",)
+LOSS_TERMS = ("cycle", "skip", "inlier")
+
+
+@dataclass(frozen=True)
+class CycleTimeConfig:
+    """Every knob of CycleTime training. Defaults are the official run (recipe ``"cycletime"``).
+
+    arch: the ResNet of the ``"cycletime"`` encoder preset (R50 res4 at output stride 8 as in the
+        paper; ``"resnet18"`` for the CPU recipe). head_channels: the 1x1 conv + ReLU after it
+        (``afterconv1``, 1024 -> 512).
+    frame_size: side of the square clip and target frames (official 240); the patch is a third of
+        it (80). Both must be multiples of 8 and the patch at least 7 feature cells (the regressor's
+        two 4x4 convolutions need them): a multiple of 24, at least 168.
+    clip_length: L, the frames tracked through (official ``videoLen`` 4).
+    temperature: affinity temperature; None = ``head_channels ** -0.5`` (official T = 512^-0.5).
+    cycle_weight / skip_weight / inlier_weight: see the module docstring.
+    translation_scale: the official feature-space warps scale translations by 227/210
+        (`cycletime_ops.OFFICIAL_TRANSLATION_SCALE`); 1.0 uses the same transform as the pixels.
+    grid_points: the grid loss's points per side (20).
+    detach_encoder: the official ``detach_network``: no gradient into the backbone from the clip
+        and patch features (the target frame's still trains it, as in the official code). Users
+        report that training from scratch converges only after a first phase with it on.
+    """
+
+    arch: str = "resnet50"
+    head_channels: int = 512
+    frame_size: int = 240
+    clip_length: int = 4
+    temperature: float | None = None
+    cycle_weight: float = 0.02
+    skip_weight: float = 0.1
+    inlier_weight: float = 1.0
+    translation_scale: float = OFFICIAL_TRANSLATION_SCALE
+    grid_points: int = 20
+    detach_encoder: bool = False
+
+    def __post_init__(self) -> None:
+        if self.frame_size % 24 or self.frame_size < 168:
+            raise ValueError(f"frame_size must be a multiple of 24 and at least 168, got {self.frame_size}")
+        if self.clip_length < 1:
+            raise ValueError(f"clip_length must be >= 1, got {self.clip_length}")
+        if self.head_channels < 1 or (self.temperature is not None and self.temperature <= 0):
+            raise ValueError("head_channels and temperature must be positive")
+        if min(self.cycle_weight, self.skip_weight, self.inlier_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+
+    @property
+    def patch_size(self) -> int:
+        return self.frame_size // 3
+
+    @property
+    def tau(self) -> float:
+        return self.temperature if self.temperature is not None else self.head_channels ** -0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CycleTimeConfig:
+        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown CycleTime config keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "cycletime": {},
+    # Our 2-core CPU budget: ResNet-18 (layer3, 256 -> 512 head) on 192 px frames (64 px patches).
+    "cycletime-cpu": dict(arch="resnet18", frame_size=192),
+}
+
+
+def recipe(name: str, **overrides: Any) -> CycleTimeConfig:
+    """``CycleTimeConfig`` of a named recipe, with optional field overrides."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown CycleTime recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return CycleTimeConfig.from_dict({**RECIPES[name], **overrides})
+
+
+class TransformRegressor(nn.Module):
+    """Patch -> frame affinity (N, H*W, h, w) -> rigid transform theta (N, 2, 3).
+
+    Official ``afterconv3_trans`` / ``afterconv4_trans`` / ``linear2``: two 4x4 convolutions
+    (no padding, no bias) with LeakyReLU(0.1), then a linear layer to (tx, ty, angle).
+    """
+
+    def __init__(self, frame_cells: int, patch_cells: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(frame_cells, 128, kernel_size=4, bias=False)
+        self.conv2 = nn.Conv2d(128, 64, kernel_size=4, bias=False)
+        self.linear = nn.Linear(64 * (patch_cells - 6) ** 2, 3)
+        for conv in (self.conv1, self.conv2):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(self.linear.weight, 0.0, 0.01)  # starts near the centred, unrotated patch
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, affinity: Tensor) -> Tensor:
+        x = F.leaky_relu(self.conv1(affinity), 0.1)
+        x = F.leaky_relu(self.conv2(x), 0.1)
+        return rigid_theta(self.linear(x.flatten(1)))
+
+
+class CycleTime(nn.Module):
+    """The CycleTime training model: encoder + transform regressor -> named losses.
+
+    Attributes: ``encoder`` — the `FrameEncoder` (``"cycletime"`` preset: ResNet at output stride
+    8 + 1x1 head) exported as weights; ``regressor``; ``cfg``.
+    """
+
+    def __init__(self, cfg: CycleTimeConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = build_encoder("cycletime", arch=cfg.arch, head_channels=cfg.head_channels)
+        frame_cells, patch_cells = cfg.frame_size // 8, cfg.patch_size // 8
+        self.regressor = TransformRegressor(frame_cells**2, patch_cells)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def batch_kind(self, stage: str) -> str:
+        """``"cycle_clip"``: {"clip" (L, 3, S, S), "target" (3, S, S), "patch" (3, S/3, S/3),
+        "theta" (2, 3)} per sample (`vidcorr.data.augment.CycleClipAugment`)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown CycleTime stage {stage!r}; expected one of {STAGES}")
+        return "cycle_clip"
+
+    def _embed(self, rgb: Tensor, detach_backbone: bool) -> Tensor:
+        """rgb (N, 3, H, W) in [0, 1] -> head features (N, C, H/8, W/8), float32, not normalised."""
+        features = self.encoder.backbone(self.encoder.normalise(rgb))
+        if detach_backbone:
+            features = features.detach()
+        return self.encoder.head(features).float()
+
+    def _check(self, batch: dict[str, Tensor]) -> None:
+        s, p, length = self.cfg.frame_size, self.cfg.patch_size, self.cfg.clip_length
+        expected = {"clip": (length, 3, s, s), "target": (3, s, s), "patch": (3, p, p), "theta": (2, 3)}
+        for name, shape in expected.items():
+            if name not in batch:
+                raise ValueError(f"CycleTime batch lacks {name!r}; it needs {sorted(expected)}")
+            if tuple(batch[name].shape[1:]) != shape:
+                raise ValueError(f"CycleTime batch[{name!r}] is {tuple(batch[name].shape)}; expected "
+                                 f"(B, {', '.join(map(str, shape))}) for frame_size {s}")
+
+    def _track(self, query: Tensor, frame: Tensor, frame_features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One tracking step. query: (N, C, h, w) L2-normalised patch features; frame: (N, C, H, W)
+        L2-normalised, frame_features: the same not normalised (what is cropped, as officially).
+        -> (affinity (N, H*W, h, w), theta (N, 2, 3), L2-normalised crop (N, C, h, w))."""
+        affinity = patch_affinity(query, frame, self.cfg.tau)
+        theta = self.regressor(affinity)
+        crop = sample_patch(frame_features, theta, tuple(query.shape[-2:]), self.cfg.translation_scale)
+        return affinity, theta, F.normalize(crop, dim=1)
+
+    def forward(self, batch: dict[str, Tensor], stage: str = "cycle") -> dict[str, Tensor]:
+        """Losses of one batch.
+
+        batch: ``"clip"`` (B, L, 3, S, S), ``"target"`` (B, 3, S, S), ``"patch"`` (B, 3, S/3, S/3)
+        RGB in [0, 1]; ``"theta"`` (B, 2, 3) where the patch was cut from the target.
+        Returns scalar tensors: ``"cycle"``, ``"skip"``, ``"inlier"`` (unweighted; inlier is a score
+        in [0, 1]), ``"loss"`` (the weighted total) and the detached diagnostic
+        ``"cycle_longest"`` (the grid loss of the L-frame cycle alone).
+        """
+        self.batch_kind(stage)
+        self._check(batch)
+        cfg = self.cfg
+        clip, theta_gt = batch["clip"], batch["theta"].float()
+        b, length = clip.shape[:2]
+        f_clip = self._embed(clip.flatten(0, 1), cfg.detach_encoder)  # (B*L, C, H, W)
+        f_patch = self._embed(batch["patch"], cfg.detach_encoder)
+        f_target = self._embed(batch["target"], detach_backbone=False)
+        with torch.autocast(clip.device.type, enabled=False):
+            n_clip, n_patch, n_target = (F.normalize(f, dim=1) for f in (f_clip, f_patch, f_target))
+            frame_hw = tuple(f_clip.shape[-2:])
+            per_frame = f_clip.view(b, length, *f_clip.shape[1:])
+            per_frame_n = n_clip.view(b, length, *n_clip.shape[1:])
+
+            # Skip: the patch straight into every frame, and from there back into the target.
+            def repeat(x: Tensor) -> Tensor:  # (B, ...) -> (B*L, ...), each sample once per frame
+                return x.repeat_interleave(length, dim=0)
+
+            affinity, theta_skip, crops = self._track(repeat(n_patch), n_clip, f_clip)
+            _, theta_back, _ = self._track(crops, repeat(n_target), repeat(f_target))
+            skip = grid_loss(theta_back, repeat(theta_gt), cfg.grid_points).mean()
+            inlier = soft_inlier_score(affinity, theta_skip, frame_hw, cfg.translation_scale).mean()
+
+            # Cycles: back through frames L-1 .. L-c, forward through L-c+1 .. L-1, into the target.
+            cycle_losses = []
+            for c in range(1, length + 1):
+                query = n_patch
+                for t in [*range(length - 1, length - c - 1, -1), *range(length - c + 1, length)]:
+                    _, _, query = self._track(query, per_frame_n[:, t], per_frame[:, t])
+                _, theta_end, _ = self._track(query, n_target, f_target)
+                cycle_losses.append(grid_loss(theta_end, theta_gt, cfg.grid_points).mean())
+            cycle = torch.stack(cycle_losses).mean()
+            total = cfg.cycle_weight * cycle + cfg.skip_weight * skip - cfg.inlier_weight * inlier
+        return {"cycle": cycle, "skip": skip, "inlier": inlier, "loss": total,
+                "cycle_longest": cycle_losses[-1].detach()}
+
+    @torch.no_grad()
+    def visualise(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The target's patch at the true transform beside where the longest cycle ends."""
+        clip = batch["clip"]
+        length = clip.shape[1]
+        f_clip = self._embed(clip.flatten(0, 1), False).view(*clip.shape[:2], -1, *self._cells())
+        f_target = self._embed(batch["target"], False)
+        query = F.normalize(self._embed(batch["patch"], False), dim=1)
+        for t in [*range(length - 1, -1, -1), *range(1, length)]:
+            _, _, query = self._track(query, F.normalize(f_clip[:, t], dim=1), f_clip[:, t])
+        _, theta_end, _ = self._track(query, F.normalize(f_target, dim=1), f_target)
+        size = tuple(batch["patch"].shape[-2:])
+        found = sample_patch(batch["target"].float(), theta_end, size)
+        return {"patch_true_vs_cycle_end": torch.cat([batch["patch"].float(), found], dim=-1)}
+
+    def _cells(self) -> tuple[int, int]:
+        return self.cfg.frame_size // 8, self.cfg.frame_size // 8
