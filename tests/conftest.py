@@ -15,6 +15,17 @@ DATA = SHARED / "data"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for training tests: on the 2-core CI box, video decoding threads and a
+    second torch thread only contend (a UVC step is several times slower with 2 threads under load).
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"test data missing: {path} (CI places ../shared beside the repo)")

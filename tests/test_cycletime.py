@@ -23,12 +23,7 @@ from vidcorr.methods.cycletime_ops import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _coordinate_image(size: int) -> torch.Tensor:

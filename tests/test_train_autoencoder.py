@@ -13,13 +13,7 @@ from vidcorr.train import recipe_from_dict
 from vidcorr.train.autoencoder import AutoencoderTraining, train_autoencoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on the 2-core CI box a second one only contends with decoding."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_reconstruction_loss_falls_within_a_few_steps(data_dir: Path, tmp_path: Path) -> None:

@@ -17,14 +17,7 @@ from vidcorr.train import TrainingDiverged, TrainJob, load_checkpoint, recipe_fr
 SHORT = ("dog-agility", "rollerblade", "motorbike")  # 25, 35, 43 frames: cheap to decode
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on the 2-core CI box, video decoding threads and a second torch
-    thread only contend (a UVC step is several times slower with 2 threads under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

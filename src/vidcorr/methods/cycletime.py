@@ -43,6 +43,7 @@ from vidcorr.methods.cycletime_ops import (
     soft_inlier_score,
 )
 from vidcorr.models import build_encoder
+from vidcorr.strict_dict import dataclass_from_dict
 
 STAGES = ("cycle",)
 LOSS_TERMS = ("cycle", "skip", "inlier")
@@ -105,11 +106,7 @@ class CycleTimeConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CycleTimeConfig:
         """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown CycleTime config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "CycleTime config")
 
 
 RECIPES: dict[str, dict[str, Any]] = {

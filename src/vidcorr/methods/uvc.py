@@ -37,6 +37,7 @@ from vidcorr.methods.uvc_losses import (
     weighted_l1,
 )
 from vidcorr.models import build_encoder, lab_to_uvc_normalised, rgb_to_lab
+from vidcorr.strict_dict import dataclass_from_dict
 
 Stage = Literal["warmup", "joint"]
 STAGES = ("warmup", "joint")
@@ -119,11 +120,7 @@ class UVCConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UVCConfig:
         """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown UVC config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "UVC config")
 
 
 _PAPER = dict(box="mad", localisation=True, orthogonal=True, orthogonal_coords=True,

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from vidcorr.models.colour import COLOUR_MODES, ColourNormalise
 from vidcorr.models.resnet import ResNetBackbone, check_backbone_args, fold_batchnorm
+from vidcorr.strict_dict import dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,7 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
         """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown encoder config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "encoder config")
 
     def replace(self, **changes: Any) -> EncoderConfig:
         return dataclasses.replace(self, **changes)
