@@ -1,10 +1,12 @@
-"""UVC training throughput benchmark (not a test): pairs per second of forward + backward + Adam step.
+"""Training throughput benchmark (not a test): samples per second of forward + backward + Adam step.
 
-Times the model alone on random batches of a recipe's shapes (no video decoding), for each stage:
-warm-up (two S x S crops) and joint (an S x S patch against a T x T frame).
+Times the model alone on random batches of a recipe's shapes (no video decoding), for each stage
+of its method: UVC's warm-up (two S x S crops) and joint (an S x S patch against a T x T frame);
+CycleTime's one stage (an L-frame clip, a target frame and its patch).
 
     python benchmarks/training.py --recipe uvc-cpu --device cpu --threads 1
     python benchmarks/training.py --recipe uvc --device cuda --bf16
+    python benchmarks/training.py --recipe cycletime-cpu --device cpu --threads 1
 
 End-to-end numbers with real decoding are in each run's log (``samples/s``); docs/benchmarks.md
 quotes both.
@@ -18,26 +20,46 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from vidcorr.methods import UVC, recipe as uvc_recipe
+from vidcorr.methods import UVC, CycleTime, recipe as uvc_recipe
+from vidcorr.methods.cycletime import recipe as cycletime_recipe
+from vidcorr.methods.cycletime_ops import rigid_theta
 from vidcorr.models import LabAutoencoder
-from vidcorr.train.config import load_recipe
+from vidcorr.train.config import DataConfig, Recipe, load_recipe
 
 from report import machine, write_json  # benchmarks/report.py, beside this script
 
 
-def make_batch(kind: str, batch: int, crop: int, frame: int, device) -> dict[str, torch.Tensor]:
-    """Random RGB in [0, 1] shaped like the data pipeline's batches."""
-    target = crop if kind == "crop_pair" else frame
-    return {"ref": torch.rand(batch, 3, crop, crop, device=device),
-            "target": torch.rand(batch, 3, target, target, device=device)}
+def make_batch(kind: str, data: DataConfig, device) -> dict[str, torch.Tensor]:
+    """Random RGB in [0, 1] (and, for CycleTime, random patch transforms) shaped like the data
+    pipeline's batches."""
+    b, crop = data.batch_size, data.crop
+    if kind == "cycle_clip":
+        params = (torch.rand(b, 3, device=device) - 0.5) * torch.tensor([4 / 3, 4 / 3, 1.57], device=device)
+        return {"clip": torch.rand(b, data.clip_length, 3, crop, crop, device=device),
+                "target": torch.rand(b, 3, crop, crop, device=device),
+                "patch": torch.rand(b, 3, crop // 3, crop // 3, device=device), "theta": rigid_theta(params)}
+    target = crop if kind == "crop_pair" else data.frame
+    return {"ref": torch.rand(b, 3, crop, crop, device=device),
+            "target": torch.rand(b, 3, target, target, device=device)}
 
 
-def time_stage(model: UVC, stage: str, args, data, steps: int, warmup: int) -> float:
-    """Pairs per second over ``steps`` timed steps after ``warmup`` untimed ones."""
+def build_model(recipe: Recipe) -> tuple[nn.Module, tuple[str, ...]]:
+    """The recipe's training model and the stages to time."""
+    if recipe.method == "cycletime":
+        sizes = {"frame_size": recipe.data.crop, "clip_length": recipe.data.clip_length}
+        return CycleTime(cycletime_recipe(recipe.base or "cycletime", **{**recipe.model, **sizes})), ("cycle",)
+    if recipe.method == "uvc":
+        return UVC(uvc_recipe(recipe.base or "uvc", **recipe.model), LabAutoencoder()), ("warmup", "joint")
+    raise SystemExit(f"no training benchmark for method {recipe.method!r}")
+
+
+def time_stage(model: nn.Module, stage: str, args, data: DataConfig, steps: int, warmup: int) -> float:
+    """Samples per second over ``steps`` timed steps after ``warmup`` untimed ones."""
     device = torch.device(args.device)
     optimiser = torch.optim.Adam(model.trainable_parameters(), lr=1e-4)
-    batch = make_batch(model.batch_kind(stage), data.batch_size, data.crop, data.frame, device)
+    batch = make_batch(model.batch_kind(stage), data, device)
     for i in range(warmup + steps):
         if i == warmup:
             if device.type == "cuda":
@@ -68,17 +90,20 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe)
     data = recipe.data if not args.batch_size else dataclasses.replace(recipe.data, batch_size=args.batch_size)
-    config = uvc_recipe(recipe.base or "uvc", **recipe.model)
-    model = UVC(config, LabAutoencoder()).to(args.device).train()
-    report = {"recipe": args.recipe, "device": args.device, "batch": data.batch_size, "crop": data.crop,
-              "frame": data.frame, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "machine": machine()}
+    model, stages = build_model(recipe)
+    model = model.to(args.device).train()
+    report = {"recipe": args.recipe, "method": recipe.method, "device": args.device, "batch": data.batch_size,
+              "crop": data.crop, "frame": data.frame, "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "machine": machine()}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(0)
-    for stage in ("warmup", "joint"):
-        report[f"{stage}_pairs_per_s"] = round(time_stage(model, stage, args, data, args.steps, args.warmup), 3)
-        print(f"{stage}: {report[f'{stage}_pairs_per_s']:.2f} pairs/s (batch {data.batch_size}, "
-              f"crop {data.crop}, frame {data.frame}, {args.device})")
+    # UVC's samples are frame pairs; the key keeps the name earlier JSONs use.
+    unit = "clips" if recipe.method == "cycletime" else "pairs"
+    for stage in stages:
+        key = f"{stage}_{unit}_per_s"
+        report[key] = round(time_stage(model, stage, args, data, args.steps, args.warmup), 3)
+        print(f"{stage}: {report[key]:.2f} {unit}/s (batch {data.batch_size}, crop {data.crop}, "
+              f"frame {data.frame}, {args.device})")
     if args.json:
         write_json(args.json, report)
 

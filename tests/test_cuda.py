@@ -22,7 +22,9 @@ from vidcorr.cli.demo_cmd import DEMO_ROOT, DEMO_SEQUENCE
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.video import open_frames
 from vidcorr.masks import propagate_mask
-from vidcorr.methods import UVC, recipe
+from vidcorr.methods import UVC, CycleTime, recipe
+from vidcorr.methods.cycletime import recipe as cycletime_recipe
+from vidcorr.methods.cycletime_ops import rigid_theta
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, load_encoder, save_weights
 from vidcorr.presets import PRESETS, SizePolicy, get_preset
 from vidcorr.propagate import Propagator
@@ -132,6 +134,73 @@ def test_uvc_training_step_matches_cpu(stage: str) -> None:
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss = gpu_model({k: v.to(CUDA) for k, v in batch.items()}, stage)["loss"]
     assert torch.isfinite(loss)
+
+
+def test_cycletime_training_step_matches_cpu() -> None:
+    """CycleTime's tracking (affinity, regressor, feature crops, inlier count) gives the CPU's loss
+    and gradients on the GPU; bf16 autocast stays finite."""
+    torch.manual_seed(0)
+    config = cycletime_recipe("cycletime-cpu", frame_size=168, clip_length=2)
+    cpu_model = CycleTime(config).train()
+    gpu_model = CycleTime(config).train()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model.to(CUDA)
+    g = torch.Generator().manual_seed(1)
+    batch = {"clip": torch.rand(2, 2, 3, 168, 168, generator=g), "target": torch.rand(2, 3, 168, 168, generator=g),
+             "patch": torch.rand(2, 3, 56, 56, generator=g),
+             "theta": rigid_theta(torch.tensor([[0.2, -0.3, 0.4], [-0.5, 0.1, -0.2]]))}
+    cpu_out = cpu_model(batch)
+    gpu_out = gpu_model({k: v.to(CUDA) for k, v in batch.items()})
+    for term in ("loss", "cycle", "skip", "inlier"):
+        torch.testing.assert_close(gpu_out[term].cpu(), cpu_out[term], rtol=1e-3, atol=1e-5, msg=term)
+    cpu_out["loss"].backward()
+    gpu_out["loss"].backward()
+    for (name, p_cpu), p_gpu in zip(cpu_model.named_parameters(), gpu_model.parameters()):
+        torch.testing.assert_close(p_gpu.grad.cpu(), p_cpu.grad, rtol=1e-2, atol=1e-5, msg=name)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = gpu_model({k: v.to(CUDA) for k, v in batch.items()})["loss"]
+    assert torch.isfinite(loss)
+
+
+TINY_CYCLETIME = """
+method = "cycletime"
+base = "cycletime-cpu"
+[data]
+crop = 168
+frame = 176
+clip_length = 2
+gap = [1, 1]
+gap_unit = "frames"
+batch_size = 4
+workers = 1
+samples_per_video = 8
+[stages.cycle]
+steps = 2
+lr = 2e-4
+schedule = "constant"
+[log]
+every = 1
+[cuda]
+bf16 = true
+channels_last = true
+"""
+
+
+def test_train_cycletime_on_cuda_stops_resumes_and_exports(tmp_path: Path, capsys) -> None:
+    """`vidcorr train cycletime --device cuda` (bf16, channels-last images beside 5-d clips and
+    float transforms) on the demo's frame folder, stopped and resumed."""
+    data = tmp_path / "videos"
+    shutil.copytree(DEMO_ROOT / "JPEGImages" / "480p" / DEMO_SEQUENCE, data / DEMO_SEQUENCE)
+    (tmp_path / "tiny.toml").write_text(TINY_CYCLETIME)
+    export = tmp_path / "cycletime_tiny.safetensors"
+    args = ["train", "cycletime", "--data", str(data), "--recipe", str(tmp_path / "tiny.toml"), "--device", "cuda",
+            "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--export", str(export)]
+    assert main(args + ["--max-steps", "1"]) == 0
+    assert main(args + ["--resume"]) == 0
+    assert "finished" in capsys.readouterr().out
+    meta = json.loads(export.with_suffix(".json").read_text())["meta"]
+    assert meta["steps"] == 2 and meta["method"] == "cycletime" and meta["hardware"]["device"].startswith("cuda")
+    assert load_encoder(export).config.head_channels == 512
 
 
 TINY_UVC = """
