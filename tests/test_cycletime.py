@@ -184,6 +184,37 @@ def test_losses_on_a_real_clip_are_finite_and_train_every_part(data_dir: Path) -
     assert images.shape == (2, 3, 56, 112)
 
 
+def test_cycles_sharing_their_backward_half_equal_cycles_tracked_one_by_one(data_dir: Path) -> None:
+    """The model tracks the backward half once for all cycle lengths; the release tracks every
+    cycle from the patch. Same losses, same gradients."""
+    torch.manual_seed(0)
+    model = CycleTime(recipe("cycletime", **{**SMALL, "clip_length": 3})).eval()  # eval: BN from running stats
+    g = torch.Generator().manual_seed(2)
+    batch = {"clip": torch.rand(2, 3, 3, 168, 168, generator=g), "target": torch.rand(2, 3, 168, 168, generator=g),
+             "patch": torch.rand(2, 3, 56, 56, generator=g),
+             "theta": rigid_theta(torch.tensor([[0.3, -0.2, 0.5], [-0.4, 0.4, -0.3]]))}
+    out = model(batch)
+    out["cycle"].backward()
+    shared = [p.grad.clone() for p in model.regressor.parameters()]
+    model.zero_grad()
+
+    f_clip = model._embed(batch["clip"].flatten(0, 1), False).view(2, 3, 512, 21, 21)
+    f_target = model._embed(batch["target"], False)
+    n_patch = F.normalize(model._embed(batch["patch"], False), dim=1)
+    losses = []
+    for c in range(1, 4):  # model_simple.py's cycle(TT): back through 2 .. 3-c, forward through 4-c .. 2
+        query = n_patch
+        for t in [*range(2, 2 - c, -1), *range(3 - c + 1, 3)]:
+            _, _, query = model._track(query, F.normalize(f_clip[:, t], dim=1), f_clip[:, t])
+        _, theta_end, _ = model._track(query, F.normalize(f_target, dim=1), f_target)
+        losses.append(grid_loss(theta_end, batch["theta"]).mean())
+    reference = torch.stack(losses).mean()
+    reference.backward()
+    torch.testing.assert_close(out["cycle"], reference)
+    for a, p in zip(shared, model.regressor.parameters()):
+        torch.testing.assert_close(a, p.grad)
+
+
 def test_a_regressor_that_finds_the_truth_has_zero_cycle_and_skip_loss(data_dir: Path) -> None:
     """The losses compare where the cycles end with the ground-truth transform: if every tracking
     step returned that transform, both would vanish (the wiring test of the cycles)."""

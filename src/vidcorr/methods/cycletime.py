@@ -229,10 +229,14 @@ class CycleTime(nn.Module):
             inlier = soft_inlier_score(affinity, theta_skip, frame_hw, cfg.translation_scale).mean()
 
             # Cycles: back through frames L-1 .. L-c, forward through L-c+1 .. L-1, into the target.
+            # Cycle c's backward half is the first c steps of cycle L's: track it once.
+            backward = [n_patch]
+            for t in range(length - 1, -1, -1):
+                backward.append(self._track(backward[-1], per_frame_n[:, t], per_frame[:, t])[2])
             cycle_losses = []
             for c in range(1, length + 1):
-                query = n_patch
-                for t in [*range(length - 1, length - c - 1, -1), *range(length - c + 1, length)]:
+                query = backward[c]
+                for t in range(length - c + 1, length):
                     _, _, query = self._track(query, per_frame_n[:, t], per_frame[:, t])
                 _, theta_end, _ = self._track(query, n_target, f_target)
                 cycle_losses.append(grid_loss(theta_end, theta_gt, cfg.grid_points).mean())
