@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from vidcorr.methods import UVC, CycleTime, recipe as uvc_recipe
-from vidcorr.methods.cycletime import recipe as cycletime_recipe
+from vidcorr.methods.cycletime import config_for_recipe
 from vidcorr.methods.cycletime_ops import rigid_theta
 from vidcorr.models import LabAutoencoder
 from vidcorr.train.config import DataConfig, Recipe, load_recipe
@@ -48,8 +48,7 @@ def make_batch(kind: str, data: DataConfig, device) -> dict[str, torch.Tensor]:
 def build_model(recipe: Recipe) -> tuple[nn.Module, tuple[str, ...]]:
     """The recipe's training model and the stages to time."""
     if recipe.method == "cycletime":
-        sizes = {"frame_size": recipe.data.crop, "clip_length": recipe.data.clip_length}
-        return CycleTime(cycletime_recipe(recipe.base or "cycletime", **{**recipe.model, **sizes})), ("cycle",)
+        return CycleTime(config_for_recipe(recipe.base, recipe.model, recipe.data)), ("cycle",)
     if recipe.method == "uvc":
         return UVC(uvc_recipe(recipe.base or "uvc", **recipe.model), LabAutoencoder()), ("warmup", "joint")
     raise SystemExit(f"no training benchmark for method {recipe.method!r}")

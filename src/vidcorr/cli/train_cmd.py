@@ -128,19 +128,11 @@ def run_uvc(args: argparse.Namespace) -> int:
 
 
 def _cycletime_config(recipe, source: str):
-    """The recipe's CycleTimeConfig: base recipe + [model] overrides, frame size and clip length
-    from [data] (the method's regressor is sized by them, so the two must agree)."""
+    """The recipe's CycleTimeConfig (`cycletime.config_for_recipe`); a bad recipe names its file."""
     from vidcorr.methods import cycletime
 
     try:
-        for stage in recipe.stages:
-            if stage.name not in cycletime.STAGES:
-                raise ValueError(f"stage {stage.name!r} is not a CycleTime stage {cycletime.STAGES}")
-        sizes = {"frame_size": recipe.data.crop, "clip_length": recipe.data.clip_length}
-        clash = {k: v for k, v in sizes.items() if k in recipe.model and recipe.model[k] != v}
-        if clash:
-            raise ValueError(f"[model] {clash} disagrees with [data] crop / clip_length {sizes}")
-        return cycletime.recipe(recipe.base or "cycletime", **{**recipe.model, **sizes})
+        return cycletime.config_for_recipe(recipe.base, recipe.model, recipe.data, recipe.stages)
     except (ValueError, TypeError) as error:
         raise InputError(source, f"invalid CycleTime recipe: {error}") from None
 

@@ -123,6 +123,21 @@ def recipe(name: str, **overrides: Any) -> CycleTimeConfig:
     return CycleTimeConfig.from_dict({**RECIPES[name], **overrides})
 
 
+def config_for_recipe(base: str | None, model: dict[str, Any], data: Any, stages: Any = ()) -> CycleTimeConfig:
+    """The `CycleTimeConfig` of a training recipe: ``base`` (a `RECIPES` name, default
+    "cycletime") with its ``[model]`` overrides, and frame size and clip length from its ``[data]``
+    (``crop``, ``clip_length``): the regressor is sized by them, so the two must agree. ``stages``:
+    the recipe's stages, each checked to be a CycleTime stage. ValueError on any disagreement."""
+    for stage in stages:
+        if stage.name not in STAGES:
+            raise ValueError(f"stage {stage.name!r} is not a CycleTime stage {STAGES}")
+    sizes = {"frame_size": data.crop, "clip_length": data.clip_length}
+    clash = {k: v for k, v in sizes.items() if k in model and model[k] != v}
+    if clash:
+        raise ValueError(f"[model] {clash} disagrees with [data] crop / clip_length {sizes}")
+    return recipe(base or "cycletime", **{**model, **sizes})
+
+
 class TransformRegressor(nn.Module):
     """Patch -> frame affinity (N, H*W, h, w) -> rigid transform theta (N, 2, 3).
 
@@ -228,37 +243,43 @@ class CycleTime(nn.Module):
             skip = grid_loss(theta_back, repeat(theta_gt), cfg.grid_points).mean()
             inlier = soft_inlier_score(affinity, theta_skip, frame_hw, cfg.translation_scale).mean()
 
-            # Cycles: back through frames L-1 .. L-c, forward through L-c+1 .. L-1, into the target.
-            # Cycle c's backward half is the first c steps of cycle L's: track it once.
-            backward = [n_patch]
-            for t in range(length - 1, -1, -1):
-                backward.append(self._track(backward[-1], per_frame_n[:, t], per_frame[:, t])[2])
-            cycle_losses = []
-            for c in range(1, length + 1):
-                query = backward[c]
-                for t in range(length - c + 1, length):
-                    _, _, query = self._track(query, per_frame_n[:, t], per_frame[:, t])
-                _, theta_end, _ = self._track(query, n_target, f_target)
-                cycle_losses.append(grid_loss(theta_end, theta_gt, cfg.grid_points).mean())
+            ends = self._cycle_ends(per_frame, per_frame_n, n_patch, f_target, n_target)
+            cycle_losses = [grid_loss(theta, theta_gt, cfg.grid_points).mean() for theta in ends]
             cycle = torch.stack(cycle_losses).mean()
             total = cfg.cycle_weight * cycle + cfg.skip_weight * skip - cfg.inlier_weight * inlier
         return {"cycle": cycle, "skip": skip, "inlier": inlier, "loss": total,
                 "cycle_longest": cycle_losses[-1].detach()}
 
+    def _cycle_ends(self, frames: Tensor, frames_n: Tensor, patch_n: Tensor, target: Tensor,
+                    target_n: Tensor) -> list[Tensor]:
+        """Where each cycle c = 1..L ends in the target: back through frames L-1 .. L-c, forward
+        through L-c+1 .. L-1, into the target. -> L transforms (B, 2, 3).
+
+        frames: (B, L, C, H, W) features, frames_n the same L2-normalised; patch_n: (B, C, h, w)
+        normalised; target / target_n: (B, C, H, W). Cycle c's backward half is the first c steps
+        of cycle L's, so it is tracked once (the release tracks every cycle from the patch)."""
+        length = frames.shape[1]
+        backward = [patch_n]
+        for t in range(length - 1, -1, -1):
+            backward.append(self._track(backward[-1], frames_n[:, t], frames[:, t])[2])
+        ends = []
+        for c in range(1, length + 1):
+            query = backward[c]
+            for t in range(length - c + 1, length):
+                query = self._track(query, frames_n[:, t], frames[:, t])[2]
+            ends.append(self._track(query, target_n, target)[1])
+        return ends
+
     @torch.no_grad()
     def visualise(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The target's patch at the true transform beside where the longest cycle ends."""
         clip = batch["clip"]
-        length = clip.shape[1]
-        f_clip = self._embed(clip.flatten(0, 1), False).view(*clip.shape[:2], -1, *self._cells())
+        f_clip = self._embed(clip.flatten(0, 1), False)
+        frames = f_clip.view(*clip.shape[:2], *f_clip.shape[1:])
         f_target = self._embed(batch["target"], False)
-        query = F.normalize(self._embed(batch["patch"], False), dim=1)
-        for t in [*range(length - 1, -1, -1), *range(1, length)]:
-            _, _, query = self._track(query, F.normalize(f_clip[:, t], dim=1), f_clip[:, t])
-        _, theta_end, _ = self._track(query, F.normalize(f_target, dim=1), f_target)
+        patch_n = F.normalize(self._embed(batch["patch"], False), dim=1)
+        theta_end = self._cycle_ends(frames, F.normalize(frames, dim=2), patch_n, f_target,
+                                     F.normalize(f_target, dim=1))[-1]
         size = tuple(batch["patch"].shape[-2:])
         found = sample_patch(batch["target"].float(), theta_end, size)
         return {"patch_true_vs_cycle_end": torch.cat([batch["patch"].float(), found], dim=-1)}
-
-    def _cells(self) -> tuple[int, int]:
-        return self.cfg.frame_size // 8, self.cfg.frame_size // 8
