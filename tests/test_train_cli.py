@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,87 @@ def test_cycletime_recipe_whose_model_disagrees_with_its_data_exits_2(data_dir: 
     code = main(["train", "cycletime", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
                  "uvc-cpu", "--run-dir", str(tmp_path / "run")])
     assert code == 2 and "not 'cycletime'" in capsys.readouterr().err
+
+
+TINY_MOCO = """
+method = "moco"
+base = "moco-cpu"
+[model]
+queue_size = 8
+[data]
+crop = 64
+batch_size = 4
+workers = 0
+[stages.contrastive]
+steps = 2
+lr = 0.03
+[log]
+every = 1
+images_every = 1
+"""
+
+TINY_STT = """
+method = "stt"
+base = "stt-cpu"
+[data]
+crop = 64
+gap = [0.1667, 0.1667]
+gap_unit = "seconds"
+batch_size = 2
+workers = 0
+[stages.temporal]
+steps = 2
+lr = 2e-4
+warmup = 1
+[log]
+every = 1
+images_every = 1
+"""
+
+
+def test_stt_spatial_then_temporal_trains_resumes_and_exports(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """`train moco` makes the teacher, `train stt --teacher` the student; stop, resume, export."""
+    videos = str(data_dir / "videos" / "davis2016-train")
+    (tmp_path / "moco.toml").write_text(TINY_MOCO)
+    (tmp_path / "stt.toml").write_text(TINY_STT)
+    teacher = tmp_path / "teacher.safetensors"
+    assert main(["train", "moco", "--data", videos, "--recipe", str(tmp_path / "moco.toml"), "--run-dir",
+                 str(tmp_path / "moco"), "--cache-dir", str(tmp_path / "cache"), "--export", str(teacher)]) == 0
+    assert load_encoder(teacher).stride == 32
+    export = tmp_path / "stt_tiny.safetensors"
+    args = ["train", "stt", "--data", videos, "--recipe", str(tmp_path / "stt.toml"), "--teacher", str(teacher),
+            "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--export", str(export)]
+    assert main(args + ["--max-steps", "1"]) == 0
+    assert "stopped at step 1" in capsys.readouterr().out
+    assert main(args + ["--resume"]) == 0
+    assert "finished" in capsys.readouterr().out
+    encoder = load_encoder(export)  # the "stt" propagation preset: stride 8, Lab, layer3
+    assert encoder.config.colour_mode == "lab" and encoder.stride == 8 and encoder.config.arch == "resnet18"
+    assert encoder(torch.rand(1, 3, 64, 96)).shape == (1, 256, 8, 12)
+    meta = json.loads(export.with_suffix(".json").read_text())["meta"]
+    assert meta["method"] == "stt" and meta["steps"] == 2 and meta["finished"]
+    assert meta["recipe_config"]["model"]["teacher"] == str(teacher)
+    assert meta["recipe_config"]["model"]["frame_size"] == 64  # taken from [data] crop
+    again = tmp_path / "exported.safetensors"
+    assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(again)]) == 0
+    a, b = load_encoder(export).state_dict(), load_encoder(again).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # A resume with another teacher is another run: refused.
+    twin = tmp_path / "same_teacher_other_file.safetensors"
+    shutil.copy(teacher, twin)
+    shutil.copy(teacher.with_suffix(".json"), twin.with_suffix(".json"))
+    assert main([str(twin) if a == str(teacher) else a for a in args] + ["--resume", "--max-steps", "3"]) == 2
+    assert "model differ" in capsys.readouterr().err
+
+
+def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "stt.toml").write_text(TINY_STT)
+    wrong = tmp_path / "stride8.safetensors"
+    from vidcorr.models import build_encoder
+
+    save_weights(build_encoder("resnet18"), wrong)
+    code = main(["train", "stt", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
+                 str(tmp_path / "stt.toml"), "--teacher", str(wrong), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(wrong) in err and "stride 32" in err, err
+    assert not (tmp_path / "run").exists()

@@ -1,4 +1,4 @@
-"""`vidcorr train uvc`, `vidcorr train cycletime` and `vidcorr train autoencoder` (docs/training.md).
+"""`vidcorr train uvc | cycletime | stt | moco | autoencoder` and `vidcorr train export` (docs/training.md).
 
 All run the generic trainer (`vidcorr.train.loop`) on videos from ``--data`` (folder trees or
 list files, repeatable) with a recipe (a shipped name or a TOML path), write checkpoints and
@@ -36,7 +36,7 @@ def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> N
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser("train", help="train UVC, CycleTime or UVC's Lab auto-encoder on unlabelled video")
+    train = subparsers.add_parser("train", help="train UVC, CycleTime, STT (+ its MoCo teacher) or UVC's Lab auto-encoder on unlabelled video")
     methods = train.add_subparsers(dest="method", required=True, metavar="METHOD")
 
     uvc = methods.add_parser("uvc", help="train a UVC encoder (warm-up, then joint stage)",
@@ -58,18 +58,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
     cycle.set_defaults(func=run_cycletime)
 
+    stt = methods.add_parser("stt", help="train an STT encoder (the temporal stage)",
+                             description="Train STT's temporal stage (METHODS.md §4) and export its encoder.")
+    _common_arguments(stt, "stt")
+    stt.add_argument("--teacher", type=Path, metavar="W",
+                     help="frozen teacher weights (a stride-32 ResNet, e.g. from the spatial stage); "
+                          "without one the global distillation term is left out")
+    stt.add_argument("--export", type=Path, metavar="W",
+                     help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    stt.set_defaults(func=run_stt)
+
+    moco = methods.add_parser("moco", help="train a MoCo v2 encoder (STT's spatial stage, its teacher)",
+                              description="Train MoCo v2 on video frames (STT's spatial stage, METHODS.md §4.2) "
+                                          "and export the encoder `train stt --teacher` takes.")
+    _common_arguments(moco, "moco")
+    moco.add_argument("--export", type=Path, metavar="W",
+                      help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    moco.set_defaults(func=run_moco)
+
     ae = methods.add_parser("autoencoder", help="train UVC's Lab auto-encoder",
                             description="Train the Lab colour auto-encoder UVC reconstructs through.")
     _common_arguments(ae, "autoencoder")
     ae.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
     ae.set_defaults(func=run_autoencoder)
 
-    export = methods.add_parser("export", help="export the encoder of a UVC or CycleTime training checkpoint",
-                                description="Write the encoder held in a UVC or CycleTime training checkpoint (e.g. "
+    export = methods.add_parser("export", help="export the encoder of a UVC, CycleTime, STT or MoCo training checkpoint",
+                                description="Write the encoder held in a UVC, CycleTime, STT or MoCo training checkpoint (e.g. "
                                             "RUN_DIR/checkpoint-warmup.pt, or a run still in progress) as "
                                             "released-style weights (.safetensors + .json).")
     export.add_argument("--checkpoint", required=True, type=Path,
-                        help="a checkpoint written by `train uvc` or `train cycletime`")
+                        help="a checkpoint written by `train uvc`, `cycletime`, `stt` or `moco`")
     export.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
     export.set_defaults(func=run_export)
 
@@ -150,6 +168,50 @@ def run_cycletime(args: argparse.Namespace) -> int:
     return _run(TrainJob(recipe, lambda: cycletime.CycleTime(cfg), export=export, **options))
 
 
+def run_stt(args: argparse.Namespace) -> int:
+    from vidcorr.methods import stt
+    from vidcorr.models import load_encoder
+    from vidcorr.train.config import recipe_path
+    from vidcorr.train.loop import TrainJob
+
+    recipe = _recipe(args, "stt")
+    try:
+        cfg = stt.config_for_recipe(recipe.base, recipe.model, recipe.data, recipe.stages)
+    except (ValueError, TypeError) as error:
+        raise InputError(recipe_path(args.recipe), f"invalid STT recipe: {error}") from None
+    teacher = None
+    if args.teacher is not None:  # checked now, not after indexing the videos
+        teacher = load_encoder(args.teacher)
+        try:
+            stt.check_teacher(teacher, cfg)
+        except ValueError as error:
+            raise InputError(args.teacher, f"cannot be the STT teacher: {error}") from None
+    # The checkpoint records the full config and which teacher trained it.
+    model = {**cfg.to_dict(), "teacher": str(args.teacher) if args.teacher else None}
+    recipe = recipe.replace(model=model)
+    options = _job_options(args, recipe)
+    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
+    return _run(TrainJob(recipe, lambda: stt.STT(cfg, teacher), export=export, **options))
+
+
+def run_moco(args: argparse.Namespace) -> int:
+    from vidcorr.methods import moco
+    from vidcorr.train.config import recipe_path
+    from vidcorr.train.loop import TrainJob
+
+    recipe = _recipe(args, "moco")
+    try:
+        cfg = moco.config_for_recipe(recipe.base, recipe.model, recipe.stages)
+        if recipe.data.batch_size > cfg.queue_size:
+            raise ValueError(f"queue_size {cfg.queue_size} is smaller than a batch ({recipe.data.batch_size})")
+    except (ValueError, TypeError) as error:
+        raise InputError(recipe_path(args.recipe), f"invalid MoCo recipe: {error}") from None
+    recipe = recipe.replace(model=cfg.to_dict())
+    options = _job_options(args, recipe)
+    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
+    return _run(TrainJob(recipe, lambda: moco.MoCo(cfg), export=export, **options))
+
+
 def run_autoencoder(args: argparse.Namespace) -> int:
     from vidcorr.train.autoencoder import AutoencoderTraining
     from vidcorr.train.loop import TrainJob
@@ -161,7 +223,7 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from vidcorr.methods import cycletime, uvc
+    from vidcorr.methods import cycletime, moco, stt, uvc
     from vidcorr.models import LabAutoencoder, save_weights
     from vidcorr.train.checkpoint import load_checkpoint
     from vidcorr.train.config import recipe_from_dict
@@ -176,8 +238,13 @@ def run_export(args: argparse.Namespace) -> int:
         model = uvc.UVC(uvc.UVCConfig.from_dict(recipe.model), LabAutoencoder())
     elif recipe.method == "cycletime":
         model = cycletime.CycleTime(cycletime.CycleTimeConfig.from_dict(recipe.model))
+    elif recipe.method == "stt":  # the encoder alone: the teacher is not in the checkpoint
+        cfg = stt.STTConfig.from_dict({k: v for k, v in recipe.model.items() if k != "teacher"})
+        model = stt.STT(cfg, None)
+    elif recipe.method == "moco":
+        model = moco.MoCo(moco.MoCoConfig.from_dict(recipe.model))
     else:
-        raise InputError(args.checkpoint, f"not a UVC or CycleTime checkpoint (method {recipe.method!r})")
+        raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
     model.load_state_dict(checkpoint["model"])
     progress = checkpoint.get("progress", {})
     meta = {"name": args.checkpoint.parent.name, "method": recipe.method, "recipe": recipe.name,

@@ -1,5 +1,6 @@
-"""Training augmentations, in torch: UVC's (METHODS.md §1.3, ``libs/transforms_multi.py``) and
-CycleTime's clip + target patch (§2.3, `CycleClipAugment`).
+"""Training augmentations, in torch: UVC's (METHODS.md §1.3, ``libs/transforms_multi.py``),
+CycleTime's clip + target patch (§2.3, `CycleClipAugment`), STT's pairs (§4.3,
+`ResizedCropPairAugment`) and MoCo v2's two views of an image (STT's spatial stage, `TwoViewAugment`).
 
 Each augmentation maps a list of RGB uint8 frames (H, W, 3) and a `torch.Generator` to a dict
 of uint8 tensors (3, h, w); the trainer converts them to float in [0, 1] on the device (uint8
@@ -180,6 +181,108 @@ class ImageAugment:
         return {"image": to_uint8(image)}
 
 
+def random_resized_box(height: int, width: int, area: tuple[float, float], aspect: tuple[float, float],
+                       generator: torch.Generator) -> tuple[int, int, int, int]:
+    """torchvision ``RandomResizedCrop``'s box rule: (top, left, h, w) covering a uniform share of
+    the image in ``area`` with a log-uniform aspect ratio w / h in ``aspect``; after 10 failed
+    draws, the largest centred box whose aspect ratio is clamped into ``aspect``."""
+    for _ in range(10):
+        target_area = height * width * _uniform(*area, generator)
+        ratio = math.exp(_uniform(math.log(aspect[0]), math.log(aspect[1]), generator))
+        w, h = round(math.sqrt(target_area * ratio)), round(math.sqrt(target_area / ratio))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            return top, left, h, w
+    ratio = width / height
+    if ratio < aspect[0]:
+        w, h = width, round(width / aspect[0])
+    elif ratio > aspect[1]:
+        h, w = height, round(height * aspect[1])
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+@dataclass(frozen=True)
+class ResizedCropPairAugment:
+    """STT's temporal pairs (``resized_crop_pair``, METHODS.md §4.3): one random resized box
+    (``area`` share of the frame, aspect ratio w / h in ``aspect``) cut from both frames, each
+    resized to ``crop`` x ``crop`` (aspect not kept), one shared horizontal flip.
+
+    -> {"ref": (3, crop, crop), "target": (3, crop, crop)} uint8.
+    """
+
+    crop: int = 256
+    area: tuple[float, float] = (0.6, 1.0)
+    aspect: tuple[float, float] = (1.5, 2.0)
+    flip: bool = True
+
+    def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
+        height, width = frames[0].shape[:2]
+        top, left, h, w = random_resized_box(height, width, self.area, self.aspect, generator)
+        flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
+        out = []
+        for frame in frames[:2]:
+            box = to_float(frame[top : top + h, left : left + w])
+            image = resize(box, self.crop, self.crop)
+            out.append(to_uint8(image.flip(-1) if flip else image))
+        return {"ref": out[0], "target": out[1]}
+
+
+def colour_jitter(image: Tensor, strength: tuple[float, float, float, float],
+                  generator: torch.Generator) -> Tensor:
+    """torchvision ``ColorJitter(brightness, contrast, saturation, hue)``: each factor drawn
+    uniformly around 1 (hue around 0), applied in a random order. image: (3, H, W) in [0, 1]."""
+    from torchvision.transforms.v2 import functional as TF
+
+    brightness, contrast, saturation, hue = strength
+    operations = [
+        lambda x: TF.adjust_brightness(x, _uniform(max(0.0, 1 - brightness), 1 + brightness, generator)),
+        lambda x: TF.adjust_contrast(x, _uniform(max(0.0, 1 - contrast), 1 + contrast, generator)),
+        lambda x: TF.adjust_saturation(x, _uniform(max(0.0, 1 - saturation), 1 + saturation, generator)),
+        lambda x: TF.adjust_hue(x, _uniform(-hue, hue, generator)),
+    ]
+    for i in torch.randperm(4, generator=generator).tolist():
+        image = operations[i](image)
+    return image.clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class TwoViewAugment:
+    """MoCo v2's two views of one image (``two_views``; the spatial stage of STT, METHODS.md §4.2):
+    each view independently: random resized crop (``area`` share, aspect 3/4..4/3) to ``crop``,
+    colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale with p 0.2, Gaussian blur (sigma
+    0.1..2, kernel about a tenth of the crop) with p 0.5, horizontal flip with p 0.5.
+
+    -> {"query": (3, crop, crop), "key": (3, crop, crop)} uint8.
+    """
+
+    crop: int = 224
+    area: tuple[float, float] = (0.2, 1.0)
+    aspect: tuple[float, float] = (3 / 4, 4 / 3)
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+
+    def _view(self, frame: np.ndarray, generator: torch.Generator) -> Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        top, left, h, w = random_resized_box(*frame.shape[:2], self.area, self.aspect, generator)
+        image = resize(to_float(frame[top : top + h, left : left + w]), self.crop, self.crop)
+        if bool(torch.rand((), generator=generator) < 0.8):
+            image = colour_jitter(image, self.jitter, generator)
+        if bool(torch.rand((), generator=generator) < 0.2):
+            image = TF.rgb_to_grayscale(image, num_output_channels=3)
+        if bool(torch.rand((), generator=generator) < 0.5):
+            kernel = (self.crop // 10) | 1  # odd
+            image = TF.gaussian_blur(image, [kernel, kernel], [_uniform(0.1, 2.0, generator)] * 2)
+        if bool(torch.rand((), generator=generator) < 0.5):
+            image = image.flip(-1)
+        return to_uint8(image)
+
+    def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
+        return {"query": self._view(frames[0], generator), "key": self._view(frames[0], generator)}
+
+
 def resize_short_side(image: Tensor, side: int) -> Tensor:
     """Bilinear resize of (3, H, W) so that its shorter side is ``side``, keeping the aspect ratio."""
     _, h, w = image.shape
@@ -253,7 +356,7 @@ class CycleClipAugment:
                 "patch": to_uint8(patch), "theta": theta[0].float()}
 
 
-BATCH_KINDS = ("crop_pair", "patch_frame", "image", "cycle_clip")
+BATCH_KINDS = ("crop_pair", "patch_frame", "image", "cycle_clip", "resized_crop_pair", "two_views")
 
 
 def build_augment(kind: str, crop: int, frame: int) -> Augment:
@@ -267,4 +370,8 @@ def build_augment(kind: str, crop: int, frame: int) -> Augment:
         return ImageAugment(crop)
     if kind == "cycle_clip":
         return CycleClipAugment(crop, resize=frame)
+    if kind == "resized_crop_pair":
+        return ResizedCropPairAugment(crop)
+    if kind == "two_views":
+        return TwoViewAugment(crop)
     raise ValueError(f"unknown batch kind {kind!r}; expected one of {BATCH_KINDS}")

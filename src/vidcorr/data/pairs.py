@@ -207,10 +207,11 @@ def build_dataset(
 ) -> VideoFrameDataset:
     """The dataset a method's batch kind needs (`vidcorr.data.augment.build_augment`).
 
-    Pair kinds ("crop_pair", "patch_frame") sample UVC pairs; "image" samples one frame;
+    Pair kinds ("crop_pair", "patch_frame", "resized_crop_pair") sample pairs ``gap`` apart;
+    "image" and "two_views" sample one frame;
     "cycle_clip" samples CycleTime clips of ``clip_length`` frames ``gap.low`` apart.
     """
-    if kind == "image":
+    if kind in ("image", "two_views"):
         sampling: Sampling = ClipSampling(length=1, folder_fps=folder_fps)
     elif kind == "cycle_clip":
         sampling = CycleClipSampling(clip_length, GapRange(gap.low, gap.low, gap.unit), folder_fps=folder_fps)

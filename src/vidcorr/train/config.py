@@ -4,7 +4,7 @@ A recipe names the method and, for UVC and CycleTime, a base recipe of the metho
 ``[model]`` table overrides that base field by field. ``extends = "other"`` starts from another
 recipe file (a shipped name or a path relative to this file) and overrides it table by table, field
 by field (stages by name), so a variant says only what differs. ``[data]`` sizes the samples, ``[optim]``
-the Adam optimiser, ``[stages.<name>]`` (in file order) the stages, ``[log]`` the intervals and
+the optimiser, ``[stages.<name>]`` (in file order) the stages, ``[log]`` the intervals and
 ``[cuda]`` / ``[cpu]`` the device-only speed settings. See docs/training.md for every field.
 """
 
@@ -25,7 +25,7 @@ from vidcorr.errors import InputError
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
 SCHEDULES = ("poly", "constant", "cosine")
-METHODS = ("uvc", "autoencoder", "cycletime")
+METHODS = ("uvc", "autoencoder", "cycletime", "stt", "moco")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,10 @@ class StageConfig:
     the stage start as the official code does (METHODS.md §1.8). With ``epochs`` the schedule
     moves once per epoch (official), with ``steps`` every step. decay_over: the schedule's
     horizon in the stage's unit (default: the stage length; the official run decays over all
-    30 epochs in both stages, ``lr (1 - e / nepoch) ** 0.9``).
+    30 epochs in both stages, ``lr (1 - e / nepoch) ** 0.9``). min_lr_ratio: the "cosine"
+    schedule ends at ``min_lr_ratio * lr`` (STT: 0.001). warmup: the first ``warmup`` units scale
+    the scheduled rate linearly from ``warmup_ratio`` up to 1 (mmcv's linear warm-up; STT: 20
+    epochs from 0.001).
     """
 
     name: str
@@ -66,8 +69,14 @@ class StageConfig:
     schedule: str = "poly"
     power: float = 0.9
     decay_over: int | None = None
+    min_lr_ratio: float = 0.0
+    warmup: int = 0
+    warmup_ratio: float = 0.001
 
     def __post_init__(self) -> None:
+        if not (0 <= self.min_lr_ratio <= 1 and 0 <= self.warmup_ratio <= 1 and self.warmup >= 0):
+            raise ValueError(f"stage {self.name!r}: min_lr_ratio and warmup_ratio must be in [0, 1], "
+                             "warmup >= 0")
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"stage {self.name!r} needs exactly one of 'epochs' and 'steps'")
         if self.schedule not in SCHEDULES:
@@ -78,15 +87,20 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam. The official code parses weight decay 0.005 but never passes it (METHODS.md §1.8)."""
+    """Adam (every video method) or SGD with momentum (MoCo's spatial stage). UVC's official code
+    parses weight decay 0.005 but never passes it (METHODS.md §1.8)."""
 
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    name: str = "adam"  # "adam" | "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam
+    eps: float = 1e-8  # Adam
+    momentum: float = 0.9  # SGD
     weight_decay: float = 0.0
     grad_clip: float | None = None  # max global grad norm; None = no clipping
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.name not in ("adam", "sgd"):
+            raise ValueError(f"[optim] name must be 'adam' or 'sgd', got {self.name!r}")
 
 
 @dataclass(frozen=True)

@@ -112,9 +112,7 @@ def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
     _seed_everything(recipe.seed + ctx.rank)  # then independent streams, if a method draws any
     if _cuda_flag(recipe.cuda.channels_last, ctx):
         method = method.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(method.trainable_parameters(), lr=recipe.stages[0].lr,
-                                 betas=recipe.optim.betas, eps=recipe.optim.eps,
-                                 weight_decay=recipe.optim.weight_decay)
+    optimizer = _optimizer(method.trainable_parameters(), recipe)
     if job.resume:
         progress = ckpt.restore(run_dir / ckpt.LATEST, recipe, method, optimizer, ctx)
     elif (run_dir / ckpt.LATEST).exists():
@@ -143,6 +141,14 @@ def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
         run.runlog.close()
     exported = _export(run, finished) if job.export and ctx.is_main else None
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
+
+
+def _optimizer(parameters: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's [optim]: Adam, or SGD with momentum; the rate is set every step."""
+    optim, lr = recipe.optim, recipe.stages[0].lr
+    if optim.name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    return torch.optim.Adam(parameters, lr=lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay)
 
 
 def _run_stage(run: _Run) -> bool:
