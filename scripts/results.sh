@@ -2,8 +2,8 @@
 # Every number of the README results table (docs/results.md): the released weights and both
 # untrained floors on the shared data, each task evaluated the way its docs page states.
 # Resumable (a finished evaluation is skipped) and selectable:
-#   MODELS="uvc_r18 cycletime_r18 random-resnet18 lab-pixels"
-#   TASKS="davis-crw davis-uvc davis-uvc-t20 davis-timecycle jhmdb otb-localise otb-dcf vot-localise vot-dcf"
+#   MODELS="uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels"
+#   TASKS="davis-crw davis-uvc davis-uvc-t20 davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf"
 # davis-uvc-t20 is UVC's protocol at temperature 20, the temperature the shipped weights trained at.
 # Writes out/results/<model>/<task>/results.json, then docs/results.md (scripts/results_table.py).
 # CPU by default (DEVICE=cuda for a GPU). 480p DAVIS takes ~35 min per preset and model on 2 cores.
@@ -13,8 +13,8 @@ source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 DATA="${DATA:-../shared/data}"
 DEVICE="${DEVICE:-cpu}"
-MODELS="${MODELS:-uvc_r18 cycletime_r18 random-resnet18 lab-pixels}"
-TASKS="${TASKS:-davis-crw davis-uvc davis-uvc-t20 davis-timecycle jhmdb otb-localise otb-dcf vot-localise vot-dcf}"
+MODELS="${MODELS:-uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels}"
+TASKS="${TASKS:-davis-crw davis-uvc davis-uvc-t20 davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf}"
 
 model_args() {  # released weights by file name, floors by name
   case "$1" in
@@ -31,7 +31,7 @@ for model in $MODELS; do
     echo "== $model / $task" >&2
     # shellcheck disable=SC2046
     case "$task" in
-      davis-crw|davis-uvc|davis-timecycle)
+      davis-crw|davis-uvc|davis-timecycle|davis-stt)
         vidcorr eval davis --root "$DATA/davis2016" --preset "${task#davis-}" --device "$DEVICE" $(model_args "$model") --out "$out" ;;
       davis-uvc-t20)
         vidcorr eval davis --root "$DATA/davis2016" --preset uvc --temperature 20 --device "$DEVICE" $(model_args "$model") --out "$out" ;;

@@ -8,6 +8,7 @@ from pathlib import Path
 
 MODELS = {"uvc_r18": "UVC ResNet-18, ours (weights/uvc_r18.safetensors)",
           "cycletime_r18": "CycleTime ResNet-18, ours (weights/cycletime_r18.safetensors)",
+          "stt_r18": "STT ResNet-18, ours (weights/stt_r18.safetensors)",
           "random-resnet18": "untrained floor: random ResNet-18",
           "lab-pixels": "untrained floor: Lab pixels"}
 
@@ -30,6 +31,7 @@ COLUMNS = [
     ("DAVIS-16 J&F (J / F), `uvc`", "davis-uvc", davis_cell),
     ("DAVIS-16 J&F (J / F), `uvc` at temperature 20", "davis-uvc-t20", davis_cell),
     ("DAVIS-16 J&F (J / F), `timecycle`", "davis-timecycle", davis_cell),
+    ("DAVIS-16 J&F (J / F), `stt`", "davis-stt", davis_cell),
     ("JHMDB PCK@0.1 / @0.2, `crw`", "jhmdb", pck_cell),
     ("OTB AUC / P@20, localise", "otb-localise", tracking_cell),
     ("OTB AUC / P@20, DCF", "otb-dcf", tracking_cell),
