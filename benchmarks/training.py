@@ -2,11 +2,14 @@
 
 Times the model alone on random batches of a recipe's shapes (no video decoding), for each stage
 of its method: UVC's warm-up (two S x S crops) and joint (an S x S patch against a T x T frame);
-CycleTime's one stage (an L-frame clip, a target frame and its patch).
+CycleTime's one stage (an L-frame clip, a target frame and its patch); STT's temporal stage (two
+S x S frames, with a random teacher of the student's depth so the global term is timed too);
+MoCo's (two S x S views).
 
     python benchmarks/training.py --recipe uvc-cpu --device cpu --threads 1
     python benchmarks/training.py --recipe uvc --device cuda --bf16
     python benchmarks/training.py --recipe cycletime-cpu --device cpu --threads 1
+    python benchmarks/training.py --recipe stt-cpu --device cpu --threads 1
 
 End-to-end numbers with real decoding are in each run's log (``samples/s``); docs/benchmarks.md
 quotes both.
@@ -22,10 +25,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidcorr.methods import UVC, CycleTime, recipe as uvc_recipe
+from vidcorr.methods import UVC, CycleTime, moco, recipe as uvc_recipe, stt
 from vidcorr.methods.cycletime import config_for_recipe
 from vidcorr.methods.cycletime_ops import rigid_theta
-from vidcorr.models import LabAutoencoder
+from vidcorr.models import LabAutoencoder, build_encoder
 from vidcorr.train.config import DataConfig, Recipe, load_recipe
 
 from report import machine, write_json  # benchmarks/report.py, beside this script
@@ -40,7 +43,9 @@ def make_batch(kind: str, data: DataConfig, device) -> dict[str, torch.Tensor]:
         return {"clip": torch.rand(b, data.clip_length, 3, crop, crop, device=device),
                 "target": torch.rand(b, 3, crop, crop, device=device),
                 "patch": torch.rand(b, 3, crop // 3, crop // 3, device=device), "theta": rigid_theta(params)}
-    target = crop if kind == "crop_pair" else data.frame
+    if kind == "two_views":
+        return {"query": torch.rand(b, 3, crop, crop, device=device), "key": torch.rand(b, 3, crop, crop, device=device)}
+    target = data.frame if kind == "patch_frame" else crop
     return {"ref": torch.rand(b, 3, crop, crop, device=device),
             "target": torch.rand(b, 3, target, target, device=device)}
 
@@ -49,6 +54,12 @@ def build_model(recipe: Recipe) -> tuple[nn.Module, tuple[str, ...]]:
     """The recipe's training model and the stages to time."""
     if recipe.method == "cycletime":
         return CycleTime(config_for_recipe(recipe.base, recipe.model, recipe.data)), ("cycle",)
+    if recipe.method == "stt":
+        cfg = stt.config_for_recipe(recipe.base, recipe.model, recipe.data)
+        teacher = build_encoder(cfg.arch, strides=(1, 2, 2, 2), out_layer="layer4")
+        return stt.STT(cfg, teacher), stt.STAGES
+    if recipe.method == "moco":
+        return moco.MoCo(moco.config_for_recipe(recipe.base, recipe.model)), moco.STAGES
     if recipe.method == "uvc":
         return UVC(uvc_recipe(recipe.base or "uvc", **recipe.model), LabAutoencoder()), ("warmup", "joint")
     raise SystemExit(f"no training benchmark for method {recipe.method!r}")
@@ -97,7 +108,7 @@ def main() -> None:
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(0)
     # UVC's samples are frame pairs; the key keeps the name earlier JSONs use.
-    unit = "clips" if recipe.method == "cycletime" else "pairs"
+    unit = {"cycletime": "clips", "moco": "images"}.get(recipe.method, "pairs")
     for stage in stages:
         key = f"{stage}_{unit}_per_s"
         report[key] = round(time_stage(model, stage, args, data, args.steps, args.warmup), 3)
