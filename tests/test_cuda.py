@@ -22,7 +22,7 @@ from vidcorr.cli.demo_cmd import DEMO_ROOT, DEMO_SEQUENCE
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.video import open_frames
 from vidcorr.masks import propagate_mask
-from vidcorr.methods import UVC, CycleTime, recipe
+from vidcorr.methods import STT, UVC, CycleTime, MoCo, MoCoConfig, STTConfig, recipe
 from vidcorr.methods.cycletime import recipe as cycletime_recipe
 from vidcorr.methods.cycletime_ops import rigid_theta
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, load_encoder, save_weights
@@ -160,6 +160,54 @@ def test_cycletime_training_step_matches_cpu() -> None:
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss = gpu_model({k: v.to(CUDA) for k, v in batch.items()})["loss"]
     assert torch.isfinite(loss)
+
+
+def test_stt_training_step_matches_cpu() -> None:
+    """STT's correlations, reconstruction, distillation and teacher give the CPU's losses and
+    gradients on the GPU (every target cell weighted: the uncertainty threshold is a discrete
+    choice that float rounding may flip); bf16 autocast with the release's threshold stays finite."""
+    torch.manual_seed(0)
+    config = STTConfig(arch="resnet18", frame_size=64, uncertain_fraction=None)
+    teacher = build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4")
+    cpu_model = STT(config, teacher).train()
+    gpu_model = STT(config, build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4")).train()
+    gpu_model.teacher.load_state_dict(teacher.state_dict())
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model.to(CUDA)
+    g = torch.Generator().manual_seed(1)
+    batch = {"ref": torch.rand(2, 3, 64, 64, generator=g), "target": torch.rand(2, 3, 64, 64, generator=g)}
+    torch.manual_seed(5)  # the same dropped channel for both
+    cpu_out = cpu_model(batch)
+    torch.manual_seed(5)
+    gpu_out = gpu_model({k: v.to(CUDA) for k, v in batch.items()})
+    for term in ("loss", "rec_s4", "rec_s8", "local", "global"):
+        torch.testing.assert_close(gpu_out[term].cpu(), cpu_out[term], rtol=1e-3, atol=1e-6, msg=term)
+    cpu_out["loss"].backward()
+    gpu_out["loss"].backward()
+    gpu_params = dict(gpu_model.named_parameters())
+    for name, p_cpu in cpu_model.named_parameters():
+        if p_cpu.grad is not None:
+            torch.testing.assert_close(gpu_params[name].grad.cpu(), p_cpu.grad, rtol=1e-2, atol=1e-5, msg=name)
+    release = STT(STTConfig(arch="resnet18", frame_size=64), gpu_model.teacher).to(CUDA)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        assert torch.isfinite(release({k: v.to(CUDA) for k, v in batch.items()})["loss"])
+
+
+def test_moco_training_step_on_cuda() -> None:
+    """MoCo's momentum update, shuffled key groups and queue run on the GPU and match the CPU."""
+    torch.manual_seed(0)
+    cpu_model = MoCo(MoCoConfig(arch="resnet18", queue_size=16, key_splits=2)).eval()
+    gpu_model = MoCo(MoCoConfig(arch="resnet18", queue_size=16, key_splits=2)).eval()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model.to(CUDA)
+    g = torch.Generator().manual_seed(1)
+    batch = {"query": torch.rand(4, 3, 64, 64, generator=g), "key": torch.rand(4, 3, 64, 64, generator=g)}
+    cpu_loss = cpu_model(batch)["loss"]
+    gpu_loss = gpu_model({k: v.to(CUDA) for k, v in batch.items()})["loss"]
+    torch.testing.assert_close(gpu_loss.cpu(), cpu_loss, rtol=1e-3, atol=1e-5)
+    gpu_model.train()
+    gpu_model({k: v.to(CUDA) for k, v in batch.items()})["loss"].backward()
+    assert int(gpu_model.queue_pointer) == 4 and gpu_model.queue.device.type == "cuda"
 
 
 TINY_CYCLETIME = """

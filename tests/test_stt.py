@@ -171,6 +171,10 @@ def test_stt_losses_and_gradients_on_a_real_pair(data_dir: Path) -> None:
     assert not teacher.training  # model.train() keeps the teacher in eval mode
     images = model.visualise(batch)["ref_target_carried"]
     assert images.shape == (1, 3, 64, 192)
+    # Under bf16 autocast (the CUDA recipes' setting) the convolutions run in bf16 and the
+    # correlations in float32; checked here with the CPU's autocast.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(model(batch)["loss"].detach())
 
 
 def test_stt_without_teacher_has_no_global_term_and_trains_no_layer4(data_dir: Path) -> None:

@@ -226,6 +226,7 @@ class STT(nn.Module):
         dropped, channel = self.drop_channel(lab)
         stages = self.encoder.backbone.forward_stages(dropped)
         levels = [stages["layer2"], stages["layer3"]]
+        student_s32, teacher_s32 = self._stride32_features(frames, stages["layer3"])
         with torch.autocast(frames.device.type, enabled=False):
             losses, corrs, raw_s8 = {}, [], None
             for level, (name, rate) in enumerate(zip(("rec_s4", "rec_s8"), (4, 8), strict=True)):
@@ -247,21 +248,29 @@ class STT(nn.Module):
                     weights = stt_ops.uncertainty_weights(raw_s8.detach(), grid_s8, cfg.uncertainty_radius,
                                                           cfg.uncertain_fraction, cfg.uncertain_threshold)
             losses["local"] = stt_ops.weighted_mse(corrs[1], target_corr, weights)
-            losses["global"] = self._global_term(frames, stages["layer3"], b)
+            losses["global"] = self._global_term(student_s32, teacher_s32, b)
             losses["loss"] = (losses["rec_s4"] + losses["rec_s8"] + cfg.local_weight * losses["local"]
                               + cfg.global_weight * losses["global"])
         return losses
 
-    def _global_term(self, frames: Tensor, layer3: Tensor, b: int) -> Tensor:
-        """MSE between the student's stride-32 correlation and the teacher's (0 without one)."""
+    def _stride32_features(self, frames: Tensor, layer3: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Student layer4 and teacher features (2B, C, S/32, S/32), or (None, None) without a
+        teacher. Outside the float32 block: under autocast they run in bf16 like the backbone."""
         if self.teacher is None:
-            return frames.new_zeros(())
-        student = self.layer4(layer3).float()
+            return None, None
+        student = self.layer4(layer3)
         with torch.no_grad():
-            teacher = self.teacher(frames).float()
+            teacher = self.teacher(frames)
         if teacher.shape[-2:] != student.shape[-2:]:
             raise ValueError(f"teacher grid {tuple(teacher.shape[-2:])} != student layer4 grid "
                              f"{tuple(student.shape[-2:])}")
+        return student, teacher
+
+    def _global_term(self, student: Tensor | None, teacher: Tensor | None, b: int) -> Tensor:
+        """MSE between the student's stride-32 correlation and the teacher's (0 without one)."""
+        if student is None or teacher is None:
+            return torch.zeros((), device=self.window0.device)
+        student, teacher = student.float(), teacher.float()
         predicted = stt_ops.global_correlation(student[b:], student[:b])
         wanted = stt_ops.global_correlation(teacher[b:], teacher[:b], self.cfg.teacher_temperature,
                                             self.cfg.teacher_normalise)
