@@ -14,6 +14,8 @@
 #   4. benchmarks/training.py, recipe uvc (the paper's shapes, batch 40), bf16
 #   5. cycletime (not in the default STEPS): benchmarks/training.py, recipe cycletime (the release's
 #      shapes: ResNet-50, 240 px clips, batch 36), bf16
+#   5b. stt (not in the default STEPS): benchmarks/training.py, recipe stt (the release's shapes:
+#      ResNet-50 student and teacher, 256 px pairs, batch 64), bf16
 #   6. tf32 (not in the default STEPS): step 2's throughput with cuBLAS allowed to use TF32
 #      (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1), to weigh its speed against its J&F change
 #   7. TRAIN_STEPS > 0: that many steps of `vidcorr train uvc --recipe uvc-device-check` (the paper
@@ -21,7 +23,7 @@
 #      (a checkpoint, with Adam's state, is too large to)
 # The machine has torch and OpenCV but no PyAV and no network: nothing is installed, the package
 # runs from src/. Results: $OUT (the device tool's folder) or out/device-check.
-#   STEPS (which steps: "tests crw memory uvc training"; add cycletime or tf32, or name one for a
+#   STEPS (which steps: "tests crw memory uvc training"; add cycletime, stt or tf32, or name one for a
 #   second call),
 #   DEVICE (cuda), SIZE (480), SEQUENCES (those carried), LENGTHS (40,400), TRAIN_STEPS (0),
 #   PYTHON (python3); SMOKE=1 shrinks every step to try the script on a CPU.
@@ -42,14 +44,16 @@ DAVIS="${DAVIS:-$ROOT/.carry/davis2016}"
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 TRAIN_BENCH=(--recipe uvc --steps 5 --warmup 2)
 CYCLE_BENCH=(--recipe cycletime --steps 3 --warmup 1)
+STT_BENCH=(--recipe stt --steps 3 --warmup 1)
 if [ "${SMOKE:-0}" = 1 ]; then
   SIZE=120 LENGTHS=12,24
   TRAIN_BENCH=(--recipe uvc-cpu --steps 1 --warmup 1 --batch-size 2)
   CYCLE_BENCH=(--recipe cycletime-cpu --steps 1 --warmup 1 --batch-size 2)
+  STT_BENCH=(--recipe stt-cpu --steps 1 --warmup 1 --batch-size 2)
   TRAIN_RECIPE="$OUT/smoke.toml"
   printf 'extends = "uvc-device-check"\n[data]\ncrop = 64\nframe = 128\nbatch_size = 4\nworkers = 1\n' > "$TRAIN_RECIPE"
 fi
-[ "$DEVICE" = cuda ] && TRAIN_BENCH+=(--bf16) && CYCLE_BENCH+=(--bf16)
+[ "$DEVICE" = cuda ] && TRAIN_BENCH+=(--bf16) && CYCLE_BENCH+=(--bf16) && STT_BENCH+=(--bf16)
 LOG="$OUT/device-check.log"
 : > "$LOG"
 failed=()
@@ -93,6 +97,8 @@ step training "training benchmark" 60 "$PYTHON" benchmarks/training.py "${TRAIN_
   --json "$OUT/training-$DEVICE-uvc.json"
 step cycletime "training benchmark, CycleTime" 90 "$PYTHON" benchmarks/training.py "${CYCLE_BENCH[@]}" \
   --device "$DEVICE" --json "$OUT/training-$DEVICE-cycletime.json"
+step stt "training benchmark, STT" 90 "$PYTHON" benchmarks/training.py "${STT_BENCH[@]}" \
+  --device "$DEVICE" --json "$OUT/training-$DEVICE-stt.json"
 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 step tf32 "propagation crw throughput, TF32 matmuls" 150 \
   "$PYTHON" "${PROP[@]}" --preset crw --sequences "$SEQUENCES" --skip memory --json "$OUT/propagation-$DEVICE-crw-tf32.json"
 if [ "$TRAIN_STEPS" -gt 0 ]; then
