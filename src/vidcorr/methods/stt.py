@@ -222,7 +222,8 @@ class STT(nn.Module):
         self._check(batch)
         cfg, b = self.cfg, batch["ref"].shape[0]
         frames = torch.cat([batch["ref"], batch["target"]])  # (2B, 3, S, S)
-        lab = self.encoder.normalise(frames)
+        with torch.autocast(frames.device.type, enabled=False):  # the colours are also the targets
+            lab = self.encoder.normalise(frames.float())
         dropped, channel = self.drop_channel(lab)
         stages = self.encoder.backbone.forward_stages(dropped)
         levels = [stages["layer2"], stages["layer3"]]
