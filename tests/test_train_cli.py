@@ -245,3 +245,13 @@ def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp
     err = capsys.readouterr().err
     assert code == 2 and str(wrong) in err and "stride 32" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_moco_recipe_whose_queue_cannot_hold_a_batch_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "moco.toml"
+    recipe.write_text(TINY_MOCO.replace("queue_size = 8", "queue_size = 2"))
+    code = main(["train", "moco", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe", str(recipe),
+                 "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(recipe) in err and "queue_size 2" in err, err
+    assert not (tmp_path / "run").exists()
