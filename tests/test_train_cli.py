@@ -255,3 +255,13 @@ def test_moco_recipe_whose_queue_cannot_hold_a_batch_exits_2(data_dir: Path, tmp
     err = capsys.readouterr().err
     assert code == 2 and str(recipe) in err and "queue_size 2" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_recipe_with_a_stage_the_method_lacks_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "stt.toml"
+    recipe.write_text(TINY_STT.replace("[stages.temporal]", "[stages.joint]"))
+    code = main(["train", "stt", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe", str(recipe),
+                 "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(recipe) in err and "stage 'joint'" in err and "STT" in err, err
+    assert not (tmp_path / "run").exists()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from vidcorr.errors import InputError
 
@@ -110,75 +112,67 @@ def _job_options(args: argparse.Namespace, recipe) -> dict:
             "cache_dir": args.cache_dir}
 
 
-def _uvc_config(recipe, ablations: list[str], source: str):
-    """The recipe's UVCConfig (base recipe + [model] overrides) with the ablations applied."""
-    from vidcorr.methods import uvc
+def _method_config(args: argparse.Namespace, recipe, label: str, stages: tuple[str, ...], build: Callable[[], Any]):
+    """``build()``: the method's config from the recipe. A stage the method does not have, or a
+    ValueError / TypeError from ``build``, exits 2 naming the recipe file ("invalid <label> recipe")."""
+    from vidcorr.train.config import recipe_path
 
     try:
-        cfg = uvc.recipe(recipe.base or "uvc", **recipe.model)
         for stage in recipe.stages:
-            if stage.name not in uvc.STAGES:
-                raise ValueError(f"stage {stage.name!r} is not a UVC stage {uvc.STAGES}")
-        for which in ablations:
-            cfg = uvc.ablate(cfg, which)
+            if stage.name not in stages:
+                raise ValueError(f"stage {stage.name!r} is not one of the {label} stages {stages}")
+        return build()
     except (ValueError, TypeError) as error:
-        raise InputError(source, f"invalid UVC recipe: {error}") from None
-    return cfg
+        raise InputError(recipe_path(args.recipe), f"invalid {label} recipe: {error}") from None
+
+
+def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], Any], **job: Any) -> int:
+    """Run a `TrainJob` with the command's options; the encoder goes to ``--export`` (default
+    RUN_DIR/encoder.safetensors). ``job``: further `TrainJob` fields (UVC's switches)."""
+    from vidcorr.train.loop import TrainJob
+
+    options = _job_options(args, recipe)
+    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
+    return _run(TrainJob(recipe, build_method, export=export, **job, **options))
 
 
 def run_uvc(args: argparse.Namespace) -> int:
     from vidcorr.methods import uvc
     from vidcorr.models import load_autoencoder
-    from vidcorr.train.config import recipe_path
-    from vidcorr.train.loop import TrainJob
+
+    def build():  # base recipe + [model] overrides, then the ablations
+        cfg = uvc.recipe(recipe.base or "uvc", **recipe.model)
+        for which in args.ablate:
+            cfg = uvc.ablate(cfg, which)
+        return cfg
 
     recipe = _recipe(args, "uvc")
-    cfg = _uvc_config(recipe, args.ablate, str(recipe_path(args.recipe)))
+    cfg = _method_config(args, recipe, "UVC", uvc.STAGES, build)
     # The full config goes into the recipe: checkpoints and the weights sidecar record exactly
     # what was trained, and a resume with other ablations is refused.
     recipe = recipe.replace(model=cfg.to_dict())
     load_autoencoder(args.autoencoder)  # fail now, not after indexing the videos
-    options = _job_options(args, recipe)
-    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
-    job = TrainJob(recipe, lambda: uvc.UVC(cfg, load_autoencoder(args.autoencoder)),
-                   export=export, switches=uvc.stage_switches, **options)
-    return _run(job)
-
-
-def _cycletime_config(recipe, source: str):
-    """The recipe's CycleTimeConfig (`cycletime.config_for_recipe`); a bad recipe names its file."""
-    from vidcorr.methods import cycletime
-
-    try:
-        return cycletime.config_for_recipe(recipe.base, recipe.model, recipe.data, recipe.stages)
-    except (ValueError, TypeError) as error:
-        raise InputError(source, f"invalid CycleTime recipe: {error}") from None
+    return _train_encoder(args, recipe, lambda: uvc.UVC(cfg, load_autoencoder(args.autoencoder)),
+                          switches=uvc.stage_switches)
 
 
 def run_cycletime(args: argparse.Namespace) -> int:
     from vidcorr.methods import cycletime
-    from vidcorr.train.config import recipe_path
-    from vidcorr.train.loop import TrainJob
 
     recipe = _recipe(args, "cycletime")
-    cfg = _cycletime_config(recipe, str(recipe_path(args.recipe)))
+    cfg = _method_config(args, recipe, "CycleTime", cycletime.STAGES,
+                         lambda: cycletime.config_for_recipe(recipe.base, recipe.model, recipe.data))
     recipe = recipe.replace(model=cfg.to_dict())  # the checkpoint records the full config
-    options = _job_options(args, recipe)
-    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
-    return _run(TrainJob(recipe, lambda: cycletime.CycleTime(cfg), export=export, **options))
+    return _train_encoder(args, recipe, lambda: cycletime.CycleTime(cfg))
 
 
 def run_stt(args: argparse.Namespace) -> int:
     from vidcorr.methods import stt
     from vidcorr.models import load_encoder
-    from vidcorr.train.config import recipe_path
-    from vidcorr.train.loop import TrainJob
 
     recipe = _recipe(args, "stt")
-    try:
-        cfg = stt.config_for_recipe(recipe.base, recipe.model, recipe.data, recipe.stages)
-    except (ValueError, TypeError) as error:
-        raise InputError(recipe_path(args.recipe), f"invalid STT recipe: {error}") from None
+    cfg = _method_config(args, recipe, "STT", stt.STAGES,
+                         lambda: stt.config_for_recipe(recipe.base, recipe.model, recipe.data))
     teacher = None
     if args.teacher is not None:  # checked now, not after indexing the videos
         teacher = load_encoder(args.teacher)
@@ -187,29 +181,23 @@ def run_stt(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise InputError(args.teacher, f"cannot be the STT teacher: {error}") from None
     # The checkpoint records the full config and which teacher trained it.
-    model = {**cfg.to_dict(), "teacher": str(args.teacher) if args.teacher else None}
-    recipe = recipe.replace(model=model)
-    options = _job_options(args, recipe)
-    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
-    return _run(TrainJob(recipe, lambda: stt.STT(cfg, teacher), export=export, **options))
+    recipe = recipe.replace(model={**cfg.to_dict(), "teacher": str(args.teacher) if args.teacher else None})
+    return _train_encoder(args, recipe, lambda: stt.STT(cfg, teacher))
 
 
 def run_moco(args: argparse.Namespace) -> int:
     from vidcorr.methods import moco
-    from vidcorr.train.config import recipe_path
-    from vidcorr.train.loop import TrainJob
 
-    recipe = _recipe(args, "moco")
-    try:
-        cfg = moco.config_for_recipe(recipe.base, recipe.model, recipe.stages)
+    def build():
+        cfg = moco.config_for_recipe(recipe.base, recipe.model)
         if recipe.data.batch_size > cfg.queue_size:
             raise ValueError(f"queue_size {cfg.queue_size} is smaller than a batch ({recipe.data.batch_size})")
-    except (ValueError, TypeError) as error:
-        raise InputError(recipe_path(args.recipe), f"invalid MoCo recipe: {error}") from None
+        return cfg
+
+    recipe = _recipe(args, "moco")
+    cfg = _method_config(args, recipe, "MoCo", moco.STAGES, build)
     recipe = recipe.replace(model=cfg.to_dict())
-    options = _job_options(args, recipe)
-    export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
-    return _run(TrainJob(recipe, lambda: moco.MoCo(cfg), export=export, **options))
+    return _train_encoder(args, recipe, lambda: moco.MoCo(cfg))
 
 
 def run_autoencoder(args: argparse.Namespace) -> int:

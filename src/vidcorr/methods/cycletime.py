@@ -123,14 +123,11 @@ def recipe(name: str, **overrides: Any) -> CycleTimeConfig:
     return CycleTimeConfig.from_dict({**RECIPES[name], **overrides})
 
 
-def config_for_recipe(base: str | None, model: dict[str, Any], data: Any, stages: Any = ()) -> CycleTimeConfig:
+def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> CycleTimeConfig:
     """The `CycleTimeConfig` of a training recipe: ``base`` (a `RECIPES` name, default
     "cycletime") with its ``[model]`` overrides, and frame size and clip length from its ``[data]``
-    (``crop``, ``clip_length``): the regressor is sized by them, so the two must agree. ``stages``:
-    the recipe's stages, each checked to be a CycleTime stage. ValueError on any disagreement."""
-    for stage in stages:
-        if stage.name not in STAGES:
-            raise ValueError(f"stage {stage.name!r} is not a CycleTime stage {STAGES}")
+    (``crop``, ``clip_length``): the regressor is sized by them, so the two must agree. ValueError
+    on any disagreement (`vidcorr train` checks the recipe's stage names)."""
     sizes = {"frame_size": data.crop, "clip_length": data.clip_length}
     clash = {k: v for k, v in sizes.items() if k in model and model[k] != v}
     if clash:

@@ -72,11 +72,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def config_for_recipe(base: str | None, model: dict[str, Any], stages: Any = ()) -> MoCoConfig:
+def config_for_recipe(base: str | None, model: dict[str, Any]) -> MoCoConfig:
     """`MoCoConfig` of a training recipe (``base`` in `RECIPES`, default "moco", plus ``[model]``)."""
-    for stage in stages:
-        if stage.name not in STAGES:
-            raise ValueError(f"stage {stage.name!r} is not a MoCo stage {STAGES}")
     name = base or "moco"
     if name not in RECIPES:
         raise ValueError(f"unknown MoCo recipe {name!r}; choose one of {', '.join(RECIPES)}")
@@ -98,8 +95,7 @@ class MoCo(nn.Module):
     def __init__(self, cfg: MoCoConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = build_encoder("resnet18" if cfg.arch == "resnet18" else "resnet50",
-                                     strides=(1, 2, 2, 2), out_layer="layer4")
+        self.encoder = build_encoder(cfg.arch, strides=(1, 2, 2, 2), out_layer="layer4")
         self.projector = _projector(self.encoder.out_channels, cfg.dim)
         self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.key_projector = copy.deepcopy(self.projector).requires_grad_(False)

@@ -109,13 +109,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def config_for_recipe(base: str | None, model: dict[str, Any], data: Any, stages: Any = ()) -> STTConfig:
+def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> STTConfig:
     """The `STTConfig` of a training recipe: ``base`` (a `RECIPES` name, default "stt") with its
-    ``[model]`` overrides and the frame size from ``[data] crop`` (they must agree); every stage
-    must be an STT stage. ValueError otherwise."""
-    for stage in stages:
-        if stage.name not in STAGES:
-            raise ValueError(f"stage {stage.name!r} is not an STT stage {STAGES}")
+    ``[model]`` overrides and the frame size from ``[data] crop`` (they must agree). ValueError
+    otherwise (`vidcorr train` checks the recipe's stage names)."""
     if "frame_size" in model and model["frame_size"] != data.crop:
         raise ValueError(f"[model] frame_size {model['frame_size']} disagrees with [data] crop {data.crop}")
     name = base or "stt"
