@@ -216,7 +216,7 @@ def test_stt_reconstruction_alone_teaches_the_student_on_a_real_pair(data_dir: P
     def reconstruction() -> float:
         torch.manual_seed(123)  # the same dropped channel every time
         losses = model(batch)
-        return float(losses["rec_s4"] + losses["rec_s8"])
+        return float((losses["rec_s4"] + losses["rec_s8"]).detach())
 
     before = reconstruction()
     for step in range(15):

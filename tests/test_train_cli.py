@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vidcorr.cli import main
-from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, load_encoder, save_weights
+from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, load_encoder, save_weights
 
 TINY_UVC = """
 method = "uvc"
@@ -265,3 +265,69 @@ def test_recipe_with_a_stage_the_method_lacks_exits_2(data_dir: Path, tmp_path: 
     err = capsys.readouterr().err
     assert code == 2 and str(recipe) in err and "stage 'joint'" in err and "STT" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return load_encoder(path).state_dict()
+
+
+def test_init_starts_the_encoder_from_weights_and_a_resume_needs_the_same_ones(data_dir: Path, tmp_path: Path,
+                                                                               capsys) -> None:
+    """`--init W`: step 0 holds W's tensors (exported unchanged at --max-steps 0), MoCo's key
+    encoder starts as their copy, training moves on from them; the sidecar records W's sha256;
+    a resume with other weights is refused, with a copy of the same weights it continues."""
+    videos = str(data_dir / "videos" / "davis2016-train")
+    (tmp_path / "moco.toml").write_text(TINY_MOCO)
+    common = ["--data", videos, "--recipe", str(tmp_path / "moco.toml"), "--cache-dir", str(tmp_path / "cache")]
+    first = tmp_path / "first.safetensors"
+    assert main(["train", "moco", *common, "--run-dir", str(tmp_path / "a"), "--export", str(first)]) == 0
+    untouched = tmp_path / "untouched.safetensors"
+    assert main(["train", "moco", *common, "--run-dir", str(tmp_path / "b"), "--init", str(first),
+                 "--max-steps", "0", "--export", str(untouched)]) == 0
+    a, b = _state(first), _state(untouched)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    checkpoint = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    fresh = {k.removeprefix("encoder."): v for k, v in checkpoint.items() if k.startswith("encoder.")}
+    assert not all(torch.equal(fresh[k].float(), b[k]) for k in b)  # a seeded fresh start differs from W
+
+    tuned = tmp_path / "tuned.safetensors"
+    args = ["train", "moco", *common, "--run-dir", str(tmp_path / "c"), "--init", str(first), "--export", str(tuned)]
+    assert main(args + ["--max-steps", "1"]) == 0
+    model = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)["model"]
+    for name, value in model.items():  # the key encoder followed the query from W, not from a fresh start
+        if name.startswith("key_encoder.") and value.is_floating_point() and value.dim() == 4:
+            assert (value.float() - a[name.removeprefix("key_encoder.")]).abs().max() < 0.01, name
+    twin = tmp_path / "twin.safetensors"  # the same bytes under another name: the same run
+    shutil.copy(first, twin)
+    shutil.copy(first.with_suffix(".json"), twin.with_suffix(".json"))
+    capsys.readouterr()
+    # `untouched` holds the same tensors as `first` but another file (its metadata differs)
+    for wrong in ([a_ if a_ != str(first) else str(untouched) for a_ in args],
+                  [a_ for a_ in args if a_ not in ("--init", str(first))]):
+        assert main(wrong + ["--resume"]) == 2
+        assert "init differ" in capsys.readouterr().err
+    assert main([a_ if a_ != str(first) else str(twin) for a_ in args] + ["--resume"]) == 0
+    meta = json.loads(tuned.with_suffix(".json").read_text())["meta"]
+    assert meta["steps"] == 2 and meta["recipe_config"]["init"]["sha256"] == json.loads(
+        first.with_suffix(".json").read_text())["sha256"]
+    assert not all(torch.equal(a[k], v) for k, v in _state(tuned).items())
+
+
+def test_init_with_weights_of_another_encoder_exits_2_naming_them(data_dir: Path, tmp_path: Path,
+                                                                  autoencoder: Path, capsys) -> None:
+    """UVC's encoder sees grayscale at stride 8: an RGB stride-32 MoCo encoder, a corrupt file and
+    a missing one are refused before anything is written."""
+    rgb = save_weights(build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4"),
+                       tmp_path / "rgb.safetensors")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not safetensors")
+    (tmp_path / "tiny.toml").write_text(TINY_UVC)
+    for weights, problem in ((rgb, "encoder config differs"), (corrupt, "not a readable safetensors"),
+                             (tmp_path / "missing.safetensors", "does not exist")):
+        run_dir = tmp_path / f"run-{weights.stem}"
+        code = main(["train", "uvc", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
+                     str(tmp_path / "tiny.toml"), "--autoencoder", str(autoencoder), "--run-dir", str(run_dir),
+                     "--cache-dir", str(tmp_path / "cache"), "--init", str(weights)])
+        err = capsys.readouterr().err
+        assert code == 2 and str(weights) in err and problem in err, err
+        assert not (run_dir / "checkpoint.pt").exists()

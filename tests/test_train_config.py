@@ -16,14 +16,15 @@ from vidcorr.train.config import CONFIG_DIR, recipe_from_dict
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("uvc*.toml")))
 def test_uvc_recipes_load_and_build_their_config(name: str) -> None:
     recipe = load_recipe(name)
-    assert recipe.method == "uvc" and [s.name for s in recipe.stages] == ["warmup", "joint"]
+    stages = ["joint"] if name.endswith("-finetune") else ["warmup", "joint"]  # fine-tunes start from --init
+    assert recipe.method == "uvc" and [s.name for s in recipe.stages] == stages
     cfg = uvc.UVCConfig(**{**uvc.RECIPES[recipe.base], **recipe.model})
     assert cfg == uvc.recipe(recipe.base, **recipe.model)
     assert recipe.data.crop % 8 == 0 and recipe.data.frame % 8 == 0
     assert recipe_from_dict(recipe.to_dict(), recipe.name) == recipe  # checkpoint round trip
 
 
-def test_paper_and_official_recipes_say_what_the_sources_say() -> None:
+def test_paper_and_official_recipes_say_what_the_sources_say(tmp_path) -> None:
     paper, official = load_recipe("uvc"), load_recipe("uvc-official")
     assert [(s.epochs, s.lr) for s in paper.stages] == [(10, 1e-4), (10, 0.5e-4)]
     assert (paper.data.crop, paper.data.frame, paper.data.gap, paper.data.gap_unit) == (256, 640, (1, 50), "frames")
@@ -35,6 +36,13 @@ def test_paper_and_official_recipes_say_what_the_sources_say() -> None:
     assert load_recipe(CONFIG_DIR / "uvc.toml") == paper
     soft = load_recipe("uvc-cpu-t20")  # extends uvc-cpu, changing only the affinity temperature
     assert soft.model == {**cpu.model, "temperature": 20.0} and soft.data == cpu.data and soft.stages == cpu.stages
+    tune = load_recipe("uvc-cpu-t20-finetune")  # uvc-cpu-t20's joint stage alone, for --init
+    assert tune.model == soft.model and tune.data == soft.data
+    assert tune.stages == (dataclasses.replace(soft.stages[1], steps=500),)
+    sneaky = tmp_path / "init.toml"
+    sneaky.write_text('extends = "uvc-cpu"\ninit = "weights/uvc_r18.safetensors"\n')
+    with pytest.raises(InputError, match="--init"):  # weights are a command-line choice, not a recipe field
+        load_recipe(sneaky)
 
 
 def test_official_poly_schedule_restarts_after_warmup() -> None:
@@ -107,3 +115,22 @@ def test_extends_errors_name_the_file(tmp_path) -> None:
     (tmp_path / "d.toml").write_text("extends = 3\n")
     with pytest.raises(InputError, match="'extends' must be"):
         load_recipe(tmp_path / "d.toml")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+def test_every_shipped_recipe_builds_its_method_config(name: str) -> None:
+    """What `vidcorr train <method> --recipe NAME` does before indexing any video."""
+    from vidcorr.methods import cycletime, moco, stt
+    from vidcorr.train.autoencoder import STAGE
+
+    recipe = load_recipe(name)
+    assert recipe_from_dict(recipe.to_dict(), recipe.name) == recipe and recipe.init is None
+    stages = {"uvc": uvc.STAGES, "cycletime": cycletime.STAGES, "stt": stt.STAGES, "moco": moco.STAGES,
+              "autoencoder": (STAGE,)}[recipe.method]
+    assert {s.name for s in recipe.stages} <= set(stages)
+    if recipe.method == "uvc":
+        uvc.recipe(recipe.base or "uvc", **recipe.model)
+    elif recipe.method in ("cycletime", "stt"):
+        {"cycletime": cycletime, "stt": stt}[recipe.method].config_for_recipe(recipe.base, recipe.model, recipe.data)
+    elif recipe.method == "moco":
+        assert recipe.data.batch_size <= moco.config_for_recipe(recipe.base, recipe.model).queue_size

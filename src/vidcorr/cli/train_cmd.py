@@ -37,6 +37,14 @@ def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> N
                         help="video metadata cache (default: ~/.cache/vidcorr)")
 
 
+def _encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--export", type=Path, metavar="W",
+                        help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    parser.add_argument("--init", type=Path, metavar="W",
+                        help="start the encoder from these weights (fine-tune, e.g. the shipped ones on "
+                             "your own video); same encoder config required; pass it again with --resume")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train UVC, CycleTime, STT (+ its MoCo teacher) or UVC's Lab auto-encoder on unlabelled video")
     methods = train.add_subparsers(dest="method", required=True, metavar="METHOD")
@@ -46,8 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_arguments(uvc, "uvc")
     uvc.add_argument("--autoencoder", required=True, type=Path, metavar="W",
                      help="Lab auto-encoder weights from `vidcorr train autoencoder` (kept frozen)")
-    uvc.add_argument("--export", type=Path, metavar="W",
-                     help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    _encoder_arguments(uvc)
     uvc.add_argument("--ablate", action="append", choices=ABLATIONS, default=[],
                      help="UVC Table 2 ablation: drop Localisation, Orthogonal terms, "
                           "Concentration, or all three; repeatable")
@@ -56,8 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cycle = methods.add_parser("cycletime", help="train a CycleTime encoder (cycle consistency of time)",
                                description="Train CycleTime (METHODS.md §2) and export its encoder.")
     _common_arguments(cycle, "cycletime")
-    cycle.add_argument("--export", type=Path, metavar="W",
-                       help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    _encoder_arguments(cycle)
     cycle.set_defaults(func=run_cycletime)
 
     stt = methods.add_parser("stt", help="train an STT encoder (the temporal stage)",
@@ -66,16 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stt.add_argument("--teacher", type=Path, metavar="W",
                      help="frozen teacher weights (a stride-32 ResNet, e.g. from the spatial stage); "
                           "without one the global distillation term is left out")
-    stt.add_argument("--export", type=Path, metavar="W",
-                     help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    _encoder_arguments(stt)
     stt.set_defaults(func=run_stt)
 
     moco = methods.add_parser("moco", help="train a MoCo v2 encoder (STT's spatial stage, its teacher)",
                               description="Train MoCo v2 on video frames (STT's spatial stage, METHODS.md §4.2) "
                                           "and export the encoder `train stt --teacher` takes.")
     _common_arguments(moco, "moco")
-    moco.add_argument("--export", type=Path, metavar="W",
-                      help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
+    _encoder_arguments(moco)
     moco.set_defaults(func=run_moco)
 
     ae = methods.add_parser("autoencoder", help="train UVC's Lab auto-encoder",
@@ -127,10 +131,17 @@ def _method_config(args: argparse.Namespace, recipe, label: str, stages: tuple[s
 
 
 def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], Any], **job: Any) -> int:
-    """Run a `TrainJob` with the command's options; the encoder goes to ``--export`` (default
-    RUN_DIR/encoder.safetensors). ``job``: further `TrainJob` fields (UVC's switches)."""
+    """Run a `TrainJob` with the command's options; the encoder starts from ``--init`` if given
+    and goes to ``--export`` (default RUN_DIR/encoder.safetensors). ``job``: further `TrainJob`
+    fields (UVC's switches)."""
     from vidcorr.train.loop import TrainJob
 
+    if args.init is not None:  # read now (a corrupt file fails before the videos are indexed)
+        from vidcorr.models import read_weights
+        from vidcorr.models.weights import file_sha256
+
+        read_weights(args.init)
+        recipe = recipe.replace(init={"weights": str(args.init), "sha256": file_sha256(args.init)})
     options = _job_options(args, recipe)
     export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
     return _run(TrainJob(recipe, build_method, export=export, **job, **options))

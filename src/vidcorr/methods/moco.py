@@ -171,3 +171,8 @@ class MoCo(nn.Module):
 
     def export(self) -> tuple[nn.Module, None]:
         return self.encoder, None
+
+    @torch.no_grad()
+    def initialised(self) -> None:
+        """The encoder was loaded from weights (``--init``): the key encoder starts as its copy."""
+        self.key_encoder.load_state_dict(self.encoder.state_dict())

@@ -49,7 +49,8 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file (weights provenance: sidecars, a run's --init)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -101,7 +102,7 @@ def save_weights(
     sidecar = {
         "format": FORMAT,
         "weights": path.name,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "dtype": str(dtype).removeprefix("torch."),
         "vidcorr_version": vidcorr.__version__,
         "config": config,
@@ -122,7 +123,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
         raise WeightsError(sidecar, f"unreadable sidecar of {path.name}: {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise WeightsError(sidecar, f"sidecar of {path.name} has no 'config' object")
-    if "sha256" in data and data["sha256"] != _sha256(path):
+    if "sha256" in data and data["sha256"] != file_sha256(path):
         raise WeightsError(path, f"does not match its sidecar {sidecar.name} (sha256 differs): "
                                  "the weights were replaced, corrupted, or the sidecar is stale")
     return data
@@ -182,6 +183,30 @@ def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path)
     if problems:
         raise WeightsError(path, "tensors do not match the model in its config: " + "; ".join(problems))
     module.load_state_dict(tensors, strict=True)
+
+
+def load_weights_into(module: nn.Module, path: str | Path) -> WeightsFile:
+    """Copy the weights at ``path`` into ``module`` in place (strict: every tensor, same shapes).
+
+    When ``module`` is a `FrameEncoder`, the file's encoder config must equal the module's (the
+    same shapes can mean another input colour space or another layer). Raises `WeightsError`
+    naming the file and what differs. Returns what was read (its meta, for provenance).
+    """
+    path = Path(path)
+    weights = read_weights(path)
+    config = getattr(module, "config", None)
+    if isinstance(config, EncoderConfig):
+        try:  # through the dataclass: fields a file predates take their defaults
+            theirs = EncoderConfig.from_dict(weights.config).to_dict()
+        except (ValueError, TypeError) as error:
+            raise WeightsError(path, f"not encoder weights (config {weights.config}): {error}") from None
+        ours = config.to_dict()
+        differ = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+        if differ:
+            raise WeightsError(path, "encoder config differs from the model being trained: " + "; ".join(
+                f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in differ))
+    _load_state(module, weights.tensors, path)
+    return weights
 
 
 def _truncate(

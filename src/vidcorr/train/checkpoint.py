@@ -130,7 +130,7 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
     if old != new:
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         raise InputError(path, f"was trained with a different recipe ({', '.join(changed)} "
-                               "differ); resume with the recipe it was started with")
+                               "differ); resume with the recipe, --init and --teacher it was started with")
     method.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     states = checkpoint["rng"]

@@ -142,6 +142,9 @@ class Recipe:
     log: LogConfig = LogConfig()
     cuda: CudaConfig = CudaConfig()
     cpu: CpuConfig = CpuConfig()
+    # {"weights": path, "sha256": hex}: the weights the method's exported module starts from
+    # (`vidcorr train ... --init W`, set by the command line, not by recipe files).
+    init: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (stored in checkpoints, loaded with ``weights_only=True``)."""
@@ -153,6 +156,7 @@ class Recipe:
         d["data"].pop("workers")
         for key in ("name", "log", "cuda", "cpu"):
             d.pop(key)
+        d["init"] = d["init"] and d["init"]["sha256"]  # the same weights under another path: the same run
         return d
 
     def replace(self, **changes: Any) -> Recipe:
@@ -213,6 +217,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     """Read a shipped recipe by name or a TOML file; `InputError` naming the file if bad."""
     path = recipe_path(name_or_path)
     data = _read_recipe_table(path, chain=())
+    if "init" in data:
+        raise InputError(path, "unreadable recipe: 'init' is not a recipe field; start from weights with --init")
     try:
         return recipe_from_dict(data, data.get("name", path.stem))
     except (ValueError, TypeError) as error:

@@ -5,7 +5,9 @@ A method is an ``nn.Module`` with
     ``batch_kind(stage) -> str``        "crop_pair" | "patch_frame" | "image" | "cycle_clip" (vidcorr.data)
     ``trainable_parameters()``          what the optimiser updates
 and optionally ``visualise(batch) -> dict[str, Tensor (N, 3, H, W) in [0, 1]]`` (TensorBoard
-images) and ``export() -> (module, config)`` (what to save as weights; default ``.encoder``).
+images), ``export() -> (module, config)`` (what to save as weights; default ``.encoder``) and
+``initialised()``, called after the recipe's ``init`` weights were loaded into that module (MoCo
+copies them into its key encoder).
 ``TrainJob.switches(stage, epoch)`` gives per-epoch keyword switches such as UVC's concentration
 and truncation schedule (METHODS.md §1.6).
 
@@ -38,7 +40,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index
 from vidcorr.errors import InputError, VidcorrError
-from vidcorr.models import save_weights
+from vidcorr.models import load_weights_into, save_weights
 from vidcorr.train import checkpoint as ckpt
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier, init_distributed, wrap_ddp
@@ -108,7 +110,10 @@ def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
     recipe, run_dir = job.recipe, Path(job.run_dir)
     index = _index(job, ctx)
     _seed_everything(recipe.seed)  # the same initial weights on every rank
-    method = job.build_method().to(ctx.device)
+    method = job.build_method()
+    if recipe.init and not job.resume:  # a resumed run's weights come from its checkpoint
+        _initialise(method, Path(recipe.init["weights"]))
+    method = method.to(ctx.device)
     _seed_everything(recipe.seed + ctx.rank)  # then independent streams, if a method draws any
     if _cuda_flag(recipe.cuda.channels_last, ctx):
         method = method.to(memory_format=torch.channels_last)
@@ -141,6 +146,19 @@ def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
         run.runlog.close()
     exported = _export(run, finished) if job.export and ctx.is_main else None
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
+
+
+def _exported(method: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The module a run exports as weights and its config (None: the module's own)."""
+    return method.export() if hasattr(method, "export") else (method.encoder, None)
+
+
+def _initialise(method: nn.Module, weights: Path) -> None:
+    """Start the exported module from ``weights`` (fine-tuning); the rest stays as built."""
+    load_weights_into(_exported(method)[0], weights)
+    if hasattr(method, "initialised"):
+        method.initialised()
+    log.info("initialised the %s encoder from %s", type(method).__name__, weights)
 
 
 def _optimizer(parameters: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
@@ -295,7 +313,7 @@ def _save(run: _Run, stage_end: str | None = None) -> None:
 def _export(run: _Run, finished: bool) -> Path:
     """Weights (fp16 safetensors + JSON sidecar) of the method's exported module."""
     method, progress = run.method, run.progress
-    module, config = method.export() if hasattr(method, "export") else (method.encoder, None)
+    module, config = _exported(method)
     meta = {
         "name": Path(run.job.run_dir).name,
         "method": run.job.recipe.method,
