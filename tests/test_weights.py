@@ -16,6 +16,7 @@ from vidcorr.models import (
     build_encoder,
     load_autoencoder,
     load_encoder,
+    load_weights_into,
     read_weights,
     save_weights,
     sidecar_path,
@@ -180,3 +181,19 @@ def test_failed_save_leaves_nothing(tmp_path, encoder):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match=r"\.safetensors"):
         save_weights(encoder, tmp_path / "x.pt")
+
+
+def test_load_weights_into_copies_every_tensor_and_refuses_another_config(saved, encoder) -> None:
+    """Fine-tuning's entry point: strict, in place, and the same shapes under another colour mode
+    (RGB vs Lab: conv1 is 3 -> 64 in both) are still another model."""
+    target = build_encoder("crw", out_layer="layer2")
+    assert load_weights_into(target, saved).meta == META
+    loaded = load_encoder(saved).state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in target.state_dict().items())
+    assert not torch.equal(target.backbone.conv1.weight, build_encoder("crw", out_layer="layer2").backbone.conv1.weight)
+    lab = build_encoder("crw", out_layer="layer2", colour_mode="lab")
+    with pytest.raises(WeightsError, match="colour_mode 'rgb' vs 'lab'") as error:
+        load_weights_into(lab, saved)
+    assert str(saved) in str(error.value)
+    with pytest.raises(WeightsError, match="out_layer"):
+        load_weights_into(build_encoder("crw", out_layer="layer3"), saved)
