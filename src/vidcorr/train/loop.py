@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import platform
 import random
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index
 from vidcorr.errors import InputError, VidcorrError
@@ -44,6 +38,7 @@ from vidcorr.models import load_weights_into, save_weights
 from vidcorr.train import checkpoint as ckpt
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier, init_distributed, wrap_ddp
+from vidcorr.train.runlog import RunLog, visualise
 from vidcorr.train.schedule import learning_rate, stage_steps
 
 log = logging.getLogger(__name__)
@@ -352,115 +347,3 @@ def _seed_everything(seed: int) -> None:
 def _cuda_flag(flag: bool, ctx: DistContext) -> bool:
     """bf16 / channels_last are CUDA-only speed flags: off on the CPU whatever the recipe says."""
     return flag and ctx.device.type == "cuda"
-
-
-class RunLog:
-    """Console log lines, a tqdm bar and TensorBoard scalars / images; silent on ranks > 0.
-
-    Scalars every ``every`` steps, averaged over those steps: each loss term (``loss/*``), the
-    learning rate, throughput (samples/s, i.e. pairs/s for pair methods) and the number of
-    broken videos skipped so far. TensorBoard events go to ``run_dir/tensorboard``; on resume
-    events after the checkpoint's step are purged so curves do not double back.
-    """
-
-    def __init__(self, run_dir: Path, ctx: DistContext, progress: ckpt.Progress, every: int,
-                 progress_bar: bool):
-        self.ctx, self.every, self.progress_bar = ctx, every, progress_bar
-        self.base_wall, self.start = progress.wall_time, time.perf_counter()
-        self.writer = _summary_writer(run_dir, progress.step + 1) if ctx.is_main else None
-        self.bar: tqdm | None = None
-        self._reset_window()
-
-    def _reset_window(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.count, self.samples, self.window_start = 0, 0, time.perf_counter()
-
-    def wall_time(self) -> float:
-        """Seconds trained, including earlier sessions of a resumed run."""
-        return self.base_wall + time.perf_counter() - self.start
-
-    def stage_started(self, name: str, total: int, done: int) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.ctx.is_main and self.progress_bar:
-            self.bar = tqdm(total=total, initial=done, desc=name, unit="step", dynamic_ncols=True)
-        self._reset_window()
-
-    def step(self, progress: ckpt.Progress, terms: dict[str, float], lr: float, stage: str,
-             batch: int) -> None:
-        if not self.ctx.is_main:
-            return
-        for name, value in terms.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.count, self.samples = self.count + 1, self.samples + batch
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{terms['loss']:.4f}", refresh=False)
-        if progress.step % self.every == 0:
-            self._write(progress, lr, stage)
-
-    def _write(self, progress: ckpt.Progress, lr: float, stage: str) -> None:
-        rate = self.samples / max(time.perf_counter() - self.window_start, 1e-9)
-        means = {k: v / self.count for k, v in self.sums.items() if k != "skipped_videos"}
-        listed = " ".join(f"{k} {v:.4f}" for k, v in means.items())
-        with logging_redirect_tqdm():
-            log.info("step %d | %s epoch %d | %s | lr %.2e | %.1f samples/s | skipped videos %d",
-                     progress.step, stage, progress.epoch, listed, lr, rate, progress.skipped_videos)
-        if self.writer is not None:
-            for name, value in means.items():
-                self.writer.add_scalar(f"loss/{name}", value, progress.step)
-            self.writer.add_scalar("train/lr", lr, progress.step)
-            self.writer.add_scalar("train/samples_per_s", rate, progress.step)
-            self.writer.add_scalar("data/skipped_videos", progress.skipped_videos, progress.step)
-        self._reset_window()
-
-    def images(self, step: int, images: dict[str, Tensor]) -> None:
-        if self.writer is not None:
-            for name, value in images.items():
-                self.writer.add_images(f"images/{name}", value, step)
-
-    def hardware(self) -> dict[str, Any]:
-        device = self.ctx.device
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        return {"device": device.type, "device_name": name or platform.machine(),
-                "processes": self.ctx.world_size, "cpu_count": os.cpu_count(),
-                "torch": torch.__version__, "platform": platform.platform()}
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _summary_writer(run_dir: Path, purge_step: int):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional on a bare GPU box
-        log.warning("tensorboard is not installed: logging to the console only")
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
-
-
-def visualise(method: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Images for TensorBoard: the method's ``visualise`` hook (run in eval mode, so batch-norm
-    statistics are untouched) or, without one, the batch's images side by side."""
-    small = {k: v[:4] for k, v in batch.items()}
-    hook = getattr(method, "visualise", None)
-    with torch.no_grad():
-        if hook is None:
-            return {"inputs": _side_by_side(list(small.values()))}
-        was_training = method.training
-        method.eval()
-        try:
-            images = hook(small)
-        finally:
-            method.train(was_training)
-    return {k: v.detach().float().clamp(0, 1).cpu() for k, v in images.items()}
-
-
-def _side_by_side(images: list[Tensor], height: int = 128) -> Tensor:
-    """(N, 3, H_i, W_i) each -> (N, 3, height, sum of scaled widths)."""
-    scaled = [F.interpolate(x.float(), size=(height, max(1, round(x.shape[-1] * height / x.shape[-2]))),
-                            mode="bilinear", align_corners=False, antialias=True) for x in images]
-    return torch.cat(scaled, dim=-1).clamp(0, 1).cpu()
