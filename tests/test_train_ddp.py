@@ -66,3 +66,33 @@ def test_two_rank_gloo_run_agrees_on_losses(data_dir: Path, tmp_path: Path) -> N
     assert ranks[0]["losses"] == ranks[1]["losses"]  # the all-reduced loss, step by step
     assert ranks[0]["checksum"] == ranks[1]["checksum"]  # DDP kept the replicas identical
     assert all(r["checkpoint"] for r in ranks)  # written once, by rank 0
+
+
+def _moco_rank(rank: int, port: int, out: Path) -> None:
+    """One MoCo training step per rank on its own images; the queue and pointer are written out."""
+    from vidcorr.methods.moco import MoCo, MoCoConfig
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(0)  # the same initial weights and queue on both ranks
+    model = MoCo(MoCoConfig(arch="resnet18", dim=8, queue_size=16, key_splits=1)).train()
+    before = model.queue.clone()
+    torch.manual_seed(100 + rank)  # different images per rank
+    images = torch.rand(3, 3, 32, 32)
+    model({"query": images, "key": images.flip(-1)})
+    dist.destroy_process_group()
+    with torch.no_grad():  # this rank's keys again (one BN group: batch statistics as in the step)
+        keys = model._embed(model.key_encoder, model.key_projector, images.flip(-1))
+    torch.save({"pointer": int(model.queue_pointer), "queue": model.queue, "before": before, "keys": keys},
+               out / f"moco{rank}.pt")
+
+
+def test_moco_under_ddp_enqueues_every_ranks_keys_in_rank_order(tmp_path: Path) -> None:
+    mp.start_processes(_moco_rank, args=(_free_port(), tmp_path), nprocs=2, start_method="fork")
+    ranks = [torch.load(tmp_path / f"moco{r}.pt") for r in (0, 1)]
+    assert all(r["pointer"] == 6 for r in ranks)  # advanced by the global batch, 2 x 3
+    assert torch.equal(ranks[0]["queue"], ranks[1]["queue"])
+    new = ranks[0]["queue"][:, :6].T
+    assert torch.allclose(new[:3], ranks[0]["keys"], atol=1e-5) and torch.allclose(new[3:], ranks[1]["keys"], atol=1e-5)
+    assert torch.equal(ranks[0]["queue"][:, 6:], ranks[0]["before"][:, 6:])

@@ -13,7 +13,9 @@ layer4 (stride 32, RGB), the teacher ``vidcorr train stt --teacher`` takes.
 
 Single-process stand-in for shuffling BN across GPUs: the keys are encoded in ``key_splits``
 groups of a random permutation of the batch, so a query and its key never share batch statistics
-(the official code shuffles across GPUs; one GPU per group here).
+(the official code shuffles across GPUs; one GPU per group here). Under DDP every process
+enqueues the keys of all processes, in rank order, as the release does (``concat_all_gather``), so
+the queues stay identical and advance by the global batch.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -78,6 +81,16 @@ def config_for_recipe(base: str | None, model: dict[str, Any]) -> MoCoConfig:
     if name not in RECIPES:
         raise ValueError(f"unknown MoCo recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return MoCoConfig.from_dict({**RECIPES[name], **model})
+
+
+def _gathered(keys: Tensor) -> Tensor:
+    """keys (N, dim) of this process -> (world * N, dim), every process's in rank order; the
+    keys alone outside DDP. Every rank's batch has the same size (the loader drops ragged ends)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return keys
+    parts = [torch.empty_like(keys) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, keys.contiguous())
+    return torch.cat(parts)
 
 
 def _projector(channels: int, dim: int) -> nn.Sequential:
@@ -160,7 +173,7 @@ class MoCo(nn.Module):
         labels = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
         loss = F.cross_entropy(logits, labels)
         if self.training:
-            self._enqueue(keys)
+            self._enqueue(_gathered(keys))
         accuracy = (logits.argmax(dim=1) == 0).float().mean().detach()
         return {"loss": loss, "accuracy": accuracy}
 
