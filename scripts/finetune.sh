@@ -21,8 +21,7 @@ resume_flag() { [ -f "$1/checkpoint.pt" ] && echo "--resume" || true; }
 
 score() {  # weights, preset, out dir
   [ -f "$3/results.json" ] && return 0
-  rm -rf "$3"
-  vidcorr eval davis --root "$DATA/davis2016" --preset "$2" --device "$DEVICE" --weights "$1" --out "$3"
+  vidcorr eval davis --root "$DATA/davis2016" --preset "$2" --device "$DEVICE" --weights "$1" --out "$3" --resume
 }
 
 for which in $WHICH; do

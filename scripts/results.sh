@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every number of the README results table (docs/results.md): the released weights and both
 # untrained floors on the shared data, each task evaluated the way its docs page states.
-# Resumable (a finished evaluation is skipped) and selectable:
+# Resumable (a finished evaluation is skipped, an interrupted DAVIS one continues) and selectable:
 #   MODELS="uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels"
 #   TASKS="davis-crw davis-uvc davis-uvc-t20 davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf"
 # davis-uvc-t20 is UVC's protocol at temperature 20, the temperature the shipped weights trained at.
@@ -27,14 +27,14 @@ for model in $MODELS; do
   for task in $TASKS; do
     out="out/results/$model/$task"
     [ -f "$out/results.json" ] && continue
-    rm -rf "$out"
+    case "$task" in davis-*) ;; *) rm -rf "$out" ;; esac  # DAVIS runs resume sequence by sequence
     echo "== $model / $task" >&2
     # shellcheck disable=SC2046
     case "$task" in
       davis-crw|davis-uvc|davis-timecycle|davis-stt)
-        vidcorr eval davis --root "$DATA/davis2016" --preset "${task#davis-}" --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+        vidcorr eval davis --root "$DATA/davis2016" --preset "${task#davis-}" --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
       davis-uvc-t20)
-        vidcorr eval davis --root "$DATA/davis2016" --preset uvc --temperature 20 --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+        vidcorr eval davis --root "$DATA/davis2016" --preset uvc --temperature 20 --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
       jhmdb)
         vidcorr eval jhmdb --root "$DATA/jhmdb" --preset crw --device "$DEVICE" $(model_args "$model") --out "$out" ;;
       otb-*)

@@ -32,6 +32,50 @@ def short_clip(tmp_path_factory, davis2016_root) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def two_clips(tmp_path_factory, davis2016_root) -> Path:
+    """The first 4 frames and masks of blackswan and car-shadow as a two-sequence DAVIS root."""
+    root = tmp_path_factory.mktemp("davis2")
+    for seq in ("blackswan", "car-shadow"):
+        for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            dst = root / kind / "480p" / seq
+            dst.mkdir(parents=True)
+            for f in sorted((davis2016_root / kind / "480p" / seq).glob(f"*.{ext}"))[:4]:
+                shutil.copy(f, dst / f.name)
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text("blackswan\ncar-shadow\n")
+    return root
+
+
+def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_clips, tmp_path, capsys):
+    """An interrupted run (here: one sequence done) continues with --resume; the results equal an
+    uninterrupted run's. Another model's folder is refused, and a plain run starts afresh."""
+    full, out = tmp_path / "full", tmp_path / "out"
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(full), *FAST]) == 0
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--sequences", "blackswan", *FAST]) == 0
+    done = (out / "blackswan" / "00000.png").stat().st_mtime_ns
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST]) == 0
+    resumed, expected = (json.loads((d / "results.json").read_text()) for d in (out, full))
+    assert resumed["per_sequence"] == expected["per_sequence"] and resumed["J&F-Mean"] == expected["J&F-Mean"]
+    assert resumed["timing"]["kept_from_earlier_run"] == ["blackswan"] and resumed["timing"]["frames"] == 4
+    assert (out / "blackswan" / "00000.png").stat().st_mtime_ns == done
+    capsys.readouterr()
+    other = ["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume",
+             "--features", "random-resnet18", "--size", "120"]
+    assert main(other) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "model" in err and "cannot resume" in err
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST, "--topk", "5"]) == 2
+    assert "preset" in capsys.readouterr().err
+    # a plain run of another model on one sequence: blackswan's folder is the earlier model's, so a
+    # resume of the new run must propagate it again
+    new = ["eval", "davis", "--root", str(two_clips), "--out", str(out), "--features", "random-resnet18", "--size", "120"]
+    assert main(new + ["--sequences", "car-shadow"]) == 0
+    assert main(new + ["--resume"]) == 0
+    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["car-shadow"]
+    assert (out / "blackswan" / "00000.png").stat().st_mtime_ns != done
+
+
 def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST]) == 0

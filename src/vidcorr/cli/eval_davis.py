@@ -20,6 +20,8 @@ def register(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
     p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
     p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the sequences an interrupted run of the same model and protocol finished in OUT")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     encoder, info = load_model(args, preset)
     results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
                         sequences=args.sequences, device=args.device, batch_size=args.batch_size,
-                        model_info=info)
+                        model_info=info, resume=args.resume)
     print(format_results_table(results))
     print(f"preset: {preset.name}   model: {json.dumps(info)}")
     print(f"timing: {json.dumps(results['timing'])}")

@@ -7,6 +7,7 @@ Ties a model, a propagation preset and a DAVIS root together. The scoring is
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -19,6 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vidcorr.errors import InputError
+from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
@@ -95,21 +98,32 @@ def run_davis(
     device: str = "cpu",
     batch_size: int = 4,
     model_info: dict | None = None,
+    resume: bool = False,
 ) -> dict:
     """Propagate and score every sequence; write ``out_dir/<seq>/*.png`` and ``out_dir/results.json``.
 
     Each sequence is written to a temporary folder and renamed when complete, so an interrupted
-    run leaves no half-written sequence behind. Returns the results dict (see `score_davis`) with
-    ``preset``, ``model`` and ``timing`` added.
+    run leaves no half-written sequence behind. resume: keep the sequences an interrupted run of
+    the same model, protocol and split already finished in ``out_dir`` (`RUN_STAMP` says which run
+    that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
+    then covers this session and lists the sequences kept. Returns the results dict (see
+    `score_davis`) with ``preset``, ``model`` and ``timing`` added.
     """
     dataset = DavisDataset(root, year, split, sequences=sequences)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Read every first mask up front: a bad annotation fails before hours of propagation.
     first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
+    stamp = {"model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year, "split": split}
+    kept = _finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
+    finished = list(kept)
+    _write_stamp(out_dir, stamp, finished)
     propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
     stats = RunStats(device=str(propagator.device))
-    for seq in tqdm(dataset.sequences, desc=f"propagate ({preset.name})", unit="seq"):
+    todo = [seq for seq in dataset.sequences if seq not in kept]
+    if kept:
+        log.info("resuming %s: %d of %d sequences already done", out_dir, len(kept), len(dataset.sequences))
+    for seq in tqdm(todo, desc=f"propagate ({preset.name})", unit="seq"):
         frame_paths = dataset.frames(seq)
         start = time.perf_counter()
         tmp = out_dir / f".{seq}.partial"
@@ -123,6 +137,8 @@ def run_davis(
         final = out_dir / seq
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        finished.append(seq)
+        _write_stamp(out_dir, stamp, finished)
         elapsed = time.perf_counter() - start
         stats.frames += n
         stats.seconds += elapsed
@@ -135,5 +151,32 @@ def run_davis(
     results["preset_knobs"] = preset_knobs(preset)
     results["model"] = model_info or {}
     results["timing"] = stats.as_dict()
+    if kept:
+        results["timing"]["kept_from_earlier_run"] = kept
     write_results_json(results, out_dir / "results.json")
     return results
+
+
+RUN_STAMP = ".run.json"  # which model, protocol and split wrote this folder, and which sequences it finished
+
+
+def _write_stamp(out_dir: Path, stamp: dict, finished: list[str]) -> None:
+    write_text_atomic(out_dir / RUN_STAMP, json.dumps({**stamp, "finished": finished}, indent=2) + "\n")
+
+
+def _finished_sequences(out_dir: Path, stamp: dict, sequences: list[str]) -> list[str]:
+    """The sequences of ``sequences`` that the run recorded in ``out_dir/RUN_STAMP`` finished
+    (none without a record). `InputError` naming ``out_dir`` if that run had another model,
+    protocol or split."""
+    path = out_dir / RUN_STAMP
+    if not path.is_file():
+        return []
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(path, f"unreadable run record: {error}") from None
+    changed = sorted(k for k in stamp if earlier.get(k) != json.loads(json.dumps(stamp[k])))
+    if changed:
+        raise InputError(out_dir, f"holds a run with another {', '.join(changed)}: cannot resume it; "
+                                  "choose a new --out or drop --resume")
+    return [seq for seq in sequences if seq in earlier.get("finished", []) and (out_dir / seq).is_dir()]
