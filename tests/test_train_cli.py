@@ -148,6 +148,12 @@ def test_cycletime_trains_stops_resumes_and_exports_a_propagation_encoder(data_d
     assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(again)]) == 0
     a, b = load_encoder(export).state_dict(), load_encoder(again).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # --init takes the exported encoder, head included, back into a new run
+    start = tmp_path / "start.safetensors"
+    assert main([x if x != str(tmp_path / "run") else str(tmp_path / "tuned") for x in args[:-1]]
+                + [str(start), "--init", str(export), "--max-steps", "0"]) == 0
+    c = load_encoder(start).state_dict()
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_cycletime_recipe_whose_model_disagrees_with_its_data_exits_2(data_dir: Path, tmp_path: Path,
