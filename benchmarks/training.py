@@ -75,7 +75,7 @@ def time_stage(model: nn.Module, stage: str, args, data: DataConfig, steps: int,
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16 and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             loss = model(batch, stage)["loss"]
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -90,7 +90,7 @@ def main() -> None:
     p.add_argument("--recipe", default="uvc-cpu", help="recipe name or TOML (shapes and model config)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA, or a CPU with bf16 instructions)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch-size", type=int, help="override the recipe's batch")

@@ -3,6 +3,7 @@ TensorBoard output, refusal to mix runs."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,30 @@ def test_runs_are_never_mixed(short_list: Path, tmp_path: Path) -> None:
         train(tiny_job(tiny_recipe(steps=2), short_list, run_dir))
     with pytest.raises(InputError, match="different recipe.*stages"):
         train(tiny_job(tiny_recipe(steps=3), short_list, run_dir, resume=True))
+
+
+class AutocastProbe(TinyMethod):
+    """Records whether each forward ran under CPU bf16 autocast, and the conv output's dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, batch, stage):
+        out = self.encoder(batch["image"])
+        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        loss = out.float().pow(2).mean()
+        return {"loss": loss}
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cpu_bf16_recipe_flag_autocasts_the_forward(short_list: Path, tmp_path: Path, bf16: bool) -> None:
+    """[cpu] bf16 turns on bfloat16 autocast for the method's forward on the CPU ([cuda] bf16,
+    on by default, does not)."""
+    recipe = tiny_recipe(steps=1)
+    recipe = recipe.replace(cpu=dataclasses.replace(recipe.cpu, bf16=bf16))
+    assert recipe.cuda.bf16
+    probes: list[AutocastProbe] = []
+    train(tiny_job(recipe, short_list, tmp_path / "run", lambda: probes.append(AutocastProbe()) or probes[-1],
+                   device="cpu"))
+    assert probes[0].seen == [(bf16, torch.bfloat16 if bf16 else torch.float32)]

@@ -176,8 +176,8 @@ def _run_stage(run: _Run) -> bool:
                            f"{per_rank}: lower [data] batch_size or raise samples_per_video")
     total = stage_steps(stage, steps_per_epoch)
     run.runlog.stage_started(stage.name, total, progress.stage_step)
-    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16,
-                              enabled=_cuda_flag(recipe.cuda.bf16, ctx))
+    bf16 = recipe.cuda.bf16 if ctx.device.type == "cuda" else recipe.cpu.bf16
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16)
     while progress.stage_step < total:
         sampler.set_epoch(progress.epoch, start=progress.batch_in_epoch * per_rank)
         switches = job.switches(stage.name, progress.epoch) if job.switches else {}
@@ -345,5 +345,5 @@ def _seed_everything(seed: int) -> None:
 
 
 def _cuda_flag(flag: bool, ctx: DistContext) -> bool:
-    """bf16 / channels_last are CUDA-only speed flags: off on the CPU whatever the recipe says."""
+    """A [cuda] speed flag (channels_last): off on the CPU whatever the recipe says."""
     return flag and ctx.device.type == "cuda"
