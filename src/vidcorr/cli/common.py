@@ -13,10 +13,12 @@ from pathlib import Path
 from vidcorr.errors import VidcorrError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "uvc_r18.safetensors"
+# The best shipped weights on DAVIS-2016 val with the crw preset and on the demo sequence
+# (weights/MODEL_CARD.md): UVC, uvc_r18 fine-tuned for 500 more joint steps.
+DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "uvc_r18_ft.safetensors"
 FLOOR_NAMES = ("lab-pixels", "random-resnet18")
 # The better untrained floor on ../shared/data/davis2016 at 480p with the crw preset
-# (docs/results.md); `vidcorr demo` falls back to it when weights/uvc_r18.safetensors is missing.
+# (docs/results.md); `vidcorr demo` falls back to it when the default weights are missing.
 BEST_FLOOR = "random-resnet18"
 # Command-line overrides of a preset's knobs: (argparse dest, PropagationPreset.with_overrides key).
 KNOB_OVERRIDES = (("topk", "k"), ("temperature", "temperature"), ("radius", "radius"),
