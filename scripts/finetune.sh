@@ -51,6 +51,9 @@ for which in $WHICH; do
     *) echo "unknown WHICH entry $which (uvc, stt)" >&2; exit 2 ;;
   esac
 done
-for f in out/results-extra/*_ft/*/results.json; do
-  python -c 'import json, sys; r = json.load(open(sys.argv[1])); print(f"{sys.argv[1]}: J&F {r[\"J&F-Mean\"]:.3f} (J {r[\"J-Mean\"]:.3f}, F {r[\"F-Mean\"]:.3f})")' "$f"
-done
+python - <<'PY'
+import glob, json
+for path in sorted(glob.glob("out/results-extra/*_ft/*/results.json")):
+    r = json.load(open(path))
+    print(f"{path}: J&F {r['J&F-Mean']:.3f} (J {r['J-Mean']:.3f}, F {r['F-Mean']:.3f})")
+PY
