@@ -78,7 +78,7 @@ def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = Fa
     instead of failing.
     """
     from vidcorr.models import build_encoder, read_weights
-    from vidcorr.models.weights import encoder_from_weights, file_sha256
+    from vidcorr.models.weights import encoder_from_weights
 
     if args.features:
         return build_encoder(args.features), {"features": args.features, "trained": False}
@@ -90,7 +90,7 @@ def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = Fa
         raise VidcorrError(f"no trained weights at {path}; pass --weights PATH or --features {'|'.join(FLOOR_NAMES)}")
     weights = read_weights(path)
     encoder = encoder_from_weights(weights, path, out_layer=_layer_for(weights.config.get("out_layer"), preset.feature_layer))
-    info = {"weights": str(path), "sha256": file_sha256(path), "trained": True, "out_layer": encoder_out_layer(encoder)}
+    info = {"weights": str(path), "sha256": weights.sha256, "trained": True, "out_layer": encoder_out_layer(encoder)}
     info.update({k: weights.meta[k] for k in ("name", "steps", "recipe") if k in weights.meta})
     return encoder, info
 

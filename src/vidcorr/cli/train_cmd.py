@@ -138,10 +138,8 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
 
     if args.init is not None:  # read now (a corrupt file fails before the videos are indexed)
         from vidcorr.models import read_weights
-        from vidcorr.models.weights import file_sha256
 
-        read_weights(args.init)
-        recipe = recipe.replace(init={"weights": str(args.init), "sha256": file_sha256(args.init)})
+        recipe = recipe.replace(init={"weights": str(args.init), "sha256": read_weights(args.init).sha256})
     options = _job_options(args, recipe)
     export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
     return _run(TrainJob(recipe, build_method, export=export, **job, **options))

@@ -36,12 +36,14 @@ AUTOENCODER_CONFIG = {"model": "lab-autoencoder"}
 
 @dataclass
 class WeightsFile:
-    """Contents of a weights file: float32 tensors, the model config and the training meta."""
+    """Contents of a weights file: float32 tensors, the model config, the training meta and the
+    file's sha256 (hex; what provenance records: results, a run's --init)."""
 
     tensors: dict[str, torch.Tensor]
     config: dict[str, Any]
     meta: dict[str, Any]
     vidcorr_version: str | None
+    sha256: str
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -49,8 +51,8 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file (weights provenance: sidecars, a run's --init)."""
+def _file_sha256(path: Path) -> str:
+    """Hex sha256 of a file (sidecars, `WeightsFile.sha256`)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -102,7 +104,7 @@ def save_weights(
     sidecar = {
         "format": FORMAT,
         "weights": path.name,
-        "sha256": file_sha256(path),
+        "sha256": _file_sha256(path),
         "dtype": str(dtype).removeprefix("torch."),
         "vidcorr_version": vidcorr.__version__,
         "config": config,
@@ -113,7 +115,8 @@ def save_weights(
     return path
 
 
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
+def _read_sidecar(path: Path, sha256: str) -> dict[str, Any] | None:
+    """The sidecar of ``path`` (None if absent), checked against the file's ``sha256``."""
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         return None
@@ -123,7 +126,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
         raise WeightsError(sidecar, f"unreadable sidecar of {path.name}: {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise WeightsError(sidecar, f"sidecar of {path.name} has no 'config' object")
-    if "sha256" in data and data["sha256"] != file_sha256(path):
+    if "sha256" in data and data["sha256"] != sha256:
         raise WeightsError(path, f"does not match its sidecar {sidecar.name} (sha256 differs): "
                                  "the weights were replaced, corrupted, or the sidecar is stale")
     return data
@@ -154,7 +157,8 @@ def read_weights(path: str | Path) -> WeightsFile:
         tensors = safetensors.torch.load_file(str(path), device="cpu")
     except (safetensors.SafetensorError, OSError) as error:
         raise WeightsError(path, f"not a readable safetensors file ({error})") from None
-    sidecar = _read_sidecar(path)
+    sha256 = _file_sha256(path)
+    sidecar = _read_sidecar(path, sha256)
     if sidecar is not None:
         config, meta, version = sidecar["config"], sidecar.get("meta", {}), sidecar.get("vidcorr_version")
     elif "config" in metadata:
@@ -164,7 +168,7 @@ def read_weights(path: str | Path) -> WeightsFile:
         raise WeightsError(path, f"no model config: sidecar {sidecar_path(path).name} is missing "
                                  "and the file carries no vidcorr metadata")
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    return WeightsFile(tensors, config, meta, version)
+    return WeightsFile(tensors, config, meta, version, sha256)
 
 
 def _listed(names: list[str], limit: int = 3) -> str:
@@ -185,6 +189,13 @@ def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path)
     module.load_state_dict(tensors, strict=True)
 
 
+def _encoder_config(weights: WeightsFile, path: Path) -> EncoderConfig:
+    try:
+        return EncoderConfig.from_dict(weights.config)
+    except (ValueError, TypeError) as error:
+        raise WeightsError(path, f"invalid encoder config {weights.config}: {error}") from None
+
+
 def load_weights_into(module: nn.Module, path: str | Path) -> WeightsFile:
     """Copy the weights at ``path`` into ``module`` in place (strict: every tensor, same shapes).
 
@@ -196,10 +207,7 @@ def load_weights_into(module: nn.Module, path: str | Path) -> WeightsFile:
     weights = read_weights(path)
     config = getattr(module, "config", None)
     if isinstance(config, EncoderConfig):
-        try:  # through the dataclass: fields a file predates take their defaults
-            theirs = EncoderConfig.from_dict(weights.config).to_dict()
-        except (ValueError, TypeError) as error:
-            raise WeightsError(path, f"not encoder weights (config {weights.config}): {error}") from None
+        theirs = _encoder_config(weights, path).to_dict()  # fields a file predates take their defaults
         ours = config.to_dict()
         differ = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
         if differ:
@@ -244,10 +252,7 @@ def encoder_from_weights(
     if out_layer is not None and out_layer not in STAGES[1:]:
         raise ValueError(f"out_layer must be one of {STAGES[1:]}, got {out_layer!r}")
     path = Path(path)
-    try:
-        config = EncoderConfig.from_dict(weights.config)
-    except (ValueError, TypeError) as error:
-        raise WeightsError(path, f"invalid encoder config {weights.config}: {error}") from None
+    config = _encoder_config(weights, path)
     tensors = weights.tensors
     if out_layer is not None:
         config, tensors = _truncate(config, tensors, out_layer, path)
