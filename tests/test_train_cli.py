@@ -253,23 +253,18 @@ def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp
     assert not (tmp_path / "run").exists()
 
 
-def test_moco_recipe_whose_queue_cannot_hold_a_batch_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:
-    recipe = tmp_path / "moco.toml"
-    recipe.write_text(TINY_MOCO.replace("queue_size = 8", "queue_size = 2"))
-    code = main(["train", "moco", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe", str(recipe),
+@pytest.mark.parametrize(("method", "recipe_text", "problems"), [
+    ("moco", TINY_MOCO.replace("queue_size = 8", "queue_size = 2"), ("queue_size 2",)),  # cannot hold a batch
+    ("stt", TINY_STT.replace("[stages.temporal]", "[stages.joint]"), ("stage 'joint'", "STT")),  # not its stage
+])
+def test_invalid_method_recipe_exits_2_naming_it(data_dir: Path, tmp_path: Path, capsys, method: str,
+                                                 recipe_text: str, problems: tuple[str, ...]) -> None:
+    recipe = tmp_path / f"{method}.toml"
+    recipe.write_text(recipe_text)
+    code = main(["train", method, "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe", str(recipe),
                  "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert code == 2 and str(recipe) in err and "queue_size 2" in err, err
-    assert not (tmp_path / "run").exists()
-
-
-def test_recipe_with_a_stage_the_method_lacks_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:
-    recipe = tmp_path / "stt.toml"
-    recipe.write_text(TINY_STT.replace("[stages.temporal]", "[stages.joint]"))
-    code = main(["train", "stt", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe", str(recipe),
-                 "--run-dir", str(tmp_path / "run")])
-    err = capsys.readouterr().err
-    assert code == 2 and str(recipe) in err and "stage 'joint'" in err and "STT" in err, err
+    assert code == 2 and str(recipe) in err and all(p in err for p in problems), err
     assert not (tmp_path / "run").exists()
 
 
