@@ -117,6 +117,28 @@ def test_extends_errors_name_the_file(tmp_path) -> None:
         load_recipe(tmp_path / "d.toml")
 
 
+def test_drop_stages_leaves_out_a_parents_stage(tmp_path) -> None:
+    t20 = load_recipe("uvc-cpu-t20")
+    (tmp_path / "joint.toml").write_text('extends = "uvc-cpu-t20"\ndrop_stages = ["warmup"]\n')
+    joint_only = load_recipe(tmp_path / "joint.toml")
+    assert joint_only.stages == t20.stages[1:] and joint_only.model == t20.model
+    (tmp_path / "grand.toml").write_text('extends = "joint.toml"\n[stages.joint]\nsteps = 7\n')
+    assert [(s.name, s.steps) for s in load_recipe(tmp_path / "grand.toml").stages] == [("joint", 7)]
+    bad = {
+        'extends = "uvc-cpu"\ndrop_stages = ["warmpu"]\n': "'warmpu', which the parent does not have.*warmup, joint",
+        'extends = "uvc-cpu"\ndrop_stages = ["warmup"]\n[stages.warmup]\nsteps = 3\n': "both dropped and set",
+        'extends = "uvc-cpu"\ndrop_stages = "warmup"\n': "must be a list of stage names",
+        'extends = "uvc-cpu"\ndrop_stages = ["warmup", "joint"]\n': "at least one",
+        'method = "uvc"\ndrop_stages = ["warmup"]\n': "needs 'extends'",
+    }
+    for number, (text, message) in enumerate(bad.items()):
+        path = tmp_path / f"bad{number}.toml"
+        path.write_text(text)
+        with pytest.raises(InputError, match=message) as error:
+            load_recipe(path)
+        assert error.value.path == path
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
 def test_every_shipped_recipe_builds_its_method_config(name: str) -> None:
     """What `vidcorr train <method> --recipe NAME` does before indexing any video."""

@@ -239,7 +239,10 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InputError(path, f"unreadable recipe: {error}") from None
     parent = data.pop("extends", None)
+    dropped = data.pop("drop_stages", [])
     if parent is None:
+        if dropped:
+            raise InputError(path, "unreadable recipe: 'drop_stages' needs 'extends' (it removes a parent's stages)")
         return data
     if not isinstance(parent, str):
         raise InputError(path, f"unreadable recipe: 'extends' must be a recipe name or path, got {parent!r}")
@@ -248,7 +251,21 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise InputError(path, f"unreadable recipe: 'extends' loops back to {parent_path}")
     base = _read_recipe_table(parent_path, (*chain, path))
     base.pop("name", None)  # a recipe is named by its own file, never by its parent
+    base["stages"] = _drop_stages(path, base.get("stages", {}), dropped, data.get("stages", {}))
     return _merge_tables(base, data)
+
+
+def _drop_stages(path: Path, stages: dict[str, Any], dropped: Any, kept: dict[str, Any]) -> dict[str, Any]:
+    """The parent's stages less those named in ``drop_stages`` (e.g. a fine-tune skips the warm-up)."""
+    if not isinstance(dropped, list) or not all(isinstance(name, str) for name in dropped):
+        raise InputError(path, f"unreadable recipe: 'drop_stages' must be a list of stage names, got {dropped!r}")
+    for name in dropped:
+        if name not in stages:
+            raise InputError(path, f"unreadable recipe: 'drop_stages' names {name!r}, which the parent does "
+                                   f"not have (its stages: {', '.join(stages) or 'none'})")
+        if name in kept:
+            raise InputError(path, f"unreadable recipe: stage {name!r} is both dropped and set")
+    return {name: table for name, table in stages.items() if name not in dropped}
 
 
 def _extended_path(path: Path, parent: str) -> Path:
