@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from vidcorr.cli import main
+from vidcorr.metrics.davis import GLOBAL_KEYS
 
 FAST = ["--features", "lab-pixels", "--size", "120"]
 
@@ -89,6 +90,8 @@ def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
     if sys.platform.startswith("linux"):  # peak memory of the process: at least the loaded model
         assert timing["peak_rss_mib"] > 50
     assert len(list((out / "car-shadow").glob("*.png"))) == 6
+    assert (out / "j_per_frame.png").is_file()  # per-frame J goes into the plot, not the JSON
+    assert set(results["per_object"]["car-shadow_1"]) == set(GLOBAL_KEYS)
     assert not list(out.glob(".*partial*"))
     assert "car-shadow" in capsys.readouterr().out
     # `score` on the same PNGs gives the same numbers
@@ -224,3 +227,4 @@ def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["J&F-Mean"] <= 1.0 and results["preset_knobs"]["size"]["size"] == 96
     assert len(list((out / "car-shadow").glob("*.png"))) == 40 and (out / "overlay.mp4").exists()
+    assert (out / "j_per_frame.png").is_file() and set(results["per_object"]["car-shadow_1"]) == set(GLOBAL_KEYS)

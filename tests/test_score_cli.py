@@ -7,10 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import vidcorr.cli
 from vidcorr.io.masks import read_mask, write_indexed_png
 from vidcorr.metrics.davis import GLOBAL_KEYS
+from vidcorr.viz import PALETTE
 
 SEQUENCES = ["car-shadow", "blackswan"]
 N_FRAMES = 6
@@ -56,6 +58,10 @@ def test_perfect_predictions_score_one(cli, tree, capsys):
     assert set(data["per_object"]["blackswan_1"]) == set(GLOBAL_KEYS)
     assert data["per_sequence"]["car-shadow"] == {"J&F-Mean": 1.0, "J-Mean": 1.0, "F-Mean": 1.0, "n_objects": 1}
     assert data["protocol"]["task"] == "semi-supervised" and data["protocol"]["year"] == "2016"
+    plot = np.asarray(Image.open(results / "j_per_frame.png").convert("RGB"))
+    # both objects' lines lie on J = 1, the plot area's top row (y = 28): the second covers the first
+    assert set(np.nonzero((plot[:, 56:520] == PALETTE[1]).all(axis=2))[0]) == {28}
+    assert (plot[:, 520:] == PALETTE[0]).all(axis=2).any()  # the first one's legend entry
 
 
 def test_shifted_predictions_subset_and_out(cli, tree, tmp_path):
@@ -70,6 +76,7 @@ def test_shifted_predictions_subset_and_out(cli, tree, tmp_path):
     assert 0.3 < data["J-Mean"] < 1.0 and data["F-Mean"] < 1.0  # 12 px is beyond F's 8 px tolerance
     assert data["J&F-Mean"] == (data["J-Mean"] + data["F-Mean"]) / 2
     assert not (results / "results.json").exists()
+    assert (out.parent / "shifted.j_per_frame.png").is_file()
 
 
 def test_missing_results_folder_exits_2_naming_it(cli, tree, capsys):
@@ -85,7 +92,7 @@ def test_missing_prediction_file_is_named(cli, tree, capsys):
     assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
     err = capsys.readouterr().err
     assert "blackswan/00003.png: prediction not found (1 of the 4 scored frames" in err
-    assert not (results / "results.json").exists()
+    assert not (results / "results.json").exists() and not (results / "j_per_frame.png").exists()
 
 
 def test_prediction_id_above_k_is_named(cli, tree, capsys):

@@ -1,15 +1,24 @@
-"""Pictures a person would rather look at than read: label overlays on frames.
+"""Pictures a person would rather look at than read: label overlays on frames, line plots.
 
 Task-specific drawings (skeletons, boxes) live beside their tasks; this module holds the shared
-mask overlay used by `vidcorr propagate` and the demo.
+mask overlay used by `vidcorr propagate` and the demo, and the Pillow line plot behind the
+evaluations' plots (matplotlib is not a dependency).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from vidcorr.io.atomic import atomic_file
 from vidcorr.io.masks import DAVIS_PALETTE
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
 def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -28,3 +37,51 @@ def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> n
     edges = labels != ndimage.grey_erosion(labels, size=3)
     out[edges & objects] = colours[edges & objects]
     return out.clip(0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of `line_plot`: points (xs[i], ys[i]) and its legend entry."""
+
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    colour: tuple[int, int, int]
+    width: int = 1
+
+
+def line_plot(path: str | Path, curves: Sequence[Curve], *, title: str, x_label: str,
+              x_ticks: Sequence[float], y_ticks: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+              size: tuple[int, int] = (720, 420)) -> None:
+    """Draw ``curves`` on axes spanning the first to the last tick, legend to the right, and save
+    a PNG (atomically). The image grows taller when the legend needs more room than ``size`` gives."""
+    left, right, top, bottom, row = 56, 200, 28, 44, 18
+    width, height = size[0], max(size[1], top + 10 + row * len(curves) + bottom)
+    (x0, x1), (y0, y1) = (x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1])
+    img = Image.new("RGB", (width, height), "white")
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x0) / (x1 - x0) * (width - left - right),
+                height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom))
+
+    for x in x_ticks:
+        draw.line([xy(x, y0), xy(x, y1)], fill=(225, 225, 225))
+        draw.text((xy(x, y0)[0] - 8, height - bottom + 6), f"{x:g}", fill="black", font=font)
+    for y in y_ticks:
+        draw.line([xy(x0, y), xy(x1, y)], fill=(225, 225, 225))
+        draw.text((left - 28, xy(x0, y)[1] - 6), f"{y:.1f}", fill="black", font=font)
+    draw.rectangle([xy(x0, y1), xy(x1, y0)], outline="black")
+    draw.text((left, 8), title, fill="black", font=font)
+    draw.text((xy((x0 + x1) / 2, y0)[0] - 3 * len(x_label), height - 18), x_label, fill="black", font=font)
+    for index, curve in enumerate(curves):
+        points = [xy(x, y) for x, y in zip(curve.xs, curve.ys)]
+        if len(points) > 1:
+            draw.line(points, fill=curve.colour, width=curve.width)
+        elif points:
+            draw.point(points, fill=curve.colour)
+        lx, ly = width - right + 16, top + 10 + row * index
+        draw.line([(lx, ly), (lx + 18, ly)], fill=curve.colour, width=curve.width)
+        draw.text((lx + 24, ly - 6), curve.label, fill="black", font=font)
+    with atomic_file(path) as tmp:
+        img.save(tmp)

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.io.masks import write_indexed_png
     from vidcorr.io.video import open_frames, write_video
     from vidcorr.masks import propagate_mask
-    from vidcorr.metrics.davis import format_results_table, score_davis, write_results_json
+    from vidcorr.evaluate.davis import write_davis_results
+    from vidcorr.metrics.davis import format_results_table, score_davis
     from vidcorr.presets import preset_knobs
     from vidcorr.propagate import Propagator
     from vidcorr.viz import overlay_mask
@@ -66,13 +67,14 @@ def run(args: argparse.Namespace) -> int:
 
         write_video(tmp / "overlay.mp4", overlays(), fps=24.0)
         elapsed = time.perf_counter() - start
-        results = score_davis(DEMO_ROOT, tmp, sequences=[DEMO_SEQUENCE], progress=False)
+        results = score_davis(DEMO_ROOT, tmp, sequences=[DEMO_SEQUENCE], progress=False, per_frame=True)
         results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=info,
                        timing={"frames": len(frame_paths), "seconds": round(elapsed, 2)})
-        write_results_json(results, tmp / "results.json")
+        write_davis_results(results, tmp / "results.json")
     print(format_results_table(results))
     print(f"propagated {len(frame_paths)} frames in {elapsed:.1f}s on {args.device}; "
           f"model: {json.dumps(info)}")
-    print(f"wrote {args.out / DEMO_SEQUENCE}/*.png, {args.out / 'overlay.mp4'}, {args.out / 'results.json'}")
+    print(f"wrote {args.out / DEMO_SEQUENCE}/*.png, {args.out / 'overlay.mp4'}, {args.out / 'results.json'}, "
+          f"{args.out / 'j_per_frame.png'}")
     print(f"J&F-Mean = {results['J&F-Mean']:.4f}  (preset {preset.name}; {model})")
     return 0

@@ -38,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_results_table(results))
     print(f"preset: {preset.name}   model: {json.dumps(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
-    print(f"wrote {args.out / 'results.json'}")
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'j_per_frame.png'}")
     return 0

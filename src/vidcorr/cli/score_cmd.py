@@ -29,13 +29,15 @@ def register_davis(tasks: argparse._SubParsersAction) -> None:
 
 
 def run_davis(args: argparse.Namespace) -> int:
-    from vidcorr.metrics.davis import format_results_table, score_davis, write_results_json
+    from vidcorr.evaluate.davis import write_davis_results
+    from vidcorr.metrics.davis import format_results_table, score_davis
 
-    results = score_davis(args.root, args.results, year=args.year, split=args.split, sequences=args.sequences)
+    results = score_davis(args.root, args.results, year=args.year, split=args.split, sequences=args.sequences,
+                          per_frame=True)
     print(format_results_table(results))
     out = args.out if args.out is not None else args.results / "results.json"
-    write_results_json(results, out)
-    print(f"wrote {out}")
+    plot = write_davis_results(results, out)
+    print(f"wrote {out} and {plot}")
     return 0
 
 

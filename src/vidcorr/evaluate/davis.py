@@ -29,6 +29,7 @@ from vidcorr.masks import propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
 from vidcorr.presets import PropagationPreset, preset_knobs
 from vidcorr.propagate import Propagator
+from vidcorr.viz import PALETTE, Curve, line_plot
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +147,46 @@ def run_davis(
         log.debug("%s: %d frames in %.1fs", seq, n, elapsed)
     stats.feature_seconds = propagator.timing["features"]
     stats.propagation_seconds = propagator.timing["propagation"]
-    results = score_davis(root, out_dir, dataset.year, split, dataset.sequences)
+    results = score_davis(root, out_dir, dataset.year, split, dataset.sequences, per_frame=True)
     results["preset"] = preset.name
     results["preset_knobs"] = preset_knobs(preset)
     results["model"] = model_info or {}
     results["timing"] = stats.as_dict()
     if kept:
         results["timing"]["kept_from_earlier_run"] = kept
-    write_results_json(results, out_dir / "results.json")
+    write_davis_results(results, out_dir / "results.json")
     return results
+
+
+def write_davis_results(results: dict, path: str | Path) -> Path:
+    """Write `score_davis` results to ``path`` (JSON) and their per-frame J as a plot beside it.
+
+    results: scored with ``per_frame=True``; the per-frame lists go into the plot, not the JSON,
+    which keeps the official tool's per-object measures. The plot is ``j_per_frame.png`` beside a
+    ``results.json`` (else ``<name>.j_per_frame.png``): one line per object, J (region IoU) of
+    every scored frame, where a person sees at a glance which object drifted and when. Returns
+    the plot's path.
+    """
+    path = Path(path)
+    per_frame = {name: obj.pop("J_per_frame") for name, obj in results["per_object"].items()}
+    for obj in results["per_object"].values():
+        obj.pop("F_per_frame", None)
+    plot = path.with_name("j_per_frame.png") if path.name == "results.json" else path.with_suffix(".j_per_frame.png")
+    draw_j_per_frame(per_frame, results, plot)
+    write_results_json(results, path)
+    return plot
+
+
+def draw_j_per_frame(per_frame: dict[str, list[float]], results: dict, path: str | Path) -> None:
+    """per_frame: {"<seq>_<id>": J of frames 1..T-2}; legend: each object's J-Mean."""
+    longest = max(len(j) for j in per_frame.values()) + 1
+    step = next(s for s in (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000) if longest / s <= 10)
+    ticks = [float(t) for t in range(0, -(-longest // step) * step + 1, step)]
+    curves = [Curve(f"{name} [{results['per_object'][name]['J-Mean']:.3f}]", range(1, len(j) + 1), j,
+                    PALETTE[i % len(PALETTE)])
+              for i, (name, j) in enumerate(per_frame.items())]
+    title = f"DAVIS J (region IoU) per frame, {len(curves)} object(s): J&F-Mean {results['J&F-Mean']:.3f}"
+    line_plot(path, curves, title=title, x_label="frame", x_ticks=ticks)
 
 
 RUN_STAMP = ".run.json"  # which model, protocol and split wrote this folder, and which sequences it finished

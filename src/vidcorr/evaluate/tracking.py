@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 from tqdm import tqdm
 
@@ -35,6 +34,7 @@ from vidcorr.metrics.tracking import (
     score_sequence,
 )
 from vidcorr.track import LocaliseSettings, track_video
+from vidcorr.viz import PALETTE, Curve, line_plot
 
 log = logging.getLogger(__name__)
 
@@ -131,35 +131,13 @@ def format_results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
-
-
-def draw_success_plot(results: dict, path: str | Path, size: tuple[int, int] = (720, 420)) -> None:
+def draw_success_plot(results: dict, path: str | Path) -> None:
     """OTB-style success plot (success rate vs overlap threshold), one line per sequence and the mean
-    in black, AUC in the legend to the right. Drawn with Pillow (matplotlib is not a dependency)."""
-    width, height = size
-    left, right, top, bottom = 56, 200, 28, 44
-    img = Image.new("RGB", size, "white")
-    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
-
-    def xy(t: float, v: float) -> tuple[float, float]:
-        return left + t * (width - left - right), height - bottom - v * (height - top - bottom)
-
-    for k in range(6):  # grid and tick labels every 0.2
-        v = k / 5
-        draw.line([xy(0, v), xy(1, v)], fill=(225, 225, 225))
-        draw.line([xy(v, 0), xy(v, 1)], fill=(225, 225, 225))
-        draw.text((left - 28, xy(0, v)[1] - 6), f"{v:.1f}", fill="black", font=font)
-        draw.text((xy(v, 0)[0] - 8, height - bottom + 6), f"{v:.1f}", fill="black", font=font)
-    draw.rectangle([xy(0, 1), xy(1, 0)], outline="black")
-    draw.text((left, 8), f"Success plot of OPE ({results['benchmark']}, {results['tracker']})", fill="black", font=font)
-    draw.text((xy(0.5, 0)[0] - 45, height - 18), "overlap threshold", fill="black", font=font)
-    curves = [(f"{n} [{s['success_auc']:.3f}]", s["success_curve"], _PALETTE[i % len(_PALETTE)], 1)
-              for i, (n, s) in enumerate(results["per_sequence"].items())]
-    curves.append((f"average [{results['success_auc']:.3f}]", results["success_curve"], (0, 0, 0), 3))
-    for row, (label, curve, colour, line_width) in enumerate(curves):
-        draw.line([xy(t, v) for t, v in zip(OVERLAP_THRESHOLDS, curve)], fill=colour, width=line_width)
-        lx, ly = width - right + 16, top + 10 + 18 * row
-        draw.line([(lx, ly), (lx + 18, ly)], fill=colour, width=line_width)
-        draw.text((lx + 24, ly - 6), label, fill="black", font=font)
-    img.save(path)
+    in black, AUC in the legend."""
+    curves = [Curve(f"{name} [{seq['success_auc']:.3f}]", OVERLAP_THRESHOLDS, seq["success_curve"],
+                    PALETTE[i % len(PALETTE)])
+              for i, (name, seq) in enumerate(results["per_sequence"].items())]
+    curves.append(Curve(f"average [{results['success_auc']:.3f}]", OVERLAP_THRESHOLDS,
+                        results["success_curve"], (0, 0, 0), width=3))
+    line_plot(path, curves, title=f"Success plot of OPE ({results['benchmark']}, {results['tracker']})",
+              x_label="overlap threshold", x_ticks=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))

@@ -1,0 +1,37 @@
+"""The shared drawings: mask overlays and the Pillow line plot behind the evaluations' plots."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask
+
+
+def test_line_plot_puts_points_where_the_axes_say(tmp_path):
+    path = tmp_path / "plot.png"
+    top, bottom = Curve("top", [0, 10], [1.0, 1.0], PALETTE[0]), Curve("mid", [0, 10], [0.5, 0.5], PALETTE[3])
+    line_plot(path, [top, bottom], title="t", x_label="frame", x_ticks=[0, 5, 10])
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    assert pixels.shape == (420, 720, 3)
+    rows_of = {colour: set(np.nonzero((pixels[:, 56:520] == colour).all(axis=2))[0]) for colour in (PALETTE[0], PALETTE[3])}
+    # plot area: rows 28 (y = 1) to 420 - 44 = 376 (y = 0); the legend lies right of x = 520
+    assert rows_of[PALETTE[0]] == {28}
+    assert rows_of[PALETTE[3]] == {202}  # halfway: 376 - 0.5 * 348
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]  # saved atomically, no temp file left
+
+
+def test_line_plot_grows_for_a_long_legend(tmp_path):
+    curves = [Curve(f"object {i}", [0, 1], [0.1, 0.9], PALETTE[i % len(PALETTE)]) for i in range(40)]
+    line_plot(tmp_path / "long.png", curves, title="t", x_label="x", x_ticks=[0, 1])
+    with Image.open(tmp_path / "long.png") as image:
+        assert image.width == 720 and image.height == 28 + 10 + 18 * 40 + 44
+
+
+def test_overlay_mask_tints_objects_only():
+    frame = np.full((8, 8, 3), 100, np.uint8)
+    labels = np.zeros((8, 8), np.int64)
+    labels[2:6, 2:6] = 1
+    out = overlay_mask(frame, labels)
+    assert (out[labels == 0] == 100).all() and not (out[3:5, 3:5] == 100).all()
+    with pytest.raises(ValueError, match="8x8 but labels are 4x4"):
+        overlay_mask(frame, labels[:4, :4])
