@@ -133,6 +133,27 @@ def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path):
     assert (out / "overlay.mp4").stat().st_size > 0
 
 
+def test_propagate_advises_a_smaller_size_for_large_frames(short_clip, tmp_path, caplog):
+    """crw propagates at native size, defined on 480p: a 540p video gets a warning and the way out."""
+    big = tmp_path / "big"
+    big.mkdir()
+    source = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    for path in sorted(source.glob("*.jpg"))[:2]:
+        Image.open(path).resize((960, 540)).save(big / path.name)
+    mask = tmp_path / "mask.png"
+    Image.open(short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png").resize((960, 540), Image.NEAREST).save(mask)
+    argv = ["propagate", str(big), "--mask", str(mask), "--no-video", "--features", "lab-pixels"]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "native")]) == 0
+    advice = [r.getMessage() for r in caplog.records if "native size" in r.getMessage()]
+    assert len(advice) == 1 and "960x540" in advice[0] and "1.3x the pixels" in advice[0] and "--size 480" in advice[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "sized"), "--size", "240"]) == 0
+    assert not [r for r in caplog.records if "native size" in r.getMessage()]
+    assert Image.open(tmp_path / "sized" / "masks" / "00001.png").size == (960, 540)  # full-size results
+
+
 def test_propagate_box_on_a_video(tmp_path, data_dir):
     video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
     out = tmp_path / "box"

@@ -11,6 +11,7 @@ the folder appears only when everything succeeded.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from vidcorr.cli.common import add_model_arguments, load_model, resolve_preset
 from vidcorr.errors import InputError
 
 DEFAULT_FPS = 24.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     source = open_frames(args.input)
     annotation = _annotation(args, source)  # checked before the model is loaded
     preset = resolve_preset(args)
+    if args.box is None:
+        _advise_on_size(args.input, source.size, preset)
     encoder, info = load_model(args, preset)
     fps = args.fps or source.fps or DEFAULT_FPS
     start = time.perf_counter()
@@ -93,6 +97,21 @@ def run(args: argparse.Namespace) -> int:
           f"in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
+
+
+PROTOCOL_SHORT_SIDE = 480  # the DAVIS frames the native-size protocols (crw) were defined on
+
+
+def _advise_on_size(path: Path, size: tuple[int, int], preset) -> None:
+    """A native-size preset on frames larger than 480p works, but slowly: say so, and what to do."""
+    height, width = size
+    if preset.size.mode != "native" or min(size) <= PROTOCOL_SHORT_SIDE:
+        return
+    pixels = (min(size) / PROTOCOL_SHORT_SIDE) ** 2  # against the same video resized to 480p
+    log.warning("%s: frames are %dx%d and preset '%s' propagates at native size: %.1fx the pixels of the "
+                "same video at 480p, and its dense first-frame affinity grows with their square (%.0fx). "
+                "--size %d propagates at 480p and still writes full-size results.",
+                path, width, height, preset.name, pixels, pixels * pixels, PROTOCOL_SHORT_SIDE)
 
 
 def _annotation(args: argparse.Namespace, source) -> Annotation:
