@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from vidcorr.cli import main
+from vidcorr.io.video import open_frames
 from vidcorr.metrics.davis import GLOBAL_KEYS
 
 FAST = ["--features", "lab-pixels", "--size", "120"]
@@ -52,7 +53,10 @@ def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_cli
     """An interrupted run (here: one sequence done) continues with --resume; the results equal an
     uninterrupted run's. Another model's folder is refused, and a plain run starts afresh."""
     full, out = tmp_path / "full", tmp_path / "out"
-    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(full), *FAST]) == 0
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(full), "--overlays", *FAST]) == 0
+    for seq in ("blackswan", "car-shadow"):  # overlays beside, not inside, the folders the scorer reads
+        assert open_frames(full / "overlays" / f"{seq}.mp4").read_all().shape == (4, 480, 854, 3)
+        assert {p.suffix for p in (full / seq).iterdir()} == {".png"}
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--sequences", "blackswan", *FAST]) == 0
     done = (out / "blackswan" / "00000.png").stat().st_mtime_ns
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST]) == 0

@@ -32,16 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vidcorr.evaluate.davis import write_davis_results, write_mask_sequence
     from vidcorr.io.atomic import atomic_dir
     from vidcorr.io.davis import DavisDataset
-    from vidcorr.io.masks import write_indexed_png
-    from vidcorr.io.video import open_frames, write_video
-    from vidcorr.masks import propagate_mask
-    from vidcorr.evaluate.davis import write_davis_results
+    from vidcorr.io.video import open_frames
     from vidcorr.metrics.davis import format_results_table, score_davis
     from vidcorr.presets import preset_knobs
     from vidcorr.propagate import Propagator
-    from vidcorr.viz import overlay_mask
 
     dataset = DavisDataset(DEMO_ROOT, sequences=[DEMO_SEQUENCE])
     frame_paths = dataset.frames(DEMO_SEQUENCE)
@@ -55,17 +52,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
     with atomic_dir(args.out) as tmp:
-        seq_dir = tmp / DEMO_SEQUENCE
-        seq_dir.mkdir()
-
-        def overlays():
-            pairs = propagate_mask(propagator, open_frames(frame_paths[0].parent),
-                                   dataset.first_mask(DEMO_SEQUENCE))
-            for path, (frame, labels) in zip(frame_paths, pairs):
-                write_indexed_png(seq_dir / f"{path.stem}.png", labels)
-                yield overlay_mask(frame, labels)
-
-        write_video(tmp / "overlay.mp4", overlays(), fps=24.0)
+        write_mask_sequence(propagator, open_frames(frame_paths[0].parent), dataset.first_mask(DEMO_SEQUENCE),
+                            tmp / DEMO_SEQUENCE, [p.stem for p in frame_paths], overlay=tmp / "overlay.mp4")
         elapsed = time.perf_counter() - start
         results = score_davis(DEMO_ROOT, tmp, sequences=[DEMO_SEQUENCE], progress=False, per_frame=True)
         results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=info,

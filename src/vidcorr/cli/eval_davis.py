@@ -22,6 +22,8 @@ def register(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split")
     p.add_argument("--resume", action="store_true",
                    help="keep the sequences an interrupted run of the same model and protocol finished in OUT")
+    p.add_argument("--overlays", action="store_true",
+                   help="also write OUT/overlays/<seq>.mp4: the frames with the propagated masks drawn on them")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -34,9 +36,10 @@ def run(args: argparse.Namespace) -> int:
     encoder, info = load_model(args, preset)
     results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
                         sequences=args.sequences, device=args.device, batch_size=args.batch_size,
-                        model_info=info, resume=args.resume)
+                        model_info=info, resume=args.resume, overlays=args.overlays)
     print(format_results_table(results))
     print(f"preset: {preset.name}   model: {json.dumps(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
-    print(f"wrote {args.out / 'results.json'} and {args.out / 'j_per_frame.png'}")
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'j_per_frame.png'}"
+          + (f"; overlay videos in {args.out / 'overlays'}" if args.overlays else ""))
     return 0

@@ -12,6 +12,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +25,15 @@ from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
-from vidcorr.io.video import open_frames
+from vidcorr.io.video import open_frames, write_video
 from vidcorr.masks import propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
 from vidcorr.presets import PropagationPreset, preset_knobs
 from vidcorr.propagate import Propagator
-from vidcorr.viz import PALETTE, Curve, line_plot
+from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask
 
 log = logging.getLogger(__name__)
+DAVIS_FPS = 24.0  # the frame rate of DAVIS's 480p sequences (overlay videos)
 
 
 @dataclass
@@ -73,17 +75,30 @@ def peak_gpu_mib(device: str | torch.device) -> float:
 
 
 def write_mask_sequence(
-    propagator: Propagator, frames_source, first_mask: np.ndarray, out_dir: Path, frame_names: list[str]
+    propagator: Propagator, frames_source, first_mask: np.ndarray, out_dir: Path, frame_names: list[str],
+    overlay: Path | None = None,
 ) -> int:
     """Propagate ``first_mask`` (H, W) through a video and write one indexed PNG per frame.
 
-    frame_names: output file stems, one per frame. Returns the number of frames written.
+    frame_names: output file stems, one per frame. overlay: also encode the frames with the
+    masks drawn on them to this mp4 (`vidcorr.viz.overlay_mask`, 24 fps: DAVIS's frame rate).
+    Returns the number of frames written.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
-    for name, (_, labels) in zip(frame_names, propagate_mask(propagator, frames_source, first_mask)):
-        write_indexed_png(out_dir / f"{name}.png", labels)
-        written += 1
+
+    def masks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        nonlocal written
+        for name, (frame, labels) in zip(frame_names, propagate_mask(propagator, frames_source, first_mask)):
+            write_indexed_png(out_dir / f"{name}.png", labels)
+            written += 1
+            yield frame, labels
+
+    if overlay is None:
+        for _ in masks():
+            pass
+    else:
+        write_video(overlay, (overlay_mask(frame, labels) for frame, labels in masks()), fps=DAVIS_FPS)
     return written
 
 
@@ -100,6 +115,7 @@ def run_davis(
     batch_size: int = 4,
     model_info: dict | None = None,
     resume: bool = False,
+    overlays: bool = False,
 ) -> dict:
     """Propagate and score every sequence; write ``out_dir/<seq>/*.png`` and ``out_dir/results.json``.
 
@@ -107,7 +123,9 @@ def run_davis(
     run leaves no half-written sequence behind. resume: keep the sequences an interrupted run of
     the same model, protocol and split already finished in ``out_dir`` (`RUN_STAMP` says which run
     that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
-    then covers this session and lists the sequences kept. Returns the results dict (see
+    then covers this session and lists the sequences kept. overlays: also write
+    ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them (outside
+    the sequence folders, which hold only what the DAVIS scorer reads). Returns the results dict (see
     `score_davis`) with ``preset``, ``model`` and ``timing`` added.
     """
     dataset = DavisDataset(root, year, split, sequences=sequences)
@@ -131,7 +149,8 @@ def run_davis(
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             n = write_mask_sequence(propagator, open_frames(frame_paths[0].parent), first_masks[seq],
-                                        tmp, [p.stem for p in frame_paths])
+                                    tmp, [p.stem for p in frame_paths],
+                                    overlay=out_dir / "overlays" / f"{seq}.mp4" if overlays else None)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
