@@ -40,7 +40,7 @@ class Annotation:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "propagate", help="propagate a first-frame mask or keypoints through a video or frame folder",
+        "propagate", help="propagate a first-frame mask, keypoints or a box through a video or frame folder",
         description="Propagate the first-frame annotation of INPUT (mp4/mkv/webm or a folder of "
                     "frames) with a trained model and write per-frame results plus an overlay video.",
     )
