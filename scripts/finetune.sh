@@ -3,6 +3,8 @@
 # videos and score the results on DAVIS-2016 val (480p) beside the shipped ones (docs/uvc.md and
 # docs/stt.md, "Fine-tuning the shipped weights"). Resumable: a finished step is skipped.
 #   WHICH="uvc stt"   uvc: uvc_r18 + uvc-cpu-t20-finetune, scored with `crw`
+#                     uvc2: a second round, uvc_r18_ft + uvc-cpu-t20-finetune-bf16 (not in the
+#                           default WHICH: it starts from the shipped first round), scored with `crw`
 #                     stt: stt_r18 + stt-cpu-finetune (teacher: runs/moco-cpu, trained here with
 #                          moco-cpu if missing, 26 min), scored with `crw` and `stt`
 # CPU: each fine-tune takes ~1 hour on the 2-core machine (two side by side: ~9 s per step each),
@@ -34,6 +36,14 @@ for which in $WHICH; do
           --run-dir runs/uvc-ft $(resume_flag runs/uvc-ft) --export runs/uvc-ft/encoder.safetensors
       fi
       score runs/uvc-ft/encoder.safetensors crw out/results-extra/uvc_r18_ft/davis-crw ;;
+    uvc2)
+      if [ ! -f runs/uvc-ft2/encoder.safetensors ]; then
+        # shellcheck disable=SC2046
+        vidcorr train uvc "${VIDEOS[@]}" --recipe uvc-cpu-t20-finetune-bf16 --device "$DEVICE" \
+          --autoencoder weights/lab_autoencoder.safetensors --init weights/uvc_r18_ft.safetensors \
+          --run-dir runs/uvc-ft2 $(resume_flag runs/uvc-ft2) --export runs/uvc-ft2/encoder.safetensors
+      fi
+      score runs/uvc-ft2/encoder.safetensors crw out/results-extra/uvc_r18_ft2/davis-crw ;;
     stt)
       if [ ! -f runs/moco-cpu/encoder.safetensors ]; then
         # shellcheck disable=SC2046
@@ -48,7 +58,7 @@ for which in $WHICH; do
       fi
       score runs/stt-ft/encoder.safetensors crw out/results-extra/stt_r18_ft/davis-crw
       score runs/stt-ft/encoder.safetensors stt out/results-extra/stt_r18_ft/davis-stt ;;
-    *) echo "unknown WHICH entry $which (uvc, stt)" >&2; exit 2 ;;
+    *) echo "unknown WHICH entry $which (uvc, uvc2, stt)" >&2; exit 2 ;;
   esac
 done
 python - <<'PY'

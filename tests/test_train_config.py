@@ -16,7 +16,7 @@ from vidcorr.train.config import CONFIG_DIR, recipe_from_dict
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("uvc*.toml")))
 def test_uvc_recipes_load_and_build_their_config(name: str) -> None:
     recipe = load_recipe(name)
-    stages = ["joint"] if name.endswith("-finetune") else ["warmup", "joint"]  # fine-tunes start from --init
+    stages = ["joint"] if "-finetune" in name else ["warmup", "joint"]  # fine-tunes start from --init
     assert recipe.method == "uvc" and [s.name for s in recipe.stages] == stages
     cfg = uvc.UVCConfig(**{**uvc.RECIPES[recipe.base], **recipe.model})
     assert cfg == uvc.recipe(recipe.base, **recipe.model)

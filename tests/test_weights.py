@@ -197,3 +197,27 @@ def test_load_weights_into_copies_every_tensor_and_refuses_another_config(saved,
     assert str(saved) in str(error.value)
     with pytest.raises(WeightsError, match="out_layer"):
         load_weights_into(build_encoder("crw", out_layer="layer3"), saved)
+
+
+def test_default_weights_are_the_shipped_recipes_chain_of_fine_tunes() -> None:
+    """weights/MODEL_CARD.md's provenance, checked: uvc_r18 -> uvc_r18_ft -> uvc_r18_ft2 (the
+    default), each started (--init) from the file before it, sha256 for sha256, and the second
+    round made by the shipped recipe uvc-cpu-t20-finetune-bf16 (run from a copy named uvc-ft2-bf16)."""
+    import dataclasses
+
+    from vidcorr.cli.common import DEFAULT_WEIGHTS, REPO_ROOT
+    from vidcorr.methods import uvc
+    from vidcorr.train.config import load_recipe
+
+    chain = [read_weights(REPO_ROOT / "weights" / f"{name}.safetensors")  # each checks its own sha256
+             for name in ("uvc_r18", "uvc_r18_ft", "uvc_r18_ft2")]
+    assert DEFAULT_WEIGHTS == REPO_ROOT / "weights" / "uvc_r18_ft2.safetensors"
+    for parent, child in zip(chain, chain[1:]):
+        assert child.meta["recipe_config"]["init"]["sha256"] == parent.sha256, "broken chain"
+    made = chain[2].meta["recipe_config"]
+    recipe = load_recipe("uvc-cpu-t20-finetune-bf16")
+    shipped = recipe.to_dict()
+    assert {k: v for k, v in made.items() if k not in ("name", "init", "model")} == \
+        {k: v for k, v in shipped.items() if k not in ("name", "init", "model")}
+    resolved = json.loads(json.dumps(dataclasses.asdict(uvc.recipe(recipe.base, **recipe.model))))
+    assert made["model"] == resolved and made["cpu"]["bf16"] and made["seed"] == 2
