@@ -18,7 +18,9 @@ from scipy import ndimage
 from vidcorr.io.atomic import atomic_file
 from vidcorr.io.masks import DAVIS_PALETTE
 
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+# Ten line colours that stay apart (matplotlib's "tab10"), so a plot of ten objects needs no repeat.
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
