@@ -1,0 +1,29 @@
+"""scripts/results_table.py: the README's results table, rebuilt from out/results without erasing
+committed cells that this machine has no results.json for."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("results_table", ROOT / "scripts" / "results_table.py")
+results_table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(results_table)
+
+
+def test_missing_results_keep_the_committed_cells(tmp_path):
+    crw = tmp_path / "results" / "uvc_r18" / "davis-crw"
+    crw.mkdir(parents=True)
+    crw.joinpath("results.json").write_text(json.dumps({"J&F-Mean": 0.61, "J-Mean": 0.6, "F-Mean": 0.62}))
+    name = results_table.MODELS["uvc_r18"]
+    first = results_table.table(tmp_path / "results")
+    row = next(line for line in first.splitlines() if line.startswith(f"| {name} |"))
+    assert "0.610 (0.600 / 0.620)" in row and row.count("not run") == len(results_table.COLUMNS) - 1
+    committed = tmp_path / "results.md"
+    committed.write_text("# Results\n\n" + first.replace(row, row.replace("not run", "0.500 / 0.700", 1)) + "\n")
+    (crw / "results.json").write_text(json.dumps({"J&F-Mean": 0.65, "J-Mean": 0.6, "F-Mean": 0.7}))
+    again = results_table.table(tmp_path / "results", results_table.committed_cells(committed))
+    row = next(line for line in again.splitlines() if line.startswith(f"| {name} |"))
+    assert "0.650 (0.600 / 0.700)" in row  # a result present here replaces the committed cell
+    assert "0.500 / 0.700" in row  # a cell with no result here keeps its committed value
+    assert results_table.committed_cells(tmp_path / "missing.md") == {}
