@@ -187,6 +187,8 @@ def write_davis_results(results: dict, path: str | Path) -> Path:
     the plot's path.
     """
     path = Path(path)
+    if not all("J_per_frame" in obj for obj in results["per_object"].values()):
+        raise ValueError("write_davis_results needs results scored with score_davis(..., per_frame=True)")
     per_frame = {name: obj.pop("J_per_frame") for name, obj in results["per_object"].items()}
     for obj in results["per_object"].values():
         obj.pop("F_per_frame", None)
