@@ -21,6 +21,15 @@ VIDEOS=(--data "$DATA/videos/davis2016-train" --data "$DATA/videos/clips")
 
 resume_flag() { [ -f "$1/checkpoint.pt" ] && echo "--resume" || true; }
 
+finetune_uvc() {  # recipe, starting weights, run name: train (resumable) unless runs/NAME holds the export
+  if [ ! -f "runs/$3/encoder.safetensors" ]; then
+    # shellcheck disable=SC2046
+    vidcorr train uvc "${VIDEOS[@]}" --recipe "$1" --device "$DEVICE" \
+      --autoencoder weights/lab_autoencoder.safetensors --init "$2" \
+      --run-dir "runs/$3" $(resume_flag "runs/$3") --export "runs/$3/encoder.safetensors"
+  fi
+}
+
 score() {  # weights, preset, out dir
   [ -f "$3/results.json" ] && return 0
   vidcorr eval davis --root "$DATA/davis2016" --preset "$2" --device "$DEVICE" --weights "$1" --out "$3" --resume
@@ -29,20 +38,10 @@ score() {  # weights, preset, out dir
 for which in $WHICH; do
   case "$which" in
     uvc)
-      if [ ! -f runs/uvc-ft/encoder.safetensors ]; then
-        # shellcheck disable=SC2046
-        vidcorr train uvc "${VIDEOS[@]}" --recipe uvc-cpu-t20-finetune --device "$DEVICE" \
-          --autoencoder weights/lab_autoencoder.safetensors --init weights/uvc_r18.safetensors \
-          --run-dir runs/uvc-ft $(resume_flag runs/uvc-ft) --export runs/uvc-ft/encoder.safetensors
-      fi
+      finetune_uvc uvc-cpu-t20-finetune weights/uvc_r18.safetensors uvc-ft
       score runs/uvc-ft/encoder.safetensors crw out/results-extra/uvc_r18_ft/davis-crw ;;
     uvc2)
-      if [ ! -f runs/uvc-ft2/encoder.safetensors ]; then
-        # shellcheck disable=SC2046
-        vidcorr train uvc "${VIDEOS[@]}" --recipe uvc-cpu-t20-finetune-bf16 --device "$DEVICE" \
-          --autoencoder weights/lab_autoencoder.safetensors --init weights/uvc_r18_ft.safetensors \
-          --run-dir runs/uvc-ft2 $(resume_flag runs/uvc-ft2) --export runs/uvc-ft2/encoder.safetensors
-      fi
+      finetune_uvc uvc-cpu-t20-finetune-bf16 weights/uvc_r18_ft.safetensors uvc-ft2
       score runs/uvc-ft2/encoder.safetensors crw out/results-extra/uvc_r18_ft2/davis-crw ;;
     stt)
       if [ ! -f runs/moco-cpu/encoder.safetensors ]; then
@@ -63,7 +62,7 @@ for which in $WHICH; do
 done
 python - <<'PY'
 import glob, json
-for path in sorted(glob.glob("out/results-extra/*_ft/*/results.json")):
+for path in sorted(glob.glob("out/results-extra/*_ft*/*/results.json")):
     r = json.load(open(path))
     print(f"{path}: J&F {r['J&F-Mean']:.3f} (J {r['J-Mean']:.3f}, F {r['F-Mean']:.3f})")
 PY
