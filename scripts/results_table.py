@@ -63,10 +63,9 @@ def table(root: Path, earlier: dict[str, list[str]] | None = None) -> str:
     lines = ["| model | " + " | ".join(c[0] for c in COLUMNS) + " |",
              "|---|" + "---|" * len(COLUMNS)]
     for key, name in MODELS.items():
-        cells = []
-        for index, (_, task, fmt) in enumerate(COLUMNS):
+        cells, committed = [], earlier.get(name, [NOT_RUN] * len(COLUMNS))
+        for (_, task, fmt), kept in zip(COLUMNS, committed):
             path = root / key / task / "results.json"
-            kept = earlier.get(name, [NOT_RUN] * len(COLUMNS))[index]
             cells.append(fmt(json.loads(path.read_text())) if path.exists() else kept)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

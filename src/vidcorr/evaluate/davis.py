@@ -189,8 +189,9 @@ def write_davis_results(results: dict, path: str | Path) -> Path:
     path = Path(path)
     if not all("J_per_frame" in obj for obj in results["per_object"].values()):
         raise ValueError("write_davis_results needs results scored with score_davis(..., per_frame=True)")
-    per_frame = {name: obj.pop("J_per_frame") for name, obj in results["per_object"].items()}
-    for obj in results["per_object"].values():
+    per_frame = {}
+    for name, obj in results["per_object"].items():
+        per_frame[name] = obj.pop("J_per_frame")
         obj.pop("F_per_frame", None)
     plot = path.with_name("j_per_frame.png") if path.name == "results.json" else path.with_suffix(".j_per_frame.png")
     draw_j_per_frame(per_frame, results, plot)
