@@ -205,7 +205,7 @@ def test_default_weights_are_the_shipped_recipes_chain_of_fine_tunes() -> None:
     round made by the shipped recipe uvc-cpu-t20-finetune-bf16 (run from a copy named uvc-ft2-bf16)."""
     import dataclasses
 
-    from vidcorr.cli.common import DEFAULT_WEIGHTS, REPO_ROOT
+    from vidcorr.defaults import DEFAULT_WEIGHTS, REPO_ROOT
     from vidcorr.methods import uvc
     from vidcorr.train.config import load_recipe
 

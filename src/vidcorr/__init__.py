@@ -1,3 +1,22 @@
-"""vidcorr: self-supervised dense correspondence between video frames, and label propagation."""
+"""vidcorr: self-supervised dense correspondence between video frames, and label propagation.
+
+The scripting API (`vidcorr.api`) is importable from here: ``vidcorr.encoder_for``,
+``vidcorr.propagate_masks``, ``vidcorr.mask_tracker``. It is loaded on first use, so that
+``import vidcorr`` and the command line's start-up do not pay for torch until they need it.
+"""
 
 __version__ = "0.1.0"
+
+_API = ("encoder_for", "propagate_masks", "mask_tracker")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from vidcorr import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vidcorr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -176,3 +176,20 @@ def get_preset(name: str) -> PropagationPreset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def customised_preset(
+    preset: str | PropagationPreset = DEFAULT_PRESET, *, size: int | None = None, **knobs
+) -> PropagationPreset:
+    """A preset (by name or as given) with a user's changes.
+
+    size: input short side in pixels instead of the preset's sizing (a preset that floors its long
+    side to a multiple keeps doing so). knobs: `PropagationPreset.with_overrides` keys, e.g. ``k``,
+    ``temperature``, ``radius``, ``n_previous``, ``window_first``.
+    """
+    base = get_preset(preset) if isinstance(preset, str) else preset
+    changes = dict(knobs)
+    if size is not None:
+        multiple = base.size.long_multiple if base.size.mode == "short_side" else None
+        changes["size"] = SizePolicy("short_side", size, multiple)
+    return base.with_overrides(**changes) if changes else base

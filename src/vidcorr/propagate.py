@@ -6,11 +6,18 @@ that context (`vidcorr.affinity.sparse_affinity`), transports the context labels
 result and yields it. Frames are pulled from any iterable, embedded in small batches, and dropped
 as soon as they are used, so peak memory does not grow with the video length.
 
-Typical use (Cutie-style scripting API)::
+Typical use::
 
     prop = Propagator(encoder, get_preset("crw"))
     for soft in prop.run(frames, one_hot_labels(first_mask)):   # frames 1, 2, ... of the video
         index_map = decode_label_map(soft, prop.preset, prop.input_hw, prop.original_hw)
+
+or one frame at a time, for frames that arrive one by one (a camera, an interactive tool)::
+
+    prop.start(first_frame, one_hot_labels(first_mask))
+    soft = prop.step(next_frame)
+
+`vidcorr.masks` wraps both for index maps (`propagate_mask`, `MaskTracker`).
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ class Propagator:
         self.input_hw: tuple[int, int] | None = None
         self.original_hw: tuple[int, int] | None = None
         self.feature_hw: tuple[int, int] | None = None
+        self._first: _Memory | None = None
         self._context: deque[_Memory] = deque()
         # Cumulative wall time, for benchmarks: encoder vs affinity + transport.
         self.timing = {"features": 0.0, "propagation": 0.0, "frames": 0}
@@ -105,6 +113,31 @@ class Propagator:
         return feats
 
     @torch.inference_mode()
+    def start(self, first_frame: np.ndarray, first_labels: Tensor) -> None:
+        """Begin a video: embed its first frame (RGB uint8 (H, W, 3)) and keep its soft labels
+        first_labels (K, H, W) at the frame's size; forgets any earlier video's context."""
+        self.original_hw = None  # embed() checks later frames against the first one
+        if tuple(first_labels.shape[-2:]) != tuple(first_frame.shape[:2]):
+            raise ValueError(f"first-frame labels are {first_labels.shape[-1]}x{first_labels.shape[-2]} "
+                             f"but frames are {first_frame.shape[1]}x{first_frame.shape[0]}")
+        self.input_hw = self.preset.size.input_size(*first_frame.shape[:2])
+        self._first = self._first_memory(first_frame, first_labels.to(self.device))
+        self.original_hw = tuple(first_frame.shape[:2])
+        self._context = deque(maxlen=self.preset.n_previous)
+        if self.preset.initial_context == "first":
+            self._context.append(self._first)
+        elif self.preset.initial_context == "fill":
+            self._context.extend([self._first] * self.preset.n_previous)  # references, not copies
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray) -> Tensor:
+        """Propagate into the next frame (RGB uint8 (H, W, 3)) -> soft labels (K, h, w) at feature
+        resolution. One encoder call per frame: `run` batches frames and is faster on a whole video."""
+        if self._first is None:
+            raise RuntimeError("Propagator.step before start(): give the first frame and its labels first")
+        return self._propagate(self.embed([frame])[0])
+
+    @torch.inference_mode()
     def run(self, frames: Iterable[np.ndarray], first_labels: Tensor) -> Iterator[Tensor]:
         """Yield soft labels (K, h, w) at feature resolution for every frame after the first.
 
@@ -116,26 +149,19 @@ class Propagator:
             first_frame = next(stream)
         except StopIteration:
             raise ValueError("the video has no frames") from None
-        self.original_hw = tuple(first_frame.shape[:2])
-        if tuple(first_labels.shape[-2:]) != self.original_hw:
-            raise ValueError(f"first-frame labels are {first_labels.shape[-1]}x{first_labels.shape[-2]} "
-                             f"but frames are {self.original_hw[1]}x{self.original_hw[0]}")
-        self.input_hw = self.preset.size.input_size(*self.original_hw)
-        first = self._first_memory(first_frame, first_labels.to(self.device))
-        self._context = context = deque(maxlen=self.preset.n_previous)
-        if self.preset.initial_context == "first":
-            context.append(first)
-        elif self.preset.initial_context == "fill":
-            context.extend([first] * self.preset.n_previous)  # references, not copies
-
+        self.start(first_frame, first_labels)
         for batch in _batched(stream, self.batch_size):
             for feats in self.embed(batch):
-                start = time.perf_counter()
-                soft = self._step(feats, first, context).T.reshape(-1, *self.feature_hw)
-                self._sync()
-                self.timing["propagation"] += time.perf_counter() - start
-                self.timing["frames"] += 1
-                yield soft
+                yield self._propagate(feats)
+
+    def _propagate(self, feats: Tensor) -> Tensor:
+        """features (C, h, w) of the next frame -> its soft labels (K, h, w), timed."""
+        start = time.perf_counter()
+        soft = self._step(feats, self._first, self._context).T.reshape(-1, *self.feature_hw)
+        self._sync()
+        self.timing["propagation"] += time.perf_counter() - start
+        self.timing["frames"] += 1
+        return soft
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

@@ -138,7 +138,10 @@ def _name(names: list[str] | None, t: int) -> str:
 
 
 def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
-    first_mask = _checked_first_mask(path, frame_hw)
+    from vidcorr.io.masks import read_mask
+    from vidcorr.masks import check_first_mask
+
+    first_mask = check_first_mask(read_mask(path), frame_hw, path)
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.io.masks import write_indexed_png
@@ -151,19 +154,6 @@ def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | N
             yield overlay_mask(frame, labels)
 
     return Annotation(write, "masks/*.png")
-
-
-def _checked_first_mask(path: Path, frame_hw: tuple[int, int]) -> np.ndarray:
-    from vidcorr.io.masks import read_mask
-    from vidcorr.labels import VOID
-
-    mask = read_mask(path)
-    if mask.shape != tuple(frame_hw):
-        raise InputError(path, f"mask {path.name} is {mask.shape[1]}x{mask.shape[0]} "
-                               f"but frames are {frame_hw[1]}x{frame_hw[0]}")
-    if not np.any((mask != 0) & (mask != VOID)):
-        raise InputError(path, "the first-frame mask is empty: it holds no object id (only 0 / void)")
-    return mask
 
 
 # --------------------------------------------------------------------------- keypoints

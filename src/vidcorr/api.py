@@ -1,0 +1,144 @@
+"""The scripting API: from a video and its first-frame mask to every frame's mask in a few lines.
+
+    import vidcorr
+
+    encoder = vidcorr.encoder_for("crw")  # the shipped default weights, cut at the crw protocol's layer
+    for frame, mask in vidcorr.propagate_masks("clip.mp4", "first.png", encoder=encoder):
+        ...                               # frame: RGB uint8 (H, W, 3); mask: object ids uint8 (H, W)
+
+    tracker = vidcorr.mask_tracker(encoder=encoder)  # frames one at a time (a camera, a tool)
+    mask0 = tracker.step(frame0, first_mask)         # starts the video from this mask
+    mask1 = tracker.step(frame1)
+
+The command line loads its models the same way (`resolve_encoder`). Keypoints and boxes have their
+own loops (`vidcorr.keypoints.propagate_keypoints`, `vidcorr.track.track_video`) on the same
+`Propagator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
+from vidcorr.errors import VidcorrError
+from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
+from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
+from vidcorr.propagate import Propagator
+
+PresetLike = str | PropagationPreset
+
+
+def resolve_encoder(
+    preset: PropagationPreset,
+    weights: str | Path | None = None,
+    features: str | None = None,
+    *,
+    fallback_to_floor: bool = False,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """-> (encoder, what was loaded) for an untrained floor (features), weights, or the default weights.
+
+    Trained weights are cut at the preset's feature layer (CRW and STT propagate with layer3 even
+    when the network was trained through layer4). fallback_to_floor: with no weights given and
+    none shipped, use `BEST_FLOOR` (the demo) instead of raising `VidcorrError`.
+    """
+    from vidcorr.models import build_encoder, read_weights
+    from vidcorr.models.weights import encoder_from_weights
+
+    if features is not None and weights is not None:
+        raise ValueError("give weights or features (an untrained floor), not both")
+    if features is not None:
+        if features not in FLOOR_NAMES:
+            raise ValueError(f"unknown floor {features!r}; choose one of {', '.join(FLOOR_NAMES)}")
+        return build_encoder(features), {"features": features, "trained": False}
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    if weights is None and not path.exists():
+        if fallback_to_floor:
+            return build_encoder(BEST_FLOOR), {"features": BEST_FLOOR, "trained": False,
+                                               "note": f"untrained floor: no trained weights at {path}"}
+        raise VidcorrError(f"no trained weights at {path}; pass --weights PATH or --features {'|'.join(FLOOR_NAMES)}")
+    loaded = read_weights(path)
+    encoder = encoder_from_weights(loaded, path, out_layer=_layer_for(loaded.config.get("out_layer"), preset.feature_layer))
+    info = {"weights": str(path), "sha256": loaded.sha256, "trained": True,
+            "out_layer": getattr(getattr(encoder, "config", None), "out_layer", None)}
+    info.update({k: loaded.meta[k] for k in ("name", "steps", "recipe") if k in loaded.meta})
+    return encoder, info
+
+
+def _layer_for(trained: str | None, wanted: str | None) -> str | None:
+    """The preset's layer, unless the weights end earlier (then use what they have)."""
+    from vidcorr.models.resnet import STAGES
+
+    if wanted is None or trained not in STAGES or STAGES.index(trained) <= STAGES.index(wanted):
+        return None
+    return wanted
+
+
+def encoder_for(
+    preset: PresetLike = DEFAULT_PRESET, weights: str | Path | None = None, features: str | None = None
+) -> nn.Module:
+    """The encoder a preset propagates with: weights (default: the shipped default weights) cut at
+    the preset's layer, or an untrained floor (``features="lab-pixels" | "random-resnet18"``)."""
+    return resolve_encoder(customised_preset(preset), weights, features)[0]
+
+
+def propagate_masks(
+    video: str | Path | Iterable[np.ndarray],
+    first_mask: str | Path | np.ndarray,
+    *,
+    encoder: nn.Module | None = None,
+    preset: PresetLike = DEFAULT_PRESET,
+    device: str | torch.device = "cpu",
+    batch_size: int = 4,
+    size: int | None = None,
+    **knobs: Any,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(frame, mask)`` for every frame of a video, the first included.
+
+    video: a video file or folder of frames, or RGB uint8 frames (H, W, 3) in order. first_mask: the
+    first frame's object ids (H, W) uint8 (255 = void), or an indexed / 0-255 binary PNG.
+    encoder: default `encoder_for(preset)`. size (input short side) and knobs (``k``,
+    ``temperature``, ``radius``, ``n_previous``, ``window_first``) change the preset. Frames are
+    read and dropped as they are propagated: memory does not grow with the video. Bad input
+    raises `InputError` naming the file here, not at the first frame.
+    """
+    from vidcorr.io.masks import read_mask
+    from vidcorr.io.video import open_frames
+
+    mask_path = None
+    if isinstance(first_mask, (str, Path)):
+        mask_path, first_mask = Path(first_mask), read_mask(first_mask)
+    frames = open_frames(video) if isinstance(video, (str, Path)) else video
+    stream = iter(frames)
+    first_frame = next(stream, None)
+    if first_frame is None:
+        raise VidcorrError(f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
+    check_first_mask(first_mask, first_frame.shape[:2], mask_path)
+    propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
+    return propagate_mask(propagator, chain([first_frame], stream), first_mask)
+
+
+def mask_tracker(
+    *,
+    encoder: nn.Module | None = None,
+    preset: PresetLike = DEFAULT_PRESET,
+    device: str | torch.device = "cpu",
+    size: int | None = None,
+    **knobs: Any,
+) -> MaskTracker:
+    """A `MaskTracker`: ``step(frame, mask)`` starts a video, ``step(frame)`` gives the next mask.
+    Arguments as `propagate_masks`."""
+    return MaskTracker(_propagator(encoder, preset, device, 1, size, knobs))
+
+
+def _propagator(encoder, preset, device, batch_size, size, knobs) -> Propagator:
+    preset = customised_preset(preset, size=size, **knobs)
+    if encoder is None:
+        encoder = resolve_encoder(preset)[0]
+    return Propagator(encoder, preset, device=device, batch_size=batch_size)

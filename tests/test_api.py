@@ -1,0 +1,122 @@
+"""The scripting API (`vidcorr.api`): the same masks as the command line and the streaming loop,
+frame-at-a-time tracking, model loading, and bad input caught at the call."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from synthetic import PatchEncoder
+from test_propagate import _texture_video
+
+import vidcorr
+from vidcorr import api
+from vidcorr.cli import main
+from vidcorr.errors import InputError, VidcorrError
+from vidcorr.masks import MaskTracker, propagate_mask
+from vidcorr.presets import customised_preset, get_preset
+from vidcorr.propagate import Propagator
+
+
+@pytest.mark.parametrize("name", ["crw", "uvc", "stt"])
+def test_tracker_steps_give_the_streaming_loops_masks(name):
+    """One frame at a time (one encoder call each) == the batched stream, frame for frame."""
+    frames, masks = _texture_video(n_frames=6)
+    preset = customised_preset(name, n_previous=2, radius=3)
+    want = [m for _, m in propagate_mask(Propagator(PatchEncoder(), preset, batch_size=3), frames, masks[0])]
+    tracker = MaskTracker(Propagator(PatchEncoder(), preset))
+    got = [tracker.step(frames[0], masks[0])] + [tracker.step(f) for f in frames[1:]]
+    assert len(got) == len(want) == 6
+    for t, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g, w, err_msg=f"frame {t}")
+    assert (got[3] == 1).sum() > 0.5 * (masks[3] == 1).sum()  # not empty: the square is followed
+
+
+def test_a_new_mask_restarts_the_tracker():
+    frames, masks = _texture_video(n_frames=5)
+    preset = customised_preset("crw", n_previous=2, radius=3)
+    tracker = MaskTracker(Propagator(PatchEncoder(), preset))
+    for frame in frames[:3]:
+        tracker.step(frame, masks[0] if frame is frames[0] else None)
+    restarted = [tracker.step(frames[2], masks[2]), tracker.step(frames[3]), tracker.step(frames[4])]
+    fresh = MaskTracker(Propagator(PatchEncoder(), preset))
+    expected = [fresh.step(frames[2], masks[2]), fresh.step(frames[3]), fresh.step(frames[4])]
+    for r, e in zip(restarted, expected):
+        np.testing.assert_array_equal(r, e)
+    assert tracker.propagator.context_size == 1 + 2
+
+
+def test_tracker_needs_a_first_mask_and_keeps_the_frame_size():
+    frames, masks = _texture_video(n_frames=3)
+    tracker = MaskTracker(Propagator(PatchEncoder(), customised_preset("crw", radius=3)))
+    with pytest.raises(RuntimeError, match="first frame's mask"):
+        tracker.step(frames[0])
+    with pytest.raises(InputError, match="empty"):
+        tracker.step(frames[0], np.zeros_like(masks[0]))
+    with pytest.raises(InputError, match="0/255 binary mask read as raw values.*read_mask"):
+        tracker.step(frames[0], masks[0] * 255)  # np.array(Image.open(davis2016_png))
+    tracker.step(frames[0], masks[0])
+    with pytest.raises(ValueError, match="but the first frame was"):
+        tracker.step(frames[1][:32])
+
+
+def test_propagate_masks_from_paths_equals_the_command_line(davis2016_root, tmp_path):
+    """Real frames: a frame folder and a PNG mask through the API give the CLI's PNGs, pixel for pixel."""
+    seq = "blackswan"
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for path in sorted((davis2016_root / "JPEGImages" / "480p" / seq).glob("*.jpg"))[:5]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    mask = davis2016_root / "Annotations" / "480p" / seq / "00000.png"
+    out = tmp_path / "cli"
+    assert main(["propagate", str(folder), "--mask", str(mask), "--out", str(out), "--no-video",
+                 "--features", "random-resnet18", "--size", "160", "--context", "3"]) == 0
+    encoder = vidcorr.encoder_for("crw", features="random-resnet18")
+    results = list(vidcorr.propagate_masks(folder, mask, encoder=encoder, size=160, n_previous=3))
+    assert len(results) == 5
+    for t, (frame, labels) in enumerate(results):
+        assert frame.shape == (480, 854, 3) and labels.shape == (480, 854)
+        np.testing.assert_array_equal(labels, np.array(Image.open(out / "masks" / f"{t:05d}.png")), err_msg=f"frame {t}")
+    assert 0.5 < (results[-1][1] == 1).sum() / (results[0][1] == 1).sum() < 2  # the swan is still there
+
+
+def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
+    frames, masks = _texture_video(n_frames=3)
+    small = tmp_path / "small.png"
+    Image.fromarray(np.ones((10, 20), np.uint8)).save(small)
+    encoder = PatchEncoder()
+    with pytest.raises(InputError, match="small.png is 20x10 but frames are 96x64"):
+        api.propagate_masks(frames, small, encoder=encoder)  # raised before iterating
+    with pytest.raises(InputError, match="empty"):
+        api.propagate_masks(frames, np.zeros_like(masks[0]), encoder=encoder)
+    with pytest.raises(VidcorrError, match="no frames"):
+        api.propagate_masks([], masks[0], encoder=encoder)
+    with pytest.raises(InputError, match="no such video"):
+        api.propagate_masks(tmp_path / "missing.mp4", masks[0], encoder=encoder)
+
+
+def test_encoder_for_cuts_trained_weights_at_the_presets_layer():
+    crw = vidcorr.encoder_for("crw")  # the shipped default weights
+    assert crw.config.out_layer == get_preset("crw").feature_layer == "layer3"
+    assert vidcorr.encoder_for("crw", features="lab-pixels") is not None
+    with pytest.raises(ValueError, match="not both"):
+        vidcorr.encoder_for("crw", weights=api.DEFAULT_WEIGHTS, features="lab-pixels")
+    with pytest.raises(ValueError, match="unknown floor"):
+        vidcorr.encoder_for("crw", features="random-resnet50")
+
+
+def test_missing_default_weights_fall_back_only_when_asked(monkeypatch, tmp_path):
+    monkeypatch.setattr(api, "DEFAULT_WEIGHTS", tmp_path / "none.safetensors")
+    with pytest.raises(VidcorrError, match="no trained weights at .*none.safetensors"):
+        api.resolve_encoder(get_preset("crw"))
+    _, info = api.resolve_encoder(get_preset("crw"), fallback_to_floor=True)
+    assert info["features"] == api.BEST_FLOOR and not info["trained"]
+
+
+def test_importing_vidcorr_does_not_import_torch():
+    """The API is loaded on first use: `import vidcorr` (and the CLI's --help) stays light."""
+    code = "import sys, vidcorr; assert 'torch' not in sys.modules; vidcorr.propagate_masks; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
