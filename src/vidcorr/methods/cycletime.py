@@ -26,7 +26,6 @@ regressor sees x and y swapped in one of its two uses; here it sees one layout t
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,14 +42,14 @@ from vidcorr.methods.cycletime_ops import (
     soft_inlier_score,
 )
 from vidcorr.models import build_encoder
-from vidcorr.strict_dict import dataclass_from_dict
+from vidcorr.strict_dict import DictConfig
 
 STAGES = ("cycle",)
 LOSS_TERMS = ("cycle", "skip", "inlier")
 
 
 @dataclass(frozen=True)
-class CycleTimeConfig:
+class CycleTimeConfig(DictConfig):
     """Every knob of CycleTime training. Defaults are the official run (recipe ``"cycletime"``).
 
     arch: the ResNet of the ``"cycletime"`` encoder preset (R50 res4 at output stride 8 as in the
@@ -69,6 +68,8 @@ class CycleTimeConfig:
         and patch features (the target frame's still trains it, as in the official code). Users
         report that training from scratch converges only after a first phase with it on.
     """
+
+    LABEL = "CycleTime config"  # in errors: "unknown CycleTime config keys"
 
     arch: str = "resnet50"
     head_channels: int = 512
@@ -99,14 +100,6 @@ class CycleTimeConfig:
     @property
     def tau(self) -> float:
         return self.temperature if self.temperature is not None else self.head_channels ** -0.5
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CycleTimeConfig:
-        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
-        return dataclass_from_dict(cls, data, "CycleTime config")
 
 
 RECIPES: dict[str, dict[str, Any]] = {

@@ -21,7 +21,6 @@ the queues stay identical and advance by the global batch.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.models import build_encoder
-from vidcorr.strict_dict import dataclass_from_dict
+from vidcorr.strict_dict import DictConfig
 
 STAGES = ("contrastive",)
 
 
 @dataclass(frozen=True)
-class MoCoConfig:
+class MoCoConfig(DictConfig):
     """MoCo v2's knobs; defaults as released (ImageNet: queue 65536) except where noted.
 
     arch: ResNet depth (the teacher and the STT student must match when the student starts from
@@ -45,6 +44,8 @@ class MoCoConfig:
         give ~12k frames, so recipes use a few thousand). momentum: key encoder EMA (0.999).
     temperature: InfoNCE temperature (0.2 in v2). key_splits: groups the keys' batch norm sees.
     """
+
+    LABEL = "MoCo config"  # in errors: "unknown MoCo config keys"
 
     arch: str = "resnet50"
     dim: int = 128
@@ -60,13 +61,6 @@ class MoCoConfig:
             raise ValueError("dim, queue_size and key_splits must be positive")
         if not 0 <= self.momentum < 1 or self.temperature <= 0:
             raise ValueError("momentum must be in [0, 1) and temperature positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MoCoConfig:
-        return dataclass_from_dict(cls, data, "MoCo config")
 
 
 RECIPES: dict[str, dict[str, Any]] = {

@@ -23,7 +23,6 @@ As released, the student starts from the teacher's weights when there is a teach
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +32,7 @@ from torch import Tensor, nn
 from vidcorr.methods import stt_ops
 from vidcorr.models import FrameEncoder, build_encoder
 from vidcorr.models.resnet import ResNetBackbone
-from vidcorr.strict_dict import dataclass_from_dict
+from vidcorr.strict_dict import DictConfig
 
 STAGES = ("temporal",)
 LOSS_TERMS = ("rec_s4", "rec_s8", "local", "global")
@@ -41,7 +40,7 @@ TARGET_MASS = ("release", "normalised")
 
 
 @dataclass(frozen=True)
-class STTConfig:
+class STTConfig(DictConfig):
     """Every knob of STT's temporal stage. Defaults are the release (``configs/train/train.py``).
 
     arch: student (and teacher) ResNet depth: the release's template uses ``resnet50``; its model
@@ -60,6 +59,8 @@ class STTConfig:
         unless teacher_normalise.
     init_from_teacher: start the student from the teacher's weights (the release's config).
     """
+
+    LABEL = "STT config"  # in errors: "unknown STT config keys"
 
     arch: str = "resnet50"
     frame_size: int = 256
@@ -92,14 +93,6 @@ class STTConfig:
             raise ValueError(f"target_mass must be one of {TARGET_MASS}, got {self.target_mass!r}")
         if min(self.rec_scale, self.local_weight, self.global_weight, self.teacher_temperature) < 0:
             raise ValueError("scales, weights and the teacher temperature must be >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "radius": list(self.radius)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> STTConfig:
-        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
-        return dataclass_from_dict(cls, data, "STT config")
 
 
 RECIPES: dict[str, dict[str, Any]] = {

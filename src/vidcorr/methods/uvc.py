@@ -37,7 +37,7 @@ from vidcorr.methods.uvc_losses import (
     weighted_l1,
 )
 from vidcorr.models import build_encoder, lab_to_uvc_normalised, rgb_to_lab
-from vidcorr.strict_dict import dataclass_from_dict
+from vidcorr.strict_dict import DictConfig
 
 Stage = Literal["warmup", "joint"]
 STAGES = ("warmup", "joint")
@@ -46,7 +46,7 @@ LOSS_TERMS = ("colour", "orthogonal", "orthogonal_coords", "concentration_local"
 
 
 @dataclass(frozen=True)
-class UVCConfig:
+class UVCConfig(DictConfig):
     """Every knob of UVC training. Defaults are the paper's method (recipe ``"uvc"``).
 
     arch: ResNet of the grey encoder (``"resnet18"`` as in the paper, or ``"resnet50"``).
@@ -72,6 +72,8 @@ class UVCConfig:
     colour_truncation: per-sample colour losses above this count as 0 (outlier pairs); None = off.
     lab_weights: weights of |dL|, |da|, |db| in the colour L1 (UVC: 1, 10, 10).
     """
+
+    LABEL = "UVC config"  # in errors: "unknown UVC config keys"
 
     arch: str = "resnet18"
     out_layer: str = "layer4"
@@ -112,15 +114,6 @@ class UVCConfig:
     @property
     def uses_coordinate_cycle(self) -> bool:
         return self.orthogonal and self.orthogonal_coords
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON/TOML-ready dict (lab_weights as a list)."""
-        return {**dataclasses.asdict(self), "lab_weights": list(self.lab_weights)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UVCConfig:
-        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
-        return dataclass_from_dict(cls, data, "UVC config")
 
 
 _PAPER = dict(box="mad", localisation=True, orthogonal=True, orthogonal_coords=True,

@@ -18,17 +18,19 @@ from torch import Tensor, nn
 
 from vidcorr.models.colour import COLOUR_MODES, ColourNormalise
 from vidcorr.models.resnet import ResNetBackbone, check_backbone_args, fold_batchnorm
-from vidcorr.strict_dict import dataclass_from_dict
+from vidcorr.strict_dict import DictConfig
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(DictConfig):
     """Everything needed to rebuild a ResNet `FrameEncoder`; stored in weights sidecars.
 
     Defaults give a plain RGB ResNet-18 at output stride 8 (layer3 and layer4 stride 1, as UVC
     and CRW do), returning layer3. ``head_channels``: optional 1x1 conv (no bias) + ReLU after
     the backbone, CycleTime's ``afterconv1`` 1024 -> 512 (METHODS.md §2.2).
     """
+
+    LABEL = "encoder config"  # in errors: "unknown encoder config keys"
 
     arch: str = "resnet18"
     strides: tuple[int, int, int, int] = (1, 2, 1, 1)
@@ -46,15 +48,6 @@ class EncoderConfig:
             raise ValueError(f"unknown colour mode {self.colour_mode!r}; expected {COLOUR_MODES}")
         if self.head_channels is not None and self.head_channels < 1:
             raise ValueError(f"head_channels must be positive, got {self.head_channels}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (strides as a list)."""
-        return {**dataclasses.asdict(self), "strides": list(self.strides)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
-        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError."""
-        return dataclass_from_dict(cls, data, "encoder config")
 
     def replace(self, **changes: Any) -> EncoderConfig:
         return dataclasses.replace(self, **changes)

@@ -22,6 +22,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from vidcorr.errors import InputError
+from vidcorr.strict_dict import dataclass_from_dict, plain
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
 SCHEDULES = ("poly", "constant", "cosine")
@@ -151,7 +152,7 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (stored in checkpoints, loaded with ``weights_only=True``)."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     def trajectory_dict(self) -> dict[str, Any]:
         """The fields a resumed run must share with the original to continue it exactly."""
@@ -166,22 +167,10 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _build(cls: type, table: Any, where: str) -> Any:
     if not isinstance(table, dict):
         raise ValueError(f"[{where}] must be a table")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"unknown keys {unknown} in [{where}]; known: {sorted(known)}")
-    return cls(**table)
+    return dataclass_from_dict(cls, table, f"[{where}]")
 
 
 def recipe_from_dict(data: dict[str, Any], name: str) -> Recipe:
