@@ -24,7 +24,7 @@ from vidcorr.io.video import open_frames
 from vidcorr.masks import propagate_mask
 from vidcorr.methods import STT, UVC, CycleTime, MoCo, MoCoConfig, STTConfig, recipe
 from vidcorr.methods.cycletime import recipe as cycletime_recipe
-from vidcorr.methods.cycletime_ops import rigid_theta
+from vidcorr.patches import rigid_theta
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, load_encoder, save_weights
 from vidcorr.presets import PRESETS, SizePolicy, get_preset
 from vidcorr.propagate import Propagator

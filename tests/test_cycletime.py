@@ -14,13 +14,8 @@ import torch.nn.functional as F
 from vidcorr.data import CycleClipAugment, cycle_clip_indices
 from vidcorr.io.video import read_frames_at
 from vidcorr.methods.cycletime import CycleTime, CycleTimeConfig, recipe
-from vidcorr.methods.cycletime_ops import (
-    grid_loss,
-    patch_affinity,
-    rigid_theta,
-    sample_patch,
-    soft_inlier_score,
-)
+from vidcorr.methods.cycletime_ops import grid_loss, patch_affinity, soft_inlier_score
+from vidcorr.patches import rigid_theta, sample_patch
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +101,11 @@ def test_image_augment_and_unknown_kind() -> None:
     assert out["image"].shape == (3, 300, 300)  # smaller frames are reflect-padded to the crop
     with pytest.raises(ValueError, match="unknown batch kind"):
         build_augment("clip", crop=64, frame=64)
+
+
+def test_the_data_package_stands_below_the_methods():
+    """Layering: samples are built without importing any method (CycleTime's patch geometry lives
+    in `vidcorr.patches`, which both use)."""
+    code = ("import sys, vidcorr.data, vidcorr.data.augment, vidcorr.data.pairs, vidcorr.data.videos; "
+            "bad = [m for m in sys.modules if m.startswith('vidcorr.methods')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vidcorr.methods.cycletime_ops import PATCH_SCALE, rigid_theta, sample_patch
+from vidcorr.patches import PATCH_SCALE, rigid_theta, sample_patch
 
 Augment = Callable[[list[np.ndarray], torch.Generator], dict[str, Tensor]]
 
@@ -303,7 +303,7 @@ class CycleClipAugment:
     frame; its angle is uniform in +-``max_rotation`` degrees.
 
     -> {"clip": (L, 3, crop, crop), "target": (3, crop, crop), "patch": (3, crop/3, crop/3)} uint8
-    and "theta" (2, 3) float32 (`vidcorr.methods.cycletime_ops` conventions).
+    and "theta" (2, 3) float32 (`vidcorr.patches` conventions).
 
     Deliberate difference: the official loader scores motion on the flipped frames and then mirrors
     the chosen window again, so a flipped sample's patch sits opposite the motion; here the window

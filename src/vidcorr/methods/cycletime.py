@@ -37,11 +37,10 @@ from vidcorr.methods.cycletime_ops import (
     OFFICIAL_TRANSLATION_SCALE,
     grid_loss,
     patch_affinity,
-    rigid_theta,
-    sample_patch,
     soft_inlier_score,
 )
 from vidcorr.models import build_encoder
+from vidcorr.patches import rigid_theta, sample_patch
 from vidcorr.strict_dict import DictConfig
 
 STAGES = ("cycle",)

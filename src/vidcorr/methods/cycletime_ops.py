@@ -1,11 +1,5 @@
-"""CycleTime's geometry as pure functions (Wang, Jabri & Efros, CVPR 2019; METHODS.md §2.4-2.5).
-
-A patch is an affine sampling transform ``theta`` (N, 2, 3) in the unit coordinates of
-``F.affine_grid`` with align_corners=True: (-1, -1) is the centre of the top-left pixel (or
-feature cell) and (1, 1) that of the bottom-right one, the grid the official code builds with
-``linspace(-1, 1, n)``. Output grid point (u, v) of the patch samples the map at
-``theta @ (u, v, 1)``. CycleTime's transforms are rigid at a fixed scale of 1/3: three numbers,
-a translation (tx, ty) and an angle, as its regressor predicts them.
+"""CycleTime's losses and matching as pure functions (Wang, Jabri & Efros, CVPR 2019; METHODS.md
+§2.4-2.5), on the patch transforms of `vidcorr.patches` (``theta`` (N, 2, 3), unit coordinates).
 
 Convention for affinities between a patch (h x w cells) and a frame (H x W cells):
 (N, H*W, h, w), a softmax over the frame's cells (row-major, index y * W + x) for each patch cell,
@@ -18,38 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-PATCH_SCALE = 1.0 / 3.0  # a patch spans a third of the frame's side (CycleTime's 80 of 240 px)
+from vidcorr.patches import scale_translation
+
 # The official feature-space warps (`GeometricTnfAffine`, `WeakInlierCountPool`) divide the
 # sampling grid by 227/210 and multiply the warped grid back, which nets out to the translation
 # scaled by 227/210 (a constant inherited from weakalign). The ground-truth patch in pixel space
 # is sampled without it.
 OFFICIAL_TRANSLATION_SCALE = 227.0 / 210.0
-
-
-def rigid_theta(params: Tensor, scale: float = PATCH_SCALE) -> Tensor:
-    """params: (N, 3) = (tx, ty, angle in radians) -> theta (N, 2, 3) = scale * rotation | t."""
-    tx, ty, angle = params.unbind(dim=1)
-    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    return torch.stack([torch.stack([cos, -sin, tx], dim=1),
-                        torch.stack([sin, cos, ty], dim=1)], dim=1)
-
-
-def scale_translation(theta: Tensor, factor: float) -> Tensor:
-    """theta (N, 2, 3) with its translation column multiplied by ``factor``."""
-    if factor == 1.0:
-        return theta
-    return torch.cat([theta[:, :, :2], theta[:, :, 2:] * factor], dim=2)
-
-
-def sample_patch(image: Tensor, theta: Tensor, size: tuple[int, int],
-                 translation_scale: float = 1.0) -> Tensor:
-    """Bilinear patch of ``size`` (h, w) from image (N, C, H, W) at theta (N, 2, 3) -> (N, C, h, w).
-
-    Points outside the map read zeros, as the official ``grid_sample`` did.
-    """
-    theta = scale_translation(theta, translation_scale).to(image.dtype)
-    grid = F.affine_grid(theta, [image.shape[0], image.shape[1], *size], align_corners=True)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def grid_loss(theta: Tensor, theta_gt: Tensor, points: int = 20) -> Tensor:
