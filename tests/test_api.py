@@ -3,6 +3,7 @@ frame-at-a-time tracking, model loading, and bad input caught at the call."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -120,3 +121,50 @@ def test_importing_vidcorr_does_not_import_torch():
     """The API is loaded on first use: `import vidcorr` (and the CLI's --help) stays light."""
     code = "import sys, vidcorr; assert 'torch' not in sys.modules; vidcorr.propagate_masks; assert 'torch' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_propagate_keypoints_equals_the_command_line(data_dir, tmp_path):
+    """Real JHMDB frames and joints: the API's points are the CLI's keypoints.json (3 decimals)."""
+    from vidcorr.io.jhmdb import JOINT_NAMES, read_joints
+
+    clip = data_dir / "jhmdb" / "Rename_Images" / "catch" / "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(1, 6):
+        (frames / f"{t:05d}.png").write_bytes((clip / f"{t:05d}.png").read_bytes())
+    joints = read_joints(data_dir / "jhmdb" / "joint_positions" / "catch" / clip.name / "joint_positions.mat")[0]
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"keypoints": joints.tolist(), "names": list(JOINT_NAMES),
+                                 "visible": [True] * 14 + [False]}))
+    out = tmp_path / "cli"
+    assert main(["propagate", str(frames), "--keypoints", str(first), "--out", str(out), "--no-video",
+                 "--features", "lab-pixels"]) == 0
+    saved = json.loads((out / "keypoints.json").read_text())["frames"]
+    encoder = vidcorr.encoder_for(features="lab-pixels")
+    got = list(vidcorr.propagate_keypoints(frames, first, encoder=encoder))
+    assert len(got) == len(saved) == 5
+    for (frame, points, visible), row in zip(got, saved):
+        assert frame.shape == (240, 320, 3) and not visible[14] and np.isnan(points[14]).all()
+        want = np.array([p if p is not None else [np.nan, np.nan] for p in row["keypoints"]], np.float64)
+        np.testing.assert_allclose(points, want, atol=6e-4)
+    # an array gives the same as the file (all visible but the last, as the file says)
+    again = list(vidcorr.propagate_keypoints(frames, joints, visible=[True] * 14 + [False], encoder=encoder))
+    np.testing.assert_array_equal(again[-1][1], got[-1][1])
+    with pytest.raises(InputError, match=r"keypoint 1 \(1\) at \(400, 10\) lies outside the 320x240"):
+        vidcorr.propagate_keypoints(frames, np.array([[10.0, 10.0], [400.0, 10.0]]), encoder=encoder)
+
+
+def test_track_box_equals_the_command_line(data_dir, tmp_path):
+    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    out = tmp_path / "cli"
+    assert main(["propagate", str(video), "--box", "100,60,80,60", "--tracker", "dcf", "--out", str(out),
+                 "--no-video", "--features", "lab-pixels"]) == 0
+    saved = [row["box"] for row in json.loads((out / "boxes.json").read_text())["frames"]]
+    got = list(vidcorr.track_box(video, (100, 60, 80, 60), tracker="dcf",
+                                 encoder=vidcorr.encoder_for(features="lab-pixels")))
+    assert len(got) == len(saved) > 10
+    assert got[0][1] == (100, 60, 80, 60)
+    np.testing.assert_allclose([box for _, box in got], saved, atol=6e-3)
+    assert all(frame.ndim == 3 for frame, _ in got[:3])
+    with pytest.raises(InputError, match="outside the"):
+        vidcorr.track_box(video, (5000, 60, 80, 60))

@@ -10,9 +10,13 @@
     mask0 = tracker.step(frame0, first_mask)         # starts the video from this mask
     mask1 = tracker.step(frame1)
 
-The command line loads its models the same way (`resolve_encoder`). Keypoints and boxes have their
-own loops (`vidcorr.keypoints.propagate_keypoints`, `vidcorr.track.track_video`) on the same
-`Propagator`.
+    for frame, points, visible in vidcorr.propagate_keypoints("clip.mp4", "first.json"):
+        ...                               # points (J, 2) pixels, NaN where lost; visible (J,)
+    for frame, (x, y, w, h) in vidcorr.track_box("clip.mp4", (120, 80, 64, 48), tracker="dcf"):
+        ...
+
+The command line (`vidcorr propagate`) runs the same code and loads its models the same way
+(`resolve_encoder`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
-from vidcorr.errors import VidcorrError
+from vidcorr.errors import InputError, VidcorrError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
@@ -109,19 +113,14 @@ def propagate_masks(
     raises `InputError` naming the file here, not at the first frame.
     """
     from vidcorr.io.masks import read_mask
-    from vidcorr.io.video import open_frames
 
     mask_path = None
     if isinstance(first_mask, (str, Path)):
         mask_path, first_mask = Path(first_mask), read_mask(first_mask)
-    frames = open_frames(video) if isinstance(video, (str, Path)) else video
-    stream = iter(frames)
-    first_frame = next(stream, None)
-    if first_frame is None:
-        raise VidcorrError(f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
+    first_frame, frames = _first_and_all(video)
     check_first_mask(first_mask, first_frame.shape[:2], mask_path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
-    return propagate_mask(propagator, chain([first_frame], stream), first_mask)
+    return propagate_mask(propagator, frames, first_mask)
 
 
 def mask_tracker(
@@ -142,3 +141,80 @@ def _propagator(encoder, preset, device, batch_size, size, knobs) -> Propagator:
     if encoder is None:
         encoder = resolve_encoder(preset)[0]
     return Propagator(encoder, preset, device=device, batch_size=batch_size)
+
+
+def propagate_keypoints(
+    video: str | Path | Iterable[np.ndarray],
+    keypoints: str | Path | np.ndarray,
+    *,
+    visible: np.ndarray | None = None,
+    encoder: nn.Module | None = None,
+    preset: PresetLike = DEFAULT_PRESET,
+    device: str | torch.device = "cpu",
+    batch_size: int = 4,
+    size: int | None = None,
+    **knobs: Any,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(frame, points (J, 2), visible (J,))`` for every frame, the first included.
+
+    keypoints: the first frame's (J, 2) x, y in 0-based pixels, or a keypoints JSON file
+    (docs/keypoints.md; its "visible" list applies). points are NaN where a keypoint is lost. Each
+    keypoint travels as a Gaussian heatmap channel and is read back as the preset's codec does
+    (`vidcorr.keypoints.codec_for`). Other arguments as `propagate_masks`.
+    """
+    from vidcorr.keypoints import KeypointSet, check_first_keypoints, codec_for, read_keypoints_json
+    from vidcorr.keypoints import propagate_keypoints as propagate
+
+    path = None
+    if isinstance(keypoints, (str, Path)):
+        path = Path(keypoints)
+        kps = read_keypoints_json(path)
+        if visible is not None:
+            kps = KeypointSet(kps.points, np.asarray(visible, bool), kps.names, kps.edges)
+    else:
+        points = np.asarray(keypoints, np.float64).reshape(-1, 2)
+        shown = np.ones(len(points), bool) if visible is None else np.asarray(visible, bool)
+        kps = KeypointSet(points, shown, [str(i) for i in range(len(points))], [])
+    first_frame, frames = _first_and_all(video)
+    check_first_keypoints(kps, first_frame.shape[:2], path)
+    propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
+    return propagate(propagator, frames, kps.points, codec_for(propagator.preset.name), kps.visible)
+
+
+def track_box(
+    video: str | Path | Iterable[np.ndarray],
+    box: tuple[float, float, float, float],
+    *,
+    tracker: str = "localise",
+    encoder: nn.Module | None = None,
+    device: str | torch.device = "cpu",
+    **options: Any,
+) -> Iterator[tuple[np.ndarray, tuple[float, float, float, float]]]:
+    """Yield ``(frame, (x, y, w, h))`` for every frame, the first with the given box (0-based pixels,
+    top-left corner and size).
+
+    tracker: ``"localise"`` (UVC's region localisation) or ``"dcf"`` (a correlation filter on the
+    features); options replace its settings (`vidcorr.track.LocaliseSettings`,
+    `vidcorr.dcf.DCFSettings`). encoder: default `encoder_for("crw")` (the features are layer3).
+    """
+    from vidcorr.track import track_frames
+
+    first_frame, frames = _first_and_all(video)
+    height, width = first_frame.shape[:2]
+    x, y, w, h = box
+    if not (w > 0 and h > 0) or x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise InputError(None, f"box {tuple(box)} has no positive size or lies outside the {width}x{height} first frame")
+    if encoder is None:
+        encoder = encoder_for(DEFAULT_PRESET)
+    return track_frames(encoder, frames, box, tracker, device=device, **options)
+
+
+def _first_and_all(video: str | Path | Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """-> (the first frame, every frame from the first on), reading a path with `open_frames`."""
+    from vidcorr.io.video import open_frames
+
+    stream = iter(open_frames(video) if isinstance(video, (str, Path)) else video)
+    first_frame = next(stream, None)
+    if first_frame is None:
+        raise VidcorrError(f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
+    return first_frame, chain([first_frame], stream)

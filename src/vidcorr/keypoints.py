@@ -250,6 +250,18 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
     return KeypointSet(points, np.asarray(visible, bool), names, [tuple(e) for e in edges])
 
 
+def check_first_keypoints(kps: KeypointSet, frame_hw: tuple[int, int], path: str | Path | None = None) -> KeypointSet:
+    """Every visible keypoint must lie on the first frame (H, W); `InputError` naming path and the point."""
+    h, w = frame_hw
+    x, y = kps.points[:, 0], kps.points[:, 1]
+    outside = kps.visible & ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5))
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        raise InputError(path, f"keypoint {k} ({kps.names[k]}) at ({x[k]:g}, {y[k]:g}) lies outside the "
+                               f"{w}x{h} first frame; mark it \"visible\": false or fix the coordinates")
+    return kps
+
+
 def _point_array(path: Path, raw) -> np.ndarray:
     ok = isinstance(raw, list) and raw and all(
         isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)

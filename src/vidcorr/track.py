@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -264,6 +265,22 @@ def track_video(
     yield x, y, w, h
     for frame in stream:
         yield trk.update(frame)
+
+
+def track_frames(
+    encoder: nn.Module, frames_iter: Iterable[np.ndarray], first_box: Box, tracker: str = "localise", **kwargs
+) -> Iterator[tuple[np.ndarray, Box]]:
+    """`track_video` yielding ``(frame, box)``: each frame with the box found on it. Holds only
+    the frames the tracker has pulled and whose box is not out yet (one)."""
+    pending: deque[np.ndarray] = deque()
+
+    def remembered(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for frame in frames:
+            pending.append(frame)
+            yield frame
+
+    for box in track_video(encoder, remembered(frames_iter), first_box, tracker, **kwargs):
+        yield pending.popleft(), box
 
 
 def draw_box(frame: np.ndarray, box: Box, colour: tuple[int, int, int] = (255, 48, 48), thickness: int = 3) -> np.ndarray:

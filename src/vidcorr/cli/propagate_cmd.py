@@ -160,16 +160,9 @@ def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | N
 
 
 def _keypoints_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
-    from vidcorr.keypoints import read_keypoints_json
+    from vidcorr.keypoints import check_first_keypoints, read_keypoints_json
 
-    kps = read_keypoints_json(path)
-    h, w = frame_hw
-    x, y = kps.points[:, 0], kps.points[:, 1]
-    outside = kps.visible & ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5))
-    if outside.any():
-        k = int(np.flatnonzero(outside)[0])
-        raise InputError(path, f"keypoint {k} ({kps.names[k]}) at ({x[k]:g}, {y[k]:g}) lies outside the "
-                               f"{w}x{h} first frame; mark it \"visible\": false or fix the coordinates")
+    kps = check_first_keypoints(read_keypoints_json(path), frame_hw, path)
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.keypoints import codec_for, propagate_keypoints
@@ -210,23 +203,14 @@ def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[st
         raise InputError(None, f"--box {x:g},{y:g},{bw:g},{bh:g} lies outside the {w}x{h} first frame")
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
-        from collections import deque
-
         from vidcorr.metrics.davis import write_results_json
-        from vidcorr.track import draw_box, track_video
-
-        pending: deque[np.ndarray] = deque()  # frames the tracker pulled, not yet drawn
-
-        def remembered(frames):
-            for frame in frames:
-                pending.append(frame)
-                yield frame
+        from vidcorr.track import draw_box, track_frames
 
         boxes = []
-        for t, b in enumerate(track_video(propagator.encoder, remembered(source), box, tracker,
-                                          device=propagator.device)):
+        for t, (frame, b) in enumerate(track_frames(propagator.encoder, source, box, tracker,
+                                                    device=propagator.device)):
             boxes.append({"frame": _name(names, t), "box": [round(float(v), 2) for v in b]})
-            yield draw_box(pending.popleft(), b)
+            yield draw_box(frame, b)
         write_results_json({"tracker": tracker, "convention": "0-based pixels, x, y, w, h", "frames": boxes},
                            out_dir / "boxes.json")
 
