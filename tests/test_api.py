@@ -166,5 +166,5 @@ def test_track_box_equals_the_command_line(data_dir, tmp_path):
     assert got[0][1] == (100, 60, 80, 60)
     np.testing.assert_allclose([box for _, box in got], saved, atol=6e-3)
     assert all(frame.ndim == 3 for frame, _ in got[:3])
-    with pytest.raises(InputError, match="outside the"):
-        vidcorr.track_box(video, (5000, 60, 80, 60))
+    with pytest.raises(ValueError, match="first box 5000,60,80,60 lies outside the 456x256 first frame"):
+        vidcorr.track_box(video, (5000, 60, 80, 60))  # raised at the call, before iterating

@@ -168,6 +168,14 @@ def test_propagate_box_on_a_video(tmp_path, data_dir):
     assert all(b["box"][2] > 0 and b["box"][3] > 0 for b in boxes)
 
 
+def test_propagate_box_outside_the_frame_is_refused(tmp_path, data_dir, capsys):
+    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    out = tmp_path / "box"
+    _fails(["propagate", str(video), "--box", "600,60,80,60", "--out", str(out), "--features", "lab-pixels"],
+           capsys, "--box: first box 600,60,80,60 lies outside the 456x256 first frame")
+    assert not out.exists()
+
+
 def _fails(argv, capsys, *expected) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The scripting API: from a video and its first-frame mask to every frame's mask in a few lines.
+"""The scripting API: a first-frame mask, keypoints or box carried through a video in a few lines.
 
     import vidcorr
 
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.errors import VidcorrError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
@@ -66,7 +66,8 @@ def resolve_encoder(
         if fallback_to_floor:
             return build_encoder(BEST_FLOOR), {"features": BEST_FLOOR, "trained": False,
                                                "note": f"untrained floor: no trained weights at {path}"}
-        raise VidcorrError(f"no trained weights at {path}; pass --weights PATH or --features {'|'.join(FLOOR_NAMES)}")
+        raise VidcorrError(f"no trained weights at {path}; give weights (--weights PATH) or an untrained floor "
+                           f"(--features {'|'.join(FLOOR_NAMES)})")
     loaded = read_weights(path)
     encoder = encoder_from_weights(loaded, path, out_layer=_layer_for(loaded.config.get("out_layer"), preset.feature_layer))
     info = {"weights": str(path), "sha256": loaded.sha256, "trained": True,
@@ -136,13 +137,6 @@ def mask_tracker(
     return MaskTracker(_propagator(encoder, preset, device, 1, size, knobs))
 
 
-def _propagator(encoder, preset, device, batch_size, size, knobs) -> Propagator:
-    preset = customised_preset(preset, size=size, **knobs)
-    if encoder is None:
-        encoder = resolve_encoder(preset)[0]
-    return Propagator(encoder, preset, device=device, batch_size=batch_size)
-
-
 def propagate_keypoints(
     video: str | Path | Iterable[np.ndarray],
     keypoints: str | Path | np.ndarray,
@@ -197,13 +191,10 @@ def track_box(
     features); options replace its settings (`vidcorr.track.LocaliseSettings`,
     `vidcorr.dcf.DCFSettings`). encoder: default `encoder_for("crw")` (the features are layer3).
     """
-    from vidcorr.track import track_frames
+    from vidcorr.track import check_first_box, track_frames
 
     first_frame, frames = _first_and_all(video)
-    height, width = first_frame.shape[:2]
-    x, y, w, h = box
-    if not (w > 0 and h > 0) or x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise InputError(None, f"box {tuple(box)} has no positive size or lies outside the {width}x{height} first frame")
+    check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
     if encoder is None:
         encoder = encoder_for(DEFAULT_PRESET)
     return track_frames(encoder, frames, box, tracker, device=device, **options)
@@ -218,3 +209,10 @@ def _first_and_all(video: str | Path | Iterable[np.ndarray]) -> tuple[np.ndarray
     if first_frame is None:
         raise VidcorrError(f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
     return first_frame, chain([first_frame], stream)
+
+
+def _propagator(encoder, preset, device, batch_size, size, knobs) -> Propagator:
+    preset = customised_preset(preset, size=size, **knobs)
+    if encoder is None:
+        encoder = resolve_encoder(preset)[0]
+    return Propagator(encoder, preset, device=device, batch_size=batch_size)

@@ -228,6 +228,19 @@ def build_tracker(
     return DCFTracker(sampler, settings)
 
 
+def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
+    """box (x, y, w, h) as floats: finite, of positive size and, given the frame's (H, W),
+    overlapping it; `ValueError` saying which it is not."""
+    x, y, w, h = (float(v) for v in box)
+    if not (w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))):
+        raise ValueError(f"first box must have finite values and positive size, got {tuple(box)}")
+    if frame_hw is not None:
+        height, width = frame_hw
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} first frame")
+    return x, y, w, h
+
+
 def track_video(
     encoder: nn.Module,
     frames_iter: Iterable[np.ndarray],
@@ -250,16 +263,12 @@ def track_video(
         settings = tracker_settings(tracker, **opts)
     elif opts:
         raise ValueError("pass either `settings` or keyword options, not both")
-    x, y, w, h = (float(v) for v in first_box)
-    if not (w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))):
-        raise ValueError(f"first box must have finite values and positive size, got {first_box}")
+    check_first_box(first_box)
     stream = iter(frames_iter)
     first = next(stream, None)
     if first is None:
         raise ValueError("the video has no frames")
-    height, width = first.shape[:2]
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise ValueError(f"first box {first_box} lies outside the {width}x{height} frame")
+    x, y, w, h = check_first_box(first_box, first.shape[:2])
     trk = build_tracker(encoder, settings, device)
     trk.init(first, (x, y, w, h))
     yield x, y, w, h

@@ -197,10 +197,12 @@ def _box(text: str) -> tuple[float, float, float, float]:
 
 
 def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
-    h, w = frame_hw
-    x, y, bw, bh = box
-    if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
-        raise InputError(None, f"--box {x:g},{y:g},{bw:g},{bh:g} lies outside the {w}x{h} first frame")
+    from vidcorr.track import check_first_box
+
+    try:
+        check_first_box(box, frame_hw)
+    except ValueError as err:
+        raise InputError(None, f"--box: {err}") from None
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.metrics.davis import write_results_json
