@@ -1,15 +1,18 @@
-"""Pictures a person would rather look at than read: label overlays on frames, line plots.
+"""Pictures a person would rather look at than read: label overlays on frames, line plots,
+correspondences between two frames.
 
 Task-specific drawings (skeletons, boxes) live beside their tasks; this module holds the shared
-mask overlay used by `vidcorr propagate` and the demo, and the Pillow line plot behind the
-evaluations' plots (matplotlib is not a dependency).
+mask overlay used by `vidcorr propagate` and the demo, the Pillow line plot behind the
+evaluations' plots (matplotlib is not a dependency) and the match lines of `vidcorr match`.
 """
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -17,6 +20,9 @@ from scipy import ndimage
 
 from vidcorr.io.atomic import atomic_file
 from vidcorr.io.masks import DAVIS_PALETTE
+
+if TYPE_CHECKING:
+    from vidcorr.correspond import Matches
 
 # Ten line colours that stay apart (matplotlib's "tab10"), so a plot of ten objects needs no repeat.
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -87,3 +93,39 @@ def line_plot(path: str | Path, curves: Sequence[Curve], *, title: str, x_label:
         draw.text((lx + 24, ly - 6), curve.label, fill="black", font=font)
     with atomic_file(path) as tmp:
         img.save(tmp)
+
+
+def draw_matches(frame_a: np.ndarray, frame_b: np.ndarray, matches: Matches, *, max_lines: int = 300,
+                 show_rejected: bool = False, gap: int = 8) -> np.ndarray:
+    """Frames A and B side by side (B scaled to A's height) with a line per match.
+
+    frame_a: (Ha, Wa, 3), frame_b: (Hb, Wb, 3) uint8 RGB -> (Ha, Wa + gap + Wb * Ha / Hb, 3).
+    Mutual matches are drawn in a colour that encodes where they start in A (hue across, brightness
+    down, over the extent of the drawn points), so a coherent motion reads as an ordered fan;
+    show_rejected adds the others in thin grey. At most max_lines matches are drawn, evenly spaced
+    in the list (the grid order).
+    """
+    height, width_a = frame_a.shape[:2]
+    scale = height / frame_b.shape[0]
+    width_b = max(1, round(frame_b.shape[1] * scale))
+    canvas = Image.new("RGB", (width_a + gap + width_b, height), "white")
+    canvas.paste(Image.fromarray(frame_a), (0, 0))
+    canvas.paste(Image.fromarray(frame_b).resize((width_b, height), Image.BILINEAR), (width_a + gap, 0))
+    draw = ImageDraw.Draw(canvas)
+    shown = np.flatnonzero(matches.mutual if not show_rejected else np.ones(len(matches), bool))
+    if len(shown) > max_lines:
+        shown = shown[np.linspace(0, len(shown) - 1, max_lines).round().astype(int)]
+    low = matches.points_a[shown].min(axis=0) if len(shown) else np.zeros(2)
+    span = np.maximum(matches.points_a[shown].max(axis=0) - low, 1.0) if len(shown) else np.ones(2)
+    for i in shown:
+        (xa, ya), (xb, yb) = matches.points_a[i], matches.points_b[i]
+        end = (width_a + gap + xb * scale, yb * scale)
+        if matches.mutual[i]:
+            hue, value = 0.85 * (xa - low[0]) / span[0], 1.0 - 0.45 * (ya - low[1]) / span[1]
+            colour = tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.9, value))
+            draw.line([(xa, ya), end], fill=colour, width=1)
+            for x, y in ((xa, ya), end):
+                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        else:
+            draw.line([(xa, ya), end], fill=(160, 160, 160), width=1)
+    return np.asarray(canvas)

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "vidcorr.cli.eval_cmd",
     "vidcorr.cli.score_cmd",
     "vidcorr.cli.propagate_cmd",
+    "vidcorr.cli.match_cmd",
     "vidcorr.cli.demo_cmd",
     "vidcorr.cli.train_cmd",
 ]

@@ -76,7 +76,11 @@ def list_frame_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file as RGB uint8 (H, W, 3); `InputError` naming it if missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such image file")
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
@@ -172,7 +176,7 @@ def _folder_source(folder: Path, fps: float | None) -> FrameSource:
 
     def decode() -> Iterator[LazyFrame]:
         for file in files:
-            yield lambda file=file: _read_image(file)
+            yield lambda file=file: read_image(file)
 
     return FrameSource(folder, decode, size, fps, len(files), "folder")
 

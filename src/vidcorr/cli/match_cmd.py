@@ -1,0 +1,97 @@
+"""`vidcorr match A B --out DIR` (two images) or `vidcorr match VIDEO --frames I,J --out DIR`:
+draw the correspondences a model finds between two frames.
+
+Writes DIR/matches.png (the frames side by side, a line per mutual match, `viz.draw_matches`) and
+DIR/matches.json (every match: pixel coordinates in A and B, similarity, mutual), and prints how
+many matches pass the forward-backward check. The folder appears only when both are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vidcorr.cli.common import add_model_arguments, load_model, resolve_preset
+from vidcorr.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "match", help="draw the point correspondences a model finds between two frames",
+        description="Match a grid of points of frame A into frame B with a model's features and draw "
+                    "the mutual (forward-backward consistent) matches side by side.",
+    )
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                   help="two images (A B), or one video / frame folder with --frames")
+    p.add_argument("--frames", default="0,10", metavar="I,J",
+                   help="with one INPUT: the 0-based indices of frames A and B (default: 0,10)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    p.add_argument("--mask", type=Path, help="query only points of A inside this mask (palette or 0/255 PNG)")
+    p.add_argument("--step", type=int, default=2, help="query every STEP-th feature cell of A (default: 2)")
+    p.add_argument("--max-lines", type=int, default=300, help="draw at most this many matches (default: 300)")
+    p.add_argument("--show-rejected", action="store_true", help="also draw non-mutual matches, in grey")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from PIL import Image
+
+    from vidcorr.correspond import match_frames
+    from vidcorr.io.atomic import atomic_dir
+    from vidcorr.propagate import Propagator
+    from vidcorr.viz import draw_matches
+
+    (frame_a, name_a), (frame_b, name_b) = _frames(args)
+    mask = _mask(args.mask, frame_a.shape[:2]) if args.mask else None
+    if args.step < 1 or args.max_lines < 1:
+        raise InputError(None, "--step and --max-lines must be positive")
+    preset = resolve_preset(args)
+    encoder, info = load_model(args, preset)
+    propagator = Propagator(encoder, preset, device=args.device)
+    matches = match_frames(propagator, frame_a, frame_b, step=args.step, mask_a=mask)
+    if len(matches) == 0:
+        raise InputError(args.mask, "no point of frame A to match: the mask covers no feature cell centre")
+    n, mutual = len(matches), int(matches.mutual.sum())
+    summary = {"a": name_a, "b": name_b, "preset": preset.name, "model": info, "step": args.step,
+               "points": n, "mutual": mutual}
+    with atomic_dir(args.out) as tmp:
+        picture = draw_matches(frame_a, frame_b, matches, max_lines=args.max_lines, show_rejected=args.show_rejected)
+        Image.fromarray(picture).save(tmp / "matches.png")
+        (tmp / "matches.json").write_text(json.dumps({**summary, **matches.to_dict()}, indent=1) + "\n")
+    model = info.get("weights") or f"{info.get('features')} (untrained floor)"
+    print(f"{name_a} -> {name_b}: {mutual} of {n} points matched both ways ({mutual / n:.0%}) with {model}, "
+          f"preset {preset.name}")
+    print(f"wrote {args.out / 'matches.png'} and {args.out / 'matches.json'}")
+    return 0
+
+
+def _frames(args: argparse.Namespace):
+    """-> ((frame A, its name), (frame B, its name)) from two images or one video and --frames."""
+    from vidcorr.io.video import open_frames, read_image
+
+    if len(args.inputs) == 2:
+        return [(read_image(path), str(path)) for path in args.inputs]
+    if len(args.inputs) != 1:
+        raise InputError(None, f"expected two images or one video, got {len(args.inputs)} inputs")
+    try:
+        i, j = (int(v) for v in args.frames.split(","))
+    except ValueError:
+        raise InputError(None, f"--frames expects two indices I,J, got {args.frames!r}") from None
+    if min(i, j) < 0:
+        raise InputError(None, f"--frames indices must be non-negative, got {args.frames}")
+    source = open_frames(args.inputs[0])
+    frame_a, frame_b = source.read_at([i, j])
+    return (frame_a, f"{args.inputs[0]}#{i}"), (frame_b, f"{args.inputs[0]}#{j}")
+
+
+def _mask(path: Path, frame_hw: tuple[int, int]):
+    from vidcorr.io.masks import read_mask
+
+    mask = read_mask(path)
+    if mask.shape != tuple(frame_hw):
+        raise InputError(path, f"mask {path.name} is {mask.shape[1]}x{mask.shape[0]} "
+                               f"but frame A is {frame_hw[1]}x{frame_hw[0]}")
+    return (mask != 0) & (mask != 255)

@@ -1,0 +1,121 @@
+"""Correspondences between two frames (`vidcorr.correspond`, `viz.draw_matches`, `vidcorr match`):
+exact on a synthetic shift, on the object on real DAVIS frames, and bad input refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+from synthetic import PatchEncoder
+from test_propagate import _texture_video
+
+import vidcorr
+from vidcorr.cli import main
+from vidcorr.correspond import match_frames
+from vidcorr.io.masks import read_mask
+from vidcorr.io.video import open_frames
+from vidcorr.presets import customised_preset
+from vidcorr.propagate import Propagator
+from vidcorr.viz import draw_matches
+
+
+def test_a_whole_cell_shift_is_matched_exactly_and_both_ways():
+    frames, _ = _texture_video(n_frames=2, step=8)  # frame 1 = frame 0 moved 8 px (one cell) right
+    prop = Propagator(PatchEncoder(), customised_preset("crw"))
+    m = match_frames(prop, frames[0], frames[1], step=1)
+    assert len(m) == (64 // 8) * (96 // 8)
+    seen = m.points_a[:, 0] < 96 - 8  # the last column of A has left the frame in B
+    np.testing.assert_allclose(m.points_b[seen] - m.points_a[seen], [[8.0, 0.0]] * int(seen.sum()))
+    assert m.mutual[seen].all()
+    np.testing.assert_allclose(m.points_a[:2], [[3.5, 3.5], [11.5, 3.5]])  # cell centres in pixels
+
+
+def test_the_mask_and_step_choose_the_query_points():
+    frames, masks = _texture_video(n_frames=2)
+    prop = Propagator(PatchEncoder(), customised_preset("crw"))
+    m = match_frames(prop, frames[0], frames[1], step=2, mask_a=masks[0])
+    px = m.points_a.round().astype(int)
+    assert len(m) > 0 and (masks[0][px[:, 1], px[:, 0]] == 1).all()
+    assert len(match_frames(prop, frames[0], frames[1], step=2)) == 4 * 6
+    with pytest.raises(ValueError, match="mask is 10x5"):
+        match_frames(prop, frames[0], frames[1], mask_a=np.ones((5, 10), bool))
+
+
+def test_trained_weights_match_the_car_onto_the_car(davis2016_root):
+    """Real frames 0 and 10 of car-shadow at 240p: the default weights send >85 % of the car's
+    points onto the car (its mask in frame 10, 8 px of slack), the Lab-pixel floor well under half."""
+    frames = open_frames(davis2016_root / "JPEGImages" / "480p" / "car-shadow").read_at([0, 10])
+    masks = [read_mask(davis2016_root / "Annotations" / "480p" / "car-shadow" / f"{t:05d}.png") for t in (0, 10)]
+    on_car = ndimage.binary_dilation(masks[1] > 0, iterations=8)
+
+    def share_on_car(encoder) -> tuple[float, float]:
+        m = match_frames(Propagator(encoder, customised_preset("crw", size=240)), *frames, step=1, mask_a=masks[0] > 0)
+        px = m.points_b.round().astype(int)
+        return float(on_car[px[:, 1], px[:, 0]].mean()), float(m.mutual.mean())
+
+    trained, trained_mutual = share_on_car(vidcorr.encoder_for("crw"))
+    floor, _ = share_on_car(vidcorr.encoder_for(features="lab-pixels"))
+    assert trained > 0.85 and floor < 0.5, (trained, floor)
+    assert trained_mutual > 0.5
+
+
+def test_draw_matches_puts_the_frames_side_by_side():
+    frames, _ = _texture_video(n_frames=2, step=8)
+    m = match_frames(Propagator(PatchEncoder(), customised_preset("crw")), frames[0], frames[1], step=1)
+    half = frames[1][::2, ::2]  # B at half size is scaled to A's height
+    picture = draw_matches(frames[0], half, m, gap=4)
+    assert picture.shape == (64, 96 + 4 + 96, 3)
+    no_lines = draw_matches(frames[0], half, dataclasses.replace(m, mutual=np.zeros_like(m.mutual)), gap=4)
+    np.testing.assert_array_equal(no_lines[:, :96], frames[0])  # rejected matches are not drawn by default
+    assert (no_lines[:, 96:100] == 255).all()  # the white gap
+    assert (picture != no_lines).any(axis=2).sum() > 500  # the mutual matches' lines
+    one = draw_matches(frames[0], half, m, gap=4, max_lines=1)
+    assert (one != no_lines).any(axis=2).sum() < (picture != no_lines).any(axis=2).sum() / 10
+
+
+def test_match_command_writes_the_picture_and_the_matches(davis2016_root, tmp_path, capsys):
+    seq = davis2016_root / "JPEGImages" / "480p" / "blackswan"
+    mask = davis2016_root / "Annotations" / "480p" / "blackswan" / "00000.png"
+    out = tmp_path / "m"
+    assert main(["match", str(seq), "--frames", "0,5", "--mask", str(mask), "--out", str(out),
+                 "--features", "lab-pixels", "--size", "240"]) == 0
+    saved = json.loads((out / "matches.json").read_text())
+    assert saved["points"] == len(saved["matches"]) > 0 and saved["preset"] == "crw"
+    assert saved["mutual"] == sum(m["mutual"] for m in saved["matches"])
+    assert Image.open(out / "matches.png").size == (854 * 2 + 8, 480)
+    assert "matched both ways" in capsys.readouterr().out
+    # two images give the same as one video with --frames
+    images = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path, frame in zip(images, open_frames(seq).read_at([0, 5])):
+        Image.fromarray(frame).save(path)
+    assert main(["match", *map(str, images), "--mask", str(mask), "--out", str(tmp_path / "m2"),
+                 "--features", "lab-pixels", "--size", "240"]) == 0
+    assert json.loads((tmp_path / "m2" / "matches.json").read_text())["matches"] == saved["matches"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--frames", "0,500"], "frame 500 requested but there are only"),
+    (["--frames", "zero,5"], "--frames expects two indices"),
+    (["--mask", "SMALL"], "small.png is 20x10 but frame A is 854x480"),
+    (["--mask", "EMPTY"], "no point of frame A to match"),
+])
+def test_match_command_refuses_bad_input(davis2016_root, tmp_path, capsys, extra, message):
+    small, empty = tmp_path / "small.png", tmp_path / "empty.png"
+    Image.fromarray(np.ones((10, 20), np.uint8)).save(small)
+    Image.fromarray(np.zeros((480, 854), np.uint8)).save(empty)
+    extra = [str(small) if e == "SMALL" else str(empty) if e == "EMPTY" else e for e in extra]
+    out = tmp_path / "m"
+    assert main(["match", str(davis2016_root / "JPEGImages" / "480p" / "blackswan"), *extra, "--out", str(out),
+                 "--features", "lab-pixels", "--size", "120"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_match_command_names_a_missing_image(tmp_path, capsys):
+    assert main(["match", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out", str(tmp_path / "m"),
+                 "--features", "lab-pixels"]) == 2
+    assert "a.png: no such image file" in capsys.readouterr().err
