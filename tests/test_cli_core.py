@@ -55,8 +55,14 @@ def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_cli
     full, out = tmp_path / "full", tmp_path / "out"
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(full), "--overlays", *FAST]) == 0
     for seq in ("blackswan", "car-shadow"):  # overlays beside, not inside, the folders the scorer reads
-        assert open_frames(full / "overlays" / f"{seq}.mp4").read_all().shape == (4, 480, 854, 3)
+        video = open_frames(full / "overlays" / f"{seq}.mp4").read_all()
+        assert video.shape == (4, 480, 854 + 8 + 854, 3)  # propagated | annotation
         assert {p.suffix for p in (full / seq).iterdir()} == {".png"}
+        # the right half is the annotation drawn on the frame: tinted exactly where the mask is
+        annotation = np.array(Image.open(two_clips / "Annotations" / "480p" / seq / "00003.png")) > 0
+        frame = next(iter(open_frames(two_clips / "JPEGImages" / "480p" / seq).read_at([3])))
+        moved = np.abs(video[3, 30:, 862:].astype(int) - frame[30:].astype(int)).sum(axis=2) > 60
+        assert (moved & ~annotation[30:]).mean() < 0.02 and (moved & annotation[30:]).sum() > 0.5 * annotation[30:].sum()
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--sequences", "blackswan", *FAST]) == 0
     done = (out / "blackswan" / "00000.png").stat().st_mtime_ns
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST]) == 0

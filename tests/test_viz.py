@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask
+from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask, side_by_side
 
 
 def test_line_plot_puts_points_where_the_axes_say(tmp_path):
@@ -35,3 +35,13 @@ def test_overlay_mask_tints_objects_only():
     assert (out[labels == 0] == 100).all() and not (out[3:5, 3:5] == 100).all()
     with pytest.raises(ValueError, match="8x8 but labels are 4x4"):
         overlay_mask(frame, labels[:4, :4])
+
+
+def test_side_by_side_places_images_with_a_gap_and_captions():
+    left, right = np.full((40, 30, 3), 10, np.uint8), np.full((40, 50, 3), 200, np.uint8)
+    out = side_by_side([left, right], ["ours", "truth"], gap=6)
+    assert out.shape == (40, 30 + 6 + 50, 3)
+    assert (out[25:, :30] == 10).all() and (out[:, 30:36] == 255).all() and (out[25:, 36:] == 200).all()
+    assert (out[4:21, 4:20] != 10).any()  # the caption's box
+    with pytest.raises(ValueError, match="share a height"):
+        side_by_side([left, right[:20]])

@@ -47,6 +47,25 @@ def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> n
     return out.clip(0, 255).astype(np.uint8)
 
 
+def side_by_side(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, gap: int = 8) -> np.ndarray:
+    """RGB uint8 images of one height (H, Wi, 3) placed left to right on white, ``gap`` px apart,
+    each caption written in its top-left corner -> (H, sum Wi + gap * (n - 1), 3)."""
+    height = images[0].shape[0]
+    if any(image.shape[0] != height for image in images):
+        raise ValueError(f"images must share a height, got {[image.shape[0] for image in images]}")
+    canvas = Image.new("RGB", (sum(image.shape[1] for image in images) + gap * (len(images) - 1), height), "white")
+    font, x = ImageFont.load_default(), 0
+    for index, image in enumerate(images):
+        tile = Image.fromarray(image)
+        if captions:  # drawn on the tile, so a long caption is cut at its edge, not drawn into the gap
+            draw = ImageDraw.Draw(tile)
+            draw.rectangle([4, 4, 10 + 6 * len(captions[index]), 20], fill="black")
+            draw.text((7, 6), captions[index], fill="white", font=font)
+        canvas.paste(tile, (x, 0))
+        x += image.shape[1] + gap
+    return np.asarray(canvas)
+
+
 @dataclass(frozen=True)
 class Curve:
     """One line of `line_plot`: points (xs[i], ys[i]) and its legend entry."""
@@ -108,9 +127,8 @@ def draw_matches(frame_a: np.ndarray, frame_b: np.ndarray, matches: Matches, *, 
     height, width_a = frame_a.shape[:2]
     scale = height / frame_b.shape[0]
     width_b = max(1, round(frame_b.shape[1] * scale))
-    canvas = Image.new("RGB", (width_a + gap + width_b, height), "white")
-    canvas.paste(Image.fromarray(frame_a), (0, 0))
-    canvas.paste(Image.fromarray(frame_b).resize((width_b, height), Image.BILINEAR), (width_a + gap, 0))
+    resized_b = np.asarray(Image.fromarray(frame_b).resize((width_b, height), Image.BILINEAR))
+    canvas = Image.fromarray(side_by_side([frame_a, resized_b], gap=gap))
     draw = ImageDraw.Draw(canvas)
     shown = np.flatnonzero(matches.mutual if not show_rejected else np.ones(len(matches), bool))
     if len(shown) > max_lines:

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
     with atomic_dir(args.out) as tmp:
         write_mask_sequence(propagator, open_frames(frame_paths[0].parent), dataset.first_mask(DEMO_SEQUENCE),
-                            tmp / DEMO_SEQUENCE, [p.stem for p in frame_paths], overlay=tmp / "overlay.mp4")
+                            tmp / DEMO_SEQUENCE, [p.stem for p in frame_paths], overlay=tmp / "overlay.mp4",
+                            truth=dataset.masks(DEMO_SEQUENCE))
         elapsed = time.perf_counter() - start
         results = score_davis(DEMO_ROOT, tmp, sequences=[DEMO_SEQUENCE], progress=False, per_frame=True)
         results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=info,

@@ -23,7 +23,8 @@ def register(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="keep the sequences an interrupted run of the same model and protocol finished in OUT")
     p.add_argument("--overlays", action="store_true",
-                   help="also write OUT/overlays/<seq>.mp4: the frames with the propagated masks drawn on them")
+                   help="also write OUT/overlays/<seq>.mp4: each frame with the propagated masks drawn on it, "
+                        "beside its annotation")
     add_model_arguments(p)
     p.set_defaults(func=run)
 

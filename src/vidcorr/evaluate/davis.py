@@ -12,7 +12,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +24,14 @@ from tqdm import tqdm
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.davis import DavisDataset
-from vidcorr.io.masks import write_indexed_png
+from vidcorr.io.masks import read_mask, write_indexed_png
 from vidcorr.io.video import open_frames, write_video
+from vidcorr.labels import VOID
 from vidcorr.masks import propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
 from vidcorr.presets import PropagationPreset, preset_knobs
 from vidcorr.propagate import Propagator
-from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask
+from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask, side_by_side
 
 log = logging.getLogger(__name__)
 DAVIS_FPS = 24.0  # the frame rate of DAVIS's 480p sequences (overlay videos)
@@ -76,12 +77,14 @@ def peak_gpu_mib(device: str | torch.device) -> float:
 
 def write_mask_sequence(
     propagator: Propagator, frames_source, first_mask: np.ndarray, out_dir: Path, frame_names: list[str],
-    overlay: Path | None = None,
+    overlay: Path | None = None, truth: Sequence[Path] = (),
 ) -> int:
     """Propagate ``first_mask`` (H, W) through a video and write one indexed PNG per frame.
 
     frame_names: output file stems, one per frame. overlay: also encode the frames with the
     masks drawn on them to this mp4 (`vidcorr.viz.overlay_mask`, 24 fps: DAVIS's frame rate).
+    truth: annotation PNGs; with an overlay, each frame shows the propagated masks beside its
+    annotation (matched by file stem; "no annotation" where a frame has none).
     Returns the number of frames written.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,8 +101,20 @@ def write_mask_sequence(
         for _ in masks():
             pass
     else:
-        write_video(overlay, (overlay_mask(frame, labels) for frame, labels in masks()), fps=DAVIS_FPS)
+        annotated = {path.stem: path for path in truth}
+        drawn = (overlay_mask(frame, labels) if not truth else _beside_truth(frame, labels, annotated.get(name))
+                 for name, (frame, labels) in zip(frame_names, masks()))
+        write_video(overlay, drawn, fps=DAVIS_FPS)
     return written
+
+
+def _beside_truth(frame: np.ndarray, labels: np.ndarray, truth: Path | None) -> np.ndarray:
+    """The propagated masks (left) beside the annotation (right) on the same frame (H, 2W + 8, 3)."""
+    if truth is None:
+        return side_by_side([overlay_mask(frame, labels), frame], ["propagated", "no annotation"])
+    annotation = read_mask(truth)
+    annotation = np.where(annotation == VOID, 0, annotation)
+    return side_by_side([overlay_mask(frame, labels), overlay_mask(frame, annotation)], ["propagated", "annotation"])
 
 
 def run_davis(
@@ -124,7 +139,7 @@ def run_davis(
     the same model, protocol and split already finished in ``out_dir`` (`RUN_STAMP` says which run
     that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
     then covers this session and lists the sequences kept. overlays: also write
-    ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them (outside
+    ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them beside their annotations (outside
     the sequence folders, which hold only what the DAVIS scorer reads). Returns the results dict (see
     `score_davis`) with ``preset``, ``model`` and ``timing`` added.
     """
@@ -150,7 +165,8 @@ def run_davis(
         try:
             n = write_mask_sequence(propagator, open_frames(frame_paths[0].parent), first_masks[seq],
                                     tmp, [p.stem for p in frame_paths],
-                                    overlay=out_dir / "overlays" / f"{seq}.mp4" if overlays else None)
+                                    overlay=out_dir / "overlays" / f"{seq}.mp4" if overlays else None,
+                                    truth=dataset.masks(seq))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
