@@ -5,6 +5,8 @@
 #   WHICH="uvc stt"   uvc: uvc_r18 + uvc-cpu-t20-finetune, scored with `crw`
 #                     uvc2: a second round, uvc_r18_ft + uvc-cpu-t20-finetune-bf16 (not in the
 #                           default WHICH: it starts from the shipped first round), scored with `crw`
+#                     uvc3: a third round, uvc_r18_ft2 + uvc-cpu-t20-finetune-round3 (the same, seed 3;
+#                           not in the default WHICH either), scored with `crw`
 #                     stt: stt_r18 + stt-cpu-finetune (teacher: runs/moco-cpu, trained here with
 #                          moco-cpu if missing, 26 min), scored with `crw` and `stt`
 # CPU: each fine-tune takes ~1 hour on the 2-core machine (two side by side: ~9 s per step each),
@@ -43,6 +45,9 @@ for which in $WHICH; do
     uvc2)
       finetune_uvc uvc-cpu-t20-finetune-bf16 weights/uvc_r18_ft.safetensors uvc-ft2
       score runs/uvc-ft2/encoder.safetensors crw out/results-extra/uvc_r18_ft2/davis-crw ;;
+    uvc3)
+      finetune_uvc uvc-cpu-t20-finetune-round3 weights/uvc_r18_ft2.safetensors uvc-ft3
+      score runs/uvc-ft3/encoder.safetensors crw out/results-extra/uvc_r18_ft3/davis-crw ;;
     stt)
       if [ ! -f runs/moco-cpu/encoder.safetensors ]; then
         # shellcheck disable=SC2046
@@ -57,7 +62,7 @@ for which in $WHICH; do
       fi
       score runs/stt-ft/encoder.safetensors crw out/results-extra/stt_r18_ft/davis-crw
       score runs/stt-ft/encoder.safetensors stt out/results-extra/stt_r18_ft/davis-stt ;;
-    *) echo "unknown WHICH entry $which (uvc, uvc2, stt)" >&2; exit 2 ;;
+    *) echo "unknown WHICH entry $which (uvc, uvc2, uvc3, stt)" >&2; exit 2 ;;
   esac
 done
 python - <<'PY'

@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-MODELS = {"uvc_r18_ft2": "UVC ResNet-18, ours, fine-tuned twice (weights/uvc_r18_ft2.safetensors)",
+MODELS = {"uvc_r18_ft3": "UVC ResNet-18, ours, fine-tuned three times (weights/uvc_r18_ft3.safetensors)",
+          "uvc_r18_ft2": "UVC ResNet-18, ours, fine-tuned twice (weights/uvc_r18_ft2.safetensors)",
           "uvc_r18_ft": "UVC ResNet-18, ours, fine-tuned (weights/uvc_r18_ft.safetensors)",
           "uvc_r18": "UVC ResNet-18, ours (weights/uvc_r18.safetensors)",
           "cycletime_r18": "CycleTime ResNet-18, ours (weights/cycletime_r18.safetensors)",

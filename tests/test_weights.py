@@ -200,9 +200,10 @@ def test_load_weights_into_copies_every_tensor_and_refuses_another_config(saved,
 
 
 def test_default_weights_are_the_shipped_recipes_chain_of_fine_tunes() -> None:
-    """weights/MODEL_CARD.md's provenance, checked: uvc_r18 -> uvc_r18_ft -> uvc_r18_ft2 (the
-    default), each started (--init) from the file before it, sha256 for sha256, and the second
-    round made by the shipped recipe uvc-cpu-t20-finetune-bf16 (run from a copy named uvc-ft2-bf16)."""
+    """weights/MODEL_CARD.md's provenance, checked: uvc_r18 -> uvc_r18_ft -> uvc_r18_ft2 ->
+    uvc_r18_ft3 (the default), each started (--init) from the file before it, sha256 for sha256;
+    the second round made by the shipped recipe uvc-cpu-t20-finetune-bf16 (run from a copy named
+    uvc-ft2-bf16), the third by uvc-cpu-t20-finetune-round3."""
     import dataclasses
 
     from vidcorr.defaults import DEFAULT_WEIGHTS, REPO_ROOT
@@ -210,14 +211,17 @@ def test_default_weights_are_the_shipped_recipes_chain_of_fine_tunes() -> None:
     from vidcorr.train.config import load_recipe
 
     chain = [read_weights(REPO_ROOT / "weights" / f"{name}.safetensors")  # each checks its own sha256
-             for name in ("uvc_r18", "uvc_r18_ft", "uvc_r18_ft2")]
-    assert DEFAULT_WEIGHTS == REPO_ROOT / "weights" / "uvc_r18_ft2.safetensors"
+             for name in ("uvc_r18", "uvc_r18_ft", "uvc_r18_ft2", "uvc_r18_ft3")]
+    assert DEFAULT_WEIGHTS == REPO_ROOT / "weights" / "uvc_r18_ft3.safetensors"
     for parent, child in zip(chain, chain[1:]):
         assert child.meta["recipe_config"]["init"]["sha256"] == parent.sha256, "broken chain"
-    made = chain[2].meta["recipe_config"]
-    recipe = load_recipe("uvc-cpu-t20-finetune-bf16")
-    shipped = recipe.to_dict()
-    assert {k: v for k, v in made.items() if k not in ("name", "init", "model")} == \
-        {k: v for k, v in shipped.items() if k not in ("name", "init", "model")}
-    resolved = json.loads(json.dumps(dataclasses.asdict(uvc.recipe(recipe.base, **recipe.model))))
-    assert made["model"] == resolved and made["cpu"]["bf16"] and made["seed"] == 2
+    for weights, recipe_name, seed in ((chain[2], "uvc-cpu-t20-finetune-bf16", 2),
+                                       (chain[3], "uvc-cpu-t20-finetune-round3", 3)):
+        made = weights.meta["recipe_config"]
+        recipe = load_recipe(recipe_name)
+        shipped = recipe.to_dict()
+        assert {k: v for k, v in made.items() if k not in ("name", "init", "model")} == \
+            {k: v for k, v in shipped.items() if k not in ("name", "init", "model")}, recipe_name
+        resolved = json.loads(json.dumps(dataclasses.asdict(uvc.recipe(recipe.base, **recipe.model))))
+        assert made["model"] == resolved and made["cpu"]["bf16"] and made["seed"] == seed
+    assert chain[3].meta["recipe"] == "uvc-cpu-t20-finetune-round3"
