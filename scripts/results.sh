@@ -2,7 +2,7 @@
 # Every number of the README results table (docs/results.md): the released weights and both
 # untrained floors on the shared data, each task evaluated the way its docs page states.
 # Resumable (a finished evaluation is skipped, an interrupted DAVIS one continues) and selectable:
-#   MODELS="uvc_r18_ft2 uvc_r18_ft uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels"
+#   MODELS="uvc_r18_ft3 uvc_r18_ft2 uvc_r18_ft uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels"
 #   TASKS="davis-crw davis-uvc davis-uvc-t20 davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf"
 # davis-uvc-t20 is UVC's protocol at temperature 20, the temperature the shipped weights trained at.
 # Writes out/results/<model>/<task>/results.json, then docs/results.md (scripts/results_table.py).
@@ -13,7 +13,7 @@ source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 DATA="${DATA:-../shared/data}"
 DEVICE="${DEVICE:-cpu}"
-MODELS="${MODELS:-uvc_r18_ft2 uvc_r18_ft uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels}"
+MODELS="${MODELS:-uvc_r18_ft3 uvc_r18_ft2 uvc_r18_ft uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels}"
 TASKS="${TASKS:-davis-crw davis-uvc davis-uvc-t20 davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf}"
 
 model_args() {  # released weights by file name, floors by name
