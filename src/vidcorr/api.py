@@ -69,7 +69,8 @@ def resolve_encoder(
         raise VidcorrError(f"no trained weights at {path}; give weights (--weights PATH) or an untrained floor "
                            f"(--features {'|'.join(FLOOR_NAMES)})")
     loaded = read_weights(path)
-    encoder = encoder_from_weights(loaded, path, out_layer=_layer_for(loaded.config.get("out_layer"), preset.feature_layer))
+    out_layer = _layer_for(loaded.config.get("out_layer"), preset.feature_layer)
+    encoder = encoder_from_weights(loaded, path, out_layer=out_layer)
     info = {"weights": str(path), "sha256": loaded.sha256, "trained": True,
             "out_layer": getattr(getattr(encoder, "config", None), "out_layer", None)}
     info.update({k: loaded.meta[k] for k in ("name", "steps", "recipe") if k in loaded.meta})

@@ -139,9 +139,9 @@ def run_davis(
     the same model, protocol and split already finished in ``out_dir`` (`RUN_STAMP` says which run
     that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
     then covers this session and lists the sequences kept. overlays: also write
-    ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them beside their annotations (outside
-    the sequence folders, which hold only what the DAVIS scorer reads). Returns the results dict (see
-    `score_davis`) with ``preset``, ``model`` and ``timing`` added.
+    ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them beside their
+    annotations (outside the sequence folders, which hold only what the DAVIS scorer reads).
+    Returns the results dict (see `score_davis`) with ``preset``, ``model`` and ``timing`` added.
     """
     dataset = DavisDataset(root, year, split, sequences=sequences)
     out_dir = Path(out_dir)
