@@ -119,3 +119,10 @@ def test_match_command_names_a_missing_image(tmp_path, capsys):
     assert main(["match", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out", str(tmp_path / "m"),
                  "--features", "lab-pixels"]) == 2
     assert "a.png: no such image file" in capsys.readouterr().err
+
+
+def test_match_command_takes_no_propagation_knobs(tmp_path, capsys):
+    """Matching embeds two frames: top-k, context and window options would do nothing, so they are refused."""
+    with pytest.raises(SystemExit):
+        main(["match", "a.png", "b.png", "--out", str(tmp_path / "m"), "--topk", "5"])
+    assert "unrecognized arguments: --topk 5" in capsys.readouterr().err

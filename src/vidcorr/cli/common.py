@@ -24,8 +24,9 @@ def comma_list(text: str) -> list[str]:
     return names
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--weights/--features, --preset and its overrides, --device, --batch-size."""
+def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: bool = True) -> None:
+    """--weights/--features, --preset, --size, --device and, unless propagation_knobs is False (a
+    command that only embeds frames), the preset's matching overrides and --batch-size."""
     from vidcorr.presets import DEFAULT_PRESET, PRESETS
 
     model = parser.add_mutually_exclusive_group()
@@ -37,6 +38,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                         help=f"propagation protocol (default: {DEFAULT_PRESET}; see docs/propagation.md)")
     parser.add_argument("--size", type=int, help="input short side in pixels (overrides the preset's size)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    if not propagation_knobs:
+        return
     parser.add_argument("--topk", type=int, help="override the preset's top-k")
     parser.add_argument("--temperature", type=float, help="override the preset's softmax temperature")
     parser.add_argument("--radius", type=float, help="override the preset's local window radius (cells)")
@@ -44,7 +48,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-first", action=argparse.BooleanOptionalAction,
                         help="override whether the local window applies to the first frame too "
                              "(crw: no, stt: yes; windowing it is cheaper but loses far-moved objects)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=4, help="frames per encoder call (default: 4)")
 
 
@@ -52,7 +55,7 @@ def resolve_preset(args: argparse.Namespace):
     """The preset named by --preset with the command-line overrides applied."""
     from vidcorr.presets import customised_preset
 
-    knobs = {knob: getattr(args, arg) for arg, knob in KNOB_OVERRIDES if getattr(args, arg) is not None}
+    knobs = {knob: getattr(args, arg) for arg, knob in KNOB_OVERRIDES if getattr(args, arg, None) is not None}
     return customised_preset(args.preset, size=args.size, **knobs)
 
 

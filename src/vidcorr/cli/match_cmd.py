@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=int, default=2, help="query every STEP-th feature cell of A (default: 2)")
     p.add_argument("--max-lines", type=int, default=300, help="draw at most this many matches (default: 300)")
     p.add_argument("--show-rejected", action="store_true", help="also draw non-mutual matches, in grey")
-    add_model_arguments(p)
+    add_model_arguments(p, propagation_knobs=False)  # only the preset's size, layer and norm apply
     p.set_defaults(func=run)
 
 
