@@ -154,14 +154,24 @@ class Propagator:
             for feats in self.embed(batch):
                 yield self._propagate(feats)
 
-    def _propagate(self, feats: Tensor) -> Tensor:
-        """features (C, h, w) of the next frame -> its soft labels (K, h, w), timed."""
+    def _propagate(self, query: Tensor) -> Tensor:
+        """Propagate into the next frame, timed: query features (C, h, w) -> soft labels (K, h, w);
+        the frame joins the ring buffer."""
         start = time.perf_counter()
-        soft = self._step(feats, self._first, self._context).T.reshape(-1, *self.feature_hw)
+        memories = [self._first, *self._context]
+        windowed = [self.preset.window_first] + [True] * len(self._context)
+        aff = sparse_affinity(query, [m.feats for m in memories], windowed, self.preset.topk)
+        soft = transport_sparse(torch.cat([m.labels for m in memories]), aff)  # (h * w, K)
+        stored = soft
+        if self.preset.normalise_context_labels:
+            stored = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
+        if self.preset.n_previous > 0:
+            # query is a view into its encoder batch: a copy lets the batch's storage be freed.
+            self._context.append(_Memory(query.clone(), stored))
         self._sync()
         self.timing["propagation"] += time.perf_counter() - start
         self.timing["frames"] += 1
-        return soft
+        return soft.T.reshape(-1, *self.feature_hw)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -172,20 +182,6 @@ class Propagator:
         self.feature_hw = tuple(feats.shape[-2:])
         small = downsample_labels(labels.float(), self.feature_hw, self.preset.label_downsample)
         return _Memory(feats, small.flatten(1).T.contiguous())
-
-    def _step(self, query: Tensor, first: _Memory, context: deque[_Memory]) -> Tensor:
-        """Propagate into one frame: query (C, h, w) -> soft labels (h * w, K); updates context."""
-        memories = [first, *context]
-        windowed = [self.preset.window_first] + [True] * len(context)
-        aff = sparse_affinity(query, [m.feats for m in memories], windowed, self.preset.topk)
-        soft = transport_sparse(torch.cat([m.labels for m in memories]), aff)
-        stored = soft
-        if self.preset.normalise_context_labels:
-            stored = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
-        if self.preset.n_previous > 0:
-            # query is a view into its encoder batch: a copy lets the batch's storage be freed.
-            context.append(_Memory(query.clone(), stored))
-        return soft
 
 
 def _batched(items: Iterator, size: int) -> Iterator[list]:

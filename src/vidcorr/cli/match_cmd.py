@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.propagate import Propagator
     from vidcorr.viz import draw_matches
 
-    (frame_a, name_a), (frame_b, name_b) = _frames(args)
-    mask = _mask(args.mask, frame_a.shape[:2]) if args.mask else None
     if args.step < 1 or args.max_lines < 1:
         raise InputError(None, "--step and --max-lines must be positive")
+    (frame_a, name_a), (frame_b, name_b) = _frames(args)
+    mask = _mask(args.mask, frame_a.shape[:2]) if args.mask else None
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
     propagator = Propagator(encoder, preset, device=args.device)

@@ -101,9 +101,12 @@ def write_mask_sequence(
         for _ in masks():
             pass
     else:
-        annotated = {path.stem: path for path in truth}
-        drawn = (overlay_mask(frame, labels) if not truth else _beside_truth(frame, labels, annotated.get(name))
-                 for name, (frame, labels) in zip(frame_names, masks()))
+        if truth:
+            annotated = {path.stem: path for path in truth}
+            drawn = (_beside_truth(frame, labels, annotated.get(name))
+                     for name, (frame, labels) in zip(frame_names, masks()))
+        else:
+            drawn = (overlay_mask(frame, labels) for frame, labels in masks())
         write_video(overlay, drawn, fps=DAVIS_FPS)
     return written
 

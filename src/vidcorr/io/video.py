@@ -79,11 +79,11 @@ def list_frame_files(folder: Path) -> list[Path]:
 def read_image(path: str | Path) -> np.ndarray:
     """One image file as RGB uint8 (H, W, 3); `InputError` naming it if missing or unreadable."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such image file")
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:  # caught here, not by a stat first: this runs once per frame of a folder
+        raise InputError(path, "no such image file") from None
     except OSError as error:
         raise InputError(path, f"unreadable image ({error})") from None
 
