@@ -111,6 +111,34 @@ def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
     assert rescored["J&F-Mean"] == pytest.approx(results["J&F-Mean"], abs=1e-12)
 
 
+def test_eval_davis_with_uvc_track(short_clip, tmp_path, capsys):
+    """--track on real frames with the shipped weights: UVC-track's PNGs are the API's tracked
+    masks, results.json records the tracking, and neither kind of run resumes the other's folder."""
+    import vidcorr
+
+    out = tmp_path / "track"
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), "--preset", "uvc", "--size", "240"]
+    assert main(argv + ["--track"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["track"]["locate_margin"] == 1.0 and results["track"]["size_smoothing"] == 0.1
+    assert results["J&F-Mean"] > 0.75  # 0.799 on these 6 frames when written
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    first = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    tracked = vidcorr.propagate_masks(frames, first, preset="uvc", size=240, track=True)
+    assert main(["propagate", str(frames), "--mask", str(first), "--out", str(tmp_path / "prop"), "--no-video",
+                 "--preset", "uvc", "--size", "240", "--track"]) == 0
+    for path, (_, mask) in zip(sorted((out / "car-shadow").glob("*.png")), tracked, strict=True):
+        np.testing.assert_array_equal(np.array(Image.open(path)), mask, err_msg=path.name)
+        np.testing.assert_array_equal(np.array(Image.open(tmp_path / "prop" / "masks" / path.name)), mask)
+    capsys.readouterr()
+    _fails(argv + ["--resume"], capsys, str(out), "track", "cannot resume")
+    plain = tmp_path / "plain"
+    assert main(["eval", "davis", "--root", str(short_clip), "--out", str(plain), *FAST]) == 0
+    capsys.readouterr()
+    _fails(["eval", "davis", "--root", str(short_clip), "--out", str(plain), *FAST, "--track", "--resume"],
+           capsys, "track", "cannot resume")
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
@@ -215,6 +243,9 @@ def test_bad_inputs_name_the_file_and_leave_no_output(short_clip, tmp_path, caps
 
     _fails(["propagate", str(tmp_path / "missing"), "--mask", str(mask), "--out", str(out), *FAST], capsys,
            "missing")
+
+    _fails(["propagate", str(frames), "--box", "10,10,50,50", "--track", "--out", str(out), *FAST], capsys,
+           "--track", "needs --mask")
 
     weights = tmp_path / "corrupt.safetensors"
     weights.write_bytes(b"garbage" * 50)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vidcorr.labels import decode_label_map, one_hot_labels
+from vidcorr.masks import MaskTracker, propagate_mask
 from vidcorr.presets import SizePolicy, get_preset
 from vidcorr.propagate import Propagator
 from vidcorr.track_uvc import (
@@ -16,8 +16,8 @@ from vidcorr.track_uvc import (
     UVCTracker,
     fit_box,
     mask_bounding_box,
+    mask_propagator,
     mean_shift_centre,
-    track_propagate,
 )
 
 CELL = 8
@@ -93,12 +93,34 @@ def test_box_restriction_ignores_a_look_alike_that_full_frame_propagation_labels
     prop = Propagator(CellEncoder(), PRESET)
     full = [decode_label_map(s, PRESET, prop.input_hw, prop.original_hw).numpy()
             for s in prop.run(frames, first)]
-    tracked = list(track_propagate(CellEncoder(), frames, masks[0], PRESET))
+    tracked = [m for _, m in propagate_mask(UVCTracker(CellEncoder(), PRESET), frames, masks[0])][1:]
     assert len(tracked) == len(full) == len(frames) - 1
     for t in range(2, len(frames)):
         assert (full[t - 1][distractor] == 1).mean() > 0.5  # the look-alike steals the label...
-        assert (tracked[t - 1].numpy()[distractor] == 1).mean() == 0.0  # ...but not inside boxes
-        assert _iou(tracked[t - 1].numpy(), masks[t]) > 0.85
+        assert (tracked[t - 1][distractor] == 1).mean() == 0.0  # ...but not inside boxes
+        assert _iou(tracked[t - 1], masks[t]) > 0.85
+
+
+def test_one_frame_at_a_time_equals_the_batched_run():
+    """`start`/`step` (one encoder call per frame) give the batched run's masks and boxes."""
+    frames, masks = _object_video(distractor=(2, 15, 7))
+    preset = PRESET.with_overrides(n_previous=2)
+    batched = UVCTracker(CellEncoder(), preset, batch_size=3)
+    want = [m for _, m in propagate_mask(batched, frames, masks[0])]
+    stepped = UVCTracker(CellEncoder(), preset)
+    tracker = MaskTracker(stepped)
+    got = [tracker.step(frames[0], masks[0])] + [tracker.step(f) for f in frames[1:]]
+    for t, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g, w, err_msg=f"frame {t}")
+    assert stepped.boxes == batched.boxes and stepped.boxes[1] is not None
+    assert stepped.timing["frames"] == len(frames) - 1  # the box steps are timed as propagation
+
+
+def test_mask_propagator_tracks_only_when_asked():
+    plain = mask_propagator(CellEncoder(), PRESET)
+    tracked = mask_propagator(CellEncoder(), PRESET, TrackOptions(min_box=2), batch_size=2)
+    assert type(plain) is Propagator and isinstance(tracked, UVCTracker)
+    assert tracked.options.min_box == 2 and tracked.batch_size == 2
 
 
 def test_lost_objects_fall_back_to_full_frame_propagation():
@@ -157,9 +179,3 @@ def test_fit_box_on_a_uniform_blob_and_mask_bounding_box():
     assert mask_bounding_box(mask, 0.0, (1 / 8, 1 / 8), (5, 10)) == (2, 1, 4, 2)
     assert mask_bounding_box(mask, 1.0, (1 / 8, 1 / 8), (5, 10)) == (1, 0, 5, 3)
     assert mask_bounding_box(torch.zeros(4, 4, dtype=torch.bool), 0.6, (1, 1), (4, 4)) is None
-
-
-def test_track_propagate_rejects_unknown_options():
-    frames, masks = _object_video(n_frames=2)
-    with pytest.raises(ValueError, match="unknown UVC-track options"):
-        next(track_propagate(CellEncoder(), frames, masks[0], PRESET, margin=2))

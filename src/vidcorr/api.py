@@ -35,6 +35,7 @@ from vidcorr.errors import VidcorrError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
+from vidcorr.track_uvc import TrackOptions, mask_propagator
 
 PresetLike = str | PropagationPreset
 
@@ -103,6 +104,7 @@ def propagate_masks(
     device: str | torch.device = "cpu",
     batch_size: int = 4,
     size: int | None = None,
+    track: bool | TrackOptions = False,
     **knobs: Any,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(frame, mask)`` for every frame of a video, the first included.
@@ -110,9 +112,11 @@ def propagate_masks(
     video: a video file or folder of frames, or RGB uint8 frames (H, W, 3) in order. first_mask: the
     first frame's object ids (H, W) uint8 (255 = void), or an indexed / 0-255 binary PNG.
     encoder: default `encoder_for(preset)`. size (input short side) and knobs (``k``,
-    ``temperature``, ``radius``, ``n_previous``, ``window_first``) change the preset. Frames are
-    read and dropped as they are propagated: memory does not grow with the video. Bad input
-    raises `InputError` naming the file here, not at the first frame.
+    ``temperature``, ``radius``, ``n_previous``, ``window_first``) change the preset. track: UVC-track
+    (UVC's "ours-track", `vidcorr.track_uvc`: each object carried box to box), True for the
+    official settings or a `TrackOptions`. Frames are read and dropped as they are propagated:
+    memory does not grow with the video. Bad input raises `InputError` naming the file here, not
+    at the first frame.
     """
     from vidcorr.io.masks import read_mask
 
@@ -121,7 +125,7 @@ def propagate_masks(
         mask_path, first_mask = Path(first_mask), read_mask(first_mask)
     first_frame, frames = _first_and_all(video)
     check_first_mask(first_mask, first_frame.shape[:2], mask_path)
-    propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
+    propagator = _propagator(encoder, preset, device, batch_size, size, knobs, track)
     return propagate_mask(propagator, frames, first_mask)
 
 
@@ -131,11 +135,12 @@ def mask_tracker(
     preset: PresetLike = DEFAULT_PRESET,
     device: str | torch.device = "cpu",
     size: int | None = None,
+    track: bool | TrackOptions = False,
     **knobs: Any,
 ) -> MaskTracker:
     """A `MaskTracker`: ``step(frame, mask)`` starts a video, ``step(frame)`` gives the next mask.
     Arguments as `propagate_masks`."""
-    return MaskTracker(_propagator(encoder, preset, device, 1, size, knobs))
+    return MaskTracker(_propagator(encoder, preset, device, 1, size, knobs, track))
 
 
 def propagate_keypoints(
@@ -212,8 +217,9 @@ def _first_and_all(video: str | Path | Iterable[np.ndarray]) -> tuple[np.ndarray
     return first_frame, chain([first_frame], stream)
 
 
-def _propagator(encoder, preset, device, batch_size, size, knobs) -> Propagator:
+def _propagator(encoder, preset, device, batch_size, size, knobs, track=False) -> Propagator:
     preset = customised_preset(preset, size=size, **knobs)
     if encoder is None:
         encoder = resolve_encoder(preset)[0]
-    return Propagator(encoder, preset, device=device, batch_size=batch_size)
+    options = TrackOptions() if track is True else track or None
+    return mask_propagator(encoder, preset, options, device=device, batch_size=batch_size)

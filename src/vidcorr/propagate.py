@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidcorr.affinity import sparse_affinity, transport_sparse
+from vidcorr.affinity import SparseAffinity, sparse_affinity, transport_sparse
 from vidcorr.labels import downsample_labels, minmax_per_channel
 from vidcorr.models.encoder import inference_encoder
 from vidcorr.presets import PropagationPreset
 
 
 @dataclass
-class _Memory:
+class ContextFrame:
     """One context frame: features (C, h, w) and soft labels flattened to (h * w, K)."""
 
     feats: Tensor
@@ -84,8 +84,8 @@ class Propagator:
         self.input_hw: tuple[int, int] | None = None
         self.original_hw: tuple[int, int] | None = None
         self.feature_hw: tuple[int, int] | None = None
-        self._first: _Memory | None = None
-        self._context: deque[_Memory] = deque()
+        self._first: ContextFrame | None = None
+        self._context: deque[ContextFrame] = deque()
         # Cumulative wall time, for benchmarks: encoder vs affinity + transport.
         self.timing = {"features": 0.0, "propagation": 0.0, "frames": 0}
 
@@ -161,27 +161,36 @@ class Propagator:
         memories = [self._first, *self._context]
         windowed = [self.preset.window_first] + [True] * len(self._context)
         aff = sparse_affinity(query, [m.feats for m in memories], windowed, self.preset.topk)
-        soft = transport_sparse(torch.cat([m.labels for m in memories]), aff)  # (h * w, K)
+        soft = self._transport(query, memories, aff)  # (h * w, K)
         stored = soft
         if self.preset.normalise_context_labels:
             stored = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
         if self.preset.n_previous > 0:
             # query is a view into its encoder batch: a copy lets the batch's storage be freed.
-            self._context.append(_Memory(query.clone(), stored))
+            self._context.append(self._context_memory(query.clone(), stored))
         self._sync()
         self.timing["propagation"] += time.perf_counter() - start
         self.timing["frames"] += 1
         return soft.T.reshape(-1, *self.feature_hw)
 
+    def _transport(self, query: Tensor, memories: list[ContextFrame], aff: SparseAffinity) -> Tensor:
+        """The context labels (h * w, K) the affinity carries into the query frame (C, h, w).
+        A hook: `vidcorr.track_uvc.UVCTracker` restricts each object to its box."""
+        return transport_sparse(torch.cat([m.labels for m in memories]), aff)
+
+    def _context_memory(self, feats: Tensor, labels: Tensor) -> ContextFrame:
+        """What the ring buffer keeps of a propagated frame: features (C, h, w), labels (h * w, K)."""
+        return ContextFrame(feats, labels)
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _first_memory(self, frame: np.ndarray, labels: Tensor) -> _Memory:
+    def _first_memory(self, frame: np.ndarray, labels: Tensor) -> ContextFrame:
         feats = self.embed([frame])[0]
         self.feature_hw = tuple(feats.shape[-2:])
         small = downsample_labels(labels.float(), self.feature_hw, self.preset.label_downsample)
-        return _Memory(feats, small.flatten(1).T.contiguous())
+        return ContextFrame(feats, small.flatten(1).T.contiguous())
 
 
 def _batched(items: Iterator, size: int) -> Iterator[list]:

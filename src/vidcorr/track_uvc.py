@@ -17,28 +17,26 @@ vote for it. Per target frame:
    target box the object's channel is 0. An object whose box is lost (too few foreground cells, or
    a box under ``min_box`` cells) falls back to the full-frame result for that frame.
 
-Memory is bounded like `Propagator`: the first frame and a ring buffer of ``n_previous`` frames
-(features, soft labels, one box per object); localisation is chunked over foreground cells.
+`UVCTracker` is a `Propagator` with these steps added, so memory is bounded the same way: the first
+frame and a ring buffer of ``n_previous`` frames (features, soft labels, one box per object);
+localisation is chunked over foreground cells.
 Simplifications against the official code are listed in docs/uvc.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
-from itertools import islice
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vidcorr.affinity import affinity_logits, locate_in_target, sparse_affinity, transport_sparse
-from vidcorr.labels import decode_label_map, downsample_labels, minmax_per_channel, one_hot_labels
+from vidcorr.affinity import SparseAffinity, affinity_logits, locate_in_target, transport_sparse
+from vidcorr.labels import minmax_per_channel
 from vidcorr.methods.crop import region_box
-from vidcorr.presets import PropagationPreset, get_preset
-from vidcorr.propagate import Propagator
+from vidcorr.presets import PropagationPreset
+from vidcorr.propagate import ContextFrame, Propagator
 
 Box = tuple[int, int, int, int]  # (x1, y1, x2, y2) feature-cell edges: cells x1..x2-1, y1..y2-1
 
@@ -72,12 +70,10 @@ class TrackOptions:
 
 
 @dataclass
-class _Memory:
-    """One context frame: features (C, h, w), soft labels (h*w, K), one box per object (or None)."""
+class BoxedContextFrame(ContextFrame):
+    """A context frame (features, soft labels) and one box per object (None where lost)."""
 
-    feats: Tensor
-    labels: Tensor
-    boxes: dict[int, Box | None]
+    boxes: dict[int, Box | None] = field(default_factory=dict)
 
 
 def mean_shift_centre(points: Tensor, bandwidth: float, iters: int = 20) -> Tensor:
@@ -135,12 +131,12 @@ def mask_bounding_box(
             min(w, math.ceil((x2 + gx) * scale[0])), min(h, math.ceil((y2 + gy) * scale[1])))
 
 
-class UVCTracker:
-    """Streaming UVC-track propagation (Cutie-style scripting API, like `Propagator`).
+class UVCTracker(Propagator):
+    """Streaming UVC-track propagation: a `Propagator` whose objects are carried box to box.
 
-    encoder: RGB (B, 3, H, W) in [0, 1] -> features (B, C, h, w), already at the preset's layer.
-    preset: the propagation protocol used for every affinity (UVC's own is ``"uvc"``).
-    After each yielded frame, ``boxes`` holds the boxes localised in it: {object id: Box or None}.
+    encoder, preset, device, batch_size, autocast: as for `Propagator` (UVC's own preset is
+    ``"uvc"``); options: the tracking knobs. ``run``, ``start`` and ``step`` work as there; after
+    each propagated frame, ``boxes`` holds the boxes localised in it: {object id: Box or None}.
     """
 
     def __init__(
@@ -153,66 +149,25 @@ class UVCTracker:
         batch_size: int = 4,
         autocast: bool = False,
     ):
-        self._embedder = Propagator(encoder, preset, device=device, batch_size=batch_size,
-                                    autocast=autocast)
-        self.preset, self.options, self.batch_size = preset, options, batch_size
-        self.input_hw: tuple[int, int] | None = None
-        self.original_hw: tuple[int, int] | None = None
-        self.feature_hw: tuple[int, int] | None = None
+        super().__init__(encoder, preset, device=device, batch_size=batch_size, autocast=autocast)
+        self.options = options
         self.boxes: dict[int, Box | None] = {}
-        self._context: deque[_Memory] = deque()
 
-    @property
-    def context_size(self) -> int:
-        """Frames held in memory right now: the first frame + the ring buffer."""
-        return 1 + len(self._context)
-
-    @torch.inference_mode()
-    def run(self, frames: Iterable[np.ndarray], first_labels: Tensor) -> Iterator[Tensor]:
-        """Yield soft labels (K, h, w) at feature resolution for every frame after the first.
-
-        frames: the whole video (RGB uint8 (H, W, 3)), first frame included; first_labels: (K, H, W)
-        soft labels of the first frame (channel 0 = background, e.g. `labels.one_hot_labels`).
-        """
-        stream = iter(frames)
-        first_frame = next(stream, None)
-        if first_frame is None:
-            raise ValueError("the video has no frames")
-        self.original_hw = tuple(first_frame.shape[:2])
-        if tuple(first_labels.shape[-2:]) != self.original_hw:
-            raise ValueError(f"first-frame labels are {first_labels.shape[-1]}x{first_labels.shape[-2]} "
-                             f"but frames are {self.original_hw[1]}x{self.original_hw[0]}")
-        self.input_hw = self.preset.size.input_size(*self.original_hw)
-        first = self._first_memory(first_frame, first_labels.float().to(self._embedder.device))
-        self._context = context = deque(maxlen=self.preset.n_previous)
-        if self.preset.initial_context == "first":
-            context.append(first)
-        elif self.preset.initial_context == "fill":
-            context.extend([first] * self.preset.n_previous)
-        while batch := list(islice(stream, self.batch_size)):
-            if any(f.shape[:2] != first_frame.shape[:2] for f in batch):
-                raise ValueError(f"a frame is not {self.original_hw[1]}x{self.original_hw[0]} like the first")
-            for feats in self._embedder.embed(batch):
-                yield self._step(feats, first, context)
-
-    def _first_memory(self, frame: np.ndarray, labels: Tensor) -> _Memory:
-        feats = self._embedder.embed([frame])[0]
-        self.feature_hw = h, w = tuple(feats.shape[-2:])
-        small = downsample_labels(labels, self.feature_hw, self.preset.label_downsample)
-        scale = (w / self.original_hw[1], h / self.original_hw[0])
+    def _first_memory(self, frame: np.ndarray, labels: Tensor) -> BoxedContextFrame:
+        memory = super()._first_memory(frame, labels)
+        h, w = self.feature_hw
+        scale = (w / frame.shape[1], h / frame.shape[0])
         boxes = {k: mask_bounding_box(labels[k] > 0.5, self.options.first_margin, scale, (h, w))
                  for k in range(1, labels.shape[0])}
-        return _Memory(feats, small.flatten(1).T.contiguous(), boxes)
+        self.boxes = dict(boxes)
+        return BoxedContextFrame(memory.feats, memory.labels, boxes)
 
-    def _step(self, query: Tensor, first: _Memory, context: deque[_Memory]) -> Tensor:
-        """One target frame: query (C, h, w) -> soft labels (K, h, w); updates context and boxes."""
-        memories = [first, *context]
-        windowed = [self.preset.window_first] + [True] * len(context)
-        aff = sparse_affinity(query, [m.feats for m in memories], windowed, self.preset.topk)
-        soft = transport_sparse(torch.cat([m.labels for m in memories]), aff)  # (N, K)
+    def _transport(self, query: Tensor, memories: list[BoxedContextFrame], aff: SparseAffinity) -> Tensor:
+        """Full-frame transport, then each object localised in the query frame and carried box to box."""
+        soft = super()._transport(query, memories, aff)  # background and fallback
         latest = memories[-1]
         latest_hard = self._hard_labels(latest.labels)
-        self.boxes = {k: self._locate(latest, latest_hard, query, k) for k in first.boxes}
+        self.boxes = {k: self._locate(latest, latest_hard, query, k) for k in self._first.boxes}
         tracked = [k for k, box in self.boxes.items() if box is not None]  # lost: keep full frame
         if tracked:
             # the same (full-frame normalised, top-k) affinity, restricted to reference-box rows
@@ -220,12 +175,13 @@ class UVCTracker:
             boxed = transport_sparse(self._boxed_bank(memories, tracked), aff)
             for k in tracked:
                 soft[:, k] = torch.where(self._inside(self.boxes[k]), boxed[:, k], 0.0)
-        stored = soft
-        if self.preset.normalise_context_labels:
-            stored = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
-        if self.preset.n_previous > 0:
-            context.append(_Memory(query, stored, self._mask_boxes(stored, latest)))
-        return soft.T.reshape(-1, *self.feature_hw)
+        return soft
+
+    def _context_memory(self, feats: Tensor, labels: Tensor) -> BoxedContextFrame:
+        """A propagated frame keeps boxes fitted to its predicted mask (sizes smoothed against the
+        latest context frame's)."""
+        latest = self._context[-1] if self._context else self._first
+        return BoxedContextFrame(feats, labels, self._mask_boxes(labels, latest))
 
     def _hard_labels(self, labels: Tensor) -> Tensor:
         """(N, K) soft -> (N,) argmax, after the preset's per-channel min-max (what is decoded)."""
@@ -233,7 +189,7 @@ class UVCTracker:
             labels = minmax_per_channel(labels.T.reshape(-1, *self.feature_hw)).flatten(1).T
         return labels.argmax(dim=1)
 
-    def _locate(self, ref: _Memory, hard: Tensor, query: Tensor, k: int) -> Box | None:
+    def _locate(self, ref: BoxedContextFrame, hard: Tensor, query: Tensor, k: int) -> Box | None:
         """Localise object k of ``ref`` (hard labels (N,)) in the target (UVC §3.2), its size
         smoothed against ref's box."""
         opts, previous = self.options, ref.boxes.get(k)
@@ -248,7 +204,7 @@ class UVCTracker:
         box = fit_box(landed, opts.locate_bandwidth, opts.locate_margin, self.feature_hw)
         return self._checked(_smoothed_box(box, previous, opts.size_smoothing, self.feature_hw))
 
-    def _mask_boxes(self, labels: Tensor, previous: _Memory) -> dict[int, Box | None]:
+    def _mask_boxes(self, labels: Tensor, previous: BoxedContextFrame) -> dict[int, Box | None]:
         """Boxes of the objects in a propagated frame, fitted to its predicted mask (``seg2bbox_v2``)."""
         hard = self._hard_labels(labels).view(self.feature_hw)
         opts, boxes = self.options, {}
@@ -267,7 +223,7 @@ class UVCTracker:
         small = min(box[2] - box[0], box[3] - box[1]) < self.options.min_box
         return None if small else box
 
-    def _boxed_bank(self, memories: list[_Memory], objects: list[int]) -> Tensor:
+    def _boxed_bank(self, memories: list[BoxedContextFrame], objects: list[int]) -> Tensor:
         """Context labels (F * N, K) with each tracked object's channel zeroed outside its box.
 
         A context frame without a box for an object (lost there) keeps that channel as it is.
@@ -286,34 +242,21 @@ class UVCTracker:
 
     def _inside(self, box: Box) -> Tensor:
         """(h * w,) bool: the cells of ``box`` on the feature map."""
-        mask = torch.zeros(self.feature_hw, dtype=torch.bool, device=self._embedder.device)
+        mask = torch.zeros(self.feature_hw, dtype=torch.bool, device=self.device)
         mask[box[1]:box[3], box[0]:box[2]] = True
         return mask.flatten()
 
 
-def track_propagate(
+def mask_propagator(
     encoder: nn.Module,
-    frames: Iterable[np.ndarray],
-    first_mask: np.ndarray,
-    preset: PropagationPreset | str = "uvc",
+    preset: PropagationPreset,
+    track: TrackOptions | None = None,
     *,
     device: str | torch.device = "cpu",
     batch_size: int = 4,
-    autocast: bool = False,
-    **options,
-) -> Iterator[Tensor]:
-    """UVC-track propagation of a first-frame mask: yields an index map (H, W) long per later frame.
-
-    encoder: as for `Propagator`; frames: RGB uint8 (H, W, 3), first frame included; first_mask:
-    (H, W) uint8 object ids (0 = background, 255 = void); preset: protocol or its name; options:
-    `TrackOptions` fields (e.g. ``size_smoothing=0.2``).
-    """
-    known = {f.name for f in fields(TrackOptions)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown UVC-track options {unknown}; known: {sorted(known)}")
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    tracker = UVCTracker(encoder, preset, TrackOptions(**options), device=device,
-                         batch_size=batch_size, autocast=autocast)
-    for soft in tracker.run(frames, one_hot_labels(first_mask)):
-        yield decode_label_map(soft, preset, tracker.input_hw, tracker.original_hw)
+) -> Propagator:
+    """The propagator that carries masks: a plain `Propagator`, or with ``track`` options a
+    `UVCTracker` (the same interface; `vidcorr.masks.propagate_mask` runs either)."""
+    if track is None:
+        return Propagator(encoder, preset, device=device, batch_size=batch_size)
+    return UVCTracker(encoder, preset, track, device=device, batch_size=batch_size)

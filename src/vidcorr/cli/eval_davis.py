@@ -25,6 +25,9 @@ def register(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--overlays", action="store_true",
                    help="also write OUT/overlays/<seq>.mp4: each frame with the propagated masks drawn on it, "
                         "beside its annotation")
+    p.add_argument("--track", action="store_true",
+                   help="UVC-track (UVC's 'ours-track'): carry each object only from its box in the context "
+                        "frames to the box it is localised to in the new frame (docs/uvc.md)")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -32,14 +35,16 @@ def register(tasks: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.davis import run_davis
     from vidcorr.metrics.davis import format_results_table
+    from vidcorr.track_uvc import TrackOptions
 
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
     results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
                         sequences=args.sequences, device=args.device, batch_size=args.batch_size,
-                        model_info=info, resume=args.resume, overlays=args.overlays)
+                        model_info=info, resume=args.resume, overlays=args.overlays,
+                        track=TrackOptions() if args.track else None)
     print(format_results_table(results))
-    print(f"preset: {preset.name}   model: {json.dumps(info)}")
+    print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   model: {json.dumps(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'} and {args.out / 'j_per_frame.png'}"
           + (f"; overlay videos in {args.out / 'overlays'}" if args.overlays else ""))

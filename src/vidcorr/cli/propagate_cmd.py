@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcorr.cli.common import add_model_arguments, load_model, resolve_preset
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, VidcorrError
 
 DEFAULT_FPS = 24.0
 log = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="first-frame box in 0-based pixels (top-left corner, width, height)")
     p.add_argument("--tracker", choices=("localise", "dcf"), default="localise",
                    help="with --box: UVC region localisation or a DCF head on the features (default: localise)")
+    p.add_argument("--track", action="store_true",
+                   help="with --mask: UVC-track (UVC's 'ours-track'): each object is carried only from its box "
+                        "to the box it is localised to in the next frame (docs/uvc.md)")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     p.add_argument("--fps", type=float, help=f"overlay video frame rate (default: the video's, else {DEFAULT_FPS:g})")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
@@ -65,8 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidcorr.io.atomic import atomic_dir
     from vidcorr.io.video import open_frames, write_video
-    from vidcorr.propagate import Propagator
+    from vidcorr.track_uvc import TrackOptions, mask_propagator
 
+    if args.track and args.mask is None:
+        raise VidcorrError("--track (UVC-track) carries masks: it needs --mask")
     source = open_frames(args.input)
     annotation = _annotation(args, source)  # checked before the model is loaded
     preset = resolve_preset(args)
@@ -77,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     n = 0
     with atomic_dir(args.out) as tmp:
-        propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
+        propagator = mask_propagator(encoder, preset, TrackOptions() if args.track else None,
+                                     device=args.device, batch_size=args.batch_size)
         overlays = annotation.write(propagator, source, tmp)
 
         def counted():
@@ -93,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             write_video(tmp / "overlay.mp4", counted(), fps)
     elapsed = time.perf_counter() - start
     model = info.get("weights") or f"{info.get('features')} (untrained floor)"
-    print(f"propagated {n} frames of {args.input} with {model}, preset {preset.name}, "
+    print(f"propagated {n} frames of {args.input} with {model}, preset {preset.name}"
+          f"{' + UVC-track' if args.track else ''}, "
           f"in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0

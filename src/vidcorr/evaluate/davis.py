@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from vidcorr.masks import propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
 from vidcorr.presets import PropagationPreset, preset_knobs
 from vidcorr.propagate import Propagator
+from vidcorr.track_uvc import TrackOptions, mask_propagator
 from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask, side_by_side
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def run_davis(
     model_info: dict | None = None,
     resume: bool = False,
     overlays: bool = False,
+    track: TrackOptions | None = None,
 ) -> dict:
     """Propagate and score every sequence; write ``out_dir/<seq>/*.png`` and ``out_dir/results.json``.
 
@@ -144,7 +146,10 @@ def run_davis(
     then covers this session and lists the sequences kept. overlays: also write
     ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them beside their
     annotations (outside the sequence folders, which hold only what the DAVIS scorer reads).
-    Returns the results dict (see `score_davis`) with ``preset``, ``model`` and ``timing`` added.
+    track: propagate with UVC-track (`vidcorr.track_uvc.UVCTracker`, UVC's "ours-track") and
+    these options instead of plain propagation.
+    Returns the results dict (see `score_davis`) with ``preset``, ``model``, ``timing`` (and
+    ``track``) added.
     """
     dataset = DavisDataset(root, year, split, sequences=sequences)
     out_dir = Path(out_dir)
@@ -152,15 +157,17 @@ def run_davis(
     # Read every first mask up front: a bad annotation fails before hours of propagation.
     first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
     stamp = {"model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year, "split": split}
+    if track is not None:  # absent for plain propagation, so earlier runs' stamps still match
+        stamp["track"] = asdict(track)
     kept = _finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
     finished = list(kept)
     _write_stamp(out_dir, stamp, finished)
-    propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+    propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
     stats = RunStats(device=str(propagator.device))
     todo = [seq for seq in dataset.sequences if seq not in kept]
     if kept:
         log.info("resuming %s: %d of %d sequences already done", out_dir, len(kept), len(dataset.sequences))
-    for seq in tqdm(todo, desc=f"propagate ({preset.name})", unit="seq"):
+    for seq in tqdm(todo, desc=f"propagate ({preset.name}{' + track' if track else ''})", unit="seq"):
         frame_paths = dataset.frames(seq)
         start = time.perf_counter()
         tmp = out_dir / f".{seq}.partial"
@@ -189,6 +196,8 @@ def run_davis(
     results["preset"] = preset.name
     results["preset_knobs"] = preset_knobs(preset)
     results["model"] = model_info or {}
+    if track is not None:
+        results["track"] = asdict(track)
     results["timing"] = stats.as_dict()
     if kept:
         results["timing"]["kept_from_earlier_run"] = kept
@@ -240,7 +249,7 @@ def _write_stamp(out_dir: Path, stamp: dict, finished: list[str]) -> None:
 def _finished_sequences(out_dir: Path, stamp: dict, sequences: list[str]) -> list[str]:
     """The sequences of ``sequences`` that the run recorded in ``out_dir/RUN_STAMP`` finished
     (none without a record). `InputError` naming ``out_dir`` if that run had another model,
-    protocol or split."""
+    protocol, split or tracking (a key either record lacks counts as changed)."""
     path = out_dir / RUN_STAMP
     if not path.is_file():
         return []
@@ -248,7 +257,8 @@ def _finished_sequences(out_dir: Path, stamp: dict, sequences: list[str]) -> lis
         earlier = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(path, f"unreadable run record: {error}") from None
-    changed = sorted(k for k in stamp if earlier.get(k) != json.loads(json.dumps(stamp[k])))
+    recorded = json.loads(json.dumps(stamp))  # as it reads back: tuples become lists
+    changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished"} if earlier.get(k) != recorded.get(k))
     if changed:
         raise InputError(out_dir, f"holds a run with another {', '.join(changed)}: cannot resume it; "
                                   "choose a new --out or drop --resume")
