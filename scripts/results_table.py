@@ -33,6 +33,7 @@ COLUMNS = [
     ("DAVIS-16 J&F (J / F), `crw`", "davis-crw", davis_cell),
     ("DAVIS-16 J&F (J / F), `uvc`", "davis-uvc", davis_cell),
     ("DAVIS-16 J&F (J / F), `uvc` at temperature 20", "davis-uvc-t20", davis_cell),
+    ("DAVIS-16 J&F (J / F), `uvc` + UVC-track", "davis-uvc-track", davis_cell),
     ("DAVIS-16 J&F (J / F), `timecycle`", "davis-timecycle", davis_cell),
     ("DAVIS-16 J&F (J / F), `stt`", "davis-stt", davis_cell),
     ("JHMDB PCK@0.1 / @0.2, `crw`", "jhmdb", pck_cell),
@@ -46,28 +47,30 @@ COLUMNS = [
 NOT_RUN = "not run"
 
 
-def committed_cells(path: Path) -> dict[str, list[str]]:
-    """{model name: cells} of an earlier table (docs/results.md), if it has the same columns."""
+def committed_cells(path: Path) -> dict[str, dict[str, str]]:
+    """{model name: {column header: cell}} of an earlier table (docs/results.md). Keyed by header,
+    so a column added or moved since keeps the other columns' cells."""
     if not path.is_file():
         return {}
     rows = [[c.strip() for c in line.strip().strip("|").split("|")]
             for line in path.read_text().splitlines() if line.startswith("| ")]
-    if not rows or rows[0][1:] != [c[0] for c in COLUMNS]:
+    if not rows:
         return {}
-    return {row[0]: row[1:] for row in rows[1:]}  # rows[0]: the header (the |---| line is not read)
+    header = rows[0][1:]  # rows[0]: the header (the |---| line is not read)
+    return {row[0]: dict(zip(header, row[1:])) for row in rows[1:]}
 
 
-def table(root: Path, earlier: dict[str, list[str]] | None = None) -> str:
+def table(root: Path, earlier: dict[str, dict[str, str]] | None = None) -> str:
     """One row per model, one cell per task. earlier: cells of the committed table, kept where
     this machine has no results.json (a partial run on a fresh checkout must not erase them)."""
     earlier = earlier or {}
     lines = ["| model | " + " | ".join(c[0] for c in COLUMNS) + " |",
              "|---|" + "---|" * len(COLUMNS)]
     for key, name in MODELS.items():
-        cells, committed = [], earlier.get(name, [NOT_RUN] * len(COLUMNS))
-        for (_, task, fmt), kept in zip(COLUMNS, committed):
+        cells, committed = [], earlier.get(name, {})
+        for header, task, fmt in COLUMNS:
             path = root / key / task / "results.json"
-            cells.append(fmt(json.loads(path.read_text())) if path.exists() else kept)
+            cells.append(fmt(json.loads(path.read_text())) if path.exists() else committed.get(header, NOT_RUN))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

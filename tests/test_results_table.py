@@ -27,3 +27,19 @@ def test_missing_results_keep_the_committed_cells(tmp_path):
     assert "0.650 (0.600 / 0.700)" in row  # a result present here replaces the committed cell
     assert "0.500 / 0.700" in row  # a cell with no result here keeps its committed value
     assert results_table.committed_cells(tmp_path / "missing.md") == {}
+
+
+def test_a_new_column_keeps_the_other_columns_cells(tmp_path, monkeypatch):
+    """Cells are matched to the committed table by column header, not by position."""
+    name = results_table.MODELS["uvc_r18"]
+    old_columns = [c for c in results_table.COLUMNS if c[1] != "jhmdb"]
+    monkeypatch.setattr(results_table, "COLUMNS", old_columns)
+    committed = tmp_path / "results.md"
+    old = results_table.table(tmp_path / "none").replace(f"| {name} | not run", f"| {name} | 0.610 (0.600 / 0.620)")
+    committed.write_text(old + "\n")
+    monkeypatch.undo()  # the full column list again: jhmdb is new, in the middle
+    row = next(line for line in results_table.table(tmp_path / "none", results_table.committed_cells(committed))
+               .splitlines() if line.startswith(f"| {name} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert cells[0] == "0.610 (0.600 / 0.620)" and cells.count("not run") == len(results_table.COLUMNS) - 1
+

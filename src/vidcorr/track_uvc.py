@@ -136,7 +136,8 @@ class UVCTracker(Propagator):
 
     encoder, preset, device, batch_size, autocast: as for `Propagator` (UVC's own preset is
     ``"uvc"``); options: the tracking knobs. ``run``, ``start`` and ``step`` work as there; after
-    each propagated frame, ``boxes`` holds the boxes localised in it: {object id: Box or None}.
+    each propagated frame, ``boxes`` holds the boxes localised in it (after ``start``, the first
+    frame's): {object id: Box or None}.
     """
 
     def __init__(
