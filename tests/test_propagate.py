@@ -189,3 +189,16 @@ def test_labels_of_wrong_size_are_rejected():
 def test_unknown_preset_lists_choices():
     with pytest.raises(ValueError, match="crw"):
         get_preset("nope")
+
+
+def test_follow_needs_start_and_pairs_each_frame_with_its_labels():
+    frames, masks = _texture_video(n_frames=5)
+    prop = Propagator(PatchEncoder(), get_preset("crw").with_overrides(n_previous=2), batch_size=2)
+    with pytest.raises(RuntimeError, match="before start"):
+        next(prop.follow(frames[1:]))
+    want = list(Propagator(PatchEncoder(), prop.preset).run(frames, one_hot_labels(masks[0])))
+    prop.start(frames[0], one_hot_labels(masks[0]))
+    pairs = list(prop.follow(iter(frames[1:])))
+    assert [frame is f for (frame, _), f in zip(pairs, frames[1:])] == [True] * 4
+    for (_, got), expected in zip(pairs, want, strict=True):
+        torch.testing.assert_close(got, expected)

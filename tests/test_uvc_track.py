@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.labels import decode_label_map, one_hot_labels
-from vidcorr.masks import MaskTracker, propagate_mask
+from vidcorr.masks import MaskTracker, mask_overlay, propagate_mask
 from vidcorr.presets import SizePolicy, get_preset
 from vidcorr.propagate import Propagator
 from vidcorr.track_uvc import (
@@ -19,6 +20,7 @@ from vidcorr.track_uvc import (
     mask_propagator,
     mean_shift_centre,
 )
+from vidcorr.viz import overlay_mask
 
 CELL = 8
 PRESET = get_preset("uvc").with_overrides(size=SizePolicy("native"))
@@ -179,3 +181,23 @@ def test_fit_box_on_a_uniform_blob_and_mask_bounding_box():
     assert mask_bounding_box(mask, 0.0, (1 / 8, 1 / 8), (5, 10)) == (2, 1, 4, 2)
     assert mask_bounding_box(mask, 1.0, (1 / 8, 1 / 8), (5, 10)) == (1, 0, 5, 3)
     assert mask_bounding_box(torch.zeros(4, 4, dtype=torch.bool), 0.6, (1, 1), (4, 4)) is None
+
+
+def test_boxes_belong_to_the_frame_just_yielded_and_are_drawn_on_its_overlay():
+    """propagate_mask yields each frame before propagating the next, so the tracker's boxes at that
+    moment are the frame's own: the first frame's from its mask, then the localised ones. The
+    overlay outlines them in the object's colour, in pixels."""
+    frames, masks = _object_video(n_frames=5, step=2)
+    tracker = UVCTracker(CellEncoder(), PRESET, batch_size=3)
+    colour = DAVIS_PALETTE[1]
+    for t, (frame, labels) in enumerate(propagate_mask(tracker, frames, masks[0])):
+        x, y, w, h = tracker.pixel_boxes()[1]
+        obj_x1, obj_x2 = (1 + 2 * t) * CELL, (4 + 2 * t) * CELL  # object pixels [x1, x2) x [16, 40)
+        assert x <= obj_x1 and x + w >= obj_x2 and y <= 2 * CELL and y + h >= 5 * CELL, (t, (x, y, w, h))
+        assert abs(x + w / 2 - (obj_x1 + obj_x2) / 2) <= CELL, t
+        image = mask_overlay(frame, labels, tracker)
+        top = image[int(y), int(x) + 1:int(x + w) - 1]  # the box's top edge, inside the frame
+        assert (top == colour).all(axis=1).mean() > 0.9, t
+    plain = Propagator(CellEncoder(), PRESET)  # no boxes without tracking
+    np.testing.assert_array_equal(mask_overlay(frames[0], masks[0], plain), overlay_mask(frames[0], masks[0]))
+

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -192,19 +190,13 @@ def propagate_keypoints(
     vis = np.ones(len(pts), bool) if visible is None else np.asarray(visible, bool).copy()
     expected_hw = feature_size(propagator, original_hw)
     labels = codec.encode(pts, original_hw, expected_hw, vis)
-    pending: deque[np.ndarray] = deque()
-
-    def remembered(rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        for frame in rest:
-            pending.append(frame)
-            yield frame
-
+    propagator.start(first, labels)
     yield first, np.where(vis[:, None], pts, np.nan), vis
-    for soft in propagator.run(chain([first], remembered(stream)), labels):
+    for frame, soft in propagator.follow(stream):
         if tuple(soft.shape[-2:]) != expected_hw:
             raise RuntimeError(f"encoder produced {tuple(soft.shape[-2:])} features, expected {expected_hw}")
         coords, seen = codec.decode(soft, original_hw)
-        yield pending.popleft(), coords, seen
+        yield frame, coords, seen
 
 
 # --------------------------------------------------------------------------- FIRST.json

@@ -1,15 +1,13 @@
 """Mask propagation: a first-frame index map (object ids, 255 = void) carried through a video.
 
 `propagate_mask` is the one loop shared by `vidcorr propagate`, `vidcorr demo` and the DAVIS
-benchmark: it pairs each frame with its predicted index map, keeping only the frames the
-propagator has pulled but whose prediction is not out yet (at most one encoder batch), so memory
-stays bounded. `MaskTracker` gives the same index maps one frame at a time, for frames that
+benchmark: it pairs each frame with its predicted index map as `Propagator.follow` releases them
+(at most one encoder batch of frames held), so memory stays bounded. `MaskTracker` gives the same index maps one frame at a time, for frames that
 arrive one by one.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -45,24 +43,18 @@ def propagate_mask(
     """Yield ``(frame, labels)`` for every frame, the first included.
 
     frames: RGB uint8 (H, W, 3); first_mask: (H, W) uint8 ids, 255 = void. labels: (H, W) uint8
-    ids; frame 0 gets the given mask with void turned into background.
+    ids; frame 0 gets the given mask with void turned into background. Each pair is yielded before
+    the next frame is propagated, so the propagator's state (a `UVCTracker`'s boxes) is that frame's.
     """
     first, first_labels = _first_labels(first_mask)
-    pending: deque[np.ndarray] = deque()
-
-    def remembered(stream: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        for frame in stream:
-            pending.append(frame)
-            yield frame
-
-    emitted_first = False
-    for soft in propagator.run(remembered(frames), first_labels):
-        if not emitted_first:  # frame 0 has been pulled by now: it is the first pending frame
-            emitted_first = True
-            yield pending.popleft(), first
-        yield pending.popleft(), _index_map(propagator, soft)
-    if not emitted_first and pending:  # a one-frame video: nothing to propagate
-        yield pending.popleft(), first
+    stream = iter(frames)
+    first_frame = next(stream, None)
+    if first_frame is None:
+        raise ValueError("the video has no frames")
+    propagator.start(first_frame, first_labels)
+    yield first_frame, first
+    for frame, soft in propagator.follow(stream):
+        yield frame, _index_map(propagator, soft)
 
 
 class MaskTracker:
@@ -88,6 +80,22 @@ class MaskTracker:
         if not self.started:
             raise RuntimeError("MaskTracker.step needs the first frame's mask: step(frame, mask) first")
         return _index_map(self.propagator, self.propagator.step(frame))
+
+
+def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator) -> np.ndarray:
+    """The frame (H, W, 3) with its masks (H, W) drawn on it (`vidcorr.viz.overlay_mask`) and, when
+    the propagator is a `UVCTracker`, each object's current box in the object's colour."""
+    from vidcorr.io.masks import DAVIS_PALETTE
+    from vidcorr.track import draw_box
+    from vidcorr.track_uvc import UVCTracker
+    from vidcorr.viz import overlay_mask
+
+    image = overlay_mask(frame, labels)
+    if isinstance(propagator, UVCTracker):
+        for k, box in propagator.pixel_boxes().items():
+            if box is not None:
+                image = draw_box(image, box, tuple(int(c) for c in DAVIS_PALETTE[k]), thickness=2)
+    return image
 
 
 def _first_labels(first_mask: np.ndarray) -> tuple[np.ndarray, Tensor]:

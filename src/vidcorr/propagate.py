@@ -150,9 +150,19 @@ class Propagator:
         except StopIteration:
             raise ValueError("the video has no frames") from None
         self.start(first_frame, first_labels)
-        for batch in _batched(stream, self.batch_size):
-            for feats in self.embed(batch):
-                yield self._propagate(feats)
+        for _, soft in self.follow(stream):
+            yield soft
+
+    @torch.inference_mode()
+    def follow(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, Tensor]]:
+        """Yield ``(frame, soft labels (K, h, w))`` for each of these frames (RGB uint8 (H, W, 3)),
+        the ones that follow the video begun with `start`. Frames are pulled ``batch_size`` at a
+        time and dropped once yielded; each is propagated just before it is yielded."""
+        if self._first is None:
+            raise RuntimeError("Propagator.follow before start(): give the first frame and its labels first")
+        for batch in _batched(iter(frames), self.batch_size):
+            for frame, feats in zip(batch, self.embed(batch)):
+                yield frame, self._propagate(feats)
 
     def _propagate(self, query: Tensor) -> Tensor:
         """Propagate into the next frame, timed: query features (C, h, w) -> soft labels (K, h, w);

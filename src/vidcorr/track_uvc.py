@@ -154,6 +154,13 @@ class UVCTracker(Propagator):
         self.options = options
         self.boxes: dict[int, Box | None] = {}
 
+    def pixel_boxes(self) -> dict[int, tuple[float, float, float, float] | None]:
+        """``boxes`` in the original frame's pixels: {object id: (x, y, w, h) or None where lost}."""
+        (h, w), (height, width) = self.feature_hw, self.original_hw
+        sx, sy = width / w, height / h
+        return {k: None if box is None else (box[0] * sx, box[1] * sy, (box[2] - box[0]) * sx, (box[3] - box[1]) * sy)
+                for k, box in self.boxes.items()}
+
     def _first_memory(self, frame: np.ndarray, labels: Tensor) -> BoxedContextFrame:
         memory = super()._first_memory(frame, labels)
         h, w = self.feature_hw

@@ -152,13 +152,12 @@ def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | N
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.io.masks import write_indexed_png
-        from vidcorr.masks import propagate_mask
-        from vidcorr.viz import overlay_mask
+        from vidcorr.masks import mask_overlay, propagate_mask
 
         (out_dir / "masks").mkdir()
         for t, (frame, labels) in enumerate(propagate_mask(propagator, source, first_mask)):
             write_indexed_png(out_dir / "masks" / f"{_name(names, t)}.png", labels)
-            yield overlay_mask(frame, labels)
+            yield mask_overlay(frame, labels, propagator)
 
     return Annotation(write, "masks/*.png")
 

@@ -27,7 +27,7 @@ from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import read_mask, write_indexed_png
 from vidcorr.io.video import open_frames, write_video
 from vidcorr.labels import VOID
-from vidcorr.masks import propagate_mask
+from vidcorr.masks import mask_overlay, propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
 from vidcorr.presets import PropagationPreset, preset_knobs
 from vidcorr.propagate import Propagator
@@ -83,7 +83,8 @@ def write_mask_sequence(
     """Propagate ``first_mask`` (H, W) through a video and write one indexed PNG per frame.
 
     frame_names: output file stems, one per frame. overlay: also encode the frames with the
-    masks drawn on them to this mp4 (`vidcorr.viz.overlay_mask`, 24 fps: DAVIS's frame rate).
+    masks drawn on them to this mp4 (`vidcorr.masks.mask_overlay`: UVC-track's boxes too; 24 fps,
+    DAVIS's frame rate).
     truth: annotation PNGs; with an overlay, each frame shows the propagated masks beside its
     annotation (matched by file stem; "no annotation" where a frame has none).
     Returns the number of frames written.
@@ -104,21 +105,21 @@ def write_mask_sequence(
     else:
         if truth:
             annotated = {path.stem: path for path in truth}
-            drawn = (_beside_truth(frame, labels, annotated.get(name))
+            drawn = (_beside_truth(frame, mask_overlay(frame, labels, propagator), annotated.get(name))
                      for name, (frame, labels) in zip(frame_names, masks()))
         else:
-            drawn = (overlay_mask(frame, labels) for frame, labels in masks())
+            drawn = (mask_overlay(frame, labels, propagator) for frame, labels in masks())
         write_video(overlay, drawn, fps=DAVIS_FPS)
     return written
 
 
-def _beside_truth(frame: np.ndarray, labels: np.ndarray, truth: Path | None) -> np.ndarray:
-    """The propagated masks (left) beside the annotation (right) on the same frame (H, 2W + 8, 3)."""
+def _beside_truth(frame: np.ndarray, propagated: np.ndarray, truth: Path | None) -> np.ndarray:
+    """The propagated overlay (left) beside the annotation drawn on the same frame (right) -> (H, 2W + 8, 3)."""
     if truth is None:
-        return side_by_side([overlay_mask(frame, labels), frame], ["propagated", "no annotation"])
+        return side_by_side([propagated, frame], ["propagated", "no annotation"])
     annotation = read_mask(truth)
     annotation = np.where(annotation == VOID, 0, annotation)
-    return side_by_side([overlay_mask(frame, labels), overlay_mask(frame, annotation)], ["propagated", "annotation"])
+    return side_by_side([propagated, overlay_mask(frame, annotation)], ["propagated", "annotation"])
 
 
 def run_davis(
