@@ -201,3 +201,23 @@ def test_boxes_belong_to_the_frame_just_yielded_and_are_drawn_on_its_overlay():
     plain = Propagator(CellEncoder(), PRESET)  # no boxes without tracking
     np.testing.assert_array_equal(mask_overlay(frames[0], masks[0], plain), overlay_mask(frames[0], masks[0]))
 
+
+
+def test_two_objects_each_keep_their_own_box():
+    """Two textured squares moving apart: one box per object follows it, each mask stays its own."""
+    rng = np.random.default_rng(3)
+    background, textures = _blocks(rng, 12, 24), [_blocks(rng, 3, 3), _blocks(rng, 3, 3)]
+    frames, masks = [], []
+    for t in range(5):
+        img, mask = background.copy(), np.zeros((12 * CELL, 24 * CELL), np.uint8)
+        for k, (x, y) in enumerate([(9 - 2 * t, 2), (12 + 2 * t, 7)], start=1):  # cells, moving apart
+            img[y * CELL:(y + 3) * CELL, x * CELL:(x + 3) * CELL] = textures[k - 1]
+            mask[y * CELL:(y + 3) * CELL, x * CELL:(x + 3) * CELL] = k
+        frames.append((img * 255).round().astype(np.uint8))
+        masks.append(mask)
+    tracker = UVCTracker(CellEncoder(), PRESET)
+    for t, (_, labels) in enumerate(propagate_mask(tracker, frames, masks[0])):
+        for k, x in ((1, 9 - 2 * t), (2, 12 + 2 * t)):
+            box = tracker.boxes[k]
+            assert box is not None and box[0] <= x and box[2] >= x + 3, (t, k, box)
+            assert (labels == k).sum() and _iou(labels == k, masks[t] == k) > 0.85, (t, k)
