@@ -3,8 +3,9 @@
 # untrained floors on the shared data, each task evaluated the way its docs page states.
 # Resumable (a finished evaluation is skipped, an interrupted DAVIS one continues) and selectable:
 #   MODELS="uvc_r18_ft3 uvc_r18_ft2 uvc_r18_ft uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels"
-#   TASKS="davis-crw davis-uvc davis-uvc-t20 davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf"
+#   TASKS="davis-crw davis-uvc davis-uvc-t20 davis-uvc-track davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf"
 # davis-uvc-t20 is UVC's protocol at temperature 20, the temperature the shipped weights trained at.
+# davis-uvc-track is UVC's protocol with UVC-track (`--track`, the paper's "ours-track").
 # Writes out/results/<model>/<task>/results.json, then docs/results.md (scripts/results_table.py).
 # CPU by default (DEVICE=cuda for a GPU). 480p DAVIS takes ~35 min per preset and model on 2 cores.
 set -euo pipefail
@@ -14,7 +15,7 @@ cd "$ROOT"
 DATA="${DATA:-../shared/data}"
 DEVICE="${DEVICE:-cpu}"
 MODELS="${MODELS:-uvc_r18_ft3 uvc_r18_ft2 uvc_r18_ft uvc_r18 cycletime_r18 stt_r18 random-resnet18 lab-pixels}"
-TASKS="${TASKS:-davis-crw davis-uvc davis-uvc-t20 davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf}"
+TASKS="${TASKS:-davis-crw davis-uvc davis-uvc-t20 davis-uvc-track davis-timecycle davis-stt jhmdb otb-localise otb-dcf vot-localise vot-dcf}"
 
 model_args() {  # released weights by file name, floors by name
   case "$1" in
@@ -35,6 +36,8 @@ for model in $MODELS; do
         vidcorr eval davis --root "$DATA/davis2016" --preset "${task#davis-}" --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
       davis-uvc-t20)
         vidcorr eval davis --root "$DATA/davis2016" --preset uvc --temperature 20 --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
+      davis-uvc-track)
+        vidcorr eval davis --root "$DATA/davis2016" --preset uvc --track --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
       jhmdb)
         vidcorr eval jhmdb --root "$DATA/jhmdb" --preset crw --device "$DEVICE" $(model_args "$model") --out "$out" ;;
       otb-*)
