@@ -2,8 +2,8 @@
 
 `propagate_mask` is the one loop shared by `vidcorr propagate`, `vidcorr demo` and the DAVIS
 benchmark: it pairs each frame with its predicted index map as `Propagator.follow` releases them
-(at most one encoder batch of frames held), so memory stays bounded. `MaskTracker` gives the same index maps one frame at a time, for frames that
-arrive one by one.
+(at most one encoder batch of frames held), so memory stays bounded. `MaskTracker` gives the same
+index maps one frame at a time, for frames that arrive one by one.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ import numpy as np
 from torch import Tensor
 
 from vidcorr.errors import InputError
+from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.labels import VOID, decode_label_map, one_hot_labels
 from vidcorr.propagate import Propagator
+from vidcorr.track import draw_box
+from vidcorr.track_uvc import UVCTracker
+from vidcorr.viz import overlay_mask
 
 
 def check_first_mask(mask: np.ndarray, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
@@ -85,11 +89,6 @@ class MaskTracker:
 def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator) -> np.ndarray:
     """The frame (H, W, 3) with its masks (H, W) drawn on it (`vidcorr.viz.overlay_mask`) and, when
     the propagator is a `UVCTracker`, each object's current box in the object's colour."""
-    from vidcorr.io.masks import DAVIS_PALETTE
-    from vidcorr.track import draw_box
-    from vidcorr.track_uvc import UVCTracker
-    from vidcorr.viz import overlay_mask
-
     image = overlay_mask(frame, labels)
     if isinstance(propagator, UVCTracker):
         for k, box in propagator.pixel_boxes().items():
