@@ -7,6 +7,8 @@
 #                           default WHICH: it starts from the shipped first round), scored with `crw`
 #                     uvc3: a third round, uvc_r18_ft2 + uvc-cpu-t20-finetune-round3 (the same, seed 3;
 #                           not in the default WHICH either), scored with `crw`
+#                     uvc4: a fourth round, uvc_r18_ft3 + uvc-cpu-t20-finetune-round4 (seed 4; not
+#                           shipped, docs/uvc.md "A fourth round"), scored with `crw`
 #                     stt: stt_r18 + stt-cpu-finetune (teacher: runs/moco-cpu, trained here with
 #                          moco-cpu if missing, 26 min), scored with `crw` and `stt`
 # CPU: each fine-tune takes ~1 hour on the 2-core machine (two side by side: ~9 s per step each),
@@ -48,6 +50,9 @@ for which in $WHICH; do
     uvc3)
       finetune_uvc uvc-cpu-t20-finetune-round3 weights/uvc_r18_ft2.safetensors uvc-ft3
       score runs/uvc-ft3/encoder.safetensors crw out/results-extra/uvc_r18_ft3/davis-crw ;;
+    uvc4)
+      finetune_uvc uvc-cpu-t20-finetune-round4 weights/uvc_r18_ft3.safetensors uvc-ft4
+      score runs/uvc-ft4/encoder.safetensors crw out/results-extra/uvc_r18_ft4/davis-crw ;;
     stt)
       if [ ! -f runs/moco-cpu/encoder.safetensors ]; then
         # shellcheck disable=SC2046
