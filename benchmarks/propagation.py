@@ -10,6 +10,8 @@ Two measurements, each in a fresh subprocess so peak resident memory (VmHWM) is 
     python benchmarks/propagation.py --features random-resnet18 --preset crw \
         --json docs/benchmarks/propagation-cpu-crw.json
 
+``--track`` measures UVC-track (`vidcorr eval davis --track`) instead of plain propagation.
+
 Results are printed as a table and written to --json; docs/benchmarks.md quotes them.
 """
 
@@ -54,13 +56,20 @@ def child_throughput(args) -> dict:
     preset, encoder, info = _model(args)
     with tempfile.TemporaryDirectory() as out:
         results = run_davis(encoder, preset, args.root, out, sequences=args.sequences,
-                            device=args.device, batch_size=args.batch_size, model_info=info)
+                            device=args.device, batch_size=args.batch_size, model_info=info,
+                            track=_track_options(args))
     t = results["timing"]
     spent = t["feature_seconds"] + t["propagation_seconds"]
     return {"J&F-Mean": results["J&F-Mean"], "preset_knobs": results["preset_knobs"], **t,
             "feature_share": t["feature_seconds"] / spent, "propagation_share": t["propagation_seconds"] / spent,
             "feature_ms_per_frame": 1000 * t["feature_seconds"] / t["frames"],
             "propagation_ms_per_frame": 1000 * t["propagation_seconds"] / t["frames"]}  # t has peak_rss_mib
+
+
+def _track_options(args):
+    from vidcorr.track_uvc import TrackOptions
+
+    return TrackOptions() if args.track else None
 
 
 def ping_pong(paths: list, length: int) -> list:
@@ -77,13 +86,14 @@ def child_memory(args) -> dict:
     from vidcorr.evaluate.davis import peak_gpu_mib, peak_rss_mib
     from vidcorr.io.davis import DavisDataset
     from vidcorr.masks import propagate_mask
-    from vidcorr.propagate import Propagator
+    from vidcorr.track_uvc import mask_propagator
 
     preset, encoder, info = _model(args)
     dataset = DavisDataset(args.root, sequences=[args.memory_sequence])
     paths = ping_pong(dataset.frames(args.memory_sequence), args.length)
     frames = (np.asarray(Image.open(p).convert("RGB")) for p in paths)
-    propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
+    propagator = mask_propagator(encoder, preset, _track_options(args), device=args.device,
+                                 batch_size=args.batch_size)
     start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     on_gpu = propagator.device.type == "cuda"
     # frame index -> (current, peak) RSS [, (current, peak) GPU MiB]: does the peak plateau, does
@@ -125,6 +135,7 @@ def main() -> None:
     p.add_argument("--lengths", type=comma_list, default=["40", "400"])
     p.add_argument("--trace-every", type=int, default=50, help="record the peak RSS every N frames")
     p.add_argument("--skip", choices=["throughput", "memory"], help="skip one measurement")
+    p.add_argument("--track", action="store_true", help="UVC-track instead of plain propagation (as eval davis --track)")
     p.add_argument("--json", type=Path, help="write results here")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--default-malloc", action="store_true",
@@ -147,7 +158,7 @@ def main() -> None:
 
     import torch
 
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset,
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset, "track": args.track,
               "model": args.features or str(args.weights or "default weights"), "device": args.device,
               "machine": machine(),
               "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__,
