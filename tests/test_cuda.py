@@ -28,6 +28,7 @@ from vidcorr.patches import rigid_theta
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, load_encoder, save_weights
 from vidcorr.presets import PRESETS, SizePolicy, get_preset
 from vidcorr.propagate import Propagator
+from vidcorr.track_uvc import TrackOptions, mask_propagator
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
@@ -66,15 +67,17 @@ def _demo_frames(n: int) -> tuple[list[np.ndarray], np.ndarray]:
     return [np.asarray(f) for f in frames], dataset.first_mask(DEMO_SEQUENCE)
 
 
-@pytest.mark.parametrize("name", ["crw", "uvc"])
-def test_propagation_on_real_frames_matches_cpu(name: str) -> None:
+@pytest.mark.parametrize(("name", "track"), [("crw", False), ("uvc", False), ("uvc", True)])
+def test_propagation_on_real_frames_matches_cpu(name: str, track: bool) -> None:
     """12 frames of the demo sequence at 240p: the GPU's masks are the CPU's, pixel for pixel
-    except where near-equal scores swap places in a top-k (features differ in the last bits)."""
+    except where near-equal scores swap places in a top-k (features differ in the last bits);
+    with UVC-track (boxes on the GPU) too."""
     preset = get_preset(name).with_overrides(size=SizePolicy("short_side", 240, None))
     frames, first_mask = _demo_frames(12)
     masks = {}
     for device in ("cpu", "cuda"):
-        propagator = Propagator(build_encoder("random-resnet18"), preset, device=device)
+        propagator = mask_propagator(build_encoder("random-resnet18"), preset, TrackOptions() if track else None,
+                                     device=device)
         masks[device] = np.stack([labels for _, labels in propagate_mask(propagator, frames, first_mask)])
     agree = (masks["cpu"] == masks["cuda"]).mean()
     assert agree > 0.999, f"GPU and CPU masks agree on only {agree:.4%} of pixels"
