@@ -135,7 +135,8 @@ def main() -> None:
     p.add_argument("--lengths", type=comma_list, default=["40", "400"])
     p.add_argument("--trace-every", type=int, default=50, help="record the peak RSS every N frames")
     p.add_argument("--skip", choices=["throughput", "memory"], help="skip one measurement")
-    p.add_argument("--track", action="store_true", help="UVC-track instead of plain propagation (as eval davis --track)")
+    p.add_argument("--track", action="store_true",
+                   help="UVC-track instead of plain propagation (as eval davis --track)")
     p.add_argument("--json", type=Path, help="write results here")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--default-malloc", action="store_true",

@@ -27,8 +27,8 @@ def register(tasks: argparse._SubParsersAction) -> None:
                         "beside its annotation")
     p.add_argument("--track", action="store_true",
                    help="UVC-track (UVC's 'ours-track'): carry each object only from its box in the context "
-                        "frames to the box it is localised to in the new frame; meant for --preset uvc: with crw it lowered J&F on our data "
-                        "(docs/uvc.md)")
+                        "frames to the box it is localised to in the new frame; meant for --preset uvc: with "
+                        "crw it lowered J&F on our data (docs/uvc.md)")
     add_model_arguments(p)
     p.set_defaults(func=run)
 

@@ -57,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --box: UVC region localisation or a DCF head on the features (default: localise)")
     p.add_argument("--track", action="store_true",
                    help="with --mask: UVC-track (UVC's 'ours-track'): each object is carried only from its box "
-                        "to the box it is localised to in the next frame; meant for --preset uvc: with crw it lowered J&F on our data "
-                        "(docs/uvc.md)")
+                        "to the box it is localised to in the next frame; meant for --preset uvc: with crw it "
+                        "lowered J&F on our data (docs/uvc.md)")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     p.add_argument("--fps", type=float, help=f"overlay video frame rate (default: the video's, else {DEFAULT_FPS:g})")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
