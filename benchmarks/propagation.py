@@ -57,19 +57,13 @@ def child_throughput(args) -> dict:
     with tempfile.TemporaryDirectory() as out:
         results = run_davis(encoder, preset, args.root, out, sequences=args.sequences,
                             device=args.device, batch_size=args.batch_size, model_info=info,
-                            track=_track_options(args))
+                            track=args.track)
     t = results["timing"]
     spent = t["feature_seconds"] + t["propagation_seconds"]
     return {"J&F-Mean": results["J&F-Mean"], "preset_knobs": results["preset_knobs"], **t,
             "feature_share": t["feature_seconds"] / spent, "propagation_share": t["propagation_seconds"] / spent,
             "feature_ms_per_frame": 1000 * t["feature_seconds"] / t["frames"],
             "propagation_ms_per_frame": 1000 * t["propagation_seconds"] / t["frames"]}  # t has peak_rss_mib
-
-
-def _track_options(args):
-    from vidcorr.track_uvc import TrackOptions
-
-    return TrackOptions() if args.track else None
 
 
 def ping_pong(paths: list, length: int) -> list:
@@ -92,8 +86,7 @@ def child_memory(args) -> dict:
     dataset = DavisDataset(args.root, sequences=[args.memory_sequence])
     paths = ping_pong(dataset.frames(args.memory_sequence), args.length)
     frames = (np.asarray(Image.open(p).convert("RGB")) for p in paths)
-    propagator = mask_propagator(encoder, preset, _track_options(args), device=args.device,
-                                 batch_size=args.batch_size)
+    propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
     start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     on_gpu = propagator.device.type == "cuda"
     # frame index -> (current, peak) RSS [, (current, peak) GPU MiB]: does the peak plateau, does

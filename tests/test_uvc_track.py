@@ -123,6 +123,8 @@ def test_mask_propagator_tracks_only_when_asked():
     tracked = mask_propagator(CellEncoder(), PRESET, TrackOptions(min_box=2), batch_size=2)
     assert type(plain) is Propagator and isinstance(tracked, UVCTracker)
     assert tracked.options.min_box == 2 and tracked.batch_size == 2
+    assert mask_propagator(CellEncoder(), PRESET, True).options == TrackOptions()  # a --track flag
+    assert type(mask_propagator(CellEncoder(), PRESET, False)) is Propagator
 
 
 def test_lost_objects_fall_back_to_full_frame_propagation():

@@ -221,5 +221,4 @@ def _propagator(encoder, preset, device, batch_size, size, knobs, track=False) -
     preset = customised_preset(preset, size=size, **knobs)
     if encoder is None:
         encoder = resolve_encoder(preset)[0]
-    options = TrackOptions() if track is True else track or None
-    return mask_propagator(encoder, preset, options, device=device, batch_size=batch_size)
+    return mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)

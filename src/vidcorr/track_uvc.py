@@ -255,16 +255,25 @@ class UVCTracker(Propagator):
         return mask.flatten()
 
 
+def track_options(track: bool | TrackOptions | None) -> TrackOptions | None:
+    """What a ``--track`` flag or ``track=`` argument asks for: None (plain propagation), or the
+    options (True: the official defaults)."""
+    if track is True:
+        return TrackOptions()
+    return track or None
+
+
 def mask_propagator(
     encoder: nn.Module,
     preset: PropagationPreset,
-    track: TrackOptions | None = None,
+    track: bool | TrackOptions | None = None,
     *,
     device: str | torch.device = "cpu",
     batch_size: int = 4,
 ) -> Propagator:
-    """The propagator that carries masks: a plain `Propagator`, or with ``track`` options a
-    `UVCTracker` (the same interface; `vidcorr.masks.propagate_mask` runs either)."""
-    if track is None:
+    """The propagator that carries masks: a plain `Propagator`, or with ``track`` (True or options,
+    `track_options`) a `UVCTracker` (the same interface; `vidcorr.masks.propagate_mask` runs either)."""
+    options = track_options(track)
+    if options is None:
         return Propagator(encoder, preset, device=device, batch_size=batch_size)
-    return UVCTracker(encoder, preset, track, device=device, batch_size=batch_size)
+    return UVCTracker(encoder, preset, options, device=device, batch_size=batch_size)

@@ -36,14 +36,13 @@ def register(tasks: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.davis import run_davis
     from vidcorr.metrics.davis import format_results_table
-    from vidcorr.track_uvc import TrackOptions
 
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
     results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
                         sequences=args.sequences, device=args.device, batch_size=args.batch_size,
                         model_info=info, resume=args.resume, overlays=args.overlays,
-                        track=TrackOptions() if args.track else None)
+                        track=args.track)
     print(format_results_table(results))
     print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   model: {json.dumps(info)}")
     print(f"timing: {json.dumps(results['timing'])}")

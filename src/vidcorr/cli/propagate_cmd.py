@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidcorr.io.atomic import atomic_dir
     from vidcorr.io.video import open_frames, write_video
-    from vidcorr.track_uvc import TrackOptions, mask_propagator
+    from vidcorr.track_uvc import mask_propagator
 
     if args.track and args.mask is None:
         raise VidcorrError("--track (UVC-track) carries masks: it needs --mask")
@@ -83,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     n = 0
     with atomic_dir(args.out) as tmp:
-        propagator = mask_propagator(encoder, preset, TrackOptions() if args.track else None,
-                                     device=args.device, batch_size=args.batch_size)
+        propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
         overlays = annotation.write(propagator, source, tmp)
 
         def counted():

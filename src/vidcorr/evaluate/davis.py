@@ -31,7 +31,7 @@ from vidcorr.masks import mask_overlay, propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
 from vidcorr.presets import PropagationPreset, preset_knobs
 from vidcorr.propagate import Propagator
-from vidcorr.track_uvc import TrackOptions, mask_propagator
+from vidcorr.track_uvc import TrackOptions, mask_propagator, track_options
 from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask, side_by_side
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def run_davis(
     model_info: dict | None = None,
     resume: bool = False,
     overlays: bool = False,
-    track: TrackOptions | None = None,
+    track: bool | TrackOptions | None = None,
 ) -> dict:
     """Propagate and score every sequence; write ``out_dir/<seq>/*.png`` and ``out_dir/results.json``.
 
@@ -147,12 +147,13 @@ def run_davis(
     then covers this session and lists the sequences kept. overlays: also write
     ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them beside their
     annotations (outside the sequence folders, which hold only what the DAVIS scorer reads).
-    track: propagate with UVC-track (`vidcorr.track_uvc.UVCTracker`, UVC's "ours-track") and
-    these options instead of plain propagation.
+    track: propagate with UVC-track (`vidcorr.track_uvc.UVCTracker`, UVC's "ours-track"), True
+    or its options, instead of plain propagation.
     Returns the results dict (see `score_davis`) with ``preset``, ``model``, ``timing`` (and
     ``track``) added.
     """
     dataset = DavisDataset(root, year, split, sequences=sequences)
+    track = track_options(track)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Read every first mask up front: a bad annotation fails before hours of propagation.
@@ -198,7 +199,7 @@ def run_davis(
     results["preset_knobs"] = preset_knobs(preset)
     results["model"] = model_info or {}
     if track is not None:
-        results["track"] = asdict(track)
+        results["track"] = stamp["track"]
     results["timing"] = stats.as_dict()
     if kept:
         results["timing"]["kept_from_earlier_run"] = kept
