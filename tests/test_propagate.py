@@ -202,3 +202,16 @@ def test_follow_needs_start_and_pairs_each_frame_with_its_labels():
     assert [frame is f for (frame, _), f in zip(pairs, frames[1:])] == [True] * 4
     for (_, got), expected in zip(pairs, want, strict=True):
         torch.testing.assert_close(got, expected)
+
+
+def test_an_empty_video_is_refused_by_every_loop():
+    from vidcorr.keypoints import codec_for, propagate_keypoints
+    from vidcorr.masks import propagate_mask
+
+    prop = Propagator(PatchEncoder(), get_preset("crw"))
+    with pytest.raises(ValueError, match="the video has no frames"):
+        next(prop.run([], torch.zeros(2, 8, 8)))
+    with pytest.raises(ValueError, match="the video has no frames"):
+        next(propagate_mask(prop, iter([]), np.ones((8, 8), np.uint8)))
+    with pytest.raises(ValueError, match="the video has no frames"):
+        next(propagate_keypoints(prop, [], np.zeros((1, 2)), codec_for("crw")))

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from vidcorr.errors import InputError
 from vidcorr.labels import minmax_per_channel
-from vidcorr.propagate import Propagator
+from vidcorr.propagate import Propagator, first_and_rest
 
 # Gaussians are cut at 3 sigma, as the pose-hg-train drawing code the references share does.
 TRUNCATE_SIGMAS = 3.0
@@ -180,11 +180,7 @@ def propagate_keypoints(
     the given keypoints (NaN where not visible). Streaming: at most one encoder batch of frames
     is held besides the propagator's context.
     """
-    stream = iter(frames)
-    try:
-        first = next(stream)
-    except StopIteration:
-        raise ValueError("the video has no frames") from None
+    first, stream = first_and_rest(frames)
     original_hw = tuple(first.shape[:2])
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     vis = np.ones(len(pts), bool) if visible is None else np.asarray(visible, bool).copy()

@@ -17,7 +17,7 @@ from torch import Tensor
 from vidcorr.errors import InputError
 from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.labels import VOID, decode_label_map, one_hot_labels
-from vidcorr.propagate import Propagator
+from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.track import draw_box
 from vidcorr.track_uvc import UVCTracker
 from vidcorr.viz import overlay_mask
@@ -51,10 +51,7 @@ def propagate_mask(
     the next frame is propagated, so the propagator's state (a `UVCTracker`'s boxes) is that frame's.
     """
     first, first_labels = _first_labels(first_mask)
-    stream = iter(frames)
-    first_frame = next(stream, None)
-    if first_frame is None:
-        raise ValueError("the video has no frames")
+    first_frame, stream = first_and_rest(frames)
     propagator.start(first_frame, first_labels)
     yield first_frame, first
     for frame, soft in propagator.follow(stream):

@@ -144,11 +144,7 @@ class Propagator:
         frames: the whole video, first frame included (RGB uint8 (H, W, 3)); first_labels: (K, H, W)
         soft labels of the first frame at its original size (e.g. `labels.one_hot_labels`).
         """
-        stream = iter(frames)
-        try:
-            first_frame = next(stream)
-        except StopIteration:
-            raise ValueError("the video has no frames") from None
+        first_frame, stream = first_and_rest(frames)
         self.start(first_frame, first_labels)
         for _, soft in self.follow(stream):
             yield soft
@@ -201,6 +197,15 @@ class Propagator:
         self.feature_hw = tuple(feats.shape[-2:])
         small = downsample_labels(labels.float(), self.feature_hw, self.preset.label_downsample)
         return ContextFrame(feats, small.flatten(1).T.contiguous())
+
+
+def first_and_rest(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """-> (the first frame, an iterator over the frames after it); ValueError if there is none."""
+    stream = iter(frames)
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("the video has no frames")
+    return first, stream
 
 
 def _batched(items: Iterator, size: int) -> Iterator[list]:

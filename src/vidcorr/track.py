@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coordinates
 from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
 from vidcorr.models.encoder import inference_encoder
+from vidcorr.propagate import first_and_rest
 
 TRACKERS = ("localise", "dcf")
 
@@ -264,10 +265,7 @@ def track_video(
     elif opts:
         raise ValueError("pass either `settings` or keyword options, not both")
     check_first_box(first_box)
-    stream = iter(frames_iter)
-    first = next(stream, None)
-    if first is None:
-        raise ValueError("the video has no frames")
+    first, stream = first_and_rest(frames_iter)
     x, y, w, h = check_first_box(first_box, first.shape[:2])
     trk = build_tracker(encoder, settings, device)
     trk.init(first, (x, y, w, h))
