@@ -30,14 +30,9 @@ def _naive_propagate(query, keys, windowed, labels, cfg: TopKConfig):
 
     query: (C, h, w), keys: list of (C, h, w), labels: list of (K, h, w) -> (N2, K).
     """
-    C, h, w = query.shape
-    q = query.reshape(C, -1)
     per_frame_scores, per_frame_labels = [], []
     for key, use_window, lab in zip(keys, windowed, labels):
-        s = (q.T @ key.reshape(C, -1)) / cfg.temperature  # (N2, N1)
-        if use_window and cfg.radius is not None:
-            allowed = window_mask(h, w, cfg.radius, cfg.shape).T  # (N2, N1)
-            s = s.masked_fill(~allowed, float("-inf"))
+        s = _naive_logits(query, key, use_window, cfg)
         if cfg.normalisation == "softmax_topk":
             s = s.log_softmax(dim=1)
         per_frame_scores.append(s)
@@ -54,6 +49,15 @@ def _naive_propagate(query, keys, windowed, labels, cfg: TopKConfig):
         wts = val.softmax(1) if cfg.normalisation == "topk_softmax" else val.exp()
         out = out + torch.einsum("nk,nkc->nc", wts, lab[idx])
     return out / len(keys)
+
+
+def _naive_logits(query, key, use_window, cfg: TopKConfig):
+    """(N2, N1) scores f1.f2 / tau of one context frame, -inf outside the window where it applies."""
+    C, h, w = query.shape
+    s = (query.reshape(C, -1).T @ key.reshape(C, -1)) / cfg.temperature
+    if use_window and cfg.radius is not None:
+        s = s.masked_fill(~window_mask(h, w, cfg.radius, cfg.shape).T, float("-inf"))
+    return s
 
 
 @pytest.fixture
@@ -197,6 +201,11 @@ def test_sparse_affinity_matches_naive_reference(frames, scope, normalisation, r
     got = transport_sparse(bank, aff)
     want = _naive_propagate(query, keys, windowed, labels, cfg)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    if normalisation == "softmax_topk":  # each frame's log-sum-exp, for UVC-track's restricted top-k
+        lse = [_naive_logits(query, key, use, cfg).logsumexp(dim=1) for key, use in zip(keys, windowed)]
+        torch.testing.assert_close(aff.log_normalisers, torch.stack(lse, dim=1), atol=1e-5, rtol=1e-5)
+    else:
+        assert aff.log_normalisers is None
 
 
 def test_sparse_affinity_weights_sum_to_one_for_topk_softmax(frames):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidcorr.affinity import window_mask
 from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.labels import decode_label_map, one_hot_labels
 from vidcorr.masks import MaskTracker, mask_overlay, propagate_mask
@@ -101,6 +103,61 @@ def test_box_restriction_ignores_a_look_alike_that_full_frame_propagation_labels
         assert (full[t - 1][distractor] == 1).mean() > 0.5  # the look-alike steals the label...
         assert (tracked[t - 1][distractor] == 1).mean() == 0.0  # ...but not inside boxes
         assert _iou(tracked[t - 1], masks[t]) > 0.85
+
+
+def _naive_box_channel(query, memories, box, k, preset):
+    """Object k's channel by the official order, on dense matrices: each context frame's scores
+    normalised over the whole frame (or window), restricted to the object's box there and to the
+    target box, top-k among the box's cells, combined as the preset says; 0 outside the box."""
+    cfg = preset.topk
+    h, w = query.shape[1:]
+
+    def cells(b):
+        inside = torch.zeros(h, w, dtype=torch.bool)
+        if b is None:
+            return inside.fill_(True).flatten()
+        inside[b[1]:b[3], b[0]:b[2]] = True
+        return inside.flatten()
+
+    per_frame = []
+    for f, memory in enumerate(memories):
+        logits = query.flatten(1).T @ memory.feats.flatten(1) / cfg.temperature  # (N2, N1)
+        if cfg.radius is not None and (f > 0 or preset.window_first):
+            logits = logits.masked_fill(~window_mask(h, w, cfg.radius, cfg.shape).T, float("-inf"))
+        if cfg.normalisation == "softmax_topk":
+            logits = logits.log_softmax(dim=1)
+        per_frame.append(logits.masked_fill(~cells(memory.boxes.get(k))[None], float("-inf")))
+    labels = [memory.labels[:, k] for memory in memories]
+
+    def weighted(scores, bank, n_frames):
+        s, i = scores.topk(cfg.k, dim=1)
+        weights = s.softmax(dim=1) if cfg.normalisation == "topk_softmax" else s.exp() / n_frames
+        return (weights * bank[i]).sum(dim=1)
+
+    if cfg.scope == "joint":
+        out = weighted(torch.cat(per_frame, dim=1), torch.cat(labels), 1)
+    else:
+        out = sum(weighted(s, bank, len(memories)) for s, bank in zip(per_frame, labels))
+    return torch.where(cells(box), out, 0.0).view(h, w)
+
+
+@pytest.mark.parametrize("preset", [
+    PRESET,  # per-frame top-5 of the whole frame's softmax
+    get_preset("crw").with_overrides(size=SizePolicy("native"), radius=4, n_previous=3),  # joint, windowed
+], ids=["uvc", "crw-window4"])
+def test_box_to_box_transport_restricts_then_takes_the_top_k(preset):
+    """The tracked object's channel equals a naive restrict-then-top-k on dense matrices (the
+    official order), for a whole-frame protocol and a windowed, jointly selected one."""
+    frames, masks = _object_video(n_frames=5, distractor=(2, 15, 7))
+    tracker = UVCTracker(CellEncoder(), preset)
+    tracker.start(frames[0], one_hot_labels(masks[0]))
+    for t in range(1, len(frames)):
+        memories = [tracker._first, *tracker._context]  # the context this step will use
+        soft = tracker.step(frames[t])
+        box = tracker.boxes[1]
+        assert box is not None
+        want = _naive_box_channel(tracker.embed([frames[t]])[0], memories, box, 1, preset)
+        torch.testing.assert_close(soft[1], want, atol=1e-5, rtol=1e-4, msg=f"frame {t}")
 
 
 def test_one_frame_at_a_time_equals_the_batched_run():

@@ -146,11 +146,19 @@ def window_mask(h: int, w: int, radius: float, shape: WindowShape, device=None) 
     For training losses on small maps (and as the naive reference in tests); propagation uses the
     tiled `windowed_topk`, which never builds this N x N matrix.
     """
-    grid = coordinate_grid(h, w, device=device, dtype=torch.float64)
-    dx = grid[0][:, None] - grid[0][None, :]
-    dy = grid[1][:, None] - grid[1][None, :]
+    cells = torch.arange(h * w, device=device)
+    return cells_within_window(cells, cells, w, radius, shape)
+
+
+def cells_within_window(ref: Tensor, target: Tensor, w: int, radius: float, shape: WindowShape) -> Tensor:
+    """(N1', N2') bool: reference cell ref[i] lies in the local window of target cell target[j].
+
+    ref, target: flat cell indices (y * w + x) on a map ``w`` cells wide, any subsets of it.
+    """
+    dy = (ref // w)[:, None] - (target // w)[None, :]
+    dx = (ref % w)[:, None] - (target % w)[None, :]
     if shape == "circle":
-        return dx * dx + dy * dy < radius * radius
+        return (dx * dx + dy * dy).double() < radius * radius
     return (dx.abs() <= radius) & (dy.abs() <= radius)
 
 
@@ -163,11 +171,14 @@ class Candidates:
 
     scores: (N2, k) logits (``f1.f2 / tau``) or, when the protocol normalises before selecting,
     log-probabilities of the softmax over the whole frame / window. index: (N2, k) flat reference
-    pixel index (y * w + x) within that frame.
+    pixel index (y * w + x) within that frame. log_normaliser: (N2,) with log-probabilities, the
+    softmax's log-sum-exp (scores = logits - log_normaliser), so that any other reference pixel's
+    probability can be had from its logit (UVC-track's box-restricted top-k); else None.
     """
 
     scores: Tensor
     index: Tensor
+    log_normaliser: Tensor | None = None
 
 
 def dense_topk(
@@ -188,17 +199,25 @@ def dense_topk(
     """
     k = min(k, key.shape[1])
     query = query / temperature  # C x N2 divisions, not N2 x N1 (an eighth of a dense frame's time at 480p)
-    scores, index = [], []
+    scores, index, normalisers = [], [], []
     for start in range(0, query.shape[1], chunk):
         logits = query[:, start : start + chunk].T @ key
         if allowed is not None:
             logits.masked_fill_(~allowed[start : start + chunk], float("-inf"))
         if softmax_first:
-            logits = logits.log_softmax(dim=1)
-        s, i = logits.topk(k, dim=1)
+            s, i = logits.log_softmax(dim=1).topk(k, dim=1)
+            normalisers.append(_log_normaliser(logits, s, i))
+        else:
+            s, i = logits.topk(k, dim=1)
         scores.append(s)
         index.append(i)
-    return Candidates(torch.cat(scores), torch.cat(index))
+    return Candidates(torch.cat(scores), torch.cat(index), torch.cat(normalisers) if softmax_first else None)
+
+
+def _log_normaliser(logits: Tensor, log_probs: Tensor, index: Tensor) -> Tensor:
+    """(..., N) logits and their top-k (..., k) log-probabilities at ``index`` -> (...,) log-sum-exp,
+    read off the best candidate (logit - log-probability) instead of a second pass over the row."""
+    return (logits.gather(-1, index[..., :1]) - log_probs[..., :1]).squeeze(-1)
 
 
 def windowed_topk(
@@ -273,6 +292,7 @@ def windowed_topk_frames(
         q_bands.append((r0, r1, q_tiles.permute(1, 2, 3, 4, 0).reshape((r1 - r0) * cols, tile * tile, C)))
     scores: list[list[Tensor]] = [[] for _ in range(n_frames)]  # per frame, row bands of (rows, cols, k)
     index: list[list[Tensor]] = [[] for _ in range(n_frames)]
+    normalisers: list[list[Tensor]] = [[] for _ in range(n_frames)]  # softmax first: (rows, cols, 1)
     for f0 in range(0, n_frames, group):
         frames = keys[f0 : f0 + group]
         kp = F.pad(frames[0][None] if len(frames) == 1 else torch.stack(list(frames)), pad)  # (G, C, H', W')
@@ -285,15 +305,20 @@ def windowed_topk_frames(
             logits = torch.matmul(q_tiles, k_tiles)  # (G, n, tile^2, span^2)
             logits.masked_fill_(blocked[r0 * cols : r1 * cols], float("-inf"))
             if softmax_first:
-                logits = logits.log_softmax(dim=-1)
-            s, i = logits.topk(k, dim=-1)  # (G, n, tile^2, k)
+                s, i = logits.log_softmax(dim=-1).topk(k, dim=-1)  # (G, n, tile^2, k)
+                lse = _log_normaliser(logits, s, i)[..., None]  # (G, n, tile^2, 1)
+            else:
+                s, i = logits.topk(k, dim=-1)
             flat = flat_index[r0 * cols : r1 * cols].expand(g, -1, -1).gather(2, i.view(g, n, -1)).view_as(i)
             for j in range(g):
                 scores[f0 + j].append(_tiles_to_image(s[j], r1 - r0, cols, tile))
                 index[f0 + j].append(_tiles_to_image(flat[j], r1 - r0, cols, tile))
+                if softmax_first:
+                    normalisers[f0 + j].append(_tiles_to_image(lse[j], r1 - r0, cols, tile))
     return [
-        Candidates(torch.cat(s_f)[:h, :w].reshape(h * w, k), torch.cat(i_f)[:h, :w].reshape(h * w, k))
-        for s_f, i_f in zip(scores, index)
+        Candidates(torch.cat(s_f)[:h, :w].reshape(h * w, k), torch.cat(i_f)[:h, :w].reshape(h * w, k),
+                   torch.cat(n_f)[:h, :w].reshape(h * w) if n_f else None)
+        for s_f, i_f, n_f in zip(scores, index, normalisers)
     ]
 
 
@@ -392,10 +417,12 @@ class TopKConfig:
 @dataclass(frozen=True)
 class SparseAffinity:
     """Propagation weights for one target frame. weights, index: (N2, M); index is flat into the
-    concatenation of the context frames (frame * N1 + pixel)."""
+    concatenation of the context frames (frame * N1 + pixel). log_normalisers: (N2, F) each context
+    frame's softmax log-sum-exp when the protocol normalises before selecting, else None."""
 
     weights: Tensor
     index: Tensor
+    log_normalisers: Tensor | None = None
 
 
 def sparse_affinity(
@@ -429,8 +456,9 @@ def sparse_affinity(
     for slot, key in unique.items():
         if slot not in seen:
             seen[slot] = _dense_candidates(query, key, slot[1], cfg)
-    per_frame = [Candidates(seen[slot].scores, seen[slot].index + f * n1) for f, slot in enumerate(slots)]
-    return _combine(per_frame, cfg)
+    per_frame = [Candidates(seen[slot].scores, seen[slot].index + f * n1, seen[slot].log_normaliser)
+                 for f, slot in enumerate(slots)]
+    return combine_candidates(per_frame, cfg)
 
 
 def _dense_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKConfig) -> Candidates:
@@ -453,8 +481,11 @@ def _dense_window_mask(h: int, w: int, radius: float, shape: WindowShape, device
     return window_mask(h, w, radius, shape, device=device).T.contiguous()
 
 
-def _combine(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAffinity:
-    """Turn per-frame candidates into weights according to the protocol's scope and normalisation."""
+def combine_candidates(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAffinity:
+    """Turn per-frame candidates (each index already offset by frame * N1) into weights according to
+    the protocol's scope and normalisation."""
+    normalisers = [c.log_normaliser for c in per_frame]
+    log_normalisers = torch.stack(normalisers, dim=1) if all(n is not None for n in normalisers) else None
     if cfg.scope == "joint":
         scores = torch.cat([c.scores for c in per_frame], dim=1)
         index = torch.cat([c.index for c in per_frame], dim=1)
@@ -465,7 +496,7 @@ def _combine(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAffinity:
             weights = scores.softmax(dim=1)
         else:  # softmax_topk: probabilities of each frame's own softmax, no renormalisation
             weights = scores.exp()
-        return SparseAffinity(weights, index)
+        return SparseAffinity(weights, index, log_normalisers)
     if cfg.scope != "per_frame":
         raise ValueError(f"unknown top-k scope {cfg.scope!r}")
     n_frames = len(per_frame)
@@ -473,7 +504,8 @@ def _combine(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAffinity:
     for c in per_frame:
         w = c.scores.softmax(dim=1) if cfg.normalisation == "topk_softmax" else c.scores.exp()
         weights.append(w / n_frames)  # the frames' results are averaged
-    return SparseAffinity(torch.cat(weights, dim=1), torch.cat([c.index for c in per_frame], dim=1))
+    return SparseAffinity(torch.cat(weights, dim=1), torch.cat([c.index for c in per_frame], dim=1),
+                          log_normalisers)
 
 
 def transport_sparse(bank: Tensor, aff: SparseAffinity) -> Tensor:

@@ -11,9 +11,10 @@ vote for it. Per target frame:
    target with a row-softmax (`vidcorr.affinity.locate_in_target`, UVC §3.2); the box is centred on
    the mean-shift mode of the landed points, half-size 2 x their mean absolute deviation (Eq. 4)
    enlarged by a margin, and its size smoothed over time.
-3. Box-to-box propagation, per object: the object's label is carried by the same affinity (normalised
-   over the whole context frame, top-k as the preset says) restricted to the rows inside the
-   object's box in each context frame and the columns inside its box in the target; outside the
+3. Box-to-box propagation, per object: each context frame's affinity, normalised as the preset says
+   over the whole context frame (or window), is restricted to the reference cells inside the
+   object's box there and the target cells inside its new box; the top-k is then taken among the
+   box's cells (``recoginition`` + ``transform_topk``: restrict first, then select). Outside the
    target box the object's channel is 0. An object whose box is lost (too few foreground cells, or
    a box under ``min_box`` cells) falls back to the full-frame result for that frame.
 
@@ -32,7 +33,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vidcorr.affinity import SparseAffinity, affinity_logits, locate_in_target, transport_sparse
+from vidcorr.affinity import (
+    Candidates,
+    SparseAffinity,
+    affinity_logits,
+    cells_within_window,
+    combine_candidates,
+    locate_in_target,
+)
 from vidcorr.labels import minmax_per_channel
 from vidcorr.methods.crop import region_box
 from vidcorr.presets import PropagationPreset
@@ -174,28 +182,78 @@ class UVCTracker(Propagator):
         """Full-frame transport, then each object localised in the query frame and carried box to box."""
         soft = super()._transport(query, memories, aff)  # background and fallback
         latest = memories[-1]
-        latest_hard = self._hard_labels(latest.labels)
+        # The official code localises from the argmax of the stored (not min-max normalised) labels.
+        latest_hard = latest.labels.argmax(dim=1)
         self.boxes = {k: self._locate(latest, latest_hard, query, k) for k in self._first.boxes}
-        tracked = [k for k, box in self.boxes.items() if box is not None]  # lost: keep full frame
-        if tracked:
-            # the same (full-frame normalised, top-k) affinity, restricted to reference-box rows
-            # and target-box columns: `recoginition` in test_with_track.py
-            boxed = transport_sparse(self._boxed_bank(memories, tracked), aff)
-            for k in tracked:
-                soft[:, k] = torch.where(self._inside(self.boxes[k]), boxed[:, k], 0.0)
+        for k, box in self.boxes.items():
+            if box is None:  # lost: keep the full-frame result
+                continue
+            target = self._inside(box).nonzero().squeeze(1)
+            soft[:, k] = 0.0
+            soft[target, k] = self._carry_box_to_box(query, memories, aff, k, target)
         return soft
+
+    def _carry_box_to_box(
+        self, query: Tensor, memories: list[BoxedContextFrame], aff: SparseAffinity, k: int, target: Tensor
+    ) -> Tensor:
+        """Object k's label at the target cells ``target`` (Nt,) of its box -> (Nt,).
+
+        Per context frame, the preset's affinity restricted to the object's box there (the whole
+        frame where the object has no box) and to ``target``, top-k among the box's cells, the
+        scores normalised as the preset normalises the whole frame (`recoginition` + `transform_topk`
+        in test_with_track.py); then combined over context frames as the preset says.
+        """
+        cfg = self.preset.topk
+        n_cells = query.shape[1] * query.shape[2]
+        normalisers = aff.log_normalisers if cfg.normalisation == "softmax_topk" else None
+        q = query.flatten(1)[:, target] / cfg.temperature
+        windowed = [self.preset.window_first] + [True] * (len(memories) - 1)
+        found: dict[tuple[int, bool], Candidates] = {}  # "fill" contexts repeat the first frame
+        per_frame = []
+        for f, (memory, use_window) in enumerate(zip(memories, windowed)):
+            slot = (id(memory), use_window and cfg.radius is not None)
+            if slot not in found:
+                found[slot] = self._box_candidates(
+                    q, target, memory, k, slot[1], None if normalisers is None else normalisers[target, f])
+            per_frame.append(Candidates(found[slot].scores, found[slot].index + f * n_cells))
+        restricted = combine_candidates(per_frame, cfg)
+        weights = restricted.weights.nan_to_num(nan=0.0)  # a target cell with no admissible reference
+        bank = torch.cat([memory.labels[:, k] for memory in memories])
+        return (weights * bank[restricted.index]).sum(dim=1)
+
+    def _box_candidates(
+        self, q: Tensor, target: Tensor, memory: BoxedContextFrame, k: int, use_window: bool,
+        log_normaliser: Tensor | None,
+    ) -> Candidates:
+        """Top-k reference cells inside object k's box in ``memory`` for the target cells ``target``.
+
+        q: (C, Nt) target features already divided by the temperature; log_normaliser: (Nt,) the
+        whole frame's (or window's) softmax log-sum-exp when the preset normalises before selecting.
+        """
+        cfg, w = self.preset.topk, self.feature_hw[1]
+        box = memory.boxes.get(k)
+        ref = (self._inside(box).nonzero().squeeze(1) if box is not None
+               else torch.arange(memory.labels.shape[0], device=q.device))
+        key = memory.feats.flatten(1)[:, ref]
+        keep = min(cfg.k, ref.numel())
+        scores, index = [], []
+        for part in torch.arange(target.numel(), device=q.device).split(cfg.chunk):
+            logits = q[:, part].T @ key  # (n, Nr)
+            if use_window:
+                logits.masked_fill_(~cells_within_window(ref, target[part], w, cfg.radius, cfg.shape).T,
+                                    float("-inf"))
+            if log_normaliser is not None:
+                logits -= log_normaliser[part, None]  # log-probabilities of the whole frame's softmax
+            s, i = logits.topk(keep, dim=1)
+            scores.append(s)
+            index.append(ref[i])
+        return Candidates(torch.cat(scores), torch.cat(index))
 
     def _context_memory(self, feats: Tensor, labels: Tensor) -> BoxedContextFrame:
         """A propagated frame keeps boxes fitted to its predicted mask (sizes smoothed against the
         latest context frame's)."""
         latest = self._context[-1] if self._context else self._first
         return BoxedContextFrame(feats, labels, self._mask_boxes(labels, latest))
-
-    def _hard_labels(self, labels: Tensor) -> Tensor:
-        """(N, K) soft -> (N,) argmax, after the preset's per-channel min-max (what is decoded)."""
-        if self.preset.output_minmax:
-            labels = minmax_per_channel(labels.T.reshape(-1, *self.feature_hw)).flatten(1).T
-        return labels.argmax(dim=1)
 
     def _locate(self, ref: BoxedContextFrame, hard: Tensor, query: Tensor, k: int) -> Box | None:
         """Localise object k of ``ref`` (hard labels (N,)) in the target (UVC §3.2), its size
@@ -214,7 +272,9 @@ class UVCTracker(Propagator):
 
     def _mask_boxes(self, labels: Tensor, previous: BoxedContextFrame) -> dict[int, Box | None]:
         """Boxes of the objects in a propagated frame, fitted to its predicted mask (``seg2bbox_v2``)."""
-        hard = self._hard_labels(labels).view(self.feature_hw)
+        if self.preset.output_minmax:  # the boxes are fitted to what is decoded (``seg2bbox_v2``)
+            labels = minmax_per_channel(labels.T.reshape(-1, *self.feature_hw)).flatten(1).T
+        hard = labels.argmax(dim=1).view(self.feature_hw)
         opts, boxes = self.options, {}
         for k in previous.boxes:
             ys, xs = torch.nonzero(hard == k, as_tuple=True)
@@ -230,23 +290,6 @@ class UVCTracker(Propagator):
     def _checked(self, box: Box) -> Box | None:
         small = min(box[2] - box[0], box[3] - box[1]) < self.options.min_box
         return None if small else box
-
-    def _boxed_bank(self, memories: list[BoxedContextFrame], objects: list[int]) -> Tensor:
-        """Context labels (F * N, K) with each tracked object's channel zeroed outside its box.
-
-        A context frame without a box for an object (lost there) keeps that channel as it is.
-        """
-        parts: dict[int, Tensor] = {}  # "fill" contexts repeat the first frame
-        for memory in memories:
-            if id(memory) in parts:
-                continue
-            labels = memory.labels.clone()
-            for k in objects:
-                box = memory.boxes.get(k)
-                if box is not None:
-                    labels[~self._inside(box), k] = 0.0
-            parts[id(memory)] = labels
-        return torch.cat([parts[id(m)] for m in memories])
 
     def _inside(self, box: Box) -> Tensor:
         """(h * w,) bool: the cells of ``box`` on the feature map."""
