@@ -172,6 +172,24 @@ def test_windowed_topk_frames_batching_does_not_change_the_result(frames, softma
             assert torch.equal(a.index, b.index) and torch.equal(a.scores, b.scores)
 
 
+@pytest.mark.parametrize("budget", [1, 10**9])  # row bands of one frame; all frames in one matmul
+def test_windowed_topk_frames_key_masks_equal_dense_masked_topk(frames, budget):
+    """Reference cells outside a key mask are never selected, in any batching."""
+    query, keys, _ = frames
+    C, h, w = query.shape
+    g = torch.Generator().manual_seed(1)
+    masks = [torch.rand(h, w, generator=g) < 0.4 for _ in keys]
+    cfg = TopKConfig(k=5, temperature=0.1, radius=3, shape="square")
+    got = windowed_topk_frames(query, keys, cfg.k, radius=3, shape="square", temperature=0.1,
+                               softmax_first=False, tile=4, key_masks=masks, max_unfold_elements=budget)
+    for key, mask, cand in zip(keys, masks, got):
+        logits = _naive_logits(query, key, True, cfg).masked_fill(~mask.flatten()[None], float("-inf"))
+        want, _ = logits.topk(cfg.k, dim=1)
+        torch.testing.assert_close(cand.scores, want)
+        finite = cand.scores.isfinite()
+        assert mask.flatten()[cand.index[finite]].all()
+
+
 def test_dense_topk_chunks_do_not_change_the_result(frames):
     query, keys, _ = frames
     a = dense_topk(query.flatten(1), keys[0].flatten(1), 7, temperature=0.2, softmax_first=True, chunk=5)

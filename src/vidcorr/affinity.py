@@ -146,19 +146,11 @@ def window_mask(h: int, w: int, radius: float, shape: WindowShape, device=None) 
     For training losses on small maps (and as the naive reference in tests); propagation uses the
     tiled `windowed_topk`, which never builds this N x N matrix.
     """
-    cells = torch.arange(h * w, device=device)
-    return cells_within_window(cells, cells, w, radius, shape)
-
-
-def cells_within_window(ref: Tensor, target: Tensor, w: int, radius: float, shape: WindowShape) -> Tensor:
-    """(N1', N2') bool: reference cell ref[i] lies in the local window of target cell target[j].
-
-    ref, target: flat cell indices (y * w + x) on a map ``w`` cells wide, any subsets of it.
-    """
-    dy = (ref // w)[:, None] - (target // w)[None, :]
-    dx = (ref % w)[:, None] - (target % w)[None, :]
+    grid = coordinate_grid(h, w, device=device, dtype=torch.float64)
+    dx = grid[0][:, None] - grid[0][None, :]
+    dy = grid[1][:, None] - grid[1][None, :]
     if shape == "circle":
-        return (dx * dx + dy * dy).double() < radius * radius
+        return dx * dx + dy * dy < radius * radius
     return (dx.abs() <= radius) & (dy.abs() <= radius)
 
 
@@ -254,10 +246,13 @@ def windowed_topk_frames(
     softmax_first: bool,
     tile: int = 12,
     max_unfold_elements: int | None = None,
+    key_masks: Sequence[Tensor] | None = None,
 ) -> list[Candidates]:
     """Windowed top-k of one target frame against several context frames.
 
     query: (C, h, w); keys: F context frames, each (C, h, w) -> F Candidates, each (N2, k).
+    key_masks: optional, F (h, w) bool maps of the reference cells that may be selected (the others
+    score -inf, as outside the window; UVC-track's object boxes).
 
     The target is cut into ``tile x tile`` blocks; each block is matched (one batched matmul) against
     the ``(tile + 2 reach)^2`` reference block around it and the scores outside the window are
@@ -297,6 +292,7 @@ def windowed_topk_frames(
         frames = keys[f0 : f0 + group]
         kp = F.pad(frames[0][None] if len(frames) == 1 else torch.stack(list(frames)), pad)  # (G, C, H', W')
         g = kp.shape[0]
+        km = None if key_masks is None else F.pad(torch.stack(list(key_masks[f0 : f0 + group])).byte(), pad)
         for r0, r1, q_tiles in q_bands:
             n = (r1 - r0) * cols
             k_rows = kp[:, :, r0 * tile : r1 * tile + 2 * reach]
@@ -304,6 +300,9 @@ def windowed_topk_frames(
             k_tiles = k_tiles.permute(0, 2, 3, 1, 4, 5).reshape(g, n, C, span * span)
             logits = torch.matmul(q_tiles, k_tiles)  # (G, n, tile^2, span^2)
             logits.masked_fill_(blocked[r0 * cols : r1 * cols], float("-inf"))
+            if km is not None:
+                ok = km[:, r0 * tile : r1 * tile + 2 * reach].unfold(1, span, tile).unfold(2, span, tile)
+                logits.masked_fill_(ok.reshape(g, n, 1, span * span) == 0, float("-inf"))
             if softmax_first:
                 s, i = logits.log_softmax(dim=-1).topk(k, dim=-1)  # (G, n, tile^2, k)
                 lse = _log_normaliser(logits, s, i)[..., None]  # (G, n, tile^2, 1)

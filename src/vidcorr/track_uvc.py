@@ -37,9 +37,10 @@ from vidcorr.affinity import (
     Candidates,
     SparseAffinity,
     affinity_logits,
-    cells_within_window,
     combine_candidates,
     locate_in_target,
+    window_offsets,
+    windowed_topk_frames,
 )
 from vidcorr.labels import minmax_per_channel
 from vidcorr.methods.crop import region_box
@@ -206,7 +207,6 @@ class UVCTracker(Propagator):
         cfg = self.preset.topk
         n_cells = query.shape[1] * query.shape[2]
         normalisers = aff.log_normalisers if cfg.normalisation == "softmax_topk" else None
-        q = query.flatten(1)[:, target] / cfg.temperature
         windowed = [self.preset.window_first] + [True] * (len(memories) - 1)
         found: dict[tuple[int, bool], Candidates] = {}  # "fill" contexts repeat the first frame
         per_frame = []
@@ -214,7 +214,7 @@ class UVCTracker(Propagator):
             slot = (id(memory), use_window and cfg.radius is not None)
             if slot not in found:
                 found[slot] = self._box_candidates(
-                    q, target, memory, k, slot[1], None if normalisers is None else normalisers[target, f])
+                    query, target, memory, k, slot[1], None if normalisers is None else normalisers[target, f])
             per_frame.append(Candidates(found[slot].scores, found[slot].index + f * n_cells))
         restricted = combine_candidates(per_frame, cfg)
         weights = restricted.weights.nan_to_num(nan=0.0)  # a target cell with no admissible reference
@@ -222,32 +222,55 @@ class UVCTracker(Propagator):
         return (weights * bank[restricted.index]).sum(dim=1)
 
     def _box_candidates(
-        self, q: Tensor, target: Tensor, memory: BoxedContextFrame, k: int, use_window: bool,
+        self, query: Tensor, target: Tensor, memory: BoxedContextFrame, k: int, use_window: bool,
         log_normaliser: Tensor | None,
     ) -> Candidates:
-        """Top-k reference cells inside object k's box in ``memory`` for the target cells ``target``.
+        """Top-k reference cells inside object k's box in ``memory`` for the target cells ``target``
+        (Nt,) of the query frame (C, h, w) -> Candidates (Nt, k).
 
-        q: (C, Nt) target features already divided by the temperature; log_normaliser: (Nt,) the
-        whole frame's (or window's) softmax log-sum-exp when the preset normalises before selecting.
+        log_normaliser: (Nt,) the whole frame's (or window's) softmax log-sum-exp when the preset
+        normalises before selecting; the scores are then the whole frame's log-probabilities.
         """
-        cfg, w = self.preset.topk, self.feature_hw[1]
         box = memory.boxes.get(k)
-        ref = (self._inside(box).nonzero().squeeze(1) if box is not None
-               else torch.arange(memory.labels.shape[0], device=q.device))
-        key = memory.feats.flatten(1)[:, ref]
-        keep = min(cfg.k, ref.numel())
+        inside = self._inside(box) if box is not None else torch.ones_like(memory.labels[:, 0], dtype=torch.bool)
+        if use_window:
+            found = self._windowed_box_candidates(query, target, memory.feats, inside)
+        else:
+            found = self._dense_box_candidates(query, target, memory.feats, inside.nonzero().squeeze(1))
+        if log_normaliser is None:
+            return found
+        return Candidates(found.scores - log_normaliser[:, None], found.index)
+
+    def _dense_box_candidates(self, query: Tensor, target: Tensor, key: Tensor, ref: Tensor) -> Candidates:
+        """Logit top-k over the reference cells ``ref`` of ``key`` (C, h, w), chunked over ``target``."""
+        cfg = self.preset.topk
+        q = query.flatten(1)[:, target] / cfg.temperature
+        key = key.flatten(1)[:, ref]
         scores, index = [], []
-        for part in torch.arange(target.numel(), device=q.device).split(cfg.chunk):
-            logits = q[:, part].T @ key  # (n, Nr)
-            if use_window:
-                logits.masked_fill_(~cells_within_window(ref, target[part], w, cfg.radius, cfg.shape).T,
-                                    float("-inf"))
-            if log_normaliser is not None:
-                logits -= log_normaliser[part, None]  # log-probabilities of the whole frame's softmax
-            s, i = logits.topk(keep, dim=1)
+        for part in q.split(cfg.chunk, dim=1):
+            s, i = (part.T @ key).topk(min(cfg.k, ref.numel()), dim=1)
             scores.append(s)
             index.append(ref[i])
         return Candidates(torch.cat(scores), torch.cat(index))
+
+    def _windowed_box_candidates(self, query: Tensor, target: Tensor, key: Tensor, inside: Tensor) -> Candidates:
+        """Logit top-k over the reference cells ``inside`` (h * w,) bool of ``key`` that lie in each
+        target cell's window: the tiled windowed top-k on the crop that the target box's windows
+        reach, so the cost follows the box and the window, not box x box."""
+        cfg, (h, w) = self.preset.topk, self.feature_hw
+        reach = int(window_offsets(cfg.radius, cfg.shape).abs().max())
+        ty, tx = target // w, target % w
+        y0, x0 = max(0, int(ty.min()) - reach), max(0, int(tx.min()) - reach)
+        y1, x1 = min(h, int(ty.max()) + 1 + reach), min(w, int(tx.max()) + 1 + reach)
+        crop_w = x1 - x0
+        found = windowed_topk_frames(
+            query[:, y0:y1, x0:x1], [key[:, y0:y1, x0:x1]], cfg.k, radius=cfg.radius, shape=cfg.shape,
+            temperature=cfg.temperature, softmax_first=False, tile=cfg.tile,
+            key_masks=[inside.view(h, w)[y0:y1, x0:x1]],
+        )[0]
+        local = (ty - y0) * crop_w + (tx - x0)
+        index = found.index[local]
+        return Candidates(found.scores[local], (index // crop_w + y0) * w + index % crop_w + x0)
 
     def _context_memory(self, feats: Tensor, labels: Tensor) -> BoxedContextFrame:
         """A propagated frame keeps boxes fitted to its predicted mask (sizes smoothed against the
