@@ -439,9 +439,7 @@ def sparse_affinity(
         raise ValueError("need one `windowed` flag per context frame, and at least one frame")
     h, w = query.shape[1:]
     n1 = h * w
-    # Protocols that pad the context with copies of frame 0 pass the same tensor many times:
-    # score it once per windowing mode.
-    slots = [(id(key), use_window and cfg.radius is not None) for key, use_window in zip(keys, windowed)]
+    slots = frame_slots(keys, windowed, cfg)
     unique = {slot: key for slot, key in zip(slots, keys)}
     reach = int(window_offsets(cfg.radius, cfg.shape).abs().max()) if cfg.radius is not None else 0
     tiled = [slot for slot in unique if slot[1] and (cfg.tile + 2 * reach) ** 2 < n1]
@@ -458,6 +456,12 @@ def sparse_affinity(
     per_frame = [Candidates(seen[slot].scores, seen[slot].index + f * n1, seen[slot].log_normaliser)
                  for f, slot in enumerate(slots)]
     return combine_candidates(per_frame, cfg)
+
+
+def frame_slots(keys: Sequence[Tensor], windowed: Sequence[bool], cfg: TopKConfig) -> list[tuple[int, bool]]:
+    """One (tensor identity, window applies) slot per context frame. Protocols that pad the context
+    with copies of frame 0 pass the same tensor many times: frames sharing a slot are scored once."""
+    return [(id(key), use_window and cfg.radius is not None) for key, use_window in zip(keys, windowed)]
 
 
 def _dense_candidates(query: Tensor, key: Tensor, use_window: bool, cfg: TopKConfig) -> Candidates:

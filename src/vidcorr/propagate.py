@@ -165,8 +165,7 @@ class Propagator:
         the frame joins the ring buffer."""
         start = time.perf_counter()
         memories = [self._first, *self._context]
-        windowed = [self.preset.window_first] + [True] * len(self._context)
-        aff = sparse_affinity(query, [m.feats for m in memories], windowed, self.preset.topk)
+        aff = sparse_affinity(query, [m.feats for m in memories], self._windowed(memories), self.preset.topk)
         soft = self._transport(query, memories, aff)  # (h * w, K)
         stored = soft
         if self.preset.normalise_context_labels:
@@ -178,6 +177,10 @@ class Propagator:
         self.timing["propagation"] += time.perf_counter() - start
         self.timing["frames"] += 1
         return soft.T.reshape(-1, *self.feature_hw)
+
+    def _windowed(self, memories: list[ContextFrame]) -> list[bool]:
+        """Whether the local window applies to each context frame (first frame first)."""
+        return [self.preset.window_first] + [True] * (len(memories) - 1)
 
     def _transport(self, query: Tensor, memories: list[ContextFrame], aff: SparseAffinity) -> Tensor:
         """The context labels (h * w, K) the affinity carries into the query frame (C, h, w).

@@ -38,6 +38,7 @@ from vidcorr.affinity import (
     SparseAffinity,
     affinity_logits,
     combine_candidates,
+    frame_slots,
     locate_in_target,
     window_offsets,
     windowed_topk_frames,
@@ -207,11 +208,10 @@ class UVCTracker(Propagator):
         cfg = self.preset.topk
         n_cells = query.shape[1] * query.shape[2]
         normalisers = aff.log_normalisers if cfg.normalisation == "softmax_topk" else None
-        windowed = [self.preset.window_first] + [True] * (len(memories) - 1)
-        found: dict[tuple[int, bool], Candidates] = {}  # "fill" contexts repeat the first frame
+        slots = frame_slots([m.feats for m in memories], self._windowed(memories), cfg)
+        found: dict[tuple[int, bool], Candidates] = {}
         per_frame = []
-        for f, (memory, use_window) in enumerate(zip(memories, windowed)):
-            slot = (id(memory), use_window and cfg.radius is not None)
+        for f, (memory, slot) in enumerate(zip(memories, slots)):
             if slot not in found:
                 found[slot] = self._box_candidates(
                     query, target, memory, k, slot[1], None if normalisers is None else normalisers[target, f])
