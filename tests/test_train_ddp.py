@@ -90,7 +90,7 @@ def _moco_rank(rank: int, port: int, out: Path) -> None:
 
 def test_moco_under_ddp_enqueues_every_ranks_keys_in_rank_order(tmp_path: Path) -> None:
     mp.start_processes(_moco_rank, args=(_free_port(), tmp_path), nprocs=2, start_method="fork")
-    ranks = [torch.load(tmp_path / f"moco{r}.pt") for r in (0, 1)]
+    ranks = [torch.load(tmp_path / f"moco{r}.pt", weights_only=True) for r in (0, 1)]
     assert all(r["pointer"] == 6 for r in ranks)  # advanced by the global batch, 2 x 3
     assert torch.equal(ranks[0]["queue"], ranks[1]["queue"])
     new = ranks[0]["queue"][:, :6].T

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -69,6 +72,26 @@ def test_streaming_can_stop_early_and_iterate_again(real_video):
     source = open_frames(real_video)
     first = next(iter(source))
     assert np.array_equal(next(iter(source)), first)
+
+
+def test_early_stops_in_threads_do_not_hang(data_dir):
+    """Opening a source decodes one frame and stops; the video index does that from 4 threads.
+    With FFmpeg's frame threading (PyAV ``thread_type="AUTO"``) and torchvision imported, that
+    deadlocked on the first round under torch 2.4.1 / torchvision 0.19.1 (PyAV issue 1849);
+    `bash scripts/test_torch.sh 2.4.1 0.19.1` runs this suite there. A fresh interpreter, so the
+    import order is the reported one, and a timeout, so a deadlock fails instead of stalling."""
+    code = (
+        "import torchvision, sys\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from pathlib import Path\n"
+        "from vidcorr.io.video import open_frames\n"
+        "videos = sorted(Path(sys.argv[1]).glob('*.mp4'))[:12]\n"
+        "for _ in range(3):\n"
+        "    with ThreadPoolExecutor(4) as pool:\n"
+        "        assert all(s[0] > 0 for s in pool.map(lambda v: open_frames(v).size, videos))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(data_dir / "videos/davis2016-train")],
+                   check=True, timeout=120)
 
 
 def test_opencv_fallback_when_pyav_missing(real_video, opencv_frames, no_pyav, tmp_path):

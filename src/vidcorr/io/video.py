@@ -198,7 +198,9 @@ def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
     container = _open_av_container(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # Slice threads only: frame threads deadlock when decoding stops before the end (opening a
+        # source reads one frame) in some torchvision builds (PyAV issue 1849), and gain nothing here.
+        stream.thread_type = "SLICE"
         for frame in container.decode(stream):
             yield lambda frame=frame: frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as error:
