@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The test suite under another PyTorch than the pinned pair, in its own environment
-# (.venv-torch-<version>): the package asks only for torch >= 2.4, and the GPU machines run 2.11.
-#   bash scripts/test_torch.sh 2.4.1 0.19.1          # oldest supported (torchvision to match)
-#   bash scripts/test_torch.sh 2.11.0 0.26.0 -x -q   # the GPU machines' pair; pytest arguments follow
+# The test suite under another PyTorch (and Python) than the pinned pair, in its own environment
+# (.venv-torch-<version>-py<X.Y>): the package asks only for torch >= 2.4 and Python >= 3.10, and
+# the GPU machines run torch 2.11 on Python 3.12.
+#   bash scripts/test_torch.sh 2.4.1 0.19.1          # oldest supported torch (torchvision to match)
+#   PYTHON=python3.12 bash scripts/test_torch.sh 2.11.0 0.26.0 -x -q   # the GPU machines' versions
+#   (pytest arguments follow the two versions)
 # Downloads that torch from PyPI (a CUDA build, ~3 GB with its libraries) the first time.
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -12,10 +14,11 @@ fi
 TORCH="$1" TORCHVISION="$2"
 shift 2
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv-torch-$TORCH"
+PYTHON="${PYTHON:-python3}"
+VENV="$ROOT/.venv-torch-$TORCH-py$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[vidcorr] creating $VENV" >&2
-  "${PYTHON:-python3}" -m venv "$VENV"
+  "$PYTHON" -m venv "$VENV"
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
@@ -26,5 +29,5 @@ if ! python -c "import torch, torchvision, sys; sys.exit(not (torch.__version__.
   python -m pip install -q -e "$ROOT[test]"
 fi
 cd "$ROOT"
-python -c "import torch, torchvision; print(f'[vidcorr] torch {torch.__version__}, torchvision {torchvision.__version__}')"
+python -c "import sys, torch, torchvision; print(f'[vidcorr] Python {sys.version.split()[0]}, torch {torch.__version__}, torchvision {torchvision.__version__}')"
 exec python -m pytest "$@"

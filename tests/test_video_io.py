@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -92,6 +93,26 @@ def test_early_stops_in_threads_do_not_hang(data_dir):
     )
     subprocess.run([sys.executable, "-c", code, str(data_dir / "videos/davis2016-train")],
                    check=True, timeout=120)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_decoding_in_a_forked_child_after_the_parent_decoded(real_video):
+    """A DataLoader worker is forked after the video index has converted a frame in the parent.
+    With swscale's own thread pool (PyAV's default) the child's first conversion waited forever
+    under Python 3.12 and PyAV 18.1 (`PYTHON=python3.12 bash scripts/test_torch.sh 2.11.0 0.26.0`
+    runs this suite there); the child gives up after 60 s so that a hang fails instead of lingering."""
+    code = (
+        "import faulthandler, os, sys\n"
+        "from vidcorr.io.video import open_frames\n"
+        "open_frames(sys.argv[1])\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    faulthandler.dump_traceback_later(60, exit=True)\n"
+        "    frames = open_frames(sys.argv[1], backend='pyav').read_at([0, 5])\n"
+        "    os._exit(0 if len(frames) == 2 else 1)\n"
+        "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(real_video)], check=True, timeout=120)
 
 
 def test_opencv_fallback_when_pyav_missing(real_video, opencv_frames, no_pyav, tmp_path):

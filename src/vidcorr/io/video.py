@@ -202,11 +202,32 @@ def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
         # source reads one frame) in some torchvision builds (PyAV issue 1849), and gain nothing here.
         stream.thread_type = "SLICE"
         for frame in container.decode(stream):
-            yield lambda frame=frame: frame.to_ndarray(format="rgb24")
+            yield lambda frame=frame: _rgb(frame)
     except av.error.FFmpegError as error:
         raise InputError(path, f"video decoding failed ({error})") from None
     finally:
         container.close()
+
+
+_SCALER_THREADS: dict[str, int] = {"threads": 1}  # emptied once if this PyAV has no such argument
+
+
+def _rgb(frame) -> np.ndarray:
+    """An ``av.VideoFrame`` as RGB uint8 (H, W, 3), converted by swscale on the calling thread.
+
+    PyAV's default (``threads=0``, since it scales with ``sws_scale_frame``) gives swscale its own
+    thread pool; under Python 3.12 with PyAV 18.1, a DataLoader worker forked after the parent had
+    converted a frame (the video index does, to read each video's size) waited on that pool forever,
+    so training hung at its first batch. One frame at a time on one thread costs ~1 ms at 480p.
+    Older PyAV (12.x) has no ``threads`` argument and scales on one thread anyway.
+    """
+    try:
+        return frame.to_ndarray(format="rgb24", **_SCALER_THREADS)
+    except TypeError:
+        if not _SCALER_THREADS:
+            raise
+        _SCALER_THREADS.clear()
+        return frame.to_ndarray(format="rgb24")
 
 
 def _pyav_metadata(path: Path) -> tuple[float | None, int | None]:
