@@ -27,8 +27,8 @@ from torch import nn
 
 from vidcorr.methods import UVC, CycleTime, moco, recipe as uvc_recipe, stt
 from vidcorr.methods.cycletime import config_for_recipe
-from vidcorr.methods.cycletime_ops import rigid_theta
 from vidcorr.models import LabAutoencoder, build_encoder
+from vidcorr.patches import rigid_theta
 from vidcorr.train.config import DataConfig, Recipe, load_recipe
 
 from report import machine, write_json  # benchmarks/report.py, beside this script

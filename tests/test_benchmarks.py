@@ -1,0 +1,44 @@
+"""The benchmark scripts run: CI never times anything, but a script that no longer starts (an
+import a refactor moved) would only be found by the session that needs its numbers, perhaps on a
+GPU lent for 15 minutes. Each runs once on a tiny workload and must write its JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str, out: Path) -> dict:
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args, "--json", str(out)],
+                   check=True, cwd=REPO, timeout=300, capture_output=True)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("recipe", ["uvc-cpu", "cycletime-cpu", "stt-cpu"])
+def test_training_benchmark(recipe: str, tmp_path: Path) -> None:
+    report = _run("training.py", "--recipe", recipe, "--steps", "1", "--warmup", "1", "--batch-size", "2",
+                  "--device", "cpu", "--threads", "1", out=tmp_path / "training.json")
+    assert report["recipe"] == recipe and report["batch"] == 2
+    assert all(v > 0 for k, v in report.items() if k.endswith("_per_s"))
+    assert "cores" in report["machine"]
+
+
+def test_propagation_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
+    report = _run("propagation.py", "--root", str(davis2016_root), "--sequences", "car-shadow", "--size", "120",
+                  "--preset", "crw", "--skip", "memory", "--threads", "1", "--features", "lab-pixels",
+                  out=tmp_path / "propagation.json")
+    throughput = report["throughput"]
+    assert throughput["frames"] == 40 and 0 < throughput["J&F-Mean"] <= 1
+    assert throughput["feature_ms_per_frame"] > 0 and throughput["propagation_ms_per_frame"] > 0
+
+
+def test_features_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
+    report = _run("features.py", "--root", str(davis2016_root), "--frames", "1", "--repeats", "1",
+                  "--threads", "1", out=tmp_path / "features.json")
+    assert report["ms_per_frame"] and all(v > 0 for v in report["ms_per_frame"].values())
