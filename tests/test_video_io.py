@@ -104,7 +104,7 @@ def test_decoding_in_a_forked_child_after_the_parent_decoded(real_video):
     code = (
         "import faulthandler, os, sys\n"
         "from vidcorr.io.video import open_frames\n"
-        "open_frames(sys.argv[1])\n"
+        "open_frames(sys.argv[1], backend='pyav')\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    faulthandler.dump_traceback_later(60, exit=True)\n"
