@@ -40,7 +40,7 @@ def _rank(rank: int, port: int, data: str, out: Path) -> None:
                    on_step=lambda progress, terms: losses.append(terms["loss"]))
     result = train(job)
     world = dist.get_world_size()
-    shutdown()
+    shutdown(synchronise=True)
     weights = torch.cat([p.detach().double().flatten() for p in built[0].encoder.parameters()])
     (out / f"rank{rank}.json").write_text(json.dumps({
         "world": world, "losses": losses, "steps": result.progress.step,
@@ -81,7 +81,7 @@ def _moco_rank(rank: int, port: int, out: Path) -> None:
     torch.manual_seed(100 + rank)  # different images per rank
     images = torch.rand(3, 3, 32, 32)
     model({"query": images, "key": images.flip(-1)})
-    dist.destroy_process_group()
+    shutdown(synchronise=True)
     with torch.no_grad():  # this rank's keys again (one BN group: batch statistics as in the step)
         keys = model._embed(model.key_encoder, model.key_projector, images.flip(-1))
     torch.save({"pointer": int(model.queue_pointer), "queue": model.queue, "before": before, "keys": keys},

@@ -256,13 +256,15 @@ def _run(job) -> int:
     from vidcorr.train.distributed import shutdown
     from vidcorr.train.loop import TrainingDiverged, train
 
+    completed = False
     try:
         result = train(job)
+        completed = True
     except TrainingDiverged as error:
         print(f"vidcorr: training diverged: {error}", file=sys.stderr)
         return 1
     finally:
-        shutdown()
+        shutdown(synchronise=completed)
     state = "finished" if result.finished else f"stopped at step {result.progress.step} (--resume continues)"
     print(f"{job.recipe.name}: {state}; checkpoint {result.checkpoint}")
     if result.export is not None:

@@ -59,9 +59,17 @@ def init_distributed(device: str | None = None) -> DistContext:
     return DistContext(rank, world_size, local_rank, resolved)
 
 
-def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
+def shutdown(synchronise: bool = False) -> None:
+    """Leave the process group, if this process joined one.
+
+    synchronise: wait for every rank first (a run that ended normally). Without it a rank could
+    tear down while another was still exporting; under torch 2.4.1 the gloo group's destructor
+    then sometimes waited forever on a peer that had already exited (seen in tests/test_train_ddp.py).
+    After an error the other ranks may never arrive, so no barrier then.
+    """
     if dist.is_available() and dist.is_initialized():
+        if synchronise:
+            dist.barrier()
         dist.destroy_process_group()
 
 
