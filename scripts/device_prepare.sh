@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copy what scripts/device_check.sh needs from ../shared/data into .carry/ (git-ignored), sized for
 # the device machine's 64 MiB limit on what travels (the repository's tracked files count too).
-#   SEQUENCES  DAVIS-2016 val sequences to carry (default: the four smallest, ~10 MiB: the tracked files,
+#   SEQUENCES  DAVIS-2016 val sequences to carry (default: four small ones, ~10 MiB: the tracked files,
 #              six shipped weights among them, are ~38 MiB of the 64 since 2026-12)
 #   VIDEOS     training videos to carry (default: ../shared/data/videos/davis2016-train; "" for none)
 # car-shadow is linked to the copy the repository ships (src/vidcorr/assets/demo/davis), not copied:
