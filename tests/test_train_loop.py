@@ -4,16 +4,20 @@ TensorBoard output, refusal to mix runs."""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from vidcorr.data import build_index
 from vidcorr.errors import InputError
 from vidcorr.methods import uvc
 from vidcorr.models import LabAutoencoder, load_encoder
 from vidcorr.train import TrainingDiverged, TrainJob, load_checkpoint, recipe_from_dict, train
+from vidcorr.train.distributed import DistContext
+from vidcorr.train.loop import _loader
 
 SHORT = ("dog-agility", "rollerblade", "motorbike")  # 25, 35, 43 frames: cheap to decode
 
@@ -179,3 +183,17 @@ def test_cpu_bf16_recipe_flag_autocasts_the_forward(short_list: Path, tmp_path: 
     train(tiny_job(recipe, short_list, tmp_path / "run", lambda: probes.append(AutocastProbe()) or probes[-1],
                    device="cpu"))
     assert probes[0].seen == [(bf16, torch.bfloat16 if bf16 else torch.float32)]
+
+
+def test_loader_workers_start_from_a_forkserver(short_list: Path, tmp_path: Path) -> None:
+    """Workers are not fork()ed from the (multi-threaded) training process (`worker_start_method`)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this platform has no forkserver start method")
+    recipe = dataclasses.replace(tiny_uvc_recipe(), data=dataclasses.replace(tiny_uvc_recipe().data, workers=1))
+    index = build_index([short_list], tmp_path / "cache")
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    loader, sampler, per_rank = _loader(recipe, "crop_pair", index, 0, ctx)
+    assert loader.multiprocessing_context.get_start_method() == "forkserver"
+    sampler.set_epoch(0)
+    batch = next(iter(loader))
+    assert batch["ref"].shape == (per_rank, 3, 32, 32) and batch["ref"].dtype == torch.uint8

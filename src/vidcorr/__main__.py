@@ -2,4 +2,5 @@ import sys
 
 from vidcorr.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # loader workers (forkserver) import the main module again
+    sys.exit(main())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import random
 import sys
 from collections.abc import Callable
@@ -228,10 +229,25 @@ def _loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=data.workers,
                         drop_last=True, pin_memory=ctx.device.type == "cuda",
                         persistent_workers=data.workers > 0,
+                        multiprocessing_context=worker_start_method() if data.workers > 0 else None,
                         # Its own generator: starting a loader iterator must not draw from the
                         # global torch RNG, or a resumed run would drift from the original.
                         generator=torch.Generator().manual_seed(recipe.seed))
     return loader, sampler, per_rank
+
+
+def worker_start_method() -> str | None:
+    """How loader workers start: "forkserver" where the platform has it (Linux), else its default.
+
+    fork() copies a process whose other threads (torch's and PyAV's pools, the DDP store) may hold
+    locks at that instant; the child then waits forever on a lock no thread will release. Two such
+    hangs were found and fixed (docs/training.md, "Pitfalls"), Python 3.12 warns about the rest,
+    and Python 3.14 made forkserver the default. Workers start from a clean single-threaded
+    server instead; they are persistent, so the start-up (importing torch) is paid once a stage.
+    Like spawn, it needs a script that starts training to guard its entry point with
+    ``if __name__ == "__main__":``.
+    """
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
 
 
 def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tuple[dict[str, Tensor], Tensor]:
