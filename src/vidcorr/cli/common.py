@@ -1,13 +1,16 @@
 """Arguments shared by the commands that run a model: which weights, which preset, which device.
 
 ``--weights`` loads released weights (default: the project's shipped UVC weights when present);
-``--features`` picks an untrained floor instead. The preset's feature layer decides how deep the
-encoder is cut (CRW/STT propagate with layer3 even when the network was trained through layer4).
+``--features`` picks an untrained floor instead; ``--encoder MODULE:FACTORY`` any network of one's
+own (`vidcorr.models.external`). The preset's feature layer decides how deep our encoders are cut
+(CRW/STT propagate with layer3 even when the network was trained through layer4); an external
+network is used as its factory returns it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from vidcorr.defaults import DEFAULT_WEIGHTS, FLOOR_NAMES
@@ -24,6 +27,56 @@ def comma_list(text: str) -> list[str]:
     return names
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a size, a top-k or a batch of 0 or less has no meaning, and
+    reached the model as a raw torch error or, for --topk 0, as silently empty masks)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (--context 0 is the first frame alone)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a temperature of 0 divides by zero, a negative one
+    prefers the least similar pixels: both gave wrong masks without a word)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """argparse type: a torch device this machine has ("cpu", "cuda", "cuda:1", "mps", ...).
+
+    Checked here because an unknown or absent device otherwise failed with a raw torch traceback
+    after the model and the first frames had been loaded.
+    """
+    if text == "cpu":
+        return text  # the default: no need to import torch while parsing
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected cpu, cuda, cuda:N, mps, ...") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index is not None and device.index >= count):
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device(s) usable by torch "
+                                             f"{torch.__version__}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine")
+    return text
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: bool = True) -> None:
     """--weights/--features, --preset, --size, --device and, unless propagation_knobs is False (a
     command that only embeds frames), the preset's matching overrides and --batch-size."""
@@ -35,20 +88,24 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: b
                             "shipped in weights/")
     model.add_argument("--features", choices=FLOOR_NAMES,
                        help="use an untrained floor instead of trained weights")
+    model.add_argument("--encoder", metavar="MODULE:FACTORY",
+                       help="a network of your own: FACTORY() in MODULE (a .py file or an importable module) "
+                            "returns an nn.Module mapping RGB (B, 3, H, W) in [0, 1] to features (B, C, h, w) "
+                            "(docs/propagation.md, 'Evaluating a network of your own')")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                         help=f"propagation protocol (default: {DEFAULT_PRESET}; see docs/propagation.md)")
-    parser.add_argument("--size", type=int, help="input short side in pixels (overrides the preset's size)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument("--size", type=positive_int, help="input short side in pixels (overrides the preset's size)")
+    parser.add_argument("--device", default="cpu", type=device_name, help="cpu, cuda, cuda:1, ... (default: cpu)")
     if not propagation_knobs:
         return
-    parser.add_argument("--topk", type=int, help="override the preset's top-k")
-    parser.add_argument("--temperature", type=float, help="override the preset's softmax temperature")
-    parser.add_argument("--radius", type=float, help="override the preset's local window radius (cells)")
-    parser.add_argument("--context", type=int, help="override the number of preceding context frames")
+    parser.add_argument("--topk", type=positive_int, help="override the preset's top-k")
+    parser.add_argument("--temperature", type=positive_float, help="override the preset's softmax temperature")
+    parser.add_argument("--radius", type=positive_float, help="override the preset's local window radius (cells)")
+    parser.add_argument("--context", type=non_negative_int, help="override the number of preceding context frames")
     parser.add_argument("--window-first", action=argparse.BooleanOptionalAction,
                         help="override whether the local window applies to the first frame too "
                              "(crw: no, stt: yes; windowing it is cheaper but loses far-moved objects)")
-    parser.add_argument("--batch-size", type=int, default=4, help="frames per encoder call (default: 4)")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="frames per encoder call (default: 4)")
 
 
 def resolve_preset(args: argparse.Namespace):
@@ -60,7 +117,12 @@ def resolve_preset(args: argparse.Namespace):
 
 
 def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = False):
-    """-> (encoder, info dict) for --features, --weights, or the default weights (`api.resolve_encoder`)."""
+    """-> (encoder, info dict) for --encoder, --features, --weights, or the default weights
+    (`api.resolve_encoder`)."""
     from vidcorr.api import resolve_encoder
 
+    if getattr(args, "encoder", None) is not None:
+        from vidcorr.models.external import load_external_encoder
+
+        return load_external_encoder(args.encoder)
     return resolve_encoder(preset, args.weights, args.features, fallback_to_floor=fallback_to_floor)

@@ -44,8 +44,12 @@ def run(args: argparse.Namespace) -> int:
     frame_paths = dataset.frames(DEMO_SEQUENCE)
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset, fallback_to_floor=True)
-    model = (f"trained weights {info['weights']}" if info["trained"]
-             else f"UNTRAINED FLOOR '{info['features']}' ({info.get('note', 'chosen with --features')})")
+    if "encoder" in info:
+        model = f"your encoder {info['encoder']}"
+    elif info["trained"]:
+        model = f"trained weights {info['weights']}"
+    else:
+        model = f"UNTRAINED FLOOR '{info['features']}' ({info.get('note', 'chosen with --features')})"
     print(f"demo: DAVIS-2016 '{DEMO_SEQUENCE}' ({len(frame_paths)} frames, 480p), preset '{preset.name}', {model}")
 
     shutil.rmtree(args.out, ignore_errors=True)  # the demo owns its output folder

@@ -1,0 +1,133 @@
+"""Any network as the encoder: ``--encoder MODULE:FACTORY`` on the command line.
+
+The papers' propagation protocols are how the field compares features, so a researcher with a
+network of their own (a ViT, a ResNet with their weights) wants it evaluated exactly as ours are,
+without writing an evaluation loop. ``FACTORY`` is called with no arguments and returns an
+``nn.Module`` that maps RGB (B, 3, H, W), float in [0, 1], to features (B, C, h, w) on a grid
+covering the frame; its stride is free (a preset's window radius is in feature cells). ``MODULE``
+is a path to a ``.py`` file or an importable module name (the current folder is searched too).
+
+The module is checked once on a small test frame before any output is written, and a digest of
+its state dict goes into the results, so ``--resume`` never mixes two networks in one folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidcorr.errors import InputError, VidcorrError
+
+# Divisible by 8, 14 and 16, the strides and patch sizes of the usual backbones.
+PROBE_HW = (112, 112)
+
+
+def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
+    """``"path/to/file.py:factory"`` or ``"package.module:factory"`` -> (encoder, what was loaded).
+
+    Raises `VidcorrError` (an `InputError` naming the file where there is one) when the module
+    cannot be imported, has no such factory, the factory fails, or what it returns does not map
+    a (1, 3, 112, 112) frame to a (1, C, h, w) float tensor.
+    """
+    target, sep, factory_name = spec.rpartition(":")  # rpartition: a Windows path has a ':' too
+    if not sep or not target or not factory_name.isidentifier():
+        raise VidcorrError(f"--encoder {spec!r}: expected MODULE:FACTORY, e.g. my_models.py:build or "
+                           "my_package.models:build")
+    module = _import(target, spec)
+    factory = getattr(module, factory_name, None)
+    if factory is None or not callable(factory):
+        raise VidcorrError(f"--encoder {spec}: {target} has no callable {factory_name!r}")
+    try:
+        encoder = factory()
+    except Exception as err:
+        raise VidcorrError(f"--encoder {spec}: {factory_name}() failed: {_where(err)}") from err
+    if not isinstance(encoder, nn.Module):
+        raise VidcorrError(f"--encoder {spec}: {factory_name}() returned {type(encoder).__name__}, "
+                           "not a torch.nn.Module")
+    feature_hw = _probe(encoder, spec)
+    if not hasattr(encoder, "stride") and feature_hw[0] == feature_hw[1] and PROBE_HW[0] % feature_hw[0] == 0:
+        # UVC's localisation tracker maps feature cells to pixels with the encoder's `stride`
+        encoder.stride = PROBE_HW[0] // feature_hw[0]
+    info = {"encoder": spec, "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
+            "parameters": sum(p.numel() for p in encoder.parameters()),
+            "stride": getattr(encoder, "stride", None), "state_sha256": state_digest(encoder), "trained": None}
+    return encoder, info
+
+
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 of the state dict (names, dtypes, shapes and values): the same network and weights
+    give the same digest in any process."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _import(target: str, spec: str) -> ModuleType:
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise InputError(path, f"no such Python file (from --encoder {spec})")
+        name = f"vidcorr_external_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise InputError(path, "not importable as a Python module")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # classes defined there must be findable by name (pickling)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:
+            del sys.modules[name]
+            raise InputError(path, f"importing it failed: {_where(err)}") from err
+        return module
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.append(str(Path.cwd()))  # appended: a file here must not shadow installed packages
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as err:
+        if err.name is not None and target.startswith(err.name):
+            raise VidcorrError(f"--encoder {spec}: no module named {target!r} (give a .py file's path, "
+                               "or a module importable from the current folder or the environment)") from err
+        raise VidcorrError(f"--encoder {spec}: importing {target} failed: {_where(err)}") from err
+    except Exception as err:
+        raise VidcorrError(f"--encoder {spec}: importing {target} failed: {_where(err)}") from err
+
+
+@torch.inference_mode()
+def _probe(encoder: nn.Module, spec: str) -> tuple[int, int]:
+    """Run one grey test frame through the encoder (in eval mode, restored afterwards) -> its
+    feature grid (h, w)."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        out = encoder(torch.full((1, 3, *PROBE_HW), 0.5))
+    except Exception as err:
+        raise VidcorrError(f"--encoder {spec}: the module failed on a 1 x 3 x {PROBE_HW[0]} x "
+                           f"{PROBE_HW[1]} test frame: {_where(err)}") from err
+    finally:
+        encoder.train(was_training)
+    if not (isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[0] == 1
+            and out.is_floating_point()):
+        got = (f"a {out.dim()}-d {out.dtype} tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+               else type(out).__name__)
+        raise VidcorrError(f"--encoder {spec}: a 1 x 3 x {PROBE_HW[0]} x {PROBE_HW[1]} frame gave {got}; "
+                           "expected float features (1, C, h, w)")
+    return tuple(out.shape[-2:])
+
+
+def _where(err: BaseException) -> str:
+    """'TypeError: message (file.py:12)', the innermost frame: enough to find a bug in one's own code."""
+    frames = traceback.extract_tb(err.__traceback__)
+    place = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(err).__name__}: {err}{place}"

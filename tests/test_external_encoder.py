@@ -1,0 +1,147 @@
+"""`--encoder MODULE:FACTORY`: a network of one's own, evaluated by the papers' protocols.
+
+The equivalence check: our own random ResNet-18 floor loaded through a factory file gives the same
+masks, bit for bit, as `--features random-resnet18`. Then a foreign module (torchvision's ResNet
+at stride 16) runs end to end, and every way a factory can be wrong ends in a one-line message,
+exit 2 and no output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vidcorr.cli import main
+from vidcorr.models.external import load_external_encoder, state_digest
+
+FACTORIES = '''
+import torch
+import torchvision
+from torch import nn
+
+from vidcorr.models import build_encoder
+
+
+def our_floor():
+    return build_encoder("random-resnet18")
+
+
+class Stride16(nn.Module):
+    """torchvision's ResNet-18 to layer3 (stride 16), ImageNet-normalised input, seeded init."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        net = torchvision.models.resnet18(weights=None)
+        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, rgb):
+        return self.body((rgb - self.mean) / self.std)
+
+
+def stride16():
+    return Stride16()
+
+
+def flat():
+    return nn.Flatten()  # (1, 3*112*112): not a feature map
+
+
+def broken():
+    return undefined_name  # noqa: F821
+
+
+not_a_function = 3
+'''
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, davis2016_root) -> Path:
+    """The first 5 frames and masks of car-shadow as a one-sequence DAVIS root."""
+    root = tmp_path_factory.mktemp("davis")
+    for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        src = davis2016_root / kind / "480p" / "car-shadow"
+        dst = root / kind / "480p" / "car-shadow"
+        dst.mkdir(parents=True)
+        for f in sorted(src.glob(f"*.{ext}"))[:5]:
+            shutil.copy(f, dst / f.name)
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text("car-shadow\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def factories(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("user") / "my_models.py"
+    path.write_text(FACTORIES)
+    return path
+
+
+def _masks(folder: Path) -> list[np.ndarray]:
+    return [np.array(Image.open(p)) for p in sorted(folder.glob("*.png"))]
+
+
+def test_our_floor_through_a_factory_gives_the_floors_masks(clip, factories, tmp_path, capsys):
+    common = ["eval", "davis", "--root", str(clip), "--size", "120"]
+    assert main([*common, "--out", str(tmp_path / "floor"), "--features", "random-resnet18"]) == 0
+    assert main([*common, "--out", str(tmp_path / "ext"), "--encoder", f"{factories}:our_floor"]) == 0
+    floor, ext = _masks(tmp_path / "floor" / "car-shadow"), _masks(tmp_path / "ext" / "car-shadow")
+    assert len(ext) == 5 and all(np.array_equal(a, b) for a, b in zip(floor, ext))
+    model = json.loads((tmp_path / "ext" / "results.json").read_text())["model"]
+    assert model["encoder"] == f"{factories}:our_floor" and model["class"].endswith("FrameEncoder")
+    assert model["parameters"] > 1e6 and len(model["state_sha256"]) == 64
+
+
+def test_a_foreign_module_at_stride_16_runs_and_resume_refuses_another(clip, factories, tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.chdir(factories.parent)  # MODULE as a module name, found in the current folder
+    out = tmp_path / "out"
+    args = ["eval", "davis", "--root", str(clip), "--size", "120", "--out", str(out)]
+    assert main([*args, "--encoder", "my_models:stride16"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"]["class"] == "my_models.Stride16" and 0.0 < results["J&F-Mean"] <= 1.0
+    assert results["model"]["stride"] == 16  # measured: the module has no `stride` of its own
+    assert len(_masks(out / "car-shadow")) == 5
+    capsys.readouterr()
+    # another network's folder is not continued
+    assert main([*args, "--resume", "--encoder", f"{factories}:our_floor"]) == 2
+    assert str(out) in capsys.readouterr().err
+
+
+def test_the_digest_follows_the_weights_not_the_object() -> None:
+    a, _ = load_external_encoder("vidcorr.models:lab_pixels")
+    b, _ = load_external_encoder("vidcorr.models:lab_pixels")
+    assert a is not b and state_digest(a) == state_digest(b)
+    c, d = (load_external_encoder("vidcorr.models:random_resnet18")[0] for _ in range(2))
+    assert state_digest(c) == state_digest(d)
+    with torch.no_grad():
+        next(d.parameters()).add_(1.0)
+    assert state_digest(c) != state_digest(d)
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ("{dir}/missing.py:build", "no such Python file"),
+    ("no_such_module_here:build", "no module named 'no_such_module_here'"),
+    ("{file}", "expected MODULE:FACTORY"),
+    ("{file}:absent", "has no callable 'absent'"),
+    ("{file}:not_a_function", "has no callable 'not_a_function'"),
+    ("{file}:broken", "broken() failed: NameError"),
+    ("{file}:flat", "expected float features (1, C, h, w)"),
+])
+def test_a_wrong_factory_is_one_clear_line_and_no_output(clip, factories, tmp_path, capsys, spec, problem):
+    spec = spec.format(dir=factories.parent, file=factories)
+    out = tmp_path / "out"
+    code = main(["eval", "davis", "--root", str(clip), "--size", "120", "--out", str(out), "--encoder", spec])
+    err = capsys.readouterr().err
+    assert code == 2 and problem in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    if problem.startswith("broken"):
+        assert "my_models.py:" in err  # where in the user's file
