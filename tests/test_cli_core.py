@@ -256,6 +256,41 @@ def test_bad_inputs_name_the_file_and_leave_no_output(short_clip, tmp_path, caps
     assert not list(tmp_path.glob(".out.partial-*"))
 
 
+def _synthetic_folder(folder: Path, names: list[str]) -> Path:
+    """64x48 frames (a bright square moving right) saved under the given file names, in order."""
+    folder.mkdir()
+    for t, name in enumerate(names):
+        frame = np.full((48, 64, 3), 40, np.uint8)
+        frame[16:32, 4 + 3 * t:20 + 3 * t] = (230, 30, 30)
+        Image.fromarray(frame).save(folder / name)
+    return folder
+
+
+def test_frames_sharing_a_name_are_refused_not_overwritten(tmp_path, capsys):
+    """0003.jpg and 0003.png both map to masks/0003.png: one result silently replaced the other."""
+    frames = _synthetic_folder(tmp_path / "frames", ["0000.jpg", "0001.jpg", "0002.jpg", "0002.png"])
+    mask = tmp_path / "mask.png"
+    Image.fromarray((np.array(Image.open(frames / "0000.jpg"))[..., 0] > 128).astype(np.uint8) * 255).save(mask)
+    out = tmp_path / "out"
+    _fails(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--features", "lab-pixels"],
+           capsys, "0002.png", "0002.jpg", "overwrite")
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+@pytest.mark.parametrize("flags", [["--size", "0"], ["--size", "-5"], ["--topk", "0"], ["--context", "-1"],
+                                   ["--radius", "0"], ["--temperature", "0"], ["--temperature", "-1"],
+                                   ["--batch-size", "0"], ["--fps", "-3"], ["--device", "nodevice"]])
+def test_meaningless_numbers_and_devices_are_refused_by_the_parser(flags, capsys):
+    """These reached torch as raw tracebacks (--size 0, --radius 0, --device nodevice) or ran and
+    wrote wrong masks without a word (--topk 0, --temperature -1)."""
+    from vidcorr.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["propagate", "v.mp4", "--mask", "m.png", "--out", "o", *flags])
+    assert exit_info.value.code == 2
+    assert f"argument {flags[0]}" in capsys.readouterr().err
+
+
 def test_existing_output_folder_is_not_overwritten(short_clip, tmp_path, capsys):
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"

@@ -185,3 +185,22 @@ def test_still_video_keeps_every_joint_in_place(name):
     for _, coords, visible in out[1:]:
         assert visible.all()
         np.testing.assert_allclose(coords, reference, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["uvc", "timecycle"])
+def test_small_frames_enlarged_by_the_preset_get_an_input_error_with_a_size(name):
+    """uvc / timecycle resize 64x48 frames to 480 / 320: cell heatmaps cannot be drawn. The user gets
+    an InputError (a one-line CLI message, exit 2) that names --size, from the API at the call."""
+    from vidcorr import api
+    from vidcorr.presets import get_preset
+    from vidcorr.propagate import Propagator
+
+    frames = [np.zeros((48, 64, 3), np.uint8)] * 2
+    points = np.array([[20.0, 20.0]])
+    propagator = Propagator(PositionCodes(), get_preset(name))
+    with pytest.raises(InputError, match=r"64x48 frames .* --size 48"):
+        next(propagate_keypoints(propagator, frames, points, CODECS[name]))
+    with pytest.raises(InputError, match="--size 48"):
+        api.propagate_keypoints(frames, points, encoder=PositionCodes(), preset=name)  # before iterating
+    out = list(api.propagate_keypoints(frames, points, encoder=PositionCodes(), preset=name, size=48))
+    assert len(out) == 2 and out[1][2].all()

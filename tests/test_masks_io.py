@@ -74,6 +74,18 @@ def test_rgb_mask_is_refused_naming_the_file(tmp_path, davis2017_fixtures, mode)
     assert err.value.path == path and "00000.png" in str(err.value)
 
 
+def test_jpeg_mask_is_refused_naming_the_file(tmp_path):
+    """A 0/255 mask saved as JPEG has values around 250 inside the object and stray ids on its rim:
+    read as ids it silently lost its object (255 = void). It must be refused."""
+    mask = np.zeros((32, 48), np.uint8)
+    mask[8:24, 10:30] = 255
+    path = tmp_path / "first.jpg"
+    Image.fromarray(mask).save(path, quality=90)
+    with pytest.raises(InputError, match="JPEG") as err:
+        read_mask(path)
+    assert err.value.path == path
+
+
 def test_unsupported_mode_is_refused(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "deep.png")
     with pytest.raises(InputError, match="unsupported PNG mode"):

@@ -171,6 +171,7 @@ def test_minmax_per_channel_leaves_flat_channels_alone():
     "policy,hw,want",
     [(SizePolicy("short_side", 480, 64), (480, 854), (480, 832)),
      (SizePolicy("short_side", 480, 64), (854, 480), (832, 480)),
+     (SizePolicy("short_side", 40, 64), (48, 64), (40, 64)),  # floored to 0 before: at least one multiple
      (SizePolicy("short_side", 480), (360, 640), (480, 853)),
      (SizePolicy("square", 320), (480, 854), (320, 320)),
      (SizePolicy("native"), (480, 854), (480, 854))],

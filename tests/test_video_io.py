@@ -154,6 +154,17 @@ def test_folder_natural_sort_and_filtering(tmp_path):
     assert video.natural_key("a2.jpg") < video.natural_key("a10.jpg")
 
 
+def test_folder_of_16_bit_grayscale_pngs_is_scaled_not_clipped(tmp_path):
+    """Pillow's convert("RGB") clips 16-bit values at 255: a mid-gray frame would read as white."""
+    for index, level in enumerate((0, 128, 255)):
+        Image.fromarray(np.full((6, 8), level * 257, np.uint16)).save(tmp_path / f"{index}.png")
+    Image.fromarray(np.full((6, 8, 3), 64, np.uint8)).convert("L").save(tmp_path / "3.png")  # 8-bit
+    frames = open_frames(tmp_path).read_all()
+    assert frames.dtype == np.uint8 and frames.shape == (4, 6, 8, 3)
+    assert [int(f[0, 0, 0]) for f in frames] == [0, 128, 255, 64]
+    assert (frames == frames[..., :1]).all()  # gray: R = G = B
+
+
 def test_folder_with_mixed_sizes_names_the_odd_frame(tmp_path):
     _write_png(tmp_path / "00000.png", 1)
     _write_png(tmp_path / "00001.png", 1)

@@ -162,7 +162,8 @@ def propagate_keypoints(
     keypoint travels as a Gaussian heatmap channel and is read back as the preset's codec does
     (`vidcorr.keypoints.codec_for`). Other arguments as `propagate_masks`.
     """
-    from vidcorr.keypoints import KeypointSet, check_first_keypoints, codec_for, read_keypoints_json
+    from vidcorr.keypoints import (KeypointSet, check_first_keypoints, check_heatmap_scale, codec_for,
+                                   read_keypoints_json)
     from vidcorr.keypoints import propagate_keypoints as propagate
 
     path = None
@@ -178,7 +179,9 @@ def propagate_keypoints(
     first_frame, frames = _first_and_all(video)
     check_first_keypoints(kps, first_frame.shape[:2], path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
-    return propagate(propagator, frames, kps.points, codec_for(propagator.preset.name), kps.visible)
+    codec = codec_for(propagator.preset.name)
+    check_heatmap_scale(propagator, codec, first_frame.shape[:2])  # here rather than at the first frame
+    return propagate(propagator, frames, kps.points, codec, kps.visible)
 
 
 def track_box(

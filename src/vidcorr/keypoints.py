@@ -167,6 +167,27 @@ def feature_size(propagator: Propagator, original_hw: tuple[int, int]) -> tuple[
     return math.ceil(height / stride), math.ceil(width / stride)
 
 
+def check_heatmap_scale(propagator: Propagator, codec: HeatmapCodec, original_hw: tuple[int, int]) -> None:
+    """`InputError` when the preset enlarges frames so much that ``cell`` heatmaps cannot be drawn.
+
+    A cell-unit Gaussian is drawn on the feature grid and expanded to the frame in whole-pixel
+    blocks, which needs every feature cell to cover >= 2 pixels of the frame. A preset that
+    resizes to a fixed size (uvc: short side 480, timecycle: 320) breaks this on small frames
+    (128x96 footage gives 80x60 features); without this check the user got a raw ValueError.
+    """
+    if codec.sigma_unit != "cell":
+        return
+    h, w = feature_size(propagator, original_hw)
+    height, width = original_hw
+    if height >= 2 * h and width >= 2 * w:
+        return
+    largest = propagator.encoder.stride * (min(original_hw) // 2)  # short side giving cells of >= 2 px
+    raise InputError(None, f"preset '{propagator.preset.name}' enlarges the {width}x{height} frames to "
+                           f"{w}x{h} feature cells, finer than half the frame: its keypoint heatmaps (sigma "
+                           f"{codec.sigma:g} cell) need cells of at least 2x2 pixels. Use a smaller input "
+                           f"size: --size {min(largest, min(original_hw))} (size= from Python) or less.")
+
+
 def propagate_keypoints(
     propagator: Propagator,
     frames: Iterable[np.ndarray],
@@ -184,6 +205,7 @@ def propagate_keypoints(
     original_hw = tuple(first.shape[:2])
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     vis = np.ones(len(pts), bool) if visible is None else np.asarray(visible, bool).copy()
+    check_heatmap_scale(propagator, codec, original_hw)
     expected_hw = feature_size(propagator, original_hw)
     labels = codec.encode(pts, original_hw, expected_hw, vis)
     propagator.start(first, labels)

@@ -39,8 +39,12 @@ class SizePolicy:
             return self.size, self.size
         short, long = (height, width) if height <= width else (width, height)
         new_long = long * self.size / short
-        new_long = (int(new_long // self.long_multiple) * self.long_multiple
-                    if self.long_multiple else int(round(new_long)))
+        if self.long_multiple:
+            # At least one multiple: flooring a long side shorter than it (a 64x48 clip at short
+            # side 40 with UVC's 64) gave a width of 0 and a torch error instead of a mask.
+            new_long = max(int(new_long // self.long_multiple), 1) * self.long_multiple
+        else:
+            new_long = int(round(new_long))
         return (self.size, new_long) if height <= width else (new_long, self.size)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcorr.cli.common import add_model_arguments, load_model, resolve_preset
+from vidcorr.cli.common import add_model_arguments, load_model, positive_float, resolve_preset
 from vidcorr.errors import InputError, VidcorrError
 
 DEFAULT_FPS = 24.0
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "to the box it is localised to in the next frame; meant for --preset uvc: with crw it "
                         "lowered J&F on our data (docs/uvc.md)")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
-    p.add_argument("--fps", type=float, help=f"overlay video frame rate (default: the video's, else {DEFAULT_FPS:g})")
+    p.add_argument("--fps", type=positive_float, help=f"overlay video frame rate (default: the video's, else {DEFAULT_FPS:g})")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
     add_model_arguments(p)
     p.set_defaults(func=run)
@@ -134,7 +134,16 @@ def _frame_names(source) -> list[str] | None:
     """Output names: the frame files' stems for a folder, None (00000, 00001, ...) for a video."""
     from vidcorr.io.video import list_frame_files
 
-    return [p.stem for p in list_frame_files(source.path)] if source.backend == "folder" else None
+    if source.backend != "folder":
+        return None
+    seen: dict[str, Path] = {}
+    for path in list_frame_files(source.path):
+        # 0003.jpg and 0003.png would both write masks/0003.png: one result silently overwrote
+        # the other, and the output had fewer files than the video frames.
+        if (other := seen.setdefault(path.stem, path)) is not path:
+            raise InputError(path, f"frame {path.name} and {other.name} share the name {path.stem!r}, so their "
+                                   "results would overwrite each other; keep one of them")
+    return list(seen)
 
 
 def _name(names: list[str] | None, t: int) -> str:

@@ -70,12 +70,18 @@ def read_mask(path: str | Path) -> np.ndarray:
         'L' / '1'  values within {0, 255}: a binary DAVIS-2016 mask, 255 -> object 1, no void.
                    Any other grayscale values are taken as ids like a palette (255 = void), the
                    way ``np.array(Image.open(p))`` reads them in the official DAVIS code.
-        other      `InputError` (RGB/RGBA gets a message on palette vs RGB).
+        other      `InputError` (RGB/RGBA gets a message on palette vs RGB), as for a JPEG file.
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             mode = img.mode
+            # A JPEG cannot hold ids: lossy compression scatters values around every border, so a
+            # 0/255 mask read as ids turned its object (mostly 255) into void and its rim into a
+            # dozen stray ids, and the object was lost without a word.
+            if img.format in ("JPEG", "MPO"):
+                raise InputError(path, "is a JPEG: lossy compression alters pixel values, so it cannot hold "
+                                 "object ids. Save the mask as a PNG (palette of ids, or 0/255 grayscale).")
             # Pitfall (palette vs RGB): np.array of a 'P' image gives the indices (the ids). An
             # image converted to RGB, or saved by a tool that drops the palette, only has colours,
             # and colours are not ids; guessing a colour->id map would silently mislabel objects.

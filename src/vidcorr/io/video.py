@@ -81,11 +81,23 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as image:
+            if image.mode == "I" or image.mode.startswith("I;16"):
+                return _gray16_to_rgb(np.asarray(image))
             return np.asarray(image.convert("RGB"))
     except FileNotFoundError:  # caught here, not by a stat first: this runs once per frame of a folder
         raise InputError(path, "no such image file") from None
     except OSError as error:
         raise InputError(path, f"unreadable image ({error})") from None
+
+
+def _gray16_to_rgb(values: np.ndarray) -> np.ndarray:
+    """16-bit grayscale (H, W) (Pillow mode 'I;16' / 'I') -> RGB uint8 (H, W, 3), 0..65535 -> 0..255.
+
+    Pillow's ``convert("RGB")`` clips these values at 255 instead of scaling them, so a 16-bit
+    PNG frame (depth cameras, scientific or exported grayscale footage) would come out almost white.
+    """
+    gray = (np.clip(values.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
+    return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
