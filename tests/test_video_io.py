@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 
@@ -163,6 +164,55 @@ def test_folder_of_16_bit_grayscale_pngs_is_scaled_not_clipped(tmp_path):
     assert frames.dtype == np.uint8 and frames.shape == (4, 6, 8, 3)
     assert [int(f[0, 0, 0]) for f in frames] == [0, 128, 255, 64]
     assert (frames == frames[..., :1]).all()  # gray: R = G = B
+
+
+def _phone_style_mp4(path, frame: np.ndarray, count: int = 3) -> None:
+    """An mp4 stored landscape whose track matrix says "turn 90 degrees clockwise to show", as a
+    phone writes portrait video (ffprobe: "displaymatrix: rotation of -90.00 degrees")."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.height, stream.width = frame.shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for _ in range(count):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    data = bytearray(path.read_bytes())
+    tkhd = data.index(b"tkhd") + 4  # a version-0 track header: its 3x3 matrix starts 40 bytes in
+    assert data[tkhd] == 0
+    data[tkhd + 40:tkhd + 76] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+def test_phone_rotation_is_applied_like_a_player(tmp_path, backend):
+    """Both backends turn frames upright, so a mask drawn on what the user sees fits them."""
+    import av
+
+    if backend == "pyav" and not hasattr(av.VideoFrame, "rotation"):
+        pytest.skip("this PyAV has no VideoFrame.rotation (added in PyAV 14)")
+    stored = np.full((48, 64, 3), 30, np.uint8)
+    stored[:8, :16] = 230  # a marker in the stored top-left corner
+    _phone_style_mp4(tmp_path / "portrait.mp4", stored)
+    source = open_frames(tmp_path / "portrait.mp4", backend=backend)
+    frames = source.read_all()
+    assert source.size == (64, 48) and frames.shape == (3, 64, 48, 3)
+    upright = np.rot90(stored, -1)  # turned clockwise: the marker is now top right
+    assert np.abs(frames[0].astype(int) - upright).mean() < 3.0
+
+
+def test_exif_orientation_of_jpeg_frames_is_applied(tmp_path):
+    stored = np.full((48, 64, 3), 30, np.uint8)
+    stored[:8, :16] = 230
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to show"
+    for index in range(2):
+        Image.fromarray(stored).save(tmp_path / f"{index}.jpg", quality=95, exif=exif)
+    source = open_frames(tmp_path)
+    frames = source.read_all()
+    assert source.size == (64, 48) and frames.shape == (2, 64, 48, 3)
+    assert np.abs(frames[0].astype(int) - np.rot90(stored, -1)).mean() < 3.0
 
 
 def test_folder_with_mixed_sizes_names_the_odd_frame(tmp_path):

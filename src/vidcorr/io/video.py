@@ -6,7 +6,9 @@ with video length unless the caller asks for all frames (`FrameSource.read_all`)
 
 Backends: a folder of ``*.jpg|*.jpeg|*.png`` (natural sort: 2.jpg < 10.jpg), PyAV (preferred for
 video files), and OpenCV when PyAV is not installed (e.g. a GPU machine with OpenCV only). Both
-are imported lazily. Rotation metadata of phone videos is not applied, by either backend.
+are imported lazily. Frames come upright, as a player shows them: a video's rotation metadata
+(phone footage is stored landscape with a display matrix) and a JPEG's EXIF orientation are applied,
+so a mask drawn on what the user sees fits the frames.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.io.atomic import atomic_file
@@ -81,6 +83,7 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as image:
+            image = _upright_image(image)
             if image.mode == "I" or image.mode.startswith("I;16"):
                 return _gray16_to_rgb(np.asarray(image))
             return np.asarray(image.convert("RGB"))
@@ -100,10 +103,23 @@ def _gray16_to_rgb(values: np.ndarray) -> np.ndarray:
     return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
 
 
+EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
+
+
+def _upright_image(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says (phone photos), else unchanged (no copy)."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def _image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file as `read_image` returns it (EXIF orientation applied)."""
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                width, height = height, width
     except OSError as error:
         raise InputError(path, f"unreadable image ({error})") from None
     return height, width
@@ -214,7 +230,7 @@ def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
         # source reads one frame) in some torchvision builds (PyAV issue 1849), and decoded no faster.
         stream.thread_type = "SLICE"
         for frame in container.decode(stream):
-            yield lambda frame=frame: _rgb(frame)
+            yield lambda frame=frame: _upright(_rgb(frame), getattr(frame, "rotation", 0))
     except av.error.FFmpegError as error:
         raise InputError(path, f"video decoding failed ({error})") from None
     finally:
@@ -244,6 +260,14 @@ def _rgb(frame) -> np.ndarray:
         return frame.to_ndarray(format="rgb24")
 
 
+def _upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame turned as a player shows it. rotation: the display matrix's angle in degrees,
+    counter-clockwise (``VideoFrame.rotation``, PyAV >= 14; older PyAV has none and frames stay as
+    stored). A phone's portrait video is stored landscape with -90: turned clockwise here."""
+    quarter_turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
+
+
 def _pyav_metadata(path: Path) -> tuple[float | None, int | None]:
     container = _open_av_container(path)
     with contextlib.closing(container):
@@ -257,6 +281,7 @@ def _open_cv_capture(path: Path):
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise InputError(path, "cannot be opened as a video (OpenCV)")
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # upright like the PyAV backend (OpenCV's default since 4.5)
     return capture
 
 
