@@ -262,7 +262,7 @@ def _rgb(frame) -> np.ndarray:
 
 def _upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
     """A decoded frame turned as a player shows it. rotation: the display matrix's angle in degrees,
-    counter-clockwise (``VideoFrame.rotation``, PyAV >= 14; older PyAV has none and frames stay as
+    counter-clockwise (``VideoFrame.rotation``; a PyAV without that attribute leaves frames as
     stored). A phone's portrait video is stored landscape with -90: turned clockwise here."""
     quarter_turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
