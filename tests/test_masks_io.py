@@ -99,3 +99,19 @@ def test_missing_or_broken_file(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="cannot read mask"):
         read_mask(tmp_path / "broken.png")
+
+
+def test_smoothed_binary_mask_is_refused_but_grayscale_ids_with_void_bands_are_read(tmp_path):
+    """A resized / anti-aliased 0/255 mask read as ids lost its object (255 = void) without a word."""
+    binary = np.zeros((40, 60), np.uint8)
+    binary[10:30, 15:45] = 255
+    smoothed = tmp_path / "smoothed.png"
+    Image.fromarray(binary).resize((90, 60), Image.BILINEAR).save(smoothed)
+    with pytest.raises(InputError, match="anti-aliased") as err:
+        read_mask(smoothed)
+    assert err.value.path == smoothed
+    ids = np.zeros((40, 60), np.uint8)  # three objects as grey levels, void bands around them
+    ids[5:15, 5:20], ids[20:35, 5:25], ids[10:30, 35:55] = 1, 2, 3
+    ids[4, 4:21] = ids[19, 4:26] = ids[9, 34:56] = 255
+    Image.fromarray(ids).save(tmp_path / "ids.png")
+    assert np.array_equal(read_mask(tmp_path / "ids.png"), ids)

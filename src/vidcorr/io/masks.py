@@ -107,7 +107,27 @@ def read_mask(path: str | Path) -> np.ndarray:
         # Pitfall (0/255 vs palette 255): in a DAVIS-2016 grayscale mask 255 is the object.
         # Read as a palette index it would be void, and the sequence would have no object at all.
         return (arr == 255).astype(np.uint8)
+    if mode == "L" and (smoothed := _smoothed_binary_levels(arr)):
+        raise InputError(path, f"grayscale mask with 0, 255 and {smoothed} grey levels between them, on fewer "
+                               "pixels than 255: a binary mask that was anti-aliased, resized or blurred. Read "
+                               "as ids, its object (255) would be void and its rim stray objects. Threshold it "
+                               "(e.g. > 127 -> 255) and save it unsmoothed, or save ids as a palette PNG.")
     return arr.astype(np.uint8, copy=False)
+
+
+def _smoothed_binary_levels(arr: np.ndarray) -> int:
+    """How many grey levels a smoothed 0/255 mask has between 0 and 255, else 0.
+
+    Ids stored as grayscale are blobs of a few values with void (255) as thin bands between them;
+    smoothing a binary mask leaves 255 as the blob and many levels on its rim. So: 0 and 255
+    present, at least 3 other levels, and fewer pixels on them than on 255.
+    """
+    counts = np.bincount(arr.ravel(), minlength=256)
+    grey = counts[1:255]
+    levels = int(np.count_nonzero(grey))
+    if counts[0] and levels >= 3 and grey.sum() < counts[255]:
+        return levels
+    return 0
 
 
 def _is_binary_0_255(arr: np.ndarray) -> bool:
