@@ -14,6 +14,7 @@ from PIL import Image
 
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.io import video
+from vidcorr.io.images import natural_key
 from vidcorr.io.video import count_frames, open_frames, read_frames_at, write_video
 
 
@@ -152,7 +153,7 @@ def test_folder_natural_sort_and_filtering(tmp_path):
     _write_png(tmp_path / ".frame0.png", 0)  # hidden files (e.g. macOS ._ files) are skipped
     values = [int(np.median(frame)) for frame in open_frames(tmp_path)]
     assert values == [1, 2, 5, 10, 33]
-    assert video.natural_key("a2.jpg") < video.natural_key("a10.jpg")
+    assert natural_key("a2.jpg") < natural_key("a10.jpg")
 
 
 def test_folder_of_16_bit_grayscale_pngs_is_scaled_not_clipped(tmp_path):

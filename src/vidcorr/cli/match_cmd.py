@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _frames(args: argparse.Namespace):
     """-> ((frame A, its name), (frame B, its name)) from two images or one video and --frames."""
-    from vidcorr.io.video import open_frames, read_image
+    from vidcorr.io.images import read_image
+    from vidcorr.io.video import open_frames
 
     if len(args.inputs) == 2:
         return [(read_image(path), str(path)) for path in args.inputs]

@@ -132,7 +132,7 @@ def _annotation(args: argparse.Namespace, source) -> Annotation:
 
 def _frame_names(source) -> list[str] | None:
     """Output names: the frame files' stems for a folder, None (00000, 00001, ...) for a video."""
-    from vidcorr.io.video import list_frame_files
+    from vidcorr.io.images import list_frame_files
 
     if source.backend != "folder":
         return None

@@ -27,7 +27,8 @@ from typing import Any
 
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
-from vidcorr.io.video import IMAGE_SUFFIXES, count_frames, natural_key, open_frames
+from vidcorr.io.images import IMAGE_SUFFIXES, natural_key
+from vidcorr.io.video import count_frames, open_frames
 
 log = logging.getLogger(__name__)
 

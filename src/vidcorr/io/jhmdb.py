@@ -22,7 +22,7 @@ import numpy as np
 import scipy.io
 
 from vidcorr.errors import InputError
-from vidcorr.io.video import list_frame_files
+from vidcorr.io.images import list_frame_files
 
 # Joint order of joint_positions.mat (J-HMDB README); index = channel.
 JOINT_NAMES: tuple[str, ...] = (

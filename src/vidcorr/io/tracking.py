@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from vidcorr.errors import InputError
-from vidcorr.io.video import list_frame_files
+from vidcorr.io.images import list_frame_files
 
 Benchmark = Literal["otb", "vot"]
 ANNOTATION_FILES: dict[str, str] = {"otb": "groundtruth_rect.txt", "vot": "groundtruth.txt"}

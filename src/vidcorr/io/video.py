@@ -4,9 +4,9 @@ Frames are always RGB ``uint8`` arrays of shape (H, W, 3). A `FrameSource` decod
 frame at a time, and can be iterated again (each pass reopens the file), so memory does not grow
 with video length unless the caller asks for all frames (`FrameSource.read_all`).
 
-Backends: a folder of ``*.jpg|*.jpeg|*.png`` (natural sort: 2.jpg < 10.jpg), PyAV (preferred for
-video files), and OpenCV when PyAV is not installed (e.g. a GPU machine with OpenCV only). Both
-are imported lazily. Frames come upright, as a player shows them: a video's rotation metadata
+Backends: a folder of ``*.jpg|*.jpeg|*.png`` (`vidcorr.io.images`; natural sort: 2.jpg <
+10.jpg), PyAV (preferred for video files), and OpenCV when PyAV is not installed (e.g. a GPU
+machine with OpenCV only). Both are imported lazily. Frames come upright, as a player shows them: a video's rotation metadata
 (phone footage is stored landscape with a display matrix) and a JPEG's EXIF orientation are applied,
 so a mask drawn on what the user sees fits the frames.
 """
@@ -14,19 +14,17 @@ so a mask drawn on what the user sees fits the frames.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.io.atomic import atomic_file
+from vidcorr.io.images import image_size, list_frame_files, read_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 BACKENDS = ("auto", "pyav", "opencv")
 
 # A decoder yields one callable per frame; calling it converts that frame to RGB uint8. Frames
@@ -62,67 +60,6 @@ def _video_backend(backend: str) -> str:
     if backend == "pyav" and _import_av() is None:
         raise VidcorrError("video backend 'pyav' requested but PyAV is not installed (pip install av)")
     return backend
-
-
-def natural_key(name: str) -> list[int | str]:
-    """Sort key treating digit runs as numbers: "2.jpg" < "10.jpg"."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def list_frame_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder in natural order; `InputError` if there are none."""
-    files = [p for p in folder.iterdir()
-             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
-    if not files:
-        raise InputError(folder, f"folder has no frames ({'/'.join(IMAGE_SUFFIXES)} files)")
-    return sorted(files, key=lambda p: natural_key(p.name))
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """One image file as RGB uint8 (H, W, 3); `InputError` naming it if missing or unreadable."""
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image = _upright_image(image)
-            if image.mode == "I" or image.mode.startswith("I;16"):
-                return _gray16_to_rgb(np.asarray(image))
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError:  # caught here, not by a stat first: this runs once per frame of a folder
-        raise InputError(path, "no such image file") from None
-    except OSError as error:
-        raise InputError(path, f"unreadable image ({error})") from None
-
-
-def _gray16_to_rgb(values: np.ndarray) -> np.ndarray:
-    """16-bit grayscale (H, W) (Pillow mode 'I;16' / 'I') -> RGB uint8 (H, W, 3), 0..65535 -> 0..255.
-
-    Pillow's ``convert("RGB")`` clips these values at 255 instead of scaling them, so a 16-bit
-    PNG frame (depth cameras, scientific or exported grayscale footage) would come out almost white.
-    """
-    gray = (np.clip(values.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
-    return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
-
-
-EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
-
-
-def _upright_image(image: Image.Image) -> Image.Image:
-    """``image`` turned as its EXIF orientation says (phone photos), else unchanged (no copy)."""
-    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
-        return image
-    return ImageOps.exif_transpose(image)
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file as `read_image` returns it (EXIF orientation applied)."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
-                width, height = height, width
-    except OSError as error:
-        raise InputError(path, f"unreadable image ({error})") from None
-    return height, width
 
 
 class FrameSource:
@@ -196,9 +133,9 @@ class FrameSource:
 
 def _folder_source(folder: Path, fps: float | None) -> FrameSource:
     files = list_frame_files(folder)
-    size = _image_size(files[0])
+    size = image_size(files[0])
     for file in files[1:]:  # headers only: cheap, and fails before any work is done
-        if (other := _image_size(file)) != size:
+        if (other := image_size(file)) != size:
             raise InputError(file, f"frame is {other[1]}x{other[0]} but {files[0].name} "
                                    f"is {size[1]}x{size[0]}; all frames must share one size")
 

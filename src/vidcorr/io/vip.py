@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vidcorr.errors import InputError
-from vidcorr.io.video import list_frame_files
+from vidcorr.io.images import list_frame_files
 
 IGNORE = 255
 # Class ids of Category_ids as defined by the LIP / VIP benchmark (UVC's eval_vip.py prints the

@@ -1,0 +1,76 @@
+"""Image files as video frames: a folder's frame files in natural order, one image read as RGB.
+
+Frames come upright and 8-bit whatever the file: EXIF orientation is applied (phone photos), and
+16-bit grayscale is scaled, not clipped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from vidcorr.errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
+
+
+def natural_key(name: str) -> list[int | str]:
+    """Sort key treating digit runs as numbers: "2.jpg" < "10.jpg"."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_frame_files(folder: Path) -> list[Path]:
+    """Image files of a frame folder in natural order; `InputError` if there are none."""
+    files = [p for p in folder.iterdir()
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    if not files:
+        raise InputError(folder, f"folder has no frames ({'/'.join(IMAGE_SUFFIXES)} files)")
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file as RGB uint8 (H, W, 3); `InputError` naming it if missing or unreadable."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image = _upright_image(image)
+            if image.mode == "I" or image.mode.startswith("I;16"):
+                return _gray16_to_rgb(np.asarray(image))
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:  # caught here, not by a stat first: this runs once per frame of a folder
+        raise InputError(path, "no such image file") from None
+    except OSError as error:
+        raise InputError(path, f"unreadable image ({error})") from None
+
+
+def _gray16_to_rgb(values: np.ndarray) -> np.ndarray:
+    """16-bit grayscale (H, W) (Pillow mode 'I;16' / 'I') -> RGB uint8 (H, W, 3), 0..65535 -> 0..255.
+
+    Pillow's ``convert("RGB")`` clips these values at 255 instead of scaling them, so a 16-bit
+    PNG frame (depth cameras, scientific or exported grayscale footage) would come out almost white.
+    """
+    gray = (np.clip(values.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
+    return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
+
+
+def _upright_image(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says (phone photos), else unchanged (no copy)."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file as `read_image` returns it (EXIF orientation applied)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except OSError as error:
+        raise InputError(path, f"unreadable image ({error})") from None
+    return height, width
