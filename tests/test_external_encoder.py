@@ -18,7 +18,9 @@ import torch
 from PIL import Image
 
 from vidcorr.cli import main
+from vidcorr.evaluate.davis import run_davis
 from vidcorr.models.external import load_external_encoder, state_digest
+from vidcorr.presets import customised_preset
 
 FACTORIES = '''
 import torch
@@ -98,6 +100,12 @@ def test_our_floor_through_a_factory_gives_the_floors_masks(clip, factories, tmp
     model = json.loads((tmp_path / "ext" / "results.json").read_text())["model"]
     assert model["encoder"] == f"{factories}:our_floor" and model["class"].endswith("FrameEncoder")
     assert model["parameters"] > 1e6 and len(model["state_sha256"]) == 64
+    # from Python: the module in hand; the preset by name, or changed like --size
+    module = load_external_encoder(f"{factories}:our_floor")[0]
+    results = run_davis(module, customised_preset("crw", size=120), clip, tmp_path / "py")
+    assert results["preset"] == "crw" and all(np.array_equal(a, b)
+                                              for a, b in zip(floor, _masks(tmp_path / "py" / "car-shadow")))
+    assert run_davis(module, "crw", clip, tmp_path / "named", sequences=["car-shadow"])["preset"] == "crw"
 
 
 def test_a_foreign_module_at_stride_16_runs_and_resume_refuses_another(clip, factories, tmp_path, capsys,

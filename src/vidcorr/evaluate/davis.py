@@ -29,7 +29,7 @@ from vidcorr.io.video import open_frames, write_video
 from vidcorr.labels import VOID
 from vidcorr.masks import mask_overlay, propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
-from vidcorr.presets import PropagationPreset, preset_knobs
+from vidcorr.presets import PropagationPreset, customised_preset, preset_knobs
 from vidcorr.propagate import Propagator
 from vidcorr.track_uvc import TrackOptions, mask_propagator, track_options
 from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask, side_by_side
@@ -124,7 +124,7 @@ def _beside_truth(frame: np.ndarray, propagated: np.ndarray, truth: Path | None)
 
 def run_davis(
     encoder: nn.Module,
-    preset: PropagationPreset,
+    preset: str | PropagationPreset,
     root: str | Path,
     out_dir: str | Path,
     *,
@@ -140,6 +140,10 @@ def run_davis(
 ) -> dict:
     """Propagate and score every sequence; write ``out_dir/<seq>/*.png`` and ``out_dir/results.json``.
 
+    encoder: any module mapping RGB (B, 3, H, W) in [0, 1] to features (B, C, h, w) (ours or
+    one's own, docs/propagation.md). preset: a name ("crw", "uvc", "timecycle", "stt") or a
+    `PropagationPreset` (`vidcorr.presets.customised_preset` changes its knobs).
+
     Each sequence is written to a temporary folder and renamed when complete, so an interrupted
     run leaves no half-written sequence behind. resume: keep the sequences an interrupted run of
     the same model, protocol and split already finished in ``out_dir`` (`RUN_STAMP` says which run
@@ -152,6 +156,7 @@ def run_davis(
     Returns the results dict (see `score_davis`) with ``preset``, ``model``, ``timing`` (and
     ``track``) added.
     """
+    preset = customised_preset(preset)
     dataset = DavisDataset(root, year, split, sequences=sequences)
     track = track_options(track)
     out_dir = Path(out_dir)
