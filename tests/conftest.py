@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,18 @@ def davis2016_root() -> Path:
 @pytest.fixture(scope="session")
 def davis2017_fixtures() -> Path:
     return _require(DATA / "davis2017-fixtures")
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory, davis2016_root) -> Path:
+    """The first 6 frames and masks of car-shadow as a one-sequence DAVIS root."""
+    root = tmp_path_factory.mktemp("davis")
+    for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        src = davis2016_root / kind / "480p" / "car-shadow"
+        dst = root / kind / "480p" / "car-shadow"
+        dst.mkdir(parents=True)
+        for f in sorted(src.glob(f"*.{ext}"))[:6]:
+            shutil.copy(f, dst / f.name)
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text("car-shadow\n")
+    return root

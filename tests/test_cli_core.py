@@ -20,21 +20,6 @@ FAST = ["--features", "lab-pixels", "--size", "120"]
 
 
 @pytest.fixture(scope="module")
-def short_clip(tmp_path_factory, davis2016_root) -> Path:
-    """The first 6 frames and masks of car-shadow as a one-sequence DAVIS root."""
-    root = tmp_path_factory.mktemp("davis")
-    for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
-        src = davis2016_root / kind / "480p" / "car-shadow"
-        dst = root / kind / "480p" / "car-shadow"
-        dst.mkdir(parents=True)
-        for f in sorted(src.glob(f"*.{ext}"))[:6]:
-            shutil.copy(f, dst / f.name)
-    (root / "ImageSets" / "2016").mkdir(parents=True)
-    (root / "ImageSets" / "2016" / "val.txt").write_text("car-shadow\n")
-    return root
-
-
-@pytest.fixture(scope="module")
 def two_clips(tmp_path_factory, davis2016_root) -> Path:
     """The first 4 frames and masks of blackswan and car-shadow as a two-sequence DAVIS root."""
     root = tmp_path_factory.mktemp("davis2")

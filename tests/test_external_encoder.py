@@ -9,7 +9,6 @@ exit 2 and no output folder.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -66,21 +65,6 @@ not_a_function = 3
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory, davis2016_root) -> Path:
-    """The first 5 frames and masks of car-shadow as a one-sequence DAVIS root."""
-    root = tmp_path_factory.mktemp("davis")
-    for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
-        src = davis2016_root / kind / "480p" / "car-shadow"
-        dst = root / kind / "480p" / "car-shadow"
-        dst.mkdir(parents=True)
-        for f in sorted(src.glob(f"*.{ext}"))[:5]:
-            shutil.copy(f, dst / f.name)
-    (root / "ImageSets" / "2016").mkdir(parents=True)
-    (root / "ImageSets" / "2016" / "val.txt").write_text("car-shadow\n")
-    return root
-
-
-@pytest.fixture(scope="module")
 def factories(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("user") / "my_models.py"
     path.write_text(FACTORIES)
@@ -91,33 +75,33 @@ def _masks(folder: Path) -> list[np.ndarray]:
     return [np.array(Image.open(p)) for p in sorted(folder.glob("*.png"))]
 
 
-def test_our_floor_through_a_factory_gives_the_floors_masks(clip, factories, tmp_path, capsys):
-    common = ["eval", "davis", "--root", str(clip), "--size", "120"]
+def test_our_floor_through_a_factory_gives_the_floors_masks(short_clip, factories, tmp_path, capsys):
+    common = ["eval", "davis", "--root", str(short_clip), "--size", "120"]
     assert main([*common, "--out", str(tmp_path / "floor"), "--features", "random-resnet18"]) == 0
     assert main([*common, "--out", str(tmp_path / "ext"), "--encoder", f"{factories}:our_floor"]) == 0
     floor, ext = _masks(tmp_path / "floor" / "car-shadow"), _masks(tmp_path / "ext" / "car-shadow")
-    assert len(ext) == 5 and all(np.array_equal(a, b) for a, b in zip(floor, ext))
+    assert len(ext) == 6 and all(np.array_equal(a, b) for a, b in zip(floor, ext))
     model = json.loads((tmp_path / "ext" / "results.json").read_text())["model"]
     assert model["encoder"] == f"{factories}:our_floor" and model["class"].endswith("FrameEncoder")
     assert model["parameters"] > 1e6 and len(model["state_sha256"]) == 64
     # from Python: the module in hand; the preset by name, or changed like --size
     module = load_external_encoder(f"{factories}:our_floor")[0]
-    results = run_davis(module, customised_preset("crw", size=120), clip, tmp_path / "py")
+    results = run_davis(module, customised_preset("crw", size=120), short_clip, tmp_path / "py")
     assert results["preset"] == "crw" and all(np.array_equal(a, b)
                                               for a, b in zip(floor, _masks(tmp_path / "py" / "car-shadow")))
-    assert run_davis(module, "crw", clip, tmp_path / "named", sequences=["car-shadow"])["preset"] == "crw"
+    assert run_davis(module, "crw", short_clip, tmp_path / "named", sequences=["car-shadow"])["preset"] == "crw"
 
 
-def test_a_foreign_module_at_stride_16_runs_and_resume_refuses_another(clip, factories, tmp_path, capsys,
+def test_a_foreign_module_at_stride_16_runs_and_resume_refuses_another(short_clip, factories, tmp_path, capsys,
                                                                        monkeypatch):
     monkeypatch.chdir(factories.parent)  # MODULE as a module name, found in the current folder
     out = tmp_path / "out"
-    args = ["eval", "davis", "--root", str(clip), "--size", "120", "--out", str(out)]
+    args = ["eval", "davis", "--root", str(short_clip), "--size", "120", "--out", str(out)]
     assert main([*args, "--encoder", "my_models:stride16"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["model"]["class"] == "my_models.Stride16" and 0.0 < results["J&F-Mean"] <= 1.0
     assert results["model"]["stride"] == 16  # measured: the module has no `stride` of its own
-    assert len(_masks(out / "car-shadow")) == 5
+    assert len(_masks(out / "car-shadow")) == 6
     capsys.readouterr()
     # another network's folder is not continued
     assert main([*args, "--resume", "--encoder", f"{factories}:our_floor"]) == 2
@@ -144,10 +128,10 @@ def test_the_digest_follows_the_weights_not_the_object() -> None:
     ("{file}:broken", "broken() failed: NameError"),
     ("{file}:flat", "expected float features (1, C, h, w)"),
 ])
-def test_a_wrong_factory_is_one_clear_line_and_no_output(clip, factories, tmp_path, capsys, spec, problem):
+def test_a_wrong_factory_is_one_clear_line_and_no_output(short_clip, factories, tmp_path, capsys, spec, problem):
     spec = spec.format(dir=factories.parent, file=factories)
     out = tmp_path / "out"
-    code = main(["eval", "davis", "--root", str(clip), "--size", "120", "--out", str(out), "--encoder", spec])
+    code = main(["eval", "davis", "--root", str(short_clip), "--size", "120", "--out", str(out), "--encoder", spec])
     err = capsys.readouterr().err
     assert code == 2 and problem in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
