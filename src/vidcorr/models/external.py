@@ -55,11 +55,13 @@ def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
                            "not a torch.nn.Module")
     feature_hw = _probe(encoder, spec)
     if not hasattr(encoder, "stride") and feature_hw[0] == feature_hw[1] and PROBE_HW[0] % feature_hw[0] == 0:
-        # UVC's localisation tracker maps feature cells to pixels with the encoder's `stride`
+        # keypoint heatmaps and UVC's localisation tracker map feature cells to pixels with `stride`
         encoder.stride = PROBE_HW[0] // feature_hw[0]
+    stride = getattr(encoder, "stride", None)
     info = {"encoder": spec, "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
             "parameters": sum(p.numel() for p in encoder.parameters()),
-            "stride": getattr(encoder, "stride", None), "state_sha256": state_digest(encoder), "trained": None}
+            "stride": stride if isinstance(stride, int) else None,  # results.json must serialise it
+            "state_sha256": state_digest(encoder), "trained": None}
     return encoder, info
 
 
