@@ -15,6 +15,7 @@ from vidcorr.affinity import (
     region_from_coordinates,
     softmax_affinity,
     sparse_affinity,
+    topk_log_softmax_,
     transport,
     transport_coordinates,
     transport_sparse,
@@ -196,6 +197,19 @@ def test_dense_topk_chunks_do_not_change_the_result(frames):
     b = dense_topk(query.flatten(1), keys[0].flatten(1), 7, temperature=0.2, softmax_first=True, chunk=10_000)
     assert torch.equal(a.index, b.index)
     torch.testing.assert_close(a.scores, b.scores)
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0])  # 300: raw features at temperature 1 (uvc)
+def test_topk_log_softmax_equals_log_softmax_then_topk(scale):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 37, 211, generator=g) * scale
+    logits[0, :, 50:90] = float("-inf")  # masked reference cells (windows, boxes)
+    want_scores, want_index = logits.log_softmax(dim=-1).topk(9, dim=-1)
+    want_lse = logits.logsumexp(dim=-1)
+    scores, index, lse = topk_log_softmax_(logits.clone(), 9)
+    assert torch.equal(index, want_index)
+    torch.testing.assert_close(scores, want_scores, rtol=1e-6, atol=1e-5 * scale)
+    torch.testing.assert_close(lse, want_lse, rtol=1e-6, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize(

@@ -197,8 +197,8 @@ def dense_topk(
         if allowed is not None:
             logits.masked_fill_(~allowed[start : start + chunk], float("-inf"))
         if softmax_first:
-            s, i = logits.log_softmax(dim=1).topk(k, dim=1)
-            normalisers.append(_log_normaliser(logits, s, i))
+            s, i, lse = topk_log_softmax_(logits, k)
+            normalisers.append(lse)
         else:
             s, i = logits.topk(k, dim=1)
         scores.append(s)
@@ -206,10 +206,21 @@ def dense_topk(
     return Candidates(torch.cat(scores), torch.cat(index), torch.cat(normalisers) if softmax_first else None)
 
 
-def _log_normaliser(logits: Tensor, log_probs: Tensor, index: Tensor) -> Tensor:
-    """(..., N) logits and their top-k (..., k) log-probabilities at ``index`` -> (...,) log-sum-exp,
-    read off the best candidate (logit - log-probability) instead of a second pass over the row."""
-    return (logits.gather(-1, index[..., :1]) - log_probs[..., :1]).squeeze(-1)
+def topk_log_softmax_(logits: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The top-k of ``logits.log_softmax(-1)`` without materialising it; ``logits`` is consumed.
+
+    logits: (..., N) -> (log-probabilities (..., k), their index (..., k), log-sum-exp (...,)).
+    log_softmax keeps each row's order, so the top-k of the logits are the top-k log-probabilities,
+    and the best of them is the row's maximum; the log-sum-exp then needs one in-place exp pass.
+    Differences from the maximum are clamped at -80 first: UVC's raw features at temperature 1 give
+    logits hundreds apart, and exp() of most of them lands among the subnormal floats, which x86
+    computes many times slower (log_softmax itself slows down 3x there). exp(-80) = 1.8e-35 per
+    entry cannot move a sum that is at least 1 (the maximum's own term) in float32.
+    """
+    scores, index = logits.topk(k, dim=-1)
+    top = scores[..., :1]
+    log_sum = logits.sub_(top).clamp_(min=-80.0).exp_().sum(-1, keepdim=True).log_()
+    return (scores - top) - log_sum, index, (top + log_sum).squeeze(-1)
 
 
 def windowed_topk(
@@ -304,8 +315,8 @@ def windowed_topk_frames(
                 ok = km[:, r0 * tile : r1 * tile + 2 * reach].unfold(1, span, tile).unfold(2, span, tile)
                 logits.masked_fill_(ok.reshape(g, n, 1, span * span) == 0, float("-inf"))
             if softmax_first:
-                s, i = logits.log_softmax(dim=-1).topk(k, dim=-1)  # (G, n, tile^2, k)
-                lse = _log_normaliser(logits, s, i)[..., None]  # (G, n, tile^2, 1)
+                s, i, lse = topk_log_softmax_(logits, k)  # (G, n, tile^2, k) x 2, (G, n, tile^2)
+                lse = lse[..., None]
             else:
                 s, i = logits.topk(k, dim=-1)
             flat = flat_index[r0 * cols : r1 * cols].expand(g, -1, -1).gather(2, i.view(g, n, -1)).view_as(i)
