@@ -96,6 +96,18 @@ def test_rotation_keeps_the_centre_and_fills_by_reflection() -> None:
     assert torch.allclose(rotate_reflect(image, 90.0)[:, 16, 24], image[:, 16, 24], atol=1e-5)
 
 
+def test_read_only_frames_convert_without_a_warning() -> None:
+    """Frame folders give read-only arrays; torch.from_numpy warned about each in the training log."""
+    import warnings
+
+    frame = _frames(8, 10)[0]
+    frame.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = to_float(frame)
+    assert torch.allclose(image, torch.from_numpy(frame.copy()).permute(2, 0, 1).float() / 255)
+
+
 def test_image_augment_and_unknown_kind() -> None:
     out = ImageAugment(crop=300)(_frames(256, 456), torch.Generator().manual_seed(0))
     assert out["image"].shape == (3, 300, 300)  # smaller frames are reflect-padded to the crop

@@ -95,6 +95,34 @@ def test_broken_video_is_skipped_counted_and_never_fatal(data_dir: Path, tmp_pat
     assert any(videos[0].name in record.message for record in caplog.records)
 
 
+def test_no_readable_video_left_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """When every video fails to decode the run must stop: with one line naming a video and the
+    problem (`VidcorrError`: exit 2), not a RuntimeError traceback that named no file, also when
+    the error comes back from a DataLoader worker (re-raised as ``type(error)(traceback text)``)."""
+    from torch._utils import ExceptionWrapper
+
+    from vidcorr.data.pairs import NoReadableVideo
+    from vidcorr.data.videos import VideoIndex
+    from vidcorr.errors import VidcorrError
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(os.urandom(4096))  # corrupted after indexing
+    index = VideoIndex([VideoInfo(str(broken), 10, 25.0, 64, 64)], [str(tmp_path)])
+    dataset = build_dataset("image", index, crop=32, frame=32, gap=GapRange())
+    with pytest.raises(NoReadableVideo) as error:
+        dataset[(0, 0)]
+    message = str(error.value)
+    assert isinstance(error.value, VidcorrError) and "\n" not in message
+    assert f"{broken}: cannot be opened as a video" in message and message.count(str(broken)) == 1
+    try:  # what a DataLoader worker sends back, and the trainer raises
+        dataset[(0, 0)]
+    except NoReadableVideo:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(NoReadableVideo) as error:
+        wrapped.reraise()
+    assert str(error.value) == message
+
+
 def test_sampler_shards_disjointly_and_covers_the_epoch() -> None:
     for size in (10, 11):
         shards = [list(ShardedSampler(size, 2, rank, seed=7)) for rank in (0, 1)]

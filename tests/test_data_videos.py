@@ -101,6 +101,14 @@ def test_missing_empty_and_unusable_sources_name_the_path(tmp_path: Path) -> Non
         build_index([tmp_path / "bad"], tmp_path)
 
 
+def test_a_single_video_file_is_a_source(data_dir: Path, tmp_path: Path) -> None:
+    """``--data my_video.mp4`` trains on that video (it was read as a list file and failed with a
+    UTF-8 decoding error)."""
+    video = data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")
+    index = build_index([video], tmp_path)
+    assert [v.path for v in index.videos] == [str(video)] and index.videos[0].num_frames == count_frames(video)
+
+
 def test_mixed_tree_lists_videos_and_frame_folders(data_dir: Path, tmp_path: Path) -> None:
     video = sorted(data_dir.joinpath(*DAVIS_TRAIN).glob("*.mp4"))[0]
     frames = sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:12]

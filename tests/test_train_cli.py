@@ -52,6 +52,17 @@ def test_missing_data_folder_exits_2_naming_it(tmp_path: Path, autoencoder: Path
     assert code == 2 and str(missing) in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option, value", [("--max-steps", "-1"), ("--workers", "-1")])
+def test_negative_step_and_worker_counts_exit_2(tmp_path: Path, autoencoder: Path, capsys, option: str,
+                                                value: str) -> None:
+    """--workers -1 ended in a torch traceback once the videos were indexed."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "uvc", "--data", str(tmp_path), "--autoencoder", str(autoencoder), option, value,
+              "--run-dir", str(tmp_path / "run")])
+    assert exit_.value.code == 2 and option in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_recipes_exit_2_naming_the_file(data_dir: Path, tmp_path: Path, autoencoder: Path,
                                             capsys) -> None:
     data = str(data_dir / "videos" / "davis2016-train")
@@ -152,6 +163,8 @@ def test_cycletime_trains_stops_resumes_and_exports_a_propagation_encoder(data_d
     start = tmp_path / "start.safetensors"
     assert main([x if x != str(tmp_path / "run") else str(tmp_path / "tuned") for x in args[:-1]]
                 + [str(start), "--init", str(export), "--max-steps", "0"]) == 0
+    out = capsys.readouterr().out  # it named a checkpoint it had not written
+    assert "no checkpoint written" in out and not (tmp_path / "tuned" / "checkpoint.pt").exists()
     c = load_encoder(start).state_dict()
     assert all(torch.equal(a[k], c[k]) for k in a)
 

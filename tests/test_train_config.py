@@ -66,6 +66,19 @@ def test_step_schedules() -> None:
         StageConfig("s", steps=10, epochs=2)
 
 
+@pytest.mark.parametrize("table, problem", [("[data]\nbatch_size = 0", "batch_size = 0"),
+                                            ("[data]\nworkers = -1", "workers"),
+                                            ("[data]\ngap = [2.0, 0.5]", "gap"),
+                                            ("[log]\nevery = 0", "every = 0")])
+def test_sizes_and_intervals_out_of_range_are_recipe_errors(tmp_path, table: str, problem: str) -> None:
+    """They ended in a torch traceback or a modulo by zero once the videos had been indexed."""
+    path = tmp_path / "r.toml"
+    path.write_text(f"{table}\n[stages.warmup]\nsteps = 1\n")
+    with pytest.raises(InputError, match=problem) as error:
+        load_recipe(path)
+    assert error.value.path == path
+
+
 def test_unknown_fields_are_named(tmp_path) -> None:
     path = tmp_path / "r.toml"
     path.write_text("[stages.warmup]\nsteps = 1\nlearning_rate = 1e-4\n")

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,7 @@ import torch
 from torch import nn
 
 from vidcorr.data import build_index
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, VidcorrError
 from vidcorr.methods import uvc
 from vidcorr.models import LabAutoencoder, load_encoder
 from vidcorr.train import TrainingDiverged, TrainJob, load_checkpoint, recipe_from_dict, train
@@ -158,6 +164,28 @@ def test_runs_are_never_mixed(short_list: Path, tmp_path: Path) -> None:
         train(tiny_job(tiny_recipe(steps=3), short_list, run_dir, resume=True))
 
 
+def test_data_too_few_for_a_batch_fail_before_the_run_dir_is_written(short_list: Path, tmp_path: Path) -> None:
+    """3 videos x 1 sample < a batch of 4: it failed once the first stage began, leaving TensorBoard
+    events in a run dir without a checkpoint."""
+    with pytest.raises(VidcorrError, match="3 video.* give 3 samples .* one batch of 4"):
+        train(tiny_job(tiny_recipe(batch_size=4, samples_per_video=1), short_list, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_on_other_videos_is_refused(short_list: Path, tmp_path: Path) -> None:
+    """Sample i comes from video i % N: other videos are another run, which --resume took silently."""
+    run_dir = tmp_path / "run"
+    train(tiny_job(tiny_recipe(steps=4), short_list, run_dir, max_steps=2))
+    fewer = tmp_path / "fewer.txt"
+    fewer.write_text("".join(short_list.read_text().splitlines(keepends=True)[:2]))
+    with pytest.raises(InputError, match="trained on 3 videos .* now gives 2") as error:
+        train(tiny_job(tiny_recipe(steps=4), fewer, run_dir, resume=True))
+    assert error.value.path == run_dir / "checkpoint.pt"
+    moved = tmp_path / "moved.txt"  # the same videos listed from elsewhere resume
+    moved.write_text(short_list.read_text())
+    assert train(tiny_job(tiny_recipe(steps=4), moved, run_dir, resume=True)).finished
+
+
 class AutocastProbe(TinyMethod):
     """Records whether each forward ran under CPU bf16 autocast, and the conv output's dtype."""
 
@@ -197,3 +225,52 @@ def test_loader_workers_start_from_a_forkserver(short_list: Path, tmp_path: Path
     sampler.set_epoch(0)
     batch = next(iter(loader))
     assert batch["ref"].shape == (per_rank, 3, 32, 32) and batch["ref"].dtype == torch.uint8
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_loader_workers_end_when_the_trainer_is_killed(short_list: Path, tmp_path: Path) -> None:
+    """A forkserver worker is the server's child and keeps the server alive: after a SIGKILL of the
+    trainer both stayed behind for good (torch's watchdog watches the parent, the server)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods() or not Path("/proc/self/stat").exists():
+        pytest.skip("needs the forkserver start method and /proc")
+    script = tmp_path / "trainer.py"
+    script.write_text(textwrap.dedent(f"""
+        import time, torch
+        from vidcorr.data import build_index
+        from vidcorr.train.config import recipe_from_dict
+        from vidcorr.train.distributed import DistContext
+        from vidcorr.train.loop import _loader
+
+        if __name__ == "__main__":
+            recipe = recipe_from_dict({{"method": "autoencoder", "data": {{"crop": 32, "batch_size": 2, "workers": 1}},
+                                       "stages": {{"s": {{"steps": 1}}}}}}, "t")
+            index = build_index([{str(short_list)!r}], {str(tmp_path / "cache")!r})
+            ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+            batches = iter(_loader(recipe, "image", index, 0, ctx)[0])
+            next(batches)
+            print(*[worker.pid for worker in batches._workers], flush=True)
+            time.sleep(60)
+    """))
+    trainer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in trainer.stdout.readline().split()]
+    servers = [int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in workers]
+    try:
+        assert workers, "the trainer script failed before its first batch"
+        trainer.kill()
+        trainer.wait()
+        deadline = time.monotonic() + 15
+        while any(_running(pid) for pid in workers + servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(pid) for pid in workers + servers)
+    finally:
+        trainer.kill()
+        for pid in workers + servers:  # what the failure left behind
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vidcorr.cli.common import non_negative_int
 from vidcorr.errors import InputError
 
 ABLATIONS = ("L", "O", "C", "all")
@@ -21,7 +22,7 @@ ABLATIONS = ("L", "O", "C", "all")
 
 def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> None:
     parser.add_argument("--data", action="append", required=True, metavar="DIR_OR_LIST",
-                        help="folder of videos / frame folders (recursive) or a list file; repeatable")
+                        help="folder of videos / frame folders (recursive), a list file or one video; repeatable")
     parser.add_argument("--recipe", default=default_recipe,
                         help=f"shipped recipe name or a .toml path (default: {default_recipe}; "
                              "see configs/train/)")
@@ -29,10 +30,13 @@ def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> N
                         help="checkpoints and TensorBoard logs (default: runs/<recipe name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its last checkpoint")
-    parser.add_argument("--max-steps", type=int, metavar="N",
+    # Checked here: --workers -1 ended in a torch traceback after the videos were indexed.
+    # --max-steps 0 exports the starting weights (e.g. --init's) without training.
+    parser.add_argument("--max-steps", type=non_negative_int, metavar="N",
                         help="stop (with a checkpoint) once the run reaches N steps in total")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--workers", type=int, help="data loader processes per rank (overrides the recipe)")
+    parser.add_argument("--workers", type=non_negative_int,
+                        help="data loader processes per rank (overrides the recipe; 0: load in the training process)")
     parser.add_argument("--cache-dir", type=Path,
                         help="video metadata cache (default: ~/.cache/vidcorr)")
 
@@ -265,8 +269,11 @@ def _run(job) -> int:
         return 1
     finally:
         shutdown(synchronise=completed)
-    state = "finished" if result.finished else f"stopped at step {result.progress.step} (--resume continues)"
-    print(f"{job.recipe.name}: {state}; checkpoint {result.checkpoint}")
+    if not result.checkpoint.exists():  # --max-steps 0 on a fresh run: it named a file never written
+        print(f"{job.recipe.name}: stopped before the first step; no checkpoint written")
+    else:
+        state = "finished" if result.finished else f"stopped at step {result.progress.step} (--resume continues)"
+        print(f"{job.recipe.name}: {state}; checkpoint {result.checkpoint}")
     if result.export is not None:
         print(f"weights: {result.export}")
     return 0

@@ -36,7 +36,10 @@ Augment = Callable[[list[np.ndarray], torch.Generator], dict[str, Tensor]]
 
 def to_float(frame: np.ndarray) -> Tensor:
     """RGB uint8 (H, W, 3) -> float (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255)
+    # Frames read from image files (frame folders) are read-only arrays, on which torch.from_numpy
+    # put a UserWarning about "undefined behavior" into the training log; those are copied first.
+    frame = np.ascontiguousarray(frame) if frame.flags.writeable else np.array(frame)
+    return torch.from_numpy(frame).permute(2, 0, 1).float().div_(255)
 
 
 def to_uint8(image: Tensor) -> Tensor:

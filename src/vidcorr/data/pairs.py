@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, Sampler
 
 from vidcorr.data.augment import Augment, build_augment
 from vidcorr.data.videos import VideoIndex, VideoInfo
+from vidcorr.errors import VidcorrError
 from vidcorr.io.video import read_frames_at
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,20 @@ class CycleClipSampling:
 Sampling = Callable[[VideoInfo, np.random.Generator], list[int]]
 
 
+class NoReadableVideo(VidcorrError):
+    """A sample found no decodable video in ``max_attempts`` tries: training cannot go on.
+
+    A DataLoader worker's exception reaches the trainer as ``type(error)(text)``, where ``text`` is
+    the worker's whole traceback ending in ``module.Class: message``; keeping that last line lets
+    the command line still print one line naming the video (it printed a traceback and a
+    RuntimeError that named no file).
+    """
+
+    def __init__(self, message: str):
+        last = message.rstrip().splitlines()[-1]
+        super().__init__(last.removeprefix(f"{__name__}.{type(self).__qualname__}: "))
+
+
 class VideoFrameDataset(Dataset):
     """Samples of frames from indexed videos; ``dataset[(epoch, i)]`` -> dict of tensors.
 
@@ -162,7 +177,7 @@ class VideoFrameDataset(Dataset):
         self.index, self.sampling, self.augment = index, sampling, augment
         self.seed, self.samples_per_video = _seed_words(seed), samples_per_video
         self.max_attempts = max_attempts
-        self._broken: set[str] = set()  # per worker: never decode a known-broken video twice
+        self._broken: dict[str, str] = {}  # per worker: never decode a known-broken video twice
 
     def __len__(self) -> int:
         return len(self.index) * self.samples_per_video
@@ -174,12 +189,13 @@ class VideoFrameDataset(Dataset):
             # The replacement for a broken video is drawn from the key, not from which videos
             # this worker happens to know are broken: results stay independent of workers.
             video_id = i % len(self.index) if attempt == 0 else int(rng.integers(len(self.index)))
-            frames = self._read(self.index[video_id], rng)
+            video = self.index[video_id]
+            frames = self._read(video, rng)
             if frames is not None:
                 generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
                 return {**self.augment(frames, generator), "skipped": attempt}
-        raise RuntimeError(f"{self.max_attempts} videos in a row failed to decode for sample "
-                           f"{key}; is the data folder readable? (see the warnings above)")
+        raise NoReadableVideo(f"{self.max_attempts} videos in a row failed to decode for sample {key}, "
+                              f"the last {video.path}: {self._broken[video.path]} (see the warnings above)")
 
     def _read(self, video: VideoInfo, rng: np.random.Generator) -> list[np.ndarray] | None:
         indices = self.sampling(video, rng)
@@ -188,8 +204,9 @@ class VideoFrameDataset(Dataset):
         try:
             return read_frames_at(video.path, indices)
         except Exception as error:  # a corrupt file must never end a week-long run
-            self._broken.add(video.path)
-            log.warning("skipping unreadable video %s: %s", video.path, error)
+            # An InputError's text starts with the path already: the problem alone, once.
+            self._broken[video.path] = getattr(error, "problem", None) or f"{type(error).__name__}: {error}"
+            log.warning("skipping unreadable video %s: %s", video.path, self._broken[video.path])
             return None
 
 

@@ -1,7 +1,7 @@
 """The video index: which training videos exist, and their frame count, frame rate and size.
 
-Sources are folder trees (searched recursively for video files and for folders of frames) or
-list files with one entry a line: a path relative to the list's folder or absolute, optionally
+Sources are folder trees (searched recursively for video files and for folders of frames), single
+video files, or list files with one entry a line: a path relative to the list's folder or absolute, optionally
 followed by a frame count (the "folder nframes" lists of CRW / TimeCycle, METHODS.md §8.1).
 Kinetics' ``train_256/<class>/<id>.mp4`` is just a folder tree and needs nothing special.
 
@@ -126,10 +126,15 @@ def list_file(list_path: Path) -> list[tuple[Path, int | None]]:
 
 
 def list_source(source: str | Path) -> list[tuple[Path, int | None]]:
-    """Entries of one source (folder tree or list file); `InputError` if missing or empty."""
+    """Entries of one source (folder tree, list file or one video file); `InputError` if missing
+    or empty."""
     source = Path(source)
     if source.is_dir():
         entries = list_folder(source)
+    elif source.is_file() and _is_video(source):
+        # One's own single video: read as a list file it failed with "unreadable list file
+        # ('utf-8' codec can't decode ...)", which said nothing of what to do.
+        entries = [(source, None)]
     elif source.is_file():
         entries = list_file(source)
     else:

@@ -151,7 +151,7 @@ def _open_av_container(path: Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as error:
-        raise InputError(path, f"cannot be opened as a video ({error})") from None
+        raise InputError(path, f"cannot be opened as a video ({_ffmpeg_problem(error)})") from None
     if not container.streams.video:
         container.close()
         raise InputError(path, "has no video stream")
@@ -169,9 +169,15 @@ def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
         for frame in container.decode(stream):
             yield lambda frame=frame: _upright(_rgb(frame), getattr(frame, "rotation", 0))
     except av.error.FFmpegError as error:
-        raise InputError(path, f"video decoding failed ({error})") from None
+        raise InputError(path, f"video decoding failed ({_ffmpeg_problem(error)})") from None
     finally:
         container.close()
+
+
+def _ffmpeg_problem(error: OSError) -> str:
+    """What FFmpeg says went wrong, without the "[Errno 1094995529]" and the file name PyAV appends
+    (the InputError names the file already: the training log showed every path twice)."""
+    return error.strerror or str(error)
 
 
 _SCALER_THREADS: dict[str, int] = {"threads": 1}  # emptied once if this PyAV has no such argument

@@ -100,6 +100,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def _check_same_videos(path: Path, stored: dict[str, Any] | None, data: dict[str, Any] | None) -> None:
+    """Samples are drawn by index into the video list (sample i comes from video i % N), so other
+    videos are another run: a resume on another --data was accepted silently and went on with
+    other samples. Counts, not paths, are compared: the same videos moved elsewhere still resume."""
+    if not stored or not data:
+        return
+    keys = ("videos", "frames")
+    if any(stored.get(k) != data.get(k) for k in keys):
+        raise InputError(path, f"was trained on {stored.get('videos')} videos ({stored.get('frames')} frames) "
+                               f"but --data now gives {data.get('videos')} ({data.get('frames')} frames); "
+                               "resume with the data it was started with")
+
+
 def payload(method: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress,
             recipe: Recipe, data: dict[str, Any], ctx: DistContext, *, lr: float,
             stage_name: str) -> dict[str, Any]:
@@ -118,11 +131,13 @@ def payload(method: nn.Module, optimizer: torch.optim.Optimizer, progress: Progr
 
 
 def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim.Optimizer,
-            ctx: DistContext) -> Progress:
+            ctx: DistContext, data: dict[str, Any] | None = None) -> Progress:
     """Load the checkpoint at ``path`` into ``method``, ``optimizer`` and this rank's RNGs.
 
+    data: the `VideoIndex.describe` summary of the videos this session indexed.
     Raises `InputError` when the checkpoint was made with a recipe that trains differently
-    (data, model, stages, optimiser or seed): that would be a new run, not a resumed one.
+    (data, model, stages, optimiser or seed), or on other videos: that would be a new run, not a
+    resumed one.
     """
     checkpoint = load_checkpoint(path)
     stored = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"]["name"])
@@ -131,6 +146,7 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         raise InputError(path, f"was trained with a different recipe ({', '.join(changed)} "
                                "differ); resume with the recipe, --init and --teacher it was started with")
+    _check_same_videos(path, checkpoint.get("data"), data)
     method.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     states = checkpoint["rng"]

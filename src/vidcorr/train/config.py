@@ -47,6 +47,15 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gap", tuple(float(g) for g in self.gap))
+        # Checked when the recipe is read: a zero or negative size, batch or worker count otherwise
+        # ended in a torch traceback (or a division by zero) once the videos had been indexed.
+        sizes = {k: getattr(self, k) for k in ("crop", "frame", "clip_length", "samples_per_video", "batch_size")}
+        if bad := [f"{k} = {v}" for k, v in sizes.items() if v < 1]:
+            raise ValueError(f"[data] {', '.join(bad)}: must be at least 1")
+        if self.workers < 0 or self.folder_fps <= 0:
+            raise ValueError(f"[data] workers must be >= 0 and folder_fps > 0, got {self.workers} and {self.folder_fps}")
+        if len(self.gap) != 2 or not 0 < self.gap[0] <= self.gap[1]:
+            raise ValueError(f"[data] gap must be [low, high] with 0 < low <= high, got {list(self.gap)}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,10 @@ class LogConfig:
     every: int = 20  # scalar log line + TensorBoard scalars, in steps
     images_every: int = 500  # TensorBoard images
     checkpoint_every: int = 1000
+
+    def __post_init__(self) -> None:
+        if bad := [f"{k} = {v}" for k, v in dataclasses.asdict(self).items() if v < 1]:
+            raise ValueError(f"[log] {', '.join(bad)}: intervals are in steps, at least 1")  # 0: a modulo by zero
 
 
 @dataclass(frozen=True)

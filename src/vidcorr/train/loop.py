@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import random
 import sys
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier, init_distributed, wrap_ddp
 from vidcorr.train.runlog import RunLog, visualise
 from vidcorr.train.schedule import learning_rate, stage_steps
+from vidcorr.train.workers import worker_init, worker_start_method
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
     """Index, build, restore, run the stages, export."""
     recipe, run_dir = job.recipe, Path(job.run_dir)
     index = _index(job, ctx)
+    _check_a_batch_fits(recipe, len(index), ctx)
     _seed_everything(recipe.seed)  # the same initial weights on every rank
     method = job.build_method()
     if recipe.init and not job.resume:  # a resumed run's weights come from its checkpoint
@@ -115,7 +116,8 @@ def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
         method = method.to(memory_format=torch.channels_last)
     optimizer = _optimizer(method.trainable_parameters(), recipe)
     if job.resume:
-        progress = ckpt.restore(run_dir / ckpt.LATEST, recipe, method, optimizer, ctx)
+        progress = ckpt.restore(run_dir / ckpt.LATEST, recipe, method, optimizer, ctx,
+                                 index.describe())
     elif (run_dir / ckpt.LATEST).exists():
         raise InputError(run_dir, "already holds a training checkpoint: pass --resume to continue "
                                   "that run, or choose a new run dir")
@@ -142,6 +144,22 @@ def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
         run.runlog.close()
     exported = _export(run, finished) if job.export and ctx.is_main else None
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
+
+
+def _check_a_batch_fits(recipe: Recipe, videos: int, ctx: DistContext) -> None:
+    """An epoch (``samples_per_video`` samples of every video) must fill a batch on every process.
+
+    Checked before the method is built and anything is written: it failed at the first stage,
+    leaving a run dir with TensorBoard events and no checkpoint (e.g. one's own single video
+    under a shipped recipe: 4 samples, batches of 8).
+    """
+    data = recipe.data
+    samples = -(-videos * data.samples_per_video // ctx.world_size)  # the sampler pads to equal shards
+    per_rank = data.batch_size // ctx.world_size
+    if samples < per_rank:
+        raise VidcorrError(f"{videos} video(s) x samples_per_video {data.samples_per_video} give {samples} "
+                           f"samples per process an epoch, fewer than one batch of {per_rank}: lower "
+                           "[data] batch_size or raise samples_per_video in the recipe")
 
 
 def _exported(method: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
@@ -171,10 +189,7 @@ def _run_stage(run: _Run) -> bool:
     stage = recipe.stages[progress.stage]
     loader, sampler, per_rank = _loader(recipe, run.method.batch_kind(stage.name), run.index,
                                         progress.stage, ctx)
-    steps_per_epoch = len(sampler) // per_rank
-    if steps_per_epoch == 0:
-        raise VidcorrError(f"{len(sampler)} samples per process are fewer than one batch of "
-                           f"{per_rank}: lower [data] batch_size or raise samples_per_video")
+    steps_per_epoch = len(sampler) // per_rank  # >= 1: `_check_a_batch_fits`
     total = stage_steps(stage, steps_per_epoch)
     run.runlog.stage_started(stage.name, total, progress.stage_step)
     bf16 = recipe.cuda.bf16 if ctx.device.type == "cuda" else recipe.cpu.bf16
@@ -230,24 +245,11 @@ def _loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
                         drop_last=True, pin_memory=ctx.device.type == "cuda",
                         persistent_workers=data.workers > 0,
                         multiprocessing_context=worker_start_method() if data.workers > 0 else None,
+                        worker_init_fn=worker_init() if data.workers > 0 else None,
                         # Its own generator: starting a loader iterator must not draw from the
                         # global torch RNG, or a resumed run would drift from the original.
                         generator=torch.Generator().manual_seed(recipe.seed))
     return loader, sampler, per_rank
-
-
-def worker_start_method() -> str | None:
-    """How loader workers start: "forkserver" where the platform has it (Linux), else its default.
-
-    fork() copies a process whose other threads (torch's and PyAV's pools, the DDP store) may hold
-    locks at that instant; the child then waits forever on a lock no thread will release. Two such
-    hangs were found and fixed (docs/training.md, "Pitfalls"), Python 3.12 warns about the rest,
-    and Python 3.14 made forkserver the default. Workers start from a clean single-threaded
-    server instead; they are persistent, so the start-up (importing torch) is paid once a stage.
-    Like spawn, it needs a script that starts training to guard its entry point with
-    ``if __name__ == "__main__":``.
-    """
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
 
 
 def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tuple[dict[str, Tensor], Tensor]:
