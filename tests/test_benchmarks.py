@@ -42,3 +42,9 @@ def test_features_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     report = _run("features.py", "--root", str(davis2016_root), "--frames", "1", "--repeats", "1",
                   "--threads", "1", out=tmp_path / "features.json")
     assert report["ms_per_frame"] and all(v > 0 for v in report["ms_per_frame"].values())
+
+
+def test_selection_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
+    report = _run("selection.py", "--root", str(davis2016_root), "--size", "120", "--repeats", "1",
+                  "--threads", "1", out=tmp_path / "selection.json")
+    assert report["same_selection"] and all(v > 0 for v in report["ms_per_context_frame"].values())
