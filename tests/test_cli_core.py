@@ -96,6 +96,77 @@ def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
     assert rescored["J&F-Mean"] == pytest.approx(results["J&F-Mean"], abs=1e-12)
 
 
+def _davis_root(root: Path, davis2016_root: Path, seq: str, names: list[str]) -> Path:
+    """A one-sequence DAVIS root: the first len(names) frames and masks of ``seq`` saved as ``names``."""
+    for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        dst = root / kind / "480p" / seq
+        dst.mkdir(parents=True)
+        for f, name in zip(sorted((davis2016_root / kind / "480p" / seq).glob(f"*.{ext}")), names):
+            shutil.copy(f, dst / f"{name}.{ext}")
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text(f"{seq}\n")
+    return root
+
+
+def test_eval_davis_names_each_prediction_after_its_own_frame(davis2016_root, tmp_path):
+    """Frames were decoded from every image of the folder in natural order but named from the
+    sorted *.jpg list: with unpadded names (0, 1, 10, 2, ...) or a stray PNG among the frames the
+    prediction of one frame was written, and scored, under another frame's name."""
+    padded = _davis_root(tmp_path / "padded", davis2016_root, "car-shadow", [f"{t:05d}" for t in range(11)])
+    plain = _davis_root(tmp_path / "plain", davis2016_root, "car-shadow", [str(t) for t in range(11)])
+    shutil.copy(plain / "Annotations" / "480p" / "car-shadow" / "3.png", plain / "JPEGImages" / "480p" / "car-shadow")
+    for root in (padded, plain):
+        assert main(["eval", "davis", "--root", str(root), "--out", str(tmp_path / f"out-{root.name}"), *FAST]) == 0
+    for t in range(11):
+        expected = np.array(Image.open(tmp_path / "out-padded" / "car-shadow" / f"{t:05d}.png"))
+        assert np.array_equal(np.array(Image.open(tmp_path / "out-plain" / "car-shadow" / f"{t}.png")), expected), t
+
+
+def _drop_frame(seq: Path) -> str:
+    (seq.parents[2] / "JPEGImages" / "480p" / seq.name / "00002.jpg").unlink()
+    return "00002.jpg: frame not found, but its annotation 00002.png is scored"
+
+
+def _small_annotation(seq: Path) -> str:
+    Image.open(seq / "00002.png").resize((427, 240), Image.NEAREST).save(seq / "00002.png")
+    return "00002.png: mask 00002.png is 427x240 but frames are 854x480"
+
+
+def _rgb_annotation(seq: Path) -> str:
+    Image.open(seq / "00002.png").convert("RGB").save(seq / "00002.png")
+    return "00002.png: is an RGB image"
+
+
+def _small_frame(seq: Path) -> str:
+    frame = seq.parents[2] / "JPEGImages" / "480p" / seq.name / "00002.jpg"
+    Image.open(frame).resize((427, 240)).save(frame)
+    return "00002.jpg: frame is 427x240 but 00000.jpg is 854x480"
+
+
+def _late_first_annotation(seq: Path) -> str:
+    (seq / "00000.png").unlink()
+    return "00001.png: the first annotation 00001.png is not of the first frame 00000.jpg"
+
+
+def _two_annotations(seq: Path) -> str:
+    for name in ("00002.png", "00003.png"):
+        (seq / name).unlink()
+    return "2 annotated frame(s)"
+
+
+@pytest.mark.parametrize("damage", [_drop_frame, _small_annotation, _rgb_annotation, _small_frame,
+                                    _late_first_annotation, _two_annotations])
+def test_eval_davis_checks_every_sequence_before_propagating(damage, two_clips, tmp_path, capsys):
+    """A bad file in a later sequence failed only after the earlier ones had been propagated (hours
+    on DAVIS), leaving OUT behind; a first annotation of a later frame was carried from frame 0."""
+    root = tmp_path / "root"
+    shutil.copytree(two_clips, root)
+    expected = damage(root / "Annotations" / "480p" / "car-shadow")
+    out = tmp_path / "out"
+    _fails(["eval", "davis", "--root", str(root), "--out", str(out), *FAST], capsys, expected)
+    assert not out.exists()
+
+
 def test_eval_davis_with_uvc_track(short_clip, tmp_path, capsys):
     """--track on real frames with the shipped weights: UVC-track's PNGs are the API's tracked
     masks, results.json records the tracking, and neither kind of run resumes the other's folder."""

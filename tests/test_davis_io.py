@@ -73,3 +73,9 @@ def test_mask_size_must_match_frames(tennis_root):
     with pytest.raises(InputError, match="mask 00000.png is 640x360 but frames are 854x480") as err:
         DavisDataset(tennis_root).first_mask("tennis")
     assert err.value.path == path
+
+
+def test_split_file_with_a_byte_order_mark(tennis_root):
+    """A split file saved by a Windows editor starts with a BOM, which became part of the first name."""
+    (tennis_root / "ImageSets" / "2017" / "val.txt").write_bytes("\ufefftennis\r\n".encode("utf-8"))
+    assert DavisDataset(tennis_root).sequences == ["tennis"]

@@ -58,6 +58,13 @@ def test_mixed_separators_and_round_trip(tmp_path):
     assert (tmp_path / "out.txt").read_text().splitlines()[0] == "1.00,2.00,3.00,4.00"
 
 
+def test_byte_order_mark_and_crlf(tmp_path):
+    """A ground truth saved by a Windows editor (BOM, CRLF) was refused: line 1 read '\ufeff1'."""
+    path = tmp_path / "gt.txt"
+    path.write_bytes("\ufeff1,2,3,4\r\n5\t6\t7\t8\r\n".encode("utf-8"))
+    np.testing.assert_array_equal(read_otb_boxes(path), [[0, 1, 3, 4], [4, 5, 7, 8]])
+
+
 def test_vot_accepts_four_values(tmp_path):
     path = _write(tmp_path / "groundtruth.txt", "0,0,4,0,4,3,0,3\n10.5,20,30,40\n")
     np.testing.assert_allclose(read_vot_boxes(path), [[0, 0, 4, 3], [10.5, 20, 30, 40]])

@@ -25,7 +25,7 @@ from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import read_mask, write_indexed_png
-from vidcorr.io.video import open_frames, write_video
+from vidcorr.io.video import open_frame_files, write_video
 from vidcorr.labels import VOID
 from vidcorr.masks import mask_overlay, propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
@@ -160,9 +160,12 @@ def run_davis(
     dataset = DavisDataset(root, year, split, sequences=sequences)
     track = track_options(track)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Read every first mask up front: a bad annotation fails before hours of propagation.
+    # Check every sequence's files (headers) and read every first mask up front: a bad file fails
+    # before hours of propagation, and before OUT is created, so nothing is left half-written.
+    for seq in dataset.sequences:
+        dataset.check_sequence(seq)
     first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
+    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = {"model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year, "split": split}
     if track is not None:  # absent for plain propagation, so earlier runs' stamps still match
         stamp["track"] = asdict(track)
@@ -180,7 +183,8 @@ def run_davis(
         tmp = out_dir / f".{seq}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            n = write_mask_sequence(propagator, open_frames(frame_paths[0].parent), first_masks[seq],
+            # Exactly the frames named: each prediction PNG is named after the frame it was made for.
+            n = write_mask_sequence(propagator, open_frame_files(frame_paths), first_masks[seq],
                                     tmp, [p.stem for p in frame_paths],
                                     overlay=out_dir / "overlays" / f"{seq}.mp4" if overlays else None,
                                     truth=dataset.masks(seq))

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from vidcorr.errors import InputError
-from vidcorr.io.masks import read_mask
+from vidcorr.io.images import image_size, natural_key
+from vidcorr.io.masks import mask_size, read_mask
 
 
 class DavisDataset:
@@ -64,8 +65,10 @@ class DavisDataset:
                 f"resolution={self.resolution!r}, {len(self)} sequences)")
 
     def frames(self, seq: str) -> list[Path]:
-        """Sorted JPEG frame paths of `seq` (at least one, else `InputError`)."""
-        return _list_files(self.root / "JPEGImages" / self.resolution / seq, "*.jpg", "frames")
+        """JPEG frame paths of `seq` in natural (temporal) order: 2.jpg before 10.jpg; the same as
+        sorted for DAVIS's zero-padded names (at least one, else `InputError`)."""
+        files = _list_files(self.root / "JPEGImages" / self.resolution / seq, "*.jpg", "frames")
+        return sorted(files, key=lambda p: natural_key(p.name))
 
     def masks(self, seq: str) -> list[Path]:
         """Sorted annotation PNG paths of `seq` (all frames in DAVIS val, the first in test-dev)."""
@@ -80,6 +83,40 @@ class DavisDataset:
         mask = read_mask(mask_path)
         check_mask_size(mask_path, mask, frame_size(self.frames(seq)[0]), "frames are")
         return mask
+
+    def check_sequence(self, seq: str) -> None:
+        """Check from file headers only that `seq` can be propagated and scored; `InputError` naming
+        the file otherwise.
+
+        Checked: the first annotation is the first frame's (propagation starts from it); at least 3
+        annotations (frames 1..T-2 are scored); every scored annotation has its frame; every
+        annotation is a mask `read_mask` accepts, of the frames' size; every frame has one size.
+        Headers cost seconds for a whole split, and each of these problems otherwise surfaced only
+        after every sequence had been propagated (or, for a first annotation of a later frame, not
+        at all: the masks were carried from the wrong frame).
+        """
+        frames, masks = self.frames(seq), self.masks(seq)
+        if masks[0].stem != frames[0].stem:
+            raise InputError(masks[0], f"the first annotation {masks[0].name} is not of the first frame "
+                             f"{frames[0].name}: propagation starts from the first frame's annotation")
+        if len(masks) < 3:
+            raise InputError(masks[0].parent, f"{len(masks)} annotated frame(s): the semi-supervised protocol "
+                             "scores frames 1..T-2 and needs at least 3 (an unannotated split such as "
+                             "test-dev: `vidcorr propagate` each sequence instead)")
+        stems = {frame.stem for frame in frames}
+        for mask in masks[1:-1]:
+            if mask.stem not in stems:
+                raise InputError(frames[0].parent / f"{mask.stem}.jpg",
+                                 f"frame not found, but its annotation {mask.name} is scored")
+        height, width = image_size(frames[0])
+        for frame in frames[1:]:
+            if (other := image_size(frame)) != (height, width):
+                h, w = other
+                raise InputError(frame, f"frame is {w}x{h} but {frames[0].name} is {width}x{height}; "
+                                        "all frames must share one size")
+        for mask in masks:
+            if (size := mask_size(mask)) != (width, height):
+                raise InputError(mask, f"mask {mask.name} is {size[0]}x{size[1]} but frames are {width}x{height}")
 
 
 def frame_size(path: Path) -> tuple[int, int]:
@@ -121,7 +158,9 @@ def _read_split(year_dir: Path, split: str) -> list[str]:
     if not split_file.is_file():
         splits = sorted(p.stem for p in year_dir.glob("*.txt"))
         raise InputError(split_file, f"split file not found; splits here: {', '.join(splits) or 'none'}")
-    names = [line.strip() for line in split_file.read_text().splitlines()]
+    # utf-8-sig: a split file saved by a Windows editor starts with a byte-order mark, which
+    # otherwise became part of the first sequence's name ("\ufeffbike-packing not found").
+    names = [line.strip() for line in split_file.read_text(encoding="utf-8-sig").splitlines()]
     names = [n for n in names if n]
     if not names:
         raise InputError(split_file, "split file lists no sequences")

@@ -76,26 +76,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             mode = img.mode
-            # A JPEG cannot hold ids: lossy compression scatters values around every border, so a
-            # 0/255 mask read as ids turned its object (mostly 255) into void and its rim into a
-            # dozen stray ids, and the object was lost without a word.
-            if img.format in ("JPEG", "MPO"):
-                raise InputError(path, "is a JPEG: lossy compression alters pixel values, so it cannot hold "
-                                 "object ids. Save the mask as a PNG (palette of ids, or 0/255 grayscale).")
-            # Pitfall (palette vs RGB): np.array of a 'P' image gives the indices (the ids). An
-            # image converted to RGB, or saved by a tool that drops the palette, only has colours,
-            # and colours are not ids; guessing a colour->id map would silently mislabel objects.
-            if mode in ("RGB", "RGBA"):
-                raise InputError(
-                    path,
-                    f"is an {mode} image, not an indexed (palette) mask: its colours are not object ids. "
-                    "Save masks as 'P' mode PNGs whose indices are the ids (vidcorr.io.masks."
-                    "write_indexed_png); a DAVIS-coloured RGB mask can be converted with "
-                    "img.quantize(palette=<'P' image with DAVIS_PALETTE>, dither=Image.Dither.NONE).",
-                )
-            if mode not in ("P", "L", "1"):
-                raise InputError(path, f"unsupported PNG mode {mode!r}: expected a palette ('P') "
-                                 "or grayscale ('L'/'1') mask of object ids")
+            _check_mask_format(img, path)
             arr = np.array(img)
     except (FileNotFoundError, IsADirectoryError):
         raise InputError(path, "mask file not found") from None
@@ -113,6 +94,46 @@ def read_mask(path: str | Path) -> np.ndarray:
                                "as ids, its object (255) would be void and its rim stray objects. Threshold it "
                                "(e.g. > 127 -> 255) and save it unsmoothed, or save ids as a palette PNG.")
     return arr.astype(np.uint8, copy=False)
+
+
+def mask_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of a mask file, from its header only, refused as `read_mask` would refuse it
+    (JPEG, RGB, unsupported mode, unreadable): a cheap check of a whole annotation folder before a
+    long run, which otherwise failed on a bad file only after hours of propagation."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            _check_mask_format(img, path)
+            return img.size
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(path, "mask file not found") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(path, f"cannot read mask: {err}") from None
+
+
+def _check_mask_format(img: Image.Image, path: Path) -> None:
+    """`InputError` unless ``img`` (an opened file) can hold object ids: a 'P', 'L' or '1' PNG."""
+    mode = img.mode
+    # A JPEG cannot hold ids: lossy compression scatters values around every border, so a
+    # 0/255 mask read as ids turned its object (mostly 255) into void and its rim into a
+    # dozen stray ids, and the object was lost without a word.
+    if img.format in ("JPEG", "MPO"):
+        raise InputError(path, "is a JPEG: lossy compression alters pixel values, so it cannot hold "
+                         "object ids. Save the mask as a PNG (palette of ids, or 0/255 grayscale).")
+    # Pitfall (palette vs RGB): np.array of a 'P' image gives the indices (the ids). An
+    # image converted to RGB, or saved by a tool that drops the palette, only has colours,
+    # and colours are not ids; guessing a colour->id map would silently mislabel objects.
+    if mode in ("RGB", "RGBA"):
+        raise InputError(
+            path,
+            f"is an {mode} image, not an indexed (palette) mask: its colours are not object ids. "
+            "Save masks as 'P' mode PNGs whose indices are the ids (vidcorr.io.masks."
+            "write_indexed_png); a DAVIS-coloured RGB mask can be converted with "
+            "img.quantize(palette=<'P' image with DAVIS_PALETTE>, dither=Image.Dither.NONE).",
+        )
+    if mode not in ("P", "L", "1"):
+        raise InputError(path, f"unsupported PNG mode {mode!r}: expected a palette ('P') "
+                         "or grayscale ('L'/'1') mask of object ids")
 
 
 def _smoothed_binary_levels(arr: np.ndarray) -> int:

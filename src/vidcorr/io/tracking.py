@@ -69,7 +69,9 @@ def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> n
 def _annotation_lines(path: Path) -> list[tuple[int, str]]:
     """(1-based line number, text) of every line; trailing blank lines are dropped, inner ones rejected."""
     try:
-        lines = path.read_text().splitlines()
+        # utf-8-sig: a file saved by a Windows editor starts with a byte-order mark, which made
+        # line 1 unparsable ('\ufeff205').
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(path, f"unreadable annotation file ({error})") from None
     while lines and not lines[-1].strip():

@@ -131,8 +131,25 @@ class FrameSource:
                 f"fps={self.fps}, num_frames={self.num_frames})")
 
 
+def open_frame_files(files: Sequence[Path], fps: float | None = None) -> FrameSource:
+    """A `FrameSource` over exactly ``files``, in this order (at least one).
+
+    For a benchmark that names its outputs after a frame list of its own (DAVIS: the ``*.jpg``
+    files of a sequence), so that the n-th frame decoded is always the n-th file named: a folder
+    also holding other images (a stray ``.png``) or sorted another way would otherwise shift every
+    prediction onto the wrong file name.
+    """
+    files = [Path(f) for f in files]
+    if not files:
+        raise ValueError("open_frame_files needs at least one file")
+    return _files_source(files[0].parent, files, fps)
+
+
 def _folder_source(folder: Path, fps: float | None) -> FrameSource:
-    files = list_frame_files(folder)
+    return _files_source(folder, list_frame_files(folder), fps)
+
+
+def _files_source(folder: Path, files: list[Path], fps: float | None) -> FrameSource:
     size = image_size(files[0])
     for file in files[1:]:  # headers only: cheap, and fails before any work is done
         if (other := image_size(file)) != size:
