@@ -29,6 +29,7 @@ from vidcorr.methods import UVC, CycleTime, moco, recipe as uvc_recipe, stt
 from vidcorr.methods.cycletime import config_for_recipe
 from vidcorr.models import LabAutoencoder, build_encoder
 from vidcorr.patches import rigid_theta
+from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train.config import DataConfig, Recipe, load_recipe
 
 from report import machine, write_json  # benchmarks/report.py, beside this script
@@ -94,6 +95,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch-size", type=int, help="override the recipe's batch")
+    p.add_argument("--keep-denormals", action="store_true",
+                   help="compute with subnormal floats, as training did before 2026-12-06 (default: flushed, "
+                        "as `vidcorr train` does on a CPU)")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args()
     if args.threads:
@@ -109,9 +113,11 @@ def main() -> None:
         report["gpu"] = torch.cuda.get_device_name(0)
     # UVC's samples are frame pairs; the key keeps the name earlier JSONs use.
     unit = {"cycletime": "clips", "moco": "images"}.get(recipe.method, "pairs")
+    report["denormals_flushed"] = not args.keep_denormals
     for stage in stages:
         key = f"{stage}_{unit}_per_s"
-        report[key] = round(time_stage(model, stage, args, data, args.steps, args.warmup), 3)
+        with flush_cpu_denormals(not args.keep_denormals):
+            report[key] = round(time_stage(model, stage, args, data, args.steps, args.warmup), 3)
         print(f"{stage}: {report[key]:.2f} {unit}/s (batch {data.batch_size}, crop {data.crop}, "
               f"frame {data.frame}, {args.device})")
     if args.json:

@@ -21,6 +21,7 @@ from vidcorr.data import build_index
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.methods import uvc
 from vidcorr.models import LabAutoencoder, load_encoder
+from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import TrainingDiverged, TrainJob, load_checkpoint, recipe_from_dict, train
 from vidcorr.train.distributed import DistContext
 from vidcorr.train.loop import _loader
@@ -211,6 +212,34 @@ def test_cpu_bf16_recipe_flag_autocasts_the_forward(short_list: Path, tmp_path: 
     train(tiny_job(recipe, short_list, tmp_path / "run", lambda: probes.append(AutocastProbe()) or probes[-1],
                    device="cpu"))
     assert probes[0].seen == [(bf16, torch.bfloat16 if bf16 else torch.float32)]
+
+
+SUBNORMAL = 1e-39  # below float32's smallest normal number, 1.2e-38
+
+
+class DenormalProbe(TinyMethod):
+    """Records whether a subnormal float survives arithmetic in the forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.subnormal_kept: list[bool] = []
+
+    def forward(self, batch, stage):
+        self.subnormal_kept.append(bool((torch.tensor([SUBNORMAL]) * 1.0).item() != 0))
+        return super().forward(batch, stage)
+
+
+def test_cpu_training_flushes_subnormals_and_restores_the_default(short_list: Path, tmp_path: Path) -> None:
+    """Subnormals are flushed while training on the CPU (UVC at temperature 1: 19-29 % faster), and only then."""
+    with flush_cpu_denormals() as supported:
+        if not supported:
+            pytest.skip("this CPU cannot flush subnormal floats")
+    assert (torch.tensor([SUBNORMAL]) * 1.0).item() != 0
+    probes: list[DenormalProbe] = []
+    train(tiny_job(tiny_recipe(steps=2), short_list, tmp_path / "run",
+                   lambda: probes.append(DenormalProbe()) or probes[-1], device="cpu"))
+    assert probes[0].subnormal_kept == [False, False]
+    assert (torch.tensor([SUBNORMAL]) * 1.0).item() != 0  # torch's default again
 
 
 def test_loader_workers_start_from_a_forkserver(short_list: Path, tmp_path: Path) -> None:

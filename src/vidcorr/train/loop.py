@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.models import load_weights_into, save_weights
+from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import checkpoint as ckpt
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier, init_distributed, wrap_ddp
@@ -96,7 +97,8 @@ def train(job: TrainJob) -> TrainResult:
     if ctx.device.type == "cpu" and recipe.cpu.threads:
         torch.set_num_threads(recipe.cpu.threads)
     try:
-        return _train(job, ctx)
+        with flush_cpu_denormals(ctx.device.type == "cpu"):  # UVC at temperature 1: 19-29 % faster
+            return _train(job, ctx)
     finally:
         torch.set_num_threads(threads)
 
