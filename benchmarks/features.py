@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from report import machine, write_json  # benchmarks/report.py, beside this script
+from report import machine, parse_timing_arguments, write_json  # benchmarks/report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -62,12 +62,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18.safetensors")
     parser.add_argument("--out-layer", default="layer3")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(REPO / "src"))
+    args = parse_timing_arguments(parser)
     from vidcorr.models.colour import rgb_to_lab, rgb_to_lightness
     from vidcorr.models.encoder import inference_encoder
     from vidcorr.models.resnet import fold_batchnorm

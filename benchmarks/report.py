@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 
@@ -44,3 +46,17 @@ def write_json(path: Path, report: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {path}")
+
+
+def parse_timing_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Add --threads and --json, parse, apply the thread count, and put the repository's src/ first
+    on the import path (the scripts time the working tree, installed or not)."""
+    import torch
+
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    return args

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from report import machine, write_json  # benchmarks/report.py, beside this script
+from report import machine, parse_timing_arguments, write_json  # benchmarks/report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -42,12 +42,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="input short side (default: the preset's)")
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18_ft3.safetensors")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(REPO / "src"))
+    args = parse_timing_arguments(parser)
     from vidcorr.affinity import topk_log_softmax_
     from vidcorr.api import resolve_encoder
     from vidcorr.presets import customised_preset
