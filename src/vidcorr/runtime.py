@@ -62,8 +62,9 @@ def flush_cpu_denormals(enabled: bool = True) -> Iterator[bool]:
     computes many times slower: `uvc-cpu` trains 19 % (warm-up) and 27-29 % (joint stage) faster
     with them flushed; at temperature 20 (`uvc-cpu-t20`) and for CycleTime and STT (L2-normalised
     features) nothing changes (benchmarks/training.py, docs/benchmarks.md). Such values carry
-    nothing a loss can use; TensorFlow flushes them by default. Yields whether the CPU supports it; torch's default (off)
-    is restored afterwards. The setting belongs to the calling thread and the threads it starts.
+    nothing a loss can use; TensorFlow flushes them by default. Yields whether the CPU supports
+    it; torch's default (off) is restored afterwards. The setting belongs to the calling thread
+    and the threads it starts.
     """
     import torch
 
