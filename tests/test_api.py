@@ -171,3 +171,125 @@ def test_track_box_equals_the_command_line(data_dir, tmp_path):
     assert all(frame.ndim == 3 for frame, _ in got[:3])
     with pytest.raises(ValueError, match="first box 5000,60,80,60 lies outside the 456x256 first frame"):
         vidcorr.track_box(video, (5000, 60, 80, 60))  # raised at the call, before iterating
+
+
+def _crw_small():
+    return customised_preset("crw", n_previous=2, radius=3)
+
+
+def _masks_of(frames, first_mask, **kw):
+    return [m for _, m in api.propagate_masks(frames, first_mask, encoder=PatchEncoder(), preset=_crw_small(), **kw)]
+
+
+def test_frames_as_users_pass_them_give_the_uint8_masks():
+    """Float frames in [0, 1] were read as near-black uint8 and uint16 as near-white, silently;
+    grayscale, RGBA and torch tensors failed deep inside torch. All are converted at the call."""
+    import torch
+
+    frames, masks = _texture_video(n_frames=4)
+    want = _masks_of(frames, masks[0])
+    variants = {
+        "float [0, 1]": [f.astype(np.float32) / 255 for f in frames],
+        "float [0, 255]": [f.astype(np.float64) for f in frames],
+        "uint16": [f.astype(np.uint16) * 257 for f in frames],
+        "RGBA": [np.dstack([f, np.full(f.shape[:2], 255, np.uint8)]) for f in frames],
+        "torch": [torch.from_numpy(f) for f in frames],
+        "generator": (f for f in frames),
+        "(T, H, W, 3) array": np.stack(frames),
+    }
+    for name, video in variants.items():
+        got = list(api.propagate_masks(video, masks[0], encoder=PatchEncoder(), preset=_crw_small()))
+        for (frame, mask), w, f in zip(got, want, frames):
+            assert frame.dtype == np.uint8 and frame.shape == f.shape, name
+            np.testing.assert_array_equal(mask, w, err_msg=name)
+    gray = [f.mean(axis=2).astype(np.uint8) for f in frames]
+    assert all(frame.shape == (64, 96, 3) for frame, _ in api.propagate_masks(
+        gray, masks[0], encoder=PatchEncoder(), preset=_crw_small()))
+    tracker = api.mask_tracker(encoder=PatchEncoder(), preset=_crw_small())
+    stepped = [tracker.step(frames[0] / 255.0, masks[0])] + [tracker.step(f / 255.0) for f in frames[1:]]
+    for s, w in zip(stepped, want):
+        np.testing.assert_array_equal(s, w)
+
+
+def test_bad_frames_are_refused_naming_the_frame():
+    import torch
+
+    frames, masks = _texture_video(n_frames=3)
+    chw = [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
+    with pytest.raises(InputError, match=r"frame 0 has shape \(3, 64, 96\).*permute\(1, 2, 0\)"):
+        api.propagate_masks(chw, masks[0], encoder=PatchEncoder())
+    resized = frames[:2] + [frames[2][:60]]  # within one encoder batch: np.stack used to fail
+    with pytest.raises(InputError, match="frame 2 is 96x60 but the first frame was 96x64"):
+        _masks_of(resized, masks[0])
+    nan = [frames[0], np.full(frames[1].shape, np.nan)]
+    with pytest.raises(InputError, match="frame 1 holds NaN"):
+        _masks_of(nan, masks[0])
+
+
+def test_masks_of_any_array_type_and_out_of_range_ids():
+    """ids > 255 wrapped modulo 256 (300 -> 44) and negative ids failed inside one_hot."""
+    import torch
+
+    frames, masks = _texture_video(n_frames=3)
+    want = _masks_of(frames, masks[0])
+    for first in (masks[0].tolist(), masks[0].astype(np.int64), masks[0] > 0, torch.from_numpy(masks[0])):
+        for g, w in zip(_masks_of(frames, first), want):
+            np.testing.assert_array_equal(g, w)
+    for bad, ids in ((np.where(masks[0] > 0, 300, 0), "0..300"), (np.where(masks[0] > 0, -1, 0), "-1..0")):
+        with pytest.raises(InputError, match=f"holds ids {ids}; object ids must lie in 0..254"):
+            api.propagate_masks(frames, bad, encoder=PatchEncoder())
+        with pytest.raises(InputError, match="0..254"):
+            api.mask_tracker(encoder=PatchEncoder()).step(frames[0], bad)
+    with pytest.raises(InputError, match="not object ids"):
+        api.propagate_masks(frames, masks[0] * 0.5, encoder=PatchEncoder())
+
+
+def test_arguments_are_checked_at_the_call():
+    frames, masks = _texture_video(n_frames=3)
+    with pytest.raises(ValueError, match="unknown preset knob.*tmperature.*known:.*temperature"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), tmperature=0.1)
+    with pytest.raises(ValueError, match="give k=5"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), topk=5)
+    with pytest.raises(ValueError, match="size must be a positive whole number"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), batch_size=0)
+    with pytest.raises(ValueError, match="unknown tracker 'kcf'"):
+        api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), tracker="kcf")  # not when iterated
+    with pytest.raises(ValueError, match="unknown localise setting"):
+        api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), bogus=1)
+    with pytest.raises(ValueError, match=r"\(x, y, w, h\), 4 numbers"):
+        api.track_box(frames, (10, 10, 20), encoder=PatchEncoder())
+    with pytest.raises(ValueError, match=r"keypoints has shape \(2, 3\); expected \(J, 2\)"):
+        api.propagate_keypoints(frames, [[10, 10, 1], [20, 20, 1]], encoder=PatchEncoder())
+    with pytest.raises(ValueError, match=r"visible has shape \(1,\); expected \(2,\)"):
+        api.propagate_keypoints(frames, [[10, 10], [20, 20]], visible=[True], encoder=PatchEncoder())
+
+
+def test_cuda_without_a_gpu_is_refused_at_the_call(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    frames, masks = _texture_video(n_frames=2)
+    with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), device="cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), device="cuda")
+
+
+def test_a_module_of_ones_own_may_return_half_features_but_not_other_shapes():
+    import torch
+    from torch import nn
+
+    class Half(PatchEncoder):
+        def forward(self, rgb):
+            return super().forward(rgb).to(torch.bfloat16)
+
+    class Flat(nn.Module):
+        def forward(self, rgb):
+            return rgb.mean(1)  # (B, H, W): no channel axis
+
+    frames, masks = _texture_video(n_frames=3)
+    assert len(list(api.propagate_masks(frames, masks[0], encoder=Half(), preset=_crw_small()))) == 3
+    with pytest.raises(ValueError, match=r"encoder Flat gave \(1, 64, 96\) torch.float32 for 1 frame"):
+        list(api.propagate_masks(frames, masks[0], encoder=Flat(), preset=_crw_small()))

@@ -109,8 +109,10 @@ def propagate_masks(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(frame, mask)`` for every frame of a video, the first included.
 
-    video: a video file or folder of frames, or RGB uint8 frames (H, W, 3) in order. first_mask: the
-    first frame's object ids (H, W) uint8 (255 = void), or an indexed / 0-255 binary PNG.
+    video: a video file or folder of frames, or RGB uint8 frames (H, W, 3) in order (float, uint16,
+    gray, RGBA and torch frames are converted: `vidcorr.io.frames.as_rgb_frame`; BGR is not
+    detected). first_mask: the first frame's object ids (H, W) 0..254 (255 = void), or an indexed /
+    0-255 binary PNG.
     encoder: default `encoder_for(preset)`. size (input short side) and knobs (``k``,
     ``temperature``, ``radius``, ``n_previous``, ``window_first``) change the preset. track: UVC-track
     (UVC's "ours-track", `vidcorr.track_uvc`: each object carried box to box), True for the
@@ -124,7 +126,7 @@ def propagate_masks(
     if isinstance(first_mask, (str, Path)):
         mask_path, first_mask = Path(first_mask), read_mask(first_mask)
     first_frame, frames = _first_and_all(video)
-    check_first_mask(first_mask, first_frame.shape[:2], mask_path)
+    first_mask = check_first_mask(first_mask, first_frame.shape[:2], mask_path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs, track)
     return propagate_mask(propagator, frames, first_mask)
 
@@ -173,9 +175,14 @@ def propagate_keypoints(
         if visible is not None:
             kps = KeypointSet(kps.points, np.asarray(visible, bool), kps.names, kps.edges)
     else:
-        points = np.asarray(keypoints, np.float64).reshape(-1, 2)
+        # Not reshape(-1, 2): that would read (J, 3) [x, y, v] rows as 3J / 2 made-up points.
+        points = np.asarray(keypoints, np.float64)
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"keypoints has shape {points.shape}; expected (J, 2) x, y pixels")
         shown = np.ones(len(points), bool) if visible is None else np.asarray(visible, bool)
         kps = KeypointSet(points, shown, [str(i) for i in range(len(points))], [])
+    if kps.visible.shape != (len(kps.points),):
+        raise ValueError(f"visible has shape {kps.visible.shape}; expected ({len(kps.points)},), one per keypoint")
     first_frame, frames = _first_and_all(video)
     check_first_keypoints(kps, first_frame.shape[:2], path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
@@ -200,8 +207,10 @@ def track_box(
     features); options replace its settings (`vidcorr.track.LocaliseSettings`,
     `vidcorr.dcf.DCFSettings`). encoder: default `encoder_for("crw")` (the features are layer3).
     """
-    from vidcorr.track import check_first_box, track_frames
+    from vidcorr.track import check_first_box, track_frames, tracker_settings
 
+    tracker_settings(tracker, **options)  # an unknown tracker or setting: ValueError here, not when iterated
+    _checked_device(device)
     first_frame, frames = _first_and_all(video)
     check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
     if encoder is None:
@@ -210,10 +219,13 @@ def track_box(
 
 
 def _first_and_all(video: str | Path | Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
-    """-> (the first frame, every frame from the first on), reading a path with `open_frames`."""
+    """-> (the first frame, every frame from the first on), reading a path with `open_frames`;
+    frames given as arrays are made RGB uint8 (`vidcorr.io.frames.as_rgb_frames`)."""
+    from vidcorr.io.frames import as_rgb_frames
     from vidcorr.io.video import open_frames
 
-    stream = iter(open_frames(video) if isinstance(video, (str, Path)) else video)
+    stream = open_frames(video) if isinstance(video, (str, Path)) else as_rgb_frames(video)
+    stream = iter(stream)
     first_frame = next(stream, None)
     if first_frame is None:
         raise VidcorrError(f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
@@ -222,6 +234,19 @@ def _first_and_all(video: str | Path | Iterable[np.ndarray]) -> tuple[np.ndarray
 
 def _propagator(encoder, preset, device, batch_size, size, knobs, track=False) -> Propagator:
     preset = customised_preset(preset, size=size, **knobs)
+    _checked_device(device)
     if encoder is None:
         encoder = resolve_encoder(preset)[0]
     return mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
+
+
+def _checked_device(device: str | torch.device) -> torch.device:
+    """device as a `torch.device`; ValueError at the call when it is a GPU this machine lacks (torch
+    would fail later, deep inside, with a driver message)."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but CUDA is not available here (torch "
+                         f"{torch.__version__}, no GPU or no driver); use device='cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r} but this machine has {torch.cuda.device_count()} GPU(s)")
+    return device

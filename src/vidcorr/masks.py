@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
 from vidcorr.errors import InputError
+from vidcorr.io.frames import as_rgb_frame, float_scale, to_numpy
 from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.labels import VOID, decode_label_map, one_hot_labels
 from vidcorr.propagate import Propagator, first_and_rest
@@ -23,10 +25,13 @@ from vidcorr.track_uvc import UVCTracker
 from vidcorr.viz import overlay_mask
 
 
-def check_first_mask(mask: np.ndarray, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
-    """The first-frame mask (H, W) uint8 ids, checked against frames of size frame_hw: the same
-    size and at least one object. `InputError` naming path (the mask's file, when it has one)."""
+def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
+    """The first-frame mask as (H, W) uint8 ids, checked against frames of size frame_hw: the same
+    size and at least one object. mask: (H, W) ids 0..254 (255 = void) as a numpy array of any
+    integer, bool or whole-number float dtype, a torch tensor or a nested list. `InputError` naming
+    path (the mask's file, when it has one)."""
     name = Path(path).name if path is not None else "the first-frame mask"
+    mask = _id_array(mask, name, path)
     if mask.ndim != 2:
         raise InputError(path, f"{name} has shape {mask.shape}; expected (H, W) object ids")
     if mask.shape != tuple(frame_hw):
@@ -42,6 +47,21 @@ def check_first_mask(mask: np.ndarray, frame_hw: tuple[int, int], path: str | Pa
                     "vidcorr.io.masks.read_mask, which maps a binary mask's 255 to object 1)")
         raise InputError(path, f"{name} is empty: it holds no object id (only 0 / void){hint}")
     return mask
+
+
+def _id_array(mask: Any, name: str, path: str | Path | None) -> np.ndarray:
+    """mask as uint8 ids. Checked before the cast: ids above 255 would wrap (256 -> background,
+    300 -> 44) and negative ones crash one-hot encoding deep inside torch."""
+    mask = to_numpy(mask)
+    if mask.dtype == np.uint8:
+        return mask
+    if mask.dtype.kind not in "biuf" or (mask.dtype.kind == "f" and not np.all(np.mod(mask, 1) == 0)):
+        raise InputError(path, f"{name} has dtype {mask.dtype} with values that are not object ids; "
+                               f"expected whole numbers 0..254 (255 = void)")
+    if mask.size and (mask.min() < 0 or mask.max() > VOID):
+        raise InputError(path, f"{name} holds ids {mask.min():g}..{mask.max():g}; object ids must lie in "
+                               f"0..254 (255 = void): renumber the objects 1..N")
+    return mask.astype(np.uint8)
 
 
 def propagate_mask(
@@ -71,19 +91,29 @@ class MaskTracker:
     def __init__(self, propagator: Propagator):
         self.propagator = propagator
         self.started = False
+        self._scale: float | None = None  # float frames: 255 for [0, 1], 1 for [0, 255]
+        self._index = 0  # of the last frame, for error messages
 
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """frame: RGB uint8 (H, W, 3); mask: (H, W) uint8 ids (255 = void) to start from this frame.
+        """frame: RGB uint8 (H, W, 3) (or any form `vidcorr.io.frames.as_rgb_frame` takes); mask: (H, W)
+        uint8 ids (255 = void) to start from this frame.
         -> (H, W) uint8 ids: the mask itself (void as background) or the propagated one."""
         if mask is not None:
-            check_first_mask(mask, frame.shape[:2])
+            array = to_numpy(frame)
+            # A float video's range ([0, 1] or [0, 255]) is decided on its first frame, kept after.
+            scale = float_scale(array) if array.dtype.kind == "f" else None
+            rgb = as_rgb_frame(array, 0, scale)
+            mask = check_first_mask(mask, rgb.shape[:2])
             first, first_labels = _first_labels(mask)
-            self.propagator.start(frame, first_labels)
-            self.started = True
+            self.propagator.start(rgb, first_labels)
+            self.started, self._scale, self._index = True, scale, 0
             return first
         if not self.started:
             raise RuntimeError("MaskTracker.step needs the first frame's mask: step(frame, mask) first")
-        return _index_map(self.propagator, self.propagator.step(frame))
+        rgb = as_rgb_frame(frame, self._index + 1, self._scale)
+        soft = self.propagator.step(rgb)
+        self._index += 1
+        return _index_map(self.propagator, soft)
 
 
 def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator) -> np.ndarray:

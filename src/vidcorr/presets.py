@@ -9,7 +9,8 @@ and the difference is noted here.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+import numbers
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal
 
 from vidcorr.affinity import TopKConfig
@@ -85,8 +86,17 @@ class PropagationPreset:
     def with_overrides(self, **changes) -> "PropagationPreset":
         """A copy with some knobs changed; ``k``, ``temperature``, ``radius`` reach into ``topk``."""
         topk_keys = {"k", "temperature", "radius", "shape", "scope", "normalisation", "tile", "chunk"}
+        # A misspelt knob (e.g. topk=5 for k=5) must name the choices, not fail inside dataclasses.
+        known = topk_keys | {f.name for f in fields(self)} - {"notes"}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown preset knob(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if "topk" in changes and not isinstance(changes["topk"], TopKConfig):
+            raise ValueError(f"topk={changes['topk']!r}: topk is a whole TopKConfig; give k={changes['topk']!r} "
+                             f"for the number of candidates kept")
         topk_changes = {k: changes.pop(k) for k in list(changes) if k in topk_keys}
-        topk = replace(self.topk, **topk_changes) if topk_changes else self.topk
+        topk = changes.pop("topk", self.topk)
+        topk = replace(topk, **topk_changes) if topk_changes else topk
         return replace(self, topk=topk, **changes)
 
 
@@ -193,7 +203,10 @@ def customised_preset(
     """
     base = get_preset(preset) if isinstance(preset, str) else preset
     changes = dict(knobs)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+        # 0 or a float would otherwise fail at the first frame, inside torch's interpolate.
+        raise ValueError(f"size must be a positive whole number of pixels (the input short side), got {size!r}")
     if size is not None:
         multiple = base.size.long_multiple if base.size.mode == "short_side" else None
-        changes["size"] = SizePolicy("short_side", size, multiple)
+        changes["size"] = SizePolicy("short_side", int(size), multiple)
     return base.with_overrides(**changes) if changes else base

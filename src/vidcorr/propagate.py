@@ -22,6 +22,7 @@ or one frame at a time, for frames that arrive one by one (a camera, an interact
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -76,6 +77,9 @@ class Propagator:
         batch_size: int = 4,
         autocast: bool = False,
     ):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            # 0 would batch the whole video into one encoder call: memory growing with its length.
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.encoder = inference_encoder(encoder, device)  # BN folded, channels-last on CPU
         self.preset = preset
         self.device = torch.device(device)
@@ -98,14 +102,19 @@ class Propagator:
     def embed(self, frames: Sequence[np.ndarray]) -> Tensor:
         """RGB uint8 frames (H, W, 3) -> features (B, C, h, w), L2-normalised if the preset says so."""
         h, w = frames[0].shape[:2]
-        if self.original_hw is not None and (h, w) != self.original_hw:
-            raise ValueError(f"frame is {w}x{h} but the first frame was "
-                             f"{self.original_hw[1]}x{self.original_hw[0]}")
+        expected = self.original_hw or (h, w)
+        for frame in frames:  # every frame of the batch: np.stack would fail on a mismatch, cryptically
+            if tuple(frame.shape[:2]) != expected:
+                raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]} but the first frame was "
+                                 f"{expected[1]}x{expected[0]}")
         start = time.perf_counter()
         batch = frames_to_tensor(frames, self.preset.size.input_size(h, w), self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             feats = self.encoder(batch)
-        feats = feats.float().contiguous()  # channels-last out of a CPU encoder; affinity wants NCHW
+        _check_features(self.encoder, feats, len(frames))
+        # channels-last out of a CPU encoder (affinity wants NCHW); a module of one's own may return
+        # float16 / bfloat16 or features on another device.
+        feats = feats.to(self.device, torch.float32).contiguous()
         if self.preset.l2_normalise:
             feats = F.normalize(feats, dim=1)
         self._sync()
@@ -200,6 +209,16 @@ class Propagator:
         self.feature_hw = tuple(feats.shape[-2:])
         small = downsample_labels(labels.float(), self.feature_hw, self.preset.label_downsample)
         return ContextFrame(feats, small.flatten(1).T.contiguous())
+
+
+def _check_features(encoder: nn.Module, feats: object, batch: int) -> None:
+    """A module of one's own must give (B, C, h, w) float features: say so here, not deep inside
+    the affinity with an unpacking error."""
+    if not (isinstance(feats, Tensor) and feats.ndim == 4 and feats.shape[0] == batch
+            and feats.is_floating_point()):
+        got = (f"{tuple(feats.shape)} {feats.dtype}" if isinstance(feats, Tensor) else type(feats).__name__)
+        raise ValueError(f"encoder {type(encoder).__name__} gave {got} for {batch} frame(s); expected "
+                         f"float features ({batch}, C, h, w)")
 
 
 def first_and_rest(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:

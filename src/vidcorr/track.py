@@ -232,6 +232,8 @@ def build_tracker(
 def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
     """box (x, y, w, h) as floats: finite, of positive size and, given the frame's (H, W),
     overlapping it; `ValueError` saying which it is not."""
+    if len(box) != 4:  # a (x0, y0, x1, y1) pair of corners is 4 too; only the length can be checked
+        raise ValueError(f"first box must be (x, y, w, h), 4 numbers, got {tuple(box)}")
     x, y, w, h = (float(v) for v in box)
     if not (w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))):
         raise ValueError(f"first box must have finite values and positive size, got {tuple(box)}")

@@ -53,8 +53,12 @@ def _gray16_to_rgb(values: np.ndarray) -> np.ndarray:
     Pillow's ``convert("RGB")`` clips these values at 255 instead of scaling them, so a 16-bit
     PNG frame (depth cameras, scientific or exported grayscale footage) would come out almost white.
     """
-    gray = (np.clip(values.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
-    return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
+    return np.repeat(sixteen_to_eight_bits(values)[..., None], 3, axis=2)
+
+
+def sixteen_to_eight_bits(values: np.ndarray) -> np.ndarray:
+    """0..65535 -> 0..255 uint8, rounded (a 16-bit image is full range)."""
+    return ((np.clip(values.astype(np.int64), 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def _upright_image(image: Image.Image) -> Image.Image:
