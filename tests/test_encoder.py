@@ -127,11 +127,18 @@ def test_inference_encoder_folds_and_goes_channels_last_on_cpu(davis2016_root):
     assert (ready.stride, ready.out_channels, ready.colour_mode) == (encoder.stride, encoder.out_channels, "gray-l")
 
 
-def test_inference_encoder_leaves_other_modules_as_they_are():
+def test_inference_encoder_leaves_other_modules_as_the_caller_has_them():
     from vidcorr.models import lab_pixels
     from vidcorr.models.encoder import inference_encoder
 
     floor = lab_pixels()
-    assert inference_encoder(floor, "cpu") is floor
+    ready = inference_encoder(floor, "cpu")
+    assert ready.wrapped is floor and ready.stride == floor.stride  # attributes read through
     conv = torch.nn.Conv2d(3, 4, 3).train()
-    assert inference_encoder(conv, "cpu") is conv and not conv.training
+    ready = inference_encoder(conv, "cpu")
+    seen = []
+    conv.register_forward_hook(lambda module, args, out: seen.append(module.training))
+    ready(torch.rand(1, 3, 8, 8))
+    assert ready.wrapped is conv and seen == [False] and conv.training  # called in eval mode, given back
+    elsewhere = inference_encoder(conv, "meta")  # another device: a copy there, the caller's stays put
+    assert elsewhere.wrapped is not conv and elsewhere.wrapped.weight.is_meta and conv.weight.device.type == "cpu"

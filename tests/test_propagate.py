@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from synthetic import PatchEncoder
+from torch import nn
 
 from vidcorr.affinity import window_mask
 from vidcorr.labels import (
@@ -216,3 +217,35 @@ def test_an_empty_video_is_refused_by_every_loop():
         next(propagate_mask(prop, iter([]), np.ones((8, 8), np.uint8)))
     with pytest.raises(ValueError, match="the video has no frames"):
         next(propagate_keypoints(prop, [], np.zeros((1, 2)), codec_for("crw")))
+
+
+class BatchNormNet(nn.Module):
+    """A module of one's own with BatchNorm: stride 8, 8 channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 8, stride=8)
+        self.norm = nn.BatchNorm2d(8)
+
+    def forward(self, rgb):
+        return self.norm(self.conv(rgb))
+
+
+def test_a_module_in_training_is_used_in_eval_mode_and_given_back_in_training():
+    """Evaluating a model between training epochs must not leave it in eval mode (BatchNorm frozen)."""
+    torch.manual_seed(0)
+    net = BatchNormNet().train()
+    stats = net.norm.running_mean.clone()
+    g = torch.Generator().manual_seed(1)
+    frames = [torch.randint(0, 256, (64, 96, 3), dtype=torch.uint8, generator=g).numpy() for _ in range(3)]
+    first = np.zeros((64, 96), np.uint8)
+    first[16:40, 24:64] = 1
+    propagator = Propagator(net, get_preset("crw"))
+    propagator.start(frames[0], one_hot_labels(first))
+    propagator.step(frames[1])
+    assert net.training and torch.equal(net.norm.running_mean, stats)  # eval-mode calls: stats untouched
+    with torch.no_grad():
+        want = net.eval()(frames_to_tensor(frames[2:], (64, 96), "cpu"))
+    net.train()
+    assert torch.allclose(propagator.embed(frames[2:]), F.normalize(want, dim=1), atol=1e-6)
+    assert net.training

@@ -63,7 +63,8 @@ class Propagator:
 
     encoder: any module mapping RGB (B, 3, H, W) in [0, 1] to features (B, C, h, w) — the encoder
     already truncated to the preset's feature layer; a `FrameEncoder` is used through an inference
-    copy (`inference_encoder`: BatchNorm folded, channels-last on CPU), others as they are. preset:
+    copy (`inference_encoder`: BatchNorm folded, channels-last on CPU), others are called in eval
+    mode and left in the mode the caller had them (a copy when on another device). preset:
     the protocol. batch_size: frames embedded per encoder call (memory vs speed; results do not
     depend on it).
     """
@@ -217,6 +218,7 @@ def _check_features(encoder: nn.Module, feats: object, batch: int) -> None:
     if not (isinstance(feats, Tensor) and feats.ndim == 4 and feats.shape[0] == batch
             and feats.is_floating_point()):
         got = (f"{tuple(feats.shape)} {feats.dtype}" if isinstance(feats, Tensor) else type(feats).__name__)
+        encoder = getattr(encoder, "wrapped", encoder)  # the module as the caller gave it
         raise ValueError(f"encoder {type(encoder).__name__} gave {got} for {batch} frame(s); expected "
                          f"float features ({batch}, C, h, w)")
 

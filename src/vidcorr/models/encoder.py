@@ -146,13 +146,47 @@ def inference_encoder(encoder: nn.Module, device: str | torch.device = "cpu") ->
     convolutions run fastest in: our ResNet-18 to layer3 at 480p goes from 560 to 436 ms per frame
     on one thread of our 2-core EPYC, 308 to 217 on two (`benchmarks/features.py`,
     docs/benchmarks.md); the features move by float rounding only. The caller's encoder is not
-    changed. Any other module is returned as ``encoder.eval().to(device)``, as before.
+    changed. Any other module is left as the caller has it too (`EvalModeCall`): called in eval
+    mode, on a copy when it lives on another device.
     """
     device = torch.device(device)
     if not (isinstance(encoder, FrameEncoder) and isinstance(encoder.backbone, ResNetBackbone)):
-        return encoder.eval().to(device)
+        return EvalModeCall(encoder if _lives_on(encoder, device) else copy.deepcopy(encoder).to(device))
     ready = FrameEncoder(
         fold_batchnorm(encoder.backbone), encoder.colour_mode, encoder.stride, encoder.out_channels,
         copy.deepcopy(encoder.head), encoder.config,
     ).to(device).eval()
     return ready.to(memory_format=torch.channels_last) if device.type == "cpu" else ready
+
+
+class EvalModeCall(nn.Module):
+    """Calls ``wrapped`` in eval mode and gives it back the mode it had.
+
+    A module of one's own may be a model in training, evaluated between epochs: ``.eval()`` on it
+    (what propagation did before 2026-12-06) left it in eval mode, its BatchNorm statistics frozen
+    for the rest of the training, without a word. Other attributes (``stride``) read through.
+    """
+
+    def __init__(self, wrapped: nn.Module):
+        super().__init__()
+        self.wrapped = wrapped
+
+    def forward(self, rgb: Tensor) -> Tensor:
+        was_training = self.wrapped.training
+        self.wrapped.eval()
+        try:
+            return self.wrapped(rgb)
+        finally:
+            self.wrapped.train(was_training)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["wrapped"], name)
+
+
+def _lives_on(module: nn.Module, device: torch.device) -> bool:
+    """Whether every parameter and buffer of ``module`` is on ``device`` ("cuda" = any GPU index)."""
+    return all(t.device.type == device.type and (device.index is None or t.device.index == device.index)
+               for t in [*module.parameters(), *module.buffers()])
