@@ -92,8 +92,8 @@ def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
     with pytest.raises(InputError, match="small.png is 20x10 but frames are 96x64") as err:
         api.propagate_masks(frames, small, encoder=encoder)  # raised before iterating
     assert "turned" not in str(err.value)
-    with pytest.raises(InputError, match="frames' size turned by 90 degrees"):  # drawn on a rotated view
-        api.propagate_masks(frames, masks[0].T.copy(), encoder=encoder)
+    with pytest.raises(InputError, match="^the first-frame mask is 64x96 .* turned by 90 degrees"):  # drawn
+        api.propagate_masks(frames, masks[0].T.copy(), encoder=encoder)                         # on a rotated view
     with pytest.raises(InputError, match="empty"):
         api.propagate_masks(frames, np.zeros_like(masks[0]), encoder=encoder)
     with pytest.raises(VidcorrError, match="no frames"):

@@ -38,7 +38,7 @@ def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | No
         turned = ("; it is the frames' size turned by 90 degrees: frames are read upright, as a player "
                   "shows them (video rotation metadata and JPEG EXIF orientation applied), so draw the "
                   "mask on that view" if mask.shape == tuple(frame_hw)[::-1] else "")
-        raise InputError(path, f"mask {name} is {mask.shape[1]}x{mask.shape[0]} "
+        raise InputError(path, f"{'mask ' if path is not None else ''}{name} is {mask.shape[1]}x{mask.shape[0]} "
                                f"but frames are {frame_hw[1]}x{frame_hw[0]}{turned}")
     if not np.any((mask != 0) & (mask != VOID)):
         hint = ""
