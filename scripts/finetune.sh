@@ -67,7 +67,7 @@ for which in $WHICH; do
       fi
       score runs/stt-ft/encoder.safetensors crw out/results-extra/stt_r18_ft/davis-crw
       score runs/stt-ft/encoder.safetensors stt out/results-extra/stt_r18_ft/davis-stt ;;
-    *) echo "unknown WHICH entry $which (uvc, uvc2, uvc3, stt)" >&2; exit 2 ;;
+    *) echo "unknown WHICH entry $which (uvc, uvc2, uvc3, uvc4, stt)" >&2; exit 2 ;;
   esac
 done
 python - <<'PY'
