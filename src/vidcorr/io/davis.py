@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from vidcorr.errors import InputError
-from vidcorr.io.images import image_size, natural_key
+from vidcorr.io.images import image_size, natural_key, shared_size
 from vidcorr.io.masks import mask_size, read_mask
 
 
@@ -81,7 +80,8 @@ class DavisDataset:
         """
         mask_path = self.masks(seq)[0]
         mask = read_mask(mask_path)
-        check_mask_size(mask_path, mask, frame_size(self.frames(seq)[0]), "frames are")
+        height, width = image_size(self.frames(seq)[0])  # as the frames are read (EXIF orientation applied)
+        check_mask_size(mask_path, mask, (width, height), "frames are")
         return mask
 
     def check_sequence(self, seq: str) -> None:
@@ -108,24 +108,10 @@ class DavisDataset:
             if mask.stem not in stems:
                 raise InputError(frames[0].parent / f"{mask.stem}.jpg",
                                  f"frame not found, but its annotation {mask.name} is scored")
-        height, width = image_size(frames[0])
-        for frame in frames[1:]:
-            if (other := image_size(frame)) != (height, width):
-                h, w = other
-                raise InputError(frame, f"frame is {w}x{h} but {frames[0].name} is {width}x{height}; "
-                                        "all frames must share one size")
+        height, width = shared_size(frames)
         for mask in masks:
             if (size := mask_size(mask)) != (width, height):
                 raise InputError(mask, f"mask {mask.name} is {size[0]}x{size[1]} but frames are {width}x{height}")
-
-
-def frame_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError) as err:
-        raise InputError(path, f"cannot read image: {err}") from None
 
 
 def check_mask_size(mask_path: Path, mask: np.ndarray, size: tuple[int, int], reference: str) -> None:

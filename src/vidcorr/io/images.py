@@ -68,6 +68,17 @@ def _upright_image(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def shared_size(files: list[Path]) -> tuple[int, int]:
+    """(H, W) every image of ``files`` has, from headers only (cheap, and before any work is done);
+    `InputError` naming the first one of another size."""
+    size = image_size(files[0])
+    for file in files[1:]:
+        if (other := image_size(file)) != size:
+            raise InputError(file, f"frame is {other[1]}x{other[0]} but {files[0].name} "
+                                   f"is {size[1]}x{size[0]}; all frames must share one size")
+    return size
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image file as `read_image` returns it (EXIF orientation applied)."""
     try:

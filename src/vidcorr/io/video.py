@@ -23,7 +23,7 @@ import numpy as np
 
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.io.atomic import atomic_file
-from vidcorr.io.images import image_size, list_frame_files, read_image
+from vidcorr.io.images import list_frame_files, read_image, shared_size
 
 BACKENDS = ("auto", "pyav", "opencv")
 
@@ -150,11 +150,7 @@ def _folder_source(folder: Path, fps: float | None) -> FrameSource:
 
 
 def _files_source(folder: Path, files: list[Path], fps: float | None) -> FrameSource:
-    size = image_size(files[0])
-    for file in files[1:]:  # headers only: cheap, and fails before any work is done
-        if (other := image_size(file)) != size:
-            raise InputError(file, f"frame is {other[1]}x{other[0]} but {files[0].name} "
-                                   f"is {size[1]}x{size[0]}; all frames must share one size")
+    size = shared_size(files)
 
     def decode() -> Iterator[LazyFrame]:
         for file in files:
