@@ -156,7 +156,7 @@ def _check_a_batch_fits(recipe: Recipe, videos: int, ctx: DistContext) -> None:
     under a shipped recipe: 4 samples, batches of 8).
     """
     data = recipe.data
-    samples = -(-videos * data.samples_per_video // ctx.world_size)  # the sampler pads to equal shards
+    samples = len(ShardedSampler(videos * data.samples_per_video, ctx.world_size, ctx.rank))  # padded shards
     per_rank = data.batch_size // ctx.world_size
     if samples < per_rank:
         raise VidcorrError(f"{videos} video(s) x samples_per_video {data.samples_per_video} give {samples} "
