@@ -101,7 +101,7 @@ class MaskTracker:
         if mask is not None:
             array = to_numpy(frame)
             # A float video's range ([0, 1] or [0, 255]) is decided on its first frame, kept after.
-            scale = float_scale(array) if array.dtype.kind == "f" else None
+            scale = float_scale(array)
             rgb = as_rgb_frame(array, 0, scale)
             mask = check_first_mask(mask, rgb.shape[:2])
             first, first_labels = _first_labels(mask)

@@ -18,12 +18,15 @@ from vidcorr.errors import InputError
 from vidcorr.io.images import sixteen_to_eight_bits
 
 
-def float_scale(frame: np.ndarray) -> float:
-    """255 for a float frame whose values all lie in [0, 1], else 1 (taken as 0-255).
+def float_scale(frame: np.ndarray) -> float | None:
+    """255 for a float frame whose values all lie in [0, 1], 1 for other float frames (taken as
+    0-255), None for integer frames (no scale applies).
 
     Decided once, on the first frame of a video, so that a dark later frame of a 0-255 video
     (a fade to black) is not suddenly stretched.
     """
+    if frame.dtype.kind != "f":
+        return None
     finite = frame[np.isfinite(frame)]
     return 255.0 if finite.size and float(finite.max()) <= 1.0 else 1.0
 
@@ -55,7 +58,7 @@ def as_rgb_frames(frames: Iterable[Any]) -> Iterator[np.ndarray]:
     for index, frame in enumerate(frames):
         if index == 0:
             frame = to_numpy(frame)
-            scale = float_scale(frame) if frame.dtype.kind == "f" else None
+            scale = float_scale(frame)
         rgb = as_rgb_frame(frame, index, scale)
         if index == 0:
             size = rgb.shape[:2]
