@@ -35,6 +35,7 @@ from vidcorr.errors import VidcorrError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
+from vidcorr.runtime import checked_device
 from vidcorr.track_uvc import TrackOptions, mask_propagator
 
 PresetLike = str | PropagationPreset
@@ -210,7 +211,7 @@ def track_box(
     from vidcorr.track import check_first_box, track_frames, tracker_settings
 
     tracker_settings(tracker, **options)  # an unknown tracker or setting: ValueError here, not when iterated
-    _checked_device(device)
+    checked_device(device)
     first_frame, frames = _first_and_all(video)
     check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
     if encoder is None:
@@ -234,19 +235,7 @@ def _first_and_all(video: str | Path | Iterable[np.ndarray]) -> tuple[np.ndarray
 
 def _propagator(encoder, preset, device, batch_size, size, knobs, track=False) -> Propagator:
     preset = customised_preset(preset, size=size, **knobs)
-    _checked_device(device)
+    checked_device(device)
     if encoder is None:
         encoder = resolve_encoder(preset)[0]
     return mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
-
-
-def _checked_device(device: str | torch.device) -> torch.device:
-    """device as a `torch.device`; ValueError at the call when it is a GPU this machine lacks (torch
-    would fail later, deep inside, with a driver message)."""
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} but CUDA is not available here (torch "
-                         f"{torch.__version__}, no GPU or no driver); use device='cpu'")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device={str(device)!r} but this machine has {torch.cuda.device_count()} GPU(s)")
-    return device

@@ -1,5 +1,6 @@
 """Process-wide CPU settings: memory that keeps a long propagation run's peak flat, and subnormal
-floats flushed to zero for training (`flush_cpu_denormals`, at the end).
+floats flushed to zero for training (`flush_cpu_denormals`, at the end); and `checked_device`,
+whether this machine has the device a user named.
 
 Propagation allocates the same large temporaries (score chunks, unfolded reference tiles) for every
 frame. With glibc's default malloc, a freed large block raises the mmap threshold dynamically (up to
@@ -24,6 +25,7 @@ import logging
 import os
 import platform
 from collections.abc import Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +76,24 @@ def flush_cpu_denormals(enabled: bool = True) -> Iterator[bool]:
     finally:
         if applied:
             torch.set_flush_denormal(False)
+
+
+def checked_device(device: Any) -> Any:
+    """``device`` (a name or a ``torch.device``) as a ``torch.device`` this machine has; ValueError
+    otherwise. Checked where the user names it (the command line's parser, the API's call): an
+    unknown or absent device otherwise failed with a raw torch error deep inside, after the model
+    and the first frames had been loaded."""
+    import torch
+
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {str(device)!r}; expected cpu, cuda, cuda:N, mps, ...") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but CUDA is not available here (torch "
+                         f"{torch.__version__}, no GPU or no driver); use device='cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r} but this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={str(device)!r} but MPS is not available on this machine")
+    return device

@@ -54,26 +54,16 @@ def positive_float(text: str) -> float:
 
 
 def device_name(text: str) -> str:
-    """argparse type: a torch device this machine has ("cpu", "cuda", "cuda:1", "mps", ...).
-
-    Checked here because an unknown or absent device otherwise failed with a raw torch traceback
-    after the model and the first frames had been loaded.
-    """
+    """argparse type: a torch device this machine has ("cpu", "cuda", "cuda:1", "mps", ...;
+    `vidcorr.runtime.checked_device`)."""
     if text == "cpu":
         return text  # the default: no need to import torch while parsing
-    import torch
+    from vidcorr.runtime import checked_device
 
     try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected cpu, cuda, cuda:N, mps, ...") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index is not None and device.index >= count):
-            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device(s) usable by torch "
-                                             f"{torch.__version__}")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine")
+        checked_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
 
 
