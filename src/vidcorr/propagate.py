@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from vidcorr.affinity import SparseAffinity, sparse_affinity, transport_sparse
 from vidcorr.labels import downsample_labels, minmax_per_channel
-from vidcorr.models.encoder import inference_encoder
+from vidcorr.models.encoder import feature_problem, inference_encoder
 from vidcorr.presets import PropagationPreset
 
 
@@ -215,9 +215,7 @@ class Propagator:
 def _check_features(encoder: nn.Module, feats: object, batch: int) -> None:
     """A module of one's own must give (B, C, h, w) float features: say so here, not deep inside
     the affinity with an unpacking error."""
-    if not (isinstance(feats, Tensor) and feats.ndim == 4 and feats.shape[0] == batch
-            and feats.is_floating_point()):
-        got = (f"{tuple(feats.shape)} {feats.dtype}" if isinstance(feats, Tensor) else type(feats).__name__)
+    if (got := feature_problem(feats, batch)) is not None:
         encoder = getattr(encoder, "wrapped", encoder)  # the module as the caller gave it
         raise ValueError(f"encoder {type(encoder).__name__} gave {got} for {batch} frame(s); expected "
                          f"float features ({batch}, C, h, w)")

@@ -186,6 +186,14 @@ class EvalModeCall(nn.Module):
             return getattr(self._modules["wrapped"], name)
 
 
+def feature_problem(feats: object, batch: int) -> str | None:
+    """None when ``feats`` are float features (batch, C, h, w), as propagation needs them from any
+    encoder; else what they are instead ("(1, 64, 96) torch.float32", "tuple"), for a message."""
+    if isinstance(feats, Tensor) and feats.ndim == 4 and feats.shape[0] == batch and feats.is_floating_point():
+        return None
+    return f"{tuple(feats.shape)} {feats.dtype}" if isinstance(feats, Tensor) else type(feats).__name__
+
+
 def _lives_on(module: nn.Module, device: torch.device) -> bool:
     """Whether every parameter and buffer of ``module`` is on ``device`` ("cuda" = any GPU index)."""
     return all(t.device.type == device.type and (device.index is None or t.device.index == device.index)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from vidcorr.errors import InputError, VidcorrError
+from vidcorr.models.encoder import EvalModeCall, feature_problem
 
 # Divisible by 8, 14 and 16, the strides and patch sizes of the usual backbones.
 PROBE_HW = (112, 112)
@@ -110,19 +111,12 @@ def _import(target: str, spec: str) -> ModuleType:
 def _probe(encoder: nn.Module, spec: str) -> tuple[int, int]:
     """Run one grey test frame through the encoder (in eval mode, restored afterwards) -> its
     feature grid (h, w)."""
-    was_training = encoder.training
-    encoder.eval()
     try:
-        out = encoder(torch.full((1, 3, *PROBE_HW), 0.5))
+        out = EvalModeCall(encoder)(torch.full((1, 3, *PROBE_HW), 0.5))
     except Exception as err:
         raise VidcorrError(f"--encoder {spec}: the module failed on a 1 x 3 x {PROBE_HW[0]} x "
                            f"{PROBE_HW[1]} test frame: {_where(err)}") from err
-    finally:
-        encoder.train(was_training)
-    if not (isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[0] == 1
-            and out.is_floating_point()):
-        got = (f"a {out.dim()}-d {out.dtype} tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
-               else type(out).__name__)
+    if (got := feature_problem(out, 1)) is not None:
         raise VidcorrError(f"--encoder {spec}: a 1 x 3 x {PROBE_HW[0]} x {PROBE_HW[1]} frame gave {got}; "
                            "expected float features (1, C, h, w)")
     return tuple(out.shape[-2:])
