@@ -11,7 +11,7 @@ from PIL import Image
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
 from vidcorr.io.tracking import read_otb_boxes, read_vot_boxes, write_otb_boxes
-from vidcorr.metrics.tracking import PRECISION_KEY
+from vidcorr.metrics.tracking import PRECISION_KEY, score_sequence
 
 N_FRAMES = 30
 
@@ -79,6 +79,24 @@ def test_eval_otb_end_to_end(cli, otb_root, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["Soccer.txt", "results.json", "success_plot.png"]
 
 
+def test_eval_otb_scores_frames_without_ground_truth(cli, otb_root, tmp_path, capsys):
+    """A NaN row and an all-zero row (frames without a box) no longer stop the run: they are scored as
+    the OTB toolkit does and reported."""
+    gt_file = otb_root / "Soccer" / "groundtruth_rect.txt"
+    lines = gt_file.read_text().splitlines()
+    lines[4], lines[7] = "NaN,NaN,NaN,NaN", "0,0,0,0"
+    gt_file.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = ["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels", "--max-frames", "10"]
+    assert cli(args) == 0
+    assert "Soccer: 2 frame(s) without a valid ground-truth box" in capsys.readouterr().out
+    seq = json.loads((out / "results.json").read_text())["per_sequence"]["Soccer"]
+    assert seq["invalid_gt_frames"] == 2 and seq["frames"] == 10
+    expected = score_sequence(read_otb_boxes(gt_file)[:10], read_otb_boxes(out / "Soccer.txt"))
+    assert seq["success_auc"] == pytest.approx(expected["success_auc"], abs=1e-3)  # boxes written to 2 decimals
+    assert seq[PRECISION_KEY] == pytest.approx(expected[PRECISION_KEY], abs=1e-3)
+
+
 def test_eval_vot_dcf_with_settings(cli, vot_root, tmp_path):
     out = tmp_path / "out"
     args = ["eval", "vot", "--root", str(vot_root), "--out", str(out), "--features", "lab-pixels",
@@ -114,6 +132,10 @@ def test_bad_annotation_and_existing_output(cli, otb_root, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels"]) == 2
     assert f"line {N_FRAMES}: expected 4 values, got 3" in capsys.readouterr().err
+    (otb_root / "Soccer" / "groundtruth_rect.txt").write_text("NaN,NaN,NaN,NaN\n" + "1,2,3,4\n" * (N_FRAMES - 1))
+    assert cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels"]) == 2
+    assert "line 1: the first frame needs a box of positive size" in capsys.readouterr().err
+    assert not out.exists()
     out.mkdir()
     (out / "keep.txt").write_text("x")
     assert cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels"]) == 2

@@ -75,12 +75,13 @@ def test_vot_accepts_four_values(tmp_path):
     [
         (read_otb_boxes, "1,2,3,4\n1,2,x,4\n", "line 2: cannot parse"),
         (read_otb_boxes, "1,2,3,4\n1,2,3\n", "line 2: expected 4 values, got 3"),
-        (read_otb_boxes, "1,2,3,4\n1,2,0,4\n", "line 2: box has non-positive size"),
+        (read_otb_boxes, "1,2,3,4\n1,2,inf,4\n", "line 2: infinite value"),
         (read_otb_boxes, "1,2,3,4\n\n1,2,3,4\n", "line 2: empty line"),
-        (read_otb_boxes, "1,2,nan,4\n", "line 1: non-finite"),
+        (read_otb_boxes, "1,2,0,4\n1,2,3,4\n", "line 1: the first frame needs a box of positive size"),
+        (read_otb_boxes, "NaN,NaN,NaN,NaN\n1,2,3,4\n", "line 1: the first frame needs"),
         (read_otb_boxes, "", "empty"),
         (read_vot_boxes, "0,0,4,0,4,3,0,3\n1,2,3,4,5,6\n", "line 2: expected 8 or 4 values, got 6"),
-        (read_vot_boxes, "0,0,4,0,4,3,0,3\n1,1,1,1,1,1,1,1\n", "line 2: box has non-positive size"),
+        (read_vot_boxes, "1,1,1,1,1,1,1,1\n0,0,4,0,4,3,0,3\n", "line 1: the first frame needs"),
     ],
 )
 def test_malformed_annotations(tmp_path, reader, text, message):
@@ -88,6 +89,20 @@ def test_malformed_annotations(tmp_path, reader, text, message):
     with pytest.raises(InputError, match=message) as info:
         reader(path)
     assert info.value.path == path
+
+
+def test_frames_without_a_valid_box_are_kept(tmp_path):
+    """NaN rows (an absent target) and zero-size rows are frames without a box, not errors: the metric
+    scores them as the OTB toolkit does (tests/test_tracking_metrics.py)."""
+    path = _write(tmp_path / "gt.txt", "1,2,3,4\nNaN,NaN,NaN,NaN\n0,0,0,0\nnan\t5\t6\t7\n5,6,7,8\n")
+    boxes = read_otb_boxes(path)
+    assert boxes.shape == (5, 4)
+    np.testing.assert_array_equal(boxes[[0, 2, 4]], [[0, 1, 3, 4], [-1, -1, 0, 0], [4, 5, 7, 8]])
+    assert np.isnan(boxes[1]).all() and np.isnan(boxes[3, 0]) and boxes[3, 3] == 7
+    vot = _write(tmp_path / "groundtruth.txt", "0,0,4,0,4,3,0,3\n1,1,1,1,1,1,1,1\nnan,nan,nan,nan,nan,nan,nan,nan\n")
+    vot_boxes = read_vot_boxes(vot)
+    np.testing.assert_array_equal(vot_boxes[1], [1, 1, 0, 0])  # degenerate polygon: size 0
+    assert np.isnan(vot_boxes[2]).all()
 
 
 def _otb_sequence(root, name, n_frames, n_lines):

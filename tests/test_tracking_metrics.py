@@ -13,6 +13,7 @@ from vidcorr.metrics.tracking import (
     centre_error,
     score_sequence,
     success_curve,
+    valid_boxes,
 )
 
 
@@ -69,3 +70,28 @@ def test_shape_errors():
         score_sequence(np.zeros((3, 4)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"\(T, 4\)"):
         box_iou(np.zeros((3, 5)), np.zeros((3, 5)))
+
+
+def test_valid_boxes():
+    boxes = np.array([[1, 2, 3, 4], [np.nan] * 4, [0, 0, 0, 0], [5, 5, 3, -1], [1, np.nan, 3, 4], [-5, -5, 2, 2]])
+    assert valid_boxes(boxes).tolist() == [True, False, False, False, False, True]
+
+
+def test_frames_without_valid_ground_truth_are_scored_as_the_otb_toolkit_does():
+    """calcSeqErrRobust.m: an invalid GT frame gets overlap -1 and centre error -1 and stays in the
+    denominator, so it misses at every success threshold and hits at every precision threshold.
+    Hand-computed over 5 frames: frame 0 exact (IoU 1, 0 px), frames 1-2 without a box (NaN row,
+    all-zero row), frame 3 IoU 1/3 at 5 px, frame 4 IoU 0 at 141 px.
+      success: t = 0 .. 0.30 (7 thresholds) 2/5, t = 0.35 .. 0.95 (13) 1/5, t = 1 0 -> AUC 27/105
+      precision: t < 5 px 3/5, t >= 5 px 4/5; average overlap (1 + 1/3) / 5.
+    (Leaving frames 1-2 out would give AUC 27/63 and precision@20px 2/3.)"""
+    gt = np.array([[0, 0, 10, 10], [np.nan] * 4, [0, 0, 0, 0], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    far = [100, 100, 10, 10]
+    pred = np.array([[0, 0, 10, 10], far, far, [5, 0, 10, 10], far], float)
+    scores = score_sequence(gt, pred)
+    assert scores["success_curve"] == pytest.approx([2 / 5] * 7 + [1 / 5] * 13 + [0.0])
+    assert scores["success_auc"] == pytest.approx(27 / 105)
+    assert scores["precision_curve"] == pytest.approx([3 / 5] * 5 + [4 / 5] * 46)
+    assert scores[PRECISION_KEY] == pytest.approx(0.8)
+    assert scores["average_overlap"] == pytest.approx(4 / 15)
+    assert scores["frames"] == 5 and scores["invalid_gt_frames"] == 2

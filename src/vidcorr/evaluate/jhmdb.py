@@ -127,7 +127,9 @@ def _results(pck: dict, dataset: JhmdbDataset, preset: PropagationPreset, codec:
         "protocol": {
             "benchmark": "JHMDB", "videos": dataset.describe(), "n_videos": len(dataset),
             "counted_joints": pck["counted_joints"],
-            "normaliser": "0.6 x diagonal of the box of the GT joints whose prediction is visible",
+            "normaliser": "0.6 x diagonal of the box of the GT joints whose prediction is visible "
+                          "(out-of-frame GT joints included; box max starts at -1; a zero-size box "
+                          "makes its joints misses), as eval_pck.py",
             "note": "PCK pooled per joint over all counted frames, then averaged over the 15 joints "
                     "(UVC/CRW eval_pck.py); values are fractions in [0, 1]",
         },

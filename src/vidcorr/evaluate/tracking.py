@@ -42,7 +42,9 @@ PROTOCOL_NOTE = (
     "OTB one-pass evaluation (OPE), semantics of the OTB toolkit: every frame scored (the first one "
     "included), success = fraction of frames with IoU > t for t = 0, 0.05, ..., 1 (strict, so a "
     "perfect track scores 20/21), success_auc = mean of those 21 values; precision = fraction with "
-    "centre error <= t px, precision@20px at t = 20; curves averaged over sequences. No re-initialisation."
+    "centre error <= t px, precision@20px at t = 20; curves averaged over sequences. No re-initialisation. "
+    "Frames whose ground truth is not a valid box (NaN, or w or h <= 0) stay in the denominators as a "
+    "miss in success and a hit in precision (OTB toolkit calcSeqErrRobust.m)."
 )
 
 
@@ -128,6 +130,9 @@ def format_results_table(results: dict) -> str:
     t = results["timing"]
     lines.append(f"{'average':<{width}}  {t['frames']:>6d}  {results['success_auc']:>11.4f}  "
                  f"{results[PRECISION_KEY]:>14.4f}  {t['frames_per_second']:>8.2f}")
+    lines += [f"note: {name}: {s['invalid_gt_frames']} frame(s) without a valid ground-truth box (NaN or "
+              f"w/h <= 0), scored as the OTB toolkit does: a miss in success, a hit in precision"
+              for name, s in seqs.items() if s.get("invalid_gt_frames")]
     return "\n".join(lines)
 
 

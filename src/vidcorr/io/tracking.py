@@ -15,6 +15,12 @@ Box convention everywhere in vidcorr (readers, trackers, metrics): ``(x, y, w, h
 IoU and centre error do not change when both boxes shift by the same amount, so the choice of origin
 never changes a score; it matters for what is drawn and written.
 
+Frames without a valid box: a line holding ``NaN`` (in any value, e.g. "NaN,NaN,NaN,NaN" for an absent
+target) or a box of width or height <= 0 (e.g. "0,0,0,0") is kept as it is and
+scored the way the OTB toolkit scores it (`vidcorr.metrics.tracking.valid_boxes`). Only the first line
+must hold a valid box, since the tracker starts from it. Malformed lines (text, infinities, a wrong
+number of values, blank lines inside the file) are still refused with the file and line named.
+
 Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` +
 ``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
 mixed freely.
@@ -40,7 +46,10 @@ _SEPARATORS = re.compile(r"[,\s]+")
 
 @dataclass(frozen=True)
 class TrackingSequence:
-    """One annotated sequence: ``frames_dir`` holds the frames, ``boxes`` (T, 4) the 0-based boxes."""
+    """One annotated sequence: ``frames_dir`` holds the frames, ``boxes`` (T, 4) the 0-based boxes.
+
+    ``boxes[0]`` is always a valid box; later rows may be NaN or of size <= 0 (no valid box).
+    """
 
     name: str
     frames_dir: Path
@@ -61,8 +70,9 @@ def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> n
     if len(values) not in counts:
         expected = " or ".join(str(c) for c in counts)
         raise InputError(path, f"line {line_no}: expected {expected} values, got {len(values)} ({text.strip()!r})")
-    if not np.all(np.isfinite(values)):
-        raise InputError(path, f"line {line_no}: non-finite value in {text.strip()!r}")
+    # NaN marks a frame without a box (kept, scored as the OTB toolkit does); infinity is an error.
+    if np.any(np.isinf(values)):
+        raise InputError(path, f"line {line_no}: infinite value in {text.strip()!r}")
     return values
 
 
@@ -84,12 +94,12 @@ def _annotation_lines(path: Path) -> list[tuple[int, str]]:
     return list(enumerate(lines, start=1))
 
 
-def _checked_sizes(boxes: np.ndarray, path: Path) -> np.ndarray:
-    bad = np.flatnonzero((boxes[:, 2] <= 0) | (boxes[:, 3] <= 0))
-    if bad.size:
-        i = int(bad[0])
-        raise InputError(path, f"line {i + 1}: box has non-positive size "
-                               f"{boxes[i, 2]:g}x{boxes[i, 3]:g}")
+def _checked_first_box(boxes: np.ndarray, path: Path) -> np.ndarray:
+    """Later frames may lack a valid box; the first may not: the tracker is initialised from it."""
+    x, y, w, h = boxes[0]
+    if not (np.all(np.isfinite(boxes[0])) and w > 0 and h > 0):
+        raise InputError(path, f"line 1: the first frame needs a box of positive size to start the tracker, "
+                               f"got {x:g},{y:g},{w:g},{h:g}")
     return boxes
 
 
@@ -101,21 +111,27 @@ def polygon_to_box(corners: np.ndarray) -> np.ndarray:
 
 
 def read_otb_boxes(path: str | Path) -> np.ndarray:
-    """OTB ``groundtruth_rect.txt`` (1-based x, y, w, h per line) -> (T, 4) float64, 0-based."""
+    """OTB ``groundtruth_rect.txt`` (1-based x, y, w, h per line) -> (T, 4) float64, 0-based.
+
+    Rows of frames without a valid box keep their NaN or non-positive size (see module docstring).
+    """
     path = Path(path)
     boxes = np.stack([_parse_line(text, path, n, (4,)) for n, text in _annotation_lines(path)])
     boxes[:, :2] -= 1.0
-    return _checked_sizes(boxes, path)
+    return _checked_first_box(boxes, path)
 
 
 def read_vot_boxes(path: str | Path) -> np.ndarray:
-    """VOT ``groundtruth.txt`` (8 polygon values or x, y, w, h per line) -> (T, 4) float64, 0-based."""
+    """VOT ``groundtruth.txt`` (8 polygon values or x, y, w, h per line) -> (T, 4) float64, 0-based.
+
+    A polygon with a NaN corner becomes a NaN row; a degenerate one a box of size 0 (both: no valid box).
+    """
     path = Path(path)
     rows = []
     for number, text in _annotation_lines(path):
         values = _parse_line(text, path, number, (8, 4))
         rows.append(polygon_to_box(values) if len(values) == 8 else values)
-    return _checked_sizes(np.stack(rows), path)
+    return _checked_first_box(np.stack(rows), path)
 
 
 def write_otb_boxes(path: str | Path, boxes: np.ndarray) -> None:

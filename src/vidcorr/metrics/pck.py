@@ -2,10 +2,13 @@
 
 A joint is correct at alpha when ``||p - g||_2 <= alpha * 0.6 * ||max_xy - min_xy||_2``: the
 normaliser is 0.6 x the diagonal of the tight box around the ground-truth joints *whose prediction
-is visible* in that frame. Distances of all counted frames of all videos are pooled per joint,
-PCK is computed per joint, and the reported number is the plain mean over the joints. Joints the
-propagation lost (predicted not visible) are left out, as in the references. Frames whose box has
-zero size (fewer than two distinct visible joints) cannot be normalised and are left out too.
+is visible* in that frame, ground-truth joints outside the frame included (the references do not
+look at the frame). Distances of all counted frames of all videos are pooled per joint, PCK is
+computed per joint, and the reported number is the plain mean over the joints. Joints the
+propagation lost (predicted not visible) are left out, as in the references. Two reference
+details are kept for parity: the running box maximum starts at -1 and the minimum at 1e6 (so the
+box's max corner is at least (-1, -1)), and a joint in a frame whose box has zero size (one
+visible joint) is counted as a miss: its distance over 0 is inf or NaN there, never <= alpha.
 
 UVC and CRW skip frame 0 (it is the given annotation); STT includes it. ``skip_first_frame``
 chooses; our default is to skip.
@@ -19,6 +22,9 @@ import numpy as np
 
 BOX_SCALE = 0.6
 DEFAULT_ALPHAS = (0.1, 0.2)
+# Start values of the running box min / max in UVC / CRW eval_pck.py (minx = 1e6, maxx = -1) and
+# STT's fill values: a box of joints that all lie left of / above pixel -1 reaches to -1.
+BOX_MIN_START, BOX_MAX_START = 1e6, -1.0
 
 
 def box_normalisers(gt: np.ndarray, counted: np.ndarray) -> np.ndarray:
@@ -26,11 +32,10 @@ def box_normalisers(gt: np.ndarray, counted: np.ndarray) -> np.ndarray:
 
     gt: (T, J, 2) pixels; counted: (T, J) bool -> (T,) float (0 where no joint is counted).
     """
-    big = np.where(counted[..., None], gt, np.inf)
-    small = np.where(counted[..., None], gt, -np.inf)
-    lo, hi = big.min(axis=1), small.max(axis=1)
-    diag = np.linalg.norm(np.where(np.isfinite(hi - lo), hi - lo, 0.0), axis=1)
-    return BOX_SCALE * diag
+    lo = np.minimum(np.where(counted[..., None], gt, np.inf).min(axis=1), BOX_MIN_START)
+    hi = np.maximum(np.where(counted[..., None], gt, -np.inf).max(axis=1), BOX_MAX_START)
+    diag = np.linalg.norm(hi - lo, axis=1)
+    return np.where(counted.any(axis=1), BOX_SCALE * diag, 0.0)
 
 
 def normalised_distances(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
@@ -38,15 +43,17 @@ def normalised_distances(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
     """Distance / normaliser per frame and joint; NaN where the joint is not counted.
 
     pred, gt: (T, J, 2) pixels; visible: (T, J) bool, the prediction's visibility -> (T, J).
+    A counted joint in a frame with a zero-size box gets inf: a miss at every alpha, as the
+    references' ``d / 0`` (inf, or NaN when d = 0) is.
     """
     counted = np.asarray(visible, bool) & np.all(np.isfinite(pred), axis=-1)
     if skip_first_frame:
         counted[0] = False
-    boxes = box_normalisers(gt, counted)
-    counted &= (boxes > 0)[:, None]
+    boxes = box_normalisers(gt, counted)[:, None]
     dist = np.linalg.norm(pred - gt, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(counted, dist / boxes[:, None], np.nan)
+        scaled = np.where(boxes > 0, dist / boxes, np.inf)
+    return np.where(counted, scaled, np.nan)
 
 
 def pck_per_joint(dists: np.ndarray, alpha: float) -> np.ndarray:

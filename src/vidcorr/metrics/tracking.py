@@ -14,11 +14,16 @@ Semantics of the OTB toolkit (Wu, Lim, Yang, TPAMI 2015; ``genPerfMat.m`` / ``ca
 * precision plot: fraction of frames whose centre distance is **at most** each threshold
   0, 1, ..., 50 px; ``precision@20px`` is the value at 20 px. Centres are x + w/2 (OTB writes
   x + (w-1)/2; the -1/2 cancels in the difference);
+* frames whose ground truth is not a valid box (a NaN value, or w or h <= 0: `valid_boxes`) stay in
+  every denominator; the toolkit (``calcSeqErrRobust.m``) gives them overlap -1 and centre error -1,
+  so they are a **miss at every success threshold and a hit at every precision threshold**, and
+  they add 0 to the mean overlap (its ``aveErrCoverage`` sums the valid frames over all frames).
+  pysot (``toolkit/utils/statistics.py``) does the same for NaN and all-zero rows; its precision
+  mask tests the centre (> 0) instead of w and h. The MATLAB toolkit also calls a box invalid when
+  its 1-based x or y is <= 0 (a box reaching past the left or top edge); pysot and got-10k score
+  such boxes normally, and so do we. (got-10k masks nothing: a NaN frame misses in both curves.)
 * over sequences: the mean of the per-sequence curves, then AUC / precision@20px of that mean curve
   (equal to the mean of the per-sequence values).
-
-The toolkit scores frames with an invalid ground truth (w or h <= 0) as overlap -1 and centre error -1
-(that is, always "precise"); our readers reject such annotations instead, so that case never arises.
 """
 
 from __future__ import annotations
@@ -57,6 +62,12 @@ def centre_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                     (a[:, 1] + a[:, 3] / 2) - (b[:, 1] + b[:, 3] / 2))
 
 
+def valid_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Which ground-truth boxes count as annotated: (T, 4) -> (T,) bool, finite with w > 0 and h > 0."""
+    b = _as_boxes(boxes)
+    return np.all(np.isfinite(b), axis=1) & (b[:, 2] > 0) & (b[:, 3] > 0)
+
+
 def success_curve(iou: np.ndarray) -> np.ndarray:
     """Fraction of frames with IoU > t for t in `OVERLAP_THRESHOLDS`: (T,) -> (21,)."""
     return (np.asarray(iou)[:, None] > OVERLAP_THRESHOLDS[None, :]).mean(axis=0)
@@ -80,15 +91,23 @@ def _summary(success: np.ndarray, precision: np.ndarray, overlap: float) -> dict
 def score_sequence(gt: np.ndarray, pred: np.ndarray) -> dict:
     """OPE scores of one sequence: gt, pred (T, 4) boxes in the same convention.
 
+    Frames whose ground truth is not `valid_boxes` are scored as the OTB toolkit does (module
+    docstring): overlap -1 (a miss at every t >= 0) and centre error -1 (a hit at every t >= 0).
     Returns {"success_auc", "precision@20px", "average_overlap", "success_curve" (21 values),
-    "precision_curve" (51 values), "frames"}.
+    "precision_curve" (51 values), "frames", "invalid_gt_frames"}.
     """
     gt, pred = _as_boxes(gt), _as_boxes(pred)
     if gt.shape != pred.shape:
         raise ValueError(f"{len(pred)} predicted boxes for {len(gt)} ground-truth boxes")
-    iou = box_iou(gt, pred)
-    scores = _summary(success_curve(iou), precision_curve(centre_error(gt, pred)), iou.mean())
+    valid = valid_boxes(gt)
+    iou = np.full(len(gt), -1.0)
+    iou[valid] = box_iou(gt[valid], pred[valid])
+    error = np.full(len(gt), -1.0)
+    error[valid] = centre_error(gt[valid], pred[valid])
+    overlap = iou[valid].sum() / len(gt)  # calcSeqErrRobust's aveErrCoverage
+    scores = _summary(success_curve(iou), precision_curve(error), overlap)
     scores["frames"] = len(gt)
+    scores["invalid_gt_frames"] = int((~valid).sum())
     return scores
 
 
