@@ -60,8 +60,12 @@ def test_tracker_needs_a_first_mask_and_keeps_the_frame_size():
     with pytest.raises(InputError, match="0/255 binary mask read as raw values.*read_mask"):
         tracker.step(frames[0], masks[0] * 255)  # np.array(Image.open(davis2016_png))
     tracker.step(frames[0], masks[0])
-    with pytest.raises(ValueError, match="but the first frame was"):
-        tracker.step(frames[1][:32])
+    tracker.step(frames[1])
+    with pytest.raises(InputError, match=r"^frame 2 is 96x32 but the first frame was 96x64"):  # which frame
+        tracker.step(frames[2][:32])
+    fresh = MaskTracker(Propagator(PatchEncoder(), customised_preset("crw", radius=3)))
+    want = [fresh.step(frames[0], masks[0]), fresh.step(frames[1]), fresh.step(frames[2])][-1]
+    np.testing.assert_array_equal(tracker.step(frames[2]), want)  # the refused frame left no trace
 
 
 def test_propagate_masks_from_paths_equals_the_command_line(davis2016_root, tmp_path):
@@ -173,6 +177,26 @@ def test_track_box_equals_the_command_line(data_dir, tmp_path):
         vidcorr.track_box(video, (5000, 60, 80, 60))  # raised at the call, before iterating
 
 
+@pytest.mark.parametrize("tracker", ["localise", "dcf"])
+def test_a_first_box_may_leave_the_frame_but_must_overlap_it(tracker):
+    """OTB / VOT objects leave the frame edges: a box partly outside (or larger than the frame) is
+    tracked; one that shares no pixel with the frame, or has no size, is refused naming the box."""
+    frames, _ = _texture_video(n_frames=3)  # 96x64
+    for box in [(-10, -8, 30, 24), (80.5, 50, 40, 40), (-20, -20, 140, 110)]:
+        got = list(api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder()))
+        assert len(got) == 3 and got[0][1] == box and np.isfinite([b for _, b in got]).all()
+    for box in [(-30, 10, 30, 30), (96, 10, 20, 20), (10, 64, 20, 20)]:  # ends at / starts on an edge
+        with pytest.raises(ValueError, match=rf"first box {box[0]},{box[1]},{box[2]},{box[3]} lies outside "
+                                             r"the 96x64 first frame \(a box partly outside is fine"):
+            api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
+    for box in [(10, 10, 0, 20), (10, 10, 20, -5)]:
+        with pytest.raises(ValueError, match=rf"first box 10,10,{box[2]},{box[3]} must have .* positive size"):
+            api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
+    for box in [("a", 0, 5, 5), None]:
+        with pytest.raises(ValueError, match=r"first box must be \(x, y, w, h\), 4 numbers, got"):
+            api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
+
+
 def _crw_small():
     return customised_preset("crw", n_previous=2, radius=3)
 
@@ -266,6 +290,41 @@ def test_arguments_are_checked_at_the_call():
         api.propagate_keypoints(frames, [[10, 10], [20, 20]], visible=[True], encoder=PatchEncoder())
 
 
+def test_a_nan_first_keypoint_is_absent_or_an_error_if_marked_visible(tmp_path):
+    """NaN (None, JSON null) = no position: not visible unless marked so, which is refused at the call
+    naming the keypoint (it used to be propagated as an empty channel and yielded as visible)."""
+    frames, _ = _texture_video(n_frames=3)
+    points = [[10.0, 12.0], [np.nan, np.nan], [50.0, 40.0]]
+    got = list(api.propagate_keypoints(frames, points, encoder=PatchEncoder(), preset=_crw_small()))
+    want = list(api.propagate_keypoints(frames, [[10.0, 12.0], [30.0, 30.0], [50.0, 40.0]], visible=[1, 0, 1],
+                                        encoder=PatchEncoder(), preset=_crw_small()))
+    assert len(got) == 3
+    for (_, p, v), (_, wp, wv) in zip(got, want):
+        assert v.tolist() == wv.tolist() == [True, False, True]
+        np.testing.assert_array_equal(p, wp)
+    with pytest.raises(InputError, match=r"keypoint 1 at \(nan, nan\) has no position \(NaN\) but is marked visible"):
+        api.propagate_keypoints(frames, points, visible=[True, True, True], encoder=PatchEncoder())
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"keypoints": [[10, 12], None, [50, 40]], "names": ["neck", "belly", "face"]}))
+    assert [v.tolist() for _, _, v in api.propagate_keypoints(frames, first, encoder=PatchEncoder(),
+                                                              preset=_crw_small())][0] == [True, False, True]
+    with pytest.raises(InputError, match=r"first.json: keypoint 1 \(belly\) .* marked visible"):
+        api.propagate_keypoints(frames, first, visible=[True, True, True], encoder=PatchEncoder())
+
+
+def test_a_preset_name_in_another_case_is_refused_with_the_name_to_use(capsys):
+    """Exact lower-case names, as the command line's --preset choices: the API says which one was meant."""
+    frames, masks = _texture_video(n_frames=2)
+    with pytest.raises(ValueError, match=r"unknown preset 'CRW'; choose one of crw, uvc, timecycle, stt: "
+                                         r"names are lower case, did you mean 'crw'\?"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), preset="CRW")
+    with pytest.raises(ValueError, match=r"unknown preset 'crw2'; choose one of crw, uvc, timecycle, stt$"):
+        get_preset("crw2")
+    with pytest.raises(SystemExit):
+        main(["propagate", "clip.mp4", "--mask", "m.png", "--out", "o", "--preset", "CRW"])
+    assert "invalid choice: 'CRW'" in capsys.readouterr().err
+
+
 def test_cuda_without_a_gpu_is_refused_at_the_call(monkeypatch):
     import torch
 
@@ -277,7 +336,7 @@ def test_cuda_without_a_gpu_is_refused_at_the_call(monkeypatch):
         api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), device="cuda")
 
 
-def test_a_module_of_ones_own_may_return_half_features_but_not_other_shapes():
+def test_a_module_of_ones_own_may_return_half_features_but_not_other_shapes_dtypes_or_meta():
     import torch
     from torch import nn
 
@@ -289,7 +348,67 @@ def test_a_module_of_ones_own_may_return_half_features_but_not_other_shapes():
         def forward(self, rgb):
             return rgb.mean(1)  # (B, H, W): no channel axis
 
+    class Integer(PatchEncoder):
+        def forward(self, rgb):
+            return (super().forward(rgb) * 100).to(torch.int32)  # quantised codes: no dot products
+
+    class NoData(PatchEncoder):
+        def forward(self, rgb):
+            return torch.empty(super().forward(rgb).shape, device="meta")
+
     frames, masks = _texture_video(n_frames=3)
     assert len(list(api.propagate_masks(frames, masks[0], encoder=Half(), preset=_crw_small()))) == 3
     with pytest.raises(ValueError, match=r"encoder Flat gave \(1, 64, 96\) torch.float32 for 1 frame"):
         list(api.propagate_masks(frames, masks[0], encoder=Flat(), preset=_crw_small()))
+    with pytest.raises(ValueError, match=r"encoder Integer gave \(1, 32, 8, 12\) torch.int32 \(not a floating-point "
+                                         r"dtype.*expected float features \(1, C, h, w\)"):
+        list(api.propagate_masks(frames, masks[0], encoder=Integer(), preset=_crw_small()))
+    with pytest.raises(ValueError, match=r"encoder NoData gave \(1, 32, 8, 12\) torch.float32 on the meta device"):
+        list(api.propagate_masks(frames, masks[0], encoder=NoData(), preset=_crw_small()))
+    with pytest.raises(ValueError, match="encoder Conv2d has weights on the meta device"):
+        api.propagate_masks(frames, masks[0], encoder=nn.Conv2d(3, 8, 8, stride=8, device="meta"))
+
+
+def test_run_davis_checks_device_and_module_before_writing_anything(short_clip, tmp_path, monkeypatch):
+    """An unknown device or absent CUDA failed with a raw torch error after OUT/.run.json was written."""
+    import torch
+
+    from vidcorr.evaluate.davis import run_davis
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "out"
+    for device, message in (("cuda", "device='cuda' but CUDA is not available"), ("tpu", "unknown device 'tpu'")):
+        with pytest.raises(ValueError, match=message):
+            run_davis(PatchEncoder(), "crw", short_clip, out, device=device)
+        assert not out.exists()
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):  # any propagator problem
+        run_davis(PatchEncoder(), "crw", short_clip, out, batch_size=0)
+    assert not out.exists()
+
+
+def test_write_davis_results_with_or_without_per_frame_data(short_clip, tmp_path):
+    """Without per-frame J only the JSON is written; with it the plot too, and the caller's results are
+    not changed (popping the lists made a second write, or run_davis's results, fail)."""
+    import copy
+    import shutil
+
+    from vidcorr.evaluate.davis import write_davis_results
+    from vidcorr.metrics.davis import score_davis
+
+    shutil.copytree(short_clip / "Annotations" / "480p" / "car-shadow", tmp_path / "pred" / "car-shadow")
+    plain = score_davis(short_clip, tmp_path / "pred", "2016", "val", progress=False)
+    assert write_davis_results(plain, tmp_path / "plain.json") is None
+    assert json.loads((tmp_path / "plain.json").read_text()) == json.loads(json.dumps(plain))
+    assert not list(tmp_path.glob("*.png"))
+    scored = score_davis(short_clip, tmp_path / "pred", "2016", "val", progress=False, per_frame=True)
+    kept = copy.deepcopy(scored)
+    assert write_davis_results(scored, tmp_path / "results.json") == tmp_path / "j_per_frame.png"
+    assert scored == kept
+    assert write_davis_results(scored, tmp_path / "again.json") == tmp_path / "again.j_per_frame.png"
+    assert (tmp_path / "j_per_frame.png").is_file() and (tmp_path / "again.j_per_frame.png").is_file()
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads((tmp_path / "plain.json").read_text())
+    mixed = copy.deepcopy(scored)
+    mixed["per_object"]["other_1"] = plain["per_object"]["car-shadow_1"]
+    with pytest.raises(ValueError, match="per-frame J for some objects but not other_1.*per_frame=True"):
+        write_davis_results(mixed, tmp_path / "mixed.json")
+    assert not (tmp_path / "mixed.json").exists()

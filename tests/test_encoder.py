@@ -142,3 +142,36 @@ def test_inference_encoder_leaves_other_modules_as_the_caller_has_them():
     assert ready.wrapped is conv and seen == [False] and conv.training  # called in eval mode, given back
     elsewhere = inference_encoder(conv, "meta")  # another device: a copy there, the caller's stays put
     assert elsewhere.wrapped is not conv and elsewhere.wrapped.weight.is_meta and conv.weight.device.type == "cpu"
+
+
+@pytest.mark.parametrize(("feats", "problem"), [
+    (torch.zeros(2, 4, 3, 3), None),
+    (torch.zeros(2, 4, 3, 3, dtype=torch.float16), None),  # half precision: converted by the propagator
+    (torch.zeros(2, 4, 3, 3, dtype=torch.bfloat16), None),
+    (torch.zeros(2, 4, 3, 3, dtype=torch.float64), None),
+    (torch.zeros(2, 4, 3, 3, dtype=torch.int64), "(2, 4, 3, 3) torch.int64 (not a floating-point dtype"),
+    (torch.zeros(2, 4, 3, 3, dtype=torch.uint8), "(2, 4, 3, 3) torch.uint8 (not a floating-point dtype"),
+    (torch.zeros(2, 4, 3, 3, dtype=torch.bool), "(2, 4, 3, 3) torch.bool (not a floating-point dtype"),
+    (torch.zeros(2, 4, 3, 3, dtype=torch.complex64), "(2, 4, 3, 3) torch.complex64 (not a floating-point dtype"),
+    (torch.zeros(2, 4, 3, 3, device="meta"), "(2, 4, 3, 3) torch.float32 on the meta device (shapes only, no data"),
+    (torch.zeros(1, 4, 3, 3), "(1, 4, 3, 3) torch.float32"),  # another batch size
+    (torch.zeros(2, 3, 3), "(2, 3, 3) torch.float32"),
+    ((torch.zeros(2, 4, 3, 3),), "tuple"),
+])
+def test_feature_problem_says_what_the_features_are_instead(feats, problem):
+    """Integer features were refused without saying the dtype was the problem; meta tensors (no data)
+    passed and failed later in a raw ``.to()`` ("Cannot copy out of meta tensor")."""
+    from vidcorr.models.encoder import feature_problem
+
+    got = feature_problem(feats, 2)
+    if problem is None:
+        assert got is None
+    else:
+        assert got.startswith(problem), got
+
+
+def test_inference_encoder_refuses_weights_on_the_meta_device():
+    from vidcorr.models.encoder import inference_encoder
+
+    with pytest.raises(ValueError, match=r"encoder Conv2d has weights on the meta device .*load_state_dict"):
+        inference_encoder(torch.nn.Conv2d(3, 4, 3, device="meta"), "cpu")

@@ -56,6 +56,15 @@ def flat():
     return nn.Flatten()  # (1, 3*112*112): not a feature map
 
 
+class Quantised(nn.Module):
+    def forward(self, rgb):
+        return (rgb * 255).to(torch.uint8)  # an image's bytes, not float features
+
+
+def quantised():
+    return Quantised()
+
+
 def broken():
     return undefined_name  # noqa: F821
 
@@ -127,6 +136,7 @@ def test_the_digest_follows_the_weights_not_the_object() -> None:
     ("{file}:not_a_function", "has no callable 'not_a_function'"),
     ("{file}:broken", "broken() failed: NameError"),
     ("{file}:flat", "expected float features (1, C, h, w)"),
+    ("{file}:quantised", "gave (1, 3, 112, 112) torch.uint8 (not a floating-point dtype"),
 ])
 def test_a_wrong_factory_is_one_clear_line_and_no_output(short_clip, factories, tmp_path, capsys, spec, problem):
     spec = spec.format(dir=factories.parent, file=factories)

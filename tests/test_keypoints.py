@@ -146,6 +146,45 @@ def test_read_keypoints_json_rejects_malformed_files(tmp_path, data, message):
     assert str(path) in str(err.value)
 
 
+def test_null_and_nan_keypoints_are_absent_unless_marked_visible(tmp_path):
+    """null (and NaN, as Python's json writes np.nan) means "no position": not visible by default.
+    Marked visible it is a contradiction, named with its index, name and the file; Infinity never
+    is a position. These were refused as "non-finite", naming no joint."""
+    kps = read_keypoints_json(_write(tmp_path, '{"keypoints": [[1, 2], null, [NaN, 4]], "names": ["a", "b", "c"]}'))
+    assert kps.visible.tolist() == [True, False, False]
+    assert kps.points[0].tolist() == [1, 2] and np.isnan(kps.points[1:]).any(axis=1).all()
+    hidden = _write(tmp_path, {"keypoints": [[1, 2], None], "visible": [True, False]})
+    assert read_keypoints_json(hidden).visible.tolist() == [True, False]
+    path = _write(tmp_path, {"keypoints": [[1, 2], None], "names": ["neck", "belly"], "visible": [True, True]})
+    with pytest.raises(InputError, match=r"first.json: keypoint 1 \(belly\) at \(nan, nan\) has no position "
+                                         r"\(NaN\) but is marked visible.*\"visible\": false"):
+        read_keypoints_json(path)
+    with pytest.raises(InputError, match=r"keypoint 0 at \(inf, 2\) has an infinite coordinate"):
+        read_keypoints_json(_write(tmp_path, '{"keypoints": [[Infinity, 2]], "visible": [false]}'))
+
+
+def test_a_nan_first_keypoint_is_not_propagated_or_marked_visible():
+    """A NaN keypoint used to be drawn as a NaN heatmap and yielded as visible on frame 0."""
+    from vidcorr.presets import customised_preset
+    from vidcorr.propagate import Propagator
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 255, (*FRAME_HW, 3), dtype=np.uint8)] * 3
+    points = np.array([[40.0, 50.0], [np.nan, np.nan], [200.0, 100.0]])
+    preset = customised_preset("crw", n_previous=2)
+    got = list(propagate_keypoints(Propagator(PositionCodes(), preset), frames, points, CODECS["crw"]))
+    hidden = np.where(np.isnan(points), 7.0, points)  # the same joint at some position, marked invisible
+    want = list(propagate_keypoints(Propagator(PositionCodes(), preset), frames, hidden, CODECS["crw"],
+                                    np.array([True, False, True])))
+    for (_, coords, visible), (_, w_coords, w_visible) in zip(got, want, strict=True):
+        assert visible.tolist() == w_visible.tolist() == [True, False, True]
+        np.testing.assert_array_equal(coords, w_coords)  # NaN for joint 1, the others untouched
+    with pytest.raises(InputError, match=r"keypoint 1 at \(nan, nan\) has no position \(NaN\) but is marked "
+                                         r"visible.*visible\[1\] = False"):
+        next(propagate_keypoints(Propagator(PositionCodes(), preset), frames, points, CODECS["crw"],
+                                 np.array([True, True, True])))
+
+
 def test_draw_skeleton_draws_visible_joints_and_edges_only():
     frame = np.zeros((60, 80, 3), np.uint8)
     points = np.array([[10.0, 10.0], [60.0, 40.0], [30.0, 50.0]])

@@ -22,6 +22,7 @@ The command line (`vidcorr propagate`) runs the same code and loads its models t
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ def propagate_keypoints(
     video: str | Path | Iterable[np.ndarray],
     keypoints: str | Path | np.ndarray,
     *,
-    visible: np.ndarray | None = None,
+    visible: np.ndarray | list[bool] | None = None,
     encoder: nn.Module | None = None,
     preset: PresetLike = DEFAULT_PRESET,
     device: str | torch.device = "cpu",
@@ -161,12 +162,15 @@ def propagate_keypoints(
     """Yield ``(frame, points (J, 2), visible (J,))`` for every frame, the first included.
 
     keypoints: the first frame's (J, 2) x, y in 0-based pixels, or a keypoints JSON file
-    (docs/keypoints.md; its "visible" list applies). points are NaN where a keypoint is lost. Each
-    keypoint travels as a Gaussian heatmap channel and is read back as the preset's codec does
+    (docs/keypoints.md; its "visible" list applies). A keypoint without a position on the first
+    frame is NaN (``null`` in the file): with ``visible`` not given it is simply not visible; marked
+    visible it is an `InputError` naming it. visible: (J,) bool, replacing the file's list. The
+    yielded points are NaN where a keypoint is lost or not visible. Each keypoint travels as a
+    Gaussian heatmap channel and is read back as the preset's codec does
     (`vidcorr.keypoints.codec_for`). Other arguments as `propagate_masks`.
     """
     from vidcorr.keypoints import (KeypointSet, check_first_keypoints, check_heatmap_scale, codec_for,
-                                   read_keypoints_json)
+                                   first_visibility, read_keypoints_json)
     from vidcorr.keypoints import propagate_keypoints as propagate
 
     path = None
@@ -174,16 +178,14 @@ def propagate_keypoints(
         path = Path(keypoints)
         kps = read_keypoints_json(path)
         if visible is not None:
-            kps = KeypointSet(kps.points, np.asarray(visible, bool), kps.names, kps.edges)
+            kps = replace(kps, visible=first_visibility(kps.points, visible, kps.names, path))
     else:
         # Not reshape(-1, 2): that would read (J, 3) [x, y, v] rows as 3J / 2 made-up points.
         points = np.asarray(keypoints, np.float64)
         if points.ndim != 2 or points.shape[1] != 2:
             raise ValueError(f"keypoints has shape {points.shape}; expected (J, 2) x, y pixels")
-        shown = np.ones(len(points), bool) if visible is None else np.asarray(visible, bool)
-        kps = KeypointSet(points, shown, [str(i) for i in range(len(points))], [])
-    if kps.visible.shape != (len(kps.points),):
-        raise ValueError(f"visible has shape {kps.visible.shape}; expected ({len(kps.points)},), one per keypoint")
+        names = [str(i) for i in range(len(points))]
+        kps = KeypointSet(points, first_visibility(points, visible, names), names, [])
     first_frame, frames = _first_and_all(video)
     check_first_keypoints(kps, first_frame.shape[:2], path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs)

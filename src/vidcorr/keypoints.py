@@ -197,14 +197,15 @@ def propagate_keypoints(
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(frame, coords (J, 2), visible (J,))`` for every frame, the first included.
 
-    frames: RGB uint8 (H, W, 3); points: (J, 2) first-frame keypoints in pixels. Frame 0 gets
-    the given keypoints (NaN where not visible). Streaming: at most one encoder batch of frames
-    is held besides the propagator's context.
+    frames: RGB uint8 (H, W, 3); points: (J, 2) first-frame keypoints in pixels, NaN for one
+    without a position; visible: (J,) bool (`first_visibility`: default, every keypoint with a
+    position). Frame 0 gets the given keypoints (NaN where not visible). Streaming: at most one
+    encoder batch of frames is held besides the propagator's context.
     """
     first, stream = first_and_rest(frames)
     original_hw = tuple(first.shape[:2])
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    vis = np.ones(len(pts), bool) if visible is None else np.asarray(visible, bool).copy()
+    vis = first_visibility(pts, visible)
     check_heatmap_scale(propagator, codec, original_hw)
     expected_hw = feature_size(propagator, original_hw)
     labels = codec.encode(pts, original_hw, expected_hw, vis)
@@ -233,8 +234,10 @@ class KeypointSet:
 def read_keypoints_json(path: str | Path) -> KeypointSet:
     """Read ``{"keypoints": [[x, y], ...], "names"?: [...], "edges"?: [[i, j], ...], "visible"?: [...]}``.
 
-    x, y are 0-based pixels of the first frame (pixel centres at integers). Names default to
-    "0", "1", ...; edges to none; visible to all true.
+    x, y are 0-based pixels of the first frame (pixel centres at integers); a keypoint without a
+    position is ``null`` (or NaN, as Python's json writes ``np.nan``) and gets NaN points.
+    Names default to "0", "1", ...; edges to none; visible to every keypoint with a position
+    (`first_visibility`: a visible one without a position is an `InputError` naming it).
     """
     path = Path(path)
     try:
@@ -250,14 +253,52 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
     names = data.get("names", [str(i) for i in range(n)])
     if not isinstance(names, list) or len(names) != n or not all(isinstance(s, str) for s in names):
         raise InputError(path, f'"names" must be a list of {n} strings')
-    visible = data.get("visible", [True] * n)
-    if not isinstance(visible, list) or len(visible) != n or not all(isinstance(b, bool) for b in visible):
+    visible = data.get("visible")
+    if visible is not None and (not isinstance(visible, list) or len(visible) != n
+                                or not all(isinstance(b, bool) for b in visible)):
         raise InputError(path, f'"visible" must be a list of {n} booleans')
     edges = data.get("edges", [])
     if not isinstance(edges, list) or not all(
             isinstance(e, list) and len(e) == 2 and all(isinstance(i, int) and 0 <= i < n for i in e) for e in edges):
         raise InputError(path, f'"edges" must be a list of [i, j] pairs of keypoint indices in 0..{n - 1}')
-    return KeypointSet(points, np.asarray(visible, bool), names, [tuple(e) for e in edges])
+    return KeypointSet(points, first_visibility(points, visible, names, path), names, [tuple(e) for e in edges])
+
+
+def first_visibility(points: np.ndarray, visible: np.ndarray | list[bool] | None = None,
+                     names: list[str] | None = None, path: str | Path | None = None) -> np.ndarray:
+    """Which first-frame keypoints are visible: points (J, 2) pixels, visible (J,) bool or None -> (J,) bool.
+
+    A NaN coordinate means the keypoint has no position (absent from the first frame, or ``null`` in
+    FIRST.json). With ``visible`` None such keypoints are the invisible ones; a keypoint marked
+    visible without a position is a contradiction, and it used to be propagated as an empty channel
+    without a word: `InputError` naming it (and ``path``). An infinite coordinate is never a
+    position: `InputError` too. ValueError when ``visible`` is not one flag per keypoint.
+    """
+    points = np.asarray(points, np.float64)
+    absent = np.isnan(points).any(axis=1)
+    if visible is None:
+        shown = ~absent
+    else:
+        shown = np.asarray(visible, bool)
+        if shown.shape != (len(points),):
+            raise ValueError(f"visible has shape {shown.shape}; expected ({len(points)},), one per keypoint")
+    infinite = np.isinf(points).any(axis=1)
+    bad = np.flatnonzero(infinite | (shown & absent))
+    if bad.size:
+        k = int(bad[0])
+        where = f"{_keypoint(k, names)} at ({points[k, 0]:g}, {points[k, 1]:g})"
+        if infinite[k]:
+            raise InputError(path, f"{where} has an infinite coordinate; give its x, y, or NaN (null in JSON) "
+                                   f"for a keypoint without a position")
+        raise InputError(path, f"{where} has no position (NaN) but is marked visible; give its x, y or mark it "
+                               f"not visible (\"visible\": false in JSON, visible[{k}] = False)")
+    return shown.copy()
+
+
+def _keypoint(k: int, names: list[str] | None) -> str:
+    """'keypoint 3 (left wrist)', or 'keypoint 3' when it has no name of its own."""
+    name = names[k] if names is not None else str(k)
+    return f"keypoint {k}" if name == str(k) else f"keypoint {k} ({name})"
 
 
 def check_first_keypoints(kps: KeypointSet, frame_hw: tuple[int, int], path: str | Path | None = None) -> KeypointSet:
@@ -273,12 +314,12 @@ def check_first_keypoints(kps: KeypointSet, frame_hw: tuple[int, int], path: str
 
 
 def _point_array(path: Path, raw) -> np.ndarray:
+    """(J, 2) float64 from the JSON list; ``null`` (no position) becomes NaN, as NaN is kept:
+    `first_visibility` decides whether that is allowed."""
     ok = isinstance(raw, list) and raw and all(
-        isinstance(p, list) and len(p) == 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                                                    for c in p) for p in raw)
+        p is None or isinstance(p, list) and len(p) == 2 and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) for c in p) for p in raw)
     if not ok:
-        raise InputError(path, '"keypoints" must be a non-empty list of [x, y] number pairs')
-    points = np.asarray(raw, dtype=np.float64)
-    if not np.all(np.isfinite(points)):
-        raise InputError(path, '"keypoints" holds a non-finite coordinate')
-    return points
+        raise InputError(path, '"keypoints" must be a non-empty list of [x, y] number pairs (null for a '
+                               'keypoint without a position)')
+    return np.asarray([[math.nan, math.nan] if p is None else p for p in raw], dtype=np.float64)

@@ -97,7 +97,8 @@ class MaskTracker:
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """frame: RGB uint8 (H, W, 3) (or any form `vidcorr.io.frames.as_rgb_frame` takes); mask: (H, W)
         uint8 ids (255 = void) to start from this frame.
-        -> (H, W) uint8 ids: the mask itself (void as background) or the propagated one."""
+        -> (H, W) uint8 ids: the mask itself (void as background) or the propagated one.
+        `InputError` naming the frame's index (0 = the mask's frame) for a frame of another size."""
         if mask is not None:
             array = to_numpy(frame)
             # A float video's range ([0, 1] or [0, 255]) is decided on its first frame, kept after.
@@ -110,7 +111,13 @@ class MaskTracker:
             return first
         if not self.started:
             raise RuntimeError("MaskTracker.step needs the first frame's mask: step(frame, mask) first")
-        rgb = as_rgb_frame(frame, self._index + 1, self._scale)
+        index = self._index + 1  # frames stepped so far, the mask's frame 0 included
+        rgb = as_rgb_frame(frame, index, self._scale)
+        first_hw = self.propagator.original_hw
+        if rgb.shape[:2] != first_hw:  # the propagator's own check cannot say which frame it was
+            raise InputError(None, f"frame {index} is {rgb.shape[1]}x{rgb.shape[0]} but the first frame was "
+                                   f"{first_hw[1]}x{first_hw[0]}; every frame of a video must have one size "
+                                   f"(a new size starts a new video: step(frame, mask))")
         soft = self.propagator.step(rgb)
         self._index += 1
         return _index_map(self.propagator, soft)

@@ -185,11 +185,18 @@ def preset_knobs(preset: PropagationPreset) -> dict:
 
 
 def get_preset(name: str) -> PropagationPreset:
-    """Look a preset up by name, with a clear error listing the choices."""
+    """Look a preset up by name, with a clear error listing the choices.
+
+    Names are exact and lower case, as ``--preset`` takes them (argparse choices) and results files
+    record them: "CRW" is refused with the name to use, rather than accepted here and refused by
+    the command line.
+    """
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        cased = isinstance(name, str) and name.lower() in PRESETS
+        hint = f": names are lower case, did you mean {name.lower()!r}?" if cased else ""
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}{hint}") from None
 
 
 def customised_preset(

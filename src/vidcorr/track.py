@@ -230,17 +230,26 @@ def build_tracker(
 
 
 def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
-    """box (x, y, w, h) as floats: finite, of positive size and, given the frame's (H, W),
-    overlapping it; `ValueError` saying which it is not."""
-    if len(box) != 4:  # a (x0, y0, x1, y1) pair of corners is 4 too; only the length can be checked
-        raise ValueError(f"first box must be (x, y, w, h), 4 numbers, got {tuple(box)}")
-    x, y, w, h = (float(v) for v in box)
+    """box (x, y, w, h) as floats: four finite numbers, w and h > 0 and, given the frame's (H, W),
+    overlapping it; `ValueError` naming the box and what it is not.
+
+    A box partly outside the frame is accepted: OTB and VOT annotate objects that leave the frame
+    edges, and the trackers sample outside pixels as the frame's mean colour. One that shares no
+    area with the frame (pixel i spans [i, i + 1), so a box ending at x = 0 only touches it) has
+    nothing to start from.
+    """
+    try:  # (x0, y0, x1, y1) corners are 4 numbers too: only the count can be checked
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):  # not iterable, not 4 values, or not numbers
+        raise ValueError(f"first box must be (x, y, w, h), 4 numbers, got {box!r}") from None
     if not (w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))):
-        raise ValueError(f"first box must have finite values and positive size, got {tuple(box)}")
+        raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} must have finite values and positive size "
+                         f"(w, h > 0)")
     if frame_hw is not None:
         height, width = frame_hw
         if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-            raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} first frame")
+            raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} first frame "
+                             f"(a box partly outside is fine; this one shares no pixel with the frame)")
     return x, y, w, h
 
 

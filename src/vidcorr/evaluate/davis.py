@@ -31,6 +31,7 @@ from vidcorr.masks import mask_overlay, propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
 from vidcorr.presets import PropagationPreset, customised_preset, preset_knobs
 from vidcorr.propagate import Propagator
+from vidcorr.runtime import checked_device
 from vidcorr.track_uvc import TrackOptions, mask_propagator, track_options
 from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask, side_by_side
 
@@ -131,7 +132,7 @@ def run_davis(
     year: str | None = None,
     split: str = "val",
     sequences: list[str] | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     batch_size: int = 4,
     model_info: dict | None = None,
     resume: bool = False,
@@ -153,10 +154,14 @@ def run_davis(
     annotations (outside the sequence folders, which hold only what the DAVIS scorer reads).
     track: propagate with UVC-track (`vidcorr.track_uvc.UVCTracker`, UVC's "ours-track"), True
     or its options, instead of plain propagation.
-    Returns the results dict (see `score_davis`) with ``preset``, ``model``, ``timing`` (and
-    ``track``) added.
+    device: checked first (`vidcorr.runtime.checked_device`): an unknown one, or CUDA where there is
+    none, is a ValueError before ``out_dir`` is created.
+    Returns the results dict (see `score_davis`, scored with ``per_frame=True``: each object's
+    ``J_per_frame`` / ``F_per_frame`` are in it, not in results.json) with ``preset``, ``model``,
+    ``timing`` (and ``track``) added.
     """
     preset = customised_preset(preset)
+    device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
     dataset = DavisDataset(root, year, split, sequences=sequences)
     track = track_options(track)
     out_dir = Path(out_dir)
@@ -165,6 +170,8 @@ def run_davis(
     for seq in dataset.sequences:
         dataset.check_sequence(seq)
     first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
+    # Built before OUT too: a module that cannot go to the device or a bad batch_size leaves nothing.
+    propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = {"model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year, "split": split}
     if track is not None:  # absent for plain propagation, so earlier runs' stamps still match
@@ -172,7 +179,6 @@ def run_davis(
     kept = _finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
     finished = list(kept)
     _write_stamp(out_dir, stamp, finished)
-    propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
     stats = RunStats(device=str(propagator.device))
     todo = [seq for seq in dataset.sequences if seq not in kept]
     if kept:
@@ -216,25 +222,34 @@ def run_davis(
     return results
 
 
-def write_davis_results(results: dict, path: str | Path) -> Path:
-    """Write `score_davis` results to ``path`` (JSON) and their per-frame J as a plot beside it.
+def write_davis_results(results: dict, path: str | Path) -> Path | None:
+    """Write `score_davis` results to ``path`` (JSON) and, when they hold per-frame J, a plot beside it.
 
-    results: scored with ``per_frame=True``; the per-frame lists go into the plot, not the JSON,
-    which keeps the official tool's per-object measures. The plot is ``j_per_frame.png`` beside a
-    ``results.json`` (else ``<name>.j_per_frame.png``): one line per object, J (region IoU) of
-    every scored frame, where a person sees at a glance which object drifted and when. Returns
-    the plot's path.
+    results: as `score_davis` returns them (not changed here). The JSON keeps the official tool's
+    per-object measures; per-frame lists (``per_frame=True``) go into the plot, not the JSON. The
+    plot is ``j_per_frame.png`` beside a ``results.json`` (else ``<name>.j_per_frame.png``): one line
+    per object, J (region IoU) of every scored frame, where a person sees at a glance which object
+    drifted and when. Returns the plot's path, or None when the results have no per-frame J (scored
+    without ``per_frame=True``, or read back from a results.json): then only the JSON is written.
     """
     path = Path(path)
-    if not all("J_per_frame" in obj for obj in results["per_object"].values()):
-        raise ValueError("write_davis_results needs results scored with score_davis(..., per_frame=True)")
-    per_frame = {}
-    for name, obj in results["per_object"].items():
-        per_frame[name] = obj.pop("J_per_frame")
-        obj.pop("F_per_frame", None)
-    plot = path.with_name("j_per_frame.png") if path.name == "results.json" else path.with_suffix(".j_per_frame.png")
-    draw_j_per_frame(per_frame, results, plot)
-    write_results_json(results, path)
+    per_object = results["per_object"]
+    per_frame = {name: obj["J_per_frame"] for name, obj in per_object.items() if "J_per_frame" in obj}
+    if per_frame and len(per_frame) != len(per_object):
+        missing = sorted(set(per_object) - set(per_frame))
+        raise ValueError(f"results hold per-frame J for some objects but not {', '.join(missing)}; score them "
+                         "all with score_davis(..., per_frame=True)")
+    # A copy without the per-frame lists: the caller's results stay as they were (popping them made
+    # a second write, or run_davis's returned results, fail with "needs per_frame=True").
+    drop = ("J_per_frame", "F_per_frame")
+    written = {**results, "per_object": {name: {k: v for k, v in obj.items() if k not in drop}
+                                         for name, obj in per_object.items()}}
+    plot = None
+    if per_frame:
+        plot = (path.with_name("j_per_frame.png") if path.name == "results.json"
+                else path.with_suffix(".j_per_frame.png"))
+        draw_j_per_frame(per_frame, written, plot)
+    write_results_json(written, path)
     return plot
 
 

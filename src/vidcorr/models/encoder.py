@@ -147,9 +147,13 @@ def inference_encoder(encoder: nn.Module, device: str | torch.device = "cpu") ->
     on one thread of our 2-core EPYC, 308 to 217 on two (`benchmarks/features.py`,
     docs/benchmarks.md); the features move by float rounding only. The caller's encoder is not
     changed. Any other module is left as the caller has it too (`EvalModeCall`): called in eval
-    mode, on a copy when it lives on another device.
+    mode, on a copy when it lives on another device. Weights on the meta device: ValueError.
     """
     device = torch.device(device)
+    if any(t.is_meta for t in [*encoder.parameters(), *encoder.buffers()]):
+        # .to(device) would fail with torch's "Cannot copy out of meta tensor" and no module named
+        raise ValueError(f"encoder {type(encoder).__name__} has weights on the meta device (shapes only, no "
+                         "data): load its weights (e.g. module.to_empty(device=...) then load_state_dict) first")
     if not (isinstance(encoder, FrameEncoder) and isinstance(encoder.backbone, ResNetBackbone)):
         return EvalModeCall(encoder if _lives_on(encoder, device) else copy.deepcopy(encoder).to(device))
     ready = FrameEncoder(
@@ -187,11 +191,25 @@ class EvalModeCall(nn.Module):
 
 
 def feature_problem(feats: object, batch: int) -> str | None:
-    """None when ``feats`` are float features (batch, C, h, w), as propagation needs them from any
-    encoder; else what they are instead ("(1, 64, 96) torch.float32", "tuple"), for a message."""
-    if isinstance(feats, Tensor) and feats.ndim == 4 and feats.shape[0] == batch and feats.is_floating_point():
-        return None
-    return f"{tuple(feats.shape)} {feats.dtype}" if isinstance(feats, Tensor) else type(feats).__name__
+    """None when ``feats`` are floating-point features (batch, C, h, w) that hold data, as
+    propagation needs them from any encoder; else what they are instead, for a message that goes
+    on "expected float features (batch, C, h, w)": "(1, 64, 96) torch.float32", "tuple", or the
+    shape and dtype with why they are refused (an integer or bool dtype, the meta device).
+
+    Half precision (float16, bfloat16) is accepted, and features on another real device: the
+    propagator converts them to float32 on its own device. A meta tensor has no values to move.
+    """
+    if not isinstance(feats, Tensor):
+        return type(feats).__name__
+    got = f"{tuple(feats.shape)} {feats.dtype}"
+    if feats.ndim != 4 or feats.shape[0] != batch:
+        return got
+    if not feats.is_floating_point():
+        return f"{got} (not a floating-point dtype: return float features, e.g. .float())"
+    if feats.is_meta:
+        return (f"{got} on the meta device (shapes only, no data: a module built on torch.device('meta') "
+                "whose weights were never loaded?)")
+    return None
 
 
 def _lives_on(module: nn.Module, device: torch.device) -> bool:
