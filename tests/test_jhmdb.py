@@ -12,7 +12,7 @@ import scipy.io
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
 from vidcorr.errors import InputError
-from vidcorr.evaluate.jhmdb import jhmdb_preset, run_jhmdb
+from vidcorr.evaluate.jhmdb import jhmdb_preset, run_jhmdb, write_prediction
 from vidcorr.io.jhmdb import JOINT_NAMES, SKELETON_EDGES, JhmdbDataset, read_joints, read_split_file
 from vidcorr.models import build_encoder
 from vidcorr.presets import SizePolicy, get_preset
@@ -200,3 +200,112 @@ def test_propagate_rejects_keypoints_outside_the_frame(tmp_path, jhmdb_root, cli
     assert cli(["propagate", str(root / "Rename_Images" / NAME), "--keypoints", str(first),
                 "--out", str(tmp_path / "out"), "--features", "lab-pixels"]) == 2
     assert "keypoint 1" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+# --- `vidcorr score jhmdb`: PCK of saved prediction files, the same numbers as eval ---------------
+
+@pytest.fixture
+def eval_and_score(monkeypatch):
+    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd", "vidcorr.cli.score_cmd"])
+    monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_jhmdb"])
+    return vidcorr.cli.main
+
+
+SCORE_KEYS = ("PCK@0.1", "PCK@0.2", "per_joint", "per_video", "skip_first_frame", "protocol")
+
+
+@pytest.mark.parametrize("first_frame", [[], ["--include-first-frame"]])
+def test_score_jhmdb_of_eval_predictions_equals_eval_pck(tmp_path, jhmdb_root, eval_and_score, capsys, first_frame):
+    """Exactly, not to 3 decimals: eval scores the coordinates as written, as score reads them."""
+    root = _small_tree(tmp_path, jhmdb_root, 10)
+    out = tmp_path / "out"
+    assert eval_and_score(["eval", "jhmdb", "--root", str(root), "--out", str(out), "--features", "lab-pixels",
+                           "--size", "128", *first_frame]) == 0
+    capsys.readouterr()
+    assert eval_and_score(["score", "jhmdb", "--root", str(root), "--results", str(out / "predictions"),
+                           *first_frame]) == 0
+    scored, evaluated = (json.loads((out / "predictions" / "score.json").read_text()),
+                         json.loads((out / "results.json").read_text()))
+    assert {k: scored[k] for k in SCORE_KEYS} == {k: evaluated[k] for k in SCORE_KEYS}
+    assert scored["results"] == str(out / "predictions")
+    for absent in ("preset", "preset_knobs", "codec", "model", "timing"):
+        assert absent not in scored
+    assert f"PCK@0.1 {evaluated['PCK@0.1']:.4f}" in capsys.readouterr().out
+
+
+def test_eval_jhmdb_scores_the_coordinates_it_writes(tmp_path, jhmdb_root, eval_and_score, monkeypatch):
+    """A joint 3.0004 px from the GT where PCK@0.1's threshold is 3 px: a miss unrounded, a hit as
+    written (3 decimals). eval must report what the saved file scores, as score does."""
+    root = _small_tree(tmp_path, jhmdb_root, 4)
+    j = np.arange(15)
+    frame = np.stack([101 + j * 30 // 14, 81 + j * 40 // 14])  # 1-based; box 30 x 40 px: 0.6 x 50 = 30 px
+    scipy.io.savemat(root / "joint_positions" / NAME / "joint_positions.mat",
+                     {"pos_img": np.repeat(frame[:, :, None], 4, axis=2).astype(np.float64)})
+
+    def propagate_video(propagator, video, gt, codec):
+        pred = gt.copy()
+        pred[1:, 5, 0] += 3.0004
+        return pred, np.ones(gt.shape[:2], bool)
+
+    monkeypatch.setattr("vidcorr.evaluate.jhmdb.propagate_video", propagate_video)
+    out = tmp_path / "out"
+    run_jhmdb(build_encoder("lab-pixels"), jhmdb_preset(get_preset("crw"), size=64), JhmdbDataset(root), out)
+    evaluated = json.loads((out / "results.json").read_text())
+    assert evaluated["per_joint"]["PCK@0.1"][JOINT_NAMES[5]] == 1.0
+    assert eval_and_score(["score", "jhmdb", "--root", str(root), "--results", str(out / "predictions")]) == 0
+    scored = json.loads((out / "predictions" / "score.json").read_text())
+    assert {k: scored[k] for k in SCORE_KEYS} == {k: evaluated[k] for k in SCORE_KEYS}
+
+
+def _saved_predictions(root, results):
+    """RESULTS/<class>/<video>.json holding the ground truth itself (every joint correct)."""
+    video = JhmdbDataset(root).videos[0]
+    write_prediction(results / f"{video.name}.json", video, video.joints(), np.ones((10, 15), bool))
+    return results / f"{video.name}.json"
+
+
+def test_score_jhmdb_null_joints_are_not_counted(tmp_path, jhmdb_root, eval_and_score):
+    root = _small_tree(tmp_path, jhmdb_root, 10)
+    path = _saved_predictions(root, tmp_path / "results")
+    data = json.loads(path.read_text())
+    data["keypoints"][3][2] = None
+    data["keypoints"][4][0] = [float("nan"), 1.0]  # Python's json writes NaN; it means the same as null
+    path.write_text(json.dumps(data))
+    out = tmp_path / "pck.json"
+    argv = ["score", "jhmdb", "--root", str(root), "--results", str(path.parents[1]), "--out", str(out)]
+    assert eval_and_score(argv) == 0
+    scored = json.loads(out.read_text())
+    assert scored["PCK@0.1"] == 1.0 and scored["protocol"]["counted_joints"] == 9 * 15 - 2
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["keypoints"].pop(), "9 frames of keypoints but"),
+    (lambda d: d["keypoints"][2].pop(), "keypoints[2]: expected 15 joints"),
+    (lambda d: d["keypoints"][2].__setitem__(7, [1.0]), "keypoints[2][7] (right_elbow): expected [x, y] or null, got [1.0]"),
+    (lambda d: d["keypoints"][2].__setitem__(7, ["1", 2]), "keypoints[2][7] (right_elbow): expected [x, y] or null"),
+    (lambda d: d["keypoints"][2].__setitem__(7, [float("inf"), 2]), "keypoints[2][7] (right_elbow): expected [x, y]"),
+    (lambda d: d["joint_names"].reverse(), "joint_names must be the JHMDB order"),
+    (lambda d: d["frames"].reverse(), '"frames" are not the frame files of '),
+    (lambda d: d.pop("keypoints"), 'expected an object with "keypoints"'),
+])
+def test_score_jhmdb_bad_prediction_exits_2_naming_the_file(tmp_path, jhmdb_root, eval_and_score, capsys,
+                                                            edit, message):
+    root = _small_tree(tmp_path, jhmdb_root, 10)
+    path = _saved_predictions(root, tmp_path / "results")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    assert eval_and_score(["score", "jhmdb", "--root", str(root), "--results", str(tmp_path / "results")]) == 2
+    assert f"{path}: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "score.json").exists()
+
+
+def test_score_jhmdb_missing_or_unreadable_prediction(tmp_path, jhmdb_root, eval_and_score, capsys):
+    root = _small_tree(tmp_path, jhmdb_root, 10)
+    path = _saved_predictions(root, tmp_path / "results")
+    path.write_text("{not json")
+    assert eval_and_score(["score", "jhmdb", "--root", str(root), "--results", str(tmp_path / "results")]) == 2
+    assert f"{path}: cannot read prediction JSON" in capsys.readouterr().err
+    path.unlink()
+    assert eval_and_score(["score", "jhmdb", "--root", str(root), "--results", str(tmp_path / "results")]) == 2
+    assert f"{path}: prediction not found" in capsys.readouterr().err

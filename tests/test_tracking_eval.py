@@ -140,3 +140,105 @@ def test_bad_annotation_and_existing_output(cli, otb_root, tmp_path, capsys):
     (out / "keep.txt").write_text("x")
     assert cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels"]) == 2
     assert "not empty" in capsys.readouterr().err and (out / "keep.txt").exists()
+
+
+# --- `vidcorr score otb|vot`: the same scores from saved <seq>.txt files, no model -----------------
+
+SHARED_KEYS = ("benchmark", "protocol", "success_auc", PRECISION_KEY, "average_overlap", "success_curve",
+               "precision_curve", "overlap_thresholds", "error_thresholds_px")
+RUN_ONLY = ("seconds", "frames_per_second")  # per-sequence timing: only a run has it
+
+
+@pytest.fixture
+def eval_and_score(monkeypatch):
+    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd", "vidcorr.cli.score_cmd"])
+    monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_tracking"])
+    return vidcorr.cli.main
+
+
+@pytest.mark.parametrize("benchmark", ["otb", "vot"])
+def test_score_of_eval_boxes_equals_eval_results(eval_and_score, benchmark, otb_root, vot_root, tmp_path, capsys):
+    """`score` on the <seq>.txt files `eval` wrote gives eval's numbers exactly (not to 2 decimals):
+    eval scores the boxes as written, the way score and the OTB toolkit read them."""
+    root = otb_root if benchmark == "otb" else vot_root
+    out = tmp_path / "out"
+    assert eval_and_score(["eval", benchmark, "--root", str(root), "--out", str(out), "--features", "lab-pixels"]) == 0
+    evaluated = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert eval_and_score(["score", benchmark, "--root", str(root), "--results", str(out)]) == 0
+    printed = capsys.readouterr().out
+    scored = json.loads((out / "score.json").read_text())
+    assert {k: scored[k] for k in SHARED_KEYS} == {k: evaluated[k] for k in SHARED_KEYS}
+    assert scored["per_sequence"] == {name: {k: v for k, v in seq.items() if k not in RUN_ONLY}
+                                      for name, seq in evaluated["per_sequence"].items()}
+    for absent in ("tracker", "settings", "preset", "model", "max_frames", "timing"):
+        assert absent not in scored
+    assert scored["results"] == str(out)
+    assert f"{evaluated['success_auc']:.4f}" in printed and "frames/s" not in printed
+    assert json.loads((out / "results.json").read_text()) == evaluated  # eval's own file is left alone
+    with Image.open(out / "score.success_plot.png") as plot:
+        assert plot.size == (720, 420)
+
+
+def _perfect_results(otb_root, results):
+    """RESULTS/Soccer.txt = the ground truth itself (same text, so the boxes read back identical)."""
+    results.mkdir()
+    lines = (otb_root / "Soccer" / "groundtruth_rect.txt").read_text().splitlines()
+    (results / "Soccer.txt").write_text("\n".join(lines) + "\n")
+    return results / "Soccer.txt", lines
+
+
+def test_score_nan_prediction_is_a_miss_in_both_curves(eval_and_score, otb_root, tmp_path):
+    """A perfect track with two NaN boxes (the first line may be one too), in spaces and tabs: those
+    frames miss at every success and every precision threshold; --out names the JSON and the plot."""
+    path, lines = _perfect_results(otb_root, tmp_path / "results")
+    lines = [line.replace(",", " \t") for line in lines]
+    lines[0], lines[5] = "NaN NaN NaN NaN", "1 2 NaN 4"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scores" / "mine.json"
+    argv = ["score", "otb", "--root", str(otb_root), "--results", str(path.parent), "--sequences", "Soccer",
+            "--out", str(out)]
+    assert eval_and_score(argv) == 0
+    seq = json.loads(out.read_text())["per_sequence"]["Soccer"]
+    hits = (N_FRAMES - 2) / N_FRAMES
+    assert seq["success_curve"] == pytest.approx([hits] * 20 + [0.0])  # IoU 1 is never > 1 (OTB's strict >)
+    assert seq["precision_curve"] == pytest.approx([hits] * 51)
+    assert seq["average_overlap"] == pytest.approx(hits)
+    assert seq["invalid_gt_frames"] == 0
+    assert (out.parent / "mine.success_plot.png").is_file() and not (path.parent / "score.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda lines: lines[:-1], f"Soccer.txt: {N_FRAMES - 1} boxes but {N_FRAMES} ground-truth lines in "),
+        (lambda lines: lines + ["1,2,3,4"], f"line {N_FRAMES + 1} has no ground truth"),
+        (lambda lines: lines[:6] + ["1,2,3"] + lines[7:], "Soccer.txt: line 7: expected 4 values, got 3"),
+        (lambda lines: lines[:6] + ["1,2,lost,4"] + lines[7:], "Soccer.txt: line 7: cannot parse '1,2,lost,4'"),
+        (lambda lines: lines[:6] + ["1,2,inf,4"] + lines[7:], "Soccer.txt: line 7: infinite value"),
+        (lambda lines: lines[:6] + [""] + lines[7:], "Soccer.txt: line 7: empty line inside the results file"),
+        (lambda lines: [], "Soccer.txt: results file is empty"),
+        (None, "Soccer.txt: results file not found"),
+    ],
+)
+def test_score_bad_results_file_exits_2_naming_file_and_line(eval_and_score, otb_root, tmp_path, capsys,
+                                                             edit, message):
+    path, lines = _perfect_results(otb_root, tmp_path / "results")
+    if edit is None:
+        path.unlink()
+    else:
+        path.write_text("".join(f"{line}\n" for line in edit(lines)))
+    argv = ["score", "otb", "--root", str(otb_root), "--results", str(path.parent)]
+    assert eval_and_score(argv) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in path.parent.iterdir()) == ([] if edit is None else ["Soccer.txt"])  # nothing written
+
+
+def test_score_missing_results_folder_and_unknown_sequence(eval_and_score, otb_root, tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert eval_and_score(["score", "otb", "--root", str(otb_root), "--results", str(missing)]) == 2
+    assert f"{missing}: results folder not found" in capsys.readouterr().err and not missing.exists()
+    path, _ = _perfect_results(otb_root, tmp_path / "results")
+    argv = ["score", "otb", "--root", str(otb_root), "--results", str(path.parent), "--sequences", "Crossing"]
+    assert eval_and_score(argv) == 2
+    assert "unknown sequence(s) Crossing" in capsys.readouterr().err

@@ -236,3 +236,70 @@ def test_eval_vip_command_reports_a_bad_root(tmp_path, cli, capsys):
     assert cli(["eval", "vip", "--root", str(tmp_path), "--out", str(tmp_path / "out"),
                 "--features", "lab-pixels"]) == 2
     assert "not a VIP root" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+# --- `vidcorr score vip`: mIoU of saved class maps, the same numbers as eval ----------------------
+
+@pytest.fixture
+def eval_and_score(monkeypatch):
+    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd", "vidcorr.cli.score_cmd"])
+    monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_vip"])
+    return vidcorr.cli.main
+
+
+def _class_scores(results):
+    """What `score vip` can know from class maps alone: every mIoU number and the frame counts."""
+    return {"mIoU": results["mIoU"], "IoU": results["per_class"]["IoU"],
+            "per_video": {v: (s["mIoU"], s["frames"]) for v, s in results["per_video"].items()},
+            "skip_first_frame": results["skip_first_frame"],
+            "protocol": {k: v for k, v in results["protocol"].items() if k != "instances"}}
+
+
+def test_score_vip_of_eval_maps_equals_eval_miou(tmp_path, vip_root, eval_and_score, capsys):
+    """Frame 0 scored: its saved map is the annotation with 255 (ignored) pixels, read back as they are."""
+    out = tmp_path / "out"
+    evaluated = run_vip(build_encoder("lab-pixels"), vip_preset(get_preset("crw"), size=160), VipDataset(vip_root), out)
+    assert eval_and_score(["score", "vip", "--root", str(vip_root), "--results", str(out)]) == 0
+    scored = json.loads((out / "score.json").read_text())
+    assert _class_scores(scored) == _class_scores(json.loads(json.dumps(evaluated)))
+    assert evaluated["AP_part"] is not None and scored["AP_part"] is None and scored["per_class"]["AP_part"] == {}
+    assert scored["protocol"]["instances"].startswith("not scored")
+    for absent in ("preset", "preset_knobs", "model", "timing"):
+        assert absent not in scored
+    assert scored["results"] == str(out)
+    global_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("global"))
+    assert f"mIoU  {evaluated['mIoU']:.4f}  AP_part     n/a" in global_line
+
+
+def test_score_vip_of_the_vipseg_snippet_with_frame_0_skipped(tmp_path, vipseg_root, eval_and_score):
+    out = tmp_path / "out"
+    common = ["--root", str(vipseg_root), "--skip-first-frame"]
+    assert eval_and_score(["eval", "vip", *common, "--out", str(out), "--features", "lab-pixels", "--size", "160"]) == 0
+    (out / "12_1mWNahzcsAc" / sorted(p.name for p in (out / "12_1mWNahzcsAc").iterdir())[0]).unlink()  # frame 0
+    scores = tmp_path / "scores" / "vip.json"
+    assert eval_and_score(["score", "vip", *common, "--results", str(out), "--out", str(scores)]) == 0
+    scored, evaluated = json.loads(scores.read_text()), json.loads((out / "results.json").read_text())
+    assert _class_scores(scored) == _class_scores(evaluated) and scored["protocol"]["scored_frames"] == 3
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: p.unlink(), "prediction not found"),
+    (lambda p: Image.new("RGB", (214, 120)).save(p), "is a PNG RGB image; expected a palette or grayscale PNG"),
+    (lambda p: Image.new("L", (214, 120)).save(p, format="JPEG"), "is a JPEG L image"),
+    (lambda p: p.write_bytes(b"not a png"), "cannot read prediction"),
+    (lambda p: write_indexed_png(p, np.full((120, 214), 20, np.uint8)), "class ids must be in 0..19"),
+    # a grayscale 0 / 255 map is read as it is, not as a DAVIS-2016 mask (255 -> object 1)
+    (lambda p: Image.fromarray(np.repeat([0, 255], 60)[:, None].repeat(214, 1).astype(np.uint8), "L").save(p),
+     "class ids must be in 0..19 (gt max 9, pred 0..255)"),
+])
+def test_score_vip_bad_prediction_exits_2_naming_the_file(tmp_path, vip_root, eval_and_score, capsys, edit, message):
+    results = tmp_path / "results"
+    dataset = VipDataset(vip_root)
+    for video in dataset.videos:
+        for frame in video.frames:
+            write_indexed_png(results / video.name / f"{frame.name}.png", dataset.category_map(frame))
+    bad = results / "breakdance" / "000000000076.png"
+    edit(bad)
+    assert eval_and_score(["score", "vip", "--root", str(vip_root), "--results", str(results)]) == 2
+    assert f"{bad}: {message}" in capsys.readouterr().err
+    assert not (results / "score.json").exists()

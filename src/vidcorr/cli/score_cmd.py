@@ -1,8 +1,14 @@
 """`vidcorr score <task>`: score saved predictions against ground truth, no model involved.
 
 Each task is one sub-parser of `score`, added by a function in `TASK_REGISTRARS` that takes the
-`score` sub-parsers object. To add a task (e.g. `score jhmdb`), write `register_<task>(tasks)`
-that calls ``tasks.add_parser(...)`` and ``set_defaults(func=...)``, and append it to the list.
+`score` sub-parsers object. To add a task, write `register_<task>(tasks)` that calls
+``tasks.add_parser(...)`` and ``set_defaults(func=...)``, and append it to the list. The scoring
+itself lives in the task's `vidcorr.evaluate` module, shared with `eval`, so both give the same
+numbers on the same saved predictions.
+
+Default output of the tasks other than davis: ``RESULTS/score.json``, not ``results.json``: the
+results folder is usually an `eval` output, whose results.json also holds what only the run knew
+(model, preset, timing).
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+
+from vidcorr.cli.common import comma_list
 
 
 def register_davis(tasks: argparse._SubParsersAction) -> None:
@@ -23,7 +31,7 @@ def register_davis(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--results", required=True, type=Path, help="folder of per-sequence prediction folders")
     p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
     p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
-    p.add_argument("--sequences", type=_comma_list, help="comma-separated subset of the split's sequences")
+    p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split's sequences")
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/results.json)")
     p.set_defaults(func=run_davis)
 
@@ -41,15 +49,105 @@ def run_davis(args: argparse.Namespace) -> int:
     return 0
 
 
-def _comma_list(text: str) -> list[str]:
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated sequence names")
-    return names
+def register_tracking(tasks: argparse._SubParsersAction) -> None:
+    for benchmark in ("otb", "vot"):
+        p = tasks.add_parser(
+            benchmark, help=f"{benchmark.upper()} success AUC / precision@20px of saved boxes",
+            description=f"Score RESULTS/<seq>.txt (one 1-based x,y,w,h box per frame, OTB results format, as "
+                        f"`vidcorr eval {benchmark}` writes them) against every sequence under --root with "
+                        "OTB's one-pass evaluation (docs/tracking.md).",
+        )
+        p.add_argument("--root", required=True, type=Path, help=f"benchmark root folder (as for eval {benchmark})")
+        p.add_argument("--results", required=True, type=Path, help="folder of <seq>.txt box files")
+        p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the sequences")
+        p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
+        p.set_defaults(func=run_tracking, benchmark=benchmark)
+
+
+def run_tracking(args: argparse.Namespace) -> int:
+    from vidcorr.evaluate.tracking import format_results_table, score_tracking, write_tracking_results
+
+    results = score_tracking(args.root, args.results, benchmark=args.benchmark, sequences=args.sequences)
+    print(format_results_table(results))
+    out = _score_json(args)
+    plot = write_tracking_results(results, out)
+    print(f"wrote {out} and {plot}")
+    return 0
+
+
+def register_vip(tasks: argparse._SubParsersAction) -> None:
+    p = tasks.add_parser(
+        "vip", help="VIP part mIoU of saved class maps",
+        description="Score RESULTS/<video>/<frame>.png (predicted part-class maps, palette or grayscale PNGs "
+                    "of class ids, as `vidcorr eval vip` writes them) with the same mIoU (docs/vip.md). "
+                    "AP_part is not scored: the maps hold no part instances.",
+    )
+    p.add_argument("--root", required=True, type=Path, help="VIP_Fine (or its parent), or a VIPSeg-snippet root")
+    p.add_argument("--results", required=True, type=Path, help="folder of per-video prediction folders")
+    p.add_argument("--split", default="val", help="VIP list lists/<split>_videos.txt (default: val)")
+    p.add_argument("--videos", type=comma_list, help="comma-separated subset of the videos")
+    p.add_argument("--layout", default="auto", choices=("auto", "vip", "vipseg"),
+                   help="dataset layout (default: detected from the folders)")
+    p.add_argument("--skip-first-frame", action="store_true", help="do not score frame 0 (as eval's flag)")
+    p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
+    p.set_defaults(func=run_vip)
+
+
+def run_vip(args: argparse.Namespace) -> int:
+    from vidcorr.evaluate.vip import format_vip_table, score_vip
+    from vidcorr.io.vip import VipDataset
+    from vidcorr.metrics.davis import write_results_json
+
+    dataset = VipDataset(args.root, split=args.split, videos=args.videos, layout=args.layout)
+    results = score_vip(dataset, args.results, skip_first_frame=args.skip_first_frame)
+    print(format_vip_table(results))
+    out = _score_json(args)
+    write_results_json(results, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def register_jhmdb(tasks: argparse._SubParsersAction) -> None:
+    p = tasks.add_parser(
+        "jhmdb", help="JHMDB PCK@0.1 / PCK@0.2 of saved keypoints",
+        description="Score RESULTS/<class>/<video>.json (per-frame joint coordinates in the format `vidcorr "
+                    "eval jhmdb` writes to OUT/predictions/, docs/keypoints.md) with the same PCK.",
+    )
+    p.add_argument("--root", required=True, type=Path, help="JHMDB root (Rename_Images/, joint_positions/)")
+    p.add_argument("--results", required=True, type=Path,
+                   help="folder of <class>/<video>.json (eval's OUT/predictions)")
+    splits = p.add_mutually_exclusive_group()
+    splits.add_argument("--splits", type=Path, metavar="DIR", help="folder of <class>_test_split<n>.txt (as for eval)")
+    splits.add_argument("--split-file", type=Path, action="append", metavar="FILE", help="one split file, repeatable")
+    p.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="split number (default: 1)")
+    p.add_argument("--videos", type=comma_list, help="comma-separated subset of <class>/<video> names")
+    p.add_argument("--include-first-frame", action="store_true", help="also score frame 0 (as eval's flag)")
+    p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
+    p.set_defaults(func=run_jhmdb)
+
+
+def run_jhmdb(args: argparse.Namespace) -> int:
+    from vidcorr.evaluate.jhmdb import format_pck_table, score_jhmdb
+    from vidcorr.io.jhmdb import JhmdbDataset
+    from vidcorr.metrics.davis import write_results_json
+
+    dataset = JhmdbDataset(args.root, split=args.split, splits=args.split_file or args.splits, videos=args.videos)
+    results = score_jhmdb(dataset, args.results, skip_first_frame=not args.include_first_frame)
+    print(format_pck_table(results))
+    out = _score_json(args)
+    write_results_json(results, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _score_json(args: argparse.Namespace) -> Path:
+    return args.out if args.out is not None else args.results / "score.json"
 
 
 # One function per `score` task; each adds its sub-parser to the `score` sub-parsers object.
-TASK_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [register_davis]
+TASK_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
+    register_davis, register_tracking, register_vip, register_jhmdb,
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:

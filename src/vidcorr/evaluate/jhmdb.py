@@ -4,11 +4,18 @@ Protocol (METHODS.md §1.9, §3.4, §4.6, §6.2): every frame is resized to a 32
 15 first-frame joints become Gaussian heatmaps (`vidcorr.keypoints`), are propagated with the
 chosen preset's JHMDB variant (`jhmdb_preset`), decoded per frame and scored with PCK@0.1/0.2
 (`vidcorr.metrics.pck`). Frame 0 is skipped by default (UVC, CRW).
+
+`score_jhmdb` scores saved prediction files (``predictions/<class>/<video>.json``, ours or another
+method's in that format) without a model (`vidcorr score jhmdb`). Both paths score the coordinates
+as read back from the file (`read_prediction`), so ``score`` on ``eval``'s files gives ``eval``'s
+numbers exactly.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -16,6 +23,7 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
+from vidcorr.errors import InputError
 from vidcorr.evaluate.davis import RunStats
 from vidcorr.io.jhmdb import JOINT_NAMES, JhmdbDataset, JhmdbVideo
 from vidcorr.io.video import open_frames
@@ -68,6 +76,52 @@ def write_prediction(path: Path, video: JhmdbVideo, coords: np.ndarray, visible:
     write_results_json(data, path)
 
 
+def read_prediction(path: Path, video: JhmdbVideo) -> tuple[np.ndarray, np.ndarray]:
+    """A `write_prediction` file -> (coords (T, J, 2) float64, visible (T, J) bool), T = the video's frames.
+
+    ``null`` (or a NaN coordinate) is a joint without a position: not visible, not counted. The
+    joint order must be `JOINT_NAMES` and, when the file lists ``frames``, they must be the video's.
+    """
+    if not path.is_file():
+        raise InputError(path, "prediction not found (one <class>/<video>.json per video; eval jhmdb "
+                               "writes them to OUT/predictions/)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(path, f"cannot read prediction JSON ({error})") from None
+    frames = [p.name for p in video.frame_files()]
+    if not isinstance(data, dict) or not isinstance(data.get("keypoints"), list):
+        raise InputError(path, 'expected an object with "keypoints": [[[x, y] or null] * 15] per frame')
+    if data.get("joint_names", list(JOINT_NAMES)) != list(JOINT_NAMES):
+        raise InputError(path, f"joint_names must be the JHMDB order {', '.join(JOINT_NAMES)}")
+    if len(data["keypoints"]) != len(frames):
+        raise InputError(path, f"{len(data['keypoints'])} frames of keypoints but {video.frames_dir} has "
+                               f"{len(frames)} frames")
+    if data.get("frames", frames) != frames:
+        raise InputError(path, f'"frames" are not the frame files of {video.frames_dir} '
+                               f"({frames[0]} ... {frames[-1]}, in this order)")
+    coords = np.array([[_joint(point, path, t, j) for j, point in enumerate(_frame_joints(row, path, t))]
+                       for t, row in enumerate(data["keypoints"])], np.float64)
+    return coords, np.all(np.isfinite(coords), axis=-1)
+
+
+def _frame_joints(row, path: Path, t: int) -> list:
+    if not isinstance(row, list) or len(row) != len(JOINT_NAMES):
+        raise InputError(path, f"keypoints[{t}]: expected {len(JOINT_NAMES)} joints ([x, y] or null)")
+    return row
+
+
+def _joint(point, path: Path, t: int, j: int) -> tuple[float, float]:
+    """[x, y] -> (x, y); null -> (NaN, NaN); anything else, or an infinite value, an `InputError`."""
+    if point is None:
+        return math.nan, math.nan
+    if (isinstance(point, list) and len(point) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)
+            and not any(math.isinf(v) for v in point)):
+        return float(point[0]), float(point[1])
+    raise InputError(path, f"keypoints[{t}][{j}] ({JOINT_NAMES[j]}): expected [x, y] or null, got {point!r}")
+
+
 def run_jhmdb(
     encoder: nn.Module,
     preset: PropagationPreset,
@@ -103,27 +157,46 @@ def run_jhmdb(
         stats.frames += len(coords)
         stats.seconds += elapsed
         stats.per_sequence[video.name] = elapsed
-        write_prediction(out_dir / "predictions" / f"{video.name}.json", video, coords, visible)
-        scores.add(video.name, coords, gt, visible)
+        path = out_dir / "predictions" / f"{video.name}.json"
+        write_prediction(path, video, coords, visible)
+        # Scored as written (3 decimals), as `score_jhmdb` reads the file.
+        written, seen = read_prediction(path, video)
+        scores.add(video.name, written, gt, seen)
     stats.feature_seconds = propagator.timing["features"]
     stats.propagation_seconds = propagator.timing["propagation"]
-    results = _results(scores.results(DEFAULT_ALPHAS), dataset, preset, codec, skip_first_frame)
-    results["model"] = model_info or {}
-    results["timing"] = stats.as_dict()
+    results = _results(scores.results(DEFAULT_ALPHAS), dataset, skip_first_frame)
+    results.update(preset=preset.name, preset_knobs=preset_knobs(preset), codec=codec.as_dict(),
+                   model=model_info or {}, timing=stats.as_dict())
     write_results_json(results, out_dir / "results.json")
     return results
 
 
-def _results(pck: dict, dataset: JhmdbDataset, preset: PropagationPreset, codec: HeatmapCodec,
-             skip_first_frame: bool) -> dict:
+def score_jhmdb(dataset: JhmdbDataset, results_dir: str | Path, *, skip_first_frame: bool = True) -> dict:
+    """PCK of saved predictions ``results_dir/<class>/<video>.json`` (`write_prediction`'s format).
+
+    Returns `run_jhmdb`'s results without what only a run knows (preset, preset_knobs, codec,
+    model, timing); ``results`` names the folder scored. Every file is read before anything is
+    returned; nothing is written here.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise InputError(results_dir, "results folder not found")
+    ground_truth = {video.name: video.joints() for video in dataset.videos}
+    scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
+    for video in dataset.videos:
+        coords, visible = read_prediction(results_dir / f"{video.name}.json", video)
+        scores.add(video.name, coords, ground_truth[video.name], visible)
+    results = _results(scores.results(DEFAULT_ALPHAS), dataset, skip_first_frame)
+    results["results"] = str(results_dir)
+    return results
+
+
+def _results(pck: dict, dataset: JhmdbDataset, skip_first_frame: bool) -> dict:
     return {
         **{k: pck[k] for k in pck if k.startswith("PCK@")},
         "per_joint": pck["per_joint"],
         "per_video": pck["per_video"],
         "skip_first_frame": skip_first_frame,
-        "preset": preset.name,
-        "preset_knobs": preset_knobs(preset),
-        "codec": codec.as_dict(),
         "protocol": {
             "benchmark": "JHMDB", "videos": dataset.describe(), "n_videos": len(dataset),
             "counted_joints": pck["counted_joints"],

@@ -7,6 +7,10 @@ VOT footage, which is what a dense-correspondence model can be compared on here.
 
 Outputs in ``out_dir``: ``<seq>.txt`` predicted boxes in OTB format (1-based ``x,y,w,h``),
 ``results.json`` (schema in docs/tracking.md) and ``success_plot.png`` (drawn with Pillow).
+
+`score_tracking` scores such ``<seq>.txt`` files (ours or another tracker's) without a model
+(`vidcorr score otb|vot`). Both paths score a sequence with `score_result_file`, i.e. the boxes as
+read back from the file written, so ``score`` on ``eval``'s files gives ``eval``'s numbers exactly.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcorr.dcf import DCFSettings
-from vidcorr.io.tracking import Benchmark, TrackingSequence, discover_sequences, write_otb_boxes
+from vidcorr.errors import InputError
+from vidcorr.io.tracking import (
+    Benchmark,
+    TrackingSequence,
+    discover_sequences,
+    read_result_boxes,
+    write_otb_boxes,
+)
 from vidcorr.io.video import open_frames
 from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.tracking import (
@@ -93,8 +104,10 @@ def run_tracking(
         start = time.perf_counter()
         pred = track_sequence(encoder, seq, settings, device=device, max_frames=max_frames)
         elapsed = time.perf_counter() - start
-        write_otb_boxes(out_dir / f"{seq.name}.txt", pred)
-        scores = score_sequence(seq.boxes[: len(pred)], pred)
+        boxes_file = out_dir / f"{seq.name}.txt"
+        write_otb_boxes(boxes_file, pred)
+        # Scored as written (2 decimals), as `score` and the OTB toolkit read the file.
+        scores = score_result_file(boxes_file, seq.boxes[: len(pred)], seq.annotation)
         scores.update(seconds=round(elapsed, 3), frames_per_second=round(len(pred) / elapsed, 3))
         per_sequence[seq.name] = scores
         frames, seconds = frames + len(pred), seconds + elapsed
@@ -107,29 +120,82 @@ def run_tracking(
         "preset": preset,
         "model": model_info or {},
         "max_frames": max_frames,
+        **_score_fields(per_sequence),
+        "timing": {"frames": frames, "seconds": round(seconds, 3),
+                   "frames_per_second": round(frames / seconds, 3) if seconds else 0.0},
+    }
+    write_tracking_results(results, out_dir / "results.json")
+    return results
+
+
+def score_result_file(path: Path, gt: np.ndarray, annotation: Path) -> dict:
+    """`score_sequence` of an OTB-format results file against gt (T, 4) 0-based boxes read from
+    ``annotation`` (named in the error when the file does not have one box per ground-truth line)."""
+    pred = read_result_boxes(path)
+    if len(pred) != len(gt):
+        first_unmatched = min(len(pred), len(gt)) + 1
+        raise InputError(path, f"{len(pred)} boxes but {len(gt)} ground-truth lines in {annotation}; line "
+                               f"{first_unmatched} {'has no ground truth' if len(pred) > len(gt) else 'is missing'}")
+    return score_sequence(gt, pred)
+
+
+def score_tracking(
+    root: str | Path,
+    results_dir: str | Path,
+    *,
+    benchmark: Benchmark,
+    sequences: Sequence[str] | None = None,
+) -> dict:
+    """Score ``results_dir/<seq>.txt`` (OTB-format boxes, one line per frame) for every sequence.
+
+    The results dict has `run_tracking`'s schema without what only a run knows (tracker, settings,
+    preset, model, max_frames, timing, per-sequence seconds); ``results`` names the folder scored.
+    Every file is read and checked before anything is returned; nothing is written here.
+    """
+    results_dir = Path(results_dir)
+    seqs = discover_sequences(root, benchmark, sequences)
+    if not results_dir.is_dir():
+        raise InputError(results_dir, "results folder not found")
+    per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes, seq.annotation)
+                    for seq in seqs}
+    return {"benchmark": benchmark, "protocol": PROTOCOL_NOTE, "results": str(results_dir),
+            **_score_fields(per_sequence)}
+
+
+def _score_fields(per_sequence: dict[str, dict]) -> dict:
+    """The averages, thresholds and per-sequence scores that `eval` and `score` results share."""
+    return {
         **average_scores(per_sequence),
         "overlap_thresholds": OVERLAP_THRESHOLDS.tolist(),
         "error_thresholds_px": ERROR_THRESHOLDS.tolist(),
         "per_sequence": per_sequence,
-        "timing": {"frames": frames, "seconds": round(seconds, 3),
-                   "frames_per_second": round(frames / seconds, 3) if seconds else 0.0},
     }
-    write_results_json(results, out_dir / "results.json")
-    draw_success_plot(results, out_dir / "success_plot.png")
-    return results
+
+
+def write_tracking_results(results: dict, path: str | Path) -> Path:
+    """Write results to ``path`` (JSON) and the success plot beside it; returns the plot's path.
+
+    The plot is ``success_plot.png`` beside a ``results.json``, else ``<name>.success_plot.png``.
+    """
+    path = Path(path)
+    plot = path.with_name("success_plot.png") if path.name == "results.json" else path.with_suffix(".success_plot.png")
+    draw_success_plot(results, plot)
+    write_results_json(results, path)
+    return plot
 
 
 def format_results_table(results: dict) -> str:
-    """Per-sequence success AUC, precision@20px and speed, then the average over sequences."""
+    """Per-sequence success AUC, precision@20px and (for a run, not a `score`) speed, then the average."""
     seqs = results["per_sequence"]
+    timed = "timing" in results
     width = max([len("sequence"), len("average"), *map(len, seqs)])
-    lines = [f"{'sequence':<{width}}  frames  success_auc  {PRECISION_KEY}  frames/s"]
+    lines = [f"{'sequence':<{width}}  frames  success_auc  {PRECISION_KEY}" + ("  frames/s" if timed else "")]
     for name, s in seqs.items():
-        lines.append(f"{name:<{width}}  {s['frames']:>6d}  {s['success_auc']:>11.4f}  "
-                     f"{s[PRECISION_KEY]:>14.4f}  {s['frames_per_second']:>8.2f}")
-    t = results["timing"]
-    lines.append(f"{'average':<{width}}  {t['frames']:>6d}  {results['success_auc']:>11.4f}  "
-                 f"{results[PRECISION_KEY]:>14.4f}  {t['frames_per_second']:>8.2f}")
+        lines.append(f"{name:<{width}}  {s['frames']:>6d}  {s['success_auc']:>11.4f}  {s[PRECISION_KEY]:>14.4f}"
+                     + (f"  {s['frames_per_second']:>8.2f}" if timed else ""))
+    total = sum(s["frames"] for s in seqs.values())
+    lines.append(f"{'average':<{width}}  {total:>6d}  {results['success_auc']:>11.4f}  {results[PRECISION_KEY]:>14.4f}"
+                 + (f"  {results['timing']['frames_per_second']:>8.2f}" if timed else ""))
     lines += [f"note: {name}: {s['invalid_gt_frames']} frame(s) without a valid ground-truth box (NaN or "
               f"w/h <= 0), scored as the OTB toolkit does: a miss in success, a hit in precision"
               for name, s in seqs.items() if s.get("invalid_gt_frames")]
@@ -144,5 +210,7 @@ def draw_success_plot(results: dict, path: str | Path) -> None:
               for i, (name, seq) in enumerate(results["per_sequence"].items())]
     curves.append(Curve(f"average [{results['success_auc']:.3f}]", OVERLAP_THRESHOLDS,
                         results["success_curve"], (0, 0, 0), width=3))
-    line_plot(path, curves, title=f"Success plot of OPE ({results['benchmark']}, {results['tracker']})",
+    # `score` results have no tracker: the folder scored names the predictions instead.
+    source = results.get("tracker") or Path(results["results"]).name
+    line_plot(path, curves, title=f"Success plot of OPE ({results['benchmark']}, {source})",
               x_label="overlap threshold", x_ticks=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))

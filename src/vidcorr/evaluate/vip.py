@@ -10,6 +10,10 @@ Frame 0 is scored by default, as UVC and STT do (it is the given annotation).
 Predicted part instances: the argmax over the instance channels (decoded like any label map);
 each keeps the class of its frame-0 instance and is scored by the mean, over its pixels, of its
 channel's share of the soft labels (channel / sum of instance channels, bilinearly upsampled).
+
+`score_vip` scores saved class-map PNGs (``eval``'s ``<video>/<frame>.png`` or another method's)
+with the same mIoU accumulators, without a model (`vidcorr score vip`). AP_part needs the instance
+maps and their scores, which are not saved, so it is not scored from files.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -131,6 +136,21 @@ class VideoScores:
     part_ap: PartAP
     frames: int = 0
 
+    @classmethod
+    def empty(cls, num_classes: int) -> VideoScores:
+        return cls(ConfusionMatrix(num_classes), PartAP())
+
+    def merge(self, other: VideoScores) -> None:
+        self.confusion.merge(other.confusion)
+        self.part_ap.merge(other.part_ap)
+        self.frames += other.frames
+
+    def summary(self) -> dict:
+        """{"mIoU", "AP_part", "AP_part@0.5", "frames"}: one video's line of results.json."""
+        ap = self.part_ap.results()
+        return {"mIoU": self.confusion.miou(), "AP_part": ap["AP_part"], "AP_part@0.5": ap["AP_part@0.5"],
+                "frames": self.frames}
+
 
 def run_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, out_dir: Path,
               skip_first_frame: bool) -> VideoScores:
@@ -144,7 +164,7 @@ def run_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, out_
     if not np.any(category0 != IGNORE):
         raise InputError(first.category, "the first annotation holds no class (only 255 = ignore)")
     parts, labels = first_frame_labels(category0, instances0)
-    scores = VideoScores(ConfusionMatrix(dataset.num_classes), PartAP())
+    scores = VideoScores.empty(dataset.num_classes)
     first_pred = (category0, None if instances0 is None else instances0[0],
                   {i: 1.0 for i in ([] if instances0 is None else instances0[1])})
     preds = (decode_parts(soft, parts, propagator) for soft in propagator.run(source, labels))
@@ -180,7 +200,7 @@ def run_vip(
     dict (schema in docs/vip.md).
     """
     out_dir = Path(out_dir)
-    total = VideoScores(ConfusionMatrix(dataset.num_classes), PartAP())
+    total = VideoScores.empty(dataset.num_classes)
     propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
     per_video, stats = {}, RunStats(device=str(propagator.device))
     for video in tqdm(dataset.videos, desc=f"VIP ({preset.name})", unit="video"):
@@ -188,23 +208,68 @@ def run_vip(
         scores = run_video(propagator, dataset, video, out_dir, skip_first_frame)
         stats.frames += len(video.frames)
         stats.seconds += time.perf_counter() - start
-        total.confusion.merge(scores.confusion)
-        total.part_ap.merge(scores.part_ap)
-        total.frames += scores.frames
-        ap = scores.part_ap.results()
-        per_video[video.name] = {"mIoU": scores.confusion.miou(), "AP_part": ap["AP_part"],
-                                 "AP_part@0.5": ap["AP_part@0.5"], "frames": scores.frames}
+        total.merge(scores)
+        per_video[video.name] = scores.summary()
     stats.feature_seconds = propagator.timing["features"]
     stats.propagation_seconds = propagator.timing["propagation"]
-    results = _results(dataset, total, per_video, preset, skip_first_frame)
-    results["model"] = model_info or {}
-    results["timing"] = stats.as_dict()
+    results = _results(dataset, total, per_video, skip_first_frame)
+    results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {},
+                   timing=stats.as_dict())
     write_results_json(results, out_dir / "results.json")
     return results
 
 
-def _results(dataset: VipDataset, total: VideoScores, per_video: dict, preset: PropagationPreset,
-             skip_first_frame: bool) -> dict:
+def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame: bool = False) -> dict:
+    """mIoU of saved class maps ``results_dir/<video>/<frame>.png`` (ids 0..num_classes-1, as `run_vip`
+    writes them), one per annotated frame (frame 0's may be absent with skip_first_frame).
+
+    Returns `run_vip`'s results without what only a run knows (preset, preset_knobs, model, timing)
+    and with AP_part null (the PNGs hold no part instances); ``results`` names the folder scored.
+    Every file is read before anything is returned; nothing is written here.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise InputError(results_dir, "results folder not found")
+    total, per_video = VideoScores.empty(dataset.num_classes), {}
+    for video in dataset.videos:
+        scores = VideoScores.empty(dataset.num_classes)
+        for frame in video.frames[1 if skip_first_frame else 0:]:
+            path = results_dir / video.name / f"{frame.name}.png"
+            gt, pred = dataset.category_map(frame), read_class_map(path)
+            try:
+                scores.confusion.update(gt, pred)
+            except ValueError as error:  # a class id outside the classes where the GT is not ignored
+                raise InputError(path, str(error)) from None
+            scores.frames += 1
+        total.merge(scores)
+        per_video[video.name] = scores.summary()
+    results = _results(dataset, total, per_video, skip_first_frame)
+    results["protocol"]["instances"] = "not scored: saved predictions hold part classes, not part instances"
+    results["results"] = str(results_dir)
+    return results
+
+
+def read_class_map(path: Path) -> np.ndarray:
+    """A predicted class-map PNG (palette or grayscale, pixel value = class id) -> (H, W) uint8.
+
+    Frame 0's map as `run_vip` writes it is the annotation, 255 (ignored) included; 255 counts only
+    where the ground truth is not ignored, and there `ConfusionMatrix.update` refuses it.
+    """
+    if not path.is_file():
+        raise InputError(path, "prediction not found (one <video>/<frame>.png per annotated frame)")
+    try:
+        with Image.open(path) as img:
+            kind, mode, classes = img.format, img.mode, np.array(img)
+    except (UnidentifiedImageError, OSError) as error:
+        raise InputError(path, f"cannot read prediction ({error})") from None
+    # Values as they are, not `read_mask`: its DAVIS-2016 rule reads a grayscale map of only 0 and
+    # 255 as 0 / 1, turning an invalid 255 into class 1 without a word. JPEG alters ids; RGB has colours.
+    if kind != "PNG" or mode not in ("P", "L"):
+        raise InputError(path, f"is a {kind} {mode} image; expected a palette or grayscale PNG of class ids")
+    return classes
+
+
+def _results(dataset: VipDataset, total: VideoScores, per_video: dict, skip_first_frame: bool) -> dict:
     ap = total.part_ap.results()
     iou = total.confusion.iou()
     names = dataset.class_names
@@ -219,8 +284,6 @@ def _results(dataset: VipDataset, total: VideoScores, per_video: dict, preset: P
         },
         "per_video": per_video,
         "skip_first_frame": skip_first_frame,
-        "preset": preset.name,
-        "preset_knobs": preset_knobs(preset),
         "protocol": {
             "benchmark": "VIP" if dataset.layout == "vip" else "VIPSeg snippet (VIP protocol, smoke test)",
             "layout": dataset.layout, "n_videos": len(dataset), "scored_frames": total.frames,

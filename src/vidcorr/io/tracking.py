@@ -21,6 +21,11 @@ scored the way the OTB toolkit scores it (`vidcorr.metrics.tracking.valid_boxes`
 must hold a valid box, since the tracker starts from it. Malformed lines (text, infinities, a wrong
 number of values, blank lines inside the file) are still refused with the file and line named.
 
+Results files (`read_result_boxes`, what `vidcorr score otb|vot` reads): one OTB-format line per frame
+as `write_otb_boxes` writes them and the OTB toolkit's results files hold, with the same separators and
+the same refusals; a NaN value is allowed on any line, the first included (a lost target: a miss in
+both curves), and a box of size <= 0 is kept (it overlaps nothing).
+
 Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` +
 ``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
 mixed freely.
@@ -76,21 +81,26 @@ def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> n
     return values
 
 
-def _annotation_lines(path: Path) -> list[tuple[int, str]]:
-    """(1-based line number, text) of every line; trailing blank lines are dropped, inner ones rejected."""
+def _annotation_lines(path: Path, kind: str = "annotation") -> list[tuple[int, str]]:
+    """(1-based line number, text) of every line; trailing blank lines are dropped, inner ones rejected.
+
+    kind: what the file is ("annotation", "results"), for the messages.
+    """
     try:
         # utf-8-sig: a file saved by a Windows editor starts with a byte-order mark, which made
         # line 1 unparsable ('\ufeff205').
         lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise InputError(path, f"{kind} file not found") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(path, f"unreadable annotation file ({error})") from None
+        raise InputError(path, f"unreadable {kind} file ({error})") from None
     while lines and not lines[-1].strip():
         lines.pop()
     for number, text in enumerate(lines, start=1):
         if not text.strip():
-            raise InputError(path, f"line {number}: empty line inside the annotations")
+            raise InputError(path, f"line {number}: empty line inside the {kind} file")
     if not lines:
-        raise InputError(path, "annotation file is empty")
+        raise InputError(path, f"{kind} file is empty")
     return list(enumerate(lines, start=1))
 
 
@@ -110,15 +120,29 @@ def polygon_to_box(corners: np.ndarray) -> np.ndarray:
     return np.stack([x0, y0, xs.max(axis=-1) - x0, ys.max(axis=-1) - y0], axis=-1)
 
 
+def _read_one_based_boxes(path: Path, kind: str) -> np.ndarray:
+    """An OTB-format file (1-based x, y, w, h per line) -> (T, 4) float64, 0-based, rows as written."""
+    boxes = np.stack([_parse_line(text, path, n, (4,)) for n, text in _annotation_lines(path, kind)])
+    boxes[:, :2] -= 1.0
+    return boxes
+
+
 def read_otb_boxes(path: str | Path) -> np.ndarray:
     """OTB ``groundtruth_rect.txt`` (1-based x, y, w, h per line) -> (T, 4) float64, 0-based.
 
     Rows of frames without a valid box keep their NaN or non-positive size (see module docstring).
     """
     path = Path(path)
-    boxes = np.stack([_parse_line(text, path, n, (4,)) for n, text in _annotation_lines(path)])
-    boxes[:, :2] -= 1.0
-    return _checked_first_box(boxes, path)
+    return _checked_first_box(_read_one_based_boxes(path, "annotation"), path)
+
+
+def read_result_boxes(path: str | Path) -> np.ndarray:
+    """A tracker's OTB-format results file (`write_otb_boxes`, 1-based x, y, w, h) -> (T, 4) float64, 0-based.
+
+    Unlike the ground truth, no line has to hold a valid box: a NaN row is a lost target (scored as
+    a miss in both curves), a row of size <= 0 overlaps nothing; both are kept as written.
+    """
+    return _read_one_based_boxes(Path(path), "results")
 
 
 def read_vot_boxes(path: str | Path) -> np.ndarray:
