@@ -10,8 +10,16 @@ from PIL import Image
 
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
-from vidcorr.io.tracking import read_otb_boxes, read_vot_boxes, write_otb_boxes
+from vidcorr.io.tracking import (
+    VOT_FAILED,
+    read_otb_boxes,
+    read_vot_boxes,
+    read_vot_polygons,
+    read_vot_trajectory,
+    write_otb_boxes,
+)
 from vidcorr.metrics.tracking import PRECISION_KEY, score_sequence
+from vidcorr.metrics.vot import score_supervised
 
 N_FRAMES = 30
 
@@ -61,7 +69,7 @@ def test_eval_otb_end_to_end(cli, otb_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Soccer" in printed and "success_auc" in printed and "average" in printed
     results = json.loads((out / "results.json").read_text())
-    assert results["benchmark"] == "otb" and results["tracker"] == "localise"
+    assert results["benchmark"] == "otb" and results["tracker"] == "localise" and results["protocol_name"] == "ope"
     assert results["model"] == {"features": "lab-pixels", "trained": False} and results["preset"] == "crw"
     assert results["settings"]["search_scale"] == 2.0 and results["settings"]["topk"] == 4
     for key in ("success_auc", PRECISION_KEY, "average_overlap"):
@@ -107,6 +115,67 @@ def test_eval_vot_dcf_with_settings(cli, vot_root, tmp_path):
     assert results["settings"]["input_size"] == 128 and results["settings"]["subcell"] is False
     assert results["settings"]["lam"] == 1e-4 and results["per_sequence"]["ball1"]["frames"] == 12
     assert read_otb_boxes(out / "ball1.txt").shape == (12, 4)
+    assert results["protocol_name"] == "ope"  # the default protocol
+
+
+def test_eval_vot_baseline_reinitialises_after_a_failure(cli, vot_root, tmp_path, capsys):
+    """Frame 13's ground truth is moved into the top-left corner, away from the ball: the prediction
+    there overlaps it nowhere, so the tracker fails on frame 13 (index 12), skips 4 frames and is
+    re-initialised on frame 18. Scores are those of the trajectory file as written."""
+    gt_file = vot_root / "ball1" / "groundtruth.txt"
+    lines = gt_file.read_text().splitlines()
+    lines[12] = "0,0,4,0,4,4,0,4"
+    gt_file.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = ["eval", "vot", "--root", str(vot_root), "--out", str(out), "--features", "lab-pixels",
+            "--protocol", "vot-baseline"]
+    assert cli(args) == 0
+    printed = capsys.readouterr().out
+    assert "failures" in printed and "EAO not computed" in printed and "protocol: vot-baseline" in printed
+    trajectory = out / "baseline" / "ball1" / "ball1_001.txt"
+    assert sorted(p.name for p in out.iterdir()) == ["baseline", "results.json"]
+    codes = trajectory.read_text().splitlines()
+    assert len(codes) == N_FRAMES and codes[0] == "1"
+    assert codes[12:18] == ["2", "0", "0", "0", "0", "1"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["protocol_name"] == "vot-baseline" and results["eao"] is None
+    assert results["skip_initialize"] == 5 and results["burnin"] == 10 and results["tracker"] == "localise"
+    seq = results["per_sequence"]["ball1"]
+    status, boxes = read_vot_trajectory(trajectory)
+    expected = score_supervised(status, boxes, read_vot_polygons(gt_file), (320, 180))
+    assert {k: seq[k] for k in expected} == expected
+    assert seq["failures"] == codes.count("2") == int((status == VOT_FAILED).sum()) >= 1
+    assert results["failures"] == seq["failures"] and results["robustness"] == seq["failures"]
+    assert results["accuracy"] == seq["accuracy"] > 0.3
+
+
+# --- `vidcorr score otb|vot`: the same scores from saved <seq>.txt files, no model -----------------
+
+SHARED_KEYS = ("benchmark", "protocol_name", "protocol", "success_auc", PRECISION_KEY, "average_overlap",
+               "success_curve", "precision_curve", "overlap_thresholds", "error_thresholds_px")
+RUN_ONLY = ("seconds", "frames_per_second")  # per-sequence timing: only a run has it
+
+
+@pytest.fixture
+def eval_and_score(monkeypatch):
+    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd", "vidcorr.cli.score_cmd"])
+    monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_tracking"])
+    return vidcorr.cli.main
+
+
+def test_vot_baseline_is_vot_only_and_not_scored_as_ope(eval_and_score, vot_root, otb_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses it
+        eval_and_score(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels",
+                        "--protocol", "vot-baseline"])
+    assert exit_info.value.code == 2 and not out.exists()
+    assert "unrecognized arguments: --protocol" in capsys.readouterr().err
+    assert eval_and_score(["eval", "vot", "--root", str(vot_root), "--out", str(out), "--features", "lab-pixels",
+                           "--protocol", "vot-baseline", "--max-frames", "12"]) == 0
+    capsys.readouterr()
+    assert eval_and_score(["score", "vot", "--root", str(vot_root), "--results", str(out)]) == 2
+    assert "holds VOT baseline trajectories" in capsys.readouterr().err
+    assert not (out / "score.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -140,20 +209,6 @@ def test_bad_annotation_and_existing_output(cli, otb_root, tmp_path, capsys):
     (out / "keep.txt").write_text("x")
     assert cli(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels"]) == 2
     assert "not empty" in capsys.readouterr().err and (out / "keep.txt").exists()
-
-
-# --- `vidcorr score otb|vot`: the same scores from saved <seq>.txt files, no model -----------------
-
-SHARED_KEYS = ("benchmark", "protocol", "success_auc", PRECISION_KEY, "average_overlap", "success_curve",
-               "precision_curve", "overlap_thresholds", "error_thresholds_px")
-RUN_ONLY = ("seconds", "frames_per_second")  # per-sequence timing: only a run has it
-
-
-@pytest.fixture
-def eval_and_score(monkeypatch):
-    monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd", "vidcorr.cli.score_cmd"])
-    monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_tracking"])
-    return vidcorr.cli.main
 
 
 @pytest.mark.parametrize("benchmark", ["otb", "vot"])

@@ -1,4 +1,6 @@
-"""`vidcorr eval otb` and `vidcorr eval vot`: track every sequence's first box, score OTB's OPE.
+"""`vidcorr eval otb` and `vidcorr eval vot`: track every sequence's first box, score OTB's OPE;
+`eval vot --protocol vot-baseline` runs VOT's supervised experiment instead (re-initialisation after
+each failure; accuracy and failures).
 
 The model arguments are the shared ones, but of the preset only its feature layer is used (which
 stage of trained weights is matched); every tracker knob is set with ``--set NAME=VALUE``
@@ -27,7 +29,9 @@ def register(tasks: argparse._SubParsersAction) -> None:
         p = tasks.add_parser(
             benchmark, help=f"{benchmark.upper()} box tracking (success AUC, precision@20px)",
             description=f"Track the first-frame box of every sequence under --root ({layout}) and score "
-                        "OTB's one-pass evaluation; write OUT/<seq>.txt, OUT/results.json, OUT/success_plot.png.",
+                        "OTB's one-pass evaluation; write OUT/<seq>.txt, OUT/results.json, OUT/success_plot.png."
+                        + (" With --protocol vot-baseline: VOT's supervised experiment (docs/tracking.md)."
+                           if benchmark == "vot" else ""),
         )
         p.add_argument("--root", required=True, type=Path, help="benchmark root folder")
         p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
@@ -37,6 +41,13 @@ def register(tasks: argparse._SubParsersAction) -> None:
         p.add_argument("--max-frames", type=int, help="track and score only the first N frames of each sequence")
         p.add_argument("--set", dest="options", action="append", default=[], metavar="NAME=VALUE",
                        help="tracker setting, repeatable (e.g. --set search_scale=3 --set topk=8; docs/tracking.md)")
+        if benchmark == "vot":
+            p.add_argument("--protocol", choices=("ope", "vot-baseline"), default="ope",
+                           help="ope (default): OTB's one-pass evaluation, never re-initialised; vot-baseline: "
+                                "VOT's supervised experiment (re-initialised 5 frames after each failure; "
+                                "accuracy, failures; writes OUT/baseline/<seq>/<seq>_001.txt)")
+        else:
+            p.set_defaults(protocol="ope")  # OTB has its one-pass evaluation only
         add_model_arguments(p)
         p.set_defaults(func=run, benchmark=benchmark)
 
@@ -90,10 +101,14 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:
         results = run_tracking(encoder, args.root, tmp, benchmark=args.benchmark, settings=settings,
-                               sequences=args.sequences, max_frames=args.max_frames, device=args.device,
-                               model_info=info, preset=preset.name)
+                               protocol=args.protocol, sequences=args.sequences, max_frames=args.max_frames,
+                               device=args.device, model_info=info, preset=preset.name)
     print(format_results_table(results))
-    print(f"tracker: {results['tracker']} {json.dumps(results['settings'])}")
+    print(f"protocol: {args.protocol}   tracker: {results['tracker']} {json.dumps(results['settings'])}")
     print(f"preset: {preset.name}   model: {json.dumps(info)}   wall time: {time.perf_counter() - start:.1f}s")
-    print(f"wrote {args.out / 'results.json'}, {args.out / 'success_plot.png'} and one <seq>.txt per sequence")
+    if args.protocol == "ope":
+        print(f"wrote {args.out / 'results.json'}, {args.out / 'success_plot.png'} and one <seq>.txt per sequence")
+    else:
+        print(f"wrote {args.out / 'results.json'} and {args.out / 'baseline'}/<seq>/<seq>_001.txt per sequence "
+              "(VOT trajectory format: 1 = initialised, 2 = failed, 0 = skipped, else x,y,w,h)")
     return 0

@@ -1,16 +1,23 @@
-"""OTB / VOT box-tracking benchmark: track every sequence from its first box, write boxes, score OPE.
+"""OTB / VOT box-tracking benchmark: track every sequence, write its boxes, score it.
 
-Both benchmarks are scored with OTB's one-pass evaluation (`vidcorr.metrics.tracking`): the tracker
-starts from the first ground-truth box and is never re-initialised. For VOT sequences this is *not*
-VOT's own reset-based protocol (accuracy / robustness / EAO); it is OTB's success and precision on
-VOT footage, which is what a dense-correspondence model can be compared on here.
+Two protocols (``protocol=``, recorded in results.json as ``protocol_name``):
 
-Outputs in ``out_dir``: ``<seq>.txt`` predicted boxes in OTB format (1-based ``x,y,w,h``),
+* ``"ope"`` (default, both benchmarks): OTB's one-pass evaluation (`vidcorr.metrics.tracking`): the
+  tracker starts from the first ground-truth box and is never re-initialised. On VOT sequences this
+  is OTB's success and precision on VOT footage, not VOT's accuracy / robustness.
+* ``"vot-baseline"`` (VOT only): VOT's supervised experiment (`vidcorr.metrics.vot`, `run_supervised`):
+  the tracker is re-initialised on the ground truth 5 frames after each failure (zero overlap with
+  the polygon); accuracy and failures are scored against the ground-truth polygons.
+
+Outputs in ``out_dir``. OPE: ``<seq>.txt`` predicted boxes in OTB format (1-based ``x,y,w,h``),
 ``results.json`` (schema in docs/tracking.md) and ``success_plot.png`` (drawn with Pillow).
+Baseline: ``baseline/<seq>/<seq>_001.txt`` (the VOT toolkit's results layout and trajectory format)
+and ``results.json``.
 
-`score_tracking` scores such ``<seq>.txt`` files (ours or another tracker's) without a model
-(`vidcorr score otb|vot`). Both paths score a sequence with `score_result_file`, i.e. the boxes as
-read back from the file written, so ``score`` on ``eval``'s files gives ``eval``'s numbers exactly.
+`score_tracking` scores such OPE ``<seq>.txt`` files (ours or another tracker's) without a model
+(`vidcorr score otb|vot`). Both paths score a sequence from the file written, read back, so
+``score`` on ``eval``'s files gives ``eval``'s numbers exactly; the baseline is scored from its
+trajectory file read back too.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from torch import nn
@@ -29,11 +37,18 @@ from tqdm import tqdm
 from vidcorr.dcf import DCFSettings
 from vidcorr.errors import InputError
 from vidcorr.io.tracking import (
+    VOT_FAILED,
+    VOT_INITIALISED,
+    VOT_SKIPPED,
+    VOT_TRACKED,
     Benchmark,
     TrackingSequence,
     discover_sequences,
     read_result_boxes,
+    read_vot_polygons,
+    read_vot_trajectory,
     write_otb_boxes,
+    write_vot_trajectory,
 )
 from vidcorr.io.video import open_frames
 from vidcorr.metrics.davis import write_results_json
@@ -44,7 +59,15 @@ from vidcorr.metrics.tracking import (
     average_scores,
     score_sequence,
 )
-from vidcorr.track import LocaliseSettings, track_video
+from vidcorr.metrics.vot import (
+    BURNIN,
+    SKIP_INITIALIZE,
+    average_supervised,
+    polygon_valid,
+    region_overlap,
+    score_supervised,
+)
+from vidcorr.track import LocaliseSettings, build_tracker, check_first_box, track_video
 from vidcorr.viz import PALETTE, Curve, line_plot
 
 log = logging.getLogger(__name__)
@@ -57,6 +80,26 @@ PROTOCOL_NOTE = (
     "Frames whose ground truth is not a valid box (NaN, or w or h <= 0) stay in the denominators as a "
     "miss in success and a hit in precision (OTB toolkit calcSeqErrRobust.m)."
 )
+BASELINE_NOTE = (
+    "VOT supervised (baseline) experiment, semantics of the VOT2015 toolkit: the tracker starts on frame 0; "
+    "a frame whose predicted box has zero overlap with the ground-truth polygon (both bounded to the image) "
+    f"is a failure, and the tracker is re-initialised on the ground truth {SKIP_INITIALIZE} frames later; "
+    f"accuracy = mean overlap over the predicted frames outside the {BURNIN}-frame burn-in that starts at every "
+    "(re-)initialisation; failures = count per sequence. Over sequences: accuracy and robustness (failures) "
+    "are per-sequence means, failures their sum, accuracy_pooled the mean over all scored frames. Overlap "
+    "is the exact polygon intersection (the toolkit counts pixels). One run (deterministic trackers). "
+    "EAO not computed: it needs the toolkit's sequence-length interval, learned from a whole dataset."
+)
+PROTOCOLS = ("ope", "vot-baseline")
+
+
+class BoxTracker(Protocol):
+    """What `run_supervised` drives: `vidcorr.track.LocaliseTracker`, `vidcorr.dcf.DCFTracker`.
+    ``init`` must reset all state, so that a re-initialised tracker equals a fresh one."""
+
+    def init(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> None: ...
+
+    def update(self, frame: np.ndarray) -> tuple[float, float, float, float]: ...
 
 
 def track_sequence(
@@ -75,6 +118,91 @@ def track_sequence(
     return np.array(list(boxes), np.float64).reshape(-1, 4)
 
 
+def _can_start(box: np.ndarray, frame: np.ndarray) -> bool:
+    """Whether a tracker can be initialised on ``box`` in ``frame`` (`check_first_box`'s rules)."""
+    try:
+        check_first_box(tuple(box), frame.shape[:2])
+    except ValueError:
+        return False
+    return True
+
+
+def run_supervised(
+    tracker: BoxTracker,
+    frames: Iterable[np.ndarray],
+    init_boxes: np.ndarray,
+    polygons: np.ndarray,
+    *,
+    skip: int = SKIP_INITIALIZE,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """VOT's supervised experiment on one sequence (the toolkit's ``SupervisedExperiment.execute``).
+
+    frames: RGB (H, W, 3), consumed one at a time; init_boxes: (T, 4) ground-truth boxes the tracker
+    is (re-)initialised on; polygons: (T, 2K) ground truth that failures are judged on.
+    A frame whose prediction has overlap 0 with its polygon is coded `VOT_FAILED`; the next
+    ``skip - 1`` frames are `VOT_SKIPPED` and the tracker restarts on frame ``failure + skip``
+    (`VOT_INITIALISED`). Ours, for annotations VOT2015 does not have: a frame without a valid
+    ground-truth polygon cannot fail, and a restart whose box is missing or outside the frame moves
+    to the next frame that has one (the frames in between are skipped).
+    Returns status (T,) codes or `VOT_TRACKED`, boxes (T, 4) (NaN where not tracked), frame (W, H).
+    """
+    n = len(init_boxes)
+    status = np.full(n, VOT_SKIPPED, np.int64)
+    boxes = np.full((n, 4), np.nan)
+    restart, frame_wh = 0, (0, 0)
+    for t, frame in zip(range(n), frames):
+        frame_wh = (frame.shape[1], frame.shape[0])
+        if t < restart:
+            continue
+        if t == restart:
+            if _can_start(init_boxes[t], frame):
+                tracker.init(frame, tuple(float(v) for v in init_boxes[t]))
+                status[t] = VOT_INITIALISED
+            else:
+                restart += 1
+            continue
+        box = np.asarray(tracker.update(frame), np.float64)
+        if polygon_valid(polygons[t]) and region_overlap(box, polygons[t], frame_wh) <= 0:
+            status[t], restart = VOT_FAILED, t + skip
+        else:
+            status[t], boxes[t] = VOT_TRACKED, box
+    return status, boxes, frame_wh
+
+
+def _timed(scores: dict, frames: int, elapsed: float) -> dict:
+    return {**scores, "seconds": round(elapsed, 3), "frames_per_second": round(frames / elapsed, 3)}
+
+
+def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path, settings, device: str,
+                  max_frames: int | None) -> dict:
+    """Track one sequence from its first box, write ``<seq>.txt``, score it (OPE)."""
+    start = time.perf_counter()
+    pred = track_sequence(encoder, seq, settings, device=device, max_frames=max_frames)
+    elapsed = time.perf_counter() - start
+    boxes_file = out_dir / f"{seq.name}.txt"
+    write_otb_boxes(boxes_file, pred)
+    # Scored as written (2 decimals), as `score` and the OTB toolkit read the file.
+    return _timed(score_result_file(boxes_file, seq.boxes[: len(pred)], seq.annotation), len(pred), elapsed)
+
+
+def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path, settings, device: str,
+                       max_frames: int | None) -> dict:
+    """Run VOT's supervised experiment on one sequence, write its trajectory file, score it."""
+    n = len(seq) if max_frames is None else min(len(seq), max_frames)
+    polygons = read_vot_polygons(seq.annotation)[:n]
+    start = time.perf_counter()
+    frames = tqdm(itertools.islice(open_frames(seq.frames_dir), n), total=n, desc=seq.name, unit="frame",
+                  leave=False)
+    status, boxes, frame_wh = run_supervised(build_tracker(encoder, settings, device), frames, seq.boxes[:n], polygons)
+    elapsed = time.perf_counter() - start
+    path = out_dir / "baseline" / seq.name / f"{seq.name}_001.txt"
+    path.parent.mkdir(parents=True)
+    write_vot_trajectory(path, status, boxes)
+    # Scored as written (4 decimals), as the toolkit reads the file.
+    written_status, written_boxes = read_vot_trajectory(path)
+    return _timed(score_supervised(written_status, written_boxes, polygons, frame_wh), n, elapsed)
+
+
 def run_tracking(
     encoder: nn.Module,
     root: str | Path,
@@ -82,49 +210,50 @@ def run_tracking(
     *,
     benchmark: Benchmark,
     settings: LocaliseSettings | DCFSettings,
+    protocol: str = "ope",
     sequences: Sequence[str] | None = None,
     max_frames: int | None = None,
     device: str = "cpu",
     model_info: dict | None = None,
     preset: str | None = None,
 ) -> dict:
-    """Track and score every sequence; write ``<seq>.txt``, ``results.json`` and ``success_plot.png``.
+    """Track and score every sequence under ``protocol`` ("ope" or, for VOT, "vot-baseline"); write
+    the per-sequence files and ``results.json`` (and, for OPE, ``success_plot.png``).
 
     max_frames: track and score only the first N frames of each sequence (smoke tests, quick runs).
     Returns the results dict written to ``results.json``.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    if protocol == "vot-baseline" and benchmark != "vot":
+        raise ValueError(f"the vot-baseline protocol needs VOT sequences, not {benchmark}")
     if max_frames is not None and max_frames < 2:
         raise ValueError(f"max_frames must be at least 2, got {max_frames}")
     seqs = discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_sequence, frames, seconds = {}, 0, 0.0
     tracker = "localise" if isinstance(settings, LocaliseSettings) else "dcf"
-    for seq in tqdm(seqs, desc=f"{benchmark} ({tracker})", unit="seq"):
-        start = time.perf_counter()
-        pred = track_sequence(encoder, seq, settings, device=device, max_frames=max_frames)
-        elapsed = time.perf_counter() - start
-        boxes_file = out_dir / f"{seq.name}.txt"
-        write_otb_boxes(boxes_file, pred)
-        # Scored as written (2 decimals), as `score` and the OTB toolkit read the file.
-        scores = score_result_file(boxes_file, seq.boxes[: len(pred)], seq.annotation)
-        scores.update(seconds=round(elapsed, 3), frames_per_second=round(len(pred) / elapsed, 3))
-        per_sequence[seq.name] = scores
-        frames, seconds = frames + len(pred), seconds + elapsed
-        log.debug("%s: %d frames in %.1fs", seq.name, len(pred), elapsed)
-    results = {
-        "benchmark": benchmark,
-        "protocol": PROTOCOL_NOTE,
-        "tracker": tracker,
-        "settings": dataclasses.asdict(settings),
-        "preset": preset,
-        "model": model_info or {},
-        "max_frames": max_frames,
-        **_score_fields(per_sequence),
-        "timing": {"frames": frames, "seconds": round(seconds, 3),
-                   "frames_per_second": round(frames / seconds, 3) if seconds else 0.0},
-    }
-    write_tracking_results(results, out_dir / "results.json")
+    run_one = _ope_sequence if protocol == "ope" else _baseline_sequence
+    per_sequence = {}
+    for seq in tqdm(seqs, desc=f"{benchmark} {protocol} ({tracker})", unit="seq"):
+        per_sequence[seq.name] = run_one(encoder, seq, out_dir, settings, device, max_frames)
+        log.debug("%s: %d frames in %.1fs", seq.name, per_sequence[seq.name]["frames"],
+                  per_sequence[seq.name]["seconds"])
+    frames = sum(s["frames"] for s in per_sequence.values())
+    seconds = sum(s["seconds"] for s in per_sequence.values())
+    run = {"tracker": tracker, "settings": dataclasses.asdict(settings), "preset": preset,
+           "model": model_info or {}, "max_frames": max_frames}
+    timing = {"timing": {"frames": frames, "seconds": round(seconds, 3),
+                         "frames_per_second": round(frames / seconds, 3) if seconds else 0.0}}
+    if protocol == "ope":
+        results = {"benchmark": benchmark, "protocol_name": "ope", "protocol": PROTOCOL_NOTE, **run,
+                   **_score_fields(per_sequence), **timing}
+        write_tracking_results(results, out_dir / "results.json")
+    else:
+        results = {"benchmark": benchmark, "protocol_name": protocol, "protocol": BASELINE_NOTE, **run,
+                   "skip_initialize": SKIP_INITIALIZE, "burnin": BURNIN, **average_supervised(per_sequence),
+                   "eao": None, "per_sequence": per_sequence, **timing}
+        write_results_json(results, out_dir / "results.json")
     return results
 
 
@@ -156,9 +285,12 @@ def score_tracking(
     seqs = discover_sequences(root, benchmark, sequences)
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
+    if (results_dir / "baseline").is_dir():
+        raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
+                                      "`eval vot --protocol vot-baseline`); `score` scores OPE boxes (<seq>.txt)")
     per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes, seq.annotation)
                     for seq in seqs}
-    return {"benchmark": benchmark, "protocol": PROTOCOL_NOTE, "results": str(results_dir),
+    return {"benchmark": benchmark, "protocol_name": "ope", "protocol": PROTOCOL_NOTE, "results": str(results_dir),
             **_score_fields(per_sequence)}
 
 
@@ -185,7 +317,9 @@ def write_tracking_results(results: dict, path: str | Path) -> Path:
 
 
 def format_results_table(results: dict) -> str:
-    """Per-sequence success AUC, precision@20px and (for a run, not a `score`) speed, then the average."""
+    """Per-sequence scores of the results' protocol and (for a run, not a `score`) speed, then the average."""
+    if results.get("protocol_name") == "vot-baseline":
+        return _format_baseline_table(results)
     seqs = results["per_sequence"]
     timed = "timing" in results
     width = max([len("sequence"), len("average"), *map(len, seqs)])
@@ -199,6 +333,23 @@ def format_results_table(results: dict) -> str:
     lines += [f"note: {name}: {s['invalid_gt_frames']} frame(s) without a valid ground-truth box (NaN or "
               f"w/h <= 0), scored as the OTB toolkit does: a miss in success, a hit in precision"
               for name, s in seqs.items() if s.get("invalid_gt_frames")]
+    return "\n".join(lines)
+
+
+def _format_baseline_table(results: dict) -> str:
+    """Per-sequence accuracy, failures and speed of a vot-baseline run, then the combined scores."""
+    seqs = results["per_sequence"]
+    width = max([len("sequence"), len("average"), *map(len, seqs)])
+    lines = [f"{'sequence':<{width}}  frames  scored  accuracy  failures  frames/s"]
+    for name, s in seqs.items():
+        lines.append(f"{name:<{width}}  {s['frames']:>6d}  {s['scored_frames']:>6d}  {s['accuracy']:>8.4f}  "
+                     f"{s['failures']:>8d}  {s['frames_per_second']:>8.2f}")
+    total, scored = (sum(s[k] for s in seqs.values()) for k in ("frames", "scored_frames"))
+    lines.append(f"{'average':<{width}}  {total:>6d}  {scored:>6d}  {results['accuracy']:>8.4f}  "
+                 f"{results['robustness']:>8.2f}  {results['timing']['frames_per_second']:>8.2f}")
+    lines.append(f"accuracy (mean over sequences) {results['accuracy']:.4f}, pooled over frames "
+                 f"{results['accuracy_pooled']:.4f}; failures {results['failures']} in all, robustness "
+                 f"{results['robustness']:.2f} failures per sequence; EAO not computed (needs a whole dataset)")
     return "\n".join(lines)
 
 

@@ -10,7 +10,8 @@ Box convention everywhere in vidcorr (readers, trackers, metrics): ``(x, y, w, h
 * VOT (2013-2016 layout) stores a rotated rectangle as 4 corners, 8 numbers, or an ``x,y,w,h`` line.
   The numbers are taken as they are (0-based), and a polygon becomes the axis-aligned box spanned by
   its corners (min / max), as the task asks; the got-10k toolkit instead keeps the polygon's area
-  and adds 1 to w and h, so its boxes differ slightly.
+  and adds 1 to w and h, so its boxes differ slightly. That box is what trackers start from and what
+  OPE scores; VOT's baseline experiment scores against the polygon itself (`read_vot_polygons`).
 
 IoU and centre error do not change when both boxes shift by the same amount, so the choice of origin
 never changes a score; it matters for what is drawn and written.
@@ -25,6 +26,11 @@ Results files (`read_result_boxes`, what `vidcorr score otb|vot` reads): one OTB
 as `write_otb_boxes` writes them and the OTB toolkit's results files hold, with the same separators and
 the same refusals; a NaN value is allowed on any line, the first included (a lost target: a miss in
 both curves), and a box of size <= 0 is kept (it overlaps nothing).
+
+VOT baseline trajectories (`write_vot_trajectory`, `read_vot_trajectory`): the VOT toolkit's results
+file, one line per frame holding the predicted region (``x,y,w,h``, 0-based like VOT's ground truth)
+or a code: 1 the tracker was (re-)initialised on this frame, 2 it failed here, 0 no prediction
+(the frames skipped before a re-initialisation).
 
 Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` +
 ``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
@@ -47,6 +53,10 @@ from vidcorr.io.images import list_frame_files
 Benchmark = Literal["otb", "vot"]
 ANNOTATION_FILES: dict[str, str] = {"otb": "groundtruth_rect.txt", "vot": "groundtruth.txt"}
 _SEPARATORS = re.compile(r"[,\s]+")
+
+# The VOT toolkit's trajectory codes: a results line holding one of these instead of a region.
+VOT_SKIPPED, VOT_INITIALISED, VOT_FAILED = 0, 1, 2
+VOT_TRACKED = -1  # not a code: the frame's line holds the predicted box
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,55 @@ def read_vot_boxes(path: str | Path) -> np.ndarray:
         values = _parse_line(text, path, number, (8, 4))
         rows.append(polygon_to_box(values) if len(values) == 8 else values)
     return _checked_first_box(np.stack(rows), path)
+
+
+def read_vot_polygons(path: str | Path) -> np.ndarray:
+    """VOT ``groundtruth.txt`` -> (T, 8) float64 corners x1, y1, ..., x4, y4, 0-based, as annotated.
+
+    An ``x, y, w, h`` line becomes its 4 corners (clockwise from the top-left in image coordinates);
+    NaN values are kept (a frame without a box). `read_vot_boxes` reads the same file as boxes.
+    """
+    path = Path(path)
+    rows = []
+    for number, text in _annotation_lines(path):
+        values = _parse_line(text, path, number, (8, 4))
+        if len(values) == 4:
+            x, y, w, h = values
+            values = np.array([x, y, x + w, y, x + w, y + h, x, y + h])
+        rows.append(values)
+    return np.stack(rows)
+
+
+def write_vot_trajectory(path: str | Path, status: np.ndarray, boxes: np.ndarray) -> None:
+    """Write a VOT baseline trajectory as the toolkit's results file (``<seq>_001.txt``).
+
+    status: (T,) per frame `VOT_TRACKED` or a code (`VOT_INITIALISED`, `VOT_FAILED`, `VOT_SKIPPED`);
+    boxes: (T, 4) 0-based x, y, w, h, written with 4 decimals (pysot's ``%.4f``) where tracked.
+    """
+    status = np.asarray(status)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    lines = [",".join(f"{v:.4f}" for v in box) if code == VOT_TRACKED else f"{int(code)}"
+             for code, box in zip(status, boxes)]
+    Path(path).write_text("".join(line + "\n" for line in lines))
+
+
+def read_vot_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A VOT results file (`write_vot_trajectory`) -> status (T,) int and boxes (T, 4) float64 (NaN
+    where the line is a code). A line is one code (0, 1 or 2) or 4 values x, y, w, h."""
+    path = Path(path)
+    status, boxes = [], []
+    for number, text in _annotation_lines(path, "results"):
+        values = _parse_line(text, path, number, (1, 4))
+        if len(values) == 1:
+            if values[0] not in (VOT_SKIPPED, VOT_INITIALISED, VOT_FAILED):
+                raise InputError(path, f"line {number}: a one-value line must be the code 0, 1 or 2, "
+                                       f"got {text.strip()!r}")
+            status.append(int(values[0]))
+            boxes.append(np.full(4, np.nan))
+        else:
+            status.append(VOT_TRACKED)
+            boxes.append(values)
+    return np.array(status, np.int64), np.stack(boxes)
 
 
 def write_otb_boxes(path: str | Path, boxes: np.ndarray) -> None:

@@ -1,0 +1,224 @@
+"""VOT's supervised (baseline) experiment: polygon overlap, failure / re-initialisation / burn-in rules
+with a scripted tracker, the trajectory file, and re-initialising the real trackers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from vidcorr.dcf import DCFTracker
+from vidcorr.errors import InputError
+from vidcorr.evaluate.tracking import run_supervised
+from vidcorr.io.tracking import (
+    VOT_FAILED,
+    VOT_INITIALISED,
+    VOT_SKIPPED,
+    VOT_TRACKED,
+    read_vot_polygons,
+    read_vot_trajectory,
+    write_vot_trajectory,
+)
+from vidcorr.metrics.vot import (
+    average_supervised,
+    burnin_mask,
+    clip_to_rectangle,
+    polygon_area,
+    region_overlap,
+    score_supervised,
+)
+from vidcorr.models import build_encoder
+from vidcorr.track import LocaliseTracker, PatchSampler, tracker_settings
+
+# A square turned by 45 degrees: corners (10, 0), (20, 10), (10, 20), (0, 10); area 200. Its axis-aligned
+# box is [0, 20] x [0, 20] (area 400).
+DIAMOND = np.array([10, 0, 20, 10, 10, 20, 0, 10], np.float64)
+
+
+def _square(x, y, side):
+    return np.array([x, y, x + side, y, x + side, y + side, x, y + side], np.float64)
+
+
+# --- overlap of a box and a polygon --------------------------------------------------------------------
+
+def test_box_polygon_overlap_by_hand():
+    # The box [10, 20]^2 holds the diamond's lower-right quarter, the triangle (10,10),(20,10),(10,20):
+    # area 50, so IoU = 50 / (200 + 100 - 50) = 0.2 (the axis-aligned box of the diamond would give 0.25).
+    assert region_overlap(np.array([10, 10, 10, 10.]), DIAMOND, (100, 100)) == pytest.approx(0.2)
+    # Bounded to a 12 px wide image: the diamond keeps 200 - 64 = 136 (the triangle x > 12 has base 16,
+    # height 8), the box [10, 12] x [10, 20] 20, their intersection int_0^2 (10 - u) du = 18:
+    # IoU = 18 / (136 + 20 - 18).
+    assert region_overlap(np.array([10, 10, 10, 10.]), DIAMOND, (12, 100)) == pytest.approx(18 / 138)
+    # Inside the diamond's bounding box but outside the diamond: no overlap (a VOT failure).
+    assert region_overlap(np.array([0, 0, 4, 4.]), DIAMOND, (100, 100)) == 0.0
+    assert region_overlap(np.array([0, 0, 20, 20.]), _square(0, 0, 20), (100, 100)) == pytest.approx(1.0)
+    # A box entirely outside the image overlaps nothing, even a ground truth that reaches out there.
+    assert region_overlap(np.array([-30, -30, 10, 10.]), _square(-25, -25, 40), (100, 100)) == 0.0
+
+
+def test_clipping_and_area_of_a_non_convex_polygon():
+    ell = np.array([[0, 0], [10, 0], [10, 5], [5, 5], [5, 10], [0, 10]], np.float64)  # an L of area 75
+    assert polygon_area(ell) == 75.0
+    # [2, 8]^2 keeps [2, 8] x [2, 5] (18) and [2, 5] x [5, 8] (9).
+    assert polygon_area(clip_to_rectangle(ell, 2, 2, 8, 8)) == pytest.approx(27.0)
+    assert len(clip_to_rectangle(ell, 20, 20, 30, 30)) == 0
+
+
+# --- the supervised experiment with a scripted tracker --------------------------------------------------
+
+GT_SIDE, GT_X, GT_Y, FRAME_WH = 20.0, 40.0, 40.0, (100, 100)
+
+
+class ScriptedTracker:
+    """Returns the ground-truth square shifted right by ``shifts[t]`` px, or ``FAR`` where shifts[t] is
+    None (zero overlap). Reads the frame index from pixel (0, 0); records every init."""
+
+    FAR = (0.0, 0.0, 5.0, 5.0)
+
+    def __init__(self, shifts):
+        self.shifts, self.inits = shifts, []
+
+    def init(self, frame, box):
+        self.inits.append((int(frame[0, 0, 0]), box))
+
+    def update(self, frame):
+        shift = self.shifts[int(frame[0, 0, 0])]
+        return self.FAR if shift is None else (GT_X + shift, GT_Y, GT_SIDE, GT_SIDE)
+
+
+def _frames(n):
+    for t in range(n):
+        frame = np.zeros((FRAME_WH[1], FRAME_WH[0], 3), np.uint8)
+        frame[0, 0, 0] = t
+        yield frame
+
+
+def _run(shifts):
+    n = len(shifts)
+    boxes = np.tile([GT_X, GT_Y, GT_SIDE, GT_SIDE], (n, 1))
+    polygons = np.tile(_square(GT_X, GT_Y, GT_SIDE), (n, 1))
+    tracker = ScriptedTracker(shifts)
+    status, pred, frame_wh = run_supervised(tracker, _frames(n), boxes, polygons)
+    return tracker, status, pred, polygons, frame_wh
+
+
+def test_failure_reinitialisation_and_burnin_by_hand():
+    """40 frames. Frames 1-9 are in frame 0's burn-in (shift 10 px: IoU 10/30), 10-14 are scored
+    (shift 5: IoU 15/25 = 0.6), frame 15 fails, 16-19 are skipped, 20 re-initialises, 21-29 are
+    burn-in again (IoU 1/3), 30-39 are scored (shift 0: IoU 1). Accuracy = (5 x 0.6 + 10 x 1) / 15."""
+    shifts = [10] * 10 + [5] * 5 + [None] + [10] * 14 + [0] * 10
+    tracker, status, pred, polygons, frame_wh = _run(shifts)
+    expected = ([VOT_INITIALISED] + [VOT_TRACKED] * 14 + [VOT_FAILED] + [VOT_SKIPPED] * 4 + [VOT_INITIALISED]
+                + [VOT_TRACKED] * 19)
+    assert status.tolist() == expected
+    assert [t for t, _ in tracker.inits] == [0, 20]  # re-initialised 5 frames after the failure
+    assert tracker.inits[1][1] == (GT_X, GT_Y, GT_SIDE, GT_SIDE)  # on the ground truth of that frame
+    assert np.isnan(pred[status != VOT_TRACKED]).all() and np.isfinite(pred[status == VOT_TRACKED]).all()
+    assert frame_wh == FRAME_WH
+    scores = score_supervised(status, pred, polygons, frame_wh)
+    assert scores == {"accuracy": pytest.approx(13 / 15), "failures": 1, "frames": 40, "scored_frames": 15,
+                      "initialisations": 2}
+    # Without the burn-in the 18 frames at IoU 1/3 would count: (18/3 + 3 + 10) / 33.
+    assert score_supervised(status, pred, polygons, frame_wh, burnin=1)["accuracy"] == pytest.approx(19 / 33)
+
+
+def test_failure_near_the_end_and_twice():
+    """A failure on frame 12 restarts on 17; the next on 28 would restart on 33, past the end."""
+    shifts = [0] * 12 + [None] + [0] * 15 + [None] + [0] * 2
+    tracker, status, _, _, _ = _run(shifts)
+    assert [t for t, _ in tracker.inits] == [0, 17]
+    assert status[12] == status[28] == VOT_FAILED
+    assert (status[13:17] == VOT_SKIPPED).all() and (status[29:] == VOT_SKIPPED).all()
+    assert burnin_mask(status).nonzero()[0].tolist() == list(range(10)) + list(range(17, 27))
+
+
+def test_failure_is_judged_on_the_polygon_not_its_bounding_box():
+    """A prediction in the corner of the diamond's bounding box overlaps the box (16/400) but not the
+    diamond: a failure. A frame without ground truth (NaN) cannot fail and is not scored."""
+
+    class Corner:
+        def init(self, frame, box):
+            pass
+
+        def update(self, frame):
+            return (0.0, 0.0, 4.0, 4.0)
+
+    polygons = np.tile(DIAMOND, (4, 1))
+    polygons[1] = np.nan
+    boxes = np.tile([0.0, 0.0, 20.0, 20.0], (4, 1))
+    status, pred, frame_wh = run_supervised(Corner(), _frames(4), boxes, polygons)
+    assert status.tolist() == [VOT_INITIALISED, VOT_TRACKED, VOT_FAILED, VOT_SKIPPED]
+    assert score_supervised(status, pred, polygons, frame_wh, burnin=1)["scored_frames"] == 0
+
+
+def test_averages_over_sequences():
+    per_sequence = {"a": {"accuracy": 0.5, "failures": 3, "scored_frames": 10},
+                    "b": {"accuracy": 0.8, "failures": 0, "scored_frames": 30}}
+    # accuracy (0.5 + 0.8) / 2; pooled (0.5 x 10 + 0.8 x 30) / 40; robustness 3 failures / 2 sequences.
+    assert average_supervised(per_sequence) == {"accuracy": pytest.approx(0.65),
+                                                "accuracy_pooled": pytest.approx(0.725),
+                                                "robustness": 1.5, "failures": 3}
+
+
+# --- files ---------------------------------------------------------------------------------------------
+
+def test_trajectory_file_round_trip_and_refusals(tmp_path):
+    status = np.array([VOT_INITIALISED, VOT_TRACKED, VOT_FAILED, VOT_SKIPPED])
+    boxes = np.array([[np.nan] * 4, [1.23456, 2.0, 30.5, 40.25], [np.nan] * 4, [np.nan] * 4])
+    path = tmp_path / "seq_001.txt"
+    write_vot_trajectory(path, status, boxes)
+    assert path.read_text() == "1\n1.2346,2.0000,30.5000,40.2500\n2\n0\n"
+    read_status, read_boxes = read_vot_trajectory(path)
+    assert read_status.tolist() == status.tolist()
+    np.testing.assert_allclose(read_boxes[1], [1.2346, 2.0, 30.5, 40.25])
+    assert np.isnan(read_boxes[[0, 2, 3]]).all()
+    path.write_text("1\n3\n")
+    with pytest.raises(InputError, match="line 2: a one-value line must be the code 0, 1 or 2"):
+        read_vot_trajectory(path)
+    path.write_text("1\n1,2,3\n")
+    with pytest.raises(InputError, match="line 2: expected 1 or 4 values, got 3"):
+        read_vot_trajectory(path)
+
+
+def test_polygon_reader_keeps_corners(tmp_path):
+    path = tmp_path / "groundtruth.txt"
+    path.write_text("10,0,20,10,10,20,0,10\n5\t6 7,8\nNaN,NaN,NaN,NaN,NaN,NaN,NaN,NaN\n")
+    polygons = read_vot_polygons(path)
+    np.testing.assert_array_equal(polygons[0], DIAMOND)
+    np.testing.assert_array_equal(polygons[1], [5, 6, 12, 6, 12, 14, 5, 14])  # x, y, w, h -> 4 corners
+    assert np.isnan(polygons[2]).all()
+
+
+def test_real_vot_polygons_match_the_box_reader(data_dir):
+    from vidcorr.io.tracking import polygon_to_box, read_vot_boxes
+
+    path = data_dir / "tracking" / "vot2015" / "car1" / "groundtruth.txt"
+    polygons = read_vot_polygons(path)
+    assert polygons.shape == (252, 8)
+    np.testing.assert_array_equal(polygon_to_box(polygons), read_vot_boxes(path))
+
+
+# --- re-initialising the real trackers ------------------------------------------------------------------
+
+def _texture_frames(n=9, h=96, w=128, step=3, seed=0):
+    rng = np.random.default_rng(seed)
+    big = ndimage.gaussian_filter(rng.random((h, w + step * n, 3)), (6, 6, 0))
+    big = ((big - big.min()) / np.ptp(big) * 255).astype(np.uint8)
+    return [np.ascontiguousarray(big[:, step * (n - t): step * (n - t) + w]) for t in range(n)]
+
+
+@pytest.mark.parametrize("tracker", ["localise", "dcf"])
+def test_reinitialised_tracker_equals_a_fresh_one(tracker):
+    """The baseline re-uses one tracker object: `init` must forget everything from before."""
+    frames = _texture_frames()
+    settings = tracker_settings(tracker, **({"input_size": 64} if tracker == "dcf" else {}))
+    sampler = PatchSampler(build_encoder("lab-pixels"), settings.l2_normalise)
+    cls = LocaliseTracker if tracker == "localise" else DCFTracker
+    used, fresh = cls(sampler, settings), cls(sampler, settings)
+    used.init(frames[0], (30.0, 30.0, 32.0, 24.0))
+    for frame in frames[1:5]:
+        used.update(frame)
+    restart = (50.0, 40.0, 28.0, 28.0)
+    used.init(frames[5], restart)
+    fresh.init(frames[5], restart)
+    assert [used.update(f) for f in frames[6:]] == [fresh.update(f) for f in frames[6:]]
