@@ -66,3 +66,15 @@ def short_clip(tmp_path_factory, davis2016_root) -> Path:
     (root / "ImageSets" / "2016").mkdir(parents=True)
     (root / "ImageSets" / "2016" / "val.txt").write_text("car-shadow\n")
     return root
+
+
+SHORT_TRAINING_VIDEOS = ("dog-agility", "rollerblade", "motorbike")  # 25, 35, 43 frames: cheap to decode
+
+
+@pytest.fixture(scope="session")
+def short_list(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A list file of three short shared training videos (`SHORT_TRAINING_VIDEOS`)."""
+    listing = tmp_path_factory.mktemp("data") / "short.txt"
+    listing.write_text("".join(f"{data_dir / 'videos' / 'davis2016-train' / name}.mp4\n"
+                               for name in SHORT_TRAINING_VIDEOS))
+    return listing

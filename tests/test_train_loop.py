@@ -26,17 +26,10 @@ from vidcorr.train import TrainingDiverged, TrainJob, load_checkpoint, recipe_fr
 from vidcorr.train.distributed import DistContext
 from vidcorr.train.loop import _loader
 
-SHORT = ("dog-agility", "rollerblade", "motorbike")  # 25, 35, 43 frames: cheap to decode
+from conftest import SHORT_TRAINING_VIDEOS as SHORT
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def short_list(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    listing = tmp_path_factory.mktemp("data") / "short.txt"
-    listing.write_text("".join(f"{data_dir / 'videos' / 'davis2016-train' / name}.mp4\n" for name in SHORT))
-    return listing
 
 
 def tiny_uvc_recipe(**log):
@@ -163,6 +156,20 @@ def test_runs_are_never_mixed(short_list: Path, tmp_path: Path) -> None:
         train(tiny_job(tiny_recipe(steps=2), short_list, run_dir))
     with pytest.raises(InputError, match="different recipe.*stages"):
         train(tiny_job(tiny_recipe(steps=3), short_list, run_dir, resume=True))
+
+
+def test_a_resume_must_keep_bf16_but_may_change_threads(short_list: Path, tmp_path: Path) -> None:
+    """[cpu] bf16 changes the arithmetic, not just its order: a resume that switched it was taken as
+    the same run."""
+    run_dir, recipe = tmp_path / "run", tiny_recipe(steps=4)
+    train(tiny_job(recipe, short_list, run_dir, max_steps=2))
+    for device in ("cpu", "cuda"):
+        settings = getattr(recipe, device)
+        other = recipe.replace(**{device: dataclasses.replace(settings, bf16=not settings.bf16)})
+        with pytest.raises(InputError, match=rf"different recipe \({device}.bf16 differ\)"):
+            train(tiny_job(other, short_list, run_dir, resume=True))
+    threads = recipe.replace(cpu=dataclasses.replace(recipe.cpu, threads=1))
+    assert train(tiny_job(threads, short_list, run_dir, resume=True)).finished
 
 
 def test_data_too_few_for_a_batch_fail_before_the_run_dir_is_written(short_list: Path, tmp_path: Path) -> None:

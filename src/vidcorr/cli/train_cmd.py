@@ -257,16 +257,21 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _run(job) -> int:
+    """Train; exit 0, 1 when the loss diverged, 128 + the signal number on SIGINT / SIGTERM."""
     from vidcorr.train.distributed import shutdown
-    from vidcorr.train.loop import TrainingDiverged, train
+    from vidcorr.train.loop import TrainingDiverged, TrainingInterrupted, train
 
-    completed = False
+    completed = False  # every rank got here together: leave the process group together
     try:
         result = train(job)
         completed = True
     except TrainingDiverged as error:
         print(f"vidcorr: training diverged: {error}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as interrupted:
+        completed = interrupted.at_boundary
+        print(f"vidcorr: {interrupted}", file=sys.stderr)
+        return interrupted.exit_code
     finally:
         shutdown(synchronise=completed)
     if not result.checkpoint.exists():  # --max-steps 0 on a fresh run: it named a file never written

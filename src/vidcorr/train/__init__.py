@@ -11,6 +11,7 @@ from vidcorr.train.config import (
     load_recipe,
     recipe_from_dict,
 )
+from vidcorr.train.interrupt import TrainingInterrupted
 from vidcorr.train.loop import TrainingDiverged, TrainJob, TrainResult, train
 from vidcorr.train.schedule import learning_rate, stage_steps
 
@@ -24,6 +25,7 @@ __all__ = [
     "TrainJob",
     "TrainResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "learning_rate",
     "load_checkpoint",
     "load_recipe",

@@ -136,8 +136,8 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
 
     data: the `VideoIndex.describe` summary of the videos this session indexed.
     Raises `InputError` when the checkpoint was made with a recipe that trains differently
-    (data, model, stages, optimiser or seed), or on other videos: that would be a new run, not a
-    resumed one.
+    (data, model, stages, optimiser, seed or bf16 autocast), or on other videos: that would be a
+    new run, not a resumed one.
     """
     checkpoint = load_checkpoint(path)
     stored = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"]["name"])

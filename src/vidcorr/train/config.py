@@ -139,7 +139,8 @@ class CpuConfig:
     (AVX512-BF16, AMX: 1.3x UVC's joint stage, 1.6x STT on the project's Zen 4; elsewhere slower).
 
     On a 2-core machine with a decoding worker, 1 thread trained UVC ~1.5x faster than 2.
-    A resumed run is bit-exact only with the same thread count (reduction order changes).
+    A resumed run is bit-exact only with the same thread count (reduction order changes); bf16
+    must stay as it was (`Recipe.trajectory_dict`).
     """
 
     threads: int | None = None
@@ -168,11 +169,17 @@ class Recipe:
         return plain(dataclasses.asdict(self))
 
     def trajectory_dict(self) -> dict[str, Any]:
-        """The fields a resumed run must share with the original to continue it exactly."""
+        """The fields a resumed run must share with the original to continue it (`--resume`).
+
+        Threads and channels_last only reorder float arithmetic (the last bits); bf16 autocast
+        computes in another precision, so a change of it would make the rest another run.
+        """
         d = self.to_dict()
         d["data"].pop("workers")
-        for key in ("name", "log", "cuda", "cpu"):
+        for key in ("name", "log"):
             d.pop(key)
+        for device in ("cpu", "cuda"):
+            d[f"{device}.bf16"] = d.pop(device)["bf16"]
         d["init"] = d["init"] and d["init"]["sha256"]  # the same weights under another path: the same run
         return d
 

@@ -14,6 +14,7 @@ and truncation schedule (METHODS.md §1.6).
 Batches arrive from the workers as uint8 and become RGB float in [0, 1] on the device. Resume
 is exact: samples are a pure function of (seed, stage, epoch, index), the learning rate of
 (stage, step), and the checkpoint holds model, optimiser, progress and every rank's RNG states.
+SIGINT / SIGTERM stop the run at a step boundary with a checkpoint (`vidcorr.train.interrupt`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import checkpoint as ckpt
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier, init_distributed, wrap_ddp
+from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted, WaitAbandoned
 from vidcorr.train.runlog import RunLog, visualise
 from vidcorr.train.schedule import learning_rate, stage_steps
 from vidcorr.train.workers import worker_init, worker_start_method
@@ -57,7 +60,7 @@ class TrainJob:
     data: list[str | Path]
     run_dir: Path
     resume: bool = False
-    export: Path | None = None  # weights file written when the run stops normally
+    export: Path | None = None  # weights file written when the run stops normally (not on a signal)
     max_steps: int | None = None  # stop (with a checkpoint) once the run has this many steps
     device: str | None = None  # None: CUDA if available, else CPU
     switches: Callable[[str, int], dict[str, Any]] | None = None
@@ -87,23 +90,33 @@ class _Run:
     optimizer: torch.optim.Optimizer
     progress: ckpt.Progress
     runlog: RunLog
+    stop: StopSignals
+    saved_step: int  # the step of the checkpoint on disk (this run's progress.step when current)
+    interrupted: bool = False  # the ranks agreed to stop on a signal (`_stop_agreed`)
 
 
 def train(job: TrainJob) -> TrainResult:
-    """Run (or resume) the recipe's stages in order; see the module docstring."""
+    """Run (or resume) the recipe's stages in order; see the module docstring.
+
+    Raises `TrainingInterrupted` on SIGINT / SIGTERM (in the main thread): after a checkpoint
+    at the next step boundary, or at once on a second signal or before training began.
+    """
     recipe = job.recipe
     ctx = init_distributed(job.device)
     threads = torch.get_num_threads()
     if ctx.device.type == "cpu" and recipe.cpu.threads:
         torch.set_num_threads(recipe.cpu.threads)
     try:
-        with flush_cpu_denormals(ctx.device.type == "cpu"):  # UVC at temperature 1: 19-29 % faster
-            return _train(job, ctx)
+        # flushing subnormals: UVC at temperature 1 trains 19-29 % faster on the CPU
+        with flush_cpu_denormals(ctx.device.type == "cpu"), StopSignals(announce=ctx.is_main) as stop:
+            return _train(job, ctx, stop)
+    except StopAtOnce as stopped:
+        raise _stopped_at_once(stopped.signal, Path(job.run_dir)) from None
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
+def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
     """Index, build, restore, run the stages, export."""
     recipe, run_dir = job.recipe, Path(job.run_dir)
     index = _index(job, ctx)
@@ -126,26 +139,41 @@ def _train(job: TrainJob, ctx: DistContext) -> TrainResult:
     else:
         progress = ckpt.Progress()
     run = _Run(job, ctx, index, method, wrap_ddp(method, ctx), optimizer, progress,
-               RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar))
+               RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar), stop,
+               saved_step=progress.step)
     if ctx.is_main:
         log.info("%s: %s on %d videos (%d frames), stages %s, %d process(es) on %s", recipe.name,
                  recipe.method, len(index), index.describe()["frames"],
                  [s.name for s in recipe.stages], ctx.world_size, ctx.device)
+    stop.training()
     try:
-        while progress.stage < len(recipe.stages) and not _at_max_steps(run):
-            if not _run_stage(run):
-                break  # stopped at max_steps
-            progress.stage, progress.stage_step, progress.epoch, progress.batch_in_epoch = (
-                progress.stage + 1, 0, 0, 0)
-            _save(run, stage_end=recipe.stages[progress.stage - 1].name)
-        finished = progress.stage == len(recipe.stages)
-        if not finished and progress.stage_step > 0:  # stage_step 0: the stage-end save is current
-            _save(run)
+        finished = _run_stages(run)
         progress.wall_time = run.runlog.wall_time()
+    except BaseException:
+        if not job.resume and not (run_dir / ckpt.LATEST).exists():
+            run.runlog.discard()  # a fresh run that ended before its first checkpoint leaves nothing
+        raise
     finally:
         run.runlog.close()
     exported = _export(run, finished) if job.export and ctx.is_main else None
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
+
+
+def _run_stages(run: _Run) -> bool:
+    """Run the remaining stages; True once all are done. A stop at max_steps or on a signal
+    writes a checkpoint first; a signal then raises `TrainingInterrupted`."""
+    recipe, progress = run.job.recipe, run.progress
+    while progress.stage < len(recipe.stages) and not _at_max_steps(run):
+        if not _run_stage(run):
+            break  # stopped at max_steps or on a signal
+        progress.stage, progress.stage_step, progress.epoch, progress.batch_in_epoch = (
+            progress.stage + 1, 0, 0, 0)
+        _save(run, stage_end=recipe.stages[progress.stage - 1].name)
+    if run.saved_step != progress.step:  # stopped between checkpoints
+        _save(run)
+    if run.interrupted:
+        raise _interrupted(run)
+    return progress.stage == len(recipe.stages)
 
 
 def _check_a_batch_fits(recipe: Recipe, videos: int, ctx: DistContext) -> None:
@@ -186,7 +214,7 @@ def _optimizer(parameters: list[nn.Parameter], recipe: Recipe) -> torch.optim.Op
 
 
 def _run_stage(run: _Run) -> bool:
-    """Train the current stage to its end (True) or until ``max_steps`` (False)."""
+    """Train the current stage to its end (True), or until ``max_steps`` or a signal (False)."""
     job, recipe, progress, ctx = run.job, run.job.recipe, run.progress, run.ctx
     stage = recipe.stages[progress.stage]
     loader, sampler, per_rank = _loader(recipe, run.method.batch_kind(stage.name), run.index,
@@ -199,7 +227,9 @@ def _run_stage(run: _Run) -> bool:
     while progress.stage_step < total:
         sampler.set_epoch(progress.epoch, start=progress.batch_in_epoch * per_rank)
         switches = job.switches(stage.name, progress.epoch) if job.switches else {}
-        for batch in loader:
+        for batch in _batches(loader, run):
+            if batch is None:  # a signal: stop before this step
+                return False
             lr = learning_rate(stage, progress.stage_step, steps_per_epoch)
             images, skipped = _to_device(batch, ctx, recipe)
             with autocast:
@@ -252,6 +282,46 @@ def _loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
                         # global torch RNG, or a resumed run would drift from the original.
                         generator=torch.Generator().manual_seed(recipe.seed))
     return loader, sampler, per_rank
+
+
+def _batches(loader: DataLoader, run: _Run) -> Iterator[dict[str, Tensor] | None]:
+    """The loader's batches; None (and nothing after it) when the run is to stop before the step.
+
+    After a signal no batch is waited for, and one loading in this process (``workers = 0``) is
+    abandoned: nothing has changed yet, the sampler position is in `Progress`. Under DDP the ranks
+    then agree (`_stop_agreed`), so that all of them stop at the same step.
+    """
+    batches = None
+    while True:
+        batch = None
+        try:
+            with run.stop.abandoning(interruptible=loader.num_workers == 0):
+                if batches is None:
+                    batches = iter(loader)  # starts the workers at a stage's first batch
+                batch = next(batches)
+        except StopIteration:
+            return  # the epoch's end: on every rank at once (equal shards)
+        except WaitAbandoned:
+            pass
+        except RuntimeError:  # "DataLoader worker (pid(s) ...) exited unexpectedly"
+            if not run.stop.requested:
+                raise
+            # SIGTERM to the whole process group (torchrun, Slurm) ended the workers too
+        if _stop_agreed(run):
+            yield None
+            return
+        yield batch
+
+
+def _stop_agreed(run: _Run) -> bool:
+    """Whether a signal came to this process or, under DDP, to any rank (one 1-element
+    all-reduce before every step: ranks signalled a step apart must still stop together)."""
+    stop = run.stop.requested
+    if run.ctx.distributed:
+        flag = torch.tensor([float(stop)], device=run.ctx.device)
+        stop = bool(all_reduce_mean(flag, run.ctx).item() > 0)
+    run.interrupted = stop
+    return stop
 
 
 def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tuple[dict[str, Tensor], Tensor]:
@@ -311,6 +381,32 @@ def _at_max_steps(run: _Run) -> bool:
     return run.job.max_steps is not None and run.progress.step >= run.job.max_steps
 
 
+def _interrupted(run: _Run) -> TrainingInterrupted:
+    """What a signal stopped, after the checkpoint at the step boundary was written."""
+    progress, stages = run.progress, run.job.recipe.stages
+    signum = run.stop.signal or signal.SIGTERM  # None: under DDP, another rank's signal
+    by = signal.Signals(signum).name if run.stop.signal else "a signal to another rank"
+    if progress.step == 0:
+        return TrainingInterrupted(f"interrupted by {by} before the first step; no checkpoint was written",
+                                   signum, at_boundary=True)
+    if progress.stage_step == 0:  # the stage-end checkpoint
+        where = f"step {progress.step}, the end of stage {stages[progress.stage - 1].name!r}"
+    else:
+        where = f"step {progress.step} of stage {stages[progress.stage].name!r}"
+    latest = Path(run.job.run_dir) / ckpt.LATEST
+    return TrainingInterrupted(f"interrupted by {by} at {where}; checkpoint written to {latest}; "
+                               "resume with --resume", signum, at_boundary=True)
+
+
+def _stopped_at_once(signum: int, run_dir: Path) -> TrainingInterrupted:
+    """A signal before training began, or a second one: nothing was saved for the current state."""
+    latest = run_dir / ckpt.LATEST
+    kept = (f"the last checkpoint, {latest}, is intact (resume with --resume)" if latest.exists()
+            else "no checkpoint was written")
+    return TrainingInterrupted(f"interrupted by {signal.Signals(signum).name} and stopped at once; {kept}",
+                               signum, at_boundary=False)
+
+
 def _save(run: _Run, stage_end: str | None = None) -> None:
     """Checkpoint on rank 0 (every rank joins: their RNG states are gathered)."""
     run.progress.wall_time = run.runlog.wall_time()
@@ -323,6 +419,7 @@ def _save(run: _Run, stage_end: str | None = None) -> None:
         if stage_end is not None:  # kept: e.g. to evaluate the warm-up encoder alone
             ckpt.save_checkpoint(path.with_name(f"checkpoint-{stage_end}.pt"), payload)
         log.info("step %d: saved %s", run.progress.step, path)
+    run.saved_step = run.progress.step
 
 
 def _export(run: _Run, finished: bool) -> Path:

@@ -35,6 +35,7 @@ class RunLog:
                  progress_bar: bool):
         self.ctx, self.every, self.progress_bar = ctx, every, progress_bar
         self.base_wall, self.start = progress.wall_time, time.perf_counter()
+        self.run_dir, self.found = run_dir, _tensorboard_output(run_dir)  # before the writer adds any
         self.writer = _summary_writer(run_dir, progress.step + 1) if ctx.is_main else None
         self.bar: tqdm | None = None
         self._reset_window()
@@ -99,6 +100,27 @@ class RunLog:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+        self.bar = self.writer = None
+
+    def discard(self) -> None:
+        """Close, then remove what this writer added to the run dir: its event files, and the
+        folders it made if nothing else is in them (a fresh run that ended before its first
+        checkpoint must leave no half-written output)."""
+        if self.writer is None:  # other ranks, no tensorboard, or closed: nothing of its own
+            return
+        self.close()
+        for path in sorted(_tensorboard_output(self.run_dir) - self.found, reverse=True):  # files first
+            if path.is_file():
+                path.unlink()
+            elif not any(path.iterdir()):
+                path.rmdir()
+
+
+def _tensorboard_output(run_dir: Path) -> set[Path]:
+    """The run dir, its TensorBoard folder and the files in it, as far as they exist."""
+    tensorboard = run_dir / "tensorboard"
+    found = {path for path in (run_dir, tensorboard) if path.is_dir()}
+    return found | set(tensorboard.iterdir()) if tensorboard in found else found
 
 
 def _summary_writer(run_dir: Path, purge_step: int):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import select
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +24,34 @@ def worker_start_method() -> str | None:
     and Python 3.14 made forkserver the default. Workers start from a clean single-threaded
     server instead; they are persistent, so the start-up (importing torch) is paid once a stage.
     Like spawn, it needs a script that starts training to guard its entry point with
-    ``if __name__ == "__main__":``.
+    ``if __name__ == "__main__":``. The server is started here, ignoring Ctrl-C (`_start_forkserver`).
     """
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    _start_forkserver()
+    return "forkserver"
+
+
+def _start_forkserver() -> None:
+    """Start this process's forkserver (once) with SIGINT ignored, which it and its children keep.
+
+    Ctrl-C reaches the whole foreground process group, server and workers included, while the
+    trainer finishes its step to stop at a boundary (`vidcorr.train.interrupt`). A server hit
+    during its own start-up printed a KeyboardInterrupt traceback and died (the trainer's loader
+    then failed with "EOFError: unexpected EOF"); a worker, which gets the handlers the server
+    started with, quit, and the trainer's next batch failed ("DataLoader worker exited
+    unexpectedly"). An ignored signal stays ignored across exec, and Python then installs no
+    handler of its own. A Ctrl-C to the trainer in the milliseconds of the spawn is lost.
+    Elsewhere than in the main thread, or under a handler set outside Python (which could not be
+    given back), torch starts the server as it would.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def worker_init() -> Callable[[int], None]:
@@ -43,10 +70,13 @@ def _init_worker(trainer: int, level: int, fmt: str | None, datefmt: str | None,
     which watches the parent, never fired and worker and server stayed behind for good, each
     holding its memory. A daemon thread ends the worker once the trainer is gone. A started
     worker does not inherit the trainer's logging set-up either: the skipped-video warnings came
-    out bare, without time and level.
+    out bare, without time and level. It ignores Ctrl-C (see `_start_forkserver`) also where the
+    server was started before, by other code; SIGTERM keeps its default, a silent exit, which
+    torch's clean-up sends a worker that does not stop when asked.
     """
     if fmt is not None:
         logging.basicConfig(level=level, format=fmt, datefmt=datefmt)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_after, args=(trainer,), name="trainer-watch", daemon=True).start()
 
 

@@ -1,0 +1,129 @@
+"""SIGINT (Ctrl-C) and SIGTERM (Slurm, Kubernetes, torchrun) while training: `StopSignals`, the
+handlers `vidcorr.train.loop.train` installs, and `TrainingInterrupted`, what it raises then.
+
+A stop must land on a step boundary: the checkpoint written there continues bit for bit, while
+a step left halfway has already moved batch-norm statistics, MoCo's queue or the RNG streams, a
+state no checkpoint describes. So the first signal is a request the loop honours at the next
+boundary, abandoning at most a batch being loaded (nothing has changed then); a second one stops
+at once wherever it lands (checkpoint writes are atomic: the last one stays intact).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training; the message says where and which checkpoint to resume.
+
+    A KeyboardInterrupt, as a plain Ctrl-C is, so that ``except Exception`` (a script's, or the
+    data pipeline's skipping of broken videos) never swallows it.
+    at_boundary: stopped at a step boundary, with every DDP rank (False: stopped at once).
+    """
+
+    def __init__(self, message: str, signum: int, at_boundary: bool):
+        super().__init__(message)
+        self.signal, self.at_boundary = signal.Signals(signum), at_boundary
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, the shells' convention: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signal
+
+
+class StopAtOnce(BaseException):
+    """Raised by the handler where a signal cannot wait for a step boundary (`StopSignals`)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signal = signum
+
+
+class WaitAbandoned(BaseException):
+    """Raised by the handler into a wait for a batch (`StopSignals.abandoning`)."""
+
+
+class StopSignals:
+    """SIGINT and SIGTERM handlers for one training call, restored when it ends.
+
+    Until `training` is called (indexing, building, restoring) a signal stops at once
+    (`StopAtOnce`): nothing worth a checkpoint exists yet. From then on the first signal sets
+    `signal` and the loop stops at its next step boundary; inside an interruptible `abandoning`
+    (a batch loaded in this process) it also raises `WaitAbandoned`. A second signal raises
+    `StopAtOnce` and gives the handlers back, so a third gets the defaults. Handlers can only be
+    set in the main thread: elsewhere, and for a signal that was ignored (``SIG_IGN``, e.g.
+    SIGINT in a background job), nothing changes.
+
+    announce: write one line to stderr on the first signal (a step can take seconds).
+    """
+
+    def __init__(self, announce: bool):
+        self.signal: int | None = None
+        self.announce = announce
+        self._mode = "at once"  # "at once" | "boundary" | "wait"
+        self._previous: dict[int, Any] = {}  # the handlers to give back
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) not in (signal.SIG_IGN, None):  # None: set outside Python
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._restore()
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def training(self) -> None:
+        """The loop starts: from now on a first signal waits for a step boundary."""
+        self._mode = "boundary"
+
+    @contextlib.contextmanager
+    def abandoning(self, interruptible: bool) -> Iterator[None]:
+        """A wait for a batch: not begun once a stop was requested (`WaitAbandoned`), broken off
+        by a signal if ``interruptible``. Loader workers hand a batch over through a socket and
+        shared memory: one broken off made the worker print a traceback, so theirs are awaited."""
+        if self.requested:
+            raise WaitAbandoned
+        if not interruptible:
+            yield
+            return
+        self._mode = "wait"
+        try:
+            yield
+        finally:
+            self._mode = "boundary"
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested or self._mode == "at once":
+            self._restore()
+            raise StopAtOnce(signum)
+        self.signal = signum
+        if self.announce:
+            _write_stderr(f"vidcorr: {signal.Signals(signum).name}: finishing the step in progress (if any), then "
+                          "writing a checkpoint; a second signal stops at once, without one")
+        if self._mode == "wait":
+            raise WaitAbandoned
+
+
+def _write_stderr(line: str) -> None:
+    """One line to file descriptor 2, unbuffered: a handler may run in the middle of a write to
+    ``sys.stderr`` (a log line, the tqdm bar), whose buffer refuses a re-entrant write."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"\n{line}\n".encode())
