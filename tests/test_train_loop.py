@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vidcorr.data import build_index
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.errors import InputError
 from vidcorr.methods import uvc
 from vidcorr.models import LabAutoencoder, load_encoder
 from vidcorr.runtime import flush_cpu_denormals
@@ -172,12 +172,18 @@ def test_a_resume_must_keep_bf16_but_may_change_threads(short_list: Path, tmp_pa
     assert train(tiny_job(threads, short_list, run_dir, resume=True)).finished
 
 
-def test_data_too_few_for_a_batch_fail_before_the_run_dir_is_written(short_list: Path, tmp_path: Path) -> None:
-    """3 videos x 1 sample < a batch of 4: it failed once the first stage began, leaving TensorBoard
-    events in a run dir without a checkpoint."""
-    with pytest.raises(VidcorrError, match="3 video.* give 3 samples .* one batch of 4"):
-        train(tiny_job(tiny_recipe(batch_size=4, samples_per_video=1), short_list, tmp_path / "run"))
-    assert not (tmp_path / "run").exists()
+def test_too_few_samples_for_a_batch_take_more_of_each_video(short_list: Path, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """3 videos x 1 sample < a batch of 4 (one's own video under a shipped recipe: 1 x 4 < 8) failed;
+    it now takes ceil(4 / 3) = 2 samples of each video an epoch, says so, and resumes with it."""
+    run_dir = tmp_path / "run"
+    recipe = tiny_recipe(steps=4, batch_size=4, samples_per_video=1)
+    with caplog.at_level("WARNING", logger="vidcorr.train.loop"):
+        train(tiny_job(recipe, short_list, run_dir, max_steps=2))
+    assert "3 video(s) x samples_per_video 1 give 3 samples" in caplog.text
+    assert "taking 2 samples of each video" in caplog.text
+    assert load_checkpoint(run_dir / "checkpoint.pt")["recipe"]["data"]["samples_per_video"] == 2
+    assert train(tiny_job(recipe, short_list, run_dir, resume=True)).finished
 
 
 def test_a_resume_on_other_videos_is_refused(short_list: Path, tmp_path: Path) -> None:

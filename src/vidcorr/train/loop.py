@@ -19,6 +19,7 @@ SIGINT / SIGTERM stop the run at a step boundary with a checkpoint (`vidcorr.tra
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -118,9 +119,10 @@ def train(job: TrainJob) -> TrainResult:
 
 def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
     """Index, build, restore, run the stages, export."""
-    recipe, run_dir = job.recipe, Path(job.run_dir)
+    run_dir = Path(job.run_dir)
     index = _index(job, ctx)
-    _check_a_batch_fits(recipe, len(index), ctx)
+    job = dataclasses.replace(job, recipe=_filling_a_batch(job.recipe, len(index), ctx))
+    recipe = job.recipe
     _seed_everything(recipe.seed)  # the same initial weights on every rank
     method = job.build_method()
     if recipe.init and not job.resume:  # a resumed run's weights come from its checkpoint
@@ -176,20 +178,27 @@ def _run_stages(run: _Run) -> bool:
     return progress.stage == len(recipe.stages)
 
 
-def _check_a_batch_fits(recipe: Recipe, videos: int, ctx: DistContext) -> None:
-    """An epoch (``samples_per_video`` samples of every video) must fill a batch on every process.
+def _filling_a_batch(recipe: Recipe, videos: int, ctx: DistContext) -> Recipe:
+    """The recipe, with ``samples_per_video`` raised where an epoch would not fill one batch.
 
-    Checked before the method is built and anything is written: it failed at the first stage,
-    leaving a run dir with TensorBoard events and no checkpoint (e.g. one's own single video
-    under a shipped recipe: 4 samples, batches of 8).
+    An epoch is ``samples_per_video`` samples of every video, and each process needs at least one
+    batch of it. One's own single video under a shipped recipe (4 samples, batches of 8) failed at
+    the first stage; it now takes ceil(batch / videos) samples of each video an epoch, said in the
+    log. Deterministic in (recipe, number of videos), so a resume on the same videos derives the
+    same recipe (and the checkpoint records the one that ran).
     """
     data = recipe.data
     samples = len(ShardedSampler(videos * data.samples_per_video, ctx.world_size, ctx.rank))  # padded shards
     per_rank = data.batch_size // ctx.world_size
-    if samples < per_rank:
-        raise VidcorrError(f"{videos} video(s) x samples_per_video {data.samples_per_video} give {samples} "
-                           f"samples per process an epoch, fewer than one batch of {per_rank}: lower "
-                           "[data] batch_size or raise samples_per_video in the recipe")
+    if samples >= per_rank:
+        return recipe
+    needed = -(-data.batch_size // videos)
+    if ctx.is_main:
+        log.warning("%d video(s) x samples_per_video %d give %d samples per process an epoch, fewer than one "
+                    "batch of %d: taking %d samples of each video an epoch instead (set [data] "
+                    "samples_per_video in the recipe to choose)", videos, data.samples_per_video, samples,
+                    per_rank, needed)
+    return recipe.replace(data=dataclasses.replace(data, samples_per_video=needed))
 
 
 def _exported(method: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
@@ -219,7 +228,7 @@ def _run_stage(run: _Run) -> bool:
     stage = recipe.stages[progress.stage]
     loader, sampler, per_rank = _loader(recipe, run.method.batch_kind(stage.name), run.index,
                                         progress.stage, ctx)
-    steps_per_epoch = len(sampler) // per_rank  # >= 1: `_check_a_batch_fits`
+    steps_per_epoch = len(sampler) // per_rank  # >= 1: `_filling_a_batch`
     total = stage_steps(stage, steps_per_epoch)
     run.runlog.stage_started(stage.name, total, progress.stage_step)
     bf16 = recipe.cuda.bf16 if ctx.device.type == "cuda" else recipe.cpu.bf16
