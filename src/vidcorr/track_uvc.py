@@ -1,27 +1,30 @@
 """UVC-track: label propagation restricted to localised object boxes (UVC Table 1 "ours-track").
 
-UVC §4.2 and the official ``test_with_track.py`` (METHODS.md §1.9): per object, the region
-localisation of training finds the object's box in the new frame, and its label is propagated only
-from the object's box in each context frame to that box, so background pixels elsewhere cannot
-vote for it. Per target frame:
+UVC §4.2 and the official ``test_with_track.py`` with ``libs/track_utils.py`` (METHODS.md §1.9),
+followed step by step. Per target frame:
 
-1. Full-frame propagation with the preset's protocol, exactly as `vidcorr.propagate` does; it gives
-   the background channel and the fallback for any object that cannot be tracked.
-2. Localisation, per object: its foreground cells in the latest context frame are pushed into the
-   target with a row-softmax (`vidcorr.affinity.locate_in_target`, UVC §3.2); the box is centred on
-   the mean-shift mode of the landed points, half-size 2 x their mean absolute deviation (Eq. 4)
-   enlarged by a margin, and its size smoothed over time.
-3. Box-to-box propagation, per object: each context frame's affinity, normalised as the preset says
-   over the whole context frame (or window), is restricted to the reference cells inside the
-   object's box there and the target cells inside its new box; the top-k is then taken among the
-   box's cells (``recoginition`` + ``transform_topk``: restrict first, then select). Outside the
-   target box the object's channel is 0. An object whose box is lost (too few foreground cells, or
-   a box under ``min_box`` cells) falls back to the full-frame result for that frame.
+1. Full-frame propagation with the preset's protocol, exactly as `vidcorr.propagate` does: the
+   background channel (the official background "box" is the whole frame, the same thing) and the
+   result of every context frame that falls back (step 3).
+2. Localisation, per object (``bbox_next_frame``): its foreground cells (argmax) in the latest
+   context frame are pushed into the target with a row-softmax (`vidcorr.affinity.locate_in_target`,
+   UVC §3.2) and placed on the official coordinate grid; the box is centred on the Gaussian
+   mean-shift mode of the landed points (`mean_shift_centre`), half-size 2 x their mean absolute
+   deviation (Eq. 4), grown by a margin, and its size smoothed against the latest frame's box.
+3. Per context frame (``disappear``): a preceding frame in which any channel's soft labels sum to
+   less than ``min_mass``, or any object has no box or one under ``min_box`` cells, there or in the
+   target, contributes its full-frame propagation to every channel. Otherwise, and always for the
+   first frame (the official code never checks it), each object is carried from its box there to
+   its box in the target (``recoginition`` + ``transform_topk``: the preset's normalisation over
+   the whole frame, restricted to the two boxes, then the top-k); an object without a box there
+   or in the target (in the first frame: the others fall back) gets nothing from that frame.
+4. Each propagated frame keeps one box per object fitted, as in step 2, to its mask decoded at
+   the encoder's input size (``seg2bbox_v2``: UVC's x8 upsampling, min-max, argmax).
 
 `UVCTracker` is a `Propagator` with these steps added, so memory is bounded the same way: the first
 frame and a ring buffer of ``n_previous`` frames (features, soft labels, one box per object);
-localisation is chunked over foreground cells.
-Simplifications against the official code are listed in docs/uvc.md.
+localisation is chunked over foreground cells, and the mask a box is fitted to is the size of the
+mask the decoder makes of every frame anyway. docs/uvc.md lists the official code's oddities kept.
 """
 
 from __future__ import annotations
@@ -43,28 +46,36 @@ from vidcorr.affinity import (
     window_offsets,
     windowed_topk_frames,
 )
-from vidcorr.labels import minmax_per_channel
-from vidcorr.methods.crop import region_box
+from vidcorr.labels import decode_label_map, downsample_labels
 from vidcorr.presets import PropagationPreset
 from vidcorr.propagate import ContextFrame, Propagator
 
-Box = tuple[int, int, int, int]  # (x1, y1, x2, y2) feature-cell edges: cells x1..x2-1, y1..y2-1
+Box = tuple[int, int, int, int]  # (x1, y1, x2, y2) edges: cells (pixels) x1..x2-1, y1..y2-1
+
+# ``mean_shift_center`` stops once a step, summed over x and y *with its sign*, is under this.
+SHIFT_STOP = 0.1
 
 
 @dataclass(frozen=True)
 class TrackOptions:
-    """Knobs of UVC-track; defaults follow ``test_with_track.py`` (METHODS.md §1.9).
+    """Knobs of UVC-track; defaults are the constants of ``test_with_track.py`` (METHODS.md §1.9).
 
-    first_margin: the first frame's (ground-truth) boxes are the mask's bounding box grown by this
+    first_margin: the first frame's (ground-truth) boxes are the mask's extent grown by this
         fraction of its size (``seg2bbox(margin=0.6)``).
     locate_margin: growth of a localised box (``bbox_in_tar_scale``: margin 1, i.e. doubled).
     mask_margin: growth of the box fitted to a predicted mask (``seg2bbox_v2``: 0.6).
-    locate_bandwidth / mask_bandwidth: mean-shift radius in feature cells for localised points
-        (official: 5 cells) and for predicted-mask cells (official: 20 px = 2.5 cells).
+    locate_bandwidth: mean-shift radius for localised points, in feature cells (official: 5).
+    mask_bandwidth_px: mean-shift radius for the pixels of a predicted mask, in pixels of the mask
+        decoded at the encoder's input size (official: 20).
+    kernel_sigma: standard deviation of the mean shift's Gaussian weights, in the units of the
+        points (official: 4 for both, i.e. 4 cells when localising, 4 pixels on masks).
     size_smoothing: new box size = a x measured + (1 - a) x previous (``adjust_bbox``, a = 0.1);
         the centre is not smoothed.
-    min_pixels: an object with fewer foreground cells in the latest frame is not localised.
-    min_box: a box narrower or shorter than this many cells counts as lost (``disappear``).
+    min_pixels: an object with fewer foreground cells in the latest frame is not localised (2).
+    min_mass: a preceding frame with a channel whose soft labels sum to less than this falls back
+        to full-frame propagation (``disappear``: 3).
+    min_box: so does one where an object's box, there or in the target, is narrower or shorter
+        than this many cells (3).
     chunk: foreground cells localised per matmul (bounds memory for large objects).
     """
 
@@ -72,9 +83,11 @@ class TrackOptions:
     locate_margin: float = 1.0
     mask_margin: float = 0.6
     locate_bandwidth: float = 5.0
-    mask_bandwidth: float = 2.5
+    mask_bandwidth_px: float = 20.0
+    kernel_sigma: float = 4.0
     size_smoothing: float = 0.1
-    min_pixels: int = 3
+    min_pixels: int = 2
+    min_mass: float = 3.0
     min_box: int = 3
     chunk: int = 1024
 
@@ -86,59 +99,110 @@ class BoxedContextFrame(ContextFrame):
     boxes: dict[int, Box | None] = field(default_factory=dict)
 
 
-def mean_shift_centre(points: Tensor, bandwidth: float, iters: int = 20) -> Tensor:
-    """Mode of a point cloud: flat-kernel mean shift started at the point nearest the mean.
+def mean_shift_centre(points: Tensor, bandwidth: float, sigma: float) -> Tensor:
+    """Mode of a point cloud by the official ``mean_shift_center``: (2, n) (x, y) -> (2,) float64.
 
-    points: (2, n) -> (2,). Stray points (pixels matched onto a look-alike elsewhere) pull the mean
-    but not the mode (``mean_shift_center`` in the official ``track_utils.py``).
+    Starts at the point nearest the mean (the first in ``points``' order on a tie); each step moves
+    to the mean of the points within ``bandwidth``, weighted by a Gaussian of std ``sigma``. It stops
+    when a step's x + y, *signed*, is under 0.1: the official test sums the step without taking
+    its size, so a step up or to the left ends the search at once (kept: it places the official
+    boxes). Stray points (pixels matched onto a look-alike elsewhere) pull the mean, not the mode.
     """
-    mean = points.mean(dim=1, keepdim=True)
-    centre = points[:, (points - mean).norm(dim=0).argmin()]
-    for _ in range(iters):
-        near = ((points - centre[:, None]).norm(dim=0) <= bandwidth).to(points.dtype)
-        moved = (points * near).sum(dim=1) / near.sum().clamp_min(1.0)
-        if (moved - centre).abs().max() < 1e-3:
+    pts = points.double()
+    centre = pts[:, (pts - pts.mean(dim=1, keepdim=True)).norm(dim=0).argmin()]
+    # Every step that does not stop raises x + y by 0.1 or more, and the centre stays in the
+    # points' hull: the official unbounded loop ends within this many steps.
+    steps = int((pts.amax(dim=1) - pts.amin(dim=1)).sum().item() / SHIFT_STOP) + 2
+    for _ in range(steps):
+        dist = (pts - centre[:, None]).norm(dim=0)
+        weight = torch.exp(-0.5 * (dist / sigma) ** 2) * (dist <= bandwidth)
+        moved = (pts * weight).sum(dim=1) / weight.sum()
+        if (moved - centre).sum() < SHIFT_STOP:
             return moved
         centre = moved
     return centre
 
 
-def _smoothed_box(box: Tensor, previous: Box | None, alpha: float, hw: tuple[int, int]) -> Box:
-    """Blend the size of ``box`` (4,) float edges with ``previous``, round outwards, clamp."""
-    centre = (box[:2] + box[2:]) / 2
-    size = box[2:] - box[:2]
-    if previous is not None:
-        size = alpha * size + (1 - alpha) * box.new_tensor(
-            [previous[2] - previous[0], previous[3] - previous[1]])
-    lo, hi = (centre - size / 2).tolist(), (centre + size / 2).tolist()
+def official_box(x1: float, y1: float, x2: float, y2: float, margin: float, hw: tuple[int, int]) -> Box:
+    """The official ``BBox``: edges grown by ``margin`` x the box's size / 2 on each side, rounded
+    outwards, clamped to an (h, w) map."""
+    gx, gy = (x2 - x1) * margin / 2, (y2 - y1) * margin / 2
     h, w = hw
-    return (max(0, math.floor(lo[0])), max(0, math.floor(lo[1])),
-            min(w, math.ceil(hi[0])), min(h, math.ceil(hi[1])))
+    return (max(math.floor(x1 - gx), 0), max(math.floor(y1 - gy), 0),
+            min(math.ceil(x2 + gx), w), min(math.ceil(y2 + gy), h))
 
 
-def fit_box(points: Tensor, bandwidth: float, margin: float, hw: tuple[int, int]) -> Tensor:
-    """Box around a point cloud: mean-shift centre, half-size 2 x MAD about it (UVC Eq. 4), grown by
-    ``margin``. points: (2, n) pixel-centre (x, y) on an (h, w) map -> (4,) float edges, clamped."""
-    centre = mean_shift_centre(points, bandwidth)
-    half = 2 * (points - centre[:, None]).abs().mean(dim=1) * (1 + margin)
-    return region_box(centre[None], half[None], hw)[0]
+def fit_box(points: Tensor, bandwidth: float, sigma: float, margin: float, hw: tuple[int, int]) -> Box:
+    """Box around a point cloud (official ``coords2bbox_scale``): mean-shift centre, half-size 2 x the
+    mean absolute deviation about it (UVC Eq. 4), clamped to the (h, w) map, then grown by
+    ``margin`` (clamped again). points: (2, n) (x, y) in the map's units."""
+    centre = mean_shift_centre(points, bandwidth, sigma)
+    half = 2 * (points.double() - centre[:, None]).abs().mean(dim=1)
+    (x1, y1), (x2, y2) = (centre - half).tolist(), (centre + half).tolist()
+    h, w = hw
+    return official_box(max(x1, 0.0), max(y1, 0.0), min(x2, w), min(y2, h), margin, hw)
 
 
-def mask_bounding_box(
-    mask: Tensor, margin: float, scale: tuple[float, float], hw: tuple[int, int]
-) -> Box | None:
-    """Bounding box of a full-resolution mask, grown by ``margin``, in feature cells.
-
-    mask: (H, W) bool; scale: feature cells per pixel (x, y); hw: feature map (h, w).
-    """
+def mask_bounding_box(mask: Tensor, margin: float) -> Box | None:
+    """The first frame's box (official ``seg2bbox``) in the pixels of the (H, W) bool mask: from its
+    first to its *last* foreground row and column (not one past it), grown by ``margin``; None if
+    the mask is empty."""
     ys, xs = torch.nonzero(mask, as_tuple=True)
     if xs.numel() == 0:
         return None
-    x1, x2, y1, y2 = xs.min().item(), xs.max().item() + 1, ys.min().item(), ys.max().item() + 1
-    gx, gy = (x2 - x1) * margin / 2, (y2 - y1) * margin / 2
+    return official_box(xs.min().item(), ys.min().item(), xs.max().item(), ys.max().item(), margin,
+                        tuple(mask.shape))
+
+
+def predicted_mask_box(
+    index: Tensor, k: int, bandwidth: float, sigma: float, margin: float
+) -> Box | None:
+    """Object k's box on a decoded (H, W) index map, in its pixels (official ``seg2bbox_v2``): `fit_box`
+    on its pixels, taken last pixel first as the official code flips its list; None if it has none."""
+    ys, xs = torch.nonzero(index == k, as_tuple=True)
+    if xs.numel() == 0:
+        return None
+    return fit_box(torch.stack([xs, ys]).flip(1), bandwidth, sigma, margin, tuple(index.shape))
+
+
+def scale_box(box: Box, scale: tuple[float, float]) -> Box:
+    """The official ``BBox.upscale``: every edge times (x, y) ``scale``, floored (pixels -> cells)."""
+    return (math.floor(box[0] * scale[0]), math.floor(box[1] * scale[1]),
+            math.floor(box[2] * scale[0]), math.floor(box[3] * scale[1]))
+
+
+def smoothed_box(box: Box, previous: Box | None, alpha: float, limit_hw: tuple[int, int]) -> Box:
+    """The official ``adjust_bbox``: ``box``'s centre with its size blended with ``previous``'s
+    (a x new + (1 - a) x old), rounded outwards, clamped to [0, w] x [0, h] of ``limit_hw``."""
+    if previous is None:
+        return box
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    bw = alpha * (box[2] - box[0]) + (1 - alpha) * (previous[2] - previous[0])
+    bh = alpha * (box[3] - box[1]) + (1 - alpha) * (previous[3] - previous[1])
+    h, w = limit_hw
+    return (max(0, math.floor(cx - bw / 2)), max(0, math.floor(cy - bh / 2)),
+            min(w, math.ceil(cx + bw / 2)), min(h, math.ceil(cy + bh / 2)))
+
+
+def context_falls_back(
+    labels: Tensor, boxes: dict[int, Box | None], target_boxes: dict[int, Box | None],
+    hw: tuple[int, int], min_mass: float, min_box: int,
+) -> bool:
+    """Whether a preceding context frame is propagated over the whole frame, for every channel,
+    instead of box to box (official ``disappear``).
+
+    labels: its soft labels (h * w, K); boxes / target_boxes: per object (1..K-1), its box there and
+    in the target frame. True if some channel (background included) sums to less than ``min_mass``
+    or some object has no box, or one narrower or shorter than ``min_box``, in either frame. The
+    background's box is the whole (h, w) map in both.
+    """
+    def lost(box: Box | None) -> bool:
+        return box is None or box[2] - box[0] < min_box or box[3] - box[1] < min_box
+
     h, w = hw
-    return (max(0, math.floor((x1 - gx) * scale[0])), max(0, math.floor((y1 - gy) * scale[1])),
-            min(w, math.ceil((x2 + gx) * scale[0])), min(h, math.ceil((y2 + gy) * scale[1])))
+    if bool((labels.sum(dim=0) < min_mass).any()) or lost((0, 0, w, h)):
+        return True
+    return any(lost(boxes.get(k)) or lost(target_boxes.get(k)) for k in range(1, labels.shape[1]))
 
 
 class UVCTracker(Propagator):
@@ -171,72 +235,126 @@ class UVCTracker(Propagator):
         return {k: None if box is None else (box[0] * sx, box[1] * sy, (box[2] - box[0]) * sx, (box[3] - box[1]) * sy)
                 for k, box in self.boxes.items()}
 
+    def _cells_per_pixel(self) -> tuple[float, float]:
+        """Feature cells per pixel of the encoder input, (x, y): UVC's ``upscale(0.125)``."""
+        (h, w), (height, width) = self.feature_hw, self.input_hw
+        return w / width, h / height
+
     def _first_memory(self, frame: np.ndarray, labels: Tensor) -> BoxedContextFrame:
+        """The first frame's boxes come from its mask at the encoder's input size (``read_seg``'s
+        nearest-resized ``large_seg``), then scaled to cells."""
         memory = super()._first_memory(frame, labels)
-        h, w = self.feature_hw
-        scale = (w / frame.shape[1], h / frame.shape[0])
-        boxes = {k: mask_bounding_box(labels[k] > 0.5, self.options.first_margin, scale, (h, w))
-                 for k in range(1, labels.shape[0])}
+        large = downsample_labels(labels.float(), self.input_hw, "nearest")
+        scale = self._cells_per_pixel()
+        boxes = {}
+        for k in range(1, labels.shape[0]):
+            box = mask_bounding_box(large[k] > 0.5, self.options.first_margin)
+            boxes[k] = None if box is None else scale_box(box, scale)
         self.boxes = dict(boxes)
         return BoxedContextFrame(memory.feats, memory.labels, boxes)
 
     def _transport(self, query: Tensor, memories: list[BoxedContextFrame], aff: SparseAffinity) -> Tensor:
-        """Full-frame transport, then each object localised in the query frame and carried box to box."""
-        soft = super()._transport(query, memories, aff)  # background and fallback
+        """Full-frame transport, then each object localised in the query frame and carried box to box
+        from the context frames that do not fall back."""
+        soft = super()._transport(query, memories, aff)  # background, and frames that fall back
         latest = memories[-1]
         # The official code localises from the argmax of the stored (not min-max normalised) labels.
         latest_hard = latest.labels.argmax(dim=1)
         self.boxes = {k: self._locate(latest, latest_hard, query, k) for k in self._first.boxes}
-        for k, box in self.boxes.items():
-            if box is None:  # lost: keep the full-frame result
-                continue
-            target = self._inside(box).nonzero().squeeze(1)
-            soft[:, k] = 0.0
-            soft[target, k] = self._carry_box_to_box(query, memories, aff, k, target)
+        opts = self.options
+        falls_back = [False] + [  # the first frame is always carried box to box
+            context_falls_back(m.labels, m.boxes, self.boxes, self.feature_hw, opts.min_mass, opts.min_box)
+            for m in memories[1:]]
+        whole: dict[tuple[int, bool], Candidates] = {}  # full-frame candidates, shared by the objects
+        for k in self.boxes:
+            soft[:, k] = self._object_channel(query, memories, aff, k, falls_back, whole)
         return soft
 
-    def _carry_box_to_box(
-        self, query: Tensor, memories: list[BoxedContextFrame], aff: SparseAffinity, k: int, target: Tensor
+    def _object_channel(
+        self, query: Tensor, memories: list[BoxedContextFrame], aff: SparseAffinity, k: int,
+        falls_back: list[bool], whole: dict[tuple[int, bool], Candidates],
     ) -> Tensor:
-        """Object k's label at the target cells ``target`` (Nt,) of its box -> (Nt,).
+        """Object k's label in every cell of the query frame (C, h, w) -> (h * w,).
 
-        Per context frame, the preset's affinity restricted to the object's box there (the whole
-        frame where the object has no box) and to ``target``, top-k among the box's cells, the
-        scores normalised as the preset normalises the whole frame (`recoginition` + `transform_topk`
-        in test_with_track.py); then combined over context frames as the preset says.
+        Per context frame, its full-frame candidates where it falls back, else the preset's affinity
+        restricted to the object's box there and its box in the target, top-k among the box's cells,
+        scored as the preset normalises the whole frame (``recoginition`` + ``transform_topk``);
+        then combined over context frames as the preset says. Per-frame protocols (UVC) add up
+        the frames' results, so a frame that falls back brings its share of ``aff``; a joint top-k
+        pools its full-frame candidates with the boxes' (computed once, in ``whole``).
         """
         cfg = self.preset.topk
         n_cells = query.shape[1] * query.shape[2]
+        separable = cfg.scope == "per_frame"
         normalisers = aff.log_normalisers if cfg.normalisation == "softmax_topk" else None
         slots = frame_slots([m.feats for m in memories], self._windowed(memories), cfg)
-        found: dict[tuple[int, bool], Candidates] = {}
+        target = self._cells(self.boxes[k])
+        boxed: dict[tuple[int, bool], Candidates] = {}
         per_frame = []
-        for f, (memory, slot) in enumerate(zip(memories, slots)):
-            if slot not in found:
-                found[slot] = self._box_candidates(
-                    query, target, memory, k, slot[1], None if normalisers is None else normalisers[target, f])
-            per_frame.append(Candidates(found[slot].scores, found[slot].index + f * n_cells))
-        restricted = combine_candidates(per_frame, cfg)
-        weights = restricted.weights.nan_to_num(nan=0.0)  # a target cell with no admissible reference
+        for f, (memory, slot, fallback) in enumerate(zip(memories, slots, falls_back)):
+            lse = None if normalisers is None else normalisers[:, f]
+            if fallback and separable:
+                found = self._no_candidates(n_cells)  # its share comes from ``aff`` below
+            elif fallback:
+                if slot not in whole:
+                    everything = torch.arange(n_cells, device=self.device)
+                    whole[slot] = self._restricted_candidates(query, everything, memory.feats, everything,
+                                                              slot[1], lse)
+                found = whole[slot]
+            else:
+                if slot not in boxed:
+                    boxed[slot] = self._box_candidates(query, target, memory, k, slot[1], lse)
+                found = boxed[slot]
+            per_frame.append(Candidates(found.scores, found.index + f * n_cells))
+        combined = combine_candidates(per_frame, cfg)
+        weights = combined.weights.nan_to_num(nan=0.0)  # a target cell with no admissible reference
         bank = torch.cat([memory.labels[:, k] for memory in memories])
-        return (weights * bank[restricted.index]).sum(dim=1)
+        channel = (weights * bank[combined.index]).sum(dim=1)
+        if separable and any(falls_back):
+            from_fallback = torch.tensor(falls_back, device=self.device)[aff.index // n_cells]
+            channel += (aff.weights * from_fallback * bank[aff.index]).sum(dim=1)
+        return channel
+
+    def _no_candidates(self, n_cells: int) -> Candidates:
+        """No reference for any of the query's ``n_cells`` cells (score -inf, weight 0)."""
+        return Candidates(torch.full((n_cells, 1), float("-inf"), device=self.device),
+                          torch.zeros((n_cells, 1), dtype=torch.long, device=self.device))
 
     def _box_candidates(
         self, query: Tensor, target: Tensor, memory: BoxedContextFrame, k: int, use_window: bool,
         log_normaliser: Tensor | None,
     ) -> Candidates:
-        """Top-k reference cells inside object k's box in ``memory`` for the target cells ``target``
-        (Nt,) of the query frame (C, h, w) -> Candidates (Nt, k).
+        """Candidates (h * w, k) of every query cell from object k's box in ``memory``: the top-k of
+        its cells for the target cells ``target`` (Nt,), none (score -inf) elsewhere or when either
+        box is missing or empty (``recoginition`` skips the object then).
 
-        log_normaliser: (Nt,) the whole frame's (or window's) softmax log-sum-exp when the preset
-        normalises before selecting; the scores are then the whole frame's log-probabilities.
+        log_normaliser: (h * w,) the whole frame's (or window's) softmax log-sum-exp when the
+        preset normalises before selecting; the scores are then the whole frame's log-probabilities.
         """
-        box = memory.boxes.get(k)
-        inside = self._inside(box) if box is not None else torch.ones_like(memory.labels[:, 0], dtype=torch.bool)
+        n_cells = query.shape[1] * query.shape[2]
+        ref = self._cells(memory.boxes.get(k))
+        if target.numel() == 0 or ref.numel() == 0:
+            return self._no_candidates(n_cells)
+        found = self._restricted_candidates(query, target, memory.feats, ref, use_window,
+                                            None if log_normaliser is None else log_normaliser[target])
+        scores = query.new_full((n_cells, found.scores.shape[1]), float("-inf"))
+        index = torch.zeros((n_cells, found.index.shape[1]), dtype=torch.long, device=self.device)
+        scores[target], index[target] = found.scores, found.index
+        return Candidates(scores, index)
+
+    def _restricted_candidates(
+        self, query: Tensor, target: Tensor, key: Tensor, ref: Tensor, use_window: bool,
+        log_normaliser: Tensor | None,
+    ) -> Candidates:
+        """Top-k reference cells among ``ref`` (Nr,) of ``key`` (C, h, w) for the target cells
+        ``target`` (Nt,) of the query frame (C, h, w) -> Candidates (Nt, k), within the preset's
+        window where it applies; log_normaliser: (Nt,) as in `_box_candidates`."""
         if use_window:
-            found = self._windowed_box_candidates(query, target, memory.feats, inside)
+            inside = torch.zeros(key.shape[1] * key.shape[2], dtype=torch.bool, device=self.device)
+            inside[ref] = True
+            found = self._windowed_box_candidates(query, target, key, inside)
         else:
-            found = self._dense_box_candidates(query, target, memory.feats, inside.nonzero().squeeze(1))
+            found = self._dense_box_candidates(query, target, key, ref)
         if log_normaliser is None:
             return found
         return Candidates(found.scores - log_normaliser[:, None], found.index)
@@ -276,11 +394,11 @@ class UVCTracker(Propagator):
         """A propagated frame keeps boxes fitted to its predicted mask (sizes smoothed against the
         latest context frame's)."""
         latest = self._context[-1] if self._context else self._first
-        return BoxedContextFrame(feats, labels, self._mask_boxes(labels, latest))
+        return BoxedContextFrame(feats, labels, self._mask_boxes(labels, latest.boxes))
 
     def _locate(self, ref: BoxedContextFrame, hard: Tensor, query: Tensor, k: int) -> Box | None:
-        """Localise object k of ``ref`` (hard labels (N,)) in the target (UVC §3.2), its size
-        smoothed against ref's box."""
+        """Localise object k of ``ref`` (hard labels (N,)) in the target (UVC §3.2, official
+        ``bbox_next_frame``), its size smoothed against ref's box."""
         opts, previous = self.options, ref.boxes.get(k)
         cells = (hard == k).nonzero().squeeze(1)
         if previous is None or cells.numel() < opts.min_pixels:
@@ -290,35 +408,37 @@ class UVCTracker(Propagator):
             locate_in_target(affinity_logits(f_ref[:, part][None], f_tgt, self.preset.topk.temperature),
                              self.feature_hw)[0]
             for part in cells.split(opts.chunk)], dim=1)
-        box = fit_box(landed, opts.locate_bandwidth, opts.locate_margin, self.feature_hw)
-        return self._checked(_smoothed_box(box, previous, opts.size_smoothing, self.feature_hw))
+        # The official grid (``create_grid``: affine_grid under PyTorch 1.1, i.e. align_corners=True,
+        # mapped to [0, w]) puts cell i at i * w / (w - 1), not at i.
+        h, w = self.feature_hw
+        landed = landed * landed.new_tensor([[w / max(w - 1, 1)], [h / max(h - 1, 1)]])
+        box = fit_box(landed, opts.locate_bandwidth, opts.kernel_sigma, opts.locate_margin, self.feature_hw)
+        return smoothed_box(box, previous, opts.size_smoothing, self.feature_hw)
 
-    def _mask_boxes(self, labels: Tensor, previous: BoxedContextFrame) -> dict[int, Box | None]:
-        """Boxes of the objects in a propagated frame, fitted to its predicted mask (``seg2bbox_v2``)."""
-        if self.preset.output_minmax:  # the boxes are fitted to what is decoded (``seg2bbox_v2``)
-            labels = minmax_per_channel(labels.T.reshape(-1, *self.feature_hw)).flatten(1).T
-        hard = labels.argmax(dim=1).view(self.feature_hw)
-        opts, boxes = self.options, {}
-        for k in previous.boxes:
-            ys, xs = torch.nonzero(hard == k, as_tuple=True)
-            if xs.numel() < opts.min_pixels:
-                boxes[k] = None
-                continue
-            box = fit_box(torch.stack([xs, ys]).float(), opts.mask_bandwidth, opts.mask_margin,
-                          self.feature_hw)
-            boxes[k] = self._checked(_smoothed_box(box, previous.boxes.get(k), opts.size_smoothing,
-                                                   self.feature_hw))
+    def _mask_boxes(self, labels: Tensor, previous: dict[int, Box | None]) -> dict[int, Box | None]:
+        """Boxes of the objects of a propagated frame (soft labels (h * w, K)), fitted to its mask
+        decoded at the encoder's input size (official ``seg2bbox_v2`` on the x8-upsampled, min-max
+        normalised prediction), scaled to cells and smoothed against ``previous``. An object whose
+        previous box is None stays None, as there."""
+        index = decode_label_map(labels.T.reshape(-1, *self.feature_hw), self.preset, self.input_hw,
+                                 self.input_hw)
+        opts, scale, boxes = self.options, self._cells_per_pixel(), {}
+        for k, before in previous.items():
+            box = None if before is None else predicted_mask_box(
+                index, k, opts.mask_bandwidth_px, opts.kernel_sigma, opts.mask_margin)
+            # Clamped to the input image's size, not the map's, as the official test does (its
+            # ``adjust_bbox`` gets the frame's h, w there): a box may reach past the map's
+            # right or bottom edge; the cells it covers are clipped to the map where it is used.
+            boxes[k] = None if box is None else smoothed_box(scale_box(box, scale), before,
+                                                             opts.size_smoothing, self.input_hw)
         return boxes
 
-    def _checked(self, box: Box) -> Box | None:
-        small = min(box[2] - box[0], box[3] - box[1]) < self.options.min_box
-        return None if small else box
-
-    def _inside(self, box: Box) -> Tensor:
-        """(h * w,) bool: the cells of ``box`` on the feature map."""
+    def _cells(self, box: Box | None) -> Tensor:
+        """Flat indices of the cells of ``box`` on the feature map (none for None)."""
         mask = torch.zeros(self.feature_hw, dtype=torch.bool, device=self.device)
-        mask[box[1]:box[3], box[0]:box[2]] = True
-        return mask.flatten()
+        if box is not None:
+            mask[box[1]:box[3], box[0]:box[2]] = True
+        return mask.flatten().nonzero().squeeze(1)
 
 
 def track_options(track: bool | TrackOptions | None) -> TrackOptions | None:
