@@ -20,6 +20,15 @@ def davis_cell(r: dict) -> str:
     return f"{r['J&F-Mean']:.3f} ({r['J-Mean']:.3f} / {r['F-Mean']:.3f})"
 
 
+# UVC-track runs made before it followed test_with_track.py step by step (2026-12-06): their
+# results.json records options without the official Gaussian kernel (docs/uvc.md, "UVC-track").
+EARLIER_TRACK = "†"
+
+
+def track_cell(r: dict) -> str:
+    return davis_cell(r) + ("" if "kernel_sigma" in r.get("track", {}) else f" {EARLIER_TRACK}")
+
+
 def pck_cell(r: dict) -> str:
     return f"{r['PCK@0.1']:.3f} / {r['PCK@0.2']:.3f}"
 
@@ -33,7 +42,7 @@ COLUMNS = [
     ("DAVIS-16 J&F (J / F), `crw`", "davis-crw", davis_cell),
     ("DAVIS-16 J&F (J / F), `uvc`", "davis-uvc", davis_cell),
     ("DAVIS-16 J&F (J / F), `uvc` at temperature 20", "davis-uvc-t20", davis_cell),
-    ("DAVIS-16 J&F (J / F), `uvc` + UVC-track", "davis-uvc-track", davis_cell),
+    ("DAVIS-16 J&F (J / F), `uvc` + UVC-track", "davis-uvc-track", track_cell),
     ("DAVIS-16 J&F (J / F), `timecycle`", "davis-timecycle", davis_cell),
     ("DAVIS-16 J&F (J / F), `stt`", "davis-stt", davis_cell),
     ("JHMDB PCK@0.1 / @0.2, `crw`", "jhmdb", pck_cell),
@@ -84,6 +93,9 @@ def main(root: Path, earlier: Path | None) -> None:
           "2026-12-06 an Intel Xeon). These small sets are not comparable with the papers' "
           "DAVIS-2017 / JHMDB split-1 / full OTB numbers.\n")
     print(table(root, committed_cells(earlier) if earlier else None))
+    print(f"\n{EARLIER_TRACK} UVC-track of its earlier version (per-object fallback, flat-kernel mean shift, mask "
+          "boxes at feature resolution), before it followed `test_with_track.py` step by step on 2026-12-06 "
+          "(docs/uvc.md, \"UVC-track\"); `bash scripts/results.sh` reruns these cells.")
 
 
 if __name__ == "__main__":

@@ -43,3 +43,17 @@ def test_a_new_column_keeps_the_other_columns_cells(tmp_path, monkeypatch):
     cells = [c.strip() for c in row.strip("|").split("|")][1:]
     assert cells[0] == "0.610 (0.600 / 0.620)" and cells.count("not run") == len(results_table.COLUMNS) - 1
 
+
+
+def test_uvc_track_cells_of_the_earlier_version_are_marked(tmp_path):
+    """Runs whose recorded track options lack the official Gaussian kernel predate the faithful
+    UVC-track: their cells carry a mark and the table says what it means."""
+    for model, track in (("uvc_r18", {"mask_bandwidth": 2.5}), ("uvc_r18_ft", {"kernel_sigma": 4.0})):
+        folder = tmp_path / "results" / model / "davis-uvc-track"
+        folder.mkdir(parents=True)
+        folder.joinpath("results.json").write_text(
+            json.dumps({"J&F-Mean": 0.4, "J-Mean": 0.4, "F-Mean": 0.4, "track": track}))
+    rows = {line.split(" | ")[0][2:]: line for line in results_table.table(tmp_path / "results").splitlines()}
+    mark = results_table.EARLIER_TRACK
+    assert f"0.400 (0.400 / 0.400) {mark}" in rows[results_table.MODELS["uvc_r18"]]
+    assert mark not in rows[results_table.MODELS["uvc_r18_ft"]]
