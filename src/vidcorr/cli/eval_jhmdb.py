@@ -17,8 +17,15 @@ def register(tasks: argparse._SubParsersAction) -> None:
                     "JHMDB variant (square 320 input, see docs/keypoints.md), write per-frame "
                     "coordinates to OUT/predictions/ and PCK to OUT/results.json.",
     )
-    p.add_argument("--root", required=True, type=Path, help="JHMDB root (Rename_Images/, joint_positions/)")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    add_dataset_arguments(p)
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """Which JHMDB videos and frames are scored: shared by `eval jhmdb` and `score jhmdb`."""
+    p.add_argument("--root", required=True, type=Path, help="JHMDB root (Rename_Images/, joint_positions/)")
     splits = p.add_mutually_exclusive_group()
     splits.add_argument("--splits", type=Path, metavar="DIR",
                         help="folder with <class>_test_split<n>.txt files (default: ROOT, ROOT/splits)")
@@ -28,8 +35,13 @@ def register(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", type=comma_list, help="comma-separated subset of <class>/<video> names")
     p.add_argument("--include-first-frame", action="store_true",
                    help="also score frame 0 (STT does; UVC and CRW skip it, our default)")
-    add_model_arguments(p)
-    p.set_defaults(func=run)
+
+
+def dataset_from(args: argparse.Namespace):
+    """The `JhmdbDataset` that `add_dataset_arguments`' options name."""
+    from vidcorr.io.jhmdb import JhmdbDataset
+
+    return JhmdbDataset(args.root, split=args.split, splits=args.split_file or args.splits, videos=args.videos)
 
 
 def protocol_preset(args: argparse.Namespace, variant: Callable):
@@ -48,9 +60,8 @@ def protocol_preset(args: argparse.Namespace, variant: Callable):
 def run(args: argparse.Namespace) -> int:
     from vidcorr.io.atomic import atomic_dir
     from vidcorr.evaluate.jhmdb import format_pck_table, jhmdb_preset, run_jhmdb
-    from vidcorr.io.jhmdb import JhmdbDataset
 
-    dataset = JhmdbDataset(args.root, split=args.split, splits=args.split_file or args.splits, videos=args.videos)
+    dataset = dataset_from(args)
     if not dataset.split_files:
         print(f"note: {dataset.describe()}; evaluating every video")
     preset = protocol_preset(args, jhmdb_preset)

@@ -17,25 +17,36 @@ def register(tasks: argparse._SubParsersAction) -> None:
                     "the preset's VIP variant (square 560 input, see docs/vip.md), write predicted class "
                     "maps to OUT/<video>/ and mIoU / AP_part to OUT/results.json.",
     )
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    add_dataset_arguments(p)
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """Which VIP videos and frames are scored: shared by `eval vip` and `score vip`."""
     p.add_argument("--root", required=True, type=Path,
                    help="VIP_Fine (or its parent), or a VIPSeg-snippet root (images/, source/)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     p.add_argument("--split", default="val", help="VIP list lists/<split>_videos.txt (default: val)")
     p.add_argument("--videos", type=comma_list, help="comma-separated subset of the videos")
     p.add_argument("--layout", default="auto", choices=("auto", "vip", "vipseg"),
                    help="dataset layout (default: detected from the folders)")
     p.add_argument("--skip-first-frame", action="store_true",
                    help="do not score frame 0 (UVC and STT score it, our default)")
-    add_model_arguments(p)
-    p.set_defaults(func=run)
+
+
+def dataset_from(args: argparse.Namespace):
+    """The `VipDataset` that `add_dataset_arguments`' options name."""
+    from vidcorr.io.vip import VipDataset
+
+    return VipDataset(args.root, split=args.split, videos=args.videos, layout=args.layout)
 
 
 def run(args: argparse.Namespace) -> int:
     from vidcorr.io.atomic import atomic_dir
     from vidcorr.evaluate.vip import format_vip_table, run_vip, vip_preset
-    from vidcorr.io.vip import VipDataset
 
-    dataset = VipDataset(args.root, split=args.split, videos=args.videos, layout=args.layout)
+    dataset = dataset_from(args)
     preset = protocol_preset(args, vip_preset)
     encoder, info = load_model(args, preset)
     with atomic_dir(args.out) as tmp:

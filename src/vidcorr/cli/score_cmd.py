@@ -76,64 +76,56 @@ def run_tracking(args: argparse.Namespace) -> int:
 
 
 def register_vip(tasks: argparse._SubParsersAction) -> None:
+    from vidcorr.cli import eval_vip
+
     p = tasks.add_parser(
         "vip", help="VIP part mIoU of saved class maps",
         description="Score RESULTS/<video>/<frame>.png (predicted part-class maps, palette or grayscale PNGs "
                     "of class ids, as `vidcorr eval vip` writes them) with the same mIoU (docs/vip.md). "
                     "AP_part is not scored: the maps hold no part instances.",
     )
-    p.add_argument("--root", required=True, type=Path, help="VIP_Fine (or its parent), or a VIPSeg-snippet root")
+    eval_vip.add_dataset_arguments(p)
     p.add_argument("--results", required=True, type=Path, help="folder of per-video prediction folders")
-    p.add_argument("--split", default="val", help="VIP list lists/<split>_videos.txt (default: val)")
-    p.add_argument("--videos", type=comma_list, help="comma-separated subset of the videos")
-    p.add_argument("--layout", default="auto", choices=("auto", "vip", "vipseg"),
-                   help="dataset layout (default: detected from the folders)")
-    p.add_argument("--skip-first-frame", action="store_true", help="do not score frame 0 (as eval's flag)")
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
     p.set_defaults(func=run_vip)
 
 
 def run_vip(args: argparse.Namespace) -> int:
+    from vidcorr.cli.eval_vip import dataset_from
     from vidcorr.evaluate.vip import format_vip_table, score_vip
-    from vidcorr.io.vip import VipDataset
-    from vidcorr.metrics.davis import write_results_json
 
-    dataset = VipDataset(args.root, split=args.split, videos=args.videos, layout=args.layout)
-    results = score_vip(dataset, args.results, skip_first_frame=args.skip_first_frame)
-    print(format_vip_table(results))
-    out = _score_json(args)
-    write_results_json(results, out)
-    print(f"wrote {out}")
-    return 0
+    results = score_vip(dataset_from(args), args.results, skip_first_frame=args.skip_first_frame)
+    return _report(args, results, format_vip_table(results))
 
 
 def register_jhmdb(tasks: argparse._SubParsersAction) -> None:
+    from vidcorr.cli import eval_jhmdb
+
     p = tasks.add_parser(
         "jhmdb", help="JHMDB PCK@0.1 / PCK@0.2 of saved keypoints",
         description="Score RESULTS/<class>/<video>.json (per-frame joint coordinates in the format `vidcorr "
                     "eval jhmdb` writes to OUT/predictions/, docs/keypoints.md) with the same PCK.",
     )
-    p.add_argument("--root", required=True, type=Path, help="JHMDB root (Rename_Images/, joint_positions/)")
+    eval_jhmdb.add_dataset_arguments(p)
     p.add_argument("--results", required=True, type=Path,
                    help="folder of <class>/<video>.json (eval's OUT/predictions)")
-    splits = p.add_mutually_exclusive_group()
-    splits.add_argument("--splits", type=Path, metavar="DIR", help="folder of <class>_test_split<n>.txt (as for eval)")
-    splits.add_argument("--split-file", type=Path, action="append", metavar="FILE", help="one split file, repeatable")
-    p.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="split number (default: 1)")
-    p.add_argument("--videos", type=comma_list, help="comma-separated subset of <class>/<video> names")
-    p.add_argument("--include-first-frame", action="store_true", help="also score frame 0 (as eval's flag)")
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
     p.set_defaults(func=run_jhmdb)
 
 
 def run_jhmdb(args: argparse.Namespace) -> int:
+    from vidcorr.cli.eval_jhmdb import dataset_from
     from vidcorr.evaluate.jhmdb import format_pck_table, score_jhmdb
-    from vidcorr.io.jhmdb import JhmdbDataset
+
+    results = score_jhmdb(dataset_from(args), args.results, skip_first_frame=not args.include_first_frame)
+    return _report(args, results, format_pck_table(results))
+
+
+def _report(args: argparse.Namespace, results: dict, table: str) -> int:
+    """Print the table, write the results JSON (`_score_json`) and say where."""
     from vidcorr.metrics.davis import write_results_json
 
-    dataset = JhmdbDataset(args.root, split=args.split, splits=args.split_file or args.splits, videos=args.videos)
-    results = score_jhmdb(dataset, args.results, skip_first_frame=not args.include_first_frame)
-    print(format_pck_table(results))
+    print(table)
     out = _score_json(args)
     write_results_json(results, out)
     print(f"wrote {out}")
