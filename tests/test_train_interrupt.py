@@ -23,7 +23,21 @@ from vidcorr.models import load_encoder
 from vidcorr.train import TrainingInterrupted, load_checkpoint, train
 from vidcorr.train.distributed import shutdown
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "ctrl_c_as_in_a_terminal")
+
+
+@pytest.fixture
+def ctrl_c_as_in_a_terminal():
+    """SIGINT handled as in an interactive shell. A job started with ``&`` from a script (a CI
+    runner, nohup) inherits SIGINT ignored, and training rightly leaves an ignored signal alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _default_sigint() -> None:
+    """Popen's preexec_fn: the child starts with SIGINT at its default, as under a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def signal_at(step: int, signum: int, trajectory: list | None = None):
@@ -196,7 +210,8 @@ def test_loader_workers_ignore_ctrl_c(short_list: Path, tmp_path: Path) -> None:
             print(sum(1 for _ in batches), flush=True)
     """))
     trainer = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=_default_sigint)
     try:
         assert trainer.stdout.readline().strip() == "True"  # the server's children ignore SIGINT from birth
         for _ in range(3):
@@ -231,7 +246,8 @@ def _train_until(args: list[str], line: str, signum: int, group: bool, delay: fl
     and stderr. group: to the whole process group, as a terminal's Ctrl-C or torchrun (else to the
     trainer alone)."""
     trainer = subprocess.Popen([sys.executable, "-m", "vidcorr", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=_default_sigint)
     try:
         err = []
         for text in trainer.stderr:
