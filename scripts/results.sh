@@ -27,6 +27,11 @@ model_args() {  # released weights by file name, floors by name
 for model in $MODELS; do
   for task in $TASKS; do
     out="out/results/$model/$task"
+    # UVC-track of the earlier, simplified version (its options lack the official kernel_sigma):
+    # kept beside the table's results and run again (docs/uvc.md, "UVC-track")
+    if [ "$task" = davis-uvc-track ] && [ -f "$out/results.json" ] && ! grep -q kernel_sigma "$out/results.json"; then
+      mkdir -p "out/results-extra/$model" && mv "$out" "out/results-extra/$model/davis-uvc-track-v1"
+    fi
     [ -f "$out/results.json" ] && continue
     case "$task" in davis-*) ;; *) rm -rf "$out" ;; esac  # DAVIS runs resume sequence by sequence
     echo "== $model / $task" >&2
