@@ -52,13 +52,13 @@ def test_perfect_predictions_score_one(cli, tree, capsys):
     assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert "car-shadow" in out and "blackswan" in out and "J&F-Mean" in out
-    data = json.loads((results / "results.json").read_text())
+    data = json.loads((results / "score.json").read_text())
     assert all(data[k] == (0.0 if k.endswith("Decay") else 1.0) for k in GLOBAL_KEYS)
     assert list(data["per_object"]) == ["car-shadow_1", "blackswan_1"]
     assert set(data["per_object"]["blackswan_1"]) == set(GLOBAL_KEYS)
     assert data["per_sequence"]["car-shadow"] == {"J&F-Mean": 1.0, "J-Mean": 1.0, "F-Mean": 1.0, "n_objects": 1}
     assert data["protocol"]["task"] == "semi-supervised" and data["protocol"]["year"] == "2016"
-    plot = np.asarray(Image.open(results / "j_per_frame.png").convert("RGB"))
+    plot = np.asarray(Image.open(results / "score.j_per_frame.png").convert("RGB"))
     # both objects' lines lie on J = 1, the plot area's top row (y = 28): the second covers the first
     assert set(np.nonzero((plot[:, 56:520] == PALETTE[1]).all(axis=2))[0]) == {28}
     assert (plot[:, 520:] == PALETTE[0]).all(axis=2).any()  # the first one's legend entry
@@ -75,8 +75,21 @@ def test_shifted_predictions_subset_and_out(cli, tree, tmp_path):
     assert list(data["per_sequence"]) == ["blackswan"]
     assert 0.3 < data["J-Mean"] < 1.0 and data["F-Mean"] < 1.0  # 12 px is beyond F's 8 px tolerance
     assert data["J&F-Mean"] == (data["J-Mean"] + data["F-Mean"]) / 2
-    assert not (results / "results.json").exists()
+    assert not (results / "score.json").exists()
     assert (out.parent / "shifted.j_per_frame.png").is_file()
+
+
+def test_scoring_an_eval_folder_keeps_its_results_and_plot(cli, tree):
+    """`eval davis` writes results.json (model, timing) and j_per_frame.png into the folder that
+    `score davis --results` reads: scoring it again must not replace them."""
+    root, results = tree
+    _write_predictions(root, results)
+    (results / "results.json").write_text('{"model": "from eval"}')
+    (results / "j_per_frame.png").write_bytes(b"eval's plot")
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 0
+    assert json.loads((results / "results.json").read_text()) == {"model": "from eval"}
+    assert (results / "j_per_frame.png").read_bytes() == b"eval's plot"
+    assert json.loads((results / "score.json").read_text())["J&F-Mean"] == 1.0
 
 
 def test_missing_results_folder_exits_2_naming_it(cli, tree, capsys):
@@ -92,7 +105,7 @@ def test_missing_prediction_file_is_named(cli, tree, capsys):
     assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
     err = capsys.readouterr().err
     assert "blackswan/00003.png: prediction not found (1 of the 4 scored frames" in err
-    assert not (results / "results.json").exists() and not (results / "j_per_frame.png").exists()
+    assert not (results / "score.json").exists() and not (results / "score.j_per_frame.png").exists()
 
 
 def test_prediction_id_above_k_is_named(cli, tree, capsys):

@@ -174,8 +174,61 @@ def test_vot_baseline_is_vot_only_and_not_scored_as_ope(eval_and_score, vot_root
                            "--protocol", "vot-baseline", "--max-frames", "12"]) == 0
     capsys.readouterr()
     assert eval_and_score(["score", "vot", "--root", str(vot_root), "--results", str(out)]) == 2
-    assert "holds VOT baseline trajectories" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds VOT baseline trajectories" in err and "score them with --protocol vot-baseline" in err
     assert not (out / "score.json").exists()
+    with pytest.raises(SystemExit):  # OTB has no baseline protocol to score either
+        eval_and_score(["score", "otb", "--root", str(otb_root), "--results", str(out), "--protocol", "vot-baseline"])
+
+
+def test_score_of_baseline_trajectories_equals_eval_results(eval_and_score, vot_root, tmp_path, capsys):
+    """`score vot --protocol vot-baseline` on eval's trajectory files gives eval's numbers exactly,
+    also for an `eval --max-frames` run (scored with the same --max-frames); a trajectory that is
+    missing or has a line too few is named."""
+    gt_file = vot_root / "ball1" / "groundtruth.txt"
+    lines = gt_file.read_text().splitlines()
+    lines[8] = "0,0,4,0,4,4,0,4"  # a failure on frame 9: codes, skipped frames and a re-initialisation to score
+    gt_file.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert eval_and_score(["eval", "vot", "--root", str(vot_root), "--out", str(out), "--features", "lab-pixels",
+                           "--protocol", "vot-baseline", "--max-frames", "20"]) == 0
+    evaluated = json.loads((out / "results.json").read_text())
+    assert evaluated["failures"] >= 1
+    capsys.readouterr()
+    score = ["score", "vot", "--root", str(vot_root), "--results", str(out), "--protocol", "vot-baseline"]
+    assert eval_and_score([*score, "--max-frames", "20"]) == 0
+    printed = capsys.readouterr().out
+    scored = json.loads((out / "score.json").read_text())
+    shared = ("benchmark", "protocol_name", "protocol", "burnin", "accuracy", "accuracy_pooled", "robustness",
+              "failures", "eao", "max_frames")
+    assert {k: scored[k] for k in shared} == {k: evaluated[k] for k in shared}
+    assert scored["per_sequence"] == {name: {k: v for k, v in seq.items() if k not in RUN_ONLY}
+                                      for name, seq in evaluated["per_sequence"].items()}
+    for absent in ("tracker", "settings", "model", "timing", "skip_initialize"):
+        assert absent not in scored
+    assert "failures" in printed and "frames/s" not in printed and "score.success_plot.png" not in printed
+    assert not (out / "score.success_plot.png").exists()  # no success curves under this protocol
+    assert eval_and_score(score) == 2  # all 30 ground-truth frames, 20 trajectory lines
+    assert "ball1_001.txt: 20 lines but 30 ground-truth lines in " in capsys.readouterr().err
+    (out / "baseline" / "ball1" / "ball1_001.txt").unlink()
+    assert eval_and_score([*score, "--max-frames", "20"]) == 2
+    assert "ball1_001.txt: trajectory not found" in capsys.readouterr().err
+
+
+def test_score_max_frames_scores_an_eval_max_frames_run(eval_and_score, otb_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert eval_and_score(["eval", "otb", "--root", str(otb_root), "--out", str(out), "--features", "lab-pixels",
+                           "--max-frames", "12"]) == 0
+    evaluated = json.loads((out / "results.json").read_text())
+    score = ["score", "otb", "--root", str(otb_root), "--results", str(out)]
+    assert eval_and_score(score) == 2
+    assert f"Soccer.txt: 12 boxes but {N_FRAMES} ground-truth lines" in capsys.readouterr().err
+    assert eval_and_score([*score, "--max-frames", "1"]) == 2
+    assert "--max-frames must be at least 2, got 1" in capsys.readouterr().err
+    assert eval_and_score([*score, "--max-frames", "12"]) == 0
+    scored = json.loads((out / "score.json").read_text())
+    assert scored["max_frames"] == 12 and scored["per_sequence"]["Soccer"]["frames"] == 12
+    assert {k: scored[k] for k in SHARED_KEYS} == {k: evaluated[k] for k in SHARED_KEYS}
 
 
 @pytest.mark.parametrize(
@@ -226,9 +279,9 @@ def test_score_of_eval_boxes_equals_eval_results(eval_and_score, benchmark, otb_
     assert {k: scored[k] for k in SHARED_KEYS} == {k: evaluated[k] for k in SHARED_KEYS}
     assert scored["per_sequence"] == {name: {k: v for k, v in seq.items() if k not in RUN_ONLY}
                                       for name, seq in evaluated["per_sequence"].items()}
-    for absent in ("tracker", "settings", "preset", "model", "max_frames", "timing"):
+    for absent in ("tracker", "settings", "preset", "model", "timing"):
         assert absent not in scored
-    assert scored["results"] == str(out)
+    assert scored["results"] == str(out) and scored["max_frames"] is None
     assert f"{evaluated['success_auc']:.4f}" in printed and "frames/s" not in printed
     assert json.loads((out / "results.json").read_text()) == evaluated  # eval's own file is left alone
     with Image.open(out / "score.success_plot.png") as plot:

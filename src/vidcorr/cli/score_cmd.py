@@ -6,9 +6,9 @@ Each task is one sub-parser of `score`, added by a function in `TASK_REGISTRARS`
 itself lives in the task's `vidcorr.evaluate` module, shared with `eval`, so both give the same
 numbers on the same saved predictions.
 
-Default output of the tasks other than davis: ``RESULTS/score.json``, not ``results.json``: the
-results folder is usually an `eval` output, whose results.json also holds what only the run knew
-(model, preset, timing).
+Default output of every task: ``RESULTS/score.json``, not ``results.json``: the results folder is
+usually an `eval` output, whose results.json also holds what only the run knew (model, preset,
+timing) and must not be overwritten by a score of the same predictions.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vidcorr.cli.common import comma_list
+from vidcorr.errors import VidcorrError
 
 
 def register_davis(tasks: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def register_davis(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
     p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
     p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split's sequences")
-    p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/results.json)")
+    p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json, its plot RESULTS/score.j_per_frame.png)")
     p.set_defaults(func=run_davis)
 
 
@@ -43,7 +44,7 @@ def run_davis(args: argparse.Namespace) -> int:
     results = score_davis(args.root, args.results, year=args.year, split=args.split, sequences=args.sequences,
                           per_frame=True)
     print(format_results_table(results))
-    out = args.out if args.out is not None else args.results / "results.json"
+    out = _score_json(args)
     plot = write_davis_results(results, out)
     print(f"wrote {out} and {plot}")
     return 0
@@ -52,14 +53,25 @@ def run_davis(args: argparse.Namespace) -> int:
 def register_tracking(tasks: argparse._SubParsersAction) -> None:
     for benchmark in ("otb", "vot"):
         p = tasks.add_parser(
-            benchmark, help=f"{benchmark.upper()} success AUC / precision@20px of saved boxes",
+            benchmark, help=f"{benchmark.upper()} success AUC / precision@20px of saved boxes"
+                            + (" (or VOT baseline accuracy / failures of saved trajectories)" if benchmark == "vot" else ""),
             description=f"Score RESULTS/<seq>.txt (one 1-based x,y,w,h box per frame, OTB results format, as "
                         f"`vidcorr eval {benchmark}` writes them) against every sequence under --root with "
-                        "OTB's one-pass evaluation (docs/tracking.md).",
+                        "OTB's one-pass evaluation (docs/tracking.md)."
+                        + (" With --protocol vot-baseline: RESULTS/baseline/<seq>/<seq>_001.txt (VOT toolkit "
+                           "trajectories, as `eval vot --protocol vot-baseline` writes them), scored with VOT's "
+                           "accuracy and failures." if benchmark == "vot" else ""),
         )
         p.add_argument("--root", required=True, type=Path, help=f"benchmark root folder (as for eval {benchmark})")
         p.add_argument("--results", required=True, type=Path, help="folder of <seq>.txt box files")
         p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the sequences")
+        p.add_argument("--max-frames", type=int,
+                       help="score only the first N frames of each sequence (files of `eval --max-frames N`)")
+        if benchmark == "vot":
+            p.add_argument("--protocol", choices=("ope", "vot-baseline"), default="ope",
+                           help="ope (default): <seq>.txt boxes; vot-baseline: baseline/<seq>/<seq>_001.txt")
+        else:
+            p.set_defaults(protocol="ope")
         p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
         p.set_defaults(func=run_tracking, benchmark=benchmark)
 
@@ -67,11 +79,14 @@ def register_tracking(tasks: argparse._SubParsersAction) -> None:
 def run_tracking(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.tracking import format_results_table, score_tracking, write_tracking_results
 
-    results = score_tracking(args.root, args.results, benchmark=args.benchmark, sequences=args.sequences)
+    if args.max_frames is not None and args.max_frames < 2:
+        raise VidcorrError(f"--max-frames must be at least 2, got {args.max_frames}")
+    results = score_tracking(args.root, args.results, benchmark=args.benchmark, protocol=args.protocol,
+                             sequences=args.sequences, max_frames=args.max_frames)
     print(format_results_table(results))
     out = _score_json(args)
     plot = write_tracking_results(results, out)
-    print(f"wrote {out} and {plot}")
+    print(f"wrote {out}" + (f" and {plot}" if plot else ""))
     return 0
 
 

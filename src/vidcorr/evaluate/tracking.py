@@ -14,10 +14,10 @@ Outputs in ``out_dir``. OPE: ``<seq>.txt`` predicted boxes in OTB format (1-base
 Baseline: ``baseline/<seq>/<seq>_001.txt`` (the VOT toolkit's results layout and trajectory format)
 and ``results.json``.
 
-`score_tracking` scores such OPE ``<seq>.txt`` files (ours or another tracker's) without a model
-(`vidcorr score otb|vot`). Both paths score a sequence from the file written, read back, so
-``score`` on ``eval``'s files gives ``eval``'s numbers exactly; the baseline is scored from its
-trajectory file read back too.
+`score_tracking` scores such files (ours or another tracker's) without a model (`vidcorr score
+otb|vot`): OPE ``<seq>.txt`` boxes, or baseline trajectories. ``eval`` scores each sequence from the
+file it wrote, read back, with the same function (`score_result_file`, `score_trajectory_file`), so
+``score`` on ``eval``'s files gives ``eval``'s numbers exactly.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from vidcorr.io.tracking import (
     write_otb_boxes,
     write_vot_trajectory,
 )
+from vidcorr.io.images import image_size, list_frame_files
 from vidcorr.io.video import open_frames
 from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.tracking import (
@@ -195,12 +196,16 @@ def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path,
                   leave=False)
     status, boxes, frame_wh = run_supervised(build_tracker(encoder, settings, device), frames, seq.boxes[:n], polygons)
     elapsed = time.perf_counter() - start
-    path = out_dir / "baseline" / seq.name / f"{seq.name}_001.txt"
+    path = trajectory_file(out_dir, seq.name)
     path.parent.mkdir(parents=True)
     write_vot_trajectory(path, status, boxes)
-    # Scored as written (4 decimals), as the toolkit reads the file.
-    written_status, written_boxes = read_vot_trajectory(path)
-    return _timed(score_supervised(written_status, written_boxes, polygons, frame_wh), n, elapsed)
+    # Scored as written (4 decimals), as `score` and the toolkit read the file.
+    return _timed(score_trajectory_file(path, polygons, frame_wh, seq.annotation), n, elapsed)
+
+
+def trajectory_file(results_dir: Path, sequence: str) -> Path:
+    """Where the VOT toolkit keeps a baseline trajectory: ``baseline/<seq>/<seq>_001.txt`` (run 1)."""
+    return results_dir / "baseline" / sequence / f"{sequence}_001.txt"
 
 
 def run_tracking(
@@ -223,12 +228,7 @@ def run_tracking(
     max_frames: track and score only the first N frames of each sequence (smoke tests, quick runs).
     Returns the results dict written to ``results.json``.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
-    if protocol == "vot-baseline" and benchmark != "vot":
-        raise ValueError(f"the vot-baseline protocol needs VOT sequences, not {benchmark}")
-    if max_frames is not None and max_frames < 2:
-        raise ValueError(f"max_frames must be at least 2, got {max_frames}")
+    _check_protocol(benchmark, protocol, max_frames)
     seqs = discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -248,13 +248,27 @@ def run_tracking(
     if protocol == "ope":
         results = {"benchmark": benchmark, "protocol_name": "ope", "protocol": PROTOCOL_NOTE, **run,
                    **_score_fields(per_sequence), **timing}
-        write_tracking_results(results, out_dir / "results.json")
     else:
         results = {"benchmark": benchmark, "protocol_name": protocol, "protocol": BASELINE_NOTE, **run,
-                   "skip_initialize": SKIP_INITIALIZE, "burnin": BURNIN, **average_supervised(per_sequence),
-                   "eao": None, "per_sequence": per_sequence, **timing}
-        write_results_json(results, out_dir / "results.json")
+                   "skip_initialize": SKIP_INITIALIZE, **_baseline_fields(per_sequence), **timing}
+    write_tracking_results(results, out_dir / "results.json")
     return results
+
+
+def _check_protocol(benchmark: Benchmark, protocol: str, max_frames: int | None) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    if protocol == "vot-baseline" and benchmark != "vot":
+        raise ValueError(f"the vot-baseline protocol needs VOT sequences, not {benchmark}")
+    if max_frames is not None and max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2, got {max_frames}")
+
+
+def _length_mismatch(path: Path, what: str, found: int, expected: int, annotation: Path) -> InputError:
+    """The error for a predictions file without exactly one line per scored ground-truth line."""
+    first_unmatched = min(found, expected) + 1
+    return InputError(path, f"{found} {what} but {expected} ground-truth lines in {annotation}; line "
+                            f"{first_unmatched} {'has no ground truth' if found > expected else 'is missing'}")
 
 
 def score_result_file(path: Path, gt: np.ndarray, annotation: Path) -> dict:
@@ -262,10 +276,19 @@ def score_result_file(path: Path, gt: np.ndarray, annotation: Path) -> dict:
     ``annotation`` (named in the error when the file does not have one box per ground-truth line)."""
     pred = read_result_boxes(path)
     if len(pred) != len(gt):
-        first_unmatched = min(len(pred), len(gt)) + 1
-        raise InputError(path, f"{len(pred)} boxes but {len(gt)} ground-truth lines in {annotation}; line "
-                               f"{first_unmatched} {'has no ground truth' if len(pred) > len(gt) else 'is missing'}")
+        raise _length_mismatch(path, "boxes", len(pred), len(gt), annotation)
     return score_sequence(gt, pred)
+
+
+def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int, int], annotation: Path) -> dict:
+    """`score_supervised` of a VOT trajectory file (`read_vot_trajectory`) against polygons (T, 2K)
+    read from ``annotation``, in frames of size frame_wh (W, H)."""
+    if not path.is_file():
+        raise InputError(path, "trajectory not found (VOT toolkit layout: baseline/<seq>/<seq>_001.txt)")
+    status, boxes = read_vot_trajectory(path)
+    if len(status) != len(polygons):
+        raise _length_mismatch(path, "lines", len(status), len(polygons), annotation)
+    return score_supervised(status, boxes, polygons, frame_wh)
 
 
 def score_tracking(
@@ -273,25 +296,40 @@ def score_tracking(
     results_dir: str | Path,
     *,
     benchmark: Benchmark,
+    protocol: str = "ope",
     sequences: Sequence[str] | None = None,
+    max_frames: int | None = None,
 ) -> dict:
-    """Score ``results_dir/<seq>.txt`` (OTB-format boxes, one line per frame) for every sequence.
+    """Score saved predictions of every sequence under ``protocol``, as `run_tracking` scores its own.
 
+    ope: ``results_dir/<seq>.txt`` (OTB-format boxes, one line per frame); vot-baseline (VOT only):
+    ``results_dir/baseline/<seq>/<seq>_001.txt`` (`trajectory_file`; VOT trajectory codes and boxes).
+    max_frames: score only the first N ground-truth frames (files of an ``eval --max-frames N`` run).
     The results dict has `run_tracking`'s schema without what only a run knows (tracker, settings,
-    preset, model, max_frames, timing, per-sequence seconds); ``results`` names the folder scored.
-    Every file is read and checked before anything is returned; nothing is written here.
+    preset, model, timing, per-sequence seconds, the baseline's skip_initialize); ``results`` names
+    the folder scored. Every file is read and checked before anything is returned; nothing is written.
     """
+    _check_protocol(benchmark, protocol, max_frames)
     results_dir = Path(results_dir)
     seqs = discover_sequences(root, benchmark, sequences)
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
+    scored = {"benchmark": benchmark, "protocol_name": protocol, "results": str(results_dir), "max_frames": max_frames}
+    if protocol == "vot-baseline":
+        per_sequence = {}
+        for seq in seqs:
+            polygons = read_vot_polygons(seq.annotation)[:max_frames]
+            height, width = image_size(list_frame_files(seq.frames_dir)[0])
+            per_sequence[seq.name] = score_trajectory_file(trajectory_file(results_dir, seq.name), polygons,
+                                                           (width, height), seq.annotation)
+        return {**scored, "protocol": BASELINE_NOTE, **_baseline_fields(per_sequence)}
     if (results_dir / "baseline").is_dir():
         raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
-                                      "`eval vot --protocol vot-baseline`); `score` scores OPE boxes (<seq>.txt)")
-    per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes, seq.annotation)
+                                      "`eval vot --protocol vot-baseline`): score them with --protocol vot-baseline")
+    per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes[:max_frames],
+                                                seq.annotation)
                     for seq in seqs}
-    return {"benchmark": benchmark, "protocol_name": "ope", "protocol": PROTOCOL_NOTE, "results": str(results_dir),
-            **_score_fields(per_sequence)}
+    return {**scored, "protocol": PROTOCOL_NOTE, **_score_fields(per_sequence)}
 
 
 def _score_fields(per_sequence: dict[str, dict]) -> dict:
@@ -304,14 +342,23 @@ def _score_fields(per_sequence: dict[str, dict]) -> dict:
     }
 
 
-def write_tracking_results(results: dict, path: str | Path) -> Path:
-    """Write results to ``path`` (JSON) and the success plot beside it; returns the plot's path.
+def _baseline_fields(per_sequence: dict[str, dict]) -> dict:
+    """The combined scores and per-sequence scores that `eval` and `score` baseline results share."""
+    return {"burnin": BURNIN, **average_supervised(per_sequence), "eao": None, "per_sequence": per_sequence}
+
+
+def write_tracking_results(results: dict, path: str | Path) -> Path | None:
+    """Write results to ``path`` (JSON) and, for OPE, the success plot beside it; returns the plot's
+    path (None for vot-baseline results, which have no success curves).
 
     The plot is ``success_plot.png`` beside a ``results.json``, else ``<name>.success_plot.png``.
     """
     path = Path(path)
-    plot = path.with_name("success_plot.png") if path.name == "results.json" else path.with_suffix(".success_plot.png")
-    draw_success_plot(results, plot)
+    plot = None
+    if results["protocol_name"] == "ope":
+        plot = (path.with_name("success_plot.png") if path.name == "results.json"
+                else path.with_suffix(".success_plot.png"))
+        draw_success_plot(results, plot)
     write_results_json(results, path)
     return plot
 
@@ -337,16 +384,18 @@ def format_results_table(results: dict) -> str:
 
 
 def _format_baseline_table(results: dict) -> str:
-    """Per-sequence accuracy, failures and speed of a vot-baseline run, then the combined scores."""
+    """Per-sequence accuracy, failures and (for a run, not a `score`) speed of vot-baseline results,
+    then the combined scores."""
     seqs = results["per_sequence"]
+    timed = "timing" in results
     width = max([len("sequence"), len("average"), *map(len, seqs)])
-    lines = [f"{'sequence':<{width}}  frames  scored  accuracy  failures  frames/s"]
+    lines = [f"{'sequence':<{width}}  frames  scored  accuracy  failures" + ("  frames/s" if timed else "")]
     for name, s in seqs.items():
         lines.append(f"{name:<{width}}  {s['frames']:>6d}  {s['scored_frames']:>6d}  {s['accuracy']:>8.4f}  "
-                     f"{s['failures']:>8d}  {s['frames_per_second']:>8.2f}")
+                     f"{s['failures']:>8d}" + (f"  {s['frames_per_second']:>8.2f}" if timed else ""))
     total, scored = (sum(s[k] for s in seqs.values()) for k in ("frames", "scored_frames"))
     lines.append(f"{'average':<{width}}  {total:>6d}  {scored:>6d}  {results['accuracy']:>8.4f}  "
-                 f"{results['robustness']:>8.2f}  {results['timing']['frames_per_second']:>8.2f}")
+                 f"{results['robustness']:>8.2f}" + (f"  {results['timing']['frames_per_second']:>8.2f}" if timed else ""))
     lines.append(f"accuracy (mean over sequences) {results['accuracy']:.4f}, pooled over frames "
                  f"{results['accuracy_pooled']:.4f}; failures {results['failures']} in all, robustness "
                  f"{results['robustness']:.2f} failures per sequence; EAO not computed (needs a whole dataset)")
