@@ -312,6 +312,29 @@ def test_a_nan_first_keypoint_is_absent_or_an_error_if_marked_visible(tmp_path):
         api.propagate_keypoints(frames, first, visible=[True, True, True], encoder=PatchEncoder())
 
 
+def test_a_first_frame_without_any_visible_keypoint_is_refused_at_the_call(tmp_path):
+    """Every keypoint absent (NaN / null) or marked not visible: nothing to propagate. It was accepted
+    and yielded NaN for every keypoint on every frame without a word."""
+    frames, _ = _texture_video(n_frames=2)
+    nothing = r"no keypoint is visible in the first frame \(all 2 have no position or are marked not visible\): " \
+              r"there is nothing to propagate"
+    with pytest.raises(InputError, match="^" + nothing):
+        api.propagate_keypoints(frames, [[np.nan, np.nan], [np.nan, np.nan]], encoder=PatchEncoder())
+    with pytest.raises(InputError, match="^" + nothing):
+        api.propagate_keypoints(frames, [[10.0, 12.0], [50.0, 40.0]], visible=[False, False], encoder=PatchEncoder())
+    absent, hidden, shown = tmp_path / "absent.json", tmp_path / "hidden.json", tmp_path / "shown.json"
+    absent.write_text(json.dumps({"keypoints": [None, None]}))
+    hidden.write_text(json.dumps({"keypoints": [[10, 12], [50, 40]], "visible": [False, False]}))
+    shown.write_text(json.dumps({"keypoints": [[10, 12], [50, 40]]}))
+    for path in (absent, hidden):
+        with pytest.raises(InputError, match=f"{path.name}: {nothing}"):
+            api.propagate_keypoints(frames, path, encoder=PatchEncoder())
+    with pytest.raises(InputError, match=f"{shown.name}: {nothing}"):  # the file's list replaced from Python
+        api.propagate_keypoints(frames, shown, visible=[False, False], encoder=PatchEncoder())
+    assert len(list(api.propagate_keypoints(frames, shown, visible=[False, True], encoder=PatchEncoder(),
+                                            preset=_crw_small()))) == 2  # one visible keypoint is enough
+
+
 def test_a_preset_name_in_another_case_is_refused_with_the_name_to_use(capsys):
     """Exact lower-case names, as the command line's --preset choices: the API says which one was meant."""
     frames, masks = _texture_video(n_frames=2)
@@ -323,6 +346,24 @@ def test_a_preset_name_in_another_case_is_refused_with_the_name_to_use(capsys):
     with pytest.raises(SystemExit):
         main(["propagate", "clip.mp4", "--mask", "m.png", "--out", "o", "--preset", "CRW"])
     assert "invalid choice: 'CRW'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", [None, 3])
+def test_a_preset_that_is_neither_a_name_nor_a_preset_is_refused_at_the_call(preset):
+    """preset=None is not the default (the signatures' default is "crw"): it was passed on and failed
+    later as "'NoneType' object has no attribute 'size'" (or 'with_overrides', 'feature_layer')."""
+    frames, masks = _texture_video(n_frames=2)
+    message = rf"preset must be a name \(crw, uvc, timecycle, stt\) or a PropagationPreset, got {preset}; " \
+              r"leave it out for the default, 'crw'"
+    calls = [lambda: api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), preset=preset),
+             lambda: api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), preset=preset, k=3),
+             lambda: api.mask_tracker(encoder=PatchEncoder(), preset=preset),
+             lambda: api.propagate_keypoints(frames, [[10.0, 10.0]], encoder=PatchEncoder(), preset=preset),
+             lambda: api.encoder_for(preset, features="lab-pixels"),
+             lambda: customised_preset(preset)]
+    for call in calls:
+        with pytest.raises(ValueError, match=message):
+            call()
 
 
 def test_cuda_without_a_gpu_is_refused_at_the_call(monkeypatch):

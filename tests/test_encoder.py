@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -175,3 +176,44 @@ def test_inference_encoder_refuses_weights_on_the_meta_device():
 
     with pytest.raises(ValueError, match=r"encoder Conv2d has weights on the meta device .*load_state_dict"):
         inference_encoder(torch.nn.Conv2d(3, 4, 3, device="meta"), "cpu")
+
+
+META_FACTORIES = '''
+import torch
+from torch import nn
+
+
+def meta_conv():
+    return nn.Conv2d(3, 8, 8, stride=8, device="meta")
+
+
+def meta_built():
+    with torch.device("meta"):
+        return nn.Sequential(nn.Conv2d(3, 8, 8, stride=8), nn.BatchNorm2d(8))
+'''
+
+
+@pytest.mark.parametrize("factory", ["meta_conv", "meta_built"])
+def test_an_encoder_factory_with_meta_weights_gets_the_meta_message(tmp_path, capsys, factory):
+    """`--encoder FILE:FACTORY` returning an unloaded (meta) module: a Conv2d passed the probe and died in
+    a raw "Cannot copy out of meta tensor" traceback; a Sequential failed the probe with torch's "Tensor on
+    device meta is not on the expected device cpu". Now one line that says the weights were never loaded."""
+    from PIL import Image
+
+    from vidcorr.cli import main
+    from vidcorr.errors import VidcorrError
+    from vidcorr.models.external import load_external_encoder
+
+    module = tmp_path / "unloaded.py"
+    module.write_text(META_FACTORIES)
+    meta = "has weights on the meta device (shapes only, no data): load its weights"
+    with pytest.raises(VidcorrError, match=rf"^--encoder .*unloaded.py:{factory}: .*{re.escape(meta)}"):
+        load_external_encoder(f"{module}:{factory}")
+    frames, out = tmp_path / "frames", tmp_path / "out"
+    frames.mkdir()
+    for t in range(2):
+        Image.new("RGB", (64, 48)).save(frames / f"{t:05d}.png")
+    code = main(["propagate", str(frames), "--box", "8,8,16,16", "--out", str(out), "--encoder", f"{module}:{factory}"])
+    err = capsys.readouterr().err
+    assert code == 2 and meta in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

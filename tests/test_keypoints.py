@@ -163,6 +163,29 @@ def test_null_and_nan_keypoints_are_absent_unless_marked_visible(tmp_path):
         read_keypoints_json(_write(tmp_path, '{"keypoints": [[Infinity, 2]], "visible": [false]}'))
 
 
+@pytest.mark.parametrize("first", [{"keypoints": [None, None]},
+                                   {"keypoints": [[10, 12], [50, 40]], "visible": [False, False]}])
+def test_propagate_refuses_a_first_frame_without_a_visible_keypoint(tmp_path, capsys, first):
+    """`vidcorr propagate --keypoints`: every keypoint absent or hidden wrote a keypoints.json of nulls
+    and exited 0. Now one line naming the file, exit 2, and no output folder."""
+    from PIL import Image
+
+    from vidcorr.cli import main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for t in range(2):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(frames / f"{t:05d}.png")
+    path, out = _write(tmp_path, first), tmp_path / "out"
+    code = main(["propagate", str(frames), "--keypoints", str(path), "--out", str(out), "--features", "lab-pixels"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{path}: no keypoint is visible in the first frame (all 2 have no position or are marked not " \
+           "visible): there is nothing to propagate" in err
+    assert not out.exists()
+
+
 def test_a_nan_first_keypoint_is_not_propagated_or_marked_visible():
     """A NaN keypoint used to be drawn as a NaN heatmap and yielded as visible on frame 0."""
     from vidcorr.presets import customised_preset

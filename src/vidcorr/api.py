@@ -93,7 +93,8 @@ def encoder_for(
     preset: PresetLike = DEFAULT_PRESET, weights: str | Path | None = None, features: str | None = None
 ) -> nn.Module:
     """The encoder a preset propagates with: weights (default: the shipped default weights) cut at
-    the preset's layer, or an untrained floor (``features="lab-pixels" | "random-resnet18"``)."""
+    the preset's layer, or an untrained floor (``features="lab-pixels" | "random-resnet18"``).
+    preset: as `propagate_masks`."""
     return resolve_encoder(customised_preset(preset), weights, features)[0]
 
 
@@ -114,7 +115,8 @@ def propagate_masks(
     video: a video file or folder of frames, or RGB uint8 frames (H, W, 3) in order (float, uint16,
     gray, RGBA and torch frames are converted: `vidcorr.io.frames.as_rgb_frame`; BGR is not
     detected). first_mask: the first frame's object ids (H, W) 0..254 (255 = void), or an indexed /
-    0-255 binary PNG.
+    0-255 binary PNG. preset: a name (``"crw"``, the default, ``"uvc"``, ``"timecycle"``, ``"stt"``)
+    or a `PropagationPreset`; None is a ValueError, not the default.
     encoder: default `encoder_for(preset)`. size (input short side) and knobs (``k``,
     ``temperature``, ``radius``, ``n_previous``, ``window_first``) change the preset. track: UVC-track
     (UVC's "ours-track", `vidcorr.track_uvc`: each object carried box to box), True for the
@@ -164,7 +166,8 @@ def propagate_keypoints(
     keypoints: the first frame's (J, 2) x, y in 0-based pixels, or a keypoints JSON file
     (docs/keypoints.md; its "visible" list applies). A keypoint without a position on the first
     frame is NaN (``null`` in the file): with ``visible`` not given it is simply not visible; marked
-    visible it is an `InputError` naming it. visible: (J,) bool, replacing the file's list. The
+    visible it is an `InputError` naming it. No keypoint visible on the first frame (nothing to
+    propagate) is an `InputError` too. visible: (J,) bool, replacing the file's list. The
     yielded points are NaN where a keypoint is lost or not visible. Each keypoint travels as a
     Gaussian heatmap channel and is read back as the preset's codec does
     (`vidcorr.keypoints.codec_for`). Other arguments as `propagate_masks`.

@@ -302,7 +302,16 @@ def _keypoint(k: int, names: list[str] | None) -> str:
 
 
 def check_first_keypoints(kps: KeypointSet, frame_hw: tuple[int, int], path: str | Path | None = None) -> KeypointSet:
-    """Every visible keypoint must lie on the first frame (H, W); `InputError` naming path and the point."""
+    """Every visible keypoint must lie on the first frame (H, W), and at least one must be visible;
+    `InputError` naming path (and the point).
+
+    The one check both the command line and `vidcorr.propagate_keypoints` run on the final first-frame
+    visibility (after a ``visible=`` that replaces the file's list).
+    """
+    if not kps.visible.any():
+        # Propagating no keypoint at all gave an all-null result without a word.
+        raise InputError(path, f"no keypoint is visible in the first frame (all {len(kps.visible)} have no position "
+                               f"or are marked not visible): there is nothing to propagate")
     h, w = frame_hw
     x, y = kps.points[:, 0], kps.points[:, 1]
     outside = kps.visible & ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5))

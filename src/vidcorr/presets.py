@@ -204,10 +204,16 @@ def customised_preset(
 ) -> PropagationPreset:
     """A preset (by name or as given) with a user's changes.
 
+    preset: a name (`get_preset`) or a `PropagationPreset`; anything else, None included, is a
+    ValueError: None is not read as the default (leave the argument out for that).
     size: input short side in pixels instead of the preset's sizing (a preset that floors its long
     side to a multiple keeps doing so). knobs: `PropagationPreset.with_overrides` keys, e.g. ``k``,
     ``temperature``, ``radius``, ``n_previous``, ``window_first``.
     """
+    if not isinstance(preset, (str, PropagationPreset)):
+        # None came back as the "preset" and failed later as "'NoneType' object has no attribute ...".
+        raise ValueError(f"preset must be a name ({', '.join(PRESETS)}) or a PropagationPreset, got {preset!r}; "
+                         f"leave it out for the default, {DEFAULT_PRESET!r}")
     base = get_preset(preset) if isinstance(preset, str) else preset
     changes = dict(knobs)
     if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):

@@ -138,6 +138,14 @@ class FrameEncoder(nn.Module):
         return f"stride={self.stride}, out_channels={self.out_channels}"
 
 
+def check_weights_hold_data(module: nn.Module) -> None:
+    """ValueError naming ``module``'s class when a parameter or buffer is on the meta device (shapes
+    only, no data: a module built under ``torch.device("meta")`` whose weights were never loaded)."""
+    if any(t.is_meta for t in [*module.parameters(), *module.buffers()]):
+        raise ValueError(f"encoder {type(module).__name__} has weights on the meta device (shapes only, no "
+                         "data): load its weights (e.g. module.to_empty(device=...) then load_state_dict) first")
+
+
 def inference_encoder(encoder: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """``encoder`` made ready for propagation on ``device``, in eval mode.
 
@@ -150,10 +158,8 @@ def inference_encoder(encoder: nn.Module, device: str | torch.device = "cpu") ->
     mode, on a copy when it lives on another device. Weights on the meta device: ValueError.
     """
     device = torch.device(device)
-    if any(t.is_meta for t in [*encoder.parameters(), *encoder.buffers()]):
-        # .to(device) would fail with torch's "Cannot copy out of meta tensor" and no module named
-        raise ValueError(f"encoder {type(encoder).__name__} has weights on the meta device (shapes only, no "
-                         "data): load its weights (e.g. module.to_empty(device=...) then load_state_dict) first")
+    # .to(device) would fail with torch's "Cannot copy out of meta tensor" and no module named
+    check_weights_hold_data(encoder)
     if not (isinstance(encoder, FrameEncoder) and isinstance(encoder.backbone, ResNetBackbone)):
         return EvalModeCall(encoder if _lives_on(encoder, device) else copy.deepcopy(encoder).to(device))
     ready = FrameEncoder(

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from vidcorr.errors import InputError, VidcorrError
-from vidcorr.models.encoder import EvalModeCall, feature_problem
+from vidcorr.models.encoder import EvalModeCall, check_weights_hold_data, feature_problem
 
 # Divisible by 8, 14 and 16, the strides and patch sizes of the usual backbones.
 PROBE_HW = (112, 112)
@@ -54,6 +54,10 @@ def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(encoder, nn.Module):
         raise VidcorrError(f"--encoder {spec}: {factory_name}() returned {type(encoder).__name__}, "
                            "not a torch.nn.Module")
+    try:  # before the probe, whose generic "failed on a test frame" would hide why
+        check_weights_hold_data(encoder)
+    except ValueError as err:
+        raise VidcorrError(f"--encoder {spec}: {err}") from None
     feature_hw = _probe(encoder, spec)
     if not hasattr(encoder, "stride") and feature_hw[0] == feature_hw[1] and PROBE_HW[0] % feature_hw[0] == 0:
         # keypoint heatmaps and UVC's localisation tracker map feature cells to pixels with `stride`
