@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
 from vidcorr.io.tracking import (
+    OTB_ANNOTATED_RANGES,
     VOT_FAILED,
     read_otb_boxes,
     read_vot_boxes,
@@ -147,6 +149,38 @@ def test_eval_vot_baseline_reinitialises_after_a_failure(cli, vot_root, tmp_path
     assert seq["failures"] == codes.count("2") == int((status == VOT_FAILED).sum()) >= 1
     assert results["failures"] == seq["failures"] and results["robustness"] == seq["failures"]
     assert results["accuracy"] == seq["accuracy"] > 0.3
+
+
+def test_otb_annotated_range_tracks_the_same_as_a_trimmed_copy(cli, otb_root, tmp_path, monkeypatch):
+    """A sequence annotated on frames 6-25 of its 30 (as OTB-2015's David on 300-770 of 770) is
+    tracked and scored exactly like a copy holding only those frames; a two-target folder
+    (groundtruth_rect.1.txt, .2.txt) gives one results file per target, named as the OTB toolkit does."""
+    soccer = otb_root / "Soccer"
+    frames, lines = sorted((soccer / "img").glob("*.jpg")), (soccer / "groundtruth_rect.txt").read_text().splitlines()
+    trimmed = tmp_path / "trimmed" / "Soccer"
+    (trimmed / "img").mkdir(parents=True)
+    for i, frame in enumerate(frames[5:25]):
+        shutil.copy(frame, trimmed / "img" / f"{i + 1:04d}.jpg")
+    (trimmed / "groundtruth_rect.txt").write_text("\n".join(lines[5:25]) + "\n")
+    (soccer / "groundtruth_rect.txt").write_text("\n".join(lines[5:25]) + "\n")
+    monkeypatch.setitem(OTB_ANNOTATED_RANGES, "Soccer", (N_FRAMES, 20, 6))
+    runs = {}
+    for name, root in (("range", otb_root), ("trimmed", tmp_path / "trimmed")):
+        out = tmp_path / f"out-{name}"
+        assert cli(["eval", "otb", "--root", str(root), "--out", str(out), "--features", "lab-pixels"]) == 0
+        runs[name] = json.loads((out / "results.json").read_text())["per_sequence"]["Soccer"]
+        runs[name].pop("seconds"), runs[name].pop("frames_per_second")
+    assert runs["range"] == runs["trimmed"] and runs["range"]["frames"] == 20
+    assert (tmp_path / "out-range" / "Soccer.txt").read_text() == (tmp_path / "out-trimmed" / "Soccer.txt").read_text()
+
+    (trimmed / "groundtruth_rect.txt").rename(trimmed / "groundtruth_rect.1.txt")
+    (trimmed / "groundtruth_rect.2.txt").write_text("\n".join(lines[5:25]) + "\n")
+    out = tmp_path / "two-targets"
+    assert cli(["eval", "otb", "--root", str(tmp_path / "trimmed"), "--out", str(out), "--features", "lab-pixels"]) == 0
+    per_sequence = json.loads((out / "results.json").read_text())["per_sequence"]
+    assert list(per_sequence) == ["Soccer.1", "Soccer.2"]
+    assert (out / "Soccer.1.txt").read_text() == (out / "Soccer.2.txt").read_text() == (
+        tmp_path / "out-range" / "Soccer.txt").read_text()
 
 
 # --- `vidcorr score otb|vot`: the same scores from saved <seq>.txt files, no model -----------------

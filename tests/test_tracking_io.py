@@ -8,6 +8,7 @@ from PIL import Image
 
 from vidcorr.errors import InputError
 from vidcorr.io.tracking import (
+    OTB_ANNOTATED_RANGES,
     discover_sequences,
     load_sequence,
     polygon_to_box,
@@ -121,6 +122,42 @@ def test_frame_count_mismatch_names_file_and_line(tmp_path):
     _otb_sequence(tmp_path, "long", 4, 2)
     with pytest.raises(InputError, match="line 3 has no annotation"):
         load_sequence(tmp_path / "long", "otb")
+
+
+def test_two_target_folders_are_one_sequence_per_target(tmp_path):
+    """OTB-2015's Jogging / Skating2 hold groundtruth_rect.1.txt and .2.txt: sequences Jogging.1 and
+    Jogging.2 (the OTB toolkit's names) over the same frames; Human4's only target file is .2 (and
+    it has an empty groundtruth_rect1.txt, which is not an annotation)."""
+    _otb_sequence(tmp_path, "Jogging", 3, 3).joinpath("groundtruth_rect.txt").rename(
+        tmp_path / "Jogging" / "groundtruth_rect.1.txt")
+    _write(tmp_path / "Jogging" / "groundtruth_rect.2.txt", "5,6,7,8\n" * 3)
+    _otb_sequence(tmp_path, "Human4", 2, 2).joinpath("groundtruth_rect.txt").rename(
+        tmp_path / "Human4" / "groundtruth_rect.2.txt")
+    _write(tmp_path / "Human4" / "groundtruth_rect1.txt", "")
+    _otb_sequence(tmp_path, "Soccer", 2, 2)
+    seqs = discover_sequences(tmp_path, "otb")
+    assert [s.name for s in seqs] == ["Human4.2", "Jogging.1", "Jogging.2", "Soccer"]
+    jogging1, jogging2 = seqs[1:3]
+    assert jogging1.frame_files == jogging2.frame_files and len(jogging1.frame_files) == 3
+    np.testing.assert_array_equal(jogging2.boxes[0], [4, 5, 7, 8])
+    assert jogging2.annotation.name == "groundtruth_rect.2.txt"
+    assert [s.name for s in discover_sequences(tmp_path, "otb", ["Jogging.2"])] == ["Jogging.2"]
+    with pytest.raises(InputError, match="unknown sequence.*Jogging; found Human4.2, Jogging.1, Jogging.2"):
+        discover_sequences(tmp_path, "otb", ["Jogging"])
+
+
+def test_otb_annotated_range_picks_its_frames(tmp_path, monkeypatch):
+    """A sequence of OTB_ANNOTATED_RANGES (David: frames 300-770 of 770) takes its annotated frames
+    when both counts match; another count is still refused (another dataset's folder of that name)."""
+    monkeypatch.setitem(OTB_ANNOTATED_RANGES, "David", (6, 3, 2))
+    _otb_sequence(tmp_path, "David", 6, 3)
+    seq = load_sequence(tmp_path / "David", "otb")
+    assert [f.name for f in seq.frame_files] == ["0002.jpg", "0003.jpg", "0004.jpg"] and len(seq) == 3
+    assert len(list(seq.open_frames())) == 3
+    (tmp_path / "David" / "img" / "0006.jpg").unlink()
+    with pytest.raises(InputError, match="3 annotation lines but 5 frames"):
+        load_sequence(tmp_path / "David", "otb")
+    assert set(OTB_ANNOTATED_RANGES) == {"David", "Diving", "Football1", "Freeman3", "Freeman4"}
 
 
 def test_discovery_errors(tmp_path):

@@ -50,8 +50,7 @@ from vidcorr.io.tracking import (
     write_otb_boxes,
     write_vot_trajectory,
 )
-from vidcorr.io.images import image_size, list_frame_files
-from vidcorr.io.video import open_frames
+from vidcorr.io.images import image_size
 from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.tracking import (
     ERROR_THRESHOLDS,
@@ -113,7 +112,7 @@ def track_sequence(
 ) -> np.ndarray:
     """Track ``seq`` from its first box: -> predicted boxes (T, 4), 0-based, T = len(seq) or max_frames."""
     n = len(seq) if max_frames is None else min(len(seq), max_frames)
-    frames = itertools.islice(open_frames(seq.frames_dir), n)
+    frames = itertools.islice(seq.open_frames(), n)
     boxes = track_video(encoder, tqdm(frames, total=n, desc=seq.name, unit="frame", leave=False),
                         tuple(seq.boxes[0]), settings=settings, device=device)
     return np.array(list(boxes), np.float64).reshape(-1, 4)
@@ -192,7 +191,7 @@ def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path,
     n = len(seq) if max_frames is None else min(len(seq), max_frames)
     polygons = read_vot_polygons(seq.annotation)[:n]
     start = time.perf_counter()
-    frames = tqdm(itertools.islice(open_frames(seq.frames_dir), n), total=n, desc=seq.name, unit="frame",
+    frames = tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame",
                   leave=False)
     status, boxes, frame_wh = run_supervised(build_tracker(encoder, settings, device), frames, seq.boxes[:n], polygons)
     elapsed = time.perf_counter() - start
@@ -319,7 +318,7 @@ def score_tracking(
         per_sequence = {}
         for seq in seqs:
             polygons = read_vot_polygons(seq.annotation)[:max_frames]
-            height, width = image_size(list_frame_files(seq.frames_dir)[0])
+            height, width = image_size(seq.frame_files[0])
             per_sequence[seq.name] = score_trajectory_file(trajectory_file(results_dir, seq.name), polygons,
                                                            (width, height), seq.annotation)
         return {**scored, "protocol": BASELINE_NOTE, **_baseline_fields(per_sequence)}

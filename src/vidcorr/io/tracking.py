@@ -34,7 +34,11 @@ or a code: 1 the tracker was (re-)initialised on this frame, 2 it failed here, 0
 
 Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` +
 ``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
-mixed freely.
+mixed freely. OTB-2015 as distributed, read as its toolkit's sequence configs read it
+(jwlim/tracker_benchmark ``MakeSequenceConfigVer10/11.m``): a folder with two targets holds
+``groundtruth_rect.1.txt`` and ``groundtruth_rect.2.txt`` (Jogging, Skating2), and each is a
+sequence named ``<folder>.<k>`` (Human4's one target is ``groundtruth_rect.2.txt``: ``Human4.2``);
+five sequences annotate only a range of their frames (`OTB_ANNOTATED_RANGES`).
 """
 
 from __future__ import annotations
@@ -49,10 +53,25 @@ import numpy as np
 
 from vidcorr.errors import InputError
 from vidcorr.io.images import list_frame_files
+from vidcorr.io.video import FrameSource, open_frame_files
 
 Benchmark = Literal["otb", "vot"]
 ANNOTATION_FILES: dict[str, str] = {"otb": "groundtruth_rect.txt", "vot": "groundtruth.txt"}
 _SEPARATORS = re.compile(r"[,\s]+")
+
+# OTB-2015 sequences whose annotation covers only part of the frames in img/: folder name ->
+# (frames in img/, annotation lines, 1-based first annotated frame), from the OTB toolkit's sequence
+# configs (David: frames 300:770; Football1 1:74, Freeman3 1:460, Freeman4 1:283, Diving 1:215).
+# Applied only when both counts match, so another dataset's folder of the same name is not cut.
+OTB_ANNOTATED_RANGES: dict[str, tuple[int, int, int]] = {
+    "David": (770, 471, 300),
+    "Diving": (231, 215, 1),
+    "Football1": (81, 74, 1),
+    "Freeman3": (474, 460, 1),
+    "Freeman4": (297, 283, 1),
+}
+# OTB's per-target annotation files of a folder with several targets: groundtruth_rect.<k>.txt.
+_OTB_TARGET_FILE = re.compile(r"groundtruth_rect\.(\d+)\.txt")
 
 # The VOT toolkit's trajectory codes: a results line holding one of these instead of a region.
 VOT_SKIPPED, VOT_INITIALISED, VOT_FAILED = 0, 1, 2
@@ -61,7 +80,8 @@ VOT_TRACKED = -1  # not a code: the frame's line holds the predicted box
 
 @dataclass(frozen=True)
 class TrackingSequence:
-    """One annotated sequence: ``frames_dir`` holds the frames, ``boxes`` (T, 4) the 0-based boxes.
+    """One annotated sequence: ``boxes`` (T, 4) the 0-based boxes of ``frame_files`` (T images of
+    ``frames_dir``, in order: all of them, or the annotated range of `OTB_ANNOTATED_RANGES`).
 
     ``boxes[0]`` is always a valid box; later rows may be NaN or of size <= 0 (no valid box).
     """
@@ -70,9 +90,14 @@ class TrackingSequence:
     frames_dir: Path
     annotation: Path
     boxes: np.ndarray
+    frame_files: tuple[Path, ...]
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def open_frames(self) -> FrameSource:
+        """Stream the annotated frames, one per box (RGB uint8 (H, W, 3))."""
+        return open_frame_files(self.frame_files)
 
 
 def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> np.ndarray:
@@ -224,29 +249,54 @@ def write_otb_boxes(path: str | Path, boxes: np.ndarray) -> None:
     Path(path).write_text("".join(",".join(f"{v:.2f}" for v in row) + "\n" for row in one_based))
 
 
-def load_sequence(folder: str | Path, benchmark: Benchmark) -> TrackingSequence:
-    """Read one OTB or VOT sequence folder; the frame count must equal the annotation count."""
+def load_sequence(folder: str | Path, benchmark: Benchmark, annotation: str | Path | None = None) -> TrackingSequence:
+    """Read one OTB or VOT sequence folder: its annotation (default the benchmark's file; for OTB's
+    two-target folders ``groundtruth_rect.<k>.txt``, the sequence ``<folder>.<k>``) and its frames.
+
+    The frame count must equal the annotation count, except for the OTB-2015 sequences of
+    `OTB_ANNOTATED_RANGES`, whose annotated range of frames is used.
+    """
     folder = Path(folder)
-    annotation = folder / ANNOTATION_FILES[benchmark]
+    annotation = folder / (annotation or ANNOTATION_FILES[benchmark])
     if not annotation.is_file():
         raise InputError(folder, f"no {annotation.name} in the sequence folder")
+    target = _OTB_TARGET_FILE.fullmatch(annotation.name) if benchmark == "otb" else None
+    name = f"{folder.name}.{target.group(1)}" if target else folder.name
     frames_dir = folder / "img" if benchmark == "otb" else folder
     if not frames_dir.is_dir():
         raise InputError(frames_dir, "frame folder is missing")
     boxes = read_otb_boxes(annotation) if benchmark == "otb" else read_vot_boxes(annotation)
-    n_frames = len(list_frame_files(frames_dir))
-    if n_frames != len(boxes):
-        first_unmatched = min(n_frames, len(boxes)) + 1
-        raise InputError(annotation, f"{len(boxes)} annotation lines but {n_frames} frames in {frames_dir}; "
+    files = list_frame_files(frames_dir)
+    n_frames, n_lines = len(files), len(boxes)
+    if benchmark == "otb" and OTB_ANNOTATED_RANGES.get(folder.name, (0, 0, 0))[:2] == (n_frames, n_lines):
+        first = OTB_ANNOTATED_RANGES[folder.name][2] - 1
+        files = files[first:first + n_lines]
+    elif n_frames != n_lines:
+        first_unmatched = min(n_frames, n_lines) + 1
+        raise InputError(annotation, f"{n_lines} annotation lines but {n_frames} frames in {frames_dir}; "
                                      f"line {first_unmatched} has no "
-                                     f"{'frame' if len(boxes) > n_frames else 'annotation'}")
-    return TrackingSequence(folder.name, frames_dir, annotation, boxes)
+                                     f"{'frame' if n_lines > n_frames else 'annotation'}")
+    return TrackingSequence(name, frames_dir, annotation, boxes, tuple(files))
+
+
+def _annotated_sequences(root: Path, benchmark: Benchmark) -> dict[str, tuple[Path, str]]:
+    """Sequence name -> (folder, annotation file name) for every annotation under ``root``."""
+    found = {}
+    for folder in (p for p in root.iterdir() if p.is_dir()):
+        if (folder / ANNOTATION_FILES[benchmark]).is_file():
+            found[folder.name] = (folder, ANNOTATION_FILES[benchmark])
+        if benchmark == "otb":
+            for file in folder.iterdir():
+                if (target := _OTB_TARGET_FILE.fullmatch(file.name)) and file.is_file():
+                    found[f"{folder.name}.{target.group(1)}"] = (folder, file.name)
+    return dict(sorted(found.items()))
 
 
 def discover_sequences(
     root: str | Path, benchmark: Benchmark, names: Sequence[str] | None = None
 ) -> list[TrackingSequence]:
-    """Every sub-folder of ``root`` holding the benchmark's annotation file, sorted by name.
+    """Every sequence of ``root`` (a sub-folder with the benchmark's annotation file, or for OTB one
+    per ``groundtruth_rect.<k>.txt``, named ``<folder>.<k>``), sorted by name.
 
     names: restrict to these sequences (in this order); an unknown name is an `InputError`.
     """
@@ -255,7 +305,7 @@ def discover_sequences(
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {sorted(ANNOTATION_FILES)}")
     if not root.is_dir():
         raise InputError(root, "tracking root folder does not exist")
-    found = sorted(p.name for p in root.iterdir() if (p / ANNOTATION_FILES[benchmark]).is_file())
+    found = _annotated_sequences(root, benchmark)
     if not found:
         raise InputError(root, f"no sequence folders with {ANNOTATION_FILES[benchmark]} "
                                f"(expected {benchmark.upper()} layout <root>/<seq>/...)")
@@ -263,5 +313,5 @@ def discover_sequences(
         missing = [n for n in names if n not in found]
         if missing:
             raise InputError(root, f"unknown sequence(s) {', '.join(missing)}; found {', '.join(found)}")
-        found = list(names)
-    return [load_sequence(root / name, benchmark) for name in found]
+        found = {name: found[name] for name in names}
+    return [load_sequence(folder, benchmark, annotation) for folder, annotation in found.values()]
