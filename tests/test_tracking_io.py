@@ -41,6 +41,20 @@ def test_real_vot(tracking_dir):
     np.testing.assert_allclose(seqs[0].boxes[1], [239.32, 166.72, 124.36, 115.56])  # rotated polygon
 
 
+def test_vot_toolkit_layout_with_color_folder(tracking_dir, tmp_path):
+    """VOT2017 on: frames in <seq>/color/ beside groundtruth.txt (and the toolkit's `sequence` file)."""
+    src = tracking_dir / "vot2015" / "ball1"
+    (tmp_path / "ball1" / "color").mkdir(parents=True)
+    for frame in sorted(src.glob("*.jpg"))[:3]:
+        (tmp_path / "ball1" / "color" / frame.name).symlink_to(frame)
+    lines = (src / "groundtruth.txt").read_text().splitlines()[:3]
+    _write(tmp_path / "ball1" / "groundtruth.txt", "\n".join(lines) + "\n")
+    _write(tmp_path / "ball1" / "sequence", "channels.color=color/%08d.jpg\n")
+    (seq,) = discover_sequences(tmp_path, "vot")
+    assert seq.frames_dir.name == "color" and len(seq) == 3
+    assert next(iter(seq.open_frames())).shape == (720, 1280, 3)
+
+
 def test_polygon_to_box():
     np.testing.assert_allclose(polygon_to_box(np.array([3, 1, 7, 2, 6, 9, 2, 8.0])), [2, 1, 5, 8])
 
@@ -83,6 +97,7 @@ def test_vot_accepts_four_values(tmp_path):
         (read_otb_boxes, "", "empty"),
         (read_vot_boxes, "0,0,4,0,4,3,0,3\n1,2,3,4,5,6\n", "line 2: expected 8 or 4 values, got 6"),
         (read_vot_boxes, "1,1,1,1,1,1,1,1\n0,0,4,0,4,3,0,3\n", "line 1: the first frame needs"),
+        (read_vot_boxes, "m12,8,40,30,0,5,3,7\n", "line 1: a segmentation mask .*not supported"),
     ],
 )
 def test_malformed_annotations(tmp_path, reader, text, message):

@@ -32,8 +32,8 @@ file, one line per frame holding the predicted region (``x,y,w,h``, 0-based like
 or a code: 1 the tracker was (re-)initialised on this frame, 2 it failed here, 0 no prediction
 (the frames skipped before a re-initialisation).
 
-Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` +
-``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
+Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` (or
+``<seq>/color/00000001.jpg``, the VOT toolkit's layout from VOT2017) + ``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
 mixed freely. OTB-2015 as distributed, read as its toolkit's sequence configs read it
 (jwlim/tracker_benchmark ``MakeSequenceConfigVer10/11.m``): a folder with two targets holds
 ``groundtruth_rect.1.txt`` and ``groundtruth_rect.2.txt`` (Jogging, Skating2), and each is a
@@ -106,6 +106,9 @@ def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> n
     try:
         values = np.array([float(f) for f in fields], np.float64)
     except ValueError:
+        if text.strip().startswith("m"):  # the VOT toolkit's region code for a mask (VOT2020 on)
+            raise InputError(path, f"line {line_no}: a segmentation mask (VOT2020+ run-length code 'm...'), "
+                                   "not a box or polygon; mask ground truth is not supported") from None
         raise InputError(path, f"line {line_no}: cannot parse {text.strip()!r} as numbers") from None
     if len(values) not in counts:
         expected = " or ".join(str(c) for c in counts)
@@ -262,7 +265,7 @@ def load_sequence(folder: str | Path, benchmark: Benchmark, annotation: str | Pa
         raise InputError(folder, f"no {annotation.name} in the sequence folder")
     target = _OTB_TARGET_FILE.fullmatch(annotation.name) if benchmark == "otb" else None
     name = f"{folder.name}.{target.group(1)}" if target else folder.name
-    frames_dir = folder / "img" if benchmark == "otb" else folder
+    frames_dir = folder / "img" if benchmark == "otb" else _vot_frames_dir(folder)
     if not frames_dir.is_dir():
         raise InputError(frames_dir, "frame folder is missing")
     boxes = read_otb_boxes(annotation) if benchmark == "otb" else read_vot_boxes(annotation)
@@ -277,6 +280,12 @@ def load_sequence(folder: str | Path, benchmark: Benchmark, annotation: str | Pa
                                      f"line {first_unmatched} has no "
                                      f"{'frame' if n_lines > n_frames else 'annotation'}")
     return TrackingSequence(name, frames_dir, annotation, boxes, tuple(files))
+
+
+def _vot_frames_dir(folder: Path) -> Path:
+    """VOT2013-2016 keep the frames beside groundtruth.txt; the VOT toolkit's later layout
+    (VOT2017 on) in ``color/`` (its ``sequence`` file: ``channels.color=color/%08d.jpg``)."""
+    return folder / "color" if (folder / "color").is_dir() else folder
 
 
 def _annotated_sequences(root: Path, benchmark: Benchmark) -> dict[str, tuple[Path, str]]:
