@@ -159,17 +159,29 @@ def test_runs_are_never_mixed(short_list: Path, tmp_path: Path) -> None:
 
 
 def test_a_resume_must_keep_bf16_but_may_change_threads(short_list: Path, tmp_path: Path) -> None:
-    """[cpu] bf16 changes the arithmetic, not just its order: a resume that switched it was taken as
-    the same run."""
-    run_dir, recipe = tmp_path / "run", tiny_recipe(steps=4)
+    """bf16 autocast changes the arithmetic, not just its order: a resume that switched it was taken
+    as the same run. Only the autocast the run trained under counts: on a CPU, [cuda] bf16 may
+    change (it was refused), and a checkpoint written under bf16 (as on a GPU with [cuda] bf16) does
+    not resume without it on the CPU (it was accepted when both recipe flags were unchanged)."""
+    run_dir, recipe = tmp_path / "run", tiny_recipe(steps=6)
     train(tiny_job(recipe, short_list, run_dir, max_steps=2))
-    for device in ("cpu", "cuda"):
-        settings = getattr(recipe, device)
-        other = recipe.replace(**{device: dataclasses.replace(settings, bf16=not settings.bf16)})
-        with pytest.raises(InputError, match=rf"different recipe \({device}.bf16 differ\)"):
-            train(tiny_job(other, short_list, run_dir, resume=True))
-    threads = recipe.replace(cpu=dataclasses.replace(recipe.cpu, threads=1))
-    assert train(tiny_job(threads, short_list, run_dir, resume=True)).finished
+    assert load_checkpoint(run_dir / "checkpoint.pt")["bf16"] is False
+    cpu_bf16 = recipe.replace(cpu=dataclasses.replace(recipe.cpu, bf16=True))
+    with pytest.raises(InputError, match=r"trained without bf16 autocast, but \[cpu\] bf16 = true now"):
+        train(tiny_job(cpu_bf16, short_list, run_dir, resume=True))
+    cuda_fp32 = recipe.replace(cuda=dataclasses.replace(recipe.cuda, bf16=False),
+                               cpu=dataclasses.replace(recipe.cpu, threads=1))
+    assert not train(tiny_job(cuda_fp32, short_list, run_dir, resume=True, max_steps=4)).finished
+
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    torch.save({**checkpoint, "bf16": True}, run_dir / "checkpoint.pt")  # as if trained on a GPU in bf16
+    with pytest.raises(InputError, match=r"trained with bf16 autocast, but \[cpu\] bf16 = false now"):
+        train(tiny_job(recipe, short_list, run_dir, resume=True))
+    del checkpoint["bf16"]  # a checkpoint from before the flag was recorded: both recipe flags must match
+    torch.save(checkpoint, run_dir / "checkpoint.pt")  # its recipe is cuda_fp32's, the last one to save
+    with pytest.raises(InputError, match=r"different recipe \(cuda.bf16 differ\)"):
+        train(tiny_job(recipe, short_list, run_dir, resume=True))
+    assert train(tiny_job(cuda_fp32, short_list, run_dir, resume=True)).finished
 
 
 def test_too_few_samples_for_a_batch_take_more_of_each_video(short_list: Path, tmp_path: Path,

@@ -100,6 +100,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def _check_same_autocast(path: Path, checkpoint: dict[str, Any], stored: Recipe, recipe: Recipe,
+                         device_type: str) -> None:
+    """bf16 autocast computes in another precision: a resume must keep what the run trained under.
+    Checkpoints before 2026-12-06 did not record it: their recipe's [cpu] and [cuda] flags must match."""
+    now = recipe.autocast_bf16(device_type)
+    if "bf16" in checkpoint:
+        if checkpoint["bf16"] != now:
+            raise InputError(path, f"was trained {'with' if checkpoint['bf16'] else 'without'} bf16 autocast, but "
+                                   f"[{device_type}] bf16 = {str(now).lower()} now; resume with the setting it "
+                                   "was trained with (on a GPU: [cuda] bf16, on a CPU: [cpu] bf16)")
+        return
+    changed = [f"{device}.bf16" for device in ("cpu", "cuda")
+               if getattr(stored, device).bf16 != getattr(recipe, device).bf16]
+    if changed:
+        raise InputError(path, f"was trained with a different recipe ({', '.join(changed)} differ); "
+                               "resume with the recipe it was started with")
+
+
 def _check_same_videos(path: Path, stored: dict[str, Any] | None, data: dict[str, Any] | None) -> None:
     """Samples are drawn by index into the video list (sample i comes from video i % N), so other
     videos are another run: a resume on another --data was accepted silently and went on with
@@ -126,6 +144,7 @@ def payload(method: nn.Module, optimizer: torch.optim.Optimizer, progress: Progr
         "world_size": ctx.world_size,
         "rng": all_gather_objects(rng_state(), ctx),
         "recipe": recipe.to_dict(),
+        "bf16": recipe.autocast_bf16(ctx.device.type),  # what the steps so far ran under
         "data": data,
     }
 
@@ -136,8 +155,9 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
 
     data: the `VideoIndex.describe` summary of the videos this session indexed.
     Raises `InputError` when the checkpoint was made with a recipe that trains differently
-    (data, model, stages, optimiser, seed or bf16 autocast), or on other videos: that would be a
-    new run, not a resumed one.
+    (data, model, stages, optimiser, seed), without the bf16 autocast it trained under on its device
+    (a CPU run resumed on a GPU whose [cuda] bf16 differs from [cpu] bf16 too), or on other videos:
+    that would be a new run, not a resumed one.
     """
     checkpoint = load_checkpoint(path)
     stored = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"]["name"])
@@ -146,6 +166,7 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         raise InputError(path, f"was trained with a different recipe ({', '.join(changed)} "
                                "differ); resume with the recipe, --init and --teacher it was started with")
+    _check_same_autocast(path, checkpoint, stored, recipe, ctx.device.type)
     _check_same_videos(path, checkpoint.get("data"), data)
     method.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])

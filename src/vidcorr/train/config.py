@@ -140,7 +140,7 @@ class CpuConfig:
 
     On a 2-core machine with a decoding worker, 1 thread trained UVC ~1.5x faster than 2.
     A resumed run is bit-exact only with the same thread count (reduction order changes); bf16
-    must stay as it was (`Recipe.trajectory_dict`).
+    autocast must stay as it was on the device trained on (`Recipe.autocast_bf16`, `checkpoint.restore`).
     """
 
     threads: int | None = None
@@ -171,17 +171,21 @@ class Recipe:
     def trajectory_dict(self) -> dict[str, Any]:
         """The fields a resumed run must share with the original to continue it (`--resume`).
 
-        Threads and channels_last only reorder float arithmetic (the last bits); bf16 autocast
-        computes in another precision, so a change of it would make the rest another run.
+        Threads and channels_last only reorder float arithmetic (the last bits), so [cpu] and [cuda]
+        are left out. bf16 autocast computes in another precision, so a change of it would make the
+        rest another run; but only the setting of the device a run trains on applies
+        (`autocast_bf16`), and the checkpoint records that one (`checkpoint.restore` compares it).
         """
         d = self.to_dict()
         d["data"].pop("workers")
-        for key in ("name", "log"):
+        for key in ("name", "log", "cpu", "cuda"):
             d.pop(key)
-        for device in ("cpu", "cuda"):
-            d[f"{device}.bf16"] = d.pop(device)["bf16"]
         d["init"] = d["init"] and d["init"]["sha256"]  # the same weights under another path: the same run
         return d
+
+    def autocast_bf16(self, device_type: str) -> bool:
+        """Whether training on ``device_type`` ("cpu", "cuda") runs the forward under bf16 autocast."""
+        return self.cuda.bf16 if device_type == "cuda" else self.cpu.bf16
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)

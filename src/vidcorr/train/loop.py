@@ -231,8 +231,7 @@ def _run_stage(run: _Run) -> bool:
     steps_per_epoch = len(sampler) // per_rank  # >= 1: `_filling_a_batch`
     total = stage_steps(stage, steps_per_epoch)
     run.runlog.stage_started(stage.name, total, progress.stage_step)
-    bf16 = recipe.cuda.bf16 if ctx.device.type == "cuda" else recipe.cpu.bf16
-    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16)
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=recipe.autocast_bf16(ctx.device.type))
     while progress.stage_step < total:
         sampler.set_epoch(progress.epoch, start=progress.batch_in_epoch * per_rank)
         switches = job.switches(stage.name, progress.epoch) if job.switches else {}
