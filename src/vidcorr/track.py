@@ -239,7 +239,10 @@ def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
     nothing to start from.
     """
     try:  # (x0, y0, x1, y1) corners are 4 numbers too: only the count can be checked
-        x, y, w, h = (float(v) for v in box)
+        values = list(box)
+        if any(isinstance(v, (bool, np.bool_)) for v in values):  # float(True) is 1.0: a mix-up, not a size
+            raise TypeError
+        x, y, w, h = (float(v) for v in values)
     except (TypeError, ValueError):  # not iterable, not 4 values, or not numbers
         raise ValueError(f"first box must be (x, y, w, h), 4 numbers, got {box!r}") from None
     if not (w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))):
