@@ -122,6 +122,28 @@ def test_eval_davis_names_each_prediction_after_its_own_frame(davis2016_root, tm
         assert np.array_equal(np.array(Image.open(tmp_path / "out-plain" / "car-shadow" / f"{t}.png")), expected), t
 
 
+def test_eval_and_score_davis_at_full_resolution(davis2016_root, tmp_path, capsys):
+    """--resolution Full-Resolution reads JPEGImages/ and Annotations/Full-Resolution (the 480p files
+    under that name here) and scores the same as 480p; it is recorded, and a --resume of a 480p run
+    in the same folder is refused (another run)."""
+    root = _davis_root(tmp_path / "davis", davis2016_root, "car-shadow", [f"{t:05d}" for t in range(6)])
+    for kind in ("JPEGImages", "Annotations"):
+        (root / kind / "480p").rename(root / kind / "Full-Resolution")
+    out = tmp_path / "out"
+    assert main(["eval", "davis", "--root", str(root), "--out", str(out), *FAST]) == 2
+    assert "480p/car-shadow" in capsys.readouterr().err and not out.exists()
+    assert main(["eval", "davis", "--root", str(root), "--out", str(out), "--resolution", "Full-Resolution", *FAST]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["protocol"]["resolution"] == "Full-Resolution" and len(list((out / "car-shadow").glob("*.png"))) == 6
+    assert main(["score", "davis", "--root", str(root), "--results", str(out), "--resolution", "Full-Resolution"]) == 0
+    assert json.loads((out / "score.json").read_text())["J&F-Mean"] == results["J&F-Mean"]
+    shutil.copytree(root / "JPEGImages" / "Full-Resolution", root / "JPEGImages" / "480p")
+    shutil.copytree(root / "Annotations" / "Full-Resolution", root / "Annotations" / "480p")
+    capsys.readouterr()
+    assert main(["eval", "davis", "--root", str(root), "--out", str(out), "--resume", *FAST]) == 2
+    assert "holds a run with another resolution: cannot resume it" in capsys.readouterr().err
+
+
 def _drop_frame(seq: Path) -> str:
     (seq.parents[2] / "JPEGImages" / "480p" / seq.name / "00002.jpg").unlink()
     return "00002.jpg: frame not found, but its annotation 00002.png is scored"

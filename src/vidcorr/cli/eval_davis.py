@@ -8,6 +8,14 @@ from pathlib import Path
 
 from vidcorr.cli.common import add_model_arguments, comma_list, load_model, resolve_preset
 
+DAVIS_RESOLUTIONS = ("480p", "Full-Resolution")
+
+
+def add_resolution_argument(p: argparse.ArgumentParser) -> None:
+    """``--resolution``: which JPEGImages/ and Annotations/ sub-folder (`eval davis`, `score davis`)."""
+    p.add_argument("--resolution", choices=DAVIS_RESOLUTIONS, default="480p",
+                   help="DAVIS frames and annotations to read and score (default: 480p, the papers')")
+
 
 def register(tasks: argparse._SubParsersAction) -> None:
     p = tasks.add_parser(
@@ -20,6 +28,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
     p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
     p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split")
+    add_resolution_argument(p)
     p.add_argument("--resume", action="store_true",
                    help="keep the sequences an interrupted run of the same model and protocol finished in OUT")
     p.add_argument("--overlays", action="store_true",
@@ -40,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
     results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
-                        sequences=args.sequences, device=args.device, batch_size=args.batch_size,
+                        sequences=args.sequences, resolution=args.resolution, device=args.device, batch_size=args.batch_size,
                         model_info=info, resume=args.resume, overlays=args.overlays,
                         track=args.track)
     print(format_results_table(results))

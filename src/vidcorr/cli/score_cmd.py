@@ -22,6 +22,8 @@ from vidcorr.errors import VidcorrError
 
 
 def register_davis(tasks: argparse._SubParsersAction) -> None:
+    from vidcorr.cli import eval_davis
+
     p = tasks.add_parser(
         "davis",
         help="DAVIS semi-supervised J&F of a results folder",
@@ -33,6 +35,7 @@ def register_davis(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
     p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
     p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split's sequences")
+    eval_davis.add_resolution_argument(p)
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json, its plot RESULTS/score.j_per_frame.png)")
     p.set_defaults(func=run_davis)
 
@@ -42,7 +45,7 @@ def run_davis(args: argparse.Namespace) -> int:
     from vidcorr.metrics.davis import format_results_table, score_davis
 
     results = score_davis(args.root, args.results, year=args.year, split=args.split, sequences=args.sequences,
-                          per_frame=True)
+                          resolution=args.resolution, per_frame=True)
     print(format_results_table(results))
     out = _score_json(args)
     plot = write_davis_results(results, out)

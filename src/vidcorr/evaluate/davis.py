@@ -132,6 +132,7 @@ def run_davis(
     year: str | None = None,
     split: str = "val",
     sequences: list[str] | None = None,
+    resolution: str = "480p",
     device: str | torch.device = "cpu",
     batch_size: int = 4,
     model_info: dict | None = None,
@@ -152,6 +153,9 @@ def run_davis(
     then covers this session and lists the sequences kept. overlays: also write
     ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them beside their
     annotations (outside the sequence folders, which hold only what the DAVIS scorer reads).
+    resolution: the frames and annotations read and scored, ``"480p"`` (the papers') or
+    ``"Full-Resolution"`` (`DavisDataset`); the preset's input size is unchanged, the masks are
+    written at the annotations' size.
     track: propagate with UVC-track (`vidcorr.track_uvc.UVCTracker`, UVC's "ours-track"), True
     or its options, instead of plain propagation.
     device: checked first (`vidcorr.runtime.checked_device`): an unknown one, or CUDA where there is
@@ -162,7 +166,7 @@ def run_davis(
     """
     preset = customised_preset(preset)
     device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
-    dataset = DavisDataset(root, year, split, sequences=sequences)
+    dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
     track = track_options(track)
     out_dir = Path(out_dir)
     # Check every sequence's files (headers) and read every first mask up front: a bad file fails
@@ -176,6 +180,8 @@ def run_davis(
     stamp = {"model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year, "split": split}
     if track is not None:  # absent for plain propagation, so earlier runs' stamps still match
         stamp["track"] = asdict(track)
+    if resolution != "480p":  # likewise
+        stamp["resolution"] = resolution
     kept = _finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
     finished = list(kept)
     _write_stamp(out_dir, stamp, finished)
@@ -209,7 +215,8 @@ def run_davis(
         log.debug("%s: %d frames in %.1fs", seq, n, elapsed)
     stats.feature_seconds = propagator.timing["features"]
     stats.propagation_seconds = propagator.timing["propagation"]
-    results = score_davis(root, out_dir, dataset.year, split, dataset.sequences, per_frame=True)
+    results = score_davis(root, out_dir, dataset.year, split, dataset.sequences, resolution=resolution,
+                          per_frame=True)
     results["preset"] = preset.name
     results["preset_knobs"] = preset_knobs(preset)
     results["model"] = model_info or {}

@@ -239,6 +239,7 @@ def score_davis(
     split: str = "val",
     sequences: Sequence[str] | None = None,
     *,
+    resolution: str = "480p",
     bound_th: float = BOUND_TH,
     per_frame: bool = False,
     progress: bool = True,
@@ -250,13 +251,14 @@ def score_davis(
         results_dir: predictions as ``results_dir/<seq>/<frame>.png``, named like the annotations,
             palette (or grayscale) PNGs of object ids. First/last-frame files are not read.
         year, split, sequences: which sequences, as in `DavisDataset`.
+        resolution: the annotations' folder, "480p" or "Full-Resolution" (`DavisDataset`).
         per_frame: also put "J_per_frame" / "F_per_frame" lists in each per-object entry.
         progress: show a tqdm bar over sequences.
     Returns:
         The results dict (schema in docs/metrics.md): global measures at the top level,
         "per_object" {"<seq>_<id>": ...}, "per_sequence" {"<seq>": ...}, "protocol".
     """
-    dataset = DavisDataset(root, year, split, sequences=sequences)
+    dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
