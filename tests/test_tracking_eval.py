@@ -133,14 +133,17 @@ def test_eval_vot_baseline_reinitialises_after_a_failure(cli, vot_root, tmp_path
             "--protocol", "vot-baseline"]
     assert cli(args) == 0
     printed = capsys.readouterr().out
-    assert "failures" in printed and "EAO not computed" in printed and "protocol: vot-baseline" in printed
+    assert "failures" in printed and "protocol: vot-baseline" in printed
+    assert "EAO not computed (the curve ends before the interval) over lengths 108-371 (vot2015)" in printed
     trajectory = out / "baseline" / "ball1" / "ball1_001.txt"
-    assert sorted(p.name for p in out.iterdir()) == ["baseline", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["baseline", "eao_curve.png", "results.json"]
     codes = trajectory.read_text().splitlines()
     assert len(codes) == N_FRAMES and codes[0] == "1"
     assert codes[12:18] == ["2", "0", "0", "0", "0", "1"]
     results = json.loads((out / "results.json").read_text())
-    assert results["protocol_name"] == "vot-baseline" and results["eao"] is None
+    assert results["protocol_name"] == "vot-baseline" and results["eao"] is None  # 30 frames < 108
+    assert results["eao_interval"] == [108, 371] and results["eao_interval_name"] == "vot2015"
+    assert len(results["eao_curve"]) == 30 - 17  # the longest fragment: the re-initialisation on to the end
     assert results["skip_initialize"] == 5 and results["burnin"] == 10 and results["tracker"] == "localise"
     seq = results["per_sequence"]["ball1"]
     status, boxes = read_vot_trajectory(trajectory)
@@ -234,14 +237,22 @@ def test_score_of_baseline_trajectories_equals_eval_results(eval_and_score, vot_
     printed = capsys.readouterr().out
     scored = json.loads((out / "score.json").read_text())
     shared = ("benchmark", "protocol_name", "protocol", "burnin", "accuracy", "accuracy_pooled", "robustness",
-              "failures", "eao", "max_frames")
+              "failures", "eao", "eao_interval", "eao_interval_name", "eao_curve", "max_frames")
     assert {k: scored[k] for k in shared} == {k: evaluated[k] for k in shared}
     assert scored["per_sequence"] == {name: {k: v for k, v in seq.items() if k not in RUN_ONLY}
                                       for name, seq in evaluated["per_sequence"].items()}
     for absent in ("tracker", "settings", "model", "timing", "skip_initialize"):
         assert absent not in scored
-    assert "failures" in printed and "frames/s" not in printed and "score.success_plot.png" not in printed
+    assert "failures" in printed and "frames/s" not in printed and "score.eao_curve.png" in printed
     assert not (out / "score.success_plot.png").exists()  # no success curves under this protocol
+    assert (out / "score.eao_curve.png").is_file()
+    assert eval_and_score([*score, "--max-frames", "20", "--eao-interval", "2,8", "--out", str(tmp_path / "eao.json")]) == 0
+    short = json.loads((tmp_path / "eao.json").read_text())
+    assert short["eao_interval"] == [2, 8] and short["eao_interval_name"] is None
+    assert short["eao"] == pytest.approx(np.mean(evaluated["eao_curve"][2:9]))
+    with pytest.raises(SystemExit):
+        eval_and_score([*score, "--eao-interval", "vot2014"])
+    assert "unknown EAO interval 'vot2014'" in capsys.readouterr().err
     assert eval_and_score(score) == 2  # all 30 ground-truth frames, 20 trajectory lines
     assert "ball1_001.txt: 20 lines but 30 ground-truth lines in " in capsys.readouterr().err
     (out / "baseline" / "ball1" / "ball1_001.txt").unlink()

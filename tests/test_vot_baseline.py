@@ -20,9 +20,15 @@ from vidcorr.io.tracking import (
     write_vot_trajectory,
 )
 from vidcorr.metrics.vot import (
+    EAO_INTERVALS,
     average_supervised,
     burnin_mask,
     clip_to_rectangle,
+    eao_curve,
+    eao_fragments,
+    eao_interval,
+    eao_score,
+    frame_overlaps,
     polygon_area,
     region_overlap,
     score_supervised,
@@ -161,6 +167,80 @@ def test_averages_over_sequences():
 
 
 # --- files ---------------------------------------------------------------------------------------------
+
+T = VOT_TRACKED
+
+
+def test_eao_fragments_by_hand():
+    """One fragment per initialisation: up to (not including) its failure, the last to the end; a
+    trajectory that never failed is one fragment, its code-1 first frame included."""
+    status = np.array([1, T, T, 2, 0, 0, 0, 0, 1, T, T])
+    overlaps = np.array([0, .6, .4, 0, 0, 0, 0, 0, 0, .8, .9])
+    (first, failed), (last, ended) = eao_fragments(status, overlaps)
+    np.testing.assert_array_equal(first, [0, .6, .4])
+    np.testing.assert_array_equal(last, [0, .8, .9])
+    assert failed and not ended
+    failing_at_the_end = eao_fragments(status[:4], overlaps[:4])
+    assert len(failing_at_the_end) == 1 and failing_at_the_end[0][1]
+    (whole, failed), = eao_fragments(np.array([1, T, T]), np.array([0, .5, .7]))
+    np.testing.assert_array_equal(whole, [0, .5, .7])
+    assert not failed
+    boxes = np.array([[0, 0, 10, 10]] * 4, np.float64)
+    polygons = np.array([_square(0, 0, 10), _square(0, 0, 10), _square(5, 0, 10), [np.nan] * 8])
+    np.testing.assert_allclose(frame_overlaps(np.array([1, T, T, T]), boxes, polygons, (100, 100)),
+                               [0, 1, 50 / 150, 0])  # a code line and unknown ground truth: 0
+
+
+def test_eao_curve_and_score_by_hand():
+    """A failed fragment counts with zeros after its failure at every length; one that reached the
+    end only where it has frames; the first frame (initialisation) is left out of each mean."""
+    curve = eao_curve([(np.array([0, .5, .5]), True), (np.array([0, 1.0]), False)])
+    np.testing.assert_allclose(curve, [0, .75, .5])
+    assert eao_score(curve, (1, 2)) == pytest.approx(.625)
+    assert eao_score(curve, (1, 10)) == pytest.approx(.625)  # cut at the curve's end, as the toolkit's slice
+    assert eao_score(curve, (5, 9)) is None
+    failed_short = eao_curve([(np.array([0, 1.0]), True), (np.array([0, 1, 1, 1.0]), False)])
+    np.testing.assert_allclose(failed_short, [0, 1, .75, 2 / 3])  # mean(1, 0) with 1; mean(1, 0, 0) with 1
+    assert eao_interval("VOT2018") == ("vot2018", (100, 356)) and eao_interval((3, 9)) == (None, (3, 9))
+    assert EAO_INTERVALS["vot2015"] == (108, 371)
+    for bad in ("vot2014", (9, 3), (-1, 4)):
+        with pytest.raises(ValueError):
+            eao_interval(bad)
+
+
+def _toolkit_eao_curve(fragments):
+    """The toolkit's curve, column by column (vot/analysis/supervised.py compute_eao_curve, restated):
+    a running mean over frames 1..j of the zero-padded rows, averaged over the rows that count at j."""
+    length = max(len(o) for o, _ in fragments)
+    curve = []
+    for j in range(length):
+        values, weights = [], []
+        for overlaps, failed in fragments:
+            row = np.zeros(length)
+            row[:len(overlaps)] = overlaps
+            if failed or j < len(overlaps):
+                values.append(row[j] if j == 0 else row[1:j + 1].mean())
+                weights.append(1.0)
+        curve.append(np.dot(values, weights) / sum(weights))
+    return np.array(curve)
+
+
+def test_eao_curve_equals_the_toolkit_loop_on_random_trajectories():
+    rng = np.random.default_rng(0)
+    fragments = []
+    for _ in range(12):
+        n = int(rng.integers(20, 200))
+        status = np.full(n, T)
+        status[0] = VOT_INITIALISED
+        for failure in sorted(rng.choice(np.arange(2, n - 6), size=int(rng.integers(0, 4)), replace=False)):
+            if status[failure] == T and status[failure - 1] in (T, VOT_INITIALISED):
+                status[failure] = VOT_FAILED
+                status[failure + 1:failure + 5] = VOT_SKIPPED
+                status[failure + 5] = VOT_INITIALISED
+        overlaps = np.where(status == T, rng.random(n), 0.0)
+        fragments += eao_fragments(status, overlaps)
+    np.testing.assert_allclose(eao_curve(fragments), _toolkit_eao_curve(fragments), rtol=0, atol=1e-12)
+
 
 def test_trajectory_file_round_trip_and_refusals(tmp_path):
     status = np.array([VOT_INITIALISED, VOT_TRACKED, VOT_FAILED, VOT_SKIPPED])

@@ -45,11 +45,38 @@ def register(tasks: argparse._SubParsersAction) -> None:
             p.add_argument("--protocol", choices=("ope", "vot-baseline"), default="ope",
                            help="ope (default): OTB's one-pass evaluation, never re-initialised; vot-baseline: "
                                 "VOT's supervised experiment (re-initialised 5 frames after each failure; "
-                                "accuracy, failures; writes OUT/baseline/<seq>/<seq>_001.txt)")
+                                "accuracy, failures, EAO; writes OUT/baseline/<seq>/<seq>_001.txt)")
+            add_eao_interval_argument(p)
         else:
-            p.set_defaults(protocol="ope")  # OTB has its one-pass evaluation only
+            p.set_defaults(protocol="ope", eao_interval="vot2015")  # OTB has its one-pass evaluation only
         add_model_arguments(p)
         p.set_defaults(func=run, benchmark=benchmark)
+
+
+def eao_interval_spec(text: str) -> str | tuple[int, int]:
+    """``--eao-interval``: a challenge name (vot2015 ... vot2019) or LOW,HIGH."""
+    from vidcorr.metrics.vot import eao_interval
+
+    parts = text.split(",")
+    if len(parts) == 2 and not all(v.strip().isdigit() for v in parts):
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH as two whole numbers of frames, got {text!r}")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"expected a challenge name or LOW,HIGH, got {text!r}")
+    spec = text if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    try:
+        eao_interval(spec)
+    except ValueError as error:  # an unknown name, low > high
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return spec
+
+
+def add_eao_interval_argument(p: argparse.ArgumentParser) -> None:
+    from vidcorr.metrics.vot import EAO_INTERVALS
+
+    p.add_argument("--eao-interval", type=eao_interval_spec, default="vot2015", metavar="CHALLENGE|LOW,HIGH",
+                   help="with --protocol vot-baseline: the sequence-length interval EAO averages over, a "
+                        f"challenge's ({', '.join(f'{k} {a}-{b}' for k, (a, b) in EAO_INTERVALS.items())}) "
+                        "or LOW,HIGH (default: vot2015)")
 
 
 def _convert(field: dataclasses.Field, text: str):
@@ -102,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_dir(args.out) as tmp:
         results = run_tracking(encoder, args.root, tmp, benchmark=args.benchmark, settings=settings,
                                protocol=args.protocol, sequences=args.sequences, max_frames=args.max_frames,
+                               eao_interval=args.eao_interval,
                                device=args.device, model_info=info, preset=preset.name)
     print(format_results_table(results))
     print(f"protocol: {args.protocol}   tracker: {results['tracker']} {json.dumps(results['settings'])}")
@@ -109,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol == "ope":
         print(f"wrote {args.out / 'results.json'}, {args.out / 'success_plot.png'} and one <seq>.txt per sequence")
     else:
-        print(f"wrote {args.out / 'results.json'} and {args.out / 'baseline'}/<seq>/<seq>_001.txt per sequence "
+        print(f"wrote {args.out / 'results.json'}, {args.out / 'eao_curve.png'} and "
+              f"{args.out / 'baseline'}/<seq>/<seq>_001.txt per sequence "
               "(VOT trajectory format: 1 = initialised, 2 = failed, 0 = skipped, else x,y,w,h)")
     return 0

@@ -54,6 +54,8 @@ def run_davis(args: argparse.Namespace) -> int:
 
 
 def register_tracking(tasks: argparse._SubParsersAction) -> None:
+    from vidcorr.cli import eval_tracking
+
     for benchmark in ("otb", "vot"):
         p = tasks.add_parser(
             benchmark, help=f"{benchmark.upper()} success AUC / precision@20px of saved boxes"
@@ -73,8 +75,9 @@ def register_tracking(tasks: argparse._SubParsersAction) -> None:
         if benchmark == "vot":
             p.add_argument("--protocol", choices=("ope", "vot-baseline"), default="ope",
                            help="ope (default): <seq>.txt boxes; vot-baseline: baseline/<seq>/<seq>_001.txt")
+            eval_tracking.add_eao_interval_argument(p)
         else:
-            p.set_defaults(protocol="ope")
+            p.set_defaults(protocol="ope", eao_interval="vot2015")
         p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
         p.set_defaults(func=run_tracking, benchmark=benchmark)
 
@@ -85,7 +88,7 @@ def run_tracking(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 2:
         raise VidcorrError(f"--max-frames must be at least 2, got {args.max_frames}")
     results = score_tracking(args.root, args.results, benchmark=args.benchmark, protocol=args.protocol,
-                             sequences=args.sequences, max_frames=args.max_frames)
+                             sequences=args.sequences, max_frames=args.max_frames, eao_interval=args.eao_interval)
     print(format_results_table(results))
     out = _score_json(args)
     plot = write_tracking_results(results, out)

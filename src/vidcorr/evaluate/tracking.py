@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -62,11 +63,17 @@ from vidcorr.metrics.tracking import (
 from vidcorr.metrics.vot import (
     BURNIN,
     SKIP_INITIALIZE,
+    Fragment,
     average_supervised,
+    eao_curve,
+    eao_fragments,
+    eao_score,
+    frame_overlaps,
     polygon_valid,
     region_overlap,
     score_supervised,
 )
+from vidcorr.metrics.vot import eao_interval as vot_eao_interval
 from vidcorr.track import LocaliseSettings, build_tracker, check_first_box, track_video
 from vidcorr.viz import PALETTE, Curve, line_plot
 
@@ -88,7 +95,9 @@ BASELINE_NOTE = (
     "(re-)initialisation; failures = count per sequence. Over sequences: accuracy and robustness (failures) "
     "are per-sequence means, failures their sum, accuracy_pooled the mean over all scored frames. Overlap "
     "is the exact polygon intersection (the toolkit counts pixels). One run (deterministic trackers). "
-    "EAO not computed: it needs the toolkit's sequence-length interval, learned from a whole dataset."
+    "EAO as the VOT toolkit's supervised_eao_score: fragments from each (re-)initialisation to its failure "
+    "(or the sequence end), the expected average overlap by sequence length (eao_curve), its mean over "
+    "eao_interval (the challenge's, from the toolkit's stack files); meaningful on a whole VOT dataset only."
 )
 PROTOCOLS = ("ope", "vot-baseline")
 
@@ -186,8 +195,9 @@ def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path, sett
 
 
 def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path, settings, device: str,
-                       max_frames: int | None) -> dict:
-    """Run VOT's supervised experiment on one sequence, write its trajectory file, score it."""
+                       max_frames: int | None) -> tuple[dict, list[Fragment]]:
+    """Run VOT's supervised experiment on one sequence, write its trajectory file, score it:
+    -> (its scores, its EAO fragments)."""
     n = len(seq) if max_frames is None else min(len(seq), max_frames)
     polygons = read_vot_polygons(seq.annotation)[:n]
     start = time.perf_counter()
@@ -199,7 +209,8 @@ def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path,
     path.parent.mkdir(parents=True)
     write_vot_trajectory(path, status, boxes)
     # Scored as written (4 decimals), as `score` and the toolkit read the file.
-    return _timed(score_trajectory_file(path, polygons, frame_wh, seq.annotation), n, elapsed)
+    scores, fragments = score_trajectory_file(path, polygons, frame_wh, seq.annotation)
+    return _timed(scores, n, elapsed), fragments
 
 
 def trajectory_file(results_dir: Path, sequence: str) -> Path:
@@ -220,22 +231,30 @@ def run_tracking(
     device: str = "cpu",
     model_info: dict | None = None,
     preset: str | None = None,
+    eao_interval: str | tuple[int, int] = "vot2015",
 ) -> dict:
     """Track and score every sequence under ``protocol`` ("ope" or, for VOT, "vot-baseline"); write
-    the per-sequence files and ``results.json`` (and, for OPE, ``success_plot.png``).
+    the per-sequence files, ``results.json`` and a plot (``success_plot.png`` for OPE,
+    ``eao_curve.png`` for the baseline).
 
     max_frames: track and score only the first N frames of each sequence (smoke tests, quick runs).
-    Returns the results dict written to ``results.json``.
+    eao_interval: the baseline's EAO sequence-length interval, a challenge (`EAO_INTERVALS`) or
+    (low, high). Returns the results dict written to ``results.json``.
     """
     _check_protocol(benchmark, protocol, max_frames)
+    interval = vot_eao_interval(eao_interval)
     seqs = discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tracker = "localise" if isinstance(settings, LocaliseSettings) else "dcf"
-    run_one = _ope_sequence if protocol == "ope" else _baseline_sequence
-    per_sequence = {}
+    per_sequence, fragments = {}, []
     for seq in tqdm(seqs, desc=f"{benchmark} {protocol} ({tracker})", unit="seq"):
-        per_sequence[seq.name] = run_one(encoder, seq, out_dir, settings, device, max_frames)
+        if protocol == "ope":
+            per_sequence[seq.name] = _ope_sequence(encoder, seq, out_dir, settings, device, max_frames)
+        else:
+            per_sequence[seq.name], seq_fragments = _baseline_sequence(encoder, seq, out_dir, settings, device,
+                                                                       max_frames)
+            fragments += seq_fragments
         log.debug("%s: %d frames in %.1fs", seq.name, per_sequence[seq.name]["frames"],
                   per_sequence[seq.name]["seconds"])
     frames = sum(s["frames"] for s in per_sequence.values())
@@ -249,7 +268,8 @@ def run_tracking(
                    **_score_fields(per_sequence), **timing}
     else:
         results = {"benchmark": benchmark, "protocol_name": protocol, "protocol": BASELINE_NOTE, **run,
-                   "skip_initialize": SKIP_INITIALIZE, **_baseline_fields(per_sequence), **timing}
+                   "skip_initialize": SKIP_INITIALIZE, **_baseline_fields(per_sequence, fragments, interval),
+                   **timing}
     write_tracking_results(results, out_dir / "results.json")
     return results
 
@@ -279,15 +299,17 @@ def score_result_file(path: Path, gt: np.ndarray, annotation: Path) -> dict:
     return score_sequence(gt, pred)
 
 
-def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int, int], annotation: Path) -> dict:
+def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int, int],
+                          annotation: Path) -> tuple[dict, list[Fragment]]:
     """`score_supervised` of a VOT trajectory file (`read_vot_trajectory`) against polygons (T, 2K)
-    read from ``annotation``, in frames of size frame_wh (W, H)."""
+    read from ``annotation``, in frames of size frame_wh (W, H), and its `eao_fragments`."""
     if not path.is_file():
         raise InputError(path, "trajectory not found (VOT toolkit layout: baseline/<seq>/<seq>_001.txt)")
     status, boxes = read_vot_trajectory(path)
     if len(status) != len(polygons):
         raise _length_mismatch(path, "lines", len(status), len(polygons), annotation)
-    return score_supervised(status, boxes, polygons, frame_wh)
+    fragments = eao_fragments(status, frame_overlaps(status, boxes, polygons, frame_wh))
+    return score_supervised(status, boxes, polygons, frame_wh), fragments
 
 
 def score_tracking(
@@ -298,30 +320,34 @@ def score_tracking(
     protocol: str = "ope",
     sequences: Sequence[str] | None = None,
     max_frames: int | None = None,
+    eao_interval: str | tuple[int, int] = "vot2015",
 ) -> dict:
     """Score saved predictions of every sequence under ``protocol``, as `run_tracking` scores its own.
 
     ope: ``results_dir/<seq>.txt`` (OTB-format boxes, one line per frame); vot-baseline (VOT only):
     ``results_dir/baseline/<seq>/<seq>_001.txt`` (`trajectory_file`; VOT trajectory codes and boxes).
     max_frames: score only the first N ground-truth frames (files of an ``eval --max-frames N`` run).
-    The results dict has `run_tracking`'s schema without what only a run knows (tracker, settings,
-    preset, model, timing, per-sequence seconds, the baseline's skip_initialize); ``results`` names
-    the folder scored. Every file is read and checked before anything is returned; nothing is written.
+    eao_interval: as `run_tracking`'s. The results dict has `run_tracking`'s schema without what
+    only a run knows (tracker, settings, preset, model, timing, per-sequence seconds, the baseline's
+    skip_initialize); ``results`` names the folder scored. Every file is read and checked before
+    anything is returned; nothing is written.
     """
     _check_protocol(benchmark, protocol, max_frames)
+    interval = vot_eao_interval(eao_interval)
     results_dir = Path(results_dir)
     seqs = discover_sequences(root, benchmark, sequences)
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
     scored = {"benchmark": benchmark, "protocol_name": protocol, "results": str(results_dir), "max_frames": max_frames}
     if protocol == "vot-baseline":
-        per_sequence = {}
+        per_sequence, fragments = {}, []
         for seq in seqs:
             polygons = read_vot_polygons(seq.annotation)[:max_frames]
             height, width = image_size(seq.frame_files[0])
-            per_sequence[seq.name] = score_trajectory_file(trajectory_file(results_dir, seq.name), polygons,
-                                                           (width, height), seq.annotation)
-        return {**scored, "protocol": BASELINE_NOTE, **_baseline_fields(per_sequence)}
+            per_sequence[seq.name], seq_fragments = score_trajectory_file(
+                trajectory_file(results_dir, seq.name), polygons, (width, height), seq.annotation)
+            fragments += seq_fragments
+        return {**scored, "protocol": BASELINE_NOTE, **_baseline_fields(per_sequence, fragments, interval)}
     if (results_dir / "baseline").is_dir():
         raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
                                       "`eval vot --protocol vot-baseline`): score them with --protocol vot-baseline")
@@ -341,9 +367,17 @@ def _score_fields(per_sequence: dict[str, dict]) -> dict:
     }
 
 
-def _baseline_fields(per_sequence: dict[str, dict]) -> dict:
-    """The combined scores and per-sequence scores that `eval` and `score` baseline results share."""
-    return {"burnin": BURNIN, **average_supervised(per_sequence), "eao": None, "per_sequence": per_sequence}
+def _baseline_fields(per_sequence: dict[str, dict], fragments: list[Fragment],
+                     interval: tuple[str | None, tuple[int, int]]) -> dict:
+    """The combined scores, EAO and per-sequence scores that `eval` and `score` baseline results share.
+
+    interval: `vidcorr.metrics.vot.eao_interval`'s (name or None, (low, high)).
+    """
+    curve = eao_curve(fragments)
+    name, (low, high) = interval
+    return {"burnin": BURNIN, **average_supervised(per_sequence), "eao": eao_score(curve, (low, high)),
+            "eao_interval": [low, high], "eao_interval_name": name, "eao_curve": curve.tolist(),
+            "per_sequence": per_sequence}
 
 
 def write_tracking_results(results: dict, path: str | Path) -> Path | None:
@@ -353,11 +387,10 @@ def write_tracking_results(results: dict, path: str | Path) -> Path | None:
     The plot is ``success_plot.png`` beside a ``results.json``, else ``<name>.success_plot.png``.
     """
     path = Path(path)
-    plot = None
-    if results["protocol_name"] == "ope":
-        plot = (path.with_name("success_plot.png") if path.name == "results.json"
-                else path.with_suffix(".success_plot.png"))
-        draw_success_plot(results, plot)
+    ope = results["protocol_name"] == "ope"
+    stem = "success_plot" if ope else "eao_curve"
+    plot = path.with_name(f"{stem}.png") if path.name == "results.json" else path.with_suffix(f".{stem}.png")
+    (draw_success_plot if ope else draw_eao_plot)(results, plot)
     write_results_json(results, path)
     return plot
 
@@ -395,10 +428,31 @@ def _format_baseline_table(results: dict) -> str:
     total, scored = (sum(s[k] for s in seqs.values()) for k in ("frames", "scored_frames"))
     lines.append(f"{'average':<{width}}  {total:>6d}  {scored:>6d}  {results['accuracy']:>8.4f}  "
                  f"{results['robustness']:>8.2f}" + (f"  {results['timing']['frames_per_second']:>8.2f}" if timed else ""))
+    low, high = results["eao_interval"]
+    eao = ("not computed (the curve ends before the interval)" if results["eao"] is None
+           else f"{results['eao']:.4f}")
     lines.append(f"accuracy (mean over sequences) {results['accuracy']:.4f}, pooled over frames "
                  f"{results['accuracy_pooled']:.4f}; failures {results['failures']} in all, robustness "
-                 f"{results['robustness']:.2f} failures per sequence; EAO not computed (needs a whole dataset)")
+                 f"{results['robustness']:.2f} failures per sequence; EAO {eao} over lengths {low}-{high} "
+                 f"({results['eao_interval_name'] or 'given interval'})")
     return "\n".join(lines)
+
+
+def draw_eao_plot(results: dict, path: str | Path) -> None:
+    """The expected average overlap by sequence length (black), the EAO interval between two grey
+    lines, the EAO in the legend."""
+    curve, (low, high) = results["eao_curve"], results["eao_interval"]
+    lengths = range(len(curve))
+    eao = "not computed: the curve ends before the interval" if results["eao"] is None else f"{results['eao']:.3f}"
+    name = results["eao_interval_name"] or "EAO"
+    curves = [Curve(f"EAO curve [{eao}]", lengths, curve, (0, 0, 0), width=2),
+              Curve(f"{name} interval from {low}", (low, low), (0.0, 1.0), (150, 150, 150)),
+              Curve(f"{name} interval to {high}", (high, high), (0.0, 1.0), (150, 150, 150))]
+    last = max(len(curve) - 1, high)
+    step = math.ceil(last / 8 / 50) * 50  # about 8 ticks, multiples of 50 frames
+    source = results.get("tracker") or Path(results["results"]).name
+    line_plot(path, curves, title=f"Expected average overlap ({results['benchmark']} baseline, {source})",
+              x_label="sequence length (frames)", x_ticks=[step * i for i in range(math.ceil(last / step) + 1)])
 
 
 def draw_success_plot(results: dict, path: str | Path) -> None:

@@ -28,13 +28,23 @@ per-sequence accuracies and failure counts (the VOT2015 toolkit's raw scores: pe
 then the mean over them), ``failures`` their sum; ``accuracy_pooled`` is the mean over all scored
 frames of all sequences (pysot's ``AccuracyRobustnessBenchmark`` and the later MATLAB toolkit).
 Our trackers are deterministic, so one repetition stands for VOT's 15 (the toolkit itself stops
-after 3 identical runs). EAO is not computed: it averages over a sequence-length interval that the
-toolkit learns from the whole dataset's length distribution, which two sequences cannot provide.
+after 3 identical runs).
+
+**Expected average overlap** (EAO, `eao_fragments`, `eao_curve`, `eao_score`; the Python toolkit's
+``supervised_eao_curve`` / ``supervised_eao_score``): every trajectory is cut into fragments, one
+per initialisation: from the initialisation frame up to (not including) its failure, or to the end
+of the sequence for the last one that never failed. Each frame of a fragment has its bounded
+overlap, 0 on code lines. The curve's value at length n is the weighted mean over fragments of the
+average overlap of frames 1..n (the initialisation frame left out), where a failed fragment counts
+with zeros after its failure at every length and one that reached the sequence end only at lengths
+it covers. EAO is the mean of the curve over a sequence-length interval that the VOT committee fixed
+per challenge from its dataset's length distribution (`EAO_INTERVALS`, from the toolkit's stack
+files); the curve is defined up to the longest fragment, so an interval beyond it is cut there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -42,6 +52,18 @@ from vidcorr.io.tracking import VOT_FAILED, VOT_INITIALISED, VOT_TRACKED
 
 SKIP_INITIALIZE = 5  # VOT2013-2019 baseline stacks: re-initialise 5 frames after a failure
 BURNIN = 10  # frames left out of the accuracy from every (re-)initialisation on, that frame included
+Fragment = tuple[np.ndarray, bool]  # one EAO fragment: overlaps (L,), whether it ended in a failure
+
+# EAO's sequence-length interval (low, high), 0-based indices of the curve, both included: the
+# baseline experiment's `supervised_eao_score` in the VOT toolkit's stack files (votchallenge/toolkit
+# vot/stack/vot20xx.yaml). VOT2013/2014 defined no EAO.
+EAO_INTERVALS: dict[str, tuple[int, int]] = {
+    "vot2015": (108, 371),
+    "vot2016": (108, 371),
+    "vot2017": (100, 356),
+    "vot2018": (100, 356),
+    "vot2019": (46, 291),
+}
 
 
 def _clip_half_plane(poly: list[tuple[float, float]], axis: int, bound: float, keep_above: bool) -> list:
@@ -155,3 +177,75 @@ def average_supervised(per_sequence: Mapping[str, dict]) -> dict:
         "robustness": float(np.mean([s["failures"] for s in seqs])),
         "failures": int(sum(s["failures"] for s in seqs)),
     }
+
+
+def frame_overlaps(status: np.ndarray, boxes: np.ndarray, polygons: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
+    """(T,) bounded overlap of each frame's predicted box with its polygon: 0 on code lines (the
+    toolkit's overlap of a special region) and where the ground truth is not `polygon_valid`."""
+    return np.array([region_overlap(boxes[t], polygons[t], frame_wh)
+                     if status[t] == VOT_TRACKED and polygon_valid(polygons[t]) else 0.0
+                     for t in range(len(status))])
+
+
+def eao_fragments(status: np.ndarray, overlaps: np.ndarray) -> list[Fragment]:
+    """One trajectory's EAO fragments: (overlaps (L,), failed) per initialisation (module docstring).
+
+    status: (T,) codes as `score_supervised` takes them; overlaps: (T,) `frame_overlaps`. A
+    trajectory without a failure is one fragment over all of it, as the toolkit takes it.
+    """
+    status = np.asarray(status)
+    failures = np.flatnonzero(status == VOT_FAILED)
+    inits = np.flatnonzero(status == VOT_INITIALISED)
+    if len(failures) == 0:
+        return [(np.asarray(overlaps, np.float64), False)]
+    fragments = [(np.asarray(overlaps[inits[i]:failures[i]], np.float64), True) for i in range(len(failures))]
+    if len(inits) > len(failures):  # initialised again and never failed until the end
+        fragments.append((np.asarray(overlaps[inits[-1]:], np.float64), False))
+    return fragments
+
+
+def eao_curve(fragments: Sequence[Fragment]) -> np.ndarray:
+    """Expected average overlap by sequence length: (N,) over lengths 0..N-1, N = longest fragment.
+
+    fragments: (overlaps (L,), failed) of every trajectory of every sequence, weight 1 each, as
+    `eao_fragments` cuts them. Value n: mean over fragments of the mean overlap of frames 1..n
+    (zero-padded after a failure; a fragment that did not fail counts only for n < L); value 0 is
+    the fragments' first-frame overlap (0 on initialisation lines).
+    """
+    if not fragments:
+        raise ValueError("no fragments: EAO needs at least one trajectory")
+    length = max(len(o) for o, _ in fragments)
+    if length == 0:
+        raise ValueError("EAO fragments are all empty")
+    padded = np.zeros((len(fragments), length))
+    counted = np.zeros((len(fragments), length), bool)
+    for row, (overlaps, failed) in enumerate(fragments):
+        padded[row, :len(overlaps)] = overlaps
+        counted[row, : length if failed else len(overlaps)] = True
+    running = padded.copy()
+    frames = np.arange(1, length)
+    running[:, 1:] = np.cumsum(padded[:, 1:], axis=1) / frames  # mean of frames 1..n
+    # Every length has a fragment that counts there: the longest fragment covers them all.
+    return (running * counted).sum(axis=0) / counted.sum(axis=0)
+
+
+def eao_interval(spec: str | Sequence[int]) -> tuple[str | None, tuple[int, int]]:
+    """A challenge's name (`EAO_INTERVALS`, e.g. "vot2018") or (low, high) -> (name or None, interval)."""
+    if isinstance(spec, str):
+        if spec.lower() not in EAO_INTERVALS:
+            raise ValueError(f"unknown EAO interval {spec!r}; expected one of {', '.join(EAO_INTERVALS)} or LOW,HIGH")
+        return spec.lower(), EAO_INTERVALS[spec.lower()]
+    low, high = (int(v) for v in spec)
+    if not 0 <= low <= high:
+        raise ValueError(f"EAO interval must satisfy 0 <= low <= high, got {low}..{high}")
+    return None, (low, high)
+
+
+def eao_score(curve: np.ndarray, interval: tuple[int, int]) -> float | None:
+    """Mean of the EAO curve over ``interval`` (low, high), indices included, cut at the curve's end
+    as the toolkit's slice is; None when the curve ends before ``low``."""
+    low, high = interval
+    if not 0 <= low <= high:
+        raise ValueError(f"EAO interval must satisfy 0 <= low <= high, got {low}..{high}")
+    part = np.asarray(curve)[low:high + 1]
+    return float(part.mean()) if len(part) else None
