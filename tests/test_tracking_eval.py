@@ -276,6 +276,26 @@ def test_score_max_frames_scores_an_eval_max_frames_run(eval_and_score, otb_root
     assert {k: scored[k] for k in SHARED_KEYS} == {k: evaluated[k] for k in SHARED_KEYS}
 
 
+
+def test_score_of_hand_written_trajectories(eval_and_score, vot_root, tmp_path, capsys):
+    """Another tracker's trajectories, scored without a run: one that fails on the frame after every
+    initialisation has an EAO curve of one value, whose plot over the interval 0,0 divided by zero;
+    one that fails before it was initialised crashed (IndexError) instead of naming the line."""
+    trajectory = tmp_path / "theirs" / "baseline" / "ball1" / "ball1_001.txt"
+    trajectory.parent.mkdir(parents=True)
+    trajectory.write_text("1\n2\n0\n0\n0\n" * (N_FRAMES // 5))
+    score = ["score", "vot", "--root", str(vot_root), "--results", str(tmp_path / "theirs"),
+             "--protocol", "vot-baseline", "--eao-interval", "0,0"]
+    assert eval_and_score(score) == 0
+    scored = json.loads((tmp_path / "theirs" / "score.json").read_text())
+    assert scored["eao_curve"] == [0.0] and scored["eao"] == 0.0 and scored["failures"] == N_FRAMES // 5
+    assert (tmp_path / "theirs" / "score.eao_curve.png").is_file()
+    capsys.readouterr()
+    trajectory.write_text("2\n" + "0\n" * (N_FRAMES - 1))
+    assert eval_and_score([*score, "--out", str(tmp_path / "second.json")]) == 2
+    assert "ball1_001.txt: line 1: a failure (2) before the first initialisation" in capsys.readouterr().err
+    assert not (tmp_path / "second.json").exists()
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -161,6 +161,16 @@ def test_two_target_folders_are_one_sequence_per_target(tmp_path):
         discover_sequences(tmp_path, "otb", ["Jogging"])
 
 
+
+def test_a_folder_named_like_a_target_is_not_silently_dropped(tmp_path):
+    """A folder Jogging.1 (a target copied out by hand) beside Jogging/groundtruth_rect.1.txt: both
+    are the sequence Jogging.1, and one of them was left out without a word."""
+    _otb_sequence(tmp_path, "Jogging.1", 3, 3)
+    _otb_sequence(tmp_path, "Jogging", 3, 3).joinpath("groundtruth_rect.txt").rename(
+        tmp_path / "Jogging" / "groundtruth_rect.1.txt")
+    with pytest.raises(InputError, match="two sequences named Jogging.1: .*groundtruth_rect.* and .*groundtruth_rect"):
+        discover_sequences(tmp_path, "otb")
+
 def test_otb_annotated_range_picks_its_frames(tmp_path, monkeypatch):
     """A sequence of OTB_ANNOTATED_RANGES (David: frames 300-770 of 770) takes its annotated frames
     when both counts match; another count is still refused (another dataset's folder of that name)."""

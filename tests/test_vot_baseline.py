@@ -260,6 +260,37 @@ def test_trajectory_file_round_trip_and_refusals(tmp_path):
         read_vot_trajectory(path)
 
 
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        # Another tracker's box file in the baseline layout: no initialisation, so no burn-in (it
+        # scored accuracy over every frame).
+        (["5,5,10,10"] * 3, "line 1: a box before the first initialisation"),
+        # These crashed in the EAO fragments (IndexError) or cut a fragment from a later
+        # initialisation to an earlier failure.
+        (["2", "0", "1", "5,5,10,10"], "line 1: a failure \\(2\\) before the first initialisation"),
+        (["1", "2", "0", "2"], "line 4: a failure \\(2\\) after the failure on line 2 without a re-initialisation"),
+        (["1", "2", "0", "5,5,10,10"], "line 4: a box after the failure on line 2"),
+        (["1", "5,5,10,10", "1", "2"], "line 3: initialised \\(1\\) again without a failure \\(2\\) since the "
+                                       "initialisation on line 1"),
+    ],
+)
+def test_trajectory_out_of_the_experiments_order_is_refused(tmp_path, lines, message):
+    path = tmp_path / "seq_001.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=message):
+        read_vot_trajectory(path)
+
+
+def test_trajectory_order_that_the_runner_writes_is_read(tmp_path):
+    """0 lines may come anywhere, before the first initialisation too (`run_supervised` skips a first
+    frame whose box is outside it); a failure in the last lines leaves no initialisation after it."""
+    path = tmp_path / "seq_001.txt"
+    path.write_text("0\n1\n5,5,10,10\n0\n2\n0\n1\n5,5,10,10\n2\n0\n")
+    status, _ = read_vot_trajectory(path)
+    assert status.tolist() == [0, 1, T, 0, 2, 0, 1, T, 2, 0]
+
 def test_polygon_reader_keeps_corners(tmp_path):
     path = tmp_path / "groundtruth.txt"
     path.write_text("10,0,20,10,10,20,0,10\n5\t6 7,8\nNaN,NaN,NaN,NaN,NaN,NaN,NaN,NaN\n")

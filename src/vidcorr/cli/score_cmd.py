@@ -68,7 +68,9 @@ def register_tracking(tasks: argparse._SubParsersAction) -> None:
                            "accuracy and failures." if benchmark == "vot" else ""),
         )
         p.add_argument("--root", required=True, type=Path, help=f"benchmark root folder (as for eval {benchmark})")
-        p.add_argument("--results", required=True, type=Path, help="folder of <seq>.txt box files")
+        baseline_files = " (with --protocol vot-baseline: of baseline/<seq>/<seq>_001.txt)"
+        p.add_argument("--results", required=True, type=Path,
+                       help="folder of <seq>.txt box files" + (baseline_files if benchmark == "vot" else ""))
         p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the sequences")
         p.add_argument("--max-frames", type=int,
                        help="score only the first N frames of each sequence (files of `eval --max-frames N`)")
@@ -92,7 +94,7 @@ def run_tracking(args: argparse.Namespace) -> int:
     print(format_results_table(results))
     out = _score_json(args)
     plot = write_tracking_results(results, out)
-    print(f"wrote {out}" + (f" and {plot}" if plot else ""))
+    print(f"wrote {out} and {plot}")
     return 0
 
 

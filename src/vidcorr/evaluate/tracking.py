@@ -380,11 +380,12 @@ def _baseline_fields(per_sequence: dict[str, dict], fragments: list[Fragment],
             "per_sequence": per_sequence}
 
 
-def write_tracking_results(results: dict, path: str | Path) -> Path | None:
-    """Write results to ``path`` (JSON) and, for OPE, the success plot beside it; returns the plot's
-    path (None for vot-baseline results, which have no success curves).
+def write_tracking_results(results: dict, path: str | Path) -> Path:
+    """Write results to ``path`` (JSON) and its plot beside it, the success plot (OPE) or the EAO
+    curve (vot-baseline, `draw_eao_plot`); returns the plot's path.
 
-    The plot is ``success_plot.png`` beside a ``results.json``, else ``<name>.success_plot.png``.
+    The plot is ``success_plot.png`` / ``eao_curve.png`` beside a ``results.json``, else
+    ``<name>.success_plot.png`` / ``<name>.eao_curve.png``.
     """
     path = Path(path)
     ope = results["protocol_name"] == "ope"
@@ -448,7 +449,9 @@ def draw_eao_plot(results: dict, path: str | Path) -> None:
     curves = [Curve(f"EAO curve [{eao}]", lengths, curve, (0, 0, 0), width=2),
               Curve(f"{name} interval from {low}", (low, low), (0.0, 1.0), (150, 150, 150)),
               Curve(f"{name} interval to {high}", (high, high), (0.0, 1.0), (150, 150, 150))]
-    last = max(len(curve) - 1, high)
+    # At least 1: a curve of one value (every fragment failed on its first frame) with the interval
+    # 0,0 divided by a step of 0.
+    last = max(len(curve) - 1, high, 1)
     step = math.ceil(last / 8 / 50) * 50  # about 8 ticks, multiples of 50 frames
     source = results.get("tracker") or Path(results["results"]).name
     line_plot(path, curves, title=f"Expected average overlap ({results['benchmark']} baseline, {source})",

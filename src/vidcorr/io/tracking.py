@@ -30,7 +30,8 @@ both curves), and a box of size <= 0 is kept (it overlaps nothing).
 VOT baseline trajectories (`write_vot_trajectory`, `read_vot_trajectory`): the VOT toolkit's results
 file, one line per frame holding the predicted region (``x,y,w,h``, 0-based like VOT's ground truth)
 or a code: 1 the tracker was (re-)initialised on this frame, 2 it failed here, 0 no prediction
-(the frames skipped before a re-initialisation).
+(the frames skipped before a re-initialisation). Read back, the lines must come in the order the
+supervised experiment writes them: boxes and a 2 only after a 1, a 1 only first or after a 2.
 
 Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` (or
 ``<seq>/color/00000001.jpg``, the VOT toolkit's layout from VOT2017) + ``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
@@ -228,7 +229,8 @@ def write_vot_trajectory(path: str | Path, status: np.ndarray, boxes: np.ndarray
 
 def read_vot_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """A VOT results file (`write_vot_trajectory`) -> status (T,) int and boxes (T, 4) float64 (NaN
-    where the line is a code). A line is one code (0, 1 or 2) or 4 values x, y, w, h."""
+    where the line is a code). A line is one code (0, 1 or 2) or 4 values x, y, w, h, in the
+    supervised experiment's order (`_check_trajectory_order`)."""
     path = Path(path)
     status, boxes = [], []
     for number, text in _annotation_lines(path, "results"):
@@ -242,7 +244,30 @@ def read_vot_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         else:
             status.append(VOT_TRACKED)
             boxes.append(values)
+    _check_trajectory_order(path, status)
     return np.array(status, np.int64), np.stack(boxes)
+
+
+def _check_trajectory_order(path: Path, status: Sequence[int]) -> None:
+    """The supervised experiment's order: a box or a failure (2) only while the tracker runs (after
+    an initialisation 1, before the next 2), an initialisation only while it does not (first, or
+    after a failure); 0 anywhere. Scoring pairs the k-th initialisation with the k-th failure (the
+    EAO fragments) and needs the initialisations for the accuracy's burn-in: a file out of this
+    order (boxes without codes, a failure before any initialisation) would be mis-scored or crash."""
+    running, failed = None, None  # lines of the initialisation running now / of the last failure
+    for number, code in enumerate(status, start=1):
+        if code == VOT_INITIALISED and running is not None:
+            raise InputError(path, f"line {number}: initialised (1) again without a failure (2) since "
+                                   f"the initialisation on line {running}")
+        if code in (VOT_FAILED, VOT_TRACKED) and running is None:
+            what = "a failure (2)" if code == VOT_FAILED else "a box"
+            where = (f"after the failure on line {failed} without a re-initialisation (1)" if failed else
+                     "before the first initialisation (1): a trajectory starts with the code 1")
+            raise InputError(path, f"line {number}: {what} {where}")
+        if code == VOT_INITIALISED:
+            running = number
+        elif code == VOT_FAILED:
+            running, failed = None, number
 
 
 def write_otb_boxes(path: str | Path, boxes: np.ndarray) -> None:
@@ -289,15 +314,24 @@ def _vot_frames_dir(folder: Path) -> Path:
 
 
 def _annotated_sequences(root: Path, benchmark: Benchmark) -> dict[str, tuple[Path, str]]:
-    """Sequence name -> (folder, annotation file name) for every annotation under ``root``."""
-    found = {}
+    """Sequence name -> (folder, annotation file name) for every annotation under ``root``; two
+    annotations of the same name (a folder ``Jogging.1`` beside ``Jogging/groundtruth_rect.1.txt``)
+    are an `InputError`, not one silently left out."""
+    found: dict[str, tuple[Path, str]] = {}
+
+    def add(name: str, folder: Path, annotation: str) -> None:
+        if name in found:
+            raise InputError(root, f"two sequences named {name}: {found[name][0] / found[name][1]} and "
+                                   f"{folder / annotation}; rename one of the folders")
+        found[name] = (folder, annotation)
+
     for folder in (p for p in root.iterdir() if p.is_dir()):
         if (folder / ANNOTATION_FILES[benchmark]).is_file():
-            found[folder.name] = (folder, ANNOTATION_FILES[benchmark])
+            add(folder.name, folder, ANNOTATION_FILES[benchmark])
         if benchmark == "otb":
             for file in folder.iterdir():
                 if (target := _OTB_TARGET_FILE.fullmatch(file.name)) and file.is_file():
-                    found[f"{folder.name}.{target.group(1)}"] = (folder, file.name)
+                    add(f"{folder.name}.{target.group(1)}", folder, file.name)
     return dict(sorted(found.items()))
 
 
