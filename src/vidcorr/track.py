@@ -240,7 +240,8 @@ def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
     """
     try:  # (x0, y0, x1, y1) corners are 4 numbers too: only the count can be checked
         values = list(box)
-        if any(isinstance(v, (bool, np.bool_)) for v in values):  # float(True) is 1.0: a mix-up, not a size
+        # float(True) is 1.0 and list("1234") four digits: mix-ups, not a box
+        if isinstance(box, (str, bytes)) or any(isinstance(v, (bool, np.bool_)) for v in values):
             raise TypeError
         x, y, w, h = (float(v) for v in values)
     except (TypeError, ValueError):  # not iterable, not 4 values, or not numbers

@@ -430,8 +430,9 @@ def _format_baseline_table(results: dict) -> str:
     lines.append(f"{'average':<{width}}  {total:>6d}  {scored:>6d}  {results['accuracy']:>8.4f}  "
                  f"{results['robustness']:>8.2f}" + (f"  {results['timing']['frames_per_second']:>8.2f}" if timed else ""))
     low, high = results["eao_interval"]
+    end = len(results["eao_curve"]) - 1  # the longest fragment's last length
     eao = ("not computed (the curve ends before the interval)" if results["eao"] is None
-           else f"{results['eao']:.4f}")
+           else f"{results['eao']:.4f}" + (f" (the curve ends at {end})" if end < high else ""))
     lines.append(f"accuracy (mean over sequences) {results['accuracy']:.4f}, pooled over frames "
                  f"{results['accuracy_pooled']:.4f}; failures {results['failures']} in all, robustness "
                  f"{results['robustness']:.2f} failures per sequence; EAO {eao} over lengths {low}-{high} "
