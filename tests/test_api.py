@@ -453,3 +453,43 @@ def test_write_davis_results_with_or_without_per_frame_data(short_clip, tmp_path
     with pytest.raises(ValueError, match="per-frame J for some objects but not other_1.*per_frame=True"):
         write_davis_results(mixed, tmp_path / "mixed.json")
     assert not (tmp_path / "mixed.json").exists()
+
+
+def test_propagate_labels_carries_any_soft_labels_and_its_argmax_is_the_mask(davis2016_root):
+    """Real frames (blackswan, random ResNet, crw): the one-hot first mask's propagated soft labels
+    have propagate_masks' mask as their argmax, pixel for pixel; a continuous label (each pixel's x
+    coordinate) stays a weighted average of the first frame's values; one channel may be (H, W)."""
+    from vidcorr.labels import one_hot_labels
+
+    frames = [np.array(Image.open(p)) for p in sorted(
+        (davis2016_root / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:4]]
+    mask = np.array(Image.open(davis2016_root / "Annotations" / "480p" / "blackswan" / "00000.png")) // 255
+    encoder = vidcorr.encoder_for("crw", features="random-resnet18")
+    kw = dict(encoder=encoder, size=160, n_previous=2)
+    masks = [m for _, m in vidcorr.propagate_masks(frames, mask, **kw)]
+    onehot = one_hot_labels(mask).numpy()
+    ramp = np.broadcast_to(np.arange(854, dtype=np.float32), (480, 854))
+    soft = list(vidcorr.propagate_labels(frames, np.concatenate([onehot, ramp[None]]), **kw))
+    assert len(soft) == 4 and soft[0][1].shape == (3, 480, 854) and soft[0][1].dtype == np.float32
+    for t, ((frame, labels), want) in enumerate(zip(soft, masks)):
+        np.testing.assert_array_equal(frame, frames[t])
+        np.testing.assert_array_equal(labels[:2].argmax(axis=0), want, err_msg=f"frame {t}")
+        assert labels[2].min() >= -1e-3 and labels[2].max() <= 853 + 1e-3  # a convex combination of 0..853
+    swan_x = soft[-1][1][2][masks[-1] == 1].mean()
+    assert abs(swan_x - ramp[mask == 1].mean()) < 60  # the swan's pixels still carry about its x
+    single = list(vidcorr.propagate_labels(frames[:2], ramp, **kw))
+    assert single[1][1].shape == (1, 480, 854)
+    np.testing.assert_allclose(single[1][1][0], soft[1][1][2], atol=1e-3)  # channels travel independently
+
+
+def test_propagate_labels_checks_its_labels_at_the_call():
+    frames, _ = _texture_video(n_frames=2)  # 96x64
+    for labels, message in [
+        (np.zeros((2, 64, 90)), r"first-frame labels are 90x64 but frames are 96x64"),
+        (np.zeros((1, 1, 64, 96)), r"shape \(1, 1, 64, 96\); expected \(K, H, W\) or \(H, W\)"),
+        (np.zeros((0, 64, 96)), r"shape \(0, 64, 96\)"),
+        (np.full((64, 96), np.nan), "NaN or infinite"),
+        (np.full((64, 96), "a"), "dtype <U1; expected numbers"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            vidcorr.propagate_labels(frames, labels, encoder=PatchEncoder(), preset=_crw_small())

@@ -2,13 +2,13 @@
 
 The scripting API (`vidcorr.api`) is importable from here: ``vidcorr.encoder_for``,
 ``vidcorr.propagate_masks``, ``vidcorr.mask_tracker``,
-``vidcorr.propagate_keypoints``, ``vidcorr.track_box``. It is loaded on first use, so that
+``vidcorr.propagate_keypoints``, ``vidcorr.track_box``, ``vidcorr.propagate_labels``. It is loaded on first use, so that
 ``import vidcorr`` and the command line's start-up do not pay for torch until they need it.
 """
 
 __version__ = "0.1.0"
 
-_API = ("encoder_for", "propagate_masks", "mask_tracker", "propagate_keypoints", "track_box")
+_API = ("encoder_for", "propagate_masks", "mask_tracker", "propagate_keypoints", "track_box", "propagate_labels")
 
 
 def __getattr__(name: str):

@@ -14,6 +14,8 @@
         ...                               # points (J, 2) pixels, NaN where lost; visible (J,)
     for frame, (x, y, w, h) in vidcorr.track_box("clip.mp4", (120, 80, 64, 48), tracker="dcf"):
         ...
+    for frame, labels in vidcorr.propagate_labels("clip.mp4", probabilities):  # (K, H, W) floats
+        ...                               # labels (K, H, W) float32, soft, at the frame's size
 
 The command line (`vidcorr propagate`) runs the same code and loads its models the same way
 (`resolve_encoder`).
@@ -29,13 +31,15 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
-from vidcorr.errors import VidcorrError
+from vidcorr.errors import InputError, VidcorrError
+from vidcorr.io.frames import to_numpy
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
-from vidcorr.propagate import Propagator
+from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.runtime import checked_device
 from vidcorr.track_uvc import TrackOptions, mask_propagator
 
@@ -133,6 +137,63 @@ def propagate_masks(
     first_mask = check_first_mask(first_mask, first_frame.shape[:2], mask_path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs, track)
     return propagate_mask(propagator, frames, first_mask)
+
+
+def propagate_labels(
+    video: str | Path | Iterable[np.ndarray],
+    first_labels: Any,
+    *,
+    encoder: nn.Module | None = None,
+    preset: PresetLike = DEFAULT_PRESET,
+    device: str | torch.device = "cpu",
+    batch_size: int = 4,
+    size: int | None = None,
+    **knobs: Any,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(frame, labels)`` for every frame, the first included: any per-pixel labels carried
+    through the video, not only object ids (class probabilities, a soft matte, a heat map, ...).
+
+    first_labels: the first frame's labels (K, H, W) or (H, W) (one channel), any real numbers, as
+    numpy, torch or nested lists. labels: (K, H, W) float32 at the frame's size, frame 0 the given
+    ones: the soft labels the preset propagates (each a weighted average of the context frames'
+    labels, the weights of the preset's affinity summing to 1), upsampled bilinearly, with no
+    argmax. Presets that min-max normalise their context labels (``uvc``) do so per channel here
+    too. Other arguments as `propagate_masks` (UVC-track needs objects: masks only). For a one-hot
+    mask under ``crw`` the argmax of these labels is `propagate_masks`' mask.
+    """
+    first_frame, frames = _first_and_all(video)
+    labels = check_first_labels(first_labels, first_frame.shape[:2])
+    propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
+    return _propagate_soft(propagator, frames, labels)
+
+
+def check_first_labels(labels: Any, frame_hw: tuple[int, int]) -> np.ndarray:
+    """The first frame's labels as (K, H, W) float32: numbers, finite, of the frames' size."""
+    array = to_numpy(labels)
+    if array.dtype.kind not in "biuf":
+        raise InputError(None, f"first-frame labels have dtype {array.dtype}; expected numbers")
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[0] == 0:
+        raise InputError(None, f"first-frame labels have shape {array.shape}; expected (K, H, W) or (H, W)")
+    if array.shape[1:] != tuple(frame_hw):
+        raise InputError(None, f"first-frame labels are {array.shape[2]}x{array.shape[1]} but frames are "
+                               f"{frame_hw[1]}x{frame_hw[0]}")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise InputError(None, "first-frame labels hold NaN or infinite values")
+    return array
+
+
+def _propagate_soft(propagator: Propagator, frames: Iterator[np.ndarray],
+                    labels: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    first_frame, stream = first_and_rest(frames)
+    propagator.start(first_frame, torch.from_numpy(labels))
+    yield first_frame, labels
+    for frame, soft in propagator.follow(stream):
+        # decode_label_map's upsampling for crw / stt, without its argmax
+        up = F.interpolate(soft[None], size=frame.shape[:2], mode="bilinear", align_corners=False)[0]
+        yield frame, up.to("cpu", torch.float32).numpy()
 
 
 def mask_tracker(
