@@ -249,6 +249,36 @@ def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path):
     assert (out / "overlay.mp4").stat().st_size > 0
 
 
+def test_propagate_soft_labels_on_a_frame_folder(short_clip, tmp_path, capsys):
+    """--labels FIRST.npy: one float32 .npy per frame, the argmax of a one-hot mask's channels being
+    --mask's PNGs; a malformed labels file exits 2 naming it, nothing written."""
+    from vidcorr.labels import one_hot_labels
+
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    first = tmp_path / "first.npy"
+    np.save(first, one_hot_labels(np.array(Image.open(mask)) // 255).numpy())
+    out, masks = tmp_path / "soft", tmp_path / "masks"
+    assert main(["propagate", str(frames), "--labels", str(first), "--out", str(out), *FAST]) == 0
+    assert "wrote" in capsys.readouterr().out and (out / "overlay.mp4").stat().st_size > 0
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(masks), "--no-video", *FAST]) == 0
+    files = sorted((out / "labels").glob("*.npy"))
+    assert [f.name for f in files] == [f"{i:05d}.npy" for i in range(6)]
+    for f in files:
+        labels = np.load(f)
+        assert labels.shape == (2, 480, 854) and labels.dtype == np.float32
+        np.testing.assert_array_equal(labels.argmax(axis=0), np.array(Image.open(masks / "masks" / f"{f.stem}.png")))
+    capsys.readouterr()
+    for bad, message in [(np.zeros((2, 48, 85), np.float32), "first.npy are 85x48 but frames are 854x480"),
+                         (np.full((480, 854), np.inf), "first.npy hold NaN or infinite values")]:
+        np.save(first, bad)
+        assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
+    first.write_text("not an array")
+    assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert f"{first}: cannot read labels as a .npy array" in capsys.readouterr().err
+
+
 def test_propagate_advises_a_smaller_size_for_large_frames(short_clip, tmp_path, caplog):
     """crw propagates at native size, defined on 480p: a 540p video gets a warning and the way out."""
     big = tmp_path / "big"

@@ -31,15 +31,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
-from vidcorr.errors import InputError, VidcorrError
-from vidcorr.io.frames import to_numpy
+from vidcorr.errors import VidcorrError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
-from vidcorr.propagate import Propagator, first_and_rest
+from vidcorr.propagate import Propagator
+from vidcorr.soft_labels import check_first_labels, propagate_soft_labels
 from vidcorr.runtime import checked_device
 from vidcorr.track_uvc import TrackOptions, mask_propagator
 
@@ -164,36 +163,7 @@ def propagate_labels(
     first_frame, frames = _first_and_all(video)
     labels = check_first_labels(first_labels, first_frame.shape[:2])
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
-    return _propagate_soft(propagator, frames, labels)
-
-
-def check_first_labels(labels: Any, frame_hw: tuple[int, int]) -> np.ndarray:
-    """The first frame's labels as (K, H, W) float32: numbers, finite, of the frames' size."""
-    array = to_numpy(labels)
-    if array.dtype.kind not in "biuf":
-        raise InputError(None, f"first-frame labels have dtype {array.dtype}; expected numbers")
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3 or array.shape[0] == 0:
-        raise InputError(None, f"first-frame labels have shape {array.shape}; expected (K, H, W) or (H, W)")
-    if array.shape[1:] != tuple(frame_hw):
-        raise InputError(None, f"first-frame labels are {array.shape[2]}x{array.shape[1]} but frames are "
-                               f"{frame_hw[1]}x{frame_hw[0]}")
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise InputError(None, "first-frame labels hold NaN or infinite values")
-    return array
-
-
-def _propagate_soft(propagator: Propagator, frames: Iterator[np.ndarray],
-                    labels: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    first_frame, stream = first_and_rest(frames)
-    propagator.start(first_frame, torch.from_numpy(labels))
-    yield first_frame, labels
-    for frame, soft in propagator.follow(stream):
-        # decode_label_map's upsampling for crw / stt, without its argmax
-        up = F.interpolate(soft[None], size=frame.shape[:2], mode="bilinear", align_corners=False)[0]
-        yield frame, up.to("cpu", torch.float32).numpy()
+    return propagate_soft_labels(propagator, frames, labels)
 
 
 def mask_tracker(

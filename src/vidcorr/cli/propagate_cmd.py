@@ -1,11 +1,12 @@
-"""`vidcorr propagate INPUT (--mask FIRST.png | --keypoints FIRST.json | --box x,y,w,h) --out DIR`:
-carry a first-frame annotation through a video.
+"""`vidcorr propagate INPUT (--mask FIRST.png | --keypoints FIRST.json | --box x,y,w,h | --labels
+FIRST.npy) --out DIR`: carry a first-frame annotation through a video.
 
 INPUT is a video file (decoded with PyAV, or OpenCV where PyAV is missing) or a folder of frames.
 A mask gives one indexed PNG per frame in DIR/masks/; keypoints give DIR/keypoints.json with every
 frame's coordinates (format in docs/keypoints.md); a box gives DIR/boxes.json (0-based x, y, w, h
-per frame, tracked with UVC's region localisation or a DCF head, docs/tracking.md). All write an overlay video DIR/overlay.mp4;
-the folder appears only when everything succeeded.
+per frame, tracked with UVC's region localisation or a DCF head, docs/tracking.md); soft labels
+(K, H, W) give one float32 .npy per frame in DIR/labels/ (`vidcorr.soft_labels`). All write an
+overlay video DIR/overlay.mp4; the folder appears only when everything succeeded.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             '"edges": [[i, j], ...], "visible": [...]} in pixels (docs/keypoints.md)')
     first.add_argument("--box", type=_box, metavar="x,y,w,h",
                        help="first-frame box in 0-based pixels (top-left corner, width, height)")
+    first.add_argument("--labels", type=Path, metavar="FIRST.npy",
+                       help="first-frame soft labels: a .npy array (K, H, W) or (H, W) of any real values "
+                            "(probabilities, a matte, a heat map); writes DIR/labels/<frame>.npy, float32")
     p.add_argument("--tracker", choices=("localise", "dcf"), default="localise",
                    help="with --box: UVC region localisation or a DCF head on the features (default: localise)")
     p.add_argument("--track", action="store_true",
@@ -127,6 +131,8 @@ def _annotation(args: argparse.Namespace, source) -> Annotation:
         return _keypoints_annotation(args.keypoints, source.size, names)
     if args.box is not None:
         return _box_annotation(args.box, args.tracker, source.size, names)
+    if args.labels is not None:
+        return _labels_annotation(args.labels, source.size, names)
     return _mask_annotation(args.mask, source.size, names)
 
 
@@ -169,6 +175,26 @@ def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | N
             yield mask_overlay(frame, labels, propagator)
 
     return Annotation(write, "masks/*.png")
+
+
+# --------------------------------------------------------------------------- soft labels
+
+
+def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
+    from vidcorr.soft_labels import check_first_labels, read_labels_file
+
+    first = check_first_labels(read_labels_file(path), frame_hw, path)
+
+    def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
+        from vidcorr.soft_labels import labels_overlay, propagate_soft_labels
+
+        (out_dir / "labels").mkdir()
+        value_range = (float(first.min()), float(first.max()))
+        for t, (frame, labels) in enumerate(propagate_soft_labels(propagator, source, first)):
+            np.save(out_dir / "labels" / f"{_name(names, t)}.npy", labels)
+            yield labels_overlay(frame, labels, value_range)
+
+    return Annotation(write, "labels/*.npy")
 
 
 # --------------------------------------------------------------------------- keypoints

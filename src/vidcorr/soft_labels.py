@@ -1,0 +1,81 @@
+"""Any per-pixel labels carried through a video: (K, H, W) real-valued channels, not only object ids.
+
+Class probabilities, a soft matte, a heat map, a depth or motion channel: the propagation engine
+carries each channel as it carries a mask's one-hot channels (at every pixel a weighted average of
+the context frames' values, the preset's affinity weights summing to 1), and here the result is
+upsampled bilinearly to the frame's size with no argmax. `vidcorr.propagate_labels` and
+``vidcorr propagate --labels FIRST.npy`` share `check_first_labels` and `propagate_soft_labels`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vidcorr.errors import InputError
+from vidcorr.io.frames import to_numpy
+from vidcorr.propagate import Propagator, first_and_rest
+from vidcorr.viz import overlay_mask
+
+
+def check_first_labels(labels: Any, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
+    """The first frame's labels, (K, H, W) or (H, W) numbers (numpy, torch, nested lists), as
+    (K, H, W) float32: finite and of the frames' size (H, W); `InputError` naming path otherwise."""
+    name = Path(path).name if path is not None else "first-frame labels"
+    array = to_numpy(labels)
+    if array.dtype.kind not in "biuf":
+        raise InputError(path, f"{name} have dtype {array.dtype}; expected numbers")
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[0] == 0:
+        raise InputError(path, f"{name} have shape {array.shape}; expected (K, H, W) or (H, W)")
+    if array.shape[1:] != tuple(frame_hw):
+        raise InputError(path, f"{name} are {array.shape[2]}x{array.shape[1]} but frames are "
+                               f"{frame_hw[1]}x{frame_hw[0]}")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise InputError(path, f"{name} hold NaN or infinite values")
+    return array
+
+
+def read_labels_file(path: str | Path) -> np.ndarray:
+    """A ``.npy`` file of first-frame labels (no pickles); `InputError` naming it when unreadable."""
+    path = Path(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(path, "labels file not found") from None
+    except (OSError, ValueError) as error:  # not a .npy file, an object array, a truncated file
+        raise InputError(path, f"cannot read labels as a .npy array ({error})") from None
+
+
+def propagate_soft_labels(propagator: Propagator, frames: Iterable[np.ndarray],
+                          labels: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(frame, labels (K, H, W) float32)`` for every frame, the first with ``labels`` as
+    given (`check_first_labels`' output), each before the next frame is propagated."""
+    first_frame, stream = first_and_rest(frames)
+    propagator.start(first_frame, torch.from_numpy(labels))
+    yield first_frame, labels
+    for frame, soft in propagator.follow(stream):
+        # decode_label_map's upsampling to the frame (crw, stt), without its argmax
+        up = F.interpolate(soft[None], size=frame.shape[:2], mode="bilinear", align_corners=False)[0]
+        yield frame, up.to("cpu", torch.float32).numpy()
+
+
+def labels_overlay(frame: np.ndarray, labels: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """What a person looks at: one channel as a red tint, its strength the value's place in
+    value_range (the first frame's min, max); several channels as the argmax, channel k in the
+    DAVIS palette's colour k (channel 0 untinted, as a background)."""
+    if len(labels) > 1:
+        return overlay_mask(frame, labels.argmax(axis=0).astype(np.uint8))
+    low, high = value_range
+    strength = np.clip((labels[0] - low) / (high - low), 0.0, 1.0) if high > low else np.zeros(labels.shape[1:])
+    out = frame.astype(np.float32)
+    out[..., 0] = out[..., 0] * (1 - 0.6 * strength) + 255 * 0.6 * strength
+    out[..., 1:] *= (1 - 0.6 * strength)[..., None]
+    return out.clip(0, 255).astype(np.uint8)
