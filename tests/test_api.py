@@ -493,3 +493,16 @@ def test_propagate_labels_checks_its_labels_at_the_call():
     ]:
         with pytest.raises(InputError, match=message):
             vidcorr.propagate_labels(frames, labels, encoder=PatchEncoder(), preset=_crw_small())
+
+
+def test_propagate_labels_warns_where_the_preset_rescales_context_labels(caplog):
+    """timecycle min-max normalises the stored context labels: values outside [0, 1] lose their scale."""
+    frames, masks = _texture_video(n_frames=3)
+    ramp = np.broadcast_to(np.arange(96, dtype=np.float32), (64, 96))
+    with caplog.at_level("WARNING", logger="vidcorr.soft_labels"):
+        list(vidcorr.propagate_labels(frames, ramp, encoder=PatchEncoder(), preset="timecycle"))
+        assert "preset 'timecycle' min-max normalises" in caplog.text and "0..95" in caplog.text
+        caplog.clear()
+        list(vidcorr.propagate_labels(frames, ramp / 95, encoder=PatchEncoder(), preset="timecycle"))
+        list(vidcorr.propagate_labels(frames, ramp, encoder=PatchEncoder(), preset=_crw_small()))
+    assert "min-max" not in caplog.text

@@ -156,7 +156,7 @@ def propagate_labels(
     numpy, torch or nested lists. labels: (K, H, W) float32 at the frame's size, frame 0 the given
     ones: the soft labels the preset propagates (each a weighted average of the context frames'
     labels, the weights of the preset's affinity summing to 1), upsampled bilinearly, with no
-    argmax. Presets that min-max normalise their context labels (``uvc``) do so per channel here
+    argmax. Presets that min-max normalise their context labels (``timecycle``) do so per channel here
     too. Other arguments as `propagate_masks` (UVC-track needs objects: masks only). For a one-hot
     mask under ``crw`` the argmax of these labels is `propagate_masks`' mask.
     """

@@ -9,6 +9,7 @@ upsampled bilinearly to the frame's size with no argmax. `vidcorr.propagate_labe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from vidcorr.errors import InputError
 from vidcorr.io.frames import to_numpy
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.viz import overlay_mask
+
+log = logging.getLogger(__name__)
 
 
 def check_first_labels(labels: Any, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
@@ -58,6 +61,11 @@ def propagate_soft_labels(propagator: Propagator, frames: Iterable[np.ndarray],
                           labels: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(frame, labels (K, H, W) float32)`` for every frame, the first with ``labels`` as
     given (`check_first_labels`' output), each before the next frame is propagated."""
+    preset = propagator.preset
+    if preset.normalise_context_labels and (labels.min() < 0 or labels.max() > 1):
+        log.warning("preset '%s' min-max normalises each propagated frame's labels per channel before they "
+                    "serve as context (TimeCycle's test): labels in %.3g..%.3g lose their scale after the first "
+                    "frame; the other presets keep it", preset.name, labels.min(), labels.max())
     first_frame, stream = first_and_rest(frames)
     propagator.start(first_frame, torch.from_numpy(labels))
     yield first_frame, labels
