@@ -69,9 +69,10 @@ from vidcorr.metrics.vot import (
     eao_fragments,
     eao_score,
     frame_overlaps,
+    known_ground_truth,
     polygon_valid,
     region_overlap,
-    score_supervised,
+    score_overlaps,
 )
 from vidcorr.metrics.vot import eao_interval as vot_eao_interval
 from vidcorr.track import LocaliseSettings, build_tracker, check_first_box, track_video
@@ -308,8 +309,8 @@ def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int,
     status, boxes = read_vot_trajectory(path)
     if len(status) != len(polygons):
         raise _length_mismatch(path, "lines", len(status), len(polygons), annotation)
-    fragments = eao_fragments(status, frame_overlaps(status, boxes, polygons, frame_wh))
-    return score_supervised(status, boxes, polygons, frame_wh), fragments
+    overlaps = frame_overlaps(status, boxes, polygons, frame_wh)  # once, for the accuracy and EAO
+    return score_overlaps(status, overlaps, known_ground_truth(polygons)), eao_fragments(status, overlaps)
 
 
 def score_tracking(

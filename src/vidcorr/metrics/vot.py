@@ -149,19 +149,29 @@ def score_supervised(
     Frames whose ground truth is not `polygon_valid` are not scored (the toolkit skips unknown ground
     truth). Returns {"accuracy", "failures", "frames", "scored_frames", "initialisations"}.
     """
-    status = np.asarray(status)
     if not (len(status) == len(boxes) == len(polygons)):
         raise ValueError(f"{len(status)} codes, {len(boxes)} boxes and {len(polygons)} ground-truth polygons")
-    scored = (status == VOT_TRACKED) & ~burnin_mask(status, burnin)
-    overlaps = [region_overlap(boxes[t], polygons[t], frame_wh)
-                for t in np.flatnonzero(scored) if polygon_valid(polygons[t])]
+    overlaps = frame_overlaps(status, boxes, polygons, frame_wh)
+    return score_overlaps(status, overlaps, known_ground_truth(polygons), burnin)
+
+
+def score_overlaps(status: np.ndarray, overlaps: np.ndarray, known: np.ndarray, burnin: int = BURNIN) -> dict:
+    """`score_supervised` from the trajectory's `frame_overlaps` (T,) and known (T,) bool, whether each
+    frame's ground truth is `polygon_valid`: for a caller that needs the overlaps too (EAO)."""
+    status = np.asarray(status)
+    scored = (status == VOT_TRACKED) & ~burnin_mask(status, burnin) & np.asarray(known, bool)
     return {
-        "accuracy": float(np.mean(overlaps)) if overlaps else 0.0,
+        "accuracy": float(np.mean(overlaps[scored])) if scored.any() else 0.0,
         "failures": int((status == VOT_FAILED).sum()),
         "frames": len(status),
-        "scored_frames": len(overlaps),
+        "scored_frames": int(scored.sum()),
         "initialisations": int((status == VOT_INITIALISED).sum()),
     }
+
+
+def known_ground_truth(polygons: np.ndarray) -> np.ndarray:
+    """(T,) bool: whether each frame's ground-truth polygon is `polygon_valid`."""
+    return np.array([polygon_valid(polygon) for polygon in polygons], bool)
 
 
 def average_supervised(per_sequence: Mapping[str, dict]) -> dict:
@@ -184,7 +194,7 @@ def frame_overlaps(status: np.ndarray, boxes: np.ndarray, polygons: np.ndarray, 
     toolkit's overlap of a special region) and where the ground truth is not `polygon_valid`."""
     return np.array([region_overlap(boxes[t], polygons[t], frame_wh)
                      if status[t] == VOT_TRACKED and polygon_valid(polygons[t]) else 0.0
-                     for t in range(len(status))])
+                     for t in range(len(status))], np.float64)
 
 
 def eao_fragments(status: np.ndarray, overlaps: np.ndarray) -> list[Fragment]:
