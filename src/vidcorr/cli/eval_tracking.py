@@ -70,6 +70,12 @@ def eao_interval_spec(text: str) -> str | tuple[int, int]:
     return spec
 
 
+def check_max_frames(args: argparse.Namespace) -> None:
+    """``--max-frames`` (of `eval` and `score`): at least 2, the first box and one tracked frame."""
+    if args.max_frames is not None and args.max_frames < 2:
+        raise VidcorrError(f"--max-frames must be at least 2, got {args.max_frames}")
+
+
 def add_eao_interval_argument(p: argparse.ArgumentParser) -> None:
     from vidcorr.metrics.vot import EAO_INTERVALS
 
@@ -122,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
         settings = tracker_settings(args.tracker, **tracker_options(args))
     except ValueError as error:
         raise VidcorrError(str(error)) from None
-    if args.max_frames is not None and args.max_frames < 2:
-        raise VidcorrError(f"--max-frames must be at least 2, got {args.max_frames}")
+    check_max_frames(args)
     encoder, info = load_model(args, preset)
     start = time.perf_counter()
     with atomic_dir(args.out) as tmp:

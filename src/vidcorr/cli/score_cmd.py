@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vidcorr.cli.common import comma_list
-from vidcorr.errors import VidcorrError
 
 
 def register_davis(tasks: argparse._SubParsersAction) -> None:
@@ -85,10 +84,10 @@ def register_tracking(tasks: argparse._SubParsersAction) -> None:
 
 
 def run_tracking(args: argparse.Namespace) -> int:
+    from vidcorr.cli.eval_tracking import check_max_frames
     from vidcorr.evaluate.tracking import format_results_table, score_tracking, write_tracking_results
 
-    if args.max_frames is not None and args.max_frames < 2:
-        raise VidcorrError(f"--max-frames must be at least 2, got {args.max_frames}")
+    check_max_frames(args)
     results = score_tracking(args.root, args.results, benchmark=args.benchmark, protocol=args.protocol,
                              sequences=args.sequences, max_frames=args.max_frames, eao_interval=args.eao_interval)
     print(format_results_table(results))
