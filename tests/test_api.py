@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from synthetic import PatchEncoder
 from test_propagate import _texture_video
@@ -192,7 +193,8 @@ def test_a_first_box_may_leave_the_frame_but_must_overlap_it(tracker):
     for box in [(10, 10, 0, 20), (10, 10, 20, -5)]:
         with pytest.raises(ValueError, match=rf"first box 10,10,{box[2]},{box[3]} must have .* positive size"):
             api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
-    for box in [("a", 0, 5, 5), None, (10, 10, True, 20), (np.bool_(True), 10, 20, 20), "1234"]:  # float(True) is 1
+    for box in [("a", 0, 5, 5), None, (10, 10, True, 20), (np.bool_(True), 10, 20, 20), "1234",
+                torch.tensor([10, 10, 1, 20]).bool()]:  # float(True) is 1
         with pytest.raises(ValueError, match=r"first box must be \(x, y, w, h\), 4 numbers, got"):
             api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
 

@@ -229,6 +229,11 @@ def build_tracker(
     return DCFTracker(sampler, settings)
 
 
+def _is_bool(value: object) -> bool:
+    """A Python, numpy or 0-d torch boolean: each converts to 1.0 / 0.0 without complaint."""
+    return isinstance(value, (bool, np.bool_)) or (isinstance(value, Tensor) and value.dtype == torch.bool)
+
+
 def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
     """box (x, y, w, h) as floats: four finite numbers, w and h > 0 and, given the frame's (H, W),
     overlapping it; `ValueError` naming the box and what it is not.
@@ -241,7 +246,7 @@ def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
     try:  # (x0, y0, x1, y1) corners are 4 numbers too: only the count can be checked
         values = list(box)
         # float(True) is 1.0 and list("1234") four digits: mix-ups, not a box
-        if isinstance(box, (str, bytes)) or any(isinstance(v, (bool, np.bool_)) for v in values):
+        if isinstance(box, (str, bytes)) or any(_is_bool(v) for v in values):
             raise TypeError
         x, y, w, h = (float(v) for v in values)
     except (TypeError, ValueError):  # not iterable, not 4 values, or not numbers
