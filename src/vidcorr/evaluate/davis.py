@@ -177,11 +177,7 @@ def run_davis(
     # Built before OUT too: a module that cannot go to the device or a bad batch_size leaves nothing.
     propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = {"model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year, "split": split}
-    if track is not None:  # absent for plain propagation, so earlier runs' stamps still match
-        stamp["track"] = asdict(track)
-    if resolution != "480p":  # likewise
-        stamp["resolution"] = resolution
+    stamp = _run_stamp(model_info, preset, dataset, track)
     kept = _finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
     finished = list(kept)
     _write_stamp(out_dir, stamp, finished)
@@ -190,22 +186,8 @@ def run_davis(
     if kept:
         log.info("resuming %s: %d of %d sequences already done", out_dir, len(kept), len(dataset.sequences))
     for seq in tqdm(todo, desc=f"propagate ({preset.name}{' + track' if track else ''})", unit="seq"):
-        frame_paths = dataset.frames(seq)
         start = time.perf_counter()
-        tmp = out_dir / f".{seq}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            # Exactly the frames named: each prediction PNG is named after the frame it was made for.
-            n = write_mask_sequence(propagator, open_frame_files(frame_paths), first_masks[seq],
-                                    tmp, [p.stem for p in frame_paths],
-                                    overlay=out_dir / "overlays" / f"{seq}.mp4" if overlays else None,
-                                    truth=dataset.masks(seq))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        final = out_dir / seq
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        n = _propagate_sequence(propagator, dataset, seq, first_masks[seq], out_dir, overlays)
         finished.append(seq)
         _write_stamp(out_dir, stamp, finished)
         elapsed = time.perf_counter() - start
@@ -227,6 +209,42 @@ def run_davis(
         results["timing"]["kept_from_earlier_run"] = kept
     write_davis_results(results, out_dir / "results.json")
     return results
+
+
+def _run_stamp(model_info: dict | None, preset: PropagationPreset, dataset: DavisDataset,
+               track: TrackOptions | None) -> dict:
+    """What makes two runs' results interchangeable (`RUN_STAMP`): model, protocol, data."""
+    stamp = {"model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year, "split": dataset.split}
+    if track is not None:  # absent for plain propagation, so earlier runs' stamps still match
+        stamp["track"] = asdict(track)
+    if dataset.resolution != "480p":  # likewise
+        stamp["resolution"] = dataset.resolution
+    return stamp
+
+
+def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str, first_mask: np.ndarray,
+                        out_dir: Path, overlays: bool) -> int:
+    """Write ``out_dir/<seq>/*.png`` (and ``out_dir/overlays/<seq>.mp4``); returns the frame count.
+
+    The PNGs go to a hidden ``.<seq>.partial`` folder renamed when complete: an interrupted
+    sequence leaves nothing that `score_davis` or ``--resume`` would take for a result.
+    """
+    frame_paths = dataset.frames(seq)
+    tmp = out_dir / f".{seq}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        # Exactly the frames named: each prediction PNG is named after the frame it was made for.
+        n = write_mask_sequence(propagator, open_frame_files(frame_paths), first_mask,
+                                tmp, [p.stem for p in frame_paths],
+                                overlay=out_dir / "overlays" / f"{seq}.mp4" if overlays else None,
+                                truth=dataset.masks(seq))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = out_dir / seq
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return n
 
 
 def write_davis_results(results: dict, path: str | Path) -> Path | None:
