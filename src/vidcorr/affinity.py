@@ -286,16 +286,9 @@ def windowed_topk_frames(
     band_rows = min(rows, row_units)
     group = max(1, row_units // rows) if band_rows == rows else 1  # whole frames per matmul
 
-    q = F.pad(query / temperature, (0, cols * tile - w, 0, rows * tile - h))
     pad = (reach, reach + cols * tile - w, reach, reach + rows * tile - h)
     k = min(k, offsets.shape[0])
-    # The target's tiles, cut once per band and shared by every context frame.
-    # Tensor.unfold gives strided views; one reshape copies each block once (F.unfold is ~4x slower).
-    q_bands = []
-    for r0 in range(0, rows, band_rows):
-        r1 = min(rows, r0 + band_rows)
-        q_tiles = q[:, r0 * tile : r1 * tile].unfold(1, tile, tile).unfold(2, tile, tile)  # (C, r, cols, t, t)
-        q_bands.append((r0, r1, q_tiles.permute(1, 2, 3, 4, 0).reshape((r1 - r0) * cols, tile * tile, C)))
+    q_bands = _query_bands(query / temperature, tile, band_rows)
     scores: list[list[Tensor]] = [[] for _ in range(n_frames)]  # per frame, row bands of (rows, cols, k)
     index: list[list[Tensor]] = [[] for _ in range(n_frames)]
     normalisers: list[list[Tensor]] = [[] for _ in range(n_frames)]  # softmax first: (rows, cols, 1)
@@ -305,31 +298,71 @@ def windowed_topk_frames(
         g = kp.shape[0]
         km = None if key_masks is None else F.pad(torch.stack(list(key_masks[f0 : f0 + group])).byte(), pad)
         for r0, r1, q_tiles in q_bands:
-            n = (r1 - r0) * cols
-            k_rows = kp[:, :, r0 * tile : r1 * tile + 2 * reach]
-            k_tiles = k_rows.unfold(2, span, tile).unfold(3, span, tile)  # (G, C, r, cols, span, span)
-            k_tiles = k_tiles.permute(0, 2, 3, 1, 4, 5).reshape(g, n, C, span * span)
-            logits = torch.matmul(q_tiles, k_tiles)  # (G, n, tile^2, span^2)
-            logits.masked_fill_(blocked[r0 * cols : r1 * cols], float("-inf"))
-            if km is not None:
-                ok = km[:, r0 * tile : r1 * tile + 2 * reach].unfold(1, span, tile).unfold(2, span, tile)
-                logits.masked_fill_(ok.reshape(g, n, 1, span * span) == 0, float("-inf"))
-            if softmax_first:
-                s, i, lse = topk_log_softmax_(logits, k)  # (G, n, tile^2, k) x 2, (G, n, tile^2)
-                lse = lse[..., None]
-            else:
-                s, i = logits.topk(k, dim=-1)
-            flat = flat_index[r0 * cols : r1 * cols].expand(g, -1, -1).gather(2, i.view(g, n, -1)).view_as(i)
+            rows_in_reach = slice(r0 * tile, r1 * tile + 2 * reach)  # the band's reference rows
+            s, flat, lse = _band_topk(
+                q_tiles, kp[:, :, rows_in_reach], None if km is None else km[:, rows_in_reach],
+                blocked[r0 * cols : r1 * cols], flat_index[r0 * cols : r1 * cols], tile, k, softmax_first,
+            )
             for j in range(g):
                 scores[f0 + j].append(_tiles_to_image(s[j], r1 - r0, cols, tile))
                 index[f0 + j].append(_tiles_to_image(flat[j], r1 - r0, cols, tile))
-                if softmax_first:
+                if lse is not None:
                     normalisers[f0 + j].append(_tiles_to_image(lse[j], r1 - r0, cols, tile))
     return [
         Candidates(torch.cat(s_f)[:h, :w].reshape(h * w, k), torch.cat(i_f)[:h, :w].reshape(h * w, k),
                    torch.cat(n_f)[:h, :w].reshape(h * w) if n_f else None)
         for s_f, i_f, n_f in zip(scores, index, normalisers)
     ]
+
+
+def _band_topk(
+    q_tiles: Tensor, k_rows: Tensor, km_rows: Tensor | None, blocked: Tensor, flat_index: Tensor,
+    tile: int, k: int, softmax_first: bool,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Top-k of one band of n target tiles against G context frames, one batched matmul.
+
+    q_tiles: (n, tile^2, C) from `_query_bands`; k_rows: (G, C, band rows + 2 reach, W') the padded
+    reference rows the band's windows reach; km_rows: the same rows of the key masks (G, ., W') or
+    None; blocked: (n, tile^2, span^2) scores to mask; flat_index: (n, span^2) reference index of
+    each window position. -> scores and flat reference index (G, n, tile^2, k) and, softmax first,
+    the log-sum-exp (G, n, tile^2, 1), else None.
+    """
+    g, C = k_rows.shape[:2]
+    n = q_tiles.shape[0]
+    span = int(math.isqrt(flat_index.shape[1]))
+    k_tiles = k_rows.unfold(2, span, tile).unfold(3, span, tile)  # (G, C, r, cols, span, span)
+    k_tiles = k_tiles.permute(0, 2, 3, 1, 4, 5).reshape(g, n, C, span * span)
+    logits = torch.matmul(q_tiles, k_tiles)  # (G, n, tile^2, span^2)
+    logits.masked_fill_(blocked, float("-inf"))
+    if km_rows is not None:
+        ok = km_rows.unfold(1, span, tile).unfold(2, span, tile)
+        logits.masked_fill_(ok.reshape(g, n, 1, span * span) == 0, float("-inf"))
+    lse = None
+    if softmax_first:
+        s, i, lse = topk_log_softmax_(logits, k)  # (G, n, tile^2, k) x 2, (G, n, tile^2)
+        lse = lse[..., None]
+    else:
+        s, i = logits.topk(k, dim=-1)
+    flat = flat_index.expand(g, -1, -1).gather(2, i.view(g, n, -1)).view_as(i)
+    return s, flat, lse
+
+
+def _query_bands(query: Tensor, tile: int, band_rows: int) -> list[tuple[int, int, Tensor]]:
+    """The target's ``tile x tile`` blocks, cut once per band of tile rows and shared by every context
+    frame: query (C, h, w) -> [(first tile row, end tile row, (band rows * cols, tile^2, C))].
+
+    The frame is zero-padded to whole tiles (their scores are cut off at the end). Tensor.unfold
+    gives strided views; one reshape copies each block once (F.unfold is ~4x slower).
+    """
+    C, h, w = query.shape
+    rows, cols = math.ceil(h / tile), math.ceil(w / tile)
+    q = F.pad(query, (0, cols * tile - w, 0, rows * tile - h))
+    bands = []
+    for r0 in range(0, rows, band_rows):
+        r1 = min(rows, r0 + band_rows)
+        q_tiles = q[:, r0 * tile : r1 * tile].unfold(1, tile, tile).unfold(2, tile, tile)  # (C, r, cols, t, t)
+        bands.append((r0, r1, q_tiles.permute(1, 2, 3, 4, 0).reshape((r1 - r0) * cols, tile * tile, C)))
+    return bands
 
 
 def unfold_budget(device: torch.device) -> int:
