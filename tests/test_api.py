@@ -110,7 +110,8 @@ def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
 def test_encoder_for_cuts_trained_weights_at_the_presets_layer():
     crw = vidcorr.encoder_for("crw")  # the shipped default weights
     assert crw.config.out_layer == get_preset("crw").feature_layer == "layer3"
-    assert vidcorr.encoder_for("crw", features="lab-pixels") is not None
+    floor = vidcorr.encoder_for("crw", features="lab-pixels")  # the floor asked for, untrained
+    assert (floor.stride, floor.out_channels) == (8, 3)  # Lab cell means; random-resnet18 has 256
     with pytest.raises(ValueError, match="not both"):
         vidcorr.encoder_for("crw", weights=api.DEFAULT_WEIGHTS, features="lab-pixels")
     with pytest.raises(ValueError, match="unknown floor"):
@@ -223,17 +224,20 @@ def test_frames_as_users_pass_them_give_the_uint8_masks():
         "generator": (f for f in frames),
         "(T, H, W, 3) array": np.stack(frames),
     }
+    assert len(want) == 4
     for name, video in variants.items():
         got = list(api.propagate_masks(video, masks[0], encoder=PatchEncoder(), preset=_crw_small()))
-        for (frame, mask), w, f in zip(got, want, frames):
+        assert len(got) == len(want), name  # every frame, whatever container holds them
+        for (frame, mask), w, f in zip(got, want, frames, strict=True):
             assert frame.dtype == np.uint8 and frame.shape == f.shape, name
             np.testing.assert_array_equal(mask, w, err_msg=name)
     gray = [f.mean(axis=2).astype(np.uint8) for f in frames]
-    assert all(frame.shape == (64, 96, 3) for frame, _ in api.propagate_masks(
-        gray, masks[0], encoder=PatchEncoder(), preset=_crw_small()))
+    shapes = [frame.shape for frame, _ in api.propagate_masks(gray, masks[0], encoder=PatchEncoder(),
+                                                              preset=_crw_small())]
+    assert shapes == [(64, 96, 3)] * 4
     tracker = api.mask_tracker(encoder=PatchEncoder(), preset=_crw_small())
     stepped = [tracker.step(frames[0] / 255.0, masks[0])] + [tracker.step(f / 255.0) for f in frames[1:]]
-    for s, w in zip(stepped, want):
+    for s, w in zip(stepped, want, strict=True):
         np.testing.assert_array_equal(s, w)
 
 
@@ -258,8 +262,9 @@ def test_masks_of_any_array_type_and_out_of_range_ids():
 
     frames, masks = _texture_video(n_frames=3)
     want = _masks_of(frames, masks[0])
+    assert len(want) == 3
     for first in (masks[0].tolist(), masks[0].astype(np.int64), masks[0] > 0, torch.from_numpy(masks[0])):
-        for g, w in zip(_masks_of(frames, first), want):
+        for g, w in zip(_masks_of(frames, first), want, strict=True):
             np.testing.assert_array_equal(g, w)
     for bad, ids in ((np.where(masks[0] > 0, 300, 0), "0..300"), (np.where(masks[0] > 0, -1, 0), "-1..0")):
         with pytest.raises(InputError, match=f"holds ids {ids}; object ids must lie in 0..254"):

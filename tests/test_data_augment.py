@@ -63,12 +63,18 @@ def test_warmup_crops_are_independent_windows_of_one_warp() -> None:
 
 
 def test_flip_is_shared_by_both_frames() -> None:
-    frame = np.tile(np.arange(456, dtype=np.uint8)[None, :, None], (256, 1, 3))  # horizontal ramp
+    # A horizontal ramp rising left to right over the whole width (no uint8 wrap-around, which would
+    # read as a flip wherever a crop crosses it): a crop's slope says whether it was flipped.
+    ramp = (np.arange(456) * 255 // 455).astype(np.uint8)
+    frame = np.tile(ramp[None, :, None], (256, 1, 3))
     augment = CropPairAugment(crop=64, max_rotation=0.0, scale=(1.0, 1.0))
+    flipped = []
     for seed in range(8):
         out = augment([frame, frame], torch.Generator().manual_seed(seed))
         slopes = [int(x[0, 0, -1]) - int(x[0, 0, 0]) for x in out.values()]
-        assert (slopes[0] > 0) == (slopes[1] > 0)
+        assert slopes[0] != 0 and (slopes[0] > 0) == (slopes[1] > 0)
+        flipped.append(slopes[0] < 0)
+    assert any(flipped) and not all(flipped)  # p = 0.5: both outcomes among 8 draws (4 and 4 here)
 
 
 def test_joint_target_is_the_whole_frame_resized_and_reflect_padded() -> None:
@@ -88,12 +94,35 @@ def test_reflect_padding_beyond_the_image_size() -> None:
     assert resize_and_pad(torch.rand(3, 20, 400), 64).shape == (3, 64, 64)  # 1:20 aspect
 
 
+def _uvc_rotation(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    """UVC's way, done with SciPy: reflect-pad by the image size, rotate bilinearly about the centre,
+    crop the centre back. (3, H, W) -> (3, H, W)."""
+    from scipy import ndimage
+
+    _, h, w = image.shape
+    padded = np.pad(image.double().numpy(), ((0, 0), (h, h), (w, w)), mode="reflect")
+    turned = ndimage.rotate(padded, degrees, axes=(2, 1), reshape=False, order=1)
+    return torch.from_numpy(turned[:, h:2 * h, w:2 * w]).to(image.dtype)
+
+
 def test_rotation_keeps_the_centre_and_fills_by_reflection() -> None:
-    image = torch.rand(3, 33, 49)
+    image = torch.rand(3, 33, 49, generator=torch.Generator().manual_seed(0))
     assert torch.equal(rotate_reflect(image, 0.0), image)
     rotated = rotate_reflect(image, 10.0)
     assert rotated.shape == image.shape and torch.allclose(rotated[:, 16, 24], image[:, 16, 24], atol=1e-5)
     assert torch.allclose(rotate_reflect(image, 90.0)[:, 16, 24], image[:, 16, 24], atol=1e-5)
+    # The whole picture, corners (filled by reflection) included, is UVC's pad-rotate-crop. The angle
+    # is drawn symmetrically (±max_rotation), so either sense of rotation is the augmentation.
+    uncovered = torch.zeros(33, 49, dtype=torch.bool)
+    uncovered[:4, :4] = uncovered[-4:, -4:] = True  # corners that a 10 degree turn brings in from outside
+    for degrees in (10.0, -7.5):
+        got = rotate_reflect(image, degrees)
+        errors = [(got - _uvc_rotation(image, sense * degrees)).abs().max() for sense in (1, -1)]
+        assert min(errors) < 1e-5, (degrees, errors)
+        assert (got - image)[:, uncovered].abs().max() > 0.1  # really turned, not passed through
+    square = torch.rand(3, 21, 21, generator=torch.Generator().manual_seed(1))
+    quarter = rotate_reflect(square, 90.0)  # a quarter turn of a square moves whole pixels
+    assert min((quarter - torch.rot90(square, k, dims=(1, 2))).abs().max() for k in (1, -1)) < 1e-5
 
 
 def test_read_only_frames_convert_without_a_warning() -> None:

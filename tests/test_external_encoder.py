@@ -89,15 +89,16 @@ def test_our_floor_through_a_factory_gives_the_floors_masks(short_clip, factorie
     assert main([*common, "--out", str(tmp_path / "floor"), "--features", "random-resnet18"]) == 0
     assert main([*common, "--out", str(tmp_path / "ext"), "--encoder", f"{factories}:our_floor"]) == 0
     floor, ext = _masks(tmp_path / "floor" / "car-shadow"), _masks(tmp_path / "ext" / "car-shadow")
-    assert len(ext) == 6 and all(np.array_equal(a, b) for a, b in zip(floor, ext))
+    assert len(floor) == len(ext) == 6 and all(np.array_equal(a, b) for a, b in zip(floor, ext))
     model = json.loads((tmp_path / "ext" / "results.json").read_text())["model"]
     assert model["encoder"] == f"{factories}:our_floor" and model["class"].endswith("FrameEncoder")
     assert model["parameters"] > 1e6 and len(model["state_sha256"]) == 64
     # from Python: the module in hand; the preset by name, or changed like --size
     module = load_external_encoder(f"{factories}:our_floor")[0]
     results = run_davis(module, customised_preset("crw", size=120), short_clip, tmp_path / "py")
-    assert results["preset"] == "crw" and all(np.array_equal(a, b)
-                                              for a, b in zip(floor, _masks(tmp_path / "py" / "car-shadow")))
+    from_python = _masks(tmp_path / "py" / "car-shadow")
+    assert results["preset"] == "crw" and len(from_python) == 6
+    assert all(np.array_equal(a, b) for a, b in zip(floor, from_python))
     assert run_davis(module, "crw", short_clip, tmp_path / "named", sequences=["car-shadow"])["preset"] == "crw"
 
 

@@ -123,12 +123,17 @@ def test_init_matches_torchvision_and_seeded_init_leaves_global_rng():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"arch": "resnet34"}, {"strides": (1, 2, 1)}, {"strides": (1, 0, 1, 1)},
-     {"padding_mode": "circular"}, {"out_layer": "layer1"}],
+    "kwargs, message",
+    [({"arch": "resnet34"}, "unknown arch 'resnet34'"),
+     ({"strides": (1, 2, 1)}, r"strides must be 4 positive integers .* got \(1, 2, 1\)"),
+     ({"strides": (1, 0, 1, 1)}, r"strides must be 4 positive integers .* got \(1, 0, 1, 1\)"),
+     ({"padding_mode": "circular"}, "unknown padding mode 'circular'"),
+     ({"out_layer": "layer1"}, "out_layer must be one of .* got 'layer1'")],
+    ids=["arch", "three-strides", "zero-stride", "padding", "out-layer"],
 )
-def test_invalid_arguments(kwargs):
-    with pytest.raises(ValueError):
+def test_invalid_arguments(kwargs, message):
+    # The message, not just the type: three strides also fail later, in a zip(strict=True) of the stages.
+    with pytest.raises(ValueError, match=message):
         ResNetBackbone(**kwargs)
 
 
