@@ -23,6 +23,7 @@ from vidcorr.metrics.vot import (
     EAO_INTERVALS,
     average_supervised,
     burnin_mask,
+    clip_to_convex,
     clip_to_rectangle,
     eao_curve,
     eao_fragments,
@@ -30,6 +31,7 @@ from vidcorr.metrics.vot import (
     eao_score,
     frame_overlaps,
     polygon_area,
+    polygon_convex,
     region_overlap,
     score_supervised,
 )
@@ -68,6 +70,50 @@ def test_clipping_and_area_of_a_non_convex_polygon():
     # [2, 8]^2 keeps [2, 8] x [2, 5] (18) and [2, 5] x [5, 8] (9).
     assert polygon_area(clip_to_rectangle(ell, 2, 2, 8, 8)) == pytest.approx(27.0)
     assert len(clip_to_rectangle(ell, 20, 20, 30, 30)) == 0
+
+
+def test_polygon_predictions_overlap_like_boxes_and_by_hand():
+    # A rotated-box tracker's polygon: the same box written as its four corners gives the box's overlap,
+    # in either orientation.
+    corners = np.array([10, 10, 20, 10, 20, 20, 10, 20], np.float64)
+    for region in (corners, corners.reshape(4, 2)[::-1].ravel()):
+        assert region_overlap(region, DIAMOND, (100, 100)) == pytest.approx(0.2)
+    # The diamond predicted for the square [0, 20]^2 lies inside it: IoU = 200 / 400; and the reverse.
+    assert region_overlap(DIAMOND, _square(0, 0, 20), (100, 100)) == pytest.approx(0.5)
+    assert region_overlap(_square(0, 0, 20), DIAMOND, (100, 100)) == pytest.approx(0.5)
+    # Bounded to the image like a box: the diamond in a 10 px wide image keeps its left half (100), the
+    # square [0, 10] x [0, 20] (200) holds it: IoU 0.5 again.
+    assert region_overlap(DIAMOND, _square(0, 0, 20), (10, 100)) == pytest.approx(0.5)
+    # A non-convex prediction against a convex ground truth: the L of area 75 inside [0, 10]^2 -> 0.75.
+    ell = np.array([0, 0, 10, 0, 10, 5, 5, 5, 5, 10, 0, 10], np.float64)
+    assert region_overlap(ell, _square(0, 0, 10), (100, 100)) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="two non-convex polygons"):
+        region_overlap(ell, ell + 1, (100, 100))
+
+
+def test_convex_clipping_matches_a_rasterised_intersection():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = _rotated_box(rng.uniform(10, 30, 2), rng.uniform(5, 20, 2), rng.uniform(0, np.pi))
+        b = _rotated_box(rng.uniform(10, 30, 2), rng.uniform(5, 20, 2), rng.uniform(0, np.pi))
+        assert polygon_convex(a) and polygon_convex(b[::-1])
+        exact = polygon_area(clip_to_convex(a, b))
+        assert exact == pytest.approx(polygon_area(clip_to_convex(b, a)), abs=1e-9)
+        # 0.05 px cells: the exact area within the rasterised outline's error
+        ys, xs = np.mgrid[0:40:0.05, 0:40:0.05] + 0.025
+        inside = _inside_convex(a, xs, ys) & _inside_convex(b, xs, ys)
+        assert exact == pytest.approx(inside.sum() * 0.05 ** 2, abs=1.0)
+    assert not polygon_convex(np.array([[0, 0], [10, 0], [10, 5], [5, 5], [5, 10], [0, 10]], np.float64))
+
+
+def _rotated_box(centre, size, angle) -> np.ndarray:
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * np.asarray(size) / 2 @ turn.T + centre
+
+
+def _inside_convex(poly: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    sides = [(b[0] - a[0]) * (ys - a[1]) - (b[1] - a[1]) * (xs - a[0]) for a, b in zip(poly, np.roll(poly, -1, 0))]
+    return np.all([s >= 0 for s in sides], axis=0) | np.all([s <= 0 for s in sides], axis=0)
 
 
 # --- the supervised experiment with a scripted tracker --------------------------------------------------

@@ -66,42 +66,63 @@ EAO_INTERVALS: dict[str, tuple[int, int]] = {
 }
 
 
-def _clip_half_plane(poly: list[tuple[float, float]], axis: int, bound: float, keep_above: bool) -> list:
-    """One Sutherland-Hodgman pass: keep the part of ``poly`` where coordinate ``axis`` is >= bound
-    (``keep_above``) or <= bound."""
-    def inside(p: tuple[float, float]) -> bool:
-        return p[axis] >= bound if keep_above else p[axis] <= bound
-
-    clipped = []
-    for i, cur in enumerate(poly):
-        prev = poly[i - 1]
-        if inside(cur) != inside(prev):  # the edge crosses the line: keep the crossing point
-            t = (bound - prev[axis]) / (cur[axis] - prev[axis])
-            clipped.append((prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])))
-        if inside(cur):
-            clipped.append(cur)
-    return clipped
+Point = tuple[float, float]
 
 
-def clip_to_rectangle(points: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    """Sutherland-Hodgman clipping of a polygon by the rectangle [x0, x1] x [y0, y1].
+def _cross(o: Point, a: Point, b: Point) -> float:
+    """z of (a - o) x (b - o): > 0 when b lies to the left of the line o -> a (y up)."""
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
-    points: (K, 2) vertices in order (any simple polygon: the clip region, not the polygon, must be
-    convex) -> (M, 2) vertices of the part inside, M = 0 when nothing is.
-    """
-    poly = [(float(x), float(y)) for x, y in np.asarray(points, np.float64).reshape(-1, 2)]
-    for axis, bound, keep_above in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
-        poly = _clip_half_plane(poly, axis, bound, keep_above) if poly else poly
-    return np.array(poly, np.float64).reshape(-1, 2)
+
+def _points(points: np.ndarray) -> list[Point]:
+    return [(float(x), float(y)) for x, y in np.asarray(points, np.float64).reshape(-1, 2)]
+
+
+def _signed_area(p: Sequence[Point]) -> float:
+    """Shoelace sum of a polygon: +area counter-clockwise (y up), -area clockwise."""
+    return sum(p[i - 1][0] * p[i][1] - p[i][0] * p[i - 1][1] for i in range(len(p))) / 2
 
 
 def polygon_area(points: np.ndarray) -> float:
     """Area of a simple polygon (shoelace formula): (K, 2) vertices in order -> float >= 0."""
-    p = np.asarray(points, np.float64).reshape(-1, 2)
-    if len(p) < 3:
-        return 0.0
-    x, y = p[:, 0], p[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+    p = _points(points)
+    return abs(_signed_area(p)) if len(p) >= 3 else 0.0
+
+
+def polygon_convex(points: np.ndarray) -> bool:
+    """Whether a polygon (K, 2), K >= 3, is convex: every turn along its outline goes the same way
+    (straight corners allowed)."""
+    p = _points(points)
+    turns = [_cross(p[i - 2], p[i - 1], p[i]) for i in range(len(p))]
+    return len(p) >= 3 and (all(t >= 0 for t in turns) or all(t <= 0 for t in turns))
+
+
+def clip_to_convex(points: np.ndarray, clip: np.ndarray) -> np.ndarray:
+    """Sutherland-Hodgman clipping of a simple polygon (K, 2) by a convex polygon ``clip`` (L, 2) of
+    either orientation -> (M, 2) vertices of the part inside, M = 0 when nothing is."""
+    window = _points(clip)
+    inner = 1.0 if _signed_area(window) > 0 else -1.0  # the side of each edge the inside lies on
+    poly = _points(points)
+    for i in range(len(window)):
+        if not poly:
+            break
+        a, b = window[i - 1], window[i]
+        side = [inner * _cross(a, b, v) for v in poly]
+        clipped = []
+        for j, cur in enumerate(poly):
+            prev = poly[j - 1]
+            if (side[j] >= 0) != (side[j - 1] >= 0):  # the edge crosses the line: keep the crossing point
+                t = side[j - 1] / (side[j - 1] - side[j])
+                clipped.append((prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])))
+            if side[j] >= 0:
+                clipped.append(cur)
+        poly = clipped
+    return np.array(poly, np.float64).reshape(-1, 2)
+
+
+def clip_to_rectangle(points: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """`clip_to_convex` by the rectangle [x0, x1] x [y0, y1]: (K, 2) -> (M, 2)."""
+    return clip_to_convex(points, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64))
 
 
 def polygon_valid(polygon: np.ndarray) -> bool:
@@ -110,23 +131,40 @@ def polygon_valid(polygon: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(p)) and polygon_area(p.reshape(-1, 2)) > 0)
 
 
-def region_overlap(box: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int, int]) -> float:
-    """IoU of a box and a polygon, both bounded to the image [0, W] x [0, H] (VOT's bounded overlap).
+def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int, int]) -> float:
+    """IoU of a predicted region and a polygon, both bounded to the image [0, W] x [0, H] (VOT's
+    bounded overlap).
 
-    box: (4,) x, y, w, h, 0-based continuous pixels. polygon: (2K,) x1, y1, x2, y2, ... in the same
-    coordinates (VOT ground truth). frame_wh: (W, H). Returns a value in [0, 1]; 0 when either region
-    has no area inside the image.
+    region: (4,) box x, y, w, h, 0-based continuous pixels, or (2K,) polygon x1, y1, x2, y2, ...
+    (K >= 3; rotated-box trackers write them) in the same coordinates. polygon: (2K,) ground truth
+    (VOT's). frame_wh: (W, H). Returns a value in [0, 1]; 0 when either region has no area inside
+    the image. Two polygons are intersected by clipping one by the other, which needs one of them
+    convex (rotated boxes and VOT's four-corner ground truth are); `ValueError` when neither is.
     """
-    x, y, w, h = (float(v) for v in box)
+    values = np.asarray(region, np.float64).reshape(-1)
     width, height = frame_wh
     gt = clip_to_rectangle(np.asarray(polygon, np.float64).reshape(-1, 2), 0.0, 0.0, width, height)
-    # The box bounded to the image is a rectangle again, so one clip gives the intersection.
-    bx0, by0 = max(x, 0.0), max(y, 0.0)
-    bx1, by1 = min(x + w, float(width)), min(y + h, float(height))
-    box_area = max(bx1 - bx0, 0.0) * max(by1 - by0, 0.0)
-    inter = polygon_area(clip_to_rectangle(gt, bx0, by0, bx1, by1)) if box_area > 0 else 0.0
-    union = polygon_area(gt) + box_area - inter
+    if len(values) == 4:  # the box bounded to the image is a rectangle again: one clip intersects
+        x, y, w, h = values
+        bx0, by0 = max(x, 0.0), max(y, 0.0)
+        bx1, by1 = min(x + w, float(width)), min(y + h, float(height))
+        area = max(bx1 - bx0, 0.0) * max(by1 - by0, 0.0)
+        inter = polygon_area(clip_to_rectangle(gt, bx0, by0, bx1, by1)) if area > 0 else 0.0
+    else:
+        predicted = clip_to_rectangle(values.reshape(-1, 2), 0.0, 0.0, width, height)
+        area = polygon_area(predicted)
+        inter = polygon_area(_intersect_polygons(predicted, gt)) if area > 0 and len(gt) >= 3 else 0.0
+    union = polygon_area(gt) + area - inter
     return float(np.clip(inter / union, 0.0, 1.0)) if union > 0 else 0.0
+
+
+def _intersect_polygons(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The intersection of two polygons (K, 2), (L, 2), one of them convex -> (M, 2)."""
+    if polygon_convex(a):
+        return clip_to_convex(b, a)
+    if polygon_convex(b):
+        return clip_to_convex(a, b)
+    raise ValueError("cannot intersect two non-convex polygons (exact clipping needs one convex region)")
 
 
 def burnin_mask(status: np.ndarray, burnin: int = BURNIN) -> np.ndarray:
