@@ -6,10 +6,10 @@ and pysot ``toolkit/utils`` agree on every rule below):
 
 * a trajectory holds, per frame, the predicted region or one of the codes 1 (the tracker was
   (re-)initialised here), 2 (it failed here), 0 (skipped: no prediction);
-* **overlap** of a predicted box and the ground-truth polygon, both bounded to the image
-  [0, W] x [0, H]; a frame whose overlap is 0 (``<= failure_overlap = 0``) is a **failure**, and
-  the tracker is re-initialised on the ground truth ``SKIP_INITIALIZE = 5`` frames later (the
-  runner, `vidcorr.evaluate.tracking.run_supervised`);
+* **overlap** of a predicted region (a box, or a polygon as rotated-box trackers write) and the
+  ground-truth polygon, both bounded to the image [0, W] x [0, H]; a frame whose overlap is 0
+  (``<= failure_overlap = 0``) is a **failure**, and the tracker is re-initialised on the ground
+  truth ``SKIP_INITIALIZE = 5`` frames later (the runner, `vidcorr.evaluate.tracking.run_supervised`);
 * **accuracy** of a sequence = mean overlap over the frames with a predicted region, leaving out the
   ``BURNIN = 10`` frames starting at every initialisation (the initialisation frame and the 9 after
   it); 0 when no frame is left (the toolkits' convention);
@@ -17,8 +17,9 @@ and pysot ``toolkit/utils`` agree on every rule below):
 
 The toolkit rasterises both regions into pixel masks (trax ``region.c``, ``compute_polygon_overlap``:
 corners rounded, boundary pixels included) and counts pixels; `region_overlap` intersects them
-exactly (Sutherland-Hodgman clipping of the polygon by the box and by the image, shoelace areas), so
-it needs no image-sized masks. The difference lives in the outline pixels, so it shrinks with region
+exactly (Sutherland-Hodgman clipping by the image and of one region by the other, which must be
+convex: a box, a rotated box, VOT's four-corner ground truth; shoelace areas), so it needs no
+image-sized masks. The difference lives in the outline pixels, so it shrinks with region
 size: on the real VOT2015 runs of docs/tracking.md a Python port of that rasteriser moved
 per-sequence accuracies by at most 0.005 and single frames by up to 0.043. Regions that touch or
 overlap by less than about a pixel can count as a failure under one rule and not the other.
