@@ -4,6 +4,7 @@ demo, and the bad-input contract (clear message naming the file, exit 2, no part
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -176,8 +177,19 @@ def _two_annotations(seq: Path) -> str:
     return "2 annotated frame(s)"
 
 
+def _empty_first_annotation(seq: Path) -> str:
+    Image.fromarray(np.zeros((480, 854), np.uint8)).save(seq / "00000.png")
+    return "00000.png: the first annotation of sequence 'car-shadow' holds no object id"
+
+
+def _binary_split_file(seq: Path) -> str:
+    (seq.parents[2] / "ImageSets" / "2016" / "val.txt").write_bytes(b"\xff\xfe\x00garbage")
+    return "val.txt: not a text file of sequence names"
+
+
 @pytest.mark.parametrize("damage", [_drop_frame, _small_annotation, _rgb_annotation, _small_frame,
-                                    _late_first_annotation, _two_annotations])
+                                    _late_first_annotation, _two_annotations, _empty_first_annotation,
+                                    _binary_split_file])
 def test_eval_davis_checks_every_sequence_before_propagating(damage, two_clips, tmp_path, capsys):
     """A bad file in a later sequence failed only after the earlier ones had been propagated (hours
     on DAVIS), leaving OUT behind; a first annotation of a later frame was carried from frame 0."""
@@ -362,6 +374,45 @@ def test_bad_inputs_name_the_file_and_leave_no_output(short_clip, tmp_path, caps
 
     assert not out.exists()
     assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_unusable_output_paths_are_refused_before_any_work(two_clips, tmp_path, capsys):
+    """A file where --out's folder goes (or among its parents), or a folder given for a score JSON,
+    ended propagate/match/eval in a raw FileExistsError and score (after scoring) in an
+    IsADirectoryError."""
+    frames = _synthetic_folder(tmp_path / "frames", ["0.jpg", "1.jpg"])
+    mask = tmp_path / "mask.png"
+    Image.fromarray((np.array(Image.open(frames / "0.jpg"))[..., 0] > 128).astype(np.uint8)).save(mask)
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    for out in (taken, taken / "out"):
+        expected = "is a file, not a folder" if out == taken else f"cannot be created: {taken} is a file"
+        _fails(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--features", "lab-pixels"],
+               capsys, str(out), expected)
+        _fails(["match", str(frames / "0.jpg"), str(frames / "1.jpg"), "--out", str(out),
+                "--features", "lab-pixels"], capsys, str(out), expected)
+        _fails(["eval", "davis", "--root", str(two_clips), "--out", str(out), *FAST], capsys, str(out), expected)
+        _fails(["score", "davis", "--root", str(two_clips), "--results", str(tmp_path), "--out", str(out / "s.json")],
+               capsys, str(out / "s.json"), f"cannot be created: {taken} is a file")
+    _fails(["score", "davis", "--root", str(two_clips), "--results", str(tmp_path), "--out", str(frames)],
+           capsys, str(frames), "is a folder; expected a file name")
+    assert taken.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["frames", "mask.png", "taken.txt"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_output_folder_is_refused(tmp_path, capsys):
+    frames = _synthetic_folder(tmp_path / "frames", ["0.jpg", "1.jpg"])
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    _fails(["match", str(frames / "0.jpg"), str(frames / "1.jpg"), "--out", str(locked / "out"),
+            "--features", "lab-pixels"], capsys, f"cannot be created: folder {locked} is not writable")
+
+
+def test_keypoints_path_that_is_a_folder_is_refused(tmp_path, capsys):
+    frames = _synthetic_folder(tmp_path / "frames", ["0.jpg", "1.jpg"])
+    _fails(["propagate", str(frames), "--keypoints", str(tmp_path), "--out", str(tmp_path / "out"),
+            "--features", "lab-pixels"], capsys, f"{tmp_path}: cannot read keypoints file")
+    assert not (tmp_path / "out").exists()
 
 
 def _synthetic_folder(folder: Path, names: list[str]) -> Path:

@@ -99,6 +99,9 @@ def test_missing_or_broken_file(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="cannot read mask"):
         read_mask(tmp_path / "broken.png")
+    with pytest.raises(InputError, match="is a folder, not a mask file") as err:  # was "not found"
+        read_mask(tmp_path)
+    assert err.value.path == tmp_path
 
 
 def test_smoothed_binary_mask_is_refused_but_grayscale_ids_with_void_bands_are_read(tmp_path):

@@ -247,6 +247,35 @@ def test_corrupt_or_empty_video_names_the_file(tmp_path, backend, content):
         count_frames(path, backend=backend)
 
 
+def _write_mkv(path, n: int, fps: int = 24) -> None:
+    """n 32x32 frames (a grey ramp), H.264 in Matroska: written as it streams, no index at the end."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for t in range(n):
+            frame = np.full((32, 32, 3), 4 * t, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_truncated_video_is_refused_not_cut_short(tmp_path):
+    """A Matroska file cut in half decoded its first frames without any error (FFmpeg only logs
+    "File ended prematurely"): a 48-frame video was propagated as a few frames, exit 0."""
+    whole = tmp_path / "whole.mkv"
+    _write_mkv(whole, 48)
+    assert sum(1 for _ in open_frames(whole, backend="pyav")) == 48
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    source = open_frames(cut, backend="pyav")
+    with pytest.raises(InputError, match=r"decoding ended at .* of the 2\.00 s its header gives: the file is truncated") as info:
+        list(source)
+    assert info.value.path == cut
+    assert len(source.read_at([0, 1])) == 2  # a reader that stops early is not refused
+
+
 @pytest.mark.parametrize("backend", ["pyav", "opencv"])
 def test_write_video_round_trip(tmp_path, opencv_frames, backend):
     frames = opencv_frames[:12, :101, :151]  # odd size: padded by one row and column

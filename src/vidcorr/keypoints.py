@@ -244,6 +244,8 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(path, "keypoints file not found") from None
+    except OSError as err:  # a folder, no permission
+        raise InputError(path, f"cannot read keypoints file ({err.strerror or err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(path, f"not valid JSON: {err}") from None
     if not isinstance(data, dict) or "keypoints" not in data:

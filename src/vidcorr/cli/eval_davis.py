@@ -44,8 +44,10 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.davis import run_davis
+    from vidcorr.io.atomic import check_output_path
     from vidcorr.metrics.davis import format_results_table
 
+    check_output_path(args.out, folder=True)  # before the model is loaded and the split propagated
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
     results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,

@@ -43,10 +43,10 @@ def run_davis(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.davis import write_davis_results
     from vidcorr.metrics.davis import format_results_table, score_davis
 
+    out = _score_json(args)
     results = score_davis(args.root, args.results, year=args.year, split=args.split, sequences=args.sequences,
                           resolution=args.resolution, per_frame=True)
     print(format_results_table(results))
-    out = _score_json(args)
     plot = write_davis_results(results, out)
     print(f"wrote {out} and {plot}")
     return 0
@@ -88,10 +88,10 @@ def run_tracking(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.tracking import format_results_table, score_tracking, write_tracking_results
 
     check_max_frames(args)
+    out = _score_json(args)
     results = score_tracking(args.root, args.results, benchmark=args.benchmark, protocol=args.protocol,
                              sequences=args.sequences, max_frames=args.max_frames, eao_interval=args.eao_interval)
     print(format_results_table(results))
-    out = _score_json(args)
     plot = write_tracking_results(results, out)
     print(f"wrote {out} and {plot}")
     return 0
@@ -116,8 +116,9 @@ def run_vip(args: argparse.Namespace) -> int:
     from vidcorr.cli.eval_vip import dataset_from
     from vidcorr.evaluate.vip import format_vip_table, score_vip
 
+    out = _score_json(args)
     results = score_vip(dataset_from(args), args.results, skip_first_frame=args.skip_first_frame)
-    return _report(args, results, format_vip_table(results))
+    return _report(out, results, format_vip_table(results))
 
 
 def register_jhmdb(tasks: argparse._SubParsersAction) -> None:
@@ -139,23 +140,28 @@ def run_jhmdb(args: argparse.Namespace) -> int:
     from vidcorr.cli.eval_jhmdb import dataset_from
     from vidcorr.evaluate.jhmdb import format_pck_table, score_jhmdb
 
+    out = _score_json(args)
     results = score_jhmdb(dataset_from(args), args.results, skip_first_frame=not args.include_first_frame)
-    return _report(args, results, format_pck_table(results))
+    return _report(out, results, format_pck_table(results))
 
 
-def _report(args: argparse.Namespace, results: dict, table: str) -> int:
-    """Print the table, write the results JSON (`_score_json`) and say where."""
+def _report(out: Path, results: dict, table: str) -> int:
+    """Print the table, write the results JSON to out (`_score_json`) and say where."""
     from vidcorr.metrics.davis import write_results_json
 
     print(table)
-    out = _score_json(args)
     write_results_json(results, out)
     print(f"wrote {out}")
     return 0
 
 
 def _score_json(args: argparse.Namespace) -> Path:
-    return args.out if args.out is not None else args.results / "score.json"
+    """--out, else RESULTS/score.json; `InputError` if it cannot be written (checked before scoring)."""
+    from vidcorr.io.atomic import check_output_path
+
+    out = args.out if args.out is not None else args.results / "score.json"
+    check_output_path(out, folder=False)
+    return out
 
 
 # One function per `score` task; each adds its sub-parser to the `score` sub-parsers object.

@@ -44,6 +44,25 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def check_output_path(path: str | Path, *, folder: bool) -> None:
+    """`InputError` naming ``path`` unless an output folder (``folder``) or file can be made there.
+
+    Refused: a file where a folder goes or a folder where a file goes, and a nearest existing
+    folder (``path`` itself for an existing output folder, else a parent) that is a file or not
+    writable. Cheap, so a command checks its output before its work: these ended a finished run
+    (a scored split, a propagated video) in a raw traceback and lost its results.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise InputError(path, "is a file, not a folder" if folder else "is a folder; expected a file name")
+    full = path.absolute()
+    nearest = next(p for p in ((full, *full.parents) if folder else full.parents) if p.exists())
+    if not nearest.is_dir():
+        raise InputError(path, f"cannot be created: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise InputError(path, f"cannot be created: folder {nearest} is not writable")
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | Path) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``out`` when the block succeeds.
@@ -52,10 +71,14 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     piecemeal); on any error the temporary folder is removed.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    check_output_path(out, folder=True)
+    if out.is_dir() and any(out.iterdir()):
         raise InputError(out, "output folder exists and is not empty; choose another --out or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:  # what check_output_path cannot foresee (a read-only file system, /proc) fails here, before any work
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    except OSError as error:
+        raise InputError(out, f"cannot create the output folder ({error.strerror or error})") from None
     try:
         yield tmp
     except BaseException:

@@ -19,7 +19,7 @@ import numpy as np
 
 from vidcorr.errors import InputError
 from vidcorr.io.images import image_size, natural_key, shared_size
-from vidcorr.io.masks import mask_size, read_mask
+from vidcorr.io.masks import VOID, mask_size, read_mask
 
 
 class DavisDataset:
@@ -76,12 +76,17 @@ class DavisDataset:
     def first_mask(self, seq: str) -> np.ndarray:
         """The first annotation of `seq` as object ids, uint8 [H, W] (255 = void).
 
-        Raises `InputError` if its size differs from the sequence's first frame.
+        Raises `InputError` if its size differs from the sequence's first frame, or if it holds no
+        object: there is nothing to propagate, and the scorer skipped the sequence with a warning
+        lost in the log, so the split's J&F silently left it out.
         """
         mask_path = self.masks(seq)[0]
         mask = read_mask(mask_path)
         height, width = image_size(self.frames(seq)[0])  # as the frames are read (EXIF orientation applied)
         check_mask_size(mask_path, mask, (width, height), "frames are")
+        if not np.any((mask != 0) & (mask != VOID)):
+            raise InputError(mask_path, f"the first annotation of sequence {seq!r} holds no object id (only 0 / "
+                                        "void): there is nothing to propagate")
         return mask
 
     def check_sequence(self, seq: str) -> None:
@@ -146,7 +151,11 @@ def _read_split(year_dir: Path, split: str) -> list[str]:
         raise InputError(split_file, f"split file not found; splits here: {', '.join(splits) or 'none'}")
     # utf-8-sig: a split file saved by a Windows editor starts with a byte-order mark, which
     # otherwise became part of the first sequence's name ("\ufeffbike-packing not found").
-    names = [line.strip() for line in split_file.read_text(encoding="utf-8-sig").splitlines()]
+    try:
+        text = split_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError(split_file, f"not a text file of sequence names, one a line ({error})") from None
+    names = [line.strip() for line in text.splitlines()]
     names = [n for n in names if n]
     if not names:
         raise InputError(split_file, "split file lists no sequences")

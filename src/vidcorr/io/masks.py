@@ -78,8 +78,10 @@ def read_mask(path: str | Path) -> np.ndarray:
             mode = img.mode
             _check_mask_format(img, path)
             arr = np.array(img)
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         raise InputError(path, "mask file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a mask file") from None
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(path, f"cannot read mask: {err}") from None
     if mode == "1":
@@ -105,8 +107,10 @@ def mask_size(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as img:
             _check_mask_format(img, path)
             return img.size
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         raise InputError(path, "mask file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a mask file") from None
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(path, f"cannot read mask: {err}") from None
 

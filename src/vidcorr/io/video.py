@@ -179,12 +179,36 @@ def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
         # Slice threads only: frame threads deadlock when decoding stops before the end (opening a
         # source reads one frame) in some torchvision builds (PyAV issue 1849), and decoded no faster.
         stream.thread_type = "SLICE"
+        end = None  # the latest frame time decoded, seconds (decode order is not display order)
         for frame in container.decode(stream):
+            if frame.time is not None:
+                end = frame.time if end is None else max(end, frame.time)
             yield lambda frame=frame: _upright(_rgb(frame), getattr(frame, "rotation", 0))
+        _check_not_truncated(path, container, end)
     except av.error.FFmpegError as error:
         raise InputError(path, f"video decoding failed ({_ffmpeg_problem(error)})") from None
     finally:
         container.close()
+
+
+def _check_not_truncated(path: Path, container, end: float | None) -> None:
+    """`InputError` when a file holding only this video stream stopped decoding well before the
+    duration its header gives (end: the latest frame time decoded, seconds).
+
+    A Matroska / WebM file cut short (a copy or download that stopped) decodes without an error up
+    to the cut (FFmpeg only logs "File ended prematurely"): a 40-frame video was propagated as its
+    first 4 frames without a word. Files with other streams are not checked, as the container's
+    duration covers them all and an audio track may outlast the picture; the slack (1 s or 5%)
+    leaves variable frame rates and rounding alone.
+    """
+    if len(container.streams) != 1 or not container.duration or end is None:
+        return
+    av = _import_av()
+    duration = container.duration / av.time_base
+    decoded = end - (container.start_time or 0) / av.time_base
+    if duration - decoded > max(1.0, 0.05 * duration):
+        raise InputError(path, f"decoding ended at {decoded:.2f} s of the {duration:.2f} s its header gives: "
+                               "the file is truncated (a copy or download cut short?)")
 
 
 def _ffmpeg_problem(error: OSError) -> str:
