@@ -289,6 +289,42 @@ def test_propagate_soft_labels_on_a_frame_folder(short_clip, tmp_path, capsys):
     first.write_text("not an array")
     assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
     assert f"{first}: cannot read labels as a .npy array" in capsys.readouterr().err
+    first.write_bytes(b"")  # was an EOFError traceback
+    assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert f"{first}: cannot read labels as a .npy array" in capsys.readouterr().err
+    archive = tmp_path / "first.npz"  # was read as "dtype <U1"
+    np.savez(archive, labels=np.zeros((480, 854), np.float32))
+    assert main(["propagate", str(frames), "--labels", str(archive), "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert f"{archive}: is an .npz archive of arrays, not one .npy array" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_propagate_soft_labels_as_float16(short_clip, tmp_path, capsys):
+    """--labels-dtype float16: half the bytes, the float32 run's values to float16's precision."""
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = np.array(Image.open(short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png")) // 255
+    first = tmp_path / "first.npy"
+    np.save(first, np.stack([1.0 - mask, 0.7 * mask]).astype(np.float32))  # soft, not one-hot
+    runs = {}
+    for dtype in ("float32", "float16"):
+        out = tmp_path / dtype
+        assert main(["propagate", str(frames), "--labels", str(first), "--labels-dtype", dtype, "--out", str(out),
+                     "--no-video", *FAST]) == 0
+        runs[dtype] = [np.load(f) for f in sorted((out / "labels").glob("*.npy"))]
+    assert len(runs["float16"]) == len(runs["float32"]) == 6
+    for half, single in zip(runs["float16"], runs["float32"], strict=True):
+        assert half.dtype == np.float16 and single.dtype == np.float32 and half.shape == single.shape
+        np.testing.assert_allclose(half.astype(np.float32), single, rtol=1e-3, atol=1e-4)
+    assert 0.3 < runs["float16"][-1][1].max() <= 0.7  # the 0.7 channel carried, not renormalised
+    capsys.readouterr()
+    np.save(first, np.full((480, 854), 1e6, np.float32))
+    assert main(["propagate", str(frames), "--labels", str(first), "--labels-dtype", "float16",
+                 "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert "hold values up to 1e+06, beyond float16's 65504" in capsys.readouterr().err
+    assert main(["propagate", str(frames), "--mask", str(tmp_path / "m.png"), "--labels-dtype", "float16",
+                 "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert "--labels-dtype sets the type of --labels' outputs: it needs --labels" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_propagate_advises_a_smaller_size_for_large_frames(short_clip, tmp_path, caplog):

@@ -50,11 +50,15 @@ def read_labels_file(path: str | Path) -> np.ndarray:
     """A ``.npy`` file of first-frame labels (no pickles); `InputError` naming it when unreadable."""
     path = Path(path)
     try:
-        return np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(path, "labels file not found") from None
-    except (OSError, ValueError) as error:  # not a .npy file, an object array, a truncated file
+    except (OSError, ValueError, EOFError) as error:  # not a .npy file, an object array, truncated, empty
         raise InputError(path, f"cannot read labels as a .npy array ({error})") from None
+    if not isinstance(loaded, np.ndarray):  # np.load opens an .npz archive as a lazy dict of arrays
+        loaded.close()
+        raise InputError(path, "is an .npz archive of arrays, not one .npy array; save the labels with np.save")
+    return loaded
 
 
 def propagate_soft_labels(propagator: Propagator, frames: Iterable[np.ndarray],

@@ -5,8 +5,9 @@ INPUT is a video file (decoded with PyAV, or OpenCV where PyAV is missing) or a 
 A mask gives one indexed PNG per frame in DIR/masks/; keypoints give DIR/keypoints.json with every
 frame's coordinates (format in docs/keypoints.md); a box gives DIR/boxes.json (0-based x, y, w, h
 per frame, tracked with UVC's region localisation or a DCF head, docs/tracking.md); soft labels
-(K, H, W) give one float32 .npy per frame in DIR/labels/ (`vidcorr.soft_labels`). All write an
-overlay video DIR/overlay.mp4; the folder appears only when everything succeeded.
+(K, H, W) give one .npy per frame in DIR/labels/ (`vidcorr.soft_labels`; float32, or float16 with
+--labels-dtype). All write an overlay video DIR/overlay.mp4 unless --no-video; the folder appears only
+when everything succeeded.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="first-frame box in 0-based pixels (top-left corner, width, height)")
     first.add_argument("--labels", type=Path, metavar="FIRST.npy",
                        help="first-frame soft labels: a .npy array (K, H, W) or (H, W) of any real values "
-                            "(probabilities, a matte, a heat map); writes DIR/labels/<frame>.npy, float32")
+                            "(probabilities, a matte, a heat map); writes DIR/labels/<frame>.npy")
+    p.add_argument("--labels-dtype", choices=("float32", "float16"), default="float32",
+                   help="with --labels: the .npy files' type; float16 halves their size (K x 0.8 MB per 480p "
+                        "frame), about 3 significant digits (default: float32)")
     p.add_argument("--tracker", choices=("localise", "dcf"), default="localise",
                    help="with --box: UVC region localisation or a DCF head on the features (default: localise)")
     p.add_argument("--track", action="store_true",
@@ -71,12 +75,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.io.atomic import atomic_dir
+    from vidcorr.io.atomic import atomic_dir, check_output_path
     from vidcorr.io.video import open_frames, write_video
     from vidcorr.track_uvc import mask_propagator
 
     if args.track and args.mask is None:
         raise VidcorrError("--track (UVC-track) carries masks: it needs --mask")
+    if args.labels is None and args.labels_dtype != "float32":
+        raise VidcorrError("--labels-dtype sets the type of --labels' outputs: it needs --labels")
+    check_output_path(args.out, folder=True)  # before the frames are read and the model loaded
     source = open_frames(args.input)
     annotation = _annotation(args, source)  # checked before the model is loaded
     preset = resolve_preset(args)
@@ -132,7 +139,7 @@ def _annotation(args: argparse.Namespace, source) -> Annotation:
     if args.box is not None:
         return _box_annotation(args.box, args.tracker, source.size, names)
     if args.labels is not None:
-        return _labels_annotation(args.labels, source.size, names)
+        return _labels_annotation(args.labels, source.size, names, np.dtype(args.labels_dtype))
     return _mask_annotation(args.mask, source.size, names)
 
 
@@ -180,10 +187,15 @@ def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | N
 # --------------------------------------------------------------------------- soft labels
 
 
-def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
+def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None,
+                       dtype: np.dtype) -> Annotation:
     from vidcorr.soft_labels import check_first_labels, read_labels_file
 
     first = check_first_labels(read_labels_file(path), frame_hw, path)
+    limit = float(np.finfo(dtype).max)
+    if np.abs(first).max() > limit:  # propagated labels stay within the first frame's range
+        raise InputError(path, f"{path.name} hold values up to {np.abs(first).max():g}, beyond {dtype}'s "
+                               f"{limit:g}; keep --labels-dtype float32")
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.soft_labels import labels_overlay, propagate_soft_labels
@@ -191,7 +203,7 @@ def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] |
         (out_dir / "labels").mkdir()
         value_range = (float(first.min()), float(first.max()))
         for t, (frame, labels) in enumerate(propagate_soft_labels(propagator, source, first)):
-            np.save(out_dir / "labels" / f"{_name(names, t)}.npy", labels)
+            np.save(out_dir / "labels" / f"{_name(names, t)}.npy", labels.astype(dtype, copy=False))
             yield labels_overlay(frame, labels, value_range)
 
     return Annotation(write, "labels/*.npy")
