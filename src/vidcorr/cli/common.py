@@ -67,9 +67,15 @@ def device_name(text: str) -> str:
     return text
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: bool = True) -> None:
-    """--weights/--features, --preset, --size, --device and, unless propagation_knobs is False (a
-    command that only embeds frames), the preset's matching overrides and --batch-size."""
+# JHMDB's and VIP's preset variants resize every frame to a square (docs/keypoints.md, docs/vip.md).
+SQUARE_SIZE_HELP = "side of the square input in pixels (overrides the JHMDB / VIP variant's size)"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: bool = True,
+                        size_help: str = "input short side in pixels (overrides the preset's size)") -> None:
+    """--weights/--features, --preset, --size (what it sets: size_help), --device and, unless
+    propagation_knobs is False (a command that only embeds frames), the preset's matching overrides
+    and --batch-size."""
     from vidcorr.presets import DEFAULT_PRESET, PRESETS
 
     model = parser.add_mutually_exclusive_group()
@@ -84,7 +90,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: b
                             "(docs/propagation.md, 'Evaluating a network of your own')")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                         help=f"propagation protocol (default: {DEFAULT_PRESET}; see docs/propagation.md)")
-    parser.add_argument("--size", type=positive_int, help="input short side in pixels (overrides the preset's size)")
+    parser.add_argument("--size", type=positive_int, help=size_help)
     parser.add_argument("--device", default="cpu", type=device_name, help="cpu, cuda, cuda:1, ... (default: cpu)")
     if not propagation_knobs:
         return

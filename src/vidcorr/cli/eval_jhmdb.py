@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from vidcorr.cli.common import KNOB_OVERRIDES, add_model_arguments, comma_list, load_model
+from vidcorr.cli.common import SQUARE_SIZE_HELP, KNOB_OVERRIDES, add_model_arguments, comma_list, load_model
 
 
 def register(tasks: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     add_dataset_arguments(p)
-    add_model_arguments(p)
+    add_model_arguments(p, size_help=SQUARE_SIZE_HELP)
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, comma_list, load_model
+from vidcorr.cli.common import SQUARE_SIZE_HELP, add_model_arguments, comma_list, load_model
 from vidcorr.cli.eval_jhmdb import protocol_preset
 
 
@@ -19,7 +19,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     add_dataset_arguments(p)
-    add_model_arguments(p)
+    add_model_arguments(p, size_help=SQUARE_SIZE_HELP)
     p.set_defaults(func=run)
 
 
