@@ -432,6 +432,11 @@ def test_run_davis_checks_device_and_module_before_writing_anything(short_clip, 
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):  # any propagator problem
         run_davis(PatchEncoder(), "crw", short_clip, out, batch_size=0)
     assert not out.exists()
+    taken = tmp_path / "taken"
+    taken.write_text("mine")  # a file where OUT's parent goes: was a FileExistsError traceback
+    with pytest.raises(InputError, match=f"cannot be created: {taken} is a file, not a folder"):
+        run_davis(PatchEncoder(), "crw", short_clip, taken / "out")
+    assert taken.read_text() == "mine"
 
 
 def test_write_davis_results_with_or_without_per_frame_data(short_clip, tmp_path):

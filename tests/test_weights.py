@@ -149,6 +149,21 @@ def test_missing_tensor_is_reported(tmp_path, encoder):
         load_encoder(path)
 
 
+def test_nan_or_integer_tensors_are_refused(tmp_path, encoder):
+    """A diverged run's NaN weights loaded and propagated empty masks; integer tensors were cast."""
+    metadata = {"config": json.dumps(encoder.config.to_dict())}
+    name = "backbone.layer2.0.conv1.weight"
+    for damage, message in [(lambda t: t.fill_(float("nan")), rf"1 tensors hold NaN or infinite values \({name}\)"),
+                            (lambda t: t.round().long(), rf"1 of the wrong kind of number \({name} int64 vs float32\)")]:
+        state = {k: v.clone() for k, v in encoder.state_dict().items()}
+        state[name] = damage(state[name])
+        path = tmp_path / "damaged.safetensors"
+        safetensors.torch.save_file(state, str(path), metadata)
+        with pytest.raises(WeightsError, match=message) as info:
+            load_encoder(path)
+        assert info.value.path == path
+
+
 def test_invalid_config_in_sidecar(saved):
     sidecar = sidecar_path(saved)
     data = json.loads(sidecar.read_text())

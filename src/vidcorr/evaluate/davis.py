@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import write_text_atomic
+from vidcorr.io.atomic import check_output_path, write_text_atomic
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import read_mask, write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
@@ -166,9 +166,10 @@ def run_davis(
     """
     preset = customised_preset(preset)
     device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
+    out_dir = Path(out_dir)
+    check_output_path(out_dir, folder=True)  # a file in the way, a read-only parent: before hours of work
     dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
     track = track_options(track)
-    out_dir = Path(out_dir)
     # Check every sequence's files (headers) and read every first mask up front: a bad file fails
     # before hours of propagation, and before OUT is created, so nothing is left half-written.
     for seq in dataset.sequences:

@@ -182,10 +182,19 @@ def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path)
     unexpected = [k for k in tensors if k not in expected]
     reshaped = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
                 for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    # load_state_dict copies integers into float parameters (and floats into integer buffers) silently
+    retyped = [f"{k} {str(tensors[k].dtype).removeprefix('torch.')} vs {str(v.dtype).removeprefix('torch.')}"
+               for k, v in expected.items() if k in tensors and tensors[k].is_floating_point() != v.is_floating_point()]
     problems = [f"{len(found)} {kind} ({_listed(found)})" for kind, found in
-                (("missing", missing), ("unexpected", unexpected), ("with wrong shape", reshaped)) if found]
+                (("missing", missing), ("unexpected", unexpected), ("with wrong shape", reshaped),
+                 ("of the wrong kind of number", retyped)) if found]
     if problems:
         raise WeightsError(path, "tensors do not match the model in its config: " + "; ".join(problems))
+    # A diverged training run exports NaN weights: the masks came out empty without a word.
+    broken = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise WeightsError(path, f"{len(broken)} tensors hold NaN or infinite values ({_listed(broken)}): "
+                                 "weights of a diverged training run?")
     module.load_state_dict(tensors, strict=True)
 
 
