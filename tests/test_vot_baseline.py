@@ -87,7 +87,7 @@ def test_polygon_predictions_overlap_like_boxes_and_by_hand():
     # A non-convex prediction against a convex ground truth: the L of area 75 inside [0, 10]^2 -> 0.75.
     ell = np.array([0, 0, 10, 0, 10, 5, 5, 5, 5, 10, 0, 10], np.float64)
     assert region_overlap(ell, _square(0, 0, 10), (100, 100)) == pytest.approx(0.75)
-    with pytest.raises(ValueError, match="two non-convex polygons"):
+    with pytest.raises(ValueError, match="both non-convex"):
         region_overlap(ell, ell + 1, (100, 100))
 
 
@@ -302,8 +302,39 @@ def test_trajectory_file_round_trip_and_refusals(tmp_path):
     with pytest.raises(InputError, match="line 2: a one-value line must be the code 0, 1 or 2"):
         read_vot_trajectory(path)
     path.write_text("1\n1,2,3\n")
-    with pytest.raises(InputError, match="line 2: expected 1 or 4 values, got 3"):
+    with pytest.raises(InputError, match="line 2: expected 1, 4 or 8 values, got 3"):
         read_vot_trajectory(path)
+
+
+def test_polygon_trajectories_score_like_their_boxes(tmp_path):
+    """Rotated-box trackers write polygons (8 values): read as corners, boxes beside them too, and
+    scored like the same regions written as boxes; two non-convex regions are refused by line."""
+    from vidcorr.evaluate.tracking import score_trajectory_file
+
+    gt = np.stack([DIAMOND + 3 * t for t in range(14)])  # the diamond drifting down-right
+    status = np.array([VOT_INITIALISED] + [VOT_TRACKED] * 13)
+    boxes = np.array([[np.nan] * 4] + [[10 + 3 * t, 10 + 3 * t, 10, 10 - t / 2] for t in range(1, 14)])
+    as_boxes, as_polygons = tmp_path / "boxes_001.txt", tmp_path / "polygons_001.txt"
+    write_vot_trajectory(as_boxes, status, boxes)
+    lines = as_boxes.read_text().splitlines()
+    for t in range(1, 14, 2):  # every other box as its corners, in the toolkit's polygon format
+        x, y, w, h = (float(v) for v in lines[t].split(","))
+        lines[t] = ",".join(f"{v:.4f}" for v in (x, y, x + w, y, x + w, y + h, x, y + h))
+    as_polygons.write_text("\n".join(lines) + "\n")
+    read_status, regions = read_vot_trajectory(as_polygons)
+    assert read_status.tolist() == status.tolist() and regions.shape == (14, 8) and np.isnan(regions[0]).all()
+    np.testing.assert_allclose(regions[2], [16, 16, 26, 16, 26, 25, 16, 25])  # a box line, as its corners
+    scored = {path.name: score_trajectory_file(path, gt, (100, 100), tmp_path / "groundtruth.txt")
+              for path in (as_boxes, as_polygons)}
+    (box_scores, box_fragments), (poly_scores, poly_fragments) = scored.values()
+    assert box_scores["scored_frames"] == 4 and 0 < box_scores["accuracy"] < 1  # frames 10..13 after burn-in
+    assert poly_scores == pytest.approx(box_scores)
+    np.testing.assert_allclose(poly_fragments[0][0], box_fragments[0][0], atol=1e-12)
+    lines[5] = "0,0,10,0,3,3,0,10"  # an arrowhead: non-convex
+    as_polygons.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="line 6: the predicted polygon and the ground truth are both non-convex"):
+        score_trajectory_file(as_polygons, np.stack([np.array([0, 0, 20, 0, 6, 6, 0, 20.])] * 14), (100, 100),
+                              tmp_path / "groundtruth.txt")  # an arrowhead ground truth too
 
 
 

@@ -64,6 +64,7 @@ from vidcorr.metrics.vot import (
     BURNIN,
     SKIP_INITIALIZE,
     Fragment,
+    NonConvexPair,
     average_supervised,
     eao_curve,
     eao_fragments,
@@ -306,10 +307,13 @@ def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int,
     read from ``annotation``, in frames of size frame_wh (W, H), and its `eao_fragments`."""
     if not path.is_file():
         raise InputError(path, "trajectory not found (VOT toolkit layout: baseline/<seq>/<seq>_001.txt)")
-    status, boxes = read_vot_trajectory(path)
+    status, regions = read_vot_trajectory(path)
     if len(status) != len(polygons):
         raise _length_mismatch(path, "lines", len(status), len(polygons), annotation)
-    overlaps = frame_overlaps(status, boxes, polygons, frame_wh)  # once, for the accuracy and EAO
+    try:
+        overlaps = frame_overlaps(status, regions, polygons, frame_wh)  # once, for the accuracy and EAO
+    except NonConvexPair as error:
+        raise InputError(path, f"line {error.frame + 1}: {error} (ground truth: {annotation})") from None
     return score_overlaps(status, overlaps, known_ground_truth(polygons)), eao_fragments(status, overlaps)
 
 

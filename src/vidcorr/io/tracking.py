@@ -28,8 +28,8 @@ the same refusals; a NaN value is allowed on any line, the first included (a los
 both curves), and a box of size <= 0 is kept (it overlaps nothing).
 
 VOT baseline trajectories (`write_vot_trajectory`, `read_vot_trajectory`): the VOT toolkit's results
-file, one line per frame holding the predicted region (``x,y,w,h``, 0-based like VOT's ground truth)
-or a code: 1 the tracker was (re-)initialised on this frame, 2 it failed here, 0 no prediction
+file, one line per frame holding the predicted region (a box ``x,y,w,h`` or, as rotated-box trackers
+write, a polygon ``x1,y1,...,x4,y4``; 0-based like VOT's ground truth) or a code: 1 the tracker was (re-)initialised on this frame, 2 it failed here, 0 no prediction
 (the frames skipped before a re-initialisation). Read back, the lines must come in the order the
 supervised experiment writes them: boxes and a 2 only after a 1, a 1 only first or after a 2.
 
@@ -112,7 +112,7 @@ def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> n
                                    "not a box or polygon; mask ground truth is not supported") from None
         raise InputError(path, f"line {line_no}: cannot parse {text.strip()!r} as numbers") from None
     if len(values) not in counts:
-        expected = " or ".join(str(c) for c in counts)
+        expected = " or ".join(filter(None, [", ".join(str(c) for c in counts[:-1]), str(counts[-1])]))
         raise InputError(path, f"line {line_no}: expected {expected} values, got {len(values)} ({text.strip()!r})")
     # NaN marks a frame without a box (kept, scored as the OTB toolkit does); infinity is an error.
     if np.any(np.isinf(values)):
@@ -206,11 +206,7 @@ def read_vot_polygons(path: str | Path) -> np.ndarray:
     path = Path(path)
     rows = []
     for number, text in _annotation_lines(path):
-        values = _parse_line(text, path, number, (8, 4))
-        if len(values) == 4:
-            x, y, w, h = values
-            values = np.array([x, y, x + w, y, x + w, y + h, x, y + h])
-        rows.append(values)
+        rows.append(_region_corners(_parse_line(text, path, number, (8, 4))))
     return np.stack(rows)
 
 
@@ -228,24 +224,37 @@ def write_vot_trajectory(path: str | Path, status: np.ndarray, boxes: np.ndarray
 
 
 def read_vot_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A VOT results file (`write_vot_trajectory`) -> status (T,) int and boxes (T, 4) float64 (NaN
-    where the line is a code). A line is one code (0, 1 or 2) or 4 values x, y, w, h, in the
-    supervised experiment's order (`_check_trajectory_order`)."""
+    """A VOT results file (`write_vot_trajectory`, or another tracker's) -> status (T,) int and the
+    predicted regions, float64 and NaN where the line is a code: boxes (T, 4) x, y, w, h, or, when
+    any line is a polygon, corners (T, 8) x1, y1, ..., x4, y4 with every box as its 4 corners
+    (`vidcorr.metrics.vot.region_overlap` scores either). A line is one code (0, 1 or 2), 4 values
+    (a box) or 8 (a polygon), in the supervised experiment's order (`_check_trajectory_order`)."""
     path = Path(path)
-    status, boxes = [], []
+    status, regions = [], []
     for number, text in _annotation_lines(path, "results"):
-        values = _parse_line(text, path, number, (1, 4))
+        values = _parse_line(text, path, number, (1, 4, 8))
         if len(values) == 1:
             if values[0] not in (VOT_SKIPPED, VOT_INITIALISED, VOT_FAILED):
                 raise InputError(path, f"line {number}: a one-value line must be the code 0, 1 or 2, "
                                        f"got {text.strip()!r}")
             status.append(int(values[0]))
-            boxes.append(np.full(4, np.nan))
+            regions.append(None)
         else:
             status.append(VOT_TRACKED)
-            boxes.append(values)
+            regions.append(values)
     _check_trajectory_order(path, status)
-    return np.array(status, np.int64), np.stack(boxes)
+    width = 8 if any(r is not None and len(r) == 8 for r in regions) else 4
+    return np.array(status, np.int64), np.stack([
+        np.full(width, np.nan) if r is None else r if width == 4 else _region_corners(r) for r in regions])
+
+
+def _region_corners(values: np.ndarray) -> np.ndarray:
+    """A box (4,) x, y, w, h -> its 4 corners (8,), clockwise from the top-left in image coordinates;
+    a polygon (8,) unchanged."""
+    if len(values) == 8:
+        return values
+    x, y, w, h = values
+    return np.array([x, y, x + w, y, x + w, y + h, x, y + h])
 
 
 def _check_trajectory_order(path: Path, status: Sequence[int]) -> None:

@@ -159,13 +159,23 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
     return float(np.clip(inter / union, 0.0, 1.0)) if union > 0 else 0.0
 
 
+class NonConvexPair(ValueError):
+    """A predicted polygon and a ground truth that are both non-convex (`region_overlap`); ``frame``:
+    the frame's index where `frame_overlaps` met it, else None."""
+
+    def __init__(self, frame: int | None = None) -> None:
+        super().__init__("the predicted polygon and the ground truth are both non-convex: their exact "
+                         "intersection needs one convex region (a box, a rotated box)")
+        self.frame = frame
+
+
 def _intersect_polygons(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The intersection of two polygons (K, 2), (L, 2), one of them convex -> (M, 2)."""
     if polygon_convex(a):
         return clip_to_convex(b, a)
     if polygon_convex(b):
         return clip_to_convex(a, b)
-    raise ValueError("cannot intersect two non-convex polygons (exact clipping needs one convex region)")
+    raise NonConvexPair()
 
 
 def burnin_mask(status: np.ndarray, burnin: int = BURNIN) -> np.ndarray:
@@ -228,12 +238,19 @@ def average_supervised(per_sequence: Mapping[str, dict]) -> dict:
     }
 
 
-def frame_overlaps(status: np.ndarray, boxes: np.ndarray, polygons: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
-    """(T,) bounded overlap of each frame's predicted box with its polygon: 0 on code lines (the
-    toolkit's overlap of a special region) and where the ground truth is not `polygon_valid`."""
-    return np.array([region_overlap(boxes[t], polygons[t], frame_wh)
-                     if status[t] == VOT_TRACKED and polygon_valid(polygons[t]) else 0.0
-                     for t in range(len(status))], np.float64)
+def frame_overlaps(status: np.ndarray, regions: np.ndarray, polygons: np.ndarray,
+                   frame_wh: tuple[int, int]) -> np.ndarray:
+    """(T,) bounded overlap of each frame's predicted region (boxes (T, 4) or polygons (T, 2K)) with
+    its ground-truth polygon: 0 on code lines (the toolkit's overlap of a special region) and where
+    the ground truth is not `polygon_valid`. `NonConvexPair` names the frame where it is raised."""
+    overlaps = np.zeros(len(status), np.float64)
+    for t in range(len(status)):
+        if status[t] == VOT_TRACKED and polygon_valid(polygons[t]):
+            try:
+                overlaps[t] = region_overlap(regions[t], polygons[t], frame_wh)
+            except NonConvexPair:
+                raise NonConvexPair(t) from None
+    return overlaps
 
 
 def eao_fragments(status: np.ndarray, overlaps: np.ndarray) -> list[Fragment]:
