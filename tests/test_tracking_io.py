@@ -41,7 +41,7 @@ def test_real_vot(tracking_dir):
     np.testing.assert_allclose(seqs[0].boxes[1], [239.32, 166.72, 124.36, 115.56])  # rotated polygon
 
 
-def test_vot_toolkit_layout_with_color_folder(tracking_dir, tmp_path):
+def test_vot_toolkit_layout_with_color_folder(tracking_dir, tmp_path, caplog):
     """VOT2017 on: frames in <seq>/color/ beside groundtruth.txt (and the toolkit's `sequence` file)."""
     src = tracking_dir / "vot2015" / "ball1"
     (tmp_path / "ball1" / "color").mkdir(parents=True)
@@ -53,6 +53,12 @@ def test_vot_toolkit_layout_with_color_folder(tracking_dir, tmp_path):
     (seq,) = discover_sequences(tmp_path, "vot")
     assert seq.frames_dir.name == "color" and len(seq) == 3
     assert next(iter(seq.open_frames())).shape == (720, 1280, 3)
+    assert "frames both in color/" not in caplog.text
+    for frame in sorted(src.glob("*.jpg"))[:3]:  # a second extraction beside groundtruth.txt
+        (tmp_path / "ball1" / frame.name).symlink_to(frame)
+    (seq,) = discover_sequences(tmp_path, "vot")
+    assert seq.frames_dir.name == "color"
+    assert "ball1: frames both in color/ and beside groundtruth.txt (3, e.g. 00000001.jpg); reading color/" in caplog.text
 
 
 def test_polygon_to_box():

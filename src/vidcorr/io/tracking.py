@@ -44,6 +44,7 @@ five sequences annotate only a range of their frames (`OTB_ANNOTATED_RANGES`).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,9 +54,10 @@ from typing import Literal
 import numpy as np
 
 from vidcorr.errors import InputError
-from vidcorr.io.images import list_frame_files
+from vidcorr.io.images import IMAGE_SUFFIXES, list_frame_files
 from vidcorr.io.video import FrameSource, open_frame_files
 
+log = logging.getLogger(__name__)
 Benchmark = Literal["otb", "vot"]
 ANNOTATION_FILES: dict[str, str] = {"otb": "groundtruth_rect.txt", "vot": "groundtruth.txt"}
 _SEPARATORS = re.compile(r"[,\s]+")
@@ -318,8 +320,15 @@ def load_sequence(folder: str | Path, benchmark: Benchmark, annotation: str | Pa
 
 def _vot_frames_dir(folder: Path) -> Path:
     """VOT2013-2016 keep the frames beside groundtruth.txt; the VOT toolkit's later layout
-    (VOT2017 on) in ``color/`` (its ``sequence`` file: ``channels.color=color/%08d.jpg``)."""
-    return folder / "color" if (folder / "color").is_dir() else folder
+    (VOT2017 on) in ``color/`` (its ``sequence`` file: ``channels.color=color/%08d.jpg``). With
+    frames in both places, color/ is read and the warning says so (two extractions of a sequence?)."""
+    if not (folder / "color").is_dir():
+        return folder
+    beside = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if beside:
+        log.warning("%s: frames both in color/ and beside groundtruth.txt (%d, e.g. %s); reading color/, "
+                    "the VOT toolkit's layout", folder, len(beside), beside[0].name)
+    return folder / "color"
 
 
 def _annotated_sequences(root: Path, benchmark: Benchmark) -> dict[str, tuple[Path, str]]:
