@@ -11,8 +11,12 @@ from vidcorr.cli.common import add_model_arguments, comma_list, load_model, reso
 DAVIS_RESOLUTIONS = ("480p", "Full-Resolution")
 
 
-def add_resolution_argument(p: argparse.ArgumentParser) -> None:
-    """``--resolution``: which JPEGImages/ and Annotations/ sub-folder (`eval davis`, `score davis`)."""
+def add_davis_data_arguments(p: argparse.ArgumentParser) -> None:
+    """Which sequences and files of a DAVIS root (`eval davis`, `score davis`): --year, --split,
+    --sequences and --resolution (the JPEGImages/ and Annotations/ sub-folder)."""
+    p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
+    p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
+    p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split's sequences")
     p.add_argument("--resolution", choices=DAVIS_RESOLUTIONS, default="480p",
                    help="DAVIS frames and annotations to read and score (default: 480p, the papers')")
 
@@ -25,10 +29,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--root", required=True, type=Path, help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
-    p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
-    p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split")
-    add_resolution_argument(p)
+    add_davis_data_arguments(p)
     p.add_argument("--resume", action="store_true",
                    help="keep the sequences an interrupted run of the same model and protocol finished in OUT")
     p.add_argument("--overlays", action="store_true",

@@ -31,10 +31,7 @@ def register_davis(tasks: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--root", required=True, type=Path, help="DAVIS root (Annotations/480p, ImageSets)")
     p.add_argument("--results", required=True, type=Path, help="folder of per-sequence prediction folders")
-    p.add_argument("--year", help="ImageSets year folder (default: the only one present)")
-    p.add_argument("--split", default="val", help="split file under ImageSets/<year> (default: val)")
-    p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the split's sequences")
-    eval_davis.add_resolution_argument(p)
+    eval_davis.add_davis_data_arguments(p)
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json, its plot RESULTS/score.j_per_frame.png)")
     p.set_defaults(func=run_davis)
 
