@@ -29,9 +29,10 @@ both curves), and a box of size <= 0 is kept (it overlaps nothing).
 
 VOT baseline trajectories (`write_vot_trajectory`, `read_vot_trajectory`): the VOT toolkit's results
 file, one line per frame holding the predicted region (a box ``x,y,w,h`` or, as rotated-box trackers
-write, a polygon ``x1,y1,...,x4,y4``; 0-based like VOT's ground truth) or a code: 1 the tracker was (re-)initialised on this frame, 2 it failed here, 0 no prediction
-(the frames skipped before a re-initialisation). Read back, the lines must come in the order the
-supervised experiment writes them: boxes and a 2 only after a 1, a 1 only first or after a 2.
+write, a polygon ``x1,y1,...,x4,y4``; 0-based like VOT's ground truth) or a code: 1 the tracker was
+(re-)initialised on this frame, 2 it failed here, 0 no prediction (the frames skipped before a
+re-initialisation). Read back, the lines must come in the order the supervised experiment writes
+them: regions and a 2 only after a 1, a 1 only first or after a 2.
 
 Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` (or
 ``<seq>/color/00000001.jpg``, the VOT toolkit's layout from VOT2017) + ``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
