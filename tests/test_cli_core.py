@@ -528,3 +528,13 @@ def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
     assert 0.0 <= results["J&F-Mean"] <= 1.0 and results["preset_knobs"]["size"]["size"] == 96
     assert len(list((out / "car-shadow").glob("*.png"))) == 40 and (out / "overlay.mp4").exists()
     assert (out / "j_per_frame.png").is_file() and set(results["per_object"]["car-shadow_1"]) == set(GLOBAL_KEYS)
+    # Run again: its own earlier output is replaced. A folder with anything else is refused untouched
+    # (it was deleted wholesale: --out . emptied the current folder).
+    (out / "car-shadow" / "00039.png").unlink()
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    assert len(list((out / "car-shadow").glob("*.png"))) == 40
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 2
+    assert f"{out}: holds notes.txt, which the demo did not write" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "results.json").is_file()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from vidcorr.cli.common import add_model_arguments, load_model, resolve_preset
+from vidcorr.errors import InputError
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "assets" / "demo" / "davis"
 DEMO_SEQUENCE = "car-shadow"
@@ -26,20 +27,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=f"Propagate the first-frame mask of the shipped DAVIS-2016 sequence {DEMO_SEQUENCE!r} "
                     "with the project's best weights, write masks + an overlay video, print J&F.",
     )
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo; replaced)")
+    p.add_argument("--out", type=Path, default=Path("out/demo"),
+                   help="output folder (default: out/demo); an earlier demo's output there is replaced, a folder "
+                        "holding anything else is refused")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.davis import write_davis_results, write_mask_sequence
-    from vidcorr.io.atomic import atomic_dir
+    from vidcorr.io.atomic import atomic_dir, check_output_path
     from vidcorr.io.davis import DavisDataset
     from vidcorr.io.video import open_frames
     from vidcorr.metrics.davis import format_results_table, score_davis
     from vidcorr.presets import preset_knobs
     from vidcorr.propagate import Propagator
 
+    check_output_path(args.out, folder=True)
+    _earlier_demo(args.out)  # refused before the model loads
     dataset = DavisDataset(DEMO_ROOT, sequences=[DEMO_SEQUENCE])
     frame_paths = dataset.frames(DEMO_SEQUENCE)
     preset = resolve_preset(args)
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         model = f"UNTRAINED FLOOR '{info['features']}' ({info.get('note', 'chosen with --features')})"
     print(f"demo: DAVIS-2016 '{DEMO_SEQUENCE}' ({len(frame_paths)} frames, 480p), preset '{preset.name}', {model}")
 
-    shutil.rmtree(args.out, ignore_errors=True)  # the demo owns its output folder
+    _remove_earlier_demo(args.out)
     start = time.perf_counter()
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
     with atomic_dir(args.out) as tmp:
@@ -71,3 +76,27 @@ def run(args: argparse.Namespace) -> int:
           f"{args.out / 'j_per_frame.png'}")
     print(f"J&F-Mean = {results['J&F-Mean']:.4f}  (preset {preset.name}; {model})")
     return 0
+
+
+# What `run` writes: the only entries an --out folder may hold for the demo to replace it.
+DEMO_OUTPUTS = frozenset({DEMO_SEQUENCE, "overlay.mp4", "results.json", "j_per_frame.png"})
+
+
+def _earlier_demo(out: Path) -> bool:
+    """Whether ``out`` holds an earlier demo's output (True) or nothing (False); `InputError` naming it
+    when it holds anything else: replacing the folder wholesale deleted a user's files (even the
+    current folder's, with --out .)."""
+    if not out.is_dir():
+        return False
+    entries = {entry.name for entry in out.iterdir()}
+    foreign = sorted(entries - DEMO_OUTPUTS)
+    if foreign:
+        raise InputError(out, f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which the "
+                              "demo did not write; it replaces only its own earlier output: choose another --out")
+    return bool(entries)
+
+
+def _remove_earlier_demo(out: Path) -> None:
+    """Delete an earlier demo's output in ``out`` (checked again: it may have changed since)."""
+    if _earlier_demo(out):
+        shutil.rmtree(out)

@@ -74,9 +74,10 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     check_output_path(out, folder=True)
     if out.is_dir() and any(out.iterdir()):
         raise InputError(out, "output folder exists and is not empty; choose another --out or remove it")
+    target = out.absolute()  # "." has no name and is its own parent: the temporary folder goes beside it
     try:  # what check_output_path cannot foresee (a read-only file system, /proc) fails here, before any work
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
     except OSError as error:
         raise InputError(out, f"cannot create the output folder ({error.strerror or error})") from None
     try:
@@ -84,7 +85,7 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        out.rmdir()
+    if target.exists():
+        target.rmdir()
     tmp.chmod(0o755)
-    tmp.rename(out)
+    tmp.rename(target)
