@@ -37,7 +37,7 @@ def two_clips(tmp_path_factory, davis2016_root) -> Path:
 
 def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_clips, tmp_path, capsys):
     """An interrupted run (here: one sequence done) continues with --resume; the results equal an
-    uninterrupted run's. Another model's folder is refused, and a plain run starts afresh."""
+    uninterrupted run's. Another model's folder is refused, and so is a plain run into a used folder."""
     full, out = tmp_path / "full", tmp_path / "out"
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(full), "--overlays", *FAST]) == 0
     for seq in ("blackswan", "car-shadow"):  # overlays beside, not inside, the folders the scorer reads
@@ -64,13 +64,13 @@ def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_cli
     assert str(out) in err and "model" in err and "cannot resume" in err
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST, "--topk", "5"]) == 2
     assert "preset" in capsys.readouterr().err
-    # a plain run of another model on one sequence: blackswan's folder is the earlier model's, so a
-    # resume of the new run must propagate it again
+    # a plain run of another model into it is refused: it replaced car-shadow and left blackswan's
+    # masks of the earlier model beside it, which `score davis` then scored together
     new = ["eval", "davis", "--root", str(two_clips), "--out", str(out), "--features", "random-resnet18", "--size", "120"]
-    assert main(new + ["--sequences", "car-shadow"]) == 0
-    assert main(new + ["--resume"]) == 0
-    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["car-shadow"]
-    assert (out / "blackswan" / "00000.png").stat().st_mtime_ns != done
+    assert main(new + ["--sequences", "car-shadow"]) == 2
+    assert f"{out}: output folder exists and is not empty: --resume continues" in capsys.readouterr().err
+    assert (out / "blackswan" / "00000.png").stat().st_mtime_ns == done
+    assert json.loads((out / "results.json").read_text())["J&F-Mean"] == expected["J&F-Mean"]
 
 
 def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):

@@ -28,7 +28,8 @@ def register(tasks: argparse._SubParsersAction) -> None:
                     "PNGs to OUT/<seq>/, score them like the official tool and write OUT/results.json.",
     )
     p.add_argument("--root", required=True, type=Path, help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder (must not exist or be empty, unless --resume continues the run in it)")
     add_davis_data_arguments(p)
     p.add_argument("--resume", action="store_true",
                    help="keep the sequences an interrupted run of the same model and protocol finished in OUT")

@@ -146,9 +146,10 @@ def run_davis(
     one's own, docs/propagation.md). preset: a name ("crw", "uvc", "timecycle", "stt") or a
     `PropagationPreset` (`vidcorr.presets.customised_preset` changes its knobs).
 
-    Each sequence is written to a temporary folder and renamed when complete, so an interrupted
-    run leaves no half-written sequence behind. resume: keep the sequences an interrupted run of
-    the same model, protocol and split already finished in ``out_dir`` (`RUN_STAMP` says which run
+    ``out_dir`` must not exist or be empty unless ``resume``. Each sequence is written to a
+    temporary folder and renamed when complete, so an interrupted run leaves no half-written
+    sequence behind. resume: keep the sequences an interrupted run of the same model, protocol and
+    split already finished in ``out_dir`` (`RUN_STAMP` says which run
     that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
     then covers this session and lists the sequences kept. overlays: also write
     ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them beside their
@@ -168,6 +169,11 @@ def run_davis(
     device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
     out_dir = Path(out_dir)
     check_output_path(out_dir, folder=True)  # a file in the way, a read-only parent: before hours of work
+    if not resume and out_dir.is_dir() and any(out_dir.iterdir()):
+        # Writing into it mixed runs: the sequences not propagated again kept another model's masks,
+        # which `score davis` then scored beside the new ones.
+        raise InputError(out_dir, "output folder exists and is not empty: --resume continues the run it holds "
+                                  "(same model and protocol); otherwise choose another --out or remove it")
     dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
     track = track_options(track)
     # Check every sequence's files (headers) and read every first mask up front: a bad file fails
