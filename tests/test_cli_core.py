@@ -348,14 +348,21 @@ def test_propagate_advises_a_smaller_size_for_large_frames(short_clip, tmp_path,
     assert Image.open(tmp_path / "sized" / "masks" / "00001.png").size == (960, 540)  # full-size results
 
 
-def test_propagate_box_on_a_video(tmp_path, data_dir):
+def test_propagate_box_on_a_video(tmp_path, data_dir, capsys):
     video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
     out = tmp_path / "box"
     assert main(["propagate", str(video), "--box", "100,60,80,60", "--out", str(out), "--no-video",
                  "--features", "lab-pixels"]) == 0
+    assert "lab-pixels (untrained floor), tracker localise, in" in capsys.readouterr().out
     boxes = json.loads((out / "boxes.json").read_text())["frames"]
     assert boxes[0]["box"] == [100.0, 60.0, 80.0, 60.0]
     assert all(b["box"][2] > 0 and b["box"][3] > 0 for b in boxes)
+    # propagation settings: the tracker ignored them (the same boxes), now refused by name
+    for flags in (["--topk", "1"], ["--size", "100"], ["--context", "1"], ["--no-window-first"]):
+        _fails(["propagate", str(video), "--box", "100,60,80,60", "--out", str(tmp_path / "x"), "--features",
+                "lab-pixels", *flags], capsys, f"{flags[0].replace('no-', '')} is a propagation setting and does "
+                "not apply to tracking")
+    assert not (tmp_path / "x").exists()
 
 
 def test_propagate_box_outside_the_frame_is_refused(tmp_path, data_dir, capsys):

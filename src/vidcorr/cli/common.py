@@ -20,6 +20,17 @@ KNOB_OVERRIDES = (("topk", "k"), ("temperature", "temperature"), ("radius", "rad
                   ("context", "n_previous"), ("window_first", "window_first"))
 
 
+def refuse_propagation_flags(args: argparse.Namespace, advice: str) -> None:
+    """`VidcorrError` for a propagation-only flag (--size or a preset knob, `KNOB_OVERRIDES`) given
+    to a box tracker, which would ignore it; advice: what to use instead."""
+    from vidcorr.errors import VidcorrError
+
+    for arg in ("size", *(arg for arg, _ in KNOB_OVERRIDES)):  # one list, so a new knob is refused too
+        if getattr(args, arg, None) is not None:
+            raise VidcorrError(f"--{arg.replace('_', '-')} is a propagation setting and does not apply to "
+                               f"tracking; {advice}")
+
+
 def comma_list(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     if not names:

@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from vidcorr.cli.common import KNOB_OVERRIDES, add_model_arguments, comma_list, load_model, resolve_preset
+from vidcorr.cli.common import add_model_arguments, comma_list, load_model, refuse_propagation_flags, resolve_preset
 from vidcorr.errors import VidcorrError
 
 _LAYOUTS = {
@@ -101,13 +101,7 @@ def tracker_options(args: argparse.Namespace) -> dict:
     """Tracker settings from ``--set NAME=VALUE``; the propagation-only model flags are refused."""
     from vidcorr.track import tracker_settings
 
-    # --size and every preset knob override (KNOB_OVERRIDES): one list, so a new knob is refused too.
-    propagation_flags = ("size", *(arg for arg, _ in KNOB_OVERRIDES))
-    unused = {f"--{arg.replace('_', '-')}": getattr(args, arg) for arg in propagation_flags}
-    for flag, value in unused.items():
-        if value is not None:
-            raise VidcorrError(f"{flag} is a propagation setting and does not apply to tracking; "
-                               "use --set NAME=VALUE (docs/tracking.md)")
+    refuse_propagation_flags(args, "use --set NAME=VALUE (docs/tracking.md)")
     fields = {f.name: f for f in dataclasses.fields(type(tracker_settings(args.tracker)))}
     options = {}
     for item in args.options:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcorr.cli.common import add_model_arguments, load_model, positive_float, resolve_preset
+from vidcorr.cli.common import add_model_arguments, load_model, positive_float, refuse_propagation_flags, resolve_preset
 from vidcorr.errors import InputError, VidcorrError
 
 DEFAULT_FPS = 24.0
@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         raise VidcorrError("--track (UVC-track) carries masks: it needs --mask")
     if args.labels is None and args.labels_dtype != "float32":
         raise VidcorrError("--labels-dtype sets the type of --labels' outputs: it needs --labels")
+    if args.box is not None:  # the tracker ignored them, and the summary still named the preset
+        refuse_propagation_flags(args, "a box is tracked from the model's features with the tracker's own "
+                                       "settings (`vidcorr eval otb|vot --set NAME=VALUE` to tune them, docs/tracking.md)")
     check_output_path(args.out, folder=True)  # before the frames are read and the model loaded
     source = open_frames(args.input)
     annotation = _annotation(args, source)  # checked before the model is loaded
@@ -110,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
             write_video(tmp / "overlay.mp4", counted(), fps)
     elapsed = time.perf_counter() - start
     model = info.get("weights") or f"{info.get('features')} (untrained floor)"
-    print(f"propagated {n} frames of {args.input} with {model}, preset {preset.name}"
-          f"{' + UVC-track' if args.track else ''}, "
-          f"in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
+    how = f"tracker {args.tracker}" if args.box is not None else f"preset {preset.name}" + (
+        " + UVC-track" if args.track else "")
+    print(f"propagated {n} frames of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
 
