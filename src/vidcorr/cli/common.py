@@ -83,11 +83,17 @@ SQUARE_SIZE_HELP = "side of the square input in pixels (overrides the JHMDB / VI
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: bool = True,
-                        size_help: str = "input short side in pixels (overrides the preset's size)") -> None:
+                        size_help: str = "input short side in pixels (overrides the preset's size)",
+                        tracking: bool = False) -> None:
     """--weights/--features, --preset, --size (what it sets: size_help), --device and, unless
     propagation_knobs is False (a command that only embeds frames), the preset's matching overrides
-    and --batch-size."""
+    and --batch-size. tracking: a box tracker's command, which uses only the preset's feature layer:
+    --size and the knobs are still parsed (so `refuse_propagation_flags` can name them) but left out
+    of --help."""
     from vidcorr.presets import DEFAULT_PRESET, PRESETS
+
+    def shown(text: str) -> str:
+        return argparse.SUPPRESS if tracking else text
 
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--weights", type=Path,
@@ -100,19 +106,23 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: b
                             "returns an nn.Module mapping RGB (B, 3, H, W) in [0, 1] to features (B, C, h, w) "
                             "(docs/propagation.md, 'Evaluating a network of your own')")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                        help=f"propagation protocol (default: {DEFAULT_PRESET}; see docs/propagation.md)")
-    parser.add_argument("--size", type=positive_int, help=size_help)
+                        help=(f"whose feature layer the tracker uses (default: {DEFAULT_PRESET}; "
+                              "docs/tracking.md)") if tracking else
+                             f"propagation protocol (default: {DEFAULT_PRESET}; see docs/propagation.md)")
+    parser.add_argument("--size", type=positive_int, help=shown(size_help))
     parser.add_argument("--device", default="cpu", type=device_name, help="cpu, cuda, cuda:1, ... (default: cpu)")
     if not propagation_knobs:
         return
-    parser.add_argument("--topk", type=positive_int, help="override the preset's top-k")
-    parser.add_argument("--temperature", type=positive_float, help="override the preset's softmax temperature")
-    parser.add_argument("--radius", type=positive_float, help="override the preset's local window radius (cells)")
-    parser.add_argument("--context", type=non_negative_int, help="override the number of preceding context frames")
+    parser.add_argument("--topk", type=positive_int, help=shown("override the preset's top-k"))
+    parser.add_argument("--temperature", type=positive_float, help=shown("override the preset's softmax temperature"))
+    parser.add_argument("--radius", type=positive_float, help=shown("override the preset's local window radius (cells)"))
+    parser.add_argument("--context", type=non_negative_int,
+                        help=shown("override the number of preceding context frames"))
     parser.add_argument("--window-first", action=argparse.BooleanOptionalAction,
-                        help="override whether the local window applies to the first frame too "
-                             "(crw: no, stt: yes; windowing it is cheaper but loses far-moved objects)")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="frames per encoder call (default: 4)")
+                        help=shown("override whether the local window applies to the first frame too "
+                                   "(crw: no, stt: yes; windowing it is cheaper but loses far-moved objects)"))
+    parser.add_argument("--batch-size", type=positive_int, default=4,
+                        help=shown("frames per encoder call (default: 4)"))
 
 
 def resolve_preset(args: argparse.Namespace):

@@ -49,7 +49,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
             add_eao_interval_argument(p)
         else:
             p.set_defaults(protocol="ope", eao_interval="vot2015")  # OTB has its one-pass evaluation only
-        add_model_arguments(p)
+        add_model_arguments(p, tracking=True)
         p.set_defaults(func=run, benchmark=benchmark)
 
 
