@@ -106,6 +106,10 @@ def test_missing_prediction_file_is_named(cli, tree, capsys):
     err = capsys.readouterr().err
     assert "blackswan/00003.png: prediction not found (1 of the 4 scored frames" in err
     assert not (results / "score.json").exists() and not (results / "score.j_per_frame.png").exists()
+    shutil.rmtree(results / "blackswan")  # a run of a subset: the message says how to score it
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
+    assert ("blackswan: prediction folder of sequence 'blackswan' not found (results of a subset of the split? "
+            "--sequences names the ones to score)") in capsys.readouterr().err
 
 
 def test_prediction_id_above_k_is_named(cli, tree, capsys):

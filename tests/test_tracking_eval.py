@@ -271,7 +271,8 @@ def test_score_max_frames_scores_an_eval_max_frames_run(eval_and_score, otb_root
     evaluated = json.loads((out / "results.json").read_text())
     score = ["score", "otb", "--root", str(otb_root), "--results", str(out)]
     assert eval_and_score(score) == 2
-    assert f"Soccer.txt: 12 boxes but {N_FRAMES} ground-truth lines" in capsys.readouterr().err
+    assert (f"Soccer.txt: 12 boxes but {N_FRAMES} ground-truth lines" in (err := capsys.readouterr().err)
+            and "line 13 is missing (from `eval --max-frames N`? score them with --max-frames N)" in err)
     assert eval_and_score([*score, "--max-frames", "1"]) == 2
     assert "--max-frames must be at least 2, got 1" in capsys.readouterr().err
     assert eval_and_score([*score, "--max-frames", "12"]) == 0

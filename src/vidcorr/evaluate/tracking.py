@@ -288,8 +288,9 @@ def _check_protocol(benchmark: Benchmark, protocol: str, max_frames: int | None)
 def _length_mismatch(path: Path, what: str, found: int, expected: int, annotation: Path) -> InputError:
     """The error for a predictions file without exactly one line per scored ground-truth line."""
     first_unmatched = min(found, expected) + 1
+    hint = " (from `eval --max-frames N`? score them with --max-frames N)" if found < expected else ""
     return InputError(path, f"{found} {what} but {expected} ground-truth lines in {annotation}; line "
-                            f"{first_unmatched} {'has no ground truth' if found > expected else 'is missing'}")
+                            f"{first_unmatched} {'has no ground truth' if found > expected else 'is missing'}{hint}")
 
 
 def score_result_file(path: Path, gt: np.ndarray, annotation: Path) -> dict:

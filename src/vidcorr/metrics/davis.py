@@ -304,7 +304,8 @@ def _sequence_files(dataset: DavisDataset, results_dir: Path, seq: str) -> tuple
                          "protocol scores frames 1..T-2 and needs at least 3")
     pred_dir = results_dir / seq
     if not pred_dir.is_dir():
-        raise InputError(pred_dir, f"prediction folder of sequence {seq!r} not found")
+        raise InputError(pred_dir, f"prediction folder of sequence {seq!r} not found (results of a subset of "
+                                   "the split? --sequences names the ones to score)")
     pred_paths = [pred_dir / p.name for p in gt_paths[1:-1]]
     missing = [p for p in pred_paths if not p.is_file()]
     if missing:
