@@ -504,6 +504,30 @@ def test_existing_output_folder_is_not_overwritten(short_clip, tmp_path, capsys)
     assert (out / "keep.txt").read_text() == "mine"
 
 
+def test_interrupted_eval_davis_says_how_to_continue(two_clips, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during the second sequence: exit 130, the first sequence kept, and the message names
+    --resume (it said only "interrupted"); the resumed run finishes."""
+    from vidcorr.evaluate import davis as davis_eval
+
+    real_write = davis_eval.write_mask_sequence
+    calls = {"n": 0}
+
+    def interrupted_write(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(davis_eval, "write_mask_sequence", interrupted_write)
+    out = tmp_path / "out"
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), *FAST]) == 130
+    err = capsys.readouterr().err
+    assert f"the sequences finished so far are kept in {out}; the same command with --resume continues" in err
+    assert (out / "blackswan").is_dir() and not (out / "car-shadow").exists()
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST]) == 0
+    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["blackswan"]
+
+
 def test_interrupted_propagation_leaves_nothing(short_clip, tmp_path, monkeypatch):
     """An error halfway through (here: the 4th frame fails to encode) removes the partial output."""
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"

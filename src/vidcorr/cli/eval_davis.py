@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from vidcorr.cli.common import add_model_arguments, comma_list, load_model, resolve_preset
@@ -45,17 +46,23 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.evaluate.davis import run_davis
+    from vidcorr.evaluate.davis import RUN_STAMP, run_davis
     from vidcorr.io.atomic import check_output_path
     from vidcorr.metrics.davis import format_results_table
 
     check_output_path(args.out, folder=True)  # before the model is loaded and the split propagated
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
-    results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
-                        sequences=args.sequences, resolution=args.resolution, device=args.device, batch_size=args.batch_size,
-                        model_info=info, resume=args.resume, overlays=args.overlays,
-                        track=args.track)
+    try:
+        results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
+                            sequences=args.sequences, resolution=args.resolution, device=args.device,
+                            batch_size=args.batch_size, model_info=info, resume=args.resume,
+                            overlays=args.overlays, track=args.track)
+    except KeyboardInterrupt:
+        if (args.out / RUN_STAMP).is_file():  # the run had started: its finished sequences are kept
+            print(f"vidcorr: the sequences finished so far are kept in {args.out}; the same command with "
+                  "--resume continues the run", file=sys.stderr)
+        raise
     print(format_results_table(results))
     print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   model: {json.dumps(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
