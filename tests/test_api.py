@@ -518,3 +518,22 @@ def test_propagate_labels_warns_where_the_preset_rescales_context_labels(caplog)
         list(vidcorr.propagate_labels(frames, ramp / 95, encoder=PatchEncoder(), preset="timecycle"))
         list(vidcorr.propagate_labels(frames, ramp, encoder=PatchEncoder(), preset=_crw_small()))
     assert "min-max" not in caplog.text
+
+
+def test_weights_of_an_unfinished_run_are_used_with_a_warning(tmp_path, caplog):
+    """`train --max-steps N` exports weights before the recipe's end; they loaded without a word."""
+    from vidcorr.api import resolve_encoder
+    from vidcorr.models import build_encoder, save_weights
+
+    model = build_encoder("crw", out_layer="layer2")
+    for finished in (True, False):
+        path = save_weights(model, tmp_path / f"finished-{finished}.safetensors", meta={"steps": 14, "finished": finished})
+        caplog.clear()
+        _, info = resolve_encoder(get_preset("crw"), weights=path)
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        if finished:
+            assert not warned and "finished" not in info
+        else:
+            assert info["finished"] is False
+            assert warned == [f"{path}: weights of an unfinished training run (exported at step 14, before its "
+                              "recipe's end): expect less than the finished recipe gives"]

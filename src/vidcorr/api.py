@@ -23,6 +23,7 @@ The command line (`vidcorr propagate`) runs the same code and loads its models t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from itertools import chain
@@ -41,6 +42,8 @@ from vidcorr.propagate import Propagator
 from vidcorr.soft_labels import check_first_labels, propagate_soft_labels
 from vidcorr.runtime import checked_device
 from vidcorr.track_uvc import TrackOptions, mask_propagator
+
+log = logging.getLogger(__name__)
 
 PresetLike = str | PropagationPreset
 
@@ -80,6 +83,10 @@ def resolve_encoder(
     info = {"weights": str(path), "sha256": loaded.sha256, "trained": True,
             "out_layer": getattr(getattr(encoder, "config", None), "out_layer", None)}
     info.update({k: loaded.meta[k] for k in ("name", "steps", "recipe") if k in loaded.meta})
+    if loaded.meta.get("finished") is False:  # exported by --max-steps or from a stopped run's checkpoint
+        info["finished"] = False
+        log.warning("%s: weights of an unfinished training run (exported at step %s, before its recipe's "
+                    "end): expect less than the finished recipe gives", path, loaded.meta.get("steps", "?"))
     return encoder, info
 
 
