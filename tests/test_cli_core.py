@@ -249,11 +249,14 @@ def test_preset_overrides_from_the_command_line(flags, expected):
     assert {name: knobs[name] for name in expected} == expected
 
 
-def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path):
+def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path, capsys):
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
     out = tmp_path / "prop"
-    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST]) == 0
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST, "--context", "3",
+                 "--no-window-first"]) == 0
+    # the summary names the preset with what the command line changed in it
+    assert "preset crw (--size 120 --context 3 --no-window-first), in" in capsys.readouterr().out
     pngs = sorted((out / "masks").glob("*.png"))
     assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(6)]
     first = np.array(Image.open(pngs[0]))

@@ -61,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.io.atomic import atomic_dir
     from vidcorr.evaluate.jhmdb import format_pck_table, jhmdb_preset, run_jhmdb
 
-    dataset = dataset_from(args)
-    if not dataset.split_files:
-        print(f"note: {dataset.describe()}; evaluating every video")
+    dataset = dataset_from(args)  # run_jhmdb logs which videos (all of them without split files)
     preset = protocol_preset(args, jhmdb_preset)
     encoder, info = load_model(args, preset)
     with atomic_dir(args.out) as tmp:

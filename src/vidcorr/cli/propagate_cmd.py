@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcorr.cli.common import add_model_arguments, load_model, positive_float, refuse_propagation_flags, resolve_preset
+from vidcorr.cli.common import (
+    KNOB_OVERRIDES,
+    add_model_arguments,
+    load_model,
+    positive_float,
+    refuse_propagation_flags,
+    resolve_preset,
+)
 from vidcorr.errors import InputError, VidcorrError
 
 DEFAULT_FPS = 24.0
@@ -42,7 +49,8 @@ class Annotation:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "propagate", help="propagate a first-frame mask, keypoints or a box through a video or frame folder",
+        "propagate", help="propagate a first-frame mask, keypoints, a box or soft labels through a video or "
+                          "frame folder",
         description="Propagate the first-frame annotation of INPUT (mp4/mkv/webm or a folder of "
                     "frames) with a trained model and write per-frame results plus an overlay video.",
     )
@@ -113,11 +121,25 @@ def run(args: argparse.Namespace) -> int:
             write_video(tmp / "overlay.mp4", counted(), fps)
     elapsed = time.perf_counter() - start
     model = info.get("weights") or f"{info.get('features')} (untrained floor)"
+    changed = _overrides(args)
     how = f"tracker {args.tracker}" if args.box is not None else f"preset {preset.name}" + (
-        " + UVC-track" if args.track else "")
+        f" ({' '.join(changed)})" if changed else "") + (" + UVC-track" if args.track else "")
     print(f"propagated {n} frames of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The preset knobs the command line changed, as given: ["--context 5", "--window-first"]."""
+    given = []
+    for arg in ("size", *(arg for arg, _ in KNOB_OVERRIDES)):
+        value = getattr(args, arg, None)
+        flag = f"--{arg.replace('_', '-')}"
+        if isinstance(value, bool):
+            given.append(flag if value else flag.replace("--", "--no-", 1))
+        elif value is not None:
+            given.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return given
 
 
 PROTOCOL_SHORT_SIDE = 480  # the DAVIS frames the native-size protocols (crw) were defined on
