@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 import sys
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -247,8 +248,9 @@ def test_corrupt_or_empty_video_names_the_file(tmp_path, backend, content):
         count_frames(path, backend=backend)
 
 
-def _write_mkv(path, n: int, fps: int = 24) -> None:
-    """n 32x32 frames (a grey ramp), H.264 in Matroska: written as it streams, no index at the end."""
+def _write_mkv(path, n: int, fps: int | Fraction = 24, first_pts: int = 0) -> None:
+    """n 32x32 frames (a grey ramp), H.264 in Matroska: written as it streams, no index at the end;
+    timestamps from first_pts (in frames)."""
     import av
 
     with av.open(str(path), "w") as container:
@@ -256,8 +258,9 @@ def _write_mkv(path, n: int, fps: int = 24) -> None:
         stream.width = stream.height = 32
         stream.pix_fmt = "yuv420p"
         for t in range(n):
-            frame = np.full((32, 32, 3), 4 * t, np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 4 * t, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = first_pts + t, Fraction(1) / Fraction(fps)
+            container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
 
@@ -274,6 +277,18 @@ def test_truncated_video_is_refused_not_cut_short(tmp_path):
         list(source)
     assert info.value.path == cut
     assert len(source.read_at([0, 1])) == 2  # a reader that stops early is not refused
+
+
+@pytest.mark.parametrize("fps, first_pts", [(Fraction(1, 2), 0), (24, 120)], ids=["half-fps", "starts-at-5s"])
+def test_complete_videos_are_not_taken_for_truncated(tmp_path, fps, first_pts):
+    """The truncation check refused whole files: at 0.5 fps the last frame starts 2 s before the end
+    the header gives (it is shown until then), and Matroska counts a stream starting at 5 s from 0."""
+    path = tmp_path / "whole.mkv"
+    _write_mkv(path, 10, fps=fps, first_pts=first_pts)
+    assert sum(1 for _ in open_frames(path, backend="pyav")) == 10
+    slow = tmp_path / "slow.mp4"  # as vidcorr writes an overlay at a slow rate
+    write_video(slow, (np.full((32, 32, 3), 20 * t, np.uint8) for t in range(5)), fps=0.5)
+    assert sum(1 for _ in open_frames(slow, backend="pyav")) == 5
 
 
 @pytest.mark.parametrize("backend", ["pyav", "opencv"])

@@ -179,10 +179,10 @@ def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
         # Slice threads only: frame threads deadlock when decoding stops before the end (opening a
         # source reads one frame) in some torchvision builds (PyAV issue 1849), and decoded no faster.
         stream.thread_type = "SLICE"
-        end = None  # the latest frame time decoded, seconds (decode order is not display order)
+        end = None  # where the latest decoded frame's display ends, seconds (decode order is not display order)
         for frame in container.decode(stream):
-            if frame.time is not None:
-                end = frame.time if end is None else max(end, frame.time)
+            if (shown_until := _frame_end(frame, stream)) is not None:
+                end = shown_until if end is None else max(end, shown_until)
             yield lambda frame=frame: _upright(_rgb(frame), getattr(frame, "rotation", 0))
         _check_not_truncated(path, container, end)
     except av.error.FFmpegError as error:
@@ -191,23 +191,37 @@ def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
         container.close()
 
 
+def _frame_end(frame, stream) -> float | None:
+    """When ``frame`` stops being shown, seconds: its time plus its duration (else one frame at the
+    stream's average rate); None for a frame without a time. A frame held long (a slow frame rate,
+    a GIF's last frame) counts as far as it is shown, not from where it starts."""
+    if frame.time is None:
+        return None
+    ticks = getattr(frame, "duration", None)  # PyAV >= 13
+    if ticks and frame.time_base is not None:
+        return frame.time + float(ticks * frame.time_base)
+    rate = stream.average_rate
+    return frame.time + (1.0 / float(rate) if rate else 0.0)
+
+
 def _check_not_truncated(path: Path, container, end: float | None) -> None:
     """`InputError` when a file holding only this video stream stopped decoding well before the
-    duration its header gives (end: the latest frame time decoded, seconds).
+    duration its header gives (end: where the last decoded frame's display ends, seconds).
 
     A Matroska / WebM file cut short (a copy or download that stopped) decodes without an error up
     to the cut (FFmpeg only logs "File ended prematurely"): a 40-frame video was propagated as its
     first 4 frames without a word. Files with other streams are not checked, as the container's
     duration covers them all and an audio track may outlast the picture; the slack (1 s or 5%)
-    leaves variable frame rates and rounding alone.
+    leaves variable frame rates and rounding alone. Containers count their duration from 0
+    (Matroska) or from the first timestamp (MP4): the earlier of the two ends is the one expected.
     """
     if len(container.streams) != 1 or not container.duration or end is None:
         return
     av = _import_av()
     duration = container.duration / av.time_base
-    decoded = end - (container.start_time or 0) / av.time_base
-    if duration - decoded > max(1.0, 0.05 * duration):
-        raise InputError(path, f"decoding ended at {decoded:.2f} s of the {duration:.2f} s its header gives: "
+    expected = min(duration, duration + (container.start_time or 0) / av.time_base)
+    if expected - end > max(1.0, 0.05 * duration):
+        raise InputError(path, f"decoding ended at {end:.2f} s of the {expected:.2f} s its header gives: "
                                "the file is truncated (a copy or download cut short?)")
 
 
