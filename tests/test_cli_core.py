@@ -445,6 +445,44 @@ def test_unusable_output_paths_are_refused_before_any_work(two_clips, tmp_path, 
     assert taken.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["frames", "mask.png", "taken.txt"]
 
 
+def test_atomic_dir_fills_an_existing_empty_folder_in_place(tmp_path):
+    """A symlink to an empty folder (or a mount point, or ".") cannot be removed and replaced: the
+    finished results ended in a NotADirectoryError and a hidden .partial folder."""
+    from vidcorr.io.atomic import atomic_dir
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with atomic_dir(link) as tmp:
+        (tmp / "a.txt").write_text("done")
+        (tmp / "sub").mkdir()
+    assert link.is_symlink() and sorted(p.name for p in real.iterdir()) == ["a.txt", "sub"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RuntimeError, match="halfway"):
+        with atomic_dir(empty) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("halfway")
+    assert list(empty.iterdir()) == []  # as it was: nothing half-written left inside
+
+
+def test_a_used_output_folder_is_refused_before_the_input_is_read(tmp_path, capsys):
+    """propagate / match / eval jhmdb|vip|otb read their input and loaded the model before saying
+    that --out was taken (a missing input was reported first)."""
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    missing = tmp_path / "missing"
+    for argv in (["propagate", str(missing), "--mask", str(missing / "m.png")],
+                 ["match", str(missing / "a.jpg"), str(missing / "b.jpg")],
+                 ["eval", "jhmdb", "--root", str(missing)], ["eval", "vip", "--root", str(missing)],
+                 ["eval", "otb", "--root", str(missing)]):
+        _fails([*argv, "--out", str(used), "--features", "lab-pixels"], capsys,
+               f"{used}: output folder exists and is not empty")
+    assert [p.name for p in used.iterdir()] == ["keep.txt"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
 def test_read_only_output_folder_is_refused(tmp_path, capsys):
     frames = _synthetic_folder(tmp_path / "frames", ["0.jpg", "1.jpg"])
@@ -567,8 +605,22 @@ def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
     (out / "car-shadow" / "00039.png").unlink()
     assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
     assert len(list((out / "car-shadow").glob("*.png"))) == 40
+    (out / ".DS_Store").write_bytes(b"")  # a file browser opened it: still the demo's own
     (out / "notes.txt").write_text("mine")
+    (out / "car-shadow" / "mine.txt").write_text("mine")
     capsys.readouterr()
     assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 2
-    assert f"{out}: holds notes.txt, which the demo did not write" in capsys.readouterr().err
-    assert (out / "notes.txt").read_text() == "mine" and (out / "results.json").is_file()
+    assert f"{out}: holds car-shadow, notes.txt, which the demo did not write" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "car-shadow" / "mine.txt").is_file()
+
+
+def test_demo_into_the_current_folder(tmp_path, monkeypatch, capsys):
+    """--out . : filled in place and replaced in place on a second run (the folder was removed and
+    renamed over, leaving the shell in a deleted folder, and a second run emptied it and crashed)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for _ in range(2):
+        assert main(["demo", "--out", ".", "--size", "96", "--features", "lab-pixels"]) == 0
+        assert Path.cwd().exists() and sorted(p.name for p in here.iterdir()) == [
+            "car-shadow", "j_per_frame.png", "overlay.mp4", "results.json"]

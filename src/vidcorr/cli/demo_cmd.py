@@ -78,25 +78,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# What `run` writes: the only entries an --out folder may hold for the demo to replace it.
-DEMO_OUTPUTS = frozenset({DEMO_SEQUENCE, "overlay.mp4", "results.json", "j_per_frame.png"})
+# What `run` writes: the only entries an --out folder may hold for the demo to replace them (with
+# the files a desktop's file browser leaves in any folder it opens).
+DEMO_FILES = frozenset({"overlay.mp4", "results.json", "j_per_frame.png"})  # and the DEMO_SEQUENCE mask folder
+BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 
-def _earlier_demo(out: Path) -> bool:
-    """Whether ``out`` holds an earlier demo's output (True) or nothing (False); `InputError` naming it
-    when it holds anything else: replacing the folder wholesale deleted a user's files (even the
+def _earlier_demo(out: Path) -> list[Path]:
+    """An earlier demo's entries in ``out`` (none for a new or empty folder); `InputError` naming
+    it when it holds anything else: replacing the folder wholesale deleted a user's files (even the
     current folder's, with --out .)."""
     if not out.is_dir():
-        return False
-    entries = {entry.name for entry in out.iterdir()}
-    foreign = sorted(entries - DEMO_OUTPUTS)
+        return []
+    entries = sorted(out.iterdir())
+    foreign = [e.name for e in entries if not (_holds_only_masks(e) if e.name == DEMO_SEQUENCE else
+                                              e.name in DEMO_FILES | BROWSER_FILES and e.is_file())]
     if foreign:
         raise InputError(out, f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which the "
                               "demo did not write; it replaces only its own earlier output: choose another --out")
-    return bool(entries)
+    return entries
+
+
+def _holds_only_masks(folder: Path) -> bool:
+    """Whether ``folder`` is a demo's mask folder: nothing but 00000.png, 00001.png, ..."""
+    return folder.is_dir() and not folder.is_symlink() and all(
+        p.suffix == ".png" and p.stem.isdigit() and p.is_file() for p in folder.iterdir())
 
 
 def _remove_earlier_demo(out: Path) -> None:
-    """Delete an earlier demo's output in ``out`` (checked again: it may have changed since)."""
-    if _earlier_demo(out):
-        shutil.rmtree(out)
+    """Delete an earlier demo's entries inside ``out`` (checked again: it may have changed since);
+    ``out`` itself stays (it may be ".", a symlink or a mount point)."""
+    for entry in _earlier_demo(out):
+        if entry.name == DEMO_SEQUENCE:  # a real folder of masks, checked above
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

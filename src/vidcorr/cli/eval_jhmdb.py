@@ -58,9 +58,10 @@ def protocol_preset(args: argparse.Namespace, variant: Callable):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.io.atomic import atomic_dir
+    from vidcorr.io.atomic import atomic_dir, check_output_path
     from vidcorr.evaluate.jhmdb import format_pck_table, jhmdb_preset, run_jhmdb
 
+    check_output_path(args.out, folder=True, empty=True)  # before the data is read and the model loaded
     dataset = dataset_from(args)  # run_jhmdb logs which videos (all of them without split files)
     preset = protocol_preset(args, jhmdb_preset)
     encoder, info = load_model(args, preset)

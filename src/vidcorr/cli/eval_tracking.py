@@ -113,10 +113,11 @@ def tracker_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.io.atomic import atomic_dir
+    from vidcorr.io.atomic import atomic_dir, check_output_path
     from vidcorr.evaluate.tracking import format_results_table, run_tracking
     from vidcorr.track import tracker_settings
 
+    check_output_path(args.out, folder=True, empty=True)  # before the data is read and the model loaded
     preset = resolve_preset(args)
     try:
         settings = tracker_settings(args.tracker, **tracker_options(args))

@@ -43,9 +43,10 @@ def dataset_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.io.atomic import atomic_dir
+    from vidcorr.io.atomic import atomic_dir, check_output_path
     from vidcorr.evaluate.vip import format_vip_table, run_vip, vip_preset
 
+    check_output_path(args.out, folder=True, empty=True)  # before the data is read and the model loaded
     dataset = dataset_from(args)
     preset = protocol_preset(args, vip_preset)
     encoder, info = load_model(args, preset)

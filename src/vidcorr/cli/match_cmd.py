@@ -40,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from vidcorr.correspond import match_frames
-    from vidcorr.io.atomic import atomic_dir
+    from vidcorr.io.atomic import atomic_dir, check_output_path
     from vidcorr.propagate import Propagator
     from vidcorr.viz import draw_matches
 
     if args.step < 1 or args.max_lines < 1:
         raise InputError(None, "--step and --max-lines must be positive")
+    check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
     (frame_a, name_a), (frame_b, name_b) = _frames(args)
     mask = _mask(args.mask, frame_a.shape[:2]) if args.mask else None
     preset = resolve_preset(args)

@@ -44,17 +44,23 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def check_output_path(path: str | Path, *, folder: bool) -> None:
+NOT_EMPTY = "output folder exists and is not empty; choose another --out or remove it"
+
+
+def check_output_path(path: str | Path, *, folder: bool, empty: bool = False) -> None:
     """`InputError` naming ``path`` unless an output folder (``folder``) or file can be made there.
 
     Refused: a file where a folder goes or a folder where a file goes, and a nearest existing
     folder (``path`` itself for an existing output folder, else a parent) that is a file or not
-    writable. Cheap, so a command checks its output before its work: these ended a finished run
-    (a scored split, a propagated video) in a raw traceback and lost its results.
+    writable; with ``empty``, an output folder that holds anything (`atomic_dir`'s rule). Cheap, so
+    a command checks its output before its work: these ended a finished run (a scored split, a
+    propagated video) in a raw traceback and lost its results.
     """
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         raise InputError(path, "is a file, not a folder" if folder else "is a folder; expected a file name")
+    if empty and path.is_dir() and any(path.iterdir()):
+        raise InputError(path, NOT_EMPTY)
     full = path.absolute()
     nearest = next(p for p in ((full, *full.parents) if folder else full.parents) if p.exists())
     if not nearest.is_dir():
@@ -68,24 +74,29 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``out`` when the block succeeds.
 
     ``out`` must not exist or be an empty folder (an existing result is never overwritten
-    piecemeal); on any error the temporary folder is removed.
+    piecemeal); on any error the temporary folder is removed. A new ``out`` is the temporary folder,
+    built beside it and renamed. An existing empty one (".", a symlink, a mount point: none can be
+    removed and replaced) is filled in place: the temporary folder is made inside it and its entries
+    are moved up at the end, so only ``out`` needs to be writable.
     """
     out = Path(out)
-    check_output_path(out, folder=True)
-    if out.is_dir() and any(out.iterdir()):
-        raise InputError(out, "output folder exists and is not empty; choose another --out or remove it")
-    target = out.absolute()  # "." has no name and is its own parent: the temporary folder goes beside it
+    check_output_path(out, folder=True, empty=True)
+    in_place = out.is_dir()
     try:  # what check_output_path cannot foresee (a read-only file system, /proc) fails here, before any work
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+        if not in_place:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out if in_place else out.parent, prefix=f".{out.absolute().name}.partial-"))
     except OSError as error:
         raise InputError(out, f"cannot create the output folder ({error.strerror or error})") from None
     try:
         yield tmp
+        if in_place:
+            for entry in tmp.iterdir():
+                entry.rename(out / entry.name)
+            tmp.rmdir()
+        else:
+            tmp.chmod(0o755)
+            tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.exists():
-        target.rmdir()
-    tmp.chmod(0o755)
-    tmp.rename(target)
