@@ -32,6 +32,7 @@ from vidcorr.metrics.vot import (
     frame_overlaps,
     polygon_area,
     polygon_convex,
+    polygon_simple,
     region_overlap,
     score_supervised,
 )
@@ -89,6 +90,13 @@ def test_polygon_predictions_overlap_like_boxes_and_by_hand():
     assert region_overlap(ell, _square(0, 0, 10), (100, 100)) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="both non-convex"):
         region_overlap(ell, ell + 1, (100, 100))
+    # Corners out of order (top-left, top-right, bottom-left, bottom-right) make a bow tie, whose
+    # clipped shoelace area scored 0 without a word: refused.
+    bow_tie = np.array([10, 10, 20, 10, 10, 20, 20, 20], np.float64)
+    assert not polygon_simple(bow_tie.reshape(4, 2)) and polygon_simple(corners.reshape(4, 2))
+    assert polygon_simple(ell.reshape(-1, 2))
+    with pytest.raises(ValueError, match="the predicted polygon crosses itself"):
+        region_overlap(bow_tie, _square(10, 10, 10), (100, 100))
 
 
 def test_convex_clipping_matches_a_rasterised_intersection():

@@ -64,7 +64,7 @@ from vidcorr.metrics.vot import (
     BURNIN,
     SKIP_INITIALIZE,
     Fragment,
-    NonConvexPair,
+    UnscorableRegion,
     average_supervised,
     eao_curve,
     eao_fragments,
@@ -313,7 +313,7 @@ def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int,
         raise _length_mismatch(path, "lines", len(status), len(polygons), annotation)
     try:
         overlaps = frame_overlaps(status, regions, polygons, frame_wh)  # once, for the accuracy and EAO
-    except NonConvexPair as error:
+    except UnscorableRegion as error:
         raise InputError(path, f"line {error.frame + 1}: {error} (ground truth: {annotation})") from None
     return score_overlaps(status, overlaps, known_ground_truth(polygons)), eao_fragments(status, overlaps)
 

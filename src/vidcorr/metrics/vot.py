@@ -140,7 +140,8 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
     (K >= 3; rotated-box trackers write them) in the same coordinates. polygon: (2K,) ground truth
     (VOT's). frame_wh: (W, H). Returns a value in [0, 1]; 0 when either region has no area inside
     the image. Two polygons are intersected by clipping one by the other, which needs one of them
-    convex (rotated boxes and VOT's four-corner ground truth are); `ValueError` when neither is.
+    convex (rotated boxes and VOT's four-corner ground truth are); `UnscorableRegion` (a ValueError)
+    when neither is, or when the predicted polygon crosses itself.
     """
     values = np.asarray(region, np.float64).reshape(-1)
     width, height = frame_wh
@@ -152,6 +153,8 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
         area = max(bx1 - bx0, 0.0) * max(by1 - by0, 0.0)
         inter = polygon_area(clip_to_rectangle(gt, bx0, by0, bx1, by1)) if area > 0 else 0.0
     else:
+        if not polygon_simple(values.reshape(-1, 2)):  # a bow tie's shoelace area is not its area
+            raise UnscorableRegion("the predicted polygon crosses itself (corners out of order?)")
         predicted = clip_to_rectangle(values.reshape(-1, 2), 0.0, 0.0, width, height)
         area = polygon_area(predicted)
         inter = polygon_area(_intersect_polygons(predicted, gt)) if area > 0 and len(gt) >= 3 else 0.0
@@ -159,23 +162,39 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
     return float(np.clip(inter / union, 0.0, 1.0)) if union > 0 else 0.0
 
 
-class NonConvexPair(ValueError):
-    """A predicted polygon and a ground truth that are both non-convex (`region_overlap`); ``frame``:
-    the frame's index where `frame_overlaps` met it, else None."""
+class UnscorableRegion(ValueError):
+    """A predicted polygon `region_overlap` cannot score: one that crosses itself, or one that is,
+    like the ground truth, non-convex. ``frame``: the frame's index where `frame_overlaps` met it."""
 
-    def __init__(self, frame: int | None = None) -> None:
-        super().__init__("the predicted polygon and the ground truth are both non-convex: their exact "
-                         "intersection needs one convex region (a box, a rotated box)")
+    def __init__(self, problem: str, frame: int | None = None) -> None:
+        super().__init__(problem)
         self.frame = frame
 
 
+def polygon_simple(points: np.ndarray) -> bool:
+    """Whether a polygon (K, 2) has no two edges that cross (corners out of order make a bow tie,
+    whose shoelace area is not its area)."""
+    p = _points(points)
+    edges = [(p[i - 1], p[i]) for i in range(len(p))]
+    for i in range(len(edges)):
+        for j in range(i + 2, len(edges)):
+            if i == 0 and j == len(edges) - 1:  # neighbours through the first corner
+                continue
+            (a, b), (c, d) = edges[i], edges[j]
+            if _cross(a, b, c) * _cross(a, b, d) < 0 and _cross(c, d, a) * _cross(c, d, b) < 0:
+                return False
+    return True
+
+
 def _intersect_polygons(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The intersection of two polygons (K, 2), (L, 2), one of them convex -> (M, 2)."""
+    """The intersection of a predicted polygon ``a`` (K, 2) and a ground truth ``b`` (L, 2), one of
+    them convex -> (M, 2); `UnscorableRegion` otherwise."""
     if polygon_convex(a):
         return clip_to_convex(b, a)
     if polygon_convex(b):
         return clip_to_convex(a, b)
-    raise NonConvexPair()
+    raise UnscorableRegion("the predicted polygon and the ground truth are both non-convex: their exact "
+                           "intersection needs one convex region (a box, a rotated box)")
 
 
 def burnin_mask(status: np.ndarray, burnin: int = BURNIN) -> np.ndarray:
@@ -189,18 +208,19 @@ def burnin_mask(status: np.ndarray, burnin: int = BURNIN) -> np.ndarray:
 
 
 def score_supervised(
-    status: np.ndarray, boxes: np.ndarray, polygons: np.ndarray, frame_wh: tuple[int, int], burnin: int = BURNIN
+    status: np.ndarray, regions: np.ndarray, polygons: np.ndarray, frame_wh: tuple[int, int], burnin: int = BURNIN
 ) -> dict:
     """Accuracy and failures of one baseline trajectory.
 
-    status: (T,) VOT codes per frame (`VOT_TRACKED` where ``boxes`` holds a prediction); boxes: (T, 4)
-    x, y, w, h (ignored elsewhere); polygons: (T, 2K) ground truth; frame_wh: (W, H).
-    Frames whose ground truth is not `polygon_valid` are not scored (the toolkit skips unknown ground
-    truth). Returns {"accuracy", "failures", "frames", "scored_frames", "initialisations"}.
+    status: (T,) VOT codes per frame (`VOT_TRACKED` where ``regions`` holds a prediction); regions:
+    (T, 4) boxes x, y, w, h or (T, 2K) polygons (ignored elsewhere); polygons: (T, 2K) ground truth;
+    frame_wh: (W, H). Frames whose ground truth is not `polygon_valid` are not scored (the toolkit
+    skips unknown ground truth). Returns {"accuracy", "failures", "frames", "scored_frames",
+    "initialisations"}.
     """
-    if not (len(status) == len(boxes) == len(polygons)):
-        raise ValueError(f"{len(status)} codes, {len(boxes)} boxes and {len(polygons)} ground-truth polygons")
-    overlaps = frame_overlaps(status, boxes, polygons, frame_wh)
+    if not (len(status) == len(regions) == len(polygons)):
+        raise ValueError(f"{len(status)} codes, {len(regions)} regions and {len(polygons)} ground-truth polygons")
+    overlaps = frame_overlaps(status, regions, polygons, frame_wh)
     return score_overlaps(status, overlaps, known_ground_truth(polygons), burnin)
 
 
@@ -242,14 +262,14 @@ def frame_overlaps(status: np.ndarray, regions: np.ndarray, polygons: np.ndarray
                    frame_wh: tuple[int, int]) -> np.ndarray:
     """(T,) bounded overlap of each frame's predicted region (boxes (T, 4) or polygons (T, 2K)) with
     its ground-truth polygon: 0 on code lines (the toolkit's overlap of a special region) and where
-    the ground truth is not `polygon_valid`. `NonConvexPair` names the frame where it is raised."""
+    the ground truth is not `polygon_valid`. `UnscorableRegion` names the frame where it is raised."""
     overlaps = np.zeros(len(status), np.float64)
     for t in range(len(status)):
         if status[t] == VOT_TRACKED and polygon_valid(polygons[t]):
             try:
                 overlaps[t] = region_overlap(regions[t], polygons[t], frame_wh)
-            except NonConvexPair:
-                raise NonConvexPair(t) from None
+            except UnscorableRegion as error:
+                raise UnscorableRegion(str(error), t) from None
     return overlaps
 
 
