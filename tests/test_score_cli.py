@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +128,17 @@ def test_prediction_size_mismatch_is_named(cli, tree, capsys):
     write_indexed_png(results / "car-shadow" / "00001.png", np.zeros((240, 427), np.uint8))
     assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
     assert "mask 00001.png is 427x240 but the annotations are 854x480" in capsys.readouterr().err
+
+
+def test_an_unwritable_results_folder_points_to_out(cli, tree, capsys, monkeypatch, tmp_path):
+    """score.json goes into RESULTS by default: a read-only one is refused before scoring, with the
+    way out (the check runs as root too, so os.access is what is faked here)."""
+    import vidcorr.io.atomic as atomic
+
+    root, results = tree
+    _write_predictions(root, results)
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path) != results)
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
+    assert (f"{results / 'score.json'}: cannot be created: folder {results} is not writable; --out FILE writes "
+            "the scores elsewhere") in capsys.readouterr().err
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results), "--out", str(tmp_path / "s.json")]) == 0

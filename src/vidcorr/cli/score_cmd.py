@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vidcorr.cli.common import comma_list
+from vidcorr.errors import InputError
 
 
 def register_davis(tasks: argparse._SubParsersAction) -> None:
@@ -157,7 +158,12 @@ def _score_json(args: argparse.Namespace) -> Path:
     from vidcorr.io.atomic import check_output_path
 
     out = args.out if args.out is not None else args.results / "score.json"
-    check_output_path(out, folder=False)
+    try:
+        check_output_path(out, folder=False)
+    except InputError as error:
+        if args.out is not None:
+            raise
+        raise InputError(error.path, f"{error.problem}; --out FILE writes the scores elsewhere") from None
     return out
 
 
