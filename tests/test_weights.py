@@ -164,6 +164,18 @@ def test_nan_or_integer_tensors_are_refused(tmp_path, encoder):
         assert info.value.path == path
 
 
+def test_values_beyond_float16_are_refused_at_save_not_at_load(tmp_path):
+    model = build_encoder("crw", out_layer="layer2")
+    with torch.no_grad():
+        model.backbone.layer2[0].conv1.weight[0, 0, 0, 0] = 1e6
+    path = tmp_path / "big.safetensors"
+    with pytest.raises(WeightsError, match=r"backbone.layer2.0.conv1.weight holds values up to 1e\+06, beyond "
+                                           r"float16's range; save with dtype=torch.float32"):
+        save_weights(model, path)
+    assert not path.exists()
+    load_encoder(save_weights(model, path, dtype=torch.float32))
+
+
 def test_invalid_config_in_sidecar(saved):
     sidecar = sidecar_path(saved)
     data = json.loads(sidecar.read_text())

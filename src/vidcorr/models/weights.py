@@ -60,13 +60,19 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _export_tensors(module: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _export_tensors(module: nn.Module, dtype: torch.dtype, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict on the CPU, parameters in ``dtype``; `WeightsError` naming ``path`` for a value
+    the cast makes infinite (beyond float16's 65504): loading would refuse the file."""
     parameters = {name for name, _ in module.named_parameters()}
     tensors = {}
     for name, tensor in module.state_dict().items():
         tensor = tensor.detach().to("cpu")
         if name in parameters and tensor.is_floating_point():
-            tensor = tensor.to(dtype)
+            stored = tensor.to(dtype)
+            if bool(torch.isfinite(tensor).all()) and not bool(torch.isfinite(stored).all()):
+                raise WeightsError(path, f"{name} holds values up to {tensor.abs().max().item():g}, beyond "
+                                         f"{str(dtype).removeprefix('torch.')}'s range; save with dtype=torch.float32")
+            tensor = stored
         tensors[name] = tensor.contiguous()  # channels_last models hold non-contiguous weights
     return tensors
 
@@ -98,7 +104,7 @@ def save_weights(
     config_json, meta_json = json.dumps(config), json.dumps(meta)  # fail before writing anything
     metadata = {"format": FORMAT, "config": config_json, "meta": meta_json,
                 "vidcorr_version": vidcorr.__version__}
-    tensors = _export_tensors(module, dtype)
+    tensors = _export_tensors(module, dtype, path)
     with atomic_file(path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata)
     sidecar = {
