@@ -115,7 +115,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: b
         return
     parser.add_argument("--topk", type=positive_int, help=shown("override the preset's top-k"))
     parser.add_argument("--temperature", type=positive_float, help=shown("override the preset's softmax temperature"))
-    parser.add_argument("--radius", type=positive_float, help=shown("override the preset's local window radius (cells)"))
+    parser.add_argument("--radius", type=positive_float,
+                        help=shown("override the preset's local window radius (cells)"))
     parser.add_argument("--context", type=non_negative_int,
                         help=shown("override the number of preceding context frames"))
     parser.add_argument("--window-first", action=argparse.BooleanOptionalAction,

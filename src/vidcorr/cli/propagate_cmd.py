@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         raise VidcorrError("--labels-dtype sets the type of --labels' outputs: it needs --labels")
     if args.box is not None:  # the tracker ignored them, and the summary still named the preset
         refuse_propagation_flags(args, "a box is tracked from the model's features with the tracker's own "
-                                       "settings (`vidcorr eval otb|vot --set NAME=VALUE` to tune them, docs/tracking.md)")
+                                       "settings (`vidcorr eval otb|vot --set NAME=VALUE` tunes them, "
+                                       "docs/tracking.md)")
     check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
     source = open_frames(args.input)
     annotation = _annotation(args, source)  # checked before the model is loaded
