@@ -351,12 +351,12 @@ def test_polygon_trajectories_score_like_their_boxes(tmp_path):
     [
         # Another tracker's box file in the baseline layout: no initialisation, so no burn-in (it
         # scored accuracy over every frame).
-        (["5,5,10,10"] * 3, "line 1: a box before the first initialisation"),
+        (["5,5,10,10"] * 3, "line 1: a predicted region before the first initialisation"),
         # These crashed in the EAO fragments (IndexError) or cut a fragment from a later
         # initialisation to an earlier failure.
         (["2", "0", "1", "5,5,10,10"], "line 1: a failure \\(2\\) before the first initialisation"),
         (["1", "2", "0", "2"], "line 4: a failure \\(2\\) after the failure on line 2 without a re-initialisation"),
-        (["1", "2", "0", "5,5,10,10"], "line 4: a box after the failure on line 2"),
+        (["1", "2", "0", "5,5,10,10"], "line 4: a predicted region after the failure on line 2"),
         (["1", "5,5,10,10", "1", "2"], "line 3: initialised \\(1\\) again without a failure \\(2\\) since the "
                                        "initialisation on line 1"),
     ],

@@ -272,7 +272,7 @@ def _check_trajectory_order(path: Path, status: Sequence[int]) -> None:
             raise InputError(path, f"line {number}: initialised (1) again without a failure (2) since "
                                    f"the initialisation on line {running}")
         if code in (VOT_FAILED, VOT_TRACKED) and running is None:
-            what = "a failure (2)" if code == VOT_FAILED else "a box"
+            what = "a failure (2)" if code == VOT_FAILED else "a predicted region"
             where = (f"after the failure on line {failed} without a re-initialisation (1)" if failed else
                      "before the first initialisation (1): a trajectory starts with the code 1")
             raise InputError(path, f"line {number}: {what} {where}")
