@@ -279,6 +279,30 @@ def test_truncated_video_is_refused_not_cut_short(tmp_path):
     assert len(source.read_at([0, 1])) == 2  # a reader that stops early is not refused
 
 
+def test_truncated_mp4_starting_late_is_refused(tmp_path):
+    """An MP4 counts its duration from its first timestamp (Matroska from 0): a fast-start MP4 whose
+    stream starts at 5 s, cut at a packet boundary, decodes without an error and was passed."""
+    import av
+
+    whole = tmp_path / "late.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:  # the index up front
+        stream = container.add_stream("libx264", rate=24)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for t in range(96):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 2 * t, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 120 + t, Fraction(1, 24)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert sum(1 for _ in open_frames(whole, backend="pyav")) == 96
+    with av.open(str(whole)) as container:
+        offsets = [p.pos for p in container.demux(container.streams.video[0]) if p.pos]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: offsets[int(0.6 * len(offsets))]])
+    with pytest.raises(InputError, match=r"of the 9\.00 s its header gives: the file is truncated"):
+        list(open_frames(cut, backend="pyav"))
+
+
 @pytest.mark.parametrize("fps, first_pts", [(Fraction(1, 2), 0), (24, 120)], ids=["half-fps", "starts-at-5s"])
 def test_complete_videos_are_not_taken_for_truncated(tmp_path, fps, first_pts):
     """The truncation check refused whole files: at 0.5 fps the last frame starts 2 s before the end

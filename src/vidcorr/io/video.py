@@ -212,14 +212,15 @@ def _check_not_truncated(path: Path, container, end: float | None) -> None:
     to the cut (FFmpeg only logs "File ended prematurely"): a 40-frame video was propagated as its
     first 4 frames without a word. Files with other streams are not checked, as the container's
     duration covers them all and an audio track may outlast the picture; the slack (1 s or 5%)
-    leaves variable frame rates and rounding alone. Containers count their duration from 0
-    (Matroska) or from the first timestamp (MP4): the earlier of the two ends is the one expected.
+    leaves variable frame rates and rounding alone. Matroska counts its duration from 0, the other
+    containers (MP4, MOV, AVI, ...) from the stream's first timestamp.
     """
     if len(container.streams) != 1 or not container.duration or end is None:
         return
     av = _import_av()
     duration = container.duration / av.time_base
-    expected = min(duration, duration + (container.start_time or 0) / av.time_base)
+    from_zero = "matroska" in container.format.name  # "matroska,webm"
+    expected = duration if from_zero else duration + (container.start_time or 0) / av.time_base
     if expected - end > max(1.0, 0.05 * duration):
         raise InputError(path, f"decoding ended at {end:.2f} s of the {expected:.2f} s its header gives: "
                                "the file is truncated (a copy or download cut short?)")
