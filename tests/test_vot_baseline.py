@@ -95,6 +95,10 @@ def test_polygon_predictions_overlap_like_boxes_and_by_hand():
     bow_tie = np.array([10, 10, 20, 10, 10, 20, 20, 20], np.float64)
     assert not polygon_simple(bow_tie.reshape(4, 2)) and polygon_simple(corners.reshape(4, 2))
     assert polygon_simple(ell.reshape(-1, 2))
+    # A repeated inward corner hid its turn: the L was taken for convex and scored 0.1667.
+    ell_repeat = np.array([0, 0, 10, 0, 10, 5, 5, 5, 5, 5, 5, 10, 0, 10], np.float64)
+    assert not polygon_convex(ell_repeat.reshape(-1, 2))
+    assert region_overlap(ell_repeat, _square(0, 0, 10), (100, 100)) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="the predicted polygon crosses itself"):
         region_overlap(bow_tie, _square(10, 10, 10), (100, 100))
 

@@ -90,10 +90,17 @@ def polygon_area(points: np.ndarray) -> float:
     return abs(_signed_area(p)) if len(p) >= 3 else 0.0
 
 
+def _corners(points: np.ndarray) -> list[Point]:
+    """The polygon's vertices without repeats of the one before (the last compared with the first):
+    a repeated corner hides the turn there from the convexity test."""
+    p = _points(points)
+    return [v for i, v in enumerate(p) if v != p[i - 1]] if len(p) > 1 else p
+
+
 def polygon_convex(points: np.ndarray) -> bool:
     """Whether a polygon (K, 2), K >= 3, is convex: every turn along its outline goes the same way
     (straight corners allowed)."""
-    p = _points(points)
+    p = _corners(points)
     turns = [_cross(p[i - 2], p[i - 1], p[i]) for i in range(len(p))]
     return len(p) >= 3 and (all(t >= 0 for t in turns) or all(t <= 0 for t in turns))
 
@@ -174,7 +181,7 @@ class UnscorableRegion(ValueError):
 def polygon_simple(points: np.ndarray) -> bool:
     """Whether a polygon (K, 2) has no two edges that cross (corners out of order make a bow tie,
     whose shoelace area is not its area)."""
-    p = _points(points)
+    p = _corners(points)
     edges = [(p[i - 1], p[i]) for i in range(len(p))]
     for i in range(len(edges)):
         for j in range(i + 2, len(edges)):
