@@ -448,6 +448,7 @@ def test_unusable_output_paths_are_refused_before_any_work(two_clips, tmp_path, 
 def test_atomic_dir_fills_an_existing_empty_folder_in_place(tmp_path):
     """A symlink to an empty folder (or a mount point, or ".") cannot be removed and replaced: the
     finished results ended in a NotADirectoryError and a hidden .partial folder."""
+    from vidcorr.errors import InputError
     from vidcorr.io.atomic import atomic_dir
 
     real = tmp_path / "real"
@@ -465,6 +466,22 @@ def test_atomic_dir_fills_an_existing_empty_folder_in_place(tmp_path):
             (tmp / "a.txt").write_text("half")
             raise RuntimeError("halfway")
     assert list(empty.iterdir()) == []  # as it was: nothing half-written left inside
+    with pytest.raises(InputError, match="a.txt appeared in the output folder during the run; nothing was moved in"):
+        with atomic_dir(empty) as tmp:
+            (tmp / "a.txt").write_text("ours")
+            (tmp / "b.txt").write_text("ours")
+            (empty / "a.txt").write_text("theirs")  # written into OUT meanwhile: not replaced
+    assert [(p.name, p.read_text()) for p in empty.iterdir()] == [("a.txt", "theirs")]
+    (empty / "a.txt").unlink()
+    (empty / ".empty.partial-x1y2").mkdir()  # a killed run's leftover: named in the refusal
+    with pytest.raises(InputError, match=r"not empty; .* \(.empty.partial-x1y2: left by a run that was killed\)"):
+        with atomic_dir(empty):
+            pass
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")  # refused up front, not after the work
+    with pytest.raises(InputError, match=f"is a symbolic link to {tmp_path / 'nowhere'}, which does not exist"):
+        with atomic_dir(dangling):
+            pass
 
 
 def test_a_used_output_folder_is_refused_before_the_input_is_read(tmp_path, capsys):

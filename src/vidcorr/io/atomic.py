@@ -57,10 +57,14 @@ def check_output_path(path: str | Path, *, folder: bool, empty: bool = False) ->
     propagated video) in a raw traceback and lost its results.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise InputError(path, f"is a symbolic link to {os.readlink(path)}, which does not exist")
     if path.exists() and path.is_dir() != folder:
         raise InputError(path, "is a file, not a folder" if folder else "is a folder; expected a file name")
     if empty and path.is_dir() and any(path.iterdir()):
-        raise InputError(path, NOT_EMPTY)
+        leftovers = sorted(p.name for p in path.iterdir() if ".partial-" in p.name)
+        raise InputError(path, NOT_EMPTY + (f" ({', '.join(leftovers)}: left by a run that was killed)"
+                                            if leftovers else ""))
     full = path.absolute()
     nearest = next(p for p in ((full, *full.parents) if folder else full.parents) if p.exists())
     if not nearest.is_dir():
@@ -91,12 +95,33 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if in_place:
-            for entry in tmp.iterdir():
-                entry.rename(out / entry.name)
+            _move_entries(tmp, out)
             tmp.rmdir()
         else:
             tmp.chmod(0o755)
             tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _move_entries(tmp: Path, out: Path) -> None:
+    """Move every entry of ``tmp`` into ``out`` (empty when the run began): all of them or, on any
+    failure, none (those already moved are removed again)."""
+    entries = sorted(tmp.iterdir())
+    clashes = [e.name for e in entries if os.path.lexists(out / e.name)]
+    if clashes:  # something wrote into OUT while the run used it
+        raise InputError(out, f"{', '.join(clashes[:3])} appeared in the output folder during the run; "
+                              "nothing was moved in")
+    moved: list[Path] = []
+    try:
+        for entry in entries:
+            entry.rename(out / entry.name)
+            moved.append(out / entry.name)
+    except BaseException:
+        for path in moved:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         raise
