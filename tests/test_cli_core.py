@@ -623,6 +623,15 @@ def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
     assert len(list((out / "car-shadow").glob("*.png"))) == 40
     (out / ".DS_Store").write_bytes(b"")  # a file browser opened it: still the demo's own
+    (out / "car-shadow" / ".DS_Store").write_bytes(b"")
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    mine = tmp_path / "mine"  # named like the demo's mask folder, but no demo's results.json beside it
+    (mine / "car-shadow").mkdir(parents=True)
+    (mine / "car-shadow" / "00001.png").write_bytes(b"my mask")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(mine), "--size", "96", "--features", "lab-pixels"]) == 2
+    assert f"{mine}: holds car-shadow, which the demo did not write" in capsys.readouterr().err
+    assert (mine / "car-shadow" / "00001.png").read_bytes() == b"my mask"
     (out / "notes.txt").write_text("mine")
     (out / "car-shadow" / "mine.txt").write_text("mine")
     capsys.readouterr()

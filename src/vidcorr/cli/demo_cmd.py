@@ -87,22 +87,44 @@ BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 def _earlier_demo(out: Path) -> list[Path]:
     """An earlier demo's entries in ``out`` (none for a new or empty folder); `InputError` naming
     it when it holds anything else: replacing the folder wholesale deleted a user's files (even the
-    current folder's, with --out .)."""
+    current folder's, with --out .). Names alone do not make an entry the demo's: the mask folder
+    must hold only frame PNGs, and results.json must be the demo's."""
     if not out.is_dir():
         return []
     entries = sorted(out.iterdir())
-    foreign = [e.name for e in entries if not (_holds_only_masks(e) if e.name == DEMO_SEQUENCE else
-                                              e.name in DEMO_FILES | BROWSER_FILES and e.is_file())]
+    foreign = [e.name for e in entries if not _plain_file(e, BROWSER_FILES | DEMO_FILES)
+               and not (e.name == DEMO_SEQUENCE and _holds_only_masks(e))]
+    named_like_ours = [e.name for e in entries if e.name not in BROWSER_FILES]
+    if not foreign and named_like_ours and not _demo_results(out / "results.json"):  # a demo writes all at once
+        foreign = named_like_ours
     if foreign:
+        killed = (" (a .partial folder is left by a run that was killed)"
+                  if any(".partial-" in name for name in foreign) else "")
         raise InputError(out, f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which the "
-                              "demo did not write; it replaces only its own earlier output: choose another --out")
+                              f"demo did not write{killed}; it replaces only its own earlier output: choose another "
+                              "--out")
     return entries
 
 
+def _plain_file(path: Path, names: frozenset[str]) -> bool:
+    return path.name in names and path.is_file() and not path.is_symlink()
+
+
 def _holds_only_masks(folder: Path) -> bool:
-    """Whether ``folder`` is a demo's mask folder: nothing but 00000.png, 00001.png, ..."""
+    """Whether ``folder`` is a demo's mask folder: nothing but 00000.png, 00001.png, ... (and a file
+    browser's files)."""
     return folder.is_dir() and not folder.is_symlink() and all(
-        p.suffix == ".png" and p.stem.isdigit() and p.is_file() for p in folder.iterdir())
+        _plain_file(p, BROWSER_FILES) or (p.suffix == ".png" and p.stem.isascii() and p.stem.isdigit()
+                                          and p.is_file() and not p.is_symlink())
+        for p in folder.iterdir())
+
+
+def _demo_results(path: Path) -> bool:
+    """Whether ``path`` is the results.json a demo wrote (its sequence is the only one scored)."""
+    try:
+        return list(json.loads(path.read_text()).get("per_sequence", {})) == [DEMO_SEQUENCE]
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _remove_earlier_demo(out: Path) -> None:
