@@ -18,14 +18,16 @@ from vidcorr.defaults import DEFAULT_WEIGHTS, FLOOR_NAMES
 # Command-line overrides of a preset's knobs: (argparse dest, PropagationPreset.with_overrides key).
 KNOB_OVERRIDES = (("topk", "k"), ("temperature", "temperature"), ("radius", "radius"),
                   ("context", "n_previous"), ("window_first", "window_first"))
+# Every flag that sets propagation only (argparse dests): --size and the knob overrides.
+PROPAGATION_FLAGS = ("size", *(arg for arg, _ in KNOB_OVERRIDES))
 
 
 def refuse_propagation_flags(args: argparse.Namespace, advice: str) -> None:
-    """`VidcorrError` for a propagation-only flag (--size or a preset knob, `KNOB_OVERRIDES`) given
+    """`VidcorrError` for a propagation-only flag (`PROPAGATION_FLAGS`) given
     to a box tracker, which would ignore it; advice: what to use instead."""
     from vidcorr.errors import VidcorrError
 
-    for arg in ("size", *(arg for arg, _ in KNOB_OVERRIDES)):  # one list, so a new knob is refused too
+    for arg in PROPAGATION_FLAGS:  # one list, so a new knob is refused too
         if getattr(args, arg, None) is not None:
             raise VidcorrError(f"--{arg.replace('_', '-')} is a propagation setting and does not apply to "
                                f"tracking; {advice}")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcorr.cli.common import (
-    KNOB_OVERRIDES,
+    PROPAGATION_FLAGS,
     add_model_arguments,
     load_model,
     positive_float,
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 def _overrides(args: argparse.Namespace) -> list[str]:
     """The preset knobs the command line changed, as given: ["--context 5", "--window-first"]."""
     given = []
-    for arg in ("size", *(arg for arg, _ in KNOB_OVERRIDES)):
+    for arg in PROPAGATION_FLAGS:
         value = getattr(args, arg, None)
         flag = f"--{arg.replace('_', '-')}"
         if isinstance(value, bool):

@@ -23,10 +23,14 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def is_frame_file(path: Path) -> bool:
+    """Whether a folder entry is a frame: an image file (by suffix), not a hidden one."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
 def list_frame_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder in natural order; `InputError` if there are none."""
-    files = [p for p in folder.iterdir()
-             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    """Image files of a frame folder (`is_frame_file`) in natural order; `InputError` if there are none."""
+    files = [p for p in folder.iterdir() if is_frame_file(p)]
     if not files:
         raise InputError(folder, f"folder has no frames ({'/'.join(IMAGE_SUFFIXES)} files)")
     return sorted(files, key=lambda p: natural_key(p.name))

@@ -55,7 +55,7 @@ from typing import Literal
 import numpy as np
 
 from vidcorr.errors import InputError
-from vidcorr.io.images import IMAGE_SUFFIXES, list_frame_files
+from vidcorr.io.images import is_frame_file, list_frame_files
 from vidcorr.io.video import FrameSource, open_frame_files
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> n
                                    "not a box or polygon; mask ground truth is not supported") from None
         raise InputError(path, f"line {line_no}: cannot parse {text.strip()!r} as numbers") from None
     if len(values) not in counts:
-        expected = " or ".join(filter(None, [", ".join(str(c) for c in counts[:-1]), str(counts[-1])]))
+        *others, last = (str(c) for c in counts)
+        expected = f"{', '.join(others)} or {last}" if others else last
         raise InputError(path, f"line {line_no}: expected {expected} values, got {len(values)} ({text.strip()!r})")
     # NaN marks a frame without a box (kept, scored as the OTB toolkit does); infinity is an error.
     if np.any(np.isinf(values)):
@@ -325,7 +326,7 @@ def _vot_frames_dir(folder: Path) -> Path:
     frames in both places, color/ is read and the warning says so (two extractions of a sequence?)."""
     if not (folder / "color").is_dir():
         return folder
-    beside = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    beside = sorted(p for p in folder.iterdir() if is_frame_file(p))
     if beside:
         log.warning("%s: frames both in color/ and beside groundtruth.txt (%d, e.g. %s); reading color/, "
                     "the VOT toolkit's layout", folder, len(beside), beside[0].name)

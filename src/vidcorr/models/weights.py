@@ -60,6 +60,11 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    """The dtype's name without "torch." (float16): as the sidecar records it and errors name it."""
+    return str(dtype).removeprefix("torch.")
+
+
 def _export_tensors(module: nn.Module, dtype: torch.dtype, path: Path) -> dict[str, torch.Tensor]:
     """The state dict on the CPU, parameters in ``dtype``; `WeightsError` naming ``path`` for a value
     the cast makes infinite (beyond float16's 65504): loading would refuse the file."""
@@ -71,7 +76,7 @@ def _export_tensors(module: nn.Module, dtype: torch.dtype, path: Path) -> dict[s
             stored = tensor.to(dtype)
             if bool(torch.isfinite(tensor).all()) and not bool(torch.isfinite(stored).all()):
                 raise WeightsError(path, f"{name} holds values up to {tensor.abs().max().item():g}, beyond "
-                                         f"{str(dtype).removeprefix('torch.')}'s range; save with dtype=torch.float32")
+                                         f"{_dtype_name(dtype)}'s range; save with dtype=torch.float32")
             tensor = stored
         tensors[name] = tensor.contiguous()  # channels_last models hold non-contiguous weights
     return tensors
@@ -111,7 +116,7 @@ def save_weights(
         "format": FORMAT,
         "weights": path.name,
         "sha256": _file_sha256(path),
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": _dtype_name(dtype),
         "vidcorr_version": vidcorr.__version__,
         "config": config,
         "meta": meta,
@@ -189,7 +194,7 @@ def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path)
     reshaped = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
                 for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
     # load_state_dict copies integers into float parameters (and floats into integer buffers) silently
-    retyped = [f"{k} {str(tensors[k].dtype).removeprefix('torch.')} vs {str(v.dtype).removeprefix('torch.')}"
+    retyped = [f"{k} {_dtype_name(tensors[k].dtype)} vs {_dtype_name(v.dtype)}"
                for k, v in expected.items() if k in tensors and tensors[k].is_floating_point() != v.is_floating_point()]
     problems = [f"{len(found)} {kind} ({_listed(found)})" for kind, found in
                 (("missing", missing), ("unexpected", unexpected), ("with wrong shape", reshaped),
