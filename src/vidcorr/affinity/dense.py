@@ -1,0 +1,92 @@
+"""Dense affinity: scores, softmax over either axis, and transport of values and coordinates.
+
+The notation and the UVC equations are in the package docstring (`vidcorr.affinity`). Everything
+here works on whole (B, N1, N2) matrices: training losses, tracking and correspondence, and the
+naive references the sparse paths are tested against.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+
+# --------------------------------------------------------------------------- dense affinity
+
+
+def affinity_logits(f1: Tensor, f2: Tensor, temperature: float = 1.0) -> Tensor:
+    """Raw scores ``f1^T f2 / tau`` (UVC Eq. 1 with a dot-product kernel).
+
+    f1: (B, C, N1), f2: (B, C, N2) -> (B, N1, N2).
+    """
+    return torch.bmm(f1.transpose(1, 2), f2) / temperature
+
+
+def softmax_affinity(
+    f1: Tensor,
+    f2: Tensor,
+    temperature: float = 1.0,
+    normalise_over: Literal["ref", "target"] = "ref",
+) -> Tensor:
+    """Affinity normalised over reference pixels (UVC Eq. 2) or over target pixels (UVC §3.2).
+
+    f1: (B, C, N1), f2: (B, C, N2) -> A: (B, N1, N2). With ``"ref"`` every column sums to 1 (use with
+    `transport`); with ``"target"`` every row sums to 1 (use with `locate_in_target`).
+    """
+    logits = affinity_logits(f1, f2, temperature)
+    return logits.softmax(dim=1 if normalise_over == "ref" else 2)
+
+
+def transport(values: Tensor, aff: Tensor) -> Tensor:
+    """``c2 = c1 A``: carry per-pixel values of the reference frame into the target frame.
+
+    values: (B, K, N1) labels / colours / features, aff: (B, N1, N2) normalised over the reference
+    axis -> (B, K, N2).
+    """
+    return torch.bmm(values, aff)
+
+
+def coordinate_grid(h: int, w: int, *, device=None, dtype=torch.float32) -> Tensor:
+    """Pixel-centre coordinates of an h x w map in feature units, flattened row-major.
+
+    -> (2, h * w) with row 0 = x in [0, w-1] and row 1 = y in [0, h-1].
+    """
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=dtype),
+        torch.arange(w, device=device, dtype=dtype),
+        indexing="ij",
+    )
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)])
+
+
+def transport_coordinates(aff: Tensor, ref_hw: tuple[int, int]) -> Tensor:
+    """``l12 = l11 A`` (UVC Eq. 3): for every target pixel, where it came from in the reference.
+
+    aff: (B, N1, N2) normalised over the reference axis -> (B, 2, N2) reference (x, y) in feature units.
+    """
+    grid = coordinate_grid(*ref_hw, device=aff.device, dtype=aff.dtype)
+    return transport(grid.expand(aff.shape[0], -1, -1), aff)
+
+
+def locate_in_target(scores: Tensor, target_hw: tuple[int, int]) -> Tensor:
+    """Expected target coordinate of every reference pixel (UVC §3.2, Eq. 3 on the transposed map).
+
+    scores: (B, N1, N2) logits (``affinity_logits``); softmax is taken over target pixels.
+    -> (B, 2, N1) target (x, y) in feature units.
+    """
+    grid = coordinate_grid(*target_hw, device=scores.device, dtype=scores.dtype)
+    prob = scores.softmax(dim=2)
+    return torch.bmm(grid.expand(scores.shape[0], -1, -1), prob.transpose(1, 2))
+
+
+def region_from_coordinates(coords: Tensor) -> tuple[Tensor, Tensor]:
+    """Region centre and half-size from transported coordinates (UVC Eq. 3-4).
+
+    coords: (B, 2, N) -> centre (B, 2) = mean coordinate, half_size (B, 2) = 2 x mean absolute
+    deviation from the centre (Eq. 4: for points spread uniformly over [-w, w] the mean |x| is w/2).
+    """
+    centre = coords.mean(dim=2)
+    half_size = 2.0 * (coords - centre.unsqueeze(2)).abs().mean(dim=2)
+    return centre, half_size
