@@ -640,6 +640,64 @@ def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "mine" and (out / "car-shadow" / "mine.txt").is_file()
 
 
+def test_an_interrupted_demo_keeps_the_earlier_output(tmp_path, monkeypatch, capsys):
+    """A second demo run deleted the first one's output before it began: interrupted, the folder was
+    left empty. Now the earlier output gives way only to a complete new one."""
+    import vidcorr.metrics.davis as davis_metrics
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(davis_metrics, "score_davis", interrupted)
+    assert main(["demo", "--out", str(out), "--size", "64", "--features", "lab-pixels"]) == 130
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["car-shadow", "j_per_frame.png", "overlay.mp4", "results.json"]
+
+
+def test_atomic_dir_replaces_an_earlier_result_only_when_the_new_one_is_complete(tmp_path):
+    from vidcorr.errors import InputError
+    from vidcorr.io.atomic import atomic_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    (out / "old").mkdir()
+    (out / "old" / "a.txt").write_text("old")
+    seen: list[list[str]] = []
+
+    def ours(entries: list[Path]) -> list[Path]:
+        seen.append([e.name for e in entries])
+        foreign = [e.name for e in entries if not e.name.startswith("old")]
+        if foreign:
+            raise InputError(out, f"holds {foreign}")
+        return entries
+
+    with pytest.raises(RuntimeError, match="halfway"):
+        with atomic_dir(out, replaces=ours) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise RuntimeError("halfway")
+    assert sorted(p.name for p in out.iterdir()) == ["old", "old.txt"] and (out / "old" / "a.txt").is_file()
+    with pytest.raises(InputError, match="new.txt appeared in the output folder during the run"):
+        with atomic_dir(out, replaces=lambda entries: [e for e in entries if e.name != "new.txt"]) as tmp:
+            (tmp / "new.txt").write_text("ours")
+            (out / "new.txt").write_text("theirs")  # kept, and the old entries put back
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt", "old", "old.txt"]
+    (out / "new.txt").unlink()
+    seen.clear()
+    with atomic_dir(out, replaces=ours) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert seen == [["old", "old.txt"], ["old", "old.txt"]]  # asked before the work and at the end, without tmp
+    assert [(p.name, p.read_text()) for p in out.iterdir()] == [("new.txt", "new")]
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds"):  # refused before the work
+        with atomic_dir(out, replaces=ours):
+            raise AssertionError("the block ran")
+
+
 def test_demo_into_the_current_folder(tmp_path, monkeypatch, capsys):
     """--out . : filled in place and replaced in place on a second run (the folder was removed and
     renamed over, leaving the shell in a deleted folder, and a second run emptied it and crashed)."""

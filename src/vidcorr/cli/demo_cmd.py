@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -44,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.propagate import Propagator
 
     check_output_path(args.out, folder=True)
-    _earlier_demo(args.out)  # refused before the model loads
+    if args.out.is_dir():
+        _earlier_demo(sorted(args.out.iterdir()))  # refused before the model loads
     dataset = DavisDataset(DEMO_ROOT, sequences=[DEMO_SEQUENCE])
     frame_paths = dataset.frames(DEMO_SEQUENCE)
     preset = resolve_preset(args)
@@ -57,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
         model = f"UNTRAINED FLOOR '{info['features']}' ({info.get('note', 'chosen with --features')})"
     print(f"demo: DAVIS-2016 '{DEMO_SEQUENCE}' ({len(frame_paths)} frames, 480p), preset '{preset.name}', {model}")
 
-    _remove_earlier_demo(args.out)
     start = time.perf_counter()
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, replaces=_earlier_demo) as tmp:
         write_mask_sequence(propagator, open_frames(frame_paths[0].parent), dataset.first_mask(DEMO_SEQUENCE),
                             tmp / DEMO_SEQUENCE, [p.stem for p in frame_paths], overlay=tmp / "overlay.mp4",
                             truth=dataset.masks(DEMO_SEQUENCE))
@@ -84,22 +83,21 @@ DEMO_FILES = frozenset({"overlay.mp4", "results.json", "j_per_frame.png"})  # an
 BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 
-def _earlier_demo(out: Path) -> list[Path]:
-    """An earlier demo's entries in ``out`` (none for a new or empty folder); `InputError` naming
-    it when it holds anything else: replacing the folder wholesale deleted a user's files (even the
-    current folder's, with --out .). Names alone do not make an entry the demo's: the mask folder
+def _earlier_demo(entries: list[Path]) -> list[Path]:
+    """Those of an --out folder's ``entries`` that an earlier demo wrote: all of them, or
+    `InputError` naming the others (replacing the folder wholesale deleted a user's files, even the
+    current folder's with --out .). Names alone do not make an entry the demo's: the mask folder
     must hold only frame PNGs, and results.json must be the demo's."""
-    if not out.is_dir():
-        return []
-    entries = sorted(out.iterdir())
     foreign = [e.name for e in entries if not _plain_file(e, BROWSER_FILES | DEMO_FILES)
                and not (e.name == DEMO_SEQUENCE and _holds_only_masks(e))]
-    named_like_ours = [e.name for e in entries if e.name not in BROWSER_FILES]
-    if not foreign and named_like_ours and not _demo_results(out / "results.json"):  # a demo writes all at once
-        foreign = named_like_ours
+    named_like_ours = [e for e in entries if e.name not in BROWSER_FILES]
+    if not foreign and named_like_ours and not any(e.name == "results.json" and _demo_results(e)
+                                                   for e in entries):  # a demo writes all at once
+        foreign = [e.name for e in named_like_ours]
     if foreign:
         killed = (" (a .partial folder is left by a run that was killed)"
                   if any(".partial-" in name for name in foreign) else "")
+        out = entries[0].parent
         raise InputError(out, f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which the "
                               f"demo did not write{killed}; it replaces only its own earlier output: choose another "
                               "--out")
@@ -125,13 +123,3 @@ def _demo_results(path: Path) -> bool:
         return list(json.loads(path.read_text()).get("per_sequence", {})) == [DEMO_SEQUENCE]
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _remove_earlier_demo(out: Path) -> None:
-    """Delete an earlier demo's entries inside ``out`` (checked again: it may have changed since);
-    ``out`` itself stays (it may be ".", a symlink or a mount point)."""
-    for entry in _earlier_demo(out):
-        if entry.name == DEMO_SEQUENCE:  # a real folder of masks, checked above
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()

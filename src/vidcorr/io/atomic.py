@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vidcorr.errors import InputError
@@ -74,18 +74,25 @@ def check_output_path(path: str | Path, *, folder: bool, empty: bool = False) ->
 
 
 @contextlib.contextmanager
-def atomic_dir(out: str | Path) -> Iterator[Path]:
+def atomic_dir(out: str | Path, *, replaces: Callable[[list[Path]], list[Path]] | None = None) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``out`` when the block succeeds.
 
     ``out`` must not exist or be an empty folder (an existing result is never overwritten
     piecemeal); on any error the temporary folder is removed. A new ``out`` is the temporary folder,
-    built beside it and renamed. An existing empty one (".", a symlink, a mount point: none can be
+    built beside it and renamed. An existing one (".", a symlink, a mount point: none can be
     removed and replaced) is filled in place: the temporary folder is made inside it and its entries
     are moved up at the end, so only ``out`` needs to be writable.
+
+    ``replaces`` lets ``out`` hold an earlier result: given ``out``'s entries (this run's temporary
+    folder left out) it returns those the new result replaces, raising `InputError` for anything
+    else. It is asked before the work and again at the end, and the old entries give way only when
+    the new ones are complete: an interrupted or failed run leaves the earlier result as it was.
     """
     out = Path(out)
-    check_output_path(out, folder=True, empty=True)
+    check_output_path(out, folder=True, empty=replaces is None)
     in_place = out.is_dir()
+    if replaces is not None and in_place:
+        replaces(sorted(out.iterdir()))  # refused before the work
     try:  # what check_output_path cannot foresee (a read-only file system, /proc) fails here, before any work
         if not in_place:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +102,8 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if in_place:
-            _move_entries(tmp, out)
+            old = replaces([e for e in sorted(out.iterdir()) if e != tmp]) if replaces is not None else []
+            _move_entries(tmp, out, replacing=old)
             tmp.rmdir()
         else:
             tmp.chmod(0o755)
@@ -105,23 +113,40 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
         raise
 
 
-def _move_entries(tmp: Path, out: Path) -> None:
-    """Move every entry of ``tmp`` into ``out`` (empty when the run began): all of them or, on any
-    failure, none (those already moved are removed again)."""
-    entries = sorted(tmp.iterdir())
-    clashes = [e.name for e in entries if os.path.lexists(out / e.name)]
-    if clashes:  # something wrote into OUT while the run used it
-        raise InputError(out, f"{', '.join(clashes[:3])} appeared in the output folder during the run; "
-                              "nothing was moved in")
+def _move_entries(tmp: Path, out: Path, replacing: list[Path]) -> None:
+    """Move every entry of ``tmp`` into ``out`` in place of ``replacing`` (``out``'s entries the
+    result replaces; ``out`` held nothing else when the run began): all of them or, on any failure,
+    none (those already moved are removed again and the replaced ones put back)."""
+    stash = Path(tempfile.mkdtemp(dir=out, prefix=f".{out.absolute().name}.replaced-")) if replacing else None
+    stashed: list[Path] = []
     moved: list[Path] = []
     try:
+        for entry in replacing:  # renames within one folder: instant, and undone below on failure
+            entry.rename(stash / entry.name)
+            stashed.append(entry)
+        entries = sorted(tmp.iterdir())
+        clashes = [e.name for e in entries if os.path.lexists(out / e.name)]
+        if clashes:  # something wrote into OUT while the run used it
+            raise InputError(out, f"{', '.join(clashes[:3])} appeared in the output folder during the run; "
+                                  "nothing was moved in")
         for entry in entries:
             entry.rename(out / entry.name)
             moved.append(out / entry.name)
     except BaseException:
         for path in moved:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            _remove(path)
+        for entry in stashed:
+            (stash / entry.name).rename(entry)
+        if stash is not None:
+            stash.rmdir()
         raise
+    if stash is not None:
+        shutil.rmtree(stash)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a symlink or a whole folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
