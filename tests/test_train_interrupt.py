@@ -185,7 +185,7 @@ def test_loader_workers_ignore_ctrl_c(short_list: Path, tmp_path: Path) -> None:
         from vidcorr.data import build_index
         from vidcorr.train.config import recipe_from_dict
         from vidcorr.train.distributed import DistContext
-        from vidcorr.train.loop import _loader
+        from vidcorr.train.feed import loader as _loader
 
         def report(queue):
             queue.put(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)

@@ -24,7 +24,7 @@ from vidcorr.models import LabAutoencoder, load_encoder
 from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import TrainingDiverged, TrainJob, load_checkpoint, recipe_from_dict, train
 from vidcorr.train.distributed import DistContext
-from vidcorr.train.loop import _loader
+from vidcorr.train.feed import loader as _loader
 
 from conftest import SHORT_TRAINING_VIDEOS as SHORT
 
@@ -190,7 +190,7 @@ def test_too_few_samples_for_a_batch_take_more_of_each_video(short_list: Path, t
     it now takes ceil(4 / 3) = 2 samples of each video an epoch, says so, and resumes with it."""
     run_dir = tmp_path / "run"
     recipe = tiny_recipe(steps=4, batch_size=4, samples_per_video=1)
-    with caplog.at_level("WARNING", logger="vidcorr.train.loop"):
+    with caplog.at_level("WARNING", logger="vidcorr.train.feed"):
         train(tiny_job(recipe, short_list, run_dir, max_steps=2))
     assert "3 video(s) x samples_per_video 1 give 3 samples" in caplog.text
     assert "taking 2 samples of each video" in caplog.text
@@ -300,7 +300,7 @@ def test_loader_workers_end_when_the_trainer_is_killed(short_list: Path, tmp_pat
         from vidcorr.data import build_index
         from vidcorr.train.config import recipe_from_dict
         from vidcorr.train.distributed import DistContext
-        from vidcorr.train.loop import _loader
+        from vidcorr.train.feed import loader as _loader
 
         if __name__ == "__main__":
             recipe = recipe_from_dict({{"method": "autoencoder", "data": {{"crop": 32, "batch_size": 2, "workers": 1}},

@@ -25,7 +25,7 @@ import math
 import random
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,19 +33,18 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.data import VideoIndex
+from vidcorr.errors import InputError
 from vidcorr.models import load_weights_into, save_weights
 from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import checkpoint as ckpt
+from vidcorr.train import feed
 from vidcorr.train.config import Recipe
-from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier, init_distributed, wrap_ddp
-from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted, WaitAbandoned
+from vidcorr.train.distributed import DistContext, all_reduce_mean, init_distributed, wrap_ddp
+from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted
 from vidcorr.train.runlog import RunLog, visualise
 from vidcorr.train.schedule import learning_rate, stage_steps
-from vidcorr.train.workers import worker_init, worker_start_method
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class _Run:
     runlog: RunLog
     stop: StopSignals
     saved_step: int  # the step of the checkpoint on disk (this run's progress.step when current)
-    interrupted: bool = False  # the ranks agreed to stop on a signal (`_stop_agreed`)
+    interrupted: bool = False  # the ranks agreed to stop on a signal (`feed.batches`)
 
 
 def train(job: TrainJob) -> TrainResult:
@@ -120,8 +119,8 @@ def train(job: TrainJob) -> TrainResult:
 def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
     """Index, build, restore, run the stages, export."""
     run_dir = Path(job.run_dir)
-    index = _index(job, ctx)
-    job = dataclasses.replace(job, recipe=_filling_a_batch(job.recipe, len(index), ctx))
+    index = feed.index(job, ctx)
+    job = dataclasses.replace(job, recipe=feed.filling_a_batch(job.recipe, len(index), ctx))
     recipe = job.recipe
     _seed_everything(recipe.seed)  # the same initial weights on every rank
     method = job.build_method()
@@ -178,29 +177,6 @@ def _run_stages(run: _Run) -> bool:
     return progress.stage == len(recipe.stages)
 
 
-def _filling_a_batch(recipe: Recipe, videos: int, ctx: DistContext) -> Recipe:
-    """The recipe, with ``samples_per_video`` raised where an epoch would not fill one batch.
-
-    An epoch is ``samples_per_video`` samples of every video, and each process needs at least one
-    batch of it. One's own single video under a shipped recipe (4 samples, batches of 8) failed at
-    the first stage; it now takes ceil(batch / videos) samples of each video an epoch, said in the
-    log. Deterministic in (recipe, number of videos), so a resume on the same videos derives the
-    same recipe (and the checkpoint records the one that ran).
-    """
-    data = recipe.data
-    samples = len(ShardedSampler(videos * data.samples_per_video, ctx.world_size, ctx.rank))  # padded shards
-    per_rank = data.batch_size // ctx.world_size
-    if samples >= per_rank:
-        return recipe
-    needed = -(-data.batch_size // videos)
-    if ctx.is_main:
-        log.warning("%d video(s) x samples_per_video %d give %d samples per process an epoch, fewer than one "
-                    "batch of %d: taking %d samples of each video an epoch instead (set [data] "
-                    "samples_per_video in the recipe to choose)", videos, data.samples_per_video, samples,
-                    per_rank, needed)
-    return recipe.replace(data=dataclasses.replace(data, samples_per_video=needed))
-
-
 def _exported(method: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
     """The module a run exports as weights and its config (None: the module's own)."""
     return method.export() if hasattr(method, "export") else (method.encoder, None)
@@ -226,16 +202,16 @@ def _run_stage(run: _Run) -> bool:
     """Train the current stage to its end (True), or until ``max_steps`` or a signal (False)."""
     job, recipe, progress, ctx = run.job, run.job.recipe, run.progress, run.ctx
     stage = recipe.stages[progress.stage]
-    loader, sampler, per_rank = _loader(recipe, run.method.batch_kind(stage.name), run.index,
-                                        progress.stage, ctx)
-    steps_per_epoch = len(sampler) // per_rank  # >= 1: `_filling_a_batch`
+    loader, sampler, per_rank = feed.loader(recipe, run.method.batch_kind(stage.name), run.index,
+                                            progress.stage, ctx)
+    steps_per_epoch = len(sampler) // per_rank  # >= 1: `feed.filling_a_batch`
     total = stage_steps(stage, steps_per_epoch)
     run.runlog.stage_started(stage.name, total, progress.stage_step)
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=recipe.autocast_bf16(ctx.device.type))
     while progress.stage_step < total:
         sampler.set_epoch(progress.epoch, start=progress.batch_in_epoch * per_rank)
         switches = job.switches(stage.name, progress.epoch) if job.switches else {}
-        for batch in _batches(loader, run):
+        for batch in feed.batches(loader, run):
             if batch is None:  # a signal: stop before this step
                 return False
             lr = learning_rate(stage, progress.stage_step, steps_per_epoch)
@@ -264,72 +240,6 @@ def _run_stage(run: _Run) -> bool:
         else:  # the epoch ran out before the stage did
             progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
     return True
-
-
-def _loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
-            ctx: DistContext) -> tuple[DataLoader, ShardedSampler, int]:
-    """This rank's loader for one stage; samples depend on (seed, stage, epoch, index) only."""
-    data = recipe.data
-    if data.batch_size % ctx.world_size:
-        raise VidcorrError(f"batch_size {data.batch_size} is not divisible by {ctx.world_size} "
-                           "processes")
-    per_rank = data.batch_size // ctx.world_size
-    dataset = build_dataset(kind, index, crop=data.crop, frame=data.frame,
-                            gap=GapRange(*data.gap, unit=data.gap_unit), folder_fps=data.folder_fps,
-                            seed=(recipe.seed, stage), samples_per_video=data.samples_per_video,
-                            clip_length=data.clip_length)
-    sampler = ShardedSampler(len(dataset), ctx.world_size, ctx.rank, seed=(recipe.seed, stage))
-    # Persistent workers: the sampler (and its epoch) lives in this process, so workers can
-    # outlive an epoch; with ~100 videos an epoch is a dozen steps, and a restart costs a stall.
-    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=data.workers,
-                        drop_last=True, pin_memory=ctx.device.type == "cuda",
-                        persistent_workers=data.workers > 0,
-                        multiprocessing_context=worker_start_method() if data.workers > 0 else None,
-                        worker_init_fn=worker_init() if data.workers > 0 else None,
-                        # Its own generator: starting a loader iterator must not draw from the
-                        # global torch RNG, or a resumed run would drift from the original.
-                        generator=torch.Generator().manual_seed(recipe.seed))
-    return loader, sampler, per_rank
-
-
-def _batches(loader: DataLoader, run: _Run) -> Iterator[dict[str, Tensor] | None]:
-    """The loader's batches; None (and nothing after it) when the run is to stop before the step.
-
-    After a signal no batch is waited for, and one loading in this process (``workers = 0``) is
-    abandoned: nothing has changed yet, the sampler position is in `Progress`. Under DDP the ranks
-    then agree (`_stop_agreed`), so that all of them stop at the same step.
-    """
-    batches = None
-    while True:
-        batch = None
-        try:
-            with run.stop.abandoning(interruptible=loader.num_workers == 0):
-                if batches is None:
-                    batches = iter(loader)  # starts the workers at a stage's first batch
-                batch = next(batches)
-        except StopIteration:
-            return  # the epoch's end: on every rank at once (equal shards)
-        except WaitAbandoned:
-            pass
-        except RuntimeError:  # "DataLoader worker (pid(s) ...) exited unexpectedly"
-            if not run.stop.requested:
-                raise
-            # SIGTERM to the whole process group (torchrun, Slurm) ended the workers too
-        if _stop_agreed(run):
-            yield None
-            return
-        yield batch
-
-
-def _stop_agreed(run: _Run) -> bool:
-    """Whether a signal came to this process or, under DDP, to any rank (one 1-element
-    all-reduce before every step: ranks signalled a step apart must still stop together)."""
-    stop = run.stop.requested
-    if run.ctx.distributed:
-        flag = torch.tensor([float(stop)], device=run.ctx.device)
-        stop = bool(all_reduce_mean(flag, run.ctx).item() > 0)
-    run.interrupted = stop
-    return stop
 
 
 def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tuple[dict[str, Tensor], Tensor]:
@@ -450,16 +360,6 @@ def _export(run: _Run, finished: bool) -> Path:
     path = save_weights(module, run.job.export, config, meta)
     log.info("exported %s", path)
     return path
-
-
-def _index(job: TrainJob, ctx: DistContext) -> VideoIndex:
-    """Rank 0 indexes first (filling the metadata cache); the others then read the cache."""
-    if ctx.is_main:
-        index = build_index(job.data, job.cache_dir)
-    barrier(ctx)
-    if not ctx.is_main:
-        index = build_index(job.data, job.cache_dir)
-    return index
 
 
 def _seed_everything(seed: int) -> None:

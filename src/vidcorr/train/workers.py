@@ -1,5 +1,5 @@
 """Loader worker processes: how they start (`worker_start_method`) and what each does first
-(`worker_init`, a DataLoader ``worker_init_fn``); used by `vidcorr.train.loop`."""
+(`worker_init`, a DataLoader ``worker_init_fn``); used by `vidcorr.train.feed`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,125 @@
+"""What feeds the training steps: the video index (`index`), the recipe's samples per video
+raised to fill a batch (`filling_a_batch`), each stage's loader (`loader`) and its batches, which
+stop at a step boundary on a signal (`batches`). Used by `vidcorr.train.loop`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index
+from vidcorr.errors import VidcorrError
+from vidcorr.train.config import Recipe
+from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier
+from vidcorr.train.interrupt import WaitAbandoned
+from vidcorr.train.workers import worker_init, worker_start_method
+
+if TYPE_CHECKING:
+    from vidcorr.train.loop import TrainJob, _Run
+
+log = logging.getLogger(__name__)
+
+
+def filling_a_batch(recipe: Recipe, videos: int, ctx: DistContext) -> Recipe:
+    """The recipe, with ``samples_per_video`` raised where an epoch would not fill one batch.
+
+    An epoch is ``samples_per_video`` samples of every video, and each process needs at least one
+    batch of it. One's own single video under a shipped recipe (4 samples, batches of 8) failed at
+    the first stage; it now takes ceil(batch / videos) samples of each video an epoch, said in the
+    log. Deterministic in (recipe, number of videos), so a resume on the same videos derives the
+    same recipe (and the checkpoint records the one that ran).
+    """
+    data = recipe.data
+    samples = len(ShardedSampler(videos * data.samples_per_video, ctx.world_size, ctx.rank))  # padded shards
+    per_rank = data.batch_size // ctx.world_size
+    if samples >= per_rank:
+        return recipe
+    needed = -(-data.batch_size // videos)
+    if ctx.is_main:
+        log.warning("%d video(s) x samples_per_video %d give %d samples per process an epoch, fewer than one "
+                    "batch of %d: taking %d samples of each video an epoch instead (set [data] "
+                    "samples_per_video in the recipe to choose)", videos, data.samples_per_video, samples,
+                    per_rank, needed)
+    return recipe.replace(data=dataclasses.replace(data, samples_per_video=needed))
+
+
+def loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
+            ctx: DistContext) -> tuple[DataLoader, ShardedSampler, int]:
+    """This rank's loader for one stage; samples depend on (seed, stage, epoch, index) only."""
+    data = recipe.data
+    if data.batch_size % ctx.world_size:
+        raise VidcorrError(f"batch_size {data.batch_size} is not divisible by {ctx.world_size} "
+                           "processes")
+    per_rank = data.batch_size // ctx.world_size
+    dataset = build_dataset(kind, index, crop=data.crop, frame=data.frame,
+                            gap=GapRange(*data.gap, unit=data.gap_unit), folder_fps=data.folder_fps,
+                            seed=(recipe.seed, stage), samples_per_video=data.samples_per_video,
+                            clip_length=data.clip_length)
+    sampler = ShardedSampler(len(dataset), ctx.world_size, ctx.rank, seed=(recipe.seed, stage))
+    # Persistent workers: the sampler (and its epoch) lives in this process, so workers can
+    # outlive an epoch; with ~100 videos an epoch is a dozen steps, and a restart costs a stall.
+    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=data.workers,
+                        drop_last=True, pin_memory=ctx.device.type == "cuda",
+                        persistent_workers=data.workers > 0,
+                        multiprocessing_context=worker_start_method() if data.workers > 0 else None,
+                        worker_init_fn=worker_init() if data.workers > 0 else None,
+                        # Its own generator: starting a loader iterator must not draw from the
+                        # global torch RNG, or a resumed run would drift from the original.
+                        generator=torch.Generator().manual_seed(recipe.seed))
+    return loader, sampler, per_rank
+
+
+def batches(loader: DataLoader, run: _Run) -> Iterator[dict[str, Tensor] | None]:
+    """The loader's batches; None (and nothing after it) when the run is to stop before the step.
+
+    After a signal no batch is waited for, and one loading in this process (``workers = 0``) is
+    abandoned: nothing has changed yet, the sampler position is in `Progress`. Under DDP the ranks
+    then agree (`_stop_agreed`), so that all of them stop at the same step.
+    """
+    batches = None
+    while True:
+        batch = None
+        try:
+            with run.stop.abandoning(interruptible=loader.num_workers == 0):
+                if batches is None:
+                    batches = iter(loader)  # starts the workers at a stage's first batch
+                batch = next(batches)
+        except StopIteration:
+            return  # the epoch's end: on every rank at once (equal shards)
+        except WaitAbandoned:
+            pass
+        except RuntimeError:  # "DataLoader worker (pid(s) ...) exited unexpectedly"
+            if not run.stop.requested:
+                raise
+            # SIGTERM to the whole process group (torchrun, Slurm) ended the workers too
+        if _stop_agreed(run):
+            yield None
+            return
+        yield batch
+
+
+def _stop_agreed(run: _Run) -> bool:
+    """Whether a signal came to this process or, under DDP, to any rank (one 1-element
+    all-reduce before every step: ranks signalled a step apart must still stop together)."""
+    stop = run.stop.requested
+    if run.ctx.distributed:
+        flag = torch.tensor([float(stop)], device=run.ctx.device)
+        stop = bool(all_reduce_mean(flag, run.ctx).item() > 0)
+    run.interrupted = stop
+    return stop
+
+
+def index(job: TrainJob, ctx: DistContext) -> VideoIndex:
+    """Rank 0 indexes first (filling the metadata cache); the others then read the cache."""
+    if ctx.is_main:
+        index = build_index(job.data, job.cache_dir)
+    barrier(ctx)
+    if not ctx.is_main:
+        index = build_index(job.data, job.cache_dir)
+    return index
