@@ -21,18 +21,15 @@ from vidcorr.labels import decode_label_map, one_hot_labels
 from vidcorr.masks import MaskTracker, mask_overlay, propagate_mask
 from vidcorr.presets import SizePolicy, get_preset
 from vidcorr.propagate import Propagator
-from vidcorr.track_uvc import (
-    TrackOptions,
-    UVCTracker,
-    context_falls_back,
+from vidcorr.track_boxes import (
     fit_box,
     mask_bounding_box,
-    mask_propagator,
     mean_shift_centre,
     predicted_mask_box,
     scale_box,
     smoothed_box,
 )
+from vidcorr.track_uvc import TrackOptions, UVCTracker, context_falls_back, mask_propagator
 from vidcorr.viz import overlay_mask
 
 CELL = 8

@@ -21,6 +21,7 @@ from vidcorr.io.tracking import (
 )
 from vidcorr.metrics.vot import (
     EAO_INTERVALS,
+    UnscorableRegion,
     average_supervised,
     burnin_mask,
     clip_to_convex,
@@ -99,8 +100,87 @@ def test_polygon_predictions_overlap_like_boxes_and_by_hand():
     ell_repeat = np.array([0, 0, 10, 0, 10, 5, 5, 5, 5, 5, 5, 10, 0, 10], np.float64)
     assert not polygon_convex(ell_repeat.reshape(-1, 2))
     assert region_overlap(ell_repeat, _square(0, 0, 10), (100, 100)) == pytest.approx(0.75)
-    with pytest.raises(ValueError, match="the predicted polygon crosses itself"):
+    with pytest.raises(ValueError, match="the predicted polygon crosses or touches itself"):
         region_overlap(bow_tie, _square(10, 10, 10), (100, 100))
+
+
+# Outlines whose edges meet without crossing strictly: their shoelace area is not the area of any
+# region (the bow tie through a corner has area 0, a folded-back edge adds nothing), so they are refused.
+NOT_SIMPLE = {
+    # Two triangles meeting at the corner (5, 5), which lies on the edge (0, 0)-(10, 10).
+    "bow tie through a corner": [0, 0, 10, 10, 10, 0, 5, 5, 0, 10],
+    # The same in decimal coordinates: (52.7, 230.6) is the middle of (3.3, 187.5)-(102.1, 273.7) in
+    # decimals but not in binary, where an exact test finds neither a crossing nor a touch.
+    "bow tie through a corner, decimals": [3.3, 187.5, 102.1, 273.7, 145.2, 224.3, 52.7, 230.6, -39.8, 236.9],
+    "corner on a non-adjacent edge": [0, 0, 10, 0, 10, 10, 5, 0, 0, 10],
+    "figure eight through a repeated corner": [0, 0, 10, 0, 5, 5, 10, 10, 0, 10, 5, 5],
+    # (6, 0) -> (3, 0) runs along (0, 0) -> (10, 0): two non-adjacent edges overlapping collinearly.
+    "collinear overlap": [0, 0, 10, 0, 10, 4, 6, 4, 6, 0, 3, 0, 3, -4, 0, -4],
+    # A 4-gon with a corner on a non-adjacent edge: (10, 5) on (10, 0)-(10, 10), the edge before
+    # turning back over it.
+    "edge folded back, 4 corners": [0, 0, 10, 0, 10, 10, 10, 5],
+    "edge traced back": [0, 0, 10, 0, 10, 10, 10, 0],
+    "edge folded back past the corner before": [0, 0, 10, 0, 10, 10, 10, -5],
+    "segment traced back and forth": [0, 0, 10, 0, 0, 0, 10, 0],
+    "triangle of collinear corners": [0, 0, 5, 0, 10, 0],
+}
+
+
+def _every_start_and_direction(polygon):
+    corners = np.asarray(polygon, np.float64).reshape(-1, 2)
+    for shift in range(len(corners)):
+        turned = np.roll(corners, shift, axis=0)
+        yield turned
+        yield turned[::-1]
+
+
+@pytest.mark.parametrize("name", NOT_SIMPLE)
+def test_outlines_that_touch_or_fold_back_are_refused(name):
+    for corners in _every_start_and_direction(NOT_SIMPLE[name]):
+        assert not polygon_simple(corners)
+        with pytest.raises(UnscorableRegion, match="the predicted polygon crosses or touches itself"):
+            region_overlap(corners.ravel(), _square(0, 0, 10), (100, 100))
+
+
+SIMPLE = {
+    "box as 4 corners": [10, 10, 20, 10, 20, 20, 10, 20],
+    "rectangle with a corner in the middle of an edge": [0, 0, 5, 0, 10, 0, 10, 10, 0, 10],
+    "rectangle with the middle of every edge": [0, 0, 5, 0, 10, 0, 10, 5, 10, 10, 5, 10, 0, 10, 0, 5],
+    "repeated corners": [0, 0, 10, 0, 10, 0, 10, 10, 0, 10, 0, 0],
+    "regular hexagon": np.ravel([(np.cos(a), np.sin(a)) for a in np.arange(6) * np.pi / 3]) * 7 + 20,
+    "L": [0, 0, 10, 0, 10, 5, 5, 5, 5, 10, 0, 10],
+    # (4, 4)-(6, 4) and (2, 4)-(0, 4) lie on one line but do not meet.
+    "steps with non-adjacent collinear edges": [0, 0, 4, 0, 4, 4, 6, 4, 6, 8, 2, 8, 2, 4, 0, 4],
+    # 0.0001 px (a trajectory file's resolution) above the edge (0, 0)-(10, 0): no touch.
+    "corner just off a non-adjacent edge": [0, 0, 10, 0, 10, 10, 5, 0.0001, 0, 10],
+}
+
+
+@pytest.mark.parametrize("name", SIMPLE)
+def test_simple_outlines_are_accepted(name):
+    for corners in _every_start_and_direction(SIMPLE[name]):
+        assert polygon_simple(corners)
+        region_overlap(corners.ravel(), _square(0, 0, 10), (100, 100))  # scored, no refusal
+
+
+def test_convex_and_degenerate_outlines_are_accepted(data_dir):
+    rng = np.random.default_rng(1)
+    for _ in range(50):  # rotated boxes, far from the origin too, and convex hulls of random points
+        box = _rotated_box(rng.uniform(-1e4, 1e4, 2), rng.uniform(0.01, 300, 2), rng.uniform(0, np.pi))
+        assert polygon_convex(box) and polygon_simple(box)
+        angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 12))))
+        hull = np.stack([np.cos(angles), np.sin(angles)], 1) * rng.uniform(1, 100) + rng.uniform(0, 500, 2)
+        assert polygon_convex(hull) and polygon_simple(hull)
+    # Fewer than 3 distinct corners enclose nothing: area 0, scored 0 as the same box of size 0 is (a
+    # box line of width 0 in a polygon trajectory becomes such corners), not refused.
+    for corners, box in (([5, 0, 5, 0, 5, 10, 5, 10], [5, 0, 0, 10]), ([5, 5] * 4, [5, 5, 0, 0])):
+        assert polygon_simple(np.reshape(corners, (-1, 2)))
+        assert region_overlap(np.array(corners, np.float64), _square(0, 0, 10), (100, 100)) == 0.0
+        assert region_overlap(np.array(box, np.float64), _square(0, 0, 10), (100, 100)) == 0.0
+    # Every annotated ground-truth polygon of the shared VOT sequences.
+    for path in sorted((data_dir / "tracking" / "vot2015").glob("*/groundtruth.txt")):
+        polygons = read_vot_polygons(path)
+        assert all(polygon_simple(p.reshape(-1, 2)) for p in polygons if np.isfinite(p).all()), path
 
 
 def test_convex_clipping_matches_a_rasterised_intersection():
@@ -321,7 +401,7 @@ def test_trajectory_file_round_trip_and_refusals(tmp_path):
 def test_polygon_trajectories_score_like_their_boxes(tmp_path):
     """Rotated-box trackers write polygons (8 values): read as corners, boxes beside them too, and
     scored like the same regions written as boxes; two non-convex regions are refused by line."""
-    from vidcorr.evaluate.tracking import score_trajectory_file
+    from vidcorr.evaluate.tracking_results import score_trajectory_file
 
     gt = np.stack([DIAMOND + 3 * t for t in range(14)])  # the diamond drifting down-right
     status = np.array([VOT_INITIALISED] + [VOT_TRACKED] * 13)
@@ -347,6 +427,12 @@ def test_polygon_trajectories_score_like_their_boxes(tmp_path):
     with pytest.raises(InputError, match="line 6: the predicted polygon and the ground truth are both non-convex"):
         score_trajectory_file(as_polygons, np.stack([np.array([0, 0, 20, 0, 6, 6, 0, 20.])] * 14), (100, 100),
                               tmp_path / "groundtruth.txt")  # an arrowhead ground truth too
+    # A bow tie whose crossing point is a corner; with 4 corners one of its loops lies flat on an edge:
+    # (25, 20) is on the edge (20, 20)-(30, 20). Scored 0.125 without a word before: refused by line.
+    lines[5] = "20,20,30,20,30,30,25,20"
+    as_polygons.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="line 6: the predicted polygon crosses or touches itself"):
+        score_trajectory_file(as_polygons, gt, (100, 100), tmp_path / "groundtruth.txt")
 
 
 

@@ -114,7 +114,8 @@ def tracker_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from vidcorr.io.atomic import atomic_dir, check_output_path
-    from vidcorr.evaluate.tracking import format_results_table, run_tracking
+    from vidcorr.evaluate.tracking import run_tracking
+    from vidcorr.evaluate.tracking_results import format_results_table
     from vidcorr.track import tracker_settings
 
     check_output_path(args.out, folder=True, empty=True)  # before the data is read and the model loaded

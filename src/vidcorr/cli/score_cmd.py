@@ -83,7 +83,7 @@ def register_tracking(tasks: argparse._SubParsersAction) -> None:
 
 def run_tracking(args: argparse.Namespace) -> int:
     from vidcorr.cli.eval_tracking import check_max_frames
-    from vidcorr.evaluate.tracking import format_results_table, score_tracking, write_tracking_results
+    from vidcorr.evaluate.tracking_results import format_results_table, score_tracking, write_tracking_results
 
     check_max_frames(args)
     out = _score_json(args)

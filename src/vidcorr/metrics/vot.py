@@ -45,6 +45,7 @@ files); the curve is defined up to the longest fragment, so an interval beyond i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -148,7 +149,7 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
     (VOT's). frame_wh: (W, H). Returns a value in [0, 1]; 0 when either region has no area inside
     the image. Two polygons are intersected by clipping one by the other, which needs one of them
     convex (rotated boxes and VOT's four-corner ground truth are); `UnscorableRegion` (a ValueError)
-    when neither is, or when the predicted polygon crosses itself.
+    when neither is, or when the predicted polygon crosses or touches itself (not `polygon_simple`).
     """
     values = np.asarray(region, np.float64).reshape(-1)
     width, height = frame_wh
@@ -161,7 +162,8 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
         inter = polygon_area(clip_to_rectangle(gt, bx0, by0, bx1, by1)) if area > 0 else 0.0
     else:
         if not polygon_simple(values.reshape(-1, 2)):  # a bow tie's shoelace area is not its area
-            raise UnscorableRegion("the predicted polygon crosses itself (corners out of order?)")
+            raise UnscorableRegion("the predicted polygon crosses or touches itself (corners out of order, or an "
+                                   "edge run back over the one before?)")
         predicted = clip_to_rectangle(values.reshape(-1, 2), 0.0, 0.0, width, height)
         area = polygon_area(predicted)
         inter = polygon_area(_intersect_polygons(predicted, gt)) if area > 0 and len(gt) >= 3 else 0.0
@@ -170,27 +172,93 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
 
 
 class UnscorableRegion(ValueError):
-    """A predicted polygon `region_overlap` cannot score: one that crosses itself, or one that is,
-    like the ground truth, non-convex. ``frame``: the frame's index where `frame_overlaps` met it."""
+    """A predicted polygon `region_overlap` cannot score: one that crosses or touches itself, or one
+    that is, like the ground truth, non-convex. ``frame``: the frame's index where `frame_overlaps` met
+    it."""
 
     def __init__(self, problem: str, frame: int | None = None) -> None:
         super().__init__(problem)
         self.frame = frame
 
 
+# Two edges of `polygon_simple` closer than TOUCH_TOLERANCE times the polygon's largest coordinate
+# magnitude touch. Predictions are floats read from decimals (the toolkit's %.4f) or computed from a
+# rotated box: a corner that lies exactly on an edge in decimals lands a few ulps of the coordinates
+# off it in binary, and the distance computed adds a few more, either way (an exact test would call
+# the same touch a crossing or a miss by chance). Rounding grows with the coordinates' magnitude,
+# not the polygon's size, hence the scale. 1e-12 (some 4500 ulps) covers it with margin and stays far
+# below anything a tracker means (1e-9 px for coordinates in the thousands; files resolve 1e-4 px).
+TOUCH_TOLERANCE = 1e-12
+
+
 def polygon_simple(points: np.ndarray) -> bool:
-    """Whether a polygon (K, 2) has no two edges that cross (corners out of order make a bow tie,
-    whose shoelace area is not its area)."""
+    """Whether a polygon (K, 2) is simple: no two edges that are not neighbours cross, touch or
+    overlap (a corner on another edge, collinear edges sharing a piece: corners out of order make a
+    bow tie, whose shoelace area is not its area), and no edge runs back over its neighbour (a turn
+    of 180 degrees at their shared corner: an outline traced back over itself).
+
+    Legal: repeated consecutive corners (one corner, as `_corners` takes them), a corner in the
+    middle of a straight edge. An outline of fewer than 3 distinct corners (a point; a segment, such
+    as a box of width 0 written as its 4 corners) encloses nothing under any reading: simple, of area
+    0, scored as the same box of size 0 is. Distances are compared with `TOUCH_TOLERANCE`.
+    """
     p = _corners(points)
-    edges = [(p[i - 1], p[i]) for i in range(len(p))]
-    for i in range(len(edges)):
-        for j in range(i + 2, len(edges)):
-            if i == 0 and j == len(edges) - 1:  # neighbours through the first corner
+    finite = [abs(c) for corner in p for c in corner if math.isfinite(c)]
+    tol = TOUCH_TOLERANCE * max(finite, default=0.0)
+    p = _distinct_corners(p, tol)
+    n = len(p)
+    if n < 3:
+        return True
+    for i in range(n):  # the edges p[i-1] -> p[i] -> p[i+1] fold when either end lies on the other edge
+        a, b, c = p[i - 1], p[i], p[(i + 1) % n]
+        if _segment_distance(c, a, b) <= tol or _segment_distance(a, b, c) <= tol:
+            return False
+    edges = [(p[i - 1], p[i]) for i in range(n)]
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:  # neighbours through the first corner
                 continue
-            (a, b), (c, d) = edges[i], edges[j]
-            if _cross(a, b, c) * _cross(a, b, d) < 0 and _cross(c, d, a) * _cross(c, d, b) < 0:
+            if _segments_meet(edges[i], edges[j], tol):
                 return False
     return True
+
+
+def _distinct_corners(p: list[Point], tol: float) -> list[Point]:
+    """`_corners` with corners within ``tol`` of the one kept before (the last compared with the
+    first) dropped too: a rounding-level edge would touch its neighbours' neighbours. Corners with
+    NaN are kept (their distances compare false), so they stay as `_corners` leaves them."""
+    kept: list[Point] = []
+    for v in p:
+        if not kept or not _distance(v, kept[-1]) <= tol:
+            kept.append(v)
+    while len(kept) > 1 and _distance(kept[-1], kept[0]) <= tol:
+        kept.pop()
+    return kept
+
+
+def _distance(u: Point, v: Point) -> float:
+    return math.hypot(u[0] - v[0], u[1] - v[1])
+
+
+def _segment_distance(q: Point, a: Point, b: Point) -> float:
+    """Distance from the point q to the segment a-b (NaN where a coordinate is)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length2 = dx * dx + dy * dy
+    t = ((q[0] - a[0]) * dx + (q[1] - a[1]) * dy) / length2 if length2 > 0 else 0.0
+    t = min(max(t, 0.0), 1.0)
+    return _distance(q, (a[0] + t * dx, a[1] + t * dy))
+
+
+def _segments_meet(ab: tuple[Point, Point], cd: tuple[Point, Point], tol: float) -> bool:
+    """Whether two segments share a point, up to ``tol``: they cross strictly, or an end of one lies
+    on the other (a touch, a collinear overlap). Segments that do not cross are nearest at an end of
+    one of them, so the four end distances decide the rest."""
+    (a, b), (c, d) = ab, cd
+    if _cross(a, b, c) * _cross(a, b, d) < 0 and _cross(c, d, a) * _cross(c, d, b) < 0:
+        return True
+    ends = (_segment_distance(c, a, b), _segment_distance(d, a, b),
+            _segment_distance(a, c, d), _segment_distance(b, c, d))
+    return any(e <= tol for e in ends)  # not min(): NaN distances must compare false
 
 
 def _intersect_polygons(a: np.ndarray, b: np.ndarray) -> np.ndarray:
