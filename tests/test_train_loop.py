@@ -4,6 +4,7 @@ TensorBoard output, refusal to mix runs."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import signal
@@ -75,6 +76,26 @@ def test_kill_and_resume_continues_the_exact_loss_trajectory(short_list: Path, t
     assert checkpoint["progress"]["step"] == 7 and checkpoint["progress"]["stage"] == 2
     assert (tmp_path / "resumed" / "checkpoint-warmup.pt").is_file()
     assert list((tmp_path / "resumed" / "tensorboard").iterdir())
+
+
+def test_an_export_beyond_float16_is_written_in_float32(short_list: Path, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """save_weights refuses a float16 file of a parameter beyond 65504 (loading would refuse it):
+    the trainer's export exports float32 instead of ending a finished run there."""
+    def build() -> nn.Module:
+        method = uvc.UVC(uvc.recipe("uvc-cpu"), LabAutoencoder())
+        with torch.no_grad():
+            next(method.encoder.parameters()).view(-1)[0] = 1e5  # a batch norm follows it
+        return method
+
+    job = dataclasses.replace(uvc_job(tiny_uvc_recipe(), short_list, tmp_path / "run", []), build_method=build,
+                              max_steps=1, export=tmp_path / "big.safetensors")
+    with caplog.at_level("WARNING", logger="vidcorr.train.loop"):
+        train(job)
+    assert "beyond float16's range: exporting float32 weights" in caplog.text
+    name = next(iter(load_encoder(tmp_path / "big.safetensors").state_dict()))
+    assert load_encoder(tmp_path / "big.safetensors").state_dict()[name].view(-1)[0] == pytest.approx(1e5, rel=1e-3)
+    assert json.loads((tmp_path / "big.json").read_text())["dtype"] == "float32"
 
 
 class TinyMethod(nn.Module):

@@ -65,19 +65,30 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def beyond_range(module: nn.Module, dtype: torch.dtype) -> tuple[str, float] | None:
+    """The first floating-point parameter of ``module`` holding a finite value that ``dtype`` cannot
+    (beyond float16's 65504, say), with its largest magnitude; None when every parameter fits."""
+    for name, tensor in module.named_parameters():
+        tensor = tensor.detach()
+        if (tensor.is_floating_point() and bool(torch.isfinite(tensor).all())
+                and not bool(torch.isfinite(tensor.to(dtype)).all())):
+            return name, tensor.abs().max().item()
+    return None
+
+
 def _export_tensors(module: nn.Module, dtype: torch.dtype, path: Path) -> dict[str, torch.Tensor]:
     """The state dict on the CPU, parameters in ``dtype``; `WeightsError` naming ``path`` for a value
     the cast makes infinite (beyond float16's 65504): loading would refuse the file."""
+    overflow = beyond_range(module, dtype)
+    if overflow is not None:
+        raise WeightsError(path, f"{overflow[0]} holds values up to {overflow[1]:g}, beyond "
+                                 f"{_dtype_name(dtype)}'s range; save with dtype=torch.float32")
     parameters = {name for name, _ in module.named_parameters()}
     tensors = {}
     for name, tensor in module.state_dict().items():
         tensor = tensor.detach().to("cpu")
         if name in parameters and tensor.is_floating_point():
-            stored = tensor.to(dtype)
-            if bool(torch.isfinite(tensor).all()) and not bool(torch.isfinite(stored).all()):
-                raise WeightsError(path, f"{name} holds values up to {tensor.abs().max().item():g}, beyond "
-                                         f"{_dtype_name(dtype)}'s range; save with dtype=torch.float32")
-            tensor = stored
+            tensor = tensor.to(dtype)
         tensors[name] = tensor.contiguous()  # channels_last models hold non-contiguous weights
     return tensors
 
