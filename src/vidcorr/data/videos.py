@@ -7,7 +7,8 @@ Kinetics' ``train_256/<class>/<id>.mp4`` is just a folder tree and needs nothing
 
 Probing a video opens its container and decodes one frame (through `vidcorr.io.video`, so it
 validates the file and works with PyAV or OpenCV); the frame count comes from the container's
-metadata and is only counted by demuxing when the container does not record it. The results
+metadata and is only counted when the container does not record it or its record may hold frames
+that are never shown (an MP4 edit list's: `vidcorr.io.video.FrameSource.num_frames`). The results
 are cached in one JSON file keyed by absolute path and revalidated by (mtime, size), so
 re-indexing 10^5 videos costs a ``stat`` each, not the ~10 h first pass CRW users hit
 (METHODS.md §9, videowalk issue #3). The cache lives under the run dir or ``~/.cache/vidcorr``,
@@ -158,7 +159,7 @@ def probe(path: Path, frames_hint: int | None = None) -> VideoInfo:
     """Frame count, fps and size of a video file or frame folder; `InputError` if unreadable.
 
     Decodes only the first frame; the count comes from the hint, the folder listing or the
-    container, and is counted by demuxing only when the container does not record it.
+    container, and is counted (`count_frames`) only when the container gives none to trust.
     """
     source = open_frames(path)
     num_frames = frames_hint or source.num_frames or count_frames(path)

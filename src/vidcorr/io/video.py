@@ -6,9 +6,10 @@ with video length unless the caller asks for all frames (`FrameSource.read_all`)
 
 Backends: a folder of ``*.jpg|*.jpeg|*.png`` (`vidcorr.io.images`; natural sort: 2.jpg <
 10.jpg), PyAV (preferred for video files), and OpenCV when PyAV is not installed (e.g. a GPU
-machine with OpenCV only). Both are imported lazily. Frames come upright, as a player shows them: a video's rotation metadata
-(phone footage is stored landscape with a display matrix) and a JPEG's EXIF orientation are applied,
-so a mask drawn on what the user sees fits the frames.
+machine with OpenCV only; `vidcorr.io.video_opencv`). Both are imported lazily. Frames come
+upright, as a player shows them: a video's rotation metadata (phone footage is stored landscape
+with a display matrix) and a JPEG's EXIF orientation are applied, so a mask drawn on what the user
+sees fits the frames.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import numpy as np
 
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.io.atomic import atomic_file
+from vidcorr.io.container_size import check_av_not_truncated, frame_end
 from vidcorr.io.images import list_frame_files, read_image, shared_size
+from vidcorr.io.video_opencv import opencv_count, opencv_decode, opencv_metadata, write_opencv
 
 BACKENDS = ("auto", "pyav", "opencv")
 
@@ -40,15 +43,6 @@ def _import_av() -> ModuleType | None:
     except ImportError:
         return None
     return av
-
-
-def _import_cv2() -> ModuleType:
-    try:
-        import cv2
-    except ImportError:
-        raise VidcorrError("reading or writing video files needs PyAV (pip install av) "
-                           "or OpenCV (pip install opencv-python-headless)") from None
-    return cv2
 
 
 def _video_backend(backend: str) -> str:
@@ -69,8 +63,8 @@ class FrameSource:
         path: the video file or folder.
         size: (H, W) of the first frame; every frame has it (`InputError` otherwise).
         fps: frames per second, None for folders unless given to `open_frames`.
-        num_frames: frame count from the folder or container metadata, None when unknown;
-            ``len()`` raises TypeError then. `count_frames` counts exactly.
+        num_frames: frame count from the folder or container metadata, None when unknown or not
+            sure to be the frames decoded; ``len()`` raises TypeError then. `count_frames` counts exactly.
         backend: "folder", "pyav" or "opencv".
     """
 
@@ -181,49 +175,14 @@ def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
         stream.thread_type = "SLICE"
         end = None  # where the latest decoded frame's display ends, seconds (decode order is not display order)
         for frame in container.decode(stream):
-            if (shown_until := _frame_end(frame, stream)) is not None:
+            if (shown_until := frame_end(frame, stream)) is not None:
                 end = shown_until if end is None else max(end, shown_until)
             yield lambda frame=frame: _upright(_rgb(frame), getattr(frame, "rotation", 0))
-        _check_not_truncated(path, container, end)
+        check_av_not_truncated(path, container, end)
     except av.error.FFmpegError as error:
         raise InputError(path, f"video decoding failed ({_ffmpeg_problem(error)})") from None
     finally:
         container.close()
-
-
-def _frame_end(frame, stream) -> float | None:
-    """When ``frame`` stops being shown, seconds: its time plus its duration (else one frame at the
-    stream's average rate); None for a frame without a time. A frame held long (a slow frame rate,
-    a GIF's last frame) counts as far as it is shown, not from where it starts."""
-    if frame.time is None:
-        return None
-    ticks = getattr(frame, "duration", None)  # PyAV >= 13
-    if ticks and frame.time_base is not None:
-        return frame.time + float(ticks * frame.time_base)
-    rate = stream.average_rate
-    return frame.time + (1.0 / float(rate) if rate else 0.0)
-
-
-def _check_not_truncated(path: Path, container, end: float | None) -> None:
-    """`InputError` when a file holding only this video stream stopped decoding well before the
-    duration its header gives (end: where the last decoded frame's display ends, seconds).
-
-    A Matroska / WebM file cut short (a copy or download that stopped) decodes without an error up
-    to the cut (FFmpeg only logs "File ended prematurely"): a 40-frame video was propagated as its
-    first 4 frames without a word. Files with other streams are not checked, as the container's
-    duration covers them all and an audio track may outlast the picture; the slack (1 s or 5%)
-    leaves variable frame rates and rounding alone. Matroska counts its duration from 0, the other
-    containers (MP4, MOV, AVI, ...) from the stream's first timestamp.
-    """
-    if len(container.streams) != 1 or not container.duration or end is None:
-        return
-    av = _import_av()
-    duration = container.duration / av.time_base
-    from_zero = "matroska" in container.format.name  # "matroska,webm"
-    expected = duration if from_zero else duration + (container.start_time or 0) / av.time_base
-    if expected - end > max(1.0, 0.05 * duration):
-        raise InputError(path, f"decoding ended at {end:.2f} s of the {expected:.2f} s its header gives: "
-                               "the file is truncated (a copy or download cut short?)")
 
 
 def _ffmpeg_problem(error: OSError) -> str:
@@ -268,48 +227,26 @@ def _pyav_metadata(path: Path) -> tuple[float | None, int | None]:
     with contextlib.closing(container):
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
-        return (float(rate) if rate else None), (stream.frames or None)
+        return (float(rate) if rate else None), _pyav_header_count(stream, rate)
 
 
-def _open_cv_capture(path: Path):
-    cv2 = _import_cv2()
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise InputError(path, "cannot be opened as a video (OpenCV)")
-    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # upright like the PyAV backend (OpenCV's default since 4.5)
-    return capture
+def _pyav_header_count(stream, rate: Fraction | None) -> int | None:
+    """The stream's frame count from its header where decoding yields that many frames, else None.
 
-
-def _opencv_decode(path: Path) -> Iterator[LazyFrame]:
-    cv2 = _import_cv2()
-    capture = _open_cv_capture(path)
-
-    def retrieve() -> np.ndarray:
-        ok, bgr = capture.retrieve()
-        if not ok:
-            raise InputError(path, "video decoding failed (OpenCV)")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    try:
-        while capture.grab():
-            yield retrieve
-    finally:
-        capture.release()
-
-
-def _opencv_metadata(path: Path) -> tuple[float | None, int | None]:
-    cv2 = _import_cv2()
-    capture = _open_cv_capture(path)
-    try:
-        fps, count = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
-    return (fps if fps > 0 else None), (count if count > 0 else None)
+    An MP4's count is its samples, also those its edit list hides (``ffmpeg -ss 30 -c copy`` keeps up
+    to a key-frame interval of them before the cut: 96 samples, 48 frames decoded); the stream's
+    duration is the edit list's, so the count is trusted only where that duration holds as many
+    frames at the average rate. Most other containers give no count.
+    """
+    if not stream.frames or not stream.duration or not rate:
+        return None
+    shown = float(stream.duration * stream.time_base * rate)
+    return stream.frames if abs(stream.frames - shown) < 0.5 else None
 
 
 def _video_source(path: Path, backend: str) -> FrameSource:
     decode, metadata = {"pyav": (_pyav_decode, _pyav_metadata),
-                        "opencv": (_opencv_decode, _opencv_metadata)}[backend]
+                        "opencv": (opencv_decode, opencv_metadata)}[backend]
     fps, num_frames = metadata(path)
     with contextlib.closing(decode(path)) as frames:
         first = next(frames, None)
@@ -338,8 +275,11 @@ def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto
 def count_frames(path: str | Path, backend: str = "auto") -> int:
     """Exact number of frames of a video or frame folder, without decoding images.
 
-    PyAV counts the video packets (demuxing only, about 100x faster than decoding); OpenCV
-    trusts the container's frame count when it has one and otherwise grabs every frame.
+    PyAV counts the video packets that are shown (demuxing only, about 100x faster than decoding:
+    an MP4's edit list may hide some); OpenCV trusts an AVI header's frame count, and an MP4's where
+    its video track is shown long enough to hold that many frames, if the file is as long as its
+    container says, and otherwise grabs every frame (`InputError` for a truncated file, as when
+    decoding; `vidcorr.io.video_opencv`).
     """
     path = Path(path)
     if path.is_dir():
@@ -349,12 +289,11 @@ def count_frames(path: str | Path, backend: str = "auto") -> int:
     if _video_backend(backend) == "pyav":
         container = _open_av_container(path)
         with contextlib.closing(container):
-            return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
-    _, count = _opencv_metadata(path)
-    if count is None:
-        with contextlib.closing(_opencv_decode(path)) as frames:
-            count = sum(1 for _ in frames)
-    return count
+            # Packets an MP4's edit list hides are demuxed flagged "discard", decoded, and dropped
+            # (`_pyav_header_count`); an older PyAV without `Packet.is_discard` counts them.
+            return sum(1 for packet in container.demux(container.streams.video[0])
+                       if packet.size and not getattr(packet, "is_discard", False))
+    return opencv_count(path)
 
 
 def read_frames_at(path: str | Path, indices: Sequence[int], backend: str = "auto") -> list[np.ndarray]:
@@ -405,19 +344,6 @@ def _write_pyav(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps:
         container.mux(stream.encode())
 
 
-def _write_opencv(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps: float) -> None:
-    cv2 = _import_cv2()
-    height, width = first.shape[:2]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
-    if not writer.isOpened():
-        raise VidcorrError(f"{tmp}: OpenCV cannot write mp4v video here")
-    try:
-        for frame in _chain(first, frames):
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-
-
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
     yield first
     yield from rest
@@ -438,7 +364,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
     first = next(checked, None)
     if first is None:
         raise ValueError(f"{path}: no frames to write")
-    write = _write_pyav if _video_backend(backend) == "pyav" else _write_opencv
+    write = _write_pyav if _video_backend(backend) == "pyav" else write_opencv
     with atomic_file(path) as tmp:
         write(tmp, first, checked, fps)
     return path

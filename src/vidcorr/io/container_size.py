@@ -1,0 +1,203 @@
+"""How long a video file's container says it is, and the checks that decoding got there.
+
+A file cut short (a copy or download that stopped) decodes without an error up to the cut. The PyAV
+backend compares where decoding got (`frame_end`) with the container's duration
+(`check_av_not_truncated`); OpenCV gives neither that duration nor an error, so its backend
+(`vidcorr.io.video_opencv`) first asks the container's top-level sizes, read from the file's bytes,
+whether it was cut (`container_cut_short`). Both end in `refuse_if_cut_short`. `mp4_video_seconds`
+reads how long an MP4 shows its video track, to check OpenCV's frame count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from vidcorr.errors import InputError
+
+
+def frame_end(frame, stream) -> float | None:
+    """When ``frame`` stops being shown, seconds: its time plus its duration (else one frame at the
+    stream's average rate); None for a frame without a time. A frame held long (a slow frame rate,
+    a GIF's last frame) counts as far as it is shown, not from where it starts."""
+    if frame.time is None:
+        return None
+    ticks = getattr(frame, "duration", None)  # PyAV >= 13
+    if ticks and frame.time_base is not None:
+        return frame.time + float(ticks * frame.time_base)
+    rate = stream.average_rate
+    return frame.time + (1.0 / float(rate) if rate else 0.0)
+
+
+def check_av_not_truncated(path: Path, container, end: float | None) -> None:
+    """`InputError` when a file holding only this video stream stopped decoding well before the
+    duration its header gives (end: where the last decoded frame's display ends, seconds).
+
+    A Matroska / WebM file cut short (a copy or download that stopped) decodes without an error up
+    to the cut (FFmpeg only logs "File ended prematurely"): a 40-frame video was propagated as its
+    first 4 frames without a word. Files with other streams are not checked, as the container's
+    duration covers them all and an audio track may outlast the picture. Matroska counts its
+    duration from 0, the other containers (MP4, MOV, AVI, ...) from the stream's first timestamp.
+    """
+    if len(container.streams) != 1 or not container.duration or end is None:
+        return
+    import av  # only PyAV containers come here
+
+    duration = container.duration / av.time_base
+    from_zero = "matroska" in container.format.name  # "matroska,webm"
+    expected = duration if from_zero else duration + (container.start_time or 0) / av.time_base
+    refuse_if_cut_short(path, end, expected, duration)
+
+
+def refuse_if_cut_short(path: Path, end: float, expected: float, duration: float) -> None:
+    """`InputError` when decoding ended (end: where the last frame's display ends, seconds) well before
+    the end the header gives (expected, on the same clock); duration: the header's duration, seconds.
+
+    Both backends' truncation checks end here. The slack (1 s or 5% of the duration) leaves variable
+    frame rates and rounding alone.
+    """
+    if expected - end > max(1.0, 0.05 * duration):
+        raise InputError(path, f"decoding ended at {end:.2f} s of the {expected:.2f} s its header gives: "
+                               "the file is truncated (a copy or download cut short?)")
+
+
+_MP4_TOP_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide")  # QuickTime files may lack ftyp
+
+
+def container_format(path: Path) -> str | None:
+    """"mp4" (MP4 or MOV), "avi" or "matroska" (Matroska or WebM) from a file's first bytes, else None."""
+    with path.open("rb") as file:
+        return _format(file.read(16))
+
+
+def _format(head: bytes) -> str | None:
+    if head[4:8] in _MP4_TOP_BOXES:
+        return "mp4"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return "matroska" if head[:4] == _EBML_MAGIC else None
+
+
+def container_cut_short(path: Path) -> str | None:
+    """"mp4", "avi" or "matroska" when ``path`` is such a file and shorter than its top-level sizes
+    say (a box, RIFF chunk or Segment running past the end of the file), else None (other formats,
+    sizes left open, as a live WebM's, or a file that does not parse)."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(16)
+        kind, end = _format(head), None
+        if kind == "matroska":
+            end = _matroska_segment_end(head + file.read(1 << 12))
+        elif kind is not None:
+            end = _chunks_end(file, size, big_endian=kind == "mp4")
+    return kind if end is not None and end > size else None
+
+
+def _chunks_end(file, size: int, big_endian: bool) -> int:
+    """Where the top-level chunks of ``file`` say it ends, bytes: MP4 boxes (a 32-bit size, then the
+    type; size 1: a 64-bit size follows; 0: to the end of the file) or AVI RIFF chunks ("RIFF", then
+    a little-endian size of what follows; 0: not written, as a recording that stopped)."""
+    position = 0
+    while position + 8 <= size:
+        file.seek(position)
+        head = file.read(16)
+        if big_endian:
+            length = int.from_bytes(head[:4], "big")
+            if length == 1:
+                length = int.from_bytes(head[8:16], "big") if len(head) == 16 else size + 1
+        else:
+            body = int.from_bytes(head[4:8], "little")
+            length = 8 + body + body % 2 if head[:4] == b"RIFF" and body else 0
+        if length == 0 or (big_endian and length < 8):  # open-ended, or not chunks: nothing to say
+            return size
+        position += length
+    return position
+
+
+def mp4_video_seconds(path: Path) -> float | None:
+    """How long an MP4 / MOV file shows its first video track, seconds: the track header's duration
+    (its edit list's: samples the list hides are not counted) over the movie's time scale. None where
+    the file does not say (no index, as in a file cut before it, or a fragmented file's duration 0)."""
+    with path.open("rb") as file:
+        moov = _find_box(file, 0, file.seek(0, 2), b"moov")
+        if moov is None:
+            return None
+        scale = duration = None
+        for kind, body, end in _boxes(file, *moov):
+            if kind == b"mvhd":
+                scale = _versioned_field(file, body, version0=(12, 4), version1=(20, 4))
+            elif kind == b"trak" and duration is None and _handler(file, body, end) == b"vide":
+                header = _find_box(file, body, end, b"tkhd")
+                duration = header and _versioned_field(file, header[0], version0=(20, 4), version1=(28, 8))
+    unknown = duration in (None, 0, (1 << 32) - 1, (1 << 64) - 1)  # all ones: "not given"
+    return None if unknown or not scale else duration / scale
+
+
+def _boxes(file, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, where its contents start, where it ends) of each MP4 box from ``start`` to ``end``."""
+    position = start
+    while position + 8 <= end:
+        file.seek(position)
+        head = file.read(16)
+        length, body = int.from_bytes(head[:4], "big"), position + 8
+        if length == 1:  # a 64-bit size follows the type
+            length, body = int.from_bytes(head[8:16], "big"), body + 8
+        elif length == 0:  # to the end
+            length = end - position
+        if length < body - position:  # not boxes
+            return
+        yield head[4:8], body, min(position + length, end)
+        position += length
+
+
+def _find_box(file, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    """Where the first ``kind`` box from ``start`` to ``end`` has its contents: (start, end)."""
+    return next(((body, stop) for found, body, stop in _boxes(file, start, end) if found == kind), None)
+
+
+def _handler(file, start: int, end: int) -> bytes | None:
+    """A track's handler type ("vide", "soun", ...), from the contents of its trak box."""
+    media = _find_box(file, start, end, b"mdia")
+    handler = _find_box(file, *media, b"hdlr") if media else None
+    if handler is None:
+        return None
+    file.seek(handler[0] + 8)  # after version, flags and pre_defined
+    return file.read(4)
+
+
+def _versioned_field(file, body: int, version0: tuple[int, int], version1: tuple[int, int]) -> int:
+    """The (offset, bytes) field of a box whose layout its version (first byte) chooses: 1 has
+    64-bit times. 0 where the file ends first."""
+    file.seek(body)
+    offset, width = version1 if file.read(1) == b"\x01" else version0
+    file.seek(body + offset)
+    return int.from_bytes(file.read(width), "big")
+
+
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_MATROSKA_SEGMENT = 0x18538067
+
+
+def _matroska_segment_end(head: bytes) -> int | None:
+    """Where a Matroska / WebM file's Segment says it ends, bytes, from the file's first bytes; None
+    for a Segment of unknown size (a live stream) or bytes that do not parse."""
+    try:
+        _, position = _ebml_number(head, 0, marker=True)  # the EBML header ...
+        size, position = _ebml_number(head, position)
+        element, position = _ebml_number(head, position + size, marker=True)  # ... then the Segment
+        size, body = _ebml_number(head, position)
+    except IndexError:
+        return None
+    unknown = (1 << 7 * (body - position)) - 1  # all ones: "unknown size"
+    return body + size if element == _MATROSKA_SEGMENT and size != unknown else None
+
+
+def _ebml_number(data: bytes, position: int, marker: bool = False) -> tuple[int, int]:
+    """The EBML variable-length number at ``position`` and the position after it: its first byte's
+    leading zeros give its length. Element IDs keep the length marker bit, sizes drop it."""
+    length = 9 - data[position].bit_length()
+    if length > 8 or position + length > len(data):
+        raise IndexError("not an EBML number")
+    value = int.from_bytes(data[position:position + length], "big")
+    return (value if marker else value & ((1 << 7 * length) - 1)), position + length
+
