@@ -198,16 +198,17 @@ def polygon_simple(points: np.ndarray) -> bool:
     of 180 degrees at their shared corner: an outline traced back over itself).
 
     Legal: repeated consecutive corners (one corner, as `_corners` takes them), a corner in the
-    middle of a straight edge. An outline of fewer than 3 distinct corners (a point; a segment, such
-    as a box of width 0 written as its 4 corners) encloses nothing under any reading: simple, of area
-    0, scored as the same box of size 0 is. Distances are compared with `TOUCH_TOLERANCE`.
+    middle of a straight edge. An outline whose corners all lie on one line (a point; a segment, such
+    as a box of width 0 written as its 4 corners, or a box of a few 1e-5 px whose 4-decimal corners
+    round onto one line) encloses nothing under any reading: simple, of area 0, scored as the same
+    box of size 0 is. Distances are compared with `TOUCH_TOLERANCE`.
     """
     p = _corners(points)
     finite = [abs(c) for corner in p for c in corner if math.isfinite(c)]
     tol = TOUCH_TOLERANCE * max(finite, default=0.0)
     p = _distinct_corners(p, tol)
     n = len(p)
-    if n < 3:
+    if n < 3 or _on_one_line(p, tol):
         return True
     for i in range(n):  # the edges p[i-1] -> p[i] -> p[i+1] fold when either end lies on the other edge
         a, b, c = p[i - 1], p[i], p[(i + 1) % n]
@@ -234,6 +235,16 @@ def _distinct_corners(p: list[Point], tol: float) -> list[Point]:
     while len(kept) > 1 and _distance(kept[-1], kept[0]) <= tol:
         kept.pop()
     return kept
+
+
+def _on_one_line(p: list[Point], tol: float) -> bool:
+    """Whether every corner lies within ``tol`` of the line through the two farthest apart (False
+    with a non-finite corner, left to the checks that follow as before)."""
+    if not all(math.isfinite(c) for corner in p for c in corner):
+        return False
+    u, v = max(((u, v) for u in p for v in p), key=lambda uv: _distance(*uv))
+    length = _distance(u, v)  # > 0: the corners are distinct
+    return all(abs(_cross(u, v, q)) / length <= tol for q in p)
 
 
 def _distance(u: Point, v: Point) -> float:
