@@ -698,6 +698,32 @@ def test_atomic_dir_replaces_an_earlier_result_only_when_the_new_one_is_complete
             raise AssertionError("the block ran")
 
 
+def test_an_earlier_result_that_cannot_be_put_back_is_kept_and_named(tmp_path, monkeypatch, caplog):
+    """The undo of a failed swap must never delete the earlier result with the temporary folder."""
+    from vidcorr.errors import InputError
+    from vidcorr.io.atomic import atomic_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if self.parent.name.startswith(".replaced-"):
+            raise OSError("cannot put it back")
+        return real_rename(self, target)
+
+    with pytest.raises(InputError, match="new.txt appeared in the output folder during the run"):
+        with atomic_dir(out, replaces=lambda entries: [e for e in entries if e.name == "old.txt"]) as tmp:
+            (tmp / "new.txt").write_text("ours")
+            (out / "new.txt").write_text("theirs")
+            monkeypatch.setattr(Path, "rename", rename)
+    monkeypatch.undo()
+    kept = list(out.glob(".out.partial-*/.replaced-*/old.txt"))
+    assert [p.read_text() for p in kept] == ["old"]
+    assert f"the earlier output could not be put back; it is in {kept[0].parent}" in caplog.text
+
+
 def test_demo_into_the_current_folder(tmp_path, monkeypatch, capsys):
     """--out . : filled in place and replaced in place on a second run (the folder was removed and
     renamed over, leaving the shell in a deleted folder, and a second run emptied it and crashed)."""

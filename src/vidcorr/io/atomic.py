@@ -8,6 +8,7 @@ checkpoints, caches, output folders — goes through these two helpers.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vidcorr.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -104,27 +107,30 @@ def atomic_dir(out: str | Path, *, replaces: Callable[[list[Path]], list[Path]] 
         if in_place:
             old = replaces([e for e in sorted(out.iterdir()) if e != tmp]) if replaces is not None else []
             _move_entries(tmp, out, replacing=old)
-            tmp.rmdir()
+            shutil.rmtree(tmp, ignore_errors=True)  # what is left: the replaced entries; the result is in place
         else:
             tmp.chmod(0o755)
             tmp.rename(out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not any(tmp.glob(".replaced-*/*")):  # else an earlier result that could not be put back
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 def _move_entries(tmp: Path, out: Path, replacing: list[Path]) -> None:
     """Move every entry of ``tmp`` into ``out`` in place of ``replacing`` (``out``'s entries the
-    result replaces; ``out`` held nothing else when the run began): all of them or, on any failure,
-    none (those already moved are removed again and the replaced ones put back)."""
-    stash = Path(tempfile.mkdtemp(dir=out, prefix=f".{out.absolute().name}.replaced-")) if replacing else None
+    result replaces; ``out`` held nothing else when the run began), which go into ``tmp``: all of
+    them or, on any failure, none (those already moved are removed again and the replaced ones put
+    back). Renames within one file system: the swap takes moments, and a run killed during it
+    leaves one folder, ``tmp``, which `check_output_path` names."""
+    entries = sorted(tmp.iterdir())
+    stash = Path(tempfile.mkdtemp(dir=tmp, prefix=".replaced-")) if replacing else tmp
     stashed: list[Path] = []
     moved: list[Path] = []
     try:
-        for entry in replacing:  # renames within one folder: instant, and undone below on failure
+        for entry in replacing:
             entry.rename(stash / entry.name)
             stashed.append(entry)
-        entries = sorted(tmp.iterdir())
         clashes = [e.name for e in entries if os.path.lexists(out / e.name)]
         if clashes:  # something wrote into OUT while the run used it
             raise InputError(out, f"{', '.join(clashes[:3])} appeared in the output folder during the run; "
@@ -133,15 +139,21 @@ def _move_entries(tmp: Path, out: Path, replacing: list[Path]) -> None:
             entry.rename(out / entry.name)
             moved.append(out / entry.name)
     except BaseException:
-        for path in moved:
-            _remove(path)
-        for entry in stashed:
-            (stash / entry.name).rename(entry)
-        if stash is not None:
-            stash.rmdir()
+        _undo(moved, stashed, stash)
         raise
-    if stash is not None:
-        shutil.rmtree(stash)
+
+
+def _undo(moved: list[Path], stashed: list[Path], stash: Path) -> None:
+    """Remove the entries ``moved`` into the output folder and put the ``stashed`` ones back, each
+    step tried even when another fails (the error that started the undo is the one raised)."""
+    for path in moved:
+        with contextlib.suppress(OSError):
+            _remove(path)
+    for entry in stashed:
+        with contextlib.suppress(OSError):
+            (stash / entry.name).rename(entry)
+    if stashed and any(stash.iterdir()):  # kept, not deleted with the temporary folder: say where
+        log.error("%s: the earlier output could not be put back; it is in %s", stash.parents[1], stash)
 
 
 def _remove(path: Path) -> None:
