@@ -5,7 +5,7 @@ features and its Lab image inside that region with one bilinear ``affine_grid`` 
 so the colour loss back-propagates into the box centre (and from there into the affinity that
 placed it). The official code relied on PyTorch 1.1's implicit ``align_corners=True``; we pin it.
 
-Box convention (used by `region_box`, `crop_boxes` and `vidcorr.track_uvc`): ``(x1, y1, x2, y2)``
+Box convention (used by `region_box`, `crop_boxes` and `vidcorr.track_boxes`): ``(x1, y1, x2, y2)``
 in *pixel-edge* coordinates of the map being cropped, i.e. pixel ``p`` covers ``[p, p + 1)`` and the
 whole map is ``[0, W] x [0, H]``. Coordinates returned by `vidcorr.affinity.locate_in_target` are
 pixel *centres* (pixel ``p`` at ``p``), hence the ``+ 0.5`` in `region_box`. With this convention
