@@ -90,9 +90,9 @@ def test_an_export_beyond_float16_is_written_in_float32(short_list: Path, tmp_pa
 
     job = dataclasses.replace(uvc_job(tiny_uvc_recipe(), short_list, tmp_path / "run", []), build_method=build,
                               max_steps=1, export=tmp_path / "big.safetensors")
-    with caplog.at_level("WARNING", logger="vidcorr.train.loop"):
+    with caplog.at_level("WARNING", logger="vidcorr.models.weights"):
         train(job)
-    assert "beyond float16's range: exporting float32 weights" in caplog.text
+    assert "backbone.conv1.weight holds values up to 100000, beyond float16's range: exporting float32" in caplog.text
     name = next(iter(load_encoder(tmp_path / "big.safetensors").state_dict()))
     assert load_encoder(tmp_path / "big.safetensors").state_dict()[name].view(-1)[0] == pytest.approx(1e5, rel=1e-3)
     assert json.loads((tmp_path / "big.json").read_text())["dtype"] == "float32"

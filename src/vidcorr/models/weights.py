@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from vidcorr.io.atomic import atomic_file, write_text_atomic
 from vidcorr.models.autoencoder import LabAutoencoder
 from vidcorr.models.encoder import EncoderConfig, FrameEncoder
 from vidcorr.models.resnet import STAGES
+
+log = logging.getLogger(__name__)
 
 FORMAT = "vidcorr-weights/1"
 AUTOENCODER_CONFIG = {"model": "lab-autoencoder"}
@@ -74,6 +77,17 @@ def beyond_range(module: nn.Module, dtype: torch.dtype) -> tuple[str, float] | N
                 and not bool(torch.isfinite(tensor.to(dtype)).all())):
             return name, tensor.abs().max().item()
     return None
+
+
+def export_dtype(module: nn.Module) -> torch.dtype:
+    """float16, the release format, unless a parameter of ``module`` exceeds its range: then
+    float32, with a warning. For exports that have no other choice to offer (the end of a training
+    run, `vidcorr train export`): `save_weights`' refusal would end them there."""
+    overflow = beyond_range(module, torch.float16)
+    if overflow is None:
+        return torch.float16
+    log.warning("%s holds values up to %g, beyond float16's range: exporting float32 weights", *overflow)
+    return torch.float32
 
 
 def _export_tensors(module: nn.Module, dtype: torch.dtype, path: Path) -> dict[str, torch.Tensor]:

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from vidcorr.data import VideoIndex
 from vidcorr.errors import InputError
 from vidcorr.models import load_weights_into, save_weights
-from vidcorr.models.weights import beyond_range
+from vidcorr.models.weights import export_dtype
 from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import checkpoint as ckpt
 from vidcorr.train import feed
@@ -359,13 +359,7 @@ def _export(run: _Run, finished: bool) -> Path:
         "hardware": run.runlog.hardware(),
         "command": run.job.command,
     }
-    dtype = torch.float16
-    overflow = beyond_range(module, dtype)
-    if overflow is not None:  # refusing would end a finished run at its export
-        log.warning("%s holds values up to %g, beyond float16's range: exporting float32 weights",
-                    *overflow)
-        dtype = torch.float32
-    path = save_weights(module, run.job.export, config, meta, dtype=dtype)
+    path = save_weights(module, run.job.export, config, meta, dtype=export_dtype(module))
     log.info("exported %s", path)
     return path
 
