@@ -19,21 +19,17 @@ from vidcorr.io.tracking import (
     read_vot_trajectory,
     write_vot_trajectory,
 )
+from vidcorr.metrics.polygon import clip_to_convex, clip_to_rectangle, polygon_area, polygon_convex, polygon_simple
 from vidcorr.metrics.vot import (
     EAO_INTERVALS,
     UnscorableRegion,
     average_supervised,
     burnin_mask,
-    clip_to_convex,
-    clip_to_rectangle,
     eao_curve,
     eao_fragments,
     eao_interval,
     eao_score,
     frame_overlaps,
-    polygon_area,
-    polygon_convex,
-    polygon_simple,
     region_overlap,
     score_supervised,
 )
