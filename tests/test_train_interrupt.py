@@ -22,6 +22,7 @@ from test_train_loop import TinyMethod, tiny_job, tiny_recipe, tiny_uvc_recipe, 
 from vidcorr.models import load_encoder
 from vidcorr.train import TrainingInterrupted, load_checkpoint, train
 from vidcorr.train.distributed import shutdown
+from vidcorr.train.interrupt import StopAtOnce, StopSignals, WaitAbandoned
 
 pytestmark = pytest.mark.usefixtures("one_thread", "ctrl_c_as_in_a_terminal")
 
@@ -156,6 +157,26 @@ def test_a_second_signal_during_the_save_stops_at_once_keeping_the_last_checkpoi
     assert_handlers_restored()
 
 
+def test_a_sheltered_section_holds_a_second_signal_until_its_end() -> None:
+    """`StopSignals.sheltered` (starting loader workers): a first signal is noted without breaking
+    in, a second one stops at once when the section ends; nothing is begun after a request."""
+    reached = []
+    with StopSignals(announce=False) as stop:
+        stop.training()
+        with pytest.raises(StopAtOnce) as stopped:
+            with stop.sheltered():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append(stop.requested)
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("the end")
+        assert reached == [True, "the end"] and stopped.value.signal == signal.SIGINT
+        for section in (stop.sheltered, stop.abandoning):
+            with pytest.raises(WaitAbandoned), section():
+                reached.append("begun")
+        assert "begun" not in reached
+    assert_handlers_restored()
+
+
 class FailingMethod(TinyMethod):
     def forward(self, batch, stage):
         raise RuntimeError("out of memory (simulated)")
@@ -187,8 +208,9 @@ def test_loader_workers_ignore_ctrl_c(short_list: Path, tmp_path: Path) -> None:
         from vidcorr.train.distributed import DistContext
         from vidcorr.train.feed import loader as _loader
 
-        def report(queue):
-            queue.put(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+        def report(queue):  # SIGINT cannot reach it: blocked (until ignored, as workers do) or ignored
+            blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            queue.put(blocked or signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
 
         if __name__ == "__main__":
             signal.signal(signal.SIGINT, lambda *_: None)  # the trainer has a handler of its own
@@ -213,7 +235,7 @@ def test_loader_workers_ignore_ctrl_c(short_list: Path, tmp_path: Path) -> None:
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
                                preexec_fn=_default_sigint)
     try:
-        assert trainer.stdout.readline().strip() == "True"  # the server's children ignore SIGINT from birth
+        assert trainer.stdout.readline().strip() == "True"  # the server's children are deaf to SIGINT from birth
         for _ in range(3):
             os.killpg(trainer.pid, signal.SIGINT)
             time.sleep(0.2)
@@ -276,11 +298,199 @@ def test_ctrl_c_then_sigterm_on_the_command_line(short_list: Path, tmp_path: Pat
                           f"written to {run_dir / 'checkpoint.pt'}; resume with --resume") in err
     # SIGTERM to the whole group, as torchrun sends it: the loader worker dies at once while the
     # trainer waits for its next batch (50 ms after a step's line; the tiny model trains faster
-    # than one worker decodes): the trainer's "DataLoader worker exited unexpectedly" means stop
+    # than one worker decodes): the trainer abandons the wait (or, should torch's "DataLoader
+    # worker exited unexpectedly" come first, takes that as the stop)
     code, err = _train_until(args + ["--resume"], f"step {step + 10} |", signal.SIGTERM, group=True, delay=0.05)
     assert code == 143 and "Traceback" not in err and f"resumed {run_dir / 'checkpoint.pt'} at step {step}" in err
     assert load_checkpoint(run_dir / "checkpoint.pt")["progress"]["step"] >= step + 10
     assert not (tmp_path / "ae.safetensors").exists()
+
+
+# Ctrl-C (SIGINT to the whole process group, as a terminal sends it) on the command line with two
+# loader workers, at the moments that went wrong. Each moment lasts milliseconds in a real run, so
+# `HOOKS` widens it to a second or more: `python HOOKS_FILE train ...` is `vidcorr train ...` with
+# what an environment variable names slowed down, announced on stderr as "hook: ...".
+HOOKS = '''
+import os
+import sys
+import time
+
+
+def say(what):
+    os.write(2, f"hook: {what}\\n".encode())
+
+
+def slowed(owner, name, what, times=1):
+    """owner.name, each of its first `times` calls followed by "hook: <what>" and a second's sleep."""
+    original, calls = getattr(owner, name), []
+
+    def call(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) <= times:
+            say(what)
+            time.sleep(1.0)
+        return result
+    setattr(owner, name, call)
+
+
+if os.environ.get("HOOK_HANG_WORKER"):  # at the top: the forkserver imports this file for the workers
+    from torch.utils.data import get_worker_info
+
+    from vidcorr.data import pairs
+    read, reads = pairs.read_frames_at, []
+
+    def hanging(path, indices):  # worker 0 hangs at its read number HOOK_HANG_WORKER + 1
+        info = get_worker_info()
+        if info is not None and info.id == 0:
+            reads.append(path)
+            if len(reads) > int(os.environ["HOOK_HANG_WORKER"]):
+                say("a worker hangs")
+                time.sleep(3600)
+        return read(path, indices)
+    pairs.read_frames_at = hanging
+
+
+def slow_hand_over(after):
+    """A batch's hand-over from a worker, from its connection number `after` + 1 on: the trainer
+    connects to the worker's resource sharer, then waits a minute before asking for the file."""
+    from multiprocessing import connection, process, resource_sharer
+    calls = []
+
+    def get_connection(ident):
+        address, key = ident
+        conn = connection.Client(address, authkey=process.current_process().authkey)
+        calls.append(1)
+        if len(calls) > after:
+            say("a hand-over")
+            time.sleep(60)
+        conn.send((key, os.getpid()))
+        return conn
+    resource_sharer._ResourceSharer.get_connection = staticmethod(get_connection)
+
+
+if __name__ == "__main__":
+    import multiprocessing.forkserver
+    import multiprocessing.process
+
+    if os.environ.get("HOOK_SLOW_FORKSERVER_START"):
+        slowed(multiprocessing.forkserver, "ensure_running", "forkserver started")
+    if os.environ.get("HOOK_SLOW_WORKER_START"):
+        slowed(multiprocessing.forkserver, "connect_to_new_process", "a worker starts", times=2)
+    if os.environ.get("HOOK_SLOW_JOIN"):
+        slowed(multiprocessing.process.BaseProcess, "join", "joined a worker")
+    if os.environ.get("HOOK_SLOW_HAND_OVER"):
+        slow_hand_over(int(os.environ["HOOK_SLOW_HAND_OVER"]))
+    from vidcorr.cli import main
+    sys.exit(main())
+'''
+
+HOOKED_AE = TINY_AE.replace("workers = 1", "workers = 2").replace("checkpoint_every = 1000", "checkpoint_every = 1")
+
+
+def _ctrl_c_at(tmp_path: Path, plan: list[tuple[str | None, float]], hooks: dict[str, str],
+               extra: tuple[str, ...] = (), timeout: float = 20.0) -> tuple[int, str, float]:
+    """`vidcorr train autoencoder` (`HOOKED_AE`: two loader workers, a checkpoint every step) in
+    a session of its own, under `HOOKS`; for each (line, delay) of ``plan``, SIGINT to its process
+    group ``delay`` s after stderr shows a line containing ``line`` (None: after the previous one).
+    Returns the exit status, stderr and the seconds from the last signal to the exit; a run still
+    going ``timeout`` s after the last signal is killed (status -9)."""
+    (tmp_path / "hooks.py").write_text(HOOKS)
+    (tmp_path / "tiny.toml").write_text(HOOKED_AE)
+    args = [sys.executable, str(tmp_path / "hooks.py"), "train", "autoencoder", "--data", str(tmp_path / "videos.txt"),
+            "--recipe", str(tmp_path / "tiny.toml"), "--run-dir", str(tmp_path / "run"), "--cache-dir",
+            str(tmp_path / "cache"), "--out", str(tmp_path / "ae.safetensors"), *extra]
+    trainer = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **hooks, "TQDM_DISABLE": "1"}, start_new_session=True,
+                               preexec_fn=_default_sigint)
+    err, signalled = [], time.monotonic()
+    try:
+        for line, delay in plan:
+            while line is not None and line not in (err[-1] if err else ""):
+                err.append(trainer.stderr.readline())
+                if not err[-1]:
+                    break  # it ended first
+            if err and not err[-1]:
+                break
+            time.sleep(delay)
+            os.killpg(trainer.pid, signal.SIGINT)
+            signalled = time.monotonic()
+        try:
+            err.append(trainer.communicate(timeout=timeout)[1])
+        except subprocess.TimeoutExpired:
+            os.killpg(trainer.pid, signal.SIGKILL)
+            err.append(trainer.communicate()[1])
+        return trainer.returncode, "".join(err), time.monotonic() - signalled
+    finally:
+        if trainer.poll() is None:
+            os.killpg(trainer.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def hooked_videos(short_list: Path, tmp_path: Path) -> Path:
+    """The short videos, listed where `_ctrl_c_at` reads them."""
+    (tmp_path / "videos.txt").write_text(short_list.read_text())
+    return tmp_path / "videos.txt"
+
+
+def _assert_resumes(tmp_path: Path, step: int) -> None:
+    """--resume continues the checkpoint of ``step`` to step + 2 and ends normally."""
+    code, err, _ = _ctrl_c_at(tmp_path, [], {}, ("--resume", "--max-steps", str(step + 2)), timeout=60)
+    assert code == 0 and f"resumed {tmp_path / 'run' / 'checkpoint.pt'} at step {step}" in err, err
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["progress"]["step"] == step + 2
+
+
+def test_ctrl_c_while_the_forkserver_starts_is_not_lost(hooked_videos: Path, tmp_path: Path) -> None:
+    """The trainer ignored SIGINT while it spawned the forkserver (so that the server would): a
+    Ctrl-C then was lost, and the run went on to its end (exit status 0). The server, hit while
+    it starts, must not print a traceback either."""
+    code, err, _ = _ctrl_c_at(tmp_path, [("hook: forkserver started", 0.0)], {"HOOK_SLOW_FORKSERVER_START": "1"},
+                              ("--max-steps", "3"))
+    assert code == 130 and "Traceback" not in err, err
+    assert "vidcorr: interrupted by SIGINT before the first step; no checkpoint was written" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_breaks_off_a_batch_being_handed_over_quietly(hooked_videos: Path, tmp_path: Path) -> None:
+    """A batch a worker is handing over is abandoned at once (the trainer waited for it), and the
+    worker, whose connection the trainer closed, prints no "EOFError" traceback; the checkpoint
+    of the last step resumes."""
+    code, err, seconds = _ctrl_c_at(tmp_path, [("hook: a hand-over", 0.2)], {"HOOK_SLOW_HAND_OVER": "6"})
+    assert code == 130 and "Traceback" not in err and seconds < 10, (seconds, err)
+    step = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["progress"]["step"]
+    assert step >= 1 and f"vidcorr: interrupted by SIGINT at step {step} of stage 'reconstruct'" in err
+    _assert_resumes(tmp_path, step)
+
+
+def test_a_hung_loader_worker_does_not_hold_the_stop(hooked_videos: Path, tmp_path: Path) -> None:
+    """Ctrl-C while the trainer waits for a batch from a worker that hangs: the wait is abandoned
+    and the worker ended (SIGTERM after torch's 5 s); the trainer waited for ever."""
+    code, err, seconds = _ctrl_c_at(tmp_path, [("hook: a worker hangs", 1.0)], {"HOOK_HANG_WORKER": "2"})
+    assert code == 130 and "Traceback" not in err and seconds < 15, (seconds, err)
+    step = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["progress"]["step"]
+    assert f"vidcorr: interrupted by SIGINT at step {step} of stage 'reconstruct'" in err
+
+
+def test_a_second_ctrl_c_while_the_workers_end_stops_at_once(hooked_videos: Path, tmp_path: Path) -> None:
+    """The first Ctrl-C's stop ends the loader workers; a second one meanwhile landed in the
+    loader's ``__del__``, where Python printed it ("Exception ignored in ...", a traceback) and
+    dropped it. It stops at once, the last checkpoint intact and resumable."""
+    code, err, _ = _ctrl_c_at(tmp_path, [("step 2 |", 0.0), ("hook: joined a worker", 0.0)], {"HOOK_SLOW_JOIN": "1"})
+    latest = tmp_path / "run" / "checkpoint.pt"
+    assert code == 130 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert (f"vidcorr: interrupted by SIGINT and stopped at once; the last checkpoint, {latest}, is intact "
+            "(resume with --resume)") in err
+    _assert_resumes(tmp_path, load_checkpoint(latest)["progress"]["step"])
+
+
+def test_a_second_ctrl_c_while_workers_start_lets_them_start(hooked_videos: Path, tmp_path: Path) -> None:
+    """Two Ctrl-Cs while the loader's workers start: the second stops the run once they have
+    started. Broken off in the middle of a worker's start, it left the half-started worker to
+    print "EOFError: Ran out of input" from the forkserver."""
+    code, err, _ = _ctrl_c_at(tmp_path, [("hook: a worker starts", 0.0), (None, 0.2)], {"HOOK_SLOW_WORKER_START": "1"})
+    assert code == 130 and "Traceback" not in err, err
+    assert "vidcorr: interrupted by SIGINT and stopped at once; no checkpoint was written" in err
+    assert not (tmp_path / "run").exists()
 
 
 def _rank(rank: int, port: int, data: str, out: Path) -> None:

@@ -17,7 +17,7 @@ from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, bu
 from vidcorr.errors import VidcorrError
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier
-from vidcorr.train.interrupt import WaitAbandoned
+from vidcorr.train.interrupt import StopSignals, WaitAbandoned
 from vidcorr.train.workers import worker_init, worker_start_method
 
 if TYPE_CHECKING:
@@ -78,18 +78,19 @@ def loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
 def batches(loader: DataLoader, run: _Run) -> Iterator[dict[str, Tensor] | None]:
     """The loader's batches; None (and nothing after it) when the run is to stop before the step.
 
-    After a signal no batch is waited for, and one loading in this process (``workers = 0``) is
-    abandoned: nothing has changed yet, the sampler position is in `Progress`. Under DDP the ranks
-    then agree (`_stop_agreed`), so that all of them stop at the same step.
+    After a signal no batch is waited for, and one being loaded or handed over is abandoned:
+    nothing has changed yet, the sampler position is in `Progress`. Under DDP the ranks then
+    agree (`_stop_agreed`), so that all of them stop at the same step. A stop ends the loader
+    workers here (`_end_workers`).
     """
-    batches = None
+    iterator = None
     while True:
         batch = None
         try:
-            with run.stop.abandoning(interruptible=loader.num_workers == 0):
-                if batches is None:
-                    batches = iter(loader)  # starts the workers at a stage's first batch
-                batch = next(batches)
+            if iterator is None:
+                iterator = _iterate(loader, run.stop)
+            with run.stop.abandoning():
+                batch = next(iterator)
         except StopIteration:
             return  # the epoch's end: on every rank at once (equal shards)
         except WaitAbandoned:
@@ -99,9 +100,35 @@ def batches(loader: DataLoader, run: _Run) -> Iterator[dict[str, Tensor] | None]
                 raise
             # SIGTERM to the whole process group (torchrun, Slurm) ended the workers too
         if _stop_agreed(run):
+            _end_workers(loader)
             yield None
             return
         yield batch
+
+
+def _iterate(loader: DataLoader, stop: StopSignals) -> Iterator[dict[str, Tensor]]:
+    """``iter(loader)``, at an epoch's start. The stage's first starts its workers (persistent),
+    which no signal may break into: a second Ctrl-C in the middle of a worker's start made the
+    forkserver print "EOFError: Ran out of input" from the half-started worker. A later one asks
+    each worker to go on to the next epoch and waits for its answer (for ever from a hung
+    worker), a wait a signal breaks off as any other."""
+    if loader.num_workers > 0 and getattr(loader, "_iterator", ()) is None:  # torch's persistent iterator
+        with stop.sheltered():
+            return iter(loader)
+    with stop.abandoning():
+        return iter(loader)
+
+
+def _end_workers(loader: DataLoader) -> None:
+    """End the loader's workers now (before the checkpoint, as before), where a second signal's
+    `StopAtOnce` reaches `vidcorr.train.loop.train`. Left to the iterator's ``__del__`` (the
+    loader going out of scope), a second Ctrl-C while it waited for the workers to exit was
+    printed as "Exception ignored in: <function _MultiProcessingDataLoaderIter.__del__>" with a
+    traceback, and dropped: the run went on. Each worker finishes the batch it is loading, or is
+    sent SIGTERM after 5 s (torch's clean-up)."""
+    shutdown = getattr(getattr(loader, "_iterator", None), "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def _stop_agreed(run: _Run) -> bool:
@@ -118,8 +145,8 @@ def _stop_agreed(run: _Run) -> bool:
 def index(job: TrainJob, ctx: DistContext) -> VideoIndex:
     """Rank 0 indexes first (filling the metadata cache); the others then read the cache."""
     if ctx.is_main:
-        index = build_index(job.data, job.cache_dir)
+        found = build_index(job.data, job.cache_dir)
     barrier(ctx)
     if not ctx.is_main:
-        index = build_index(job.data, job.cache_dir)
-    return index
+        found = build_index(job.data, job.cache_dir)
+    return found

@@ -48,7 +48,8 @@ class StopAtOnce(BaseException):
 
 
 class WaitAbandoned(BaseException):
-    """Raised by the handler into a wait for a batch (`StopSignals.abandoning`)."""
+    """Raised by the handler into a wait for a batch (`StopSignals.abandoning`), or instead of
+    beginning one once a stop was requested."""
 
 
 class StopSignals:
@@ -56,11 +57,11 @@ class StopSignals:
 
     Until `training` is called (indexing, building, restoring) a signal stops at once
     (`StopAtOnce`): nothing worth a checkpoint exists yet. From then on the first signal sets
-    `signal` and the loop stops at its next step boundary; inside an interruptible `abandoning`
-    (a batch loaded in this process) it also raises `WaitAbandoned`. A second signal raises
-    `StopAtOnce` and gives the handlers back, so a third gets the defaults. Handlers can only be
-    set in the main thread: elsewhere, and for a signal that was ignored (``SIG_IGN``, e.g.
-    SIGINT in a background job), nothing changes.
+    `signal` and the loop stops at its next step boundary; inside `abandoning` (a wait for a
+    batch) it also raises `WaitAbandoned`. A second signal raises `StopAtOnce` (at the end of a
+    `sheltered` section) and gives the handlers back, so a third gets the defaults. Handlers can
+    only be set in the main thread: elsewhere, and for a signal that was ignored (``SIG_IGN``,
+    e.g. SIGINT in a background job), nothing changes.
 
     announce: write one line to stderr on the first signal (a step can take seconds).
     """
@@ -69,6 +70,8 @@ class StopSignals:
         self.signal: int | None = None
         self.announce = announce
         self._mode = "at once"  # "at once" | "boundary" | "wait"
+        self._sheltered = False  # in `sheltered`: a stop at once waits for its end
+        self._deferred: int | None = None  # the signal that stops at once, after the shelter
         self._previous: dict[int, Any] = {}  # the handlers to give back
 
     def __enter__(self) -> StopSignals:
@@ -90,20 +93,36 @@ class StopSignals:
         self._mode = "boundary"
 
     @contextlib.contextmanager
-    def abandoning(self, interruptible: bool) -> Iterator[None]:
-        """A wait for a batch: not begun once a stop was requested (`WaitAbandoned`), broken off
-        by a signal if ``interruptible``. Loader workers hand a batch over through a socket and
-        shared memory: one broken off made the worker print a traceback, so theirs are awaited."""
+    def abandoning(self) -> Iterator[None]:
+        """A wait for a batch: not begun once a stop was requested, broken off by a signal
+        (`WaitAbandoned`). Nothing has changed while a batch loads; one that loader workers were
+        handing over is dropped (their part is quiet: `vidcorr.train.workers`). Waiting for it
+        instead held the stop for as long as the worker took, for ever when it hung."""
         if self.requested:
             raise WaitAbandoned
-        if not interruptible:
-            yield
-            return
         self._mode = "wait"
         try:
             yield
         finally:
             self._mode = "boundary"
+
+    @contextlib.contextmanager
+    def sheltered(self) -> Iterator[None]:
+        """Short work no signal may break into: starting loader workers (one whose start was
+        broken off printed a traceback from the forkserver). Not begun once a stop was requested
+        (`WaitAbandoned`); a first signal inside is noted as anywhere, a second one raises
+        `StopAtOnce` as the section ends. Only for work that cannot hang."""
+        if self.requested:
+            raise WaitAbandoned
+        self._sheltered = True
+        try:
+            yield
+        finally:
+            self._sheltered = False
+            if self._deferred is not None:
+                signum, self._deferred = self._deferred, None
+                self._restore()
+                raise StopAtOnce(signum)
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -112,6 +131,9 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested or self._mode == "at once":
+            if self._sheltered:
+                self._deferred = signum
+                return
             self._restore()
             raise StopAtOnce(signum)
         self.signal = signum

@@ -10,9 +10,12 @@ import multiprocessing.forkserver
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing import resource_sharer, resource_tracker
+from types import TracebackType
 
 
 def worker_start_method() -> str | None:
@@ -24,7 +27,7 @@ def worker_start_method() -> str | None:
     and Python 3.14 made forkserver the default. Workers start from a clean single-threaded
     server instead; they are persistent, so the start-up (importing torch) is paid once a stage.
     Like spawn, it needs a script that starts training to guard its entry point with
-    ``if __name__ == "__main__":``. The server is started here, ignoring Ctrl-C (`_start_forkserver`).
+    ``if __name__ == "__main__":``. The server is started here, deaf to Ctrl-C (`_start_forkserver`).
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return None
@@ -33,25 +36,30 @@ def worker_start_method() -> str | None:
 
 
 def _start_forkserver() -> None:
-    """Start this process's forkserver (once) with SIGINT ignored, which it and its children keep.
+    """Start this process's forkserver (once) with SIGINT blocked, which it and its children keep
+    until they ignore it.
 
     Ctrl-C reaches the whole foreground process group, server and workers included, while the
     trainer finishes its step to stop at a boundary (`vidcorr.train.interrupt`). A server hit
     during its own start-up printed a KeyboardInterrupt traceback and died (the trainer's loader
     then failed with "EOFError: unexpected EOF"); a worker, which gets the handlers the server
     started with, quit, and the trainer's next batch failed ("DataLoader worker exited
-    unexpectedly"). An ignored signal stays ignored across exec, and Python then installs no
-    handler of its own. A Ctrl-C to the trainer in the milliseconds of the spawn is lost.
-    Elsewhere than in the main thread, or under a handler set outside Python (which could not be
-    given back), torch starts the server as it would.
+    unexpectedly"). A signal mask crosses fork and exec unchanged, so the server starts with
+    SIGINT blocked: one that comes stays pending until its main loop ignores SIGINT (CPython's
+    forkserver does), which discards it, and a worker's until `worker_init` does. CPython starts
+    its resource tracker the same way (bpo-33613). The mask is this thread's alone: ignoring
+    SIGINT in the trainer around the spawn instead, as before, lost a Ctrl-C that came in those
+    5 ms, and the run went on to its end; a blocked one reaches the trainer's handler through
+    another thread or, once the mask is restored, through this one.
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The tracker first: it unblocks SIGINT after spawning its own process, and the forkserver's
+    # start would start it (inside the block) if it were not running.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         multiprocessing.forkserver.ensure_running()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def worker_init() -> Callable[[int], None]:
@@ -70,14 +78,34 @@ def _init_worker(trainer: int, level: int, fmt: str | None, datefmt: str | None,
     which watches the parent, never fired and worker and server stayed behind for good, each
     holding its memory. A daemon thread ends the worker once the trainer is gone. A started
     worker does not inherit the trainer's logging set-up either: the skipped-video warnings came
-    out bare, without time and level. It ignores Ctrl-C (see `_start_forkserver`) also where the
-    server was started before, by other code; SIGTERM keeps its default, a silent exit, which
-    torch's clean-up sends a worker that does not stop when asked.
+    out bare, without time and level. It ignores Ctrl-C (see `_start_forkserver`; SIGINT, blocked
+    until now, is unblocked once ignored) also where the server was started before, by other
+    code; SIGTERM keeps its default, a silent exit, which torch's clean-up sends a worker that
+    does not stop when asked. A batch the trainer stops receiving halfway is dropped quietly
+    (`_quiet_broken_hand_over`).
     """
     if fmt is not None:
         logging.basicConfig(level=level, format=fmt, datefmt=datefmt)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    sys.excepthook = functools.partial(_quiet_broken_hand_over, sys.excepthook)
     threading.Thread(target=_exit_after, args=(trainer,), name="trainer-watch", daemon=True).start()
+
+
+def _quiet_broken_hand_over(hook: Callable[..., object], kind: type[BaseException], error: BaseException,
+                            tb: TracebackType | None) -> None:
+    """A worker's ``sys.excepthook``: silent for a hand-over the trainer broke off, ``hook`` else.
+
+    A batch crosses as shared memory whose file descriptors the trainer fetches, one connection
+    each, from the worker's resource-sharer thread. A signal that stops the trainer in the
+    middle (a second Ctrl-C) closes one early; the thread, which reports every error through
+    ``sys.excepthook``, printed "Traceback ... EOFError" (or ConnectionResetError) although the
+    trainer had stopped as asked. Nothing is lost: the batch was abandoned.
+    """
+    if (issubclass(kind, (EOFError, ConnectionError)) and tb is not None
+            and tb.tb_frame.f_code is resource_sharer._ResourceSharer._serve.__code__):
+        return
+    hook(kind, error, tb)
 
 
 def _exit_after(pid: int) -> None:
