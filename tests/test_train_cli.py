@@ -11,6 +11,7 @@ import torch
 
 from vidcorr.cli import main
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, load_encoder, save_weights
+from vidcorr.train.checkpoint import load_checkpoint, save_checkpoint
 
 TINY_UVC = """
 method = "uvc"
@@ -110,6 +111,14 @@ def test_train_stop_resume_and_export(data_dir: Path, tmp_path: Path, autoencode
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads(again.with_suffix(".json").read_text())["meta"]["steps"] == 3
     assert main(["train", "export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(again)]) == 2
+    # A parameter beyond float16's range is exported in float32 (the refusal left no way out)
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    checkpoint["model"]["encoder.backbone.conv1.weight"].view(-1)[0] = 1e5
+    save_checkpoint(tmp_path / "big.pt", {k: v for k, v in checkpoint.items() if k != "format"})
+    big = tmp_path / "big.safetensors"
+    assert main(["train", "export", "--checkpoint", str(tmp_path / "big.pt"), "--out", str(big)]) == 0
+    assert load_encoder(big).state_dict()["backbone.conv1.weight"].view(-1)[0] == 1e5
+    assert json.loads(big.with_suffix(".json").read_text())["dtype"] == "float32"
 
 
 TINY_CYCLETIME = """

@@ -226,6 +226,7 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from vidcorr.methods import cycletime, moco, stt, uvc
     from vidcorr.models import LabAutoencoder, save_weights
+    from vidcorr.models.weights import export_dtype
     from vidcorr.train.checkpoint import load_checkpoint
     from vidcorr.train.config import recipe_from_dict
 
@@ -251,7 +252,7 @@ def run_export(args: argparse.Namespace) -> int:
     meta = {"name": args.checkpoint.parent.name, "method": recipe.method, "recipe": recipe.name,
             "recipe_config": recipe.to_dict(), "steps": progress.get("step"), "samples": progress.get("samples"),
             "finished": False, "exported_from": str(args.checkpoint)}
-    path = save_weights(model.encoder, args.out, None, meta)
+    path = save_weights(model.encoder, args.out, None, meta, dtype=export_dtype(model.encoder))
     print(f"exported the encoder at step {progress.get('step')} of {args.checkpoint} to {path}")
     return 0
 
