@@ -698,6 +698,28 @@ def test_atomic_dir_replaces_an_earlier_result_only_when_the_new_one_is_complete
             raise AssertionError("the block ran")
 
 
+def test_a_relative_output_folder_is_replaced_in_place(tmp_path, monkeypatch):
+    """Python 3.12 made mkdtemp's path absolute: the run's own temporary folder, listed relative,
+    was taken for a foreign entry of a relative --out (the demo's default out/demo) after the work."""
+    import tempfile
+
+    from vidcorr.io.atomic import atomic_dir
+
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: os.path.abspath(real_mkdtemp(*a, **k)))
+    monkeypatch.chdir(tmp_path)
+    Path("out").mkdir()
+    Path("out", "old.txt").write_text("old")
+
+    def ours(entries: list[Path]) -> list[Path]:
+        assert [e.name for e in entries] == ["old.txt"]
+        return entries
+
+    with atomic_dir(Path("out"), replaces=ours) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in Path("out").iterdir()] == ["new.txt"]
+
+
 def test_an_earlier_result_that_cannot_be_put_back_is_kept_and_named(tmp_path, monkeypatch, caplog):
     """The undo of a failed swap must never delete the earlier result with the temporary folder."""
     from vidcorr.errors import InputError

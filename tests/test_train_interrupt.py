@@ -175,6 +175,15 @@ def test_a_sheltered_section_holds_a_second_signal_until_its_end() -> None:
                 reached.append("begun")
         assert "begun" not in reached
     assert_handlers_restored()
+    with StopSignals(announce=False) as stop:  # a third signal breaks in, should the section hang
+        stop.training()
+        reached.clear()
+        with pytest.raises(StopAtOnce), stop.sheltered():
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("sent")
+        assert reached == ["sent", "sent"]
+    assert_handlers_restored()
 
 
 class FailingMethod(TinyMethod):

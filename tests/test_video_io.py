@@ -452,6 +452,10 @@ def test_container_sizes_tell_a_cut_file(tmp_path):
     with pytest.raises(InputError, match="the file is truncated") as info:
         list(open_frames(tmp_path / "cut60-a.avi", backend="opencv"))
     assert info.value.path.name == "cut60-a.avi"
+    whole = tmp_path / "a.mp4"  # bytes after the last box (a tool's trailer) are not a cut
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(whole.read_bytes() + b"\xff\xff\xff\xff\x00\x01\x02\x03" * 13)
+    assert container_cut_short(junk) is None
     gif = tmp_path / "a.gif"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(gif, save_all=True,
                                                         append_images=[Image.new("RGB", (8, 8), "white")] * 3)

@@ -105,7 +105,8 @@ def atomic_dir(out: str | Path, *, replaces: Callable[[list[Path]], list[Path]] 
     try:
         yield tmp
         if in_place:
-            old = replaces([e for e in sorted(out.iterdir()) if e != tmp]) if replaces is not None else []
+            # by name: mkdtemp's path is absolute from Python 3.12 on, iterdir's relative for a relative out
+            old = replaces([e for e in sorted(out.iterdir()) if e.name != tmp.name]) if replaces is not None else []
             _move_entries(tmp, out, replacing=old)
             shutil.rmtree(tmp, ignore_errors=True)  # what is left: the replaced entries; the result is in place
         else:

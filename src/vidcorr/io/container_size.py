@@ -102,6 +102,8 @@ def _chunks_end(file, size: int, big_endian: bool) -> int:
         file.seek(position)
         head = file.read(16)
         if big_endian:
+            if not all(32 <= c < 127 for c in head[4:8]):  # not a box type: trailing bytes, not boxes
+                return size
             length = int.from_bytes(head[:4], "big")
             if length == 1:
                 length = int.from_bytes(head[8:16], "big") if len(head) == 16 else size + 1

@@ -125,7 +125,7 @@ def _end_workers(loader: DataLoader) -> None:
     loader going out of scope), a second Ctrl-C while it waited for the workers to exit was
     printed as "Exception ignored in: <function _MultiProcessingDataLoaderIter.__del__>" with a
     traceback, and dropped: the run went on. Each worker finishes the batch it is loading, or is
-    sent SIGTERM after 5 s (torch's clean-up)."""
+    sent SIGTERM after up to 5 s of waiting for it (torch's clean-up, worker after worker)."""
     shutdown = getattr(getattr(loader, "_iterator", None), "_shutdown_workers", None)
     if shutdown is not None:
         shutdown()

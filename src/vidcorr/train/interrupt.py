@@ -108,10 +108,11 @@ class StopSignals:
 
     @contextlib.contextmanager
     def sheltered(self) -> Iterator[None]:
-        """Short work no signal may break into: starting loader workers (one whose start was
-        broken off printed a traceback from the forkserver). Not begun once a stop was requested
-        (`WaitAbandoned`); a first signal inside is noted as anywhere, a second one raises
-        `StopAtOnce` as the section ends. Only for work that cannot hang."""
+        """Work a second signal may not break into: starting loader workers (one whose start was
+        broken off printed a traceback from the forkserver; seconds with a large dataset to send
+        each worker). Not begun once a stop was requested (`WaitAbandoned`); a first signal inside
+        is noted as anywhere, a second one raises `StopAtOnce` as the section ends, and a third
+        breaks in at once (should the section hang)."""
         if self.requested:
             raise WaitAbandoned
         self._sheltered = True
@@ -131,7 +132,7 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested or self._mode == "at once":
-            if self._sheltered:
+            if self._sheltered and self._deferred is None:  # a third signal breaks in
                 self._deferred = signum
                 return
             self._restore()

@@ -55,8 +55,11 @@ def _start_forkserver() -> None:
     # The tracker first: it unblocks SIGINT after spawning its own process, and the forkserver's
     # start would start it (inside the block) if it were not running.
     resource_tracker.ensure_running()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # The mask is read first: blocking runs any pending Python handler, whose StopAtOnce would
+    # otherwise leave SIGINT blocked with nothing to give the old mask back.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         multiprocessing.forkserver.ensure_running()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
