@@ -15,6 +15,7 @@ sees fits the frames.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -339,14 +340,9 @@ def _write_pyav(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps:
         stream.pix_fmt = "yuv420p"
         if codec == "mpeg4":
             stream.bit_rate = int(first.shape[0] * first.shape[1] * fps * 0.5)  # ~0.5 bit/pixel
-        for frame in _chain(first, frames):
+        for frame in itertools.chain((first,), frames):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
-
-
-def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from rest
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
