@@ -69,6 +69,9 @@ def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_cli
     new = ["eval", "davis", "--root", str(two_clips), "--out", str(out), "--features", "random-resnet18", "--size", "120"]
     assert main(new + ["--sequences", "car-shadow"]) == 2
     assert f"{out}: output folder exists and is not empty: --resume continues" in capsys.readouterr().err
+    missing = tmp_path / "missing.safetensors"  # refused before the model loads
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--weights", str(missing)]) == 2
+    assert f"{out}: output folder exists and is not empty: --resume continues" in capsys.readouterr().err
     assert (out / "blackswan" / "00000.png").stat().st_mtime_ns == done
     assert json.loads((out / "results.json").read_text())["J&F-Mean"] == expected["J&F-Mean"]
 
@@ -638,6 +641,12 @@ def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 2
     assert f"{out}: holds car-shadow, notes.txt, which the demo did not write" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine" and (out / "car-shadow" / "mine.txt").is_file()
+    killed = tmp_path / "killed"  # a demo killed while it wrote: its temporary folder is named
+    (killed / ".killed.partial-x1y2").mkdir(parents=True)
+    capsys.readouterr()
+    assert main(["demo", "--out", str(killed), "--size", "96", "--features", "lab-pixels"]) == 2
+    assert (f"{killed}: holds .killed.partial-x1y2, which the demo did not write (.killed.partial-x1y2: left by "
+            "a run that was killed)") in capsys.readouterr().err
 
 
 def test_an_interrupted_demo_keeps_the_earlier_output(tmp_path, monkeypatch, capsys):

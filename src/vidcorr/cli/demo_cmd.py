@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vidcorr.cli.common import add_model_arguments, load_model, resolve_preset
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import atomic_dir, check_output_path, killed_run_note
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "assets" / "demo" / "davis"
 DEMO_SEQUENCE = "car-shadow"
@@ -35,7 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.davis import write_davis_results, write_mask_sequence
-    from vidcorr.io.atomic import atomic_dir, check_output_path
     from vidcorr.io.davis import DavisDataset
     from vidcorr.io.video import open_frames
     from vidcorr.metrics.davis import format_results_table, score_davis
@@ -95,12 +95,10 @@ def _earlier_demo(entries: list[Path]) -> list[Path]:
                                                    for e in entries):  # a demo writes all at once
         foreign = [e.name for e in named_like_ours]
     if foreign:
-        killed = (" (a .partial folder is left by a run that was killed)"
-                  if any(".partial-" in name for name in foreign) else "")
         out = entries[0].parent
         raise InputError(out, f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which the "
-                              f"demo did not write{killed}; it replaces only its own earlier output: choose another "
-                              "--out")
+                              f"demo did not write{killed_run_note(foreign)}; it replaces only its own earlier "
+                              "output: choose another --out")
     return entries
 
 

@@ -46,11 +46,12 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.evaluate.davis import RUN_STAMP, run_davis
+    from vidcorr.evaluate.davis import RUN_STAMP, USED_OUT, run_davis
     from vidcorr.io.atomic import check_output_path
     from vidcorr.metrics.davis import format_results_table
 
-    check_output_path(args.out, folder=True)  # before the model is loaded and the split propagated
+    # before the model is loaded and the split propagated (run_davis checks again)
+    check_output_path(args.out, folder=True, empty=not args.resume, not_empty=USED_OUT)
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
     try:

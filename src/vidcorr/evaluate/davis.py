@@ -168,12 +168,10 @@ def run_davis(
     preset = customised_preset(preset)
     device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
     out_dir = Path(out_dir)
-    check_output_path(out_dir, folder=True)  # a file in the way, a read-only parent: before hours of work
-    if not resume and out_dir.is_dir() and any(out_dir.iterdir()):
-        # Writing into it mixed runs: the sequences not propagated again kept another model's masks,
-        # which `score davis` then scored beside the new ones.
-        raise InputError(out_dir, "output folder exists and is not empty: --resume continues the run it holds "
-                                  "(same model and protocol); otherwise choose another --out or remove it")
+    # A file in the way, a read-only parent: refused before hours of work. A used folder without
+    # resume too: writing into it mixed runs (the sequences not propagated again kept another model's
+    # masks, which `score davis` then scored beside the new ones).
+    check_output_path(out_dir, folder=True, empty=not resume, not_empty=USED_OUT)
     dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
     track = track_options(track)
     # Check every sequence's files (headers) and read every first mask up front: a bad file fails
@@ -298,6 +296,9 @@ def draw_j_per_frame(per_frame: dict[str, list[float]], results: dict, path: str
 
 
 RUN_STAMP = ".run.json"  # which model, protocol and split wrote this folder, and which sequences it finished
+# `run_davis`' refusal of a used output folder without resume (and the CLI's, before the model loads)
+USED_OUT = ("output folder exists and is not empty: --resume continues the run it holds (same model and "
+            "protocol); otherwise choose another --out or remove it")
 
 
 def _write_stamp(out_dir: Path, stamp: dict, finished: list[str]) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from vidcorr.errors import InputError
@@ -50,14 +50,15 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 NOT_EMPTY = "output folder exists and is not empty; choose another --out or remove it"
 
 
-def check_output_path(path: str | Path, *, folder: bool, empty: bool = False) -> None:
+def check_output_path(path: str | Path, *, folder: bool, empty: bool = False, not_empty: str = NOT_EMPTY) -> None:
     """`InputError` naming ``path`` unless an output folder (``folder``) or file can be made there.
 
     Refused: a file where a folder goes or a folder where a file goes, and a nearest existing
     folder (``path`` itself for an existing output folder, else a parent) that is a file or not
-    writable; with ``empty``, an output folder that holds anything (`atomic_dir`'s rule). Cheap, so
-    a command checks its output before its work: these ended a finished run (a scored split, a
-    propagated video) in a raw traceback and lost its results.
+    writable; with ``empty``, an output folder that holds anything (`atomic_dir`'s rule; the error
+    says ``not_empty`` and names a killed run's leftovers). Cheap, so a command checks its output
+    before its work: these ended a finished run (a scored split, a propagated video) in a raw
+    traceback and lost its results.
     """
     path = Path(path)
     if path.is_symlink() and not path.exists():
@@ -65,15 +66,20 @@ def check_output_path(path: str | Path, *, folder: bool, empty: bool = False) ->
     if path.exists() and path.is_dir() != folder:
         raise InputError(path, "is a file, not a folder" if folder else "is a folder; expected a file name")
     if empty and path.is_dir() and any(path.iterdir()):
-        leftovers = sorted(p.name for p in path.iterdir() if ".partial-" in p.name)
-        raise InputError(path, NOT_EMPTY + (f" ({', '.join(leftovers)}: left by a run that was killed)"
-                                            if leftovers else ""))
+        raise InputError(path, not_empty + killed_run_note(p.name for p in path.iterdir()))
     full = path.absolute()
     nearest = next(p for p in ((full, *full.parents) if folder else full.parents) if p.exists())
     if not nearest.is_dir():
         raise InputError(path, f"cannot be created: {nearest} is a file, not a folder")
     if not os.access(nearest, os.W_OK | os.X_OK):
         raise InputError(path, f"cannot be created: folder {nearest} is not writable")
+
+
+def killed_run_note(names: Iterable[str]) -> str:
+    """" (A: left by a run that was killed)" naming the temporary folders of `atomic_dir` among an
+    output folder's entry ``names`` (a killed run cannot remove its own), else ""."""
+    leftovers = sorted(name for name in names if ".partial-" in name)
+    return f" ({', '.join(leftovers)}: left by a run that was killed)" if leftovers else ""
 
 
 @contextlib.contextmanager
