@@ -18,17 +18,23 @@ from vidcorr.errors import InputError
 from vidcorr.io.images import sixteen_to_eight_bits
 
 
+# The largest value a float frame in [0, 1] may hold: bicubic resizing (torch, PIL) overshoots 1
+# a little at edges. A [0, 255] frame below it is black (every pixel under 0.6 % of the range).
+UNIT_FLOAT_MAX = 1.5
+
+
 def float_scale(frame: np.ndarray) -> float | None:
-    """255 for a float frame whose values all lie in [0, 1], 1 for other float frames (taken as
-    0-255), None for integer frames (no scale applies).
+    """255 for a float frame whose values all lie within [0, `UNIT_FLOAT_MAX`] (taken as [0, 1]),
+    1 for other float frames (taken as 0-255), None for integer frames (no scale applies).
 
     Decided once, on the first frame of a video, so that a dark later frame of a 0-255 video
-    (a fade to black) is not suddenly stretched.
+    (a fade to black) is not suddenly stretched; a later frame beyond that range is refused
+    (`as_rgb_frame`), not saturated.
     """
     if frame.dtype.kind != "f":
         return None
     finite = frame[np.isfinite(frame)]
-    return 255.0 if finite.size and float(finite.max()) <= 1.0 else 1.0
+    return 255.0 if finite.size and float(finite.max()) <= UNIT_FLOAT_MAX else 1.0
 
 
 def as_rgb_frame(frame: Any, index: int = 0, scale: float | None = None) -> np.ndarray:
@@ -91,5 +97,12 @@ def _to_uint8(array: np.ndarray, what: str, scale: float | None) -> np.ndarray:
         if not np.all(np.isfinite(array)):
             raise InputError(None, f"{what} holds NaN or infinite values")
         scale = float_scale(array) if scale is None else scale
+        if scale == 255.0 and float(array.max()) > UNIT_FLOAT_MAX:
+            # A 0-255 float video whose first frame is black was taken as [0, 1]: every frame so
+            # far would be wrong and this one saturated white, silently.
+            raise InputError(None, f"{what} holds values up to {float(array.max()):.4g}, but the first "
+                                   f"frame's all lay within [0, {UNIT_FLOAT_MAX}], so the video was taken "
+                                   "as float in [0, 1]; a float video in [0, 255] that starts black cannot "
+                                   "be told from one in [0, 1]: pass its frames as uint8")
         return np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
     raise InputError(None, f"{what} has dtype {array.dtype}; expected uint8 RGB (or uint16 / float)")
