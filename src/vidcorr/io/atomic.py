@@ -114,7 +114,6 @@ def atomic_dir(out: str | Path, *, replaces: Callable[[list[Path]], list[Path]] 
             # by name: mkdtemp's path is absolute from Python 3.12 on, iterdir's relative for a relative out
             old = replaces([e for e in sorted(out.iterdir()) if e.name != tmp.name]) if replaces is not None else []
             _move_entries(tmp, out, replacing=old)
-            shutil.rmtree(tmp, ignore_errors=True)  # what is left: the replaced entries; the result is in place
         else:
             tmp.chmod(0o755)
             tmp.rename(out)
@@ -122,6 +121,25 @@ def atomic_dir(out: str | Path, *, replaces: Callable[[list[Path]], list[Path]] 
         if not any(tmp.glob(".replaced-*/*")):  # else an earlier result that could not be put back
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if in_place:
+        _discard(tmp, out)
+
+
+def _discard(tmp: Path, out: Path) -> None:
+    """Delete the temporary folder, which holds only the replaced entries once the result is in
+    ``out``. A Ctrl-C in the middle made the command fail although its result was complete, and
+    the half-deleted .partial folder made the next run refuse ``out``: the deletion is finished
+    first, then the interrupt goes on."""
+    interrupt = None
+    while True:
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            break
+        except KeyboardInterrupt as caught:
+            interrupt = caught
+    if interrupt is not None:
+        log.warning("%s: interrupted after the result was in place; it is complete", out)
+        raise interrupt
 
 
 def _move_entries(tmp: Path, out: Path, replacing: list[Path]) -> None:

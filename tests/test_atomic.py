@@ -1,0 +1,172 @@
+"""`vidcorr.io.atomic.atomic_dir`: an output folder is complete or as it was, never half-written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def test_atomic_dir_fills_an_existing_empty_folder_in_place(tmp_path):
+    """A symlink to an empty folder (or a mount point, or ".") cannot be removed and replaced: the
+    finished results ended in a NotADirectoryError and a hidden .partial folder."""
+    from vidcorr.errors import InputError
+    from vidcorr.io.atomic import atomic_dir
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with atomic_dir(link) as tmp:
+        (tmp / "a.txt").write_text("done")
+        (tmp / "sub").mkdir()
+    assert link.is_symlink() and sorted(p.name for p in real.iterdir()) == ["a.txt", "sub"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RuntimeError, match="halfway"):
+        with atomic_dir(empty) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("halfway")
+    assert list(empty.iterdir()) == []  # as it was: nothing half-written left inside
+    with pytest.raises(InputError, match="a.txt appeared in the output folder during the run; nothing was moved in"):
+        with atomic_dir(empty) as tmp:
+            (tmp / "a.txt").write_text("ours")
+            (tmp / "b.txt").write_text("ours")
+            (empty / "a.txt").write_text("theirs")  # written into OUT meanwhile: not replaced
+    assert [(p.name, p.read_text()) for p in empty.iterdir()] == [("a.txt", "theirs")]
+    (empty / "a.txt").unlink()
+    (empty / ".empty.partial-x1y2").mkdir()  # a killed run's leftover: named in the refusal
+    with pytest.raises(InputError, match=r"not empty; .* \(.empty.partial-x1y2: left by a run that was killed\)"):
+        with atomic_dir(empty):
+            pass
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")  # refused up front, not after the work
+    with pytest.raises(InputError, match=f"is a symbolic link to {tmp_path / 'nowhere'}, which does not exist"):
+        with atomic_dir(dangling):
+            pass
+
+
+def test_atomic_dir_replaces_an_earlier_result_only_when_the_new_one_is_complete(tmp_path):
+    from vidcorr.errors import InputError
+    from vidcorr.io.atomic import atomic_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    (out / "old").mkdir()
+    (out / "old" / "a.txt").write_text("old")
+    seen: list[list[str]] = []
+
+    def ours(entries: list[Path]) -> list[Path]:
+        seen.append([e.name for e in entries])
+        foreign = [e.name for e in entries if not e.name.startswith("old")]
+        if foreign:
+            raise InputError(out, f"holds {foreign}")
+        return entries
+
+    with pytest.raises(RuntimeError, match="halfway"):
+        with atomic_dir(out, replaces=ours) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise RuntimeError("halfway")
+    assert sorted(p.name for p in out.iterdir()) == ["old", "old.txt"] and (out / "old" / "a.txt").is_file()
+    with pytest.raises(InputError, match="new.txt appeared in the output folder during the run"):
+        with atomic_dir(out, replaces=lambda entries: [e for e in entries if e.name != "new.txt"]) as tmp:
+            (tmp / "new.txt").write_text("ours")
+            (out / "new.txt").write_text("theirs")  # kept, and the old entries put back
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt", "old", "old.txt"]
+    (out / "new.txt").unlink()
+    seen.clear()
+    with atomic_dir(out, replaces=ours) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert seen == [["old", "old.txt"], ["old", "old.txt"]]  # asked before the work and at the end, without tmp
+    assert [(p.name, p.read_text()) for p in out.iterdir()] == [("new.txt", "new")]
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds"):  # refused before the work
+        with atomic_dir(out, replaces=ours):
+            raise AssertionError("the block ran")
+
+
+def test_a_relative_output_folder_is_replaced_in_place(tmp_path, monkeypatch):
+    """Python 3.12 made mkdtemp's path absolute: the run's own temporary folder, listed relative,
+    was taken for a foreign entry of a relative --out (the demo's default out/demo) after the work."""
+    import tempfile
+
+    from vidcorr.io.atomic import atomic_dir
+
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: os.path.abspath(real_mkdtemp(*a, **k)))
+    monkeypatch.chdir(tmp_path)
+    Path("out").mkdir()
+    Path("out", "old.txt").write_text("old")
+
+    def ours(entries: list[Path]) -> list[Path]:
+        assert [e.name for e in entries] == ["old.txt"]
+        return entries
+
+    with atomic_dir(Path("out"), replaces=ours) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in Path("out").iterdir()] == ["new.txt"]
+
+
+def test_an_earlier_result_that_cannot_be_put_back_is_kept_and_named(tmp_path, monkeypatch, caplog):
+    """The undo of a failed swap must never delete the earlier result with the temporary folder."""
+    from vidcorr.errors import InputError
+    from vidcorr.io.atomic import atomic_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if self.parent.name.startswith(".replaced-"):
+            raise OSError("cannot put it back")
+        return real_rename(self, target)
+
+    with pytest.raises(InputError, match="new.txt appeared in the output folder during the run"):
+        with atomic_dir(out, replaces=lambda entries: [e for e in entries if e.name == "old.txt"]) as tmp:
+            (tmp / "new.txt").write_text("ours")
+            (out / "new.txt").write_text("theirs")
+            monkeypatch.setattr(Path, "rename", rename)
+    monkeypatch.undo()
+    kept = list(out.glob(".out.partial-*/.replaced-*/old.txt"))
+    assert [p.read_text() for p in kept] == ["old"]
+    assert f"the earlier output could not be put back; it is in {kept[0].parent}" in caplog.text
+
+
+def test_a_ctrl_c_while_the_replaced_result_is_deleted_finishes_the_deletion(tmp_path, monkeypatch, caplog):
+    """The result was in place, but a Ctrl-C while the earlier one was deleted reported failure and
+    left a half-deleted .partial folder, which made the next run refuse the output folder."""
+    import shutil
+
+    from vidcorr.io import atomic
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in "abc":
+        (out / f"old-{name}.txt").write_text("old")
+    real_rmtree = shutil.rmtree
+    calls = []
+
+    def ctrl_c_once(path, *args, **kwargs):  # the first deletion is interrupted halfway
+        calls.append(path)
+        if len(calls) == 1:
+            next(Path(path).rglob("old-*.txt")).unlink()
+            raise KeyboardInterrupt
+        return real_rmtree(path, *args, **kwargs)
+
+    def ours(entries: list[Path]) -> list[Path]:
+        assert all(e.name.startswith(("old-", "new")) for e in entries), entries
+        return entries
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", ctrl_c_once)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_dir(out, replaces=ours) as tmp:
+            (tmp / "new.txt").write_text("new")
+    assert len(calls) == 2 and [p.name for p in out.iterdir()] == ["new.txt"]  # complete, nothing left over
+    assert "interrupted after the result was in place; it is complete" in caplog.text
+    monkeypatch.undo()
+    with atomic.atomic_dir(out, replaces=ours) as tmp:  # the next run is not refused
+        (tmp / "new.txt").write_text("newer")
+    assert [(p.name, p.read_text()) for p in out.iterdir()] == [("new.txt", "newer")]
