@@ -1,6 +1,7 @@
 """What feeds the training steps: the video index (`index`), the recipe's samples per video
-raised to fill a batch (`filling_a_batch`), each stage's loader (`loader`) and its batches, which
-stop at a step boundary on a signal (`batches`). Used by `vidcorr.train.loop`."""
+raised to fill a batch (`filling_a_batch`), each stage's loader (`loader`), its batches, which
+stop at a step boundary on a signal (`batches`), and the end of its workers (`end_workers`). Used
+by `vidcorr.train.loop`."""
 
 from __future__ import annotations
 
@@ -80,8 +81,8 @@ def batches(loader: DataLoader, run: _Run) -> Iterator[dict[str, Tensor] | None]
 
     After a signal no batch is waited for, and one being loaded or handed over is abandoned:
     nothing has changed yet, the sampler position is in `Progress`. Under DDP the ranks then
-    agree (`_stop_agreed`), so that all of them stop at the same step. A stop ends the loader
-    workers here (`_end_workers`).
+    agree (`_stop_agreed`), so that all of them stop at the same step. The loader workers are
+    left running: the loop ends them after the checkpoint (`end_workers`).
     """
     iterator = None
     while True:
@@ -100,7 +101,6 @@ def batches(loader: DataLoader, run: _Run) -> Iterator[dict[str, Tensor] | None]
                 raise
             # SIGTERM to the whole process group (torchrun, Slurm) ended the workers too
         if _stop_agreed(run):
-            _end_workers(loader)
             yield None
             return
         yield batch
@@ -119,13 +119,14 @@ def _iterate(loader: DataLoader, stop: StopSignals) -> Iterator[dict[str, Tensor
         return iter(loader)
 
 
-def _end_workers(loader: DataLoader) -> None:
-    """End the loader's workers now (before the checkpoint, as before), where a second signal's
-    `StopAtOnce` reaches `vidcorr.train.loop.train`. Left to the iterator's ``__del__`` (the
-    loader going out of scope), a second Ctrl-C while it waited for the workers to exit was
-    printed as "Exception ignored in: <function _MultiProcessingDataLoaderIter.__del__>" with a
-    traceback, and dropped: the run went on. Each worker finishes the batch it is loading, or is
-    sent SIGTERM after up to 5 s of waiting for it (torch's clean-up, worker after worker)."""
+def end_workers(loader: DataLoader) -> None:
+    """End the loader's workers now, where a second signal's `StopAtOnce` reaches the caller
+    (`vidcorr.train.loop`, which calls this after the stage's checkpoint). Left to the iterator's
+    ``__del__`` (the loader going out of scope), a second Ctrl-C while it waited for the workers
+    to exit was printed as "Exception ignored in: <function _MultiProcessingDataLoaderIter.__del__>"
+    with a traceback, and dropped: the run went on. Each worker finishes the batch it is loading,
+    or is sent SIGTERM after up to 5 s of waiting for it (torch's clean-up, worker after worker);
+    a `StopAtOnce` in that wait sends the rest SIGTERM at once (the clean-up's ``finally``)."""
     shutdown = getattr(getattr(loader, "_iterator", None), "_shutdown_workers", None)
     if shutdown is not None:
         shutdown()

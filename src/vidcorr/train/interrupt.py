@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -37,6 +38,15 @@ class TrainingInterrupted(KeyboardInterrupt):
     def exit_code(self) -> int:
         """128 + the signal number, the shells' convention: 130 for SIGINT, 143 for SIGTERM."""
         return 128 + self.signal
+
+
+def stopped_at_once(signum: int, latest: Path) -> TrainingInterrupted:
+    """A signal before training began, or a second one: nothing was saved for the current state;
+    ``latest`` is the run's checkpoint, if one was written earlier."""
+    kept = (f"the last checkpoint, {latest}, is intact (resume with --resume)" if latest.exists()
+            else "no checkpoint was written")
+    return TrainingInterrupted(f"interrupted by {signal.Signals(signum).name} and stopped at once; {kept}",
+                               signum, at_boundary=False)
 
 
 class StopAtOnce(BaseException):

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
-from vidcorr.data import VideoIndex
+from vidcorr.data import ShardedSampler, VideoIndex
 from vidcorr.errors import InputError
 from vidcorr.models import load_weights_into, save_weights
 from vidcorr.models.weights import export_dtype
@@ -43,7 +44,7 @@ from vidcorr.train import checkpoint as ckpt
 from vidcorr.train import feed
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, init_distributed, wrap_ddp
-from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted
+from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted, stopped_at_once
 from vidcorr.train.runlog import RunLog, visualise
 from vidcorr.train.schedule import learning_rate, stage_steps
 
@@ -100,7 +101,8 @@ def train(job: TrainJob) -> TrainResult:
     """Run (or resume) the recipe's stages in order; see the module docstring.
 
     Raises `TrainingInterrupted` on SIGINT / SIGTERM (in the main thread): after a checkpoint
-    at the next step boundary, or at once on a second signal or before training began.
+    at the next step boundary, or at once on a second signal or before training began. One after
+    the last step had begun leaves nothing to stop: the run ends as usual, saying so in the log.
     """
     recipe = job.recipe
     ctx = init_distributed(job.device)
@@ -112,7 +114,7 @@ def train(job: TrainJob) -> TrainResult:
         with flush_cpu_denormals(ctx.device.type == "cpu"), StopSignals(announce=ctx.is_main) as stop:
             return _train(job, ctx, stop)
     except StopAtOnce as stopped:
-        raise _stopped_at_once(stopped.signal, Path(job.run_dir)) from None
+        raise stopped_at_once(stopped.signal, Path(job.run_dir) / ckpt.LATEST) from None
     finally:
         torch.set_num_threads(threads)
 
@@ -158,24 +160,41 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
     finally:
         run.runlog.close()
     exported = _export(run, finished) if job.export and ctx.is_main else None
+    if stop.signal is not None and ctx.is_main:  # a signal, yet no stop: it came after the last step had begun
+        log.warning(_ended_anyway(run, finished, exported))
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
 
 
 def _run_stages(run: _Run) -> bool:
     """Run the remaining stages; True once all are done. A stop at max_steps or on a signal
-    writes a checkpoint first; a signal then raises `TrainingInterrupted`."""
-    recipe, progress = run.job.recipe, run.progress
-    while progress.stage < len(recipe.stages) and not _at_max_steps(run):
-        if not _run_stage(run):
-            break  # stopped at max_steps or on a signal
-        progress.stage, progress.stage_step, progress.epoch, progress.batch_in_epoch = (
-            progress.stage + 1, 0, 0, 0)
-        _save(run, stage_end=recipe.stages[progress.stage - 1].name)
-    if run.saved_step != progress.step:  # stopped between checkpoints
-        _save(run)
+    writes a checkpoint first; a signal then raises `TrainingInterrupted`. Each stage's loader
+    lives here, so that its workers are ended after the stage's last checkpoint (`_end_workers`)."""
+    recipe, progress, ran = run.job.recipe, run.progress, True
+    while ran and progress.stage < len(recipe.stages) and not _at_max_steps(run):
+        stage = recipe.stages[progress.stage]
+        loader, sampler, per_rank = feed.loader(recipe, run.method.batch_kind(stage.name), run.index,
+                                                progress.stage, run.ctx)
+        ran = _run_stage(run, loader, sampler, per_rank)
+        if ran:
+            progress.stage, progress.stage_step, progress.epoch, progress.batch_in_epoch = (
+                progress.stage + 1, 0, 0, 0)
+            _save(run, stage_end=stage.name)
+        elif run.saved_step != progress.step:  # stopped at max_steps or on a signal between checkpoints
+            _save(run)
+        _end_workers(run, loader)
     if run.interrupted:
         raise _interrupted(run)
     return progress.stage == len(recipe.stages)
+
+
+def _end_workers(run: _Run, loader: DataLoader) -> None:
+    """After the stage's checkpoint: torch waits up to 5 s for each busy or hung worker, and a second
+    signal then stops at once, losing nothing. Ended before it, as they were, a second Ctrl-C in
+    that wait lost the steps since the last periodic checkpoint."""
+    try:
+        feed.end_workers(loader)
+    except StopAtOnce:
+        raise _interrupted(run) from None
 
 
 def _exported(method: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
@@ -199,12 +218,10 @@ def _optimizer(parameters: list[nn.Parameter], recipe: Recipe) -> torch.optim.Op
     return torch.optim.Adam(parameters, lr=lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay)
 
 
-def _run_stage(run: _Run) -> bool:
+def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank: int) -> bool:
     """Train the current stage to its end (True), or until ``max_steps`` or a signal (False)."""
     job, recipe, progress, ctx = run.job, run.job.recipe, run.progress, run.ctx
     stage = recipe.stages[progress.stage]
-    loader, sampler, per_rank = feed.loader(recipe, run.method.batch_kind(stage.name), run.index,
-                                            progress.stage, ctx)
     steps_per_epoch = len(sampler) // per_rank  # >= 1: `feed.filling_a_batch`
     total = stage_steps(stage, steps_per_epoch)
     run.runlog.stage_started(stage.name, total, progress.stage_step)
@@ -301,29 +318,31 @@ def _at_max_steps(run: _Run) -> bool:
 
 
 def _interrupted(run: _Run) -> TrainingInterrupted:
-    """What a signal stopped, after the checkpoint at the step boundary was written."""
+    """What a signal stopped, after its boundary's checkpoint; with every DDP rank if they agreed on it."""
     progress, stages = run.progress, run.job.recipe.stages
     signum = run.stop.signal or signal.SIGTERM  # None: under DDP, another rank's signal
     by = signal.Signals(signum).name if run.stop.signal else "a signal to another rank"
     if progress.step == 0:
         return TrainingInterrupted(f"interrupted by {by} before the first step; no checkpoint was written",
-                                   signum, at_boundary=True)
+                                   signum, at_boundary=run.interrupted)
     if progress.stage_step == 0:  # the stage-end checkpoint
         where = f"step {progress.step}, the end of stage {stages[progress.stage - 1].name!r}"
     else:
         where = f"step {progress.step} of stage {stages[progress.stage].name!r}"
     latest = Path(run.job.run_dir) / ckpt.LATEST
     return TrainingInterrupted(f"interrupted by {by} at {where}; checkpoint written to {latest}; "
-                               "resume with --resume", signum, at_boundary=True)
+                               "resume with --resume", signum, at_boundary=run.interrupted)
 
 
-def _stopped_at_once(signum: int, run_dir: Path) -> TrainingInterrupted:
-    """A signal before training began, or a second one: nothing was saved for the current state."""
-    latest = run_dir / ckpt.LATEST
-    kept = (f"the last checkpoint, {latest}, is intact (resume with --resume)" if latest.exists()
-            else "no checkpoint was written")
-    return TrainingInterrupted(f"interrupted by {signal.Signals(signum).name} and stopped at once; {kept}",
-                               signum, at_boundary=False)
+def _ended_anyway(run: _Run, finished: bool, exported: Path | None) -> str:
+    """A signal after the last step had begun: its stop at the next boundary, with a checkpoint, is
+    the run's normal end (with the export), on every rank whether or not it got the signal."""
+    name = signal.Signals(run.stop.signal).name
+    latest = Path(run.job.run_dir) / ckpt.LATEST
+    ended = ("the run is complete" if finished else
+             f"it stopped there at max_steps ({run.job.max_steps}) as asked (--resume continues)")
+    return (f"{name} came after the run's last step had begun: {ended}; checkpoint written to {latest}"
+            + (f"; exported {exported}" if exported else ""))
 
 
 def _save(run: _Run, stage_end: str | None = None) -> None:
