@@ -91,32 +91,44 @@ def check_protocol(benchmark: Benchmark, protocol: str, max_frames: int | None) 
         raise ValueError(f"max_frames must be at least 2, got {max_frames}")
 
 
-def _length_mismatch(path: Path, what: str, found: int, expected: int, annotation: Path) -> InputError:
-    """The error for a predictions file without exactly one line per scored ground-truth line."""
+def _length_mismatch(path: Path, what: str, found: int, expected: int, annotation: Path,
+                     max_frames: int | None = None) -> InputError:
+    """The error for a predictions file without exactly one line per scored ground-truth line
+    (``expected``: the annotation's lines, or the first ``max_frames`` of them)."""
+    if max_frames is not None and expected == max_frames:  # the ground truth was cut to --max-frames
+        fix = "without --max-frames" if found > expected and found == _line_count(annotation) else f"with --max-frames {found}"
+        return InputError(path, f"{found} {what} but --max-frames {max_frames} scores the first {expected} frames "
+                                f"of {annotation}: score it {fix} (one box per scored frame)")
     first_unmatched = min(found, expected) + 1
     hint = " (from `eval --max-frames N`? score them with --max-frames N)" if found < expected else ""
     return InputError(path, f"{found} {what} but {expected} ground-truth lines in {annotation}; line "
                             f"{first_unmatched} {'has no ground truth' if found > expected else 'is missing'}{hint}")
 
 
-def score_result_file(path: Path, gt: np.ndarray, annotation: Path) -> dict:
+def _line_count(annotation: Path) -> int:
+    return sum(1 for line in annotation.read_text().splitlines() if line.strip())
+
+
+def score_result_file(path: Path, gt: np.ndarray, annotation: Path, max_frames: int | None = None) -> dict:
     """`score_sequence` of an OTB-format results file against gt (T, 4) 0-based boxes read from
-    ``annotation`` (named in the error when the file does not have one box per ground-truth line)."""
+    ``annotation`` (named in the error when the file does not have one box per ground-truth line;
+    ``max_frames``: gt is its first lines, named so in that error)."""
     pred = read_result_boxes(path)
     if len(pred) != len(gt):
-        raise _length_mismatch(path, "boxes", len(pred), len(gt), annotation)
+        raise _length_mismatch(path, "boxes", len(pred), len(gt), annotation, max_frames)
     return score_sequence(gt, pred)
 
 
 def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int, int],
-                          annotation: Path) -> tuple[dict, list[Fragment]]:
+                          annotation: Path, max_frames: int | None = None) -> tuple[dict, list[Fragment]]:
     """`score_supervised` of a VOT trajectory file (`read_vot_trajectory`) against polygons (T, 2K)
-    read from ``annotation``, in frames of size frame_wh (W, H), and its `eao_fragments`."""
+    read from ``annotation``, in frames of size frame_wh (W, H), and its `eao_fragments`
+    (``max_frames`` as `score_result_file`'s)."""
     if not path.is_file():
         raise InputError(path, "trajectory not found (VOT toolkit layout: baseline/<seq>/<seq>_001.txt)")
     status, regions = read_vot_trajectory(path)
     if len(status) != len(polygons):
-        raise _length_mismatch(path, "lines", len(status), len(polygons), annotation)
+        raise _length_mismatch(path, "lines", len(status), len(polygons), annotation, max_frames)
     try:
         overlaps = frame_overlaps(status, regions, polygons, frame_wh)  # once, for the accuracy and EAO
     except UnscorableRegion as error:
@@ -157,14 +169,14 @@ def score_tracking(
             polygons = read_vot_polygons(seq.annotation)[:max_frames]
             height, width = image_size(seq.frame_files[0])
             per_sequence[seq.name], seq_fragments = score_trajectory_file(
-                trajectory_file(results_dir, seq.name), polygons, (width, height), seq.annotation)
+                trajectory_file(results_dir, seq.name), polygons, (width, height), seq.annotation, max_frames)
             fragments += seq_fragments
         return {**scored, "protocol": BASELINE_NOTE, **baseline_fields(per_sequence, fragments, interval)}
     if (results_dir / "baseline").is_dir():
         raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
                                       "`eval vot --protocol vot-baseline`): score them with --protocol vot-baseline")
     per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes[:max_frames],
-                                                seq.annotation)
+                                                seq.annotation, max_frames)
                     for seq in seqs}
     return {**scored, "protocol": PROTOCOL_NOTE, **score_fields(per_sequence)}
 
