@@ -94,7 +94,7 @@ def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
     small = tmp_path / "small.png"
     Image.fromarray(np.ones((10, 20), np.uint8)).save(small)
     encoder = PatchEncoder()
-    with pytest.raises(InputError, match="small.png is 20x10 but frames are 96x64") as err:
+    with pytest.raises(InputError, match="small.png: mask is 20x10 but frames are 96x64") as err:
         api.propagate_masks(frames, small, encoder=encoder)  # raised before iterating
     assert "turned" not in str(err.value)
     with pytest.raises(InputError, match="^the first-frame mask is 64x96 .* turned by 90 degrees"):  # drawn

@@ -155,7 +155,7 @@ def _drop_frame(seq: Path) -> str:
 
 def _small_annotation(seq: Path) -> str:
     Image.open(seq / "00002.png").resize((427, 240), Image.NEAREST).save(seq / "00002.png")
-    return "00002.png: mask 00002.png is 427x240 but frames are 854x480"
+    return "00002.png: mask is 427x240 but frames are 854x480"
 
 
 def _rgb_annotation(seq: Path) -> str:
@@ -287,15 +287,19 @@ def test_propagate_soft_labels_on_a_frame_folder(short_clip, tmp_path, capsys):
         assert labels.shape == (2, 480, 854) and labels.dtype == np.float32
         np.testing.assert_array_equal(labels.argmax(axis=0), np.array(Image.open(masks / "masks" / f"{f.stem}.png")))
     capsys.readouterr()
-    for bad, message in [(np.zeros((2, 48, 85), np.float32), "first.npy are 85x48 but frames are 854x480"),
-                         (np.full((480, 854), np.inf), "first.npy hold NaN or infinite values")]:
+    for bad, message in [(np.zeros((2, 48, 85), np.float32), "first.npy: labels are 85x48 but frames are 854x480"),
+                         (np.full((480, 854), np.inf), "first.npy: labels hold NaN or infinite values")]:
         np.save(first, bad)
         assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
-    first.write_text("not an array")
+    first.write_text("not an array")  # numpy's message told to load it with allow_pickle=True
     assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
-    assert f"{first}: cannot read labels as a .npy array" in capsys.readouterr().err
+    assert f"{first}: is not a .npy file (no NumPy header)" in (err := capsys.readouterr().err) and "pickle" not in err
     first.write_bytes(b"")  # was an EOFError traceback
+    assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert f"{first}: is not a .npy file (no NumPy header)" in capsys.readouterr().err
+    np.save(first, np.zeros((480, 854), np.float32))
+    first.write_bytes(first.read_bytes()[:200])  # truncated
     assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
     assert f"{first}: cannot read labels as a .npy array" in capsys.readouterr().err
     archive = tmp_path / "first.npz"  # was read as "dtype <U1"

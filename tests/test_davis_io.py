@@ -70,7 +70,7 @@ def test_missing_root_split_and_sequence_folders(tmp_path, tennis_root):
 def test_mask_size_must_match_frames(tennis_root):
     path = tennis_root / "Annotations" / "480p" / "tennis" / "00000.png"
     Image.open(path).resize((640, 360), Image.NEAREST).save(path)
-    with pytest.raises(InputError, match="mask 00000.png is 640x360 but frames are 854x480") as err:
+    with pytest.raises(InputError, match="00000.png: mask is 640x360 but frames are 854x480") as err:
         DavisDataset(tennis_root).first_mask("tennis")
     assert err.value.path == path
 

@@ -127,7 +127,7 @@ def test_prediction_size_mismatch_is_named(cli, tree, capsys):
     _write_predictions(root, results)
     write_indexed_png(results / "car-shadow" / "00001.png", np.zeros((240, 427), np.uint8))
     assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
-    assert "mask 00001.png is 427x240 but the annotations are 854x480" in capsys.readouterr().err
+    assert "00001.png: mask is 427x240 but the annotations are 854x480" in capsys.readouterr().err
 
 
 def test_an_unwritable_results_folder_points_to_out(cli, tree, capsys, monkeypatch, tmp_path):

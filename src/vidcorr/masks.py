@@ -30,7 +30,7 @@ def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | No
     size and at least one object. mask: (H, W) ids 0..254 (255 = void) as a numpy array of any
     integer, bool or whole-number float dtype, a torch tensor or a nested list. `InputError` naming
     path (the mask's file, when it has one)."""
-    name = Path(path).name if path is not None else "the first-frame mask"
+    name = "mask" if path is not None else "the first-frame mask"  # the error names the file itself
     mask = _id_array(mask, name, path)
     if mask.ndim != 2:
         raise InputError(path, f"{name} has shape {mask.shape}; expected (H, W) object ids")
@@ -38,7 +38,7 @@ def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | No
         turned = ("; it is the frames' size turned by 90 degrees: frames are read upright, as a player "
                   "shows them (video rotation metadata and JPEG EXIF orientation applied), so draw the "
                   "mask on that view" if mask.shape == tuple(frame_hw)[::-1] else "")
-        raise InputError(path, f"{'mask ' if path is not None else ''}{name} is {mask.shape[1]}x{mask.shape[0]} "
+        raise InputError(path, f"{name} is {mask.shape[1]}x{mask.shape[0]} "
                                f"but frames are {frame_hw[1]}x{frame_hw[0]}{turned}")
     if not np.any((mask != 0) & (mask != VOID)):
         hint = ""

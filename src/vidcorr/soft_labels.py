@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def check_first_labels(labels: Any, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
     """The first frame's labels, (K, H, W) or (H, W) numbers (numpy, torch, nested lists), as
     (K, H, W) float32: finite and of the frames' size (H, W); `InputError` naming path otherwise."""
-    name = Path(path).name if path is not None else "first-frame labels"
+    name = "labels" if path is not None else "first-frame labels"  # the error names the file itself
     array = to_numpy(labels)
     if array.dtype.kind not in "biuf":
         raise InputError(path, f"{name} have dtype {array.dtype}; expected numbers")
@@ -50,6 +50,11 @@ def read_labels_file(path: str | Path) -> np.ndarray:
     """A ``.npy`` file of first-frame labels (no pickles); `InputError` naming it when unreadable."""
     path = Path(path)
     try:
+        with path.open("rb") as file:
+            magic = file.read(6)
+        # np.load takes any other file for a pickle and says so: its hint to allow pickles misleads
+        if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):  # PK: an .npz (zip) archive
+            raise InputError(path, "is not a .npy file (no NumPy header); save the labels with np.save")
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(path, "labels file not found") from None

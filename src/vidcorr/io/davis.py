@@ -116,17 +116,17 @@ class DavisDataset:
         height, width = shared_size(frames)
         for mask in masks:
             if (size := mask_size(mask)) != (width, height):
-                raise InputError(mask, f"mask {mask.name} is {size[0]}x{size[1]} but frames are {width}x{height}")
+                raise InputError(mask, f"mask is {size[0]}x{size[1]} but frames are {width}x{height}")
 
 
 def check_mask_size(mask_path: Path, mask: np.ndarray, size: tuple[int, int], reference: str) -> None:
     """Raise `InputError` unless `mask` ([H, W]) has `size` = (width, height).
 
-    `reference` completes the message "mask X is WxH but <reference> W'xH'", e.g. "frames are".
+    `reference` completes the message "X: mask is WxH but <reference> W'xH'", e.g. "frames are".
     """
     h, w = mask.shape
     if (w, h) != tuple(size):
-        raise InputError(mask_path, f"mask {mask_path.name} is {w}x{h} but {reference} {size[0]}x{size[1]}")
+        raise InputError(mask_path, f"mask is {w}x{h} but {reference} {size[0]}x{size[1]}")
 
 
 def _pick_year(image_sets: Path, year: str | None) -> str:
