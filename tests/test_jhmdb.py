@@ -92,6 +92,12 @@ def test_split_files_select_the_test_videos(tmp_path, jhmdb_root):
     assert [v.name for v in JhmdbDataset(root, subset="train").videos] == [f"{CLASS}/train_clip"]
     with pytest.raises(InputError, match="no test videos"):
         JhmdbDataset(root, split=2, splits=[root / "splits" / f"{CLASS}_test_split1.txt"], videos=[])
+    # an unknown --videos name: "not in the test set" was also said where no split file was read
+    with pytest.raises(InputError, match=f"unknown video\\(s\\) {CLASS}/train_clip: not in the split 1 test set"):
+        JhmdbDataset(root, videos=[f"{CLASS}/train_clip"])
+    (root / "splits" / f"{CLASS}_test_split1.txt").unlink()
+    with pytest.raises(InputError, match=f"{CLASS}/nope: not under Rename_Images/ \\(without split files"):
+        JhmdbDataset(root, videos=[f"{CLASS}/nope"])
 
 
 @pytest.mark.parametrize(("line", "message"), [

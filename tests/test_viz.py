@@ -27,6 +27,25 @@ def test_line_plot_grows_for_a_long_legend(tmp_path):
         assert image.width == 720 and image.height == 28 + 10 + 18 * 40 + 44
 
 
+def test_line_plot_widens_for_a_long_legend_entry(tmp_path):
+    """The VOT EAO plot's "EAO curve [not computed: the curve ends before the interval]" was cut
+    at the image's edge."""
+    label = "EAO curve [not computed: the curve ends before the interval]"
+    line_plot(tmp_path / "wide.png", [Curve(label, [0, 1], [0.1, 0.9], PALETTE[0])], title="t", x_label="x",
+              x_ticks=[0, 1])
+    pixels = np.asarray(Image.open(tmp_path / "wide.png").convert("L"))
+    text_columns = np.nonzero((pixels[28:60, 520:] < 128).any(axis=0))[0]
+    assert pixels.shape[1] > 720 and text_columns.max() + 520 < pixels.shape[1] - 4  # room after the text
+    short = np.asarray(Image.open(_plot(tmp_path, "short")).convert("L"))
+    assert short.shape == (420, 720)  # a short legend keeps the default size
+
+
+def _plot(tmp_path, label):
+    line_plot(tmp_path / f"{label}.png", [Curve(label, [0, 1], [0.1, 0.9], PALETTE[0])], title="t", x_label="x",
+              x_ticks=[0, 1])
+    return tmp_path / f"{label}.png"
+
+
 def test_overlay_mask_tints_objects_only():
     frame = np.full((8, 8, 3), 100, np.uint8)
     labels = np.zeros((8, 8), np.int64)

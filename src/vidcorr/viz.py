@@ -9,6 +9,7 @@ evaluations' plots (matplotlib is not a dependency) and the match lines of `vidc
 from __future__ import annotations
 
 import colorsys
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,12 +82,15 @@ def line_plot(path: str | Path, curves: Sequence[Curve], *, title: str, x_label:
               x_ticks: Sequence[float], y_ticks: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
               size: tuple[int, int] = (720, 420)) -> None:
     """Draw ``curves`` on axes spanning the first to the last tick, legend to the right, and save
-    a PNG (atomically). The image grows taller when the legend needs more room than ``size`` gives."""
-    left, right, top, bottom, row = 56, 200, 28, 44, 18
-    width, height = size[0], max(size[1], top + 10 + row * len(curves) + bottom)
+    a PNG (atomically). The image grows taller when the legend needs more rows than ``size`` gives,
+    and wider for a legend entry longer than its 200 pixels (the axes keep their size)."""
+    font = ImageFont.load_default()
+    legend = 16 + 24 + math.ceil(max((font.getlength(c.label) for c in curves), default=0)) + 8
+    left, right, top, bottom, row = 56, max(200, legend), 28, 44, 18
+    width, height = size[0] - 200 + right, max(size[1], top + 10 + row * len(curves) + bottom)
     (x0, x1), (y0, y1) = (x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1])
     img = Image.new("RGB", (width, height), "white")
-    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    draw = ImageDraw.Draw(img)
 
     def xy(x: float, y: float) -> tuple[float, float]:
         return (left + (x - x0) / (x1 - x0) * (width - left - right),

@@ -27,7 +27,8 @@ _LAYOUTS = {
 def register(tasks: argparse._SubParsersAction) -> None:
     for benchmark, layout in _LAYOUTS.items():
         p = tasks.add_parser(
-            benchmark, help=f"{benchmark.upper()} box tracking (success AUC, precision@20px)",
+            benchmark, help=f"{benchmark.upper()} box tracking (success AUC, precision@20px"
+                            + ("; or VOT's baseline accuracy / failures / EAO" if benchmark == "vot" else "") + ")",
             description=f"Track the first-frame box of every sequence under --root ({layout}) and score "
                         "OTB's one-pass evaluation; write OUT/<seq>.txt, OUT/results.json, OUT/success_plot.png."
                         + (" With --protocol vot-baseline: VOT's supervised experiment (docs/tracking.md)."

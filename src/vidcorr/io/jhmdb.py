@@ -126,7 +126,9 @@ class JhmdbDataset:
         if videos is not None:
             unknown = [v for v in videos if v not in listed]
             if unknown:
-                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)} (not in the {subset} set)")
+                where = (f"not in the split {split} {subset} set" if self.split_files
+                         else "not under Rename_Images/ (without split files every video there is used)")
+                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)}: {where}")
             listed = {v: listed[v] for v in videos}
         if not listed:
             raise InputError(self.root, f"no {subset} videos found")
