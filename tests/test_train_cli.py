@@ -109,7 +109,19 @@ def test_train_stop_resume_and_export(data_dir: Path, tmp_path: Path, autoencode
     assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(again)]) == 0
     a, b = load_encoder(export).state_dict(), load_encoder(again).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads(again.with_suffix(".json").read_text())["meta"]["steps"] == 3
+    # ... with the trainer's sidecar, but for what only the trainer knows (it said "finished": false)
+    trained, exported = (json.loads(w.with_suffix(".json").read_text()) for w in (export, again))
+    assert exported["config"] == trained["config"] and exported["meta"].pop("exported_from")
+    assert trained["meta"].pop("command") and trained["meta"].pop("hardware")
+    assert 0 < exported["meta"].pop("wall_time_s") <= trained["meta"].pop("wall_time_s")  # at its save
+    assert exported["meta"] == trained["meta"]
+    warmup = tmp_path / "warmup.safetensors"  # a stage that is not the last: unfinished
+    assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint-warmup.pt"),
+                 "--out", str(warmup)]) == 0
+    assert json.loads(warmup.with_suffix(".json").read_text())["meta"]["finished"] is False
+    assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint-joint.pt"),
+                 "--out", str(warmup)]) == 0
+    assert json.loads(warmup.with_suffix(".json").read_text())["meta"]["finished"] is True
     assert main(["train", "export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(again)]) == 2
     # A parameter beyond float16's range is exported in float32 (the refusal left no way out)
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoint.pt")

@@ -8,11 +8,12 @@ The scripting API (`vidcorr.api`) is importable from here: ``vidcorr.encoder_for
 
 __version__ = "0.1.0"
 
-_API = ("encoder_for", "propagate_masks", "mask_tracker", "propagate_keypoints", "track_box", "propagate_labels")
+# The public API, all of it loaded lazily from `vidcorr.api` (so ``from vidcorr import *`` gives it too).
+__all__ = ["encoder_for", "propagate_masks", "mask_tracker", "propagate_keypoints", "track_box", "propagate_labels"]
 
 
 def __getattr__(name: str):
-    if name in _API:
+    if name in __all__:
         from vidcorr import api
 
         return getattr(api, name)
@@ -20,4 +21,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    return sorted([*globals(), *__all__])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 from vidcorr.defaults import DEFAULT_WEIGHTS, FLOOR_NAMES
 
@@ -146,3 +147,17 @@ def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = Fa
 
         return load_external_encoder(args.encoder)
     return resolve_encoder(preset, args.weights, args.features, fallback_to_floor=fallback_to_floor)
+
+
+def model_label(info: dict[str, Any], *, loud: bool = False) -> str:
+    """How a command's output names the model `load_model` described with ``info``: "your encoder
+    MODULE:FACTORY", "trained weights PATH" or "NAME (untrained floor)". One function, so that the
+    commands cannot disagree (propagate and match called an --encoder "None (untrained floor)").
+    loud: a floor in capitals, with why it was used (the demo, which promises the best weights)."""
+    if "encoder" in info:
+        return f"your encoder {info['encoder']}"
+    if info.get("trained"):
+        return f"trained weights {info['weights']}"
+    if loud:
+        return f"UNTRAINED FLOOR '{info['features']}' ({info.get('note', 'chosen with --features')})"
+    return f"{info['features']} (untrained floor)"

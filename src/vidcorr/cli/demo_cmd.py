@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, load_model, resolve_preset
+from vidcorr.cli.common import add_model_arguments, load_model, model_label, resolve_preset
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import atomic_dir, check_output_path, killed_run_note
 
@@ -49,12 +49,7 @@ def run(args: argparse.Namespace) -> int:
     frame_paths = dataset.frames(DEMO_SEQUENCE)
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset, fallback_to_floor=True)
-    if "encoder" in info:
-        model = f"your encoder {info['encoder']}"
-    elif info["trained"]:
-        model = f"trained weights {info['weights']}"
-    else:
-        model = f"UNTRAINED FLOOR '{info['features']}' ({info.get('note', 'chosen with --features')})"
+    model = model_label(info, loud=True)
     print(f"demo: DAVIS-2016 '{DEMO_SEQUENCE}' ({len(frame_paths)} frames, 480p), preset '{preset.name}', {model}")
 
     start = time.perf_counter()

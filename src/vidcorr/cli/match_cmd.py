@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, load_model, resolve_preset
+from vidcorr.cli.common import add_model_arguments, load_model, model_label, resolve_preset
 from vidcorr.errors import InputError
 
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         picture = draw_matches(frame_a, frame_b, matches, max_lines=args.max_lines, show_rejected=args.show_rejected)
         Image.fromarray(picture).save(tmp / "matches.png")
         (tmp / "matches.json").write_text(json.dumps({**summary, **matches.to_dict()}, indent=1) + "\n")
-    model = info.get("weights") or f"{info.get('features')} (untrained floor)"
+    model = model_label(info)
     print(f"{name_a} -> {name_b}: {mutual} of {n} points matched both ways ({mutual / n:.0%}) with {model}, "
           f"preset {preset.name}")
     print(f"wrote {args.out / 'matches.png'} and {args.out / 'matches.json'}")

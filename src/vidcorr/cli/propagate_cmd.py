@@ -25,6 +25,7 @@ from vidcorr.cli.common import (
     PROPAGATION_FLAGS,
     add_model_arguments,
     load_model,
+    model_label,
     positive_float,
     refuse_propagation_flags,
     resolve_preset,
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             write_video(tmp / "overlay.mp4", counted(), fps)
     elapsed = time.perf_counter() - start
-    model = info.get("weights") or f"{info.get('features')} (untrained floor)"
+    model = model_label(info)
     changed = _overrides(args)
     how = f"tracker {args.tracker}" if args.box is not None else f"preset {preset.name}" + (
         f" ({' '.join(changed)})" if changed else "") + (" + UVC-track" if args.track else "")

@@ -249,11 +249,16 @@ def run_export(args: argparse.Namespace) -> int:
         raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
     model.load_state_dict(checkpoint["model"])
     progress = checkpoint.get("progress", {})
+    # The fields of the trainer's own export (`vidcorr.train.loop._export`), as far as the checkpoint
+    # holds them (not the hardware, nor the training command); "finished" decided the same way: every
+    # stage done, as in a finished run's checkpoint.pt or its last stage's checkpoint-<stage>.pt.
     meta = {"name": args.checkpoint.parent.name, "method": recipe.method, "recipe": recipe.name,
-            "recipe_config": recipe.to_dict(), "steps": progress.get("step"), "samples": progress.get("samples"),
-            "finished": False, "exported_from": str(args.checkpoint)}
+            "recipe_config": recipe.to_dict(), "data": checkpoint.get("data"), "steps": progress.get("step"),
+            "samples": progress.get("samples"), "finished": progress.get("stage") == len(recipe.stages),
+            "wall_time_s": round(progress.get("wall_time", 0.0), 1), "exported_from": str(args.checkpoint)}
     path = save_weights(model.encoder, args.out, None, meta, dtype=export_dtype(model.encoder))
-    print(f"exported the encoder at step {progress.get('step')} of {args.checkpoint} to {path}")
+    when = "the run's end" if meta["finished"] else "before the recipe's end: marked unfinished"
+    print(f"exported the encoder at step {progress.get('step')} ({when}) of {args.checkpoint} to {path}")
     return 0
 
 

@@ -83,8 +83,7 @@ class CycleTimeConfig(DictConfig):
     detach_encoder: bool = False
 
     def __post_init__(self) -> None:
-        if self.frame_size % 24 or self.frame_size < 168:
-            raise ValueError(f"frame_size must be a multiple of 24 and at least 168, got {self.frame_size}")
+        _check_frame_size(self.frame_size, "frame_size")
         if self.clip_length < 1:
             raise ValueError(f"clip_length must be >= 1, got {self.clip_length}")
         if self.head_channels < 1 or (self.temperature is not None and self.temperature <= 0):
@@ -99,6 +98,14 @@ class CycleTimeConfig(DictConfig):
     @property
     def tau(self) -> float:
         return self.temperature if self.temperature is not None else self.head_channels ** -0.5
+
+
+def _check_frame_size(size: int, name: str) -> None:
+    """ValueError unless ``size`` can be a `CycleTimeConfig.frame_size`; ``name``: what the user set
+    it as ("frame_size", or a training recipe's "[data] crop")."""
+    if size % 24 or size < 168:
+        raise ValueError(f"{name} must be a multiple of 24 and at least 168 (CycleTime's patch is a third "
+                         f"of the frame, at least 7 feature cells of 8 pixels), got {size}")
 
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -124,6 +131,7 @@ def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> Cyc
     clash = {k: v for k, v in sizes.items() if k in model and model[k] != v}
     if clash:
         raise ValueError(f"[model] {clash} disagrees with [data] crop / clip_length {sizes}")
+    _check_frame_size(data.crop, "[data] crop")  # named as the recipe sets it, not as frame_size
     return recipe(base or "cycletime", **{**model, **sizes})
 
 
