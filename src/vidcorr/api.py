@@ -208,10 +208,11 @@ def propagate_keypoints(
     propagate) is an `InputError` too. visible: (J,) bool, replacing the file's list. The
     yielded points are NaN where a keypoint is lost or not visible. Each keypoint travels as a
     Gaussian heatmap channel and is read back as the preset's codec does
-    (`vidcorr.keypoints.codec_for`). Other arguments as `propagate_masks`.
+    (`vidcorr.keypoints.codec_for`) on the feature grid the encoder gives for the first frame,
+    which is embedded at the call (any module, as for `propagate_masks`). Other arguments as
+    `propagate_masks`.
     """
-    from vidcorr.keypoints import (KeypointSet, check_first_keypoints, check_heatmap_scale, codec_for,
-                                   first_visibility, read_keypoints_json)
+    from vidcorr.keypoints import KeypointSet, check_first_keypoints, codec_for, first_visibility, read_keypoints_json
     from vidcorr.keypoints import propagate_keypoints as propagate
 
     path = None
@@ -230,9 +231,10 @@ def propagate_keypoints(
     first_frame, frames = _first_and_all(video)
     check_first_keypoints(kps, first_frame.shape[:2], path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
-    codec = codec_for(propagator.preset.name)
-    check_heatmap_scale(propagator, codec, first_frame.shape[:2])  # here rather than at the first frame
-    return propagate(propagator, frames, kps.points, codec, kps.visible)
+    stream = propagate(propagator, frames, kps.points, codec_for(propagator.preset.name), kps.visible)
+    # The heatmaps are drawn on the grid the encoder gives for the first frame: embedding it now
+    # raises a preset that makes cells too fine (`check_heatmap_scale`) here, not when iterated.
+    return chain([next(stream)], stream)
 
 
 def track_box(

@@ -158,18 +158,11 @@ def _to_pixels(coord: Tensor, cells: int, pixels: int) -> Tensor:
 # --------------------------------------------------------------------------- propagation
 
 
-def feature_size(propagator: Propagator, original_hw: tuple[int, int]) -> tuple[int, int]:
-    """(h, w) of the features the propagator's encoder will produce for frames of original_hw."""
-    stride = getattr(propagator.encoder, "stride", None)
-    if stride is None:
-        raise ValueError("keypoint propagation needs an encoder with a `stride` attribute (FrameEncoder)")
-    height, width = propagator.preset.size.input_size(*original_hw)
-    return math.ceil(height / stride), math.ceil(width / stride)
-
-
-def check_heatmap_scale(propagator: Propagator, codec: HeatmapCodec, original_hw: tuple[int, int]) -> None:
+def check_heatmap_scale(propagator: Propagator, codec: HeatmapCodec, original_hw: tuple[int, int],
+                        feature_hw: tuple[int, int]) -> None:
     """`InputError` when the preset enlarges frames so much that ``cell`` heatmaps cannot be drawn.
 
+    feature_hw: the grid (h, w) the encoder gave for the first frame at the preset's input size.
     A cell-unit Gaussian is drawn on the feature grid and expanded to the frame in whole-pixel
     blocks, which needs every feature cell to cover >= 2 pixels of the frame. A preset that
     resizes to a fixed size (uvc: short side 480, timecycle: 320) breaks this on small frames
@@ -177,11 +170,14 @@ def check_heatmap_scale(propagator: Propagator, codec: HeatmapCodec, original_hw
     """
     if codec.sigma_unit != "cell":
         return
-    h, w = feature_size(propagator, original_hw)
-    height, width = original_hw
+    (h, w), (height, width) = feature_hw, original_hw
     if height >= 2 * h and width >= 2 * w:
         return
-    largest = propagator.encoder.stride * (min(original_hw) // 2)  # short side giving cells of >= 2 px
+    # Input pixels per cell, measured (a module of one's own has no stride to read): the input short
+    # side that gives cells of >= 2 frame pixels.
+    input_hw = propagator.preset.size.input_size(*original_hw)
+    cell = min(input_hw[0] / h, input_hw[1] / w)
+    largest = int(cell * (min(original_hw) // 2))
     raise InputError(None, f"preset '{propagator.preset.name}' enlarges the {width}x{height} frames to "
                            f"{w}x{h} feature cells, finer than half the frame: its keypoint heatmaps (sigma "
                            f"{codec.sigma:g} cell) need cells of at least 2x2 pixels. Use a smaller input "
@@ -199,21 +195,23 @@ def propagate_keypoints(
 
     frames: RGB uint8 (H, W, 3); points: (J, 2) first-frame keypoints in pixels, NaN for one
     without a position; visible: (J,) bool (`first_visibility`: default, every keypoint with a
-    position). Frame 0 gets the given keypoints (NaN where not visible). Streaming: at most one
-    encoder batch of frames is held besides the propagator's context.
+    position). Frame 0 gets the given keypoints (NaN where not visible). The heatmaps are drawn on
+    the grid the encoder gives for the first frame (any module: its grid need not be
+    ceil(input / stride)); `check_heatmap_scale` runs on it. Streaming: at most one encoder batch
+    of frames is held besides the propagator's context.
     """
     first, stream = first_and_rest(frames)
     original_hw = tuple(first.shape[:2])
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     vis = first_visibility(pts, visible)
-    check_heatmap_scale(propagator, codec, original_hw)
-    expected_hw = feature_size(propagator, original_hw)
-    labels = codec.encode(pts, original_hw, expected_hw, vis)
-    propagator.start(first, labels)
+
+    def heatmaps(feature_hw: tuple[int, int]) -> Tensor:
+        check_heatmap_scale(propagator, codec, original_hw, feature_hw)
+        return codec.encode(pts, original_hw, feature_hw, vis)
+
+    propagator.start(first, heatmaps)  # one encoder pass on the first frame gives its grid and memory
     yield first, np.where(vis[:, None], pts, np.nan), vis
-    for frame, soft in propagator.follow(stream):
-        if tuple(soft.shape[-2:]) != expected_hw:
-            raise RuntimeError(f"encoder produced {tuple(soft.shape[-2:])} features, expected {expected_hw}")
+    for frame, soft in propagator.follow(stream):  # every frame on the first one's grid (`Propagator`)
         coords, seen = codec.decode(soft, original_hw)
         yield frame, coords, seen
 

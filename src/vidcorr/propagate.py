@@ -25,7 +25,7 @@ from __future__ import annotations
 import numbers
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.affinity import SparseAffinity, sparse_affinity, transport_sparse
+from vidcorr.errors import InputError
 from vidcorr.labels import downsample_labels, minmax_per_channel
 from vidcorr.models.encoder import feature_problem, inference_encoder
 from vidcorr.presets import PropagationPreset
@@ -123,15 +124,25 @@ class Propagator:
         return feats
 
     @torch.inference_mode()
-    def start(self, first_frame: np.ndarray, first_labels: Tensor) -> None:
+    def start(self, first_frame: np.ndarray, first_labels: Tensor | Callable[[tuple[int, int]], Tensor]) -> None:
         """Begin a video: embed its first frame (RGB uint8 (H, W, 3)) and keep its soft labels
-        first_labels (K, H, W) at the frame's size; forgets any earlier video's context."""
+        first_labels (K, H, W) at the frame's size; forgets any earlier video's context.
+
+        first_labels may also be a function that takes the first frame's feature grid (h, w) and
+        returns them: labels drawn on the grid the encoder gives (keypoint heatmaps,
+        `vidcorr.keypoints`), which a module of one's own only tells by running, here without a
+        second encoder pass on the first frame.
+        """
         self.original_hw = None  # embed() checks later frames against the first one
-        if tuple(first_labels.shape[-2:]) != tuple(first_frame.shape[:2]):
-            raise ValueError(f"first-frame labels are {first_labels.shape[-1]}x{first_labels.shape[-2]} "
-                             f"but frames are {first_frame.shape[1]}x{first_frame.shape[0]}")
+        if not callable(first_labels):
+            _check_label_size(first_labels, first_frame)
         self.input_hw = self.preset.size.input_size(*first_frame.shape[:2])
-        self._first = self._first_memory(first_frame, first_labels.to(self.device))
+        feats = self.embed([first_frame])[0]
+        self.feature_hw = tuple(feats.shape[-2:])
+        if callable(first_labels):
+            first_labels = first_labels(self.feature_hw)
+            _check_label_size(first_labels, first_frame)
+        self._first = self._first_memory(feats, first_labels.to(self.device))
         self.original_hw = tuple(first_frame.shape[:2])
         self._context = deque(maxlen=self.preset.n_previous)
         if self.preset.initial_context == "first":
@@ -173,6 +184,13 @@ class Propagator:
     def _propagate(self, query: Tensor) -> Tensor:
         """Propagate into the next frame, timed: query features (C, h, w) -> soft labels (K, h, w);
         the frame joins the ring buffer."""
+        if tuple(query.shape[-2:]) != self.feature_hw:
+            # A module of one's own may give another grid for a frame of the same size; the affinity
+            # and the labels are laid out on the first frame's grid.
+            raise InputError(None, f"encoder {_encoder_name(self.encoder)} gave a {_grid(query.shape[-2:])} "
+                                   f"feature grid for a {_grid(self.input_hw)} input but {_grid(self.feature_hw)} "
+                                   f"for the first frame, of the same size: propagation needs one feature grid "
+                                   f"for every frame")
         start = time.perf_counter()
         memories = [self._first, *self._context]
         aff = sparse_affinity(query, [m.feats for m in memories], self._windowed(memories), self.preset.topk)
@@ -205,20 +223,35 @@ class Propagator:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _first_memory(self, frame: np.ndarray, labels: Tensor) -> ContextFrame:
-        feats = self.embed([frame])[0]
-        self.feature_hw = tuple(feats.shape[-2:])
+    def _first_memory(self, feats: Tensor, labels: Tensor) -> ContextFrame:
+        """The first frame's memory: its features (C, h, w) and labels (K, H, W) at the frame's size."""
         small = downsample_labels(labels.float(), self.feature_hw, self.preset.label_downsample)
         return ContextFrame(feats, small.flatten(1).T.contiguous())
+
+
+def _check_label_size(labels: Tensor, frame: np.ndarray) -> None:
+    """ValueError unless labels (K, H, W) are at the frame's (H, W, 3) size."""
+    if tuple(labels.shape[-2:]) != tuple(frame.shape[:2]):
+        raise ValueError(f"first-frame labels are {labels.shape[-1]}x{labels.shape[-2]} "
+                         f"but frames are {frame.shape[1]}x{frame.shape[0]}")
 
 
 def _check_features(encoder: nn.Module, feats: object, batch: int) -> None:
     """A module of one's own must give (B, C, h, w) float features: say so here, not deep inside
     the affinity with an unpacking error."""
     if (got := feature_problem(feats, batch)) is not None:
-        encoder = getattr(encoder, "wrapped", encoder)  # the module as the caller gave it
-        raise ValueError(f"encoder {type(encoder).__name__} gave {got} for {batch} frame(s); expected "
+        raise ValueError(f"encoder {_encoder_name(encoder)} gave {got} for {batch} frame(s); expected "
                          f"float features ({batch}, C, h, w)")
+
+
+def _encoder_name(encoder: nn.Module) -> str:
+    """The class name of the module as the caller gave it (not our `EvalModeCall` around it)."""
+    return type(getattr(encoder, "wrapped", encoder)).__name__
+
+
+def _grid(hw: Sequence[int]) -> str:
+    """(h, w) -> 'wxh', the way frame sizes are written in messages."""
+    return f"{hw[1]}x{hw[0]}"
 
 
 def first_and_rest(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coordinates
 from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
 from vidcorr.models.encoder import inference_encoder
+from vidcorr.models.external import encoder_stride
 from vidcorr.propagate import first_and_rest
 
 TRACKERS = ("localise", "dcf")
@@ -93,7 +94,9 @@ class LocaliseSettings:
     search_scale: the search region is this multiple of the previous box, per axis (2.0: the object
         may move by half its size between frames).
     template_size: the box is resampled so that sqrt(w h) is this many pixels before embedding
-        (64 px = about 8 x 8 cells at stride 8); the search region is embedded at the same scale.
+        (64 px = about 8 x 8 cells at stride 8), its sides rounded to multiples of the encoder's
+        stride (`encoder_stride`: measured for a module of one's own); the search region is
+        embedded at the same scale.
     temperature, l2_normalise: the affinity ``f1.f2 / tau`` on L2-normalised cells (CRW's tau).
     topk: keep each template cell's k best search cells before the softmax (0 = all). Without it the
         diffuse tail of the softmax pulls each expected coordinate towards the window centre.
@@ -144,7 +147,10 @@ class LocaliseTracker:
 
     def __init__(self, sampler: PatchSampler, settings: LocaliseSettings = LocaliseSettings()):
         self.sampler, self.settings = sampler, settings
-        self.stride = int(getattr(sampler.encoder, "stride", 8))
+        # Crop sides are rounded to multiples of the stride so that cells tile the crop. A module of one's
+        # own is measured (assuming 8 sent a stride-16 module's box off the frame); one whose grid does
+        # not follow the crop size tiles any crop.
+        self.stride = encoder_stride(sampler.encoder, sampler.device) or 1
         self.template = torch.empty(0)
         self.pos = self.size = self.min_size = self.max_size = self.frame_wh = np.zeros(2)
         self.template_hw = self.search_hw = (0, 0)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -158,10 +157,10 @@ class UVCTracker(Propagator):
         (h, w), (height, width) = self.feature_hw, self.input_hw
         return w / width, h / height
 
-    def _first_memory(self, frame: np.ndarray, labels: Tensor) -> BoxedContextFrame:
+    def _first_memory(self, feats: Tensor, labels: Tensor) -> BoxedContextFrame:
         """The first frame's boxes come from its mask at the encoder's input size (``read_seg``'s
         nearest-resized ``large_seg``), then scaled to cells."""
-        memory = super()._first_memory(frame, labels)
+        memory = super()._first_memory(feats, labels)
         large = downsample_labels(labels.float(), self.input_hw, "nearest")
         scale = self._cells_per_pixel()
         boxes = {}

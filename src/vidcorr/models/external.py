@@ -4,8 +4,9 @@ The papers' propagation protocols are how the field compares features, so a rese
 network of their own (a ViT, a ResNet with their weights) wants it evaluated exactly as ours are,
 without writing an evaluation loop. ``FACTORY`` is called with no arguments and returns an
 ``nn.Module`` that maps RGB (B, 3, H, W), float in [0, 1], to features (B, C, h, w) on a grid
-covering the frame; its stride is free (a preset's window radius is in feature cells). ``MODULE``
-is a path to a ``.py`` file or an importable module name (the current folder is searched too).
+covering the frame; its stride is free (a preset's window radius is in feature cells) and is
+measured where one is needed (`measure_stride`), never guessed. ``MODULE`` is a path to a ``.py``
+file or an importable module name (the current folder is searched too).
 
 The module is checked once on a small test frame before any output is written, and a digest of
 its state dict goes into the results, so ``--resume`` never mixes two networks in one folder.
@@ -26,10 +27,12 @@ import torch
 from torch import nn
 
 from vidcorr.errors import InputError, VidcorrError
-from vidcorr.models.encoder import EvalModeCall, check_weights_hold_data, feature_problem
+from vidcorr.models.encoder import EvalModeCall, FrameEncoder, check_weights_hold_data, feature_problem
 
 # Divisible by 8, 14 and 16, the strides and patch sizes of the usual backbones.
 PROBE_HW = (112, 112)
+# `measure_stride`'s frame sides: multiples of 8, 14, 16 and 32, so stride-32 features are measured too.
+STRIDE_PROBES = (224, 448)
 
 
 def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -58,16 +61,57 @@ def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
         check_weights_hold_data(encoder)
     except ValueError as err:
         raise VidcorrError(f"--encoder {spec}: {err}") from None
-    feature_hw = _probe(encoder, spec)
-    if not hasattr(encoder, "stride") and feature_hw[0] == feature_hw[1] and PROBE_HW[0] % feature_hw[0] == 0:
-        # keypoint heatmaps and UVC's localisation tracker map feature cells to pixels with `stride`
-        encoder.stride = PROBE_HW[0] // feature_hw[0]
-    stride = getattr(encoder, "stride", None)
+    _probe(encoder, spec)
+    try:
+        stride = encoder_stride(encoder)
+    except VidcorrError as err:
+        raise VidcorrError(f"--encoder {spec}: {err}") from None
     info = {"encoder": spec, "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
             "parameters": sum(p.numel() for p in encoder.parameters()),
-            "stride": stride if isinstance(stride, int) else None,  # results.json must serialise it
-            "state_sha256": state_digest(encoder), "trained": None}
+            "stride": stride, "state_sha256": state_digest(encoder), "trained": None}
     return encoder, info
+
+
+def encoder_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> int | None:
+    """Output stride in pixels: a `FrameEncoder`'s own (exact: its backbone's), any other module's
+    measured (`measure_stride`; None when its grid does not follow the input size). encoder: on
+    ``device``, as given or wrapped for inference (`inference_encoder`)."""
+    inner = encoder.wrapped if isinstance(encoder, EvalModeCall) else encoder
+    if isinstance(inner, FrameEncoder):
+        return inner.stride
+    return measure_stride(encoder, device)
+
+
+@torch.inference_mode()
+def measure_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> int | None:
+    """The output stride in pixels of any encoder, as it behaves: two grey frames, STRIDE_PROBES
+    pixels square, in eval mode; stride = growth of the input / growth of its feature grid
+    (both axes), rounded.
+
+    The growth, not one frame's ratio: padded convolutions give ceil(H / s) cells, unpadded ones and
+    a patch model that resizes to a multiple of its patch floor(H / s) or fewer, and the difference
+    between the two grids is the same for all. An attribute is not read: a module's ``stride`` may
+    be a tuple (``nn.Conv2d``) or not what its forward does. None when the grid does not grow with
+    the frame (a module that resizes every input to one size). `VidcorrError` naming the module's
+    class when it fails on a probe or gives no (1, C, h, w) float features.
+    """
+    name = type(encoder.wrapped if isinstance(encoder, EvalModeCall) else encoder).__name__
+    grids = []
+    for side in STRIDE_PROBES:
+        try:
+            out = EvalModeCall(encoder)(torch.full((1, 3, side, side), 0.5, device=device))
+        except Exception as err:
+            raise VidcorrError(f"encoder {name} failed on a 1 x 3 x {side} x {side} grey frame (measuring "
+                               f"its stride): {_where(err)}") from err
+        if (got := feature_problem(out, 1)) is not None:
+            raise VidcorrError(f"encoder {name}: a 1 x 3 x {side} x {side} frame gave {got}; expected float "
+                               "features (1, C, h, w)")
+        grids.append(out.shape[-2:])
+    (h1, w1), (h2, w2) = grids
+    cells = (h2 - h1) + (w2 - w1)
+    if cells <= 0:
+        return None
+    return max(1, round(2 * (STRIDE_PROBES[1] - STRIDE_PROBES[0]) / cells))
 
 
 def state_digest(module: nn.Module) -> str:
@@ -112,9 +156,9 @@ def _import(target: str, spec: str) -> ModuleType:
 
 
 @torch.inference_mode()
-def _probe(encoder: nn.Module, spec: str) -> tuple[int, int]:
-    """Run one grey test frame through the encoder (in eval mode, restored afterwards) -> its
-    feature grid (h, w)."""
+def _probe(encoder: nn.Module, spec: str) -> None:
+    """Run one grey test frame through the encoder (in eval mode, restored afterwards): VidcorrError
+    unless it gives (1, C, h, w) float features."""
     try:
         out = EvalModeCall(encoder)(torch.full((1, 3, *PROBE_HW), 0.5))
     except Exception as err:
@@ -123,7 +167,6 @@ def _probe(encoder: nn.Module, spec: str) -> tuple[int, int]:
     if (got := feature_problem(out, 1)) is not None:
         raise VidcorrError(f"--encoder {spec}: a 1 x 3 x {PROBE_HW[0]} x {PROBE_HW[1]} frame gave {got}; "
                            "expected float features (1, C, h, w)")
-    return tuple(out.shape[-2:])
 
 
 def _where(err: BaseException) -> str:
