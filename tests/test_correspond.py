@@ -87,7 +87,8 @@ def test_match_command_writes_the_picture_and_the_matches(davis2016_root, tmp_pa
     assert saved["points"] == len(saved["matches"]) > 0 and saved["preset"] == "crw"
     assert saved["mutual"] == sum(m["mutual"] for m in saved["matches"])
     assert Image.open(out / "matches.png").size == (854 * 2 + 8, 480)
-    assert "matched both ways" in capsys.readouterr().out
+    printed = capsys.readouterr().out  # the changed size is named, as propagate names it
+    assert "matched both ways" in printed and printed.splitlines()[0].endswith("preset crw (--size 240)")
     # two images give the same as one video with --frames
     images = [tmp_path / "a.png", tmp_path / "b.png"]
     for path, frame in zip(images, open_frames(seq).read_at([0, 5])):
@@ -100,7 +101,7 @@ def test_match_command_writes_the_picture_and_the_matches(davis2016_root, tmp_pa
 @pytest.mark.parametrize("extra, message", [
     (["--frames", "0,500"], "frame 500 requested but there are only"),
     (["--frames", "zero,5"], "--frames expects two indices"),
-    (["--mask", "SMALL"], "small.png is 20x10 but frame A is 854x480"),
+    (["--mask", "SMALL"], "small.png: mask is 20x10 but frame A is 854x480"),  # the file named once
     (["--mask", "EMPTY"], "no point of frame A to match"),
 ])
 def test_match_command_refuses_bad_input(davis2016_root, tmp_path, capsys, extra, message):

@@ -137,6 +137,28 @@ def resolve_preset(args: argparse.Namespace):
     return customised_preset(args.preset, size=args.size, **knobs)
 
 
+def changed_knobs(args: argparse.Namespace) -> list[str]:
+    """The propagation flags (`PROPAGATION_FLAGS`) the command line gave, as given: ["--size 240",
+    "--context 5", "--no-window-first"]."""
+    given = []
+    for arg in PROPAGATION_FLAGS:
+        value = getattr(args, arg, None)
+        flag = f"--{arg.replace('_', '-')}"
+        if isinstance(value, bool):
+            given.append(flag if value else flag.replace("--", "--no-", 1))
+        elif value is not None:
+            given.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return given
+
+
+def preset_label(name: str, args: argparse.Namespace) -> str:
+    """How a command's summary names the preset it ran: "crw", or "crw (--size 240)" with the knobs
+    the command line changed (`changed_knobs`). One function, so that no command reports a changed
+    preset under its bare name (the demo's J&F at --size 240 read like the README's full-size one)."""
+    changed = changed_knobs(args)
+    return f"{name} ({' '.join(changed)})" if changed else name
+
+
 def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = False):
     """-> (encoder, info dict) for --encoder, --features, --weights, or the default weights
     (`api.resolve_encoder`)."""

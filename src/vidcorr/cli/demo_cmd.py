@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, load_model, model_label, resolve_preset
+from vidcorr.cli.common import add_model_arguments, load_model, model_label, preset_label, resolve_preset
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import atomic_dir, check_output_path, killed_run_note
 
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset, fallback_to_floor=True)
     model = model_label(info, loud=True)
-    print(f"demo: DAVIS-2016 '{DEMO_SEQUENCE}' ({len(frame_paths)} frames, 480p), preset '{preset.name}', {model}")
+    how = preset_label(preset.name, args)  # a changed knob is named: the README's J&F is the preset's own
+    print(f"demo: DAVIS-2016 '{DEMO_SEQUENCE}' ({len(frame_paths)} frames, 480p), preset {how}, {model}")
 
     start = time.perf_counter()
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
           f"model: {json.dumps(info)}")
     print(f"wrote {args.out / DEMO_SEQUENCE}/*.png, {args.out / 'overlay.mp4'}, {args.out / 'results.json'}, "
           f"{args.out / 'j_per_frame.png'}")
-    print(f"J&F-Mean = {results['J&F-Mean']:.4f}  (preset {preset.name}; {model})")
+    print(f"J&F-Mean = {results['J&F-Mean']:.4f}  (preset {how}; {model})")
     return 0
 
 

@@ -36,7 +36,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
                    help="keep the sequences an interrupted run of the same model and protocol finished in OUT")
     p.add_argument("--overlays", action="store_true",
                    help="also write OUT/overlays/<seq>.mp4: each frame with the propagated masks drawn on it, "
-                        "beside its annotation")
+                        "beside its annotation (with --resume, drawn from the masks for the kept sequences too)")
     p.add_argument("--track", action="store_true",
                    help="UVC-track (UVC's 'ours-track'): carry each object only from its box in the context "
                         "frames to the box it is localised to in the new frame; meant for --preset uvc: with "

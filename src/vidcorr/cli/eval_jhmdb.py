@@ -7,7 +7,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from vidcorr.cli.common import SQUARE_SIZE_HELP, KNOB_OVERRIDES, add_model_arguments, comma_list, load_model
+from vidcorr.cli.common import (
+    KNOB_OVERRIDES,
+    SQUARE_SIZE_HELP,
+    add_model_arguments,
+    comma_list,
+    load_model,
+    model_label,
+)
 
 
 def register(tasks: argparse._SubParsersAction) -> None:
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         results = run_jhmdb(encoder, preset, dataset, tmp, skip_first_frame=not args.include_first_frame,
                             device=args.device, batch_size=args.batch_size, model_info=info)
     print(format_pck_table(results))
-    print(f"preset: {preset.name} (JHMDB variant, square {preset.size.size})   model: {json.dumps(info)}")
+    print(f"preset: {preset.name} (JHMDB variant, square {preset.size.size})   "
+          f"model: {model_label(info)} {json.dumps(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'}")
     return 0

@@ -15,7 +15,14 @@ import json
 import time
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, comma_list, load_model, refuse_propagation_flags, resolve_preset
+from vidcorr.cli.common import (
+    add_model_arguments,
+    comma_list,
+    load_model,
+    model_label,
+    refuse_propagation_flags,
+    resolve_preset,
+)
 from vidcorr.errors import VidcorrError
 
 _LAYOUTS = {
@@ -135,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
                                device=args.device, model_info=info, preset=preset.name)
     print(format_results_table(results))
     print(f"protocol: {args.protocol}   tracker: {results['tracker']} {json.dumps(results['settings'])}")
-    print(f"preset: {preset.name}   model: {json.dumps(info)}   wall time: {time.perf_counter() - start:.1f}s")
+    print(f"preset: {preset.name}   model: {model_label(info)} {json.dumps(info)}   "
+          f"wall time: {time.perf_counter() - start:.1f}s")
     if args.protocol == "ope":
         print(f"wrote {args.out / 'results.json'}, {args.out / 'success_plot.png'} and one <seq>.txt per sequence")
     else:

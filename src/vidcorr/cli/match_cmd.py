@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, load_model, model_label, resolve_preset
+from vidcorr.cli.common import add_model_arguments, load_model, model_label, preset_label, resolve_preset
 from vidcorr.errors import InputError
 
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         (tmp / "matches.json").write_text(json.dumps({**summary, **matches.to_dict()}, indent=1) + "\n")
     model = model_label(info)
     print(f"{name_a} -> {name_b}: {mutual} of {n} points matched both ways ({mutual / n:.0%}) with {model}, "
-          f"preset {preset.name}")
+          f"preset {preset_label(preset.name, args)}")
     print(f"wrote {args.out / 'matches.png'} and {args.out / 'matches.json'}")
     return 0
 
@@ -94,6 +94,5 @@ def _mask(path: Path, frame_hw: tuple[int, int]):
 
     mask = read_mask(path)
     if mask.shape != tuple(frame_hw):
-        raise InputError(path, f"mask {path.name} is {mask.shape[1]}x{mask.shape[0]} "
-                               f"but frame A is {frame_hw[1]}x{frame_hw[0]}")
+        raise InputError(path, f"mask is {mask.shape[1]}x{mask.shape[0]} but frame A is {frame_hw[1]}x{frame_hw[0]}")
     return (mask != 0) & (mask != 255)

@@ -22,17 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from vidcorr.cli.common import (
-    PROPAGATION_FLAGS,
     add_model_arguments,
     load_model,
     model_label,
     positive_float,
+    preset_label,
     refuse_propagation_flags,
     resolve_preset,
 )
 from vidcorr.errors import InputError, VidcorrError
 
 DEFAULT_FPS = 24.0
+DEFAULT_TRACKER = "localise"  # of --box
 log = logging.getLogger(__name__)
 
 
@@ -70,8 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels-dtype", choices=("float32", "float16"), default="float32",
                    help="with --labels: the .npy files' type; float16 halves their size (K x 0.8 MB per 480p "
                         "frame), about 3 significant digits (default: float32)")
-    p.add_argument("--tracker", choices=("localise", "dcf"), default="localise",
-                   help="with --box: UVC region localisation or a DCF head on the features (default: localise)")
+    p.add_argument("--tracker", choices=("localise", "dcf"),  # default None: given without --box is refused
+                   help="with --box: UVC region localisation or a DCF head on the features "
+                        f"(default: {DEFAULT_TRACKER})")
     p.add_argument("--track", action="store_true",
                    help="with --mask: UVC-track (UVC's 'ours-track'): each object is carried only from its box "
                         "to the box it is localised to in the next frame; meant for --preset uvc: with crw it "
@@ -92,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise VidcorrError("--track (UVC-track) carries masks: it needs --mask")
     if args.labels is None and args.labels_dtype != "float32":
         raise VidcorrError("--labels-dtype sets the type of --labels' outputs: it needs --labels")
+    if args.tracker is not None and args.box is None:  # it was ignored without a word
+        raise VidcorrError("--tracker chooses how a box is tracked: it needs --box")
     if args.box is not None:  # the tracker ignored them, and the summary still named the preset
         refuse_propagation_flags(args, "a box is tracked from the model's features with the tracker's own "
                                        "settings (`vidcorr eval otb|vot --set NAME=VALUE` tunes them, "
@@ -123,25 +127,11 @@ def run(args: argparse.Namespace) -> int:
             write_video(tmp / "overlay.mp4", counted(), fps)
     elapsed = time.perf_counter() - start
     model = model_label(info)
-    changed = _overrides(args)
-    how = f"tracker {args.tracker}" if args.box is not None else f"preset {preset.name}" + (
-        f" ({' '.join(changed)})" if changed else "") + (" + UVC-track" if args.track else "")
+    how = (f"tracker {args.tracker or DEFAULT_TRACKER}" if args.box is not None
+           else f"preset {preset_label(preset.name, args)}" + (" + UVC-track" if args.track else ""))
     print(f"propagated {n} frames of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
-
-
-def _overrides(args: argparse.Namespace) -> list[str]:
-    """The preset knobs the command line changed, as given: ["--context 5", "--window-first"]."""
-    given = []
-    for arg in PROPAGATION_FLAGS:
-        value = getattr(args, arg, None)
-        flag = f"--{arg.replace('_', '-')}"
-        if isinstance(value, bool):
-            given.append(flag if value else flag.replace("--", "--no-", 1))
-        elif value is not None:
-            given.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
-    return given
 
 
 PROTOCOL_SHORT_SIDE = 480  # the DAVIS frames the native-size protocols (crw) were defined on
@@ -164,7 +154,7 @@ def _annotation(args: argparse.Namespace, source) -> Annotation:
     if args.keypoints is not None:
         return _keypoints_annotation(args.keypoints, source.size, names)
     if args.box is not None:
-        return _box_annotation(args.box, args.tracker, source.size, names)
+        return _box_annotation(args.box, args.tracker or DEFAULT_TRACKER, source.size, names)
     if args.labels is not None:
         return _labels_annotation(args.labels, source.size, names, np.dtype(args.labels_dtype))
     return _mask_annotation(args.mask, source.size, names)

@@ -22,21 +22,20 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import check_output_path, write_text_atomic
+from vidcorr.evaluate.davis_overlays import DAVIS_FPS, overlay_frames, overlay_from_results
+from vidcorr.io.atomic import check_output_path, is_atomic_leftover, write_text_atomic
 from vidcorr.io.davis import DavisDataset
-from vidcorr.io.masks import read_mask, write_indexed_png
+from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
-from vidcorr.labels import VOID
-from vidcorr.masks import mask_overlay, propagate_mask
+from vidcorr.masks import propagate_mask
 from vidcorr.metrics.davis import score_davis, write_results_json
 from vidcorr.presets import PropagationPreset, customised_preset, preset_knobs
 from vidcorr.propagate import Propagator
 from vidcorr.runtime import checked_device
 from vidcorr.track_uvc import TrackOptions, mask_propagator, track_options
-from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask, side_by_side
+from vidcorr.viz import PALETTE, Curve, line_plot
 
 log = logging.getLogger(__name__)
-DAVIS_FPS = 24.0  # the frame rate of DAVIS's 480p sequences (overlay videos)
 
 
 @dataclass
@@ -84,8 +83,8 @@ def write_mask_sequence(
     """Propagate ``first_mask`` (H, W) through a video and write one indexed PNG per frame.
 
     frame_names: output file stems, one per frame. overlay: also encode the frames with the
-    masks drawn on them to this mp4 (`vidcorr.masks.mask_overlay`: UVC-track's boxes too; 24 fps,
-    DAVIS's frame rate).
+    masks drawn on them to this mp4 (`vidcorr.evaluate.davis_overlays.overlay_frames`: UVC-track's
+    boxes too; 24 fps, DAVIS's frame rate).
     truth: annotation PNGs; with an overlay, each frame shows the propagated masks beside its
     annotation (matched by file stem; "no annotation" where a frame has none).
     Returns the number of frames written.
@@ -104,23 +103,8 @@ def write_mask_sequence(
         for _ in masks():
             pass
     else:
-        if truth:
-            annotated = {path.stem: path for path in truth}
-            drawn = (_beside_truth(frame, mask_overlay(frame, labels, propagator), annotated.get(name))
-                     for name, (frame, labels) in zip(frame_names, masks()))
-        else:
-            drawn = (mask_overlay(frame, labels, propagator) for frame, labels in masks())
-        write_video(overlay, drawn, fps=DAVIS_FPS)
+        write_video(overlay, overlay_frames(masks(), frame_names, truth, propagator), fps=DAVIS_FPS)
     return written
-
-
-def _beside_truth(frame: np.ndarray, propagated: np.ndarray, truth: Path | None) -> np.ndarray:
-    """The propagated overlay (left) beside the annotation drawn on the same frame (right) -> (H, 2W + 8, 3)."""
-    if truth is None:
-        return side_by_side([propagated, frame], ["propagated", "no annotation"])
-    annotation = read_mask(truth)
-    annotation = np.where(annotation == VOID, 0, annotation)
-    return side_by_side([propagated, overlay_mask(frame, annotation)], ["propagated", "annotation"])
 
 
 def run_davis(
@@ -151,9 +135,12 @@ def run_davis(
     sequence behind. resume: keep the sequences an interrupted run of the same model, protocol and
     split already finished in ``out_dir`` (`RUN_STAMP` says which run
     that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
-    then covers this session and lists the sequences kept. overlays: also write
-    ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn on them beside their
-    annotations (outside the sequence folders, which hold only what the DAVIS scorer reads).
+    then covers this session and lists the sequences kept. A resume first deletes the temporary
+    files a killed run left in ``out_dir`` and ``out_dir/overlays`` (`remove_killed_run_files`).
+    overlays: also write ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn
+    on them beside their annotations (outside the sequence folders, which hold only what the DAVIS
+    scorer reads); for every sequence of the run: a kept sequence without one gets it drawn from its
+    result PNGs (`overlay_from_results`; UVC-track's boxes are not saved, so not drawn there).
     resolution: the frames and annotations read and scored, ``"480p"`` (the papers') or
     ``"Full-Resolution"`` (`DavisDataset`); the preset's input size is unchanged, the masks are
     written at the annotations' size.
@@ -184,12 +171,16 @@ def run_davis(
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = _run_stamp(model_info, preset, dataset, track)
     kept = _finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
-    finished = list(kept)
-    _write_stamp(out_dir, stamp, finished)
-    stats = RunStats(device=str(propagator.device))
-    todo = [seq for seq in dataset.sequences if seq not in kept]
     if kept:
         log.info("resuming %s: %d of %d sequences already done", out_dir, len(kept), len(dataset.sequences))
+    if resume:  # after _finished_sequences: a folder of another run is refused untouched
+        remove_killed_run_files(out_dir)
+    finished = list(kept)
+    _write_stamp(out_dir, stamp, finished)
+    if overlays:
+        _overlays_of_kept(dataset, kept, out_dir, tracked=track is not None)
+    stats = RunStats(device=str(propagator.device))
+    todo = [seq for seq in dataset.sequences if seq not in kept]
     for seq in tqdm(todo, desc=f"propagate ({preset.name}{' + track' if track else ''})", unit="seq"):
         start = time.perf_counter()
         n = _propagate_sequence(propagator, dataset, seq, first_masks[seq], out_dir, overlays)
@@ -250,6 +241,18 @@ def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str,
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return n
+
+
+def _overlays_of_kept(dataset: DavisDataset, kept: list[str], out_dir: Path, *, tracked: bool) -> None:
+    """Write ``out_dir/overlays/<seq>.mp4`` from the result PNGs of each kept sequence that has none
+    (its run was made without --overlays, or killed before): --overlays promises one per sequence."""
+    missing = [seq for seq in kept if not (out_dir / "overlays" / f"{seq}.mp4").is_file()]
+    if missing:
+        log.info("drawing the overlay videos of %d kept sequence(s) from their result PNGs%s", len(missing),
+                 " (without UVC-track's boxes, which are not saved)" if tracked else "")
+    for seq in missing:
+        overlay_from_results(dataset.frames(seq), out_dir / seq, dataset.masks(seq),
+                             out_dir / "overlays" / f"{seq}.mp4")
 
 
 def write_davis_results(results: dict, path: str | Path) -> Path | None:
@@ -322,3 +325,24 @@ def _finished_sequences(out_dir: Path, stamp: dict, sequences: list[str]) -> lis
         raise InputError(out_dir, f"holds a run with another {', '.join(changed)}: cannot resume it; "
                                   "choose a new --out or drop --resume")
     return [seq for seq in sequences if seq in earlier.get("finished", []) and (out_dir / seq).is_dir()]
+
+
+def remove_killed_run_files(out_dir: Path) -> list[Path]:
+    """Delete the temporary files of `atomic_file` that a run killed while writing one (SIGTERM,
+    SIGKILL: no cleanup runs) left in ``out_dir`` and ``out_dir/overlays``, and log them; returns them.
+
+    Only names of exactly that pattern go: they are never a result (and a resumed run otherwise kept
+    them for ever). The sequence folders need no look: they are renamed into place only when complete.
+    """
+    removed = []
+    for folder in (out_dir, out_dir / "overlays"):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if is_atomic_leftover(path):
+                path.unlink()
+                removed.append(path)
+    if removed:
+        log.info("removed %d temporary file(s) left by a killed run: %s", len(removed),
+                 ", ".join(str(p.relative_to(out_dir)) for p in removed))
+    return removed

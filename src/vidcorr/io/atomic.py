@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +40,19 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# `atomic_file`'s temporary names: "." + the destination's name + "." + mkstemp's 8 random
+# characters + ".tmp" + the destination's suffix (checked apart: it must be the name's own).
+_TMP_FILE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(\.[^.]*)?)")
+
+
+def is_atomic_leftover(path: Path) -> bool:
+    """Whether ``path`` is a temporary file of `atomic_file`, which only a run killed while writing
+    it (SIGTERM, SIGKILL: no clean-up runs) leaves behind; never a result."""
+    match = _TMP_FILE.fullmatch(path.name)
+    return (match is not None and Path(match["name"]).suffix == match["suffix"] and path.is_file()
+            and not path.is_symlink())
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
