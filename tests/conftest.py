@@ -68,6 +68,21 @@ def short_clip(tmp_path_factory, davis2016_root) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def two_clips(tmp_path_factory, davis2016_root) -> Path:
+    """The first 4 frames and masks of blackswan and car-shadow as a two-sequence DAVIS root."""
+    root = tmp_path_factory.mktemp("davis2")
+    for seq in ("blackswan", "car-shadow"):
+        for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            dst = root / kind / "480p" / seq
+            dst.mkdir(parents=True)
+            for f in sorted((davis2016_root / kind / "480p" / seq).glob(f"*.{ext}"))[:4]:
+                shutil.copy(f, dst / f.name)
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text("blackswan\ncar-shadow\n")
+    return root
+
+
 SHORT_TRAINING_VIDEOS = ("dog-agility", "rollerblade", "motorbike")  # 25, 35, 43 frames: cheap to decode
 
 

@@ -20,21 +20,6 @@ from vidcorr.metrics.davis import GLOBAL_KEYS
 FAST = ["--features", "lab-pixels", "--size", "120"]
 
 
-@pytest.fixture(scope="module")
-def two_clips(tmp_path_factory, davis2016_root) -> Path:
-    """The first 4 frames and masks of blackswan and car-shadow as a two-sequence DAVIS root."""
-    root = tmp_path_factory.mktemp("davis2")
-    for seq in ("blackswan", "car-shadow"):
-        for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
-            dst = root / kind / "480p" / seq
-            dst.mkdir(parents=True)
-            for f in sorted((davis2016_root / kind / "480p" / seq).glob(f"*.{ext}"))[:4]:
-                shutil.copy(f, dst / f.name)
-    (root / "ImageSets" / "2016").mkdir(parents=True)
-    (root / "ImageSets" / "2016" / "val.txt").write_text("blackswan\ncar-shadow\n")
-    return root
-
-
 def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_clips, tmp_path, capsys):
     """An interrupted run (here: one sequence done) continues with --resume; the results equal an
     uninterrupted run's. Another model's folder is refused, and so is a plain run into a used folder."""

@@ -4,7 +4,6 @@ files are deleted. The summaries and refusals of propagate, demo, match and eval
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,21 +15,6 @@ from vidcorr.cli import main
 from vidcorr.io.video import open_frames
 
 FAST = ["--features", "lab-pixels", "--size", "120"]
-
-
-@pytest.fixture(scope="module")
-def two_clips(tmp_path_factory, davis2016_root) -> Path:
-    """The first 4 frames and masks of blackswan and car-shadow as a two-sequence DAVIS root."""
-    root = tmp_path_factory.mktemp("davis2")
-    for seq in ("blackswan", "car-shadow"):
-        for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
-            dst = root / kind / "480p" / seq
-            dst.mkdir(parents=True)
-            for f in sorted((davis2016_root / kind / "480p" / seq).glob(f"*.{ext}"))[:4]:
-                shutil.copy(f, dst / f.name)
-    (root / "ImageSets" / "2016").mkdir(parents=True)
-    (root / "ImageSets" / "2016" / "val.txt").write_text("blackswan\ncar-shadow\n")
-    return root
 
 
 def _eval(root: Path, out: Path, *extra: str) -> int:

@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.models.encoder import EvalModeCall, FrameEncoder, check_weights_hold_data, feature_problem
@@ -96,18 +96,8 @@ def measure_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> in
     class when it fails on a probe or gives no (1, C, h, w) float features.
     """
     name = type(encoder.wrapped if isinstance(encoder, EvalModeCall) else encoder).__name__
-    grids = []
-    for side in STRIDE_PROBES:
-        try:
-            out = EvalModeCall(encoder)(torch.full((1, 3, side, side), 0.5, device=device))
-        except Exception as err:
-            raise VidcorrError(f"encoder {name} failed on a 1 x 3 x {side} x {side} grey frame (measuring "
-                               f"its stride): {_where(err)}") from err
-        if (got := feature_problem(out, 1)) is not None:
-            raise VidcorrError(f"encoder {name}: a 1 x 3 x {side} x {side} frame gave {got}; expected float "
-                               "features (1, C, h, w)")
-        grids.append(out.shape[-2:])
-    (h1, w1), (h2, w2) = grids
+    (h1, w1), (h2, w2) = (_grey_features(encoder, (side, side), f"encoder {name}", "grey frame (measuring its "
+                                         "stride)", device).shape[-2:] for side in STRIDE_PROBES)
     cells = (h2 - h1) + (w2 - w1)
     if cells <= 0:
         return None
@@ -159,14 +149,21 @@ def _import(target: str, spec: str) -> ModuleType:
 def _probe(encoder: nn.Module, spec: str) -> None:
     """Run one grey test frame through the encoder (in eval mode, restored afterwards): VidcorrError
     unless it gives (1, C, h, w) float features."""
+    _grey_features(encoder, PROBE_HW, f"--encoder {spec}: the module", "test frame")
+
+
+def _grey_features(encoder: nn.Module, hw: tuple[int, int], who: str, frame: str,
+                   device: str | torch.device = "cpu") -> Tensor:
+    """The encoder's features (1, C, h, w) of one grey (H, W) = ``hw`` frame, in eval mode;
+    `VidcorrError` starting with ``who`` when it fails or gives anything else."""
     try:
-        out = EvalModeCall(encoder)(torch.full((1, 3, *PROBE_HW), 0.5))
+        out = EvalModeCall(encoder)(torch.full((1, 3, *hw), 0.5, device=device))
     except Exception as err:
-        raise VidcorrError(f"--encoder {spec}: the module failed on a 1 x 3 x {PROBE_HW[0]} x "
-                           f"{PROBE_HW[1]} test frame: {_where(err)}") from err
+        raise VidcorrError(f"{who} failed on a 1 x 3 x {hw[0]} x {hw[1]} {frame}: {_where(err)}") from err
     if (got := feature_problem(out, 1)) is not None:
-        raise VidcorrError(f"--encoder {spec}: a 1 x 3 x {PROBE_HW[0]} x {PROBE_HW[1]} frame gave {got}; "
-                           "expected float features (1, C, h, w)")
+        raise VidcorrError(f"{who} gave {got} for a 1 x 3 x {hw[0]} x {hw[1]} {frame}; expected float "
+                           "features (1, C, h, w)")
+    return out
 
 
 def _where(err: BaseException) -> str:
