@@ -21,7 +21,7 @@ from torch import nn
 
 import vidcorr
 from vidcorr.cli import main
-from vidcorr.errors import InputError
+from vidcorr.errors import EncoderOutputError
 from vidcorr.keypoints import CODECS, propagate_keypoints
 from vidcorr.labels import downsample_labels
 from vidcorr.models import build_encoder
@@ -168,7 +168,7 @@ def test_a_grid_that_changes_between_frames_is_an_input_error(annotation):
     frames = _frames(3)
     first = np.zeros(FRAME_HW, np.uint8)
     first[30:80, 50:150] = 1
-    with pytest.raises(InputError, match=r"encoder Shrinking gave a 13x7 feature grid for a 213x119 input "
+    with pytest.raises(EncoderOutputError, match=r"encoder Shrinking gave a 13x7 feature grid for a 213x119 input "
                                          r"but 14x8 for the first frame"):
         if annotation == "mask":
             list(vidcorr.propagate_masks(frames, first, encoder=Shrinking()))
@@ -197,6 +197,29 @@ class ResizeToPatch(nn.Module):
 
 def vitlike():
     return ResizeToPatch()
+
+
+class GoesWrong(nn.Module):
+    """Well-behaved for its checks at load time (3 calls) and the first frame, not after."""
+
+    def __init__(self, wrong):
+        super().__init__()
+        self.patch, self.wrong, self.calls = nn.Conv2d(3, 8, 8, 8), wrong, 0
+
+    def forward(self, rgb):
+        self.calls += 1
+        feats = self.patch(rgb)
+        if self.calls <= 4:
+            return feats
+        return feats[..., 1:, 1:] if self.wrong == "grid" else feats.long()
+
+
+def shrinking():
+    return GoesWrong("grid")
+
+
+def integer():
+    return GoesWrong("dtype")
 '''
 
 
@@ -217,4 +240,22 @@ def test_keypoints_on_real_frames_with_a_resizing_encoder_from_the_command_line(
     assert all(0 <= x < first.shape[1] and 0 <= y < first.shape[0] for f in saved for x, y in f["keypoints"])
     module, info = load_external_encoder(f"{factory}:vitlike")
     assert info["stride"] == 16 and not hasattr(module, "stride")  # measured, the module left as it was
+    sys.modules.pop("vidcorr_external_my_models", None)
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    ("shrinking", "encoder GoesWrong gave a 13x7 feature grid for a 114x64 input but 14x8 for the first frame"),
+    ("integer", "encoder GoesWrong gave (1, 8, 8, 14) torch.int64 (not a floating-point dtype"),
+])
+def test_an_encoder_that_goes_wrong_mid_video_is_one_line_and_exit_2(short_clip, tmp_path, capsys, factory, message):
+    """Its ValueError used to reach the command line as a traceback (exit 1)."""
+    module = tmp_path / "my_models.py"
+    module.write_text(FACTORY)
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    out = tmp_path / "out"
+    code = main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--no-video", "--size", "64",
+                 "--batch-size", "1", "--encoder", f"{module}:{factory}"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err and not out.exists(), err
     sys.modules.pop("vidcorr_external_my_models", None)

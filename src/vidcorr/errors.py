@@ -24,3 +24,9 @@ class InputError(VidcorrError):
 
 class WeightsError(InputError):
     """A weights file is missing, corrupt or does not match the model it is loaded into."""
+
+
+class EncoderOutputError(VidcorrError, ValueError):
+    """An encoder of one's own gave features propagation cannot use (not (B, C, h, w) floats, or
+    another grid than the first frame's). A `VidcorrError`, so that the command line prints one
+    line, and a ValueError, as a bad argument of the Python API is."""

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.affinity import SparseAffinity, sparse_affinity, transport_sparse
-from vidcorr.errors import InputError
+from vidcorr.errors import EncoderOutputError
 from vidcorr.labels import downsample_labels, minmax_per_channel
 from vidcorr.models.encoder import feature_problem, inference_encoder
 from vidcorr.presets import PropagationPreset
@@ -187,10 +187,10 @@ class Propagator:
         if tuple(query.shape[-2:]) != self.feature_hw:
             # A module of one's own may give another grid for a frame of the same size; the affinity
             # and the labels are laid out on the first frame's grid.
-            raise InputError(None, f"encoder {_encoder_name(self.encoder)} gave a {_grid(query.shape[-2:])} "
-                                   f"feature grid for a {_grid(self.input_hw)} input but {_grid(self.feature_hw)} "
-                                   f"for the first frame, of the same size: propagation needs one feature grid "
-                                   f"for every frame")
+            raise EncoderOutputError(f"encoder {_encoder_name(self.encoder)} gave a {_grid(query.shape[-2:])} "
+                                     f"feature grid for a {_grid(self.input_hw)} input but {_grid(self.feature_hw)} "
+                                     f"for the first frame, of the same size: propagation needs one feature grid "
+                                     f"for every frame")
         start = time.perf_counter()
         memories = [self._first, *self._context]
         aff = sparse_affinity(query, [m.feats for m in memories], self._windowed(memories), self.preset.topk)
@@ -240,8 +240,8 @@ def _check_features(encoder: nn.Module, feats: object, batch: int) -> None:
     """A module of one's own must give (B, C, h, w) float features: say so here, not deep inside
     the affinity with an unpacking error."""
     if (got := feature_problem(feats, batch)) is not None:
-        raise ValueError(f"encoder {_encoder_name(encoder)} gave {got} for {batch} frame(s); expected "
-                         f"float features ({batch}, C, h, w)")
+        raise EncoderOutputError(f"encoder {_encoder_name(encoder)} gave {got} for {batch} frame(s); expected "
+                                 f"float features ({batch}, C, h, w)")
 
 
 def _encoder_name(encoder: nn.Module) -> str:
