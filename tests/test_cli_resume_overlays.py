@@ -76,6 +76,16 @@ def test_resume_deletes_the_temporary_files_a_killed_run_left(two_clips, tmp_pat
          "results.json", "j_per_frame.png"])
 
 
+def test_resume_into_a_folder_that_held_no_run_deletes_nothing(two_clips, tmp_path):
+    """Only a folder with our run record is cleaned: --resume into a user's folder deleted their
+    files of the same pattern (another program's live temporary)."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / ".thesis.tex.ab12cd34.tmp.tex").write_text("precious")
+    assert _eval(two_clips, out, "--resume", "--sequences", "blackswan") == 0
+    assert (out / ".thesis.tex.ab12cd34.tmp.tex").read_text() == "precious"
+
+
 # --------------------------------------------------------------------------- summaries and refusals
 
 

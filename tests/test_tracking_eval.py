@@ -279,13 +279,17 @@ def test_score_max_frames_scores_an_eval_max_frames_run(eval_and_score, otb_root
     # .../groundtruth_rect.txt; line 9 has no ground truth", a file of more lines than that)
     assert eval_and_score([*score, "--max-frames", "8"]) == 2
     assert ("Soccer.txt: 12 boxes but --max-frames 8 scores the first 8 frames of "
-            in (err := capsys.readouterr().err) and "score it with --max-frames 12 (one box per scored frame)" in err)
+            in (err := capsys.readouterr().err) and "score it with --max-frames 12" in err)
     whole = tmp_path / "whole"
     whole.mkdir()
     (whole / "Soccer.txt").write_text("1,1,10,10\n" * N_FRAMES)
     assert eval_and_score(["score", "otb", "--root", str(otb_root), "--results", str(whole), "--max-frames", "12"]) == 2
     assert f"{N_FRAMES} boxes but --max-frames 12 scores the first 12 frames" in (err := capsys.readouterr().err)
     assert "score it without --max-frames" in err
+    (whole / "Soccer.txt").write_text("1,1,10,10\n" * (N_FRAMES + 5))  # no --max-frames fits: none is named
+    assert eval_and_score(["score", "otb", "--root", str(otb_root), "--results", str(whole), "--max-frames", "12"]) == 2
+    assert (f"{N_FRAMES + 5} boxes but --max-frames 12 scores the first 12 frames of "
+            in (err := capsys.readouterr().err) and f"groundtruth_rect.txt, which has {N_FRAMES} lines" in err)
     assert eval_and_score([*score, "--max-frames", "12"]) == 0
     scored = json.loads((out / "score.json").read_text())
     assert scored["max_frames"] == 12 and scored["per_sequence"]["Soccer"]["frames"] == 12

@@ -89,3 +89,16 @@ def test_a_signal_in_the_last_step_ends_the_run_as_usual(short_list: Path, tmp_p
                 f"{tmp_path / run / 'checkpoint.pt'}; exported {weights}") in caplog.text
         assert load_checkpoint(tmp_path / run / "checkpoint.pt")["progress"]["step"] == (max_steps or 3)
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_the_last_step_note_names_a_checkpoint_only_where_one_was_written(tmp_path):
+    """--max-steps 0 writes no checkpoint; a signal during its export was logged as "checkpoint written"."""
+    from types import SimpleNamespace
+
+    from vidcorr.train.loop import _ended_anyway
+
+    run = SimpleNamespace(stop=SimpleNamespace(signal=signal.SIGINT),
+                          job=SimpleNamespace(run_dir=tmp_path, max_steps=0))
+    assert "no checkpoint written" in _ended_anyway(run, False, None)
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    assert f"checkpoint written to {tmp_path / 'checkpoint.pt'}" in _ended_anyway(run, False, None)

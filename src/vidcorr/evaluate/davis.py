@@ -173,8 +173,8 @@ def run_davis(
     kept = _finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
     if kept:
         log.info("resuming %s: %d of %d sequences already done", out_dir, len(kept), len(dataset.sequences))
-    if resume:  # after _finished_sequences: a folder of another run is refused untouched
-        remove_killed_run_files(out_dir)
+    if resume and (out_dir / RUN_STAMP).is_file():  # a run of ours, and this one (else refused above):
+        remove_killed_run_files(out_dir)  # never in a folder that held no run (a user's temporaries)
     finished = list(kept)
     _write_stamp(out_dir, stamp, finished)
     if overlays:

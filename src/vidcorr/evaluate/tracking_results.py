@@ -95,10 +95,13 @@ def _length_mismatch(path: Path, what: str, found: int, expected: int, annotatio
                      max_frames: int | None = None) -> InputError:
     """The error for a predictions file without exactly one line per scored ground-truth line
     (``expected``: the annotation's lines, or the first ``max_frames`` of them)."""
-    if max_frames is not None and expected == max_frames:  # the ground truth was cut to --max-frames
-        fix = "without --max-frames" if found > expected and found == _line_count(annotation) else f"with --max-frames {found}"
+    if max_frames is not None and expected == max_frames:  # the ground truth was cut: name the N that fits
+        lines = _line_count(annotation)
+        fix = ("; score it without --max-frames" if found == lines else
+               f"; score it with --max-frames {found}" if 2 <= found < lines else
+               f", which has {lines} lines" if found > lines else "")
         return InputError(path, f"{found} {what} but --max-frames {max_frames} scores the first {expected} frames "
-                                f"of {annotation}: score it {fix} (one box per scored frame)")
+                                f"of {annotation}{fix}")
     first_unmatched = min(found, expected) + 1
     hint = " (from `eval --max-frames N`? score them with --max-frames N)" if found < expected else ""
     return InputError(path, f"{found} {what} but {expected} ground-truth lines in {annotation}; line "

@@ -341,7 +341,8 @@ def _ended_anyway(run: _Run, finished: bool, exported: Path | None) -> str:
     latest = Path(run.job.run_dir) / ckpt.LATEST
     ended = ("the run is complete" if finished else
              f"it stopped there at max_steps ({run.job.max_steps}) as asked (--resume continues)")
-    return (f"{name} came after the run's last step had begun: {ended}; checkpoint written to {latest}"
+    saved = f"checkpoint written to {latest}" if latest.exists() else "no checkpoint written (no step was run)"
+    return (f"{name} came after the run's last step had begun: {ended}; {saved}"
             + (f"; exported {exported}" if exported else ""))
 
 
