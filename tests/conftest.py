@@ -93,3 +93,9 @@ def short_list(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     listing.write_text("".join(f"{data_dir / 'videos' / 'davis2016-train' / name}.mp4\n"
                                for name in SHORT_TRAINING_VIDEOS))
     return listing
+
+
+# The test_video_* files' real video.
+@pytest.fixture(scope="module")
+def real_video(data_dir):
+    return data_dir / "videos/davis2016-train/bear.mp4"

@@ -1,0 +1,130 @@
+"""The API's keypoints and boxes: the command line's results, first boxes at the frame edge, absent keypoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from api_helpers import _crw_small
+from synthetic import PatchEncoder
+from test_propagate import _texture_video
+
+import vidcorr
+from vidcorr import api
+from vidcorr.cli import main
+from vidcorr.errors import InputError
+
+
+def test_propagate_keypoints_equals_the_command_line(data_dir, tmp_path):
+    """Real JHMDB frames and joints: the API's points are the CLI's keypoints.json (3 decimals)."""
+    from vidcorr.io.jhmdb import JOINT_NAMES, read_joints
+
+    clip = data_dir / "jhmdb" / "Rename_Images" / "catch" / "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(1, 6):
+        (frames / f"{t:05d}.png").write_bytes((clip / f"{t:05d}.png").read_bytes())
+    joints = read_joints(data_dir / "jhmdb" / "joint_positions" / "catch" / clip.name / "joint_positions.mat")[0]
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"keypoints": joints.tolist(), "names": list(JOINT_NAMES),
+                                 "visible": [True] * 14 + [False]}))
+    out = tmp_path / "cli"
+    assert main(["propagate", str(frames), "--keypoints", str(first), "--out", str(out), "--no-video",
+                 "--features", "lab-pixels"]) == 0
+    saved = json.loads((out / "keypoints.json").read_text())["frames"]
+    encoder = vidcorr.encoder_for(features="lab-pixels")
+    got = list(vidcorr.propagate_keypoints(frames, first, encoder=encoder))
+    assert len(got) == len(saved) == 5
+    for (frame, points, visible), row in zip(got, saved):
+        assert frame.shape == (240, 320, 3) and not visible[14] and np.isnan(points[14]).all()
+        want = np.array([p if p is not None else [np.nan, np.nan] for p in row["keypoints"]], np.float64)
+        np.testing.assert_allclose(points, want, atol=6e-4)
+    # an array gives the same as the file (all visible but the last, as the file says)
+    again = list(vidcorr.propagate_keypoints(frames, joints, visible=[True] * 14 + [False], encoder=encoder))
+    np.testing.assert_array_equal(again[-1][1], got[-1][1])
+    with pytest.raises(InputError, match=r"keypoint 1 \(1\) at \(400, 10\) lies outside the 320x240"):
+        vidcorr.propagate_keypoints(frames, np.array([[10.0, 10.0], [400.0, 10.0]]), encoder=encoder)
+
+
+def test_track_box_equals_the_command_line(data_dir, tmp_path):
+    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    out = tmp_path / "cli"
+    assert main(["propagate", str(video), "--box", "100,60,80,60", "--tracker", "dcf", "--out", str(out),
+                 "--no-video", "--features", "lab-pixels"]) == 0
+    saved = [row["box"] for row in json.loads((out / "boxes.json").read_text())["frames"]]
+    got = list(vidcorr.track_box(video, (100, 60, 80, 60), tracker="dcf",
+                                 encoder=vidcorr.encoder_for(features="lab-pixels")))
+    assert len(got) == len(saved) > 10
+    assert got[0][1] == (100, 60, 80, 60)
+    np.testing.assert_allclose([box for _, box in got], saved, atol=6e-3)
+    assert all(frame.ndim == 3 for frame, _ in got[:3])
+    with pytest.raises(ValueError, match="first box 5000,60,80,60 lies outside the 456x256 first frame"):
+        vidcorr.track_box(video, (5000, 60, 80, 60))  # raised at the call, before iterating
+
+
+@pytest.mark.parametrize("tracker", ["localise", "dcf"])
+def test_a_first_box_may_leave_the_frame_but_must_overlap_it(tracker):
+    """OTB / VOT objects leave the frame edges: a box partly outside (or larger than the frame) is
+    tracked; one that shares no pixel with the frame, or has no size, is refused naming the box."""
+    frames, _ = _texture_video(n_frames=3)  # 96x64
+    for box in [(-10, -8, 30, 24), (80.5, 50, 40, 40), (-20, -20, 140, 110)]:
+        got = list(api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder()))
+        assert len(got) == 3 and got[0][1] == box and np.isfinite([b for _, b in got]).all()
+    for box in [(-30, 10, 30, 30), (96, 10, 20, 20), (10, 64, 20, 20)]:  # ends at / starts on an edge
+        with pytest.raises(ValueError, match=rf"first box {box[0]},{box[1]},{box[2]},{box[3]} lies outside "
+                                             r"the 96x64 first frame \(a box partly outside is fine"):
+            api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
+    for box in [(10, 10, 0, 20), (10, 10, 20, -5)]:
+        with pytest.raises(ValueError, match=rf"first box 10,10,{box[2]},{box[3]} must have .* positive size"):
+            api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
+    for box in [("a", 0, 5, 5), None, (10, 10, True, 20), (np.bool_(True), 10, 20, 20), "1234",
+                torch.tensor([10, 10, 1, 20]).bool()]:  # float(True) is 1
+        with pytest.raises(ValueError, match=r"first box must be \(x, y, w, h\), 4 numbers, got"):
+            api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
+
+
+def test_a_nan_first_keypoint_is_absent_or_an_error_if_marked_visible(tmp_path):
+    """NaN (None, JSON null) = no position: not visible unless marked so, which is refused at the call
+    naming the keypoint (it used to be propagated as an empty channel and yielded as visible)."""
+    frames, _ = _texture_video(n_frames=3)
+    points = [[10.0, 12.0], [np.nan, np.nan], [50.0, 40.0]]
+    got = list(api.propagate_keypoints(frames, points, encoder=PatchEncoder(), preset=_crw_small()))
+    want = list(api.propagate_keypoints(frames, [[10.0, 12.0], [30.0, 30.0], [50.0, 40.0]], visible=[1, 0, 1],
+                                        encoder=PatchEncoder(), preset=_crw_small()))
+    assert len(got) == 3
+    for (_, p, v), (_, wp, wv) in zip(got, want):
+        assert v.tolist() == wv.tolist() == [True, False, True]
+        np.testing.assert_array_equal(p, wp)
+    with pytest.raises(InputError, match=r"keypoint 1 at \(nan, nan\) has no position \(NaN\) but is marked visible"):
+        api.propagate_keypoints(frames, points, visible=[True, True, True], encoder=PatchEncoder())
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"keypoints": [[10, 12], None, [50, 40]], "names": ["neck", "belly", "face"]}))
+    assert [v.tolist() for _, _, v in api.propagate_keypoints(frames, first, encoder=PatchEncoder(),
+                                                              preset=_crw_small())][0] == [True, False, True]
+    with pytest.raises(InputError, match=r"first.json: keypoint 1 \(belly\) .* marked visible"):
+        api.propagate_keypoints(frames, first, visible=[True, True, True], encoder=PatchEncoder())
+
+
+def test_a_first_frame_without_any_visible_keypoint_is_refused_at_the_call(tmp_path):
+    """Every keypoint absent (NaN / null) or marked not visible: nothing to propagate. It was accepted
+    and yielded NaN for every keypoint on every frame without a word."""
+    frames, _ = _texture_video(n_frames=2)
+    nothing = r"no keypoint is visible in the first frame \(all 2 have no position or are marked not visible\): " \
+              r"there is nothing to propagate"
+    with pytest.raises(InputError, match="^" + nothing):
+        api.propagate_keypoints(frames, [[np.nan, np.nan], [np.nan, np.nan]], encoder=PatchEncoder())
+    with pytest.raises(InputError, match="^" + nothing):
+        api.propagate_keypoints(frames, [[10.0, 12.0], [50.0, 40.0]], visible=[False, False], encoder=PatchEncoder())
+    absent, hidden, shown = tmp_path / "absent.json", tmp_path / "hidden.json", tmp_path / "shown.json"
+    absent.write_text(json.dumps({"keypoints": [None, None]}))
+    hidden.write_text(json.dumps({"keypoints": [[10, 12], [50, 40]], "visible": [False, False]}))
+    shown.write_text(json.dumps({"keypoints": [[10, 12], [50, 40]]}))
+    for path in (absent, hidden):
+        with pytest.raises(InputError, match=f"{path.name}: {nothing}"):
+            api.propagate_keypoints(frames, path, encoder=PatchEncoder())
+    with pytest.raises(InputError, match=f"{shown.name}: {nothing}"):  # the file's list replaced from Python
+        api.propagate_keypoints(frames, shown, visible=[False, False], encoder=PatchEncoder())
+    assert len(list(api.propagate_keypoints(frames, shown, visible=[False, True], encoder=PatchEncoder(),
+                                            preset=_crw_small()))) == 2  # one visible keypoint is enough

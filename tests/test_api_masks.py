@@ -1,0 +1,226 @@
+"""The API's masks and soft labels: the CLI's and the stream's results, frame-at-a-time tracking, any input form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from api_helpers import _crw_small
+from PIL import Image
+from synthetic import PatchEncoder
+from test_propagate import _texture_video
+
+import vidcorr
+from vidcorr import api
+from vidcorr.cli import main
+from vidcorr.errors import InputError, VidcorrError
+from vidcorr.masks import MaskTracker, propagate_mask
+from vidcorr.presets import customised_preset
+from vidcorr.propagate import Propagator
+
+
+@pytest.mark.parametrize("name", ["crw", "uvc", "stt"])
+def test_tracker_steps_give_the_streaming_loops_masks(name):
+    """One frame at a time (one encoder call each) == the batched stream, frame for frame."""
+    frames, masks = _texture_video(n_frames=6)
+    preset = customised_preset(name, n_previous=2, radius=3)
+    want = [m for _, m in propagate_mask(Propagator(PatchEncoder(), preset, batch_size=3), frames, masks[0])]
+    tracker = MaskTracker(Propagator(PatchEncoder(), preset))
+    got = [tracker.step(frames[0], masks[0])] + [tracker.step(f) for f in frames[1:]]
+    assert len(got) == len(want) == 6
+    for t, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g, w, err_msg=f"frame {t}")
+    assert (got[3] == 1).sum() > 0.5 * (masks[3] == 1).sum()  # not empty: the square is followed
+
+
+def test_a_new_mask_restarts_the_tracker():
+    frames, masks = _texture_video(n_frames=5)
+    preset = customised_preset("crw", n_previous=2, radius=3)
+    tracker = MaskTracker(Propagator(PatchEncoder(), preset))
+    for frame in frames[:3]:
+        tracker.step(frame, masks[0] if frame is frames[0] else None)
+    restarted = [tracker.step(frames[2], masks[2]), tracker.step(frames[3]), tracker.step(frames[4])]
+    fresh = MaskTracker(Propagator(PatchEncoder(), preset))
+    expected = [fresh.step(frames[2], masks[2]), fresh.step(frames[3]), fresh.step(frames[4])]
+    for r, e in zip(restarted, expected):
+        np.testing.assert_array_equal(r, e)
+    assert tracker.propagator.context_size == 1 + 2
+
+
+def test_tracker_needs_a_first_mask_and_keeps_the_frame_size():
+    frames, masks = _texture_video(n_frames=3)
+    tracker = MaskTracker(Propagator(PatchEncoder(), customised_preset("crw", radius=3)))
+    with pytest.raises(RuntimeError, match="first frame's mask"):
+        tracker.step(frames[0])
+    with pytest.raises(InputError, match="empty"):
+        tracker.step(frames[0], np.zeros_like(masks[0]))
+    with pytest.raises(InputError, match="0/255 binary mask read as raw values.*read_mask"):
+        tracker.step(frames[0], masks[0] * 255)  # np.array(Image.open(davis2016_png))
+    tracker.step(frames[0], masks[0])
+    tracker.step(frames[1])
+    with pytest.raises(InputError, match=r"^frame 2 is 96x32 but the first frame was 96x64"):  # which frame
+        tracker.step(frames[2][:32])
+    fresh = MaskTracker(Propagator(PatchEncoder(), customised_preset("crw", radius=3)))
+    want = [fresh.step(frames[0], masks[0]), fresh.step(frames[1]), fresh.step(frames[2])][-1]
+    np.testing.assert_array_equal(tracker.step(frames[2]), want)  # the refused frame left no trace
+
+
+def test_propagate_masks_from_paths_equals_the_command_line(davis2016_root, tmp_path):
+    """Real frames: a frame folder and a PNG mask through the API give the CLI's PNGs, pixel for pixel."""
+    seq = "blackswan"
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for path in sorted((davis2016_root / "JPEGImages" / "480p" / seq).glob("*.jpg"))[:5]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    mask = davis2016_root / "Annotations" / "480p" / seq / "00000.png"
+    out = tmp_path / "cli"
+    assert main(["propagate", str(folder), "--mask", str(mask), "--out", str(out), "--no-video",
+                 "--features", "random-resnet18", "--size", "160", "--context", "3"]) == 0
+    encoder = vidcorr.encoder_for("crw", features="random-resnet18")
+    results = list(vidcorr.propagate_masks(folder, mask, encoder=encoder, size=160, n_previous=3))
+    assert len(results) == 5
+    for t, (frame, labels) in enumerate(results):
+        assert frame.shape == (480, 854, 3) and labels.shape == (480, 854)
+        np.testing.assert_array_equal(labels, np.array(Image.open(out / "masks" / f"{t:05d}.png")), err_msg=f"frame {t}")
+    assert 0.5 < (results[-1][1] == 1).sum() / (results[0][1] == 1).sum() < 2  # the swan is still there
+
+
+def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
+    frames, masks = _texture_video(n_frames=3)
+    small = tmp_path / "small.png"
+    Image.fromarray(np.ones((10, 20), np.uint8)).save(small)
+    encoder = PatchEncoder()
+    with pytest.raises(InputError, match="small.png: mask is 20x10 but frames are 96x64") as err:
+        api.propagate_masks(frames, small, encoder=encoder)  # raised before iterating
+    assert "turned" not in str(err.value)
+    with pytest.raises(InputError, match="^the first-frame mask is 64x96 .* turned by 90 degrees"):  # drawn
+        api.propagate_masks(frames, masks[0].T.copy(), encoder=encoder)                         # on a rotated view
+    with pytest.raises(InputError, match="empty"):
+        api.propagate_masks(frames, np.zeros_like(masks[0]), encoder=encoder)
+    with pytest.raises(VidcorrError, match="no frames"):
+        api.propagate_masks([], masks[0], encoder=encoder)
+    with pytest.raises(InputError, match="no such video"):
+        api.propagate_masks(tmp_path / "missing.mp4", masks[0], encoder=encoder)
+
+
+def _masks_of(frames, first_mask, **kw):
+    return [m for _, m in api.propagate_masks(frames, first_mask, encoder=PatchEncoder(), preset=_crw_small(), **kw)]
+
+
+def test_frames_as_users_pass_them_give_the_uint8_masks():
+    """Float frames in [0, 1] were read as near-black uint8 and uint16 as near-white, silently;
+    grayscale, RGBA and torch tensors failed deep inside torch. All are converted at the call."""
+    import torch
+
+    frames, masks = _texture_video(n_frames=4)
+    want = _masks_of(frames, masks[0])
+    variants = {
+        "float [0, 1]": [f.astype(np.float32) / 255 for f in frames],
+        "float [0, 255]": [f.astype(np.float64) for f in frames],
+        "uint16": [f.astype(np.uint16) * 257 for f in frames],
+        "RGBA": [np.dstack([f, np.full(f.shape[:2], 255, np.uint8)]) for f in frames],
+        "torch": [torch.from_numpy(f) for f in frames],
+        "generator": (f for f in frames),
+        "(T, H, W, 3) array": np.stack(frames),
+    }
+    assert len(want) == 4
+    for name, video in variants.items():
+        got = list(api.propagate_masks(video, masks[0], encoder=PatchEncoder(), preset=_crw_small()))
+        assert len(got) == len(want), name  # every frame, whatever container holds them
+        for (frame, mask), w, f in zip(got, want, frames, strict=True):
+            assert frame.dtype == np.uint8 and frame.shape == f.shape, name
+            np.testing.assert_array_equal(mask, w, err_msg=name)
+    gray = [f.mean(axis=2).astype(np.uint8) for f in frames]
+    shapes = [frame.shape for frame, _ in api.propagate_masks(gray, masks[0], encoder=PatchEncoder(),
+                                                              preset=_crw_small())]
+    assert shapes == [(64, 96, 3)] * 4
+    tracker = api.mask_tracker(encoder=PatchEncoder(), preset=_crw_small())
+    stepped = [tracker.step(frames[0] / 255.0, masks[0])] + [tracker.step(f / 255.0) for f in frames[1:]]
+    for s, w in zip(stepped, want, strict=True):
+        np.testing.assert_array_equal(s, w)
+
+
+def test_bad_frames_are_refused_naming_the_frame():
+    import torch
+
+    frames, masks = _texture_video(n_frames=3)
+    chw = [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
+    with pytest.raises(InputError, match=r"frame 0 has shape \(3, 64, 96\).*permute\(1, 2, 0\)"):
+        api.propagate_masks(chw, masks[0], encoder=PatchEncoder())
+    resized = frames[:2] + [frames[2][:60]]  # within one encoder batch: np.stack used to fail
+    with pytest.raises(InputError, match="frame 2 is 96x60 but the first frame was 96x64"):
+        _masks_of(resized, masks[0])
+    nan = [frames[0], np.full(frames[1].shape, np.nan)]
+    with pytest.raises(InputError, match="frame 1 holds NaN"):
+        _masks_of(nan, masks[0])
+
+
+def test_masks_of_any_array_type_and_out_of_range_ids():
+    """ids > 255 wrapped modulo 256 (300 -> 44) and negative ids failed inside one_hot."""
+    import torch
+
+    frames, masks = _texture_video(n_frames=3)
+    want = _masks_of(frames, masks[0])
+    assert len(want) == 3
+    for first in (masks[0].tolist(), masks[0].astype(np.int64), masks[0] > 0, torch.from_numpy(masks[0])):
+        for g, w in zip(_masks_of(frames, first), want, strict=True):
+            np.testing.assert_array_equal(g, w)
+    for bad, ids in ((np.where(masks[0] > 0, 300, 0), "0..300"), (np.where(masks[0] > 0, -1, 0), "-1..0")):
+        with pytest.raises(InputError, match=f"holds ids {ids}; object ids must lie in 0..254"):
+            api.propagate_masks(frames, bad, encoder=PatchEncoder())
+        with pytest.raises(InputError, match="0..254"):
+            api.mask_tracker(encoder=PatchEncoder()).step(frames[0], bad)
+    with pytest.raises(InputError, match="not object ids"):
+        api.propagate_masks(frames, masks[0] * 0.5, encoder=PatchEncoder())
+
+
+def test_propagate_labels_carries_any_soft_labels_and_its_argmax_is_the_mask(davis2016_root):
+    """Real frames (blackswan, random ResNet, crw): the one-hot first mask's propagated soft labels
+    have propagate_masks' mask as their argmax, pixel for pixel; a continuous label (each pixel's x
+    coordinate) stays a weighted average of the first frame's values; one channel may be (H, W)."""
+    from vidcorr.labels import one_hot_labels
+
+    frames = [np.array(Image.open(p)) for p in sorted(
+        (davis2016_root / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:4]]
+    mask = np.array(Image.open(davis2016_root / "Annotations" / "480p" / "blackswan" / "00000.png")) // 255
+    encoder = vidcorr.encoder_for("crw", features="random-resnet18")
+    kw = dict(encoder=encoder, size=160, n_previous=2)
+    masks = [m for _, m in vidcorr.propagate_masks(frames, mask, **kw)]
+    onehot = one_hot_labels(mask).numpy()
+    ramp = np.broadcast_to(np.arange(854, dtype=np.float32), (480, 854))
+    soft = list(vidcorr.propagate_labels(frames, np.concatenate([onehot, ramp[None]]), **kw))
+    assert len(soft) == 4 and soft[0][1].shape == (3, 480, 854) and soft[0][1].dtype == np.float32
+    for t, ((frame, labels), want) in enumerate(zip(soft, masks)):
+        np.testing.assert_array_equal(frame, frames[t])
+        np.testing.assert_array_equal(labels[:2].argmax(axis=0), want, err_msg=f"frame {t}")
+        assert labels[2].min() >= -1e-3 and labels[2].max() <= 853 + 1e-3  # a convex combination of 0..853
+    swan_x = soft[-1][1][2][masks[-1] == 1].mean()
+    assert abs(swan_x - ramp[mask == 1].mean()) < 60  # the swan's pixels still carry about its x
+    single = list(vidcorr.propagate_labels(frames[:2], ramp, **kw))
+    assert single[1][1].shape == (1, 480, 854)
+    np.testing.assert_allclose(single[1][1][0], soft[1][1][2], atol=1e-3)  # channels travel independently
+
+
+def test_propagate_labels_checks_its_labels_at_the_call():
+    frames, _ = _texture_video(n_frames=2)  # 96x64
+    for labels, message in [
+        (np.zeros((2, 64, 90)), r"first-frame labels are 90x64 but frames are 96x64"),
+        (np.zeros((1, 1, 64, 96)), r"shape \(1, 1, 64, 96\); expected \(K, H, W\) or \(H, W\)"),
+        (np.zeros((0, 64, 96)), r"shape \(0, 64, 96\)"),
+        (np.full((64, 96), np.nan), "NaN or infinite"),
+        (np.full((64, 96), "a"), "dtype <U1; expected numbers"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            vidcorr.propagate_labels(frames, labels, encoder=PatchEncoder(), preset=_crw_small())
+
+
+def test_propagate_labels_warns_where_the_preset_rescales_context_labels(caplog):
+    """timecycle min-max normalises the stored context labels: values outside [0, 1] lose their scale."""
+    frames, masks = _texture_video(n_frames=3)
+    ramp = np.broadcast_to(np.arange(96, dtype=np.float32), (64, 96))
+    with caplog.at_level("WARNING", logger="vidcorr.soft_labels"):
+        list(vidcorr.propagate_labels(frames, ramp, encoder=PatchEncoder(), preset="timecycle"))
+        assert "preset 'timecycle' min-max normalises" in caplog.text and "0..95" in caplog.text
+        caplog.clear()
+        list(vidcorr.propagate_labels(frames, ramp / 95, encoder=PatchEncoder(), preset="timecycle"))
+        list(vidcorr.propagate_labels(frames, ramp, encoder=PatchEncoder(), preset=_crw_small()))
+    assert "min-max" not in caplog.text

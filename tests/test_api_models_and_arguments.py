@@ -1,0 +1,209 @@
+"""The API's model loading, import cost, and arguments, presets, devices and encoders refused at the call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from api_helpers import _crw_small
+from synthetic import PatchEncoder
+from test_propagate import _texture_video
+
+import vidcorr
+from vidcorr import api
+from vidcorr.cli import main
+from vidcorr.errors import InputError, VidcorrError
+from vidcorr.presets import customised_preset, get_preset
+
+
+def test_encoder_for_cuts_trained_weights_at_the_presets_layer():
+    crw = vidcorr.encoder_for("crw")  # the shipped default weights
+    assert crw.config.out_layer == get_preset("crw").feature_layer == "layer3"
+    floor = vidcorr.encoder_for("crw", features="lab-pixels")  # the floor asked for, untrained
+    assert (floor.stride, floor.out_channels) == (8, 3)  # Lab cell means; random-resnet18 has 256
+    with pytest.raises(ValueError, match="not both"):
+        vidcorr.encoder_for("crw", weights=api.DEFAULT_WEIGHTS, features="lab-pixels")
+    with pytest.raises(ValueError, match="unknown floor"):
+        vidcorr.encoder_for("crw", features="random-resnet50")
+
+
+def test_missing_default_weights_fall_back_only_when_asked(monkeypatch, tmp_path):
+    monkeypatch.setattr(api, "DEFAULT_WEIGHTS", tmp_path / "none.safetensors")
+    with pytest.raises(VidcorrError, match="no trained weights at .*none.safetensors"):
+        api.resolve_encoder(get_preset("crw"))
+    _, info = api.resolve_encoder(get_preset("crw"), fallback_to_floor=True)
+    assert info["features"] == api.BEST_FLOOR and not info["trained"]
+
+
+def test_importing_vidcorr_does_not_import_torch():
+    """The API is loaded on first use: `import vidcorr` (and the CLI's --help) stays light."""
+    code = "import sys, vidcorr; assert 'torch' not in sys.modules; vidcorr.propagate_masks; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_arguments_are_checked_at_the_call():
+    frames, masks = _texture_video(n_frames=3)
+    with pytest.raises(ValueError, match="unknown preset knob.*tmperature.*known:.*temperature"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), tmperature=0.1)
+    with pytest.raises(ValueError, match="give k=5"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), topk=5)
+    with pytest.raises(ValueError, match="size must be a positive whole number"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), batch_size=0)
+    with pytest.raises(ValueError, match="unknown tracker 'kcf'"):
+        api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), tracker="kcf")  # not when iterated
+    with pytest.raises(ValueError, match="unknown localise setting"):
+        api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), bogus=1)
+    with pytest.raises(ValueError, match=r"\(x, y, w, h\), 4 numbers"):
+        api.track_box(frames, (10, 10, 20), encoder=PatchEncoder())
+    with pytest.raises(ValueError, match=r"keypoints has shape \(2, 3\); expected \(J, 2\)"):
+        api.propagate_keypoints(frames, [[10, 10, 1], [20, 20, 1]], encoder=PatchEncoder())
+    with pytest.raises(ValueError, match=r"visible has shape \(1,\); expected \(2,\)"):
+        api.propagate_keypoints(frames, [[10, 10], [20, 20]], visible=[True], encoder=PatchEncoder())
+
+
+def test_a_preset_name_in_another_case_is_refused_with_the_name_to_use(capsys):
+    """Exact lower-case names, as the command line's --preset choices: the API says which one was meant."""
+    frames, masks = _texture_video(n_frames=2)
+    with pytest.raises(ValueError, match=r"unknown preset 'CRW'; choose one of crw, uvc, timecycle, stt: "
+                                         r"names are lower case, did you mean 'crw'\?"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), preset="CRW")
+    with pytest.raises(ValueError, match=r"unknown preset 'crw2'; choose one of crw, uvc, timecycle, stt$"):
+        get_preset("crw2")
+    with pytest.raises(SystemExit):
+        main(["propagate", "clip.mp4", "--mask", "m.png", "--out", "o", "--preset", "CRW"])
+    assert "invalid choice: 'CRW'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", [None, 3])
+def test_a_preset_that_is_neither_a_name_nor_a_preset_is_refused_at_the_call(preset):
+    """preset=None is not the default (the signatures' default is "crw"): it was passed on and failed
+    later as "'NoneType' object has no attribute 'size'" (or 'with_overrides', 'feature_layer')."""
+    frames, masks = _texture_video(n_frames=2)
+    message = rf"preset must be a name \(crw, uvc, timecycle, stt\) or a PropagationPreset, got {preset}; " \
+              r"leave it out for the default, 'crw'"
+    calls = [lambda: api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), preset=preset),
+             lambda: api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), preset=preset, k=3),
+             lambda: api.mask_tracker(encoder=PatchEncoder(), preset=preset),
+             lambda: api.propagate_keypoints(frames, [[10.0, 10.0]], encoder=PatchEncoder(), preset=preset),
+             lambda: api.encoder_for(preset, features="lab-pixels"),
+             lambda: customised_preset(preset)]
+    for call in calls:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_cuda_without_a_gpu_is_refused_at_the_call(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    frames, masks = _texture_video(n_frames=2)
+    with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), device="cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), device="cuda")
+
+
+def test_a_module_of_ones_own_may_return_half_features_but_not_other_shapes_dtypes_or_meta():
+    import torch
+    from torch import nn
+
+    class Half(PatchEncoder):
+        def forward(self, rgb):
+            return super().forward(rgb).to(torch.bfloat16)
+
+    class Flat(nn.Module):
+        def forward(self, rgb):
+            return rgb.mean(1)  # (B, H, W): no channel axis
+
+    class Integer(PatchEncoder):
+        def forward(self, rgb):
+            return (super().forward(rgb) * 100).to(torch.int32)  # quantised codes: no dot products
+
+    class NoData(PatchEncoder):
+        def forward(self, rgb):
+            return torch.empty(super().forward(rgb).shape, device="meta")
+
+    frames, masks = _texture_video(n_frames=3)
+    assert len(list(api.propagate_masks(frames, masks[0], encoder=Half(), preset=_crw_small()))) == 3
+    with pytest.raises(ValueError, match=r"encoder Flat gave \(1, 64, 96\) torch.float32 for 1 frame"):
+        list(api.propagate_masks(frames, masks[0], encoder=Flat(), preset=_crw_small()))
+    with pytest.raises(ValueError, match=r"encoder Integer gave \(1, 32, 8, 12\) torch.int32 \(not a floating-point "
+                                         r"dtype.*expected float features \(1, C, h, w\)"):
+        list(api.propagate_masks(frames, masks[0], encoder=Integer(), preset=_crw_small()))
+    with pytest.raises(ValueError, match=r"encoder NoData gave \(1, 32, 8, 12\) torch.float32 on the meta device"):
+        list(api.propagate_masks(frames, masks[0], encoder=NoData(), preset=_crw_small()))
+    with pytest.raises(ValueError, match="encoder Conv2d has weights on the meta device"):
+        api.propagate_masks(frames, masks[0], encoder=nn.Conv2d(3, 8, 8, stride=8, device="meta"))
+
+
+def test_run_davis_checks_device_and_module_before_writing_anything(short_clip, tmp_path, monkeypatch):
+    """An unknown device or absent CUDA failed with a raw torch error after OUT/.run.json was written."""
+    import torch
+
+    from vidcorr.evaluate.davis import run_davis
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "out"
+    for device, message in (("cuda", "device='cuda' but CUDA is not available"), ("tpu", "unknown device 'tpu'")):
+        with pytest.raises(ValueError, match=message):
+            run_davis(PatchEncoder(), "crw", short_clip, out, device=device)
+        assert not out.exists()
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):  # any propagator problem
+        run_davis(PatchEncoder(), "crw", short_clip, out, batch_size=0)
+    assert not out.exists()
+    taken = tmp_path / "taken"
+    taken.write_text("mine")  # a file where OUT's parent goes: was a FileExistsError traceback
+    with pytest.raises(InputError, match=f"cannot be created: {taken} is a file, not a folder"):
+        run_davis(PatchEncoder(), "crw", short_clip, taken / "out")
+    assert taken.read_text() == "mine"
+
+
+def test_write_davis_results_with_or_without_per_frame_data(short_clip, tmp_path):
+    """Without per-frame J only the JSON is written; with it the plot too, and the caller's results are
+    not changed (popping the lists made a second write, or run_davis's results, fail)."""
+    import copy
+    import shutil
+
+    from vidcorr.evaluate.davis import write_davis_results
+    from vidcorr.metrics.davis import score_davis
+
+    shutil.copytree(short_clip / "Annotations" / "480p" / "car-shadow", tmp_path / "pred" / "car-shadow")
+    plain = score_davis(short_clip, tmp_path / "pred", "2016", "val", progress=False)
+    assert write_davis_results(plain, tmp_path / "plain.json") is None
+    assert json.loads((tmp_path / "plain.json").read_text()) == json.loads(json.dumps(plain))
+    assert not list(tmp_path.glob("*.png"))
+    scored = score_davis(short_clip, tmp_path / "pred", "2016", "val", progress=False, per_frame=True)
+    kept = copy.deepcopy(scored)
+    assert write_davis_results(scored, tmp_path / "results.json") == tmp_path / "j_per_frame.png"
+    assert scored == kept
+    assert write_davis_results(scored, tmp_path / "again.json") == tmp_path / "again.j_per_frame.png"
+    assert (tmp_path / "j_per_frame.png").is_file() and (tmp_path / "again.j_per_frame.png").is_file()
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads((tmp_path / "plain.json").read_text())
+    mixed = copy.deepcopy(scored)
+    mixed["per_object"]["other_1"] = plain["per_object"]["car-shadow_1"]
+    with pytest.raises(ValueError, match="per-frame J for some objects but not other_1.*per_frame=True"):
+        write_davis_results(mixed, tmp_path / "mixed.json")
+    assert not (tmp_path / "mixed.json").exists()
+
+
+def test_weights_of_an_unfinished_run_are_used_with_a_warning(tmp_path, caplog):
+    """`train --max-steps N` exports weights before the recipe's end; they loaded without a word."""
+    from vidcorr.api import resolve_encoder
+    from vidcorr.models import build_encoder, save_weights
+
+    model = build_encoder("crw", out_layer="layer2")
+    for finished in (True, False):
+        path = save_weights(model, tmp_path / f"finished-{finished}.safetensors", meta={"steps": 14, "finished": finished})
+        caplog.clear()
+        _, info = resolve_encoder(get_preset("crw"), weights=path)
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        if finished:
+            assert not warned and "finished" not in info
+        else:
+            assert info["finished"] is False
+            assert warned == [f"{path}: weights of an unfinished training run (exported at step 14, before its "
+                              "recipe's end): expect less than the finished recipe gives"]

@@ -1,0 +1,77 @@
+"""`vidcorr demo`: its results on the shipped sequence, and what it replaces or refuses in its output folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vidcorr.cli import main
+from vidcorr.metrics.davis import GLOBAL_KEYS
+
+
+def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    text = capsys.readouterr().out
+    assert "J&F-Mean" in text and "UNTRAINED FLOOR" in text
+    results = json.loads((out / "results.json").read_text())
+    assert 0.0 <= results["J&F-Mean"] <= 1.0 and results["preset_knobs"]["size"]["size"] == 96
+    assert len(list((out / "car-shadow").glob("*.png"))) == 40 and (out / "overlay.mp4").exists()
+    assert (out / "j_per_frame.png").is_file() and set(results["per_object"]["car-shadow_1"]) == set(GLOBAL_KEYS)
+    # Run again: its own earlier output is replaced. A folder with anything else is refused untouched
+    # (it was deleted wholesale: --out . emptied the current folder).
+    (out / "car-shadow" / "00039.png").unlink()
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    assert len(list((out / "car-shadow").glob("*.png"))) == 40
+    (out / ".DS_Store").write_bytes(b"")  # a file browser opened it: still the demo's own
+    (out / "car-shadow" / ".DS_Store").write_bytes(b"")
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    mine = tmp_path / "mine"  # named like the demo's mask folder, but no demo's results.json beside it
+    (mine / "car-shadow").mkdir(parents=True)
+    (mine / "car-shadow" / "00001.png").write_bytes(b"my mask")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(mine), "--size", "96", "--features", "lab-pixels"]) == 2
+    assert f"{mine}: holds car-shadow, which the demo did not write" in capsys.readouterr().err
+    assert (mine / "car-shadow" / "00001.png").read_bytes() == b"my mask"
+    (out / "notes.txt").write_text("mine")
+    (out / "car-shadow" / "mine.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 2
+    assert f"{out}: holds car-shadow, notes.txt, which the demo did not write" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and (out / "car-shadow" / "mine.txt").is_file()
+    killed = tmp_path / "killed"  # a demo killed while it wrote: its temporary folder is named
+    (killed / ".killed.partial-x1y2").mkdir(parents=True)
+    capsys.readouterr()
+    assert main(["demo", "--out", str(killed), "--size", "96", "--features", "lab-pixels"]) == 2
+    assert (f"{killed}: holds .killed.partial-x1y2, which the demo did not write (.killed.partial-x1y2: left by "
+            "a run that was killed)") in capsys.readouterr().err
+
+
+def test_an_interrupted_demo_keeps_the_earlier_output(tmp_path, monkeypatch, capsys):
+    """A second demo run deleted the first one's output before it began: interrupted, the folder was
+    left empty. Now the earlier output gives way only to a complete new one."""
+    import vidcorr.metrics.davis as davis_metrics
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(davis_metrics, "score_davis", interrupted)
+    assert main(["demo", "--out", str(out), "--size", "64", "--features", "lab-pixels"]) == 130
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["car-shadow", "j_per_frame.png", "overlay.mp4", "results.json"]
+
+
+def test_demo_into_the_current_folder(tmp_path, monkeypatch, capsys):
+    """--out . : filled in place and replaced in place on a second run (the folder was removed and
+    renamed over, leaving the shell in a deleted folder, and a second run emptied it and crashed)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for _ in range(2):
+        assert main(["demo", "--out", ".", "--size", "96", "--features", "lab-pixels"]) == 0
+        assert Path.cwd().exists() and sorted(p.name for p in here.iterdir()) == [
+            "car-shadow", "j_per_frame.png", "overlay.mp4", "results.json"]

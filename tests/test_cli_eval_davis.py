@@ -1,0 +1,258 @@
+"""`eval davis` end to end on real data: results, resume, frame names, resolution, input checks, --track, presets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import FAST, _fails
+from PIL import Image
+
+from vidcorr.cli import main
+from vidcorr.io.video import open_frames
+from vidcorr.metrics.davis import GLOBAL_KEYS
+
+
+def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_clips, tmp_path, capsys):
+    """An interrupted run (here: one sequence done) continues with --resume; the results equal an
+    uninterrupted run's. Another model's folder is refused, and so is a plain run into a used folder."""
+    full, out = tmp_path / "full", tmp_path / "out"
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(full), "--overlays", *FAST]) == 0
+    for seq in ("blackswan", "car-shadow"):  # overlays beside, not inside, the folders the scorer reads
+        video = open_frames(full / "overlays" / f"{seq}.mp4").read_all()
+        assert video.shape == (4, 480, 854 + 8 + 854, 3)  # propagated | annotation
+        assert {p.suffix for p in (full / seq).iterdir()} == {".png"}
+        # the right half is the annotation drawn on the frame: tinted exactly where the mask is
+        annotation = np.array(Image.open(two_clips / "Annotations" / "480p" / seq / "00003.png")) > 0
+        frame = next(iter(open_frames(two_clips / "JPEGImages" / "480p" / seq).read_at([3])))
+        moved = np.abs(video[3, 30:, 862:].astype(int) - frame[30:].astype(int)).sum(axis=2) > 60
+        assert (moved & ~annotation[30:]).mean() < 0.02 and (moved & annotation[30:]).sum() > 0.5 * annotation[30:].sum()
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--sequences", "blackswan", *FAST]) == 0
+    done = (out / "blackswan" / "00000.png").stat().st_mtime_ns
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST]) == 0
+    resumed, expected = (json.loads((d / "results.json").read_text()) for d in (out, full))
+    assert resumed["per_sequence"] == expected["per_sequence"] and resumed["J&F-Mean"] == expected["J&F-Mean"]
+    assert resumed["timing"]["kept_from_earlier_run"] == ["blackswan"] and resumed["timing"]["frames"] == 4
+    assert (out / "blackswan" / "00000.png").stat().st_mtime_ns == done
+    capsys.readouterr()
+    other = ["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume",
+             "--features", "random-resnet18", "--size", "120"]
+    assert main(other) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "model" in err and "cannot resume" in err
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST, "--topk", "5"]) == 2
+    assert "preset" in capsys.readouterr().err
+    # a plain run of another model into it is refused: it replaced car-shadow and left blackswan's
+    # masks of the earlier model beside it, which `score davis` then scored together
+    new = ["eval", "davis", "--root", str(two_clips), "--out", str(out), "--features", "random-resnet18", "--size", "120"]
+    assert main(new + ["--sequences", "car-shadow"]) == 2
+    assert f"{out}: output folder exists and is not empty: --resume continues" in capsys.readouterr().err
+    missing = tmp_path / "missing.safetensors"  # refused before the model loads
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--weights", str(missing)]) == 2
+    assert f"{out}: output folder exists and is not empty: --resume continues" in capsys.readouterr().err
+    assert (out / "blackswan" / "00000.png").stat().st_mtime_ns == done
+    assert json.loads((out / "results.json").read_text())["J&F-Mean"] == expected["J&F-Mean"]
+
+
+def test_eval_davis_writes_pngs_results_and_table(short_clip, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for key in ("J&F-Mean", "J-Mean", "F-Mean", "per_sequence", "per_object", "preset", "preset_knobs", "timing"):
+        assert key in results
+    assert results["preset"] == "crw" and 0.0 <= results["J&F-Mean"] <= 1.0
+    assert results["preset_knobs"]["n_previous"] == 20 and results["preset_knobs"]["topk"]["k"] == 10
+    timing = results["timing"]
+    assert timing["frames"] == 6 and timing["torch_threads"] >= 1
+    if sys.platform.startswith("linux"):  # peak memory of the process: at least the loaded model
+        assert timing["peak_rss_mib"] > 50
+    assert len(list((out / "car-shadow").glob("*.png"))) == 6
+    assert (out / "j_per_frame.png").is_file()  # per-frame J goes into the plot, not the JSON
+    assert set(results["per_object"]["car-shadow_1"]) == set(GLOBAL_KEYS)
+    assert not list(out.glob(".*partial*"))
+    assert "car-shadow" in capsys.readouterr().out
+    # `score` on the same PNGs gives the same numbers
+    assert main(["score", "davis", "--root", str(short_clip), "--results", str(out), "--out",
+                 str(tmp_path / "rescored.json")]) == 0
+    rescored = json.loads((tmp_path / "rescored.json").read_text())
+    assert rescored["J&F-Mean"] == pytest.approx(results["J&F-Mean"], abs=1e-12)
+
+
+def _davis_root(root: Path, davis2016_root: Path, seq: str, names: list[str]) -> Path:
+    """A one-sequence DAVIS root: the first len(names) frames and masks of ``seq`` saved as ``names``."""
+    for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        dst = root / kind / "480p" / seq
+        dst.mkdir(parents=True)
+        for f, name in zip(sorted((davis2016_root / kind / "480p" / seq).glob(f"*.{ext}")), names):
+            shutil.copy(f, dst / f"{name}.{ext}")
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text(f"{seq}\n")
+    return root
+
+
+def test_eval_davis_names_each_prediction_after_its_own_frame(davis2016_root, tmp_path):
+    """Frames were decoded from every image of the folder in natural order but named from the
+    sorted *.jpg list: with unpadded names (0, 1, 10, 2, ...) or a stray PNG among the frames the
+    prediction of one frame was written, and scored, under another frame's name."""
+    padded = _davis_root(tmp_path / "padded", davis2016_root, "car-shadow", [f"{t:05d}" for t in range(11)])
+    plain = _davis_root(tmp_path / "plain", davis2016_root, "car-shadow", [str(t) for t in range(11)])
+    shutil.copy(plain / "Annotations" / "480p" / "car-shadow" / "3.png", plain / "JPEGImages" / "480p" / "car-shadow")
+    for root in (padded, plain):
+        assert main(["eval", "davis", "--root", str(root), "--out", str(tmp_path / f"out-{root.name}"), *FAST]) == 0
+    for t in range(11):
+        expected = np.array(Image.open(tmp_path / "out-padded" / "car-shadow" / f"{t:05d}.png"))
+        assert np.array_equal(np.array(Image.open(tmp_path / "out-plain" / "car-shadow" / f"{t}.png")), expected), t
+
+
+def test_eval_and_score_davis_at_full_resolution(davis2016_root, tmp_path, capsys):
+    """--resolution Full-Resolution reads JPEGImages/ and Annotations/Full-Resolution (the 480p files
+    under that name here) and scores the same as 480p; it is recorded, and a --resume of a 480p run
+    in the same folder is refused (another run)."""
+    root = _davis_root(tmp_path / "davis", davis2016_root, "car-shadow", [f"{t:05d}" for t in range(6)])
+    for kind in ("JPEGImages", "Annotations"):
+        (root / kind / "480p").rename(root / kind / "Full-Resolution")
+    out = tmp_path / "out"
+    assert main(["eval", "davis", "--root", str(root), "--out", str(out), *FAST]) == 2
+    assert "480p/car-shadow" in capsys.readouterr().err and not out.exists()
+    assert main(["eval", "davis", "--root", str(root), "--out", str(out), "--resolution", "Full-Resolution", *FAST]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["protocol"]["resolution"] == "Full-Resolution" and len(list((out / "car-shadow").glob("*.png"))) == 6
+    assert main(["score", "davis", "--root", str(root), "--results", str(out), "--resolution", "Full-Resolution"]) == 0
+    assert json.loads((out / "score.json").read_text())["J&F-Mean"] == results["J&F-Mean"]
+    shutil.copytree(root / "JPEGImages" / "Full-Resolution", root / "JPEGImages" / "480p")
+    shutil.copytree(root / "Annotations" / "Full-Resolution", root / "Annotations" / "480p")
+    capsys.readouterr()
+    assert main(["eval", "davis", "--root", str(root), "--out", str(out), "--resume", *FAST]) == 2
+    assert "holds a run with another resolution: cannot resume it" in capsys.readouterr().err
+
+
+def _drop_frame(seq: Path) -> str:
+    (seq.parents[2] / "JPEGImages" / "480p" / seq.name / "00002.jpg").unlink()
+    return "00002.jpg: frame not found, but its annotation 00002.png is scored"
+
+
+def _small_annotation(seq: Path) -> str:
+    Image.open(seq / "00002.png").resize((427, 240), Image.NEAREST).save(seq / "00002.png")
+    return "00002.png: mask is 427x240 but frames are 854x480"
+
+
+def _rgb_annotation(seq: Path) -> str:
+    Image.open(seq / "00002.png").convert("RGB").save(seq / "00002.png")
+    return "00002.png: is an RGB image"
+
+
+def _small_frame(seq: Path) -> str:
+    frame = seq.parents[2] / "JPEGImages" / "480p" / seq.name / "00002.jpg"
+    Image.open(frame).resize((427, 240)).save(frame)
+    return "00002.jpg: frame is 427x240 but 00000.jpg is 854x480"
+
+
+def _late_first_annotation(seq: Path) -> str:
+    (seq / "00000.png").unlink()
+    return "00001.png: the first annotation 00001.png is not of the first frame 00000.jpg"
+
+
+def _two_annotations(seq: Path) -> str:
+    for name in ("00002.png", "00003.png"):
+        (seq / name).unlink()
+    return "2 annotated frame(s)"
+
+
+def _empty_first_annotation(seq: Path) -> str:
+    Image.fromarray(np.zeros((480, 854), np.uint8)).save(seq / "00000.png")
+    return "00000.png: the first annotation of sequence 'car-shadow' holds no object id"
+
+
+def _binary_split_file(seq: Path) -> str:
+    (seq.parents[2] / "ImageSets" / "2016" / "val.txt").write_bytes(b"\xff\xfe\x00garbage")
+    return "val.txt: not a text file of sequence names"
+
+
+@pytest.mark.parametrize("damage", [_drop_frame, _small_annotation, _rgb_annotation, _small_frame,
+                                    _late_first_annotation, _two_annotations, _empty_first_annotation,
+                                    _binary_split_file])
+def test_eval_davis_checks_every_sequence_before_propagating(damage, two_clips, tmp_path, capsys):
+    """A bad file in a later sequence failed only after the earlier ones had been propagated (hours
+    on DAVIS), leaving OUT behind; a first annotation of a later frame was carried from frame 0."""
+    root = tmp_path / "root"
+    shutil.copytree(two_clips, root)
+    expected = damage(root / "Annotations" / "480p" / "car-shadow")
+    out = tmp_path / "out"
+    _fails(["eval", "davis", "--root", str(root), "--out", str(out), *FAST], capsys, expected)
+    assert not out.exists()
+
+
+def test_eval_davis_with_uvc_track(short_clip, tmp_path, capsys):
+    """--track on real frames with the shipped weights: UVC-track's PNGs are the API's tracked
+    masks, results.json records the tracking, and neither kind of run resumes the other's folder."""
+    import vidcorr
+
+    out = tmp_path / "track"
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), "--preset", "uvc", "--size", "240"]
+    assert main(argv + ["--track"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["track"]["locate_margin"] == 1.0 and results["track"]["size_smoothing"] == 0.1
+    assert results["J&F-Mean"] > 0.75  # 0.799 on these 6 frames when written
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    first = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    tracked = vidcorr.propagate_masks(frames, first, preset="uvc", size=240, track=True)
+    assert main(["propagate", str(frames), "--mask", str(first), "--out", str(tmp_path / "prop"), "--no-video",
+                 "--preset", "uvc", "--size", "240", "--track"]) == 0
+    for path, (_, mask) in zip(sorted((out / "car-shadow").glob("*.png")), tracked, strict=True):
+        np.testing.assert_array_equal(np.array(Image.open(path)), mask, err_msg=path.name)
+        np.testing.assert_array_equal(np.array(Image.open(tmp_path / "prop" / "masks" / path.name)), mask)
+    capsys.readouterr()
+    _fails(argv + ["--resume"], capsys, str(out), "track", "cannot resume")
+    plain = tmp_path / "plain"
+    assert main(["eval", "davis", "--root", str(short_clip), "--out", str(plain), *FAST]) == 0
+    capsys.readouterr()
+    _fails(["eval", "davis", "--root", str(short_clip), "--out", str(plain), *FAST, "--track", "--resume"],
+           capsys, "track", "cannot resume")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], {"n_previous": 20, "window_first": False, "k": 10, "radius": 12, "temperature": 0.05}),
+        (["--context", "5", "--window-first", "--topk", "3", "--radius", "4.5", "--temperature", "0.1"],
+         {"n_previous": 5, "window_first": True, "k": 3, "radius": 4.5, "temperature": 0.1}),
+        (["--preset", "stt", "--no-window-first"], {"window_first": False, "radius": 12, "temperature": 0.07}),
+    ],
+)
+def test_preset_overrides_from_the_command_line(flags, expected):
+    from vidcorr.cli import build_parser
+    from vidcorr.cli.common import resolve_preset
+
+    args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", *flags])
+    preset = resolve_preset(args)
+    knobs = {"n_previous": preset.n_previous, "window_first": preset.window_first, "k": preset.topk.k,
+             "radius": preset.topk.radius, "temperature": preset.topk.temperature}
+    assert {name: knobs[name] for name in expected} == expected
+
+
+def test_interrupted_eval_davis_says_how_to_continue(two_clips, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during the second sequence: exit 130, the first sequence kept, and the message names
+    --resume (it said only "interrupted"); the resumed run finishes."""
+    from vidcorr.evaluate import davis as davis_eval
+
+    real_write = davis_eval.write_mask_sequence
+    calls = {"n": 0}
+
+    def interrupted_write(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(davis_eval, "write_mask_sequence", interrupted_write)
+    out = tmp_path / "out"
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), *FAST]) == 130
+    err = capsys.readouterr().err
+    assert f"the sequences finished so far are kept in {out}; the same command with --resume continues" in err
+    assert (out / "blackswan").is_dir() and not (out / "car-shadow").exists()
+    assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST]) == 0
+    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["blackswan"]

@@ -1,0 +1,165 @@
+"""`propagate` end to end on real frames: masks, soft labels (float32 / float16), the size advice, boxes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from cli_helpers import FAST, _fails
+from PIL import Image
+
+from vidcorr.cli import main
+
+
+def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path, capsys):
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    out = tmp_path / "prop"
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST, "--context", "3",
+                 "--no-window-first"]) == 0
+    # the summary names the preset with what the command line changed in it
+    assert "preset crw (--size 120 --context 3 --no-window-first), in" in capsys.readouterr().out
+    pngs = sorted((out / "masks").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(6)]
+    first = np.array(Image.open(pngs[0]))
+    assert Image.open(pngs[3]).mode == "P" and first.max() == 1
+    assert (out / "overlay.mp4").stat().st_size > 0
+
+
+def test_propagate_soft_labels_on_a_frame_folder(short_clip, tmp_path, capsys):
+    """--labels FIRST.npy: one float32 .npy per frame, the argmax of a one-hot mask's channels being
+    --mask's PNGs; a malformed labels file exits 2 naming it, nothing written."""
+    from vidcorr.labels import one_hot_labels
+
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    first = tmp_path / "first.npy"
+    np.save(first, one_hot_labels(np.array(Image.open(mask)) // 255).numpy())
+    out, masks = tmp_path / "soft", tmp_path / "masks"
+    assert main(["propagate", str(frames), "--labels", str(first), "--out", str(out), *FAST]) == 0
+    assert "wrote" in capsys.readouterr().out and (out / "overlay.mp4").stat().st_size > 0
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(masks), "--no-video", *FAST]) == 0
+    files = sorted((out / "labels").glob("*.npy"))
+    assert [f.name for f in files] == [f"{i:05d}.npy" for i in range(6)]
+    for f in files:
+        labels = np.load(f)
+        assert labels.shape == (2, 480, 854) and labels.dtype == np.float32
+        np.testing.assert_array_equal(labels.argmax(axis=0), np.array(Image.open(masks / "masks" / f"{f.stem}.png")))
+    capsys.readouterr()
+    for bad, message in [(np.zeros((2, 48, 85), np.float32), "first.npy: labels are 85x48 but frames are 854x480"),
+                         (np.full((480, 854), np.inf), "first.npy: labels hold NaN or infinite values")]:
+        np.save(first, bad)
+        assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
+    first.write_text("not an array")  # numpy's message told to load it with allow_pickle=True
+    assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert f"{first}: is not a .npy file (no NumPy header)" in (err := capsys.readouterr().err) and "pickle" not in err
+    first.write_bytes(b"")  # was an EOFError traceback
+    assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert f"{first}: is not a .npy file (no NumPy header)" in capsys.readouterr().err
+    np.save(first, np.zeros((480, 854), np.float32))
+    first.write_bytes(first.read_bytes()[:200])  # truncated
+    assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert f"{first}: cannot read labels as a .npy array" in capsys.readouterr().err
+    archive = tmp_path / "first.npz"  # was read as "dtype <U1"
+    np.savez(archive, labels=np.zeros((480, 854), np.float32))
+    assert main(["propagate", str(frames), "--labels", str(archive), "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert f"{archive}: is an .npz archive of arrays, not one .npy array" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_propagate_soft_labels_as_float16(short_clip, tmp_path, capsys):
+    """--labels-dtype float16: half the bytes, the float32 run's values to float16's precision."""
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = np.array(Image.open(short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png")) // 255
+    first = tmp_path / "first.npy"
+    np.save(first, np.stack([1.0 - mask, 0.7 * mask]).astype(np.float32))  # soft, not one-hot
+    runs = {}
+    for dtype in ("float32", "float16"):
+        out = tmp_path / dtype
+        assert main(["propagate", str(frames), "--labels", str(first), "--labels-dtype", dtype, "--out", str(out),
+                     "--no-video", *FAST]) == 0
+        runs[dtype] = [np.load(f) for f in sorted((out / "labels").glob("*.npy"))]
+    assert len(runs["float16"]) == len(runs["float32"]) == 6
+    for half, single in zip(runs["float16"], runs["float32"], strict=True):
+        assert half.dtype == np.float16 and single.dtype == np.float32 and half.shape == single.shape
+        np.testing.assert_allclose(half.astype(np.float32), single, rtol=1e-3, atol=1e-4)
+    assert 0.3 < runs["float16"][-1][1].max() <= 0.7  # the 0.7 channel carried, not renormalised
+    capsys.readouterr()
+    np.save(first, np.full((480, 854), 1e6, np.float32))
+    assert main(["propagate", str(frames), "--labels", str(first), "--labels-dtype", "float16",
+                 "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert "hold values up to 1e+06, beyond float16's 65504" in capsys.readouterr().err
+    assert main(["propagate", str(frames), "--mask", str(tmp_path / "m.png"), "--labels-dtype", "float16",
+                 "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert "--labels-dtype sets the type of --labels' outputs: it needs --labels" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_propagate_advises_a_smaller_size_for_large_frames(short_clip, tmp_path, caplog):
+    """crw propagates at native size, defined on 480p: a 540p video gets a warning and the way out."""
+    big = tmp_path / "big"
+    big.mkdir()
+    source = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    for path in sorted(source.glob("*.jpg"))[:2]:
+        Image.open(path).resize((960, 540)).save(big / path.name)
+    mask = tmp_path / "mask.png"
+    Image.open(short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png").resize((960, 540), Image.NEAREST).save(mask)
+    argv = ["propagate", str(big), "--mask", str(mask), "--no-video", "--features", "lab-pixels"]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "native")]) == 0
+    advice = [r.getMessage() for r in caplog.records if "native size" in r.getMessage()]
+    assert len(advice) == 1 and "960x540" in advice[0] and "1.3x the pixels" in advice[0] and "--size 480" in advice[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "sized"), "--size", "240"]) == 0
+    assert not [r for r in caplog.records if "native size" in r.getMessage()]
+    assert Image.open(tmp_path / "sized" / "masks" / "00001.png").size == (960, 540)  # full-size results
+
+
+def test_propagate_box_on_a_video(tmp_path, data_dir, capsys):
+    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    out = tmp_path / "box"
+    assert main(["propagate", str(video), "--box", "100,60,80,60", "--out", str(out), "--no-video",
+                 "--features", "lab-pixels"]) == 0
+    assert "lab-pixels (untrained floor), tracker localise, in" in capsys.readouterr().out
+    boxes = json.loads((out / "boxes.json").read_text())["frames"]
+    assert boxes[0]["box"] == [100.0, 60.0, 80.0, 60.0]
+    assert all(b["box"][2] > 0 and b["box"][3] > 0 for b in boxes)
+    # propagation settings: the tracker ignored them (the same boxes), now refused by name
+    for flags in (["--topk", "1"], ["--size", "100"], ["--context", "1"], ["--no-window-first"]):
+        _fails(["propagate", str(video), "--box", "100,60,80,60", "--out", str(tmp_path / "x"), "--features",
+                "lab-pixels", *flags], capsys, f"{flags[0].replace('no-', '')} is a propagation setting and does "
+                "not apply to tracking")
+    assert not (tmp_path / "x").exists()
+
+
+def test_propagate_box_outside_the_frame_is_refused(tmp_path, data_dir, capsys):
+    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    out = tmp_path / "box"
+    _fails(["propagate", str(video), "--box", "600,60,80,60", "--out", str(out), "--features", "lab-pixels"],
+           capsys, "--box: first box 600,60,80,60 lies outside the 456x256 first frame")
+    assert not out.exists()
+
+
+def test_interrupted_propagation_leaves_nothing(short_clip, tmp_path, monkeypatch):
+    """An error halfway through (here: the 4th frame fails to encode) removes the partial output."""
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    from vidcorr.io import masks as masks_io
+
+    real_write = masks_io.write_indexed_png
+    calls = {"n": 0}
+
+    def failing_write(path, labels):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("disk full")
+        real_write(path, labels)
+
+    monkeypatch.setattr(masks_io, "write_indexed_png", failing_write)
+    out = tmp_path / "half"
+    with pytest.raises(RuntimeError, match="disk full"):
+        main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--no-video", *FAST])
+    assert not out.exists() and not list(tmp_path.glob(".half.partial-*"))

@@ -1,0 +1,82 @@
+"""Frame folders read as videos: natural order, filtering, 16-bit and EXIF-turned images, mixed sizes, missing paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidcorr.errors import InputError
+from vidcorr.io.images import natural_key
+from vidcorr.io.video import count_frames, open_frames, read_frames_at
+
+
+def test_davis_frame_folder(davis2016_root):
+    folder = davis2016_root / "JPEGImages/480p/blackswan"
+    source = open_frames(folder, fps=24)
+    jpgs = sorted(folder.glob("*.jpg"))
+    assert (source.backend, source.size, source.fps) == ("folder", (480, 854), 24)
+    assert len(source) == count_frames(folder) == len(jpgs)
+    assert open_frames(folder).fps is None
+    first = next(iter(source))
+    np.testing.assert_array_equal(first, np.asarray(Image.open(jpgs[0]).convert("RGB")))
+    third = np.asarray(Image.open(jpgs[3]).convert("RGB"))
+    np.testing.assert_array_equal(read_frames_at(folder, [3])[0], third)
+
+
+def _write_png(path, value, size=(6, 8)):
+    Image.fromarray(np.full((*size, 3), value, np.uint8)).save(path)
+
+
+def test_folder_natural_sort_and_filtering(tmp_path):
+    for index in (10, 2, 1, 33):
+        _write_png(tmp_path / f"frame{index}.png", index)
+    Image.fromarray(np.full((6, 8, 3), 5, np.uint8)).save(tmp_path / "frame5.JPG", quality=100)
+    (tmp_path / "notes.txt").write_text("not a frame")
+    _write_png(tmp_path / ".frame0.png", 0)  # hidden files (e.g. macOS ._ files) are skipped
+    values = [int(np.median(frame)) for frame in open_frames(tmp_path)]
+    assert values == [1, 2, 5, 10, 33]
+    assert natural_key("a2.jpg") < natural_key("a10.jpg")
+
+
+def test_folder_of_16_bit_grayscale_pngs_is_scaled_not_clipped(tmp_path):
+    """Pillow's convert("RGB") clips 16-bit values at 255: a mid-gray frame would read as white."""
+    for index, level in enumerate((0, 128, 255)):
+        Image.fromarray(np.full((6, 8), level * 257, np.uint16)).save(tmp_path / f"{index}.png")
+    Image.fromarray(np.full((6, 8, 3), 64, np.uint8)).convert("L").save(tmp_path / "3.png")  # 8-bit
+    frames = open_frames(tmp_path).read_all()
+    assert frames.dtype == np.uint8 and frames.shape == (4, 6, 8, 3)
+    assert [int(f[0, 0, 0]) for f in frames] == [0, 128, 255, 64]
+    assert (frames == frames[..., :1]).all()  # gray: R = G = B
+
+
+def test_exif_orientation_of_jpeg_frames_is_applied(tmp_path):
+    stored = np.full((48, 64, 3), 30, np.uint8)
+    stored[:8, :16] = 230
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to show"
+    for index in range(2):
+        Image.fromarray(stored).save(tmp_path / f"{index}.jpg", quality=95, exif=exif)
+    source = open_frames(tmp_path)
+    frames = source.read_all()
+    assert source.size == (64, 48) and frames.shape == (2, 64, 48, 3)
+    assert np.abs(frames[0].astype(int) - np.rot90(stored, -1)).mean() < 3.0
+
+
+def test_folder_with_mixed_sizes_names_the_odd_frame(tmp_path):
+    _write_png(tmp_path / "00000.png", 1)
+    _write_png(tmp_path / "00001.png", 1)
+    _write_png(tmp_path / "00002.png", 1, size=(8, 8))
+    with pytest.raises(InputError, match=r"8x8 but 00000\.png is 8x6") as info:
+        open_frames(tmp_path)
+    assert info.value.path.name == "00002.png"
+
+
+def test_missing_paths_and_empty_folder(tmp_path):
+    with pytest.raises(InputError, match="no such video file or frame folder") as info:
+        open_frames(tmp_path / "missing.mp4")
+    assert info.value.path.name == "missing.mp4"
+    with pytest.raises(InputError, match="folder has no frames"):
+        open_frames(tmp_path)
+    with pytest.raises(InputError):
+        count_frames(tmp_path / "missing")
