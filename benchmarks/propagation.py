@@ -114,7 +114,11 @@ def run_child(args, mode: str, **extra) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, *sys.argv[1:]]
     for key, value in extra.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if out.returncode != 0:  # say why (an unknown sequence, a missing root), not only "exit status 1"
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"benchmarks/propagation.py: the {mode} measurement failed (exit status "
+                         f"{out.returncode}); its error is above")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

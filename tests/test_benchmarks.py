@@ -39,6 +39,15 @@ def test_propagation_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     assert throughput["feature_ms_per_frame"] > 0 and throughput["propagation_ms_per_frame"] > 0
 
 
+def test_propagation_benchmark_says_why_its_measurement_failed(davis2016_root: Path, tmp_path: Path) -> None:
+    """Only "CalledProcessError: ... returned non-zero exit status 1" was shown, not the child's error."""
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "propagation.py"), "--root", str(davis2016_root),
+                          "--sequences", "car-shadw", "--skip", "memory", "--features", "lab-pixels",
+                          "--json", str(tmp_path / "p.json")], cwd=REPO, timeout=300, capture_output=True, text=True)
+    assert run.returncode != 0 and "car-shadw" in run.stderr and "the throughput measurement failed" in run.stderr
+    assert "CalledProcessError" not in run.stderr and not (tmp_path / "p.json").exists()
+
+
 def test_features_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     report = _run("features.py", "--root", str(davis2016_root), "--frames", "1", "--repeats", "1",
                   "--threads", "1", out=tmp_path / "features.json")
