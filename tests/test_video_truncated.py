@@ -28,31 +28,38 @@ def test_corrupt_or_empty_video_names_the_file(tmp_path, backend, content):
         count_frames(path, backend=backend)
 
 
+_AUDIO_CODECS = {".webm": "libopus", ".avi": "pcm_s16le"}  # else AAC
+
+
 def _write_video(path, n: int, fps: int | Fraction = 24, first_pts: int = 0, codec: str = "libx264",
-                 options: dict[str, str] | None = None, audio_seconds: float = 0.0) -> None:
-    """n 32x32 frames (noise over a grey ramp, so that a cut at x% of the bytes loses about x% of
-    the frames) in the container the suffix names, written as it streams (an MP4's index at the
-    end unless options ask for "faststart"); timestamps from first_pts (in frames: a negative start
-    makes the MP4 muxer hide those frames behind an edit list, as ``ffmpeg -ss 30 -c copy`` does);
-    audio_seconds of silence in a second stream."""
+                 options: dict[str, str] | None = None, audio_seconds: float = 0.0,
+                 size: tuple[int, int] = (32, 32), pix_fmt: str = "yuv420p") -> None:
+    """n frames of size (width, height) (noise over a grey ramp, so that a cut at x% of the bytes
+    loses about x% of the frames) in the container the suffix names, written as it streams (an MP4's
+    index at the end unless options ask for "faststart"); timestamps from first_pts (in frames: a
+    negative start makes the MP4 muxer hide those frames behind an edit list, as ``ffmpeg -ss 30 -c
+    copy`` does); audio_seconds of silence in a second stream (PCM in an AVI, as cameras write)."""
     import av
 
     rng = np.random.default_rng(0)
+    width, height = size
     with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.width = stream.height = 32
-        stream.pix_fmt = "yuv420p"
-        audio = container.add_stream("libopus" if path.suffix == ".webm" else "aac", rate=48000) if audio_seconds else None
+        stream.width, stream.height = width, height
+        stream.pix_fmt = pix_fmt
+        audio = container.add_stream(_AUDIO_CODECS.get(path.suffix, "aac"), rate=48000) if audio_seconds else None
         for t in range(n):
-            pixels = (4 * t + rng.integers(0, 32, (32, 32, 3))) % 256
+            pixels = (4 * t + rng.integers(0, 32, (height, width, 3))) % 256
             frame = av.VideoFrame.from_ndarray(pixels.astype(np.uint8), format="rgb24")
             frame.pts, frame.time_base = first_pts + t, Fraction(1) / Fraction(fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
         if audio is not None:
             step = audio.codec_context.frame_size or 1024
+            sample_format = audio.codec_context.format.name  # "fltp", or PCM's "s16"
+            samples = np.zeros((1, step), np.int16 if sample_format == "s16" else np.float32)
             for start in range(0, int(48000 * audio_seconds), step):
-                silence = av.AudioFrame.from_ndarray(np.zeros((1, step), np.float32), format="fltp", layout="mono")
+                silence = av.AudioFrame.from_ndarray(samples, format=sample_format, layout="mono")
                 silence.sample_rate, silence.pts, silence.time_base = 48000, start, Fraction(1, 48000)
                 container.mux(audio.encode(silence))
             container.mux(audio.encode())
@@ -128,6 +135,47 @@ def test_videos_cut_anywhere_are_refused(tmp_path, backend, suffix, codec, optio
             with pytest.raises(InputError, match="the file is truncated") as info:
                 count_frames(cut, backend=backend)
             assert info.value.path == cut
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("audio_seconds", [0.0, 10.0], ids=["video-only", "with-audio"])
+def test_cut_avi_is_refused_by_its_stream_header_length(tmp_path, backend, audio_seconds):
+    """PyAV measured an AVI against the container's duration, which FFmpeg scales by the share of a
+    cut file's bytes left: a 4 s AVI cut at 80% of its bytes was propagated as its first 2.9 s, exit
+    0, and one cut at 50% was refused as "0.92 s of the 2.00 s". With an audio stream it was not
+    checked at all. The video stream header's length (frames) gives the whole 10 s, audio or not."""
+    import av
+
+    whole = tmp_path / "whole.avi"
+    _write_video(whole, 240, codec="mpeg4", audio_seconds=audio_seconds)
+    assert sum(1 for _ in open_frames(whole, backend=backend)) == 240
+    with av.open(str(whole)) as container:
+        starts = [packet.pos for packet in container.demux(container.streams.video[0]) if packet.size]
+    for kept in (120, 192):  # cut where a frame's chunk starts: exactly that many frames decode
+        cut = tmp_path / f"cut{kept}.avi"
+        cut.write_bytes(whole.read_bytes()[: starts[kept]])
+        seconds = rf"decoding ended at {kept / 24:.2f} s of the 10\.00 s its header gives: the file is truncated"
+        with pytest.raises(InputError, match=seconds) as info:
+            list(open_frames(cut, backend=backend))
+        assert info.value.path == cut
+        if backend == "opencv":  # PyAV's count_frames counts the packets there are
+            with pytest.raises(InputError, match=seconds):
+                count_frames(cut, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_intact_avis_are_not_taken_for_cut(tmp_path, backend):
+    """Whole AVIs decode to their stream header's length, whatever the codec, size, rate or other
+    streams: audio outlasting the picture by 3 s, frames skipped before a start at 5 s (counted in
+    the header's length), one frame every 2 s."""
+    for name, options in {"mpeg4.avi": {}, "mjpeg.avi": dict(codec="mjpeg", pix_fmt="yuvj420p"),
+                          "raw.avi": dict(codec="rawvideo", pix_fmt="bgr24"), "ffv1.avi": dict(codec="ffv1"),
+                          "odd.avi": dict(size=(33, 17)), "ntsc.avi": dict(fps=Fraction(30000, 1001)),
+                          "audio.avi": dict(audio_seconds=5.0), "late.avi": dict(first_pts=120),
+                          "slow.avi": dict(fps=Fraction(1, 2))}.items():
+        path = tmp_path / name
+        _write_video(path, 48, **{"codec": "mpeg4", **options})
+        assert sum(1 for _ in open_frames(path, backend=backend)) == 48, name
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

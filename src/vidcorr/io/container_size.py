@@ -1,11 +1,11 @@
 """How long a video file's container says it is, and the checks that decoding got there.
 
 A file cut short (a copy or download that stopped) decodes without an error up to the cut. The PyAV
-backend compares where decoding got (`frame_end`) with the container's duration
-(`check_av_not_truncated`); OpenCV gives neither that duration nor an error, so its backend
-(`vidcorr.io.video_opencv`) first asks the container's top-level sizes, read from the file's bytes,
-whether it was cut (`container_cut_short`). Both end in `refuse_if_cut_short`. `mp4_video_seconds`
-reads how long an MP4 shows its video track, to check OpenCV's frame count.
+backend compares where decoding got (`frame_end`) with the container's duration, or with an AVI
+video stream header's length (`check_av_not_truncated`); OpenCV gives neither that duration nor an
+error, so its backend (`vidcorr.io.video_opencv`) first asks the container's top-level sizes, read
+from the file's bytes, whether it was cut (`container_cut_short`). Both end in `refuse_if_cut_short`.
+`mp4_video_seconds` reads how long an MP4 shows its video track, to check OpenCV's frame count.
 """
 
 from __future__ import annotations
@@ -30,23 +30,49 @@ def frame_end(frame, stream) -> float | None:
 
 
 def check_av_not_truncated(path: Path, container, end: float | None) -> None:
-    """`InputError` when a file holding only this video stream stopped decoding well before the
-    duration its header gives (end: where the last decoded frame's display ends, seconds).
+    """`InputError` when a file stopped decoding its (first) video stream well before the end its
+    header gives (end: where the last decoded frame's display ends, seconds).
 
-    A Matroska / WebM file cut short (a copy or download that stopped) decodes without an error up
-    to the cut (FFmpeg only logs "File ended prematurely"): a 40-frame video was propagated as its
-    first 4 frames without a word. Files with other streams are not checked, as the container's
-    duration covers them all and an audio track may outlast the picture. Matroska counts its
-    duration from 0, the other containers (MP4, MOV, AVI, ...) from the stream's first timestamp.
+    A file cut short (a copy or download that stopped) decodes without an error up to the cut
+    (FFmpeg only logs "File ended prematurely"): a 40-frame Matroska video was propagated as its
+    first 4 frames without a word. An AVI's video stream header gives its length in frames
+    (`_avi_video_seconds`), whatever other streams the file holds. Other files are measured against
+    the container's duration, and only where they hold this video stream alone, as that duration
+    covers all streams and an audio track may outlast the picture. Matroska counts its duration from
+    0, the other containers (MP4, MOV, ...) from the stream's first timestamp.
     """
-    if len(container.streams) != 1 or not container.duration or end is None:
+    if end is None:
         return
     import av  # only PyAV containers come here
 
+    if container.format.name == "avi":
+        header = _avi_video_seconds(container.streams.video[0])
+        if header is not None:
+            refuse_if_cut_short(path, end, *header)
+        return
+    if len(container.streams) != 1 or not container.duration:
+        return
     duration = container.duration / av.time_base
     from_zero = "matroska" in container.format.name  # "matroska,webm"
     expected = duration if from_zero else duration + (container.start_time or 0) / av.time_base
     refuse_if_cut_short(path, end, expected, duration)
+
+
+def _avi_video_seconds(stream) -> tuple[float, float] | None:
+    """(where the stream's header says it ends, how long it says it is), seconds, of an AVI video
+    stream; None where the header gives no length (a recording that stopped before writing it).
+
+    The stream header's length (dwLength, PyAV's ``stream.frames``) counts frames of the stream's
+    time base (dwScale / dwRate), skipped frames included. Not the container's duration: for a file
+    cut short FFmpeg scales that by the share of the file's bytes left, so that a 96-frame (4 s)
+    mpeg4 AVI cut at 50% of its bytes, decoding 22 frames, was refused as "0.92 s of the 2.00 s",
+    and cut at 80%, decoding 70 frames (2.92 s), was passed.
+    """
+    if not stream.frames or stream.time_base is None:
+        return None
+    start = float((stream.start_time or 0) * stream.time_base)
+    duration = float(stream.frames * stream.time_base)
+    return start + duration, duration
 
 
 def refuse_if_cut_short(path: Path, end: float, expected: float, duration: float) -> None:
