@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vidcorr.cli.common import device_name, non_negative_int, positive_int
 from vidcorr.methods import UVC, CycleTime, moco, recipe as uvc_recipe, stt
 from vidcorr.methods.cycletime import config_for_recipe
 from vidcorr.models import LabAutoencoder, build_encoder
@@ -89,11 +90,11 @@ def time_stage(model: nn.Module, stage: str, args, data: DataConfig, steps: int,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="uvc-cpu", help="recipe name or TOML (shapes and model config)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_name, help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA, or a CPU with bf16 instructions)")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=positive_int, default=5, help="timed steps per stage (at least 1)")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed steps before them")
     p.add_argument("--batch-size", type=int, help="override the recipe's batch")
     p.add_argument("--keep-denormals", action="store_true",
                    help="compute with subnormal floats, as training did before 2026-12-06 (default: flushed, "

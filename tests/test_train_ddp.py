@@ -96,3 +96,29 @@ def test_moco_under_ddp_enqueues_every_ranks_keys_in_rank_order(tmp_path: Path) 
     new = ranks[0]["queue"][:, :6].T
     assert torch.allclose(new[:3], ranks[0]["keys"], atol=1e-5) and torch.allclose(new[3:], ranks[1]["keys"], atol=1e-5)
     assert torch.equal(ranks[0]["queue"][:, 6:], ranks[0]["before"][:, 6:])
+
+
+def test_only_rank_0_reports_a_resume_and_the_runs_end(tmp_path: Path, monkeypatch, caplog, capsys) -> None:
+    """Under torchrun the "resumed" log line and the command's summary came once per rank."""
+    from types import SimpleNamespace
+
+    from vidcorr.cli import train_cmd
+    from vidcorr.train import checkpoint as ckpt, loop
+    from vidcorr.train.distributed import DistContext
+
+    recipe = recipe_from_dict({"method": "uvc", "stages": {"warmup": {"steps": 4}}}, "tiny")
+    method = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(method.parameters())
+    ctx = [DistContext(rank, 2, rank, torch.device("cpu")) for rank in (0, 1)]
+    alone = DistContext(0, 1, 0, torch.device("cpu"))  # payload's RNG gather needs no process group
+    state = ckpt.payload(method, optimizer, ckpt.Progress(step=2), recipe, {}, alone, lr=1e-3, stage_name="warmup")
+    path = ckpt.save_checkpoint(tmp_path / "checkpoint.pt", {**state, "rng": state["rng"] * 3})  # 3 ranks: warns
+    result = loop.TrainResult(ckpt.Progress(step=2), False, path, None)
+    monkeypatch.setattr(loop, "train", lambda job: result)
+    for rank, lines in ((1, 0), (0, 2)):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="vidcorr.train.checkpoint"):
+            ckpt.restore(path, recipe, method, optimizer, ctx[rank])
+        monkeypatch.setenv("RANK", str(rank))
+        assert train_cmd._run(SimpleNamespace(recipe=recipe)) == 0
+        assert len(caplog.records) == lines and capsys.readouterr().out.count("stopped at step 2") == lines // 2

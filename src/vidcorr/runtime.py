@@ -82,18 +82,35 @@ def checked_device(device: Any) -> Any:
     """``device`` (a name or a ``torch.device``) as a ``torch.device`` this machine has; ValueError
     otherwise. Checked where the user names it (the command line's parser, the API's call): an
     unknown or absent device otherwise failed with a raw torch error deep inside, after the model
-    and the first frames had been loaded."""
+    and the first frames had been loaded. Besides cpu, cuda and mps, a type counts only where its
+    torch backend module says it is available (``torch.xpu.is_available()``, ...): torch parses
+    names such as xpu or hpu on any build, and ``meta`` holds shapes but no data."""
     import torch
 
     try:
         device = torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device {str(device)!r}; expected cpu, cuda, cuda:N, mps, ...") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+    kind = device.type
+    if kind == "cpu":
+        return device
+    if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} but CUDA is not available here (torch "
                          f"{torch.__version__}, no GPU or no driver); use device='cpu'")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+    if kind == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"device={str(device)!r} but this machine has {torch.cuda.device_count()} GPU(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
+    if kind == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={str(device)!r} but MPS is not available on this machine")
+    if kind == "meta":
+        raise ValueError(f"device={str(device)!r} holds tensor shapes but no data and cannot run a model; "
+                         "use device='cpu'")
+    if kind not in ("cuda", "mps"):
+        backend = getattr(torch, kind, None)  # torch.xpu, torch.mtia, an out-of-tree backend's module
+        available = getattr(backend, "is_available", None)
+        if available is None or not available():
+            raise ValueError(f"device={str(device)!r} but {kind} is not available here (torch "
+                             f"{torch.__version__}); use device='cpu'")
+        count = getattr(backend, "device_count", None)
+        if device.index is not None and count is not None and device.index >= count():
+            raise ValueError(f"device={str(device)!r} but this machine has {count()} {kind} device(s)")
     return device

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vidcorr.cli.common import non_negative_int
+from vidcorr.cli.common import device_name, non_negative_int
 from vidcorr.errors import InputError
 
 ABLATIONS = ("L", "O", "C", "all")
@@ -34,7 +34,10 @@ def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> N
     # --max-steps 0 exports the starting weights (e.g. --init's) without training.
     parser.add_argument("--max-steps", type=non_negative_int, metavar="N",
                         help="stop (with a checkpoint) once the run reaches N steps in total")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    # Checked here (`vidcorr.runtime.checked_device`): --device cuda without a GPU was a driver
+    # traceback. Under torchrun "cuda" is each rank's own GPU, cuda:LOCAL_RANK.
+    parser.add_argument("--device", type=device_name,
+                        help="cpu, cuda, cuda:1 (default: cuda if available; under torchrun cuda is each rank's GPU)")
     parser.add_argument("--workers", type=non_negative_int,
                         help="data loader processes per rank (overrides the recipe; 0: load in the training process)")
     parser.add_argument("--cache-dir", type=Path,
@@ -264,7 +267,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _run(job) -> int:
     """Train; exit 0, 1 when the loss diverged, 128 + the signal number on SIGINT / SIGTERM."""
-    from vidcorr.train.distributed import shutdown
+    from vidcorr.train.distributed import launched_rank, shutdown
     from vidcorr.train.loop import TrainingDiverged, TrainingInterrupted, train
 
     completed = False  # every rank got here together: leave the process group together
@@ -280,6 +283,8 @@ def _run(job) -> int:
         return interrupted.exit_code
     finally:
         shutdown(synchronise=completed)
+    if launched_rank() != 0:  # under DDP only rank 0 reports, as it alone logs and exports
+        return 0
     if not result.checkpoint.exists():  # --max-steps 0 on a fresh run: it named a file never written
         print(f"{job.recipe.name}: stopped before the first step; no checkpoint written")
     else:

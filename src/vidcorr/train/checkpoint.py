@@ -171,11 +171,12 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
     method.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     states = checkpoint["rng"]
-    if len(states) != ctx.world_size:
+    if len(states) != ctx.world_size and ctx.is_main:  # as the "resumed" line below: once, not per rank
         log.warning("%s was written by %d process(es), resuming on %d: the sampler position and "
                     "RNG states carry over only approximately", path, len(states), ctx.world_size)
     set_rng_state(states[ctx.rank % len(states)])
     progress = Progress(**checkpoint["progress"])
-    log.info("resumed %s at step %d (stage %d, epoch %d)", path, progress.step, progress.stage,
-             progress.epoch)
+    if ctx.is_main:  # every rank restores; only rank 0 logs (docs/training.md, DDP)
+        log.info("resumed %s at step %d (stage %d, epoch %d)", path, progress.step, progress.stage,
+                 progress.epoch)
     return progress

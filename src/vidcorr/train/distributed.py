@@ -17,6 +17,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from vidcorr.errors import VidcorrError
+from vidcorr.runtime import checked_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -35,19 +38,38 @@ class DistContext:
         return self.world_size > 1
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (``RANK``); 0 for a plain call. Also known before
+    `init_distributed` and after `shutdown`, where the command line prints its summary once."""
+    return int(os.environ.get("RANK", 0))
+
+
 def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
-    """``None``: CUDA when available, else CPU. ``"cuda"`` under torchrun: this rank's GPU."""
+    """``None``: CUDA when available, else CPU. ``"cuda"`` under torchrun: this rank's GPU.
+
+    A device this machine lacks (`vidcorr.runtime.checked_device`; e.g. ``cuda:LOCAL_RANK`` beyond
+    its GPUs) raises `VidcorrError` before anything is made: ``torch.cuda.set_device`` failed
+    with a raw driver error."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
+    resolved = _checked(device)
     if resolved.type == "cuda" and resolved.index is None:
-        resolved = torch.device("cuda", local_rank)
+        resolved = _checked(torch.device("cuda", local_rank))
     return resolved
+
+
+def _checked(device: str | torch.device) -> torch.device:
+    """`checked_device`, its refusal as a `VidcorrError`: the command line's one-line exit 2, as
+    for the trainer's other input errors."""
+    try:
+        return checked_device(device)
+    except ValueError as error:
+        raise VidcorrError(str(error)) from None
 
 
 def init_distributed(device: str | None = None) -> DistContext:
     """Join the torchrun process group if launched by torchrun; else a single process."""
-    rank = int(os.environ.get("RANK", 0))
+    rank = launched_rank()
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     resolved = resolve_device(device, local_rank)

@@ -1,0 +1,107 @@
+"""Devices a user names: one this machine cannot run on is refused in one line before anything is
+made (`vidcorr.runtime.checked_device`), by `vidcorr train`, the trainer's API and the training
+benchmark, as by `eval` and `propagate`; under torchrun ``cuda`` is each rank's own GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidcorr.cli import main
+from vidcorr.errors import VidcorrError
+from vidcorr.runtime import checked_device
+from vidcorr.train import TrainJob, recipe_from_dict, train
+from vidcorr.train.distributed import resolve_device
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """As on a machine without CUDA or MPS, even where the tests run on one."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("device, message", [
+    ("xpu", "device='xpu' but xpu is not available here"),  # was "Torch not compiled with XPU enabled"
+    ("mtia:0", "device='mtia:0' but mtia is not available here"),
+    ("hpu", "device='hpu' but hpu is not available here"),  # no torch.hpu module at all
+    ("meta", "device='meta' holds tensor shapes but no data"),  # was an autocast traceback
+    ("cuda", "device='cuda' but CUDA is not available"),
+    ("mps", "device='mps' but MPS is not available"),
+    ("gpu", "unknown device 'gpu'"),
+])
+def test_devices_this_machine_cannot_run_on_are_refused(no_gpu, monkeypatch, device: str, message: str) -> None:
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=message):
+        checked_device(device)
+    assert checked_device("cpu") == torch.device("cpu")
+
+
+def test_a_backend_that_says_it_is_available_is_accepted_up_to_its_device_count(monkeypatch) -> None:
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: True)
+    monkeypatch.setattr(torch.xpu, "device_count", lambda: 2)
+    assert checked_device("xpu:1") == torch.device("xpu", 1)
+    with pytest.raises(ValueError, match="device='xpu:2' but this machine has 2 xpu device"):
+        checked_device("xpu:2")
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("uvc", ["--autoencoder", "ae.safetensors"]), ("cycletime", []), ("stt", []), ("moco", []),
+    ("autoencoder", ["--out", "ae.safetensors"]),
+])
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "gpu", "meta"])
+def test_every_train_command_refuses_an_absent_device_before_making_its_run_dir(
+        no_gpu, tmp_path: Path, capsys, method: str, extra: list[str], device: str) -> None:
+    """--device cuda without a GPU was a driver traceback from torch.cuda.set_device."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", method, "--data", str(tmp_path), *extra, "--run-dir", str(run_dir), "--device", device])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument --device:" in err and "Traceback" not in err
+    assert not run_dir.exists()
+
+
+def test_under_torchrun_cuda_is_the_ranks_gpu_and_one_it_lacks_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    assert resolve_device(None, local_rank=1) == torch.device("cuda", 1)
+    assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)
+    with pytest.raises(VidcorrError, match="device='cuda:2' but this machine has 2 GPU"):
+        resolve_device("cuda", local_rank=2)  # more processes than GPUs
+
+
+def test_the_trainer_api_refuses_an_absent_device_before_making_its_run_dir(no_gpu, tmp_path: Path) -> None:
+    recipe = recipe_from_dict({"method": "uvc", "stages": {"warmup": {"steps": 1}}}, "tiny")
+    job = TrainJob(recipe, lambda: None, [tmp_path], tmp_path / "run", device="cuda")
+    with pytest.raises(VidcorrError, match="device='cuda' but CUDA is not available"):
+        train(job)
+    assert not (tmp_path / "run").exists()
+
+
+def _training_benchmark(monkeypatch, *args: str) -> None:
+    """benchmarks/training.py's main() with these arguments, in this process (no interpreter start)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # its `from report import ...`
+    spec = importlib.util.spec_from_file_location("benchmark_training", REPO / "benchmarks" / "training.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["training.py", *args])
+    module.main()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "cuda"], "argument --device: device='cuda' but CUDA is not available"),  # was a traceback
+    (["--steps", "0"], "argument --steps: expected a positive integer"),  # was UnboundLocalError: start
+    (["--warmup", "-1"], "argument --warmup: expected an integer >= 0"),  # the same UnboundLocalError
+])
+def test_training_benchmark_refuses_bad_arguments_in_one_line(no_gpu, monkeypatch, capsys, args: list[str],
+                                                              message: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _training_benchmark(monkeypatch, "--recipe", "uvc-cpu", *args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
