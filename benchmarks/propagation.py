@@ -117,8 +117,9 @@ def run_child(args, mode: str, **extra) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if out.returncode != 0:  # say why (an unknown sequence, a missing root), not only "exit status 1"
         sys.stderr.write(out.stderr)
-        raise SystemExit(f"benchmarks/propagation.py: the {mode} measurement failed (exit status "
-                         f"{out.returncode}); its error is above")
+        why = (f"was killed by signal {-out.returncode} (out of memory?)" if out.returncode < 0
+               else f"failed (exit status {out.returncode}); its error is above")
+        raise SystemExit(f"benchmarks/propagation.py: the {mode} measurement {why}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

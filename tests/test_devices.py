@@ -73,7 +73,8 @@ def test_under_torchrun_cuda_is_the_ranks_gpu_and_one_it_lacks_is_refused(monkey
     assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
     assert resolve_device(None, local_rank=1) == torch.device("cuda", 1)
     assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)
-    with pytest.raises(VidcorrError, match="device='cuda:2' but this machine has 2 GPU"):
+    with pytest.raises(VidcorrError, match=r"device=.cuda:2. but this machine has 2 GPU.*"
+                                           r"\(LOCAL_RANK 2: more processes per node than GPUs\?\)"):
         resolve_device("cuda", local_rank=2)  # more processes than GPUs
 
 

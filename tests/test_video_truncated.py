@@ -178,6 +178,43 @@ def test_intact_avis_are_not_taken_for_cut(tmp_path, backend):
         assert sum(1 for _ in open_frames(path, backend=backend)) == 48, name
 
 
+@pytest.mark.parametrize("audio", [False, True])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_whole_avi_whose_last_frame_is_held_is_not_taken_for_cut(tmp_path, backend, audio):
+    """FFmpeg writes a last packet shown 3 s (`ffmpeg -c copy` of a slideshow or a static screen
+    recording's end) as empty chunks: the header's length counts them, decoding gives no frame for
+    them. Such a whole file was refused as "decoding ended at 2.00 s of the 4.96 s"."""
+    import av
+
+    codec = av.CodecContext.create("mpeg4", "w")
+    codec.width, codec.height, codec.pix_fmt, codec.time_base = 32, 32, "yuv420p", Fraction(1, 24)
+    rng = np.random.default_rng(0)
+    packets = []
+    for t in range(48):
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), format="rgb24")
+        frame.pts, frame.time_base = t, Fraction(1, 24)
+        packets += codec.encode(frame)
+    packets += codec.encode(None)
+    path = tmp_path / "held.avi"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=24)
+        stream.width = stream.height = 32
+        sound = container.add_stream("pcm_s16le", rate=48000) if audio else None  # before any muxing
+        for i, packet in enumerate(packets):
+            packet.stream, packet.time_base = stream, Fraction(1, 24)
+            packet.duration = 72 if i == len(packets) - 1 else 1
+            container.mux(packet)
+        if sound is not None:
+            for start in range(0, 48000 * 5, 1024):
+                silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
+                silence.sample_rate, silence.pts, silence.time_base = 48000, start, Fraction(1, 48000)
+                container.mux(sound.encode(silence))
+            container.mux(sound.encode())
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames > 100  # the held frame's empty chunks counted
+    assert sum(1 for _ in open_frames(path, backend=backend)) == 48
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cut_mp4_with_its_index_at_the_end_cannot_be_opened(tmp_path, backend):
     """An MP4 written as it streams has its index (moov) after the frames: cut short, it has none,

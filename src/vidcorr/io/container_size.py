@@ -35,8 +35,9 @@ def check_av_not_truncated(path: Path, container, end: float | None) -> None:
 
     A file cut short (a copy or download that stopped) decodes without an error up to the cut
     (FFmpeg only logs "File ended prematurely"): a 40-frame Matroska video was propagated as its
-    first 4 frames without a word. An AVI's video stream header gives its length in frames
-    (`_avi_video_seconds`), whatever other streams the file holds. Other files are measured against
+    first 4 frames without a word. An AVI that its RIFF sizes show cut short (`container_cut_short`)
+    is measured against its video stream header's length in frames (`_avi_video_seconds`), whatever
+    other streams the file holds. Other files are measured against
     the container's duration, and only where they hold this video stream alone, as that duration
     covers all streams and an audio track may outlast the picture. Matroska counts its duration from
     0, the other containers (MP4, MOV, ...) from the stream's first timestamp.
@@ -46,8 +47,10 @@ def check_av_not_truncated(path: Path, container, end: float | None) -> None:
     import av  # only PyAV containers come here
 
     if container.format.name == "avi":
+        # Only a file its RIFF sizes show cut short: a whole AVI whose last frame is held (empty
+        # chunks, as FFmpeg writes a long last packet) decodes to less than its header's length.
         header = _avi_video_seconds(container.streams.video[0])
-        if header is not None:
+        if header is not None and container_cut_short(path) == "avi":
             refuse_if_cut_short(path, end, *header)
         return
     if len(container.streams) != 1 or not container.duration:

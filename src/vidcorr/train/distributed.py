@@ -54,17 +54,18 @@ def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     resolved = _checked(device)
     if resolved.type == "cuda" and resolved.index is None:
-        resolved = _checked(torch.device("cuda", local_rank))
+        resolved = _checked(torch.device("cuda", local_rank), f" (LOCAL_RANK {local_rank}: more processes "
+                                                               "per node than GPUs?)")
     return resolved
 
 
-def _checked(device: str | torch.device) -> torch.device:
-    """`checked_device`, its refusal as a `VidcorrError`: the command line's one-line exit 2, as
-    for the trainer's other input errors."""
+def _checked(device: str | torch.device, why: str = "") -> torch.device:
+    """`checked_device`, its refusal (with ``why`` added) as a `VidcorrError`: the command line's
+    one-line exit 2, as for the trainer's other input errors."""
     try:
         return checked_device(device)
     except ValueError as error:
-        raise VidcorrError(str(error)) from None
+        raise VidcorrError(f"{error}{why}") from None
 
 
 def init_distributed(device: str | None = None) -> DistContext:
