@@ -130,6 +130,24 @@ def test_localise_tracker_tiles_its_crops_with_the_measured_cells(make, stride):
     assert len(boxes) == 4 and np.isfinite(boxes).all()
 
 
+@pytest.mark.parametrize("tracker", ["localise", "dcf"])
+def test_a_tracked_encoder_that_goes_wrong_mid_video_is_named(tracker):
+    """The box trackers took any output (`.float()` made integer features pass, other shapes failed
+    deep inside); they check it as propagation does."""
+    class IntegerLater(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch, self.calls = nn.Conv2d(3, 8, 8, 8), 0
+
+        def forward(self, rgb):
+            self.calls += 1
+            feats = self.patch(rgb)
+            return feats if self.calls <= 4 else feats.long()
+
+    with pytest.raises(EncoderOutputError, match=r"encoder IntegerLater gave .* torch.int64 \(not a floating-point"):
+        list(vidcorr.track_box(_frames(6), (90.0, 40.0, 60.0, 40.0), tracker=tracker, encoder=IntegerLater()))
+
+
 def test_our_encoders_keep_their_own_stride_unmeasured(monkeypatch):
     """A `FrameEncoder` knows its stride: no probe frames, the tracker exactly as before."""
     def refuse(*args, **kwargs):

@@ -113,7 +113,7 @@ class Propagator:
         batch = frames_to_tensor(frames, self.preset.size.input_size(h, w), self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             feats = self.encoder(batch)
-        _check_features(self.encoder, feats, len(frames))
+        check_features(self.encoder, feats, len(frames))
         # channels-last out of a CPU encoder (affinity wants NCHW); a module of one's own may return
         # float16 / bfloat16 or features on another device.
         feats = feats.to(self.device, torch.float32).contiguous()
@@ -236,7 +236,7 @@ def _check_label_size(labels: Tensor, frame: np.ndarray) -> None:
                          f"but frames are {frame.shape[1]}x{frame.shape[0]}")
 
 
-def _check_features(encoder: nn.Module, feats: object, batch: int) -> None:
+def check_features(encoder: nn.Module, feats: object, batch: int) -> None:
     """A module of one's own must give (B, C, h, w) float features: say so here, not deep inside
     the affinity with an unpacking error."""
     if (got := feature_problem(feats, batch)) is not None:
