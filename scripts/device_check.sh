@@ -73,8 +73,9 @@ step() {  # step KEY NAME SECONDS COMMAND...: run under a timeout if KEY is in S
 {
   echo "device_check: STEPS=$STEPS DEVICE=$DEVICE SIZE=$SIZE LENGTHS=$LENGTHS TRAIN_STEPS=$TRAIN_STEPS SMOKE=${SMOKE:-0}"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-  "$PYTHON" -c "import sys, torch, vidcorr; print('python', sys.version.split()[0], 'torch', torch.__version__,
-      'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0), 'cpus', torch.get_num_threads())"
+  "$PYTHON" -c "import os, sys, torch, vidcorr; print('python', sys.version.split()[0], 'torch', torch.__version__,
+      'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0), 'torch_threads', torch.get_num_threads(),
+      'cpus', os.cpu_count())"
 } 2>&1 | tee -a "$LOG"
 
 if [ ! -f "$DAVIS/ImageSets/2016/val.txt" ]; then
