@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +85,7 @@ def test_broken_video_is_skipped_counted_and_never_fatal(data_dir: Path, tmp_pat
     for video in videos:
         (tmp_path / video.name).write_bytes(video.read_bytes())
     index = build_index([tmp_path], tmp_path / "cache")
-    (tmp_path / videos[0].name).write_bytes(os.urandom(4096))  # corrupted after indexing
+    (tmp_path / videos[0].name).write_bytes(bytes(4096))  # corrupted after indexing
     dataset = build_dataset("image", index, crop=32, frame=32, gap=GapRange(), samples_per_video=4)
     loader = DataLoader(dataset, batch_size=4, sampler=ShardedSampler(len(dataset), seed=0))
     with caplog.at_level(logging.WARNING, logger="vidcorr.data.pairs"):
@@ -106,7 +105,7 @@ def test_no_readable_video_left_is_one_line_naming_the_file(tmp_path: Path) -> N
     from vidcorr.errors import VidcorrError
 
     broken = tmp_path / "broken.mp4"
-    broken.write_bytes(os.urandom(4096))  # corrupted after indexing
+    broken.write_bytes(bytes(4096))  # corrupted after indexing (not random bytes: 1 in ~300 probed as audio)
     index = VideoIndex([VideoInfo(str(broken), 10, 25.0, 64, 64)], [str(tmp_path)])
     dataset = build_dataset("image", index, crop=32, frame=32, gap=GapRange())
     with pytest.raises(NoReadableVideo) as error:

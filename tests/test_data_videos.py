@@ -81,7 +81,7 @@ def test_corrupt_video_is_skipped_and_counted(data_dir: Path, tmp_path: Path) ->
     tree.mkdir()
     good = sorted(data_dir.joinpath(*DAVIS_TRAIN).glob("*.mp4"))[0]
     os.symlink(good, tree / good.name)
-    (tree / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    (tree / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))
     index = build_index([tree], tmp_path / "cache")
     assert len(index) == 1 and len(index.skipped) == 1
     assert index.skipped[0][0].endswith("broken.mp4")
