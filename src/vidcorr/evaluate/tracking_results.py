@@ -91,15 +91,15 @@ def check_protocol(benchmark: Benchmark, protocol: str, max_frames: int | None) 
         raise ValueError(f"max_frames must be at least 2, got {max_frames}")
 
 
-def _length_mismatch(path: Path, what: str, found: int, expected: int, annotation: Path,
+def _length_mismatch(path: Path, what: str, found: int, total: int, annotation: Path,
                      max_frames: int | None = None) -> InputError:
     """The error for a predictions file without exactly one line per scored ground-truth line
-    (``expected``: the annotation's lines, or the first ``max_frames`` of them)."""
+    (total: the annotation's frames; max_frames: only the first of them were scored)."""
+    expected = total if max_frames is None else min(total, max_frames)
     if max_frames is not None and expected == max_frames:  # the ground truth was cut: name the N that fits
-        lines = _line_count(annotation)
-        fix = ("; score it without --max-frames" if found == lines else
-               f"; score it with --max-frames {found}" if 2 <= found < lines else
-               f", which has {lines} lines" if found > lines else "")
+        fix = ("; score it without --max-frames" if found == total else
+               f"; score it with --max-frames {found}" if 2 <= found < total else
+               f", which has {total} lines" if found > total else "")
         return InputError(path, f"{found} {what} but --max-frames {max_frames} scores the first {expected} frames "
                                 f"of {annotation}{fix}")
     first_unmatched = min(found, expected) + 1
@@ -108,18 +108,15 @@ def _length_mismatch(path: Path, what: str, found: int, expected: int, annotatio
                             f"{first_unmatched} {'has no ground truth' if found > expected else 'is missing'}{hint}")
 
 
-def _line_count(annotation: Path) -> int:
-    return sum(1 for line in annotation.read_text().splitlines() if line.strip())
-
-
 def score_result_file(path: Path, gt: np.ndarray, annotation: Path, max_frames: int | None = None) -> dict:
     """`score_sequence` of an OTB-format results file against gt (T, 4) 0-based boxes read from
-    ``annotation`` (named in the error when the file does not have one box per ground-truth line;
-    ``max_frames``: gt is its first lines, named so in that error)."""
+    ``annotation`` (named in the error when the file does not have one box per scored ground-truth
+    line); max_frames: score only the first N (files of an ``eval --max-frames N`` run)."""
     pred = read_result_boxes(path)
-    if len(pred) != len(gt):
+    scored = gt[:max_frames]
+    if len(pred) != len(scored):
         raise _length_mismatch(path, "boxes", len(pred), len(gt), annotation, max_frames)
-    return score_sequence(gt, pred)
+    return score_sequence(scored, pred)
 
 
 def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int, int],
@@ -130,13 +127,14 @@ def score_trajectory_file(path: Path, polygons: np.ndarray, frame_wh: tuple[int,
     if not path.is_file():
         raise InputError(path, "trajectory not found (VOT toolkit layout: baseline/<seq>/<seq>_001.txt)")
     status, regions = read_vot_trajectory(path)
-    if len(status) != len(polygons):
+    scored = polygons[:max_frames]
+    if len(status) != len(scored):
         raise _length_mismatch(path, "lines", len(status), len(polygons), annotation, max_frames)
     try:
-        overlaps = frame_overlaps(status, regions, polygons, frame_wh)  # once, for the accuracy and EAO
+        overlaps = frame_overlaps(status, regions, scored, frame_wh)  # once, for the accuracy and EAO
     except UnscorableRegion as error:
         raise InputError(path, f"line {error.frame + 1}: {error} (ground truth: {annotation})") from None
-    return score_overlaps(status, overlaps, known_ground_truth(polygons)), eao_fragments(status, overlaps)
+    return score_overlaps(status, overlaps, known_ground_truth(scored)), eao_fragments(status, overlaps)
 
 
 def score_tracking(
@@ -169,7 +167,7 @@ def score_tracking(
     if protocol == "vot-baseline":
         per_sequence, fragments = {}, []
         for seq in seqs:
-            polygons = read_vot_polygons(seq.annotation)[:max_frames]
+            polygons = read_vot_polygons(seq.annotation)
             height, width = image_size(seq.frame_files[0])
             per_sequence[seq.name], seq_fragments = score_trajectory_file(
                 trajectory_file(results_dir, seq.name), polygons, (width, height), seq.annotation, max_frames)
@@ -178,8 +176,8 @@ def score_tracking(
     if (results_dir / "baseline").is_dir():
         raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
                                       "`eval vot --protocol vot-baseline`): score them with --protocol vot-baseline")
-    per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes[:max_frames],
-                                                seq.annotation, max_frames)
+    per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes, seq.annotation,
+                                                max_frames)
                     for seq in seqs}
     return {**scored, "protocol": PROTOCOL_NOTE, **score_fields(per_sequence)}
 
