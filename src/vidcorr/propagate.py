@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from vidcorr.affinity import SparseAffinity, sparse_affinity, transport_sparse
 from vidcorr.errors import EncoderOutputError
 from vidcorr.labels import downsample_labels, minmax_per_channel
-from vidcorr.models.encoder import feature_problem, inference_encoder
+from vidcorr.models.encoder import as_given, feature_problem, inference_encoder
 from vidcorr.presets import PropagationPreset
 
 
@@ -246,7 +246,7 @@ def check_features(encoder: nn.Module, feats: object, batch: int) -> None:
 
 def _encoder_name(encoder: nn.Module) -> str:
     """The class name of the module as the caller gave it (not our `EvalModeCall` around it)."""
-    return type(getattr(encoder, "wrapped", encoder)).__name__
+    return type(as_given(encoder)).__name__
 
 
 def _grid(hw: Sequence[int]) -> str:

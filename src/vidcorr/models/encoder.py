@@ -196,6 +196,12 @@ class EvalModeCall(nn.Module):
             return getattr(self._modules["wrapped"], name)
 
 
+def as_given(encoder: nn.Module) -> nn.Module:
+    """The module as the caller gave it: the one an `EvalModeCall` wraps, else ``encoder`` itself
+    (for messages that name its class, and for telling our `FrameEncoder` from a module of one's own)."""
+    return encoder.wrapped if isinstance(encoder, EvalModeCall) else encoder
+
+
 def feature_problem(feats: object, batch: int) -> str | None:
     """None when ``feats`` are floating-point features (batch, C, h, w) that hold data, as
     propagation needs them from any encoder; else what they are instead, for a message that goes

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vidcorr.errors import InputError, VidcorrError
-from vidcorr.models.encoder import EvalModeCall, FrameEncoder, check_weights_hold_data, feature_problem
+from vidcorr.models.encoder import EvalModeCall, FrameEncoder, as_given, check_weights_hold_data, feature_problem
 
 # Divisible by 8, 14 and 16, the strides and patch sizes of the usual backbones.
 PROBE_HW = (112, 112)
@@ -76,8 +76,7 @@ def encoder_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> in
     """Output stride in pixels: a `FrameEncoder`'s own (exact: its backbone's), any other module's
     measured (`measure_stride`; None when its grid does not follow the input size). encoder: on
     ``device``, as given or wrapped for inference (`inference_encoder`)."""
-    inner = encoder.wrapped if isinstance(encoder, EvalModeCall) else encoder
-    if isinstance(inner, FrameEncoder):
+    if isinstance(inner := as_given(encoder), FrameEncoder):
         return inner.stride
     return measure_stride(encoder, device)
 
@@ -95,7 +94,7 @@ def measure_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> in
     the frame (a module that resizes every input to one size). `VidcorrError` naming the module's
     class when it fails on a probe or gives no (1, C, h, w) float features.
     """
-    name = type(encoder.wrapped if isinstance(encoder, EvalModeCall) else encoder).__name__
+    name = type(as_given(encoder)).__name__
     (h1, w1), (h2, w2) = (_grey_features(encoder, (side, side), f"encoder {name}", "grey frame (measuring its "
                                          "stride)", device).shape[-2:] for side in STRIDE_PROBES)
     cells = (h2 - h1) + (w2 - w1)
