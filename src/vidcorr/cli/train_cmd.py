@@ -230,7 +230,7 @@ def run_export(args: argparse.Namespace) -> int:
     from vidcorr.methods import cycletime, moco, stt, uvc
     from vidcorr.models import LabAutoencoder, save_weights
     from vidcorr.models.weights import export_dtype
-    from vidcorr.train.checkpoint import load_checkpoint
+    from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint
     from vidcorr.train.config import recipe_from_dict
 
     if args.out.suffix != ".safetensors":
@@ -251,17 +251,14 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
     model.load_state_dict(checkpoint["model"])
-    progress = checkpoint.get("progress", {})
-    # The fields of the trainer's own export (`vidcorr.train.loop._export`), as far as the checkpoint
-    # holds them (not the hardware, nor the training command); "finished" decided the same way: every
-    # stage done, as in a finished run's checkpoint.pt or its last stage's checkpoint-<stage>.pt.
-    meta = {"name": args.checkpoint.parent.name, "method": recipe.method, "recipe": recipe.name,
-            "recipe_config": recipe.to_dict(), "data": checkpoint.get("data"), "steps": progress.get("step"),
-            "samples": progress.get("samples"), "finished": progress.get("stage") == len(recipe.stages),
-            "wall_time_s": round(progress.get("wall_time", 0.0), 1), "exported_from": str(args.checkpoint)}
+    progress = Progress(**checkpoint["progress"])
+    # The trainer's own sidecar fields, as far as the checkpoint holds them (not the hardware, nor
+    # the training command).
+    meta = {**export_meta(args.checkpoint.parent, recipe, checkpoint.get("data"), progress),
+            "exported_from": str(args.checkpoint)}
     path = save_weights(model.encoder, args.out, None, meta, dtype=export_dtype(model.encoder))
     when = "the run's end" if meta["finished"] else "before the recipe's end: marked unfinished"
-    print(f"exported the encoder at step {progress.get('step')} ({when}) of {args.checkpoint} to {path}")
+    print(f"exported the encoder at step {progress.step} ({when}) of {args.checkpoint} to {path}")
     return 0
 
 

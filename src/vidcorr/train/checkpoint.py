@@ -180,3 +180,12 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
         log.info("resumed %s at step %d (stage %d, epoch %d)", path, progress.step, progress.stage,
                  progress.epoch)
     return progress
+
+
+def export_meta(run_dir: Path, recipe: Recipe, data: dict[str, Any] | None, progress: Progress) -> dict[str, Any]:
+    """The weights sidecar's account of a run at ``progress``: what the trainer's export
+    (`vidcorr.train.loop`) and ``vidcorr train export`` of a checkpoint both write. ``finished``:
+    every stage of the recipe done, as at a run's end (or in its last stage's checkpoint)."""
+    return {"name": Path(run_dir).name, "method": recipe.method, "recipe": recipe.name,
+            "recipe_config": recipe.to_dict(), "data": data, "steps": progress.step, "samples": progress.samples,
+            "finished": progress.stage == len(recipe.stages), "wall_time_s": round(progress.wall_time, 1)}

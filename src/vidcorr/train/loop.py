@@ -159,7 +159,7 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
         raise
     finally:
         run.runlog.close()
-    exported = _export(run, finished) if job.export and ctx.is_main else None
+    exported = _export(run) if job.export and ctx.is_main else None
     if stop.signal is not None and ctx.is_main:  # a signal, yet no stop: it came after the last step had begun
         log.warning(_ended_anyway(run, finished, exported))
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
@@ -361,24 +361,12 @@ def _save(run: _Run, stage_end: str | None = None) -> None:
     run.saved_step = run.progress.step
 
 
-def _export(run: _Run, finished: bool) -> Path:
+def _export(run: _Run) -> Path:
     """Weights (fp16 safetensors + JSON sidecar) of the method's exported module; float32 where a
     parameter exceeds fp16's range."""
-    method, progress = run.method, run.progress
-    module, config = _exported(method)
-    meta = {
-        "name": Path(run.job.run_dir).name,
-        "method": run.job.recipe.method,
-        "recipe": run.job.recipe.name,
-        "recipe_config": run.job.recipe.to_dict(),
-        "data": run.index.describe(),
-        "steps": progress.step,
-        "samples": progress.samples,
-        "finished": finished,
-        "wall_time_s": round(progress.wall_time, 1),
-        "hardware": run.runlog.hardware(),
-        "command": run.job.command,
-    }
+    module, config = _exported(run.method)
+    meta = {**ckpt.export_meta(Path(run.job.run_dir), run.job.recipe, run.index.describe(), run.progress),
+            "hardware": run.runlog.hardware(), "command": run.job.command}
     path = save_weights(module, run.job.export, config, meta, dtype=export_dtype(module))
     log.info("exported %s", path)
     return path
