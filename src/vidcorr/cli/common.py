@@ -10,6 +10,7 @@ network is used as its factory returns it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,8 @@ def model_label(info: dict[str, Any], *, loud: bool = False) -> str:
     if loud:
         return f"UNTRAINED FLOOR '{info['features']}' ({info.get('note', 'chosen with --features')})"
     return f"{info['features']} (untrained floor)"
+
+
+def model_line(info: dict[str, Any]) -> str:
+    """The eval commands' "model: LABEL {info as JSON}" (`model_label`, then everything recorded)."""
+    return f"model: {model_label(info)} {json.dumps(info)}"

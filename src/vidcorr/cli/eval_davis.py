@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, comma_list, load_model, model_label, resolve_preset
+from vidcorr.cli.common import add_model_arguments, comma_list, load_model, model_line, resolve_preset
 
 DAVIS_RESOLUTIONS = ("480p", "Full-Resolution")
 
@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
                   "--resume continues the run", file=sys.stderr)
         raise
     print(format_results_table(results))
-    print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   model: {model_label(info)} "
-          f"{json.dumps(info)}")
+    print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   {model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'} and {args.out / 'j_per_frame.png'}"
           + (f"; overlay videos in {args.out / 'overlays'}" if args.overlays else ""))

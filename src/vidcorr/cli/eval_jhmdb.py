@@ -13,7 +13,7 @@ from vidcorr.cli.common import (
     add_model_arguments,
     comma_list,
     load_model,
-    model_label,
+    model_line,
 )
 
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                             device=args.device, batch_size=args.batch_size, model_info=info)
     print(format_pck_table(results))
     print(f"preset: {preset.name} (JHMDB variant, square {preset.size.size})   "
-          f"model: {model_label(info)} {json.dumps(info)}")
+          f"{model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'}")
     return 0

@@ -19,7 +19,7 @@ from vidcorr.cli.common import (
     add_model_arguments,
     comma_list,
     load_model,
-    model_label,
+    model_line,
     refuse_propagation_flags,
     resolve_preset,
 )
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                                device=args.device, model_info=info, preset=preset.name)
     print(format_results_table(results))
     print(f"protocol: {args.protocol}   tracker: {results['tracker']} {json.dumps(results['settings'])}")
-    print(f"preset: {preset.name}   model: {model_label(info)} {json.dumps(info)}   "
+    print(f"preset: {preset.name}   {model_line(info)}   "
           f"wall time: {time.perf_counter() - start:.1f}s")
     if args.protocol == "ope":
         print(f"wrote {args.out / 'results.json'}, {args.out / 'success_plot.png'} and one <seq>.txt per sequence")

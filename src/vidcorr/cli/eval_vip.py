@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vidcorr.cli.common import SQUARE_SIZE_HELP, add_model_arguments, comma_list, load_model, model_label
+from vidcorr.cli.common import SQUARE_SIZE_HELP, add_model_arguments, comma_list, load_model, model_line
 from vidcorr.cli.eval_jhmdb import protocol_preset
 
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                           device=args.device, batch_size=args.batch_size, model_info=info)
     print(format_vip_table(results))
     print(f"preset: {preset.name} (VIP variant, square {preset.size.size})   layout: {dataset.layout}   "
-          f"model: {model_label(info)} {json.dumps(info)}")
+          f"{model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'}")
     return 0
