@@ -46,7 +46,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.evaluate.davis import RUN_STAMP, USED_OUT, run_davis
+    from vidcorr.evaluate.davis import OVERLAYS, RUN_STAMP, USED_OUT, run_davis
     from vidcorr.io.atomic import check_output_path
     from vidcorr.metrics.davis import format_results_table
 
@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   {model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'} and {args.out / 'j_per_frame.png'}"
-          + (f"; overlay videos in {args.out / 'overlays'}" if args.overlays else ""))
+          + (f"; overlay videos in {args.out / OVERLAYS}" if args.overlays else ""))
     return 0

@@ -232,7 +232,7 @@ def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str,
         # Exactly the frames named: each prediction PNG is named after the frame it was made for.
         n = write_mask_sequence(propagator, open_frame_files(frame_paths), first_mask,
                                 tmp, [p.stem for p in frame_paths],
-                                overlay=out_dir / "overlays" / f"{seq}.mp4" if overlays else None,
+                                overlay=overlay_path(out_dir, seq) if overlays else None,
                                 truth=dataset.masks(seq))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -243,16 +243,23 @@ def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str,
     return n
 
 
+OVERLAYS = "overlays"  # OUT's folder of overlay videos, beside the sequence folders the scorer reads
+
+
+def overlay_path(out_dir: Path, seq: str) -> Path:
+    """Where `run_davis` writes the overlay video of sequence ``seq``."""
+    return out_dir / OVERLAYS / f"{seq}.mp4"
+
+
 def _overlays_of_kept(dataset: DavisDataset, kept: list[str], out_dir: Path, *, tracked: bool) -> None:
     """Write ``out_dir/overlays/<seq>.mp4`` from the result PNGs of each kept sequence that has none
     (its run was made without --overlays, or killed before): --overlays promises one per sequence."""
-    missing = [seq for seq in kept if not (out_dir / "overlays" / f"{seq}.mp4").is_file()]
+    missing = [seq for seq in kept if not overlay_path(out_dir, seq).is_file()]
     if missing:
         log.info("drawing the overlay videos of %d kept sequence(s) from their result PNGs%s", len(missing),
                  " (without UVC-track's boxes, which are not saved)" if tracked else "")
     for seq in missing:
-        overlay_from_results(dataset.frames(seq), out_dir / seq, dataset.masks(seq),
-                             out_dir / "overlays" / f"{seq}.mp4")
+        overlay_from_results(dataset.frames(seq), out_dir / seq, dataset.masks(seq), overlay_path(out_dir, seq))
 
 
 def write_davis_results(results: dict, path: str | Path) -> Path | None:
@@ -335,7 +342,7 @@ def remove_killed_run_files(out_dir: Path) -> list[Path]:
     them for ever). The sequence folders need no look: they are renamed into place only when complete.
     """
     removed = []
-    for folder in (out_dir, out_dir / "overlays"):
+    for folder in (out_dir, out_dir / OVERLAYS):
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
