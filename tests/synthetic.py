@@ -1,6 +1,8 @@
-"""Synthetic stand-ins shared by tests: a tiny deterministic encoder."""
+"""Synthetic stand-ins shared by tests: a tiny deterministic encoder, an endless video."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -24,3 +26,13 @@ class PatchEncoder(nn.Module):
 
     def forward(self, x):
         return self.proj(x - 0.5)  # centred, so unrelated patches have near-orthogonal codes
+
+
+def endless(frames: Sequence, pulled: list[int]) -> Iterator:
+    """``frames`` over and over, for ever, appending each index to ``pulled`` as it is taken: how
+    far ahead of its output a streaming consumer reads."""
+    t = 0
+    while True:
+        pulled.append(t)
+        yield frames[t % len(frames)]
+        t += 1

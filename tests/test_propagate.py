@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from synthetic import PatchEncoder
+from synthetic import PatchEncoder, endless
 from torch import nn
 
 from vidcorr.affinity import window_mask
@@ -125,16 +125,9 @@ def test_frames_are_pulled_lazily_and_context_stays_bounded():
     frames, masks = _texture_video(n_frames=4)
     pulled = []
 
-    def endless():
-        t = 0
-        while True:
-            pulled.append(t)
-            yield frames[t % len(frames)]
-            t += 1
-
     preset = get_preset("stt").with_overrides(n_previous=3, radius=3)
     prop = Propagator(PatchEncoder(), preset, batch_size=2)
-    stream = prop.run(endless(), one_hot_labels(masks[0]))
+    stream = prop.run(endless(frames, pulled), one_hot_labels(masks[0]))
     for n_out in range(1, 40):
         next(stream)
         assert len(pulled) <= 1 + n_out + 2  # first frame + yielded + at most one batch ahead

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synthetic import endless
 from uvc_track_helpers import CELL, PRESET, CellEncoder, _blocks, _iou, _object_video
 
 from vidcorr.affinity import window_mask
@@ -251,16 +252,9 @@ def test_frames_are_pulled_lazily_and_context_stays_bounded():
     frames, masks = _object_video(n_frames=3)
     pulled = []
 
-    def endless():
-        t = 0
-        while True:
-            pulled.append(t)
-            yield frames[t % len(frames)]
-            t += 1
-
     preset = PRESET.with_overrides(n_previous=2)
     tracker = UVCTracker(CellEncoder(), preset, batch_size=2)
-    stream = tracker.run(endless(), one_hot_labels(masks[0]))
+    stream = tracker.run(endless(frames, pulled), one_hot_labels(masks[0]))
     for n_out in range(1, 12):
         next(stream)
         assert len(pulled) <= 1 + n_out + 2
