@@ -78,16 +78,19 @@ class Curve:
     width: int = 1
 
 
+LEGEND_WIDTH = 200  # pixels right of the axes in a plot of `size`; more for a long entry
+
+
 def line_plot(path: str | Path, curves: Sequence[Curve], *, title: str, x_label: str,
               x_ticks: Sequence[float], y_ticks: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
               size: tuple[int, int] = (720, 420)) -> None:
     """Draw ``curves`` on axes spanning the first to the last tick, legend to the right, and save
     a PNG (atomically). The image grows taller when the legend needs more rows than ``size`` gives,
-    and wider for a legend entry longer than its 200 pixels (the axes keep their size)."""
+    and wider for a legend entry longer than its `LEGEND_WIDTH` pixels (the axes keep their size)."""
     font = ImageFont.load_default()
     legend = 16 + 24 + math.ceil(max((font.getlength(c.label) for c in curves), default=0)) + 8
-    left, right, top, bottom, row = 56, max(200, legend), 28, 44, 18
-    width, height = size[0] - 200 + right, max(size[1], top + 10 + row * len(curves) + bottom)
+    left, right, top, bottom, row = 56, max(LEGEND_WIDTH, legend), 28, 44, 18
+    width, height = size[0] - LEGEND_WIDTH + right, max(size[1], top + 10 + row * len(curves) + bottom)
     (x0, x1), (y0, y1) = (x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1])
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)

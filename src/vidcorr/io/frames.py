@@ -97,10 +97,10 @@ def _to_uint8(array: np.ndarray, what: str, scale: float | None) -> np.ndarray:
         if not np.all(np.isfinite(array)):
             raise InputError(None, f"{what} holds NaN or infinite values")
         scale = float_scale(array) if scale is None else scale
-        if scale == 255.0 and float(array.max()) > UNIT_FLOAT_MAX:
+        if scale == 255.0 and (top := float(array.max())) > UNIT_FLOAT_MAX:
             # A 0-255 float video whose first frame is black was taken as [0, 1]: every frame so
             # far would be wrong and this one saturated white, silently.
-            raise InputError(None, f"{what} holds values up to {float(array.max()):.4g}, but the first "
+            raise InputError(None, f"{what} holds values up to {top:.4g}, but the first "
                                    f"frame's all lay within [0, {UNIT_FLOAT_MAX}], so the video was taken "
                                    "as float in [0, 1]; a float video in [0, 255] that starts black cannot "
                                    "be told from one in [0, 1]: pass its frames as uint8")
