@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi")
 CACHE_NAME = "video-metadata.json"
-CACHE_FORMAT = "vidcorr-video-metadata/2"  # /1 counted the frames an MP4 edit list hides
+CACHE_FORMAT = "vidcorr-video-metadata/3"  # /1 counted the frames an MP4 edit list hides, /2 an AVI header's skipped frames
 MIN_FRAMES = 2  # a training pair needs two distinct frames
 
 

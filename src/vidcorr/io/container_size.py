@@ -5,7 +5,8 @@ backend compares where decoding got (`frame_end`) with the container's duration,
 video stream header's length (`check_av_not_truncated`); OpenCV gives neither that duration nor an
 error, so its backend (`vidcorr.io.video_opencv`) first asks the container's top-level sizes, read
 from the file's bytes, whether it was cut (`container_cut_short`). Both end in `refuse_if_cut_short`.
-`mp4_video_seconds` reads how long an MP4 shows its video track, to check OpenCV's frame count.
+`mp4_video_seconds` reads how long an MP4 shows its video track, to check OpenCV's frame count;
+`avi_video_frames` counts an AVI's frames from its chunks, for both backends' header counts.
 """
 
 from __future__ import annotations
@@ -143,6 +144,77 @@ def _chunks_end(file, size: int, big_endian: bool) -> int:
             return size
         position += length
     return position
+
+
+def avi_video_frames(path: Path) -> int | None:
+    """Frames an AVI file's first video stream holds, as decoding yields them: its non-empty chunks
+    in every RIFF list "movi" (an OpenDML file over 1 GiB continues in "AVIX" ones). None where the
+    file does not parse as AVI or has no video stream.
+
+    Not the stream header's length: that counts the empty chunks FFmpeg writes for frames skipped
+    before a late start (168 for a 48-frame stream starting at 5 s) and for a held last frame, and
+    FFmpeg's own count may add one for an AAC track (49).
+    """
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        video, frames = None, 0
+        for kind, body, end in _riff_chunks(file, 0, size):
+            if kind != b"RIFF":  # trailing bytes
+                break
+            for kind, inner, stop in _riff_chunks(file, body + 4, end):
+                list_type = _list_type(file, kind, inner)
+                if list_type == b"hdrl" and video is None:
+                    video = _avi_video_stream(file, inner + 4, stop)
+                elif list_type == b"movi" and video is not None:
+                    frames += _avi_chunks_of(file, inner + 4, stop, video)
+    return frames if video is not None else None
+
+
+def _riff_chunks(file, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(id, where its contents start, where it ends) of each RIFF chunk from ``start`` to ``end``:
+    a four-character id, a little-endian size, the contents padded to an even length."""
+    position = start
+    while position + 8 <= end:
+        file.seek(position)
+        head = file.read(8)
+        length = int.from_bytes(head[4:8], "little")
+        yield head[:4], position + 8, min(position + 8 + length, end)
+        position += 8 + length + length % 2
+
+
+def _list_type(file, kind: bytes, body: int) -> bytes | None:
+    """A LIST chunk's type ("hdrl", "strl", "movi", "rec "), None for other chunks."""
+    if kind != b"LIST":
+        return None
+    file.seek(body)
+    return file.read(4)
+
+
+def _avi_video_stream(file, start: int, end: int) -> int | None:
+    """The number of the first video stream ("vids" in its stream header) in an AVI's "hdrl" list:
+    its chunks in "movi" are named by it ("00dc", "01db" ...)."""
+    streams = [(inner, stop) for kind, inner, stop in _riff_chunks(file, start, end)
+               if _list_type(file, kind, inner) == b"strl"]
+    for number, (strl, stop) in enumerate(streams):
+        header = next((body for kind, body, _ in _riff_chunks(file, strl + 4, stop) if kind == b"strh"), None)
+        if header is not None:
+            file.seek(header)
+            if file.read(4) == b"vids":
+                return number
+    return None
+
+
+def _avi_chunks_of(file, start: int, end: int, stream: int) -> int:
+    """Non-empty frame chunks ("NNdc" compressed, "NNdb" uncompressed) of stream NN from ``start``
+    to ``end`` of a "movi" list, also inside its "rec " groups."""
+    names = {b"%02ddc" % stream, b"%02ddb" % stream}
+    count = 0
+    for kind, body, end_of_chunk in _riff_chunks(file, start, end):
+        if _list_type(file, kind, body) == b"rec ":
+            count += _avi_chunks_of(file, body + 4, end_of_chunk, stream)
+        elif kind in names and end_of_chunk > body:
+            count += 1
+    return count
 
 
 def mp4_video_seconds(path: Path) -> float | None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.io.atomic import atomic_file
-from vidcorr.io.container_size import check_av_not_truncated, frame_end
+from vidcorr.io.container_size import avi_video_frames, check_av_not_truncated, frame_end
 from vidcorr.io.images import list_frame_files, read_image, shared_size
 from vidcorr.io.video_opencv import opencv_count, opencv_decode, opencv_metadata, write_opencv
 
@@ -228,7 +228,9 @@ def _pyav_metadata(path: Path) -> tuple[float | None, int | None]:
     with contextlib.closing(container):
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
-        return (float(rate) if rate else None), _pyav_header_count(stream, rate)
+        # An AVI header's length also counts frames skipped before a late start (`avi_video_frames`).
+        count = avi_video_frames(path) if container.format.name == "avi" else _pyav_header_count(stream, rate)
+        return (float(rate) if rate else None), count
 
 
 def _pyav_header_count(stream, rate: Fraction | None) -> int | None:
@@ -277,10 +279,10 @@ def count_frames(path: str | Path, backend: str = "auto") -> int:
     """Exact number of frames of a video or frame folder, without decoding images.
 
     PyAV counts the video packets that are shown (demuxing only, about 100x faster than decoding:
-    an MP4's edit list may hide some); OpenCV trusts an AVI header's frame count, and an MP4's where
-    its video track is shown long enough to hold that many frames, if the file is as long as its
-    container says, and otherwise grabs every frame (`InputError` for a truncated file, as when
-    decoding; `vidcorr.io.video_opencv`).
+    an MP4's edit list may hide some); OpenCV counts an AVI's video chunks (`avi_video_frames`) and
+    trusts an MP4's frame count where its video track is shown long enough to hold that many
+    frames, if the file is as long as its container says, and otherwise grabs every frame
+    (`InputError` for a truncated file, as when decoding; `vidcorr.io.video_opencv`).
     """
     path = Path(path)
     if path.is_dir():

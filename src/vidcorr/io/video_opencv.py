@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vidcorr.errors import InputError, VidcorrError
-from vidcorr.io.container_size import (container_cut_short, container_format, mp4_video_seconds,
-                                      refuse_if_cut_short)
+from vidcorr.io.container_size import (avi_video_frames, container_cut_short, container_format,
+                                      mp4_video_seconds, refuse_if_cut_short)
 
 if TYPE_CHECKING:
     from vidcorr.io.video import LazyFrame
@@ -110,12 +110,13 @@ def opencv_metadata(path: Path) -> tuple[float | None, int | None]:
         fps, count = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         capture.release()
-    return (fps if fps > 0 else None), (_trusted_count(path, count, fps) if count > 0 and fps > 0 else None)
+    return (fps if fps > 0 else None), _trusted_count(path, count, fps)
 
 
 def _trusted_count(path: Path, count: int, fps: float) -> int | None:
-    """OpenCV's frame count where it is the number of frames decoding yields, else None (then
-    `count_frames` grabs every frame).
+    """The number of frames decoding yields where the file says it, else None (then `count_frames`
+    grabs every frame): an AVI's video chunks (`avi_video_frames`; its header's length counts frames
+    skipped before a late start), or OpenCV's frame count of an MP4 / MOV.
 
     Only MP4 / MOV and AVI files count their frames: for Matroska / WebM, GIF, MPEG-TS ... FFmpeg gives
     the container's duration times the rate, which an audio track outlasting the picture, a late start
@@ -125,10 +126,12 @@ def _trusted_count(path: Path, count: int, fps: float) -> int | None:
     is trusted only where the track's shown duration (`mp4_video_seconds`) holds that many frames.
     """
     kind = container_format(path)
-    if kind == "mp4":
+    if kind == "avi":
+        return avi_video_frames(path)
+    if kind == "mp4" and count > 0 and fps > 0:
         shown = mp4_video_seconds(path)
         return count if shown is not None and count < shown * fps + 0.5 else None
-    return count if kind == "avi" else None
+    return None
 
 
 def opencv_count(path: Path) -> int:
