@@ -122,3 +122,27 @@ def test_only_rank_0_reports_a_resume_and_the_runs_end(tmp_path: Path, monkeypat
         monkeypatch.setenv("RANK", str(rank))
         assert train_cmd._run(SimpleNamespace(recipe=recipe)) == 0
         assert len(caplog.records) == lines and capsys.readouterr().out.count("stopped at step 2") == lines // 2
+
+
+def test_a_divergence_or_an_agreed_stop_is_told_by_rank_0_alone(monkeypatch, capsys) -> None:
+    """Every torchrun rank printed "training diverged" (the reduced losses diverge on all at once) and
+    the stop the ranks agreed on; a rank stopped at once on its own still says so itself."""
+    from types import SimpleNamespace
+
+    from vidcorr.cli import train_cmd
+    from vidcorr.train import loop
+
+    def raising(error):
+        def run(job):
+            raise error
+        return run
+
+    agreed = loop.TrainingInterrupted("interrupted by SIGTERM at step 3", 15, at_boundary=True)
+    alone = loop.TrainingInterrupted("interrupted by SIGINT", 2, at_boundary=False)
+    for error, code, told_by in ((loop.TrainingDiverged("non-finite loss"), 1, {0}),
+                                 (agreed, 128 + 15, {0}), (alone, 128 + 2, {0, 1})):
+        monkeypatch.setattr(loop, "train", raising(error))
+        for rank in (0, 1):
+            monkeypatch.setenv("RANK", str(rank))
+            assert train_cmd._run(SimpleNamespace()) == code
+            assert (str(error) in capsys.readouterr().err) == (rank in told_by), (error, rank)

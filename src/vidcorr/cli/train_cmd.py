@@ -271,12 +271,14 @@ def _run(job) -> int:
     try:
         result = train(job)
         completed = True
-    except TrainingDiverged as error:
-        print(f"vidcorr: training diverged: {error}", file=sys.stderr)
+    except TrainingDiverged as error:  # the losses are reduced: every rank diverges at once
+        if launched_rank() == 0:
+            print(f"vidcorr: training diverged: {error}", file=sys.stderr)
         return 1
     except TrainingInterrupted as interrupted:
         completed = interrupted.at_boundary
-        print(f"vidcorr: {interrupted}", file=sys.stderr)
+        if launched_rank() == 0 or not completed:  # a stop the ranks agreed on is told once
+            print(f"vidcorr: {interrupted}", file=sys.stderr)
         return interrupted.exit_code
     finally:
         shutdown(synchronise=completed)
