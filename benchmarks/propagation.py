@@ -166,7 +166,7 @@ def main() -> None:
                               if k.startswith("MALLOC_") or k in ("THP_MEM_ALLOC_ENABLE",
                                                                    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE")}}
     if args.device.startswith("cuda"):
-        report["gpu"] = torch.cuda.get_device_name(0)
+        report["gpu"] = torch.cuda.get_device_name(args.device)  # "cuda:1" names the second GPU
     if args.skip != "throughput":
         report["throughput"] = run_child(args, "throughput")
         t = report["throughput"]

@@ -111,7 +111,7 @@ def main() -> None:
               "crop": data.crop, "frame": data.frame, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "machine": machine()}
     if args.device.startswith("cuda"):
-        report["gpu"] = torch.cuda.get_device_name(0)
+        report["gpu"] = torch.cuda.get_device_name(args.device)  # "cuda:1" names the second GPU
     # UVC's samples are frame pairs; the key keeps the name earlier JSONs use.
     unit = {"cycletime": "clips", "moco": "images"}.get(recipe.method, "pairs")
     report["denormals_flushed"] = not args.keep_denormals
