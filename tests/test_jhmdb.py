@@ -123,7 +123,7 @@ def test_jhmdb_variant_changes_only_the_protocol_knobs():
     crw = jhmdb_preset(get_preset("crw"))
     assert crw.size == SizePolicy("square", 320) and crw.n_previous == 7 and crw.topk == get_preset("crw").topk
     uvc = jhmdb_preset(get_preset("uvc"), size=160)
-    assert (uvc.size.size, uvc.topk.k, uvc.initial_context, uvc.normalise_context_labels) == (160, 20, "fill", True)
+    assert (uvc.size.size, uvc.topk.k, uvc.initial_context, uvc.normalise_context_labels) == (160, 20, "fill_self", True)
     stt = jhmdb_preset(get_preset("stt"))
     assert (stt.topk.radius, stt.label_downsample) == (5, "bilinear")
 

@@ -36,23 +36,27 @@ def _texture_video(n_frames=8, h=64, w=96, step=3, seed=0):
 
 
 def _naive_run(encoder, preset, frames, first_labels):
-    """All-frames reference: embed everything up front, dense masked scores, literal context rules."""
+    """All-frames reference: embed everything up front, dense masked scores, literal context rules.
+
+    The context is a bank of (frame, labels) entries: frame 0 with its annotation first, then the
+    initial context, then each propagated frame. ``fill_self`` reads as TimeCycle's loop over a video
+    padded with n copies of frame 0: its first target is frame 0 itself, whose prediction is kept."""
     size = preset.size.input_size(*frames[0].shape[:2])
     feats = encoder(frames_to_tensor(frames, size, "cpu"))
     if preset.l2_normalise:
         feats = F.normalize(feats, dim=1)
     _, C, h, w = feats.shape
-    cfg = preset.topk
-    labels = [downsample_labels(first_labels, (h, w), preset.label_downsample).flatten(1).T]
-    ctx_idx = {"empty": [], "first": [0], "fill": [0] * preset.n_previous}[preset.initial_context]
-    outputs = []
-    for t in range(1, len(frames)):
-        ctx = [0] + ctx_idx[-preset.n_previous:] if preset.n_previous else [0]
+    cfg, n = preset.topk, preset.n_previous
+    bank = [(0, downsample_labels(first_labels, (h, w), preset.label_downsample).flatten(1).T)]
+    recent = {"empty": [], "first": [0], "fill": [0] * n, "fill_self": [0] * n}[preset.initial_context]
+
+    def propagate(t):
+        ctx = [0] + (recent[-n:] if n else [])
         windowed = [preset.window_first] + [True] * (len(ctx) - 1)
         q = feats[t].flatten(1)
         per_scores = []
         for i, use_w in zip(ctx, windowed):
-            s = q.T @ feats[i].flatten(1) / cfg.temperature
+            s = q.T @ feats[bank[i][0]].flatten(1) / cfg.temperature
             if use_w and cfg.radius is not None:
                 s = s.masked_fill(~window_mask(h, w, cfg.radius, cfg.shape).T, float("-inf"))
             if cfg.normalisation == "softmax_topk":
@@ -61,22 +65,24 @@ def _naive_run(encoder, preset, frames, first_labels):
         if cfg.scope == "joint":
             val, idx = torch.cat(per_scores, 1).topk(cfg.k, 1)
             wts = val.softmax(1) if cfg.normalisation == "topk_softmax" else val.exp()
-            bank = torch.cat([labels[i] for i in ctx])
-            soft = torch.einsum("nk,nkc->nc", wts, bank[idx])
+            labels = torch.cat([bank[i][1] for i in ctx])
+            soft = torch.einsum("nk,nkc->nc", wts, labels[idx])
         else:
             soft = 0
             for s, i in zip(per_scores, ctx):
                 val, idx = s.topk(cfg.k, 1)
                 wts = val.softmax(1) if cfg.normalisation == "topk_softmax" else val.exp()
-                soft = soft + torch.einsum("nk,nkc->nc", wts, labels[i][idx])
+                soft = soft + torch.einsum("nk,nkc->nc", wts, bank[i][1][idx])
             soft = soft / len(ctx)
-        stored = soft
-        if preset.normalise_context_labels:
-            stored = minmax_per_channel(soft.T.reshape(-1, h, w)).flatten(1).T
-        labels.append(stored)
-        ctx_idx.append(t)
-        outputs.append(soft.T.reshape(-1, h, w))
-    return outputs
+        if preset.normalise_context_labels:  # stored and output so
+            soft = minmax_per_channel(soft.T.reshape(-1, h, w)).flatten(1).T
+        bank.append((t, soft))
+        recent.append(len(bank) - 1)
+        return soft.T.reshape(-1, h, w)
+
+    if preset.initial_context == "fill_self":
+        propagate(0)
+    return [propagate(t) for t in range(1, len(frames))]
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -16,7 +16,7 @@ from typing import Literal
 from vidcorr.affinity import TopKConfig
 
 SizeMode = Literal["native", "short_side", "square"]
-InitialContext = Literal["empty", "first", "fill"]
+InitialContext = Literal["empty", "first", "fill", "fill_self"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,14 @@ class PropagationPreset:
     window_first: apply the local window to the first frame too (STT yes, CRW no).
     initial_context: what the ring buffer holds at the start. ``empty``: nothing (UVC: the context
         grows to first + n); ``first``: frame 0 once (STT/VFS: frame 0 is also a "preceding" frame);
-        ``fill``: n copies of frame 0 (CRW pads the video with copies of frame 0, TimeCycle too).
+        ``fill``: n copies of frame 0 (CRW pads the video with copies of frame 0 and keeps its
+        annotation for the copies); ``fill_self``: as ``fill``, then frame 0 propagated into itself
+        from them joins the context as its newest frame (TimeCycle's loop, and UVC's JHMDB branch
+        that borrows it, begins with the real frame 0 as its first target, and stores what it
+        predicts there in place of a copy's annotation).
     label_downsample: how first-frame labels reach feature resolution (``nearest`` or ``bilinear``).
-    normalise_context_labels: min-max normalise each propagated frame's soft labels before storing
-        them as context (TimeCycle).
+    normalise_context_labels: min-max normalise each propagated frame's soft labels; they are stored
+        as context and decoded for output so (TimeCycle argmaxes the array it stores).
     output_resize: soft labels are upsampled to the ``original`` frame size, or to the encoder
         ``input`` size and then nearest-resized to the original after the argmax (UVC, TimeCycle).
     output_minmax: per-channel min-max normalisation before the argmax (UVC, STT).
@@ -145,13 +149,14 @@ TIMECYCLE = PropagationPreset(
                     normalisation="softmax_topk"),
     n_previous=7,
     window_first=False,
-    initial_context="fill",
+    initial_context="fill_self",
     label_downsample="bilinear",
     normalise_context_labels=True,
     output_resize="input",
     output_minmax=False,
     notes="TimeCycle test_davis.py: square 320, L2, logits x sqrt(512), 8 copies of frame 0 "
-          "padded, first + 7 previous each with full softmax + top-5, sum / 8, min-max stored.",
+          "padded (frame 0 is the first target), first + 7 previous each with full softmax + top-5, "
+          "sum / 8, min-max stored and argmaxed.",
 )
 
 STT = PropagationPreset(

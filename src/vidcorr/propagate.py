@@ -147,8 +147,10 @@ class Propagator:
         self._context = deque(maxlen=self.preset.n_previous)
         if self.preset.initial_context == "first":
             self._context.append(self._first)
-        elif self.preset.initial_context == "fill":
+        elif self.preset.initial_context in ("fill", "fill_self"):
             self._context.extend([self._first] * self.preset.n_previous)  # references, not copies
+        if self.preset.initial_context == "fill_self":
+            self._propagate(feats, a_frame=False)  # its prediction replaces the oldest copy
 
     @torch.inference_mode()
     def step(self, frame: np.ndarray) -> Tensor:
@@ -181,9 +183,10 @@ class Propagator:
             for frame, feats in zip(batch, self.embed(batch)):
                 yield frame, self._propagate(feats)
 
-    def _propagate(self, query: Tensor) -> Tensor:
+    def _propagate(self, query: Tensor, a_frame: bool = True) -> Tensor:
         """Propagate into the next frame, timed: query features (C, h, w) -> soft labels (K, h, w);
-        the frame joins the ring buffer."""
+        the frame joins the ring buffer. a_frame: counted as a frame in ``timing`` (False for frame
+        0 propagated into itself: its time is the video's, not a frame's)."""
         if tuple(query.shape[-2:]) != self.feature_hw:
             # A module of one's own may give another grid for a frame of the same size; the affinity
             # and the labels are laid out on the first frame's grid.
@@ -195,15 +198,14 @@ class Propagator:
         memories = [self._first, *self._context]
         aff = sparse_affinity(query, [m.feats for m in memories], self._windowed(memories), self.preset.topk)
         soft = self._transport(query, memories, aff)  # (h * w, K)
-        stored = soft
         if self.preset.normalise_context_labels:
-            stored = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
+            soft = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
         if self.preset.n_previous > 0:
             # query is a view into its encoder batch: a copy lets the batch's storage be freed.
-            self._context.append(self._context_memory(query.clone(), stored))
+            self._context.append(self._context_memory(query.clone(), soft))
         self._sync()
         self.timing["propagation"] += time.perf_counter() - start
-        self.timing["frames"] += 1
+        self.timing["frames"] += a_frame
         return soft.T.reshape(-1, *self.feature_hw)
 
     def _windowed(self, memories: list[ContextFrame]) -> list[bool]:

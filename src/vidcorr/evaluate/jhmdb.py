@@ -37,11 +37,12 @@ log = logging.getLogger(__name__)
 
 JHMDB_SIZE = 320
 # What each preset's JHMDB test code changes besides the square 320 input (METHODS.md §1.9, §3.4, §4.6):
-# UVC's jhmdb branch is TimeCycle's test loop: 8 copies of frame 0 as context, top-20 per frame,
-# min-max normalised predictions stored as context. CRW: first + 7 previous (the command in
-# videowalk issue #10). STT: square window of side 10 (|d| <= 5), Gaussian maps resized bilinearly.
+# UVC's jhmdb branch is TimeCycle's test loop: 8 copies of frame 0 as context, frame 0 propagated
+# into itself first, top-20 per frame, min-max normalised predictions stored as context. CRW: first
+# + 7 previous (the command in videowalk issue #10). STT: square window of side 10 (|d| <= 5),
+# Gaussian maps resized bilinearly.
 JHMDB_CHANGES: dict[str, dict] = {
-    "uvc": {"k": 20, "initial_context": "fill", "normalise_context_labels": True},
+    "uvc": {"k": 20, "initial_context": "fill_self", "normalise_context_labels": True},
     "crw": {"n_previous": 7},
     "stt": {"radius": 5, "label_downsample": "bilinear"},
     "timecycle": {},
