@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 import torch
+from tracking_helpers import reduced_copy
+
+from vidcorr.io.tracking import read_otb_boxes, read_vot_boxes, write_otb_boxes
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDCORR_SHARED", REPO.parent / "shared"))
@@ -99,3 +103,34 @@ def short_list(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def real_video(data_dir):
     return data_dir / "videos/davis2016-train/bear.mp4"
+
+
+@pytest.fixture
+def ctrl_c_as_in_a_terminal():
+    """SIGINT handled as in an interactive shell. A job started with ``&`` from a script (a CI
+    runner, nohup) inherits SIGINT ignored, and training rightly leaves an ignored signal alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def otb_root(tmp_path, data_dir):
+    """Soccer, first 30 frames, 320x180 (half size), in the OTB layout."""
+    src = data_dir / "tracking" / "otb" / "Soccer"
+    root = tmp_path / "otb"
+    boxes = reduced_copy(sorted((src / "img").glob("*.jpg")), read_otb_boxes(src / "groundtruth_rect.txt"),
+                         root / "Soccer" / "img", 2, lambda i: f"{i + 1:04d}.jpg")
+    write_otb_boxes(root / "Soccer" / "groundtruth_rect.txt", boxes)
+    return root
+
+
+@pytest.fixture
+def vot_root(tmp_path, data_dir):
+    """ball1, first 30 frames, 320x180 (quarter size), in the VOT layout with 4-value lines."""
+    src = data_dir / "tracking" / "vot2015" / "ball1"
+    root = tmp_path / "vot"
+    boxes = reduced_copy(sorted(src.glob("*.jpg")), read_vot_boxes(src / "groundtruth.txt"),
+                         root / "ball1", 4, lambda i: f"{i + 1:08d}.jpg")
+    (root / "ball1" / "groundtruth.txt").write_text("".join(",".join(f"{v:.3f}" for v in b) + "\n" for b in boxes))
+    return root

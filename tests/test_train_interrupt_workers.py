@@ -1,6 +1,6 @@
 """Ctrl-C / SIGTERM while training, around the end of the loader workers and the run's last step:
 the checkpoint of a stop comes before the workers are ended, and a signal in the last step ends
-the run as it would have ended, saying so. CLI tests under `test_train_interrupt.HOOKS`."""
+the run as it would have ended, saying so. CLI tests under `train_interrupt_helpers.HOOKS`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from test_train_interrupt import HOOKED_AE, _assert_resumes, _ctrl_c_at, signal_at
 from test_train_loop import tiny_job, tiny_recipe
+from train_interrupt_helpers import HOOKED_AE, _assert_resumes, _ctrl_c_at, signal_at
 
 from vidcorr.train import load_checkpoint, train
 from vidcorr.train.autoencoder import AutoencoderTraining
