@@ -161,10 +161,12 @@ def propagate_labels(
 
     first_labels: the first frame's labels (K, H, W) or (H, W) (one channel), any real numbers, as
     numpy, torch or nested lists. labels: (K, H, W) float32 at the frame's size, frame 0 the given
-    ones: the soft labels the preset propagates (each a weighted average of the context frames'
-    labels, the weights of the preset's affinity summing to 1), upsampled bilinearly, with no
-    argmax. Presets that min-max normalise their context labels (``timecycle``) do so per channel here
-    too. Other arguments as `propagate_masks` (UVC-track needs objects: masks only). For a one-hot
+    ones: the soft labels the preset propagates (each a weighted sum of the context frames' labels
+    under the preset's affinity), upsampled bilinearly, with no argmax. Under ``crw`` and ``stt``
+    the weights sum to 1, so values stay within the first frame's range; under ``uvc`` (softmax,
+    then top-k, not renormalised) they sum to less than 1 and values shrink toward 0; ``timecycle``
+    also min-max normalises every propagated frame per channel to [0, 1] (docs/propagation.md).
+    Other arguments as `propagate_masks` (UVC-track needs objects: masks only). For a one-hot
     mask under ``crw`` the argmax of these labels is `propagate_masks`' mask.
     """
     first_frame, frames = _first_and_all(video)

@@ -1,9 +1,10 @@
 """Any per-pixel labels carried through a video: (K, H, W) real-valued channels, not only object ids.
 
 Class probabilities, a soft matte, a heat map, a depth or motion channel: the propagation engine
-carries each channel as it carries a mask's one-hot channels (at every pixel a weighted average of
-the context frames' values, the preset's affinity weights summing to 1), and here the result is
-upsampled bilinearly to the frame's size with no argmax. `vidcorr.propagate_labels` and
+carries each channel as it carries a mask's one-hot channels (at every pixel a weighted sum of
+the context frames' values under the preset's affinity: weights summing to 1 under crw and stt,
+to less than 1 under uvc and timecycle, whose top-k probabilities are not renormalised), and here
+the result is upsampled bilinearly to the frame's size with no argmax. `vidcorr.propagate_labels` and
 ``vidcorr propagate --labels FIRST.npy`` share `check_first_labels` and `propagate_soft_labels`.
 """
 
@@ -38,8 +39,11 @@ def check_first_labels(labels: Any, frame_hw: tuple[int, int], path: str | Path 
     if array.ndim != 3 or array.shape[0] == 0:
         raise InputError(path, f"{name} have shape {array.shape}; expected (K, H, W) or (H, W)")
     if array.shape[1:] != tuple(frame_hw):
+        # (H, W, K), channels last as images are stored, is the usual slip: read as (K, H, W) it is H maps of W x K
+        hint = (f"; this looks like channels-last (H, W, K) = {array.shape}: labels are channels-first "
+                f"(K, H, W), e.g. np.moveaxis(labels, -1, 0)" if array.shape[:2] == tuple(frame_hw) else "")
         raise InputError(path, f"{name} are {array.shape[2]}x{array.shape[1]} but frames are "
-                               f"{frame_hw[1]}x{frame_hw[0]}")
+                               f"{frame_hw[1]}x{frame_hw[0]}{hint}")
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise InputError(path, f"{name} hold NaN or infinite values")
@@ -74,7 +78,7 @@ def propagate_soft_labels(propagator: Propagator, frames: Iterable[np.ndarray],
     if preset.normalise_context_labels and (labels.min() < 0 or labels.max() > 1):
         log.warning("preset '%s' min-max normalises each propagated frame's labels per channel before they "
                     "serve as context (TimeCycle's test): labels in %.3g..%.3g lose their scale after the first "
-                    "frame; the other presets keep it", preset.name, labels.min(), labels.max())
+                    "frame; crw and stt keep it", preset.name, labels.min(), labels.max())
     first_frame, stream = first_and_rest(frames)
     propagator.start(first_frame, torch.from_numpy(labels))
     yield first_frame, labels

@@ -125,11 +125,14 @@ def register_jhmdb(tasks: argparse._SubParsersAction) -> None:
     p = tasks.add_parser(
         "jhmdb", help="JHMDB PCK@0.1 / PCK@0.2 of saved keypoints",
         description="Score RESULTS/<class>/<video>.json (per-frame joint coordinates in the format `vidcorr "
-                    "eval jhmdb` writes to OUT/predictions/, docs/keypoints.md) with the same PCK.",
+                    "eval jhmdb` writes to OUT/predictions/, or the keypoints.json `vidcorr propagate "
+                    "--keypoints` writes for the video, its names the 15 JHMDB joints; docs/keypoints.md) "
+                    "with the same PCK.",
     )
     eval_jhmdb.add_dataset_arguments(p)
     p.add_argument("--results", required=True, type=Path,
-                   help="folder of <class>/<video>.json (eval's OUT/predictions)")
+                   help="folder of <class>/<video>.json (eval's OUT/predictions, or propagate's keypoints.json "
+                        "copied there)")
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
     p.set_defaults(func=run_jhmdb)
 

@@ -6,7 +6,8 @@ chosen preset's JHMDB variant (`jhmdb_preset`), decoded per frame and scored wit
 (`vidcorr.metrics.pck`). Frame 0 is skipped by default (UVC, CRW).
 
 `score_jhmdb` scores saved prediction files (``predictions/<class>/<video>.json``, ours or another
-method's in that format) without a model (`vidcorr score jhmdb`). Both paths score the coordinates
+method's in that format, or the keypoints.json of ``vidcorr propagate --keypoints``) without a
+model (`vidcorr score jhmdb`). Both paths score the coordinates
 as read back from the file (`read_prediction`), so ``score`` on ``eval``'s files gives ``eval``'s
 numbers exactly.
 """
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from vidcorr.errors import InputError
 from vidcorr.evaluate.davis import RunStats
-from vidcorr.io.jhmdb import JOINT_NAMES, JhmdbDataset, JhmdbVideo
+from vidcorr.io.jhmdb import JOINT_NAMES, NUM_JOINTS, JhmdbDataset, JhmdbVideo
 from vidcorr.io.video import open_frames
 from vidcorr.keypoints import HeatmapCodec, codec_for, propagate_keypoints
 from vidcorr.metrics.davis import write_results_json
@@ -82,6 +83,7 @@ def read_prediction(path: Path, video: JhmdbVideo) -> tuple[np.ndarray, np.ndarr
 
     ``null`` (or a NaN coordinate) is a joint without a position: not visible, not counted. The
     joint order must be `JOINT_NAMES` and, when the file lists ``frames``, they must be the video's.
+    ``vidcorr propagate --keypoints``' keypoints.json is read too (`_from_propagate`).
     """
     if not path.is_file():
         raise InputError(path, "prediction not found (one <class>/<video>.json per video; eval jhmdb "
@@ -91,8 +93,12 @@ def read_prediction(path: Path, video: JhmdbVideo) -> tuple[np.ndarray, np.ndarr
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise InputError(path, f"cannot read prediction JSON ({error})") from None
     frames = [p.name for p in video.frame_files()]
+    row_name = "keypoints[{t}]"  # how an error names frame t's joints in the file
+    if isinstance(data, dict) and "keypoints" not in data and _is_list_of(data.get("frames"), dict):
+        data, row_name = _from_propagate(data, path, video), 'frames[{t}]["keypoints"]'
     if not isinstance(data, dict) or not isinstance(data.get("keypoints"), list):
-        raise InputError(path, 'expected an object with "keypoints": [[[x, y] or null] * 15] per frame')
+        raise InputError(path, 'expected an object with "keypoints": [[[x, y] or null] * 15] per frame (eval '
+                               'jhmdb\'s predictions) or the keypoints.json of propagate --keypoints')
     if data.get("joint_names", list(JOINT_NAMES)) != list(JOINT_NAMES):
         raise InputError(path, f"joint_names must be the JHMDB order {', '.join(JOINT_NAMES)}")
     if len(data["keypoints"]) != len(frames):
@@ -101,18 +107,53 @@ def read_prediction(path: Path, video: JhmdbVideo) -> tuple[np.ndarray, np.ndarr
     if data.get("frames", frames) != frames:
         raise InputError(path, f'"frames" are not the frame files of {video.frames_dir} '
                                f"({frames[0]} ... {frames[-1]}, in this order)")
-    coords = np.array([[_joint(point, path, t, j) for j, point in enumerate(_frame_joints(row, path, t))]
+    coords = np.array([[_joint(point, path, row_name.format(t=t), j)
+                        for j, point in enumerate(_frame_joints(row, path, row_name.format(t=t)))]
                        for t, row in enumerate(data["keypoints"])], np.float64)
     return coords, np.all(np.isfinite(coords), axis=-1)
 
 
-def _frame_joints(row, path: Path, t: int) -> list:
+def _from_propagate(data: dict, path: Path, video: JhmdbVideo) -> dict:
+    """``vidcorr propagate --keypoints``' keypoints.json -> ``{"keypoints": rows}`` of `read_prediction`'s layout.
+
+    Its coordinates are already 0-based pixels of the original frame, frame 0 the annotation, as
+    eval's. Its "names" must be `JOINT_NAMES`: a FIRST.json without names gets "0", "1", ..., which
+    say nothing of the order. Its frame names must be the video's (a frame folder propagated: the
+    files' stems) or 00000, 00001, ... (a video file); a frame count that differs is left to the
+    caller, which names both counts.
+    """
+    names, rows = data.get("names"), data["frames"]
+    if names != list(JOINT_NAMES):
+        shown = ", ".join(map(str, names)) if isinstance(names, list) else repr(names)
+        raise InputError(path, f'propagate\'s keypoints.json names its keypoints {shown}; score jhmdb needs the '
+                               f'{NUM_JOINTS} JHMDB joints in their order: {", ".join(JOINT_NAMES)}. Give FIRST.json '
+                               f'these "names" and propagate again, or set them here if the keypoints are '
+                               f"JHMDB's joints in that order (docs/keypoints.md)")
+    missing = next((t for t, r in enumerate(rows) if "keypoints" not in r), None)
+    if missing is not None:
+        raise InputError(path, f'frames[{missing}] has no "keypoints" (propagate\'s keypoints.json holds '
+                               '{"frame": NAME, "keypoints": [[x, y] or null, ...]} per frame)')
+    given = [r.get("frame") for r in rows]
+    stems = [p.stem for p in video.frame_files()]
+    numbered = [f"{t:05d}" for t in range(len(stems))]
+    if len(given) == len(stems) and given not in (stems, numbered):
+        raise InputError(path, f'"frames" are neither the frame files of {video.frames_dir} ({stems[0]} ... '
+                               f"{stems[-1]}, a frame folder propagated) nor {numbered[0]} ... {numbered[-1]} "
+                               "(a video file propagated)")
+    return {"keypoints": [r["keypoints"] for r in rows]}
+
+
+def _is_list_of(value, kind: type) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, kind) for v in value)
+
+
+def _frame_joints(row, path: Path, where: str) -> list:
     if not isinstance(row, list) or len(row) != len(JOINT_NAMES):
-        raise InputError(path, f"keypoints[{t}]: expected {len(JOINT_NAMES)} joints ([x, y] or null)")
+        raise InputError(path, f"{where}: expected {len(JOINT_NAMES)} joints ([x, y] or null)")
     return row
 
 
-def _joint(point, path: Path, t: int, j: int) -> tuple[float, float]:
+def _joint(point, path: Path, where: str, j: int) -> tuple[float, float]:
     """[x, y] -> (x, y); null -> (NaN, NaN); anything else, or an infinite value, an `InputError`."""
     if point is None:
         return math.nan, math.nan
@@ -120,7 +161,7 @@ def _joint(point, path: Path, t: int, j: int) -> tuple[float, float]:
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)
             and not any(math.isinf(v) for v in point)):
         return float(point[0]), float(point[1])
-    raise InputError(path, f"keypoints[{t}][{j}] ({JOINT_NAMES[j]}): expected [x, y] or null, got {point!r}")
+    raise InputError(path, f"{where}[{j}] ({JOINT_NAMES[j]}): expected [x, y] or null, got {point!r}")
 
 
 def run_jhmdb(
@@ -173,7 +214,8 @@ def run_jhmdb(
 
 
 def score_jhmdb(dataset: JhmdbDataset, results_dir: str | Path, *, skip_first_frame: bool = True) -> dict:
-    """PCK of saved predictions ``results_dir/<class>/<video>.json`` (`write_prediction`'s format).
+    """PCK of saved predictions ``results_dir/<class>/<video>.json`` (`write_prediction`'s format, or
+    propagate's keypoints.json: `read_prediction`).
 
     Returns `run_jhmdb`'s results without what only a run knows (preset, preset_knobs, codec,
     model, timing); ``results`` names the folder scored. Every file is read before anything is
