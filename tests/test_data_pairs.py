@@ -122,6 +122,89 @@ def test_no_readable_video_left_is_one_line_naming_the_file(tmp_path: Path) -> N
     assert str(error.value) == message
 
 
+
+def test_the_fatal_message_counts_draws_and_the_different_videos(tmp_path: Path) -> None:
+    """With 2 broken videos it said "20 videos in a row failed to decode": 20 was the draws."""
+    from vidcorr.data.pairs import NoReadableVideo
+    from vidcorr.data.videos import VideoIndex
+
+    broken = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for path in broken:
+        path.write_bytes(bytes(4096))
+    index = VideoIndex([VideoInfo(str(path), 10, 25.0, 64, 64) for path in broken], [str(tmp_path)])
+    dataset = build_dataset("image", index, crop=32, frame=32, gap=GapRange())
+    with pytest.raises(NoReadableVideo, match=r"^20 draws in a row for sample \(0, 0\) hit unreadable "
+                                              r"videos \(2 different\), the last "):
+        dataset[(0, 0)]
+
+
+def test_a_listed_count_past_the_end_drops_the_video_saying_whence(data_dir: Path, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A list file's frame count for a video file is trusted (docs/training.md); when it is too
+    large, the warning says the count came from the list, not only "there are only 82 frames"."""
+    from vidcorr.data.augment import build_augment
+    from vidcorr.data.pairs import VideoFrameDataset
+    from vidcorr.io.video import count_frames
+
+    bear, other = (data_dir / "videos" / "davis2016-train" / name for name in ("bear.mp4", "boat.mp4"))
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{bear} 999\n{other}\n")
+    index = build_index([listing], tmp_path / "cache")
+    def last_frame(video: VideoInfo, rng: np.random.Generator) -> list[int]:
+        return [video.num_frames - 1]
+
+    dataset = VideoFrameDataset(index, last_frame, build_augment("image", crop=32, frame=32))
+    with caplog.at_level(logging.WARNING, logger="vidcorr.data.pairs"):
+        sample = dataset[(0, 0)]
+    assert sample["skipped"] >= 1
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning == (f"skipping unreadable video {bear}: frame 998 requested but there are only "
+                       f"{count_frames(bear)} frames (its frame count, 999, is the list file's, not counted)")
+
+
+
+def test_a_frame_folder_broken_after_indexing_is_skipped_naming_the_frame(data_dir: Path, tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The warning gave "frame is 320x240 but 00000.jpg is 854x480" after the folder's path: which frame?"""
+    from PIL import Image
+
+    frames = sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:4]
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for frame in frames:
+        (folder / frame.name).write_bytes(frame.read_bytes())
+    index = build_index([folder, data_dir / "videos" / "davis2016-train" / "bear.mp4"], tmp_path / "cache")
+    Image.new("RGB", (320, 240)).save(folder / frames[2].name)  # replaced after indexing
+    dataset = build_dataset("image", index, crop=32, frame=32, gap=GapRange())
+    with caplog.at_level(logging.WARNING, logger="vidcorr.data.pairs"):
+        assert dataset[(0, 0)]["skipped"] >= 1
+    assert [r.getMessage() for r in caplog.records] == [
+        f"skipping unreadable video {folder}: 00002.jpg: frame is 320x240 but 00000.jpg is 854x480; "
+        "all frames must share one size"]
+
+
+def test_the_log_and_tensorboard_say_unreadable_draws(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The count is of draws that hit an unreadable video, not of videos: one broken video of two
+    logged "skipped videos 19" after 12 steps. It is named for what it counts."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vidcorr.train.checkpoint import Progress
+    from vidcorr.train.distributed import DistContext
+    from vidcorr.train.runlog import RunLog
+
+    run = RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(), every=1, progress_bar=False)
+    with caplog.at_level(logging.INFO, logger="vidcorr.train.runlog"):
+        run.step(Progress(step=1, skipped_videos=19), {"loss": 1.0, "skipped_videos": 19.0}, 0.1, "s", 4)
+    run.close()
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.endswith("| unreadable draws 19") and "skipped" not in line
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("data/unreadable_draws")] == [19.0]
+    assert "data/skipped_videos" not in events.Tags()["scalars"]
+
+
 def test_sampler_shards_disjointly_and_covers_the_epoch() -> None:
     for size in (10, 11):
         shards = [list(ShardedSampler(size, 2, rank, seed=7)) for rank in (0, 1)]

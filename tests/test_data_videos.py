@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from vidcorr.data.videos import CACHE_NAME, build_index, list_file, list_folder
 from vidcorr.errors import InputError
@@ -120,3 +122,62 @@ def test_mixed_tree_lists_videos_and_frame_folders(data_dir: Path, tmp_path: Pat
     assert list_folder(tmp_path / "a") == [(tmp_path / "a" / "clip.MP4", None), (tmp_path / "a" / "seq", None)]
     index = build_index([tmp_path / "a"], tmp_path / "cache")
     assert sorted(v.num_frames for v in index.videos) == sorted([12, count_frames(video)])
+
+
+def test_a_frame_folders_count_is_its_listing_not_the_list_files(data_dir: Path, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A list's ``blackswan 99`` for a 50-frame folder indexed 99 frames, and training then dropped
+    the folder at its first draw past frame 49. The listing wins, with one warning per indexing."""
+    frames = data_dir / "davis2016" / "JPEGImages" / "480p"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{frames / 'blackswan'} 99\n{frames / 'cows'} 104\n")
+    for _ in range(2):  # probed, then from the cache: the warning comes each time
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vidcorr.data.videos"):
+            index = build_index([listing], tmp_path / "cache")
+        assert [v.num_frames for v in index.videos] == [50, 104]
+        assert not any(v.frames_from_list for v in index.videos)
+        [warning] = [r.getMessage() for r in caplog.records]
+        assert str(listing) in warning and f"{frames / 'blackswan'} lists 99, has 50" in warning
+        assert "cows" not in warning
+
+
+def test_a_cache_of_the_format_that_trusted_folder_counts_is_not_used(data_dir: Path, tmp_path: Path) -> None:
+    """Format /3 stored the list's count for a frame folder; such an entry is probed again."""
+    folder = data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{folder} 99\n")
+    build_index([listing], tmp_path)
+    cache = json.loads((tmp_path / CACHE_NAME).read_text())
+    cache["format"] = "vidcorr-video-metadata/3"
+    cache["videos"][str(folder)]["num_frames"] = 99  # what /3 wrote, stamp and hint matching
+    (tmp_path / CACHE_NAME).write_text(json.dumps(cache))
+    assert build_index([listing], tmp_path).videos[0].num_frames == 50
+
+
+def test_a_video_files_listed_count_is_trusted_and_marked(data_dir: Path, tmp_path: Path) -> None:
+    """The count spares counting a video's frames (huge lists), so it is taken as given."""
+    video = data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{video} 999\n")
+    [info] = build_index([listing], tmp_path).videos
+    assert info.num_frames == 999 and info.frames_from_list
+    [info] = build_index([video], tmp_path).videos
+    assert info.num_frames == count_frames(video) and not info.frames_from_list
+
+
+def test_a_mixed_size_frame_folder_is_skipped_naming_the_odd_frame(data_dir: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    frames = sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:3]
+    for frame in frames:
+        (tmp_path / "tree" / "seq").mkdir(parents=True, exist_ok=True)
+        os.symlink(frame, tmp_path / "tree" / "seq" / frame.name)
+    Image.new("RGB", (320, 240)).save(tmp_path / "tree" / "seq" / "00001.png")
+    os.symlink(data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4"), tmp_path / "tree" / "bear.mp4")
+    with caplog.at_level(logging.WARNING, logger="vidcorr.data.videos"):
+        index = build_index([tmp_path / "tree"], tmp_path / "cache")
+    assert [Path(v.path).name for v in index.videos] == ["bear.mp4"]
+    [(path, problem)] = index.skipped
+    assert path == str(tmp_path / "tree" / "seq")
+    assert problem == "00001.png: frame is 320x240 but 00000.jpg is 854x480; all frames must share one size"
+    assert f"skipping {path}: {problem}" in [r.getMessage() for r in caplog.records]

@@ -7,8 +7,9 @@ it would have seen, whatever the number of DataLoader workers.
 
 Decoders are opened per sample inside `__getitem__` (i.e. inside the DataLoader worker), never
 in ``__init__``: the dataset holds only the plain index and pickles cheaply. A video that fails
-to decode is skipped with a warning and replaced by another; each sample carries the number of
-videos it had to skip (``"skipped"``), which the trainer sums and logs.
+to decode is skipped with a warning and another is drawn; each sample carries the number of its
+draws that hit an unreadable video (``"skipped"``), which the trainer sums and logs as "unreadable
+draws": one broken video drawn 19 times counts 19, not 1.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from vidcorr.data.augment import Augment, build_augment
-from vidcorr.data.videos import VideoIndex, VideoInfo
+from vidcorr.data.videos import VideoIndex, VideoInfo, problem_with
 from vidcorr.errors import VidcorrError
 from vidcorr.io.video import read_frames_at
 
@@ -160,7 +161,7 @@ class VideoFrameDataset(Dataset):
 
     Sample i (of ``len(index) * samples_per_video``) comes from video ``i % len(index)``.
     The augmentation turns the list of RGB uint8 frames (H, W, 3) into named uint8 tensors
-    (see `vidcorr.data.augment`); ``"skipped"`` (int) is added.
+    (see `vidcorr.data.augment`); ``"skipped"`` (int: draws that hit an unreadable video) is added.
     """
 
     def __init__(
@@ -184,18 +185,21 @@ class VideoFrameDataset(Dataset):
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         epoch, i = key
+        tried: set[str] = set()  # for the fatal message: one broken video drawn 20 times is not 20 videos
         for attempt in range(self.max_attempts):
             rng = np.random.default_rng([*self.seed, epoch, i, attempt])
             # The replacement for a broken video is drawn from the key, not from which videos
             # this worker happens to know are broken: results stay independent of workers.
             video_id = i % len(self.index) if attempt == 0 else int(rng.integers(len(self.index)))
             video = self.index[video_id]
+            tried.add(video.path)
             frames = self._read(video, rng)
             if frames is not None:
                 generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
                 return {**self.augment(frames, generator), "skipped": attempt}
-        raise NoReadableVideo(f"{self.max_attempts} videos in a row failed to decode for sample {key}, "
-                              f"the last {video.path}: {self._broken[video.path]} (see the warnings above)")
+        raise NoReadableVideo(f"{self.max_attempts} draws in a row for sample {key} hit unreadable videos "
+                              f"({len(tried)} different), the last {video.path}: {self._broken[video.path]} "
+                              "(see the warnings above)")
 
     def _read(self, video: VideoInfo, rng: np.random.Generator) -> list[np.ndarray] | None:
         indices = self.sampling(video, rng)
@@ -204,8 +208,10 @@ class VideoFrameDataset(Dataset):
         try:
             return read_frames_at(video.path, indices)
         except Exception as error:  # a corrupt file must never end a week-long run
-            # An InputError's text starts with the path already: the problem alone, once.
-            self._broken[video.path] = getattr(error, "problem", None) or f"{type(error).__name__}: {error}"
+            problem = problem_with(video.path, error)  # the path once, a frame file's name kept
+            if video.frames_from_list:  # the likely cause of "frame N requested but there are only M"
+                problem += f" (its frame count, {video.num_frames}, is the list file's, not counted)"
+            self._broken[video.path] = problem
             log.warning("skipping unreadable video %s: %s", video.path, self._broken[video.path])
             return None
 

@@ -2,7 +2,8 @@
 
 Sources are folder trees (searched recursively for video files and for folders of frames), single
 video files, or list files with one entry a line: a path relative to the list's folder or absolute, optionally
-followed by a frame count (the "folder nframes" lists of CRW / TimeCycle, METHODS.md §8.1).
+followed by a frame count (the "folder nframes" lists of CRW / TimeCycle, METHODS.md §8.1), which
+spares counting the frames of video files and is checked against a frame folder's listing.
 Kinetics' ``train_256/<class>/<id>.mp4`` is just a folder tree and needs nothing special.
 
 Probing a video opens its container and decodes one frame (through `vidcorr.io.video`, so it
@@ -22,7 +23,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +36,26 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi")
 CACHE_NAME = "video-metadata.json"
-CACHE_FORMAT = "vidcorr-video-metadata/3"  # /1 counted the frames an MP4 edit list hides, /2 an AVI header's skipped frames
+# /1 counted the frames an MP4 edit list hides, /2 an AVI header's skipped frames, /3 took a list
+# file's frame count for a frame folder over its listing.
+CACHE_FORMAT = "vidcorr-video-metadata/4"
 MIN_FRAMES = 2  # a training pair needs two distinct frames
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """One training video (file or frame folder). ``fps`` is None for frame folders."""
+    """One training video (file or frame folder). ``fps`` is None for frame folders.
+
+    ``frames_from_list``: ``num_frames`` is a list file's count for a video file, taken without
+    counting (`probe`); a sample drawn past the real end drops the video, and the warning says so.
+    """
 
     path: str
     num_frames: int
     fps: float | None
     height: int
     width: int
+    frames_from_list: bool = False
 
 
 @dataclass
@@ -108,7 +116,7 @@ def list_file(list_path: Path) -> list[tuple[Path, int | None]]:
     """Entries of a list file: ``path`` or ``path nframes`` per line; ``#`` starts a comment.
 
     Relative paths are taken from the list's folder. Paths may contain spaces; a trailing
-    integer is read as the frame count.
+    integer is read as the frame count (trusted for video files, checked for frame folders: `probe`).
     """
     try:
         lines = list_path.read_text().splitlines()
@@ -158,13 +166,34 @@ def _stamp(path: Path) -> list[int]:
 def probe(path: Path, frames_hint: int | None = None) -> VideoInfo:
     """Frame count, fps and size of a video file or frame folder; `InputError` if unreadable.
 
-    Decodes only the first frame; the count comes from the hint, the folder listing or the
-    container, and is counted (`count_frames`) only when the container gives none to trust.
+    Decodes only the first frame. A frame folder's count is its listing, whatever the hint says: it
+    costs nothing and is always right (`build_index` reports a hint that disagrees). A video file's
+    count is the hint when there is one (a list of 10^5 videos is not counted: that is the hint's
+    purpose), else the container's, counted (`count_frames`) only when it gives none to trust.
     """
     source = open_frames(path)
-    num_frames = frames_hint or source.num_frames or count_frames(path)
-    height, width = source.size
-    return VideoInfo(str(path), int(num_frames), source.fps, int(height), int(width))
+    height, width = (int(n) for n in source.size)
+    if source.backend == "folder":
+        return VideoInfo(str(path), int(source.num_frames), source.fps, height, width)
+    if frames_hint:
+        return VideoInfo(str(path), int(frames_hint), source.fps, height, width, frames_from_list=True)
+    num_frames = source.num_frames or count_frames(path)
+    return VideoInfo(str(path), int(num_frames), source.fps, height, width)
+
+
+def problem_with(path: str | Path, error: Exception) -> str:
+    """What ``error`` says is wrong with the video ``path``, for a message that names ``path`` already.
+
+    An `InputError` about the video itself gives its problem alone (not the path twice); one about
+    a file inside a frame folder keeps that file's name ("00007.png: frame is 456x256 but 00000.png
+    is 320x240": the problem alone named no frame). Any other exception gives its type and text.
+    """
+    if not isinstance(error, InputError):
+        return f"{type(error).__name__}: {error}"
+    if error.path is None or error.path == Path(path):
+        return error.problem
+    inside = error.path.is_relative_to(path)
+    return f"{error.path.relative_to(path) if inside else error.path}: {error.problem}"
 
 
 def _load_cache(path: Path) -> dict[str, dict[str, Any]]:
@@ -194,14 +223,14 @@ def _probe_entry(path: Path, hint: int | None, cached: dict[str, Any] | None) ->
     try:
         record: dict[str, Any] = asdict(probe(path, hint))
     except Exception as error:  # any decoder failure means "unusable video", never a crash
-        record = {"error": getattr(error, "problem", None) or f"{type(error).__name__}: {error}"}
+        record = {"error": problem_with(path, error)}
     return {**record, "stamp": stamp, "hint": hint}
 
 
 def _usable(path: Path, record: dict[str, Any]) -> VideoInfo | tuple[str, str]:
     if "error" in record:
         return str(path), record["error"]
-    info = VideoInfo(**{k: record[k] for k in ("path", "num_frames", "fps", "height", "width")})
+    info = VideoInfo(**{f.name: record[f.name] for f in fields(VideoInfo)})
     if info.num_frames < MIN_FRAMES:
         return str(path), f"has {info.num_frames} frame(s); a pair needs {MIN_FRAMES}"
     return info
@@ -240,8 +269,27 @@ def build_index(
         else:
             log.warning("skipping %s: %s", *usable)
             index.skipped.append(usable)
+    records_by_path = {str(path): record for (path, _), record in zip(entries, records)}
+    for source, source_entries in per_source:
+        _warn_overridden_counts(source, source_entries, records_by_path)
     _check_sources_usable(per_source, index)
     return index
+
+
+def _warn_overridden_counts(source: Path, entries: list[tuple[Path, int | None]],
+                            records: dict[str, dict[str, Any]]) -> None:
+    """One warning per list file whose frame counts for frame folders disagree with their listings.
+
+    The listing wins (`probe`); the warning comes at every indexing, cached or not, so that a
+    stale list is noticed (a wrong count used to drop the folder mid-training instead).
+    """
+    wrong = [(path, hint, records[str(path)]["num_frames"]) for path, hint in entries
+             if hint and "error" not in records[str(path)] and records[str(path)]["num_frames"] != hint]
+    if wrong:
+        shown = "; ".join(f"{path} lists {hint}, has {count}" for path, hint, count in wrong[:3])
+        more = f"; and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+        log.warning("%s: %d frame folder(s) hold another number of frames than this list says; "
+                    "using the folders' own counts (%s%s)", source, len(wrong), shown, more)
 
 
 def _check_sources_usable(per_source: Iterable[tuple[Path, list]], index: VideoIndex) -> None:

@@ -26,9 +26,10 @@ class RunLog:
     """Console log lines, a tqdm bar and TensorBoard scalars / images; silent on ranks > 0.
 
     Scalars every ``every`` steps, averaged over those steps: each loss term (``loss/*``), the
-    learning rate, throughput (samples/s, i.e. pairs/s for pair methods) and the number of
-    broken videos skipped so far. TensorBoard events go to ``run_dir/tensorboard``; on resume
-    events after the checkpoint's step are purged so curves do not double back.
+    learning rate, throughput (samples/s, i.e. pairs/s for pair methods) and the number of draws
+    that hit an unreadable video so far ("unreadable draws": a broken video counts once each time
+    it is drawn, not once). TensorBoard events go to ``run_dir/tensorboard``; on resume events
+    after the checkpoint's step are purged so curves do not double back.
     """
 
     def __init__(self, run_dir: Path, ctx: DistContext, progress: ckpt.Progress, every: int,
@@ -73,14 +74,14 @@ class RunLog:
         means = {k: v / self.count for k, v in self.sums.items() if k != "skipped_videos"}
         listed = " ".join(f"{k} {v:.4f}" for k, v in means.items())
         with logging_redirect_tqdm():
-            log.info("step %d | %s epoch %d | %s | lr %.2e | %.1f samples/s | skipped videos %d",
+            log.info("step %d | %s epoch %d | %s | lr %.2e | %.1f samples/s | unreadable draws %d",
                      progress.step, stage, progress.epoch, listed, lr, rate, progress.skipped_videos)
         if self.writer is not None:
             for name, value in means.items():
                 self.writer.add_scalar(f"loss/{name}", value, progress.step)
             self.writer.add_scalar("train/lr", lr, progress.step)
             self.writer.add_scalar("train/samples_per_s", rate, progress.step)
-            self.writer.add_scalar("data/skipped_videos", progress.skipped_videos, progress.step)
+            self.writer.add_scalar("data/unreadable_draws", progress.skipped_videos, progress.step)
         self._reset_window()
 
     def images(self, step: int, images: dict[str, Tensor]) -> None:
