@@ -169,3 +169,84 @@ def test_every_shipped_recipe_builds_its_method_config(name: str) -> None:
         {"cycletime": cycletime, "stt": stt}[recipe.method].config_for_recipe(recipe.base, recipe.model, recipe.data)
     elif recipe.method == "moco":
         assert recipe.data.batch_size <= moco.config_for_recipe(recipe.base, recipe.model).queue_size
+
+
+def _child_of_t20(tmp_path, text: str):
+    """``text`` in a recipe extending uvc-cpu-t20 (the tester's setting: every other field valid)."""
+    path = tmp_path / "r.toml"
+    path.write_text(f'extends = "uvc-cpu-t20"\n{text}\n')
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[optim]\ngrad_clip = -1", "[optim] grad_clip = -1: must be > 0 (left out: no clipping)"),
+    ("[optim]\ngrad_clip = 0.0", "[optim] grad_clip = 0.0: must be > 0"),
+    ("[optim]\nbetas = [1.5, 2]", "[optim] betas = [1.5, 2.0]: must be two numbers in [0, 1)"),
+    ("[optim]\nbetas = [0.9, 0.99, 0.999]", "[optim] betas = [0.9, 0.99, 0.999]: expected a list of 2 numbers"),
+    ("[optim]\nweight_decay = -1", "[optim] weight_decay = -1: must be >= 0"),
+    ("[optim]\neps = 0", "[optim] eps = 0: must be > 0"),
+    ("[optim]\nname = \"sgd\"\nmomentum = 1.0", "[optim] momentum = 1.0: must be in [0, 1)"),
+    ("[cpu]\nthreads = -1", "[cpu] threads = -1: must be at least 1 (left out: torch's default)"),
+    ("[cpu]\nthreads = 0", "[cpu] threads = 0: must be at least 1"),
+    ("seed = -1", "seed = -1: must be in [0, 2**31)"),
+    ("[stages.joint]\npower = -1", "stage 'joint': power must be >= 0"),
+    ("[stages.joint]\ndecay_over = -5", "decay_over at least 1"),
+    ("[stages.joint]\nlr = nan", "stage 'joint': length and lr must be positive"),
+    ("[data]\nfolder_fps = nan", "folder_fps > 0"),
+])
+def test_values_out_of_range_are_recipe_errors(tmp_path, text: str, message: str) -> None:
+    """These loaded and then trained wrongly (grad_clip <= 0 zeroes or flips every gradient, 0
+    threads fell back to every core) or failed in a torch or numpy traceback once training started."""
+    path = _child_of_t20(tmp_path, text)
+    with pytest.raises(InputError) as error:
+        load_recipe(path)
+    assert error.value.path == path and message in error.value.problem
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[data]\ncrop = 64.5", "[data] crop = 64.5: expected an integer"),
+    ("[data]\ncrop = true", "[data] crop = true: expected an integer"),
+    ('[data]\ncrop = "64"', '[data] crop = "64": expected an integer'),
+    ('[data]\ngap = [1, "a"]', '[data] gap = [1, "a"]: expected a list of 2 numbers'),
+    ("[data]\ngap = 2", "[data] gap = 2: expected a list of 2 numbers"),
+    ("[cpu]\nthreads = 1.5", "[cpu] threads = 1.5: expected an integer (or left out)"),
+    ("[cpu]\nbf16 = 1", "[cpu] bf16 = 1: expected true or false"),
+    ("[stages.joint]\nsteps = 1.5", "[stages.joint] steps = 1.5: expected an integer (or left out)"),
+    ("[stages.joint]\nlr = \"1e-4\"", '[stages.joint] lr = "1e-4": expected a number'),
+    ("seed = 1.0", "[recipe] seed = 1.0: expected an integer"),
+    ("model = 3", "[recipe] model = 3: expected a table"),
+    ("[stages]\njoint = 3", "[stages.joint] must be a table, got 3"),
+])
+def test_values_of_the_wrong_type_are_named(tmp_path, text: str, message: str) -> None:
+    """Checked against the dataclass annotations when the recipe is read: a float crop crashed in
+    torch.randint, `true` was taken as 1, a string ended in "'<' not supported" naming no field."""
+    path = _child_of_t20(tmp_path, text)
+    with pytest.raises(InputError) as error:
+        load_recipe(path)
+    assert error.value.path == path and message in error.value.problem
+
+
+def test_range_edges_and_integers_for_numbers_load_but_not_booleans(tmp_path) -> None:
+    edges = load_recipe(_child_of_t20(tmp_path, "[optim]\ngrad_clip = 10\nbetas = [0, 0.999]\nmomentum = 0\n"
+                                                "weight_decay = 0\n[stages.joint]\nlr = 1"))
+    assert (edges.optim.grad_clip, edges.optim.betas, edges.optim.weight_decay, edges.stages[1].lr) == (
+        10, (0.0, 0.999), 0, 1)
+    assert load_recipe("uvc-cpu").optim.grad_clip is None  # left out: no clipping
+    path = _child_of_t20(tmp_path, "[optim]\ngrad_clip = true")  # was clip_grad_norm_(params, True)
+    with pytest.raises(InputError, match=r"\[optim\] grad_clip = true: expected a number \(or left out\)"):
+        load_recipe(path)
+
+
+def test_unknown_top_level_keys_list_only_what_a_file_may_set(tmp_path) -> None:
+    """init is set by --init (and kept in checkpoints), so the list of known keys leaves it out;
+    extends and drop_stages are recipe-file keys and are in it."""
+    path = _child_of_t20(tmp_path, "inti = 3")
+    with pytest.raises(InputError, match=r"unknown \[recipe\] keys \['inti'\]") as error:
+        load_recipe(path)
+    known = error.value.problem.split("known: ")[1]
+    assert "'init'" not in known and "'extends'" in known and "'drop_stages'" in known
+    # A checkpoint's recipe (`Recipe.to_dict`) keeps its init, of the checked type.
+    tuned = load_recipe("uvc-cpu-t20-finetune").replace(init={"weights": "w.safetensors", "sha256": "ab"})
+    assert recipe_from_dict(tuned.to_dict(), tuned.name) == tuned
+    with pytest.raises(ValueError, match=r"\[recipe\] init = \{\"weights\": 3\}: expected a table of strings"):
+        recipe_from_dict({**tuned.to_dict(), "init": {"weights": 3}}, tuned.name)

@@ -52,7 +52,7 @@ class DataConfig:
         sizes = {k: getattr(self, k) for k in ("crop", "frame", "clip_length", "samples_per_video", "batch_size")}
         if bad := [f"{k} = {v}" for k, v in sizes.items() if v < 1]:
             raise ValueError(f"[data] {', '.join(bad)}: must be at least 1")
-        if self.workers < 0 or self.folder_fps <= 0:
+        if self.workers < 0 or not self.folder_fps > 0:  # "not >": nan is refused too
             raise ValueError(f"[data] workers must be >= 0 and folder_fps > 0, got {self.workers} and {self.folder_fps}")
         if len(self.gap) != 2 or not 0 < self.gap[0] <= self.gap[1]:
             raise ValueError(f"[data] gap must be [low, high] with 0 < low <= high, got {list(self.gap)}")
@@ -91,8 +91,12 @@ class StageConfig:
             raise ValueError(f"stage {self.name!r} needs exactly one of 'epochs' and 'steps'")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"stage {self.name!r}: schedule must be one of {SCHEDULES}")
-        if (self.epochs or self.steps or 0) < 1 or self.lr <= 0:
+        if (self.epochs or self.steps or 0) < 1 or not self.lr > 0:
             raise ValueError(f"stage {self.name!r}: length and lr must be positive")
+        # A negative power or horizon made "poly" grow the rate (0 ** -p: a ZeroDivisionError at the end)
+        if not self.power >= 0 or (self.decay_over is not None and self.decay_over < 1):
+            raise ValueError(f"stage {self.name!r}: power must be >= 0 and decay_over at least 1, "
+                             f"got {self.power} and {self.decay_over}")
 
 
 @dataclass(frozen=True)
@@ -105,12 +109,26 @@ class OptimConfig:
     eps: float = 1e-8  # Adam
     momentum: float = 0.9  # SGD
     weight_decay: float = 0.0
-    grad_clip: float | None = None  # max global grad norm; None = no clipping
+    grad_clip: float | None = None  # max global grad norm; None (left out) = no clipping
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.name not in ("adam", "sgd"):
             raise ValueError(f"[optim] name must be 'adam' or 'sgd', got {self.name!r}")
+        # Checked when the recipe is read: torch refuses bad betas or weight decay only when the
+        # optimiser is built (a traceback), and clip_grad_norm_ takes any max norm: 0 zeroes every
+        # gradient, a negative one flips them so that every step climbs the loss. "not (in range)":
+        # nan is refused too.
+        bad = [f"{key} = {value}: must be {allowed}" for key, value, ok, allowed in (
+            ("betas", list(self.betas), len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+             "two numbers in [0, 1)"),
+            ("eps", self.eps, self.eps > 0, "> 0"),
+            ("momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),
+            ("weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0"),
+            ("grad_clip", self.grad_clip, self.grad_clip is None or self.grad_clip > 0,
+             "> 0 (left out: no clipping)")) if not ok]
+        if bad:
+            raise ValueError(f"[optim] {'; '.join(bad)}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +163,10 @@ class CpuConfig:
 
     threads: int | None = None
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:  # torch.set_num_threads(-1): a RuntimeError
+            raise ValueError(f"[cpu] threads = {self.threads}: must be at least 1 (left out: torch's default)")
 
 
 @dataclass(frozen=True)
@@ -194,7 +216,7 @@ class Recipe:
 def _build(cls: type, table: Any, where: str) -> Any:
     if not isinstance(table, dict):
         raise ValueError(f"[{where}] must be a table")
-    return dataclass_from_dict(cls, table, f"[{where}]")
+    return dataclass_from_dict(cls, table, f"[{where}]", typed=True)
 
 
 def recipe_from_dict(data: dict[str, Any], name: str) -> Recipe:
@@ -204,7 +226,12 @@ def recipe_from_dict(data: dict[str, Any], name: str) -> Recipe:
     if not stages:
         raise ValueError("a recipe needs at least one [stages.<name>] table")
     if isinstance(stages, dict):  # TOML form: [stages.warmup], [stages.joint] in file order
+        for key, table in stages.items():
+            if not isinstance(table, dict):
+                raise ValueError(f"[stages.{key}] must be a table, got {table!r}")
         stages = [{"name": key, **table} for key, table in stages.items()]
+    if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+        raise ValueError(f"stages must be [stages.<name>] tables, got {stages!r}")
     built = {
         "stages": tuple(_build(StageConfig, s, f"stages.{s.get('name')}") for s in stages),
         **{key: _build(cls, data.pop(key), key) for key, cls in
@@ -216,6 +243,8 @@ def recipe_from_dict(data: dict[str, Any], name: str) -> Recipe:
                              **built}, "recipe")
     if recipe.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {recipe.method!r}")
+    if not 0 <= recipe.seed < 2**31:  # numpy's seeds are 0 .. 2**32 - 1, and each rank adds its rank
+        raise ValueError(f"seed = {recipe.seed}: must be in [0, 2**31)")
     if recipe.data.gap_unit not in ("frames", "seconds"):
         raise ValueError(f"[data] gap_unit must be 'frames' or 'seconds', got {recipe.data.gap_unit!r}")
     return recipe
@@ -229,12 +258,19 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return CONFIG_DIR / f"{name_or_path}.toml"
 
 
+# The top-level keys of a recipe file: `Recipe`'s fields but init (set by --init, kept in checkpoints),
+# and the two that `_read_recipe_table` takes out.
+_FILE_KEYS = {f.name for f in dataclasses.fields(Recipe)} - {"init"} | {"extends", "drop_stages"}
+
+
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """Read a shipped recipe by name or a TOML file; `InputError` naming the file if bad."""
     path = recipe_path(name_or_path)
     data = _read_recipe_table(path, chain=())
     if "init" in data:
         raise InputError(path, "unreadable recipe: 'init' is not a recipe field; start from weights with --init")
+    if unknown := sorted(set(data) - _FILE_KEYS):  # before `recipe_from_dict`, which would list init
+        raise InputError(path, f"unreadable recipe: unknown [recipe] keys {unknown}; known: {sorted(_FILE_KEYS)}")
     try:
         return recipe_from_dict(data, data.get("name", path.stem))
     except (ValueError, TypeError) as error:
