@@ -10,6 +10,9 @@ import pytest
 from cli_helpers import FAST, _fails
 from PIL import Image
 
+from vidcorr.cli import main
+from vidcorr.io.video import open_frames
+
 
 def test_bad_inputs_name_the_file_and_leave_no_output(short_clip, tmp_path, capsys):
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
@@ -148,3 +151,28 @@ def test_existing_output_folder_is_not_overwritten(short_clip, tmp_path, capsys)
     _fails(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST], capsys,
            "exists and is not empty")
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_propagate_refuses_options_it_would_ignore(short_clip, tmp_path, capsys):
+    """--batch-size with --box (the trackers embed one frame at a time; eval otb|vot likewise) and
+    --fps with --no-video were accepted and did nothing."""
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    out = tmp_path / "out"
+    box = ["propagate", str(frames), "--box", "300,150,200,150", "--out", str(out), "--features", "lab-pixels"]
+    for argv in (box, ["eval", "otb", "--root", str(tmp_path / "missing"), "--out", str(out), "--features",
+                       "lab-pixels"]):
+        for size in ("4", "8"):  # the default too, when given
+            err = _fails([*argv, "--batch-size", size], capsys,
+                         "--batch-size (frames per encoder call) is a propagation setting and does not apply to "
+                         "tracking, which embeds one frame at a time; ")
+            assert err.count("\n") == 1
+    for argv in (box, ["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST]):
+        err = _fails([*argv, "--no-video", "--fps", "10"], capsys,
+                     "vidcorr: error: --fps sets the overlay video's frame rate: it does nothing with --no-video\n")
+        assert err.count("\n") == 1
+    assert not out.exists()
+    # where they are used they are taken
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST, "--batch-size", "2",
+                 "--fps", "10"]) == 0
+    assert open_frames(out / "overlay.mp4").fps == pytest.approx(10)

@@ -256,3 +256,20 @@ def test_interrupted_eval_davis_says_how_to_continue(two_clips, tmp_path, monkey
     assert (out / "blackswan").is_dir() and not (out / "car-shadow").exists()
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST]) == 0
     assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["blackswan"]
+
+
+def test_a_refused_resume_names_the_knobs_that_changed(short_clip, tmp_path, capsys):
+    """Another --size (or --topk, --context ...) was refused as "a run with another preset", the
+    --preset the user had not changed: the changed knobs are named, a changed preset as such."""
+    out = tmp_path / "out"
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), "--resume", "--features", "lab-pixels"]
+    assert main([*argv, "--size", "120"]) == 0
+    refused = f"{out}: holds a run with %s: cannot resume it; choose a new --out or drop --resume"
+    _fails([*argv, "--size", "96"], capsys, refused % "other preset knobs (size 120 -> 96)")
+    _fails([*argv, "--size", "120", "--topk", "5", "--context", "3", "--window-first", "--temperature", "0.1"],
+           capsys, refused % ("other preset knobs (topk.k 10 -> 5, topk.temperature 0.05 -> 0.1, n_previous 20 -> 3, "
+                              "window_first false -> true)"))
+    _fails([*argv, "--preset", "stt", "--size", "120"], capsys, refused % "another preset (crw -> stt)")
+    _fails([*argv[:-1], "random-resnet18", "--size", "96"], capsys,
+           refused % "another model and other preset knobs (size 120 -> 96)")
+    assert main([*argv, "--size", "120"]) == 0  # the same run resumes

@@ -127,3 +127,24 @@ def test_match_command_takes_no_propagation_knobs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["match", "a.png", "b.png", "--out", str(tmp_path / "m"), "--topk", "5"])
     assert "unrecognized arguments: --topk 5" in capsys.readouterr().err
+
+
+def test_match_command_refuses_frames_it_cannot_use(davis2016_root, tmp_path, capsys):
+    """--frames with two images was ignored without a word; one image failed as "frame 10 requested
+    but there are only 1 frames"; a negative index, "--frames -1,10", as "--frames: expected one
+    argument"."""
+    seq = davis2016_root / "JPEGImages" / "480p" / "blackswan"
+    out = tmp_path / "m"
+    for inputs, extra, message in [
+        ([seq / "00000.jpg", seq / "00005.jpg"], ["--frames", "0,5"],
+         "vidcorr: error: --frames picks two frames of one video or frame folder; with two images A B, leave it out\n"),
+        ([seq / "00000.jpg"], [], f"vidcorr: error: {seq / '00000.jpg'}: one image: match needs two images (A B) or "
+                                  "one video or frame folder with --frames I,J\n"),
+        ([seq], ["--frames", "-1,10"], "vidcorr: error: --frames: frame indices must be >= 0 (0 is the first frame), "
+                                       "got -1,10\n"),
+        ([seq], ["--frames=3,-2"], "vidcorr: error: --frames: frame indices must be >= 0 (0 is the first frame), "
+                                   "got 3,-2\n"),
+    ]:
+        assert main(["match", *map(str, inputs), *extra, "--out", str(out), "--features", "lab-pixels"]) == 2
+        assert capsys.readouterr().err.endswith(message)
+    assert not out.exists()

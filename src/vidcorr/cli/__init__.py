@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import select
 import sys
 
 from vidcorr import __version__
@@ -25,6 +27,11 @@ COMMAND_MODULES = [
     "vidcorr.cli.demo_cmd",
     "vidcorr.cli.train_cmd",
 ]
+
+# Exit status when stdout's reader went away (`vidcorr score ... | head`): 128 + SIGPIPE, what a shell
+# reports for a C tool killed by SIGPIPE in the same pipeline, so a script with `set -o pipefail` that
+# tolerates `cat x | head` tolerates vidcorr alike; 1 would read as a failed command.
+BROKEN_PIPE_EXIT = 141
 
 # Commands that stream through videos: their peak memory must not depend on the video's length.
 # Training keeps glibc's default (same-shaped batches every step; not measured with the setting).
@@ -45,6 +52,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status. A reader of stdout that closed early (`| head`)
+    ends the command quietly with `BROKEN_PIPE_EXIT` (it failed with a BrokenPipeError traceback);
+    a broken pipe that is not stdout's is raised as any other error."""
+    code = None
+    try:
+        try:
+            code = _run(argv)
+        except SystemExit:  # argparse's --help, --version and usage errors
+            sys.stdout.flush()  # the help text, buffered in a pipe
+            raise
+        sys.stdout.flush()  # what the command printed waits in a pipe's buffer: a gone reader shows here
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        # Python flushes stdout again at exit: into /dev/null, not into the closed pipe with a second error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return code or BROKEN_PIPE_EXIT  # a command that had failed keeps its own status
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe (or socket) whose reading end is closed: poll flags its writing end
+    POLLERR (POLLHUP for a socket). False where poll is missing (Windows) or stdout has no descriptor."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -22,10 +22,21 @@ KNOB_OVERRIDES = (("topk", "k"), ("temperature", "temperature"), ("radius", "rad
                   ("context", "n_previous"), ("window_first", "window_first"))
 # Every flag that sets propagation only (argparse dests): --size and the knob overrides.
 PROPAGATION_FLAGS = ("size", *(arg for arg, _ in KNOB_OVERRIDES))
+# Namespace attribute: the dests of the options with a default that the command line gave (`_NoteGiven`).
+GIVEN = "given_options"
+
+
+class _NoteGiven(argparse.Action):
+    """Store an option's value and note in ``args.given_options`` that the command line gave it: an
+    option with a default (--batch-size 4) reads the same given or left out."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN, {*getattr(namespace, GIVEN, ()), self.dest})
 
 
 def refuse_propagation_flags(args: argparse.Namespace, advice: str) -> None:
-    """`VidcorrError` for a propagation-only flag (`PROPAGATION_FLAGS`) given
+    """`VidcorrError` for a propagation-only flag (`PROPAGATION_FLAGS`, or --batch-size) given
     to a box tracker, which would ignore it; advice: what to use instead."""
     from vidcorr.errors import VidcorrError
 
@@ -33,6 +44,9 @@ def refuse_propagation_flags(args: argparse.Namespace, advice: str) -> None:
         if getattr(args, arg, None) is not None:
             raise VidcorrError(f"--{arg.replace('_', '-')} is a propagation setting and does not apply to "
                                f"tracking; {advice}")
+    if "batch_size" in getattr(args, GIVEN, ()):  # not a knob: it changes no result, so no preset label names it
+        raise VidcorrError("--batch-size (frames per encoder call) is a propagation setting and does not apply "
+                           f"to tracking, which embeds one frame at a time; {advice}")
 
 
 def comma_list(text: str) -> list[str]:
@@ -126,7 +140,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: b
     parser.add_argument("--window-first", action=argparse.BooleanOptionalAction,
                         help=shown("override whether the local window applies to the first frame too "
                                    "(crw: no, stt: yes; windowing it is cheaper but loses far-moved objects)"))
-    parser.add_argument("--batch-size", type=positive_int, default=4,
+    parser.add_argument("--batch-size", type=positive_int, default=4, action=_NoteGiven,
                         help=shown("frames per encoder call (default: 4)"))
 
 

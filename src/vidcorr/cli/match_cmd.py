@@ -9,10 +9,13 @@ many matches pass the forward-backward check. The folder appears only when both 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from vidcorr.cli.common import add_model_arguments, load_model, model_label, preset_label, resolve_preset
 from vidcorr.errors import InputError
+
+DEFAULT_FRAMES = "0,10"  # of one INPUT: frames A and B (None in args: --frames given with two images is refused)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,14 +26,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
                    help="two images (A B), or one video / frame folder with --frames")
-    p.add_argument("--frames", default="0,10", metavar="I,J",
-                   help="with one INPUT: the 0-based indices of frames A and B (default: 0,10)")
+    p.add_argument("--frames", metavar="I,J",
+                   help=f"with one INPUT: the 0-based indices of frames A and B (default: {DEFAULT_FRAMES})")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     p.add_argument("--mask", type=Path, help="query only points of A inside this mask (palette or 0/255 PNG)")
     p.add_argument("--step", type=int, default=2, help="query every STEP-th feature cell of A (default: 2)")
     p.add_argument("--max-lines", type=int, default=300, help="draw at most this many matches (default: 300)")
     p.add_argument("--show-rejected", action="store_true", help="also draw non-mutual matches, in grey")
     add_model_arguments(p, propagation_knobs=False)  # only the preset's size, layer and norm apply
+    # "--frames -1,10" failed as "argument --frames: expected one argument": Python 3.11's argparse
+    # takes only "-1" or "-1.5" for a negative number and anything else after "-" for an option.
+    # Newer argparse's looser test, used here, lets the value reach `_frames`, which names the bad
+    # index (this parser has no option that looks like a negative number to be mistaken for one).
+    p._negative_number_matcher = re.compile(r"-\.?\d")
     p.set_defaults(func=run)
 
 
@@ -71,22 +79,30 @@ def run(args: argparse.Namespace) -> int:
 
 def _frames(args: argparse.Namespace):
     """-> ((frame A, its name), (frame B, its name)) from two images or one video and --frames."""
-    from vidcorr.io.images import read_image
+    from vidcorr.io.images import IMAGE_SUFFIXES, read_image
     from vidcorr.io.video import open_frames
 
     if len(args.inputs) == 2:
+        if args.frames is not None:  # it was ignored without a word
+            raise InputError(None, "--frames picks two frames of one video or frame folder; with two images "
+                                   "A B, leave it out")
         return [(read_image(path), str(path)) for path in args.inputs]
     if len(args.inputs) != 1:
         raise InputError(None, f"expected two images or one video, got {len(args.inputs)} inputs")
+    video = args.inputs[0]
+    if video.suffix.lower() in IMAGE_SUFFIXES and not video.is_dir():  # else "there are only 1 frames"
+        raise InputError(video, "one image: match needs two images (A B) or one video or frame folder "
+                                "with --frames I,J")
+    frames = DEFAULT_FRAMES if args.frames is None else args.frames
     try:
-        i, j = (int(v) for v in args.frames.split(","))
+        i, j = (int(v) for v in frames.split(","))
     except ValueError:
-        raise InputError(None, f"--frames expects two indices I,J, got {args.frames!r}") from None
+        raise InputError(None, f"--frames expects two indices I,J, got {frames!r}") from None
     if min(i, j) < 0:
-        raise InputError(None, f"--frames indices must be non-negative, got {args.frames}")
-    source = open_frames(args.inputs[0])
+        raise InputError(None, f"--frames: frame indices must be >= 0 (0 is the first frame), got {frames}")
+    source = open_frames(video)
     frame_a, frame_b = source.read_at([i, j])
-    return (frame_a, f"{args.inputs[0]}#{i}"), (frame_b, f"{args.inputs[0]}#{j}")
+    return (frame_a, f"{video}#{i}"), (frame_b, f"{video}#{j}")
 
 
 def _mask(path: Path, frame_hw: tuple[int, int]):

@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise VidcorrError("--labels-dtype sets the type of --labels' outputs: it needs --labels")
     if args.tracker is not None and args.box is None:  # it was ignored without a word
         raise VidcorrError("--tracker chooses how a box is tracked: it needs --box")
+    if args.fps is not None and args.no_video:  # likewise
+        raise VidcorrError("--fps sets the overlay video's frame rate: it does nothing with --no-video")
     if args.box is not None:  # the tracker ignored them, and the summary still named the preset
         refuse_propagation_flags(args, "a box is tracked from the model's features with the tracker's own "
                                        "settings (`vidcorr eval otb|vot --set NAME=VALUE` tunes them, "

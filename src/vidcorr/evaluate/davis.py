@@ -318,7 +318,8 @@ def _write_stamp(out_dir: Path, stamp: dict, finished: list[str]) -> None:
 def _finished_sequences(out_dir: Path, stamp: dict, sequences: list[str]) -> list[str]:
     """The sequences of ``sequences`` that the run recorded in ``out_dir/RUN_STAMP`` finished
     (none without a record). `InputError` naming ``out_dir`` if that run had another model,
-    protocol, split or tracking (a key either record lacks counts as changed)."""
+    protocol, split or tracking (a key either record lacks counts as changed); a changed protocol
+    is named knob by knob (`_preset_changes`)."""
     path = out_dir / RUN_STAMP
     if not path.is_file():
         return []
@@ -329,9 +330,51 @@ def _finished_sequences(out_dir: Path, stamp: dict, sequences: list[str]) -> lis
     recorded = json.loads(json.dumps(stamp))  # as it reads back: tuples become lists
     changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished"} if earlier.get(k) != recorded.get(k))
     if changed:
-        raise InputError(out_dir, f"holds a run with another {', '.join(changed)}: cannot resume it; "
+        # The preset's record holds every knob: "another preset" for a changed --size sent users
+        # looking for a --preset they had not changed, so its changes are named one by one.
+        others = [key for key in changed if key != "preset"]
+        what = [f"another {', '.join(others)}"] if others else []
+        if "preset" in changed:
+            what.append(_preset_changes(earlier.get("preset"), recorded["preset"]))
+        raise InputError(out_dir, f"holds a run with {' and '.join(what)}: cannot resume it; "
                                   "choose a new --out or drop --resume")
     return [seq for seq in sequences if seq in earlier.get("finished", []) and (out_dir / seq).is_dir()]
+
+
+def _preset_changes(before: dict | None, after: dict) -> str:
+    """How two runs' `preset_knobs` records differ, for a message: "another preset (crw -> stt)", or
+    the knobs of the same preset that changed, "other preset knobs (size 240 -> 200, topk.k 10 -> 5)"
+    (as the records name them: --topk sets topk.k, --context n_previous)."""
+    if not isinstance(before, dict) or before.get("name") != after["name"]:
+        name = before.get("name") if isinstance(before, dict) else None
+        return f"another preset ({name or 'not recorded'} -> {after['name']})"
+    old, new = _flat_knobs(before), _flat_knobs(after)
+    unset = "(not recorded)"  # a knob the record of an older version lacks
+    return "other preset knobs (" + ", ".join(
+        f"{k} {_knob_text(old.get(k, unset))} -> {_knob_text(new.get(k, unset))}"
+        for k in [*new, *(k for k in old if k not in new)] if old.get(k, unset) != new.get(k, unset)) + ")"
+
+
+def _flat_knobs(knobs: dict) -> dict:
+    """{"topk": {"k": 10}, "n_previous": 20} -> {"topk.k": 10, "n_previous": 20}, without "name". The
+    size policy reads as --size gives it: "native", "240" (short side) or "320x320" (square)."""
+    flat = {}
+    for key, value in knobs.items():
+        if key == "size" and isinstance(value, dict):
+            side = value.get("size")
+            flat[key] = {"native": "native", "square": f"{side}x{side}"}.get(value.get("mode"), side)
+            flat["size.long_multiple"] = value.get("long_multiple")
+        elif isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in _flat_knobs(value).items()})
+        elif key != "name":
+            flat[key] = value
+    return flat
+
+
+def _knob_text(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)  # true / false / null, as the run record writes them
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def remove_killed_run_files(out_dir: Path) -> list[Path]:
