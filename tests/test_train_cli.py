@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from vidcorr.cli import main
-from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, load_encoder, save_weights
+from vidcorr.models import (
+    AUTOENCODER_CONFIG,
+    LabAutoencoder,
+    build_encoder,
+    load_encoder,
+    read_weights,
+    save_weights,
+)
 from vidcorr.train.checkpoint import load_checkpoint, save_checkpoint
 
 TINY_UVC = """
@@ -260,18 +267,35 @@ def test_stt_spatial_then_temporal_trains_resumes_and_exports(data_dir: Path, tm
     assert encoder(torch.rand(1, 3, 64, 96)).shape == (1, 256, 8, 12)
     meta = json.loads(export.with_suffix(".json").read_text())["meta"]
     assert meta["method"] == "stt" and meta["steps"] == 2 and meta["finished"]
-    assert meta["recipe_config"]["model"]["teacher"] == str(teacher)
+    teacher_sha = json.loads(teacher.with_suffix(".json").read_text())["sha256"]
+    assert meta["recipe_config"]["model"]["teacher"] == {"weights": str(teacher), "sha256": teacher_sha}
     assert meta["recipe_config"]["model"]["frame_size"] == 64  # taken from [data] crop
     again = tmp_path / "exported.safetensors"
     assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(again)]) == 0
     a, b = load_encoder(export).state_dict(), load_encoder(again).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    # A resume with another teacher is another run: refused.
+    assert json.loads(again.with_suffix(".json").read_text())["meta"]["recipe_config"]["model"]["teacher"] == \
+        meta["recipe_config"]["model"]["teacher"]
+    # A resume with another teacher is another run: refused; the same bytes under another name (a
+    # moved copy) are the same teacher, as for --init. By path, an overwritten teacher file resumed.
+    other = save_weights(build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4"),
+                         tmp_path / "other_teacher.safetensors")
     twin = tmp_path / "same_teacher_other_file.safetensors"
     shutil.copy(teacher, twin)
     shutil.copy(teacher.with_suffix(".json"), twin.with_suffix(".json"))
+    capsys.readouterr()
+    for wrong in (other, None):  # without --teacher, the global term would silently be left out
+        swapped = [str(wrong) if a == str(teacher) else a for a in args if wrong or a not in ("--teacher", str(teacher))]
+        assert main(swapped + ["--resume", "--max-steps", "3"]) == 2
+        now = f"{other} (sha256 {read_weights(other).sha256[:12]})" if wrong else "none"
+        assert f"--teacher {teacher} (sha256 {teacher_sha[:12]}) (checkpoint) vs {now} (now)" in capsys.readouterr().err
+    assert main([str(twin) if a == str(teacher) else a for a in args] + ["--resume", "--max-steps", "3"]) == 0
+    # A checkpoint from before the sha256 was recorded names its teacher by path alone: compared so
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    checkpoint["recipe"]["model"]["teacher"] = str(teacher)
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k != "format"})
+    assert main(args + ["--resume", "--max-steps", "3"]) == 0
     assert main([str(twin) if a == str(teacher) else a for a in args] + ["--resume", "--max-steps", "3"]) == 2
-    assert "model differ" in capsys.readouterr().err
 
 
 def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:
@@ -337,10 +361,12 @@ def test_init_starts_the_encoder_from_weights_and_a_resume_needs_the_same_ones(d
     shutil.copy(first.with_suffix(".json"), twin.with_suffix(".json"))
     capsys.readouterr()
     # `untouched` holds the same tensors as `first` but another file (its metadata differs)
-    for wrong in ([a_ if a_ != str(first) else str(untouched) for a_ in args],
-                  [a_ for a_ in args if a_ not in ("--init", str(first))]):
+    recorded = f"--init {first} (sha256 {read_weights(first).sha256[:12]}) (checkpoint) vs "
+    for wrong, now in (([a_ if a_ != str(first) else str(untouched) for a_ in args],
+                        f"{untouched} (sha256 {read_weights(untouched).sha256[:12]}) (now)"),
+                       ([a_ for a_ in args if a_ not in ("--init", str(first))], "none (now)")):
         assert main(wrong + ["--resume"]) == 2
-        assert "init differ" in capsys.readouterr().err
+        assert recorded + now in capsys.readouterr().err
     assert main([a_ if a_ != str(first) else str(twin) for a_ in args] + ["--resume"]) == 0
     meta = json.loads(tuned.with_suffix(".json").read_text())["meta"]
     assert meta["steps"] == 2 and meta["recipe_config"]["init"]["sha256"] == json.loads(

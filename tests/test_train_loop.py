@@ -179,6 +179,29 @@ def test_runs_are_never_mixed(short_list: Path, tmp_path: Path) -> None:
         train(tiny_job(tiny_recipe(steps=3), short_list, run_dir, resume=True))
 
 
+def test_a_refused_resume_names_each_differing_field_or_only_the_method(short_list: Path, tmp_path: Path) -> None:
+    """Refusals named only the tables ("data, seed, stages differ"); a run of another method listed
+    every table (base, data, method, model, optim, stages) where only the method matters."""
+    run_dir = tmp_path / "run"
+    recipe = tiny_recipe(steps=2)
+    train(tiny_job(recipe, short_list, run_dir))
+    other = recipe.replace(data=dataclasses.replace(recipe.data, crop=24, workers=1), seed=3,
+                           stages=(dataclasses.replace(recipe.stages[0], lr=5e-4),))
+    with pytest.raises(InputError, match="different recipe") as error:
+        train(tiny_job(other, short_list, run_dir, resume=True))
+    differences = str(error.value).split(": ", 2)[2].split("; resume")[0].split("; ")
+    assert differences == ["[data] crop 32 (checkpoint) vs 24 (now)",  # workers may change
+                           "seed 0 (checkpoint) vs 3 (now)",
+                           "[stages.reconstruct] lr 0.001 (checkpoint) vs 0.0005 (now)"]
+    renamed = recipe.replace(stages=(dataclasses.replace(recipe.stages[0], name="other"),))
+    with pytest.raises(InputError, match=r'stages \["reconstruct"\] \(checkpoint\) vs \["other"\] \(now\)'):
+        train(tiny_job(renamed, short_list, run_dir, resume=True))
+    with pytest.raises(InputError) as error:
+        train(tiny_job(recipe.replace(method="moco", base="moco-cpu"), short_list, run_dir, resume=True))
+    assert str(error.value) == (f"{run_dir / 'checkpoint.pt'}: is a checkpoint of `vidcorr train autoencoder`, "
+                                "not of `vidcorr train moco`; resume it with `vidcorr train autoencoder`")
+
+
 def test_a_resume_must_keep_bf16_but_may_change_threads(short_list: Path, tmp_path: Path) -> None:
     """bf16 autocast changes the arithmetic, not just its order: a resume that switched it was taken
     as the same run. Only the autocast the run trained under counts: on a CPU, [cuda] bf16 may

@@ -116,6 +116,20 @@ def test_corrupt_or_truncated_file(saved, damage):
     assert info.value.path == saved
 
 
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy-pickle"])
+def test_a_torch_checkpoint_is_named_as_one_with_the_export_command(tmp_path, zipped):
+    """`eval davis --weights RUN_DIR/checkpoint.pt` said "not a readable safetensors file (... header
+    too large)": a torch.save file (zip, or the legacy pickle) is named as such, with the way out."""
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": "vidcorr-checkpoint/1", "model": {"w": torch.zeros(2)}}, path,
+               _use_new_zipfile_serialization=zipped)
+    assert path.read_bytes()[:4] == b"PK\x03\x04" if zipped else path.read_bytes()[:1] == b"\x80"
+    with pytest.raises(WeightsError, match="is a PyTorch file") as info:
+        load_encoder(path)
+    assert info.value.path == path
+    assert f"vidcorr train export --checkpoint {path} --out W.safetensors" in str(info.value)
+
+
 def test_missing_config(tmp_path, encoder):
     path = tmp_path / "bare.safetensors"
     safetensors.torch.save_file(encoder.state_dict(), str(path))  # no sidecar, no metadata

@@ -9,6 +9,7 @@ TensorBoard logs to ``--run-dir`` and export weights at the end. Under
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,10 @@ from vidcorr.cli.common import device_name, non_negative_int
 from vidcorr.errors import InputError
 
 ABLATIONS = ("L", "O", "C", "all")
+# [model] entries a command line adds to the method's config: weights records, not config fields
+RECORDS = ("autoencoder", "teacher")
+
+log = logging.getLogger(__name__)
 
 
 def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> None:
@@ -137,16 +142,44 @@ def _method_config(args: argparse.Namespace, recipe, label: str, stages: tuple[s
         raise InputError(recipe_path(args.recipe), f"invalid {label} recipe: {error}") from None
 
 
+def _input_weights(path: Path):
+    """The `WeightsFile` of --init, --teacher or --autoencoder, read now (a corrupt file fails before
+    the videos are indexed), with a warning (once under DDP) if they are an unfinished run's."""
+    from vidcorr.models import read_weights
+    from vidcorr.models.weights import warn_if_unfinished
+    from vidcorr.train.distributed import launched_rank
+
+    weights = read_weights(path)
+    if launched_rank() == 0:
+        warn_if_unfinished(weights, path)
+    return weights
+
+
+def _record(path: Path, weights) -> dict[str, str]:
+    """What a recipe records of weights given on the command line; a resume compares the sha256
+    (`vidcorr.train.checkpoint.recipe_differences`)."""
+    return {"weights": str(path), "sha256": weights.sha256}
+
+
+def _warn(message: str, *args: Any) -> None:
+    """A warning logged once (by rank 0 under torchrun)."""
+    from vidcorr.train.distributed import launched_rank
+
+    if launched_rank() == 0:
+        log.warning(message, *args)
+
+
 def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], Any], **job: Any) -> int:
     """Run a `TrainJob` with the command's options; the encoder starts from ``--init`` if given
     and goes to ``--export`` (default RUN_DIR/encoder.safetensors). ``job``: further `TrainJob`
     fields (UVC's switches)."""
     from vidcorr.train.loop import TrainJob
 
-    if args.init is not None:  # read now (a corrupt file fails before the videos are indexed)
-        from vidcorr.models import read_weights
-
-        recipe = recipe.replace(init={"weights": str(args.init), "sha256": read_weights(args.init).sha256})
+    if args.init is not None:
+        recipe = recipe.replace(init=_record(args.init, _input_weights(args.init)))
+    elif "finetune" in recipe.name and not args.resume:  # the shipped fine-tuning recipes' names say so
+        _warn("%s is a fine-tuning recipe but no --init was given: the encoder starts from random weights",
+              recipe.name)
     options = _job_options(args, recipe)
     export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
     return _run(TrainJob(recipe, build_method, export=export, **job, **options))
@@ -154,7 +187,7 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
 
 def run_uvc(args: argparse.Namespace) -> int:
     from vidcorr.methods import uvc
-    from vidcorr.models import load_autoencoder
+    from vidcorr.models.weights import autoencoder_from_weights
 
     def build():  # base recipe + [model] overrides, then the ablations
         cfg = uvc.recipe(recipe.base or "uvc", **recipe.model)
@@ -164,12 +197,17 @@ def run_uvc(args: argparse.Namespace) -> int:
 
     recipe = _recipe(args, "uvc")
     cfg = _method_config(args, recipe, "UVC", uvc.STAGES, build)
-    # The full config goes into the recipe: checkpoints and the weights sidecar record exactly
-    # what was trained, and a resume with other ablations is refused.
-    recipe = recipe.replace(model=cfg.to_dict())
-    load_autoencoder(args.autoencoder)  # fail now, not after indexing the videos
-    return _train_encoder(args, recipe, lambda: uvc.UVC(cfg, load_autoencoder(args.autoencoder)),
-                          switches=uvc.stage_switches)
+    autoencoder = _input_weights(args.autoencoder)
+    autoencoder_from_weights(autoencoder, args.autoencoder)  # fail now, not after indexing the videos
+    # The full config goes into the recipe, with the auto-encoder: checkpoints and the weights sidecar
+    # record exactly what was trained, and a resume with other ablations or another auto-encoder
+    # (whose tensors the checkpoint holds, and would load over those given) is refused.
+    recipe = recipe.replace(model={**cfg.to_dict(), "autoencoder": _record(args.autoencoder, autoencoder)})
+
+    def build_method():  # the auto-encoder too is built after seeding, before the encoder, as it always was
+        return uvc.UVC(cfg, autoencoder_from_weights(autoencoder, args.autoencoder))
+
+    return _train_encoder(args, recipe, build_method, switches=uvc.stage_switches)
 
 
 def run_cycletime(args: argparse.Namespace) -> int:
@@ -184,20 +222,23 @@ def run_cycletime(args: argparse.Namespace) -> int:
 
 def run_stt(args: argparse.Namespace) -> int:
     from vidcorr.methods import stt
-    from vidcorr.models import load_encoder
+    from vidcorr.models.weights import encoder_from_weights
 
     recipe = _recipe(args, "stt")
     cfg = _method_config(args, recipe, "STT", stt.STAGES,
                          lambda: stt.config_for_recipe(recipe.base, recipe.model, recipe.data))
-    teacher = None
+    teacher, record = None, None
     if args.teacher is not None:  # checked now, not after indexing the videos
-        teacher = load_encoder(args.teacher)
+        weights = _input_weights(args.teacher)
+        teacher, record = encoder_from_weights(weights, args.teacher), _record(args.teacher, weights)
         try:
             stt.check_teacher(teacher, cfg)
         except ValueError as error:
             raise InputError(args.teacher, f"cannot be the STT teacher: {error}") from None
+    else:
+        _warn("no --teacher: STT trains without its global distillation term (the teacher's correlations)")
     # The checkpoint records the full config and which teacher trained it.
-    recipe = recipe.replace(model={**cfg.to_dict(), "teacher": str(args.teacher) if args.teacher else None})
+    recipe = recipe.replace(model={**cfg.to_dict(), "teacher": record})
     return _train_encoder(args, recipe, lambda: stt.STT(cfg, teacher))
 
 
@@ -239,15 +280,15 @@ def run_export(args: argparse.Namespace) -> int:
     recipe = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"].get("name", "checkpoint"))
     # The recipe in a checkpoint holds the method's full config (see run_uvc, run_cycletime); the
     # UVC auto-encoder's tensors are in the state dict too, so a fresh one is only a container.
+    config = {k: v for k, v in recipe.model.items() if k not in RECORDS}
     if recipe.method == "uvc":
-        model = uvc.UVC(uvc.UVCConfig.from_dict(recipe.model), LabAutoencoder())
+        model = uvc.UVC(uvc.UVCConfig.from_dict(config), LabAutoencoder())
     elif recipe.method == "cycletime":
-        model = cycletime.CycleTime(cycletime.CycleTimeConfig.from_dict(recipe.model))
+        model = cycletime.CycleTime(cycletime.CycleTimeConfig.from_dict(config))
     elif recipe.method == "stt":  # the encoder alone: the teacher is not in the checkpoint
-        cfg = stt.STTConfig.from_dict({k: v for k, v in recipe.model.items() if k != "teacher"})
-        model = stt.STT(cfg, None)
+        model = stt.STT(stt.STTConfig.from_dict(config), None)
     elif recipe.method == "moco":
-        model = moco.MoCo(moco.MoCoConfig.from_dict(recipe.model))
+        model = moco.MoCo(moco.MoCoConfig.from_dict(config))
     else:
         raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
     model.load_state_dict(checkpoint["model"])

@@ -178,6 +178,28 @@ def _metadata_json(metadata: dict[str, str], key: str, path: Path) -> dict[str, 
     return value
 
 
+def _is_torch_file(path: Path) -> bool:
+    """Whether ``path`` starts as ``torch.save`` writes: a zip archive, or (the legacy format) a
+    pickle's protocol byte. Asked only of a file safetensors could not read: a safetensors header
+    length may begin with 0x80 too."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
+def warn_if_unfinished(weights: WeightsFile, path: str | Path) -> bool:
+    """Log a warning when ``weights`` were exported before their training recipe's end (by
+    ``--max-steps`` or from a stopped run's checkpoint: sidecar ``"finished": false``); True if so."""
+    if weights.meta.get("finished") is not False:
+        return False
+    log.warning("%s: weights of an unfinished training run (exported at step %s, before its recipe's "
+                "end): expect less than the finished recipe gives", path, weights.meta.get("steps", "?"))
+    return True
+
+
 def read_weights(path: str | Path) -> WeightsFile:
     """Read a weights file; tensors come back as float32 (non-float buffers unchanged).
 
@@ -192,6 +214,10 @@ def read_weights(path: str | Path) -> WeightsFile:
             metadata = f.metadata() or {}
         tensors = safetensors.torch.load_file(str(path), device="cpu")
     except (safetensors.SafetensorError, OSError) as error:
+        if _is_torch_file(path):  # `eval --weights RUN_DIR/checkpoint.pt` said "header too large"
+            raise WeightsError(path, "is a PyTorch file (torch.save), not safetensors weights; for a training "
+                                     "checkpoint, export its encoder first: `vidcorr train export --checkpoint "
+                                     f"{path} --out W.safetensors`, then give W") from None
         raise WeightsError(path, f"not a readable safetensors file ({error})") from None
     sha256 = _file_sha256(path)
     sidecar = _read_sidecar(path, sha256)
@@ -311,8 +337,14 @@ def encoder_from_weights(
 
 def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> LabAutoencoder:
     """Rebuild the UVC Lab auto-encoder from weights saved with `AUTOENCODER_CONFIG`."""
+    return autoencoder_from_weights(read_weights(path), path, device)
+
+
+def autoencoder_from_weights(
+    weights: WeightsFile, path: str | Path, device: str | torch.device = "cpu"
+) -> LabAutoencoder:
+    """`load_autoencoder` on weights already read with `read_weights` (``path`` names them in errors)."""
     path = Path(path)
-    weights = read_weights(path)
     if weights.config.get("model") != AUTOENCODER_CONFIG["model"]:
         raise WeightsError(path, f"not Lab auto-encoder weights (config {weights.config})")
     model = LabAutoencoder()

@@ -18,6 +18,7 @@ save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import asdict, dataclass
@@ -89,8 +90,12 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint on the CPU with ``weights_only=True``; `InputError` if unusable."""
     path = Path(path)
+    if path.is_dir():  # `train export --checkpoint RUN_DIR`
+        inside = path / LATEST
+        raise InputError(path, f"is a folder, not a checkpoint: give the checkpoint file in it ({inside}"
+                               + (")" if inside.is_file() else ", which does not exist)"))
     if not path.is_file():
-        raise InputError(path, "no checkpoint to resume from")
+        raise InputError(path, "no checkpoint at this path")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated file, foreign pickle, ...
@@ -131,6 +136,89 @@ def _check_same_videos(path: Path, stored: dict[str, Any] | None, data: dict[str
                                "resume with the data it was started with")
 
 
+# A recipe's weights records, {"weights": path, "sha256": hex}: `init`, and in [model] UVC's
+# `autoencoder` and STT's `teacher` (set from the command line: `vidcorr.cli.train_cmd`).
+_ABSENT = object()  # a field one of two recipes lacks
+
+
+def _is_record(value: Any) -> bool:
+    return isinstance(value, dict) and "sha256" in value and "weights" in value
+
+
+def _compared(value: Any) -> Any:
+    """What a resume compares of a field: a weights record by its sha256 alone (a moved copy of
+    the same file continues the run, other bytes under the same path do not)."""
+    return value["sha256"] if _is_record(value) else value
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "not recorded"
+    if _is_record(value):
+        return f"{value['weights']} (sha256 {value['sha256'][:12]})"
+    return "none" if value is None else json.dumps(value)
+
+
+def _difference(label: str, old: Any, new: Any) -> str:
+    return f"{label} {_shown(old)} (checkpoint) vs {_shown(new)} (now)"
+
+
+def _table_differences(table: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """One line per differing field; a weights record is named by its option (``--teacher``)."""
+    return [_difference(f"--{key}" if _is_record(old.get(key)) or _is_record(new.get(key)) else f"[{table}] {key}",
+                        old.get(key, _ABSENT), new.get(key, _ABSENT))
+            for key in sorted(old.keys() | new.keys())
+            if _compared(old.get(key, _ABSENT)) != _compared(new.get(key, _ABSENT))]
+
+
+def recipe_differences(stored: Recipe, recipe: Recipe) -> list[str]:
+    """What keeps ``recipe`` from continuing a run of ``stored`` (`Recipe.trajectory_dict`), field by
+    field, e.g. ``[data] crop 96 (checkpoint) vs 80 (now)``; empty when it continues it."""
+    old, new = stored.trajectory_dict(), recipe.trajectory_dict()
+    shown_old, shown_new = stored.to_dict(), recipe.to_dict()  # `init` in full: path and sha256
+    lines = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if key == "stages" and [s["name"] for s in a] == [s["name"] for s in b]:
+            lines += [line for x, y in zip(a, b) for line in _table_differences(f"stages.{x['name']}", x, y)]
+        elif key == "stages":  # other stages: their fields compare nothing
+            lines.append(_difference(key, [s["name"] for s in a], [s["name"] for s in b]))
+        elif isinstance(a, dict) and isinstance(b, dict):  # [data], [optim], [model]
+            lines += _table_differences(key, a, b)
+        elif _compared(a) != _compared(b):
+            lines.append(_difference(f"--{key}" if key == "init" else key, shown_old.get(key, _ABSENT),
+                                     shown_new.get(key, _ABSENT)))
+    return lines
+
+
+def _legacy_records(path: Path, checkpoint: dict[str, Any], stored: Recipe, recipe: Recipe,
+                    method: nn.Module) -> Recipe:
+    """``stored`` with the weights records of [model] that an older checkpoint lacks taken from
+    ``recipe`` where they hold the same weights. Older checkpoints recorded STT's teacher by its path
+    alone (compared as such) and UVC's auto-encoder not at all: its tensors in the checkpoint are
+    compared with those of the auto-encoder given now (`InputError` if they differ)."""
+    model = dict(stored.model)
+    for key, record in recipe.model.items():
+        if not _is_record(record):
+            continue
+        if model.get(key) == record["weights"]:
+            model[key] = record
+            continue
+        if key in model:  # recorded: `recipe_differences` compares it
+            continue
+        prefix = f"{key}."
+        ours = {k: v.detach().cpu() for k, v in method.state_dict().items() if k.startswith(prefix)}
+        if not ours:  # no tensors to compare: refused as "not recorded"
+            continue
+        theirs = {k: v for k, v in checkpoint["model"].items() if k.startswith(prefix)}
+        if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k]) for k in ours):
+            raise InputError(path, f"was trained with another {key} than --{key} {record['weights']} "
+                                   f"(the {key} tensors it holds differ; it predates recording the "
+                                   f"file); resume with the --{key} it was started with")
+        model[key] = record
+    return stored.replace(model=model)
+
+
 def payload(method: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress,
             recipe: Recipe, data: dict[str, Any], ctx: DistContext, *, lr: float,
             stage_name: str) -> dict[str, Any]:
@@ -154,18 +242,25 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
     """Load the checkpoint at ``path`` into ``method``, ``optimizer`` and this rank's RNGs.
 
     data: the `VideoIndex.describe` summary of the videos this session indexed.
-    Raises `InputError` when the checkpoint was made with a recipe that trains differently
-    (data, model, stages, optimiser, seed), without the bf16 autocast it trained under on its device
-    (a CPU run resumed on a GPU whose [cuda] bf16 differs from [cpu] bf16 too), or on other videos:
-    that would be a new run, not a resumed one.
+    Raises `InputError` when the checkpoint was made by another method, with a recipe that trains
+    differently (data, model, stages, optimiser, seed, and the weights of --init, --teacher and
+    --autoencoder by sha256; the message names each differing field and both values), without the
+    bf16 autocast it trained under on its device (a CPU run resumed on a GPU whose [cuda] bf16
+    differs from [cpu] bf16 too), or on other videos: that would be a new run, not a resumed one.
     """
+    if not Path(path).exists():
+        raise InputError(path, "no checkpoint to resume from")
     checkpoint = load_checkpoint(path)
     stored = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"]["name"])
-    old, new = stored.trajectory_dict(), recipe.trajectory_dict()
-    if old != new:
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        raise InputError(path, f"was trained with a different recipe ({', '.join(changed)} "
-                               "differ); resume with the recipe, --init and --teacher it was started with")
+    if stored.method != recipe.method:  # every other field differs too: they would bury this
+        raise InputError(path, f"is a checkpoint of `vidcorr train {stored.method}`, not of `vidcorr train "
+                               f"{recipe.method}`; resume it with `vidcorr train {stored.method}`")
+    stored = _legacy_records(path, checkpoint, stored, recipe, method)
+    differences = recipe_differences(stored, recipe)
+    if differences:
+        raise InputError(path, f"was trained with a different recipe: {'; '.join(differences)}; resume "
+                               "with the recipe and the weights (--init, --teacher, --autoencoder) it was "
+                               "started with")
     _check_same_autocast(path, checkpoint, stored, recipe, ctx.device.type)
     _check_same_videos(path, checkpoint.get("data"), data)
     method.load_state_dict(checkpoint["model"])

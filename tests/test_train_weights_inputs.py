@@ -1,0 +1,113 @@
+"""`vidcorr train`: the weights a run is given (--autoencoder, --init, --teacher) recorded and
+checked on resume, warnings about them, and `train export` of a missing checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from test_train_cli import TINY_MOCO, TINY_STT, TINY_UVC
+
+from vidcorr.cli import main
+from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, read_weights, save_weights
+from vidcorr.train.checkpoint import load_checkpoint, save_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def autoencoder(tmp_path: Path) -> Path:
+    return save_weights(LabAutoencoder(), tmp_path / "ae.safetensors", AUTOENCODER_CONFIG)
+
+
+def test_uvc_records_its_autoencoder_and_a_resume_needs_the_same_one(short_list: Path, tmp_path: Path,
+                                                                    autoencoder: Path, capsys) -> None:
+    """The checkpoint holds the auto-encoder's tensors and a resume loaded them over those of
+    --autoencoder: another one was ignored without a word. Its path and sha256 are recorded as
+    --init's (checkpoint, sidecar, `train export`'s sidecar) and a resume compares the sha256."""
+    (tmp_path / "tiny.toml").write_text(TINY_UVC)
+    other = save_weights(LabAutoencoder(), tmp_path / "other_ae.safetensors", AUTOENCODER_CONFIG)
+    twin = tmp_path / "twin_ae.safetensors"  # the same bytes under another name: the same run
+    shutil.copy(autoencoder, twin)
+    shutil.copy(autoencoder.with_suffix(".json"), twin.with_suffix(".json"))
+    run, export = tmp_path / "run", tmp_path / "uvc.safetensors"
+    args = ["train", "uvc", "--data", str(short_list), "--recipe", str(tmp_path / "tiny.toml"), "--autoencoder",
+            str(autoencoder), "--run-dir", str(run), "--cache-dir", str(tmp_path / "cache"), "--export", str(export)]
+
+    def swapped(weights: Path) -> list[str]:
+        return [str(weights) if a == str(autoencoder) else a for a in args] + ["--resume", "--max-steps", "1"]
+
+    assert main(args + ["--max-steps", "1"]) == 0
+    sha = read_weights(autoencoder).sha256
+    record = {"weights": str(autoencoder), "sha256": sha}
+    assert load_checkpoint(run / "checkpoint.pt")["recipe"]["model"]["autoencoder"] == record
+    exported = tmp_path / "exported.safetensors"
+    assert main(["train", "export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(exported)]) == 0
+    for weights in (export, exported):
+        assert json.loads(weights.with_suffix(".json").read_text())["meta"]["recipe_config"]["model"]["autoencoder"] \
+            == record
+    capsys.readouterr()
+    assert main(swapped(other)) == 2
+    assert (f"--autoencoder {autoencoder} (sha256 {sha[:12]}) (checkpoint) vs {other} "
+            f"(sha256 {read_weights(other).sha256[:12]}) (now)") in capsys.readouterr().err
+    assert main(swapped(twin)) == 0
+    # A checkpoint from before the record: the auto-encoder tensors it holds are compared
+    checkpoint = load_checkpoint(run / "checkpoint.pt")
+    del checkpoint["recipe"]["model"]["autoencoder"]
+    save_checkpoint(run / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k != "format"})
+    capsys.readouterr()
+    assert main(swapped(other)) == 2
+    assert f"another autoencoder than --autoencoder {other} (the autoencoder tensors it holds differ" in \
+        capsys.readouterr().err
+    assert main(swapped(autoencoder)) == 0
+
+
+def test_export_of_a_missing_checkpoint_or_of_a_folder_names_what_is_missing(tmp_path: Path, capsys) -> None:
+    """Both said "no checkpoint to resume from", though nothing is resumed."""
+    out = str(tmp_path / "w.safetensors")
+    missing = tmp_path / "nonexist" / "checkpoint.pt"
+    assert main(["train", "export", "--checkpoint", str(missing), "--out", out]) == 2
+    assert f"{missing}: no checkpoint at this path\n" in capsys.readouterr().err
+    folder = tmp_path / "run"
+    folder.mkdir()
+    assert main(["train", "export", "--checkpoint", str(folder), "--out", out]) == 2
+    assert (f"{folder}: is a folder, not a checkpoint: give the checkpoint file in it ({folder / 'checkpoint.pt'}, "
+            "which does not exist)\n") in capsys.readouterr().err
+    (folder / "checkpoint.pt").write_bytes(b"")
+    assert main(["train", "export", "--checkpoint", str(folder), "--out", out]) == 2
+    assert f"give the checkpoint file in it ({folder / 'checkpoint.pt'})\n" in capsys.readouterr().err
+
+
+def test_a_warning_for_fine_tuning_without_init_stt_without_teacher_and_unfinished_weights(
+        short_list: Path, tmp_path: Path, caplog) -> None:
+    """Each is one log line and the run goes on: a fine-tuning recipe without --init trains from
+    random weights, `train stt` without --teacher without its global term, and weights of an
+    unfinished run (as `eval` and `propagate` warn) were taken as --init, --teacher, --autoencoder."""
+    for name, text in (("moco-finetune", TINY_MOCO), ("stt", TINY_STT), ("uvc", TINY_UVC)):
+        (tmp_path / f"{name}.toml").write_text(text)
+    unfinished = {"finished": False, "steps": 7}
+    stride32 = save_weights(build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4"),
+                            tmp_path / "stride32.safetensors", meta=unfinished)
+    ae = save_weights(LabAutoencoder(), tmp_path / "ae.safetensors", AUTOENCODER_CONFIG, unfinished)
+    runs = iter(range(10))
+
+    def warnings(method: str, recipe: str, *options: str) -> list[str]:
+        caplog.clear()
+        assert main(["train", method, "--data", str(short_list), "--recipe", str(tmp_path / f"{recipe}.toml"),
+                     *options, "--run-dir", str(tmp_path / f"run{next(runs)}"), "--cache-dir",
+                     str(tmp_path / "cache"), "--max-steps", "0"]) == 0
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "vidcorr.train.feed"
+                != r.name]  # the feed's note on 3 videos for a batch of 4 is not under test
+
+    def one(warnings: list[str], start: str) -> bool:
+        return len(warnings) == 1 and warnings[0].startswith(start)
+
+    unfinished_run = "weights of an unfinished training run (exported at step 7"
+    assert one(warnings("moco", "moco-finetune"), "moco-finetune is a fine-tuning recipe but no --init was given")
+    assert one(warnings("moco", "moco-finetune", "--init", str(stride32)), f"{stride32}: {unfinished_run}")
+    assert one(warnings("stt", "stt"), "no --teacher: STT trains without its global distillation term")
+    assert one(warnings("stt", "stt", "--teacher", str(stride32)), f"{stride32}: {unfinished_run}")
+    assert one(warnings("uvc", "uvc", "--autoencoder", str(ae)), f"{ae}: {unfinished_run}")
