@@ -62,7 +62,7 @@ def resolve_encoder(
     none shipped, use `BEST_FLOOR` (the demo) instead of raising `VidcorrError`.
     """
     from vidcorr.models import build_encoder, read_weights
-    from vidcorr.models.weights import encoder_from_weights
+    from vidcorr.models.weights import encoder_from_weights, warn_if_unfinished
 
     if features is not None and weights is not None:
         raise ValueError("give weights or features (an untrained floor), not both")
@@ -83,10 +83,8 @@ def resolve_encoder(
     info = {"weights": str(path), "sha256": loaded.sha256, "trained": True,
             "out_layer": getattr(getattr(encoder, "config", None), "out_layer", None)}
     info.update({k: loaded.meta[k] for k in ("name", "steps", "recipe") if k in loaded.meta})
-    if loaded.meta.get("finished") is False:  # exported by --max-steps or from a stopped run's checkpoint
+    if warn_if_unfinished(loaded, path):  # exported by --max-steps or from a stopped run's checkpoint
         info["finished"] = False
-        log.warning("%s: weights of an unfinished training run (exported at step %s, before its recipe's "
-                    "end): expect less than the finished recipe gives", path, loaded.meta.get("steps", "?"))
     return encoder, info
 
 
