@@ -80,8 +80,11 @@ def test_bad_recipes_exit_2_naming_the_file(data_dir: Path, tmp_path: Path, auto
     unknown_key.write_text(TINY_UVC.replace("crop = 32", "crop_size = 32"))
     bad_model = tmp_path / "bad-model.toml"
     bad_model.write_text(TINY_UVC.replace("concentration_weight = 0.5", "concentration_wieght = 0.5"))
+    wrong_type = tmp_path / "wrong-type.toml"  # was a TypeError from UVCConfig, naming no field
+    wrong_type.write_text(TINY_UVC.replace("concentration_weight = 0.5", 'concentration_weight = "0.5"'))
     for recipe, problem in ((broken, "unreadable recipe"), (unknown_key, "crop_size"),
-                            (bad_model, "concentration_wieght"), (tmp_path / "nope.toml", "no such recipe")):
+                            (bad_model, "concentration_wieght"), (tmp_path / "nope.toml", "no such recipe"),
+                            (wrong_type, '[model] concentration_weight = "0.5": expected a number')):
         code = main(["train", "uvc", "--data", data, "--recipe", str(recipe), "--autoencoder",
                      str(autoencoder), "--run-dir", str(tmp_path / "run")])
         err = capsys.readouterr().err

@@ -33,11 +33,14 @@ def check_types(cls: type, data: dict[str, Any], label: str) -> None:
     A file's values otherwise reach the dataclass as written: ``crop = 64.5`` or ``crop = true``
     only failed (with a traceback) once training had started. int takes no bool (Python's bool is
     an int) and no float; float also takes an int; tuple and list take a list or tuple of their
-    element types; an Optional field also takes None; Any takes everything.
+    element types; a Literal takes its values; an Optional field also takes None; Any takes
+    everything. Keys that are not fields (unknown keys, or records kept beside the fields, such as
+    a training recipe's weights records in [model]) are left to the caller.
     """
     hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # not ClassVars such as DictConfig.LABEL
     for key, value in data.items():
-        if key in hints and not _allows(hints[key], value):
+        if key in fields and not _allows(hints[key], value):
             raise ValueError(f"{label} {key} = {json.dumps(value, default=str)}: expected {_expected(hints[key])}")
 
 
@@ -45,6 +48,8 @@ def _allows(hint: Any, value: Any) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
         return True
+    if origin is typing.Literal:  # the type too: True == 1 would let `true` through for a 1
+        return any(type(value) is type(arg) and value == arg for arg in args)
     if origin in (typing.Union, types.UnionType):
         return any(_allows(arg, value) for arg in args)
     if hint in (int, float):
@@ -67,6 +72,8 @@ _NAMES = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: 
 def _expected(hint: Any, plural: bool = False) -> str:
     """``hint`` in the words of a TOML file's author: "a list of 2 numbers", "a table of strings"."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return " or ".join(json.dumps(arg) for arg in args)
     if origin in (typing.Union, types.UnionType):
         words = " or ".join(_expected(arg, plural) for arg in args if arg is not type(None))
         return f"{words} (or left out)" if type(None) in args else words

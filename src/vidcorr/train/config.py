@@ -22,7 +22,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from vidcorr.errors import InputError
-from vidcorr.strict_dict import dataclass_from_dict, plain
+from vidcorr.strict_dict import check_types, dataclass_from_dict, plain
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
 SCHEDULES = ("poly", "constant", "cosine")
@@ -243,11 +243,32 @@ def recipe_from_dict(data: dict[str, Any], name: str) -> Recipe:
                              **built}, "recipe")
     if recipe.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {recipe.method!r}")
+    _check_model_types(recipe)
     if not 0 <= recipe.seed < 2**31:  # numpy's seeds are 0 .. 2**32 - 1, and each rank adds its rank
         raise ValueError(f"seed = {recipe.seed}: must be in [0, 2**31)")
     if recipe.data.gap_unit not in ("frames", "seconds"):
         raise ValueError(f"[data] gap_unit must be 'frames' or 'seconds', got {recipe.data.gap_unit!r}")
     return recipe
+
+
+def _model_config_class(method: str) -> type | None:
+    """The config dataclass whose fields a ``method``'s [model] table overrides (None: the
+    auto-encoder has none). Imported here, not at the top: the methods import torch."""
+    from vidcorr.methods import CycleTimeConfig, MoCoConfig, STTConfig, UVCConfig
+
+    return {"uvc": UVCConfig, "cycletime": CycleTimeConfig, "stt": STTConfig, "moco": MoCoConfig}.get(method)
+
+
+def _check_model_types(recipe: Recipe) -> None:
+    """ValueError naming a [model] value its field does not allow ("[model] temperature = "1":
+    expected a number"). The method's config is built from [model] only once `vidcorr train` runs,
+    and there a wrong type failed in a comparison naming no field, or was taken as it came
+    (localisation = "false" is truthy). Unknown keys are left to that build, which names them, and
+    so are the weights records the command line adds (`autoencoder`, `teacher`; kept in
+    checkpoints): they are not config fields, and `check_types` checks fields only."""
+    config_class = _model_config_class(recipe.method)
+    if config_class is not None:
+        check_types(config_class, recipe.model, "[model]")
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
