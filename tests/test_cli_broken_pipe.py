@@ -69,3 +69,14 @@ def test_only_stdout_s_broken_pipe_is_quiet(short_clip, tmp_path, monkeypatch, c
     with pytest.raises(BrokenPipeError, match="a worker's pipe"):
         cli.main([])
     assert capsys.readouterr().out == "a line\n"
+
+
+def test_ctrl_c_while_the_parser_imports_ends_quietly_with_130(monkeypatch, capsys):
+    """Ctrl-C before a command runs (building the parser imports every command module; a command's own
+    imports of torch take seconds): "interrupted" and 130, as during the command, not a traceback."""
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["score", "davis"]) == 130
+    assert capsys.readouterr().err == "vidcorr: interrupted\n"

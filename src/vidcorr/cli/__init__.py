@@ -85,6 +85,14 @@ def _stdout_reader_gone() -> bool:
 
 
 def _run(argv: list[str] | None) -> int:
+    try:
+        return _run_command(argv)
+    except KeyboardInterrupt:  # also while the parser or a command imports torch (seconds): no traceback
+        print("vidcorr: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -99,9 +107,6 @@ def _run(argv: list[str] | None) -> int:
     except VidcorrError as err:
         print(f"vidcorr: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vidcorr: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
