@@ -224,3 +224,13 @@ def test_propagate_labels_warns_where_the_preset_rescales_context_labels(caplog)
         list(vidcorr.propagate_labels(frames, ramp / 95, encoder=PatchEncoder(), preset="timecycle"))
         list(vidcorr.propagate_labels(frames, ramp, encoder=PatchEncoder(), preset=_crw_small()))
     assert "min-max" not in caplog.text
+
+
+def test_timecycle_rescales_negative_labels_to_0_1_as_its_test_code():
+    """TimeCycle min-max normalises every channel, an all-negative one too (UVC's rule left it alone)."""
+    frames, _ = _texture_video(n_frames=3)
+    below_zero = -1 - np.broadcast_to(np.arange(96, dtype=np.float32), (64, 96)) / 95
+    out = [labels for _, labels in vidcorr.propagate_labels(frames, below_zero, encoder=PatchEncoder(),
+                                                            preset="timecycle")]
+    for labels in out[1:]:
+        assert labels.min() >= -1e-6 and labels.max() <= 1 + 1e-6 and labels.max() - labels.min() > 0.5

@@ -74,8 +74,9 @@ def _naive_run(encoder, preset, frames, first_labels):
                 wts = val.softmax(1) if cfg.normalisation == "topk_softmax" else val.exp()
                 soft = soft + torch.einsum("nk,nkc->nc", wts, bank[i][1][idx])
             soft = soft / len(ctx)
-        if preset.normalise_context_labels:  # stored and output so
-            soft = minmax_per_channel(soft.T.reshape(-1, h, w)).flatten(1).T
+        if preset.normalise_context_labels:  # TimeCycle: each channel - its min, / its range; stored and output so
+            lo, span = soft.min(0).values, soft.max(0).values - soft.min(0).values
+            soft = torch.where(span > 0, (soft - lo) / span.clamp_min(1e-12), soft)
         bank.append((t, soft))
         recent.append(len(bank) - 1)
         return soft.T.reshape(-1, h, w)
@@ -166,6 +167,13 @@ def test_minmax_per_channel_leaves_flat_channels_alone():
     y = minmax_per_channel(x)
     torch.testing.assert_close(y[0], x[0])
     torch.testing.assert_close(y[1], torch.tensor([[0.0, 0.25], [0.5, 1.0]]))
+
+
+def test_minmax_per_channel_rescales_negative_channels_only_when_asked():
+    """UVC's norm_mask leaves a channel whose maximum is not positive alone; TimeCycle rescales it."""
+    x = torch.tensor([[[-3.0, -1.0], [-2.0, -1.0]]])
+    torch.testing.assert_close(minmax_per_channel(x), x)
+    torch.testing.assert_close(minmax_per_channel(x, positive_only=False), torch.tensor([[[0.0, 1.0], [0.5, 1.0]]]))
 
 
 @pytest.mark.parametrize(

@@ -46,16 +46,20 @@ def downsample_labels(labels: Tensor, size: tuple[int, int], mode: str) -> Tenso
     raise ValueError(f"unknown label downsampling {mode!r}")
 
 
-def minmax_per_channel(soft: Tensor) -> Tensor:
-    """Per-channel min-max normalisation of (K, H, W) (UVC's ``norm_mask``; applied where max > 0).
+def minmax_per_channel(soft: Tensor, positive_only: bool = True) -> Tensor:
+    """Per-channel min-max normalisation of (K, H, W) to [0, 1].
 
-    Channels whose range is zero are left as they are (the reference divides by zero there).
+    positive_only: only channels whose maximum is positive are rescaled (UVC's ``norm_mask``; an
+    all-negative channel stays as it is); False rescales every channel (TimeCycle's test_davis.py).
+    Channels whose range is zero are left as they are either way (the references divide by zero).
     """
     flat = soft.flatten(1)
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
     span = hi - lo
-    scale = (hi > 0) & (span > 0)
+    scale = span > 0
+    if positive_only:
+        scale &= hi > 0
     out = torch.where(scale, (flat - lo) / span.clamp_min(1e-12), flat)
     return out.view_as(soft)
 

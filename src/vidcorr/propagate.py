@@ -199,7 +199,9 @@ class Propagator:
         aff = sparse_affinity(query, [m.feats for m in memories], self._windowed(memories), self.preset.topk)
         soft = self._transport(query, memories, aff)  # (h * w, K)
         if self.preset.normalise_context_labels:
-            soft = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw)).flatten(1).T.contiguous()
+            # TimeCycle rescales every channel, negative ones included (labels of one's own may be)
+            soft = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw), positive_only=False)
+            soft = soft.flatten(1).T.contiguous()
         if self.preset.n_previous > 0:
             # query is a view into its encoder batch: a copy lets the batch's storage be freed.
             self._context.append(self._context_memory(query.clone(), soft))
