@@ -49,6 +49,27 @@ def test_intact_avis_are_counted_as_they_decode(tmp_path, backend, monkeypatch):
     assert count_frames(tmp_path / "late.avi", backend="opencv") == 48
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reading_frames_at_indices_does_not_count_an_avis_chunks(tmp_path, backend, monkeypatch):
+    """Counting an AVI's frames walks every chunk of the file (0.25 s for an hour): `open_frames` did
+    it for every training draw and evaluation open, though reading frames at indices never needs
+    the count. It is worked out when `num_frames` is first asked for, once."""
+    path = tmp_path / "late.avi"
+    write_test_video(path, 12, codec="mpeg4", first_pts=30)
+    walks = []
+
+    def counted(avi: Path) -> int | None:
+        walks.append(avi)
+        return avi_video_frames(avi)
+
+    monkeypatch.setattr(video, "avi_video_frames", counted)
+    monkeypatch.setattr(video_opencv, "avi_video_frames", counted)
+    assert len(read_frames_at(path, [3, 11], backend=backend)) == 2
+    source = open_frames(path, backend=backend)
+    assert len(source.read_at([5])) == 1 and not walks
+    assert source.num_frames == len(source) == 12 and len(walks) == 1  # asked twice, walked once
+
+
 def _chunk(name: bytes, body: bytes) -> bytes:
     return name + struct.pack("<I", len(body)) + body + b"\0" * (len(body) % 2)
 

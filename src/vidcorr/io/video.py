@@ -36,6 +36,7 @@ BACKENDS = ("auto", "pyav", "opencv")
 # next frame is pulled (OpenCV retrieves the frame it last grabbed).
 LazyFrame = Callable[[], np.ndarray]
 Decoder = Callable[[], Iterator[LazyFrame]]
+FrameCount = Callable[[], int | None]  # a header's frame count, worked out when first asked for
 
 
 def _import_av() -> ModuleType | None:
@@ -66,14 +67,22 @@ class FrameSource:
         fps: frames per second, None for folders unless given to `open_frames`.
         num_frames: frame count from the folder or container metadata, None when unknown or not
             sure to be the frames decoded; ``len()`` raises TypeError then. `count_frames` counts exactly.
+            Worked out at first use (an AVI's count walks every chunk of the file: 0.25 s for an
+            hour), so `read_at`, which never needs it, does not pay for it at each training draw.
         backend: "folder", "pyav" or "opencv".
     """
 
     def __init__(self, path: Path, decode: Decoder, size: tuple[int, int], fps: float | None,
-                 num_frames: int | None, backend: str):
+                 num_frames: int | None | FrameCount, backend: str):
         self.path, self.size, self.fps = path, size, fps
-        self.num_frames, self.backend = num_frames, backend
+        self._num_frames, self.backend = num_frames, backend
         self._decode = decode
+
+    @property
+    def num_frames(self) -> int | None:
+        if callable(self._num_frames):  # worked out once, at the first use
+            self._num_frames = self._num_frames()
+        return self._num_frames
 
     def __len__(self) -> int:
         if self.num_frames is None:
@@ -223,14 +232,19 @@ def _upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
 
 
-def _pyav_metadata(path: Path) -> tuple[float | None, int | None]:
+def _pyav_metadata(path: Path) -> tuple[float | None, FrameCount]:
+    """Frame rate (None when unknown) and the frame count, deferred (`FrameSource.num_frames`)."""
     container = _open_av_container(path)
     with contextlib.closing(container):
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
-        # An AVI header's length also counts frames skipped before a late start (`avi_video_frames`).
-        count = avi_video_frames(path) if container.format.name == "avi" else _pyav_header_count(stream, rate)
-        return (float(rate) if rate else None), count
+        fps = float(rate) if rate else None
+        if container.format.name == "avi":
+            # An AVI header's length also counts frames skipped before a late start, so its chunks are
+            # counted (`avi_video_frames`): a walk through the whole file, done only when asked for.
+            return fps, lambda: avi_video_frames(path)
+        count = _pyav_header_count(stream, rate)  # read now: the stream is closed with the container
+        return fps, lambda: count
 
 
 def _pyav_header_count(stream, rate: Fraction | None) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -101,16 +101,18 @@ def _check_opencv_not_truncated(path: Path, capture, frames: int, start: float, 
     refuse_if_cut_short(path, start + shown, expected, duration)
 
 
-def opencv_metadata(path: Path) -> tuple[float | None, int | None]:
-    """Frame rate and frame count from the header, each None when unknown; the count also None where
-    it may not be the number of frames decoding yields (`_trusted_count`)."""
+def opencv_metadata(path: Path) -> tuple[float | None, Callable[[], int | None]]:
+    """Frame rate from the header (None when unknown) and the frame count, deferred: a call that gives
+    None where it may not be the number of frames decoding yields (`_trusted_count`). Deferred as
+    PyAV's (`vidcorr.io.video.FrameSource.num_frames`): an AVI's count walks the whole file, and
+    reading frames at given indices never needs it."""
     cv2 = import_cv2()
     capture = _open_cv_capture(path)
     try:
         fps, count = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         capture.release()
-    return (fps if fps > 0 else None), _trusted_count(path, count, fps)
+    return (fps if fps > 0 else None), lambda: _trusted_count(path, count, fps)
 
 
 def _trusted_count(path: Path, count: int, fps: float) -> int | None:
@@ -137,7 +139,7 @@ def _trusted_count(path: Path, count: int, fps: float) -> int | None:
 def opencv_count(path: Path) -> int:
     """Frames of a video file: the header's count where it can be trusted (`_trusted_count`) and the
     file is as long as its container says, else every frame grabbed (`InputError` if truncated)."""
-    _, count = opencv_metadata(path)
+    count = opencv_metadata(path)[1]()
     if count is None or container_cut_short(path):  # a cut file's header counts what it lost
         with contextlib.closing(opencv_decode(path)) as frames:  # refused there, or counted
             count = sum(1 for _ in frames)
