@@ -163,6 +163,29 @@ def test_a_listed_count_past_the_end_drops_the_video_saying_whence(data_dir: Pat
 
 
 
+def test_a_listed_video_that_fails_to_decode_does_not_blame_its_count(data_dir: Path, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """The list file's count is named only where it can be the cause (too few frames): a video that
+    cannot be decoded any more was also said to have "its frame count, 80, ... the list file's"."""
+    from vidcorr.data.augment import build_augment
+    from vidcorr.data.pairs import VideoFrameDataset
+
+    bear = tmp_path / "bear.mp4"
+    bear.write_bytes((data_dir / "videos" / "davis2016-train" / "bear.mp4").read_bytes())
+    other = data_dir / "videos" / "davis2016-train" / "boat.mp4"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{bear} 80\n{other}\n")
+    index = build_index([listing], tmp_path / "cache")
+    assert index[0].frames_from_list
+    bear.write_bytes(b"not a video any more")  # after indexing
+    dataset = VideoFrameDataset(index, lambda video, rng: [0, 1], build_augment("image", crop=32, frame=32))
+    with caplog.at_level(logging.WARNING, logger="vidcorr.data.pairs"):
+        assert dataset[(0, 0)]["skipped"] >= 1
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"skipping unreadable video {bear}: cannot be opened as a video")
+    assert "list file" not in warning
+
+
 def test_a_frame_folder_broken_after_indexing_is_skipped_naming_the_frame(data_dir: Path, tmp_path: Path,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     """The warning gave "frame is 320x240 but 00000.jpg is 854x480" after the folder's path: which frame?"""

@@ -22,6 +22,16 @@ class InputError(VidcorrError):
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
 
+class TooFewFrames(InputError):
+    """A video or frame folder holds fewer frames than were asked for (`FrameSource.read_at`):
+    its own type, so the training data can tell this from a decoding error (a list file's frame
+    count that is too large shows as this, and only as this)."""
+
+    def __init__(self, path: str | Path | None, requested: int, available: int):
+        self.requested, self.available = requested, available
+        super().__init__(path, f"frame {requested} requested but there are only {available} frames")
+
+
 class WeightsError(InputError):
     """A weights file is missing, corrupt or does not match the model it is loaded into."""
 

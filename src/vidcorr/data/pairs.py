@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Sampler
 
 from vidcorr.data.augment import Augment, build_augment
 from vidcorr.data.videos import VideoIndex, VideoInfo, problem_with
-from vidcorr.errors import VidcorrError
+from vidcorr.errors import TooFewFrames, VidcorrError
 from vidcorr.io.video import read_frames_at
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class VideoFrameDataset(Dataset):
             return read_frames_at(video.path, indices)
         except Exception as error:  # a corrupt file must never end a week-long run
             problem = problem_with(video.path, error)  # the path once, a frame file's name kept
-            if video.frames_from_list:  # the likely cause of "frame N requested but there are only M"
+            if video.frames_from_list and isinstance(error, TooFewFrames):  # not for a decoding error
                 problem += f" (its frame count, {video.num_frames}, is the list file's, not counted)"
             self._broken[video.path] = problem
             log.warning("skipping unreadable video %s: %s", video.path, self._broken[video.path])

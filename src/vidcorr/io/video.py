@@ -23,7 +23,7 @@ from types import ModuleType
 
 import numpy as np
 
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.errors import InputError, TooFewFrames, VidcorrError
 from vidcorr.io.atomic import atomic_file
 from vidcorr.io.container_size import avi_video_frames, check_av_not_truncated, frame_end
 from vidcorr.io.images import list_frame_files, read_image, shared_size
@@ -105,7 +105,7 @@ class FrameSource:
 
         Decodes forward once up to the largest index and converts only the wanted frames (no
         seeking, so the result never depends on keyframe placement; folders read just those
-        files). `InputError` if the source has fewer frames than requested.
+        files). `TooFewFrames` (an `InputError`) if the source has fewer frames than requested.
         """
         if any(i < 0 for i in indices):
             raise ValueError(f"{self.path}: frame indices must be non-negative, got {list(indices)}")
@@ -118,7 +118,7 @@ class FrameSource:
                 if index == last:
                     break
         if last >= count:
-            raise InputError(self.path, f"frame {last} requested but there are only {count} frames")
+            raise TooFewFrames(self.path, last, count)
         # A repeated index gets its own copy, so in-place augmentation of one cannot alter another.
         result, used = [], set()
         for i in indices:
