@@ -256,6 +256,26 @@ def test_a_resume_on_other_videos_is_refused(short_list: Path, tmp_path: Path) -
     assert train(tiny_job(tiny_recipe(steps=4), moved, run_dir, resume=True)).finished
 
 
+def test_a_resume_on_the_same_videos_counted_otherwise_says_so(short_list: Path, tmp_path: Path) -> None:
+    """A checkpoint from before the index format /4 can hold other frame counts for the same files
+    (an AVI starting late, a frame folder with a wrong listed count): the refusal said to "resume
+    with the data it was started with", which the user did. It now says the counts differ, why
+    they may, and the ways on."""
+    run_dir = tmp_path / "run"
+    train(tiny_job(tiny_recipe(steps=4), short_list, run_dir, max_steps=2))
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    frames = checkpoint["data"]["frames"]
+    checkpoint["data"]["frames"] = frames + 120  # as an older vidcorr counted a late-starting AVI
+    torch.save(checkpoint, run_dir / "checkpoint.pt")
+    with pytest.raises(InputError) as error:
+        train(tiny_job(tiny_recipe(steps=4), short_list, run_dir, resume=True))
+    message = str(error.value)
+    assert f"was trained on 3 videos of {frames + 120} frames in all, but the 3 videos of --data now " \
+           f"count {frames} frames" in message
+    assert "index format /4" in message and "with the data it was started with" not in message
+    assert f"vidcorr train export --checkpoint {run_dir / 'checkpoint.pt'} --out W, then --init W" in message
+
+
 class AutocastProbe(TinyMethod):
     """Records whether each forward ran under CPU bf16 autocast, and the conv output's dtype."""
 

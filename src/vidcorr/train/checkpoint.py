@@ -8,7 +8,7 @@ so opening one never runs pickled code):
     optimizer   the optimiser's state dict (Adam moments, step counts)
     schedule    {"stage", "stage_step", "lr"}: the learning rate is a pure function of these
     progress    stage index, step counts, data epoch and batches done in it (the sampler
-                position), samples seen, skipped-video count, accumulated wall time
+                position), samples seen, unreadable draws, accumulated wall time
     rng         one entry per rank: python, numpy, torch CPU and CUDA generator states
     recipe      the recipe as a dict; data: the video index summary
 
@@ -51,7 +51,7 @@ class Progress:
     epoch: int = 0
     batch_in_epoch: int = 0
     samples: int = 0  # samples trained on, all ranks together
-    skipped_videos: int = 0  # broken videos skipped by the data pipeline
+    skipped_videos: int = 0  # unreadable draws: draws that hit an unreadable video (one drawn 19 times: 19)
     wall_time: float = 0.0  # seconds, summed over every resumed session
 
 
@@ -126,14 +126,32 @@ def _check_same_autocast(path: Path, checkpoint: dict[str, Any], stored: Recipe,
 def _check_same_videos(path: Path, stored: dict[str, Any] | None, data: dict[str, Any] | None) -> None:
     """Samples are drawn by index into the video list (sample i comes from video i % N), so other
     videos are another run: a resume on another --data was accepted silently and went on with
-    other samples. Counts, not paths, are compared: the same videos moved elsewhere still resume."""
+    other samples. Counts, not paths, are compared: the same videos moved elsewhere still resume.
+
+    As many videos with another frame total is refused too, with its own message: the frames a
+    sample takes are drawn from each video's count, so the resumed run would not be the one that
+    stopped (the promise of `--resume`), and the two totals cannot tell the same videos counted
+    anew from other videos as many. It is not necessarily other data: the training index's counts
+    changed with its format /4 (an AVI starting late, with a held last frame or an AAC track; a
+    frame folder whose list file gave a wrong count), so a checkpoint from before that can meet
+    the same files with other counts. Accepting that with a warning would hand a reproducibility-
+    minded user a run that neither vidcorr version reproduces; the message says what to do instead.
+    """
     if not stored or not data:
         return
-    keys = ("videos", "frames")
-    if any(stored.get(k) != data.get(k) for k in keys):
+    if stored.get("videos") != data.get("videos"):
         raise InputError(path, f"was trained on {stored.get('videos')} videos ({stored.get('frames')} frames) "
                                f"but --data now gives {data.get('videos')} ({data.get('frames')} frames); "
                                "resume with the data it was started with")
+    if stored.get("frames") != data.get("frames"):
+        raise InputError(path, f"was trained on {stored.get('videos')} videos of {stored.get('frames')} frames "
+                               f"in all, but the {data.get('videos')} videos of --data now count "
+                               f"{data.get('frames')} frames: their files changed, or the same files are "
+                               "counted otherwise since a vidcorr update (the training index format /4 "
+                               "counts some AVI files and frame folders differently). Frames are drawn from "
+                               "these counts, so this run cannot continue exactly: finish it with the "
+                               "vidcorr version that started it, or start a new run from its weights "
+                               f"(vidcorr train export --checkpoint {path} --out W, then --init W)")
 
 
 # A recipe's weights records, {"weights": path, "sha256": hex}: `init`, and in [model] UVC's
@@ -156,7 +174,9 @@ def _shown(value: Any) -> str:
         return "not recorded"
     if _is_record(value):
         return f"{value['weights']} (sha256 {value['sha256'][:12]})"
-    return "none" if value is None else json.dumps(value)
+    if value is None:
+        return "none"
+    return value if isinstance(value, str) else json.dumps(value)  # a path or name as written, unquoted
 
 
 def _difference(label: str, old: Any, new: Any) -> str:
