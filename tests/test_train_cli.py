@@ -298,7 +298,10 @@ def test_stt_spatial_then_temporal_trains_resumes_and_exports(data_dir: Path, tm
     checkpoint["recipe"]["model"]["teacher"] = str(teacher)
     save_checkpoint(tmp_path / "run" / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k != "format"})
     assert main(args + ["--resume", "--max-steps", "3"]) == 0
+    capsys.readouterr()
     assert main([str(twin) if a == str(teacher) else a for a in args] + ["--resume", "--max-steps", "3"]) == 2
+    # its path as written, not a JSON string ("--teacher \"/p\" (checkpoint)")
+    assert f"--teacher {teacher} (checkpoint) vs {twin} (sha256 {teacher_sha[:12]}) (now)" in capsys.readouterr().err
 
 
 def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:

@@ -263,7 +263,7 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
 def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tuple[dict[str, Tensor], Tensor]:
     """uint8 images (B, 3, H, W) or clips (B, L, 3, H, W) -> float in [0, 1] on the device (4-d
     ones channels_last on CUDA if asked); float entries (CycleTime's theta) move as they are.
-    Also returns how many broken videos this batch skipped."""
+    Also returns how many of this batch's draws hit an unreadable video (unreadable draws)."""
     channels_last = _cuda_flag(recipe.cuda.channels_last, ctx)
     images = {}
     for name, value in batch.items():
@@ -280,7 +280,8 @@ def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tu
 
 
 def _reduce(losses: dict[str, Tensor], skipped: Tensor, ctx: DistContext) -> dict[str, float]:
-    """Rank-mean of every loss term and the total of skipped videos, in one all-reduce."""
+    """Rank-mean of every loss term and the total of unreadable draws (draws that hit an unreadable
+    video; named "skipped_videos" as `Progress`'s field, a checkpoint key), in one all-reduce."""
     names = sorted(losses)
     values = torch.stack([losses[n].detach().float() for n in names] + [skipped.float().to(ctx.device)])
     values = all_reduce_mean(values, ctx).tolist()
