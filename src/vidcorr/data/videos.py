@@ -259,7 +259,8 @@ def build_index(
     entries = [entry for _, source_entries in per_source for entry in source_entries]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         records = list(pool.map(lambda e: _probe_entry(e[0], e[1], cache.get(str(e[0]))), entries))
-    cache.update({str(path): record for (path, _), record in zip(entries, records)})
+    records_by_path = {str(path): record for (path, _), record in zip(entries, records)}
+    cache.update(records_by_path)
     _save_cache(cache_path, cache)
     index = VideoIndex([], [str(s) for s in sources])
     for (path, _), record in zip(entries, records):
@@ -269,7 +270,6 @@ def build_index(
         else:
             log.warning("skipping %s: %s", *usable)
             index.skipped.append(usable)
-    records_by_path = {str(path): record for (path, _), record in zip(entries, records)}
     for source, source_entries in per_source:
         _warn_overridden_counts(source, source_entries, records_by_path)
     _check_sources_usable(per_source, index)
