@@ -84,6 +84,10 @@ class FrameSource:
             self._num_frames = self._num_frames()
         return self._num_frames
 
+    @num_frames.setter
+    def num_frames(self, value: int | None) -> None:  # a caller that knows better (a count it made)
+        self._num_frames = value
+
     def __len__(self) -> int:
         if self.num_frames is None:
             raise TypeError(f"{self.path}: the number of frames is not known; use count_frames()")
