@@ -213,8 +213,8 @@ def test_values_out_of_range_are_recipe_errors(tmp_path, text: str, message: str
     ("[cpu]\nbf16 = 1", "[cpu] bf16 = 1: expected true or false"),
     ("[stages.joint]\nsteps = 1.5", "[stages.joint] steps = 1.5: expected an integer (or left out)"),
     ("[stages.joint]\nlr = \"1e-4\"", '[stages.joint] lr = "1e-4": expected a number'),
-    ("seed = 1.0", "[recipe] seed = 1.0: expected an integer"),
-    ("model = 3", "[recipe] model = 3: expected a table"),
+    ("seed = 1.0", "top-level key seed = 1.0: expected an integer"),
+    ("model = 3", "top-level key model = 3: expected a table"),
     ("[stages]\njoint = 3", "[stages.joint] must be a table, got 3"),
 ])
 def test_values_of_the_wrong_type_are_named(tmp_path, text: str, message: str) -> None:
@@ -288,12 +288,14 @@ def test_unknown_top_level_keys_list_only_what_a_file_may_set(tmp_path) -> None:
     """init is set by --init (and kept in checkpoints), so the list of known keys leaves it out;
     extends and drop_stages are recipe-file keys and are in it."""
     path = _child_of_t20(tmp_path, "inti = 3")
-    with pytest.raises(InputError, match=r"unknown \[recipe\] keys \['inti'\]") as error:
+    with pytest.raises(InputError, match=r"unknown top-level keys \['inti'\]") as error:
         load_recipe(path)
     known = error.value.problem.split("known: ")[1]
     assert "'init'" not in known and "'extends'" in known and "'drop_stages'" in known
     # A checkpoint's recipe (`Recipe.to_dict`) keeps its init, of the checked type.
     tuned = load_recipe("uvc-cpu-t20-finetune").replace(init={"weights": "w.safetensors", "sha256": "ab"})
     assert recipe_from_dict(tuned.to_dict(), tuned.name) == tuned
-    with pytest.raises(ValueError, match=r"\[recipe\] init = \{\"weights\": 3\}: expected a table of strings"):
+    with pytest.raises(ValueError, match=r"top-level key init = \{\"weights\": 3\}: expected a table of strings"):
         recipe_from_dict({**tuned.to_dict(), "init": {"weights": 3}}, tuned.name)
+    with pytest.raises(ValueError, match=r"unknown top-level keys \['inti'\]"):
+        recipe_from_dict({**tuned.to_dict(), "inti": 3}, tuned.name)

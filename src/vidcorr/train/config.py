@@ -219,6 +219,14 @@ def _build(cls: type, table: Any, where: str) -> Any:
     return dataclass_from_dict(cls, table, f"[{where}]", typed=True)
 
 
+def _build_top_level(fields: dict[str, Any]) -> Recipe:
+    """`Recipe` from its top-level keys, named as such ("unknown top-level keys [...]", "top-level key
+    seed = 1.0: expected an integer"): in a file they stand before any table, so no [recipe] exists."""
+    recipe = dataclass_from_dict(Recipe, fields, "top-level")  # unknown keys first, as for the tables
+    check_types(Recipe, fields, "top-level key")
+    return recipe
+
+
 def recipe_from_dict(data: dict[str, Any], name: str) -> Recipe:
     """Recipe from a parsed TOML (or `Recipe.to_dict`) dict; ValueError on a bad field."""
     data = dict(data)
@@ -239,8 +247,7 @@ def recipe_from_dict(data: dict[str, Any], name: str) -> Recipe:
             ("cpu", CpuConfig))
            if key in data},
     }
-    recipe = _build(Recipe, {"name": name, **{k: v for k, v in data.items() if k != "name"},
-                             **built}, "recipe")
+    recipe = _build_top_level({"name": name, **{k: v for k, v in data.items() if k != "name"}, **built})
     if recipe.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {recipe.method!r}")
     _check_model_types(recipe)
@@ -291,7 +298,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if "init" in data:
         raise InputError(path, "unreadable recipe: 'init' is not a recipe field; start from weights with --init")
     if unknown := sorted(set(data) - _FILE_KEYS):  # before `recipe_from_dict`, which would list init
-        raise InputError(path, f"unreadable recipe: unknown [recipe] keys {unknown}; known: {sorted(_FILE_KEYS)}")
+        raise InputError(path, f"unreadable recipe: unknown top-level keys {unknown}; known: {sorted(_FILE_KEYS)}")
     try:
         return recipe_from_dict(data, data.get("name", path.stem))
     except (ValueError, TypeError) as error:
