@@ -174,7 +174,7 @@ STT = PropagationPreset(
     output_resize="original",
     output_minmax=True,
     notes="STT/VFS VanillaTracker: short side 480, layer3, L2, tau 0.07, first + 20 previous, "
-          "joint top-10 + softmax, square window of side 24 (|d| <= 12) on every frame.",
+          "joint top-10 + softmax, square window of side 25 (|d| <= 12) on every frame.",
 )
 
 PRESETS: dict[str, PropagationPreset] = {p.name: p for p in (CRW, UVC, TIMECYCLE, STT)}
