@@ -181,3 +181,31 @@ def test_a_mixed_size_frame_folder_is_skipped_naming_the_odd_frame(data_dir: Pat
     assert path == str(tmp_path / "tree" / "seq")
     assert problem == "00001.png: frame is 320x240 but 00000.jpg is 854x480; all frames must share one size"
     assert f"skipping {path}: {problem}" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_frame_folders_cached_failure_is_probed_again(data_dir: Path, tmp_path: Path) -> None:
+    """An odd-sized frame overwritten in place with a good one leaves the folder's mtime as it was;
+    the cached failure was trusted and the fixed folder stayed "none of its 1 video(s) is usable"."""
+    frames = sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:5]
+    seq = tmp_path / "tree" / "seq"
+    seq.mkdir(parents=True)
+    for frame in frames[:4]:
+        os.symlink(frame, seq / frame.name)
+    Image.new("RGB", (300, 200)).save(seq / frames[4].name)
+    with pytest.raises(InputError, match="frame is 300x200"):
+        build_index([tmp_path / "tree"], tmp_path / "cache")
+    folder_stamp = os.stat(seq)
+    Image.open(frames[4]).save(seq / frames[4].name)  # in place: the folder's listing is unchanged
+    os.utime(seq, ns=(folder_stamp.st_atime_ns, folder_stamp.st_mtime_ns))  # whatever the filesystem does
+    index = build_index([tmp_path / "tree"], tmp_path / "cache")
+    assert [(v.path, v.num_frames) for v in index.videos] == [(str(seq), 5)] and not index.skipped
+
+
+def test_a_cached_success_is_not_probed_again(data_dir: Path, tmp_path: Path) -> None:
+    """Only failures are re-checked: a usable frame folder costs one ``stat`` per indexing."""
+    folder = data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan"
+    build_index([folder], tmp_path)
+    cache = json.loads((tmp_path / CACHE_NAME).read_text())
+    cache["videos"][str(folder)]["num_frames"] = 77  # forged, stamp matching: trusted
+    (tmp_path / CACHE_NAME).write_text(json.dumps(cache))
+    assert build_index([folder], tmp_path).videos[0].num_frames == 77

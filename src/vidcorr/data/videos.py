@@ -10,9 +10,9 @@ Probing a video opens its container and decodes one frame (through `vidcorr.io.v
 validates the file and works with PyAV or OpenCV); the frame count comes from the container's
 metadata and is only counted when the container does not record it or its record may hold frames
 that are never shown (an MP4 edit list's: `vidcorr.io.video.FrameSource.num_frames`). The results
-are cached in one JSON file keyed by absolute path and revalidated by (mtime, size), so
-re-indexing 10^5 videos costs a ``stat`` each, not the ~10 h first pass CRW users hit
-(METHODS.md §9, videowalk issue #3). The cache lives under the run dir or ``~/.cache/vidcorr``,
+are cached in one JSON file keyed by absolute path and revalidated by (mtime, size) (a frame
+folder's failure is probed again: `_still_valid`), so re-indexing 10^5 videos costs a ``stat``
+each, not the ~10 h first pass CRW users hit (METHODS.md §9, videowalk issue #3). The cache lives under the run dir or ``~/.cache/vidcorr``,
 never next to the user's data.
 """
 
@@ -212,13 +212,29 @@ def _save_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
     write_text_atomic(path, json.dumps({"format": CACHE_FORMAT, "videos": entries}))
 
 
+def _still_valid(path: Path, cached: dict[str, Any] | None, stamp: list[int], hint: int | None) -> bool:
+    """Whether ``cached`` may stand for ``path`` without probing it again.
+
+    A folder's mtime changes when a frame is added, removed or renamed, not when one is overwritten
+    in place, so a frame folder's cached failure ("00005.jpg: frame is 300x200 ...") outlived the
+    fix. Such failures are probed again every time rather than keying folders by their files'
+    stamps: that would cost a ``stat`` per frame on every indexing (~10^6 for 10^4 folders of ~100
+    frames, against one per folder), while failures are rare and a re-probe
+    decodes one frame and reads one header per file. A cached success is still trusted: a frame
+    broken in place later is dropped at its first draw, with a warning, like any unreadable frame.
+    """
+    if cached is None or cached.get("stamp") != stamp or cached.get("hint") != hint:
+        return False
+    return "error" not in cached or not path.is_dir()
+
+
 def _probe_entry(path: Path, hint: int | None, cached: dict[str, Any] | None) -> dict[str, Any]:
     """Cache record of one entry: VideoInfo fields or {"error": ...}, plus its stamp."""
     try:
         stamp = _stamp(path)
     except OSError as error:
         return {"stamp": None, "error": f"cannot stat ({error.strerror})"}
-    if cached is not None and cached.get("stamp") == stamp and cached.get("hint") == hint:
+    if _still_valid(path, cached, stamp, hint):
         return cached
     try:
         record: dict[str, Any] = asdict(probe(path, hint))
