@@ -94,6 +94,27 @@ def test_bad_recipes_exit_2_naming_the_file(data_dir: Path, tmp_path: Path, auto
     assert code == 2 and "not 'uvc'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("data", "ablate", "problem"), [
+    ("crop = 64\nframe = 131", [], "[data] frame = 131: UVC needs a multiple of 8"),  # was: a traceback after the warm-up
+    ("crop = 61\nframe = 128", [], "[data] crop = 61: UVC needs a multiple of 8"),  # was: one at step 1
+    ("crop = 64\nframe = 32", [], "[data] crop = 64 is larger than frame = 32"),  # a patch padded out of the frame
+    ("crop = 64\nframe = 32", ["--ablate", "L"], "frame = 32"),  # without localisation frame is unused: no error
+])
+def test_uvc_sizes_it_cannot_train_on_exit_2_naming_the_field(tmp_path: Path, autoencoder: Path, capsys,
+                                                             data: str, ablate: list[str], problem: str) -> None:
+    recipe = tmp_path / "sizes.toml"
+    recipe.write_text(f'extends = "uvc-cpu"\n[data]\n{data}\n')
+    code = main(["train", "uvc", "--data", str(tmp_path / "no-such-videos"), "--recipe", str(recipe),
+                 "--autoencoder", str(autoencoder), "--run-dir", str(tmp_path / "run"), *ablate])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    if ablate:  # the sizes pass; the (missing) videos are what stops it
+        assert "no such data folder" in err and "UVC needs" not in err, err
+    else:
+        assert f"{recipe}: invalid UVC recipe: {problem}" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_stop_resume_and_export(data_dir: Path, tmp_path: Path, autoencoder: Path, capsys) -> None:
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(TINY_UVC)

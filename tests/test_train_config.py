@@ -164,7 +164,7 @@ def test_every_shipped_recipe_builds_its_method_config(name: str) -> None:
               "autoencoder": (STAGE,)}[recipe.method]
     assert {s.name for s in recipe.stages} <= set(stages)
     if recipe.method == "uvc":
-        uvc.recipe(recipe.base or "uvc", **recipe.model)
+        uvc.check_sizes(uvc.recipe(recipe.base or "uvc", **recipe.model), recipe.data, [s.name for s in recipe.stages])
     elif recipe.method in ("cycletime", "stt"):
         {"cycletime": cycletime, "stt": stt}[recipe.method].config_for_recipe(recipe.base, recipe.model, recipe.data)
     elif recipe.method == "moco":

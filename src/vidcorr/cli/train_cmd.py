@@ -193,6 +193,7 @@ def run_uvc(args: argparse.Namespace) -> int:
         cfg = uvc.recipe(recipe.base or "uvc", **recipe.model)
         for which in args.ablate:
             cfg = uvc.ablate(cfg, which)
+        uvc.check_sizes(cfg, recipe.data, [stage.name for stage in recipe.stages])
         return cfg
 
     recipe = _recipe(args, "uvc")

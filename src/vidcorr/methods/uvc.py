@@ -18,6 +18,7 @@ colour-loss truncation; the trainer passes it to ``forward``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -137,6 +138,27 @@ def recipe(name: str, **overrides: Any) -> UVCConfig:
     if name not in RECIPES:
         raise ValueError(f"unknown UVC recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return UVCConfig.from_dict({**RECIPES[name], **overrides})
+
+
+def check_sizes(cfg: UVCConfig, data: Any, stages: Sequence[str]) -> None:
+    """ValueError naming the ``[data]`` field (``crop``, ``frame``) a training recipe sets that UVC
+    cannot train on. Checked when `vidcorr train uvc` builds its config: the model refused them only
+    at the first batch of the stage using them (after a whole warm-up, for ``frame``), exiting 1 as a
+    diverged run does. ``frame`` is used only by a joint stage that localises (`UVC.batch_kind`)."""
+    why = "the colour decoder reconstructs 8x its stride-8 feature grid"
+    if data.crop % 8:
+        raise ValueError(f"[data] crop = {data.crop}: UVC needs a multiple of 8 ({why})")
+    if "joint" not in stages or not cfg.localisation:
+        return
+    if data.frame % 8:
+        raise ValueError(f"[data] frame = {data.frame}: UVC needs a multiple of 8 ({why})")
+    # The joint stage crops the crop x crop patch out of the frame x frame target-sized frame 1
+    # (`PatchFramePairAugment`); a larger patch is reflect-padded out of it, and localising a patch
+    # bigger than the frame it is looked for in means nothing.
+    if data.crop > data.frame:
+        raise ValueError(f"[data] crop = {data.crop} is larger than frame = {data.frame}: UVC's joint stage "
+                         "localises a crop x crop patch of frame 1 in the frame x frame frame 2, so the "
+                         "patch must fit in the frame")
 
 
 def ablate(cfg: UVCConfig, which: str) -> UVCConfig:
