@@ -341,6 +341,8 @@ def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp
 @pytest.mark.parametrize(("method", "recipe_text", "problems"), [
     ("moco", TINY_MOCO.replace("queue_size = 8", "queue_size = 2"), ("queue_size 2",)),  # cannot hold a batch
     ("stt", TINY_STT.replace("[stages.temporal]", "[stages.joint]"), ("stage 'joint'", "STT")),  # not its stage
+    # named as the recipe sets it: STT's frame_size is not a field of the file
+    ("stt", TINY_STT.replace("crop = 64", "crop = 100"), ("[data] crop = 100: STT needs a multiple of 32",)),
 ])
 def test_invalid_method_recipe_exits_2_naming_it(data_dir: Path, tmp_path: Path, capsys, method: str,
                                                  recipe_text: str, problems: tuple[str, ...]) -> None:

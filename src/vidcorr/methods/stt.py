@@ -80,8 +80,7 @@ class STTConfig(DictConfig):
         object.__setattr__(self, "radius", tuple(int(r) for r in self.radius))
         if self.arch not in ("resnet18", "resnet50"):
             raise ValueError(f"arch must be resnet18 or resnet50, got {self.arch!r}")
-        if self.frame_size % 32 or self.frame_size < 64:
-            raise ValueError(f"frame_size must be a multiple of 32 and at least 64, got {self.frame_size}")
+        _check_frame_size(self.frame_size, "frame_size")
         if len(self.radius) != 2 or min(self.radius) < 1 or self.uncertainty_radius < 1:
             raise ValueError(f"radius must be two positive cell counts and uncertainty_radius positive, "
                              f"got {self.radius}, {self.uncertainty_radius}")
@@ -93,6 +92,13 @@ class STTConfig(DictConfig):
             raise ValueError(f"target_mass must be one of {TARGET_MASS}, got {self.target_mass!r}")
         if min(self.rec_scale, self.local_weight, self.global_weight, self.teacher_temperature) < 0:
             raise ValueError("scales, weights and the teacher temperature must be >= 0")
+
+
+def _check_frame_size(size: int, name: str) -> None:
+    """ValueError unless ``size`` can be a `STTConfig.frame_size`; ``name``: what the user set it as
+    ("frame_size", or a training recipe's "[data] crop", which sets it)."""
+    if size % 32 or size < 64:
+        raise ValueError(f"{name} = {size}: STT needs a multiple of 32 and at least 64 (the stride-32 teacher grid)")
 
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -111,6 +117,7 @@ def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> STT
     name = base or "stt"
     if name not in RECIPES:
         raise ValueError(f"unknown STT recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    _check_frame_size(data.crop, "[data] crop")  # as the recipe sets it, not as frame_size
     return STTConfig.from_dict({**RECIPES[name], **model, "frame_size": data.crop})
 
 
