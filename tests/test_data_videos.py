@@ -209,3 +209,32 @@ def test_a_cached_success_is_not_probed_again(data_dir: Path, tmp_path: Path) ->
     cache["videos"][str(folder)]["num_frames"] = 77  # forged, stamp matching: trusted
     (tmp_path / CACHE_NAME).write_text(json.dumps(cache))
     assert build_index([folder], tmp_path).videos[0].num_frames == 77
+
+
+def test_overlapping_sources_index_each_video_once(data_dir: Path, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--data vids --data vids/bear.mp4 --data ./vids`` gave 3 copies of each video (bear three):
+    one warning names the repeats, and each video is indexed once under its first path."""
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    for name in ("bear.mp4", "boat.mp4"):
+        os.symlink(data_dir.joinpath(*DAVIS_TRAIN, name), vids / name)
+    os.symlink(vids, tmp_path / "same")  # another name for the folder: the same resolved paths
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="vidcorr.data.videos"):
+        index = build_index(["vids", "vids/bear.mp4", "./vids"], tmp_path / "cache")
+    assert [v.path for v in index.videos] == [str(vids / "bear.mp4"), str(vids / "boat.mp4")]
+    assert index.sources == ["vids", "vids/bear.mp4", "./vids"]
+    [warning] = [r.getMessage() for r in caplog.records]
+    bear, boat = vids / "bear.mp4", vids / "boat.mp4"
+    assert warning == ("the data sources overlap; each video is indexed once: source 2 (vids/bear.mp4) repeats 1 "
+                       f"video(s) of source 1 (vids): {bear}; source 3 (./vids) repeats 2 video(s) of source 1 "
+                       f"(vids): {bear}, {boat}")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vidcorr.data.videos"):
+        index = build_index([bear, tmp_path / "same"], tmp_path / "cache")
+    assert [v.path for v in index.videos] == [str(bear), str(tmp_path / "same" / "boat.mp4")]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.endswith(f"source 2 ({tmp_path / 'same'}) repeats 1 video(s) of source 1 ({bear}): "
+                            f"{tmp_path / 'same' / 'bear.mp4'} (= {bear})")

@@ -12,8 +12,8 @@ metadata and is only counted when the container does not record it or its record
 that are never shown (an MP4 edit list's: `vidcorr.io.video.FrameSource.num_frames`). The results
 are cached in one JSON file keyed by absolute path and revalidated by (mtime, size) (a frame
 folder's failure is probed again: `_still_valid`), so re-indexing 10^5 videos costs a ``stat``
-each, not the ~10 h first pass CRW users hit (METHODS.md §9, videowalk issue #3). The cache lives under the run dir or ``~/.cache/vidcorr``,
-never next to the user's data.
+each, not the ~10 h first pass CRW users hit (METHODS.md §9, videowalk issue #3). The cache lives
+under the run dir or ``~/.cache/vidcorr``, never next to the user's data.
 """
 
 from __future__ import annotations
@@ -262,17 +262,18 @@ def build_index(
     cache_dir: where the metadata cache lives (default `default_cache_dir()`).
     workers: probing threads (decoders release the GIL while parsing containers).
     Unreadable or too-short videos are left out with a warning and listed in
-    ``VideoIndex.skipped``. Raises `InputError` naming the source for a missing source, one
+    ``VideoIndex.skipped``. A video that several sources (or entries) name is indexed once, with
+    a warning (`_drop_duplicates`). Raises `InputError` naming the source for a missing source, one
     without videos, or one whose videos are all unusable.
     """
     if not sources:
         raise InputError(None, "no training data given")
     cache_path = Path(cache_dir or default_cache_dir()) / CACHE_NAME
     cache = _load_cache(cache_path)
-    # abspath, not resolve: a Kinetics tree of symlinks keeps its own (class/id) names.
-    per_source = [(Path(s), [(Path(os.path.abspath(p)), h) for p, h in list_source(s)])
-                  for s in sources]
-    entries = [entry for _, source_entries in per_source for entry in source_entries]
+    # abspath, not resolve: a Kinetics tree of symlinks keeps its own (class/id) names. Resolved
+    # paths only find the videos that overlapping sources name twice.
+    listed = [(Path(s), [(Path(os.path.abspath(p)), h) for p, h in list_source(s)]) for s in sources]
+    per_source, entries = _drop_duplicates(listed, [os.fspath(s) for s in sources])
     with ThreadPoolExecutor(max(1, workers)) as pool:
         records = list(pool.map(lambda e: _probe_entry(e[0], e[1], cache.get(str(e[0]))), entries))
     records_by_path = {str(path): record for (path, _), record in zip(entries, records)}
@@ -290,6 +291,52 @@ def build_index(
         _warn_overridden_counts(source, source_entries, records_by_path)
     _check_sources_usable(per_source, index)
     return index
+
+
+Entries = list[tuple[Path, int | None]]
+
+
+def _drop_duplicates(per_source: list[tuple[Path, Entries]], labels: Sequence[str]
+                     ) -> tuple[list[tuple[Path, Entries]], Entries]:
+    """(``per_source`` with each repeat under its first entry's path, the entries without repeats),
+    with one warning naming the repeats: entries whose resolved path an earlier entry has.
+
+    ``--data vids --data vids/bear.mp4`` indexed bear twice and sampled it twice as often, silently.
+    A repeat stays in its source's list (under the kept path) so that the source still counts as
+    usable; the first entry's frame-count hint is the one used. ``realpath`` costs a few ``lstat``s
+    an entry, answered from the kernel's cache after the listing. ``labels``: the sources as given
+    (``./vids``, which ``Path`` shortens to ``vids``).
+    """
+    first: dict[str, tuple[Path, int]] = {}  # resolved path -> (kept path, its source's number)
+    unique: Entries = []
+    repeats: dict[tuple[int, int], list[str]] = {}  # (source, earlier source) -> repeated videos
+    result = []
+    for number, (source, entries) in enumerate(per_source):
+        kept_entries = []
+        for path, hint in entries:
+            resolved = os.path.realpath(path)
+            if resolved not in first:
+                first[resolved] = (path, number)
+                unique.append((path, hint))
+                kept_entries.append((path, hint))
+                continue
+            kept, kept_number = first[resolved]
+            repeats.setdefault((number, kept_number), []).append(
+                str(path) if kept == path else f"{path} (= {kept})")
+            kept_entries.append((kept, hint))
+        result.append((source, kept_entries))
+    if repeats:
+        log.warning("the data sources overlap; each video is indexed once: %s",
+                    "; ".join(_repeats_line(labels, *key, videos) for key, videos in repeats.items()))
+    return result, unique
+
+
+def _repeats_line(labels: Sequence[str], number: int, earlier: int, videos: list[str]) -> str:
+    def name(i: int) -> str:
+        return f"source {i + 1} ({labels[i]})"
+    where = "itself" if number == earlier else name(earlier)
+    more = f" and {len(videos) - 3} more" if len(videos) > 3 else ""
+    return f"{name(number)} repeats {len(videos)} video(s) of {where}: {', '.join(videos[:3])}{more}"
 
 
 def _warn_overridden_counts(source: Path, entries: list[tuple[Path, int | None]],
