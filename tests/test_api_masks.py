@@ -234,3 +234,15 @@ def test_timecycle_rescales_negative_labels_to_0_1_as_its_test_code():
                                                             preset="timecycle")]
     for labels in out[1:]:
         assert labels.min() >= -1e-6 and labels.max() <= 1 + 1e-6 and labels.max() - labels.min() > 0.5
+
+
+def test_propagate_masks_leaves_a_mask_kept_among_the_frames_out(tmp_path):
+    """A folder of frames that also holds the first-frame mask: the mask is not a frame."""
+    frames, masks = _texture_video(n_frames=3)
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / f"{t:05d}.png")
+    mask = tmp_path / "mask.png"
+    Image.fromarray(masks[0]).save(mask)
+    results = list(api.propagate_masks(tmp_path, mask, encoder=PatchEncoder(), preset=_crw_small()))
+    assert len(results) == 3
+    np.testing.assert_array_equal(results[0][0], frames[0])

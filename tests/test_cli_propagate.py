@@ -166,3 +166,20 @@ def test_interrupted_propagation_leaves_nothing(short_clip, tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="disk full"):
         main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--no-video", *FAST])
     assert not out.exists() and not list(tmp_path.glob(".half.partial-*"))
+
+
+def test_a_mask_kept_among_the_frames_is_not_a_frame(short_clip, tmp_path, capsys, caplog):
+    """withmask/ = the frames + first_frame.png: the mask was propagated as a frame of its own."""
+    folder = tmp_path / "withmask"
+    folder.mkdir()
+    for path in sorted((short_clip / "JPEGImages" / "480p" / "car-shadow").glob("*.jpg")):
+        (folder / path.name).write_bytes(path.read_bytes())
+    mask = folder / "first_frame.png"
+    mask.write_bytes((short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png").read_bytes())
+    out = tmp_path / "o"
+    with caplog.at_level("INFO"):
+        assert main(["propagate", str(folder), "--mask", str(mask), "--out", str(out), "--no-video", *FAST]) == 0
+    assert "propagated 6 frames" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "masks").glob("*.png")) == [f"{i:05d}.png" for i in range(6)]
+    said = [r.getMessage() for r in caplog.records if "first_frame.png" in r.getMessage()]
+    assert len(said) == 1 and "left first_frame.png out of the frames" in said[0]

@@ -137,7 +137,7 @@ def propagate_masks(
     mask_path = None
     if isinstance(first_mask, (str, Path)):
         mask_path, first_mask = Path(first_mask), read_mask(first_mask)
-    first_frame, frames = _first_and_all(video)
+    first_frame, frames = _first_and_all(video, exclude=[mask_path] if mask_path else [])
     first_mask = check_first_mask(first_mask, first_frame.shape[:2], mask_path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs, track)
     return propagate_mask(propagator, frames, first_mask)
@@ -264,13 +264,18 @@ def track_box(
     return track_frames(encoder, frames, box, tracker, device=device, **options)
 
 
-def _first_and_all(video: str | Path | Iterable[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
-    """-> (the first frame, every frame from the first on), reading a path with `open_frames`;
-    frames given as arrays are made RGB uint8 (`vidcorr.io.frames.as_rgb_frames`)."""
+def _first_and_all(video: str | Path | Iterable[np.ndarray],
+                   exclude: list[Path] | None = None) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """-> (the first frame, every frame from the first on), reading a path with `open_frames`
+    (exclude: first-frame files a frame folder may hold, not frames); frames given as arrays are
+    made RGB uint8 (`vidcorr.io.frames.as_rgb_frames`)."""
     from vidcorr.io.frames import as_rgb_frames
     from vidcorr.io.video import open_frames
 
-    stream = open_frames(video) if isinstance(video, (str, Path)) else as_rgb_frames(video)
+    if isinstance(video, (str, Path)):
+        stream = open_frames(video, exclude=exclude or [])
+    else:
+        stream = as_rgb_frames(video)
     stream = iter(stream)
     first_frame = next(stream, None)
     if first_frame is None:

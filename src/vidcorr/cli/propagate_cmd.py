@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                                        "settings (`vidcorr eval otb|vot --set NAME=VALUE` tunes them, "
                                        "docs/tracking.md)")
     check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
-    source = open_frames(args.input)
+    source = open_frames(args.input, exclude=_annotation_files(args))
     annotation = _annotation(args, source)  # checked before the model is loaded
     preset = resolve_preset(args)
     if args.box is None:
@@ -162,14 +162,17 @@ def _annotation(args: argparse.Namespace, source) -> Annotation:
     return _mask_annotation(args.mask, source.size, names)
 
 
+def _annotation_files(args: argparse.Namespace) -> list[Path]:
+    """The first-frame files given: none of them is a frame, even when kept in the frames folder."""
+    return [path for path in (args.mask, args.keypoints, args.labels) if path is not None]
+
+
 def _frame_names(source) -> list[str] | None:
     """Output names: the frame files' stems for a folder, None (00000, 00001, ...) for a video."""
-    from vidcorr.io.images import list_frame_files
-
-    if source.backend != "folder":
+    if source.files is None:
         return None
     seen: dict[str, Path] = {}
-    for path in list_frame_files(source.path):
+    for path in source.files:  # those decoded, so names and frames pair up
         # 0003.jpg and 0003.png would both write masks/0003.png: one result silently overwrote
         # the other, and the output had fewer files than the video frames.
         if (other := seen.setdefault(path.stem, path)) is not path:

@@ -7,6 +7,7 @@ Frames come upright and 8-bit whatever the file: EXIF orientation is applied (ph
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,13 @@ def is_frame_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
 
 
-def list_frame_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder (`is_frame_file`) in natural order; `InputError` if there are none."""
-    files = [p for p in folder.iterdir() if is_frame_file(p)]
+def list_frame_files(folder: Path, exclude: Collection[Path] = ()) -> list[Path]:
+    """Image files of a frame folder (`is_frame_file`) in natural order; `InputError` if there are none.
+
+    exclude: files to leave out (a first-frame mask kept among the frames is an image, not a frame).
+    """
+    skipped = {Path(p).resolve() for p in exclude}
+    files = [p for p in folder.iterdir() if is_frame_file(p) and not (skipped and p.resolve() in skipped)]
     if not files:
         raise InputError(folder, f"folder has no frames ({'/'.join(IMAGE_SUFFIXES)} files)")
     return sorted(files, key=lambda p: natural_key(p.name))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -26,8 +27,10 @@ import numpy as np
 from vidcorr.errors import InputError, TooFewFrames, VidcorrError
 from vidcorr.io.atomic import atomic_file
 from vidcorr.io.container_size import avi_video_frames, check_av_not_truncated, frame_end
-from vidcorr.io.images import list_frame_files, read_image, shared_size
+from vidcorr.io.images import is_frame_file, list_frame_files, read_image, shared_size
 from vidcorr.io.video_opencv import opencv_count, opencv_decode, opencv_metadata, write_opencv
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "opencv")
 
@@ -70,12 +73,14 @@ class FrameSource:
             Worked out at first use (an AVI's count walks every chunk of the file: 0.25 s for an
             hour), so `read_at`, which never needs it, does not pay for it at each training draw.
         backend: "folder", "pyav" or "opencv".
+        files: a folder's frame files in the order decoded (None for a video file).
     """
 
     def __init__(self, path: Path, decode: Decoder, size: tuple[int, int], fps: float | None,
-                 num_frames: int | None | FrameCount, backend: str):
+                 num_frames: int | None | FrameCount, backend: str, files: list[Path] | None = None):
         self.path, self.size, self.fps = path, size, fps
         self._num_frames, self.backend = num_frames, backend
+        self.files = files
         self._decode = decode
 
     @property
@@ -153,8 +158,11 @@ def open_frame_files(files: Sequence[Path], fps: float | None = None) -> FrameSo
     return _files_source(files[0].parent, files, fps)
 
 
-def _folder_source(folder: Path, fps: float | None) -> FrameSource:
-    return _files_source(folder, list_frame_files(folder), fps)
+def _folder_source(folder: Path, fps: float | None, exclude: Sequence[Path] = ()) -> FrameSource:
+    in_folder = [Path(p) for p in exclude if Path(p).resolve().parent == folder.resolve() and is_frame_file(Path(p))]
+    for path in in_folder:  # else it became a frame (and got a result) of its own
+        log.info("%s: left %s out of the frames: it is the first-frame annotation", folder, path.name)
+    return _files_source(folder, list_frame_files(folder, exclude=in_folder), fps)
 
 
 def _files_source(folder: Path, files: list[Path], fps: float | None) -> FrameSource:
@@ -164,7 +172,7 @@ def _files_source(folder: Path, files: list[Path], fps: float | None) -> FrameSo
         for file in files:
             yield lambda file=file: read_image(file)
 
-    return FrameSource(folder, decode, size, fps, len(files), "folder")
+    return FrameSource(folder, decode, size, fps, len(files), "folder", files)
 
 
 def _open_av_container(path: Path):
@@ -277,17 +285,20 @@ def _video_source(path: Path, backend: str) -> FrameSource:
     return FrameSource(path, lambda: decode(path), size, fps, num_frames, backend)
 
 
-def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto") -> FrameSource:
+def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto",
+                exclude: Sequence[str | Path] = ()) -> FrameSource:
     """Open a video file or a folder of frames for streaming.
 
     fps: frame rate to report for a folder (videos report their own).
     backend: "auto" (PyAV if installed, else OpenCV), "pyav" or "opencv"; ignored for folders.
+    exclude: files a folder holds that are not frames (the first-frame mask kept beside them):
+    left out, with a log line for each one the folder holds.
     Raises `InputError` naming the file for a missing path, a folder without images or with
     frames of different sizes, and an unreadable, corrupt or empty video.
     """
     path = Path(path)
     if path.is_dir():
-        return _folder_source(path, fps)
+        return _folder_source(path, fps, [Path(p) for p in exclude])
     if not path.is_file():
         raise InputError(path, "no such video file or frame folder")
     return _video_source(path, _video_backend(backend))
