@@ -8,6 +8,7 @@ regenerated here and compared per frame, per object and globally.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -288,3 +289,15 @@ def test_objects_come_from_the_first_frame():
     assert list(objects) == [1]
     with pytest.raises(ValueError, match="id 2"):
         evaluate_sequence(gt, _sequence())
+
+
+@pytest.mark.parametrize("disable", [None, "1"])
+def test_the_progress_bar_honours_tqdm_disable(short_clip, disable):
+    """``TQDM_DISABLE=1`` hid every bar but this one: ``disable=not progress`` passed False explicitly.
+    tqdm reads the variable when it is imported, hence a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"} | ({"TQDM_DISABLE": disable} if disable else {})
+    code = ("import sys; from vidcorr.metrics.davis import score_davis; "
+            "score_davis(sys.argv[1], sys.argv[2], progress=True)")
+    run = subprocess.run([sys.executable, "-c", code, str(short_clip), str(short_clip / "Annotations" / "480p")],
+                         env=env, capture_output=True, text=True, check=True)
+    assert ("DAVIS J&F" in run.stderr) == (disable is None)

@@ -266,7 +266,10 @@ def score_davis(
     files = {seq: _sequence_files(dataset, results_dir, seq) for seq in dataset.sequences}
     per_object: dict[str, dict] = {}
     per_sequence: dict[str, dict] = {}
-    for seq in tqdm(dataset.sequences, desc="DAVIS J&F", unit="seq", disable=not progress):
+    # disable=True only when asked: an explicit disable=False overrode TQDM_DISABLE=1, which
+    # tqdm reads as the default of every argument left out.
+    bar_off = {} if progress else {"disable": True}
+    for seq in tqdm(dataset.sequences, desc="DAVIS J&F", unit="seq", **bar_off):
         gt, pred = _load_sequence(*files[seq])
         objects = evaluate_sequence(gt, pred, bound_th)
         if not objects:
