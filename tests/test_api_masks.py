@@ -100,6 +100,9 @@ def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
         api.propagate_masks([], masks[0], encoder=encoder)
     with pytest.raises(InputError, match="no such video"):
         api.propagate_masks(tmp_path / "missing.mp4", masks[0], encoder=encoder)
+    Image.fromarray(frames[0]).save(tmp_path / "frame.png")  # was a video of one frame
+    with pytest.raises(InputError, match="frame.png: is one image: give the folder of frames"):
+        api.propagate_masks(tmp_path / "frame.png", masks[0], encoder=encoder)
 
 
 def _masks_of(frames, first_mask, **kw):

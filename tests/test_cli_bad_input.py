@@ -40,6 +40,10 @@ def test_bad_inputs_name_the_file_and_leave_no_output(short_clip, tmp_path, caps
     _fails(["propagate", str(tmp_path / "missing"), "--mask", str(mask), "--out", str(out), *FAST], capsys,
            "missing")
 
+    # one image was read as a video of one frame: "propagated 1 frames"
+    _fails(["propagate", str(frames / "00000.jpg"), "--mask", str(mask), "--out", str(out), *FAST], capsys,
+           f"{frames / '00000.jpg'}: is one image: give the folder of frames (or a video file)")
+
     _fails(["propagate", str(frames), "--box", "10,10,50,50", "--track", "--out", str(out), *FAST], capsys,
            "--track", "needs --mask")
 

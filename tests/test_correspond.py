@@ -138,7 +138,7 @@ def test_match_command_refuses_frames_it_cannot_use(davis2016_root, tmp_path, ca
     for inputs, extra, message in [
         ([seq / "00000.jpg", seq / "00005.jpg"], ["--frames", "0,5"],
          "vidcorr: error: --frames picks two frames of one video or frame folder; with two images A B, leave it out\n"),
-        ([seq / "00000.jpg"], [], f"vidcorr: error: {seq / '00000.jpg'}: one image: match needs two images (A B) or "
+        ([seq / "00000.jpg"], [], f"vidcorr: error: {seq / '00000.jpg'}: is one image: match needs two images (A B) or "
                                   "one video or frame folder with --frames I,J\n"),
         ([seq], ["--frames", "-1,10"], "vidcorr: error: --frames: frame indices must be >= 0 (0 is the first frame), "
                                        "got -1,10\n"),

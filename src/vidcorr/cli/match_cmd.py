@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _frames(args: argparse.Namespace):
     """-> ((frame A, its name), (frame B, its name)) from two images or one video and --frames."""
-    from vidcorr.io.images import IMAGE_SUFFIXES, read_image
+    from vidcorr.io.images import read_image, refuse_one_image
     from vidcorr.io.video import open_frames
 
     if len(args.inputs) == 2:
@@ -90,9 +90,7 @@ def _frames(args: argparse.Namespace):
     if len(args.inputs) != 1:
         raise InputError(None, f"expected two images or one video, got {len(args.inputs)} inputs")
     video = args.inputs[0]
-    if video.suffix.lower() in IMAGE_SUFFIXES and not video.is_dir():  # else "there are only 1 frames"
-        raise InputError(video, "one image: match needs two images (A B) or one video or frame folder "
-                                "with --frames I,J")
+    refuse_one_image(video, "match needs two images (A B) or one video or frame folder with --frames I,J")
     frames = DEFAULT_FRAMES if args.frames is None else args.frames
     try:
         i, j = (int(v) for v in frames.split(","))
