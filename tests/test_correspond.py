@@ -135,6 +135,10 @@ def test_match_command_refuses_frames_it_cannot_use(davis2016_root, tmp_path, ca
     argument"."""
     seq = davis2016_root / "JPEGImages" / "480p" / "blackswan"
     out = tmp_path / "m"
+    short = tmp_path / "eight"
+    short.mkdir()
+    for path in sorted(seq.glob("*.jpg"))[:8]:
+        (short / path.name).write_bytes(path.read_bytes())
     for inputs, extra, message in [
         ([seq / "00000.jpg", seq / "00005.jpg"], ["--frames", "0,5"],
          "vidcorr: error: --frames picks two frames of one video or frame folder; with two images A B, leave it out\n"),
@@ -144,6 +148,10 @@ def test_match_command_refuses_frames_it_cannot_use(davis2016_root, tmp_path, ca
                                        "got -1,10\n"),
         ([seq], ["--frames=3,-2"], "vidcorr: error: --frames: frame indices must be >= 0 (0 is the first frame), "
                                    "got 3,-2\n"),
+        # the default 0,10 on 8 frames read "frame 10 requested but there are only 8 frames"
+        ([short], [], f"vidcorr: error: {short}: has 8 frames, and the default --frames 0,10 needs 11; pass "
+                      "--frames I,J with indices below 8\n"),
+        ([short], ["--frames", "0,9"], f"vidcorr: error: {short}: frame 9 requested but there are only 8 frames\n"),
     ]:
         assert main(["match", *map(str, inputs), *extra, "--out", str(out), "--features", "lab-pixels"]) == 2
         assert capsys.readouterr().err.endswith(message)

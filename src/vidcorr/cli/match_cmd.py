@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from vidcorr.cli.common import add_model_arguments, load_model, model_label, preset_label, resolve_preset
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, TooFewFrames
 
 DEFAULT_FRAMES = "0,10"  # of one INPUT: frames A and B (None in args: --frames given with two images is refused)
 
@@ -99,7 +99,16 @@ def _frames(args: argparse.Namespace):
     if min(i, j) < 0:
         raise InputError(None, f"--frames: frame indices must be >= 0 (0 is the first frame), got {frames}")
     source = open_frames(video)
-    frame_a, frame_b = source.read_at([i, j])
+    try:
+        frame_a, frame_b = source.read_at([i, j])
+    except TooFewFrames as error:
+        if args.frames is not None:
+            raise
+        # Refused, not clamped to the last frame: a pair the user did not choose would be drawn
+        # under a default's name, and a short clip's frames 0 and 7 match differently from 0 and 10.
+        raise InputError(video, f"has {error.available} frames, and the default --frames {DEFAULT_FRAMES} "
+                                f"needs {max(i, j) + 1}; pass --frames I,J with indices below "
+                                f"{error.available}") from None
     return (frame_a, f"{video}#{i}"), (frame_b, f"{video}#{j}")
 
 
