@@ -164,6 +164,43 @@ def test_train_stop_resume_and_export(data_dir: Path, tmp_path: Path, autoencode
     assert json.loads(big.with_suffix(".json").read_text())["dtype"] == "float32"
 
 
+def test_resume_without_recipe_or_autoencoder_takes_the_checkpoints(data_dir: Path, tmp_path: Path,
+                                                                     autoencoder: Path, capsys, caplog) -> None:
+    """--resume without --recipe fell back to the paper recipe `uvc` and was refused field by field;
+    --autoencoder was required even though the checkpoint records it (path and sha256)."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_UVC)
+    run = tmp_path / "run"
+    common = ["train", "uvc", "--data", str(data_dir / "videos" / "davis2016-train"), "--run-dir", str(run),
+              "--cache-dir", str(tmp_path / "cache"), "--export", str(tmp_path / "w.safetensors")]
+    assert main(common + ["--recipe", str(recipe)]) == 2  # a fresh run still needs --autoencoder
+    assert "--autoencoder is required" in capsys.readouterr().err
+    assert main(common + ["--resume"]) == 2  # nothing to resume: named, with what to give
+    assert f"{run / 'checkpoint.pt'}: no checkpoint to resume from" in capsys.readouterr().err
+    assert main(common + ["--recipe", str(recipe), "--autoencoder", str(autoencoder), "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    moved = autoencoder.with_name("moved.safetensors")
+    autoencoder.rename(moved)  # gone: refused, naming it and what the run was trained with
+    autoencoder.with_suffix(".json").rename(moved.with_suffix(".json"))
+    assert main(common + ["--resume"]) == 2
+    assert f"{autoencoder}: is missing: {run / 'checkpoint.pt'} was trained with it" in capsys.readouterr().err
+    save_weights(LabAutoencoder(), autoencoder, AUTOENCODER_CONFIG)  # another one (other bytes): refused
+    assert main(common + ["--resume"]) == 2
+    assert f"{autoencoder}: has changed since" in capsys.readouterr().err
+    moved.replace(autoencoder)
+    moved.with_suffix(".json").replace(autoencoder.with_suffix(".json"))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(common + ["--resume"]) == 0
+    assert "finished" in capsys.readouterr().out
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"recipe 'tiny' stored in {run / 'checkpoint.pt'}" in said and f"autoencoder {autoencoder}" in said
+    meta = json.loads((tmp_path / "w.json").read_text())["meta"]
+    assert meta["steps"] == 3 and meta["recipe"] == "tiny" and meta["recipe_config"]["model"]["concentration_weight"] == 0.5
+    code = main(["train", "cycletime", *common[2:], "--resume"])  # another method's checkpoint
+    assert code == 2 and "is a checkpoint of `vidcorr train uvc`" in capsys.readouterr().err
+
+
 TINY_CYCLETIME = """
 method = "cycletime"
 base = "cycletime-cpu"
@@ -308,11 +345,19 @@ def test_stt_spatial_then_temporal_trains_resumes_and_exports(data_dir: Path, tm
     shutil.copy(teacher, twin)
     shutil.copy(teacher.with_suffix(".json"), twin.with_suffix(".json"))
     capsys.readouterr()
-    for wrong in (other, None):  # without --teacher, the global term would silently be left out
-        swapped = [str(wrong) if a == str(teacher) else a for a in args if wrong or a not in ("--teacher", str(teacher))]
-        assert main(swapped + ["--resume", "--max-steps", "3"]) == 2
-        now = f"{other} (sha256 {read_weights(other).sha256[:12]})" if wrong else "none"
-        assert f"--teacher {teacher} (sha256 {teacher_sha[:12]}) (checkpoint) vs {now} (now)" in capsys.readouterr().err
+    swapped = [str(other) if a == str(teacher) else a for a in args]
+    assert main(swapped + ["--resume", "--max-steps", "3"]) == 2
+    now = f"{other} (sha256 {read_weights(other).sha256[:12]})"
+    assert f"--teacher {teacher} (sha256 {teacher_sha[:12]}) (checkpoint) vs {now} (now)" in capsys.readouterr().err
+    # Without --teacher a resume takes the checkpoint's (it was refused as "none"), if its bytes are the same
+    untaught = [a for a in args if a not in ("--teacher", str(teacher))]
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(other.with_suffix(suffix), teacher.with_suffix(suffix))
+    assert main(untaught + ["--resume", "--max-steps", "3"]) == 2
+    assert f"{teacher}: has changed since" in capsys.readouterr().err
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(twin.with_suffix(suffix), teacher.with_suffix(suffix))
+    assert main(untaught + ["--resume", "--max-steps", "3"]) == 0
     assert main([str(twin) if a == str(teacher) else a for a in args] + ["--resume", "--max-steps", "3"]) == 0
     # A checkpoint from before the sha256 was recorded names its teacher by path alone: compared so
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoint.pt")

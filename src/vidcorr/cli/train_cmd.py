@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> None:
     parser.add_argument("--data", action="append", required=True, metavar="DIR_OR_LIST",
                         help="folder of videos / frame folders (recursive), a list file or one video; repeatable")
-    parser.add_argument("--recipe", default=default_recipe,
-                        help=f"shipped recipe name or a .toml path (default: {default_recipe}; "
-                             "see configs/train/)")
+    # No default here: with --resume, a recipe not given is the one the run's checkpoint stores.
+    parser.add_argument("--recipe",
+                        help=f"shipped recipe name or a .toml path (default: {default_recipe}, or with "
+                             "--resume the recipe stored in the run's checkpoint; see configs/train/)")
+    parser.set_defaults(default_recipe=default_recipe)
     parser.add_argument("--run-dir", type=Path,
                         help="checkpoints and TensorBoard logs (default: runs/<recipe name>)")
     parser.add_argument("--resume", action="store_true",
@@ -64,8 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     uvc = methods.add_parser("uvc", help="train a UVC encoder (warm-up, then joint stage)",
                              description="Train UVC (METHODS.md §1) and export its encoder.")
     _common_arguments(uvc, "uvc")
-    uvc.add_argument("--autoencoder", required=True, type=Path, metavar="W",
-                     help="Lab auto-encoder weights from `vidcorr train autoencoder` (kept frozen)")
+    uvc.add_argument("--autoencoder", type=Path, metavar="W",
+                     help="Lab auto-encoder weights from `vidcorr train autoencoder` (kept frozen); "
+                          "required but with --resume, which takes the checkpoint's (checked by sha256)")
     _encoder_arguments(uvc)
     uvc.add_argument("--ablate", action="append", choices=ABLATIONS, default=[],
                      help="UVC Table 2 ablation: drop Localisation, Orthogonal terms, "
@@ -83,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_arguments(stt, "stt")
     stt.add_argument("--teacher", type=Path, metavar="W",
                      help="frozen teacher weights (a stride-32 ResNet, e.g. from the spatial stage); "
-                          "without one the global distillation term is left out")
+                          "without one the global distillation term is left out; with --resume "
+                          "the checkpoint's (checked by sha256)")
     _encoder_arguments(stt)
     stt.set_defaults(func=run_stt)
 
@@ -110,12 +114,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=run_export)
 
 
-def _recipe(args: argparse.Namespace, method: str):
-    from vidcorr.train.config import DataConfig, load_recipe, recipe_path
+def _from_checkpoint(args: argparse.Namespace) -> bool:
+    """Whether the recipe is the one stored in the run's checkpoint: --resume without --recipe (the
+    method's paper recipe it fell back to was refused as another run, field by field)."""
+    return args.resume and args.recipe is None
 
-    recipe = load_recipe(args.recipe)
+
+def _checkpoint_path(args: argparse.Namespace) -> Path:
+    """RUN_DIR/checkpoint.pt of the run --resume continues; RUN_DIR defaults as without --recipe."""
+    from vidcorr.train.checkpoint import LATEST
+
+    return (args.run_dir or Path("runs") / args.default_recipe) / LATEST
+
+
+def _stored(args: argparse.Namespace):
+    """The recipe stored in the checkpoint --resume continues, read once per command (it may be
+    asked for the recipe and for the weights records)."""
+    from vidcorr.train.checkpoint import stored_recipe
+
+    if getattr(args, "stored_recipe", None) is None:
+        path = _checkpoint_path(args)
+        if not path.is_file():
+            raise InputError(path, "no checkpoint to resume from (give the run's --run-dir; --resume "
+                                   "without --recipe trains on with the recipe its checkpoint stores)")
+        args.stored_recipe = stored_recipe(path)
+    return args.stored_recipe
+
+
+def _recipe_source(args: argparse.Namespace) -> Path:
+    """The file a recipe error names: the recipe file, or the checkpoint that stores the recipe."""
+    from vidcorr.train.config import recipe_path
+
+    return _checkpoint_path(args) if _from_checkpoint(args) else recipe_path(args.recipe or args.default_recipe)
+
+
+def _recipe(args: argparse.Namespace, method: str):
+    from vidcorr.train.config import DataConfig, load_recipe
+
+    if _from_checkpoint(args):
+        recipe = _stored(args)
+        path = _checkpoint_path(args)
+        if recipe.method != method:
+            raise InputError(path, f"is a checkpoint of `vidcorr train {recipe.method}`, not of "
+                                   f"`vidcorr train {method}`; resume it with `vidcorr train {recipe.method}`")
+        # The stored [model] holds the weights records too; they are taken from the command line (or
+        # the checkpoint, `_recorded_weights`) again, and are no fields of the method's config.
+        recipe = recipe.replace(model={k: v for k, v in recipe.model.items() if k not in RECORDS})
+        args.run_dir = path.parent  # not runs/<stored name>: the run dir it was found in
+        _info("--resume without --recipe: continuing with the recipe %r stored in %s", recipe.name, path)
+    else:
+        recipe = load_recipe(args.recipe or args.default_recipe)
     if recipe.method != method:
-        raise InputError(recipe_path(args.recipe), f"is a {recipe.method!r} recipe, not {method!r}")
+        raise InputError(_recipe_source(args), f"is a {recipe.method!r} recipe, not {method!r}")
     if args.workers is not None:
         data = DataConfig(**{**recipe.to_dict()["data"], "workers": args.workers})
         recipe = recipe.replace(data=data)
@@ -131,15 +181,13 @@ def _job_options(args: argparse.Namespace, recipe) -> dict:
 def _method_config(args: argparse.Namespace, recipe, label: str, stages: tuple[str, ...], build: Callable[[], Any]):
     """``build()``: the method's config from the recipe. A stage the method does not have, or a
     ValueError / TypeError from ``build``, exits 2 naming the recipe file ("invalid <label> recipe")."""
-    from vidcorr.train.config import recipe_path
-
     try:
         for stage in recipe.stages:
             if stage.name not in stages:
                 raise ValueError(f"stage {stage.name!r} is not one of the {label} stages {stages}")
         return build()
     except (ValueError, TypeError) as error:
-        raise InputError(recipe_path(args.recipe), f"invalid {label} recipe: {error}") from None
+        raise InputError(_recipe_source(args), f"invalid {label} recipe: {error}") from None
 
 
 def _input_weights(path: Path):
@@ -155,6 +203,31 @@ def _input_weights(path: Path):
     return weights
 
 
+def _recorded_weights(args: argparse.Namespace, key: str) -> tuple[Path | None, Any]:
+    """Path and `WeightsFile` of the ``key`` weights ("autoencoder", "teacher") the checkpoint that
+    --resume continues records, for a resume that does not give --KEY: (None, None) where it
+    trained without. `InputError` if the checkpoint records only a path (older ones), or the file
+    is gone or holds other bytes now (its sha256 differs): the run cannot go on with those."""
+    checkpoint = _checkpoint_path(args)
+    record = _stored(args).model.get(key)
+    if record is None:
+        return None, None
+    if not (isinstance(record, dict) and "weights" in record and "sha256" in record):
+        raise InputError(checkpoint, f"does not record the sha256 of its {key} (an older checkpoint); "
+                                     f"resume with --{key} given")
+    path, recorded = Path(record["weights"]), record["sha256"]
+    if not path.is_file():
+        raise InputError(path, f"is missing: {checkpoint} was trained with it as its {key} (sha256 "
+                               f"{recorded[:12]}); give --{key} with the file it was trained with")
+    weights = _input_weights(path)
+    if weights.sha256 != recorded:
+        raise InputError(path, f"has changed since {checkpoint} was trained with it as its {key} (sha256 "
+                               f"{weights.sha256[:12]} now, {recorded[:12]} then); give --{key} with the "
+                               "file it was trained with")
+    _info("--resume without --%s: using the %s %s recorded in %s (same sha256)", key, key, path, checkpoint)
+    return path, weights
+
+
 def _record(path: Path, weights) -> dict[str, str]:
     """What a recipe records of weights given on the command line; a resume compares the sha256
     (`vidcorr.train.checkpoint.recipe_differences`)."""
@@ -167,6 +240,14 @@ def _warn(message: str, *args: Any) -> None:
 
     if launched_rank() == 0:
         log.warning(message, *args)
+
+
+def _info(message: str, *args: Any) -> None:
+    """An info line logged once (by rank 0 under torchrun)."""
+    from vidcorr.train.distributed import launched_rank
+
+    if launched_rank() == 0:
+        log.info(message, *args)
 
 
 def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], Any], **job: Any) -> int:
@@ -185,6 +266,19 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
     return _run(TrainJob(recipe, build_method, export=export, **job, **options))
 
 
+def _autoencoder(args: argparse.Namespace) -> tuple[Path, Any]:
+    """--autoencoder's path and weights; a resume without it takes the checkpoint's."""
+    if args.autoencoder is not None:
+        return args.autoencoder, _input_weights(args.autoencoder)
+    if not args.resume:
+        raise InputError(None, "train uvc: --autoencoder is required (Lab auto-encoder weights from "
+                               "`vidcorr train autoencoder`); only --resume may leave it out")
+    path, weights = _recorded_weights(args, "autoencoder")
+    if path is None:  # every UVC checkpoint records one since it was recorded at all (by sha256)
+        raise InputError(_checkpoint_path(args), "records no auto-encoder; resume with --autoencoder given")
+    return path, weights
+
+
 def run_uvc(args: argparse.Namespace) -> int:
     from vidcorr.methods import uvc
     from vidcorr.models.weights import autoencoder_from_weights
@@ -198,15 +292,15 @@ def run_uvc(args: argparse.Namespace) -> int:
 
     recipe = _recipe(args, "uvc")
     cfg = _method_config(args, recipe, "UVC", uvc.STAGES, build)
-    autoencoder = _input_weights(args.autoencoder)
-    autoencoder_from_weights(autoencoder, args.autoencoder)  # fail now, not after indexing the videos
+    path, autoencoder = _autoencoder(args)
+    autoencoder_from_weights(autoencoder, path)  # fail now, not after indexing the videos
     # The full config goes into the recipe, with the auto-encoder: checkpoints and the weights sidecar
     # record exactly what was trained, and a resume with other ablations or another auto-encoder
     # (whose tensors the checkpoint holds, and would load over those given) is refused.
-    recipe = recipe.replace(model={**cfg.to_dict(), "autoencoder": _record(args.autoencoder, autoencoder)})
+    recipe = recipe.replace(model={**cfg.to_dict(), "autoencoder": _record(path, autoencoder)})
 
     def build_method():  # the auto-encoder too is built after seeding, before the encoder, as it always was
-        return uvc.UVC(cfg, autoencoder_from_weights(autoencoder, args.autoencoder))
+        return uvc.UVC(cfg, autoencoder_from_weights(autoencoder, path))
 
     return _train_encoder(args, recipe, build_method, switches=uvc.stage_switches)
 
@@ -229,13 +323,16 @@ def run_stt(args: argparse.Namespace) -> int:
     cfg = _method_config(args, recipe, "STT", stt.STAGES,
                          lambda: stt.config_for_recipe(recipe.base, recipe.model, recipe.data))
     teacher, record = None, None
-    if args.teacher is not None:  # checked now, not after indexing the videos
-        weights = _input_weights(args.teacher)
-        teacher, record = encoder_from_weights(weights, args.teacher), _record(args.teacher, weights)
+    path, weights = args.teacher, None
+    if path is None and args.resume:  # the checkpoint's teacher, if it had one
+        path, weights = _recorded_weights(args, "teacher")
+    if path is not None:  # checked now, not after indexing the videos
+        weights = weights or _input_weights(path)
+        teacher, record = encoder_from_weights(weights, path), _record(path, weights)
         try:
             stt.check_teacher(teacher, cfg)
         except ValueError as error:
-            raise InputError(args.teacher, f"cannot be the STT teacher: {error}") from None
+            raise InputError(path, f"cannot be the STT teacher: {error}") from None
     else:
         _warn("no --teacher: STT trains without its global distillation term (the teacher's correlations)")
     # The checkpoint records the full config and which teacher trained it.

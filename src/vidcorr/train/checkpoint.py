@@ -105,6 +105,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def stored_recipe(path: Path) -> Recipe:
+    """The recipe a checkpoint was trained with, as it records it (the method's full config in
+    [model], with the weights records of --autoencoder / --teacher); `InputError` if unusable."""
+    checkpoint = load_checkpoint(path)
+    try:
+        return recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"]["name"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(path, f"holds no readable recipe ({type(error).__name__}: {error})") from None
+
+
 def _check_same_autocast(path: Path, checkpoint: dict[str, Any], stored: Recipe, recipe: Recipe,
                          device_type: str) -> None:
     """bf16 autocast computes in another precision: a resume must keep what the run trained under.
