@@ -201,6 +201,29 @@ def test_resume_without_recipe_or_autoencoder_takes_the_checkpoints(data_dir: Pa
     assert code == 2 and "is a checkpoint of `vidcorr train uvc`" in capsys.readouterr().err
 
 
+def test_export_of_an_autoencoder_checkpoint_says_how_to_get_its_weights(data_dir: Path, tmp_path: Path,
+                                                                         capsys) -> None:
+    """It said only "not a UVC, CycleTime, STT or MoCo checkpoint"; the command it now gives works."""
+    recipe = tmp_path / "ae.toml"
+    recipe.write_text('extends = "autoencoder"\n[data]\ncrop = 32\nbatch_size = 2\nworkers = 0\n'
+                      '[stages.reconstruct]\nsteps = 3\n')
+    run, videos = tmp_path / "ae", str(data_dir / "videos" / "davis2016-train")
+    first = tmp_path / "first.safetensors"
+    assert main(["train", "autoencoder", "--data", videos, "--recipe", str(recipe), "--run-dir", str(run),
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(first), "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    command = f"vidcorr train autoencoder --data <its videos> --run-dir {run} --resume --max-steps 1 --out W.safetensors"
+    assert "is a checkpoint of `vidcorr train autoencoder` (step 1)" in err and command in err, err
+    again = tmp_path / "W.safetensors"
+    given = command.replace("<its videos>", videos).replace("W.safetensors", str(again)).split()[1:]
+    assert main(given + ["--cache-dir", str(tmp_path / "cache")]) == 0
+    a, b = read_weights(first), read_weights(again)
+    assert a.tensors.keys() == b.tensors.keys() and all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+    assert json.loads(again.with_suffix(".json").read_text())["meta"]["steps"] == 1
+
+
 TINY_CYCLETIME = """
 method = "cycletime"
 base = "cycletime-cpu"

@@ -365,6 +365,16 @@ def run_autoencoder(args: argparse.Namespace) -> int:
     return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **_job_options(args, recipe)))
 
 
+def _autoencoder_export_hint(path: Path, progress) -> str:
+    """How to get an auto-encoder checkpoint's weights: its run writes them (to --out) whenever it
+    stops normally, and a resume stopped by --max-steps at the step it is at trains nothing more."""
+    return (f"is a checkpoint of `vidcorr train autoencoder` (step {progress.step}); `train export` writes the "
+            "encoders of UVC, CycleTime, STT and MoCo runs. An auto-encoder run writes its weights to its --out "
+            "itself, at its end and whenever --max-steps stops it; to write them from this checkpoint: "
+            f"vidcorr train autoencoder --data <its videos> --run-dir {path.parent} --resume "
+            f"--max-steps {progress.step} --out W.safetensors")
+
+
 def run_export(args: argparse.Namespace) -> int:
     from vidcorr.methods import cycletime, moco, stt, uvc
     from vidcorr.models import LabAutoencoder, save_weights
@@ -387,6 +397,8 @@ def run_export(args: argparse.Namespace) -> int:
         model = stt.STT(stt.STTConfig.from_dict(config), None)
     elif recipe.method == "moco":
         model = moco.MoCo(moco.MoCoConfig.from_dict(config))
+    elif recipe.method == "autoencoder":
+        raise InputError(args.checkpoint, _autoencoder_export_hint(args.checkpoint, Progress(**checkpoint["progress"])))
     else:
         raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
     model.load_state_dict(checkpoint["model"])
