@@ -64,6 +64,22 @@ def test_track_box_equals_the_command_line(data_dir, tmp_path):
         vidcorr.track_box(video, (5000, 60, 80, 60))  # raised at the call, before iterating
 
 
+
+@pytest.mark.parametrize("tracker", ["localise", "dcf"])
+def test_track_box_refuses_propagation_settings_saying_why(tracker):
+    """size=240 was "unknown localise setting(s) ['size']": now the command line's explanation."""
+    frames, _ = _texture_video(n_frames=2)
+    for name, value in [("size", 240), ("n_previous", 3), ("batch_size", 2)]:
+        with pytest.raises(InputError, match=f"^{name} is a propagation setting and does not apply to tracking; "
+                                             f"the {tracker} tracker takes its own settings"):
+            api.track_box(frames, (10, 10, 20, 20), tracker=tracker, encoder=PatchEncoder(), **{name: value})
+    if tracker == "localise":  # a name both have is the tracker's own setting
+        assert len(list(api.track_box(frames, (10, 10, 20, 20), tracker=tracker, encoder=PatchEncoder(),
+                                      temperature=0.05))) == 2
+    with pytest.raises(ValueError, match="unknown .* setting"):  # not a propagation name: as before
+        api.track_box(frames, (10, 10, 20, 20), tracker=tracker, encoder=PatchEncoder(), sizes=240)
+
+
 @pytest.mark.parametrize("tracker", ["localise", "dcf"])
 def test_a_first_box_may_leave_the_frame_but_must_overlap_it(tracker):
     """OTB / VOT objects leave the frame edges: a box partly outside (or larger than the frame) is

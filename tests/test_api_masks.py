@@ -12,7 +12,7 @@ from test_propagate import _texture_video
 import vidcorr
 from vidcorr import api
 from vidcorr.cli import main
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.errors import InputError
 from vidcorr.masks import MaskTracker, propagate_mask
 from vidcorr.presets import customised_preset
 from vidcorr.propagate import Propagator
@@ -49,8 +49,9 @@ def test_a_new_mask_restarts_the_tracker():
 def test_tracker_needs_a_first_mask_and_keeps_the_frame_size():
     frames, masks = _texture_video(n_frames=3)
     tracker = MaskTracker(Propagator(PatchEncoder(), customised_preset("crw", radius=3)))
-    with pytest.raises(RuntimeError, match="first frame's mask"):
+    with pytest.raises(InputError, match="first frame's mask") as err:  # was a bare RuntimeError
         tracker.step(frames[0])
+    assert isinstance(err.value, RuntimeError)  # as before, for code that caught that
     with pytest.raises(InputError, match="empty"):
         tracker.step(frames[0], np.zeros_like(masks[0]))
     with pytest.raises(InputError, match="0/255 binary mask read as raw values.*read_mask"):
@@ -96,8 +97,8 @@ def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
         api.propagate_masks(frames, masks[0].T.copy(), encoder=encoder)                         # on a rotated view
     with pytest.raises(InputError, match="empty"):
         api.propagate_masks(frames, np.zeros_like(masks[0]), encoder=encoder)
-    with pytest.raises(VidcorrError, match="no frames"):
-        api.propagate_masks([], masks[0], encoder=encoder)
+    with pytest.raises(InputError, match="^the video has no frames$"):  # docs: bad input is an InputError
+        api.propagate_masks(np.zeros((0, 64, 96, 3), np.uint8), masks[0], encoder=encoder)
     with pytest.raises(InputError, match="no such video"):
         api.propagate_masks(tmp_path / "missing.mp4", masks[0], encoder=encoder)
     Image.fromarray(frames[0]).save(tmp_path / "frame.png")  # was a video of one frame

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
-from vidcorr.errors import VidcorrError
+from vidcorr.errors import InputError, VidcorrError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
@@ -255,13 +255,41 @@ def track_box(
     """
     from vidcorr.track import check_first_box, track_frames, tracker_settings
 
-    tracker_settings(tracker, **options)  # an unknown tracker or setting: ValueError here, not when iterated
+    try:
+        tracker_settings(tracker, **options)  # an unknown tracker or setting: ValueError here, not when iterated
+    except ValueError:
+        _refuse_propagation_settings(tracker, options)
+        raise
     checked_device(device)
     first_frame, frames = _first_and_all(video)
     check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
     if encoder is None:
         encoder = encoder_for(DEFAULT_PRESET)
     return track_frames(encoder, frames, box, tracker, device=device, **options)
+
+
+# Keywords of the propagation functions (`propagate_masks`' size and knobs) that a box tracker has no
+# use for: given to `track_box` they were "unknown localise setting(s) ['size']", with no word on why.
+PROPAGATION_KEYWORDS = ("size", "k", "temperature", "radius", "n_previous", "window_first", "batch_size", "track")
+
+
+def _refuse_propagation_settings(tracker: str, options: dict[str, Any]) -> None:
+    """`InputError` for a propagation keyword that is no setting of the tracker (`track_box`), in
+    the command line's words (`vidcorr.cli.common.not_for_tracking`)."""
+    import dataclasses
+
+    from vidcorr.cli.common import not_for_tracking
+    from vidcorr.dcf import DCFSettings
+    from vidcorr.track import TRACKERS, LocaliseSettings
+
+    if tracker not in TRACKERS:
+        return
+    own = {f.name for f in dataclasses.fields(LocaliseSettings if tracker == "localise" else DCFSettings)}
+    for name in options:
+        if name in PROPAGATION_KEYWORDS and name not in own:  # localise's temperature is its own
+            raise InputError(None, not_for_tracking(name, (
+                f"the {tracker} tracker takes its own settings as keywords ({sorted(own)}; "
+                "vidcorr.track.LocaliseSettings, vidcorr.dcf.DCFSettings, docs/tracking.md)")))
 
 
 def _first_and_all(video: str | Path | Iterable[np.ndarray],
@@ -281,7 +309,7 @@ def _first_and_all(video: str | Path | Iterable[np.ndarray],
     stream = iter(stream)
     first_frame = next(stream, None)
     if first_frame is None:
-        raise VidcorrError(f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
+        raise InputError(None, f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
     return first_frame, chain([first_frame], stream)
 
 

@@ -40,3 +40,12 @@ class EncoderOutputError(VidcorrError, ValueError):
     """An encoder of one's own gave features propagation cannot use (not (B, C, h, w) floats, or
     another grid than the first frame's). A `VidcorrError`, so that the command line prints one
     line, and a ValueError, as a bad argument of the Python API is."""
+
+
+class NotStarted(InputError, RuntimeError):
+    """A frame-at-a-time tracker stepped before its first frame's annotation was given
+    (`vidcorr.masks.MaskTracker`). An `InputError`, as the API's other bad input (the docs promise
+    one), and a RuntimeError, as it was raised before."""
+
+    def __init__(self, problem: str):
+        super().__init__(None, problem)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, NotStarted
 from vidcorr.io.frames import as_rgb_frame, float_scale, to_numpy
 from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.labels import VOID, decode_label_map, one_hot_labels
@@ -110,7 +110,7 @@ class MaskTracker:
             self.started, self._scale, self._index = True, scale, 0
             return first
         if not self.started:
-            raise RuntimeError("MaskTracker.step needs the first frame's mask: step(frame, mask) first")
+            raise NotStarted("MaskTracker.step needs the first frame's mask: step(frame, mask) first")
         index = self._index + 1  # frames stepped so far, the mask's frame 0 included
         rgb = as_rgb_frame(frame, index, self._scale)
         first_hw = self.propagator.original_hw

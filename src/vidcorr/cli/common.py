@@ -42,11 +42,16 @@ def refuse_propagation_flags(args: argparse.Namespace, advice: str) -> None:
 
     for arg in PROPAGATION_FLAGS:  # one list, so a new knob is refused too
         if getattr(args, arg, None) is not None:
-            raise VidcorrError(f"--{arg.replace('_', '-')} is a propagation setting and does not apply to "
-                               f"tracking; {advice}")
+            raise VidcorrError(not_for_tracking(f"--{arg.replace('_', '-')}", advice))
     if "batch_size" in getattr(args, GIVEN, ()):  # not a knob: it changes no result, so no preset label names it
         raise VidcorrError("--batch-size (frames per encoder call) is a propagation setting and does not apply "
                            f"to tracking, which embeds one frame at a time; {advice}")
+
+
+def not_for_tracking(name: str, advice: str) -> str:
+    """Why a propagation setting (a flag, or a keyword of `vidcorr.track_box`) given to a box tracker
+    is refused, and what to use instead (advice). One text for the command line and the API."""
+    return f"{name} is a propagation setting and does not apply to tracking; {advice}"
 
 
 def comma_list(text: str) -> list[str]:
