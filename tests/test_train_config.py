@@ -130,6 +130,22 @@ def test_extends_errors_name_the_file(tmp_path) -> None:
         load_recipe(tmp_path / "d.toml")
 
 
+def test_a_file_named_like_a_shipped_recipe_extends_the_shipped_one(tmp_path) -> None:
+    """r2/uvc-cpu.toml with extends = "uvc-cpu" was refused: "'extends' loops back to r2/uvc-cpu.toml"."""
+    shipped = load_recipe("uvc-cpu")
+    own = tmp_path / "r2" / "uvc-cpu.toml"
+    own.parent.mkdir()
+    own.write_text('extends = "uvc-cpu"\nseed = 7\n[data]\nbatch_size = 4\n')
+    recipe = load_recipe(own)
+    assert (recipe.seed, recipe.data.batch_size) == (7, 4) and recipe.stages == shipped.stages
+    assert recipe.data.crop == shipped.data.crop and recipe.model == shipped.model
+    (tmp_path / "r2" / "child.toml").write_text('extends = "uvc-cpu"\n')  # beside it: the own file first
+    assert load_recipe(tmp_path / "r2" / "child.toml").seed == 7
+    (tmp_path / "no-such-shipped.toml").write_text('extends = "no-such-shipped"\n')  # still a loop
+    with pytest.raises(InputError, match="loops back"):
+        load_recipe(tmp_path / "no-such-shipped.toml")
+
+
 def test_drop_stages_leaves_out_a_parents_stage(tmp_path) -> None:
     t20 = load_recipe("uvc-cpu-t20")
     (tmp_path / "joint.toml").write_text('extends = "uvc-cpu-t20"\ndrop_stages = ["warmup"]\n')

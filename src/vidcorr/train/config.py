@@ -346,12 +346,17 @@ def _drop_stages(path: Path, stages: dict[str, Any], dropped: Any, kept: dict[st
 
 
 def _extended_path(path: Path, parent: str) -> Path:
-    """``extends`` is looked up beside the extending file, then (a bare name) among the shipped ones."""
+    """``extends`` is looked up beside the extending file, then (a bare name) among the shipped ones.
+    A name that beside the file is the file itself (``my/uvc-cpu.toml`` extending ``"uvc-cpu"``) is
+    the shipped recipe: a file of one's own named like a shipped one can extend it."""
     file_name = parent if parent.endswith(".toml") else f"{parent}.toml"
     beside = path.parent / file_name
+    shipped = CONFIG_DIR / file_name
+    if beside.is_file() and beside.resolve() == path.resolve() and shipped.is_file():
+        return shipped
     if beside.is_file() or parent.endswith(".toml"):
         return beside
-    return CONFIG_DIR / file_name
+    return shipped
 
 
 # A stage's length is given one way or the other: a child that sets one replaces the parent's other.
