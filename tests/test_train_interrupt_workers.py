@@ -69,7 +69,7 @@ def test_a_second_ctrl_c_at_the_runs_end_stops_before_the_export(tmp_path: Path)
             f"{latest}; resume with --resume") in err
     assert load_checkpoint(latest)["progress"]["step"] == 3 and not weights.exists()
     code, err, _ = _ctrl_c_at(tmp_path, [], {}, ("--resume",), timeout=60, recipe=SHORT_AE)
-    assert code == 0 and f"resumed {latest} at step 3" in err and weights.is_file(), err
+    assert code == 0 and f"resumed {latest} at step 3 (finished)" in err and weights.is_file(), err
 
 
 def test_a_signal_in_the_last_step_ends_the_run_as_usual(short_list: Path, tmp_path: Path,

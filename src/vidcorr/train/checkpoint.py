@@ -302,8 +302,11 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
     set_rng_state(states[ctx.rank % len(states)])
     progress = Progress(**checkpoint["progress"])
     if ctx.is_main:  # every rank restores; only rank 0 logs (docs/training.md, DDP)
-        log.info("resumed %s at step %d (stage %d, epoch %d)", path, progress.step, progress.stage,
-                 progress.epoch)
+        # the stage by name, as every other line of the log (the index counted from 0 read as "stage 1"
+        # of a one-stage recipe); past the last stage the run has finished and only its export is left
+        where = (f"stage {recipe.stages[progress.stage].name!r}, epoch {progress.epoch}"
+                 if progress.stage < len(recipe.stages) else "finished")
+        log.info("resumed %s at step %d (%s)", path, progress.step, where)
     return progress
 
 
