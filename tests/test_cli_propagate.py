@@ -155,11 +155,11 @@ def test_interrupted_propagation_leaves_nothing(short_clip, tmp_path, monkeypatc
     real_write = masks_io.write_indexed_png
     calls = {"n": 0}
 
-    def failing_write(path, labels):
+    def failing_write(path, labels, palette=None):
         calls["n"] += 1
         if calls["n"] == 4:
             raise RuntimeError("disk full")
-        real_write(path, labels)
+        real_write(path, labels, palette)
 
     monkeypatch.setattr(masks_io, "write_indexed_png", failing_write)
     out = tmp_path / "half"
@@ -183,3 +183,32 @@ def test_a_mask_kept_among_the_frames_is_not_a_frame(short_clip, tmp_path, capsy
     assert sorted(p.name for p in (out / "masks").glob("*.png")) == [f"{i:05d}.png" for i in range(6)]
     said = [r.getMessage() for r in caplog.records if "first_frame.png" in r.getMessage()]
     assert len(said) == 1 and "left first_frame.png out of the frames" in said[0]
+
+
+def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path):
+    """An indexed first mask with colours of its own: its PNGs and overlay came back in DAVIS's
+    colours; a grayscale (0/255) mask has none and keeps the DAVIS palette."""
+    from vidcorr.io.masks import DAVIS_PALETTE
+    from vidcorr.io.video import open_frames
+
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    gray = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    ids = (np.array(Image.open(gray)) == 255).astype(np.uint8)
+    own = tmp_path / "own.png"
+    image = Image.fromarray(ids, mode="L").convert("P")
+    image.putpalette([10, 20, 30, 0, 200, 255])  # two entries only: the rest comes from DAVIS
+    image.save(own)
+    runs = {}
+    for name, mask in (("own", own), ("gray", gray)):
+        out = runs[name] = tmp_path / name
+        assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST]) == 0
+    written = Image.open(runs["own"] / "masks" / "00003.png")
+    palette = np.array(written.getpalette("RGB"), np.uint8).reshape(-1, 3)
+    assert palette[:2].tolist() == [[10, 20, 30], [0, 200, 255]] and (palette[2:] == DAVIS_PALETTE[2:len(palette)]).all()
+    assert (np.array(written) == np.array(Image.open(runs["gray"] / "masks" / "00003.png"))).all()  # same ids
+    gray_palette = np.array(Image.open(runs["gray"] / "masks" / "00003.png").getpalette("RGB"), np.uint8)
+    assert (gray_palette.reshape(-1, 3) == DAVIS_PALETTE[: len(gray_palette) // 3]).all()
+    car = ids.astype(bool)
+    first = {name: open_frames(out / "overlay.mp4").read_at([0])[0].astype(int) for name, out in runs.items()}
+    blue_minus_red = {name: (f[car, 2] - f[car, 0]).mean() for name, f in first.items()}
+    assert blue_minus_red["own"] > blue_minus_red["gray"] + 60  # (0, 200, 255) tint, not DAVIS's red

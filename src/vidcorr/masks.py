@@ -123,14 +123,17 @@ class MaskTracker:
         return _index_map(self.propagator, soft)
 
 
-def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator) -> np.ndarray:
+def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator,
+                 palette: np.ndarray | None = None) -> np.ndarray:
     """The frame (H, W, 3) with its masks (H, W) drawn on it (`vidcorr.viz.overlay_mask`) and, when
-    the propagator is a `UVCTracker`, each object's current box in the object's colour."""
-    image = overlay_mask(frame, labels)
+    the propagator is a `UVCTracker`, each object's current box in the object's colour (palette:
+    (256, 3) colours of the ids, default the DAVIS palette)."""
+    colours = DAVIS_PALETTE if palette is None else palette
+    image = overlay_mask(frame, labels, palette=colours)
     if isinstance(propagator, UVCTracker):
         for k, box in propagator.pixel_boxes().items():
             if box is not None:
-                image = draw_box(image, box, tuple(int(c) for c in DAVIS_PALETTE[k]), thickness=2)
+                image = draw_box(image, box, tuple(int(c) for c in colours[k]), thickness=2)
     return image
 
 

@@ -30,8 +30,10 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
-def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend object colours (DAVIS palette) into an RGB frame and outline each object.
+def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
+                 palette: np.ndarray | None = None) -> np.ndarray:
+    """Blend object colours (``palette`` (256, 3), default the DAVIS palette) into an RGB frame and
+    outline each object.
 
     frame: (H, W, 3) uint8 RGB; labels: (H, W) integer ids, 0 = background -> (H, W, 3) uint8.
     """
@@ -40,7 +42,7 @@ def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> n
                          f"{labels.shape[1]}x{labels.shape[0]}")
     out = frame.astype(np.float32)
     objects = labels > 0
-    colours = DAVIS_PALETTE[np.clip(labels, 0, 255)].astype(np.float32)
+    colours = (DAVIS_PALETTE if palette is None else palette)[np.clip(labels, 0, 255)].astype(np.float32)
     out[objects] = (1 - alpha) * out[objects] + alpha * colours[objects]
     # a 1-px outline keeps the frame readable under the tint
     edges = labels != ndimage.grey_erosion(labels, size=3)

@@ -191,10 +191,13 @@ def _name(names: list[str] | None, t: int) -> str:
 
 
 def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
-    from vidcorr.io.masks import read_mask
+    from vidcorr.io.masks import read_mask, read_palette
     from vidcorr.masks import check_first_mask
 
     first_mask = check_first_mask(read_mask(path), frame_hw, path)
+    # The user's colours, not DAVIS's: a mask drawn in a tool's palette came back recoloured
+    # (ids are indices either way). A grayscale mask has none: the DAVIS palette.
+    palette = read_palette(path)
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.io.masks import write_indexed_png
@@ -202,8 +205,8 @@ def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | N
 
         (out_dir / "masks").mkdir()
         for t, (frame, labels) in enumerate(propagate_mask(propagator, source, first_mask)):
-            write_indexed_png(out_dir / "masks" / f"{_name(names, t)}.png", labels)
-            yield mask_overlay(frame, labels, propagator)
+            write_indexed_png(out_dir / "masks" / f"{_name(names, t)}.png", labels, palette)
+            yield mask_overlay(frame, labels, propagator, palette)
 
     return Annotation(write, "masks/*.png")
 

@@ -42,21 +42,42 @@ def _pascal_colormap() -> np.ndarray:
 DAVIS_PALETTE: np.ndarray = _pascal_colormap()
 
 
-def write_indexed_png(path: str | Path, labels: np.ndarray) -> None:
-    """Write a label map as a palette ('P' mode) PNG with `DAVIS_PALETTE`.
+def write_indexed_png(path: str | Path, labels: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write a label map as a palette ('P' mode) PNG with ``palette`` (default `DAVIS_PALETTE`).
 
     Args:
         path: destination; parent folders are created. Written to a temporary file in the same
             folder and renamed into place, so a crash never leaves a half-written mask.
         labels: uint8 [H, W] object ids (255 = void); stored as palette indices unchanged.
+        palette: (256, 3) uint8 colours (`read_palette`: the first-frame mask's own); only the
+            colours change with it, never the indices.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.dtype != np.uint8:
         raise ValueError(f"labels must be uint8 [H, W], got {labels.dtype} {labels.shape}")
+    colours = DAVIS_PALETTE if palette is None else np.asarray(palette, np.uint8)
+    if colours.shape != (256, 3):
+        raise ValueError(f"palette must be (256, 3) uint8 colours, got {colours.shape}")
     img = Image.fromarray(np.ascontiguousarray(labels), mode="L")
-    img.putpalette(DAVIS_PALETTE.tobytes())  # 'L' -> 'P': the pixel values become indices as they are
+    img.putpalette(colours.tobytes())  # 'L' -> 'P': the pixel values become indices as they are
     with atomic_file(path) as tmp:
         img.save(tmp, format="PNG")
+
+
+def read_palette(path: str | Path) -> np.ndarray | None:
+    """The colours (256, 3) uint8 of an indexed ('P') mask PNG, None for a grayscale one.
+
+    A palette shorter than 256 entries (PNG allows it) is completed from `DAVIS_PALETTE`, so every
+    id has a colour. Read after `read_mask` has accepted the file (errors are its to raise).
+    """
+    with Image.open(path) as img:
+        if img.mode != "P":
+            return None
+        values = np.asarray(img.getpalette("RGB") or [], np.uint8)
+    colours = DAVIS_PALETTE.copy()
+    entries = values[: len(values) // 3 * 3].reshape(-1, 3)[:256]
+    colours[: len(entries)] = entries
+    return colours
 
 
 def read_mask(path: str | Path) -> np.ndarray:
