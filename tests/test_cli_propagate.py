@@ -212,3 +212,20 @@ def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path):
     first = {name: open_frames(out / "overlay.mp4").read_at([0])[0].astype(int) for name, out in runs.items()}
     blue_minus_red = {name: (f[car, 2] - f[car, 0]).mean() for name, f in first.items()}
     assert blue_minus_red["own"] > blue_minus_red["gray"] + 60  # (0, 200, 255) tint, not DAVIS's red
+
+
+def test_a_feature_grid_a_few_cells_high_is_warned_about(short_clip, tmp_path, caplog):
+    """--size 10 (a grid 2 cells high) propagated garbage without a word; --size 120 says nothing."""
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    argv = ["propagate", str(frames), "--mask", str(mask), "--no-video", "--features", "lab-pixels"]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "tiny"), "--size", "10"]) == 0
+    said = [r.getMessage() for r in caplog.records if "feature grid" in r.getMessage()]
+    assert len(said) == 1 and "cells on the short side" in said[0], said
+    stride = 10 / int(said[0].split("cells (")[0].split("x")[-1])  # input short side / grid rows
+    assert f"--size {int(np.ceil(8 * stride))} or more" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "fine"), "--size", "120"]) == 0
+    assert not [r for r in caplog.records if "feature grid" in r.getMessage()]
