@@ -403,9 +403,11 @@ def run_export(args: argparse.Namespace) -> int:
         raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
     model.load_state_dict(checkpoint["model"])
     progress = Progress(**checkpoint["progress"])
-    # The trainer's own sidecar fields, as far as the checkpoint holds them (not the hardware, nor
-    # the training command).
-    meta = {**export_meta(args.checkpoint.parent, recipe, checkpoint.get("data"), progress),
+    # The trainer's own sidecar fields, as far as the checkpoint holds them (not the hardware; the
+    # command lines that trained it as `commands`, but no `command`: that is the trainer's own).
+    commands = checkpoint.get("commands")
+    meta = {**export_meta(args.checkpoint.parent, recipe, checkpoint.get("data"), progress,
+                          commands if isinstance(commands, list) else None),
             "exported_from": str(args.checkpoint)}
     path = save_weights(model.encoder, args.out, None, meta, dtype=export_dtype(model.encoder))
     when = "the run's end" if meta["finished"] else "before the recipe's end: marked unfinished"

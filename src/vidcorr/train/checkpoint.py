@@ -11,6 +11,7 @@ so opening one never runs pickled code):
                 position), samples seen, unreadable draws, accumulated wall time
     rng         one entry per rank: python, numpy, torch CPU and CUDA generator states
     recipe      the recipe as a dict; data: the video index summary
+    commands    the command lines that started and resumed the run, in order (absent before 2027-01)
 
 Written atomically (temp file in the same folder + ``os.replace``): a crash or a kill during a
 save leaves the previous checkpoint intact.
@@ -29,8 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidcorr import __version__
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import atomic_file
+from vidcorr.io.atomic import atomic_file, write_text_atomic
 from vidcorr.train.config import Recipe, recipe_from_dict
 from vidcorr.train.distributed import DistContext, all_gather_objects
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "vidcorr-checkpoint/1"
 LATEST = "checkpoint.pt"
+RUN_INFO = "run.json"  # what identifies a run dir: recipe, version, every command that ran it
+RUN_INFO_FORMAT = "vidcorr-run/1"
 
 
 @dataclass
@@ -251,8 +255,9 @@ def _legacy_records(path: Path, checkpoint: dict[str, Any], stored: Recipe, reci
 
 def payload(method: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress,
             recipe: Recipe, data: dict[str, Any], ctx: DistContext, *, lr: float,
-            stage_name: str) -> dict[str, Any]:
-    """The checkpoint dict. Collective under DDP: every rank must call it (RNG states)."""
+            stage_name: str, commands: list[str] | None = None) -> dict[str, Any]:
+    """The checkpoint dict. Collective under DDP: every rank must call it (RNG states).
+    ``commands``: the command lines that started and resumed the run so far."""
     return {
         "model": method.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -264,11 +269,28 @@ def payload(method: nn.Module, optimizer: torch.optim.Optimizer, progress: Progr
         "recipe": recipe.to_dict(),
         "bf16": recipe.autocast_bf16(ctx.device.type),  # what the steps so far ran under
         "data": data,
+        "commands": list(commands or []),
     }
 
 
 def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim.Optimizer,
             ctx: DistContext, data: dict[str, Any] | None = None) -> Progress:
+    """`resume` without the stored command lines."""
+    return resume(path, recipe, method, optimizer, ctx, data)[0]
+
+
+def stored_commands(path: Path, checkpoint: dict[str, Any]) -> list[str]:
+    """The command lines a checkpoint records; [] for one from before they were recorded (a
+    malformed entry is not worth refusing a resume over: warned about, then treated as absent)."""
+    commands = checkpoint.get("commands", [])
+    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+        log.warning("%s: its 'commands' entry is not a list of command lines; starting the list anew", path)
+        return []
+    return commands
+
+
+def resume(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim.Optimizer,
+           ctx: DistContext, data: dict[str, Any] | None = None) -> tuple[Progress, list[str]]:
     """Load the checkpoint at ``path`` into ``method``, ``optimizer`` and this rank's RNGs.
 
     data: the `VideoIndex.describe` summary of the videos this session indexed.
@@ -307,13 +329,30 @@ def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.opti
         where = (f"stage {recipe.stages[progress.stage].name!r}, epoch {progress.epoch}"
                  if progress.stage < len(recipe.stages) else "finished")
         log.info("resumed %s at step %d (%s)", path, progress.step, where)
-    return progress
+    return progress, stored_commands(path, checkpoint)
 
 
-def export_meta(run_dir: Path, recipe: Recipe, data: dict[str, Any] | None, progress: Progress) -> dict[str, Any]:
+def export_meta(run_dir: Path, recipe: Recipe, data: dict[str, Any] | None, progress: Progress,
+                commands: list[str] | None = None) -> dict[str, Any]:
     """The weights sidecar's account of a run at ``progress``: what the trainer's export
     (`vidcorr.train.loop`) and ``vidcorr train export`` of a checkpoint both write. ``finished``:
-    every stage of the recipe done, as at a run's end (or in its last stage's checkpoint)."""
-    return {"name": Path(run_dir).name, "method": recipe.method, "recipe": recipe.name,
+    every stage of the recipe done, as at a run's end (or in its last stage's checkpoint).
+    ``commands``: the command lines that started and resumed the run (left out when unknown: a
+    checkpoint from before they were recorded)."""
+    meta = {"name": Path(run_dir).name, "method": recipe.method, "recipe": recipe.name,
             "recipe_config": recipe.to_dict(), "data": data, "steps": progress.step, "samples": progress.samples,
             "finished": progress.stage == len(recipe.stages), "wall_time_s": round(progress.wall_time, 1)}
+    if commands:
+        meta["commands"] = list(commands)
+    return meta
+
+
+def write_run_info(run_dir: Path, recipe: Recipe, commands: list[str]) -> Path:
+    """(Over)write RUN_DIR/run.json, atomically: the run dir says by itself what it holds (the
+    checkpoints and TensorBoard events do not say it without loading them), and keeps the command
+    that started the run after a resume (the sidecar's ``command`` is only the last one)."""
+    path = Path(run_dir) / RUN_INFO
+    info = {"format": RUN_INFO_FORMAT, "name": Path(run_dir).name, "method": recipe.method,
+            "vidcorr_version": __version__, "recipe": recipe.to_dict(), "commands": list(commands)}
+    write_text_atomic(path, json.dumps(info, indent=2) + "\n")
+    return path

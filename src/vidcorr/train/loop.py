@@ -94,6 +94,7 @@ class _Run:
     runlog: RunLog
     stop: StopSignals
     saved_step: int  # the step of the checkpoint on disk (this run's progress.step when current)
+    commands: list[str] = field(default_factory=list)  # that started and resumed the run, this one last
     interrupted: bool = False  # the ranks agreed to stop on a signal (`feed.batches`)
 
 
@@ -135,16 +136,22 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
         method = method.to(memory_format=torch.channels_last)
     optimizer = _optimizer(method.trainable_parameters(), recipe)
     if job.resume:
-        progress = ckpt.restore(run_dir / ckpt.LATEST, recipe, method, optimizer, ctx,
-                                 index.describe())
+        progress, commands = ckpt.resume(run_dir / ckpt.LATEST, recipe, method, optimizer, ctx,
+                                         index.describe())
     elif (run_dir / ckpt.LATEST).exists():
         raise InputError(run_dir, "already holds a training checkpoint: pass --resume to continue "
                                   "that run, or choose a new run dir")
     else:
-        progress = ckpt.Progress()
+        progress, commands = ckpt.Progress(), []
     run = _Run(job, ctx, index, method, wrap_ddp(method, ctx), optimizer, progress,
                RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar), stop,
-               saved_step=progress.step)
+               saved_step=progress.step, commands=[*commands, job.command])
+    if ctx.is_main:
+        ckpt.write_run_info(run_dir, recipe, run.commands)
+        if _past_max_steps(run):
+            log.warning("%s is at step %d, already past --max-steps %d: nothing was trained (give a "
+                        "larger --max-steps, or none, to continue the run)", run_dir / ckpt.LATEST,
+                        progress.step, job.max_steps)
     if ctx.is_main:
         log.info("%s: %s on %d videos (%d frames), stages %s, %d process(es) on %s", recipe.name,
                  recipe.method, len(index), index.describe()["frames"],
@@ -155,6 +162,8 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
         progress.wall_time = run.runlog.wall_time()
     except BaseException:
         if not job.resume and not (run_dir / ckpt.LATEST).exists():
+            if ctx.is_main:  # first: the run dir it was written to is removed if left empty
+                (run_dir / ckpt.RUN_INFO).unlink(missing_ok=True)
             run.runlog.discard()  # a fresh run that ended before its first checkpoint leaves nothing
         raise
     finally:
@@ -318,6 +327,14 @@ def _at_max_steps(run: _Run) -> bool:
     return run.job.max_steps is not None and run.progress.step >= run.job.max_steps
 
 
+def _past_max_steps(run: _Run) -> bool:
+    """A resumed, unfinished run already beyond --max-steps: it stops at once, training nothing.
+    At exactly --max-steps it is a deliberate no-op (how an auto-encoder run's weights are written
+    from its checkpoint), so only beyond is remarked on."""
+    return (run.job.max_steps is not None and run.progress.step > run.job.max_steps
+            and run.progress.stage < len(run.job.recipe.stages))
+
+
 def _interrupted(run: _Run) -> TrainingInterrupted:
     """What a signal stopped, after its boundary's checkpoint; with every DDP rank if they agreed on it."""
     progress, stages = run.progress, run.job.recipe.stages
@@ -353,7 +370,7 @@ def _save(run: _Run, stage_end: str | None = None) -> None:
     stage = run.job.recipe.stages[min(run.progress.stage, len(run.job.recipe.stages) - 1)]
     payload = ckpt.payload(run.method, run.optimizer, run.progress, run.job.recipe,
                            run.index.describe(), run.ctx, lr=run.optimizer.param_groups[0]["lr"],
-                           stage_name=stage.name)
+                           stage_name=stage.name, commands=run.commands)
     if run.ctx.is_main:
         path = ckpt.save_checkpoint(Path(run.job.run_dir) / ckpt.LATEST, payload)
         if stage_end is not None:  # kept: e.g. to evaluate the warm-up encoder alone
@@ -366,8 +383,10 @@ def _export(run: _Run) -> Path:
     """Weights (fp16 safetensors + JSON sidecar) of the method's exported module; float32 where a
     parameter exceeds fp16's range."""
     module, config = _exported(run.method)
-    meta = {**ckpt.export_meta(Path(run.job.run_dir), run.job.recipe, run.index.describe(), run.progress),
-            "hardware": run.runlog.hardware(), "command": run.job.command}
+    # `command`: the last command line (what it always was); `commands`: all, the first one included
+    meta = {**ckpt.export_meta(Path(run.job.run_dir), run.job.recipe, run.index.describe(), run.progress,
+                               run.commands),
+            "hardware": run.runlog.hardware(), "command": run.commands[-1]}
     path = save_weights(module, run.job.export, config, meta, dtype=export_dtype(module))
     log.info("exported %s", path)
     return path
