@@ -130,7 +130,7 @@ def test_a_second_signal_during_the_save_stops_at_once_keeping_the_last_checkpoi
     assert str(error.value) == (f"interrupted by SIGINT and stopped at once; the last checkpoint, "
                                 f"{run_dir / 'checkpoint.pt'}, is intact (resume with --resume)")
     assert load_checkpoint(run_dir / "checkpoint.pt")["progress"]["step"] == 2
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "tensorboard"]  # no temporary file
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "run.json", "tensorboard"]  # no temporary file
     assert_handlers_restored()
 
 
