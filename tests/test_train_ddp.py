@@ -118,7 +118,7 @@ def test_only_rank_0_reports_a_resume_and_the_runs_end(tmp_path: Path, monkeypat
     for rank, lines in ((1, 0), (0, 2)):
         caplog.clear()
         with caplog.at_level("INFO", logger="vidcorr.train.checkpoint"):
-            ckpt.restore(path, recipe, method, optimizer, ctx[rank])
+            ckpt.resume(path, recipe, method, optimizer, ctx[rank])
         monkeypatch.setenv("RANK", str(rank))
         assert train_cmd._run(SimpleNamespace(recipe=recipe)) == 0
         assert len(caplog.records) == lines and capsys.readouterr().out.count("stopped at step 2") == lines // 2

@@ -11,7 +11,7 @@ so opening one never runs pickled code):
                 position), samples seen, unreadable draws, accumulated wall time
     rng         one entry per rank: python, numpy, torch CPU and CUDA generator states
     recipe      the recipe as a dict; data: the video index summary
-    commands    the command lines that started and resumed the run, in order (absent before 2027-01)
+    commands    the command lines that started and resumed the run, in order (absent from checkpoints written before 2026-12-06)
 
 Written atomically (temp file in the same folder + ``os.replace``): a crash or a kill during a
 save leaves the previous checkpoint intact.
@@ -271,12 +271,6 @@ def payload(method: nn.Module, optimizer: torch.optim.Optimizer, progress: Progr
         "data": data,
         "commands": list(commands or []),
     }
-
-
-def restore(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim.Optimizer,
-            ctx: DistContext, data: dict[str, Any] | None = None) -> Progress:
-    """`resume` without the stored command lines."""
-    return resume(path, recipe, method, optimizer, ctx, data)[0]
 
 
 def stored_commands(path: Path, checkpoint: dict[str, Any]) -> list[str]:

@@ -158,7 +158,7 @@ class CpuConfig:
 
     On a 2-core machine with a decoding worker, 1 thread trained UVC ~1.5x faster than 2.
     A resumed run is bit-exact only with the same thread count (reduction order changes); bf16
-    autocast must stay as it was on the device trained on (`Recipe.autocast_bf16`, `checkpoint.restore`).
+    autocast must stay as it was on the device trained on (`Recipe.autocast_bf16`, `checkpoint.resume`).
     """
 
     threads: int | None = None
@@ -196,7 +196,7 @@ class Recipe:
         Threads and channels_last only reorder float arithmetic (the last bits), so [cpu] and [cuda]
         are left out. bf16 autocast computes in another precision, so a change of it would make the
         rest another run; but only the setting of the device a run trains on applies
-        (`autocast_bf16`), and the checkpoint records that one (`checkpoint.restore` compares it).
+        (`autocast_bf16`), and the checkpoint records that one (`checkpoint.resume` compares it).
         """
         d = self.to_dict()
         d["data"].pop("workers")
