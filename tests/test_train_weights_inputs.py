@@ -9,11 +9,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from test_train_cli import TINY_MOCO, TINY_STT, TINY_UVC
 
 from vidcorr.cli import main
+from vidcorr.errors import InputError
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, read_weights, save_weights
-from vidcorr.train.checkpoint import load_checkpoint, save_checkpoint
+from vidcorr.train import checkpoint as ckpt
+from vidcorr.train import recipe_from_dict
+from vidcorr.train.checkpoint import load_checkpoint, save_checkpoint, stored_recipe
+from vidcorr.train.distributed import DistContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,6 +84,28 @@ def test_export_of_a_missing_checkpoint_or_of_a_folder_names_what_is_missing(tmp
     (folder / "checkpoint.pt").write_bytes(b"")
     assert main(["train", "export", "--checkpoint", str(folder), "--out", out]) == 2
     assert f"give the checkpoint file in it ({folder / 'checkpoint.pt'})\n" in capsys.readouterr().err
+
+
+def test_the_recipe_a_checkpoint_stores_is_read_alike_by_resume_resume_without_recipe_and_export(
+        tmp_path: Path, capsys) -> None:
+    """Three near-twin readers became `checkpoint.stored_recipe`: a recipe that cannot be read is
+    named with the checkpoint (resume and `train export` failed with a traceback), and one without a
+    name (vidcorr always writes one) is read as "checkpoint" by all three (export alone did)."""
+    recipe = recipe_from_dict({"method": "autoencoder", "stages": {"reconstruct": {"steps": 1}}}, "ae")
+    nameless = {k: v for k, v in recipe.to_dict().items() if k != "name"}
+    path = save_checkpoint(tmp_path / "run" / "checkpoint.pt", {"recipe": nameless})
+    assert stored_recipe(path, load_checkpoint(path)) == recipe.replace(name="checkpoint")
+    broken = save_checkpoint(tmp_path / "broken" / "checkpoint.pt", {"recipe": {**nameless, "stages": {}}})
+    named = f"{broken}: holds no readable recipe (ValueError: a recipe needs at least one [stages.<name>] table)"
+    with pytest.raises(InputError) as error:  # `vidcorr.train.train(..., resume=True)`
+        ckpt.resume(broken, recipe, LabAutoencoder(), None, DistContext(0, 1, 0, torch.device("cpu")))
+    assert str(error.value) == named
+    assert main(["train", "autoencoder", "--data", str(tmp_path), "--run-dir", str(broken.parent), "--resume",
+                 "--out", str(tmp_path / "ae.safetensors")]) == 2
+    assert capsys.readouterr().err == f"vidcorr: error: {named}\n"
+    assert main(["train", "export", "--checkpoint", str(broken), "--out", str(tmp_path / "w.safetensors")]) == 2
+    assert capsys.readouterr().err == f"vidcorr: error: {named}\n"
+    assert not list(tmp_path.glob("*.safetensors"))
 
 
 def test_a_warning_for_fine_tuning_without_init_stt_without_teacher_and_unfinished_weights(

@@ -130,14 +130,14 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
 def _stored(args: argparse.Namespace):
     """The recipe stored in the checkpoint --resume continues, read once per command (it may be
     asked for the recipe and for the weights records)."""
-    from vidcorr.train.checkpoint import stored_recipe
+    from vidcorr.train.checkpoint import load_checkpoint, stored_recipe
 
     if getattr(args, "stored_recipe", None) is None:
         path = _checkpoint_path(args)
         if not path.is_file():
             raise InputError(path, "no checkpoint to resume from (give the run's --run-dir; --resume "
                                    "without --recipe trains on with the recipe its checkpoint stores)")
-        args.stored_recipe = stored_recipe(path)
+        args.stored_recipe = stored_recipe(path, load_checkpoint(path))
     return args.stored_recipe
 
 
@@ -379,13 +379,12 @@ def run_export(args: argparse.Namespace) -> int:
     from vidcorr.methods import cycletime, moco, stt, uvc
     from vidcorr.models import LabAutoencoder, save_weights
     from vidcorr.models.weights import export_dtype
-    from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint
-    from vidcorr.train.config import recipe_from_dict
+    from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, stored_recipe
 
     if args.out.suffix != ".safetensors":
         raise InputError(args.out, "weights must be written to a .safetensors file")
     checkpoint = load_checkpoint(args.checkpoint)
-    recipe = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"].get("name", "checkpoint"))
+    recipe = stored_recipe(args.checkpoint, checkpoint)
     # The recipe in a checkpoint holds the method's full config (see run_uvc, run_cycletime); the
     # UVC auto-encoder's tensors are in the state dict too, so a fresh one is only a container.
     config = {k: v for k, v in recipe.model.items() if k not in RECORDS}

@@ -109,13 +109,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def stored_recipe(path: Path) -> Recipe:
-    """The recipe a checkpoint was trained with, as it records it (the method's full config in
-    [model], with the weights records of --autoencoder / --teacher); `InputError` if unusable."""
-    checkpoint = load_checkpoint(path)
+def stored_recipe(path: Path, checkpoint: dict[str, Any]) -> Recipe:
+    """The recipe the checkpoint loaded from ``path`` was trained with, as it records it (the
+    method's full config in [model], with the weights records of --autoencoder / --teacher): what
+    `resume` compares, `--resume` without --recipe trains on and `train export` builds the model
+    from. `InputError` naming ``path`` if unusable. Every vidcorr checkpoint names its recipe; one
+    that does not is named "checkpoint" (a name is shown, never compared on resume)."""
     try:
-        return recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"]["name"])
-    except (KeyError, TypeError, ValueError) as error:
+        recorded = checkpoint["recipe"]
+        return recipe_from_dict(recorded, recorded.get("name", "checkpoint"))
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise InputError(path, f"holds no readable recipe ({type(error).__name__}: {error})") from None
 
 
@@ -297,7 +300,7 @@ def resume(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim
     if not Path(path).exists():
         raise InputError(path, "no checkpoint to resume from")
     checkpoint = load_checkpoint(path)
-    stored = recipe_from_dict(checkpoint["recipe"], checkpoint["recipe"]["name"])
+    stored = stored_recipe(path, checkpoint)
     if stored.method != recipe.method:  # every other field differs too: they would bury this
         raise InputError(path, f"is a checkpoint of `vidcorr train {stored.method}`, not of `vidcorr train "
                                f"{recipe.method}`; resume it with `vidcorr train {stored.method}`")
