@@ -185,6 +185,19 @@ def test_a_mask_kept_among_the_frames_is_not_a_frame(short_clip, tmp_path, capsy
     assert len(said) == 1 and "left first_frame.png out of the frames" in said[0]
 
 
+def test_a_stray_image_among_the_frames_is_refused_naming_it(short_clip, tmp_path, capsys):
+    """cover.jpg, of the frames' size, beside them: it was propagated as a frame of its own."""
+    folder = tmp_path / "withcover"
+    folder.mkdir()
+    for path in sorted((short_clip / "JPEGImages" / "480p" / "car-shadow").glob("*.jpg")):
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "cover.jpg").write_bytes((folder / "00002.jpg").read_bytes())
+    mask, out = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png", tmp_path / "o"
+    _fails(["propagate", str(folder), "--mask", str(mask), "--out", str(out), *FAST], capsys,
+           f"{folder}: 1 image(s) not named like its 6 frames (00000.jpg, ...): cover.jpg", "move them out")
+    assert not out.exists()
+
+
 def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path):
     """An indexed first mask with colours of its own: its PNGs and overlay came back in DAVIS's
     colours; a grayscale (0/255) mask has none and keeps the DAVIS palette."""

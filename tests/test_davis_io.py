@@ -79,3 +79,12 @@ def test_split_file_with_a_byte_order_mark(tennis_root):
     """A split file saved by a Windows editor starts with a BOM, which became part of the first name."""
     (tennis_root / "ImageSets" / "2017" / "val.txt").write_bytes("\ufefftennis\r\n".encode("utf-8"))
     assert DavisDataset(tennis_root).sequences == ["tennis"]
+
+
+def test_a_stray_jpeg_among_a_sequences_frames_is_refused(tennis_root):
+    """00000_copy.jpg sorts between 00000.jpg and 00001.jpg: it was propagated as the second frame."""
+    frames = tennis_root / "JPEGImages" / "480p" / "tennis"
+    shutil.copy(frames / "00000.jpg", frames / "00000_copy.jpg")
+    with pytest.raises(InputError, match=r"1 image\(s\) not named like its 2 frames \(00000\.jpg, \.\.\.\): "
+                                         r"00000_copy\.jpg\. They would be read as frames: move them out"):
+        DavisDataset(tennis_root).frames("tennis")

@@ -1,6 +1,10 @@
-"""Frame folders read as videos: natural order, filtering, 16-bit and EXIF-turned images, mixed sizes, missing paths."""
+"""Frame folders read as videos: natural order, filtering, stray images, 16-bit and EXIF-turned images, mixed
+sizes, missing paths."""
 
 from __future__ import annotations
+
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -80,3 +84,51 @@ def test_missing_paths_and_empty_folder(tmp_path):
         open_frames(tmp_path)
     with pytest.raises(InputError):
         count_frames(tmp_path / "missing")
+
+
+def _davis_copy(davis2016_root, folder, n=8):
+    """The first n frames of a real DAVIS sequence (00000.jpg ...) copied to ``folder``."""
+    folder.mkdir()
+    for path in sorted((davis2016_root / "JPEGImages/480p/car-shadow").glob("*.jpg"))[:n]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.mark.parametrize("strays", [["cover.jpg"], ["mask_00000.png", "preview.jpg"]])
+def test_same_size_stray_images_in_a_frame_folder_are_refused_by_name(davis2016_root, tmp_path, strays):
+    """cover.jpg beside 00000.jpg ... (same size) was read as a frame without a word."""
+    folder = _davis_copy(davis2016_root, tmp_path / "car-shadow")
+    for stray in strays:
+        shutil.copy(folder / "00003.jpg", folder / stray)  # same size: shared_size cannot catch it
+    for read in (open_frames, count_frames):
+        with pytest.raises(InputError, match=f"{len(strays)} image\\(s\\) not named like its 8 frames "
+                                             r"\(00000\.jpg, \.\.\.\): " + re.escape(", ".join(strays))) as info:
+            read(folder)
+        assert "move them out of the folder" in str(info.value) and info.value.path == folder
+    for stray in strays:
+        (folder / stray).unlink()
+    assert len(open_frames(folder)) == 8
+
+
+def test_images_named_in_several_ways_alike_are_refused(tmp_path):
+    """img_*.jpg beside flow_x_*.jpg (TSN's layout): no naming most images share, so no strays to name."""
+    for t in range(3):
+        _write_png(tmp_path / f"img_{t:05d}.png", t)
+        _write_png(tmp_path / f"flow_x_{t:05d}.png", t)
+    with pytest.raises(InputError, match=r"images named in 2 ways \(3 like flow_x_00000\.png, 3 like img_00000\.png\)"):
+        open_frames(tmp_path)
+
+
+@pytest.mark.parametrize("names", [
+    [f"{t}.jpg" for t in range(1, 121)],                        # unpadded: natural order, 2 before 10
+    [f"frame_{t:04d}.png" for t in range(1, 13)],
+    [f"IMG_{t}.JPG" for t in (998, 999, 1000, 1001)],           # a camera counter's padding runs out
+    [f"cam1_{t:03d}.jpg" for t in range(3)] + [f"cam2_{t:03d}.jpg" for t in range(3)],
+    ["first.png", "second.png", "third.png"],                   # no numbers: no naming to go by, name order
+])
+def test_frame_folders_named_alike_still_open_in_natural_order(tmp_path, names):
+    for value, name in enumerate(reversed(names)):  # written in reverse: order must come from the names
+        _write_png(tmp_path / name, len(names) - 1 - value)
+    values = [int(np.median(frame)) for frame in open_frames(tmp_path)]
+    expected = sorted(range(len(names)), key=lambda i: natural_key(names[i]))
+    assert values == expected and count_frames(tmp_path) == len(names)

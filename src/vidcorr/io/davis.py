@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcorr.errors import InputError
-from vidcorr.io.images import image_size, natural_key, shared_size
+from vidcorr.io.images import image_size, natural_key, refuse_odd_names, shared_size
 from vidcorr.io.masks import VOID, mask_size, read_mask
 
 
@@ -65,9 +65,12 @@ class DavisDataset:
 
     def frames(self, seq: str) -> list[Path]:
         """JPEG frame paths of `seq` in natural (temporal) order: 2.jpg before 10.jpg; the same as
-        sorted for DAVIS's zero-padded names (at least one, else `InputError`)."""
-        files = _list_files(self.root / "JPEGImages" / self.resolution / seq, "*.jpg", "frames")
-        return sorted(files, key=lambda p: natural_key(p.name))
+        sorted for DAVIS's zero-padded names (at least one, else `InputError`; so too for a JPEG
+        not named like the frames, `refuse_odd_names`)."""
+        folder = self.root / "JPEGImages" / self.resolution / seq
+        files = sorted(_list_files(folder, "*.jpg", "frames"), key=lambda p: natural_key(p.name))
+        refuse_odd_names(folder, files)
+        return files
 
     def masks(self, seq: str) -> list[Path]:
         """Sorted annotation PNG paths of `seq` (all frames in DAVIS val, the first in test-dev)."""

@@ -38,7 +38,8 @@ def refuse_one_image(path: Path, advice: str) -> None:
 
 
 def list_frame_files(folder: Path, exclude: Collection[Path] = ()) -> list[Path]:
-    """Image files of a frame folder (`is_frame_file`) in natural order; `InputError` if there are none.
+    """Image files of a frame folder (`is_frame_file`) in natural order; `InputError` if there are
+    none, or if some are not named like the frames (`refuse_odd_names`).
 
     exclude: files to leave out (a first-frame mask kept among the frames is an image, not a frame).
     """
@@ -46,7 +47,48 @@ def list_frame_files(folder: Path, exclude: Collection[Path] = ()) -> list[Path]
     files = [p for p in folder.iterdir() if is_frame_file(p) and not (skipped and p.resolve() in skipped)]
     if not files:
         raise InputError(folder, f"folder has no frames ({'/'.join(IMAGE_SUFFIXES)} files)")
-    return sorted(files, key=lambda p: natural_key(p.name))
+    files.sort(key=lambda p: natural_key(p.name))
+    refuse_odd_names(folder, files)
+    return files
+
+
+def frame_naming(path: Path) -> str:
+    """A frame file's naming: its stem with every digit run as "#" ("frame_0001.png" -> "frame_#").
+    The suffix is left out: a folder may mix .jpg and .png frames."""
+    return re.sub(r"\d+", "#", path.stem.lower())
+
+
+ODD_NAMES_SHOWN = 10
+
+
+def refuse_odd_names(folder: Path, files: list[Path]) -> None:
+    """`InputError` naming the images of a numbered frame folder that are not named like its frames.
+
+    A same-size stray (cover.jpg, a preview, an exported annotation mask_00000.png) was read as one
+    more frame, without a word, and shifted every result after it. Refused rather than left out
+    with a warning: telling frames from strays by name is a guess, and a wrong guess that drops
+    real frames silently is worse than one that stops and names them; moving a file out is
+    a one-line fix. Folders whose images have no numbers at all (a.jpg, b.jpg) have no naming
+    to go by and are read in name order as before.
+    """
+    names: dict[str, list[str]] = {}  # naming -> the files' names, in order
+    for path in files:
+        names.setdefault(frame_naming(path), []).append(path.name)
+    if len(names) == 1 or not any("#" in naming for naming in names):
+        return
+    main = max(names, key=lambda naming: (len(names[naming]), "#" in naming))  # a tie: the numbered one
+    odd = [name for naming, group in names.items() if naming != main for name in group]
+    if len(names[main]) <= len(odd):  # no naming most images share: which are the frames is a guess
+        groups = sorted(names.values(), key=len, reverse=True)[:ODD_NAMES_SHOWN]
+        raise InputError(folder, f"images named in {len(names)} ways ("
+                                 + ", ".join(f"{len(group)} like {group[0]}" for group in groups)
+                                 + "): their names do not tell the frames from other images. Keep one "
+                                   "video's frames in the folder, named alike")
+    more = len(odd) - ODD_NAMES_SHOWN
+    shown = ", ".join(sorted(odd, key=natural_key)[:ODD_NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+    raise InputError(folder, f"{len(odd)} image(s) not named like its {len(names[main])} frames "
+                             f"({names[main][0]}, ...): {shown}. They would be read as frames: move them out "
+                             "of the folder (or rename them like the others if they are frames)")
 
 
 def read_image(path: str | Path) -> np.ndarray:
