@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,9 +199,12 @@ def test_a_stray_image_among_the_frames_is_refused_naming_it(short_clip, tmp_pat
     assert not out.exists()
 
 
-def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path):
+def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path, monkeypatch):
     """An indexed first mask with colours of its own: its PNGs and overlay came back in DAVIS's
-    colours; a grayscale (0/255) mask has none and keeps the DAVIS palette."""
+    colours; a grayscale (0/255) mask has none and keeps the DAVIS palette. The mask file is opened
+    once for its ids and colours (it was opened twice)."""
+    import PIL.Image
+
     from vidcorr.io.masks import DAVIS_PALETTE
     from vidcorr.io.video import open_frames
 
@@ -211,10 +215,13 @@ def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path):
     image = Image.fromarray(ids, mode="L").convert("P")
     image.putpalette([10, 20, 30, 0, 200, 255])  # two entries only: the rest comes from DAVIS
     image.save(own)
-    runs = {}
+    runs, opened, real_open = {}, [], PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda fp, *a, **k: opened.append(Path(fp)) or real_open(fp, *a, **k))
     for name, mask in (("own", own), ("gray", gray)):
         out = runs[name] = tmp_path / name
         assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST]) == 0
+    assert opened.count(own) == opened.count(gray) == 1
+    monkeypatch.undo()
     written = Image.open(runs["own"] / "masks" / "00003.png")
     palette = np.array(written.getpalette("RGB"), np.uint8).reshape(-1, 3)
     assert palette[:2].tolist() == [[10, 20, 30], [0, 200, 255]] and (palette[2:] == DAVIS_PALETTE[2:len(palette)]).all()

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from vidcorr.errors import InputError
-from vidcorr.io.masks import DAVIS_PALETTE, read_mask, write_indexed_png
+from vidcorr.io.masks import DAVIS_PALETTE, read_mask, read_mask_and_palette, read_palette, write_indexed_png
 
 
 def test_palette_is_the_one_of_the_golden_generator(shared_dir):
@@ -118,3 +118,20 @@ def test_smoothed_binary_mask_is_refused_but_grayscale_ids_with_void_bands_are_r
     ids[4, 4:21] = ids[19, 4:26] = ids[9, 34:56] = 255
     Image.fromarray(ids).save(tmp_path / "ids.png")
     assert np.array_equal(read_mask(tmp_path / "ids.png"), ids)
+
+
+def test_mask_and_palette_in_one_read_are_the_two_reads(tmp_path, davis2016_root, davis2017_fixtures):
+    short = Image.fromarray(np.array([[0, 1], [2, 255]], np.uint8), mode="L").convert("P")
+    short.putpalette([10, 20, 30, 40, 50, 60])  # two entries: the rest comes from DAVIS
+    short.save(tmp_path / "short.png")
+    for path in (tmp_path / "short.png", davis2017_fixtures / "Annotations/480p/tennis/00000.png",
+                 davis2016_root / "Annotations/480p/blackswan/00000.png"):
+        ids, palette = read_mask_and_palette(path)
+        np.testing.assert_array_equal(ids, read_mask(path))
+        expected = read_palette(path)
+        assert (palette is None) == (expected is None) and (palette is None or (palette == expected).all())
+    _, colours = read_mask_and_palette(tmp_path / "short.png")
+    assert colours[:2].tolist() == [[10, 20, 30], [40, 50, 60]] and (colours[2:] == DAVIS_PALETTE[2:]).all()
+    assert read_mask_and_palette(davis2016_root / "Annotations/480p/blackswan/00000.png")[1] is None
+    with pytest.raises(InputError, match="mask file not found"):
+        read_mask_and_palette(tmp_path / "missing.png")

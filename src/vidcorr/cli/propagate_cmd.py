@@ -211,13 +211,13 @@ def _name(names: list[str] | None, t: int) -> str:
 
 
 def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
-    from vidcorr.io.masks import read_mask, read_palette
+    from vidcorr.io.masks import read_mask_and_palette
     from vidcorr.masks import check_first_mask
 
-    first_mask = check_first_mask(read_mask(path), frame_hw, path)
     # The user's colours, not DAVIS's: a mask drawn in a tool's palette came back recoloured
-    # (ids are indices either way). A grayscale mask has none: the DAVIS palette.
-    palette = read_palette(path)
+    # (ids are indices either way). A grayscale mask has none (None): the DAVIS palette.
+    ids, palette = read_mask_and_palette(path)
+    first_mask = check_first_mask(ids, frame_hw, path)
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.io.masks import write_indexed_png

@@ -68,12 +68,18 @@ def read_palette(path: str | Path) -> np.ndarray | None:
     """The colours (256, 3) uint8 of an indexed ('P') mask PNG, None for a grayscale one.
 
     A palette shorter than 256 entries (PNG allows it) is completed from `DAVIS_PALETTE`, so every
-    id has a colour. Read after `read_mask` has accepted the file (errors are its to raise).
+    id has a colour. Read after `read_mask` has accepted the file (errors are its to raise);
+    `read_mask_and_palette` gives both from one opening.
     """
     with Image.open(path) as img:
-        if img.mode != "P":
-            return None
-        values = np.asarray(img.getpalette("RGB") or [], np.uint8)
+        return _palette_of(img)
+
+
+def _palette_of(img: Image.Image) -> np.ndarray | None:
+    """`read_palette` of an opened image."""
+    if img.mode != "P":
+        return None
+    values = np.asarray(img.getpalette("RGB") or [], np.uint8)
     colours = DAVIS_PALETTE.copy()
     entries = values[: len(values) // 3 * 3].reshape(-1, 3)[:256]
     colours[: len(entries)] = entries
@@ -93,18 +99,33 @@ def read_mask(path: str | Path) -> np.ndarray:
                    way ``np.array(Image.open(p))`` reads them in the official DAVIS code.
         other      `InputError` (RGB/RGBA gets a message on palette vs RGB), as for a JPEG file.
     """
-    path = Path(path)
+    return _read_mask(Path(path), with_palette=False)[0]
+
+
+def read_mask_and_palette(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(`read_mask`, `read_palette`) of one mask PNG, opened once: ids uint8 [H, W] and the
+    colours (256, 3) uint8, None for a grayscale mask."""
+    return _read_mask(Path(path), with_palette=True)
+
+
+def _read_mask(path: Path, with_palette: bool) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with Image.open(path) as img:
             mode = img.mode
             _check_mask_format(img, path)
             arr = np.array(img)
+            palette = _palette_of(img) if with_palette else None
     except FileNotFoundError:
         raise InputError(path, "mask file not found") from None
     except IsADirectoryError:
         raise InputError(path, "is a folder, not a mask file") from None
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(path, f"cannot read mask: {err}") from None
+    return _ids(arr, mode, path), palette
+
+
+def _ids(arr: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """A mask image's pixels (H, W) as object ids uint8 [H, W], by its mode (`read_mask`)."""
     if mode == "1":
         return arr.astype(np.uint8)  # bool -> 0/1: the foreground is object 1
     if mode == "L" and _is_binary_0_255(arr):
