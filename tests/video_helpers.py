@@ -1,5 +1,6 @@
 """Video files written for the decoding tests: any container, codec, rate, start and audio track
-(`write_test_video`), and an AVI whose last frame is held by empty chunks (`write_held_avi`)."""
+(`write_test_video`), an AVI whose last frame is held by empty chunks (`write_held_avi`), and a
+variable-frame-rate video (`write_vfr_video`)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,26 @@ def write_held_avi(path: Path, audio: bool) -> None:
                 silence.sample_rate, silence.pts, silence.time_base = 48000, start, Fraction(1, 48000)
                 container.mux(sound.encode(silence))
             container.mux(sound.encode())
+
+
+VFR_TIMES = [0.0, 0.1, 0.2, 0.3, 0.325, 0.35, 0.375, 0.4, 0.6, 0.65]  # 10, 40, 5 and 20 fps stretches
+
+
+def write_vfr_video(path: Path, frames: np.ndarray, times: list[float] = VFR_TIMES, codec: str = "libx264",
+                    nominal_fps: int = 30) -> None:
+    """frames (T, H, W, 3) RGB uint8, each shown at its own time (seconds, in a 1 ms time base), as a
+    phone or screen recorder writes a variable frame rate; nominal_fps is the rate the stream is
+    opened with (a Matroska header gives it as the video's, whatever the frames do)."""
+    import av
+
+    time_base = Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=nominal_fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = time_base
+        for pixels, seconds in zip(frames, times, strict=True):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+            frame.pts, frame.time_base = round(seconds / time_base), time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())

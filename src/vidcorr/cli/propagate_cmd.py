@@ -80,7 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "to the box it is localised to in the next frame; meant for --preset uvc: with crw it "
                         "lowered J&F on our data (docs/uvc.md)")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
-    p.add_argument("--fps", type=positive_float, help=f"overlay video frame rate (default: the video's, else {DEFAULT_FPS:g})")
+    p.add_argument("--fps", type=positive_float,
+                   help="overlay video frame rate, constant (default: each frame at its input frame's time, "
+                        f"a variable frame rate included; a frame folder: {DEFAULT_FPS:g})")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
     add_model_arguments(p)
     p.set_defaults(func=run)
@@ -113,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
         _advise_on_size(args.input, source.size, preset)
     encoder, info = load_model(args, preset)
     fps = args.fps or source.fps or DEFAULT_FPS
+    # Each overlay frame at its input frame's time: one rate misses a variable-frame-rate video's
+    # timing. --fps asks for a constant rate; a frame folder (and the OpenCV backend) has no times.
+    times = None if args.fps or args.no_video else source.frame_times()
     start = time.perf_counter()
     n = 0
     with atomic_dir(args.out) as tmp:
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             for _ in counted():
                 pass
         else:
-            write_video(tmp / "overlay.mp4", counted(), fps)
+            write_video(tmp / "overlay.mp4", counted(), fps, times=times)
     elapsed = time.perf_counter() - start
     model = model_label(info)
     how = (f"tracker {args.tracker or DEFAULT_TRACKER}" if args.box is not None

@@ -27,6 +27,7 @@ import numpy as np
 from vidcorr.errors import InputError, TooFewFrames, VidcorrError
 from vidcorr.io.atomic import atomic_file
 from vidcorr.io.container_size import avi_video_frames, check_av_not_truncated, frame_end
+from vidcorr.io.frame_times import TIME_BASE, frame_ticks, shown_packets, shown_times
 from vidcorr.io.images import is_frame_file, list_frame_files, read_image, shared_size
 from vidcorr.io.video_opencv import opencv_count, opencv_decode, opencv_metadata, write_opencv
 
@@ -40,6 +41,7 @@ BACKENDS = ("auto", "pyav", "opencv")
 LazyFrame = Callable[[], np.ndarray]
 Decoder = Callable[[], Iterator[LazyFrame]]
 FrameCount = Callable[[], int | None]  # a header's frame count, worked out when first asked for
+FrameTimes = Callable[[], list[float] | None]  # `FrameSource.frame_times`, worked out when asked for
 
 
 def _import_av() -> ModuleType | None:
@@ -67,7 +69,8 @@ class FrameSource:
     Attributes:
         path: the video file or folder.
         size: (H, W) of the first frame; every frame has it (`InputError` otherwise).
-        fps: frames per second, None for folders unless given to `open_frames`.
+        fps: frames per second, None for folders unless given to `open_frames`. One rate: a
+            variable-frame-rate file's mean or nominal one (`frame_times` gives each frame's time).
         num_frames: frame count from the folder or container metadata, None when unknown or not
             sure to be the frames decoded; ``len()`` raises TypeError then. `count_frames` counts exactly.
             Worked out at first use (an AVI's count walks every chunk of the file: 0.25 s for an
@@ -77,11 +80,12 @@ class FrameSource:
     """
 
     def __init__(self, path: Path, decode: Decoder, size: tuple[int, int], fps: float | None,
-                 num_frames: int | None | FrameCount, backend: str, files: list[Path] | None = None):
+                 num_frames: int | None | FrameCount, backend: str, files: list[Path] | None = None,
+                 times: FrameTimes | None = None):
         self.path, self.size, self.fps = path, size, fps
         self._num_frames, self.backend = num_frames, backend
         self.files = files
-        self._decode = decode
+        self._decode, self._times = decode, times
 
     @property
     def num_frames(self) -> int | None:
@@ -92,6 +96,13 @@ class FrameSource:
     @num_frames.setter
     def num_frames(self, value: int | None) -> None:  # a caller that knows better (a count it made)
         self._num_frames = value
+
+    def frame_times(self) -> list[float] | None:
+        """When each frame is shown, seconds from the first (T,): a video file's own timing, which
+        ``fps`` (one rate) misses in a variable-frame-rate file. From the packets' timestamps, read
+        with PyAV (demuxing only); None for a frame folder, the OpenCV backend, or a file whose
+        packets lack timestamps (`vidcorr.io.frame_times`)."""
+        return self._times() if self._times is not None else None
 
     def __len__(self) -> int:
         if self.num_frames is None:
@@ -273,6 +284,11 @@ def _pyav_header_count(stream, rate: Fraction | None) -> int | None:
     return stream.frames if abs(stream.frames - shown) < 0.5 else None
 
 
+def _pyav_times(path: Path) -> list[float] | None:
+    with contextlib.closing(_open_av_container(path)) as container:
+        return shown_times(container)
+
+
 def _video_source(path: Path, backend: str) -> FrameSource:
     decode, metadata = {"pyav": (_pyav_decode, _pyav_metadata),
                         "opencv": (opencv_decode, opencv_metadata)}[backend]
@@ -282,7 +298,8 @@ def _video_source(path: Path, backend: str) -> FrameSource:
         if first is None:
             raise InputError(path, "contains no decodable video frames")
         size = first().shape[:2]
-    return FrameSource(path, lambda: decode(path), size, fps, num_frames, backend)
+    times = (lambda: _pyav_times(path)) if backend == "pyav" else None
+    return FrameSource(path, lambda: decode(path), size, fps, num_frames, backend, times=times)
 
 
 def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto",
@@ -320,11 +337,8 @@ def count_frames(path: str | Path, backend: str = "auto") -> int:
         raise InputError(path, "no such video file or frame folder")
     if _video_backend(backend) == "pyav":
         container = _open_av_container(path)
-        with contextlib.closing(container):
-            # Packets an MP4's edit list hides are demuxed flagged "discard", decoded, and dropped
-            # (`_pyav_header_count`); an older PyAV without `Packet.is_discard` counts them.
-            return sum(1 for packet in container.demux(container.streams.video[0])
-                       if packet.size and not getattr(packet, "is_discard", False))
+        with contextlib.closing(container):  # not those an MP4's edit list hides (`_pyav_header_count`)
+            return sum(1 for _ in shown_packets(container, container.streams.video[0]))
     return opencv_count(path)
 
 
@@ -357,7 +371,8 @@ def _checked_frames(path: Path, frames: Iterable[np.ndarray]) -> Iterator[np.nda
         yield _even(frame)
 
 
-def _write_pyav(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps: float) -> None:
+def _write_pyav(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps: float,
+                times: Sequence[float] | None) -> None:
     av = _import_av()
     try:
         codec = av.codec.Codec("libx264", "w").name
@@ -371,18 +386,28 @@ def _write_pyav(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps:
         stream.pix_fmt = "yuv420p"
         if codec == "mpeg4":
             stream.bit_rate = int(first.shape[0] * first.shape[1] * fps * 0.5)  # ~0.5 bit/pixel
+        ticks = None
+        if times is not None:  # each frame at its own time; fps stays the nominal rate
+            stream.codec_context.time_base, ticks = TIME_BASE, frame_ticks(times, fps)
         for frame in itertools.chain((first,), frames):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if ticks is not None:
+                picture.pts, picture.time_base = next(ticks), TIME_BASE
+            container.mux(stream.encode(picture))
         container.mux(stream.encode())
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
-                backend: str = "auto") -> Path:
+                backend: str = "auto", times: Sequence[float] | None = None) -> Path:
     """Encode RGB uint8 frames (H, W, 3), all one size, to an mp4 at ``path``; returns ``path``.
 
     PyAV with H.264 (libx264) when available, else MPEG-4 part 2; OpenCV ("mp4v") when PyAV is
     not installed. Odd sizes get one replicated row/column (yuv420p). Written to a temporary
     file in the same folder and renamed at the end: a failure leaves no half-written video.
+
+    times: each frame's display time, seconds from the first (T,) (`FrameSource.frame_times`, a
+    variable-frame-rate input's timing); frames beyond them follow at ``fps``. Honoured by PyAV;
+    OpenCV's writer has only a constant rate, ``fps``. None: every frame 1 / ``fps`` apart.
     """
     path = Path(path)
     if fps <= 0:
@@ -391,7 +416,9 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
     first = next(checked, None)
     if first is None:
         raise ValueError(f"{path}: no frames to write")
-    write = _write_pyav if _video_backend(backend) == "pyav" else write_opencv
     with atomic_file(path) as tmp:
-        write(tmp, first, checked, fps)
+        if _video_backend(backend) == "pyav":
+            _write_pyav(tmp, first, checked, fps, times)
+        else:
+            write_opencv(tmp, first, checked, fps)
     return path

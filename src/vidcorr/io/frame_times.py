@@ -1,0 +1,64 @@
+"""When each frame of a video file is shown, for writing a video that keeps that timing.
+
+A variable-frame-rate file (phone footage slows down in low light; screen recordings only store
+frames that change) has no one frame rate: its container's rate is a mean, or a nominal figure the
+frames do not follow. An overlay written at a constant rate ran ahead of or behind its input where
+the rate changed, so `vidcorr propagate` writes each overlay frame at its input frame's time
+(`shown_times`, PyAV only: the OpenCV backend reads timestamps only by decoding every frame, and its
+writer takes a constant rate anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
+
+# The written video's clock: fine enough for any common rate (NTSC's 1001/30000 s is 2002 ticks),
+# and coarse enough for MPEG-4 part 2 (the fallback codec), whose time base is at most 1/65535.
+TIME_BASE = Fraction(1, 60000)
+
+
+def shown_packets(container, stream) -> Iterator:
+    """``stream``'s packets that decode to a shown frame, in file order (demuxing only).
+
+    Packets an MP4's edit list hides are demuxed flagged "discard", decoded, and dropped; an older
+    PyAV without `Packet.is_discard` yields them. Empty packets (a held frame's) show nothing new.
+    """
+    for packet in container.demux(stream):
+        if packet.size and not getattr(packet, "is_discard", False):
+            yield packet
+
+
+def shown_times(container) -> list[float] | None:
+    """Display time of each frame of ``container``'s first video stream, seconds from its first
+    frame (T,), in display order (demuxing only: about 100x faster than decoding); None where a
+    packet has no timestamp (raw streams, some AVI files)."""
+    stream = container.streams.video[0]
+    times = []
+    for packet in shown_packets(container, stream):
+        if packet.pts is None:
+            return None
+        times.append(float(packet.pts * packet.time_base))
+    times.sort()  # decode order is not display order (B-frames)
+    return [t - times[0] for t in times] if times else None
+
+
+def frame_ticks(times: Sequence[float] | None, fps: float) -> Iterator[int]:
+    """Endless presentation timestamps in `TIME_BASE` ticks: ``times`` (seconds) first, then on
+    at ``fps`` from the last one (a video decoding to more frames than it has packets), always
+    increasing (an encoder refuses a repeated timestamp, and two packets of one time do occur)."""
+    last = None
+    for seconds in _then_steady(times or (), 1 / fps):
+        tick = round(seconds / TIME_BASE)
+        last = tick if last is None else max(tick, last + 1)
+        yield last
+
+
+def _then_steady(times: Iterable[float], period: float) -> Iterator[float]:
+    """``times``, then every ``period`` seconds after the last one (from 0 when there are none)."""
+    now = -period
+    for now in times:
+        yield now
+    while True:
+        now += period
+        yield now

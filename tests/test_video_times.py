@@ -1,0 +1,115 @@
+"""Frame timing of variable-frame-rate video: read from the packets (PyAV), kept by the mp4 writer
+and by `propagate`'s overlay; the OpenCV backend keeps working at a constant rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cli_helpers import FAST
+from PIL import Image
+from video_helpers import VFR_TIMES, write_vfr_video
+
+from vidcorr.cli import main
+from vidcorr.io import video
+from vidcorr.io.frame_times import TIME_BASE
+from vidcorr.io.video import count_frames, open_frames, write_video
+
+
+def _decoded_times(path) -> list[float]:
+    """Each decoded frame's time, seconds from the first (PyAV, the reference)."""
+    import av
+
+    with av.open(str(path)) as container:
+        times = [float(frame.time) for frame in container.decode(container.streams.video[0])]
+    return [t - times[0] for t in times]
+
+
+def _ramp(n: int, size=(32, 48)) -> np.ndarray:
+    """(n, H, W, 3) frames, frame t a flat grey of 20 t: which frame is which survives encoding."""
+    return np.stack([np.full((*size, 3), 20 * t, np.uint8) for t in range(n)])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_frame_times_are_a_variable_rate_videos_own(tmp_path, suffix):
+    """A Matroska VFR file's rate is the nominal one it was opened with (30), an MP4's a mean: neither
+    says when its frames are shown."""
+    path = tmp_path / f"vfr{suffix}"
+    write_vfr_video(path, _ramp(len(VFR_TIMES)))
+    source = open_frames(path, backend="pyav")
+    np.testing.assert_allclose(source.frame_times(), VFR_TIMES, atol=1e-3)
+    np.testing.assert_allclose(source.frame_times(), _decoded_times(path), atol=1e-9)
+    assert len(source.read_all()) == len(VFR_TIMES)
+    assert open_frames(path, backend="opencv").frame_times() is None  # decoding-only timing: not read
+    assert open_frames(path, backend="opencv").read_all().shape == (len(VFR_TIMES), 32, 48, 3)
+
+
+def test_frame_times_of_a_constant_rate_video_and_a_folder(real_video, tmp_path):
+    times = open_frames(real_video).frame_times()
+    assert times == pytest.approx(_decoded_times(real_video), abs=1e-9)
+    assert times == pytest.approx([t / 24 for t in range(len(times))], abs=1e-3) and len(times) == count_frames(real_video)
+    Image.fromarray(_ramp(1)[0]).save(tmp_path / "00000.png")
+    assert open_frames(tmp_path).frame_times() is None
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_write_video_puts_each_frame_at_its_time(tmp_path, codec, monkeypatch):
+    import av
+
+    if codec == "mpeg4":  # an FFmpeg without x264: the fallback, whose time base is at most 1/65535
+        real_codec = av.codec.Codec
+
+        def no_x264(name, mode="r"):
+            if name == "libx264":
+                raise ValueError("no libx264 here")
+            return real_codec(name, mode)
+
+        monkeypatch.setattr(av.codec, "Codec", no_x264)
+    frames = _ramp(len(VFR_TIMES))
+    out = write_video(tmp_path / "vfr.mp4", iter(frames), fps=17, times=VFR_TIMES)
+    with av.open(str(out)) as written:
+        assert written.streams.video[0].codec_context.name == {"libx264": "h264"}.get(codec, codec)
+    np.testing.assert_allclose(_decoded_times(out), VFR_TIMES, atol=float(TIME_BASE))
+    levels = [int(np.median(f)) for f in open_frames(out).read_all()]
+    assert np.abs(np.array(levels) - 20 * np.arange(len(frames))).max() <= 3  # in order, none dropped
+    # two frames past the times given follow at fps; a repeated time is moved one tick on
+    out = write_video(tmp_path / "more.mp4", iter(frames[:5]), fps=20, times=[0.0, 0.5, 0.5])
+    np.testing.assert_allclose(_decoded_times(out), [0, 0.5, 0.5 + float(TIME_BASE), 0.55, 0.6], atol=1e-6)
+    # without times: 1 / fps apart, as before
+    np.testing.assert_allclose(_decoded_times(write_video(tmp_path / "cfr.mp4", iter(frames), fps=20)),
+                               np.arange(len(frames)) / 20, atol=1e-6)
+
+
+def test_opencv_writer_has_a_constant_rate(tmp_path):
+    out = write_video(tmp_path / "cv.mp4", iter(_ramp(len(VFR_TIMES))), fps=20, backend="opencv", times=VFR_TIMES)
+    np.testing.assert_allclose(_decoded_times(out), np.arange(len(VFR_TIMES)) / 20, atol=1e-3)
+
+
+@pytest.fixture()
+def vfr_clip(short_clip, tmp_path):
+    """car-shadow's 6 frames as a variable-frame-rate mp4, and its first mask."""
+    seq = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    frames = np.stack([np.asarray(Image.open(p)) for p in sorted(seq.glob("*.jpg"))])
+    write_vfr_video(tmp_path / "car.mp4", frames, VFR_TIMES[:6])
+    return tmp_path / "car.mp4", short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+
+
+def test_propagate_overlay_keeps_a_variable_rate_videos_timing(vfr_clip, tmp_path):
+    """The overlay was written at one rate: frames 3-5 (40 fps) played at the mean rate, late."""
+    clip, mask = vfr_clip
+    out = tmp_path / "vfr"
+    assert main(["propagate", str(clip), "--mask", str(mask), "--out", str(out), *FAST]) == 0
+    np.testing.assert_allclose(_decoded_times(out / "overlay.mp4"), VFR_TIMES[:6], atol=1e-3)
+    out = tmp_path / "fixed"  # --fps: a constant rate, as asked
+    assert main(["propagate", str(clip), "--mask", str(mask), "--out", str(out), "--fps", "10", *FAST]) == 0
+    np.testing.assert_allclose(_decoded_times(out / "overlay.mp4"), np.arange(6) / 10, atol=1e-3)
+
+
+def test_propagate_without_pyav_writes_a_constant_rate(vfr_clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(video, "_import_av", lambda: None)  # a machine with OpenCV only
+    clip, mask = vfr_clip
+    out = tmp_path / "cv"
+    assert main(["propagate", str(clip), "--mask", str(mask), "--out", str(out), *FAST]) == 0
+    fps = open_frames(clip, backend="opencv").fps
+    assert len(list((out / "masks").glob("*.png"))) == 6
+    monkeypatch.undo()
+    np.testing.assert_allclose(_decoded_times(out / "overlay.mp4"), np.arange(6) / fps, atol=1e-3)
