@@ -57,6 +57,11 @@ def test_a_signal_stops_at_the_step_boundary_and_the_resume_is_exact(short_list:
     train(uvc_job(recipe, short_list, run_dir, resumed, resume=True, export=tmp_path / "resumed.safetensors"))
     assert [step for step, _ in resumed] == list(range(1, 8))
     assert resumed == straight  # every loss term of every step, bit for bit
+    log = (run_dir / "train.log").read_text()  # warnings and the end lines (logging is at WARNING here)
+    assert [line.split(": ")[0][-7:] for line in log.splitlines() if line.startswith("=====")] == [
+        "started", "resumed", "resumed"]
+    assert all(f"WARNING vidcorr.train.loop: interrupted by {s.name} at {where}; " in log for _, s, _, where in stops)
+    assert log.endswith(f"INFO vidcorr.train.loop: tiny-uvc: finished; checkpoint {run_dir / 'checkpoint.pt'}\n")
     a, b = (load_encoder(tmp_path / f"{n}.safetensors").state_dict() for n in ("straight", "resumed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -130,7 +135,9 @@ def test_a_second_signal_during_the_save_stops_at_once_keeping_the_last_checkpoi
     assert str(error.value) == (f"interrupted by SIGINT and stopped at once; the last checkpoint, "
                                 f"{run_dir / 'checkpoint.pt'}, is intact (resume with --resume)")
     assert load_checkpoint(run_dir / "checkpoint.pt")["progress"]["step"] == 2
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "run.json", "tensorboard"]  # no temporary file
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "run.json", "tensorboard",
+                                                         "train.log"]  # no temporary file
+    assert (run_dir / "train.log").read_text().endswith(f"WARNING vidcorr.train.loop: {error.value}\n")
     assert_handlers_restored()
 
 
@@ -282,3 +289,6 @@ def test_ddp_ranks_stop_at_the_same_step(short_list: Path, tmp_path: Path) -> No
     assert outcomes[0]["message"].startswith("interrupted by a signal to another rank at step 2")
     assert all(o["code"] == 143 and o["at_boundary"] for o in outcomes)
     assert load_checkpoint(latest)["progress"]["step"] == 2
+    lines = (tmp_path / "run" / "train.log").read_text().splitlines()  # rank 0's alone
+    assert len(lines) == 2 and " started: " in lines[0]
+    assert lines[1].endswith(f"WARNING vidcorr.train.loop: {outcomes[0]['message']}")

@@ -143,6 +143,8 @@ def test_nan_loss_stops_naming_the_step_and_terms(short_list: Path, tmp_path: Pa
     assert "step 5" in message and "loss=nan" in message and "colour=nan" in message
     assert "smoothness=1" in message and str(run_dir / "checkpoint.pt") in message
     assert load_checkpoint(run_dir / "checkpoint.pt")["progress"]["step"] == 4  # the last good one
+    last = (run_dir / "train.log").read_text().splitlines()[-1]  # what the command line prints
+    assert last.endswith(f" ERROR vidcorr.train.loop: training diverged: {message}")
 
 
 def test_skipped_videos_are_counted_and_images_logged(short_list: Path, tmp_path: Path,
@@ -343,6 +345,18 @@ def test_loader_workers_start_from_a_forkserver(short_list: Path, tmp_path: Path
     sampler.set_epoch(0)
     batch = next(iter(loader))
     assert batch["ref"].shape == (per_rank, 3, 32, 32) and batch["ref"].dtype == torch.uint8
+
+
+def test_loader_workers_append_their_warnings_to_train_log(data_dir: Path, tmp_path: Path) -> None:
+    """A video that fails mid-training is warned about by the loader worker that drew it, a process
+    without the trainer's handlers: its line reached the console only."""
+    videos = data_dir / "videos" / "davis2016-train"
+    listing = tmp_path / "overcounted.txt"  # the list's count is trusted: draws past the 25th frame fail
+    listing.write_text(f"{videos / SHORT[0]}.mp4 400\n" + "".join(f"{videos / name}.mp4\n" for name in SHORT[1:]))
+    result = train(tiny_job(tiny_recipe(steps=2, workers=1), listing, tmp_path / "run"))
+    assert result.progress.skipped_videos > 0
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert f"WARNING vidcorr.data.pairs: skipping unreadable video {videos / SHORT[0]}.mp4: " in log, log
 
 
 def _running(pid: int) -> bool:

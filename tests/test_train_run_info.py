@@ -1,10 +1,12 @@
 """RUN_DIR/run.json and the weights sidecar name every command that started and resumed a run;
-a resume already past --max-steps says it trained nothing."""
+RUN_DIR/train.log keeps the run's log lines across resumes; a resume already past --max-steps says
+it trained nothing."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -52,6 +54,48 @@ def test_run_json_and_sidecar_list_the_start_and_every_resume(run_args: list[str
     assert meta["commands"] == both and meta["command"] == both[-1] and meta["steps"] == 3
 
 
+DATED = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+
+
+def test_train_log_keeps_the_lines_of_the_start_and_of_every_resume(run_args: list[str], tmp_path: Path,
+                                                                    monkeypatch, capsys, caplog) -> None:
+    """Lines went to stderr (and TensorBoard) only: a terminal that scrolled away, or nohup, lost them."""
+    caplog.set_level(logging.INFO)  # what `vidcorr` sets up (pytest's own handlers keep it from doing so)
+    recipe = tmp_path / "ae.toml"
+    recipe.write_text(TINY_AE + "[log]\nevery = 1\ncheckpoint_every = 100\n")
+    log = tmp_path / "run" / "train.log"
+    first = run_args + ["--max-steps", "2"]
+    assert _train(first, monkeypatch) == 0
+    assert "%|" in capsys.readouterr().err  # the console had a tqdm bar ...
+    text = log.read_text()
+    assert "%|" not in text and "\r" not in text  # ... which the file has not
+    lines = text.splitlines()
+    assert re.fullmatch(f"===== {DATED} started: vidcorr {re.escape(' '.join(first))}", lines[0]), lines[0]
+    assert all(re.match(f"{DATED} (INFO|WARNING) vidcorr[.a-z_]*: ", line) for line in lines[1:]), lines
+    said = [line.split(": ", 1)[1] for line in lines[1:]]
+    assert said[0].startswith("ae: autoencoder on 30 videos")
+    assert [line.split(" | ")[0] for line in said if " | " in line] == ["step 1", "step 2"]
+    assert f"step 2: saved {tmp_path / 'run' / 'checkpoint.pt'}" in said
+    assert said[-1] == f"ae: stopped at step 2 (--resume continues); checkpoint {tmp_path / 'run' / 'checkpoint.pt'}"
+    (tmp_path / "other.toml").write_text(TINY_AE.replace("crop = 32", "crop = 24"))
+    refused = [a if a != str(recipe) else str(tmp_path / "other.toml") for a in run_args] + ["--resume"]
+    assert _train(refused, monkeypatch) == 2  # a refused resume adds nothing
+    assert log.read_text() == text
+    second = [a for a in run_args if a not in ("--recipe", str(recipe))] + ["--resume"]  # the stored recipe
+    assert _train(second, monkeypatch) == 0
+    appended = log.read_text()
+    assert appended.startswith(text + "\n")  # appended, after a blank line
+    lines = appended[len(text) + 1:].splitlines()
+    assert re.fullmatch(f"===== {DATED} resumed: vidcorr {re.escape(' '.join(second))}", lines[0]), lines[0]
+    said = [line.split(": ", 1)[1] for line in lines[1:]]
+    latest = tmp_path / "run" / "checkpoint.pt"
+    assert said[0] == f"--resume without --recipe: continuing with the recipe 'ae' stored in {latest}"  # held
+    assert said[1] == f"resumed {latest} at step 2 (stage 'reconstruct', epoch 0)"
+    assert [line.split(" | ")[0] for line in said if " | " in line] == [f"step {i}" for i in range(3, 7)]
+    assert said[-1] == f"ae: finished; checkpoint {tmp_path / 'run' / 'checkpoint.pt'}"
+    assert not logging.getLogger("vidcorr").handlers  # each command took its handlers away
+
+
 def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_run_json(run_args: list[str],
                                                                               tmp_path: Path, monkeypatch) -> None:
     def fail(*args, **kwargs):
@@ -60,7 +104,13 @@ def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_run_json(r
     monkeypatch.setattr("vidcorr.train.loop._run_stages", fail)
     with pytest.raises(RuntimeError, match="boom"):
         _train(run_args, monkeypatch)
-    assert not (tmp_path / "run" / "run.json").exists()
+    assert not (tmp_path / "run").exists()  # no run.json, no train.log
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train.log").write_text("a log of one's own\n")  # its lines: taken back
+    with pytest.raises(RuntimeError, match="boom"):
+        _train(run_args, monkeypatch)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["train.log"]
+    assert (tmp_path / "run" / "train.log").read_text() == "a log of one's own\n"
 
 
 def test_resume_past_max_steps_says_nothing_was_trained(run_args: list[str], tmp_path: Path, monkeypatch,
@@ -70,6 +120,8 @@ def test_resume_past_max_steps_says_nothing_was_trained(run_args: list[str], tmp
         assert _train(run_args + ["--resume", "--max-steps", "2"], monkeypatch) == 0
     assert "stopped at step 3" in capsys.readouterr().out
     assert "already past --max-steps 2: nothing was trained" in caplog.text
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert f"WARNING vidcorr.train.loop: {warning}\n" in (tmp_path / "run" / "train.log").read_text()
     caplog.clear()
     with caplog.at_level(logging.INFO):  # exactly at it: the deliberate way to write the weights, no remark
         assert _train(run_args + ["--resume", "--max-steps", "3"], monkeypatch) == 0

@@ -1,14 +1,15 @@
 """`vidcorr train uvc | cycletime | stt | moco | autoencoder` and `vidcorr train export` (docs/training.md).
 
 All run the generic trainer (`vidcorr.train.loop`) on videos from ``--data`` (folder trees or
-list files, repeatable) with a recipe (a shipped name or a TOML path), write checkpoints and
-TensorBoard logs to ``--run-dir`` and export weights at the end. Under
+list files, repeatable) with a recipe (a shipped name or a TOML path), write checkpoints,
+run.json, train.log and TensorBoard logs to ``--run-dir`` and export weights at the end. Under
 ``torchrun --nproc_per_node=N -m vidcorr train ...`` the same command trains with DDP.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -34,7 +35,8 @@ def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> N
                              "--resume the recipe stored in the run's checkpoint; see configs/train/)")
     parser.set_defaults(default_recipe=default_recipe)
     parser.add_argument("--run-dir", type=Path,
-                        help="checkpoints and TensorBoard logs (default: runs/<recipe name>)")
+                        help="the run's folder: checkpoints, run.json, train.log, TensorBoard logs "
+                             "(default: runs/<recipe name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its last checkpoint")
     # Checked here: --workers -1 ended in a torch traceback after the videos were indexed.
@@ -73,13 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     uvc.add_argument("--ablate", action="append", choices=ABLATIONS, default=[],
                      help="UVC Table 2 ablation: drop Localisation, Orthogonal terms, "
                           "Concentration, or all three; repeatable")
-    uvc.set_defaults(func=run_uvc)
+    uvc.set_defaults(func=_holding_lines(run_uvc))
 
     cycle = methods.add_parser("cycletime", help="train a CycleTime encoder (cycle consistency of time)",
                                description="Train CycleTime (METHODS.md §2) and export its encoder.")
     _common_arguments(cycle, "cycletime")
     _encoder_arguments(cycle)
-    cycle.set_defaults(func=run_cycletime)
+    cycle.set_defaults(func=_holding_lines(run_cycletime))
 
     stt = methods.add_parser("stt", help="train an STT encoder (the temporal stage)",
                              description="Train STT's temporal stage (METHODS.md §4) and export its encoder.")
@@ -89,20 +91,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "without one the global distillation term is left out; with --resume "
                           "the checkpoint's (checked by sha256)")
     _encoder_arguments(stt)
-    stt.set_defaults(func=run_stt)
+    stt.set_defaults(func=_holding_lines(run_stt))
 
     moco = methods.add_parser("moco", help="train a MoCo v2 encoder (STT's spatial stage, its teacher)",
                               description="Train MoCo v2 on video frames (STT's spatial stage, METHODS.md §4.2) "
                                           "and export the encoder `train stt --teacher` takes.")
     _common_arguments(moco, "moco")
     _encoder_arguments(moco)
-    moco.set_defaults(func=run_moco)
+    moco.set_defaults(func=_holding_lines(run_moco))
 
     ae = methods.add_parser("autoencoder", help="train UVC's Lab auto-encoder",
                             description="Train the Lab colour auto-encoder UVC reconstructs through.")
     _common_arguments(ae, "autoencoder")
     ae.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
-    ae.set_defaults(func=run_autoencoder)
+    ae.set_defaults(func=_holding_lines(run_autoencoder))
 
     export = methods.add_parser("export", help="export the encoder of a UVC, CycleTime, STT or MoCo training checkpoint",
                                 description="Write the encoder held in a UVC, CycleTime, STT or MoCo training checkpoint (e.g. "
@@ -112,6 +114,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a checkpoint written by `train uvc`, `cycletime`, `stt` or `moco`")
     export.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
     export.set_defaults(func=run_export)
+
+
+def _holding_lines(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` with the package's log lines held from its start for the run's train.log
+    (`vidcorr.train.runlog.held_lines`): this module's notes come before the run dir is known."""
+
+    @functools.wraps(run)
+    def holding(args: argparse.Namespace) -> int:
+        from vidcorr.train.distributed import launched_rank
+        from vidcorr.train.runlog import held_lines
+
+        with held_lines(enabled=launched_rank() == 0):  # only rank 0 writes train.log
+            return run(args)
+
+    return holding
 
 
 def _from_checkpoint(args: argparse.Namespace) -> bool:
@@ -436,11 +453,7 @@ def _run(job) -> int:
         shutdown(synchronise=completed)
     if launched_rank() != 0:  # under DDP only rank 0 reports, as it alone logs and exports
         return 0
-    if not result.checkpoint.exists():  # --max-steps 0 on a fresh run: it named a file never written
-        print(f"{job.recipe.name}: stopped before the first step; no checkpoint written")
-    else:
-        state = "finished" if result.finished else f"stopped at step {result.progress.step} (--resume continues)"
-        print(f"{job.recipe.name}: {state}; checkpoint {result.checkpoint}")
+    print(f"{job.recipe.name}: {result.summary()}")
     if result.export is not None:
         print(f"weights: {result.export}")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -50,9 +51,10 @@ def filling_a_batch(recipe: Recipe, videos: int, ctx: DistContext) -> Recipe:
     return recipe.replace(data=dataclasses.replace(data, samples_per_video=needed))
 
 
-def loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
-            ctx: DistContext) -> tuple[DataLoader, ShardedSampler, int]:
-    """This rank's loader for one stage; samples depend on (seed, stage, epoch, index) only."""
+def loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int, ctx: DistContext,
+           log_file: Path | None = None) -> tuple[DataLoader, ShardedSampler, int]:
+    """This rank's loader for one stage; samples depend on (seed, stage, epoch, index) only.
+    log_file: the run's train.log, where its workers append their warnings (an unreadable video)."""
     data = recipe.data
     if data.batch_size % ctx.world_size:
         raise VidcorrError(f"batch_size {data.batch_size} is not divisible by {ctx.world_size} "
@@ -69,7 +71,7 @@ def loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int,
                         drop_last=True, pin_memory=ctx.device.type == "cuda",
                         persistent_workers=data.workers > 0,
                         multiprocessing_context=worker_start_method() if data.workers > 0 else None,
-                        worker_init_fn=worker_init() if data.workers > 0 else None,
+                        worker_init_fn=worker_init(log_file) if data.workers > 0 else None,
                         # Its own generator: starting a loader iterator must not draw from the
                         # global torch RNG, or a resumed run would drift from the original.
                         generator=torch.Generator().manual_seed(recipe.seed))

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from vidcorr.data import ShardedSampler, VideoIndex
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, VidcorrError
 from vidcorr.models import load_weights_into, save_weights
 from vidcorr.models.weights import export_dtype
 from vidcorr.runtime import flush_cpu_denormals
@@ -45,7 +45,7 @@ from vidcorr.train import feed
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, init_distributed, wrap_ddp
 from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted, stopped_at_once
-from vidcorr.train.runlog import RunLog, visualise
+from vidcorr.train.runlog import RunLog, TextLog, visualise
 from vidcorr.train.schedule import learning_rate, stage_steps
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,13 @@ class TrainResult:
     checkpoint: Path
     export: Path | None
 
+    def summary(self) -> str:
+        """How the run ended, in a line (`vidcorr train` prints it after the recipe's name)."""
+        if not self.checkpoint.exists():  # --max-steps 0 on a fresh run: it named a file never written
+            return "stopped before the first step; no checkpoint written"
+        state = "finished" if self.finished else f"stopped at step {self.progress.step} (--resume continues)"
+        return f"{state}; checkpoint {self.checkpoint}"
+
 
 @dataclass
 class _Run:
@@ -93,6 +100,7 @@ class _Run:
     progress: ckpt.Progress
     runlog: RunLog
     stop: StopSignals
+    text: TextLog  # RUN_DIR/train.log
     saved_step: int  # the step of the checkpoint on disk (this run's progress.step when current)
     commands: list[str] = field(default_factory=list)  # that started and resumed the run, this one last
     interrupted: bool = False  # the ranks agreed to stop on a signal (`feed.batches`)
@@ -104,6 +112,7 @@ def train(job: TrainJob) -> TrainResult:
     Raises `TrainingInterrupted` on SIGINT / SIGTERM (in the main thread): after a checkpoint
     at the next step boundary, or at once on a second signal or before training began. One after
     the last step had begun leaves nothing to stop: the run ends as usual, saying so in the log.
+    Rank 0 keeps the run's log lines, and the one it ends with, in RUN_DIR/train.log (`TextLog`).
     """
     recipe = job.recipe
     ctx = init_distributed(job.device)
@@ -111,16 +120,39 @@ def train(job: TrainJob) -> TrainResult:
     if ctx.device.type == "cpu" and recipe.cpu.threads:
         torch.set_num_threads(recipe.cpu.threads)
     try:
-        # flushing subnormals: UVC at temperature 1 trains 19-29 % faster on the CPU
-        with flush_cpu_denormals(ctx.device.type == "cpu"), StopSignals(announce=ctx.is_main) as stop:
-            return _train(job, ctx, stop)
-    except StopAtOnce as stopped:
-        raise stopped_at_once(stopped.signal, Path(job.run_dir) / ckpt.LATEST) from None
+        with TextLog(Path(job.run_dir), ctx.is_main) as text:
+            try:
+                result = _stoppable(job, ctx, text)
+            except BaseException as error:  # the file ends with what the command line prints for it
+                text.note(logging.WARNING if isinstance(error, KeyboardInterrupt) else logging.ERROR,
+                          _ending(error))
+                raise
+            text.note(logging.INFO, f"{recipe.name}: {result.summary()}")
+            return result
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
+def _stoppable(job: TrainJob, ctx: DistContext, text: TextLog) -> TrainResult:
+    """`_train` under the stop signals' handlers: a signal that stops at once says so."""
+    try:
+        # flushing subnormals: UVC at temperature 1 trains 19-29 % faster on the CPU
+        with flush_cpu_denormals(ctx.device.type == "cpu"), StopSignals(announce=ctx.is_main) as stop:
+            return _train(job, ctx, stop, text)
+    except StopAtOnce as stopped:
+        raise stopped_at_once(stopped.signal, Path(job.run_dir) / ckpt.LATEST) from None
+
+
+def _ending(error: BaseException) -> str:
+    """train.log's last line for a run that raised ``error``: what `vidcorr train` prints for it."""
+    if isinstance(error, TrainingDiverged):
+        return f"training diverged: {error}"
+    if isinstance(error, (TrainingInterrupted, VidcorrError)):
+        return str(error)
+    return f"stopped by {type(error).__name__}: {error}"
+
+
+def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) -> TrainResult:
     """Index, build, restore, run the stages, export."""
     run_dir = Path(job.run_dir)
     index = feed.index(job, ctx)
@@ -144,8 +176,9 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
     else:
         progress, commands = ckpt.Progress(), []
     run = _Run(job, ctx, index, method, wrap_ddp(method, ctx), optimizer, progress,
-               RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar), stop,
+               RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar), stop, text,
                saved_step=progress.step, commands=[*commands, job.command])
+    text.open(job.command, resumed=job.resume)  # after RunLog, which made the run dir (and may remove it)
     if ctx.is_main:
         ckpt.write_run_info(run_dir, recipe, run.commands)
         if _past_max_steps(run):
@@ -164,6 +197,7 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals) -> TrainResult:
         if not job.resume and not (run_dir / ckpt.LATEST).exists():
             if ctx.is_main:  # first: the run dir it was written to is removed if left empty
                 (run_dir / ckpt.RUN_INFO).unlink(missing_ok=True)
+            text.discard()
             run.runlog.discard()  # a fresh run that ended before its first checkpoint leaves nothing
         raise
     finally:
@@ -182,7 +216,7 @@ def _run_stages(run: _Run) -> bool:
     while ran and progress.stage < len(recipe.stages) and not _at_max_steps(run):
         stage = recipe.stages[progress.stage]
         loader, sampler, per_rank = feed.loader(recipe, run.method.batch_kind(stage.name), run.index,
-                                                progress.stage, run.ctx)
+                                                progress.stage, run.ctx, log_file=run.text.writing_to)
         ran = _run_stage(run, loader, sampler, per_rank)
         if ran:
             progress.stage, progress.stage_step, progress.epoch, progress.batch_in_epoch = (

@@ -1,13 +1,20 @@
 """What a training run shows a person: console log lines, a tqdm bar, TensorBoard scalars and
-images (`RunLog`, used by `vidcorr.train.loop`; silent on ranks > 0)."""
+images (`RunLog`), and the same lines kept in RUN_DIR/train.log (`TextLog`); used by
+`vidcorr.train.loop`, silent on ranks > 0."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import logging.handlers
 import os
 import platform
+import sys
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
@@ -20,6 +27,9 @@ from vidcorr.train import checkpoint as ckpt
 from vidcorr.train.distributed import DistContext
 
 log = logging.getLogger(__name__)
+
+TEXT_LOG = "train.log"
+PACKAGE_LOGGER = "vidcorr"  # every module logs under it (`getLogger(__name__)`)
 
 
 class RunLog:
@@ -115,6 +125,117 @@ class RunLog:
                 path.unlink()
             elif not any(path.iterdir()):
                 path.rmdir()
+
+
+def text_log_handler(path: Path) -> logging.FileHandler:
+    """A handler appending INFO lines and up to ``path``, as the console shows them but dated (a run
+    spans days). Each line is flushed as written (`logging.StreamHandler`), so a crash keeps them."""
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    return handler
+
+
+class _HeldLines(logging.handlers.MemoryHandler):
+    """The package's lines logged before a run's train.log is opened, kept in memory (never flushed
+    on its own: without a target `flush` keeps them) until `TextLog.open` writes them there."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=sys.maxsize, flushLevel=logging.CRITICAL + 1, flushOnClose=False)
+        self.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def held_lines(enabled: bool = True) -> Iterator[None]:
+    """Keep the package's lines from now on for the train.log of the run that follows: `vidcorr
+    train` holds them from its start, so that its own notes (the recipe a resume takes from its
+    checkpoint, a missing --teacher) reach the file, although the run dir is known only later."""
+    if not enabled:
+        yield
+        return
+    held, logger = _HeldLines(), logging.getLogger(PACKAGE_LOGGER)
+    logger.addHandler(held)
+    try:
+        yield
+    finally:
+        logger.removeHandler(held)  # a no-op once `TextLog` took it
+        held.close()
+
+
+class TextLog:
+    """RUN_DIR/train.log: the human-readable lines of a run, for whoever's terminal scrolled away.
+
+    Every record of the package's loggers at INFO and up (start and resume lines, loss lines,
+    checkpoint saves, warnings; what the console shows, but tqdm's bars, which are not log records),
+    and the line the run ends with (`note`). Appended across resumes, each session opening with a
+    dated line naming its command. Lines logged before the run is established (indexing, the resume
+    checks) are held in memory and written after that line, so that a refused start or resume
+    writes nothing. Only where ``enabled`` (rank 0). From Python the lines are those the logging
+    configuration lets through (the command line: INFO); warnings and the end line always.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.path, self.enabled = Path(run_dir) / TEXT_LOG, enabled
+        self._logger = logging.getLogger(PACKAGE_LOGGER)
+        self._held: _HeldLines | None = None
+        self._file: logging.FileHandler | None = None
+        self._size: int | None = None  # the file's size before this session (None: it did not exist)
+
+    def __enter__(self) -> TextLog:
+        if self.enabled:
+            self._held = next((h for h in self._logger.handlers if isinstance(h, _HeldLines)), None)
+            if self._held is None:
+                self._held = _HeldLines()
+                self._logger.addHandler(self._held)
+        return self
+
+    def open(self, command: str, resumed: bool) -> None:
+        """The run is established (the run dir exists): from now on its lines go to the file."""
+        if not self.enabled or self._file is not None:
+            return
+        self._size = self.path.stat().st_size if self.path.exists() else None
+        self._file = text_log_handler(self.path)
+        when = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        gap = "\n" if self._size else ""
+        self._file.stream.write(f"{gap}===== {when} {'resumed' if resumed else 'started'}: {command}\n")
+        self._file.flush()
+        if self._held is not None:
+            self._logger.removeHandler(self._held)
+            self._held.setTarget(self._file)
+            self._held.flush()
+        self._logger.addHandler(self._file)
+
+    @property
+    def writing_to(self) -> Path | None:
+        """The file while lines go to it, else None (loader workers append their warnings too)."""
+        return self.path if self._file is not None else None
+
+    def note(self, level: int, message: str, name: str = "vidcorr.train.loop") -> None:
+        """One line for the file alone: how the run ended, which the command line prints itself."""
+        if self._file is not None:
+            self._file.handle(logging.LogRecord(name, level, __file__, 0, message, None, None))
+
+    def discard(self) -> None:
+        """Take back this session's lines: a fresh run that ended before its first checkpoint
+        leaves nothing (the file as it was, or none). Before `RunLog.discard`, which removes the
+        run dir it made only if empty."""
+        opened = self._file is not None  # never on ranks > 0: the file is rank 0's
+        self._close()
+        if opened and self._size is None:
+            self.path.unlink(missing_ok=True)
+        elif opened and self.path.exists():
+            os.truncate(self.path, self._size)
+
+    def _close(self) -> None:
+        for handler in (self._held, self._file):
+            if handler is not None:
+                self._logger.removeHandler(handler)
+                handler.close()
+        self._held = self._file = None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._close()
 
 
 def _tensorboard_output(run_dir: Path) -> set[Path]:

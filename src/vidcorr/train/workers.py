@@ -15,7 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing import resource_sharer, resource_tracker
+from pathlib import Path
 from types import TracebackType
+
+from vidcorr.train.runlog import PACKAGE_LOGGER, text_log_handler
 
 
 def worker_start_method() -> str | None:
@@ -65,15 +68,18 @@ def _start_forkserver() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def worker_init() -> Callable[[int], None]:
-    """A loader's ``worker_init_fn``: the worker ends with this (training) process and logs like it."""
+def worker_init(log_file: Path | None = None) -> Callable[[int], None]:
+    """A loader's ``worker_init_fn``: the worker ends with this (training) process and logs like it,
+    to ``log_file`` too (the run's train.log) if given."""
     root = logging.getLogger()
     formatter = root.handlers[0].formatter if root.handlers else None
     fmt = getattr(formatter, "_fmt", None)  # what logging.basicConfig(format=...) was given
-    return functools.partial(_init_worker, os.getpid(), root.level, fmt, getattr(formatter, "datefmt", None))
+    return functools.partial(_init_worker, os.getpid(), root.level, fmt, getattr(formatter, "datefmt", None),
+                             log_file)
 
 
-def _init_worker(trainer: int, level: int, fmt: str | None, datefmt: str | None, worker_id: int) -> None:
+def _init_worker(trainer: int, level: int, fmt: str | None, datefmt: str | None, log_file: Path | None,
+                 worker_id: int) -> None:
     """Runs first in each loader worker.
 
     A forkserver's worker is the server's child, not the trainer's, and holds the server's
@@ -81,14 +87,16 @@ def _init_worker(trainer: int, level: int, fmt: str | None, datefmt: str | None,
     which watches the parent, never fired and worker and server stayed behind for good, each
     holding its memory. A daemon thread ends the worker once the trainer is gone. A started
     worker does not inherit the trainer's logging set-up either: the skipped-video warnings came
-    out bare, without time and level. It ignores Ctrl-C (see `_start_forkserver`; SIGINT, blocked
-    until now, is unblocked once ignored) also where the server was started before, by other
-    code; SIGTERM keeps its default, a silent exit, which torch's clean-up sends a worker that
-    does not stop when asked. A batch the trainer stops receiving halfway is dropped quietly
+    out bare, without time and level, and missed the run's train.log. It ignores Ctrl-C (see
+    `_start_forkserver`; SIGINT, blocked until now, is unblocked once ignored) also where the
+    server was started before, by other code; SIGTERM keeps its default, a silent exit, which
+    torch's clean-up sends a worker that does not stop when asked. A batch the trainer stops receiving halfway is dropped quietly
     (`_quiet_broken_hand_over`).
     """
     if fmt is not None:
         logging.basicConfig(level=level, format=fmt, datefmt=datefmt)
+    if log_file is not None:  # appended to beside the trainer: each line is one write to the O_APPEND file
+        logging.getLogger(PACKAGE_LOGGER).addHandler(text_log_handler(log_file))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     sys.excepthook = functools.partial(_quiet_broken_hand_over, sys.excepthook)
