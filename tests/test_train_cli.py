@@ -130,7 +130,7 @@ def test_train_stop_resume_and_export(data_dir: Path, tmp_path: Path, autoencode
     encoder = load_encoder(export)
     assert encoder.colour_mode == "gray-l" and encoder.config.out_layer == "layer3"
     meta = json.loads(export.with_suffix(".json").read_text())["meta"]
-    assert meta["steps"] == 3 and meta["finished"] and meta["recipe"] == "tiny"
+    assert meta["steps"] == 3 and meta["finished"] and meta["recipe"] == str(recipe.resolve())  # not "tiny"
     model = meta["recipe_config"]["model"]
     assert model["orthogonal"] is False and model["concentration_weight"] == 0.5  # --ablate O, [model]
     assert meta["data"]["videos"] == 30 and meta["command"] and meta["wall_time_s"] > 0
@@ -194,9 +194,10 @@ def test_resume_without_recipe_or_autoencoder_takes_the_checkpoints(data_dir: Pa
         assert main(common + ["--resume"]) == 0
     assert "finished" in capsys.readouterr().out
     said = " ".join(r.getMessage() for r in caplog.records)
-    assert f"recipe 'tiny' stored in {run / 'checkpoint.pt'}" in said and f"autoencoder {autoencoder}" in said
+    assert f"recipe '{recipe.resolve()}' stored in {run / 'checkpoint.pt'}" in said and f"autoencoder {autoencoder}" in said
     meta = json.loads((tmp_path / "w.json").read_text())["meta"]
-    assert meta["steps"] == 3 and meta["recipe"] == "tiny" and meta["recipe_config"]["model"]["concentration_weight"] == 0.5
+    assert meta["steps"] == 3 and meta["recipe"] == str(recipe.resolve())
+    assert meta["recipe_config"]["model"]["concentration_weight"] == 0.5
     code = main(["train", "cycletime", *common[2:], "--resume"])  # another method's checkpoint
     assert code == 2 and "is a checkpoint of `vidcorr train uvc`" in capsys.readouterr().err
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import pytest
@@ -144,6 +145,29 @@ def test_a_file_named_like_a_shipped_recipe_extends_the_shipped_one(tmp_path) ->
     (tmp_path / "no-such-shipped.toml").write_text('extends = "no-such-shipped"\n')  # still a loop
     with pytest.raises(InputError, match="loops back"):
         load_recipe(tmp_path / "no-such-shipped.toml")
+
+
+def test_a_recipe_file_of_ones_own_is_identified_by_its_path_and_sha256(tmp_path) -> None:
+    """my/uvc-cpu.toml was named "uvc-cpu" alone, as the shipped recipe, in checkpoints, run.json
+    and sidecars: nothing downstream could tell them apart."""
+    shipped = load_recipe("uvc-cpu")
+    assert shipped.file is None and shipped.identity == "uvc-cpu" and "file" not in shipped.to_dict()
+    assert load_recipe(CONFIG_DIR / "uvc-cpu.toml") == shipped  # shipped, given by its path
+    own = tmp_path / "my" / "uvc-cpu.toml"
+    own.parent.mkdir()
+    own.write_text('extends = "uvc-cpu"\n')  # the same fields, under the same name
+    recipe = load_recipe(own)
+    sha = hashlib.sha256(own.read_bytes()).hexdigest()
+    assert recipe.name == "uvc-cpu" and recipe.file == {"path": str(own.resolve()), "sha256": sha}
+    assert recipe.identity == str(own.resolve()) and recipe.to_dict()["file"] == recipe.file
+    assert recipe_from_dict(recipe.to_dict(), recipe.name) == recipe  # checkpoint round trip
+    # the same run as the shipped one (a resume compares fields), and as itself stored before the file was
+    stored_before = {k: v for k, v in recipe.to_dict().items() if k != "file"}
+    assert recipe.trajectory_dict() == shipped.trajectory_dict() == recipe_from_dict(
+        stored_before, "uvc-cpu").trajectory_dict()
+    own.write_text('extends = "uvc-cpu"\nfile = {path = "uvc-cpu", sha256 = "0"}\n')
+    with pytest.raises(InputError, match="unknown top-level keys \\['file'\\]"):  # recorded, not set
+        load_recipe(own)
 
 
 def test_drop_stages_leaves_out_a_parents_stage(tmp_path) -> None:

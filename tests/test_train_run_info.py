@@ -4,6 +4,7 @@ it trained nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -14,7 +15,8 @@ import pytest
 
 import vidcorr
 from vidcorr.cli import main
-from vidcorr.train.checkpoint import load_checkpoint
+from vidcorr.train import load_recipe
+from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,10 +75,11 @@ def test_train_log_keeps_the_lines_of_the_start_and_of_every_resume(run_args: li
     assert re.fullmatch(f"===== {DATED} started: vidcorr {re.escape(' '.join(first))}", lines[0]), lines[0]
     assert all(re.match(f"{DATED} (INFO|WARNING) vidcorr[.a-z_]*: ", line) for line in lines[1:]), lines
     said = [line.split(": ", 1)[1] for line in lines[1:]]
-    assert said[0].startswith("ae: autoencoder on 30 videos")
+    assert said[0].startswith(f"{recipe.resolve()}: autoencoder on 30 videos")  # a file of one's own: its path
     assert [line.split(" | ")[0] for line in said if " | " in line] == ["step 1", "step 2"]
     assert f"step 2: saved {tmp_path / 'run' / 'checkpoint.pt'}" in said
-    assert said[-1] == f"ae: stopped at step 2 (--resume continues); checkpoint {tmp_path / 'run' / 'checkpoint.pt'}"
+    assert said[-1] == (f"{recipe.resolve()}: stopped at step 2 (--resume continues); checkpoint "
+                        f"{tmp_path / 'run' / 'checkpoint.pt'}")
     (tmp_path / "other.toml").write_text(TINY_AE.replace("crop = 32", "crop = 24"))
     refused = [a if a != str(recipe) else str(tmp_path / "other.toml") for a in run_args] + ["--resume"]
     assert _train(refused, monkeypatch) == 2  # a refused resume adds nothing
@@ -89,11 +92,53 @@ def test_train_log_keeps_the_lines_of_the_start_and_of_every_resume(run_args: li
     assert re.fullmatch(f"===== {DATED} resumed: vidcorr {re.escape(' '.join(second))}", lines[0]), lines[0]
     said = [line.split(": ", 1)[1] for line in lines[1:]]
     latest = tmp_path / "run" / "checkpoint.pt"
-    assert said[0] == f"--resume without --recipe: continuing with the recipe 'ae' stored in {latest}"  # held
+    assert said[0] == f"--resume without --recipe: continuing with the recipe '{recipe.resolve()}' stored in {latest}"
     assert said[1] == f"resumed {latest} at step 2 (stage 'reconstruct', epoch 0)"
     assert [line.split(" | ")[0] for line in said if " | " in line] == [f"step {i}" for i in range(3, 7)]
-    assert said[-1] == f"ae: finished; checkpoint {tmp_path / 'run' / 'checkpoint.pt'}"
+    assert said[-1] == f"{recipe.resolve()}: finished; checkpoint {latest}"
     assert not logging.getLogger("vidcorr").handlers  # each command took its handlers away
+
+
+def test_a_recipe_file_of_ones_own_is_recorded_by_path_and_sha256_and_old_records_resume(
+        run_args: list[str], tmp_path: Path, monkeypatch) -> None:
+    """Runs of my/uvc.toml were recorded as the shipped `uvc` (its stem). Checkpoints of such runs
+    from before hold only the stem: they resume, with the file (another path: compared by fields)
+    or without --recipe (then named as stored)."""
+    recipe, run, weights = tmp_path / "ae.toml", tmp_path / "run", tmp_path / "ae.json"
+
+    def recorded(path: Path) -> dict[str, str]:
+        return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+    def stored_before_the_record() -> None:
+        checkpoint = load_checkpoint(run / "checkpoint.pt")
+        del checkpoint["recipe"]["file"]
+        save_checkpoint(run / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k != "format"})
+
+    assert _train(run_args + ["--max-steps", "2"], monkeypatch) == 0
+    assert json.loads((run / "run.json").read_text())["recipe"]["file"] == recorded(recipe)
+    assert load_checkpoint(run / "checkpoint.pt")["recipe"]["file"] == recorded(recipe)
+    meta = json.loads(weights.read_text())["meta"]
+    assert meta["recipe"] == str(recipe.resolve()) and meta["recipe_sha256"] == recorded(recipe)["sha256"]
+    assert meta["recipe_config"]["name"] == "ae" and meta["recipe_config"]["file"] == recorded(recipe)
+    stored_before_the_record()
+    moved = tmp_path / "moved" / "ae.toml"  # another path, other bytes, the same fields
+    moved.parent.mkdir()
+    moved.write_text("# moved\n" + recipe.read_text())
+    assert _train([str(moved) if a == str(recipe) else a for a in run_args] + ["--resume", "--max-steps", "3"],
+                  monkeypatch) == 0
+    meta = json.loads(weights.read_text())["meta"]
+    assert meta["steps"] == 3 and meta["recipe"] == str(moved.resolve())
+    assert meta["recipe_sha256"] == recorded(moved)["sha256"] != recorded(recipe)["sha256"]
+    stored_before_the_record()
+    assert _train([a for a in run_args if a not in ("--recipe", str(recipe))] + ["--resume"], monkeypatch) == 0
+    meta = json.loads(weights.read_text())["meta"]
+    assert meta["steps"] == 6 and meta["recipe"] == "ae" and "recipe_sha256" not in meta  # all it holds
+
+
+def test_a_shipped_recipe_is_recorded_by_its_name() -> None:
+    recipe = load_recipe("autoencoder")
+    meta = export_meta(Path("runs/x"), recipe, None, Progress())
+    assert meta["recipe"] == "autoencoder" and "recipe_sha256" not in meta and "file" not in meta["recipe_config"]
 
 
 def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_run_json(run_args: list[str],

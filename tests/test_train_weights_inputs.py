@@ -133,7 +133,8 @@ def test_a_warning_for_fine_tuning_without_init_stt_without_teacher_and_unfinish
         return len(warnings) == 1 and warnings[0].startswith(start)
 
     unfinished_run = "weights of an unfinished training run (exported at step 7"
-    assert one(warnings("moco", "moco-finetune"), "moco-finetune is a fine-tuning recipe but no --init was given")
+    assert one(warnings("moco", "moco-finetune"),
+               f"{(tmp_path / 'moco-finetune.toml').resolve()} is a fine-tuning recipe but no --init was given")
     assert one(warnings("moco", "moco-finetune", "--init", str(stride32)), f"{stride32}: {unfinished_run}")
     assert one(warnings("stt", "stt"), "no --teacher: STT trains without its global distillation term")
     assert one(warnings("stt", "stt", "--teacher", str(stride32)), f"{stride32}: {unfinished_run}")

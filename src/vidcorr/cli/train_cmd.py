@@ -178,7 +178,7 @@ def _recipe(args: argparse.Namespace, method: str):
         # the checkpoint, `_recorded_weights`) again, and are no fields of the method's config.
         recipe = recipe.replace(model={k: v for k, v in recipe.model.items() if k not in RECORDS})
         args.run_dir = path.parent  # not runs/<stored name>: the run dir it was found in
-        _info("--resume without --recipe: continuing with the recipe %r stored in %s", recipe.name, path)
+        _info("--resume without --recipe: continuing with the recipe %r stored in %s", recipe.identity, path)
     else:
         recipe = load_recipe(args.recipe or args.default_recipe)
     if recipe.method != method:
@@ -277,7 +277,7 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
         recipe = recipe.replace(init=_record(args.init, _input_weights(args.init)))
     elif "finetune" in recipe.name and not args.resume:  # the shipped fine-tuning recipes' names say so
         _warn("%s is a fine-tuning recipe but no --init was given: the encoder starts from random weights",
-              recipe.name)
+              recipe.identity)
     options = _job_options(args, recipe)
     export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
     return _run(TrainJob(recipe, build_method, export=export, **job, **options))
@@ -453,7 +453,7 @@ def _run(job) -> int:
         shutdown(synchronise=completed)
     if launched_rank() != 0:  # under DDP only rank 0 reports, as it alone logs and exports
         return 0
-    print(f"{job.recipe.name}: {result.summary()}")
+    print(f"{job.recipe.identity}: {result.summary()}")
     if result.export is not None:
         print(f"weights: {result.export}")
     return 0

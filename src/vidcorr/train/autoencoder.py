@@ -96,7 +96,7 @@ def train_autoencoder(
     job_options: further `TrainJob` fields (resume, max_steps, device, cache_dir, ...).
     """
     if recipe.method != "autoencoder":
-        raise ValueError(f"recipe {recipe.name!r} trains {recipe.method!r}, not the auto-encoder")
+        raise ValueError(f"recipe {recipe.identity!r} trains {recipe.method!r}, not the auto-encoder")
     job = TrainJob(recipe, AutoencoderTraining, list(data), Path(run_dir), export=Path(out),
                    **job_options)
     return train(job)

@@ -335,10 +335,13 @@ def export_meta(run_dir: Path, recipe: Recipe, data: dict[str, Any] | None, prog
     (`vidcorr.train.loop`) and ``vidcorr train export`` of a checkpoint both write. ``finished``:
     every stage of the recipe done, as at a run's end (or in its last stage's checkpoint).
     ``commands``: the command lines that started and resumed the run (left out when unknown: a
-    checkpoint from before they were recorded)."""
-    meta = {"name": Path(run_dir).name, "method": recipe.method, "recipe": recipe.name,
+    checkpoint from before they were recorded). ``recipe``: a shipped recipe's name, or the path of a
+    file of one's own, with its sha256 as ``recipe_sha256`` (`Recipe.identity`)."""
+    meta = {"name": Path(run_dir).name, "method": recipe.method, "recipe": recipe.identity,
             "recipe_config": recipe.to_dict(), "data": data, "steps": progress.step, "samples": progress.samples,
             "finished": progress.stage == len(recipe.stages), "wall_time_s": round(progress.wall_time, 1)}
+    if recipe.file is not None:
+        meta["recipe_sha256"] = recipe.file["sha256"]
     if commands:
         meta["commands"] = list(commands)
     return meta

@@ -11,6 +11,7 @@ the optimiser, ``[stages.<name>]`` (in file order) the stages, ``[log]`` the int
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,16 +186,33 @@ class Recipe:
     # {"weights": path, "sha256": hex}: the weights the method's exported module starts from
     # (`vidcorr train ... --init W`, set by the command line, not by recipe files).
     init: dict[str, str] | None = None
+    # {"path": absolute path, "sha256": hex}: the recipe file of one's own this was read from (set by
+    # `load_recipe`, not by recipe files). Its name is the file's stem, which may be a shipped
+    # recipe's: my/uvc.toml is named "uvc" too. None: a shipped recipe, which its name identifies,
+    # one built in code, or one stored before 2026-12-06, when only the name was recorded.
+    file: dict[str, str] | None = None
+
+    @property
+    def identity(self) -> str:
+        """How records and log lines name the recipe: a shipped one by its name, a file of one's own
+        by its path (so that my/uvc.toml never reads as the shipped `uvc`)."""
+        return self.name if self.file is None else self.file["path"]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain containers only (stored in checkpoints, loaded with ``weights_only=True``)."""
-        return plain(dataclasses.asdict(self))
+        """Plain containers only (stored in checkpoints, loaded with ``weights_only=True``). A
+        shipped recipe's has no ``file``: it is stored as it was before that was recorded."""
+        d = plain(dataclasses.asdict(self))
+        if d["file"] is None:
+            del d["file"]
+        return d
 
     def trajectory_dict(self) -> dict[str, Any]:
         """The fields a resumed run must share with the original to continue it (`--resume`).
 
         Threads and channels_last only reorder float arithmetic (the last bits), so [cpu] and [cuda]
-        are left out. bf16 autocast computes in another precision, so a change of it would make the
+        are left out, and so are the name and the file it was read from: the same fields under
+        another name or in a moved or re-commented file train the same run (the fields themselves
+        are compared; a run stored before files were recorded resumes from one). bf16 autocast computes in another precision, so a change of it would make the
         rest another run; but only the setting of the device a run trains on applies
         (`autocast_bf16`), and the checkpoint records that one (`checkpoint.resume` compares it).
         """
@@ -202,6 +220,7 @@ class Recipe:
         d["data"].pop("workers")
         for key in ("name", "log", "cpu", "cuda"):
             d.pop(key)
+        d.pop("file", None)
         d["init"] = d["init"] and d["init"]["sha256"]  # the same weights under another path: the same run
         return d
 
@@ -286,13 +305,14 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return CONFIG_DIR / f"{name_or_path}.toml"
 
 
-# The top-level keys of a recipe file: `Recipe`'s fields but init (set by --init, kept in checkpoints),
-# and the two that `_read_recipe_table` takes out.
-_FILE_KEYS = {f.name for f in dataclasses.fields(Recipe)} - {"init"} | {"extends", "drop_stages"}
+# The top-level keys of a recipe file: `Recipe`'s fields but init (set by --init, kept in checkpoints)
+# and file (set when it is read), and the two that `_read_recipe_table` takes out.
+_FILE_KEYS = {f.name for f in dataclasses.fields(Recipe)} - {"init", "file"} | {"extends", "drop_stages"}
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
-    """Read a shipped recipe by name or a TOML file; `InputError` naming the file if bad."""
+    """Read a shipped recipe by name or a TOML file; `InputError` naming the file if bad. A file
+    outside configs/train/ is recorded by path and sha256 (`Recipe.file`)."""
     path = recipe_path(name_or_path)
     data = _read_recipe_table(path, chain=())
     if "init" in data:
@@ -300,9 +320,12 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if unknown := sorted(set(data) - _FILE_KEYS):  # before `recipe_from_dict`, which would list init
         raise InputError(path, f"unreadable recipe: unknown top-level keys {unknown}; known: {sorted(_FILE_KEYS)}")
     try:
-        return recipe_from_dict(data, data.get("name", path.stem))
+        recipe = recipe_from_dict(data, data.get("name", path.stem))
     except (ValueError, TypeError) as error:
         raise InputError(path, f"unreadable recipe: {error}") from None
+    if path.resolve().parent == CONFIG_DIR:  # shipped, also when given by its path
+        return recipe
+    return recipe.replace(file={"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
 
 
 def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:

@@ -127,7 +127,7 @@ def train(job: TrainJob) -> TrainResult:
                 text.note(logging.WARNING if isinstance(error, KeyboardInterrupt) else logging.ERROR,
                           _ending(error))
                 raise
-            text.note(logging.INFO, f"{recipe.name}: {result.summary()}")
+            text.note(logging.INFO, f"{recipe.identity}: {result.summary()}")
             return result
     finally:
         torch.set_num_threads(threads)
@@ -186,7 +186,7 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
                         "larger --max-steps, or none, to continue the run)", run_dir / ckpt.LATEST,
                         progress.step, job.max_steps)
     if ctx.is_main:
-        log.info("%s: %s on %d videos (%d frames), stages %s, %d process(es) on %s", recipe.name,
+        log.info("%s: %s on %d videos (%d frames), stages %s, %d process(es) on %s", recipe.identity,
                  recipe.method, len(index), index.describe()["frames"],
                  [s.name for s in recipe.stages], ctx.world_size, ctx.device)
     stop.training()
