@@ -207,3 +207,18 @@ def test_weights_of_an_unfinished_run_are_used_with_a_warning(tmp_path, caplog):
             assert info["finished"] is False
             assert warned == [f"{path}: weights of an unfinished training run (exported at step 14, before its "
                               "recipe's end): expect less than the finished recipe gives"]
+
+
+def test_the_recipe_of_trained_weights_reaches_the_evaluation_record_with_its_sha256(tmp_path):
+    """A recipe file of one's own is recorded by path and sha256; results.json showed only the path."""
+    from vidcorr.api import resolve_encoder
+    from vidcorr.models import build_encoder, save_weights
+
+    model = build_encoder("crw", out_layer="layer2")
+    own = save_weights(model, tmp_path / "own.safetensors",
+                       meta={"recipe": "/home/me/uvc.toml", "recipe_sha256": "ab" * 32})
+    shipped = save_weights(model, tmp_path / "shipped.safetensors", meta={"recipe": "uvc"})
+    _, info = resolve_encoder(get_preset("crw"), weights=own)
+    assert (info["recipe"], info["recipe_sha256"]) == ("/home/me/uvc.toml", "ab" * 32)
+    _, info = resolve_encoder(get_preset("crw"), weights=shipped)
+    assert info["recipe"] == "uvc" and "recipe_sha256" not in info
