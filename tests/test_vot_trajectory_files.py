@@ -120,3 +120,23 @@ def test_real_vot_polygons_match_the_box_reader(data_dir):
     polygons = read_vot_polygons(path)
     assert polygons.shape == (252, 8)
     np.testing.assert_array_equal(polygon_to_box(polygons), read_vot_boxes(path))
+
+
+def test_a_region_holding_nan_is_the_toolkits_unknown_region(tmp_path):
+    """The VOT toolkit reads a box or polygon with a NaN value as the special region 0 (unknown):
+    left out of the accuracy, overlap 0 in EAO, not a failure. It used to be scored as a region of
+    overlap 0, pulling the accuracy down."""
+    from vidcorr.evaluate.tracking_results import score_trajectory_file
+
+    gt = np.tile(np.array([10, 10, 30, 10, 30, 30, 10, 30], np.float64), (14, 1))  # the box 10,10,20,20
+    exact, half = "10,10,20,20", "10,10,20,10"  # overlap 1 and 0.5 with the ground truth
+    lines = ["1", *[exact] * 9, half, "nan,nan,nan,nan", "NaN,1,2,3,4,5,6,7", half]
+    path = tmp_path / "seq_001.txt"
+    path.write_text("\n".join(lines) + "\n")
+    status, regions = read_vot_trajectory(path)
+    assert status.tolist() == [VOT_INITIALISED, *[T] * 10, VOT_SKIPPED, VOT_SKIPPED, T]
+    scores, fragments = score_trajectory_file(path, gt, (100, 100), tmp_path / "groundtruth.txt")
+    assert scores["scored_frames"] == 2 and scores["accuracy"] == pytest.approx(0.5)  # frames 10 and 13 only
+    assert scores["failures"] == 0
+    overlaps, failed = fragments[0]
+    assert not failed and overlaps[11] == overlaps[12] == 0.0 and overlaps[13] == pytest.approx(0.5)

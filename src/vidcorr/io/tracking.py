@@ -31,7 +31,7 @@ VOT baseline trajectories (`write_vot_trajectory`, `read_vot_trajectory`): the V
 file, one line per frame holding the predicted region (a box ``x,y,w,h`` or, as rotated-box trackers
 write, a polygon ``x1,y1,...,x4,y4``; 0-based like VOT's ground truth) or a code: 1 the tracker was
 (re-)initialised on this frame, 2 it failed here, 0 no prediction (the frames skipped before a
-re-initialisation). Read back, the lines must come in the order the supervised experiment writes
+re-initialisation; a region with a NaN value reads as 0 too, as the toolkit reads it). Read back, the lines must come in the order the supervised experiment writes
 them: regions and a 2 only after a 1, a 1 only first or after a 2.
 
 Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` (or
@@ -232,7 +232,8 @@ def read_vot_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     predicted regions, float64 and NaN where the line is a code: boxes (T, 4) x, y, w, h, or, when
     any line is a polygon, corners (T, 8) x1, y1, ..., x4, y4 with every box as its 4 corners
     (`vidcorr.metrics.vot.region_overlap` scores either). A line is one code (0, 1 or 2), 4 values
-    (a box) or 8 (a polygon), in the supervised experiment's order (`_check_trajectory_order`)."""
+    (a box) or 8 (a polygon), in the supervised experiment's order (`_check_trajectory_order`); a
+    region with a NaN value reads as the code 0 (unknown), as the VOT toolkit reads it."""
     path = Path(path)
     status, regions = [], []
     for number, text in _annotation_lines(path, "results"):
@@ -242,6 +243,14 @@ def read_vot_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 raise InputError(path, f"line {number}: a one-value line must be the code 0, 1 or 2, "
                                        f"got {text.strip()!r}")
             status.append(int(values[0]))
+            regions.append(None)
+        elif np.isnan(values).any():
+            # The VOT toolkit reads a region with a NaN value as the special region 0, "unknown"
+            # (votchallenge/toolkit vot/region/io.py `parse`: ``if any(math.isnan(el) ...): return
+            # Special(0)``): left out of the accuracy (vot/analysis/supervised.py `compute_accuracy`,
+            # ignore_unknown=True), overlap 0 in EAO, never a failure. Scored as a region, it added
+            # an overlap of 0 to the accuracy instead.
+            status.append(VOT_SKIPPED)
             regions.append(None)
         else:
             status.append(VOT_TRACKED)
