@@ -43,6 +43,12 @@ def test_vot_baseline_is_vot_only_and_not_scored_as_ope(eval_and_score, vot_root
     assert not (out / "score.json").exists()
     with pytest.raises(SystemExit):  # OTB has no baseline protocol to score either
         eval_and_score(["score", "otb", "--root", str(otb_root), "--results", str(out), "--protocol", "vot-baseline"])
+    capsys.readouterr()
+    # `score otb` names the command that scores them: it has no --protocol option to suggest
+    assert eval_and_score(["score", "otb", "--root", str(otb_root), "--results", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds VOT baseline trajectories" in err and "score them with `vidcorr score vot" in err
+    assert "--protocol vot-baseline" in err and not (out / "score.json").exists()
 
 
 def test_score_of_baseline_trajectories_equals_eval_results(eval_and_score, vot_root, tmp_path, capsys):

@@ -174,8 +174,11 @@ def score_tracking(
             fragments += seq_fragments
         return {**scored, "protocol": BASELINE_NOTE, **baseline_fields(per_sequence, fragments, interval)}
     if (results_dir / "baseline").is_dir():
+        # `score otb` has no --protocol: name the command that scores them, not an option it lacks.
+        how = ("--protocol vot-baseline" if benchmark == "vot" else
+               "`vidcorr score vot --root VOT_ROOT --protocol vot-baseline` (the VOT sequences they were run on)")
         raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
-                                      "`eval vot --protocol vot-baseline`): score them with --protocol vot-baseline")
+                                      f"`eval vot --protocol vot-baseline`): score them with {how}")
     per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes, seq.annotation,
                                                 max_frames)
                     for seq in seqs}
