@@ -95,10 +95,10 @@ def test_the_last_step_note_names_a_checkpoint_only_where_one_was_written(tmp_pa
     """--max-steps 0 writes no checkpoint; a signal during its export was logged as "checkpoint written"."""
     from types import SimpleNamespace
 
-    from vidcorr.train.loop import _ended_anyway
+    from vidcorr.train.endings import ended_anyway
 
     run = SimpleNamespace(stop=SimpleNamespace(signal=signal.SIGINT),
                           job=SimpleNamespace(run_dir=tmp_path, max_steps=0))
-    assert "no checkpoint written" in _ended_anyway(run, False, None)
+    assert "no checkpoint written" in ended_anyway(run, False, None)
     (tmp_path / "checkpoint.pt").write_bytes(b"")
-    assert f"checkpoint written to {tmp_path / 'checkpoint.pt'}" in _ended_anyway(run, False, None)
+    assert f"checkpoint written to {tmp_path / 'checkpoint.pt'}" in ended_anyway(run, False, None)

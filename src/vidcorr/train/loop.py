@@ -14,7 +14,8 @@ and truncation schedule (METHODS.md §1.6).
 Batches arrive from the workers as uint8 and become RGB float in [0, 1] on the device. Resume
 is exact: samples are a pure function of (seed, stage, epoch, index), the learning rate of
 (stage, step), and the checkpoint holds model, optimiser, progress and every rank's RNG states.
-SIGINT / SIGTERM stop the run at a step boundary with a checkpoint (`vidcorr.train.interrupt`).
+SIGINT / SIGTERM stop the run at a step boundary with a checkpoint (`vidcorr.train.interrupt`);
+what a run that stops short says is worded in `vidcorr.train.endings`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import dataclasses
 import logging
 import math
 import random
-import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +41,7 @@ from vidcorr.models import load_weights_into, save_weights
 from vidcorr.models.weights import export_dtype
 from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import checkpoint as ckpt
-from vidcorr.train import feed
+from vidcorr.train import endings, feed
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, init_distributed, wrap_ddp
 from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted, stopped_at_once
@@ -204,7 +204,7 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
         run.runlog.close()
     exported = _export(run) if job.export and ctx.is_main else None
     if stop.signal is not None and ctx.is_main:  # a signal, yet no stop: it came after the last step had begun
-        log.warning(_ended_anyway(run, finished, exported))
+        log.warning(endings.ended_anyway(run, finished, exported))
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
 
 
@@ -226,7 +226,7 @@ def _run_stages(run: _Run) -> bool:
             _save(run)
         _end_workers(run, loader)
     if run.interrupted:
-        raise _interrupted(run)
+        raise endings.interrupted(run)
     return progress.stage == len(recipe.stages)
 
 
@@ -237,7 +237,7 @@ def _end_workers(run: _Run, loader: DataLoader) -> None:
     try:
         feed.end_workers(loader)
     except StopAtOnce:
-        raise _interrupted(run) from None
+        raise endings.interrupted(run) from None
 
 
 def _exported(method: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
@@ -281,7 +281,7 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
                 losses = run.model(images, stage.name, **switches)
             terms = _reduce(losses, skipped, ctx)  # the same numbers on every rank
             if not math.isfinite(terms["loss"]):
-                raise TrainingDiverged(_divergence_message(run, stage.name, terms))
+                raise TrainingDiverged(endings.divergence_message(run, stage.name, terms))
             terms.update(_optimise(losses["loss"], run, lr))
             progress.stage_step, progress.step = progress.stage_step + 1, progress.step + 1
             progress.batch_in_epoch += 1
@@ -348,15 +348,6 @@ def _optimise(loss: Tensor, run: _Run, lr: float) -> dict[str, float]:
     return out
 
 
-def _divergence_message(run: _Run, stage: str, terms: dict[str, float]) -> str:
-    listed = ", ".join(f"{k}={v:.4g}" for k, v in terms.items() if k != "skipped_videos")
-    latest = Path(run.job.run_dir) / ckpt.LATEST
-    kept = (f"the last good checkpoint is {latest} (resume with --resume, perhaps with a lower lr)"
-            if latest.exists() else "no checkpoint was written yet")
-    return (f"non-finite loss at step {run.progress.step + 1} (stage {stage!r}, epoch "
-            f"{run.progress.epoch}): {listed}; training stopped before the update, {kept}")
-
-
 def _at_max_steps(run: _Run) -> bool:
     return run.job.max_steps is not None and run.progress.step >= run.job.max_steps
 
@@ -367,35 +358,6 @@ def _past_max_steps(run: _Run) -> bool:
     from its checkpoint), so only beyond is remarked on."""
     return (run.job.max_steps is not None and run.progress.step > run.job.max_steps
             and run.progress.stage < len(run.job.recipe.stages))
-
-
-def _interrupted(run: _Run) -> TrainingInterrupted:
-    """What a signal stopped, after its boundary's checkpoint; with every DDP rank if they agreed on it."""
-    progress, stages = run.progress, run.job.recipe.stages
-    signum = run.stop.signal or signal.SIGTERM  # None: under DDP, another rank's signal
-    by = signal.Signals(signum).name if run.stop.signal else "a signal to another rank"
-    if progress.step == 0:
-        return TrainingInterrupted(f"interrupted by {by} before the first step; no checkpoint was written",
-                                   signum, at_boundary=run.interrupted)
-    if progress.stage_step == 0:  # the stage-end checkpoint
-        where = f"step {progress.step}, the end of stage {stages[progress.stage - 1].name!r}"
-    else:
-        where = f"step {progress.step} of stage {stages[progress.stage].name!r}"
-    latest = Path(run.job.run_dir) / ckpt.LATEST
-    return TrainingInterrupted(f"interrupted by {by} at {where}; checkpoint written to {latest}; "
-                               "resume with --resume", signum, at_boundary=run.interrupted)
-
-
-def _ended_anyway(run: _Run, finished: bool, exported: Path | None) -> str:
-    """A signal after the last step had begun: its stop at the next boundary, with a checkpoint, is
-    the run's normal end (with the export), on every rank whether or not it got the signal."""
-    name = signal.Signals(run.stop.signal).name
-    latest = Path(run.job.run_dir) / ckpt.LATEST
-    ended = ("the run is complete" if finished else
-             f"it stopped there at max_steps ({run.job.max_steps}) as asked (--resume continues)")
-    saved = f"checkpoint written to {latest}" if latest.exists() else "no checkpoint written (no step was run)"
-    return (f"{name} came after the run's last step had begun: {ended}; {saved}"
-            + (f"; exported {exported}" if exported else ""))
 
 
 def _save(run: _Run, stage_end: str | None = None) -> None:
