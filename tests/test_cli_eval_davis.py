@@ -273,3 +273,25 @@ def test_a_refused_resume_names_the_knobs_that_changed(short_clip, tmp_path, cap
     _fails([*argv[:-1], "random-resnet18", "--size", "96"], capsys,
            refused % "another model and other preset knobs (size 120 -> 96)")
     assert main([*argv, "--size", "120"]) == 0  # the same run resumes
+
+
+def test_resume_refuses_a_used_folder_that_holds_no_davis_run(short_clip, tmp_path, capsys):
+    """--resume into another command's output (an `eval jhmdb` folder: results.json, predictions/)
+    wrote the DAVIS masks beside them and replaced its results.json; a folder without the run record
+    is refused, untouched, from the command line and from Python. An empty or new folder still starts
+    a run."""
+    from vidcorr.errors import InputError
+    from vidcorr.evaluate.davis import run_davis
+    from vidcorr.models.floors import lab_pixels
+
+    out = tmp_path / "jhmdb-out"
+    (out / "predictions").mkdir(parents=True)
+    (out / "results.json").write_text('{"PCK@0.1": 0.5}\n')
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), "--resume", *FAST]
+    _fails(argv, capsys, f"{out}: holds no `eval davis` run to resume (no .run.json")
+    with pytest.raises(InputError, match="holds no `eval davis` run to resume"):
+        run_davis(lab_pixels(), "crw", short_clip, out, resume=True)
+    assert sorted(p.name for p in out.iterdir()) == ["predictions", "results.json"]
+    assert (out / "results.json").read_text() == '{"PCK@0.1": 0.5}\n'
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "davis", "--root", str(short_clip), "--out", str(tmp_path / "empty"), "--resume", *FAST]) == 0

@@ -78,11 +78,13 @@ def test_resume_deletes_the_temporary_files_a_killed_run_left(two_clips, tmp_pat
 
 def test_resume_into_a_folder_that_held_no_run_deletes_nothing(two_clips, tmp_path):
     """Only a folder with our run record is cleaned: --resume into a user's folder deleted their
-    files of the same pattern (another program's live temporary)."""
+    files of the same pattern (another program's live temporary). Such a folder holds no run to
+    resume and is now refused outright, left as it was."""
     out = tmp_path / "mine"
     out.mkdir()
     (out / ".thesis.tex.ab12cd34.tmp.tex").write_text("precious")
-    assert _eval(two_clips, out, "--resume", "--sequences", "blackswan") == 0
+    assert _eval(two_clips, out, "--resume", "--sequences", "blackswan") == 2
+    assert [p.name for p in out.iterdir()] == [".thesis.tex.ab12cd34.tmp.tex"]
     assert (out / ".thesis.tex.ab12cd34.tmp.tex").read_text() == "precious"
 
 

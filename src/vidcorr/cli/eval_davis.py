@@ -46,12 +46,11 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.evaluate.davis import OVERLAYS, RUN_STAMP, USED_OUT, run_davis
-    from vidcorr.io.atomic import check_output_path
+    from vidcorr.evaluate.davis import OVERLAYS, RUN_STAMP, check_output_folder, run_davis
     from vidcorr.metrics.davis import format_results_table
 
     # before the model is loaded and the split propagated (run_davis checks again)
-    check_output_path(args.out, folder=True, empty=not args.resume, not_empty=USED_OUT)
+    check_output_folder(args.out, args.resume)
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
     try:

@@ -155,10 +155,7 @@ def run_davis(
     preset = customised_preset(preset)
     device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
     out_dir = Path(out_dir)
-    # A file in the way, a read-only parent: refused before hours of work. A used folder without
-    # resume too: writing into it mixed runs (the sequences not propagated again kept another model's
-    # masks, which `score davis` then scored beside the new ones).
-    check_output_path(out_dir, folder=True, empty=not resume, not_empty=USED_OUT)
+    check_output_folder(out_dir, resume)
     dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
     track = track_options(track)
     # Check every sequence's files (headers) and read every first mask up front: a bad file fails
@@ -309,6 +306,19 @@ RUN_STAMP = ".run.json"  # which model, protocol and split wrote this folder, an
 # `run_davis`' refusal of a used output folder without resume (and the CLI's, before the model loads)
 USED_OUT = ("output folder exists and is not empty: --resume continues the run it holds (same model and "
             "protocol); otherwise choose another --out or remove it")
+
+
+def check_output_folder(out_dir: Path, resume: bool) -> None:
+    """`InputError` naming ``out_dir`` unless `run_davis` may write there: a file in the way or a
+    read-only parent (refused before hours of work); a used folder without ``resume`` (writing into
+    it mixed runs: the sequences not propagated again kept another model's masks, which `score
+    davis` then scored beside the new ones); with ``resume``, a used folder that holds no run record
+    (`RUN_STAMP`): another command's output (an `eval jhmdb` folder lost its results.json to the
+    DAVIS one) or the user's own files, not a run to continue."""
+    check_output_path(out_dir, folder=True, empty=not resume, not_empty=USED_OUT)
+    if resume and out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / RUN_STAMP).is_file():
+        raise InputError(out_dir, f"holds no `eval davis` run to resume (no {RUN_STAMP}, the record of the "
+                                  "model, protocol and finished sequences a run keeps there): choose another --out")
 
 
 def _write_stamp(out_dir: Path, stamp: dict, finished: list[str]) -> None:
