@@ -1,4 +1,5 @@
-"""`vidcorr train uvc | cycletime | stt | moco | autoencoder` and `vidcorr train export` (docs/training.md).
+"""`vidcorr train uvc | cycletime | stt | moco | autoencoder` (docs/training.md); `vidcorr train
+export` is `vidcorr.cli.train_export`.
 
 All run the generic trainer (`vidcorr.train.loop`) on videos from ``--data`` (folder trees or
 list files, repeatable) with a recipe (a shipped name or a TOML path), write checkpoints,
@@ -16,12 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vidcorr.cli import train_export
 from vidcorr.cli.common import device_name, non_negative_int
 from vidcorr.errors import InputError
 
 ABLATIONS = ("L", "O", "C", "all")
-# [model] entries a command line adds to the method's config: weights records, not config fields
-RECORDS = ("autoencoder", "teacher")
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ae.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
     ae.set_defaults(func=_holding_lines(run_autoencoder))
 
-    export = methods.add_parser("export", help="export the encoder of a UVC, CycleTime, STT or MoCo training checkpoint",
-                                description="Write the encoder held in a UVC, CycleTime, STT or MoCo training checkpoint (e.g. "
-                                            "RUN_DIR/checkpoint-warmup.pt, or a run still in progress) as "
-                                            "released-style weights (.safetensors + .json).")
-    export.add_argument("--checkpoint", required=True, type=Path,
-                        help="a checkpoint written by `train uvc`, `cycletime`, `stt` or `moco`")
-    export.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
-    export.set_defaults(func=run_export)
+    train_export.register(methods)
 
 
 def _holding_lines(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -166,6 +159,7 @@ def _recipe_source(args: argparse.Namespace) -> Path:
 
 
 def _recipe(args: argparse.Namespace, method: str):
+    from vidcorr.train.checkpoint import MODEL_RECORDS
     from vidcorr.train.config import DataConfig, load_recipe
 
     if _from_checkpoint(args):
@@ -176,7 +170,7 @@ def _recipe(args: argparse.Namespace, method: str):
                                    f"`vidcorr train {method}`; resume it with `vidcorr train {recipe.method}`")
         # The stored [model] holds the weights records too; they are taken from the command line (or
         # the checkpoint, `_recorded_weights`) again, and are no fields of the method's config.
-        recipe = recipe.replace(model={k: v for k, v in recipe.model.items() if k not in RECORDS})
+        recipe = recipe.replace(model={k: v for k, v in recipe.model.items() if k not in MODEL_RECORDS})
         args.run_dir = path.parent  # not runs/<stored name>: the run dir it was found in
         _info("--resume without --recipe: continuing with the recipe %r stored in %s", recipe.identity, path)
     else:
@@ -380,55 +374,6 @@ def run_autoencoder(args: argparse.Namespace) -> int:
         raise InputError(args.out, "weights must be written to a .safetensors file")
     recipe = _recipe(args, "autoencoder")
     return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **_job_options(args, recipe)))
-
-
-def _autoencoder_export_hint(path: Path, progress) -> str:
-    """How to get an auto-encoder checkpoint's weights: its run writes them (to --out) whenever it
-    stops normally, and a resume stopped by --max-steps at the step it is at trains nothing more."""
-    return (f"is a checkpoint of `vidcorr train autoencoder` (step {progress.step}); `train export` writes the "
-            "encoders of UVC, CycleTime, STT and MoCo runs. An auto-encoder run writes its weights to its --out "
-            "itself, at its end and whenever --max-steps stops it; to write them from this checkpoint: "
-            f"vidcorr train autoencoder --data <its videos> --run-dir {path.parent} --resume "
-            f"--max-steps {progress.step} --out W.safetensors")
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from vidcorr.methods import cycletime, moco, stt, uvc
-    from vidcorr.models import LabAutoencoder, save_weights
-    from vidcorr.models.weights import export_dtype
-    from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, stored_recipe
-
-    if args.out.suffix != ".safetensors":
-        raise InputError(args.out, "weights must be written to a .safetensors file")
-    checkpoint = load_checkpoint(args.checkpoint)
-    recipe = stored_recipe(args.checkpoint, checkpoint)
-    # The recipe in a checkpoint holds the method's full config (see run_uvc, run_cycletime); the
-    # UVC auto-encoder's tensors are in the state dict too, so a fresh one is only a container.
-    config = {k: v for k, v in recipe.model.items() if k not in RECORDS}
-    if recipe.method == "uvc":
-        model = uvc.UVC(uvc.UVCConfig.from_dict(config), LabAutoencoder())
-    elif recipe.method == "cycletime":
-        model = cycletime.CycleTime(cycletime.CycleTimeConfig.from_dict(config))
-    elif recipe.method == "stt":  # the encoder alone: the teacher is not in the checkpoint
-        model = stt.STT(stt.STTConfig.from_dict(config), None)
-    elif recipe.method == "moco":
-        model = moco.MoCo(moco.MoCoConfig.from_dict(config))
-    elif recipe.method == "autoencoder":
-        raise InputError(args.checkpoint, _autoencoder_export_hint(args.checkpoint, Progress(**checkpoint["progress"])))
-    else:
-        raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
-    model.load_state_dict(checkpoint["model"])
-    progress = Progress(**checkpoint["progress"])
-    # The trainer's own sidecar fields, as far as the checkpoint holds them (not the hardware; the
-    # command lines that trained it as `commands`, but no `command`: that is the trainer's own).
-    commands = checkpoint.get("commands")
-    meta = {**export_meta(args.checkpoint.parent, recipe, checkpoint.get("data"), progress,
-                          commands if isinstance(commands, list) else None),
-            "exported_from": str(args.checkpoint)}
-    path = save_weights(model.encoder, args.out, None, meta, dtype=export_dtype(model.encoder))
-    when = "the run's end" if meta["finished"] else "before the recipe's end: marked unfinished"
-    print(f"exported the encoder at step {progress.step} ({when}) of {args.checkpoint} to {path}")
-    return 0
 
 
 def _run(job) -> int:

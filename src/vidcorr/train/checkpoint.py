@@ -173,6 +173,7 @@ def _check_same_videos(path: Path, stored: dict[str, Any] | None, data: dict[str
 
 # A recipe's weights records, {"weights": path, "sha256": hex}: `init`, and in [model] UVC's
 # `autoencoder` and STT's `teacher` (set from the command line: `vidcorr.cli.train_cmd`).
+MODEL_RECORDS = ("autoencoder", "teacher")  # those [model] holds beside the method's config fields
 _ABSENT = object()  # a field one of two recipes lacks
 
 
