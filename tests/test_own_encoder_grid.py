@@ -277,3 +277,35 @@ def test_an_encoder_that_goes_wrong_mid_video_is_one_line_and_exit_2(short_clip,
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err and not out.exists(), err
     sys.modules.pop("vidcorr_external_my_models", None)
+
+
+class TurnsNaN(nn.Module):
+    """Finite features for the first ``good`` calls, then NaN (or +inf) ones: a division by zero
+    that only some frames hit."""
+
+    def __init__(self, good: int, value: float = float("nan")):
+        super().__init__()
+        self.patch, self.calls, self.good, self.value = nn.Conv2d(3, 8, 8, 8), 0, good, value
+
+    def forward(self, rgb):
+        self.calls += 1
+        feats = self.patch(rgb)
+        return feats if self.calls <= self.good else feats * self.value
+
+
+@pytest.mark.parametrize("use", ["mask", "keypoints", "dcf", "localise"])
+def test_non_finite_features_are_named_not_propagated(use):
+    """NaN features gave NaN affinities: `eval jhmdb` ended with exit 0 and PCK null, masks came out
+    empty. They are an `EncoderOutputError` naming the module, on the frame they appear."""
+    frames = _frames(4)
+    first = np.zeros(FRAME_HW, np.uint8)
+    first[30:80, 50:150] = 1
+    with pytest.raises(EncoderOutputError, match=r"encoder TurnsNaN gave features holding NaN values for 1 frame"):
+        if use == "mask":
+            list(vidcorr.propagate_masks(frames, first, encoder=TurnsNaN(good=2), batch_size=1))
+        elif use == "keypoints":
+            list(vidcorr.propagate_keypoints(frames, np.array([[100.0, 50.0]]), encoder=TurnsNaN(good=0)))
+        else:
+            list(vidcorr.track_box(frames, (90.0, 40.0, 60.0, 40.0), tracker=use, encoder=TurnsNaN(good=4)))
+    with pytest.raises(EncoderOutputError, match=r"holding infinite values"):
+        list(vidcorr.propagate_masks(frames, first, encoder=TurnsNaN(good=1, value=float("inf"))))
