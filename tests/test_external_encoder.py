@@ -65,6 +65,21 @@ def quantised():
     return Quantised()
 
 
+class ChannelsLast(nn.Module):
+    """Stride-8 features permuted to (B, h, w, C): on a square frame they pass for (B, C, h, w)."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 8, 8)
+
+    def forward(self, rgb):
+        return self.patch(rgb).permute(0, 2, 3, 1)
+
+
+def channels_last():
+    return ChannelsLast()
+
+
 def broken():
     return undefined_name  # noqa: F821
 
@@ -138,6 +153,8 @@ def test_the_digest_follows_the_weights_not_the_object() -> None:
     ("{file}:broken", "broken() failed: NameError"),
     ("{file}:flat", "expected float features (1, C, h, w)"),
     ("{file}:quantised", "gave (1, 3, 112, 112) torch.uint8 (not a floating-point dtype"),
+    # was run as 28-channel features on a 28 x 16 grid (silently wrong numbers)
+    ("{file}:channels_last", "gave 28 channels for a 224 px grey frame but 56 for a 448 px one"),
 ])
 def test_a_wrong_factory_is_one_clear_line_and_no_output(short_clip, factories, tmp_path, capsys, spec, problem):
     spec = spec.format(dir=factories.parent, file=factories)

@@ -92,11 +92,17 @@ def measure_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> in
     between the two grids is the same for all. An attribute is not read: a module's ``stride`` may
     be a tuple (``nn.Conv2d``) or not what its forward does. None when the grid does not grow with
     the frame (a module that resizes every input to one size). `VidcorrError` naming the module's
-    class when it fails on a probe or gives no (1, C, h, w) float features.
+    class when it fails on a probe, gives no (1, C, h, w) float features, or gives another number of
+    channels for each probe (channels-last features, whose "grid" (h, w) of (h, w, C) would otherwise
+    be propagated as channels and cells: silently wrong numbers).
     """
     name = type(as_given(encoder)).__name__
-    (h1, w1), (h2, w2) = (_grey_features(encoder, (side, side), f"encoder {name}", "grey frame (measuring its "
-                                         "stride)", device).shape[-2:] for side in STRIDE_PROBES)
+    (c1, h1, w1), (c2, h2, w2) = (_grey_features(encoder, (side, side), f"encoder {name}", "grey frame (measuring "
+                                                 "its stride)", device).shape[1:] for side in STRIDE_PROBES)
+    if c1 != c2:  # a layout error, not a network: its "grid" was (h, w) of (h, w, C) features
+        raise VidcorrError(f"encoder {name} gave {c1} channels for a {STRIDE_PROBES[0]} px grey frame but {c2} for "
+                           f"a {STRIDE_PROBES[1]} px one: the channels must not depend on the frame's size. "
+                           "Channels-last features (1, h, w, C)? Return (1, C, h, w), e.g. .permute(0, 3, 1, 2)")
     cells = (h2 - h1) + (w2 - w1)
     if cells <= 0:
         return None
