@@ -229,6 +229,8 @@ class GoesWrong(nn.Module):
         feats = self.patch(rgb)
         if self.calls <= 4:
             return feats
+        if self.wrong == "raises":
+            raise RuntimeError(f"expects a square input, got {tuple(rgb.shape)}")
         return feats[..., 1:, 1:] if self.wrong == "grid" else feats.long()
 
 
@@ -238,6 +240,10 @@ def shrinking():
 
 def integer():
     return GoesWrong("dtype")
+
+
+def raising():
+    return GoesWrong("raises")
 '''
 
 
@@ -264,9 +270,12 @@ def test_keypoints_on_real_frames_with_a_resizing_encoder_from_the_command_line(
 @pytest.mark.parametrize(("factory", "message"), [
     ("shrinking", "encoder GoesWrong gave a 13x7 feature grid for a 114x64 input but 14x8 for the first frame"),
     ("integer", "encoder GoesWrong gave (1, 8, 8, 14) torch.int64 (not a floating-point dtype"),
+    ("raising", "encoder GoesWrong failed on 1 frame(s) of 114x64 px: RuntimeError: expects a square input, "
+                "got (1, 3, 64, 114) (my_models.py:"),
 ])
 def test_an_encoder_that_goes_wrong_mid_video_is_one_line_and_exit_2(short_clip, tmp_path, capsys, factory, message):
-    """Its ValueError used to reach the command line as a traceback (exit 1)."""
+    """Its ValueError used to reach the command line as a traceback (exit 1), and so did an error it
+    raised itself on a frame its probes had not shown it (a non-square one)."""
     module = tmp_path / "my_models.py"
     module.write_text(FACTORY)
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
@@ -309,3 +318,21 @@ def test_non_finite_features_are_named_not_propagated(use):
             list(vidcorr.track_box(frames, (90.0, 40.0, 60.0, 40.0), tracker=use, encoder=TurnsNaN(good=4)))
     with pytest.raises(EncoderOutputError, match=r"holding infinite values"):
         list(vidcorr.propagate_masks(frames, first, encoder=TurnsNaN(good=1, value=float("inf"))))
+
+
+@pytest.mark.parametrize("tracker", ["localise", "dcf"])
+def test_a_tracked_encoder_that_raises_is_named_with_its_line(tracker):
+    class RaisesLater(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch, self.calls = nn.Conv2d(3, 8, 8, 8), 0
+
+        def forward(self, rgb):
+            self.calls += 1
+            if self.calls > 4:
+                raise ValueError("out of memory in my attention")
+            return self.patch(rgb)
+
+    with pytest.raises(EncoderOutputError, match=r"encoder RaisesLater failed on \d+ crop\(s\) of \d+x\d+ px: "
+                                                 r"ValueError: out of memory in my attention \(test_own_encoder_grid"):
+        list(vidcorr.track_box(_frames(6), (90.0, 40.0, 60.0, 40.0), tracker=tracker, encoder=RaisesLater()))

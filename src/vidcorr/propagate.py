@@ -22,6 +22,7 @@ or one frame at a time, for frames that arrive one by one (a camera, an interact
 
 from __future__ import annotations
 
+import logging
 import numbers
 import time
 from collections import deque
@@ -36,8 +37,11 @@ from torch import Tensor, nn
 from vidcorr.affinity import SparseAffinity, sparse_affinity, transport_sparse
 from vidcorr.errors import EncoderOutputError
 from vidcorr.labels import downsample_labels, minmax_per_channel
-from vidcorr.models.encoder import as_given, feature_problem, inference_encoder
+from vidcorr.models.encoder import FrameEncoder, as_given, feature_problem, inference_encoder
+from vidcorr.models.external import error_origin
 from vidcorr.presets import PropagationPreset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -112,7 +116,7 @@ class Propagator:
         start = time.perf_counter()
         batch = frames_to_tensor(frames, self.preset.size.input_size(h, w), self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            feats = self.encoder(batch)
+            feats = run_encoder(self.encoder, batch)
         check_features(self.encoder, feats, len(frames))
         # channels-last out of a CPU encoder (affinity wants NCHW); a module of one's own may return
         # float16 / bfloat16 or features on another device.
@@ -238,6 +242,22 @@ def _check_label_size(labels: Tensor, frame: np.ndarray) -> None:
     if tuple(labels.shape[-2:]) != tuple(frame.shape[:2]):
         raise ValueError(f"first-frame labels are {labels.shape[-1]}x{labels.shape[-2]} "
                          f"but frames are {frame.shape[1]}x{frame.shape[0]}")
+
+
+def run_encoder(encoder: nn.Module, batch: Tensor, what: str = "frame(s)") -> object:
+    """``encoder(batch)``, batch (B, 3, H, W). A module of one's own that raises here passed its
+    probe frames and fails on real input (a size it does not take, a bug some frames reach): an
+    `EncoderOutputError` naming it, the input and the line that raised, one line on the command line
+    rather than a traceback through our code (``vidcorr -v`` logs the traceback). Our own encoders'
+    errors are raised as they are: a bug of ours."""
+    try:
+        return encoder(batch)
+    except Exception as err:
+        if isinstance(as_given(encoder), FrameEncoder):
+            raise
+        log.debug("encoder %s failed on a %s batch", _encoder_name(encoder), tuple(batch.shape), exc_info=True)
+        raise EncoderOutputError(f"encoder {_encoder_name(encoder)} failed on {len(batch)} {what} of "
+                                 f"{batch.shape[-1]}x{batch.shape[-2]} px: {error_origin(err)}") from err
 
 
 def check_features(encoder: nn.Module, feats: object, batch: int) -> None:

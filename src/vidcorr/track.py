@@ -37,7 +37,7 @@ from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coor
 from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
 from vidcorr.models.encoder import inference_encoder
 from vidcorr.models.external import encoder_stride
-from vidcorr.propagate import check_features, first_and_rest
+from vidcorr.propagate import check_features, first_and_rest, run_encoder
 
 TRACKERS = ("localise", "dcf")
 
@@ -82,7 +82,7 @@ class PatchSampler:
     def features(self, image: Tensor, centres: Tensor, sizes: Tensor, out_hw: tuple[int, int]) -> Tensor:
         """Embedded crops: (S, 2) centres and sizes in pixels -> (S, C, h, w) float32."""
         crops = self.crops(image, centres, sizes, out_hw)
-        feats = self.encoder(crops)
+        feats = run_encoder(self.encoder, crops, "crop(s)")
         check_features(self.encoder, feats, len(crops))  # a module of one's own may go wrong mid-video
         feats = feats.float().contiguous()  # from channels-last
         return F.normalize(feats, dim=1) if self.l2_normalise else feats

@@ -53,7 +53,7 @@ def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
     try:
         encoder = factory()
     except Exception as err:
-        raise VidcorrError(f"--encoder {spec}: {factory_name}() failed: {_where(err)}") from err
+        raise VidcorrError(f"--encoder {spec}: {factory_name}() failed: {error_origin(err)}") from err
     if not isinstance(encoder, nn.Module):
         raise VidcorrError(f"--encoder {spec}: {factory_name}() returned {type(encoder).__name__}, "
                            "not a torch.nn.Module")
@@ -135,7 +135,7 @@ def _import(target: str, spec: str) -> ModuleType:
             module_spec.loader.exec_module(module)
         except Exception as err:
             del sys.modules[name]
-            raise InputError(path, f"importing it failed: {_where(err)}") from err
+            raise InputError(path, f"importing it failed: {error_origin(err)}") from err
         return module
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.append(str(Path.cwd()))  # appended: a file here must not shadow installed packages
@@ -145,9 +145,9 @@ def _import(target: str, spec: str) -> ModuleType:
         if err.name is not None and target.startswith(err.name):
             raise VidcorrError(f"--encoder {spec}: no module named {target!r} (give a .py file's path, "
                                "or a module importable from the current folder or the environment)") from err
-        raise VidcorrError(f"--encoder {spec}: importing {target} failed: {_where(err)}") from err
+        raise VidcorrError(f"--encoder {spec}: importing {target} failed: {error_origin(err)}") from err
     except Exception as err:
-        raise VidcorrError(f"--encoder {spec}: importing {target} failed: {_where(err)}") from err
+        raise VidcorrError(f"--encoder {spec}: importing {target} failed: {error_origin(err)}") from err
 
 
 @torch.inference_mode()
@@ -164,14 +164,14 @@ def _grey_features(encoder: nn.Module, hw: tuple[int, int], who: str, frame: str
     try:
         out = EvalModeCall(encoder)(torch.full((1, 3, *hw), 0.5, device=device))
     except Exception as err:
-        raise VidcorrError(f"{who} failed on a 1 x 3 x {hw[0]} x {hw[1]} {frame}: {_where(err)}") from err
+        raise VidcorrError(f"{who} failed on a 1 x 3 x {hw[0]} x {hw[1]} {frame}: {error_origin(err)}") from err
     if (got := feature_problem(out, 1)) is not None:
         raise VidcorrError(f"{who} gave {got} for a 1 x 3 x {hw[0]} x {hw[1]} {frame}; expected float "
                            "features (1, C, h, w)")
     return out
 
 
-def _where(err: BaseException) -> str:
+def error_origin(err: BaseException) -> str:
     """'TypeError: message (file.py:12)', the innermost frame: enough to find a bug in one's own code."""
     frames = traceback.extract_tb(err.__traceback__)
     place = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
