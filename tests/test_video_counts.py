@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vidcorr.data.videos import probe
-from vidcorr.io import video, video_opencv
+from vidcorr.io import video, video_opencv, video_pyav
 from vidcorr.io.container_size import avi_video_frames
 from vidcorr.io.video import count_frames, open_frames, read_frames_at
 
@@ -62,7 +62,7 @@ def test_reading_frames_at_indices_does_not_count_an_avis_chunks(tmp_path, backe
         walks.append(avi)
         return avi_video_frames(avi)
 
-    monkeypatch.setattr(video, "avi_video_frames", counted)
+    monkeypatch.setattr(video_pyav, "avi_video_frames", counted)
     monkeypatch.setattr(video_opencv, "avi_video_frames", counted)
     assert len(read_frames_at(path, [3, 11], backend=backend)) == 2
     source = open_frames(path, backend=backend)

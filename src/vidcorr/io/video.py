@@ -5,20 +5,18 @@ frame at a time, and can be iterated again (each pass reopens the file), so memo
 with video length unless the caller asks for all frames (`FrameSource.read_all`).
 
 Backends: a folder of ``*.jpg|*.jpeg|*.png`` (`vidcorr.io.images`; natural sort: 2.jpg <
-10.jpg), PyAV (preferred for video files), and OpenCV when PyAV is not installed (e.g. a GPU
-machine with OpenCV only; `vidcorr.io.video_opencv`). Both are imported lazily. Frames come
-upright, as a player shows them: a video's rotation metadata (phone footage is stored landscape
-with a display matrix) and a JPEG's EXIF orientation are applied, so a mask drawn on what the user
-sees fits the frames.
+10.jpg), PyAV (preferred for video files; `vidcorr.io.video_pyav`), and OpenCV when PyAV is not
+installed (e.g. a GPU machine with OpenCV only; `vidcorr.io.video_opencv`). Both are imported
+lazily. Frames come upright, as a player shows them: a video's rotation metadata (phone footage is
+stored landscape with a display matrix) and a JPEG's EXIF orientation are applied, so a mask drawn
+on what the user sees fits the frames.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 
@@ -26,10 +24,9 @@ import numpy as np
 
 from vidcorr.errors import InputError, TooFewFrames, VidcorrError
 from vidcorr.io.atomic import atomic_file
-from vidcorr.io.container_size import avi_video_frames, check_av_not_truncated, frame_end
-from vidcorr.io.frame_times import TIME_BASE, frame_ticks, shown_packets, shown_times
 from vidcorr.io.images import is_frame_file, list_frame_files, read_image, shared_size
 from vidcorr.io.video_opencv import opencv_count, opencv_decode, opencv_metadata, write_opencv
+from vidcorr.io.video_pyav import pyav_count, pyav_decode, pyav_metadata, pyav_times, write_pyav
 
 log = logging.getLogger(__name__)
 
@@ -186,111 +183,8 @@ def _files_source(folder: Path, files: list[Path], fps: float | None) -> FrameSo
     return FrameSource(folder, decode, size, fps, len(files), "folder", files)
 
 
-def _open_av_container(path: Path):
-    av = _import_av()
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as error:
-        raise InputError(path, f"cannot be opened as a video ({_ffmpeg_problem(error)})") from None
-    if not container.streams.video:
-        container.close()
-        raise InputError(path, "has no video stream")
-    return container
-
-
-def _pyav_decode(path: Path) -> Iterator[LazyFrame]:
-    av = _import_av()
-    container = _open_av_container(path)
-    try:
-        stream = container.streams.video[0]
-        # Slice threads only: frame threads deadlock when decoding stops before the end (opening a
-        # source reads one frame) in some torchvision builds (PyAV issue 1849), and decoded no faster.
-        stream.thread_type = "SLICE"
-        end = None  # where the latest decoded frame's display ends, seconds (decode order is not display order)
-        for frame in container.decode(stream):
-            if (shown_until := frame_end(frame, stream)) is not None:
-                end = shown_until if end is None else max(end, shown_until)
-            yield lambda frame=frame: _upright(_rgb(frame), getattr(frame, "rotation", 0))
-        check_av_not_truncated(path, container, end)
-    except av.error.FFmpegError as error:
-        raise InputError(path, f"video decoding failed ({_ffmpeg_problem(error)})") from None
-    finally:
-        container.close()
-
-
-def _ffmpeg_problem(error: OSError) -> str:
-    """What FFmpeg says went wrong, without the "[Errno 1094995529]" and the file name PyAV appends
-    (the InputError names the file already: the training log showed every path twice)."""
-    return error.strerror or str(error)
-
-
-_SCALER_THREADS: dict[str, int] = {"threads": 1}  # emptied once if this PyAV has no such argument
-
-
-def _rgb(frame) -> np.ndarray:
-    """An ``av.VideoFrame`` as RGB uint8 (H, W, 3), converted by swscale on the calling thread.
-
-    PyAV's default (``threads=0``, since it scales with ``sws_scale_frame``) gives swscale its own
-    thread pool; under Python 3.12 with PyAV 18.1, a DataLoader worker forked after the parent had
-    converted a frame (the video index does, to read each video's size) waited on that pool forever,
-    so training hung at its first batch. One thread is also faster here: 0.3-1.2 against
-    6.7-15.8 ms a frame with the pool on the 456 x 256 training videos (a busy 2-core machine).
-    Older PyAV (12.x) has no ``threads`` argument and scales on one thread anyway.
-    """
-    scaler = dict(_SCALER_THREADS)  # as this call tries it (the index probes from several threads)
-    try:
-        return frame.to_ndarray(format="rgb24", **scaler)
-    except TypeError:
-        if not scaler:
-            raise
-        _SCALER_THREADS.clear()
-        return frame.to_ndarray(format="rgb24")
-
-
-def _upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
-    """A decoded frame turned as a player shows it. rotation: the display matrix's angle in degrees,
-    counter-clockwise (``VideoFrame.rotation``; a PyAV without that attribute leaves frames as
-    stored). A phone's portrait video is stored landscape with -90: turned clockwise here."""
-    quarter_turns = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
-
-
-def _pyav_metadata(path: Path) -> tuple[float | None, FrameCount]:
-    """Frame rate (None when unknown) and the frame count, deferred (`FrameSource.num_frames`)."""
-    container = _open_av_container(path)
-    with contextlib.closing(container):
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else None
-        if container.format.name == "avi":
-            # An AVI header's length also counts frames skipped before a late start, so its chunks are
-            # counted (`avi_video_frames`): a walk through the whole file, done only when asked for.
-            return fps, lambda: avi_video_frames(path)
-        count = _pyav_header_count(stream, rate)  # read now: the stream is closed with the container
-        return fps, lambda: count
-
-
-def _pyav_header_count(stream, rate: Fraction | None) -> int | None:
-    """The stream's frame count from its header where decoding yields that many frames, else None.
-
-    An MP4's count is its samples, also those its edit list hides (``ffmpeg -ss 30 -c copy`` keeps up
-    to a key-frame interval of them before the cut: 96 samples, 48 frames decoded); the stream's
-    duration is the edit list's, so the count is trusted only where that duration holds as many
-    frames at the average rate. Most other containers give no count.
-    """
-    if not stream.frames or not stream.duration or not rate:
-        return None
-    shown = float(stream.duration * stream.time_base * rate)
-    return stream.frames if abs(stream.frames - shown) < 0.5 else None
-
-
-def _pyav_times(path: Path) -> list[float] | None:
-    with contextlib.closing(_open_av_container(path)) as container:
-        return shown_times(container)
-
-
 def _video_source(path: Path, backend: str) -> FrameSource:
-    decode, metadata = {"pyav": (_pyav_decode, _pyav_metadata),
+    decode, metadata = {"pyav": (pyav_decode, pyav_metadata),
                         "opencv": (opencv_decode, opencv_metadata)}[backend]
     fps, num_frames = metadata(path)
     with contextlib.closing(decode(path)) as frames:
@@ -298,7 +192,7 @@ def _video_source(path: Path, backend: str) -> FrameSource:
         if first is None:
             raise InputError(path, "contains no decodable video frames")
         size = first().shape[:2]
-    times = (lambda: _pyav_times(path)) if backend == "pyav" else None
+    times = (lambda: pyav_times(path)) if backend == "pyav" else None
     return FrameSource(path, lambda: decode(path), size, fps, num_frames, backend, times=times)
 
 
@@ -335,11 +229,7 @@ def count_frames(path: str | Path, backend: str = "auto") -> int:
         return len(list_frame_files(path))
     if not path.is_file():
         raise InputError(path, "no such video file or frame folder")
-    if _video_backend(backend) == "pyav":
-        container = _open_av_container(path)
-        with contextlib.closing(container):  # not those an MP4's edit list hides (`_pyav_header_count`)
-            return sum(1 for _ in shown_packets(container, container.streams.video[0]))
-    return opencv_count(path)
+    return pyav_count(path) if _video_backend(backend) == "pyav" else opencv_count(path)
 
 
 def read_frames_at(path: str | Path, indices: Sequence[int], backend: str = "auto") -> list[np.ndarray]:
@@ -371,32 +261,6 @@ def _checked_frames(path: Path, frames: Iterable[np.ndarray]) -> Iterator[np.nda
         yield _even(frame)
 
 
-def _write_pyav(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps: float,
-                times: Sequence[float] | None) -> None:
-    av = _import_av()
-    try:
-        codec = av.codec.Codec("libx264", "w").name
-    except ValueError:  # UnknownCodecError
-        codec = "mpeg4"  # FFmpeg builds without GPL x264
-    with av.open(str(tmp), mode="w") as container:
-        # crf 18: overlays have thin mask contours that must survive compression.
-        options = {"crf": "18"} if codec == "libx264" else {}
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
-        stream.height, stream.width = first.shape[:2]
-        stream.pix_fmt = "yuv420p"
-        if codec == "mpeg4":
-            stream.bit_rate = int(first.shape[0] * first.shape[1] * fps * 0.5)  # ~0.5 bit/pixel
-        ticks = None
-        if times is not None:  # each frame at its own time; fps stays the nominal rate
-            stream.codec_context.time_base, ticks = TIME_BASE, frame_ticks(times, fps)
-        for frame in itertools.chain((first,), frames):
-            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            if ticks is not None:
-                picture.pts, picture.time_base = next(ticks), TIME_BASE
-            container.mux(stream.encode(picture))
-        container.mux(stream.encode())
-
-
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
                 backend: str = "auto", times: Sequence[float] | None = None) -> Path:
     """Encode RGB uint8 frames (H, W, 3), all one size, to an mp4 at ``path``; returns ``path``.
@@ -418,7 +282,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
         raise ValueError(f"{path}: no frames to write")
     with atomic_file(path) as tmp:
         if _video_backend(backend) == "pyav":
-            _write_pyav(tmp, first, checked, fps, times)
+            write_pyav(tmp, first, checked, fps, times)
         else:
             write_opencv(tmp, first, checked, fps)
     return path
