@@ -177,9 +177,7 @@ def windowed_topk_frames(
     the ``(tile + 2 reach)^2`` reference block around it and the scores outside the window are
     masked. Cost per target pixel is ``(tile + 2 reach)^2 x C``: it grows with the window, not with
     the frame. The unfolded reference blocks are bounded by ``max_unfold_elements`` (default
-    `unfold_budget`): on a CPU that is a band of tile rows of one frame at a time (32 MB, cache-sized,
-    flat peak memory); on a GPU it is several whole frames per matmul, so a target frame costs a
-    handful of kernel launches instead of a few per tile-row band of every context frame.
+    `unfold_budget`; `_unfold_plan`).
     """
     C, h, w = query.shape
     n_frames = len(keys)
@@ -190,9 +188,7 @@ def windowed_topk_frames(
     blocked = _tile_blocked_mask(h, w, float(radius), shape, tile, query.device)  # (n, tile^2, span^2)
     flat_index = _window_flat_index(h, w, tile, reach, query.device)  # (rows * cols, span^2)
     budget = unfold_budget(query.device) if max_unfold_elements is None else max_unfold_elements
-    row_units = max(1, budget // (C * span * span * cols))  # tile rows (of any frame) per matmul
-    band_rows = min(rows, row_units)
-    group = max(1, row_units // rows) if band_rows == rows else 1  # whole frames per matmul
+    band_rows, group = _unfold_plan(budget, C * span * span * cols, rows)
 
     pad = (reach, reach + cols * tile - w, reach, reach + rows * tile - h)
     k = min(k, offsets.shape[0])
@@ -216,11 +212,29 @@ def windowed_topk_frames(
                 index[f0 + j].append(_tiles_to_image(flat[j], r1 - r0, cols, tile))
                 if lse is not None:
                     normalisers[f0 + j].append(_tiles_to_image(lse[j], r1 - r0, cols, tile))
-    return [
-        Candidates(torch.cat(s_f)[:h, :w].reshape(h * w, k), torch.cat(i_f)[:h, :w].reshape(h * w, k),
-                   torch.cat(n_f)[:h, :w].reshape(h * w) if n_f else None)
-        for s_f, i_f, n_f in zip(scores, index, normalisers)
-    ]
+    return [_stitched(s_f, i_f, n_f, h, w) for s_f, i_f, n_f in zip(scores, index, normalisers)]
+
+
+def _unfold_plan(budget: int, row_elements: int, rows: int) -> tuple[int, int]:
+    """(tile rows per band, whole frames per matmul) for a frame of ``rows`` tile rows whose
+    unfolded reference blocks take ``row_elements`` floats a tile row, within ``budget`` floats.
+
+    On a CPU that is a band of tile rows of one frame at a time (32 MB, cache-sized, flat peak
+    memory); on a GPU it is several whole frames per matmul, so a target frame costs a handful of
+    kernel launches instead of a few per tile-row band of every context frame.
+    """
+    row_units = max(1, budget // row_elements)  # tile rows (of any frame) per matmul
+    band_rows = min(rows, row_units)
+    group = max(1, row_units // rows) if band_rows == rows else 1  # whole frames per matmul
+    return band_rows, group
+
+
+def _stitched(scores: list[Tensor], index: list[Tensor], normalisers: list[Tensor], h: int, w: int) -> Candidates:
+    """One frame's row bands, each (band rows * tile, cols * tile, k) ((., ., 1) normalisers, or
+    none), cropped to the (h, w) frame -> Candidates (N2, k)."""
+    k = scores[0].shape[-1]
+    return Candidates(torch.cat(scores)[:h, :w].reshape(h * w, k), torch.cat(index)[:h, :w].reshape(h * w, k),
+                      torch.cat(normalisers)[:h, :w].reshape(h * w) if normalisers else None)
 
 
 def _band_topk(
