@@ -295,3 +295,34 @@ def test_resume_refuses_a_used_folder_that_holds_no_davis_run(short_clip, tmp_pa
     assert (out / "results.json").read_text() == '{"PCK@0.1": 0.5}\n'
     (tmp_path / "empty").mkdir()
     assert main(["eval", "davis", "--root", str(short_clip), "--out", str(tmp_path / "empty"), "--resume", *FAST]) == 0
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_run_that_ends_before_its_first_sequence_leaves_no_folder(short_clip, tmp_path, error):
+    """A run that failed (an encoder of one's own raising on the first real frame) or was stopped
+    before any sequence was finished left OUT holding only .run.json, so the same command, rerun,
+    was refused as "output folder exists and is not empty". Nothing is left to resume, so nothing is
+    left; an empty folder given as OUT stays, empty."""
+    import torch
+    from torch import nn
+
+    from vidcorr.evaluate.davis import run_davis
+    from vidcorr.presets import customised_preset
+
+    class FailsOnFrames(nn.Module):  # fine on the 112 x 112 probe, not on 214 x 120 frames
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Conv2d(3, 8, 8, 8)
+
+        def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+            if rgb.shape[-1] != rgb.shape[-2]:
+                raise error("square frames only")
+            return self.patch(rgb)
+
+    out, empty = tmp_path / "new" / "out", tmp_path / "empty"
+    empty.mkdir()
+    for folder in (out, empty):
+        with pytest.raises(KeyboardInterrupt if error is KeyboardInterrupt else Exception, match="square frames only"):
+            run_davis(FailsOnFrames(), customised_preset("crw", size=120), short_clip, folder, overlays=True)
+    assert not out.exists() and list(empty.iterdir()) == []
+    assert main(["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST]) == 0  # the rerun goes

@@ -165,6 +165,7 @@ def run_davis(
     first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
     # Built before OUT too: a module that cannot go to the device or a bad batch_size leaves nothing.
     propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = _run_stamp(model_info, preset, dataset, track)
     kept = _finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
@@ -178,16 +179,21 @@ def run_davis(
         _overlays_of_kept(dataset, kept, out_dir, tracked=track is not None)
     stats = RunStats(device=str(propagator.device))
     todo = [seq for seq in dataset.sequences if seq not in kept]
-    for seq in tqdm(todo, desc=f"propagate ({preset.name}{' + track' if track else ''})", unit="seq"):
-        start = time.perf_counter()
-        n = _propagate_sequence(propagator, dataset, seq, first_masks[seq], out_dir, overlays)
-        finished.append(seq)
-        _write_stamp(out_dir, stamp, finished)
-        elapsed = time.perf_counter() - start
-        stats.frames += n
-        stats.seconds += elapsed
-        stats.per_sequence[seq] = elapsed
-        log.debug("%s: %d frames in %.1fs", seq, n, elapsed)
+    try:
+        for seq in tqdm(todo, desc=f"propagate ({preset.name}{' + track' if track else ''})", unit="seq"):
+            start = time.perf_counter()
+            n = _propagate_sequence(propagator, dataset, seq, first_masks[seq], out_dir, overlays)
+            finished.append(seq)
+            _write_stamp(out_dir, stamp, finished)
+            elapsed = time.perf_counter() - start
+            stats.frames += n
+            stats.seconds += elapsed
+            stats.per_sequence[seq] = elapsed
+            log.debug("%s: %d frames in %.1fs", seq, n, elapsed)
+    except BaseException:
+        if not finished:  # nothing to resume: no folder left that refuses the next run as a used one
+            _remove_unstarted_run(out_dir, created)
+        raise
     stats.feature_seconds = propagator.timing["features"]
     stats.propagation_seconds = propagator.timing["propagation"]
     results = score_davis(root, out_dir, dataset.year, split, dataset.sequences, resolution=resolution,
@@ -306,6 +312,17 @@ RUN_STAMP = ".run.json"  # which model, protocol and split wrote this folder, an
 # `run_davis`' refusal of a used output folder without resume (and the CLI's, before the model loads)
 USED_OUT = ("output folder exists and is not empty: --resume continues the run it holds (same model and "
             "protocol); otherwise choose another --out or remove it")
+
+
+def _remove_unstarted_run(out_dir: Path, created: bool) -> None:
+    """Undo a run that failed or was stopped before its first sequence was finished: its run
+    record (which made the same command, rerun, fail as "output folder exists and is not empty"
+    over a folder holding nothing to resume), an empty overlays folder, and ``out_dir`` itself when
+    this run ``created`` it and it is empty now (a failed sequence removes its own files)."""
+    (out_dir / RUN_STAMP).unlink(missing_ok=True)
+    for folder in (out_dir / OVERLAYS, *((out_dir,) if created else ())):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def check_output_folder(out_dir: Path, resume: bool) -> None:
