@@ -67,9 +67,11 @@ def test_rejects_malformed_joint_files(tmp_path, content, message):
     assert str(path) in str(err.value)
 
 
-def test_rejects_a_file_that_is_not_matlab(tmp_path):
+@pytest.mark.parametrize("content", [b"this is not a MATLAB file at all" * 8, b"garbage\n", b""])
+def test_rejects_a_file_that_is_not_matlab(tmp_path, content):
+    """A file of a few bytes raised scipy's MatReadError, which is no ValueError: a traceback."""
     path = tmp_path / "joint_positions.mat"
-    path.write_bytes(b"this is not a MATLAB file at all" * 8)
+    path.write_bytes(content)
     with pytest.raises(InputError, match="cannot read MATLAB file"):
         read_joints(path)
 

@@ -70,7 +70,8 @@ def read_joints(path: str | Path) -> np.ndarray:
         mat = scipy.io.loadmat(path)
     except FileNotFoundError:
         raise InputError(path, "joint positions file not found") from None
-    except (ValueError, TypeError, OSError, NotImplementedError) as err:
+    # MatReadError (a file of a few bytes: "appears to be truncated") is no ValueError: a traceback.
+    except (ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise InputError(path, f"cannot read MATLAB file: {err}") from None
     if "pos_img" not in mat:
         keys = sorted(k for k in mat if not k.startswith("__"))
