@@ -113,6 +113,33 @@ def test_missing_prediction_file_is_named(cli, tree, capsys):
             "--sequences names the ones to score)") in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("record", "scored", "hint"), [
+    ({"benchmark": "otb", "protocol_name": "ope"}, "results", "score otb"),
+    ({"benchmark": "vot", "protocol_name": "vot-baseline"}, "results", "score vot"),
+    ({"protocol": {"benchmark": "JHMDB"}}, "results/predictions", "score jhmdb"),  # eval jhmdb's own folder
+    ({"protocol": {"benchmark": "VIP"}}, "results", "score vip"),
+    ({"protocol": {"benchmark": "DAVIS"}}, "results", None),  # the task's own: "not found" as it is
+    (None, "results", None),  # no record: nothing to say
+])
+def test_another_benchmarks_results_folder_names_its_score_command(cli, tree, tmp_path, capsys, record, scored, hint):
+    """`score davis` on an `eval otb` folder (or any task on another's) answered only "prediction
+    folder of sequence 'blackswan' not found"; the folder's results.json says which `eval` wrote it."""
+    root, results = tree
+    folder = tmp_path / scored
+    folder.mkdir(parents=True)
+    if record is not None:
+        (results / "results.json").write_text(json.dumps(record))
+    assert cli(["score", "davis", "--root", str(root), "--results", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "prediction folder of sequence 'car-shadow' not found" in err
+    if hint is None:
+        assert "holds `vidcorr eval" not in err
+    else:
+        assert f"{folder} holds `vidcorr eval {hint.split()[1]}` results (by its results.json): score them with " \
+               f"`vidcorr {hint}`" in err
+    assert not (folder / "score.json").exists()
+
+
 def test_prediction_id_above_k_is_named(cli, tree, capsys):
     root, results = tree
     _write_predictions(root, results)

@@ -14,6 +14,7 @@ timing) and must not be overwritten by a score of the same predictions.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def run_davis(args: argparse.Namespace) -> int:
     from vidcorr.metrics.davis import format_results_table, score_davis
 
     out = _score_json(args)
-    results = score_davis(args.root, args.results, year=args.year, split=args.split, sequences=args.sequences,
-                          resolution=args.resolution, per_frame=True)
+    results = _scored(args, "davis", lambda: score_davis(
+        args.root, args.results, year=args.year, split=args.split, sequences=args.sequences,
+        resolution=args.resolution, per_frame=True))
     print(format_results_table(results))
     plot = write_davis_results(results, out)
     print(f"wrote {out} and {plot}")
@@ -87,8 +89,9 @@ def run_tracking(args: argparse.Namespace) -> int:
 
     check_max_frames(args)
     out = _score_json(args)
-    results = score_tracking(args.root, args.results, benchmark=args.benchmark, protocol=args.protocol,
-                             sequences=args.sequences, max_frames=args.max_frames, eao_interval=args.eao_interval)
+    results = _scored(args, args.benchmark, lambda: score_tracking(
+        args.root, args.results, benchmark=args.benchmark, protocol=args.protocol, sequences=args.sequences,
+        max_frames=args.max_frames, eao_interval=args.eao_interval))
     print(format_results_table(results))
     plot = write_tracking_results(results, out)
     print(f"wrote {out} and {plot}")
@@ -115,7 +118,8 @@ def run_vip(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.vip import format_vip_table, score_vip
 
     out = _score_json(args)
-    results = score_vip(dataset_from(args), args.results, skip_first_frame=args.skip_first_frame)
+    results = _scored(args, "vip", lambda: score_vip(dataset_from(args), args.results,
+                                                     skip_first_frame=args.skip_first_frame))
     return _report(out, results, format_vip_table(results))
 
 
@@ -142,8 +146,44 @@ def run_jhmdb(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.jhmdb import format_pck_table, score_jhmdb
 
     out = _score_json(args)
-    results = score_jhmdb(dataset_from(args), args.results, skip_first_frame=not args.include_first_frame)
+    results = _scored(args, "jhmdb", lambda: score_jhmdb(dataset_from(args), args.results,
+                                                         skip_first_frame=not args.include_first_frame))
     return _report(out, results, format_pck_table(results))
+
+
+def _scored(args: argparse.Namespace, task: str, score: Callable[[], dict]) -> dict:
+    """``score()``; a prediction it did not find under ``--results`` (an `InputError` naming a path
+    there that does not exist) in a folder another `eval` wrote (`results_benchmark`) says so and
+    names the `score` command for it: every task used to answer only "not found", the first
+    sequence or video of its own benchmark named."""
+    try:
+        return score()
+    except InputError as error:
+        other = results_benchmark(args.results)
+        if (other in (None, task) or error.path is None or error.path.exists()
+                or not error.path.is_relative_to(args.results)):
+            raise
+        raise InputError(error.path, f"{error.problem}; {args.results} holds `vidcorr eval {other}` results "
+                                     f"(by its results.json): score them with `vidcorr score {other}`") from None
+
+
+def results_benchmark(results: Path) -> str | None:
+    """The benchmark whose `eval` wrote ``results`` ("davis", "jhmdb", "vip", "otb" or "vot"), as its
+    results.json records it (tracking: ``benchmark``; the others: ``protocol.benchmark``), or that
+    of the folder above `eval jhmdb`'s ``predictions/``; None without a readable record."""
+    for folder in (results, results.parent) if results.name == "predictions" else (results,):
+        try:
+            record = json.loads((folder / "results.json").read_text())
+        except (OSError, ValueError):
+            continue
+        protocol = record.get("protocol") if isinstance(record, dict) else None
+        name = record.get("benchmark") or (protocol.get("benchmark") if isinstance(protocol, dict) else None)
+        if isinstance(name, str) and name.lower() in BENCHMARKS:
+            return name.lower()
+    return None
+
+
+BENCHMARKS = ("davis", "jhmdb", "vip", "otb", "vot")
 
 
 def _report(out: Path, results: dict, table: str) -> int:
