@@ -20,6 +20,12 @@ import numpy as np
 from vidcorr.errors import InputError
 from vidcorr.io.images import image_size, natural_key, refuse_odd_names, shared_size
 from vidcorr.io.masks import VOID, mask_size, read_mask
+from vidcorr.io.roots import misplaced_root_hint
+
+
+def is_davis_root(folder: Path) -> bool:
+    """Whether ``folder`` has DAVIS's frames or annotations (scoring needs no frames)."""
+    return (folder / "JPEGImages").is_dir() or (folder / "Annotations").is_dir()
 
 
 class DavisDataset:
@@ -45,6 +51,9 @@ class DavisDataset:
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(self.root, "DAVIS root folder not found")
+        if not is_davis_root(self.root):  # a per-sequence "not found" under it said little
+            raise InputError(self.root, "not a DAVIS root (JPEGImages/, Annotations/, ImageSets/)"
+                             + misplaced_root_hint(self.root, is_davis_root))
         self.resolution = resolution
         self.split = split
         image_sets = self.root / "ImageSets"

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.io
 
 from vidcorr.errors import InputError
+from vidcorr.io.roots import misplaced_root_hint
 from vidcorr.io.images import list_frame_files
 
 # Joint order of joint_positions.mat (J-HMDB README); index = channel.
@@ -100,6 +101,11 @@ def read_split_file(path: str | Path) -> dict[str, int]:
     return videos
 
 
+def is_jhmdb_root(folder: Path) -> bool:
+    """Whether ``folder`` has JHMDB's two folders (frames and joints)."""
+    return (folder / "Rename_Images").is_dir() and (folder / "joint_positions").is_dir()
+
+
 class JhmdbDataset:
     """The videos of one JHMDB split (or every video when no split files exist).
 
@@ -115,8 +121,12 @@ class JhmdbDataset:
     def __init__(self, root: str | Path, split: int = 1, subset: str = "test",
                  splits: str | Path | list[Path] | None = None, videos: list[str] | None = None):
         self.root = Path(root)
+        present = [sub for sub in ("Rename_Images", "joint_positions") if (self.root / sub).is_dir()]
+        if not present:  # not "ROOT/Rename_Images: missing" for a ROOT that is Rename_Images itself
+            raise InputError(self.root, "not a JHMDB root (Rename_Images/, joint_positions/)"
+                             + misplaced_root_hint(self.root, is_jhmdb_root))
         for sub in ("Rename_Images", "joint_positions"):
-            if not (self.root / sub).is_dir():
+            if sub not in present:
                 raise InputError(self.root / sub, "missing: a JHMDB root holds Rename_Images/ and joint_positions/")
         if subset not in ("test", "train"):
             raise ValueError(f"subset must be 'test' or 'train', got {subset!r}")

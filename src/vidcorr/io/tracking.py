@@ -56,6 +56,7 @@ import numpy as np
 
 from vidcorr.errors import InputError
 from vidcorr.io.images import is_frame_file, list_frame_files
+from vidcorr.io.roots import misplaced_root_hint
 from vidcorr.io.video import FrameSource, open_frame_files
 
 log = logging.getLogger(__name__)
@@ -364,6 +365,30 @@ def _annotated_sequences(root: Path, benchmark: Benchmark) -> dict[str, tuple[Pa
     return dict(sorted(found.items()))
 
 
+def _root_hint(root: Path, benchmark: Benchmark) -> str:
+    """What ``root``, holding no sequence of ``benchmark``, is instead: the other benchmark's
+    sequences, one sequence folder, or a folder beside or inside a root (`misplaced_root_hint`)."""
+    other: Benchmark = "vot" if benchmark == "otb" else "otb"
+    if _holds_sequences(root, other):
+        return (f"; it holds {other.upper()} sequences ({ANNOTATION_FILES[other]}): `vidcorr eval {other}` "
+                f"(or `score {other}`) reads them")
+    if (root / ANNOTATION_FILES[benchmark]).is_file() or (benchmark == "otb" and _has_target_files(root)):
+        return f"; it is one sequence folder: --root {root.parent} --sequences {root.name}"
+    return misplaced_root_hint(root, lambda folder: _holds_sequences(folder, benchmark))
+
+
+def _has_target_files(folder: Path) -> bool:
+    """Whether ``folder`` holds OTB's per-target annotations (groundtruth_rect.<k>.txt)."""
+    return any(_OTB_TARGET_FILE.fullmatch(p.name) for p in folder.iterdir())
+
+
+def _holds_sequences(folder: Path, benchmark: Benchmark) -> bool:
+    try:
+        return bool(_annotated_sequences(folder, benchmark))
+    except InputError:  # two sequences of one name: sequences all the same
+        return True
+
+
 def discover_sequences(
     root: str | Path, benchmark: Benchmark, names: Sequence[str] | None = None
 ) -> list[TrackingSequence]:
@@ -380,7 +405,7 @@ def discover_sequences(
     found = _annotated_sequences(root, benchmark)
     if not found:
         raise InputError(root, f"no sequence folders with {ANNOTATION_FILES[benchmark]} "
-                               f"(expected {benchmark.upper()} layout <root>/<seq>/...)")
+                               f"(expected {benchmark.upper()} layout <root>/<seq>/...){_root_hint(root, benchmark)}")
     if names is not None:
         missing = [n for n in names if n not in found]
         if missing:

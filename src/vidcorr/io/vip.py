@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vidcorr.errors import InputError
+from vidcorr.io.roots import misplaced_root_hint
 from vidcorr.io.images import list_frame_files
 
 IGNORE = 255
@@ -152,12 +153,22 @@ class VipDataset:
 
 
 def _detect_layout(root: Path) -> str:
-    if (root / "Images").is_dir() and (root / "Annotations" / "Category_ids").is_dir():
-        return "vip"
-    if (root / "images").is_dir() and (root / "source").is_dir():
-        return "vipseg"
+    if (layout := _layout_of(root)) is not None:
+        return layout
     raise InputError(root, "not a VIP root (Images/, Annotations/Category_ids/, lists/) "
-                           "nor a VIPSeg snippet (images/, source/)")
+                           "nor a VIPSeg snippet (images/, source/)"
+                     + misplaced_root_hint(root, lambda folder: _layout_of(folder) is not None))
+
+
+def _layout_of(folder: Path) -> str | None:
+    """"vip" or "vipseg" by the folders ``folder`` holds (VIP_Fine's parent counting as VIP), else None."""
+    if (folder / "VIP_Fine").is_dir():
+        folder = folder / "VIP_Fine"
+    if (folder / "Images").is_dir() and (folder / "Annotations" / "Category_ids").is_dir():
+        return "vip"
+    if (folder / "images").is_dir() and (folder / "source").is_dir():
+        return "vipseg"
+    return None
 
 
 def _require(path: Path, what: str) -> Path:
