@@ -41,24 +41,33 @@ def register(tasks: argparse._SubParsersAction) -> None:
                         + (" With --protocol vot-baseline: VOT's supervised experiment (docs/tracking.md)."
                            if benchmark == "vot" else ""),
         )
-        p.add_argument("--root", required=True, type=Path, help="benchmark root folder")
+        add_sequence_arguments(
+            p, benchmark, max_frames_help="track and score only the first N frames of each sequence",
+            protocol_help="ope (default): OTB's one-pass evaluation, never re-initialised; vot-baseline: VOT's "
+                          "supervised experiment (re-initialised 5 frames after each failure; accuracy, failures, "
+                          "EAO; writes OUT/baseline/<seq>/<seq>_001.txt)")
         p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
         p.add_argument("--tracker", choices=("localise", "dcf"), default="localise",
                        help="UVC region localisation (default) or the DCFNet correlation filter")
-        p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the sequences")
-        p.add_argument("--max-frames", type=int, help="track and score only the first N frames of each sequence")
         p.add_argument("--set", dest="options", action="append", default=[], metavar="NAME=VALUE",
                        help="tracker setting, repeatable (e.g. --set search_scale=3 --set topk=8; docs/tracking.md)")
-        if benchmark == "vot":
-            p.add_argument("--protocol", choices=("ope", "vot-baseline"), default="ope",
-                           help="ope (default): OTB's one-pass evaluation, never re-initialised; vot-baseline: "
-                                "VOT's supervised experiment (re-initialised 5 frames after each failure; "
-                                "accuracy, failures, EAO; writes OUT/baseline/<seq>/<seq>_001.txt)")
-            add_eao_interval_argument(p)
-        else:
-            p.set_defaults(protocol="ope", eao_interval="vot2015")  # OTB has its one-pass evaluation only
         add_model_arguments(p, tracking=True)
         p.set_defaults(func=run, benchmark=benchmark)
+
+
+def add_sequence_arguments(p: argparse.ArgumentParser, benchmark: str, *, max_frames_help: str,
+                           protocol_help: str) -> None:
+    """Which sequences, frames and protocol: shared by `eval otb|vot` and `score otb|vot` (--root,
+    --sequences, --max-frames; for VOT --protocol and --eao-interval, which OTB, having its one-pass
+    evaluation only, gets as fixed defaults)."""
+    p.add_argument("--root", required=True, type=Path, help=f"benchmark root folder ({_LAYOUTS[benchmark]})")
+    p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the sequences")
+    p.add_argument("--max-frames", type=int, help=max_frames_help)
+    if benchmark == "vot":
+        p.add_argument("--protocol", choices=("ope", "vot-baseline"), default="ope", help=protocol_help)
+        add_eao_interval_argument(p)
+    else:
+        p.set_defaults(protocol="ope", eao_interval="vot2015")
 
 
 def eao_interval_spec(text: str) -> str | tuple[int, int]:

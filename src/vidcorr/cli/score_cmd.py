@@ -18,7 +18,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from vidcorr.cli.common import comma_list
 from vidcorr.errors import InputError
 
 
@@ -66,19 +65,13 @@ def register_tracking(tasks: argparse._SubParsersAction) -> None:
                            "trajectories, as `eval vot --protocol vot-baseline` writes them), scored with VOT's "
                            "accuracy and failures." if benchmark == "vot" else ""),
         )
-        p.add_argument("--root", required=True, type=Path, help=f"benchmark root folder (as for eval {benchmark})")
+        eval_tracking.add_sequence_arguments(
+            p, benchmark, max_frames_help="score only the first N frames of each sequence (files of `eval "
+                                          "--max-frames N`)",
+            protocol_help="ope (default): <seq>.txt boxes; vot-baseline: baseline/<seq>/<seq>_001.txt")
         baseline_files = " (with --protocol vot-baseline: of baseline/<seq>/<seq>_001.txt)"
         p.add_argument("--results", required=True, type=Path,
                        help="folder of <seq>.txt box files" + (baseline_files if benchmark == "vot" else ""))
-        p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the sequences")
-        p.add_argument("--max-frames", type=int,
-                       help="score only the first N frames of each sequence (files of `eval --max-frames N`)")
-        if benchmark == "vot":
-            p.add_argument("--protocol", choices=("ope", "vot-baseline"), default="ope",
-                           help="ope (default): <seq>.txt boxes; vot-baseline: baseline/<seq>/<seq>_001.txt")
-            eval_tracking.add_eao_interval_argument(p)
-        else:
-            p.set_defaults(protocol="ope", eao_interval="vot2015")
         p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
         p.set_defaults(func=run_tracking, benchmark=benchmark)
 
