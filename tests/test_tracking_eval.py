@@ -158,6 +158,11 @@ def test_otb_annotated_range_tracks_the_same_as_a_trimmed_copy(cli, otb_root, tm
     [
         (["--set", "padding=2"], "--set 'padding=2': expected NAME=VALUE"),
         (["--set", "topk=many"], "--set topk: expected int"),
+        # the value out of range is named (it was a repr of all twelve settings)
+        (["--set", "search_scale=-1"], "invalid localisation settings: search_scale must be at least 1, got -1.0"),
+        (["--tracker", "dcf", "--set", "lam=0", "--set", "min_scale_factor=6"],
+         "invalid DCF settings: lam must be positive, got 0.0; min_scale_factor must be positive and at most "
+         "max_scale_factor, got 6.0"),
         (["--topk", "5"], "--topk is a propagation setting"),
         (["--no-window-first"], "--window-first is a propagation setting"),
         (["--sequences", "Nope"], "unknown sequence"),

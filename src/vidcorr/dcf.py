@@ -83,10 +83,24 @@ class DCFSettings:
     l2_normalise: bool = True
 
     def __post_init__(self) -> None:
-        if self.num_scales < 1 or self.input_size < 16 or self.padding < 0 or self.lam <= 0:
-            raise ValueError(f"invalid DCF settings: {self}")
-        if not 0.0 < self.interp_factor <= 1.0:
-            raise ValueError(f"interp_factor must be in (0, 1], got {self.interp_factor}")
+        check_settings("DCF", self, {
+            "padding": ("0 or more", self.padding >= 0),
+            "lam": ("positive", self.lam > 0),
+            "interp_factor": ("in (0, 1]", 0.0 < self.interp_factor <= 1.0),
+            "num_scales": ("at least 1", self.num_scales >= 1),
+            "min_scale_factor": ("positive and at most max_scale_factor",
+                                 0 < self.min_scale_factor <= self.max_scale_factor),
+            "input_size": ("at least 16", self.input_size >= 16),
+        })
+
+
+def check_settings(kind: str, settings: object, rules: dict[str, tuple[str, bool]]) -> None:
+    """ValueError naming every field of ``settings`` whose rule (name -> (what it must be, whether
+    it is)) fails, with its value: "invalid DCF settings: lam must be positive, got 0.0"; a repr of
+    the whole dataclass left the user to find which of a dozen fields (`--set NAME=VALUE`) was wrong."""
+    bad = [f"{name} must be {rule}, got {getattr(settings, name)}" for name, (rule, ok) in rules.items() if not ok]
+    if bad:
+        raise ValueError(f"invalid {kind} settings: {'; '.join(bad)}")
 
 
 class FeatureSampler(Protocol):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coordinates
-from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
+from vidcorr.dcf import Box, DCFSettings, DCFTracker, check_settings, start_box_state
 from vidcorr.models.encoder import inference_encoder
 from vidcorr.models.external import encoder_stride
 from vidcorr.propagate import check_features, first_and_rest, run_encoder
@@ -132,11 +132,18 @@ class LocaliseSettings:
     template_update: float = 0.0
 
     def __post_init__(self) -> None:
-        if (self.search_scale < 1 or self.template_size < 8 or self.temperature <= 0 or self.topk < 0
-                or self.iterations < 1 or self.max_scale_change < 1):
-            raise ValueError(f"invalid localisation settings: {self}")
-        if not (0 <= self.template_update <= 1 and 0 <= self.scale_rate <= 1):
-            raise ValueError("template_update and scale_rate must lie in [0, 1]")
+        check_settings("localisation", self, {
+            "search_scale": ("at least 1", self.search_scale >= 1),
+            "template_size": ("at least 8", self.template_size >= 8),
+            "temperature": ("positive", self.temperature > 0),
+            "topk": ("0 (all) or more", self.topk >= 0),
+            "iterations": ("at least 1", self.iterations >= 1),
+            "scale_rate": ("in [0, 1]", 0 <= self.scale_rate <= 1),
+            "max_scale_change": ("at least 1", self.max_scale_change >= 1),
+            "min_scale_factor": ("positive and at most max_scale_factor",
+                                 0 < self.min_scale_factor <= self.max_scale_factor),
+            "template_update": ("in [0, 1]", 0 <= self.template_update <= 1),
+        })
 
 
 def _to_multiple(values: np.ndarray, step: int) -> tuple[int, int]:
