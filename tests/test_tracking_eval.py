@@ -156,7 +156,10 @@ def test_otb_annotated_range_tracks_the_same_as_a_trimmed_copy(cli, otb_root, tm
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--set", "padding=2"], "--set 'padding=2': expected NAME=VALUE"),
+        (["--set", "padding=2"], "--set padding: a setting of the dcf tracker, not of localise (--tracker dcf); "
+                                 "localise's: search_scale, "),
+        (["--set", "paddin=2"], "--set 'paddin=2': expected NAME=VALUE"),
+        (["--tracker", "dcf", "--set", "iterations=2"], "--set iterations: a setting of the localise tracker"),
         (["--set", "topk=many"], "--set topk: expected int"),
         # the value out of range is named (it was a repr of all twelve settings)
         (["--set", "search_scale=-1"], "invalid localisation settings: search_scale must be at least 1, got -1.0"),

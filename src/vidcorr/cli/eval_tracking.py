@@ -116,13 +116,18 @@ def _convert(field: dataclasses.Field, text: str):
 
 def tracker_options(args: argparse.Namespace) -> dict:
     """Tracker settings from ``--set NAME=VALUE``; the propagation-only model flags are refused."""
-    from vidcorr.track import tracker_settings
+    from vidcorr.track import TRACKERS, tracker_settings
 
     refuse_propagation_flags(args, "use --set NAME=VALUE (docs/tracking.md)")
     fields = {f.name: f for f in dataclasses.fields(type(tracker_settings(args.tracker)))}
+    other = next(t for t in TRACKERS if t != args.tracker)
+    others = {f.name for f in dataclasses.fields(type(tracker_settings(other)))}
     options = {}
     for item in args.options:
         name, sep, text = item.partition("=")
+        if sep and name not in fields and name in others:  # "expected NAME one of ..." did not say why
+            raise VidcorrError(f"--set {name}: a setting of the {other} tracker, not of {args.tracker} "
+                               f"(--tracker {other}); {args.tracker}'s: {', '.join(fields)}")
         if not sep or name not in fields:
             raise VidcorrError(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}")
         options[name] = _convert(fields[name], text)
