@@ -102,6 +102,23 @@ def test_split_files_select_the_test_videos(tmp_path, jhmdb_root):
         JhmdbDataset(root, videos=[f"{CLASS}/nope"])
 
 
+def test_a_splits_folder_without_the_splits_files_is_refused(tmp_path, jhmdb_root):
+    """--splits DIR holding no file of --split N evaluated every video found (one INFO line), as
+    if no split had been asked for; without --splits that is still the fallback."""
+    root = _small_tree(tmp_path, jhmdb_root, 2)
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    with pytest.raises(InputError, match=f"{splits}: no <class>_test_split1.txt files in the --splits folder$"):
+        JhmdbDataset(root, splits=splits)
+    (splits / f"{CLASS}_test_split1.txt").write_text(f"{VIDEO}.avi 2\n")
+    (splits / f"{CLASS}_test_split3.txt").write_text(f"{VIDEO}.avi 2\n")
+    with pytest.raises(InputError, match=r"no <class>_test_split2.txt files in the --splits folder \(it holds split "
+                                         r"1, 3: --split N picks one\)"):
+        JhmdbDataset(root, split=2, splits=splits)
+    assert [v.name for v in JhmdbDataset(root, split=3, splits=splits).videos] == [NAME]
+    assert [v.name for v in JhmdbDataset(root, split=2).videos] == [NAME]  # no --splits: every video
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("clip.avi 3", "line 2: expected '<video>.avi 1|2'"),
     ("clip.avi", "line 2"),

@@ -6,8 +6,8 @@ Layout (the official J-HMDB release)::
     ROOT/joint_positions/<class>/<video>/joint_positions.mat        pos_img: (2, 15, T), MATLAB 1-based
     <class>_test_split<n>.txt                                       "<video>.avi 1|2" (1 = train, 2 = test)
 
-Split files are looked for in the folder given (``splits``), else ROOT and ROOT/splits. When none
-exists every video found is used (and the caller should say so). Joint coordinates are returned
+Split files are looked for in the folder given (``splits``, which must hold the split's files), else
+ROOT and ROOT/splits; when these hold none every video found is used (and the caller should say so). Joint coordinates are returned
 0-based (``pos_img - 1``, as UVC / CRW / STT do) in pixels of the original frame, with pixel
 centres at integer positions.
 """
@@ -189,10 +189,20 @@ def _find_split_files(root: Path, split: int, splits: str | Path | list[Path] | 
                 raise InputError(path, "split files are named <class>_test_split<n>.txt")
         return [Path(p) for p in splits]
     if splits is not None:
-        if not Path(splits).is_dir():
-            raise InputError(splits, "splits folder not found")
-        folders = [Path(splits)]
-    else:
-        folders = [root, root / "splits"]
-    return sorted(p for folder in folders if folder.is_dir()
+        return _split_files_in(Path(splits), split)
+    return sorted(p for folder in (root, root / "splits") if folder.is_dir()
                   for p in folder.glob(f"*_test_split{split}.txt"))
+
+
+def _split_files_in(folder: Path, split: int) -> list[Path]:
+    """The split files of a folder given as --splits: at least one, since every video found is used
+    only where no split file was asked for (an --splits folder without them evaluated all videos,
+    one INFO line saying so, as if it had not been given)."""
+    if not folder.is_dir():
+        raise InputError(folder, "splits folder not found")
+    files = sorted(folder.glob(f"*_test_split{split}.txt"))
+    if not files:
+        others = sorted({int(m["n"]) for p in folder.iterdir() if (m := _SPLIT_NAME.match(p.name))})
+        held = f" (it holds split {', '.join(map(str, others))}: --split N picks one)" if others else ""
+        raise InputError(folder, f"no <class>_test_split{split}.txt files in the --splits folder{held}")
+    return files
