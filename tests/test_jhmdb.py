@@ -93,13 +93,30 @@ def test_split_files_select_the_test_videos(tmp_path, jhmdb_root):
     assert [v.name for v in test.videos] == [NAME] and "split 1 test set" in test.describe()
     assert [v.name for v in JhmdbDataset(root, subset="train").videos] == [f"{CLASS}/train_clip"]
     with pytest.raises(InputError, match="no test videos"):
-        JhmdbDataset(root, split=2, splits=[root / "splits" / f"{CLASS}_test_split1.txt"], videos=[])
+        JhmdbDataset(root, splits=[root / "splits" / f"{CLASS}_test_split1.txt"], videos=[])
     # an unknown --videos name: "not in the test set" was also said where no split file was read
     with pytest.raises(InputError, match=f"unknown video\\(s\\) {CLASS}/train_clip: not in the split 1 test set"):
         JhmdbDataset(root, videos=[f"{CLASS}/train_clip"])
     (root / "splits" / f"{CLASS}_test_split1.txt").unlink()
     with pytest.raises(InputError, match=f"{CLASS}/nope: not under Rename_Images/ \\(without split files"):
         JhmdbDataset(root, videos=[f"{CLASS}/nope"])
+
+
+def test_split_files_given_by_name_set_the_split(tmp_path, jhmdb_root):
+    """A ..._test_split3.txt read with the default --split was recorded as the "split 1 test set"
+    (and with --split 2 as split 2): the files' own number is the split, and must be one."""
+    root = _small_tree(tmp_path, jhmdb_root, 2)
+    three, one = tmp_path / f"{CLASS}_test_split3.txt", tmp_path / "other_test_split1.txt"
+    three.write_text(f"{VIDEO}.avi 2\n")
+    one.write_text("")
+    dataset = JhmdbDataset(root, splits=[three])
+    assert dataset.split == 3 and dataset.describe().startswith("split 3 test set from 1 split file(s)")
+    assert JhmdbDataset(root, split=3, splits=[three]).split == 3
+    with pytest.raises(InputError, match=f"{three}: is a split 3 file, but --split 2 was asked for"):
+        JhmdbDataset(root, split=2, splits=[three])
+    with pytest.raises(InputError, match=r"split files of different splits given together: "
+                                         rf"{CLASS}_test_split3.txt \(split 3\), other_test_split1.txt \(split 1\)"):
+        JhmdbDataset(root, splits=[three, one])
 
 
 def test_a_splits_folder_without_the_splits_files_is_refused(tmp_path, jhmdb_root):

@@ -38,7 +38,8 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
                         help="folder with <class>_test_split<n>.txt files (default: ROOT, ROOT/splits)")
     splits.add_argument("--split-file", type=Path, action="append", metavar="FILE",
                         help="a <class>_test_split<n>.txt file; repeat for several classes")
-    p.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="split number (default: 1)")
+    p.add_argument("--split", type=int, choices=(1, 2, 3),
+                   help="split number (default: that of the --split-file files, else 1)")
     p.add_argument("--videos", type=comma_list, help="comma-separated subset of <class>/<video> names")
     p.add_argument("--include-first-frame", action="store_true",
                    help="also score frame 0 (STT does; UVC and CRW skip it, our default)")

@@ -111,14 +111,15 @@ class JhmdbDataset:
 
     Args:
         root: JHMDB root holding Rename_Images/ and joint_positions/.
-        split: split number n of ``<class>_test_split<n>.txt`` (1, 2 or 3).
+        split: split number n of ``<class>_test_split<n>.txt`` (1, 2 or 3); default: that of the split
+            files given as a list (which must agree with it when given), else 1.
         subset: "test" (label 2, the propagation benchmark) or "train" (label 1).
         splits: a folder with the split files, or a list of split files; default: ROOT, ROOT/splits.
         videos: keep only these "<class>/<video>" names, in this order.
     Attributes: ``videos`` (list of `JhmdbVideo`), ``split_files`` (the files used, may be empty).
     """
 
-    def __init__(self, root: str | Path, split: int = 1, subset: str = "test",
+    def __init__(self, root: str | Path, split: int | None = None, subset: str = "test",
                  splits: str | Path | list[Path] | None = None, videos: list[str] | None = None):
         self.root = Path(root)
         present = [sub for sub in ("Rename_Images", "joint_positions") if (self.root / sub).is_dir()]
@@ -130,6 +131,7 @@ class JhmdbDataset:
                 raise InputError(self.root / sub, "missing: a JHMDB root holds Rename_Images/ and joint_positions/")
         if subset not in ("test", "train"):
             raise ValueError(f"subset must be 'test' or 'train', got {subset!r}")
+        split = _split_number(split, splits)
         self.split, self.subset = split, subset
         self.split_files = _find_split_files(self.root, split, splits)
         found = self._videos_on_disk()
@@ -178,6 +180,22 @@ class JhmdbDataset:
                                      "(with its joint_positions.mat) is missing")
                 listed[name] = found[name]
         return listed
+
+
+def _split_number(split: int | None, splits: str | Path | list[Path] | None) -> int:
+    """The split evaluated: that of split files given by name (``--split-file``; one number for all of
+    them, ``split`` agreeing), else ``split`` or 1. The files' own number was ignored: a
+    ``..._test_split1.txt`` read with ``--split 2`` was recorded as "split 2 test set"."""
+    if not isinstance(splits, list):
+        return 1 if split is None else split
+    numbers = {Path(p): int(m["n"]) for p in splits if (m := _SPLIT_NAME.match(Path(p).name))}
+    if len(set(numbers.values())) > 1:
+        listed = ", ".join(f"{p.name} (split {n})" for p, n in numbers.items())
+        raise InputError(next(iter(numbers)), f"split files of different splits given together: {listed}")
+    for path, number in numbers.items():
+        if split is not None and number != split:
+            raise InputError(path, f"is a split {number} file, but --split {split} was asked for")
+    return next(iter(numbers.values()), 1 if split is None else split)
 
 
 def _find_split_files(root: Path, split: int, splits: str | Path | list[Path] | None) -> list[Path]:
