@@ -169,7 +169,16 @@ def score_overlaps(status: np.ndarray, overlaps: np.ndarray, known: np.ndarray, 
 
 
 def known_ground_truth(polygons: np.ndarray) -> np.ndarray:
-    """(T,) bool: whether each frame's ground-truth polygon is `polygon_valid`."""
+    """(T,) bool: whether each frame's ground-truth polygon is `polygon_valid`.
+
+    Frames without one are neither failures nor scored: our rule, not the toolkit's. The Python
+    toolkit reads a NaN ground truth as the special region 0 (vot/region/io.py `parse`), whose
+    overlap with anything is 0 (vot/region/raster.py `calculate_overlap`: not a Shape); its runner
+    then calls the frame a failure (vot/experiment/multirun.py `SupervisedExperiment.execute`:
+    overlap <= failure_overlap), and a prediction there adds 0 to the accuracy (its mask looks at the
+    trajectory only). The short-term datasets the baseline experiment runs on have no such frames;
+    charging a tracker a failure where no target is annotated would score the annotation, not it.
+    A NaN *prediction* follows the toolkit (`vidcorr.io.tracking.read_vot_trajectory`: unknown)."""
     return np.array([polygon_valid(polygon) for polygon in polygons], bool)
 
 
