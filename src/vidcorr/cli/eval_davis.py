@@ -46,7 +46,9 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.evaluate.davis import OVERLAYS, RUN_STAMP, check_output_folder, run_davis
+    from vidcorr.evaluate.davis import run_davis
+    from vidcorr.evaluate.davis_overlays import OVERLAYS
+    from vidcorr.evaluate.davis_runs import RUN_STAMP, check_output_folder
     from vidcorr.metrics.davis import format_results_table
 
     # before the model is loaded and the split propagated (run_davis checks again)

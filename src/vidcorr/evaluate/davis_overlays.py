@@ -21,6 +21,12 @@ from vidcorr.propagate import Propagator
 from vidcorr.viz import overlay_mask, side_by_side
 
 DAVIS_FPS = 24.0  # the frame rate of DAVIS's 480p sequences (overlay videos)
+OVERLAYS = "overlays"  # OUT's folder of overlay videos, beside the sequence folders the scorer reads
+
+
+def overlay_path(out_dir: Path, seq: str) -> Path:
+    """Where `vidcorr.evaluate.davis.run_davis` writes the overlay video of sequence ``seq``."""
+    return out_dir / OVERLAYS / f"{seq}.mp4"
 
 
 def overlay_frames(
