@@ -83,7 +83,7 @@ def test_davis(tmp_path, root, hint):
 @pytest.mark.parametrize(("benchmark", "root", "hint"), [
     ("otb", "data/tracking", "; {d}/otb is one: --root {d}/otb"),
     ("otb", "data/otb/Soccer", "; it is one sequence folder: --root {d}/otb --sequences Soccer"),
-    ("otb", "data/otb/Jogging", "; it is one sequence folder: --root {d}/otb --sequences Jogging"),
+    ("otb", "data/otb/Jogging", "; it is one sequence folder: --root {d}/otb --sequences Jogging.1,Jogging.2"),
     ("otb", "data/otb/Soccer/img", "; it lies inside the root {d}/otb: --root {d}/otb"),
     ("otb", "data/vot", "; it holds VOT sequences (groundtruth.txt): `vidcorr eval vot` (or `score vot`) reads them"),
     ("vot", "data/otb", "; it holds OTB sequences (groundtruth_rect.txt): `vidcorr eval otb` (or `score otb`) reads them"),
@@ -92,7 +92,8 @@ def test_davis(tmp_path, root, hint):
 def test_tracking(tmp_path, benchmark, root, hint):
     d = _tree(tmp_path / "data", "otb/Soccer/img", "tracking/otb/Soccer", "otb/Jogging/img",
               files=("otb/Soccer/groundtruth_rect.txt", "tracking/otb/Soccer/groundtruth_rect.txt",
-                     "otb/Jogging/groundtruth_rect.1.txt", "vot/ball1/groundtruth.txt"))
+                     "otb/Jogging/groundtruth_rect.1.txt", "otb/Jogging/groundtruth_rect.2.txt",
+                     "vot/ball1/groundtruth.txt"))
     if root == "data/tracking":
         d = d / "tracking"
     message = _refused(lambda r: discover_sequences(r, benchmark), tmp_path / root)

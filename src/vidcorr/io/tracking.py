@@ -366,27 +366,24 @@ def _annotated_sequences(root: Path, benchmark: Benchmark) -> dict[str, tuple[Pa
 
 
 def _root_hint(root: Path, benchmark: Benchmark) -> str:
-    """What ``root``, holding no sequence of ``benchmark``, is instead: the other benchmark's
-    sequences, one sequence folder, or a folder beside or inside a root (`misplaced_root_hint`)."""
+    """What ``root``, holding no sequence of ``benchmark``, is instead: the other benchmark's root,
+    one sequence folder (its sequences named as --sequences takes them), or a folder beside or
+    inside a root (`misplaced_root_hint`)."""
     other: Benchmark = "vot" if benchmark == "otb" else "otb"
-    if _holds_sequences(root, other):
+    if _sequences_in(root, other):
         return (f"; it holds {other.upper()} sequences ({ANNOTATION_FILES[other]}): `vidcorr eval {other}` "
                 f"(or `score {other}`) reads them")
-    if (root / ANNOTATION_FILES[benchmark]).is_file() or (benchmark == "otb" and _has_target_files(root)):
-        return f"; it is one sequence folder: --root {root.parent} --sequences {root.name}"
-    return misplaced_root_hint(root, lambda folder: _holds_sequences(folder, benchmark))
+    if names := [name for name, (folder, _) in _sequences_in(root.parent, benchmark).items() if folder == root]:
+        return f"; it is one sequence folder: --root {root.parent} --sequences {','.join(names)}"
+    return misplaced_root_hint(root, lambda folder: bool(_sequences_in(folder, benchmark)))
 
 
-def _has_target_files(folder: Path) -> bool:
-    """Whether ``folder`` holds OTB's per-target annotations (groundtruth_rect.<k>.txt)."""
-    return any(_OTB_TARGET_FILE.fullmatch(p.name) for p in folder.iterdir())
-
-
-def _holds_sequences(folder: Path, benchmark: Benchmark) -> bool:
+def _sequences_in(folder: Path, benchmark: Benchmark) -> dict[str, tuple[Path, str]]:
+    """`_annotated_sequences`, or none where they cannot be listed (two of one name, for a hint)."""
     try:
-        return bool(_annotated_sequences(folder, benchmark))
-    except InputError:  # two sequences of one name: sequences all the same
-        return True
+        return _annotated_sequences(folder, benchmark)
+    except InputError:
+        return {}
 
 
 def discover_sequences(
