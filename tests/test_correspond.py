@@ -98,6 +98,22 @@ def test_match_command_writes_the_picture_and_the_matches(davis2016_root, tmp_pa
     assert json.loads((tmp_path / "m2" / "matches.json").read_text())["matches"] == saved["matches"]
 
 
+def test_match_command_warns_when_the_feature_grid_is_a_few_cells(davis2016_root, tmp_path, caplog):
+    """match --size 16 drew a 2-point result without a word; propagate already warned."""
+    seq = davis2016_root / "JPEGImages" / "480p" / "blackswan"
+    for size, warned in (("16", True), ("120", False)):
+        caplog.clear()
+        assert main(["match", str(seq), "--out", str(tmp_path / size), "--features", "lab-pixels",
+                     "--size", size]) == 0
+        said = [r.getMessage() for r in caplog.records if "feature grid" in r.getMessage()]
+        if warned:  # 16 px high at stride 8: 2 cells; 64 px gives 8
+            assert said == [f"{seq}: the feature grid is only 4x2 cells (the input 28x16): each cell covers a "
+                            "large part of the frame, so the results are coarse and mostly wrong. --size 64 or "
+                            "more gives at least 8 cells on the short side."]
+        else:
+            assert not said
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--frames", "0,500"], "frame 500 requested but there are only"),
     (["--frames", "zero,5"], "--frames expects two indices"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,21 @@ def model_label(info: dict[str, Any], *, loud: bool = False) -> str:
 def model_line(info: dict[str, Any]) -> str:
     """The eval commands' "model: LABEL {info as JSON}" (`model_label`, then everything recorded)."""
     return f"model: {model_label(info)} {json.dumps(info)}"
+
+
+MIN_GRID_SIDE = 8  # feature cells on the short side below which matching is mostly guesswork
+
+
+def warn_if_coarse_grid(path: Path, grid_hw: tuple[int, int] | None, input_hw: tuple[int, int] | None) -> None:
+    """A --size so small that the feature grid is a few cells across gave blocky, mostly wrong
+    masks and matches without a word (--size 10: 2 cells high): say so, and which --size gives
+    enough. grid_hw: feature cells (h, w); input_hw: the encoder's input pixels (h, w); either None
+    (a box tracker's propagator embeds no whole frame): no word."""
+    if grid_hw is None or input_hw is None or min(grid_hw) >= MIN_GRID_SIDE:
+        return
+    stride = min(input_hw) / min(grid_hw)  # input pixels per cell, whatever the encoder
+    logging.getLogger(__name__).warning(
+        "%s: the feature grid is only %dx%d cells (the input %dx%d): each cell covers a large part of the "
+        "frame, so the results are coarse and mostly wrong. --size %d or more gives at least %d cells on "
+        "the short side.", path, grid_hw[1], grid_hw[0], input_hw[1], input_hw[0],
+        math.ceil(MIN_GRID_SIDE * stride), MIN_GRID_SIDE)

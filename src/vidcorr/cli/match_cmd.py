@@ -12,7 +12,14 @@ import argparse
 import re
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, load_model, model_label, preset_label, resolve_preset
+from vidcorr.cli.common import (
+    add_model_arguments,
+    load_model,
+    model_label,
+    preset_label,
+    resolve_preset,
+    warn_if_coarse_grid,
+)
 from vidcorr.errors import InputError, TooFewFrames
 
 DEFAULT_FRAMES = "0,10"  # of one INPUT: frames A and B (None in args: --frames given with two images is refused)
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     matches = match_frames(propagator, frame_a, frame_b, step=args.step, mask_a=mask)
     if len(matches) == 0:
         raise InputError(args.mask, "no point of frame A to match: the mask covers no feature cell centre")
+    warn_if_coarse_grid(args.inputs[0], matches.grid_a, matches.input_a)
     n, mutual = len(matches), int(matches.mutual.sum())
     summary = {"a": name_a, "b": name_b, "preset": preset.name, "model": info, "step": args.step,
                "points": n, "mutual": mutual}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from vidcorr.cli.common import (
     preset_label,
     refuse_propagation_flags,
     resolve_preset,
+    warn_if_coarse_grid,
 )
 from vidcorr.errors import InputError, VidcorrError
 
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             for frame in overlays:
                 n += 1
                 if n == 1:  # the first frame is embedded: its feature grid is known
-                    _advise_on_grid(args.input, propagator)
+                    warn_if_coarse_grid(args.input, propagator.feature_hw, propagator.input_hw)
                 yield frame
 
         if args.no_video:
@@ -159,23 +159,6 @@ def _advise_on_size(path: Path, size: tuple[int, int], preset) -> None:
                 "same video at 480p, and its dense first-frame affinity grows with their square (%.0fx). "
                 "--size %d propagates at 480p and still writes full-size results.",
                 path, width, height, preset.name, pixels, pixels * pixels, PROTOCOL_SHORT_SIDE)
-
-
-MIN_GRID_SIDE = 8  # feature cells on the short side below which propagation is mostly guesswork
-
-
-def _advise_on_grid(path: Path, propagator) -> None:
-    """A --size so small that the feature grid is a few cells across propagated blocky, mostly
-    wrong masks without a word (--size 10: 2 cells high): say so, and which --size gives enough.
-    Called once the first frame is embedded (a box tracker's propagator never is: no grid, no word)."""
-    grid, input_hw = getattr(propagator, "feature_hw", None), getattr(propagator, "input_hw", None)
-    if grid is None or input_hw is None or min(grid) >= MIN_GRID_SIDE:
-        return
-    stride = min(input_hw) / min(grid)  # input pixels per cell, whatever the encoder
-    log.warning("%s: the feature grid is only %dx%d cells (the input %dx%d): each cell covers a large part "
-                "of the frame, so the results are coarse and mostly wrong. --size %d or more gives at least "
-                "%d cells on the short side.", path, grid[1], grid[0], input_hw[1], input_hw[0],
-                math.ceil(MIN_GRID_SIDE * stride), MIN_GRID_SIDE)
 
 
 def _annotation(args: argparse.Namespace, source) -> Annotation:
