@@ -13,13 +13,8 @@ from tracking_helpers import N_FRAMES
 
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
-from vidcorr.io.tracking import (
-    OTB_ANNOTATED_RANGES,
-    VOT_FAILED,
-    read_otb_boxes,
-    read_vot_polygons,
-    read_vot_trajectory,
-)
+from vidcorr.io.tracking import OTB_ANNOTATED_RANGES, read_otb_boxes, read_vot_polygons
+from vidcorr.io.vot_trajectory import VOT_FAILED, read_vot_trajectory
 from vidcorr.metrics.tracking import PRECISION_KEY, score_sequence
 from vidcorr.metrics.vot import score_supervised
 

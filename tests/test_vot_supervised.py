@@ -9,7 +9,7 @@ from vot_helpers import DIAMOND, T, _square
 
 from vidcorr.dcf import DCFTracker
 from vidcorr.evaluate.tracking import run_supervised
-from vidcorr.io.tracking import VOT_FAILED, VOT_INITIALISED, VOT_SKIPPED, VOT_TRACKED
+from vidcorr.io.vot_trajectory import VOT_FAILED, VOT_INITIALISED, VOT_SKIPPED, VOT_TRACKED
 from vidcorr.metrics.vot import (
     EAO_INTERVALS,
     average_supervised,

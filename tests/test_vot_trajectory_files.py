@@ -7,12 +7,12 @@ import pytest
 from vot_helpers import DIAMOND, T
 
 from vidcorr.errors import InputError
-from vidcorr.io.tracking import (
+from vidcorr.io.tracking import read_vot_polygons
+from vidcorr.io.vot_trajectory import (
     VOT_FAILED,
     VOT_INITIALISED,
     VOT_SKIPPED,
     VOT_TRACKED,
-    read_vot_polygons,
     read_vot_trajectory,
     write_vot_trajectory,
 )

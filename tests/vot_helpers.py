@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vidcorr.io.tracking import VOT_TRACKED
+from vidcorr.io.vot_trajectory import VOT_TRACKED
 
 
 # A square turned by 45 degrees: corners (10, 0), (20, 10), (10, 20), (0, 10); area 200. Its axis-aligned

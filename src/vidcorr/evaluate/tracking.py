@@ -48,15 +48,17 @@ from vidcorr.evaluate.tracking_results import (
     write_tracking_results,
 )
 from vidcorr.io.tracking import (
-    VOT_FAILED,
-    VOT_INITIALISED,
-    VOT_SKIPPED,
-    VOT_TRACKED,
     Benchmark,
     TrackingSequence,
     discover_sequences,
     read_vot_polygons,
     write_otb_boxes,
+)
+from vidcorr.io.vot_trajectory import (
+    VOT_FAILED,
+    VOT_INITIALISED,
+    VOT_SKIPPED,
+    VOT_TRACKED,
     write_vot_trajectory,
 )
 from vidcorr.metrics.vot import SKIP_INITIALIZE, Fragment, polygon_valid, region_overlap

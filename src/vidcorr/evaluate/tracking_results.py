@@ -23,13 +23,8 @@ import numpy as np
 
 from vidcorr.errors import InputError
 from vidcorr.io.images import image_size
-from vidcorr.io.tracking import (
-    Benchmark,
-    discover_sequences,
-    read_result_boxes,
-    read_vot_polygons,
-    read_vot_trajectory,
-)
+from vidcorr.io.tracking import Benchmark, discover_sequences, read_result_boxes, read_vot_polygons
+from vidcorr.io.vot_trajectory import read_vot_trajectory
 from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.tracking import (
     ERROR_THRESHOLDS,

@@ -27,12 +27,8 @@ as `write_otb_boxes` writes them and the OTB toolkit's results files hold, with 
 the same refusals; a NaN value is allowed on any line, the first included (a lost target: a miss in
 both curves), and a box of size <= 0 is kept (it overlaps nothing).
 
-VOT baseline trajectories (`write_vot_trajectory`, `read_vot_trajectory`): the VOT toolkit's results
-file, one line per frame holding the predicted region (a box ``x,y,w,h`` or, as rotated-box trackers
-write, a polygon ``x1,y1,...,x4,y4``; 0-based like VOT's ground truth) or a code: 1 the tracker was
-(re-)initialised on this frame, 2 it failed here, 0 no prediction (the frames skipped before a
-re-initialisation; a region with a NaN value reads as 0 too, as the toolkit reads it). Read back, the lines must come in the order the supervised experiment writes
-them: regions and a 2 only after a 1, a 1 only first or after a 2.
+VOT baseline trajectories, the results files of VOT's supervised experiment, are read and written by
+`vidcorr.io.vot_trajectory`.
 
 Layouts: OTB ``<seq>/img/0001.jpg`` + ``<seq>/groundtruth_rect.txt``; VOT ``<seq>/00000001.jpg`` (or
 ``<seq>/color/00000001.jpg``, the VOT toolkit's layout from VOT2017) + ``<seq>/groundtruth.txt``. One annotation line per frame; values separated by commas, tabs or spaces,
@@ -78,10 +74,6 @@ OTB_ANNOTATED_RANGES: dict[str, tuple[int, int, int]] = {
 # OTB's per-target annotation files of a folder with several targets: groundtruth_rect.<k>.txt.
 _OTB_TARGET_FILE = re.compile(r"groundtruth_rect\.(\d+)\.txt")
 
-# The VOT toolkit's trajectory codes: a results line holding one of these instead of a region.
-VOT_SKIPPED, VOT_INITIALISED, VOT_FAILED = 0, 1, 2
-VOT_TRACKED = -1  # not a code: the frame's line holds the predicted box
-
 
 @dataclass(frozen=True)
 class TrackingSequence:
@@ -105,7 +97,7 @@ class TrackingSequence:
         return open_frame_files(self.frame_files)
 
 
-def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> np.ndarray:
+def parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> np.ndarray:
     """One annotation line -> float64 values; `InputError` naming the file and line otherwise."""
     fields = [f for f in _SEPARATORS.split(text.strip()) if f]
     try:
@@ -125,7 +117,7 @@ def _parse_line(text: str, path: Path, line_no: int, counts: Sequence[int]) -> n
     return values
 
 
-def _annotation_lines(path: Path, kind: str = "annotation") -> list[tuple[int, str]]:
+def annotation_lines(path: Path, kind: str = "annotation") -> list[tuple[int, str]]:
     """(1-based line number, text) of every line; trailing blank lines are dropped, inner ones rejected.
 
     kind: what the file is ("annotation", "results"), for the messages.
@@ -166,7 +158,7 @@ def polygon_to_box(corners: np.ndarray) -> np.ndarray:
 
 def _read_one_based_boxes(path: Path, kind: str) -> np.ndarray:
     """An OTB-format file (1-based x, y, w, h per line) -> (T, 4) float64, 0-based, rows as written."""
-    boxes = np.stack([_parse_line(text, path, n, (4,)) for n, text in _annotation_lines(path, kind)])
+    boxes = np.stack([parse_line(text, path, n, (4,)) for n, text in annotation_lines(path, kind)])
     boxes[:, :2] -= 1.0
     return boxes
 
@@ -196,8 +188,8 @@ def read_vot_boxes(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     rows = []
-    for number, text in _annotation_lines(path):
-        values = _parse_line(text, path, number, (8, 4))
+    for number, text in annotation_lines(path):
+        values = parse_line(text, path, number, (8, 4))
         rows.append(polygon_to_box(values) if len(values) == 8 else values)
     return _checked_first_box(np.stack(rows), path)
 
@@ -210,87 +202,18 @@ def read_vot_polygons(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     rows = []
-    for number, text in _annotation_lines(path):
-        rows.append(_region_corners(_parse_line(text, path, number, (8, 4))))
+    for number, text in annotation_lines(path):
+        rows.append(region_corners(parse_line(text, path, number, (8, 4))))
     return np.stack(rows)
 
 
-def write_vot_trajectory(path: str | Path, status: np.ndarray, boxes: np.ndarray) -> None:
-    """Write a VOT baseline trajectory as the toolkit's results file (``<seq>_001.txt``).
-
-    status: (T,) per frame `VOT_TRACKED` or a code (`VOT_INITIALISED`, `VOT_FAILED`, `VOT_SKIPPED`);
-    boxes: (T, 4) 0-based x, y, w, h, written with 4 decimals (pysot's ``%.4f``) where tracked.
-    """
-    status = np.asarray(status)
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    lines = [",".join(f"{v:.4f}" for v in box) if code == VOT_TRACKED else f"{int(code)}"
-             for code, box in zip(status, boxes)]
-    Path(path).write_text("".join(line + "\n" for line in lines))
-
-
-def read_vot_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A VOT results file (`write_vot_trajectory`, or another tracker's) -> status (T,) int and the
-    predicted regions, float64 and NaN where the line is a code: boxes (T, 4) x, y, w, h, or, when
-    any line is a polygon, corners (T, 8) x1, y1, ..., x4, y4 with every box as its 4 corners
-    (`vidcorr.metrics.vot.region_overlap` scores either). A line is one code (0, 1 or 2), 4 values
-    (a box) or 8 (a polygon), in the supervised experiment's order (`_check_trajectory_order`); a
-    region with a NaN value reads as the code 0 (unknown), as the VOT toolkit reads it."""
-    path = Path(path)
-    status, regions = [], []
-    for number, text in _annotation_lines(path, "results"):
-        values = _parse_line(text, path, number, (1, 4, 8))
-        if len(values) == 1:
-            if values[0] not in (VOT_SKIPPED, VOT_INITIALISED, VOT_FAILED):
-                raise InputError(path, f"line {number}: a one-value line must be the code 0, 1 or 2, "
-                                       f"got {text.strip()!r}")
-            status.append(int(values[0]))
-            regions.append(None)
-        elif np.isnan(values).any():
-            # The VOT toolkit reads a region with a NaN value as the special region 0, "unknown"
-            # (votchallenge/toolkit vot/region/io.py `parse`: ``if any(math.isnan(el) ...): return
-            # Special(0)``): left out of the accuracy (vot/analysis/supervised.py `compute_accuracy`,
-            # ignore_unknown=True), overlap 0 in EAO, never a failure. Scored as a region, it added
-            # an overlap of 0 to the accuracy instead.
-            status.append(VOT_SKIPPED)
-            regions.append(None)
-        else:
-            status.append(VOT_TRACKED)
-            regions.append(values)
-    _check_trajectory_order(path, status)
-    width = 8 if any(r is not None and len(r) == 8 for r in regions) else 4
-    return np.array(status, np.int64), np.stack([
-        np.full(width, np.nan) if r is None else r if width == 4 else _region_corners(r) for r in regions])
-
-
-def _region_corners(values: np.ndarray) -> np.ndarray:
+def region_corners(values: np.ndarray) -> np.ndarray:
     """A box (4,) x, y, w, h -> its 4 corners (8,), clockwise from the top-left in image coordinates;
     a polygon (8,) unchanged."""
     if len(values) == 8:
         return values
     x, y, w, h = values
     return np.array([x, y, x + w, y, x + w, y + h, x, y + h])
-
-
-def _check_trajectory_order(path: Path, status: Sequence[int]) -> None:
-    """The supervised experiment's order: a box or a failure (2) only while the tracker runs (after
-    an initialisation 1, before the next 2), an initialisation only while it does not (first, or
-    after a failure); 0 anywhere. Scoring pairs the k-th initialisation with the k-th failure (the
-    EAO fragments) and needs the initialisations for the accuracy's burn-in: a file out of this
-    order (boxes without codes, a failure before any initialisation) would be mis-scored or crash."""
-    running, failed = None, None  # lines of the initialisation running now / of the last failure
-    for number, code in enumerate(status, start=1):
-        if code == VOT_INITIALISED and running is not None:
-            raise InputError(path, f"line {number}: initialised (1) again without a failure (2) since "
-                                   f"the initialisation on line {running}")
-        if code in (VOT_FAILED, VOT_TRACKED) and running is None:
-            what = "a failure (2)" if code == VOT_FAILED else "a predicted region"
-            where = (f"after the failure on line {failed} without a re-initialisation (1)" if failed else
-                     "before the first initialisation (1): a trajectory starts with the code 1")
-            raise InputError(path, f"line {number}: {what} {where}")
-        if code == VOT_INITIALISED:
-            running = number
-        elif code == VOT_FAILED:
-            running, failed = None, number
 
 
 def write_otb_boxes(path: str | Path, boxes: np.ndarray) -> None:

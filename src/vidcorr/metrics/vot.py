@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from vidcorr.io.tracking import VOT_FAILED, VOT_INITIALISED, VOT_TRACKED
+from vidcorr.io.vot_trajectory import VOT_FAILED, VOT_INITIALISED, VOT_TRACKED
 from vidcorr.metrics.polygon import clip_to_convex, clip_to_rectangle, polygon_area, polygon_convex, polygon_simple
 
 SKIP_INITIALIZE = 5  # VOT2013-2019 baseline stacks: re-initialise 5 frames after a failure
@@ -178,7 +178,7 @@ def known_ground_truth(polygons: np.ndarray) -> np.ndarray:
     overlap <= failure_overlap), and a prediction there adds 0 to the accuracy (its mask looks at the
     trajectory only). The short-term datasets the baseline experiment runs on have no such frames;
     charging a tracker a failure where no target is annotated would score the annotation, not it.
-    A NaN *prediction* follows the toolkit (`vidcorr.io.tracking.read_vot_trajectory`: unknown)."""
+    A NaN *prediction* follows the toolkit (`vidcorr.io.vot_trajectory.read_vot_trajectory`: unknown)."""
     return np.array([polygon_valid(polygon) for polygon in polygons], bool)
 
 
