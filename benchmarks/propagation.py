@@ -42,6 +42,20 @@ def current_rss_mib() -> float:
     raise RuntimeError("VmRSS not available (Linux only)")
 
 
+def model_label(args) -> str:
+    """The model a run measures, as its JSON records it: the floor, the --encoder spec, or the weights'
+    path. Not "default weights": the default changed (uvc_r18, then uvc_r18_ft3) under the JSONs
+    docs/benchmarks.md quotes."""
+    from vidcorr.defaults import DEFAULT_WEIGHTS
+
+    if args.features:
+        return args.features
+    if args.encoder:
+        return f"--encoder {args.encoder}"
+    weights = Path(args.weights).resolve() if args.weights else DEFAULT_WEIGHTS
+    return str(weights.relative_to(REPO) if weights.is_relative_to(REPO) else weights)
+
+
 def _model(args):
     from vidcorr.cli.common import load_model, resolve_preset
 
@@ -158,7 +172,7 @@ def main() -> None:
     import torch
 
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset, "track": args.track,
-              "model": args.features or str(args.weights or "default weights"), "device": args.device,
+              "model": model_label(args), "device": args.device,
               "machine": machine(),
               "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__,
               "allocator": "glibc default" if args.default_malloc else "vidcorr.runtime.bound_cpu_memory",

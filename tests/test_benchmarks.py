@@ -39,6 +39,21 @@ def test_propagation_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     assert throughput["feature_ms_per_frame"] > 0 and throughput["propagation_ms_per_frame"] > 0
 
 
+def test_propagation_benchmark_names_the_weights_it_ran(davis2016_root: Path, tmp_path: Path) -> None:
+    """Without --weights it recorded "default weights", which named uvc_r18 in the JSONs of
+    docs/benchmarks.md and uvc_r18_ft3 once the default changed; an --encoder was "default weights" too."""
+    from vidcorr.defaults import DEFAULT_WEIGHTS
+
+    memory_run = ("--root", str(davis2016_root), "--skip", "throughput", "--lengths", "2", "--size", "64",
+                  "--threads", "1")
+    report = _run("propagation.py", *memory_run, out=tmp_path / "default.json")
+    assert report["model"] == str(DEFAULT_WEIGHTS.relative_to(REPO))
+    factory = tmp_path / "tiny_models.py"
+    factory.write_text("from torch import nn\n\ndef build():\n    return nn.Conv2d(3, 8, 8, stride=8)\n")
+    report = _run("propagation.py", *memory_run, "--encoder", f"{factory}:build", out=tmp_path / "encoder.json")
+    assert report["model"] == f"--encoder {factory}:build"
+
+
 def test_propagation_benchmark_says_why_its_measurement_failed(davis2016_root: Path, tmp_path: Path) -> None:
     """Only "CalledProcessError: ... returned non-zero exit status 1" was shown, not the child's error."""
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "propagation.py"), "--root", str(davis2016_root),
