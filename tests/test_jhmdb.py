@@ -102,6 +102,24 @@ def test_split_files_select_the_test_videos(tmp_path, jhmdb_root):
         JhmdbDataset(root, videos=[f"{CLASS}/nope"])
 
 
+def test_an_unknown_video_names_the_valid_ones(tmp_path, jhmdb_root):
+    """A misspelt --videos name said only that it was unknown; the valid names are listed (the first
+    10 and how many), as eval davis lists a split's sequences."""
+    many = [f"v{i:02d}" for i in range(12)]
+    root = _small_tree(tmp_path, jhmdb_root, 2, videos=many)
+    with pytest.raises(InputError) as error:
+        JhmdbDataset(root, videos=[f"{CLASS}/v00", f"{CLASS}/v12"])
+    shown = ", ".join(f"{CLASS}/{v}" for v in many[:10])
+    assert str(error.value).endswith(f"unknown video(s) {CLASS}/v12: not under Rename_Images/ (without split files "
+                                     f"every video there is used), which holds 12: {shown}, ...")
+    (root / "splits").mkdir()
+    (root / "splits" / f"{CLASS}_test_split1.txt").write_text("v03.avi 2\nv04.avi 1\nv05.avi 2\n")
+    with pytest.raises(InputError) as error:
+        JhmdbDataset(root, videos=[f"{CLASS}/v04"])
+    assert str(error.value).endswith(f"unknown video(s) {CLASS}/v04: not in the split 1 test set, which lists 2: "
+                                     f"{CLASS}/v03, {CLASS}/v05")
+
+
 def test_split_files_given_by_name_set_the_split(tmp_path, jhmdb_root):
     """A ..._test_split3.txt read with the default --split was recorded as the "split 1 test set"
     (and with --split 2 as split 2): the files' own number is the split, and must be one."""

@@ -85,6 +85,18 @@ def test_reads_the_vip_layout(vip_root):
     assert set(np.unique(ids)) <= {0, 1, 2, 3, 4, 5, 6}
 
 
+def test_an_unknown_video_names_the_valid_ones(vip_root, vipseg_root):
+    """A misspelt --videos name said only that it was unknown; the valid names are listed, as eval
+    davis lists a split's sequences (the first 10 and how many)."""
+    with pytest.raises(InputError) as error:
+        VipDataset(vip_root, videos=["breakdance", "brekdance"])
+    assert str(error.value) == (f"{vip_root}: unknown video(s) brekdance; lists/val_videos.txt lists 2: "
+                                "dance-twirl, breakdance")
+    with pytest.raises(InputError) as error:
+        VipDataset(vipseg_root, videos=["nope"])
+    assert str(error.value) == f"{vipseg_root}: unknown video(s) nope; images/ holds 1: 12_1mWNahzcsAc"
+
+
 def test_reads_the_vipseg_snippet_as_categories_and_thing_instances(vipseg_root):
     dataset = VipDataset(vipseg_root)
     assert dataset.layout == "vipseg" and len(dataset) == 1 and len(dataset.videos[0].frames) == 4

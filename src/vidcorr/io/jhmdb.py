@@ -139,9 +139,11 @@ class JhmdbDataset:
         if videos is not None:
             unknown = [v for v in videos if v not in listed]
             if unknown:
-                where = (f"not in the split {split} {subset} set" if self.split_files
-                         else "not under Rename_Images/ (without split files every video there is used)")
-                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)}: {where}")
+                where = (f"not in the split {split} {subset} set, which lists" if self.split_files else
+                         "not under Rename_Images/ (without split files every video there is used), which holds")
+                names = list(listed)
+                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)}: {where} {len(names)}: "
+                                            + ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""))
             listed = {v: listed[v] for v in videos}
         if not listed:
             raise InputError(self.root, f"no {subset} videos found")

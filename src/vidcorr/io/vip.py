@@ -91,7 +91,9 @@ class VipDataset:
         if videos is not None:
             unknown = [v for v in videos if v not in names]
             if unknown:
-                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)}")
+                where = (f"lists/{split}_videos.txt lists" if self.layout == "vip" else "images/ holds")
+                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)}; {where} {len(names)}: "
+                                            + ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""))
             names = list(videos)
         if not names:
             raise InputError(self.root, "no videos found")
