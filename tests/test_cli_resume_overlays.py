@@ -66,7 +66,7 @@ def test_resume_deletes_the_temporary_files_a_killed_run_left(two_clips, tmp_pat
               ".notes.abcd1234.tmp.txt", "mine.tmp.mp4", "overlays/notes.txt"]
     for name in others:
         (out / name).write_text("not ours")
-    caplog.set_level("INFO", logger="vidcorr.evaluate")  # davis and davis_runs
+    caplog.set_level("INFO", logger="vidcorr.evaluate")  # davis and runs
     assert _eval(two_clips, out, "--resume", "--overlays") == 0
     assert "removed 3 temporary file(s) left by a killed run" in caplog.text and left[0] in caplog.text
     assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(

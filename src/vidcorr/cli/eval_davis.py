@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from vidcorr.cli.common import add_model_arguments, comma_list, load_model, model_line, resolve_preset
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, resume_hint
 
 DAVIS_RESOLUTIONS = ("480p", "Full-Resolution")
 
@@ -29,11 +29,8 @@ def register(tasks: argparse._SubParsersAction) -> None:
                     "PNGs to OUT/<seq>/, score them like the official tool and write OUT/results.json.",
     )
     p.add_argument("--root", required=True, type=Path, help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)")
-    p.add_argument("--out", required=True, type=Path,
-                   help="output folder (must not exist or be empty, unless --resume continues the run in it)")
+    add_out_and_resume_arguments(p, "sequences")
     add_davis_data_arguments(p)
-    p.add_argument("--resume", action="store_true",
-                   help="keep the sequences an interrupted run of the same model and protocol finished in OUT")
     p.add_argument("--overlays", action="store_true",
                    help="also write OUT/overlays/<seq>.mp4: each frame with the propagated masks drawn on it, "
                         "beside its annotation (with --resume, drawn from the masks for the kept sequences too)")
@@ -46,25 +43,20 @@ def register(tasks: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.evaluate.davis import run_davis
+    from vidcorr.evaluate.davis import COMMAND, run_davis
     from vidcorr.evaluate.davis_overlays import OVERLAYS
-    from vidcorr.evaluate.davis_runs import RUN_STAMP, check_output_folder
+    from vidcorr.evaluate.runs import check_output_folder
     from vidcorr.metrics.davis import format_results_table
 
     # before the model is loaded and the split propagated (run_davis checks again)
-    check_output_folder(args.out, args.resume)
+    check_output_folder(args.out, args.resume, COMMAND)
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
-    try:
+    with resume_hint(args.out, "sequences"):
         results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
                             sequences=args.sequences, resolution=args.resolution, device=args.device,
                             batch_size=args.batch_size, model_info=info, resume=args.resume,
                             overlays=args.overlays, track=args.track)
-    except KeyboardInterrupt:
-        if (args.out / RUN_STAMP).is_file():  # the run had started: its finished sequences are kept
-            print(f"vidcorr: the sequences finished so far are kept in {args.out}; the same command with "
-                  "--resume continues the run", file=sys.stderr)
-        raise
     print(format_results_table(results))
     print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   {model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")

@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +21,8 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcorr.evaluate.davis_overlays import DAVIS_FPS, overlay_frames, overlay_from_results, overlay_path
-from vidcorr.evaluate.davis_runs import (
-    RUN_STAMP,
-    check_output_folder,
-    finished_sequences,
-    remove_killed_run_files,
-    remove_unstarted_run,
-    run_stamp,
-    write_stamp,
-)
+from vidcorr.evaluate.davis_overlays import OVERLAYS
+from vidcorr.evaluate.runs import RUN_STAMP, check_output_folder, recorded_run
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
@@ -42,6 +35,8 @@ from vidcorr.track_uvc import TrackOptions, mask_propagator, track_options
 from vidcorr.viz import PALETTE, Curve, line_plot
 
 log = logging.getLogger(__name__)
+
+COMMAND = "eval davis"  # in its run record (`RUN_STAMP`)
 
 
 @dataclass
@@ -142,7 +137,8 @@ def run_davis(
     split already finished in ``out_dir`` (`RUN_STAMP` says which run
     that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
     then covers this session and lists the sequences kept. A resume first deletes the temporary
-    files a killed run left in ``out_dir`` and ``out_dir/overlays`` (`remove_killed_run_files`).
+    files a killed run left in ``out_dir`` and ``out_dir/overlays``
+    (`vidcorr.evaluate.runs.recorded_run`).
     overlays: also write ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn
     on them beside their annotations (outside the sequence folders, which hold only what the DAVIS
     scorer reads); for every sequence of the run: a kept sequence without one gets it drawn from its
@@ -161,7 +157,7 @@ def run_davis(
     preset = customised_preset(preset)
     device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
     out_dir = Path(out_dir)
-    check_output_folder(out_dir, resume)
+    check_output_folder(out_dir, resume, COMMAND)
     dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
     track = track_options(track)
     # Check every sequence's files (headers) and read every first mask up front: a bad file fails
@@ -171,35 +167,23 @@ def run_davis(
     first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
     # Built before OUT too: a module that cannot go to the device or a bad batch_size leaves nothing.
     propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = run_stamp(model_info, preset, dataset, track)
-    kept = finished_sequences(out_dir, stamp, dataset.sequences) if resume else []
-    if kept:
-        log.info("resuming %s: %d of %d sequences already done", out_dir, len(kept), len(dataset.sequences))
-    if resume and (out_dir / RUN_STAMP).is_file():  # a run of ours, and this one (else refused above):
-        remove_killed_run_files(out_dir)  # never in a folder that held no run (a user's temporaries)
-    finished = list(kept)
-    write_stamp(out_dir, stamp, finished)
-    if overlays:
-        _overlays_of_kept(dataset, kept, out_dir, tracked=track is not None)
     stats = RunStats(device=str(propagator.device))
-    todo = [seq for seq in dataset.sequences if seq not in kept]
-    try:
+    with recorded_run(out_dir, stamp, dataset.sequences, resume=resume, done=lambda seq: (out_dir / seq).is_dir(),
+                      folders=[out_dir / OVERLAYS]) as record:
+        kept = record.kept
+        if overlays:
+            _overlays_of_kept(dataset, kept, out_dir, tracked=track is not None)
+        todo = [seq for seq in dataset.sequences if seq not in kept]
         for seq in tqdm(todo, desc=f"propagate ({preset.name}{' + track' if track else ''})", unit="seq"):
             start = time.perf_counter()
             n = _propagate_sequence(propagator, dataset, seq, first_masks[seq], out_dir, overlays)
-            finished.append(seq)
-            write_stamp(out_dir, stamp, finished)
+            record.finish(seq)
             elapsed = time.perf_counter() - start
             stats.frames += n
             stats.seconds += elapsed
             stats.per_sequence[seq] = elapsed
             log.debug("%s: %d frames in %.1fs", seq, n, elapsed)
-    except BaseException:
-        if not finished:  # nothing to resume: no folder left that refuses the next run as a used one
-            remove_unstarted_run(out_dir, created)
-        raise
     stats.feature_seconds = propagator.timing["features"]
     stats.propagation_seconds = propagator.timing["propagation"]
     results = score_davis(root, out_dir, dataset.year, split, dataset.sequences, resolution=resolution,
@@ -214,6 +198,18 @@ def run_davis(
         results["timing"]["kept_from_earlier_run"] = kept
     write_davis_results(results, out_dir / "results.json")
     return results
+
+
+def run_stamp(model_info: dict | None, preset: PropagationPreset, dataset: DavisDataset,
+              track: TrackOptions | None) -> dict:
+    """What makes two `eval davis` runs' results interchangeable (`RUN_STAMP`): model, protocol, data."""
+    stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year,
+             "split": dataset.split}
+    if track is not None:  # absent for plain propagation, so earlier runs' stamps still match
+        stamp["track"] = asdict(track)
+    if dataset.resolution != "480p":  # likewise
+        stamp["resolution"] = dataset.resolution
+    return stamp
 
 
 def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str, first_mask: np.ndarray,

@@ -1,64 +1,118 @@
-"""The run record of `eval davis` (`RUN_STAMP`, ``OUT/.run.json``): which model, protocol and split
-write OUT and which sequences they finished, so that ``--resume`` continues only the same run, names
-what changed otherwise, and cleans up after a killed or unstarted one; and the output folder's
-checks (`check_output_folder`). Apart from `vidcorr.evaluate.davis` since none of it propagates.
+"""The run record of the eval commands (`RUN_STAMP`, ``OUT/.run.json``): which command, model,
+protocol and data write OUT and which of its items (sequences, videos) they finished, so that
+``--resume`` continues only the same run, names what changed otherwise, and cleans up after a killed
+or unstarted one; and the output folder's checks (`check_output_folder`).
+
+A runner opens its output folder with `recorded_run` and writes each item's outputs so that they
+appear complete or not at all (a temporary folder or file renamed into place); the record names an
+item only once its outputs are in place, so an item the record does not name is never trusted: a
+resumed run does it again. Apart from the runners since none of it propagates or tracks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from dataclasses import asdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from vidcorr.errors import InputError
-from vidcorr.evaluate.davis_overlays import OVERLAYS
 from vidcorr.io.atomic import check_output_path, is_atomic_leftover, write_text_atomic
-from vidcorr.io.davis import DavisDataset
-from vidcorr.presets import PropagationPreset, preset_knobs
-from vidcorr.track_uvc import TrackOptions
 
 log = logging.getLogger(__name__)
 
-RUN_STAMP = ".run.json"  # which model, protocol and split wrote this folder, and which sequences it finished
-# `run_davis`' refusal of a used output folder without resume (and the CLI's, before the model loads)
-USED_OUT = ("output folder exists and is not empty: --resume continues the run it holds (same model and "
-            "protocol); otherwise choose another --out or remove it")
+RUN_STAMP = ".run.json"  # which command, model, protocol and data wrote this folder, and what it finished
+# A record without a command was written by `eval davis`, the only command that kept one then.
+_FIRST_COMMAND = "eval davis"
 
 
-def remove_unstarted_run(out_dir: Path, created: bool) -> None:
-    """Undo a run that failed or was stopped before its first sequence was finished: its run
-    record (which made the same command, rerun, fail as "output folder exists and is not empty"
-    over a folder holding nothing to resume), an empty overlays folder, and ``out_dir`` itself when
-    this run ``created`` it and it is empty now (a failed sequence removes its own files)."""
+def used_folder_message(command: str) -> str:
+    """A used output folder refused without --resume (by the runner, and the CLI before the model loads)."""
+    return (f"output folder exists and is not empty: --resume continues the `{command}` run it holds (same "
+            "model and protocol); otherwise choose another --out or remove it")
+
+
+def check_output_folder(out_dir: Path, resume: bool, command: str) -> None:
+    """`InputError` naming ``out_dir`` unless ``command``'s runner may write there: a file in the way
+    or a read-only parent (refused before hours of work); a used folder without ``resume`` (writing
+    into it mixed runs: the items not done again kept another model's outputs, which `score` then
+    scored beside the new ones); with ``resume``, a used folder that holds no run record
+    (`RUN_STAMP`): another command's output (an `eval jhmdb` folder lost its results.json to the
+    DAVIS one) or the user's own files, not a run to continue."""
+    check_output_path(out_dir, folder=True, empty=not resume, not_empty=used_folder_message(command))
+    if resume and out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / RUN_STAMP).is_file():
+        raise InputError(out_dir, f"holds no `{command}` run to resume (no {RUN_STAMP}, the record of the "
+                                  "model, protocol and finished items a run keeps there): choose another --out")
+
+
+class RunRecord:
+    """The record of one run in ``out_dir/RUN_STAMP``: its ``stamp`` (what makes two runs' results
+    interchangeable), the items ``kept`` from the sessions before this one and every item
+    ``finished`` so far, in order."""
+
+    def __init__(self, out_dir: Path, stamp: dict, kept: list[str]):
+        self.out_dir, self.stamp = out_dir, stamp
+        self.kept = list(kept)
+        self.finished = list(kept)
+
+    def finish(self, name: str) -> None:
+        """Record ``name`` as finished: call once its outputs are in place, never before."""
+        self.finished.append(name)
+        self.write()
+
+    def write(self) -> None:
+        write_text_atomic(self.out_dir / RUN_STAMP,
+                          json.dumps({**self.stamp, "finished": self.finished}, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def recorded_run(out_dir: Path, stamp: dict, names: Sequence[str], *, resume: bool, done: Callable[[str], bool],
+                 folders: Iterable[Path] = ()) -> Iterator[RunRecord]:
+    """Open ``out_dir`` for a run of ``stamp["command"]`` over the items ``names`` and yield its record.
+
+    ``out_dir`` is created when missing (`check_output_folder` has passed). resume: keep the items
+    that the run recorded there finished and whose outputs are in place (``done(name)``); a record
+    of another command or configuration is an `InputError` naming ``out_dir`` (`finished_items`).
+    A resume first deletes the temporary files a killed run left in ``out_dir`` and ``folders``
+    (`remove_killed_run_files`). A run that fails or is stopped before any item is finished removes
+    its record, the empty ``folders`` (deepest first) and ``out_dir`` if it created it: nothing is
+    left to resume, and the same command, rerun, would be refused as a used folder.
+    """
+    folders = list(folders)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept = finished_items(out_dir, stamp, names, done) if resume else []
+    if kept:
+        log.info("resuming %s: %d of %d already done", out_dir, len(kept), len(names))
+    if resume and (out_dir / RUN_STAMP).is_file():  # a run of ours, and this one (else refused above):
+        remove_killed_run_files(out_dir, folders)  # never in a folder that held no run (a user's temporaries)
+    record = RunRecord(out_dir, stamp, kept)
+    record.write()
+    try:
+        yield record
+    except BaseException:
+        if not record.finished:  # nothing to resume: no folder left that refuses the next run as a used one
+            remove_unstarted_run(out_dir, created, folders)
+        raise
+
+
+def remove_unstarted_run(out_dir: Path, created: bool, folders: Iterable[Path] = ()) -> None:
+    """Undo a run that failed or was stopped before its first item was finished: its run record
+    (which made the same command, rerun, fail as "output folder exists and is not empty" over a
+    folder holding nothing to resume), the empty ``folders`` (deepest first), and ``out_dir`` itself
+    when this run ``created`` it and it is empty now (a failed item removes its own files)."""
     (out_dir / RUN_STAMP).unlink(missing_ok=True)
-    for folder in (out_dir / OVERLAYS, *((out_dir,) if created else ())):
+    for folder in (*folders, *((out_dir,) if created else ())):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
 
 
-def check_output_folder(out_dir: Path, resume: bool) -> None:
-    """`InputError` naming ``out_dir`` unless `run_davis` may write there: a file in the way or a
-    read-only parent (refused before hours of work); a used folder without ``resume`` (writing into
-    it mixed runs: the sequences not propagated again kept another model's masks, which `score
-    davis` then scored beside the new ones); with ``resume``, a used folder that holds no run record
-    (`RUN_STAMP`): another command's output (an `eval jhmdb` folder lost its results.json to the
-    DAVIS one) or the user's own files, not a run to continue."""
-    check_output_path(out_dir, folder=True, empty=not resume, not_empty=USED_OUT)
-    if resume and out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / RUN_STAMP).is_file():
-        raise InputError(out_dir, f"holds no `eval davis` run to resume (no {RUN_STAMP}, the record of the "
-                                  "model, protocol and finished sequences a run keeps there): choose another --out")
-
-
-def write_stamp(out_dir: Path, stamp: dict, finished: list[str]) -> None:
-    write_text_atomic(out_dir / RUN_STAMP, json.dumps({**stamp, "finished": finished}, indent=2) + "\n")
-
-
-def finished_sequences(out_dir: Path, stamp: dict, sequences: list[str]) -> list[str]:
-    """The sequences of ``sequences`` that the run recorded in ``out_dir/RUN_STAMP`` finished
-    (none without a record). `InputError` naming ``out_dir`` if that run had another model,
-    protocol, split or tracking (a key either record lacks counts as changed); a changed protocol
-    is named knob by knob (`_preset_changes`)."""
+def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Callable[[str], bool]) -> list[str]:
+    """The items of ``names`` that the run recorded in ``out_dir/RUN_STAMP`` finished and whose
+    outputs are in place (``done``); none without a record. `InputError` naming ``out_dir`` if that
+    run was another command's, or had another model, protocol, data or settings (a key either record
+    lacks counts as changed), naming what changed (`_changes`)."""
     path = out_dir / RUN_STAMP
     if not path.is_file():
         return []
@@ -66,32 +120,53 @@ def finished_sequences(out_dir: Path, stamp: dict, sequences: list[str]) -> list
         earlier = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(path, f"unreadable run record: {error}") from None
+    if not isinstance(earlier, dict):
+        raise InputError(path, "unreadable run record: not a JSON object")
+    command = earlier.get("command", _FIRST_COMMAND)
+    if command != stamp["command"]:
+        raise InputError(out_dir, f"holds a `{command}` run, not one of `{stamp['command']}`: cannot resume it; "
+                                  "choose a new --out")
     recorded = json.loads(json.dumps(stamp))  # as it reads back: tuples become lists
+    earlier = {**earlier, "command": command}
     changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished"} if earlier.get(k) != recorded.get(k))
     if changed:
-        # The preset's record holds every knob: "another preset" for a changed --size sent users
-        # looking for a --preset they had not changed, so its changes are named one by one.
-        others = [key for key in changed if key != "preset"]
-        what = [f"another {', '.join(others)}"] if others else []
-        if "preset" in changed:
-            what.append(_preset_changes(earlier.get("preset"), recorded["preset"]))
-        raise InputError(out_dir, f"holds a run with {' and '.join(what)}: cannot resume it; "
+        raise InputError(out_dir, f"holds a run with {_changes(changed, earlier, recorded)}: cannot resume it; "
                                   "choose a new --out or drop --resume")
-    return [seq for seq in sequences if seq in earlier.get("finished", []) and (out_dir / seq).is_dir()]
+    return [name for name in names if name in earlier.get("finished", []) and done(name)]
 
 
-def _preset_changes(before: dict | None, after: dict) -> str:
+def _changes(changed: list[str], before: dict, after: dict) -> str:
+    """What differs between two runs' records, for a message: "another model", a preset's knobs one
+    by one (`_preset_changes`), and so a tracker's settings ("other settings (topk 8 -> 5)")."""
+    # The preset's record holds every knob: "another preset" for a changed --size sent users
+    # looking for a --preset they had not changed, so its changes are named one by one.
+    detailed = [key for key in changed if key not in ("preset", "model")
+                and isinstance(before.get(key), dict) and isinstance(after.get(key), dict)]
+    others = [key for key in changed if key != "preset" and key not in detailed]
+    what = [f"another {', '.join(others)}"] if others else []
+    if "preset" in changed:
+        what.append(_preset_changes(before.get("preset"), after["preset"]))
+    what += [f"other {key} ({_knob_changes(_flat_knobs(before[key]), _flat_knobs(after[key]))})" for key in detailed]
+    return " and ".join(what)
+
+
+def _preset_changes(before: dict | str | None, after: dict | str) -> str:
     """How two runs' `preset_knobs` records differ, for a message: "another preset (crw -> stt)", or
     the knobs of the same preset that changed, "other preset knobs (size 240 -> 200, topk.k 10 -> 5)"
-    (as the records name them: --topk sets topk.k, --context n_previous)."""
-    if not isinstance(before, dict) or before.get("name") != after["name"]:
-        name = before.get("name") if isinstance(before, dict) else None
-        return f"another preset ({name or 'not recorded'} -> {after['name']})"
-    old, new = _flat_knobs(before), _flat_knobs(after)
+    (as the records name them: --topk sets topk.k, --context n_previous). A record may hold only
+    the preset's name (the trackers use only its feature layer)."""
+    name_before = before.get("name") if isinstance(before, dict) else before
+    name_after = after["name"] if isinstance(after, dict) else after
+    if not isinstance(before, dict) or not isinstance(after, dict) or name_before != name_after:
+        return f"another preset ({name_before or 'not recorded'} -> {name_after})"
+    return f"other preset knobs ({_knob_changes(_flat_knobs(before), _flat_knobs(after))})"
+
+
+def _knob_changes(old: dict, new: dict) -> str:
+    """"size 120 -> 96, topk.k 10 -> 5": the flat knobs that differ, in the new record's order."""
     unset = "(not recorded)"  # a knob the record of an older version lacks
-    return "other preset knobs (" + ", ".join(
-        f"{k} {_knob_text(old.get(k, unset))} -> {_knob_text(new.get(k, unset))}"
-        for k in [*new, *(k for k in old if k not in new)] if old.get(k, unset) != new.get(k, unset)) + ")"
+    return ", ".join(f"{k} {_knob_text(old.get(k, unset))} -> {_knob_text(new.get(k, unset))}"
+                     for k in [*new, *(k for k in old if k not in new)] if old.get(k, unset) != new.get(k, unset))
 
 
 def _flat_knobs(knobs: dict) -> dict:
@@ -116,15 +191,15 @@ def _knob_text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def remove_killed_run_files(out_dir: Path) -> list[Path]:
+def remove_killed_run_files(out_dir: Path, folders: Iterable[Path] = ()) -> list[Path]:
     """Delete the temporary files of `atomic_file` that a run killed while writing one (SIGTERM,
-    SIGKILL: no cleanup runs) left in ``out_dir`` and ``out_dir/overlays``, and log them; returns them.
+    SIGKILL: no cleanup runs) left in ``out_dir`` and ``folders``, and log them; returns them.
 
     Only names of exactly that pattern go: they are never a result (and a resumed run otherwise kept
-    them for ever). The sequence folders need no look: they are renamed into place only when complete.
+    them for ever). Folders renamed into place only when complete need no look.
     """
     removed = []
-    for folder in (out_dir, out_dir / OVERLAYS):
+    for folder in (out_dir, *folders):
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
@@ -135,14 +210,3 @@ def remove_killed_run_files(out_dir: Path) -> list[Path]:
         log.info("removed %d temporary file(s) left by a killed run: %s", len(removed),
                  ", ".join(str(p.relative_to(out_dir)) for p in removed))
     return removed
-
-
-def run_stamp(model_info: dict | None, preset: PropagationPreset, dataset: DavisDataset,
-              track: TrackOptions | None) -> dict:
-    """What makes two runs' results interchangeable (`RUN_STAMP`): model, protocol, data."""
-    stamp = {"model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year, "split": dataset.split}
-    if track is not None:  # absent for plain propagation, so earlier runs' stamps still match
-        stamp["track"] = asdict(track)
-    if dataset.resolution != "480p":  # likewise
-        stamp["resolution"] = dataset.resolution
-    return stamp
