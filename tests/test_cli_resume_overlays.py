@@ -1,5 +1,5 @@
-"""`eval davis --resume`: --overlays covers the kept sequences too, and a killed run's temporary
-files are deleted. The summaries and refusals of propagate, demo, match and eval jhmdb|vip|otb|vot."""
+"""`eval davis --resume`: --overlays covers the kept sequences too, a killed run's temporary
+files are deleted, and the timing is the whole run's. The summaries and refusals of propagate, demo, match and eval jhmdb|vip|otb|vot."""
 
 from __future__ import annotations
 
@@ -42,6 +42,46 @@ def test_resume_with_overlays_draws_the_kept_sequences_from_their_masks(two_clip
     made = (out / "overlays" / "blackswan.mp4").stat().st_mtime_ns
     assert _eval(two_clips, out, "--resume", "--overlays") == 0
     assert (out / "overlays" / "blackswan.mp4").stat().st_mtime_ns == made
+
+
+def test_resume_of_a_finished_run_keeps_its_times(two_clips, tmp_path, monkeypatch):
+    """A --resume with nothing left to propagate rewrote results.json's timing to zeros. The run
+    record keeps what each sequence took, so the timing is the whole run's, summed over its sessions:
+    the finished run's, unchanged, and an interrupted one's with both sessions' sequences."""
+    from vidcorr.evaluate import davis as davis_eval
+
+    out = tmp_path / "out"
+    assert _eval(two_clips, out) == 0
+    finished = json.loads((out / "results.json").read_text())["timing"]
+    times = json.loads((out / ".run.json").read_text())["timing"]
+    assert list(times) == ["blackswan", "car-shadow"] and finished["frames"] == 8 and finished["seconds"] > 0
+    assert finished["seconds"] == round(sum(t["seconds"] for t in times.values()), 3)
+    assert _eval(two_clips, out, "--resume") == 0
+    resumed = json.loads((out / "results.json").read_text())["timing"]
+    measures = ("frames", "seconds", "frames_per_second", "feature_seconds", "propagation_seconds")
+    assert {k: resumed[k] for k in measures} == {k: finished[k] for k in measures}
+    assert resumed["kept_from_earlier_run"] == ["blackswan", "car-shadow"]
+
+    # interrupted in its second sequence, then resumed: blackswan timed in the first session
+    real_write, calls = davis_eval.write_mask_sequence, []
+
+    def interrupted_write(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(davis_eval, "write_mask_sequence", interrupted_write)
+    stopped = tmp_path / "stopped"
+    assert _eval(two_clips, stopped) == 130
+    first = json.loads((stopped / ".run.json").read_text())["timing"]
+    assert list(first) == ["blackswan"] and first["blackswan"]["frames"] == 4
+    assert _eval(two_clips, stopped, "--resume") == 0
+    times = json.loads((stopped / ".run.json").read_text())["timing"]
+    assert times["blackswan"] == first["blackswan"]  # kept, not timed again
+    timing = json.loads((stopped / "results.json").read_text())["timing"]
+    assert timing["frames"] == 8 and timing["seconds"] == round(sum(t["seconds"] for t in times.values()), 3)
+    assert timing["feature_seconds"] == round(sum(t["feature_seconds"] for t in times.values()), 3)
 
 
 def _killed_while_writing(*paths: Path) -> list[str]:

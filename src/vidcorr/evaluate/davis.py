@@ -11,7 +11,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from vidcorr.evaluate.davis_overlays import DAVIS_FPS, overlay_frames, overlay_from_results, overlay_path
 from vidcorr.evaluate.davis_overlays import OVERLAYS
-from vidcorr.evaluate.runs import RUN_STAMP, check_output_folder, recorded_run
+from vidcorr.evaluate.runs import RUN_STAMP, RunRecord, check_output_folder, recorded_run
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
@@ -50,6 +50,15 @@ class RunStats:
     per_sequence: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
 
+    @classmethod
+    def of_run(cls, record: RunRecord, device: str | torch.device) -> RunStats:
+        """The times of a whole run, summed over its items as ``record`` holds them (`timed_sequence`):
+        a resumed run's, kept items included, and a finished run's when resumed with nothing to do."""
+        totals = record.totals()
+        return cls(frames=int(totals.get("frames", 0)), seconds=totals.get("seconds", 0.0),
+                   feature_seconds=totals.get("feature_seconds", 0.0),
+                   propagation_seconds=totals.get("propagation_seconds", 0.0), device=str(device))
+
     def as_dict(self) -> dict:
         fps = self.frames / self.seconds if self.seconds else 0.0
         stats = {"frames": self.frames, "seconds": round(self.seconds, 3), "frames_per_second": round(fps, 3),
@@ -60,6 +69,17 @@ class RunStats:
             stats["peak_gpu_mib"] = peak_gpu_mib(self.device)
             stats["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
         return stats
+
+
+def timed_sequence(propagator: Propagator, propagate: Callable[[], int]) -> dict[str, float]:
+    """Run ``propagate`` (one sequence; returns its frame count) -> what it took, as a run record
+    keeps it (`RunStats.of_run`): frames, seconds, and the propagator's feature / propagation seconds."""
+    before = dict(propagator.timing)
+    start = time.perf_counter()
+    frames = propagate()
+    return {"frames": frames, "seconds": time.perf_counter() - start,
+            "feature_seconds": propagator.timing["features"] - before["features"],
+            "propagation_seconds": propagator.timing["propagation"] - before["propagation"]}
 
 
 def peak_rss_mib() -> float | None:
@@ -136,7 +156,8 @@ def run_davis(
     sequence behind. resume: keep the sequences an interrupted run of the same model, protocol and
     split already finished in ``out_dir`` (`RUN_STAMP` says which run
     that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
-    then covers this session and lists the sequences kept. A resume first deletes the temporary
+    then covers the whole run, each sequence timed in the session that propagated it (the run record
+    keeps the times), and lists the sequences kept. A resume first deletes the temporary
     files a killed run left in ``out_dir`` and ``out_dir/overlays``
     (`vidcorr.evaluate.runs.recorded_run`).
     overlays: also write ``out_dir/overlays/<seq>.mp4``, the frames with the propagated masks drawn
@@ -168,7 +189,6 @@ def run_davis(
     # Built before OUT too: a module that cannot go to the device or a bad batch_size leaves nothing.
     propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
     stamp = run_stamp(model_info, preset, dataset, track)
-    stats = RunStats(device=str(propagator.device))
     with recorded_run(out_dir, stamp, dataset.sequences, resume=resume, done=lambda seq: (out_dir / seq).is_dir(),
                       folders=[out_dir / OVERLAYS]) as record:
         kept = record.kept
@@ -176,16 +196,9 @@ def run_davis(
             _overlays_of_kept(dataset, kept, out_dir, tracked=track is not None)
         todo = [seq for seq in dataset.sequences if seq not in kept]
         for seq in tqdm(todo, desc=f"propagate ({preset.name}{' + track' if track else ''})", unit="seq"):
-            start = time.perf_counter()
-            n = _propagate_sequence(propagator, dataset, seq, first_masks[seq], out_dir, overlays)
-            record.finish(seq)
-            elapsed = time.perf_counter() - start
-            stats.frames += n
-            stats.seconds += elapsed
-            stats.per_sequence[seq] = elapsed
-            log.debug("%s: %d frames in %.1fs", seq, n, elapsed)
-    stats.feature_seconds = propagator.timing["features"]
-    stats.propagation_seconds = propagator.timing["propagation"]
+            record.finish(seq, timed_sequence(
+                propagator, lambda: _propagate_sequence(propagator, dataset, seq, first_masks[seq], out_dir, overlays)))
+            log.debug("%s: %d frames in %.1fs", seq, record.times[seq]["frames"], record.times[seq]["seconds"])
     results = score_davis(root, out_dir, dataset.year, split, dataset.sequences, resolution=resolution,
                           per_frame=True)
     results["preset"] = preset.name
@@ -193,7 +206,7 @@ def run_davis(
     results["model"] = model_info or {}
     if track is not None:
         results["track"] = stamp["track"]
-    results["timing"] = stats.as_dict()
+    results["timing"] = RunStats.of_run(record, propagator.device).as_dict()
     if kept:
         results["timing"]["kept_from_earlier_run"] = kept
     write_davis_results(results, out_dir / "results.json")

@@ -48,22 +48,38 @@ def check_output_folder(out_dir: Path, resume: bool, command: str) -> None:
 
 class RunRecord:
     """The record of one run in ``out_dir/RUN_STAMP``: its ``stamp`` (what makes two runs' results
-    interchangeable), the items ``kept`` from the sessions before this one and every item
-    ``finished`` so far, in order."""
+    interchangeable), the items ``kept`` from the sessions before this one, every item ``finished``
+    so far, in order, and the ``times`` each took ({"frames": n, "seconds": s, ...} per item), so
+    that a resumed run reports the time of the whole run, not of its last session."""
 
-    def __init__(self, out_dir: Path, stamp: dict, kept: list[str]):
+    def __init__(self, out_dir: Path, stamp: dict, kept: list[str], times: dict[str, dict] | None = None):
         self.out_dir, self.stamp = out_dir, stamp
         self.kept = list(kept)
         self.finished = list(kept)
+        self.times = {name: dict(time) for name, time in (times or {}).items() if name in kept}
 
-    def finish(self, name: str) -> None:
-        """Record ``name`` as finished: call once its outputs are in place, never before."""
+    def finish(self, name: str, time: dict[str, float] | None = None) -> None:
+        """Record ``name`` as finished, with what it took (``time``): call once its outputs are in
+        place, never before."""
         self.finished.append(name)
+        if time is not None:
+            self.times[name] = dict(time)
         self.write()
 
+    def totals(self) -> dict[str, float]:
+        """Each measure of ``times`` summed over the finished items, in their order (so a resume with
+        nothing left to do reports the sums the finished run reported). An item of a record written
+        before times were recorded adds nothing."""
+        sums: dict[str, float] = {}
+        for name in self.finished:
+            for key, value in self.times.get(name, {}).items():
+                sums[key] = sums.get(key, 0) + value
+        return sums
+
     def write(self) -> None:
-        write_text_atomic(self.out_dir / RUN_STAMP,
-                          json.dumps({**self.stamp, "finished": self.finished}, indent=2) + "\n")
+        record = {**self.stamp, "finished": self.finished,
+                  "timing": {name: self.times[name] for name in self.finished if name in self.times}}
+        write_text_atomic(self.out_dir / RUN_STAMP, json.dumps(record, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -87,7 +103,8 @@ def recorded_run(out_dir: Path, stamp: dict, names: Sequence[str], *, resume: bo
         log.info("resuming %s: %d of %d already done", out_dir, len(kept), len(names))
     if resume and (out_dir / RUN_STAMP).is_file():  # a run of ours, and this one (else refused above):
         remove_killed_run_files(out_dir, folders)  # never in a folder that held no run (a user's temporaries)
-    record = RunRecord(out_dir, stamp, kept)
+    times = _read_record(out_dir / RUN_STAMP).get("timing") if kept else None
+    record = RunRecord(out_dir, stamp, kept, times if isinstance(times, dict) else None)
     record.write()
     try:
         yield record
@@ -116,23 +133,29 @@ def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Calla
     path = out_dir / RUN_STAMP
     if not path.is_file():
         return []
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(path, f"unreadable run record: {error}") from None
-    if not isinstance(earlier, dict):
-        raise InputError(path, "unreadable run record: not a JSON object")
+    earlier = _read_record(path)
     command = earlier.get("command", _FIRST_COMMAND)
     if command != stamp["command"]:
         raise InputError(out_dir, f"holds a `{command}` run, not one of `{stamp['command']}`: cannot resume it; "
                                   "choose a new --out")
     recorded = json.loads(json.dumps(stamp))  # as it reads back: tuples become lists
     earlier = {**earlier, "command": command}
-    changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished"} if earlier.get(k) != recorded.get(k))
+    changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished", "timing"}
+                     if earlier.get(k) != recorded.get(k))
     if changed:
         raise InputError(out_dir, f"holds a run with {_changes(changed, earlier, recorded)}: cannot resume it; "
                                   "choose a new --out or drop --resume")
     return [name for name in names if name in earlier.get("finished", []) and done(name)]
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(path, f"unreadable run record: {error}") from None
+    if not isinstance(record, dict):
+        raise InputError(path, "unreadable run record: not a JSON object")
+    return record
 
 
 def _changes(changed: list[str], before: dict, after: dict) -> str:
