@@ -144,9 +144,9 @@ def score_supervised(
 
     status: (T,) VOT codes per frame (`VOT_TRACKED` where ``regions`` holds a prediction); regions:
     (T, 4) boxes x, y, w, h or (T, 2K) polygons (ignored elsewhere); polygons: (T, 2K) ground truth;
-    frame_wh: (W, H). Frames whose ground truth is not `polygon_valid` are not scored (the toolkit
-    skips unknown ground truth). Returns {"accuracy", "failures", "frames", "scored_frames",
-    "initialisations"}.
+    frame_wh: (W, H). Frames whose ground truth is not `polygon_valid` are not scored: our rule; the
+    toolkit scores a NaN ground truth as overlap 0 (`known_ground_truth`). Returns {"accuracy",
+    "failures", "frames", "scored_frames", "initialisations"}.
     """
     if not (len(status) == len(regions) == len(polygons)):
         raise ValueError(f"{len(status)} codes, {len(regions)} regions and {len(polygons)} ground-truth polygons")
