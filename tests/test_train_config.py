@@ -339,3 +339,16 @@ def test_unknown_top_level_keys_list_only_what_a_file_may_set(tmp_path) -> None:
         recipe_from_dict({**tuned.to_dict(), "init": {"weights": 3}}, tuned.name)
     with pytest.raises(ValueError, match=r"unknown top-level keys \['inti'\]"):
         recipe_from_dict({**tuned.to_dict(), "inti": 3}, tuned.name)
+
+
+def test_a_link_to_a_shipped_recipe_under_another_name_is_a_file_of_ones_own(tmp_path) -> None:
+    """my/fast.toml -> configs/train/uvc-cpu.toml was recorded as a shipped recipe named "fast",
+    which does not exist: only a file in configs/train/ is shipped."""
+    link = tmp_path / "fast.toml"
+    link.symlink_to(CONFIG_DIR / "uvc-cpu.toml")
+    recipe = load_recipe(link)
+    named = str(link.parent.resolve() / link.name)  # the link, not the shipped file it points to
+    assert recipe.name == "fast" and recipe.identity == named
+    assert recipe.file == {"path": named,
+                           "sha256": hashlib.sha256((CONFIG_DIR / "uvc-cpu.toml").read_bytes()).hexdigest()}
+    assert recipe.trajectory_dict() == load_recipe("uvc-cpu").trajectory_dict()

@@ -323,9 +323,12 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         recipe = recipe_from_dict(data, data.get("name", path.stem))
     except (ValueError, TypeError) as error:
         raise InputError(path, f"unreadable recipe: {error}") from None
-    if path.resolve().parent == CONFIG_DIR:  # shipped, also when given by its path
+    # The file as named, its folder resolved: a link my/fast.toml to configs/train/uvc.toml is named
+    # "fast" (its stem), which no shipped recipe is, so it is recorded as a file of one's own.
+    named = path.parent.resolve() / path.name
+    if named.parent == CONFIG_DIR:  # shipped, also when given by its path
         return recipe
-    return recipe.replace(file={"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    return recipe.replace(file={"path": str(named), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
 
 
 def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
