@@ -24,15 +24,14 @@ from vidcorr.propagate import Propagator
 class Matches:
     """M correspondences. points_a / points_b: (M, 2) x, y in pixels of frame A / B (cell
     centres); similarity: (M,) the match's score (cosine similarity for L2-normalised features);
-    mutual: (M,) bool, the forward-backward check passed. grid_a / grid_b: the feature cells (h, w)
-    of A / B, and input_a: A's size (h, w) as fed to the encoder (how coarse the matching was)."""
+    mutual: (M,) bool, the forward-backward check passed. grid_a: A's feature cells (h, w) and
+    input_a: A's size (h, w) as fed to the encoder (how coarse the matching was)."""
 
     points_a: np.ndarray
     points_b: np.ndarray
     similarity: np.ndarray
     mutual: np.ndarray
     grid_a: tuple[int, int]
-    grid_b: tuple[int, int]
     input_a: tuple[int, int]
 
     def __len__(self) -> int:
@@ -88,7 +87,6 @@ def match_frames(
         similarity=_numpy(similarity),
         mutual=mutual,
         grid_a=(ha, wa),
-        grid_b=(hb, wb),
         input_a=propagator.preset.size.input_size(*frame_a.shape[:2]),
     )
 
