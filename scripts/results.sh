@@ -32,8 +32,7 @@ for model in $MODELS; do
     if [ "$task" = davis-uvc-track ] && [ -f "$out/results.json" ] && ! grep -q kernel_sigma "$out/results.json"; then
       mkdir -p "out/results-extra/$model" && mv "$out" "out/results-extra/$model/davis-uvc-track-v1"
     fi
-    [ -f "$out/results.json" ] && continue
-    case "$task" in davis-*) ;; *) rm -rf "$out" ;; esac  # DAVIS runs resume sequence by sequence
+    [ -f "$out/results.json" ] && continue  # else a stopped run (or none): --resume continues it sequence by sequence
     echo "== $model / $task" >&2
     # shellcheck disable=SC2046
     case "$task" in
@@ -44,11 +43,11 @@ for model in $MODELS; do
       davis-uvc-track)
         vidcorr eval davis --root "$DATA/davis2016" --preset uvc --track --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
       jhmdb)
-        vidcorr eval jhmdb --root "$DATA/jhmdb" --preset crw --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+        vidcorr eval jhmdb --root "$DATA/jhmdb" --preset crw --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
       otb-*)
-        vidcorr eval otb --root "$DATA/tracking/otb" --tracker "${task#otb-}" --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+        vidcorr eval otb --root "$DATA/tracking/otb" --tracker "${task#otb-}" --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
       vot-*)
-        vidcorr eval vot --root "$DATA/tracking/vot2015" --tracker "${task#vot-}" --device "$DEVICE" $(model_args "$model") --out "$out" ;;
+        vidcorr eval vot --root "$DATA/tracking/vot2015" --tracker "${task#vot-}" --device "$DEVICE" $(model_args "$model") --out "$out" --resume ;;
       *) echo "unknown task $task" >&2; exit 2 ;;
     esac
   done

@@ -48,7 +48,7 @@ def test_eval_otb_end_to_end(cli, otb_root, tmp_path, capsys):
     np.testing.assert_allclose(boxes[0], gt[0], atol=0.005)  # first box written back unchanged
     with Image.open(out / "success_plot.png") as plot:
         assert plot.size == (720, 420)
-    assert sorted(p.name for p in out.iterdir()) == ["Soccer.txt", "results.json", "success_plot.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".run.json", "Soccer.txt", "results.json", "success_plot.png"]
 
 
 def test_eval_otb_scores_frames_without_ground_truth(cli, otb_root, tmp_path, capsys):
@@ -98,7 +98,7 @@ def test_eval_vot_baseline_reinitialises_after_a_failure(cli, vot_root, tmp_path
     assert "failures" in printed and "protocol: vot-baseline" in printed
     assert "EAO not computed (the curve ends before the interval) over lengths 108-371 (vot2015)" in printed
     trajectory = out / "baseline" / "ball1" / "ball1_001.txt"
-    assert sorted(p.name for p in out.iterdir()) == ["baseline", "eao_curve.png", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".run.json", "baseline", "eao_curve.png", "results.json"]
     codes = trajectory.read_text().splitlines()
     assert len(codes) == N_FRAMES and codes[0] == "1"
     assert codes[12:18] == ["2", "0", "0", "0", "0", "1"]

@@ -179,11 +179,21 @@ def test_eval_end_to_end_on_the_fixture(tmp_path, vip_root):
     assert saved["AP_part_per_threshold"]["0.1"] >= saved["AP_part_per_threshold"]["0.9"]
     assert set(saved["per_video"]) == set(SEQUENCES) and saved["protocol"]["scored_frames"] == 6
     assert set(saved["per_class"]["AP_part"]) == {"hair", "upper-clothes", "pants"}
+    frames = ["000000000001", "000000000076", "000000000151"]
     written = sorted(p.name for p in (tmp_path / "out" / "breakdance").iterdir())
-    assert written == ["000000000001.png", "000000000076.png", "000000000151.png"]
+    assert written == [f"{name}.png" for name in frames] + ["instances"]
+    # the part-instance predictions AP_part is scored from (a resumed run reads them back)
+    instances = tmp_path / "out" / "breakdance" / "instances"
+    assert sorted(p.name for p in instances.iterdir()) == [f"{name}.png" for name in frames] + ["scores.json"]
+    table = json.loads((instances / "scores.json").read_text())
+    assert table["classes"] == {"1": 2, "2": 5, "3": 9, "4": 2, "5": 5, "6": 9} and list(table["scores"]) == frames
+    assert all(0.0 <= s <= 1.0 for scores in table["scores"].values() for s in scores.values())
     # frame 0 is the given annotation
+    dataset = VipDataset(vip_root)
     first = np.array(Image.open(tmp_path / "out" / "breakdance" / "000000000001.png"))
-    np.testing.assert_array_equal(first, VipDataset(vip_root).category_map(VipDataset(vip_root).videos[1].frames[0]))
+    np.testing.assert_array_equal(first, dataset.category_map(dataset.videos[1].frames[0]))
+    np.testing.assert_array_equal(np.array(Image.open(instances / "000000000001.png")),
+                                  dataset.instance_map(dataset.videos[1].frames[0])[0])
 
 
 class PositionCodes(nn.Module):

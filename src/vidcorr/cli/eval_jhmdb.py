@@ -15,6 +15,7 @@ from vidcorr.cli.common import (
     load_model,
     model_line,
 )
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, resume_hint
 
 
 def register(tasks: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
                     "JHMDB variant (square 320 input, see docs/keypoints.md), write per-frame "
                     "coordinates to OUT/predictions/ and PCK to OUT/results.json.",
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    add_out_and_resume_arguments(p, "videos")
     add_dataset_arguments(p)
     add_model_arguments(p, size_help=SQUARE_SIZE_HELP)
     p.set_defaults(func=run)
@@ -66,16 +67,17 @@ def protocol_preset(args: argparse.Namespace, variant: Callable):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.io.atomic import atomic_dir, check_output_path
-    from vidcorr.evaluate.jhmdb import format_pck_table, jhmdb_preset, run_jhmdb
+    from vidcorr.evaluate.jhmdb import COMMAND, format_pck_table, jhmdb_preset, run_jhmdb
+    from vidcorr.evaluate.runs import check_output_folder
 
-    check_output_path(args.out, folder=True, empty=True)  # before the data is read and the model loaded
+    # before the data is read and the model loaded (run_jhmdb checks again)
+    check_output_folder(args.out, args.resume, COMMAND)
     dataset = dataset_from(args)  # run_jhmdb logs which videos (all of them without split files)
     preset = protocol_preset(args, jhmdb_preset)
     encoder, info = load_model(args, preset)
-    with atomic_dir(args.out) as tmp:
-        results = run_jhmdb(encoder, preset, dataset, tmp, skip_first_frame=not args.include_first_frame,
-                            device=args.device, batch_size=args.batch_size, model_info=info)
+    with resume_hint(args.out, "videos"):
+        results = run_jhmdb(encoder, preset, dataset, args.out, skip_first_frame=not args.include_first_frame,
+                            device=args.device, batch_size=args.batch_size, model_info=info, resume=args.resume)
     print(format_pck_table(results))
     print(f"preset: {preset.name} (JHMDB variant, square {preset.size.size})   "
           f"{model_line(info)}")

@@ -23,6 +23,7 @@ from vidcorr.cli.common import (
     refuse_propagation_flags,
     resolve_preset,
 )
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, resume_hint
 from vidcorr.errors import VidcorrError
 
 _LAYOUTS = {
@@ -46,7 +47,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
             protocol_help="ope (default): OTB's one-pass evaluation, never re-initialised; vot-baseline: VOT's "
                           "supervised experiment (re-initialised 5 frames after each failure; accuracy, failures, "
                           "EAO; writes OUT/baseline/<seq>/<seq>_001.txt)")
-        p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+        add_out_and_resume_arguments(p, "sequences")
         p.add_argument("--tracker", choices=("localise", "dcf"), default="localise",
                        help="UVC region localisation (default) or the DCFNet correlation filter")
         p.add_argument("--set", dest="options", action="append", default=[], metavar="NAME=VALUE",
@@ -135,12 +136,13 @@ def tracker_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.io.atomic import atomic_dir, check_output_path
-    from vidcorr.evaluate.tracking import run_tracking
+    from vidcorr.evaluate.runs import check_output_folder
+    from vidcorr.evaluate.tracking import COMMANDS, run_tracking
     from vidcorr.evaluate.tracking_results import format_results_table
     from vidcorr.track import tracker_settings
 
-    check_output_path(args.out, folder=True, empty=True)  # before the data is read and the model loaded
+    # before the data is read and the model loaded (run_tracking checks again)
+    check_output_folder(args.out, args.resume, COMMANDS[args.benchmark])
     preset = resolve_preset(args)
     try:
         settings = tracker_settings(args.tracker, **tracker_options(args))
@@ -149,11 +151,11 @@ def run(args: argparse.Namespace) -> int:
     check_max_frames(args)
     encoder, info = load_model(args, preset)
     start = time.perf_counter()
-    with atomic_dir(args.out) as tmp:
-        results = run_tracking(encoder, args.root, tmp, benchmark=args.benchmark, settings=settings,
+    with resume_hint(args.out, "sequences"):
+        results = run_tracking(encoder, args.root, args.out, benchmark=args.benchmark, settings=settings,
                                protocol=args.protocol, sequences=args.sequences, max_frames=args.max_frames,
-                               eao_interval=args.eao_interval,
-                               device=args.device, model_info=info, preset=preset.name)
+                               eao_interval=args.eao_interval, device=args.device, model_info=info,
+                               preset=preset.name, resume=args.resume)
     print(format_results_table(results))
     print(f"protocol: {args.protocol}   tracker: {results['tracker']} {json.dumps(results['settings'])}")
     print(f"preset: {preset.name}   {model_line(info)}   "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vidcorr.cli.common import SQUARE_SIZE_HELP, add_model_arguments, comma_list, load_model, model_line
 from vidcorr.cli.eval_jhmdb import protocol_preset
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, resume_hint
 
 
 def register(tasks: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(tasks: argparse._SubParsersAction) -> None:
                     "the preset's VIP variant (square 560 input, see docs/vip.md), write predicted class "
                     "maps to OUT/<video>/ and mIoU / AP_part to OUT/results.json.",
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    add_out_and_resume_arguments(p, "videos")
     add_dataset_arguments(p)
     add_model_arguments(p, size_help=SQUARE_SIZE_HELP)
     p.set_defaults(func=run)
@@ -43,16 +44,17 @@ def dataset_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.io.atomic import atomic_dir, check_output_path
-    from vidcorr.evaluate.vip import format_vip_table, run_vip, vip_preset
+    from vidcorr.evaluate.runs import check_output_folder
+    from vidcorr.evaluate.vip import COMMAND, format_vip_table, run_vip, vip_preset
 
-    check_output_path(args.out, folder=True, empty=True)  # before the data is read and the model loaded
+    # before the data is read and the model loaded (run_vip checks again)
+    check_output_folder(args.out, args.resume, COMMAND)
     dataset = dataset_from(args)
     preset = protocol_preset(args, vip_preset)
     encoder, info = load_model(args, preset)
-    with atomic_dir(args.out) as tmp:
-        results = run_vip(encoder, preset, dataset, tmp, skip_first_frame=args.skip_first_frame,
-                          device=args.device, batch_size=args.batch_size, model_info=info)
+    with resume_hint(args.out, "videos"):
+        results = run_vip(encoder, preset, dataset, args.out, skip_first_frame=args.skip_first_frame,
+                          device=args.device, batch_size=args.batch_size, model_info=info, resume=args.resume)
     print(format_vip_table(results))
     print(f"preset: {preset.name} (VIP variant, square {preset.size.size})   layout: {dataset.layout}   "
           f"{model_line(info)}")

@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from vidcorr.evaluate.davis_overlays import DAVIS_FPS, overlay_frames, overlay_from_results, overlay_path
 from vidcorr.evaluate.davis_overlays import OVERLAYS
-from vidcorr.evaluate.runs import RUN_STAMP, RunRecord, check_output_folder, recorded_run
+from vidcorr.evaluate.runs import RunRecord, check_output_folder, recorded_run
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
@@ -36,7 +36,7 @@ from vidcorr.viz import PALETTE, Curve, line_plot
 
 log = logging.getLogger(__name__)
 
-COMMAND = "eval davis"  # in its run record (`RUN_STAMP`)
+COMMAND = "eval davis"  # in its run record (`vidcorr.evaluate.runs.RUN_STAMP`)
 
 
 @dataclass
@@ -47,7 +47,6 @@ class RunStats:
     seconds: float = 0.0
     feature_seconds: float = 0.0
     propagation_seconds: float = 0.0
-    per_sequence: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
 
     @classmethod
@@ -154,7 +153,7 @@ def run_davis(
     ``out_dir`` must not exist or be empty unless ``resume``. Each sequence is written to a
     temporary folder and renamed when complete, so an interrupted run leaves no half-written
     sequence behind. resume: keep the sequences an interrupted run of the same model, protocol and
-    split already finished in ``out_dir`` (`RUN_STAMP` says which run
+    split already finished in ``out_dir`` (its record ``.run.json`` says which run
     that was; another one is refused, naming ``out_dir``) and propagate only the rest; ``timing``
     then covers the whole run, each sequence timed in the session that propagated it (the run record
     keeps the times), and lists the sequences kept. A resume first deletes the temporary
@@ -215,7 +214,7 @@ def run_davis(
 
 def run_stamp(model_info: dict | None, preset: PropagationPreset, dataset: DavisDataset,
               track: TrackOptions | None) -> dict:
-    """What makes two `eval davis` runs' results interchangeable (`RUN_STAMP`): model, protocol, data."""
+    """What makes two `eval davis` runs' results interchangeable (their run record's stamp): model, protocol, data."""
     stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "year": dataset.year,
              "split": dataset.split}
     if track is not None:  # absent for plain propagation, so earlier runs' stamps still match

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcorr.errors import InputError
-from vidcorr.evaluate.davis import RunStats
+from vidcorr.evaluate.davis import RunStats, timed_sequence
+from vidcorr.evaluate.runs import check_output_folder, recorded_run
 from vidcorr.io.jhmdb import JOINT_NAMES, NUM_JOINTS, JhmdbDataset, JhmdbVideo
 from vidcorr.io.video import open_frames
 from vidcorr.keypoints import HeatmapCodec, codec_for, propagate_keypoints
@@ -35,6 +35,8 @@ from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
 
 log = logging.getLogger(__name__)
+
+COMMAND = "eval jhmdb"  # in the run record (`vidcorr.evaluate.runs.RUN_STAMP`)
 
 JHMDB_SIZE = 320
 # What each preset's JHMDB test code changes besides the square 320 input (METHODS.md §1.9, §3.4, §4.6):
@@ -175,42 +177,57 @@ def run_jhmdb(
     device: str = "cpu",
     batch_size: int = 4,
     model_info: dict | None = None,
+    resume: bool = False,
 ) -> dict:
     """Propagate every video's first-frame joints, write predictions and ``results.json``.
 
     preset: the propagation protocol as run (usually `jhmdb_preset` of a named preset); codec:
     the heatmap codec (default: the preset's, `vidcorr.keypoints.codec_for`). Writes
-    ``out_dir/predictions/<class>/<video>.json`` and ``out_dir/results.json``; returns the
-    results dict (schema in docs/keypoints.md).
+    ``out_dir/predictions/<class>/<video>.json`` (each atomically) and ``out_dir/results.json``;
+    returns the results dict (schema in docs/keypoints.md). ``out_dir`` must not exist or be empty
+    unless ``resume``: keep the videos an interrupted run of the same model, protocol, codec and
+    split finished there (`vidcorr.evaluate.runs.recorded_run`; another run is refused, naming what
+    changed) and propagate only the rest. Every video is scored from its prediction file, read
+    back, kept or not, so a resumed run's results equal an uninterrupted one's (the times are each
+    video's, from the session that propagated it).
     """
     codec = codec or codec_for(preset.name)
     out_dir = Path(out_dir)
+    check_output_folder(out_dir, resume, COMMAND)
     # Read every annotation up front: a malformed file fails before any propagation.
     ground_truth = {video.name: video.joints() for video in dataset.videos}
     log.info("JHMDB: %s", dataset.describe())
-    scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
     propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
-    stats = RunStats(device=str(propagator.device))
-    for video in tqdm(dataset.videos, desc=f"JHMDB ({preset.name})", unit="video"):
-        gt = ground_truth[video.name]
-        start = time.perf_counter()
-        coords, visible = propagate_video(propagator, video, gt, codec)
-        elapsed = time.perf_counter() - start
-        stats.frames += len(coords)
-        stats.seconds += elapsed
-        stats.per_sequence[video.name] = elapsed
-        path = out_dir / "predictions" / f"{video.name}.json"
-        write_prediction(path, video, coords, visible)
+    stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "codec": codec.as_dict(),
+             "split": dataset.split, "subset": dataset.subset}
+    files = {video.name: out_dir / "predictions" / f"{video.name}.json" for video in dataset.videos}
+    folders = [*sorted({path.parent for path in files.values()}), out_dir / "predictions"]  # <class>/ first
+    with recorded_run(out_dir, stamp, list(files), resume=resume, done=lambda name: files[name].is_file(),
+                      folders=folders) as record:
+        for video in tqdm([v for v in dataset.videos if v.name not in record.kept], desc=f"JHMDB ({preset.name})",
+                          unit="video"):
+            record.finish(video.name, timed_sequence(propagator, lambda: _write_video(
+                propagator, video, ground_truth[video.name], codec, files[video.name])))
+    scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
+    for video in dataset.videos:
         # Scored as written (3 decimals), as `score_jhmdb` reads the file.
-        written, seen = read_prediction(path, video)
-        scores.add(video.name, written, gt, seen)
-    stats.feature_seconds = propagator.timing["features"]
-    stats.propagation_seconds = propagator.timing["propagation"]
+        written, seen = read_prediction(files[video.name], video)
+        scores.add(video.name, written, ground_truth[video.name], seen)
+    timing = RunStats.of_run(record, propagator.device).as_dict()
+    if record.kept:
+        timing["kept_from_earlier_run"] = record.kept
     results = _results(scores.results(DEFAULT_ALPHAS), dataset, skip_first_frame)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), codec=codec.as_dict(),
-                   model=model_info or {}, timing=stats.as_dict())
+                   model=model_info or {}, timing=timing)
     write_results_json(results, out_dir / "results.json")
     return results
+
+
+def _write_video(propagator: Propagator, video: JhmdbVideo, gt: np.ndarray, codec: HeatmapCodec, path: Path) -> int:
+    """Propagate one video's first-frame joints and write them to ``path``; -> its frame count."""
+    coords, visible = propagate_video(propagator, video, gt, codec)
+    write_prediction(path, video, coords, visible)
+    return len(coords)
 
 
 def score_jhmdb(dataset: JhmdbDataset, results_dir: str | Path, *, skip_first_frame: bool = True) -> dict:

@@ -136,7 +136,7 @@ def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Calla
     earlier = _read_record(path)
     command = earlier.get("command", _FIRST_COMMAND)
     if command != stamp["command"]:
-        raise InputError(out_dir, f"holds a `{command}` run, not one of `{stamp['command']}`: cannot resume it; "
+        raise InputError(out_dir, f"holds a run of `{command}`, not of `{stamp['command']}`: cannot resume it; "
                                   "choose a new --out")
     recorded = json.loads(json.dumps(stamp))  # as it reads back: tuples become lists
     earlier = {**earlier, "command": command}

@@ -12,13 +12,13 @@ Two protocols (``protocol=``, recorded in results.json as ``protocol_name``):
 Outputs in ``out_dir``. OPE: ``<seq>.txt`` predicted boxes in OTB format (1-based ``x,y,w,h``),
 ``results.json`` (schema in docs/tracking.md) and ``success_plot.png`` (drawn with Pillow).
 Baseline: ``baseline/<seq>/<seq>_001.txt`` (the VOT toolkit's results layout and trajectory format)
-and ``results.json``.
+and ``results.json``. Both: ``.run.json``, the run record that ``--resume`` continues from
+(`vidcorr.evaluate.runs`).
 
 This module runs trackers; scoring saved files, the results' fields, table and plots live in
 `vidcorr.evaluate.tracking_results`, which `vidcorr score otb|vot` uses without a model. ``eval``
-scores each sequence from the file it wrote, read back, with the same function there
-(`score_result_file`, `score_trajectory_file`), so ``score`` on ``eval``'s files gives ``eval``'s
-numbers exactly.
+scores every sequence from the file it wrote, read back, with the same function there
+(`score_saved_sequences`), so ``score`` on ``eval``'s files gives ``eval``'s numbers exactly.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ from vidcorr.evaluate.tracking_results import (
     PROTOCOL_NOTE,
     baseline_fields,
     check_protocol,
+    prediction_file,
     score_fields,
-    score_result_file,
-    score_trajectory_file,
-    trajectory_file,
+    score_saved_sequences,
     write_tracking_results,
 )
+from vidcorr.evaluate.runs import check_output_folder, recorded_run
 from vidcorr.io.tracking import (
     Benchmark,
     TrackingSequence,
@@ -61,11 +61,13 @@ from vidcorr.io.vot_trajectory import (
     VOT_TRACKED,
     write_vot_trajectory,
 )
-from vidcorr.metrics.vot import SKIP_INITIALIZE, Fragment, polygon_valid, region_overlap
+from vidcorr.metrics.vot import SKIP_INITIALIZE, polygon_valid, region_overlap
 from vidcorr.metrics.vot import eao_interval as vot_eao_interval
 from vidcorr.track import LocaliseSettings, build_tracker, check_first_box, track_video
 
 log = logging.getLogger(__name__)
+
+COMMANDS = {"otb": "eval otb", "vot": "eval vot"}  # in the run record (`vidcorr.evaluate.runs.RUN_STAMP`)
 
 
 class BoxTracker(Protocol):
@@ -144,39 +146,38 @@ def run_supervised(
     return status, boxes, frame_wh
 
 
-def _timed(scores: dict, frames: int, elapsed: float) -> dict:
-    return {**scores, "seconds": round(elapsed, 3), "frames_per_second": round(frames / elapsed, 3)}
+def _timed(scores: dict, time: dict) -> dict:
+    """A sequence's scores with what tracking it took (``time`` as the run record keeps it)."""
+    frames, elapsed = time["frames"], time["seconds"]
+    return {**scores, "seconds": round(elapsed, 3), "frames_per_second": round(frames / elapsed, 3) if elapsed else 0.0}
 
 
-def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path, settings, device: str,
-                  max_frames: int | None) -> dict:
-    """Track one sequence from its first box, write ``<seq>.txt``, score it (OPE)."""
+def _frame_count(seq: TrackingSequence, max_frames: int | None) -> int:
+    return len(seq) if max_frames is None else min(len(seq), max_frames)
+
+
+def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, settings, device: str,
+                  max_frames: int | None) -> dict[str, float]:
+    """Track one sequence from its first box and write its boxes to ``path`` (OPE) -> what it took."""
     start = time.perf_counter()
     pred = track_sequence(encoder, seq, settings, device=device, max_frames=max_frames)
     elapsed = time.perf_counter() - start
-    boxes_file = out_dir / f"{seq.name}.txt"
-    write_otb_boxes(boxes_file, pred)
-    # Scored as written (2 decimals), as `score` and the OTB toolkit read the file.
-    return _timed(score_result_file(boxes_file, seq.boxes[: len(pred)], seq.annotation), len(pred), elapsed)
+    write_otb_boxes(path, pred)
+    return {"frames": len(pred), "seconds": elapsed}
 
 
-def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, out_dir: Path, settings, device: str,
-                       max_frames: int | None) -> tuple[dict, list[Fragment]]:
-    """Run VOT's supervised experiment on one sequence, write its trajectory file, score it:
-    -> (its scores, its EAO fragments)."""
-    n = len(seq) if max_frames is None else min(len(seq), max_frames)
+def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, settings, device: str,
+                       max_frames: int | None) -> dict[str, float]:
+    """Run VOT's supervised experiment on one sequence and write its trajectory to ``path`` -> what it took."""
+    n = _frame_count(seq, max_frames)
     polygons = read_vot_polygons(seq.annotation)[:n]
     start = time.perf_counter()
     frames = tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame",
                   leave=False)
-    status, boxes, frame_wh = run_supervised(build_tracker(encoder, settings, device), frames, seq.boxes[:n], polygons)
+    status, boxes, _ = run_supervised(build_tracker(encoder, settings, device), frames, seq.boxes[:n], polygons)
     elapsed = time.perf_counter() - start
-    path = trajectory_file(out_dir, seq.name)
-    path.parent.mkdir(parents=True)
     write_vot_trajectory(path, status, boxes)
-    # Scored as written (4 decimals), as `score` and the toolkit read the file.
-    scores, fragments = score_trajectory_file(path, polygons, frame_wh, seq.annotation)
-    return _timed(scores, n, elapsed), fragments
+    return {"frames": n, "seconds": elapsed}
 
 
 def run_tracking(
@@ -193,6 +194,7 @@ def run_tracking(
     model_info: dict | None = None,
     preset: str | None = None,
     eao_interval: str | tuple[int, int] = "vot2015",
+    resume: bool = False,
 ) -> dict:
     """Track and score every sequence under ``protocol`` ("ope" or, for VOT, "vot-baseline"); write
     the per-sequence files, ``results.json`` and a plot (``success_plot.png`` for OPE,
@@ -200,30 +202,42 @@ def run_tracking(
 
     max_frames: track and score only the first N frames of each sequence (smoke tests, quick runs).
     eao_interval: the baseline's EAO sequence-length interval, a challenge (`EAO_INTERVALS`) or
-    (low, high). Returns the results dict written to ``results.json``.
+    (low, high). ``out_dir`` must not exist or be empty unless ``resume``: keep the sequences an
+    interrupted run of the same model, tracker, settings, protocol and max_frames finished there
+    (`vidcorr.evaluate.runs.recorded_run`; another run is refused, naming what changed) and track
+    only the rest. Each sequence's file is written atomically and recorded as finished once in
+    place; every sequence is scored from its file, read back, kept or not, so a resumed run's
+    results equal an uninterrupted one's (the times are each sequence's, from the session that
+    tracked it). Returns the results dict written to ``results.json``.
     """
     check_protocol(benchmark, protocol, max_frames)
     interval = vot_eao_interval(eao_interval)
-    seqs = discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    command = COMMANDS[benchmark]
+    check_output_folder(out_dir, resume, command)
+    seqs = discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
     tracker = "localise" if isinstance(settings, LocaliseSettings) else "dcf"
-    per_sequence, fragments = {}, []
-    for seq in tqdm(seqs, desc=f"{benchmark} {protocol} ({tracker})", unit="seq"):
-        if protocol == "ope":
-            per_sequence[seq.name] = _ope_sequence(encoder, seq, out_dir, settings, device, max_frames)
-        else:
-            per_sequence[seq.name], seq_fragments = _baseline_sequence(encoder, seq, out_dir, settings, device,
-                                                                       max_frames)
-            fragments += seq_fragments
-        log.debug("%s: %d frames in %.1fs", seq.name, per_sequence[seq.name]["frames"],
-                  per_sequence[seq.name]["seconds"])
-    frames = sum(s["frames"] for s in per_sequence.values())
-    seconds = sum(s["seconds"] for s in per_sequence.values())
     run = {"tracker": tracker, "settings": dataclasses.asdict(settings), "preset": preset,
            "model": model_info or {}, "max_frames": max_frames}
+    files = {seq.name: prediction_file(out_dir, seq.name, protocol) for seq in seqs}
+    folders = [] if protocol == "ope" else [*(path.parent for path in files.values()), out_dir / "baseline"]
+    track_one = _ope_sequence if protocol == "ope" else _baseline_sequence
+    with recorded_run(out_dir, {"command": command, "protocol": protocol, **run}, list(files), resume=resume,
+                      done=lambda name: files[name].is_file(), folders=folders) as record:
+        for seq in tqdm([s for s in seqs if s.name not in record.kept], desc=f"{benchmark} {protocol} ({tracker})",
+                        unit="seq"):
+            record.finish(seq.name, track_one(encoder, seq, files[seq.name], settings, device, max_frames))
+            log.debug("%s: %d frames in %.1fs", seq.name, record.times[seq.name]["frames"],
+                      record.times[seq.name]["seconds"])
+    # Scored as written (2 decimals for OPE, 4 for trajectories), as `score` and the toolkits read them.
+    scores, fragments = score_saved_sequences(seqs, out_dir, protocol, max_frames)
+    per_sequence = {name: _timed(sequence_scores, record.times[name]) for name, sequence_scores in scores.items()}
+    frames = sum(s["frames"] for s in per_sequence.values())
+    seconds = sum(s["seconds"] for s in per_sequence.values())
     timing = {"timing": {"frames": frames, "seconds": round(seconds, 3),
                          "frames_per_second": round(frames / seconds, 3) if seconds else 0.0}}
+    if record.kept:
+        timing["timing"]["kept_from_earlier_run"] = record.kept
     if protocol == "ope":
         results = {"benchmark": benchmark, "protocol_name": "ope", "protocol": PROTOCOL_NOTE, **run,
                    **score_fields(per_sequence), **timing}

@@ -23,7 +23,13 @@ import numpy as np
 
 from vidcorr.errors import InputError
 from vidcorr.io.images import image_size
-from vidcorr.io.tracking import Benchmark, discover_sequences, read_result_boxes, read_vot_polygons
+from vidcorr.io.tracking import (
+    Benchmark,
+    TrackingSequence,
+    discover_sequences,
+    read_result_boxes,
+    read_vot_polygons,
+)
 from vidcorr.io.vot_trajectory import read_vot_trajectory
 from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.tracking import (
@@ -159,25 +165,39 @@ def score_tracking(
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
     scored = {"benchmark": benchmark, "protocol_name": protocol, "results": str(results_dir), "max_frames": max_frames}
-    if protocol == "vot-baseline":
-        per_sequence, fragments = {}, []
-        for seq in seqs:
-            polygons = read_vot_polygons(seq.annotation)
-            height, width = image_size(seq.frame_files[0])
-            per_sequence[seq.name], seq_fragments = score_trajectory_file(
-                trajectory_file(results_dir, seq.name), polygons, (width, height), seq.annotation, max_frames)
-            fragments += seq_fragments
-        return {**scored, "protocol": BASELINE_NOTE, **baseline_fields(per_sequence, fragments, interval)}
-    if (results_dir / "baseline").is_dir():
+    if protocol == "ope" and (results_dir / "baseline").is_dir():
         # `score otb` has no --protocol: name the command that scores them, not an option it lacks.
         how = ("--protocol vot-baseline" if benchmark == "vot" else
                "`vidcorr score vot --root VOT_ROOT --protocol vot-baseline` (the VOT sequences they were run on)")
         raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
                                       f"`eval vot --protocol vot-baseline`): score them with {how}")
-    per_sequence = {seq.name: score_result_file(results_dir / f"{seq.name}.txt", seq.boxes, seq.annotation,
-                                                max_frames)
-                    for seq in seqs}
+    per_sequence, fragments = score_saved_sequences(seqs, results_dir, protocol, max_frames)
+    if protocol == "vot-baseline":
+        return {**scored, "protocol": BASELINE_NOTE, **baseline_fields(per_sequence, fragments, interval)}
     return {**scored, "protocol": PROTOCOL_NOTE, **score_fields(per_sequence)}
+
+
+def prediction_file(results_dir: Path, sequence: str, protocol: str) -> Path:
+    """Where a run under ``protocol`` keeps a sequence's predictions: ``<seq>.txt`` (OPE) or its
+    baseline trajectory (`trajectory_file`)."""
+    return results_dir / f"{sequence}.txt" if protocol == "ope" else trajectory_file(results_dir, sequence)
+
+
+def score_saved_sequences(seqs: Sequence[TrackingSequence], results_dir: Path, protocol: str,
+                          max_frames: int | None) -> tuple[dict[str, dict], list[Fragment]]:
+    """Score each sequence's saved predictions (`prediction_file`) -> ({name: scores}, the baseline's EAO
+    fragments, none for OPE); `score_tracking` and `eval` (`run_tracking`) read them alike."""
+    per_sequence, fragments = {}, []
+    for seq in seqs:
+        path = prediction_file(results_dir, seq.name, protocol)
+        if protocol == "ope":
+            per_sequence[seq.name] = score_result_file(path, seq.boxes, seq.annotation, max_frames)
+            continue
+        height, width = image_size(seq.frame_files[0])
+        per_sequence[seq.name], seq_fragments = score_trajectory_file(
+            path, read_vot_polygons(seq.annotation), (width, height), seq.annotation, max_frames)
+        fragments += seq_fragments
+    return per_sequence, fragments
 
 
 def score_fields(per_sequence: dict[str, dict]) -> dict:

@@ -11,30 +11,33 @@ Predicted part instances: the argmax over the instance channels (decoded like an
 each keeps the class of its frame-0 instance and is scored by the mean, over its pixels, of its
 channel's share of the soft labels (channel / sum of instance channels, bilinearly upsampled).
 
+``eval`` saves every video's predictions (`write_video`: class maps, and the part-instance maps with
+their scores under ``<video>/instances/``, `vidcorr.io.vip_predictions`) and scores them as read
+back (`score_video`), so a resumed run scores its kept videos exactly as it would have.
 `score_vip` scores saved class-map PNGs (``eval``'s ``<video>/<frame>.png`` or another method's)
-with the same mIoU accumulators, without a model (`vidcorr score vip`). AP_part needs the instance
-maps and their scores, which are not saved, so it is not scored from files.
+with the same mIoU accumulators, without a model (`vidcorr score vip`); it does not score AP_part.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vidcorr.evaluate.davis import RunStats
+from vidcorr.evaluate.davis import RunStats, timed_sequence
+from vidcorr.evaluate.runs import check_output_folder, recorded_run
 from vidcorr.errors import InputError
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
 from vidcorr.io.vip import IGNORE, VipDataset, VipVideo
+from vidcorr.io.vip_predictions import read_class_map, read_instance_map, read_instance_scores, write_instance_map
 from vidcorr.labels import decode_label_map, one_hot_labels
 from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.segmentation import ConfusionMatrix, PartAP, resize_nearest
@@ -42,6 +45,9 @@ from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
 
 log = logging.getLogger(__name__)
+
+COMMAND = "eval vip"  # in the run record (`vidcorr.evaluate.runs.RUN_STAMP`)
+INSTANCES = "instances"  # in a video's folder: its part-instance predictions, which AP_part is scored from
 
 VIP_SIZE = 560
 # What each preset's VIP test changes besides the square 560 input (METHODS.md §1.9, §3.4, §6.3):
@@ -152,9 +158,10 @@ class VideoScores:
                 "frames": self.frames}
 
 
-def run_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, out_dir: Path,
-              skip_first_frame: bool) -> VideoScores:
-    """Propagate one video's frame-0 labels, write predicted class maps, score every frame."""
+def write_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, folder: Path) -> int:
+    """Propagate one video's frame-0 labels and write its predictions to ``folder``: ``<frame>.png``
+    (class maps) and, for a video with part instances, ``instances/<frame>.png`` (instance ids,
+    16-bit) and ``instances/scores.json`` (`read_instance_scores`); -> the frames written."""
     first = video.frames[0]
     category0, instances0 = dataset.category_map(first), dataset.instance_map(first)
     source = open_frames(video.frames_dir)
@@ -164,22 +171,44 @@ def run_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, out_
     if not np.any(category0 != IGNORE):
         raise InputError(first.category, "the first annotation holds no class (only 255 = ignore)")
     parts, labels = first_frame_labels(category0, instances0)
-    scores = VideoScores.empty(dataset.num_classes)
     first_pred = (category0, None if instances0 is None else instances0[0],
                   {i: 1.0 for i in ([] if instances0 is None else instances0[1])})
     preds = (decode_parts(soft, parts, propagator) for soft in propagator.run(source, labels))
+    instance_scores_per_frame = {}
     for t, frame in enumerate(video.frames):
         category, inst_ids, inst_scores = first_pred if t == 0 else next(preds)
-        write_indexed_png(out_dir / video.name / f"{frame.name}.png", category)
-        if t == 0 and skip_first_frame:
-            continue
-        scores.frames += 1
-        scores.confusion.update(dataset.category_map(frame), category)
+        write_indexed_png(folder / f"{frame.name}.png", category)
         if inst_ids is not None:
+            write_instance_map(folder / INSTANCES / f"{frame.name}.png", inst_ids)
+            instance_scores_per_frame[frame.name] = inst_scores
+    if instances0 is not None:
+        write_results_json({"classes": parts.instance_classes, "scores": instance_scores_per_frame},
+                           folder / INSTANCES / "scores.json")
+    return len(video.frames)
+
+
+def score_video(dataset: VipDataset, video: VipVideo, folder: Path, skip_first_frame: bool, *,
+                instances: bool) -> VideoScores:
+    """Score the predictions `write_video` saved in ``folder`` (or another method's class maps, one
+    ``<frame>.png`` per annotated frame): mIoU and, with ``instances``, AP_part from ``instances/``."""
+    scores = VideoScores.empty(dataset.num_classes)
+    classes, instance_scores = read_instance_scores(folder / INSTANCES / "scores.json") if instances else ({}, {})
+    for frame in video.frames[1 if skip_first_frame else 0:]:
+        path = folder / f"{frame.name}.png"
+        gt, pred = dataset.category_map(frame), read_class_map(path)
+        try:
+            scores.confusion.update(gt, pred)
+        except ValueError as error:  # a class id outside the classes where the GT is not ignored
+            raise InputError(path, str(error)) from None
+        scores.frames += 1
+        if instances:
             gt_ids, gt_classes = dataset.instance_map(frame)
+            inst_ids = read_instance_map(folder / INSTANCES / f"{frame.name}.png")
             if inst_ids.shape != gt_ids.shape:
                 inst_ids = resize_nearest(inst_ids, gt_ids.shape)
-            scores.part_ap.add_frame(gt_ids, gt_classes, inst_ids, parts.instance_classes, inst_scores)
+            if frame.name not in instance_scores:
+                raise InputError(folder / INSTANCES / "scores.json", f"no scores of frame {frame.name}")
+            scores.part_ap.add_frame(gt_ids, gt_classes, inst_ids, classes, instance_scores[frame.name])
     return scores
 
 
@@ -193,30 +222,60 @@ def run_vip(
     device: str = "cpu",
     batch_size: int = 4,
     model_info: dict | None = None,
+    resume: bool = False,
 ) -> dict:
-    """Propagate and score every video; write ``out_dir/<video>/<frame>.png`` and ``results.json``.
+    """Propagate and score every video; write ``out_dir/<video>/`` (`write_video`) and ``results.json``.
 
     preset: the protocol as run (usually `vip_preset` of a named preset). Returns the results
-    dict (schema in docs/vip.md).
+    dict (schema in docs/vip.md). ``out_dir`` must not exist or be empty unless ``resume``: keep
+    the videos an interrupted run of the same model, protocol, layout and split finished there
+    (`vidcorr.evaluate.runs.recorded_run`; another run is refused, naming what changed) and
+    propagate only the rest. Each video folder is written under a temporary name and renamed when
+    complete; every video is scored from its saved predictions, kept or not (`score_video`), so a
+    resumed run's results equal an uninterrupted one's (the times are each video's, from the
+    session that propagated it).
     """
     out_dir = Path(out_dir)
-    total = VideoScores.empty(dataset.num_classes)
+    check_output_folder(out_dir, resume, COMMAND)
     propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
-    per_video, stats = {}, RunStats(device=str(propagator.device))
-    for video in tqdm(dataset.videos, desc=f"VIP ({preset.name})", unit="video"):
-        start = time.perf_counter()
-        scores = run_video(propagator, dataset, video, out_dir, skip_first_frame)
-        stats.frames += len(video.frames)
-        stats.seconds += time.perf_counter() - start
+    stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "layout": dataset.layout}
+    if dataset.layout == "vip":  # the VIPSeg snippet has no split lists: every video is used
+        stamp["split"] = dataset.split
+    with recorded_run(out_dir, stamp, [v.name for v in dataset.videos], resume=resume,
+                      done=lambda name: (out_dir / name).is_dir()) as record:
+        for video in tqdm([v for v in dataset.videos if v.name not in record.kept], desc=f"VIP ({preset.name})",
+                          unit="video"):
+            record.finish(video.name, timed_sequence(
+                propagator, lambda: _write_video_folder(propagator, dataset, video, out_dir)))
+    total, per_video = VideoScores.empty(dataset.num_classes), {}
+    for video in dataset.videos:
+        scores = score_video(dataset, video, out_dir / video.name, skip_first_frame,
+                             instances=video.frames[0].instances is not None)
         total.merge(scores)
         per_video[video.name] = scores.summary()
-    stats.feature_seconds = propagator.timing["features"]
-    stats.propagation_seconds = propagator.timing["propagation"]
+    timing = RunStats.of_run(record, propagator.device).as_dict()
+    if record.kept:
+        timing["kept_from_earlier_run"] = record.kept
     results = _results(dataset, total, per_video, skip_first_frame)
-    results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {},
-                   timing=stats.as_dict())
+    results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {}, timing=timing)
     write_results_json(results, out_dir / "results.json")
     return results
+
+
+def _write_video_folder(propagator: Propagator, dataset: VipDataset, video: VipVideo, out_dir: Path) -> int:
+    """`write_video` into a hidden ``.<video>.partial`` folder renamed ``<video>`` when complete: an
+    interrupted video leaves nothing that `score_vip` or ``--resume`` would take for a result."""
+    tmp = out_dir / f".{video.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        frames = write_video(propagator, dataset, video, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = out_dir / video.name
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return frames
 
 
 def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame: bool = False) -> dict:
@@ -224,7 +283,7 @@ def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame:
     writes them), one per annotated frame (frame 0's may be absent with skip_first_frame).
 
     Returns `run_vip`'s results without what only a run knows (preset, preset_knobs, model, timing)
-    and with AP_part null (the PNGs hold no part instances); ``results`` names the folder scored.
+    and with AP_part null (class maps hold no part instances); ``results`` names the folder scored.
     Every file is read before anything is returned; nothing is written here.
     """
     results_dir = Path(results_dir)
@@ -232,41 +291,13 @@ def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame:
         raise InputError(results_dir, "results folder not found")
     total, per_video = VideoScores.empty(dataset.num_classes), {}
     for video in dataset.videos:
-        scores = VideoScores.empty(dataset.num_classes)
-        for frame in video.frames[1 if skip_first_frame else 0:]:
-            path = results_dir / video.name / f"{frame.name}.png"
-            gt, pred = dataset.category_map(frame), read_class_map(path)
-            try:
-                scores.confusion.update(gt, pred)
-            except ValueError as error:  # a class id outside the classes where the GT is not ignored
-                raise InputError(path, str(error)) from None
-            scores.frames += 1
+        scores = score_video(dataset, video, results_dir / video.name, skip_first_frame, instances=False)
         total.merge(scores)
         per_video[video.name] = scores.summary()
     results = _results(dataset, total, per_video, skip_first_frame)
     results["protocol"]["instances"] = "not scored: saved predictions hold part classes, not part instances"
     results["results"] = str(results_dir)
     return results
-
-
-def read_class_map(path: Path) -> np.ndarray:
-    """A predicted class-map PNG (palette or grayscale, pixel value = class id) -> (H, W) uint8.
-
-    Frame 0's map as `run_vip` writes it is the annotation, 255 (ignored) included; 255 counts only
-    where the ground truth is not ignored, and there `ConfusionMatrix.update` refuses it.
-    """
-    if not path.is_file():
-        raise InputError(path, "prediction not found (one <video>/<frame>.png per annotated frame)")
-    try:
-        with Image.open(path) as img:
-            kind, mode, classes = img.format, img.mode, np.array(img)
-    except (UnidentifiedImageError, OSError) as error:
-        raise InputError(path, f"cannot read prediction ({error})") from None
-    # Values as they are, not `read_mask`: its DAVIS-2016 rule reads a grayscale map of only 0 and
-    # 255 as 0 / 1, turning an invalid 255 into class 1 without a word. JPEG alters ids; RGB has colours.
-    if kind != "PNG" or mode not in ("P", "L"):
-        raise InputError(path, f"is a {kind} {mode} image; expected a palette or grayscale PNG of class ids")
-    return classes
 
 
 def _results(dataset: VipDataset, total: VideoScores, per_video: dict, skip_first_frame: bool) -> dict:

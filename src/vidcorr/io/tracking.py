@@ -51,6 +51,7 @@ from typing import Literal
 import numpy as np
 
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.images import is_frame_file, list_frame_files
 from vidcorr.io.roots import misplaced_root_hint
 from vidcorr.io.video import FrameSource, open_frame_files
@@ -217,10 +218,11 @@ def region_corners(values: np.ndarray) -> np.ndarray:
 
 
 def write_otb_boxes(path: str | Path, boxes: np.ndarray) -> None:
-    """Write (T, 4) 0-based boxes as an OTB result file: 1-based ``x,y,w,h`` per line, 2 decimals."""
+    """Write (T, 4) 0-based boxes as an OTB result file: 1-based ``x,y,w,h`` per line, 2 decimals;
+    atomically (an interrupted write leaves no file a resumed run or `score` would take for a result)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     one_based = boxes + np.array([1.0, 1.0, 0.0, 0.0])
-    Path(path).write_text("".join(",".join(f"{v:.2f}" for v in row) + "\n" for row in one_based))
+    write_text_atomic(path, "".join(",".join(f"{v:.2f}" for v in row) + "\n" for row in one_based))
 
 
 def load_sequence(folder: str | Path, benchmark: Benchmark, annotation: str | Path | None = None) -> TrackingSequence:

@@ -70,12 +70,12 @@ class VipDataset:
         split: list file ``lists/<split>_videos.txt`` (VIP only).
         videos: keep only these videos, in this order.
         layout: "vip", "vipseg" or "auto" (by the folders present).
-    Attributes: ``layout``, ``num_classes``, ``class_names``, ``videos`` (list of `VipVideo`).
+    Attributes: ``layout``, ``num_classes``, ``class_names``, ``split``, ``videos`` (list of `VipVideo`).
     """
 
     def __init__(self, root: str | Path, split: str = "val", videos: list[str] | None = None,
                  layout: str = "auto"):
-        self.root = Path(root)
+        self.root, self.split = Path(root), split
         if (self.root / "VIP_Fine").is_dir():
             self.root = self.root / "VIP_Fine"
         self.layout = _detect_layout(self.root) if layout == "auto" else layout

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.tracking import annotation_lines, parse_line, region_corners
 
 # The VOT toolkit's trajectory codes: a results line holding one of these instead of a region.
@@ -33,12 +34,14 @@ def write_vot_trajectory(path: str | Path, status: np.ndarray, boxes: np.ndarray
 
     status: (T,) per frame `VOT_TRACKED` or a code (`VOT_INITIALISED`, `VOT_FAILED`, `VOT_SKIPPED`);
     boxes: (T, 4) 0-based x, y, w, h, written with 4 decimals (pysot's ``%.4f``) where tracked.
+    Written atomically, its folder created: an interrupted write leaves no file a resumed run or
+    `score` would take for a result.
     """
     status = np.asarray(status)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     lines = [",".join(f"{v:.4f}" for v in box) if code == VOT_TRACKED else f"{int(code)}"
              for code, box in zip(status, boxes)]
-    Path(path).write_text("".join(line + "\n" for line in lines))
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def read_vot_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,69 @@
+"""VIP predictions on disk: the class maps `vidcorr score vip` reads (``<video>/<frame>.png``) and the
+part-instance predictions `eval vip` keeps beside them (``<video>/instances/<frame>.png``, 16-bit
+instance ids, 0 = none, and ``<video>/instances/scores.json``) so that AP_part can be scored from
+files: a resumed run's kept videos are scored from them, exactly as when they were propagated.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vidcorr.errors import InputError
+
+
+def read_class_map(path: Path) -> np.ndarray:
+    """A predicted class-map PNG (palette or grayscale, pixel value = class id) -> (H, W) uint8.
+
+    Frame 0's map as `run_vip` writes it is the annotation, 255 (ignored) included; 255 counts only
+    where the ground truth is not ignored, and there `ConfusionMatrix.update` refuses it.
+    """
+    if not path.is_file():
+        raise InputError(path, "prediction not found (one <video>/<frame>.png per annotated frame)")
+    try:
+        with Image.open(path) as img:
+            kind, mode, classes = img.format, img.mode, np.array(img)
+    except (UnidentifiedImageError, OSError) as error:
+        raise InputError(path, f"cannot read prediction ({error})") from None
+    # Values as they are, not `read_mask`: its DAVIS-2016 rule reads a grayscale map of only 0 and
+    # 255 as 0 / 1, turning an invalid 255 into class 1 without a word. JPEG alters ids; RGB has colours.
+    if kind != "PNG" or mode not in ("P", "L"):
+        raise InputError(path, f"is a {kind} {mode} image; expected a palette or grayscale PNG of class ids")
+    return classes
+
+
+def write_instance_map(path: Path, ids: np.ndarray) -> None:
+    """(H, W) instance ids as a 16-bit grayscale PNG (ids above 255 exist: a VIPSeg segment id)."""
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.uint16).max):
+        raise ValueError(f"instance ids {ids.min()}..{ids.max()} do not fit a 16-bit PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(ids.astype(np.uint16)).save(path, format="PNG")
+
+
+def read_instance_scores(path: Path) -> tuple[dict[int, int], dict[str, dict[int, float]]]:
+    """``instances/scores.json`` -> ({instance id: class}, {frame: {instance id: score}})."""
+    try:
+        data = json.loads(path.read_text())
+        classes = {int(k): int(v) for k, v in data["classes"].items()}
+        scores = {frame: {int(k): float(v) for k, v in table.items()} for frame, table in data["scores"].items()}
+    except FileNotFoundError:
+        raise InputError(path, "part-instance scores not found (eval vip writes them beside the instance "
+                               "maps)") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise InputError(path, f'cannot read part-instance scores ({error}); expected {{"classes": {{id: class}}, '
+                               '"scores": {frame: {id: score}}}') from None
+    return classes, scores
+
+
+def read_instance_map(path: Path) -> np.ndarray:
+    """A `write_instance_map` PNG -> (H, W) int64 instance ids."""
+    if not path.is_file():
+        raise InputError(path, "part-instance prediction not found")
+    try:
+        with Image.open(path) as img:
+            return np.array(img).astype(np.int64)
+    except (UnidentifiedImageError, OSError) as error:
+        raise InputError(path, f"cannot read part-instance prediction ({error})") from None

@@ -1,0 +1,158 @@
+"""`eval jhmdb|vip|otb|vot --resume`: a run stopped after its first video or sequence continues where it
+stopped, its results equal an uninterrupted run's (the times aside), and a resume with another
+configuration or into another command's folder is refused, naming what differs. Tiny real data:
+the JHMDB clip and the VIPSeg snippet each copied under two names, OTB / VOT at --max-frames 6.
+(`eval davis --resume`: test_cli_eval_davis.py, test_cli_resume_overlays.py.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vidcorr.cli import main
+
+JHMDB_CLIP = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+VIPSEG_VIDEO = "12_1mWNahzcsAc"
+FLOOR = ["--features", "lab-pixels"]
+
+
+def _jhmdb_root(data_dir: Path, tmp_path: Path) -> Path:
+    """The real clip's first 6 frames under two video names (a, b)."""
+    import scipy.io
+
+    root = tmp_path / "jhmdb"
+    pos = scipy.io.loadmat(data_dir / "jhmdb" / "joint_positions" / JHMDB_CLIP / "joint_positions.mat")["pos_img"]
+    for video in ("catch/a", "catch/b"):
+        (root / "Rename_Images" / video).mkdir(parents=True)
+        for t in range(1, 7):
+            shutil.copy(data_dir / "jhmdb" / "Rename_Images" / JHMDB_CLIP / f"{t:05d}.png",
+                        root / "Rename_Images" / video / f"{t:05d}.png")
+        (root / "joint_positions" / video).mkdir(parents=True)
+        scipy.io.savemat(root / "joint_positions" / video / "joint_positions.mat", {"pos_img": pos[:, :, :6]})
+    return root
+
+
+def _vipseg_root(data_dir: Path, tmp_path: Path) -> Path:
+    """The VIPSeg snippet's video under two names (a, b), in its own layout (images/, source/)."""
+    root = tmp_path / "vipseg"
+    for video in ("a", "b"):
+        for folder in ("images", "source"):
+            shutil.copytree(data_dir / "vipseg-snippet" / folder / VIPSEG_VIDEO, root / folder / video)
+    return root
+
+
+# task -> (root, the options of the run, the module and per-item function the interrupt is raised
+# from, the first item's output, a changed option and what the refusal names)
+CASES = {
+    "jhmdb": (_jhmdb_root, ["--size", "64"], "vidcorr.evaluate.jhmdb", "propagate_video",
+              "predictions/catch/a.json", ["--size", "80"], "other preset knobs (size 64x64 -> 80x80)"),
+    "vip": (_vipseg_root, ["--size", "64"], "vidcorr.evaluate.vip", "write_video", "a/00001255.png",
+            ["--size", "64", "--preset", "uvc"], "another preset (crw -> uvc)"),
+    "otb": (lambda data, _: data / "tracking" / "otb", ["--max-frames", "6"], "vidcorr.evaluate.tracking",
+            "track_sequence", "Crossing.txt", ["--max-frames", "6", "--set", "search_scale=3"],
+            "other settings (search_scale 2 -> 3)"),
+    "vot": (lambda data, _: data / "tracking" / "vot2015", ["--max-frames", "6", "--protocol", "vot-baseline"],
+            "vidcorr.evaluate.tracking", "run_supervised", "baseline/ball1/ball1_001.txt",
+            ["--max-frames", "7", "--protocol", "vot-baseline"], "another max_frames"),
+}
+
+
+def _without_times(results: dict) -> dict:
+    """results.json less what differs between two runs of the same configuration: the times."""
+    kept = {k: v for k, v in results.items() if k != "timing"}
+    if "per_sequence" in kept and isinstance(next(iter(kept["per_sequence"].values())), dict):
+        kept["per_sequence"] = {name: {k: v for k, v in s.items() if k not in ("seconds", "frames_per_second")}
+                                for name, s in kept["per_sequence"].items()}
+    return kept
+
+
+@pytest.mark.parametrize("task", list(CASES))
+def test_a_stopped_run_resumes_to_an_uninterrupted_runs_results(task, data_dir, tmp_path, monkeypatch, capsys):
+    make_root, options, module, function, first_output, changed, named = CASES[task]
+    root = make_root(data_dir, tmp_path)
+    args = ["eval", task, "--root", str(root), *FLOOR]
+    full, out = tmp_path / "full", tmp_path / "out"
+    assert main([*args, "--out", str(full), *options]) == 0
+    expected = json.loads((full / "results.json").read_text())
+
+    import importlib
+
+    runner = importlib.import_module(module)
+    real, calls = getattr(runner, function), []
+
+    def stopped_in_the_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, function, stopped_in_the_second)
+    assert main([*args, "--out", str(out), *options]) == 130
+    assert "finished so far are kept in" in capsys.readouterr().err
+    record = json.loads((out / ".run.json").read_text())
+    assert record["command"] == f"eval {task}" and len(record["finished"]) == 1
+    assert (out / first_output).is_file() and not (out / "results.json").exists()
+    done = (out / first_output).stat().st_mtime_ns
+    monkeypatch.setattr(runner, function, real)
+
+    # a changed configuration is refused, naming what changed, and the folder is left as it was
+    assert main([*args, "--out", str(out), *changed, "--resume"]) == 2
+    assert f"{out}: holds a run with {named}: cannot resume it" in capsys.readouterr().err
+    assert json.loads((out / ".run.json").read_text()) == record
+
+    assert main([*args, "--out", str(out), *options, "--resume"]) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert _without_times(resumed) == _without_times(expected)
+    assert resumed["timing"]["kept_from_earlier_run"] == record["finished"]
+    assert resumed["timing"]["frames"] == expected["timing"]["frames"]
+    assert (out / first_output).stat().st_mtime_ns == done  # kept, not written again
+    assert len(json.loads((out / ".run.json").read_text())["finished"]) == 2
+
+
+def test_an_unrecorded_prediction_is_never_trusted(data_dir, tmp_path, monkeypatch):
+    """A sequence's file that the run record does not name (a run killed between writing it and
+    recording it, or anyone's file of that name) is tracked again, not scored as it is."""
+    from vidcorr.evaluate import tracking
+
+    root, out = data_dir / "tracking" / "otb", tmp_path / "out"
+    args = ["eval", "otb", "--root", str(root), *FLOOR, "--max-frames", "6", "--out", str(out)]
+    real, calls = tracking.track_sequence, []
+
+    def stopped_in_the_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tracking, "track_sequence", stopped_in_the_second)
+    assert main(args) == 130
+    monkeypatch.setattr(tracking, "track_sequence", real)
+    (out / "Soccer.txt").write_text("1,1,1,1\n" * 6)  # not recorded: would score 0
+    assert main([*args, "--resume"]) == 0
+    assert main(args[:-2] + ["--out", str(tmp_path / "full")]) == 0
+    resumed, full = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path / "full"))
+    assert _without_times(resumed) == _without_times(full) and (out / "Soccer.txt").read_text() != "1,1,1,1\n" * 6
+
+
+def test_resume_refuses_another_commands_run_and_a_folder_without_one(data_dir, tmp_path, capsys):
+    """An `eval otb` folder is no `eval vot` run to continue; a used folder without a run record
+    (another command's output before run records, one's own files) is refused and left as it was."""
+    out = tmp_path / "out"
+    otb = ["eval", "otb", "--root", str(data_dir / "tracking" / "otb"), *FLOOR, "--max-frames", "3",
+           "--sequences", "Soccer"]
+    assert main([*otb, "--out", str(out)]) == 0
+    vot = ["eval", "vot", "--root", str(data_dir / "tracking" / "vot2015"), *FLOOR, "--max-frames", "3", "--resume"]
+    assert main([*vot, "--out", str(out)]) == 2
+    assert f"{out}: holds a run of `eval otb`, not of `eval vot`: cannot resume it" in capsys.readouterr().err
+    # without --resume a used folder is refused, naming the command whose run it holds
+    assert main([*otb, "--out", str(out)]) == 2
+    assert "output folder exists and is not empty: --resume continues the `eval otb` run" in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.json").write_text("{}\n")
+    assert main([*vot, "--out", str(mine)]) == 2
+    assert f"{mine}: holds no `eval vot` run to resume (no .run.json" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["results.json"]
