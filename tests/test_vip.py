@@ -4,6 +4,7 @@ DAVIS-2016 frames (the person masks cut into part instances), and on the VIPSeg 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -260,13 +261,21 @@ def test_eval_vip_command_reports_a_bad_root(tmp_path, cli, capsys):
     assert "not a VIP root" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-# --- `vidcorr score vip`: mIoU of saved class maps, the same numbers as eval ----------------------
+# --- `vidcorr score vip`: the same mIoU and AP_part as eval, from eval's saved files ---------------
 
 @pytest.fixture
 def eval_and_score(monkeypatch):
     monkeypatch.setattr(vidcorr.cli, "COMMAND_MODULES", ["vidcorr.cli.eval_cmd", "vidcorr.cli.score_cmd"])
     monkeypatch.setattr(vidcorr.cli.eval_cmd, "TASK_MODULES", ["vidcorr.cli.eval_vip"])
     return vidcorr.cli.main
+
+
+RUN_ONLY = ("preset", "preset_knobs", "model", "timing")  # what eval knows and saved files do not
+
+
+def _scores(results):
+    """Every number `score vip` can know from saved predictions (all but `RUN_ONLY` and ``results``)."""
+    return {k: v for k, v in results.items() if k not in (*RUN_ONLY, "results")}
 
 
 def _class_scores(results):
@@ -277,31 +286,48 @@ def _class_scores(results):
             "protocol": {k: v for k, v in results["protocol"].items() if k != "instances"}}
 
 
-def test_score_vip_of_eval_maps_equals_eval_miou(tmp_path, vip_root, eval_and_score, capsys):
+def test_score_vip_of_eval_output_equals_eval_miou_and_ap_part(tmp_path, vip_root, eval_and_score, capsys):
     """Frame 0 scored: its saved map is the annotation with 255 (ignored) pixels, read back as they are."""
     out = tmp_path / "out"
-    evaluated = run_vip(build_encoder("lab-pixels"), vip_preset(get_preset("crw"), size=160), VipDataset(vip_root), out)
+    run_vip(build_encoder("lab-pixels"), vip_preset(get_preset("crw"), size=160), VipDataset(vip_root), out)
     assert eval_and_score(["score", "vip", "--root", str(vip_root), "--results", str(out)]) == 0
-    scored = json.loads((out / "score.json").read_text())
-    assert _class_scores(scored) == _class_scores(json.loads(json.dumps(evaluated)))
-    assert evaluated["AP_part"] is not None and scored["AP_part"] is None and scored["per_class"]["AP_part"] == {}
-    assert scored["protocol"]["instances"].startswith("not scored")
-    for absent in ("preset", "preset_knobs", "model", "timing"):
-        assert absent not in scored
-    assert scored["results"] == str(out)
-    global_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("global"))
-    assert f"mIoU  {evaluated['mIoU']:.4f}  AP_part     n/a" in global_line
+    scored, evaluated = json.loads((out / "score.json").read_text()), json.loads((out / "results.json").read_text())
+    assert evaluated["AP_part"] is not None and evaluated["protocol"]["instances"] == "annotated"
+    assert _scores(scored) == _scores(evaluated)
+    assert scored["results"] == str(out) and not any(key in scored for key in RUN_ONLY)
+    printed = capsys.readouterr().out
+    assert f"mIoU  {evaluated['mIoU']:.4f}  AP_part  {evaluated['AP_part']:.4f}" in printed
+    assert "not scored" not in printed
+
+
+def test_score_vip_without_instance_files_gives_miou_and_says_why(tmp_path, vip_root, eval_and_score, capsys):
+    """One video's instances/ gone (class maps of an older vidcorr or another tool): AP_part of the
+    others alone would not be the run's, so none is scored, and the output names the missing folder."""
+    out = tmp_path / "out"
+    run_vip(build_encoder("lab-pixels"), vip_preset(get_preset("crw"), size=160), VipDataset(vip_root), out)
+    shutil.rmtree(out / "breakdance" / "instances")
+    assert eval_and_score(["score", "vip", "--root", str(vip_root), "--results", str(out)]) == 0
+    scored, evaluated = json.loads((out / "score.json").read_text()), json.loads((out / "results.json").read_text())
+    assert _class_scores(scored) == _class_scores(evaluated)
+    assert scored["AP_part"] is None and scored["per_class"]["AP_part"] == {}
+    assert all(v["AP_part"] is None for v in scored["per_video"].values())
+    note = scored["protocol"]["instances"]
+    assert note.startswith(f"not scored: {out / 'breakdance' / 'instances'} not found (1 of 2 video(s)")
+    printed = capsys.readouterr().out
+    assert f"mIoU  {evaluated['mIoU']:.4f}  AP_part     n/a" in printed
+    assert f"AP_part {note}" in printed.splitlines()
 
 
 def test_score_vip_of_the_vipseg_snippet_with_frame_0_skipped(tmp_path, vipseg_root, eval_and_score):
     out = tmp_path / "out"
     common = ["--root", str(vipseg_root), "--skip-first-frame"]
     assert eval_and_score(["eval", "vip", *common, "--out", str(out), "--features", "lab-pixels", "--size", "160"]) == 0
-    (out / "12_1mWNahzcsAc" / sorted(p.name for p in (out / "12_1mWNahzcsAc").iterdir())[0]).unlink()  # frame 0
+    (out / "12_1mWNahzcsAc" / sorted((out / "12_1mWNahzcsAc").glob("*.png"))[0].name).unlink()  # frame 0
     scores = tmp_path / "scores" / "vip.json"
     assert eval_and_score(["score", "vip", *common, "--results", str(out), "--out", str(scores)]) == 0
     scored, evaluated = json.loads(scores.read_text()), json.loads((out / "results.json").read_text())
-    assert _class_scores(scored) == _class_scores(evaluated) and scored["protocol"]["scored_frames"] == 3
+    assert _scores(scored) == _scores(evaluated) and scored["protocol"]["scored_frames"] == 3
+    assert scored["AP_part"] is not None
 
 
 @pytest.mark.parametrize(("edit", "message"), [

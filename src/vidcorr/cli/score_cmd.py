@@ -95,10 +95,12 @@ def register_vip(tasks: argparse._SubParsersAction) -> None:
     from vidcorr.cli import eval_vip
 
     p = tasks.add_parser(
-        "vip", help="VIP part mIoU of saved class maps",
+        "vip", help="VIP part mIoU (and AP_part) of saved predictions",
         description="Score RESULTS/<video>/<frame>.png (predicted part-class maps, palette or grayscale PNGs "
-                    "of class ids, as `vidcorr eval vip` writes them) with the same mIoU (docs/vip.md). "
-                    "AP_part is not scored: the maps hold no part instances.",
+                    "of class ids, as `vidcorr eval vip` writes them) with the same mIoU, and the part-instance "
+                    "predictions `eval vip` saves in RESULTS/<video>/instances/ with the same AP_part "
+                    "(docs/vip.md). Without them (another tool's or an older vidcorr's results) AP_part is "
+                    "not scored, and the output says so.",
     )
     eval_vip.add_dataset_arguments(p)
     p.add_argument("--results", required=True, type=Path, help="folder of per-video prediction folders")
@@ -113,7 +115,10 @@ def run_vip(args: argparse.Namespace) -> int:
     out = _score_json(args)
     results = _scored(args, "vip", lambda: score_vip(dataset_from(args), args.results,
                                                      skip_first_frame=args.skip_first_frame))
-    return _report(out, results, format_vip_table(results))
+    table = format_vip_table(results)
+    if results["protocol"]["instances"].startswith("not scored"):
+        table += f"\nAP_part {results['protocol']['instances']}"
+    return _report(out, results, table)
 
 
 def register_jhmdb(tasks: argparse._SubParsersAction) -> None:

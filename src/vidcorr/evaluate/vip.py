@@ -14,8 +14,9 @@ channel's share of the soft labels (channel / sum of instance channels, bilinear
 ``eval`` saves every video's predictions (`write_video`: class maps, and the part-instance maps with
 their scores under ``<video>/instances/``, `vidcorr.io.vip_predictions`) and scores them as read
 back (`score_video`), so a resumed run scores its kept videos exactly as it would have.
-`score_vip` scores saved class-map PNGs (``eval``'s ``<video>/<frame>.png`` or another method's)
-with the same mIoU accumulators, without a model (`vidcorr score vip`); it does not score AP_part.
+`score_vip` scores saved predictions with the same `score_video`, without a model (`vidcorr score
+vip`): mIoU from the class-map PNGs (``eval``'s ``<video>/<frame>.png`` or another method's) and
+AP_part too when every video with part instances has its ``instances/`` folder, as ``eval`` writes it.
 """
 
 from __future__ import annotations
@@ -279,25 +280,44 @@ def _write_video_folder(propagator: Propagator, dataset: VipDataset, video: VipV
 
 
 def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame: bool = False) -> dict:
-    """mIoU of saved class maps ``results_dir/<video>/<frame>.png`` (ids 0..num_classes-1, as `run_vip`
-    writes them), one per annotated frame (frame 0's may be absent with skip_first_frame).
+    """Score saved predictions ``results_dir/<video>/`` with `score_video`, as `run_vip` does: mIoU of
+    the class maps ``<frame>.png`` (ids 0..num_classes-1), one per annotated frame (frame 0's may be
+    absent with skip_first_frame), and AP_part of the part-instance files ``instances/`` when every
+    video with annotated part instances has them (`missing_instances`); otherwise AP_part is null and
+    ``protocol.instances`` says why (results of another tool or of an older ``eval vip``).
 
-    Returns `run_vip`'s results without what only a run knows (preset, preset_knobs, model, timing)
-    and with AP_part null (class maps hold no part instances); ``results`` names the folder scored.
-    Every file is read before anything is returned; nothing is written here.
+    Returns `run_vip`'s results without what only a run knows (preset, preset_knobs, model, timing);
+    ``results`` names the folder scored. Every file is read before anything is returned; nothing is
+    written here.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
+    missing = missing_instances(dataset, results_dir)
     total, per_video = VideoScores.empty(dataset.num_classes), {}
     for video in dataset.videos:
-        scores = score_video(dataset, video, results_dir / video.name, skip_first_frame, instances=False)
+        scores = score_video(dataset, video, results_dir / video.name, skip_first_frame,
+                             instances=missing is None and video.frames[0].instances is not None)
         total.merge(scores)
         per_video[video.name] = scores.summary()
     results = _results(dataset, total, per_video, skip_first_frame)
-    results["protocol"]["instances"] = "not scored: saved predictions hold part classes, not part instances"
+    if missing is not None:
+        results["protocol"]["instances"] = missing
     results["results"] = str(results_dir)
     return results
+
+
+def missing_instances(dataset: VipDataset, results_dir: Path) -> str | None:
+    """None when every video with annotated part instances has ``results_dir/<video>/instances/``;
+    else why AP_part cannot be scored (one line, the first such video named). All or none: AP_part
+    over some of the videos would not be the run's."""
+    wanted = [v.name for v in dataset.videos if v.frames[0].instances is not None]
+    lacking = [name for name in wanted if not (results_dir / name / INSTANCES).is_dir()]
+    if not lacking:
+        return None
+    return (f"not scored: {results_dir / lacking[0] / INSTANCES} not found ({len(lacking)} of {len(wanted)} "
+            "video(s) lack part-instance predictions: eval vip saves them beside the class maps; results of "
+            "another tool or an older vidcorr hold class maps only)")
 
 
 def _results(dataset: VipDataset, total: VideoScores, per_video: dict, skip_first_frame: bool) -> dict:
