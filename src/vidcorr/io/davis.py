@@ -20,7 +20,7 @@ import numpy as np
 from vidcorr.errors import InputError
 from vidcorr.io.images import image_size, natural_key, refuse_odd_names, shared_size
 from vidcorr.io.masks import VOID, mask_size, read_mask
-from vidcorr.io.roots import misplaced_root_hint
+from vidcorr.io.roots import misplaced_root_hint, names_held
 
 
 def is_davis_root(folder: Path) -> bool:
@@ -179,8 +179,7 @@ def _subset(listed: list[str], wanted: Sequence[str], split_file: Path) -> list[
     unknown = [s for s in wanted if s not in known]
     if unknown:
         raise InputError(split_file, f"unknown sequence(s) {', '.join(unknown)}; "
-                         f"the split lists {len(listed)}: {', '.join(listed[:10])}"
-                         + (", ..." if len(listed) > 10 else ""))
+                         f"the split lists {names_held(listed)}")
     return list(wanted)
 
 

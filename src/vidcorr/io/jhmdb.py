@@ -22,7 +22,7 @@ import numpy as np
 import scipy.io
 
 from vidcorr.errors import InputError
-from vidcorr.io.roots import misplaced_root_hint
+from vidcorr.io.roots import misplaced_root_hint, names_held
 from vidcorr.io.images import list_frame_files
 
 # Joint order of joint_positions.mat (J-HMDB README); index = channel.
@@ -141,9 +141,8 @@ class JhmdbDataset:
             if unknown:
                 where = (f"not in the split {split} {subset} set, which lists" if self.split_files else
                          "not under Rename_Images/ (without split files every video there is used), which holds")
-                names = list(listed)
-                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)}: {where} {len(names)}: "
-                                            + ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""))
+                raise InputError(self.root,
+                                 f"unknown video(s) {', '.join(unknown)}: {where} {names_held(list(listed))}")
             listed = {v: listed[v] for v in videos}
         if not listed:
             raise InputError(self.root, f"no {subset} videos found")

@@ -4,18 +4,25 @@ A user points ``--root`` at the folder that holds the benchmark among others (``
 ``data/jhmdb``) or at a folder inside it (one sequence, ``Rename_Images/``, ``JPEGImages/480p``).
 Each reader knows what its root looks like (``is_root``); `misplaced_root_hint` looks one level down
 and a few levels up for a folder that looks so, and the reader's "not a root" error ends with it.
+`names_held` lists what a root holds after a name it does not hold.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Folders looked into below ``root``: enough for a data folder, bounded for a home directory.
 MAX_CHILDREN = 200
 LEVELS_UP = 4  # a DAVIS frame folder (ROOT/JPEGImages/480p/<seq>/) lies 3 levels below its root
+NAMES_SHOWN = 10  # of what a root holds, after an unknown --sequences / --videos name
+
+
+def names_held(names: Sequence[str]) -> str:
+    """"N: a, b, ..." (the first `NAMES_SHOWN`): what a root or split holds, for an unknown name."""
+    return f"{len(names)}: " + ", ".join(names[:NAMES_SHOWN]) + (", ..." if len(names) > NAMES_SHOWN else "")
 
 
 def misplaced_root_hint(root: str | Path, is_root: Callable[[Path], bool]) -> str:

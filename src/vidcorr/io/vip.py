@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vidcorr.errors import InputError
-from vidcorr.io.roots import misplaced_root_hint
+from vidcorr.io.roots import misplaced_root_hint, names_held
 from vidcorr.io.images import list_frame_files
 
 IGNORE = 255
@@ -92,8 +92,7 @@ class VipDataset:
             unknown = [v for v in videos if v not in names]
             if unknown:
                 where = (f"lists/{split}_videos.txt lists" if self.layout == "vip" else "images/ holds")
-                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)}; {where} {len(names)}: "
-                                            + ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""))
+                raise InputError(self.root, f"unknown video(s) {', '.join(unknown)}; {where} {names_held(names)}")
             names = list(videos)
         if not names:
             raise InputError(self.root, "no videos found")
