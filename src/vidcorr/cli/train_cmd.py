@@ -159,15 +159,13 @@ def _recipe_source(args: argparse.Namespace) -> Path:
 
 
 def _recipe(args: argparse.Namespace, method: str):
-    from vidcorr.train.checkpoint import MODEL_RECORDS
+    from vidcorr.train.checkpoint import MODEL_RECORDS, check_method
     from vidcorr.train.config import DataConfig, load_recipe
 
     if _from_checkpoint(args):
         recipe = _stored(args)
         path = _checkpoint_path(args)
-        if recipe.method != method:
-            raise InputError(path, f"is a checkpoint of `vidcorr train {recipe.method}`, not of "
-                                   f"`vidcorr train {method}`; resume it with `vidcorr train {recipe.method}`")
+        check_method(path, recipe, method)
         # The stored [model] holds the weights records too; they are taken from the command line (or
         # the checkpoint, `_recorded_weights`) again, and are no fields of the method's config.
         recipe = recipe.replace(model={k: v for k, v in recipe.model.items() if k not in MODEL_RECORDS})

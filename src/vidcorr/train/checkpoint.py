@@ -122,6 +122,14 @@ def stored_recipe(path: Path, checkpoint: dict[str, Any]) -> Recipe:
         raise InputError(path, f"holds no readable recipe ({type(error).__name__}: {error})") from None
 
 
+def check_method(path: Path, stored: Recipe, method: str) -> None:
+    """`InputError` naming ``path`` if its checkpoint's ``stored`` recipe trains another method than
+    ``method``, with the command that resumes it."""
+    if stored.method != method:
+        raise InputError(path, f"is a checkpoint of `vidcorr train {stored.method}`, not of `vidcorr train "
+                               f"{method}`; resume it with `vidcorr train {stored.method}`")
+
+
 def _check_same_autocast(path: Path, checkpoint: dict[str, Any], stored: Recipe, recipe: Recipe,
                          device_type: str) -> None:
     """bf16 autocast computes in another precision: a resume must keep what the run trained under.
@@ -302,9 +310,7 @@ def resume(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim
         raise InputError(path, "no checkpoint to resume from")
     checkpoint = load_checkpoint(path)
     stored = stored_recipe(path, checkpoint)
-    if stored.method != recipe.method:  # every other field differs too: they would bury this
-        raise InputError(path, f"is a checkpoint of `vidcorr train {stored.method}`, not of `vidcorr train "
-                               f"{recipe.method}`; resume it with `vidcorr train {stored.method}`")
+    check_method(path, stored, recipe.method)  # every other field differs too: they would bury this
     stored = _legacy_records(path, checkpoint, stored, recipe, method)
     differences = recipe_differences(stored, recipe)
     if differences:
