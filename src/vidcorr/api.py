@@ -268,25 +268,23 @@ def track_box(
     return track_frames(encoder, frames, box, tracker, device=device, **options)
 
 
-# Keywords of the propagation functions (`propagate_masks`' size and knobs) that a box tracker has no
-# use for: given to `track_box` they were "unknown localise setting(s) ['size']", with no word on why.
-PROPAGATION_KEYWORDS = ("size", "k", "temperature", "radius", "n_previous", "window_first", "batch_size", "track")
-
-
 def _refuse_propagation_settings(tracker: str, options: dict[str, Any]) -> None:
-    """`InputError` for a propagation keyword that is no setting of the tracker (`track_box`), in
-    the command line's words (`vidcorr.cli.common.not_for_tracking`)."""
+    """`InputError` for a keyword of the propagation functions (`propagate_masks`' size, knobs,
+    batch_size, track) that is no setting of the tracker (`track_box`), in the command line's words
+    (`vidcorr.cli.common.not_for_tracking`): they were "unknown localise setting(s) ['size']", with
+    no word on why."""
     import dataclasses
 
-    from vidcorr.cli.common import not_for_tracking
-    from vidcorr.dcf import DCFSettings
-    from vidcorr.track import TRACKERS, LocaliseSettings
+    from vidcorr.cli.common import KNOB_OVERRIDES, not_for_tracking
+    from vidcorr.track import TRACKERS, tracker_settings
 
     if tracker not in TRACKERS:
         return
-    own = {f.name for f in dataclasses.fields(LocaliseSettings if tracker == "localise" else DCFSettings)}
+    # the command line's knob list, so that a new knob is refused here too
+    propagation = {"size", *(knob for _, knob in KNOB_OVERRIDES), "batch_size", "track"}
+    own = {f.name for f in dataclasses.fields(tracker_settings(tracker))}
     for name in options:
-        if name in PROPAGATION_KEYWORDS and name not in own:  # localise's temperature is its own
+        if name in propagation and name not in own:  # localise's temperature is its own
             raise InputError(None, not_for_tracking(name, (
                 f"the {tracker} tracker takes its own settings as keywords ({sorted(own)}; "
                 "vidcorr.track.LocaliseSettings, vidcorr.dcf.DCFSettings, docs/tracking.md)")))
