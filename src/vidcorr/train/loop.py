@@ -185,7 +185,6 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
             log.warning("%s is at step %d, already past --max-steps %d: nothing was trained (give a "
                         "larger --max-steps, or none, to continue the run)", run_dir / ckpt.LATEST,
                         progress.step, job.max_steps)
-    if ctx.is_main:
         log.info("%s: %s on %d videos (%d frames), stages %s, %d process(es) on %s", recipe.identity,
                  recipe.method, len(index), index.describe()["frames"],
                  [s.name for s in recipe.stages], ctx.world_size, ctx.device)
