@@ -77,6 +77,23 @@ class Shrinking(nn.Module):
         return feats if self.calls == 1 else feats[..., 1:, 1:]
 
 
+class GoodThenFaulty(nn.Module):
+    """Stride-8 features for the first ``good`` calls, then `fault` of them: an encoder of one's own
+    that passes its probes and goes wrong on some later frame or crop."""
+
+    def __init__(self, good: int):
+        super().__init__()
+        self.patch, self.calls, self.good = nn.Conv2d(3, 8, 8, 8), 0, good
+
+    def forward(self, rgb):
+        self.calls += 1
+        feats = self.patch(rgb)
+        return feats if self.calls <= self.good else self.fault(feats)
+
+    def fault(self, feats: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 255, (*FRAME_HW, 3), dtype=np.uint8) for _ in range(n)]
@@ -134,18 +151,12 @@ def test_localise_tracker_tiles_its_crops_with_the_measured_cells(make, stride):
 def test_a_tracked_encoder_that_goes_wrong_mid_video_is_named(tracker):
     """The box trackers took any output (`.float()` made integer features pass, other shapes failed
     deep inside); they check it as propagation does."""
-    class IntegerLater(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.patch, self.calls = nn.Conv2d(3, 8, 8, 8), 0
-
-        def forward(self, rgb):
-            self.calls += 1
-            feats = self.patch(rgb)
-            return feats if self.calls <= 4 else feats.long()
+    class IntegerLater(GoodThenFaulty):
+        def fault(self, feats):
+            return feats.long()
 
     with pytest.raises(EncoderOutputError, match=r"encoder IntegerLater gave .* torch.int64 \(not a floating-point"):
-        list(vidcorr.track_box(_frames(6), (90.0, 40.0, 60.0, 40.0), tracker=tracker, encoder=IntegerLater()))
+        list(vidcorr.track_box(_frames(6), (90.0, 40.0, 60.0, 40.0), tracker=tracker, encoder=IntegerLater(good=4)))
 
 
 def test_our_encoders_keep_their_own_stride_unmeasured(monkeypatch):
@@ -288,18 +299,16 @@ def test_an_encoder_that_goes_wrong_mid_video_is_one_line_and_exit_2(short_clip,
     sys.modules.pop("vidcorr_external_my_models", None)
 
 
-class TurnsNaN(nn.Module):
+class TurnsNaN(GoodThenFaulty):
     """Finite features for the first ``good`` calls, then NaN (or +inf) ones: a division by zero
     that only some frames hit."""
 
     def __init__(self, good: int, value: float = float("nan")):
-        super().__init__()
-        self.patch, self.calls, self.good, self.value = nn.Conv2d(3, 8, 8, 8), 0, good, value
+        super().__init__(good)
+        self.value = value
 
-    def forward(self, rgb):
-        self.calls += 1
-        feats = self.patch(rgb)
-        return feats if self.calls <= self.good else feats * self.value
+    def fault(self, feats):
+        return feats * self.value
 
 
 @pytest.mark.parametrize("use", ["mask", "keypoints", "dcf", "localise"])
@@ -322,17 +331,10 @@ def test_non_finite_features_are_named_not_propagated(use):
 
 @pytest.mark.parametrize("tracker", ["localise", "dcf"])
 def test_a_tracked_encoder_that_raises_is_named_with_its_line(tracker):
-    class RaisesLater(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.patch, self.calls = nn.Conv2d(3, 8, 8, 8), 0
-
-        def forward(self, rgb):
-            self.calls += 1
-            if self.calls > 4:
-                raise ValueError("out of memory in my attention")
-            return self.patch(rgb)
+    class RaisesLater(GoodThenFaulty):
+        def fault(self, feats):
+            raise ValueError("out of memory in my attention")
 
     with pytest.raises(EncoderOutputError, match=r"encoder RaisesLater failed on \d+ crop\(s\) of \d+x\d+ px: "
                                                  r"ValueError: out of memory in my attention \(test_own_encoder_grid"):
-        list(vidcorr.track_box(_frames(6), (90.0, 40.0, 60.0, 40.0), tracker=tracker, encoder=RaisesLater()))
+        list(vidcorr.track_box(_frames(6), (90.0, 40.0, 60.0, 40.0), tracker=tracker, encoder=RaisesLater(good=4)))
