@@ -8,7 +8,6 @@ Ties a model, a propagation preset and a DAVIS root together. The scoring is
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from vidcorr.evaluate.davis_overlays import DAVIS_FPS, overlay_frames, overlay_from_results, overlay_path
 from vidcorr.evaluate.davis_overlays import OVERLAYS
-from vidcorr.evaluate.runs import RunRecord, check_output_folder, recorded_run
+from vidcorr.evaluate.runs import RunRecord, check_output_folder, recorded_run, write_item_folder
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
@@ -228,25 +227,14 @@ def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str,
                         out_dir: Path, overlays: bool) -> int:
     """Write ``out_dir/<seq>/*.png`` (and ``out_dir/overlays/<seq>.mp4``); returns the frame count.
 
-    The PNGs go to a hidden ``.<seq>.partial`` folder renamed when complete: an interrupted
-    sequence leaves nothing that `score_davis` or ``--resume`` would take for a result.
+    The PNGs go to a hidden ``.<seq>.partial`` folder renamed when complete (`write_item_folder`):
+    an interrupted sequence leaves nothing that `score_davis` or ``--resume`` would take for a result.
     """
     frame_paths = dataset.frames(seq)
-    tmp = out_dir / f".{seq}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        # Exactly the frames named: each prediction PNG is named after the frame it was made for.
-        n = write_mask_sequence(propagator, open_frame_files(frame_paths), first_mask,
-                                tmp, [p.stem for p in frame_paths],
-                                overlay=overlay_path(out_dir, seq) if overlays else None,
-                                truth=dataset.masks(seq))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    final = out_dir / seq
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return n
+    # Exactly the frames named: each prediction PNG is named after the frame it was made for.
+    return write_item_folder(out_dir, seq, lambda folder: write_mask_sequence(
+        propagator, open_frame_files(frame_paths), first_mask, folder, [p.stem for p in frame_paths],
+        overlay=overlay_path(out_dir, seq) if overlays else None, truth=dataset.masks(seq)))
 
 
 def _overlays_of_kept(dataset: DavisDataset, kept: list[str], out_dir: Path, *, tracked: bool) -> None:

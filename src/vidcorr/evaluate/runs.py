@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -212,6 +213,23 @@ def _knob_text(value) -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)  # true / false / null, as the run record writes them
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def write_item_folder(out_dir: Path, name: str, write: Callable[[Path], int]) -> int:
+    """``write(folder)`` into a hidden ``out_dir/.<name>.partial`` folder renamed ``out_dir/<name>``
+    when complete -> what ``write`` returns: an interrupted item leaves nothing that a scorer or
+    ``--resume`` would take for a result."""
+    tmp = out_dir / f".{name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        result = write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = out_dir / name
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return result
 
 
 def remove_killed_run_files(out_dir: Path, folders: Iterable[Path] = ()) -> list[Path]:

@@ -22,8 +22,8 @@ AP_part too when every video with part instances has its ``instances/`` folder, 
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vidcorr.evaluate.davis import RunStats, timed_sequence
-from vidcorr.evaluate.runs import check_output_folder, recorded_run
+from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_folder
 from vidcorr.errors import InputError
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
@@ -246,8 +246,8 @@ def run_vip(
                       done=lambda name: (out_dir / name).is_dir()) as record:
         for video in tqdm([v for v in dataset.videos if v.name not in record.kept], desc=f"VIP ({preset.name})",
                           unit="video"):
-            record.finish(video.name, timed_sequence(
-                propagator, lambda: _write_video_folder(propagator, dataset, video, out_dir)))
+            record.finish(video.name, timed_sequence(propagator, lambda: write_item_folder(
+                out_dir, video.name, partial(write_video, propagator, dataset, video))))
     total, per_video = VideoScores.empty(dataset.num_classes), {}
     for video in dataset.videos:
         scores = score_video(dataset, video, out_dir / video.name, skip_first_frame,
@@ -261,22 +261,6 @@ def run_vip(
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {}, timing=timing)
     write_results_json(results, out_dir / "results.json")
     return results
-
-
-def _write_video_folder(propagator: Propagator, dataset: VipDataset, video: VipVideo, out_dir: Path) -> int:
-    """`write_video` into a hidden ``.<video>.partial`` folder renamed ``<video>`` when complete: an
-    interrupted video leaves nothing that `score_vip` or ``--resume`` would take for a result."""
-    tmp = out_dir / f".{video.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        frames = write_video(propagator, dataset, video, tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    final = out_dir / video.name
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return frames
 
 
 def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame: bool = False) -> dict:
