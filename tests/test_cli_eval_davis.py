@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import FAST, _fails
+from cli_helpers import FAST, _fails, interrupt_on_call
 from PIL import Image
 
 from vidcorr.cli import main
@@ -240,16 +240,7 @@ def test_interrupted_eval_davis_says_how_to_continue(two_clips, tmp_path, monkey
     --resume (it said only "interrupted"); the resumed run finishes."""
     from vidcorr.evaluate import davis as davis_eval
 
-    real_write = davis_eval.write_mask_sequence
-    calls = {"n": 0}
-
-    def interrupted_write(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr(davis_eval, "write_mask_sequence", interrupted_write)
+    interrupt_on_call(monkeypatch, davis_eval, "write_mask_sequence")
     out = tmp_path / "out"
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), *FAST]) == 130
     err = capsys.readouterr().err

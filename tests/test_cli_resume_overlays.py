@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import FAST, interrupt_on_call
 
 from vidcorr.cli import main
 from vidcorr.io.video import open_frames
-
-FAST = ["--features", "lab-pixels", "--size", "120"]
 
 
 def _eval(root: Path, out: Path, *extra: str) -> int:
@@ -63,15 +62,7 @@ def test_resume_of_a_finished_run_keeps_its_times(two_clips, tmp_path, monkeypat
     assert resumed["kept_from_earlier_run"] == ["blackswan", "car-shadow"]
 
     # interrupted in its second sequence, then resumed: blackswan timed in the first session
-    real_write, calls = davis_eval.write_mask_sequence, []
-
-    def interrupted_write(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr(davis_eval, "write_mask_sequence", interrupted_write)
+    interrupt_on_call(monkeypatch, davis_eval, "write_mask_sequence")
     stopped = tmp_path / "stopped"
     assert _eval(two_clips, stopped) == 130
     first = json.loads((stopped / ".run.json").read_text())["timing"]

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_helpers import interrupt_on_call
 
 from vidcorr.cli import main
 
@@ -81,15 +82,7 @@ def test_a_stopped_run_resumes_to_an_uninterrupted_runs_results(task, data_dir, 
     import importlib
 
     runner = importlib.import_module(module)
-    real, calls = getattr(runner, function), []
-
-    def stopped_in_the_second(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(runner, function, stopped_in_the_second)
+    real = interrupt_on_call(monkeypatch, runner, function)  # in the second video or sequence
     assert main([*args, "--out", str(out), *options]) == 130
     assert "finished so far are kept in" in capsys.readouterr().err
     record = json.loads((out / ".run.json").read_text())
@@ -119,15 +112,7 @@ def test_an_unrecorded_prediction_is_never_trusted(data_dir, tmp_path, monkeypat
 
     root, out = data_dir / "tracking" / "otb", tmp_path / "out"
     args = ["eval", "otb", "--root", str(root), *FLOOR, "--max-frames", "6", "--out", str(out)]
-    real, calls = tracking.track_sequence, []
-
-    def stopped_in_the_second(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(tracking, "track_sequence", stopped_in_the_second)
+    real = interrupt_on_call(monkeypatch, tracking, "track_sequence")
     assert main(args) == 130
     monkeypatch.setattr(tracking, "track_sequence", real)
     (out / "Soccer.txt").write_text("1,1,1,1\n" * 6)  # not recorded: would score 0
