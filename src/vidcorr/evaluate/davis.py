@@ -69,6 +69,15 @@ class RunStats:
         return stats
 
 
+def run_timing(record: RunRecord, device: str | torch.device) -> dict:
+    """results.json's ``timing`` of a recorded run (`RunStats.of_run`), with the items kept from an
+    earlier session (``kept_from_earlier_run``) when it was resumed."""
+    timing = RunStats.of_run(record, device).as_dict()
+    if record.kept:
+        timing["kept_from_earlier_run"] = record.kept
+    return timing
+
+
 def timed_sequence(propagator: Propagator, propagate: Callable[[], int]) -> dict[str, float]:
     """Run ``propagate`` (one sequence; returns its frame count) -> what it took, as a run record
     keeps it (`RunStats.of_run`): frames, seconds, and the propagator's feature / propagation seconds."""
@@ -204,9 +213,7 @@ def run_davis(
     results["model"] = model_info or {}
     if track is not None:
         results["track"] = stamp["track"]
-    results["timing"] = RunStats.of_run(record, propagator.device).as_dict()
-    if kept:
-        results["timing"]["kept_from_earlier_run"] = kept
+    results["timing"] = run_timing(record, propagator.device)
     write_davis_results(results, out_dir / "results.json")
     return results
 

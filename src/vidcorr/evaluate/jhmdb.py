@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcorr.errors import InputError
-from vidcorr.evaluate.davis import RunStats, timed_sequence
+from vidcorr.evaluate.davis import run_timing, timed_sequence
 from vidcorr.evaluate.runs import check_output_folder, recorded_run
 from vidcorr.io.jhmdb import JOINT_NAMES, NUM_JOINTS, JhmdbDataset, JhmdbVideo
 from vidcorr.io.video import open_frames
@@ -213,9 +213,7 @@ def run_jhmdb(
         # Scored as written (3 decimals), as `score_jhmdb` reads the file.
         written, seen = read_prediction(files[video.name], video)
         scores.add(video.name, written, ground_truth[video.name], seen)
-    timing = RunStats.of_run(record, propagator.device).as_dict()
-    if record.kept:
-        timing["kept_from_earlier_run"] = record.kept
+    timing = run_timing(record, propagator.device)
     results = _results(scores.results(DEFAULT_ALPHAS), dataset, skip_first_frame)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), codec=codec.as_dict(),
                    model=model_info or {}, timing=timing)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vidcorr.evaluate.davis import RunStats, timed_sequence
+from vidcorr.evaluate.davis import run_timing, timed_sequence
 from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_folder
 from vidcorr.errors import InputError
 from vidcorr.io.masks import write_indexed_png
@@ -254,9 +254,7 @@ def run_vip(
                              instances=video.frames[0].instances is not None)
         total.merge(scores)
         per_video[video.name] = scores.summary()
-    timing = RunStats.of_run(record, propagator.device).as_dict()
-    if record.kept:
-        timing["kept_from_earlier_run"] = record.kept
+    timing = run_timing(record, propagator.device)
     results = _results(dataset, total, per_video, skip_first_frame)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {}, timing=timing)
     write_results_json(results, out_dir / "results.json")
