@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,8 @@ from vidcorr.dcf import (
     locate_peak,
     solve_filter,
 )
+from vidcorr.strict_dict import check_settings
+from vidcorr.track import LocaliseSettings
 
 
 def _direct_ridge(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, lam: float) -> np.ndarray:
@@ -96,3 +100,22 @@ def test_settings_are_dcfnet_defaults_and_validated():
         DCFSettings(interp_factor=0.0)
     with pytest.raises(ValueError):
         DCFSettings(lam=0.0)
+
+
+def test_both_trackers_settings_name_every_bad_field():
+    """One rule checker (strict_dict.check_settings) serves the DCF and localisation settings: every
+    failing field is named with its value, in the rules' order; fields that pass are not."""
+    with pytest.raises(ValueError) as err:
+        DCFSettings(lam=0.0, num_scales=0, padding=1.0)
+    assert str(err.value) == "invalid DCF settings: lam must be positive, got 0.0; num_scales must be at least 1, got 0"
+    with pytest.raises(ValueError, match=r"^invalid localisation settings: topk must be 0 \(all\) or more, got -1$"):
+        LocaliseSettings(topk=-1)
+
+    @dataclass(frozen=True)
+    class Knobs:
+        a: int = 1
+        b: float = 2.0
+
+    check_settings("toy", Knobs(), {"a": ("positive", True), "b": ("under 1", True)})
+    with pytest.raises(ValueError, match=r"^invalid toy settings: b must be under 1, got 2.0$"):
+        check_settings("toy", Knobs(), {"a": ("positive", True), "b": ("under 1", False)})

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vidcorr.strict_dict import check_settings
+
 Box = tuple[float, float, float, float]
 
 
@@ -92,15 +94,6 @@ class DCFSettings:
                                  0 < self.min_scale_factor <= self.max_scale_factor),
             "input_size": ("at least 16", self.input_size >= 16),
         })
-
-
-def check_settings(kind: str, settings: object, rules: dict[str, tuple[str, bool]]) -> None:
-    """ValueError naming every field of ``settings`` whose rule (name -> (what it must be, whether
-    it is)) fails, with its value: "invalid DCF settings: lam must be positive, got 0.0"; a repr of
-    the whole dataclass left the user to find which of a dozen fields (`--set NAME=VALUE`) was wrong."""
-    bad = [f"{name} must be {rule}, got {getattr(settings, name)}" for name, (rule, ok) in rules.items() if not ok]
-    if bad:
-        raise ValueError(f"invalid {kind} settings: {'; '.join(bad)}")
 
 
 class FeatureSampler(Protocol):

@@ -1,5 +1,5 @@
 """Frozen config dataclasses to and from plain dicts (JSON sidecars, TOML tables, checkpoints),
-refusing unknown keys."""
+refusing unknown keys, and their values checked field by field (`check_settings`)."""
 
 from __future__ import annotations
 
@@ -88,6 +88,15 @@ def _expected(hint: Any, plural: bool = False) -> str:
     if hint in _NAMES:
         return _NAMES[hint][plural]
     return f"{hint.__name__} values" if plural else f"a {hint.__name__}"
+
+
+def check_settings(kind: str, settings: object, rules: dict[str, tuple[str, bool]]) -> None:
+    """ValueError naming every field of ``settings`` whose rule (name -> (what it must be, whether
+    it is)) fails, with its value: "invalid DCF settings: lam must be positive, got 0.0"; a repr of
+    the whole dataclass left the user to find which of a dozen fields (`--set NAME=VALUE`) was wrong."""
+    bad = [f"{name} must be {rule}, got {getattr(settings, name)}" for name, (rule, ok) in rules.items() if not ok]
+    if bad:
+        raise ValueError(f"invalid {kind} settings: {'; '.join(bad)}")
 
 
 def plain(value: Any) -> Any:

@@ -34,10 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coordinates
-from vidcorr.dcf import Box, DCFSettings, DCFTracker, check_settings, start_box_state
+from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
 from vidcorr.models.encoder import inference_encoder
 from vidcorr.models.external import encoder_stride
 from vidcorr.propagate import check_features, first_and_rest, run_encoder
+from vidcorr.strict_dict import check_settings
 
 TRACKERS = ("localise", "dcf")
 
