@@ -88,3 +88,12 @@ def test_a_stray_jpeg_among_a_sequences_frames_is_refused(tennis_root):
     with pytest.raises(InputError, match=r"1 image\(s\) not named like its 2 frames \(00000\.jpg, \.\.\.\): "
                                          r"00000_copy\.jpg\. They would be read as frames: move them out"):
         DavisDataset(tennis_root).frames("tennis")
+
+
+def test_two_jpegs_of_one_frame_number_are_refused(tennis_root):
+    """0.jpg beside 00000.jpg: both frame 0, in whichever order the file system listed them."""
+    frames = tennis_root / "JPEGImages" / "480p" / "tennis"
+    shutil.copy(frames / "00001.jpg", frames / "0.jpg")
+    with pytest.raises(InputError, match=r"1 frame\(s\) named more than once \(0\.jpg and 00000\.jpg\)") as info:
+        DavisDataset(tennis_root).frames("tennis")
+    assert info.value.path == frames

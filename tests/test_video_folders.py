@@ -119,6 +119,24 @@ def test_images_named_in_several_ways_alike_are_refused(tmp_path):
         open_frames(tmp_path)
 
 
+@pytest.mark.parametrize("naming, extra, named", [
+    ("{:05d}.jpg", "1.jpg", "00001.jpg and 1.jpg"),               # one number, padded two ways
+    ("{:05d}.png", "00002.jpg", "00002.jpg and 00002.png"),       # .jpg and .png may mix, not repeat a frame
+    ("frame_{:03d}.png", "Frame_3.png", "Frame_3.png and frame_003.png"),  # nor may letters' case
+])
+def test_two_images_of_one_frame_number_are_refused_naming_both(tmp_path, naming, extra, named):
+    """Frames are ordered by number: 1.jpg beside 00001.jpg tied, and the file listing decided."""
+    for t in range(5):
+        _write_png(tmp_path / naming.format(t), t)
+    _write_png(tmp_path / extra, 9)
+    for read in (open_frames, count_frames):
+        with pytest.raises(InputError, match=r"1 frame\(s\) named more than once \(" + re.escape(named)) as info:
+            read(tmp_path)
+        assert "Keep one image per frame" in str(info.value) and info.value.path == tmp_path
+    (tmp_path / extra).unlink()
+    assert len(open_frames(tmp_path)) == 5
+
+
 @pytest.mark.parametrize("names", [
     [f"{t}.jpg" for t in range(1, 121)],                        # unpadded: natural order, 2 before 10
     [f"frame_{t:04d}.png" for t in range(1, 13)],

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcorr.errors import InputError
-from vidcorr.io.images import image_size, natural_key, refuse_odd_names, shared_size
+from vidcorr.io.images import image_size, in_frame_order, shared_size
 from vidcorr.io.masks import VOID, mask_size, read_mask
 from vidcorr.io.roots import misplaced_root_hint, names_held
 
@@ -75,11 +75,9 @@ class DavisDataset:
     def frames(self, seq: str) -> list[Path]:
         """JPEG frame paths of `seq` in natural (temporal) order: 2.jpg before 10.jpg; the same as
         sorted for DAVIS's zero-padded names (at least one, else `InputError`; so too for a JPEG
-        not named like the frames, `refuse_odd_names`)."""
+        not named like the frames or two of one number, `in_frame_order`)."""
         folder = self.root / "JPEGImages" / self.resolution / seq
-        files = sorted(_list_files(folder, "*.jpg", "frames"), key=lambda p: natural_key(p.name))
-        refuse_odd_names(folder, files)
-        return files
+        return in_frame_order(folder, _list_files(folder, "*.jpg", "frames"))
 
     def masks(self, seq: str) -> list[Path]:
         """Sorted annotation PNG paths of `seq` (all frames in DAVIS val, the first in test-dev)."""

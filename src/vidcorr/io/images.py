@@ -39,7 +39,7 @@ def refuse_one_image(path: Path, advice: str) -> None:
 
 def list_frame_files(folder: Path, exclude: Collection[Path] = ()) -> list[Path]:
     """Image files of a frame folder (`is_frame_file`) in natural order; `InputError` if there are
-    none, or if some are not named like the frames (`refuse_odd_names`).
+    none, or if their names leave the order in doubt (`in_frame_order`).
 
     exclude: files to leave out (a first-frame mask kept among the frames is an image, not a frame).
     """
@@ -47,8 +47,15 @@ def list_frame_files(folder: Path, exclude: Collection[Path] = ()) -> list[Path]
     files = [p for p in folder.iterdir() if is_frame_file(p) and not (skipped and p.resolve() in skipped)]
     if not files:
         raise InputError(folder, f"folder has no frames ({'/'.join(IMAGE_SUFFIXES)} files)")
-    files.sort(key=lambda p: natural_key(p.name))
+    return in_frame_order(folder, files)
+
+
+def in_frame_order(folder: Path, files: list[Path]) -> list[Path]:
+    """The frame files of ``folder`` in natural order; `InputError` for images not named like the
+    frames (`refuse_odd_names`) or two of one frame number (`refuse_same_numbers`)."""
+    files = sorted(files, key=lambda p: natural_key(p.name))
     refuse_odd_names(folder, files)
+    refuse_same_numbers(folder, files)
     return files
 
 
@@ -89,6 +96,27 @@ def refuse_odd_names(folder: Path, files: list[Path]) -> None:
     raise InputError(folder, f"{len(odd)} image(s) not named like its {len(names[main])} frames "
                              f"({names[main][0]}, ...): {shown}. They would be read as frames: move them out "
                              "of the folder (or rename them like the others if they are frames)")
+
+
+def refuse_same_numbers(folder: Path, files: list[Path]) -> None:
+    """`InputError` naming the files of ``folder`` that are one frame by name: the same naming and
+    numbers, written differently (1.jpg and 00001.jpg, 00001.jpg and 00001.png, A.jpg and a.jpg).
+
+    Frames are ordered by their numbers, so two of one number have no order but the file system's
+    listing: which one came first, and every later frame's index, was a matter of chance.
+    """
+    by_key: dict[tuple[int | str, ...], list[str]] = {}
+    for path in files:
+        by_key.setdefault(tuple(natural_key(path.stem)), []).append(path.name)
+    same = [sorted(names) for names in by_key.values() if len(names) > 1]
+    if not same:
+        return
+    more = len(same) - ODD_NAMES_SHOWN
+    shown = "; ".join(" and ".join(names) for names in same[:ODD_NAMES_SHOWN]) + (
+        f"; and {more} more" if more > 0 else "")
+    raise InputError(folder, f"{len(same)} frame(s) named more than once ({shown}): frames are ordered by the "
+                             "numbers in their names, so the order of these is not known. Keep one image per "
+                             "frame (move the others out of the folder)")
 
 
 def read_image(path: str | Path) -> np.ndarray:
