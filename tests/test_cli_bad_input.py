@@ -122,13 +122,14 @@ def _synthetic_folder(folder: Path, names: list[str]) -> Path:
 
 
 def test_frames_sharing_a_name_are_refused_not_overwritten(tmp_path, capsys):
-    """0003.jpg and 0003.png both map to masks/0003.png: one result silently replaced the other."""
+    """0003.jpg and 0003.png both map to masks/0003.png: one result silently replaced the other. Refused
+    when the folder is opened (one frame number twice), before the model is loaded."""
     frames = _synthetic_folder(tmp_path / "frames", ["0000.jpg", "0001.jpg", "0002.jpg", "0002.png"])
     mask = tmp_path / "mask.png"
     Image.fromarray((np.array(Image.open(frames / "0000.jpg"))[..., 0] > 128).astype(np.uint8) * 255).save(mask)
     out = tmp_path / "out"
     _fails(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--features", "lab-pixels"],
-           capsys, "0002.png", "0002.jpg", "overwrite")
+           capsys, f"{frames}: 1 frame(s) named more than once (0002.jpg and 0002.png)")
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
 
 

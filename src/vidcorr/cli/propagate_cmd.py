@@ -178,17 +178,9 @@ def _annotation_files(args: argparse.Namespace) -> list[Path]:
 
 
 def _frame_names(source) -> list[str] | None:
-    """Output names: the frame files' stems for a folder, None (00000, 00001, ...) for a video."""
-    if source.files is None:
-        return None
-    seen: dict[str, Path] = {}
-    for path in source.files:  # those decoded, so names and frames pair up
-        # 0003.jpg and 0003.png would both write masks/0003.png: one result silently overwrote
-        # the other, and the output had fewer files than the video frames.
-        if (other := seen.setdefault(path.stem, path)) is not path:
-            raise InputError(path, f"frame {path.name} and {other.name} share the name {path.stem!r}, so their "
-                                   "results would overwrite each other; keep one of them")
-    return list(seen)
+    """Output names: the frame files' stems for a folder (those decoded, so names and frames pair
+    up; no two alike, `vidcorr.io.images.refuse_same_numbers`), None (00000, 00001, ...) for a video."""
+    return None if source.files is None else [path.stem for path in source.files]
 
 
 def _name(names: list[str] | None, t: int) -> str:
