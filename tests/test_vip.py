@@ -318,16 +318,20 @@ def test_score_vip_without_instance_files_gives_miou_and_says_why(tmp_path, vip_
     assert f"AP_part {note}" in printed.splitlines()
 
 
-def test_score_vip_of_the_vipseg_snippet_with_frame_0_skipped(tmp_path, vipseg_root, eval_and_score):
+@pytest.mark.parametrize("skip_first", [True, False], ids=["frame0-skipped", "frame0-scored"])
+def test_score_vip_of_the_vipseg_snippet_equals_eval(tmp_path, vipseg_root, eval_and_score, skip_first):
+    """The real VIPSeg frames: eval's results.json and `score vip` of its folder agree on every
+    number; with frame 0 skipped its class map may be gone."""
     out = tmp_path / "out"
-    common = ["--root", str(vipseg_root), "--skip-first-frame"]
+    common = ["--root", str(vipseg_root), *(["--skip-first-frame"] if skip_first else [])]
     assert eval_and_score(["eval", "vip", *common, "--out", str(out), "--features", "lab-pixels", "--size", "160"]) == 0
-    (out / "12_1mWNahzcsAc" / sorted((out / "12_1mWNahzcsAc").glob("*.png"))[0].name).unlink()  # frame 0
+    if skip_first:
+        (out / "12_1mWNahzcsAc" / sorted((out / "12_1mWNahzcsAc").glob("*.png"))[0].name).unlink()  # frame 0
     scores = tmp_path / "scores" / "vip.json"
     assert eval_and_score(["score", "vip", *common, "--results", str(out), "--out", str(scores)]) == 0
     scored, evaluated = json.loads(scores.read_text()), json.loads((out / "results.json").read_text())
-    assert _scores(scored) == _scores(evaluated) and scored["protocol"]["scored_frames"] == 3
-    assert scored["AP_part"] is not None
+    assert _scores(scored) == _scores(evaluated) and scored["protocol"]["scored_frames"] == 4 - skip_first
+    assert scored["AP_part"] is not None and scored["protocol"]["instances"] == "annotated"
 
 
 @pytest.mark.parametrize(("edit", "message"), [

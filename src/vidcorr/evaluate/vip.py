@@ -14,9 +14,10 @@ channel's share of the soft labels (channel / sum of instance channels, bilinear
 ``eval`` saves every video's predictions (`write_video`: class maps, and the part-instance maps with
 their scores under ``<video>/instances/``, `vidcorr.io.vip_predictions`) and scores them as read
 back (`score_video`), so a resumed run scores its kept videos exactly as it would have.
-`score_vip` scores saved predictions with the same `score_video`, without a model (`vidcorr score
-vip`): mIoU from the class-map PNGs (``eval``'s ``<video>/<frame>.png`` or another method's) and
-AP_part too when every video with part instances has its ``instances/`` folder, as ``eval`` writes it.
+`score_vip` scores saved predictions with the same `score_folder` as ``eval``, without a model
+(`vidcorr score vip`): mIoU from the class-map PNGs (``eval``'s ``<video>/<frame>.png`` or another
+method's) and AP_part too when every video with part instances has its ``instances/`` folder, as
+``eval`` writes it.
 """
 
 from __future__ import annotations
@@ -213,6 +214,20 @@ def score_video(dataset: VipDataset, video: VipVideo, folder: Path, skip_first_f
     return scores
 
 
+def score_folder(dataset: VipDataset, folder: Path, skip_first_frame: bool, *, instances: bool) -> dict:
+    """Score every video's saved predictions ``folder/<video>/`` (`score_video`) -> the results
+    dict of `_results`: mIoU and, with ``instances``, AP_part of every video whose first frame has
+    annotated part instances. `run_vip` scores its own output with ``instances``; `score_vip` only
+    when every such video has its ``instances/`` folder (`missing_instances`)."""
+    total, per_video = VideoScores.empty(dataset.num_classes), {}
+    for video in dataset.videos:
+        scores = score_video(dataset, video, folder / video.name, skip_first_frame,
+                             instances=instances and video.frames[0].instances is not None)
+        total.merge(scores)
+        per_video[video.name] = scores.summary()
+    return _results(dataset, total, per_video, skip_first_frame)
+
+
 def run_vip(
     encoder: nn.Module,
     preset: PropagationPreset,
@@ -248,15 +263,9 @@ def run_vip(
                           unit="video"):
             record.finish(video.name, timed_sequence(propagator, lambda: write_item_folder(
                 out_dir, video.name, partial(write_video, propagator, dataset, video))))
-    total, per_video = VideoScores.empty(dataset.num_classes), {}
-    for video in dataset.videos:
-        scores = score_video(dataset, video, out_dir / video.name, skip_first_frame,
-                             instances=video.frames[0].instances is not None)
-        total.merge(scores)
-        per_video[video.name] = scores.summary()
-    timing = run_timing(record, propagator.device)
-    results = _results(dataset, total, per_video, skip_first_frame)
-    results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {}, timing=timing)
+    results = score_folder(dataset, out_dir, skip_first_frame, instances=True)
+    results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {},
+                   timing=run_timing(record, propagator.device))
     write_results_json(results, out_dir / "results.json")
     return results
 
@@ -276,13 +285,7 @@ def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame:
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
     missing = missing_instances(dataset, results_dir)
-    total, per_video = VideoScores.empty(dataset.num_classes), {}
-    for video in dataset.videos:
-        scores = score_video(dataset, video, results_dir / video.name, skip_first_frame,
-                             instances=missing is None and video.frames[0].instances is not None)
-        total.merge(scores)
-        per_video[video.name] = scores.summary()
-    results = _results(dataset, total, per_video, skip_first_frame)
+    results = score_folder(dataset, results_dir, skip_first_frame, instances=missing is None)
     if missing is not None:
         results["protocol"]["instances"] = missing
     results["results"] = str(results_dir)
