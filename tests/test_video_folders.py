@@ -150,3 +150,18 @@ def test_frame_folders_named_alike_still_open_in_natural_order(tmp_path, names):
     values = [int(np.median(frame)) for frame in open_frames(tmp_path)]
     expected = sorted(range(len(names)), key=lambda i: natural_key(names[i]))
     assert values == expected and count_frames(tmp_path) == len(names)
+
+
+def test_an_image_given_as_a_video_is_refused_when_asked(tmp_path):
+    """PyAV opens an image as a video of one frame: `propagate frame.png` went on to "propagate 1 frames".
+    Only commands given a video by a user ask (image_advice); a missing one is missing, not "one image"."""
+    _write_png(tmp_path / "frame.png", 7)
+    with pytest.raises(InputError, match=r"frame\.png: is one image: give the frames") as info:
+        open_frames(tmp_path / "frame.png", image_advice="give the frames")
+    assert info.value.path == tmp_path / "frame.png"
+    with pytest.raises(InputError, match=r"gone\.jpg: no such video file or frame folder"):
+        open_frames(tmp_path / "gone.jpg", image_advice="give the frames")
+    (tmp_path / "clip.jpg").mkdir()  # a folder of frames whatever its name
+    _write_png(tmp_path / "clip.jpg" / "00000.png", 3)
+    assert len(open_frames(tmp_path / "clip.jpg", image_advice="give the frames")) == 1
+    assert open_frames(tmp_path / "frame.png").read_all().shape == (1, 6, 8, 3)  # without: as before

@@ -296,12 +296,10 @@ def _first_and_all(video: str | Path | Iterable[np.ndarray],
     (exclude: first-frame files a frame folder may hold, not frames); frames given as arrays are
     made RGB uint8 (`vidcorr.io.frames.as_rgb_frames`)."""
     from vidcorr.io.frames import as_rgb_frames
-    from vidcorr.io.images import GIVE_FRAMES, refuse_one_image
-    from vidcorr.io.video import open_frames
+    from vidcorr.io.video import GIVE_FRAMES, open_frames
 
     if isinstance(video, (str, Path)):
-        refuse_one_image(Path(video), GIVE_FRAMES)
-        stream = open_frames(video, exclude=exclude or [])
+        stream = open_frames(video, exclude=exclude or [], image_advice=GIVE_FRAMES)
     else:
         stream = as_rgb_frames(video)
     stream = iter(stream)

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _frames(args: argparse.Namespace):
     """-> ((frame A, its name), (frame B, its name)) from two images or one video and --frames."""
-    from vidcorr.io.images import read_image, refuse_one_image
+    from vidcorr.io.images import read_image
     from vidcorr.io.video import open_frames
 
     if len(args.inputs) == 2:
@@ -98,7 +98,6 @@ def _frames(args: argparse.Namespace):
     if len(args.inputs) != 1:
         raise InputError(None, f"expected two images or one video, got {len(args.inputs)} inputs")
     video = args.inputs[0]
-    refuse_one_image(video, "match needs two images (A B) or one video or frame folder with --frames I,J")
     frames = DEFAULT_FRAMES if args.frames is None else args.frames
     try:
         i, j = (int(v) for v in frames.split(","))
@@ -106,7 +105,8 @@ def _frames(args: argparse.Namespace):
         raise InputError(None, f"--frames expects two indices I,J, got {frames!r}") from None
     if min(i, j) < 0:
         raise InputError(None, f"--frames: frame indices must be >= 0 (0 is the first frame), got {frames}")
-    source = open_frames(video)
+    source = open_frames(video, image_advice="match needs two images (A B) or one video or frame folder "
+                                             "with --frames I,J")
     try:
         frame_a, frame_b = source.read_at([i, j])
     except TooFewFrames as error:

@@ -90,8 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vidcorr.io.atomic import atomic_dir, check_output_path
-    from vidcorr.io.images import GIVE_FRAMES, refuse_one_image
-    from vidcorr.io.video import open_frames, write_video
+    from vidcorr.io.video import GIVE_FRAMES, open_frames, write_video
     from vidcorr.track_uvc import mask_propagator
 
     if args.track and args.mask is None:
@@ -107,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
                                        "settings (`vidcorr eval otb|vot --set NAME=VALUE` tunes them, "
                                        "docs/tracking.md)")
     check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
-    refuse_one_image(args.input, GIVE_FRAMES)
-    source = open_frames(args.input, exclude=_annotation_files(args))
+    source = open_frames(args.input, exclude=_annotation_files(args), image_advice=GIVE_FRAMES)
     annotation = _annotation(args, source)  # checked before the model is loaded
     preset = resolve_preset(args)
     if args.box is None:

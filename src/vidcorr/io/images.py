@@ -16,7 +16,6 @@ from PIL import Image, ImageOps
 from vidcorr.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-GIVE_FRAMES = "give the folder of frames (or a video file)"  # `refuse_one_image`'s advice where a video is read
 EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
 
 
@@ -28,13 +27,6 @@ def natural_key(name: str) -> list[int | str]:
 def is_frame_file(path: Path) -> bool:
     """Whether a folder entry is a frame: an image file (by suffix), not a hidden one."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
-
-
-def refuse_one_image(path: Path, advice: str) -> None:
-    """`InputError` for an image file given as a video: PyAV opens it as a video of one frame, so a
-    command went on to "propagate 1 frames" (or asked for frame 10 "of only 1"). advice: what to give."""
-    if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir():
-        raise InputError(path, f"is one image: {advice}")
 
 
 def list_frame_files(folder: Path, exclude: Collection[Path] = ()) -> list[Path]:

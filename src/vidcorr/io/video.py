@@ -24,13 +24,14 @@ import numpy as np
 
 from vidcorr.errors import InputError, TooFewFrames, VidcorrError
 from vidcorr.io.atomic import atomic_file
-from vidcorr.io.images import is_frame_file, list_frame_files, read_image, shared_size
+from vidcorr.io.images import IMAGE_SUFFIXES, is_frame_file, list_frame_files, read_image, shared_size
 from vidcorr.io.video_opencv import opencv_count, opencv_decode, opencv_metadata, write_opencv
 from vidcorr.io.video_pyav import pyav_count, pyav_decode, pyav_metadata, pyav_times, write_pyav
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "opencv")
+GIVE_FRAMES = "give the folder of frames (or a video file)"  # `open_frames`' image_advice for a video to propagate
 
 # A decoder yields one callable per frame; calling it converts that frame to RGB uint8. Frames
 # that are skipped are never converted (`read_frames_at`). A callable is valid only until the
@@ -197,13 +198,16 @@ def _video_source(path: Path, backend: str) -> FrameSource:
 
 
 def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto",
-                exclude: Sequence[str | Path] = ()) -> FrameSource:
+                exclude: Sequence[str | Path] = (), image_advice: str | None = None) -> FrameSource:
     """Open a video file or a folder of frames for streaming.
 
     fps: frame rate to report for a folder (videos report their own).
     backend: "auto" (PyAV if installed, else OpenCV), "pyav" or "opencv"; ignored for folders.
     exclude: files a folder holds that are not frames (the first-frame mask kept beside them):
     left out, with a log line for each one the folder holds.
+    image_advice: refuse an image file (by suffix) with "is one image: <image_advice>", for
+    commands given a video by a user: PyAV opens an image as a video of one frame, so they went
+    on to "propagate 1 frames". None (training, whose videos are found by suffix) leaves it be.
     Raises `InputError` naming the file for a missing path, a folder without images or with
     frames of different sizes, and an unreadable, corrupt or empty video.
     """
@@ -212,6 +216,8 @@ def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto
         return _folder_source(path, fps, [Path(p) for p in exclude])
     if not path.is_file():
         raise InputError(path, "no such video file or frame folder")
+    if image_advice is not None and path.suffix.lower() in IMAGE_SUFFIXES:
+        raise InputError(path, f"is one image: {image_advice}")
     return _video_source(path, _video_backend(backend))
 
 
