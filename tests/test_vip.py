@@ -18,6 +18,7 @@ from vidcorr.errors import InputError
 from vidcorr.evaluate.vip import first_frame_labels, run_vip, vip_preset
 from vidcorr.io.masks import read_mask, write_indexed_png
 from vidcorr.io.vip import VIP_CLASSES, VipDataset
+from vidcorr.io.vip_predictions import write_instance_map
 from vidcorr.labels import decode_label_map, downsample_labels
 from vidcorr.models import build_encoder
 from vidcorr.presets import get_preset
@@ -354,4 +355,54 @@ def test_score_vip_bad_prediction_exits_2_naming_the_file(tmp_path, vip_root, ev
     edit(bad)
     assert eval_and_score(["score", "vip", "--root", str(vip_root), "--results", str(results)]) == 2
     assert f"{bad}: {message}" in capsys.readouterr().err
+    assert not (results / "score.json").exists()
+
+
+@pytest.fixture(scope="module")
+def vip_eval_out(tmp_path_factory, vip_root):
+    """eval vip's output on the VIP-layout fixture (class maps, instances/ maps and scores.json)."""
+    out = tmp_path_factory.mktemp("vip-eval") / "out"
+    run_vip(build_encoder("lab-pixels"), vip_preset(get_preset("crw"), size=160), VipDataset(vip_root), out)
+    return out
+
+
+def _edit_scores_json(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+INSTANCE_MAP = "breakdance/instances/000000000076.png"
+SCORES_JSON = "breakdance/instances/scores.json"
+
+
+@pytest.mark.parametrize(("name", "edit", "message"), [
+    (INSTANCE_MAP, lambda p: write_instance_map(p, np.zeros((60, 107), np.int64)),
+     "part-instance map is 107x60 but its annotation"),
+    (INSTANCE_MAP, lambda p: Image.new("RGB", (214, 120)).save(p),
+     "is a PNG RGB image; expected a 16-bit grayscale PNG of part-instance ids"),
+    (INSTANCE_MAP, lambda p: Image.new("L", (214, 120)).save(p, format="JPEG"), "is a JPEG L image"),
+    (INSTANCE_MAP, lambda p: Image.new("F", (214, 120)).save(p, format="TIFF"), "is a TIFF F image"),
+    (INSTANCE_MAP, lambda p: p.write_bytes(b"not a png"), "cannot read part-instance prediction"),
+    (INSTANCE_MAP, lambda p: write_instance_map(p, np.repeat([0, 1, 77, 300], 30)[:, None].repeat(214, 1)),
+     "part-instance id(s) 77, 300 have no class or no score of frame 000000000076"),
+    (INSTANCE_MAP, lambda p: p.unlink(), "part-instance prediction not found"),
+    # the map's id 1 has no score in scores.json: the map is named, and scores.json in the message
+    (INSTANCE_MAP, lambda p: _edit_scores_json(p.parent / "scores.json", lambda d: d["scores"]["000000000076"].pop("1")),
+     "part-instance id(s) 1 have no class or no score of frame 000000000076 in "),
+    (SCORES_JSON, lambda p: _edit_scores_json(p, lambda d: d["classes"].update({"2": 20})),
+     "part instance 2 has class 20, outside 0..19"),
+    (SCORES_JSON, lambda p: _edit_scores_json(p, lambda d: d["scores"].pop("000000000076")),
+     "no scores of frame 000000000076"),
+])
+def test_score_vip_bad_instance_prediction_exits_2_naming_the_file(tmp_path, vip_root, vip_eval_out, eval_and_score,
+                                                                   capsys, name, edit, message):
+    """A malformed part-instance map or scores.json is refused naming it: once, a map of another size
+    was nearest-resized, another mode read as it came and an unlisted id ended in a KeyError."""
+    results = tmp_path / "results"
+    shutil.copytree(vip_eval_out, results)
+    edit(results / name)
+    assert eval_and_score(["score", "vip", "--root", str(vip_root), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert f"{results / name}: {message}" in err, err
     assert not (results / "score.json").exists()

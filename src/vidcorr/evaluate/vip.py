@@ -38,11 +38,11 @@ from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_
 from vidcorr.errors import InputError
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
-from vidcorr.io.vip import IGNORE, VipDataset, VipVideo
+from vidcorr.io.vip import IGNORE, VipDataset, VipFrame, VipVideo
 from vidcorr.io.vip_predictions import read_class_map, read_instance_map, read_instance_scores, write_instance_map
 from vidcorr.labels import decode_label_map, one_hot_labels
 from vidcorr.metrics.davis import write_results_json
-from vidcorr.metrics.segmentation import ConfusionMatrix, PartAP, resize_nearest
+from vidcorr.metrics.segmentation import ConfusionMatrix, PartAP
 from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
 
@@ -194,7 +194,7 @@ def score_video(dataset: VipDataset, video: VipVideo, folder: Path, skip_first_f
     """Score the predictions `write_video` saved in ``folder`` (or another method's class maps, one
     ``<frame>.png`` per annotated frame): mIoU and, with ``instances``, AP_part from ``instances/``."""
     scores = VideoScores.empty(dataset.num_classes)
-    classes, instance_scores = read_instance_scores(folder / INSTANCES / "scores.json") if instances else ({}, {})
+    classes, instance_scores = _read_scores_json(dataset, folder) if instances else ({}, {})
     for frame in video.frames[1 if skip_first_frame else 0:]:
         path = folder / f"{frame.name}.png"
         gt, pred = dataset.category_map(frame), read_class_map(path)
@@ -205,13 +205,44 @@ def score_video(dataset: VipDataset, video: VipVideo, folder: Path, skip_first_f
         scores.frames += 1
         if instances:
             gt_ids, gt_classes = dataset.instance_map(frame)
-            inst_ids = read_instance_map(folder / INSTANCES / f"{frame.name}.png")
-            if inst_ids.shape != gt_ids.shape:
-                inst_ids = resize_nearest(inst_ids, gt_ids.shape)
-            if frame.name not in instance_scores:
-                raise InputError(folder / INSTANCES / "scores.json", f"no scores of frame {frame.name}")
-            scores.part_ap.add_frame(gt_ids, gt_classes, inst_ids, classes, instance_scores[frame.name])
+            pred_ids, frame_scores = _read_frame_instances(folder, frame, gt_ids.shape, classes, instance_scores)
+            scores.part_ap.add_frame(gt_ids, gt_classes, pred_ids, classes, frame_scores)
     return scores
+
+
+def _read_scores_json(dataset: VipDataset, folder: Path) -> tuple[dict[int, int], dict[str, dict[int, float]]]:
+    """``folder/instances/scores.json`` (`read_instance_scores`); `InputError` naming it when an
+    instance's class is not one of the dataset's (its AP would be counted under no class)."""
+    path = folder / INSTANCES / "scores.json"
+    classes, instance_scores = read_instance_scores(path)
+    bad = {i: c for i, c in classes.items() if not 0 <= c < dataset.num_classes}
+    if bad:
+        i, c = next(iter(bad.items()))
+        raise InputError(path, f"part instance {i} has class {c}, outside 0..{dataset.num_classes - 1} "
+                               f"({len(bad)} such instance(s))")
+    return classes, instance_scores
+
+
+def _read_frame_instances(folder: Path, frame: VipFrame, gt_hw: tuple[int, int], classes: dict[int, int],
+                          instance_scores: dict[str, dict[int, float]]) -> tuple[np.ndarray, dict[int, float]]:
+    """One frame's saved part-instance map and scores -> ((H, W) ids, {id: score}); `InputError`
+    naming the file when the map is not the annotation's size (eval writes it at the frame's, so
+    another size is not its output) or holds an id ``scores.json`` gives no class or no score in
+    this frame (AP_part could not rank or class it)."""
+    path, table = folder / INSTANCES / f"{frame.name}.png", folder / INSTANCES / "scores.json"
+    pred_ids = read_instance_map(path)
+    if pred_ids.shape != gt_hw:
+        raise InputError(path, f"part-instance map is {pred_ids.shape[1]}x{pred_ids.shape[0]} but its annotation "
+                               f"{frame.instances} is {gt_hw[1]}x{gt_hw[0]}")
+    if frame.name not in instance_scores:
+        raise InputError(table, f"no scores of frame {frame.name}")
+    frame_scores = instance_scores[frame.name]
+    unknown = [i for i in np.unique(pred_ids).tolist() if i != 0 and (i not in classes or i not in frame_scores)]
+    if unknown:
+        shown = ", ".join(map(str, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise InputError(path, f"part-instance id(s) {shown} have no class or no score of frame {frame.name} in "
+                               f"{table} (ids with both: {sorted(set(classes) & set(frame_scores))})")
+    return pred_ids, frame_scores
 
 
 def score_folder(dataset: VipDataset, folder: Path, skip_first_frame: bool, *, instances: bool) -> dict:

@@ -58,12 +58,22 @@ def read_instance_scores(path: Path) -> tuple[dict[int, int], dict[str, dict[int
     return classes, scores
 
 
+# Single-channel PNG modes whose pixel values are ids: 16-bit grayscale (as written; "I" in older
+# Pillow), and 8-bit grayscale or palette, which hold ids under 256 as they are.
+INSTANCE_MODES = ("I;16", "I;16B", "I", "L", "P")
+
+
 def read_instance_map(path: Path) -> np.ndarray:
-    """A `write_instance_map` PNG -> (H, W) int64 instance ids."""
+    """A `write_instance_map` PNG (or an 8-bit grayscale / palette PNG of ids) -> (H, W) int64 instance
+    ids; `InputError` naming the file when it is missing, unreadable, not a PNG or not of one channel."""
     if not path.is_file():
         raise InputError(path, "part-instance prediction not found")
     try:
         with Image.open(path) as img:
-            return np.array(img).astype(np.int64)
+            kind, mode, ids = img.format, img.mode, np.array(img)
     except (UnidentifiedImageError, OSError) as error:
         raise InputError(path, f"cannot read part-instance prediction ({error})") from None
+    if kind != "PNG" or mode not in INSTANCE_MODES:
+        raise InputError(path, f"is a {kind} {mode} image; expected a 16-bit grayscale PNG of part-instance ids "
+                               "(as eval vip writes them)")
+    return ids.astype(np.int64)
