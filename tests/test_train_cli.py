@@ -202,6 +202,41 @@ def test_resume_without_recipe_or_autoencoder_takes_the_checkpoints(data_dir: Pa
     assert code == 2 and "is a checkpoint of `vidcorr train uvc`" in capsys.readouterr().err
 
 
+def test_a_resume_reads_its_checkpoint_once_and_continues_where_it_stopped(data_dir: Path, tmp_path: Path,
+                                                                         autoencoder: Path, monkeypatch,
+                                                                         caplog) -> None:
+    """--resume without --recipe (or without --autoencoder) read the checkpoint for its recipe (or
+    its weights records), then again to restore it. With --recipe and no --run-dir, the records
+    were read from runs/uvc (the paper recipe's run dir), not from the run it continued."""
+    from vidcorr.train import checkpoint, loop
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY_UVC)
+    run = tmp_path / "runs" / "tiny"  # the default run dir of --recipe tiny.toml
+    common = ["train", "uvc", "--data", str(data_dir / "videos" / "davis2016-train"),
+              "--cache-dir", str(tmp_path / "cache"), "--export", str(tmp_path / "w.safetensors")]
+    assert main(common + ["--recipe", "tiny.toml", "--autoencoder", str(autoencoder), "--max-steps", "1"]) == 0
+    reads, jobs = [], []
+    real_load, real_train = checkpoint.load_checkpoint, loop.train
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path: reads.append(Path(path).resolve()) or real_load(path))
+    monkeypatch.setattr(loop, "train", lambda job: jobs.append(job) or real_train(job))
+    caplog.set_level("INFO")
+    # the auto-encoder taken from the checkpoint's records
+    assert main(common + ["--recipe", "tiny.toml", "--resume", "--max-steps", "2"]) == 0
+    assert reads == [run / "checkpoint.pt"] and jobs[-1].checkpoint is None  # read once, let go of by train
+    assert real_load(run / "checkpoint.pt")["progress"]["step"] == 2
+    reads.clear()
+    # the recipe and the auto-encoder taken from the checkpoint
+    assert main(common + ["--run-dir", str(run), "--resume"]) == 0
+    assert reads == [run / "checkpoint.pt"] and jobs[-1].checkpoint is None
+    resumed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resumed")]
+    assert [m.split(" (")[0].split(" at ")[1] for m in resumed] == ["step 1", "step 2"]
+    final = real_load(run / "checkpoint.pt")
+    assert final["progress"]["step"] == 3 and final["progress"]["stage"] == 2  # both stages done
+    meta = json.loads((tmp_path / "w.json").read_text())["meta"]
+    assert meta["steps"] == 3 and meta["finished"] and len(meta["commands"]) == 3
+
+
 def test_export_of_an_autoencoder_checkpoint_says_how_to_get_its_weights(data_dir: Path, tmp_path: Path,
                                                                          capsys) -> None:
     """It said only "not a UVC, CycleTime, STT or MoCo checkpoint"; the command it now gives works."""

@@ -131,15 +131,17 @@ def _from_checkpoint(args: argparse.Namespace) -> bool:
 
 
 def _checkpoint_path(args: argparse.Namespace) -> Path:
-    """RUN_DIR/checkpoint.pt of the run --resume continues; RUN_DIR defaults as without --recipe."""
+    """RUN_DIR/checkpoint.pt of the run --resume continues; before `_recipe` settles RUN_DIR (which
+    the recipe's name defaults), it defaults as without --recipe."""
     from vidcorr.train.checkpoint import LATEST
 
     return (args.run_dir or Path("runs") / args.default_recipe) / LATEST
 
 
 def _stored(args: argparse.Namespace):
-    """The recipe stored in the checkpoint --resume continues, read once per command (it may be
-    asked for the recipe and for the weights records)."""
+    """The recipe stored in the checkpoint --resume continues. The checkpoint is read once per
+    command: it may be asked for the recipe and for the weights records, and the resume restores
+    from what was read here (`_job_options`)."""
     from vidcorr.train.checkpoint import load_checkpoint, stored_recipe
 
     if getattr(args, "stored_recipe", None) is None:
@@ -147,7 +149,8 @@ def _stored(args: argparse.Namespace):
         if not path.is_file():
             raise InputError(path, "no checkpoint to resume from (give the run's --run-dir; --resume "
                                    "without --recipe trains on with the recipe its checkpoint stores)")
-        args.stored_recipe = stored_recipe(path, load_checkpoint(path))
+        args.loaded_checkpoint = load_checkpoint(path)
+        args.stored_recipe = stored_recipe(path, args.loaded_checkpoint)
     return args.stored_recipe
 
 
@@ -173,6 +176,9 @@ def _recipe(args: argparse.Namespace, method: str):
         _info("--resume without --recipe: continuing with the recipe %r stored in %s", recipe.identity, path)
     else:
         recipe = load_recipe(args.recipe or args.default_recipe)
+        # settled now: the checkpoint a resume reads for its weights records (`_checkpoint_path`) is
+        # the one it continues, runs/<this recipe's name>, not runs/<the method's paper recipe>
+        args.run_dir = args.run_dir or Path("runs") / recipe.name
     if recipe.method != method:
         raise InputError(_recipe_source(args), f"is a {recipe.method!r} recipe, not {method!r}")
     if args.workers is not None:
@@ -181,10 +187,12 @@ def _recipe(args: argparse.Namespace, method: str):
     return recipe
 
 
-def _job_options(args: argparse.Namespace, recipe) -> dict:
-    return {"data": args.data, "run_dir": args.run_dir or Path("runs") / recipe.name,
+def _job_options(args: argparse.Namespace) -> dict:
+    """`TrainJob` fields from the command line; the checkpoint `_stored` read moves to the job."""
+    loaded, args.loaded_checkpoint = getattr(args, "loaded_checkpoint", None), None
+    return {"data": args.data, "run_dir": args.run_dir,
             "resume": args.resume, "max_steps": args.max_steps, "device": args.device,
-            "cache_dir": args.cache_dir}
+            "cache_dir": args.cache_dir, "checkpoint": loaded}
 
 
 def _method_config(args: argparse.Namespace, recipe, label: str, stages: tuple[str, ...], build: Callable[[], Any]):
@@ -270,7 +278,7 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
     elif "finetune" in recipe.name and not args.resume:  # the shipped fine-tuning recipes' names say so
         _warn("%s is a fine-tuning recipe but no --init was given: the encoder starts from random weights",
               recipe.identity)
-    options = _job_options(args, recipe)
+    options = _job_options(args)
     export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
     return _run(TrainJob(recipe, build_method, export=export, **job, **options))
 
@@ -371,7 +379,7 @@ def run_autoencoder(args: argparse.Namespace) -> int:
     if args.out.suffix != ".safetensors":
         raise InputError(args.out, "weights must be written to a .safetensors file")
     recipe = _recipe(args, "autoencoder")
-    return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **_job_options(args, recipe)))
+    return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **_job_options(args)))
 
 
 def _run(job) -> int:

@@ -296,19 +296,21 @@ def stored_commands(path: Path, checkpoint: dict[str, Any]) -> list[str]:
 
 
 def resume(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim.Optimizer,
-           ctx: DistContext, data: dict[str, Any] | None = None) -> tuple[Progress, list[str]]:
+           ctx: DistContext, data: dict[str, Any] | None = None,
+           loaded: dict[str, Any] | None = None) -> tuple[Progress, list[str]]:
     """Load the checkpoint at ``path`` into ``method``, ``optimizer`` and this rank's RNGs.
 
     data: the `VideoIndex.describe` summary of the videos this session indexed.
+    loaded: the checkpoint at ``path`` as `load_checkpoint` already read it, if it did (not read again).
     Raises `InputError` when the checkpoint was made by another method, with a recipe that trains
     differently (data, model, stages, optimiser, seed, and the weights of --init, --teacher and
     --autoencoder by sha256; the message names each differing field and both values), without the
     bf16 autocast it trained under on its device (a CPU run resumed on a GPU whose [cuda] bf16
     differs from [cpu] bf16 too), or on other videos: that would be a new run, not a resumed one.
     """
-    if not Path(path).exists():
+    if loaded is None and not Path(path).exists():
         raise InputError(path, "no checkpoint to resume from")
-    checkpoint = load_checkpoint(path)
+    checkpoint = loaded if loaded is not None else load_checkpoint(path)
     stored = stored_recipe(path, checkpoint)
     check_method(path, stored, recipe.method)  # every other field differs too: they would bury this
     stored = _legacy_records(path, checkpoint, stored, recipe, method)

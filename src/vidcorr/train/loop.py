@@ -67,6 +67,9 @@ class TrainJob:
     device: str | None = None  # None: CUDA if available, else CPU
     switches: Callable[[str, int], dict[str, Any]] | None = None
     cache_dir: Path | None = None  # video metadata cache (default ~/.cache/vidcorr)
+    # RUN_DIR/checkpoint.pt as the command line already read it (for the recipe or weights records it
+    # stores): a resume restores from it instead of reading the file again; let go of once restored.
+    checkpoint: dict[str, Any] | None = None
     command: str = field(default_factory=lambda: " ".join(sys.argv))
     progress_bar: bool = True
     on_step: Callable[[ckpt.Progress, dict[str, float]], None] | None = None  # tests, hooks
@@ -155,6 +158,8 @@ def _ending(error: BaseException) -> str:
 def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) -> TrainResult:
     """Index, build, restore, run the stages, export."""
     run_dir = Path(job.run_dir)
+    # taken from the caller's job too: not held through training beside the state restored from it
+    loaded, job.checkpoint = job.checkpoint, None
     index = feed.index(job, ctx)
     job = dataclasses.replace(job, recipe=feed.filling_a_batch(job.recipe, len(index), ctx))
     recipe = job.recipe
@@ -169,7 +174,8 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
     optimizer = _optimizer(method.trainable_parameters(), recipe)
     if job.resume:
         progress, commands = ckpt.resume(run_dir / ckpt.LATEST, recipe, method, optimizer, ctx,
-                                         index.describe())
+                                         index.describe(), loaded=loaded)
+        loaded = None  # the method and the optimiser hold copies of its state now
     elif (run_dir / ckpt.LATEST).exists():
         raise InputError(run_dir, "already holds a training checkpoint: pass --resume to continue "
                                   "that run, or choose a new run dir")
