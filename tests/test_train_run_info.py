@@ -171,3 +171,34 @@ def test_resume_past_max_steps_says_nothing_was_trained(run_args: list[str], tmp
     with caplog.at_level(logging.INFO):  # exactly at it: the deliberate way to write the weights, no remark
         assert _train(run_args + ["--resume", "--max-steps", "3"], monkeypatch) == 0
     assert "already past" not in caplog.text
+
+
+@pytest.mark.parametrize("commands, kept", [
+    (["vidcorr train moco a", "vidcorr train moco a --resume"], True),
+    (["vidcorr train moco a", 7], False),  # the export's own reader took this list as it came
+    ("vidcorr train moco a", False),
+    (None, False),  # a checkpoint from before the command lines were recorded
+])
+def test_export_reads_the_command_lines_as_a_resume_does(tmp_path: Path, caplog, capsys, commands, kept) -> None:
+    """`train export` read the command lines with a looser copy of the resume's reader (a list of
+    anything was written to the sidecar); the one reader's warning says the entry is ignored, not
+    that a list is started anew, which only a resume does."""
+    from vidcorr.methods import moco
+
+    recipe = load_recipe("moco-cpu")
+    config = moco.config_for_recipe(recipe.base, recipe.model)
+    checkpoint = {"model": moco.MoCo(config).state_dict(), "progress": vars(Progress(step=4, stage=1)),
+                  "recipe": recipe.replace(model=config.to_dict()).to_dict()}
+    if commands is not None:
+        checkpoint["commands"] = commands
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", checkpoint)
+    with caplog.at_level(logging.WARNING):
+        assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"),
+                     "--out", str(tmp_path / "w.safetensors")]) == 0
+    assert "at step 4 (the run's end)" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "w.json").read_text())["meta"]
+    assert meta.get("commands") == (commands if kept else None) and meta["steps"] == 4 and meta["finished"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    malformed = commands is not None and not kept
+    assert warned == ([f"{tmp_path / 'run' / 'checkpoint.pt'}: its 'commands' entry is not a list of "
+                       "command lines; ignored"] if malformed else [])

@@ -38,12 +38,20 @@ def run_export(args: argparse.Namespace) -> int:
     from vidcorr.methods import cycletime, moco, stt, uvc
     from vidcorr.models import LabAutoencoder, save_weights
     from vidcorr.models.weights import export_dtype
-    from vidcorr.train.checkpoint import MODEL_RECORDS, Progress, export_meta, load_checkpoint, stored_recipe
+    from vidcorr.train.checkpoint import (
+        MODEL_RECORDS,
+        Progress,
+        export_meta,
+        load_checkpoint,
+        stored_commands,
+        stored_recipe,
+    )
 
     if args.out.suffix != ".safetensors":
         raise InputError(args.out, "weights must be written to a .safetensors file")
     checkpoint = load_checkpoint(args.checkpoint)
     recipe = stored_recipe(args.checkpoint, checkpoint)
+    progress = Progress(**checkpoint["progress"])
     # The recipe in a checkpoint holds the method's full config (see `vidcorr.cli.train_cmd`); the
     # UVC auto-encoder's tensors are in the state dict too, so a fresh one is only a container.
     config = {k: v for k, v in recipe.model.items() if k not in MODEL_RECORDS}
@@ -56,16 +64,14 @@ def run_export(args: argparse.Namespace) -> int:
     elif recipe.method == "moco":
         model = moco.MoCo(moco.MoCoConfig.from_dict(config))
     elif recipe.method == "autoencoder":
-        raise InputError(args.checkpoint, _autoencoder_export_hint(args.checkpoint, Progress(**checkpoint["progress"])))
+        raise InputError(args.checkpoint, _autoencoder_export_hint(args.checkpoint, progress))
     else:
         raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
     model.load_state_dict(checkpoint["model"])
-    progress = Progress(**checkpoint["progress"])
     # The trainer's own sidecar fields, as far as the checkpoint holds them (not the hardware; the
     # command lines that trained it as `commands`, but no `command`: that is the trainer's own).
-    commands = checkpoint.get("commands")
     meta = {**export_meta(args.checkpoint.parent, recipe, checkpoint.get("data"), progress,
-                          commands if isinstance(commands, list) else None),
+                          stored_commands(args.checkpoint, checkpoint)),
             "exported_from": str(args.checkpoint)}
     path = save_weights(model.encoder, args.out, None, meta, dtype=export_dtype(model.encoder))
     when = "the run's end" if meta["finished"] else "before the recipe's end: marked unfinished"

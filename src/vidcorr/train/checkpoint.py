@@ -286,11 +286,12 @@ def payload(method: nn.Module, optimizer: torch.optim.Optimizer, progress: Progr
 
 
 def stored_commands(path: Path, checkpoint: dict[str, Any]) -> list[str]:
-    """The command lines a checkpoint records; [] for one from before they were recorded (a
-    malformed entry is not worth refusing a resume over: warned about, then treated as absent)."""
+    """The command lines a checkpoint records; [] for one from before they were recorded. A
+    malformed entry is not worth refusing a resume or an export over: warned about, then read as
+    absent (a resume records its own command alone, an export's sidecar leaves ``commands`` out)."""
     commands = checkpoint.get("commands", [])
     if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
-        log.warning("%s: its 'commands' entry is not a list of command lines; starting the list anew", path)
+        log.warning("%s: its 'commands' entry is not a list of command lines; ignored", path)
         return []
     return commands
 
