@@ -3,6 +3,8 @@ and by `propagate`'s overlay; the OpenCV backend keeps working at a constant rat
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from cli_helpers import FAST
@@ -11,7 +13,7 @@ from video_helpers import VFR_TIMES, write_vfr_video
 
 from vidcorr.cli import main
 from vidcorr.io import video
-from vidcorr.io.frame_times import TIME_BASE
+from vidcorr.io.frame_times import TIME_BASE, display_times
 from vidcorr.io.video import count_frames, open_frames, write_video
 
 
@@ -77,6 +79,54 @@ def test_write_video_puts_each_frame_at_its_time(tmp_path, codec, monkeypatch):
     # without times: 1 / fps apart, as before
     np.testing.assert_allclose(_decoded_times(write_video(tmp_path / "cfr.mp4", iter(frames), fps=20)),
                                np.arange(len(frames)) / 20, atol=1e-6)
+
+
+def _write_ts_part(path, levels, fps):
+    """Frames of flat grey ``levels`` at ``fps`` as MPEG-TS, MPEG-4 part 2 with B-frames (any FFmpeg
+    has it): packets in decode order, not display order, and timestamps starting from the muxer's own."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.max_b_frames = 2
+        for t, level in enumerate(levels):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), level, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def test_frame_times_of_joined_mpeg_ts_files_restart_nowhere(tmp_path):
+    """``cat a.ts b.ts``: b's timestamps start again. Sorted as one stream, b's frames were interleaved
+    with a's times (two frames at each of 0.04, 0.125, ... s), each overlay frame at another's time."""
+    import av
+
+    parts = [tmp_path / "a.ts", tmp_path / "b.ts"]
+    _write_ts_part(parts[0], [20 + 10 * t for t in range(12)], fps=24)
+    _write_ts_part(parts[1], [20 + 10 * t for t in range(8)], fps=12)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+    with av.open(str(joined)) as container:
+        decoded = [float(frame.time) for frame in container.decode(container.streams.video[0])]
+    assert decoded[12] < decoded[11]  # the timestamps do start again
+    times = open_frames(joined).frame_times()
+    assert len(times) == len(decoded) == 20
+    # each part keeps its own timing, and b follows a one frame step (the median one, 1/24 s) later
+    np.testing.assert_allclose(times[:12], np.array(decoded[:12]) - decoded[0], atol=1e-9)
+    np.testing.assert_allclose(times[12:], np.array(decoded[12:]) - decoded[12] + 12 / 24, atol=1e-9)
+
+
+def test_display_times_sort_each_part_not_the_stream():
+    """Packets in decode order: B-frames come after the frame they precede; dts drops where a part begins."""
+    s = Fraction
+    one_part = [(s(0), s(-1)), (s(3), s(0)), (s(1), s(1)), (s(2), s(2))]  # I P B B, seconds
+    assert display_times(one_part) == [0, 1, 2, 3]
+    restarted = one_part + [(s(1), s(0)), (s(3), s(1)), (s(2), s(2))]  # timestamps start again: dts 2 -> 0
+    assert display_times(restarted) == [0, 1, 2, 3, 4, 5, 6]
+    no_dts = [(pts, None) for pts, _ in restarted]  # no restart to see (Matroska has none): one sort
+    assert display_times(no_dts) == [0, 1, 1, 2, 2, 3, 3]
+    assert display_times([(s(5), s(5))]) is None and display_times([(s(1), s(1)), (s(1), s(2))]) is None
 
 
 def test_opencv_writer_has_a_constant_rate(tmp_path):

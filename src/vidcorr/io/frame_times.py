@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
+from statistics import median
 
 # The written video's clock: fine enough for any common rate (NTSC's 1001/30000 s is 2002 ticks),
 # and coarse enough for MPEG-4 part 2 (the fallback codec), whose time base is at most 1/65535.
@@ -31,16 +32,45 @@ def shown_packets(container, stream) -> Iterator:
 
 def shown_times(container) -> list[float] | None:
     """Display time of each frame of ``container``'s first video stream, seconds from its first
-    frame (T,), in display order (demuxing only: about 100x faster than decoding); None where a
-    packet has no timestamp (raw streams, some AVI files)."""
+    frame (T,), in the order frames decode (`display_times`; demuxing only: about 100x faster than
+    decoding); None where a packet has no timestamp (raw streams, some AVI files) or no two differ."""
     stream = container.streams.video[0]
-    times = []
+    stamps = []
     for packet in shown_packets(container, stream):
         if packet.pts is None:
             return None
-        times.append(float(packet.pts * packet.time_base))
-    times.sort()  # decode order is not display order (B-frames)
-    return [t - times[0] for t in times] if times else None
+        dts = None if packet.dts is None else packet.dts * packet.time_base
+        stamps.append((packet.pts * packet.time_base, dts))
+    return display_times(stamps)
+
+
+def display_times(stamps: Sequence[tuple[Fraction, Fraction | None]]) -> list[float] | None:
+    """Each frame's display time, seconds from the first, in the order frames decode, from its
+    packet's (pts, dts) in seconds, in file order; None where no two frames differ in time.
+
+    Decode order is not display order (B-frames), so packets are sorted by pts, but not all of them
+    at once: a stream's timestamps can start again (MPEG-TS files joined with ``cat``, a recorder
+    restarting), and one sort interleaved the second part's frames with the first's, each shown at
+    another frame's time. Decoding timestamps increase within a part, so a dts below the packet
+    before's starts a new part (without dts, as in Matroska, the stream is one part); each part is
+    sorted alone and follows the one before one frame step later (the median step of the stream).
+    """
+    parts: list[list[Fraction]] = []
+    last_dts = None
+    for pts, dts in stamps:
+        if not parts or (dts is not None and last_dts is not None and dts < last_dts):
+            parts.append([])
+        parts[-1].append(pts)
+        last_dts = dts if dts is not None else last_dts
+    parts = [sorted(part) for part in parts]
+    steps = [later - earlier for part in parts for earlier, later in zip(part, part[1:]) if later > earlier]
+    if not steps:  # one frame, or all at one time: no timing to keep
+        return None
+    step, times = median(steps), []
+    for part in parts:
+        shift = -part[0] if not times else times[-1] + step - part[0]
+        times.extend(pts + shift for pts in part)
+    return [float(t) for t in times]
 
 
 def frame_ticks(times: Sequence[float] | None, fps: float) -> Iterator[int]:

@@ -98,8 +98,9 @@ class FrameSource:
     def frame_times(self) -> list[float] | None:
         """When each frame is shown, seconds from the first (T,): a video file's own timing, which
         ``fps`` (one rate) misses in a variable-frame-rate file. From the packets' timestamps, read
-        with PyAV (demuxing only); None for a frame folder, the OpenCV backend, or a file whose
-        packets lack timestamps (`vidcorr.io.frame_times`)."""
+        with PyAV (demuxing only), in the order frames decode, also where its timestamps start
+        again (joined MPEG-TS files); None for a frame folder, the OpenCV backend, or a file whose
+        packets lack timestamps or all share one (`vidcorr.io.frame_times`)."""
         return self._times() if self._times is not None else None
 
     def __len__(self) -> int:
