@@ -13,10 +13,13 @@ from tracking_helpers import N_FRAMES
 
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
+from vidcorr.evaluate.tracking import run_tracking
 from vidcorr.io.tracking import OTB_ANNOTATED_RANGES, read_otb_boxes, read_vot_polygons
 from vidcorr.io.vot_trajectory import VOT_FAILED, read_vot_trajectory
 from vidcorr.metrics.tracking import PRECISION_KEY, score_sequence
 from vidcorr.metrics.vot import score_supervised
+from vidcorr.models import build_encoder
+from vidcorr.track import tracker_settings
 
 
 @pytest.fixture
@@ -114,6 +117,30 @@ def test_eval_vot_baseline_reinitialises_after_a_failure(cli, vot_root, tmp_path
     assert seq["failures"] == codes.count("2") == int((status == VOT_FAILED).sum()) >= 1
     assert results["failures"] == seq["failures"] and results["robustness"] == seq["failures"]
     assert results["accuracy"] == seq["accuracy"] > 0.3
+
+
+RUN_KEYS = ["benchmark", "protocol_name", "protocol", "tracker", "settings", "preset", "model", "max_frames"]
+
+
+@pytest.mark.parametrize(("benchmark", "protocol", "scores_from"), [
+    ("otb", "ope", "success_auc"), ("vot", "vot-baseline", "skip_initialize")])
+def test_results_json_reads_run_then_scores_then_timing(data_dir, tmp_path, benchmark, protocol, scores_from):
+    """Both sequences of each shared benchmark, 4 frames each: results.json (as returned) opens with
+    the run's fields, then the protocol's scores, and ends with ``timing``, the sequences' frames and
+    seconds summed, with no ``kept_from_earlier_run`` in a run that kept nothing."""
+    root = data_dir / "tracking" / ("otb" if benchmark == "otb" else "vot2015")
+    out = tmp_path / "out"
+    results = run_tracking(build_encoder("lab-pixels"), root, out, benchmark=benchmark, protocol=protocol,
+                           settings=tracker_settings("dcf", input_size=64), max_frames=4, preset="crw")
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    keys = list(results)
+    assert keys[:len(RUN_KEYS)] == RUN_KEYS and keys[len(RUN_KEYS)] == scores_from and keys[-1] == "timing"
+    assert (results["protocol_name"], results["tracker"], results["max_frames"]) == (protocol, "dcf", 4)
+    per_sequence = results["per_sequence"].values()
+    assert len(per_sequence) == 2
+    seconds = sum(s["seconds"] for s in per_sequence)
+    assert results["timing"] == {"frames": 8, "seconds": round(seconds, 3),
+                                 "frames_per_second": round(8 / seconds, 3)}
 
 
 def test_otb_annotated_range_tracks_the_same_as_a_trimmed_copy(cli, otb_root, tmp_path, monkeypatch):

@@ -46,7 +46,7 @@ from vidcorr.evaluate.tracking_results import (
     score_saved_sequences,
     write_tracking_results,
 )
-from vidcorr.evaluate.runs import check_output_folder, recorded_run
+from vidcorr.evaluate.runs import RunRecord, check_output_folder, recorded_run
 from vidcorr.io.tracking import (
     Benchmark,
     TrackingSequence,
@@ -149,7 +149,7 @@ def run_supervised(
 def _timed(scores: dict, time: dict) -> dict:
     """A sequence's scores with what tracking it took (``time`` as the run record keeps it)."""
     frames, elapsed = time["frames"], time["seconds"]
-    return {**scores, "seconds": round(elapsed, 3), "frames_per_second": round(frames / elapsed, 3) if elapsed else 0.0}
+    return {**scores, "seconds": round(elapsed, 3), "frames_per_second": _per_second(frames, elapsed)}
 
 
 def _frame_count(seq: TrackingSequence, max_frames: int | None) -> int:
@@ -178,6 +178,57 @@ def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, se
     elapsed = time.perf_counter() - start
     write_vot_trajectory(path, status, boxes)
     return {"frames": n, "seconds": elapsed}
+
+
+def _track_sequences(encoder: nn.Module, seqs: list[TrackingSequence], out_dir: Path, benchmark: Benchmark,
+                     protocol: str, run: dict, *, settings: LocaliseSettings | DCFSettings, device: str,
+                     resume: bool) -> RunRecord:
+    """Track every sequence the run record of ``out_dir`` does not hold finished yet, each written to
+    its prediction file and then recorded (`recorded_run`, stamped with the command, ``protocol`` and
+    ``run``) -> the record: the kept and newly finished sequences and what each took."""
+    command, max_frames = COMMANDS[benchmark], run["max_frames"]
+    files = {seq.name: prediction_file(out_dir, seq.name, protocol) for seq in seqs}
+    folders = [] if protocol == "ope" else [*(path.parent for path in files.values()), out_dir / "baseline"]
+    track_one = _ope_sequence if protocol == "ope" else _baseline_sequence
+    with recorded_run(out_dir, {"command": command, "protocol": protocol, **run}, list(files), resume=resume,
+                      done=lambda name: files[name].is_file(), folders=folders) as record:
+        for seq in tqdm([s for s in seqs if s.name not in record.kept],
+                        desc=f"{benchmark} {protocol} ({run['tracker']})", unit="seq"):
+            record.finish(seq.name, track_one(encoder, seq, files[seq.name], settings, device, max_frames))
+            log.debug("%s: %d frames in %.1fs", seq.name, record.times[seq.name]["frames"],
+                      record.times[seq.name]["seconds"])
+    return record
+
+
+def _scored_results(seqs: list[TrackingSequence], out_dir: Path, benchmark: Benchmark, protocol: str, run: dict,
+                    record: RunRecord, interval: tuple[str | None, tuple[int, int]]) -> dict:
+    """Score every sequence from its file in ``out_dir`` -> results.json's dict (docs/tracking.md):
+    the protocol, ``run``, the protocol's scores and the run's ``timing``."""
+    # Scored as written (2 decimals for OPE, 4 for trajectories), as `score` and the toolkits read them.
+    scores, fragments = score_saved_sequences(seqs, out_dir, protocol, run["max_frames"])
+    per_sequence = {name: _timed(sequence_scores, record.times[name]) for name, sequence_scores in scores.items()}
+    head = {"benchmark": benchmark, "protocol_name": protocol,
+            "protocol": PROTOCOL_NOTE if protocol == "ope" else BASELINE_NOTE, **run}
+    if protocol == "ope":
+        fields = score_fields(per_sequence)
+    else:
+        fields = {"skip_initialize": SKIP_INITIALIZE, **baseline_fields(per_sequence, fragments, interval)}
+    return {**head, **fields, "timing": _run_timing(per_sequence, record.kept)}
+
+
+def _run_timing(per_sequence: dict[str, dict], kept: list[str]) -> dict:
+    """results.json's ``timing``: the sequences' frames and seconds summed, and the sequences kept
+    from an earlier session (``kept_from_earlier_run``) when the run was resumed."""
+    frames = sum(s["frames"] for s in per_sequence.values())
+    seconds = sum(s["seconds"] for s in per_sequence.values())
+    timing = {"frames": frames, "seconds": round(seconds, 3), "frames_per_second": _per_second(frames, seconds)}
+    if kept:
+        timing["kept_from_earlier_run"] = kept
+    return timing
+
+
+def _per_second(frames: int, seconds: float) -> float:
+    return round(frames / seconds, 3) if seconds else 0.0
 
 
 def run_tracking(
@@ -213,38 +264,14 @@ def run_tracking(
     check_protocol(benchmark, protocol, max_frames)
     interval = vot_eao_interval(eao_interval)
     out_dir = Path(out_dir)
-    command = COMMANDS[benchmark]
-    check_output_folder(out_dir, resume, command)
+    check_output_folder(out_dir, resume, COMMANDS[benchmark])
     seqs = discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
-    tracker = "localise" if isinstance(settings, LocaliseSettings) else "dcf"
-    run = {"tracker": tracker, "settings": dataclasses.asdict(settings), "preset": preset,
-           "model": model_info or {}, "max_frames": max_frames}
-    files = {seq.name: prediction_file(out_dir, seq.name, protocol) for seq in seqs}
-    folders = [] if protocol == "ope" else [*(path.parent for path in files.values()), out_dir / "baseline"]
-    track_one = _ope_sequence if protocol == "ope" else _baseline_sequence
-    with recorded_run(out_dir, {"command": command, "protocol": protocol, **run}, list(files), resume=resume,
-                      done=lambda name: files[name].is_file(), folders=folders) as record:
-        for seq in tqdm([s for s in seqs if s.name not in record.kept], desc=f"{benchmark} {protocol} ({tracker})",
-                        unit="seq"):
-            record.finish(seq.name, track_one(encoder, seq, files[seq.name], settings, device, max_frames))
-            log.debug("%s: %d frames in %.1fs", seq.name, record.times[seq.name]["frames"],
-                      record.times[seq.name]["seconds"])
-    # Scored as written (2 decimals for OPE, 4 for trajectories), as `score` and the toolkits read them.
-    scores, fragments = score_saved_sequences(seqs, out_dir, protocol, max_frames)
-    per_sequence = {name: _timed(sequence_scores, record.times[name]) for name, sequence_scores in scores.items()}
-    frames = sum(s["frames"] for s in per_sequence.values())
-    seconds = sum(s["seconds"] for s in per_sequence.values())
-    timing = {"timing": {"frames": frames, "seconds": round(seconds, 3),
-                         "frames_per_second": round(frames / seconds, 3) if seconds else 0.0}}
-    if record.kept:
-        timing["timing"]["kept_from_earlier_run"] = record.kept
-    if protocol == "ope":
-        results = {"benchmark": benchmark, "protocol_name": "ope", "protocol": PROTOCOL_NOTE, **run,
-                   **score_fields(per_sequence), **timing}
-    else:
-        results = {"benchmark": benchmark, "protocol_name": protocol, "protocol": BASELINE_NOTE, **run,
-                   "skip_initialize": SKIP_INITIALIZE, **baseline_fields(per_sequence, fragments, interval),
-                   **timing}
+    run = {"tracker": "localise" if isinstance(settings, LocaliseSettings) else "dcf",
+           "settings": dataclasses.asdict(settings), "preset": preset, "model": model_info or {},
+           "max_frames": max_frames}
+    record = _track_sequences(encoder, seqs, out_dir, benchmark, protocol, run, settings=settings, device=device,
+                              resume=resume)
+    results = _scored_results(seqs, out_dir, benchmark, protocol, run, record, interval)
     write_tracking_results(results, out_dir / "results.json")
     return results
 
