@@ -172,14 +172,14 @@ def test_a_mixed_size_frame_folder_is_skipped_naming_the_odd_frame(data_dir: Pat
     for frame in frames:
         (tmp_path / "tree" / "seq").mkdir(parents=True, exist_ok=True)
         os.symlink(frame, tmp_path / "tree" / "seq" / frame.name)
-    Image.new("RGB", (320, 240)).save(tmp_path / "tree" / "seq" / "00001.png")
+    Image.new("RGB", (320, 240)).save(tmp_path / "tree" / "seq" / "00003.png")
     os.symlink(data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4"), tmp_path / "tree" / "bear.mp4")
     with caplog.at_level(logging.WARNING, logger="vidcorr.data.videos"):
         index = build_index([tmp_path / "tree"], tmp_path / "cache")
     assert [Path(v.path).name for v in index.videos] == ["bear.mp4"]
     [(path, problem)] = index.skipped
     assert path == str(tmp_path / "tree" / "seq")
-    assert problem == "00001.png: frame is 320x240 but 00000.jpg is 854x480; all frames must share one size"
+    assert problem == "00003.png: frame is 320x240 but 00000.jpg is 854x480; all frames must share one size"
     assert f"skipping {path}: {problem}" in [r.getMessage() for r in caplog.records]
 
 
