@@ -12,6 +12,7 @@ from PIL import Image
 
 from vidcorr.data.videos import CACHE_NAME, build_index, list_file, list_folder
 from vidcorr.errors import InputError
+from vidcorr.io.images import FRAME_LISTING_RULES
 from vidcorr.io.video import count_frames
 
 DAVIS_TRAIN = ("videos", "davis2016-train")  # 30 mp4s, 2,079 frames, 24 fps
@@ -209,6 +210,44 @@ def test_a_cached_success_is_not_probed_again(data_dir: Path, tmp_path: Path) ->
     cache["videos"][str(folder)]["num_frames"] = 77  # forged, stamp matching: trusted
     (tmp_path / CACHE_NAME).write_text(json.dumps(cache))
     assert build_index([folder], tmp_path).videos[0].num_frames == 77
+
+
+@pytest.mark.parametrize("listed_by", [None, FRAME_LISTING_RULES - 1])
+def test_a_frame_folder_cached_under_older_listing_rules_is_listed_again(data_dir: Path, tmp_path: Path,
+                                                                        listed_by: int | None) -> None:
+    """A folder with cover.jpg beside its frames, cached before such a stray was refused (no
+    ``listing`` recorded) or under an older rule, kept its count (cover included) until its mtime
+    changed; it is listed again, refused, and the record is trusted once it holds today's rules."""
+    frames = sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:4]
+    seq = tmp_path / "tree" / "seq"
+    seq.mkdir(parents=True)
+    for frame in frames:
+        os.symlink(frame, seq / frame.name)
+    os.symlink(frames[0], seq / "cover.jpg")
+    os.symlink(data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4"), tmp_path / "tree" / "bear.mp4")
+    build_index([tmp_path / "tree"], tmp_path / "cache")
+    cache_path = tmp_path / "cache" / CACHE_NAME
+
+    def cached_count(count: int, listing: int | None) -> None:  # what an index under those rules wrote
+        cache = json.loads(cache_path.read_text())
+        record = cache["videos"][str(seq)]
+        record.pop("error", None)
+        record.update(path=str(seq), num_frames=count, fps=None, height=480, width=854, frames_from_list=False)
+        if listing is None:
+            record.pop("listing", None)
+        else:
+            record["listing"] = listing
+        cache_path.write_text(json.dumps(cache))
+
+    cached_count(5, listed_by)
+    index = build_index([tmp_path / "tree"], tmp_path / "cache")
+    assert [Path(v.path).name for v in index.videos] == ["bear.mp4"]
+    [(path, problem)] = index.skipped
+    assert path == str(seq) and "cover.jpg" in problem and "not named like its 4 frames" in problem
+    assert json.loads(cache_path.read_text())["videos"][str(seq)]["listing"] == FRAME_LISTING_RULES
+    cached_count(5, FRAME_LISTING_RULES)  # forged under today's rules: trusted, as any cached success
+    index = build_index([tmp_path / "tree"], tmp_path / "cache")
+    assert [(Path(v.path).name, v.num_frames) for v in index.videos][1] == ("seq", 5) and not index.skipped
 
 
 def test_overlapping_sources_index_each_video_once(data_dir: Path, tmp_path: Path,

@@ -11,7 +11,7 @@ validates the file and works with PyAV or OpenCV); the frame count comes from th
 metadata and is only counted when the container does not record it or its record may hold frames
 that are never shown (an MP4 edit list's: `vidcorr.io.video.FrameSource.num_frames`). The results
 are cached in one JSON file keyed by absolute path and revalidated by (mtime, size) (a frame
-folder's failure is probed again: `_still_valid`), so re-indexing 10^5 videos costs a ``stat``
+folder's failure, or one listed by older rules, is probed again: `_still_valid`), so re-indexing 10^5 videos costs a ``stat``
 each, not the ~10 h first pass CRW users hit (METHODS.md §9, videowalk issue #3). The cache lives
 under the run dir or ``~/.cache/vidcorr``, never next to the user's data.
 """
@@ -29,7 +29,7 @@ from typing import Any
 
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
-from vidcorr.io.images import IMAGE_SUFFIXES, natural_key
+from vidcorr.io.images import FRAME_LISTING_RULES, IMAGE_SUFFIXES, natural_key
 from vidcorr.io.video import count_frames, open_frames
 
 log = logging.getLogger(__name__)
@@ -222,10 +222,16 @@ def _still_valid(path: Path, cached: dict[str, Any] | None, stamp: list[int], hi
     frames, against one per folder), while failures are rare and a re-probe
     decodes one frame and reads one header per file. A cached success is still trusted: a frame
     broken in place later is dropped at its first draw, with a warning, like any unreadable frame.
+
+    A folder's count is its listing, so one listed by other rules than today's (``listing``,
+    `FRAME_LISTING_RULES`; none before it was recorded) is listed again: a folder holding cover.jpg
+    beside its frames, cached before such a stray was refused, kept the count that included it.
     """
     if cached is None or cached.get("stamp") != stamp or cached.get("hint") != hint:
         return False
-    return "error" not in cached or not path.is_dir()
+    if not path.is_dir():
+        return True
+    return "error" not in cached and cached.get("listing") == FRAME_LISTING_RULES
 
 
 def _probe_entry(path: Path, hint: int | None, cached: dict[str, Any] | None) -> dict[str, Any]:
@@ -240,7 +246,8 @@ def _probe_entry(path: Path, hint: int | None, cached: dict[str, Any] | None) ->
         record: dict[str, Any] = asdict(probe(path, hint))
     except Exception as error:  # any decoder failure means "unusable video", never a crash
         record = {"error": problem_with(path, error)}
-    return {**record, "stamp": stamp, "hint": hint}
+    listing = {"listing": FRAME_LISTING_RULES} if path.is_dir() else {}  # the rules it was listed by
+    return {**record, "stamp": stamp, "hint": hint, **listing}
 
 
 def _usable(path: Path, record: dict[str, Any]) -> VideoInfo | tuple[str, str]:
