@@ -156,6 +156,22 @@ def test_eao_curve_and_score_by_hand():
             eao_interval(bad)
 
 
+def test_vot2015_eao_of_the_shared_sequences_without_failure_is_car1s_alone():
+    """docs/tracking.md's reading of the shared data's EAO: without a failure ball1 (105 frames) and
+    car1 (252) are one fragment each, and an unfailed fragment counts only at the lengths it has, so
+    over VOT2015's interval (108-371, cut at 251) the EAO is car1's alone, whatever ball1's overlaps;
+    a failure on ball1 makes it count there (zeros after the failure) and lowers it."""
+    rng = np.random.default_rng(1)
+    car1 = (np.concatenate([[0.0], rng.uniform(.3, .9, 251)]), False)
+    _, interval = eao_interval("vot2015")
+    alone = eao_score(eao_curve([car1]), interval)
+    for ball1_overlap in (0.1, 0.9):
+        ball1 = (np.concatenate([[0.0], np.full(104, ball1_overlap)]), False)
+        assert eao_score(eao_curve([ball1, car1]), interval) == pytest.approx(alone, abs=1e-12)
+    ball1_failed = (np.concatenate([[0.0], np.full(50, 0.9)]), True)
+    assert eao_score(eao_curve([ball1_failed, car1]), interval) < alone
+
+
 def _toolkit_eao_curve(fragments):
     """The toolkit's curve, column by column (vot/analysis/supervised.py compute_eao_curve, restated):
     a running mean over frames 1..j of the zero-padded rows, averaged over the rows that count at j."""
