@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from vidcorr.errors import InputError
-from vidcorr.io.container_size import container_cut_short
+from vidcorr.io.container_size import container_cut_short, mp4_video_seconds
 from vidcorr.io.video import count_frames, open_frames, write_video
 
 from video_helpers import write_held_avi, write_test_video
@@ -227,3 +227,26 @@ def test_container_sizes_tell_a_cut_file(tmp_path):
                                                         append_images=[Image.new("RGB", (8, 8), "white")] * 3)
     assert container_cut_short(gif) is None
     assert container_cut_short(_cut(gif, 0.5)) is None
+
+
+def _box(kind: bytes, contents: bytes, large: bool = False) -> bytes:
+    """One MP4 box: a 32-bit size and its type, or (large) size 1, the type and a 64-bit size."""
+    if large:
+        return (1).to_bytes(4, "big") + kind + (16 + len(contents)).to_bytes(8, "big") + contents
+    return (8 + len(contents)).to_bytes(4, "big") + kind + contents
+
+
+def test_mp4_boxes_with_64_bit_sizes_are_measured(tmp_path):
+    """A camera's mdat over 4 GiB has a 64-bit size: the same box header for the top-level cut check and
+    the index walk (`mp4_video_seconds`)."""
+    path = tmp_path / "large.mp4"
+    mvhd = _box(b"mvhd", bytes(12) + (1000).to_bytes(4, "big") + bytes(84))  # version 0, time scale 1000
+    tkhd = _box(b"tkhd", bytes(20) + (2500).to_bytes(4, "big") + bytes(60))  # 2.5 s shown
+    hdlr = _box(b"hdlr", bytes(8) + b"vide" + bytes(13))
+    trak = _box(b"trak", tkhd + _box(b"mdia", hdlr), large=True)
+    whole = _box(b"ftyp", b"isom" + bytes(4)) + _box(b"moov", mvhd + trak) + _box(b"mdat", bytes(4000), large=True)
+    path.write_bytes(whole)
+    assert container_cut_short(path) is None and mp4_video_seconds(path) == 2.5
+    for cut in (len(whole) - 1000, len(whole) - 4004):  # in the contents, in the 64-bit size
+        path.write_bytes(whole[:cut])
+        assert container_cut_short(path) == "mp4", cut

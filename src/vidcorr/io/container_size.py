@@ -119,30 +119,26 @@ def container_cut_short(path: Path) -> str | None:
         if kind == "matroska":
             end = _matroska_segment_end(head + file.read(1 << 12))
         elif kind is not None:
-            end = _chunks_end(file, size, big_endian=kind == "mp4")
+            end = _top_level_end(file, size, kind)
     return kind if end is not None and end > size else None
 
 
-def _chunks_end(file, size: int, big_endian: bool) -> int:
-    """Where the top-level chunks of ``file`` say it ends, bytes: MP4 boxes (a 32-bit size, then the
-    type; size 1: a 64-bit size follows; 0: to the end of the file) or AVI RIFF chunks ("RIFF", then
-    a little-endian size of what follows; 0: not written, as a recording that stopped)."""
+def _top_level_end(file, size: int, kind: str) -> int:
+    """Where the top-level MP4 boxes or AVI RIFF chunks of ``file`` say it ends, bytes; ``size`` where
+    they leave it open (an MP4 box to the end of the file, a RIFF size of 0: not written, as by a
+    recording that stopped) or bytes that are not such follow (a tool's trailer): nothing to say."""
     position = 0
     while position + 8 <= size:
-        file.seek(position)
-        head = file.read(16)
-        if big_endian:
-            if not all(32 <= c < 127 for c in head[4:8]):  # not a box type: trailing bytes, not boxes
+        if kind == "mp4":
+            name, body, end = _box_header(file, position, size)
+            if not all(32 <= c < 127 for c in name) or end < body:  # not a box
                 return size
-            length = int.from_bytes(head[:4], "big")
-            if length == 1:
-                length = int.from_bytes(head[8:16], "big") if len(head) == 16 else size + 1
         else:
-            body = int.from_bytes(head[4:8], "little")
-            length = 8 + body + body % 2 if head[:4] == b"RIFF" and body else 0
-        if length == 0 or (big_endian and length < 8):  # open-ended, or not chunks: nothing to say
-            return size
-        position += length
+            name, body, end = _chunk_header(file, position)
+            if name != b"RIFF" or end == body:
+                return size
+            end += (end - body) % 2  # contents padded to an even length
+        position = end
     return position
 
 
@@ -171,15 +167,21 @@ def avi_video_frames(path: Path) -> int | None:
 
 
 def _riff_chunks(file, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(id, where its contents start, where it ends) of each RIFF chunk from ``start`` to ``end``:
-    a four-character id, a little-endian size, the contents padded to an even length."""
+    """(id, where its contents start, where it ends) of each RIFF chunk from ``start`` to ``end``
+    (`_chunk_header`), its contents padded to an even length."""
     position = start
     while position + 8 <= end:
-        file.seek(position)
-        head = file.read(8)
-        length = int.from_bytes(head[4:8], "little")
-        yield head[:4], position + 8, min(position + 8 + length, end)
-        position += 8 + length + length % 2
+        kind, body, stop = _chunk_header(file, position)
+        yield kind, body, min(stop, end)
+        position = stop + (stop - body) % 2
+
+
+def _chunk_header(file, position: int) -> tuple[bytes, int, int]:
+    """(id, where its contents start, where its size says they end) of the RIFF chunk at
+    ``position``: a four-character id, then the little-endian size of its contents."""
+    file.seek(position)
+    head = file.read(8)
+    return head[:4], position + 8, position + 8 + int.from_bytes(head[4:8], "little")
 
 
 def _list_type(file, kind: bytes, body: int) -> bytes | None:
@@ -237,20 +239,29 @@ def mp4_video_seconds(path: Path) -> float | None:
 
 
 def _boxes(file, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, where its contents start, where it ends) of each MP4 box from ``start`` to ``end``."""
+    """(type, where its contents start, where it ends) of each MP4 box from ``start`` to ``end``
+    (`_box_header`), up to bytes that are not boxes."""
     position = start
     while position + 8 <= end:
-        file.seek(position)
-        head = file.read(16)
-        length, body = int.from_bytes(head[:4], "big"), position + 8
-        if length == 1:  # a 64-bit size follows the type
-            length, body = int.from_bytes(head[8:16], "big"), body + 8
-        elif length == 0:  # to the end
-            length = end - position
-        if length < body - position:  # not boxes
+        kind, body, stop = _box_header(file, position, end)
+        if stop < body:  # not boxes
             return
-        yield head[4:8], body, min(position + length, end)
-        position += length
+        yield kind, body, min(stop, end)
+        position = stop
+
+
+def _box_header(file, position: int, end: int) -> tuple[bytes, int, int]:
+    """(type, where its contents start, where its size says it ends) of the MP4 box at ``position``:
+    a 32-bit size, then the type; size 1: a 64-bit size follows (where the file's end cuts it off,
+    the box is taken as its 16-byte header alone, which runs past that end); 0: the box runs to ``end``."""
+    file.seek(position)
+    head = file.read(16)
+    length, body = int.from_bytes(head[:4], "big"), position + 8
+    if length == 1:
+        length, body = int.from_bytes(head[8:16], "big") if len(head) == 16 else 16, body + 8
+    elif length == 0:
+        length = end - position
+    return head[4:8], body, position + length
 
 
 def _find_box(file, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
