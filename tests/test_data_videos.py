@@ -7,13 +7,16 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
+from video_helpers import VFR_TIMES, write_vfr_video
 
+from vidcorr.data.pairs import GapRange
 from vidcorr.data.videos import CACHE_NAME, build_index, list_file, list_folder
 from vidcorr.errors import InputError
 from vidcorr.io.images import FRAME_LISTING_RULES
-from vidcorr.io.video import count_frames
+from vidcorr.io.video import count_frames, open_frames
 
 DAVIS_TRAIN = ("videos", "davis2016-train")  # 30 mp4s, 2,079 frames, 24 fps
 CLIPS = ("videos", "clips")  # 75 mp4s in per-source folders, 10,348 frames, 6-100 fps
@@ -248,6 +251,53 @@ def test_a_frame_folder_cached_under_older_listing_rules_is_listed_again(data_di
     cached_count(5, FRAME_LISTING_RULES)  # forged under today's rules: trusted, as any cached success
     index = build_index([tmp_path / "tree"], tmp_path / "cache")
     assert [(Path(v.path).name, v.num_frames) for v in index.videos][1] == ("seq", 5) and not index.skipped
+
+
+def _remuxed(video: Path, target: Path) -> Path:
+    """``video``'s packets in the container ``target``'s suffix names (``ffmpeg -i video -c copy target``)."""
+    import av
+
+    with av.open(str(video)) as reader, av.open(str(target), "w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        for packet in reader.demux(stream):
+            if packet.size:
+                packet.stream = out
+                writer.mux(packet)
+    return target
+
+
+@pytest.mark.parametrize("clip", [(*DAVIS_TRAIN, "bear.mp4"), (*CLIPS, "imageio-binaries", "realshort.mp4")])
+def test_a_constant_rate_matroska_file_keeps_its_rate(data_dir: Path, tmp_path: Path, clip: tuple[str, ...]) -> None:
+    """A real clip in Matroska (no frame count in its header: its packets are read to count them) is
+    indexed at its header's rate, exactly: its timestamps, whole milliseconds, follow that rate."""
+    mp4 = data_dir.joinpath(*clip)
+    mkv = _remuxed(mp4, tmp_path / "clip.mkv")
+    [info] = build_index([mkv], tmp_path / "cache").videos
+    assert info.num_frames == count_frames(mp4) and info.fps == open_frames(mkv).fps
+    assert info.fps == pytest.approx(build_index([mp4], tmp_path / "cache").videos[0].fps, rel=1e-6)
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mkv", "libx264"), (".webm", "libvpx-vp9")])
+def test_a_variable_rate_matroska_files_rate_is_its_frames_mean(data_dir: Path, tmp_path: Path, suffix: str,
+                                                                codec: str) -> None:
+    """Real frames shown at 10, 40, 5 and 20 fps in a Matroska / WebM file, whose header says 30 fps:
+    a gap in seconds was converted with that 30 (0.1-0.2 s as 3-6 frames, where the frames run at
+    13.8 fps on average); the index takes the mean rate of the packets it reads to count the frames,
+    and a cache of the format that held the header's rate is not used."""
+    frames = open_frames(data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")).read_at(range(len(VFR_TIMES)))
+    video = tmp_path / f"vfr{suffix}"
+    write_vfr_video(video, np.stack(frames)[:, :64, :96], codec=codec, nominal_fps=30)
+    assert open_frames(video).fps == 30  # the header's nominal rate
+    mean = (len(VFR_TIMES) - 1) / (VFR_TIMES[-1] - VFR_TIMES[0])
+    [info] = build_index([video], tmp_path).videos
+    assert info.num_frames == len(VFR_TIMES) and info.fps == pytest.approx(mean, rel=1e-3)
+    assert GapRange(0.1, 0.2, "seconds").in_frames(info.fps) == (1, 3)
+    cache = json.loads((tmp_path / CACHE_NAME).read_text())
+    cache["format"] = "vidcorr-video-metadata/4"
+    cache["videos"][str(video)]["fps"] = 30.0  # what /4 wrote, stamp matching
+    (tmp_path / CACHE_NAME).write_text(json.dumps(cache))
+    assert build_index([video], tmp_path).videos[0].fps == pytest.approx(mean, rel=1e-3)
 
 
 def test_overlapping_sources_index_each_video_once(data_dir: Path, tmp_path: Path,

@@ -9,11 +9,12 @@ Kinetics' ``train_256/<class>/<id>.mp4`` is just a folder tree and needs nothing
 Probing a video opens its container and decodes one frame (through `vidcorr.io.video`, so it
 validates the file and works with PyAV or OpenCV); the frame count comes from the container's
 metadata and is only counted when the container does not record it or its record may hold frames
-that are never shown (an MP4 edit list's: `vidcorr.io.video.FrameSource.num_frames`). The results
-are cached in one JSON file keyed by absolute path and revalidated by (mtime, size) (a frame
-folder's failure, or one listed by older rules, is probed again: `_still_valid`), so re-indexing 10^5 videos costs a ``stat``
-each, not the ~10 h first pass CRW users hit (METHODS.md §9, videowalk issue #3). The cache lives
-under the run dir or ``~/.cache/vidcorr``, never next to the user's data.
+that are never shown (an MP4 edit list's: `vidcorr.io.video.FrameSource.num_frames`); the packets
+read to count them give the mean frame rate too. The results are cached in one JSON file keyed by
+absolute path and revalidated by (mtime, size) (a frame folder's failure, or one listed by older
+rules, is probed again: `_still_valid`), so re-indexing 10^5 videos costs a ``stat`` each, not the
+~10 h first pass CRW users hit (METHODS.md §9, videowalk issue #3). The cache lives under the run
+dir or ``~/.cache/vidcorr``, never next to the user's data.
 """
 
 from __future__ import annotations
@@ -37,14 +38,16 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi")
 CACHE_NAME = "video-metadata.json"
 # /1 counted the frames an MP4 edit list hides, /2 an AVI header's skipped frames, /3 took a list
-# file's frame count for a frame folder over its listing.
-CACHE_FORMAT = "vidcorr-video-metadata/4"
+# file's frame count for a frame folder over its listing, /4 a Matroska / WebM header's nominal
+# frame rate for the mean one of its frames.
+CACHE_FORMAT = "vidcorr-video-metadata/5"
 MIN_FRAMES = 2  # a training pair needs two distinct frames
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """One training video (file or frame folder). ``fps`` is None for frame folders.
+    """One training video (file or frame folder). ``fps`` is None for frame folders; for a video file
+    its mean rate where its packets were read to count its frames (`probe`), else its container's.
 
     ``frames_from_list``: ``num_frames`` is a list file's count for a video file, taken without
     counting (`probe`); a sample drawn past the real end drops the video, and the warning says so.
@@ -169,7 +172,8 @@ def probe(path: Path, frames_hint: int | None = None) -> VideoInfo:
     Decodes only the first frame. A frame folder's count is its listing, whatever the hint says: it
     costs nothing and is always right (`build_index` reports a hint that disagrees). A video file's
     count is the hint when there is one (a list of 10^5 videos is not counted: that is the hint's
-    purpose), else the container's, counted (`count_frames`) only when it gives none to trust.
+    purpose), else the container's, counted from its packets only when it gives none to trust;
+    then its fps is the packets' mean rate (`mean_rate`), else the container's.
     """
     source = open_frames(path)
     height, width = (int(n) for n in source.size)
@@ -177,8 +181,28 @@ def probe(path: Path, frames_hint: int | None = None) -> VideoInfo:
         return VideoInfo(str(path), int(source.num_frames), source.fps, height, width)
     if frames_hint:
         return VideoInfo(str(path), int(frames_hint), source.fps, height, width, frames_from_list=True)
-    num_frames = source.num_frames or count_frames(path)
-    return VideoInfo(str(path), int(num_frames), source.fps, height, width)
+    if source.num_frames:
+        return VideoInfo(str(path), int(source.num_frames), source.fps, height, width)
+    # No count to trust (a Matroska / WebM file gives none): the packets are read to count the frames,
+    # and their times give the mean rate, which a Matroska header's (nominal) rate need not be.
+    times = source.frame_times()
+    if times is None:  # the OpenCV backend, or packets without times: counted, the header's rate kept
+        return VideoInfo(str(path), int(count_frames(path)), source.fps, height, width)
+    return VideoInfo(str(path), len(times), mean_rate(times, source.fps), height, width)
+
+
+TIMESTAMP_ROUNDING = 1e-3  # seconds: Matroska's timestamps are whole milliseconds (its default scale)
+
+
+def mean_rate(times: Sequence[float], nominal: float | None) -> float:
+    """The frame rate of frames shown at ``times`` (seconds, at least two differing; (T,)): frame steps
+    per second from the first to the last, what a gap in seconds is converted with. The ``nominal``
+    rate where the times follow it within their rounding: a constant-rate file keeps its exact rate.
+    """
+    steps, span = len(times) - 1, max(times) - min(times)
+    if nominal and abs(span - steps / nominal) <= TIMESTAMP_ROUNDING + 1e-9:  # each end rounded by half
+        return nominal
+    return steps / span
 
 
 def problem_with(path: str | Path, error: Exception) -> str:
