@@ -256,6 +256,31 @@ def test_eval_vip_command_on_the_vipseg_snippet(tmp_path, vipseg_root, cli, caps
     assert "global (1 video(s), frame 0 skipped)" in capsys.readouterr().out
 
 
+def _too_many_instances(frame):
+    """255 part instances in one map (ids 1..255), each listed: one more than can be propagated."""
+    ids = np.arange(SIZE[0] * SIZE[1]).reshape(SIZE) % 255 + 1
+    write_indexed_png(frame.instances, ids.astype(np.uint8))
+    frame.table.write_text("".join(f"{i} {1 + i % 19} 1\n" for i in range(1, 256)))
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_too_many_instances, "255 part instances in the first frame; at most 254 can be propagated"),
+    (lambda frame: write_indexed_png(frame.instances, np.zeros((60, 107), np.uint8)),
+     f"instance map is 107x60 but its class map {{name}}.png is {SIZE[1]}x{SIZE[0]}"),
+])
+def test_eval_vip_refuses_first_instances_it_cannot_propagate_naming_the_file(tmp_path, vip_root, cli, capsys,
+                                                                               edit, message):
+    """Once a ValueError (too many instances) or a RuntimeError (another size) with a traceback."""
+    root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
+    first = VipDataset(root).videos[0].frames[0]
+    edit(first)
+    out = tmp_path / "out"
+    assert cli(["eval", "vip", "--root", str(root), "--out", str(out), "--features", "lab-pixels",
+                "--size", "64"]) == 2
+    assert f"{first.instances}: {message.format(name=first.name)}" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_eval_vip_command_reports_a_bad_root(tmp_path, cli, capsys):
     assert cli(["eval", "vip", "--root", str(tmp_path), "--out", str(tmp_path / "out"),
                 "--features", "lab-pixels"]) == 2

@@ -52,6 +52,9 @@ COMMAND = "eval vip"  # in the run record (`vidcorr.evaluate.runs.RUN_STAMP`)
 INSTANCES = "instances"  # in a video's folder: its part-instance predictions, which AP_part is scored from
 
 VIP_SIZE = 560
+# Instance channels are numbered in a uint8 map whose 255 marks ignored pixels, channel 0 is "no
+# instance": 254 part instances at most in a first frame.
+MAX_INSTANCES = IGNORE - 1
 # What each preset's VIP test changes besides the square 560 input (METHODS.md §1.9, §3.4, §6.3):
 # UVC test_mask_vip.py --pre_num 1; CRW --videoLen 4 (videowalk issue #10); STT square window of
 # side 32 (|d| <= 16).
@@ -88,8 +91,8 @@ def first_frame_labels(category: np.ndarray, instances: tuple[np.ndarray, dict[i
     """category: (H, W) class ids (255 ignored); instances: ((H, W) ids, {id: class}) or None
     -> (channels, labels (Kc + Ki, H, W)). Only classes / instances present get a channel."""
     classes = np.unique(category[category != IGNORE])
-    if instances is not None and len(np.unique(instances[0])) >= IGNORE:
-        raise ValueError("more than 254 part instances in one frame cannot be propagated")
+    if instances is not None and len(np.unique(instances[0][instances[0] != 0])) > MAX_INSTANCES:
+        raise ValueError(f"more than {MAX_INSTANCES} part instances in one frame cannot be propagated")
     labels = [one_hot_labels(_channel_map(category, classes), len(classes))]
     inst_ids, inst_classes = np.zeros(0, np.int64), {}
     if instances is not None:
@@ -164,14 +167,8 @@ def write_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, fo
     """Propagate one video's frame-0 labels and write its predictions to ``folder``: ``<frame>.png``
     (class maps) and, for a video with part instances, ``instances/<frame>.png`` (instance ids,
     16-bit) and ``instances/scores.json`` (`read_instance_scores`); -> the frames written."""
-    first = video.frames[0]
-    category0, instances0 = dataset.category_map(first), dataset.instance_map(first)
     source = open_frames(video.frames_dir)
-    if category0.shape != tuple(source.size):
-        raise InputError(first.category, f"annotation is {category0.shape[1]}x{category0.shape[0]} "
-                         f"but frames are {source.size[1]}x{source.size[0]}")
-    if not np.any(category0 != IGNORE):
-        raise InputError(first.category, "the first annotation holds no class (only 255 = ignore)")
+    category0, instances0 = _first_annotation(dataset, video.frames[0], tuple(source.size))
     parts, labels = first_frame_labels(category0, instances0)
     first_pred = (category0, None if instances0 is None else instances0[0],
                   {i: 1.0 for i in ([] if instances0 is None else instances0[1])})
@@ -187,6 +184,31 @@ def write_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, fo
         write_results_json({"classes": parts.instance_classes, "scores": instance_scores_per_frame},
                            folder / INSTANCES / "scores.json")
     return len(video.frames)
+
+
+def _first_annotation(dataset: VipDataset, first: VipFrame, frame_hw: tuple[int, int]
+                      ) -> tuple[np.ndarray, tuple[np.ndarray, dict[int, int]] | None]:
+    """Frame 0's class map (H, W) and part instances (`VipDataset.instance_map`), checked for what
+    propagating them needs; `InputError` naming the file: a class map not of the frames' size (H, W)
+    or of no class, an instance map not of the class map's size or of more instances than
+    `MAX_INSTANCES`."""
+    category, instances = dataset.category_map(first), dataset.instance_map(first)
+    if category.shape != frame_hw:
+        raise InputError(first.category, f"annotation is {category.shape[1]}x{category.shape[0]} "
+                         f"but frames are {frame_hw[1]}x{frame_hw[0]}")
+    if not np.any(category != IGNORE):
+        raise InputError(first.category, "the first annotation holds no class (only 255 = ignore)")
+    if instances is None:
+        return category, None
+    ids = instances[0]
+    if ids.shape != category.shape:
+        raise InputError(first.instances, f"instance map is {ids.shape[1]}x{ids.shape[0]} but its class map "
+                                          f"{first.category.name} is {category.shape[1]}x{category.shape[0]}")
+    count = len(np.unique(ids[ids != 0]))
+    if count > MAX_INSTANCES:
+        raise InputError(first.instances, f"{count} part instances in the first frame; at most {MAX_INSTANCES} "
+                                          "can be propagated")
+    return category, instances
 
 
 def score_video(dataset: VipDataset, video: VipVideo, folder: Path, skip_first_frame: bool, *,
