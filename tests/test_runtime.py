@@ -76,3 +76,20 @@ def test_propagating_commands_bound_memory_training_does_not(tmp_path, monkeypat
     assert cli.main(["train", "uvc", "--data", str(tmp_path / "none"), "--recipe", "uvc-cpu",
                      "--autoencoder", str(tmp_path / "ae.safetensors")]) == 2
     assert calls == [True]
+
+
+def test_the_api_leaves_the_processs_allocator_to_its_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bound_cpu_memory changes the whole process's malloc: the API offers it (vidcorr.bound_cpu_memory),
+    never calls it, where the command line does."""
+    from api_helpers import _crw_small
+    from synthetic import PatchEncoder
+    from test_propagate import _texture_video
+
+    import vidcorr
+
+    assert vidcorr.bound_cpu_memory is bound_cpu_memory and "bound_cpu_memory" in dir(vidcorr)
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)  # what bound_cpu_memory sets first
+    monkeypatch.delenv("VIDCORR_DEFAULT_MALLOC", raising=False)
+    frames, masks = _texture_video(n_frames=4)
+    assert len(list(vidcorr.propagate_masks(frames, masks[0], encoder=PatchEncoder(), preset=_crw_small()))) == 4
+    assert "THP_MEM_ALLOC_ENABLE" not in os.environ

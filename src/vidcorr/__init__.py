@@ -2,14 +2,17 @@
 
 The scripting API (`vidcorr.api`) is importable from here: ``vidcorr.encoder_for``,
 ``vidcorr.propagate_masks``, ``vidcorr.mask_tracker``,
-``vidcorr.propagate_keypoints``, ``vidcorr.track_box``, ``vidcorr.propagate_labels``. It is loaded on first use, so that
+``vidcorr.propagate_keypoints``, ``vidcorr.track_box``, ``vidcorr.propagate_labels``, and
+``vidcorr.bound_cpu_memory`` (`vidcorr.runtime`), the command line's allocator settings, an opt-in
+for a process that propagates long videos. It is loaded on first use, so that
 ``import vidcorr`` and the command line's start-up do not pay for torch until they need it.
 """
 
 __version__ = "0.1.0"
 
 # The public API, all of it loaded lazily from `vidcorr.api` (so ``from vidcorr import *`` gives it too).
-__all__ = ["encoder_for", "propagate_masks", "mask_tracker", "propagate_keypoints", "track_box", "propagate_labels"]
+__all__ = ["encoder_for", "propagate_masks", "mask_tracker", "propagate_keypoints", "track_box", "propagate_labels",
+           "bound_cpu_memory"]
 
 
 def __getattr__(name: str):

@@ -18,7 +18,11 @@
         ...                               # labels (K, H, W) float32, soft, at the frame's size
 
 The command line (`vidcorr propagate`) runs the same code and loads its models the same way
-(`resolve_encoder`).
+(`resolve_encoder`). One thing it does that these functions do not: `vidcorr.bound_cpu_memory()`
+(`vidcorr.runtime`), which keeps a long video's peak CPU memory flat (glibc's default lets it creep
+~10 % over the first few hundred frames) at some CPU time. It sets the malloc of the whole process
+(and an environment variable PyTorch reads), which a library should not do behind its caller's
+back: call it once, first, when you propagate long videos on a CPU.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
 from vidcorr.soft_labels import check_first_labels, propagate_soft_labels
-from vidcorr.runtime import checked_device
+from vidcorr.runtime import bound_cpu_memory, checked_device  # bound_cpu_memory: exported, never called here
 from vidcorr.track_uvc import TrackOptions, mask_propagator
 
 log = logging.getLogger(__name__)
@@ -129,7 +133,9 @@ def propagate_masks(
     ``temperature``, ``radius``, ``n_previous``, ``window_first``) change the preset. track: UVC-track
     (UVC's "ours-track", `vidcorr.track_uvc`: each object carried box to box), True for the
     official settings or a `TrackOptions`. Frames are read and dropped as they are propagated:
-    memory does not grow with the video. Bad input raises `InputError` naming the file here, not
+    memory does not grow with the video (for a flat peak on long videos on a CPU, call
+    `vidcorr.bound_cpu_memory()` first, as the command line does: it changes the whole process's
+    malloc, so it is left to the caller). Bad input raises `InputError` naming the file here, not
     at the first frame.
     """
     from vidcorr.io.masks import read_mask
