@@ -8,8 +8,8 @@ chosen preset's JHMDB variant (`jhmdb_preset`), decoded per frame and scored wit
 `score_jhmdb` scores saved prediction files (``predictions/<class>/<video>.json``, ours or another
 method's in that format, or the keypoints.json of ``vidcorr propagate --keypoints``) without a
 model (`vidcorr score jhmdb`). Both paths score the coordinates
-as read back from the file (`read_prediction`), so ``score`` on ``eval``'s files gives ``eval``'s
-numbers exactly.
+as read back from the file, with the same `score_folder`, so ``score`` on ``eval``'s files gives
+``eval``'s numbers exactly.
 """
 
 from __future__ import annotations
@@ -208,15 +208,10 @@ def run_jhmdb(
                           unit="video"):
             record.finish(video.name, timed_sequence(propagator, lambda: _write_video(
                 propagator, video, ground_truth[video.name], codec, files[video.name])))
-    scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
-    for video in dataset.videos:
-        # Scored as written (3 decimals), as `score_jhmdb` reads the file.
-        written, seen = read_prediction(files[video.name], video)
-        scores.add(video.name, written, ground_truth[video.name], seen)
-    timing = run_timing(record, propagator.device)
-    results = _results(scores.results(DEFAULT_ALPHAS), dataset, skip_first_frame)
+    # Scored as written (3 decimals), as `score_jhmdb` reads the files.
+    results = score_folder(dataset, out_dir / "predictions", ground_truth, skip_first_frame)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), codec=codec.as_dict(),
-                   model=model_info or {}, timing=timing)
+                   model=model_info or {}, timing=run_timing(record, propagator.device))
     write_results_json(results, out_dir / "results.json")
     return results
 
@@ -240,13 +235,21 @@ def score_jhmdb(dataset: JhmdbDataset, results_dir: str | Path, *, skip_first_fr
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
     ground_truth = {video.name: video.joints() for video in dataset.videos}
-    scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
-    for video in dataset.videos:
-        coords, visible = read_prediction(results_dir / f"{video.name}.json", video)
-        scores.add(video.name, coords, ground_truth[video.name], visible)
-    results = _results(scores.results(DEFAULT_ALPHAS), dataset, skip_first_frame)
+    results = score_folder(dataset, results_dir, ground_truth, skip_first_frame)
     results["results"] = str(results_dir)
     return results
+
+
+def score_folder(dataset: JhmdbDataset, folder: Path, ground_truth: dict[str, np.ndarray],
+                 skip_first_frame: bool) -> dict:
+    """PCK of every video's saved prediction ``folder/<class>/<video>.json`` (`read_prediction`)
+    against ``ground_truth`` ({video: (T, 15, 2) joints}) -> the results dict of `_results`; `run_jhmdb`
+    scores its own ``predictions/`` with it, `score_jhmdb` any folder."""
+    scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
+    for video in dataset.videos:
+        coords, visible = read_prediction(folder / f"{video.name}.json", video)
+        scores.add(video.name, coords, ground_truth[video.name], visible)
+    return _results(scores.results(DEFAULT_ALPHAS), dataset, skip_first_frame)
 
 
 def _results(pck: dict, dataset: JhmdbDataset, skip_first_frame: bool) -> dict:
