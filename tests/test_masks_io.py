@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from vidcorr.errors import InputError
-from vidcorr.io.masks import DAVIS_PALETTE, read_mask, read_mask_and_palette, read_palette, write_indexed_png
+from vidcorr.io.masks import (DAVIS_PALETTE, mask_size, read_mask, read_mask_and_palette, read_palette,
+                              write_indexed_png)
 
 
 def test_palette_is_the_one_of_the_golden_generator(shared_dir):
@@ -135,3 +136,25 @@ def test_mask_and_palette_in_one_read_are_the_two_reads(tmp_path, davis2016_root
     assert read_mask_and_palette(davis2016_root / "Annotations/480p/blackswan/00000.png")[1] is None
     with pytest.raises(InputError, match="mask file not found"):
         read_mask_and_palette(tmp_path / "missing.png")
+
+
+def test_a_masks_header_check_refuses_what_reading_it_refuses(tmp_path):
+    """mask_size (headers only, the pre-run check of a split) and read_mask share one opening: the same
+    file gets the same error, naming it; a PNG cut in its pixels passes the header and is named when read."""
+    ids = np.zeros((40, 60), np.uint8)
+    ids[10:30, 15:45] = 1
+    Image.fromarray(ids).save(tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    Image.fromarray(np.stack([ids] * 3, axis=2)).save(tmp_path / "rgb.png")
+    for name in ("missing.png", "broken.png", "rgb.png", "."):
+        path = tmp_path / name
+        with pytest.raises(InputError) as size_error:
+            mask_size(path)
+        with pytest.raises(InputError) as read_error:
+            read_mask(path)
+        assert str(size_error.value) == str(read_error.value) and size_error.value.path == path, name
+    assert mask_size(tmp_path / "cut.png") == (60, 40)
+    with pytest.raises(InputError, match="cannot read mask") as info:
+        read_mask(tmp_path / "cut.png")
+    assert info.value.path == tmp_path / "cut.png"

@@ -16,6 +16,8 @@ it (see `vidcorr.metrics.davis`); propagation should not start labels from it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -109,19 +111,26 @@ def read_mask_and_palette(path: str | Path) -> tuple[np.ndarray, np.ndarray | No
 
 
 def _read_mask(path: Path, with_palette: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    with _opened_mask(path) as img:
+        mode, arr = img.mode, np.array(img)
+        palette = _palette_of(img) if with_palette else None
+    return _ids(arr, mode, path), palette
+
+
+@contextlib.contextmanager
+def _opened_mask(path: Path) -> Iterator[Image.Image]:
+    """The mask file ``path`` opened, its format checked (`_check_mask_format`); `InputError` naming
+    it when it is missing, a folder or unreadable, also while the block reads its pixels."""
     try:
         with Image.open(path) as img:
-            mode = img.mode
             _check_mask_format(img, path)
-            arr = np.array(img)
-            palette = _palette_of(img) if with_palette else None
+            yield img
     except FileNotFoundError:
         raise InputError(path, "mask file not found") from None
     except IsADirectoryError:
         raise InputError(path, "is a folder, not a mask file") from None
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(path, f"cannot read mask: {err}") from None
-    return _ids(arr, mode, path), palette
 
 
 def _ids(arr: np.ndarray, mode: str, path: Path) -> np.ndarray:
@@ -144,17 +153,8 @@ def mask_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of a mask file, from its header only, refused as `read_mask` would refuse it
     (JPEG, RGB, unsupported mode, unreadable): a cheap check of a whole annotation folder before a
     long run, which otherwise failed on a bad file only after hours of propagation."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            _check_mask_format(img, path)
-            return img.size
-    except FileNotFoundError:
-        raise InputError(path, "mask file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, not a mask file") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise InputError(path, f"cannot read mask: {err}") from None
+    with _opened_mask(Path(path)) as img:
+        return img.size
 
 
 def _check_mask_format(img: Image.Image, path: Path) -> None:
