@@ -216,9 +216,11 @@ def test_the_recipe_of_trained_weights_reaches_the_evaluation_record_with_its_sh
 
     model = build_encoder("crw", out_layer="layer2")
     own = save_weights(model, tmp_path / "own.safetensors",
-                       meta={"recipe": "/home/me/uvc.toml", "recipe_sha256": "ab" * 32})
+                       meta={"recipe": "/home/me/uvc.toml", "recipe_sha256": "ab" * 32,
+                             "recipe_chain_sha256": "cd" * 32})
     shipped = save_weights(model, tmp_path / "shipped.safetensors", meta={"recipe": "uvc"})
     _, info = resolve_encoder(get_preset("crw"), weights=own)
-    assert (info["recipe"], info["recipe_sha256"]) == ("/home/me/uvc.toml", "ab" * 32)
+    assert (info["recipe"], info["recipe_sha256"], info["recipe_chain_sha256"]) == ("/home/me/uvc.toml", "ab" * 32,
+                                                                                    "cd" * 32)
     _, info = resolve_encoder(get_preset("crw"), weights=shipped)
-    assert info["recipe"] == "uvc" and "recipe_sha256" not in info
+    assert info["recipe"] == "uvc" and "recipe_sha256" not in info and "recipe_chain_sha256" not in info

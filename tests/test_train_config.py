@@ -11,6 +11,7 @@ import pytest
 from vidcorr.errors import InputError
 from vidcorr.methods import uvc
 from vidcorr.train import StageConfig, learning_rate, load_recipe, stage_steps
+from vidcorr.train.checkpoint import Progress, export_meta
 from vidcorr.train.config import CONFIG_DIR, recipe_from_dict
 
 
@@ -147,6 +148,37 @@ def test_a_file_named_like_a_shipped_recipe_extends_the_shipped_one(tmp_path) ->
         load_recipe(tmp_path / "no-such-shipped.toml")
 
 
+def _sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _chain(*paths) -> str:
+    """What ``sha256sum PATHS | cut -c1-64 | sha256sum`` prints (docs/training.md, "Recipes")."""
+    return hashlib.sha256("".join(f"{_sha256(path)}\n" for path in paths).encode()).hexdigest()
+
+
+def test_a_recipe_files_chain_digest_covers_the_files_it_extends(tmp_path) -> None:
+    """The recorded sha256 was the named file's alone: a changed parent trained another recipe under
+    the same record. ``chain_sha256`` covers every file of the chain, the named one first."""
+    (tmp_path / "parent.toml").write_text('extends = "uvc-cpu-t20"\n[data]\nbatch_size = 4\n')
+    (tmp_path / "child.toml").write_text('extends = "parent.toml"\nseed = 3\n')
+    recipe = load_recipe(tmp_path / "child.toml")
+    files = [tmp_path / "child.toml", tmp_path / "parent.toml", CONFIG_DIR / "uvc-cpu-t20.toml",
+             CONFIG_DIR / "uvc-cpu.toml"]
+    assert recipe.file["sha256"] == _sha256(files[0]) and recipe.file["chain_sha256"] == _chain(*files)
+    (tmp_path / "parent.toml").write_text('extends = "uvc-cpu-t20"\n[data]\nbatch_size = 6\n')
+    changed = load_recipe(tmp_path / "child.toml")
+    assert changed.file["sha256"] == recipe.file["sha256"]  # the named file is the same ...
+    assert changed.file["chain_sha256"] == _chain(*files) != recipe.file["chain_sha256"]  # ... its chain is not
+    assert changed.data.batch_size == 6
+    # a record from before the chain's digest was kept reads as it was, and a sidecar leaves it out
+    old = {**recipe.to_dict(), "file": {k: v for k, v in recipe.file.items() if k != "chain_sha256"}}
+    stored = recipe_from_dict(old, recipe.name)
+    meta = export_meta(tmp_path, stored, None, Progress())
+    assert meta["recipe_sha256"] == recipe.file["sha256"] and "recipe_chain_sha256" not in meta
+    assert export_meta(tmp_path, recipe, None, Progress())["recipe_chain_sha256"] == recipe.file["chain_sha256"]
+
+
 def test_a_recipe_file_of_ones_own_is_identified_by_its_path_and_sha256(tmp_path) -> None:
     """my/uvc-cpu.toml was named "uvc-cpu" alone, as the shipped recipe, in checkpoints, run.json
     and sidecars: nothing downstream could tell them apart."""
@@ -157,8 +189,8 @@ def test_a_recipe_file_of_ones_own_is_identified_by_its_path_and_sha256(tmp_path
     own.parent.mkdir()
     own.write_text('extends = "uvc-cpu"\n')  # the same fields, under the same name
     recipe = load_recipe(own)
-    sha = hashlib.sha256(own.read_bytes()).hexdigest()
-    assert recipe.name == "uvc-cpu" and recipe.file == {"path": str(own.resolve()), "sha256": sha}
+    assert recipe.name == "uvc-cpu" and recipe.file == {"path": str(own.resolve()), "sha256": _sha256(own),
+                                                        "chain_sha256": _chain(own, CONFIG_DIR / "uvc-cpu.toml")}
     assert recipe.identity == str(own.resolve()) and recipe.to_dict()["file"] == recipe.file
     assert recipe_from_dict(recipe.to_dict(), recipe.name) == recipe  # checkpoint round trip
     # the same run as the shipped one (a resume compares fields), and as itself stored before the file was
@@ -349,6 +381,6 @@ def test_a_link_to_a_shipped_recipe_under_another_name_is_a_file_of_ones_own(tmp
     recipe = load_recipe(link)
     named = str(link.parent.resolve() / link.name)  # the link, not the shipped file it points to
     assert recipe.name == "fast" and recipe.identity == named
-    assert recipe.file == {"path": named,
-                           "sha256": hashlib.sha256((CONFIG_DIR / "uvc-cpu.toml").read_bytes()).hexdigest()}
+    assert recipe.file == {"path": named, "sha256": _sha256(CONFIG_DIR / "uvc-cpu.toml"),
+                           "chain_sha256": _chain(CONFIG_DIR / "uvc-cpu.toml")}
     assert recipe.trajectory_dict() == load_recipe("uvc-cpu").trajectory_dict()

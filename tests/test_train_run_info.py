@@ -17,6 +17,7 @@ import vidcorr
 from vidcorr.cli import main
 from vidcorr.train import load_recipe
 from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, save_checkpoint
+from vidcorr.train.config import CONFIG_DIR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,7 +108,9 @@ def test_a_recipe_file_of_ones_own_is_recorded_by_path_and_sha256_and_old_record
     recipe, run, weights = tmp_path / "ae.toml", tmp_path / "run", tmp_path / "ae.json"
 
     def recorded(path: Path) -> dict[str, str]:
-        return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        own, shipped = (hashlib.sha256(p.read_bytes()).hexdigest() for p in (path, CONFIG_DIR / "autoencoder.toml"))
+        return {"path": str(path.resolve()), "sha256": own,
+                "chain_sha256": hashlib.sha256(f"{own}\n{shipped}\n".encode()).hexdigest()}  # ae.toml extends it
 
     def stored_before_the_record() -> None:
         checkpoint = load_checkpoint(run / "checkpoint.pt")
@@ -119,6 +122,7 @@ def test_a_recipe_file_of_ones_own_is_recorded_by_path_and_sha256_and_old_record
     assert load_checkpoint(run / "checkpoint.pt")["recipe"]["file"] == recorded(recipe)
     meta = json.loads(weights.read_text())["meta"]
     assert meta["recipe"] == str(recipe.resolve()) and meta["recipe_sha256"] == recorded(recipe)["sha256"]
+    assert meta["recipe_chain_sha256"] == recorded(recipe)["chain_sha256"]
     assert meta["recipe_config"]["name"] == "ae" and meta["recipe_config"]["file"] == recorded(recipe)
     stored_before_the_record()
     moved = tmp_path / "moved" / "ae.toml"  # another path, other bytes, the same fields
@@ -133,6 +137,7 @@ def test_a_recipe_file_of_ones_own_is_recorded_by_path_and_sha256_and_old_record
     assert _train([a for a in run_args if a not in ("--recipe", str(recipe))] + ["--resume"], monkeypatch) == 0
     meta = json.loads(weights.read_text())["meta"]
     assert meta["steps"] == 6 and meta["recipe"] == "ae" and "recipe_sha256" not in meta  # all it holds
+    assert "recipe_chain_sha256" not in meta
 
 
 def test_a_shipped_recipe_is_recorded_by_its_name() -> None:

@@ -86,7 +86,8 @@ def resolve_encoder(
     encoder = encoder_from_weights(loaded, path, out_layer=out_layer)
     info = {"weights": str(path), "sha256": loaded.sha256, "trained": True,
             "out_layer": getattr(getattr(encoder, "config", None), "out_layer", None)}
-    info.update({k: loaded.meta[k] for k in ("name", "steps", "recipe", "recipe_sha256") if k in loaded.meta})
+    info.update({k: loaded.meta[k] for k in ("name", "steps", "recipe", "recipe_sha256", "recipe_chain_sha256")
+                 if k in loaded.meta})
     if warn_if_unfinished(loaded, path):  # exported by --max-steps or from a stopped run's checkpoint
         info["finished"] = False
     return encoder, info

@@ -346,12 +346,16 @@ def export_meta(run_dir: Path, recipe: Recipe, data: dict[str, Any] | None, prog
     every stage of the recipe done, as at a run's end (or in its last stage's checkpoint).
     ``commands``: the command lines that started and resumed the run (left out when unknown: a
     checkpoint from before they were recorded). ``recipe``: a shipped recipe's name, or the path of a
-    file of one's own, with its sha256 as ``recipe_sha256`` (`Recipe.identity`)."""
+    file of one's own, with its sha256 as ``recipe_sha256`` and that of its ``extends`` chain as
+    ``recipe_chain_sha256`` (`Recipe.identity`, `Recipe.file`; a record from before the chain's
+    digest was kept has none)."""
     meta = {"name": Path(run_dir).name, "method": recipe.method, "recipe": recipe.identity,
             "recipe_config": recipe.to_dict(), "data": data, "steps": progress.step, "samples": progress.samples,
             "finished": progress.stage == len(recipe.stages), "wall_time_s": round(progress.wall_time, 1)}
     if recipe.file is not None:
         meta["recipe_sha256"] = recipe.file["sha256"]
+        if "chain_sha256" in recipe.file:
+            meta["recipe_chain_sha256"] = recipe.file["chain_sha256"]
     if commands:
         meta["commands"] = list(commands)
     return meta

@@ -186,10 +186,12 @@ class Recipe:
     # {"weights": path, "sha256": hex}: the weights the method's exported module starts from
     # (`vidcorr train ... --init W`, set by the command line, not by recipe files).
     init: dict[str, str] | None = None
-    # {"path": absolute path, "sha256": hex}: the recipe file of one's own this was read from (set by
-    # `load_recipe`, not by recipe files). Its name is the file's stem, which may be a shipped
-    # recipe's: my/uvc.toml is named "uvc" too. None: a shipped recipe, which its name identifies,
-    # one built in code, or one stored before 2026-12-06, when only the name was recorded.
+    # {"path": absolute path, "sha256": hex, "chain_sha256": hex}: the recipe file of one's own this was
+    # read from (set by `load_recipe`, not by recipe files); sha256 is that file's, chain_sha256
+    # covers the files it `extends` too (`chain_digest`; not in records from before 2026-12-07). Its
+    # name is the file's stem, which may be a shipped recipe's: my/uvc.toml is named "uvc" too. None:
+    # a shipped recipe, which its name identifies, one built in code, or one stored before 2026-12-06,
+    # when only the name was recorded.
     file: dict[str, str] | None = None
 
     @property
@@ -312,9 +314,10 @@ _FILE_KEYS = {f.name for f in dataclasses.fields(Recipe)} - {"init", "file"} | {
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """Read a shipped recipe by name or a TOML file; `InputError` naming the file if bad. A file
-    outside configs/train/ is recorded by path and sha256 (`Recipe.file`)."""
+    outside configs/train/ is recorded by path and sha256, and by the digest of its `extends` chain
+    (`Recipe.file`)."""
     path = recipe_path(name_or_path)
-    data = _read_recipe_table(path, chain=())
+    data, digests = _read_recipe_table(path, chain=())
     if "init" in data:
         raise InputError(path, "unreadable recipe: 'init' is not a recipe field; start from weights with --init")
     if unknown := sorted(set(data) - _FILE_KEYS):  # before `recipe_from_dict`, which would list init
@@ -328,34 +331,45 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     named = path.parent.resolve() / path.name
     if named.parent == CONFIG_DIR:  # shipped, also when given by its path
         return recipe
-    return recipe.replace(file={"path": str(named), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    return recipe.replace(file={"path": str(named), "sha256": digests[0], "chain_sha256": chain_digest(digests)})
 
 
-def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
-    """The TOML table of ``path`` with its ``extends`` chain merged in (parents first)."""
+def chain_digest(digests: list[str]) -> str:
+    """The sha256 of a recipe file's ``extends`` chain, from each file's sha256 (hex), the named file
+    first, then the file it extends, and so on: of their lines, as ``sha256sum my.toml parent.toml
+    | cut -c1-64 | sha256sum`` gives it. A changed parent is another recipe, though the named file
+    is not: its own sha256 alone did not tell."""
+    return hashlib.sha256("".join(f"{digest}\n" for digest in digests).encode()).hexdigest()
+
+
+def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[str]]:
+    """The TOML table of ``path`` with its ``extends`` chain merged in (parents first), and the
+    sha256 of each file of the chain, ``path``'s first (each file read once for both)."""
     if not path.is_file():
         shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
         where = f" (extended by {chain[-1]})" if chain else ""
         raise InputError(path, f"no such recipe{where} (shipped recipes: {', '.join(shipped) or 'none'})")
     try:
-        data = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InputError(path, f"unreadable recipe: {error}") from None
+    digest = hashlib.sha256(raw).hexdigest()
     parent = data.pop("extends", None)
     dropped = data.pop("drop_stages", [])
     if parent is None:
         if dropped:
             raise InputError(path, "unreadable recipe: 'drop_stages' needs 'extends' (it removes a parent's stages)")
-        return data
+        return data, [digest]
     if not isinstance(parent, str):
         raise InputError(path, f"unreadable recipe: 'extends' must be a recipe name or path, got {parent!r}")
     parent_path = _extended_path(path, parent)
     if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
         raise InputError(path, f"unreadable recipe: 'extends' loops back to {parent_path}")
-    base = _read_recipe_table(parent_path, (*chain, path))
+    base, parents = _read_recipe_table(parent_path, (*chain, path))
     base.pop("name", None)  # a recipe is named by its own file, never by its parent
     base["stages"] = _drop_stages(path, base.get("stages", {}), dropped, data.get("stages", {}))
-    return _merge_tables(base, data)
+    return _merge_tables(base, data), [digest, *parents]
 
 
 def _drop_stages(path: Path, stages: dict[str, Any], dropped: Any, kept: dict[str, Any]) -> dict[str, Any]:
