@@ -35,7 +35,7 @@ DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
 
 def current_rss_mib() -> float:
     """Resident set size of this process now (Linux VmRSS), MiB; the peak comes from
-    `vidcorr.evaluate.davis.peak_rss_mib`, the same measurement `eval davis` records."""
+    `vidcorr.evaluate.timing.peak_rss_mib`, the same measurement `eval davis` records."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -91,7 +91,7 @@ def child_memory(args) -> dict:
     import torch
     from PIL import Image
 
-    from vidcorr.evaluate.davis import peak_gpu_mib, peak_rss_mib
+    from vidcorr.evaluate.timing import peak_gpu_mib, peak_rss_mib
     from vidcorr.io.davis import DavisDataset
     from vidcorr.masks import propagate_mask
     from vidcorr.track_uvc import mask_propagator

@@ -14,6 +14,8 @@ import pytest
 from cli_helpers import interrupt_on_call
 
 from vidcorr.cli import main
+from vidcorr.evaluate.runs import RunRecord
+from vidcorr.evaluate.timing import run_timing
 
 JHMDB_CLIP = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
 VIPSEG_VIDEO = "12_1mWNahzcsAc"
@@ -141,3 +143,18 @@ def test_resume_refuses_another_commands_run_and_a_folder_without_one(data_dir, 
     assert main([*vot, "--out", str(mine)]) == 2
     assert f"{mine}: holds no `eval vot` run to resume (no .run.json" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["results.json"]
+
+
+def test_run_timing_sums_the_kept_and_new_items_times(tmp_path):
+    """results.json's timing of a resumed propagating run (eval davis|jhmdb|vip): every finished
+    item's recorded time summed, the kept ones listed; an item without a time adds nothing."""
+    kept = {"a": {"frames": 10, "seconds": 2.0, "feature_seconds": 1.5, "propagation_seconds": 0.25}}
+    record = RunRecord(tmp_path, {"command": "eval vip"}, ["a", "old"], kept)
+    record.finish("b", {"frames": 30, "seconds": 3.0, "feature_seconds": 2.0, "propagation_seconds": 0.5})
+    timing = run_timing(record, "cpu")
+    assert {k: timing[k] for k in ("frames", "seconds", "frames_per_second", "feature_seconds",
+                                   "propagation_seconds", "device")} == {
+        "frames": 40, "seconds": 5.0, "frames_per_second": 8.0, "feature_seconds": 3.5,
+        "propagation_seconds": 0.75, "device": "cpu"}
+    assert timing["kept_from_earlier_run"] == ["a", "old"] and timing["peak_rss_mib"] > 0
+    assert "kept_from_earlier_run" not in run_timing(RunRecord(tmp_path, {"command": "eval vip"}, []), "cpu")

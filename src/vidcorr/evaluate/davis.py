@@ -8,10 +8,8 @@ Ties a model, a propagation preset and a DAVIS root together. The scoring is
 from __future__ import annotations
 
 import logging
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,8 @@ from tqdm import tqdm
 
 from vidcorr.evaluate.davis_overlays import DAVIS_FPS, overlay_frames, overlay_from_results, overlay_path
 from vidcorr.evaluate.davis_overlays import OVERLAYS
-from vidcorr.evaluate.runs import RunRecord, check_output_folder, recorded_run, write_item_folder
+from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_folder
+from vidcorr.evaluate.timing import run_timing, timed_sequence
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
@@ -36,72 +35,6 @@ from vidcorr.viz import PALETTE, Curve, line_plot
 log = logging.getLogger(__name__)
 
 COMMAND = "eval davis"  # in its run record (`vidcorr.evaluate.runs.RUN_STAMP`)
-
-
-@dataclass
-class RunStats:
-    """Wall time of a propagation run, split into feature extraction and affinity + transport."""
-
-    frames: int = 0
-    seconds: float = 0.0
-    feature_seconds: float = 0.0
-    propagation_seconds: float = 0.0
-    device: str = "cpu"
-
-    @classmethod
-    def of_run(cls, record: RunRecord, device: str | torch.device) -> RunStats:
-        """The times of a whole run, summed over its items as ``record`` holds them (`timed_sequence`):
-        a resumed run's, kept items included, and a finished run's when resumed with nothing to do."""
-        totals = record.totals()
-        return cls(frames=int(totals.get("frames", 0)), seconds=totals.get("seconds", 0.0),
-                   feature_seconds=totals.get("feature_seconds", 0.0),
-                   propagation_seconds=totals.get("propagation_seconds", 0.0), device=str(device))
-
-    def as_dict(self) -> dict:
-        fps = self.frames / self.seconds if self.seconds else 0.0
-        stats = {"frames": self.frames, "seconds": round(self.seconds, 3), "frames_per_second": round(fps, 3),
-                 "feature_seconds": round(self.feature_seconds, 3),
-                 "propagation_seconds": round(self.propagation_seconds, 3),
-                 "peak_rss_mib": peak_rss_mib(), "torch_threads": torch.get_num_threads(), "device": self.device}
-        if torch.device(self.device).type == "cuda":
-            stats["peak_gpu_mib"] = peak_gpu_mib(self.device)
-            stats["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
-        return stats
-
-
-def run_timing(record: RunRecord, device: str | torch.device) -> dict:
-    """results.json's ``timing`` of a recorded run (`RunStats.of_run`), with the items kept from an
-    earlier session (``kept_from_earlier_run``) when it was resumed."""
-    timing = RunStats.of_run(record, device).as_dict()
-    if record.kept:
-        timing["kept_from_earlier_run"] = record.kept
-    return timing
-
-
-def timed_sequence(propagator: Propagator, propagate: Callable[[], int]) -> dict[str, float]:
-    """Run ``propagate`` (one sequence; returns its frame count) -> what it took, as a run record
-    keeps it (`RunStats.of_run`): frames, seconds, and the propagator's feature / propagation seconds."""
-    before = dict(propagator.timing)
-    start = time.perf_counter()
-    frames = propagate()
-    return {"frames": frames, "seconds": time.perf_counter() - start,
-            "feature_seconds": propagator.timing["features"] - before["features"],
-            "propagation_seconds": propagator.timing["propagation"] - before["propagation"]}
-
-
-def peak_rss_mib() -> float | None:
-    """Peak resident memory of this process so far, MiB (None where the OS does not report it)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
-
-
-def peak_gpu_mib(device: str | torch.device) -> float:
-    """Peak memory PyTorch allocated on a CUDA device so far, MiB (tensors, not the allocator's cache)."""
-    return round(torch.cuda.max_memory_allocated(torch.device(device)) / 2**20, 1)
 
 
 def write_mask_sequence(

@@ -24,8 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcorr.errors import InputError
-from vidcorr.evaluate.davis import run_timing, timed_sequence
 from vidcorr.evaluate.runs import check_output_folder, recorded_run
+from vidcorr.evaluate.timing import run_timing, timed_sequence
 from vidcorr.io.jhmdb import JOINT_NAMES, NUM_JOINTS, JhmdbDataset, JhmdbVideo
 from vidcorr.io.video import open_frames
 from vidcorr.keypoints import HeatmapCodec, codec_for, propagate_keypoints

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vidcorr.evaluate.davis import run_timing, timed_sequence
 from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_folder
+from vidcorr.evaluate.timing import run_timing, timed_sequence
 from vidcorr.errors import InputError
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
