@@ -102,6 +102,19 @@ def test_split_files_select_the_test_videos(tmp_path, jhmdb_root):
         JhmdbDataset(root, videos=[f"{CLASS}/nope"])
 
 
+def test_split_files_saved_by_another_editor(tmp_path, jhmdb_root):
+    """A BOM made the first line's video "\ufeff<video>", not listed; a file that is not UTF-8 was a raw
+    UnicodeDecodeError naming no file."""
+    root = _small_tree(tmp_path, jhmdb_root, 2)
+    split = tmp_path / f"{CLASS}_test_split1.txt"
+    split.write_bytes(f"{VIDEO}.avi 2\r\n".encode("utf-8-sig"))
+    assert [v.name for v in JhmdbDataset(root, splits=[split]).videos] == [NAME]
+    split.write_bytes(f"{VIDEO}.avi 2\n".encode("utf-16"))
+    with pytest.raises(InputError, match="unreadable split file") as info:
+        JhmdbDataset(root, splits=[split])
+    assert info.value.path == split
+
+
 def test_an_unknown_video_names_the_valid_ones(tmp_path, jhmdb_root):
     """A misspelt --videos name said only that it was unknown; the valid names are listed (the first
     10 and how many), as eval davis lists a split's sequences."""

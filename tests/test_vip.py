@@ -131,6 +131,9 @@ def _copy_tree(src, dst):
      "line 1"),
     (lambda r: _first(r, "Category_ids", "png").unlink(),
      "class annotation not found"),
+    # not text: a raw UnicodeDecodeError that named no file
+    (lambda r: (r / "lists" / "val_videos.txt").write_bytes(b"\xff\xfe\x00v"), r"val_videos\.txt: unreadable video list"),
+    (lambda r: _first(r, "Instance_ids", "txt").write_bytes(b"1 2 \xe9\n"), r"\.txt: unreadable instance table"),
 ])
 def test_rejects_malformed_vip_files(tmp_path, vip_root, edit, message):
     root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
@@ -139,6 +142,15 @@ def test_rejects_malformed_vip_files(tmp_path, vip_root, edit, message):
         dataset = VipDataset(root)
         frame = dataset.videos[-1].frames[0]
         dataset.category_map(frame), dataset.instance_map(frame)
+
+
+def test_a_video_list_saved_with_a_byte_order_mark(tmp_path, vip_root):
+    """A Windows editor's BOM became part of the first name: its frames were "not found"."""
+    root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
+    listed = root / "lists" / "val_videos.txt"
+    names = [video.name for video in VipDataset(root).videos]
+    listed.write_bytes(("\r\n".join(names) + "\r\n").encode("utf-8-sig"))
+    assert [video.name for video in VipDataset(root).videos] == names
 
 
 def test_rejects_unlisted_instances_and_out_of_range_classes(tmp_path, vip_root):

@@ -24,6 +24,7 @@ import scipy.io
 from vidcorr.errors import InputError
 from vidcorr.io.roots import misplaced_root_hint, names_held
 from vidcorr.io.images import list_frame_files
+from vidcorr.io.text import read_text
 
 # Joint order of joint_positions.mat (J-HMDB README); index = channel.
 JOINT_NAMES: tuple[str, ...] = (
@@ -89,7 +90,7 @@ def read_split_file(path: str | Path) -> dict[str, int]:
     """``<class>_test_split<n>.txt`` -> {video name without .avi: 1 (train) | 2 (test)}."""
     path = Path(path)
     videos: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path, "split file").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()

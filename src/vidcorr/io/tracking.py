@@ -54,6 +54,7 @@ from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.images import is_frame_file, list_frame_files
 from vidcorr.io.roots import misplaced_root_hint
+from vidcorr.io.text import read_text
 from vidcorr.io.video import FrameSource, open_frame_files
 
 log = logging.getLogger(__name__)
@@ -123,14 +124,7 @@ def annotation_lines(path: Path, kind: str = "annotation") -> list[tuple[int, st
 
     kind: what the file is ("annotation", "results"), for the messages.
     """
-    try:
-        # utf-8-sig: a file saved by a Windows editor starts with a byte-order mark, which made
-        # line 1 unparsable ('\ufeff205').
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise InputError(path, f"{kind} file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(path, f"unreadable {kind} file ({error})") from None
+    lines = read_text(path, f"{kind} file").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     for number, text in enumerate(lines, start=1):

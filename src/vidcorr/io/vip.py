@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from vidcorr.errors import InputError
 from vidcorr.io.roots import misplaced_root_hint, names_held
 from vidcorr.io.images import list_frame_files
+from vidcorr.io.text import read_text
 
 IGNORE = 255
 # Class ids of Category_ids as defined by the LIP / VIP benchmark (UVC's eval_vip.py prints the
@@ -182,7 +183,7 @@ def _read_video_list(path: Path) -> list[str]:
     if not path.is_file():
         raise InputError(path, "video list not found (VIP_Fine/lists/<split>_videos.txt)")
     # UVC reads the last path component of each line: lines may be names or paths.
-    names = [line.strip().rstrip("/").split("/")[-1] for line in path.read_text().splitlines()]
+    names = [line.strip().rstrip("/").split("/")[-1] for line in read_text(path, "video list").splitlines()]
     names = [n for n in names if n]
     if not names:
         raise InputError(path, "video list is empty")
@@ -204,7 +205,7 @@ def _read_index_png(path: Path) -> np.ndarray:
 def _read_instance_table(path: Path) -> dict[int, int]:
     """VIP ``Instance_ids/<frame>.txt``: {instance id: class id}."""
     table = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path, "instance table").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -218,7 +219,7 @@ def _read_instance_table(path: Path) -> dict[int, int]:
 def _read_segments(path: Path) -> dict[int, tuple[int, bool]]:
     """VIPSeg ``<frame>.json``: {segment id: (category id, is thing)}."""
     try:
-        segments = json.loads(path.read_text())
+        segments = json.loads(read_text(path, "segment table"))
         table = {int(s["id"]): (int(s["category_id"]), bool(s["isthing"])) for s in segments}
     except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
         raise InputError(path, f"expected a JSON list of {{id, category_id, isthing}} objects ({err})") from None
