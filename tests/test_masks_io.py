@@ -158,3 +158,14 @@ def test_a_masks_header_check_refuses_what_reading_it_refuses(tmp_path):
     with pytest.raises(InputError, match="cannot read mask") as info:
         read_mask(tmp_path / "cut.png")
     assert info.value.path == tmp_path / "cut.png"
+
+
+def test_labels_that_cannot_be_written_are_refused_naming_the_file(tmp_path):
+    """A writer's refusal said what was wrong, not where: one of a sequence's many masks."""
+    path = tmp_path / "00003.png"
+    for labels, palette, problem in [(np.zeros((4, 6), np.int64), None, "labels must be uint8"),
+                                     (np.zeros((4, 6, 3), np.uint8), None, "labels must be uint8"),
+                                     (np.zeros((4, 6), np.uint8), np.zeros((16, 3), np.uint8), "palette must be")]:
+        with pytest.raises(ValueError, match=f"^{path}: {problem}"):
+            write_indexed_png(path, labels, palette)
+        assert not path.exists()

@@ -443,3 +443,10 @@ def test_score_vip_bad_instance_prediction_exits_2_naming_the_file(tmp_path, vip
     err = capsys.readouterr().err
     assert f"{results / name}: {message}" in err, err
     assert not (results / "score.json").exists()
+
+
+def test_instance_ids_beyond_16_bits_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "instances" / "00000.png"
+    with pytest.raises(ValueError, match=f"^{path}: instance ids 0..70000 do not fit a 16-bit PNG"):
+        write_instance_map(path, np.array([[0, 70000]], np.int64))
+    assert not path.exists()

@@ -56,10 +56,10 @@ def write_indexed_png(path: str | Path, labels: np.ndarray, palette: np.ndarray 
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.dtype != np.uint8:
-        raise ValueError(f"labels must be uint8 [H, W], got {labels.dtype} {labels.shape}")
+        raise ValueError(f"{path}: labels must be uint8 [H, W], got {labels.dtype} {labels.shape}")
     colours = DAVIS_PALETTE if palette is None else np.asarray(palette, np.uint8)
     if colours.shape != (256, 3):
-        raise ValueError(f"palette must be (256, 3) uint8 colours, got {colours.shape}")
+        raise ValueError(f"{path}: palette must be (256, 3) uint8 colours, got {colours.shape}")
     img = Image.fromarray(np.ascontiguousarray(labels), mode="L")
     img.putpalette(colours.tobytes())  # 'L' -> 'P': the pixel values become indices as they are
     with atomic_file(path) as tmp:

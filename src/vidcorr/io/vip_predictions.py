@@ -38,7 +38,7 @@ def read_class_map(path: Path) -> np.ndarray:
 def write_instance_map(path: Path, ids: np.ndarray) -> None:
     """(H, W) instance ids as a 16-bit grayscale PNG (ids above 255 exist: a VIPSeg segment id)."""
     if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.uint16).max):
-        raise ValueError(f"instance ids {ids.min()}..{ids.max()} do not fit a 16-bit PNG")
+        raise ValueError(f"{path}: instance ids {ids.min()}..{ids.max()} do not fit a 16-bit PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(ids.astype(np.uint16)).save(path, format="PNG")
 
