@@ -27,7 +27,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -88,11 +88,16 @@ def track_sequence(
     max_frames: int | None = None,
 ) -> np.ndarray:
     """Track ``seq`` from its first box: -> predicted boxes (T, 4), 0-based, T = len(seq) or max_frames."""
-    n = len(seq) if max_frames is None else min(len(seq), max_frames)
-    frames = itertools.islice(seq.open_frames(), n)
-    boxes = track_video(encoder, tqdm(frames, total=n, desc=seq.name, unit="frame", leave=False),
-                        tuple(seq.boxes[0]), settings=settings, device=device)
+    _, frames = _first_frames(seq, max_frames)
+    boxes = track_video(encoder, frames, tuple(seq.boxes[0]), settings=settings, device=device)
     return np.array(list(boxes), np.float64).reshape(-1, 4)
+
+
+def _first_frames(seq: TrackingSequence, max_frames: int | None) -> tuple[int, Iterator[np.ndarray]]:
+    """The first ``max_frames`` frames of ``seq`` (all of them without), decoded lazily behind a
+    progress bar -> (their count, the frames)."""
+    n = len(seq) if max_frames is None else min(len(seq), max_frames)
+    return n, tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame", leave=False)
 
 
 def _can_start(box: np.ndarray, frame: np.ndarray) -> bool:
@@ -152,10 +157,6 @@ def _timed(scores: dict, time: dict) -> dict:
     return {**scores, "seconds": round(elapsed, 3), "frames_per_second": _per_second(frames, elapsed)}
 
 
-def _frame_count(seq: TrackingSequence, max_frames: int | None) -> int:
-    return len(seq) if max_frames is None else min(len(seq), max_frames)
-
-
 def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, settings, device: str,
                   max_frames: int | None) -> dict[str, float]:
     """Track one sequence from its first box and write its boxes to ``path`` (OPE) -> what it took."""
@@ -169,12 +170,10 @@ def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, setting
 def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, settings, device: str,
                        max_frames: int | None) -> dict[str, float]:
     """Run VOT's supervised experiment on one sequence and write its trajectory to ``path`` -> what it took."""
-    n = _frame_count(seq, max_frames)
-    polygons = read_vot_polygons(seq.annotation)[:n]
+    polygons = read_vot_polygons(seq.annotation)
     start = time.perf_counter()
-    frames = tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame",
-                  leave=False)
-    status, boxes, _ = run_supervised(build_tracker(encoder, settings, device), frames, seq.boxes[:n], polygons)
+    n, frames = _first_frames(seq, max_frames)
+    status, boxes, _ = run_supervised(build_tracker(encoder, settings, device), frames, seq.boxes[:n], polygons[:n])
     elapsed = time.perf_counter() - start
     write_vot_trajectory(path, status, boxes)
     return {"frames": n, "seconds": elapsed}
