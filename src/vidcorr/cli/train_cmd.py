@@ -1,5 +1,6 @@
 """`vidcorr train uvc | cycletime | stt | moco | autoencoder` (docs/training.md); `vidcorr train
-export` is `vidcorr.cli.train_export`.
+export` is `vidcorr.cli.train_export`, the recipe and weights a command starts from
+`vidcorr.cli.train_inputs`.
 
 All run the generic trainer (`vidcorr.train.loop`) on videos from ``--data`` (folder trees or
 list files, repeatable) with a recipe (a shipped name or a TOML path), write checkpoints,
@@ -19,6 +20,16 @@ from typing import Any
 
 from vidcorr.cli import train_export
 from vidcorr.cli.common import device_name, non_negative_int
+from vidcorr.cli.train_inputs import (
+    checkpoint_path,
+    command_recipe,
+    input_weights,
+    job_options,
+    method_config,
+    once,
+    record,
+    recorded_weights,
+)
 from vidcorr.errors import InputError
 
 ABLATIONS = ("L", "O", "C", "all")
@@ -124,149 +135,6 @@ def _holding_lines(run: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     return holding
 
 
-def _from_checkpoint(args: argparse.Namespace) -> bool:
-    """Whether the recipe is the one stored in the run's checkpoint: --resume without --recipe (the
-    method's paper recipe it fell back to was refused as another run, field by field)."""
-    return args.resume and args.recipe is None
-
-
-def _checkpoint_path(args: argparse.Namespace) -> Path:
-    """RUN_DIR/checkpoint.pt of the run --resume continues; before `_recipe` settles RUN_DIR (which
-    the recipe's name defaults), it defaults as without --recipe."""
-    from vidcorr.train.checkpoint import LATEST
-
-    return (args.run_dir or Path("runs") / args.default_recipe) / LATEST
-
-
-def _stored(args: argparse.Namespace):
-    """The recipe stored in the checkpoint --resume continues. The checkpoint is read once per
-    command: it may be asked for the recipe and for the weights records, and the resume restores
-    from what was read here (`_job_options`)."""
-    from vidcorr.train.checkpoint import load_checkpoint, stored_recipe
-
-    if getattr(args, "stored_recipe", None) is None:
-        path = _checkpoint_path(args)
-        if not path.is_file():
-            raise InputError(path, "no checkpoint to resume from (give the run's --run-dir; --resume "
-                                   "without --recipe trains on with the recipe its checkpoint stores)")
-        args.loaded_checkpoint = load_checkpoint(path)
-        args.stored_recipe = stored_recipe(path, args.loaded_checkpoint)
-    return args.stored_recipe
-
-
-def _recipe_source(args: argparse.Namespace) -> Path:
-    """The file a recipe error names: the recipe file, or the checkpoint that stores the recipe."""
-    from vidcorr.train.config import recipe_path
-
-    return _checkpoint_path(args) if _from_checkpoint(args) else recipe_path(args.recipe or args.default_recipe)
-
-
-def _recipe(args: argparse.Namespace, method: str):
-    from vidcorr.train.checkpoint import MODEL_RECORDS, check_method
-    from vidcorr.train.config import DataConfig, load_recipe
-
-    if _from_checkpoint(args):
-        recipe = _stored(args)
-        path = _checkpoint_path(args)
-        check_method(path, recipe, method)
-        # The stored [model] holds the weights records too; they are taken from the command line (or
-        # the checkpoint, `_recorded_weights`) again, and are no fields of the method's config.
-        recipe = recipe.replace(model={k: v for k, v in recipe.model.items() if k not in MODEL_RECORDS})
-        args.run_dir = path.parent  # not runs/<stored name>: the run dir it was found in
-        _info("--resume without --recipe: continuing with the recipe %r stored in %s", recipe.identity, path)
-    else:
-        recipe = load_recipe(args.recipe or args.default_recipe)
-        # settled now: the checkpoint a resume reads for its weights records (`_checkpoint_path`) is
-        # the one it continues, runs/<this recipe's name>, not runs/<the method's paper recipe>
-        args.run_dir = args.run_dir or Path("runs") / recipe.name
-    if recipe.method != method:
-        raise InputError(_recipe_source(args), f"is a {recipe.method!r} recipe, not {method!r}")
-    if args.workers is not None:
-        data = DataConfig(**{**recipe.to_dict()["data"], "workers": args.workers})
-        recipe = recipe.replace(data=data)
-    return recipe
-
-
-def _job_options(args: argparse.Namespace) -> dict:
-    """`TrainJob` fields from the command line; the checkpoint `_stored` read moves to the job."""
-    loaded, args.loaded_checkpoint = getattr(args, "loaded_checkpoint", None), None
-    return {"data": args.data, "run_dir": args.run_dir,
-            "resume": args.resume, "max_steps": args.max_steps, "device": args.device,
-            "cache_dir": args.cache_dir, "checkpoint": loaded}
-
-
-def _method_config(args: argparse.Namespace, recipe, label: str, stages: tuple[str, ...], build: Callable[[], Any]):
-    """``build()``: the method's config from the recipe. A stage the method does not have, or a
-    ValueError / TypeError from ``build``, exits 2 naming the recipe file ("invalid <label> recipe")."""
-    try:
-        for stage in recipe.stages:
-            if stage.name not in stages:
-                raise ValueError(f"stage {stage.name!r} is not one of the {label} stages {stages}")
-        return build()
-    except (ValueError, TypeError) as error:
-        raise InputError(_recipe_source(args), f"invalid {label} recipe: {error}") from None
-
-
-def _input_weights(path: Path):
-    """The `WeightsFile` of --init, --teacher or --autoencoder, read now (a corrupt file fails before
-    the videos are indexed), with a warning (once under DDP) if they are an unfinished run's."""
-    from vidcorr.models import read_weights
-    from vidcorr.models.weights import warn_if_unfinished
-    from vidcorr.train.distributed import launched_rank
-
-    weights = read_weights(path)
-    if launched_rank() == 0:
-        warn_if_unfinished(weights, path)
-    return weights
-
-
-def _recorded_weights(args: argparse.Namespace, key: str) -> tuple[Path | None, Any]:
-    """Path and `WeightsFile` of the ``key`` weights ("autoencoder", "teacher") the checkpoint that
-    --resume continues records, for a resume that does not give --KEY: (None, None) where it
-    trained without. `InputError` if the checkpoint records only a path (older ones), or the file
-    is gone or holds other bytes now (its sha256 differs): the run cannot go on with those."""
-    checkpoint = _checkpoint_path(args)
-    record = _stored(args).model.get(key)
-    if record is None:
-        return None, None
-    if not (isinstance(record, dict) and "weights" in record and "sha256" in record):
-        raise InputError(checkpoint, f"does not record the sha256 of its {key} (an older checkpoint); "
-                                     f"resume with --{key} given")
-    path, recorded = Path(record["weights"]), record["sha256"]
-    if not path.is_file():
-        raise InputError(path, f"is missing: {checkpoint} was trained with it as its {key} (sha256 "
-                               f"{recorded[:12]}); give --{key} with the file it was trained with")
-    weights = _input_weights(path)
-    if weights.sha256 != recorded:
-        raise InputError(path, f"has changed since {checkpoint} was trained with it as its {key} (sha256 "
-                               f"{weights.sha256[:12]} now, {recorded[:12]} then); give --{key} with the "
-                               "file it was trained with")
-    _info("--resume without --%s: using the %s %s recorded in %s (same sha256)", key, key, path, checkpoint)
-    return path, weights
-
-
-def _record(path: Path, weights) -> dict[str, str]:
-    """What a recipe records of weights given on the command line; a resume compares the sha256
-    (`vidcorr.train.checkpoint.recipe_differences`)."""
-    return {"weights": str(path), "sha256": weights.sha256}
-
-
-def _warn(message: str, *args: Any) -> None:
-    """A warning logged once (by rank 0 under torchrun)."""
-    from vidcorr.train.distributed import launched_rank
-
-    if launched_rank() == 0:
-        log.warning(message, *args)
-
-
-def _info(message: str, *args: Any) -> None:
-    """An info line logged once (by rank 0 under torchrun)."""
-    from vidcorr.train.distributed import launched_rank
-
-    if launched_rank() == 0:
-        log.info(message, *args)
-
-
 def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], Any], **job: Any) -> int:
     """Run a `TrainJob` with the command's options; the encoder starts from ``--init`` if given
     and goes to ``--export`` (default RUN_DIR/encoder.safetensors). ``job``: further `TrainJob`
@@ -274,11 +142,11 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
     from vidcorr.train.loop import TrainJob
 
     if args.init is not None:
-        recipe = recipe.replace(init=_record(args.init, _input_weights(args.init)))
+        recipe = recipe.replace(init=record(args.init, input_weights(args.init)))
     elif "finetune" in recipe.name and not args.resume:  # the shipped fine-tuning recipes' names say so
-        _warn("%s is a fine-tuning recipe but no --init was given: the encoder starts from random weights",
-              recipe.identity)
-    options = _job_options(args)
+        once(log.warning, "%s is a fine-tuning recipe but no --init was given: the encoder starts from "
+             "random weights", recipe.identity)
+    options = job_options(args)
     export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
     return _run(TrainJob(recipe, build_method, export=export, **job, **options))
 
@@ -286,13 +154,13 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
 def _autoencoder(args: argparse.Namespace) -> tuple[Path, Any]:
     """--autoencoder's path and weights; a resume without it takes the checkpoint's."""
     if args.autoencoder is not None:
-        return args.autoencoder, _input_weights(args.autoencoder)
+        return args.autoencoder, input_weights(args.autoencoder)
     if not args.resume:
         raise InputError(None, "train uvc: --autoencoder is required (Lab auto-encoder weights from "
                                "`vidcorr train autoencoder`); only --resume may leave it out")
-    path, weights = _recorded_weights(args, "autoencoder")
+    path, weights = recorded_weights(args, "autoencoder")
     if path is None:  # every UVC checkpoint records one since it was recorded at all (by sha256)
-        raise InputError(_checkpoint_path(args), "records no auto-encoder; resume with --autoencoder given")
+        raise InputError(checkpoint_path(args), "records no auto-encoder; resume with --autoencoder given")
     return path, weights
 
 
@@ -307,14 +175,14 @@ def run_uvc(args: argparse.Namespace) -> int:
         uvc.check_sizes(cfg, recipe.data, [stage.name for stage in recipe.stages])
         return cfg
 
-    recipe = _recipe(args, "uvc")
-    cfg = _method_config(args, recipe, "UVC", uvc.STAGES, build)
+    recipe = command_recipe(args, "uvc")
+    cfg = method_config(args, recipe, "UVC", uvc.STAGES, build)
     path, autoencoder = _autoencoder(args)
     autoencoder_from_weights(autoencoder, path)  # fail now, not after indexing the videos
     # The full config goes into the recipe, with the auto-encoder: checkpoints and the weights sidecar
     # record exactly what was trained, and a resume with other ablations or another auto-encoder
     # (whose tensors the checkpoint holds, and would load over those given) is refused.
-    recipe = recipe.replace(model={**cfg.to_dict(), "autoencoder": _record(path, autoencoder)})
+    recipe = recipe.replace(model={**cfg.to_dict(), "autoencoder": record(path, autoencoder)})
 
     def build_method():  # the auto-encoder too is built after seeding, before the encoder, as it always was
         return uvc.UVC(cfg, autoencoder_from_weights(autoencoder, path))
@@ -325,9 +193,9 @@ def run_uvc(args: argparse.Namespace) -> int:
 def run_cycletime(args: argparse.Namespace) -> int:
     from vidcorr.methods import cycletime
 
-    recipe = _recipe(args, "cycletime")
-    cfg = _method_config(args, recipe, "CycleTime", cycletime.STAGES,
-                         lambda: cycletime.config_for_recipe(recipe.base, recipe.model, recipe.data))
+    recipe = command_recipe(args, "cycletime")
+    cfg = method_config(args, recipe, "CycleTime", cycletime.STAGES,
+                        lambda: cycletime.config_for_recipe(recipe.base, recipe.model, recipe.data))
     recipe = recipe.replace(model=cfg.to_dict())  # the checkpoint records the full config
     return _train_encoder(args, recipe, lambda: cycletime.CycleTime(cfg))
 
@@ -336,24 +204,25 @@ def run_stt(args: argparse.Namespace) -> int:
     from vidcorr.methods import stt
     from vidcorr.models.weights import encoder_from_weights
 
-    recipe = _recipe(args, "stt")
-    cfg = _method_config(args, recipe, "STT", stt.STAGES,
-                         lambda: stt.config_for_recipe(recipe.base, recipe.model, recipe.data))
-    teacher, record = None, None
+    recipe = command_recipe(args, "stt")
+    cfg = method_config(args, recipe, "STT", stt.STAGES,
+                        lambda: stt.config_for_recipe(recipe.base, recipe.model, recipe.data))
+    teacher, teacher_record = None, None
     path, weights = args.teacher, None
     if path is None and args.resume:  # the checkpoint's teacher, if it had one
-        path, weights = _recorded_weights(args, "teacher")
+        path, weights = recorded_weights(args, "teacher")
     if path is not None:  # checked now, not after indexing the videos
-        weights = weights or _input_weights(path)
-        teacher, record = encoder_from_weights(weights, path), _record(path, weights)
+        weights = weights or input_weights(path)
+        teacher, teacher_record = encoder_from_weights(weights, path), record(path, weights)
         try:
             stt.check_teacher(teacher, cfg)
         except ValueError as error:
             raise InputError(path, f"cannot be the STT teacher: {error}") from None
     else:
-        _warn("no --teacher: STT trains without its global distillation term (the teacher's correlations)")
+        once(log.warning, "no --teacher: STT trains without its global distillation term (the teacher's "
+             "correlations)")
     # The checkpoint records the full config and which teacher trained it.
-    recipe = recipe.replace(model={**cfg.to_dict(), "teacher": record})
+    recipe = recipe.replace(model={**cfg.to_dict(), "teacher": teacher_record})
     return _train_encoder(args, recipe, lambda: stt.STT(cfg, teacher))
 
 
@@ -366,8 +235,8 @@ def run_moco(args: argparse.Namespace) -> int:
             raise ValueError(f"queue_size {cfg.queue_size} is smaller than a batch ({recipe.data.batch_size})")
         return cfg
 
-    recipe = _recipe(args, "moco")
-    cfg = _method_config(args, recipe, "MoCo", moco.STAGES, build)
+    recipe = command_recipe(args, "moco")
+    cfg = method_config(args, recipe, "MoCo", moco.STAGES, build)
     recipe = recipe.replace(model=cfg.to_dict())
     return _train_encoder(args, recipe, lambda: moco.MoCo(cfg))
 
@@ -378,8 +247,8 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".safetensors":
         raise InputError(args.out, "weights must be written to a .safetensors file")
-    recipe = _recipe(args, "autoencoder")
-    return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **_job_options(args)))
+    recipe = command_recipe(args, "autoencoder")
+    return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **job_options(args)))
 
 
 def _run(job) -> int:
