@@ -31,7 +31,8 @@ from vidcorr.methods.cycletime import config_for_recipe
 from vidcorr.models import LabAutoencoder, build_encoder
 from vidcorr.patches import rigid_theta
 from vidcorr.runtime import flush_cpu_denormals
-from vidcorr.train.config import DataConfig, Recipe, load_recipe
+from vidcorr.train.config import DataConfig, Recipe
+from vidcorr.train.recipe_files import load_recipe
 
 from report import machine, write_json  # benchmarks/report.py, beside this script
 

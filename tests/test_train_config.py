@@ -12,7 +12,8 @@ from vidcorr.errors import InputError
 from vidcorr.methods import uvc
 from vidcorr.train import StageConfig, learning_rate, load_recipe, stage_steps
 from vidcorr.train.checkpoint import Progress, export_meta
-from vidcorr.train.config import CONFIG_DIR, recipe_from_dict
+from vidcorr.train.config import recipe_from_dict
+from vidcorr.train.recipe_files import CONFIG_DIR
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("uvc*.toml")))

@@ -17,7 +17,7 @@ import vidcorr
 from vidcorr.cli import main
 from vidcorr.train import load_recipe
 from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, save_checkpoint
-from vidcorr.train.config import CONFIG_DIR
+from vidcorr.train.recipe_files import CONFIG_DIR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -249,7 +249,7 @@ def test_default_weights_are_the_shipped_recipes_chain_of_fine_tunes() -> None:
 
     from vidcorr.defaults import DEFAULT_WEIGHTS, REPO_ROOT
     from vidcorr.methods import uvc
-    from vidcorr.train.config import load_recipe
+    from vidcorr.train import load_recipe
 
     chain = [read_weights(REPO_ROOT / "weights" / f"{name}.safetensors")  # each checks its own sha256
              for name in ("uvc_r18", "uvc_r18_ft", "uvc_r18_ft2", "uvc_r18_ft3")]

@@ -57,7 +57,7 @@ def _stored(args: argparse.Namespace):
 
 def _recipe_source(args: argparse.Namespace) -> Path:
     """The file a recipe error names: the recipe file, or the checkpoint that stores the recipe."""
-    from vidcorr.train.config import recipe_path
+    from vidcorr.train.recipe_files import recipe_path
 
     return checkpoint_path(args) if _from_checkpoint(args) else recipe_path(args.recipe or args.default_recipe)
 
@@ -67,7 +67,8 @@ def command_recipe(args: argparse.Namespace, method: str):
     or on --resume without it the one stored in the run's checkpoint, less its weights records;
     --workers overrides its [data] workers. Settles ``args.run_dir``."""
     from vidcorr.train.checkpoint import MODEL_RECORDS, check_method
-    from vidcorr.train.config import DataConfig, load_recipe
+    from vidcorr.train.config import DataConfig
+    from vidcorr.train.recipe_files import load_recipe
 
     if _from_checkpoint(args):
         recipe = _stored(args)

@@ -8,11 +8,11 @@ from vidcorr.train.config import (
     OptimConfig,
     Recipe,
     StageConfig,
-    load_recipe,
     recipe_from_dict,
 )
 from vidcorr.train.interrupt import TrainingInterrupted
 from vidcorr.train.loop import TrainingDiverged, TrainJob, TrainResult, train
+from vidcorr.train.recipe_files import load_recipe
 from vidcorr.train.schedule import learning_rate, stage_steps
 
 __all__ = [

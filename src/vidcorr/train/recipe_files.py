@@ -1,0 +1,141 @@
+"""Recipe files: a shipped recipe by name (``configs/train/NAME.toml``) or a TOML file of one's own
+read into a `Recipe`, its ``extends`` chain merged in (parents first, table by table, stages by
+name) and, for a file of one's own, recorded by path and digests (`Recipe.file`). The fields are
+`vidcorr.train.config`'s; docs/training.md ("Recipes") describes every one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from vidcorr.errors import InputError
+from vidcorr.train.config import Recipe, recipe_from_dict
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """``"uvc-cpu"`` -> configs/train/uvc-cpu.toml; a path is returned as is."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    return CONFIG_DIR / f"{name_or_path}.toml"
+
+
+# The top-level keys of a recipe file: `Recipe`'s fields but init (set by --init, kept in checkpoints)
+# and file (set when it is read), and the two that `_read_recipe_table` takes out.
+_FILE_KEYS = {f.name for f in dataclasses.fields(Recipe)} - {"init", "file"} | {"extends", "drop_stages"}
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Read a shipped recipe by name or a TOML file; `InputError` naming the file if bad. A file
+    outside configs/train/ is recorded by path and sha256, and by the digest of its `extends` chain
+    (`Recipe.file`)."""
+    path = recipe_path(name_or_path)
+    data, digests = _read_recipe_table(path, chain=())
+    if "init" in data:
+        raise InputError(path, "unreadable recipe: 'init' is not a recipe field; start from weights with --init")
+    if unknown := sorted(set(data) - _FILE_KEYS):  # before `recipe_from_dict`, which would list init
+        raise InputError(path, f"unreadable recipe: unknown top-level keys {unknown}; known: {sorted(_FILE_KEYS)}")
+    try:
+        recipe = recipe_from_dict(data, data.get("name", path.stem))
+    except (ValueError, TypeError) as error:
+        raise InputError(path, f"unreadable recipe: {error}") from None
+    # The file as named, its folder resolved: a link my/fast.toml to configs/train/uvc.toml is named
+    # "fast" (its stem), which no shipped recipe is, so it is recorded as a file of one's own.
+    named = path.parent.resolve() / path.name
+    if named.parent == CONFIG_DIR:  # shipped, also when given by its path
+        return recipe
+    return recipe.replace(file={"path": str(named), "sha256": digests[0], "chain_sha256": chain_digest(digests)})
+
+
+def chain_digest(digests: list[str]) -> str:
+    """The sha256 of a recipe file's ``extends`` chain, from each file's sha256 (hex), the named file
+    first, then the file it extends, and so on: of their lines, as ``sha256sum my.toml parent.toml
+    | cut -c1-64 | sha256sum`` gives it. A changed parent is another recipe, though the named file
+    is not: its own sha256 alone did not tell."""
+    return hashlib.sha256("".join(f"{digest}\n" for digest in digests).encode()).hexdigest()
+
+
+def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[str]]:
+    """The TOML table of ``path`` with its ``extends`` chain merged in (parents first), and the
+    sha256 of each file of the chain, ``path``'s first (each file read once for both)."""
+    if not path.is_file():
+        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+        where = f" (extended by {chain[-1]})" if chain else ""
+        raise InputError(path, f"no such recipe{where} (shipped recipes: {', '.join(shipped) or 'none'})")
+    try:
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise InputError(path, f"unreadable recipe: {error}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    parent = data.pop("extends", None)
+    dropped = data.pop("drop_stages", [])
+    if parent is None:
+        if dropped:
+            raise InputError(path, "unreadable recipe: 'drop_stages' needs 'extends' (it removes a parent's stages)")
+        return data, [digest]
+    if not isinstance(parent, str):
+        raise InputError(path, f"unreadable recipe: 'extends' must be a recipe name or path, got {parent!r}")
+    parent_path = _extended_path(path, parent)
+    if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise InputError(path, f"unreadable recipe: 'extends' loops back to {parent_path}")
+    base, parents = _read_recipe_table(parent_path, (*chain, path))
+    base.pop("name", None)  # a recipe is named by its own file, never by its parent
+    base["stages"] = _drop_stages(path, base.get("stages", {}), dropped, data.get("stages", {}))
+    return _merge_tables(base, data), [digest, *parents]
+
+
+def _drop_stages(path: Path, stages: dict[str, Any], dropped: Any, kept: dict[str, Any]) -> dict[str, Any]:
+    """The parent's stages less those named in ``drop_stages`` (e.g. a fine-tune skips the warm-up)."""
+    if not isinstance(dropped, list) or not all(isinstance(name, str) for name in dropped):
+        raise InputError(path, f"unreadable recipe: 'drop_stages' must be a list of stage names, got {dropped!r}")
+    for name in dropped:
+        if name not in stages:
+            raise InputError(path, f"unreadable recipe: 'drop_stages' names {name!r}, which the parent does "
+                                   f"not have (its stages: {', '.join(stages) or 'none'})")
+        if name in kept:
+            raise InputError(path, f"unreadable recipe: stage {name!r} is both dropped and set")
+    return {name: table for name, table in stages.items() if name not in dropped}
+
+
+def _extended_path(path: Path, parent: str) -> Path:
+    """``extends`` is looked up beside the extending file, then (a bare name) among the shipped ones.
+    A name that beside the file is the file itself (``my/uvc-cpu.toml`` extending ``"uvc-cpu"``) is
+    the shipped recipe: a file of one's own named like a shipped one can extend it."""
+    file_name = parent if parent.endswith(".toml") else f"{parent}.toml"
+    beside = path.parent / file_name
+    shipped = CONFIG_DIR / file_name
+    if beside.is_file() and beside.resolve() == path.resolve() and shipped.is_file():
+        return shipped
+    if beside.is_file() or parent.endswith(".toml"):
+        return beside
+    return shipped
+
+
+# A stage's length is given one way or the other: a child that sets one replaces the parent's other.
+_ALTERNATIVES = {"steps": "epochs", "epochs": "steps"}
+
+
+def _merge_tables(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key (recursively, stages by name, parent order first); values replace.
+    A stage given ``steps`` drops its parent's ``epochs`` and vice versa."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_tables(merged[key], value)
+        else:
+            if key in _ALTERNATIVES and _ALTERNATIVES[key] not in override:
+                merged.pop(_ALTERNATIVES[key], None)
+            merged[key] = value
+    return merged
