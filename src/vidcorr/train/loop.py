@@ -67,9 +67,7 @@ class TrainJob:
     device: str | None = None  # None: CUDA if available, else CPU
     switches: Callable[[str, int], dict[str, Any]] | None = None
     cache_dir: Path | None = None  # video metadata cache (default ~/.cache/vidcorr)
-    # RUN_DIR/checkpoint.pt as the command line already read it (for the recipe or weights records it
-    # stores): a resume restores from it instead of reading the file again; let go of once restored.
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None  # RUN_DIR/checkpoint.pt, read already: a resume restores it
     command: str = field(default_factory=lambda: " ".join(sys.argv))
     progress_bar: bool = True
     on_step: Callable[[ckpt.Progress, dict[str, float]], None] | None = None  # tests, hooks
@@ -158,8 +156,7 @@ def _ending(error: BaseException) -> str:
 def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) -> TrainResult:
     """Index, build, restore, run the stages, export."""
     run_dir = Path(job.run_dir)
-    # taken from the caller's job too: not held through training beside the state restored from it
-    loaded, job.checkpoint = job.checkpoint, None
+    loaded, job.checkpoint = job.checkpoint, None  # the caller's job too: not held through training
     index = feed.index(job, ctx)
     job = dataclasses.replace(job, recipe=feed.filling_a_batch(job.recipe, len(index), ctx))
     recipe = job.recipe
