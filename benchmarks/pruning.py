@@ -1,0 +1,149 @@
+"""Could an exact bound skip most of the `crw` affinity? Counts on real features (not a test).
+
+The `crw` protocol keeps, for every target cell, the 10 best cosines among the whole first frame and
+the radius-12 windows of 20 previous frames (~14,000 candidates at 480p), and computing every one
+of them costs more arithmetic than the ResNet-18 features (docs/benchmarks.md). An exact shortcut
+would bound each candidate's cosine from above cheaply and skip those whose bound is below the
+target cell's 10th best cosine, since they cannot be selected. This script counts how many
+candidates two such bounds would still have to score exactly, on real target frames:
+
+* ``ball p``: the reference cut into p x p patches; a patch's keys k satisfy
+  ``q.k <= q.c + r`` for its mean c and radius r = max |k - c| (features are unit vectors);
+* ``project d``: the features split on the top-d principal directions of the first frame,
+  ``q.k <= q_d.k_d + |q_r| |k_r|`` (Cauchy-Schwarz on the residuals).
+
+The skipping threshold is the 10th best cosine itself (``ideal``: no bound can do better) and, for
+the projection, the 10th best of frame t-1's window alone (what a screen could know before scoring
+the rest: ``from t-1``).
+
+    python benchmarks/pruning.py --json docs/benchmarks/pruning-crw-uvc_r18_ft3.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from report import machine, write_json  # benchmarks/report.py, beside this script
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
+
+
+def crw_features(root: Path, sequence: str, target: int, weights: Path) -> torch.Tensor:
+    """Features of frame 0, the 20 frames before ``target`` and ``target``, as `crw` embeds them
+    -> (22, C, h, w), unit vectors."""
+    from vidcorr.api import resolve_encoder
+    from vidcorr.presets import CRW
+    from vidcorr.propagate import Propagator
+
+    paths = sorted((root / "JPEGImages" / "480p" / sequence).glob("*.jpg"))
+    if target < 21 or target >= len(paths):
+        raise SystemExit(f"{sequence}: target frame {target} needs 20 previous frames and frame 0 "
+                         f"({len(paths)} frames)")
+    propagator = Propagator(resolve_encoder(CRW, weights)[0], CRW)
+    frames = [np.asarray(Image.open(paths[i]).convert("RGB")) for i in [0, *range(target - 20, target + 1)]]
+    return torch.cat([propagator.embed(frames[i : i + 4]) for i in range(0, len(frames), 4)])
+
+
+def window_allowed(h: int, w: int, radius: float = 12.0) -> torch.Tensor:
+    """(N2, N1) bool: reference cell within the circle ``distance < radius`` of the target cell."""
+    from vidcorr.affinity.window import window_mask
+
+    return window_mask(h, w, radius, "circle").T
+
+
+def tenth_best(query: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor, *, first_unwindowed: bool = True,
+               k: int = 10) -> torch.Tensor:
+    """query (N2, C), keys (F, N1, C) -> (N2,) k-th best cosine, jointly over the frames' windows
+    (frame 0's whole frame with ``first_unwindowed``, as `crw`)."""
+    best = []
+    for f, key in enumerate(keys):
+        scores = query @ key.T
+        if f > 0 or not first_unwindowed:
+            scores.masked_fill_(~allowed, -2.0)
+        best.append(scores.topk(k, dim=1).values)
+    return torch.cat(best, dim=1).topk(k, dim=1).values[:, -1]
+
+
+def ball_survivors(query, keys, allowed, threshold, h, w, p) -> float:
+    """Candidates per target cell inside p x p patches whose ball bound reaches the threshold."""
+    survivors = 0.0
+    hp, wp = -(-h // p), -(-w // p)
+    patch_of = ((torch.arange(h) // p)[:, None] * wp + (torch.arange(w) // p)[None]).flatten()  # (N1,)
+    count = torch.zeros(hp * wp).index_add_(0, patch_of, torch.ones(h * w))
+    for f, key in enumerate(keys):
+        centre = torch.zeros(hp * wp, key.shape[1]).index_add_(0, patch_of, key) / count[:, None]
+        radius = torch.zeros(hp * wp).scatter_reduce_(0, patch_of, (key - centre[patch_of]).norm(dim=1), "amax")
+        reach = query @ centre.T + radius  # (N2, patches): upper bound of the patch's best cosine
+        # in-window candidates per (target cell, patch)
+        in_window = (torch.zeros(h * w, hp * wp).index_add_(1, patch_of, allowed.float()) if f > 0
+                     else count.expand(h * w, -1))
+        survivors += (in_window * (reach >= threshold[:, None])).sum().item()
+    return survivors / (h * w)
+
+
+def projection_survivors(query, keys, allowed, threshold, d) -> float:
+    """Candidates per target cell whose projected bound reaches the threshold."""
+    basis = torch.linalg.svd(keys[0], full_matrices=False).Vh[:d].T  # (C, d), first frame's PCA
+
+    def split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        low = x @ basis
+        return low, (x.pow(2).sum(1) - low.pow(2).sum(1)).clamp(min=0).sqrt()
+
+    q_low, q_rest = split(query)
+    survivors = 0.0
+    for f, key in enumerate(keys):
+        k_low, k_rest = split(key)
+        reach = q_low @ k_low.T + q_rest[:, None] * k_rest[None]
+        ok = reach >= threshold[:, None]
+        survivors += (ok & allowed).sum().item() if f > 0 else ok.sum().item()
+    return survivors / query.shape[0]
+
+
+def measure(feats: torch.Tensor) -> dict:
+    _, C, h, w = feats.shape
+    query = feats[-1].flatten(1).T  # (N2, C)
+    keys = feats[:-1].flatten(2).transpose(1, 2)  # (21, N1, C): frame 0, then t-20 .. t-1
+    allowed = window_allowed(h, w)
+    ideal = tenth_best(query, keys, allowed)
+    from_last = tenth_best(query, keys[-1:], allowed, first_unwindowed=False)  # t-1's window alone
+    window_cells = allowed.sum().item() / (h * w)  # mean over target cells (fewer near the border)
+    out = {
+        "candidates_per_cell": round(h * w + window_cells * (len(keys) - 1)),
+        "tenth_best_cosine_quartiles": [round(v, 4) for v in ideal.quantile(torch.tensor([0.25, 0.5, 0.75])).tolist()],
+        "ball": {p: round(ball_survivors(query, keys, allowed, ideal - 1e-5, h, w, p)) for p in (2, 3, 4)},
+        "project_ideal": {d: round(projection_survivors(query, keys, allowed, ideal - 1e-5, d)) for d in (32, 64, 96)},
+        "project_from_t-1": {d: round(projection_survivors(query, keys, allowed, from_last - 1e-5, d))
+                             for d in (32, 64, 96)},
+    }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18_ft3.safetensors")
+    parser.add_argument("--targets", default="car-shadow:30,blackswan:40,dog:40",
+                        help="sequence:frame pairs, comma-separated")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    report = {"machine": machine(), "weights": str(args.weights), "preset": "crw", "targets": {}}
+    for item in args.targets.split(","):
+        sequence, frame = item.split(":")
+        result = measure(crw_features(args.root, sequence, int(frame), args.weights))
+        report["targets"][item] = result
+        print(item, result, flush=True)
+    if args.json:
+        write_json(args.json, report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
