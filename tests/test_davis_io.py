@@ -1,4 +1,4 @@
-"""DAVIS layout reader on the real DAVIS-2016 data and the DAVIS-2017 fixtures."""
+"""DAVIS layout reader on the real DAVIS-2016 data, the DAVIS-2017 fixtures and hand-made trees."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from PIL import Image
 
 from vidcorr.errors import InputError
 from vidcorr.io.davis import DavisDataset
+from vidcorr.metrics.davis import score_davis
 
 
 def test_davis2016_layout(davis2016_root):
@@ -97,3 +98,49 @@ def test_two_jpegs_of_one_frame_number_are_refused(tennis_root):
     with pytest.raises(InputError, match=r"1 frame\(s\) named more than once \(0\.jpg and 00000\.jpg\)") as info:
         DavisDataset(tennis_root).frames("tennis")
     assert info.value.path == frames
+
+
+def _unpadded_tree(root, numbers):
+    """A hand-made DAVIS tree of one sequence "seq": frames and masks named 8.jpg / 8.png (no zero
+    padding), each mask's object one pixel at column <frame number>, so a mask tells its frame."""
+    frames, annotations = root / "JPEGImages" / "480p" / "seq", root / "Annotations" / "480p" / "seq"
+    frames.mkdir(parents=True)
+    annotations.mkdir(parents=True)
+    for n in numbers:
+        Image.new("RGB", (16, 4), (n, n, n)).save(frames / f"{n}.jpg")
+        mask = np.zeros((4, 16), np.uint8)
+        mask[1, n] = 1
+        Image.fromarray(mask).save(annotations / f"{n}.png")
+    return DavisDataset(root, sequences=["seq"])
+
+
+def test_masks_pair_with_frames_by_frame_number(tmp_path):
+    """Sorted by name, 10.png came before 8.png: the first annotation was frame 10's."""
+    ds = _unpadded_tree(tmp_path / "DAVIS", range(8, 13))
+    assert [p.stem for p in ds.masks("seq")] == [p.stem for p in ds.frames("seq")] == ["8", "9", "10", "11", "12"]
+    ds.check_sequence("seq")
+    assert np.argwhere(ds.first_mask("seq")).tolist() == [[1, 8]]
+
+
+def test_score_davis_leaves_out_the_last_frame_by_number(tmp_path):
+    """Frames 0..11 unpadded: sorted by name the last was 9.png, so 11.png was scored and 9.png not."""
+    ds = _unpadded_tree(tmp_path / "DAVIS", range(12))
+    results = tmp_path / "results" / "seq"
+    results.mkdir(parents=True)
+    annotations = ds.root / "Annotations" / "480p" / "seq"
+    for n in range(1, 11):  # exactly the scored frames' predictions
+        shutil.copy(annotations / f"{n}.png", results / f"{n}.png")
+    scores = score_davis(ds.root, results.parent, sequences=["seq"], per_frame=True, progress=False)
+    assert scores["J-Mean"] == 1.0 and len(scores["per_object"]["seq_1"]["J_per_frame"]) == 10
+
+
+def test_annotations_named_oddly_or_twice_are_refused_as_frames_are(tmp_path):
+    ds = _unpadded_tree(tmp_path / "DAVIS", range(3))
+    annotations = ds.root / "Annotations" / "480p" / "seq"
+    shutil.copy(annotations / "1.png", annotations / "01.png")
+    with pytest.raises(InputError, match=r"named more than once \(01\.png and 1\.png\)") as info:
+        ds.masks("seq")
+    assert info.value.path == annotations
+    (annotations / "01.png").rename(annotations / "preview.png")
+    with pytest.raises(InputError, match=r"not named like its 3 frames \(0\.png, \.\.\.\): preview\.png"):
+        ds.masks("seq")

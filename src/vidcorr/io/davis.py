@@ -80,8 +80,12 @@ class DavisDataset:
         return in_frame_order(folder, _list_files(folder, "*.jpg", "frames"))
 
     def masks(self, seq: str) -> list[Path]:
-        """Sorted annotation PNG paths of `seq` (all frames in DAVIS val, the first in test-dev)."""
-        return _list_files(self.root / "Annotations" / self.resolution / seq, "*.png", "annotations")
+        """Annotation PNG paths of `seq` (all frames in DAVIS val, the first in test-dev) in the
+        frames' order and under the same naming checks (`in_frame_order`): sorted by name, a
+        hand-made tree's 10.png came before 2.png, so frame 10 was scored in frame 2's place and
+        the first annotation could be another frame's."""
+        folder = self.root / "Annotations" / self.resolution / seq
+        return in_frame_order(folder, _list_files(folder, "*.png", "annotations"))
 
     def first_mask(self, seq: str) -> np.ndarray:
         """The first annotation of `seq` as object ids, uint8 [H, W] (255 = void).
