@@ -170,7 +170,7 @@ def _empty_first_annotation(seq: Path) -> str:
 
 def _binary_split_file(seq: Path) -> str:
     (seq.parents[2] / "ImageSets" / "2016" / "val.txt").write_bytes(b"\xff\xfe\x00garbage")
-    return "val.txt: not a text file of sequence names"
+    return "val.txt: unreadable split file of sequence names"
 
 
 @pytest.mark.parametrize("damage", [_drop_frame, _small_annotation, _rgb_annotation, _small_frame,

@@ -21,6 +21,7 @@ from vidcorr.errors import InputError
 from vidcorr.io.images import image_size, in_frame_order, shared_size
 from vidcorr.io.masks import VOID, mask_size, read_mask
 from vidcorr.io.roots import misplaced_root_hint, names_held
+from vidcorr.io.text import read_text
 
 
 def is_davis_root(folder: Path) -> bool:
@@ -163,13 +164,7 @@ def _read_split(year_dir: Path, split: str) -> list[str]:
     if not split_file.is_file():
         splits = sorted(p.stem for p in year_dir.glob("*.txt"))
         raise InputError(split_file, f"split file not found; splits here: {', '.join(splits) or 'none'}")
-    # utf-8-sig: a split file saved by a Windows editor starts with a byte-order mark, which
-    # otherwise became part of the first sequence's name ("\ufeffbike-packing not found").
-    try:
-        text = split_file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(split_file, f"not a text file of sequence names, one a line ({error})") from None
-    names = [line.strip() for line in text.splitlines()]
+    names = [line.strip() for line in read_text(split_file, "split file of sequence names").splitlines()]
     names = [n for n in names if n]
     if not names:
         raise InputError(split_file, "split file lists no sequences")
