@@ -152,6 +152,21 @@ def test_frame_folders_named_alike_still_open_in_natural_order(tmp_path, names):
     assert values == expected and count_frames(tmp_path) == len(names)
 
 
+@pytest.mark.parametrize("names, order", [
+    (["²³.jpg", "a.jpg"], [1, 0]),              # no numbers (superscripts are not digits): name order
+    (["1²2.jpg", "1²10.jpg", "1²3.jpg"], [0, 2, 1]),  # numbers around a superscript still count
+    (["٢.png", "١٠.png", "١.png"], [2, 0, 1]),   # Arabic-Indic digits are digits: 1, 2, 10
+])
+def test_frames_named_with_unicode_digit_like_characters_are_ordered_not_crashed_on(tmp_path, names, order):
+    """natural_key took "²" (isdigit, not a decimal digit) for a number: int("²") raised a raw
+    ValueError, when sorting and when checking two images of one frame number (which reads the stem,
+    so "²³.jpg" beside "a.jpg", read in name order before, crashed)."""
+    for value, name in enumerate(names):
+        _write_png(tmp_path / name, 10 * value)
+    values = [int(np.median(frame)) for frame in open_frames(tmp_path)]
+    assert values == [10 * i for i in order] and count_frames(tmp_path) == len(names)
+
+
 def test_an_image_given_as_a_video_is_refused_when_asked(tmp_path):
     """PyAV opens an image as a video of one frame: `propagate frame.png` went on to "propagate 1 frames".
     Only commands given a video by a user ask (image_advice); a missing one is missing, not "one image"."""

@@ -24,8 +24,9 @@ EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
 
 
 def natural_key(name: str) -> list[int | str]:
-    """Sort key treating digit runs as numbers: "2.jpg" < "10.jpg"."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+    """Sort key treating digit runs as numbers: "2.jpg" < "10.jpg". isdecimal, the digits ``\\d``
+    splits at: "²" is isdigit but no number int() reads, and raised on a name such as "²³.jpg"."""
+    return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def is_frame_file(path: Path) -> bool:
