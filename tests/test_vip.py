@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,10 +222,8 @@ class PositionCodes(nn.Module):
         return codes.expand(x.shape[0], -1, -1, -1)
 
 
-def test_a_still_video_propagates_to_near_perfect_scores(tmp_path, vip_root):
-    """All frames identical and features that match each cell to itself: propagation must give
-    back frame 0's parts and instances, up to the feature grid's resolution."""
-    root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
+def _still_breakdance(root: Path) -> list[Path]:
+    """Make every frame of ``root``'s breakdance frame 0, annotations included; its images."""
     images = sorted((root / "Images" / "breakdance").glob("*.jpg"))
     for folder in ("Category_ids", "Instance_ids"):
         for suffix in (".png", ".txt") if folder == "Instance_ids" else (".png",):
@@ -234,6 +233,14 @@ def test_a_still_video_propagates_to_near_perfect_scores(tmp_path, vip_root):
                 (first.parent / f"{image.stem}{suffix}").write_bytes(first_bytes)
     for image in images[1:]:
         image.write_bytes(images[0].read_bytes())
+    return images
+
+
+def test_a_still_video_propagates_to_near_perfect_scores(tmp_path, vip_root):
+    """All frames identical and features that match each cell to itself: propagation must give
+    back frame 0's parts and instances, up to the feature grid's resolution."""
+    root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
+    images = _still_breakdance(root)
     preset = vip_preset(get_preset("crw"), size=320)
     dataset = VipDataset(root, videos=["breakdance"])
     results = run_vip(PositionCodes(), preset, dataset, tmp_path / "out", skip_first_frame=True)
@@ -247,6 +254,30 @@ def test_a_still_video_propagates_to_near_perfect_scores(tmp_path, vip_root):
     for image in images[1:]:
         np.testing.assert_array_equal(np.array(Image.open(tmp_path / "out" / "breakdance" / f"{image.stem}.png")),
                                       expected)
+
+
+def test_a_part_instance_numbered_255_is_propagated_and_scored(tmp_path, vip_root):
+    """255 is ignored in Category_ids only: Instance_ids number instances 1..N (0 = none), so 255 is
+    the 255th instance of a crowded frame. It was given a channel but none of its pixels (no
+    prediction), while the scorer counted it as a GT instance: AP_part@0.5 was 0.5 for its class."""
+    root = _copy_tree(vip_root, tmp_path / "VIP_Fine")
+    instances = root / "Annotations" / "Instance_ids" / "breakdance"
+    for png in instances.glob("*.png"):  # the right person's pants: instance 6 -> 255
+        ids = np.array(Image.open(png))
+        write_indexed_png(png, np.where(ids == 6, 255, ids).astype(np.uint8))
+        table = png.with_suffix(".txt")
+        table.write_text(table.read_text().replace("6 9 2\n", "255 9 2\n"))
+    _still_breakdance(root)
+    dataset = VipDataset(root, videos=["breakdance"])
+    ids, classes = dataset.instance_map(dataset.videos[0].frames[0])
+    parts, labels = first_frame_labels(dataset.category_map(dataset.videos[0].frames[0]), (ids, classes))
+    assert classes[255] == 9 and parts.instances.tolist() == [0, 1, 2, 3, 4, 5, 255]
+    torch.testing.assert_close(labels[len(parts.classes) + 6], torch.from_numpy(ids == 255).float())
+    results = run_vip(PositionCodes(), vip_preset(get_preset("crw"), size=320), dataset, tmp_path / "out",
+                      skip_first_frame=True)
+    assert results["AP_part@0.5"] == 1.0 and results["per_class"]["AP_part"]["pants"] > 0.5
+    later = dataset.videos[0].frames[1].name
+    assert 255 in np.array(Image.open(tmp_path / "out" / "breakdance" / "instances" / f"{later}.png"))
 
 
 @pytest.fixture

@@ -53,7 +53,10 @@ INSTANCES = "instances"  # in a video's folder: its part-instance predictions, w
 
 VIP_SIZE = 560
 # Instance channels are numbered in a uint8 map whose 255 marks ignored pixels, channel 0 is "no
-# instance": 254 part instances at most in a first frame.
+# instance": 254 part instances at most in a first frame. The instance ids themselves have no
+# ignore value: 255 is ignored in Category_ids only, while VIP's Instance_ids number instances 1..N
+# (0 = none) and VIPSeg's segment maps number segments 1..N (0 = unlabelled), so an instance 255
+# is a part instance like any other (and a GT instance that AP_part counts).
 MAX_INSTANCES = IGNORE - 1
 # What each preset's VIP test changes besides the square 560 input (METHODS.md §1.9, §3.4, §6.3):
 # UVC test_mask_vip.py --pre_num 1; CRW --videoLen 4 (videowalk issue #10); STT square window of
@@ -98,14 +101,17 @@ def first_frame_labels(category: np.ndarray, instances: tuple[np.ndarray, dict[i
     if instances is not None:
         ids, inst_classes = instances
         inst_ids = np.union1d([0], np.unique(ids))
-        labels.append(one_hot_labels(_channel_map(ids, inst_ids), len(inst_ids)))
+        labels.append(one_hot_labels(_channel_map(ids, inst_ids, ignored=None), len(inst_ids)))
     return PartChannels(classes, inst_ids, inst_classes), torch.cat(labels)
 
 
-def _channel_map(index: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Ids -> channel numbers (position in ``values``), 255 where the id is ignored."""
+def _channel_map(index: np.ndarray, values: np.ndarray, ignored: int | None = IGNORE) -> np.ndarray:
+    """Ids (H, W) -> uint8 channel numbers (position in ``values``), 255 (void to `one_hot_labels`)
+    where the id is ``ignored`` or not in ``values``; ``ignored=None`` for ids without an ignore value."""
     channels = np.searchsorted(values, index)
-    known = (index != IGNORE) & (channels < len(values))
+    known = channels < len(values)
+    if ignored is not None:
+        known &= index != ignored
     known[known] = values[channels[known]] == index[known]
     return np.where(known, channels, IGNORE).astype(np.uint8)
 

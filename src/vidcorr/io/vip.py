@@ -5,7 +5,7 @@ and documented with the dataset, see docs/vip.md)::
 
     VIP_Fine/Images/<video>/<frame>.jpg                      the annotated frames only (1 in 25)
     VIP_Fine/Annotations/Category_ids/<video>/<frame>.png    part class per pixel, 0..19, 255 ignored
-    VIP_Fine/Annotations/Instance_ids/<video>/<frame>.png    part-instance id per pixel, 0 = none
+    VIP_Fine/Annotations/Instance_ids/<video>/<frame>.png    part-instance id per pixel, 0 = none (255 is an id)
     VIP_Fine/Annotations/Instance_ids/<video>/<frame>.txt    "<instance id> <class id> <human id>" lines
     VIP_Fine/Annotations/Human_ids/<video>/<frame>.png       person id per pixel (not needed here)
     VIP_Fine/lists/val_videos.txt                            one video per line (a name or a path)
