@@ -1,4 +1,4 @@
-"""`vidcorr.io.atomic.atomic_dir`: an output folder is complete or as it was, never half-written."""
+"""`vidcorr.io.atomic`: an output folder or file is complete or as it was, never half-written."""
 
 from __future__ import annotations
 
@@ -170,3 +170,20 @@ def test_a_ctrl_c_while_the_replaced_result_is_deleted_finishes_the_deletion(tmp
     with atomic.atomic_dir(out, replaces=ours) as tmp:  # the next run is not refused
         (tmp / "new.txt").write_text("newer")
     assert [(p.name, p.read_text()) for p in out.iterdir()] == [("new.txt", "newer")]
+
+
+def test_write_json_atomic_refuses_nan_leaving_the_earlier_file(tmp_path):
+    """The JSON writer of every eval / score / propagate command: indented JSON, and a NaN (which
+    json.dumps would write as the non-JSON token NaN) a ValueError with the old file untouched."""
+    import json
+
+    from vidcorr.io.atomic import write_json_atomic
+
+    path = tmp_path / "results.json"
+    write_json_atomic({"J&F-Mean": 0.5, "per_sequence": {"dog": [1, 2]}}, path)
+    assert json.loads(path.read_text()) == {"J&F-Mean": 0.5, "per_sequence": {"dog": [1, 2]}}
+    assert path.read_text().startswith('{\n  "J&F-Mean"') and path.read_text().endswith("}\n")
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        write_json_atomic({"J&F-Mean": float("nan")}, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]

@@ -244,7 +244,7 @@ def _keypoints_annotation(path: Path, frame_hw: tuple[int, int], names: list[str
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.keypoints import codec_for, propagate_keypoints
-        from vidcorr.metrics.davis import write_results_json
+        from vidcorr.io.atomic import write_json_atomic
         from vidcorr.viz_keypoints import draw_skeleton
 
         codec = codec_for(propagator.preset.name)
@@ -254,9 +254,9 @@ def _keypoints_annotation(path: Path, frame_hw: tuple[int, int], names: list[str
             frames.append({"frame": _name(names, t), "keypoints": [
                 [round(float(cx), 3), round(float(cy), 3)] if v else None for (cx, cy), v in zip(coords, visible)]})
             yield draw_skeleton(frame, coords, visible, kps.edges)
-        write_results_json({"names": kps.names, "edges": [list(e) for e in kps.edges], "frames": frames,
-                            "preset": propagator.preset.name, "codec": codec.as_dict()},
-                           out_dir / "keypoints.json")
+        write_json_atomic({"names": kps.names, "edges": [list(e) for e in kps.edges], "frames": frames,
+                           "preset": propagator.preset.name, "codec": codec.as_dict()},
+                          out_dir / "keypoints.json")
 
     return Annotation(write, "keypoints.json")
 
@@ -283,7 +283,7 @@ def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[st
         raise InputError(None, f"--box: {err}") from None
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
-        from vidcorr.metrics.davis import write_results_json
+        from vidcorr.io.atomic import write_json_atomic
         from vidcorr.track import draw_box, track_frames
 
         boxes = []
@@ -291,7 +291,7 @@ def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[st
                                                     device=propagator.device)):
             boxes.append({"frame": _name(names, t), "box": [round(float(v), 2) for v in b]})
             yield draw_box(frame, b)
-        write_results_json({"tracker": tracker, "convention": "0-based pixels, x, y, w, h", "frames": boxes},
-                           out_dir / "boxes.json")
+        write_json_atomic({"tracker": tracker, "convention": "0-based pixels, x, y, w, h", "frames": boxes},
+                          out_dir / "boxes.json")
 
     return Annotation(write, "boxes.json")

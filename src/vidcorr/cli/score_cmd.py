@@ -186,10 +186,10 @@ BENCHMARKS = ("davis", "jhmdb", "vip", "otb", "vot")
 
 def _report(out: Path, results: dict, table: str) -> int:
     """Print the table, write the results JSON to out (`_score_json`) and say where."""
-    from vidcorr.metrics.davis import write_results_json
+    from vidcorr.io.atomic import write_json_atomic
 
     print(table)
-    write_results_json(results, out)
+    write_json_atomic(results, out)
     print(f"wrote {out}")
     return 0
 

@@ -21,11 +21,12 @@ from vidcorr.evaluate.davis_overlays import DAVIS_FPS, overlay_frames, overlay_f
 from vidcorr.evaluate.davis_overlays import OVERLAYS
 from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_folder
 from vidcorr.evaluate.timing import run_timing, timed_sequence
+from vidcorr.io.atomic import write_json_atomic
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
 from vidcorr.masks import propagate_mask
-from vidcorr.metrics.davis import score_davis, write_results_json
+from vidcorr.metrics.davis import score_davis
 from vidcorr.presets import PropagationPreset, customised_preset, preset_knobs
 from vidcorr.propagate import Propagator
 from vidcorr.runtime import checked_device
@@ -215,7 +216,7 @@ def write_davis_results(results: dict, path: str | Path) -> Path | None:
         plot = (path.with_name("j_per_frame.png") if path.name == "results.json"
                 else path.with_suffix(".j_per_frame.png"))
         draw_j_per_frame(per_frame, written, plot)
-    write_results_json(written, path)
+    write_json_atomic(written, path)
     return plot
 
 

@@ -26,10 +26,10 @@ from tqdm import tqdm
 from vidcorr.errors import InputError
 from vidcorr.evaluate.runs import check_output_folder, recorded_run
 from vidcorr.evaluate.timing import run_timing, timed_sequence
+from vidcorr.io.atomic import write_json_atomic
 from vidcorr.io.jhmdb import JOINT_NAMES, NUM_JOINTS, JhmdbDataset, JhmdbVideo
 from vidcorr.io.video import open_frames
 from vidcorr.keypoints import HeatmapCodec, codec_for, propagate_keypoints
-from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.pck import DEFAULT_ALPHAS, PCKAccumulator
 from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
@@ -77,7 +77,7 @@ def write_prediction(path: Path, video: JhmdbVideo, coords: np.ndarray, visible:
                        for (x, y), v in zip(frame_xy, frame_vis)]
                       for frame_xy, frame_vis in zip(coords, visible)],
     }
-    write_results_json(data, path)
+    write_json_atomic(data, path)
 
 
 def read_prediction(path: Path, video: JhmdbVideo) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +212,7 @@ def run_jhmdb(
     results = score_folder(dataset, out_dir / "predictions", ground_truth, skip_first_frame)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), codec=codec.as_dict(),
                    model=model_info or {}, timing=run_timing(record, propagator.device))
-    write_results_json(results, out_dir / "results.json")
+    write_json_atomic(results, out_dir / "results.json")
     return results
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import write_json_atomic
 from vidcorr.io.images import image_size
 from vidcorr.io.tracking import (
     Benchmark,
@@ -31,7 +32,6 @@ from vidcorr.io.tracking import (
     read_vot_polygons,
 )
 from vidcorr.io.vot_trajectory import read_vot_trajectory
-from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.tracking import (
     ERROR_THRESHOLDS,
     OVERLAP_THRESHOLDS,
@@ -235,7 +235,7 @@ def write_tracking_results(results: dict, path: str | Path) -> Path:
     stem = "success_plot" if ope else "eao_curve"
     plot = path.with_name(f"{stem}.png") if path.name == "results.json" else path.with_suffix(f".{stem}.png")
     (draw_success_plot if ope else draw_eao_plot)(results, plot)
-    write_results_json(results, path)
+    write_json_atomic(results, path)
     return plot
 
 

@@ -36,12 +36,12 @@ from tqdm import tqdm
 from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_folder
 from vidcorr.evaluate.timing import run_timing, timed_sequence
 from vidcorr.errors import InputError
+from vidcorr.io.atomic import write_json_atomic
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
 from vidcorr.io.vip import IGNORE, VipDataset, VipFrame, VipVideo
 from vidcorr.io.vip_predictions import read_class_map, read_instance_map, read_instance_scores, write_instance_map
 from vidcorr.labels import decode_label_map, one_hot_labels
-from vidcorr.metrics.davis import write_results_json
 from vidcorr.metrics.segmentation import ConfusionMatrix, PartAP
 from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
@@ -187,8 +187,8 @@ def write_video(propagator: Propagator, dataset: VipDataset, video: VipVideo, fo
             write_instance_map(folder / INSTANCES / f"{frame.name}.png", inst_ids)
             instance_scores_per_frame[frame.name] = inst_scores
     if instances0 is not None:
-        write_results_json({"classes": parts.instance_classes, "scores": instance_scores_per_frame},
-                           folder / INSTANCES / "scores.json")
+        write_json_atomic({"classes": parts.instance_classes, "scores": instance_scores_per_frame},
+                          folder / INSTANCES / "scores.json")
     return len(video.frames)
 
 
@@ -325,7 +325,7 @@ def run_vip(
     results = score_folder(dataset, out_dir, skip_first_frame, instances=True)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {},
                    timing=run_timing(record, propagator.device))
-    write_results_json(results, out_dir / "results.json")
+    write_json_atomic(results, out_dir / "results.json")
     return results
 
 

@@ -8,6 +8,7 @@ checkpoints, caches, output folders — goes through these two helpers.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -59,6 +60,13 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json_atomic(data: dict, path: str | Path) -> None:
+    """Write ``data`` to ``path`` as indented JSON, atomically (results, score files, propagated
+    keypoints and boxes). NaN or infinity is a ValueError before anything is written: JSON has no
+    such value, and Python's "NaN" token breaks strict readers."""
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 NOT_EMPTY = "output folder exists and is not empty; choose another --out or remove it"

@@ -19,7 +19,6 @@ count matched boundary pixels, and `_count_near` computes that count exactly wit
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -29,7 +28,6 @@ import numpy as np
 from tqdm import tqdm
 
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.davis import DavisDataset, check_mask_size
 from vidcorr.io.masks import VOID, read_mask
 
@@ -343,11 +341,6 @@ def _read_sized(path: Path, size: tuple[int, int], reference: str) -> np.ndarray
 
 
 # --------------------------------------------------------------------------- output
-def write_results_json(results: dict, path: str | Path) -> None:
-    """Write `score_davis` results as JSON, atomically (temp file in the same folder + rename)."""
-    write_text_atomic(path, json.dumps(results, indent=2, allow_nan=False) + "\n")
-
-
 def format_results_table(results: dict) -> str:
     """A per-sequence table (J&F, J, F means) followed by the global line of all 7 measures."""
     seqs = results["per_sequence"]
