@@ -13,7 +13,7 @@ from PIL import Image
 from video_helpers import VFR_TIMES, write_vfr_video
 
 from vidcorr.data.pairs import GapRange
-from vidcorr.data.videos import CACHE_NAME, build_index, list_file, list_folder
+from vidcorr.data.videos import CACHE_NAME, FILE_RATE_VERSION, build_index, list_file, list_folder
 from vidcorr.errors import InputError
 from vidcorr.io.images import FRAME_LISTING_RULES
 from vidcorr.io.video import count_frames, open_frames
@@ -215,6 +215,29 @@ def test_a_cached_success_is_not_probed_again(data_dir: Path, tmp_path: Path) ->
     assert build_index([folder], tmp_path).videos[0].num_frames == 77
 
 
+def test_a_cached_index_stats_each_entry_once(data_dir: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-indexing is a ``stat`` an entry: checking whether an entry was a folder took two more."""
+    tree = tmp_path / "tree"
+    (tree / "seq").mkdir(parents=True)
+    for frame in sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:3]:
+        os.symlink(frame, tree / "seq" / frame.name)
+    for name in ("bear.mp4", "boat.mp4"):
+        os.symlink(data_dir.joinpath(*DAVIS_TRAIN, name), tree / name)
+    build_index([tree], tmp_path / "cache")
+    stats: list[str] = []
+    real_stat = os.stat
+
+    def counted_stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        stats.append(os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted_stat)
+    assert len(build_index([tree], tmp_path / "cache")) == 3
+    entries = [str(tree / name) for name in ("bear.mp4", "boat.mp4", "seq")]
+    assert [stats.count(entry) for entry in entries] == [1, 1, 1]
+
+
 @pytest.mark.parametrize("listed_by", [None, FRAME_LISTING_RULES - 1])
 def test_a_frame_folder_cached_under_older_listing_rules_is_listed_again(data_dir: Path, tmp_path: Path,
                                                                         listed_by: int | None) -> None:
@@ -284,7 +307,7 @@ def test_a_variable_rate_matroska_files_rate_is_its_frames_mean(data_dir: Path, 
     """Real frames shown at 10, 40, 5 and 20 fps in a Matroska / WebM file, whose header says 30 fps:
     a gap in seconds was converted with that 30 (0.1-0.2 s as 3-6 frames, where the frames run at
     13.8 fps on average); the index takes the mean rate of the packets it reads to count the frames,
-    and a cache of the format that held the header's rate is not used."""
+    and a cached record that holds the header's rate (no ``rate`` version) is probed again."""
     frames = open_frames(data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")).read_at(range(len(VFR_TIMES)))
     video = tmp_path / f"vfr{suffix}"
     write_vfr_video(video, np.stack(frames)[:, :64, :96], codec=codec, nominal_fps=30)
@@ -294,10 +317,46 @@ def test_a_variable_rate_matroska_files_rate_is_its_frames_mean(data_dir: Path, 
     assert info.num_frames == len(VFR_TIMES) and info.fps == pytest.approx(mean, rel=1e-3)
     assert GapRange(0.1, 0.2, "seconds").in_frames(info.fps) == (1, 3)
     cache = json.loads((tmp_path / CACHE_NAME).read_text())
-    cache["format"] = "vidcorr-video-metadata/4"
-    cache["videos"][str(video)]["fps"] = 30.0  # what /4 wrote, stamp matching
+    assert cache["videos"][str(video)].pop("rate") == FILE_RATE_VERSION
+    cache["videos"][str(video)]["fps"] = 30.0  # what was written before the mean rate, stamp matching
     (tmp_path / CACHE_NAME).write_text(json.dumps(cache))
     assert build_index([video], tmp_path).videos[0].fps == pytest.approx(mean, rel=1e-3)
+
+
+def test_only_records_whose_rate_changed_are_probed_again(data_dir: Path, tmp_path: Path) -> None:
+    """The mean rate of Matroska / WebM files was brought in with a new cache format, and every
+    record (MP4s, AVIs, frame folders) was probed again, a full re-probe of a 10^5-video index on
+    ``--resume``. Records of the earlier format without a ``rate`` version are trusted (forged
+    counts kept), but for a Matroska / WebM file's counted one; a record with today's is trusted."""
+    tree = tmp_path / "tree"
+    (tree / "seq").mkdir(parents=True)
+    for frame in sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:3]:
+        os.symlink(frame, tree / "seq" / frame.name)
+    mp4 = data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")
+    os.symlink(mp4, tree / "bear.mp4")
+    frames = np.stack(open_frames(mp4).read_at(range(len(VFR_TIMES))))[:, :64, :96]
+    clips = [tree / "vfr.mkv", tree / "vfr.webm"]
+    for clip, codec in zip(clips, ("libx264", "libvpx-vp9")):
+        write_vfr_video(clip, frames, codec=codec)
+    cache_path = tmp_path / "cache" / CACHE_NAME
+
+    def forged(counts: dict[Path, int], drop_rate: bool) -> dict[str, int]:  # as cached -> as indexed
+        cache = json.loads(cache_path.read_text())
+        assert cache["format"] == "vidcorr-video-metadata/4"
+        for path, count in counts.items():
+            cache["videos"][str(path)]["num_frames"] = count
+            if drop_rate:
+                cache["videos"][str(path)].pop("rate", None)
+        cache_path.write_text(json.dumps(cache))
+        return {Path(v.path).name: v.num_frames for v in build_index([tree], tmp_path / "cache").videos}
+
+    real = {Path(v.path).name: v.num_frames for v in build_index([tree], tmp_path / "cache").videos}
+    assert real == {"bear.mp4": 82, "vfr.mkv": 10, "vfr.webm": 10, "seq": 3}
+    counts = forged({tree / "bear.mp4": 70, tree / "seq": 2, **{clip: 9 for clip in clips}}, drop_rate=True)
+    assert counts == {"bear.mp4": 70, "vfr.mkv": 10, "vfr.webm": 10, "seq": 2}
+    assert all(json.loads(cache_path.read_text())["videos"][str(c)]["rate"] == FILE_RATE_VERSION for c in clips)
+    counts = forged({clip: 9 for clip in clips}, drop_rate=False)
+    assert counts == {"bear.mp4": 70, "vfr.mkv": 9, "vfr.webm": 9, "seq": 2}
 
 
 def test_overlapping_sources_index_each_video_once(data_dir: Path, tmp_path: Path,

@@ -11,10 +11,10 @@ validates the file and works with PyAV or OpenCV); the frame count comes from th
 metadata and is only counted when the container does not record it or its record may hold frames
 that are never shown (an MP4 edit list's: `vidcorr.io.video.FrameSource.num_frames`); the packets
 read to count them give the mean frame rate too. The results are cached in one JSON file keyed by
-absolute path and revalidated by (mtime, size) (a frame folder's failure, or one listed by older
-rules, is probed again: `_still_valid`), so re-indexing 10^5 videos costs a ``stat`` each, not the
-~10 h first pass CRW users hit (METHODS.md §9, videowalk issue #3). The cache lives under the run
-dir or ``~/.cache/vidcorr``, never next to the user's data.
+absolute path and revalidated by (mtime, size) (a frame folder's failure, one listed by older rules
+and a file's rate found by older rules are probed again: `_still_valid`), so re-indexing 10^5
+videos costs a ``stat`` each, not the ~10 h first pass CRW users hit (METHODS.md §9, videowalk
+issue #3). The cache lives under the run dir or ``~/.cache/vidcorr``, never next to the user's data.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
@@ -38,9 +39,18 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi")
 CACHE_NAME = "video-metadata.json"
 # /1 counted the frames an MP4 edit list hides, /2 an AVI header's skipped frames, /3 took a list
-# file's frame count for a frame folder over its listing, /4 a Matroska / WebM header's nominal
-# frame rate for the mean one of its frames.
-CACHE_FORMAT = "vidcorr-video-metadata/5"
+# file's frame count for a frame folder over its listing. Rules that change only some entries are
+# versioned in those entries instead (``listing``, ``rate``), so that the rest are not probed again.
+CACHE_FORMAT = "vidcorr-video-metadata/4"
+# The version of the rules that give a video file's record its fps (``rate``; none before it was
+# recorded): bump it with any change to them. 1: a file whose frames are counted from its packets
+# (`probe`) has their mean rate, not its header's.
+FILE_RATE_VERSION = 1
+# Where a record without ``rate`` holds the header's nominal rate for a mean one: the files whose
+# frames were counted from packets because their header gives no count (`probe`). An MP4 counted
+# because its edit list hides frames had the header's rate, which is already its samples' mean
+# (FFmpeg's average rate: samples over their durations), and an AVI's count is its chunks'.
+NOMINAL_RATE_SUFFIXES = (".mkv", ".webm")
 MIN_FRAMES = 2  # a training pair needs two distinct frames
 
 
@@ -161,9 +171,11 @@ def list_source(source: str | Path) -> list[tuple[Path, int | None]]:
 # Probing, with a (mtime, size)-validated cache
 
 
-def _stamp(path: Path) -> list[int]:
-    stat = path.stat()
-    return [stat.st_mtime_ns, 0 if path.is_dir() else stat.st_size]
+def _stamp(path: Path) -> tuple[list[int], bool]:
+    """(mtime and size, whether ``path`` is a folder), from one ``stat``."""
+    status = path.stat()
+    is_folder = stat.S_ISDIR(status.st_mode)
+    return [status.st_mtime_ns, 0 if is_folder else status.st_size], is_folder
 
 
 def probe(path: Path, frames_hint: int | None = None) -> VideoInfo:
@@ -236,8 +248,10 @@ def _save_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
     write_text_atomic(path, json.dumps({"format": CACHE_FORMAT, "videos": entries}))
 
 
-def _still_valid(path: Path, cached: dict[str, Any] | None, stamp: list[int], hint: int | None) -> bool:
-    """Whether ``cached`` may stand for ``path`` without probing it again.
+def _still_valid(path: Path, cached: dict[str, Any] | None, stamp: list[int], hint: int | None,
+                 is_folder: bool) -> bool:
+    """Whether ``cached`` may stand for ``path`` (a frame folder where ``is_folder``) without probing
+    it again.
 
     A folder's mtime changes when a frame is added, removed or renamed, not when one is overwritten
     in place, so a frame folder's cached failure ("00005.jpg: frame is 300x200 ...") outlived the
@@ -250,28 +264,43 @@ def _still_valid(path: Path, cached: dict[str, Any] | None, stamp: list[int], hi
     A folder's count is its listing, so one listed by other rules than today's (``listing``,
     `FRAME_LISTING_RULES`; none before it was recorded) is listed again: a folder holding cover.jpg
     beside its frames, cached before such a stray was refused, kept the count that included it.
+    A video file's record is trusted unless its fps followed older rules (`_rate_still_valid`).
     """
     if cached is None or cached.get("stamp") != stamp or cached.get("hint") != hint:
         return False
-    if not path.is_dir():
-        return True
+    if not is_folder:
+        return _rate_still_valid(path, cached)
     return "error" not in cached and cached.get("listing") == FRAME_LISTING_RULES
+
+
+def _rate_still_valid(path: Path, cached: dict[str, Any]) -> bool:
+    """Whether a video file's cached fps follows today's rules (`FILE_RATE_VERSION`). A record from
+    before the version was recorded does, unless it is a Matroska / WebM file's whose frames were
+    counted (no error, no list's count): the only records the mean rate changed, so an index of
+    10^5 MP4s is not probed again for it."""
+    if cached.get("rate") == FILE_RATE_VERSION:
+        return True
+    if "rate" in cached:  # recorded under other rules
+        return False
+    counted = "error" not in cached and not cached.get("frames_from_list")
+    return not (counted and path.suffix.lower() in NOMINAL_RATE_SUFFIXES)
 
 
 def _probe_entry(path: Path, hint: int | None, cached: dict[str, Any] | None) -> dict[str, Any]:
     """Cache record of one entry: VideoInfo fields or {"error": ...}, plus its stamp."""
     try:
-        stamp = _stamp(path)
+        stamp, is_folder = _stamp(path)
     except OSError as error:
         return {"stamp": None, "error": f"cannot stat ({error.strerror})"}
-    if _still_valid(path, cached, stamp, hint):
+    if _still_valid(path, cached, stamp, hint, is_folder):
         return cached
     try:
         record: dict[str, Any] = asdict(probe(path, hint))
     except Exception as error:  # any decoder failure means "unusable video", never a crash
         record = {"error": problem_with(path, error)}
-    listing = {"listing": FRAME_LISTING_RULES} if path.is_dir() else {}  # the rules it was listed by
-    return {**record, "stamp": stamp, "hint": hint, **listing}
+    # The version of the rules it was listed by (a folder) or its fps was found by (a file)
+    rules = {"listing": FRAME_LISTING_RULES} if is_folder else {"rate": FILE_RATE_VERSION}
+    return {**record, "stamp": stamp, "hint": hint, **rules}
 
 
 def _usable(path: Path, record: dict[str, Any]) -> VideoInfo | tuple[str, str]:
