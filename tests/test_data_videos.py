@@ -15,7 +15,7 @@ from video_helpers import VFR_TIMES, write_vfr_video
 from vidcorr.data.pairs import GapRange
 from vidcorr.data.videos import CACHE_NAME, FILE_RATE_VERSION, build_index, list_file, list_folder
 from vidcorr.errors import InputError
-from vidcorr.io.images import FRAME_LISTING_RULES
+from vidcorr.io.images import FRAME_LISTING_VERSION
 from vidcorr.io.video import count_frames, open_frames
 
 DAVIS_TRAIN = ("videos", "davis2016-train")  # 30 mp4s, 2,079 frames, 24 fps
@@ -238,7 +238,7 @@ def test_a_cached_index_stats_each_entry_once(data_dir: Path, tmp_path: Path,
     assert [stats.count(entry) for entry in entries] == [1, 1, 1]
 
 
-@pytest.mark.parametrize("listed_by", [None, FRAME_LISTING_RULES - 1])
+@pytest.mark.parametrize("listed_by", [None, FRAME_LISTING_VERSION - 1])
 def test_a_frame_folder_cached_under_older_listing_rules_is_listed_again(data_dir: Path, tmp_path: Path,
                                                                         listed_by: int | None) -> None:
     """A folder with cover.jpg beside its frames, cached before such a stray was refused (no
@@ -270,8 +270,8 @@ def test_a_frame_folder_cached_under_older_listing_rules_is_listed_again(data_di
     assert [Path(v.path).name for v in index.videos] == ["bear.mp4"]
     [(path, problem)] = index.skipped
     assert path == str(seq) and "cover.jpg" in problem and "not named like its 4 frames" in problem
-    assert json.loads(cache_path.read_text())["videos"][str(seq)]["listing"] == FRAME_LISTING_RULES
-    cached_count(5, FRAME_LISTING_RULES)  # forged under today's rules: trusted, as any cached success
+    assert json.loads(cache_path.read_text())["videos"][str(seq)]["listing"] == FRAME_LISTING_VERSION
+    cached_count(5, FRAME_LISTING_VERSION)  # forged under today's rules: trusted, as any cached success
     index = build_index([tmp_path / "tree"], tmp_path / "cache")
     assert [(Path(v.path).name, v.num_frames) for v in index.videos][1] == ("seq", 5) and not index.skipped
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
-from vidcorr.io.images import FRAME_LISTING_RULES, IMAGE_SUFFIXES, natural_key
+from vidcorr.io.images import FRAME_LISTING_VERSION, IMAGE_SUFFIXES, natural_key
 from vidcorr.io.video import count_frames, open_frames
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def _still_valid(path: Path, cached: dict[str, Any] | None, stamp: list[int], hi
     broken in place later is dropped at its first draw, with a warning, like any unreadable frame.
 
     A folder's count is its listing, so one listed by other rules than today's (``listing``,
-    `FRAME_LISTING_RULES`; none before it was recorded) is listed again: a folder holding cover.jpg
+    `FRAME_LISTING_VERSION`; none before it was recorded) is listed again: a folder holding cover.jpg
     beside its frames, cached before such a stray was refused, kept the count that included it.
     A video file's record is trusted unless its fps followed older rules (`_rate_still_valid`).
     """
@@ -270,7 +270,7 @@ def _still_valid(path: Path, cached: dict[str, Any] | None, stamp: list[int], hi
         return False
     if not is_folder:
         return _rate_still_valid(path, cached)
-    return "error" not in cached and cached.get("listing") == FRAME_LISTING_RULES
+    return "error" not in cached and cached.get("listing") == FRAME_LISTING_VERSION
 
 
 def _rate_still_valid(path: Path, cached: dict[str, Any]) -> bool:
@@ -299,7 +299,7 @@ def _probe_entry(path: Path, hint: int | None, cached: dict[str, Any] | None) ->
     except Exception as error:  # any decoder failure means "unusable video", never a crash
         record = {"error": problem_with(path, error)}
     # The version of the rules it was listed by (a folder) or its fps was found by (a file)
-    rules = {"listing": FRAME_LISTING_RULES} if is_folder else {"rate": FILE_RATE_VERSION}
+    rules = {"listing": FRAME_LISTING_VERSION} if is_folder else {"rate": FILE_RATE_VERSION}
     return {**record, "stamp": stamp, "hint": hint, **rules}
 
 

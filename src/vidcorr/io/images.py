@@ -19,7 +19,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # The version of the rules by which `list_frame_files` takes or refuses a folder's files: bump it
 # with any change to them, and the training index lists its cached frame folders again
 # (`vidcorr.data.videos`). 1: `refuse_odd_names`; 2: `refuse_same_numbers`.
-FRAME_LISTING_RULES = 2
+FRAME_LISTING_VERSION = 2
 EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
 
 
