@@ -91,11 +91,10 @@ class PartChannels:
 
 def first_frame_labels(category: np.ndarray, instances: tuple[np.ndarray, dict[int, int]] | None
                        ) -> tuple[PartChannels, Tensor]:
-    """category: (H, W) class ids (255 ignored); instances: ((H, W) ids, {id: class}) or None
+    """category: (H, W) class ids (255 ignored); instances: ((H, W) ids, {id: class}) or None, of at
+    most `MAX_INSTANCES` instances (`_first_annotation` refuses more, naming the file)
     -> (channels, labels (Kc + Ki, H, W)). Only classes / instances present get a channel."""
     classes = np.unique(category[category != IGNORE])
-    if instances is not None and len(np.unique(instances[0][instances[0] != 0])) > MAX_INSTANCES:
-        raise ValueError(f"more than {MAX_INSTANCES} part instances in one frame cannot be propagated")
     labels = [one_hot_labels(_channel_map(category, classes), len(classes))]
     inst_ids, inst_classes = np.zeros(0, np.int64), {}
     if instances is not None:
