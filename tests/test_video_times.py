@@ -13,7 +13,7 @@ from video_helpers import VFR_TIMES, write_vfr_video
 
 from vidcorr.cli import main
 from vidcorr.io import video
-from vidcorr.io.frame_times import TIME_BASE, display_times
+from vidcorr.io.frame_times import TIME_BASE, display_times, shown_packets
 from vidcorr.io.video import count_frames, open_frames, write_video
 
 
@@ -124,9 +124,23 @@ def test_display_times_sort_each_part_not_the_stream():
     assert display_times(one_part) == [0, 1, 2, 3]
     restarted = one_part + [(s(1), s(0)), (s(3), s(1)), (s(2), s(2))]  # timestamps start again: dts 2 -> 0
     assert display_times(restarted) == [0, 1, 2, 3, 4, 5, 6]
-    no_dts = [(pts, None) for pts, _ in restarted]  # no restart to see (Matroska has none): one sort
+    no_dts = [(pts, None) for pts, _ in restarted]  # no restart to see: one sort
     assert display_times(no_dts) == [0, 1, 1, 2, 2, 3, 3]
     assert display_times([(s(5), s(5))]) is None and display_times([(s(1), s(1)), (s(1), s(2))]) is None
+
+
+def test_matroska_packets_lack_dts_only_before_the_b_frame_delay_is_known(tmp_path):
+    """Matroska stores pts only; FFmpeg derives the packets' dts from them, all but the first few
+    (B-frames' delay), which stay in the part they begin: the timing is the decoder's."""
+    import av
+
+    path = tmp_path / "vfr.mkv"
+    write_vfr_video(path, _ramp(len(VFR_TIMES)))
+    with av.open(str(path)) as container:
+        dts = [packet.dts for packet in shown_packets(container, container.streams.video[0])]
+    missing = [t for t, stamp in enumerate(dts) if stamp is None]
+    assert 0 < len(missing) < len(dts) // 2 and missing == list(range(len(missing)))
+    np.testing.assert_allclose(open_frames(path).frame_times(), _decoded_times(path), atol=1e-9)
 
 
 def test_opencv_writer_has_a_constant_rate(tmp_path):

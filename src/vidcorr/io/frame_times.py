@@ -52,8 +52,10 @@ def display_times(stamps: Sequence[tuple[Fraction, Fraction | None]]) -> list[fl
     at once: a stream's timestamps can start again (MPEG-TS files joined with ``cat``, a recorder
     restarting), and one sort interleaved the second part's frames with the first's, each shown at
     another frame's time. Decoding timestamps increase within a part, so a dts below the packet
-    before's starts a new part (without dts, as in Matroska, the stream is one part); each part is
-    sorted alone and follows the one before one frame step later (the median step of the stream).
+    before's starts a new part; a packet without dts stays in the part it follows (Matroska stores
+    pts only: FFmpeg derives each packet's dts from them, but not for the first few of a stream
+    with B-frames, before it knows their delay). Each part is sorted alone and follows the one
+    before one frame step later (the median step of the stream).
     """
     parts: list[list[Fraction]] = []
     last_dts = None
