@@ -66,6 +66,18 @@ def test_folder_nframes_list_and_comments(data_dir: Path, tmp_path: Path) -> Non
     assert [v.num_frames for v in index.videos] == [50, 104]
 
 
+def test_a_list_file_saved_with_a_byte_order_mark(data_dir: Path, tmp_path: Path) -> None:
+    """A Windows editor's BOM became part of the first path, a relative one then not found."""
+    listing = tmp_path / "list.txt"
+    (tmp_path / "blackswan").symlink_to(data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan")
+    listing.write_bytes("blackswan 50\r\n".encode("utf-8-sig"))
+    assert list_file(listing) == [(tmp_path / "blackswan", 50)]
+    assert [v.num_frames for v in build_index([listing], tmp_path / "cache").videos] == [50]
+    listing.write_bytes(b"blackswan \xe9\n")
+    with pytest.raises(InputError, match="unreadable list file"):
+        list_file(listing)
+
+
 def test_cache_is_reused_and_revalidated(data_dir: Path, tmp_path: Path) -> None:
     source = data_dir.joinpath(*DAVIS_TRAIN)
     first = build_index([source], tmp_path)

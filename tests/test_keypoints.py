@@ -129,6 +129,14 @@ def test_read_keypoints_json_defaults_and_fields(tmp_path):
     assert full.edges == [(0, 1)] and full.visible.tolist() == [True, False]
 
 
+def test_read_keypoints_json_takes_a_byte_order_mark(tmp_path):
+    """A file saved by a Windows editor starts with one: it was refused as "not valid JSON"."""
+    path = tmp_path / "kps.json"
+    path.write_bytes('{"keypoints": [[1, 2]], "names": ["nez"]}'.encode("utf-8-sig"))
+    kps = read_keypoints_json(path)
+    assert kps.points.tolist() == [[1, 2]] and kps.names == ["nez"]
+
+
 @pytest.mark.parametrize(("data", "message"), [
     ("{not json", "not valid JSON"),
     ({"points": [[1, 2]]}, '"keypoints" list'),

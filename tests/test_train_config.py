@@ -203,6 +203,16 @@ def test_a_recipe_file_of_ones_own_is_identified_by_its_path_and_sha256(tmp_path
         load_recipe(own)
 
 
+def test_a_recipe_file_saved_with_a_byte_order_mark(tmp_path) -> None:
+    """A Windows editor's BOM was refused as TOML's "Invalid statement"; the file's sha256 stays
+    that of its bytes, BOM included (what ``sha256sum`` gives)."""
+    own = tmp_path / "mine.toml"
+    own.write_bytes('extends = "uvc-cpu"\r\n'.encode("utf-8-sig"))
+    recipe = load_recipe(own)
+    assert recipe.trajectory_dict() == load_recipe("uvc-cpu").trajectory_dict()
+    assert recipe.file["sha256"] == _sha256(own)
+
+
 def test_drop_stages_leaves_out_a_parents_stage(tmp_path) -> None:
     t20 = load_recipe("uvc-cpu-t20")
     (tmp_path / "joint.toml").write_text('extends = "uvc-cpu-t20"\ndrop_stages = ["warmup"]\n')

@@ -239,7 +239,7 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # json refuses a Windows editor's BOM
     except FileNotFoundError:
         raise InputError(path, "keypoints file not found") from None
     except OSError as err:  # a folder, no permission

@@ -32,6 +32,7 @@ from typing import Any
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
 from vidcorr.io.images import FRAME_LISTING_VERSION, IMAGE_SUFFIXES, natural_key
+from vidcorr.io.text import read_text
 from vidcorr.io.video import count_frames, open_frames
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,7 @@ def list_file(list_path: Path) -> list[tuple[Path, int | None]]:
     Relative paths are taken from the list's folder. Paths may contain spaces; a trailing
     integer is read as the frame count (trusted for video files, checked for frame folders: `probe`).
     """
-    try:
-        lines = list_path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(list_path, f"unreadable list file ({error})") from None
+    lines = read_text(list_path, "list file").splitlines()  # a BOM is not part of the first path
     entries: list[tuple[Path, int | None]] = []
     for line in lines:
         line = line.split("#", 1)[0].strip()

@@ -75,7 +75,7 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, A
         raise InputError(path, f"no such recipe{where} (shipped recipes: {', '.join(shipped) or 'none'})")
     try:
         raw = path.read_bytes()
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # a Windows editor's BOM: TOML's "Invalid statement"
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InputError(path, f"unreadable recipe: {error}") from None
     digest = hashlib.sha256(raw).hexdigest()
