@@ -78,6 +78,14 @@ def test_a_list_file_saved_with_a_byte_order_mark(data_dir: Path, tmp_path: Path
         list_file(listing)
 
 
+def test_a_list_files_count_is_decimal_digits(tmp_path: Path) -> None:
+    """"²" is isdigit, yet no number int() reads: a line ending in it raised a raw ValueError. It is
+    part of the path, as any trailing word that is not a count."""
+    listing = tmp_path / "list.txt"
+    listing.write_text("clips/a b.mp4 \u00b2\nclips/c.mp4 12\n", encoding="utf-8")
+    assert list_file(listing) == [(tmp_path / "clips" / "a b.mp4 \u00b2", None), (tmp_path / "clips" / "c.mp4", 12)]
+
+
 def test_cache_is_reused_and_revalidated(data_dir: Path, tmp_path: Path) -> None:
     source = data_dir.joinpath(*DAVIS_TRAIN)
     first = build_index([source], tmp_path)

@@ -130,6 +130,9 @@ def _copy_tree(src, dst):
      "line 1: expected '<instance id> <class 1..19> <human id>'"),
     (lambda r: _first(r, "Instance_ids", "txt").write_text("1 25 1\n"),
      "line 1"),
+    # "²" is isdigit: a raw ValueError from int()
+    (lambda r: _first(r, "Instance_ids", "txt").write_text("1 \u00b2 1\n", encoding="utf-8"),
+     "line 1: expected '<instance id> <class 1..19> <human id>', got '1 \u00b2 1'"),
     (lambda r: _first(r, "Category_ids", "png").unlink(),
      "class annotation not found"),
     # not text: a raw UnicodeDecodeError that named no file

@@ -139,7 +139,8 @@ def list_file(list_path: Path) -> list[tuple[Path, int | None]]:
         if not line:
             continue
         parts = line.rsplit(maxsplit=1)
-        hint = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
+        # isdecimal: "²" is isdigit but no number int() reads (as `natural_key`)
+        hint = int(parts[1]) if len(parts) == 2 and parts[1].isdecimal() else None
         path = Path(parts[0] if hint is not None else line)
         entries.append((path if path.is_absolute() else list_path.parent / path, hint))
     return entries

@@ -209,7 +209,8 @@ def _read_instance_table(path: Path) -> dict[int, int]:
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 3 or not all(p.isdigit() for p in parts) or not 0 < int(parts[1]) < len(VIP_CLASSES):
+        # isdecimal: "²" is isdigit but no number int() reads
+        if len(parts) != 3 or not all(p.isdecimal() for p in parts) or not 0 < int(parts[1]) < len(VIP_CLASSES):
             raise InputError(path, f"line {lineno}: expected '<instance id> <class 1..19> <human id>', "
                              f"got {line.strip()!r}")
         table[int(parts[0])] = int(parts[1])
