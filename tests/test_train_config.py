@@ -276,6 +276,10 @@ def _child_of_t20(tmp_path, text: str):
     ("[stages.joint]\ndecay_over = -5", "decay_over at least 1"),
     ("[stages.joint]\nlr = nan", "stage 'joint': length and lr must be positive"),
     ("[data]\nfolder_fps = nan", "folder_fps > 0"),
+    # nan passed the method configs' own checks: a nan loss, and a run.json that is no JSON
+    ("[model]\ntemperature = nan", "[model] temperature = nan: expected a finite number"),
+    ("[model]\nlab_weights = [1, inf, 1]", "[model] lab_weights = [1, inf, 1]: expected a finite number"),
+    ("[optim]\ngrad_clip = inf", "[optim] grad_clip = inf: expected a finite number"),
 ])
 def test_values_out_of_range_are_recipe_errors(tmp_path, text: str, message: str) -> None:
     """These loaded and then trained wrongly (grad_clip <= 0 zeroes or flips every gradient, 0

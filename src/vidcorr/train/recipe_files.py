@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,29 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         recipe = recipe_from_dict(data, data.get("name", path.stem))
     except (ValueError, TypeError) as error:
         raise InputError(path, f"unreadable recipe: {error}") from None
+    _refuse_non_finite(path, data)  # after the fields' own checks, which name some nan values better
     # The file as named, its folder resolved: a link my/fast.toml to configs/train/uvc.toml is named
     # "fast" (its stem), which no shipped recipe is, so it is recorded as a file of one's own.
     named = path.parent.resolve() / path.name
     if named.parent == CONFIG_DIR:  # shipped, also when given by its path
         return recipe
     return recipe.replace(file={"path": str(named), "sha256": digests[0], "chain_sha256": chain_digest(digests)})
+
+
+def _refuse_non_finite(path: Path, table: dict[str, Any], where: str = "") -> None:
+    """`InputError` naming the key of a TOML ``nan`` or ``inf`` anywhere in ``table``: a [model]
+    weight or temperature took it (the method configs check ranges with comparisons nan passes),
+    trained to a NaN loss, and a run record holding it is no JSON. ``where``: the table's name."""
+    for key, value in table.items():
+        name = f"[{where}] {key}" if where else key
+        if isinstance(value, dict):
+            _refuse_non_finite(path, value, f"{where}.{key}" if where else key)
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in _items(value)):
+            raise InputError(path, f"unreadable recipe: {name} = {value}: expected a finite number")
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def chain_digest(digests: list[str]) -> str:
