@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import interrupt_on_call
 
 from vidcorr.cli import main
-from vidcorr.evaluate.runs import RunRecord
+from vidcorr.evaluate.runs import RUN_STAMP, RunRecord
 from vidcorr.evaluate.timing import run_timing
 
 JHMDB_CLIP = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
@@ -158,3 +158,16 @@ def test_run_timing_sums_the_kept_and_new_items_times(tmp_path):
         "propagation_seconds": 0.75, "device": "cpu"}
     assert timing["kept_from_earlier_run"] == ["a", "old"] and timing["peak_rss_mib"] > 0
     assert "kept_from_earlier_run" not in run_timing(RunRecord(tmp_path, {"command": "eval vip"}, []), "cpu")
+
+
+
+def test_a_run_record_is_strict_json(tmp_path):
+    """NaN went into the run record as Python's NaN token, which strict JSON readers refuse: it is
+    refused before writing, and the record written before stays as it was."""
+    record = RunRecord(tmp_path, {"command": "eval vip", "preset": {"temperature": 0.5}}, [])
+    record.finish("a", {"frames": 3, "seconds": 1.0})
+    before = (tmp_path / RUN_STAMP).read_text()
+    assert json.loads(before)["finished"] == ["a"]
+    with pytest.raises(ValueError, match="JSON"):
+        record.finish("b", {"frames": 3, "seconds": float("nan")})
+    assert (tmp_path / RUN_STAMP).read_text() == before

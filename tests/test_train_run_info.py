@@ -16,7 +16,7 @@ import pytest
 import vidcorr
 from vidcorr.cli import main
 from vidcorr.train import load_recipe
-from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, save_checkpoint
+from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, save_checkpoint, write_run_info
 from vidcorr.train.recipe_files import CONFIG_DIR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -144,6 +144,18 @@ def test_a_shipped_recipe_is_recorded_by_its_name() -> None:
     recipe = load_recipe("autoencoder")
     meta = export_meta(Path("runs/x"), recipe, None, Progress())
     assert meta["recipe"] == "autoencoder" and "recipe_sha256" not in meta and "file" not in meta["recipe_config"]
+
+
+def test_run_json_is_strict_json(tmp_path: Path) -> None:
+    """A NaN [model] value (a recipe built in code; recipe files refuse one) went into run.json as
+    Python's NaN token, which strict JSON readers refuse: refused before writing, the earlier file kept."""
+    recipe = load_recipe("uvc-cpu")
+    path = write_run_info(tmp_path, recipe, ["vidcorr train uvc"])
+    before = path.read_text()
+    assert json.loads(before)["recipe"] == recipe.to_dict()
+    with pytest.raises(ValueError, match="JSON"):
+        write_run_info(tmp_path, recipe.replace(model={**recipe.model, "temperature": float("nan")}), ["again"])
+    assert path.read_text() == before
 
 
 def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_run_json(run_args: list[str],

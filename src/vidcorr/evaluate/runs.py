@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import check_output_path, is_atomic_leftover, write_text_atomic
+from vidcorr.io.atomic import check_output_path, is_atomic_leftover, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class RunRecord:
     def write(self) -> None:
         record = {**self.stamp, "finished": self.finished,
                   "timing": {name: self.times[name] for name in self.finished if name in self.times}}
-        write_text_atomic(self.out_dir / RUN_STAMP, json.dumps(record, indent=2) + "\n")
+        # NaN refused: no JSON, and unequal to itself when a resume compares stamps
+        write_json_atomic(record, self.out_dir / RUN_STAMP)
 
 
 @contextlib.contextmanager

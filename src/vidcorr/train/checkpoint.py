@@ -32,7 +32,7 @@ from torch import nn
 
 from vidcorr import __version__
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import atomic_file, write_text_atomic
+from vidcorr.io.atomic import atomic_file, write_json_atomic
 from vidcorr.train.config import Recipe, recipe_from_dict
 from vidcorr.train.distributed import DistContext, all_gather_objects
 
@@ -368,5 +368,5 @@ def write_run_info(run_dir: Path, recipe: Recipe, commands: list[str]) -> Path:
     path = Path(run_dir) / RUN_INFO
     info = {"format": RUN_INFO_FORMAT, "name": Path(run_dir).name, "method": recipe.method,
             "vidcorr_version": __version__, "recipe": recipe.to_dict(), "commands": list(commands)}
-    write_text_atomic(path, json.dumps(info, indent=2) + "\n")
+    write_json_atomic(info, path)  # NaN refused (recipe files refuse it first): it is no JSON
     return path
