@@ -135,12 +135,24 @@ def test_score_davis_leaves_out_the_last_frame_by_number(tmp_path):
 
 
 def test_annotations_named_oddly_or_twice_are_refused_as_frames_are(tmp_path):
+    """...and named as annotations: the errors spoke of frames in a folder of masks."""
     ds = _unpadded_tree(tmp_path / "DAVIS", range(3))
     annotations = ds.root / "Annotations" / "480p" / "seq"
     shutil.copy(annotations / "1.png", annotations / "01.png")
-    with pytest.raises(InputError, match=r"named more than once \(01\.png and 1\.png\)") as info:
+    with pytest.raises(InputError) as info:
         ds.masks("seq")
-    assert info.value.path == annotations
+    assert info.value.path == annotations and info.value.problem == (
+        "1 annotation(s) named more than once (01.png and 1.png): annotations are ordered by the numbers in "
+        "their names, so the order of these is not known. Keep one image per annotation (move the others "
+        "out of the folder)")
     (annotations / "01.png").rename(annotations / "preview.png")
-    with pytest.raises(InputError, match=r"not named like its 3 frames \(0\.png, \.\.\.\): preview\.png"):
+    with pytest.raises(InputError) as info:
+        ds.masks("seq")
+    assert info.value.problem == (
+        "1 image(s) not named like its 3 annotations (0.png, ...): preview.png. They would be read as "
+        "annotations: move them out of the folder (or rename them like the others if they are annotations)")
+    for name in ("a.png", "b.png", "c.png"):
+        shutil.copy(annotations / "0.png", annotations / name)
+    with pytest.raises(InputError, match="do not tell the annotations from other images. Keep one video's "
+                                         "annotations in the folder"):
         ds.masks("seq")

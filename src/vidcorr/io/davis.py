@@ -86,7 +86,7 @@ class DavisDataset:
         hand-made tree's 10.png came before 2.png, so frame 10 was scored in frame 2's place and
         the first annotation could be another frame's."""
         folder = self.root / "Annotations" / self.resolution / seq
-        return in_frame_order(folder, _list_files(folder, "*.png", "annotations"))
+        return in_frame_order(folder, _list_files(folder, "*.png", "annotations"), what="annotations")
 
     def first_mask(self, seq: str) -> np.ndarray:
         """The first annotation of `seq` as object ids, uint8 [H, W] (255 = void).

@@ -47,12 +47,13 @@ def list_frame_files(folder: Path, exclude: Collection[Path] = ()) -> list[Path]
     return in_frame_order(folder, files)
 
 
-def in_frame_order(folder: Path, files: list[Path]) -> list[Path]:
+def in_frame_order(folder: Path, files: list[Path], what: str = "frames") -> list[Path]:
     """The frame files of ``folder`` in natural order; `InputError` for images not named like the
-    frames (`refuse_odd_names`) or two of one frame number (`refuse_same_numbers`)."""
+    frames (`refuse_odd_names`) or two of one frame number (`refuse_same_numbers`). ``what``: the
+    files' name in those errors, a plural in -s (a DAVIS folder of masks: "annotations")."""
     files = sorted(files, key=lambda p: natural_key(p.name))
-    refuse_odd_names(folder, files)
-    refuse_same_numbers(folder, files)
+    refuse_odd_names(folder, files, what)
+    refuse_same_numbers(folder, files, what)
     return files
 
 
@@ -65,8 +66,9 @@ def frame_naming(path: Path) -> str:
 ODD_NAMES_SHOWN = 10
 
 
-def refuse_odd_names(folder: Path, files: list[Path]) -> None:
-    """`InputError` naming the images of a numbered frame folder that are not named like its frames.
+def refuse_odd_names(folder: Path, files: list[Path], what: str = "frames") -> None:
+    """`InputError` naming the images of a numbered frame folder that are not named like its frames
+    (``what``: their name in the error, as in `in_frame_order`).
 
     A same-size stray (cover.jpg, a preview, an exported annotation mask_00000.png) was read as one
     more frame, without a word, and shifted every result after it. Refused rather than left out
@@ -86,18 +88,19 @@ def refuse_odd_names(folder: Path, files: list[Path]) -> None:
         groups = sorted(names.values(), key=len, reverse=True)[:ODD_NAMES_SHOWN]
         raise InputError(folder, f"images named in {len(names)} ways ("
                                  + ", ".join(f"{len(group)} like {group[0]}" for group in groups)
-                                 + "): their names do not tell the frames from other images. Keep one "
-                                   "video's frames in the folder, named alike")
+                                 + f"): their names do not tell the {what} from other images. Keep one "
+                                   f"video's {what} in the folder, named alike")
     more = len(odd) - ODD_NAMES_SHOWN
     shown = ", ".join(sorted(odd, key=natural_key)[:ODD_NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
-    raise InputError(folder, f"{len(odd)} image(s) not named like its {len(names[main])} frames "
-                             f"({names[main][0]}, ...): {shown}. They would be read as frames: move them out "
-                             "of the folder (or rename them like the others if they are frames)")
+    raise InputError(folder, f"{len(odd)} image(s) not named like its {len(names[main])} {what} "
+                             f"({names[main][0]}, ...): {shown}. They would be read as {what}: move them out "
+                             f"of the folder (or rename them like the others if they are {what})")
 
 
-def refuse_same_numbers(folder: Path, files: list[Path]) -> None:
+def refuse_same_numbers(folder: Path, files: list[Path], what: str = "frames") -> None:
     """`InputError` naming the files of ``folder`` that are one frame by name: the same naming and
     numbers, written differently (1.jpg and 00001.jpg, 00001.jpg and 00001.png, A.jpg and a.jpg).
+    ``what``: the files' name in the error, as in `in_frame_order`.
 
     Frames are ordered by their numbers, so two of one number have no order but the file system's
     listing: which one came first, and every later frame's index, was a matter of chance.
@@ -111,9 +114,10 @@ def refuse_same_numbers(folder: Path, files: list[Path]) -> None:
     more = len(same) - ODD_NAMES_SHOWN
     shown = "; ".join(" and ".join(names) for names in same[:ODD_NAMES_SHOWN]) + (
         f"; and {more} more" if more > 0 else "")
-    raise InputError(folder, f"{len(same)} frame(s) named more than once ({shown}): frames are ordered by the "
-                             "numbers in their names, so the order of these is not known. Keep one image per "
-                             "frame (move the others out of the folder)")
+    one = what.removesuffix("s")
+    raise InputError(folder, f"{len(same)} {one}(s) named more than once ({shown}): {what} are ordered by the "
+                             f"numbers in their names, so the order of these is not known. Keep one image per "
+                             f"{one} (move the others out of the folder)")
 
 
 def read_image(path: str | Path) -> np.ndarray:
