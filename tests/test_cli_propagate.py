@@ -249,3 +249,21 @@ def test_a_feature_grid_a_few_cells_high_is_warned_about(short_clip, tmp_path, c
     with caplog.at_level("WARNING"):
         assert main([*argv, "--out", str(tmp_path / "fine"), "--size", "120"]) == 0
     assert not [r for r in caplog.records if "feature grid" in r.getMessage()]
+
+
+@pytest.mark.parametrize("kind", ["folder", "video"])
+def test_a_video_of_one_frame_is_refused(short_clip, tmp_path, capsys, kind):
+    """One frame leaves nothing to propagate to: it wrote the first mask back and exited 0."""
+    from vidcorr.io.video import write_video
+
+    first = short_clip / "JPEGImages" / "480p" / "car-shadow" / "00000.jpg"
+    if kind == "folder":
+        one = tmp_path / "one"
+        one.mkdir()
+        (one / first.name).write_bytes(first.read_bytes())
+    else:
+        one = write_video(tmp_path / "one.mp4", [np.array(Image.open(first))], 24.0)
+    mask, out = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png", tmp_path / "o"
+    _fails(["propagate", str(one), "--mask", str(mask), "--out", str(out), *FAST], capsys,
+           f"{one}: holds 1 frame: no frame to propagate the first-frame annotation to")
+    assert not out.exists() and not list(tmp_path.glob(".o.partial-*"))

@@ -135,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
                 pass
         else:
             write_video(tmp / "overlay.mp4", counted(), fps, times=times)
+        if n < 2:  # counted, not the header's count: inside the block, so nothing is left written
+            raise InputError(args.input, "holds 1 frame: no frame to propagate the first-frame annotation to "
+                                         "(give the whole video or folder of frames)")
     elapsed = time.perf_counter() - start
     model = model_label(info)
     how = (f"tracker {args.tracker or DEFAULT_TRACKER}" if args.box is not None
