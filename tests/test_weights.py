@@ -130,6 +130,15 @@ def test_a_torch_checkpoint_is_named_as_one_with_the_export_command(tmp_path, zi
     assert f"vidcorr train export --checkpoint {path} --out W.safetensors" in str(info.value)
 
 
+def test_the_sidecar_given_as_the_weights_names_the_weights_file(saved):
+    """`--weights weights/uvc_r18_ft3.json` (tab completion) said "not a readable safetensors file
+    (Error while deserializing header: header too large)"."""
+    sidecar = saved.with_suffix(".json")
+    with pytest.raises(WeightsError, match="is the JSON sidecar of the weights") as info:
+        load_encoder(sidecar)
+    assert info.value.path == sidecar and str(info.value).endswith(f"give {saved}")
+
+
 def test_missing_config(tmp_path, encoder):
     path = tmp_path / "bare.safetensors"
     safetensors.torch.save_file(encoder.state_dict(), str(path))  # no sidecar, no metadata

@@ -218,6 +218,10 @@ def read_weights(path: str | Path) -> WeightsFile:
             raise WeightsError(path, "is a PyTorch file (torch.save), not safetensors weights; for a training "
                                      "checkpoint, export its encoder first: `vidcorr train export --checkpoint "
                                      f"{path} --out W.safetensors`, then give W") from None
+        if path.suffix.lower() == ".json" and path.with_suffix(".safetensors").is_file():
+            # the sidecar beside the weights, picked by tab completion: "header too large" said nothing
+            raise WeightsError(path, "is the JSON sidecar of the weights, not the weights: give "
+                                     f"{path.with_suffix('.safetensors')}") from None
         raise WeightsError(path, f"not a readable safetensors file ({error})") from None
     sha256 = _file_sha256(path)
     sidecar = _read_sidecar(path, sha256)
