@@ -221,6 +221,10 @@ def test_autoencoder_round_trip_and_kind_checks(tmp_path, saved):
         assert (loaded(lab_n) - model(lab_n)).abs().max() < 1e-2
     with pytest.raises(WeightsError, match="Lab auto-encoder .* not a frame encoder"):
         load_encoder(path)  # e.g. `vidcorr eval --weights weights/lab_autoencoder.safetensors`
+    # `vidcorr train uvc --init weights/lab_autoencoder.safetensors` was told it was "not a frame
+    # encoder to propagate with", though nothing was being propagated
+    with pytest.raises(WeightsError, match="not a frame encoder \\(what --weights, --init and --teacher take\\)"):
+        load_weights_into(build_encoder("uvc"), path)
     with pytest.raises(WeightsError, match="not Lab auto-encoder weights"):
         load_autoencoder(saved)
 

@@ -267,7 +267,8 @@ def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path)
 def _encoder_config(weights: WeightsFile, path: Path) -> EncoderConfig:
     if weights.config.get("model") == AUTOENCODER_CONFIG["model"]:  # said plainly, not as a config error
         raise WeightsError(path, "holds UVC's Lab auto-encoder (from `vidcorr train autoencoder`, an input to "
-                                 "`vidcorr train uvc --autoencoder`), not a frame encoder to propagate with")
+                                 "`vidcorr train uvc --autoencoder`), not a frame encoder (what --weights, --init and "
+                                 "--teacher take)")
     try:
         return EncoderConfig.from_dict(weights.config)
     except (ValueError, TypeError) as error:
