@@ -13,7 +13,8 @@ from PIL import Image
 from video_helpers import VFR_TIMES, write_vfr_video
 
 from vidcorr.data.pairs import GapRange
-from vidcorr.data.videos import CACHE_NAME, FILE_RATE_VERSION, build_index, list_file, list_folder
+from vidcorr.data.video_probe import CACHE_NAME, FILE_RATE_VERSION
+from vidcorr.data.videos import build_index, list_file, list_folder
 from vidcorr.errors import InputError
 from vidcorr.io.images import FRAME_LISTING_VERSION
 from vidcorr.io.video import count_frames, open_frames

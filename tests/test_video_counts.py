@@ -1,5 +1,5 @@
 """How many frames a video holds, as the training index counts them (`count_frames`, the header
-counts of `open_frames`, `vidcorr.data.videos.probe`): exactly the frames decoding yields, or the
+counts of `open_frames`, `vidcorr.data.video_probe.probe`): exactly the frames decoding yields, or the
 index samples frames that do not exist and drops the video on the first such draw."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vidcorr.data.videos import probe
+from vidcorr.data.video_probe import probe
 from vidcorr.io import video, video_opencv, video_pyav
 from vidcorr.io.container_size import avi_video_frames
 from vidcorr.io.video import count_frames, open_frames, read_frames_at

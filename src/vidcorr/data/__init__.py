@@ -20,7 +20,8 @@ from vidcorr.data.pairs import (
     cycle_clip_indices,
     pair_indices,
 )
-from vidcorr.data.videos import VideoIndex, VideoInfo, build_index, default_cache_dir
+from vidcorr.data.video_probe import VideoInfo
+from vidcorr.data.videos import VideoIndex, build_index, default_cache_dir
 
 __all__ = [
     "BATCH_KINDS",

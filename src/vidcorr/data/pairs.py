@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from vidcorr.data.augment import Augment, build_augment
-from vidcorr.data.videos import VideoIndex, VideoInfo, problem_with
+from vidcorr.data.video_probe import VideoInfo, problem_with
+from vidcorr.data.videos import VideoIndex
 from vidcorr.errors import TooFewFrames, VidcorrError
 from vidcorr.io.video import read_frames_at
 
