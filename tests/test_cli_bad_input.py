@@ -181,3 +181,20 @@ def test_propagate_refuses_options_it_would_ignore(short_clip, tmp_path, capsys)
     assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST, "--batch-size", "2",
                  "--fps", "10"]) == 0
     assert open_frames(out / "overlay.mp4").fps == pytest.approx(10)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["propagate", "a.mp4", "--mask", "m.png", "--out", "o", "--sise", "120"],
+     "vidcorr propagate: error: unrecognized arguments: --sise 120; --sise: did you mean --size?"),
+    (["train", "uvc", "--data", "d", "--recipie", "r.toml"],
+     "vidcorr train uvc: error: unrecognized arguments: --recipie r.toml; --recipie: did you mean --recipe?"),
+    (["eval", "davis", "--root", "r", "--out", "o", "--bogus"],
+     "vidcorr eval davis: error: unrecognized arguments: --bogus\n"),
+])
+def test_a_misspelt_option_is_refused_by_its_command_with_the_closest_one(argv, said, capsys):
+    """The top-level parser refused it, under `usage: vidcorr [-h] [--version] [-v] COMMAND ...`."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and said in err
+    assert err.startswith(f"usage: vidcorr {' '.join(argv[:2 if argv[0] != 'propagate' else 1])} ")

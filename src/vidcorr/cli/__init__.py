@@ -8,11 +8,13 @@ Heavy imports (torch, models) happen inside the command functions so `vidcorr --
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
 import select
 import sys
+from typing import NoReturn
 
 from vidcorr import __version__
 from vidcorr.errors import VidcorrError
@@ -94,7 +96,9 @@ def _run(argv: list[str] | None) -> int:
 
 def _run_command(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(parser, sys.argv[1:] if argv is None else argv, unknown)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -107,6 +111,30 @@ def _run_command(argv: list[str] | None) -> int:
     except VidcorrError as err:
         print(f"vidcorr: error: {err}", file=sys.stderr)
         return 2
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, argv: list[str], unknown: list[str]) -> NoReturn:
+    """argparse's "unrecognized arguments" error (exit 2), said by the sub-command's own parser, with
+    the closest option it has: the top-level parser's said only `usage: vidcorr [-h] [--version] [-v]
+    COMMAND ...` above `vidcorr: error: unrecognized arguments: --sise 120`."""
+    command = _command_parser(parser, argv)
+    options = [name for action in command._actions for name in action.option_strings]
+    hints = []
+    for token in (t for t in unknown if t.startswith("--")):
+        # 0.8: --sise -> --size, --recipie -> --recipe, but --bogus is not "--out"
+        close = difflib.get_close_matches(token.split("=")[0], options, n=1, cutoff=0.8)
+        if close:
+            hints.append(f"{token}: did you mean {close[0]}?")
+    command.error("; ".join([f"unrecognized arguments: {' '.join(unknown)}", *hints]))
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The (sub-)parser the command words of ``argv`` lead to: `vidcorr eval davis ...` -> eval davis's."""
+    for token in argv:
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if commands and token in commands[0].choices:
+            parser = commands[0].choices[token]
+    return parser
 
 
 if __name__ == "__main__":
