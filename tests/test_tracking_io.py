@@ -145,6 +145,20 @@ def test_frame_count_mismatch_names_file_and_line(tmp_path):
         load_sequence(tmp_path / "long", "otb")
 
 
+@pytest.mark.parametrize("first_line", ["17,1,4,4", "1,13,4,4", "-3,1,4,4", "1,-8,4,9"])
+def test_first_box_outside_the_first_frame_is_refused(tmp_path, first_line):
+    """A first box that shares no pixel with the 16x12 first frame (1-based, so x = 17 starts past
+    the last column and x = -3 with w = 4 ends at 0) gave `eval otb` a ValueError traceback when
+    tracking reached the sequence; the reader refuses it naming the file and line 1."""
+    folder = _otb_sequence(tmp_path, "seq", 2, 2)
+    _write(folder / "groundtruth_rect.txt", f"{first_line}\n1,1,4,4\n")
+    with pytest.raises(InputError, match="line 1: the first box lies outside the 16x12 first frame 0001.jpg") as info:
+        load_sequence(folder, "otb")
+    assert info.value.path == folder / "groundtruth_rect.txt"
+    _write(folder / "groundtruth_rect.txt", "16,12,4,4\n1,1,4,4\n")  # its last pixel only: fine
+    np.testing.assert_array_equal(load_sequence(folder, "otb").boxes[0], [15, 11, 4, 4])
+
+
 def test_two_target_folders_are_one_sequence_per_target(tmp_path):
     """OTB-2015's Jogging / Skating2 hold groundtruth_rect.1.txt and .2.txt: sequences Jogging.1 and
     Jogging.2 (the OTB toolkit's names) over the same frames; Human4's only target file is .2 (and

@@ -52,7 +52,7 @@ import numpy as np
 
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
-from vidcorr.io.images import is_frame_file, list_frame_files
+from vidcorr.io.images import image_size, is_frame_file, list_frame_files
 from vidcorr.io.roots import misplaced_root_hint
 from vidcorr.io.text import read_text
 from vidcorr.io.video import FrameSource, open_frame_files
@@ -246,7 +246,20 @@ def load_sequence(folder: str | Path, benchmark: Benchmark, annotation: str | Pa
         raise InputError(annotation, f"{n_lines} annotation lines but {n_frames} frames in {frames_dir}; "
                                      f"line {first_unmatched} has no "
                                      f"{'frame' if n_lines > n_frames else 'annotation'}")
+    _refuse_first_box_outside(boxes[0], annotation, files[0])
     return TrackingSequence(name, frames_dir, annotation, boxes, tuple(files))
+
+
+def _refuse_first_box_outside(box: np.ndarray, annotation: Path, first_frame: Path) -> None:
+    """The tracker starts from the first box, so it must share a pixel with the first frame (the rule
+    of `vidcorr.track.check_first_box`); checked here, from the frame's header, so that `eval` refuses
+    it before tracking any sequence, not with a traceback when it reaches this one."""
+    height, width = image_size(first_frame)
+    x, y, w, h = box
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise InputError(annotation, f"line 1: the first box lies outside the {width}x{height} first frame "
+                                     f"{first_frame.name} (it shares no pixel with it): the tracker has nothing "
+                                     "to start from")
 
 
 def _vot_frames_dir(folder: Path) -> Path:
