@@ -94,6 +94,20 @@ def test_bad_recipes_exit_2_naming_the_file(data_dir: Path, tmp_path: Path, auto
     assert code == 2 and "not 'uvc'" in capsys.readouterr().err
 
 
+def test_an_autoencoder_recipe_with_a_stage_it_lacks_exits_2_naming_it(tmp_path: Path, capsys) -> None:
+    """[stages.main] under extends = "autoencoder" (meant to shorten its one stage, "reconstruct") ran
+    the parent's 1500 steps, then a stage "main" of its own."""
+    recipe = tmp_path / "ae.toml"
+    recipe.write_text('extends = "autoencoder"\n[stages.main]\nsteps = 4\n')
+    code = main(["train", "autoencoder", "--data", str(tmp_path / "no-such-videos"), "--recipe", str(recipe),
+                 "--out", str(tmp_path / "ae.safetensors"), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{recipe}: invalid auto-encoder recipe: stage 'main' is not one of the auto-encoder stages " \
+           "('reconstruct',)" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(("data", "ablate", "problem"), [
     ("crop = 64\nframe = 131", [], "[data] frame = 131: UVC needs a multiple of 8"),  # was: a traceback after the warm-up
     ("crop = 61\nframe = 128", [], "[data] crop = 61: UVC needs a multiple of 8"),  # was: one at step 1

@@ -242,12 +242,15 @@ def run_moco(args: argparse.Namespace) -> int:
 
 
 def run_autoencoder(args: argparse.Namespace) -> int:
-    from vidcorr.train.autoencoder import AutoencoderTraining
+    from vidcorr.train.autoencoder import STAGE, AutoencoderTraining
     from vidcorr.train.loop import TrainJob
 
     if args.out.suffix != ".safetensors":
         raise InputError(args.out, "weights must be written to a .safetensors file")
     recipe = command_recipe(args, "autoencoder")
+    # no config to build, but its stage names are checked as the others': a recipe extending
+    # `autoencoder` with [stages.main] ran the 1500-step stage, then a stage "main" of its own
+    method_config(args, recipe, "auto-encoder", (STAGE,), lambda: None)
     return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **job_options(args)))
 
 
