@@ -94,6 +94,22 @@ def test_bad_recipes_exit_2_naming_the_file(data_dir: Path, tmp_path: Path, auto
     assert code == 2 and "not 'uvc'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("method", ["uvc", "autoencoder"])
+def test_weights_to_write_to_another_kind_of_file_exit_2_before_training(tmp_path: Path, autoencoder: Path,
+                                                                         capsys, method: str) -> None:
+    """`train uvc --export w.pt` trained the whole run, then failed at the export with a ValueError
+    traceback (exit 1)."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_UVC)
+    weights = tmp_path / "w.pt"
+    argv = (["train", "uvc", "--recipe", str(recipe), "--autoencoder", str(autoencoder), "--export", str(weights)]
+            if method == "uvc" else ["train", "autoencoder", "--out", str(weights)])
+    code = main(argv + ["--data", str(tmp_path / "no-such-videos"), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err  # named before the (missing) videos are looked for
+    assert code == 2 and f"{weights}: weights must be written to a .safetensors file" in err, err
+    assert not (tmp_path / "run").exists() and not weights.exists()
+
+
 def test_an_autoencoder_recipe_with_a_stage_it_lacks_exits_2_naming_it(tmp_path: Path, capsys) -> None:
     """[stages.main] under extends = "autoencoder" (meant to shorten its one stage, "reconstruct") ran
     the parent's 1500 steps, then a stage "main" of its own."""

@@ -245,8 +245,6 @@ def run_autoencoder(args: argparse.Namespace) -> int:
     from vidcorr.train.autoencoder import STAGE, AutoencoderTraining
     from vidcorr.train.loop import TrainJob
 
-    if args.out.suffix != ".safetensors":
-        raise InputError(args.out, "weights must be written to a .safetensors file")
     recipe = command_recipe(args, "autoencoder")
     # no config to build, but its stage names are checked as the others': a recipe extending
     # `autoencoder` with [stages.main] ran the 1500-step stage, then a stage "main" of its own

@@ -72,6 +72,11 @@ class TrainJob:
     progress_bar: bool = True
     on_step: Callable[[ckpt.Progress, dict[str, float]], None] | None = None  # tests, hooks
 
+    def __post_init__(self) -> None:
+        # save_weights refuses any other name, but only at the export: after the whole run, as a traceback
+        if self.export is not None and Path(self.export).suffix != ".safetensors":
+            raise InputError(self.export, "weights must be written to a .safetensors file")
+
 
 @dataclass
 class TrainResult:
