@@ -325,10 +325,27 @@ def check_first_keypoints(kps: KeypointSet, frame_hw: tuple[int, int], path: str
 def _point_array(path: Path, raw) -> np.ndarray:
     """(J, 2) float64 from the JSON list; ``null`` (no position) becomes NaN, as NaN is kept:
     `first_visibility` decides whether that is allowed."""
-    ok = isinstance(raw, list) and raw and all(
-        p is None or isinstance(p, list) and len(p) == 2 and all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) for c in p) for p in raw)
-    if not ok:
+    if not (isinstance(raw, list) and raw):
         raise InputError(path, '"keypoints" must be a non-empty list of [x, y] number pairs (null for a '
                                'keypoint without a position)')
+    # COCO's layouts are the likely mistakes: a flat x, y, v list, or [x, y, v] triplets; naming the
+    # entry (of 15 or 17) says where to look, which one message for the whole list did not.
+    if all(_is_number(c) for c in raw):
+        raise InputError(path, f'"keypoints" is a flat list of {len(raw)} numbers; give one [x, y] pair per '
+                               'keypoint, [[x0, y0], [x1, y1], ...] (COCO\'s x, y, v triplets: their x, y, and '
+                               'the v > 0 test as "visible")')
+    for k, p in enumerate(raw):
+        if not (p is None or isinstance(p, list) and len(p) == 2 and all(_is_number(c) for c in p)):
+            triplet = isinstance(p, list) and len(p) == 3
+            shown = json.dumps(p)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."  # the message stays one line
+            raise InputError(path, f'"keypoints" entry {k} is {shown}, not an [x, y] pair of numbers '
+                                   '(null for a keypoint without a position)'
+                                   + ('; an [x, y, v] triplet? give [x, y] and put v > 0 in "visible"'
+                                      if triplet else ''))
     return np.asarray([[math.nan, math.nan] if p is None else p for p in raw], dtype=np.float64)
+
+
+def _is_number(value) -> bool:
+    """A JSON number (``true`` / ``false`` are bools, which Python counts as ints)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
