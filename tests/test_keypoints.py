@@ -157,6 +157,14 @@ def test_read_keypoints_json_rejects_malformed_files(tmp_path, data, message):
     assert str(path) in str(err.value)
 
 
+def test_read_keypoints_json_names_a_matlab_file(data_dir):
+    """JHMDB's joint_positions.mat given as --keypoints was refused as "not valid JSON: 'utf-8'
+    codec can't decode byte ...", which did not say what to give instead."""
+    mat = next((data_dir / "jhmdb").glob("joint_positions/*/*/joint_positions.mat"))
+    with pytest.raises(InputError, match=r"is a MATLAB file, not the JSON file --keypoints takes.*docs/keypoints.md"):
+        read_keypoints_json(mat)
+
+
 def test_null_and_nan_keypoints_are_absent_unless_marked_visible(tmp_path):
     """null (and NaN, as Python's json writes np.nan) means "no position": not visible by default.
     Marked visible it is a contradiction, named with its index, name and the file; Infinity never

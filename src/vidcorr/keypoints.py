@@ -245,6 +245,10 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
     except OSError as err:  # a folder, no permission
         raise InputError(path, f"cannot read keypoints file ({err.strerror or err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        if path.suffix.lower() == ".mat":  # JHMDB's joint_positions.mat, the likely one to be given
+            raise InputError(path, "is a MATLAB file, not the JSON file --keypoints takes: write the first "
+                                   "frame's joints to FIRST.json as docs/keypoints.md shows "
+                                   "(read_joints(mat)[0])") from None
         raise InputError(path, f"not valid JSON: {err}") from None
     if not isinstance(data, dict) or "keypoints" not in data:
         raise InputError(path, 'expected a JSON object with a "keypoints" list of [x, y] pairs')
