@@ -12,8 +12,10 @@ from vidcorr.metrics.davis import GLOBAL_KEYS
 def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "J&F-Mean" in text and "UNTRAINED FLOOR" in text
+    assert "propagate:" in captured.err and "/40 [" in captured.err  # minutes at 480p: it was silent
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["J&F-Mean"] <= 1.0 and results["preset_knobs"]["size"]["size"] == 96
     assert len(list((out / "car-shadow").glob("*.png"))) == 40 and (out / "overlay.mp4").exists()

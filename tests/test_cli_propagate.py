@@ -19,8 +19,10 @@ def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path, capsys):
     out = tmp_path / "prop"
     assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST, "--context", "3",
                  "--no-window-first"]) == 0
+    captured = capsys.readouterr()
     # the summary names the preset with what the command line changed in it
-    assert "preset crw (--size 120 --context 3 --no-window-first), in" in capsys.readouterr().out
+    assert "preset crw (--size 120 --context 3 --no-window-first), in" in captured.out
+    assert "propagate:" in captured.err and "/6 [" in captured.err  # a bar: it was silent till the end
     pngs = sorted((out / "masks").glob("*.png"))
     assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(6)]
     first = np.array(Image.open(pngs[0]))

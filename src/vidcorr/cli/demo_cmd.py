@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from vidcorr.evaluate.davis import write_davis_results, write_mask_sequence
     from vidcorr.io.davis import DavisDataset
     from vidcorr.io.video import open_frames
@@ -55,8 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     propagator = Propagator(encoder, preset, device=args.device, batch_size=args.batch_size)
+    # minutes on a CPU, where nothing showed between the first line and the table: a bar of the frames
+    # read (the propagator reads a batch ahead)
+    frames = tqdm(open_frames(frame_paths[0].parent), total=len(frame_paths), desc="propagate", unit="frame",
+                  leave=False)
     with atomic_dir(args.out, replaces=_earlier_demo) as tmp:
-        write_mask_sequence(propagator, open_frames(frame_paths[0].parent), dataset.first_mask(DEMO_SEQUENCE),
+        write_mask_sequence(propagator, frames, dataset.first_mask(DEMO_SEQUENCE),
                             tmp / DEMO_SEQUENCE, [p.stem for p in frame_paths], overlay=tmp / "overlay.mp4",
                             truth=dataset.masks(DEMO_SEQUENCE))
         elapsed = time.perf_counter() - start
