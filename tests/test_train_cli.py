@@ -493,11 +493,12 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return load_encoder(path).state_dict()
 
 
-def test_init_starts_the_encoder_from_weights_and_a_resume_needs_the_same_ones(data_dir: Path, tmp_path: Path,
-                                                                               capsys) -> None:
+def test_init_starts_the_encoder_from_weights_and_a_resume_keeps_the_same_ones(data_dir: Path, tmp_path: Path,
+                                                                               capsys, caplog) -> None:
     """`--init W`: step 0 holds W's tensors (exported unchanged at --max-steps 0), MoCo's key
     encoder starts as their copy, training moves on from them; the sidecar records W's sha256;
-    a resume with other weights is refused, with a copy of the same weights it continues."""
+    a resume with other weights is refused, with a copy of the same weights it continues, and
+    without --init (--recipe given) it continues with the checkpoint's."""
     videos = str(data_dir / "videos" / "davis2016-train")
     (tmp_path / "moco.toml").write_text(TINY_MOCO)
     common = ["--data", videos, "--recipe", str(tmp_path / "moco.toml"), "--cache-dir", str(tmp_path / "cache")]
@@ -525,12 +526,15 @@ def test_init_starts_the_encoder_from_weights_and_a_resume_needs_the_same_ones(d
     capsys.readouterr()
     # `untouched` holds the same tensors as `first` but another file (its metadata differs)
     recorded = f"--init {first} (sha256 {read_weights(first).sha256[:12]}) (checkpoint) vs "
-    for wrong, now in (([a_ if a_ != str(first) else str(untouched) for a_ in args],
-                        f"{untouched} (sha256 {read_weights(untouched).sha256[:12]}) (now)"),
-                       ([a_ for a_ in args if a_ not in ("--init", str(first))], "none (now)")):
-        assert main(wrong + ["--resume"]) == 2
-        assert recorded + now in capsys.readouterr().err
-    assert main([a_ if a_ != str(first) else str(twin) for a_ in args] + ["--resume"]) == 0
+    wrong = [a_ if a_ != str(first) else str(untouched) for a_ in args]
+    assert main(wrong + ["--resume"]) == 2
+    assert recorded + f"{untouched} (sha256 {read_weights(untouched).sha256[:12]}) (now)" in capsys.readouterr().err
+    assert main([a_ if a_ != str(first) else str(twin) for a_ in args] + ["--resume", "--max-steps", "1"]) == 0
+    # --recipe given, --init left out: the run goes on (its last step) with the weights its checkpoint records
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main([a_ for a_ in args if a_ not in ("--init", str(first))] + ["--resume"]) == 0
+    assert f"--resume without --init: keeping the --init {first}" in " ".join(r.getMessage() for r in caplog.records)
     meta = json.loads(tuned.with_suffix(".json").read_text())["meta"]
     assert meta["steps"] == 2 and meta["recipe_config"]["init"]["sha256"] == json.loads(
         first.with_suffix(".json").read_text())["sha256"]

@@ -28,6 +28,7 @@ from vidcorr.cli.train_inputs import (
     method_config,
     once,
     record,
+    recorded_init,
     recorded_weights,
 )
 from vidcorr.errors import InputError
@@ -69,7 +70,8 @@ def _encoder_arguments(parser: argparse.ArgumentParser) -> None:
                         help="encoder weights to write (default: RUN_DIR/encoder.safetensors)")
     parser.add_argument("--init", type=Path, metavar="W",
                         help="start the encoder from these weights (fine-tune, e.g. the shipped ones on "
-                             "your own video); same encoder config required; pass it again with --resume")
+                             "your own video); same encoder config required; --resume without it keeps "
+                             "the checkpoint's, given again it must hold the same weights (checked by sha256)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -136,14 +138,16 @@ def _holding_lines(run: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 
 
 def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], Any], **job: Any) -> int:
-    """Run a `TrainJob` with the command's options; the encoder starts from ``--init`` if given
-    and goes to ``--export`` (default RUN_DIR/encoder.safetensors). ``job``: further `TrainJob`
-    fields (UVC's switches)."""
+    """Run a `TrainJob` with the command's options; the encoder starts from ``--init`` if given (a
+    resume without it keeps the checkpoint's record) and goes to ``--export`` (default
+    RUN_DIR/encoder.safetensors). ``job``: further `TrainJob` fields (UVC's switches)."""
     from vidcorr.train.loop import TrainJob
 
     if args.init is not None:
         recipe = recipe.replace(init=record(args.init, input_weights(args.init)))
-    elif "finetune" in recipe.name and not args.resume:  # the shipped fine-tuning recipes' names say so
+    elif args.resume:  # the run goes on from the weights it started from, as without --recipe
+        recipe = recipe.replace(init=recorded_init(args))
+    elif "finetune" in recipe.name:  # the shipped fine-tuning recipes' names say so
         once(log.warning, "%s is a fine-tuning recipe but no --init was given: the encoder starts from "
              "random weights", recipe.identity)
     options = job_options(args)

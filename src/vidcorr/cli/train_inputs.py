@@ -152,6 +152,17 @@ def recorded_weights(args: argparse.Namespace, key: str) -> tuple[Path | None, A
     return path, weights
 
 
+def recorded_init(args: argparse.Namespace) -> dict[str, str] | None:
+    """The --init record (path, sha256) of the checkpoint --resume continues, for a resume that does
+    not give --init, with or without --recipe: None where the run started without. Its file is not
+    read: a resumed encoder comes from the checkpoint, and the record is only compared and kept."""
+    init = _stored(args).init
+    if init is not None:
+        once(log.info, "--resume without --init: keeping the --init %s recorded in %s", init["weights"],
+             checkpoint_path(args))
+    return init
+
+
 def record(path: Path, weights) -> dict[str, str]:
     """What a recipe records of weights given on the command line; a resume compares the sha256
     (`vidcorr.train.checkpoint.recipe_differences`)."""
