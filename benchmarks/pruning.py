@@ -14,7 +14,8 @@ candidates two such bounds would still have to score exactly, on real target fra
 
 The skipping threshold is the 10th best cosine itself (``ideal``: no bound can do better) and, for
 the projection, the 10th best of frame t-1's window alone (what a screen could know before scoring
-the rest: ``from t-1``).
+the rest: ``from t-1``). ``bound_violations`` counts candidates whose exact cosine exceeds its bound
+(0, or the bound is wrong and the counts mean nothing).
 
     python benchmarks/pruning.py --json docs/benchmarks/pruning-crw-uvc_r18_ft3.json
 """
@@ -36,9 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
 
 
-def crw_features(root: Path, sequence: str, target: int, weights: Path) -> torch.Tensor:
+def crw_features(root: Path, sequence: str, target: int, weights: Path, size: int | None = None) -> torch.Tensor:
     """Features of frame 0, the 20 frames before ``target`` and ``target``, as `crw` embeds them
-    -> (22, C, h, w), unit vectors."""
+    (480p, or frames resized to short side ``size``) -> (22, C, h, w), unit vectors."""
     from vidcorr.api import resolve_encoder
     from vidcorr.presets import CRW
     from vidcorr.propagate import Propagator
@@ -48,8 +49,16 @@ def crw_features(root: Path, sequence: str, target: int, weights: Path) -> torch
         raise SystemExit(f"{sequence}: target frame {target} needs 20 previous frames and frame 0 "
                          f"({len(paths)} frames)")
     propagator = Propagator(resolve_encoder(CRW, weights)[0], CRW)
-    frames = [np.asarray(Image.open(paths[i]).convert("RGB")) for i in [0, *range(target - 20, target + 1)]]
+    frames = [_read(paths[i], size) for i in [0, *range(target - 20, target + 1)]]
     return torch.cat([propagator.embed(frames[i : i + 4]) for i in range(0, len(frames), 4)])
+
+
+def _read(path: Path, size: int | None) -> np.ndarray:
+    image = Image.open(path).convert("RGB")
+    if size is not None:
+        scale = size / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
+    return np.asarray(image)
 
 
 def window_allowed(h: int, w: int, radius: float = 12.0) -> torch.Tensor:
@@ -72,39 +81,27 @@ def tenth_best(query: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor, *
     return torch.cat(best, dim=1).topk(k, dim=1).values[:, -1]
 
 
-def ball_survivors(query, keys, allowed, threshold, h, w, p) -> float:
-    """Candidates per target cell inside p x p patches whose ball bound reaches the threshold."""
-    survivors = 0.0
+def ball_bound(query: torch.Tensor, key: torch.Tensor, h: int, w: int, p: int) -> torch.Tensor:
+    """query (N2, C), key (N1, C) -> (N2, N1) upper bound of each cosine from the ball around the
+    mean of its reference cell's p x p patch."""
     hp, wp = -(-h // p), -(-w // p)
     patch_of = ((torch.arange(h) // p)[:, None] * wp + (torch.arange(w) // p)[None]).flatten()  # (N1,)
     count = torch.zeros(hp * wp).index_add_(0, patch_of, torch.ones(h * w))
-    for f, key in enumerate(keys):
-        centre = torch.zeros(hp * wp, key.shape[1]).index_add_(0, patch_of, key) / count[:, None]
-        radius = torch.zeros(hp * wp).scatter_reduce_(0, patch_of, (key - centre[patch_of]).norm(dim=1), "amax")
-        reach = query @ centre.T + radius  # (N2, patches): upper bound of the patch's best cosine
-        # in-window candidates per (target cell, patch)
-        in_window = (torch.zeros(h * w, hp * wp).index_add_(1, patch_of, allowed.float()) if f > 0
-                     else count.expand(h * w, -1))
-        survivors += (in_window * (reach >= threshold[:, None])).sum().item()
-    return survivors / (h * w)
+    centre = torch.zeros(hp * wp, key.shape[1]).index_add_(0, patch_of, key) / count[:, None]
+    radius = torch.zeros(hp * wp).scatter_reduce_(0, patch_of, (key - centre[patch_of]).norm(dim=1), "amax")
+    return (query @ centre.T + radius)[:, patch_of]  # one bound per patch, shared by its cells
 
 
-def projection_survivors(query, keys, allowed, threshold, d) -> float:
-    """Candidates per target cell whose projected bound reaches the threshold."""
-    basis = torch.linalg.svd(keys[0], full_matrices=False).Vh[:d].T  # (C, d), first frame's PCA
+def projection_bound(query: torch.Tensor, key: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """query (N2, C), key (N1, C), basis (C, d) orthonormal -> (N2, N1) upper bound of each cosine:
+    the product on the basis plus the residuals' norms multiplied (Cauchy-Schwarz)."""
 
     def split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low = x @ basis
         return low, (x.pow(2).sum(1) - low.pow(2).sum(1)).clamp(min=0).sqrt()
 
-    q_low, q_rest = split(query)
-    survivors = 0.0
-    for f, key in enumerate(keys):
-        k_low, k_rest = split(key)
-        reach = q_low @ k_low.T + q_rest[:, None] * k_rest[None]
-        ok = reach >= threshold[:, None]
-        survivors += (ok & allowed).sum().item() if f > 0 else ok.sum().item()
-    return survivors / query.shape[0]
+    (q_low, q_rest), (k_low, k_rest) = split(query), split(key)
+    return q_low @ k_low.T + q_rest[:, None] * k_rest[None]
 
 
 def measure(feats: torch.Tensor) -> dict:
@@ -114,31 +111,46 @@ def measure(feats: torch.Tensor) -> dict:
     allowed = window_allowed(h, w)
     ideal = tenth_best(query, keys, allowed)
     from_last = tenth_best(query, keys[-1:], allowed, first_unwindowed=False)  # t-1's window alone
+    principal = torch.linalg.svd(keys[0], full_matrices=False).Vh  # (C, C), first frame's directions
+    bounds = {f"ball {p}": (lambda key, p=p: ball_bound(query, key, h, w, p), ideal) for p in (2, 3, 4)}
+    for d in (32, 64, 96):
+        bound = lambda key, d=d: projection_bound(query, key, principal[:d].T)  # noqa: E731
+        bounds[f"project {d}"] = (bound, ideal)
+        bounds[f"project {d} from t-1"] = (bound, from_last)
+    kept = dict.fromkeys(bounds, 0)
+    violations = 0
+    for f, key in enumerate(keys):
+        exact = query @ key.T
+        candidate = allowed if f > 0 else torch.ones_like(allowed)  # frame 0 unwindowed, as crw
+        for name, (bound, threshold) in bounds.items():
+            reach = bound(key)
+            violations += int((exact > reach + 1e-5).sum())
+            kept[name] += int((candidate & (reach >= threshold[:, None] - 1e-5)).sum())
     window_cells = allowed.sum().item() / (h * w)  # mean over target cells (fewer near the border)
-    out = {
+    return {
         "candidates_per_cell": round(h * w + window_cells * (len(keys) - 1)),
         "tenth_best_cosine_quartiles": [round(v, 4) for v in ideal.quantile(torch.tensor([0.25, 0.5, 0.75])).tolist()],
-        "ball": {p: round(ball_survivors(query, keys, allowed, ideal - 1e-5, h, w, p)) for p in (2, 3, 4)},
-        "project_ideal": {d: round(projection_survivors(query, keys, allowed, ideal - 1e-5, d)) for d in (32, 64, 96)},
-        "project_from_t-1": {d: round(projection_survivors(query, keys, allowed, from_last - 1e-5, d))
-                             for d in (32, 64, 96)},
+        "survivors_per_cell": {name: round(n / (h * w)) for name, n in kept.items()},
+        "bound_violations": violations,
     }
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18_ft3.safetensors")
-    parser.add_argument("--targets", default="car-shadow:30,blackswan:40,dog:40",
+    parser.add_argument("--targets", default="car-shadow:30,blackswan:40,dog:40,breakdance:60",
                         help="sequence:frame pairs, comma-separated")
+    parser.add_argument("--size", type=int, help="resize frames to this short side (480p by default)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    report = {"machine": machine(), "weights": str(args.weights), "preset": "crw", "targets": {}}
+    weights = args.weights.resolve()
+    shown = weights.relative_to(REPO) if weights.is_relative_to(REPO) else weights
+    report = {"machine": machine(), "weights": str(shown), "preset": "crw", "targets": {}}
     for item in args.targets.split(","):
         sequence, frame = item.split(":")
-        result = measure(crw_features(args.root, sequence, int(frame), args.weights))
+        result = measure(crw_features(args.root, sequence, int(frame), args.weights, args.size))
         report["targets"][item] = result
         print(item, result, flush=True)
     if args.json:

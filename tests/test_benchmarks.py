@@ -73,3 +73,13 @@ def test_selection_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     report = _run("selection.py", "--root", str(davis2016_root), "--size", "120", "--repeats", "1",
                   "--threads", "1", out=tmp_path / "selection.json")
     assert report["same_selection"] and all(v > 0 for v in report["ms_per_context_frame"].values())
+
+
+def test_pruning_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
+    report = _run("pruning.py", "--root", str(davis2016_root), "--targets", "car-shadow:21", "--size", "64",
+                  out=tmp_path / "pruning.json")
+    found = report["targets"]["car-shadow:21"]
+    assert found["bound_violations"] == 0  # both bounds really are upper bounds of the exact cosines
+    kept = found["survivors_per_cell"]
+    assert 0 < kept["project 96"] <= kept["project 96 from t-1"] <= found["candidates_per_cell"]
+    assert kept["project 32"] >= kept["project 96"]  # fewer directions: a looser bound
