@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from api_helpers import _crw_small
 from synthetic import PatchEncoder
@@ -47,6 +48,9 @@ def test_arguments_are_checked_at_the_call():
     frames, masks = _texture_video(n_frames=3)
     with pytest.raises(ValueError, match="unknown preset knob.*tmperature.*known:.*temperature"):
         api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), tmperature=0.1)
+    # the CLI's --features / --weights are not knobs: a user trying them is told how the API takes them
+    with pytest.raises(ValueError, match=r"knob\(s\) features;.*encoder=vidcorr.encoder_for\(weights=..., features=...\)"):
+        api.propagate_keypoints(frames, np.array([[4.0, 4.0]]), features="lab-pixels")
     with pytest.raises(ValueError, match="give k=5"):
         api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), topk=5)
     with pytest.raises(ValueError, match="size must be a positive whole number"):

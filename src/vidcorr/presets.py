@@ -94,7 +94,10 @@ class PropagationPreset:
         known = topk_keys | {f.name for f in fields(self)} - {"notes"}
         unknown = sorted(set(changes) - known)
         if unknown:
-            raise ValueError(f"unknown preset knob(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            # weights / features are the CLI's options; the Python API takes the encoder itself
+            hint = ("; the encoder is given as encoder=vidcorr.encoder_for(weights=..., features=...)"
+                    if {"weights", "features"} & set(unknown) else "")
+            raise ValueError(f"unknown preset knob(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}{hint}")
         if "topk" in changes and not isinstance(changes["topk"], TopKConfig):
             raise ValueError(f"topk={changes['topk']!r}: topk is a whole TopKConfig; give k={changes['topk']!r} "
                              f"for the number of candidates kept")
