@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -235,3 +236,15 @@ def test_score_missing_results_folder_and_unknown_sequence(eval_and_score, otb_r
     argv = ["score", "otb", "--root", str(otb_root), "--results", str(path.parent), "--sequences", "Crossing"]
     assert eval_and_score(argv) == 2
     assert "unknown sequence(s) Crossing" in capsys.readouterr().err
+
+
+def test_score_of_a_run_on_some_sequences_names_the_sequences_option(eval_and_score, otb_root, tmp_path, capsys):
+    """Predictions of Soccer only (an `eval --sequences Soccer` run) under a root of two sequences:
+    the error named the missing file and left the user to guess --sequences."""
+    shutil.copytree(otb_root / "Soccer", otb_root / "Soccer2")
+    path, _ = _perfect_results(otb_root, tmp_path / "results")
+    assert eval_and_score(["score", "otb", "--root", str(otb_root), "--results", str(path.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "Soccer2.txt: results file not found" in err and "score them with --sequences Soccer" in err
+    argv = ["score", "otb", "--root", str(otb_root), "--results", str(path.parent), "--sequences", "Soccer"]
+    assert eval_and_score(argv) == 0

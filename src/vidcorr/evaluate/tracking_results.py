@@ -171,10 +171,23 @@ def score_tracking(
                "`vidcorr score vot --root VOT_ROOT --protocol vot-baseline` (the VOT sequences they were run on)")
         raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
                                       f"`eval vot --protocol vot-baseline`): score them with {how}")
+    if sequences is None:
+        _refuse_partial_run(seqs, results_dir, protocol)
     per_sequence, fragments = score_saved_sequences(seqs, results_dir, protocol, max_frames)
     if protocol == "vot-baseline":
         return {**scored, "protocol": BASELINE_NOTE, **baseline_fields(per_sequence, fragments, interval)}
     return {**scored, "protocol": PROTOCOL_NOTE, **score_fields(per_sequence)}
+
+
+def _refuse_partial_run(seqs: Sequence[TrackingSequence], results_dir: Path, protocol: str) -> None:
+    """A folder holding only some sequences' predictions (an ``eval --sequences`` run) is refused
+    with the --sequences that scores it, not only as the first sequence's missing file."""
+    held = [seq.name for seq in seqs if prediction_file(results_dir, seq.name, protocol).is_file()]
+    if held and len(held) < len(seqs):
+        missing = next(seq.name for seq in seqs if seq.name not in held)
+        raise InputError(prediction_file(results_dir, missing, protocol),
+                         f"results file not found; {results_dir} holds predictions of {', '.join(held)} only "
+                         f"(an eval --sequences run?): score them with --sequences {','.join(held)}")
 
 
 def prediction_file(results_dir: Path, sequence: str, protocol: str) -> Path:
