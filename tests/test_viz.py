@@ -64,3 +64,16 @@ def test_side_by_side_places_images_with_a_gap_and_captions():
     assert (out[4:21, 4:20] != 10).any()  # the caption's box
     with pytest.raises(ValueError, match="share a height"):
         side_by_side([left, right[:20]])
+
+
+def test_line_plot_writes_the_y_label_up_the_left_edge(tmp_path):
+    """The success, EAO and per-frame J plots had no y-axis label; it runs up the strip left of the
+    tick values, centred on the axes, and the plot area is unchanged."""
+    curve = Curve("c", [0, 1], [0.5, 0.5], PALETTE[0])
+    line_plot(tmp_path / "plain.png", [curve], title="t", x_label="x", x_ticks=[0, 1])
+    line_plot(tmp_path / "labelled.png", [curve], title="t", x_label="x", x_ticks=[0, 1], y_label="success rate")
+    plain, labelled = (np.asarray(Image.open(tmp_path / name).convert("L")) for name in ("plain.png", "labelled.png"))
+    ink = np.nonzero((labelled[:, :20] < 128).any(axis=1))[0]  # rows with dark pixels in the left strip
+    assert not (plain[:, :20] < 128).any() and ink.size > 40  # "success rate" upright: ~60 px tall
+    assert abs((ink.min() + ink.max()) / 2 - (28 + 376) / 2) <= 2  # centred on the axes' rows 28..376
+    assert (plain[:, 20:] == labelled[:, 20:]).all()

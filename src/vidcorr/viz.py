@@ -85,7 +85,7 @@ LEGEND_WIDTH = 200  # pixels right of the axes in a plot of `size`; more for a l
 
 def line_plot(path: str | Path, curves: Sequence[Curve], *, title: str, x_label: str,
               x_ticks: Sequence[float], y_ticks: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-              size: tuple[int, int] = (720, 420)) -> None:
+              y_label: str = "", size: tuple[int, int] = (720, 420)) -> None:
     """Draw ``curves`` on axes spanning the first to the last tick, legend to the right, and save
     a PNG (atomically). The image grows taller when the legend needs more rows than ``size`` gives,
     and wider for a legend entry longer than its `LEGEND_WIDTH` pixels (the axes keep their size)."""
@@ -110,6 +110,11 @@ def line_plot(path: str | Path, curves: Sequence[Curve], *, title: str, x_label:
     draw.rectangle([xy(x0, y1), xy(x1, y0)], outline="black")
     draw.text((left, 8), title, fill="black", font=font)
     draw.text((xy((x0 + x1) / 2, y0)[0] - 3 * len(x_label), height - 18), x_label, fill="black", font=font)
+    if y_label:  # written across, then turned a quarter to read upwards along the left edge
+        across = Image.new("RGB", (math.ceil(font.getlength(y_label)) + 2, 12), "white")
+        ImageDraw.Draw(across).text((1, 0), y_label, fill="black", font=font)
+        upright = across.rotate(90, expand=True)
+        img.paste(upright, (4, round((xy(x0, y0)[1] + xy(x0, y1)[1]) / 2 - upright.height / 2)))
     for index, curve in enumerate(curves):
         points = [xy(x, y) for x, y in zip(curve.xs, curve.ys)]
         if len(points) > 1:

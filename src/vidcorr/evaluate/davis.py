@@ -229,4 +229,4 @@ def draw_j_per_frame(per_frame: dict[str, list[float]], results: dict, path: str
                     PALETTE[i % len(PALETTE)])
               for i, (name, j) in enumerate(per_frame.items())]
     title = f"DAVIS J (region IoU) per frame, {len(curves)} object(s): J&F-Mean {results['J&F-Mean']:.3f}"
-    line_plot(path, curves, title=title, x_label="frame", x_ticks=ticks)
+    line_plot(path, curves, title=title, x_label="frame", x_ticks=ticks, y_label="J (region IoU)")

@@ -312,7 +312,8 @@ def draw_eao_plot(results: dict, path: str | Path) -> None:
     step = math.ceil(last / 8 / 50) * 50  # about 8 ticks, multiples of 50 frames
     source = results.get("tracker") or Path(results["results"]).name
     line_plot(path, curves, title=f"Expected average overlap ({results['benchmark']} baseline, {source})",
-              x_label="sequence length (frames)", x_ticks=[step * i for i in range(math.ceil(last / step) + 1)])
+              x_label="sequence length (frames)", x_ticks=[step * i for i in range(math.ceil(last / step) + 1)],
+              y_label="expected average overlap")
 
 
 def draw_success_plot(results: dict, path: str | Path) -> None:
@@ -326,4 +327,4 @@ def draw_success_plot(results: dict, path: str | Path) -> None:
     # `score` results have no tracker: the folder scored names the predictions instead.
     source = results.get("tracker") or Path(results["results"]).name
     line_plot(path, curves, title=f"Success plot of OPE ({results['benchmark']}, {source})",
-              x_label="overlap threshold", x_ticks=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
+              x_label="overlap threshold", x_ticks=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), y_label="success rate")
