@@ -21,18 +21,10 @@ def read_class_map(path: Path) -> np.ndarray:
     Frame 0's map as `run_vip` writes it is the annotation, 255 (ignored) included; 255 counts only
     where the ground truth is not ignored, and there `ConfusionMatrix.update` refuses it.
     """
-    if not path.is_file():
-        raise InputError(path, "prediction not found (one <video>/<frame>.png per annotated frame)")
-    try:
-        with Image.open(path) as img:
-            kind, mode, classes = img.format, img.mode, np.array(img)
-    except (UnidentifiedImageError, OSError) as error:
-        raise InputError(path, f"cannot read prediction ({error})") from None
     # Values as they are, not `read_mask`: its DAVIS-2016 rule reads a grayscale map of only 0 and
     # 255 as 0 / 1, turning an invalid 255 into class 1 without a word. JPEG alters ids; RGB has colours.
-    if kind != "PNG" or mode not in ("P", "L"):
-        raise InputError(path, f"is a {kind} {mode} image; expected a palette or grayscale PNG of class ids")
-    return classes
+    return _read_png_of_ids(path, "prediction", "(one <video>/<frame>.png per annotated frame)", ("P", "L"),
+                            "a palette or grayscale PNG of class ids")
 
 
 def write_instance_map(path: Path, ids: np.ndarray) -> None:
@@ -66,14 +58,21 @@ INSTANCE_MODES = ("I;16", "I;16B", "I", "L", "P")
 def read_instance_map(path: Path) -> np.ndarray:
     """A `write_instance_map` PNG (or an 8-bit grayscale / palette PNG of ids) -> (H, W) int64 instance
     ids; `InputError` naming the file when it is missing, unreadable, not a PNG or not of one channel."""
+    return _read_png_of_ids(path, "part-instance prediction", "", INSTANCE_MODES,
+                            "a 16-bit grayscale PNG of part-instance ids (as eval vip writes them)").astype(np.int64)
+
+
+def _read_png_of_ids(path: Path, what: str, where: str, modes: tuple[str, ...], expected: str) -> np.ndarray:
+    """A one-channel PNG whose pixel values are ids -> (H, W) as stored; `InputError` naming ``path``
+    when it is missing (``where`` says where it should be), unreadable, not a PNG or of a mode not in
+    ``modes`` (``expected`` says what it should be)."""
     if not path.is_file():
-        raise InputError(path, "part-instance prediction not found")
+        raise InputError(path, f"{what} not found {where}".rstrip())
     try:
         with Image.open(path) as img:
             kind, mode, ids = img.format, img.mode, np.array(img)
     except (UnidentifiedImageError, OSError) as error:
-        raise InputError(path, f"cannot read part-instance prediction ({error})") from None
-    if kind != "PNG" or mode not in INSTANCE_MODES:
-        raise InputError(path, f"is a {kind} {mode} image; expected a 16-bit grayscale PNG of part-instance ids "
-                               "(as eval vip writes them)")
-    return ids.astype(np.int64)
+        raise InputError(path, f"cannot read {what} ({error})") from None
+    if kind != "PNG" or mode not in modes:
+        raise InputError(path, f"is a {kind} {mode} image; expected {expected}")
+    return ids
