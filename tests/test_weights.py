@@ -237,6 +237,18 @@ def test_failed_save_leaves_nothing(tmp_path, encoder):
         save_weights(encoder, tmp_path / "x.pt")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_meta_or_config_is_refused_before_anything_is_written(tmp_path, encoder, bad):
+    """A diverged loss among the metrics was written into the sidecar as the token NaN: no JSON."""
+    path = tmp_path / "x.safetensors"
+    with pytest.raises(ValueError, match=r"x\.json: meta\.metrics\.losses\[1\] is (nan|-?inf);"):
+        save_weights(encoder, path, meta={"metrics": {"losses": [0.5, bad]}})
+    config = {**encoder.config.to_dict(), "temperature": bad}
+    with pytest.raises(ValueError, match=r"x\.json: config\.temperature is"):
+        save_weights(encoder, path, config=config, meta=META)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_load_weights_into_copies_every_tensor_and_refuses_another_config(saved, encoder) -> None:
     """Fine-tuning's entry point: strict, in place, and the same shapes under another colour mode
     (RGB vs Lab: conv1 is 3 -> 64 in both) are still another model."""

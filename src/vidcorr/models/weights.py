@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from torch import nn
 
 import vidcorr
 from vidcorr.errors import WeightsError
-from vidcorr.io.atomic import atomic_file, write_text_atomic
+from vidcorr.io.atomic import atomic_file, write_json_atomic
 from vidcorr.models.autoencoder import LabAutoencoder
 from vidcorr.models.encoder import EncoderConfig, FrameEncoder
 from vidcorr.models.resnet import STAGES
@@ -119,7 +120,8 @@ def save_weights(
     config: what rebuilds the model: ``EncoderConfig.to_dict()`` for a `FrameEncoder` (the
         default when ``module`` has an ``EncoderConfig`` in ``.config``), `AUTOENCODER_CONFIG`
         for the Lab auto-encoder.
-    meta: JSON-serialisable training record (data, steps, metrics, ...).
+    meta: JSON-serialisable training record (data, steps, metrics, ...); a NaN or infinity in it
+        or in ``config`` is a ValueError naming the sidecar and the key, before anything is written.
     dtype: storage dtype of floating-point parameters; loading always gives float32.
     Returns ``path``.
     """
@@ -131,7 +133,8 @@ def save_weights(
             raise ValueError(f"{path}: no config given and {type(module).__name__} has none")
         config = module.config.to_dict()
     meta = meta or {}
-    config_json, meta_json = json.dumps(config), json.dumps(meta)  # fail before writing anything
+    _refuse_non_finite(path, {"config": config, "meta": meta})  # fail before writing anything
+    config_json, meta_json = json.dumps(config), json.dumps(meta)
     metadata = {"format": FORMAT, "config": config_json, "meta": meta_json,
                 "vidcorr_version": vidcorr.__version__}
     tensors = _export_tensors(module, dtype, path)
@@ -146,9 +149,22 @@ def save_weights(
         "config": config,
         "meta": meta,
     }
-    text = json.dumps(sidecar, indent=2) + "\n"
-    write_text_atomic(sidecar_path(path), text)
+    write_json_atomic(sidecar, sidecar_path(path))
     return path
+
+
+def _refuse_non_finite(path: Path, value: Any, key: str = "") -> None:
+    """ValueError naming ``path``'s sidecar and the key of a NaN or infinity anywhere in ``value``
+    (a diverged loss among the metrics, say): JSON has no such value, and Python's "NaN" token, which
+    json.dumps writes by default, breaks strict readers. Asked before the weights are written, so a
+    refused save leaves neither file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{sidecar_path(path)}: {key} is {value}; the weights' sidecar takes finite "
+                         "numbers only (JSON has no NaN or infinity), nothing was written")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for name, item in items:
+        where = f"{key}[{name}]" if isinstance(name, int) else f"{key}.{name}" if key else str(name)
+        _refuse_non_finite(path, item, where)
 
 
 def _read_sidecar(path: Path, sha256: str) -> dict[str, Any] | None:
