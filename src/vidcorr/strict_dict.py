@@ -1,10 +1,11 @@
 """Frozen config dataclasses to and from plain dicts (JSON sidecars, TOML tables, checkpoints),
-refusing unknown keys, and their values checked field by field (`check_settings`)."""
+refusing unknown keys, and their values checked field by field (`check_settings`, `refuse_non_finite`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any, ClassVar, TypeVar
@@ -97,6 +98,21 @@ def check_settings(kind: str, settings: object, rules: dict[str, tuple[str, bool
     bad = [f"{name} must be {rule}, got {getattr(settings, name)}" for name, (rule, ok) in rules.items() if not ok]
     if bad:
         raise ValueError(f"invalid {kind} settings: {'; '.join(bad)}")
+
+
+def refuse_non_finite(config: object, label: str | None = None) -> None:
+    """ValueError naming the first float field of the dataclass ``config`` (or float in a tuple or
+    list field) that is NaN or infinite: "UVCConfig temperature = nan: expected a finite number".
+    ``label``: how the config's other errors name it ("[optim]", "stage 'joint':"; default: its
+    class name). The configs' range checks are comparisons, which NaN passes: a config built in code
+    with ``temperature=float("nan")`` trained to a NaN loss and went into run.json as invalid JSON
+    (recipe files refuse such values when read, `recipe_files._refuse_non_finite`)."""
+    for field in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, field.name)
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            raise ValueError(f"{label or type(config).__name__} {field.name} = {plain(value)}: "
+                             "expected a finite number")
 
 
 def plain(value: Any) -> Any:

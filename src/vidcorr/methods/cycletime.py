@@ -41,7 +41,7 @@ from vidcorr.methods.cycletime_ops import (
 )
 from vidcorr.models import build_encoder
 from vidcorr.patches import rigid_theta, sample_patch
-from vidcorr.strict_dict import DictConfig
+from vidcorr.strict_dict import DictConfig, refuse_non_finite
 
 STAGES = ("cycle",)
 LOSS_TERMS = ("cycle", "skip", "inlier")
@@ -90,6 +90,7 @@ class CycleTimeConfig(DictConfig):
             raise ValueError("head_channels and temperature must be positive")
         if min(self.cycle_weight, self.skip_weight, self.inlier_weight) < 0:
             raise ValueError("loss weights must be >= 0")
+        refuse_non_finite(self)
 
     @property
     def patch_size(self) -> int:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.models import build_encoder
-from vidcorr.strict_dict import DictConfig
+from vidcorr.strict_dict import DictConfig, refuse_non_finite
 
 STAGES = ("contrastive",)
 
@@ -61,6 +61,7 @@ class MoCoConfig(DictConfig):
             raise ValueError("dim, queue_size and key_splits must be positive")
         if not 0 <= self.momentum < 1 or self.temperature <= 0:
             raise ValueError("momentum must be in [0, 1) and temperature positive")
+        refuse_non_finite(self)
 
 
 RECIPES: dict[str, dict[str, Any]] = {

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from vidcorr.methods import stt_ops
 from vidcorr.models import FrameEncoder, build_encoder
 from vidcorr.models.resnet import ResNetBackbone
-from vidcorr.strict_dict import DictConfig
+from vidcorr.strict_dict import DictConfig, refuse_non_finite
 
 STAGES = ("temporal",)
 LOSS_TERMS = ("rec_s4", "rec_s8", "local", "global")
@@ -92,6 +92,7 @@ class STTConfig(DictConfig):
             raise ValueError(f"target_mass must be one of {TARGET_MASS}, got {self.target_mass!r}")
         if min(self.rec_scale, self.local_weight, self.global_weight, self.teacher_temperature) < 0:
             raise ValueError("scales, weights and the teacher temperature must be >= 0")
+        refuse_non_finite(self)
 
 
 def _check_frame_size(size: int, name: str) -> None:

@@ -38,7 +38,7 @@ from vidcorr.methods.uvc_losses import (
     weighted_l1,
 )
 from vidcorr.models import build_encoder, lab_to_uvc_normalised, rgb_to_lab
-from vidcorr.strict_dict import DictConfig
+from vidcorr.strict_dict import DictConfig, refuse_non_finite
 
 Stage = Literal["warmup", "joint"]
 STAGES = ("warmup", "joint")
@@ -103,6 +103,7 @@ class UVCConfig(DictConfig):
             raise ValueError(f"colour_truncation must be > 0 or None, got {self.colour_truncation}")
         if min(self.orthogonal_weight, self.concentration_weight) < 0:
             raise ValueError("loss weights must be >= 0")
+        refuse_non_finite(self)
 
     @property
     def uses_local_concentration(self) -> bool:

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from vidcorr.strict_dict import check_types, dataclass_from_dict, plain
+from vidcorr.strict_dict import check_types, dataclass_from_dict, plain, refuse_non_finite
 
 SCHEDULES = ("poly", "constant", "cosine")
 METHODS = ("uvc", "autoencoder", "cycletime", "stt", "moco")
@@ -48,6 +48,7 @@ class DataConfig:
             raise ValueError(f"[data] workers must be >= 0 and folder_fps > 0, got {self.workers} and {self.folder_fps}")
         if len(self.gap) != 2 or not 0 < self.gap[0] <= self.gap[1]:
             raise ValueError(f"[data] gap must be [low, high] with 0 < low <= high, got {list(self.gap)}")
+        refuse_non_finite(self, "[data]")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class StageConfig:
         if not self.power >= 0 or (self.decay_over is not None and self.decay_over < 1):
             raise ValueError(f"stage {self.name!r}: power must be >= 0 and decay_over at least 1, "
                              f"got {self.power} and {self.decay_over}")
+        refuse_non_finite(self, f"stage {self.name!r}:")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class OptimConfig:
              "> 0 (left out: no clipping)")) if not ok]
         if bad:
             raise ValueError(f"[optim] {'; '.join(bad)}")
+        refuse_non_finite(self, "[optim]")
 
 
 @dataclass(frozen=True)
