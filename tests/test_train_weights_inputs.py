@@ -16,7 +16,7 @@ from vidcorr.cli import main
 from vidcorr.errors import InputError
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, read_weights, save_weights
 from vidcorr.train import checkpoint as ckpt
-from vidcorr.train import recipe_from_dict
+from vidcorr.train import load_recipe, recipe_from_dict
 from vidcorr.train.checkpoint import load_checkpoint, save_checkpoint, stored_recipe
 from vidcorr.train.distributed import DistContext
 
@@ -139,3 +139,20 @@ def test_a_warning_for_fine_tuning_without_init_stt_without_teacher_and_unfinish
     assert one(warnings("stt", "stt"), "no --teacher: STT trains without its global distillation term")
     assert one(warnings("stt", "stt", "--teacher", str(stride32)), f"{stride32}: {unfinished_run}")
     assert one(warnings("uvc", "uvc", "--autoencoder", str(ae)), f"{ae}: {unfinished_run}")
+
+
+@pytest.mark.parametrize("init", [{"weights": "/w/enc.safetensors"}, {"sha256": "ab" * 32}, "/w/enc.safetensors",
+                                  {"weights": "/w/enc.safetensors", "sha256": None}])
+def test_a_checkpoint_whose_init_record_is_malformed_is_refused_naming_it(short_list: Path, tmp_path: Path,
+                                                                         capsys, init) -> None:
+    """`recorded_init` kept a record without its sha256 (a KeyError when the resume compared it);
+    --init has been recorded as path and sha256 since it came, so no bare-path form is taken."""
+    run = tmp_path / "run"
+    (tmp_path / "moco.toml").write_text(TINY_MOCO)
+    recipe = load_recipe(tmp_path / "moco.toml").to_dict()
+    save_checkpoint(run / ckpt.LATEST, {"recipe": {**recipe, "init": init}})
+    with pytest.raises(InputError, match="records its --init as .*, not as the weights' path and sha256") as error:
+        stored_recipe(run / ckpt.LATEST, load_checkpoint(run / ckpt.LATEST))
+    assert error.value.path == run / ckpt.LATEST
+    assert main(["train", "moco", "--data", str(short_list), "--run-dir", str(run), "--resume"]) == 2
+    assert f"{run / ckpt.LATEST}: records its --init as" in capsys.readouterr().err

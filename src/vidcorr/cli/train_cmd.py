@@ -27,9 +27,9 @@ from vidcorr.cli.train_inputs import (
     job_options,
     method_config,
     once,
-    record,
     recorded_init,
     recorded_weights,
+    weights_record,
 )
 from vidcorr.errors import InputError
 
@@ -144,7 +144,7 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
     from vidcorr.train.loop import TrainJob
 
     if args.init is not None:
-        recipe = recipe.replace(init=record(args.init, input_weights(args.init)))
+        recipe = recipe.replace(init=weights_record(args.init, input_weights(args.init)))
     elif args.resume:  # the run goes on from the weights it started from, as without --recipe
         recipe = recipe.replace(init=recorded_init(args))
     elif "finetune" in recipe.name:  # the shipped fine-tuning recipes' names say so
@@ -186,7 +186,7 @@ def run_uvc(args: argparse.Namespace) -> int:
     # The full config goes into the recipe, with the auto-encoder: checkpoints and the weights sidecar
     # record exactly what was trained, and a resume with other ablations or another auto-encoder
     # (whose tensors the checkpoint holds, and would load over those given) is refused.
-    recipe = recipe.replace(model={**cfg.to_dict(), "autoencoder": record(path, autoencoder)})
+    recipe = recipe.replace(model={**cfg.to_dict(), "autoencoder": weights_record(path, autoencoder)})
 
     def build_method():  # the auto-encoder too is built after seeding, before the encoder, as it always was
         return uvc.UVC(cfg, autoencoder_from_weights(autoencoder, path))
@@ -217,7 +217,7 @@ def run_stt(args: argparse.Namespace) -> int:
         path, weights = recorded_weights(args, "teacher")
     if path is not None:  # checked now, not after indexing the videos
         weights = weights or input_weights(path)
-        teacher, teacher_record = encoder_from_weights(weights, path), record(path, weights)
+        teacher, teacher_record = encoder_from_weights(weights, path), weights_record(path, weights)
         try:
             stt.check_teacher(teacher, cfg)
         except ValueError as error:

@@ -155,7 +155,10 @@ def recorded_weights(args: argparse.Namespace, key: str) -> tuple[Path | None, A
 def recorded_init(args: argparse.Namespace) -> dict[str, str] | None:
     """The --init record (path, sha256) of the checkpoint --resume continues, for a resume that does
     not give --init, with or without --recipe: None where the run started without. Its file is not
-    read: a resumed encoder comes from the checkpoint, and the record is only compared and kept."""
+    read: a resumed encoder comes from the checkpoint, and the record is only compared and kept. A
+    record of another shape is refused naming the checkpoint when its recipe is read
+    (`vidcorr.train.checkpoint.stored_recipe`): unlike --autoencoder and --teacher, whose older
+    checkpoints hold a bare path (`recorded_weights`), --init has always been recorded in full."""
     init = _stored(args).init
     if init is not None:
         once(log.info, "--resume without --init: keeping the --init %s recorded in %s", init["weights"],
@@ -163,7 +166,8 @@ def recorded_init(args: argparse.Namespace) -> dict[str, str] | None:
     return init
 
 
-def record(path: Path, weights) -> dict[str, str]:
-    """What a recipe records of weights given on the command line; a resume compares the sha256
+def weights_record(path: Path, weights) -> dict[str, str]:
+    """What a recipe records of weights given on the command line (--init, --autoencoder,
+    --teacher): ``{"weights": path, "sha256": hex}``; a resume compares the sha256
     (`vidcorr.train.checkpoint.recipe_differences`)."""
     return {"weights": str(path), "sha256": weights.sha256}

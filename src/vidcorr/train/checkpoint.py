@@ -117,9 +117,21 @@ def stored_recipe(path: Path, checkpoint: dict[str, Any]) -> Recipe:
     that does not is named "checkpoint" (a name is shown, never compared on resume)."""
     try:
         recorded = checkpoint["recipe"]
+        _check_init_record(path, recorded.get("init"))
         return recipe_from_dict(recorded, recorded.get("name", "checkpoint"))
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise InputError(path, f"holds no readable recipe ({type(error).__name__}: {error})") from None
+
+
+def _check_init_record(path: Path, init: Any) -> None:
+    """`InputError` naming ``path`` unless its recipe's --init record is absent or a weights record
+    (``{"weights": path, "sha256": hex}``, as every checkpoint since --init came has held it; no
+    older form exists). Anything else failed later in a KeyError: a resume compares the sha256, or
+    without --init keeps the record (`vidcorr.cli.train_inputs.recorded_init`)."""
+    if init is None or (isinstance(init, dict) and all(isinstance(init.get(k), str) for k in ("weights", "sha256"))):
+        return
+    raise InputError(path, f"records its --init as {json.dumps(init, default=str)}, not as the weights' path "
+                           "and sha256 that vidcorr writes (a damaged checkpoint)")
 
 
 def check_method(path: Path, stored: Recipe, method: str) -> None:
