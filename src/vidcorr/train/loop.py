@@ -15,7 +15,8 @@ Batches arrive from the workers as uint8 and become RGB float in [0, 1] on the d
 is exact: samples are a pure function of (seed, stage, epoch, index), the learning rate of
 (stage, step), and the checkpoint holds model, optimiser, progress and every rank's RNG states.
 SIGINT / SIGTERM stop the run at a step boundary with a checkpoint (`vidcorr.train.interrupt`);
-what a run that stops short says is worded in `vidcorr.train.endings`.
+what a run that stops short says is worded in `vidcorr.train.endings`, and a step's arithmetic
+(batch to the device, rank-mean of the losses, the update) is `vidcorr.train.step`'s.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader
 
 from vidcorr.data import ShardedSampler, VideoIndex
@@ -41,9 +42,9 @@ from vidcorr.models import load_weights_into, save_weights
 from vidcorr.models.weights import export_dtype
 from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import checkpoint as ckpt
-from vidcorr.train import endings, feed
+from vidcorr.train import endings, feed, step
 from vidcorr.train.config import Recipe
-from vidcorr.train.distributed import DistContext, all_reduce_mean, init_distributed, wrap_ddp
+from vidcorr.train.distributed import DistContext, init_distributed, wrap_ddp
 from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted, stopped_at_once
 from vidcorr.train.runlog import RunLog, TextLog, visualise
 from vidcorr.train.schedule import learning_rate, stage_steps
@@ -173,7 +174,7 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
     _seed_everything(recipe.seed + ctx.rank)  # then independent streams, if a method draws any
     if _cuda_flag(recipe.cuda.channels_last, ctx):
         method = method.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(method.trainable_parameters(), recipe)
+    optimizer = step.build_optimizer(method.trainable_parameters(), recipe)
     if job.resume:
         progress, commands = ckpt.resume(run_dir / ckpt.LATEST, recipe, method, optimizer, ctx,
                                          index.describe(), loaded=loaded)
@@ -260,14 +261,6 @@ def _initialise(method: nn.Module, weights: Path) -> None:
     log.info("initialised the %s encoder from %s", type(method).__name__, weights)
 
 
-def _optimizer(parameters: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's [optim]: Adam, or SGD with momentum; the rate is set every step."""
-    optim, lr = recipe.optim, recipe.stages[0].lr
-    if optim.name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
-    return torch.optim.Adam(parameters, lr=lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay)
-
-
 def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank: int) -> bool:
     """Train the current stage to its end (True), or until ``max_steps`` or a signal (False)."""
     job, recipe, progress, ctx = run.job, run.job.recipe, run.progress, run.ctx
@@ -276,6 +269,7 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
     total = stage_steps(stage, steps_per_epoch)
     run.runlog.stage_started(stage.name, total, progress.stage_step)
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=recipe.autocast_bf16(ctx.device.type))
+    channels_last = _cuda_flag(recipe.cuda.channels_last, ctx)
     while progress.stage_step < total:
         sampler.set_epoch(progress.epoch, start=progress.batch_in_epoch * per_rank)
         switches = job.switches(stage.name, progress.epoch) if job.switches else {}
@@ -283,13 +277,13 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
             if batch is None:  # a signal: stop before this step
                 return False
             lr = learning_rate(stage, progress.stage_step, steps_per_epoch)
-            images, skipped = _to_device(batch, ctx, recipe)
+            images, skipped = step.to_device(batch, ctx, channels_last)
             with autocast:
                 losses = run.model(images, stage.name, **switches)
-            terms = _reduce(losses, skipped, ctx)  # the same numbers on every rank
+            terms = step.reduce_terms(losses, skipped, ctx)  # the same numbers on every rank
             if not math.isfinite(terms["loss"]):
                 raise TrainingDiverged(endings.divergence_message(run, stage.name, terms))
-            terms.update(_optimise(losses["loss"], run, lr))
+            terms.update(step.update(losses["loss"], run.optimizer, lr, recipe.optim.grad_clip))
             progress.stage_step, progress.step = progress.stage_step + 1, progress.step + 1
             progress.batch_in_epoch += 1
             progress.samples += per_rank * ctx.world_size
@@ -308,51 +302,6 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
         else:  # the epoch ran out before the stage did
             progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
     return True
-
-
-def _to_device(batch: dict[str, Tensor], ctx: DistContext, recipe: Recipe) -> tuple[dict[str, Tensor], Tensor]:
-    """uint8 images (B, 3, H, W) or clips (B, L, 3, H, W) -> float in [0, 1] on the device (4-d
-    ones channels_last on CUDA if asked); float entries (CycleTime's theta) move as they are.
-    Also returns how many of this batch's draws hit an unreadable video (unreadable draws)."""
-    channels_last = _cuda_flag(recipe.cuda.channels_last, ctx)
-    images = {}
-    for name, value in batch.items():
-        if name == "skipped":
-            continue
-        is_image = value.dtype == torch.uint8
-        value = value.to(ctx.device, non_blocking=True)
-        if is_image:
-            value = value.float().div_(255)
-        if is_image and channels_last and value.dim() == 4:
-            value = value.contiguous(memory_format=torch.channels_last)
-        images[name] = value
-    return images, batch["skipped"].sum()
-
-
-def _reduce(losses: dict[str, Tensor], skipped: Tensor, ctx: DistContext) -> dict[str, float]:
-    """Rank-mean of every loss term and the total of unreadable draws (draws that hit an unreadable
-    video; named "skipped_videos" as `Progress`'s field, a checkpoint key), in one all-reduce."""
-    names = sorted(losses)
-    values = torch.stack([losses[n].detach().float() for n in names] + [skipped.float().to(ctx.device)])
-    values = all_reduce_mean(values, ctx).tolist()
-    terms = dict(zip(names, values[:-1]))
-    terms["skipped_videos"] = values[-1] * ctx.world_size
-    return terms
-
-
-def _optimise(loss: Tensor, run: _Run, lr: float) -> dict[str, float]:
-    """One optimiser step at ``lr``; returns the gradient norm when clipping."""
-    clip = run.job.recipe.optim.grad_clip
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    out = {}
-    if clip is not None:
-        params = [p for group in run.optimizer.param_groups for p in group["params"]]
-        out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, clip))
-    run.optimizer.step()
-    return out
 
 
 def _at_max_steps(run: _Run) -> bool:
