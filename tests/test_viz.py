@@ -77,3 +77,20 @@ def test_line_plot_writes_the_y_label_up_the_left_edge(tmp_path):
     assert not (plain[:, :20] < 128).any() and ink.size > 40  # "success rate" upright: ~60 px tall
     assert abs((ink.min() + ink.max()) / 2 - (28 + 376) / 2) <= 2  # centred on the axes' rows 28..376
     assert (plain[:, 20:] == labelled[:, 20:]).all()
+
+
+def test_overlay_mask_outlines_objects_in_a_bright_colour_wider_on_larger_frames():
+    """A 1-px outline in the tint's own colour (DAVIS's dark red (128, 0, 0)) was lost on a 480p
+    frame: it is the colour at full brightness, 2 px wide at 480p (1 px at 240p; the short side counts)."""
+    for height, width in ((240, 1), (480, 2)):
+        frame = np.full((height, height * 16 // 9, 3), 100, np.uint8)
+        labels = np.zeros(frame.shape[:2], np.uint8)
+        labels[100:200, 100:200] = 1
+        out = overlay_mask(frame, labels)
+        row = out[150, 95:160]  # across the object's left edge at column 100
+        assert (row[:5] == 100).all()  # the background is untouched
+        assert (row[5:5 + width] == (255, 0, 0)).all()  # the outline, inside the edge
+        assert (row[5 + width:] == (114, 50, 50)).all()  # the tint: half (128, 0, 0), half the frame
+    palette = np.zeros((256, 3), np.uint8)  # an object drawn in black gets a white outline
+    out = overlay_mask(np.full((480, 320, 3), 100, np.uint8), labels[:, :320], palette=palette)
+    assert (out[150, 100] == 255).all()
