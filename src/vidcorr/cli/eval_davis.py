@@ -45,18 +45,22 @@ def register(tasks: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.davis import COMMAND, run_davis
     from vidcorr.evaluate.davis_overlays import OVERLAYS
+    from vidcorr.evaluate.ranks import eval_ranks
     from vidcorr.evaluate.runs import check_output_folder
     from vidcorr.metrics.davis import format_results_table
 
-    # before the model is loaded and the split propagated (run_davis checks again)
-    check_output_folder(args.out, args.resume, COMMAND)
-    preset = resolve_preset(args)
-    encoder, info = load_model(args, preset)
-    with resume_hint(args.out, "sequences"):
-        results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
-                            sequences=args.sequences, resolution=args.resolution, device=args.device,
-                            batch_size=args.batch_size, model_info=info, resume=args.resume,
-                            overlays=args.overlays, track=args.track)
+    with eval_ranks(args.device) as ranks:  # rank 0 of 1 without torchrun
+        # before the model is loaded and the split propagated (run_davis checks again)
+        ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMAND))
+        preset = ranks.agree(lambda: resolve_preset(args))
+        encoder, info = ranks.agree(lambda: load_model(args, preset))
+        with resume_hint(args.out, "sequences", ranks.is_main):
+            results = run_davis(encoder, preset, args.root, args.out, year=args.year, split=args.split,
+                                sequences=args.sequences, resolution=args.resolution, device=ranks.device,
+                                batch_size=args.batch_size, model_info=info, resume=args.resume,
+                                overlays=args.overlays, track=args.track, ranks=ranks)
+    if results is None:  # a rank other than 0: rank 0 reports
+        return 0
     print(format_results_table(results))
     print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   {model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")

@@ -19,15 +19,16 @@ def add_out_and_resume_arguments(p: argparse.ArgumentParser, items: str) -> None
 
 
 @contextlib.contextmanager
-def resume_hint(out: Path, items: str) -> Iterator[None]:
+def resume_hint(out: Path, items: str, tell: bool = True) -> Iterator[None]:
     """On Ctrl-C, say that the ``items`` finished so far are kept in ``out`` and how to continue,
-    when the run had started (its record is there), then let the interrupt go on (exit 130)."""
+    when the run had started (its record is there), then let the interrupt go on (exit 130).
+    tell: False on the torchrun ranks other than 0 (rank 0 says it once)."""
     from vidcorr.evaluate.runs import RUN_STAMP
 
     try:
         yield
     except KeyboardInterrupt:
-        if (out / RUN_STAMP).is_file():
+        if tell and (out / RUN_STAMP).is_file():
             print(f"vidcorr: the {items} finished so far are kept in {out}; the same command with --resume "
                   "continues the run", file=sys.stderr)
         raise

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vidcorr.evaluate.davis_overlays import DAVIS_FPS, overlay_frames, overlay_from_results, overlay_path
 from vidcorr.evaluate.davis_overlays import OVERLAYS
-from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_folder
+from vidcorr.evaluate.ranks import Ranks
+from vidcorr.evaluate.runs import check_output_folder, write_item_folder
+from vidcorr.evaluate.shards import run_items
 from vidcorr.evaluate.timing import run_timing, timed_sequence
 from vidcorr.io.atomic import write_json_atomic
 from vidcorr.io.davis import DavisDataset
@@ -85,7 +86,8 @@ def run_davis(
     resume: bool = False,
     overlays: bool = False,
     track: bool | TrackOptions | None = None,
-) -> dict:
+    ranks: Ranks | None = None,
+) -> dict | None:
     """Propagate and score every sequence; write ``out_dir/<seq>/*.png`` and ``out_dir/results.json``.
 
     encoder: any module mapping RGB (B, 3, H, W) in [0, 1] to features (B, C, h, w) (ours or
@@ -112,34 +114,35 @@ def run_davis(
     or its options, instead of plain propagation.
     device: checked first (`vidcorr.runtime.checked_device`): an unknown one, or CUDA where there is
     none, is a ValueError before ``out_dir`` is created.
+    ranks: this process's place under torchrun (`vidcorr.evaluate.ranks.join`; every rank calls
+    run_davis alike): each rank propagates its share of the sequences on its own device, rank 0
+    alone opens ``out_dir``, scores, writes results.json and returns the results; the other ranks
+    return None. None or one rank: a single process.
     Returns the results dict (see `score_davis`, scored with ``per_frame=True``: each object's
     ``J_per_frame`` / ``F_per_frame`` are in it, not in results.json) with ``preset``, ``model``,
     ``timing`` (and ``track``) added.
     """
-    preset = customised_preset(preset)
-    device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
-    out_dir = Path(out_dir)
-    check_output_folder(out_dir, resume, COMMAND)
-    dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
-    track = track_options(track)
-    # Check every sequence's files (headers) and read every first mask up front: a bad file fails
-    # before hours of propagation, and before OUT is created, so nothing is left half-written.
-    for seq in dataset.sequences:
-        dataset.check_sequence(seq)
-    first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
-    # Built before OUT too: a module that cannot go to the device or a bad batch_size leaves nothing.
-    propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
+    preset, out_dir, track = customised_preset(preset), Path(out_dir), track_options(track)
+    # Every rank checks every input (the lowest rank that fails says why, once) before OUT is made.
+    dataset, first_masks, propagator = (ranks or Ranks()).agree(lambda: _prepare(
+        encoder, preset, root, out_dir, year=year, split=split, sequences=sequences, resolution=resolution,
+        device=device, batch_size=batch_size, resume=resume, track=track))
     stamp = run_stamp(model_info, preset, dataset, track)
-    with recorded_run(out_dir, stamp, dataset.sequences, resume=resume, done=lambda seq: (out_dir / seq).is_dir(),
-                      folders=[out_dir / OVERLAYS]) as record:
-        kept = record.kept
-        if overlays:
-            _overlays_of_kept(dataset, kept, out_dir, tracked=track is not None)
-        todo = [seq for seq in dataset.sequences if seq not in kept]
-        for seq in tqdm(todo, desc=f"propagate ({preset.name}{' + track' if track else ''})", unit="seq"):
-            record.finish(seq, timed_sequence(
-                propagator, lambda: _propagate_sequence(propagator, dataset, seq, first_masks[seq], out_dir, overlays)))
-            log.debug("%s: %d frames in %.1fs", seq, record.times[seq]["frames"], record.times[seq]["seconds"])
+
+    def propagate(seq: str) -> dict:
+        time = timed_sequence(propagator, lambda: _propagate_sequence(
+            propagator, dataset, seq, first_masks[seq], out_dir, overlays, ranks))
+        log.debug("%s: %d frames in %.1fs", seq, time["frames"], time["seconds"])
+        return time
+
+    record = run_items(ranks, out_dir, stamp, dataset.sequences, resume=resume,
+                       done=lambda seq: (out_dir / seq).is_dir(), work=propagate,
+                       desc=f"propagate ({preset.name}{' + track' if track else ''})",
+                       sizes=[len(dataset.frames(seq)) for seq in dataset.sequences], folders=[out_dir / OVERLAYS],
+                       before=(lambda kept: _overlays_of_kept(dataset, kept, out_dir, tracked=track is not None))
+                       if overlays else None)
+    if ranks is not None and not ranks.is_main:
+        return None
     results = score_davis(root, out_dir, dataset.year, split, dataset.sequences, resolution=resolution,
                           per_frame=True)
     results["preset"] = preset.name
@@ -150,6 +153,23 @@ def run_davis(
     results["timing"] = run_timing(record, propagator.device)
     write_davis_results(results, out_dir / "results.json")
     return results
+
+
+def _prepare(encoder: nn.Module, preset: PropagationPreset, root: str | Path, out_dir: Path, *, year: str | None,
+             split: str, sequences: list[str] | None, resolution: str, device: str | torch.device, batch_size: int,
+             resume: bool, track: TrackOptions | None) -> tuple[DavisDataset, dict[str, np.ndarray], Propagator]:
+    """Everything `run_davis` checks and reads before ``out_dir`` is created -> the split, each
+    sequence's first mask (H, W) and the propagator."""
+    device = checked_device(device)  # an unknown or absent device: ValueError before anything is read
+    check_output_folder(out_dir, resume, COMMAND)
+    dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
+    # Check every sequence's files (headers) and read every first mask up front: a bad file fails
+    # before hours of propagation, and before OUT is created, so nothing is left half-written.
+    for seq in dataset.sequences:
+        dataset.check_sequence(seq)
+    first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
+    # Built before OUT too: a module that cannot go to the device or a bad batch_size leaves nothing.
+    return dataset, first_masks, mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
 
 
 def run_stamp(model_info: dict | None, preset: PropagationPreset, dataset: DavisDataset,
@@ -165,16 +185,18 @@ def run_stamp(model_info: dict | None, preset: PropagationPreset, dataset: Davis
 
 
 def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str, first_mask: np.ndarray,
-                        out_dir: Path, overlays: bool) -> int:
+                        out_dir: Path, overlays: bool, ranks: Ranks | None = None) -> int:
     """Write ``out_dir/<seq>/*.png`` (and ``out_dir/overlays/<seq>.mp4``); returns the frame count.
 
     The PNGs go to a hidden ``.<seq>.partial`` folder renamed when complete (`write_item_folder`):
     an interrupted sequence leaves nothing that `score_davis` or ``--resume`` would take for a result.
+    Under torchrun (``ranks``) it stops within a frame of another rank's failure.
     """
     frame_paths = dataset.frames(seq)
+    frames = open_frame_files(frame_paths)
     # Exactly the frames named: each prediction PNG is named after the frame it was made for.
     return write_item_folder(out_dir, seq, lambda folder: write_mask_sequence(
-        propagator, open_frame_files(frame_paths), first_mask, folder, [p.stem for p in frame_paths],
+        propagator, ranks.checked(frames) if ranks else frames, first_mask, folder, [p.stem for p in frame_paths],
         overlay=overlay_path(out_dir, seq) if overlays else None, truth=dataset.masks(seq)))
 
 

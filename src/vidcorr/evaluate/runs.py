@@ -24,6 +24,13 @@ from vidcorr.io.atomic import check_output_path, is_atomic_leftover, write_json_
 log = logging.getLogger(__name__)
 
 RUN_STAMP = ".run.json"  # which command, model, protocol and data wrote this folder, and what it finished
+# Under torchrun each rank but 0 records the items it finished in a file of its own (same schema,
+# its items only): no two processes ever write one file, so no lock is needed (a lock file is
+# unreliable on network file systems). Rank 0 writes RUN_STAMP, merges the rank files into it when
+# the ranks stop, and removes them; a run killed before that left them, and the next run (any world
+# size, or a single process) reads RUN_STAMP with them merged in (`_merged_record`). A rank file of
+# another stamp is ignored: its items are not trusted and are done again.
+RANK_RECORD = ".run.rank{}.json"
 # A record without a command was written by `eval davis`, the only command that kept one then.
 _FIRST_COMMAND = "eval davis"
 
@@ -53,11 +60,14 @@ class RunRecord:
     so far, in order, and the ``times`` each took ({"frames": n, "seconds": s, ...} per item), so
     that a resumed run reports the time of the whole run, not of its last session."""
 
-    def __init__(self, out_dir: Path, stamp: dict, kept: list[str], times: dict[str, dict] | None = None):
+    def __init__(self, out_dir: Path, stamp: dict, kept: list[str], times: dict[str, dict] | None = None,
+                 path: Path | None = None):
         self.out_dir, self.stamp = out_dir, stamp
+        self.path = path or out_dir / RUN_STAMP  # a rank's own file under torchrun (`RANK_RECORD`)
         self.kept = list(kept)
         self.finished = list(kept)
         self.times = {name: dict(time) for name, time in (times or {}).items() if name in kept}
+        self.ranks, self.wall_seconds = 1, None  # a torchrun session's ranks and wall time (`run_items`)
 
     def finish(self, name: str, time: dict[str, float] | None = None) -> None:
         """Record ``name`` as finished, with what it took (``time``): call once its outputs are in
@@ -81,7 +91,7 @@ class RunRecord:
         record = {**self.stamp, "finished": self.finished,
                   "timing": {name: self.times[name] for name in self.finished if name in self.times}}
         # NaN refused: no JSON, and unequal to itself when a resume compares stamps
-        write_json_atomic(record, self.out_dir / RUN_STAMP)
+        write_json_atomic(record, self.path)
 
 
 @contextlib.contextmanager
@@ -98,16 +108,7 @@ def recorded_run(out_dir: Path, stamp: dict, names: Sequence[str], *, resume: bo
     left to resume, and the same command, rerun, would be refused as a used folder.
     """
     folders = list(folders)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    kept = finished_items(out_dir, stamp, names, done) if resume else []
-    if kept:
-        log.info("resuming %s: %d of %d already done", out_dir, len(kept), len(names))
-    if resume and (out_dir / RUN_STAMP).is_file():  # a run of ours, and this one (else refused above):
-        remove_killed_run_files(out_dir, folders)  # never in a folder that held no run (a user's temporaries)
-    times = _read_record(out_dir / RUN_STAMP).get("timing") if kept else None
-    record = RunRecord(out_dir, stamp, kept, times if isinstance(times, dict) else None)
-    record.write()
+    record, created = open_record(out_dir, stamp, names, resume=resume, done=done, folders=folders)
     try:
         yield record
     except BaseException:
@@ -116,12 +117,86 @@ def recorded_run(out_dir: Path, stamp: dict, names: Sequence[str], *, resume: bo
         raise
 
 
+def open_record(out_dir: Path, stamp: dict, names: Sequence[str], *, resume: bool, done: Callable[[str], bool],
+                folders: Sequence[Path] = ()) -> tuple[RunRecord, bool]:
+    """What `recorded_run` does before its items: -> the run's record, written, and whether
+    ``out_dir`` was created. Under torchrun rank 0 alone calls it, before the ranks start."""
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept = finished_items(out_dir, stamp, names, done) if resume else []
+    if kept:
+        log.info("resuming %s: %d of %d already done", out_dir, len(kept), len(names))
+    if resume and (out_dir / RUN_STAMP).is_file():  # a run of ours, and this one (else refused above):
+        remove_killed_run_files(out_dir, folders)  # never in a folder that held no run (a user's temporaries)
+    times = _merged_record(out_dir).get("timing") if kept else None
+    record = RunRecord(out_dir, stamp, kept, times if isinstance(times, dict) else None)
+    record.write()
+    _remove_rank_records(out_dir)  # merged into the record just written (after it: a kill between loses nothing)
+    return record, created
+
+
+def merge_rank_records(record: RunRecord, names: Sequence[str]) -> None:
+    """Rank 0, once every rank stopped: take the items the other ranks recorded (`RANK_RECORD`) into
+    ``record`` (the kept ones first, then the rest in the order of ``names``, as a single process
+    records them), write it if it names any item, and remove the rank files."""
+    ranked, times = _rank_items(record.out_dir, record.stamp)
+    done = set(record.finished) | set(ranked)
+    record.finished = record.kept + [name for name in names if name in done and name not in record.kept]
+    record.times.update({name: time for name, time in times.items() if name in done})
+    if record.finished:
+        record.write()
+    _remove_rank_records(record.out_dir)
+
+
+def _rank_items(out_dir: Path, stamp: dict) -> tuple[list[str], dict[str, dict]]:
+    """The items (and their times) that the `RANK_RECORD` files in ``out_dir`` of a run of ``stamp``
+    name; a file of another run or unreadable is skipped with a warning (its items are done again)."""
+    items, times = [], {}
+    for path in sorted(out_dir.glob(RANK_RECORD.format("*"))):
+        try:
+            ranked = _read_record(path)
+        except InputError as error:
+            log.warning("%s: skipped, its items are done again", error)
+            continue
+        if _stamp_of(ranked) != _stamp_of(json.loads(json.dumps(stamp))):
+            log.warning("%s: skipped, a record of another run: its items are done again", path)
+            continue
+        finished = [name for name in ranked.get("finished", []) if isinstance(name, str)]
+        items += [name for name in finished if name not in items]
+        timing = ranked.get("timing")
+        times.update({k: v for k, v in timing.items() if k in finished} if isinstance(timing, dict) else {})
+    return items, times
+
+
+def _stamp_of(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in ("finished", "timing")}
+
+
+def _merged_record(out_dir: Path) -> dict:
+    """``out_dir/RUN_STAMP`` with the items of the rank files of the same run (`RANK_RECORD`) that a
+    run killed under torchrun left beside it."""
+    record = _read_record(out_dir / RUN_STAMP)
+    items, times = _rank_items(out_dir, _stamp_of(record))
+    finished = record.get("finished", [])
+    timing = record.get("timing") if isinstance(record.get("timing"), dict) else {}
+    if items and isinstance(finished, list):
+        record = {**record, "finished": finished + [name for name in items if name not in finished],
+                  "timing": {**timing, **times}}
+    return record
+
+
+def _remove_rank_records(out_dir: Path) -> None:
+    for path in out_dir.glob(RANK_RECORD.format("*")):
+        path.unlink(missing_ok=True)
+
+
 def remove_unstarted_run(out_dir: Path, created: bool, folders: Iterable[Path] = ()) -> None:
     """Undo a run that failed or was stopped before its first item was finished: its run record
     (which made the same command, rerun, fail as "output folder exists and is not empty" over a
     folder holding nothing to resume), the empty ``folders`` (deepest first), and ``out_dir`` itself
     when this run ``created`` it and it is empty now (a failed item removes its own files)."""
     (out_dir / RUN_STAMP).unlink(missing_ok=True)
+    _remove_rank_records(out_dir)
     for folder in (*folders, *((out_dir,) if created else ())):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
@@ -135,7 +210,7 @@ def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Calla
     path = out_dir / RUN_STAMP
     if not path.is_file():
         return []
-    earlier = _read_record(path)
+    earlier = _merged_record(out_dir)
     command = earlier.get("command", _FIRST_COMMAND)
     if command != stamp["command"]:
         raise InputError(out_dir, f"holds a run of `{command}`, not of `{stamp['command']}`: cannot resume it; "

@@ -56,7 +56,17 @@ def run_timing(record: RunRecord, device: str | torch.device) -> dict:
     timing = RunStats.of_run(record, device).as_dict()
     if record.kept:
         timing["kept_from_earlier_run"] = record.kept
-    return timing
+    return {**timing, **rank_timing(record)}
+
+
+def rank_timing(record: RunRecord) -> dict:
+    """What a run under torchrun adds to ``timing``: its ``ranks`` and this session's ``wall_seconds``
+    (from opening the record to the last rank's last item). Its ``seconds`` stay the items' seconds
+    summed over the ranks, as a single process sums them; ``peak_rss_mib`` and ``torch_threads``
+    are rank 0's. Nothing for a single process (its timing as before)."""
+    if record.ranks <= 1:
+        return {}
+    return {"ranks": record.ranks, "wall_seconds": round(record.wall_seconds, 3)}
 
 
 def timed_sequence(propagator: Propagator, propagate: Callable[[], int]) -> dict[str, float]:

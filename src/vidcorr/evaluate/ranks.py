@@ -1,0 +1,202 @@
+"""The eval commands under ``torchrun``: the ranks' shares of a run's items and how they agree.
+
+``torchrun --nproc_per_node=N -m vidcorr eval ...`` starts N processes; each joins the process group
+(`vidcorr.train.distributed.init_distributed`: gloo on the CPU, NCCL on CUDA, ``cuda:LOCAL_RANK``
+for ``--device cuda``), takes a balanced share of the items (`balanced_shares`) and writes their
+outputs itself; rank 0 alone opens the output folder and scores. A plain call is rank 0 of 1
+(`SINGLE_RANK` semantics: no process group, every method a no-op) and runs exactly as before.
+
+Why the ranks coordinate through the process group's key-value store rather than collectives:
+ranks finish their shares minutes apart, and a collective waiting that long hits NCCL's watchdog
+timeout; a store polled in a loop waits as long as the work takes and, in the same loop, sees a
+peer that failed (`Ranks.fail`) and stops (`PeerFailed`) instead of waiting for ever. Every rank
+runs each step that can refuse input (`Ranks.agree`): the lowest rank that failed raises its own
+error (printed once, by that rank) and the others raise `PeerFailed`, so all exit non-zero at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+
+from vidcorr.errors import VidcorrError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_POLL_SECONDS = 0.05
+
+
+class PeerFailed(VidcorrError):
+    """Another rank failed (and printed why): this one stops too, without repeating the message."""
+
+
+@dataclass
+class Ranks:
+    """This process's place among the eval ranks. ``store``: the process group's key-value store,
+    None for a single process. ``device``: what this rank runs on (for a single process the
+    --device as given, unchanged)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: str | torch.device = "cpu"
+    store: Any = None
+    _steps: int = field(default=0, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def _key(self, name: str) -> str:
+        # a restarted torchrun group (--max-restarts) shares the agent's store: keys of the attempt
+        return f"vidcorr-eval/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{name}"
+
+    def fail(self) -> None:
+        """Tell the other ranks that this one failed: they stop at their next check."""
+        if self.distributed:
+            self.store.set(self._key("failed"), str(self.rank))
+
+    def failed_rank(self) -> int | None:
+        if self.distributed and self.store.check([self._key("failed")]):
+            return int(self.store.get(self._key("failed")))
+        return None
+
+    def check(self) -> None:
+        """`PeerFailed` when another rank failed: called between items and between frames."""
+        failed = self.failed_rank()
+        if failed is not None and failed != self.rank:
+            raise PeerFailed(f"stopped: rank {failed} of {self.world_size} failed (its error says why)")
+
+    def checked(self, items: Iterable[T]) -> Iterator[T]:
+        """``items`` with `check` before each: a rank stops within a frame of a peer's failure."""
+        for item in items:
+            self.check()
+            yield item
+
+    def gather(self, tag: str, value: str, *, heed_failure: bool = True) -> list[str]:
+        """Every rank's ``value`` for ``tag`` (called by all ranks, once per tag), in rank order.
+
+        heed_failure: raise `PeerFailed` while waiting once a peer failed; False where every rank,
+        failed or not, comes (the end of the items, the exit)."""
+        if not self.distributed:
+            return [value]
+        self.store.set(self._key(f"{tag}/{self.rank}"), value)
+        keys = [self._key(f"{tag}/{rank}") for rank in range(self.world_size)]
+        while not self.store.check(keys):
+            if heed_failure:
+                self.check()
+            time.sleep(_POLL_SECONDS)
+        return [self.store.get(key).decode() for key in keys]
+
+    def agree(self, step: Callable[[], T]) -> T:
+        """Run ``step`` on every rank -> this rank's result, once all ranks succeeded. If any
+        raised, the lowest of them raises its error and the others `PeerFailed`."""
+        if not self.distributed:
+            return step()
+        self._steps += 1
+        error: Exception | None = None
+        try:
+            result = step()
+        except Exception as raised:
+            error = raised
+        try:
+            outcomes = self.gather(f"agree{self._steps}", "ok" if error is None else "failed")
+        except PeerFailed:
+            if error is not None:  # two failures at once: each rank tells its own
+                raise error from None
+            raise
+        if error is None and "failed" not in outcomes:
+            return result
+        first = outcomes.index("failed")
+        if first == self.rank:
+            raise error
+        raise PeerFailed(f"stopped: rank {first} of {self.world_size} failed (its error says why)")
+
+    def share(self, tag: str, value: str | None) -> str:
+        """Rank 0's ``value`` (text), on every rank."""
+        return self.gather(tag, value if self.is_main else "")[0]
+
+
+def balanced_shares(sizes: Sequence[int], parts: int) -> list[list[int]]:
+    """Split items of ``sizes`` (e.g. frame counts) into ``parts`` shares of about equal sums, so that
+    the ranks finish together: longest first, each to the least loaded share (ties: the lower
+    share, then the earlier item: deterministic). -> each share's item indices, ascending."""
+    loads, shares = [0] * parts, [[] for _ in range(parts)]
+    for index in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        part = min(range(parts), key=lambda p: (loads[p], p))
+        shares[part].append(index)
+        loads[part] += sizes[index]
+    return [sorted(share) for share in shares]
+
+
+def my_share(ranks: Ranks, names: Sequence[str], sizes: Sequence[int]) -> list[str]:
+    """This rank's items of ``names`` (`balanced_shares` by ``sizes``), in the order of ``names``."""
+    return [names[i] for i in balanced_shares(sizes, ranks.world_size)[ranks.rank]]
+
+
+def threads_per_rank(local_world_size: int) -> int:
+    """CPU threads for each of ``local_world_size`` ranks on this machine: OMP_NUM_THREADS when set
+    (a per-process setting; torchrun sets it to 1 when unset), else torch's default for the machine
+    divided between the local ranks, at least 1, so that N ranks do not oversubscribe the cores."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return max(1, torch.get_num_threads() // max(1, local_world_size))
+
+
+def join(device: str | None) -> Ranks:
+    """This process's `Ranks`: under torchrun (WORLD_SIZE > 1) join the process group on this rank's
+    device (`init_distributed`) with its share of the CPU threads (`threads_per_rank`); else rank 0
+    of 1 on ``device`` as given, without a process group."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+        return Ranks(device=device or "cpu")
+    import torch.distributed as dist
+
+    from vidcorr.train.distributed import init_distributed
+
+    ctx = init_distributed(device)
+    threads = threads_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
+    torch.set_num_threads(threads)
+    if ctx.rank != 0:  # rank 0 tells what the run does; the others only their errors and progress
+        logging.getLogger("vidcorr").setLevel(logging.WARNING)
+    log.info("eval over %d ranks (%s): rank 0 on %s, %d CPU thread(s) per rank", ctx.world_size,
+             dist.get_backend(), ctx.device, threads)
+    # The group's own store (private in torch): one rendezvous, as the process group made it.
+    store = dist.distributed_c10d._get_default_store()
+    return Ranks(ctx.rank, ctx.world_size, ctx.device, store)
+
+
+@contextlib.contextmanager
+def eval_ranks(device: str | None) -> Iterator[Ranks]:
+    """`join`, and at the end wait for every rank before any leaves the group: under torchrun a
+    rank that exits non-zero gets the others killed, maybe halfway through cleaning up after the
+    same error. A rank whose peer failed raises `PeerFailed` here (exit non-zero)."""
+    from vidcorr.train.distributed import shutdown
+
+    ranks = join(device)
+    if not ranks.distributed:
+        yield ranks
+        return
+    try:
+        yield ranks
+    except BaseException as error:
+        if not isinstance(error, PeerFailed):
+            ranks.fail()
+        ranks.gather("exit", "failed", heed_failure=False)
+        shutdown(synchronise=True)
+        raise
+    ranks.gather("exit", "ok", heed_failure=False)
+    failed = ranks.failed_rank()  # asked before leaving: rank 0 may hold the store
+    shutdown(synchronise=True)
+    if failed is not None:
+        raise PeerFailed(f"stopped: rank {failed} of {ranks.world_size} failed (its error says why)")

@@ -1,0 +1,47 @@
+"""Run `vidcorr` as the ranks of a torchrun group would, in forked processes on the CPU (gloo):
+each rank's exit status and stderr come back; a run that does not end in time fails the test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import torch.multiprocessing as mp
+
+
+def _rank(rank: int, world: int, port: int, argv: list[str], folder: Path) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.pop("OMP_NUM_THREADS", None)
+    from vidcorr.cli import main
+
+    with open(folder / f"err{rank}.txt", "w") as err:
+        sys.stderr = err  # what the command prints, and tqdm's bars
+        code = main(argv)
+    (folder / f"code{rank}.txt").write_text(str(code))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(argv: list[str], folder: Path, world: int = 2, timeout: float = 60) -> list[tuple[int, str]]:
+    """``vidcorr argv`` on ``world`` ranks -> each rank's (exit status, stderr), in rank order.
+
+    fork: the ranks start from this already-imported process (a fresh interpreter per rank costs
+    seconds of imports on the 2-core box); they join the group from torchrun's environment variables."""
+    folder.mkdir(parents=True, exist_ok=True)
+    context = mp.start_processes(_rank, args=(world, _free_port(), argv, folder), nprocs=world,
+                                 start_method="fork", join=False)
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise AssertionError(f"the {world} ranks of vidcorr {' '.join(argv)} did not end in {timeout} s")
+    return [(int((folder / f"code{r}.txt").read_text()), (folder / f"err{r}.txt").read_text()) for r in range(world)]

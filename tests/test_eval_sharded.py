@@ -1,0 +1,129 @@
+"""`eval` under torchrun (2 ranks, gloo, forked here): the same outputs and results as one process,
+a run stopped part-way resumed by another world size, and one rank's error ending every rank."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from cli_helpers import FAST
+from rank_helpers import run_ranks
+
+from vidcorr.cli import main
+
+SEQUENCES = {"blackswan": 4, "car-shadow": 4, "bmx-trees": 6}  # frames: 2 ranks share them 6 | 4 + 4
+
+
+@pytest.fixture(scope="module")
+def three_clips(tmp_path_factory, davis2016_root) -> Path:
+    """The first frames of three sequences as a DAVIS root: unequal lengths, so the shares differ."""
+    root = tmp_path_factory.mktemp("davis3")
+    for seq, frames in SEQUENCES.items():
+        for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            (root / kind / "480p" / seq).mkdir(parents=True)
+            for f in sorted((davis2016_root / kind / "480p" / seq).glob(f"*.{ext}"))[:frames]:
+                shutil.copy(f, root / kind / "480p" / seq / f.name)
+    (root / "ImageSets" / "2016").mkdir(parents=True)
+    (root / "ImageSets" / "2016" / "val.txt").write_text("".join(f"{seq}\n" for seq in SEQUENCES))
+    return root
+
+
+@pytest.fixture(scope="module")
+def single(three_clips, tmp_path_factory) -> Path:
+    """The single-process run every sharded one is compared with."""
+    out = tmp_path_factory.mktemp("single") / "out"
+    assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def _without_timing(path: Path) -> dict:
+    return {k: v for k, v in json.loads(path.read_text()).items() if k != "timing"}
+
+
+def _same_as_single(out: Path, single: Path, finished: list[str] = list(SEQUENCES)) -> None:
+    """``finished``: as a single process records them, the kept ones first, then the rest in order."""
+    assert _without_timing(out / "results.json") == _without_timing(single / "results.json")
+    assert list(json.loads((out / "results.json").read_text())["per_sequence"]) == list(SEQUENCES)
+    assert _without_timing(out / ".run.json") == {**_without_timing(single / ".run.json"), "finished": finished}
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in single.iterdir())  # no rank records
+    for seq in SEQUENCES:
+        assert [p.read_bytes() for p in sorted((out / seq).iterdir())] == \
+               [p.read_bytes() for p in sorted((single / seq).iterdir())]
+
+
+def test_two_ranks_write_what_one_process_writes(three_clips, single, tmp_path):
+    out = tmp_path / "out"
+    ranks = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST], tmp_path / "ranks")
+    assert [code for code, _ in ranks] == [0, 0]
+    _same_as_single(out, single)
+    timing = json.loads((out / "results.json").read_text())["timing"]
+    assert timing["ranks"] == 2 and timing["frames"] == sum(SEQUENCES.values()) and timing["wall_seconds"] > 0
+    assert "ranks" not in json.loads((single / "results.json").read_text())["timing"]
+    # each rank propagated its share only: 6 frames on rank 0, 4 + 4 on rank 1
+    for rank, share in ((0, 1), (1, 2)):
+        assert re.search(rf"\[rank {rank}/2\] propagate \(crw\): 100%\|\S+\| {share}/{share} ", ranks[rank][1])
+
+
+def test_a_failed_sharded_run_is_resumed_by_one_process(three_clips, single, tmp_path):
+    """car-shadow's third frame is truncated (its header reads, so the up-front checks pass): rank 1
+    fails on it after blackswan; rank 0 stops too; both exit non-zero and the error is printed once.
+    The finished sequences are recorded, nothing half-written is left, and a resume keeps them."""
+    broken, out = tmp_path / "broken", tmp_path / "out"
+    shutil.copytree(three_clips, broken)
+    frame = broken / "JPEGImages" / "480p" / "car-shadow" / "00002.jpg"
+    frame.write_bytes(frame.read_bytes()[:3000])
+    ranks = run_ranks(["eval", "davis", "--root", str(broken), "--out", str(out), *FAST], tmp_path / "ranks")
+    assert all(code != 0 for code, _ in ranks)
+    errors = "".join(err for _, err in ranks)
+    assert errors.count(f"{frame}: unreadable image") == 1 and "rank 1 of 2 failed" in ranks[0][1]
+    # rank 0 stopped bmx-trees within a frame of the failure, or had finished it: either is recorded truly
+    finished = json.loads((out / ".run.json").read_text())["finished"]
+    assert finished in (["blackswan"], ["blackswan", "bmx-trees"])
+    assert sorted(p.name for p in out.iterdir()) == [".run.json", *finished]
+    done = (out / "blackswan" / "00000.png").stat().st_mtime_ns
+    assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--resume", *FAST]) == 0
+    assert (out / "blackswan" / "00000.png").stat().st_mtime_ns == done
+    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == finished
+    assert _without_timing(out / "results.json") == _without_timing(single / "results.json")
+
+
+def test_a_single_process_run_is_resumed_by_two_ranks(three_clips, single, tmp_path):
+    out = tmp_path / "out"
+    assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--sequences", "car-shadow", *FAST]) == 0
+    done = (out / "car-shadow" / "00000.png").stat().st_mtime_ns
+    ranks = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--resume", *FAST],
+                      tmp_path / "ranks")
+    assert [code for code, _ in ranks] == [0, 0]
+    assert (out / "car-shadow" / "00000.png").stat().st_mtime_ns == done
+    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["car-shadow"]
+    _same_as_single(out, single, ["car-shadow", "blackswan", "bmx-trees"])
+
+
+def test_a_killed_sharded_run_leaves_rank_records_that_a_resume_keeps(three_clips, single, tmp_path):
+    """A run killed (SIGKILL) under torchrun before rank 0 merged: rank 1's items are in its own file."""
+    out = tmp_path / "out"
+    shutil.copytree(single, out)
+    (out / "results.json").unlink()
+    (out / "j_per_frame.png").unlink()
+    record = json.loads((out / ".run.json").read_text())
+    rank1 = {**record, "finished": ["blackswan"], "timing": {"blackswan": record["timing"]["blackswan"]}}
+    (out / ".run.rank1.json").write_text(json.dumps(rank1))
+    record["finished"] = ["bmx-trees"]
+    (out / ".run.json").write_text(json.dumps(record))
+    (out / ".run.rank2.json").write_text(json.dumps({**rank1, "year": "2017", "finished": ["car-shadow"]}))  # not ours
+    done = {seq: (out / seq / "00000.png").stat().st_mtime_ns for seq in SEQUENCES}
+    assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--resume", *FAST]) == 0
+    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["blackswan", "bmx-trees"]
+    assert {seq: (out / seq / "00000.png").stat().st_mtime_ns == done[seq] for seq in SEQUENCES} == \
+           {"blackswan": True, "car-shadow": False, "bmx-trees": True}  # another run's record: done again
+    _same_as_single(out, single, ["blackswan", "bmx-trees", "car-shadow"])
+
+
+def test_an_input_error_ends_every_rank_and_is_printed_once(three_clips, single, tmp_path):
+    ranks = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(single), *FAST], tmp_path / "ranks")
+    assert [code for code, _ in ranks] == [2, 2]
+    assert "".join(err for _, err in ranks).count("output folder exists and is not empty") == 1
+    assert "output folder exists" in ranks[0][1]
