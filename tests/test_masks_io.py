@@ -169,3 +169,18 @@ def test_labels_that_cannot_be_written_are_refused_naming_the_file(tmp_path):
         with pytest.raises(ValueError, match=f"^{path}: {problem}"):
             write_indexed_png(path, labels, palette)
         assert not path.exists()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_black_and_white_rgb_mask_is_refused_with_the_conversion_it_needs(tmp_path, mode):
+    """A mask painted white on black and saved in colour got the advice for DAVIS-coloured masks
+    (quantize to the DAVIS palette), which does not fit it; it is told to save it as grayscale."""
+    mask = np.zeros((32, 48), np.uint8)
+    mask[8:24, 10:30] = 255
+    path = tmp_path / "first.png"
+    Image.fromarray(mask).convert(mode).save(path)
+    with pytest.raises(InputError, match=f"{mode} image of grey levels only.*convert\\('L'\\)") as err:
+        read_mask(path)
+    assert err.value.path == path
+    Image.open(path).convert("L").save(path)  # the conversion it names gives the mask
+    np.testing.assert_array_equal(read_mask(path), mask == 255)

@@ -169,6 +169,12 @@ def _check_mask_format(img: Image.Image, path: Path) -> None:
     # Pitfall (palette vs RGB): np.array of a 'P' image gives the indices (the ids). An
     # image converted to RGB, or saved by a tool that drops the palette, only has colours,
     # and colours are not ids; guessing a colour->id map would silently mislabel objects.
+    if mode in ("RGB", "RGBA") and _is_grey(img):
+        # A mask painted white on black in an image editor is saved as RGB: the palette advice
+        # below did not tell its author the one conversion it needs.
+        raise InputError(path, f"is an {mode} image of grey levels only (a black-and-white mask saved in "
+                               "colour), not a grayscale or palette mask of object ids. Save it as grayscale: "
+                               "Image.open(path).convert('L').save(path) (0/255: 255 is object 1).")
     if mode in ("RGB", "RGBA"):
         raise InputError(
             path,
@@ -180,6 +186,14 @@ def _check_mask_format(img: Image.Image, path: Path) -> None:
     if mode not in ("P", "L", "1"):
         raise InputError(path, f"unsupported PNG mode {mode!r}: expected a palette ('P') "
                          "or grayscale ('L'/'1') mask of object ids")
+
+
+def _is_grey(img: Image.Image) -> bool:
+    """Whether an opened RGB / RGBA image has R = G = B at every pixel (and RGBA is opaque)."""
+    pixels = np.asarray(img)
+    rgb = pixels[..., :3]
+    opaque = pixels.shape[-1] == 3 or bool((pixels[..., 3] == 255).all())
+    return opaque and bool((rgb == rgb[..., :1]).all())
 
 
 def _smoothed_binary_levels(arr: np.ndarray) -> int:
