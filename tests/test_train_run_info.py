@@ -15,7 +15,7 @@ import pytest
 
 import vidcorr
 from vidcorr.cli import main
-from vidcorr.train import load_recipe
+from vidcorr.train import load_recipe, recipe_from_dict
 from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, save_checkpoint, write_run_info
 from vidcorr.train.recipe_files import CONFIG_DIR
 
@@ -219,3 +219,54 @@ def test_export_reads_the_command_lines_as_a_resume_does(tmp_path: Path, caplog,
     malformed = commands is not None and not kept
     assert warned == ([f"{tmp_path / 'run' / 'checkpoint.pt'}: its 'commands' entry is not a list of "
                        "command lines; ignored"] if malformed else [])
+
+
+class _Console(logging.Handler):
+    """What the root's handlers (a console) receive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("root_level", [logging.WARNING, logging.INFO])
+def test_train_log_from_python_holds_the_info_lines_whatever_the_console_shows(
+        data_dir: Path, tmp_path: Path, root_level: int) -> None:
+    """Called from Python without INFO logging configured (the root's WARNING), train.log held the
+    start and end lines alone: the package's INFO records never reached its handler. The console
+    (the root's handlers) gets what it got before; at INFO (the command line) nothing is changed."""
+    from vidcorr.train.autoencoder import train_autoencoder
+
+    package, root, console = logging.getLogger("vidcorr"), logging.getLogger(), _Console()
+    during: list[tuple[int, bool]] = []
+
+    def on_step(progress, terms) -> None:
+        during.append((package.level, package.propagate))
+        logging.getLogger("vidcorr.test").info("an info line at step %d", progress.step)
+        logging.getLogger("vidcorr.test").warning("a warning at step %d", progress.step)
+
+    recipe = recipe_from_dict({"method": "autoencoder", "data": {"crop": 32, "batch_size": 2, "workers": 0},
+                               "stages": {"reconstruct": {"steps": 2}}, "log": {"every": 1}}, "tiny")
+    former = root.level
+    root.setLevel(root_level)
+    root.addHandler(console)
+    try:
+        train_autoencoder(recipe, [data_dir / "videos" / "davis2016-train"], tmp_path / "run",
+                          tmp_path / "ae.safetensors", cache_dir=tmp_path / "cache", progress_bar=False,
+                          on_step=on_step)
+    finally:
+        root.removeHandler(console)
+        root.setLevel(former)
+    said = [line.split(": ", 1)[1] for line in (tmp_path / "run" / "train.log").read_text().splitlines()[1:]]
+    assert [line.split(" | ")[0] for line in said if " | " in line] == ["step 1", "step 2"]
+    assert f"step 2: saved {tmp_path / 'run' / 'checkpoint.pt'}" in said
+    assert "an info line at step 1" in said and "a warning at step 2" in said
+    shown = [r.getMessage() for r in console.records if r.name.startswith("vidcorr")]
+    assert ("a warning at step 1" in shown and "a warning at step 2" in shown
+            and ("an info line at step 1" in shown) == (root_level == logging.INFO))
+    assert all(r.levelno >= root_level for r in console.records if r.name.startswith("vidcorr"))
+    assert during == ([(logging.INFO, False)] * 2 if root_level == logging.WARNING else [(logging.NOTSET, True)] * 2)
+    assert (package.level, package.propagate, package.handlers) == (logging.NOTSET, True, [])  # as before

@@ -145,6 +145,47 @@ class _HeldLines(logging.handlers.MemoryHandler):
         self.setLevel(logging.INFO)
 
 
+class _InfoForTheFile(logging.Handler):
+    """While a run's train.log is open, the package logger lets INFO records through whatever the
+    logging configuration says: called from Python, without `logging.basicConfig(level=INFO)`, it
+    inherited the root's WARNING and the file held warnings and the end line only. The records
+    then no longer propagate; this handler passes on to the root's handlers what they got before,
+    those at the package's former effective level and up, so the console shows what it showed.
+    Shared by the runs open at once (``users``); the last one to close puts the settings back."""
+
+    def __init__(self, logger: logging.Logger):
+        super().__init__(logger.getEffectiveLevel())
+        self.logger, self.users = logger, 0
+        self.former_level, self.former_propagate = logger.level, logger.propagate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.former_propagate:  # as `Logger.callHandlers` propagates: each handler's level, no logger's
+            for handler in logging.getLogger().handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+    @classmethod
+    def lower(cls, logger: logging.Logger) -> _InfoForTheFile | None:
+        """Let ``logger``'s INFO records through; None where they pass already (the command line)."""
+        shared = next((h for h in logger.handlers if isinstance(h, cls)), None)
+        if shared is None:
+            if logger.getEffectiveLevel() <= logging.INFO:
+                return None
+            shared = cls(logger)
+            logger.addHandler(shared)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+        shared.users += 1
+        return shared
+
+    def restore(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            self.logger.removeHandler(self)
+            self.logger.setLevel(self.former_level)
+            self.logger.propagate = self.former_propagate
+
+
 @contextlib.contextmanager
 def held_lines(enabled: bool = True) -> Iterator[None]:
     """Keep the package's lines from now on for the train.log of the run that follows: `vidcorr
@@ -170,8 +211,8 @@ class TextLog:
     and the line the run ends with (`note`). Appended across resumes, each session opening with a
     dated line naming its command. Lines logged before the run is established (indexing, the resume
     checks) are held in memory and written after that line, so that a refused start or resume
-    writes nothing. Only where ``enabled`` (rank 0). From Python the lines are those the logging
-    configuration lets through (the command line: INFO); warnings and the end line always.
+    writes nothing. Only where ``enabled`` (rank 0). From Python too the file holds INFO lines and up,
+    whatever the logging configuration lets through to the console (`_InfoForTheFile`).
     """
 
     def __init__(self, run_dir: Path, enabled: bool):
@@ -180,9 +221,11 @@ class TextLog:
         self._held: _HeldLines | None = None
         self._file: logging.FileHandler | None = None
         self._size: int | None = None  # the file's size before this session (None: it did not exist)
+        self._info: _InfoForTheFile | None = None
 
     def __enter__(self) -> TextLog:
         if self.enabled:
+            self._info = _InfoForTheFile.lower(self._logger)
             self._held = next((h for h in self._logger.handlers if isinstance(h, _HeldLines)), None)
             if self._held is None:
                 self._held = _HeldLines()
@@ -231,7 +274,9 @@ class TextLog:
             if handler is not None:
                 self._logger.removeHandler(handler)
                 handler.close()
-        self._held = self._file = None
+        if self._info is not None:
+            self._info.restore()
+        self._held = self._file = self._info = None
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
