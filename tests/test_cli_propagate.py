@@ -269,3 +269,21 @@ def test_a_video_of_one_frame_is_refused(short_clip, tmp_path, capsys, kind):
     _fails(["propagate", str(one), "--mask", str(mask), "--out", str(out), *FAST], capsys,
            f"{one}: holds 1 frame: no frame to propagate the first-frame annotation to")
     assert not out.exists() and not list(tmp_path.glob(".o.partial-*"))
+
+
+def test_a_palette_mask_whose_object_is_index_255_is_told_how_to_renumber_it(short_clip, tmp_path, capsys):
+    """A drawing tool that gave the object palette index 255 (void) got the API's hint to read the
+    file with read_mask, which the command had done; it is told to renumber the object, and that
+    fix works."""
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    binary = np.array(Image.open(short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"))
+    mask = tmp_path / "first.png"
+    drawn = Image.fromarray(binary).convert("P")
+    drawn.putpalette([0, 0, 0] * 255 + [255, 255, 255])
+    drawn.save(mask)
+    out = tmp_path / "prop"
+    err = _fails(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST], capsys,
+                 "first.png: mask is empty", "its object is palette index 255, which means void")
+    assert "read_mask" not in err and not out.exists()
+    Image.open(mask).point(lambda v: 1 if v == 255 else v).save(mask)  # the fix the message gives
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--no-video", *FAST]) == 0

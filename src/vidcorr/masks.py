@@ -42,7 +42,12 @@ def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | No
                                f"but frames are {frame_hw[1]}x{frame_hw[0]}{turned}")
     if not np.any((mask != 0) & (mask != VOID)):
         hint = ""
-        if np.any(mask == VOID):  # np.array(Image.open(...)) of a DAVIS-2016 0/255 mask: all void
+        if np.any(mask == VOID) and path is not None:
+            # Read from its file by read_mask, so not a 0/255 grayscale mask: a palette PNG whose
+            # drawing tool gave the object index 255. Pointing at read_mask told a CLI user nothing.
+            hint = (" (its object is palette index 255, which means void: give each object an index 1..254, "
+                    "e.g. Image.open(path).point(lambda v: 1 if v == 255 else v).save(path))")
+        elif np.any(mask == VOID):  # np.array(Image.open(...)) of a DAVIS-2016 0/255 mask: all void
             hint = (" (a 0/255 binary mask read as raw values? 255 means void in an id mask: read it with "
                     "vidcorr.io.masks.read_mask, which maps a binary mask's 255 to object 1)")
         raise InputError(path, f"{name} is empty: it holds no object id (only 0 / void){hint}")
