@@ -287,3 +287,21 @@ def test_a_palette_mask_whose_object_is_index_255_is_told_how_to_renumber_it(sho
     assert "read_mask" not in err and not out.exists()
     Image.open(mask).point(lambda v: 1 if v == 255 else v).save(mask)  # the fix the message gives
     assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--no-video", *FAST]) == 0
+
+
+@pytest.mark.parametrize("text", ["120,80,64,48", "120 80 64 48", "120\t80\t64\t48", "(120, 80, 64, 48)", "[120,80,64,48]"])
+def test_box_takes_commas_spaces_or_a_printed_tuple(text):
+    """A box pasted from an OTB ground-truth line (spaces or tabs) or a printed tuple was refused."""
+    from vidcorr.cli.propagate_cmd import _box
+
+    assert _box(text) == (120.0, 80.0, 64.0, 48.0)
+
+
+@pytest.mark.parametrize("text", ["120,80,64", "a,b,c,d", "120,80,0,48", "", "1,2,3,4,5"])
+def test_a_box_that_is_not_four_numbers_with_a_positive_size_is_refused(text):
+    import argparse
+
+    from vidcorr.cli.propagate_cmd import _box
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected x,y,w,h with positive w and h"):
+        _box(text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help='first-frame keypoints: {"keypoints": [[x, y], ...], "names": [...], '
                             '"edges": [[i, j], ...], "visible": [...]} in pixels (docs/keypoints.md)')
     first.add_argument("--box", type=_box, metavar="x,y,w,h",
-                       help="first-frame box in 0-based pixels (top-left corner, width, height)")
+                       help="first-frame box in 0-based pixels (top-left corner, width, height); commas or spaces "
+                            "between the numbers")
     first.add_argument("--labels", type=Path, metavar="FIRST.npy",
                        help="first-frame soft labels: a .npy array (K, H, W) or (H, W) of any real values "
                             "(probabilities, a matte, a heat map); writes DIR/labels/<frame>.npy")
@@ -272,8 +274,10 @@ def _keypoints_annotation(path: Path, frame_hw: tuple[int, int], names: list[str
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
+    # Commas, spaces or both, brackets allowed: a box pasted from an OTB ground-truth line
+    # ("120 80 64 48", tabs) or a printed Python tuple "(120, 80, 64, 48)" was refused.
     try:
-        values = tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in re.split(r"[,\s]+", text.strip("()[] \t")))
     except ValueError:
         values = ()
     if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
