@@ -270,3 +270,21 @@ def test_train_log_from_python_holds_the_info_lines_whatever_the_console_shows(
     assert all(r.levelno >= root_level for r in console.records if r.name.startswith("vidcorr"))
     assert during == ([(logging.INFO, False)] * 2 if root_level == logging.WARNING else [(logging.NOTSET, True)] * 2)
     assert (package.level, package.propagate, package.handlers) == (logging.NOTSET, True, [])  # as before
+
+
+def test_warnings_reach_stderr_while_a_run_logs_with_no_logging_configured(tmp_path: Path, capfd) -> None:
+    """A script that configures no logging sees the package's warnings on stderr (Python's
+    `logging.lastResort`); while train.log was open the package logger's own handlers hid them."""
+    from vidcorr.train.runlog import TextLog
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()  # as in a plain script: pytest's capture handlers removed
+    try:
+        with TextLog(tmp_path, enabled=True):
+            logging.getLogger("vidcorr.train.loop").warning("loss is not finite")
+            logging.getLogger("vidcorr.train.loop").info("an info line")
+    finally:
+        root.handlers[:] = saved
+    err = capfd.readouterr().err
+    assert "loss is not finite" in err and "an info line" not in err

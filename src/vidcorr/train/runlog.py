@@ -159,10 +159,15 @@ class _InfoForTheFile(logging.Handler):
         self.former_level, self.former_propagate = logger.level, logger.propagate
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.former_propagate:  # as `Logger.callHandlers` propagates: each handler's level, no logger's
-            for handler in logging.getLogger().handlers:
-                if record.levelno >= handler.level:
-                    handler.handle(record)
+        if not self.former_propagate:
+            return
+        # As `Logger.callHandlers` propagates: each handler's level, no logger's. With no logging
+        # configured at all (a script), the root has no handler and Python's `lastResort` printed
+        # the warnings to stderr; the package's own handlers would hide them, so it stands in.
+        handlers = logging.getLogger().handlers or [h for h in (logging.lastResort,) if h is not None]
+        for handler in handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
 
     @classmethod
     def lower(cls, logger: logging.Logger) -> _InfoForTheFile | None:
