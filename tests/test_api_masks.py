@@ -250,3 +250,22 @@ def test_propagate_masks_leaves_a_mask_kept_among_the_frames_out(tmp_path):
     results = list(api.propagate_masks(tmp_path, mask, encoder=PatchEncoder(), preset=_crw_small()))
     assert len(results) == 3
     np.testing.assert_array_equal(results[0][0], frames[0])
+
+
+def test_a_mask_of_the_frames_shape_at_another_size_is_told_how_to_resize(tmp_path):
+    """A mask drawn on the full-resolution original of a downscaled video (1920x1080 for 456x256
+    frames) was told only the two sizes; it is told the scale and the nearest-neighbour resize that
+    fits it, and a mask of another shape gets no such advice."""
+    from vidcorr.masks import check_first_mask
+
+    big = tmp_path / "big.png"
+    Image.fromarray(np.ones((1080, 1920), np.uint8)).save(big)
+    with pytest.raises(InputError, match=r"big.png: mask is 1920x1080 but frames are 456x256; it has the frames' "
+                                         r"shape at 4.21x their size: .*resize\(\(456, 256\), Image.NEAREST\)"):
+        check_first_mask(np.ones((1080, 1920), np.uint8), (256, 456), big)
+    Image.open(big).resize((456, 256), Image.NEAREST).save(big)  # the advice, followed
+    assert check_first_mask(np.array(Image.open(big)), (256, 456), big).shape == (256, 456)
+    with pytest.raises(InputError, match="nearest-neighbour resizing"):  # an array has no file to open
+        check_first_mask(np.ones((128, 228), np.uint8), (256, 456))
+    with pytest.raises(InputError, match=r"mask is 400x256 but frames are 456x256$"):
+        check_first_mask(np.ones((256, 400), np.uint8), (256, 456), big)

@@ -35,11 +35,9 @@ def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | No
     if mask.ndim != 2:
         raise InputError(path, f"{name} has shape {mask.shape}; expected (H, W) object ids")
     if mask.shape != tuple(frame_hw):
-        turned = ("; it is the frames' size turned by 90 degrees: frames are read upright, as a player "
-                  "shows them (video rotation metadata and JPEG EXIF orientation applied), so draw the "
-                  "mask on that view" if mask.shape == tuple(frame_hw)[::-1] else "")
+        hint = _size_hint(mask.shape, frame_hw, path)
         raise InputError(path, f"{name} is {mask.shape[1]}x{mask.shape[0]} "
-                               f"but frames are {frame_hw[1]}x{frame_hw[0]}{turned}")
+                               f"but frames are {frame_hw[1]}x{frame_hw[0]}{hint}")
     if not np.any((mask != 0) & (mask != VOID)):
         hint = ""
         if np.any(mask == VOID) and path is not None:
@@ -52,6 +50,21 @@ def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | No
                     "vidcorr.io.masks.read_mask, which maps a binary mask's 255 to object 1)")
         raise InputError(path, f"{name} is empty: it holds no object id (only 0 / void){hint}")
     return mask
+
+
+def _size_hint(mask_hw: tuple[int, ...], frame_hw: tuple[int, int], path: str | Path | None) -> str:
+    """What a mask of another size than the frames most likely is, and what to do about it."""
+    (mh, mw), (fh, fw) = mask_hw, frame_hw
+    if (mh, mw) == (fw, fh):
+        return ("; it is the frames' size turned by 90 degrees: frames are read upright, as a player "
+                "shows them (video rotation metadata and JPEG EXIF orientation applied), so draw the "
+                "mask on that view")
+    if abs(mh * fw - mw * fh) <= max(mh, mw, fh, fw):  # the same picture within a pixel's rounding
+        # drawn on the full-resolution original of a downscaled video, or on a screenshot of it
+        how = (f"Image.open(path).resize(({fw}, {fh}), Image.NEAREST).save(path)" if path is not None
+               else "nearest-neighbour resizing")
+        return f"; it has the frames' shape at {mw / fw:.3g}x their size: resize it without blending ids, {how}"
+    return ""
 
 
 def _id_array(mask: Any, name: str, path: str | Path | None) -> np.ndarray:
