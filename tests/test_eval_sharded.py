@@ -127,3 +127,56 @@ def test_an_input_error_ends_every_rank_and_is_printed_once(three_clips, single,
     assert [code for code, _ in ranks] == [2, 2]
     assert "".join(err for _, err in ranks).count("output folder exists and is not empty") == 1
     assert "output folder exists" in ranks[0][1]
+
+
+@pytest.fixture(scope="module")
+def jhmdb_clips(tmp_path_factory, data_dir) -> Path:
+    """The real JHMDB clip's first 5 frames under three video names, as a JHMDB root."""
+    import scipy.io
+
+    source, root = data_dir / "jhmdb", tmp_path_factory.mktemp("jhmdb")
+    name = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+    pos = scipy.io.loadmat(source / "joint_positions" / name / "joint_positions.mat")["pos_img"]
+    for video in ("clip_a", "clip_b", "clip_c"):
+        (root / "Rename_Images" / "catch" / video).mkdir(parents=True)
+        for t in range(1, 6):
+            shutil.copy(source / "Rename_Images" / name / f"{t:05d}.png", root / "Rename_Images" / "catch" / video)
+        (root / "joint_positions" / "catch" / video).mkdir(parents=True)
+        scipy.io.savemat(root / "joint_positions" / "catch" / video / "joint_positions.mat", {"pos_img": pos[:, :, :5]})
+    return root
+
+
+def test_eval_jhmdb_on_two_ranks_equals_one_process(jhmdb_clips, tmp_path):
+    args = ["eval", "jhmdb", "--root", str(jhmdb_clips), "--features", "lab-pixels", "--size", "96"]
+    assert main([*args, "--out", str(tmp_path / "single")]) == 0
+    ranks = run_ranks([*args, "--out", str(tmp_path / "ranks")], tmp_path / "logs")
+    assert [code for code, _ in ranks] == [0, 0]
+    for name in ("results.json", ".run.json"):
+        assert _without_timing(tmp_path / "ranks" / name) == _without_timing(tmp_path / "single" / name)
+    assert json.loads((tmp_path / "ranks" / "results.json").read_text())["timing"]["ranks"] == 2
+    for video in ("clip_a", "clip_b", "clip_c"):
+        path = Path("predictions", "catch", f"{video}.json")
+        assert (tmp_path / "ranks" / path).read_bytes() == (tmp_path / "single" / path).read_bytes()
+    # an input error found by both ranks: printed once, both exit 2, nothing written
+    ranks = run_ranks(["eval", "jhmdb", "--root", str(tmp_path), "--out", str(tmp_path / "bad"), "--features",
+                       "lab-pixels"], tmp_path / "logs-bad")
+    assert [code for code, _ in ranks] == [2, 2] and "".join(e for _, e in ranks).count("Rename_Images") == 1
+    assert not (tmp_path / "bad").exists()
+
+
+def test_eval_otb_on_two_ranks_equals_one_process(otb_root, tmp_path):
+    shutil.copytree(otb_root / "Soccer", otb_root / "Soccer2")
+    args = ["eval", "otb", "--root", str(otb_root), "--features", "lab-pixels", "--max-frames", "8"]
+    assert main([*args, "--out", str(tmp_path / "single")]) == 0
+    ranks = run_ranks([*args, "--out", str(tmp_path / "ranks")], tmp_path / "logs")
+    assert [code for code, _ in ranks] == [0, 0]
+    assert _without_timing(tmp_path / "ranks" / ".run.json") == _without_timing(tmp_path / "single" / ".run.json")
+    sharded, alone = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("ranks", "single"))
+    drop = ("timing", "seconds", "frames_per_second")  # also each sequence's
+    strip = lambda r: {k: v for k, v in r.items() if k not in drop and k != "per_sequence"}  # noqa: E731
+    assert strip(sharded) == strip(alone) and sharded["timing"]["ranks"] == 2
+    assert {n: strip(s) for n, s in sharded["per_sequence"].items()} == \
+           {n: strip(s) for n, s in alone["per_sequence"].items()}
+    assert list(sharded["per_sequence"]) == list(alone["per_sequence"])
+    for seq in ("Soccer", "Soccer2"):
+        assert (tmp_path / "ranks" / f"{seq}.txt").read_bytes() == (tmp_path / "single" / f"{seq}.txt").read_bytes()

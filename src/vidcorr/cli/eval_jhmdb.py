@@ -68,16 +68,21 @@ def protocol_preset(args: argparse.Namespace, variant: Callable):
 
 def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.jhmdb import COMMAND, format_pck_table, jhmdb_preset, run_jhmdb
+    from vidcorr.evaluate.ranks import eval_ranks
     from vidcorr.evaluate.runs import check_output_folder
 
-    # before the data is read and the model loaded (run_jhmdb checks again)
-    check_output_folder(args.out, args.resume, COMMAND)
-    dataset = dataset_from(args)  # run_jhmdb logs which videos (all of them without split files)
-    preset = protocol_preset(args, jhmdb_preset)
-    encoder, info = load_model(args, preset)
-    with resume_hint(args.out, "videos"):
-        results = run_jhmdb(encoder, preset, dataset, args.out, skip_first_frame=not args.include_first_frame,
-                            device=args.device, batch_size=args.batch_size, model_info=info, resume=args.resume)
+    with eval_ranks(args.device) as ranks:  # rank 0 of 1 without torchrun
+        # before the data is read and the model loaded (run_jhmdb checks again)
+        ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMAND))
+        dataset = ranks.agree(lambda: dataset_from(args))  # run_jhmdb logs which videos (all without split files)
+        preset = ranks.agree(lambda: protocol_preset(args, jhmdb_preset))
+        encoder, info = ranks.agree(lambda: load_model(args, preset))
+        with resume_hint(args.out, "videos", ranks.is_main):
+            results = run_jhmdb(encoder, preset, dataset, args.out, skip_first_frame=not args.include_first_frame,
+                                device=ranks.device, batch_size=args.batch_size, model_info=info,
+                                resume=args.resume, ranks=ranks)
+    if results is None:  # a rank other than 0: rank 0 reports
+        return 0
     print(format_pck_table(results))
     print(f"preset: {preset.name} (JHMDB variant, square {preset.size.size})   "
           f"{model_line(info)}")

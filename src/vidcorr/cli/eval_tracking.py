@@ -135,27 +135,38 @@ def tracker_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def run(args: argparse.Namespace) -> int:
-    from vidcorr.evaluate.runs import check_output_folder
-    from vidcorr.evaluate.tracking import COMMANDS, run_tracking
-    from vidcorr.evaluate.tracking_results import format_results_table
+def _checked_options(args: argparse.Namespace):
+    """The preset and the tracker settings the options name, refused before the model loads."""
     from vidcorr.track import tracker_settings
 
-    # before the data is read and the model loaded (run_tracking checks again)
-    check_output_folder(args.out, args.resume, COMMANDS[args.benchmark])
     preset = resolve_preset(args)
     try:
         settings = tracker_settings(args.tracker, **tracker_options(args))
     except ValueError as error:
         raise VidcorrError(str(error)) from None
     check_max_frames(args)
-    encoder, info = load_model(args, preset)
+    return preset, settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidcorr.evaluate.ranks import eval_ranks
+    from vidcorr.evaluate.runs import check_output_folder
+    from vidcorr.evaluate.tracking import COMMANDS, run_tracking
+    from vidcorr.evaluate.tracking_results import format_results_table
+
     start = time.perf_counter()
-    with resume_hint(args.out, "sequences"):
-        results = run_tracking(encoder, args.root, args.out, benchmark=args.benchmark, settings=settings,
-                               protocol=args.protocol, sequences=args.sequences, max_frames=args.max_frames,
-                               eao_interval=args.eao_interval, device=args.device, model_info=info,
-                               preset=preset.name, resume=args.resume)
+    with eval_ranks(args.device) as ranks:  # rank 0 of 1 without torchrun
+        # before the data is read and the model loaded (run_tracking checks again)
+        ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMANDS[args.benchmark]))
+        preset, settings = ranks.agree(lambda: _checked_options(args))
+        encoder, info = ranks.agree(lambda: load_model(args, preset))
+        with resume_hint(args.out, "sequences", ranks.is_main):
+            results = run_tracking(encoder, args.root, args.out, benchmark=args.benchmark, settings=settings,
+                                   protocol=args.protocol, sequences=args.sequences, max_frames=args.max_frames,
+                                   eao_interval=args.eao_interval, device=ranks.device, model_info=info,
+                                   preset=preset.name, resume=args.resume, ranks=ranks)
+    if results is None:  # a rank other than 0: rank 0 reports
+        return 0
     print(format_results_table(results))
     print(f"protocol: {args.protocol}   tracker: {results['tracker']} {json.dumps(results['settings'])}")
     print(f"preset: {preset.name}   {model_line(info)}   "

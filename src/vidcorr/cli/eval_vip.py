@@ -44,17 +44,22 @@ def dataset_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from vidcorr.evaluate.ranks import eval_ranks
     from vidcorr.evaluate.runs import check_output_folder
     from vidcorr.evaluate.vip import COMMAND, format_vip_table, run_vip, vip_preset
 
-    # before the data is read and the model loaded (run_vip checks again)
-    check_output_folder(args.out, args.resume, COMMAND)
-    dataset = dataset_from(args)
-    preset = protocol_preset(args, vip_preset)
-    encoder, info = load_model(args, preset)
-    with resume_hint(args.out, "videos"):
-        results = run_vip(encoder, preset, dataset, args.out, skip_first_frame=args.skip_first_frame,
-                          device=args.device, batch_size=args.batch_size, model_info=info, resume=args.resume)
+    with eval_ranks(args.device) as ranks:  # rank 0 of 1 without torchrun
+        # before the data is read and the model loaded (run_vip checks again)
+        ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMAND))
+        dataset = ranks.agree(lambda: dataset_from(args))
+        preset = ranks.agree(lambda: protocol_preset(args, vip_preset))
+        encoder, info = ranks.agree(lambda: load_model(args, preset))
+        with resume_hint(args.out, "videos", ranks.is_main):
+            results = run_vip(encoder, preset, dataset, args.out, skip_first_frame=args.skip_first_frame,
+                              device=ranks.device, batch_size=args.batch_size, model_info=info,
+                              resume=args.resume, ranks=ranks)
+    if results is None:  # a rank other than 0: rank 0 reports
+        return 0
     print(format_vip_table(results))
     print(f"preset: {preset.name} (VIP variant, square {preset.size.size})   layout: {dataset.layout}   "
           f"{model_line(info)}")

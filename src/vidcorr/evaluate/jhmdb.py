@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 from torch import nn
-from tqdm import tqdm
 
 from vidcorr.errors import InputError
-from vidcorr.evaluate.runs import check_output_folder, recorded_run
+from vidcorr.evaluate.ranks import Ranks
+from vidcorr.evaluate.runs import check_output_folder
+from vidcorr.evaluate.shards import run_items
 from vidcorr.evaluate.timing import run_timing, timed_sequence
 from vidcorr.io.atomic import write_json_atomic
 from vidcorr.io.jhmdb import JOINT_NAMES, NUM_JOINTS, JhmdbDataset, JhmdbVideo
@@ -178,7 +179,8 @@ def run_jhmdb(
     batch_size: int = 4,
     model_info: dict | None = None,
     resume: bool = False,
-) -> dict:
+    ranks: Ranks | None = None,
+) -> dict | None:
     """Propagate every video's first-frame joints, write predictions and ``results.json``.
 
     preset: the propagation protocol as run (usually `jhmdb_preset` of a named preset); codec:
@@ -190,24 +192,33 @@ def run_jhmdb(
     changed) and propagate only the rest. Every video is scored from its prediction file, read
     back, kept or not, so a resumed run's results equal an uninterrupted one's (the times are each
     video's, from the session that propagated it).
+    ranks: under torchrun (`vidcorr.evaluate.ranks.join`, every rank calls run_jhmdb alike) each rank
+    propagates its share of the videos; rank 0 alone scores, writes results.json and returns the
+    results, the others None (docs/metrics.md, "Several processes").
     """
     codec = codec or codec_for(preset.name)
     out_dir = Path(out_dir)
-    check_output_folder(out_dir, resume, COMMAND)
-    # Read every annotation up front: a malformed file fails before any propagation.
-    ground_truth = {video.name: video.joints() for video in dataset.videos}
-    log.info("JHMDB: %s", dataset.describe())
-    propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+
+    def prepare() -> tuple[dict[str, np.ndarray], Propagator]:
+        check_output_folder(out_dir, resume, COMMAND)
+        # Read every annotation up front: a malformed file fails before any propagation.
+        ground_truth = {video.name: video.joints() for video in dataset.videos}
+        log.info("JHMDB: %s", dataset.describe())
+        return ground_truth, Propagator(encoder, preset, device=device, batch_size=batch_size)
+
+    ground_truth, propagator = (ranks or Ranks()).agree(prepare)
     stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "codec": codec.as_dict(),
              "split": dataset.split, "subset": dataset.subset}
     files = {video.name: out_dir / "predictions" / f"{video.name}.json" for video in dataset.videos}
     folders = [*sorted({path.parent for path in files.values()}), out_dir / "predictions"]  # <class>/ first
-    with recorded_run(out_dir, stamp, list(files), resume=resume, done=lambda name: files[name].is_file(),
-                      folders=folders) as record:
-        for video in tqdm([v for v in dataset.videos if v.name not in record.kept], desc=f"JHMDB ({preset.name})",
-                          unit="video"):
-            record.finish(video.name, timed_sequence(propagator, lambda: _write_video(
-                propagator, video, ground_truth[video.name], codec, files[video.name])))
+    videos = {video.name: video for video in dataset.videos}
+    record = run_items(ranks, out_dir, stamp, list(files), resume=resume, done=lambda name: files[name].is_file(),
+                       work=lambda name: timed_sequence(propagator, lambda: _write_video(
+                           propagator, videos[name], ground_truth[name], codec, files[name])),
+                       desc=f"JHMDB ({preset.name})", unit="video",
+                       sizes=[len(ground_truth[name]) for name in files], folders=folders)
+    if ranks is not None and not ranks.is_main:
+        return None
     # Scored as written (3 decimals), as `score_jhmdb` reads the files.
     results = score_folder(dataset, out_dir / "predictions", ground_truth, skip_first_frame)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), codec=codec.as_dict(),

@@ -46,7 +46,10 @@ from vidcorr.evaluate.tracking_results import (
     score_saved_sequences,
     write_tracking_results,
 )
-from vidcorr.evaluate.runs import RunRecord, check_output_folder, recorded_run
+from vidcorr.evaluate.ranks import Ranks
+from vidcorr.evaluate.runs import RunRecord, check_output_folder
+from vidcorr.evaluate.shards import run_items
+from vidcorr.evaluate.timing import rank_timing
 from vidcorr.io.tracking import (
     Benchmark,
     TrackingSequence,
@@ -86,18 +89,22 @@ def track_sequence(
     *,
     device: str = "cpu",
     max_frames: int | None = None,
+    ranks: Ranks | None = None,
 ) -> np.ndarray:
-    """Track ``seq`` from its first box: -> predicted boxes (T, 4), 0-based, T = len(seq) or max_frames."""
-    _, frames = _first_frames(seq, max_frames)
+    """Track ``seq`` from its first box: -> predicted boxes (T, 4), 0-based, T = len(seq) or max_frames.
+    ranks: under torchrun, stop within a frame of another rank's failure (`Ranks.checked`)."""
+    _, frames = _first_frames(seq, max_frames, ranks)
     boxes = track_video(encoder, frames, tuple(seq.boxes[0]), settings=settings, device=device)
     return np.array(list(boxes), np.float64).reshape(-1, 4)
 
 
-def _first_frames(seq: TrackingSequence, max_frames: int | None) -> tuple[int, Iterator[np.ndarray]]:
+def _first_frames(seq: TrackingSequence, max_frames: int | None,
+                  ranks: Ranks | None = None) -> tuple[int, Iterator[np.ndarray]]:
     """The first ``max_frames`` frames of ``seq`` (all of them without), decoded lazily behind a
-    progress bar -> (their count, the frames)."""
+    progress bar (under torchrun checked for a failed rank, `Ranks.checked`) -> (their count, the frames)."""
     n = len(seq) if max_frames is None else min(len(seq), max_frames)
-    return n, tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame", leave=False)
+    frames = tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame", leave=False)
+    return n, ranks.checked(frames) if ranks is not None else frames
 
 
 def _can_start(box: np.ndarray, frame: np.ndarray) -> bool:
@@ -158,21 +165,21 @@ def _timed(scores: dict, time: dict) -> dict:
 
 
 def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, settings, device: str,
-                  max_frames: int | None) -> dict[str, float]:
+                  max_frames: int | None, ranks: Ranks | None = None) -> dict[str, float]:
     """Track one sequence from its first box and write its boxes to ``path`` (OPE) -> what it took."""
     start = time.perf_counter()
-    pred = track_sequence(encoder, seq, settings, device=device, max_frames=max_frames)
+    pred = track_sequence(encoder, seq, settings, device=device, max_frames=max_frames, ranks=ranks)
     elapsed = time.perf_counter() - start
     write_otb_boxes(path, pred)
     return {"frames": len(pred), "seconds": elapsed}
 
 
 def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, settings, device: str,
-                       max_frames: int | None) -> dict[str, float]:
+                       max_frames: int | None, ranks: Ranks | None = None) -> dict[str, float]:
     """Run VOT's supervised experiment on one sequence and write its trajectory to ``path`` -> what it took."""
     polygons = read_vot_polygons(seq.annotation)
     start = time.perf_counter()
-    n, frames = _first_frames(seq, max_frames)
+    n, frames = _first_frames(seq, max_frames, ranks)
     status, boxes, _ = run_supervised(build_tracker(encoder, settings, device), frames, seq.boxes[:n], polygons[:n])
     elapsed = time.perf_counter() - start
     write_vot_trajectory(path, status, boxes)
@@ -181,22 +188,26 @@ def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, se
 
 def _track_sequences(encoder: nn.Module, seqs: list[TrackingSequence], out_dir: Path, benchmark: Benchmark,
                      protocol: str, run: dict, *, settings: LocaliseSettings | DCFSettings, device: str,
-                     resume: bool) -> RunRecord:
+                     resume: bool, ranks: Ranks | None = None) -> RunRecord:
     """Track every sequence the run record of ``out_dir`` does not hold finished yet, each written to
-    its prediction file and then recorded (`recorded_run`, stamped with the command, ``protocol`` and
-    ``run``) -> the record: the kept and newly finished sequences and what each took."""
+    its prediction file and then recorded (`run_items`, stamped with the command, ``protocol`` and
+    ``run``; under torchrun this rank's share) -> the record: the kept and newly finished sequences
+    and what each took."""
     command, max_frames = COMMANDS[benchmark], run["max_frames"]
     files = {seq.name: prediction_file(out_dir, seq.name, protocol) for seq in seqs}
     folders = [] if protocol == "ope" else [*(path.parent for path in files.values()), out_dir / "baseline"]
     track_one = _ope_sequence if protocol == "ope" else _baseline_sequence
-    with recorded_run(out_dir, {"command": command, "protocol": protocol, **run}, list(files), resume=resume,
-                      done=lambda name: files[name].is_file(), folders=folders) as record:
-        for seq in tqdm([s for s in seqs if s.name not in record.kept],
-                        desc=f"{benchmark} {protocol} ({run['tracker']})", unit="seq"):
-            record.finish(seq.name, track_one(encoder, seq, files[seq.name], settings, device, max_frames))
-            log.debug("%s: %d frames in %.1fs", seq.name, record.times[seq.name]["frames"],
-                      record.times[seq.name]["seconds"])
-    return record
+    by_name = {seq.name: seq for seq in seqs}
+
+    def track(name: str) -> dict[str, float]:
+        took = track_one(encoder, by_name[name], files[name], settings, device, max_frames, ranks)
+        log.debug("%s: %d frames in %.1fs", name, took["frames"], took["seconds"])
+        return took
+
+    return run_items(ranks, out_dir, {"command": command, "protocol": protocol, **run}, list(files), resume=resume,
+                     done=lambda name: files[name].is_file(), work=track, folders=folders,
+                     desc=f"{benchmark} {protocol} ({run['tracker']})",
+                     sizes=[min(len(seq.boxes), max_frames or len(seq.boxes)) for seq in seqs])
 
 
 def _scored_results(seqs: list[TrackingSequence], out_dir: Path, benchmark: Benchmark, protocol: str, run: dict,
@@ -212,7 +223,7 @@ def _scored_results(seqs: list[TrackingSequence], out_dir: Path, benchmark: Benc
         fields = score_fields(per_sequence)
     else:
         fields = {"skip_initialize": SKIP_INITIALIZE, **baseline_fields(per_sequence, fragments, interval)}
-    return {**head, **fields, "timing": _run_timing(per_sequence, record.kept)}
+    return {**head, **fields, "timing": {**_run_timing(per_sequence, record.kept), **rank_timing(record)}}
 
 
 def _run_timing(per_sequence: dict[str, dict], kept: list[str]) -> dict:
@@ -245,7 +256,8 @@ def run_tracking(
     preset: str | None = None,
     eao_interval: str | tuple[int, int] = "vot2015",
     resume: bool = False,
-) -> dict:
+    ranks: Ranks | None = None,
+) -> dict | None:
     """Track and score every sequence under ``protocol`` ("ope" or, for VOT, "vot-baseline"); write
     the per-sequence files, ``results.json`` and a plot (``success_plot.png`` for OPE,
     ``eao_curve.png`` for the baseline).
@@ -258,18 +270,26 @@ def run_tracking(
     only the rest. Each sequence's file is written atomically and recorded as finished once in
     place; every sequence is scored from its file, read back, kept or not, so a resumed run's
     results equal an uninterrupted one's (the times are each sequence's, from the session that
-    tracked it). Returns the results dict written to ``results.json``.
+    tracked it). Returns the results dict written to ``results.json``. ranks: under torchrun each rank
+    tracks its share of the sequences; rank 0 alone scores and returns the results, the others None
+    (docs/metrics.md, "Several processes").
     """
-    check_protocol(benchmark, protocol, max_frames)
-    interval = vot_eao_interval(eao_interval)
     out_dir = Path(out_dir)
-    check_output_folder(out_dir, resume, COMMANDS[benchmark])
-    seqs = discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
+
+    def prepare() -> tuple[tuple[str | None, tuple[int, int]], list[TrackingSequence]]:  # every rank, before OUT
+        check_protocol(benchmark, protocol, max_frames)
+        interval = vot_eao_interval(eao_interval)
+        check_output_folder(out_dir, resume, COMMANDS[benchmark])
+        return interval, discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
+
+    interval, seqs = (ranks or Ranks()).agree(prepare)
     run = {"tracker": "localise" if isinstance(settings, LocaliseSettings) else "dcf",
            "settings": dataclasses.asdict(settings), "preset": preset, "model": model_info or {},
            "max_frames": max_frames}
     record = _track_sequences(encoder, seqs, out_dir, benchmark, protocol, run, settings=settings, device=device,
-                              resume=resume)
+                              resume=resume, ranks=ranks)
+    if ranks is not None and not ranks.is_main:
+        return None
     results = _scored_results(seqs, out_dir, benchmark, protocol, run, record, interval)
     write_tracking_results(results, out_dir / "results.json")
     return results

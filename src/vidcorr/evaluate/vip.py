@@ -31,9 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from vidcorr.evaluate.runs import check_output_folder, recorded_run, write_item_folder
+from vidcorr.evaluate.ranks import Ranks
+from vidcorr.evaluate.runs import check_output_folder, write_item_folder
+from vidcorr.evaluate.shards import run_items
 from vidcorr.evaluate.timing import run_timing, timed_sequence
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_json_atomic
@@ -297,7 +298,8 @@ def run_vip(
     batch_size: int = 4,
     model_info: dict | None = None,
     resume: bool = False,
-) -> dict:
+    ranks: Ranks | None = None,
+) -> dict | None:
     """Propagate and score every video; write ``out_dir/<video>/`` (`write_video`) and ``results.json``.
 
     preset: the protocol as run (usually `vip_preset` of a named preset). Returns the results
@@ -307,20 +309,26 @@ def run_vip(
     propagate only the rest. Each video folder is written under a temporary name and renamed when
     complete; every video is scored from its saved predictions, kept or not (`score_video`), so a
     resumed run's results equal an uninterrupted one's (the times are each video's, from the
-    session that propagated it).
+    session that propagated it). ranks: under torchrun each rank propagates its share of the videos;
+    rank 0 alone scores and returns the results, the others None (docs/metrics.md, "Several processes").
     """
     out_dir = Path(out_dir)
-    check_output_folder(out_dir, resume, COMMAND)
-    propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+
+    def prepare() -> Propagator:  # on every rank, before OUT is created
+        check_output_folder(out_dir, resume, COMMAND)
+        return Propagator(encoder, preset, device=device, batch_size=batch_size)
+
+    propagator = (ranks or Ranks()).agree(prepare)
     stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "layout": dataset.layout}
     if dataset.layout == "vip":  # the VIPSeg snippet has no split lists: every video is used
         stamp["split"] = dataset.split
-    with recorded_run(out_dir, stamp, [v.name for v in dataset.videos], resume=resume,
-                      done=lambda name: (out_dir / name).is_dir()) as record:
-        for video in tqdm([v for v in dataset.videos if v.name not in record.kept], desc=f"VIP ({preset.name})",
-                          unit="video"):
-            record.finish(video.name, timed_sequence(propagator, lambda: write_item_folder(
-                out_dir, video.name, partial(write_video, propagator, dataset, video))))
+    videos = {video.name: video for video in dataset.videos}
+    record = run_items(ranks, out_dir, stamp, list(videos), resume=resume, done=lambda name: (out_dir / name).is_dir(),
+                       work=lambda name: timed_sequence(propagator, lambda: write_item_folder(
+                           out_dir, name, partial(write_video, propagator, dataset, videos[name]))),
+                       desc=f"VIP ({preset.name})", unit="video", sizes=[len(v.frames) for v in videos.values()])
+    if ranks is not None and not ranks.is_main:
+        return None
     results = score_folder(dataset, out_dir, skip_first_frame, instances=True)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {},
                    timing=run_timing(record, propagator.device))
