@@ -285,3 +285,18 @@ def test_small_frames_enlarged_by_the_preset_get_an_input_error_with_a_size(name
         api.propagate_keypoints(frames, points, encoder=PositionCodes(), preset=name)  # before iterating
     out = list(api.propagate_keypoints(frames, points, encoder=PositionCodes(), preset=name, size=48))
     assert len(out) == 2 and out[1][2].all()
+
+
+@pytest.mark.parametrize("name", ["first.png", "first.npy"])
+def test_read_keypoints_json_names_a_binary_file(tmp_path, name):
+    """A mask PNG or a .npy given as --keypoints was refused as "not valid JSON: 'utf-8' codec can't
+    decode byte 0x89 ...", which did not say what the file is or where it belongs."""
+    from PIL import Image
+
+    path = tmp_path / name
+    if name.endswith(".png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    else:
+        np.save(path, np.zeros((1, 8, 8), np.float32))
+    with pytest.raises(InputError, match=r"is a binary file, not the JSON text --keypoints takes.*--mask.*--labels"):
+        read_keypoints_json(path)

@@ -249,6 +249,10 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
             raise InputError(path, "is a MATLAB file, not the JSON file --keypoints takes: write the first "
                                    "frame's joints to FIRST.json as docs/keypoints.md shows "
                                    "(read_joints(mat)[0])") from None
+        if isinstance(err, UnicodeDecodeError):  # a mask PNG or a .npy given to the wrong option
+            raise InputError(path, 'is a binary file, not the JSON text --keypoints takes: {"keypoints": '
+                                   '[[x, y], ...]} (docs/keypoints.md); a mask goes to --mask, a .npy to '
+                                   '--labels') from None
         raise InputError(path, f"not valid JSON: {err}") from None
     if not isinstance(data, dict) or "keypoints" not in data:
         raise InputError(path, 'expected a JSON object with a "keypoints" list of [x, y] pairs')
