@@ -180,3 +180,18 @@ def test_eval_otb_on_two_ranks_equals_one_process(otb_root, tmp_path):
     assert list(sharded["per_sequence"]) == list(alone["per_sequence"])
     for seq in ("Soccer", "Soccer2"):
         assert (tmp_path / "ranks" / f"{seq}.txt").read_bytes() == (tmp_path / "single" / f"{seq}.txt").read_bytes()
+
+
+def test_shares_are_balanced_by_size_and_deterministic(monkeypatch):
+    from vidcorr.evaluate.ranks import balanced_shares, threads_per_rank
+
+    sizes = [50, 10, 80, 40, 30, 70]
+    shares = balanced_shares(sizes, 2)
+    assert shares == [[2, 3, 4], [0, 1, 5]]  # 80 + 40 + 30 = 150 | 70 + 50 + 10 = 130: longest first
+    assert sorted(i for share in shares for i in share) == list(range(len(sizes)))
+    assert balanced_shares(sizes, 4) == [[2], [5], [0, 1], [3, 4]] and balanced_shares([5], 3) == [[0], [], []]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("torch.get_num_threads", lambda: 8)
+    assert [threads_per_rank(n) for n in (1, 3, 16)] == [8, 2, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # per process, as torchrun sets it: kept
+    assert threads_per_rank(4) == 8

@@ -1,14 +1,13 @@
 """The eval commands under ``torchrun``: the ranks' shares of a run's items and how they agree.
 
 ``torchrun --nproc_per_node=N -m vidcorr eval ...`` starts N processes; each joins the process group
-(`vidcorr.train.distributed.init_distributed`: gloo on the CPU, NCCL on CUDA, ``cuda:LOCAL_RANK``
-for ``--device cuda``), takes a balanced share of the items (`balanced_shares`) and writes their
-outputs itself; rank 0 alone opens the output folder and scores. A plain call is rank 0 of 1
-(`SINGLE_RANK` semantics: no process group, every method a no-op) and runs exactly as before.
+(`vidcorr.train.distributed.init_distributed`: gloo, ``cuda:LOCAL_RANK`` for ``--device cuda``),
+takes a balanced share of the items (`balanced_shares`) and writes their outputs itself; rank 0 alone opens the output folder and scores. A plain call is rank 0 of 1
+(``Ranks()``: no process group, its methods no more than a plain call) and runs exactly as before.
 
 Why the ranks coordinate through the process group's key-value store rather than collectives:
-ranks finish their shares minutes apart, and a collective waiting that long hits NCCL's watchdog
-timeout; a store polled in a loop waits as long as the work takes and, in the same loop, sees a
+ranks finish their shares minutes or hours apart, and a collective waiting that long hits the
+process group's timeout; a store polled in a loop waits as long as the work takes and, in the same loop, sees a
 peer that failed (`Ranks.fail`) and stops (`PeerFailed`) instead of waiting for ever. Every rank
 runs each step that can refuse input (`Ranks.agree`): the lowest rank that failed raises its own
 error (printed once, by that rank) and the others raise `PeerFailed`, so all exit non-zero at once.
@@ -164,7 +163,9 @@ def join(device: str | None) -> Ranks:
 
     from vidcorr.train.distributed import init_distributed
 
-    ctx = init_distributed(device)
+    # gloo on CUDA too: the ranks exchange no tensors, only the store's keys and a final barrier,
+    # and NCCL refuses two ranks on one GPU (a way to overlap one rank's decoding with another's model)
+    ctx = init_distributed(device, backend="gloo")
     threads = threads_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
     torch.set_num_threads(threads)
     if ctx.rank != 0:  # rank 0 tells what the run does; the others only their errors and progress

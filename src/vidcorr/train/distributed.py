@@ -68,8 +68,11 @@ def _checked(device: str | torch.device, why: str = "") -> torch.device:
         raise VidcorrError(f"{error}{why}") from None
 
 
-def init_distributed(device: str | None = None) -> DistContext:
-    """Join the torchrun process group if launched by torchrun; else a single process."""
+def init_distributed(device: str | None = None, backend: str | None = None) -> DistContext:
+    """Join the torchrun process group if launched by torchrun; else a single process.
+
+    backend: default NCCL on CUDA, gloo on the CPU; the eval commands ask for gloo on either (they
+    exchange no tensors, and gloo lets several ranks share one GPU)."""
     rank = launched_rank()
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -77,7 +80,7 @@ def init_distributed(device: str | None = None) -> DistContext:
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if resolved.type == "cuda" else "gloo"
+        backend = backend or ("nccl" if resolved.type == "cuda" else "gloo")
         dist.init_process_group(backend, rank=rank, world_size=world_size)
     return DistContext(rank, world_size, local_rank, resolved)
 
