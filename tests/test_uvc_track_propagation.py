@@ -12,7 +12,6 @@ from synthetic import endless
 from uvc_track_helpers import CELL, PRESET, CellEncoder, _blocks, _iou, _object_video
 
 from vidcorr.affinity import window_mask
-from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.labels import decode_label_map, one_hot_labels
 from vidcorr.masks import MaskTracker, mask_overlay, propagate_mask
 from vidcorr.presets import SizePolicy, get_preset
@@ -264,10 +263,11 @@ def test_frames_are_pulled_lazily_and_context_stays_bounded():
 def test_boxes_belong_to_the_frame_just_yielded_and_are_drawn_on_its_overlay():
     """propagate_mask yields each frame before propagating the next, so the tracker's boxes at that
     moment are the frame's own: the first frame's from its mask, then the localised ones. The
-    overlay outlines them in the object's colour, in pixels."""
+    overlay outlines them in the object's colour at full brightness (as its mask's outline: DAVIS's
+    dark red (128, 0, 0) box was hard to see), in pixels."""
     frames, masks = _object_video(n_frames=5, step=2)
     tracker = UVCTracker(CellEncoder(), PRESET, batch_size=3)
-    colour = DAVIS_PALETTE[1]
+    colour = (255, 0, 0)  # DAVIS_PALETTE[1] at full brightness
     for t, (frame, labels) in enumerate(propagate_mask(tracker, frames, masks[0])):
         x, y, w, h = tracker.pixel_boxes()[1]
         obj_x1, obj_x2 = (1 + 2 * t) * CELL, (4 + 2 * t) * CELL  # object pixels [x1, x2) x [16, 40)

@@ -22,7 +22,7 @@ from vidcorr.labels import VOID, decode_label_map, one_hot_labels
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.track import draw_box
 from vidcorr.track_uvc import UVCTracker
-from vidcorr.viz import overlay_mask
+from vidcorr.viz import full_brightness, overlay_mask
 
 
 def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
@@ -144,14 +144,15 @@ class MaskTracker:
 def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator,
                  palette: np.ndarray | None = None) -> np.ndarray:
     """The frame (H, W, 3) with its masks (H, W) drawn on it (`vidcorr.viz.overlay_mask`) and, when
-    the propagator is a `UVCTracker`, each object's current box in the object's colour (palette:
-    (256, 3) colours of the ids, default the DAVIS palette)."""
+    the propagator is a `UVCTracker`, each object's current box in the object's colour at full
+    brightness, as its outline (palette: (256, 3) colours of the ids, default the DAVIS palette)."""
     colours = DAVIS_PALETTE if palette is None else palette
     image = overlay_mask(frame, labels, palette=colours)
     if isinstance(propagator, UVCTracker):
         for k, box in propagator.pixel_boxes().items():
             if box is not None:
-                image = draw_box(image, box, tuple(int(c) for c in colours[k]), thickness=2)
+                bright = full_brightness(colours[k : k + 1].astype(np.float32))[0]
+                image = draw_box(image, box, tuple(int(c) for c in bright), thickness=2)
     return image
 
 

@@ -48,7 +48,7 @@ def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
     # on a 480p frame could not be seen: the same hue at full brightness, wider on larger frames.
     width = outline_width(labels.shape)
     edges = labels != ndimage.grey_erosion(labels, size=2 * width + 1)
-    out[edges & objects] = _brightest(colours[edges & objects])
+    out[edges & objects] = full_brightness(colours[edges & objects])
     return out.clip(0, 255).astype(np.uint8)
 
 
@@ -57,8 +57,9 @@ def outline_width(frame_hw: tuple[int, int]) -> int:
     return max(1, round(min(frame_hw) / 240))
 
 
-def _brightest(colours: np.ndarray) -> np.ndarray:
-    """(N, 3) float RGB colours scaled to a largest channel of 255 (hue kept); black turns white."""
+def full_brightness(colours: np.ndarray) -> np.ndarray:
+    """(N, 3) RGB colours -> (N, 3) float, scaled to a largest channel of 255 (hue kept); black turns
+    white. The outline of a mask, and UVC-track's box, stand out against its half-tint this way."""
     peak = colours.max(axis=1, keepdims=True)
     return np.where(peak > 0, colours * 255.0 / np.maximum(peak, 1.0), 255.0)
 
