@@ -196,7 +196,7 @@ def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str,
     frames = open_frame_files(frame_paths)
     # Exactly the frames named: each prediction PNG is named after the frame it was made for.
     return write_item_folder(out_dir, seq, lambda folder: write_mask_sequence(
-        propagator, ranks.checked(frames) if ranks else frames, first_mask, folder, [p.stem for p in frame_paths],
+        propagator, ranks.checked(frames) if ranks is not None else frames, first_mask, folder, [p.stem for p in frame_paths],
         overlay=overlay_path(out_dir, seq) if overlays else None, truth=dataset.masks(seq)))
 
 

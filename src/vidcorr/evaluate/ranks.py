@@ -77,8 +77,12 @@ class Ranks:
         if failed is not None and failed != self.rank:
             raise PeerFailed(f"stopped: rank {failed} of {self.world_size} failed (its error says why)")
 
-    def checked(self, items: Iterable[T]) -> Iterator[T]:
-        """``items`` with `check` before each: a rank stops within a frame of a peer's failure."""
+    def checked(self, items: Iterable[T]) -> Iterable[T]:
+        """``items`` with `check` before each: a rank stops within a frame of a peer's failure
+        (a single process: ``items`` themselves)."""
+        return self._checked(items) if self.distributed else items
+
+    def _checked(self, items: Iterable[T]) -> Iterator[T]:
         for item in items:
             self.check()
             yield item
