@@ -90,6 +90,21 @@ def test_a_failed_sharded_run_is_resumed_by_one_process(three_clips, single, tmp
     assert _without_timing(out / "results.json") == _without_timing(single / "results.json")
 
 
+def test_ranks_that_all_fail_before_finishing_a_sequence_leave_no_folder(three_clips, tmp_path):
+    """Every sequence's second frame truncated: each rank fails on its first sequence and says why,
+    once; with nothing finished rank 0 removes the record and the folder it created."""
+    broken, out = tmp_path / "broken", tmp_path / "out"
+    shutil.copytree(three_clips, broken)
+    frames = [broken / "JPEGImages" / "480p" / seq / "00001.jpg" for seq in SEQUENCES]
+    for frame in frames:
+        frame.write_bytes(frame.read_bytes()[:3000])
+    ranks = run_ranks(["eval", "davis", "--root", str(broken), "--out", str(out), *FAST], tmp_path / "ranks")
+    assert all(code != 0 for code, _ in ranks)
+    errors = "".join(err for _, err in ranks)
+    assert errors.count("unreadable image") >= 1 and all(errors.count(f"{f}:") <= 1 for f in frames)
+    assert not out.exists()
+
+
 def test_a_single_process_run_is_resumed_by_two_ranks(three_clips, single, tmp_path):
     out = tmp_path / "out"
     assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--sequences", "car-shadow", *FAST]) == 0
