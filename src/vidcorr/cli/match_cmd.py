@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from vidcorr.correspond import match_frames
-    from vidcorr.io.atomic import atomic_dir, check_output_path
+    from vidcorr.io.atomic import atomic_dir, check_output_path, sigterm_cleans_up
     from vidcorr.propagate import Propagator
     from vidcorr.viz import draw_matches
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     n, mutual = len(matches), int(matches.mutual.sum())
     summary = {"a": name_a, "b": name_b, "preset": preset.name, "model": info, "step": args.step,
                "points": n, "mutual": mutual}
-    with atomic_dir(args.out) as tmp:
+    with sigterm_cleans_up("match"), atomic_dir(args.out) as tmp:
         picture = draw_matches(frame_a, frame_b, matches, max_lines=args.max_lines, show_rejected=args.show_rejected)
         Image.fromarray(picture).save(tmp / "matches.png")
         (tmp / "matches.json").write_text(json.dumps({**summary, **matches.to_dict()}, indent=1) + "\n")

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from vidcorr.io.atomic import atomic_dir, check_output_path
+    from vidcorr.io.atomic import atomic_dir, check_output_path, sigterm_cleans_up
     from vidcorr.io.video import GIVE_FRAMES, open_frames, write_video
     from vidcorr.track_uvc import mask_propagator
 
@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     times = None if args.fps or args.no_video else source.frame_times()
     start = time.perf_counter()
     n = 0
-    with atomic_dir(args.out) as tmp, logging_redirect_tqdm():  # a warning on a line of its own, not after the bar
+    # SIGTERM (kill, timeout) unwinds as Ctrl-C does: no hidden .partial folder of half the results left behind
+    with sigterm_cleans_up("propagate"), atomic_dir(args.out) as tmp, logging_redirect_tqdm():  # a warning on its own line
         propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
         overlays = annotation.write(propagator, source, tmp)
 

@@ -13,13 +13,48 @@ import logging
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from vidcorr.errors import InputError
 
 log = logging.getLogger(__name__)
+SIGTERM_EXIT = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived inside `sigterm_cleans_up`: unwinds the block like Ctrl-C's KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def sigterm_cleans_up(what: str) -> Iterator[None]:
+    """Within the block, SIGTERM (`kill`, `timeout`, a container or job scheduler stopping) unwinds
+    it as Ctrl-C does, so `atomic_dir` and `atomic_file` remove their temporary output; then one
+    line on stderr and SystemExit(143). Python's default, dying at once, left a hidden
+    `.OUT.partial-*` folder holding part of the results. The previous handler is restored after;
+    off the main thread (where no handler can be set) the block runs as it is.
+
+    what: the command, for the message ("propagate").
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except _Terminated:
+        print(f"vidcorr {what}: stopped by SIGTERM; nothing written", file=sys.stderr)
+        raise SystemExit(SIGTERM_EXIT) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
