@@ -188,6 +188,10 @@ def test_otb_annotated_range_tracks_the_same_as_a_trimmed_copy(cli, otb_root, tm
         (["--tracker", "dcf", "--set", "lam=0", "--set", "min_scale_factor=6"],
          "invalid DCF settings: lam must be positive, got 0.0; min_scale_factor must be positive and at most "
          "max_scale_factor, got 6.0"),
+        # NaN / inf passed the comparisons: the run tracked, then failed with a traceback writing its JSON
+        (["--tracker", "dcf", "--set", "scale_step=nan"],
+         "invalid DCF settings: scale_step = nan: expected a finite number"),
+        (["--set", "search_scale=inf"], "invalid localisation settings: search_scale = inf: expected a finite number"),
         (["--topk", "5"], "--topk is a propagation setting"),
         (["--no-window-first"], "--window-first is a propagation setting"),
         (["--sequences", "Nope"], "unknown sequence"),

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidcorr.strict_dict import check_settings
+from vidcorr.strict_dict import check_settings, refuse_non_finite
 
 Box = tuple[float, float, float, float]
 
@@ -85,6 +85,10 @@ class DCFSettings:
     l2_normalise: bool = True
 
     def __post_init__(self) -> None:
+        # First: NaN fails every comparison below, so a NaN max_scale_factor was reported as a bad
+        # min_scale_factor, and the unchecked output_sigma_factor, scale_step and scale_penalty let
+        # NaN through (a drifting box, or NaN crops blamed on the encoder).
+        refuse_non_finite(self, "invalid DCF settings:")
         check_settings("DCF", self, {
             "padding": ("0 or more", self.padding >= 0),
             "lam": ("positive", self.lam > 0),

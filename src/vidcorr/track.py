@@ -38,7 +38,7 @@ from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
 from vidcorr.models.encoder import inference_encoder
 from vidcorr.models.external import encoder_stride
 from vidcorr.propagate import check_features, first_and_rest, run_encoder
-from vidcorr.strict_dict import check_settings
+from vidcorr.strict_dict import check_settings, refuse_non_finite
 
 TRACKERS = ("localise", "dcf")
 
@@ -133,6 +133,9 @@ class LocaliseSettings:
     template_update: float = 0.0
 
     def __post_init__(self) -> None:
+        # First, as `DCFSettings` does: inf passed the range checks (search_scale=inf: an
+        # OverflowError at the first frame; temperature=inf: a box that never moves).
+        refuse_non_finite(self, "invalid localisation settings:")
         check_settings("localisation", self, {
             "search_scale": ("at least 1", self.search_scale >= 1),
             "template_size": ("at least 8", self.template_size >= 8),

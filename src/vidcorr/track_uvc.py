@@ -48,6 +48,7 @@ from vidcorr.affinity import (
 from vidcorr.labels import decode_label_map, downsample_labels
 from vidcorr.presets import PropagationPreset
 from vidcorr.propagate import ContextFrame, Propagator
+from vidcorr.strict_dict import refuse_non_finite
 from vidcorr.track_boxes import (
     Box,
     fit_box,
@@ -92,6 +93,11 @@ class TrackOptions:
     min_mass: float = 3.0
     min_box: int = 3
     chunk: int = 1024
+
+    def __post_init__(self) -> None:
+        # A NaN margin, bandwidth, sigma or smoothing ended the first frame in "cannot convert float
+        # NaN to integer"; a NaN min_mass silently never fell back.
+        refuse_non_finite(self)
 
 
 @dataclass

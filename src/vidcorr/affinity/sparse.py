@@ -24,6 +24,7 @@ from vidcorr.affinity.window import (
     window_offsets,
     windowed_topk_frames,
 )
+from vidcorr.strict_dict import refuse_non_finite
 
 TopKScope = Literal["joint", "per_frame"]
 Normalisation = Literal["topk_softmax", "softmax_topk"]
@@ -51,6 +52,12 @@ class TopKConfig:
     shape: WindowShape = "circle"
     tile: int = 12
     chunk: int = 1024
+
+    def __post_init__(self) -> None:
+        # The preset knobs from Python (`customised_preset(temperature=...)`, `propagate_masks(radius=...)`):
+        # a NaN temperature gave empty masks after the first frame without a word, an infinite one
+        # uniform weights, a NaN or infinite radius a ValueError / OverflowError from deep inside.
+        refuse_non_finite(self)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidcorr.patches import PATCH_SCALE, rigid_theta, sample_patch
+from vidcorr.strict_dict import refuse_non_finite
 
 Augment = Callable[[list[np.ndarray], torch.Generator], dict[str, Tensor]]
 
@@ -132,6 +133,9 @@ class CropPairAugment:
     scale: tuple[float, float] = (1 / 1.2, 1.2)
     flip: bool = True
 
+    def __post_init__(self) -> None:
+        refuse_non_finite(self)
+
     def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
         angle = _uniform(-self.max_rotation, self.max_rotation, generator)
         ratio = _uniform(*self.scale, generator)
@@ -158,6 +162,9 @@ class PatchFramePairAugment:
     crop: int = 256
     frame: int = 640
     max_rotation: float = 10.0
+
+    def __post_init__(self) -> None:
+        refuse_non_finite(self)
 
     def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
         angle = _uniform(-self.max_rotation, self.max_rotation, generator)
@@ -221,6 +228,9 @@ class ResizedCropPairAugment:
     aspect: tuple[float, float] = (1.5, 2.0)
     flip: bool = True
 
+    def __post_init__(self) -> None:
+        refuse_non_finite(self)
+
     def __call__(self, frames: list[np.ndarray], generator: torch.Generator) -> dict[str, Tensor]:
         height, width = frames[0].shape[:2]
         top, left, h, w = random_resized_box(height, width, self.area, self.aspect, generator)
@@ -265,6 +275,9 @@ class TwoViewAugment:
     area: tuple[float, float] = (0.2, 1.0)
     aspect: tuple[float, float] = (3 / 4, 4 / 3)
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+
+    def __post_init__(self) -> None:
+        refuse_non_finite(self)
 
     def _view(self, frame: np.ndarray, generator: torch.Generator) -> Tensor:
         from torchvision.transforms.v2 import functional as TF
@@ -322,6 +335,7 @@ class CycleClipAugment:
     flip: bool = True
 
     def __post_init__(self) -> None:
+        refuse_non_finite(self)  # a NaN jitter or max_rotation gave a NaN theta and a black patch
         if self.resize < self.crop or self.crop % 24:
             raise ValueError(f"cycle clips need crop a multiple of 24 (patch = crop / 3, both on the "
                              f"stride-8 grid) and resize >= crop; got crop {self.crop}, resize {self.resize}")

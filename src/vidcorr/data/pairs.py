@@ -28,6 +28,7 @@ from vidcorr.data.video_probe import VideoInfo, problem_with
 from vidcorr.data.videos import VideoIndex
 from vidcorr.errors import TooFewFrames, VidcorrError
 from vidcorr.io.video import read_frames_at
+from vidcorr.strict_dict import refuse_non_finite
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class GapRange:
     def __post_init__(self) -> None:
         if self.unit not in ("frames", "seconds"):
             raise ValueError(f"gap unit must be 'frames' or 'seconds', got {self.unit!r}")
+        refuse_non_finite(self)  # high = inf passed the range check, then failed in round() at the first sample
         if not 0 < self.low <= self.high:
             raise ValueError(f"gap range must satisfy 0 < low <= high, got {self.low}..{self.high}")
 
@@ -93,6 +95,9 @@ class PairSampling:
     gap: GapRange = GapRange()
     folder_fps: float = 30.0
 
+    def __post_init__(self) -> None:
+        refuse_non_finite(self)  # a NaN or infinite folder_fps (a gap in seconds, a frame folder) failed in a worker
+
     def __call__(self, video: VideoInfo, rng: np.random.Generator) -> list[int]:
         return pair_indices(video.num_frames, self.gap.in_frames(video.fps or self.folder_fps), rng)
 
@@ -104,6 +109,9 @@ class ClipSampling:
     length: int = 1
     step: GapRange = GapRange(1, 1)
     folder_fps: float = 30.0
+
+    def __post_init__(self) -> None:
+        refuse_non_finite(self)  # a NaN or infinite folder_fps (a gap in seconds, a frame folder) failed in a worker
 
     def __call__(self, video: VideoInfo, rng: np.random.Generator) -> list[int]:
         step = self.step.in_frames(video.fps or self.folder_fps)[0]
@@ -134,6 +142,9 @@ class CycleClipSampling:
     step: GapRange = GapRange(2, 2)
     pred_distance: int = 4
     folder_fps: float = 30.0
+
+    def __post_init__(self) -> None:
+        refuse_non_finite(self)  # a NaN or infinite folder_fps (a gap in seconds, a frame folder) failed in a worker
 
     def __call__(self, video: VideoInfo, rng: np.random.Generator) -> list[int]:
         step = self.step.in_frames(video.fps or self.folder_fps)[0]
