@@ -1,8 +1,10 @@
 """`vidcorr train`: the weights a run is given (--autoencoder, --init, --teacher) recorded and
-checked on resume, warnings about them, and `train export` of a missing checkpoint."""
+checked on resume, warnings about them, and `train export` of a missing checkpoint or of one whose
+[model] cannot be built."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -17,7 +19,7 @@ from vidcorr.errors import InputError
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, read_weights, save_weights
 from vidcorr.train import checkpoint as ckpt
 from vidcorr.train import load_recipe, recipe_from_dict
-from vidcorr.train.checkpoint import load_checkpoint, save_checkpoint, stored_recipe
+from vidcorr.train.checkpoint import Progress, load_checkpoint, save_checkpoint, stored_recipe
 from vidcorr.train.distributed import DistContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,6 +108,21 @@ def test_the_recipe_a_checkpoint_stores_is_read_alike_by_resume_resume_without_r
     assert main(["train", "export", "--checkpoint", str(broken), "--out", str(tmp_path / "w.safetensors")]) == 2
     assert capsys.readouterr().err == f"vidcorr: error: {named}\n"
     assert not list(tmp_path.glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_train_export_of_a_checkpoint_with_a_non_finite_model_value_names_the_checkpoint(
+        tmp_path: Path, capsys, bad: float) -> None:
+    """Its config is refused when built (`MoCoConfig` refuses NaN and inf): that was a traceback, exit 1."""
+    recipe = recipe_from_dict({"method": "moco", "stages": {"contrastive": {"steps": 1}},
+                               "model": {"temperature": bad}}, "moco")
+    path = save_checkpoint(tmp_path / "run" / "checkpoint.pt",
+                           {"recipe": recipe.to_dict(), "progress": dataclasses.asdict(Progress(step=1))})
+    out = tmp_path / "w.safetensors"
+    assert main(["train", "export", "--checkpoint", str(path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"vidcorr: error: {path}: holds a [model] config that cannot be built: "
+                                       f"MoCoConfig temperature = {bad}: expected a finite number\n")
+    assert not list(tmp_path.glob("w.*"))
 
 
 def test_a_warning_for_fine_tuning_without_init_stt_without_teacher_and_unfinished_weights(

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vidcorr.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vidcorr.train.checkpoint import Progress
+    from vidcorr.train.config import Recipe
 
 
 def register(methods: argparse._SubParsersAction) -> None:
@@ -34,12 +41,38 @@ def _autoencoder_export_hint(path: Path, progress) -> str:
             f"--max-steps {progress.step} --out W.safetensors")
 
 
-def run_export(args: argparse.Namespace) -> int:
+def _model_for(path: Path, recipe: Recipe, progress: Progress) -> nn.Module:
+    """The UVC, CycleTime, STT or MoCo model (untrained) that the checkpoint at ``path`` holds the
+    weights of, built from its recipe's [model]; `InputError` naming ``path`` if it cannot be."""
     from vidcorr.methods import cycletime, moco, stt, uvc
-    from vidcorr.models import LabAutoencoder, save_weights
+    from vidcorr.models import LabAutoencoder
+    from vidcorr.train.checkpoint import MODEL_RECORDS
+
+    configs = {"uvc": uvc.UVCConfig, "cycletime": cycletime.CycleTimeConfig, "stt": stt.STTConfig,
+               "moco": moco.MoCoConfig}
+    if recipe.method == "autoencoder":
+        raise InputError(path, _autoencoder_export_hint(path, progress))
+    if recipe.method not in configs:
+        raise InputError(path, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
+    # The recipe in a checkpoint holds the method's full config (see `vidcorr.cli.train_cmd`).
+    config = {k: v for k, v in recipe.model.items() if k not in MODEL_RECORDS}
+    try:  # a damaged [model] (a NaN temperature, a string for a number) ended in a traceback here
+        cfg = configs[recipe.method].from_dict(config)
+    except (ValueError, TypeError) as error:
+        raise InputError(path, f"holds a [model] config that cannot be built: {error}") from None
+    if recipe.method == "uvc":  # the auto-encoder's tensors are in the state dict: a fresh one is a container
+        return uvc.UVC(cfg, LabAutoencoder())
+    if recipe.method == "cycletime":
+        return cycletime.CycleTime(cfg)
+    if recipe.method == "stt":  # the encoder alone: the teacher is not in the checkpoint
+        return stt.STT(cfg, None)
+    return moco.MoCo(cfg)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from vidcorr.models import save_weights
     from vidcorr.models.weights import export_dtype
     from vidcorr.train.checkpoint import (
-        MODEL_RECORDS,
         Progress,
         export_meta,
         load_checkpoint,
@@ -52,21 +85,7 @@ def run_export(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     recipe = stored_recipe(args.checkpoint, checkpoint)
     progress = Progress(**checkpoint["progress"])
-    # The recipe in a checkpoint holds the method's full config (see `vidcorr.cli.train_cmd`); the
-    # UVC auto-encoder's tensors are in the state dict too, so a fresh one is only a container.
-    config = {k: v for k, v in recipe.model.items() if k not in MODEL_RECORDS}
-    if recipe.method == "uvc":
-        model = uvc.UVC(uvc.UVCConfig.from_dict(config), LabAutoencoder())
-    elif recipe.method == "cycletime":
-        model = cycletime.CycleTime(cycletime.CycleTimeConfig.from_dict(config))
-    elif recipe.method == "stt":  # the encoder alone: the teacher is not in the checkpoint
-        model = stt.STT(stt.STTConfig.from_dict(config), None)
-    elif recipe.method == "moco":
-        model = moco.MoCo(moco.MoCoConfig.from_dict(config))
-    elif recipe.method == "autoencoder":
-        raise InputError(args.checkpoint, _autoencoder_export_hint(args.checkpoint, progress))
-    else:
-        raise InputError(args.checkpoint, f"not a UVC, CycleTime, STT or MoCo checkpoint (method {recipe.method!r})")
+    model = _model_for(args.checkpoint, recipe, progress)
     model.load_state_dict(checkpoint["model"])
     # The trainer's own sidecar fields, as far as the checkpoint holds them (not the hardware; the
     # command lines that trained it as `commands`, but no `command`: that is the trainer's own).
