@@ -46,7 +46,8 @@ def dataset_from(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.ranks import eval_ranks
     from vidcorr.evaluate.runs import check_output_folder
-    from vidcorr.evaluate.vip import COMMAND, format_vip_table, run_vip, vip_preset
+    from vidcorr.evaluate.vip import COMMAND, run_vip, vip_preset
+    from vidcorr.evaluate.vip_results import format_vip_table
 
     with eval_ranks(args.device) as ranks:  # rank 0 of 1 without torchrun
         # before the data is read and the model loaded (run_vip checks again)

@@ -110,7 +110,7 @@ def register_vip(tasks: argparse._SubParsersAction) -> None:
 
 def run_vip(args: argparse.Namespace) -> int:
     from vidcorr.cli.eval_vip import dataset_from
-    from vidcorr.evaluate.vip import format_vip_table, score_vip
+    from vidcorr.evaluate.vip_results import format_vip_table, score_vip
 
     out = _score_json(args)
     results = _scored(args, "vip", lambda: score_vip(dataset_from(args), args.results,
