@@ -22,7 +22,6 @@ results dict and the printed table live in `vidcorr.evaluate.vip_results`.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,7 +46,6 @@ from vidcorr.labels import decode_label_map, one_hot_labels
 from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
 
-log = logging.getLogger(__name__)
 
 COMMAND = "eval vip"  # in the run record (`vidcorr.evaluate.runs.RUN_STAMP`)
 
