@@ -338,3 +338,34 @@ def test_sigterm_halfway_leaves_nothing_and_exits_143(short_clip, tmp_path, monk
         signal.signal(signal.SIGTERM, previous)
     assert stop.value.code == 143 and "propagate: stopped by SIGTERM; nothing written" in capsys.readouterr().err
     assert len(calls) == 3 and [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_max_frames_propagates_the_first_frames_of_a_video_only(tmp_path, data_dir, capsys):
+    """A quick look at a long video had to be cut into a copy first; --max-frames N stops after N
+    frames: N masks, an overlay of N frames at their own times, a summary that says so."""
+    from vidcorr.io.video import open_frames
+
+    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    height, width = open_frames(video).size
+    mask = np.zeros((height, width), np.uint8)
+    mask[height // 3:height // 2, width // 3:width // 2] = 1
+    Image.fromarray(mask).save(tmp_path / "first.png")
+    out = tmp_path / "quick"
+    assert main(["propagate", str(video), "--mask", str(tmp_path / "first.png"), "--out", str(out), "--max-frames", "4",
+                 *FAST]) == 0
+    assert f"propagated the first 4 frames (--max-frames) of {video}" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:05d}.png" for i in range(4)]
+    overlay = open_frames(out / "overlay.mp4")
+    assert len(list(overlay)) == 4 and overlay.frame_times() == open_frames(video).frame_times()[:4]
+
+
+def test_max_frames_beyond_a_folder_takes_every_frame_and_below_2_is_refused(short_clip, tmp_path, capsys):
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    out = tmp_path / "all"
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--no-video", "--max-frames", "50",
+                 *FAST]) == 0
+    assert f"propagated 6 frames of {frames}" in capsys.readouterr().out and len(list((out / "masks").iterdir())) == 6
+    with pytest.raises(SystemExit):
+        main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "x"), "--max-frames", "1"])
+    assert "--max-frames: expected a number of frames >= 2" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -86,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="overlay video frame rate, constant (default: each frame at its input frame's time, "
                         f"a variable frame rate included; a frame folder: {DEFAULT_FPS:g})")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    p.add_argument("--max-frames", type=_frame_limit, metavar="N",
+                   help="propagate through the first N frames only (N >= 2): a quick look at a long video "
+                        "(default: every frame)")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -112,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
                                        "docs/tracking.md)")
     check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
     source = open_frames(args.input, exclude=_annotation_files(args), image_advice=GIVE_FRAMES)
+    if args.max_frames is not None:  # before the bar's total, the frame names and the overlay's times are read
+        source = source.head(args.max_frames)
     annotation = _annotation(args, source)  # checked before the model is loaded
     preset = resolve_preset(args)
     if args.box is None:
@@ -149,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     model = model_label(info)
     how = (f"tracker {args.tracker or DEFAULT_TRACKER}" if args.box is not None
            else f"preset {preset_label(preset.name, args)}" + (" + UVC-track" if args.track else ""))
-    print(f"propagated {n} frames of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
+    which = f"the first {n} frames (--max-frames)" if args.max_frames == n else f"{n} frames"  # else all there were
+    print(f"propagated {which} of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
 
@@ -272,6 +278,18 @@ def _keypoints_annotation(path: Path, frame_hw: tuple[int, int], names: list[str
 
 
 # --------------------------------------------------------------------------- boxes
+
+
+def _frame_limit(text: str) -> int:
+    """argparse type of --max-frames: an integer >= 2 (the annotated frame and one to carry it to)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected a number of frames >= 2 (the annotated first frame and at "
+                                         f"least one more), got {text!r}")
+    return value
 
 
 def _box(text: str) -> tuple[float, float, float, float]:

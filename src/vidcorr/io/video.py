@@ -145,6 +145,32 @@ class FrameSource:
             used.add(i)
         return result
 
+    def head(self, n: int) -> FrameSource:
+        """The first ``n`` frames (all of them if fewer) as a `FrameSource` of their own: iterated,
+        counted, timed and named (``files``) as the first ``n`` of this one. A quick look at a long
+        video (`propagate --max-frames`) decodes only those."""
+        if n < 1:
+            raise ValueError(f"{self.path}: head needs at least one frame, got {n}")
+        decode = self._decode
+
+        def first() -> Iterator[LazyFrame]:
+            with contextlib.closing(decode()) as frames:  # the decoder is closed where we stop pulling
+                for index, lazy in enumerate(frames):
+                    if index == n:
+                        return
+                    yield lazy
+
+        def count() -> int | None:
+            total = self.num_frames
+            return None if total is None else min(n, total)
+
+        def times() -> list[float] | None:
+            all_times = self.frame_times()
+            return None if all_times is None else all_times[:n]
+
+        return FrameSource(self.path, first, self.size, self.fps, count, self.backend,
+                           None if self.files is None else self.files[:n], times)
+
     def read_all(self) -> np.ndarray:
         """Decode every frame into memory: (T, H, W, 3) uint8. Only for short videos."""
         return np.stack(list(self))
