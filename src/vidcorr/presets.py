@@ -9,14 +9,16 @@ and the difference is noted here.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Literal
+from typing import Literal, get_args
 
 from vidcorr.affinity import TopKConfig
+from vidcorr.strict_dict import NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, one_of, or_none, refuse_out_of_range
 
 SizeMode = Literal["native", "short_side", "square"]
 InitialContext = Literal["empty", "first", "fill", "fill_self"]
+LabelDownsample = Literal["nearest", "bilinear"]
+OutputResize = Literal["original", "input"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class SizePolicy:
     mode: SizeMode = "native"
     size: int = 480
     long_multiple: int | None = None
+
+    def __post_init__(self) -> None:
+        # Built in Python: a size of 0 or a negative multiple failed at the first frame inside torch's
+        # interpolate, and an unknown mode was read as short_side without a word.
+        refuse_out_of_range(self, {"mode": one_of(get_args(SizeMode)), "size": POSITIVE_INTEGER,
+                                   "long_multiple": or_none(POSITIVE_INTEGER)})
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) of the original frame -> (H, W) fed to the encoder."""
@@ -81,11 +89,21 @@ class PropagationPreset:
     n_previous: int
     window_first: bool
     initial_context: InitialContext
-    label_downsample: Literal["nearest", "bilinear"]
+    label_downsample: LabelDownsample
     normalise_context_labels: bool
-    output_resize: Literal["original", "input"]
+    output_resize: OutputResize
     output_minmax: bool
     notes: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        # n_previous as the command line's --context: -1 gave "maxlen must be non-negative" at the
+        # first frame, 2.5 "an integer is required". The choices: an unknown one was read as another.
+        refuse_out_of_range(self, {
+            "n_previous": NON_NEGATIVE_INTEGER,
+            "initial_context": one_of(get_args(InitialContext)),
+            "label_downsample": one_of(get_args(LabelDownsample)),
+            "output_resize": one_of(get_args(OutputResize)),
+        })
 
     def with_overrides(self, **changes) -> "PropagationPreset":
         """A copy with some knobs changed; ``k``, ``temperature``, ``radius`` reach into ``topk``."""
@@ -224,7 +242,7 @@ def customised_preset(
                          f"leave it out for the default, {DEFAULT_PRESET!r}")
     base = get_preset(preset) if isinstance(preset, str) else preset
     changes = dict(knobs)
-    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+    if size is not None and not POSITIVE_INTEGER[1](size):
         # 0 or a float would otherwise fail at the first frame, inside torch's interpolate.
         raise ValueError(f"size must be a positive whole number of pixels (the input short side), got {size!r}")
     if size is not None:

@@ -1,13 +1,16 @@
 """Frozen config dataclasses to and from plain dicts (JSON sidecars, TOML tables, checkpoints),
-refusing unknown keys, and their values checked field by field (`check_settings`, `refuse_non_finite`)."""
+refusing unknown keys, and their values checked field by field (`check_settings`, `refuse_non_finite`,
+`refuse_out_of_range`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import numbers
 import types
 import typing
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
@@ -113,6 +116,46 @@ def refuse_non_finite(config: object, label: str | None = None) -> None:
         if any(isinstance(v, float) and not math.isfinite(v) for v in items):
             raise ValueError(f"{label or type(config).__name__} {field.name} = {plain(value)}: "
                              "expected a finite number")
+
+
+# A value rule: (what a value must be, in the words of "expected ...", and the test). One definition
+# for the command line's argparse types (`vidcorr.cli.common.positive_int`, ...) and the settings
+# built in Python (`TopKConfig`, the preset), so that both accept the same values.
+Rule = tuple[str, Callable[[Any], bool]]
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+POSITIVE_INTEGER: Rule = ("a positive integer", lambda v: _is_integer(v) and v >= 1)
+NON_NEGATIVE_INTEGER: Rule = ("an integer >= 0", lambda v: _is_integer(v) and v >= 0)
+POSITIVE_NUMBER: Rule = ("a positive number", lambda v: _is_number(v) and v > 0)
+
+
+def or_none(rule: Rule) -> Rule:
+    """``rule``, or None (a field whose None means "not used": no local window, no multiple)."""
+    what, ok = rule
+    return f"{what} or None", lambda v: v is None or ok(v)
+
+
+def one_of(choices: Collection[Any]) -> Rule:
+    """One of ``choices`` (a Literal field's values: `typing.get_args`)."""
+    return " or ".join(repr(c) for c in choices), lambda v: any(v == c and type(v) is type(c) for c in choices)
+
+
+def refuse_out_of_range(config: object, rules: dict[str, Rule], label: str | None = None) -> None:
+    """ValueError naming the first field of ``config`` (name -> `Rule`) outside its rule, in the
+    command line's words: "TopKConfig temperature: expected a positive number, got 0" (argparse:
+    "argument --temperature: expected a positive number, got 0"). ``label``: default the class name."""
+    for name, (what, ok) in rules.items():
+        value = getattr(config, name)
+        if not ok(value):
+            raise ValueError(f"{label or type(config).__name__} {name}: expected {what}, got {value!r}")
 
 
 def plain(value: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -24,7 +24,14 @@ from vidcorr.affinity.window import (
     window_offsets,
     windowed_topk_frames,
 )
-from vidcorr.strict_dict import refuse_non_finite
+from vidcorr.strict_dict import (
+    POSITIVE_INTEGER,
+    POSITIVE_NUMBER,
+    one_of,
+    or_none,
+    refuse_non_finite,
+    refuse_out_of_range,
+)
 
 TopKScope = Literal["joint", "per_frame"]
 Normalisation = Literal["topk_softmax", "softmax_topk"]
@@ -58,6 +65,20 @@ class TopKConfig:
         # a NaN temperature gave empty masks after the first frame without a word, an infinite one
         # uniform weights, a NaN or infinite radius a ValueError / OverflowError from deep inside.
         refuse_non_finite(self)
+        # The command line's rules for --topk, --temperature and --radius (`vidcorr.cli.common`).
+        # From Python, temperature=0 or k=0 gave empty masks after the first frame without a word,
+        # a negative temperature masks from the least similar pixels, k < 0, radius <= 0 and an
+        # unknown shape an error from inside the first target frame.
+        refuse_out_of_range(self, {
+            "k": POSITIVE_INTEGER,
+            "temperature": POSITIVE_NUMBER,
+            "scope": one_of(get_args(TopKScope)),
+            "normalisation": one_of(get_args(Normalisation)),
+            "radius": or_none(POSITIVE_NUMBER),
+            "shape": one_of(get_args(WindowShape)),
+            "tile": POSITIVE_INTEGER,
+            "chunk": POSITIVE_INTEGER,
+        })
 
 
 @dataclass(frozen=True)

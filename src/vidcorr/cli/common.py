@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcorr.defaults import DEFAULT_WEIGHTS, FLOOR_NAMES
+from vidcorr.strict_dict import NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, POSITIVE_NUMBER, Rule
 
 # Command-line overrides of a preset's knobs: (argparse dest, PropagationPreset.with_overrides key).
 KNOB_OVERRIDES = (("topk", "k"), ("temperature", "temperature"), ("radius", "radius"),
@@ -65,26 +66,26 @@ def comma_list(text: str) -> list[str]:
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (a size, a top-k or a batch of 0 or less has no meaning, and
     reached the model as a raw torch error or, for --topk 0, as silently empty masks)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+    return _checked(int(text), text, POSITIVE_INTEGER)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 (--context 0 is the first frame alone)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
+    return _checked(int(text), text, NON_NEGATIVE_INTEGER)
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0 (a temperature of 0 divides by zero, a negative one
     prefers the least similar pixels: both gave wrong masks without a word)."""
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return _checked(float(text), text, POSITIVE_NUMBER)
+
+
+def _checked(value: Any, text: str, rule: Rule) -> Any:
+    """``value`` (parsed from ``text``) if it keeps ``rule``: the rules `TopKConfig` and the preset
+    apply to the same knobs given in Python (`vidcorr.strict_dict`)."""
+    what, ok = rule
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
     return value
 
 

@@ -1,0 +1,120 @@
+"""Knobs built in Python are held to the ranges the command line and the math need, at construction,
+with the command line's words: the preset's `TopKConfig` (k, temperature, radius, ...), its context
+and `SizePolicy`. Before, ``propagate_masks(..., temperature=0)`` or ``k=0`` gave empty masks after
+the first frame without a word, a negative temperature masks from the least similar pixels, and the
+others an error from inside the first target frame."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pytest
+
+import vidcorr
+from vidcorr.affinity import TopKConfig
+from vidcorr.cli.common import KNOB_OVERRIDES, add_model_arguments
+from vidcorr.presets import SizePolicy, customised_preset, get_preset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"k": 0}, "TopKConfig k: expected a positive integer, got 0"),
+    ({"k": -3}, "TopKConfig k: expected a positive integer, got -3"),
+    ({"k": 2.5}, "TopKConfig k: expected a positive integer, got 2.5"),
+    ({"k": True}, "TopKConfig k: expected a positive integer, got True"),
+    ({"temperature": 0}, "TopKConfig temperature: expected a positive number, got 0"),
+    ({"temperature": -0.05}, "TopKConfig temperature: expected a positive number, got -0.05"),
+    ({"radius": 0}, "TopKConfig radius: expected a positive number or None, got 0"),
+    ({"radius": 0, "shape": "square"}, "TopKConfig radius: expected a positive number or None, got 0"),
+    ({"radius": -4.0}, "TopKConfig radius: expected a positive number or None, got -4.0"),
+    ({"shape": "disc"}, "TopKConfig shape: expected 'circle' or 'square', got 'disc'"),
+    ({"scope": "all"}, "TopKConfig scope: expected 'joint' or 'per_frame', got 'all'"),
+    ({"normalisation": "softmax"}, "TopKConfig normalisation: expected 'topk_softmax' or 'softmax_topk', "
+                                   "got 'softmax'"),
+    ({"tile": 0}, "TopKConfig tile: expected a positive integer, got 0"),
+    ({"chunk": -1}, "TopKConfig chunk: expected a positive integer, got -1"),
+])
+def test_topk_config_refuses_an_out_of_range_knob_naming_it(change: dict, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        TopKConfig(**{"k": 5, "temperature": 0.05, "radius": 12.0, **change})
+    assert str(error.value) == message
+
+
+def test_topk_config_takes_the_values_in_range() -> None:
+    TopKConfig(k=1, temperature=1e-6, radius=0.5, shape="circle", tile=1, chunk=1)
+    TopKConfig(k=np.int64(5), temperature=np.float32(0.05), radius=None)  # numpy scalars, as from a sweep
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"n_previous": -1}, "PropagationPreset n_previous: expected an integer >= 0, got -1"),
+    ({"n_previous": 2.5}, "PropagationPreset n_previous: expected an integer >= 0, got 2.5"),
+    ({"initial_context": "zero"}, "PropagationPreset initial_context: expected 'empty' or 'first' or 'fill' or "
+                                  "'fill_self', got 'zero'"),
+    ({"label_downsample": "area"}, "PropagationPreset label_downsample: expected 'nearest' or 'bilinear', got 'area'"),
+    ({"output_resize": "both"}, "PropagationPreset output_resize: expected 'original' or 'input', got 'both'"),
+])
+def test_the_preset_refuses_an_out_of_range_context_or_choice(change: dict, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        get_preset("crw").with_overrides(**change)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("args, message", [
+    (("short_side", 0), "SizePolicy size: expected a positive integer, got 0"),
+    (("square", 96.5), "SizePolicy size: expected a positive integer, got 96.5"),
+    (("short_side", 96, 0), "SizePolicy long_multiple: expected a positive integer or None, got 0"),
+    (("short_side", 96, -64), "SizePolicy long_multiple: expected a positive integer or None, got -64"),
+    (("bogus", 96), "SizePolicy mode: expected 'native' or 'short_side' or 'square', got 'bogus'"),
+])
+def test_a_size_policy_refuses_a_size_it_cannot_resize_to(args: tuple, message: str) -> None:
+    """(A size of 0 or a negative multiple failed inside torch's interpolate; an unknown mode was read
+    as short_side.)"""
+    with pytest.raises(ValueError) as error:
+        SizePolicy(*args)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("knobs, field", [
+    ({"temperature": 0}, "temperature"), ({"temperature": -0.05}, "temperature"), ({"k": 0}, "k"),
+    ({"radius": 0}, "radius"), ({"n_previous": -1}, "n_previous"),
+])
+def test_propagate_masks_refuses_an_out_of_range_knob_before_the_first_frame(knobs: dict, field: str) -> None:
+    """The error comes from the call, not from the first target frame (nor as empty masks)."""
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(3)]
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:30, 20:40] = 1
+    encoder = vidcorr.encoder_for(features="lab-pixels")
+    with pytest.raises(ValueError, match=rf"^\w+ {field}: expected "):
+        vidcorr.propagate_masks(frames, mask, encoder=encoder, **knobs)
+
+
+# The CLI's value for each knob and the Python value it stands for.
+CASES = {"topk": [-1, 0, 1, 5], "temperature": [-0.1, 0.0, 1e-3, 0.05, math.inf, math.nan],
+         "radius": [-1.0, 0.0, 0.5, 12.0], "context": [-1, 0, 3]}
+
+
+@pytest.mark.parametrize("arg, knob", [pair for pair in KNOB_OVERRIDES if pair[0] in CASES])
+def test_the_command_line_and_python_accept_the_same_knob_values(arg: str, knob: str) -> None:
+    """One rule (`vidcorr.strict_dict`) for --topk / --temperature / --radius / --context and the
+    preset's k / temperature / radius / n_previous: a value one accepts the other does."""
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    parse = next(action.type for action in parser._actions if action.dest == arg)
+    outcomes = set()
+    for value in CASES[arg]:
+        try:
+            parse(str(value))
+            cli_accepts = True
+        except argparse.ArgumentTypeError:
+            cli_accepts = False
+        try:
+            customised_preset("crw", **{knob: value})
+            python_accepts = True
+        except ValueError:
+            python_accepts = False
+        assert cli_accepts == python_accepts, (arg, value)
+        outcomes.add(cli_accepts)
+    assert outcomes == {True, False}  # both are exercised
