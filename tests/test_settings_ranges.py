@@ -1,8 +1,9 @@
 """Knobs built in Python are held to the ranges the command line and the math need, at construction,
 with the command line's words: the preset's `TopKConfig` (k, temperature, radius, ...), its context
-and `SizePolicy`. Before, ``propagate_masks(..., temperature=0)`` or ``k=0`` gave empty masks after
-the first frame without a word, a negative temperature masks from the least similar pixels, and the
-others an error from inside the first target frame."""
+and `SizePolicy`, DCF's output_sigma_factor / scale_step / scale_penalty and UVC-track's
+`TrackOptions`. Before, ``propagate_masks(..., temperature=0)`` or ``k=0`` gave empty masks after the
+first frame without a word, a negative temperature masks from the least similar pixels, and the
+others an error from inside the first target frame (or a NaN box)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 import vidcorr
 from vidcorr.affinity import TopKConfig
 from vidcorr.cli.common import KNOB_OVERRIDES, add_model_arguments
+from vidcorr.dcf import DCFSettings
 from vidcorr.presets import SizePolicy, customised_preset, get_preset
+from vidcorr.track_uvc import TrackOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -118,3 +121,52 @@ def test_the_command_line_and_python_accept_the_same_knob_values(arg: str, knob:
         assert cli_accepts == python_accepts, (arg, value)
         outcomes.add(cli_accepts)
     assert outcomes == {True, False}  # both are exercised
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"output_sigma_factor": 0.0}, "output_sigma_factor must be positive, got 0.0"),
+    ({"output_sigma_factor": -0.1}, "output_sigma_factor must be positive, got -0.1"),
+    ({"scale_step": 0.0}, "scale_step must be positive, got 0.0"),
+    ({"scale_step": -1.0275}, "scale_step must be positive, got -1.0275"),
+    ({"scale_penalty": 0.0}, "scale_penalty must be in (0, 1], got 0.0"),
+    ({"scale_penalty": -0.9925}, "scale_penalty must be in (0, 1], got -0.9925"),
+    ({"scale_penalty": 1.1}, "scale_penalty must be in (0, 1], got 1.1"),
+])
+def test_dcf_settings_refuse_a_label_width_or_scale_search_the_math_cannot_use(change: dict, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        DCFSettings(**change)
+    assert str(error.value) == f"invalid DCF settings: {message}"
+
+
+def test_dcf_settings_take_the_edges_of_their_ranges() -> None:
+    DCFSettings(output_sigma_factor=1e-3, scale_step=1.0, scale_penalty=1.0)
+    DCFSettings(scale_step=0.97, num_scales=5)  # the same scales as 1 / 0.97
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"first_margin": -0.1}, "first_margin must be 0 or more, got -0.1"),
+    ({"locate_margin": -1.5}, "locate_margin must be 0 or more, got -1.5"),
+    ({"mask_margin": -0.6}, "mask_margin must be 0 or more, got -0.6"),
+    ({"locate_bandwidth": 0.0}, "locate_bandwidth must be positive, got 0.0"),
+    ({"mask_bandwidth_px": -20.0}, "mask_bandwidth_px must be positive, got -20.0"),
+    ({"kernel_sigma": 0.0}, "kernel_sigma must be positive, got 0.0"),
+    ({"size_smoothing": -0.1}, "size_smoothing must be in [0, 1], got -0.1"),
+    ({"size_smoothing": 3.0}, "size_smoothing must be in [0, 1], got 3.0"),
+    ({"min_pixels": 0}, "min_pixels must be at least 1, got 0"),
+    ({"min_mass": -1.0}, "min_mass must be 0 or more, got -1.0"),
+    ({"min_box": -1}, "min_box must be 0 or more, got -1"),
+    ({"chunk": 0}, "chunk must be at least 1, got 0"),
+])
+def test_track_options_refuse_a_value_their_boxes_cannot_use(change: dict, message: str) -> None:
+    """(A negative bandwidth or a sigma of 0 gave a NaN centre, "cannot convert float NaN to integer";
+    a margin of -1 or less or a smoothing above 1 a box inside out; min_pixels 0 the mean shift of
+    no points.)"""
+    with pytest.raises(ValueError) as error:
+        TrackOptions(**change)
+    assert str(error.value) == f"invalid UVC-track settings: {message}"
+
+
+def test_track_options_take_the_edges_of_their_ranges() -> None:
+    TrackOptions(first_margin=0.0, locate_margin=0.0, mask_margin=0.0, size_smoothing=0.0, min_pixels=1,
+                 min_mass=0.0, min_box=0, chunk=1)
+    TrackOptions(size_smoothing=1.0)

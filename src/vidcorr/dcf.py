@@ -86,14 +86,23 @@ class DCFSettings:
 
     def __post_init__(self) -> None:
         # First: NaN fails every comparison below, so a NaN max_scale_factor was reported as a bad
-        # min_scale_factor, and the unchecked output_sigma_factor, scale_step and scale_penalty let
-        # NaN through (a drifting box, or NaN crops blamed on the encoder).
+        # min_scale_factor, and NaN passed the output_sigma_factor, scale_step and scale_penalty
+        # ranges when they were unchecked (a drifting box, or NaN crops blamed on the encoder).
         refuse_non_finite(self, "invalid DCF settings:")
         check_settings("DCF", self, {
             "padding": ("0 or more", self.padding >= 0),
+            # The label's std (`gaussian_label` divides by it squared): 0 gave a NaN filter.
+            "output_sigma_factor": ("positive", self.output_sigma_factor > 0),
             "lam": ("positive", self.lam > 0),
             "interp_factor": ("in (0, 1]", 0.0 < self.interp_factor <= 1.0),
             "num_scales": ("at least 1", self.num_scales >= 1),
+            # Window sizes are size x scale_step ** k, k in -(n-1)/2 .. (n-1)/2: 0 gave infinite or
+            # zero windows, a negative step negative ones. (A step below 1 searches the same scales
+            # as its inverse; 1 searches none.)
+            "scale_step": ("positive", self.scale_step > 0),
+            # Peak of scale k times scale_penalty ** |k|: a negative one flips the sign of every odd
+            # scale's peak, 0 zeroes all but the centre's, above 1 it rewards a scale change.
+            "scale_penalty": ("in (0, 1]", 0.0 < self.scale_penalty <= 1.0),
             "min_scale_factor": ("positive and at most max_scale_factor",
                                  0 < self.min_scale_factor <= self.max_scale_factor),
             "input_size": ("at least 16", self.input_size >= 16),

@@ -48,7 +48,7 @@ from vidcorr.affinity import (
 from vidcorr.labels import decode_label_map, downsample_labels
 from vidcorr.presets import PropagationPreset
 from vidcorr.propagate import ContextFrame, Propagator
-from vidcorr.strict_dict import refuse_non_finite
+from vidcorr.strict_dict import check_settings, refuse_non_finite
 from vidcorr.track_boxes import (
     Box,
     fit_box,
@@ -98,6 +98,24 @@ class TrackOptions:
         # A NaN margin, bandwidth, sigma or smoothing ended the first frame in "cannot convert float
         # NaN to integer"; a NaN min_mass silently never fell back.
         refuse_non_finite(self)
+        check_settings("UVC-track", self, {
+            # Growths of a box by this fraction of its size: -1 or less turns a box inside out.
+            "first_margin": ("0 or more", self.first_margin >= 0),
+            "locate_margin": ("0 or more", self.locate_margin >= 0),
+            "mask_margin": ("0 or more", self.mask_margin >= 0),
+            # Mean shift (`track_boxes.mean_shift_centre`): a negative bandwidth keeps no point and a
+            # sigma of 0 divides by zero (a NaN centre: "cannot convert float NaN to integer").
+            "locate_bandwidth": ("positive", self.locate_bandwidth > 0),
+            "mask_bandwidth_px": ("positive", self.mask_bandwidth_px > 0),
+            "kernel_sigma": ("positive", self.kernel_sigma > 0),
+            # A blend weight: outside [0, 1] a box size can turn negative.
+            "size_smoothing": ("in [0, 1]", 0.0 <= self.size_smoothing <= 1.0),
+            # 0 would localise an object with no cell left (the mean shift of no points).
+            "min_pixels": ("at least 1", self.min_pixels >= 1),
+            "min_mass": ("0 or more", self.min_mass >= 0),
+            "min_box": ("0 or more", self.min_box >= 0),
+            "chunk": ("at least 1", self.chunk >= 1),
+        })
 
 
 @dataclass
