@@ -1,6 +1,6 @@
 """`vidcorr train`: the weights a run is given (--autoencoder, --init, --teacher) recorded and
-checked on resume, warnings about them, and `train export` of a missing checkpoint or of one whose
-[model] cannot be built."""
+checked on resume, warnings about them, and `train export` of a missing checkpoint, of one whose
+[model] cannot be built or of one whose weights do not fit that model."""
 
 from __future__ import annotations
 
@@ -122,6 +122,46 @@ def test_train_export_of_a_checkpoint_with_a_non_finite_model_value_names_the_ch
     assert main(["train", "export", "--checkpoint", str(path), "--out", str(out)]) == 2
     assert capsys.readouterr().err == (f"vidcorr: error: {path}: holds a [model] config that cannot be built: "
                                        f"MoCoConfig temperature = {bad}: expected a finite number\n")
+    assert not list(tmp_path.glob("w.*"))
+
+
+def _moco_checkpoint(tmp_path: Path, arch: str, state: dict) -> Path:
+    recipe = recipe_from_dict({"method": "moco", "stages": {"contrastive": {"steps": 1}},
+                               "model": {"arch": arch, "queue_size": 8}}, "moco")
+    return save_checkpoint(tmp_path / "run" / "checkpoint.pt", {
+        "recipe": recipe.to_dict(), "progress": dataclasses.asdict(Progress(step=1)), "model": state})
+
+
+def test_train_export_of_weights_that_do_not_fit_the_recipes_model_names_what_does_not(
+        tmp_path: Path, capsys) -> None:
+    """`load_state_dict` raised a RuntimeError: a traceback, exit 1; now one line, exit 2, a few names."""
+    from vidcorr.methods.moco import MoCo, MoCoConfig
+
+    state = MoCo(MoCoConfig(arch="resnet18", queue_size=8)).state_dict()
+    first, second, third = list(state)[:3]
+    del state[first], state[second]
+    state["extra.weight"] = torch.zeros(2)
+    state[third] = torch.zeros(1, *state[third].shape)
+    path = _moco_checkpoint(tmp_path, "resnet18", state)
+    out = tmp_path / "w.safetensors"
+    assert main(["train", "export", "--checkpoint", str(path), "--out", str(out)]) == 2
+    shape = tuple(state[third].shape)
+    assert capsys.readouterr().err == (
+        f"vidcorr: error: {path}: its model weights do not match the moco model its recipe's [model] builds: "
+        f"2 missing ({first}, {second}), 1 unexpected (extra.weight), "
+        f"1 of another shape ({third}: {shape} in the checkpoint, {shape[1:]} in the model)\n")
+    assert not list(tmp_path.glob("w.*"))
+
+
+def test_train_export_of_another_archs_weights_is_one_short_line(tmp_path: Path, capsys) -> None:
+    """resnet18 weights under a resnet50 recipe differ in hundreds of keys: three of each kind are named."""
+    from vidcorr.methods.moco import MoCo, MoCoConfig
+
+    path = _moco_checkpoint(tmp_path, "resnet50", MoCo(MoCoConfig(arch="resnet18", queue_size=8)).state_dict())
+    assert main(["train", "export", "--checkpoint", str(path), "--out", str(tmp_path / "w.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vidcorr: error: {path}: its model weights do not match the moco model")
+    assert err.count("\n") == 1 and len(err) < 1000 and "missing (" in err and "more" in err
     assert not list(tmp_path.glob("w.*"))
 
 

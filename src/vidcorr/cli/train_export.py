@@ -69,6 +69,49 @@ def _model_for(path: Path, recipe: Recipe, progress: Progress) -> nn.Module:
     return moco.MoCo(cfg)
 
 
+# Names of each kind of mismatch shown in `state_dict_mismatch` (a different arch differs in hundreds).
+SHOWN_KEYS = 3
+
+
+def state_dict_mismatch(model: nn.Module, state: dict) -> str | None:
+    """What keeps ``state`` from loading into ``model`` (``load_state_dict``, strict), in one line with
+    at most `SHOWN_KEYS` names of each kind: "2 missing (a, b), 1 of another shape (c: (64, 3) in the
+    checkpoint, (32, 3) in the model)"; None if it loads."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [f"{k}: {tuple(state[k].shape)} in the checkpoint, {tuple(v.shape)} in the model"
+                for k, v in expected.items() if k in state and hasattr(state[k], "shape")
+                and tuple(state[k].shape) != tuple(v.shape)]
+    parts = [_some(names, kind, sep) for names, kind, sep in
+             ((missing, "missing", ", "), (unexpected, "unexpected", ", "), (reshaped, "of another shape", "; "))
+             if names]
+    return ", ".join(parts) or None
+
+
+def _some(names: list[str], kind: str, sep: str) -> str:
+    """"2 missing (a, b)"; past `SHOWN_KEYS` names, "... and N more"."""
+    more = f"{sep}... and {len(names) - SHOWN_KEYS} more" if len(names) > SHOWN_KEYS else ""
+    return f"{len(names)} {kind} ({sep.join(names[:SHOWN_KEYS])}{more})"
+
+
+def _load_model_weights(path: Path, model: nn.Module, checkpoint: dict, method: str) -> None:
+    """The checkpoint's "model" tensors into ``model``; `InputError` naming ``path`` and what does not
+    match (a checkpoint of another arch or another version of the code; `load_state_dict`'s error
+    was a traceback of hundreds of lines)."""
+    state = checkpoint.get("model")
+    if not isinstance(state, dict):
+        raise InputError(path, "holds no model weights (no \"model\" state dict)")
+    problem = state_dict_mismatch(model, state)
+    if problem:
+        raise InputError(path, f"its model weights do not match the {method} model its recipe's [model] "
+                               f"builds: {problem}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # what the key and shape comparison above does not see
+        raise InputError(path, f"its model weights cannot be loaded: {str(error).strip().splitlines()[-1].strip()}") from None
+
+
 def run_export(args: argparse.Namespace) -> int:
     from vidcorr.models import save_weights
     from vidcorr.models.weights import export_dtype
@@ -86,7 +129,7 @@ def run_export(args: argparse.Namespace) -> int:
     recipe = stored_recipe(args.checkpoint, checkpoint)
     progress = Progress(**checkpoint["progress"])
     model = _model_for(args.checkpoint, recipe, progress)
-    model.load_state_dict(checkpoint["model"])
+    _load_model_weights(args.checkpoint, model, checkpoint, recipe.method)
     # The trainer's own sidecar fields, as far as the checkpoint holds them (not the hardware; the
     # command lines that trained it as `commands`, but no `command`: that is the trainer's own).
     meta = {**export_meta(args.checkpoint.parent, recipe, checkpoint.get("data"), progress,
