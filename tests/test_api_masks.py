@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from api_helpers import _crw_small
 from PIL import Image
 from synthetic import PatchEncoder
@@ -269,3 +270,29 @@ def test_a_mask_of_the_frames_shape_at_another_size_is_told_how_to_resize(tmp_pa
         check_first_mask(np.ones((128, 228), np.uint8), (256, 456))
     with pytest.raises(InputError, match=r"mask is 400x256 but frames are 456x256$"):
         check_first_mask(np.ones((256, 400), np.uint8), (256, 456), big)
+
+
+def test_soft_labels_of_the_frames_shape_at_another_size_are_told_how_to_resize(tmp_path):
+    """Labels (K, H, W) made on the full-resolution original of a downscaled video (912x512 for
+    456x256 frames) were told only the two sizes, unlike a mask; they are told the scale and a line
+    that resizes the .npy (bilinear: values, not ids), which works for (K, H, W) and (H, W) files; an
+    array gets the words, labels turned by 90 degrees say so, and another shape gets no advice."""
+    from vidcorr.soft_labels import check_first_labels, read_labels_file
+
+    big = tmp_path / "big.npy"
+    for shape in [(2, 512, 912), (512, 912)]:
+        np.save(big, np.random.default_rng(0).random(shape))
+        with pytest.raises(InputError, match=r"big.npy: labels are 912x512 but frames are 456x256; they have the "
+                                             r"frames' shape at 2x their size: resize them, (np.save\(path, .*\))$") as caught:
+            check_first_labels(read_labels_file(big), (256, 456), big)
+        exec(caught.value.problem.split("resize them, ")[1], {"np": np, "torch": torch, "path": big})  # followed
+        channels = shape[0] if len(shape) == 3 else 1
+        assert check_first_labels(read_labels_file(big), (256, 456), big).shape == (channels, 256, 456)
+    with pytest.raises(InputError, match=r"first-frame labels are 912x512 .* at 2x their size: resize them, "
+                                         r"bilinearly to \(256, 456\), e.g. torch.nn.functional.interpolate"):
+        check_first_labels(np.zeros((2, 512, 912)), (256, 456))
+    with pytest.raises(InputError, match="labels are 256x456 but frames are 456x256; they are the frames' size "
+                                         "turned by 90 degrees"):
+        check_first_labels(np.zeros((2, 456, 256)), (256, 456), big)
+    with pytest.raises(InputError, match=r"labels are 400x256 but frames are 456x256$"):
+        check_first_labels(np.zeros((2, 256, 400)), (256, 456), big)

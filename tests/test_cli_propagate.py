@@ -52,8 +52,10 @@ def test_propagate_soft_labels_on_a_frame_folder(short_clip, tmp_path, capsys):
     capsys.readouterr()
     channels_last = ("first.npy: labels are 2x854 but frames are 854x480; this looks like channels-last (H, W, K) = "
                      "(480, 854, 2): labels are channels-first (K, H, W), e.g. np.moveaxis(labels, -1, 0)")
-    for bad, message in [(np.zeros((2, 48, 85), np.float32), "first.npy: labels are 85x48 but frames are 854x480\n"),
+    for bad, message in [(np.zeros((2, 48, 60), np.float32), "first.npy: labels are 60x48 but frames are 854x480\n"),
                          (np.zeros((480, 854, 2), np.float32), channels_last),
+                         (np.zeros((2, 240, 427), np.float32), "first.npy: labels are 427x240 but frames are 854x480; "
+                          "they have the frames' shape at 0.5x their size: resize them, np.save(path, "),
                          (np.full((480, 854), np.inf), "first.npy: labels hold NaN or infinite values")]:
         np.save(first, bad)
         assert main(["propagate", str(frames), "--labels", str(first), "--out", str(tmp_path / "x"), *FAST]) == 2

@@ -17,6 +17,14 @@ from vidcorr.presets import PropagationPreset
 VOID = 255
 
 
+def same_shape_resized(size_hw: tuple[int, ...], frame_hw: tuple[int, int]) -> bool:
+    """Whether a first-frame annotation of (h, w) pixels is the frame's (H, W) picture at another
+    size, within a pixel's rounding: drawn on the full-resolution original of a downscaled video, or
+    on a screenshot of it (`vidcorr.masks.check_first_mask`, `vidcorr.soft_labels.check_first_labels`)."""
+    (h, w), (fh, fw) = size_hw, frame_hw
+    return abs(h * fw - w * fh) <= max(h, w, fh, fw)
+
+
 def one_hot_labels(index_map: np.ndarray, num_classes: int | None = None) -> Tensor:
     """(H, W) uint8 ids with 255 = void -> (K+1, H, W) float one-hot; void pixels are all zero.
 

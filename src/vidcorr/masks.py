@@ -18,7 +18,7 @@ from torch import Tensor
 from vidcorr.errors import InputError, NotStarted
 from vidcorr.io.frames import as_rgb_frame, float_scale, to_numpy
 from vidcorr.io.masks import DAVIS_PALETTE
-from vidcorr.labels import VOID, decode_label_map, one_hot_labels
+from vidcorr.labels import VOID, decode_label_map, one_hot_labels, same_shape_resized
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.track import draw_box
 from vidcorr.track_uvc import UVCTracker
@@ -59,7 +59,7 @@ def _size_hint(mask_hw: tuple[int, ...], frame_hw: tuple[int, int], path: str | 
         return ("; it is the frames' size turned by 90 degrees: frames are read upright, as a player "
                 "shows them (video rotation metadata and JPEG EXIF orientation applied), so draw the "
                 "mask on that view")
-    if abs(mh * fw - mw * fh) <= max(mh, mw, fh, fw):  # the same picture within a pixel's rounding
+    if same_shape_resized(mask_hw, frame_hw):
         # drawn on the full-resolution original of a downscaled video, or on a screenshot of it
         how = (f"Image.open(path).resize(({fw}, {fh}), Image.NEAREST).save(path)" if path is not None
                else "nearest-neighbour resizing")

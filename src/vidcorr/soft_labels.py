@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from vidcorr.errors import InputError
 from vidcorr.io.frames import to_numpy
+from vidcorr.labels import same_shape_resized
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.viz import overlay_mask
 
@@ -34,20 +35,44 @@ def check_first_labels(labels: Any, frame_hw: tuple[int, int], path: str | Path 
     array = to_numpy(labels)
     if array.dtype.kind not in "biuf":
         raise InputError(path, f"{name} have dtype {array.dtype}; expected numbers")
-    if array.ndim == 2:
+    one_map = array.ndim == 2
+    if one_map:
         array = array[None]
     if array.ndim != 3 or array.shape[0] == 0:
         raise InputError(path, f"{name} have shape {array.shape}; expected (K, H, W) or (H, W)")
     if array.shape[1:] != tuple(frame_hw):
-        # (H, W, K), channels last as images are stored, is the usual slip: read as (K, H, W) it is H maps of W x K
-        hint = (f"; this looks like channels-last (H, W, K) = {array.shape}: labels are channels-first "
-                f"(K, H, W), e.g. np.moveaxis(labels, -1, 0)" if array.shape[:2] == tuple(frame_hw) else "")
         raise InputError(path, f"{name} are {array.shape[2]}x{array.shape[1]} but frames are "
-                               f"{frame_hw[1]}x{frame_hw[0]}{hint}")
+                               f"{frame_hw[1]}x{frame_hw[0]}{_size_hint(array.shape, frame_hw, path, one_map)}")
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise InputError(path, f"{name} hold NaN or infinite values")
     return array
+
+
+def _size_hint(shape: tuple[int, ...], frame_hw: tuple[int, int], path: str | Path | None, one_map: bool) -> str:
+    """What labels of ``shape`` (K, H, W) but not the frames' (H, W) most likely are, and what to do
+    about it; one_map: they were given as one (H, W) map."""
+    (height, width), (fh, fw) = shape[1:], frame_hw
+    if shape[:2] == tuple(frame_hw):
+        # (H, W, K), channels last as images are stored, is the usual slip: read as (K, H, W) it is H maps of W x K
+        return (f"; this looks like channels-last (H, W, K) = {shape}: labels are channels-first "
+                f"(K, H, W), e.g. np.moveaxis(labels, -1, 0)")
+    if (height, width) == (fw, fh):
+        return ("; they are the frames' size turned by 90 degrees: frames are read upright, as a player "
+                "shows them (video rotation metadata and JPEG EXIF orientation applied), so make the "
+                "labels on that view")
+    if not same_shape_resized((height, width), frame_hw):
+        return ""
+    # made on the full-resolution original of a downscaled video: values blend, so bilinear fits
+    # (a mask's ids must not blend: `vidcorr.masks` advises nearest); antialias when shrinking
+    if path is None:
+        how = (f"bilinearly to ({fh}, {fw}), e.g. torch.nn.functional.interpolate on them as a (1, K, H, W) "
+               f'float tensor, size=({fh}, {fw}), mode="bilinear", antialias=True')
+    else:
+        add, take = ("[None, None]", "[0, 0]") if one_map else ("[None]", "[0]")
+        how = (f"np.save(path, torch.nn.functional.interpolate(torch.from_numpy(np.load(path)).float(){add}, "
+               f'size=({fh}, {fw}), mode="bilinear", antialias=True){take}.numpy())')
+    return f"; they have the frames' shape at {width / fw:.3g}x their size: resize them, {how}"
 
 
 def read_labels_file(path: str | Path) -> np.ndarray:
