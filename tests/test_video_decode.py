@@ -1,9 +1,9 @@
-"""Video reading (PyAV and the OpenCV fallback) against OpenCV, random access, threads, forks, rotation; the mp4 writer."""
+"""Video reading (PyAV and the OpenCV fallback) against OpenCV, random access, threads, forks; the mp4 writer
+(rotation: test_video_rotation.py)."""
 
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 
@@ -119,42 +119,6 @@ def test_opencv_fallback_when_pyav_missing(real_video, opencv_frames, no_pyav, t
         open_frames(real_video, backend="pyav")
     out = write_video(tmp_path / "fallback.mp4", iter(opencv_frames[:5]), fps=10)
     assert len(open_frames(out)) == 5
-
-
-def _phone_style_mp4(path, frame: np.ndarray, count: int = 3) -> None:
-    """An mp4 stored landscape whose track matrix says "turn 90 degrees clockwise to show", as a
-    phone writes portrait video (ffprobe: "displaymatrix: rotation of -90.00 degrees")."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=24)
-        stream.height, stream.width = frame.shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for _ in range(count):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    data = bytearray(path.read_bytes())
-    tkhd = data.index(b"tkhd") + 4  # a version-0 track header: its 3x3 matrix starts 40 bytes in
-    assert data[tkhd] == 0
-    data[tkhd + 40:tkhd + 76] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30)
-    path.write_bytes(bytes(data))
-
-
-@pytest.mark.parametrize("backend", ["pyav", "opencv"])
-def test_phone_rotation_is_applied_like_a_player(tmp_path, backend):
-    """Both backends turn frames upright, so a mask drawn on what the user sees fits them."""
-    import av
-
-    if backend == "pyav" and not hasattr(av.VideoFrame, "rotation"):
-        pytest.skip("this PyAV has no VideoFrame.rotation")
-    stored = np.full((48, 64, 3), 30, np.uint8)
-    stored[:8, :16] = 230  # a marker in the stored top-left corner
-    _phone_style_mp4(tmp_path / "portrait.mp4", stored)
-    source = open_frames(tmp_path / "portrait.mp4", backend=backend)
-    frames = source.read_all()
-    assert source.size == (64, 48) and frames.shape == (3, 64, 48, 3)
-    upright = np.rot90(stored, -1)  # turned clockwise: the marker is now top right
-    assert np.abs(frames[0].astype(int) - upright).mean() < 3.0
 
 
 @pytest.mark.parametrize("backend", ["pyav", "opencv"])

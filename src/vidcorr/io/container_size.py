@@ -6,11 +6,14 @@ video stream header's length (`check_av_not_truncated`); OpenCV gives neither th
 error, so its backend (`vidcorr.io.video_opencv`) first asks the container's top-level sizes, read
 from the file's bytes, whether it was cut (`container_cut_short`). Both end in `refuse_if_cut_short`.
 `mp4_video_seconds` reads how long an MP4 shows its video track, to check OpenCV's frame count;
-`avi_video_frames` counts an AVI's frames from its chunks, for both backends' header counts.
+`avi_video_frames` counts an AVI's frames from its chunks, for both backends' header counts;
+`mp4_rotation` reads how a player turns an MP4's video track, for a PyAV without `VideoFrame.rotation`.
 """
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,6 +239,38 @@ def mp4_video_seconds(path: Path) -> float | None:
                 duration = header and _versioned_field(file, header[0], version0=(20, 4), version1=(28, 8))
     unknown = duration in (None, 0, (1 << 32) - 1, (1 << 64) - 1)  # all ones: "not given"
     return None if unknown or not scale else duration / scale
+
+
+def mp4_rotation(path: Path) -> int:
+    """How far a player turns an MP4 / MOV file's first video track to show it: degrees counter-clockwise
+    as ``av.VideoFrame.rotation`` gives them (-180, -90, 0 or 90; a phone's portrait video, stored
+    landscape, says -90), from the track header's display matrix. 0 for other containers and a file
+    without an index. A mirroring matrix gives the angle FFmpeg reads from it (a horizontal mirror: -180)."""
+    if container_format(path) != "mp4":
+        return 0
+    with path.open("rb") as file:
+        moov = _find_box(file, 0, file.seek(0, 2), b"moov")
+        for kind, body, end in _boxes(file, *moov) if moov else ():
+            if kind == b"trak" and _handler(file, body, end) == b"vide":
+                header = _find_box(file, body, end, b"tkhd")
+                return _matrix_rotation(file, header[0]) if header else 0
+    return 0
+
+
+def _matrix_rotation(file, body: int) -> int:
+    """The quarter turn of the display matrix {a, b, u, c, d, v, x, y, w} (16.16 fixed point but u, v,
+    w) in the track header whose contents start at ``body``: after 40 bytes (version 0) or 52 (version 1,
+    64-bit times). FFmpeg's av_display_rotation_get: -atan2(b, a), each scaled by its column's length."""
+    file.seek(body)
+    file.seek(body + (52 if file.read(1) == b"\x01" else 40))
+    raw = file.read(20)
+    if len(raw) < 20:
+        return 0
+    a, b, _, c, d = struct.unpack(">5i", raw)
+    if not (math.hypot(a, c) and math.hypot(b, d)):
+        return 0
+    degrees = -math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c)))
+    return 90 * round(degrees / 90)
 
 
 def _boxes(file, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:

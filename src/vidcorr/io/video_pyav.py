@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vidcorr.errors import InputError
-from vidcorr.io.container_size import avi_video_frames, check_av_not_truncated, frame_end
+from vidcorr.io.container_size import avi_video_frames, check_av_not_truncated, frame_end, mp4_rotation
 from vidcorr.io.frame_times import TIME_BASE, frame_ticks, shown_packets, shown_times
 
 if TYPE_CHECKING:
@@ -50,10 +50,11 @@ def pyav_decode(path: Path) -> Iterator[LazyFrame]:
         # source reads one frame) in some torchvision builds (PyAV issue 1849), and decoded no faster.
         stream.thread_type = "SLICE"
         end = None  # where the latest decoded frame's display ends, seconds (decode order is not display order)
+        rotation = _rotation_reader(path)
         for frame in container.decode(stream):
             if (shown_until := frame_end(frame, stream)) is not None:
                 end = shown_until if end is None else max(end, shown_until)
-            yield lambda frame=frame: _upright(_rgb(frame), getattr(frame, "rotation", 0))
+            yield lambda frame=frame, turn=rotation(frame): _upright(_rgb(frame), turn)
         check_av_not_truncated(path, container, end)
     except av.error.FFmpegError as error:
         raise InputError(path, f"video decoding failed ({_ffmpeg_problem(error)})") from None
@@ -90,10 +91,33 @@ def _rgb(frame) -> np.ndarray:
         return frame.to_ndarray(format="rgb24")
 
 
+def _frame_rotation(frame) -> float | None:
+    """``frame.rotation``: its display matrix's angle, degrees counter-clockwise (0 without one);
+    None where this PyAV has no ``VideoFrame.rotation``."""
+    return getattr(frame, "rotation", None)
+
+
+def _rotation_reader(path: Path) -> Callable[[object], float]:
+    """frame -> how far a player turns it, degrees counter-clockwise: the frame's display matrix
+    (`_frame_rotation`), else, on a PyAV without it, the MP4 / MOV track header's (`mp4_rotation`,
+    read once), so that frames come upright as OpenCV's do whatever the PyAV version."""
+    header: list[int] = []
+
+    def rotation(frame) -> float:
+        turn = _frame_rotation(frame)
+        if turn is not None:
+            return turn
+        if not header:
+            header.append(mp4_rotation(path))
+        return header[0]
+
+    return rotation
+
+
 def _upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
     """A decoded frame turned as a player shows it. rotation: the display matrix's angle in degrees,
-    counter-clockwise (``VideoFrame.rotation``; a PyAV without that attribute leaves frames as
-    stored). A phone's portrait video is stored landscape with -90: turned clockwise here."""
+    counter-clockwise (`_rotation_reader`). A phone's portrait video is stored landscape with -90:
+    turned clockwise here."""
     quarter_turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
 
