@@ -371,3 +371,25 @@ def test_max_frames_beyond_a_folder_takes_every_frame_and_below_2_is_refused(sho
     with pytest.raises(SystemExit):
         main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "x"), "--max-frames", "1"])
     assert "--max-frames: expected a number of frames >= 2" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_propagate_numbers_the_overlay_frames(short_clip, tmp_path, monkeypatch):
+    """The overlay video's frames had no number: each has "frame t" (0-based) in its top-left corner."""
+    import vidcorr.io.video as video
+
+    drawn = []
+
+    def keep(path, frames, fps, times=None):
+        drawn.extend(frames)
+        Path(path).write_bytes(b"")
+
+    monkeypatch.setattr(video, "write_video", keep)
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "o"), "--max-frames", "3",
+                 *FAST]) == 0
+    assert len(drawn) == 3
+    for overlay in drawn:  # a black box with white text on the bright building at the top left
+        corner = overlay[:20, :60]
+        assert (corner == 0).all(axis=2).mean() > 0.4 and (corner == 255).all(axis=2).any()
+    assert (drawn[1][:20, :60] != drawn[2][:20, :60]).any()  # "frame 1", "frame 2"

@@ -77,6 +77,17 @@ def test_draw_matches_puts_the_frames_side_by_side():
     assert (one != no_lines).any(axis=2).sum() < (picture != no_lines).any(axis=2).sum() / 10
 
 
+def test_draw_matches_labels_the_two_frames():
+    """match.png did not say which frame was A and which B: each is captioned in its corner."""
+    frames, _ = _texture_video(n_frames=2, step=8)
+    m = match_frames(Propagator(PatchEncoder(), customised_preset("crw")), frames[0], frames[1], step=1)
+    plain = draw_matches(frames[0], frames[1], m, gap=4)
+    labelled = draw_matches(frames[0], frames[1], m, gap=4, captions=("A · frame 0", "B · frame 9"))
+    changed = (plain != labelled).any(axis=2)
+    rows, cols = np.nonzero(changed)
+    assert rows.max() < 25 and changed[:, :96].any() and changed[:, 100:].any() and not changed[:, 96:100].any()
+
+
 def test_match_command_writes_the_picture_and_the_matches(davis2016_root, tmp_path, capsys):
     seq = davis2016_root / "JPEGImages" / "480p" / "blackswan"
     mask = davis2016_root / "Annotations" / "480p" / "blackswan" / "00000.png"
@@ -86,7 +97,11 @@ def test_match_command_writes_the_picture_and_the_matches(davis2016_root, tmp_pa
     saved = json.loads((out / "matches.json").read_text())
     assert saved["points"] == len(saved["matches"]) > 0 and saved["preset"] == "crw"
     assert saved["mutual"] == sum(m["mutual"] for m in saved["matches"])
-    assert Image.open(out / "matches.png").size == (854 * 2 + 8, 480)
+    picture = np.asarray(Image.open(out / "matches.png").convert("RGB"))
+    assert picture.shape == (480, 854 * 2 + 8, 3)
+    for x in (0, 854 + 8):  # each frame labelled ("A · frame 0", "B · frame 5") in its corner, black on white
+        corner = picture[:20, x:x + 80]
+        assert (corner == 0).all(axis=2).mean() > 0.4 and (corner == 255).all(axis=2).any()
     printed = capsys.readouterr().out  # the changed size is named, as propagate names it
     assert "matched both ways" in printed and printed.splitlines()[0].endswith("preset crw (--size 240)")
     # two images give the same as one video with --frames

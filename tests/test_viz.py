@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
-from vidcorr.viz import PALETTE, Curve, line_plot, overlay_mask, side_by_side
+from vidcorr import viz
+from vidcorr.viz import PALETTE, Curve, caption, frame_caption, line_plot, overlay_mask, side_by_side
 
 
 def test_line_plot_puts_points_where_the_axes_say(tmp_path):
@@ -94,3 +95,34 @@ def test_overlay_mask_outlines_objects_in_a_bright_colour_wider_on_larger_frames
     palette = np.zeros((256, 3), np.uint8)  # an object drawn in black gets a white outline
     out = overlay_mask(np.full((480, 320, 3), 100, np.uint8), labels[:, :320], palette=palette)
     assert (out[150, 100] == 255).all()
+
+
+def _caption_box(height: int) -> tuple[int, int]:
+    """(height, width) in pixels of the black box of a caption on a grey image ``height`` px tall."""
+    boxed = (caption(np.full((height, 2 * height, 3), 128, np.uint8), frame_caption("propagated", 17)) == 0).all(axis=2)
+    rows, cols = np.flatnonzero(boxed.any(axis=1)), np.flatnonzero(boxed.any(axis=0))
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def test_captions_grow_with_the_image_so_they_read_the_same_at_240p_and_1080p():
+    """Captions were Pillow's 11-px bitmap font at any size: readable at 480p, tiny at 1080p. They
+    take about the same share of the height from 480p to 1080p, and stay legible at 240p."""
+    (h240, w240), (h480, w480), (h1080, w1080) = (_caption_box(h) for h in (240, 480, 1080))
+    assert h240 >= 14 and h240 <= h480
+    assert 0.8 < (h1080 / 1080) / (h480 / 480) < 1.25 and 0.8 < (w1080 / 1080) / (w480 / 480) < 1.25
+
+
+def test_the_frame_caption_names_the_frame_and_is_drawn_in_the_corner():
+    assert frame_caption("propagated", 17) == "propagated · frame 17" and frame_caption("", 0) == "frame 0"
+    plain = np.full((480, 640, 3), 128, np.uint8)
+    one, two = caption(plain, frame_caption("", 1)), caption(plain, frame_caption("", 2))
+    changed = (one != two).any(axis=2)  # only the number differs, inside the top-left box
+    assert changed.any() and np.flatnonzero(changed.any(axis=1)).max() < 40
+    assert (one[40:] == 128).all() and (one[:, 200:] == 128).all()  # unobtrusive: the rest untouched
+
+
+def test_captions_on_a_pillow_with_only_the_bitmap_font(monkeypatch):
+    """Pillow 10.0 (pyproject allows it) has no size argument: its 11-px bitmap font is used."""
+    monkeypatch.setattr(ImageFont, "load_default", lambda: ImageFont.load_default_imagefont())
+    assert isinstance(viz.caption_font(1080), ImageFont.ImageFont)
+    assert 12 <= _caption_box(1080)[0] <= 20

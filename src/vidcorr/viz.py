@@ -66,21 +66,55 @@ def full_brightness(colours: np.ndarray) -> np.ndarray:
 
 def side_by_side(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, gap: int = 8) -> np.ndarray:
     """RGB uint8 images of one height (H, Wi, 3) placed left to right on white, ``gap`` px apart,
-    each caption written in its top-left corner -> (H, sum Wi + gap * (n - 1), 3)."""
+    each caption written in its top-left corner (`caption`) -> (H, sum Wi + gap * (n - 1), 3)."""
     height = images[0].shape[0]
     if any(image.shape[0] != height for image in images):
         raise ValueError(f"images must share a height, got {[image.shape[0] for image in images]}")
     canvas = Image.new("RGB", (sum(image.shape[1] for image in images) + gap * (len(images) - 1), height), "white")
-    font, x = ImageFont.load_default(), 0
+    x = 0
     for index, image in enumerate(images):
-        tile = Image.fromarray(image)
-        if captions:  # drawn on the tile, so a long caption is cut at its edge, not drawn into the gap
-            draw = ImageDraw.Draw(tile)
-            draw.rectangle([4, 4, 10 + 6 * len(captions[index]), 20], fill="black")
-            draw.text((7, 6), captions[index], fill="white", font=font)
-        canvas.paste(tile, (x, 0))
+        canvas.paste(Image.fromarray(caption(image, captions[index]) if captions else image), (x, 0))
         x += image.shape[1] + gap
     return np.asarray(canvas)
+
+
+def caption(image: np.ndarray, text: str) -> np.ndarray:
+    """A copy of ``image`` (H, W, 3) uint8 RGB with ``text`` white on a black box in its top-left
+    corner, in a font sized to H (`caption_font`); drawn on the image, so a long text is cut at its
+    right edge (not drawn into the gap beside it in `side_by_side`)."""
+    tile = Image.fromarray(image)
+    font = caption_font(tile.height)
+    margin = max(4, round(tile.height / 120))  # 4 px up to 480p, 9 at 1080p
+    pad = max(2, margin // 2)
+    draw, origin = ImageDraw.Draw(tile), margin + pad
+    # one box height for every text (that of "Ag"), so captions side by side line up; the font's
+    # blank rows above its letters (`shift`) are left out of the box
+    _, top, _, bottom = draw.textbbox((origin, origin), "Ag", font=font)
+    shift, right = top - origin, origin + math.ceil(draw.textlength(text, font=font))
+    draw.rectangle([margin, margin, right + pad, bottom - shift + pad], fill="black")
+    draw.text((origin, origin - shift), text, fill="white", font=font)
+    return np.asarray(tile)
+
+
+def frame_caption(what: str, index: int) -> str:
+    """The caption of an overlay frame: what it shows and its 0-based frame number ("propagated ·
+    frame 17"; "frame 17" where ``what`` is empty)."""
+    return f"{what} · frame {index}" if what else f"frame {index}"
+
+
+def caption_size(height: int) -> int:
+    """Pixels per em of a caption on an image ``height`` px tall: 12 up to 432p, height / 36 above
+    (13 at 480p, 20 at 720p, 30 at 1080p), so it takes the same share of a frame at any size."""
+    return max(12, round(height / 36))
+
+
+def caption_font(height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font at `caption_size` (Pillow >= 10.1 with FreeType, a scalable font); on
+    Pillow 10.0, which has only the 11-px bitmap font, that font at every size."""
+    try:
+        return ImageFont.load_default(size=caption_size(height))
+    except TypeError:  # Pillow 10.0: load_default() takes no size
+        return ImageFont.load_default()
 
 
 @dataclass(frozen=True)
@@ -143,8 +177,9 @@ def line_plot(path: str | Path, curves: Sequence[Curve], *, title: str, x_label:
 
 
 def draw_matches(frame_a: np.ndarray, frame_b: np.ndarray, matches: Matches, *, max_lines: int = 300,
-                 show_rejected: bool = False, gap: int = 8) -> np.ndarray:
-    """Frames A and B side by side (B scaled to A's height) with a line per match.
+                 show_rejected: bool = False, gap: int = 8, captions: tuple[str, str] | None = None) -> np.ndarray:
+    """Frames A and B side by side (B scaled to A's height) with a line per match, and each frame's
+    caption (e.g. "A · frame 0", `caption`) in its top-left corner, over the lines.
 
     frame_a: (Ha, Wa, 3), frame_b: (Hb, Wb, 3) uint8 RGB -> (Ha, Wa + gap + Wb * Ha / Hb, 3).
     Mutual matches are drawn in a colour that encodes where they start in A (hue across, brightness
@@ -174,4 +209,13 @@ def draw_matches(frame_a: np.ndarray, frame_b: np.ndarray, matches: Matches, *, 
                 draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
         else:
             draw.line([(xa, ya), end], fill=(160, 160, 160), width=1)
-    return np.asarray(canvas)
+    picture = np.asarray(canvas)
+    return _captioned(picture, [(0, width_a), (width_a + gap, width_b)], captions) if captions else picture
+
+
+def _captioned(picture: np.ndarray, columns: Sequence[tuple[int, int]], captions: Sequence[str]) -> np.ndarray:
+    """``picture`` (H, W, 3) with each caption written on its column (x, width) of it -> (H, W, 3)."""
+    out = picture.copy()
+    for (x, width), text in zip(columns, captions):
+        out[:, x:x + width] = caption(np.ascontiguousarray(out[:, x:x + width]), text)
+    return out

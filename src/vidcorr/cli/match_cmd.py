@@ -1,7 +1,8 @@
 """`vidcorr match A B --out DIR` (two images) or `vidcorr match VIDEO --frames I,J --out DIR`:
 draw the correspondences a model finds between two frames.
 
-Writes DIR/matches.png (the frames side by side, a line per mutual match, `viz.draw_matches`) and
+Writes DIR/matches.png (the frames side by side, captioned "A · frame I" and "B · frame J" or with
+the images' file names, a line per mutual match, `viz.draw_matches`) and
 DIR/matches.json (every match: pixel coordinates in A and B, similarity, mutual), and prints how
 many matches pass the forward-backward check. The folder appears only when both are written.
 """
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.step < 1 or args.max_lines < 1:
         raise InputError(None, "--step and --max-lines must be positive")
     check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
-    (frame_a, name_a), (frame_b, name_b) = _frames(args)
+    (frame_a, name_a, label_a), (frame_b, name_b, label_b) = _frames(args)
     mask = _mask(args.mask, frame_a.shape[:2]) if args.mask else None
     preset = resolve_preset(args)
     encoder, info = load_model(args, preset)
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {"a": name_a, "b": name_b, "preset": preset.name, "model": info, "step": args.step,
                "points": n, "mutual": mutual}
     with sigterm_cleans_up("match"), atomic_dir(args.out) as tmp:
-        picture = draw_matches(frame_a, frame_b, matches, max_lines=args.max_lines, show_rejected=args.show_rejected)
+        picture = draw_matches(frame_a, frame_b, matches, max_lines=args.max_lines, show_rejected=args.show_rejected,
+                               captions=(label_a, label_b))
         Image.fromarray(picture).save(tmp / "matches.png")
         (tmp / "matches.json").write_text(json.dumps({**summary, **matches.to_dict()}, indent=1) + "\n")
     model = model_label(info)
@@ -86,15 +88,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _frames(args: argparse.Namespace):
-    """-> ((frame A, its name), (frame B, its name)) from two images or one video and --frames."""
+    """-> ((frame A, its name, its caption), (frame B, ...)) from two images or one video and --frames;
+    the captions of matches.png say which frame is which: "A · frame 0" of a video, "A · a.jpg"."""
     from vidcorr.io.images import read_image
     from vidcorr.io.video import open_frames
+    from vidcorr.viz import frame_caption
 
     if len(args.inputs) == 2:
         if args.frames is not None:  # it was ignored without a word
             raise InputError(None, "--frames picks two frames of one video or frame folder; with two images "
                                    "A B, leave it out")
-        return [(read_image(path), str(path)) for path in args.inputs]
+        return [(read_image(path), str(path), f"{side} · {path.name}") for side, path in zip("AB", args.inputs)]
     if len(args.inputs) != 1:
         raise InputError(None, f"expected two images or one video, got {len(args.inputs)} inputs")
     video = args.inputs[0]
@@ -117,7 +121,7 @@ def _frames(args: argparse.Namespace):
         raise InputError(video, f"has {error.available} frames, and the default --frames {DEFAULT_FRAMES} "
                                 f"needs {max(i, j) + 1}; pass --frames I,J with indices below "
                                 f"{error.available}") from None
-    return (frame_a, f"{video}#{i}"), (frame_b, f"{video}#{j}")
+    return ((frame_a, f"{video}#{i}", frame_caption("A", i)), (frame_b, f"{video}#{j}", frame_caption("B", j)))
 
 
 def _mask(path: Path, frame_hw: tuple[int, int]):

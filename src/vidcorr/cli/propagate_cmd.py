@@ -6,8 +6,8 @@ A mask gives one indexed PNG per frame in DIR/masks/; keypoints give DIR/keypoin
 frame's coordinates (format in docs/keypoints.md); a box gives DIR/boxes.json (0-based x, y, w, h
 per frame, tracked with UVC's region localisation or a DCF head, docs/tracking.md); soft labels
 (K, H, W) give one .npy per frame in DIR/labels/ (`vidcorr.soft_labels`; float32, or float16 with
---labels-dtype). All write an overlay video DIR/overlay.mp4 unless --no-video; the folder appears only
-when everything succeeded.
+--labels-dtype). All write an overlay video DIR/overlay.mp4 unless --no-video, each frame captioned
+with its 0-based number; the folder appears only when everything succeeded.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.io.atomic import atomic_dir, check_output_path, sigterm_cleans_up
     from vidcorr.io.video import GIVE_FRAMES, open_frames, write_video
     from vidcorr.track_uvc import mask_propagator
+    from vidcorr.viz import caption, frame_caption
 
     if args.track and args.mask is None:
         raise VidcorrError("--track (UVC-track) carries masks: it needs --mask")
@@ -145,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
         if args.no_video:
             for _ in counted():
                 pass
-        else:
-            write_video(tmp / "overlay.mp4", counted(), fps, times=times)
+        else:  # each frame numbered from 0, as a video's result files are (masks/00017.png: frame 17)
+            numbered = (caption(frame, frame_caption("", t)) for t, frame in enumerate(counted()))
+            write_video(tmp / "overlay.mp4", numbered, fps, times=times)
         if n < 2:  # counted, not the header's count: inside the block, so nothing is left written
             raise InputError(args.input, "holds 1 frame: no frame to propagate the first-frame annotation to "
                                          "(give the whole video or folder of frames)")

@@ -18,7 +18,7 @@ from vidcorr.io.video import open_frame_files, write_video
 from vidcorr.labels import VOID
 from vidcorr.masks import mask_overlay
 from vidcorr.propagate import Propagator
-from vidcorr.viz import overlay_mask, side_by_side
+from vidcorr.viz import caption, frame_caption, overlay_mask, side_by_side
 
 DAVIS_FPS = 24.0  # the frame rate of DAVIS's 480p sequences (overlay videos)
 OVERLAYS = "overlays"  # OUT's folder of overlay videos, beside the sequence folders the scorer reads
@@ -37,14 +37,18 @@ def overlay_frames(
 
     frame_names: the frames' file stems, in order. truth: annotation PNGs; when given, each frame
     shows the propagated masks beside its annotation (matched by file stem; "no annotation" where a
-    frame has none) -> (H, 2W + 8, 3), else the masks alone -> (H, W, 3). propagator: the one
+    frame has none) -> (H, 2W + 8, 3), else the masks alone -> (H, W, 3); either way captioned with
+    its 0-based frame number (`vidcorr.viz.frame_caption`, "propagated · frame 17"). propagator: the one
     producing ``pairs`` as they are drawn (`vidcorr.masks.mask_overlay`: a `UVCTracker`'s boxes are
     drawn too, so each pair must be drawn before the next frame is propagated, as here).
     """
     annotated = {path.stem: path for path in truth}
-    for name, (frame, labels) in zip(frame_names, pairs):
+    for index, (name, (frame, labels)) in enumerate(zip(frame_names, pairs)):
         drawn = overlay_mask(frame, labels) if propagator is None else mask_overlay(frame, labels, propagator)
-        yield _beside_truth(frame, drawn, annotated.get(name)) if truth else drawn
+        if truth:
+            yield _beside_truth(frame, drawn, annotated.get(name), index)
+        else:
+            yield caption(drawn, frame_caption("", index))
 
 
 def overlay_from_results(frame_paths: Sequence[Path], results: Path, truth: Sequence[Path], overlay: Path) -> int:
@@ -68,10 +72,12 @@ def overlay_from_results(frame_paths: Sequence[Path], results: Path, truth: Sequ
     return written
 
 
-def _beside_truth(frame: np.ndarray, propagated: np.ndarray, truth: Path | None) -> np.ndarray:
-    """The propagated overlay (left) beside the annotation drawn on the same frame (right) -> (H, 2W + 8, 3)."""
+def _beside_truth(frame: np.ndarray, propagated: np.ndarray, truth: Path | None, index: int) -> np.ndarray:
+    """The propagated overlay (left, captioned with frame number ``index``) beside the annotation
+    drawn on the same frame (right) -> (H, 2W + 8, 3)."""
+    shown = frame_caption("propagated", index)
     if truth is None:
-        return side_by_side([propagated, frame], ["propagated", "no annotation"])
+        return side_by_side([propagated, frame], [shown, "no annotation"])
     annotation = read_mask(truth)
     annotation = np.where(annotation == VOID, 0, annotation)
-    return side_by_side([propagated, overlay_mask(frame, annotation)], ["propagated", "annotation"])
+    return side_by_side([propagated, overlay_mask(frame, annotation)], [shown, "annotation"])
