@@ -1,12 +1,17 @@
 """DAVIS overlay frames (`vidcorr.evaluate.davis_overlays.overlay_frames`): captioned with their frame
-number."""
+number; scripts/overlay_still.py draws one of them for the docs."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from vidcorr.evaluate.davis_overlays import overlay_frames
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_overlay_frames_are_captioned_with_their_frame_number(tmp_path):
@@ -25,3 +30,30 @@ def test_overlay_frames_are_captioned_with_their_frame_number(tmp_path):
         rows, cols = np.nonzero(changed)
         assert changed.any() and rows.max() < 25 and cols.max() < 160
 
+
+def test_the_docs_still_is_the_overlay_videos_frame(tmp_path, capsys):
+    """scripts/overlay_still.py (docs/img/overlay-*.jpg): frame N of the overlay, captioned with N, at
+    half size; a frame the sequence lacks exits 2 naming it, nothing written."""
+    spec = importlib.util.spec_from_file_location("overlay_still", ROOT / "scripts" / "overlay_still.py")
+    overlay_still = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(overlay_still)
+    results = tmp_path / "car-shadow"  # the demo's sequence, masks of our own
+    results.mkdir()
+    for t in range(3):
+        mask = np.zeros((480, 854), np.uint8)
+        mask[200:300, 100 + 50 * t:300 + 50 * t] = 1
+        Image.fromarray(mask).save(results / f"{t:05d}.png")
+    out = tmp_path / "still.jpg"
+    assert overlay_still.main([str(results), "2", str(out)]) == 0
+    still = Image.open(out)
+    assert still.size == (854 + 4, 240)
+    dataset = overlay_still.DavisDataset(overlay_still.DEMO_ROOT, sequences=["car-shadow"])
+    frames = dataset.frames("car-shadow")[:3]
+    pairs = [(np.asarray(Image.open(f).convert("RGB")), np.array(Image.open(results / f"{f.stem}.png"))) for f in frames]
+    video = list(overlay_frames(pairs, [f.stem for f in frames], dataset.masks("car-shadow")))
+    drawn = np.asarray(still.convert("RGB").resize((854 * 2 + 8, 480)), np.float32)
+    error = [np.abs(drawn - frame).mean() for frame in video]  # 22, 18, 5 grey levels
+    assert error[2] < 8 and error[1] > 2 * error[2]  # the video's frame 2, JPEG and resizing aside
+    assert overlay_still.main([str(results), "40", str(tmp_path / "x.jpg")]) == 2
+    assert "frame 40 asked for, but the sequence has frames 0..39" in capsys.readouterr().err
+    assert not (tmp_path / "x.jpg").exists()

@@ -1,0 +1,69 @@
+"""One frame of a DAVIS overlay video as a JPEG for the docs (docs/img/overlay-*.jpg).
+
+Draws frame N of RESULTS (a folder of result PNGs, e.g. the demo's out/demo/car-shadow) exactly as
+the overlay video of `vidcorr eval davis --overlays` and the demo does (`overlay_frames`: the
+propagated masks beside the annotation, captioned with the frame number), scaled by --scale:
+
+    vidcorr demo --weights weights/uvc_r18_ft2.safetensors --out /tmp/demo_ft2     # a few CPU minutes
+    .venv/bin/python scripts/overlay_still.py /tmp/demo_ft2/car-shadow 34 \\
+        docs/img/overlay-car-shadow-34-uvc_r18_ft2.jpg
+
+The frames and annotations come from --root (default: the demo's DAVIS sequence in the package),
+the sequence named by RESULTS' folder name. Draws no boxes (UVC-track's are not saved with masks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vidcorr.errors import InputError
+from vidcorr.evaluate.davis_overlays import overlay_frames
+from vidcorr.io.atomic import atomic_file
+from vidcorr.io.davis import DavisDataset
+from vidcorr.io.images import read_image
+from vidcorr.io.masks import read_mask
+
+DEMO_ROOT = Path(__file__).resolve().parents[1] / "src" / "vidcorr" / "assets" / "demo" / "davis"
+
+
+def still(root: Path, results: Path, index: int, scale: float) -> Image.Image:
+    """Frame ``index`` (0-based) of the overlay video of RESULTS' sequence, resized by ``scale``."""
+    dataset = DavisDataset(root, sequences=[results.name])
+    frames = dataset.frames(results.name)
+    if not 0 <= index < len(frames):
+        raise InputError(results, f"frame {index} asked for, but the sequence has frames 0..{len(frames) - 1}")
+    # every frame up to N goes through the video's drawing, so the still is the video's frame N
+    pairs = ((read_image(path), read_mask(results / f"{path.stem}.png")) for path in frames[:index + 1])
+    drawn = next(itertools.islice(overlay_frames(pairs, [p.stem for p in frames], dataset.masks(results.name)),
+                                  index, None))
+    image = Image.fromarray(np.ascontiguousarray(drawn))
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", type=Path, help="folder of result PNGs, named as the sequence")
+    p.add_argument("frame", type=int, help="0-based frame number")
+    p.add_argument("out", type=Path, help="JPEG to write")
+    p.add_argument("--root", type=Path, default=DEMO_ROOT, help="DAVIS root holding the sequence")
+    p.add_argument("--scale", type=float, default=0.5, help="size of the still (default: 0.5, half)")
+    args = p.parse_args(argv)
+    try:
+        image = still(args.root, args.results, args.frame, args.scale)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with atomic_file(args.out) as tmp:
+        image.save(tmp, format="JPEG", quality=85)
+    print(f"wrote {args.out} ({image.width}x{image.height})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
