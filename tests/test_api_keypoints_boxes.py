@@ -49,7 +49,9 @@ def test_propagate_keypoints_equals_the_command_line(data_dir, tmp_path):
 
 
 def test_track_box_equals_the_command_line(data_dir, tmp_path):
-    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    # dog-agility: 25 frames, the same 456x256 as the others; the comparison is frame by frame, so
+    # bear's 82 frames (3x the time, twice over: command line and API) showed nothing more
+    video = data_dir / "videos" / "davis2016-train" / "dog-agility.mp4"
     out = tmp_path / "cli"
     assert main(["propagate", str(video), "--box", "100,60,80,60", "--tracker", "dcf", "--out", str(out),
                  "--no-video", "--features", "lab-pixels"]) == 0
