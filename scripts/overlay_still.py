@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vidcorr.cli.common import positive_float
 from vidcorr.errors import InputError
 from vidcorr.evaluate.davis_overlays import overlay_frames
 from vidcorr.io.atomic import atomic_file
@@ -43,7 +44,8 @@ def still(root: Path, results: Path, index: int, scale: float) -> Image.Image:
     drawn = next(itertools.islice(overlay_frames(pairs, [p.stem for p in frames], dataset.masks(results.name)),
                                   index, None))
     image = Image.fromarray(np.ascontiguousarray(drawn))
-    return image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+    # at least a pixel each way: a tiny --scale rounded to 0 was PIL's "height and width must be > 0"
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("frame", type=int, help="0-based frame number")
     p.add_argument("out", type=Path, help="JPEG to write")
     p.add_argument("--root", type=Path, default=DEMO_ROOT, help="DAVIS root holding the sequence")
-    p.add_argument("--scale", type=float, default=0.5, help="size of the still (default: 0.5, half)")
+    # 0, a negative or NaN scale ended in PIL's "height and width must be > 0" traceback
+    p.add_argument("--scale", type=positive_float, default=0.5, help="size of the still (default: 0.5, half)")
     args = p.parse_args(argv)
     try:
         image = still(args.root, args.results, args.frame, args.scale)

@@ -57,3 +57,26 @@ def test_the_docs_still_is_the_overlay_videos_frame(tmp_path, capsys):
     assert overlay_still.main([str(results), "40", str(tmp_path / "x.jpg")]) == 2
     assert "frame 40 asked for, but the sequence has frames 0..39" in capsys.readouterr().err
     assert not (tmp_path / "x.jpg").exists()
+
+
+def test_the_docs_still_refuses_a_scale_that_draws_nothing(tmp_path, capsys):
+    """scripts/overlay_still.py --scale 0 or less is a usage error (exit 2, nothing written), not PIL's
+    "height and width must be > 0" traceback; a tiny one still draws a pixel."""
+    spec = importlib.util.spec_from_file_location("overlay_still", ROOT / "scripts" / "overlay_still.py")
+    overlay_still = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(overlay_still)
+    results = tmp_path / "car-shadow"
+    results.mkdir()
+    Image.fromarray(np.zeros((480, 854), np.uint8)).save(results / "00000.png")
+    out = tmp_path / "still.jpg"
+    for scale in ("0", "-1", "nan"):
+        try:
+            overlay_still.main([str(results), "0", str(out), "--scale", scale])
+        except SystemExit as exit_:
+            assert exit_.code == 2
+        else:
+            raise AssertionError(f"--scale {scale} was taken")
+        assert "--scale: expected a positive number" in capsys.readouterr().err
+        assert not out.exists()
+    assert overlay_still.main([str(results), "0", str(out), "--scale", "0.0001"]) == 0
+    assert Image.open(out).size == (1, 1)
