@@ -126,3 +126,11 @@ def test_captions_on_a_pillow_with_only_the_bitmap_font(monkeypatch):
     monkeypatch.setattr(ImageFont, "load_default", lambda: ImageFont.load_default_imagefont())
     assert isinstance(viz.caption_font(1080), ImageFont.ImageFont)
     assert 12 <= _caption_box(1080)[0] <= 20
+
+
+def test_outline_width_follows_the_short_side_with_halves_rounded_up():
+    """1 px below 360p, 2 at 480p, 5 at 1080p as documented (round(4.5) is 4: 1080p had 4 px)."""
+    from vidcorr.viz import outline_width
+
+    assert [outline_width((h, h * 16 // 9)) for h in (240, 359, 360, 480, 720, 1080)] == [1, 1, 2, 2, 3, 5]
+    assert outline_width((1920, 1080)) == 5  # a portrait frame: its short side counts

@@ -53,8 +53,9 @@ def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
 
 
 def outline_width(frame_hw: tuple[int, int]) -> int:
-    """Pixels of a mask outline on a frame of (H, W): 1 up to 360p, 2 at 480p, 5 at 1080p."""
-    return max(1, round(min(frame_hw) / 240))
+    """Pixels of a mask outline on a frame of (H, W): the short side / 240, halves rounded up (1 below
+    360p, 2 at 360p and 480p, 3 at 720p, 5 at 1080p); Python's round(4.5) = 4 gave 1080p 4 px."""
+    return max(1, math.floor(min(frame_hw) / 240 + 0.5))
 
 
 def full_brightness(colours: np.ndarray) -> np.ndarray:
