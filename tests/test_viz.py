@@ -134,3 +134,23 @@ def test_outline_width_follows_the_short_side_with_halves_rounded_up():
 
     assert [outline_width((h, h * 16 // 9)) for h in (240, 359, 360, 480, 720, 1080)] == [1, 1, 2, 2, 3, 5]
     assert outline_width((1920, 1080)) == 5  # a portrait frame: its short side counts
+
+
+def test_captions_fall_back_to_the_bitmap_font_on_a_pillow_without_freetype(monkeypatch):
+    """Pillow >= 10.1 built without FreeType: load_default(size=...) asks for the scalable font and
+    raises ImportError; every overlay caption (propagate, eval, match) then failed. The bitmap font."""
+    from PIL import ImageFont
+
+    from vidcorr import viz
+
+    bitmap = ImageFont.load_default_imagefont()
+
+    def no_freetype(size=None):
+        if size is not None:
+            raise ImportError("The _imagingft C module is not installed")
+        return bitmap
+
+    monkeypatch.setattr(viz.ImageFont, "load_default", no_freetype)
+    assert viz.caption_font(480) is bitmap
+    out = viz.caption(np.full((120, 160, 3), 100, np.uint8), "frame 3")
+    assert (out[:20, :60] != 100).any() and (out[40:] == 100).all()

@@ -111,10 +111,13 @@ def caption_size(height: int) -> int:
 
 def caption_font(height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     """Pillow's default font at `caption_size` (Pillow >= 10.1 with FreeType, a scalable font); on
-    Pillow 10.0, which has only the 11-px bitmap font, that font at every size."""
+    Pillow 10.0, which has only the 11-px bitmap font, and on a Pillow built without FreeType, that
+    bitmap font at every size."""
     try:
         return ImageFont.load_default(size=caption_size(height))
-    except TypeError:  # Pillow 10.0: load_default() takes no size
+    except (TypeError, ImportError):
+        # TypeError: Pillow 10.0, whose load_default() takes no size. ImportError: no FreeType, where a
+        # size asks for the scalable font anyway ("The _imagingft C module is not installed").
         return ImageFont.load_default()
 
 
