@@ -210,3 +210,50 @@ def test_shares_are_balanced_by_size_and_deterministic(monkeypatch):
     assert [threads_per_rank(n) for n in (1, 3, 16)] == [8, 2, 1]
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # per process, as torchrun sets it: kept
     assert threads_per_rank(4) == 8
+
+
+class _PeersArrive:
+    """A store for rank 0 of 2 in which rank 1 has answered every step, but comes to the end of its
+    items (``items/1``) only after rank 0's first poll there, which a Ctrl-C interrupts."""
+
+    def __init__(self):
+        self.keys: dict[str, bytes] = {}
+        self.interrupted = False
+
+    def set(self, key: str, value: str) -> None:
+        self.keys[key] = value.encode()
+        if "/items/" not in key and key.endswith("/0"):  # rank 1 answers as rank 0 does
+            self.keys[key[:-1] + "1"] = b"ok"
+
+    def get(self, key: str) -> bytes:
+        return self.keys[key]
+
+    def check(self, keys: list[str]) -> bool:
+        if any("/items/1" in key for key in keys) and not self.interrupted:
+            self.interrupted = True
+            self.keys[keys[1]] = b"ok"  # rank 1 finishes while rank 0 is being interrupted
+            raise KeyboardInterrupt
+        return all(key in self.keys for key in keys)
+
+
+def test_a_ctrl_c_while_waiting_for_the_other_ranks_still_merges_their_records(tmp_path):
+    """Rank 0 finished its share and waits for rank 1 when Ctrl-C comes: it still waits for rank 1 to
+    stop and merges its record into .run.json (it had left with the rank file unmerged), then exits
+    on the interrupt."""
+    from vidcorr.evaluate.ranks import Ranks
+    from vidcorr.evaluate.runs import RANK_RECORD
+    from vidcorr.evaluate.shards import run_items
+
+    out, stamp = tmp_path / "out", {"command": "eval test"}
+    store = _PeersArrive()
+
+    def work(name: str) -> dict:  # rank 0 does "a"; rank 1, meanwhile, records "b" in its own file
+        (out / RANK_RECORD.format(1)).write_text(json.dumps({**stamp, "finished": ["b"], "timing": {"b": {"frames": 1}}}))
+        return {"frames": 1}
+
+    with pytest.raises(KeyboardInterrupt):
+        run_items(Ranks(0, 2, "cpu", store), out, stamp, ["a", "b"], resume=False, done=lambda name: True,
+                  work=work, desc="test")
+    assert store.interrupted and store.keys["vidcorr-eval/0/failed"] == b"0"  # rank 1 told
+    assert json.loads((out / ".run.json").read_text())["finished"] == ["a", "b"]
+    assert not (out / RANK_RECORD.format(1)).exists()

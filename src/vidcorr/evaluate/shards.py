@@ -68,7 +68,7 @@ def _sharded(ranks: Ranks, out_dir: Path, stamp: dict, names: Sequence[str], *, 
         if not isinstance(error, PeerFailed):
             ranks.fail()
     # Every rank, finished or failed, stops here before rank 0 reads the ranks' records.
-    outcomes = ranks.gather("items", "ok" if failure is None else "failed", heed_failure=False)
+    outcomes, failure = _stop_together(ranks, failure)
     if ranks.is_main:
         merge_rank_records(record, names)
         if not record.finished:
@@ -79,3 +79,18 @@ def _sharded(ranks: Ranks, out_dir: Path, stamp: dict, names: Sequence[str], *, 
         raise PeerFailed(f"stopped: rank {outcomes.index('failed')} of {ranks.world_size} failed (its error says why)")
     record.ranks, record.wall_seconds = ranks.world_size, time.perf_counter() - start
     return record
+
+
+def _stop_together(ranks: Ranks, failure: BaseException | None) -> tuple[list[str], BaseException | None]:
+    """Every rank's outcome of its items, once all stopped -> (them, this rank's failure). A Ctrl-C
+    while waiting for the slower ranks (a rank that finished its share waits here) becomes this
+    rank's failure and the wait goes on, the others told (`Ranks.fail`): it left rank 0 without
+    merging the ranks' records, or removing an unstarted run's folder. A second interrupt stops it."""
+    while True:
+        try:
+            return ranks.gather("items", "ok" if failure is None else "failed", heed_failure=False), failure
+        except KeyboardInterrupt as interrupt:
+            if failure is not None:
+                raise
+            failure = interrupt
+            ranks.fail()
