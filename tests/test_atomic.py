@@ -187,3 +187,28 @@ def test_write_json_atomic_refuses_nan_leaving_the_earlier_file(tmp_path):
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         write_json_atomic({"J&F-Mean": float("nan")}, path)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_a_second_sigterm_does_not_cut_the_cleanup_of_the_first_short(tmp_path, capsys):
+    """sigterm_cleans_up: a SIGTERM repeated while the first one's unwinding removes the temporary
+    output raised again inside that removal, leaving part of it behind; it is ignored until the
+    block is left (143, the output gone), and the previous handler is put back."""
+    import os
+    import signal
+
+    from vidcorr.io.atomic import atomic_dir, sigterm_cleans_up
+
+    out, cleaned = tmp_path / "out", []
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        with sigterm_cleans_up("test"), atomic_dir(out) as tmp:
+            (tmp / "half.png").write_bytes(b"x")
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary: the handler runs
+            finally:  # the cleanup, as atomic_dir's own: a second SIGTERM arrives in the middle of it
+                os.kill(os.getpid(), signal.SIGTERM)
+                cleaned.append(True)
+    assert stop.value.code == 143 and cleaned == [True]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is previous

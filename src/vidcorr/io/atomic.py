@@ -35,7 +35,8 @@ def sigterm_cleans_up(what: str) -> Iterator[None]:
     """Within the block, SIGTERM (`kill`, `timeout`, a container or job scheduler stopping) unwinds
     it as Ctrl-C does, so `atomic_dir` and `atomic_file` remove their temporary output; then one
     line on stderr and SystemExit(143). Python's default, dying at once, left a hidden
-    `.OUT.partial-*` folder holding part of the results. The previous handler is restored after;
+    `.OUT.partial-*` folder holding part of the results. Further SIGTERMs are ignored while it unwinds,
+    and the previous handler is restored after;
     off the main thread (where no handler can be set) the block runs as it is.
 
     what: the command, for the message ("propagate").
@@ -45,6 +46,9 @@ def sigterm_cleans_up(what: str) -> Iterator[None]:
         return
 
     def terminate(signum, frame):
+        # Once: a second SIGTERM (a supervisor repeating itself) raised again inside the cleanup that
+        # the first one started, and left part of the temporary output behind after all.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise _Terminated
 
     previous = signal.signal(signal.SIGTERM, terminate)
