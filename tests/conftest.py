@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,27 @@ def short_list(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     listing.write_text("".join(f"{data_dir / 'videos' / 'davis2016-train' / name}.mp4\n"
                                for name in SHORT_TRAINING_VIDEOS))
     return listing
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    out: Path  # its output folder: copy it before changing anything in it
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """One `vidcorr demo --size 96 --features lab-pixels` run, shared by the tests that read its output
+    or what it printed: each run costs seconds (40 frames: a 480p overlay video, the DAVIS scoring)."""
+    from vidcorr.cli import main
+
+    out = tmp_path_factory.mktemp("demo_run") / "demo"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"])
+    return DemoRun(out, code, stdout.getvalue(), stderr.getvalue())
 
 
 # The test_video_* files' real video.

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from vidcorr.cli import main
 from vidcorr.metrics.davis import GLOBAL_KEYS
 
 
-def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
-    captured = capsys.readouterr()
-    text = captured.out
+def test_demo_runs_on_the_shipped_sequence(demo_run, tmp_path, capsys):
+    assert demo_run.code == 0
+    text = demo_run.stdout
     assert "J&F-Mean" in text and "UNTRAINED FLOOR" in text
-    assert "propagate:" in captured.err and "/40 [" in captured.err  # minutes at 480p: it was silent
+    assert "propagate:" in demo_run.stderr and "/40 [" in demo_run.stderr  # minutes at 480p: it was silent
+    out = tmp_path / "demo"
+    shutil.copytree(demo_run.out, out)  # the shared run's output, to be replaced below
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["J&F-Mean"] <= 1.0 and results["preset_knobs"]["size"]["size"] == 96
     assert len(list((out / "car-shadow").glob("*.png"))) == 40 and (out / "overlay.mp4").exists()
@@ -49,13 +50,14 @@ def test_demo_runs_on_the_shipped_sequence(tmp_path, capsys):
             "a run that was killed)") in capsys.readouterr().err
 
 
-def test_an_interrupted_demo_keeps_the_earlier_output(tmp_path, monkeypatch, capsys):
+def test_an_interrupted_demo_keeps_the_earlier_output(demo_run, tmp_path, monkeypatch, capsys):
     """A second demo run deleted the first one's output before it began: interrupted, the folder was
     left empty. Now the earlier output gives way only to a complete new one."""
     import vidcorr.metrics.davis as davis_metrics
 
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--size", "96", "--features", "lab-pixels"]) == 0
+    assert demo_run.code == 0
+    shutil.copytree(demo_run.out, out)  # a complete earlier demo's output
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def interrupted(*args, **kwargs):

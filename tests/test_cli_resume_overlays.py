@@ -145,11 +145,11 @@ def test_propagate_tracks_a_box_with_localise_by_default(short_clip, tmp_path, c
     assert json.loads((tmp_path / "out" / "boxes.json").read_text())["tracker"] == "localise"
 
 
-def test_demo_names_a_changed_size_beside_its_score(tmp_path, capsys):
+def test_demo_names_a_changed_size_beside_its_score(demo_run):
     """`demo --size 240` printed "J&F-Mean = 0.7267 (preset crw; ...)", easily set against the
-    README's full-size 0.786."""
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--features", "lab-pixels", "--size", "96"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    README's full-size 0.786. (demo_run: `demo --size 96 --features lab-pixels`, shared.)"""
+    assert demo_run.code == 0
+    lines = demo_run.stdout.splitlines()
     assert ", preset crw (--size 96), UNTRAINED FLOOR" in lines[0]
     assert lines[-1].startswith("J&F-Mean = ") and "(preset crw (--size 96); UNTRAINED FLOOR" in lines[-1]
 
