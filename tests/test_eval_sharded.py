@@ -257,3 +257,28 @@ def test_a_ctrl_c_while_waiting_for_the_other_ranks_still_merges_their_records(t
     assert store.interrupted and store.keys["vidcorr-eval/0/failed"] == b"0"  # rank 1 told
     assert json.loads((out / ".run.json").read_text())["finished"] == ["a", "b"]
     assert not (out / RANK_RECORD.format(1)).exists()
+
+
+def test_a_rank_that_failed_waits_out_one_ctrl_c_and_keeps_its_own_error(tmp_path):
+    """A rank stopped by a peer's failure, then Ctrl-C'd while the others stop: it still waits and
+    merges, raises its own PeerFailed, and does not claim the failure as its own (`Ranks.fail`)."""
+    from vidcorr.evaluate.ranks import PeerFailed, Ranks
+    from vidcorr.evaluate.runs import RANK_RECORD
+    from vidcorr.evaluate.shards import run_items
+
+    out, stamp = tmp_path / "out", {"command": "eval test"}
+    store = _PeersArrive()
+
+    def work(name: str) -> dict:  # rank 1 recorded "b" and failed on its next item
+        (out / RANK_RECORD.format(1)).write_text(json.dumps({**stamp, "finished": ["b"]}))
+        store.keys["vidcorr-eval/0/failed"] = b"1"
+        return {"frames": 1}
+
+    try:
+        with pytest.raises(PeerFailed):
+            run_items(Ranks(0, 2, "cpu", store), out, stamp, ["a", "b", "c"], resume=False,
+                      done=lambda name: True, work=work, desc="test")  # rank 0: "a" and "c"
+    except KeyboardInterrupt:  # a failure of this test, not an interrupted session
+        raise AssertionError("the first Ctrl-C ended the wait") from None
+    assert store.interrupted and store.keys["vidcorr-eval/0/failed"] == b"1"
+    assert json.loads((out / ".run.json").read_text())["finished"] == ["a", "b"]

@@ -83,14 +83,18 @@ def _sharded(ranks: Ranks, out_dir: Path, stamp: dict, names: Sequence[str], *, 
 
 def _stop_together(ranks: Ranks, failure: BaseException | None) -> tuple[list[str], BaseException | None]:
     """Every rank's outcome of its items, once all stopped -> (them, this rank's failure). A Ctrl-C
-    while waiting for the slower ranks (a rank that finished its share waits here) becomes this
-    rank's failure and the wait goes on, the others told (`Ranks.fail`): it left rank 0 without
-    merging the ranks' records, or removing an unstarted run's folder. A second interrupt stops it."""
+    while waiting for the slower ranks (a rank that finished its share, or already failed, waits
+    here) does not end the wait: it becomes this rank's failure if it had none (the others told,
+    `Ranks.fail`), and the wait goes on, so that rank 0 still merges the ranks' records (it had left
+    them unmerged, and an unstarted run's folder in place). A second interrupt stops the wait."""
+    interrupted = isinstance(failure, KeyboardInterrupt)
     while True:
         try:
             return ranks.gather("items", "ok" if failure is None else "failed", heed_failure=False), failure
         except KeyboardInterrupt as interrupt:
-            if failure is not None:
+            if interrupted:
                 raise
-            failure = interrupt
-            ranks.fail()
+            interrupted = True
+            if failure is None:
+                failure = interrupt
+                ranks.fail()
