@@ -137,6 +137,16 @@ def test_read_keypoints_json_takes_a_byte_order_mark(tmp_path):
     assert kps.points.tolist() == [[1, 2]] and kps.names == ["nez"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_read_keypoints_json_takes_utf16_text(tmp_path, encoding):
+    """Windows PowerShell's `python make_kps.py > kps.json` writes UTF-16: it was refused as "a binary
+    file ... a mask goes to --mask", which it is not."""
+    path = tmp_path / "kps.json"
+    path.write_bytes('{"keypoints": [[1, 2]], "names": ["nez"]}'.encode(encoding))
+    kps = read_keypoints_json(path)
+    assert kps.points.tolist() == [[1, 2]] and kps.names == ["nez"]
+
+
 @pytest.mark.parametrize(("data", "message"), [
     ("{not json", "not valid JSON"),
     ({"points": [[1, 2]]}, '"keypoints" list'),

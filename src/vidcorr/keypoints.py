@@ -239,7 +239,9 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))  # json refuses a Windows editor's BOM
+        # From bytes json finds the encoding: UTF-8 with or without a Windows editor's BOM, and the
+        # UTF-16 of Windows PowerShell's `>`, which the binary-file message below took for a mask or .npy
+        data = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise InputError(path, "keypoints file not found") from None
     except OSError as err:  # a folder, no permission
