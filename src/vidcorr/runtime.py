@@ -1,6 +1,7 @@
 """Process-wide CPU settings: memory that keeps a long propagation run's peak flat, and subnormal
-floats flushed to zero for training (`flush_cpu_denormals`, at the end); and `checked_device`,
-whether this machine has the device a user named.
+floats flushed to zero for training (`flush_cpu_denormals`, at the end); `checked_device`,
+whether this machine has the device a user named; and `RankRole`, a process's place among the
+ranks of a torchrun group (training and evaluation).
 
 Propagation allocates the same large temporaries (score chunks, unfolded reference tiles) for every
 frame. With glibc's default malloc, a freed large block raises the mmap threshold dynamically (up to
@@ -114,3 +115,20 @@ def checked_device(device: Any) -> Any:
         if device.index is not None and count is not None and device.index >= count():
             raise ValueError(f"device={str(device)!r} but this machine has {count()} {kind} device(s)")
     return device
+
+
+class RankRole:
+    """``is_main`` and ``distributed`` from a process's ``rank`` among ``world_size``: the trainer's
+    `DistContext` and the eval commands' `vidcorr.evaluate.ranks.Ranks`."""
+
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process logs, writes checkpoints, exports weights and scores."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import torch
 
 from vidcorr.errors import VidcorrError
+from vidcorr.runtime import RankRole
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class PeerFailed(VidcorrError):
 
 
 @dataclass
-class Ranks:
+class Ranks(RankRole):
     """This process's place among the eval ranks. ``store``: the process group's key-value store,
     None for a single process. ``device``: what this rank runs on (for a single process the
     --device as given, unchanged)."""
@@ -48,14 +49,6 @@ class Ranks:
     device: str | torch.device = "cpu"
     store: Any = None
     _steps: int = field(default=0, repr=False)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
     def _key(self, name: str) -> str:
         # a restarted torchrun group (--max-restarts) shares the agent's store: keys of the attempt

@@ -18,24 +18,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vidcorr.errors import VidcorrError
-from vidcorr.runtime import checked_device
+from vidcorr.runtime import RankRole, checked_device
 
 
 @dataclass(frozen=True)
-class DistContext:
+class DistContext(RankRole):
     rank: int
     world_size: int
     local_rank: int
     device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        """Only the main process logs, writes checkpoints and exports weights."""
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def launched_rank() -> int:
