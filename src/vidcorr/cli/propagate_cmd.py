@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             '"edges": [[i, j], ...], "visible": [...]} in pixels (docs/keypoints.md)')
     first.add_argument("--box", type=_box, metavar="x,y,w,h",
                        help="first-frame box in 0-based pixels (top-left corner, width, height); commas or spaces "
-                            "between the numbers")
+                            "between the numbers (quoted with spaces: --box '120 80 64 48')")
     first.add_argument("--labels", type=Path, metavar="FIRST.npy",
                        help="first-frame soft labels: a .npy array (K, H, W) or (H, W) of any real values "
                             "(probabilities, a matte, a heat map); writes DIR/labels/<frame>.npy")
