@@ -24,3 +24,7 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$(cat "$ST
   python -m pip install -q -e "$ROOT[test]"
   echo "$TORCH_PAIR" > "$STAMP"
 fi
+# Test processes for scripts/test.sh and test_torch.sh (pytest-xdist): one per core this process may
+# use, at most 4 (each holds 1-2 GB at peak). VIDCORR_TEST_WORKERS=0 runs the tests in one process
+# (for --pdb, or to read a test's output in order).
+VIDCORR_TEST_WORKERS="${VIDCORR_TEST_WORKERS:-$(python -c 'import os; n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1; print(min(4, n))')}"

@@ -4,4 +4,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
-exec python -m pytest "$@"
+exec python -m pytest -n "$VIDCORR_TEST_WORKERS" --dist loadfile "$@"  # whole files per worker: module fixtures built once

@@ -20,4 +20,4 @@ export VIDCORR_VENV
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 python -c "import sys, torch, torchvision; print(f'[vidcorr] Python {sys.version.split()[0]}, torch {torch.__version__}, torchvision {torchvision.__version__}')"
-exec python -m pytest "$@"
+exec python -m pytest -n "$VIDCORR_TEST_WORKERS" --dist loadfile "$@"  # whole files per worker: module fixtures built once

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDCORR_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (scripts/test.sh) each worker is one process of several on the same cores: one
+# torch thread each, or two workers' thread pools contend (the 2-core suite ran 1.7x faster so).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture
