@@ -24,7 +24,9 @@ def _rank(rank: int, world: int, port: int, argv: list[str], folder: Path) -> No
     (folder / f"code{rank}.txt").write_text(str(code))
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this machine now, for a process group's MASTER_PORT (each test its own:
+    tests run side by side under pytest-xdist)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -36,7 +38,7 @@ def run_ranks(argv: list[str], folder: Path, world: int = 2, timeout: float = 60
     fork: the ranks start from this already-imported process (a fresh interpreter per rank costs
     seconds of imports on the 2-core box); they join the group from torchrun's environment variables."""
     folder.mkdir(parents=True, exist_ok=True)
-    context = mp.start_processes(_rank, args=(world, _free_port(), argv, folder), nprocs=world,
+    context = mp.start_processes(_rank, args=(world, free_port(), argv, folder), nprocs=world,
                                  start_method="fork", join=False)
     deadline = time.monotonic() + timeout
     while not context.join(timeout=1):

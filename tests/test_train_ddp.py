@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from rank_helpers import free_port
 
 from vidcorr.methods import uvc
 from vidcorr.models import LabAutoencoder
@@ -50,16 +50,10 @@ def _rank(rank: int, port: int, data: str, out: Path) -> None:
     }))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_rank_gloo_run_agrees_on_losses(data_dir: Path, tmp_path: Path) -> None:
     # fork: the ranks start from this already-imported process (a fresh interpreter per rank
     # costs ~10 s of imports on the 2-core box); init is still from the environment variables.
-    mp.start_processes(_rank, args=(_free_port(), str(data_dir / "videos" / "davis2016-train"), tmp_path),
+    mp.start_processes(_rank, args=(free_port(), str(data_dir / "videos" / "davis2016-train"), tmp_path),
                        nprocs=2, start_method="fork")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 and r["steps"] == 3 and r["samples"] == 12 for r in ranks)
@@ -89,7 +83,7 @@ def _moco_rank(rank: int, port: int, out: Path) -> None:
 
 
 def test_moco_under_ddp_enqueues_every_ranks_keys_in_rank_order(tmp_path: Path) -> None:
-    mp.start_processes(_moco_rank, args=(_free_port(), tmp_path), nprocs=2, start_method="fork")
+    mp.start_processes(_moco_rank, args=(free_port(), tmp_path), nprocs=2, start_method="fork")
     ranks = [torch.load(tmp_path / f"moco{r}.pt", weights_only=True) for r in (0, 1)]
     assert all(r["pointer"] == 6 for r in ranks)  # advanced by the global batch, 2 x 3
     assert torch.equal(ranks[0]["queue"], ranks[1]["queue"])

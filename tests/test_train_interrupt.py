@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from rank_helpers import free_port
 from test_train_loop import TinyMethod, tiny_job, tiny_recipe, tiny_uvc_recipe, uvc_job
 from train_interrupt_helpers import _default_sigint, signal_at
 
@@ -263,16 +263,10 @@ def _rank(rank: int, port: int, data: str, out: Path) -> None:
     (out / f"rank{rank}.json").write_text(json.dumps({**outcome, "steps": steps}))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_ranks_stop_at_the_same_step(short_list: Path, tmp_path: Path) -> None:
     """A signal to one rank stops every rank at the same step: a rank that stopped alone went on to
     the checkpoint's collectives while the others ran the next step's (a hang, or garbage)."""
-    ranks = mp.start_processes(_rank, args=(_free_port(), str(short_list), tmp_path), nprocs=2,
+    ranks = mp.start_processes(_rank, args=(free_port(), str(short_list), tmp_path), nprocs=2,
                                start_method="fork", join=False)
     deadline = time.monotonic() + 60
     try:
