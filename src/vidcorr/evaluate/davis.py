@@ -122,9 +122,10 @@ def run_davis(
     ``J_per_frame`` / ``F_per_frame`` are in it, not in results.json) with ``preset``, ``model``,
     ``timing`` (and ``track``) added.
     """
+    ranks = ranks or Ranks()  # None: a single process, rank 0 of 1
     preset, out_dir, track = customised_preset(preset), Path(out_dir), track_options(track)
     # Every rank checks every input (the lowest rank that fails says why, once) before OUT is made.
-    dataset, first_masks, propagator = (ranks or Ranks()).agree(lambda: _prepare(
+    dataset, first_masks, propagator = ranks.agree(lambda: _prepare(
         encoder, preset, root, out_dir, year=year, split=split, sequences=sequences, resolution=resolution,
         device=device, batch_size=batch_size, resume=resume, track=track))
     stamp = run_stamp(model_info, preset, dataset, track)
@@ -141,7 +142,7 @@ def run_davis(
                        sizes=[len(dataset.frames(seq)) for seq in dataset.sequences], folders=[out_dir / OVERLAYS],
                        before=(lambda kept: _overlays_of_kept(dataset, kept, out_dir, tracked=track is not None))
                        if overlays else None)
-    if ranks is not None and not ranks.is_main:
+    if not ranks.is_main:
         return None
     results = score_davis(root, out_dir, dataset.year, split, dataset.sequences, resolution=resolution,
                           per_frame=True)

@@ -196,6 +196,7 @@ def run_jhmdb(
     propagates its share of the videos; rank 0 alone scores, writes results.json and returns the
     results, the others None (docs/metrics.md, "Several processes").
     """
+    ranks = ranks or Ranks()  # None: a single process, rank 0 of 1
     codec = codec or codec_for(preset.name)
     out_dir = Path(out_dir)
 
@@ -206,7 +207,7 @@ def run_jhmdb(
         log.info("JHMDB: %s", dataset.describe())
         return ground_truth, Propagator(encoder, preset, device=device, batch_size=batch_size)
 
-    ground_truth, propagator = (ranks or Ranks()).agree(prepare)
+    ground_truth, propagator = ranks.agree(prepare)
     stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "codec": codec.as_dict(),
              "split": dataset.split, "subset": dataset.subset}
     files = {video.name: out_dir / "predictions" / f"{video.name}.json" for video in dataset.videos}
@@ -217,7 +218,7 @@ def run_jhmdb(
                            propagator, videos[name], ground_truth[name], codec, files[name])),
                        desc=f"JHMDB ({preset.name})", unit="video",
                        sizes=[len(ground_truth[name]) for name in files], folders=folders)
-    if ranks is not None and not ranks.is_main:
+    if not ranks.is_main:
         return None
     # Scored as written (3 decimals), as `score_jhmdb` reads the files.
     results = score_folder(dataset, out_dir / "predictions", ground_truth, skip_first_frame)

@@ -274,6 +274,7 @@ def run_tracking(
     tracks its share of the sequences; rank 0 alone scores and returns the results, the others None
     (docs/metrics.md, "Several processes").
     """
+    ranks = ranks or Ranks()  # None: a single process, rank 0 of 1
     out_dir = Path(out_dir)
 
     def prepare() -> tuple[tuple[str | None, tuple[int, int]], list[TrackingSequence]]:  # every rank, before OUT
@@ -282,13 +283,13 @@ def run_tracking(
         check_output_folder(out_dir, resume, COMMANDS[benchmark])
         return interval, discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
 
-    interval, seqs = (ranks or Ranks()).agree(prepare)
+    interval, seqs = ranks.agree(prepare)
     run = {"tracker": "localise" if isinstance(settings, LocaliseSettings) else "dcf",
            "settings": dataclasses.asdict(settings), "preset": preset, "model": model_info or {},
            "max_frames": max_frames}
     record = _track_sequences(encoder, seqs, out_dir, benchmark, protocol, run, settings=settings, device=device,
                               resume=resume, ranks=ranks)
-    if ranks is not None and not ranks.is_main:
+    if not ranks.is_main:
         return None
     results = _scored_results(seqs, out_dir, benchmark, protocol, run, record, interval)
     write_tracking_results(results, out_dir / "results.json")

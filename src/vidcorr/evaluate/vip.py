@@ -215,13 +215,14 @@ def run_vip(
     session that propagated it). ranks: under torchrun each rank propagates its share of the videos;
     rank 0 alone scores and returns the results, the others None (docs/metrics.md, "Several processes").
     """
+    ranks = ranks or Ranks()  # None: a single process, rank 0 of 1
     out_dir = Path(out_dir)
 
     def prepare() -> Propagator:  # on every rank, before OUT is created
         check_output_folder(out_dir, resume, COMMAND)
         return Propagator(encoder, preset, device=device, batch_size=batch_size)
 
-    propagator = (ranks or Ranks()).agree(prepare)
+    propagator = ranks.agree(prepare)
     stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "layout": dataset.layout}
     if dataset.layout == "vip":  # the VIPSeg snippet has no split lists: every video is used
         stamp["split"] = dataset.split
@@ -230,7 +231,7 @@ def run_vip(
                        work=lambda name: timed_sequence(propagator, lambda: write_item_folder(
                            out_dir, name, partial(write_video, propagator, dataset, videos[name]))),
                        desc=f"VIP ({preset.name})", unit="video", sizes=[len(v.frames) for v in videos.values()])
-    if ranks is not None and not ranks.is_main:
+    if not ranks.is_main:
         return None
     results = score_folder(dataset, out_dir, skip_first_frame, instances=True)
     results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=model_info or {},
