@@ -131,17 +131,55 @@ def test_a_module_of_ones_own_may_return_half_features_but_not_other_shapes_dtyp
         def forward(self, rgb):
             return torch.empty(super().forward(rgb).shape, device="meta")
 
+    class FlatWhenNotSquare(PatchEncoder):  # passes the square probes, goes wrong on the real frames
+        def forward(self, rgb):
+            out = super().forward(rgb)
+            return out if rgb.shape[-1] == rgb.shape[-2] else out.flatten(2)
+
     frames, masks = _texture_video(n_frames=3)
     assert len(list(api.propagate_masks(frames, masks[0], encoder=Half(), preset=_crw_small()))) == 3
-    with pytest.raises(ValueError, match=r"encoder Flat gave \(1, 64, 96\) torch.float32 for 1 frame"):
-        list(api.propagate_masks(frames, masks[0], encoder=Flat(), preset=_crw_small()))
-    with pytest.raises(ValueError, match=r"encoder Integer gave \(1, 32, 8, 12\) torch.int32 \(not a floating-point "
+    # refused at the call, by the probes `--encoder` runs (grey 224 and 448 px frames)
+    with pytest.raises(ValueError, match=r"encoder Flat gave \(1, 224, 224\) torch.float32 for a 1 x 3 x 224"):
+        api.propagate_masks(frames, masks[0], encoder=Flat(), preset=_crw_small())
+    with pytest.raises(ValueError, match=r"encoder Integer gave \(1, 32, 28, 28\) torch.int32 \(not a floating-point "
                                          r"dtype.*expected float features \(1, C, h, w\)"):
-        list(api.propagate_masks(frames, masks[0], encoder=Integer(), preset=_crw_small()))
-    with pytest.raises(ValueError, match=r"encoder NoData gave \(1, 32, 8, 12\) torch.float32 on the meta device"):
-        list(api.propagate_masks(frames, masks[0], encoder=NoData(), preset=_crw_small()))
+        api.propagate_masks(frames, masks[0], encoder=Integer(), preset=_crw_small())
+    with pytest.raises(ValueError, match=r"encoder NoData gave \(1, 32, 28, 28\) torch.float32 on the meta device"):
+        api.propagate_masks(frames, masks[0], encoder=NoData(), preset=_crw_small())
+    # and on every frame
+    with pytest.raises(ValueError, match=r"encoder FlatWhenNotSquare gave \(1, 32, 96\) torch.float32 for 1 frame"):
+        list(api.propagate_masks(frames, masks[0], encoder=FlatWhenNotSquare(), preset=_crw_small()))
     with pytest.raises(ValueError, match="encoder Conv2d has weights on the meta device"):
         api.propagate_masks(frames, masks[0], encoder=nn.Conv2d(3, 8, 8, stride=8, device="meta"))
+
+
+def test_a_module_of_ones_own_is_checked_at_the_call_as_encoder_checks_its_factory():
+    """Channels-last features (1, h, w, C) were propagated from Python as (C, h, w) channels and
+    cells, silently wrong masks (`--encoder` refused them); and a weights path or factory spec given
+    as the encoder failed later as "'str' object has no attribute 'parameters'"."""
+    from vidcorr.errors import EncoderOutputError
+
+    class ChannelsLast(PatchEncoder):
+        def forward(self, rgb):
+            return super().forward(rgb).permute(0, 2, 3, 1)
+
+    frames, masks = _texture_video(n_frames=3)
+    labels = (masks[0][None] == 1).astype(np.float32)
+    calls = {"propagate_masks": lambda enc: api.propagate_masks(frames, masks[0], encoder=enc, preset=_crw_small()),
+             "mask_tracker": lambda enc: api.mask_tracker(encoder=enc, preset=_crw_small()),
+             "propagate_labels": lambda enc: api.propagate_labels(frames, labels, encoder=enc, preset=_crw_small()),
+             "propagate_keypoints": lambda enc: api.propagate_keypoints(frames, [[10.0, 10.0]], encoder=enc,
+                                                                        preset=_crw_small()),
+             "track_box": lambda enc: api.track_box(frames, (10, 10, 20, 20), encoder=enc, tracker="dcf")}
+    for name, call in calls.items():
+        with pytest.raises(EncoderOutputError, match=r"encoder ChannelsLast gave 28 channels for a 224 px grey frame "
+                                                     r"but 56 for a 448 px one.*Channels-last"):
+            call(ChannelsLast())
+        for not_a_module in ("my_models.py:build", api.DEFAULT_WEIGHTS):
+            with pytest.raises(TypeError, match=r"encoder must be a torch.nn.Module .* got (str|PosixPath) .*"
+                                                r"vidcorr.encoder_for\(preset, weights=PATH\)"):
+                call(not_a_module)
+        assert call(PatchEncoder()) is not None, name  # an encoder of the right form passes
 
 
 def test_run_davis_checks_device_and_module_before_writing_anything(short_clip, tmp_path, monkeypatch):

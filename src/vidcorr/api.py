@@ -44,7 +44,8 @@ from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
 from vidcorr.soft_labels import check_first_labels, propagate_soft_labels
-from vidcorr.runtime import bound_cpu_memory, checked_device  # bound_cpu_memory: exported, never called here
+# bound_cpu_memory: exported (`vidcorr.bound_cpu_memory`), never called here
+from vidcorr.runtime import bound_cpu_memory, checked_device  # noqa: F401
 from vidcorr.track_uvc import TrackOptions, mask_propagator
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,7 @@ def track_box(
     features); options replace its settings (`vidcorr.track.LocaliseSettings`,
     `vidcorr.dcf.DCFSettings`). encoder: default `encoder_for("crw")` (the features are layer3).
     """
+    from vidcorr.models.encoder import inference_encoder
     from vidcorr.track import check_first_box, track_frames, tracker_settings
 
     try:
@@ -268,10 +270,13 @@ def track_box(
         _refuse_propagation_settings(tracker, options)
         raise
     checked_device(device)
+    if encoder is not None:
+        _check_is_module(encoder)
     first_frame, frames = _first_and_all(video)
     check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
     if encoder is None:
         encoder = encoder_for(DEFAULT_PRESET)
+    _probe_own_module(inference_encoder(encoder, device), device)
     return track_frames(encoder, frames, box, tracker, device=device, **options)
 
 
@@ -321,4 +326,30 @@ def _propagator(encoder, preset, device, batch_size, size, knobs, track=False) -
     checked_device(device)
     if encoder is None:
         encoder = resolve_encoder(preset)[0]
-    return mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
+    _check_is_module(encoder)
+    propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
+    _probe_own_module(propagator.encoder, device)
+    return propagator
+
+
+def _check_is_module(encoder: Any) -> None:
+    """TypeError unless ``encoder`` is an ``nn.Module``: a weights path or an ``--encoder`` spec
+    given here failed later as "'str' object has no attribute 'parameters'"."""
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"encoder must be a torch.nn.Module mapping RGB (B, 3, H, W) in [0, 1] to features "
+                        f"(B, C, h, w), got {type(encoder).__name__} {encoder!r:.80}; for weights: "
+                        "encoder=vidcorr.encoder_for(preset, weights=PATH); for a factory as --encoder takes "
+                        "it: vidcorr.models.external.load_external_encoder('my_models.py:build')[0]")
+
+
+def _probe_own_module(encoder: nn.Module, device: str | torch.device) -> None:
+    """A module of one's own (ready on ``device``: `inference_encoder`) checked at the call as
+    ``--encoder``'s factory output is (`measure_stride`: grey frames of two sizes), an
+    `EncoderOutputError` naming it. Channels-last features (1, h, w, C) were otherwise propagated
+    as (C, h, w) from Python, silently wrong, and other wrong outputs surfaced only at the first
+    frame. Our own encoders need no probe."""
+    from vidcorr.models.encoder import FrameEncoder, as_given
+    from vidcorr.models.external import measure_stride
+
+    if not isinstance(as_given(encoder), FrameEncoder):
+        measure_stride(encoder, device)

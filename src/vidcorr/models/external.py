@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.errors import EncoderOutputError, InputError, VidcorrError
 from vidcorr.models.encoder import EvalModeCall, FrameEncoder, as_given, check_weights_hold_data, feature_problem
 
 # Divisible by 8, 14 and 16, the strides and patch sizes of the usual backbones.
@@ -91,7 +91,7 @@ def measure_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> in
     a patch model that resizes to a multiple of its patch floor(H / s) or fewer, and the difference
     between the two grids is the same for all. An attribute is not read: a module's ``stride`` may
     be a tuple (``nn.Conv2d``) or not what its forward does. None when the grid does not grow with
-    the frame (a module that resizes every input to one size). `VidcorrError` naming the module's
+    the frame (a module that resizes every input to one size). `EncoderOutputError` naming the module's
     class when it fails on a probe, gives no (1, C, h, w) float features, or gives another number of
     channels for each probe (channels-last features, whose "grid" (h, w) of (h, w, C) would otherwise
     be propagated as channels and cells: silently wrong numbers).
@@ -100,9 +100,10 @@ def measure_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> in
     (c1, h1, w1), (c2, h2, w2) = (_grey_features(encoder, (side, side), f"encoder {name}", "grey frame (measuring "
                                                  "its stride)", device).shape[1:] for side in STRIDE_PROBES)
     if c1 != c2:  # a layout error, not a network: its "grid" was (h, w) of (h, w, C) features
-        raise VidcorrError(f"encoder {name} gave {c1} channels for a {STRIDE_PROBES[0]} px grey frame but {c2} for "
-                           f"a {STRIDE_PROBES[1]} px one: the channels must not depend on the frame's size. "
-                           "Channels-last features (1, h, w, C)? Return (1, C, h, w), e.g. .permute(0, 3, 1, 2)")
+        raise EncoderOutputError(f"encoder {name} gave {c1} channels for a {STRIDE_PROBES[0]} px grey frame but "
+                                 f"{c2} for a {STRIDE_PROBES[1]} px one: the channels must not depend on the frame's "
+                                 "size. Channels-last features (1, h, w, C)? Return (1, C, h, w), "
+                                 "e.g. .permute(0, 3, 1, 2)")
     cells = (h2 - h1) + (w2 - w1)
     if cells <= 0:
         return None
@@ -160,14 +161,15 @@ def _probe(encoder: nn.Module, spec: str) -> None:
 def _grey_features(encoder: nn.Module, hw: tuple[int, int], who: str, frame: str,
                    device: str | torch.device = "cpu") -> Tensor:
     """The encoder's features (1, C, h, w) of one grey (H, W) = ``hw`` frame, in eval mode;
-    `VidcorrError` starting with ``who`` when it fails or gives anything else."""
+    `EncoderOutputError` (a `VidcorrError`) starting with ``who`` when it fails or gives anything else."""
     try:
         out = EvalModeCall(encoder)(torch.full((1, 3, *hw), 0.5, device=device))
     except Exception as err:
-        raise VidcorrError(f"{who} failed on a 1 x 3 x {hw[0]} x {hw[1]} {frame}: {error_origin(err)}") from err
+        raise EncoderOutputError(f"{who} failed on a 1 x 3 x {hw[0]} x {hw[1]} {frame}: "
+                                 f"{error_origin(err)}") from err
     if (got := feature_problem(out, 1)) is not None:
-        raise VidcorrError(f"{who} gave {got} for a 1 x 3 x {hw[0]} x {hw[1]} {frame}; expected float "
-                           "features (1, C, h, w)")
+        raise EncoderOutputError(f"{who} gave {got} for a 1 x 3 x {hw[0]} x {hw[1]} {frame}; expected float "
+                                 "features (1, C, h, w)")
     return out
 
 
