@@ -44,6 +44,14 @@ def test_importing_vidcorr_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_documented_errors_are_reachable_from_import_vidcorr_without_torch():
+    """docs and docstrings name `vidcorr.errors.InputError`; after `import vidcorr` alone it was an
+    AttributeError (the submodule was loaded only with the API)."""
+    code = ("import sys, vidcorr; assert issubclass(vidcorr.errors.InputError, vidcorr.errors.VidcorrError); "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_arguments_are_checked_at_the_call():
     frames, masks = _texture_video(n_frames=3)
     with pytest.raises(ValueError, match="unknown preset knob.*tmperature.*known:.*temperature"):

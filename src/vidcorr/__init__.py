@@ -6,7 +6,14 @@ The scripting API (`vidcorr.api`) is importable from here: ``vidcorr.encoder_for
 ``vidcorr.bound_cpu_memory`` (`vidcorr.runtime`), the command line's allocator settings, an opt-in
 for a process that propagates long videos. It is loaded on first use, so that
 ``import vidcorr`` and the command line's start-up do not pay for torch until they need it.
+
+Bad input (a missing or malformed file, a mask of another size, an empty mask) raises
+``vidcorr.errors.InputError`` naming the file, a ``vidcorr.errors.VidcorrError`` as every error the
+command line prints as one line; ``vidcorr.errors`` is loaded with ``vidcorr`` (no torch), so that
+``except vidcorr.errors.InputError`` works before any API call.
 """
+
+from vidcorr import errors  # noqa: F401  (the exceptions the API documents; imports pathlib only)
 
 __version__ = "0.1.0"
 
