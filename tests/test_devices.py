@@ -35,6 +35,8 @@ def no_gpu(monkeypatch):
     ("cuda", "device='cuda' but CUDA is not available"),
     ("mps", "device='mps' but MPS is not available"),
     ("gpu", "unknown device 'gpu'"),
+    (None, r"unknown device None; expected a name \(cpu, cuda"),  # was torch's list of overloads, a TypeError
+    (1.5, "unknown device 1.5; expected a name"),
 ])
 def test_devices_this_machine_cannot_run_on_are_refused(no_gpu, monkeypatch, device: str, message: str) -> None:
     monkeypatch.setattr(torch.xpu, "is_available", lambda: False)

@@ -92,6 +92,9 @@ def checked_device(device: Any) -> Any:
         device = torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device {str(device)!r}; expected cpu, cuda, cuda:N, mps, ...") from None
+    except TypeError:  # None, a float: torch's message lists its overloads ("invalid combination of arguments")
+        raise ValueError(f"unknown device {device!r}; expected a name (cpu, cuda, cuda:N, mps, ...), a GPU "
+                         "index or a torch.device") from None
     kind = device.type
     if kind == "cpu":
         return device
