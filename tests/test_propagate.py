@@ -257,3 +257,50 @@ def test_a_module_in_training_is_used_in_eval_mode_and_given_back_in_training():
     net.train()
     assert torch.allclose(propagator.embed(frames[2:]), F.normalize(want, dim=1), atol=1e-6)
     assert net.training
+
+
+class FailsOnDemand(nn.Module):
+    """`PatchEncoder` that raises while ``fail`` is set: a module whose forward breaks on some input."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = PatchEncoder()
+        self.fail = False
+
+    def forward(self, rgb):
+        if self.fail:
+            raise RuntimeError("broken frame")
+        return self.inner(rgb)
+
+
+@pytest.mark.parametrize("where", ["encoder", "labels"])
+def test_a_start_that_fails_leaves_no_earlier_video_to_propagate_from(where):
+    """start() of a new video that raised (its first frame's encoder call, its labels) left the
+    previous video's first frame and ring buffer in place, and step() then propagated the previous
+    video's labels into the new video's frames without a word. It must say start() is needed."""
+    from vidcorr.errors import EncoderOutputError
+
+    frames, masks = _texture_video(n_frames=4)
+    encoder = FailsOnDemand()
+    prop = Propagator(encoder, get_preset("crw").with_overrides(n_previous=2, radius=3))
+    prop.start(frames[0], one_hot_labels(masks[0]))
+    prop.step(frames[1])
+    if where == "encoder":
+        encoder.fail = True
+        with pytest.raises(EncoderOutputError, match="broken frame"):
+            prop.start(frames[2], one_hot_labels(masks[2]))
+        encoder.fail = False
+    else:
+        def wrong_size(feature_hw):  # labels drawn on the grid, of another size than the frame
+            return torch.zeros(2, 8, 8)
+
+        with pytest.raises(ValueError, match="first-frame labels are"):
+            prop.start(frames[2], wrong_size)
+    with pytest.raises(RuntimeError, match="before start"):
+        prop.step(frames[3])
+    assert prop.context_size == 1  # nothing of the earlier video is held
+    # a start that works afterwards propagates as a fresh propagator does
+    prop.start(frames[1], one_hot_labels(masks[1]))
+    fresh = Propagator(PatchEncoder(), prop.preset)
+    fresh.start(frames[1], one_hot_labels(masks[1]))
+    torch.testing.assert_close(prop.step(frames[2]), fresh.step(frames[2]))

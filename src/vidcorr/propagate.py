@@ -137,6 +137,10 @@ class Propagator:
         `vidcorr.keypoints`), which a module of one's own only tells by running, here without a
         second encoder pass on the first frame.
         """
+        # Forget the earlier video before anything can fail: a start that raised (the encoder on this
+        # frame, labels of the wrong size) left its first frame and ring buffer, and step() then
+        # carried its labels into this video's frames without a word.
+        self._first, self._context = None, deque()
         self.original_hw = None  # embed() checks later frames against the first one
         if not callable(first_labels):
             _check_label_size(first_labels, first_frame)
