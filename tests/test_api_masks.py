@@ -86,6 +86,26 @@ def test_propagate_masks_from_paths_equals_the_command_line(davis2016_root, tmp_
     assert 0.5 < (results[-1][1] == 1).sum() / (results[0][1] == 1).sum() < 2  # the swan is still there
 
 
+def test_a_mask_png_as_a_path_or_a_pil_image_is_read_by_read_masks_rules_everywhere(tmp_path):
+    """tracker.step(frame, "first.png") was "dtype <U.. with values that are not object ids" (only
+    propagate_masks read paths), and Image.open of a DAVIS-2016 0/255 mask was all void ("empty")."""
+    frames, masks = _texture_video(n_frames=3)
+    binary = tmp_path / "first.png"
+    Image.fromarray(masks[0] * 255).save(binary)  # 'L', 0/255: 255 is object 1
+    want = _masks_of(frames, masks[0])
+    for given in (binary, str(binary), Image.open(binary), Image.open(binary).convert("1")):
+        np.testing.assert_array_equal(_masks_of(frames, given)[-1], want[-1])
+        tracker = api.mask_tracker(encoder=PatchEncoder(), preset=_crw_small())
+        np.testing.assert_array_equal(tracker.step(frames[0], given), masks[0])
+        np.testing.assert_array_equal([tracker.step(f) for f in frames[1:]][-1], want[-1])
+    with pytest.raises(InputError, match="missing.png: mask file not found"):
+        api.mask_tracker(encoder=PatchEncoder()).step(frames[0], tmp_path / "missing.png")
+    with pytest.raises(InputError, match=r"the first-frame mask \(a PIL image\) is an RGB image of grey levels"):
+        api.propagate_masks(frames, Image.fromarray(masks[0] * 255).convert("RGB"), encoder=PatchEncoder())
+    with pytest.raises(InputError, match=r"first.png: mask is 96x64 but frames are 48x32"):  # named by its file
+        api.mask_tracker(encoder=PatchEncoder()).step(frames[0][:32, :48], Image.open(binary))
+
+
 def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
     frames, masks = _texture_video(n_frames=3)
     small = tmp_path / "small.png"

@@ -7,7 +7,7 @@
         ...                               # frame: RGB uint8 (H, W, 3); mask: object ids uint8 (H, W)
 
     tracker = vidcorr.mask_tracker(encoder=encoder)  # frames one at a time (a camera, a tool)
-    mask0 = tracker.step(frame0, first_mask)         # starts the video from this mask
+    mask0 = tracker.step(frame0, "first.png")        # starts the video from this mask (ids, a path, a PIL image)
     mask1 = tracker.step(frame1)
 
     for frame, points, visible in vidcorr.propagate_keypoints("clip.mp4", "first.json"):
@@ -36,11 +36,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
 from vidcorr.errors import InputError, VidcorrError
-from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask
+from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask, read_first_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
 from vidcorr.soft_labels import check_first_labels, propagate_soft_labels
@@ -114,7 +115,7 @@ def encoder_for(
 
 def propagate_masks(
     video: str | Path | Iterable[np.ndarray],
-    first_mask: str | Path | np.ndarray,
+    first_mask: str | Path | np.ndarray | Image.Image,
     *,
     encoder: nn.Module | None = None,
     preset: PresetLike = DEFAULT_PRESET,
@@ -128,9 +129,11 @@ def propagate_masks(
 
     video: a video file or folder of frames, or RGB uint8 frames (H, W, 3) in order (float, uint16,
     gray, RGBA and torch frames are converted: `vidcorr.io.frames.as_rgb_frame`; BGR is not
-    detected). first_mask: the first frame's object ids (H, W) 0..254 (255 = void), or an indexed /
-    0-255 binary PNG. preset: a name (``"crw"``, the default, ``"uvc"``, ``"timecycle"``, ``"stt"``)
-    or a `PropagationPreset`; None is a ValueError, not the default.
+    detected). first_mask: the first frame's object ids (H, W) 0..254 (255 = void; numpy, torch or
+    nested lists), or an indexed / 0-255 binary PNG as a path or a PIL image (read by
+    `vidcorr.io.masks.read_mask`'s rules: a grayscale mask's 255 is object 1). preset: a name
+    (``"crw"``, the default, ``"uvc"``, ``"timecycle"``, ``"stt"``) or a `PropagationPreset`; None
+    is a ValueError, not the default.
     encoder: default `encoder_for(preset)`. size (input short side) and knobs (``k``,
     ``temperature``, ``radius``, ``n_previous``, ``window_first``) change the preset. track: UVC-track
     (UVC's "ours-track", `vidcorr.track_uvc`: each object carried box to box), True for the
@@ -140,11 +143,7 @@ def propagate_masks(
     malloc, so it is left to the caller). Bad input raises `InputError` naming the file here, not
     at the first frame.
     """
-    from vidcorr.io.masks import read_mask
-
-    mask_path = None
-    if isinstance(first_mask, (str, Path)):
-        mask_path, first_mask = Path(first_mask), read_mask(first_mask)
+    first_mask, mask_path = read_first_mask(first_mask)
     first_frame, frames = _first_and_all(video, exclude=[mask_path] if mask_path else [])
     first_mask = check_first_mask(first_mask, first_frame.shape[:2], mask_path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs, track)

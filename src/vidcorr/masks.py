@@ -13,16 +13,39 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from torch import Tensor
 
 from vidcorr.errors import InputError, NotStarted
 from vidcorr.io.frames import as_rgb_frame, float_scale, to_numpy
-from vidcorr.io.masks import DAVIS_PALETTE
+from vidcorr.io.masks import DAVIS_PALETTE, read_mask
+# read_mask's rules for a PIL image given as the mask (the same reading as its file's)
+from vidcorr.io.masks import _check_mask_format, _ids
 from vidcorr.labels import VOID, decode_label_map, one_hot_labels, same_shape_resized
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.track import draw_box
 from vidcorr.track_uvc import UVCTracker
 from vidcorr.viz import full_brightness, overlay_mask
+
+
+def read_first_mask(mask: Any) -> tuple[Any, Path | None]:
+    """A first-frame mask as the API takes it -> (its ids, or the array-like given, for
+    `check_first_mask`; its file or None). A path is read with `vidcorr.io.masks.read_mask`, and a
+    PIL image by the same rules, by its mode: a palette image's indices are the ids, a 0/255
+    grayscale one's 255 is object 1 (``np.asarray`` of it gives 255, void in an id mask), and an
+    RGB or JPEG one is refused with read_mask's reason."""
+    if isinstance(mask, (str, Path)):
+        return read_mask(mask), Path(mask)
+    if not isinstance(mask, Image.Image):
+        return mask, None
+    path = Path(mask.filename) if getattr(mask, "filename", "") else None  # opened from a file, unchanged
+    try:
+        _check_mask_format(mask, path)
+    except InputError as err:
+        if path is not None:
+            raise
+        raise InputError(None, f"the first-frame mask (a PIL image) {err.problem}") from None
+    return _ids(np.asarray(mask), mask.mode, path), path
 
 
 def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
@@ -112,17 +135,18 @@ class MaskTracker:
         self._scale: float | None = None  # float frames: 255 for [0, 1], 1 for [0, 255]
         self._index = 0  # of the last frame, for error messages
 
-    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    def step(self, frame: np.ndarray, mask: np.ndarray | str | Path | Image.Image | None = None) -> np.ndarray:
         """frame: RGB uint8 (H, W, 3) (or any form `vidcorr.io.frames.as_rgb_frame` takes); mask: (H, W)
-        uint8 ids (255 = void) to start from this frame.
+        ids (255 = void), a mask PNG's path or a PIL image (`read_first_mask`), to start from this frame.
         -> (H, W) uint8 ids: the mask itself (void as background) or the propagated one.
         `InputError` naming the frame's index (0 = the mask's frame) for a frame of another size."""
         if mask is not None:
+            mask, path = read_first_mask(mask)
             array = to_numpy(frame)
             # A float video's range ([0, 1] or [0, 255]) is decided on its first frame, kept after.
             scale = float_scale(array)
             rgb = as_rgb_frame(array, 0, scale)
-            mask = check_first_mask(mask, rgb.shape[:2])
+            mask = check_first_mask(mask, rgb.shape[:2], path)
             first, first_labels = _first_labels(mask)
             self.propagator.start(rgb, first_labels)
             self.started, self._scale, self._index = True, scale, 0
