@@ -238,6 +238,23 @@ def test_propagate_labels_checks_its_labels_at_the_call():
             vidcorr.propagate_labels(frames, labels, encoder=PatchEncoder(), preset=_crw_small())
 
 
+def test_propagate_labels_reads_a_npy_path_as_the_command_line_does(tmp_path):
+    """A path was "first-frame labels have dtype <U..; expected numbers", though propagate_masks and
+    propagate_keypoints read theirs and `propagate --labels` takes a .npy."""
+    frames, masks = _texture_video(n_frames=3)
+    labels = np.stack([masks[0], 1 - masks[0]]).astype(np.float32)
+    np.save(tmp_path / "first.npy", labels)
+    want = [out for _, out in vidcorr.propagate_labels(frames, labels, encoder=PatchEncoder(), preset=_crw_small())]
+    for given in (tmp_path / "first.npy", str(tmp_path / "first.npy")):
+        got = [out for _, out in vidcorr.propagate_labels(frames, given, encoder=PatchEncoder(), preset=_crw_small())]
+        np.testing.assert_array_equal(np.stack(got), np.stack(want))
+    with pytest.raises(InputError, match="missing.npy: labels file not found"):
+        vidcorr.propagate_labels(frames, tmp_path / "missing.npy", encoder=PatchEncoder())
+    np.save(tmp_path / "small.npy", labels[:, :32])
+    with pytest.raises(InputError, match="small.npy: labels are 96x32 but frames are 96x64"):  # named by its file
+        vidcorr.propagate_labels(frames, tmp_path / "small.npy", encoder=PatchEncoder())
+
+
 def test_propagate_labels_warns_where_the_preset_rescales_context_labels(caplog):
     """timecycle min-max normalises the stored context labels: values outside [0, 1] lose their scale."""
     frames, masks = _texture_video(n_frames=3)

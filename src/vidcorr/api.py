@@ -44,7 +44,7 @@ from vidcorr.errors import InputError, VidcorrError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask, read_first_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
-from vidcorr.soft_labels import check_first_labels, propagate_soft_labels
+from vidcorr.soft_labels import check_first_labels, propagate_soft_labels, read_labels_file
 # bound_cpu_memory: exported (`vidcorr.bound_cpu_memory`), never called here
 from vidcorr.runtime import bound_cpu_memory, checked_device  # noqa: F401
 from vidcorr.track_uvc import TrackOptions, mask_propagator
@@ -152,7 +152,7 @@ def propagate_masks(
 
 def propagate_labels(
     video: str | Path | Iterable[np.ndarray],
-    first_labels: Any,
+    first_labels: str | Path | np.ndarray | torch.Tensor | Any,
     *,
     encoder: nn.Module | None = None,
     preset: PresetLike = DEFAULT_PRESET,
@@ -165,7 +165,8 @@ def propagate_labels(
     through the video, not only object ids (class probabilities, a soft matte, a heat map, ...).
 
     first_labels: the first frame's labels (K, H, W) or (H, W) (one channel), any real numbers, as
-    numpy, torch or nested lists. labels: (K, H, W) float32 at the frame's size, frame 0 the given
+    numpy, torch or nested lists, or the path of a ``.npy`` file of them (``np.save``, as
+    ``vidcorr propagate --labels`` takes them). labels: (K, H, W) float32 at the frame's size, frame 0 the given
     ones: the soft labels the preset propagates (each a weighted sum of the context frames' labels
     under the preset's affinity), upsampled bilinearly, with no argmax. Under ``crw`` and ``stt``
     the weights sum to 1, so values stay within the first frame's range; under ``uvc`` (softmax,
@@ -174,8 +175,11 @@ def propagate_labels(
     Other arguments as `propagate_masks` (UVC-track needs objects: masks only). For a one-hot
     mask under ``crw`` the argmax of these labels is `propagate_masks`' mask.
     """
+    path = None
+    if isinstance(first_labels, (str, Path)):  # an InputError naming a missing or unreadable file
+        path, first_labels = Path(first_labels), read_labels_file(first_labels)
     first_frame, frames = _first_and_all(video)
-    labels = check_first_labels(first_labels, first_frame.shape[:2])
+    labels = check_first_labels(first_labels, first_frame.shape[:2], path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
     return propagate_soft_labels(propagator, frames, labels)
 
