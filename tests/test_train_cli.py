@@ -110,6 +110,41 @@ def test_weights_to_write_to_another_kind_of_file_exit_2_before_training(tmp_pat
     assert not (tmp_path / "run").exists() and not weights.exists()
 
 
+@pytest.mark.parametrize("output", ["--run-dir", "--export", "--out", "--cache-dir"])
+def test_outputs_that_cannot_be_created_exit_2_before_training(tmp_path: Path, autoencoder: Path, capsys,
+                                                              output: str) -> None:
+    """A --run-dir or --cache-dir under a file was a NotADirectoryError traceback once the videos were
+    indexed (or the run had begun); an --export or --out there one after the whole run had trained,
+    without its weights."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_UVC)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    paths = {"--run-dir": tmp_path / "run", "--cache-dir": tmp_path / "cache",
+             "--export": tmp_path / "w.safetensors", "--out": tmp_path / "w.safetensors"}
+    paths[output] = blocker / ("w.safetensors" if output in ("--export", "--out") else "sub")
+    argv = (["train", "autoencoder", "--out", str(paths["--out"])] if output == "--out" else
+            ["train", "uvc", "--recipe", str(recipe), "--autoencoder", str(autoencoder), "--export",
+             str(paths["--export"])])
+    code = main(argv + ["--data", str(tmp_path / "no-such-videos"), "--run-dir", str(paths["--run-dir"]),
+                        "--cache-dir", str(paths["--cache-dir"])])
+    err = capsys.readouterr().err  # named before the (missing) videos are looked for
+    assert code == 2, err
+    assert f"{paths[output]}: cannot be created: {blocker} is a file, not a folder" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "ae.json", "ae.safetensors", "tiny.toml"]
+
+
+def test_export_to_a_path_that_cannot_be_created_exits_2_naming_it(tmp_path: Path, capsys) -> None:
+    """`train export --out FILE/w.safetensors` read the checkpoint, built the model, then failed in a
+    FileExistsError traceback (exit 1)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "w.safetensors"
+    code = main(["train", "export", "--checkpoint", str(tmp_path / "no-such.pt"), "--out", str(out)])
+    err = capsys.readouterr().err  # named before the (missing) checkpoint is read
+    assert code == 2 and f"{out}: cannot be created: {blocker} is a file, not a folder" in err, err
+
+
 def test_an_autoencoder_recipe_with_a_stage_it_lacks_exits_2_naming_it(tmp_path: Path, capsys) -> None:
     """[stages.main] under extends = "autoencoder" (meant to shorten its one stage, "reconstruct") ran
     the parent's 1500 steps, then a stage "main" of its own."""

@@ -113,6 +113,7 @@ def _load_model_weights(path: Path, model: nn.Module, checkpoint: dict, method: 
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from vidcorr.io.atomic import check_output_path
     from vidcorr.models import save_weights
     from vidcorr.models.weights import export_dtype
     from vidcorr.train.checkpoint import (
@@ -125,6 +126,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".safetensors":
         raise InputError(args.out, "weights must be written to a .safetensors file")
+    check_output_path(args.out, folder=False)  # FILE/w.safetensors was a traceback after the model was built
     checkpoint = load_checkpoint(args.checkpoint)
     recipe = stored_recipe(args.checkpoint, checkpoint)
     progress = Progress(**checkpoint["progress"])

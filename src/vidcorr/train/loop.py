@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from vidcorr.data import ShardedSampler, VideoIndex
 from vidcorr.errors import InputError, VidcorrError
+from vidcorr.io.atomic import check_output_path
 from vidcorr.models import load_weights_into, save_weights
 from vidcorr.models.weights import export_dtype
 from vidcorr.runtime import flush_cpu_denormals
@@ -77,6 +78,13 @@ class TrainJob:
         # save_weights refuses any other name, but only at the export: after the whole run, as a traceback
         if self.export is not None and Path(self.export).suffix != ".safetensors":
             raise InputError(self.export, "weights must be written to a .safetensors file")
+        # Checked before the videos are indexed: a run dir or cache under a file (or in a folder one
+        # cannot write) was a traceback once the index was built, an export there one after the run.
+        check_output_path(self.run_dir, folder=True)
+        if self.cache_dir is not None:
+            check_output_path(self.cache_dir, folder=True)
+        if self.export is not None:
+            check_output_path(self.export, folder=False)
 
 
 @dataclass
