@@ -146,3 +146,27 @@ def test_a_first_frame_without_any_visible_keypoint_is_refused_at_the_call(tmp_p
         api.propagate_keypoints(frames, shown, visible=[False, False], encoder=PatchEncoder())
     assert len(list(api.propagate_keypoints(frames, shown, visible=[False, True], encoder=PatchEncoder(),
                                             preset=_crw_small()))) == 2  # one visible keypoint is enough
+
+
+def test_every_api_stream_can_be_closed_early_releasing_its_frames():
+    """propagate_keypoints returned an itertools.chain: no close(), so a caller stopping early (or
+    contextlib.closing) could not release the video it reads; the others return generators."""
+    frames, masks = _texture_video(n_frames=4)
+    released = []
+
+    def video():
+        try:
+            yield from frames
+        finally:
+            released.append(True)  # the frame source closed, as open_frames closes its file
+
+    kw = {"encoder": PatchEncoder(), "preset": _crw_small()}
+    streams = [vidcorr.propagate_masks(video(), masks[0], **kw),
+               vidcorr.propagate_labels(video(), masks[0].astype(np.float32), **kw),
+               vidcorr.propagate_keypoints(video(), np.array([[40.0, 30.0]]), **kw),
+               vidcorr.track_box(video(), (16, 8, 48, 48), encoder=PatchEncoder(), tracker="dcf")]
+    for number, stream in enumerate(streams, 1):
+        next(stream)
+        next(stream)
+        stream.close()
+        assert len(released) == number, stream

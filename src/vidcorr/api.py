@@ -28,7 +28,7 @@ back: call it once, first, when you propagate long videos on a CPU.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from itertools import chain
 from pathlib import Path
@@ -245,7 +245,18 @@ def propagate_keypoints(
     stream = propagate(propagator, frames, kps.points, codec_for(propagator.preset.name), kps.visible)
     # The heatmaps are drawn on the grid the encoder gives for the first frame: embedding it now
     # raises a preset that makes cells too fine (`check_heatmap_scale`) here, not when iterated.
-    return chain([next(stream)], stream)
+    return _then(next(stream), stream)
+
+
+def _then(first: Any, rest: Generator) -> Generator:
+    """``first``, then what ``rest`` yields, as a generator whose ``close()`` closes ``rest`` (and so
+    the video it reads): `itertools.chain` has no ``close()``, where every other function here
+    returns a generator, and a caller stopping early could not release the file."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()
 
 
 def track_box(
