@@ -59,7 +59,8 @@ def minmax_per_channel(soft: Tensor, positive_only: bool = True) -> Tensor:
 
     positive_only: only channels whose maximum is positive are rescaled (UVC's ``norm_mask``; an
     all-negative channel stays as it is); False rescales every channel (TimeCycle's test_davis.py).
-    Channels whose range is zero are left as they are either way (the references divide by zero).
+    Channels whose range is zero are left as they are either way (UVC and TimeCycle divide by zero
+    there, STT turns a constant positive channel into 0: docs/propagation.md).
     """
     flat = soft.flatten(1)
     lo = flat.min(dim=1, keepdim=True).values
