@@ -4,8 +4,11 @@ a run stopped part-way resumed by another world size, and one rank's error endin
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -142,6 +145,98 @@ def test_an_input_error_ends_every_rank_and_is_printed_once(three_clips, single,
     assert [code for code, _ in ranks] == [2, 2]
     assert "".join(err for _, err in ranks).count("output folder exists and is not empty") == 1
     assert "output folder exists" in ranks[0][1]
+
+
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGTERM, 143, "vidcorr eval davis: stopped by SIGTERM"),
+                                                (signal.SIGINT, 130, "vidcorr: interrupted")])
+def test_a_signal_to_every_rank_cleans_up_as_ctrl_c_and_is_said_once(three_clips, tmp_path, monkeypatch,
+                                                                     signum, code, said):
+    """Each rank is signalled halfway through a sequence, rank 1 after finishing blackswan: as torchrun
+    passes its own SIGTERM (or the terminal a Ctrl-C) to every rank. SIGTERM killed a rank at once and
+    left its hidden .<seq>.partial folder; now it unwinds as Ctrl-C does: no partial folder, the ranks'
+    records merged, exit 128 + the signal, and the line that says so printed once, by rank 0."""
+    from vidcorr.evaluate import davis
+
+    real_write, written = davis.write_indexed_png, []
+
+    def write_then_signal(path, labels, palette=None):  # in each forked rank, its own count
+        real_write(path, labels, palette)
+        written.append(path)
+        if len(written) == (6 if os.environ["RANK"] == "1" else 3):  # rank 1: blackswan (4) + 2 of car-shadow
+            (tmp_path / f"at{os.environ['RANK']}").touch()
+            while not all((tmp_path / f"at{r}").exists() for r in range(2)):  # both, before either sees a failure
+                time.sleep(0.01)
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(davis, "write_indexed_png", write_then_signal)
+    out = tmp_path / "out"
+    ranks = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST], tmp_path / "ranks")
+    assert [c for c, _ in ranks] == [code, code]
+    errors = "".join(err for _, err in ranks)
+    assert errors.count(said) == 1 and said in ranks[0][1]
+    assert errors.count("the sequences finished so far are kept") == 1
+    assert sorted(p.name for p in out.iterdir()) == [".run.json", "blackswan"]  # no .partial, no rank record
+    assert json.loads((out / ".run.json").read_text())["finished"] == ["blackswan"]
+
+
+def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_clips, tmp_path, monkeypatch):
+    """Rank 1 is killed outright (SIGKILL, as by the out-of-memory killer) inside blackswan, and rank 0
+    then gets the SIGTERM torchrun sends the survivors: it removes its own .bmx-trees.partial, waits
+    for rank 1 no longer than SIGTERM_PATIENCE_SECONDS (it never comes; torchrun would SIGKILL rank
+    0 after 30 s), says so and exits 143. Only what SIGKILL cannot clean up is left."""
+    from vidcorr.evaluate import davis, ranks
+
+    real_write, written = davis.write_indexed_png, []
+
+    def write_then_die(path, labels, palette=None):
+        real_write(path, labels, palette)
+        written.append(path)
+        if os.environ["RANK"] == "1" and len(written) == 2:
+            (tmp_path / "killed").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ["RANK"] == "0" and len(written) == 3:
+            while not (tmp_path / "killed").exists():
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(davis, "write_indexed_png", write_then_die)
+    monkeypatch.setattr(ranks, "SIGTERM_PATIENCE_SECONDS", 1.0)
+    out = tmp_path / "out"
+    (code0, err0), (code1, _) = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST],
+                                          tmp_path / "ranks")
+    assert (code0, code1) == (143, -signal.SIGKILL)
+    assert "rank(s) 1 of 2 did not stop within 1 s of SIGTERM" in err0 and "stopped by SIGTERM" in err0
+    assert sorted(p.name for p in out.iterdir()) == [".blackswan.partial", ".run.json"]  # rank 1's, killed
+
+
+def test_sigterm_to_a_single_process_eval_cleans_up_as_ctrl_c(three_clips, tmp_path, monkeypatch, capsys):
+    """Without torchrun too: SIGTERM in the middle of car-shadow (the second sequence) leaves the
+    first recorded, no .car-shadow.partial folder, the resume hint and exit 143."""
+    from vidcorr.evaluate import davis
+
+    real_write, written = davis.write_indexed_png, []
+
+    def write_then_terminate(path, labels, palette=None):
+        real_write(path, labels, palette)
+        written.append(path)
+        if len(written) == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def unhandled(signum, frame):  # what the test sees where eval leaves SIGTERM to Python's default
+        raise RuntimeError("SIGTERM reached the default handler")
+
+    monkeypatch.setattr(davis, "write_indexed_png", write_then_terminate)
+    out, previous = tmp_path / "out", signal.signal(signal.SIGTERM, unhandled)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST])
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capsys.readouterr().err
+    assert stop.value.code == 143 and "vidcorr eval davis: stopped by SIGTERM\n" in err
+    assert f"the sequences finished so far are kept in {out}" in err
+    assert sorted(p.name for p in out.iterdir()) == [".run.json", "blackswan"]
 
 
 @pytest.fixture(scope="module")

@@ -49,3 +49,16 @@ class NotStarted(InputError, RuntimeError):
 
     def __init__(self, problem: str):
         super().__init__(None, problem)
+
+
+def said_by_another_rank(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
+    """Mark a Ctrl-C or SIGTERM that stopped several torchrun ranks as announced by a lower one of
+    them (`vidcorr.evaluate.ranks.eval_ranks`): the command line then ends with its exit status but
+    prints no line of its own for it, so that the line is printed once, not once per rank."""
+    interrupt.said_elsewhere = True
+    return interrupt
+
+
+def said_elsewhere(interrupt: BaseException) -> bool:
+    """Whether `said_by_another_rank` marked ``interrupt``."""
+    return getattr(interrupt, "said_elsewhere", False)

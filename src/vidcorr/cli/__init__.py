@@ -17,7 +17,7 @@ import sys
 from typing import NoReturn
 
 from vidcorr import __version__
-from vidcorr.errors import VidcorrError
+from vidcorr.errors import VidcorrError, said_elsewhere
 from vidcorr.runtime import bound_cpu_memory
 
 # Top-level commands: module path -> registers one sub-command.
@@ -89,8 +89,9 @@ def _stdout_reader_gone() -> bool:
 def _run(argv: list[str] | None) -> int:
     try:
         return _run_command(argv)
-    except KeyboardInterrupt:  # also while the parser or a command imports torch (seconds): no traceback
-        print("vidcorr: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # also while the parser or a command imports torch (seconds): no traceback
+        if not said_elsewhere(interrupt):
+            print("vidcorr: interrupted", file=sys.stderr)
         return 130
 
 

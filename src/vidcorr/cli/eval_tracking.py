@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.tracking_results import format_results_table
 
     start = time.perf_counter()
-    with eval_ranks(args.device) as ranks:  # rank 0 of 1 without torchrun
+    with eval_ranks(args.device, COMMANDS[args.benchmark]) as ranks:  # rank 0 of 1 without torchrun
         # before the data is read and the model loaded (run_tracking checks again)
         ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMANDS[args.benchmark]))
         preset, settings = ranks.agree(lambda: _checked_options(args))

@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from vidcorr.errors import VidcorrError
+from vidcorr.errors import VidcorrError, said_by_another_rank
+from vidcorr.io.atomic import seconds_since_sigterm, sigterm_cleans_up
 from vidcorr.runtime import RankRole
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,19 @@ T = TypeVar("T")
 _POLL_SECONDS = 0.05
 
 
+# How long the ranks wait for each other once SIGTERM came (then each leaves without the others):
+# torchrun sends it to the survivors when a rank died outright (out of memory, SIGKILL), which never
+# comes, and SIGKILLs them 30 s later; when it passes on its own SIGTERM every rank stops within a frame.
+SIGTERM_PATIENCE_SECONDS = 10.0
+
+
 class PeerFailed(VidcorrError):
     """Another rank failed (and printed why): this one stops too, without repeating the message."""
+
+
+class PeersGone(VidcorrError):
+    """After SIGTERM, other ranks did not come within `SIGTERM_PATIENCE_SECONDS`: this one leaves
+    without them (nothing merged, no barrier)."""
 
 
 @dataclass
@@ -49,6 +61,7 @@ class Ranks(RankRole):
     device: str | torch.device = "cpu"
     store: Any = None
     _steps: int = field(default=0, repr=False)
+    _gone: bool = field(default=False, repr=False)  # PeersGone was raised: the later waits end at once
 
     def _key(self, name: str) -> str:
         # a restarted torchrun group (--max-restarts) shares the agent's store: keys of the attempt
@@ -84,7 +97,8 @@ class Ranks(RankRole):
         """Every rank's ``value`` for ``tag`` (called by all ranks, once per tag), in rank order.
 
         heed_failure: raise `PeerFailed` while waiting once a peer failed; False where every rank,
-        failed or not, comes (the end of the items, the exit)."""
+        failed or not, comes (the end of the items, the exit). `PeersGone` where they do not come
+        within `SIGTERM_PATIENCE_SECONDS` of a SIGTERM to this rank."""
         if not self.distributed:
             return [value]
         self.store.set(self._key(f"{tag}/{self.rank}"), value)
@@ -92,8 +106,19 @@ class Ranks(RankRole):
         while not self.store.check(keys):
             if heed_failure:
                 self.check()
+            since = seconds_since_sigterm()
+            if self._gone or (since is not None and since > SIGTERM_PATIENCE_SECONDS):
+                self._leave_without([r for r, key in enumerate(keys) if not self.store.check([key])])
             time.sleep(_POLL_SECONDS)
         return [self.store.get(key).decode() for key in keys]
+
+    def _leave_without(self, missing: list[int]) -> None:
+        if not self._gone:
+            self._gone = True
+            log.warning("rank %d: rank(s) %s of %d did not stop within %g s of SIGTERM (killed outright?): leaving "
+                        "without them; the finished items' records are kept for --resume", self.rank,
+                        ", ".join(map(str, missing)), self.world_size, SIGTERM_PATIENCE_SECONDS)
+        raise PeersGone(f"rank(s) {missing} did not come")
 
     def agree(self, step: Callable[[], T]) -> T:
         """Run ``step`` on every rank -> this rank's result, once all ranks succeeded. If any
@@ -175,26 +200,39 @@ def join(device: str | None) -> Ranks:
 
 
 @contextlib.contextmanager
-def eval_ranks(device: str | None) -> Iterator[Ranks]:
+def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
     """`join`, and at the end wait for every rank before any leaves the group: under torchrun a
     rank that exits non-zero gets the others killed, maybe halfway through cleaning up after the
-    same error. A rank whose peer failed raises `PeerFailed` here (exit non-zero)."""
+    same error. A rank whose peer failed raises `PeerFailed` here (exit non-zero).
+
+    SIGTERM unwinds the block as Ctrl-C does (`sigterm_cleans_up`; exit 143): torchrun sends it to
+    every rank when it is stopped itself, and to the others when one rank exits non-zero; Python's
+    default had each rank die at once, leaving the hidden folder of the item it was writing. A
+    Ctrl-C or SIGTERM that stopped several ranks is said once, by the lowest of them.
+    command: "eval davis", for SIGTERM's line."""
     from vidcorr.train.distributed import shutdown
 
     ranks = join(device)
-    if not ranks.distributed:
-        yield ranks
-        return
-    try:
-        yield ranks
-    except BaseException as error:
-        if not isinstance(error, PeerFailed):
-            ranks.fail()
-        ranks.gather("exit", "failed", heed_failure=False)
+    with sigterm_cleans_up(command, one_output=False):
+        if not ranks.distributed:
+            yield ranks
+            return
+        try:
+            yield ranks
+        except BaseException as error:
+            if not isinstance(error, PeerFailed):
+                ranks.fail()
+            interrupted = isinstance(error, KeyboardInterrupt)
+            try:
+                outcomes = ranks.gather("exit", "interrupted" if interrupted else "failed", heed_failure=False)
+            except PeersGone:  # after SIGTERM: no barrier either, that would wait for them too
+                outcomes = None
+            shutdown(synchronise=outcomes is not None)
+            if outcomes is not None and interrupted and outcomes.index("interrupted") < ranks.rank:
+                said_by_another_rank(error)
+            raise
+        ranks.gather("exit", "ok", heed_failure=False)
+        failed = ranks.failed_rank()  # asked before leaving: rank 0 may hold the store
         shutdown(synchronise=True)
-        raise
-    ranks.gather("exit", "ok", heed_failure=False)
-    failed = ranks.failed_rank()  # asked before leaving: rank 0 may hold the store
-    shutdown(synchronise=True)
-    if failed is not None:
-        raise PeerFailed(f"stopped: rank {failed} of {ranks.world_size} failed (its error says why)")
+        if failed is not None:
+            raise PeerFailed(f"stopped: rank {failed} of {ranks.world_size} failed (its error says why)")

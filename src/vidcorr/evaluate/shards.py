@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vidcorr.evaluate.ranks import PeerFailed, Ranks, my_share
+from vidcorr.evaluate.ranks import PeerFailed, PeersGone, Ranks, my_share
 from vidcorr.evaluate.runs import (RANK_RECORD, RunRecord, merge_rank_records, open_record, recorded_run,
                                    remove_unstarted_run)
 
@@ -69,7 +69,7 @@ def _sharded(ranks: Ranks, out_dir: Path, stamp: dict, names: Sequence[str], *, 
             ranks.fail()
     # Every rank, finished or failed, stops here before rank 0 reads the ranks' records.
     outcomes, failure = _stop_together(ranks, failure)
-    if ranks.is_main:
+    if ranks.is_main and outcomes is not None:  # None: left without them after SIGTERM, their records kept
         merge_rank_records(record, names)
         if not record.finished:
             remove_unstarted_run(out_dir, opened[1], folders)
@@ -81,16 +81,19 @@ def _sharded(ranks: Ranks, out_dir: Path, stamp: dict, names: Sequence[str], *, 
     return record
 
 
-def _stop_together(ranks: Ranks, failure: BaseException | None) -> tuple[list[str], BaseException | None]:
+def _stop_together(ranks: Ranks, failure: BaseException | None) -> tuple[list[str] | None, BaseException | None]:
     """Every rank's outcome of its items, once all stopped -> (them, this rank's failure). A Ctrl-C
-    while waiting for the slower ranks (a rank that finished its share, or already failed, waits
-    here) does not end the wait: it becomes this rank's failure if it had none (the others told,
-    `Ranks.fail`), and the wait goes on, so that rank 0 still merges the ranks' records (it had left
-    them unmerged, and an unstarted run's folder in place). A second interrupt stops the wait."""
+    or SIGTERM while waiting for the slower ranks (a rank that finished its share, or already failed,
+    waits here) does not end the wait: it becomes this rank's failure if it had none (the others
+    told, `Ranks.fail`), and the wait goes on, so that rank 0 still merges the ranks' records (it had
+    left them unmerged, and an unstarted run's folder in place). A second Ctrl-C stops the wait, and
+    so do ranks that do not come within `SIGTERM_PATIENCE_SECONDS` of a SIGTERM (outcomes None)."""
     interrupted = isinstance(failure, KeyboardInterrupt)
     while True:
         try:
             return ranks.gather("items", "ok" if failure is None else "failed", heed_failure=False), failure
+        except PeersGone as gone:  # only after SIGTERM: this rank's failure is that, as it raised here
+            return None, failure or gone
         except KeyboardInterrupt as interrupt:
             if interrupted:
                 raise

@@ -17,48 +17,69 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, said_elsewhere
 
 log = logging.getLogger(__name__)
 SIGTERM_EXIT = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 
 
-class _Terminated(BaseException):
-    """SIGTERM arrived inside `sigterm_cleans_up`: unwinds the block like Ctrl-C's KeyboardInterrupt."""
+_sigterm_at: float | None = None  # when SIGTERM came to the `sigterm_cleans_up` block now running
+
+
+def seconds_since_sigterm() -> float | None:
+    """Seconds since SIGTERM came to the `sigterm_cleans_up` block now running; None before one came,
+    or outside such a block (the eval ranks wait for each other only so long after it)."""
+    return None if _sigterm_at is None else time.monotonic() - _sigterm_at
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM arrived inside `sigterm_cleans_up`: unwinds the block as Ctrl-C does. A
+    KeyboardInterrupt, so that every clean-up written for Ctrl-C runs for it too (the eval commands'
+    run record, resume hint and torchrun ranks' stop together among them), not a copy of each."""
 
 
 @contextlib.contextmanager
-def sigterm_cleans_up(what: str) -> Iterator[None]:
-    """Within the block, SIGTERM (`kill`, `timeout`, a container or job scheduler stopping) unwinds
-    it as Ctrl-C does, so `atomic_dir` and `atomic_file` remove their temporary output; then one
-    line on stderr and SystemExit(143). Python's default, dying at once, left a hidden
-    `.OUT.partial-*` folder holding part of the results. Further SIGTERMs are ignored while it unwinds,
-    and the previous handler is restored after;
+def sigterm_cleans_up(what: str, *, one_output: bool = True) -> Iterator[None]:
+    """Within the block, SIGTERM (`kill`, `timeout`, a container or job scheduler stopping, torchrun
+    ending its ranks) unwinds it as Ctrl-C does, so `atomic_dir` and `atomic_file` remove their
+    temporary output; then one line on stderr and SystemExit(143). Python's default, dying at once,
+    left a hidden `.OUT.partial-*` folder holding part of the results. Further SIGTERMs are ignored
+    while it unwinds, and the previous handler is restored after;
     off the main thread (where no handler can be set) the block runs as it is.
 
-    what: the command, for the message ("propagate").
+    what: the command, for the message ("propagate"). one_output: the block writes one output
+    folder, which SIGTERM leaves unwritten ("nothing written", the line says); False where the
+    command says itself what it kept (the eval commands: the items finished before, `resume_hint`).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminate(signum, frame):
+        global _sigterm_at
         # Once: a second SIGTERM (a supervisor repeating itself) raised again inside the cleanup that
         # the first one started, and left part of the temporary output behind after all.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _sigterm_at = time.monotonic()
         raise _Terminated
 
+    global _sigterm_at
+    _sigterm_at = None
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
-    except _Terminated:
-        print(f"vidcorr {what}: stopped by SIGTERM; nothing written", file=sys.stderr)
+    except _Terminated as stop:
+        if not said_elsewhere(stop):  # under torchrun the lowest rank it stopped says it
+            print(f"vidcorr {what}: stopped by SIGTERM" + ("; nothing written" if one_output else ""),
+                  file=sys.stderr)
         raise SystemExit(SIGTERM_EXIT) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _sigterm_at = None
 
 
 @contextlib.contextmanager
