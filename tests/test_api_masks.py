@@ -177,6 +177,14 @@ def test_bad_frames_are_refused_naming_the_frame():
     nan = [frames[0], np.full(frames[1].shape, np.nan)]
     with pytest.raises(InputError, match="frame 1 holds NaN"):
         _masks_of(nan, masks[0])
+    # a list of image paths as the video, a path or None stepped: was "has shape ()"
+    with pytest.raises(InputError, match=r"^frame 0 is str '00000.jpg', not an image array: give a video file or "
+                                         r"frame folder"):
+        api.propagate_masks(["00000.jpg", "00001.jpg"], masks[0], encoder=PatchEncoder())
+    tracker = api.mask_tracker(encoder=PatchEncoder())
+    tracker.step(frames[0], masks[0])
+    with pytest.raises(InputError, match=r"^frame 1 is NoneType None, not an image array"):
+        tracker.step(None)
 
 
 def test_masks_of_any_array_type_and_out_of_range_ids():

@@ -44,6 +44,10 @@ def as_rgb_frame(frame: Any, index: int = 0, scale: float | None = None) -> np.n
     -> contiguous RGB uint8 (H, W, 3). `InputError` naming frame ``index`` otherwise."""
     array = to_numpy(frame)
     what = f"frame {index}"
+    if array.ndim == 0:  # a file name or None among the frames: "has shape ()" said nothing
+        value = array.item()
+        raise InputError(None, f"{what} is {type(value).__name__} {value!r:.60}, not an image array: give a video "
+                               "file or frame folder as the video, or the frames as arrays (H, W, 3)")
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
