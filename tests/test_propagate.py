@@ -304,3 +304,24 @@ def test_a_start_that_fails_leaves_no_earlier_video_to_propagate_from(where):
     fresh = Propagator(PatchEncoder(), prop.preset)
     fresh.start(frames[1], one_hot_labels(masks[1]))
     torch.testing.assert_close(prop.step(frames[2]), fresh.step(frames[2]))
+
+
+def test_a_mask_tracker_whose_new_video_failed_to_start_asks_for_a_mask_again():
+    """MaskTracker.step(frame, mask) whose encoder call raised left the tracker 'started' on a
+    propagator holding no video: the next step(frame) failed with "'NoneType' object is not
+    subscriptable" (before `Propagator.start` forgot the earlier video, it silently propagated that
+    video's labels). It must say a first mask is needed."""
+    from vidcorr.errors import EncoderOutputError, NotStarted
+    from vidcorr.masks import MaskTracker
+
+    frames, masks = _texture_video(n_frames=4)
+    encoder = FailsOnDemand()
+    tracker = MaskTracker(Propagator(encoder, get_preset("crw").with_overrides(n_previous=2, radius=3)))
+    tracker.step(frames[0], masks[0])
+    tracker.step(frames[1])
+    encoder.fail = True
+    with pytest.raises(EncoderOutputError, match="broken frame"):
+        tracker.step(frames[2], masks[2])
+    encoder.fail = False
+    with pytest.raises(NotStarted, match="first frame's mask"):
+        tracker.step(frames[3])

@@ -148,6 +148,7 @@ class MaskTracker:
             rgb = as_rgb_frame(array, 0, scale)
             mask = check_first_mask(mask, rgb.shape[:2], path)
             first, first_labels = _first_labels(mask)
+            self.started = False  # until the new video has started: a start that raises holds no video
             self.propagator.start(rgb, first_labels)
             self.started, self._scale, self._index = True, scale, 0
             return first
