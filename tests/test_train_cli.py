@@ -134,6 +134,27 @@ def test_outputs_that_cannot_be_created_exit_2_before_training(tmp_path: Path, a
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "ae.json", "ae.safetensors", "tiny.toml"]
 
 
+def test_the_start_line_says_how_many_steps_and_where_the_run_writes(data_dir: Path, tmp_path: Path,
+                                                                    autoencoder: Path, caplog) -> None:
+    """It said `stages ['warmup', 'joint']`: neither how long each stage is (an epoch-based one
+    depends on the number of videos) nor where checkpoints and weights go."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_UVC.replace("[stages.warmup]\nsteps = 2", "[stages.warmup]\nepochs = 3")
+                      .replace("batch_size = 2", "batch_size = 2\nsamples_per_video = 4")
+                      .replace("[log]\nevery = 1", "[log]\nevery = 1\ncheckpoint_every = 5"))
+    run, export = tmp_path / "run", tmp_path / "w.safetensors"
+    with caplog.at_level("INFO"):
+        # 2 videos x 4 samples in batches of 2: 4 steps an epoch
+        assert main(["train", "uvc", "--data", str(data_dir / "videos" / "davis2016-train" / "bear.mp4"),
+                     "--data", str(data_dir / "videos" / "davis2016-train" / "boat.mp4"),
+                     "--recipe", str(recipe), "--autoencoder", str(autoencoder), "--run-dir", str(run),
+                     "--cache-dir", str(tmp_path / "cache"), "--export", str(export), "--max-steps", "0"]) == 0
+    said = [r.getMessage() for r in caplog.records if "process(es) on" in r.getMessage()]
+    assert said == [f"{recipe}: uvc on 2 videos (157 frames), 1 process(es) on cpu: warmup 3 epochs = 12 steps, "
+                    f"joint 1 step, 13 in all, batches of 2; run dir {run} (checkpoint every 5 steps), "
+                    f"weights {export}"], said
+
+
 def test_export_to_a_path_that_cannot_be_created_exits_2_naming_it(tmp_path: Path, capsys) -> None:
     """`train export --out FILE/w.safetensors` read the checkpoint, built the model, then failed in a
     FileExistsError traceback (exit 1)."""

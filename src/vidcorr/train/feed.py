@@ -20,6 +20,7 @@ from vidcorr.errors import VidcorrError
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier
 from vidcorr.train.interrupt import StopSignals, WaitAbandoned
+from vidcorr.train.schedule import stage_steps
 from vidcorr.train.workers import worker_init, worker_start_method
 
 if TYPE_CHECKING:
@@ -49,6 +50,14 @@ def filling_a_batch(recipe: Recipe, videos: int, ctx: DistContext) -> Recipe:
                     "samples_per_video in the recipe to choose)", videos, data.samples_per_video, samples,
                     per_rank, needed)
     return recipe.replace(data=dataclasses.replace(data, samples_per_video=needed))
+
+
+def stage_lengths(recipe: Recipe, videos: int, ctx: DistContext) -> list[int]:
+    """Steps of each of the recipe's stages on ``videos`` videos (an epoch-based stage's depend on
+    them): what `loader`'s sampler gives, one batch of ``batch_size / processes`` a step."""
+    per_epoch = (len(ShardedSampler(videos * recipe.data.samples_per_video, ctx.world_size, ctx.rank))
+                 // (recipe.data.batch_size // ctx.world_size))
+    return [stage_steps(stage, per_epoch) for stage in recipe.stages]
 
 
 def loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int, ctx: DistContext,

@@ -202,9 +202,9 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
             log.warning("%s is at step %d, already past --max-steps %d: nothing was trained (give a "
                         "larger --max-steps, or none, to continue the run)", run_dir / ckpt.LATEST,
                         progress.step, job.max_steps)
-        log.info("%s: %s on %d videos (%d frames), stages %s, %d process(es) on %s", recipe.identity,
-                 recipe.method, len(index), index.describe()["frames"],
-                 [s.name for s in recipe.stages], ctx.world_size, ctx.device)
+        log.info("%s: %s on %d videos (%d frames), %d process(es) on %s: %s; %s", recipe.identity,
+                 recipe.method, len(index), index.describe()["frames"], ctx.world_size, ctx.device,
+                 _plan(recipe, len(index), ctx), _outputs(job))
     stop.training()
     try:
         finished = _run_stages(run)
@@ -222,6 +222,26 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
     if stop.signal is not None and ctx.is_main:  # a signal, yet no stop: it came after the last step had begun
         log.warning(endings.ended_anyway(run, finished, exported))
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
+
+
+def _plan(recipe: Recipe, videos: int, ctx: DistContext) -> str:
+    """How long the run is, for its start line: "warmup 3 epochs = 12 steps, joint 1 step, 13 in all,
+    batches of 2" (the tqdm bar gives each stage's time left; a log file has no bar)."""
+    lengths = feed.stage_lengths(recipe, videos, ctx)
+    parts = [f"{stage.name} {_count(stage.epochs, 'epoch') + ' = ' if stage.epochs is not None else ''}"
+             f"{_count(steps, 'step')}" for stage, steps in zip(recipe.stages, lengths)]
+    return f"{', '.join(parts)}, {sum(lengths)} in all, batches of {recipe.data.batch_size}"
+
+
+def _outputs(job: TrainJob) -> str:
+    """Where the run writes, for its start line: "run dir D (checkpoint every N steps), weights W"."""
+    every = job.recipe.log.checkpoint_every
+    written = f"run dir {job.run_dir} (checkpoint every {_count(every, 'step')})"
+    return written + (f", weights {job.export}" if job.export is not None else "")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _run_stages(run: _Run) -> bool:
