@@ -177,3 +177,36 @@ def test_propagate_without_pyav_writes_a_constant_rate(vfr_clip, tmp_path, monke
     assert len(list((out / "masks").glob("*.png"))) == 6
     monkeypatch.undo()
     np.testing.assert_allclose(_decoded_times(out / "overlay.mp4"), np.arange(6) / fps, atol=1e-3)
+
+
+def test_head_times_are_the_whole_videos_cut_and_read_only_the_packets_they_need(real_video, tmp_path, monkeypatch):
+    """`propagate --max-frames N` times its overlay by the first N frames: `FrameSource.head` read every
+    packet's timestamp of the whole video for them. Now it reads up to where they are fixed (B-frames:
+    a packet or two past them), with the same times; across a restart of the timestamps (joined
+    MPEG-TS: the later part's offset is the whole stream's median step) and where the first packets
+    have no dts (Matroska) it still reads what that needs."""
+    from vidcorr.io import frame_times
+
+    real_packets, read = frame_times.shown_packets, []
+
+    def counted(container, stream):
+        for packet in real_packets(container, stream):
+            read.append(packet)
+            yield packet
+
+    monkeypatch.setattr(frame_times, "shown_packets", counted)
+    mkv, parts, joined = tmp_path / "vfr.mkv", [tmp_path / "a.ts", tmp_path / "b.ts"], tmp_path / "joined.ts"
+    write_vfr_video(mkv, _ramp(len(VFR_TIMES)))
+    _write_ts_part(parts[0], [20 + 10 * t for t in range(12)], fps=24)
+    _write_ts_part(parts[1], [20 + 10 * t for t in range(8)], fps=12)
+    joined.write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+    for path in (real_video, mkv, joined):
+        source = open_frames(path)
+        whole, total = source.frame_times(), len(read)
+        for n in range(1, total + 3):
+            read.clear()
+            assert source.head(n).frame_times() == whole[:n], (path.name, n)
+            assert source.head(n + 1).head(n).frame_times() == whole[:n]
+        read.clear()
+        source.head(5).frame_times()
+        assert len(read) <= {"bear.mp4": 7, "joined.ts": 8}.get(path.name, total), path.name  # not 82, 20 packets

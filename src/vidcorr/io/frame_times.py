@@ -10,6 +10,7 @@ writer takes a constant rate anyway).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from statistics import median
@@ -30,18 +31,60 @@ def shown_packets(container, stream) -> Iterator:
             yield packet
 
 
-def shown_times(container) -> list[float] | None:
+def shown_times(container, first: int | None = None) -> list[float] | None:
     """Display time of each frame of ``container``'s first video stream, seconds from its first
     frame (T,), in the order frames decode (`display_times`; demuxing only: about 100x faster than
-    decoding); None where a packet has no timestamp (raw streams, some AVI files) or no two differ."""
+    decoding); None where a packet has no timestamp (raw streams, some AVI files) or no two differ.
+
+    first: the times of the first ``first`` frames only (`vidcorr.io.video.FrameSource.head`), the
+    same as the whole stream's cut to them, read from the packets they need (`_Settled`): up to
+    where no later packet can be shown before them and one time differs, so a quick look at the
+    start of an hour-long video does not demux all of it. Where their times depend on the rest (a
+    restart of the timestamps among them: later parts follow the median step of the whole stream;
+    packets without a decoding time) every packet is read. A packet past them without a timestamp,
+    which made the whole stream's times None, is not seen.
+    """
     stream = container.streams.video[0]
     stamps = []
+    settled = None if first is None else _Settled(first)
     for packet in shown_packets(container, stream):
         if packet.pts is None:
             return None
         dts = None if packet.dts is None else packet.dts * packet.time_base
         stamps.append((packet.pts * packet.time_base, dts))
-    return display_times(stamps)
+        if settled is not None and settled.add(*stamps[-1]):
+            break
+    times = display_times(stamps)
+    return times if first is None or times is None else times[:first]
+
+
+class _Settled:
+    """Whether the packets read so far, in file order, fix the display times of the first ``first``
+    frames (`shown_times`). In one part of the stream (`display_times`) decoding times increase and
+    a frame is never shown before it is decoded (pts >= dts), so once a packet's dts reaches the
+    ``first``-th smallest pts read, no later packet of the part sorts before those, and the part's
+    start (its smallest pts) is among them; a later part comes after all of them. Their times
+    are the whole stream's once two pts differ (else there is no timing: None), and need the rest
+    where the timestamps start again (a later part's offset is the median step of the whole stream)."""
+
+    def __init__(self, first: int):
+        self.first, self.smallest = first, []  # a max-heap (negated) of the `first` smallest pts
+        self.low = self.high = self.last_dts = None
+        self.one_part = True
+
+    def add(self, pts: Fraction, dts: Fraction | None) -> bool:
+        """Take the next packet's (pts, dts), seconds -> whether the first frames' times are now fixed."""
+        if dts is not None and self.last_dts is not None and dts < self.last_dts:
+            self.one_part = False  # for good: the rest decides the later parts' offset
+        self.last_dts = dts if dts is not None else self.last_dts
+        self.low = pts if self.low is None else min(self.low, pts)
+        self.high = pts if self.high is None else max(self.high, pts)
+        if len(self.smallest) < self.first:
+            heapq.heappush(self.smallest, -pts)
+        elif pts < -self.smallest[0]:
+            heapq.heapreplace(self.smallest, -pts)
+        return (self.one_part and dts is not None and len(self.smallest) == self.first
+                and -self.smallest[0] <= dts and self.high > self.low)
 
 
 def display_times(stamps: Sequence[tuple[Fraction, Fraction | None]]) -> list[float] | None:

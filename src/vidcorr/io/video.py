@@ -39,7 +39,8 @@ GIVE_FRAMES = "give the folder of frames (or a video file)"  # `open_frames`' im
 LazyFrame = Callable[[], np.ndarray]
 Decoder = Callable[[], Iterator[LazyFrame]]
 FrameCount = Callable[[], int | None]  # a header's frame count, worked out when first asked for
-FrameTimes = Callable[[], list[float] | None]  # `FrameSource.frame_times`, worked out when asked for
+# `FrameSource.frame_times`, worked out when asked for: of the first N frames (`FrameSource.head`), or all (None)
+FrameTimes = Callable[[int | None], list[float] | None]
 
 
 def _import_av() -> ModuleType | None:
@@ -101,7 +102,7 @@ class FrameSource:
         with PyAV (demuxing only), in the order frames decode, also where its timestamps start
         again (joined MPEG-TS files); None for a frame folder, the OpenCV backend, or a file whose
         packets lack timestamps or all share one (`vidcorr.io.frame_times`)."""
-        return self._times() if self._times is not None else None
+        return self._times(None) if self._times is not None else None
 
     def __len__(self) -> int:
         if self.num_frames is None:
@@ -148,7 +149,8 @@ class FrameSource:
     def head(self, n: int) -> FrameSource:
         """The first ``n`` frames (all of them if fewer) as a `FrameSource` of their own: iterated,
         counted, timed and named (``files``) as the first ``n`` of this one. A quick look at a long
-        video (`propagate --max-frames`) decodes only those."""
+        video (`propagate --max-frames`) decodes only those, and reads the timestamps of the packets
+        their times need, not every packet's (`vidcorr.io.frame_times.shown_times`)."""
         if n < 1:
             raise ValueError(f"{self.path}: head needs at least one frame, got {n}")
         decode = self._decode
@@ -164,12 +166,11 @@ class FrameSource:
             total = self.num_frames
             return None if total is None else min(n, total)
 
-        def times() -> list[float] | None:
-            all_times = self.frame_times()
-            return None if all_times is None else all_times[:n]
+        def times(wanted: int | None) -> list[float] | None:  # the packets of the first n frames, not all
+            return self._times(n if wanted is None else min(n, wanted))
 
         return FrameSource(self.path, first, self.size, self.fps, count, self.backend,
-                           None if self.files is None else self.files[:n], times)
+                           None if self.files is None else self.files[:n], None if self._times is None else times)
 
     def read_all(self) -> np.ndarray:
         """Decode every frame into memory: (T, H, W, 3) uint8. Only for short videos."""
@@ -220,7 +221,7 @@ def _video_source(path: Path, backend: str) -> FrameSource:
         if first is None:
             raise InputError(path, "contains no decodable video frames")
         size = first().shape[:2]
-    times = (lambda: pyav_times(path)) if backend == "pyav" else None
+    times = (lambda first: pyav_times(path, first)) if backend == "pyav" else None
     return FrameSource(path, lambda: decode(path), size, fps, num_frames, backend, times=times)
 
 

@@ -151,10 +151,11 @@ def _pyav_header_count(stream, rate: Fraction | None) -> int | None:
     return stream.frames if abs(stream.frames - shown) < 0.5 else None
 
 
-def pyav_times(path: Path) -> list[float] | None:
-    """`FrameSource.frame_times` of a video file: from its packets (`shown_times`)."""
+def pyav_times(path: Path, first: int | None = None) -> list[float] | None:
+    """`FrameSource.frame_times` of a video file: from its packets (`shown_times`); of its first
+    ``first`` frames only where given (None: all)."""
     with contextlib.closing(_open_container(path)) as container:
-        return shown_times(container)
+        return shown_times(container, first)
 
 
 def pyav_count(path: Path) -> int:
