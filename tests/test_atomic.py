@@ -212,3 +212,41 @@ def test_a_second_sigterm_does_not_cut_the_cleanup_of_the_first_short(tmp_path, 
     assert stop.value.code == 143 and cleaned == [True]
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_sigterm_after_the_output_is_in_place_says_it_is_complete(tmp_path, monkeypatch, capsys, in_place):
+    """SIGTERM right after atomic_dir moved the finished output into place (renamed it, or moved its
+    entries into an existing folder): the line said "nothing written" of a complete output. The
+    move is not cut short, and the line says the output is complete; still exit 143."""
+    import signal
+
+    from vidcorr.io import atomic
+
+    out = tmp_path / "out"
+    if in_place:
+        out.mkdir()
+        real_move = atomic._move_entries
+
+        def move_then_terminate(tmp, to, replacing):
+            real_move(tmp, to, replacing)
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary: the handler runs
+
+        monkeypatch.setattr(atomic, "_move_entries", move_then_terminate)
+    else:
+        real_rename = Path.rename
+
+        def rename_then_terminate(self, target):
+            moved = real_rename(self, target)
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            return moved
+
+        monkeypatch.setattr(Path, "rename", rename_then_terminate)
+    with pytest.raises(SystemExit) as stop:
+        with atomic.sigterm_cleans_up("test"), atomic.atomic_dir(out) as tmp:
+            (tmp / "result.png").write_bytes(b"x")
+    assert stop.value.code == 143
+    assert capsys.readouterr().err == f"vidcorr test: stopped by SIGTERM after {out} was written in full\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in out.iterdir()] == ["result.png"]

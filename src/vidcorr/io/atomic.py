@@ -19,7 +19,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from vidcorr.errors import InputError, said_elsewhere
 
@@ -27,19 +29,43 @@ log = logging.getLogger(__name__)
 SIGTERM_EXIT = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 
 
-_sigterm_at: float | None = None  # when SIGTERM came to the `sigterm_cleans_up` block now running
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM arrived inside `sigterm_cleans_up`: unwinds the block as Ctrl-C does. A
+    KeyboardInterrupt, so that every clean-up written for Ctrl-C runs for it too (the eval commands'
+    run record, resume hint and torchrun ranks' stop together among them), not a copy of each."""
+
+
+@dataclass
+class _Block:
+    """A running `sigterm_cleans_up` block: when SIGTERM came (``at``), the outputs `atomic_dir` put
+    in place in it (``written``), and whether one is being put in place now (``deferring``: a
+    SIGTERM then waits for the end of the move, ``pending``)."""
+
+    at: float | None = None
+    written: list[Path] = field(default_factory=list)
+    deferring: bool = False
+    pending: bool = False
+
+    def stop(self) -> NoReturn:
+        # Once: a second SIGTERM (a supervisor repeating itself) raised again inside the cleanup that
+        # the first one started, and left part of the temporary output behind after all.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+
+_blocks: list[_Block] = []  # the `sigterm_cleans_up` blocks running on the main thread, innermost last
+
+
+def _block() -> _Block | None:
+    """The innermost `sigterm_cleans_up` block, where this thread is the one its SIGTERM interrupts."""
+    return _blocks[-1] if _blocks and threading.current_thread() is threading.main_thread() else None
 
 
 def seconds_since_sigterm() -> float | None:
     """Seconds since SIGTERM came to the `sigterm_cleans_up` block now running; None before one came,
     or outside such a block (the eval ranks wait for each other only so long after it)."""
-    return None if _sigterm_at is None else time.monotonic() - _sigterm_at
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM arrived inside `sigterm_cleans_up`: unwinds the block as Ctrl-C does. A
-    KeyboardInterrupt, so that every clean-up written for Ctrl-C runs for it too (the eval commands'
-    run record, resume hint and torchrun ranks' stop together among them), not a copy of each."""
+    block = _block()
+    return None if block is None or block.at is None else time.monotonic() - block.at
 
 
 @contextlib.contextmanager
@@ -52,34 +78,60 @@ def sigterm_cleans_up(what: str, *, one_output: bool = True) -> Iterator[None]:
     off the main thread (where no handler can be set) the block runs as it is.
 
     what: the command, for the message ("propagate"). one_output: the block writes one output
-    folder, which SIGTERM leaves unwritten ("nothing written", the line says); False where the
-    command says itself what it kept (the eval commands: the items finished before, `resume_hint`).
+    folder (`atomic_dir`), and the line says whether SIGTERM came before it was in place ("nothing
+    written") or after ("OUT was written in full"; a SIGTERM while it is being moved into place
+    waits for the end of the move); False where the command says itself what it kept (the eval
+    commands: the items finished before, `resume_hint`).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    block = _Block()
 
     def terminate(signum, frame):
-        global _sigterm_at
-        # Once: a second SIGTERM (a supervisor repeating itself) raised again inside the cleanup that
-        # the first one started, and left part of the temporary output behind after all.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _sigterm_at = time.monotonic()
-        raise _Terminated
+        block.at = block.at or time.monotonic()
+        if block.deferring:  # atomic_dir is moving its finished output into place: it stops after
+            block.pending = True
+            return
+        block.stop()
 
-    global _sigterm_at
-    _sigterm_at = None
+    _blocks.append(block)
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     except _Terminated as stop:
-        if not said_elsewhere(stop):  # under torchrun the lowest rank it stopped says it
-            print(f"vidcorr {what}: stopped by SIGTERM" + ("; nothing written" if one_output else ""),
-                  file=sys.stderr)
+        if said_elsewhere(stop):  # under torchrun the lowest rank it stopped says it
+            pass
+        elif not one_output:
+            print(f"vidcorr {what}: stopped by SIGTERM", file=sys.stderr)
+        elif block.written:
+            print(f"vidcorr {what}: stopped by SIGTERM after {block.written[-1]} was written in full", file=sys.stderr)
+        else:
+            print(f"vidcorr {what}: stopped by SIGTERM; nothing written", file=sys.stderr)
         raise SystemExit(SIGTERM_EXIT) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _sigterm_at = None
+        _blocks.remove(block)
+
+
+@contextlib.contextmanager
+def _putting_in_place(out: Path) -> Iterator[None]:
+    """`atomic_dir`'s move of its finished output into ``out``: a SIGTERM to the `sigterm_cleans_up`
+    block around it waits for the end of the move, and then stops the command as written (it came
+    between the rename and the end of the block, and the line said "nothing written" of a complete
+    output). A move that fails raises its own error, the SIGTERM then dropped: the command fails anyway."""
+    block = _block()
+    if block is None:
+        yield
+        return
+    block.deferring = True
+    try:
+        yield
+        block.written.append(out)
+    finally:
+        block.deferring = False
+    if block.pending:
+        block.stop()
 
 
 @contextlib.contextmanager
@@ -192,19 +244,19 @@ def atomic_dir(out: str | Path, *, replaces: Callable[[list[Path]], list[Path]] 
         raise InputError(out, f"cannot create the output folder ({error.strerror or error})") from None
     try:
         yield tmp
-        if in_place:
-            # by name: mkdtemp's path is absolute from Python 3.12 on, iterdir's relative for a relative out
-            old = replaces([e for e in sorted(out.iterdir()) if e.name != tmp.name]) if replaces is not None else []
-            _move_entries(tmp, out, replacing=old)
-        else:
-            tmp.chmod(0o755)
-            tmp.rename(out)
-    except BaseException:
-        if not any(tmp.glob(".replaced-*/*")):  # else an earlier result that could not be put back
+        with _putting_in_place(out):
+            if in_place:
+                # by name: mkdtemp's path is absolute from Python 3.12 on, iterdir's relative for a relative out
+                old = replaces([e for e in sorted(out.iterdir()) if e.name != tmp.name]) if replaces is not None else []
+                _move_entries(tmp, out, replacing=old)
+                _discard(tmp, out)
+            else:
+                tmp.chmod(0o755)
+                tmp.rename(out)
+    except BaseException:  # also after the move: tmp is gone then (renamed, or deleted by _discard)
+        if tmp.exists() and not any(tmp.glob(".replaced-*/*")):  # else an earlier result that could not be put back
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if in_place:
-        _discard(tmp, out)
 
 
 def _discard(tmp: Path, out: Path) -> None:
