@@ -34,6 +34,21 @@ def test_a_whole_cell_shift_is_matched_exactly_and_both_ways():
     np.testing.assert_allclose(m.points_a[:2], [[3.5, 3.5], [11.5, 3.5]])  # cell centres in pixels
 
 
+def test_frames_in_the_apis_other_forms_give_the_uint8_frames_matches():
+    """A float frame in [0, 1] was divided by 255 again: a near-black frame, matched silently."""
+    import torch
+
+    frames, _ = _texture_video(n_frames=2)
+    prop = Propagator(PatchEncoder(), customised_preset("crw"))
+    want = match_frames(prop, frames[0], frames[1], step=1)
+    for a, b in ((frames[0] / 255.0, frames[1] / 255.0), (torch.from_numpy(frames[0]), frames[1].astype(np.float32))):
+        got = match_frames(prop, a, b, step=1)
+        np.testing.assert_array_equal(got.points_b, want.points_b)
+        np.testing.assert_allclose(got.similarity, want.similarity, rtol=1e-5)
+    with pytest.raises(vidcorr.errors.InputError, match=r"frame B has shape \(3, 64, 96\)"):
+        match_frames(prop, frames[0], frames[1].transpose(2, 0, 1))
+
+
 def test_the_mask_and_step_choose_the_query_points():
     frames, masks = _texture_video(n_frames=2)
     prop = Propagator(PatchEncoder(), customised_preset("crw"))

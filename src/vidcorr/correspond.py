@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from vidcorr.affinity import affinity_logits
+from vidcorr.io.frames import as_rgb_frame
 from vidcorr.propagate import Propagator
 
 
@@ -54,11 +55,15 @@ def match_frames(
     mask_a: np.ndarray | None = None,
 ) -> Matches:
     """Match every ``step``-th feature cell of frame A (RGB uint8 (Ha, Wa, 3)) into frame B (RGB
-    uint8 (Hb, Wb, 3)); frames may differ in size. mask_a: (Ha, Wa), only cells whose centre lies on
-    a non-zero pixel are queried (e.g. an object's mask). Features come from ``propagator.embed``
-    (the preset's size, layer and normalisation)."""
+    uint8 (Hb, Wb, 3)); frames may differ in size, and come in any form the API takes
+    (`vidcorr.io.frames.as_rgb_frame`: float, gray, torch; `InputError` naming "frame A" / "frame B").
+    mask_a: (Ha, Wa), only cells whose centre lies on a non-zero pixel are queried (e.g. an object's
+    mask). Features come from ``propagator.embed`` (the preset's size, layer and normalisation)."""
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
+    # The engine takes uint8: a float frame in [0, 1] was divided by 255 again, a near-black frame
+    # matched without a word. (as_rgb_frame's index only names the frame in its messages.)
+    frame_a, frame_b = as_rgb_frame(frame_a, "A"), as_rgb_frame(frame_b, "B")  # type: ignore[arg-type]
     if mask_a is not None and mask_a.shape != frame_a.shape[:2]:
         raise ValueError(f"mask is {mask_a.shape[1]}x{mask_a.shape[0]} but frame A is "
                          f"{frame_a.shape[1]}x{frame_a.shape[0]}")
