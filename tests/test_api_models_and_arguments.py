@@ -65,6 +65,8 @@ def test_arguments_are_checked_at_the_call():
         api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), size=0)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), batch_size=0)
+    with pytest.raises(ValueError, match="mask_tracker embeds each frame as it is stepped.*batch_size applies"):
+        api.mask_tracker(encoder=PatchEncoder(), batch_size=4)  # was "unknown preset knob(s) batch_size"
     with pytest.raises(ValueError, match="unknown tracker 'kcf'"):
         api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), tracker="kcf")  # not when iterated
     with pytest.raises(ValueError, match="unknown localise setting"):

@@ -194,7 +194,10 @@ def mask_tracker(
     **knobs: Any,
 ) -> MaskTracker:
     """A `MaskTracker`: ``step(frame, mask)`` starts a video, ``step(frame)`` gives the next mask.
-    Arguments as `propagate_masks`."""
+    Arguments as `propagate_masks` (but ``batch_size``: one encoder call per step)."""
+    if "batch_size" in knobs:  # else "unknown preset knob(s) batch_size", as if it were a typo
+        raise ValueError("mask_tracker embeds each frame as it is stepped, one encoder call per step: "
+                         "batch_size applies to the whole-video functions (propagate_masks, ...) only")
     return MaskTracker(_propagator(encoder, preset, device, 1, size, knobs, track))
 
 
