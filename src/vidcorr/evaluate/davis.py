@@ -186,18 +186,19 @@ def run_stamp(model_info: dict | None, preset: PropagationPreset, dataset: Davis
 
 
 def _propagate_sequence(propagator: Propagator, dataset: DavisDataset, seq: str, first_mask: np.ndarray,
-                        out_dir: Path, overlays: bool, ranks: Ranks | None = None) -> int:
+                        out_dir: Path, overlays: bool, ranks: Ranks) -> int:
     """Write ``out_dir/<seq>/*.png`` (and ``out_dir/overlays/<seq>.mp4``); returns the frame count.
 
     The PNGs go to a hidden ``.<seq>.partial`` folder renamed when complete (`write_item_folder`):
     an interrupted sequence leaves nothing that `score_davis` or ``--resume`` would take for a result.
-    Under torchrun (``ranks``) it stops within a frame of another rank's failure.
+    Under torchrun (``ranks``, rank 0 of 1 for a single process) it stops within a frame of another
+    rank's failure.
     """
     frame_paths = dataset.frames(seq)
     frames = open_frame_files(frame_paths)
     # Exactly the frames named: each prediction PNG is named after the frame it was made for.
     return write_item_folder(out_dir, seq, lambda folder: write_mask_sequence(
-        propagator, ranks.checked(frames) if ranks is not None else frames, first_mask, folder, [p.stem for p in frame_paths],
+        propagator, ranks.checked(frames), first_mask, folder, [p.stem for p in frame_paths],
         overlay=overlay_path(out_dir, seq) if overlays else None, truth=dataset.masks(seq)))
 
 

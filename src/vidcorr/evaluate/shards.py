@@ -22,7 +22,7 @@ from vidcorr.evaluate.runs import (RANK_RECORD, RunRecord, merge_rank_records, o
                                    remove_unstarted_run)
 
 
-def run_items(ranks: Ranks | None, out_dir: Path, stamp: dict, names: Sequence[str], *, resume: bool,
+def run_items(ranks: Ranks, out_dir: Path, stamp: dict, names: Sequence[str], *, resume: bool,
               done: Callable[[str], bool], work: Callable[[str], dict], desc: str, unit: str = "seq",
               sizes: Sequence[int] | None = None, folders: Sequence[Path] = (),
               before: Callable[[list[str]], None] | None = None) -> RunRecord:
@@ -33,7 +33,7 @@ def run_items(ranks: Ranks | None, out_dir: Path, stamp: dict, names: Sequence[s
     rank's share of them. sizes: each item's cost (frames) for the ranks' shares; default 1 each.
     The other arguments are `recorded_run`'s.
     """
-    if ranks is None or not ranks.distributed:
+    if not ranks.distributed:
         with recorded_run(out_dir, stamp, names, resume=resume, done=done, folders=folders) as record:
             if before is not None:
                 before(record.kept)

@@ -92,19 +92,19 @@ def track_sequence(
     ranks: Ranks | None = None,
 ) -> np.ndarray:
     """Track ``seq`` from its first box: -> predicted boxes (T, 4), 0-based, T = len(seq) or max_frames.
-    ranks: under torchrun, stop within a frame of another rank's failure (`Ranks.checked`)."""
-    _, frames = _first_frames(seq, max_frames, ranks)
+    ranks: under torchrun, stop within a frame of another rank's failure (`Ranks.checked`); None: a
+    single process."""
+    _, frames = _first_frames(seq, max_frames, ranks or Ranks())
     boxes = track_video(encoder, frames, tuple(seq.boxes[0]), settings=settings, device=device)
     return np.array(list(boxes), np.float64).reshape(-1, 4)
 
 
-def _first_frames(seq: TrackingSequence, max_frames: int | None,
-                  ranks: Ranks | None = None) -> tuple[int, Iterator[np.ndarray]]:
+def _first_frames(seq: TrackingSequence, max_frames: int | None, ranks: Ranks) -> tuple[int, Iterator[np.ndarray]]:
     """The first ``max_frames`` frames of ``seq`` (all of them without), decoded lazily behind a
     progress bar (under torchrun checked for a failed rank, `Ranks.checked`) -> (their count, the frames)."""
     n = len(seq) if max_frames is None else min(len(seq), max_frames)
     frames = tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame", leave=False)
-    return n, ranks.checked(frames) if ranks is not None else frames
+    return n, ranks.checked(frames)
 
 
 def _can_start(box: np.ndarray, frame: np.ndarray) -> bool:
@@ -165,7 +165,7 @@ def _timed(scores: dict, time: dict) -> dict:
 
 
 def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, settings, device: str,
-                  max_frames: int | None, ranks: Ranks | None = None) -> dict[str, float]:
+                  max_frames: int | None, ranks: Ranks) -> dict[str, float]:
     """Track one sequence from its first box and write its boxes to ``path`` (OPE) -> what it took."""
     start = time.perf_counter()
     pred = track_sequence(encoder, seq, settings, device=device, max_frames=max_frames, ranks=ranks)
@@ -175,7 +175,7 @@ def _ope_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, setting
 
 
 def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, settings, device: str,
-                       max_frames: int | None, ranks: Ranks | None = None) -> dict[str, float]:
+                       max_frames: int | None, ranks: Ranks) -> dict[str, float]:
     """Run VOT's supervised experiment on one sequence and write its trajectory to ``path`` -> what it took."""
     polygons = read_vot_polygons(seq.annotation)
     start = time.perf_counter()
@@ -188,7 +188,7 @@ def _baseline_sequence(encoder: nn.Module, seq: TrackingSequence, path: Path, se
 
 def _track_sequences(encoder: nn.Module, seqs: list[TrackingSequence], out_dir: Path, benchmark: Benchmark,
                      protocol: str, run: dict, *, settings: LocaliseSettings | DCFSettings, device: str,
-                     resume: bool, ranks: Ranks | None = None) -> RunRecord:
+                     resume: bool, ranks: Ranks) -> RunRecord:
     """Track every sequence the run record of ``out_dir`` does not hold finished yet, each written to
     its prediction file and then recorded (`run_items`, stamped with the command, ``protocol`` and
     ``run``; under torchrun this rank's share) -> the record: the kept and newly finished sequences
