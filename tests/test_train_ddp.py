@@ -97,7 +97,8 @@ def test_only_rank_0_reports_a_resume_and_the_runs_end(tmp_path: Path, monkeypat
     from types import SimpleNamespace
 
     from vidcorr.cli import train_cmd
-    from vidcorr.train import checkpoint as ckpt, loop
+    from vidcorr.train import checkpoint as ckpt
+    from vidcorr.train import loop
     from vidcorr.train.distributed import DistContext
 
     recipe = recipe_from_dict({"method": "uvc", "stages": {"warmup": {"steps": 4}}}, "tiny")
