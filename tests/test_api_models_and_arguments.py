@@ -9,13 +9,14 @@ import sys
 import numpy as np
 import pytest
 from api_helpers import _crw_small
+from PIL import Image
 from synthetic import PatchEncoder
 from test_propagate import _texture_video
 
 import vidcorr
 from vidcorr import api
 from vidcorr.cli import main
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.errors import InputError, VidcorrError, WeightsError
 from vidcorr.presets import customised_preset, get_preset
 
 
@@ -28,6 +29,24 @@ def test_encoder_for_cuts_trained_weights_at_the_presets_layer():
         vidcorr.encoder_for("crw", weights=api.DEFAULT_WEIGHTS, features="lab-pixels")
     with pytest.raises(ValueError, match="unknown floor"):
         vidcorr.encoder_for("crw", features="random-resnet50")
+
+
+def test_a_factory_spec_given_as_weights_is_pointed_to_encoder(tmp_path, capsys):
+    """It was "weights file does not exist", from Python and from --weights alike."""
+    (tmp_path / "my_models.py").write_text("def build():\n    pass\n")
+    spec = f"{tmp_path / 'my_models.py'}:build"
+    with pytest.raises(WeightsError, match=r"my_models.py:build: no such weights file; MODULE:FACTORY names a network "
+                                           r"of one's own, which --encoder takes \(from Python: .*load_external_encoder"):
+        vidcorr.encoder_for("crw", weights=spec)
+    frames, masks = _texture_video(n_frames=2)
+    (tmp_path / "frames").mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / "frames" / f"{t:05d}.png")
+    Image.fromarray(masks[0]).save(tmp_path / "first.png")
+    assert main(["propagate", str(tmp_path / "frames"), "--mask", str(tmp_path / "first.png"),
+                 "--out", str(tmp_path / "out"), "--weights", spec]) == 2
+    assert "which --encoder takes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_default_weights_fall_back_only_when_asked(monkeypatch, tmp_path):

@@ -40,7 +40,7 @@ from PIL import Image
 from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.errors import InputError, VidcorrError, WeightsError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask, read_first_mask
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
@@ -83,6 +83,10 @@ def resolve_encoder(
                                                "note": f"untrained floor: no trained weights at {path}"}
         raise VidcorrError(f"no trained weights at {path}; give weights (--weights PATH) or an untrained floor "
                            f"(--features {'|'.join(FLOOR_NAMES)})")
+    if not path.exists() and _is_factory_spec(str(weights)):
+        raise WeightsError(path, "no such weights file; MODULE:FACTORY names a network of one's own, which "
+                                 "--encoder takes (from Python: encoder=vidcorr.models.external."
+                                 "load_external_encoder(spec)[0])")
     loaded = read_weights(path)
     out_layer = _layer_for(loaded.config.get("out_layer"), preset.feature_layer)
     encoder = encoder_from_weights(loaded, path, out_layer=out_layer)
@@ -93,6 +97,13 @@ def resolve_encoder(
     if warn_if_unfinished(loaded, path):  # exported by --max-steps or from a stopped run's checkpoint
         info["finished"] = False
     return encoder, info
+
+
+def _is_factory_spec(text: str) -> bool:
+    """Whether ``text`` reads as ``--encoder``'s ``file.py:factory`` (given as weights, it was
+    "weights file does not exist", with no word on where such a spec goes)."""
+    target, sep, factory = text.rpartition(":")
+    return bool(sep and factory.isidentifier() and (target.endswith(".py") or Path(target).is_file()))
 
 
 def _layer_for(trained: str | None, wanted: str | None) -> str | None:
