@@ -45,6 +45,15 @@ def test_tracker_follows_translating_texture(tracker, encoder):
     assert box_iou(gt, pred).mean() > 0.75
 
 
+@pytest.mark.parametrize("tracker", ["localise", "dcf"])
+def test_track_video_takes_frames_in_the_apis_other_forms(tracker):
+    """Float frames in [0, 1] were divided by 255 again: a near-black video tracked without a word."""
+    frames, gt = _translating_texture(n=4)
+    want = list(track_video(PatchEncoder(), frames, tuple(gt[0]), tracker))
+    for given in ([f / 255.0 for f in frames], [torch.from_numpy(f) for f in frames]):
+        np.testing.assert_allclose(list(track_video(PatchEncoder(), given, tuple(gt[0]), tracker)), want)
+
+
 def test_crop_geometry_is_exact_for_integer_windows():
     frame = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
     sampler = PatchSampler(nn.Identity(), l2_normalise=False)

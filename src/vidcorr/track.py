@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from vidcorr.affinity import affinity_logits, locate_in_target, region_from_coordinates
 from vidcorr.dcf import Box, DCFSettings, DCFTracker, start_box_state
+from vidcorr.io.frames import as_rgb_frames
 from vidcorr.models.encoder import inference_encoder
 from vidcorr.models.external import encoder_stride
 from vidcorr.propagate import check_features, first_and_rest, run_encoder
@@ -295,7 +296,8 @@ def track_video(
     """Track one box through a stream of frames; yield (x, y, w, h) for every frame, the first included.
 
     encoder: RGB (B, 3, H, W) in [0, 1] -> (B, C, h, w), already cut at the wanted feature layer.
-    frames_iter: RGB uint8 (H, W, 3) frames (e.g. `vidcorr.io.video.open_frames`), consumed lazily.
+    frames_iter: RGB uint8 (H, W, 3) frames (e.g. `vidcorr.io.video.open_frames`), consumed lazily;
+        other forms are converted as the API's (`vidcorr.io.frames.as_rgb_frames`: float, gray, torch).
     first_box: (x, y, w, h) in 0-based pixels on the first frame; it is yielded unchanged.
     tracker: "localise" or "dcf". settings: a full settings object, or ``opts`` replacing defaults
         (e.g. ``search_scale=3.0``; see `LocaliseSettings`, `vidcorr.dcf.DCFSettings`).
@@ -305,7 +307,9 @@ def track_video(
     elif opts:
         raise ValueError("pass either `settings` or keyword options, not both")
     check_first_box(first_box)
-    first, stream = first_and_rest(frames_iter)
+    # as the API converts frames: a float frame in [0, 1] was divided by 255 again (`PatchSampler.image`),
+    # a near-black video tracked without a word
+    first, stream = first_and_rest(as_rgb_frames(frames_iter))
     x, y, w, h = check_first_box(first_box, first.shape[:2])
     trk = build_tracker(encoder, settings, device)
     trk.init(first, (x, y, w, h))
