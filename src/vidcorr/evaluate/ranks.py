@@ -213,6 +213,8 @@ def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
     from vidcorr.train.distributed import shutdown
 
     ranks = join(device)
+    # From here: a SIGTERM while the ranks meet (torchrun ending them after another rank's setup
+    # error) finds nothing written, and Python's default ends the rank silently (docs/metrics.md).
     with sigterm_cleans_up(command, one_output=False):
         if not ranks.distributed:
             yield ranks
