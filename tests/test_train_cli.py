@@ -615,3 +615,32 @@ def test_init_with_weights_of_another_encoder_exits_2_naming_them(data_dir: Path
         err = capsys.readouterr().err
         assert code == 2 and str(weights) in err and problem in err, err
         assert not (run_dir / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("source", ["--init", "--autoencoder", "--teacher"])
+def test_an_export_onto_the_weights_the_run_starts_from_exits_2(tmp_path: Path, autoencoder: Path, capsys,
+                                                               source: str) -> None:
+    """`--init weights/uvc_r18_ft3.safetensors --export weights/uvc_r18_ft3.safetensors` replaced the
+    shipped weights with the fine-tuned ones at the run's end (and a resume giving that --init again
+    was then refused as other weights); an --export onto the auto-encoder or the teacher destroyed it."""
+    if source == "--teacher":
+        start = save_weights(build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4"),
+                             tmp_path / "start.safetensors")  # what `train moco` exports
+        argv = ["train", "stt", "--recipe", "stt-cpu", "--teacher", str(start)]
+    else:
+        start = autoencoder if source == "--autoencoder" else save_weights(
+            build_encoder("resnet18", strides=(1, 2, 1, 1), out_layer="layer3", colour_mode="gray-l"),
+            tmp_path / "start.safetensors")
+        (tmp_path / "tiny.toml").write_text(TINY_UVC)
+        argv = ["train", "uvc", "--recipe", str(tmp_path / "tiny.toml"), "--autoencoder", str(autoencoder)]
+        if source == "--init":
+            argv += ["--init", str(start)]
+    before = start.read_bytes()
+    (tmp_path / "alias").symlink_to(tmp_path)
+    same = tmp_path / "alias" / start.name  # another spelling of the same file
+    code = main(argv + ["--export", str(same), "--data", str(tmp_path / "no-such-videos"),
+                        "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err  # refused before the (missing) videos are looked for
+    assert code == 2, err
+    assert f"{same}: is the {source} weights this run starts from" in err, err
+    assert start.read_bytes() == before and not (tmp_path / "run").exists()

@@ -152,7 +152,26 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
              "random weights", recipe.identity)
     options = job_options(args)
     export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
+    _refuse_overwriting_inputs(export, recipe)
     return _run(TrainJob(recipe, build_method, export=export, **job, **options))
+
+
+def _refuse_overwriting_inputs(export: Path, recipe) -> None:
+    """`InputError` if ``export`` is the file of the weights the run starts from (--init, UVC's
+    --autoencoder, STT's --teacher, as given or as its checkpoint records them): `--init W --export W`
+    replaced the shipped weights with the fine-tuned ones at the run's end."""
+    inputs = {"--init": recipe.init, **{f"--{key}": recipe.model.get(key) for key in ("autoencoder", "teacher")}}
+    for option, record in inputs.items():
+        if isinstance(record, dict) and _same_file(export, Path(record["weights"])):
+            raise InputError(export, f"is the {option} weights this run starts from ({record['weights']}); "
+                                     "the export would replace them: give --export another file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
 
 
 def _autoencoder(args: argparse.Namespace) -> tuple[Path, Any]:
