@@ -86,6 +86,15 @@ def test_arguments_are_checked_at_the_call():
         api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), batch_size=0)
     with pytest.raises(ValueError, match="mask_tracker embeds each frame as it is stepped.*batch_size applies"):
         api.mask_tracker(encoder=PatchEncoder(), batch_size=4)  # was "unknown preset knob(s) batch_size"
+    # track="yes" was taken as the options and failed inside the first frame; labels and keypoints
+    # were told "unknown preset knob(s) track"
+    with pytest.raises(ValueError, match="track must be True, False or a vidcorr.track_uvc.TrackOptions, got 'yes'"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), track="yes")
+    for call in (lambda: api.propagate_labels(frames, masks[0].astype(float), encoder=PatchEncoder(), track=True),
+                 lambda: api.propagate_keypoints(frames, [[10.0, 10.0]], encoder=PatchEncoder(), track=True)):
+        with pytest.raises(ValueError, match=r"track \(UVC-track\) carries each object box to box: it applies to masks"):
+            call()
+    assert len(list(api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), track=np.True_))) == 3
     with pytest.raises(ValueError, match="unknown tracker 'kcf'"):
         api.track_box(frames, (10, 10, 20, 20), encoder=PatchEncoder(), tracker="kcf")  # not when iterated
     with pytest.raises(ValueError, match="unknown localise setting"):

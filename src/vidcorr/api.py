@@ -47,7 +47,7 @@ from vidcorr.propagate import Propagator
 from vidcorr.soft_labels import check_first_labels, propagate_soft_labels, read_labels_file
 # bound_cpu_memory: exported (`vidcorr.bound_cpu_memory`), never called here
 from vidcorr.runtime import bound_cpu_memory, checked_device  # noqa: F401
-from vidcorr.track_uvc import TrackOptions, mask_propagator
+from vidcorr.track_uvc import TrackOptions, mask_propagator, track_options
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +350,10 @@ def _first_and_all(video: str | Path | Iterable[np.ndarray],
 
 
 def _propagator(encoder, preset, device, batch_size, size, knobs, track=False) -> Propagator:
+    if "track" in knobs:  # propagate_labels / propagate_keypoints: else "unknown preset knob(s) track"
+        raise ValueError("track (UVC-track) carries each object box to box: it applies to masks only "
+                         "(propagate_masks, mask_tracker)")
+    track_options(track)  # track="yes": a ValueError here, not inside the first frame
     preset = customised_preset(preset, size=size, **knobs)
     checked_device(device)
     if encoder is None:

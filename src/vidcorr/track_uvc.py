@@ -384,10 +384,13 @@ class UVCTracker(Propagator):
 
 def track_options(track: bool | TrackOptions | None) -> TrackOptions | None:
     """What a ``--track`` flag or ``track=`` argument asks for: None (plain propagation), or the
-    options (True: the official defaults)."""
-    if track is True:
-        return TrackOptions()
-    return track or None
+    options (True: the official defaults). Anything else is a ValueError: ``track="yes"`` was
+    passed on as the options and failed inside the first frame."""
+    if track is None or isinstance(track, TrackOptions):
+        return track
+    if type(track).__name__ in ("bool", "bool_"):  # Python's or numpy's
+        return TrackOptions() if track else None
+    raise ValueError(f"track must be True, False or a vidcorr.track_uvc.TrackOptions, got {track!r}")
 
 
 def mask_propagator(
