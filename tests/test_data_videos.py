@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from video_helpers import VFR_TIMES, write_vfr_video
 
-from vidcorr.data.pairs import GapRange
+from vidcorr.data.pairs import GapRange, build_dataset
 from vidcorr.data.video_probe import CACHE_NAME, FILE_RATE_VERSION
 from vidcorr.data.videos import build_index, list_file, list_folder
 from vidcorr.errors import InputError
@@ -309,6 +309,23 @@ def _remuxed(video: Path, target: Path) -> Path:
                 packet.stream = out
                 writer.mux(packet)
     return target
+
+
+def test_phone_videos_in_quicktime_containers_are_training_videos(data_dir: Path, tmp_path: Path) -> None:
+    """.mov (what an iPhone records) and .m4v: `propagate` read them, but a folder of them had "no
+    videos found" and `--data clip.mov` failed as an unreadable list file ('utf-8' codec ...)."""
+    mp4 = data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")
+    (tmp_path / "phone").mkdir()
+    videos = [_remuxed(mp4, tmp_path / "phone" / name) for name in ("IMG_0001.MOV", "clip.m4v")]
+    assert sorted(list_folder(tmp_path / "phone")) == sorted((video, None) for video in videos)
+    expected = build_index([mp4], tmp_path / "cache").videos[0]
+    for source in (tmp_path / "phone", videos[0]):
+        index = build_index([source], tmp_path / "cache")
+        assert [(v.num_frames, v.fps) for v in index.videos] == [(expected.num_frames, expected.fps)] * len(index)
+        assert len(index) == (2 if source.is_dir() else 1) and not index.skipped
+    pairs = build_dataset("crop_pair", index, crop=32, frame=64, gap=GapRange(0.04, 0.5, unit="seconds"))
+    sample = pairs[(0, 0)]  # decoded: two frames of the .mov
+    assert sample["skipped"] == 0 and sample["ref"].shape == sample["target"].shape == (3, 32, 32)
 
 
 @pytest.mark.parametrize("clip", [(*DAVIS_TRAIN, "bear.mp4"), (*CLIPS, "imageio-binaries", "realshort.mp4")])

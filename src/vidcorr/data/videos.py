@@ -28,7 +28,8 @@ from vidcorr.io.text import read_text
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi")
+# .mov / .m4v: phone recordings (an iPhone records .mov), MP4-family containers that decoding reads as MP4s
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 MIN_FRAMES = 2  # a training pair needs two distinct frames
 
 
