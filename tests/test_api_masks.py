@@ -263,6 +263,22 @@ def test_propagate_labels_reads_a_npy_path_as_the_command_line_does(tmp_path):
         vidcorr.propagate_labels(frames, tmp_path / "small.npy", encoder=PatchEncoder())
 
 
+def test_a_size_that_leaves_a_few_feature_cells_is_warned_of_as_on_the_command_line(caplog):
+    """size=16 (2 cells high at stride 8) gave coarse, mostly wrong masks without a word from Python;
+    `vidcorr propagate --size 16` warned."""
+    frames, masks = _texture_video(n_frames=3)  # 96x64
+    for call in (lambda **kw: api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), **kw),
+                 lambda **kw: api.propagate_labels(frames, masks[0][None].astype(np.float32), encoder=PatchEncoder(),
+                                                   **kw)):
+        for size, warned in ((16, True), (None, False)):
+            caplog.clear()
+            assert len(list(call(size=size))) == 3
+            said = [r.getMessage() for r in caplog.records if "feature grid" in r.getMessage()]
+            assert said == (["the video: the feature grid is only 3x2 cells (the input 24x16): each cell covers a "
+                             "large part of the frame, so the results are coarse and mostly wrong. size=64 or "
+                             "more gives at least 8 cells on the short side."] if warned else [])
+
+
 def test_propagate_labels_warns_where_the_preset_rescales_context_labels(caplog):
     """timecycle min-max normalises the stored context labels: values outside [0, 1] lose their scale."""
     frames, masks = _texture_video(n_frames=3)

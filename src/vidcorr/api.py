@@ -158,7 +158,7 @@ def propagate_masks(
     first_frame, frames = _first_and_all(video, exclude=[mask_path] if mask_path else [])
     first_mask = check_first_mask(first_mask, first_frame.shape[:2], mask_path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs, track)
-    return propagate_mask(propagator, frames, first_mask)
+    return _warning_if_coarse(propagate_mask(propagator, frames, first_mask), propagator, video)
 
 
 def propagate_labels(
@@ -192,7 +192,7 @@ def propagate_labels(
     first_frame, frames = _first_and_all(video)
     labels = check_first_labels(first_labels, first_frame.shape[:2], path)
     propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
-    return propagate_soft_labels(propagator, frames, labels)
+    return _warning_if_coarse(propagate_soft_labels(propagator, frames, labels), propagator, video)
 
 
 def mask_tracker(
@@ -260,6 +260,22 @@ def propagate_keypoints(
     # The heatmaps are drawn on the grid the encoder gives for the first frame: embedding it now
     # raises a preset that makes cells too fine (`check_heatmap_scale`) here, not when iterated.
     return _then(next(stream), stream)
+
+
+def _warning_if_coarse(stream: Generator, propagator: Propagator, video: Any) -> Generator:
+    """``stream``, with `vidcorr propagate`'s warning when the first frame's feature grid is under 8
+    cells on its short side (``size=16``: 2 cells; the results are coarse and mostly wrong), logged
+    once the first frame is embedded: from Python such a size gave them without a word."""
+    from vidcorr.cli.common import warn_if_coarse_grid
+
+    try:
+        for index, item in enumerate(stream):
+            if index == 0:  # the propagator has started: its grid is known
+                name = video if isinstance(video, (str, Path)) else "the video"
+                warn_if_coarse_grid(name, propagator.feature_hw, propagator.input_hw, option="size=")
+            yield item
+    finally:
+        stream.close()
 
 
 def _then(first: Any, rest: Generator) -> Generator:

@@ -215,16 +215,18 @@ def model_line(info: dict[str, Any]) -> str:
 MIN_GRID_SIDE = 8  # feature cells on the short side below which matching is mostly guesswork
 
 
-def warn_if_coarse_grid(path: Path, grid_hw: tuple[int, int] | None, input_hw: tuple[int, int] | None) -> None:
+def warn_if_coarse_grid(path: Path | str, grid_hw: tuple[int, int] | None, input_hw: tuple[int, int] | None,
+                        option: str = "--size ") -> None:
     """A --size so small that the feature grid is a few cells across gave blocky, mostly wrong
     masks and matches without a word (--size 10: 2 cells high): say so, and which --size gives
     enough. grid_hw: feature cells (h, w); input_hw: the encoder's input pixels (h, w); either None
-    (a box tracker's propagator embeds no whole frame): no word."""
+    (a box tracker's propagator embeds no whole frame): no word. option: how the size is given
+    (the API's ``"size="``)."""
     if grid_hw is None or input_hw is None or min(grid_hw) >= MIN_GRID_SIDE:
         return
     stride = min(input_hw) / min(grid_hw)  # input pixels per cell, whatever the encoder
     logging.getLogger(__name__).warning(
         "%s: the feature grid is only %dx%d cells (the input %dx%d): each cell covers a large part of the "
-        "frame, so the results are coarse and mostly wrong. --size %d or more gives at least %d cells on "
+        "frame, so the results are coarse and mostly wrong. %s%d or more gives at least %d cells on "
         "the short side.", path, grid_hw[1], grid_hw[0], input_hw[1], input_hw[0],
-        math.ceil(MIN_GRID_SIDE * stride), MIN_GRID_SIDE)
+        option, math.ceil(MIN_GRID_SIDE * stride), MIN_GRID_SIDE)
