@@ -136,6 +136,25 @@ def test_a_single_video_file_is_a_source(data_dir: Path, tmp_path: Path) -> None
     assert [v.path for v in index.videos] == [str(video)] and index.videos[0].num_frames == count_frames(video)
 
 
+def test_a_single_file_that_is_not_text_is_a_video_whatever_its_suffix(data_dir: Path, tmp_path: Path) -> None:
+    """``--data clip.mpg`` (or .ts, .3gp: suffixes folders are not searched for) was read as a list
+    file: "unreadable list file ('utf-8' codec can't decode ...)". Decoding goes by content, as a list
+    file naming it shows; a file that is neither text nor a video is named as no usable video."""
+    mp4 = data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")
+    clip = tmp_path / "clip.mpg"
+    clip.write_bytes(mp4.read_bytes())
+    [info] = build_index([clip], tmp_path / "cache").videos
+    assert info.path == str(clip) and info.num_frames == count_frames(mp4)
+    archive = tmp_path / "videos.zip"
+    archive.write_bytes(b"PK\x03\x04\x14\x00\x00\x00" + bytes(range(256)))
+    with pytest.raises(InputError, match=r"videos.zip: none of its 1 video\(s\) is usable \(videos.zip: cannot be "):
+        build_index([archive], tmp_path / "cache")
+    utf16 = tmp_path / "list.txt"  # a list file from Windows PowerShell's `>`: still read as one
+    utf16.write_text(f"{mp4}\n", encoding="utf-16")
+    with pytest.raises(InputError, match="unreadable list file"):
+        build_index([utf16], tmp_path / "cache")
+
+
 def test_mixed_tree_lists_videos_and_frame_folders(data_dir: Path, tmp_path: Path) -> None:
     video = sorted(data_dir.joinpath(*DAVIS_TRAIN).glob("*.mp4"))[0]
     frames = sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:12]

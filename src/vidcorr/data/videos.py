@@ -13,6 +13,7 @@ never next to the user's data.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -107,15 +108,38 @@ def list_file(list_path: Path) -> list[tuple[Path, int | None]]:
     return entries
 
 
+# Byte-order marks of UTF-16 / UTF-32 text (Windows PowerShell's `>` writes UTF-16): a list file
+_WIDE_TEXT_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # the UTF-32 ones start with these too
+
+
+def _is_text(path: Path) -> bool:
+    """Whether ``path`` starts as text a list file could hold: UTF-8 without NUL bytes in its first
+    4 KiB (a character cut at the end is fine), or UTF-16 / 32 by its byte-order mark. Videos are
+    binary (every container header holds NULs); false also for an unreadable file."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    if head.startswith(_WIDE_TEXT_BOMS):
+        return True
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in head
+
+
 def list_source(source: str | Path) -> list[tuple[Path, int | None]]:
     """Entries of one source (folder tree, list file or one video file); `InputError` if missing
     or empty."""
     source = Path(source)
     if source.is_dir():
         entries = list_folder(source)
-    elif source.is_file() and _is_video(source):
+    elif source.is_file() and (_is_video(source) or not _is_text(source)):
         # One's own single video: read as a list file it failed with "unreadable list file
-        # ('utf-8' codec can't decode ...)", which said nothing of what to do.
+        # ('utf-8' codec can't decode ...)", which said nothing of what to do. Decoding goes by
+        # content, so a binary file of any suffix (clip.mpg, .ts, .3gp) is probed as a video.
         entries = [(source, None)]
     elif source.is_file():
         entries = list_file(source)
