@@ -185,6 +185,9 @@ def test_bad_frames_are_refused_naming_the_frame():
     tracker.step(frames[0], masks[0])
     with pytest.raises(InputError, match=r"^frame 1 is NoneType None, not an image array"):
         tracker.step(None)
+    long = "/data/" + "a" * 80 + "/00001.jpg"  # named whole: a repr cut at 60 characters lost its end
+    with pytest.raises(InputError, match=rf"^frame 1 is str '{long}', not an image array"):
+        tracker.step(long)
 
 
 def test_masks_of_any_array_type_and_out_of_range_ids():

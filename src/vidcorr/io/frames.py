@@ -46,7 +46,8 @@ def as_rgb_frame(frame: Any, index: int = 0, scale: float | None = None) -> np.n
     what = f"frame {index}"
     if array.ndim == 0:  # a file name or None among the frames: "has shape ()" said nothing
         value = array.item()
-        raise InputError(None, f"{what} is {type(value).__name__} {value!r:.60}, not an image array: give a video "
+        shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:197] + "..."  # a whole path, not a cut one
+        raise InputError(None, f"{what} is {type(value).__name__} {shown}, not an image array: give a video "
                                "file or frame folder as the video, or the frames as arrays (H, W, 3)")
     if array.ndim == 2:
         array = array[..., None]
