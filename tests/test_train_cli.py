@@ -153,6 +153,12 @@ def test_the_start_line_says_how_many_steps_and_where_the_run_writes(data_dir: P
     assert said == [f"{recipe}: uvc on 2 videos (157 frames), 1 process(es) on cpu: warmup 3 epochs = 12 steps, "
                     f"joint 1 step, 13 in all, batches of 2; run dir {run} (checkpoint every 5 steps), "
                     f"weights {export}"], said
+    caplog.clear()
+    with caplog.at_level("INFO"):  # one video: "1 videos" before
+        assert main(["train", "uvc", "--data", str(data_dir / "videos" / "davis2016-train" / "bear.mp4"),
+                     "--recipe", str(recipe), "--autoencoder", str(autoencoder), "--run-dir", str(tmp_path / "one"),
+                     "--cache-dir", str(tmp_path / "cache"), "--max-steps", "0"]) == 0
+    assert any(f"{recipe}: uvc on 1 video (82 frames), 1 process(es)" in r.getMessage() for r in caplog.records)
 
 
 def test_export_to_a_path_that_cannot_be_created_exits_2_naming_it(tmp_path: Path, capsys) -> None:

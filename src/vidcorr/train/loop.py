@@ -202,8 +202,8 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
             log.warning("%s is at step %d, already past --max-steps %d: nothing was trained (give a "
                         "larger --max-steps, or none, to continue the run)", run_dir / ckpt.LATEST,
                         progress.step, job.max_steps)
-        log.info("%s: %s on %d videos (%d frames), %d process(es) on %s: %s; %s", recipe.identity,
-                 recipe.method, len(index), index.describe()["frames"], ctx.world_size, ctx.device,
+        log.info("%s: %s on %s (%d frames), %d process(es) on %s: %s; %s", recipe.identity,
+                 recipe.method, _count(len(index), "video"), index.describe()["frames"], ctx.world_size, ctx.device,
                  _plan(recipe, len(index), ctx), _outputs(job))
     stop.training()
     try:
