@@ -384,8 +384,9 @@ def _check_is_module(encoder: Any) -> None:
     """TypeError unless ``encoder`` is an ``nn.Module``: a weights path or an ``--encoder`` spec
     given here failed later as "'str' object has no attribute 'parameters'"."""
     if not isinstance(encoder, nn.Module):
+        shown = repr(encoder) if len(repr(encoder)) <= 200 else repr(encoder)[:197] + "..."  # a path whole
         raise TypeError(f"encoder must be a torch.nn.Module mapping RGB (B, 3, H, W) in [0, 1] to features "
-                        f"(B, C, h, w), got {type(encoder).__name__} {encoder!r:.80}; for weights: "
+                        f"(B, C, h, w), got {type(encoder).__name__} {shown}; for weights: "
                         "encoder=vidcorr.encoder_for(preset, weights=PATH); for a factory as --encoder takes "
                         "it: vidcorr.models.external.load_external_encoder('my_models.py:build')[0]")
 
