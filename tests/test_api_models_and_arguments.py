@@ -218,6 +218,9 @@ def test_a_module_of_ones_own_is_checked_at_the_call_as_encoder_checks_its_facto
                                                 r"vidcorr.encoder_for\(preset, weights=PATH\)"):
                 call(not_a_module)
         assert call(PatchEncoder()) is not None, name  # an encoder of the right form passes
+    long = "/weights/" + "a" * 80 + "/mine.safetensors"  # named whole (the repr was cut at 80 characters)
+    with pytest.raises(TypeError, match=rf"got str '{long}'; for weights"):
+        api.mask_tracker(encoder=long)
 
 
 def test_run_davis_checks_device_and_module_before_writing_anything(short_clip, tmp_path, monkeypatch):
