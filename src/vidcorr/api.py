@@ -42,6 +42,7 @@ from torch import nn
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
 from vidcorr.errors import InputError, VidcorrError, WeightsError
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask, read_first_mask
+from vidcorr.models.external import check_own_module
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
 from vidcorr.soft_labels import check_first_labels, propagate_soft_labels, read_labels_file
@@ -320,7 +321,7 @@ def track_box(
     check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
     if encoder is None:
         encoder = encoder_for(DEFAULT_PRESET)
-    _probe_own_module(inference_encoder(encoder, device), device)
+    check_own_module(inference_encoder(encoder, device), device)
     return track_frames(encoder, frames, box, tracker, device=device, **options)
 
 
@@ -376,7 +377,8 @@ def _propagator(encoder, preset, device, batch_size, size, knobs, track=False) -
         encoder = resolve_encoder(preset)[0]
     _check_is_module(encoder)
     propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
-    _probe_own_module(propagator.encoder, device)
+    # at the call: channels-last features were propagated from Python as channels and cells, silently
+    check_own_module(propagator.encoder, device)
     return propagator
 
 
@@ -389,16 +391,3 @@ def _check_is_module(encoder: Any) -> None:
                         f"(B, C, h, w), got {type(encoder).__name__} {shown}; for weights: "
                         "encoder=vidcorr.encoder_for(preset, weights=PATH); for a factory as --encoder takes "
                         "it: vidcorr.models.external.load_external_encoder('my_models.py:build')[0]")
-
-
-def _probe_own_module(encoder: nn.Module, device: str | torch.device) -> None:
-    """A module of one's own (ready on ``device``: `inference_encoder`) checked at the call as
-    ``--encoder``'s factory output is (`measure_stride`: grey frames of two sizes), an
-    `EncoderOutputError` naming it. Channels-last features (1, h, w, C) were otherwise propagated
-    as (C, h, w) from Python, silently wrong, and other wrong outputs surfaced only at the first
-    frame. Our own encoders need no probe."""
-    from vidcorr.models.encoder import FrameEncoder, as_given
-    from vidcorr.models.external import measure_stride
-
-    if not isinstance(as_given(encoder), FrameEncoder):
-        measure_stride(encoder, device)

@@ -110,6 +110,16 @@ def measure_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> in
     return max(1, round(2 * (STRIDE_PROBES[1] - STRIDE_PROBES[0]) / cells))
 
 
+def check_own_module(encoder: nn.Module, device: str | torch.device = "cpu") -> None:
+    """A module of one's own, ready on ``device`` (`inference_encoder`), checked as ``--encoder``'s
+    factory output is, before propagating with it (`measure_stride`: grey frames of two sizes):
+    `EncoderOutputError` naming it unless it gives (1, C, h, w) float features whose channels do
+    not change with the frame's size (channels-last (1, h, w, C) ones would be propagated as
+    channels and cells, silently wrong). Our own `FrameEncoder` needs no probe."""
+    if not isinstance(as_given(encoder), FrameEncoder):
+        measure_stride(encoder, device)
+
+
 def state_digest(module: nn.Module) -> str:
     """SHA-256 of the state dict (names, dtypes, shapes and values): the same network and weights
     give the same digest in any process."""
