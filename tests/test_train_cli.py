@@ -539,6 +539,12 @@ def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp
     ("stt", TINY_STT.replace("[stages.temporal]", "[stages.joint]"), ("stage 'joint'", "STT")),  # not its stage
     # named as the recipe sets it: STT's frame_size is not a field of the file
     ("stt", TINY_STT.replace("crop = 64", "crop = 100"), ("[data] crop = 100: STT needs a multiple of 32",)),
+    # both were tracebacks after indexing: a ValueError from the clip augmentation, and batch norm's
+    # "Expected more than 1 value per channel" at the first step (a key group of 1 image at 1x1)
+    ("cycletime", TINY_CYCLETIME.replace("frame = 176", "frame = 160"),
+     ("[data] frame = 160 is smaller than crop = 168",)),
+    ("moco", TINY_MOCO.replace("crop = 64", "crop = 32").replace("batch_size = 4", "batch_size = 2"),
+     ("[data] crop = 32 with batch_size 2", "groups of 1 image")),
 ])
 def test_invalid_method_recipe_exits_2_naming_it(data_dir: Path, tmp_path: Path, capsys, method: str,
                                                  recipe_text: str, problems: tuple[str, ...]) -> None:

@@ -251,11 +251,13 @@ def run_stt(args: argparse.Namespace) -> int:
 
 def run_moco(args: argparse.Namespace) -> int:
     from vidcorr.methods import moco
+    from vidcorr.train.distributed import launched_world_size
 
     def build():
         cfg = moco.config_for_recipe(recipe.base, recipe.model)
         if recipe.data.batch_size > cfg.queue_size:
             raise ValueError(f"queue_size {cfg.queue_size} is smaller than a batch ({recipe.data.batch_size})")
+        moco.check_sizes(cfg, recipe.data.crop, max(1, recipe.data.batch_size // launched_world_size()))
         return cfg
 
     recipe = command_recipe(args, "moco")

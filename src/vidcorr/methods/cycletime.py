@@ -133,6 +133,9 @@ def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> Cyc
     if clash:
         raise ValueError(f"[model] {clash} disagrees with [data] crop / clip_length {sizes}")
     _check_frame_size(data.crop, "[data] crop")  # named as the recipe sets it, not as frame_size
+    if data.frame < data.crop:  # the clip augmentation refused it only at the first batch
+        raise ValueError(f"[data] frame = {data.frame} is smaller than crop = {data.crop}: CycleTime resizes "
+                         "the short side to frame, then cuts crop x crop clips out of it")
     return recipe(base or "cycletime", **{**model, **sizes})
 
 

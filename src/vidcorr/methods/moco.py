@@ -78,6 +78,20 @@ def config_for_recipe(base: str | None, model: dict[str, Any]) -> MoCoConfig:
     return MoCoConfig.from_dict({**RECIPES[name], **model})
 
 
+def check_sizes(cfg: MoCoConfig, crop: int, batch: int) -> None:
+    """ValueError where the key encoder's batch norm would see one value per channel: a group of one
+    image (`MoCo._keys` encodes a ``batch`` of one process in ``key_splits`` groups) at a 1x1 layer4
+    (a crop of at most 32 at stride 32). Checked when `vidcorr train moco` builds its config: torch
+    refused it only at the first step ("Expected more than 1 value per channel when training")."""
+    side = -(-crop // 32)  # a standard ResNet's layer4 (sizes round up at every stride 2)
+    smallest = min(len(group) for group in torch.arange(batch).chunk(min(cfg.key_splits, batch)))
+    if side * side * smallest < 2:
+        raise ValueError(f"[data] crop = {crop} with batch_size {batch}: MoCo encodes the keys in groups of "
+                         f"{smallest} image (key_splits {cfg.key_splits}), whose batch norm at the {side}x{side} "
+                         "layer4 then sees one value per channel; use a crop above 32, or a batch_size of "
+                         f"{2 * cfg.key_splits} per process (groups of 2)")
+
+
 def _gathered(keys: Tensor) -> Tensor:
     """keys (N, dim) of this process -> (world * N, dim), every process's in rank order; the
     keys alone outside DDP. Every rank's batch has the same size (the loader drops ragged ends)."""

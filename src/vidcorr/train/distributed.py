@@ -35,6 +35,12 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
+def launched_world_size() -> int:
+    """The number of processes torchrun started (``WORLD_SIZE``); 1 for a plain call. Known before
+    `init_distributed`: a recipe's per-process batch is checked before the videos are indexed."""
+    return max(1, int(os.environ.get("WORLD_SIZE", 1)))
+
+
 def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
     """``None``: CUDA when available, else CPU. ``"cuda"`` under torchrun: this rank's GPU.
 
