@@ -179,6 +179,48 @@ def test_a_signal_to_every_rank_cleans_up_as_ctrl_c_and_is_said_once(three_clips
     assert json.loads((out / ".run.json").read_text())["finished"] == ["blackswan"]
 
 
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGTERM, 143, "vidcorr eval davis: stopped by SIGTERM"),
+                                                (signal.SIGINT, 130, "vidcorr: interrupted")])
+@pytest.mark.parametrize("both", [True, False])
+def test_a_signal_while_rank_0_scores_and_rank_1_waits_to_leave(three_clips, tmp_path, monkeypatch, signum, code,
+                                                                said, both):
+    """Rank 1 has done its share and waits for rank 0, which scores the run, to leave the group
+    together. A signal there (to both ranks, as torchrun passes its own on; or to rank 1 alone) let
+    rank 1 go without the others' final barrier: rank 0's barrier then failed with gloo's
+    "Connection reset by peer" (exit 1, a traceback), and rank 1, not the lowest, said the line.
+    Now rank 1 waits for rank 0: both signalled, both exit 128 + the signal and rank 0 says it once;
+    rank 1 alone, rank 0 finishes its results and exits 0 (rank 1 failed nothing)."""
+    from vidcorr.evaluate import davis
+    from vidcorr.evaluate.ranks import Ranks
+
+    real_gather, real_score = Ranks.gather, davis.score_davis
+
+    def gather(self, tag, value, *, heed_failure=True):  # rank 1 tells where it waits
+        if tag == "exit" and self.rank == 1:
+            (tmp_path / "waiting").write_text(str(os.getpid()))
+        return real_gather(self, tag, value, heed_failure=heed_failure)
+
+    def score_then_signal(*args, **kwargs):  # on rank 0
+        while not (tmp_path / "waiting").exists():
+            time.sleep(0.01)
+        time.sleep(0.2)  # rank 1 is in its waiting loop
+        os.kill(int((tmp_path / "waiting").read_text()), signum)
+        if both:
+            os.kill(os.getpid(), signum)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(Ranks, "gather", gather)
+    monkeypatch.setattr(davis, "score_davis", score_then_signal)
+    out = tmp_path / "out"
+    (code0, err0), (code1, err1) = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST],
+                                             tmp_path / "ranks")
+    assert (code0, code1) == ((code, code) if both else (0, code)), (err0, err1)
+    assert "Connection reset" not in err0 + err1
+    assert (err0 + err1).count(said) == 1 and said in (err0 if both else err1)
+    assert (out / "results.json").is_file() != both
+    assert sorted(json.loads((out / ".run.json").read_text())["finished"]) == sorted(SEQUENCES)  # merged first
+
+
 def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_clips, tmp_path, monkeypatch):
     """Rank 1 is killed outright (SIGKILL, as by the out-of-memory killer) inside blackswan, and rank 0
     then gets the SIGTERM torchrun sends the survivors: it removes its own .bmx-trees.partial, waits

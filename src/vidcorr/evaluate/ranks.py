@@ -219,10 +219,15 @@ def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
         if not ranks.distributed:
             yield ranks
             return
+        ended = False  # this rank's part is done: what is left is waiting for the others
         try:
             yield ranks
+            ended = True
+            # Inside the try: a Ctrl-C or SIGTERM here (rank 0 still scoring) went past the barrier
+            # below, and rank 0's barrier then failed with gloo's "Connection reset by peer" (exit 1).
+            ranks.gather("exit", "ok", heed_failure=False)
         except BaseException as error:
-            if not isinstance(error, PeerFailed):
+            if not isinstance(error, PeerFailed) and not ended:  # a rank stopped while waiting failed nothing
                 ranks.fail()
             interrupted = isinstance(error, KeyboardInterrupt)
             try:
@@ -233,7 +238,6 @@ def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
             if outcomes is not None and interrupted and outcomes.index("interrupted") < ranks.rank:
                 said_by_another_rank(error)
             raise
-        ranks.gather("exit", "ok", heed_failure=False)
         failed = ranks.failed_rank()  # asked before leaving: rank 0 may hold the store
         shutdown(synchronise=True)
         if failed is not None:
