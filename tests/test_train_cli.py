@@ -656,3 +656,26 @@ def test_an_export_onto_the_weights_the_run_starts_from_exits_2(tmp_path: Path, 
     assert code == 2, err
     assert f"{same}: is the {source} weights this run starts from" in err, err
     assert start.read_bytes() == before and not (tmp_path / "run").exists()
+
+
+def test_a_resume_removes_the_temporary_checkpoint_a_killed_save_left(data_dir: Path, tmp_path: Path,
+                                                                      autoencoder: Path, caplog) -> None:
+    """A run killed (SIGKILL, the OOM killer) while saving kept `.checkpoint.pt.XXXXXXXX.tmp.pt`, up
+    to a checkpoint's size, in its run dir for ever: resumes went on beside it. Other names stay."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_UVC)
+    run = tmp_path / "run"
+    args = ["train", "uvc", "--data", str(data_dir / "videos" / "davis2016-train" / "bear.mp4"), "--recipe",
+            str(recipe), "--autoencoder", str(autoencoder), "--run-dir", str(run), "--cache-dir",
+            str(tmp_path / "cache")]
+    assert main(args + ["--max-steps", "1"]) == 0
+    leftovers = [run / ".checkpoint.pt.k1ll3d_x.tmp.pt", run / ".checkpoint-warmup.pt.abcdefgh.tmp.pt"]
+    kept = [run / "notes.tmp.pt", run / ".checkpoint.pt.short.tmp.pt"]  # not `atomic_file`'s names
+    for path in leftovers + kept:
+        path.write_bytes(b"half a checkpoint")
+    with caplog.at_level("INFO"):
+        assert main(args + ["--resume", "--max-steps", "2"]) == 0
+    assert not any(path.exists() for path in leftovers) and all(path.exists() for path in kept)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert (f"removed 2 temporary file(s) left by a killed run in {run}: .checkpoint-warmup.pt.abcdefgh.tmp.pt, "
+            ".checkpoint.pt.k1ll3d_x.tmp.pt") in said, said

@@ -32,7 +32,7 @@ from torch import nn
 
 from vidcorr import __version__
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import atomic_file, write_json_atomic
+from vidcorr.io.atomic import atomic_file, is_atomic_leftover, write_json_atomic
 from vidcorr.train.config import Recipe, recipe_from_dict
 from vidcorr.train.distributed import DistContext, all_gather_objects
 
@@ -89,6 +89,20 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
     with atomic_file(path) as tmp:
         torch.save({"format": FORMAT, **checkpoint}, tmp)
     return path
+
+
+def remove_killed_saves(run_dir: Path) -> list[Path]:
+    """Delete the temporary files `atomic_file` names (`is_atomic_leftover`) in ``run_dir``, which a
+    run killed while saving (SIGKILL, the OOM killer: no clean-up runs) leaves, up to a checkpoint's
+    size; they stayed for ever beside the resumed run. Logged; returns them. Only rank 0 calls it,
+    once the run is established (its run dir has no other writer)."""
+    removed = sorted(p for p in run_dir.iterdir() if is_atomic_leftover(p)) if run_dir.is_dir() else []
+    for path in removed:
+        path.unlink()
+    if removed:
+        log.info("removed %d temporary file(s) left by a killed run in %s: %s", len(removed), run_dir,
+                 ", ".join(p.name for p in removed))
+    return removed
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

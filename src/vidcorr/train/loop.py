@@ -197,6 +197,7 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
                saved_step=progress.step, commands=[*commands, job.command])
     text.open(job.command, resumed=job.resume)  # after RunLog, which made the run dir (and may remove it)
     if ctx.is_main:
+        ckpt.remove_killed_saves(run_dir)
         ckpt.write_run_info(run_dir, recipe, run.commands)
         if _past_max_steps(run):
             log.warning("%s is at step %d, already past --max-steps %d: nothing was trained (give a "
