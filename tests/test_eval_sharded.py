@@ -221,6 +221,41 @@ def test_a_signal_while_rank_0_scores_and_rank_1_waits_to_leave(three_clips, tmp
     assert sorted(json.loads((out / ".run.json").read_text())["finished"]) == sorted(SEQUENCES)  # merged first
 
 
+def test_a_rank_that_left_without_the_others_after_sigterm_is_not_waited_for_at_the_barrier(three_clips, tmp_path,
+                                                                                           monkeypatch):
+    """SIGTERM to rank 1 alone while it waits for rank 0, which scores for longer than
+    SIGTERM_PATIENCE_SECONDS: rank 1 leaves without it (exit 143). Rank 0 then waited for rank 1 at
+    the group's barrier, which failed with gloo's "Connection reset by peer" (exit 1, no results);
+    now rank 1's leaving is recorded, and rank 0 finishes, writes its results and leaves alone."""
+    from vidcorr.evaluate import davis, ranks
+    from vidcorr.evaluate.ranks import Ranks
+
+    real_gather, real_score = Ranks.gather, davis.score_davis
+
+    def gather(self, tag, value, *, heed_failure=True):
+        if tag == "exit" and self.rank == 1 and not (tmp_path / "waiting").exists():
+            (tmp_path / "waiting").write_text(str(os.getpid()))
+        return real_gather(self, tag, value, heed_failure=heed_failure)
+
+    def signal_then_score(*args, **kwargs):  # on rank 0, for longer than rank 1's patience
+        while not (tmp_path / "waiting").exists():
+            time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(int((tmp_path / "waiting").read_text()), signal.SIGTERM)
+        time.sleep(3 * ranks.SIGTERM_PATIENCE_SECONDS)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(Ranks, "gather", gather)
+    monkeypatch.setattr(davis, "score_davis", signal_then_score)
+    monkeypatch.setattr(ranks, "SIGTERM_PATIENCE_SECONDS", 1.0)
+    out = tmp_path / "out"
+    (code0, err0), (code1, err1) = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST],
+                                             tmp_path / "ranks")
+    assert (code0, code1) == (0, 143), (err0, err1)
+    assert "rank(s) 0 of 2 did not stop within 1 s of SIGTERM" in err1 and "stopped by SIGTERM" in err1
+    assert "Connection reset" not in err0 and (out / "results.json").is_file()
+
+
 def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_clips, tmp_path, monkeypatch):
     """Rank 1 is killed outright (SIGKILL, as by the out-of-memory killer) inside blackswan, and rank 0
     then gets the SIGTERM torchrun sends the survivors: it removes its own .bmx-trees.partial, waits

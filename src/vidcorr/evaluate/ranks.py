@@ -39,6 +39,7 @@ _POLL_SECONDS = 0.05
 # torchrun sends it to the survivors when a rank died outright (out of memory, SIGKILL), which never
 # comes, and SIGKILLs them 30 s later; when it passes on its own SIGTERM every rank stops within a frame.
 SIGTERM_PATIENCE_SECONDS = 10.0
+GONE = "gone"  # a rank's "exit" once it left without the others (`PeersGone`): who comes later skips the barrier
 
 
 class PeerFailed(VidcorrError):
@@ -111,6 +112,13 @@ class Ranks(RankRole):
                 self._leave_without([r for r, key in enumerate(keys) if not self.store.check([key])])
             time.sleep(_POLL_SECONDS)
         return [self.store.get(key).decode() for key in keys]
+
+    def left(self, tag: str) -> None:
+        """Say, as this rank's value for ``tag``, that it left without the others (`PeersGone`): one
+        that comes later must not wait for it at the group's barrier, where gloo failed with
+        "Connection reset by peer" once this process was gone."""
+        if self.distributed:
+            self.store.set(self._key(f"{tag}/{self.rank}"), GONE)
 
     def _leave_without(self, missing: list[int]) -> None:
         if not self._gone:
@@ -225,7 +233,7 @@ def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
             ended = True
             # Inside the try: a Ctrl-C or SIGTERM here (rank 0 still scoring) went past the barrier
             # below, and rank 0's barrier then failed with gloo's "Connection reset by peer" (exit 1).
-            ranks.gather("exit", "ok", heed_failure=False)
+            outcomes = ranks.gather("exit", "ok", heed_failure=False)
         except BaseException as error:
             if not isinstance(error, PeerFailed) and not ended:  # a rank stopped while waiting failed nothing
                 ranks.fail()
@@ -234,11 +242,12 @@ def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
                 outcomes = ranks.gather("exit", "interrupted" if interrupted else "failed", heed_failure=False)
             except PeersGone:  # after SIGTERM: no barrier either, that would wait for them too
                 outcomes = None
-            shutdown(synchronise=outcomes is not None)
+                ranks.left("exit")
+            shutdown(synchronise=outcomes is not None and GONE not in outcomes)
             if outcomes is not None and interrupted and outcomes.index("interrupted") < ranks.rank:
                 said_by_another_rank(error)
             raise
         failed = ranks.failed_rank()  # asked before leaving: rank 0 may hold the store
-        shutdown(synchronise=True)
+        shutdown(synchronise=GONE not in outcomes)
         if failed is not None:
             raise PeerFailed(f"stopped: rank {failed} of {ranks.world_size} failed (its error says why)")
