@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.runs import check_output_folder
     from vidcorr.metrics.davis import format_results_table
 
-    with eval_ranks(args.device, "eval davis") as ranks:  # rank 0 of 1 without torchrun
+    with eval_ranks(args.device, COMMAND) as ranks:  # rank 0 of 1 without torchrun
         # before the model is loaded and the split propagated (run_davis checks again)
         ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMAND))
         preset = ranks.agree(lambda: resolve_preset(args))

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.ranks import eval_ranks
     from vidcorr.evaluate.runs import check_output_folder
 
-    with eval_ranks(args.device, "eval jhmdb") as ranks:  # rank 0 of 1 without torchrun
+    with eval_ranks(args.device, COMMAND) as ranks:  # rank 0 of 1 without torchrun
         # before the data is read and the model loaded (run_jhmdb checks again)
         ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMAND))
         dataset = ranks.agree(lambda: dataset_from(args))  # run_jhmdb logs which videos (all without split files)

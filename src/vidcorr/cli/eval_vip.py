@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from vidcorr.evaluate.vip import COMMAND, run_vip, vip_preset
     from vidcorr.evaluate.vip_results import format_vip_table
 
-    with eval_ranks(args.device, "eval vip") as ranks:  # rank 0 of 1 without torchrun
+    with eval_ranks(args.device, COMMAND) as ranks:  # rank 0 of 1 without torchrun
         # before the data is read and the model loaded (run_vip checks again)
         ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMAND))
         dataset = ranks.agree(lambda: dataset_from(args))
