@@ -115,6 +115,30 @@ def test_corrupt_video_is_skipped_and_counted(data_dir: Path, tmp_path: Path) ->
     assert index.describe()["skipped_at_index"] == 1
 
 
+def test_a_video_cut_short_is_left_out_at_indexing(data_dir: Path, tmp_path: Path) -> None:
+    """Half of an MP4 whose index (moov) comes first, as a copy or download that stopped: its header
+    gave all its frames, so it was indexed, then failed at every draw in training ("unreadable
+    draws"); its top-level box now runs past the end of the file, which the index sees."""
+    import av
+
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(data_dir.joinpath(*DAVIS_TRAIN, "boat.mp4"))) as reader, \
+            av.open(str(whole), "w", options={"movflags": "faststart"}) as writer:
+        stream = writer.add_stream_from_template(reader.streams.video[0])
+        for packet in reader.demux(reader.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                writer.mux(packet)
+    (tmp_path / "tree").mkdir()
+    cut = tmp_path / "tree" / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    os.symlink(whole, tmp_path / "tree" / "whole.mp4")
+    index = build_index([tmp_path / "tree"], tmp_path / "cache")
+    assert [Path(v.path).name for v in index.videos] == ["whole.mp4"]
+    assert index.skipped == [(str(cut), "is cut short: its MP4 boxes run past the end of the file (a copy "
+                                         "or download that did not finish?)")]
+
+
 def test_missing_empty_and_unusable_sources_name_the_path(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such data folder"):
         build_index([tmp_path / "nowhere"], tmp_path)
