@@ -40,7 +40,7 @@ from PIL import Image
 from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
-from vidcorr.errors import InputError, VidcorrError, WeightsError
+from vidcorr.errors import InputError, VidcorrError, WeightsError, shown_value
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask, read_first_mask
 from vidcorr.models.external import check_own_module
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
@@ -386,8 +386,7 @@ def _check_is_module(encoder: Any) -> None:
     """TypeError unless ``encoder`` is an ``nn.Module``: a weights path or an ``--encoder`` spec
     given here failed later as "'str' object has no attribute 'parameters'"."""
     if not isinstance(encoder, nn.Module):
-        shown = repr(encoder) if len(repr(encoder)) <= 200 else repr(encoder)[:197] + "..."  # a path whole
         raise TypeError(f"encoder must be a torch.nn.Module mapping RGB (B, 3, H, W) in [0, 1] to features "
-                        f"(B, C, h, w), got {type(encoder).__name__} {shown}; for weights: "
+                        f"(B, C, h, w), got {type(encoder).__name__} {shown_value(encoder)}; for weights: "
                         "encoder=vidcorr.encoder_for(preset, weights=PATH); for a factory as --encoder takes "
                         "it: vidcorr.models.external.load_external_encoder('my_models.py:build')[0]")

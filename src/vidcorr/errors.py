@@ -62,3 +62,11 @@ def said_by_another_rank(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
 def said_elsewhere(interrupt: BaseException) -> bool:
     """Whether `said_by_another_rank` marked ``interrupt``."""
     return getattr(interrupt, "said_elsewhere", False)
+
+
+def shown_value(value: object, limit: int = 200) -> str:
+    """``repr(value)`` for an error message about a value given where another kind was expected (a
+    path as a frame or as an encoder): whole up to ``limit`` characters, so that a long path keeps
+    its file name and closing quote, and cut with "..." beyond."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

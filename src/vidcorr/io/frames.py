@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, shown_value
 from vidcorr.io.images import sixteen_to_eight_bits
 
 
@@ -46,9 +46,8 @@ def as_rgb_frame(frame: Any, index: int = 0, scale: float | None = None) -> np.n
     what = f"frame {index}"
     if array.ndim == 0:  # a file name or None among the frames: "has shape ()" said nothing
         value = array.item()
-        shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:197] + "..."  # a whole path, not a cut one
-        raise InputError(None, f"{what} is {type(value).__name__} {shown}, not an image array: give a video "
-                               "file or frame folder as the video, or the frames as arrays (H, W, 3)")
+        raise InputError(None, f"{what} is {type(value).__name__} {shown_value(value)}, not an image array: give a "
+                               "video file or frame folder as the video, or the frames as arrays (H, W, 3)")
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
