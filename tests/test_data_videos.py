@@ -139,6 +139,22 @@ def test_a_video_cut_short_is_left_out_at_indexing(data_dir: Path, tmp_path: Pat
                                          "or download that did not finish?)")]
 
 
+def test_a_cache_that_cannot_be_written_is_warned_about_not_fatal(data_dir: Path, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The default cache, ~/.cache/vidcorr, in a read-only home (a container, a shared account) ended
+    the index, after every video was probed, in a NotADirectoryError or PermissionError traceback:
+    the cache only spares probing again."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    video = data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")
+    with caplog.at_level(logging.WARNING):
+        index = build_index([video], blocker / "vidcorr")
+    assert len(index) == 1 and index.videos[0].num_frames == count_frames(video)
+    assert any(f"cannot write the video metadata cache {blocker / 'vidcorr' / CACHE_NAME}" in r.getMessage()
+               and "probed again next time" in r.getMessage() for r in caplog.records), caplog.text
+    assert len(caplog.records) == 1, caplog.text  # not also "ignoring unreadable video metadata cache"
+
+
 def test_missing_empty_and_unusable_sources_name_the_path(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such data folder"):
         build_index([tmp_path / "nowhere"], tmp_path)

@@ -135,7 +135,7 @@ def problem_with(path: str | Path, error: Exception) -> str:
 def load_cache(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # none yet; `build_index` warns if none can be written
         return {}
     except (OSError, ValueError) as error:
         log.warning("ignoring unreadable video metadata cache %s (%s)", path, error)

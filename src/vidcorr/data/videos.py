@@ -186,7 +186,11 @@ def build_index(
         records = list(pool.map(lambda e: probe_entry(e[0], e[1], cache.get(str(e[0]))), entries))
     records_by_path = {str(path): record for (path, _), record in zip(entries, records)}
     cache.update(records_by_path)
-    save_cache(cache_path, cache)
+    try:
+        save_cache(cache_path, cache)
+    except OSError as error:  # the default ~/.cache in a read-only home: the cache only spares probing
+        log.warning("cannot write the video metadata cache %s (%s): the videos are probed again next "
+                    "time (--cache-dir chooses another folder)", cache_path, error.strerror or error)
     index = VideoIndex([], [str(s) for s in sources])
     for (path, _), record in zip(entries, records):
         usable = _usable(path, record)
