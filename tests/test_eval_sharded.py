@@ -237,12 +237,14 @@ def test_a_rank_that_left_without_the_others_after_sigterm_is_not_waited_for_at_
             (tmp_path / "waiting").write_text(str(os.getpid()))
         return real_gather(self, tag, value, heed_failure=heed_failure)
 
-    def signal_then_score(*args, **kwargs):  # on rank 0, for longer than rank 1's patience
+    def signal_then_score(*args, **kwargs):  # on rank 0, until rank 1 has given up waiting and ended
         while not (tmp_path / "waiting").exists():
             time.sleep(0.01)
         time.sleep(0.2)
         os.kill(int((tmp_path / "waiting").read_text()), signal.SIGTERM)
-        time.sleep(3 * ranks.SIGTERM_PATIENCE_SECONDS)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ranks" / "code1.txt").exists() and time.monotonic() < deadline:  # rank 1 has ended
+            time.sleep(0.05)
         return real_score(*args, **kwargs)
 
     monkeypatch.setattr(Ranks, "gather", gather)
