@@ -307,3 +307,36 @@ def test_the_recipe_of_trained_weights_reaches_the_evaluation_record_with_its_sh
                                                                                     "cd" * 32)
     _, info = resolve_encoder(get_preset("crw"), weights=shipped)
     assert info["recipe"] == "uvc" and "recipe_sha256" not in info and "recipe_chain_sha256" not in info
+
+
+def test_the_eval_runners_check_a_module_of_ones_own_before_writing_anything(short_clip, data_dir, tmp_path):
+    """run_davis / run_jhmdb / run_vip / run_tracking called from Python with a channels-last module
+    propagated its (h, w, C) features as channels and cells and wrote results.json (the API and
+    --encoder refused it): each refuses it now, before OUT is created."""
+    from vidcorr.errors import EncoderOutputError
+    from vidcorr.evaluate.davis import run_davis
+    from vidcorr.evaluate.jhmdb import jhmdb_preset, run_jhmdb
+    from vidcorr.evaluate.tracking import run_tracking
+    from vidcorr.evaluate.vip import run_vip, vip_preset
+    from vidcorr.io.jhmdb import JhmdbDataset
+    from vidcorr.io.vip import VipDataset
+    from vidcorr.track import tracker_settings
+
+    class ChannelsLast(PatchEncoder):
+        def forward(self, rgb):
+            return super().forward(rgb).permute(0, 2, 3, 1)
+
+    runners = {
+        "davis": lambda enc, out: run_davis(enc, "crw", short_clip, out),
+        "jhmdb": lambda enc, out: run_jhmdb(enc, jhmdb_preset(get_preset("crw"), size=64),
+                                            JhmdbDataset(data_dir / "jhmdb"), out),
+        "vip": lambda enc, out: run_vip(enc, vip_preset(get_preset("crw"), size=64),
+                                        VipDataset(data_dir / "vipseg-snippet"), out),
+        "otb": lambda enc, out: run_tracking(enc, data_dir / "tracking" / "otb", out, benchmark="otb",
+                                             settings=tracker_settings("dcf", input_size=64), max_frames=2),
+    }
+    for name, run in runners.items():
+        out = tmp_path / name
+        with pytest.raises(EncoderOutputError, match="encoder ChannelsLast gave 28 channels.*Channels-last"):
+            run(ChannelsLast(), out)
+        assert not out.exists(), name

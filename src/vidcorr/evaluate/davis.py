@@ -27,6 +27,7 @@ from vidcorr.io.davis import DavisDataset
 from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frame_files, write_video
 from vidcorr.masks import propagate_mask
+from vidcorr.models.external import check_own_module
 from vidcorr.metrics.davis import score_davis
 from vidcorr.presets import PropagationPreset, customised_preset, preset_knobs
 from vidcorr.propagate import Propagator
@@ -170,7 +171,9 @@ def _prepare(encoder: nn.Module, preset: PropagationPreset, root: str | Path, ou
         dataset.check_sequence(seq)
     first_masks = {seq: dataset.first_mask(seq) for seq in dataset.sequences}
     # Built before OUT too: a module that cannot go to the device or a bad batch_size leaves nothing.
-    return dataset, first_masks, mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
+    propagator = mask_propagator(encoder, preset, track, device=device, batch_size=batch_size)
+    check_own_module(propagator.encoder, device)  # a module given from Python, checked as --encoder's is
+    return dataset, first_masks, propagator
 
 
 def run_stamp(model_info: dict | None, preset: PropagationPreset, dataset: DavisDataset,

@@ -31,6 +31,7 @@ from vidcorr.io.atomic import write_json_atomic
 from vidcorr.io.jhmdb import JOINT_NAMES, NUM_JOINTS, JhmdbDataset, JhmdbVideo
 from vidcorr.io.video import open_frames
 from vidcorr.keypoints import HeatmapCodec, codec_for, propagate_keypoints
+from vidcorr.models.external import check_own_module
 from vidcorr.metrics.pck import DEFAULT_ALPHAS, PCKAccumulator
 from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
@@ -205,7 +206,9 @@ def run_jhmdb(
         # Read every annotation up front: a malformed file fails before any propagation.
         ground_truth = {video.name: video.joints() for video in dataset.videos}
         log.info("JHMDB: %s", dataset.describe())
-        return ground_truth, Propagator(encoder, preset, device=device, batch_size=batch_size)
+        propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+        check_own_module(propagator.encoder, device)  # a module given from Python, checked as --encoder's is
+        return ground_truth, propagator
 
     ground_truth, propagator = ranks.agree(prepare)
     stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "codec": codec.as_dict(),

@@ -43,6 +43,7 @@ from vidcorr.io.video import open_frames
 from vidcorr.io.vip import IGNORE, VipDataset, VipFrame, VipVideo
 from vidcorr.io.vip_predictions import write_instance_map
 from vidcorr.labels import decode_label_map, one_hot_labels
+from vidcorr.models.external import check_own_module
 from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
 
@@ -220,7 +221,9 @@ def run_vip(
 
     def prepare() -> Propagator:  # on every rank, before OUT is created
         check_output_folder(out_dir, resume, COMMAND)
-        return Propagator(encoder, preset, device=device, batch_size=batch_size)
+        propagator = Propagator(encoder, preset, device=device, batch_size=batch_size)
+        check_own_module(propagator.encoder, device)  # a module given from Python, checked as --encoder's is
+        return propagator
 
     propagator = ranks.agree(prepare)
     stamp = {"command": COMMAND, "model": model_info or {}, "preset": preset_knobs(preset), "layout": dataset.layout}
