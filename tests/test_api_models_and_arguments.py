@@ -78,6 +78,9 @@ def test_arguments_are_checked_at_the_call():
     # the CLI's --features / --weights are not knobs: a user trying them is told how the API takes them
     with pytest.raises(ValueError, match=r"knob\(s\) features;.*encoder=vidcorr.encoder_for\(weights=..., features=...\)"):
         api.propagate_keypoints(frames, np.array([[4.0, 4.0]]), features="lab-pixels")
+    # the CLI's --context N is n_previous here: said, not only listed among the knobs
+    with pytest.raises(ValueError, match=r"knob\(s\) context;.*--context is n_previous here: n_previous=3"):
+        api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), context=3)
     with pytest.raises(ValueError, match="give k=5"):
         api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), topk=5)
     with pytest.raises(ValueError, match="size must be a positive whole number"):

@@ -115,6 +115,8 @@ class PropagationPreset:
             # weights / features are the CLI's options; the Python API takes the encoder itself
             hint = ("; the encoder is given as encoder=vidcorr.encoder_for(weights=..., features=...)"
                     if {"weights", "features"} & set(unknown) else "")
+            if "context" in unknown:  # the command line's --context N
+                hint += f"; --context is n_previous here: n_previous={changes['context']!r}"
             raise ValueError(f"unknown preset knob(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}{hint}")
         if "topk" in changes and not isinstance(changes["topk"], TopKConfig):
             raise ValueError(f"topk={changes['topk']!r}: topk is a whole TopKConfig; give k={changes['topk']!r} "
