@@ -288,3 +288,23 @@ def test_warnings_reach_stderr_while_a_run_logs_with_no_logging_configured(tmp_p
         root.handlers[:] = saved
     err = capfd.readouterr().err
     assert "loss is not finite" in err and "an info line" not in err
+
+
+def test_a_loss_line_gives_the_total_loss_first(tmp_path: Path, caplog) -> None:
+    """The total sat among the terms in alphabetical order ("colour 3.2264 loss 3.5952 orthogonal
+    3.1108 ..."), where UVC's eight terms hid it; it now comes first, then the terms."""
+    import torch
+
+    from vidcorr.train.distributed import DistContext
+    from vidcorr.train.runlog import RunLog
+
+    run = RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(), every=2, progress_bar=False)
+    terms = [{"box_size": 4.0, "colour": 1.0, "loss": 2.0, "orthogonal": 3.0, "skipped_videos": 0.0},
+             {"box_size": 2.0, "colour": 3.0, "loss": 4.0, "orthogonal": 1.0, "skipped_videos": 0.0}]
+    with caplog.at_level(logging.INFO, logger="vidcorr.train.runlog"):
+        for step, step_terms in enumerate(terms, 1):
+            run.step(Progress(step=step), step_terms, 1e-4, "joint", 2)
+    run.close()
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("step 2 | joint epoch 0 | loss 3.0000 | box_size 3.0000 colour 2.0000 orthogonal "
+                           "2.0000 | lr 1.00e-04 | "), line

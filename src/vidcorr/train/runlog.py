@@ -82,7 +82,9 @@ class RunLog:
     def _write(self, progress: ckpt.Progress, lr: float, stage: str) -> None:
         rate = self.samples / max(time.perf_counter() - self.window_start, 1e-9)
         means = {k: v / self.count for k, v in self.sums.items() if k != "skipped_videos"}
-        listed = " ".join(f"{k} {v:.4f}" for k, v in means.items())
+        # the total first, on its own: among UVC's eight terms in alphabetical order it was hard to find
+        listed = " | ".join(filter(None, [f"loss {means['loss']:.4f}" if "loss" in means else "",
+                                          " ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "loss")]))
         with logging_redirect_tqdm():
             log.info("step %d | %s epoch %d | %s | lr %.2e | %.1f samples/s | unreadable draws %d",
                      progress.step, stage, progress.epoch, listed, lr, rate, progress.skipped_videos)
