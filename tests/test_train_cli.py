@@ -191,6 +191,8 @@ def test_an_autoencoder_recipe_with_a_stage_it_lacks_exits_2_naming_it(tmp_path:
     ("crop = 61\nframe = 128", [], "[data] crop = 61: UVC needs a multiple of 8"),  # was: one at step 1
     ("crop = 64\nframe = 32", [], "[data] crop = 64 is larger than frame = 32"),  # a patch padded out of the frame
     ("crop = 64\nframe = 32", ["--ablate", "L"], "frame = 32"),  # without localisation frame is unused: no error
+    # batch norm's "Expected more than 1 value per channel" at step 1: a 1x1 layer2 for one image
+    ("crop = 8\nframe = 16\nbatch_size = 1", [], "[data] crop = 8 with batch_size 1"),
 ])
 def test_uvc_sizes_it_cannot_train_on_exit_2_naming_the_field(tmp_path: Path, autoencoder: Path, capsys,
                                                              data: str, ablate: list[str], problem: str) -> None:

@@ -189,13 +189,14 @@ def _autoencoder(args: argparse.Namespace) -> tuple[Path, Any]:
 
 def run_uvc(args: argparse.Namespace) -> int:
     from vidcorr.methods import uvc
+    from vidcorr.train.distributed import launched_world_size
     from vidcorr.models.weights import autoencoder_from_weights
 
     def build():  # base recipe + [model] overrides, then the ablations
         cfg = uvc.recipe(recipe.base or "uvc", **recipe.model)
         for which in args.ablate:
             cfg = uvc.ablate(cfg, which)
-        uvc.check_sizes(cfg, recipe.data, [stage.name for stage in recipe.stages])
+        uvc.check_sizes(cfg, recipe.data, [stage.name for stage in recipe.stages], launched_world_size())
         return cfg
 
     recipe = command_recipe(args, "uvc")

@@ -141,14 +141,20 @@ def recipe(name: str, **overrides: Any) -> UVCConfig:
     return UVCConfig.from_dict({**RECIPES[name], **overrides})
 
 
-def check_sizes(cfg: UVCConfig, data: Any, stages: Sequence[str]) -> None:
+def check_sizes(cfg: UVCConfig, data: Any, stages: Sequence[str], processes: int = 1) -> None:
     """ValueError naming the ``[data]`` field (``crop``, ``frame``) a training recipe sets that UVC
     cannot train on. Checked when `vidcorr train uvc` builds its config: the model refused them only
     at the first batch of the stage using them (after a whole warm-up, for ``frame``), exiting 1 as a
-    diverged run does. ``frame`` is used only by a joint stage that localises (`UVC.batch_kind`)."""
+    diverged run does. ``frame`` is used only by a joint stage that localises (`UVC.batch_kind`).
+    ``processes``: torchrun's, each taking ``batch_size / processes`` pairs."""
     why = "the colour decoder reconstructs 8x its stride-8 feature grid"
     if data.crop % 8:
         raise ValueError(f"[data] crop = {data.crop}: UVC needs a multiple of 8 ({why})")
+    batch = max(1, data.batch_size // processes)
+    if (data.crop // 8) ** 2 * batch < 2:  # crop 8: layer2 on is 1x1, one value a channel for one image
+        raise ValueError(f"[data] crop = {data.crop} with batch_size {data.batch_size} ({batch} per process): "
+                         "the encoder's batch norm sees one value per channel on its 1x1 stride-8 grid; use "
+                         "a crop of 16 or more, or 2 pairs per process")
     if "joint" not in stages or not cfg.localisation:
         return
     if data.frame % 8:
