@@ -483,3 +483,42 @@ def test_overlapping_sources_index_each_video_once(data_dir: Path, tmp_path: Pat
     [warning] = [r.getMessage() for r in caplog.records]
     assert warning.endswith(f"source 2 ({tmp_path / 'same'}) repeats 1 video(s) of source 1 ({bear}): "
                             f"{tmp_path / 'same' / 'bear.mp4'} (= {bear})")
+
+
+def test_a_video_of_one_frame_is_data_for_methods_of_one_frame_a_sample(data_dir: Path, tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """`train moco` and `train autoencoder` take one frame a sample: a video of one frame (or a still
+    image given as one) was skipped with "a pair needs 2". The need follows the method's batch kinds
+    at every stage of the recipe, and the skip names the sample that needs more."""
+    import torch
+
+    from vidcorr.data import frames_needed
+    from vidcorr.train import feed, recipe_from_dict
+    from vidcorr.train.distributed import DistContext
+    from vidcorr.train.loop import TrainJob
+
+    still = tmp_path / "tree" / "still"
+    still.mkdir(parents=True)
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(still / "00000.jpg")
+    video = data_dir.joinpath(*DAVIS_TRAIN, "bear.mp4")
+    (tmp_path / "tree" / "bear.mp4").symlink_to(video)
+    one_frame = [frames_needed(["image"]), frames_needed(["two_views"])]
+    for need in one_frame:
+        index = build_index([tmp_path / "tree"], tmp_path / "cache", need=need)
+        assert sorted(Path(v.path).name for v in index.videos) == ["bear.mp4", "still"] and not index.skipped
+    for kinds, sample in ((["crop_pair", "patch_frame"], "a pair"), (["cycle_clip"], "a clip"),
+                          (["two_views", "resized_crop_pair"], "a pair")):
+        with caplog.at_level(logging.WARNING):
+            index = build_index([tmp_path / "tree"], tmp_path / "cache", need=frames_needed(kinds))
+        assert [Path(v.path).name for v in index.videos] == ["bear.mp4"]
+        assert index.skipped == [(str(still), f"has 1 frame(s); {sample} needs 2")]
+    assert build_index([tmp_path / "tree"], tmp_path / "cache").skipped[0][1].endswith("a pair needs 2")
+
+    class OneFrame(torch.nn.Module):  # the trainer asks the method what each stage samples
+        def batch_kind(self, stage: str) -> str:
+            return "two_views"
+
+    recipe = recipe_from_dict({"method": "moco", "stages": {"contrast": {"steps": 1}}}, "moco-tiny")
+    job = TrainJob(recipe, OneFrame, [tmp_path / "tree"], tmp_path / "run", cache_dir=tmp_path / "cache")
+    ctx = DistContext(0, 1, 0, torch.device("cpu"))
+    assert len(feed.index(job, ctx, OneFrame())) == 2

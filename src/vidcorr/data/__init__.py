@@ -18,6 +18,7 @@ from vidcorr.data.pairs import (
     build_dataset,
     clip_indices,
     cycle_clip_indices,
+    frames_needed,
     pair_indices,
 )
 from vidcorr.data.video_probe import VideoInfo
@@ -43,5 +44,6 @@ __all__ = [
     "clip_indices",
     "cycle_clip_indices",
     "default_cache_dir",
+    "frames_needed",
     "pair_indices",
 ]

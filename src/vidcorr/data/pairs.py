@@ -15,7 +15,7 @@ draws": one broken video drawn 19 times counts 19, not 1.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Sampler
 
 from vidcorr.data.augment import Augment, build_augment
 from vidcorr.data.video_probe import VideoInfo, problem_with
-from vidcorr.data.videos import VideoIndex
+from vidcorr.data.videos import PAIR, FrameNeed, VideoIndex
 from vidcorr.errors import TooFewFrames, VidcorrError
 from vidcorr.io.video import read_frames_at
 from vidcorr.strict_dict import refuse_non_finite
@@ -226,6 +226,25 @@ class VideoFrameDataset(Dataset):
             self._broken[video.path] = problem
             log.warning("skipping unreadable video %s: %s", video.path, self._broken[video.path])
             return None
+
+
+# What a video must hold for each batch kind's samples (`build_dataset`'s sampling). A CycleTime
+# clip squeezes into a short video (`cycle_clip_indices`, as the official loader shrinks its gap),
+# but one frame repeated has no motion to track: 2, like a pair. One frame serves "image" and
+# "two_views" (two augmentations of it), so a still image is data for MoCo and the auto-encoder.
+FRAME_NEEDS: dict[str, FrameNeed] = {
+    "crop_pair": PAIR, "patch_frame": PAIR, "resized_crop_pair": PAIR,
+    "cycle_clip": FrameNeed(2, "a clip"),
+    "image": FrameNeed(1, "an image"), "two_views": FrameNeed(1, "an image"),
+}
+
+
+def frames_needed(kinds: Iterable[str]) -> FrameNeed:
+    """The most frames any of ``kinds`` (a method's batch kinds, one a stage) needs a video to hold."""
+    needs = [FRAME_NEEDS[kind] for kind in kinds]
+    if not needs:
+        raise ValueError("no batch kinds given")
+    return max(needs, key=lambda need: need.count)
 
 
 def build_dataset(

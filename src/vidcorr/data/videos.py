@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vidcorr.data.video_probe import CACHE_NAME, VideoInfo, load_cache, probe_entry, save_cache
 from vidcorr.errors import InputError
@@ -31,7 +31,17 @@ log = logging.getLogger(__name__)
 
 # .mov / .m4v: phone recordings (an iPhone records .mov), MP4-family containers that decoding reads as MP4s
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
-MIN_FRAMES = 2  # a training pair needs two distinct frames
+
+
+class FrameNeed(NamedTuple):
+    """The frames a video must have for a method's samples: ``count``, and what needs them
+    (``sample``, for the skip warning: "has 1 frame(s); a pair needs 2")."""
+
+    count: int
+    sample: str
+
+
+PAIR = FrameNeed(2, "a pair")  # UVC / STT: two distinct frames (`vidcorr.data.pairs.FRAME_NEEDS`)
 
 
 @dataclass
@@ -151,12 +161,12 @@ def list_source(source: str | Path) -> list[tuple[Path, int | None]]:
     return entries
 
 
-def _usable(path: Path, record: dict[str, Any]) -> VideoInfo | tuple[str, str]:
+def _usable(path: Path, record: dict[str, Any], need: FrameNeed) -> VideoInfo | tuple[str, str]:
     if "error" in record:
         return str(path), record["error"]
     info = VideoInfo(**{f.name: record[f.name] for f in fields(VideoInfo)})
-    if info.num_frames < MIN_FRAMES:
-        return str(path), f"has {info.num_frames} frame(s); a pair needs {MIN_FRAMES}"
+    if info.num_frames < need.count:
+        return str(path), f"has {info.num_frames} frame(s); {need.sample} needs {need.count}"
     return info
 
 
@@ -164,11 +174,14 @@ def build_index(
     sources: Sequence[str | Path],
     cache_dir: str | Path | None = None,
     workers: int = 4,
+    need: FrameNeed = PAIR,
 ) -> VideoIndex:
     """Index every video of ``sources`` (folder trees and/or list files).
 
     cache_dir: where the metadata cache lives (default `default_cache_dir()`).
     workers: probing threads (decoders release the GIL while parsing containers).
+    need: the frames a sample takes (`vidcorr.data.pairs.frames_needed`): a video with fewer is
+    too short. MoCo and the auto-encoder take one frame a sample, so a still image is a video.
     Unreadable or too-short videos are left out with a warning and listed in
     ``VideoIndex.skipped``. A video that several sources (or entries) name is indexed once, with
     a warning (`_drop_duplicates`). Raises `InputError` naming the source for a missing source, one
@@ -193,7 +206,7 @@ def build_index(
                     "time (--cache-dir chooses another folder)", cache_path, error.strerror or error)
     index = VideoIndex([], [str(s) for s in sources])
     for (path, _), record in zip(entries, records):
-        usable = _usable(path, record)
+        usable = _usable(path, record, need)
         if isinstance(usable, VideoInfo):
             index.videos.append(usable)
         else:

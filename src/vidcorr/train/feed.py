@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index
+from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index, frames_needed
 from vidcorr.errors import VidcorrError
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier
@@ -154,11 +154,14 @@ def _stop_agreed(run: _Run) -> bool:
     return stop
 
 
-def index(job: TrainJob, ctx: DistContext) -> VideoIndex:
-    """Rank 0 indexes first (filling the metadata cache); the others then read the cache."""
+def index(job: TrainJob, ctx: DistContext, method: torch.nn.Module) -> VideoIndex:
+    """Rank 0 indexes first (filling the metadata cache); the others then read the cache. A video
+    must hold the frames of ``method``'s samples at every stage of the recipe (`frames_needed`):
+    one for MoCo and the auto-encoder, which "a pair needs 2" skipped."""
+    need = frames_needed(method.batch_kind(stage.name) for stage in job.recipe.stages)
     if ctx.is_main:
-        found = build_index(job.data, job.cache_dir)
+        found = build_index(job.data, job.cache_dir, need=need)
     barrier(ctx)
     if not ctx.is_main:
-        found = build_index(job.data, job.cache_dir)
+        found = build_index(job.data, job.cache_dir, need=need)
     return found

@@ -168,14 +168,14 @@ def _ending(error: BaseException) -> str:
 
 
 def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) -> TrainResult:
-    """Index, build, restore, run the stages, export."""
+    """Build the method, index the videos, restore, run the stages, export."""
     run_dir = Path(job.run_dir)
     loaded, job.checkpoint = job.checkpoint, None  # the caller's job too: not held through training
-    index = feed.index(job, ctx)
+    _seed_everything(job.recipe.seed)  # the same initial weights on every rank
+    method = job.build_method()
+    index = feed.index(job, ctx, method)  # after the method: its batch kinds say what a video needs
     job = dataclasses.replace(job, recipe=feed.filling_a_batch(job.recipe, len(index), ctx))
     recipe = job.recipe
-    _seed_everything(recipe.seed)  # the same initial weights on every rank
-    method = job.build_method()
     if recipe.init and not job.resume:  # a resumed run's weights come from its checkpoint
         _initialise(method, Path(recipe.init["weights"]))
     method = method.to(ctx.device)
