@@ -169,7 +169,7 @@ def _empty_first_annotation(seq: Path) -> str:
 
 
 def _binary_split_file(seq: Path) -> str:
-    (seq.parents[2] / "ImageSets" / "2016" / "val.txt").write_bytes(b"\xff\xfe\x00garbage")
+    (seq.parents[2] / "ImageSets" / "2016" / "val.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00garbage")  # \xff\xfe: UTF-16
     return "val.txt: unreadable split file of sequence names"
 
 

@@ -74,8 +74,8 @@ def test_a_list_file_saved_with_a_byte_order_mark(data_dir: Path, tmp_path: Path
     listing.write_bytes("blackswan 50\r\n".encode("utf-8-sig"))
     assert list_file(listing) == [(tmp_path / "blackswan", 50)]
     assert [v.num_frames for v in build_index([listing], tmp_path / "cache").videos] == [50]
-    listing.write_bytes(b"blackswan \xe9\n")
-    with pytest.raises(InputError, match="unreadable list file"):
+    listing.write_bytes(b"blackswan \xe9\n")  # Latin-1: what to do is said
+    with pytest.raises(InputError, match="unreadable list file: not UTF-8 or UTF-16 text .*save it as UTF-8"):
         list_file(listing)
 
 
@@ -189,10 +189,21 @@ def test_a_single_file_that_is_not_text_is_a_video_whatever_its_suffix(data_dir:
     archive.write_bytes(b"PK\x03\x04\x14\x00\x00\x00" + bytes(range(256)))
     with pytest.raises(InputError, match=r"videos.zip: none of its 1 video\(s\) is usable \(videos.zip: cannot be "):
         build_index([archive], tmp_path / "cache")
-    utf16 = tmp_path / "list.txt"  # a list file from Windows PowerShell's `>`: still read as one
-    utf16.write_text(f"{mp4}\n", encoding="utf-16")
-    with pytest.raises(InputError, match="unreadable list file"):
-        build_index([utf16], tmp_path / "cache")
+
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_a_list_file_in_utf16_is_read_by_its_byte_order_mark(data_dir: Path, tmp_path: Path, encoding: str) -> None:
+    """A list file from Windows PowerShell 5's `dir -Name > list.txt` is UTF-16 with a byte-order
+    mark: recognised as a list file, it was then "unreadable list file ('utf-8' codec can't ...)"."""
+    listing = tmp_path / "list.txt"
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    listing.write_bytes(bom + "bear.mp4 82\r\n# comment\nboat.mp4\n".encode(encoding))
+    for name in ("bear.mp4", "boat.mp4"):
+        (tmp_path / name).symlink_to(data_dir.joinpath(*DAVIS_TRAIN, name))
+    assert list_file(listing) == [(tmp_path / "bear.mp4", 82), (tmp_path / "boat.mp4", None)]
+    index = build_index([listing], tmp_path / "cache")
+    assert [Path(v.path).name for v in index.videos] == ["bear.mp4", "boat.mp4"]
 
 
 def test_mixed_tree_lists_videos_and_frame_folders(data_dir: Path, tmp_path: Path) -> None:

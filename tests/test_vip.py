@@ -135,8 +135,9 @@ def _copy_tree(src, dst):
      "line 1: expected '<instance id> <class 1..19> <human id>', got '1 \u00b2 1'"),
     (lambda r: _first(r, "Category_ids", "png").unlink(),
      "class annotation not found"),
-    # not text: a raw UnicodeDecodeError that named no file
-    (lambda r: (r / "lists" / "val_videos.txt").write_bytes(b"\xff\xfe\x00v"), r"val_videos\.txt: unreadable video list"),
+    # not text (a PNG's header; b"\xff\xfe..." is UTF-16 by its byte-order mark): a raw UnicodeDecodeError that named no file
+    (lambda r: (r / "lists" / "val_videos.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00"),
+     r"val_videos\.txt: unreadable video list: not UTF-8 or UTF-16 text .*save it as UTF-8"),
     (lambda r: _first(r, "Instance_ids", "txt").write_bytes(b"1 2 \xe9\n"), r"\.txt: unreadable instance table"),
 ])
 def test_rejects_malformed_vip_files(tmp_path, vip_root, edit, message):
