@@ -77,6 +77,9 @@ def test_a_list_file_saved_with_a_byte_order_mark(data_dir: Path, tmp_path: Path
     listing.write_bytes(b"blackswan \xe9\n")  # Latin-1: what to do is said
     with pytest.raises(InputError, match="unreadable list file: not UTF-8 or UTF-16 text .*save it as UTF-8"):
         list_file(listing)
+    # given to --data, it was probed as a video: "cannot be opened as a video (Invalid data ...)"
+    with pytest.raises(InputError, match="list.txt: unreadable list file: not UTF-8 .*save it as UTF-8"):
+        build_index([listing], tmp_path / "cache")
 
 
 def test_a_list_files_count_is_decimal_digits(tmp_path: Path) -> None:

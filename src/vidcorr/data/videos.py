@@ -123,21 +123,17 @@ _WIDE_TEXT_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # the UTF-32 ones 
 
 
 def _is_text(path: Path) -> bool:
-    """Whether ``path`` starts as text a list file could hold: UTF-8 without NUL bytes in its first
-    4 KiB (a character cut at the end is fine), or UTF-16 / 32 by its byte-order mark. Videos are
-    binary (every container header holds NULs); false also for an unreadable file."""
+    """Whether ``path`` starts as text a list file could hold: no NUL bytes in its first 4 KiB, or
+    UTF-16 / 32 by its byte-order mark. Videos are binary (every container header holds NULs);
+    false also for an unreadable file. Text in another 8-bit encoding (Latin-1) counts: read as a
+    list file, it is refused asking for UTF-8 (`read_text`); probed as a video it was "cannot be
+    opened as a video (Invalid data ...)", which did not say what was wrong."""
     try:
         with path.open("rb") as file:
             head = file.read(4096)
     except OSError:
         return False
-    if head.startswith(_WIDE_TEXT_BOMS):
-        return True
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return b"\0" not in head
+    return head.startswith(_WIDE_TEXT_BOMS) or b"\0" not in head
 
 
 def list_source(source: str | Path) -> list[tuple[Path, int | None]]:
