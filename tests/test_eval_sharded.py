@@ -258,6 +258,40 @@ def test_a_rank_that_left_without_the_others_after_sigterm_is_not_waited_for_at_
     assert "Connection reset" not in err0 and (out / "results.json").is_file()
 
 
+def test_a_rank_killed_while_it_waits_to_leave_is_left_at_the_barrier_after_sigterm(three_clips, tmp_path,
+                                                                                    monkeypatch):
+    """Rank 1, its share done, is killed outright (SIGKILL, the out-of-memory killer) while it waits for
+    rank 0 to score, and rank 0 gets the SIGTERM torchrun then sends the survivors. Rank 1 had come
+    to the end, so rank 0 waited for it at the group's barrier, which gloo ended with "Connection
+    closed by peer": a traceback and exit 1. Now it leaves without it: exit 143, SIGTERM's line."""
+    from vidcorr.evaluate import davis
+    from vidcorr.evaluate.ranks import Ranks
+
+    real_gather, real_score = Ranks.gather, davis.score_davis
+
+    def gather(self, tag, value, *, heed_failure=True):  # rank 1 comes to the end, then is killed
+        if tag == "exit" and self.rank == 1:
+            self.store.set(self._key(f"{tag}/{self.rank}"), value)
+            (tmp_path / "killed").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_gather(self, tag, value, heed_failure=heed_failure)
+
+    def score_until_sigterm(*args, **kwargs):  # on rank 0
+        while not (tmp_path / "killed").exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(Ranks, "gather", gather)
+    monkeypatch.setattr(davis, "score_davis", score_until_sigterm)
+    out = tmp_path / "out"
+    (code0, err0), (code1, _) = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST],
+                                          tmp_path / "ranks")
+    assert (code0, code1) == (143, -signal.SIGKILL), err0
+    assert "vidcorr eval davis: stopped by SIGTERM" in err0 and "leaving without it" in err0
+    assert sorted(json.loads((out / ".run.json").read_text())["finished"]) == sorted(SEQUENCES)
+
+
 def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_clips, tmp_path, monkeypatch):
     """Rank 1 is killed outright (SIGKILL, as by the out-of-memory killer) inside blackswan, and rank 0
     then gets the SIGTERM torchrun sends the survivors: it removes its own .bmx-trees.partial, waits

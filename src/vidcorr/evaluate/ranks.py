@@ -218,8 +218,6 @@ def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
     default had each rank die at once, leaving the hidden folder of the item it was writing. A
     Ctrl-C or SIGTERM that stopped several ranks is said once, by the lowest of them.
     command: "eval davis", for SIGTERM's line."""
-    from vidcorr.train.distributed import shutdown
-
     ranks = join(device)
     # From here: a SIGTERM while the ranks meet (torchrun ending them after another rank's setup
     # error) finds nothing written, and Python's default ends the rank silently (docs/metrics.md).
@@ -243,11 +241,29 @@ def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
             except PeersGone:  # after SIGTERM: no barrier either, that would wait for them too
                 outcomes = None
                 ranks.left("exit")
-            shutdown(synchronise=outcomes is not None and GONE not in outcomes)
+            _leave_group(ranks, synchronise=outcomes is not None and GONE not in outcomes)
             if outcomes is not None and interrupted and outcomes.index("interrupted") < ranks.rank:
                 said_by_another_rank(error)
             raise
         failed = ranks.failed_rank()  # asked before leaving: rank 0 may hold the store
-        shutdown(synchronise=GONE not in outcomes)
+        _leave_group(ranks, synchronise=GONE not in outcomes)
         if failed is not None:
             raise PeerFailed(f"stopped: rank {failed} of {ranks.world_size} failed (its error says why)")
+
+
+def _leave_group(ranks: Ranks, synchronise: bool) -> None:
+    """`shutdown`, with the group's barrier when ``synchronise``. After a SIGTERM, a rank that came
+    to the end may since have been killed outright (the out-of-memory killer: torchrun then sends
+    SIGTERM to the rest), and gloo's barrier fails with "Connection reset by peer": a traceback and
+    exit 1 in place of the SIGTERM's clean stop. This rank then leaves without it, as it leaves
+    ranks that never came (`PeersGone`)."""
+    from vidcorr.train.distributed import shutdown
+
+    try:
+        shutdown(synchronise=synchronise)
+    except RuntimeError as error:
+        if seconds_since_sigterm() is None:
+            raise
+        log.warning("rank %d: another rank left the group before its end (killed outright?): leaving without "
+                    "it (%s)", ranks.rank, str(error).split(". ")[0])
+        shutdown(synchronise=False)
