@@ -128,6 +128,15 @@ def test_extends_errors_name_the_file(tmp_path) -> None:
     with pytest.raises(InputError, match=r"no such recipe \(extended by .*c\.toml\)") as error:
         load_recipe(tmp_path / "c.toml")
     assert error.value.path.name == "no-such-parent.toml"
+    (tmp_path / "mine").mkdir()  # a folder: it was "no such recipe", which it is, but not why
+    (tmp_path / "mine" / "fast.toml").write_text('extends = "uvc-cpu"\n')
+    with pytest.raises(InputError, match=r"is a folder, not a recipe: a recipe is a shipped recipe's name "
+                                         r"\(shipped recipes: .*uvc-cpu.*\) or a \.toml file; it holds fast\.toml$") as error:
+        load_recipe(tmp_path / "mine")
+    assert error.value.path == tmp_path / "mine"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"is a folder, not a recipe: .* or a \.toml file$"):
+        load_recipe(tmp_path / "empty")  # one without recipes in it is not said to hold any
     (tmp_path / "d.toml").write_text("extends = 3\n")
     with pytest.raises(InputError, match="'extends' must be"):
         load_recipe(tmp_path / "d.toml")

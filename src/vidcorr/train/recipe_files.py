@@ -90,7 +90,13 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, A
     if not path.is_file():
         shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
         where = f" (extended by {chain[-1]})" if chain else ""
-        raise InputError(path, f"no such recipe{where} (shipped recipes: {', '.join(shipped) or 'none'})")
+        listed = f"shipped recipes: {', '.join(shipped) or 'none'}"
+        if path.is_dir():  # `--recipe configs/train` or `--recipe my_recipes/`: "no such recipe" said nothing of why
+            held = sorted(p.name for p in path.glob("*.toml"))
+            inside = f"; it holds {', '.join(held)}" if held else ""
+            raise InputError(path, f"is a folder, not a recipe{where}: a recipe is a shipped recipe's name "
+                                   f"({listed}) or a .toml file{inside}")
+        raise InputError(path, f"no such recipe{where} ({listed})")
     try:
         raw = path.read_bytes()
         data = tomllib.loads(raw.decode("utf-8-sig"))  # a Windows editor's BOM: TOML's "Invalid statement"
