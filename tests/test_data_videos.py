@@ -195,12 +195,14 @@ def test_a_single_file_that_is_not_text_is_a_video_whatever_its_suffix(data_dir:
 
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be",
+                                      "utf-8-sig"])
 def test_a_list_file_in_utf16_is_read_by_its_byte_order_mark(data_dir: Path, tmp_path: Path, encoding: str) -> None:
     """A list file from Windows PowerShell 5's `dir -Name > list.txt` is UTF-16 with a byte-order
     mark: recognised as a list file, it was then "unreadable list file ('utf-8' codec can't ...)"."""
     listing = tmp_path / "list.txt"
-    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff", "utf-32-le": b"\xff\xfe\0\0",
+           "utf-32-be": b"\0\0\xfe\xff"}.get(encoding, b"")
     listing.write_bytes(bom + "bear.mp4 82\r\n# comment\nboat.mp4\n".encode(encoding))
     for name in ("bear.mp4", "boat.mp4"):
         (tmp_path / name).symlink_to(data_dir.joinpath(*DAVIS_TRAIN, name))

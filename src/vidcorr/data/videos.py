@@ -13,7 +13,6 @@ never next to the user's data.
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -25,7 +24,7 @@ from typing import Any, NamedTuple
 from vidcorr.data.video_probe import CACHE_NAME, VideoInfo, load_cache, probe_entry, save_cache
 from vidcorr.errors import InputError
 from vidcorr.io.images import IMAGE_SUFFIXES, natural_key
-from vidcorr.io.text import read_text
+from vidcorr.io.text import has_wide_text_bom, read_text
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +117,6 @@ def list_file(list_path: Path) -> list[tuple[Path, int | None]]:
     return entries
 
 
-# Byte-order marks of UTF-16 / UTF-32 text (Windows PowerShell's `>` writes UTF-16): a list file
-_WIDE_TEXT_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # the UTF-32 ones start with these too
-
-
 def _is_text(path: Path) -> bool:
     """Whether ``path`` starts as text a list file could hold: no NUL bytes in its first 4 KiB, or
     UTF-16 / 32 by its byte-order mark. Videos are binary (every container header holds NULs);
@@ -133,7 +128,9 @@ def _is_text(path: Path) -> bool:
             head = file.read(4096)
     except OSError:
         return False
-    return head.startswith(_WIDE_TEXT_BOMS) or b"\0" not in head
+    # read_text's own marks: UTF-32 BE's (00 00 FE FF) does not start with UTF-16 BE's (FE FF), and
+    # such a list file was probed as a video
+    return has_wide_text_bom(head) or b"\0" not in head
 
 
 def list_source(source: str | Path) -> list[tuple[Path, int | None]]:

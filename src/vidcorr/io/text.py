@@ -21,6 +21,12 @@ _BOM_ENCODINGS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32
                   (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
+def has_wide_text_bom(raw: bytes) -> bool:
+    """Whether ``raw`` starts with a UTF-16 or UTF-32 byte-order mark, which `decode_text` reads by
+    (such text holds NUL bytes, as binary files do)."""
+    return raw.startswith(tuple(bom for bom, _ in _BOM_ENCODINGS))
+
+
 def decode_text(raw: bytes) -> str:
     """``raw`` decoded by its byte-order mark (UTF-32 / UTF-16, the mark dropped), else as UTF-8
     with or without one; UnicodeDecodeError if it is not such text."""
