@@ -305,6 +305,7 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
         for batch in feed.batches(loader, run):
             if batch is None:  # a signal: stop before this step
                 return False
+            run.runlog.batch_arrived()
             lr = learning_rate(stage, progress.stage_step, steps_per_epoch)
             images, skipped = step.to_device(batch, ctx, channels_last)
             with autocast:

@@ -36,7 +36,9 @@ class RunLog:
     """Console log lines, a tqdm bar and TensorBoard scalars / images; silent on ranks > 0.
 
     Scalars every ``every`` steps, averaged over those steps: each loss term (``loss/*``), the
-    learning rate, throughput (samples/s, i.e. pairs/s for pair methods) and the number of draws
+    learning rate, throughput (samples/s, i.e. pairs/s for pair methods: the samples of those steps
+    over the wall time since the last line, or, for a stage's first line, since its first batch
+    arrived, `batch_arrived`) and the number of draws
     that hit an unreadable video so far ("unreadable draws": a broken video counts once each time
     it is drawn, not once). TensorBoard events go to ``run_dir/tensorboard``; on resume events
     after the checkpoint's step are purged so curves do not double back.
@@ -49,6 +51,7 @@ class RunLog:
         self.run_dir, self.found = run_dir, _tensorboard_output(run_dir)  # before the writer adds any
         self.writer = _summary_writer(run_dir, progress.step + 1) if ctx.is_main else None
         self.bar: tqdm | None = None
+        self._starting = False  # a stage's loader is starting: the time until its first batch is not timed
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -65,6 +68,14 @@ class RunLog:
         if self.ctx.is_main and self.progress_bar:
             self.bar = tqdm(total=total, initial=done, desc=name, unit="step", dynamic_ncols=True)
         self._reset_window()
+        self._starting = True
+
+    def batch_arrived(self) -> None:
+        """A batch is here (the loop calls it for each). The stage's first starts the throughput
+        clock: the loader's start-up (its worker processes, their imports, the first batch) made the
+        first line's samples/s 0.4 on a tiny CPU run where the next ones said 6."""
+        if self._starting:
+            self.window_start, self._starting = time.perf_counter(), False
 
     def step(self, progress: ckpt.Progress, terms: dict[str, float], lr: float, stage: str,
              batch: int) -> None:
