@@ -222,3 +222,32 @@ def test_a_few_adam_steps_overfit_one_translated_pair():
         opt.step()
         losses.append(out["loss"].item())
     assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize("kind", ["crop_pair", "patch_frame"])
+def test_visualise_shows_the_target_reconstructed_from_the_reference(kind):
+    """UVC had no TensorBoard hook: its images were "ref" and "target" side by side, unlabelled. It
+    shows what the colour loss sees: the reference's colours carried to the target through the
+    affinity (decoded), beside the two frames, and in the joint stage the box the patch is found in.
+    A reference of one colour reconstructs that colour whatever the (untrained) affinity."""
+    model = _model().eval()
+    batch = _batch(kind, b=2)
+    colour = torch.tensor([0.2, 0.5, 0.8]).view(1, 3, 1, 1)
+    batch["ref"] = colour.expand(2, 3, S, S).clone()
+    with torch.no_grad():
+        [(name, image)] = model.visualise(batch).items()
+    side = batch["target"].shape[-1]
+    assert image.shape == (2, 3, side, 3 * side) and image.dtype == torch.float32
+    reconstructed = image[..., 2 * side:]
+    assert (reconstructed - colour).abs().max() < 0.02
+    if kind == "crop_pair":
+        assert name == "ref_target_reconstructed"
+        assert torch.equal(image[..., :side], batch["ref"]) and torch.equal(image[..., side:2 * side], batch["target"])
+        return
+    assert name == "patch_frame_box_reconstructed"
+    assert (image[..., :side] - colour).abs().max() < 1e-5  # the patch, scaled to the frame's size
+    frame = image[..., side:2 * side]
+    changed = (frame - batch["target"]).abs().amax(dim=1) > 1 / 255  # (B, T, T): the box outline only
+    red = torch.tensor([255, 48, 48]).view(1, 3, 1) / 255
+    assert changed.any() and (frame.permute(1, 0, 2, 3)[:, changed] - red).abs().max() < 1e-6
+    assert changed.float().mean() < 0.5

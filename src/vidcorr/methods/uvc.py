@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -215,6 +216,17 @@ def _uvc_lab(rgb: Tensor) -> Tensor:
         return lab_to_uvc_normalised(rgb_to_lab(rgb.float()))
 
 
+def _outline(images: Tensor, boxes: Tensor) -> Tensor:
+    """``images`` (B, 3, H, W) RGB in [0, 1] with each box (B, 4) ``(x1, y1, x2, y2)`` (pixel edges)
+    outlined in red, as UVC-track draws its box (`vidcorr.track.draw_box`)."""
+    from vidcorr.track import draw_box
+
+    frames = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    drawn = [draw_box(frame, (x1, y1, x2 - x1, y2 - y1), thickness=max(1, frame.shape[0] // 64))
+             for frame, (x1, y1, x2, y2) in zip(frames, boxes.tolist())]
+    return torch.from_numpy(np.stack(drawn)).to(images.device).permute(0, 3, 1, 2).float() / 255
+
+
 class UVC(nn.Module):
     """The UVC training model: grey encoder + frozen Lab auto-encoder -> named losses.
 
@@ -317,15 +329,7 @@ class UVC(nn.Module):
         size: (B, C, h, w), (B, D, h, w), (B, 3, *lab_out_hw).
         """
         hw_ref, hw_frame = tuple(f_ref.shape[-2:]), tuple(f_frame.shape[-2:])
-        scores = affinity_logits(f_ref.flatten(2), f_frame.flatten(2), self.cfg.temperature)
-        coords = locate_in_target(scores, hw_frame)  # (B, 2, N1): where each patch pixel lands
-        centre, mad_half = region_from_coordinates(coords)  # Eq. 3 (differentiable), Eq. 4
-        mad_half = mad_half.detach()  # the size is a statistic, not a target (coords2bbox)
-        if self.cfg.box == "mad":
-            half = mad_half
-        else:  # center2bbox: a patch-sized box in feature units
-            half = centre.new_tensor([hw_ref[1] / 2, hw_ref[0] / 2]).expand_as(centre)
-        box = region_box(centre, half, hw_frame)
+        coords, centre, mad_half, box = self._region(f_ref, f_frame)
         img_scale = box.new_tensor([lab_frame.shape[-1] / hw_frame[1], lab_frame.shape[-2] / hw_frame[0]])
         # METHODS.md §1.5 item 7: one box crops the grey features, the colour features and the Lab
         # ground truth; none is detached, so the colour loss also moves the box.
@@ -339,6 +343,52 @@ class UVC(nn.Module):
                 to_unit(coords, hw_frame), unit_centre, mad_half * scale).mean()
         diagnostics["box_size"] = (box[:, 2:] - box[:, :2]).mean()
         return f_crop, e_crop, lab_crop
+
+    def _region(self, f_ref: Tensor, f_frame: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Where the patch ``f_ref`` (B, C, h, w) lands in the frame ``f_frame`` (B, C, H, W): every
+        patch cell's position (B, 2, h*w), their centre (B, 2), 2 x their mean absolute deviation
+        (B, 2, detached) and the box (B, 4) ``(x1, y1, x2, y2)`` in the frame's feature cells."""
+        hw_ref, hw_frame = tuple(f_ref.shape[-2:]), tuple(f_frame.shape[-2:])
+        scores = affinity_logits(f_ref.flatten(2), f_frame.flatten(2), self.cfg.temperature)
+        coords = locate_in_target(scores, hw_frame)  # (B, 2, N1): where each patch pixel lands
+        centre, mad_half = region_from_coordinates(coords)  # Eq. 3 (differentiable), Eq. 4
+        mad_half = mad_half.detach()  # the size is a statistic, not a target (coords2bbox)
+        if self.cfg.box == "mad":
+            half = mad_half
+        else:  # center2bbox: a patch-sized box in feature units
+            half = centre.new_tensor([hw_ref[1] / 2, hw_ref[0] / 2]).expand_as(centre)
+        return coords, centre, mad_half, region_box(centre, half, hw_frame)
+
+    def visualise(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """TensorBoard's image of a batch (`vidcorr.train.runlog.visualise`), RGB in [0, 1].
+
+        What the colour loss sees: the target reconstructed from the reference's colours through
+        the affinity (decoded by the auto-encoder), beside the two frames. A warm-up pair (crops of
+        equal size, ``"crop_pair"``) gives ``{"ref_target_reconstructed": (B, 3, S, 3S)}``. A joint
+        batch (``"patch_frame"``) gives ``{"patch_frame_box_reconstructed": (B, 3, T, 3T)}``: the
+        patch (scaled to T), the target frame with the box it is localised to outlined in red, and
+        that box reconstructed from the patch (scaled to T). A joint batch whose patch is as large as
+        its frame reads as a pair.
+        """
+        from vidcorr.models.colour import lab_to_rgb, uvc_normalised_to_lab
+
+        ref, target = batch["ref"].float(), batch["target"].float()
+        f_ref, f_tgt = self.encoder(ref).float(), self.encoder(target).float()
+        e_ref = self.autoencoder.encode(_uvc_lab(ref)).float()
+        localised = ref.shape != target.shape
+        if localised:  # as `_localise`: the reference is matched inside the box only
+            cells = self._region(f_ref, f_tgt)[3]  # in the frame's feature cells
+            box = cells * (target.shape[-1] / f_tgt.shape[-1])  # in pixels (8 a cell)
+            f_tgt = crop_boxes(f_tgt, cells, tuple(f_ref.shape[-2:]))
+        aff = affinity_logits(f_ref.flatten(2), f_tgt.flatten(2), self.cfg.temperature).softmax(dim=1)
+        lab_n = decode_transported(e_ref, aff, f_tgt.shape[-2:], self.autoencoder.decode)
+        reconstructed = lab_to_rgb(uvc_normalised_to_lab(lab_n)).clamp(0, 1)
+        if not localised:
+            return {"ref_target_reconstructed": torch.cat([ref, target, reconstructed], dim=-1)}
+        side = tuple(target.shape[-2:])
+        scaled = [torch.nn.functional.interpolate(x, size=side, mode="bilinear", align_corners=False)
+                  for x in (ref, reconstructed)]
+        return {"patch_frame_box_reconstructed": torch.cat([scaled[0], _outline(target, box), scaled[1]], dim=-1)}
 
     def _matching_terms(
         self, scores: Tensor, colour_feats: tuple[Tensor, Tensor], labs: tuple[Tensor, Tensor],
