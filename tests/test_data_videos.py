@@ -529,6 +529,13 @@ def test_a_video_of_one_frame_is_data_for_methods_of_one_frame_a_sample(data_dir
         assert [Path(v.path).name for v in index.videos] == ["bear.mp4"]
         assert index.skipped == [(str(still), f"has 1 frame(s); {sample} needs 2")]
     assert build_index([tmp_path / "tree"], tmp_path / "cache").skipped[0][1].endswith("a pair needs 2")
+    # a source none of whose videos is usable names its own videos' problems, not the first of any source
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    Image.new("RGB", (64, 48), (30, 60, 90)).save(lone / "00000.jpg")
+    with pytest.raises(InputError, match=r"lone: none of its 1 video\(s\) is usable \(lone: has 1 frame\(s\); "
+                                         r"a pair needs 2\)$"):
+        build_index([tmp_path / "tree", lone], tmp_path / "cache")
 
     class OneFrame(torch.nn.Module):  # the trainer asks the method what each stage samples
         def batch_kind(self, stage: str) -> str:

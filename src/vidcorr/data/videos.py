@@ -277,5 +277,7 @@ def _check_sources_usable(per_source: Iterable[tuple[Path, list]], index: VideoI
     usable = {v.path for v in index.videos}
     for source, entries in per_source:
         if not any(str(path) in usable for path, _ in entries):
-            problems = "; ".join(f"{Path(p).name}: {why}" for p, why in index.skipped[:3])
+            # its own videos' problems: the first three of the whole index named other sources' videos
+            own = {str(path) for path, _ in entries}
+            problems = "; ".join([f"{Path(p).name}: {why}" for p, why in index.skipped if p in own][:3])
             raise InputError(source, f"none of its {len(entries)} video(s) is usable ({problems})")
