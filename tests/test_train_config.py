@@ -216,10 +216,12 @@ def test_a_recipe_file_saved_with_a_byte_order_mark(tmp_path) -> None:
     """A Windows editor's BOM was refused as TOML's "Invalid statement"; the file's sha256 stays
     that of its bytes, BOM included (what ``sha256sum`` gives)."""
     own = tmp_path / "mine.toml"
-    own.write_bytes('extends = "uvc-cpu"\r\n'.encode("utf-8-sig"))
-    recipe = load_recipe(own)
-    assert recipe.trajectory_dict() == load_recipe("uvc-cpu").trajectory_dict()
-    assert recipe.file["sha256"] == _sha256(own)
+    for encoding in ("utf-8-sig", "utf-16", "utf-32"):  # UTF-16: Windows PowerShell 5's `>`
+        own.write_bytes('extends = "uvc-cpu"\r\n[data]\nbatch_size = 4\n'.encode(encoding))
+        recipe = load_recipe(own)
+        assert recipe.trajectory_dict() == load_recipe("uvc-cpu").replace(
+            data=dataclasses.replace(load_recipe("uvc-cpu").data, batch_size=4)).trajectory_dict()
+        assert recipe.file["sha256"] == _sha256(own)
 
 
 def test_drop_stages_leaves_out_a_parents_stage(tmp_path) -> None:

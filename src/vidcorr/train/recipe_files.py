@@ -19,6 +19,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from vidcorr.errors import InputError
+from vidcorr.io.text import decode_text
 from vidcorr.train.config import Recipe, recipe_from_dict
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
@@ -99,7 +100,9 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, A
         raise InputError(path, f"no such recipe{where} ({listed})")
     try:
         raw = path.read_bytes()
-        data = tomllib.loads(raw.decode("utf-8-sig"))  # a Windows editor's BOM: TOML's "Invalid statement"
+        # by byte-order mark (`decode_text`): a Windows editor's BOM was TOML's "Invalid statement",
+        # and PowerShell 5's `>` writes UTF-16
+        data = tomllib.loads(decode_text(raw))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InputError(path, f"unreadable recipe: {error}") from None
     digest = hashlib.sha256(raw).hexdigest()
