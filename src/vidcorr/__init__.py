@@ -9,8 +9,8 @@ for a process that propagates long videos. It is loaded on first use, so that
 
 Bad input (a missing or malformed file, a mask of another size, an empty mask) raises
 ``vidcorr.errors.InputError`` naming the file, a ``vidcorr.errors.VidcorrError`` as every error the
-command line prints as one line; ``vidcorr.errors`` is loaded with ``vidcorr`` (no torch), so that
-``except vidcorr.errors.InputError`` works before any API call.
+command line prints as one line; the module of the exceptions is loaded with ``vidcorr`` (no torch),
+so that ``except vidcorr.errors.InputError`` works before any API call.
 """
 
 from vidcorr import errors  # noqa: F401  (the exceptions the API documents; imports pathlib only)
