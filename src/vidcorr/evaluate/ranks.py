@@ -123,8 +123,8 @@ class Ranks(RankRole):
     def _leave_without(self, missing: list[int]) -> None:
         if not self._gone:
             self._gone = True
-            log.warning("rank %d: rank(s) %s of %d did not stop within %g s of SIGTERM (killed outright?): leaving "
-                        "without them; the finished items' records are kept for --resume", self.rank,
+            log.warning("rank %d: rank(s) %s of %d did not stop within %g s of SIGTERM (killed outright, or still "
+                        "at work): leaving without them; the finished items' records are kept for --resume", self.rank,
                         ", ".join(map(str, missing)), self.world_size, SIGTERM_PATIENCE_SECONDS)
         raise PeersGone(f"rank(s) {missing} did not come")
 
