@@ -18,9 +18,7 @@ from torch import Tensor
 
 from vidcorr.errors import InputError, NotStarted
 from vidcorr.io.frames import as_rgb_frame, float_scale, to_numpy
-from vidcorr.io.masks import DAVIS_PALETTE, read_mask
-# read_mask's rules for a PIL image given as the mask (the same reading as its file's)
-from vidcorr.io.masks import _check_mask_format, _ids
+from vidcorr.io.masks import DAVIS_PALETTE, check_mask_format, mask_ids, read_mask
 from vidcorr.labels import VOID, decode_label_map, one_hot_labels, same_shape_resized
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.track import draw_box
@@ -40,12 +38,12 @@ def read_first_mask(mask: Any) -> tuple[Any, Path | None]:
         return mask, None
     path = Path(mask.filename) if getattr(mask, "filename", "") else None  # opened from a file, unchanged
     try:
-        _check_mask_format(mask, path)
+        check_mask_format(mask, path)
     except InputError as err:
         if path is not None:
             raise
         raise InputError(None, f"the first-frame mask (a PIL image) {err.problem}") from None
-    return _ids(np.asarray(mask), mask.mode, path), path
+    return mask_ids(np.asarray(mask), mask.mode, path), path
 
 
 def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:

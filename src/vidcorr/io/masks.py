@@ -114,16 +114,16 @@ def _read_mask(path: Path, with_palette: bool) -> tuple[np.ndarray, np.ndarray |
     with _opened_mask(path) as img:
         mode, arr = img.mode, np.array(img)
         palette = _palette_of(img) if with_palette else None
-    return _ids(arr, mode, path), palette
+    return mask_ids(arr, mode, path), palette
 
 
 @contextlib.contextmanager
 def _opened_mask(path: Path) -> Iterator[Image.Image]:
-    """The mask file ``path`` opened, its format checked (`_check_mask_format`); `InputError` naming
+    """The mask file ``path`` opened, its format checked (`check_mask_format`); `InputError` naming
     it when it is missing, a folder or unreadable, also while the block reads its pixels."""
     try:
         with Image.open(path) as img:
-            _check_mask_format(img, path)
+            check_mask_format(img, path)
             yield img
     except FileNotFoundError:
         raise InputError(path, "mask file not found") from None
@@ -133,8 +133,9 @@ def _opened_mask(path: Path) -> Iterator[Image.Image]:
         raise InputError(path, f"cannot read mask: {err}") from None
 
 
-def _ids(arr: np.ndarray, mode: str, path: Path) -> np.ndarray:
-    """A mask image's pixels (H, W) as object ids uint8 [H, W], by its mode (`read_mask`)."""
+def mask_ids(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
+    """A mask image's pixels (H, W) as object ids uint8 [H, W], by its mode (`read_mask`'s rules; also for
+    a PIL image given as the mask, `vidcorr.masks.read_first_mask`). path: for messages, None for no file."""
     if mode == "1":
         return arr.astype(np.uint8)  # bool -> 0/1: the foreground is object 1
     if mode == "L" and _is_binary_0_255(arr):
@@ -157,7 +158,7 @@ def mask_size(path: str | Path) -> tuple[int, int]:
         return img.size
 
 
-def _check_mask_format(img: Image.Image, path: Path) -> None:
+def check_mask_format(img: Image.Image, path: Path | None) -> None:
     """`InputError` unless ``img`` (an opened file) can hold object ids: a 'P', 'L' or '1' PNG."""
     mode = img.mode
     # A JPEG cannot hold ids: lossy compression scatters values around every border, so a
