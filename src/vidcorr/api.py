@@ -306,7 +306,6 @@ def track_box(
     features); options replace its settings (`vidcorr.track.LocaliseSettings`,
     `vidcorr.dcf.DCFSettings`). encoder: default `encoder_for("crw")` (the features are layer3).
     """
-    from vidcorr.models.encoder import inference_encoder
     from vidcorr.track import check_first_box, track_frames, tracker_settings
 
     try:
@@ -321,7 +320,7 @@ def track_box(
     check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
     if encoder is None:
         encoder = encoder_for(DEFAULT_PRESET)
-    check_own_module(inference_encoder(encoder, device), device)
+    check_own_module(encoder, device)
     return track_frames(encoder, frames, box, tracker, device=device, **options)
 
 

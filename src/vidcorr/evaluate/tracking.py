@@ -64,7 +64,6 @@ from vidcorr.io.vot_trajectory import (
     VOT_TRACKED,
     write_vot_trajectory,
 )
-from vidcorr.models.encoder import inference_encoder
 from vidcorr.models.external import check_own_module
 from vidcorr.metrics.vot import SKIP_INITIALIZE, polygon_valid, region_overlap
 from vidcorr.metrics.vot import eao_interval as vot_eao_interval
@@ -283,7 +282,7 @@ def run_tracking(
         check_protocol(benchmark, protocol, max_frames)
         interval = vot_eao_interval(eao_interval)
         check_output_folder(out_dir, resume, COMMANDS[benchmark])
-        check_own_module(inference_encoder(encoder, device), device)  # from Python: as --encoder's is
+        check_own_module(encoder, device)  # a module given from Python, checked as --encoder's is
         return interval, discover_sequences(root, benchmark, sequences)  # every annotation checked before any work
 
     interval, seqs = ranks.agree(prepare)

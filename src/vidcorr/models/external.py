@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from vidcorr.errors import EncoderOutputError, InputError, VidcorrError
-from vidcorr.models.encoder import EvalModeCall, FrameEncoder, as_given, check_weights_hold_data, feature_problem
+from vidcorr.models.encoder import (EvalModeCall, FrameEncoder, as_given, check_weights_hold_data, feature_problem,
+                                   inference_encoder)
 
 # Divisible by 8, 14 and 16, the strides and patch sizes of the usual backbones.
 PROBE_HW = (112, 112)
@@ -111,13 +112,16 @@ def measure_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> in
 
 
 def check_own_module(encoder: nn.Module, device: str | torch.device = "cpu") -> None:
-    """A module of one's own, ready on ``device`` (`inference_encoder`), checked as ``--encoder``'s
-    factory output is, before propagating with it (`measure_stride`: grey frames of two sizes):
-    `EncoderOutputError` naming it unless it gives (1, C, h, w) float features whose channels do
-    not change with the frame's size (channels-last (1, h, w, C) ones would be propagated as
-    channels and cells, silently wrong). Our own `FrameEncoder` needs no probe."""
-    if not isinstance(as_given(encoder), FrameEncoder):
-        measure_stride(encoder, device)
+    """A module of one's own, as given or ready on ``device`` (`inference_encoder`), checked as
+    ``--encoder``'s factory output is, before propagating with it (`measure_stride`: grey frames of
+    two sizes): `EncoderOutputError` naming it unless it gives (1, C, h, w) float features whose
+    channels do not change with the frame's size (channels-last (1, h, w, C) ones would be
+    propagated as channels and cells, silently wrong). Our own `FrameEncoder` needs no probe, nor
+    an inference copy made for one."""
+    if isinstance(as_given(encoder), FrameEncoder):
+        check_weights_hold_data(encoder)  # meta weights refused at the call, as its inference copy would
+        return
+    measure_stride(encoder if isinstance(encoder, EvalModeCall) else inference_encoder(encoder, device), device)
 
 
 def state_digest(module: nn.Module) -> str:
