@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import FAST, _fails
+from cli_helpers import FAST, _fails, sigterm_after_writes, sigterm_default_raises
 from PIL import Image
 
 from vidcorr.cli import main
@@ -312,32 +312,17 @@ def test_a_box_that_is_not_four_numbers_with_a_positive_size_is_refused(text):
 def test_sigterm_halfway_leaves_nothing_and_exits_143(short_clip, tmp_path, monkeypatch, capsys):
     """`kill` or `timeout` (SIGTERM) ended the process at once and left a hidden .OUT.partial-*
     folder of half the masks; it unwinds as Ctrl-C does, says so, and exits 143."""
-    import os
     import signal
 
     from vidcorr.io import masks as masks_io
 
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
-    real_write, calls = masks_io.write_indexed_png, []
-
-    def write_then_terminate(path, labels, palette=None):
-        real_write(path, labels, palette)
-        calls.append(path)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    def unhandled(signum, frame):  # what the test sees where propagate leaves SIGTERM to Python's default
-        raise RuntimeError("SIGTERM reached the default handler")
-
-    monkeypatch.setattr(masks_io, "write_indexed_png", write_then_terminate)
-    previous = signal.signal(signal.SIGTERM, unhandled)
-    try:
+    calls = sigterm_after_writes(monkeypatch, masks_io, 3)
+    with sigterm_default_raises() as unhandled:
         with pytest.raises(SystemExit) as stop:
             main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "half"), *FAST])
         assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     assert stop.value.code == 143 and "propagate: stopped by SIGTERM; nothing written" in capsys.readouterr().err
     assert len(calls) == 3 and [p.name for p in tmp_path.iterdir()] == []
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import FAST
+from cli_helpers import FAST, sigterm_after_writes, sigterm_default_raises
 from rank_helpers import run_ranks
 
 from vidcorr.cli import main
@@ -327,25 +327,12 @@ def test_sigterm_to_a_single_process_eval_cleans_up_as_ctrl_c(three_clips, tmp_p
     first recorded, no .car-shadow.partial folder, the resume hint and exit 143."""
     from vidcorr.evaluate import davis
 
-    real_write, written = davis.write_indexed_png, []
-
-    def write_then_terminate(path, labels, palette=None):
-        real_write(path, labels, palette)
-        written.append(path)
-        if len(written) == 6:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    def unhandled(signum, frame):  # what the test sees where eval leaves SIGTERM to Python's default
-        raise RuntimeError("SIGTERM reached the default handler")
-
-    monkeypatch.setattr(davis, "write_indexed_png", write_then_terminate)
-    out, previous = tmp_path / "out", signal.signal(signal.SIGTERM, unhandled)
-    try:
+    sigterm_after_writes(monkeypatch, davis, 6)
+    out = tmp_path / "out"
+    with sigterm_default_raises() as unhandled:
         with pytest.raises(SystemExit) as stop:
             main(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST])
         assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     err = capsys.readouterr().err
     assert stop.value.code == 143 and "vidcorr eval davis: stopped by SIGTERM\n" in err
     assert f"the sequences finished so far are kept in {out}" in err
