@@ -49,6 +49,33 @@ def test_a_factory_spec_given_as_weights_is_pointed_to_encoder(tmp_path, capsys)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("spec", [
+    "{tmp}/absent_models.py:build",  # a .py file's spec, the file not (yet) there
+    "vidcorr.models:random_resnet18",  # package.module:factory, as load_external_encoder takes it
+    "my_local_models:build",  # a module in the current folder, which load_external_encoder searches
+])
+def test_every_kind_of_factory_spec_given_as_weights_is_pointed_to_encoder(tmp_path, monkeypatch, spec):
+    """Only `file.py:factory` was recognised: `package.module:factory` got "weights file does not exist"."""
+    (tmp_path / "my_local_models.py").write_text("def build():\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsError, match="no such weights file; MODULE:FACTORY names a network of one's own"):
+        vidcorr.encoder_for("crw", weights=spec.format(tmp=tmp_path))
+
+
+@pytest.mark.parametrize("name", [
+    "run:final",  # a weights name with a ':' (no module 'run')
+    "C:\\weights\\crw.safetensors",  # a Windows path
+    "C:/runs/crw:v2",  # a path whose last ':' is in its file name, not a .py file
+    "no_such_package_here.models:build",  # dotted, but nothing to import
+    "vidcorr.models:not an identifier",
+])
+def test_a_missing_weights_path_with_a_colon_is_not_read_as_a_factory_spec(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsError, match="weights file does not exist") as caught:
+        vidcorr.encoder_for("crw", weights=name)
+    assert "MODULE:FACTORY" not in str(caught.value)
+
+
 def test_missing_default_weights_fall_back_only_when_asked(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "DEFAULT_WEIGHTS", tmp_path / "none.safetensors")
     with pytest.raises(VidcorrError, match="no trained weights at .*none.safetensors"):

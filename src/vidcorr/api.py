@@ -101,10 +101,33 @@ def resolve_encoder(
 
 
 def _is_factory_spec(text: str) -> bool:
-    """Whether ``text`` reads as ``--encoder``'s ``file.py:factory`` (given as weights, it was
-    "weights file does not exist", with no word on where such a spec goes)."""
+    """Whether ``text``, a weights path that does not exist, reads as a spec `load_external_encoder`
+    takes (given as weights, it was "weights file does not exist", with no word on where it goes):
+    ``path/file.py:factory``, or ``package.module:factory`` whose top package is importable from
+    the environment or the current folder (as `load_external_encoder` imports it). A weights name
+    with a ':' of its own is not one: ``run:final`` (no module ``run``), ``C:\\w\\crw.safetensors``,
+    ``C:/runs/crw:v2`` (a path, but not a ``.py`` file)."""
     target, sep, factory = text.rpartition(":")
-    return bool(sep and factory.isidentifier() and (target.endswith(".py") or Path(target).is_file()))
+    if not sep or not target or not factory.isidentifier():
+        return False
+    if target.endswith(".py") or "/" in target or "\\" in target:  # a file, as load_external_encoder reads it
+        return target.endswith(".py") or Path(target).is_file()
+    names = target.split(".")
+    return all(name.isidentifier() for name in names) and _importable(names[0])
+
+
+def _importable(top: str) -> bool:
+    """Whether the top-level module ``top`` can be found (not imported: finding a top-level module
+    runs none of its code) in the environment or the current folder."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    try:
+        return (importlib.util.find_spec(top) is not None
+                or importlib.machinery.PathFinder.find_spec(top, [str(Path.cwd())]) is not None)
+    except (ImportError, ValueError):  # ValueError: a loaded module without __spec__ (__main__)
+        return top in sys.modules
 
 
 def _layer_for(trained: str | None, wanted: str | None) -> str | None:
