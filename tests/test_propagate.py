@@ -16,7 +16,7 @@ from vidcorr.labels import (
     minmax_per_channel,
     one_hot_labels,
 )
-from vidcorr.presets import PRESETS, SizePolicy, get_preset
+from vidcorr.presets import PRESETS, SizePolicy, customised_preset, get_preset
 from vidcorr.propagate import Propagator, frames_to_tensor
 
 
@@ -187,6 +187,15 @@ def test_minmax_per_channel_rescales_negative_channels_only_when_asked():
 )
 def test_size_policies(policy, hw, want):
     assert policy.input_size(*hw) == want
+
+
+@pytest.mark.parametrize("name,want", [("timecycle", (400, 400)), ("uvc", (400, 704)), ("crw", (400, 712)),
+                                       ("stt", (400, 712))])
+def test_a_size_keeps_the_presets_sizing(name, want):
+    """--size 400 changes the size, not the sizing: timecycle stays square (TimeCycle's README runs
+    320, 400 and 480 squares; a kept aspect ratio gave 400 x 712 on DAVIS 480p, a protocol no paper
+    ran), uvc still floors its long side to /64."""
+    assert customised_preset(name, size=400).size.input_size(480, 854) == want
 
 
 def test_labels_of_wrong_size_are_rejected():

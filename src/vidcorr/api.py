@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from itertools import chain
 from pathlib import Path
@@ -179,10 +180,10 @@ def propagate_masks(
     at the first frame.
     """
     first_mask, mask_path = read_first_mask(first_mask)
-    first_frame, frames = _first_and_all(video, exclude=[mask_path] if mask_path else [])
-    first_mask = check_first_mask(first_mask, first_frame.shape[:2], mask_path)
-    propagator = _propagator(encoder, preset, device, batch_size, size, knobs, track)
-    return _warning_if_coarse(propagate_mask(propagator, frames, first_mask), propagator, video)
+    with _opened(video, exclude=[mask_path] if mask_path else []) as (first_frame, frames):
+        first_mask = check_first_mask(first_mask, first_frame.shape[:2], mask_path)
+        propagator = _propagator(encoder, preset, device, batch_size, size, knobs, track)
+        return _warning_if_coarse(propagate_mask(propagator, frames, first_mask), propagator, video)
 
 
 def propagate_labels(
@@ -213,10 +214,10 @@ def propagate_labels(
     path = None
     if isinstance(first_labels, (str, Path)):  # an InputError naming a missing or unreadable file
         path, first_labels = Path(first_labels), read_labels_file(first_labels)
-    first_frame, frames = _first_and_all(video)
-    labels = check_first_labels(first_labels, first_frame.shape[:2], path)
-    propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
-    return _warning_if_coarse(propagate_soft_labels(propagator, frames, labels), propagator, video)
+    with _opened(video) as (first_frame, frames):
+        labels = check_first_labels(first_labels, first_frame.shape[:2], path)
+        propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
+        return _warning_if_coarse(propagate_soft_labels(propagator, frames, labels), propagator, video)
 
 
 def mask_tracker(
@@ -277,13 +278,13 @@ def propagate_keypoints(
             raise ValueError(f"keypoints has shape {points.shape}; expected (J, 2) x, y pixels")
         names = [str(i) for i in range(len(points))]
         kps = KeypointSet(points, first_visibility(points, visible, names), names, [])
-    first_frame, frames = _first_and_all(video)
-    check_first_keypoints(kps, first_frame.shape[:2], path)
-    propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
-    stream = propagate(propagator, frames, kps.points, codec_for(propagator.preset.name), kps.visible)
-    # The heatmaps are drawn on the grid the encoder gives for the first frame: embedding it now
-    # raises a preset that makes cells too fine (`check_heatmap_scale`) here, not when iterated.
-    return _then(next(stream), stream)
+    with _opened(video) as (first_frame, frames):
+        check_first_keypoints(kps, first_frame.shape[:2], path)
+        propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
+        stream = propagate(propagator, frames, kps.points, codec_for(propagator.preset.name), kps.visible)
+        # The heatmaps are drawn on the grid the encoder gives for the first frame: embedding it now
+        # raises a preset that makes cells too fine (`check_heatmap_scale`) here, not when iterated.
+        return _then(next(stream), stream)
 
 
 def _warning_if_coarse(stream: Generator, propagator: Propagator, video: Any) -> Generator:
@@ -339,12 +340,12 @@ def track_box(
     checked_device(device)
     if encoder is not None:
         _check_is_module(encoder)
-    first_frame, frames = _first_and_all(video)
-    check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
-    if encoder is None:
-        encoder = encoder_for(DEFAULT_PRESET)
-    check_own_module(encoder, device)
-    return track_frames(encoder, frames, box, tracker, device=device, **options)
+    with _opened(video) as (first_frame, frames):
+        check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
+        if encoder is None:
+            encoder = encoder_for(DEFAULT_PRESET)
+        check_own_module(encoder, device)
+        return track_frames(encoder, frames, box, tracker, device=device, **options)
 
 
 def _refuse_propagation_settings(tracker: str, options: dict[str, Any]) -> None:
@@ -369,23 +370,30 @@ def _refuse_propagation_settings(tracker: str, options: dict[str, Any]) -> None:
                 "vidcorr.track.LocaliseSettings, vidcorr.dcf.DCFSettings, docs/tracking.md)")))
 
 
-def _first_and_all(video: str | Path | Iterable[np.ndarray],
-                   exclude: list[Path] | None = None) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+@contextmanager
+def _opened(video: str | Path | Iterable[np.ndarray],
+            exclude: list[Path] | None = None) -> Iterator[tuple[np.ndarray, Iterator[np.ndarray]]]:
     """-> (the first frame, every frame from the first on), reading a path with `open_frames`
     (exclude: first-frame files a frame folder may hold, not frames); frames given as arrays are
-    made RGB uint8 (`vidcorr.io.frames.as_rgb_frames`)."""
+    made RGB uint8 (`vidcorr.io.frames.as_rgb_frames`). The video is closed when the block raises
+    (a mask of another size, an encoder failing its probe): the exception's traceback holds the
+    frames, so its decoder and file stayed open as long as the exception did (in a notebook, which
+    keeps the last one, until the next error)."""
     from vidcorr.io.frames import as_rgb_frames
     from vidcorr.io.video import GIVE_FRAMES, open_frames
 
     if isinstance(video, (str, Path)):
-        stream = open_frames(video, exclude=exclude or [], image_advice=GIVE_FRAMES)
+        stream = iter(open_frames(video, exclude=exclude or [], image_advice=GIVE_FRAMES))
     else:
         stream = as_rgb_frames(video)
-    stream = iter(stream)
-    first_frame = next(stream, None)
-    if first_frame is None:
-        raise InputError(None, f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
-    return first_frame, chain([first_frame], stream)
+    try:
+        first_frame = next(stream, None)
+        if first_frame is None:
+            raise InputError(None, f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
+        yield first_frame, chain([first_frame], stream)
+    except BaseException:
+        stream.close()  # a generator: its `finally` closes the decoder (a caller's own iterable is left open)
+        raise
 
 
 def _propagator(encoder, preset, device, batch_size, size, knobs, track=False) -> Propagator:

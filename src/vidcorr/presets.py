@@ -234,8 +234,10 @@ def customised_preset(
 
     preset: a name (`get_preset`) or a `PropagationPreset`; anything else, None included, is a
     ValueError: None is not read as the default (leave the argument out for that).
-    size: input short side in pixels instead of the preset's sizing (a preset that floors its long
-    side to a multiple keeps doing so). knobs: `PropagationPreset.with_overrides` keys, e.g. ``k``,
+    size: input short side in pixels instead of the preset's size, in the preset's own sizing: a
+    preset that floors its long side to a multiple keeps doing so (uvc), a square one stays square
+    (timecycle: ``size=400`` is TimeCycle's 400 x 400 protocol, its README's second row), a native
+    one keeps the aspect ratio (crw). knobs: `PropagationPreset.with_overrides` keys, e.g. ``k``,
     ``temperature``, ``radius``, ``n_previous``, ``window_first``.
     """
     if not isinstance(preset, (str, PropagationPreset)):
@@ -248,6 +250,16 @@ def customised_preset(
         # 0 or a float would otherwise fail at the first frame, inside torch's interpolate.
         raise ValueError(f"size must be a positive whole number of pixels (the input short side), got {size!r}")
     if size is not None:
-        multiple = base.size.long_multiple if base.size.mode == "short_side" else None
-        changes["size"] = SizePolicy("short_side", int(size), multiple)
+        changes["size"] = resized_policy(base.size, int(size))
     return base.with_overrides(**changes) if changes else base
+
+
+def resized_policy(policy: SizePolicy, size: int) -> SizePolicy:
+    """The preset's sizing at another size: a square stays square (``--preset timecycle --size 400``
+    asks for TimeCycle's 400 x 400 protocol; keeping the aspect ratio gave 712 x 400 on DAVIS 480p, a
+    protocol no paper ran), a short side keeps its long-side multiple, native becomes a short side.
+    """
+    if policy.mode == "square":
+        return SizePolicy("square", size)
+    multiple = policy.long_multiple if policy.mode == "short_side" else None
+    return SizePolicy("short_side", size, multiple)

@@ -108,7 +108,8 @@ SQUARE_SIZE_HELP = "side of the square input in pixels (overrides the JHMDB / VI
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: bool = True,
-                        size_help: str = "input short side in pixels (overrides the preset's size)",
+                        size_help: str = ("input short side in pixels (overrides the preset's size; timecycle stays "
+                                          "square: --size 400 is its 400x400 protocol)"),
                         tracking: bool = False) -> None:
     """--weights/--features, --preset, --size (what it sets: size_help), --device and, unless
     propagation_knobs is False (a command that only embeds frames), the preset's matching overrides
