@@ -131,6 +131,28 @@ def test_eval_and_score_davis_at_full_resolution(davis2016_root, tmp_path, capsy
     assert "holds a run with another resolution: cannot resume it" in capsys.readouterr().err
 
 
+def test_crw_on_frames_above_480p_warns_that_it_is_not_crws_protocol(davis2016_root, tmp_path, caplog):
+    """crw propagates at the frames' own size; its protocol (CRW test.py --cropSize -1) reads 480p.
+    Full-Resolution frames (here 960x540, 3 frames) are run but warned about, naming --size 480;
+    with --size the preset is no longer native-size and nothing is said."""
+    root = _davis_root(tmp_path / "davis", davis2016_root, "car-shadow", ["00000", "00001", "00002"])
+    for kind in ("JPEGImages", "Annotations"):
+        full = root / kind / "Full-Resolution" / "car-shadow"
+        (root / kind / "480p").rename(full.parent)
+        for path in full.iterdir():
+            image = Image.open(path)
+            image.resize((960, 540), Image.NEAREST if kind == "Annotations" else Image.BILINEAR).save(path)
+    argv = ["eval", "davis", "--root", str(root), "--resolution", "Full-Resolution", "--features", "lab-pixels"]
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "native")]) == 0
+    said = [r.getMessage() for r in caplog.records if "protocol" in r.getMessage()]
+    assert len(said) == 1 and "preset 'crw'" in said[0] and "car-shadow: 960x540" in said[0] and "--size 480" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--out", str(tmp_path / "sized"), "--size", "120"]) == 0
+    assert not [r for r in caplog.records if "protocol" in r.getMessage()]
+
+
 def _drop_frame(seq: Path) -> str:
     (seq.parents[2] / "JPEGImages" / "480p" / seq.name / "00002.jpg").unlink()
     return "00002.jpg: frame not found, but its annotation 00002.png is scored"

@@ -202,6 +202,8 @@ STT = PropagationPreset(
 
 PRESETS: dict[str, PropagationPreset] = {p.name: p for p in (CRW, UVC, TIMECYCLE, STT)}
 DEFAULT_PRESET = "crw"
+# The frames a native-size protocol was defined on: CRW test.py --cropSize -1 reads DAVIS 480p.
+PROTOCOL_SHORT_SIDE = 480
 
 
 def preset_knobs(preset: PropagationPreset) -> dict:

@@ -162,11 +162,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-PROTOCOL_SHORT_SIDE = 480  # the DAVIS frames the native-size protocols (crw) were defined on
-
-
 def _advise_on_size(path: Path, size: tuple[int, int], preset) -> None:
     """A native-size preset on frames larger than 480p works, but slowly: say so, and what to do."""
+    from vidcorr.presets import PROTOCOL_SHORT_SIDE
+
     height, width = size
     if preset.size.mode != "native" or min(size) <= PROTOCOL_SHORT_SIDE:
         return

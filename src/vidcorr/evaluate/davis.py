@@ -29,7 +29,7 @@ from vidcorr.io.video import open_frame_files, write_video
 from vidcorr.masks import propagate_mask
 from vidcorr.models.external import check_own_module
 from vidcorr.metrics.davis import score_davis
-from vidcorr.presets import PropagationPreset, customised_preset, preset_knobs
+from vidcorr.presets import PROTOCOL_SHORT_SIDE, PropagationPreset, customised_preset, preset_knobs
 from vidcorr.propagate import Propagator
 from vidcorr.runtime import checked_device
 from vidcorr.track_uvc import TrackOptions, mask_propagator, track_options
@@ -110,7 +110,8 @@ def run_davis(
     result PNGs (`overlay_from_results`; UVC-track's boxes are not saved, so not drawn there).
     resolution: the frames and annotations read and scored, ``"480p"`` (the papers') or
     ``"Full-Resolution"`` (`DavisDataset`); the preset's input size is unchanged, the masks are
-    written at the annotations' size.
+    written at the annotations' size (a native-size preset, crw, on frames above 480p logs a warning:
+    its protocol is defined on 480p, which ``customised_preset(preset, size=480)`` runs).
     track: propagate with UVC-track (`vidcorr.track_uvc.UVCTracker`, UVC's "ours-track"), True
     or its options, instead of plain propagation.
     device: checked first (`vidcorr.runtime.checked_device`): an unknown one, or CUDA where there is
@@ -130,6 +131,8 @@ def run_davis(
         encoder, preset, root, out_dir, year=year, split=split, sequences=sequences, resolution=resolution,
         device=device, batch_size=batch_size, resume=resume, track=track))
     stamp = run_stamp(model_info, preset, dataset, track)
+    if ranks.is_main:
+        _warn_if_beyond_protocol(preset, first_masks)
 
     def propagate(seq: str) -> dict:
         time = timed_sequence(propagator, lambda: _propagate_sequence(
@@ -155,6 +158,24 @@ def run_davis(
     results["timing"] = run_timing(record, propagator.device)
     write_davis_results(results, out_dir / "results.json")
     return results
+
+
+def _warn_if_beyond_protocol(preset: PropagationPreset, first_masks: dict[str, np.ndarray]) -> None:
+    """A native-size preset (crw) on frames above 480p, e.g. ``--resolution Full-Resolution``: say
+    that this is no longer its protocol, and how to run it.
+
+    CRW's test.py (``--cropSize -1``) reads DAVIS 480p; at 1080p its radius of 12 cells covers a
+    fifth of the share of the frame it covers at 480p and every frame holds 5x the cells: the
+    scores are no longer the protocol's (nor cheap). Not refused: larger input is a legitimate choice.
+    """
+    large = {seq: mask.shape for seq, mask in first_masks.items() if min(mask.shape) > PROTOCOL_SHORT_SIDE}
+    if preset.size.mode != "native" or not large:
+        return
+    seq, (height, width) = next(iter(large.items()))
+    log.warning("preset '%s' propagates at the frames' own size and %d of %d sequences are larger than the "
+                "480p its protocol was defined on (%s: %dx%d): these J&F are not the %s protocol's. --size %d "
+                "propagates at 480p and still scores at the annotations' size.", preset.name, len(large),
+                len(first_masks), seq, width, height, preset.name, PROTOCOL_SHORT_SIDE)
 
 
 def _prepare(encoder: nn.Module, preset: PropagationPreset, root: str | Path, out_dir: Path, *, year: str | None,
