@@ -162,6 +162,19 @@ def test_decode_uvc_style_upsamples_to_input_then_nearest_to_original():
     assert out[:, :20].max() == 0 and out[:, 30:].min() == 1
 
 
+@pytest.mark.parametrize("input_hw,original_hw", [((480, 832), (480, 854)), ((560, 560), (720, 1280))])
+def test_uvc_decoding_is_uvcs_upsampling_by_8_at_its_sizes(input_hw, original_hw):
+    """UVC's test.py / test_mask_vip.py: interpolate(scale_factor=8, bilinear) -> norm_mask ->
+    argmax -> nearest resize to the frame. Our uvc decoding upsamples to the input size instead,
+    which is the same map at every input size UVC's code runs at (multiples of 8: DAVIS 480 x 832,
+    VIP 560 x 560)."""
+    soft = torch.rand(3, input_hw[0] // 8, input_hw[1] // 8, generator=torch.Generator().manual_seed(0))
+    up = F.interpolate(soft[None], scale_factor=8, mode="bilinear", align_corners=False)[0]
+    index = minmax_per_channel(up).argmax(dim=0)
+    want = F.interpolate(index[None, None].float(), size=original_hw, mode="nearest-exact")[0, 0].long()
+    torch.testing.assert_close(decode_label_map(soft, get_preset("uvc"), input_hw, original_hw), want)
+
+
 def test_minmax_per_channel_leaves_flat_channels_alone():
     x = torch.stack([torch.full((2, 2), 0.3), torch.tensor([[0.0, 1.0], [2.0, 4.0]])])
     y = minmax_per_channel(x)

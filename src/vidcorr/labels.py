@@ -83,7 +83,9 @@ def decode_label_map(
 
     soft: (K, h, w). The preset says whether to upsample to the original size directly (CRW, STT)
     or to the encoder input size, take the argmax there and nearest-resize (UVC, TimeCycle), and
-    whether to min-max normalise each channel before the argmax.
+    whether to min-max normalise each channel before the argmax. UVC upsamples by 8 instead of to
+    the input size: the same map at every size its code runs at (multiples of 8; at others its
+    labels and features disagree in size and it fails), docs/propagation.md.
     """
     target = original_hw if preset.output_resize == "original" else input_hw
     up = F.interpolate(soft[None], size=target, mode="bilinear", align_corners=False)[0]
