@@ -183,6 +183,9 @@ def test_first_frame_labels_stack_present_classes_and_instances():
 def test_vip_variant_changes_only_the_protocol_knobs():
     assert vip_preset(get_preset("uvc")).n_previous == 1 and vip_preset(get_preset("uvc")).size.size == 560
     assert vip_preset(get_preset("crw")).n_previous == 4
+    # CRW's test.py decodes at the frame it propagated, the 560 x 560 resize: argmax there, then
+    # the class map goes to the GT's size (at native size, DAVIS, the two are one)
+    assert vip_preset(get_preset("crw")).output_resize == "input" and get_preset("crw").output_resize == "original"
     assert vip_preset(get_preset("stt"), size=280).topk.radius == 16
 
 

@@ -58,11 +58,13 @@ VIP_SIZE = 560
 # is a part instance like any other (and a GT instance that AP_part counts).
 MAX_INSTANCES = IGNORE - 1
 # What each preset's VIP test changes besides the square 560 input (METHODS.md §1.9, §3.4, §6.3):
-# UVC test_mask_vip.py --pre_num 1; CRW --videoLen 4 (videowalk issue #10); STT square window of
-# side 32 (|d| <= 16).
+# UVC test_mask_vip.py --pre_num 1; CRW --videoLen 4 (videowalk issue #10), and CRW takes the
+# argmax at the 560 x 560 input (test.py's dump_predictions resizes to the resized frame it was
+# given; eval_vip.py then resizes the class map to the GT), where at native size (DAVIS) input and
+# frame are one; STT square window of side 32 (|d| <= 16).
 VIP_CHANGES: dict[str, dict] = {
     "uvc": {"n_previous": 1},
-    "crw": {"n_previous": 4},
+    "crw": {"n_previous": 4, "output_resize": "input"},
     "stt": {"radius": 16},
     "timecycle": {},
 }
