@@ -170,7 +170,7 @@ def propagate_masks(
     `vidcorr.io.masks.read_mask`'s rules: a grayscale mask's 255 is object 1). preset: a name
     (``"crw"``, the default, ``"uvc"``, ``"timecycle"``, ``"stt"``) or a `PropagationPreset`; None
     is a ValueError, not the default.
-    encoder: default `encoder_for(preset)`. size (input short side) and knobs (``k``,
+    encoder: default `encoder_for(preset)`. size (input short side; timecycle's stays square) and knobs (``k``,
     ``temperature``, ``radius``, ``n_previous``, ``window_first``) change the preset. track: UVC-track
     (UVC's "ours-track", `vidcorr.track_uvc`: each object carried box to box), True for the
     official settings or a `TrackOptions`. Frames are read and dropped as they are propagated:
