@@ -169,3 +169,49 @@ def test_fold_batchnorm_gives_the_same_features(arch, kwargs):
     refolded = fold_batchnorm(folded)  # nothing left to fold
     with torch.no_grad():
         assert torch.equal(refolded(x), got)
+
+
+def _torchvision_trunk(arch: str, strides: tuple[int, ...], out_layer: str) -> nn.Module:
+    """torchvision's own ResNet, its stages' strides moved as ours are, cut after ``out_layer``."""
+    import torchvision
+
+    net = getattr(torchvision.models, arch)(weights=None)
+    for name, stride in zip(STAGES, strides, strict=True):
+        block = getattr(net, name)[0]
+        (block.conv2 if arch == "resnet50" else block.conv1).stride = (stride, stride)
+        block.stride = stride
+        if block.downsample is not None:
+            block.downsample[0].stride = (stride, stride)
+        elif stride != 1:
+            channels = block.conv1.in_channels
+            block.downsample = nn.Sequential(nn.Conv2d(channels, channels, 1, stride=stride, bias=False),
+                                             nn.BatchNorm2d(channels))
+    kept = STAGES[: STAGES.index(out_layer) + 1]
+    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, *(getattr(net, name) for name in kept))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("strides, out_layer", [((1, 2, 1, 1), "layer3"), ((2, 2, 2, 1), "layer4")])
+def test_our_blocks_are_torchvisions_module_for_module(arch, strides, out_layer):
+    """The blocks are restated (`vidcorr.models.resnet_blocks`: importing torchvision cost ~2 s at
+    the first API call): the same modules in the same order (which seeded inits draw in), the same
+    parameter names and shapes, and the same features as torchvision's ResNet with our weights."""
+    ours = ResNetBackbone(arch, strides, out_layer=out_layer).eval()
+    theirs = _torchvision_trunk(arch, strides, out_layer).eval()
+    names = {"0": "conv1", "1": "bn1", "2": "relu", "3": "maxpool",
+             **{str(4 + i): stage for i, stage in enumerate(STAGES)}}
+
+    def ours_name(name: str) -> str:
+        head, _, rest = name.partition(".")
+        return f"{names[head]}.{rest}" if rest else names[head]
+
+    assert [(n, repr(m)) for n, m in ours.named_modules() if n] == \
+        [(ours_name(n), repr(m)) for n, m in theirs.named_modules() if n]
+    with torch.no_grad():
+        for bn in (m for m in ours.modules() if isinstance(m, nn.BatchNorm2d)):  # a trained net's statistics
+            bn.running_mean.uniform_(-0.1, 0.1)
+            bn.running_var.uniform_(0.5, 2.0)
+        state = ours.state_dict()
+        theirs.load_state_dict({k: state[ours_name(k)] for k in theirs.state_dict()})  # strict: same names, shapes
+        x = torch.rand(2, 3, 40, 56)
+        assert torch.equal(ours(x), theirs(x))

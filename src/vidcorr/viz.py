@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
 from vidcorr.io.atomic import atomic_file
 from vidcorr.io.masks import DAVIS_PALETTE
@@ -37,6 +36,8 @@ def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
 
     frame: (H, W, 3) uint8 RGB; labels: (H, W) integer ids, 0 = background -> (H, W, 3) uint8.
     """
+    from scipy import ndimage  # here, not at the top: importing scipy is no part of `vidcorr.propagate_masks`
+
     if frame.shape[:2] != labels.shape:
         raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]} but labels are "
                          f"{labels.shape[1]}x{labels.shape[0]}")

@@ -1,7 +1,8 @@
 """ResNet-18 / ResNet-50 backbones with per-stage strides, for dense features at output stride 8.
 
-Built from torchvision's definitions (never with downloaded weights; nothing here is
-pretrained) and changed the way the methods change them (METHODS.md §1.2, §2.2, §3.2, §4.3):
+Built from torchvision's definitions (restated in `vidcorr.models.resnet_blocks`: importing
+torchvision costs seconds; never with downloaded weights; nothing here is pretrained) and changed
+the way the methods change them (METHODS.md §1.2, §2.2, §3.2, §4.3):
 
 - per-stage strides: the stride of the first block of a stage sits on the strided conv where
   torchvision puts it (BasicBlock.conv1, Bottleneck.conv2) and on the downsample 1x1 conv. We
@@ -21,35 +22,18 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torchvision
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from vidcorr.models.resnet_blocks import BasicBlock, Bottleneck, make_stage
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 PADDING_MODES = ("zeros", "reflect")
-_BUILDERS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
+# torchvision's resnet18 / resnet50: the block and the number of blocks of each stage
+_ARCHS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int]]] = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
 _STAGE_WIDTHS = (64, 128, 256, 512)
-_EXPANSION = {"resnet18": BasicBlock.expansion, "resnet50": Bottleneck.expansion}
-
-
-def _strided_conv(block: nn.Module) -> nn.Conv2d:
-    """The conv that carries a block's stride in torchvision's ResNet (v1.5 for Bottleneck)."""
-    return block.conv2 if isinstance(block, Bottleneck) else block.conv1
-
-
-def _set_stage_stride(stage: nn.Sequential, stride: int) -> None:
-    """Give the first block of a stage ``stride``, adding a 1x1 downsample shortcut if needed."""
-    block = stage[0]
-    _strided_conv(block).stride = (stride, stride)
-    block.stride = stride
-    if block.downsample is not None:
-        block.downsample[0].stride = (stride, stride)
-    elif stride != 1:
-        # e.g. ResNet-18 layer1 at stride 2: the identity shortcut no longer matches the shape.
-        channels = block.conv1.in_channels
-        conv = nn.Conv2d(channels, channels, kernel_size=1, stride=stride, bias=False)
-        block.downsample = nn.Sequential(conv, nn.BatchNorm2d(channels))
+_EXPANSION = {arch: block.expansion for arch, (block, _) in _ARCHS.items()}
 
 
 class ResNetBackbone(nn.Module):
@@ -83,19 +67,22 @@ class ResNetBackbone(nn.Module):
         self.out_layer = out_layer
         self.strides = tuple(int(s) for s in strides)
         self.num_stages = STAGES.index(out_layer) + 1
-        # Built on the meta device: no memory or init time is spent on the stages we drop.
+        # Built on the meta device (torch's default init would draw from the global RNG, then be
+        # overwritten), initialised once by `init_resnet_` in torchvision's module order; the
+        # stride of a stage sits on its first block (make_stage).
+        block, depths = _ARCHS[arch]
         with torch.device("meta"):
-            net = _BUILDERS[arch](weights=None)
-            self.conv1 = net.conv1
-            if in_channels != 3:
-                self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            self.bn1, self.relu = net.bn1, net.relu
-            self.maxpool = net.maxpool if maxpool else nn.Identity()
-            for name, stride in zip(STAGES[: self.num_stages], self.strides[: self.num_stages], strict=True):
-                stage = getattr(net, name)
-                _set_stage_stride(stage, stride)
-                self.add_module(name, stage)
-        self.to_empty(device="cpu")
+            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1, self.relu = nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if maxpool else nn.Identity()
+            inplanes = 64
+            for index in range(self.num_stages):
+                planes = _STAGE_WIDTHS[index]
+                self.add_module(STAGES[index], make_stage(block, inplanes, planes, depths[index], self.strides[index]))
+                inplanes = planes * block.expansion
+        # `to_empty(device="cpu")`, which it is but for empty_like: on meta tensors that runs torch's
+        # Python reference kernels, whose first use imports sympy (~0.8 s of the first API call)
+        self._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
         init_resnet_(self)
         for conv in (m for m in self.modules() if isinstance(m, nn.Conv2d)):
             if any(p > 0 for p in conv.padding):
@@ -169,8 +156,8 @@ def fold_batchnorm(backbone: ResNetBackbone) -> ResNetBackbone:
 
 def check_backbone_args(arch: str, strides: Sequence[int], padding_mode: str, out_layer: str) -> None:
     """Raise ValueError for an unknown arch, padding mode or out layer, or bad strides."""
-    if arch not in _BUILDERS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_BUILDERS)}")
+    if arch not in _ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(_ARCHS)}")
     if len(strides) != 4 or any(int(s) < 1 for s in strides):
         raise ValueError(f"strides must be 4 positive integers (layer1..layer4), got {strides}")
     if padding_mode not in PADDING_MODES:
