@@ -143,6 +143,18 @@ def test_propagate_box_on_a_video(tmp_path, data_dir, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_propagate_box_may_start_with_a_negative_number(tmp_path, data_dir):
+    """A box partly left of or above the frame is documented as accepted, but "--box -30,-20,60,60"
+    failed in argparse ("expected one argument": "-30,..." taken for an option); quoted with spaces too."""
+    video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
+    for i, text in enumerate(("-30,-20,60,60", "-30 -20 60 60")):
+        out = tmp_path / f"box{i}"
+        assert main(["propagate", str(video), "--box", text, "--out", str(out), "--no-video", "--max-frames", "3",
+                     "--features", "lab-pixels"]) == 0
+        boxes = json.loads((out / "boxes.json").read_text())["frames"]
+        assert len(boxes) == 3 and boxes[0]["box"] == [-30.0, -20.0, 60.0, 60.0]
+
+
 def test_propagate_box_outside_the_frame_is_refused(tmp_path, data_dir, capsys):
     video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
     out = tmp_path / "box"

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,15 @@ def not_for_tracking(name: str, advice: str) -> str:
     """Why a propagation setting (a flag, or a keyword of `vidcorr.track_box`) given to a box tracker
     is refused, and what to use instead (advice). One text for the command line and the API."""
     return f"{name} is a propagation setting and does not apply to tracking; {advice}"
+
+
+def accept_negative_values(parser: argparse.ArgumentParser) -> None:
+    """Let option values that start with a negative number reach their type function:
+    ``--box -30,-20,60,60`` (a box partly left of the frame) and ``--frames -1,10`` failed as
+    "expected one argument", since Python 3.11's argparse takes only "-1" or "-1.5" for a negative
+    number and anything else after "-" for an option. Newer argparse's looser test, used here, is
+    safe on a parser none of whose options looks like a negative number."""
+    parser._negative_number_matcher = re.compile(r"-\.?\d")
 
 
 def comma_list(text: str) -> list[str]:

@@ -10,10 +10,10 @@ many matches pass the forward-backward check. The folder appears only when both 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from vidcorr.cli.common import (
+    accept_negative_values,
     add_model_arguments,
     load_model,
     model_label,
@@ -42,11 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-lines", type=int, default=300, help="draw at most this many matches (default: 300)")
     p.add_argument("--show-rejected", action="store_true", help="also draw non-mutual matches, in grey")
     add_model_arguments(p, propagation_knobs=False)  # only the preset's size, layer and norm apply
-    # "--frames -1,10" failed as "argument --frames: expected one argument": Python 3.11's argparse
-    # takes only "-1" or "-1.5" for a negative number and anything else after "-" for an option.
-    # Newer argparse's looser test, used here, lets the value reach `_frames`, which names the bad
-    # index (this parser has no option that looks like a negative number to be mistaken for one).
-    p._negative_number_matcher = re.compile(r"-\.?\d")
+    accept_negative_values(p)  # "--frames -1,10" reaches `_frames`, which names the bad index
     p.set_defaults(func=run)
 
 

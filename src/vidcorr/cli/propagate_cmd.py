@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcorr.cli.common import (
+    accept_negative_values,
     add_model_arguments,
     load_model,
     model_label,
@@ -90,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="propagate through the first N frames only (N >= 2): a quick look at a long video "
                         "(default: every frame)")
     add_model_arguments(p)
+    accept_negative_values(p)  # "--box -30,-20,60,60", a box partly left of the frame, reaches `_box`
     p.set_defaults(func=run)
 
 
