@@ -305,6 +305,30 @@ def test_timecycle_rescales_negative_labels_to_0_1_as_its_test_code():
         assert labels.min() >= -1e-6 and labels.max() <= 1 + 1e-6 and labels.max() - labels.min() > 0.5
 
 
+@pytest.mark.parametrize("preset", ["crw", "stt", "uvc", "timecycle"])
+def test_propagated_labels_stay_within_the_presets_range_exactly(davis2016_root, preset):
+    """Real frames (car-shadow, Lab features): crw and stt average context values (weights summing
+    to 1), so a constant channel stays constant and probabilities stay in [0, 1], exactly: float
+    rounding gave 1.0000002 (NaN in a log(1 - p)). uvc's weights sum to less (0 joins the range),
+    timecycle's context frames are rescaled to [0, 1] (docs/propagation.md)."""
+    frames = [np.array(Image.open(p)) for p in sorted(
+        (davis2016_root / "JPEGImages" / "480p" / "car-shadow").glob("*.jpg"))[:3]]
+    yy, xx = np.mgrid[:480, :854]
+    heat = np.exp(-((yy - 260.0) ** 2 + (xx - 420.0) ** 2) / (2 * 40.0 ** 2))
+    first = np.stack([np.ones((480, 854)), heat, 1 - heat, -2 + 0.5 * heat]).astype(np.float32)
+    low, high = first.min(axis=(1, 2)), first.max(axis=(1, 2))
+    if preset in ("uvc", "timecycle"):
+        low, high = np.minimum(low, 0), np.maximum(high, 1 if preset == "timecycle" else 0)
+    out = [labels for _, labels in vidcorr.propagate_labels(
+        frames, first, encoder=vidcorr.encoder_for(preset, features="lab-pixels"), preset=preset, size=120)]
+    for t, labels in enumerate(out[1:], 1):
+        for k in range(4):
+            assert low[k] <= labels[k].min() and labels[k].max() <= high[k], (t, k, labels[k].min(), labels[k].max())
+        if preset in ("crw", "stt"):
+            assert (labels[0] == 1).all(), f"frame {t}: the constant channel is not constant"
+            assert labels[1:3].max() > 0.5  # the heat map went somewhere: not a range held by emptiness
+
+
 def test_propagate_masks_leaves_a_mask_kept_among_the_frames_out(tmp_path):
     """A folder of frames that also holds the first-frame mask: the mask is not a frame."""
     frames, masks = _texture_video(n_frames=3)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from vidcorr.errors import InputError
 from vidcorr.io.frames import to_numpy
 from vidcorr.labels import same_shape_resized
+from vidcorr.presets import PropagationPreset
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.viz import overlay_mask
 
@@ -104,13 +105,30 @@ def propagate_soft_labels(propagator: Propagator, frames: Iterable[np.ndarray],
         log.warning("preset '%s' min-max normalises each propagated frame's labels per channel before they "
                     "serve as context (TimeCycle's test): labels in %.3g..%.3g lose their scale after the first "
                     "frame; crw and stt keep it", preset.name, labels.min(), labels.max())
+    low, high = value_bounds(preset, labels)
     first_frame, stream = first_and_rest(frames)
     propagator.start(first_frame, torch.from_numpy(labels))
     yield first_frame, labels
     for frame, soft in propagator.follow(stream):
         # decode_label_map's upsampling to the frame (crw, stt), without its argmax
         up = F.interpolate(soft[None], size=frame.shape[:2], mode="bilinear", align_corners=False)[0]
-        yield frame, up.to("cpu", torch.float32).numpy()
+        # Float rounding only (weights summing to 1 +- 1e-7): probabilities came out at 1.0000002,
+        # NaN in a log(1 - p), and a constant channel was not constant.
+        yield frame, np.clip(up.to("cpu", torch.float32).numpy(), low, high)
+
+
+def value_bounds(preset: PropagationPreset, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel (K, 1, 1), the range every propagated value of ``labels`` (K, H, W) lies in: each
+    is a weighted sum of context values, the weights >= 0 and summing to 1 (``topk_softmax``: crw,
+    stt; the first frame's range), or to less (``softmax_topk``: uvc, timecycle; 0 joins the range),
+    and bilinear resizing stays within what it resizes; context frames min-max normalised
+    (timecycle) bring [0, 1] in."""
+    low, high = labels.min(axis=(1, 2), keepdims=True), labels.max(axis=(1, 2), keepdims=True)
+    if preset.topk.normalisation != "topk_softmax":
+        low, high = np.minimum(low, 0), np.maximum(high, 0)
+    if preset.normalise_context_labels:
+        low, high = np.minimum(low, 0), np.maximum(high, 1)
+    return low, high
 
 
 def labels_overlay(frame: np.ndarray, labels: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
