@@ -131,8 +131,10 @@ class FrameEncoder(nn.Module):
         return self.head(self.backbone(x))
 
     def forward(self, rgb: Tensor) -> Tensor:
-        """rgb: (B, 3, H, W) float in [0, 1], RGB order -> (B, C, ceil(H/stride), ceil(W/stride))."""
-        return self.features(self.normalise(rgb))
+        """rgb: (B, 3, H, W) float in [0, 1], RGB order -> (B, C, ceil(H/stride), ceil(W/stride)),
+        in the weights' dtype (an encoder made ``.half()`` takes float32 frames too)."""
+        normalised = self.normalise(rgb)
+        return self.features(normalised.to(_weights_dtype(self) or normalised.dtype))
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, out_channels={self.out_channels}"
@@ -185,7 +187,7 @@ class EvalModeCall(nn.Module):
         was_training = self.wrapped.training
         self.wrapped.eval()
         try:
-            return self.wrapped(rgb)
+            return self.wrapped(rgb.to(_weights_dtype(self.wrapped) or rgb.dtype))
         finally:
             self.wrapped.train(was_training)
 
@@ -194,6 +196,14 @@ class EvalModeCall(nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             return getattr(self._modules["wrapped"], name)
+
+
+def _weights_dtype(module: nn.Module) -> torch.dtype | None:
+    """The one floating dtype of ``module``'s parameters, None for none or several. Frames are
+    float32: a module in half precision (``.half()``, ``.bfloat16()``) or double got them as
+    torch's "Input type (float) and bias type (c10::Half) should be the same"."""
+    dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def as_given(encoder: nn.Module) -> nn.Module:
