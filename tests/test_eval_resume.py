@@ -171,3 +171,30 @@ def test_a_run_record_is_strict_json(tmp_path):
     with pytest.raises(ValueError, match="JSON"):
         record.finish("b", {"frames": 3, "seconds": float("nan")})
     assert (tmp_path / RUN_STAMP).read_text() == before
+
+
+@pytest.mark.parametrize("rank_file, kept", [(None, False), ({"finished": ["b"]}, True),
+                                             ({"finished": ["b"], "year": "2017"}, False)])
+def test_the_resume_hint_says_kept_only_when_a_record_names_a_finished_item(tmp_path, capsys, rank_file, kept):
+    """Rank 0, left without a peer killed outright after SIGTERM, keeps a record that names no item
+    (nothing merged): the hint said "the sequences finished so far are kept" all the same. It reads
+    the record as --resume does, a rank's own record of the same run merged in (another run's is not)."""
+    from vidcorr.cli.eval_runs import resume_hint
+    from vidcorr.evaluate.runs import RANK_RECORD
+
+    stamp = {"command": "eval davis", "year": "2016"}
+    RunRecord(tmp_path, stamp, []).write()
+    if rank_file is not None:
+        (tmp_path / RANK_RECORD.format(1)).write_text(json.dumps({**stamp, **rank_file}))
+    with pytest.raises(KeyboardInterrupt), resume_hint(tmp_path, "sequences"):
+        raise KeyboardInterrupt
+    err = capsys.readouterr().err
+    assert ("the sequences finished so far are kept in" in err) == kept
+    assert ("none of the sequences was finished; the same command with --resume starts the run again" in err) != kept
+    with pytest.raises(KeyboardInterrupt), resume_hint(tmp_path, "sequences", tell=False):  # ranks but 0
+        raise KeyboardInterrupt
+    (tmp_path / RUN_STAMP).unlink()
+    with pytest.raises(KeyboardInterrupt), resume_hint(tmp_path, "sequences"):  # the run had not started
+        raise KeyboardInterrupt
+    assert capsys.readouterr().err == ""
+

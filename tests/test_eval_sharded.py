@@ -320,6 +320,8 @@ def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_
     assert (code0, code1) == (143, -signal.SIGKILL)
     assert "rank(s) 1 of 2 did not stop within 1 s of SIGTERM" in err0 and "stopped by SIGTERM" in err0
     assert sorted(p.name for p in out.iterdir()) == [".blackswan.partial", ".run.json"]  # rank 1's, killed
+    # the record names no sequence: no "finished so far are kept" (test_eval_resume.py: rank files merged)
+    assert "finished so far are kept" not in err0 and "none of the sequences was finished" in err0
 
 
 def test_sigterm_to_a_single_process_eval_cleans_up_as_ctrl_c(three_clips, tmp_path, monkeypatch, capsys):

@@ -20,15 +20,22 @@ def add_out_and_resume_arguments(p: argparse.ArgumentParser, items: str) -> None
 
 @contextlib.contextmanager
 def resume_hint(out: Path, items: str, tell: bool = True) -> Iterator[None]:
-    """On Ctrl-C, say that the ``items`` finished so far are kept in ``out`` and how to continue,
-    when the run had started (its record is there), then let the interrupt go on (exit 130).
+    """On Ctrl-C, say how to continue when the run had started (its record is there), then let the
+    interrupt go on (exit 130): that the ``items`` finished so far are kept in ``out`` when its
+    record, with the ranks' own records merged (`recorded_items`, as --resume reads them), names one,
+    else that none was finished. A run that finished none removes its record, except where rank 0
+    left without the others after SIGTERM (`PeersGone`, a peer killed outright): the line said
+    "kept" there too, and what a peer finished is then only in its own record.
     tell: False on the torchrun ranks other than 0 (rank 0 says it once)."""
-    from vidcorr.evaluate.runs import RUN_STAMP
+    from vidcorr.evaluate.runs import RUN_STAMP, recorded_items
 
     try:
         yield
     except KeyboardInterrupt:
-        if tell and (out / RUN_STAMP).is_file():
+        if tell and recorded_items(out):
             print(f"vidcorr: the {items} finished so far are kept in {out}; the same command with --resume "
                   "continues the run", file=sys.stderr)
+        elif tell and (out / RUN_STAMP).is_file():
+            print(f"vidcorr: none of the {items} was finished; the same command with --resume starts the run "
+                  f"again in {out}", file=sys.stderr)
         raise

@@ -185,6 +185,16 @@ def _merged_record(out_dir: Path) -> dict:
     return record
 
 
+def recorded_items(out_dir: Path) -> list[str]:
+    """The items that the run recorded in ``out_dir`` finished, the rank files of the same run merged in
+    (`_merged_record`, as ``--resume`` reads them); none without a readable record."""
+    try:
+        finished = _merged_record(out_dir).get("finished")
+    except InputError:  # no record, or unreadable: nothing a resume keeps
+        return []
+    return [name for name in finished if isinstance(name, str)] if isinstance(finished, list) else []
+
+
 def _remove_rank_records(out_dir: Path) -> None:
     for path in out_dir.glob(RANK_RECORD.format("*")):
         path.unlink(missing_ok=True)
