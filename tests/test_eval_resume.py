@@ -198,3 +198,34 @@ def test_the_resume_hint_says_kept_only_when_a_record_names_a_finished_item(tmp_
         raise KeyboardInterrupt
     assert capsys.readouterr().err == ""
 
+
+def test_a_stop_while_an_item_folder_replaces_an_earlier_one_leaves_one_of_them(tmp_path, monkeypatch):
+    """A resumed run does an item again whose folder its record did not name: the old folder went
+    first, and a Ctrl-C or SIGTERM before the new one was renamed into place left no <item> but a
+    complete hidden .<item>.partial. Now the old one is renamed aside and comes back on a stop
+    between the two renames; once the new one is in place the old one is deleted."""
+    from vidcorr.evaluate.runs import write_item_folder
+
+    def write(folder: Path) -> int:
+        folder.mkdir()
+        (folder / "new.png").write_text("new")
+        return 1
+
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "seq" / "old.png").write_text("old")
+    real_rename = Path.rename
+
+    def stopped_before_the_new_one(self, target):
+        if self.name == ".seq.partial":
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", stopped_before_the_new_one)
+    with pytest.raises(KeyboardInterrupt):
+        write_item_folder(tmp_path, "seq", write)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"] and (tmp_path / "seq" / "old.png").is_file()
+    monkeypatch.setattr(Path, "rename", real_rename)
+    (tmp_path / ".seq.replaced").mkdir()  # a run SIGKILLed between the renames left it: removed too
+    assert write_item_folder(tmp_path, "seq", write) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]
+    assert [p.name for p in (tmp_path / "seq").iterdir()] == ["new.png"]

@@ -304,17 +304,26 @@ def _knob_text(value) -> str:
 def write_item_folder(out_dir: Path, name: str, write: Callable[[Path], int]) -> int:
     """``write(folder)`` into a hidden ``out_dir/.<name>.partial`` folder renamed ``out_dir/<name>``
     when complete -> what ``write`` returns: an interrupted item leaves nothing that a scorer or
-    ``--resume`` would take for a result."""
-    tmp = out_dir / f".{name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    ``--resume`` would take for a result.
+
+    An ``out_dir/<name>`` already there (a resumed run's item that its record did not name) is
+    renamed aside (``.<name>.replaced``) and deleted once the new folder is in place; a stop
+    (Ctrl-C, SIGTERM) between the two renames puts it back. Deleting it first left, after a stop
+    before the rename, a complete ``.<name>.partial`` and no ``<name>`` (or a half-deleted one)."""
+    tmp, final, old = out_dir / f".{name}.partial", out_dir / name, out_dir / f".{name}.replaced"
+    for leftover in (tmp, old):  # a run killed (SIGKILL: no cleanup runs) while it wrote this item left them
+        shutil.rmtree(leftover, ignore_errors=True)
     try:
         result = write(tmp)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
     except BaseException:
+        if old.exists() and not final.exists():  # stopped between the renames: the folder as it was
+            old.rename(final)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    final = out_dir / name
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
     return result
 
 
