@@ -1,5 +1,6 @@
 """DAVIS overlay frames (`vidcorr.evaluate.davis_overlays.overlay_frames`): captioned with their frame
-number; scripts/overlay_still.py draws one of them for the docs."""
+number; scripts/overlay_still.py draws one of them for the docs, scripts/uvc_track_still.py one
+frame without and with UVC-track."""
 
 from __future__ import annotations
 
@@ -80,3 +81,49 @@ def test_the_docs_still_refuses_a_scale_that_draws_nothing(tmp_path, capsys):
         assert not out.exists()
     assert overlay_still.main([str(results), "0", str(out), "--scale", "0.0001"]) == 0
     assert Image.open(out).size == (1, 1)
+
+
+def test_the_uvc_track_still_shows_propagates_masks_and_box(tmp_path, capsys):
+    """scripts/uvc_track_still.py (docs/img/uvc-track-*.jpg): left, the masks `vidcorr propagate
+    --preset uvc` writes; middle, those of `--track` with a box drawn around them; right, the
+    annotation, each drawn as the overlay video draws it; frame 0 (nothing propagated) exits 2."""
+    from vidcorr.cli import main
+    from vidcorr.io.masks import read_mask
+    from vidcorr.viz import overlay_mask
+
+    spec = importlib.util.spec_from_file_location("uvc_track_still", ROOT / "scripts" / "uvc_track_still.py")
+    still_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(still_script)
+    out = tmp_path / "still.jpg"
+    assert still_script.main(["1", str(out), "--features", "lab-pixels", "--scale", "1"]) == 0
+    still = np.asarray(Image.open(out).convert("RGB"), np.float32)
+    assert still.shape == (480, 3 * 854 + 2 * 8, 3)
+    panels = [still[:, i * (854 + 8):i * (854 + 8) + 854] for i in range(3)]
+    sequence = still_script.DEMO_ROOT / "JPEGImages" / "480p" / "car-shadow"
+    annotations = still_script.DEMO_ROOT / "Annotations" / "480p" / "car-shadow"
+    frame = np.asarray(Image.open(sequence / "00001.jpg").convert("RGB"))
+    drawn = []
+    for name, track in (("plain", []), ("track", ["--track"])):
+        assert main(["propagate", str(sequence), "--mask", str(annotations / "00000.png"), "--preset", "uvc",
+                     "--features", "lab-pixels", "--max-frames", "2", "--no-video", *track,
+                     "--out", str(tmp_path / name)]) == 0
+        drawn.append(overlay_mask(frame, np.array(Image.open(tmp_path / name / "masks" / "00001.png"))))
+    drawn.append(overlay_mask(frame, read_mask(annotations / "00001.png")))  # 0/255: object 1
+    below_caption = slice(40, None)  # the captions differ from a bare overlay
+    errors = [np.abs(panel[below_caption] - d[below_caption]).mean() for panel, d in zip(panels, drawn)]
+    assert errors[0] < 3 and errors[2] < 3, errors  # JPEG aside, the same picture
+    # the middle panel is its masks' overlay plus a box: what differs (JPEG speckles at the mask
+    # outline aside) are four straight lines, each running most of a side of the box
+    differs = np.abs(panels[1] - drawn[1]).max(axis=2) > 100
+    differs[:40] = False
+    rows, cols = np.nonzero(differs)
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    assert bottom - top > 20 and right - left > 20
+    across = differs[:, left:right + 1].sum(axis=1) / (right - left)  # share of each row's span
+    down = differs[top:bottom + 1].sum(axis=0) / (bottom - top)
+    assert across[top:top + 4].max() > 0.6 and across[bottom - 3:bottom + 1].max() > 0.6
+    assert down[left:left + 4].max() > 0.6 and down[right - 3:right + 1].max() > 0.6
+    assert across[top + 6:bottom - 5].max() < 0.5  # inside the box no such line
+    assert still_script.main(["0", str(tmp_path / "x.jpg"), "--features", "lab-pixels"]) == 2
+    assert "frame 0 asked for, but car-shadow has frames 1..39 to propagate to" in capsys.readouterr().err
+    assert not (tmp_path / "x.jpg").exists()
