@@ -76,6 +76,28 @@ def test_a_missing_weights_path_with_a_colon_is_not_read_as_a_factory_spec(tmp_p
     assert "MODULE:FACTORY" not in str(caught.value)
 
 
+def test_weights_not_found_point_to_the_file_most_likely_meant(tmp_path, monkeypatch):
+    """All were "weights file does not exist", a folder too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / "a").mkdir(parents=True)
+    (tmp_path / "run" / "encoder.safetensors").touch()
+    (tmp_path / "running").mkdir()
+    (tmp_path / "running" / "checkpoint.pt").touch()
+    (tmp_path / "mine.v2.safetensors").touch()
+    for given, problem in [
+        ("run", r"run: is a folder, not a weights file: give run/encoder.safetensors$"),
+        ("running", r"running: is a folder, not a weights file: export the encoder of its checkpoint first, "
+                    r"`vidcorr train export --checkpoint running/checkpoint.pt --out W.safetensors`, then give W$"),
+        ("run/a", r"run/a: is a folder, not a weights file \(.safetensors\)$"),
+        ("mine.v2", r"mine.v2: weights file does not exist; mine.v2.safetensors does: give the file's whole name$"),
+        (api.DEFAULT_WEIGHTS.name, r"weights file does not exist here; the shipped weights are .*weights/"
+                                   + api.DEFAULT_WEIGHTS.name.replace(".", r"\.") + "$"),
+        ("other.safetensors", r"other.safetensors: weights file does not exist$"),
+    ]:
+        with pytest.raises(WeightsError, match=problem):
+            vidcorr.encoder_for("crw", weights=given)
+
+
 def test_missing_default_weights_fall_back_only_when_asked(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "DEFAULT_WEIGHTS", tmp_path / "none.safetensors")
     with pytest.raises(VidcorrError, match="no trained weights at .*none.safetensors"):

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import vidcorr
+from vidcorr.defaults import DEFAULT_WEIGHTS
 from vidcorr.errors import WeightsError
 from vidcorr.io.atomic import atomic_file, write_json_atomic
 from vidcorr.models.autoencoder import LabAutoencoder
@@ -224,7 +225,7 @@ def read_weights(path: str | Path) -> WeightsFile:
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(path, "weights file does not exist")
+        raise WeightsError(path, _no_weights_file(path))
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -251,6 +252,27 @@ def read_weights(path: str | Path) -> WeightsFile:
                                  "and the file carries no vidcorr metadata")
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     return WeightsFile(tensors, config, meta, version, sha256)
+
+
+def _no_weights_file(path: Path) -> str:
+    """Why there are no weights at ``path``, with the file most likely meant: a training run's
+    folder, the name without ``.safetensors``, a shipped file's bare name (all were "weights file
+    does not exist", a folder too)."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        if len(found) == 1:
+            return f"is a folder, not a weights file: give {path / found[0]}"
+        if found:
+            return f"is a folder, not a weights file; it holds {_listed(found)}: give one of them"
+        if checkpoints := sorted(path.glob("checkpoint*.pt")):  # a training run's folder, not yet exported
+            return ("is a folder, not a weights file: export the encoder of its checkpoint first, `vidcorr train "
+                    f"export --checkpoint {checkpoints[0]} --out W.safetensors`, then give W")
+        return "is a folder, not a weights file (.safetensors)"
+    if (named := path.with_name(path.name + ".safetensors")).is_file():
+        return f"weights file does not exist; {named} does: give the file's whole name"
+    if len(path.parts) == 1 and (shipped := DEFAULT_WEIGHTS.parent / path.name).is_file():
+        return f"weights file does not exist here; the shipped weights are {shipped}"
+    return "weights file does not exist"
 
 
 def _listed(names: list[str], limit: int = 3) -> str:
