@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,39 @@ def test_a_mask_png_as_a_path_or_a_pil_image_is_read_by_read_masks_rules_everywh
         api.propagate_masks(frames, Image.fromarray(masks[0] * 255).convert("RGB"), encoder=PatchEncoder())
     with pytest.raises(InputError, match=r"first.png: mask is 96x64 but frames are 48x32"):  # named by its file
         api.mask_tracker(encoder=PatchEncoder()).step(frames[0][:32, :48], Image.open(binary))
+
+
+class _FsPath(os.PathLike):
+    """An os.PathLike that is no pathlib.Path (py.path, fsspec / upath objects, a project's own)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def test_any_os_pathlike_is_read_as_a_path(tmp_path):
+    """Only str and pathlib.Path were: a video as another os.PathLike was "'_FsPath' object is not
+    iterable" (read as frames), a mask "dtype object with values that are not object ids"."""
+    frames, masks = _texture_video(n_frames=3)
+    (tmp_path / "frames").mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / "frames" / f"{t:05d}.png")
+    Image.fromarray(masks[0]).save(tmp_path / "first.png")
+    np.save(tmp_path / "first.npy", masks[0][None].astype(np.float32))
+    (tmp_path / "first.json").write_text('{"keypoints": [[40.0, 30.0]]}')
+    video, kw = _FsPath(tmp_path / "frames"), dict(encoder=PatchEncoder(), preset=_crw_small())
+    want = [m for _, m in api.propagate_masks(tmp_path / "frames", tmp_path / "first.png", **kw)]
+    got = [m for _, m in api.propagate_masks(video, _FsPath(tmp_path / "first.png"), **kw)]
+    np.testing.assert_array_equal(got, want)
+    assert len(list(api.propagate_labels(video, _FsPath(tmp_path / "first.npy"), **kw))) == 3
+    assert len(list(api.propagate_keypoints(video, _FsPath(tmp_path / "first.json"), **kw))) == 3
+    assert len(list(api.track_box(video, (30, 20, 24, 16), encoder=PatchEncoder()))) == 3
+    tracker = api.mask_tracker(**kw)
+    np.testing.assert_array_equal(tracker.step(frames[0], _FsPath(tmp_path / "first.png")), masks[0])
+    with pytest.raises(InputError, match="missing.mp4: no such video file"):  # named by its path
+        api.propagate_masks(_FsPath(tmp_path / "missing.mp4"), masks[0], **kw)
 
 
 def test_propagate_masks_checks_its_input_at_the_call(tmp_path):

@@ -28,6 +28,7 @@ back: call it once, first, when you propagate long videos on a CPU.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -212,8 +213,9 @@ def propagate_labels(
     mask under ``crw`` the argmax of these labels is `propagate_masks`' mask.
     """
     path = None
-    if isinstance(first_labels, (str, Path)):  # an InputError naming a missing or unreadable file
-        path, first_labels = Path(first_labels), read_labels_file(first_labels)
+    if isinstance(first_labels, (str, os.PathLike)):  # an InputError naming a missing or unreadable file
+        path = Path(first_labels)
+        first_labels = read_labels_file(path)
     with _opened(video) as (first_frame, frames):
         labels = check_first_labels(first_labels, first_frame.shape[:2], path)
         propagator = _propagator(encoder, preset, device, batch_size, size, knobs)
@@ -266,7 +268,7 @@ def propagate_keypoints(
     from vidcorr.keypoints import propagate_keypoints as propagate
 
     path = None
-    if isinstance(keypoints, (str, Path)):
+    if isinstance(keypoints, (str, os.PathLike)):
         path = Path(keypoints)
         kps = read_keypoints_json(path)
         if visible is not None:
@@ -296,7 +298,7 @@ def _warning_if_coarse(stream: Generator, propagator: Propagator, video: Any) ->
     try:
         for index, item in enumerate(stream):
             if index == 0:  # the propagator has started: its grid is known
-                name = video if isinstance(video, (str, Path)) else "the video"
+                name = Path(video) if isinstance(video, (str, os.PathLike)) else "the video"
                 warn_if_coarse_grid(name, propagator.feature_hw, propagator.input_hw, option="size=")
             yield item
     finally:
@@ -382,14 +384,15 @@ def _opened(video: str | Path | Iterable[np.ndarray],
     from vidcorr.io.frames import as_rgb_frames
     from vidcorr.io.video import GIVE_FRAMES, open_frames
 
-    if isinstance(video, (str, Path)):
+    if isinstance(video, (str, os.PathLike)):  # os.PathLike: not only pathlib's (it was read as frames)
+        video = Path(video)
         stream = iter(open_frames(video, exclude=exclude or [], image_advice=GIVE_FRAMES))
     else:
         stream = as_rgb_frames(video)
     try:
         first_frame = next(stream, None)
         if first_frame is None:
-            raise InputError(None, f"{video if isinstance(video, (str, Path)) else 'the video'} has no frames")
+            raise InputError(None, f"{video if isinstance(video, Path) else 'the video'} has no frames")
         yield first_frame, chain([first_frame], stream)
     except BaseException:
         stream.close()  # a generator: its `finally` closes the decoder (a caller's own iterable is left open)

@@ -8,6 +8,7 @@ index maps one frame at a time, for frames that arrive one by one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ def read_first_mask(mask: Any) -> tuple[Any, Path | None]:
     PIL image by the same rules, by its mode: a palette image's indices are the ids, a 0/255
     grayscale one's 255 is object 1 (``np.asarray`` of it gives 255, void in an id mask), and an
     RGB or JPEG one is refused with read_mask's reason."""
-    if isinstance(mask, (str, Path)):
-        return read_mask(mask), Path(mask)
+    if isinstance(mask, (str, os.PathLike)):  # any os.PathLike, not only pathlib's (it was read as an array)
+        return read_mask(Path(mask)), Path(mask)
     if not isinstance(mask, Image.Image):
         return mask, None
     path = Path(mask.filename) if getattr(mask, "filename", "") else None  # opened from a file, unchanged
