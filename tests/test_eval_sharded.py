@@ -409,6 +409,47 @@ def test_shares_are_balanced_by_size_and_deterministic(monkeypatch):
     assert threads_per_rank(4) == 8
 
 
+class _FailsRightAfterComing:
+    """A store for rank 1 of 2 in which rank 0, which failed the same step, comes to the step's
+    gather and fails (`Ranks.fail`, as `eval_ranks` does on its way out) right after rank 1's first look."""
+
+    def __init__(self):
+        self.keys: dict[str, bytes] = {}
+        self.looked = False
+
+    def set(self, key: str, value: str) -> None:
+        self.keys[key] = value.encode()
+
+    def get(self, key: str) -> bytes:
+        return self.keys[key]
+
+    def check(self, keys: list[str]) -> bool:
+        found = all(key in self.keys for key in keys)
+        if len(keys) == 2 and not self.looked:  # the step's keys: rank 0 comes, then fails
+            self.looked = True
+            self.keys[keys[0]] = b"failed"
+            self.keys["vidcorr-eval/0/failed"] = b"0"
+        return found
+
+
+def test_a_step_both_ranks_failed_is_said_once_when_the_other_fails_right_after_coming(monkeypatch):
+    """Both ranks meet the same input error (a used --out); rank 0 says it. Under load rank 1 saw the
+    step's keys incomplete, then rank 0's failure, and took it for a failure while it waited: it said
+    its own error too (test_an_input_error_ends_every_rank_and_is_printed_once failed so). Rank 0 had
+    come: rank 1 stops without a word."""
+    from vidcorr.errors import InputError
+    from vidcorr.evaluate.ranks import PeerFailed, Ranks
+
+    def step():
+        raise InputError("out", "output folder exists and is not empty")
+
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
+    store = _FailsRightAfterComing()
+    with pytest.raises(PeerFailed, match="rank 0 of 2 failed"):
+        Ranks(1, 2, "cpu", store).agree(step)
+    assert store.looked
+
+
 class _PeersArrive:
     """A store for rank 0 of 2 in which rank 1 has answered every step, but comes to the end of its
     items (``items/1``) only after rank 0's first poll there, which a Ctrl-C interrupts."""

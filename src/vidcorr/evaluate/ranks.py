@@ -80,7 +80,9 @@ class Ranks(RankRole):
 
     def check(self) -> None:
         """`PeerFailed` when another rank failed: called between items and between frames."""
-        failed = self.failed_rank()
+        self._stop_if_failed(self.failed_rank())
+
+    def _stop_if_failed(self, failed: int | None) -> None:
         if failed is not None and failed != self.rank:
             raise PeerFailed(f"stopped: rank {failed} of {self.world_size} failed (its error says why)")
 
@@ -104,14 +106,18 @@ class Ranks(RankRole):
             return [value]
         self.store.set(self._key(f"{tag}/{self.rank}"), value)
         keys = [self._key(f"{tag}/{rank}") for rank in range(self.world_size)]
-        while not self.store.check(keys):
-            if heed_failure:
-                self.check()
+        while True:
+            # A failure is read before the keys, so that a peer that came here and then failed (rank 0
+            # raising the error of a step that both ranks failed, `agree`) is seen to have come: read
+            # after them, its failure made this rank raise its own error too, printed twice (seen under load).
+            failed = self.failed_rank() if heed_failure else None
+            if self.store.check(keys):
+                return [self.store.get(key).decode() for key in keys]
+            self._stop_if_failed(failed)
             since = seconds_since_sigterm()
             if self._gone or (since is not None and since > SIGTERM_PATIENCE_SECONDS):
                 self._leave_without([r for r, key in enumerate(keys) if not self.store.check([key])])
             time.sleep(_POLL_SECONDS)
-        return [self.store.get(key).decode() for key in keys]
 
     def left(self, tag: str) -> None:
         """Say, as this rank's value for ``tag``, that it left without the others (`PeersGone`): one
