@@ -141,6 +141,22 @@ def test_any_os_pathlike_is_read_as_a_path(tmp_path):
         api.propagate_masks(_FsPath(tmp_path / "missing.mp4"), masks[0], **kw)
 
 
+def test_a_mask_saved_with_np_save_is_named_as_such(tmp_path, capsys):
+    """It was "cannot read mask: cannot identify image file", from Python and --mask alike."""
+    frames, masks = _texture_video(n_frames=2)
+    np.save(tmp_path / "first.npy", masks[0])
+    problem = r"first.npy: is a NumPy array \(.npy\), not a mask image: save the ids as a PNG .*np.load\(path\)"
+    with pytest.raises(InputError, match=problem):
+        api.propagate_masks(frames, tmp_path / "first.npy", encoder=PatchEncoder())
+    (tmp_path / "frames").mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / "frames" / f"{t:05d}.png")
+    assert main(["propagate", str(tmp_path / "frames"), "--mask", str(tmp_path / "first.npy"), "--out",
+                 str(tmp_path / "out"), "--features", "lab-pixels"]) == 2
+    assert "is a NumPy array (.npy), not a mask image" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_propagate_masks_checks_its_input_at_the_call(tmp_path):
     frames, masks = _texture_video(n_frames=3)
     small = tmp_path / "small.png"

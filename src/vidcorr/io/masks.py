@@ -130,7 +130,21 @@ def _opened_mask(path: Path) -> Iterator[Image.Image]:
     except IsADirectoryError:
         raise InputError(path, "is a folder, not a mask file") from None
     except (UnidentifiedImageError, OSError) as err:
+        if _is_npy(path):  # ids saved with np.save: "cannot identify image file" said nothing of it
+            raise InputError(path, "is a NumPy array (.npy), not a mask image: save the ids as a PNG "
+                                   "(vidcorr.io.masks.write_indexed_png(path, ids)), or from Python give the "
+                                   "array itself (np.load(path)); soft per-pixel labels go to --labels "
+                                   "(vidcorr.propagate_labels)") from None
         raise InputError(path, f"cannot read mask: {err}") from None
+
+
+def _is_npy(path: Path) -> bool:
+    """Whether ``path`` starts as NumPy's .npy format does."""
+    try:
+        with path.open("rb") as file:
+            return file.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False
 
 
 def mask_ids(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
