@@ -83,3 +83,15 @@ def test_pruning_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     kept = found["survivors_per_cell"]
     assert 0 < kept["project 96"] <= kept["project 96 from t-1"] <= found["candidates_per_cell"]
     assert kept["project 32"] >= kept["project 96"]  # fewer directions: a looser bound
+
+
+def test_tracking_benchmark(data_dir: Path, tmp_path: Path) -> None:
+    """benchmarks/tracking.py: both trackers timed, and the windows docs/tracking.md counts ("Speed"):
+    the DCF four 256 x 256 a frame, localise three 80 x 224 on Crossing."""
+    report = _run("tracking.py", "--root", str(data_dir / "tracking" / "otb"), "--frames", "3", "--repeats", "1",
+                  "--features", "lab-pixels", "--threads", "1", out=tmp_path / "tracking.json")
+    localise, dcf = report["trackers"]["localise"], report["trackers"]["dcf"]
+    assert (dcf["crops_per_frame"], dcf["pixels_per_frame"]) == (4, 4 * 256 * 256)
+    assert (localise["crops_per_frame"], localise["pixels_per_frame"]) == (3, 3 * 80 * 224)
+    for r in (localise, dcf):
+        assert 0 < r["encoder_ms_per_frame"] <= r["ms_per_frame"] and len(r["last_box"]) == 4
