@@ -99,8 +99,18 @@ def test_a_first_box_may_leave_the_frame_but_must_overlap_it(tracker):
             api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
     for box in [("a", 0, 5, 5), None, (10, 10, True, 20), (np.bool_(True), 10, 20, 20), "1234",
                 torch.tensor([10, 10, 1, 20]).bool()]:  # float(True) is 1
-        with pytest.raises(ValueError, match=r"first box must be \(x, y, w, h\), 4 numbers, got"):
+        with pytest.raises(ValueError, match=r"first box must be \(x, y, w, h\), 4 numbers, got") as caught:
             api.track_box(frames, box, tracker=tracker, encoder=PatchEncoder())
+        assert "polygon" not in str(caught.value)
+    # VOT's groundtruth line: 8 polygon values, told the line that makes its box
+    polygon = [10.5, 5.0, 40.0, 6.0, 39.0, 30.0, 9.0, 29.0]
+    with pytest.raises(ValueError, match=r"4 numbers, got \[10.5, .*\]; a VOT polygon \(4 corners\)\? Its box: "
+                                         r"vidcorr.io.tracking.polygon_to_box\(np.asarray\(polygon\)\)"):
+        api.track_box(frames, polygon, tracker=tracker, encoder=PatchEncoder())
+    from vidcorr.io.tracking import polygon_to_box
+
+    box = tuple(polygon_to_box(np.asarray(polygon)))  # the line works as given
+    assert box == (9.0, 5.0, 31.0, 25.0) and len(list(api.track_box(frames, box, encoder=PatchEncoder()))) == 3
 
 
 def test_a_nan_first_keypoint_is_absent_or_an_error_if_marked_visible(tmp_path):

@@ -27,6 +27,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -271,7 +272,7 @@ def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
             raise TypeError
         x, y, w, h = (float(v) for v in values)
     except (TypeError, ValueError):  # not iterable, not 4 values, or not numbers
-        raise ValueError(f"first box must be (x, y, w, h), 4 numbers, got {box!r}") from None
+        raise ValueError(f"first box must be (x, y, w, h), 4 numbers, got {box!r}{_polygon_hint(box)}") from None
     if not (w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))):
         raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} must have finite values and positive size "
                          f"(w, h > 0)")
@@ -281,6 +282,17 @@ def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
             raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} lies outside the {width}x{height} first frame "
                              f"(a box partly outside is fine; this one shares no pixel with the frame)")
     return x, y, w, h
+
+
+def _polygon_hint(box: Any) -> str:
+    """For 8 numbers, VOT's polygon (x1, y1, ... x4, y4), the line that makes its box."""
+    try:
+        if len(box) == 8 and not isinstance(box, (str, bytes)) and all(math.isfinite(float(v)) for v in box):
+            return ("; a VOT polygon (4 corners)? Its box: vidcorr.io.tracking.polygon_to_box(np.asarray(polygon)) "
+                    "(or read_vot_boxes(groundtruth.txt)[0])")
+    except (TypeError, ValueError):
+        pass
+    return ""
 
 
 def track_video(
