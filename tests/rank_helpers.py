@@ -3,8 +3,11 @@ each rank's exit status and stderr come back; a run that does not end in time fa
 
 from __future__ import annotations
 
+import faulthandler
+import importlib
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -19,14 +22,35 @@ def _rank(rank: int, world: int, port: int, argv: list[str], folder: Path) -> No
     os.environ.pop("OMP_NUM_THREADS", None)
     from vidcorr.cli import main
 
-    with open(folder / f"err{rank}.txt", "w") as err:
+    with open(folder / f"err{rank}.txt", "w", buffering=1) as err:  # by line: read whole if it hangs
         sys.stderr = err  # what the command prints, and tqdm's bars
+        faulthandler.register(signal.SIGUSR1, file=err, all_threads=True)  # run_ranks' timeout: where it waits
         logging.getLogger().handlers.clear()  # pytest's: the command's own logging to stderr, as under torchrun
         try:
             code = main(argv)
         except SystemExit as stop:  # SIGTERM's 143 (`sigterm_cleans_up`), as `python -m vidcorr` exits
             code = stop.code
     (folder / f"code{rank}.txt").write_text(str(code))
+
+
+# What a rank imports only as it runs: the process group (`vidcorr.evaluate.ranks.join` imports the
+# vidcorr.train package for it), the commands and their runners.
+_RANK_MODULES = ("vidcorr.api", "vidcorr.cli", "vidcorr.train.distributed", "vidcorr.evaluate.davis",
+                 "vidcorr.evaluate.jhmdb", "vidcorr.evaluate.vip", "vidcorr.evaluate.tracking")
+
+
+def _load_rank_modules() -> None:
+    """Import here what the ranks would import as they run, so that the forked ranks run the code
+    this session loaded. Each test's ranks imported them anew from the working tree, which others
+    edit while the tests run: a SyntaxError of an edit in progress in vidcorr/data/videos.py
+    (imported through vidcorr.train) failed one rank in `join`, and the other waited for it in the
+    rendezvous until the test's time limit, failing one test of a whole-file run that no rerun
+    failed. (CI's clean clone is not edited.)"""
+    from vidcorr.cli import build_parser
+
+    for name in _RANK_MODULES:
+        importlib.import_module(name)
+    build_parser()  # every command's module
 
 
 def free_port() -> int:
@@ -37,6 +61,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stderr_of(folder: Path, rank: int, lines: int = 60) -> str:
+    """The last ``lines`` of a rank's stderr, for the message of a run that did not end: what it said
+    and where its threads waited (faulthandler's stacks, innermost call first), each stack cut below
+    `_rank` (the rest is pytest's, which the fork inherited)."""
+    path, kept, below = folder / f"err{rank}.txt", [], False
+    for line in (path.read_text() if path.exists() else "").splitlines():
+        if line.startswith("  File "):
+            if below:
+                continue
+            below = f'{Path(__file__).name}", line' in line
+        else:
+            below = False
+        kept.append(line)
+    return f"\n--- rank {rank} stderr:\n" + "\n".join(kept[-lines:])
+
+
 def run_ranks(argv: list[str], folder: Path, world: int = 2, timeout: float = 60) -> list[tuple[int, str]]:
     """``vidcorr argv`` on ``world`` ranks -> each rank's (exit status, stderr), in rank order; for a
     rank killed by a signal, -the signal number. A rank that dies leaves the others running (torchrun
@@ -45,14 +85,20 @@ def run_ranks(argv: list[str], folder: Path, world: int = 2, timeout: float = 60
     fork: the ranks start from this already-imported process (a fresh interpreter per rank costs
     seconds of imports on the 2-core box); they join the group from torchrun's environment variables."""
     folder.mkdir(parents=True, exist_ok=True)
+    _load_rank_modules()
     context = mp.start_processes(_rank, args=(world, free_port(), argv, folder), nprocs=world,
                                  start_method="fork", join=False)
     deadline = time.monotonic() + timeout
     while any(process.is_alive() for process in context.processes):
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline:  # a rare hang says where each rank waited, then they are killed
+            for process in context.processes:
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGUSR1)
+            time.sleep(1)
             for process in context.processes:
                 process.kill()
-            raise AssertionError(f"the {world} ranks of vidcorr {' '.join(argv)} did not end in {timeout} s")
+            raise AssertionError(f"the {world} ranks of vidcorr {' '.join(argv)} did not end in {timeout} s"
+                                 + "".join(_stderr_of(folder, r) for r in range(world)))
         time.sleep(0.1)
     codes = [folder / f"code{r}.txt" for r in range(world)]
     return [(int(code.read_text()) if code.exists() else process.exitcode, (folder / f"err{r}.txt").read_text())
