@@ -179,6 +179,15 @@ def test_a_signal_to_every_rank_cleans_up_as_ctrl_c_and_is_said_once(three_clips
     assert json.loads((out / ".run.json").read_text())["finished"] == ["blackswan"]
 
 
+def _tell(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all, for another rank that waits for it to exist and then reads
+    it: write_text's file exists from its open, and a reader that came between the open and the
+    write read "" (int("") failed the rank that was to send the signal)."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    os.replace(part, path)
+
+
 @pytest.mark.parametrize("signum, code, said", [(signal.SIGTERM, 143, "vidcorr eval davis: stopped by SIGTERM"),
                                                 (signal.SIGINT, 130, "vidcorr: interrupted")])
 @pytest.mark.parametrize("both", [True, False])
@@ -197,7 +206,7 @@ def test_a_signal_while_rank_0_scores_and_rank_1_waits_to_leave(three_clips, tmp
 
     def gather(self, tag, value, *, heed_failure=True):  # rank 1 tells where it waits
         if tag == "exit" and self.rank == 1:
-            (tmp_path / "waiting").write_text(str(os.getpid()))
+            _tell(tmp_path / "waiting", str(os.getpid()))
         return real_gather(self, tag, value, heed_failure=heed_failure)
 
     def score_then_signal(*args, **kwargs):  # on rank 0
@@ -234,7 +243,7 @@ def test_a_rank_that_left_without_the_others_after_sigterm_is_not_waited_for_at_
 
     def gather(self, tag, value, *, heed_failure=True):
         if tag == "exit" and self.rank == 1 and not (tmp_path / "waiting").exists():
-            (tmp_path / "waiting").write_text(str(os.getpid()))
+            _tell(tmp_path / "waiting", str(os.getpid()))
         return real_gather(self, tag, value, heed_failure=heed_failure)
 
     def signal_then_score(*args, **kwargs):  # on rank 0, until rank 1 has given up waiting and ended
