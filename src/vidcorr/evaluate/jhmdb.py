@@ -128,8 +128,10 @@ def _from_propagate(data: dict, path: Path, video: JhmdbVideo) -> dict:
     """
     names, rows = data.get("names"), data["frames"]
     if names != list(JOINT_NAMES):
-        shown = ", ".join(map(str, names)) if isinstance(names, list) else repr(names)
-        raise InputError(path, f'propagate\'s keypoints.json names its keypoints {shown}; score jhmdb needs the '
+        # a file without "names" was said to name its keypoints None
+        shown = ("has no \"names\"" if names is None else
+                 f"names its keypoints {', '.join(map(str, names)) if isinstance(names, list) else repr(names)}")
+        raise InputError(path, f'propagate\'s keypoints.json {shown}; score jhmdb needs the '
                                f'{NUM_JOINTS} JHMDB joints in their order: {", ".join(JOINT_NAMES)}. Give FIRST.json '
                                f'these "names" and propagate again, or set them here if the keypoints are '
                                f"JHMDB's joints in that order (docs/keypoints.md)")
