@@ -257,7 +257,6 @@ def test_a_module_of_ones_own_may_return_half_features_but_not_other_shapes_dtyp
         api.propagate_masks(frames, masks[0], encoder=nn.Conv2d(3, 8, 8, stride=8, device="meta"))
 
 
-
 def test_a_module_in_another_precision_gets_its_frames_in_that_dtype(davis2016_root):
     """`.half()` on a module of one's own or on ours: frames went in as float32 and torch raised
     "Input type (float) and bias type (c10::Half) should be the same". Real frames (dog): the masks
