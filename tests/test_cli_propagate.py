@@ -155,6 +155,24 @@ def test_propagate_box_may_start_with_a_negative_number(tmp_path, data_dir):
         assert len(boxes) == 3 and boxes[0]["box"] == [-30.0, -20.0, 60.0, 60.0]
 
 
+def test_propagate_box_format_errors_say_what_is_wrong(tmp_path, capsys):
+    """Every malformed --box was "expected x,y,w,h with positive w and h": a count or a word is now
+    named as such, and a VOT groundtruth.txt line (8 numbers) gets the box its corners span."""
+    out = tmp_path / "x"
+    for text, expected in (
+        ("492.000,463.000,539.000,463.000,539.000,417.000,492.000,417.000",
+         "expected 4 numbers x,y,w,h, got 8: '492.000,463.000,539.000,463.000,539.000,417.000,492.000,417.000'; "
+         "a VOT polygon (x1,y1,...,x4,y4)? the box its corners span is --box 492,417,47,46"),
+        ("204,150,17", "expected 4 numbers x,y,w,h, got 3: '204,150,17'"),
+        ("a,b,c,d", "expected 4 numbers x,y,w,h, got 'a,b,c,d'"),
+        ("204,150,0,50", "expected x,y,w,h with positive w and h, got '204,150,0,50'"),
+    ):
+        with pytest.raises(SystemExit) as exit_:  # argparse's usage error
+            main(["propagate", str(tmp_path), "--box", text, "--out", str(out)])
+        assert exit_.value.code == 2 and f"argument --box: {expected}" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_propagate_box_outside_the_frame_is_refused(tmp_path, data_dir, capsys):
     video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
     out = tmp_path / "box"
@@ -317,7 +335,7 @@ def test_a_box_that_is_not_four_numbers_with_a_positive_size_is_refused(text):
 
     from vidcorr.cli.propagate_cmd import _box
 
-    with pytest.raises(argparse.ArgumentTypeError, match="expected x,y,w,h with positive w and h"):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected (4 numbers x,y,w,h|x,y,w,h with positive w and h)"):
         _box(text)
 
 

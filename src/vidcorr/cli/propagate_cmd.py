@@ -301,8 +301,16 @@ def _box(text: str) -> tuple[float, float, float, float]:
     try:
         values = tuple(float(v) for v in re.split(r"[,\s]+", text.strip("()[] \t")))
     except ValueError:
-        values = ()
-    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"expected 4 numbers x,y,w,h, got {text!r}") from None
+    if len(values) == 8 and np.isfinite(values).all():  # a VOT groundtruth.txt line: its corners' box, as `eval vot` starts from
+        from vidcorr.io.tracking import polygon_to_box
+
+        box = ",".join(f"{v:g}" for v in polygon_to_box(np.array(values)))
+        raise argparse.ArgumentTypeError(f"expected 4 numbers x,y,w,h, got 8: {text!r}; a VOT polygon "
+                                         f"(x1,y1,...,x4,y4)? the box its corners span is --box {box}")
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected 4 numbers x,y,w,h, got {len(values)}: {text!r}")
+    if not (values[2] > 0 and values[3] > 0):
         raise argparse.ArgumentTypeError(f"expected x,y,w,h with positive w and h, got {text!r}")
     return values
 
