@@ -229,3 +229,19 @@ def test_a_stop_while_an_item_folder_replaces_an_earlier_one_leaves_one_of_them(
     assert write_item_folder(tmp_path, "seq", write) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]
     assert [p.name for p in (tmp_path / "seq").iterdir()] == ["new.png"]
+
+
+def test_a_resume_with_the_other_tracker_names_both(data_dir, tmp_path, capsys):
+    """`eval otb --resume --tracker localise` on a dcf run listed all 21 settings of both trackers as
+    "(not recorded)" on one side; the trackers are named instead, another setting still one by one."""
+    out = tmp_path / "out"
+    args = ["eval", "otb", "--root", str(data_dir / "tracking" / "otb"), "--sequences", "Crossing", "--max-frames", "3",
+            "--out", str(out), "--resume", *FLOOR]
+    assert main([*args, "--tracker", "dcf"]) == 0
+    capsys.readouterr()
+    refused = f"{out}: holds a run with %s: cannot resume it; choose a new --out or drop --resume\n"
+    assert main([*args, "--tracker", "localise"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(refused % "another tracker (dcf -> localise)") and "not recorded" not in err
+    assert main([*args, "--tracker", "dcf", "--set", "lam=0.001"]) == 2
+    assert capsys.readouterr().err.endswith(refused % "other settings (lam 0.0001 -> 0.001)")

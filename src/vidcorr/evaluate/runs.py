@@ -247,13 +247,18 @@ def _read_record(path: Path) -> dict:
 
 def _changes(changed: list[str], before: dict, after: dict) -> str:
     """What differs between two runs' records, for a message: "another model", a preset's knobs one
-    by one (`_preset_changes`), and so a tracker's settings ("other settings (topk 8 -> 5)")."""
+    by one (`_preset_changes`), and so a tracker's settings ("other settings (topk 8 -> 5)"); another
+    tracker by both names ("another tracker (dcf -> localise)"), without the settings it brings."""
     # The preset's record holds every knob: "another preset" for a changed --size sent users
     # looking for a --preset they had not changed, so its changes are named one by one.
+    what = []
+    if "tracker" in changed:  # the two trackers' settings, each "(not recorded)" on one side, said nothing
+        what.append(f"another tracker ({before.get('tracker')} -> {after.get('tracker')})")
+        changed = [key for key in changed if key not in ("tracker", "settings")]
     detailed = [key for key in changed if key not in ("preset", "model")
                 and isinstance(before.get(key), dict) and isinstance(after.get(key), dict)]
     others = [key for key in changed if key != "preset" and key not in detailed]
-    what = [f"another {', '.join(others)}"] if others else []
+    what += [f"another {', '.join(others)}"] if others else []
     if "preset" in changed:
         what.append(_preset_changes(before.get("preset"), after["preset"]))
     what += [f"other {key} ({_knob_changes(_flat_knobs(before[key]), _flat_knobs(after[key]))})" for key in detailed]
