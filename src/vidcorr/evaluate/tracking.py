@@ -104,7 +104,10 @@ def _first_frames(seq: TrackingSequence, max_frames: int | None, ranks: Ranks) -
     """The first ``max_frames`` frames of ``seq`` (all of them without), decoded lazily behind a
     progress bar (under torchrun checked for a failed rank, `Ranks.checked`) -> (their count, the frames)."""
     n = len(seq) if max_frames is None else min(len(seq), max_frames)
-    frames = tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame", leave=False)
+    # disable=None: on a terminal only. Nested under the sequences' bar, a bar that clears itself
+    # (leave=False) moves the cursor up; in a log file that is a stray ESC[A per sequence.
+    frames = tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame", leave=False,
+                  disable=None)
     return n, ranks.checked(frames)
 
 
