@@ -141,6 +141,49 @@ def test_any_os_pathlike_is_read_as_a_path(tmp_path):
         api.propagate_masks(_FsPath(tmp_path / "missing.mp4"), masks[0], **kw)
 
 
+def test_object_ids_far_apart_are_carried_as_one_channel_each(davis2017_fixtures, monkeypatch):
+    """A mask of ids 0, 7 and 200 was carried as 201 channels (several times the time and memory),
+    and under UVC-track an empty channel made every frame fall back to full-frame propagation.
+    Real frames (bmx-trees, 2 objects): the masks are those of ids 1 and 2, renumbered, with and
+    without track, whole-video and frame by frame; the overlay draws each box in its object's colour."""
+    import vidcorr.track_uvc
+    from vidcorr.io.masks import DAVIS_PALETTE, read_mask
+    from vidcorr.io.video import open_frames
+    from vidcorr.masks import mask_overlay
+    from vidcorr.viz import full_brightness
+
+    root = davis2017_fixtures / "deva-vos"
+    frames = list(open_frames(root / "JPEGImages" / "bmx-trees"))[:3]
+    mask = read_mask(root / "Annotations" / "bmx-trees" / "00000.png")
+    assert set(np.unique(mask)) == {0, 1, 2}
+    renumber = np.arange(256, dtype=np.uint8)
+    renumber[[1, 2]] = [7, 200]
+    fell_back = []  # UVC-track's fallback test, per context frame: empty channels made it always True
+    falls_back = vidcorr.track_uvc.context_falls_back
+    monkeypatch.setattr(vidcorr.track_uvc, "context_falls_back",
+                        lambda *args, **kw: fell_back.append(falls_back(*args, **kw)) or fell_back[-1])
+    encoder = vidcorr.encoder_for("crw")  # PatchEncoder loses object 1 by frame 2 (no box to check)
+    for track in (False, True):
+        kw = dict(encoder=encoder, preset=_crw_small(), track=track, size=240)
+        want = [renumber[m] for _, m in api.propagate_masks(frames, mask, **kw)]
+        stream = api.propagate_masks(frames, renumber[mask], **kw)
+        got = [m for _, m in stream]
+        np.testing.assert_array_equal(got, want)
+        assert not track or (fell_back and not any(fell_back)), fell_back
+        tracker = api.mask_tracker(**kw)
+        stepped = [tracker.step(frames[0], renumber[mask])] + [tracker.step(f) for f in frames[1:]]
+        np.testing.assert_array_equal(stepped, want)
+        assert tracker.propagator.channel_ids.tolist() == [0, 7, 200]
+        assert tracker.propagator._first.labels.shape[1] == 3  # background and two objects, not 201
+        if track:
+            boxes = tracker.propagator.pixel_boxes()
+            drawn = mask_overlay(frames[-1], stepped[-1], tracker.propagator)
+            for k, obj in ((1, 7), (2, 200)):
+                x, y, _, _ = (int(round(v)) for v in boxes[k])
+                colour = full_brightness(DAVIS_PALETTE[obj : obj + 1].astype(np.float32))[0]
+                np.testing.assert_array_equal(drawn[max(y, 0) + 1, max(x, 0) + 1], colour)  # inside its outline
+
+
 def test_a_mask_saved_with_np_save_is_named_as_such(tmp_path, capsys):
     """It was "cannot read mask: cannot identify image file", from Python and --mask alike."""
     frames, masks = _texture_video(n_frames=2)

@@ -113,9 +113,10 @@ def propagate_mask(
     ids; frame 0 gets the given mask with void turned into background. Each pair is yielded before
     the next frame is propagated, so the propagator's state (a `UVCTracker`'s boxes) is that frame's.
     """
-    first, first_labels = _first_labels(first_mask)
+    first, first_labels, ids = _first_labels(first_mask)
     first_frame, stream = first_and_rest(frames)
     propagator.start(first_frame, first_labels)
+    propagator.channel_ids = ids
     yield first_frame, first
     for frame, soft in propagator.follow(stream):
         yield frame, _index_map(propagator, soft)
@@ -146,9 +147,10 @@ class MaskTracker:
             scale = float_scale(array)
             rgb = as_rgb_frame(array, 0, scale)
             mask = check_first_mask(mask, rgb.shape[:2], path)
-            first, first_labels = _first_labels(mask)
+            first, first_labels, ids = _first_labels(mask)
             self.started = False  # until the new video has started: a start that raises holds no video
             self.propagator.start(rgb, first_labels)
+            self.propagator.channel_ids = ids
             self.started, self._scale, self._index = True, scale, 0
             return first
         if not self.started:
@@ -173,20 +175,34 @@ def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator,
     colours = DAVIS_PALETTE if palette is None else palette
     image = overlay_mask(frame, labels, palette=colours)
     if isinstance(propagator, UVCTracker):
+        ids = propagator.channel_ids
         for k, box in propagator.pixel_boxes().items():
             if box is not None:
+                k = int(ids[k]) if ids is not None else k  # the object's id, as the mask is coloured by
                 bright = full_brightness(colours[k : k + 1].astype(np.float32))[0]
                 image = draw_box(image, box, tuple(int(c) for c in bright), thickness=2)
     return image
 
 
-def _first_labels(first_mask: np.ndarray) -> tuple[np.ndarray, Tensor]:
-    """-> (the first frame's ids with void as background, its one-hot labels (K, H, W))."""
+def _first_labels(first_mask: np.ndarray) -> tuple[np.ndarray, Tensor, np.ndarray]:
+    """-> (the first frame's ids with void as background, its one-hot labels (K, H, W), the id of
+    each channel (K,) uint8: 0, then the object ids it holds, ascending).
+
+    One channel per id present, not per id up to the largest: a mask of ids 0 and 200 (class ids,
+    a tool's own numbering) was carried as 201 channels, 200 of them empty, at several times the
+    time and memory, and an empty channel made UVC-track fall back on every frame. Each channel
+    travels on its own and argmax ties keep their order, so the masks are the same."""
     first = np.where(first_mask == VOID, 0, first_mask).astype(np.uint8)
-    return first, one_hot_labels(first_mask, int(first.max()) + 1)
+    ids = np.union1d([0], first).astype(np.uint8)
+    channel = np.zeros(256, np.uint8)
+    channel[ids] = np.arange(len(ids))
+    compact = np.where(first_mask == VOID, VOID, channel[first_mask])  # void stays void: no channel
+    return first, one_hot_labels(compact, len(ids)), ids
 
 
 def _index_map(propagator: Propagator, soft: Tensor) -> np.ndarray:
     """Soft labels (K, h, w) -> (H, W) uint8 ids at the frame's size, as the preset decodes them."""
     index = decode_label_map(soft, propagator.preset, propagator.input_hw, propagator.original_hw)
-    return index.to("cpu").numpy().astype(np.uint8)
+    index = index.to("cpu").numpy().astype(np.uint8)
+    ids = propagator.channel_ids
+    return ids[index] if ids is not None else index

@@ -96,6 +96,9 @@ class Propagator:
         self.feature_hw: tuple[int, int] | None = None
         self._first: ContextFrame | None = None
         self._context: deque[ContextFrame] = deque()
+        # The object id of each label channel where the labels are a mask's (`vidcorr.masks` makes
+        # one channel per id the first mask holds, and sets this after `start`); None: channel k is id k.
+        self.channel_ids: np.ndarray | None = None
         # Cumulative wall time, for benchmarks: encoder vs affinity + transport.
         self.timing = {"features": 0.0, "propagation": 0.0, "frames": 0}
 
@@ -142,6 +145,7 @@ class Propagator:
         # carried its labels into this video's frames without a word.
         self._first, self._context = None, deque()
         self.original_hw = None  # embed() checks later frames against the first one
+        self.channel_ids = None
         if not callable(first_labels):
             _check_label_size(first_labels, first_frame)
         self.input_hw = self.preset.size.input_size(*first_frame.shape[:2])
