@@ -134,6 +134,22 @@ def test_the_documented_errors_are_reachable_from_import_vidcorr_without_torch()
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_knobs_computed_with_numpy_are_taken_as_numbers():
+    """n_previous=np.int32(3) passed the check and failed at the first frame ("an integer is
+    required"); a numpy knob made `preset_knobs` (what results files record) unwritable as JSON."""
+    from vidcorr.presets import preset_knobs
+
+    frames, masks = _texture_video(n_frames=3)
+    knobs = dict(n_previous=np.int32(3), k=np.int64(5), temperature=np.float32(0.05), radius=np.float64(4),
+                 window_first=np.bool_(True))
+    got = [m for _, m in api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), **knobs)]
+    plain = dict(n_previous=3, k=5, temperature=float(np.float32(0.05)), radius=4.0, window_first=True)
+    np.testing.assert_array_equal(got, [m for _, m in api.propagate_masks(frames, masks[0], encoder=PatchEncoder(),
+                                                                          **plain)])
+    record = json.loads(json.dumps(preset_knobs(customised_preset("crw", size=np.int64(240), **knobs))))
+    assert record["n_previous"] == 3 and record["topk"]["k"] == 5 and record["window_first"] is True
+
+
 def test_arguments_are_checked_at_the_call():
     frames, masks = _texture_video(n_frames=3)
     with pytest.raises(ValueError, match="unknown preset knob.*tmperature.*known:.*temperature"):

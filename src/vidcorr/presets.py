@@ -121,10 +121,21 @@ class PropagationPreset:
         if "topk" in changes and not isinstance(changes["topk"], TopKConfig):
             raise ValueError(f"topk={changes['topk']!r}: topk is a whole TopKConfig; give k={changes['topk']!r} "
                              f"for the number of candidates kept")
+        changes = {name: _plain(value) for name, value in changes.items()}
         topk_changes = {k: changes.pop(k) for k in list(changes) if k in topk_keys}
         topk = changes.pop("topk", self.topk)
         topk = replace(topk, **topk_changes) if topk_changes else topk
         return replace(self, topk=topk, **changes)
+
+
+def _plain(value: object) -> object:
+    """A NumPy scalar (``np.int32(3)``, ``np.float32(0.05)``, as computed knobs come) as Python's own
+    number: ``n_previous=np.int32(3)`` passed the check and failed at the first frame ("an integer is
+    required", from the ring buffer), and a numpy knob made the results' JSON unwritable at the end of an
+    evaluation (`preset_knobs`)."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
 
 
 CRW = PropagationPreset(
