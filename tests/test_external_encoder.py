@@ -165,3 +165,35 @@ def test_a_wrong_factory_is_one_clear_line_and_no_output(short_clip, factories, 
     assert not out.exists()
     if problem.startswith("broken"):
         assert "my_models.py:" in err  # where in the user's file
+
+
+def test_two_factory_files_of_one_name_are_two_modules(tmp_path) -> None:
+    """``a/my_models.py`` and ``b/my_models.py`` shared one sys.modules name: loading the second
+    replaced the first there, and the first network could no longer be pickled (torch.save of the
+    module, spawned workers) - pickle finds a class by module and name."""
+    import pickle
+
+    source = '''
+from torch import nn
+
+
+class Scaled(nn.Module):
+    def forward(self, x):
+        return x[:, :, ::8, ::8] * {scale}
+
+
+def build():
+    return Scaled()
+'''
+    encoders = []
+    for folder, scale in (("a", 1.0), ("b", 2.0)):
+        path = tmp_path / folder / "my_models.py"
+        path.parent.mkdir()
+        path.write_text(source.format(scale=scale))
+        encoders.append(load_external_encoder(f"{path}:build")[0])
+    first, second = encoders
+    assert type(first).__module__ != type(second).__module__
+    frame = torch.rand(1, 3, 64, 64)
+    for encoder, scale in zip(encoders, (1.0, 2.0)):
+        copy = pickle.loads(pickle.dumps(encoder))
+        assert torch.equal(copy(frame), frame[:, :, ::8, ::8] * scale)

@@ -10,7 +10,6 @@ changes between frames of one size is a one-line error naming the module and the
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -286,7 +285,6 @@ def test_keypoints_on_real_frames_with_a_resizing_encoder_from_the_command_line(
     assert all(0 <= x < first.shape[1] and 0 <= y < first.shape[0] for f in saved for x, y in f["keypoints"])
     module, info = load_external_encoder(f"{factory}:vitlike")
     assert info["stride"] == 16 and not hasattr(module, "stride")  # measured, the module left as it was
-    sys.modules.pop("vidcorr_external_my_models", None)
 
 
 @pytest.mark.parametrize(("factory", "message"), [
@@ -307,7 +305,6 @@ def test_an_encoder_that_goes_wrong_mid_video_is_one_line_and_exit_2(short_clip,
                  "--batch-size", "1", "--encoder", f"{module}:{factory}"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err and not out.exists(), err
-    sys.modules.pop("vidcorr_external_my_models", None)
 
 
 class TurnsNaN(GoodThenFaulty):

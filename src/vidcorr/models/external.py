@@ -140,7 +140,9 @@ def _import(target: str, spec: str) -> ModuleType:
         path = Path(target)
         if not path.is_file():
             raise InputError(path, f"no such Python file (from --encoder {spec})")
-        name = f"vidcorr_external_{path.stem}"
+        # One name per file, not per stem: two my_models.py in different folders would otherwise
+        # share one sys.modules entry, and the first file's classes could no longer be pickled by name.
+        name = f"vidcorr_external_{path.stem}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
             raise InputError(path, "not importable as a Python module")
