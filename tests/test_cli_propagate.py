@@ -131,8 +131,10 @@ def test_propagate_box_on_a_video(tmp_path, data_dir, capsys):
     out = tmp_path / "box"
     assert main(["propagate", str(video), "--box", "100,60,80,60", "--out", str(out), "--no-video",
                  "--features", "lab-pixels"]) == 0
-    assert "lab-pixels (untrained floor), tracker localise, in" in capsys.readouterr().out
-    boxes = json.loads((out / "boxes.json").read_text())["frames"]
+    assert "lab-pixels (untrained floor), tracker localise, preset crw, in" in capsys.readouterr().out
+    saved = json.loads((out / "boxes.json").read_text())
+    assert saved["tracker"] == "localise" and saved["preset"] == "crw"  # the preset picks the feature layer
+    boxes = saved["frames"]
     assert boxes[0]["box"] == [100.0, 60.0, 80.0, 60.0]
     assert all(b["box"][2] > 0 and b["box"][3] > 0 for b in boxes)
     # propagation settings: the tracker ignored them (the same boxes), now refused by name

@@ -156,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
                                          "(give the whole video or folder of frames)")
     elapsed = time.perf_counter() - start
     model = model_label(info)
-    how = (f"tracker {args.tracker or DEFAULT_TRACKER}" if args.box is not None
-           else f"preset {preset_label(preset.name, args)}" + (" + UVC-track" if args.track else ""))
+    # a box's tracker embeds its crops with the preset's feature layer (uvc: layer4), so it is named too
+    how = (f"tracker {args.tracker or DEFAULT_TRACKER}, " if args.box is not None else "") + \
+        f"preset {preset_label(preset.name, args)}" + (" + UVC-track" if args.track else "")
     which = f"the first {n} frames (--max-frames)" if args.max_frames == n else f"{n} frames"  # else all there were
     print(f"propagated {which} of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
@@ -332,7 +333,7 @@ def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[st
                                                     device=propagator.device)):
             boxes.append({"frame": _name(names, t), "box": [round(float(v), 2) for v in b]})
             yield draw_box(frame, b)
-        write_json_atomic({"tracker": tracker, "convention": "0-based pixels, x, y, w, h", "frames": boxes},
-                          out_dir / "boxes.json")
+        write_json_atomic({"tracker": tracker, "preset": propagator.preset.name,
+                           "convention": "0-based pixels, x, y, w, h", "frames": boxes}, out_dir / "boxes.json")
 
     return Annotation(write, "boxes.json")
