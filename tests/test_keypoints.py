@@ -158,6 +158,8 @@ def test_read_keypoints_json_takes_utf16_text(tmp_path, encoding):
     ({"keypoints": [10, 20, 2, 30, 40, 2]}, "flat list of 6 numbers; give one \\[x, y\\] pair per keypoint"),
     ({"keypoints": [[1, 2]], "names": ["a", "b"]}, '"names"'),
     ({"keypoints": [[1, 2]], "edges": [[0, 1]]}, '"edges"'),
+    ({"keypoints": [[1, 2], [3, 4]], "edges": [[0, 0]]}, '"edges" must be .* two different keypoint indices'),
+    ({"keypoints": [[1, 2], [3, 4]], "edges": [[True, False]]}, '"edges"'),
     ({"keypoints": [[1, 2]], "visible": [1]}, '"visible"'),
 ])
 def test_read_keypoints_json_rejects_malformed_files(tmp_path, data, message):

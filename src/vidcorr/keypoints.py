@@ -268,9 +268,13 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
                                 or not all(isinstance(b, bool) for b in visible)):
         raise InputError(path, f'"visible" must be a list of {n} booleans')
     edges = data.get("edges", [])
+    # bool is an int to isinstance (true read as 1); an edge from a keypoint to itself draws nothing,
+    # most likely a typo for another index
     if not isinstance(edges, list) or not all(
-            isinstance(e, list) and len(e) == 2 and all(isinstance(i, int) and 0 <= i < n for i in e) for e in edges):
-        raise InputError(path, f'"edges" must be a list of [i, j] pairs of keypoint indices in 0..{n - 1}')
+            isinstance(e, list) and len(e) == 2 and e[0] != e[1]
+            and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in e) for e in edges):
+        raise InputError(path, f'"edges" must be a list of [i, j] pairs of two different keypoint indices '
+                               f'in 0..{n - 1}')
     return KeypointSet(points, first_visibility(points, visible, names, path), names, [tuple(e) for e in edges])
 
 
