@@ -423,6 +423,21 @@ def test_propagated_labels_stay_within_the_presets_range_exactly(davis2016_root,
             assert labels[1:3].max() > 0.5  # the heat map went somewhere: not a range held by emptiness
 
 
+def test_a_joint_top_k_of_per_frame_probabilities_is_not_clipped(davis2016_root):
+    """With the knobs scope="joint", normalisation="softmax_topk" (crw's joint top-k of each context
+    frame's own softmax) the weights sum to more than 1: a constant 1 grows frame after frame. The
+    clipping meant for float rounding cut it back to 1, changing the propagation; only the sign holds."""
+    frames = [np.array(Image.open(p)) for p in sorted(
+        (davis2016_root / "JPEGImages" / "480p" / "car-shadow").glob("*.jpg"))[:3]]
+    first = np.stack([np.ones((480, 854)), -np.ones((480, 854))]).astype(np.float32)
+    out = [labels for _, labels in vidcorr.propagate_labels(
+        frames, first, encoder=vidcorr.encoder_for("crw", features="lab-pixels"), preset="crw", size=120,
+        normalisation="softmax_topk")]
+    assert all(labels.dtype == np.float32 for labels in out)
+    assert out[-1][0].max() > 1.5 and out[-1][1].min() < -1.5  # not cut back to the first frame's range
+    assert out[-1][0].min() >= 0 and out[-1][1].max() <= 0  # non-negative weights keep the sign
+
+
 def test_propagate_masks_leaves_a_mask_kept_among_the_frames_out(tmp_path):
     """A folder of frames that also holds the first-frame mask: the mask is not a frame."""
     frames, masks = _texture_video(n_frames=3)

@@ -122,12 +122,18 @@ def value_bounds(preset: PropagationPreset, labels: np.ndarray) -> tuple[np.ndar
     is a weighted sum of context values, the weights >= 0 and summing to 1 (``topk_softmax``: crw,
     stt; the first frame's range), or to less (``softmax_topk``: uvc, timecycle; 0 joins the range),
     and bilinear resizing stays within what it resizes; context frames min-max normalised
-    (timecycle) bring [0, 1] in."""
+    (timecycle) bring [0, 1] in. A joint top-k of each frame's own softmax probabilities (the knobs
+    ``scope="joint", normalisation="softmax_topk"``, no preset's protocol) has weights summing to up
+    to the number of context frames: only the values' sign is bounded there."""
     low, high = labels.min(axis=(1, 2), keepdims=True), labels.max(axis=(1, 2), keepdims=True)
     if preset.topk.normalisation != "topk_softmax":
         low, high = np.minimum(low, 0), np.maximum(high, 0)
     if preset.normalise_context_labels:
         low, high = np.minimum(low, 0), np.maximum(high, 1)
+    if preset.topk.normalisation == "softmax_topk" and preset.topk.scope == "joint":
+        # crw with normalisation="softmax_topk": a constant 1 grew to 17.8 by frame 3 of car-shadow,
+        # and clipping it to 1 changed the propagation itself, not its rounding
+        low, high = np.where(low < 0, -np.inf, 0).astype(low.dtype), np.where(high > 0, np.inf, 0).astype(high.dtype)
     return low, high
 
 
