@@ -264,15 +264,28 @@ def _no_weights_file(path: Path) -> str:
             return f"is a folder, not a weights file: give {path / found[0]}"
         if found:
             return f"is a folder, not a weights file; it holds {_listed(found)}: give one of them"
-        if checkpoints := sorted(path.glob("checkpoint*.pt")):  # a training run's folder, not yet exported
+        if checkpoint := _latest_checkpoint(path):  # a training run's folder, not yet exported
             return ("is a folder, not a weights file: export the encoder of its checkpoint first, `vidcorr train "
-                    f"export --checkpoint {checkpoints[0]} --out W.safetensors`, then give W")
+                    f"export --checkpoint {checkpoint} --out W.safetensors`, then give W")
         return "is a folder, not a weights file (.safetensors)"
     if (named := path.with_name(path.name + ".safetensors")).is_file():
         return f"weights file does not exist; {named} does: give the file's whole name"
     if len(path.parts) == 1 and (shipped := DEFAULT_WEIGHTS.parent / path.name).is_file():
         return f"weights file does not exist here; the shipped weights are {shipped}"
     return "weights file does not exist"
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    """A training run's latest checkpoint in ``folder``: ``checkpoint.pt`` (the trainer's latest), else
+    the stage checkpoint ``checkpoint-<step>.pt`` of the largest step. Sorted by name, the stage
+    checkpoints came first (``-`` sorts before ``.``), the earliest of them first (``-1000`` before ``-500``)."""
+    from vidcorr.train.checkpoint import LATEST  # here: the trainer's imports are no part of reading weights
+
+    if (folder / LATEST).is_file():
+        return folder / LATEST
+    stages = [(int(p.stem.split("-", 1)[1]), p) for p in folder.glob("checkpoint-*.pt")
+              if p.stem.split("-", 1)[1].isdigit()]
+    return max(stages)[1] if stages else None
 
 
 def _listed(names: list[str], limit: int = 3) -> str:
