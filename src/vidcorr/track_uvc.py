@@ -152,7 +152,8 @@ class UVCTracker(Propagator):
     encoder, preset, device, batch_size, autocast: as for `Propagator` (UVC's own preset is
     ``"uvc"``); options: the tracking knobs. ``run``, ``start`` and ``step`` work as there; after
     each propagated frame, ``boxes`` holds the boxes localised in it (after ``start``, the first
-    frame's): {object id: Box or None}.
+    frame's): {label channel k >= 1: Box or None}. Channel k is object id k in labels given to
+    ``start``; for a mask (`vidcorr.masks`: one channel per id present) its id is ``channel_ids[k]``.
     """
 
     def __init__(
@@ -170,7 +171,8 @@ class UVCTracker(Propagator):
         self.boxes: dict[int, Box | None] = {}
 
     def pixel_boxes(self) -> dict[int, tuple[float, float, float, float] | None]:
-        """``boxes`` in the original frame's pixels: {object id: (x, y, w, h) or None where lost}."""
+        """``boxes`` in the original frame's pixels: {label channel: (x, y, w, h) or None where lost}
+        (a mask's object id: ``channel_ids[channel]``)."""
         (h, w), (height, width) = self.feature_hw, self.original_hw
         sx, sy = width / w, height / h
         return {k: None if box is None else (box[0] * sx, box[1] * sy, (box[2] - box[0]) * sx, (box[3] - box[1]) * sy)
