@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -83,17 +84,18 @@ def test_weights_not_found_point_to_the_file_most_likely_meant(tmp_path, monkeyp
     (tmp_path / "run" / "encoder.safetensors").touch()
     (tmp_path / "running").mkdir()
     (tmp_path / "running" / "checkpoint.pt").touch()
-    (tmp_path / "running" / "checkpoint-1000.pt").touch()  # a stage's: sorted by name, it came first
+    (tmp_path / "running" / "checkpoint-warmup.pt").touch()  # a stage's: sorted by name, it came first
     (tmp_path / "staged").mkdir()
-    for step in (500, 1000):
-        (tmp_path / "staged" / f"checkpoint-{step}.pt").touch()
+    for seconds, stage in enumerate(("warmup", "joint")):  # UVC's stages; checkpoint.pt gone: the newest
+        (tmp_path / "staged" / f"checkpoint-{stage}.pt").touch()
+        os.utime(tmp_path / "staged" / f"checkpoint-{stage}.pt", (1e9 + seconds, 1e9 + seconds))
     (tmp_path / "mine.v2.safetensors").touch()
     for given, problem in [
         ("run", r"run: is a folder, not a weights file: give run/encoder.safetensors$"),
         ("running", r"running: is a folder, not a weights file: export the encoder of its checkpoint first, "
                     r"`vidcorr train export --checkpoint running/checkpoint.pt --out W.safetensors`, then give W$"),
         ("staged", r"staged: is a folder, not a weights file: export the encoder of its checkpoint first, "
-                   r"`vidcorr train export --checkpoint staged/checkpoint-1000.pt --out W.safetensors`, then give W$"),
+                   r"`vidcorr train export --checkpoint staged/checkpoint-joint.pt --out W.safetensors`, then give W$"),
         ("run/a", r"run/a: is a folder, not a weights file \(.safetensors\)$"),
         ("mine.v2", r"mine.v2: weights file does not exist; mine.v2.safetensors does: give the file's whole name$"),
         (api.DEFAULT_WEIGHTS.name, r"weights file does not exist here; the shipped weights are .*weights/"

@@ -276,16 +276,15 @@ def _no_weights_file(path: Path) -> str:
 
 
 def _latest_checkpoint(folder: Path) -> Path | None:
-    """A training run's latest checkpoint in ``folder``: ``checkpoint.pt`` (the trainer's latest), else
-    the stage checkpoint ``checkpoint-<step>.pt`` of the largest step. Sorted by name, the stage
-    checkpoints came first (``-`` sorts before ``.``), the earliest of them first (``-1000`` before ``-500``)."""
+    """A training run's latest checkpoint in ``folder``: ``checkpoint.pt`` (the trainer rewrites it at
+    every save), else the newest stage checkpoint ``checkpoint-<stage>.pt`` (stage names, e.g.
+    ``warmup``, do not sort by time). Sorted by name, a stage's came first (``-`` sorts before ``.``)."""
     from vidcorr.train.checkpoint import LATEST  # here: the trainer's imports are no part of reading weights
 
     if (folder / LATEST).is_file():
         return folder / LATEST
-    stages = [(int(p.stem.split("-", 1)[1]), p) for p in folder.glob("checkpoint-*.pt")
-              if p.stem.split("-", 1)[1].isdigit()]
-    return max(stages)[1] if stages else None
+    stages = sorted(folder.glob("checkpoint-*.pt"), key=lambda path: path.stat().st_mtime)
+    return stages[-1] if stages else None
 
 
 def _listed(names: list[str], limit: int = 3) -> str:
