@@ -18,6 +18,7 @@ from vidcorr.affinity import TopKConfig
 from vidcorr.cli.common import KNOB_OVERRIDES, add_model_arguments
 from vidcorr.dcf import DCFSettings
 from vidcorr.presets import SizePolicy, customised_preset, get_preset
+from vidcorr.track import tracker_settings
 from vidcorr.track_uvc import TrackOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -170,3 +171,24 @@ def test_track_options_take_the_edges_of_their_ranges() -> None:
     TrackOptions(first_margin=0.0, locate_margin=0.0, mask_margin=0.0, size_smoothing=0.0, min_pixels=1,
                  min_mass=0.0, min_box=0, chunk=1)
     TrackOptions(size_smoothing=1.0)
+
+
+@pytest.mark.parametrize("make, name, others", [
+    (TrackOptions, "first_margin", {"min_pixels": np.int64(3)}),
+    (lambda **kw: tracker_settings("localise", **kw), "temperature", {"iterations": np.int64(2)}),
+    (DCFSettings, "lam", {"l2_normalise": np.bool_(True)}),
+])
+def test_tracking_settings_take_numpy_scalars_as_python_numbers(make, name, others) -> None:
+    """Values computed with NumPy (np.int64, np.float32) were kept as such: `eval davis --track`'s
+    record of a TrackOptions(first_margin=np.float32(0.1)) failed at the start with "Object of type
+    float32 is not JSON serializable", and an np.float32 NaN passed the NaN check (it is no float).
+    The presets' knobs had the same cure (`PropagationPreset.with_overrides`)."""
+    import dataclasses
+    import json
+
+    fields = dataclasses.asdict(make(**{name: np.float32(0.25)}, **others))
+    assert type(fields[name]) is float and fields[name] == 0.25
+    assert all(type(value).__module__ == "builtins" for value in fields.values()), fields
+    json.dumps(fields)  # the results' record
+    with pytest.raises(ValueError, match=f"{name} = nan: expected a finite number"):
+        make(**{name: np.float32("nan")})

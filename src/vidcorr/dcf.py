@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidcorr.strict_dict import check_settings, refuse_non_finite
+from vidcorr.strict_dict import check_settings, python_numbers, refuse_non_finite
 
 Box = tuple[float, float, float, float]
 
@@ -88,6 +88,7 @@ class DCFSettings:
         # First: NaN fails every comparison below, so a NaN max_scale_factor was reported as a bad
         # min_scale_factor, and NaN passed the output_sigma_factor, scale_step and scale_penalty
         # ranges when they were unchecked (a drifting box, or NaN crops blamed on the encoder).
+        python_numbers(self)  # np.int64 / np.float32 from code: the JSON results, the NaN check
         refuse_non_finite(self, "invalid DCF settings:")
         check_settings("DCF", self, {
             "padding": ("0 or more", self.padding >= 0),

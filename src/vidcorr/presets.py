@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal, get_args
 
 from vidcorr.affinity import TopKConfig
-from vidcorr.strict_dict import NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, one_of, or_none, refuse_out_of_range
+from vidcorr.strict_dict import (
+    NON_NEGATIVE_INTEGER,
+    POSITIVE_INTEGER,
+    one_of,
+    or_none,
+    python_number,
+    refuse_out_of_range,
+)
 
 SizeMode = Literal["native", "short_side", "square"]
 InitialContext = Literal["empty", "first", "fill", "fill_self"]
@@ -121,21 +128,11 @@ class PropagationPreset:
         if "topk" in changes and not isinstance(changes["topk"], TopKConfig):
             raise ValueError(f"topk={changes['topk']!r}: topk is a whole TopKConfig; give k={changes['topk']!r} "
                              f"for the number of candidates kept")
-        changes = {name: _plain(value) for name, value in changes.items()}
+        changes = {name: python_number(value) for name, value in changes.items()}
         topk_changes = {k: changes.pop(k) for k in list(changes) if k in topk_keys}
         topk = changes.pop("topk", self.topk)
         topk = replace(topk, **topk_changes) if topk_changes else topk
         return replace(self, topk=topk, **changes)
-
-
-def _plain(value: object) -> object:
-    """A NumPy scalar (``np.int32(3)``, ``np.float32(0.05)``, as computed knobs come) as Python's own
-    number: ``n_previous=np.int32(3)`` passed the check and failed at the first frame ("an integer is
-    required", from the ring buffer), and a numpy knob made the results' JSON unwritable at the end of an
-    evaluation (`preset_knobs`)."""
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
-        return value.item()
-    return value
 
 
 CRW = PropagationPreset(

@@ -103,6 +103,25 @@ def check_settings(kind: str, settings: object, rules: dict[str, tuple[str, bool
         raise ValueError(f"invalid {kind} settings: {'; '.join(bad)}")
 
 
+def python_number(value: Any) -> Any:
+    """A NumPy scalar (``np.int32(3)``, ``np.float32(0.05)``, as computed values come) as Python's own
+    number; anything else as it is. Kept as NumPy's, ``n_previous=np.int32(3)`` failed at the first frame
+    ("an integer is required"), an ``np.float32`` NaN passed `refuse_non_finite` (it is no ``float``),
+    and a results' record holding one could not be written as JSON."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
+
+
+def python_numbers(config: object) -> None:
+    """Every field of the dataclass ``config`` (frozen or not) that holds a NumPy scalar made Python's
+    own number, in place (`python_number`): for a ``__post_init__``, before its checks."""
+    for field in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, field.name)
+        if (number := python_number(value)) is not value:
+            object.__setattr__(config, field.name, number)
+
+
 def refuse_non_finite(config: object, label: str | None = None) -> None:
     """ValueError naming the first float field of the dataclass ``config`` (or float in a tuple or
     list field) that is NaN or infinite: "UVCConfig temperature = nan: expected a finite number".

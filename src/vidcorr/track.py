@@ -40,7 +40,7 @@ from vidcorr.io.frames import as_rgb_frames
 from vidcorr.models.encoder import inference_encoder
 from vidcorr.models.external import encoder_stride
 from vidcorr.propagate import check_features, first_and_rest, run_encoder
-from vidcorr.strict_dict import check_settings, refuse_non_finite
+from vidcorr.strict_dict import check_settings, python_numbers, refuse_non_finite
 
 TRACKERS = ("localise", "dcf")
 
@@ -137,6 +137,7 @@ class LocaliseSettings:
     def __post_init__(self) -> None:
         # First, as `DCFSettings` does: inf passed the range checks (search_scale=inf: an
         # OverflowError at the first frame; temperature=inf: a box that never moves).
+        python_numbers(self)  # np.int64 / np.float32 from code: the JSON results, the NaN check
         refuse_non_finite(self, "invalid localisation settings:")
         check_settings("localisation", self, {
             "search_scale": ("at least 1", self.search_scale >= 1),

@@ -48,7 +48,7 @@ from vidcorr.affinity import (
 from vidcorr.labels import decode_label_map, downsample_labels
 from vidcorr.presets import PropagationPreset
 from vidcorr.propagate import ContextFrame, Propagator
-from vidcorr.strict_dict import check_settings, refuse_non_finite
+from vidcorr.strict_dict import check_settings, python_numbers, refuse_non_finite
 from vidcorr.track_boxes import (
     Box,
     fit_box,
@@ -97,6 +97,9 @@ class TrackOptions:
     def __post_init__(self) -> None:
         # A NaN margin, bandwidth, sigma or smoothing ended the first frame in "cannot convert float
         # NaN to integer"; a NaN min_mass silently never fell back.
+        # NumPy scalars first: an np.float32 NaN passed the check below and a results.json record
+        # (eval davis --track's "track") failed at the start with "float32 is not JSON serializable"
+        python_numbers(self)
         refuse_non_finite(self)
         check_settings("UVC-track", self, {
             # Growths of a box by this fraction of its size: -1 or less turns a box inside out.
