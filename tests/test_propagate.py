@@ -295,6 +295,22 @@ class FailsOnDemand(nn.Module):
         return self.inner(rgb)
 
 
+def test_start_keeps_the_channel_ids_it_is_given_and_checks_their_count():
+    """`vidcorr.masks` gives start() the object id of each channel (ids 0, 7, 200 as 3 channels);
+    a count that differs from the labels' would index ids out of range frames later."""
+    frames, masks = _texture_video(n_frames=3)
+    prop = Propagator(PatchEncoder(), get_preset("crw").with_overrides(n_previous=2, radius=3))
+    labels = one_hot_labels(masks[0])
+    ids = np.arange(labels.shape[0], dtype=np.uint8) * 7
+    prop.start(frames[0], labels, channel_ids=ids)
+    assert prop.channel_ids is ids
+    with pytest.raises(ValueError, match=f"one object id per label channel, got 1 for {labels.shape[0]} channels"):
+        prop.start(frames[0], labels, channel_ids=ids[:1])
+    assert prop.channel_ids is None  # a failed start holds nothing of the earlier video
+    prop.start(frames[0], labels)
+    assert prop.channel_ids is None
+
+
 @pytest.mark.parametrize("where", ["encoder", "labels"])
 def test_a_start_that_fails_leaves_no_earlier_video_to_propagate_from(where):
     """start() of a new video that raised (its first frame's encoder call, its labels) left the

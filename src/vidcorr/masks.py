@@ -115,8 +115,7 @@ def propagate_mask(
     """
     first, first_labels, ids = _first_labels(first_mask)
     first_frame, stream = first_and_rest(frames)
-    propagator.start(first_frame, first_labels)
-    propagator.channel_ids = ids
+    propagator.start(first_frame, first_labels, channel_ids=ids)
     yield first_frame, first
     for frame, soft in propagator.follow(stream):
         yield frame, _index_map(propagator, soft)
@@ -149,8 +148,7 @@ class MaskTracker:
             mask = check_first_mask(mask, rgb.shape[:2], path)
             first, first_labels, ids = _first_labels(mask)
             self.started = False  # until the new video has started: a start that raises holds no video
-            self.propagator.start(rgb, first_labels)
-            self.propagator.channel_ids = ids
+            self.propagator.start(rgb, first_labels, channel_ids=ids)
             self.started, self._scale, self._index = True, scale, 0
             return first
         if not self.started:

@@ -97,7 +97,7 @@ class Propagator:
         self._first: ContextFrame | None = None
         self._context: deque[ContextFrame] = deque()
         # The object id of each label channel where the labels are a mask's (`vidcorr.masks` makes
-        # one channel per id the first mask holds, and sets this after `start`); None: channel k is id k.
+        # one channel per id the first mask holds and gives them to `start`); None: channel k is id k.
         self.channel_ids: np.ndarray | None = None
         # Cumulative wall time, for benchmarks: encoder vs affinity + transport.
         self.timing = {"features": 0.0, "propagation": 0.0, "frames": 0}
@@ -131,9 +131,12 @@ class Propagator:
         return feats
 
     @torch.inference_mode()
-    def start(self, first_frame: np.ndarray, first_labels: Tensor | Callable[[tuple[int, int]], Tensor]) -> None:
+    def start(self, first_frame: np.ndarray, first_labels: Tensor | Callable[[tuple[int, int]], Tensor],
+              channel_ids: np.ndarray | None = None) -> None:
         """Begin a video: embed its first frame (RGB uint8 (H, W, 3)) and keep its soft labels
         first_labels (K, H, W) at the frame's size; forgets any earlier video's context.
+        channel_ids: (K,) the object id each label channel stands for, where the labels are a mask's
+        (`vidcorr.masks`); kept as ``self.channel_ids`` (None: channel k is id k).
 
         first_labels may also be a function that takes the first frame's feature grid (h, w) and
         returns them: labels drawn on the grid the encoder gives (keypoint heatmaps,
@@ -148,6 +151,10 @@ class Propagator:
         self.channel_ids = None
         if not callable(first_labels):
             _check_label_size(first_labels, first_frame)
+        if channel_ids is not None and (callable(first_labels) or len(channel_ids) != first_labels.shape[0]):
+            raise ValueError(f"channel_ids: one object id per label channel, got {len(channel_ids)} for "
+                             + ("labels drawn on the feature grid" if callable(first_labels)
+                                else f"{first_labels.shape[0]} channels"))
         self.input_hw = self.preset.size.input_size(*first_frame.shape[:2])
         feats = self.embed([first_frame])[0]
         self.feature_hw = tuple(feats.shape[-2:])
@@ -156,6 +163,7 @@ class Propagator:
             _check_label_size(first_labels, first_frame)
         self._first = self._first_memory(feats, first_labels.to(self.device))
         self.original_hw = tuple(first_frame.shape[:2])
+        self.channel_ids = channel_ids
         self._context = deque(maxlen=self.preset.n_previous)
         if self.preset.initial_context == "first":
             self._context.append(self._first)
