@@ -104,7 +104,8 @@ def test_a_first_box_may_leave_the_frame_but_must_overlap_it(tracker):
         assert "polygon" not in str(caught.value)
     # VOT's groundtruth line: 8 polygon values, told the line that makes its box
     polygon = [10.5, 5.0, 40.0, 6.0, 39.0, 30.0, 9.0, 29.0]
-    with pytest.raises(ValueError, match=r"4 numbers, got \[10.5, .*\]; a VOT polygon \(4 corners\)\? Its box: "
+    with pytest.raises(ValueError, match=r"4 numbers, got \[10.5, .*\]; a VOT polygon \(x1,y1,...,x4,y4\)\? the box "
+                                         r"its corners span is \(9, 5, 31, 25\): "
                                          r"vidcorr.io.tracking.polygon_to_box\(np.asarray\(polygon\)\)"):
         api.track_box(frames, polygon, tracker=tracker, encoder=PatchEncoder())
     from vidcorr.io.tracking import polygon_to_box

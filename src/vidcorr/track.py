@@ -286,11 +286,15 @@ def check_first_box(box: Box, frame_hw: tuple[int, int] | None = None) -> Box:
 
 
 def _polygon_hint(box: Any) -> str:
-    """For 8 numbers, VOT's polygon (x1, y1, ... x4, y4), the line that makes its box."""
+    """For 8 numbers, VOT's polygon (x1, y1, ... x4, y4), the box its corners span and how to get it
+    (``propagate --box`` says the same with the box as its flag)."""
     try:
         if len(box) == 8 and not isinstance(box, (str, bytes)) and all(math.isfinite(float(v)) for v in box):
-            return ("; a VOT polygon (4 corners)? Its box: vidcorr.io.tracking.polygon_to_box(np.asarray(polygon)) "
-                    "(or read_vot_boxes(groundtruth.txt)[0])")
+            from vidcorr.io.tracking import polygon_to_box
+
+            spanned = ", ".join(f"{v:g}" for v in polygon_to_box(np.array([float(v) for v in box])))
+            return (f"; a VOT polygon (x1,y1,...,x4,y4)? the box its corners span is ({spanned}): "
+                    "vidcorr.io.tracking.polygon_to_box(np.asarray(polygon)), or read_vot_boxes(groundtruth.txt)[0]")
     except (TypeError, ValueError):
         pass
     return ""
