@@ -95,3 +95,11 @@ def test_tracking_benchmark(data_dir: Path, tmp_path: Path) -> None:
     assert (localise["crops_per_frame"], localise["pixels_per_frame"]) == (3, 3 * 80 * 224)
     for r in (localise, dcf):
         assert 0 < r["encoder_ms_per_frame"] <= r["ms_per_frame"] and len(r["last_box"]) == 4
+
+
+def test_metrics_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
+    """benchmarks/metrics.py: the four J / F cases docs/metrics.md times, on a real 480x854 annotation."""
+    report = _run("metrics.py", "--root", str(davis2016_root), "--number", "1", "--repeats", "1",
+                  out=tmp_path / "metrics.json")
+    assert report["shape"] == [480, 854] and set(report["ms"]) == {"F shift", "J shift", "F full", "F noise"}
+    assert all(v > 0 for v in report["ms"].values()) and "cores" in report["machine"]
