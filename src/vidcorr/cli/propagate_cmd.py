@@ -239,7 +239,7 @@ def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] |
     first = check_first_labels(read_labels_file(path), frame_hw, path)
     limit, largest = float(np.finfo(dtype).max), float(np.abs(first).max())
     if largest > limit:  # propagated labels stay within the first frame's range
-        raise InputError(path, f"{path.name} hold values up to {largest:g}, beyond {dtype}'s "
+        raise InputError(path, f"holds values up to {largest:g}, beyond {dtype}'s "
                                f"{limit:g}; keep --labels-dtype float32")
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
