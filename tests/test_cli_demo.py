@@ -19,6 +19,9 @@ def test_demo_runs_on_the_shipped_sequence(demo_run, tmp_path, capsys):
     shutil.copytree(demo_run.out, out)  # the shared run's output, to be replaced below
     results = json.loads((out / "results.json").read_text())
     assert 0.0 <= results["J&F-Mean"] <= 1.0 and results["preset_knobs"]["size"]["size"] == 96
+    timing = results["timing"]  # as eval's: what the demo's time went to, on how many threads, at what memory
+    assert timing["frames"] == 40 and timing["torch_threads"] >= 1 and timing["peak_rss_mib"] > 0
+    assert 0 < timing["feature_seconds"] + timing["propagation_seconds"] <= timing["seconds"]
     assert len(list((out / "car-shadow").glob("*.png"))) == 40 and (out / "overlay.mp4").exists()
     assert (out / "j_per_frame.png").is_file() and set(results["per_object"]["car-shadow_1"]) == set(GLOBAL_KEYS)
     # Run again: its own earlier output is replaced. A folder with anything else is refused untouched

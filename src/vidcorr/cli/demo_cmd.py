@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vidcorr.evaluate.davis import write_davis_results, write_mask_sequence
+    from vidcorr.evaluate.timing import RunStats
     from vidcorr.io.davis import DavisDataset
     from vidcorr.io.video import open_frames
     from vidcorr.metrics.davis import format_results_table, score_davis
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - start
         results = score_davis(DEMO_ROOT, tmp, sequences=[DEMO_SEQUENCE], progress=False, per_frame=True)
         results.update(preset=preset.name, preset_knobs=preset_knobs(preset), model=info,
-                       timing={"frames": len(frame_paths), "seconds": round(elapsed, 2)})
+                       timing=RunStats(len(frame_paths), elapsed, propagator.timing["features"],
+                                       propagator.timing["propagation"], str(args.device)).as_dict())
         write_davis_results(results, tmp / "results.json")
     print(format_results_table(results))
     print(f"propagated {len(frame_paths)} frames in {elapsed:.1f}s on {args.device}; "
