@@ -197,7 +197,8 @@ def test_match_command_refuses_frames_it_cannot_use(davis2016_root, tmp_path, ca
         # the default 0,10 on 8 frames read "frame 10 requested but there are only 8 frames"
         ([short], [], f"vidcorr: error: {short}: has 8 frames, and the default --frames 0,10 needs 11; pass "
                       "--frames I,J with indices below 8\n"),
-        ([short], ["--frames", "0,9"], f"vidcorr: error: {short}: frame 9 requested but there are only 8 frames\n"),
+        ([short], ["--frames", "0,9"], f"vidcorr: error: {short}: frame 9 requested but there are only 8 frames "
+                                       "(indices 0..7)\n"),
     ]:
         assert main(["match", *map(str, inputs), *extra, "--out", str(out), "--features", "lab-pixels"]) == 2
         assert capsys.readouterr().err.endswith(message)

@@ -159,7 +159,8 @@ def test_a_listed_count_past_the_end_drops_the_video_saying_whence(data_dir: Pat
     assert sample["skipped"] >= 1
     [warning] = [r.getMessage() for r in caplog.records]
     assert warning == (f"skipping unreadable video {bear}: frame 998 requested but there are only "
-                       f"{count_frames(bear)} frames (its frame count, 999, is the list file's, not counted)")
+                       f"{count_frames(bear)} frames (indices 0..{count_frames(bear) - 1}); its frame count, 999, "
+                       "is the list file's, not counted")
 
 
 

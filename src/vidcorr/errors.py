@@ -29,7 +29,9 @@ class TooFewFrames(InputError):
 
     def __init__(self, path: str | Path | None, requested: int, available: int):
         self.requested, self.available = requested, available
-        super().__init__(path, f"frame {requested} requested but there are only {available} frames")
+        held = ("no frames" if available == 0 else
+                f"only {available} frame{'s' if available != 1 else ''} (indices 0..{available - 1})")
+        super().__init__(path, f"frame {requested} requested but there are {held}")
 
 
 class WeightsError(InputError):

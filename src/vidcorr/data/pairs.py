@@ -222,7 +222,7 @@ class VideoFrameDataset(Dataset):
         except Exception as error:  # a corrupt file must never end a week-long run
             problem = problem_with(video.path, error)  # the path once, a frame file's name kept
             if video.frames_from_list and isinstance(error, TooFewFrames):  # not for a decoding error
-                problem += f" (its frame count, {video.num_frames}, is the list file's, not counted)"
+                problem += f"; its frame count, {video.num_frames}, is the list file's, not counted"
             self._broken[video.path] = problem
             log.warning("skipping unreadable video %s: %s", video.path, self._broken[video.path])
             return None
