@@ -238,7 +238,9 @@ def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] |
 
     first = check_first_labels(read_labels_file(path), frame_hw, path)
     limit, largest = float(np.finfo(dtype).max), float(np.abs(first).max())
-    if largest > limit:  # propagated labels stay within the first frame's range
+    # propagated labels stay within the first frame's range, widened to 0 (uvc) or [0, 1]
+    # (timecycle): beyond neither limit when the first frame is not (docs/propagation.md)
+    if largest > limit:
         raise InputError(path, f"holds values up to {largest:g}, beyond {dtype}'s "
                                f"{limit:g}; keep --labels-dtype float32")
 
