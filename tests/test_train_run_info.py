@@ -75,6 +75,8 @@ def test_train_log_keeps_the_lines_of_the_start_and_of_every_resume(run_args: li
     lines = text.splitlines()
     assert re.fullmatch(f"===== {DATED} started: vidcorr {re.escape(' '.join(first))}", lines[0]), lines[0]
     assert all(re.match(f"{DATED} (INFO|WARNING) vidcorr[.a-z_]*: ", line) for line in lines[1:]), lines
+    stamps = [line.removeprefix("===== ")[:19] for line in lines]
+    assert stamps == sorted(stamps), lines  # the header is as old as the lines held before the file opened
     said = [line.split(": ", 1)[1] for line in lines[1:]]
     assert said[0].startswith(f"{recipe.resolve()}: autoencoder on 30 videos")  # a file of one's own: its path
     assert [line.split(" | ")[0] for line in said if " | " in line] == ["step 1", "step 2"]
@@ -288,6 +290,23 @@ def test_warnings_reach_stderr_while_a_run_logs_with_no_logging_configured(tmp_p
         root.handlers[:] = saved
     err = capfd.readouterr().err
     assert "loss is not finite" in err and "an info line" not in err
+
+
+def test_the_header_of_a_session_is_as_old_as_its_first_held_line(tmp_path: Path, caplog) -> None:
+    """The dated header was stamped when the file opened, after indexing: the lines held before it
+    (indexing a large folder: minutes) were written under a header later than themselves."""
+    from datetime import datetime
+
+    from vidcorr.train.runlog import TextLog
+
+    caplog.set_level(logging.INFO)
+    with TextLog(tmp_path, enabled=True) as text:
+        logging.getLogger("vidcorr.train.loop").info("indexed 30 videos")
+        text._held.buffer[0].created -= 3600  # as if indexing had taken an hour
+        text.open("vidcorr train autoencoder", resumed=False)
+    header, line = (tmp_path / "train.log").read_text().splitlines()
+    assert header.startswith("===== ") and line.endswith("indexed 30 videos")
+    assert header[6:25] == line[:19] != datetime.now().strftime("%Y-%m-%d %H:%M:%S"), (header, line)
 
 
 def test_a_loss_line_gives_the_total_loss_first(tmp_path: Path, caplog) -> None:

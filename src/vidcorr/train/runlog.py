@@ -256,7 +256,9 @@ class TextLog:
             return
         self._size = self.path.stat().st_size if self.path.exists() else None
         self._file = text_log_handler(self.path)
-        when = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        # the time the command began to log, not the open: the held lines below it are older
+        held = self._held.buffer if self._held is not None else []
+        when = datetime.fromtimestamp(held[0].created if held else time.time()).strftime("%Y-%m-%d %H:%M:%S")
         gap = "\n" if self._size else ""
         self._file.stream.write(f"{gap}===== {when} {'resumed' if resumed else 'started'}: {command}\n")
         self._file.flush()
