@@ -51,7 +51,8 @@ def main() -> None:
     for name, value in ms.items():
         print(f"{name:8} {value:7.2f} ms")
     if args.json:
-        write_json(args.json, {"annotation": str(annotation), "shape": list(gt.shape), "ms": ms,
+        # the annotation by sequence and file, not this machine's path to the data
+        write_json(args.json, {"annotation": f"{args.sequence}/{annotation.name}", "shape": list(gt.shape), "ms": ms,
                                "number": args.number, "repeats": args.repeats, "machine": machine()})
 
 

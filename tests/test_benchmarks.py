@@ -101,5 +101,6 @@ def test_metrics_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     """benchmarks/metrics.py: the four J / F cases docs/metrics.md times, on a real 480x854 annotation."""
     report = _run("metrics.py", "--root", str(davis2016_root), "--number", "1", "--repeats", "1",
                   out=tmp_path / "metrics.json")
-    assert report["shape"] == [480, 854] and set(report["ms"]) == {"F shift", "J shift", "F full", "F noise"}
+    assert report["annotation"] == "blackswan/00000.png" and report["shape"] == [480, 854]
+    assert set(report["ms"]) == {"F shift", "J shift", "F full", "F noise"}
     assert all(v > 0 for v in report["ms"].values()) and "cores" in report["machine"]
