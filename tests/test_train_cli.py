@@ -681,3 +681,26 @@ def test_a_resume_removes_the_temporary_checkpoint_a_killed_save_left(data_dir: 
     said = " ".join(r.getMessage() for r in caplog.records)
     assert (f"removed 2 temporary file(s) left by a killed run in {run}: .checkpoint-warmup.pt.abcdefgh.tmp.pt, "
             ".checkpoint.pt.k1ll3d_x.tmp.pt") in said, said
+
+
+def test_a_paper_recipe_on_a_cpu_is_told_its_cpu_version_before_the_first_step(data_dir: Path, tmp_path: Path,
+                                                                              caplog) -> None:
+    """`train cycletime --recipe cycletime` on a 2-core CPU was killed mid-step for memory (batches of
+    36 outgrew 23 GB) after a start line that gave no hint; the shipped -cpu recipes are the way there."""
+    from vidcorr.train.recipe_files import cpu_counterpart, load_recipe
+
+    assert [cpu_counterpart(load_recipe(n)) for n in ("uvc", "cycletime", "moco", "stt")] == [
+        "uvc-cpu", "cycletime-cpu", "moco-cpu", "stt-cpu"]
+    assert cpu_counterpart(load_recipe("moco-cpu")) is None and cpu_counterpart(load_recipe("autoencoder")) is None
+    mine = tmp_path / "moco.toml"  # a file of one's own is the user's choice, even named as a shipped one
+    mine.write_text('extends = "moco"\n')
+    assert cpu_counterpart(load_recipe(mine)) is None
+    with caplog.at_level("INFO"):
+        assert main(["train", "moco", "--data", str(data_dir / "videos" / "davis2016-train" / "bear.mp4"),
+                     "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+                     "--max-steps", "0"]) == 0
+    said = [r.getMessage() for r in caplog.records]
+    start = next(i for i, line in enumerate(said) if "process(es) on cpu" in line)
+    assert said[start + 1] == ("recipe 'moco' is the paper's, sized for GPUs (batches of 256): on a CPU a step takes "
+                               "minutes and may need more memory than the machine has; --recipe moco-cpu is its "
+                               "CPU-sized version (docs/training.md, the recipes table)")

@@ -43,7 +43,7 @@ from vidcorr.models import load_weights_into, save_weights
 from vidcorr.models.weights import export_dtype
 from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import checkpoint as ckpt
-from vidcorr.train import endings, feed, step
+from vidcorr.train import endings, feed, recipe_files, step
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, init_distributed, wrap_ddp
 from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted, stopped_at_once
@@ -206,6 +206,12 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
         log.info("%s: %s on %s (%d frames), %d process(es) on %s: %s; %s", recipe.identity,
                  recipe.method, _count(len(index), "video"), index.describe()["frames"], ctx.world_size, ctx.device,
                  _plan(recipe, len(index), ctx), _outputs(job))
+        if ctx.device.type == "cpu" and (smaller := recipe_files.cpu_counterpart(recipe)):
+            # before the first step: `cycletime`'s batch of 36 outgrew 23 GB of RAM there, killed mid-step
+            log.warning("recipe '%s' is the paper's, sized for GPUs (batches of %d): on a CPU a step takes "
+                        "minutes and may need more memory than the machine has; --recipe %s is its CPU-sized "
+                        "version (docs/training.md, the recipes table)", recipe.name,
+                        recipe.data.batch_size, smaller)
     stop.training()
     try:
         finished = _run_stages(run)

@@ -33,6 +33,14 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return CONFIG_DIR / f"{name_or_path}.toml"
 
 
+def cpu_counterpart(recipe: Recipe) -> str | None:
+    """The shipped ``<name>-cpu`` recipe beside a shipped paper recipe (``cycletime`` ->
+    ``cycletime-cpu``, its CPU-sized version), else None (a file of one's own, or a recipe with no
+    CPU version)."""
+    name = f"{recipe.name}-cpu"
+    return name if recipe.file is None and (CONFIG_DIR / f"{name}.toml").is_file() else None
+
+
 # The top-level keys of a recipe file: `Recipe`'s fields but init (set by --init, kept in checkpoints)
 # and file (set when it is read), and the two that `_read_recipe_table` takes out.
 _FILE_KEYS = {f.name for f in dataclasses.fields(Recipe)} - {"init", "file"} | {"extends", "drop_stages"}
