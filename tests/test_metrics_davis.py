@@ -301,3 +301,14 @@ def test_the_progress_bar_honours_tqdm_disable(short_clip, disable):
     run = subprocess.run([sys.executable, "-c", code, str(short_clip), str(short_clip / "Annotations" / "480p")],
                          env=env, capture_output=True, text=True, check=True)
     assert ("DAVIS J&F" in run.stderr) == (disable is None)
+
+
+def test_per_sequence_means_are_the_means_of_its_objects(scored):
+    """Each per-sequence line averages that sequence's objects (J and F each, J&F their mean)."""
+    for seq, line in scored["per_sequence"].items():
+        objects = [o for key, o in scored["per_object"].items() if key.rsplit("_", 1)[0] == seq]
+        assert line["n_objects"] == len(objects) > 0
+        for m in ("J-Mean", "F-Mean"):
+            assert line[m] == pytest.approx(np.mean([o[m] for o in objects]), abs=1e-12), (seq, m)
+        assert line["J&F-Mean"] == pytest.approx((line["J-Mean"] + line["F-Mean"]) / 2, abs=1e-12)
+    assert any(line["J-Mean"] != line["F-Mean"] for line in scored["per_sequence"].values())
