@@ -168,8 +168,6 @@ def combine_candidates(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAf
         else:  # softmax_topk: probabilities of each frame's own softmax, no renormalisation
             weights = scores.exp()
         return SparseAffinity(weights, index, log_normalisers)
-    if cfg.scope != "per_frame":
-        raise ValueError(f"unknown top-k scope {cfg.scope!r}")
     n_frames = len(per_frame)
     weights = []
     for c in per_frame:
