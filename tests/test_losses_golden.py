@@ -1,0 +1,141 @@
+"""Golden values and naive references for the training objectives (UVC, CycleTime, STT, MoCo) and
+their schedules, written after a mutation audit of those modules: each test here fails on a
+plausible one-line change (a wrong axis, normaliser, boundary, weight or stop-gradient) that the
+rest of the suite let through. References are plain loops over METHODS.md's formulas, not the
+library's own tensor code."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidcorr.methods import UVC, recipe
+from vidcorr.methods.uvc_losses import coordinate_cycle, global_concentration, local_concentration, to_unit
+
+
+def _softmax(row: list[float]) -> list[float]:
+    top = max(row)
+    e = [math.exp(v - top) for v in row]
+    return [v / sum(e) for v in e]
+
+
+# --------------------------------------------------------------------------- UVC: coordinates
+
+
+def test_to_unit_maps_first_and_last_pixel_centres_of_each_axis_to_minus_and_plus_one():
+    """A 3 x 5 map (h, w): x spans 0..4 and y 0..2, each mapped onto [-1, 1] on its own axis."""
+    coords = torch.tensor([[0.0, 4.0, 2.0, 1.0], [0.0, 2.0, 1.0, 2.0]])  # (x; y)
+    want = torch.tensor([[-1.0, 1.0, 0.0, -0.5], [-1.0, 1.0, 0.0, 1.0]])
+    torch.testing.assert_close(to_unit(coords, (3, 5)), want)
+
+
+def test_coordinate_cycle_matches_a_loop_over_both_softmaxes():
+    """UVC Eq. 7 as released (coord_switch): l12 = G softmax(S, over reference pixels), then back
+    with softmax(S, over target pixels), L1 against G in unit coordinates, averaged over x, y and
+    pixels. On a 2 x 3 map with random logits the two softmaxes differ, so the axis of each shows."""
+    h, w = 2, 3
+    n = h * w
+    scores = torch.randn(1, n, n, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 2
+    s = scores[0].tolist()
+    grid = [(i % w, i // w) for i in range(n)]  # (x, y) of pixel i, row-major
+    unit = [(2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1) for x, y in grid]
+    cols = [_softmax([s[i][j] for i in range(n)]) for j in range(n)]  # cols[j][i]: over i
+    rows = [_softmax(s[i]) for i in range(n)]  # rows[i][j]: over j
+    l12 = [[sum(cols[j][i] * unit[i][k] for i in range(n)) for k in range(2)] for j in range(n)]
+    l11 = [[sum(rows[i][j] * l12[j][k] for j in range(n)) for k in range(2)] for i in range(n)]
+    want = sum(abs(l11[i][k] - unit[i][k]) for i in range(n) for k in range(2)) / (2 * n)
+    got = coordinate_cycle(scores, (h, w), (h, w))
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_local_concentration_shrinks_its_window_to_a_smaller_map():
+    """The window (8) is larger than a 4 x 4 map (a CPU recipe's crop): one 4 x 4 window."""
+    scores = torch.randn(2, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(local_concentration(scores, (4, 4), (4, 4)),
+                               local_concentration(scores, (4, 4), (4, 4), window=4))
+
+
+def test_global_concentration_costs_nothing_exactly_on_the_bound():
+    """Eq. 6: a point with |x - C_x| <= w and |y - C_y| <= h is inside; one past it pays its
+    Euclidean distance to the centre, averaged over all points."""
+    coords = torch.tensor([[[1.0, -1.0, 0.0, 3.0], [0.0, 0.5, -0.5, 4.0]]])
+    centre = torch.zeros(1, 2)
+    bound = torch.tensor([[1.0, 0.5]])
+    assert global_concentration(coords[:, :, :3], centre, bound).item() == 0.0
+    torch.testing.assert_close(global_concentration(coords, centre, bound), torch.tensor([5.0 / 4]))
+
+
+# --------------------------------------------------------------------------- UVC: colour terms
+
+
+class _Nearest(torch.nn.Module):
+    """A parameter-free stand-in for the Lab auto-encoder: its features are 8 x 8 cell means and
+    decoding repeats a feature over its cell, so a colour feature decodes to a flat cell."""
+
+    def encode(self, lab_n: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(lab_n, 8)
+
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(feats, scale_factor=8, mode="nearest")
+
+
+def _uvc() -> UVC:
+    torch.manual_seed(0)
+    return UVC(recipe("uvc-cpu"), _Nearest())
+
+
+def test_truncation_drops_samples_by_the_combined_loss_and_the_mean_runs_over_the_whole_batch():
+    """METHODS.md §1.6: the sample loss is l2 + 0.1 l1 (reconstruction + switch); samples above 2.5
+    are set to 0, then the batch mean. Identity affinity, features all 0, so each term is the
+    weighted L1 of the ground truth alone. Sample 0: 0 + 0; sample 1: recon 2.0 (L = 2), switch
+    6.0 -> 2.6, dropped although its reconstruction alone would be kept; sample 2: recon 1.0."""
+    model = _uvc()
+    n = 4  # a 2 x 2 feature map
+    scores = (torch.eye(n) * 1e4).expand(3, n, n)
+    feats = torch.zeros(3, 3, 2, 2)
+    lab_tgt, lab_ref = torch.zeros(3, 3, 16, 16), torch.zeros(3, 3, 16, 16)
+    lab_tgt[1, 0], lab_ref[1, 0], lab_tgt[2, 0] = 2.0, 6.0, 1.0
+    losses, diagnostics = {}, {}
+    model._matching_terms(scores, (feats, feats), (lab_ref, lab_tgt), losses, diagnostics, use_truncation=True)
+    torch.testing.assert_close(losses["colour"], torch.tensor(1.0 / 3))
+    torch.testing.assert_close(losses["orthogonal"], torch.tensor(0.0))
+    torch.testing.assert_close(diagnostics["truncated"], torch.tensor(1.0 / 3))
+    losses, diagnostics = {}, {}
+    model._matching_terms(scores, (feats, feats), (lab_ref, lab_tgt), losses, diagnostics, use_truncation=False)
+    torch.testing.assert_close(losses["colour"], torch.tensor(1.0))
+    torch.testing.assert_close(losses["orthogonal"], torch.tensor(2.0))
+
+
+def test_colour_switch_uses_the_transposed_affinity_without_renormalising_it():
+    """Eq. 8 as released: I1_hat = D(E(I2) A^T) with A = softmax over reference pixels; the rows
+    of A (what A^T sums over) are not renormalised. Loop reference on a 1 x 2 map, Lab weights
+    (1, 10, 10), ground truth 0."""
+    model = _uvc()
+    s = [[0.3, -1.2], [2.0, 0.1]]
+    scores = torch.tensor([s])
+    e_tgt = torch.tensor([[[[0.5, -0.25]], [[0.1, 0.4]], [[-0.3, 0.2]]]])  # (1, 3, 1, 2)
+    cols = [_softmax([s[0][j], s[1][j]]) for j in range(2)]  # cols[j][i]
+    back = [[sum(e_tgt[0, c, 0, j].item() * cols[j][i] for j in range(2)) for i in range(2)] for c in range(3)]
+    want = sum(wc * sum(abs(v) for v in back[c]) / 2 for c, wc in enumerate((1.0, 10.0, 10.0)))
+    losses, diagnostics = {}, {}
+    lab = torch.zeros(1, 3, 8, 16)
+    model._matching_terms(scores, (torch.zeros_like(e_tgt), e_tgt), (lab, lab), losses, diagnostics,
+                          use_truncation=False)
+    assert losses["orthogonal"].item() == pytest.approx(want, rel=1e-5)
+
+
+def test_the_eq4_box_size_is_a_detached_statistic_and_the_centre_is_not():
+    """coords2bbox (METHODS.md §1.5): the half-size 2 x MAD is detached, so neither the box nor
+    the global concentration's bound pulls on its spread; the centre (Eq. 3) stays differentiable."""
+    model = _uvc()
+    g = torch.Generator().manual_seed(2)
+    f_ref = torch.randn(1, 8, 2, 2, generator=g, requires_grad=True)
+    f_frame = torch.randn(1, 8, 6, 6, generator=g, requires_grad=True)
+    coords, centre, mad_half, box = model._region(f_ref, f_frame)
+    assert model.cfg.box == "mad"
+    assert centre.requires_grad and coords.requires_grad
+    assert not mad_half.requires_grad
