@@ -139,3 +139,115 @@ def test_the_eq4_box_size_is_a_detached_statistic_and_the_centre_is_not():
     assert model.cfg.box == "mad"
     assert centre.requires_grad and coords.requires_grad
     assert not mad_half.requires_grad
+
+
+# --------------------------------------------------------------------------- CycleTime
+
+
+def test_soft_inlier_score_defaults_to_the_official_translation_scale():
+    """Called without a scale, the inlier counter warps as the release does (227 / 210)."""
+    from vidcorr.methods.cycletime_ops import soft_inlier_score
+
+    g = torch.Generator().manual_seed(3)
+    affinity = torch.randn(2, 5 * 6, 3, 3, generator=g).softmax(dim=1)
+    theta = torch.tensor([[[0.5, 0.0, 0.4], [0.0, 0.5, -0.3]], [[0.4, 0.1, -0.5], [-0.1, 0.4, 0.2]]])
+    default = soft_inlier_score(affinity, theta, (5, 6))
+    torch.testing.assert_close(default, soft_inlier_score(affinity, theta, (5, 6), 227.0 / 210.0))
+    assert not torch.allclose(default, soft_inlier_score(affinity, theta, (5, 6), 1.0))
+
+
+# --------------------------------------------------------------------------- STT
+
+
+def _stt(teacher: bool):
+    from vidcorr.methods.stt import STT, STTConfig
+    from vidcorr.models import build_encoder
+
+    torch.manual_seed(0)
+    t = build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4") if teacher else None
+    return STT(STTConfig(arch="resnet18", frame_size=64), t)
+
+
+def test_stt_local_distillation_target_is_a_constant():
+    """METHODS.md §4.4: the pooled stride-4 correlation is the local distillation's target,
+    detached. With layer3's input cut off from the graph, the only way back from ``local`` to
+    layer2 and below would be through that target: no gradient may reach them."""
+    model = _stt(teacher=False)
+    backbone = model.encoder.backbone
+    backbone.layer3.register_forward_pre_hook(lambda module, args: tuple(a.detach() for a in args))
+    g = torch.Generator().manual_seed(1)
+    batch = {"ref": torch.rand(1, 3, 64, 64, generator=g), "target": torch.rand(1, 3, 64, 64, generator=g)}
+    losses = model.train()(batch)
+    assert losses["local"].item() > 0
+    early = [p for name, p in backbone.named_parameters() if not name.startswith(("layer3", "layer4"))]
+    grads = torch.autograd.grad(losses["local"], early, allow_unused=True)
+    assert all(gr is None or not gr.any() for gr in grads)
+    later = [p for name, p in backbone.named_parameters() if name.startswith("layer3")]
+    assert any(gr is not None and gr.any() for gr in torch.autograd.grad(losses["local"], later, allow_unused=True))
+
+
+def test_stt_global_term_matches_a_loop_over_target_and_reference_positions():
+    """MSE between the student's softmax(tar . ref / sqrt(C)) over reference positions and the
+    teacher's softmax(tar . ref / 0.07) on un-normalised features (the first half of the batch is
+    the reference frame, the second the target)."""
+    model = _stt(teacher=True)
+    g = torch.Generator().manual_seed(7)
+    c = 4
+    student = torch.randn(2, c, 2, 2, generator=g)
+    teacher = torch.randn(2, c, 2, 2, generator=g) * 0.3
+
+    def corr(feats: torch.Tensor, temperature: float) -> list[list[float]]:
+        ref, tar = feats[0].flatten(1), feats[1].flatten(1)  # (C, 4)
+        return [_softmax([float(tar[:, i] @ ref[:, j]) / temperature for j in range(4)]) for i in range(4)]
+
+    p, t = corr(student, math.sqrt(c)), corr(teacher, 0.07)
+    want = sum((p[i][j] - t[i][j]) ** 2 for i in range(4) for j in range(4)) / 16
+    assert model._global_term(student, teacher, 1).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_cycletime_skip_is_the_return_transform_and_inlier_the_outward_one():
+    """METHODS.md §2.4-2.5, spelled out step by step: the patch is tracked straight into every
+    frame of the clip (theta_2, whose soft inlier count is ``inlier``), the crop found there is
+    tracked back into the target (theta_3), and ``skip`` is theta_3's grid loss against the truth."""
+    from vidcorr.methods.cycletime import CycleTime, recipe as ct_recipe
+    from vidcorr.methods.cycletime_ops import grid_loss, soft_inlier_score
+    from vidcorr.patches import rigid_theta
+
+    torch.manual_seed(0)
+    model = CycleTime(ct_recipe("cycletime", arch="resnet18", frame_size=168, clip_length=2)).eval()
+    with torch.no_grad():  # an untrained regressor returns nearly one transform whatever it sees
+        model.regressor.linear.weight.mul_(30)
+    g = torch.Generator().manual_seed(5)
+    batch = {"clip": torch.rand(1, 2, 3, 168, 168, generator=g), "target": torch.rand(1, 3, 168, 168, generator=g),
+             "patch": torch.rand(1, 3, 56, 56, generator=g),
+             "theta": rigid_theta(torch.tensor([[0.3, -0.2, 0.5]]))}
+    with torch.no_grad():
+        out = model(batch)
+        f_clip = model._embed(batch["clip"].flatten(0, 1), False)
+        f_target = model._embed(batch["target"], False)
+        n_patch = F.normalize(model._embed(batch["patch"], False), dim=1)
+        skips, inliers = [], []
+        for t in range(2):
+            affinity, theta_out, crop = model._track(n_patch, F.normalize(f_clip[t:t + 1], dim=1), f_clip[t:t + 1])
+            _, theta_back, _ = model._track(crop, F.normalize(f_target, dim=1), f_target)
+            skips.append(grid_loss(theta_back, batch["theta"]))
+            inliers.append(soft_inlier_score(affinity, theta_out, (21, 21)))
+    assert (theta_out - theta_back).abs().max() > 0.01  # the two steps' transforms differ
+    torch.testing.assert_close(out["skip"], torch.cat(skips).mean())
+    torch.testing.assert_close(out["inlier"], torch.cat(inliers).mean())
+
+
+def test_stt_reconstruction_upsamples_half_pixel_bilinear_and_scales_before_smooth_l1():
+    """``stage{l}_l1_loss``: the channel sampled every 2 px (columns 0 and 1 of a 2 x 2 grid) is
+    carried (identity correlation), resized 2 -> 4 bilinearly with half-pixel centres
+    (F.interpolate's default, align_corners False): each row reads 0, 1/4, 3/4, 1. Then smooth-L1
+    (beta 1) on values x 20: against itself 0; against 0, the mean of 0, 4.5, 14.5, 19.5."""
+    from vidcorr.methods import stt_ops
+
+    ref = torch.zeros(1, 1, 4, 4)
+    ref[..., 2] = 1.0  # sampled [::2, ::2]: columns 0 -> 0, 2 -> 1
+    upsampled = torch.tensor([0.0, 0.25, 0.75, 1.0]).expand(1, 1, 4, 4)
+    identity = torch.eye(4)[None]
+    assert stt_ops.reconstruction_loss(identity, ref, upsampled, 2, (2, 2), 20.0).item() == pytest.approx(0.0, abs=1e-12)
+    got = stt_ops.reconstruction_loss(identity, ref, torch.zeros(1, 1, 4, 4), 2, (2, 2), 20.0)
+    assert got.item() == pytest.approx((0 + 4.5 + 14.5 + 19.5) / 4)
