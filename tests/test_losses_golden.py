@@ -251,3 +251,61 @@ def test_stt_reconstruction_upsamples_half_pixel_bilinear_and_scales_before_smoo
     assert stt_ops.reconstruction_loss(identity, ref, upsampled, 2, (2, 2), 20.0).item() == pytest.approx(0.0, abs=1e-12)
     got = stt_ops.reconstruction_loss(identity, ref, torch.zeros(1, 1, 4, 4), 2, (2, 2), 20.0)
     assert got.item() == pytest.approx((0 + 4.5 + 14.5 + 19.5) / 4)
+
+
+# --------------------------------------------------------------------------- MoCo
+
+
+def test_moco_training_step_uses_the_updated_key_encoder_and_the_queue_before_this_batch():
+    """MoCo v2's step: first the key encoder follows the query encoder (k <- 0.999 k + 0.001 q,
+    the default momentum), then the keys are encoded with it; the negatives are the queue as it
+    was before this batch, whose keys are enqueued only after the loss. key_splits = 1: one batch
+    norm group, so the keys do not depend on the shuffle."""
+    from vidcorr.methods.moco import MoCo, MoCoConfig
+
+    torch.manual_seed(0)
+    model = MoCo(MoCoConfig(arch="resnet18", queue_size=16, key_splits=1)).train()
+    with torch.no_grad():
+        for p in [*model.encoder.parameters(), *model.projector.parameters()]:
+            p.add_(torch.randn_like(p) * 0.5)
+    query_params = [p.clone() for p in [*model.encoder.parameters(), *model.projector.parameters()]]
+    key_params = [p.clone() for p in [*model.key_encoder.parameters(), *model.key_projector.parameters()]]
+    queue = model.queue.clone()
+    g = torch.Generator().manual_seed(1)
+    batch = {"query": torch.rand(4, 3, 64, 64, generator=g), "key": torch.rand(4, 3, 64, 64, generator=g)}
+    out = model(batch)
+    for q, k0, k in zip(query_params, key_params, [*model.key_encoder.parameters(), *model.key_projector.parameters()],
+                        strict=True):
+        torch.testing.assert_close(k, 0.999 * k0 + 0.001 * q)
+    with torch.no_grad():  # train mode: batch statistics, as in the step
+        q = model._embed(model.encoder, model.projector, batch["query"])
+        k = model._embed(model.key_encoder, model.key_projector, batch["key"])
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue], dim=1) / 0.2
+    torch.testing.assert_close(out["loss"], F.cross_entropy(logits, torch.zeros(4, dtype=torch.long)))
+    torch.testing.assert_close(model.queue[:, :4], k.T)
+    torch.testing.assert_close(model.queue[:, 4:], queue[:, 4:])
+
+
+def test_stt_local_distillation_is_weighted_by_the_uncertainty_mask(monkeypatch):
+    """The local MSE runs over the target rows `uncertainty_weights` keeps (T = 0.7 of them, from
+    the stride-8 cost volume of radius 6): a mask that keeps none gives 0, one that keeps all the
+    plain mean."""
+    from vidcorr.methods import stt as stt_module
+
+    calls = []
+
+    def keep(value: float):
+        def weights(raw, grid, radius, fraction, threshold):
+            calls.append((grid, radius, fraction, threshold))
+            return torch.full(raw.shape[:2], value)
+        return weights
+
+    g = torch.Generator().manual_seed(1)
+    batch = {"ref": torch.rand(1, 3, 64, 64, generator=g), "target": torch.rand(1, 3, 64, 64, generator=g)}
+    monkeypatch.setattr(stt_module.stt_ops, "uncertainty_weights", keep(0.0))
+    torch.manual_seed(3)
+    assert _stt(teacher=False).train()(batch)["local"].item() == 0.0
+    assert calls == [((8, 8), 6, 0.7, "release")]
+    monkeypatch.setattr(stt_module.stt_ops, "uncertainty_weights", keep(1.0))
+    torch.manual_seed(3)
+    assert _stt(teacher=False).train()(batch)["local"].item() > 0
