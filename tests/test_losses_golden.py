@@ -309,3 +309,86 @@ def test_stt_local_distillation_is_weighted_by_the_uncertainty_mask(monkeypatch)
     monkeypatch.setattr(stt_module.stt_ops, "uncertainty_weights", keep(1.0))
     torch.manual_seed(3)
     assert _stt(teacher=False).train()(batch)["local"].item() > 0
+
+
+def test_stt_correlates_target_rows_with_reference_columns_and_reconstructs_the_target(monkeypatch):
+    """METHODS.md §4.4: c = softmax(tar^T ref) over reference positions carries the *reference*
+    frame's dropped channel to the *target* and compares it with the target's. The model's inputs
+    to both operations are checked against the backbone run again on each frame (eval mode: batch
+    norm from running statistics, so a frame's features do not depend on the batch)."""
+    from vidcorr.methods import stt as stt_module
+
+    seen = {"raw": [], "rec": []}
+    raw_correlation, reconstruction_loss = stt_module.stt_ops.raw_correlation, stt_module.stt_ops.reconstruction_loss
+
+    def record_raw(target, ref):
+        seen["raw"].append((target, ref))
+        return raw_correlation(target, ref)
+
+    def record_rec(corr, ref_channel, target_channel, *args):
+        seen["rec"].append((ref_channel, target_channel))
+        return reconstruction_loss(corr, ref_channel, target_channel, *args)
+
+    monkeypatch.setattr(stt_module.stt_ops, "raw_correlation", record_raw)
+    monkeypatch.setattr(stt_module.stt_ops, "reconstruction_loss", record_rec)
+    model = _stt(teacher=False).eval()
+    g = torch.Generator().manual_seed(1)
+    batch = {"ref": torch.rand(1, 3, 64, 64, generator=g), "target": torch.rand(1, 3, 64, 64, generator=g) * 0.5}
+    torch.manual_seed(5)
+    with torch.no_grad():
+        model(batch)
+        torch.manual_seed(5)
+        lab = {k: model.encoder.normalise(v) for k, v in batch.items()}
+        dropped, channel = model.drop_channel(torch.cat([lab["ref"], lab["target"]]))
+        ref_stages = model.encoder.backbone.forward_stages(dropped[:1])
+        target_stages = model.encoder.backbone.forward_stages(dropped[1:])
+    assert len(seen["raw"]) == len(seen["rec"]) == 2
+    for (target, ref), layer in zip(seen["raw"], ("layer2", "layer3"), strict=True):
+        torch.testing.assert_close(target, target_stages[layer])
+        torch.testing.assert_close(ref, ref_stages[layer])
+    for ref_channel, target_channel in seen["rec"]:
+        torch.testing.assert_close(ref_channel, lab["ref"][:, channel : channel + 1])
+        torch.testing.assert_close(target_channel, lab["target"][:, channel : channel + 1])
+
+
+def test_uvc_global_concentration_measures_the_patch_in_unit_coordinates_of_the_frame():
+    """The joint stage's Eq. 6 term: every patch cell's position in the frame (Eq. 3), its centre
+    and the 2 x MAD bound, all mapped to the frame's [-1, 1] span per axis (a 6 x 8 frame:
+    x / 3.5 - 1, y / 2.5 - 1); points outside the bound pay their distance, averaged over the patch."""
+    model = _uvc()
+    g = torch.Generator().manual_seed(6)
+    f_ref = torch.randn(1, 8, 3, 3, generator=g)
+    f_frame = torch.randn(1, 8, 6, 8, generator=g)
+    losses, diagnostics = {}, {}
+    model._localise(f_ref, f_frame, torch.zeros(1, 3, 6, 8), torch.zeros(1, 3, 48, 64), (24, 24), losses,
+                    diagnostics, use_concentration=True)
+    coords, centre, mad_half, _ = model._region(f_ref, f_frame)
+    sx, sy = 2 / 7, 2 / 5
+    cx, cy = centre[0, 0].item() * sx - 1, centre[0, 1].item() * sy - 1
+    bx, by = mad_half[0, 0].item() * sx, mad_half[0, 1].item() * sy
+    total = 0.0
+    for i in range(9):
+        dx, dy = coords[0, 0, i].item() * sx - 1 - cx, coords[0, 1, i].item() * sy - 1 - cy
+        if abs(dx) > bx or abs(dy) > by:
+            total += math.hypot(dx, dy)
+    want = total / 9
+    assert want > 0
+    assert losses["concentration_global"].item() == pytest.approx(want, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_schedules_stay_at_their_end_past_a_shorter_horizon():
+    """decay_over shorter than the stage: the schedule reaches its end there and stays (poly at 0,
+    cosine at min_lr_ratio x lr), for steps and for epochs (moving once per epoch)."""
+    from vidcorr.train import StageConfig, learning_rate
+
+    poly = StageConfig("s", steps=20, lr=1.0, schedule="poly", power=0.9, decay_over=10)
+    assert learning_rate(poly, 5, 1) == pytest.approx(0.5**0.9)
+    assert [learning_rate(poly, s, 1) for s in (10, 15, 19)] == [0.0, 0.0, 0.0]
+    cosine = StageConfig("s", steps=20, lr=1.0, schedule="cosine", min_lr_ratio=0.01, decay_over=10)
+    assert [learning_rate(cosine, s, 1) for s in (10, 15, 19)] == pytest.approx([0.01] * 3)
+    by_epoch = StageConfig("s", epochs=6, lr=2.0, schedule="cosine", decay_over=4)
+    assert learning_rate(by_epoch, 2 * 3 + 2, 3) == pytest.approx(1.0)  # epoch 2 of 4: half way
+    assert learning_rate(by_epoch, 5 * 3 + 2, 3) == pytest.approx(0.0, abs=1e-12)
