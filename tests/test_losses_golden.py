@@ -392,3 +392,57 @@ def test_schedules_stay_at_their_end_past_a_shorter_horizon():
     by_epoch = StageConfig("s", epochs=6, lr=2.0, schedule="cosine", decay_over=4)
     assert learning_rate(by_epoch, 2 * 3 + 2, 3) == pytest.approx(1.0)  # epoch 2 of 4: half way
     assert learning_rate(by_epoch, 5 * 3 + 2, 3) == pytest.approx(0.0, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- optimiser step
+
+
+def test_update_steps_at_the_given_rate_and_clips_the_global_norm():
+    """`update`: the optimiser runs at the rate of this step (not the one it was built with), and
+    with a clip the gradients' global norm (returned, before clipping) is scaled down to it.
+    SGD without momentum on loss = 3 a + 4 b: gradient (3, 4), norm 5."""
+    from vidcorr.train.step import update
+
+    a, b = torch.nn.Parameter(torch.zeros(())), torch.nn.Parameter(torch.zeros(()))
+    optimizer = torch.optim.SGD([a, b], lr=1.0, momentum=0.0)
+    assert update(3 * a + 4 * b, optimizer, 0.1, None) == {}
+    torch.testing.assert_close(torch.stack([a, b]).detach(), torch.tensor([-0.3, -0.4]))
+    out = update(3 * a + 4 * b, optimizer, 0.1, 1.0)  # clipped to norm 1: (0.6, 0.8)
+    assert out["grad_norm"] == pytest.approx(5.0)
+    torch.testing.assert_close(torch.stack([a, b]).detach(), torch.tensor([-0.36, -0.48]))
+
+
+def test_build_optimizer_passes_the_recipe_s_settings():
+    """Adam with the recipe's betas / eps / weight decay at the first stage's rate; SGD with its
+    momentum (MoCo's spatial stage)."""
+    import dataclasses
+
+    from vidcorr.train import load_recipe
+    from vidcorr.train.config import OptimConfig
+    from vidcorr.train.step import build_optimizer
+
+    base = load_recipe("uvc-cpu")
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    adam = build_optimizer(p, dataclasses.replace(base, optim=OptimConfig(betas=(0.5, 0.9), eps=1e-6, weight_decay=0.01)))
+    group = adam.param_groups[0]
+    assert isinstance(adam, torch.optim.Adam)
+    assert (group["betas"], group["eps"], group["weight_decay"], group["lr"]) == ((0.5, 0.9), 1e-6, 0.01, base.stages[0].lr)
+    sgd = build_optimizer(p, dataclasses.replace(base, optim=OptimConfig(name="sgd", momentum=0.8, weight_decay=1e-4)))
+    assert isinstance(sgd, torch.optim.SGD)
+    assert (sgd.param_groups[0]["momentum"], sgd.param_groups[0]["weight_decay"]) == (0.8, 1e-4)
+
+
+def test_reduce_terms_averages_losses_but_sums_unreadable_draws_over_ranks(monkeypatch):
+    """Two ranks (the all-reduce simulated: the other rank sends loss 3 and 1 skipped draw): loss
+    terms are rank means, ``skipped_videos`` the total over ranks."""
+    from vidcorr.train import distributed
+    from vidcorr.train.distributed import DistContext
+    from vidcorr.train.step import reduce_terms
+
+    def all_reduce(values, op=None):
+        values += torch.tensor([3.0, 1.0])
+
+    monkeypatch.setattr(distributed.dist, "all_reduce", all_reduce)
+    ctx = DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
+    terms = reduce_terms({"loss": torch.tensor(1.0)}, torch.tensor(2), ctx)
+    assert terms == {"loss": 2.0, "skipped_videos": 3.0}
