@@ -446,3 +446,34 @@ def test_reduce_terms_averages_losses_but_sums_unreadable_draws_over_ranks(monke
     ctx = DistContext(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"))
     terms = reduce_terms({"loss": torch.tensor(1.0)}, torch.tensor(2), ctx)
     assert terms == {"loss": 2.0, "skipped_videos": 3.0}
+
+
+def test_cycletime_tracking_step_returns_an_l2_normalised_crop():
+    """Each tracking step crops the un-normalised frame features at theta and L2-normalises the
+    crop over channels before it becomes the next query (METHODS.md §2: affinities of unit features)."""
+    from vidcorr.methods.cycletime import CycleTime, recipe as ct_recipe
+    from vidcorr.patches import sample_patch
+
+    torch.manual_seed(0)
+    model = CycleTime(ct_recipe("cycletime", arch="resnet18", frame_size=168, clip_length=2)).eval()
+    g = torch.Generator().manual_seed(8)
+    frame = torch.randn(1, 512, 21, 21, generator=g) * 3
+    query = F.normalize(torch.randn(1, 512, 7, 7, generator=g), dim=1)
+    with torch.no_grad():
+        _, theta, crop = model._track(query, F.normalize(frame, dim=1), frame)
+        raw = sample_patch(frame, theta, (7, 7), model.cfg.translation_scale)
+    torch.testing.assert_close(crop.norm(dim=1), torch.ones(1, 7, 7))
+    torch.testing.assert_close(crop, F.normalize(raw, dim=1))
+
+
+def test_stt_teacher_sees_the_rgb_frames_reference_first():
+    """The frozen teacher takes the RGB frames (it was trained on RGB by MoCo), reference then
+    target, not the student's channel-dropped Lab input."""
+    model = _stt(teacher=True)
+    seen = []
+    model.teacher.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    g = torch.Generator().manual_seed(1)
+    batch = {"ref": torch.rand(1, 3, 64, 64, generator=g), "target": torch.rand(1, 3, 64, 64, generator=g)}
+    model.train()(batch)
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], torch.cat([batch["ref"], batch["target"]]))
