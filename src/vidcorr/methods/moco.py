@@ -140,7 +140,9 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def _follow_query(self) -> None:
-        """Key encoder <- momentum * key + (1 - momentum) * query (parameters; buffers copied)."""
+        """Key encoder <- momentum * key + (1 - momentum) * query, parameters only: the key encoder's
+        BatchNorm keeps its own running statistics, from its own forward passes (MoCo's
+        `_momentum_update_key_encoder` does the same)."""
         m = self.cfg.momentum
         pairs = [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
         for query, key in pairs:
