@@ -57,9 +57,25 @@ def _same_as_single(out: Path, single: Path, finished: list[str] = list(SEQUENCE
                [p.read_bytes() for p in sorted((single / seq).iterdir())]
 
 
+def _eval_davis(root: Path, out: Path, tmp_path: Path, *extra: str) -> list[tuple[int, str]]:
+    """`eval davis` of ``root`` into ``out`` on 2 forked ranks (`run_ranks`, files in tmp_path/ranks)
+    -> each rank's (exit code, stderr)."""
+    return run_ranks(["eval", "davis", "--root", str(root), "--out", str(out), *extra, *FAST], tmp_path / "ranks")
+
+
+def _patch_ranks(monkeypatch, gather, score_davis) -> None:
+    """The ranks run with ``gather`` as `Ranks.gather` and ``score_davis`` as the DAVIS scorer: the two
+    places the SIGTERM tests time a signal by (where a rank waits; rank 0's scoring at the end)."""
+    from vidcorr.evaluate import davis
+    from vidcorr.evaluate.ranks import Ranks
+
+    monkeypatch.setattr(Ranks, "gather", gather)
+    monkeypatch.setattr(davis, "score_davis", score_davis)
+
+
 def test_two_ranks_write_what_one_process_writes(three_clips, single, tmp_path):
     out = tmp_path / "out"
-    ranks = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST], tmp_path / "ranks")
+    ranks = _eval_davis(three_clips, out, tmp_path)
     assert [code for code, _ in ranks] == [0, 0]
     _same_as_single(out, single)
     timing = json.loads((out / "results.json").read_text())["timing"]
@@ -78,7 +94,7 @@ def test_a_failed_sharded_run_is_resumed_by_one_process(three_clips, single, tmp
     shutil.copytree(three_clips, broken)
     frame = broken / "JPEGImages" / "480p" / "car-shadow" / "00002.jpg"
     frame.write_bytes(frame.read_bytes()[:3000])
-    ranks = run_ranks(["eval", "davis", "--root", str(broken), "--out", str(out), *FAST], tmp_path / "ranks")
+    ranks = _eval_davis(broken, out, tmp_path)
     assert all(code != 0 for code, _ in ranks)
     errors = "".join(err for _, err in ranks)
     assert errors.count(f"{frame}: unreadable image") == 1 and "rank 1 of 2 failed" in ranks[0][1]
@@ -101,7 +117,7 @@ def test_ranks_that_all_fail_before_finishing_a_sequence_leave_no_folder(three_c
     frames = [broken / "JPEGImages" / "480p" / seq / "00001.jpg" for seq in SEQUENCES]
     for frame in frames:
         frame.write_bytes(frame.read_bytes()[:3000])
-    ranks = run_ranks(["eval", "davis", "--root", str(broken), "--out", str(out), *FAST], tmp_path / "ranks")
+    ranks = _eval_davis(broken, out, tmp_path)
     assert all(code != 0 for code, _ in ranks)
     errors = "".join(err for _, err in ranks)
     assert errors.count("unreadable image") >= 1 and all(errors.count(f"{f}:") <= 1 for f in frames)
@@ -112,8 +128,7 @@ def test_a_single_process_run_is_resumed_by_two_ranks(three_clips, single, tmp_p
     out = tmp_path / "out"
     assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--sequences", "car-shadow", *FAST]) == 0
     done = (out / "car-shadow" / "00000.png").stat().st_mtime_ns
-    ranks = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--resume", *FAST],
-                      tmp_path / "ranks")
+    ranks = _eval_davis(three_clips, out, tmp_path, "--resume")
     assert [code for code, _ in ranks] == [0, 0]
     assert (out / "car-shadow" / "00000.png").stat().st_mtime_ns == done
     assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["car-shadow"]
@@ -141,7 +156,7 @@ def test_a_killed_sharded_run_leaves_rank_records_that_a_resume_keeps(three_clip
 
 
 def test_an_input_error_ends_every_rank_and_is_printed_once(three_clips, single, tmp_path):
-    ranks = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(single), *FAST], tmp_path / "ranks")
+    ranks = _eval_davis(three_clips, single, tmp_path)
     assert [code for code, _ in ranks] == [2, 2]
     assert "".join(err for _, err in ranks).count("output folder exists and is not empty") == 1
     assert "output folder exists" in ranks[0][1]
@@ -170,7 +185,7 @@ def test_a_signal_to_every_rank_cleans_up_as_ctrl_c_and_is_said_once(three_clips
 
     monkeypatch.setattr(davis, "write_indexed_png", write_then_signal)
     out = tmp_path / "out"
-    ranks = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST], tmp_path / "ranks")
+    ranks = _eval_davis(three_clips, out, tmp_path)
     assert [c for c, _ in ranks] == [code, code]
     errors = "".join(err for _, err in ranks)
     assert errors.count(said) == 1 and said in ranks[0][1]
@@ -218,11 +233,9 @@ def test_a_signal_while_rank_0_scores_and_rank_1_waits_to_leave(three_clips, tmp
             os.kill(os.getpid(), signum)
         return real_score(*args, **kwargs)
 
-    monkeypatch.setattr(Ranks, "gather", gather)
-    monkeypatch.setattr(davis, "score_davis", score_then_signal)
+    _patch_ranks(monkeypatch, gather, score_then_signal)
     out = tmp_path / "out"
-    (code0, err0), (code1, err1) = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST],
-                                             tmp_path / "ranks")
+    (code0, err0), (code1, err1) = _eval_davis(three_clips, out, tmp_path)
     assert (code0, code1) == ((code, code) if both else (0, code)), (err0, err1)
     assert "Connection reset" not in err0 + err1
     assert (err0 + err1).count(said) == 1 and said in (err0 if both else err1)
@@ -256,12 +269,10 @@ def test_a_rank_that_left_without_the_others_after_sigterm_is_not_waited_for_at_
             time.sleep(0.05)
         return real_score(*args, **kwargs)
 
-    monkeypatch.setattr(Ranks, "gather", gather)
-    monkeypatch.setattr(davis, "score_davis", signal_then_score)
+    _patch_ranks(monkeypatch, gather, signal_then_score)
     monkeypatch.setattr(ranks, "SIGTERM_PATIENCE_SECONDS", 1.0)
     out = tmp_path / "out"
-    (code0, err0), (code1, err1) = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST],
-                                             tmp_path / "ranks")
+    (code0, err0), (code1, err1) = _eval_davis(three_clips, out, tmp_path)
     assert (code0, code1) == (0, 143), (err0, err1)
     assert "rank(s) 0 of 2 did not stop within 1 s of SIGTERM" in err1 and "stopped by SIGTERM" in err1
     assert "Connection reset" not in err0 and (out / "results.json").is_file()
@@ -291,11 +302,9 @@ def test_a_rank_killed_while_it_waits_to_leave_is_left_at_the_barrier_after_sigt
         os.kill(os.getpid(), signal.SIGTERM)
         return real_score(*args, **kwargs)
 
-    monkeypatch.setattr(Ranks, "gather", gather)
-    monkeypatch.setattr(davis, "score_davis", score_until_sigterm)
+    _patch_ranks(monkeypatch, gather, score_until_sigterm)
     out = tmp_path / "out"
-    (code0, err0), (code1, _) = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST],
-                                          tmp_path / "ranks")
+    (code0, err0), (code1, _) = _eval_davis(three_clips, out, tmp_path)
     assert (code0, code1) == (143, -signal.SIGKILL), err0
     assert "vidcorr eval davis: stopped by SIGTERM" in err0 and "leaving without it" in err0
     assert sorted(json.loads((out / ".run.json").read_text())["finished"]) == sorted(SEQUENCES)
@@ -324,8 +333,7 @@ def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_
     monkeypatch.setattr(davis, "write_indexed_png", write_then_die)
     monkeypatch.setattr(ranks, "SIGTERM_PATIENCE_SECONDS", 1.0)
     out = tmp_path / "out"
-    (code0, err0), (code1, _) = run_ranks(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST],
-                                          tmp_path / "ranks")
+    (code0, err0), (code1, _) = _eval_davis(three_clips, out, tmp_path)
     assert (code0, code1) == (143, -signal.SIGKILL)
     assert "rank(s) 1 of 2 did not stop within 1 s of SIGTERM" in err0 and "stopped by SIGTERM" in err0
     assert sorted(p.name for p in out.iterdir()) == [".blackswan.partial", ".run.json"]  # rank 1's, killed
