@@ -25,16 +25,16 @@ from PIL import Image
 from vidcorr.cli.common import positive_float
 from vidcorr.errors import InputError
 from vidcorr.evaluate.davis_overlays import overlay_frames
-from vidcorr.io.atomic import atomic_file
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.images import read_image
 from vidcorr.io.masks import read_mask
+from vidcorr.viz import write_jpeg_still
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "src" / "vidcorr" / "assets" / "demo" / "davis"
 
 
-def still(root: Path, results: Path, index: int, scale: float) -> Image.Image:
-    """Frame ``index`` (0-based) of the overlay video of RESULTS' sequence, resized by ``scale``."""
+def still(root: Path, results: Path, index: int) -> Image.Image:
+    """Frame ``index`` (0-based) of the overlay video of RESULTS' sequence."""
     dataset = DavisDataset(root, sequences=[results.name])
     frames = dataset.frames(results.name)
     if not 0 <= index < len(frames):
@@ -43,9 +43,7 @@ def still(root: Path, results: Path, index: int, scale: float) -> Image.Image:
     pairs = ((read_image(path), read_mask(results / f"{path.stem}.png")) for path in frames[:index + 1])
     drawn = next(itertools.islice(overlay_frames(pairs, [p.stem for p in frames], dataset.masks(results.name)),
                                   index, None))
-    image = Image.fromarray(np.ascontiguousarray(drawn))
-    # at least a pixel each way: a tiny --scale rounded to 0 was PIL's "height and width must be > 0"
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    return Image.fromarray(np.ascontiguousarray(drawn))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=positive_float, default=0.5, help="size of the still (default: 0.5, half)")
     args = p.parse_args(argv)
     try:
-        image = still(args.root, args.results, args.frame, args.scale)
+        image = still(args.root, args.results, args.frame)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    with atomic_file(args.out) as tmp:
-        image.save(tmp, format="JPEG", quality=85)
-    print(f"wrote {args.out} ({image.width}x{image.height})")
+    width, height = write_jpeg_still(image, args.out, args.scale)
+    print(f"wrote {args.out} ({width}x{height})")
     return 0
 
 

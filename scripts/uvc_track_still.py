@@ -24,11 +24,10 @@ from PIL import Image
 
 from vidcorr.cli.common import positive_float
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import atomic_file
 from vidcorr.io.davis import DavisDataset
 from vidcorr.io.images import read_image
 from vidcorr.io.masks import read_mask
-from vidcorr.viz import caption, frame_caption, overlay_mask, side_by_side
+from vidcorr.viz import caption, frame_caption, overlay_mask, side_by_side, write_jpeg_still
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_ROOT = ROOT / "src" / "vidcorr" / "assets" / "demo" / "davis"
@@ -48,8 +47,8 @@ def panel(frames: list[Path], first_mask: np.ndarray, encoder, track: bool) -> n
     return mask_overlay(frame, labels, propagator)
 
 
-def still(root: Path, sequence: str, index: int, weights: Path, scale: float, features: str | None = None) -> Image.Image:
-    """Frame ``index`` (0-based): uvc | uvc + UVC-track with its box | annotation, resized by ``scale``.
+def still(root: Path, sequence: str, index: int, weights: Path, features: str | None = None) -> Image.Image:
+    """Frame ``index`` (0-based): uvc | uvc + UVC-track with its box | annotation.
     features: an untrained floor ("lab-pixels", "random-resnet18") instead of ``weights``."""
     import vidcorr
 
@@ -64,8 +63,7 @@ def still(root: Path, sequence: str, index: int, weights: Path, scale: float, fe
     drawn = [caption(panel(frames[:index + 1], first_mask, encoder, track), frame_caption(what, index))
              for what, track in (("uvc", False), ("uvc + UVC-track (box)", True))]
     annotation = overlay_mask(read_image(frames[index]), read_mask(truth[frames[index].stem]))
-    image = Image.fromarray(side_by_side([*drawn, caption(annotation, "annotation")]))
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    return Image.fromarray(side_by_side([*drawn, caption(annotation, "annotation")]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=positive_float, default=0.5, help="size of the still (default: 0.5, half)")
     args = p.parse_args(argv)
     try:
-        image = still(args.root, args.sequence, args.frame, args.weights, args.scale, args.features)
+        image = still(args.root, args.sequence, args.frame, args.weights, args.features)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    with atomic_file(args.out) as tmp:
-        image.save(tmp, format="JPEG", quality=85)
-    print(f"wrote {args.out} ({image.width}x{image.height})")
+    width, height = write_jpeg_still(image, args.out, args.scale)
+    print(f"wrote {args.out} ({width}x{height})")
     return 0
 
 

@@ -181,6 +181,17 @@ def line_plot(path: str | Path, curves: Sequence[Curve], *, title: str, x_label:
         img.save(tmp)
 
 
+def write_jpeg_still(image: Image.Image, path: Path, scale: float) -> tuple[int, int]:
+    """``image`` resized by ``scale`` (at least a pixel each way) and written to ``path`` as a JPEG,
+    atomically: a still for the docs (scripts/overlay_still.py, scripts/uvc_track_still.py) ->
+    its (width, height)."""
+    # max(1, ...): a tiny scale rounded to 0 was PIL's "height and width must be > 0"
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    with atomic_file(path) as tmp:
+        image.resize(size, Image.LANCZOS).save(tmp, format="JPEG", quality=85)
+    return size
+
+
 def draw_matches(frame_a: np.ndarray, frame_b: np.ndarray, matches: Matches, *, max_lines: int = 300,
                  show_rejected: bool = False, gap: int = 8, captions: tuple[str, str] | None = None) -> np.ndarray:
     """Frames A and B side by side (B scaled to A's height) with a line per match, and each frame's
