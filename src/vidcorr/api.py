@@ -44,7 +44,7 @@ from torch import nn
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
 from vidcorr.errors import InputError, VidcorrError, WeightsError, shown_value
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask, read_first_mask
-from vidcorr.models.external import check_own_module
+from vidcorr.models.external import check_own_module, names_a_file, split_spec
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
 from vidcorr.propagate import Propagator
 from vidcorr.soft_labels import check_first_labels, propagate_soft_labels, read_labels_file
@@ -109,10 +109,11 @@ def _is_factory_spec(text: str) -> bool:
     the environment or the current folder (as `load_external_encoder` imports it). A weights name
     with a ':' of its own is not one: ``run:final`` (no module ``run``), ``C:\\w\\crw.safetensors``,
     ``C:/runs/crw:v2`` (a path, but not a ``.py`` file)."""
-    target, sep, factory = text.rpartition(":")
-    if not sep or not target or not factory.isidentifier():
+    parts = split_spec(text)
+    if parts is None:
         return False
-    if target.endswith(".py") or "/" in target or "\\" in target:  # a file, as load_external_encoder reads it
+    target = parts[0]
+    if names_a_file(target):  # a file, as load_external_encoder reads it
         return target.endswith(".py") or Path(target).is_file()
     names = target.split(".")
     return all(name.isidentifier() for name in names) and _importable(names[0])

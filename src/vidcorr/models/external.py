@@ -43,10 +43,11 @@ def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
     cannot be imported, has no such factory, the factory fails, or what it returns does not map
     a (1, 3, 112, 112) frame to a (1, C, h, w) float tensor.
     """
-    target, sep, factory_name = spec.rpartition(":")  # rpartition: a Windows path has a ':' too
-    if not sep or not target or not factory_name.isidentifier():
+    parts = split_spec(spec)
+    if parts is None:
         raise VidcorrError(f"--encoder {spec!r}: expected MODULE:FACTORY, e.g. my_models.py:build or "
                            "my_package.models:build")
+    target, factory_name = parts
     module = _import(target, spec)
     factory = getattr(module, factory_name, None)
     if factory is None or not callable(factory):
@@ -71,6 +72,18 @@ def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
             "parameters": sum(p.numel() for p in encoder.parameters()),
             "stride": stride, "state_sha256": state_digest(encoder), "trained": None}
     return encoder, info
+
+
+def split_spec(spec: str) -> tuple[str, str] | None:
+    """``"MODULE:FACTORY"`` -> (MODULE, FACTORY), None unless both are there and FACTORY is a name.
+    The last ':' splits: a Windows path has one too."""
+    target, sep, factory = spec.rpartition(":")
+    return (target, factory) if sep and target and factory.isidentifier() else None
+
+
+def names_a_file(target: str) -> bool:
+    """Whether a spec's MODULE is a path to a Python file (``path/my_models.py``), not a module name."""
+    return target.endswith(".py") or "/" in target or "\\" in target
 
 
 def encoder_stride(encoder: nn.Module, device: str | torch.device = "cpu") -> int | None:
@@ -136,7 +149,7 @@ def state_digest(module: nn.Module) -> str:
 
 
 def _import(target: str, spec: str) -> ModuleType:
-    if target.endswith(".py") or "/" in target or "\\" in target:
+    if names_a_file(target):
         path = Path(target)
         if not path.is_file():
             raise InputError(path, f"no such Python file (from --encoder {spec})")
