@@ -41,6 +41,19 @@ def one_hot_labels(index_map: np.ndarray, num_classes: int | None = None) -> Ten
     return onehot
 
 
+def channel_map(index: np.ndarray, values: np.ndarray, ignored: int | None = VOID) -> np.ndarray:
+    """Ids (H, W) -> uint8 channel numbers, each id's position in ``values`` (sorted ids), and `VOID`
+    (no channel in `one_hot_labels`) where the id is ``ignored`` or not in ``values``; ``ignored=None``
+    for ids without an ignore value. One channel per id present, not per id up to the largest: a
+    mask of ids 0 and 200 needs 2 channels, not 201."""
+    channels = np.searchsorted(values, index)
+    known = channels < len(values)
+    if ignored is not None:
+        known &= index != ignored
+    known[known] = values[channels[known]] == index[known]
+    return np.where(known, channels, VOID).astype(np.uint8)
+
+
 def downsample_labels(labels: Tensor, size: tuple[int, int], mode: str) -> Tensor:
     """(K, H, W) soft labels -> (K, h, w) at feature resolution.
 

@@ -20,7 +20,7 @@ from torch import Tensor
 from vidcorr.errors import InputError, NotStarted
 from vidcorr.io.frames import as_rgb_frame, float_scale, to_numpy
 from vidcorr.io.masks import DAVIS_PALETTE, check_mask_format, mask_ids, read_mask
-from vidcorr.labels import VOID, decode_label_map, one_hot_labels, same_shape_resized
+from vidcorr.labels import VOID, channel_map, decode_label_map, one_hot_labels, same_shape_resized
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.track import draw_box
 from vidcorr.track_uvc import UVCTracker
@@ -192,10 +192,7 @@ def _first_labels(first_mask: np.ndarray) -> tuple[np.ndarray, Tensor, np.ndarra
     travels on its own and argmax ties keep their order, so the masks are the same."""
     first = np.where(first_mask == VOID, 0, first_mask).astype(np.uint8)
     ids = np.union1d([0], first).astype(np.uint8)
-    channel = np.zeros(256, np.uint8)
-    channel[ids] = np.arange(len(ids))
-    compact = np.where(first_mask == VOID, VOID, channel[first_mask])  # void stays void: no channel
-    return first, one_hot_labels(compact, len(ids)), ids
+    return first, one_hot_labels(channel_map(first_mask, ids), len(ids)), ids  # void stays void: no channel
 
 
 def _index_map(propagator: Propagator, soft: Tensor) -> np.ndarray:

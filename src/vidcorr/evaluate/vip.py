@@ -42,7 +42,7 @@ from vidcorr.io.masks import write_indexed_png
 from vidcorr.io.video import open_frames
 from vidcorr.io.vip import IGNORE, VipDataset, VipFrame, VipVideo
 from vidcorr.io.vip_predictions import write_instance_map
-from vidcorr.labels import decode_label_map, one_hot_labels
+from vidcorr.labels import channel_map, decode_label_map, one_hot_labels
 from vidcorr.models.external import check_own_module
 from vidcorr.presets import PropagationPreset, SizePolicy, preset_knobs
 from vidcorr.propagate import Propagator
@@ -96,24 +96,13 @@ def first_frame_labels(category: np.ndarray, instances: tuple[np.ndarray, dict[i
     most `MAX_INSTANCES` instances (`_first_annotation` refuses more, naming the file)
     -> (channels, labels (Kc + Ki, H, W)). Only classes / instances present get a channel."""
     classes = np.unique(category[category != IGNORE])
-    labels = [one_hot_labels(_channel_map(category, classes), len(classes))]
+    labels = [one_hot_labels(channel_map(category, classes, IGNORE), len(classes))]
     inst_ids, inst_classes = np.zeros(0, np.int64), {}
     if instances is not None:
         ids, inst_classes = instances
         inst_ids = np.union1d([0], np.unique(ids))
-        labels.append(one_hot_labels(_channel_map(ids, inst_ids, ignored=None), len(inst_ids)))
+        labels.append(one_hot_labels(channel_map(ids, inst_ids, ignored=None), len(inst_ids)))
     return PartChannels(classes, inst_ids, inst_classes), torch.cat(labels)
-
-
-def _channel_map(index: np.ndarray, values: np.ndarray, ignored: int | None = IGNORE) -> np.ndarray:
-    """Ids (H, W) -> uint8 channel numbers (position in ``values``), 255 (void to `one_hot_labels`)
-    where the id is ``ignored`` or not in ``values``; ``ignored=None`` for ids without an ignore value."""
-    channels = np.searchsorted(values, index)
-    known = channels < len(values)
-    if ignored is not None:
-        known &= index != ignored
-    known[known] = values[channels[known]] == index[known]
-    return np.where(known, channels, IGNORE).astype(np.uint8)
 
 
 def decode_parts(soft: Tensor, parts: PartChannels, propagator: Propagator
