@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -393,7 +394,7 @@ def track_options(track: bool | TrackOptions | None) -> TrackOptions | None:
     passed on as the options and failed inside the first frame."""
     if track is None or isinstance(track, TrackOptions):
         return track
-    if type(track).__name__ in ("bool", "bool_"):  # Python's or numpy's
+    if isinstance(track, (bool, np.bool_)):
         return TrackOptions() if track else None
     raise ValueError(f"track must be True, False or a vidcorr.track_uvc.TrackOptions, got {track!r}")
 
