@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import check_output_path, is_atomic_leftover, write_json_atomic
+from vidcorr.io.atomic import check_output_path, remove_atomic_leftovers, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -339,14 +339,7 @@ def remove_killed_run_files(out_dir: Path, folders: Iterable[Path] = ()) -> list
     Only names of exactly that pattern go: they are never a result (and a resumed run otherwise kept
     them for ever). Folders renamed into place only when complete need no look.
     """
-    removed = []
-    for folder in (out_dir, *folders):
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            if is_atomic_leftover(path):
-                path.unlink()
-                removed.append(path)
+    removed = remove_atomic_leftovers([out_dir, *folders])
     if removed:
         log.info("removed %d temporary file(s) left by a killed run: %s", len(removed),
                  ", ".join(str(p.relative_to(out_dir)) for p in removed))

@@ -168,6 +168,17 @@ def is_atomic_leftover(path: Path) -> bool:
             and not path.is_symlink())
 
 
+def remove_atomic_leftovers(folders: Iterable[Path]) -> list[Path]:
+    """Delete the temporary files of `atomic_file` (`is_atomic_leftover`) directly in each of
+    ``folders`` that exists -> them, folder by folder in name order. For a run's own folders only,
+    once the run is established: its files are the only ones written there."""
+    removed = [path for folder in folders if folder.is_dir()
+               for path in sorted(folder.iterdir()) if is_atomic_leftover(path)]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_file(path) as tmp:

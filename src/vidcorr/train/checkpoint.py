@@ -32,7 +32,7 @@ from torch import nn
 
 from vidcorr import __version__
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import atomic_file, is_atomic_leftover, write_json_atomic
+from vidcorr.io.atomic import atomic_file, remove_atomic_leftovers, write_json_atomic
 from vidcorr.train.config import Recipe, recipe_from_dict
 from vidcorr.train.distributed import DistContext, all_gather_objects
 
@@ -96,9 +96,7 @@ def remove_killed_saves(run_dir: Path) -> list[Path]:
     run killed while saving (SIGKILL, the OOM killer: no clean-up runs) leaves, up to a checkpoint's
     size; they stayed for ever beside the resumed run. Logged; returns them. Only rank 0 calls it,
     once the run is established (its run dir has no other writer)."""
-    removed = sorted(p for p in run_dir.iterdir() if is_atomic_leftover(p)) if run_dir.is_dir() else []
-    for path in removed:
-        path.unlink()
+    removed = remove_atomic_leftovers([run_dir])
     if removed:
         log.info("removed %d temporary file(s) left by a killed run in %s: %s", len(removed), run_dir,
                  ", ".join(p.name for p in removed))
