@@ -33,8 +33,8 @@ def _rank(rank: int, world: int, port: int, argv: list[str], folder: Path) -> No
     (folder / f"code{rank}.txt").write_text(str(code))
 
 
-# What a rank imports only as it runs: the process group (`vidcorr.evaluate.ranks.join` imports the
-# vidcorr.train package for it), the commands and their runners.
+# What a rank imports only as it runs: the process group (`vidcorr.evaluate.ranks.join` imports
+# vidcorr.train.distributed for it), the commands and their runners.
 _RANK_MODULES = ("vidcorr.api", "vidcorr.cli", "vidcorr.train.distributed", "vidcorr.evaluate.davis",
                  "vidcorr.evaluate.jhmdb", "vidcorr.evaluate.vip", "vidcorr.evaluate.tracking")
 

@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -424,6 +426,30 @@ def test_shares_are_balanced_by_size_and_deterministic(monkeypatch):
     assert [threads_per_rank(n) for n in (1, 3, 16)] == [8, 2, 1]
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # per process, as torchrun sets it: kept
     assert threads_per_rank(4) == 8
+
+
+def test_an_eval_rank_joins_and_leaves_its_group_without_importing_the_trainer():
+    """`join` and `_leave_group` take the process group's code from `vidcorr.train.distributed`;
+    importing it ran `vidcorr.train`'s __init__, which imported the training loop, its data
+    pipeline and the models (about 90 modules) into every eval rank. A fresh interpreter, so that
+    nothing this session imported counts; its group of 2 is made a group of 1 (no peer, no port)."""
+    code = """if True:
+        import os, sys
+        os.environ.update(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0")
+        import torch.distributed as dist
+        joined = dist.init_process_group
+        dist.init_process_group = lambda backend, rank, world_size: joined(
+            backend, store=dist.HashStore(), rank=0, world_size=1)
+        from vidcorr.evaluate.ranks import _leave_group, join
+        ranks = join("cpu")
+        assert ranks.distributed and dist.is_initialized()
+        _leave_group(ranks, synchronise=True)
+        assert not dist.is_initialized()
+        print(" ".join(sorted(m for m in sys.modules if m.startswith(("vidcorr.train", "vidcorr.data", "vidcorr.models")))))
+    """
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["vidcorr.train", "vidcorr.train.distributed"]
 
 
 class _FailsRightAfterComing:
