@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-from rank_helpers import free_port
+from rank_helpers import forked_ranks
 
 from vidcorr.methods import uvc
 from vidcorr.models import LabAutoencoder
@@ -17,10 +15,8 @@ from vidcorr.train import TrainJob, recipe_from_dict, train
 from vidcorr.train.distributed import shutdown
 
 
-def _rank(rank: int, port: int, data: str, out: Path) -> None:
-    """One process, set up as torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*)."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _rank(rank: int, data: str, out: Path) -> None:
+    """One process, set up as torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*: `forked_ranks`)."""
     torch.set_num_threads(1)
     recipe = recipe_from_dict({
         "method": "uvc", "base": "uvc-cpu",
@@ -53,8 +49,9 @@ def _rank(rank: int, port: int, data: str, out: Path) -> None:
 def test_two_rank_gloo_run_agrees_on_losses(data_dir: Path, tmp_path: Path) -> None:
     # fork: the ranks start from this already-imported process (a fresh interpreter per rank
     # costs ~10 s of imports on the 2-core box); init is still from the environment variables.
-    mp.start_processes(_rank, args=(free_port(), str(data_dir / "videos" / "davis2016-train"), tmp_path),
-                       nprocs=2, start_method="fork")
+    with forked_ranks(_rank, (str(data_dir / "videos" / "davis2016-train"), tmp_path)) as ranks:
+        while not ranks.join():  # each call returns as one rank ends; raises its error if it failed
+            pass
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 and r["steps"] == 3 and r["samples"] == 12 for r in ranks)
     assert ranks[0]["losses"] == ranks[1]["losses"]  # the all-reduced loss, step by step
@@ -62,11 +59,10 @@ def test_two_rank_gloo_run_agrees_on_losses(data_dir: Path, tmp_path: Path) -> N
     assert all(r["checkpoint"] for r in ranks)  # written once, by rank 0
 
 
-def _moco_rank(rank: int, port: int, out: Path) -> None:
+def _moco_rank(rank: int, out: Path) -> None:
     """One MoCo training step per rank on its own images; the queue and pointer are written out."""
     from vidcorr.methods.moco import MoCo, MoCoConfig
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.manual_seed(0)  # the same initial weights and queue on both ranks
@@ -83,7 +79,9 @@ def _moco_rank(rank: int, port: int, out: Path) -> None:
 
 
 def test_moco_under_ddp_enqueues_every_ranks_keys_in_rank_order(tmp_path: Path) -> None:
-    mp.start_processes(_moco_rank, args=(free_port(), tmp_path), nprocs=2, start_method="fork")
+    with forked_ranks(_moco_rank, (tmp_path,)) as ranks:
+        while not ranks.join():
+            pass
     ranks = [torch.load(tmp_path / f"moco{r}.pt", weights_only=True) for r in (0, 1)]
     assert all(r["pointer"] == 6 for r in ranks)  # advanced by the global batch, 2 x 3
     assert torch.equal(ranks[0]["queue"], ranks[1]["queue"])

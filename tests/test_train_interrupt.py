@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from rank_helpers import free_port
+from rank_helpers import forked_ranks
 from test_train_loop import TinyMethod, tiny_job, tiny_recipe, tiny_uvc_recipe, uvc_job
 from train_interrupt_helpers import _default_sigint, signal_at
 
@@ -240,10 +239,8 @@ def test_loader_workers_ignore_ctrl_c(short_list: Path, tmp_path: Path) -> None:
             os.killpg(trainer.pid, signal.SIGKILL)
 
 
-def _rank(rank: int, port: int, data: str, out: Path) -> None:
-    """One of two torchrun-style ranks; only rank 1 gets SIGTERM, after step 2."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _rank(rank: int, data: str, out: Path) -> None:
+    """One of two torchrun-style ranks (`forked_ranks`); only rank 1 gets SIGTERM, after step 2."""
     torch.set_num_threads(1)
     steps: list[int] = []
 
@@ -266,16 +263,10 @@ def _rank(rank: int, port: int, data: str, out: Path) -> None:
 def test_ddp_ranks_stop_at_the_same_step(short_list: Path, tmp_path: Path) -> None:
     """A signal to one rank stops every rank at the same step: a rank that stopped alone went on to
     the checkpoint's collectives while the others ran the next step's (a hang, or garbage)."""
-    ranks = mp.start_processes(_rank, args=(free_port(), str(short_list), tmp_path), nprocs=2,
-                               start_method="fork", join=False)
-    deadline = time.monotonic() + 60
-    try:
+    with forked_ranks(_rank, (str(short_list), tmp_path)) as ranks:  # killed at the end if they hung
+        deadline = time.monotonic() + 60
         while not ranks.join(timeout=1):
             assert time.monotonic() < deadline, "the ranks hung"
-    finally:
-        for process in ranks.processes:
-            if process.is_alive():
-                process.kill()
     outcomes = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [o["steps"] for o in outcomes] == [[1, 2], [1, 2]]
     latest = tmp_path / "run" / "checkpoint.pt"
