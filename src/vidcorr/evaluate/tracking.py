@@ -67,6 +67,7 @@ from vidcorr.io.vot_trajectory import (
 from vidcorr.models.external import check_own_module
 from vidcorr.metrics.vot import SKIP_INITIALIZE, polygon_valid, region_overlap
 from vidcorr.metrics.vot import eao_interval as vot_eao_interval
+from vidcorr.progress import inner_bar_options
 from vidcorr.track import LocaliseSettings, build_tracker, check_first_box, track_video
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,9 @@ def _first_frames(seq: TrackingSequence, max_frames: int | None, ranks: Ranks) -
     """The first ``max_frames`` frames of ``seq`` (all of them without), decoded lazily behind a
     progress bar (under torchrun checked for a failed rank, `Ranks.checked`) -> (their count, the frames)."""
     n = len(seq) if max_frames is None else min(len(seq), max_frames)
-    # disable=None: on a terminal only. Nested under the sequences' bar, a bar that clears itself
-    # (leave=False) moves the cursor up; in a log file that is a stray ESC[A per sequence.
+    # Under eval's sequences' bar on a terminal only; called alone (from a notebook) shown anywhere.
     frames = tqdm(itertools.islice(seq.open_frames(), n), total=n, desc=seq.name, unit="frame", leave=False,
-                  disable=None)
+                  **inner_bar_options())
     return n, ranks.checked(frames)
 
 
