@@ -45,7 +45,8 @@ def test_two_groups_at_once_each_meet_in_their_own_store(tmp_path):
     """As two tests' ranks do side by side under pytest-xdist."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    with forked_ranks(_sum_of_ranks, (10, tmp_path / "a")) as a, forked_ranks(_sum_of_ranks, (100, tmp_path / "b")) as b:
+    with forked_ranks(_sum_of_ranks, (10, tmp_path / "a")) as a, \
+            forked_ranks(_sum_of_ranks, (100, tmp_path / "b")) as b:
         _join(a)
         _join(b)
     assert [(tmp_path / group / f"sum{r}.txt").read_text() for group in "ab" for r in (0, 1)] == \

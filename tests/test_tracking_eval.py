@@ -36,7 +36,7 @@ def test_eval_otb_end_to_end(cli, otb_root, tmp_path, capsys):
     captured = capsys.readouterr()
     printed = captured.out
     assert "Soccer" in printed and "success_auc" in printed and "average" in printed
-    assert "\x1b[A" not in captured.err  # the per-frame bar, nested, is for terminals: no cursor moves in a log (inner_bar_options)
+    assert "\x1b[A" not in captured.err  # nested, the per-frame bar is for terminals (inner_bar_options)
     results = json.loads((out / "results.json").read_text())
     assert results["benchmark"] == "otb" and results["tracker"] == "localise" and results["protocol_name"] == "ope"
     assert results["model"] == {"features": "lab-pixels", "trained": False} and results["preset"] == "crw"
