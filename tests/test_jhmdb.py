@@ -341,6 +341,22 @@ def _saved_predictions(root, results):
     return results / f"{video.name}.json"
 
 
+def test_score_jhmdb_skips_frame_0_unless_told(tmp_path, jhmdb_root):
+    """UVC's and CRW's eval_pck.py skip frame 0, the given annotation (METHODS.md 6.2): the Python
+    default, which the command line always overrides with its own. Frame 0 predicted 40 px off,
+    the rest exact: only a default that scores frame 0 misses a joint."""
+    from vidcorr.evaluate.jhmdb import score_jhmdb
+
+    dataset = JhmdbDataset(_small_tree(tmp_path, jhmdb_root, 10))
+    video, results = dataset.videos[0], tmp_path / "results"
+    joints = video.joints().copy()
+    joints[0] += 40.0
+    write_prediction(results / f"{video.name}.json", video, joints, np.ones((10, 15), bool))
+    default = score_jhmdb(dataset, results)
+    assert default["skip_first_frame"] is True and default["PCK@0.1"] == default["PCK@0.2"] == 1.0
+    assert default == score_jhmdb(dataset, results, skip_first_frame=True)
+    assert score_jhmdb(dataset, results, skip_first_frame=False)["PCK@0.2"] < 1.0
+
 def test_score_jhmdb_null_joints_are_not_counted(tmp_path, jhmdb_root, eval_and_score):
     root = _small_tree(tmp_path, jhmdb_root, 10)
     path = _saved_predictions(root, tmp_path / "results")

@@ -394,6 +394,23 @@ def test_score_vip_without_instance_files_gives_miou_and_says_why(tmp_path, vip_
     assert f"AP_part {note}" in printed.splitlines()
 
 
+def test_score_vip_scores_frame_0_unless_told(tmp_path, vip_root):
+    """UVC's and CRW's eval_vip.py accumulate the confusion matrix over all frames, frame 0 with
+    them (METHODS.md 6.3): the Python default, which the command line always overrides with its
+    own. Frame 0 predicted as background, the rest exact: only a default that skips it scores 1."""
+    from vidcorr.evaluate.vip_results import score_vip
+
+    dataset, results = VipDataset(vip_root), tmp_path / "results"
+    for video in dataset.videos:
+        for t, frame in enumerate(video.frames):
+            gt = dataset.category_map(frame)
+            write_indexed_png(results / video.name / f"{frame.name}.png", np.where((gt == 255) | (t == 0), 0, gt))
+    default = score_vip(dataset, results)
+    assert default["skip_first_frame"] is False and default["protocol"]["scored_frames"] == 6
+    assert default["mIoU"] < 1.0
+    assert default == score_vip(dataset, results, skip_first_frame=False)
+    assert score_vip(dataset, results, skip_first_frame=True)["mIoU"] == 1.0
+
 @pytest.mark.parametrize("skip_first", [True, False], ids=["frame0-skipped", "frame0-scored"])
 def test_score_vip_of_the_vipseg_snippet_equals_eval(tmp_path, vipseg_root, eval_and_score, skip_first):
     """The real VIPSeg frames: eval's results.json and `score vip` of its folder agree on every
