@@ -11,10 +11,13 @@ import torch
 
 from vidcorr.data import GapRange, VideoInfo, build_dataset, pair_indices
 from vidcorr.data.augment import (
+    CycleClipAugment,
+    ImageAugment,
     PatchFramePairAugment,
     ResizedCropPairAugment,
     random_crop,
     random_resized_box,
+    resize,
     to_float,
     to_uint8,
 )
@@ -151,14 +154,14 @@ def test_moco_views_apply_jitter_grayscale_and_blur_at_their_rates(monkeypatch) 
     monkeypatch.setattr(augment, "colour_jitter", counting("jitter", augment.colour_jitter))
     monkeypatch.setattr(TF, "rgb_to_grayscale", counting("gray", TF.rgb_to_grayscale))
     monkeypatch.setattr(TF, "gaussian_blur", counting("blur", TF.gaussian_blur))
-    frame = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    views = 2 * 200
-    for seed in range(200):
+    frame = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    views = 2 * 100
+    for seed in range(100):
         augment.TwoViewAugment(crop=16)([frame], torch.Generator().manual_seed(seed))
-    # binomial, 400 draws: 4 standard deviations either side of 0.8, 0.2 and 0.5
-    assert 0.72 < calls["jitter"] / views < 0.88
-    assert 0.12 < calls["gray"] / views < 0.28
-    assert 0.40 < calls["blur"] / views < 0.60
+    # binomial, 200 draws: 4 standard deviations either side of 0.8, 0.2 and 0.5
+    assert 0.69 < calls["jitter"] / views < 0.91
+    assert 0.09 < calls["gray"] / views < 0.31
+    assert 0.36 < calls["blur"] / views < 0.64
 
 
 def test_colour_jitter_draws_each_factor_on_both_sides(monkeypatch) -> None:
@@ -182,3 +185,69 @@ def test_colour_jitter_draws_each_factor_on_both_sides(monkeypatch) -> None:
         assert len(drawn) == 100 and low <= min(drawn) and max(drawn) <= high
         spread = (high - low) / 4  # both ends of the range are reached
         assert min(drawn) < low + spread and max(drawn) > high - spread, name
+
+
+def test_resize_antialiases_an_axis_it_shrinks_while_the_other_grows() -> None:
+    """STT's boxes (aspect 1.5-2) go to a square: wider than tall, so the width shrinks while the
+    height grows. Antialiasing only when both shrink let 1-pixel stripes alias into bars."""
+    stripes = torch.zeros(3, 10, 100)
+    stripes[:, :, ::2] = 1.0
+    out = resize(stripes, 20, 20)
+    assert out.shape == (3, 20, 20) and (out - 0.5).abs().max() < 0.1
+
+
+def _cycle_frames() -> list[np.ndarray]:
+    """A 240 x 240 clip of static dark noise: the first clip frame has a large bright block (it
+    differs from the target there, but that is not the motion CycleTime scores), and a bright
+    square moves 10 px right from the target frame to the frame after it, near the left edge."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 60, (240, 240, 3), dtype=np.uint8)
+    frames = [base.copy() for _ in range(6)]
+    frames[0][130:230, 100:230] = 255
+    frames[-2][40:70, 30:60] = 255
+    frames[-1][40:70, 40:70] = 255
+    return frames
+
+
+def test_the_patch_follows_the_motion_from_the_target_to_the_frame_after_it() -> None:
+    """METHODS.md §2.3: windows are scored by sum |I_f - I_(f+gap)| of the target and the frame after
+    it, not by the difference from the clip's frames; the patch lands on the moving square."""
+    augment = CycleClipAugment(crop=240, resize=240, top=1, jitter=0.0, max_rotation=0.0, flip=False)
+    out = augment(_cycle_frames(), torch.Generator().manual_seed(0))
+    assert out["patch"].float().mean() > out["target"].float().mean() + 20
+
+
+def test_a_flipped_cycle_clip_is_the_clip_of_the_flipped_frames() -> None:
+    """"Flipped together": every frame, the one after the target included (motion is scored on
+    it), so a flipped sample equals the unflipped augmentation of mirrored frames. With crop ==
+    resize, top 1, no jitter and no rotation, nothing else is drawn. (Left unflipped, the frame
+    after the target put the patch where the motion is in the unflipped frames.)"""
+    frames = _cycle_frames()
+    frames[-2] = frames[1].copy()  # the motion is all in the frame after the target, left of centre
+    mirrored = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
+    fixed = dict(crop=240, resize=240, top=1, jitter=0.0, max_rotation=0.0)
+    plain = CycleClipAugment(**fixed, flip=False)
+    expected = {False: plain(frames, torch.Generator()), True: plain(mirrored, torch.Generator())}
+    seen = set()
+    for seed in range(6):
+        out = CycleClipAugment(**fixed, flip=True)(frames, torch.Generator().manual_seed(seed))
+        flipped = torch.equal(out["target"], expected[True]["target"])
+        seen.add(flipped)
+        assert all(torch.equal(out[k], expected[flipped][k]) for k in out), (seed, flipped)
+    assert seen == {False, True}
+
+
+def test_the_joint_patch_is_cut_at_a_random_position() -> None:
+    """VidListv2's frame 1: a random crop x crop patch of the resized, padded frame (not one window)."""
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    augment = PatchFramePairAugment(crop=16, frame=32, max_rotation=0.0)
+    refs = {augment([frame, frame], torch.Generator().manual_seed(seed))["ref"].numpy().tobytes() for seed in range(8)}
+    assert len(refs) >= 6
+
+
+def test_the_autoencoders_images_flip_half_the_time() -> None:
+    """ImageAugment: "random flip", p 0.5 as everywhere else."""
+    ramp = np.tile((np.arange(64) * 255 // 63).astype(np.uint8)[None, :, None], (32, 1, 3))
+    flips = [int(out[0, 0, -1]) < int(out[0, 0, 0]) for out in
+             (ImageAugment(crop=32)([ramp], torch.Generator().manual_seed(seed))["image"] for seed in range(40))]
+    assert 10 <= sum(flips) <= 30  # binomial(40, 0.5): 3 standard deviations
