@@ -55,7 +55,8 @@ def _torchrun_rank(rank: int, fn: Callable[..., None], world: int, port: Any, ar
             raise TimeoutError(f"rank {rank}: the store's port did not come in {_STORE_WAIT_SECONDS} s")
         time.sleep(0.01)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port.value), TORCHELASTIC_USE_AGENT_STORE="True")
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port.value), TORCHELASTIC_USE_AGENT_STORE="True",
+                      TORCHELASTIC_RESTART_COUNT="0")  # torch 2.4 reads it with the agent store
     fn(rank, *args)
 
 
