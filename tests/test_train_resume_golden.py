@@ -1,0 +1,120 @@
+"""Golden values of a run's position, learning rates, wall time, TensorBoard steps and export record,
+straight and resumed. `test_train_loop`'s kill-and-resume test compares a resumed run with a straight
+one, so a mutant that changes both alike (the next stage starting at the last epoch, the learning
+rate taken from the run's step) passed it; here each value is written out from the recipe."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vidcorr.train import TrainJob, load_checkpoint, recipe_from_dict, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class NoisyMethod(nn.Module):
+    """One conv, batch kind "image"; its loss adds a draw from each of Python's, NumPy's and torch's
+    generators, so a resume that does not restore all three takes another trajectory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Conv2d(3, 4, 3)
+
+    def batch_kind(self, stage: str) -> str:
+        return "image"
+
+    def trainable_parameters(self):
+        return self.parameters()
+
+    def export(self):
+        return self.encoder, {"kind": "conv"}  # the weights' config is no concern here
+
+    def forward(self, batch, stage):
+        noise = random.random() + float(np.random.rand()) + float(torch.rand(()))
+        loss = self.encoder(batch["image"]).pow(2).mean() * (1 + noise)
+        return {"loss": loss, "noise": torch.tensor(noise)}
+
+
+def two_stage_recipe():
+    """3 videos x 2 samples / batch 2 = 3 steps per epoch. Stage "a": 4 steps at a constant rate,
+    so it ends one step into its second epoch; stage "b": 2 epochs of poly decay, moved per epoch."""
+    return recipe_from_dict({
+        "method": "autoencoder", "seed": 5,
+        "data": {"crop": 16, "batch_size": 2, "workers": 0, "samples_per_video": 2},
+        "stages": {"a": {"steps": 4, "lr": 1e-3, "schedule": "constant"},
+                   "b": {"epochs": 2, "lr": 2e-3, "schedule": "poly", "power": 0.9}},
+        "log": {"every": 1, "images_every": 1000, "checkpoint_every": 1000},
+    }, "golden")
+
+
+# (stage, stage_step, step, epoch, batch_in_epoch, samples) after each step
+GOLDEN = [(0, 1, 1, 0, 1, 2), (0, 2, 2, 0, 2, 4), (0, 3, 3, 0, 3, 6), (0, 4, 4, 1, 1, 8),
+          (1, 1, 5, 0, 1, 10), (1, 2, 6, 0, 2, 12), (1, 3, 7, 0, 3, 14),
+          (1, 4, 8, 1, 1, 16), (1, 5, 9, 1, 2, 18), (1, 6, 10, 1, 3, 20)]
+# stage a constant; stage b lr (1 - e / 2) ** 0.9 for its epoch e, restarted at the stage start (METHODS.md §1.8)
+GOLDEN_LR = [1e-3] * 4 + [2e-3] * 3 + [2e-3 * 0.5 ** 0.9] * 3
+
+
+def _job(data: Path, run_dir: Path, seen: list, **options) -> TrainJob:
+    def record(progress, terms):
+        seen.append(((progress.stage, progress.stage_step, progress.step, progress.epoch,
+                      progress.batch_in_epoch, progress.samples), terms["loss"], terms["noise"]))
+
+    return TrainJob(two_stage_recipe(), NoisyMethod, [data], run_dir, cache_dir=run_dir.parent / "cache",
+                    progress_bar=False, on_step=record, **options)
+
+
+def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_a_straight_run_follows_the_recipes_positions_and_rates(short_list: Path, tmp_path: Path) -> None:
+    seen: list = []
+    result = train(_job(short_list, tmp_path / "run", seen))
+    assert result.finished and [position for position, _, _ in seen] == GOLDEN
+    lrs = _scalars(tmp_path / "run", "train/lr")
+    assert [step for step, _ in lrs] == list(range(1, 11))
+    assert [value for _, value in lrs] == pytest.approx(GOLDEN_LR, rel=1e-6)
+
+
+def test_a_run_resumed_twice_is_the_straight_run_and_keeps_its_records(short_list: Path, tmp_path: Path) -> None:
+    """Stopped mid-epoch in stage "a" (step 2) and one step into stage "b" (step 5), each time
+    resumed by fresh objects: the same positions, losses (every RNG restored), learning rates,
+    one TensorBoard point per step, the wall time summed over the sessions, and an export record
+    that says how far the run got."""
+    straight: list = []
+    train(_job(short_list, tmp_path / "straight", straight))
+
+    run_dir, resumed = tmp_path / "resumed", []
+    train(_job(short_list, run_dir, resumed, max_steps=2))
+    first = load_checkpoint(run_dir / "checkpoint.pt")
+    assert first["progress"]["wall_time"] > 0  # each checkpoint records the time trained so far
+    first["progress"]["wall_time"] = 1000.0  # as if the first session had taken 1000 s
+    torch.save(first, run_dir / "checkpoint.pt")
+
+    train(_job(short_list, run_dir, resumed, resume=True, max_steps=5, export=tmp_path / "w5.safetensors"))
+    stopped = json.loads((tmp_path / "w5.json").read_text())["meta"]
+    assert (stopped["steps"], stopped["samples"], stopped["finished"]) == (5, 10, False)
+    assert stopped["wall_time_s"] >= 1000
+
+    train(_job(short_list, run_dir, resumed, resume=True, export=tmp_path / "w.safetensors"))
+    assert resumed == straight  # positions, loss and noise of every step, bit for bit
+    assert [position for position, _, _ in resumed] == GOLDEN
+    for tag in ("loss/loss", "train/lr"):  # no step purged or written twice by a resume
+        assert [step for step, _ in _scalars(run_dir, tag)] == list(range(1, 11)), tag
+    assert [v for _, v in _scalars(run_dir, "train/lr")] == pytest.approx(GOLDEN_LR, rel=1e-6)
+    final = load_checkpoint(run_dir / "checkpoint.pt")["progress"]
+    assert (final["stage"], final["step"], final["samples"]) == (2, 10, 20) and final["wall_time"] > 1000
+    done = json.loads((tmp_path / "w.json").read_text())["meta"]
+    assert (done["steps"], done["samples"], done["finished"]) == (10, 20, True) and done["wall_time_s"] > 1000
