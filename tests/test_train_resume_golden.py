@@ -118,3 +118,42 @@ def test_a_run_resumed_twice_is_the_straight_run_and_keeps_its_records(short_lis
     assert (final["stage"], final["step"], final["samples"]) == (2, 10, 20) and final["wall_time"] > 1000
     done = json.loads((tmp_path / "w.json").read_text())["meta"]
     assert (done["steps"], done["samples"], done["finished"]) == (10, 20, True) and done["wall_time_s"] > 1000
+
+
+def test_each_rank_resumes_its_own_generator_states(tmp_path: Path) -> None:
+    """The checkpoint holds one RNG entry per rank (DESIGN.md: checkpoints with the RNG state); rank
+    r restores entry r, so that the ranks' model-side draws do not become one stream on resume."""
+    from vidcorr.train import checkpoint as ckpt
+    from vidcorr.train.distributed import DistContext
+
+    def draws() -> tuple[float, float, float]:
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    recipe = recipe_from_dict({"method": "uvc", "stages": {"warmup": {"steps": 4}}}, "tiny")
+    method = nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(method.parameters())
+    states = []
+    for seed in (11, 12):  # what rank 0 and rank 1 held at the save
+        random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+        states.append(ckpt.rng_state())
+    expected = []
+    for state in states:
+        ckpt.set_rng_state(state)
+        expected.append(draws())
+    assert expected[0] != expected[1]
+    alone = DistContext(0, 1, 0, torch.device("cpu"))  # payload's RNG gather needs no process group
+    payload = ckpt.payload(method, optimizer, ckpt.Progress(step=2), recipe, {}, alone, lr=1e-3, stage_name="warmup")
+    path = ckpt.save_checkpoint(tmp_path / "checkpoint.pt", {**payload, "rng": states, "world_size": 2})
+    for rank in (1, 0):
+        ckpt.resume(path, recipe, method, optimizer, DistContext(rank, 2, rank, torch.device("cpu")))
+        assert draws() == expected[rank], rank
+
+
+@pytest.fixture(autouse=True)
+def _global_generators_kept():
+    """The tests here seed and restore the process's generators: put them back for the next test."""
+    from vidcorr.train.checkpoint import rng_state, set_rng_state
+
+    state = rng_state()
+    yield
+    set_rng_state(state)
