@@ -5,6 +5,7 @@ rate taken from the run's step) passed it; here each value is written out from t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -62,12 +63,12 @@ GOLDEN = [(0, 1, 1, 0, 1, 2), (0, 2, 2, 0, 2, 4), (0, 3, 3, 0, 3, 6), (0, 4, 4, 
 GOLDEN_LR = [1e-3] * 4 + [2e-3] * 3 + [2e-3 * 0.5 ** 0.9] * 3
 
 
-def _job(data: Path, run_dir: Path, seen: list, **options) -> TrainJob:
+def _job(data: Path, run_dir: Path, seen: list, recipe=None, **options) -> TrainJob:
     def record(progress, terms):
         seen.append(((progress.stage, progress.stage_step, progress.step, progress.epoch,
                       progress.batch_in_epoch, progress.samples), terms["loss"], terms["noise"]))
 
-    return TrainJob(two_stage_recipe(), NoisyMethod, [data], run_dir, cache_dir=run_dir.parent / "cache",
+    return TrainJob(recipe or two_stage_recipe(), NoisyMethod, [data], run_dir, cache_dir=run_dir.parent / "cache",
                     progress_bar=False, on_step=record, **options)
 
 
@@ -147,6 +148,21 @@ def test_each_rank_resumes_its_own_generator_states(tmp_path: Path) -> None:
     for rank in (1, 0):
         ckpt.resume(path, recipe, method, optimizer, DistContext(rank, 2, rank, torch.device("cpu")))
         assert draws() == expected[rank], rank
+
+
+def test_a_resume_does_not_read_the_init_weights_again(short_list: Path, tmp_path: Path) -> None:
+    """A resumed encoder comes from its checkpoint and the --init record is only compared
+    (`vidcorr.cli.train_inputs.recorded_init`): the weights a run started from may be gone."""
+    weights = tmp_path / "start.safetensors"
+    train(_job(short_list, tmp_path / "first", [], max_steps=1, export=weights))
+    init = {"weights": str(weights), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    recipe = two_stage_recipe().replace(init=init)
+    train(_job(short_list, tmp_path / "run", [], recipe, max_steps=2))
+    weights.unlink()
+    weights.with_suffix(".json").unlink()
+    seen: list = []
+    assert train(_job(short_list, tmp_path / "run", seen, recipe, resume=True)).finished
+    assert [position for position, _, _ in seen] == GOLDEN[2:]
 
 
 @pytest.fixture(autouse=True)
