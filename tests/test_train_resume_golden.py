@@ -108,6 +108,9 @@ def test_a_run_resumed_twice_is_the_straight_run_and_keeps_its_records(short_lis
     stopped = json.loads((tmp_path / "w5.json").read_text())["meta"]
     assert (stopped["steps"], stopped["samples"], stopped["finished"]) == (5, 10, False)
     assert stopped["wall_time_s"] >= 1000
+    # the checkpoint's record of the schedule: one step into stage "b", at its first epoch's rate
+    schedule = load_checkpoint(run_dir / "checkpoint.pt")["schedule"]
+    assert schedule == {"stage": 1, "stage_name": "b", "stage_step": 1, "lr": pytest.approx(2e-3)}
 
     train(_job(short_list, run_dir, resumed, resume=True, export=tmp_path / "w.safetensors"))
     assert resumed == straight  # positions, loss and noise of every step, bit for bit
