@@ -168,6 +168,28 @@ def test_a_resume_does_not_read_the_init_weights_again(short_list: Path, tmp_pat
     assert [position for position, _, _ in seen] == GOLDEN[2:]
 
 
+def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """Module docstring of `vidcorr.train.checkpoint`: a crash during a save leaves the previous
+    checkpoint intact (written to a temporary file, then renamed over it)."""
+    from vidcorr.train import checkpoint as ckpt
+
+    path = ckpt.save_checkpoint(tmp_path / "checkpoint.pt", {"progress": {"step": 1}})
+    save = torch.save
+
+    def crash(obj, f, *args, **kwargs):  # half a file, then the disk fills up
+        save(obj, f, *args, **kwargs)
+        with open(f, "r+b") as written:
+            written.truncate(40)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.save_checkpoint(path, {"progress": {"step": 2}})
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(path)["progress"] == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # the half-written file removed
+
+
 @pytest.fixture(autouse=True)
 def _global_generators_kept():
     """The tests here seed and restore the process's generators: put them back for the next test."""
