@@ -14,6 +14,8 @@ from vidcorr.io.tracking import (
     polygon_to_box,
     read_otb_boxes,
     read_vot_boxes,
+    read_vot_polygons,
+    region_corners,
     write_otb_boxes,
 )
 
@@ -63,6 +65,14 @@ def test_vot_toolkit_layout_with_color_folder(tracking_dir, tmp_path, caplog):
 
 def test_polygon_to_box():
     np.testing.assert_allclose(polygon_to_box(np.array([3, 1, 7, 2, 6, 9, 2, 8.0])), [2, 1, 5, 8])
+
+
+def test_region_corners_go_round_the_box(tmp_path):
+    """An x, y, w, h region (1, 2, 3, 4) is the outline (1, 2) -> (4, 2) -> (4, 6) -> (1, 6), clockwise
+    in image coordinates, not a bow tie crossing itself; a polygon line is kept as written."""
+    np.testing.assert_array_equal(region_corners(np.array([1.0, 2, 3, 4])), [1, 2, 4, 2, 4, 6, 1, 6])
+    path = _write(tmp_path / "groundtruth.txt", "1,2,3,4\n3,1,7,2,6,9,2,8\n")
+    np.testing.assert_array_equal(read_vot_polygons(path), [[1, 2, 4, 2, 4, 6, 1, 6], [3, 1, 7, 2, 6, 9, 2, 8]])
 
 
 def _write(path, text):

@@ -24,7 +24,7 @@ from vidcorr.track_boxes import (
     scale_box,
     smoothed_box,
 )
-from vidcorr.track_uvc import UVCTracker
+from vidcorr.track_uvc import TrackOptions, UVCTracker
 
 
 def _official_mean_shift(coords, bandwidth):
@@ -94,6 +94,17 @@ def test_mean_shift_stops_at_the_first_step_up_or_left():
     want = _official_mean_shift(points.T.double().numpy(), 5.0)
     np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
     assert 3.0 < got[0] < 4.0  # one step from the start (4, 4), not at the mode (2, 2)
+
+
+def test_mean_shift_counts_a_point_exactly_at_the_bandwidth():
+    """The official window is ``distance <= bandwidth``: three points at (0, 0) and one at (5, 0),
+    bandwidth 5, sigma 4. From (0, 0) the far point counts with weight exp(-0.5 (5/4)^2) = 0.458:
+    x 5 x 0.458 / 3.458 = 0.662, then 0.790 (step 0.128), then 0.817 (step 0.027 < 0.1: stop). Left
+    out of the first window it would stop at once, at (0, 0)."""
+    points = torch.tensor([[0.0, 0.0, 0.0, 5.0], [0.0, 0.0, 0.0, 0.0]])
+    got = mean_shift_centre(points, bandwidth=5.0, sigma=4.0)
+    np.testing.assert_allclose(got.numpy(), _official_mean_shift(points.T.double().numpy(), 5.0), atol=1e-12)
+    assert got.tolist() == pytest.approx([0.817, 0.0], abs=1e-3)
 
 
 def test_fit_box_is_the_official_coords2bbox_scale():
@@ -201,3 +212,39 @@ def test_localised_points_sit_on_the_official_coordinate_grid():
     landed = torch.stack([xs.flatten() * w / (w - 1), ys.flatten() * h / (h - 1)])
     want = smoothed_box(fit_box(landed, 5.0, 4.0, 1.0, (h, w)), first, 0.1, (h, w))
     assert tracker.boxes[1] == want == (0, 1, 5, 6)
+
+
+def test_first_boxes_grow_by_first_margin_not_mask_margin():
+    """first_margin alone sets the first frame's growth: object pixels x 8..31, y 16..39 grown by
+    1.0 x 23 / 2 = 11.5 a side: x [-3.5, 42.5] -> [0, 43] px -> cells [0, 5]; y [4.5, 50.5] ->
+    [4, 51] px -> cells [0, 6] (mask_margin 0.6 would give (0, 1, 4, 5))."""
+    frames, masks = _object_video(n_frames=1)
+    tracker = UVCTracker(CellEncoder(), PRESET, TrackOptions(first_margin=1.0))
+    tracker.start(frames[0], one_hot_labels(masks[0]))
+    assert tracker.boxes == {1: (0, 0, 5, 6)}
+
+
+def test_an_object_of_min_pixels_cells_is_localised_and_fewer_are_not():
+    """min_pixels (2): an object with fewer foreground cells in the latest frame is not localised;
+    one with exactly that many is."""
+    frames, masks = _object_video(n_frames=1)
+    tracker = UVCTracker(CellEncoder(), PRESET)
+    tracker.start(frames[0], one_hot_labels(masks[0]))
+    first = tracker._first
+    h, w = tracker.feature_hw
+    for cells, found in (([2 * w + 1, 2 * w + 2], True), ([2 * w + 1], False)):
+        hard = torch.zeros(h * w, dtype=torch.long)
+        hard[cells] = 1
+        assert (tracker._locate(first, hard, first.feats, 1) is not None) == found, cells
+
+
+def test_pixel_boxes_scale_each_axis_by_its_own_frame_side():
+    """With a square 64 px input the 160 x 96 frame maps to 8 x 8 cells: a cell is 160 / 8 = 20 px wide
+    and 96 / 8 = 12 px high, so box edges (x1, y1, x2, y2) in cells become (20 x1, 12 y1, 20 (x2 - x1),
+    12 (y2 - y1)) in the frame's pixels."""
+    frames, masks = _object_video(n_frames=1)
+    tracker = UVCTracker(CellEncoder(), PRESET.with_overrides(size=SizePolicy("square", 64)))
+    tracker.start(frames[0], one_hot_labels(masks[0]))
+    (x1, y1, x2, y2), = tracker.boxes.values()
+    assert tracker.pixel_boxes() == {1: (20 * x1, 12 * y1, 20 * (x2 - x1), 12 * (y2 - y1))}
+    assert (x2 - x1, y2 - y1) != (0, 0)
