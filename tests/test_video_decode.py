@@ -134,6 +134,17 @@ def test_write_video_round_trip(tmp_path, opencv_frames, backend):
     assert np.abs(decoded[:, :101, :151].astype(int) - frames).mean() < 8
 
 
+@pytest.mark.parametrize(("hw", "written"), [((5, 8), (6, 8)), ((4, 7), (4, 8))])
+def test_write_video_pads_only_the_odd_side(tmp_path, hw, written):
+    """yuv420p needs even sides: an odd height gains a row, an odd width a column, an even side
+    nothing. A frame rate of 0 is refused before anything is written."""
+    frames = [np.full((*hw, 3), 100, np.uint8)] * 3
+    assert open_frames(write_video(tmp_path / "clip.mp4", iter(frames), fps=5, backend="pyav")).size == written
+    with pytest.raises(ValueError, match="fps must be positive, got 0"):
+        write_video(tmp_path / "zero.mp4", iter(frames), fps=0)
+    assert not (tmp_path / "zero.mp4").exists()
+
+
 def test_write_video_failure_leaves_nothing(tmp_path, opencv_frames):
     def frames():
         yield opencv_frames[0]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, TooFewFrames
 from vidcorr.io.images import natural_key
-from vidcorr.io.video import count_frames, open_frames, read_frames_at
+from vidcorr.io.video import FrameSource, count_frames, open_frames, read_frames_at
 
 
 def test_davis_frame_folder(davis2016_root):
@@ -180,3 +180,58 @@ def test_an_image_given_as_a_video_is_refused_when_asked(tmp_path):
     _write_png(tmp_path / "clip.jpg" / "00000.png", 3)
     assert len(open_frames(tmp_path / "clip.jpg", image_advice="give the frames")) == 1
     assert open_frames(tmp_path / "frame.png").read_all().shape == (1, 6, 8, 3)  # without: as before
+
+
+def test_read_at_one_past_the_end_and_head_count(tmp_path):
+    """Frames 0..2 of a 3-frame folder: index 3 is one past the end, `TooFewFrames` (not a KeyError
+    from the frames found); head(2) is exactly frames 0 and 1, and counts 2."""
+    for value in range(3):
+        _write_png(tmp_path / f"{value}.png", value)
+    source = open_frames(tmp_path)
+    assert [int(f[0, 0, 0]) for f in source.read_at([2, 0])] == [2, 0]
+    with pytest.raises(TooFewFrames):
+        source.read_at([3])
+    head = source.head(2)
+    assert [int(f[0, 0, 0]) for f in head] == [0, 1] and len(head) == 2
+    assert [int(f[0, 0, 0]) for f in source.head(5)] == [0, 1, 2] and len(source.head(5)) == 3
+
+
+def test_a_frame_of_another_size_mid_stream_is_refused_naming_it(tmp_path):
+    """A stream whose resolution changes (a joined MPEG-TS file can): frame 1 is 6 x 5 where the
+    first is 6 x 4, refused as it is decoded, by iteration and by read_at alike."""
+    def decode():  # a decoder: a generator (closed where reading stops) of lazy frames
+        for shape in [(4, 6, 3), (5, 6, 3)]:
+            yield lambda shape=shape: np.zeros(shape, np.uint8)
+
+    source = FrameSource(tmp_path / "clip.ts", decode, (4, 6), None, 2, "pyav")
+    message = "frame 1 is 6x5 but the first frame is 6x4"
+    with pytest.raises(InputError, match=message):
+        list(source)
+    with pytest.raises(InputError, match=message):
+        source.read_at([1])
+
+
+def test_an_image_with_an_upper_case_suffix_is_refused_too(tmp_path):
+    """Cameras write FRAME.JPG: the suffix is compared without case, as frame folders list them."""
+    Image.fromarray(np.full((6, 8, 3), 7, np.uint8)).save(tmp_path / "FRAME.JPG", format="JPEG")
+    with pytest.raises(InputError, match=r"FRAME\.JPG: is one image: give the frames"):
+        open_frames(tmp_path / "FRAME.JPG", image_advice="give the frames")
+
+
+def test_head_names_its_own_files(tmp_path):
+    for value in range(3):
+        _write_png(tmp_path / f"{value}.png", value)
+    assert [p.name for p in open_frames(tmp_path).head(2).files] == ["0.png", "1.png"]
+
+
+def test_exclude_leaves_out_only_the_named_file_in_the_folder(tmp_path, caplog):
+    """A first-frame mask kept among the frames (here 00002.png) is not a frame: open_frames(exclude=...)
+    leaves it out, with a log line; the same name in another folder changes nothing."""
+    for name in ("00000.png", "00001.png", "00002.png"):
+        _write_png(tmp_path / name, 1)
+    with caplog.at_level("INFO"):
+        source = open_frames(tmp_path, exclude=[tmp_path / "00002.png"])
+    assert [p.name for p in source.files] == ["00000.png", "00001.png"] and len(source) == 2
+    assert "left 00002.png out of the frames" in caplog.text
+    kept = open_frames(tmp_path, exclude=[tmp_path / "other" / "00002.png"])
+    assert [p.name for p in kept.files] == ["00000.png", "00001.png", "00002.png"]
