@@ -248,3 +248,16 @@ def test_pixel_boxes_scale_each_axis_by_its_own_frame_side():
     (x1, y1, x2, y2), = tracker.boxes.values()
     assert tracker.pixel_boxes() == {1: (20 * x1, 12 * y1, 20 * (x2 - x1), 12 * (y2 - y1))}
     assert (x2 - x1, y2 - y1) != (0, 0)
+
+
+def test_pixels_to_cells_use_each_axis_own_ratio():
+    """A native 160 x 100 frame (height not a multiple of 8) gives the stride-8 encoder 20 x 12 cells:
+    0.125 cells per pixel in x, 12 / 100 = 0.12 in y. Object pixels x 16..47, y 8..40, no margin:
+    cells floor(16 x 0.125) = 2, floor(47 x 0.125) = 5, floor(8 x 0.12) = 0, floor(40 x 0.12) = 4."""
+    frame = np.random.default_rng(0).integers(0, 255, (100, 160, 3), dtype=np.uint8)
+    mask = np.zeros((100, 160), np.uint8)
+    mask[8:41, 16:48] = 1
+    tracker = UVCTracker(CellEncoder(), PRESET, TrackOptions(first_margin=0.0))
+    tracker.start(frame, one_hot_labels(mask))
+    assert tracker.feature_hw == (12, 20)
+    assert tracker.boxes == {1: (2, 0, 5, 4)}
