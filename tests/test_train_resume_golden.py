@@ -190,6 +190,17 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # the half-written file removed
 
 
+def test_another_programs_checkpoint_is_refused_as_such(tmp_path: Path) -> None:
+    """UVC's own ``checkpoint_latest.pth.tar`` (METHODS.md §1.8) loads with weights_only too: it is
+    refused by its missing format, not later as a vidcorr checkpoint without a recipe."""
+    from vidcorr.errors import InputError
+
+    path = tmp_path / "checkpoint_latest.pth.tar"
+    torch.save({"epoch": 3, "state_dict": {"gray_encoder.w": torch.zeros(1)}, "best_loss": 0.5}, path)
+    with pytest.raises(InputError, match="not a vidcorr training checkpoint"):
+        load_checkpoint(path)
+
+
 @pytest.fixture(autouse=True)
 def _global_generators_kept():
     """The tests here seed and restore the process's generators: put them back for the next test."""
