@@ -18,8 +18,8 @@ import pytest
 import torch
 from synthetic import PatchEncoder
 
-from vidcorr.dcf import DCFSettings, DCFTracker, start_box_state
-from vidcorr.track import LocaliseSettings, LocaliseTracker, PatchSampler
+from vidcorr.dcf import DCFSettings, DCFTracker, locate_peak, start_box_state
+from vidcorr.track import LocaliseSettings, LocaliseTracker, PatchSampler, draw_box
 
 
 def test_start_box_state_by_hand():
@@ -221,3 +221,19 @@ def test_patch_sampler_unit_length_cells_when_asked():
         sampler = PatchSampler(torch.nn.Identity(), l2_normalise=l2)
         got = sampler.features(sampler.image(frame), centre, size, (2, 4))
         torch.testing.assert_close(got[0], want)
+
+
+def test_locate_peak_on_a_non_square_response():
+    """A 5 x 8 response peaking at row 1, column 6: (dy, dx) = (1, 6 - 8) = (1, -2) (column 6 > 8 / 2
+    wraps); the flat index 14 is row 14 // 8, not 14 // 5."""
+    response = torch.zeros(5, 8)
+    response[1, 6] = 1.0
+    assert locate_peak(response, subcell=False) == (1, -2, 1.0)
+
+
+def test_draw_box_keeps_a_thick_outline_inside_a_small_box():
+    """Thickness 3 on a 2 x 2 box (x 4..5, y 3..4): the outline is clamped to the box, so exactly its
+    4 pixels are coloured, none below or right of it."""
+    out = draw_box(np.zeros((10, 12, 3), np.uint8), (4, 3, 2, 2), colour=(255, 0, 0), thickness=3)
+    red = out[..., 0] == 255
+    assert red[3:5, 4:6].all() and red.sum() == 4
