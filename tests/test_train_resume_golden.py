@@ -43,7 +43,7 @@ class NoisyMethod(nn.Module):
         return {"loss": loss, "noise": torch.tensor(noise)}
 
 
-def two_stage_recipe():
+def two_stage_recipe(every: int = 1):
     """3 videos x 2 samples / batch 2 = 3 steps per epoch. Stage "a": 4 steps at a constant rate,
     so it ends one step into its second epoch; stage "b": 2 epochs of poly decay, moved per epoch."""
     return recipe_from_dict({
@@ -51,7 +51,7 @@ def two_stage_recipe():
         "data": {"crop": 16, "batch_size": 2, "workers": 0, "samples_per_video": 2},
         "stages": {"a": {"steps": 4, "lr": 1e-3, "schedule": "constant"},
                    "b": {"epochs": 2, "lr": 2e-3, "schedule": "poly", "power": 0.9}},
-        "log": {"every": 1, "images_every": 1000, "checkpoint_every": 1000},
+        "log": {"every": every, "images_every": 1000, "checkpoint_every": 1000},
     }, "golden")
 
 
@@ -151,6 +151,20 @@ def test_each_rank_resumes_its_own_generator_states(tmp_path: Path) -> None:
     for rank in (1, 0):
         ckpt.resume(path, recipe, method, optimizer, DistContext(rank, 2, rank, torch.device("cpu")))
         assert draws() == expected[rank], rank
+
+
+def test_a_log_line_after_a_resume_averages_the_steps_it_covers(short_list: Path, tmp_path: Path) -> None:
+    """Loss scalars every 2 steps, averaged over the steps since the last line (`RunLog`). Resumed
+    after step 3, the line at step 4 covers step 4 alone: its mean is that step's loss, not half of it."""
+    seen: list = []
+    train(_job(short_list, tmp_path / "run", seen, two_stage_recipe(every=2), max_steps=3))
+    train(_job(short_list, tmp_path / "run", seen, two_stage_recipe(every=2), resume=True))
+    loss = {position[2]: value for position, value, _ in seen}  # step -> loss
+    expected = [(2, (loss[1] + loss[2]) / 2), (4, loss[4]), (6, (loss[5] + loss[6]) / 2),
+                (8, (loss[7] + loss[8]) / 2), (10, (loss[9] + loss[10]) / 2)]
+    logged = _scalars(tmp_path / "run", "loss/loss")
+    assert [step for step, _ in logged] == [step for step, _ in expected]
+    assert [value for _, value in logged] == pytest.approx([value for _, value in expected], rel=1e-5)
 
 
 def test_a_resume_does_not_read_the_init_weights_again(short_list: Path, tmp_path: Path) -> None:
