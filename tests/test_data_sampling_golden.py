@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidcorr.data import GapRange, VideoInfo, build_dataset, pair_indices
+from vidcorr.data import GapRange, VideoInfo, build_dataset, clip_indices, pair_indices
 from vidcorr.data.augment import (
+    CropPairAugment,
     CycleClipAugment,
     ImageAugment,
     PatchFramePairAugment,
@@ -251,3 +252,25 @@ def test_the_autoencoders_images_flip_half_the_time() -> None:
     flips = [int(out[0, 0, -1]) < int(out[0, 0, 0]) for out in
              (ImageAugment(crop=32)([ramp], torch.Generator().manual_seed(seed))["image"] for seed in range(40))]
     assert 10 <= sum(flips) <= 30  # binomial(40, 0.5): 3 standard deviations
+
+
+def test_clips_start_anywhere_they_fit() -> None:
+    """``length`` frames ``step`` apart from a uniform start: in a 12-frame video a 4-frame clip with
+    step 3 spans 9 frames, so it starts at 0, 1 or 2 (2 ends on the last frame)."""
+    rng = np.random.default_rng(0)
+    starts = {clip_indices(12, 4, 3, rng)[0] for _ in range(100)}
+    assert starts == {0, 1, 2}
+
+
+def test_the_warmup_pair_shares_one_scale() -> None:
+    """METHODS.md §1.3 (UVC's "multi" transforms): one scale for both frames, only the crop positions
+    independent. On a horizontal ramp a crop's slope tells its scale: equal slopes, one scale."""
+    ramp = np.tile((np.arange(456) * 255 // 455).astype(np.uint8)[None, :, None], (256, 1, 3))
+    augment = CropPairAugment(crop=64, max_rotation=0.0, scale=(0.7, 1.4), flip=False)
+    slopes = set()
+    for seed in range(6):
+        out = augment([ramp, ramp], torch.Generator().manual_seed(seed))
+        ref, target = (int(x[0, 0, -1]) - int(x[0, 0, 0]) for x in (out["ref"], out["target"]))
+        assert abs(ref - target) <= 1, seed
+        slopes.add(ref)
+    assert max(slopes) - min(slopes) > 5  # the scale does vary from sample to sample
