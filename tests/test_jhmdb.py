@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import scipy.io
+from jhmdb_helpers import CLASS, NAME, VIDEO, jhmdb_tree
 
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
@@ -17,29 +17,10 @@ from vidcorr.io.jhmdb import JOINT_NAMES, SKELETON_EDGES, JhmdbDataset, read_joi
 from vidcorr.models import build_encoder
 from vidcorr.presets import SizePolicy, get_preset
 
-CLASS = "catch"
-VIDEO = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
-NAME = f"{CLASS}/{VIDEO}"
-
 
 @pytest.fixture(scope="session")
 def jhmdb_root(data_dir):
     return data_dir / "jhmdb"
-
-
-def _small_tree(tmp_path, jhmdb_root, n_frames: int, videos=(VIDEO,)):
-    """A JHMDB root with the first n_frames of the real clip under each of the given video names."""
-    root = tmp_path / "jhmdb"
-    pos = scipy.io.loadmat(jhmdb_root / "joint_positions" / NAME / "joint_positions.mat")["pos_img"]
-    for video in videos:
-        frames = root / "Rename_Images" / CLASS / video
-        frames.mkdir(parents=True)
-        for t in range(1, n_frames + 1):
-            shutil.copy(jhmdb_root / "Rename_Images" / NAME / f"{t:05d}.png", frames / f"{t:05d}.png")
-        joints = root / "joint_positions" / CLASS / video
-        joints.mkdir(parents=True)
-        scipy.io.savemat(joints / "joint_positions.mat", {"pos_img": pos[:, :, :n_frames]})
-    return root
 
 
 def test_reads_the_real_clip(jhmdb_root):
@@ -77,7 +58,7 @@ def test_rejects_a_file_that_is_not_matlab(tmp_path, content):
 
 
 def test_rejects_frame_count_mismatch(tmp_path, jhmdb_root):
-    root = _small_tree(tmp_path, jhmdb_root, 4)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 4)
     mat = root / "joint_positions" / NAME / "joint_positions.mat"
     scipy.io.savemat(mat, {"pos_img": np.zeros((2, 15, 5))})
     with pytest.raises(InputError, match="pos_img has 5 frames but .* has 4 frame images") as err:
@@ -86,7 +67,7 @@ def test_rejects_frame_count_mismatch(tmp_path, jhmdb_root):
 
 
 def test_split_files_select_the_test_videos(tmp_path, jhmdb_root):
-    root = _small_tree(tmp_path, jhmdb_root, 2, videos=(VIDEO, "train_clip"))
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2, videos=(VIDEO, "train_clip"))
     (root / "splits").mkdir()
     (root / "splits" / f"{CLASS}_test_split1.txt").write_text(f"{VIDEO}.avi 2\ntrain_clip.avi 1\n")
     test = JhmdbDataset(root)
@@ -105,7 +86,7 @@ def test_split_files_select_the_test_videos(tmp_path, jhmdb_root):
 def test_split_files_saved_by_another_editor(tmp_path, jhmdb_root):
     """A BOM made the first line's video "\ufeff<video>", not listed; a file that is not UTF-8 was a raw
     UnicodeDecodeError naming no file."""
-    root = _small_tree(tmp_path, jhmdb_root, 2)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2)
     split = tmp_path / f"{CLASS}_test_split1.txt"
     split.write_bytes(f"{VIDEO}.avi 2\r\n".encode("utf-8-sig"))
     assert [v.name for v in JhmdbDataset(root, splits=[split]).videos] == [NAME]
@@ -121,7 +102,7 @@ def test_an_unknown_video_names_the_valid_ones(tmp_path, jhmdb_root):
     """A misspelt --videos name said only that it was unknown; the valid names are listed (the first
     10 and how many), as eval davis lists a split's sequences."""
     many = [f"v{i:02d}" for i in range(12)]
-    root = _small_tree(tmp_path, jhmdb_root, 2, videos=many)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2, videos=many)
     with pytest.raises(InputError) as error:
         JhmdbDataset(root, videos=[f"{CLASS}/v00", f"{CLASS}/v12"])
     shown = ", ".join(f"{CLASS}/{v}" for v in many[:10])
@@ -138,7 +119,7 @@ def test_an_unknown_video_names_the_valid_ones(tmp_path, jhmdb_root):
 def test_split_files_given_by_name_set_the_split(tmp_path, jhmdb_root):
     """A ..._test_split3.txt read with the default --split was recorded as the "split 1 test set"
     (and with --split 2 as split 2): the files' own number is the split, and must be one."""
-    root = _small_tree(tmp_path, jhmdb_root, 2)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2)
     three, one = tmp_path / f"{CLASS}_test_split3.txt", tmp_path / "other_test_split1.txt"
     three.write_text(f"{VIDEO}.avi 2\n")
     one.write_text("")
@@ -155,7 +136,7 @@ def test_split_files_given_by_name_set_the_split(tmp_path, jhmdb_root):
 def test_a_splits_folder_without_the_splits_files_is_refused(tmp_path, jhmdb_root):
     """--splits DIR holding no file of --split N evaluated every video found (one INFO line), as
     if no split had been asked for; without --splits that is still the fallback."""
-    root = _small_tree(tmp_path, jhmdb_root, 2)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2)
     splits = tmp_path / "splits"
     splits.mkdir()
     with pytest.raises(InputError, match=f"{splits}: no <class>_test_split1.txt files in the --splits folder$"):
@@ -182,7 +163,7 @@ def test_rejects_bad_split_lines(tmp_path, line, message):
 
 
 def test_split_listing_a_missing_video_fails(tmp_path, jhmdb_root):
-    root = _small_tree(tmp_path, jhmdb_root, 2)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2)
     (root / f"{CLASS}_test_split1.txt").write_text("gone.avi 2\n")
     with pytest.raises(InputError, match="lists video gone"):
         JhmdbDataset(root)
@@ -226,7 +207,7 @@ def cli(monkeypatch):
 
 
 def test_eval_jhmdb_command(tmp_path, jhmdb_root, cli, capsys):
-    root = _small_tree(tmp_path, jhmdb_root, 10)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 10)
     out = tmp_path / "out"
     assert cli(["eval", "jhmdb", "--root", str(root), "--out", str(out), "--features", "lab-pixels",
                 "--preset", "stt", "--size", "160", "--include-first-frame"]) == 0
@@ -245,7 +226,7 @@ def test_eval_jhmdb_command_reports_bad_input(tmp_path, cli, capsys):
 
 
 def test_propagate_keypoints_command(tmp_path, jhmdb_root, cli):
-    root = _small_tree(tmp_path, jhmdb_root, 6)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 6)
     video = JhmdbDataset(root).videos[0]
     first = tmp_path / "first.json"
     first.write_text(json.dumps({"keypoints": video.joints()[0].tolist(), "names": list(JOINT_NAMES),
@@ -269,7 +250,7 @@ def test_propagate_needs_exactly_one_first_annotation(tmp_path, cli, capsys):
 
 
 def test_propagate_rejects_keypoints_outside_the_frame(tmp_path, jhmdb_root, cli, capsys):
-    root = _small_tree(tmp_path, jhmdb_root, 2)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2)
     first = tmp_path / "first.json"
     first.write_text(json.dumps({"keypoints": [[10, 10], [400, 10]]}))
     assert cli(["propagate", str(root / "Rename_Images" / NAME), "--keypoints", str(first),
@@ -292,7 +273,7 @@ SCORE_KEYS = ("PCK@0.1", "PCK@0.2", "per_joint", "per_video", "skip_first_frame"
 @pytest.mark.parametrize("first_frame", [[], ["--include-first-frame"]])
 def test_score_jhmdb_of_eval_predictions_equals_eval_pck(tmp_path, jhmdb_root, eval_and_score, capsys, first_frame):
     """Exactly, not to 3 decimals: eval scores the coordinates as written, as score reads them."""
-    root = _small_tree(tmp_path, jhmdb_root, 10)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 10)
     out = tmp_path / "out"
     assert eval_and_score(["eval", "jhmdb", "--root", str(root), "--out", str(out), "--features", "lab-pixels",
                            "--size", "128", *first_frame]) == 0
@@ -313,7 +294,7 @@ def test_score_jhmdb_of_eval_predictions_equals_eval_pck(tmp_path, jhmdb_root, e
 def test_eval_jhmdb_scores_the_coordinates_it_writes(tmp_path, jhmdb_root, eval_and_score, monkeypatch):
     """A joint 3.0004 px from the GT where PCK@0.1's threshold is 3 px: a miss unrounded, a hit as
     written (3 decimals). eval must report what the saved file scores, as score does."""
-    root = _small_tree(tmp_path, jhmdb_root, 4)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 4)
     j = np.arange(15)
     frame = np.stack([101 + j * 30 // 14, 81 + j * 40 // 14])  # 1-based; box 30 x 40 px: 0.6 x 50 = 30 px
     scipy.io.savemat(root / "joint_positions" / NAME / "joint_positions.mat",
@@ -347,7 +328,7 @@ def test_score_jhmdb_skips_frame_0_unless_told(tmp_path, jhmdb_root):
     the rest exact: only a default that scores frame 0 misses a joint."""
     from vidcorr.evaluate.jhmdb import score_jhmdb
 
-    dataset = JhmdbDataset(_small_tree(tmp_path, jhmdb_root, 10))
+    dataset = JhmdbDataset(jhmdb_tree(tmp_path, jhmdb_root, 10))
     video, results = dataset.videos[0], tmp_path / "results"
     joints = video.joints().copy()
     joints[0] += 40.0
@@ -358,7 +339,7 @@ def test_score_jhmdb_skips_frame_0_unless_told(tmp_path, jhmdb_root):
     assert score_jhmdb(dataset, results, skip_first_frame=False)["PCK@0.2"] < 1.0
 
 def test_score_jhmdb_null_joints_are_not_counted(tmp_path, jhmdb_root, eval_and_score):
-    root = _small_tree(tmp_path, jhmdb_root, 10)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 10)
     path = _saved_predictions(root, tmp_path / "results")
     data = json.loads(path.read_text())
     data["keypoints"][3][2] = None
@@ -383,7 +364,7 @@ def test_score_jhmdb_null_joints_are_not_counted(tmp_path, jhmdb_root, eval_and_
 ])
 def test_score_jhmdb_bad_prediction_exits_2_naming_the_file(tmp_path, jhmdb_root, eval_and_score, capsys,
                                                             edit, message):
-    root = _small_tree(tmp_path, jhmdb_root, 10)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 10)
     path = _saved_predictions(root, tmp_path / "results")
     data = json.loads(path.read_text())
     edit(data)
@@ -394,7 +375,7 @@ def test_score_jhmdb_bad_prediction_exits_2_naming_the_file(tmp_path, jhmdb_root
 
 
 def test_score_jhmdb_missing_or_unreadable_prediction(tmp_path, jhmdb_root, eval_and_score, capsys):
-    root = _small_tree(tmp_path, jhmdb_root, 10)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 10)
     path = _saved_predictions(root, tmp_path / "results")
     path.write_text("{not json")
     assert eval_and_score(["score", "jhmdb", "--root", str(root), "--results", str(tmp_path / "results")]) == 2

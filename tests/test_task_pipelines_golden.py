@@ -7,41 +7,21 @@ code under test."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
+from jhmdb_helpers import CLASS, NAME, VIDEO, jhmdb_tree
 
 from vidcorr.errors import InputError
 from vidcorr.evaluate.jhmdb import read_prediction, write_prediction
 from vidcorr.io.jhmdb import JOINT_NAMES, JhmdbDataset, read_joints
 
-CLASS = "catch"
-VIDEO = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
-NAME = f"{CLASS}/{VIDEO}"
-
 
 @pytest.fixture(scope="module")
 def jhmdb_root(data_dir: Path) -> Path:
     return data_dir / "jhmdb"
-
-
-def _tree(tmp_path: Path, jhmdb_root: Path, n_frames: int, n_mat_frames: int | None = None,
-          videos: tuple[str, ...] = (VIDEO,)) -> Path:
-    """A JHMDB root with the real clip's first n_frames (and n_mat_frames of pos_img, default the same)."""
-    root = tmp_path / "jhmdb"
-    pos = scipy.io.loadmat(jhmdb_root / "joint_positions" / NAME / "joint_positions.mat")["pos_img"]
-    for video in videos:
-        frames = root / "Rename_Images" / CLASS / video
-        frames.mkdir(parents=True)
-        for t in range(1, n_frames + 1):
-            shutil.copy(jhmdb_root / "Rename_Images" / NAME / f"{t:05d}.png", frames / f"{t:05d}.png")
-        (root / "joint_positions" / CLASS / video).mkdir(parents=True)
-        scipy.io.savemat(root / "joint_positions" / CLASS / video / "joint_positions.mat",
-                         {"pos_img": pos[:, :, :n_mat_frames or n_frames]})
-    return root
 
 
 # --- JHMDB reader --------------------------------------------------------------------------------
@@ -78,14 +58,14 @@ def test_joint_names_follow_the_real_clip_geometry(jhmdb_root: Path) -> None:
 def test_pos_img_with_fewer_or_more_frames_than_images_is_refused(tmp_path: Path, jhmdb_root: Path,
                                                                    n_mat_frames: int) -> None:
     """One joint set per frame image: a .mat short of frames would score frames against the wrong joints."""
-    root = _tree(tmp_path, jhmdb_root, 4, n_mat_frames)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 4, n_mat_frames)
     with pytest.raises(InputError, match=f"pos_img has {n_mat_frames} frames but .* has 4 frame images"):
         JhmdbDataset(root).videos[0].joints()
 
 
 def test_only_the_asked_splits_files_are_read(tmp_path: Path, jhmdb_root: Path) -> None:
     """ROOT/splits holds the files of all three splits; split 1 must read *_test_split1.txt only."""
-    root = _tree(tmp_path, jhmdb_root, 2, videos=(VIDEO, "other"))
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2, videos=(VIDEO, "other"))
     (root / "splits").mkdir()
     (root / "splits" / f"{CLASS}_test_split1.txt").write_text(f"{VIDEO}.avi 2\nother.avi 1\n")
     (root / "splits" / f"{CLASS}_test_split2.txt").write_text(f"{VIDEO}.avi 1\nother.avi 2\n")
@@ -100,7 +80,7 @@ def test_only_the_asked_splits_files_are_read(tmp_path: Path, jhmdb_root: Path) 
 def test_saved_predictions_keep_three_decimals(tmp_path: Path, jhmdb_root: Path) -> None:
     """Predictions are saved at 3 decimals (1/1000 px) and scored as read back; a joint predicted
     invisible is saved as null (no position), so it is neither scored nor in the PCK box."""
-    root = _tree(tmp_path, jhmdb_root, 2)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2)
     video = JhmdbDataset(root).videos[0]
     rng = np.random.default_rng(0)
     coords = rng.uniform(0, 300, (2, 15, 2))
@@ -116,7 +96,7 @@ def test_saved_predictions_keep_three_decimals(tmp_path: Path, jhmdb_root: Path)
 
 def test_a_joint_with_one_nan_coordinate_is_not_visible(tmp_path: Path, jhmdb_root: Path) -> None:
     """null or a NaN in either coordinate: no position, so not visible (read_prediction's contract)."""
-    root = _tree(tmp_path, jhmdb_root, 2)
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2)
     video = JhmdbDataset(root).videos[0]
     rows = [[[1.0, 2.0]] * 15 for _ in range(2)]
     rows[1][4] = [3.0, float("nan")]
