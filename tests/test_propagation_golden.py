@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from naive_reference import bilinear_half_pixel
 from synthetic import PatchEncoder
 from PIL import Image
 from torch import nn
@@ -79,24 +80,6 @@ def test_the_default_preset_is_crws_protocol():
 # --------------------------------------------------------------------------- frames into the encoder
 
 
-def _bilinear_half_pixel(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """cv2.resize INTER_LINEAR by loops: output pixel centre (i + 0.5) maps to source (i + 0.5) * H / h
-    - 0.5, clamped at the borders, no antialiasing filter when shrinking."""
-    in_h, in_w = image.shape[:2]
-    out = np.zeros((out_h, out_w) + image.shape[2:])
-    for i in range(out_h):
-        y = min(max((i + 0.5) * in_h / out_h - 0.5, 0.0), in_h - 1)
-        y0 = int(math.floor(y))
-        y1, fy = min(y0 + 1, in_h - 1), y - y0
-        for j in range(out_w):
-            x = min(max((j + 0.5) * in_w / out_w - 0.5, 0.0), in_w - 1)
-            x0 = int(math.floor(x))
-            x1, fx = min(x0 + 1, in_w - 1), x - x0
-            out[i, j] = ((1 - fy) * (1 - fx) * image[y0, x0] + (1 - fy) * fx * image[y0, x1]
-                         + fy * (1 - fx) * image[y1, x0] + fy * fx * image[y1, x1])
-    return out
-
-
 @pytest.mark.parametrize("size", [(3, 4), (4, 6), (13, 9)])  # shrink by 5/3 and 2, enlarge
 def test_frames_reach_the_encoder_in_0_1_resized_like_cv2(size):
     """Frames become values / 255 (255 -> exactly 1) and are resized as the reference code's
@@ -107,7 +90,7 @@ def test_frames_reach_the_encoder_in_0_1_resized_like_cv2(size):
     native = frames_to_tensor([frame], (8, 6), "cpu")[0]
     assert native[:, 0, 0].tolist() == [1.0, 1.0, 1.0]
     torch.testing.assert_close(native, torch.from_numpy(frame / 255.0).permute(2, 0, 1).float())
-    want = _bilinear_half_pixel(frame / 255.0, *size)
+    want = bilinear_half_pixel(frame / 255.0, *size)
     got = frames_to_tensor([frame], size, "cpu")[0].permute(1, 2, 0).double().numpy()
     np.testing.assert_allclose(got, want, atol=1e-6)
 
@@ -370,7 +353,7 @@ def test_pixels_that_only_see_void_become_background_even_without_background_in_
     (_, first), (_, second) = propagate_mask(Propagator(ConstantEncoder(), preset), frames, mask)
     np.testing.assert_array_equal(first, np.where(mask == 255, 0, mask))
     # cells (object 3, nothing, nothing) -> crw: bilinear to the frame, argmax (a tie, 0 vs 0, is channel 0)
-    object_up = _bilinear_half_pixel(np.array([[1.0, 0.0, 0.0]])[..., None], 8, 24)[..., 0]
+    object_up = bilinear_half_pixel(np.array([[1.0, 0.0, 0.0]])[..., None], 8, 24)[..., 0]
     np.testing.assert_array_equal(second, np.where(object_up > 0, 3, 0).astype(np.uint8))
 
 
@@ -403,7 +386,7 @@ def test_stt_decodes_by_upsampling_to_the_original_frame_not_to_its_input():
     soft = torch.tensor([[[0.0, 1.0, 0.4]], [[1.0, 0.0, 0.7]]])  # (K=2, 1 x 3 cells)
     preset = get_preset("stt").with_overrides(size=SizePolicy("short_side", 8))
     index = decode_label_map(soft, preset, (8, 24), (16, 48))
-    up = _bilinear_half_pixel(soft.permute(1, 2, 0).double().numpy(), 16, 48)  # (16, 48, K)
+    up = bilinear_half_pixel(soft.permute(1, 2, 0).double().numpy(), 16, 48)  # (16, 48, K)
     lo, hi = up.min(axis=(0, 1)), up.max(axis=(0, 1))
     np.testing.assert_array_equal(index.numpy(), ((up - lo) / (hi - lo)).argmax(axis=-1))
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.io
 from jhmdb_helpers import CLASS, NAME, VIDEO, jhmdb_tree
+from naive_reference import bilinear_half_pixel
 
 from vidcorr.errors import InputError
 from vidcorr.evaluate.jhmdb import read_prediction, write_prediction
@@ -203,22 +204,6 @@ def test_instance_channel_0_is_no_instance_even_when_every_pixel_has_one() -> No
     assert labels[kc].sum() == 0 and labels[kc + 1].tolist() == [[1, 1], [0, 0]]
 
 
-def _bilinear_half_pixel(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Naive bilinear resize with pixel centres at half-integers (align_corners=False), edges clamped."""
-    h, w = img.shape
-    out = np.zeros((out_h, out_w))
-    for i in range(out_h):
-        for j in range(out_w):
-            y = max((i + 0.5) * h / out_h - 0.5, 0.0)
-            x = max((j + 0.5) * w / out_w - 0.5, 0.0)
-            y0, x0 = int(np.floor(y)), int(np.floor(x))
-            y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
-            dy, dx = y - y0, x - x0
-            out[i, j] = ((1 - dy) * (1 - dx) * img[y0, x0] + (1 - dy) * dx * img[y0, x1]
-                         + dy * (1 - dx) * img[y1, x0] + dy * dx * img[y1, x1])
-    return out
-
-
 def test_instance_score_is_the_mean_upsampled_channel_share_over_its_pixels() -> None:
     """Module doc of vidcorr.evaluate.vip: each predicted instance is scored by the mean, over its
     pixels, of its channel's share of the soft labels (channel / sum of channels, bilinearly upsampled)."""
@@ -231,7 +216,7 @@ def test_instance_score_is_the_mean_upsampled_channel_share_over_its_pixels() ->
     index = np.array([[0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 2, 2], [1, 1, 1, 2, 2, 2],
                       [1, 1, 2, 2, 2, 2], [1, 2, 2, 2, 2, 2], [2, 2, 2, 2, 2, 2]])  # channel 3 never picked
     share = soft / soft.sum(axis=0)
-    up = np.stack([_bilinear_half_pixel(s, 6, 6) for s in share])
+    up = np.stack([bilinear_half_pixel(s, 6, 6) for s in share])
     expected = [up[k][index == k].mean() if np.any(index == k) else 0.0 for k in range(4)]
     got = instance_scores(torch.from_numpy(soft).float(), torch.from_numpy(index))
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
