@@ -122,8 +122,10 @@ def uncertainty_weights(raw: Tensor, grid: tuple[int, int], radius: int, keep: f
 
 
 def weighted_mse(prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
-    """sum(w * (p - t)^2) / sum(w) with per-target-row weights (B, N_t) broadcast over the
-    reference axis of (B, N_t, N_r); 0 when nothing is weighted."""
+    """sum(w * (p - t)^2) / max(sum(w), 1) with per-target-row weights (B, N_t) broadcast over
+    the reference axis of (B, N_t, N_r). For the 0/1 weights of `uncertainty_weights` (or all
+    ones) this is the release's sum(w * err) / sum(w), and 0 when nothing is weighted; the floor
+    of 1 would differ only for fractional weights summing below 1, which nothing passes."""
     w = weights[..., None].expand_as(prediction)
     return (w * (prediction - target) ** 2).sum() / w.sum().clamp(min=1.0)
 
