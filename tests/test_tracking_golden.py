@@ -209,6 +209,19 @@ def test_localise_scale_update_is_damped_and_clipped():
     assert sampler.windows[-1] == (120.0, 48.0)
 
 
+def test_localise_axis_with_no_calibrated_extent_keeps_its_size():
+    """Calibration lands every template row on search row 3 (columns 5..15): the y half-size is 0,
+    nothing to measure a y scale against; the zero offset is (84 - 88, (3 + 0.5) x 8 - 48) = (-4, -20).
+    Next frame: columns 2 apart (x half-size doubles: ratio 2 -> 1.5 -> damped 1.25, width 120) and
+    rows 3..8 (centre y 48, shift 48 + 20 - 48 = 20 px). The height stays 48 instead of growing by
+    the clipped ratio (60): box (58 - 60, 44 + 20 - 24, 120, 48)."""
+    tracker, _, frame = _localise_tracker(
+        [None, lambda r, c: (3, 5 + c), _block(3, 0, x_spread=2)],
+        scale_rate=0.5, topk=1, temperature=1.0)
+    np.testing.assert_allclose(tracker.offset, [-4.0, -20.0], atol=1e-4)
+    assert tracker.update(frame) == pytest.approx((-2.0, 40.0, 120.0, 48.0), abs=1e-3)
+
+
 def test_patch_sampler_unit_length_cells_when_asked():
     """l2_normalise: every feature cell (the C values at one position) has length 1, the direction of
     the encoder's cell; without it the encoder's values are returned as they are. With an identity

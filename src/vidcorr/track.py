@@ -114,7 +114,8 @@ class LocaliseSettings:
         ``test_with_track.py`` damps box sizes with alpha = 0.1). Default 0 = fixed-size box, as UVC's
         released training code (``center2bbox``); on untrained features Eq. 4 barely responds to a
         wrong size and the box drifts (docs/tracking.md).
-    max_scale_change: the Eq. 4 size ratio is clipped to [1/x, x] before damping.
+    max_scale_change: the Eq. 4 size ratio is clipped to [1/x, x] before damping. An axis along which
+        calibration measured no extent (all cells on one row or column) keeps its size.
     min_scale_factor, max_scale_factor: size clamped to these multiples of the first box, at least
         4 px, at most the frame (DCFNet's limits).
     template_update: rate of the linear update of the template features towards the current box's
@@ -151,6 +152,9 @@ class LocaliseSettings:
                                  0 < self.min_scale_factor <= self.max_scale_factor),
             "template_update": ("in [0, 1]", 0 <= self.template_update <= 1),
         })
+
+
+_MIN_REF_HALF = 1e-3  # search cells: a calibrated half-size at or below this measures nothing
 
 
 def _to_multiple(values: np.ndarray, step: int) -> tuple[int, int]:
@@ -190,7 +194,7 @@ class LocaliseTracker:
         if s.calibrate:
             centre, half = self._localise(image)
             self.offset = centre - np.array(self.search_hw[::-1]) / 2
-            self.ref_half = np.maximum(half, 1e-3)
+            self.ref_half = half
 
     def _localise(self, image: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """UVC Eq. 3-4 in a search window around the current box.
@@ -221,7 +225,12 @@ class LocaliseTracker:
             centre, half = self._localise(image)
             shift = (centre - self.offset - np.array(self.search_hw[::-1]) / 2) * pixels_per_crop_pixel
             self.pos = np.clip(self.pos + shift, 0.0, self.frame_wh)
-        ratio = np.clip(half / self.ref_half, 1 / s.max_scale_change, s.max_scale_change)
+        # An axis whose first-frame extent collapsed (every template cell transported to one row or
+        # column) gives no unit to measure against: it keeps its size rather than growing by
+        # max_scale_change every frame.
+        measurable = self.ref_half > _MIN_REF_HALF
+        ratio = np.where(measurable, half / np.where(measurable, self.ref_half, 1.0), 1.0)
+        ratio = np.clip(ratio, 1 / s.max_scale_change, s.max_scale_change)
         self.size = np.clip(self.size * (1 + s.scale_rate * (ratio - 1)), self.min_size, self.max_size)
         if s.template_update > 0:
             fresh = self._embed(image, self.size, self.template_hw).flatten(2)
