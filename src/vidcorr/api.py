@@ -287,7 +287,8 @@ def propagate_keypoints(
         stream = propagate(propagator, frames, kps.points, codec_for(propagator.preset.name), kps.visible)
         # The heatmaps are drawn on the grid the encoder gives for the first frame: embedding it now
         # raises a preset that makes cells too fine (`check_heatmap_scale`) here, not when iterated.
-        return _then(next(stream), stream)
+        # The coarse-grid warning too, as the other functions and `vidcorr propagate --keypoints` give it.
+        return _warning_if_coarse(_then(next(stream), stream), propagator, video)
 
 
 def _warning_if_coarse(stream: Generator, propagator: Propagator, video: Any) -> Generator:
