@@ -101,7 +101,9 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
                                    "edge run back over the one before?)")
         predicted = clip_to_rectangle(values.reshape(-1, 2), 0.0, 0.0, width, height)
         area = polygon_area(predicted)
-        inter = polygon_area(_intersect_polygons(predicted, gt)) if area > 0 and len(gt) >= 3 else 0.0
+        # A ground truth bounded to a segment or a point (outside the image but for its border) meets
+        # nothing: not clipped, so that it is not taken for a non-convex region (UnscorableRegion).
+        inter = polygon_area(_intersect_polygons(predicted, gt)) if area > 0 and polygon_area(gt) > 0 else 0.0
     union = polygon_area(gt) + area - inter
     return float(np.clip(inter / union, 0.0, 1.0)) if union > 0 else 0.0
 
