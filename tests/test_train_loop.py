@@ -244,6 +244,16 @@ def test_too_few_samples_for_a_batch_take_more_of_each_video(short_list: Path, t
     assert train(tiny_job(recipe, short_list, run_dir, resume=True)).finished
 
 
+def test_an_epoch_without_a_batch_is_an_error_not_an_endless_loop(short_list: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were `filling_a_batch` to let 3 samples an epoch through to batches of 4 (drop_last: 0 batches),
+    the stage would roll over empty epochs forever; the loop says so instead."""
+    monkeypatch.setattr("vidcorr.train.feed.filling_a_batch", lambda recipe, videos, ctx: recipe)
+    recipe = tiny_recipe(steps=4, batch_size=4, samples_per_video=1)
+    with pytest.raises(RuntimeError, match="3 samples per process an epoch, fewer than one batch of 4"):
+        train(tiny_job(recipe, short_list, tmp_path / "run"))
+
+
 def test_a_resume_on_other_videos_is_refused(short_list: Path, tmp_path: Path) -> None:
     """Sample i comes from video i % N: other videos are another run, which --resume took silently."""
     run_dir = tmp_path / "run"

@@ -300,7 +300,10 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
     """Train the current stage to its end (True), or until ``max_steps`` or a signal (False)."""
     job, recipe, progress, ctx = run.job, run.job.recipe, run.progress, run.ctx
     stage = recipe.stages[progress.stage]
-    steps_per_epoch = len(sampler) // per_rank  # >= 1: `feed.filling_a_batch`
+    steps_per_epoch = len(sampler) // per_rank
+    if steps_per_epoch < 1:  # `feed.filling_a_batch` prevents it; without it every epoch is empty, forever
+        raise RuntimeError(f"stage {stage.name!r}: {len(sampler)} samples per process an epoch, fewer than "
+                           f"one batch of {per_rank}; the loop would never take a step")
     total = stage_steps(stage, steps_per_epoch)
     run.runlog.stage_started(stage.name, total, progress.stage_step)
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=recipe.autocast_bf16(ctx.device.type))
