@@ -35,6 +35,8 @@ from vidcorr.metrics.vot import UnscorableRegion, region_overlap
 from vidcorr.viz import caption, caption_size, draw_matches, full_brightness, overlay_mask
 from vidcorr.viz_keypoints import JOINT_COLOURS, draw_skeleton
 
+from test_tracking_golden import _FakeSampler  # blank features; records each window size
+
 
 def _square(x: float, y: float, side: float) -> np.ndarray:
     return np.array([x, y, x + side, y, x + side, y + side, x, y + side], np.float64)
@@ -284,24 +286,10 @@ def test_baseline_table_shows_robustness_per_sequence_and_where_the_curve_ends()
 # (`tests/test_tracking_golden.py` pins the label width and the scale choice on square responses.)
 
 
-class _BlankSampler:
-    """Embeds nothing: blank features of the asked size, and records each call's window sizes."""
-
-    def __init__(self) -> None:
-        self.windows: list[np.ndarray] = []
-
-    def image(self, frame: np.ndarray) -> torch.Tensor:
-        return torch.zeros(1)
-
-    def features(self, image, centres, sizes, out_hw):
-        self.windows.append(sizes.numpy().astype(np.float64))
-        return torch.zeros(len(centres), 2, *out_hw)
-
-
 def _scripted_dcf(responses: torch.Tensor, settings: DCFSettings, box) -> tuple[DCFTracker, list, np.ndarray]:
     """A DCFTracker started on ``box`` in a 200 x 100 frame whose filter answers ``responses`` (S, h, w)
     to every search; -> (tracker, the refits' (window sizes, rate), frame)."""
-    sampler = _BlankSampler()
+    sampler = _FakeSampler()
     tracker = DCFTracker(sampler, settings)
     frame = np.zeros((100, 200, 3), np.uint8)
     tracker.init(frame, box)

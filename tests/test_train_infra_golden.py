@@ -17,6 +17,8 @@ import pytest
 from vidcorr.errors import InputError
 from vidcorr.train import StageConfig, learning_rate, load_recipe, stage_steps
 
+from test_train_config import _child_of_t20
+
 # ----------------------------------------------------------------------------------------------
 # Schedules
 
@@ -64,12 +66,6 @@ def test_every_step_of_a_stage_follows_the_naive_schedule(kwargs: dict) -> None:
 # Recipe fields out of range: refused when the file is read, naming the file and the key
 
 
-def _child(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "r.toml"
-    path.write_text(f'extends = "uvc-cpu-t20"\n{text}\n')
-    return path
-
-
 @pytest.mark.parametrize("text, message", [
     ("[stages.joint]\nwarmup_ratio = 1.5", "stage 'joint': min_lr_ratio and warmup_ratio must be in [0, 1]"),
     ("[stages.joint]\nmin_lr_ratio = -0.1", "stage 'joint': min_lr_ratio and warmup_ratio must be in [0, 1]"),
@@ -87,14 +83,14 @@ def _child(tmp_path: Path, text: str) -> Path:
     ('[data]\ngap_unit = "second"', "[data] gap_unit must be 'frames' or 'seconds'"),
 ])
 def test_a_value_at_the_edge_outside_its_range_is_refused(tmp_path: Path, text: str, message: str) -> None:
-    path = _child(tmp_path, text)
+    path = _child_of_t20(tmp_path, text)
     with pytest.raises(InputError) as error:
         load_recipe(path)
     assert error.value.path == path and message in error.value.problem, error.value.problem
 
 
 def test_the_values_at_the_edges_inside_their_ranges_load(tmp_path: Path) -> None:
-    recipe = load_recipe(_child(tmp_path, "seed = 2147483647\n[data]\ngap = [1, 1]\n[stages.joint]\nsteps = 1\n"
+    recipe = load_recipe(_child_of_t20(tmp_path, "seed = 2147483647\n[data]\ngap = [1, 1]\n[stages.joint]\nsteps = 1\n"
                                           "warmup_ratio = 1.0\nmin_lr_ratio = 1.0\ndecay_over = 1"))
     assert recipe.seed == 2**31 - 1 and recipe.data.gap == (1.0, 1.0)
     assert (recipe.stages[1].steps, recipe.stages[1].warmup_ratio, recipe.stages[1].decay_over) == (1, 1.0, 1)
