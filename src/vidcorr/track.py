@@ -228,8 +228,7 @@ class LocaliseTracker:
         # An axis whose first-frame extent collapsed (every template cell transported to one row or
         # column) gives no unit to measure against: it keeps its size rather than growing by
         # max_scale_change every frame.
-        measurable = self.ref_half > _MIN_REF_HALF
-        ratio = np.where(measurable, half / np.where(measurable, self.ref_half, 1.0), 1.0)
+        ratio = np.divide(half, self.ref_half, out=np.ones(2), where=self.ref_half > _MIN_REF_HALF)
         ratio = np.clip(ratio, 1 / s.max_scale_change, s.max_scale_change)
         self.size = np.clip(self.size * (1 + s.scale_rate * (ratio - 1)), self.min_size, self.max_size)
         if s.template_update > 0:

@@ -89,6 +89,7 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
     values = np.asarray(region, np.float64).reshape(-1)
     width, height = frame_wh
     gt = clip_to_rectangle(np.asarray(polygon, np.float64).reshape(-1, 2), 0.0, 0.0, width, height)
+    gt_area = polygon_area(gt)
     if len(values) == 4:  # the box bounded to the image is a rectangle again: one clip intersects
         x, y, w, h = values
         bx0, by0 = max(x, 0.0), max(y, 0.0)
@@ -103,8 +104,8 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
         area = polygon_area(predicted)
         # A ground truth bounded to a segment or a point (outside the image but for its border) meets
         # nothing: not clipped, so that it is not taken for a non-convex region (UnscorableRegion).
-        inter = polygon_area(_intersect_polygons(predicted, gt)) if area > 0 and polygon_area(gt) > 0 else 0.0
-    union = polygon_area(gt) + area - inter
+        inter = polygon_area(_intersect_polygons(predicted, gt)) if area > 0 and gt_area > 0 else 0.0
+    union = gt_area + area - inter
     return float(np.clip(inter / union, 0.0, 1.0)) if union > 0 else 0.0
 
 
