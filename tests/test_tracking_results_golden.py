@@ -36,10 +36,7 @@ from vidcorr.viz import caption, caption_size, draw_matches, full_brightness, ov
 from vidcorr.viz_keypoints import JOINT_COLOURS, draw_skeleton
 
 from test_tracking_golden import _FakeSampler  # blank features; records each window size
-
-
-def _square(x: float, y: float, side: float) -> np.ndarray:
-    return np.array([x, y, x + side, y, x + side, y + side, x, y + side], np.float64)
+from vot_helpers import _square
 
 
 def _turns(corners: list[float]):

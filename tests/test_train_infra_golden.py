@@ -7,15 +7,43 @@ Written from a mutation audit: each test fails on a hand-made mutant the suite l
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Literal
 
 import pytest
+import torch
 
-from vidcorr.errors import InputError
-from vidcorr.train import StageConfig, learning_rate, load_recipe, stage_steps
+from vidcorr import strict_dict
+from vidcorr.data import ShardedSampler, VideoInfo
+from vidcorr.data.videos import VideoIndex
+from vidcorr.errors import InputError, VidcorrError
+from vidcorr.strict_dict import (
+    POSITIVE_INTEGER,
+    check_settings,
+    check_types,
+    dataclass_from_dict,
+    one_of,
+    or_none,
+    plain,
+    refuse_non_finite,
+    refuse_out_of_range,
+)
+from vidcorr.train import StageConfig, endings, feed, learning_rate, load_recipe, runlog, stage_steps
+from vidcorr.train.checkpoint import Progress
+from vidcorr.train.config import CpuConfig, CudaConfig, LogConfig
+from vidcorr.train.distributed import DistContext
+from vidcorr.train.feed import filling_a_batch, loader, stage_lengths
+from vidcorr.train.interrupt import StopAtOnce, StopSignals, WaitAbandoned, stopped_at_once
+from vidcorr.train.recipe_files import CONFIG_DIR, cpu_counterpart, recipe_path
+from vidcorr.train.runlog import RunLog, TextLog
+from vidcorr.train.workers import _quiet_broken_hand_over
 
 from test_train_config import _child_of_t20
 
@@ -103,10 +131,6 @@ def test_the_values_at_the_edges_inside_their_ranges_load(tmp_path: Path) -> Non
 def test_a_resume_may_change_workers_intervals_threads_and_names_but_not_the_trajectory() -> None:
     """docs/training.md: [cpu], [cuda], [log], the worker count, the name and the file only reorder
     float arithmetic or say where the run came from; init is compared by its sha256, not its path."""
-    import dataclasses
-
-    from vidcorr.train.config import CpuConfig, LogConfig
-
     base = load_recipe("uvc-cpu").replace(init={"weights": "/a/w.safetensors", "sha256": "ab"})
     same = base.replace(name="other", data=dataclasses.replace(base.data, workers=5), log=LogConfig(every=3),
                         cpu=CpuConfig(threads=2), init={"weights": "/b/moved.safetensors", "sha256": "ab"},
@@ -120,8 +144,6 @@ def test_a_resume_may_change_workers_intervals_threads_and_names_but_not_the_tra
 
 
 def test_bf16_autocast_follows_the_device_trained_on() -> None:
-    from vidcorr.train.config import CpuConfig, CudaConfig
-
     recipe = load_recipe("uvc-cpu").replace(cuda=CudaConfig(bf16=True), cpu=CpuConfig(bf16=False))
     assert recipe.autocast_bf16("cuda") is True and recipe.autocast_bf16("cpu") is False
     flipped = recipe.replace(cuda=CudaConfig(bf16=False), cpu=CpuConfig(bf16=True))
@@ -143,8 +165,6 @@ class _Typed:  # at module level: `typing.get_type_hints` resolves the annotatio
 
 
 def test_typed_fields_take_exactly_what_their_annotations_allow() -> None:
-    from vidcorr.strict_dict import check_types
-
     Toy = _Typed
     for key, value in [("size", 3), ("scale", 2), ("scale", 0.5), ("mode", 1), ("mode", "a"), ("pair", [2, 3]),
                        ("pair", (2, 0.5)), ("many", [1, 2, 3]), ("many", []), ("limit", None), ("limit", 4)]:
@@ -165,8 +185,6 @@ def test_typed_fields_take_exactly_what_their_annotations_allow() -> None:
 
 
 def test_unknown_keys_are_named_with_whose_they_are_and_what_is_known() -> None:
-    from vidcorr.strict_dict import dataclass_from_dict
-
     @dataclass
     class Toy:
         size: int = 1
@@ -179,10 +197,6 @@ def test_unknown_keys_are_named_with_whose_they_are_and_what_is_known() -> None:
 
 
 def test_every_failing_settings_rule_is_named_with_its_value() -> None:
-    from types import SimpleNamespace
-
-    from vidcorr.strict_dict import check_settings
-
     settings = SimpleNamespace(lam=0.0, sigma=-1, width=3)
     with pytest.raises(ValueError) as error:
         check_settings("toy", settings, {"lam": ("positive", settings.lam > 0),
@@ -197,15 +211,11 @@ def test_every_failing_settings_rule_is_named_with_its_value() -> None:
     ("POSITIVE_NUMBER", [1e-9, 2, 0.5], [0, 0.0, -1.0, float("inf"), float("nan"), True]),
 ])
 def test_value_rules_at_their_edges(rule: str, good: list, bad: list) -> None:
-    from vidcorr import strict_dict
-
     _what, ok = getattr(strict_dict, rule)
     assert all(ok(v) for v in good) and not any(ok(v) for v in bad)
 
 
 def test_one_of_or_none_and_the_range_error_label() -> None:
-    from vidcorr.strict_dict import POSITIVE_INTEGER, one_of, or_none, refuse_out_of_range
-
     what, ok = one_of(("a", 1))
     assert what == "'a' or 1" and ok("a") and ok(1) and not ok(True) and not ok(1.0) and not ok("b")
     what, ok = or_none(POSITIVE_INTEGER)
@@ -224,8 +234,6 @@ def test_one_of_or_none_and_the_range_error_label() -> None:
 
 
 def test_plain_makes_nested_tuples_lists_and_non_finite_tuple_items_are_refused() -> None:
-    from vidcorr.strict_dict import plain, refuse_non_finite
-
     assert plain({"a": (1, (2, 3)), "b": [{"c": (4,)}]}) == {"a": [1, [2, 3]], "b": [{"c": [4]}]}
     assert type(plain((1,))) is list
 
@@ -245,14 +253,6 @@ def test_plain_makes_nested_tuples_lists_and_non_finite_tuple_items_are_refused(
 def test_loss_lines_average_the_steps_since_the_last_line(tmp_path: Path, caplog, monkeypatch) -> None:
     """A line every `every` steps (step % every == 0), each term the mean of the steps since the last
     line (after a resume at step 1: steps 2 and 3 only), samples/s those steps' samples over their time."""
-    import logging
-
-    import torch
-
-    from vidcorr.train import runlog
-    from vidcorr.train.checkpoint import Progress
-    from vidcorr.train.distributed import DistContext
-
     now = [50.0]
     monkeypatch.setattr(runlog.time, "perf_counter", lambda: now[0])
     run = runlog.RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(step=1, wall_time=7.0),
@@ -274,10 +274,6 @@ def test_loss_lines_average_the_steps_since_the_last_line(tmp_path: Path, caplog
 
 
 def test_train_log_sessions_append_after_a_blank_line_and_a_discard_takes_back_only_its_own(tmp_path: Path) -> None:
-    import logging
-
-    from vidcorr.train.runlog import TextLog
-
     path = tmp_path / "train.log"
     logger = logging.getLogger("vidcorr.train.loop")
     with TextLog(tmp_path, enabled=True) as text:
@@ -312,10 +308,6 @@ def test_train_log_sessions_append_after_a_blank_line_and_a_discard_takes_back_o
 def test_a_first_signal_waits_for_the_boundary_and_a_second_stops_at_once() -> None:
     """Before `training` a signal stops at once; after it the first is a request (breaking off only
     a wait for a batch), the second stops at once and gives the handlers back."""
-    import signal
-
-    from vidcorr.train.interrupt import StopAtOnce, StopSignals, WaitAbandoned
-
     before = signal.getsignal(signal.SIGINT)
     with StopSignals(announce=False) as stop:
         with pytest.raises(StopAtOnce):
@@ -344,10 +336,6 @@ def test_a_first_signal_waits_for_the_boundary_and_a_second_stops_at_once() -> N
 def test_a_second_signal_held_by_a_shelter_gives_the_handlers_back_as_it_stops() -> None:
     """The stop at once at the end of a `sheltered` section gives the handlers back like any other,
     so that a third signal (a hung clean-up) gets the default one."""
-    import signal
-
-    from vidcorr.train.interrupt import StopAtOnce, StopSignals
-
     before = signal.getsignal(signal.SIGINT)
     with StopSignals(announce=False) as stop:
         stop.training()
@@ -360,10 +348,6 @@ def test_a_second_signal_held_by_a_shelter_gives_the_handlers_back_as_it_stops()
 @pytest.mark.usefixtures("ctrl_c_as_in_a_terminal")  # also under `nohup ... &`, where SIGINT is ignored
 def test_an_ignored_signal_stays_ignored() -> None:
     """SIGINT in a background job (`cmd &`) is ignored: training must not start answering it."""
-    import signal
-
-    from vidcorr.train.interrupt import StopSignals
-
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         with StopSignals(announce=False):
@@ -376,8 +360,6 @@ def test_an_ignored_signal_stays_ignored() -> None:
 def _run(tmp_path: Path, step: int, stage: int, stage_step: int, signum, interrupted: bool = True,
          checkpoint: bool = True):
     """The parts of `loop._Run` that `endings` reads."""
-    from types import SimpleNamespace
-
     if checkpoint:
         (tmp_path / "checkpoint.pt").write_bytes(b"")
     stages = [SimpleNamespace(name="warmup"), SimpleNamespace(name="joint")]
@@ -387,10 +369,6 @@ def _run(tmp_path: Path, step: int, stage: int, stage_step: int, signum, interru
 
 
 def test_the_interrupted_line_names_the_stage_boundary_or_step_and_the_checkpoint(tmp_path: Path) -> None:
-    import signal
-
-    from vidcorr.train import endings
-
     latest = tmp_path / "checkpoint.pt"
     mid = endings.interrupted(_run(tmp_path, 7, 1, 3, signal.SIGINT))
     assert str(mid) == (f"interrupted by SIGINT at step 7 of stage 'joint'; checkpoint written to {latest}; "
@@ -406,11 +384,6 @@ def test_the_interrupted_line_names_the_stage_boundary_or_step_and_the_checkpoin
 
 
 def test_the_divergence_and_late_signal_lines(tmp_path: Path) -> None:
-    import signal
-
-    from vidcorr.train import endings
-    from vidcorr.train.interrupt import stopped_at_once
-
     latest = tmp_path / "checkpoint.pt"
     run = _run(tmp_path, 12, 1, 3, signal.SIGINT)
     message = endings.divergence_message(run, "joint", {"loss": float("nan"), "colour": 1.23456, "skipped_videos": 2.0})
@@ -436,16 +409,10 @@ def test_the_divergence_and_late_signal_lines(tmp_path: Path) -> None:
 
 
 def _ctx(rank: int = 0, world: int = 1):
-    import torch
-
-    from vidcorr.train.distributed import DistContext
-
     return DistContext(rank, world, rank, torch.device("cpu"))
 
 
 def _sized(batch: int, samples_per_video: int, stages: tuple = ()):
-    import dataclasses
-
     recipe = load_recipe("uvc-cpu")
     return recipe.replace(data=dataclasses.replace(recipe.data, batch_size=batch, samples_per_video=samples_per_video),
                           stages=stages or recipe.stages)
@@ -460,8 +427,6 @@ def _sized(batch: int, samples_per_video: int, stages: tuple = ()):
 ])
 def test_samples_per_video_are_raised_only_where_an_epoch_would_not_fill_a_batch(
         videos: int, per_video: int, batch: int, world: int, expected: int) -> None:
-    from vidcorr.train.feed import filling_a_batch
-
     for rank in range(world):
         filled = filling_a_batch(_sized(batch, per_video), videos, _ctx(rank, world))
         assert filled.data.samples_per_video == expected
@@ -477,28 +442,17 @@ def test_samples_per_video_are_raised_only_where_an_epoch_would_not_fill_a_batch
 ])
 def test_stage_lengths_count_whole_batches_of_this_process(videos: int, per_video: int, batch: int, world: int,
                                                            per_epoch: int) -> None:
-    from vidcorr.train.feed import stage_lengths
-
     recipe = _sized(batch, per_video, (StageConfig("warmup", epochs=3), StageConfig("joint", steps=5)))
     assert stage_lengths(recipe, videos, _ctx(0, world)) == [3 * per_epoch, 5]
 
 
 def test_a_batch_not_divisible_by_the_processes_is_refused_before_the_data_is_read() -> None:
-    from vidcorr.errors import VidcorrError
-    from vidcorr.train.feed import loader
-
     with pytest.raises(VidcorrError, match="batch_size 8 is not divisible by 3 processes"):
         loader(_sized(8, 1), "crop_pair", None, 0, _ctx(0, 3))
 
 
 def test_one_rank_of_four_signalled_stops_them_all(monkeypatch) -> None:
     """Under DDP the ranks agree by a mean of their flags: any flag above 0 stops every rank."""
-    from types import SimpleNamespace
-
-    import torch
-
-    from vidcorr.train import feed
-
     seen = []
     monkeypatch.setattr(feed, "all_reduce_mean", lambda flag, ctx: seen.append(flag.item()) or torch.tensor([0.25]))
     run = SimpleNamespace(stop=SimpleNamespace(requested=False), ctx=_ctx(1, 4), interrupted=False)
@@ -511,11 +465,6 @@ def test_one_rank_of_four_signalled_stops_them_all(monkeypatch) -> None:
 def test_a_worker_failure_without_a_signal_is_raised_and_with_one_ends_the_batches() -> None:
     """"DataLoader worker exited unexpectedly" is a failure, unless a signal to the whole process
     group ended the workers too: then the run stops at the boundary."""
-    from types import SimpleNamespace
-
-    from vidcorr.train import feed
-    from vidcorr.train.interrupt import StopSignals
-
     class Dying:
         num_workers = 0
 
@@ -541,8 +490,6 @@ def test_a_worker_failure_without_a_signal_is_raised_and_with_one_ends_the_batch
 
 
 def _entered():
-    import contextlib
-
     return contextlib.nullcontext()
 
 
@@ -585,8 +532,6 @@ def test_drop_stages_needs_extends(tmp_path: Path) -> None:
 
 
 def test_a_recipe_path_without_the_toml_suffix_is_taken_as_a_path(tmp_path: Path) -> None:
-    from vidcorr.train.recipe_files import CONFIG_DIR, recipe_path
-
     plain = tmp_path / "myrecipe"
     plain.write_text('extends = "uvc-cpu"\nseed = 4\n')
     assert recipe_path(plain) == plain and load_recipe(plain).seed == 4
@@ -595,8 +540,6 @@ def test_a_recipe_path_without_the_toml_suffix_is_taken_as_a_path(tmp_path: Path
 
 
 def test_only_a_shipped_paper_recipe_has_a_cpu_counterpart(tmp_path: Path) -> None:
-    from vidcorr.train.recipe_files import cpu_counterpart
-
     assert cpu_counterpart(load_recipe("cycletime")) == "cycletime-cpu"
     assert cpu_counterpart(load_recipe("uvc-cpu")) is None  # no uvc-cpu-cpu
     own = tmp_path / "cycletime.toml"  # one's own file named like the paper recipe
@@ -611,8 +554,6 @@ def test_only_a_shipped_paper_recipe_has_a_cpu_counterpart(tmp_path: Path) -> No
 def test_a_workers_excepthook_hides_only_a_broken_hand_over() -> None:
     """Silent only for EOFError / ConnectionError raised in the resource-sharer's `_serve`; any other
     error, also an EOFError from elsewhere, reaches the worker's former hook."""
-    from vidcorr.train.workers import _quiet_broken_hand_over
-
     def raised(error: BaseException):
         try:
             raise error
@@ -634,9 +575,6 @@ def test_a_resume_purges_the_tensorboard_events_after_its_checkpoints_step(tmp_p
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
-    from vidcorr.train.checkpoint import Progress
-    from vidcorr.train.runlog import RunLog
-
     first = SummaryWriter(str(tmp_path / "tensorboard"))
     for step in range(1, 9):
         first.add_scalar("train/lr", float(step), step)
@@ -652,10 +590,6 @@ def test_a_resume_purges_the_tensorboard_events_after_its_checkpoints_step(tmp_p
 def test_two_runs_open_at_once_keep_their_info_lines_until_the_last_closes(tmp_path: Path, monkeypatch) -> None:
     """From Python the package logger inherits the root's WARNING; while a train.log is open INFO
     lines reach it anyway. The first of two runs to close must not put WARNING back under the other."""
-    import logging
-
-    from vidcorr.train.runlog import TextLog
-
     monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
     package = logging.getLogger("vidcorr")
     monkeypatch.setattr(package, "level", logging.NOTSET)
@@ -675,9 +609,6 @@ def test_two_runs_open_at_once_keep_their_info_lines_until_the_last_closes(tmp_p
 
 def test_a_discarded_run_log_removes_only_what_its_writer_added(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
-    from vidcorr.train.checkpoint import Progress
-    from vidcorr.train.runlog import RunLog
-
     earlier = tmp_path / "kept" / "tensorboard" / "events.out.tfevents.1.earlier"
     earlier.parent.mkdir(parents=True)
     earlier.write_bytes(b"an earlier session's events")
@@ -695,12 +626,6 @@ def test_a_stages_loader_gives_the_counted_batches_in_the_stages_own_order() -> 
     """An epoch is `stage_lengths`' whole batches (the last partial one dropped, as the step count
     assumes), and each stage draws its own order, from (seed, stage): a joint stage repeating the
     warm-up's order would see the videos in the same sequence again."""
-    import dataclasses
-
-    from vidcorr.data import ShardedSampler, VideoInfo
-    from vidcorr.data.videos import VideoIndex
-    from vidcorr.train.feed import loader, stage_lengths
-
     index = VideoIndex([VideoInfo(f"/nowhere/v{i}.mp4", 60, 25.0, 64, 64) for i in range(10)], ["/nowhere"])
     recipe = _sized(3, 1, (StageConfig("warmup", epochs=1), StageConfig("joint", epochs=1))).replace(seed=7)
     recipe = recipe.replace(data=dataclasses.replace(recipe.data, workers=0))
