@@ -12,10 +12,19 @@ import re
 import numpy as np
 import pytest
 import torch
+from synthetic import PatchEncoder
+from test_propagate import _texture_video
 from torch import nn
 
 import vidcorr
-from vidcorr.errors import InputError
+from vidcorr.correspond import match_frames
+from vidcorr.errors import InputError, WeightsError
+from vidcorr.keypoints import KeypointSet, check_first_keypoints
+from vidcorr.labels import one_hot_labels
+from vidcorr.patches import rigid_theta, sample_patch
+from vidcorr.presets import customised_preset
+from vidcorr.propagate import Propagator
+from vidcorr.soft_labels import check_first_labels, labels_overlay, value_bounds
 
 
 class PixelCodes(nn.Module):
@@ -69,8 +78,6 @@ def test_one_side_too_fine_is_refused_with_a_size_too():
 def test_first_keypoints_must_lie_on_a_non_square_frame():
     """Pixel centres at integers: a 40 x 20 frame spans x in -0.5 .. 39.5 and y in -0.5 .. 19.5 (the square
     10 x 10 golden case cannot tell the two sides apart)."""
-    from vidcorr.keypoints import KeypointSet, check_first_keypoints
-
     def kps(x: float, y: float) -> KeypointSet:
         return KeypointSet(np.array([[x, y]]), np.array([True]), ["wrist"], [])
 
@@ -89,13 +96,6 @@ def test_matches_between_frames_of_different_sizes_are_in_each_frames_own_pixels
     a 8 x 8 grid against A's 12 x 8. Each A cell in columns 2..9 has an identical patch in B two cells to
     the left; its match is that cell, in B's pixels (cell centre (c + 0.5) * 8 - 0.5), and leads back to
     itself. grid_a and input_a describe A, not B."""
-    from synthetic import PatchEncoder
-    from test_propagate import _texture_video
-
-    from vidcorr.correspond import match_frames
-    from vidcorr.presets import customised_preset
-    from vidcorr.propagate import Propagator
-
     a = _texture_video(n_frames=1, step=8)[0][0]
     b = np.ascontiguousarray(a[:, 16:80])
     m = match_frames(Propagator(PatchEncoder(), customised_preset("crw")), a, b, step=1)
@@ -110,10 +110,6 @@ def test_matches_between_frames_of_different_sizes_are_in_each_frames_own_pixels
 
 
 def test_match_step_must_be_at_least_one():
-    from vidcorr.correspond import match_frames
-    from vidcorr.presets import customised_preset
-    from vidcorr.propagate import Propagator
-
     frame = np.zeros((16, 16, 3), np.uint8)
     for step in (0, -1):
         with pytest.raises(ValueError, match=f"step must be >= 1, got {step}"):
@@ -136,10 +132,6 @@ def test_a_match_is_mutual_when_it_leads_back_within_one_cell_diagonals_included
     """A cell 0's best match is B cell 0 (0.6 against 0), whose best match back is A cell 4 = (1, 1): one
     cell away diagonally, mutual. A cell 2's best is B cell 2, which leads back to A cell 8 = (2, 2), two
     rows away: not mutual. Every other cell matches its twin and back."""
-    from vidcorr.correspond import match_frames
-    from vidcorr.presets import customised_preset
-    from vidcorr.propagate import Propagator
-
     dark, bright = np.zeros((24, 24, 3), np.uint8), np.full((24, 24, 3), 255, np.uint8)
     m = match_frames(Propagator(DesignedCodes(), customised_preset("crw")), dark, bright, step=1)
     np.testing.assert_allclose(m.points_b, m.points_a)  # every A cell's best B cell is its twin
@@ -152,10 +144,6 @@ def test_a_mask_selects_the_cells_whose_centre_pixel_is_in_it():
     centred at x = 12.5 c + 5.75, y = 2.5 r + 0.75, on the pixel that holds that point: x = 6, 18, 31, ...,
     y = 1, 3, 6, ... A mask of those columns (every row) selects all 64 cells; of the column of cell 0 alone
     (x = 6), its 8 cells."""
-    from vidcorr.correspond import match_frames
-    from vidcorr.presets import customised_preset
-    from vidcorr.propagate import Propagator
-
     frame = np.zeros((20, 100, 3), np.uint8)
     prop = Propagator(CellCodes(), customised_preset("timecycle", size=64))
     centres_x = [int(np.floor(12.5 * c + 5.75 + 0.5)) for c in range(8)]  # the pixel holding each centre
@@ -225,9 +213,6 @@ def test_a_coarse_grid_is_warned_of_when_the_first_frame_is_yielded(caplog):
     """The warning comes with frame 0 (the propagator has embedded it): a one-frame video gets it too, and
     a caller reading only the first frame sees it. propagate_keypoints gave none from Python (the command
     line's --keypoints did)."""
-    from synthetic import PatchEncoder
-    from test_propagate import _texture_video
-
     frames, masks = _texture_video(n_frames=2)  # 96 x 64: size=16 gives 3 x 2 cells
     for video in (frames[:1], frames):
         for call in (lambda: vidcorr.propagate_masks(video, masks[0], encoder=PatchEncoder(), size=16),
@@ -243,8 +228,6 @@ def test_a_coarse_grid_is_warned_of_when_the_first_frame_is_yielded(caplog):
 def test_a_missing_weights_name_whose_module_path_is_no_identifier_is_not_a_factory_spec(tmp_path, monkeypatch, name):
     """package.module:factory needs every dotted part to be an identifier: "torch.run-2:final" names no
     module even though torch is importable, so it is a missing weights file, not an --encoder spec."""
-    from vidcorr.errors import WeightsError
-
     monkeypatch.chdir(tmp_path)
     with pytest.raises(WeightsError, match="weights file does not exist") as caught:
         vidcorr.encoder_for("crw", weights=name)
@@ -256,8 +239,6 @@ def test_a_missing_weights_name_whose_module_path_is_no_identifier_is_not_a_fact
 
 def test_first_labels_of_any_number_type_become_float32_channels():
     """(H, W) one map or (K, H, W), bool / int / float64: float32 (K, H, W) with the same values."""
-    from vidcorr.soft_labels import check_first_labels
-
     mask = np.zeros((4, 6), bool)
     mask[1:3, 2:5] = True
     ramp = np.linspace(-2, 3, 24).reshape(4, 6)  # float64
@@ -273,8 +254,6 @@ def test_one_label_channel_is_shown_as_a_red_tint_scaled_by_the_value_range():
     """labels_overlay, one channel: strength s = (value - low) / (high - low) clipped to [0, 1]; red becomes
     r (1 - 0.6 s) + 255 * 0.6 s, green and blue g (1 - 0.6 s). No range (high == low): no tint. Several
     channels: the argmax drawn as a mask (channel 0 the background, left untinted)."""
-    from vidcorr.soft_labels import labels_overlay
-
     frame = np.zeros((1, 5, 3), np.uint8)
     frame[..., 0], frame[..., 1], frame[..., 2] = 100, 50, 200
     values = np.array([[[1.0, 2.0, 4.0, 6.0, 9.0]]])  # range (2, 6): s = 0, 0, 0.5, 1, 1
@@ -313,8 +292,6 @@ def test_labels_a_pixel_off_half_the_frames_size_are_told_to_resize():
     """33 x 48 labels for 64 x 96 frames: the frames' picture at half size within a pixel's rounding
     (|33 * 96 - 48 * 64| = 96 <= the largest side, 96), so the message says how to resize them; 40 x 48 is
     another picture and gets no such advice."""
-    from vidcorr.soft_labels import check_first_labels
-
     with pytest.raises(InputError, match=r"are 48x33 but frames are 96x64; they have the frames' shape at 0.5x "
                                          r"their size: resize them"):
         check_first_labels(np.zeros((1, 33, 48)), (64, 96))
@@ -324,8 +301,6 @@ def test_labels_a_pixel_off_half_the_frames_size_are_told_to_resize():
 
 def test_one_hot_refuses_an_id_equal_to_the_number_of_classes():
     """Ids 0 .. K - 1 fit K classes: id K is the caller's ValueError naming it, not a torch error."""
-    from vidcorr.labels import one_hot_labels
-
     ids = np.array([[0, 1], [2, 255]], np.uint8)
     assert one_hot_labels(ids, 3).shape == (3, 2, 2)
     with pytest.raises(ValueError, match="label id 3 does not fit in 3 classes"):
@@ -337,9 +312,6 @@ def test_propagated_label_bounds_follow_each_presets_weights():
     crw's softmax over the top-k sums to 1 (the first frame's range); uvc's top-k of a softmax sums to
     less (0 joins the range); timecycle also min-max normalises context frames ([0, 1] joins); a joint
     top-k of per-frame softmaxes sums to up to the number of context frames (only the sign is bounded)."""
-    from vidcorr.presets import customised_preset
-    from vidcorr.soft_labels import value_bounds
-
     labels = np.stack([np.full((2, 3), 0.2), np.full((2, 3), 0.7), np.full((2, 3), -0.5)]).astype(np.float32)
     labels[:, 0, 0] = [0.4, 0.9, -0.1]  # per-channel ranges: [0.2, 0.4], [0.7, 0.9], [-0.5, -0.1]
     inf = np.inf
@@ -363,8 +335,6 @@ def test_a_patch_reads_zeros_beyond_the_map():
     tx = 1 (scale 1/3) over a 5 x 5 map of ones samples x = 2/3, 1, 4/3, i.e. pixels 10/3, 4 and 14/3: the last
     is two thirds of the way from pixel 4 to a pixel past the edge, which reads 0 (the official grid_sample's
     zero padding): 1/3."""
-    from vidcorr.patches import rigid_theta, sample_patch
-
     theta = rigid_theta(torch.tensor([[1.0, 0.0, 0.0]]))
     got = sample_patch(torch.ones(1, 1, 5, 5), theta, (3, 3))[0, 0]
     torch.testing.assert_close(got, torch.tensor([[1.0, 1.0, 1 / 3]] * 3))

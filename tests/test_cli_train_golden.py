@@ -7,16 +7,30 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import hashlib
+import json
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_train_cli import TINY_MOCO, TINY_UVC
+from torch import nn
 
 from vidcorr.cli import main
-from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, save_weights
+from vidcorr.cli.train_export import state_dict_mismatch
+from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES, REPO_ROOT
+from vidcorr.errors import InputError
+from vidcorr.io.roots import misplaced_root_hint, names_held
+from vidcorr.io.text import decode_text, has_wide_text_bom, read_text
+from vidcorr.methods.moco import MoCo, MoCoConfig
+from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, save_weights
+from vidcorr.runtime import RankRole, bound_cpu_memory, flush_cpu_denormals
+from vidcorr.train import loop, recipe_from_dict
+from vidcorr.train.checkpoint import Progress, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,8 +38,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def jobs(monkeypatch) -> list:
     """The `TrainJob`s `vidcorr train` hands the trainer, which trains nothing and says it finished."""
-    from vidcorr.train import loop
-
     seen: list = []
 
     def fake_train(job):
@@ -79,8 +91,6 @@ def test_moco_takes_a_batch_as_large_as_its_queue(tmp_path: Path, jobs: list, ca
 def test_an_export_onto_a_hard_link_of_the_init_weights_is_refused(tmp_path: Path, autoencoder: Path,
                                                                    jobs: list, capsys) -> None:
     """Another name of the same file (a hard link) is the same weights: refused as the path itself is."""
-    from vidcorr.models import build_encoder
-
     start = save_weights(build_encoder("resnet18", strides=(1, 2, 1, 1), out_layer="layer3", colour_mode="gray-l"),
                          tmp_path / "start.safetensors")
     os.link(start, tmp_path / "linked.safetensors")
@@ -122,8 +132,6 @@ def test_the_default_run_dir_is_named_after_the_recipe_given(tmp_path: Path, aut
 def test_weights_given_are_recorded_by_the_path_as_given(tmp_path: Path, autoencoder: Path, jobs: list,
                                                          monkeypatch) -> None:
     """{"weights": the path as typed, "sha256": of its bytes}: what a resume finds and compares."""
-    import hashlib
-
     monkeypatch.chdir(tmp_path)
     argv = _uvc(tmp_path, autoencoder)
     argv[argv.index("--autoencoder") + 1] = "ae.safetensors"
@@ -142,9 +150,6 @@ def test_a_fresh_run_without_recipe_trains_the_methods_paper_recipe(tmp_path: Pa
 def test_a_stored_recipe_the_method_cannot_train_is_refused_naming_the_checkpoint(tmp_path: Path, capsys) -> None:
     """--resume without --recipe trains the recipe the checkpoint stores: its errors name the checkpoint,
     not the method's paper recipe file it did not use."""
-    from vidcorr.train import recipe_from_dict
-    from vidcorr.train.checkpoint import Progress, save_checkpoint
-
     recipe = recipe_from_dict({"method": "uvc", "stages": {"main": {"steps": 2}}}, "mine")
     path = save_checkpoint(tmp_path / "run" / "checkpoint.pt", {
         "recipe": recipe.to_dict(), "progress": dataclasses.asdict(Progress(step=1)), "model": {}})
@@ -159,9 +164,6 @@ def test_a_stored_recipe_the_method_cannot_train_is_refused_naming_the_checkpoin
 def test_a_checkpoints_weights_record_without_a_sha256_is_refused_naming_it(tmp_path: Path, autoencoder: Path,
                                                                             jobs: list, capsys, record) -> None:
     """A record that is a bare path (older checkpoints) or lacks a field: resumed only with --autoencoder."""
-    from vidcorr.train import recipe_from_dict
-    from vidcorr.train.checkpoint import Progress, save_checkpoint
-
     record = str(autoencoder) if record == "PATH" else {k: str(autoencoder) if v == "PATH" else v
                                                          for k, v in record.items()}
     recipe = recipe_from_dict({"method": "uvc", "base": "uvc-cpu", "stages": {"warmup": {"steps": 2}},
@@ -178,10 +180,6 @@ def test_a_checkpoints_weights_record_without_a_sha256_is_refused_naming_it(tmp_
 
 def _moco_checkpoint(path: Path, progress: dict, **changed) -> tuple[Path, dict[str, torch.Tensor]]:
     """A two-step MoCo run's checkpoint at ``progress``, with random (float32) weights, some ``changed``."""
-    from vidcorr.methods.moco import MoCo, MoCoConfig
-    from vidcorr.train import recipe_from_dict
-    from vidcorr.train.checkpoint import Progress, save_checkpoint
-
     recipe = recipe_from_dict({"method": "moco", "stages": {"contrastive": {"steps": 2}},
                                "model": {"arch": "resnet18", "queue_size": 8}}, "moco")
     torch.manual_seed(0)
@@ -200,10 +198,6 @@ def test_train_export_writes_the_query_encoder_in_float16(tmp_path: Path, capsys
     """The tensors under "encoder." (the query encoder, not the key encoder, projectors or queue),
     parameters in float16 as released weights are, batch-norm statistics and counters as they are;
     its line says when it was saved."""
-    import json
-
-    from safetensors.torch import load_file
-
     checkpoint, state = _moco_checkpoint(tmp_path / "run" / "checkpoint.pt", progress)
     out = tmp_path / "w.safetensors"
     assert main(["train", "export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
@@ -243,10 +237,6 @@ def test_train_export_of_a_value_that_is_no_tensor_names_it_in_one_line(tmp_path
 
 def test_state_dict_mismatch_names_three_of_each_kind() -> None:
     """"N kind (a, b, c, ... and M more)", kinds in the order missing, unexpected, of another shape."""
-    from torch import nn
-
-    from vidcorr.cli.train_export import state_dict_mismatch
-
     model = nn.ModuleDict({name: nn.Linear(2, 3, bias=False) for name in "abcde"})
     expected = model.state_dict()
     assert state_dict_mismatch(model, expected) is None
@@ -264,8 +254,6 @@ def test_state_dict_mismatch_names_three_of_each_kind() -> None:
 # ---- io/roots --------------------------------------------------------------------------------
 
 def test_names_held_shows_the_first_ten() -> None:
-    from vidcorr.io.roots import names_held
-
     ten = [f"s{i}" for i in range(10)]
     assert names_held(ten) == "10: " + ", ".join(ten)  # all shown: no "..."
     assert names_held([*ten, "s10"]) == "11: " + ", ".join(ten) + ", ..."
@@ -273,8 +261,6 @@ def test_names_held_shows_the_first_ten() -> None:
 
 
 def test_the_hint_names_the_first_root_inside_in_name_order_and_how_many_more(tmp_path: Path, monkeypatch) -> None:
-    from vidcorr.io.roots import misplaced_root_hint
-
     for name in ("z-root", "a-other", "b-root", "k-other", "m-root"):
         (tmp_path / name).mkdir()
     listed = Path.iterdir  # a folder's entries come in no set order: here, against the names' order
@@ -288,8 +274,6 @@ def test_the_hint_names_the_first_root_inside_in_name_order_and_how_many_more(tm
 
 
 def test_the_hint_looks_four_levels_up(tmp_path: Path) -> None:
-    from vidcorr.io.roots import misplaced_root_hint
-
     root = tmp_path / "ROOT"
     (root / "a/b/c/d/e").mkdir(parents=True)
     is_root = lambda folder: folder == root  # noqa: E731
@@ -303,8 +287,6 @@ def test_the_hint_looks_four_levels_up(tmp_path: Path) -> None:
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
 def test_text_is_decoded_by_its_byte_order_mark(encoding: str) -> None:
     """A UTF-32 LE mark starts with the UTF-16 LE one: read as UTF-16 it would hold NULs."""
-    from vidcorr.io.text import decode_text, has_wide_text_bom
-
     text = "bike-packing\nélan 205\n"
     bom = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE, "utf-32-le": codecs.BOM_UTF32_LE,
            "utf-32-be": codecs.BOM_UTF32_BE}.get(encoding, b"")
@@ -314,9 +296,6 @@ def test_text_is_decoded_by_its_byte_order_mark(encoding: str) -> None:
 
 
 def test_read_text_names_the_file_and_what_is_wrong(tmp_path: Path) -> None:
-    from vidcorr.errors import InputError
-    from vidcorr.io.text import read_text
-
     binary = tmp_path / "list.txt"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     cases = ((tmp_path / "none.txt", "split list not found"),
@@ -331,8 +310,6 @@ def test_read_text_names_the_file_and_what_is_wrong(tmp_path: Path) -> None:
 # ---- runtime, defaults -----------------------------------------------------------------------
 
 def test_flush_cpu_denormals_applies_only_when_asked_and_restores_torchs_default() -> None:
-    from vidcorr.runtime import flush_cpu_denormals
-
     tiny = torch.tensor([1e-39], dtype=torch.float32)  # a subnormal float32
     with flush_cpu_denormals(enabled=False) as applied:
         assert applied is False and (tiny * 1).item() != 0
@@ -344,8 +321,6 @@ def test_flush_cpu_denormals_applies_only_when_asked_and_restores_torchs_default
 
 
 def test_a_users_huge_page_setting_is_kept_without_a_malloc_setting(monkeypatch) -> None:
-    from vidcorr.runtime import bound_cpu_memory
-
     monkeypatch.delenv("VIDCORR_DEFAULT_MALLOC", raising=False)
     # glibc read MALLOC_MMAP_THRESHOLD_ at start: set now, it only keeps mallopt off this process
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
@@ -359,8 +334,6 @@ def test_a_users_huge_page_setting_is_kept_without_a_malloc_setting(monkeypatch)
 
 
 def test_rank_roles() -> None:
-    from vidcorr.runtime import RankRole
-
     def role(rank: int, world: int) -> RankRole:
         r = RankRole()
         r.rank, r.world_size = rank, world
@@ -373,10 +346,6 @@ def test_rank_roles() -> None:
 def test_the_defaults_are_what_the_docs_call_the_default_and_the_better_floor() -> None:
     """DEFAULT_WEIGHTS: the file weights/MODEL_CARD.md heads "(the default)"; BEST_FLOOR: the untrained
     floor with the higher DAVIS-2016 J&F (first column) in docs/results.md."""
-    import re
-
-    from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES, REPO_ROOT
-
     card = (REPO_ROOT / "weights" / "MODEL_CARD.md").read_text()
     assert re.findall(r"^## `([^`]+)`.*\(the default\)", card, re.M) == [DEFAULT_WEIGHTS.name]
     assert DEFAULT_WEIGHTS.parent == REPO_ROOT / "weights" and (REPO_ROOT / "src" / "vidcorr" / "defaults.py").is_file()

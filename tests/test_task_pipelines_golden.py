@@ -8,16 +8,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import scipy.io
+import torch
 from jhmdb_helpers import CLASS, NAME, VIDEO, jhmdb_tree
 from naive_reference import bilinear_half_pixel
+from PIL import Image
 
 from vidcorr.errors import InputError
 from vidcorr.evaluate.jhmdb import read_prediction, write_prediction
+from vidcorr.evaluate.vip import (
+    PartChannels,
+    _first_annotation,
+    decode_parts,
+    first_frame_labels,
+    instance_scores,
+    run_vip,
+    vip_preset,
+)
+from vidcorr.evaluate.vip_results import score_vip
 from vidcorr.io.jhmdb import JOINT_NAMES, JhmdbDataset, read_joints
+from vidcorr.io.masks import write_indexed_png
+from vidcorr.io.vip import VipDataset
+from vidcorr.io.vip_predictions import read_instance_map, write_instance_map
+from vidcorr.models import build_encoder
+from vidcorr.presets import get_preset
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +133,6 @@ def test_a_joint_with_one_nan_coordinate_is_not_visible(tmp_path: Path, jhmdb_ro
 def _vip_root(tmp_path: Path, category: np.ndarray, table: str | None = None, list_line: str = "v") -> Path:
     """VIP_Fine with one video "v" of one frame: its class map and, with ``table``, an instance map
     (every labelled pixel instance 1) and its table."""
-    from PIL import Image
-
-    from vidcorr.io.masks import write_indexed_png
-
     root = tmp_path / "VIP_Fine"
     (root / "Images" / "v").mkdir(parents=True)
     Image.fromarray(np.zeros((*category.shape, 3), np.uint8)).save(root / "Images" / "v" / "000000000001.jpg")
@@ -134,8 +148,6 @@ def _vip_root(tmp_path: Path, category: np.ndarray, table: str | None = None, li
 
 def test_vip_class_ids_are_0_to_19(tmp_path: Path) -> None:
     """VIP has 20 classes (METHODS.md 6.3): 19 is the last class, 20 an error, 255 ignored."""
-    from vidcorr.io.vip import VipDataset
-
     category = np.array([[0, 19], [255, 5]], np.uint8)
     dataset = VipDataset(_vip_root(tmp_path / "ok", category))
     assert dataset.num_classes == 20
@@ -149,8 +161,6 @@ def test_vip_class_ids_are_0_to_19(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("cls", "ok"), [(1, True), (19, True), (0, False), (20, False)])
 def test_vip_part_instances_are_of_part_classes_1_to_19(tmp_path: Path, cls: int, ok: bool) -> None:
     """An instance is a part: class 0 (background) or 20 (no class) in Instance_ids/*.txt is malformed."""
-    from vidcorr.io.vip import VipDataset
-
     dataset = VipDataset(_vip_root(tmp_path, np.array([[0, 1], [1, 1]], np.uint8), f"1 {cls} 1\n"))
     frame = dataset.videos[0].frames[0]
     if ok:
@@ -163,19 +173,12 @@ def test_vip_part_instances_are_of_part_classes_1_to_19(tmp_path: Path, cls: int
 @pytest.mark.parametrize("line", ["v", "VIP_Fine/Images/v", "VIP_Fine/Images/v/", "/data/VIP_Fine/Images/v/  "])
 def test_vip_video_list_lines_are_names_or_paths(tmp_path: Path, line: str) -> None:
     """UVC reads the last path component of each line of val_videos.txt (a trailing slash included)."""
-    from vidcorr.io.vip import VipDataset
-
     dataset = VipDataset(_vip_root(tmp_path, np.zeros((2, 2), np.uint8), list_line=line))
     assert [v.name for v in dataset.videos] == ["v"]
 
 
 def test_vipseg_category_ids_run_to_123(tmp_path: Path) -> None:
     """VIPSeg has 124 categories, ids 0..123: 123 is a class, 124 is refused; unlabelled segment 0 -> 255."""
-    from PIL import Image
-
-    from vidcorr.io.masks import write_indexed_png
-    from vidcorr.io.vip import VipDataset
-
     (tmp_path / "images" / "v").mkdir(parents=True)
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "images" / "v" / "0001.jpg")
     write_indexed_png(tmp_path / "source" / "v" / "0001.png", np.array([[0, 1], [2, 2]], np.uint8))
@@ -194,8 +197,6 @@ def test_instance_channel_0_is_no_instance_even_when_every_pixel_has_one() -> No
     """Channel 0 carries "no instance" (id 0) whatever frame 0 holds: a decoder whose channels all
     tie (a min-max normalised pixel at every channel's minimum) falls back to channel 0, which must
     not be a real part instance."""
-    from vidcorr.evaluate.vip import first_frame_labels
-
     category = np.array([[1, 1], [2, 2]], np.uint8)
     ids = np.array([[5, 5], [9, 9]])
     parts, labels = first_frame_labels(category, (ids, {5: 1, 9: 2}))
@@ -207,10 +208,6 @@ def test_instance_channel_0_is_no_instance_even_when_every_pixel_has_one() -> No
 def test_instance_score_is_the_mean_upsampled_channel_share_over_its_pixels() -> None:
     """Module doc of vidcorr.evaluate.vip: each predicted instance is scored by the mean, over its
     pixels, of its channel's share of the soft labels (channel / sum of channels, bilinearly upsampled)."""
-    import torch
-
-    from vidcorr.evaluate.vip import instance_scores
-
     rng = np.random.default_rng(3)
     soft = rng.uniform(0.1, 2.0, (4, 3, 3))  # not normalised: the sum over channels is not 1
     index = np.array([[0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 2, 2], [1, 1, 1, 2, 2, 2],
@@ -224,10 +221,6 @@ def test_instance_score_is_the_mean_upsampled_channel_share_over_its_pixels() ->
 
 def _two_frame_vip(tmp_path: Path, with_instances: bool) -> tuple[Path, np.ndarray, np.ndarray, list[str]]:
     """VIP_Fine with one 24 x 32 video "v" of two random frames, both annotated alike (two parts)."""
-    from PIL import Image
-
-    from vidcorr.io.masks import write_indexed_png
-
     rng = np.random.default_rng(5)
     root = tmp_path / "VIP_Fine"
     yy, xx = np.mgrid[:24, :32]
@@ -248,21 +241,12 @@ def _two_frame_vip(tmp_path: Path, with_instances: bool) -> tuple[Path, np.ndarr
 
 
 def _run_vip(root: Path, out: Path) -> dict:
-    from vidcorr.evaluate.vip import run_vip, vip_preset
-    from vidcorr.io.vip import VipDataset
-    from vidcorr.models import build_encoder
-    from vidcorr.presets import get_preset
-
     return run_vip(build_encoder("lab-pixels"), vip_preset(get_preset("crw"), size=64), VipDataset(root), out)
 
 
 def test_vip_frame_0_predictions_are_the_given_annotation(tmp_path: Path) -> None:
     """Frame 0 is scored as the given annotation (module doc of vidcorr.evaluate.vip; UVC, STT): its
     saved class map and part-instance map are frame 0's GT, every instance scored 1."""
-    from PIL import Image
-
-    from vidcorr.io.vip_predictions import read_instance_map
-
     root, category, ids, names = _two_frame_vip(tmp_path, with_instances=True)
     out = tmp_path / "out"
     _run_vip(root, out)
@@ -281,9 +265,6 @@ def test_vip_without_instance_ids_scores_miou_only(tmp_path: Path) -> None:
     assert results["protocol"]["scored_frames"] == 2 and 0.0 < results["mIoU"] <= 1.0
     assert results["AP_part"] is None and not (tmp_path / "out" / "v" / "instances").exists()
     # score vip of that output: no instances were annotated, so none are missing from the predictions
-    from vidcorr.evaluate.vip_results import score_vip
-    from vidcorr.io.vip import VipDataset
-
     scored = score_vip(VipDataset(root), tmp_path / "out")
     assert scored["mIoU"] == results["mIoU"] and scored["protocol"]["instances"] == "none: AP_part not computed"
 
@@ -291,10 +272,6 @@ def test_vip_without_instance_ids_scores_miou_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("count", "ok"), [(254, True), (255, False)])
 def test_at_most_254_part_instances_in_the_first_frame(tmp_path: Path, count: int, ok: bool) -> None:
     """Channels live in a uint8 map whose 255 is ignored and 0 is "no instance": 254 instances fit."""
-    from vidcorr.evaluate.vip import _first_annotation
-    from vidcorr.io.masks import write_indexed_png
-    from vidcorr.io.vip import VipDataset
-
     ids = np.zeros(256, np.uint8)
     ids[1:count + 1] = np.arange(1, count + 1)
     ids = ids.reshape(16, 16)
@@ -314,13 +291,6 @@ def test_at_most_254_part_instances_in_the_first_frame(tmp_path: Path, count: in
 def test_decode_parts_maps_channels_to_ids_and_scores_each_instance_by_its_share() -> None:
     """At the original size (no resize), CRW decoding is a plain argmax: class / instance of the
     winning channel; an instance's score is its mean share of the instance channels where it won."""
-    from types import SimpleNamespace
-
-    import torch
-
-    from vidcorr.evaluate.vip import PartChannels, decode_parts
-    from vidcorr.presets import get_preset
-
     preset = get_preset("crw")
     assert preset.output_resize == "original" and not preset.output_minmax
     rng = np.random.default_rng(7)
@@ -341,11 +311,6 @@ def test_score_vip_per_video_line_has_its_own_ap_at_0_5(tmp_path: Path) -> None:
     """One GT part instance (100 px) predicted by a 65 px subset of it: IoU 0.65, a hit at IoU
     thresholds 0.1..0.6 and a miss at 0.7..0.9, so AP_part@0.5 = 1 and AP_part = 6/9, for the one
     video's line as for the whole set."""
-    from vidcorr.evaluate.vip_results import score_vip
-    from vidcorr.io.masks import write_indexed_png
-    from vidcorr.io.vip import VipDataset
-    from vidcorr.io.vip_predictions import write_instance_map
-
     category = np.zeros((20, 10), np.uint8)
     category[:, :5] = 1
     root = _vip_root(tmp_path, category, "1 1 1\n")
