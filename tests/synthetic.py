@@ -1,4 +1,4 @@
-"""Synthetic stand-ins shared by tests: a tiny deterministic encoder, an endless video."""
+"""Synthetic stand-ins shared by tests: tiny deterministic encoders, an endless video."""
 
 from __future__ import annotations
 
@@ -26,6 +26,17 @@ class PatchEncoder(nn.Module):
 
     def forward(self, x):
         return self.proj(x - 0.5)  # centred, so unrelated patches have near-orthogonal codes
+
+
+class PositionCodes(nn.Module):
+    """A fixed random 64-d code per feature cell, stride 8: every cell matches only itself."""
+
+    stride = 8
+
+    def forward(self, x):
+        h, w = -(-x.shape[-2] // 8), -(-x.shape[-1] // 8)
+        codes = torch.randn(64, h, w, generator=torch.Generator().manual_seed(0))
+        return codes.expand(x.shape[0], -1, -1, -1)
 
 
 def endless(frames: Sequence, pulled: list[int]) -> Iterator:

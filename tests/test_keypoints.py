@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from synthetic import PositionCodes
 
 from vidcorr.errors import InputError
 from vidcorr.keypoints import CODECS, HeatmapCodec, propagate_keypoints, read_keypoints_json
@@ -246,17 +246,6 @@ def test_draw_skeleton_draws_visible_joints_and_edges_only():
     assert drawn.shape == frame.shape and drawn.dtype == np.uint8 and not frame.any()
     assert drawn[10, 10].any() and drawn[40, 60].any() and drawn[25, 35].any()  # joints and the 0-1 edge
     assert not drawn[50, 30].any() and not drawn[45, 45].any()  # hidden joint 2 and its edge
-
-
-class PositionCodes(nn.Module):
-    """A fixed random 64-d code per feature cell, stride 8: every cell matches only itself."""
-
-    stride = 8
-
-    def forward(self, x):
-        h, w = -(-x.shape[-2] // 8), -(-x.shape[-1] // 8)
-        codes = torch.randn(64, h, w, generator=torch.Generator().manual_seed(0))
-        return codes.expand(x.shape[0], -1, -1, -1)
 
 
 @pytest.mark.parametrize("name", ["crw", "uvc", "stt"])

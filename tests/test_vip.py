@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
+from synthetic import PositionCodes
 
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
@@ -216,17 +216,6 @@ def test_eval_end_to_end_on_the_fixture(tmp_path, vip_root):
     np.testing.assert_array_equal(first, dataset.category_map(dataset.videos[1].frames[0]))
     np.testing.assert_array_equal(np.array(Image.open(instances / "000000000001.png")),
                                   dataset.instance_map(dataset.videos[1].frames[0])[0])
-
-
-class PositionCodes(nn.Module):
-    """A fixed random 64-d code per feature cell, stride 8: every cell matches only itself."""
-
-    stride = 8
-
-    def forward(self, x):
-        h, w = -(-x.shape[-2] // 8), -(-x.shape[-1] // 8)
-        codes = torch.randn(64, h, w, generator=torch.Generator().manual_seed(0))
-        return codes.expand(x.shape[0], -1, -1, -1)
 
 
 def _still_breakdance(root: Path) -> list[Path]:
