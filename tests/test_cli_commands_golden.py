@@ -5,8 +5,12 @@ refused. Expected values come from the options given and the documented defaults
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,18 @@ import pytest
 from PIL import Image
 
 import vidcorr.cli as cli
+import vidcorr.cli.propagate_cmd as propagate_cmd
+import vidcorr.io.jhmdb as jhmdb
+import vidcorr.io.video as video_io
+import vidcorr.io.vip as vip
+import vidcorr.track_uvc as track_uvc
+import vidcorr.viz as viz
 from vidcorr.cli import build_parser, main
+from vidcorr.cli.demo_cmd import DEMO_SEQUENCE, _earlier_demo
+from vidcorr.cli.eval_tracking import tracker_options
+from vidcorr.errors import InputError
+from vidcorr.io.video import write_video
+from vidcorr.track import tracker_settings
 
 LAB = ["--features", "lab-pixels"]  # the fastest model: no weights to load
 
@@ -36,8 +51,6 @@ def tiny(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _tiny_video(tmp_path: Path, frames: Path) -> Path:
-    from vidcorr.io.video import write_video
-
     video = tmp_path / "clip.mp4"
     write_video(video, (np.array(Image.open(p).convert("RGB")) for p in sorted(frames.iterdir())), 12.0)
     return video
@@ -45,15 +58,13 @@ def _tiny_video(tmp_path: Path, frames: Path) -> Path:
 
 def _capture_video(monkeypatch) -> dict:
     """Replace the overlay writer: -> what it was called with (fps, times, number of frames)."""
-    import vidcorr.io.video as video
-
     seen: dict = {}
 
     def keep(path, frames, fps, times=None):
         seen.update(fps=fps, times=times, frames=len(list(frames)), path=Path(path).name)
         Path(path).write_bytes(b"")
 
-    monkeypatch.setattr(video, "write_video", keep)
+    monkeypatch.setattr(video_io, "write_video", keep)
     return seen
 
 
@@ -63,8 +74,6 @@ def _capture_video(monkeypatch) -> dict:
 def test_propagate_names_folder_outputs_after_the_frames_and_writes_the_overlay_at_24_fps(tiny, tmp_path,
                                                                                           monkeypatch) -> None:
     # a frame folder has no times: its overlay is written at the documented 24 fps, one frame per input
-    import vidcorr.viz as viz
-
     frames, mask = tiny
     seen, captions = _capture_video(monkeypatch), []
     real = viz.frame_caption
@@ -97,9 +106,6 @@ def test_no_video_writes_no_overlay(tiny, tmp_path, monkeypatch) -> None:
 
 
 def test_track_reaches_the_propagator_and_the_size_advice_is_for_masks_only(tiny, tmp_path, monkeypatch) -> None:
-    import vidcorr.cli.propagate_cmd as propagate_cmd
-    import vidcorr.track_uvc as track_uvc
-
     frames, mask = tiny
     tracks, advised = [], []
     real = track_uvc.mask_propagator
@@ -187,8 +193,6 @@ def _match(tmp_path: Path, capsys, *argv: str) -> tuple[int, str]:
 
 
 def test_match_defaults_and_what_reaches_the_drawing(tiny, tmp_path, monkeypatch, capsys) -> None:
-    import vidcorr.viz as viz
-
     frames, _ = tiny
     drawn = {}
     real = viz.draw_matches
@@ -243,9 +247,6 @@ def test_match_mask_queries_its_objects_only_not_void(tiny, tmp_path, capsys) ->
 
 
 def test_the_demo_replaces_only_its_own_earlier_output(tmp_path) -> None:
-    from vidcorr.cli.demo_cmd import DEMO_SEQUENCE, _earlier_demo
-    from vidcorr.errors import InputError
-
     out = tmp_path / "demo"
     (out / DEMO_SEQUENCE).mkdir(parents=True)
     (out / DEMO_SEQUENCE / "00000.png").write_bytes(b"")
@@ -266,8 +267,6 @@ def test_the_demo_replaces_only_its_own_earlier_output(tmp_path) -> None:
 def _capture_run(monkeypatch, module: str, name: str) -> dict:
     """Replace ``module.name`` (an eval's run function) by one that records its keywords and returns
     None, as a rank other than 0 does: the command then ends with 0 without a report."""
-    import importlib
-
     seen: dict = {}
     monkeypatch.setattr(importlib.import_module(module), name,
                         lambda *a, **kw: seen.update(kw, positional=a) or None)
@@ -287,9 +286,6 @@ def test_eval_davis_passes_its_defaults_and_flags_to_the_run(tmp_path, monkeypat
 
 
 def test_eval_jhmdb_and_vip_square_size_and_overrides_win_over_the_variant(tmp_path, monkeypatch) -> None:
-    import vidcorr.io.jhmdb as jhmdb
-    import vidcorr.io.vip as vip
-
     datasets: dict = {}
     monkeypatch.setattr(jhmdb, "JhmdbDataset", lambda root, **kw: datasets.update(jhmdb=kw) or "jhmdb-data")
     monkeypatch.setattr(vip, "VipDataset", lambda root, **kw: datasets.update(vip=kw) or "vip-data")
@@ -320,8 +316,6 @@ def _tracking_args(*extra: str) -> argparse.Namespace:
 
 
 def test_tracker_settings_from_set_keep_their_fields_types() -> None:
-    from vidcorr.cli.eval_tracking import tracker_options
-
     options = tracker_options(_tracking_args("--set", "topk=8", "--set", "calibrate=no", "--set",
                                              "search_scale=3"))
     assert options == {"topk": 8, "calibrate": False, "search_scale": 3.0}
@@ -331,10 +325,6 @@ def test_tracker_settings_from_set_keep_their_fields_types() -> None:
 
 
 def test_a_setting_of_the_other_tracker_is_named_as_such(capsys) -> None:
-    from vidcorr.track import tracker_settings
-
-    import dataclasses
-
     dcf_only = sorted({f.name for f in dataclasses.fields(type(tracker_settings("dcf")))}
                       - {f.name for f in dataclasses.fields(type(tracker_settings("localise")))})[0]
     assert main(["eval", "otb", "--root", "r", "--out", "o", "--set", f"{dcf_only}=1", *LAB]) == 2
@@ -383,9 +373,6 @@ def test_a_misspelt_option_is_told_by_the_innermost_command(capsys) -> None:
 
 def test_a_failed_command_keeps_its_status_when_stdout_s_reader_is_gone(monkeypatch, tmp_path) -> None:
     # the pipe's reader left (`| head`) after the command had failed: its own status 2, not 141
-    import os
-    import sys
-
     class GonePipe:
         def __init__(self) -> None:
             self.fd = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT)

@@ -10,6 +10,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,9 +20,13 @@ from vidcorr.errors import InputError
 from vidcorr.evaluate.ranks import PeerFailed, Ranks, join
 from vidcorr.evaluate.runs import (RANK_RECORD, RUN_STAMP, RunRecord, check_output_folder, finished_items,
                                    merge_rank_records, open_record, recorded_items, recorded_run,
-                                   remove_unstarted_run)
-from vidcorr.evaluate.shards import run_items
+                                   remove_unstarted_run, write_item_folder)
+from vidcorr.evaluate.shards import _stop_together, run_items
 from vidcorr.evaluate.timing import peak_rss_mib, rank_timing, run_timing, timed_sequence
+from vidcorr.evaluate.vip_results import (INSTANCES, VideoScores, _read_frame_instances, format_vip_table,
+                                          missing_instances, score_folder)
+from vidcorr.io.masks import write_indexed_png
+from vidcorr.io.vip_predictions import write_instance_map
 from vidcorr.presets import SizePolicy, customised_preset, get_preset
 
 STAMP = {"command": "eval davis", "preset": {"name": "crw", "n_previous": 20}}
@@ -183,8 +188,6 @@ def test_a_failed_run_with_a_finished_item_keeps_its_record(tmp_path: Path) -> N
 def test_a_stop_right_after_the_new_item_folder_is_in_place_keeps_it(tmp_path: Path, monkeypatch) -> None:
     """Ctrl-C just after the new folder was renamed into place: the new folder stays, the interrupt
     goes on (putting the old one back over it failed: a non-empty folder, and an OSError in its place)."""
-    from vidcorr.evaluate.runs import write_item_folder
-
     (tmp_path / "seq").mkdir()
     (tmp_path / "seq" / "old.png").write_text("old")
     rename = Path.rename
@@ -307,8 +310,6 @@ class _CtrlCTwice(_PeersCame):
 
 
 def test_a_second_ctrl_c_stops_the_wait_for_the_other_ranks() -> None:
-    from vidcorr.evaluate.shards import _stop_together
-
     store = _CtrlCTwice(0)
     with pytest.raises(KeyboardInterrupt):
         _stop_together(Ranks(0, 2, "cpu", store), None)
@@ -367,7 +368,7 @@ def test_a_sequences_time_counts_only_what_its_propagation_took() -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is KiB on Linux")
 def test_peak_rss_is_mib_of_the_kib_linux_reports() -> None:
-    import resource
+    import resource  # Unix only: at module level it would break collecting this file elsewhere
 
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert abs(peak_rss_mib() - kib / 1024) <= 1.0
@@ -377,8 +378,6 @@ def test_peak_rss_is_mib_of_the_kib_linux_reports() -> None:
 # --- VIP results -----------------------------------------------------------------------------------------
 
 def test_the_vip_table_aligns_its_columns_and_says_n_a_and_frame_0() -> None:
-    from vidcorr.evaluate.vip_results import format_vip_table
-
     results = {"per_video": {"a": {"frames": 3, "mIoU": 0.5, "AP_part": None, "AP_part@0.5": 0.25},
                              "longname12": {"frames": 12, "mIoU": 1.0, "AP_part": 0.375, "AP_part@0.5": None}},
                "skip_first_frame": True, "mIoU": 0.75, "AP_part": None, "AP_part@0.5": 0.125}
@@ -394,11 +393,6 @@ def test_the_vip_table_aligns_its_columns_and_says_n_a_and_frame_0() -> None:
 
 def test_a_part_instance_map_of_transposed_size_is_refused(tmp_path: Path) -> None:
     """A 5 x 3 map for a 3 x 5 annotation holds as many pixels, but not the frame's."""
-    from types import SimpleNamespace
-
-    from vidcorr.evaluate.vip_results import INSTANCES, _read_frame_instances
-    from vidcorr.io.vip_predictions import write_instance_map
-
     frame = SimpleNamespace(name="f1", instances=Path("gt/f1.png"))
     write_instance_map(tmp_path / INSTANCES / "f1.png", np.zeros((5, 3), np.int64))
     with pytest.raises(InputError, match="part-instance map is 3x5 but its annotation gt/f1.png is 5x3"):
@@ -408,10 +402,6 @@ def test_a_part_instance_map_of_transposed_size_is_refused(tmp_path: Path) -> No
 
 
 def test_missing_part_instances_are_counted_over_the_videos_that_have_them(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    from vidcorr.evaluate.vip_results import missing_instances
-
     def video(name: str, instances: str | None) -> SimpleNamespace:
         return SimpleNamespace(name=name, frames=[SimpleNamespace(instances=instances)])
 
@@ -427,8 +417,6 @@ def test_missing_part_instances_are_counted_over_the_videos_that_have_them(tmp_p
 def test_a_videos_line_holds_its_ap_part_over_thresholds_and_at_half() -> None:
     """One part instance, predicted with IoU 5/8: found at IoU thresholds 0.1..0.6, missed at 0.7..0.9,
     so AP_part (mean over the 9 thresholds) is 6/9 and AP_part@0.5 is 1; two videos' frames add up."""
-    from vidcorr.evaluate.vip_results import VideoScores
-
     scores = VideoScores.empty(3)
     gt, pred = np.zeros((1, 10), np.int64), np.zeros((1, 10), np.int64)
     gt[0, :5], pred[0, :8] = 1, 1
@@ -448,8 +436,6 @@ class _NoPartsDataset:
     num_classes, class_names, layout = 3, ["background", "hair", "face"], "vip"
 
     def __init__(self):
-        from types import SimpleNamespace
-
         self.videos = [SimpleNamespace(name=name, frames=[SimpleNamespace(name="f0", instances=None)])
                        for name in ("p", "q")]
 
@@ -463,9 +449,6 @@ class _NoPartsDataset:
 def test_videos_without_part_instances_are_scored_for_miou_only(tmp_path: Path) -> None:
     """AP_part is scored only where frame 0 has part instances: none here, so no instances/ is read
     and AP_part is null, said so in the protocol; mIoU of perfect class maps is 1."""
-    from vidcorr.evaluate.vip_results import score_folder
-    from vidcorr.io.masks import write_indexed_png
-
     dataset = _NoPartsDataset()
     for video in dataset.videos:
         write_indexed_png(tmp_path / video.name / "f0.png", dataset.category_map(None))

@@ -5,16 +5,24 @@ index's listing and cache. Expected values are worked out by hand from the docst
 from __future__ import annotations
 
 import itertools
+import logging
 import wave
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
+import av
+import numpy as np
 import pytest
+from PIL import Image
 
+from vidcorr.data.video_probe import FILE_RATE_VERSION, _stamp, mean_rate, probe, probe_entry, problem_with
+from vidcorr.data.videos import build_index, default_cache_dir, list_file, list_folder
 from vidcorr.errors import InputError
-from vidcorr.io.container_size import container_cut_short, container_format, frame_end
+from vidcorr.io.container_size import container_cut_short, container_format, frame_end, mp4_video_seconds
 from vidcorr.io.frame_times import display_times, frame_ticks, shown_times
+from vidcorr.io.frames import as_rgb_frame
+from vidcorr.io.images import EXIF_ORIENTATION, image_size, read_image, sixteen_to_eight_bits
 from vidcorr.io.video import count_frames, open_frames
 
 from video_helpers import write_test_video
@@ -116,8 +124,6 @@ def test_a_wav_file_is_riff_but_not_avi(tmp_path: Path):
 
 def _cut_after_packets(whole: Path, keep: int, out: Path) -> Path:
     """A copy of a fast-start (index first) MP4 or of a Matroska file cut where packet ``keep`` starts."""
-    import av
-
     with av.open(str(whole)) as container:
         offsets = [p.pos for p in container.demux(container.streams.video[0]) if p.size]
     out.write_bytes(whole.read_bytes()[: offsets[keep]])
@@ -202,8 +208,6 @@ def test_a_quicktime_file_without_ftyp_is_an_mp4(tmp_path: Path):
 
 
 def test_a_fragmented_mp4_says_no_track_duration(tmp_path: Path):
-    from vidcorr.io.container_size import mp4_video_seconds
-
     path = tmp_path / "frag.mp4"  # as a live recorder writes it: the moov holds no samples, duration 0
     write_test_video(path, 24, options={"movflags": "frag_keyframe+empty_moov"})
     assert mp4_video_seconds(path) is None
@@ -217,8 +221,6 @@ def test_a_fragmented_mp4_says_no_track_duration(tmp_path: Path):
 
 
 def test_listing_a_tree_orders_naturally_and_leaves_hidden_files_out(tmp_path: Path):
-    from vidcorr.data.videos import list_folder
-
     for name in ("10/b.mp4", "10/a10.mp4", "10/a2.mp4", "2/x.MP4", "2/._x.mp4", "hidden/.cover.jpg", "frames/00000.jpg"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"\0")
@@ -230,16 +232,12 @@ def test_listing_a_tree_orders_naturally_and_leaves_hidden_files_out(tmp_path: P
 
 
 def test_a_list_files_paths_may_hold_spaces(tmp_path: Path):
-    from vidcorr.data.videos import list_file
-
     listing = tmp_path / "list.txt"
     listing.write_text("my clip.mp4 40\nother clip.mp4\n")
     assert list_file(listing) == [(tmp_path / "my clip.mp4", 40), (tmp_path / "other clip.mp4", None)]
 
 
 def test_the_default_cache_follows_xdg_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from vidcorr.data.videos import default_cache_dir
-
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "vidcorr"
     monkeypatch.delenv("XDG_CACHE_HOME")
@@ -249,10 +247,6 @@ def test_the_default_cache_follows_xdg_cache_home(tmp_path: Path, monkeypatch: p
 
 def test_a_source_of_repeats_only_still_counts_and_three_repeats_are_all_named(
         data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    import logging
-
-    from vidcorr.data.videos import build_index
-
     vids = tmp_path / "vids"
     vids.mkdir()
     names = ("bear.mp4", "boat.mp4", "bus.mp4")
@@ -269,8 +263,6 @@ def test_a_source_of_repeats_only_still_counts_and_three_repeats_are_all_named(
 
 
 def test_a_listed_count_for_an_unreadable_video_skips_it(data_dir: Path, tmp_path: Path):
-    from vidcorr.data.videos import build_index
-
     (tmp_path / "broken.mp4").write_bytes(bytes(range(256)) * 8)
     (tmp_path / "bear.mp4").symlink_to(data_dir / "videos" / "davis2016-train" / "bear.mp4")
     listing = tmp_path / "list.txt"
@@ -281,16 +273,12 @@ def test_a_listed_count_for_an_unreadable_video_skips_it(data_dir: Path, tmp_pat
 
 
 def test_a_listed_count_of_zero_is_no_count(data_dir: Path):
-    from vidcorr.data.video_probe import probe
-
     bear = data_dir / "videos" / "davis2016-train" / "bear.mp4"
     info = probe(bear, 0)
     assert info.num_frames == count_frames(bear) and not info.frames_from_list
 
 
 def test_the_mean_rate_keeps_the_nominal_one_only_within_timestamp_rounding():
-    from vidcorr.data.video_probe import mean_rate
-
     # 2 steps at 30 fps span 0.0667 s: 0.067 is within the 1 ms rounding, 0.072 is not (2 / 0.072 fps)
     assert mean_rate([0.0, 0.033, 0.067], 30.0) == 30.0
     assert mean_rate([0.0, 0.034, 0.072], 30.0) == pytest.approx(2 / 0.072)
@@ -299,14 +287,10 @@ def test_the_mean_rate_keeps_the_nominal_one_only_within_timestamp_rounding():
 
 def _stamped(video: Path, hint: int | None, **record) -> dict:
     """A cache record for ``video`` as it is now (its stamp), holding ``record``."""
-    from vidcorr.data.video_probe import _stamp
-
     return {**record, "stamp": _stamp(video)[0], "hint": hint}
 
 
 def test_which_cached_file_records_are_probed_again(tmp_path: Path):
-    from vidcorr.data.video_probe import FILE_RATE_VERSION, probe_entry
-
     mkv = tmp_path / "a.mkv"
     write_test_video(mkv, 12, fps=24)
     fields = dict(path=str(mkv), num_frames=5, fps=7.0, height=32, width=32)  # wrong on purpose: a re-probe shows
@@ -321,8 +305,6 @@ def test_which_cached_file_records_are_probed_again(tmp_path: Path):
 
 
 def test_a_failure_that_is_no_input_error_names_its_type(tmp_path: Path):
-    from vidcorr.data.video_probe import problem_with
-
     assert problem_with(tmp_path / "a.mp4", ValueError("bad data")) == "ValueError: bad data"
     assert problem_with(tmp_path / "a.mp4", InputError(tmp_path / "a.mp4", "is cut short")) == "is cut short"
 
@@ -332,10 +314,6 @@ def test_a_failure_that_is_no_input_error_names_its_type(tmp_path: Path):
 
 
 def test_sixteen_bit_values_round_to_the_nearest_eight_bit_one():
-    import numpy as np
-
-    from vidcorr.io.images import sixteen_to_eight_bits
-
     # v -> round(v * 255 / 65535) = round(v / 257): 128 is 0.498 -> 0, 129 is 0.502 -> 1, 25829 is 100.502 -> 101
     values = np.array([0, 128, 129, 25829, 65535], np.uint16)
     assert sixteen_to_eight_bits(values).tolist() == [0, 0, 1, 101, 255]
@@ -343,11 +321,6 @@ def test_sixteen_bit_values_round_to_the_nearest_eight_bit_one():
 
 @pytest.mark.parametrize("orientation", [5, 6, 7, 8])
 def test_exif_orientations_that_transpose_swap_height_and_width(tmp_path: Path, orientation: int):
-    import numpy as np
-    from PIL import Image
-
-    from vidcorr.io.images import EXIF_ORIENTATION, image_size, read_image
-
     path = tmp_path / "phone.jpg"  # stored 40 wide, 20 high; orientations 5-8 turn it a quarter
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = orientation
@@ -356,10 +329,6 @@ def test_exif_orientations_that_transpose_swap_height_and_width(tmp_path: Path, 
 
 
 def test_rgba_frames_drop_alpha_and_negative_integers_are_refused():
-    import numpy as np
-
-    from vidcorr.io.frames import as_rgb_frame
-
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 10, 20, 30, 255
     assert as_rgb_frame(rgba)[0, 0].tolist() == [10, 20, 30]
