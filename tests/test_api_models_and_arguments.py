@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 from api_helpers import _crw_small
 from PIL import Image
 from synthetic import PatchEncoder
 from test_propagate import _texture_video
+from torch import nn
 
 import vidcorr
 from vidcorr import api
+from vidcorr.api import resolve_encoder
 from vidcorr.cli import main
-from vidcorr.errors import InputError, VidcorrError, WeightsError
-from vidcorr.presets import customised_preset, get_preset
+from vidcorr.errors import EncoderOutputError, InputError, VidcorrError, WeightsError
+from vidcorr.evaluate.davis import run_davis, write_davis_results
+from vidcorr.evaluate.jhmdb import jhmdb_preset, run_jhmdb
+from vidcorr.evaluate.tracking import run_tracking
+from vidcorr.evaluate.vip import run_vip, vip_preset
+from vidcorr.io.jhmdb import JhmdbDataset
+from vidcorr.io.vip import VipDataset
+from vidcorr.metrics.davis import score_davis
+from vidcorr.models import build_encoder, save_weights
+from vidcorr.presets import customised_preset, get_preset, preset_knobs
+from vidcorr.track import tracker_settings
 
 
 def test_encoder_for_cuts_trained_weights_at_the_presets_layer():
@@ -151,8 +165,6 @@ def test_the_documented_errors_are_reachable_from_import_vidcorr_without_torch()
 def test_knobs_computed_with_numpy_are_taken_as_numbers():
     """n_previous=np.int32(3) passed the check and failed at the first frame ("an integer is
     required"); a numpy knob made `preset_knobs` (what results files record) unwritable as JSON."""
-    from vidcorr.presets import preset_knobs
-
     frames, masks = _texture_video(n_frames=3)
     knobs = dict(n_previous=np.int32(3), k=np.int64(5), temperature=np.float32(0.05), radius=np.float64(4),
                  window_first=np.bool_(True))
@@ -235,8 +247,6 @@ def test_a_preset_that_is_neither_a_name_nor_a_preset_is_refused_at_the_call(pre
 
 
 def test_cuda_without_a_gpu_is_refused_at_the_call(monkeypatch):
-    import torch
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     frames, masks = _texture_video(n_frames=2)
     with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
@@ -246,9 +256,6 @@ def test_cuda_without_a_gpu_is_refused_at_the_call(monkeypatch):
 
 
 def test_a_module_of_ones_own_may_return_half_features_but_not_other_shapes_dtypes_or_meta():
-    import torch
-    from torch import nn
-
     class Half(PatchEncoder):
         def forward(self, rgb):
             return super().forward(rgb).to(torch.bfloat16)
@@ -291,8 +298,6 @@ def test_a_module_in_another_precision_gets_its_frames_in_that_dtype(davis2016_r
     """`.half()` on a module of one's own or on ours: frames went in as float32 and torch raised
     "Input type (float) and bias type (c10::Half) should be the same". Real frames (dog): the masks
     are the float32 module's up to the precision's rounding; the caller's module keeps its dtype."""
-    import torch
-
     frames = [np.array(Image.open(p)) for p in sorted((davis2016_root / "JPEGImages/480p/dog").glob("*.jpg"))[:3]]
     first = davis2016_root / "Annotations/480p/dog/00000.png"
     for make in (PatchEncoder, lambda: vidcorr.encoder_for("crw")):
@@ -315,8 +320,6 @@ def test_a_module_of_ones_own_is_checked_at_the_call_as_encoder_checks_its_facto
     """Channels-last features (1, h, w, C) were propagated from Python as (C, h, w) channels and
     cells, silently wrong masks (`--encoder` refused them); and a weights path or factory spec given
     as the encoder failed later as "'str' object has no attribute 'parameters'"."""
-    from vidcorr.errors import EncoderOutputError
-
     class ChannelsLast(PatchEncoder):
         def forward(self, rgb):
             return super().forward(rgb).permute(0, 2, 3, 1)
@@ -345,10 +348,6 @@ def test_a_module_of_ones_own_is_checked_at_the_call_as_encoder_checks_its_facto
 
 def test_run_davis_checks_device_and_module_before_writing_anything(short_clip, tmp_path, monkeypatch):
     """An unknown device or absent CUDA failed with a raw torch error after OUT/.run.json was written."""
-    import torch
-
-    from vidcorr.evaluate.davis import run_davis
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "out"
     for device, message in (("cuda", "device='cuda' but CUDA is not available"), ("tpu", "unknown device 'tpu'")):
@@ -368,12 +367,6 @@ def test_run_davis_checks_device_and_module_before_writing_anything(short_clip, 
 def test_write_davis_results_with_or_without_per_frame_data(short_clip, tmp_path):
     """Without per-frame J only the JSON is written; with it the plot too, and the caller's results are
     not changed (popping the lists made a second write, or run_davis's results, fail)."""
-    import copy
-    import shutil
-
-    from vidcorr.evaluate.davis import write_davis_results
-    from vidcorr.metrics.davis import score_davis
-
     shutil.copytree(short_clip / "Annotations" / "480p" / "car-shadow", tmp_path / "pred" / "car-shadow")
     plain = score_davis(short_clip, tmp_path / "pred", "2016", "val", progress=False)
     assert write_davis_results(plain, tmp_path / "plain.json") is None
@@ -395,9 +388,6 @@ def test_write_davis_results_with_or_without_per_frame_data(short_clip, tmp_path
 
 def test_weights_of_an_unfinished_run_are_used_with_a_warning(tmp_path, caplog):
     """`train --max-steps N` exports weights before the recipe's end; they loaded without a word."""
-    from vidcorr.api import resolve_encoder
-    from vidcorr.models import build_encoder, save_weights
-
     model = build_encoder("crw", out_layer="layer2")
     for finished in (True, False):
         path = save_weights(model, tmp_path / f"finished-{finished}.safetensors", meta={"steps": 14, "finished": finished})
@@ -414,9 +404,6 @@ def test_weights_of_an_unfinished_run_are_used_with_a_warning(tmp_path, caplog):
 
 def test_the_recipe_of_trained_weights_reaches_the_evaluation_record_with_its_sha256(tmp_path):
     """A recipe file of one's own is recorded by path and sha256; results.json showed only the path."""
-    from vidcorr.api import resolve_encoder
-    from vidcorr.models import build_encoder, save_weights
-
     model = build_encoder("crw", out_layer="layer2")
     own = save_weights(model, tmp_path / "own.safetensors",
                        meta={"recipe": "/home/me/uvc.toml", "recipe_sha256": "ab" * 32,
@@ -433,15 +420,6 @@ def test_the_eval_runners_check_a_module_of_ones_own_before_writing_anything(sho
     """run_davis / run_jhmdb / run_vip / run_tracking called from Python with a channels-last module
     propagated its (h, w, C) features as channels and cells and wrote results.json (the API and
     --encoder refused it): each refuses it now, before OUT is created."""
-    from vidcorr.errors import EncoderOutputError
-    from vidcorr.evaluate.davis import run_davis
-    from vidcorr.evaluate.jhmdb import jhmdb_preset, run_jhmdb
-    from vidcorr.evaluate.tracking import run_tracking
-    from vidcorr.evaluate.vip import run_vip, vip_preset
-    from vidcorr.io.jhmdb import JhmdbDataset
-    from vidcorr.io.vip import VipDataset
-    from vidcorr.track import tracker_settings
-
     class ChannelsLast(PatchEncoder):
         def forward(self, rgb):
             return super().forward(rgb).permute(0, 2, 3, 1)

@@ -14,10 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
+import scipy.io
 from cli_helpers import FAST, sigterm_after_writes, sigterm_default_raises
 from rank_helpers import run_ranks
 
+import vidcorr.evaluate.ranks as ranks_module
 from vidcorr.cli import main
+from vidcorr.errors import InputError
+from vidcorr.evaluate import davis
+from vidcorr.evaluate.ranks import PeerFailed, Ranks, balanced_shares, threads_per_rank
+from vidcorr.evaluate.runs import RANK_RECORD
+from vidcorr.evaluate.shards import run_items
 
 SEQUENCES = {"blackswan": 4, "car-shadow": 4, "bmx-trees": 6}  # frames: 2 ranks share them 6 | 4 + 4
 
@@ -68,9 +75,6 @@ def _eval_davis(root: Path, out: Path, tmp_path: Path, *extra: str) -> list[tupl
 def _patch_ranks(monkeypatch, gather, score_davis) -> None:
     """The ranks run with ``gather`` as `Ranks.gather` and ``score_davis`` as the DAVIS scorer: the two
     places the SIGTERM tests time a signal by (where a rank waits; rank 0's scoring at the end)."""
-    from vidcorr.evaluate import davis
-    from vidcorr.evaluate.ranks import Ranks
-
     monkeypatch.setattr(Ranks, "gather", gather)
     monkeypatch.setattr(davis, "score_davis", score_davis)
 
@@ -172,8 +176,6 @@ def test_a_signal_to_every_rank_cleans_up_as_ctrl_c_and_is_said_once(three_clips
     passes its own SIGTERM (or the terminal a Ctrl-C) to every rank. SIGTERM killed a rank at once and
     left its hidden .<seq>.partial folder; now it unwinds as Ctrl-C does: no partial folder, the ranks'
     records merged, exit 128 + the signal, and the line that says so printed once, by rank 0."""
-    from vidcorr.evaluate import davis
-
     real_write, written = davis.write_indexed_png, []
 
     def write_then_signal(path, labels, palette=None):  # in each forked rank, its own count
@@ -216,9 +218,6 @@ def test_a_signal_while_rank_0_scores_and_rank_1_waits_to_leave(three_clips, tmp
     "Connection reset by peer" (exit 1, a traceback), and rank 1, not the lowest, said the line.
     Now rank 1 waits for rank 0: both signalled, both exit 128 + the signal and rank 0 says it once;
     rank 1 alone, rank 0 finishes its results and exits 0 (rank 1 failed nothing)."""
-    from vidcorr.evaluate import davis
-    from vidcorr.evaluate.ranks import Ranks
-
     real_gather, real_score = Ranks.gather, davis.score_davis
 
     def gather(self, tag, value, *, heed_failure=True):  # rank 1 tells where it waits
@@ -251,9 +250,6 @@ def test_a_rank_that_left_without_the_others_after_sigterm_is_not_waited_for_at_
     SIGTERM_PATIENCE_SECONDS: rank 1 leaves without it (exit 143). Rank 0 then waited for rank 1 at
     the group's barrier, which failed with gloo's "Connection reset by peer" (exit 1, no results);
     now rank 1's leaving is recorded, and rank 0 finishes, writes its results and leaves alone."""
-    from vidcorr.evaluate import davis, ranks
-    from vidcorr.evaluate.ranks import Ranks
-
     real_gather, real_score = Ranks.gather, davis.score_davis
 
     def gather(self, tag, value, *, heed_failure=True):
@@ -272,7 +268,7 @@ def test_a_rank_that_left_without_the_others_after_sigterm_is_not_waited_for_at_
         return real_score(*args, **kwargs)
 
     _patch_ranks(monkeypatch, gather, signal_then_score)
-    monkeypatch.setattr(ranks, "SIGTERM_PATIENCE_SECONDS", 1.0)
+    monkeypatch.setattr(ranks_module, "SIGTERM_PATIENCE_SECONDS", 1.0)
     out = tmp_path / "out"
     (code0, err0), (code1, err1) = _eval_davis(three_clips, out, tmp_path)
     assert (code0, code1) == (0, 143), (err0, err1)
@@ -286,9 +282,6 @@ def test_a_rank_killed_while_it_waits_to_leave_is_left_at_the_barrier_after_sigt
     rank 0 to score, and rank 0 gets the SIGTERM torchrun then sends the survivors. Rank 1 had come
     to the end, so rank 0 waited for it at the group's barrier, which gloo ended with "Connection
     closed by peer": a traceback and exit 1. Now it leaves without it: exit 143, SIGTERM's line."""
-    from vidcorr.evaluate import davis
-    from vidcorr.evaluate.ranks import Ranks
-
     real_gather, real_score = Ranks.gather, davis.score_davis
 
     def gather(self, tag, value, *, heed_failure=True):  # rank 1 comes to the end, then is killed
@@ -317,8 +310,6 @@ def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_
     then gets the SIGTERM torchrun sends the survivors: it removes its own .bmx-trees.partial, waits
     for rank 1 no longer than SIGTERM_PATIENCE_SECONDS (it never comes; torchrun would SIGKILL rank
     0 after 30 s), says so and exits 143. Only what SIGKILL cannot clean up is left."""
-    from vidcorr.evaluate import davis, ranks
-
     real_write, written = davis.write_indexed_png, []
 
     def write_then_die(path, labels, palette=None):
@@ -333,7 +324,7 @@ def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(davis, "write_indexed_png", write_then_die)
-    monkeypatch.setattr(ranks, "SIGTERM_PATIENCE_SECONDS", 1.0)
+    monkeypatch.setattr(ranks_module, "SIGTERM_PATIENCE_SECONDS", 1.0)
     out = tmp_path / "out"
     (code0, err0), (code1, _) = _eval_davis(three_clips, out, tmp_path)
     assert (code0, code1) == (143, -signal.SIGKILL)
@@ -346,8 +337,6 @@ def test_the_sigterm_to_the_survivors_of_a_killed_rank_cleans_up_and_ends(three_
 def test_sigterm_to_a_single_process_eval_cleans_up_as_ctrl_c(three_clips, tmp_path, monkeypatch, capsys):
     """Without torchrun too: SIGTERM in the middle of car-shadow (the second sequence) leaves the
     first recorded, no .car-shadow.partial folder, the resume hint and exit 143."""
-    from vidcorr.evaluate import davis
-
     sigterm_after_writes(monkeypatch, davis, 6)
     out = tmp_path / "out"
     with sigterm_default_raises() as unhandled:
@@ -363,8 +352,6 @@ def test_sigterm_to_a_single_process_eval_cleans_up_as_ctrl_c(three_clips, tmp_p
 @pytest.fixture(scope="module")
 def jhmdb_clips(tmp_path_factory, data_dir) -> Path:
     """The real JHMDB clip's first 5 frames under three video names, as a JHMDB root."""
-    import scipy.io
-
     source, root = data_dir / "jhmdb", tmp_path_factory.mktemp("jhmdb")
     name = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
     pos = scipy.io.loadmat(source / "joint_positions" / name / "joint_positions.mat")["pos_img"]
@@ -414,8 +401,6 @@ def test_eval_otb_on_two_ranks_equals_one_process(otb_root, tmp_path):
 
 
 def test_shares_are_balanced_by_size_and_deterministic(monkeypatch):
-    from vidcorr.evaluate.ranks import balanced_shares, threads_per_rank
-
     sizes = [50, 10, 80, 40, 30, 70]
     shares = balanced_shares(sizes, 2)
     assert shares == [[2, 3, 4], [0, 1, 5]]  # 80 + 40 + 30 = 150 | 70 + 50 + 10 = 130: longest first
@@ -481,9 +466,6 @@ def test_a_step_both_ranks_failed_is_said_once_when_the_other_fails_right_after_
     step's keys incomplete, then rank 0's failure, and took it for a failure while it waited: it said
     its own error too (test_an_input_error_ends_every_rank_and_is_printed_once failed so). Rank 0 had
     come: rank 1 stops without a word."""
-    from vidcorr.errors import InputError
-    from vidcorr.evaluate.ranks import PeerFailed, Ranks
-
     def step():
         raise InputError("out", "output folder exists and is not empty")
 
@@ -522,10 +504,6 @@ def test_a_ctrl_c_while_waiting_for_the_other_ranks_still_merges_their_records(t
     """Rank 0 finished its share and waits for rank 1 when Ctrl-C comes: it still waits for rank 1 to
     stop and merges its record into .run.json (it had left with the rank file unmerged), then exits
     on the interrupt."""
-    from vidcorr.evaluate.ranks import Ranks
-    from vidcorr.evaluate.runs import RANK_RECORD
-    from vidcorr.evaluate.shards import run_items
-
     out, stamp = tmp_path / "out", {"command": "eval test"}
     store = _PeersArrive()
 
@@ -544,10 +522,6 @@ def test_a_ctrl_c_while_waiting_for_the_other_ranks_still_merges_their_records(t
 def test_a_rank_that_failed_waits_out_one_ctrl_c_and_keeps_its_own_error(tmp_path):
     """A rank stopped by a peer's failure, then Ctrl-C'd while the others stop: it still waits and
     merges, raises its own PeerFailed, and does not claim the failure as its own (`Ranks.fail`)."""
-    from vidcorr.evaluate.ranks import PeerFailed, Ranks
-    from vidcorr.evaluate.runs import RANK_RECORD
-    from vidcorr.evaluate.shards import run_items
-
     out, stamp = tmp_path / "out", {"command": "eval test"}
     store = _PeersArrive()
 

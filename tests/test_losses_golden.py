@@ -6,14 +6,27 @@ library's own tensor code."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vidcorr.methods import UVC, recipe
+from vidcorr.methods import UVC, recipe, stt_ops
+from vidcorr.methods import stt as stt_module
+from vidcorr.methods.cycletime import CycleTime
+from vidcorr.methods.cycletime import recipe as ct_recipe
+from vidcorr.methods.cycletime_ops import grid_loss, soft_inlier_score
+from vidcorr.methods.moco import MoCo, MoCoConfig
+from vidcorr.methods.stt import STT, STTConfig
 from vidcorr.methods.uvc_losses import coordinate_cycle, global_concentration, local_concentration, to_unit
+from vidcorr.models import build_encoder
+from vidcorr.patches import rigid_theta, sample_patch
+from vidcorr.train import StageConfig, distributed, learning_rate, load_recipe
+from vidcorr.train.config import OptimConfig
+from vidcorr.train.distributed import DistContext
+from vidcorr.train.step import build_optimizer, reduce_terms, update
 
 
 def _softmax(row: list[float]) -> list[float]:
@@ -146,8 +159,6 @@ def test_the_eq4_box_size_is_a_detached_statistic_and_the_centre_is_not():
 
 def test_soft_inlier_score_defaults_to_the_official_translation_scale():
     """Called without a scale, the inlier counter warps as the release does (227 / 210)."""
-    from vidcorr.methods.cycletime_ops import soft_inlier_score
-
     g = torch.Generator().manual_seed(3)
     affinity = torch.randn(2, 5 * 6, 3, 3, generator=g).softmax(dim=1)
     theta = torch.tensor([[[0.5, 0.0, 0.4], [0.0, 0.5, -0.3]], [[0.4, 0.1, -0.5], [-0.1, 0.4, 0.2]]])
@@ -160,9 +171,6 @@ def test_soft_inlier_score_defaults_to_the_official_translation_scale():
 
 
 def _stt(teacher: bool):
-    from vidcorr.methods.stt import STT, STTConfig
-    from vidcorr.models import build_encoder
-
     torch.manual_seed(0)
     t = build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4") if teacher else None
     return STT(STTConfig(arch="resnet18", frame_size=64), t)
@@ -209,10 +217,6 @@ def test_cycletime_skip_is_the_return_transform_and_inlier_the_outward_one():
     """METHODS.md §2.4-2.5, spelled out step by step: the patch is tracked straight into every
     frame of the clip (theta_2, whose soft inlier count is ``inlier``), the crop found there is
     tracked back into the target (theta_3), and ``skip`` is theta_3's grid loss against the truth."""
-    from vidcorr.methods.cycletime import CycleTime, recipe as ct_recipe
-    from vidcorr.methods.cycletime_ops import grid_loss, soft_inlier_score
-    from vidcorr.patches import rigid_theta
-
     torch.manual_seed(0)
     model = CycleTime(ct_recipe("cycletime", arch="resnet18", frame_size=168, clip_length=2)).eval()
     with torch.no_grad():  # an untrained regressor returns nearly one transform whatever it sees
@@ -242,8 +246,6 @@ def test_stt_reconstruction_upsamples_half_pixel_bilinear_and_scales_before_smoo
     carried (identity correlation), resized 2 -> 4 bilinearly with half-pixel centres
     (F.interpolate's default, align_corners False): each row reads 0, 1/4, 3/4, 1. Then smooth-L1
     (beta 1) on values x 20: against itself 0; against 0, the mean of 0, 4.5, 14.5, 19.5."""
-    from vidcorr.methods import stt_ops
-
     ref = torch.zeros(1, 1, 4, 4)
     ref[..., 2] = 1.0  # sampled [::2, ::2]: columns 0 -> 0, 2 -> 1
     upsampled = torch.tensor([0.0, 0.25, 0.75, 1.0]).expand(1, 1, 4, 4)
@@ -261,8 +263,6 @@ def test_moco_training_step_uses_the_updated_key_encoder_and_the_queue_before_th
     the default momentum), then the keys are encoded with it; the negatives are the queue as it
     was before this batch, whose keys are enqueued only after the loss. key_splits = 1: one batch
     norm group, so the keys do not depend on the shuffle."""
-    from vidcorr.methods.moco import MoCo, MoCoConfig
-
     torch.manual_seed(0)
     model = MoCo(MoCoConfig(arch="resnet18", queue_size=16, key_splits=1)).train()
     with torch.no_grad():
@@ -290,8 +290,6 @@ def test_stt_local_distillation_is_weighted_by_the_uncertainty_mask(monkeypatch)
     """The local MSE runs over the target rows `uncertainty_weights` keeps (T = 0.7 of them, from
     the stride-8 cost volume of radius 6): a mask that keeps none gives 0, one that keeps all the
     plain mean."""
-    from vidcorr.methods import stt as stt_module
-
     calls = []
 
     def keep(value: float):
@@ -316,8 +314,6 @@ def test_stt_correlates_target_rows_with_reference_columns_and_reconstructs_the_
     frame's dropped channel to the *target* and compares it with the target's. The model's inputs
     to both operations are checked against the backbone run again on each frame (eval mode: batch
     norm from running statistics, so a frame's features do not depend on the batch)."""
-    from vidcorr.methods import stt as stt_module
-
     seen = {"raw": [], "rec": []}
     raw_correlation, reconstruction_loss = stt_module.stt_ops.raw_correlation, stt_module.stt_ops.reconstruction_loss
 
@@ -382,8 +378,6 @@ def test_uvc_global_concentration_measures_the_patch_in_unit_coordinates_of_the_
 def test_schedules_stay_at_their_end_past_a_shorter_horizon():
     """decay_over shorter than the stage: the schedule reaches its end there and stays (poly at 0,
     cosine at min_lr_ratio x lr), for steps and for epochs (moving once per epoch)."""
-    from vidcorr.train import StageConfig, learning_rate
-
     poly = StageConfig("s", steps=20, lr=1.0, schedule="poly", power=0.9, decay_over=10)
     assert learning_rate(poly, 5, 1) == pytest.approx(0.5**0.9)
     assert [learning_rate(poly, s, 1) for s in (10, 15, 19)] == [0.0, 0.0, 0.0]
@@ -401,8 +395,6 @@ def test_update_steps_at_the_given_rate_and_clips_the_global_norm():
     """`update`: the optimiser runs at the rate of this step (not the one it was built with), and
     with a clip the gradients' global norm (returned, before clipping) is scaled down to it.
     SGD without momentum on loss = 3 a + 4 b: gradient (3, 4), norm 5."""
-    from vidcorr.train.step import update
-
     a, b = torch.nn.Parameter(torch.zeros(())), torch.nn.Parameter(torch.zeros(()))
     optimizer = torch.optim.SGD([a, b], lr=1.0, momentum=0.0)
     assert update(3 * a + 4 * b, optimizer, 0.1, None) == {}
@@ -415,12 +407,6 @@ def test_update_steps_at_the_given_rate_and_clips_the_global_norm():
 def test_build_optimizer_passes_the_recipe_s_settings():
     """Adam with the recipe's betas / eps / weight decay at the first stage's rate; SGD with its
     momentum (MoCo's spatial stage)."""
-    import dataclasses
-
-    from vidcorr.train import load_recipe
-    from vidcorr.train.config import OptimConfig
-    from vidcorr.train.step import build_optimizer
-
     base = load_recipe("uvc-cpu")
     p = [torch.nn.Parameter(torch.zeros(2))]
     adam = build_optimizer(p, dataclasses.replace(base, optim=OptimConfig(betas=(0.5, 0.9), eps=1e-6, weight_decay=0.01)))
@@ -435,10 +421,6 @@ def test_build_optimizer_passes_the_recipe_s_settings():
 def test_reduce_terms_averages_losses_but_sums_unreadable_draws_over_ranks(monkeypatch):
     """Two ranks (the all-reduce simulated: the other rank sends loss 3 and 1 skipped draw): loss
     terms are rank means, ``skipped_videos`` the total over ranks."""
-    from vidcorr.train import distributed
-    from vidcorr.train.distributed import DistContext
-    from vidcorr.train.step import reduce_terms
-
     def all_reduce(values, op=None):
         values += torch.tensor([3.0, 1.0])
 
@@ -451,9 +433,6 @@ def test_reduce_terms_averages_losses_but_sums_unreadable_draws_over_ranks(monke
 def test_cycletime_tracking_step_returns_an_l2_normalised_crop():
     """Each tracking step crops the un-normalised frame features at theta and L2-normalises the
     crop over channels before it becomes the next query (METHODS.md §2: affinities of unit features)."""
-    from vidcorr.methods.cycletime import CycleTime, recipe as ct_recipe
-    from vidcorr.patches import sample_patch
-
     torch.manual_seed(0)
     model = CycleTime(ct_recipe("cycletime", arch="resnet18", frame_size=168, clip_length=2)).eval()
     g = torch.Generator().manual_seed(8)
