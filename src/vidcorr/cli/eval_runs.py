@@ -1,13 +1,18 @@
 """What the eval commands share about their runs: ``--resume`` and, on Ctrl-C, how to continue
-(`vidcorr.evaluate.runs` keeps the record of a run in its output folder)."""
+(`vidcorr.evaluate.runs` keeps the record of a run in its output folder); the whole run of the
+video tasks with a square protocol variant (`eval jhmdb`, `eval vip`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+from vidcorr.cli.common import KNOB_OVERRIDES, load_model, model_line
 
 
 def add_out_and_resume_arguments(p: argparse.ArgumentParser, items: str) -> None:
@@ -39,3 +44,60 @@ def resume_hint(out: Path, items: str, tell: bool = True) -> Iterator[None]:
             print(f"vidcorr: none of the {items} was finished; the same command with --resume starts the run "
                   f"again in {out}", file=sys.stderr)
         raise
+
+
+def protocol_preset(args: argparse.Namespace, variant: Callable):
+    """``variant(get_preset(--preset), size=--size)`` with the knob overrides (--topk, --context, ...) on top.
+
+    The task's protocol variant sets the benchmark's knobs first so that explicit command-line
+    overrides still win; --size is the side of the square input here.
+    """
+    from vidcorr.presets import get_preset
+
+    changes = {knob: getattr(args, arg) for arg, knob in KNOB_OVERRIDES if getattr(args, arg) is not None}
+    preset = variant(get_preset(args.preset), size=args.size)
+    return preset.with_overrides(**changes) if changes else preset
+
+
+def run_video_task(
+    args: argparse.Namespace,
+    command: str,
+    task: str,
+    dataset_from: Callable[[argparse.Namespace], Any],
+    variant: Callable,
+    run: Callable[..., dict | None],
+    format_table: Callable[[dict], str],
+    *,
+    skip_first_frame: bool,
+    dataset_note: Callable[[Any], str] = lambda dataset: "",
+) -> int:
+    """`eval jhmdb` and `eval vip`: propagate and score a video dataset with a preset's square
+    ``task`` variant ("JHMDB", "VIP"), then report. -> the exit status, 0.
+
+    Every rank (one without torchrun) agrees, in this order, that OUT may be written (before the
+    data is read and the model loaded; ``run`` checks again), on ``dataset_from(args)``, on the
+    preset (`protocol_preset` of ``variant``) and on the model; ``run(encoder, preset, dataset, OUT,
+    ...)`` (`run_jhmdb`, `run_vip`) then propagates each rank's share. Rank 0 alone prints
+    ``format_table(results)``, the preset (with ``dataset_note(dataset)`` after it), the timing and
+    what it wrote.
+    """
+    from vidcorr.evaluate.ranks import eval_ranks
+    from vidcorr.evaluate.runs import check_output_folder
+
+    with eval_ranks(args.device, command) as ranks:  # rank 0 of 1 without torchrun
+        ranks.agree(lambda: check_output_folder(args.out, args.resume, command))
+        dataset = ranks.agree(lambda: dataset_from(args))
+        preset = ranks.agree(lambda: protocol_preset(args, variant))
+        encoder, info = ranks.agree(lambda: load_model(args, preset))
+        with resume_hint(args.out, "videos", ranks.is_main):
+            results = run(encoder, preset, dataset, args.out, skip_first_frame=skip_first_frame,
+                          device=ranks.device, batch_size=args.batch_size, model_info=info,
+                          resume=args.resume, ranks=ranks)
+    if results is None:  # a rank other than 0: rank 0 reports
+        return 0
+    print(format_table(results))
+    print(f"preset: {preset.name} ({task} variant, square {preset.size.size})   {dataset_note(dataset)}"
+          f"{model_line(info)}")
+    print(f"timing: {json.dumps(results['timing'])}")
+    print(f"wrote {args.out / 'results.json'}")
+    return 0

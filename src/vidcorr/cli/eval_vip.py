@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from vidcorr.cli.common import SQUARE_SIZE_HELP, add_model_arguments, comma_list, load_model, model_line
-from vidcorr.cli.eval_jhmdb import protocol_preset
-from vidcorr.cli.eval_runs import add_out_and_resume_arguments, resume_hint
+from vidcorr.cli.common import SQUARE_SIZE_HELP, add_model_arguments, comma_list
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, run_video_task
 
 
 def register(tasks: argparse._SubParsersAction) -> None:
@@ -44,26 +42,9 @@ def dataset_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidcorr.evaluate.ranks import eval_ranks
-    from vidcorr.evaluate.runs import check_output_folder
     from vidcorr.evaluate.vip import COMMAND, run_vip, vip_preset
     from vidcorr.evaluate.vip_results import format_vip_table
 
-    with eval_ranks(args.device, COMMAND) as ranks:  # rank 0 of 1 without torchrun
-        # before the data is read and the model loaded (run_vip checks again)
-        ranks.agree(lambda: check_output_folder(args.out, args.resume, COMMAND))
-        dataset = ranks.agree(lambda: dataset_from(args))
-        preset = ranks.agree(lambda: protocol_preset(args, vip_preset))
-        encoder, info = ranks.agree(lambda: load_model(args, preset))
-        with resume_hint(args.out, "videos", ranks.is_main):
-            results = run_vip(encoder, preset, dataset, args.out, skip_first_frame=args.skip_first_frame,
-                              device=ranks.device, batch_size=args.batch_size, model_info=info,
-                              resume=args.resume, ranks=ranks)
-    if results is None:  # a rank other than 0: rank 0 reports
-        return 0
-    print(format_vip_table(results))
-    print(f"preset: {preset.name} (VIP variant, square {preset.size.size})   layout: {dataset.layout}   "
-          f"{model_line(info)}")
-    print(f"timing: {json.dumps(results['timing'])}")
-    print(f"wrote {args.out / 'results.json'}")
-    return 0
+    return run_video_task(args, COMMAND, "VIP", dataset_from, vip_preset, run_vip, format_vip_table,
+                          skip_first_frame=args.skip_first_frame,
+                          dataset_note=lambda dataset: f"layout: {dataset.layout}   ")
