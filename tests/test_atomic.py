@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from vidcorr.errors import InputError
+from vidcorr.io import atomic
+from vidcorr.io.atomic import atomic_dir, sigterm_cleans_up, write_json_atomic
 
 
 def test_atomic_dir_fills_an_existing_empty_folder_in_place(tmp_path):
     """A symlink to an empty folder (or a mount point, or ".") cannot be removed and replaced: the
     finished results ended in a NotADirectoryError and a hidden .partial folder."""
-    from vidcorr.errors import InputError
-    from vidcorr.io.atomic import atomic_dir
-
     real = tmp_path / "real"
     real.mkdir()
     link = tmp_path / "link"
@@ -48,9 +53,6 @@ def test_atomic_dir_fills_an_existing_empty_folder_in_place(tmp_path):
 
 
 def test_atomic_dir_replaces_an_earlier_result_only_when_the_new_one_is_complete(tmp_path):
-    from vidcorr.errors import InputError
-    from vidcorr.io.atomic import atomic_dir
-
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
@@ -90,10 +92,6 @@ def test_atomic_dir_replaces_an_earlier_result_only_when_the_new_one_is_complete
 def test_a_relative_output_folder_is_replaced_in_place(tmp_path, monkeypatch):
     """Python 3.12 made mkdtemp's path absolute: the run's own temporary folder, listed relative,
     was taken for a foreign entry of a relative --out (the demo's default out/demo) after the work."""
-    import tempfile
-
-    from vidcorr.io.atomic import atomic_dir
-
     real_mkdtemp = tempfile.mkdtemp
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: os.path.abspath(real_mkdtemp(*a, **k)))
     monkeypatch.chdir(tmp_path)
@@ -111,9 +109,6 @@ def test_a_relative_output_folder_is_replaced_in_place(tmp_path, monkeypatch):
 
 def test_an_earlier_result_that_cannot_be_put_back_is_kept_and_named(tmp_path, monkeypatch, caplog):
     """The undo of a failed swap must never delete the earlier result with the temporary folder."""
-    from vidcorr.errors import InputError
-    from vidcorr.io.atomic import atomic_dir
-
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
@@ -138,10 +133,6 @@ def test_an_earlier_result_that_cannot_be_put_back_is_kept_and_named(tmp_path, m
 def test_a_ctrl_c_while_the_replaced_result_is_deleted_finishes_the_deletion(tmp_path, monkeypatch, caplog):
     """The result was in place, but a Ctrl-C while the earlier one was deleted reported failure and
     left a half-deleted .partial folder, which made the next run refuse the output folder."""
-    import shutil
-
-    from vidcorr.io import atomic
-
     out = tmp_path / "out"
     out.mkdir()
     for name in "abc":
@@ -175,10 +166,6 @@ def test_a_ctrl_c_while_the_replaced_result_is_deleted_finishes_the_deletion(tmp
 def test_write_json_atomic_refuses_nan_leaving_the_earlier_file(tmp_path):
     """The JSON writer of every eval / score / propagate command: indented JSON, and a NaN (which
     json.dumps would write as the non-JSON token NaN) a ValueError with the old file untouched."""
-    import json
-
-    from vidcorr.io.atomic import write_json_atomic
-
     path = tmp_path / "results.json"
     write_json_atomic({"J&F-Mean": 0.5, "per_sequence": {"dog": [1, 2]}}, path)
     assert json.loads(path.read_text()) == {"J&F-Mean": 0.5, "per_sequence": {"dog": [1, 2]}}
@@ -193,11 +180,6 @@ def test_a_second_sigterm_does_not_cut_the_cleanup_of_the_first_short(tmp_path, 
     """sigterm_cleans_up: a SIGTERM repeated while the first one's unwinding removes the temporary
     output raised again inside that removal, leaving part of it behind; it is ignored until the
     block is left (143, the output gone), and the previous handler is put back."""
-    import os
-    import signal
-
-    from vidcorr.io.atomic import atomic_dir, sigterm_cleans_up
-
     out, cleaned = tmp_path / "out", []
     previous = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as stop:
@@ -219,10 +201,6 @@ def test_a_sigterm_after_the_output_is_in_place_says_it_is_complete(tmp_path, mo
     """SIGTERM right after atomic_dir moved the finished output into place (renamed it, or moved its
     entries into an existing folder): the line said "nothing written" of a complete output. The
     move is not cut short, and the line says the output is complete; still exit 143."""
-    import signal
-
-    from vidcorr.io import atomic
-
     out = tmp_path / "out"
     if in_place:
         out.mkdir()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,13 @@ import pytest
 from cli_helpers import FAST, _fails, sigterm_after_writes, sigterm_default_raises
 from PIL import Image
 
+import vidcorr.io.video as video_io
 from vidcorr.cli import main
+from vidcorr.cli.propagate_cmd import _box
+from vidcorr.io import masks as masks_io
+from vidcorr.io.masks import DAVIS_PALETTE
+from vidcorr.io.video import open_frames, write_video
+from vidcorr.labels import one_hot_labels
 
 
 def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path, capsys):
@@ -33,8 +41,6 @@ def test_propagate_mask_on_a_frame_folder(short_clip, tmp_path, capsys):
 def test_propagate_soft_labels_on_a_frame_folder(short_clip, tmp_path, capsys):
     """--labels FIRST.npy: one float32 .npy per frame, the argmax of a one-hot mask's channels being
     --mask's PNGs; a malformed labels file exits 2 naming it, nothing written."""
-    from vidcorr.labels import one_hot_labels
-
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
     first = tmp_path / "first.npy"
@@ -189,8 +195,6 @@ def test_interrupted_propagation_leaves_nothing(short_clip, tmp_path, monkeypatc
     """An error halfway through (here: the 4th frame fails to encode) removes the partial output."""
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
-    from vidcorr.io import masks as masks_io
-
     real_write = masks_io.write_indexed_png
     calls = {"n": 0}
 
@@ -241,11 +245,6 @@ def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path, mon
     """An indexed first mask with colours of its own: its PNGs and overlay came back in DAVIS's
     colours; a grayscale (0/255) mask has none and keeps the DAVIS palette. The mask file is opened
     once for its ids and colours (it was opened twice)."""
-    import PIL.Image
-
-    from vidcorr.io.masks import DAVIS_PALETTE
-    from vidcorr.io.video import open_frames
-
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     gray = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
     ids = (np.array(Image.open(gray)) == 255).astype(np.uint8)
@@ -253,8 +252,8 @@ def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path, mon
     image = Image.fromarray(ids, mode="L").convert("P")
     image.putpalette([10, 20, 30, 0, 200, 255])  # two entries only: the rest comes from DAVIS
     image.save(own)
-    runs, opened, real_open = {}, [], PIL.Image.open
-    monkeypatch.setattr(PIL.Image, "open", lambda fp, *a, **k: opened.append(Path(fp)) or real_open(fp, *a, **k))
+    runs, opened, real_open = {}, [], Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(Path(fp)) or real_open(fp, *a, **k))
     for name, mask in (("own", own), ("gray", gray)):
         out = runs[name] = tmp_path / name
         assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST]) == 0
@@ -292,8 +291,6 @@ def test_a_feature_grid_a_few_cells_high_is_warned_about(short_clip, tmp_path, c
 @pytest.mark.parametrize("kind", ["folder", "video"])
 def test_a_video_of_one_frame_is_refused(short_clip, tmp_path, capsys, kind):
     """One frame leaves nothing to propagate to: it wrote the first mask back and exited 0."""
-    from vidcorr.io.video import write_video
-
     first = short_clip / "JPEGImages" / "480p" / "car-shadow" / "00000.jpg"
     if kind == "folder":
         one = tmp_path / "one"
@@ -328,17 +325,11 @@ def test_a_palette_mask_whose_object_is_index_255_is_told_how_to_renumber_it(sho
 @pytest.mark.parametrize("text", ["120,80,64,48", "120 80 64 48", "120\t80\t64\t48", "(120, 80, 64, 48)", "[120,80,64,48]"])
 def test_box_takes_commas_spaces_or_a_printed_tuple(text):
     """A box pasted from an OTB ground-truth line (spaces or tabs) or a printed tuple was refused."""
-    from vidcorr.cli.propagate_cmd import _box
-
     assert _box(text) == (120.0, 80.0, 64.0, 48.0)
 
 
 @pytest.mark.parametrize("text", ["120,80,64", "a,b,c,d", "120,80,0,48", "", "1,2,3,4,5"])
 def test_a_box_that_is_not_four_numbers_with_a_positive_size_is_refused(text):
-    import argparse
-
-    from vidcorr.cli.propagate_cmd import _box
-
     with pytest.raises(argparse.ArgumentTypeError, match="expected (4 numbers x,y,w,h|x,y,w,h with positive w and h)"):
         _box(text)
 
@@ -346,10 +337,6 @@ def test_a_box_that_is_not_four_numbers_with_a_positive_size_is_refused(text):
 def test_sigterm_halfway_leaves_nothing_and_exits_143(short_clip, tmp_path, monkeypatch, capsys):
     """`kill` or `timeout` (SIGTERM) ended the process at once and left a hidden .OUT.partial-*
     folder of half the masks; it unwinds as Ctrl-C does, says so, and exits 143."""
-    import signal
-
-    from vidcorr.io import masks as masks_io
-
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
     calls = sigterm_after_writes(monkeypatch, masks_io, 3)
@@ -364,8 +351,6 @@ def test_sigterm_halfway_leaves_nothing_and_exits_143(short_clip, tmp_path, monk
 def test_max_frames_propagates_the_first_frames_of_a_video_only(tmp_path, data_dir, capsys):
     """A quick look at a long video had to be cut into a copy first; --max-frames N stops after N
     frames: N masks, an overlay of N frames at their own times, a summary that says so."""
-    from vidcorr.io.video import open_frames
-
     video = sorted((data_dir / "videos" / "davis2016-train").glob("*.mp4"))[0]
     height, width = open_frames(video).size
     mask = np.zeros((height, width), np.uint8)
@@ -394,15 +379,13 @@ def test_max_frames_beyond_a_folder_takes_every_frame_and_below_2_is_refused(sho
 
 def test_propagate_numbers_the_overlay_frames(short_clip, tmp_path, monkeypatch):
     """The overlay video's frames had no number: each has "frame t" (0-based) in its top-left corner."""
-    import vidcorr.io.video as video
-
     drawn = []
 
     def keep(path, frames, fps, times=None):
         drawn.extend(frames)
         Path(path).write_bytes(b"")
 
-    monkeypatch.setattr(video, "write_video", keep)
+    monkeypatch.setattr(video_io, "write_video", keep)
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
     assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "o"), "--max-frames", "3",

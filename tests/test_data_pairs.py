@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torch._utils import ExceptionWrapper
 from torch.utils.data import DataLoader
 
 from vidcorr.data import (
@@ -20,6 +22,14 @@ from vidcorr.data import (
     clip_indices,
     pair_indices,
 )
+from vidcorr.data.augment import build_augment
+from vidcorr.data.pairs import NoReadableVideo, VideoFrameDataset
+from vidcorr.data.videos import VideoIndex
+from vidcorr.errors import VidcorrError
+from vidcorr.io.video import count_frames
+from vidcorr.train.checkpoint import Progress
+from vidcorr.train.distributed import DistContext
+from vidcorr.train.runlog import RunLog
 
 
 def _video(num_frames: int, fps: float | None) -> VideoInfo:
@@ -98,12 +108,6 @@ def test_no_readable_video_left_is_one_line_naming_the_file(tmp_path: Path) -> N
     """When every video fails to decode the run must stop: with one line naming a video and the
     problem (`VidcorrError`: exit 2), not a RuntimeError traceback that named no file, also when
     the error comes back from a DataLoader worker (re-raised as ``type(error)(traceback text)``)."""
-    from torch._utils import ExceptionWrapper
-
-    from vidcorr.data.pairs import NoReadableVideo
-    from vidcorr.data.videos import VideoIndex
-    from vidcorr.errors import VidcorrError
-
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(bytes(4096))  # corrupted after indexing (not random bytes: 1 in ~300 probed as audio)
     index = VideoIndex([VideoInfo(str(broken), 10, 25.0, 64, 64)], [str(tmp_path)])
@@ -125,9 +129,6 @@ def test_no_readable_video_left_is_one_line_naming_the_file(tmp_path: Path) -> N
 
 def test_the_fatal_message_counts_draws_and_the_different_videos(tmp_path: Path) -> None:
     """With 2 broken videos it said "20 videos in a row failed to decode": 20 was the draws."""
-    from vidcorr.data.pairs import NoReadableVideo
-    from vidcorr.data.videos import VideoIndex
-
     broken = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
     for path in broken:
         path.write_bytes(bytes(4096))
@@ -142,10 +143,6 @@ def test_a_listed_count_past_the_end_drops_the_video_saying_whence(data_dir: Pat
                                                                     caplog: pytest.LogCaptureFixture) -> None:
     """A list file's frame count for a video file is trusted (docs/training.md); when it is too
     large, the warning says the count came from the list, not only "there are only 82 frames"."""
-    from vidcorr.data.augment import build_augment
-    from vidcorr.data.pairs import VideoFrameDataset
-    from vidcorr.io.video import count_frames
-
     bear, other = (data_dir / "videos" / "davis2016-train" / name for name in ("bear.mp4", "boat.mp4"))
     listing = tmp_path / "list.txt"
     listing.write_text(f"{bear} 999\n{other}\n")
@@ -168,9 +165,6 @@ def test_a_listed_video_that_fails_to_decode_does_not_blame_its_count(data_dir: 
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     """The list file's count is named only where it can be the cause (too few frames): a video that
     cannot be decoded any more was also said to have "its frame count, 80, ... the list file's"."""
-    from vidcorr.data.augment import build_augment
-    from vidcorr.data.pairs import VideoFrameDataset
-
     bear = tmp_path / "bear.mp4"
     bear.write_bytes((data_dir / "videos" / "davis2016-train" / "bear.mp4").read_bytes())
     other = data_dir / "videos" / "davis2016-train" / "boat.mp4"
@@ -190,8 +184,6 @@ def test_a_listed_video_that_fails_to_decode_does_not_blame_its_count(data_dir: 
 def test_a_frame_folder_broken_after_indexing_is_skipped_naming_the_frame(data_dir: Path, tmp_path: Path,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     """The warning gave "frame is 320x240 but 00000.jpg is 854x480" after the folder's path: which frame?"""
-    from PIL import Image
-
     frames = sorted((data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:4]
     folder = tmp_path / "seq"
     folder.mkdir()
@@ -212,10 +204,6 @@ def test_the_log_and_tensorboard_say_unreadable_draws(tmp_path: Path, caplog: py
     logged "skipped videos 19" after 12 steps. It is named for what it counts."""
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from vidcorr.train.checkpoint import Progress
-    from vidcorr.train.distributed import DistContext
-    from vidcorr.train.runlog import RunLog
 
     run = RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(), every=1, progress_bar=False)
     with caplog.at_level(logging.INFO, logger="vidcorr.train.runlog"):
