@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from report import machine, parse_timing_arguments, write_json  # benchmarks/report.py, beside this script
+from report import add_timing_arguments, apply_timing_arguments, machine, write_json  # benchmarks/report.py
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -54,7 +54,7 @@ def best_ms_per_frame(forms: dict, x: torch.Tensor, repeats: int) -> dict[str, f
     return best
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--sequence", default="car-shadow")
@@ -62,7 +62,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18.safetensors")
     parser.add_argument("--out-layer", default="layer3")
-    args = parse_timing_arguments(parser)
+    add_timing_arguments(parser)
+    return parser
+
+
+def main() -> None:
+    args = apply_timing_arguments(build_parser().parse_args())
     from vidcorr.models.colour import rgb_to_lab, rgb_to_lightness
     from vidcorr.models.encoder import inference_encoder
     from vidcorr.models.resnet import fold_batchnorm

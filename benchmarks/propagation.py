@@ -137,7 +137,7 @@ def run_child(args, mode: str, **extra) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     from vidcorr.cli.common import add_model_arguments, comma_list
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,7 +156,11 @@ def main() -> None:
     p.add_argument("--child", choices=["throughput", "memory"], help=argparse.SUPPRESS)
     p.add_argument("--length", type=int, help=argparse.SUPPRESS)
     add_model_arguments(p)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.child and not args.default_malloc:
         from vidcorr.runtime import bound_cpu_memory
 

@@ -48,14 +48,17 @@ def write_json(path: Path, report: dict) -> None:
     print(f"wrote {path}")
 
 
-def parse_timing_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Add --threads and --json, parse, apply the thread count, and put the repository's src/ first
-    on the import path (the scripts time the working tree, installed or not)."""
-    import torch
-
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --threads and --json (a script's `build_parser`, which tests parse the docs' commands with)."""
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+
+
+def apply_timing_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """Apply --threads and put the repository's src/ first on the import path (the scripts time the
+    working tree, installed or not); returns ``args``."""
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))

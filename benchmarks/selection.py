@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from report import machine, parse_timing_arguments, write_json  # benchmarks/report.py, beside this script
+from report import add_timing_arguments, apply_timing_arguments, machine, write_json  # benchmarks/report.py
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
 CHUNK = 1024
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--sequence", default="car-shadow")
@@ -42,7 +42,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="input short side (default: the preset's)")
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18_ft3.safetensors")
     parser.add_argument("--repeats", type=int, default=5)
-    args = parse_timing_arguments(parser)
+    add_timing_arguments(parser)
+    return parser
+
+
+def main() -> None:
+    args = apply_timing_arguments(build_parser().parse_args())
     from vidcorr.affinity import topk_log_softmax_
     from vidcorr.api import resolve_encoder
     from vidcorr.presets import customised_preset

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from report import machine, parse_timing_arguments, write_json  # benchmarks/report.py, beside this script
+from report import add_timing_arguments, apply_timing_arguments, machine, write_json  # benchmarks/report.py
 
 REPO = Path(__file__).resolve().parents[1]
 TRACKERS = ("localise", "dcf")
@@ -69,7 +69,7 @@ def summary(seconds: float, clock: EncoderClock, last: tuple, n: int) -> dict:
             "last_box": [round(float(v), 2) for v in last]}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="OTB or VOT root")
     parser.add_argument("--benchmark", choices=("otb", "vot"), default="otb")
@@ -78,7 +78,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18_ft3.safetensors")
     parser.add_argument("--features", choices=("lab-pixels", "random-resnet18"), help="a floor instead of --weights")
-    args = parse_timing_arguments(parser)
+    add_timing_arguments(parser)
+    return parser
+
+
+def main() -> None:
+    args = apply_timing_arguments(build_parser().parse_args())
 
     import torch
 

@@ -88,7 +88,7 @@ def time_stage(model: nn.Module, stage: str, args, data: DataConfig, steps: int,
     return steps * data.batch_size / (time.perf_counter() - start)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="uvc-cpu", help="recipe name or TOML (shapes and model config)")
     p.add_argument("--device", default="cpu", type=device_name, help="cpu, cuda, cuda:1, ... (default: cpu)")
@@ -101,7 +101,11 @@ def main() -> None:
                    help="compute with subnormal floats, as training did before 2026-12-06 (default: flushed, "
                         "as `vidcorr train` does on a CPU)")
     p.add_argument("--json", type=Path, help="write the results here")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe)

@@ -82,13 +82,17 @@ def compare(ours: dict, golden: dict) -> dict[str, float]:
     return dev
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     default_shared = Path(os.environ.get("VIDCORR_SHARED", REPO.parent / "shared"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=default_shared, help="the shared folder (data, goldens)")
     ap.add_argument("--cases", type=Path, help="case tree to reuse, or to generate and keep")
     ap.add_argument("--tol", type=float, default=1e-6)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     goldens_dir = args.shared / "metric-goldens"
     golden = json.loads((goldens_dir / "davis2016-dev-goldens.json").read_text())
     with tempfile.TemporaryDirectory(prefix="davis-metric-cases-") as tmp:

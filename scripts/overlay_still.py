@@ -46,7 +46,7 @@ def still(root: Path, results: Path, index: int) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(drawn))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", type=Path, help="folder of result PNGs, named as the sequence")
     p.add_argument("frame", type=int, help="0-based frame number")
@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=DEMO_ROOT, help="DAVIS root holding the sequence")
     # 0, a negative or NaN scale ended in PIL's "height and width must be > 0" traceback
     p.add_argument("--scale", type=positive_float, default=0.5, help="size of the still (default: 0.5, half)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         image = still(args.root, args.results, args.frame)
     except InputError as error:

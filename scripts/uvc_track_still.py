@@ -66,7 +66,7 @@ def still(root: Path, sequence: str, index: int, weights: Path, features: str | 
     return Image.fromarray(side_by_side([*drawn, caption(annotation, "annotation")]))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("frame", type=int, help="0-based frame number (1 or more)")
     p.add_argument("out", type=Path, help="JPEG to write")
@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights (default: uvc_r18_ft3)")
     p.add_argument("--features", choices=("lab-pixels", "random-resnet18"), help="an untrained floor instead")
     p.add_argument("--scale", type=positive_float, default=0.5, help="size of the still (default: 0.5, half)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         image = still(args.root, args.sequence, args.frame, args.weights, args.features)
     except InputError as error:
