@@ -13,12 +13,18 @@ from synthetic import PatchEncoder
 from test_propagate import _texture_video
 
 import vidcorr
+import vidcorr.track_uvc
 from vidcorr import api
 from vidcorr.cli import main
 from vidcorr.errors import InputError
-from vidcorr.masks import MaskTracker, propagate_mask
+from vidcorr.io.masks import DAVIS_PALETTE, read_mask
+from vidcorr.io.video import open_frames
+from vidcorr.labels import one_hot_labels
+from vidcorr.masks import MaskTracker, check_first_mask, mask_overlay, propagate_mask
 from vidcorr.presets import customised_preset
 from vidcorr.propagate import Propagator
+from vidcorr.soft_labels import check_first_labels, read_labels_file
+from vidcorr.viz import full_brightness
 
 
 @pytest.mark.parametrize("name", ["crw", "uvc", "stt"])
@@ -146,12 +152,6 @@ def test_object_ids_far_apart_are_carried_as_one_channel_each(davis2017_fixtures
     and under UVC-track an empty channel made every frame fall back to full-frame propagation.
     Real frames (bmx-trees, 2 objects): the masks are those of ids 1 and 2, renumbered, with and
     without track, whole-video and frame by frame; the overlay draws each box in its object's colour."""
-    import vidcorr.track_uvc
-    from vidcorr.io.masks import DAVIS_PALETTE, read_mask
-    from vidcorr.io.video import open_frames
-    from vidcorr.masks import mask_overlay
-    from vidcorr.viz import full_brightness
-
     root = davis2017_fixtures / "deva-vos"
     frames = list(open_frames(root / "JPEGImages" / "bmx-trees"))[:3]
     mask = read_mask(root / "Annotations" / "bmx-trees" / "00000.png")
@@ -228,8 +228,6 @@ def _masks_of(frames, first_mask, **kw):
 def test_frames_as_users_pass_them_give_the_uint8_masks():
     """Float frames in [0, 1] were read as near-black uint8 and uint16 as near-white, silently;
     grayscale, RGBA and torch tensors failed deep inside torch. All are converted at the call."""
-    import torch
-
     frames, masks = _texture_video(n_frames=4)
     want = _masks_of(frames, masks[0])
     variants = {
@@ -259,8 +257,6 @@ def test_frames_as_users_pass_them_give_the_uint8_masks():
 
 
 def test_bad_frames_are_refused_naming_the_frame():
-    import torch
-
     frames, masks = _texture_video(n_frames=3)
     chw = [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
     with pytest.raises(InputError, match=r"frame 0 has shape \(3, 64, 96\).*permute\(1, 2, 0\)"):
@@ -286,8 +282,6 @@ def test_bad_frames_are_refused_naming_the_frame():
 
 def test_masks_of_any_array_type_and_out_of_range_ids():
     """ids > 255 wrapped modulo 256 (300 -> 44) and negative ids failed inside one_hot."""
-    import torch
-
     frames, masks = _texture_video(n_frames=3)
     want = _masks_of(frames, masks[0])
     assert len(want) == 3
@@ -307,8 +301,6 @@ def test_propagate_labels_carries_any_soft_labels_and_its_argmax_is_the_mask(dav
     """Real frames (blackswan, random ResNet, crw): the one-hot first mask's propagated soft labels
     have propagate_masks' mask as their argmax, pixel for pixel; a continuous label (each pixel's x
     coordinate) stays a weighted average of the first frame's values; one channel may be (H, W)."""
-    from vidcorr.labels import one_hot_labels
-
     frames = [np.array(Image.open(p)) for p in sorted(
         (davis2016_root / "JPEGImages" / "480p" / "blackswan").glob("*.jpg"))[:4]]
     mask = np.array(Image.open(davis2016_root / "Annotations" / "480p" / "blackswan" / "00000.png")) // 255
@@ -454,8 +446,6 @@ def test_a_mask_of_the_frames_shape_at_another_size_is_told_how_to_resize(tmp_pa
     """A mask drawn on the full-resolution original of a downscaled video (1920x1080 for 456x256
     frames) was told only the two sizes; it is told the scale and the nearest-neighbour resize that
     fits it, and a mask of another shape gets no such advice."""
-    from vidcorr.masks import check_first_mask
-
     big = tmp_path / "big.png"
     Image.fromarray(np.ones((1080, 1920), np.uint8)).save(big)
     with pytest.raises(InputError, match=r"big.png: mask is 1920x1080 but frames are 456x256; it has the frames' "
@@ -474,8 +464,6 @@ def test_soft_labels_of_the_frames_shape_at_another_size_are_told_how_to_resize(
     456x256 frames) were told only the two sizes, unlike a mask; they are told the scale and a line
     that resizes the .npy (bilinear: values, not ids), which works for (K, H, W) and (H, W) files; an
     array gets the words, labels turned by 90 degrees say so, and another shape gets no advice."""
-    from vidcorr.soft_labels import check_first_labels, read_labels_file
-
     big = tmp_path / "big.npy"
     for shape in [(2, 512, 912), (512, 912)]:
         np.save(big, np.random.default_rng(0).random(shape))

@@ -9,12 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cli_helpers import FAST, _fails, interrupt_on_call
 from PIL import Image
+from torch import nn
 
-from vidcorr.cli import main
+import vidcorr
+from vidcorr.cli import build_parser, main
+from vidcorr.cli.common import resolve_preset
+from vidcorr.errors import InputError
+from vidcorr.evaluate import davis as davis_eval
+from vidcorr.evaluate.davis import run_davis
 from vidcorr.io.video import open_frames
 from vidcorr.metrics.davis import GLOBAL_KEYS
+from vidcorr.models.floors import lab_pixels
+from vidcorr.presets import customised_preset
 
 
 def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_clips, tmp_path, capsys):
@@ -212,8 +221,6 @@ def test_eval_davis_checks_every_sequence_before_propagating(damage, two_clips, 
 def test_eval_davis_with_uvc_track(short_clip, tmp_path, capsys):
     """--track on real frames with the shipped weights: UVC-track's PNGs are the API's tracked
     masks, results.json records the tracking, and neither kind of run resumes the other's folder."""
-    import vidcorr
-
     out = tmp_path / "track"
     argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), "--preset", "uvc", "--size", "240"]
     assert main(argv + ["--track"]) == 0
@@ -247,9 +254,6 @@ def test_eval_davis_with_uvc_track(short_clip, tmp_path, capsys):
     ],
 )
 def test_preset_overrides_from_the_command_line(flags, expected):
-    from vidcorr.cli import build_parser
-    from vidcorr.cli.common import resolve_preset
-
     args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", *flags])
     preset = resolve_preset(args)
     knobs = {"n_previous": preset.n_previous, "window_first": preset.window_first, "k": preset.topk.k,
@@ -260,8 +264,6 @@ def test_preset_overrides_from_the_command_line(flags, expected):
 def test_interrupted_eval_davis_says_how_to_continue(two_clips, tmp_path, monkeypatch, capsys):
     """Ctrl-C during the second sequence: exit 130, the first sequence kept, and the message names
     --resume (it said only "interrupted"); the resumed run finishes."""
-    from vidcorr.evaluate import davis as davis_eval
-
     interrupt_on_call(monkeypatch, davis_eval, "write_mask_sequence")
     out = tmp_path / "out"
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), *FAST]) == 130
@@ -294,10 +296,6 @@ def test_resume_refuses_a_used_folder_that_holds_no_davis_run(short_clip, tmp_pa
     wrote the DAVIS masks beside them and replaced its results.json; a folder without the run record
     is refused, untouched, from the command line and from Python. An empty or new folder still starts
     a run."""
-    from vidcorr.errors import InputError
-    from vidcorr.evaluate.davis import run_davis
-    from vidcorr.models.floors import lab_pixels
-
     out = tmp_path / "jhmdb-out"
     (out / "predictions").mkdir(parents=True)
     (out / "results.json").write_text('{"PCK@0.1": 0.5}\n')
@@ -317,12 +315,6 @@ def test_a_run_that_ends_before_its_first_sequence_leaves_no_folder(short_clip, 
     before any sequence was finished left OUT holding only .run.json, so the same command, rerun,
     was refused as "output folder exists and is not empty". Nothing is left to resume, so nothing is
     left; an empty folder given as OUT stays, empty."""
-    import torch
-    from torch import nn
-
-    from vidcorr.evaluate.davis import run_davis
-    from vidcorr.presets import customised_preset
-
     class FailsOnFrames(nn.Module):  # fine on the 112 x 112 probe, not on 214 x 120 frames
         def __init__(self):
             super().__init__()

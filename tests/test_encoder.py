@@ -6,10 +6,17 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from vidcorr.models import PRESETS, EncoderConfig, FrameEncoder, build_encoder
+from vidcorr.cli import main
+from vidcorr.errors import VidcorrError
+from vidcorr.models import PRESETS, EncoderConfig, FrameEncoder, build_encoder, lab_pixels
+from vidcorr.models.encoder import feature_problem, inference_encoder
+from vidcorr.models.external import load_external_encoder
+from vidcorr.models.weights import load_encoder
 
 EXPECTED = {  # preset -> (out_channels, colour_mode); METHODS.md §5 "feature" row
     "uvc": (512, "gray-l"),
@@ -109,12 +116,6 @@ def test_channels_last_gives_same_features():
 
 
 def test_inference_encoder_folds_and_goes_channels_last_on_cpu(davis2016_root):
-    import numpy as np
-    from PIL import Image
-
-    from vidcorr.models.encoder import inference_encoder
-    from vidcorr.models.weights import load_encoder
-
     encoder = load_encoder("weights/uvc_r18.safetensors", out_layer="layer3")  # trained BN statistics
     frame = Image.open(davis2016_root / "JPEGImages/480p/car-shadow/00000.jpg").convert("RGB").resize((214, 120))
     rgb = torch.from_numpy(np.array(frame)).permute(2, 0, 1)[None].float() / 255
@@ -129,9 +130,6 @@ def test_inference_encoder_folds_and_goes_channels_last_on_cpu(davis2016_root):
 
 
 def test_inference_encoder_leaves_other_modules_as_the_caller_has_them():
-    from vidcorr.models import lab_pixels
-    from vidcorr.models.encoder import inference_encoder
-
     floor = lab_pixels()
     ready = inference_encoder(floor, "cpu")
     assert ready.wrapped is floor and ready.stride == floor.stride  # attributes read through
@@ -162,8 +160,6 @@ def test_inference_encoder_leaves_other_modules_as_the_caller_has_them():
 def test_feature_problem_says_what_the_features_are_instead(feats, problem):
     """Integer features were refused without saying the dtype was the problem; meta tensors (no data)
     passed and failed later in a raw ``.to()`` ("Cannot copy out of meta tensor")."""
-    from vidcorr.models.encoder import feature_problem
-
     got = feature_problem(feats, 2)
     if problem is None:
         assert got is None
@@ -172,8 +168,6 @@ def test_feature_problem_says_what_the_features_are_instead(feats, problem):
 
 
 def test_inference_encoder_refuses_weights_on_the_meta_device():
-    from vidcorr.models.encoder import inference_encoder
-
     with pytest.raises(ValueError, match=r"encoder Conv2d has weights on the meta device .*load_state_dict"):
         inference_encoder(torch.nn.Conv2d(3, 4, 3, device="meta"), "cpu")
 
@@ -198,12 +192,6 @@ def test_an_encoder_factory_with_meta_weights_gets_the_meta_message(tmp_path, ca
     """`--encoder FILE:FACTORY` returning an unloaded (meta) module: a Conv2d passed the probe and died in
     a raw "Cannot copy out of meta tensor" traceback; a Sequential failed the probe with torch's "Tensor on
     device meta is not on the expected device cpu". Now one line that says the weights were never loaded."""
-    from PIL import Image
-
-    from vidcorr.cli import main
-    from vidcorr.errors import VidcorrError
-    from vidcorr.models.external import load_external_encoder
-
     module = tmp_path / "unloaded.py"
     module.write_text(META_FACTORIES)
     meta = "has weights on the meta device (shapes only, no data): load its weights"

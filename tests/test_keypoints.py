@@ -7,11 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from synthetic import PositionCodes
 
+from vidcorr import api
+from vidcorr.cli import main
 from vidcorr.errors import InputError
+from vidcorr.evaluate.jhmdb import jhmdb_preset
 from vidcorr.keypoints import CODECS, HeatmapCodec, propagate_keypoints, read_keypoints_json
 from vidcorr.labels import downsample_labels
+from vidcorr.presets import customised_preset, get_preset
+from vidcorr.propagate import Propagator
 from vidcorr.viz_keypoints import draw_skeleton
 
 FRAME_HW = (240, 320)  # JHMDB frames
@@ -199,10 +205,6 @@ def test_null_and_nan_keypoints_are_absent_unless_marked_visible(tmp_path):
 def test_propagate_refuses_a_first_frame_without_a_visible_keypoint(tmp_path, capsys, first):
     """`vidcorr propagate --keypoints`: every keypoint absent or hidden wrote a keypoints.json of nulls
     and exited 0. Now one line naming the file, exit 2, and no output folder."""
-    from PIL import Image
-
-    from vidcorr.cli import main
-
     frames = tmp_path / "frames"
     frames.mkdir()
     rng = np.random.default_rng(0)
@@ -219,9 +221,6 @@ def test_propagate_refuses_a_first_frame_without_a_visible_keypoint(tmp_path, ca
 
 def test_a_nan_first_keypoint_is_not_propagated_or_marked_visible():
     """A NaN keypoint used to be drawn as a NaN heatmap and yielded as visible on frame 0."""
-    from vidcorr.presets import customised_preset
-    from vidcorr.propagate import Propagator
-
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 255, (*FRAME_HW, 3), dtype=np.uint8)] * 3
     points = np.array([[40.0, 50.0], [np.nan, np.nan], [200.0, 100.0]])
@@ -252,10 +251,6 @@ def test_draw_skeleton_draws_visible_joints_and_edges_only():
 def test_still_video_keeps_every_joint_in_place(name):
     """Encode -> Propagator -> decode end to end: with nothing moving and features that match each
     cell to itself, every frame decodes to the first-frame joints (up to the codec's round trip)."""
-    from vidcorr.evaluate.jhmdb import jhmdb_preset
-    from vidcorr.presets import get_preset
-    from vidcorr.propagate import Propagator
-
     rng = np.random.default_rng(2)
     frames = [rng.integers(0, 255, (*FRAME_HW, 3), dtype=np.uint8)] * 5
     points = np.stack([rng.uniform(20, 300, 15), rng.uniform(20, 220, 15)], axis=1)
@@ -273,10 +268,6 @@ def test_still_video_keeps_every_joint_in_place(name):
 def test_small_frames_enlarged_by_the_preset_get_an_input_error_with_a_size(name):
     """uvc / timecycle resize 64x48 frames to 480 / 320: cell heatmaps cannot be drawn. The user gets
     an InputError (a one-line CLI message, exit 2) that names --size, from the API at the call."""
-    from vidcorr import api
-    from vidcorr.presets import get_preset
-    from vidcorr.propagate import Propagator
-
     frames = [np.zeros((48, 64, 3), np.uint8)] * 2
     points = np.array([[20.0, 20.0]])
     propagator = Propagator(PositionCodes(), get_preset(name))
@@ -292,8 +283,6 @@ def test_small_frames_enlarged_by_the_preset_get_an_input_error_with_a_size(name
 def test_read_keypoints_json_names_a_binary_file(tmp_path, name):
     """A mask PNG or a .npy given as --keypoints was refused as "not valid JSON: 'utf-8' codec can't
     decode byte 0x89 ...", which did not say what the file is or where it belongs."""
-    from PIL import Image
-
     path = tmp_path / name
     if name.endswith(".png"):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)

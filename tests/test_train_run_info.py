@@ -9,15 +9,21 @@ import json
 import logging
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import torch
 
 import vidcorr
 from vidcorr.cli import main
-from vidcorr.train import load_recipe, recipe_from_dict
+from vidcorr.methods import moco
+from vidcorr.train import load_recipe, recipe_from_dict, runlog
+from vidcorr.train.autoencoder import train_autoencoder
 from vidcorr.train.checkpoint import Progress, export_meta, load_checkpoint, save_checkpoint, write_run_info
+from vidcorr.train.distributed import DistContext
 from vidcorr.train.recipe_files import CONFIG_DIR
+from vidcorr.train.runlog import RunLog, TextLog
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -202,8 +208,6 @@ def test_export_reads_the_command_lines_as_a_resume_does(tmp_path: Path, caplog,
     """`train export` read the command lines with a looser copy of the resume's reader (a list of
     anything was written to the sidecar); the one reader's warning says the entry is ignored, not
     that a list is started anew, which only a resume does."""
-    from vidcorr.methods import moco
-
     recipe = load_recipe("moco-cpu")
     config = moco.config_for_recipe(recipe.base, recipe.model)
     checkpoint = {"model": moco.MoCo(config).state_dict(), "progress": vars(Progress(step=4, stage=1)),
@@ -240,8 +244,6 @@ def test_train_log_from_python_holds_the_info_lines_whatever_the_console_shows(
     """Called from Python without INFO logging configured (the root's WARNING), train.log held the
     start and end lines alone: the package's INFO records never reached its handler. The console
     (the root's handlers) gets what it got before; at INFO (the command line) nothing is changed."""
-    from vidcorr.train.autoencoder import train_autoencoder
-
     package, root, console = logging.getLogger("vidcorr"), logging.getLogger(), _Console()
     during: list[tuple[int, bool]] = []
 
@@ -277,8 +279,6 @@ def test_train_log_from_python_holds_the_info_lines_whatever_the_console_shows(
 def test_warnings_reach_stderr_while_a_run_logs_with_no_logging_configured(tmp_path: Path, capfd) -> None:
     """A script that configures no logging sees the package's warnings on stderr (Python's
     `logging.lastResort`); while train.log was open the package logger's own handlers hid them."""
-    from vidcorr.train.runlog import TextLog
-
     root = logging.getLogger()
     saved = root.handlers[:]
     root.handlers.clear()  # as in a plain script: pytest's capture handlers removed
@@ -295,10 +295,6 @@ def test_warnings_reach_stderr_while_a_run_logs_with_no_logging_configured(tmp_p
 def test_the_header_of_a_session_is_as_old_as_its_first_held_line(tmp_path: Path, caplog) -> None:
     """The dated header was stamped when the file opened, after indexing: the lines held before it
     (indexing a large folder: minutes) were written under a header later than themselves."""
-    from datetime import datetime
-
-    from vidcorr.train.runlog import TextLog
-
     caplog.set_level(logging.INFO)
     with TextLog(tmp_path, enabled=True) as text:
         logging.getLogger("vidcorr.train.loop").info("indexed 30 videos")
@@ -312,11 +308,6 @@ def test_the_header_of_a_session_is_as_old_as_its_first_held_line(tmp_path: Path
 def test_a_loss_line_gives_the_total_loss_first(tmp_path: Path, caplog) -> None:
     """The total sat among the terms in alphabetical order ("colour 3.2264 loss 3.5952 orthogonal
     3.1108 ..."), where UVC's eight terms hid it; it now comes first, then the terms."""
-    import torch
-
-    from vidcorr.train.distributed import DistContext
-    from vidcorr.train.runlog import RunLog
-
     run = RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(), every=2, progress_bar=False)
     terms = [{"box_size": 4.0, "colour": 1.0, "loss": 2.0, "orthogonal": 3.0, "skipped_videos": 0.0},
              {"box_size": 2.0, "colour": 3.0, "loss": 4.0, "orthogonal": 1.0, "skipped_videos": 0.0}]
@@ -332,11 +323,6 @@ def test_a_loss_line_gives_the_total_loss_first(tmp_path: Path, caplog) -> None:
 def test_the_first_lines_throughput_leaves_out_the_loaders_start_up(tmp_path: Path, caplog, monkeypatch) -> None:
     """A stage's first line counted the loader's start-up (its workers, their imports, the first batch):
     0.4 samples/s on a tiny CPU run where the next lines said 6. Its clock starts at the first batch."""
-    import torch
-
-    from vidcorr.train import runlog
-    from vidcorr.train.distributed import DistContext
-
     now = [100.0]
     monkeypatch.setattr(runlog.time, "perf_counter", lambda: now[0])
     run = runlog.RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(), every=1, progress_bar=False)
