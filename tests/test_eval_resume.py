@@ -12,30 +12,19 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import interrupt_on_call
+from jhmdb_helpers import jhmdb_tree
 
 from vidcorr.cli import main
 from vidcorr.evaluate.runs import RUN_STAMP, RunRecord
 from vidcorr.evaluate.timing import run_timing
 
-JHMDB_CLIP = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
 VIPSEG_VIDEO = "12_1mWNahzcsAc"
 FLOOR = ["--features", "lab-pixels"]
 
 
 def _jhmdb_root(data_dir: Path, tmp_path: Path) -> Path:
-    """The real clip's first 6 frames under two video names (a, b)."""
-    import scipy.io
-
-    root = tmp_path / "jhmdb"
-    pos = scipy.io.loadmat(data_dir / "jhmdb" / "joint_positions" / JHMDB_CLIP / "joint_positions.mat")["pos_img"]
-    for video in ("catch/a", "catch/b"):
-        (root / "Rename_Images" / video).mkdir(parents=True)
-        for t in range(1, 7):
-            shutil.copy(data_dir / "jhmdb" / "Rename_Images" / JHMDB_CLIP / f"{t:05d}.png",
-                        root / "Rename_Images" / video / f"{t:05d}.png")
-        (root / "joint_positions" / video).mkdir(parents=True)
-        scipy.io.savemat(root / "joint_positions" / video / "joint_positions.mat", {"pos_img": pos[:, :, :6]})
-    return root
+    """The real clip's first 6 frames under two video names (catch/a, catch/b)."""
+    return jhmdb_tree(tmp_path, data_dir / "jhmdb", 6, videos=("a", "b"))
 
 
 def _vipseg_root(data_dir: Path, tmp_path: Path) -> Path:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import scipy.io
 from cli_helpers import FAST, sigterm_after_writes, sigterm_default_raises
+from jhmdb_helpers import jhmdb_tree
 from rank_helpers import run_ranks
 
 import vidcorr.evaluate.ranks as ranks_module
@@ -352,16 +352,7 @@ def test_sigterm_to_a_single_process_eval_cleans_up_as_ctrl_c(three_clips, tmp_p
 @pytest.fixture(scope="module")
 def jhmdb_clips(tmp_path_factory, data_dir) -> Path:
     """The real JHMDB clip's first 5 frames under three video names, as a JHMDB root."""
-    source, root = data_dir / "jhmdb", tmp_path_factory.mktemp("jhmdb")
-    name = "catch/Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
-    pos = scipy.io.loadmat(source / "joint_positions" / name / "joint_positions.mat")["pos_img"]
-    for video in ("clip_a", "clip_b", "clip_c"):
-        (root / "Rename_Images" / "catch" / video).mkdir(parents=True)
-        for t in range(1, 6):
-            shutil.copy(source / "Rename_Images" / name / f"{t:05d}.png", root / "Rename_Images" / "catch" / video)
-        (root / "joint_positions" / "catch" / video).mkdir(parents=True)
-        scipy.io.savemat(root / "joint_positions" / "catch" / video / "joint_positions.mat", {"pos_img": pos[:, :, :5]})
-    return root
+    return jhmdb_tree(tmp_path_factory.mktemp("jhmdb"), data_dir / "jhmdb", 5, videos=("clip_a", "clip_b", "clip_c"))
 
 
 def test_eval_jhmdb_on_two_ranks_equals_one_process(jhmdb_clips, tmp_path):

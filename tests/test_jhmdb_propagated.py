@@ -7,14 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
-import scipy.io
+from jhmdb_helpers import CLASS, NAME, jhmdb_tree
 
 import vidcorr.cli
 from vidcorr.io.jhmdb import JOINT_NAMES, SKELETON_EDGES, JhmdbDataset
 
-CLASS = "catch"
-VIDEO = "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
-NAME = f"{CLASS}/{VIDEO}"
 N_FRAMES = 5
 SCORE_KEYS = ("PCK@0.1", "PCK@0.2", "per_joint", "per_video", "skip_first_frame", "protocol")
 
@@ -22,16 +19,7 @@ SCORE_KEYS = ("PCK@0.1", "PCK@0.2", "per_joint", "per_video", "skip_first_frame"
 @pytest.fixture
 def root(tmp_path, data_dir):
     """A JHMDB root holding the first N_FRAMES frames (and joints) of the real clip."""
-    real = data_dir / "jhmdb"
-    root = tmp_path / "jhmdb"
-    frames, joints = root / "Rename_Images" / NAME, root / "joint_positions" / NAME
-    frames.mkdir(parents=True)
-    joints.mkdir(parents=True)
-    for t in range(1, N_FRAMES + 1):
-        shutil.copy(real / "Rename_Images" / NAME / f"{t:05d}.png", frames / f"{t:05d}.png")
-    pos = scipy.io.loadmat(real / "joint_positions" / NAME / "joint_positions.mat")["pos_img"]
-    scipy.io.savemat(joints / "joint_positions.mat", {"pos_img": pos[:, :, :N_FRAMES]})
-    return root
+    return jhmdb_tree(tmp_path, data_dir / "jhmdb", N_FRAMES)
 
 
 @pytest.fixture
