@@ -6,6 +6,7 @@ the JHMDB clip and the VIPSeg snippet each copied under two names, OTB / VOT at 
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +16,9 @@ from cli_helpers import interrupt_on_call
 from jhmdb_helpers import jhmdb_tree
 
 from vidcorr.cli import main
-from vidcorr.evaluate.runs import RUN_STAMP, RunRecord
+from vidcorr.cli.eval_runs import resume_hint
+from vidcorr.evaluate import tracking
+from vidcorr.evaluate.runs import RANK_RECORD, RUN_STAMP, RunRecord, write_item_folder
 from vidcorr.evaluate.timing import run_timing
 
 VIPSEG_VIDEO = "12_1mWNahzcsAc"
@@ -70,8 +73,6 @@ def test_a_stopped_run_resumes_to_an_uninterrupted_runs_results(task, data_dir, 
     assert main([*args, "--out", str(full), *options]) == 0
     expected = json.loads((full / "results.json").read_text())
 
-    import importlib
-
     runner = importlib.import_module(module)
     real = interrupt_on_call(monkeypatch, runner, function)  # in the second video or sequence
     assert main([*args, "--out", str(out), *options]) == 130
@@ -99,8 +100,6 @@ def test_a_stopped_run_resumes_to_an_uninterrupted_runs_results(task, data_dir, 
 def test_an_unrecorded_prediction_is_never_trusted(data_dir, tmp_path, monkeypatch):
     """A sequence's file that the run record does not name (a run killed between writing it and
     recording it, or anyone's file of that name) is tracked again, not scored as it is."""
-    from vidcorr.evaluate import tracking
-
     root, out = data_dir / "tracking" / "otb", tmp_path / "out"
     args = ["eval", "otb", "--root", str(root), *FLOOR, "--max-frames", "6", "--out", str(out)]
     real = interrupt_on_call(monkeypatch, tracking, "track_sequence")
@@ -168,9 +167,6 @@ def test_the_resume_hint_says_kept_only_when_a_record_names_a_finished_item(tmp_
     """Rank 0, left without a peer killed outright after SIGTERM, keeps a record that names no item
     (nothing merged): the hint said "the sequences finished so far are kept" all the same. It reads
     the record as --resume does, a rank's own record of the same run merged in (another run's is not)."""
-    from vidcorr.cli.eval_runs import resume_hint
-    from vidcorr.evaluate.runs import RANK_RECORD
-
     stamp = {"command": "eval davis", "year": "2016"}
     RunRecord(tmp_path, stamp, []).write()
     if rank_file is not None:
@@ -193,8 +189,6 @@ def test_a_stop_while_an_item_folder_replaces_an_earlier_one_leaves_one_of_them(
     first, and a Ctrl-C or SIGTERM before the new one was renamed into place left no <item> but a
     complete hidden .<item>.partial. Now the old one is renamed aside and comes back on a stop
     between the two renames; once the new one is in place the old one is deleted."""
-    from vidcorr.evaluate.runs import write_item_folder
-
     def write(folder: Path) -> int:
         folder.mkdir()
         (folder / "new.png").write_text("new")
