@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from tracking_helpers import blank_otb_sequence
 
 import vidcorr.cli
 from vidcorr.cli import build_parser
@@ -28,10 +28,7 @@ def score(monkeypatch):
 def _otb(tmp_path: Path) -> tuple[Path, Path]:
     """An OTB root with Walk (3 blank 40 x 30 frames, box 5,5,10,10 1-based) and an empty results folder."""
     root, results = tmp_path / "otb", tmp_path / "results"
-    (root / "Walk" / "img").mkdir(parents=True)
-    for i in range(3):
-        Image.new("RGB", (40, 30)).save(root / "Walk" / "img" / f"{i + 1:04d}.jpg")
-    (root / "Walk" / "groundtruth_rect.txt").write_text("5,5,10,10\n" * 3)
+    blank_otb_sequence(root, "Walk", 3, (40, 30), "5,5,10,10\n" * 3)
     results.mkdir()
     return root, results
 

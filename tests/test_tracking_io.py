@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from tracking_helpers import blank_otb_sequence
 
 from vidcorr.errors import InputError
 from vidcorr.io.tracking import (
@@ -138,11 +138,8 @@ def test_frames_without_a_valid_box_are_kept(tmp_path):
 
 
 def _otb_sequence(root, name, n_frames, n_lines):
-    (root / name / "img").mkdir(parents=True)
-    for i in range(n_frames):
-        Image.new("RGB", (16, 12)).save(root / name / "img" / f"{i + 1:04d}.jpg")
-    _write(root / name / "groundtruth_rect.txt", "1,1,4,4\n" * n_lines)
-    return root / name
+    """16 x 12 frames, the box 1,1,4,4 on each of n_lines lines."""
+    return blank_otb_sequence(root, name, n_frames, (16, 12), "1,1,4,4\n" * n_lines)
 
 
 def test_frame_count_mismatch_names_file_and_line(tmp_path):

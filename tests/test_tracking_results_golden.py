@@ -36,6 +36,7 @@ from vidcorr.viz import caption, caption_size, draw_matches, full_brightness, ov
 from vidcorr.viz_keypoints import JOINT_COLOURS, draw_skeleton
 
 from test_tracking_golden import _FakeSampler  # blank features; records each window size
+from tracking_helpers import blank_otb_sequence
 from vot_helpers import _square
 
 
@@ -107,10 +108,7 @@ def _otb_tree(tmp_path: Path) -> tuple[Path, Path]:
     root, results = tmp_path / "otb", tmp_path / "results"
     results.mkdir()
     for name in ("Jump", "Walk"):
-        (root / name / "img").mkdir(parents=True)
-        for i in range(4):
-            Image.new("RGB", (80, 60)).save(root / name / "img" / f"{i + 1:04d}.jpg")
-        (root / name / "groundtruth_rect.txt").write_text(_one_based([_GT] * 4))
+        blank_otb_sequence(root, name, 4, (80, 60), _one_based([_GT] * 4))
     (results / "Walk.txt").write_text(_one_based([(x, *_GT[1:]) for x in _WALK_X]))
     (results / "Jump.txt").write_text(_one_based([_GT] * 4))
     return root, results
