@@ -128,6 +128,25 @@ def test_match_command_writes_the_picture_and_the_matches(davis2016_root, tmp_pa
     assert json.loads((tmp_path / "m2" / "matches.json").read_text())["matches"] == saved["matches"]
 
 
+def test_match_command_leaves_the_mask_kept_in_the_frame_folder_out(davis2016_root, tmp_path, capsys):
+    """`first_frame.png` beside the JPEGs, given as --mask: propagate leaves it out of the frames, match
+    refused the folder ("1 image(s) not named like its 6 frames ...: first_frame.png")."""
+    seq = davis2016_root / "JPEGImages" / "480p" / "blackswan"
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for path in sorted(seq.glob("*.jpg"))[:6]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    mask = folder / "first_frame.png"
+    mask.write_bytes((davis2016_root / "Annotations" / "480p" / "blackswan" / "00000.png").read_bytes())
+    out = tmp_path / "m"
+    assert main(["match", str(folder), "--frames", "0,5", "--mask", str(mask), "--out", str(out),
+                 "--features", "lab-pixels", "--size", "120"]) == 0, capsys.readouterr().err
+    saved = json.loads((out / "matches.json").read_text())
+    assert saved["b"] == f"{folder}#5" and saved["points"] > 0
+    mask_a = read_mask(mask) == 1  # every query point of frame A lies on the mask's object
+    assert all(mask_a[round(y), round(x)] for x, y in (m["a"] for m in saved["matches"]))
+
+
 def test_match_command_warns_when_the_feature_grid_is_a_few_cells(davis2016_root, tmp_path, caplog):
     """match --size 16 drew a 2-point result without a word; propagate already warned."""
     seq = davis2016_root / "JPEGImages" / "480p" / "blackswan"

@@ -105,8 +105,9 @@ def _frames(args: argparse.Namespace):
         raise InputError(None, f"--frames expects two indices I,J, got {frames!r}") from None
     if min(i, j) < 0:
         raise InputError(None, f"--frames: frame indices must be >= 0 (0 is the first frame), got {frames}")
-    source = open_frames(video, image_advice="match needs two images (A B) or one video or frame folder "
-                                             "with --frames I,J")
+    # the mask kept beside the frames (first_frame.png) is no frame, as for propagate
+    source = open_frames(video, exclude=[args.mask] if args.mask else (),
+                         image_advice="match needs two images (A B) or one video or frame folder with --frames I,J")
     try:
         frame_a, frame_b = source.read_at([i, j])
     except TooFewFrames as error:
