@@ -171,7 +171,7 @@ def test_an_input_error_ends_every_rank_and_is_printed_once(three_clips, single,
 @pytest.mark.parametrize("signum, code, said", [(signal.SIGTERM, 143, "vidcorr eval davis: stopped by SIGTERM"),
                                                 (signal.SIGINT, 130, "vidcorr: interrupted")])
 def test_a_signal_to_every_rank_cleans_up_as_ctrl_c_and_is_said_once(three_clips, tmp_path, monkeypatch,
-                                                                     signum, code, said):
+                                                                     ctrl_c_as_in_a_terminal, signum, code, said):
     """Each rank is signalled halfway through a sequence, rank 1 after finishing blackswan: as torchrun
     passes its own SIGTERM (or the terminal a Ctrl-C) to every rank. SIGTERM killed a rank at once and
     left its hidden .<seq>.partial folder; now it unwinds as Ctrl-C does: no partial folder, the ranks'
@@ -210,8 +210,8 @@ def _tell(path: Path, text: str) -> None:
 @pytest.mark.parametrize("signum, code, said", [(signal.SIGTERM, 143, "vidcorr eval davis: stopped by SIGTERM"),
                                                 (signal.SIGINT, 130, "vidcorr: interrupted")])
 @pytest.mark.parametrize("both", [True, False])
-def test_a_signal_while_rank_0_scores_and_rank_1_waits_to_leave(three_clips, tmp_path, monkeypatch, signum, code,
-                                                                said, both):
+def test_a_signal_while_rank_0_scores_and_rank_1_waits_to_leave(three_clips, tmp_path, monkeypatch,
+                                                                ctrl_c_as_in_a_terminal, signum, code, said, both):
     """Rank 1 has done its share and waits for rank 0, which scores the run, to leave the group
     together. A signal there (to both ranks, as torchrun passes its own on; or to rank 1 alone) let
     rank 1 go without the others' final barrier: rank 0's barrier then failed with gloo's
