@@ -172,6 +172,27 @@ def test_cut_mp4_with_its_index_at_the_end_cannot_be_opened(tmp_path, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cut_mp4_that_ffmpeg_fails_on_is_named_cut_short(tmp_path, backend):
+    """An MP4 cut in half was refused as "cannot be opened as a video (Invalid data found when processing
+    input)" (its index at the end, lost) or, by PyAV, "video decoding failed (Invalid data found ...)"
+    (its index first, the cut inside its frames): nothing said the file was cut short, as the training
+    index says of it. FFmpeg's reason stays; the cut comes after it."""
+    for name, options in (("end.mp4", {}), ("fast.mp4", {"movflags": "faststart"})):
+        whole = tmp_path / name
+        write_test_video(whole, 96, options=options)
+        cut = _cut(whole, 0.5)
+        with pytest.raises(InputError, match="cut short") as info:
+            list(open_frames(cut, backend=backend))
+        assert info.value.path == cut
+    if backend == "pyav":  # OpenCV measures the time decoded there (tests above)
+        assert str(info.value).endswith("video decoding failed (Invalid data found when processing input); it is cut "
+                                        "short: its MP4 boxes run past the end of the file (a copy or download that "
+                                        "did not finish?)")
+    with pytest.raises(InputError, match=r"cannot be opened as a video \(.*\); it is cut short: its MP4 boxes"):
+        count_frames(tmp_path / "cut50-end.mp4", backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("fps, first_pts", [(Fraction(1, 2), 0), (24, 120)], ids=["half-fps", "starts-at-5s"])
 def test_complete_videos_are_not_taken_for_truncated(tmp_path, fps, first_pts, backend):
     """The truncation check refused whole files: at 0.5 fps the last frame starts 2 s before the end

@@ -23,7 +23,7 @@ from typing import Any
 
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
-from vidcorr.io.container_size import container_cut_short
+from vidcorr.io.container_size import cut_short_problem
 from vidcorr.io.images import FRAME_LISTING_VERSION
 from vidcorr.io.video import count_frames, open_frames
 
@@ -86,11 +86,8 @@ def probe(path: Path, frames_hint: int | None = None) -> VideoInfo:
         return VideoInfo(str(path), int(source.num_frames), source.fps, height, width)
     # A header that comes first (an MP4's moov) counts every frame of a file cut short; its first
     # frame decodes, and it failed only at every draw in training. Its top-level sizes show it.
-    kind = container_cut_short(path)
-    if kind is not None:
-        parts = {"mp4": "MP4 boxes", "avi": "AVI chunks", "matroska": "Matroska segment"}[kind]
-        raise InputError(path, f"is cut short: its {parts} run past the end of the file (a copy or download "
-                               "that did not finish?)")
+    if (cut := cut_short_problem(path)) is not None:
+        raise InputError(path, cut)
     if frames_hint:
         return VideoInfo(str(path), int(frames_hint), source.fps, height, width, frames_from_list=True)
     if source.num_frames:

@@ -126,6 +126,19 @@ def container_cut_short(path: Path) -> str | None:
     return kind if end is not None and end > size else None
 
 
+def cut_short_problem(path: Path) -> str | None:
+    """What to say of a file shorter than its container's top-level sizes say (`container_cut_short`):
+    "is cut short: ...", for an `InputError` naming it; None for other files (and one that cannot be read)."""
+    try:
+        kind = container_cut_short(path)
+    except OSError:
+        return None
+    if kind is None:
+        return None
+    parts = {"mp4": "MP4 boxes run", "avi": "AVI chunks run", "matroska": "Matroska segment runs"}[kind]
+    return f"is cut short: its {parts} past the end of the file (a copy or download that did not finish?)"
+
+
 def _top_level_end(file, size: int, kind: str) -> int:
     """Where the top-level MP4 boxes or AVI RIFF chunks of ``file`` say it ends, bytes; ``size`` where
     they leave it open (an MP4 box to the end of the file, a RIFF size of 0: not written, as by a

@@ -17,7 +17,7 @@ import numpy as np
 
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.io.container_size import (avi_video_frames, container_cut_short, container_format,
-                                      mp4_video_seconds, refuse_if_cut_short)
+                                      cut_short_problem, mp4_video_seconds, refuse_if_cut_short)
 
 if TYPE_CHECKING:
     from vidcorr.io.video import LazyFrame
@@ -36,7 +36,8 @@ def _open_cv_capture(path: Path):
     cv2 = import_cv2()
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise InputError(path, "cannot be opened as a video (OpenCV)")
+        cut = cut_short_problem(path)  # an MP4 cut before its index (at the end) has none: say why
+        raise InputError(path, "cannot be opened as a video (OpenCV)" + ("" if cut is None else f"; it {cut}"))
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # upright like the PyAV backend (OpenCV's default since 4.5)
     return capture
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vidcorr.errors import InputError
-from vidcorr.io.container_size import avi_video_frames, check_av_not_truncated, frame_end, mp4_rotation
+from vidcorr.io.container_size import (avi_video_frames, check_av_not_truncated, cut_short_problem, frame_end,
+                                      mp4_rotation)
 from vidcorr.io.frame_times import TIME_BASE, frame_ticks, shown_packets, shown_times
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def _open_container(path: Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as error:
-        raise InputError(path, f"cannot be opened as a video ({_ffmpeg_problem(error)})") from None
+        raise InputError(path, _failure(path, "cannot be opened as a video", error)) from None
     if not container.streams.video:
         container.close()
         raise InputError(path, "has no video stream")
@@ -57,9 +58,17 @@ def pyav_decode(path: Path) -> Iterator[LazyFrame]:
             yield lambda frame=frame, turn=rotation(frame): _upright(_rgb(frame), turn)
         check_av_not_truncated(path, container, end)
     except av.error.FFmpegError as error:
-        raise InputError(path, f"video decoding failed ({_ffmpeg_problem(error)})") from None
+        raise InputError(path, _failure(path, "video decoding failed", error)) from None
     finally:
         container.close()
+
+
+def _failure(path: Path, what: str, error: OSError) -> str:
+    """What failed and FFmpeg's reason, and that the file is cut short where its container's sizes say
+    so: FFmpeg's "Invalid data found when processing input" did not tell a download that stopped (an MP4
+    without its index at the end, or cut inside its frames) from a damaged file."""
+    cut = cut_short_problem(path)
+    return f"{what} ({_ffmpeg_problem(error)})" + ("" if cut is None else f"; it {cut}")
 
 
 def _ffmpeg_problem(error: OSError) -> str:
