@@ -93,6 +93,20 @@ def test_unsupported_mode_is_refused(tmp_path):
         read_mask(tmp_path / "deep.png")
 
 
+def test_grayscale_mask_with_alpha_is_refused_with_the_conversion_it_needs(tmp_path):
+    """A mask exported from an image editor as grayscale with transparency (GIMP: mode 'LA') was refused
+    as "unsupported PNG mode 'LA'" without the one conversion it needs."""
+    mask = np.zeros((32, 48), np.uint8)
+    mask[8:24, 10:30] = 255
+    path = tmp_path / "first.png"
+    Image.fromarray(np.stack([mask, np.full_like(mask, 255)], axis=-1), "LA").save(path)
+    with pytest.raises(InputError, match=r"grayscale image with an alpha channel.*convert\('L'\)") as err:
+        read_mask(path)
+    assert err.value.path == path
+    Image.open(path).convert("L").save(path)  # the conversion it names gives the mask
+    np.testing.assert_array_equal(read_mask(path), mask == 255)
+
+
 def test_missing_or_broken_file(tmp_path):
     with pytest.raises(InputError, match="not found") as err:
         read_mask(tmp_path / "nope.png")

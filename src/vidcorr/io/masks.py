@@ -198,6 +198,10 @@ def check_mask_format(img: Image.Image, path: Path | None) -> None:
             "write_indexed_png); a DAVIS-coloured RGB mask can be converted with "
             "img.quantize(palette=<'P' image with DAVIS_PALETTE>, dither=Image.Dither.NONE).",
         )
+    if mode == "LA":  # an editor's grayscale export with transparency (GIMP): "unsupported PNG mode" said no more
+        raise InputError(path, "is a grayscale image with an alpha channel (mode 'LA'), not a grayscale or palette "
+                               "mask of object ids. Save it without alpha: Image.open(path).convert('L').save(path) "
+                               "(grey levels kept, transparency dropped; 0/255: 255 is object 1).")
     if mode not in ("P", "L", "1"):
         raise InputError(path, f"unsupported PNG mode {mode!r}: expected a palette ('P') "
                          "or grayscale ('L'/'1') mask of object ids")
