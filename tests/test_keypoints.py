@@ -157,7 +157,8 @@ def test_read_keypoints_json_takes_utf16_text(tmp_path, encoding):
     ("{not json", "not valid JSON"),
     ({"points": [[1, 2]]}, '"keypoints" list'),
     ({"keypoints": []}, "non-empty list"),
-    ({"keypoints": [[1, 2, 3]]}, r'entry 0 is \[1, 2, 3\], not an \[x, y\] pair .*\[x, y, v\] triplet\?'),
+    ({"keypoints": [[1, 2, 3]]},
+     r'entry 0 is \[1, 2, 3\], not an \[x, y\] pair .*\[x, y, v\] triplet\? give \[x, y\], and true where v > 0'),
     ({"keypoints": [[1, 2], None, [1, "x"]]}, r'entry 2 is \[1, "x"\], not an \[x, y\] pair of numbers'),
     ({"keypoints": [[1, 2], [True, 3]]}, r"entry 1 is \[true, 3\]"),
     ({"keypoints": [{"x": 1, "y": 2}]}, r'entry 0 is \{"x": 1, "y": 2\}'),
@@ -167,6 +168,10 @@ def test_read_keypoints_json_takes_utf16_text(tmp_path, encoding):
     ({"keypoints": [[1, 2], [3, 4]], "edges": [[0, 0]]}, '"edges" must be .* two different keypoint indices'),
     ({"keypoints": [[1, 2], [3, 4]], "edges": [[True, False]]}, '"edges"'),
     ({"keypoints": [[1, 2]], "visible": [1]}, '"visible"'),
+    ({"keypoints": [[1, 2]], "visible": "yes"}, '"visible" must be a list of 1 booleans$'),
+    # 0/1 (COCO's v) was refused without saying what to write
+    ({"keypoints": [[1, 2], [3, 4]], "visible": [2, 0]},
+     r'"visible" must be a list of 2 booleans, true / false, not numbers \(COCO\'s v: true where v > 0\)$'),
 ])
 def test_read_keypoints_json_rejects_malformed_files(tmp_path, data, message):
     path = _write(tmp_path, data)

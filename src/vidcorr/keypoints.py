@@ -266,7 +266,10 @@ def read_keypoints_json(path: str | Path) -> KeypointSet:
     visible = data.get("visible")
     if visible is not None and (not isinstance(visible, list) or len(visible) != n
                                 or not all(isinstance(b, bool) for b in visible)):
-        raise InputError(path, f'"visible" must be a list of {n} booleans')
+        numbers = isinstance(visible, list) and any(_is_number(b) for b in visible)
+        # COCO's v (0, 1, 2) or a 0/1 list is the likely mistake: say what to write instead
+        raise InputError(path, f'"visible" must be a list of {n} booleans'
+                               + (", true / false, not numbers (COCO's v: true where v > 0)" if numbers else ""))
     edges = data.get("edges", [])
     # bool is an int to isinstance (true read as 1); an edge from a keypoint to itself draws nothing,
     # most likely a typo for another index
@@ -355,7 +358,7 @@ def _point_array(path: Path, raw) -> np.ndarray:
             shown = shown if len(shown) <= 60 else shown[:57] + "..."  # the message stays one line
             raise InputError(path, f'"keypoints" entry {k} is {shown}, not an [x, y] pair of numbers '
                                    '(null for a keypoint without a position)'
-                                   + ('; an [x, y, v] triplet? give [x, y] and put v > 0 in "visible"'
+                                   + ('; an [x, y, v] triplet? give [x, y], and true where v > 0 in "visible"'
                                       if triplet else ''))
     return np.asarray([[math.nan, math.nan] if p is None else p for p in raw], dtype=np.float64)
 
