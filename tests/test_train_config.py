@@ -246,6 +246,25 @@ def test_drop_stages_leaves_out_a_parents_stage(tmp_path) -> None:
         assert error.value.path == path
 
 
+def test_a_stage_the_extended_recipe_drops_is_not_set_again(tmp_path) -> None:
+    """A fine-tune recipe of one's own extending uvc-cpu-t20-finetune with "A first try"'s [stages.warmup]
+    (docs/training.md) ran the joint stage and then a warm-up after it: the stage its parent dropped came
+    back last, as a stage new to the chain, where one file that both drops and sets a stage is refused."""
+    path = tmp_path / "tiny-ft.toml"
+    path.write_text('extends = "uvc-cpu-t20-finetune"\n[stages.warmup]\nsteps = 6\n[stages.joint]\nsteps = 6\n')
+    with pytest.raises(InputError, match=r"\[stages\.warmup\] sets a stage that .*uvc-cpu-t20-finetune\.toml drops "
+                                         r"\(drop_stages\)") as error:
+        load_recipe(path)
+    assert error.value.path == path
+    (tmp_path / "joint.toml").write_text('extends = "uvc-cpu-t20"\ndrop_stages = ["warmup"]\n')
+    (tmp_path / "mid.toml").write_text('extends = "joint.toml"\n[data]\nbatch_size = 2\n')
+    (tmp_path / "grand.toml").write_text('extends = "mid.toml"\n[stages.warmup]\nsteps = 6\n')  # two files down
+    with pytest.raises(InputError, match=r"\[stages\.warmup\] sets a stage that .*joint\.toml drops"):
+        load_recipe(tmp_path / "grand.toml")
+    path.write_text('extends = "uvc-cpu-t20-finetune"\n[stages.joint]\nsteps = 6\n')
+    assert [(s.name, s.steps) for s in load_recipe(path).stages] == [("joint", 6)]
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
 def test_every_shipped_recipe_builds_its_method_config(name: str) -> None:
     """What `vidcorr train <method> --recipe NAME` does before indexing any video."""

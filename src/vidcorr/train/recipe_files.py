@@ -51,7 +51,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     outside configs/train/ is recorded by path and sha256, and by the digest of its `extends` chain
     (`Recipe.file`)."""
     path = recipe_path(name_or_path)
-    data, digests = _read_recipe_table(path, chain=())
+    data, digests, _ = _read_recipe_table(path, chain=())
     if "init" in data:
         raise InputError(path, "unreadable recipe: 'init' is not a recipe field; start from weights with --init")
     if unknown := sorted(set(data) - _FILE_KEYS):  # before `recipe_from_dict`, which would list init
@@ -93,9 +93,10 @@ def chain_digest(digests: list[str]) -> str:
     return hashlib.sha256("".join(f"{digest}\n" for digest in digests).encode()).hexdigest()
 
 
-def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[str]]:
-    """The TOML table of ``path`` with its ``extends`` chain merged in (parents first), and the
-    sha256 of each file of the chain, ``path``'s first (each file read once for both)."""
+def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[str], dict[str, Path]]:
+    """The TOML table of ``path`` with its ``extends`` chain merged in (parents first), the
+    sha256 of each file of the chain, ``path``'s first (each file read once for both), and the
+    stages the chain drops (``drop_stages``), each with the file that drops it."""
     if not path.is_file():
         shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
         where = f" (extended by {chain[-1]})" if chain else ""
@@ -119,16 +120,28 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, A
     if parent is None:
         if dropped:
             raise InputError(path, "unreadable recipe: 'drop_stages' needs 'extends' (it removes a parent's stages)")
-        return data, [digest]
+        return data, [digest], {}
     if not isinstance(parent, str):
         raise InputError(path, f"unreadable recipe: 'extends' must be a recipe name or path, got {parent!r}")
     parent_path = _extended_path(path, parent)
     if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
         raise InputError(path, f"unreadable recipe: 'extends' loops back to {parent_path}")
-    base, parents = _read_recipe_table(parent_path, (*chain, path))
+    base, parents, dropped_before = _read_recipe_table(parent_path, (*chain, path))
     base.pop("name", None)  # a recipe is named by its own file, never by its parent
+    _refuse_dropped_stages(path, dropped_before, data.get("stages", {}))
     base["stages"] = _drop_stages(path, base.get("stages", {}), dropped, data.get("stages", {}))
-    return _merge_tables(base, data), [digest, *parents]
+    return _merge_tables(base, data), [digest, *parents], {**dropped_before, **dict.fromkeys(dropped, path)}
+
+
+def _refuse_dropped_stages(path: Path, dropped: dict[str, Path], stages: Any) -> None:
+    """`InputError` for a stage table of ``path`` naming a stage its chain drops (name -> the file that
+    drops it): merged by name, it came back as a new stage after the kept ones (a fine-tune of one's own
+    ran the joint stage, then a warm-up), the cross-file form of a stage both dropped and set."""
+    for name in stages if isinstance(stages, dict) else ():
+        if name in dropped:
+            raise InputError(path, f"unreadable recipe: [stages.{name}] sets a stage that {dropped[name]} drops "
+                                   f"(drop_stages), so it would run after the stages that recipe keeps; leave the "
+                                   f"table out, or extend a recipe that keeps stage {name!r}")
 
 
 def _drop_stages(path: Path, stages: dict[str, Any], dropped: Any, kept: dict[str, Any]) -> dict[str, Any]:
