@@ -88,9 +88,59 @@ def test_jpeg_mask_is_refused_naming_the_file(tmp_path):
 
 
 def test_unsupported_mode_is_refused(tmp_path):
-    Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "deep.png")
-    with pytest.raises(InputError, match="unsupported PNG mode"):
-        read_mask(tmp_path / "deep.png")
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "float.tiff")  # mode F: a depth map's
+    with pytest.raises(InputError, match="unsupported PNG mode 'F'"):
+        read_mask(tmp_path / "float.tiff")
+
+
+def _sixteen_bit(path, values: np.ndarray):
+    """``values`` saved as a 16-bit grayscale PNG, as OpenCV writes a uint16 array (Pillow: mode 'I;16')."""
+    cv2 = pytest.importorskip("cv2")
+    assert cv2.imwrite(str(path), values.astype(np.uint16))
+    with Image.open(path) as img:
+        assert img.mode in ("I;16", "I")  # 'I' in Pillow < 10
+    return path
+
+
+def test_16_bit_masks_are_read_as_the_8_bit_masks_they_hold(tmp_path):
+    """A 16-bit grayscale mask (OpenCV's uint16, some annotation tools) was refused as "unsupported PNG
+    mode 'I;16'", with nothing on what to do. Its ids are ids whatever the bit depth (the DAVIS code's
+    np.array(Image.open(p)) gives the same numbers): values up to 255 read as the same 8-bit grayscale
+    mask would, and 0 / 65535, a binary mask at 16 bits (65535 is its white), as object 1."""
+    ids = np.zeros((12, 16), np.uint8)
+    ids[2:6, 2:8], ids[7:11, 9:15], ids[6, :] = 1, 2, 255  # two objects and a void band
+    binary = np.zeros((12, 16), np.uint8)
+    binary[3:9, 4:12] = 1
+    for name, values, expected in [("ids.png", ids, ids), ("binary255.png", binary * 255, binary),
+                                   ("binary65535.png", binary.astype(np.uint16) * 65535, binary),
+                                   ("empty.png", np.zeros((12, 16), np.uint16), np.zeros((12, 16), np.uint8))]:
+        path = _sixteen_bit(tmp_path / name, values)
+        np.testing.assert_array_equal(read_mask(path), expected, err_msg=name)
+        assert read_mask(path).dtype == np.uint8 and mask_size(path) == (16, 12), name
+    from vidcorr.masks import read_first_mask  # a PIL image given to the API: the same rules
+    with Image.open(tmp_path / "binary65535.png") as img:
+        np.testing.assert_array_equal(read_first_mask(img)[0], binary)
+    np.testing.assert_array_equal(read_first_mask(Image.fromarray(ids.astype(np.int32)))[0], ids)  # mode 'I'
+
+
+def test_16_bit_masks_that_hold_no_8_bit_ids_are_refused_with_the_conversion(tmp_path):
+    """Values above 255 (instance ids 256.., a binary mask with grey levels at 16 bits) are no vidcorr ids:
+    refused by the header check of an annotation folder (mask_size) as by read_mask, saying what to do."""
+    big = np.zeros((12, 16), np.uint16)
+    big[2:6, 2:8], big[7:11, 9:15] = 1000, 2000
+    smooth = np.zeros((12, 16), np.uint16)
+    smooth[3:9, 4:12], smooth[3, 4:12] = 65535, 30000
+    for name, values, top in [("big.png", big, 2000), ("smooth.png", smooth, 65535)]:
+        path = _sixteen_bit(tmp_path / name, values)
+        with pytest.raises(InputError, match=rf"16-bit grayscale mask \(mode 'I(;16)?'\) with values 0\.\.{top}: "
+                                             r"vidcorr reads ids 0\.\.255.*write_indexed_png") as read_error:
+            read_mask(path)
+        with pytest.raises(InputError) as size_error:
+            mask_size(path)
+        assert read_error.value.path == size_error.value.path == path and str(read_error.value) == str(size_error.value)
+    ids = np.array(Image.open(tmp_path / "big.png"))  # the conversion the message gives, for ids renumbered
+    write_indexed_png(tmp_path / "big.png", np.unique(ids, return_inverse=True)[1].reshape(ids.shape).astype(np.uint8))
+    assert set(np.unique(read_mask(tmp_path / "big.png")).tolist()) == {0, 1, 2}
 
 
 def test_grayscale_mask_with_alpha_is_refused_with_the_conversion_it_needs(tmp_path):

@@ -10,6 +10,8 @@ Two on-disk layouts exist and both are read by `read_mask`:
 * DAVIS-2016: a binary *grayscale* PNG (mode ``L`` or ``1``) with values 0 / 255. Here 255 means
   **foreground** (object 1), not void; there is no void in DAVIS-2016.
 
+A 16-bit grayscale PNG (OpenCV's uint16, some annotation tools) is read as the 8-bit one it holds.
+
 Void semantics downstream: the DAVIS semi-supervised metric turns void into background and scores
 it (see `vidcorr.metrics.davis`); propagation should not start labels from it.
 """
@@ -99,6 +101,9 @@ def read_mask(path: str | Path) -> np.ndarray:
         'L' / '1'  values within {0, 255}: a binary DAVIS-2016 mask, 255 -> object 1, no void.
                    Any other grayscale values are taken as ids like a palette (255 = void), the
                    way ``np.array(Image.open(p))`` reads them in the official DAVIS code.
+        'I;16'     16-bit grayscale (also 'I', as Pillow < 10 opens it): values 0..255 read as the same
+                   values in an 'L' mask (ids are ids at any bit depth, as the DAVIS code reads them);
+                   values 0 / 65535 only, a binary mask at 16 bits, as object 1; others `InputError`.
         other      `InputError` (RGB/RGBA gets a message on palette vs RGB), as for a JPEG file.
     """
     return _read_mask(Path(path), with_palette=False)[0]
@@ -150,6 +155,8 @@ def _is_npy(path: Path) -> bool:
 def mask_ids(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
     """A mask image's pixels (H, W) as object ids uint8 [H, W], by its mode (`read_mask`'s rules; also for
     a PIL image given as the mask, `vidcorr.masks.read_first_mask`). path: for messages, None for no file."""
+    if _is_16_bit(mode):
+        arr, mode = _as_8_bit(arr, mode, path), "L"
     if mode == "1":
         return arr.astype(np.uint8)  # bool -> 0/1: the foreground is object 1
     if mode == "L" and _is_binary_0_255(arr):
@@ -164,16 +171,40 @@ def mask_ids(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
     return arr.astype(np.uint8, copy=False)
 
 
+def _is_16_bit(mode: str) -> bool:
+    """Whether a Pillow mode is 16-bit grayscale: 'I;16' (and its byte orders), or 'I' (32-bit
+    integers), as Pillow < 10 opens a 16-bit PNG."""
+    return mode == "I" or mode.startswith("I;16")
+
+
+def _as_8_bit(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
+    """A 16-bit grayscale mask's pixels (H, W) as the 8-bit grayscale mask uint8 [H, W] they stand for:
+    values 0..255 as they are, 0 / 65535 (a binary mask at full 16-bit white) as 0 / 255. `InputError`
+    for other values: ids above 254 do not fit vidcorr's uint8 ids (and would be taken for void, 255,
+    by a cast), and guessing a renumbering or a threshold would change what the annotator drew."""
+    low, high = int(arr.min(initial=0)), int(arr.max(initial=0))
+    if low >= 0 and high <= 255:
+        return arr.astype(np.uint8)
+    if low >= 0 and bool(((arr == 0) | (arr == 65535)).all()):
+        return np.where(arr == 65535, 255, 0).astype(np.uint8)
+    raise InputError(path, f"is a 16-bit grayscale mask (mode {mode!r}) with values {low}..{high}: vidcorr reads ids "
+                           "0..255 (255 void) or a binary 0/65535 mask (65535 is object 1) at 16 bits. Save its ids "
+                           "renumbered 1..254 as 8 bits: vidcorr.io.masks.write_indexed_png(path, ids) (uint8 ids; "
+                           "0 background), or threshold a binary mask's grey levels to 0/65535.")
+
+
 def mask_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of a mask file, from its header only, refused as `read_mask` would refuse it
-    (JPEG, RGB, unsupported mode, unreadable): a cheap check of a whole annotation folder before a
-    long run, which otherwise failed on a bad file only after hours of propagation."""
+    (JPEG, RGB, unsupported mode, a 16-bit mask of values that are no ids, unreadable): a cheap check
+    of a whole annotation folder before a long run, which otherwise failed on a bad file only after
+    hours of propagation. A 16-bit mask's pixels are read for it (`check_mask_format`)."""
     with _opened_mask(Path(path)) as img:
         return img.size
 
 
 def check_mask_format(img: Image.Image, path: Path | None) -> None:
-    """`InputError` unless ``img`` (an opened file) can hold object ids: a 'P', 'L' or '1' PNG."""
+    """`InputError` unless ``img`` (an opened file) can hold object ids: a 'P', 'L' or '1' PNG, or a
+    16-bit grayscale one of values `read_mask` reads."""
     mode = img.mode
     # A JPEG cannot hold ids: lossy compression scatters values around every border, so a
     # 0/255 mask read as ids turned its object (mostly 255) into void and its rim into a
@@ -202,9 +233,11 @@ def check_mask_format(img: Image.Image, path: Path | None) -> None:
         raise InputError(path, "is a grayscale image with an alpha channel (mode 'LA'), not a grayscale or palette "
                                "mask of object ids. Save it without alpha: Image.open(path).convert('L').save(path) "
                                "(grey levels kept, transparency dropped; 0/255: 255 is object 1).")
-    if mode not in ("P", "L", "1"):
+    if _is_16_bit(mode):  # its values decide: checked here, so that mask_size refuses what read_mask does
+        _as_8_bit(np.asarray(img), mode, path)
+    elif mode not in ("P", "L", "1"):
         raise InputError(path, f"unsupported PNG mode {mode!r}: expected a palette ('P') "
-                         "or grayscale ('L'/'1') mask of object ids")
+                         "or grayscale ('L'/'1', 16-bit 'I;16') mask of object ids")
 
 
 def _is_grey(img: Image.Image) -> bool:
