@@ -160,7 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    from vidcorr.cli.common import check_device
+    from vidcorr.errors import VidcorrError
+
+    parser = build_parser()
+    args = parser.parse_args()
+    try:
+        check_device(args.device)  # --device names a device; whether this machine has it is checked here
+    except VidcorrError as error:
+        parser.error(str(error))
     if args.child and not args.default_malloc:
         from vidcorr.runtime import bound_cpu_memory
 

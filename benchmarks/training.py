@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidcorr.cli.common import device_name, non_negative_int, positive_int
+from vidcorr.cli.common import check_device, device_name, non_negative_int, positive_int
+from vidcorr.errors import VidcorrError
 from vidcorr.methods import UVC, CycleTime, moco, recipe as uvc_recipe, stt
 from vidcorr.methods.cycletime import config_for_recipe
 from vidcorr.models import LabAutoencoder, build_encoder
@@ -105,7 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    try:
+        check_device(args.device)  # --device names a device; whether this machine has it is checked here
+    except VidcorrError as error:
+        parser.error(str(error))
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe)

@@ -62,11 +62,40 @@ def test_every_train_command_refuses_an_absent_device_before_making_its_run_dir(
         no_gpu, tmp_path: Path, capsys, method: str, extra: list[str], device: str) -> None:
     """--device cuda without a GPU was a driver traceback from torch.cuda.set_device."""
     run_dir = tmp_path / "run"
-    with pytest.raises(SystemExit) as exit_:
-        main(["train", method, "--data", str(tmp_path), *extra, "--run-dir", str(run_dir), "--device", device])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "argument --device:" in err and "Traceback" not in err
+    _refused(["train", method, "--data", str(tmp_path), *extra, "--run-dir", str(run_dir), "--device", device],
+             device, capsys)
     assert not run_dir.exists()
+
+
+def _refused(argv: list[str], device: str, capsys) -> None:
+    """``vidcorr ARGV`` ends with exit 2 and no traceback: a device name torch does not know as a usage
+    error (argparse's, usage line included), one this machine lacks as bad input, one line."""
+    if device in ("gpu", "meta"):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "argument --device:" in err and "Traceback" not in err
+        return
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vidcorr: error: --device: device='{device}' but CUDA is not "
+                                                   "available here"), lines
+
+
+@pytest.mark.parametrize("command", [["propagate", "v.mp4", "--mask", "m.png", "--out", "out"],
+                                     ["match", "a.png", "b.png", "--out", "m.png"],
+                                     ["eval", "davis", "--root", "davis", "--out", "out"],
+                                     ["eval", "jhmdb", "--root", "jhmdb", "--out", "out"],
+                                     ["eval", "otb", "--root", "otb", "--out", "out"], ["demo", "--out", "out"]])
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "gpu"])
+def test_a_device_this_machine_lacks_is_one_line_of_bad_input(no_gpu, tmp_path: Path, monkeypatch, capsys,
+                                                              command: list[str], device: str) -> None:
+    """--device cuda on a machine without CUDA printed argparse's usage lines above the error, as for a
+    mistyped option; the command line is right, the machine lacks the device: one line, exit 2, as for
+    other bad input (README, "Exit status"), before anything is read or written."""
+    monkeypatch.chdir(tmp_path)
+    _refused([*command, "--device", device], device, capsys)
+    assert not list(tmp_path.iterdir())
 
 
 def test_under_torchrun_cuda_is_the_ranks_gpu_and_one_it_lacks_is_refused(monkeypatch) -> None:
@@ -99,7 +128,7 @@ def _training_benchmark(monkeypatch, *args: str) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--device", "cuda"], "argument --device: device='cuda' but CUDA is not available"),  # was a traceback
+    (["--device", "cuda"], "error: --device: device='cuda' but CUDA is not available"),  # was a traceback
     (["--steps", "0"], "argument --steps: expected a positive integer"),  # was UnboundLocalError: start
     (["--warmup", "-1"], "argument --warmup: expected an integer >= 0"),  # the same UnboundLocalError
 ])

@@ -1,7 +1,7 @@
 """Process-wide CPU settings: memory that keeps a long propagation run's peak flat, and subnormal
 floats flushed to zero for training (`flush_cpu_denormals`, at the end); `checked_device`,
-whether this machine has the device a user named; and `RankRole`, a process's place among the
-ranks of a torchrun group (training and evaluation).
+whether this machine has the device a user named (`known_device`: whether any machine could); and
+`RankRole`, a process's place among the ranks of a torchrun group (training and evaluation).
 
 Propagation allocates the same large temporaries (score chunks, unfolded reference tiles) for every
 frame. With glibc's default malloc, a freed large block raises the mmap threshold dynamically (up to
@@ -79,13 +79,10 @@ def flush_cpu_denormals(enabled: bool = True) -> Iterator[bool]:
             torch.set_flush_denormal(False)
 
 
-def checked_device(device: Any) -> Any:
-    """``device`` (a name or a ``torch.device``) as a ``torch.device`` this machine has; ValueError
-    otherwise. Checked where the user names it (the command line's parser, the API's call): an
-    unknown or absent device otherwise failed with a raw torch error deep inside, after the model
-    and the first frames had been loaded. Besides cpu, cuda and mps, a type counts only where its
-    torch backend module says it is available (``torch.xpu.is_available()``, ...): torch parses
-    names such as xpu or hpu on any build, and ``meta`` holds shapes but no data."""
+def known_device(device: Any) -> Any:
+    """``device`` (a name or a ``torch.device``) as a ``torch.device``, if it is one that can run a model on
+    some machine; ValueError for a name torch does not know (a typo) and for ``meta``. Whether this
+    machine has it is `checked_device`'s question."""
     import torch
 
     try:
@@ -95,6 +92,23 @@ def checked_device(device: Any) -> Any:
     except TypeError:  # None, a float: torch's message lists its overloads ("invalid combination of arguments")
         raise ValueError(f"unknown device {device!r}; expected a name (cpu, cuda, cuda:N, mps, ...), a GPU "
                          "index or a torch.device") from None
+    if device.type == "meta":
+        raise ValueError(f"device={str(device)!r} holds tensor shapes but no data and cannot run a model; "
+                         "use device='cpu'")
+    return device
+
+
+def checked_device(device: Any) -> Any:
+    """``device`` (a name or a ``torch.device``) as a ``torch.device`` this machine has; ValueError
+    otherwise (`known_device`'s refusals included). Checked where the user names it (the command line,
+    before the command starts: `vidcorr.cli.common.check_device`; the API's call): an unknown or
+    absent device otherwise failed with a raw torch error deep inside, after the model
+    and the first frames had been loaded. Besides cpu, cuda and mps, a type counts only where its
+    torch backend module says it is available (``torch.xpu.is_available()``, ...): torch parses
+    names such as xpu or hpu on any build, and ``meta`` holds shapes but no data."""
+    import torch
+
+    device = known_device(device)
     kind = device.type
     if kind == "cpu":
         return device
@@ -105,9 +119,6 @@ def checked_device(device: Any) -> Any:
         raise ValueError(f"device={str(device)!r} but this machine has {torch.cuda.device_count()} GPU(s)")
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={str(device)!r} but MPS is not available on this machine")
-    if kind == "meta":
-        raise ValueError(f"device={str(device)!r} holds tensor shapes but no data and cannot run a model; "
-                         "use device='cpu'")
     if kind not in ("cuda", "mps"):
         backend = getattr(torch, kind, None)  # torch.xpu, torch.mtia, an out-of-tree backend's module
         available = getattr(backend, "is_available", None)

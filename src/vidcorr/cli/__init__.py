@@ -17,6 +17,7 @@ import sys
 from typing import NoReturn
 
 from vidcorr import __version__
+from vidcorr.cli.common import check_device
 from vidcorr.errors import VidcorrError, said_elsewhere
 from vidcorr.runtime import bound_cpu_memory
 
@@ -108,6 +109,7 @@ def _run_command(argv: list[str] | None) -> int:
     if args.command in PROPAGATING_COMMANDS:
         bound_cpu_memory()  # before torch allocates: flat peak memory on long videos (vidcorr.runtime)
     try:
+        check_device(getattr(args, "device", None))  # every command with --device, before it starts
         return int(args.func(args) or 0)
     except VidcorrError as err:
         print(f"vidcorr: error: {err}", file=sys.stderr)

@@ -100,17 +100,34 @@ def _checked(value: Any, text: str, rule: Rule) -> Any:
 
 
 def device_name(text: str) -> str:
-    """argparse type: a torch device this machine has ("cpu", "cuda", "cuda:1", "mps", ...;
-    `vidcorr.runtime.checked_device`)."""
+    """argparse type: a torch device name ("cpu", "cuda", "cuda:1", "mps", ...; `vidcorr.runtime.known_device`).
+    One torch does not know is mistyped, a usage error; whether this machine has it is `check_device`'s."""
     if text == "cpu":
         return text  # the default: no need to import torch while parsing
-    from vidcorr.runtime import checked_device
+    from vidcorr.runtime import known_device
 
     try:
-        checked_device(text)
+        known_device(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def check_device(device: str | None) -> None:
+    """`VidcorrError` unless this machine has ``device`` (a `device_name`; None: the command's default).
+
+    Checked after parsing, before the command reads or writes anything: the command line is right,
+    the machine lacks the device (--device cuda without a GPU), so it is bad input, one line and exit 2
+    (README, "Exit status"); as an argparse type it came under the usage lines of a mistyped option."""
+    if device is None or device == "cpu":
+        return
+    from vidcorr.errors import VidcorrError
+    from vidcorr.runtime import checked_device
+
+    try:
+        checked_device(device)
+    except ValueError as error:
+        raise VidcorrError(f"--device: {error}") from None
 
 
 # JHMDB's and VIP's preset variants resize every frame to a square (docs/keypoints.md, docs/vip.md).

@@ -55,8 +55,8 @@ def _common_arguments(parser: argparse.ArgumentParser, default_recipe: str) -> N
     # --max-steps 0 exports the starting weights (e.g. --init's) without training.
     parser.add_argument("--max-steps", type=non_negative_int, metavar="N",
                         help="stop (with a checkpoint) once the run reaches N steps in total")
-    # Checked here (`vidcorr.runtime.checked_device`): --device cuda without a GPU was a driver
-    # traceback. Under torchrun "cuda" is each rank's own GPU, cuda:LOCAL_RANK.
+    # Checked before the run starts (`vidcorr.cli.common.check_device`): --device cuda without a GPU
+    # was a driver traceback. Under torchrun "cuda" is each rank's own GPU, cuda:LOCAL_RANK.
     parser.add_argument("--device", type=device_name,
                         help="cpu, cuda, cuda:1 (default: cuda if available; under torchrun cuda is each rank's GPU)")
     parser.add_argument("--workers", type=non_negative_int,
