@@ -271,3 +271,42 @@ def test_mp4_boxes_with_64_bit_sizes_are_measured(tmp_path):
     for cut in (len(whole) - 1000, len(whole) - 4004):  # in the contents, in the 64-bit size
         path.write_bytes(whole[:cut])
         assert container_cut_short(path) == "mp4", cut
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cut_video_read_whole_is_refused_before_its_first_frame(tmp_path, backend):
+    """A fast-start MP4 (index first) cut at 60% was refused only when decoding reached the cut, after
+    `propagate` had worked through every frame before it (minutes). A caller that reads every frame
+    (every_frame=True) learns it at once from the container's box headers; whole files of each
+    container open as before, and a reader of the frames before the cut is served."""
+    for name, codec, options in [("fast.mp4", "libx264", {"movflags": "faststart"}), ("a.mkv", "libx264", {}),
+                                 ("a.avi", "mjpeg", {})]:
+        whole = tmp_path / name
+        write_test_video(whole, 48, codec=codec, options=options, pix_fmt="yuvj420p" if codec == "mjpeg" else "yuv420p")
+        assert len(open_frames(whole, backend=backend, every_frame=True).read_all()) == 48, name
+        cut = _cut(whole, 0.6)
+        with pytest.raises(InputError, match=r"is cut short: its (MP4 boxes|Matroska segment|AVI chunks) run") as info:
+            open_frames(cut, backend=backend, every_frame=True)  # before any frame is decoded
+        assert info.value.path == cut, name
+        assert len(open_frames(cut, backend=backend).head(8).read_all()) == 8, name
+
+
+def test_propagate_refuses_a_cut_video_at_once_unless_max_frames_asks_for_frames_before_the_cut(tmp_path, capsys):
+    """`propagate` reads every frame unless --max-frames says otherwise: a cut file is refused before the
+    model is loaded and nothing is written; --max-frames 8, all before the cut, propagates them."""
+    from vidcorr.cli import main
+
+    whole = tmp_path / "whole.mp4"
+    write_test_video(whole, 48, size=(64, 48), options={"movflags": "faststart"})
+    cut = _cut(whole, 0.6)
+    mask = tmp_path / "first.png"
+    ids = np.zeros((48, 64), np.uint8)
+    ids[12:36, 16:48] = 1
+    Image.fromarray(ids).save(mask)
+    command = ["propagate", str(cut), "--mask", str(mask), "--features", "lab-pixels", "--no-video"]
+    assert main([*command, "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (f"vidcorr: error: {cut}: is cut short: its MP4 boxes run past the end of the "
+                                       "file (a copy or download that did not finish?)\n")
+    assert not (tmp_path / "out").exists()
+    assert main([*command, "--out", str(tmp_path / "head"), "--max-frames", "8"]) == 0
+    assert len(list((tmp_path / "head" / "masks").glob("*.png"))) == 8

@@ -388,7 +388,9 @@ def _opened(video: str | Path | Iterable[np.ndarray],
 
     if isinstance(video, (str, os.PathLike)):  # os.PathLike: not only pathlib's (it was read as frames)
         video = Path(video)
-        stream = iter(open_frames(video, exclude=exclude or [], image_advice=GIVE_FRAMES))
+        # every frame is read: a file cut short is refused before the first is processed (frames
+        # given as `open_frames(path).head(n)` read those before a cut)
+        stream = iter(open_frames(video, exclude=exclude or [], image_advice=GIVE_FRAMES, every_frame=True))
     else:
         stream = as_rgb_frames(video)
     try:

@@ -117,7 +117,10 @@ def run(args: argparse.Namespace) -> int:
                                        "settings (`vidcorr eval otb|vot --set NAME=VALUE` tunes them, "
                                        "docs/tracking.md)")
     check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
-    source = open_frames(args.input, exclude=_annotation_files(args), image_advice=GIVE_FRAMES)
+    # A video cut short is refused at once when every frame is to be read; --max-frames may ask only
+    # for frames before the cut, and decoding refuses the cut if it gets there.
+    source = open_frames(args.input, exclude=_annotation_files(args), image_advice=GIVE_FRAMES,
+                         every_frame=args.max_frames is None)
     if args.max_frames is not None:  # before the bar's total, the frame names and the overlay's times are read
         source = source.head(args.max_frames)
     annotation = _annotation(args, source)  # checked before the model is loaded

@@ -24,6 +24,7 @@ import numpy as np
 
 from vidcorr.errors import InputError, TooFewFrames, VidcorrError
 from vidcorr.io.atomic import atomic_file
+from vidcorr.io.container_size import cut_short_problem
 from vidcorr.io.images import IMAGE_SUFFIXES, is_frame_file, list_frame_files, read_image, shared_size
 from vidcorr.io.video_opencv import opencv_count, opencv_decode, opencv_metadata, write_opencv
 from vidcorr.io.video_pyav import pyav_count, pyav_decode, pyav_metadata, pyav_times, write_pyav
@@ -226,7 +227,8 @@ def _video_source(path: Path, backend: str) -> FrameSource:
 
 
 def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto",
-                exclude: Sequence[str | Path] = (), image_advice: str | None = None) -> FrameSource:
+                exclude: Sequence[str | Path] = (), image_advice: str | None = None,
+                every_frame: bool = False) -> FrameSource:
     """Open a video file or a folder of frames for streaming.
 
     fps: frame rate to report for a folder (videos report their own).
@@ -236,8 +238,14 @@ def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto
     image_advice: refuse an image file (by suffix) with "is one image: <image_advice>", for
     commands given a video by a user: PyAV opens an image as a video of one frame, so they went
     on to "propagate 1 frames". None (training, whose videos are found by suffix) leaves it be.
+    every_frame: the caller reads every frame (`propagate` without --max-frames, the API's
+    propagation): a video file shorter than its container's top-level sizes say (`cut_short_problem`,
+    read from box / chunk headers: a fraction of a millisecond) is refused here. Decoding refuses
+    such a file only where it reaches the cut, after the frames before it were processed (minutes);
+    a reader of a prefix (`FrameSource.head`) or of given frames (`read_at`) leaves it False, and the
+    frames before the cut serve it.
     Raises `InputError` naming the file for a missing path, a folder without images or with
-    frames of different sizes, and an unreadable, corrupt or empty video.
+    frames of different sizes, and an unreadable, corrupt, cut-short (every_frame) or empty video.
     """
     path = Path(path)
     if path.is_dir():
@@ -246,6 +254,8 @@ def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto
         raise InputError(path, "no such video file or frame folder")
     if image_advice is not None and path.suffix.lower() in IMAGE_SUFFIXES:
         raise InputError(path, f"is one image: {image_advice}")
+    if every_frame and (cut := cut_short_problem(path)) is not None:
+        raise InputError(path, cut)
     return _video_source(path, _video_backend(backend))
 
 
