@@ -68,3 +68,17 @@ def test_package_all_is_the_lazily_loaded_api() -> None:
     assert set(vidcorr.__all__) <= set(dir(vidcorr))
     with pytest.raises(AttributeError):  # public in vidcorr.api, not exported from the package
         vidcorr.resolve_encoder
+
+
+@pytest.mark.parametrize("command", ["eval davis", "eval jhmdb", "eval vip"])
+def test_eval_summary_names_the_knobs_the_command_line_changed(command: str, short_clip: Path, data_dir: Path,
+                                                               tmp_path: Path, capsys) -> None:
+    """eval davis, jhmdb and vip printed "preset: crw" for a run at --size 96 with --topk 3, a number
+    that reads like the preset's own protocol (propagate, match and demo named the knobs)."""
+    root = {"eval davis": short_clip, "eval jhmdb": data_dir / "jhmdb",
+            "eval vip": data_dir / "vipseg-snippet"}[command]
+    knobs = ["--size", "64", "--topk", "3", "--no-window-first"]
+    assert main([*command.split(), "--root", str(root), "--out", str(tmp_path / "out"),
+                 "--features", "lab-pixels", *knobs]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("preset: "))
+    assert "--size 64 --topk 3 --no-window-first" in line, line

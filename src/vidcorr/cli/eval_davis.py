@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from vidcorr.cli.common import add_model_arguments, comma_list, load_model, model_line, resolve_preset
+from vidcorr.cli.common import (
+    add_model_arguments,
+    comma_list,
+    load_model,
+    model_line,
+    preset_label,
+    resolve_preset,
+)
 from vidcorr.cli.eval_runs import add_out_and_resume_arguments, resume_hint
 
 DAVIS_RESOLUTIONS = ("480p", "Full-Resolution")
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if results is None:  # a rank other than 0: rank 0 reports
         return 0
     print(format_results_table(results))
-    print(f"preset: {preset.name}{' + UVC-track' if args.track else ''}   {model_line(info)}")
+    print(f"preset: {preset_label(preset.name, args)}{' + UVC-track' if args.track else ''}   {model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'} and {args.out / 'j_per_frame.png'}"
           + (f"; overlay videos in {args.out / OVERLAYS}" if args.overlays else ""))

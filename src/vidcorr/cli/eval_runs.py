@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from vidcorr.cli.common import KNOB_OVERRIDES, load_model, model_line
+from vidcorr.cli.common import KNOB_OVERRIDES, changed_knobs, load_model, model_line
 
 
 def add_out_and_resume_arguments(p: argparse.ArgumentParser, items: str) -> None:
@@ -96,7 +96,9 @@ def run_video_task(
     if results is None:  # a rank other than 0: rank 0 reports
         return 0
     print(format_table(results))
-    print(f"preset: {preset.name} ({task} variant, square {preset.size.size})   {dataset_note(dataset)}"
+    # the knobs the command line changed are named, as every command names them (`preset_label`)
+    changed = "; " + " ".join(changed_knobs(args)) if changed_knobs(args) else ""
+    print(f"preset: {preset.name} ({task} variant, square {preset.size.size}{changed})   {dataset_note(dataset)}"
           f"{model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'}")
