@@ -177,6 +177,14 @@ def refuse_out_of_range(config: object, rules: dict[str, Rule], label: str | Non
             raise ValueError(f"{label or type(config).__name__} {name}: expected {what}, got {value!r}")
 
 
+def refuse_argument(function: str, name: str, value: Any, rule: Rule) -> None:
+    """ValueError naming a function's argument outside its rule, in the same words as
+    `refuse_out_of_range`: "dense_topk temperature: expected a positive number, got 0"."""
+    what, ok = rule
+    if not ok(value):
+        raise ValueError(f"{function} {name}: expected {what}, got {value!r}")
+
+
 def plain(value: Any) -> Any:
     """Nested dicts, lists and tuples as dicts and lists: what JSON, TOML and ``weights_only``
     checkpoints hold."""

@@ -12,6 +12,35 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from vidcorr.strict_dict import POSITIVE_NUMBER, refuse_argument
+
+NormaliseOver = Literal["ref", "target"]
+
+
+# --------------------------------------------------------------------------- argument checks
+# Python-level checks of shapes and numbers, microseconds a call: without them a wrong argument
+# gave torch's "Expected size for first two dimensions of batch2 tensor", NaN affinities
+# (temperature 0), or a silently wrong answer (a typo in `normalise_over`).
+
+
+def check_temperature(function: str, temperature: float | Tensor) -> None:
+    """ValueError unless ``temperature`` is a positive finite number. A tensor (a learned
+    temperature) is taken as it is: reading its value would synchronise a GPU at every step."""
+    if not isinstance(temperature, Tensor):
+        refuse_argument(function, "temperature", temperature, POSITIVE_NUMBER)
+
+
+def _check_features(f1: Tensor, f2: Tensor) -> None:
+    if f1.dim() != 3 or f2.dim() != 3 or f1.shape[:2] != f2.shape[:2]:
+        raise ValueError(f"f1 and f2 must be (B, C, N1) and (B, C, N2) with the same B and C, "
+                         f"got {tuple(f1.shape)} and {tuple(f2.shape)}")
+
+
+def _check_pixels(name: str, hw: tuple[int, int], pixels: int, axis: str) -> None:
+    if hw[0] * hw[1] != pixels:
+        raise ValueError(f"{name} = {tuple(hw)} is {hw[0] * hw[1]} pixels, but the affinity has {pixels} "
+                         f"{axis} pixels")
+
 
 # --------------------------------------------------------------------------- dense affinity
 
@@ -19,8 +48,11 @@ from torch import Tensor
 def affinity_logits(f1: Tensor, f2: Tensor, temperature: float = 1.0) -> Tensor:
     """Raw scores ``f1^T f2 / tau`` (UVC Eq. 1 with a dot-product kernel).
 
-    f1: (B, C, N1), f2: (B, C, N2) -> (B, N1, N2).
+    f1: (B, C, N1), f2: (B, C, N2) -> (B, N1, N2). A ValueError for features of different B or C,
+    and for a temperature that is not a positive finite number.
     """
+    _check_features(f1, f2)
+    check_temperature("affinity_logits", temperature)
     return torch.bmm(f1.transpose(1, 2), f2) / temperature
 
 
@@ -28,13 +60,15 @@ def softmax_affinity(
     f1: Tensor,
     f2: Tensor,
     temperature: float = 1.0,
-    normalise_over: Literal["ref", "target"] = "ref",
+    normalise_over: NormaliseOver = "ref",
 ) -> Tensor:
     """Affinity normalised over reference pixels (UVC Eq. 2) or over target pixels (UVC §3.2).
 
     f1: (B, C, N1), f2: (B, C, N2) -> A: (B, N1, N2). With ``"ref"`` every column sums to 1 (use with
     `transport`); with ``"target"`` every row sums to 1 (use with `locate_in_target`).
     """
+    if normalise_over not in ("ref", "target"):
+        raise ValueError(f"softmax_affinity normalise_over: expected 'ref' or 'target', got {normalise_over!r}")
     logits = affinity_logits(f1, f2, temperature)
     return logits.softmax(dim=1 if normalise_over == "ref" else 2)
 
@@ -64,8 +98,10 @@ def coordinate_grid(h: int, w: int, *, device=None, dtype=torch.float32) -> Tens
 def transport_coordinates(aff: Tensor, ref_hw: tuple[int, int]) -> Tensor:
     """``l12 = l11 A`` (UVC Eq. 3): for every target pixel, where it came from in the reference.
 
-    aff: (B, N1, N2) normalised over the reference axis -> (B, 2, N2) reference (x, y) in feature units.
+    aff: (B, N1, N2) normalised over the reference axis, ref_hw: (h, w) of the reference's feature map
+    with h * w = N1 -> (B, 2, N2) reference (x, y) in feature units.
     """
+    _check_pixels("ref_hw", ref_hw, aff.shape[1], "reference")
     grid = coordinate_grid(*ref_hw, device=aff.device, dtype=aff.dtype)
     return transport(grid.expand(aff.shape[0], -1, -1), aff)
 
@@ -73,9 +109,10 @@ def transport_coordinates(aff: Tensor, ref_hw: tuple[int, int]) -> Tensor:
 def locate_in_target(scores: Tensor, target_hw: tuple[int, int]) -> Tensor:
     """Expected target coordinate of every reference pixel (UVC §3.2, Eq. 3 on the transposed map).
 
-    scores: (B, N1, N2) logits (``affinity_logits``); softmax is taken over target pixels.
-    -> (B, 2, N1) target (x, y) in feature units.
+    scores: (B, N1, N2) logits (``affinity_logits``); softmax is taken over target pixels. target_hw: (h, w)
+    of the target's feature map with h * w = N2. -> (B, 2, N1) target (x, y) in feature units.
     """
+    _check_pixels("target_hw", target_hw, scores.shape[2], "target")
     grid = coordinate_grid(*target_hw, device=scores.device, dtype=scores.dtype)
     prob = scores.softmax(dim=2)
     return torch.bmm(grid.expand(scores.shape[0], -1, -1), prob.transpose(1, 2))

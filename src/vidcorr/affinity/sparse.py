@@ -18,6 +18,7 @@ from torch import Tensor
 from vidcorr.affinity.window import (
     Candidates,
     WindowShape,
+    check_same_shapes,
     dense_topk,
     unfold_budget,
     window_mask,
@@ -105,6 +106,7 @@ def sparse_affinity(
     """
     if len(keys) != len(windowed) or not keys:
         raise ValueError("need one `windowed` flag per context frame, and at least one frame")
+    check_same_shapes(query, keys)
     h, w = query.shape[1:]
     n1 = h * w
     slots = frame_slots(keys, windowed, cfg)

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vidcorr.affinity.dense import coordinate_grid
+from vidcorr.affinity.dense import check_temperature, coordinate_grid
+from vidcorr.strict_dict import POSITIVE_INTEGER, refuse_argument
 
 WindowShape = Literal["circle", "square"]
 
@@ -95,8 +96,13 @@ def dense_topk(
 
     query: (C, N2) target features, key: (C, N1) reference features; allowed: optional (N2, N1)
     bool mask of admissible pairs. Peak extra memory is ``chunk x N1`` scores, independent of how
-    many frames are propagated.
+    many frames are propagated. k larger than N1 keeps all N1.
     """
+    if query.dim() != 2 or key.dim() != 2 or query.shape[0] != key.shape[0]:
+        raise ValueError(f"dense_topk: query and key must be (C, N2) and (C, N1) with the same C, "
+                         f"got {tuple(query.shape)} and {tuple(key.shape)}")
+    refuse_argument("dense_topk", "k", k, POSITIVE_INTEGER)
+    check_temperature("dense_topk", temperature)
     k = min(k, key.shape[1])
     query = query / temperature  # C x N2 divisions, not N2 x N1 (an eighth of a dense frame's time at 480p)
     scores, index, normalisers = [], [], []
@@ -148,6 +154,9 @@ def windowed_topk(
     query, key: (C, h, w) target and reference features of the same size -> Candidates (N2, k).
     One context frame of `windowed_topk_frames`, which says how it is computed.
     """
+    if key.shape != query.shape:
+        raise ValueError(f"windowed_topk: key must have the query's shape (C, h, w) = {tuple(query.shape)}, "
+                         f"got {tuple(key.shape)}")
     return windowed_topk_frames(
         query, [key], k, radius=radius, shape=shape, temperature=temperature, softmax_first=softmax_first,
         tile=tile, max_unfold_elements=max_unfold_elements,
@@ -169,7 +178,9 @@ def windowed_topk_frames(
 ) -> list[Candidates]:
     """Windowed top-k of one target frame against several context frames.
 
-    query: (C, h, w); keys: F context frames, each (C, h, w) -> F Candidates, each (N2, k).
+    query: (C, h, w); keys: F context frames, each (C, h, w) -> F Candidates, each (N2, k), k at most
+    the window's number of cells. Where fewer than k cells of a window lie in the frame (its borders)
+    the missing candidates score -inf (weight 0) and their index is some pixel of the window.
     key_masks: optional, F (h, w) bool maps of the reference cells that may be selected (the others
     score -inf, as outside the window; UVC-track's object boxes).
 
@@ -179,6 +190,9 @@ def windowed_topk_frames(
     the frame. The unfolded reference blocks are bounded by ``max_unfold_elements`` (default
     `unfold_budget`; `_unfold_plan`).
     """
+    check_same_shapes(query, keys)
+    refuse_argument("windowed_topk", "k", k, POSITIVE_INTEGER)
+    check_temperature("windowed_topk", temperature)
     C, h, w = query.shape
     n_frames = len(keys)
     offsets = window_offsets(radius, shape)
@@ -213,6 +227,17 @@ def windowed_topk_frames(
                 if lse is not None:
                     normalisers[f0 + j].append(_tiles_to_image(lse[j], r1 - r0, cols, tile))
     return [_stitched(s_f, i_f, n_f, h, w) for s_f, i_f, n_f in zip(scores, index, normalisers)]
+
+
+def check_same_shapes(query: Tensor, keys: Sequence[Tensor]) -> None:
+    """ValueError unless query is (C, h, w) and every key has its shape: a key of another size gave
+    candidates indexed into a frame of the query's size, without a word."""
+    if query.dim() != 3:
+        raise ValueError(f"query must be (C, h, w) features, got shape {tuple(query.shape)}")
+    for i, key in enumerate(keys):
+        if key.shape != query.shape:
+            raise ValueError(f"keys[{i}] must have the query's shape (C, h, w) = {tuple(query.shape)}, "
+                             f"got {tuple(key.shape)}")
 
 
 def _unfold_plan(budget: int, row_elements: int, rows: int) -> tuple[int, int]:
