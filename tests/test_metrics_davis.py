@@ -23,6 +23,7 @@ from vidcorr.metrics.davis import (
     decay_bin_ids,
     evaluate_sequence,
     jaccard,
+    jaccard_frames,
     object_statistics,
     score_davis,
     seg2bmap,
@@ -312,3 +313,33 @@ def test_per_sequence_means_are_the_means_of_its_objects(scored):
             assert line[m] == pytest.approx(np.mean([o[m] for o in objects]), abs=1e-12), (seq, m)
         assert line["J&F-Mean"] == pytest.approx((line["J-Mean"] + line["F-Mean"]) / 2, abs=1e-12)
     assert any(line["J-Mean"] != line["F-Mean"] for line in scored["per_sequence"].values())
+
+
+# --------------------------------------------------------------------------- mismatched shapes
+def _square(h: int, w: int) -> np.ndarray:
+    m = np.zeros((h, w), bool)
+    m[10:30, 10:30] = True
+    return m
+
+
+@pytest.mark.parametrize("pred_shape", [(1, 64), (48, 1), (40, 64)])
+def test_jaccard_refuses_masks_of_another_shape(pred_shape):
+    # numpy broadcast a one-row or one-column prediction against the whole GT: J 0.0 and 0.3125
+    gt = _square(48, 64)
+    with pytest.raises(ValueError, match=r"gt.*\(48, 64\).*pred.*" + str(pred_shape).replace("(", r"\(")
+                       .replace(")", r"\)")):
+        jaccard(gt, np.ones(pred_shape, bool))
+    with pytest.raises(ValueError, match="pred"):
+        boundary_f(gt, np.ones(pred_shape, bool))
+
+
+def test_frame_functions_refuse_another_number_of_frames():
+    # zip() scored only the first 3 of 5 GT frames; a (H, W) pair was iterated row by row
+    gt = np.stack([_square(48, 64)] * 5)
+    with pytest.raises(ValueError, match="pred"):
+        boundary_f_frames(gt, gt[:3])
+    with pytest.raises(ValueError, match=r"\[T, H, W\]"):
+        boundary_f_frames(gt[0], gt[0])
+    with pytest.raises(ValueError, match="pred"):
+        jaccard_frames(gt, gt[0])
+    assert boundary_f_frames(gt, gt).tolist() == [1.0] * 5  # equal masks: F = 1 on every frame

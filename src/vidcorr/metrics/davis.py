@@ -53,10 +53,22 @@ def jaccard_frames(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     Returns:
         float64 [...]; 1 where the union is empty (official: an absent object predicted absent).
     """
-    gt, pred = np.asarray(gt, bool), np.asarray(pred, bool)
+    gt, pred = _same_shape_masks(gt, pred, what="[..., H, W]")
     inter = np.count_nonzero(gt & pred, axis=(-2, -1))
     union = np.count_nonzero(gt | pred, axis=(-2, -1))
     return np.divide(inter, union, out=np.ones(np.shape(union)), where=np.asarray(union) > 0)
+
+
+def _same_shape_masks(
+    gt: np.ndarray, pred: np.ndarray, what: str, ndim: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """gt and pred as bool arrays of one shape, at least (H, W) or exactly ``ndim`` dimensions, else a
+    ValueError naming both shapes: numpy broadcast a one-row prediction against a whole GT frame,
+    and zip() over frames dropped the GT's extra ones."""
+    gt, pred = np.asarray(gt, bool), np.asarray(pred, bool)
+    if gt.shape != pred.shape or gt.ndim < 2 or (ndim is not None and gt.ndim != ndim):
+        raise ValueError(f"gt and pred must be bool masks {what} of one shape, got gt {gt.shape} and pred {pred.shape}")
+    return gt, pred
 
 
 def jaccard(gt: np.ndarray, pred: np.ndarray) -> float:
@@ -147,7 +159,7 @@ def _frame_f(gt: np.ndarray, pred: np.ndarray, radius: int) -> float:
 
 def boundary_f_frames(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> np.ndarray:
     """Boundary F-measure per frame; gt, pred: bool [T, H, W] -> float64 [T]."""
-    gt, pred = np.asarray(gt, bool), np.asarray(pred, bool)
+    gt, pred = _same_shape_masks(gt, pred, what="[T, H, W]", ndim=3)
     radius = boundary_radius(*gt.shape[-2:], bound_th)
     return np.array([_frame_f(g, p, radius) for g, p in zip(gt, pred)], np.float64)
 
