@@ -13,6 +13,7 @@ from vidcorr.affinity import (
     locate_in_target,
     softmax_affinity,
     sparse_affinity,
+    transport,
     transport_coordinates,
     windowed_topk,
     windowed_topk_frames,
@@ -99,3 +100,14 @@ def test_a_tensor_temperature_is_taken_as_is():
     f1, f2 = _feats(1, 3, 4), _feats(1, 3, 5)
     tau = torch.tensor(0.5)
     assert torch.allclose(affinity_logits(f1, f2, tau), f1.transpose(1, 2) @ f2 / 0.5)
+
+
+def test_transport_names_mismatched_values():
+    aff = softmax_affinity(_feats(1, 3, 6), _feats(1, 3, 4))  # 6 reference pixels
+    with pytest.raises(ValueError, match="values and aff"):
+        transport(_feats(1, 2, 5), aff)  # labels of 5 pixels
+    with pytest.raises(ValueError, match="values and aff"):
+        transport(_feats(2, 6), aff)  # no batch dimension
+    # labels in float64 with a float32 affinity: torch said "expected scalar type Double but found Float"
+    values = _feats(1, 2, 6).double()
+    assert torch.allclose(transport(values, aff), values @ aff.double())

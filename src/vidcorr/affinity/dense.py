@@ -77,9 +77,13 @@ def transport(values: Tensor, aff: Tensor) -> Tensor:
     """``c2 = c1 A``: carry per-pixel values of the reference frame into the target frame.
 
     values: (B, K, N1) labels / colours / features, aff: (B, N1, N2) normalised over the reference
-    axis -> (B, K, N2).
+    axis -> (B, K, N2), in the wider of their two dtypes.
     """
-    return torch.bmm(values, aff)
+    if values.dim() != 3 or aff.dim() != 3 or values.shape[0] != aff.shape[0] or values.shape[2] != aff.shape[1]:
+        raise ValueError(f"values and aff must be (B, K, N1) and (B, N1, N2) with the same B and N1, "
+                         f"got {tuple(values.shape)} and {tuple(aff.shape)}")
+    dtype = torch.promote_types(values.dtype, aff.dtype)  # float64 labels with a float32 affinity: bmm refused
+    return torch.bmm(values.to(dtype), aff.to(dtype))
 
 
 def coordinate_grid(h: int, w: int, *, device=None, dtype=torch.float32) -> Tensor:
