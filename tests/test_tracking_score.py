@@ -52,6 +52,21 @@ def test_vot_baseline_is_vot_only_and_not_scored_as_ope(eval_and_score, vot_root
     assert "--protocol vot-baseline" in err and not (out / "score.json").exists()
 
 
+def test_ope_boxes_scored_as_a_baseline_name_the_protocol_that_scores_them(eval_and_score, vot_root, tmp_path,
+                                                                           capsys):
+    """`score vot --protocol vot-baseline` on a folder of OPE boxes (`eval vot` without --protocol)
+    said only "ball1_001.txt: trajectory not found", where the reverse mix-up names the option."""
+    ours = tmp_path / "ope"
+    ours.mkdir()
+    shutil.copy(vot_root / "ball1" / "groundtruth.txt", ours / "ball1.txt")  # x,y,w,h per frame, as OPE's
+    assert eval_and_score(["score", "vot", "--root", str(vot_root), "--results", str(ours),
+                           "--protocol", "vot-baseline"]) == 2
+    err = capsys.readouterr().err
+    assert f"{ours}: holds one-pass (OPE) boxes (ball1.txt" in err and "without --protocol vot-baseline" in err, err
+    assert not (ours / "score.json").exists()
+    assert eval_and_score(["score", "vot", "--root", str(vot_root), "--results", str(ours)]) == 0  # as OPE, fine
+
+
 def test_score_of_baseline_trajectories_equals_eval_results(eval_and_score, vot_root, tmp_path, capsys):
     """`score vot --protocol vot-baseline` on eval's trajectory files gives eval's numbers exactly,
     also for an `eval --max-frames` run (scored with the same --max-frames); a trajectory that is

@@ -171,12 +171,24 @@ def score_tracking(
                "`vidcorr score vot --root VOT_ROOT --protocol vot-baseline` (the VOT sequences they were run on)")
         raise InputError(results_dir, "holds VOT baseline trajectories (baseline/<seq>/<seq>_001.txt, from "
                                       f"`eval vot --protocol vot-baseline`): score them with {how}")
+    if protocol == "vot-baseline" and not (results_dir / "baseline").is_dir():
+        _refuse_ope_boxes(seqs, results_dir)
     if sequences is None:
         _refuse_partial_run(seqs, results_dir, protocol)
     per_sequence, fragments = score_saved_sequences(seqs, results_dir, protocol, max_frames)
     if protocol == "vot-baseline":
         return {**scored, "protocol": BASELINE_NOTE, **baseline_fields(per_sequence, fragments, interval)}
     return {**scored, "protocol": PROTOCOL_NOTE, **score_fields(per_sequence)}
+
+
+def _refuse_ope_boxes(seqs: Sequence[TrackingSequence], results_dir: Path) -> None:
+    """A folder of OPE boxes (`<seq>.txt`, `eval vot` without --protocol) scored as baseline trajectories
+    is named as such, as the reverse mix-up is, not only as the first sequence's missing trajectory."""
+    held = [seq.name for seq in seqs if prediction_file(results_dir, seq.name, "ope").is_file()]
+    if held:
+        raise InputError(results_dir, f"holds one-pass (OPE) boxes ({held[0]}.txt, from `eval vot` without "
+                                      "--protocol), not VOT baseline trajectories (baseline/<seq>/<seq>_001.txt): "
+                                      "score them without --protocol vot-baseline")
 
 
 def _refuse_partial_run(seqs: Sequence[TrackingSequence], results_dir: Path, protocol: str) -> None:
