@@ -368,6 +368,29 @@ def test_a_size_that_leaves_a_few_feature_cells_is_warned_of_as_on_the_command_l
                              "more gives at least 8 cells on the short side."] if warned else [])
 
 
+def test_the_coarse_grid_warning_counts_with_the_encoders_own_stride(caplog):
+    """A 17 x 9 frame on a padded stride-8 network is a ceil-rounded 3 x 2 grid: 9 / 2 = 4.5 px a cell
+    suggested size=36, which gives 5 cells and the same warning again; at stride 8, 8 cells need 64."""
+
+    class PaddedStride8(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 8, 3, stride=4, padding=1)  # ceil(H / 4), then ceil(. / 2)
+            self.b = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+
+        def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.relu(self.a(rgb)))
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (9, 17, 3), dtype=np.uint8) for _ in range(2)]
+    mask = np.zeros((9, 17), np.uint8)
+    mask[2:6, 3:9] = 1
+    with caplog.at_level("WARNING"):
+        assert len(list(vidcorr.propagate_masks(frames, mask, encoder=PaddedStride8()))) == 2
+    said = [r.getMessage() for r in caplog.records if "feature grid" in r.getMessage()]
+    assert len(said) == 1 and "only 3x2 cells (the input 17x9)" in said[0] and "size=64 or more" in said[0]
+
+
 def test_propagate_labels_warns_where_the_preset_rescales_context_labels(caplog):
     """timecycle min-max normalises the stored context labels: values outside [0, 1] lose their scale."""
     frames, masks = _texture_video(n_frames=3)

@@ -295,13 +295,13 @@ def _warning_if_coarse(stream: Generator, propagator: Propagator, video: Any) ->
     """``stream``, with `vidcorr propagate`'s warning when the first frame's feature grid is under 8
     cells on its short side (``size=16``: 2 cells; the results are coarse and mostly wrong), logged
     once the first frame is embedded: from Python such a size gave them without a word."""
-    from vidcorr.cli.common import warn_if_coarse_grid
+    from vidcorr.cli.common import warn_if_coarse_propagator
 
     try:
         for index, item in enumerate(stream):
             if index == 0:  # the propagator has started: its grid is known
                 name = Path(video) if isinstance(video, (str, os.PathLike)) else "the video"
-                warn_if_coarse_grid(name, propagator.feature_hw, propagator.input_hw, option="size=")
+                warn_if_coarse_propagator(name, propagator, option="size=")
             yield item
     finally:
         stream.close()

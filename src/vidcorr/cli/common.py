@@ -244,17 +244,32 @@ MIN_GRID_SIDE = 8  # feature cells on the short side below which matching is mos
 
 
 def warn_if_coarse_grid(path: Path | str, grid_hw: tuple[int, int] | None, input_hw: tuple[int, int] | None,
-                        option: str = "--size ") -> None:
+                        option: str = "--size ", stride: float | None = None) -> None:
     """A --size so small that the feature grid is a few cells across gave blocky, mostly wrong
     masks and matches without a word (--size 10: 2 cells high): say so, and which --size gives
     enough. grid_hw: feature cells (h, w); input_hw: the encoder's input pixels (h, w); either None
     (a box tracker's propagator embeds no whole frame): no word. option: how the size is given
-    (the API's ``"size="``)."""
+    (the API's ``"size="``). stride: the encoder's, where known (`warn_if_coarse_propagator`); else
+    input pixels per cell, which a padded network's rounded-up grid makes too small on such a frame."""
     if grid_hw is None or input_hw is None or min(grid_hw) >= MIN_GRID_SIDE:
         return
-    stride = min(input_hw) / min(grid_hw)  # input pixels per cell, whatever the encoder
+    stride = stride or min(input_hw) / min(grid_hw)  # input pixels per cell, whatever the encoder
     logging.getLogger(__name__).warning(
         "%s: the feature grid is only %dx%d cells (the input %dx%d): each cell covers a large part of the "
         "frame, so the results are coarse and mostly wrong. %s%d or more gives at least %d cells on "
         "the short side.", path, grid_hw[1], grid_hw[0], input_hw[1], input_hw[0],
         option, math.ceil(MIN_GRID_SIDE * stride), MIN_GRID_SIDE)
+
+
+def warn_if_coarse_propagator(path: Path | str, propagator: Any, option: str = "--size ") -> None:
+    """`warn_if_coarse_grid` for a `vidcorr.propagate.Propagator` that has embedded its first frame,
+    counting with its encoder's own stride (measured only when the grid is coarse): a 17 x 9 frame
+    on a padded stride-8 network is a rounded-up 3 x 2 grid, 4.5 px a cell, and the size=36 that
+    suggested gave 5 cells and the same warning again."""
+    grid_hw = propagator.feature_hw
+    if grid_hw is None or min(grid_hw) >= MIN_GRID_SIDE:
+        return
+    from vidcorr.models.external import encoder_stride  # torch: not at the command line's start-up
+
+    stride = encoder_stride(propagator.encoder, propagator.device)
+    warn_if_coarse_grid(path, grid_hw, propagator.input_hw, option, stride=stride)

@@ -31,7 +31,7 @@ from vidcorr.cli.common import (
     preset_label,
     refuse_propagation_flags,
     resolve_preset,
-    warn_if_coarse_grid,
+    warn_if_coarse_propagator,
 )
 from vidcorr.errors import InputError, VidcorrError
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             for frame in tqdm(overlays, total=source.num_frames, desc="propagate", unit="frame", leave=False):
                 n += 1
                 if n == 1:  # the first frame is embedded: its feature grid is known
-                    warn_if_coarse_grid(args.input, propagator.feature_hw, propagator.input_hw)
+                    warn_if_coarse_propagator(args.input, propagator)
                 yield frame
 
         if args.no_video:
