@@ -7,6 +7,11 @@ The scripting API (`vidcorr.api`) is importable from here: ``vidcorr.encoder_for
 for a process that propagates long videos. It is loaded on first use, so that
 ``import vidcorr`` and the command line's start-up do not pay for torch until they need it.
 
+The pieces, for a model of one's own: `vidcorr.affinity` (the affinity core, UVC Eq. 1-4, on
+(B, C, N) features; windowed and dense top-k), `vidcorr.presets` (the protocols' knobs),
+`vidcorr.metrics.davis` (J and F as davis2017-evaluation) and `vidcorr.evaluate.davis.run_davis`
+(a DAVIS evaluation of any ``nn.Module``).
+
 Bad input (a missing or malformed file, a mask of another size, an empty mask) raises
 ``vidcorr.errors.InputError`` naming the file, a ``vidcorr.errors.VidcorrError`` as every error the
 command line prints as one line; the module of the exceptions is loaded with ``vidcorr`` (no torch),
