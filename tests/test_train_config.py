@@ -302,9 +302,11 @@ def _child_of_t20(tmp_path, text: str):
     ("[cpu]\nthreads = -1", "[cpu] threads = -1: must be at least 1 (left out: torch's default)"),
     ("[cpu]\nthreads = 0", "[cpu] threads = 0: must be at least 1"),
     ("seed = -1", "seed = -1: must be in [0, 2**31)"),
-    ("[stages.joint]\npower = -1", "stage 'joint': power must be >= 0"),
-    ("[stages.joint]\ndecay_over = -5", "decay_over at least 1"),
-    ("[stages.joint]\nlr = nan", "stage 'joint': length and lr must be positive"),
+    ("[stages.joint]\npower = -1", "stage 'joint': power = -1: must be >= 0"),
+    ("[stages.joint]\ndecay_over = -5", "stage 'joint': decay_over = -5: must be at least 1"),
+    ("[stages.joint]\nlr = nan", "stage 'joint': lr = nan: must be > 0"),
+    # each offending field by name and value: "length and lr must be positive" left one to guess
+    ("[stages.joint]\nsteps = 0\nlr = -1", "stage 'joint': steps = 0: must be at least 1; lr = -1: must be > 0"),
     ("[data]\nfolder_fps = nan", "folder_fps > 0"),
     # nan passed the method configs' own checks: a nan loss, and a run.json that is no JSON
     ("[model]\ntemperature = nan", "[model] temperature = nan: expected a finite number"),

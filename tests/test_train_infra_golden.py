@@ -95,13 +95,13 @@ def test_every_step_of_a_stage_follows_the_naive_schedule(kwargs: dict) -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[stages.joint]\nwarmup_ratio = 1.5", "stage 'joint': min_lr_ratio and warmup_ratio must be in [0, 1]"),
-    ("[stages.joint]\nmin_lr_ratio = -0.1", "stage 'joint': min_lr_ratio and warmup_ratio must be in [0, 1]"),
-    ("[stages.joint]\nwarmup = -1", "warmup >= 0"),
-    ("[stages.joint]\nsteps = 0", "stage 'joint': length and lr must be positive"),
-    ("[stages.joint]\nepochs = 0", "stage 'joint': length and lr must be positive"),
-    ("[stages.joint]\nlr = 0", "stage 'joint': length and lr must be positive"),
-    ("[stages.joint]\ndecay_over = 0", "stage 'joint': power must be >= 0 and decay_over at least 1"),
+    ("[stages.joint]\nwarmup_ratio = 1.5", "stage 'joint': warmup_ratio = 1.5: must be in [0, 1]"),
+    ("[stages.joint]\nmin_lr_ratio = -0.1", "stage 'joint': min_lr_ratio = -0.1: must be in [0, 1]"),
+    ("[stages.joint]\nwarmup = -1", "stage 'joint': warmup = -1: must be >= 0"),
+    ("[stages.joint]\nsteps = 0", "stage 'joint': steps = 0: must be at least 1"),
+    ("[stages.joint]\nepochs = 0", "stage 'joint': epochs = 0: must be at least 1"),
+    ("[stages.joint]\nlr = 0", "stage 'joint': lr = 0: must be > 0"),
+    ("[stages.joint]\ndecay_over = 0", "stage 'joint': decay_over = 0: must be at least 1"),
     ("[data]\ngap = [0, 2]", "[data] gap must be [low, high] with 0 < low <= high"),
     ("[data]\nfolder_fps = 0", "[data] workers must be >= 0 and folder_fps > 0"),
     ("[data]\ncrop = 0", "[data] crop = 0: must be at least 1"),

@@ -77,19 +77,25 @@ class StageConfig:
     warmup_ratio: float = 0.001
 
     def __post_init__(self) -> None:
-        if not (0 <= self.min_lr_ratio <= 1 and 0 <= self.warmup_ratio <= 1 and self.warmup >= 0):
-            raise ValueError(f"stage {self.name!r}: min_lr_ratio and warmup_ratio must be in [0, 1], "
-                             "warmup >= 0")
         if (self.epochs is None) == (self.steps is None):
             raise ValueError(f"stage {self.name!r} needs exactly one of 'epochs' and 'steps'")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"stage {self.name!r}: schedule must be one of {SCHEDULES}")
-        if (self.epochs or self.steps or 0) < 1 or not self.lr > 0:
-            raise ValueError(f"stage {self.name!r}: length and lr must be positive")
-        # A negative power or horizon made "poly" grow the rate (0 ** -p: a ZeroDivisionError at the end)
-        if not self.power >= 0 or (self.decay_over is not None and self.decay_over < 1):
-            raise ValueError(f"stage {self.name!r}: power must be >= 0 and decay_over at least 1, "
-                             f"got {self.power} and {self.decay_over}")
+        # Each offending field by name and value, as [optim]'s: "length and lr must be positive" left
+        # one to guess which of steps = 0 and lr = 0 it was. "not (in range)": nan is refused too. A
+        # negative power or horizon made "poly" grow the rate (0 ** -p: a ZeroDivisionError at the end).
+        length = "epochs" if self.epochs is not None else "steps"
+        bad = [f"{key} = {value}: must be {allowed}" for key, value, ok, allowed in (
+            (length, getattr(self, length), getattr(self, length) >= 1, "at least 1"),
+            ("lr", self.lr, self.lr > 0, "> 0"),
+            ("power", self.power, self.power >= 0, ">= 0"),
+            ("decay_over", self.decay_over, self.decay_over is None or self.decay_over >= 1,
+             "at least 1 (left out: the stage's length)"),
+            ("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            ("warmup", self.warmup, self.warmup >= 0, ">= 0"),
+            ("warmup_ratio", self.warmup_ratio, 0 <= self.warmup_ratio <= 1, "in [0, 1]")) if not ok]
+        if bad:
+            raise ValueError(f"stage {self.name!r}: {'; '.join(bad)}")
         refuse_non_finite(self, f"stage {self.name!r}:")
 
 
