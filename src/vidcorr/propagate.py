@@ -39,7 +39,7 @@ from vidcorr.errors import EncoderOutputError
 from vidcorr.labels import downsample_labels, minmax_per_channel
 from vidcorr.models.encoder import FrameEncoder, as_given, feature_problem, inference_encoder
 from vidcorr.models.external import error_origin
-from vidcorr.presets import PropagationPreset
+from vidcorr.presets import PropagationPreset, customised_preset
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,14 @@ class Propagator:
     already truncated to the preset's feature layer; a `FrameEncoder` is used through an inference
     copy (`inference_encoder`: BatchNorm folded, channels-last on CPU), others are called in eval
     mode and left in the mode the caller had them (a copy when on another device). preset:
-    the protocol. batch_size: frames embedded per encoder call (memory vs speed; results do not
-    depend on it).
+    the protocol, by name (``"crw"``) or a `PropagationPreset`. batch_size: frames embedded per
+    encoder call (memory vs speed; results do not depend on it).
     """
 
     def __init__(
         self,
         encoder: nn.Module,
-        preset: PropagationPreset,
+        preset: str | PropagationPreset,
         *,
         device: str | torch.device = "cpu",
         batch_size: int = 4,
@@ -87,7 +87,7 @@ class Propagator:
             # 0 would batch the whole video into one encoder call: memory growing with its length.
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.encoder = inference_encoder(encoder, device)  # BN folded, channels-last on CPU
-        self.preset = preset
+        self.preset = customised_preset(preset)  # a name is looked up; a misspelt one refused here, not at frame 0
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.autocast = autocast and self.device.type == "cuda"
@@ -113,6 +113,7 @@ class Propagator:
         h, w = frames[0].shape[:2]
         expected = self.original_hw or (h, w)
         for frame in frames:  # every frame of the batch: np.stack would fail on a mismatch, cryptically
+            _check_rgb_uint8(frame)
             if tuple(frame.shape[:2]) != expected:
                 raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]} but the first frame was "
                                  f"{expected[1]}x{expected[0]}")
@@ -134,7 +135,7 @@ class Propagator:
     def start(self, first_frame: np.ndarray, first_labels: Tensor | Callable[[tuple[int, int]], Tensor],
               channel_ids: np.ndarray | None = None) -> None:
         """Begin a video: embed its first frame (RGB uint8 (H, W, 3)) and keep its soft labels
-        first_labels (K, H, W) at the frame's size; forgets any earlier video's context.
+        first_labels (K, H, W) at the frame's size (a tensor or an array); forgets any earlier video's context.
         channel_ids: (K,) the object id each label channel stands for, where the labels are a mask's
         (`vidcorr.masks`); kept as ``self.channel_ids`` (None: channel k is id k).
 
@@ -150,6 +151,7 @@ class Propagator:
         self.original_hw = None  # embed() checks later frames against the first one
         self.channel_ids = None
         if not callable(first_labels):
+            first_labels = torch.as_tensor(first_labels)  # numpy labels too
             _check_label_size(first_labels, first_frame)
         if channel_ids is not None and (callable(first_labels) or len(channel_ids) != first_labels.shape[0]):
             raise ValueError(f"channel_ids: one object id per label channel, got {len(channel_ids)} for "
@@ -251,6 +253,15 @@ class Propagator:
         """The first frame's memory: its features (C, h, w) and labels (K, H, W) at the frame's size."""
         small = downsample_labels(labels.float(), self.feature_hw, self.preset.label_downsample)
         return ContextFrame(feats, small.flatten(1).T.contiguous())
+
+
+def _check_rgb_uint8(frame: np.ndarray) -> None:
+    """ValueError unless the frame is RGB uint8 (H, W, 3): frames_to_tensor divides by 255, so float
+    frames in [0, 1] became a black video, propagated without a word (the API converts at its door)."""
+    dtype, shape = getattr(frame, "dtype", type(frame).__name__), tuple(getattr(frame, "shape", ()))
+    if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"Propagator takes RGB uint8 frames (H, W, 3), got {dtype} {shape}: convert each with "
+                         "vidcorr.io.frames.as_rgb_frame (float in [0, 1] or [0, 255], gray, RGBA, torch)")
 
 
 def _check_label_size(labels: Tensor, frame: np.ndarray) -> None:
