@@ -57,6 +57,20 @@ def test_rejects_a_file_that_is_not_matlab(tmp_path, content):
         read_joints(path)
 
 
+def test_split_files_without_a_test_video_say_what_they_mark(tmp_path, jhmdb_root):
+    """Split files that mark every video 1 (train) gave only "ROOT: no test videos found", as if no
+    split file had been read; the error names the files and what 1 and 2 mean."""
+    root = jhmdb_tree(tmp_path, jhmdb_root, 2)
+    split = root / "splits" / f"{CLASS}_test_split1.txt"
+    split.parent.mkdir()
+    split.write_text(f"{VIDEO}.avi 1\n")
+    with pytest.raises(InputError, match="no test videos: the split 1 file\\(s\\) mark 1 video as 1 \\(train\\) "
+                                         "and none as 2 \\(test\\)") as err:
+        JhmdbDataset(root)
+    assert str(split) in str(err.value)
+    assert [v.name for v in JhmdbDataset(root, subset="train").videos] == [NAME]
+
+
 def test_rejects_frame_count_mismatch(tmp_path, jhmdb_root):
     root = jhmdb_tree(tmp_path, jhmdb_root, 4)
     mat = root / "joint_positions" / NAME / "joint_positions.mat"

@@ -146,7 +146,8 @@ class JhmdbDataset:
                                  f"unknown video(s) {', '.join(unknown)}: {where} {names_held(list(listed))}")
             listed = {v: listed[v] for v in videos}
         if not listed:
-            raise InputError(self.root, f"no {subset} videos found")
+            raise InputError(self.root, f"no {subset} videos found" if videos is not None or not self.split_files
+                             else self._none_marked())
         self.videos: list[JhmdbVideo] = list(listed.values())
 
     def __len__(self) -> int:
@@ -167,6 +168,15 @@ class JhmdbDataset:
                 raise InputError(joints, f"joint positions of video {name} not found")
             found[name] = JhmdbVideo(name, frames_dir, joints)
         return found
+
+    def _none_marked(self) -> str:
+        """Why split files that were read left no video of the subset: what they mark instead (a file of
+        1s reads like "split 1", but 1 is JHMDB's train label and 2 its test label)."""
+        wanted, other = (TEST, TRAIN) if self.subset == "test" else (TRAIN, TEST)
+        marked = sum(1 for path in self.split_files for label in read_split_file(path).values() if label == other)
+        return (f"no {self.subset} videos: the split {self.split} file(s) mark {marked} video{'s' * (marked != 1)} "
+                f"as {other} ({'train' if other == TRAIN else 'test'}) and none as {wanted} ({self.subset}): "
+                + ", ".join(str(path) for path in self.split_files))
 
     def _listed(self, found: dict[str, JhmdbVideo]) -> dict[str, JhmdbVideo]:
         wanted = TEST if self.subset == "test" else TRAIN
