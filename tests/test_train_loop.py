@@ -186,11 +186,15 @@ def test_a_refused_resume_names_each_differing_field_or_only_the_method(short_li
     every table (base, data, method, model, optim, stages) where only the method matters."""
     run_dir = tmp_path / "run"
     recipe = tiny_recipe(steps=2)
-    train(tiny_job(recipe, short_list, run_dir))
+    started = f"vidcorr train autoencoder --data {short_list} --run-dir {run_dir}"
+    train(tiny_job(recipe, short_list, run_dir, command=started))
     other = recipe.replace(data=dataclasses.replace(recipe.data, crop=24, workers=1), seed=3,
                            stages=(dataclasses.replace(recipe.stages[0], lr=5e-4),))
     with pytest.raises(InputError, match="different recipe") as error:
-        train(tiny_job(other, short_list, run_dir, resume=True))
+        train(tiny_job(other, short_list, run_dir, resume=True, command="vidcorr train ... --resume"))
+    # ... and the command that started the run: a resume without its `--ablate L` was told only
+    # "[model] localisation false (checkpoint) vs true (now)"
+    assert str(error.value).endswith(f"it was started with (`{started}`)")
     differences = str(error.value).split(": ", 2)[2].split("; resume")[0].split("; ")
     assert differences == ["[data] crop 32 (checkpoint) vs 24 (now)",  # workers may change
                            "seed 0 (checkpoint) vs 3 (now)",

@@ -341,9 +341,12 @@ def resume(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim
     stored = _legacy_records(path, checkpoint, stored, recipe, method)
     differences = recipe_differences(stored, recipe)
     if differences:
+        # The command that started the run shows what a resume forgot, which the fields alone do not
+        # say: `[model] localisation false vs true` was a `--ablate L` left out.
+        started = stored_commands(path, checkpoint)[:1]
         raise InputError(path, f"was trained with a different recipe: {'; '.join(differences)}; resume "
-                               "with the recipe and the weights (--init, --teacher, --autoencoder) it was "
-                               "started with")
+                               "with the recipe, options and weights (--init, --teacher, --autoencoder) it was "
+                               "started with" + "".join(f" (`{command}`)" for command in started))
     _check_same_autocast(path, checkpoint, stored, recipe, ctx.device.type)
     _check_same_videos(path, checkpoint.get("data"), data)
     method.load_state_dict(checkpoint["model"])
