@@ -52,7 +52,7 @@ class ContextFrame:
     labels: Tensor
 
 
-def frames_to_tensor(frames: Sequence[np.ndarray], size: tuple[int, int], device) -> Tensor:
+def frames_to_tensor(frames: Sequence[np.ndarray], size: tuple[int, int], device: torch.device | str) -> Tensor:
     """RGB uint8 frames (H, W, 3) -> (B, 3, h, w) float in [0, 1], resized bilinearly.
 
     No antialiasing: the reference implementations resize with cv2.resize (INTER_LINEAR).

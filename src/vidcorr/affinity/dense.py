@@ -86,7 +86,9 @@ def transport(values: Tensor, aff: Tensor) -> Tensor:
     return torch.bmm(values.to(dtype), aff.to(dtype))
 
 
-def coordinate_grid(h: int, w: int, *, device=None, dtype=torch.float32) -> Tensor:
+def coordinate_grid(
+    h: int, w: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Pixel-centre coordinates of an h x w map in feature units, flattened row-major.
 
     -> (2, h * w) with row 0 = x in [0, w-1] and row 1 = y in [0, h-1].

@@ -49,7 +49,7 @@ def window_offsets(radius: float, shape: WindowShape) -> Tensor:
     return torch.stack([dy[inside], dx[inside]], dim=1)
 
 
-def window_mask(h: int, w: int, radius: float, shape: WindowShape, device=None) -> Tensor:
+def window_mask(h: int, w: int, radius: float, shape: WindowShape, device: torch.device | str | None = None) -> Tensor:
     """Dense boolean mask (N1, N2) of the local window: True where reference i is near target j.
 
     For training losses on small maps (and as the naive reference in tests); propagation uses the
