@@ -93,6 +93,23 @@ def test_scoring_an_eval_folder_keeps_its_results_and_plot(cli, tree):
     assert json.loads((results / "score.json").read_text())["J&F-Mean"] == 1.0
 
 
+def test_out_naming_an_eval_runs_results_json_is_refused(cli, tree, capsys):
+    """`--out RESULTS/results.json` replaced eval's record of the run (model, preset, timing) with the
+    scores, which the default name score.json exists to avoid."""
+    root, results = tree
+    _write_predictions(root, results)
+    (results / "results.json").write_text('{"model": "from eval", "timing": {}}')
+    (results / "j_per_frame.png").write_bytes(b"eval's plot")
+    out = results / "results.json"
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results), "--out", str(out)]) == 2
+    assert f"{out}: holds the results of an `eval` run (its model, preset and timing)" in capsys.readouterr().err
+    assert json.loads(out.read_text()) == {"model": "from eval", "timing": {}}
+    assert (results / "j_per_frame.png").read_bytes() == b"eval's plot"
+    out.write_text('{"J&F-Mean": 0.5}')  # an earlier score's file: replaced, as any --out is
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["J&F-Mean"] == 1.0
+
+
 def test_missing_results_folder_exits_2_naming_it(cli, tree, capsys):
     root, results = tree
     assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2

@@ -199,6 +199,9 @@ def _score_json(args: argparse.Namespace) -> Path:
     from vidcorr.io.atomic import check_output_path
 
     out = args.out if args.out is not None else args.results / "score.json"
+    if _is_eval_record(out):
+        raise InputError(out, "holds the results of an `eval` run (its model, preset and timing), which scores "
+                              "would replace: choose another --out (default: RESULTS/score.json)")
     try:
         check_output_path(out, folder=False)
     except InputError as error:
@@ -206,6 +209,16 @@ def _score_json(args: argparse.Namespace) -> Path:
             raise
         raise InputError(error.path, f"{error.problem}; --out FILE writes the scores elsewhere") from None
     return out
+
+
+def _is_eval_record(path: Path) -> bool:
+    """Whether ``path`` is a results.json an `eval` wrote: a JSON object with its ``model`` (a score's
+    own file has none)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "model" in record
 
 
 # One function per `score` task; each adds its sub-parser to the `score` sub-parsers object.
