@@ -343,3 +343,26 @@ def test_frame_functions_refuse_another_number_of_frames():
     with pytest.raises(ValueError, match="pred"):
         jaccard_frames(gt, gt[0])
     assert boundary_f_frames(gt, gt).tolist() == [1.0] * 5  # equal masks: F = 1 on every frame
+
+
+@pytest.mark.parametrize("gt_dtype,gt_id,pred_dtype,pred_id,problem", [
+    (np.int64, 300, np.uint8, 1, "gt holds id 300"),   # was K = 300 objects, 298 of them absent: J = 1 each
+    (np.uint8, 1, np.float64, 1.5, "pred.*float64"),    # was J = 0 without a word
+    (np.uint8, 1, np.int16, -1, "pred holds id -1"),    # was an empty prediction
+    (np.float32, 1, np.uint8, 1, "gt.*float32"),
+])
+def test_evaluate_sequence_refuses_ids_that_are_not_davis_ids(gt_dtype, gt_id, pred_dtype, pred_id, problem):
+    gt = np.zeros((4, 20, 30), gt_dtype)
+    gt[:, 5:10, 5:10] = gt_id
+    pred = np.zeros((4, 20, 30), pred_dtype)
+    pred[:, 5:10, 5:10] = pred_id
+    with pytest.raises(ValueError, match=problem):
+        evaluate_sequence(gt, pred)
+
+
+def test_evaluate_sequence_takes_any_integer_ids():
+    # int64 and bool id maps are what an argmax or a comparison give: scored as their uint8 values
+    gt = np.zeros((4, 20, 30), np.uint8)
+    gt[:, 5:10, 5:10] = 1
+    for pred in (gt.astype(np.int64), gt.astype(bool)):
+        assert evaluate_sequence(gt, pred)[1]["J-Mean"] == 1.0

@@ -203,6 +203,17 @@ def num_objects(first_gt: np.ndarray) -> int:
     return int(np.where(first_gt == VOID, 0, first_gt).max())
 
 
+def _check_ids(name: str, ids: np.ndarray) -> None:
+    """ValueError unless ``ids`` are integers (or bools) in 0..255: a GT id 300 made K = 300 objects,
+    the 298 absent from both maps each scoring J = F = 1; float ids 1.5 or negative ones matched no
+    object, J = 0, without a word."""
+    if ids.dtype.kind not in "biu":
+        raise ValueError(f"{name} must hold integer object ids (uint8 [T, H, W]), got {ids.dtype}")
+    low, high = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
+    if low < 0 or high > VOID:
+        raise ValueError(f"{name} holds id {low if low < 0 else high}; DAVIS ids lie in 0..{VOID} ({VOID} = void)")
+
+
 def evaluate_sequence(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> dict[int, dict]:
     """Score one sequence the semi-supervised way.
 
@@ -214,12 +225,14 @@ def evaluate_sequence(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_
         {k: {"J_per_frame": float64 [T-2], "F_per_frame": float64 [T-2], "J-Mean", "J-Recall",
         "J-Decay", "F-Mean", "F-Recall", "F-Decay", "J&F-Mean"}} for k = 1..K.
     Raises:
-        ValueError: shapes differ, T < 3, or a scored prediction holds an id > K (the official
-        code aborts there too).
+        ValueError: shapes differ, T < 3, ids that are not integers in 0..255 (any integer or bool
+        dtype is taken), or a scored prediction holds an id > K (the official code aborts there too).
     """
     gt, pred = np.asarray(gt), np.asarray(pred)
     if gt.ndim != 3 or gt.shape != pred.shape or gt.shape[0] < 3:
         raise ValueError(f"gt and pred must both be [T >= 3, H, W], got {gt.shape} and {pred.shape}")
+    _check_ids("gt", gt)
+    _check_ids("pred", pred)
     k_max = num_objects(gt[0])
     # Semi-supervised task: void becomes background and stays in the scored pixels, so a
     # prediction inside a void band is a false positive for J and F (official `_evaluate_semisupervised`
