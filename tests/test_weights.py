@@ -130,6 +130,22 @@ def test_a_torch_checkpoint_is_named_as_one_with_the_export_command(tmp_path, zi
     assert f"vidcorr train export --checkpoint {path} --out W.safetensors" in str(info.value)
 
 
+@pytest.mark.parametrize("given", ["checkpoint.pt", "."], ids=["checkpoint", "run-dir"])
+def test_an_autoencoder_runs_checkpoint_or_folder_names_the_out_its_run_writes(tmp_path, given):
+    """`train uvc --autoencoder runs/ae/checkpoint.pt` (or `runs/ae`) was sent to `vidcorr train export`,
+    which refuses an auto-encoder checkpoint: such a run writes its weights to its own --out."""
+    started = "vidcorr train autoencoder --data videos --out weights/old.safetensors --run-dir runs/ae"
+    last = "vidcorr train autoencoder --data videos --out weights/ae.safetensors --run-dir runs/ae --resume"
+    (tmp_path / "run.json").write_text(json.dumps({"format": "vidcorr-run/1", "method": "autoencoder",
+                                                   "commands": [started, last]}))
+    torch.save({"format": "vidcorr-checkpoint/1", "model": {"w": torch.zeros(2)}}, tmp_path / "checkpoint.pt")
+    path = tmp_path / given
+    with pytest.raises(WeightsError) as info:
+        read_weights(path)
+    assert info.value.path == path and "train export" not in str(info.value)
+    assert str(info.value).endswith(f"give that file (its last command: `{last}`)")
+
+
 def test_the_sidecar_given_as_the_weights_names_the_weights_file(saved):
     """`--weights weights/uvc_r18_ft3.json` (tab completion) said "not a readable safetensors file
     (Error while deserializing header: header too large)"."""

@@ -232,6 +232,9 @@ def read_weights(path: str | Path) -> WeightsFile:
         tensors = safetensors.torch.load_file(str(path), device="cpu")
     except (safetensors.SafetensorError, OSError) as error:
         if _is_torch_file(path):  # `eval --weights RUN_DIR/checkpoint.pt` said "header too large"
+            if hint := _autoencoder_hint(path.parent):
+                raise WeightsError(path, "is a PyTorch file (torch.save): an auto-encoder training "
+                                         f"checkpoint; {hint}") from None
             raise WeightsError(path, "is a PyTorch file (torch.save), not safetensors weights; for a training "
                                      "checkpoint, export its encoder first: `vidcorr train export --checkpoint "
                                      f"{path} --out W.safetensors`, then give W") from None
@@ -264,6 +267,8 @@ def _no_weights_file(path: Path) -> str:
             return f"is a folder, not a weights file: give {path / found[0]}"
         if found:
             return f"is a folder, not a weights file; it holds {_listed(found)}: give one of them"
+        if hint := _autoencoder_hint(path):
+            return f"is a folder, not a weights file: an auto-encoder training run; {hint}"
         if checkpoint := _latest_checkpoint(path):  # a training run's folder, not yet exported
             return ("is a folder, not a weights file: export the encoder of its checkpoint first, `vidcorr train "
                     f"export --checkpoint {checkpoint} --out W.safetensors`, then give W")
@@ -273,6 +278,20 @@ def _no_weights_file(path: Path) -> str:
     if len(path.parts) == 1 and (shipped := DEFAULT_WEIGHTS.parent / path.name).is_file():
         return f"weights file does not exist here; the shipped weights are {shipped}"
     return "weights file does not exist"
+
+
+def _autoencoder_hint(run_dir: Path) -> str | None:
+    """Where the weights of the auto-encoder run in ``run_dir`` are, by the last command in its
+    run.json; None for another method's run, or without a readable run.json. `train export`, which
+    the other hints name, refuses an auto-encoder checkpoint: such a run writes its own --out."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        commands = info["commands"] if info.get("method") == "autoencoder" else []
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if not commands or not isinstance(commands[-1], str):
+        return None
+    return f"the run writes its weights to its --out: give that file (its last command: `{commands[-1]}`)"
 
 
 def _latest_checkpoint(folder: Path) -> Path | None:
