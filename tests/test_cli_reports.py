@@ -3,6 +3,7 @@ package's public names."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -70,15 +71,44 @@ def test_package_all_is_the_lazily_loaded_api() -> None:
         vidcorr.resolve_encoder
 
 
-@pytest.mark.parametrize("command", ["eval davis", "eval jhmdb", "eval vip"])
+@pytest.mark.parametrize("command", ["eval davis", "eval jhmdb"])  # eval vip prints through jhmdb's code
 def test_eval_summary_names_the_knobs_the_command_line_changed(command: str, short_clip: Path, data_dir: Path,
                                                                tmp_path: Path, capsys) -> None:
     """eval davis, jhmdb and vip printed "preset: crw" for a run at --size 96 with --topk 3, a number
     that reads like the preset's own protocol (propagate, match and demo named the knobs)."""
-    root = {"eval davis": short_clip, "eval jhmdb": data_dir / "jhmdb",
-            "eval vip": data_dir / "vipseg-snippet"}[command]
+    root = {"eval davis": short_clip, "eval jhmdb": data_dir / "jhmdb"}[command]
     knobs = ["--size", "64", "--topk", "3", "--no-window-first"]
     assert main([*command.split(), "--root", str(root), "--out", str(tmp_path / "out"),
                  "--features", "lab-pixels", *knobs]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("preset: "))
     assert "--size 64 --topk 3 --no-window-first" in line, line
+
+
+def test_score_jhmdb_says_when_its_first_frame_rule_is_not_the_eval_runs(data_dir: Path, tmp_path: Path,
+                                                                         capsys) -> None:
+    """`score jhmdb` of an `eval jhmdb --include-first-frame` run without the flag printed other
+    numbers than eval's without a word (and so did `score vip` of `eval vip --skip-first-frame`)."""
+    root, out = data_dir / "jhmdb", tmp_path / "out"
+    assert main(["eval", "jhmdb", "--root", str(root), "--out", str(out), "--features", "lab-pixels",
+                 "--size", "32", "--include-first-frame"]) == 0
+    capsys.readouterr()
+    score = ["score", "jhmdb", "--root", str(root), "--results", str(out / "predictions"),
+             "--out", str(tmp_path / "s.json")]
+    assert main(score) == 0
+    assert (f"note: the eval run in {out} was scored with --include-first-frame, these scores without it: "
+            "add --include-first-frame for its numbers") in capsys.readouterr().out
+    assert main([*score, "--include-first-frame"]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("recorded, skip, expected", [
+    (True, True, ""), (False, False, ""), (None, False, ""),
+    (True, False, "was scored with --skip-first-frame, these scores without it: add --skip-first-frame"),
+    (False, True, "was scored without --skip-first-frame, these scores with it: drop it")])
+def test_first_frame_note_of_score_vip(recorded: bool | None, skip: bool, expected: str, tmp_path: Path) -> None:
+    from vidcorr.cli.score_cmd import _first_frame_note
+
+    record = {"model": {}} if recorded is None else {"model": {}, "skip_first_frame": recorded}
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    note = _first_frame_note(tmp_path, skip, "--skip-first-frame", flag_skips=True)
+    assert (expected in note and note.startswith(f"\nnote: the eval run in {tmp_path} ")) if expected else note == ""

@@ -118,7 +118,8 @@ def run_vip(args: argparse.Namespace) -> int:
     table = format_vip_table(results)
     if results["protocol"]["instances"].startswith("not scored"):
         table += f"\nAP_part {results['protocol']['instances']}"
-    return _report(out, results, table)
+    return _report(out, results, table + _first_frame_note(args.results, args.skip_first_frame,
+                                                           "--skip-first-frame", flag_skips=True))
 
 
 def register_jhmdb(tasks: argparse._SubParsersAction) -> None:
@@ -146,7 +147,22 @@ def run_jhmdb(args: argparse.Namespace) -> int:
     out = _score_json(args)
     results = _scored(args, "jhmdb", lambda: score_jhmdb(dataset_from(args), args.results,
                                                          skip_first_frame=not args.include_first_frame))
-    return _report(out, results, format_pck_table(results))
+    return _report(out, results, format_pck_table(results) + _first_frame_note(
+        args.results, not args.include_first_frame, "--include-first-frame", flag_skips=False))
+
+
+def _first_frame_note(results: Path, skip: bool, flag: str, *, flag_skips: bool) -> str:
+    """A line under the table when the `eval` run that wrote ``results`` scored frame 0 otherwise
+    (its results.json's ``skip_first_frame``): the scores then differ from eval's, as documented,
+    and said nothing of it. ``flag`` is the option that changes the rule (``flag_skips``: it skips
+    frame 0); "" when the rules agree or no eval record is there."""
+    folder, record = _eval_record(results)
+    if record is None or not isinstance(record.get("skip_first_frame"), bool) or record["skip_first_frame"] == skip:
+        return ""
+    if record["skip_first_frame"] == flag_skips:
+        return (f"\nnote: the eval run in {folder} was scored with {flag}, these scores without it: "
+                f"add {flag} for its numbers")
+    return f"\nnote: the eval run in {folder} was scored without {flag}, these scores with it: drop it for its numbers"
 
 
 def _scored(args: argparse.Namespace, task: str, score: Callable[[], dict]) -> dict:
@@ -169,16 +185,25 @@ def results_benchmark(results: Path) -> str | None:
     """The benchmark whose `eval` wrote ``results`` ("davis", "jhmdb", "vip", "otb" or "vot"), as its
     results.json records it (tracking: ``benchmark``; the others: ``protocol.benchmark``), or that
     of the folder above `eval jhmdb`'s ``predictions/``; None without a readable record."""
+    _, record = _eval_record(results)
+    if record is None:
+        return None
+    protocol = record.get("protocol")
+    name = record.get("benchmark") or (protocol.get("benchmark") if isinstance(protocol, dict) else None)
+    return name.lower() if isinstance(name, str) and name.lower() in BENCHMARKS else None
+
+
+def _eval_record(results: Path) -> tuple[Path, dict | None]:
+    """(folder, its results.json as a dict) for ``results`` or, for `eval jhmdb`'s ``predictions/``,
+    the folder above it, the first readable one; (results, None) without one."""
     for folder in (results, results.parent) if results.name == "predictions" else (results,):
         try:
             record = json.loads((folder / "results.json").read_text())
         except (OSError, ValueError):
             continue
-        protocol = record.get("protocol") if isinstance(record, dict) else None
-        name = record.get("benchmark") or (protocol.get("benchmark") if isinstance(protocol, dict) else None)
-        if isinstance(name, str) and name.lower() in BENCHMARKS:
-            return name.lower()
-    return None
+        if isinstance(record, dict):
+            return folder, record
+    return results, None
 
 
 BENCHMARKS = ("davis", "jhmdb", "vip", "otb", "vot")
