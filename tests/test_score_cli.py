@@ -135,6 +135,7 @@ def test_missing_prediction_file_is_named(cli, tree, capsys):
     ({"benchmark": "vot", "protocol_name": "vot-baseline"}, "results", "score vot"),
     ({"protocol": {"benchmark": "JHMDB"}}, "results/predictions", "score jhmdb"),  # eval jhmdb's own folder
     ({"protocol": {"benchmark": "VIP"}}, "results", "score vip"),
+    ({"protocol": {"benchmark": "VIPSeg snippet (VIP protocol, smoke test)"}}, "results", "score vip"),  # vipseg layout
     ({"protocol": {"benchmark": "DAVIS"}}, "results", None),  # the task's own: "not found" as it is
     (None, "results", None),  # no record: nothing to say
 ])
