@@ -206,6 +206,12 @@ def test_a_refused_resume_names_each_differing_field_or_only_the_method(short_li
         train(tiny_job(recipe.replace(method="moco", base="moco-cpu"), short_list, run_dir, resume=True))
     assert str(error.value) == (f"{run_dir / 'checkpoint.pt'}: is a checkpoint of `vidcorr train autoencoder`, "
                                 "not of `vidcorr train moco`; resume it with `vidcorr train autoencoder`")
+    # a checkpoint from before commands were recorded lists its resumes alone: no start to show
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    torch.save({**checkpoint, "commands": ["vidcorr train autoencoder --resume"]}, run_dir / "checkpoint.pt")
+    with pytest.raises(InputError, match="different recipe") as error:
+        train(tiny_job(other, short_list, run_dir, resume=True))
+    assert str(error.value).endswith("(--init, --teacher, --autoencoder) it was started with")
 
 
 def test_a_resume_must_keep_bf16_but_may_change_threads(short_list: Path, tmp_path: Path) -> None:

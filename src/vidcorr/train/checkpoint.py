@@ -342,8 +342,9 @@ def resume(path: Path, recipe: Recipe, method: nn.Module, optimizer: torch.optim
     differences = recipe_differences(stored, recipe)
     if differences:
         # The command that started the run shows what a resume forgot, which the fields alone do not
-        # say: `[model] localisation false vs true` was a `--ablate L` left out.
-        started = stored_commands(path, checkpoint)[:1]
+        # say: `[model] localisation false vs true` was a `--ablate L` left out. (Checkpoints from
+        # before commands were recorded list resumes alone: no start to show.)
+        started = [c for c in stored_commands(path, checkpoint)[:1] if "--resume" not in c.split()]
         raise InputError(path, f"was trained with a different recipe: {'; '.join(differences)}; resume "
                                "with the recipe, options and weights (--init, --teacher, --autoencoder) it was "
                                "started with" + "".join(f" (`{command}`)" for command in started))
