@@ -172,6 +172,23 @@ def test_export_to_a_path_that_cannot_be_created_exits_2_naming_it(tmp_path: Pat
     assert code == 2 and f"{out}: cannot be created: {blocker} is a file, not a folder" in err, err
 
 
+@pytest.mark.parametrize("method", ["uvc", "autoencoder"])
+def test_a_batch_torchruns_processes_cannot_share_exits_2_naming_the_recipe(tmp_path: Path, autoencoder: Path,
+                                                                            monkeypatch, capsys, method: str) -> None:
+    """batch_size 3 under torchrun --nproc_per_node=2 was refused only once the videos were indexed and
+    the start line printed, as "batch_size 3 is not divisible by 2 processes", without the recipe."""
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it, for the rank 0 it starts
+    recipe = tmp_path / "odd.toml"
+    recipe.write_text(f'extends = "{method}"\n[data]\nbatch_size = 3\n')
+    options = ["--autoencoder", str(autoencoder)] if method == "uvc" else ["--out", str(tmp_path / "ae.safetensors")]
+    code = main(["train", method, "--data", str(tmp_path / "no-such-videos"), "--recipe", str(recipe),
+                 "--run-dir", str(tmp_path / "run"), *options])
+    err = capsys.readouterr().err
+    assert code == 2 and "no such data folder" not in err, err  # refused before the data is looked at
+    assert f"{recipe}: invalid " in err and "[data] batch_size = 3: not divisible by the 2 processes" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_autoencoder_recipe_with_a_stage_it_lacks_exits_2_naming_it(tmp_path: Path, capsys) -> None:
     """[stages.main] under extends = "autoencoder" (meant to shorten its one stage, "reconstruct") ran
     the parent's 1500 steps, then a stage "main" of its own."""

@@ -102,12 +102,20 @@ def job_options(args: argparse.Namespace) -> dict:
 
 
 def method_config(args: argparse.Namespace, recipe, label: str, stages: tuple[str, ...], build: Callable[[], Any]):
-    """``build()``: the method's config from the recipe. A stage the method does not have, or a
-    ValueError / TypeError from ``build``, exits 2 naming the recipe file ("invalid <label> recipe")."""
+    """``build()``: the method's config from the recipe. A stage the method does not have, a batch
+    torchrun's processes cannot share, or a ValueError / TypeError from ``build``, exits 2 naming the
+    recipe file ("invalid <label> recipe")."""
+    from vidcorr.train.distributed import launched_world_size
+
     try:
         for stage in recipe.stages:
             if stage.name not in stages:
                 raise ValueError(f"stage {stage.name!r} is not one of the {label} stages {stages}")
+        # Before the videos are indexed: the loader refused it only after the run's start line
+        processes = launched_world_size()
+        if recipe.data.batch_size % processes:
+            raise ValueError(f"[data] batch_size = {recipe.data.batch_size}: not divisible by the {processes} "
+                             "processes torchrun started (each takes batch_size / processes)")
         return build()
     except (ValueError, TypeError) as error:
         raise InputError(_recipe_source(args), f"invalid {label} recipe: {error}") from None
