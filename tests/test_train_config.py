@@ -265,6 +265,21 @@ def test_a_stage_the_extended_recipe_drops_is_not_set_again(tmp_path) -> None:
     assert [(s.name, s.steps) for s in load_recipe(path).stages] == [("joint", 6)]
 
 
+def test_a_dropped_stage_set_again_in_its_place_is_taken(tmp_path) -> None:
+    """A stage a parent dropped and a child sets again where it was (the last stage, dropped, then given
+    a table of one's own) runs in the chain's order: the refusal above is for one that would run after a
+    stage that followed it, and the message names that stage."""
+    (tmp_path / "warm.toml").write_text('extends = "uvc-cpu-t20"\ndrop_stages = ["joint"]\n')
+    (tmp_path / "again.toml").write_text('extends = "warm.toml"\n[stages.joint]\nsteps = 5\nlr = 2e-5\n')
+    assert [(s.name, s.steps, s.lr) for s in load_recipe(tmp_path / "again.toml").stages] == [
+        ("warmup", 450, 1e-4), ("joint", 5, 2e-5)]
+    (tmp_path / "tweak.toml").write_text('extends = "again.toml"\n[stages.joint]\nsteps = 7\n')  # now kept
+    assert [(s.name, s.steps) for s in load_recipe(tmp_path / "tweak.toml").stages] == [("warmup", 450), ("joint", 7)]
+    (tmp_path / "late.toml").write_text('extends = "uvc-cpu-t20-finetune"\n[stages.warmup]\nsteps = 6\n')
+    with pytest.raises(InputError, match=r"would run after stage 'joint', which followed it"):
+        load_recipe(tmp_path / "late.toml")
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
 def test_every_shipped_recipe_builds_its_method_config(name: str) -> None:
     """What `vidcorr train <method> --recipe NAME` does before indexing any video."""

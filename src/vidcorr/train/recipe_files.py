@@ -93,10 +93,15 @@ def chain_digest(digests: list[str]) -> str:
     return hashlib.sha256("".join(f"{digest}\n" for digest in digests).encode()).hexdigest()
 
 
-def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[str], dict[str, Path]]:
+# A stage an extends chain drops -> (the file that drops it, the stages that followed it there).
+Dropped = dict[str, tuple[Path, tuple[str, ...]]]
+
+
+def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[str], Dropped]:
     """The TOML table of ``path`` with its ``extends`` chain merged in (parents first), the
     sha256 of each file of the chain, ``path``'s first (each file read once for both), and the
-    stages the chain drops (``drop_stages``), each with the file that drops it."""
+    stages the chain drops (``drop_stages``), each with the file that drops it and the stages that
+    followed it there."""
     if not path.is_file():
         shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
         where = f" (extended by {chain[-1]})" if chain else ""
@@ -128,20 +133,30 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, A
         raise InputError(path, f"unreadable recipe: 'extends' loops back to {parent_path}")
     base, parents, dropped_before = _read_recipe_table(parent_path, (*chain, path))
     base.pop("name", None)  # a recipe is named by its own file, never by its parent
-    _refuse_dropped_stages(path, dropped_before, data.get("stages", {}))
+    parent_stages = list(base.get("stages", {}))
     base["stages"] = _drop_stages(path, base.get("stages", {}), dropped, data.get("stages", {}))
-    return _merge_tables(base, data), [digest, *parents], {**dropped_before, **dict.fromkeys(dropped, path)}
+    _refuse_reordered_stages(path, dropped_before, list(base["stages"]), data.get("stages", {}))
+    dropped_here = {name: (path, tuple(parent_stages[parent_stages.index(name) + 1:])) for name in dropped}
+    return _merge_tables(base, data), [digest, *parents], {**dropped_before, **dropped_here}
 
 
-def _refuse_dropped_stages(path: Path, dropped: dict[str, Path], stages: Any) -> None:
-    """`InputError` for a stage table of ``path`` naming a stage its chain drops (name -> the file that
-    drops it): merged by name, it came back as a new stage after the kept ones (a fine-tune of one's own
-    ran the joint stage, then a warm-up), the cross-file form of a stage both dropped and set."""
+def _refuse_reordered_stages(path: Path, dropped: Dropped, kept: list[str], stages: Any) -> None:
+    """`InputError` for a stage table of ``path`` that sets again a stage its chain drops where it would
+    now run after a stage that followed it: merged by name, such a stage comes back as a new one after
+    the kept ones (a fine-tune of one's own extending uvc-cpu-t20-finetune ran the joint stage, then a
+    warm-up). One set again in its place (a chain that dropped the joint stage, extended with a new
+    [stages.joint]) is taken. kept: the stages of the chain so far, in order."""
+    order = list(kept)
     for name in stages if isinstance(stages, dict) else ():
+        if name in order:
+            continue
         if name in dropped:
-            raise InputError(path, f"unreadable recipe: [stages.{name}] sets a stage that {dropped[name]} drops "
-                                   f"(drop_stages), so it would run after the stages that recipe keeps; leave the "
-                                   f"table out, or extend a recipe that keeps stage {name!r}")
+            file, followers = dropped[name]
+            if before := [stage for stage in order if stage in followers]:
+                raise InputError(path, f"unreadable recipe: [stages.{name}] sets a stage that {file} drops "
+                                       f"(drop_stages), so it would run after stage {before[0]!r}, which followed "
+                                       f"it; leave the table out, or extend a recipe that keeps stage {name!r}")
+        order.append(name)
 
 
 def _drop_stages(path: Path, stages: dict[str, Any], dropped: Any, kept: dict[str, Any]) -> dict[str, Any]:
