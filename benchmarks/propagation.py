@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import machine, write_json  # benchmarks/report.py, beside this script
+from report import machine, parse_device_arguments, write_json  # benchmarks/report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -160,15 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    from vidcorr.cli.common import check_device
-    from vidcorr.errors import VidcorrError
-
-    parser = build_parser()
-    args = parser.parse_args()
-    try:
-        check_device(args.device)  # --device names a device; whether this machine has it is checked here
-    except VidcorrError as error:
-        parser.error(str(error))
+    args = parse_device_arguments(build_parser())
     if args.child and not args.default_malloc:
         from vidcorr.runtime import bound_cpu_memory
 

@@ -48,6 +48,21 @@ def write_json(path: Path, report: dict) -> None:
     print(f"wrote {path}")
 
 
+def parse_device_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``parser.parse_args()``, with its --device checked against this machine
+    (`vidcorr.cli.common.check_device`, which `vidcorr` runs after parsing): one the machine lacks
+    (--device cuda without a GPU) is a usage error, argparse's exit 2."""
+    from vidcorr.cli.common import check_device
+    from vidcorr.errors import VidcorrError
+
+    args = parser.parse_args()
+    try:
+        check_device(args.device)
+    except VidcorrError as error:
+        parser.error(str(error))
+    return args
+
+
 def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --threads and --json (a script's `build_parser`, which tests parse the docs' commands with)."""
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")

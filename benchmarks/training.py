@@ -25,8 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidcorr.cli.common import check_device, device_name, non_negative_int, positive_int
-from vidcorr.errors import VidcorrError
+from vidcorr.cli.common import device_name, non_negative_int, positive_int
 from vidcorr.methods import UVC, CycleTime, moco, recipe as uvc_recipe, stt
 from vidcorr.methods.cycletime import config_for_recipe
 from vidcorr.models import LabAutoencoder, build_encoder
@@ -35,7 +34,7 @@ from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train.config import DataConfig, Recipe
 from vidcorr.train.recipe_files import load_recipe
 
-from report import machine, write_json  # benchmarks/report.py, beside this script
+from report import machine, parse_device_arguments, write_json  # benchmarks/report.py, beside this script
 
 
 def make_batch(kind: str, data: DataConfig, device) -> dict[str, torch.Tensor]:
@@ -106,12 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    parser = build_parser()
-    args = parser.parse_args()
-    try:
-        check_device(args.device)  # --device names a device; whether this machine has it is checked here
-    except VidcorrError as error:
-        parser.error(str(error))
+    args = parse_device_arguments(build_parser())
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe)
