@@ -132,7 +132,7 @@ class Propagator:
         return feats
 
     @torch.inference_mode()
-    def start(self, first_frame: np.ndarray, first_labels: Tensor | Callable[[tuple[int, int]], Tensor],
+    def start(self, first_frame: np.ndarray, first_labels: Tensor | np.ndarray | Callable[[tuple[int, int]], Tensor],
               channel_ids: np.ndarray | None = None) -> None:
         """Begin a video: embed its first frame (RGB uint8 (H, W, 3)) and keep its soft labels
         first_labels (K, H, W) at the frame's size (a tensor or an array); forgets any earlier video's context.
@@ -183,11 +183,11 @@ class Propagator:
         return self._propagate(self.embed([frame])[0])
 
     @torch.inference_mode()
-    def run(self, frames: Iterable[np.ndarray], first_labels: Tensor) -> Iterator[Tensor]:
+    def run(self, frames: Iterable[np.ndarray], first_labels: Tensor | np.ndarray) -> Iterator[Tensor]:
         """Yield soft labels (K, h, w) at feature resolution for every frame after the first.
 
         frames: the whole video, first frame included (RGB uint8 (H, W, 3)); first_labels: (K, H, W)
-        soft labels of the first frame at its original size (e.g. `labels.one_hot_labels`).
+        soft labels of the first frame at its original size, a tensor or an array (e.g. `labels.one_hot_labels`).
         """
         first_frame, stream = first_and_rest(frames)
         self.start(first_frame, first_labels)
