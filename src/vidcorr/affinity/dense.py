@@ -45,11 +45,11 @@ def _check_pixels(name: str, hw: tuple[int, int], pixels: int, axis: str) -> Non
 # --------------------------------------------------------------------------- dense affinity
 
 
-def affinity_logits(f1: Tensor, f2: Tensor, temperature: float = 1.0) -> Tensor:
+def affinity_logits(f1: Tensor, f2: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
     """Raw scores ``f1^T f2 / tau`` (UVC Eq. 1 with a dot-product kernel).
 
     f1: (B, C, N1), f2: (B, C, N2) -> (B, N1, N2). A ValueError for features of different B or C,
-    and for a temperature that is not a positive finite number.
+    and for a temperature that is not a positive finite number (a tensor, a learned one, is not read).
     """
     _check_features(f1, f2)
     check_temperature("affinity_logits", temperature)
@@ -59,7 +59,7 @@ def affinity_logits(f1: Tensor, f2: Tensor, temperature: float = 1.0) -> Tensor:
 def softmax_affinity(
     f1: Tensor,
     f2: Tensor,
-    temperature: float = 1.0,
+    temperature: float | Tensor = 1.0,
     normalise_over: NormaliseOver = "ref",
 ) -> Tensor:
     """Affinity normalised over reference pixels (UVC Eq. 2) or over target pixels (UVC §3.2).
