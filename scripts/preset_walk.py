@@ -21,8 +21,9 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -53,8 +54,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 TOPK_KNOBS = ("k", "temperature", "radius", "shape", "scope", "normalisation", "tile", "chunk")
 
 
-@dataclass(frozen=True)
-class Variant:
+class Variant(NamedTuple):  # not a dataclass: tests/test_docs_commands.py loads the script outside sys.modules
     name: str  # the folder under OUT: "03-joint-top-k"
     step: str | None  # the group's label; None for the starting preset
     changed: dict[str, list]  # knob -> [before, after]

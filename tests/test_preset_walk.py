@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("preset_walk", ROOT / "scripts" / "preset_walk.py")
 preset_walk = importlib.util.module_from_spec(_spec)
-sys.modules["preset_walk"] = preset_walk  # its dataclass looks its module up there
 _spec.loader.exec_module(preset_walk)
 
 
