@@ -114,14 +114,15 @@ def row(variant: Variant, results: dict, previous: dict | None) -> dict:
             "preset_knobs": preset_knobs(variant.preset)}
 
 
-def markdown(rows: list[dict]) -> str:
-    """The walk as a Markdown table: one line per variant, what it changed and its scores."""
+def markdown(rows: list[dict], complete: bool = True) -> str:
+    """The walk as a Markdown table: one line per variant, what it changed and its scores; complete: the
+    last row is the end preset (not a partial walk's, `--steps`), and says so."""
     lines = ["| # | step | changed (before → after) | J&F | J | F | Δ J&F |", "|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
         changed = "; ".join(f"{k} {_short(a)} → {_short(b)}" for k, (a, b) in r["changed"].items())
         delta = "" if r["delta_J&F"] is None else f"{r['delta_J&F']:+.3f}"
         step = r["step"] or f"start: `{r['preset_knobs']['name']}`"
-        if i == len(rows) - 1:
+        if complete and i == len(rows) - 1:
             step += f" (= `{r['preset_knobs']['name']}`)"
         lines.append(f"| {i} | {step} | {changed} | {r['J&F']:.3f} | {r['J']:.3f} | {r['F']:.3f} | {delta} |")
     return "\n".join(lines) + "\n"
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", type=comma_list, help="comma-separated subset of the val sequences")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
     p.add_argument("--batch-size", type=positive_int, default=4, help="frames per encoder batch (default: 4)")
+    p.add_argument("--steps", type=positive_int, help="walk only this many steps after the start (a partial walk: a "
+                                                      "costly resolution, one question; default: all)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, help="write the walk here (default: OUT/walk.json)")
     p.add_argument("--markdown", type=Path, help="also write the table here (default: OUT/walk.md)")
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start, end = (customised_preset(name, size=args.size) for name in (args.start, args.end))
-    variants = walk(start, end)
+    variants = walk(start, end)[:None if args.steps is None else args.steps + 1]
     rows: list[dict] = []
     encoders: dict[str | None, tuple] = {}  # by feature layer: the feature-layer step cuts the weights elsewhere
     try:
@@ -177,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     except VidcorrError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    walk_json = {"from": args.start, "to": args.end, "size": args.size, "root": str(args.root),
+    walk_json = {"from": args.start, "to": args.end, "size": args.size, "steps": len(rows) - 1,
+                 "root": str(args.root),
                  "sequences": sorted(results["per_sequence"]), "model": info, "torch_threads": torch.get_num_threads(),
                  "variants": rows}
     json_path = args.json or args.out / "walk.json"
     write_json_atomic(walk_json, json_path)
-    table = markdown(rows)
+    table = markdown(rows, complete=len(rows) == len(walk(start, end)))
     write_text_atomic(args.markdown or args.out / "walk.md", table)
     print(table, end="")
     print(f"wrote {json_path}")

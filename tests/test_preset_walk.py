@@ -75,3 +75,13 @@ def test_walk_refuses_a_missing_root_and_an_empty_walk_writing_nothing(tmp_path,
     assert "nope" in capsys.readouterr().err and not out.exists()
     assert preset_walk.main(["--root", str(tmp_path), "--out", str(out), "--from", "crw", "--to", "crw"]) == 2
     assert "nothing to walk" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_partial_walk_scores_only_its_first_steps_and_does_not_call_its_end_the_named_preset(short_clip, tmp_path):
+    out = tmp_path / "walk"
+    assert preset_walk.main(["--root", str(short_clip), "--out", str(out), "--size", "40", "--steps", "1"]) == 0
+    walk = json.loads((out / "walk.json").read_text())
+    assert walk["steps"] == 1 and [r["step"] for r in walk["variants"]] == [None, "L2 + temperature"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00-uvc", "01-L2-temperature"]
+    last = (out / "walk.md").read_text().splitlines()[-1]
+    assert "L2 + temperature" in last and "(= `" not in last  # step 1 is not crw
