@@ -97,7 +97,8 @@ def run_video_task(
         return 0
     print(format_table(results))
     # the knobs the command line changed are named, as every command names them (`preset_label`)
-    changed = "; " + " ".join(changed_knobs(args)) if changed_knobs(args) else ""
+    knobs = changed_knobs(args)
+    changed = "; " + " ".join(knobs) if knobs else ""
     print(f"preset: {preset.name} ({task} variant, square {preset.size.size}{changed})   {dataset_note(dataset)}"
           f"{model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
