@@ -191,8 +191,8 @@ def windowed_topk_frames(
     `unfold_budget`; `_unfold_plan`).
     """
     check_same_shapes(query, keys)
-    refuse_argument("windowed_topk", "k", k, POSITIVE_INTEGER)
-    check_temperature("windowed_topk", temperature)
+    refuse_argument("windowed_topk_frames", "k", k, POSITIVE_INTEGER)
+    check_temperature("windowed_topk_frames", temperature)
     C, h, w = query.shape
     n_frames = len(keys)
     offsets = window_offsets(radius, shape)
