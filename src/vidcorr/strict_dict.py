@@ -171,15 +171,13 @@ def refuse_out_of_range(config: object, rules: dict[str, Rule], label: str | Non
     """ValueError naming the first field of ``config`` (name -> `Rule`) outside its rule, in the
     command line's words: "TopKConfig temperature: expected a positive number, got 0" (argparse:
     "argument --temperature: expected a positive number, got 0"). ``label``: default the class name."""
-    for name, (what, ok) in rules.items():
-        value = getattr(config, name)
-        if not ok(value):
-            raise ValueError(f"{label or type(config).__name__} {name}: expected {what}, got {value!r}")
+    for name, rule in rules.items():
+        refuse_argument(label or type(config).__name__, name, getattr(config, name), rule)
 
 
 def refuse_argument(function: str, name: str, value: Any, rule: Rule) -> None:
-    """ValueError naming a function's argument outside its rule, in the same words as
-    `refuse_out_of_range`: "dense_topk temperature: expected a positive number, got 0"."""
+    """ValueError naming a function's (or a config's) argument outside its rule: "dense_topk
+    temperature: expected a positive number, got 0"."""
     what, ok = rule
     if not ok(value):
         raise ValueError(f"{function} {name}: expected {what}, got {value!r}")
