@@ -163,6 +163,16 @@ def test_match_command_warns_when_the_feature_grid_is_a_few_cells(davis2016_root
             assert not said
 
 
+def test_match_counts_the_suggested_size_with_the_encoders_own_stride(davis2016_root, tmp_path, caplog):
+    """A padded stride-8 ResNet rounds a 12 px side up to 2 cells (6 px a cell by the ratio): the
+    suggestion is 8 cells x 8 px = 64, as propagate says; 48 gave 6 cells and the warning again."""
+    seq = davis2016_root / "JPEGImages" / "480p" / "blackswan"
+    assert main(["match", str(seq), "--out", str(tmp_path / "m"), "--features", "random-resnet18",
+                 "--size", "12"]) == 0
+    said = [r.getMessage() for r in caplog.records if "feature grid" in r.getMessage()]
+    assert len(said) == 1 and "3x2 cells (the input 21x12)" in said[0] and "--size 64 or more" in said[0]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--frames", "0,500"], "frame 500 requested but there are only"),
     (["--frames", "zero,5"], "--frames expects two indices"),

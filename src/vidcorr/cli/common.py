@@ -261,15 +261,17 @@ def warn_if_coarse_grid(path: Path | str, grid_hw: tuple[int, int] | None, input
         option, math.ceil(MIN_GRID_SIDE * stride), MIN_GRID_SIDE)
 
 
-def warn_if_coarse_propagator(path: Path | str, propagator: Any, option: str = "--size ") -> None:
-    """`warn_if_coarse_grid` for a `vidcorr.propagate.Propagator` that has embedded its first frame,
-    counting with its encoder's own stride (measured only when the grid is coarse): a 17 x 9 frame
-    on a padded stride-8 network is a rounded-up 3 x 2 grid, 4.5 px a cell, and the size=36 that
-    suggested gave 5 cells and the same warning again."""
-    grid_hw = propagator.feature_hw
+def warn_if_coarse_propagator(path: Path | str, propagator: Any, option: str = "--size ",
+                              grid_hw: tuple[int, int] | None = None, input_hw: tuple[int, int] | None = None) -> None:
+    """`warn_if_coarse_grid` for a `vidcorr.propagate.Propagator`, counting with its encoder's own
+    stride (measured only when the grid is coarse): a 17 x 9 frame on a padded stride-8 network is a
+    rounded-up 3 x 2 grid, 4.5 px a cell, and the size=36 that suggested gave 5 cells and the same
+    warning again. grid_hw, input_hw: default the propagator's first frame's (it has embedded it);
+    `match` gives its frame A's."""
+    grid_hw = grid_hw or propagator.feature_hw
     if grid_hw is None or min(grid_hw) >= MIN_GRID_SIDE:
         return
     from vidcorr.models.external import encoder_stride  # torch: not at the command line's start-up
 
     stride = encoder_stride(propagator.encoder, propagator.device)
-    warn_if_coarse_grid(path, grid_hw, propagator.input_hw, option, stride=stride)
+    warn_if_coarse_grid(path, grid_hw, input_hw or propagator.input_hw, option, stride=stride)

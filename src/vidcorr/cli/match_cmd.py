@@ -19,7 +19,7 @@ from vidcorr.cli.common import (
     model_label,
     preset_label,
     resolve_preset,
-    warn_if_coarse_grid,
+    warn_if_coarse_propagator,
 )
 from vidcorr.errors import InputError, TooFewFrames
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     matches = match_frames(propagator, frame_a, frame_b, step=args.step, mask_a=mask)
     if len(matches) == 0:
         raise InputError(args.mask, "no point of frame A to match: the mask covers no feature cell centre")
-    warn_if_coarse_grid(args.inputs[0], matches.grid_a, matches.input_a)
+    warn_if_coarse_propagator(args.inputs[0], propagator, grid_hw=matches.grid_a, input_hw=matches.input_a)
     n, mutual = len(matches), int(matches.mutual.sum())
     summary = {"a": name_a, "b": name_b, "preset": preset.name, "model": info, "step": args.step,
                "points": n, "mutual": mutual}
