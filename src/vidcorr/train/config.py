@@ -51,6 +51,14 @@ class DataConfig:
         refuse_non_finite(self, "[data]")
 
 
+def refuse_bad_fields(label: str, checks: tuple[tuple[str, Any, bool, str], ...]) -> None:
+    """ValueError naming every field of ``checks`` (name, value, ok, what it must be) that is not ok,
+    each with its value: "[optim] eps = 0: must be > 0; momentum = 1: must be in [0, 1)"."""
+    bad = [f"{name} = {value}: must be {allowed}" for name, value, ok, allowed in checks if not ok]
+    if bad:
+        raise ValueError(f"{label} {'; '.join(bad)}")
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """One training stage. Exactly one of ``epochs`` / ``steps`` sets its length.
@@ -85,7 +93,7 @@ class StageConfig:
         # one to guess which of steps = 0 and lr = 0 it was. "not (in range)": nan is refused too. A
         # negative power or horizon made "poly" grow the rate (0 ** -p: a ZeroDivisionError at the end).
         length = "epochs" if self.epochs is not None else "steps"
-        bad = [f"{key} = {value}: must be {allowed}" for key, value, ok, allowed in (
+        refuse_bad_fields(f"stage {self.name!r}:", (
             (length, getattr(self, length), getattr(self, length) >= 1, "at least 1"),
             ("lr", self.lr, self.lr > 0, "> 0"),
             ("power", self.power, self.power >= 0, ">= 0"),
@@ -93,9 +101,7 @@ class StageConfig:
              "at least 1 (left out: the stage's length)"),
             ("min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
             ("warmup", self.warmup, self.warmup >= 0, ">= 0"),
-            ("warmup_ratio", self.warmup_ratio, 0 <= self.warmup_ratio <= 1, "in [0, 1]")) if not ok]
-        if bad:
-            raise ValueError(f"stage {self.name!r}: {'; '.join(bad)}")
+            ("warmup_ratio", self.warmup_ratio, 0 <= self.warmup_ratio <= 1, "in [0, 1]")))
         refuse_non_finite(self, f"stage {self.name!r}:")
 
 
@@ -119,16 +125,14 @@ class OptimConfig:
         # optimiser is built (a traceback), and clip_grad_norm_ takes any max norm: 0 zeroes every
         # gradient, a negative one flips them so that every step climbs the loss. "not (in range)":
         # nan is refused too.
-        bad = [f"{key} = {value}: must be {allowed}" for key, value, ok, allowed in (
+        refuse_bad_fields("[optim]", (
             ("betas", list(self.betas), len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
              "two numbers in [0, 1)"),
             ("eps", self.eps, self.eps > 0, "> 0"),
             ("momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),
             ("weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0"),
             ("grad_clip", self.grad_clip, self.grad_clip is None or self.grad_clip > 0,
-             "> 0 (left out: no clipping)")) if not ok]
-        if bad:
-            raise ValueError(f"[optim] {'; '.join(bad)}")
+             "> 0 (left out: no clipping)")))
         refuse_non_finite(self, "[optim]")
 
 
