@@ -25,7 +25,7 @@ import ctypes
 import logging
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,17 @@ def flush_cpu_denormals(enabled: bool = True) -> Iterator[bool]:
             torch.set_flush_denormal(False)
 
 
-def known_device(device: Any) -> Any:
+def api_device(name: str) -> str:
+    """How the Python API's refusals name a device setting: ``device='cuda'`` (`known_device`'s
+    ``spell``; the command line names it ``--device cuda``, `vidcorr.cli.common.check_device`)."""
+    return f"device={name!r}"
+
+
+def known_device(device: Any, spell: Callable[[str], str] = api_device) -> Any:
     """``device`` (a name or a ``torch.device``) as a ``torch.device``, if it is one that can run a model on
     some machine; ValueError for a name torch does not know (a typo) and for ``meta``. Whether this
-    machine has it is `checked_device`'s question."""
+    machine has it is `checked_device`'s question. spell: how the message names a device setting, in
+    the caller's own terms (`api_device`; the command line's ``--device cpu``)."""
     import torch
 
     try:
@@ -93,41 +100,42 @@ def known_device(device: Any) -> Any:
         raise ValueError(f"unknown device {device!r}; expected a name (cpu, cuda, cuda:N, mps, ...), a GPU "
                          "index or a torch.device") from None
     if device.type == "meta":
-        raise ValueError(f"device={str(device)!r} holds tensor shapes but no data and cannot run a model; "
-                         "use device='cpu'")
+        raise ValueError(f"{spell(str(device))} holds tensor shapes but no data and cannot run a model; "
+                         f"use {spell('cpu')}")
     return device
 
 
-def checked_device(device: Any) -> Any:
+def checked_device(device: Any, spell: Callable[[str], str] = api_device) -> Any:
     """``device`` (a name or a ``torch.device``) as a ``torch.device`` this machine has; ValueError
-    otherwise (`known_device`'s refusals included). Checked where the user names it (the command line,
-    before the command starts: `vidcorr.cli.common.check_device`; the API's call): an unknown or
-    absent device otherwise failed with a raw torch error deep inside, after the model
-    and the first frames had been loaded. Besides cpu, cuda and mps, a type counts only where its
+    otherwise (`known_device`'s refusals included), naming the setting as ``spell`` does. Checked where
+    the user names it (the command line, before the command starts: `vidcorr.cli.common.check_device`;
+    the API's call): an unknown or absent device otherwise failed with a raw torch error deep inside,
+    after the model and the first frames had been loaded. Besides cpu, cuda and mps, a type counts only where its
     torch backend module says it is available (``torch.xpu.is_available()``, ...): torch parses
     names such as xpu or hpu on any build, and ``meta`` holds shapes but no data."""
     import torch
 
-    device = known_device(device)
+    device = known_device(device, spell)
     kind = device.type
+    named = spell(str(device))
     if kind == "cpu":
         return device
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} but CUDA is not available here (torch "
-                         f"{torch.__version__}, no GPU or no driver); use device='cpu'")
+        raise ValueError(f"{named} but CUDA is not available here (torch {torch.__version__}, no GPU or no "
+                         f"driver); use {spell('cpu')}")
     if kind == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device={str(device)!r} but this machine has {torch.cuda.device_count()} GPU(s)")
+        raise ValueError(f"{named} but this machine has {torch.cuda.device_count()} GPU(s)")
     if kind == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={str(device)!r} but MPS is not available on this machine")
+        raise ValueError(f"{named} but MPS is not available on this machine")
     if kind not in ("cuda", "mps"):
         backend = getattr(torch, kind, None)  # torch.xpu, torch.mtia, an out-of-tree backend's module
         available = getattr(backend, "is_available", None)
         if available is None or not available():
-            raise ValueError(f"device={str(device)!r} but {kind} is not available here (torch "
-                             f"{torch.__version__}); use device='cpu'")
+            raise ValueError(f"{named} but {kind} is not available here (torch {torch.__version__}); "
+                             f"use {spell('cpu')}")
         count = getattr(backend, "device_count", None)
         if device.index is not None and count is not None and device.index >= count():
-            raise ValueError(f"device={str(device)!r} but this machine has {count()} {kind} device(s)")
+            raise ValueError(f"{named} but this machine has {count()} {kind} device(s)")
     return device
 
 

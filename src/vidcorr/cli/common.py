@@ -107,7 +107,7 @@ def device_name(text: str) -> str:
     from vidcorr.runtime import known_device
 
     try:
-        known_device(text)
+        known_device(text, cli_device)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
@@ -125,9 +125,15 @@ def check_device(device: str | None) -> None:
     from vidcorr.runtime import checked_device
 
     try:
-        checked_device(device)
+        checked_device(device, cli_device)
     except ValueError as error:
-        raise VidcorrError(f"--device: {error}") from None
+        raise VidcorrError(str(error)) from None
+
+
+def cli_device(name: str) -> str:
+    """How the command line's refusals name a device setting: ``--device cuda``, the option a user
+    types (the API's ``device='cpu'`` advice read as Python at a shell prompt)."""
+    return f"--device {name}"
 
 
 # JHMDB's and VIP's preset variants resize every frame to a square (docs/keypoints.md, docs/vip.md).
