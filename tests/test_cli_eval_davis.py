@@ -291,6 +291,24 @@ def test_a_refused_resume_names_the_knobs_that_changed(short_clip, tmp_path, cap
     assert main([*argv, "--size", "120"]) == 0  # the same run resumes
 
 
+def test_a_whole_radius_is_recorded_as_typed_and_a_record_of_its_float_still_resumes(short_clip, tmp_path, capsys):
+    """--radius 6 was recorded as 6.0 (in the run record and results.json's preset_knobs), beside the
+    preset's own radius 12: the record did not read as the command line. A record written so still
+    resumes with --radius 6 (compared as numbers); --radius 4.5 stays 4.5."""
+    out = tmp_path / "out"
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST, "--radius", "6"]
+    assert main(argv) == 0
+    record = json.loads((out / ".run.json").read_text())
+    knobs = json.loads((out / "results.json").read_text())["preset_knobs"]
+    assert repr(record["preset"]["topk"]["radius"]) == repr(knobs["topk"]["radius"]) == "6"
+    record["preset"]["topk"]["radius"] = 6.0  # as the earlier version wrote it
+    (out / ".run.json").write_text(json.dumps(record))
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["car-shadow"]
+    args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", "--radius", "4.5"])
+    assert repr(resolve_preset(args).topk.radius) == "4.5"
+
+
 def test_resume_refuses_a_used_folder_that_holds_no_davis_run(short_clip, tmp_path, capsys):
     """--resume into another command's output (an `eval jhmdb` folder: results.json, predictions/)
     wrote the DAVIS masks beside them and replaced its results.json; a folder without the run record

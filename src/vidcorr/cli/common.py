@@ -90,6 +90,17 @@ def positive_float(text: str) -> float:
     return _checked(float(text), text, POSITIVE_NUMBER)
 
 
+def positive_number(text: str) -> int | float:
+    """argparse type: a finite number > 0, kept in the type it was typed in ("6" -> 6, "4.5" -> 4.5):
+    --radius 6 was recorded as 6.0 in the run record and results beside the preset's own radius 12, so
+    the record no longer read as the command line."""
+    try:
+        value: int | float = int(text)
+    except ValueError:
+        value = float(text)
+    return _checked(value, text, POSITIVE_NUMBER)
+
+
 def _checked(value: Any, text: str, rule: Rule) -> Any:
     """``value`` (parsed from ``text``) if it keeps ``rule``: the rules `TopKConfig` and the preset
     apply to the same knobs given in Python (`vidcorr.strict_dict`)."""
@@ -174,7 +185,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: b
         return
     parser.add_argument("--topk", type=positive_int, help=shown("override the preset's top-k"))
     parser.add_argument("--temperature", type=positive_float, help=shown("override the preset's softmax temperature"))
-    parser.add_argument("--radius", type=positive_float,
+    parser.add_argument("--radius", type=positive_number,
                         help=shown("override the preset's local window radius (cells)"))
     parser.add_argument("--context", type=non_negative_int,
                         help=shown("override the number of preceding context frames"))
