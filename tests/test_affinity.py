@@ -256,3 +256,18 @@ def test_transport_sparse_copies_labels_through_a_perfect_match():
     cfg = TopKConfig(k=3, temperature=1.0, radius=2, shape="square", tile=4)
     aff = sparse_affinity(feats, [feats], [True], cfg)
     torch.testing.assert_close(transport_sparse(labels.T, aff), labels.T, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("scope", ["joint", "per_frame"])
+def test_transport_sparse_refuses_a_bank_of_another_frame_count(scope):
+    """Labels of one context frame more than the affinity was built from were read as their first
+    rows, without a word; one frame fewer gave an index error from inside the gather."""
+    h, w = 3, 4  # N1 = 12 key pixels a frame, two context frames: 24 rows
+    feats = torch.eye(h * w).view(h * w, h, w) * 30.0
+    aff = sparse_affinity(feats, [feats, feats.clone()], [False, False], TopKConfig(k=2, temperature=1.0, scope=scope))
+    assert aff.keys == 2 * h * w
+    for frames in (3, 1):
+        with pytest.raises(ValueError, match=rf"transport_sparse bank rows: expected 24 \(F \* N1.*got {frames * 12}"):
+            transport_sparse(torch.rand(frames * h * w, 2), aff)
+    labels = torch.rand(h * w, 2)  # both frames identical: each target pixel takes its own label
+    torch.testing.assert_close(transport_sparse(torch.cat([labels, labels]), aff), labels, atol=1e-5, rtol=0)

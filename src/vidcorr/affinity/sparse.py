@@ -30,6 +30,7 @@ from vidcorr.strict_dict import (
     POSITIVE_NUMBER,
     one_of,
     or_none,
+    refuse_argument,
     refuse_non_finite,
     refuse_out_of_range,
 )
@@ -85,11 +86,13 @@ class TopKConfig:
 @dataclass(frozen=True)
 class SparseAffinity:
     """Propagation weights for one target frame. weights, index: (N2, M); index is flat into the
-    concatenation of the context frames (frame * N1 + pixel). log_normalisers: (N2, F) each context
-    frame's softmax log-sum-exp when the protocol normalises before selecting, else None."""
+    concatenation of the context frames (frame * N1 + pixel). keys: F * N1, the rows of that
+    concatenation (what `transport_sparse` takes as the label bank). log_normalisers: (N2, F) each
+    context frame's softmax log-sum-exp when the protocol normalises before selecting, else None."""
 
     weights: Tensor
     index: Tensor
+    keys: int
     log_normalisers: Tensor | None = None
 
 
@@ -156,7 +159,9 @@ def _dense_window_mask(h: int, w: int, radius: float, shape: WindowShape, device
 
 def combine_candidates(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAffinity:
     """Turn per-frame candidates (each index already offset by frame * N1) into weights according to
-    the protocol's scope and normalisation."""
+    the protocol's scope and normalisation. Context frames have the target's size (`check_same_shapes`):
+    N1 = N2, the candidates' rows."""
+    keys = len(per_frame) * per_frame[0].scores.shape[0]
     normalisers = [c.log_normaliser for c in per_frame]
     log_normalisers = torch.stack(normalisers, dim=1) if all(n is not None for n in normalisers) else None
     if cfg.scope == "joint":
@@ -169,13 +174,13 @@ def combine_candidates(per_frame: list[Candidates], cfg: TopKConfig) -> SparseAf
             weights = scores.softmax(dim=1)
         else:  # softmax_topk: probabilities of each frame's own softmax, no renormalisation
             weights = scores.exp()
-        return SparseAffinity(weights, index, log_normalisers)
+        return SparseAffinity(weights, index, keys, log_normalisers)
     n_frames = len(per_frame)
     weights = []
     for c in per_frame:
         w = c.scores.softmax(dim=1) if cfg.normalisation == "topk_softmax" else c.scores.exp()
         weights.append(w / n_frames)  # the frames' results are averaged
-    return SparseAffinity(torch.cat(weights, dim=1), torch.cat([c.index for c in per_frame], dim=1),
+    return SparseAffinity(torch.cat(weights, dim=1), torch.cat([c.index for c in per_frame], dim=1), keys,
                           log_normalisers)
 
 
@@ -183,7 +188,11 @@ def transport_sparse(bank: Tensor, aff: SparseAffinity) -> Tensor:
     """Carry context labels into the target frame with a sparse affinity.
 
     bank: (F * N1, K) labels of the context frames, concatenated in the order the keys were given
-    -> (N2, K).
+    -> (N2, K). A ValueError for a bank of another row count than ``aff.keys``: one context frame more
+    (labels kept for a frame the affinity was not built from) was read as its first rows, without a
+    word. Compares Python ints only: no tensor value is read, nothing waits for a GPU.
     """
+    refuse_argument("transport_sparse", "bank rows", bank.shape[0],
+                    (f"{aff.keys} (F * N1, the key pixels the affinity indexes)", lambda rows: rows == aff.keys))
     gathered = bank[aff.index]  # (N2, M, K)
     return torch.einsum("nm,nmk->nk", aff.weights.to(bank.dtype), gathered)
