@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -34,8 +35,8 @@ def test_round_trip_keeps_indices_and_palette(tmp_path):
 
 
 def test_write_rejects_non_label_arrays(tmp_path):
-    with pytest.raises(ValueError, match="uint8"):
-        write_indexed_png(tmp_path / "a.png", np.zeros((4, 4), np.int64))
+    with pytest.raises(ValueError, match="integer ids"):
+        write_indexed_png(tmp_path / "a.png", np.zeros((4, 4), np.float64))
     with pytest.raises(ValueError):
         write_indexed_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     assert not any(tmp_path.iterdir())
@@ -227,12 +228,34 @@ def test_a_masks_header_check_refuses_what_reading_it_refuses(tmp_path):
 def test_labels_that_cannot_be_written_are_refused_naming_the_file(tmp_path):
     """A writer's refusal said what was wrong, not where: one of a sequence's many masks."""
     path = tmp_path / "00003.png"
-    for labels, palette, problem in [(np.zeros((4, 6), np.int64), None, "labels must be uint8"),
-                                     (np.zeros((4, 6, 3), np.uint8), None, "labels must be uint8"),
+    for labels, palette, problem in [(np.zeros((4, 6), np.float32), None, r"labels must be integer ids \[H, W\]"),
+                                     (np.zeros((4, 6, 3), np.uint8), None, r"labels must be integer ids \[H, W\]"),
                                      (np.zeros((4, 6), np.uint8), np.zeros((16, 3), np.uint8), "palette must be")]:
         with pytest.raises(ValueError, match=f"^{path}: {problem}"):
             write_indexed_png(path, labels, palette)
         assert not path.exists()
+
+
+def test_integer_labels_of_any_width_are_written_when_their_values_fit_8_bits(tmp_path):
+    """int64 ids (an argmax's) were refused as "must be uint8"; ids are ids at any width, and only values
+    outside 0..255 cannot be a PNG's indices: those are refused naming the file and the range."""
+    import torch
+
+    ids = np.array([[0, 1, 2], [254, 255, 7]])
+    for labels in (ids.astype(np.int64), ids.astype(np.uint16), ids.astype(np.int32),
+                   torch.from_numpy(ids), torch.from_numpy(ids).to(torch.int16)):
+        path = tmp_path / "ids.png"
+        write_indexed_png(path, labels)
+        np.testing.assert_array_equal(np.array(Image.open(path)), ids, err_msg=str(labels.dtype))
+    path = tmp_path / "00007.png"
+    for labels, shown in [(np.array([[0, 256]], np.int64), "0..256 (int64)"),
+                          (torch.tensor([[-1, 3]]), "-1..3 (int64)"),
+                          (np.array([[0, 70000]], np.uint32), "0..70000 (uint32)")]:
+        with pytest.raises(ValueError, match=rf"^{path}: labels must be ids 0\.\.255 .*got values {re.escape(shown)}"):
+            write_indexed_png(path, labels)
+        assert not path.exists()
+    with pytest.raises(ValueError, match=rf"^{path}: labels must be integer ids \[H, W\] .*got float32 \(2, 3\)"):
+        write_indexed_png(path, torch.zeros(2, 3))  # soft labels: still refused, not rounded
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])

@@ -19,8 +19,10 @@ it (see `vidcorr.metrics.davis`); propagation should not start labels from it.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -46,19 +48,18 @@ def _pascal_colormap() -> np.ndarray:
 DAVIS_PALETTE: np.ndarray = _pascal_colormap()
 
 
-def write_indexed_png(path: str | Path, labels: np.ndarray, palette: np.ndarray | None = None) -> None:
+def write_indexed_png(path: str | Path, labels: Any, palette: np.ndarray | None = None) -> None:
     """Write a label map as a palette ('P' mode) PNG with ``palette`` (default `DAVIS_PALETTE`).
 
     Args:
         path: destination; parent folders are created. Written to a temporary file in the same
             folder and renamed into place, so a crash never leaves a half-written mask.
-        labels: uint8 [H, W] object ids (255 = void); stored as palette indices unchanged.
+        labels: [H, W] object ids (255 = void), a NumPy array or torch tensor of any integer dtype
+            whose values lie in 0..255; stored as palette indices unchanged.
         palette: (256, 3) uint8 colours (`read_palette`: the first-frame mask's own); only the
             colours change with it, never the indices.
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.dtype != np.uint8:
-        raise ValueError(f"{path}: labels must be uint8 [H, W], got {labels.dtype} {labels.shape}")
+    labels = _id_labels(path, labels)
     colours = DAVIS_PALETTE if palette is None else np.asarray(palette, np.uint8)
     if colours.shape != (256, 3):
         raise ValueError(f"{path}: palette must be (256, 3) uint8 colours, got {colours.shape}")
@@ -66,6 +67,24 @@ def write_indexed_png(path: str | Path, labels: np.ndarray, palette: np.ndarray 
     img.putpalette(colours.tobytes())  # 'L' -> 'P': the pixel values become indices as they are
     with atomic_file(path) as tmp:
         img.save(tmp, format="PNG")
+
+
+def _id_labels(path: str | Path, labels: Any) -> np.ndarray:
+    """``labels`` as uint8 [H, W] ids; ValueError naming ``path`` for another shape, a non-integer dtype
+    or values outside 0..255. Any integer dtype is taken (int64 from ``argmax``, a torch tensor on a GPU):
+    ids are ids at any width, and a range check, not the dtype, says whether they fit a PNG's 8 bits."""
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported; this module does not import it
+    if torch is not None and isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise ValueError(f"{path}: labels must be integer ids [H, W] (values 0..255), got {labels.dtype} "
+                         f"{labels.shape}")
+    low, high = int(labels.min(initial=0)), int(labels.max(initial=0))
+    if low < 0 or high > 255:
+        raise ValueError(f"{path}: labels must be ids 0..255 (255 = void) to fit an 8-bit PNG, got values "
+                         f"{low}..{high} ({labels.dtype})")
+    return labels.astype(np.uint8, copy=False)
 
 
 def read_palette(path: str | Path) -> np.ndarray | None:
