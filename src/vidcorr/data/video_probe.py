@@ -23,7 +23,7 @@ from typing import Any
 
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import write_text_atomic
-from vidcorr.io.container_size import cut_short_problem
+from vidcorr.io.container_size import refuse_cut_short_container
 from vidcorr.io.images import FRAME_LISTING_VERSION
 from vidcorr.io.video import count_frames, open_frames
 
@@ -86,8 +86,7 @@ def probe(path: Path, frames_hint: int | None = None) -> VideoInfo:
         return VideoInfo(str(path), int(source.num_frames), source.fps, height, width)
     # A header that comes first (an MP4's moov) counts every frame of a file cut short; its first
     # frame decodes, and it failed only at every draw in training. Its top-level sizes show it.
-    if (cut := cut_short_problem(path)) is not None:
-        raise InputError(path, cut)
+    refuse_cut_short_container(path)
     if frames_hint:
         return VideoInfo(str(path), int(frames_hint), source.fps, height, width, frames_from_list=True)
     if source.num_frames:

@@ -139,6 +139,14 @@ def cut_short_problem(path: Path) -> str | None:
     return f"is cut short: its {parts} past the end of the file (a copy or download that did not finish?)"
 
 
+def refuse_cut_short_container(path: Path) -> None:
+    """`InputError` naming ``path`` when `cut_short_problem` has something to say of it: for readers that
+    refuse such a file before decoding (`vidcorr.io.video.open_frames` with every_frame, the training
+    data's `vidcorr.data.video_probe.probe`)."""
+    if (cut := cut_short_problem(path)) is not None:
+        raise InputError(path, cut)
+
+
 def _top_level_end(file, size: int, kind: str) -> int:
     """Where the top-level MP4 boxes or AVI RIFF chunks of ``file`` say it ends, bytes; ``size`` where
     they leave it open (an MP4 box to the end of the file, a RIFF size of 0: not written, as by a

@@ -24,7 +24,7 @@ import numpy as np
 
 from vidcorr.errors import InputError, TooFewFrames, VidcorrError
 from vidcorr.io.atomic import atomic_file
-from vidcorr.io.container_size import cut_short_problem
+from vidcorr.io.container_size import refuse_cut_short_container
 from vidcorr.io.images import IMAGE_SUFFIXES, is_frame_file, list_frame_files, read_image, shared_size
 from vidcorr.io.video_opencv import opencv_count, opencv_decode, opencv_metadata, write_opencv
 from vidcorr.io.video_pyav import pyav_count, pyav_decode, pyav_metadata, pyav_times, write_pyav
@@ -239,7 +239,7 @@ def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto
     commands given a video by a user: PyAV opens an image as a video of one frame, so they went
     on to "propagate 1 frames". None (training, whose videos are found by suffix) leaves it be.
     every_frame: the caller reads every frame (`propagate` without --max-frames, the API's
-    propagation): a video file shorter than its container's top-level sizes say (`cut_short_problem`,
+    propagation): a video file shorter than its container's top-level sizes say (`refuse_cut_short_container`,
     read from box / chunk headers: a fraction of a millisecond) is refused here. Decoding refuses
     such a file only where it reaches the cut, after the frames before it were processed (minutes);
     a reader of a prefix (`FrameSource.head`) or of given frames (`read_at`) leaves it False, and the
@@ -254,8 +254,8 @@ def open_frames(path: str | Path, fps: float | None = None, backend: str = "auto
         raise InputError(path, "no such video file or frame folder")
     if image_advice is not None and path.suffix.lower() in IMAGE_SUFFIXES:
         raise InputError(path, f"is one image: {image_advice}")
-    if every_frame and (cut := cut_short_problem(path)) is not None:
-        raise InputError(path, cut)
+    if every_frame:
+        refuse_cut_short_container(path)
     return _video_source(path, _video_backend(backend))
 
 

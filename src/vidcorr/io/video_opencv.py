@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 
 def import_cv2() -> ModuleType:
+    """The cv2 module; `VidcorrError` naming both video packages when OpenCV is not installed either."""
     try:
         import cv2
     except ImportError:
@@ -33,6 +34,7 @@ def import_cv2() -> ModuleType:
 
 
 def _open_cv_capture(path: Path):
+    """An opened ``cv2.VideoCapture`` of ``path``, frames turned upright; `InputError` where it cannot open."""
     cv2 = import_cv2()
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
@@ -43,6 +45,9 @@ def _open_cv_capture(path: Path):
 
 
 def opencv_decode(path: Path) -> Iterator[LazyFrame]:
+    """``path``'s frames in display order, each a call giving the frame RGB uint8 (H, W, 3), upright
+    (grabbed as the iteration reaches it, converted only when called); `InputError` where OpenCV cannot
+    open or decode the file, or, once every frame is grabbed, where it ended early (`_check_opencv_not_truncated`)."""
     cv2 = import_cv2()
     capture = _open_cv_capture(path)
 
@@ -148,6 +153,8 @@ def opencv_count(path: Path) -> int:
 
 
 def write_opencv(tmp: Path, first: np.ndarray, frames: Iterator[np.ndarray], fps: float) -> None:
+    """Encode ``first``, then ``frames`` (RGB uint8 (H, W, 3), all its size) to the mp4 ``tmp`` with
+    OpenCV's "mp4v" (MPEG-4 part 2) at the constant rate ``fps``; `VidcorrError` where it cannot write."""
     cv2 = import_cv2()
     height, width = first.shape[:2]
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
