@@ -121,13 +121,29 @@ def test_extends_can_switch_a_stage_from_epochs_to_steps(tmp_path) -> None:
 def test_extends_errors_name_the_file(tmp_path) -> None:
     (tmp_path / "a.toml").write_text('extends = "b"\n')
     (tmp_path / "b.toml").write_text('extends = "a"\n')
-    with pytest.raises(InputError, match="loops back") as error:
+    with pytest.raises(InputError, match=r"extends = 'b': .*b\.toml: unreadable recipe: 'extends' loops back to "
+                                         r".*a\.toml$") as error:
         load_recipe(tmp_path / "a.toml")
-    assert error.value.path == tmp_path / "b.toml"
+    assert error.value.path == tmp_path / "a.toml"  # the file given, then the chain to the loop
+    # A parent that is missing or unparseable is refused by the file whose `extends` names it, with
+    # where it was looked for: the shipped path alone ("configs/train/no-such-parent.toml: no such
+    # recipe") read as a broken install, and a parent's TOML error did not say who extends it.
     (tmp_path / "c.toml").write_text('extends = "no-such-parent"\n')
-    with pytest.raises(InputError, match=r"no such recipe \(extended by .*c\.toml\)") as error:
+    with pytest.raises(InputError, match=r"unreadable recipe: extends = 'no-such-parent': no file .*no-such-parent"
+                                         r"\.toml beside it and no shipped recipe 'no-such-parent' \(shipped "
+                                         r"recipes: .*uvc-cpu.*\)$") as error:
         load_recipe(tmp_path / "c.toml")
-    assert error.value.path.name == "no-such-parent.toml"
+    assert error.value.path == tmp_path / "c.toml" and str(tmp_path / "no-such-parent.toml") in str(error.value)
+    (tmp_path / "broken.toml").write_text("method = \n")
+    (tmp_path / "e.toml").write_text('extends = "broken.toml"\n')
+    (tmp_path / "f.toml").write_text('extends = "e"\n')
+    with pytest.raises(InputError, match=r"extends = 'e': .*e\.toml: unreadable recipe: extends = 'broken\.toml': "
+                                         r".*broken\.toml: unreadable recipe: Invalid value") as error:
+        load_recipe(tmp_path / "f.toml")
+    assert error.value.path == tmp_path / "f.toml"
+    (tmp_path / "g.toml").write_text('extends = "sub/none.toml"\n')
+    with pytest.raises(InputError, match=r"extends = 'sub/none\.toml': .*sub/none\.toml is missing$"):
+        load_recipe(tmp_path / "g.toml")
     (tmp_path / "mine").mkdir()  # a folder: it was "no such recipe", which it is, but not why
     (tmp_path / "mine" / "fast.toml").write_text('extends = "uvc-cpu"\n')
     with pytest.raises(InputError, match=r"is a folder, not a recipe: a recipe is a shipped recipe's name "
@@ -316,13 +332,19 @@ def _child_of_t20(tmp_path, text: str):
     ("[optim]\nname = \"sgd\"\nmomentum = 1.0", "[optim] momentum = 1.0: must be in [0, 1)"),
     ("[cpu]\nthreads = -1", "[cpu] threads = -1: must be at least 1 (left out: torch's default)"),
     ("[cpu]\nthreads = 0", "[cpu] threads = 0: must be at least 1"),
+    # every bad [data] field on its own, with its value and range (two were lumped: "workers must be
+    # >= 0 and folder_fps > 0, got -1 and 30.0")
+    ("[data]\nworkers = -1\nbatch_size = 0", "[data] batch_size = 0: must be at least 1; workers = -1: must be >= 0 "
+                                             "(0: load in the training process)"),
+    ("[data]\nfolder_fps = -2.5\ngap = [3, 1]", "[data] folder_fps = -2.5: must be > 0; gap = [3.0, 1.0]: must be "
+                                                "[low, high] with 0 < low <= high"),
     ("seed = -1", "seed = -1: must be in [0, 2**31)"),
     ("[stages.joint]\npower = -1", "stage 'joint': power = -1: must be >= 0"),
     ("[stages.joint]\ndecay_over = -5", "stage 'joint': decay_over = -5: must be at least 1"),
     ("[stages.joint]\nlr = nan", "stage 'joint': lr = nan: must be > 0"),
     # each offending field by name and value: "length and lr must be positive" left one to guess
     ("[stages.joint]\nsteps = 0\nlr = -1", "stage 'joint': steps = 0: must be at least 1; lr = -1: must be > 0"),
-    ("[data]\nfolder_fps = nan", "folder_fps > 0"),
+    ("[data]\nfolder_fps = nan", "[data] folder_fps = nan: must be > 0"),
     # nan passed the method configs' own checks: a nan loss, and a run.json that is no JSON
     ("[model]\ntemperature = nan", "[model] temperature = nan: expected a finite number"),
     ("[model]\nlab_weights = [1, inf, 1]", "[model] lab_weights = [1, inf, 1]: expected a finite number"),

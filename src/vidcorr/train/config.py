@@ -40,14 +40,16 @@ class DataConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "gap", tuple(float(g) for g in self.gap))
         # Checked when the recipe is read: a zero or negative size, batch or worker count otherwise
-        # ended in a torch traceback (or a division by zero) once the videos had been indexed.
-        sizes = {k: getattr(self, k) for k in ("crop", "frame", "clip_length", "samples_per_video", "batch_size")}
-        if bad := [f"{k} = {v}" for k, v in sizes.items() if v < 1]:
-            raise ValueError(f"[data] {', '.join(bad)}: must be at least 1")
-        if self.workers < 0 or not self.folder_fps > 0:  # "not >": nan is refused too
-            raise ValueError(f"[data] workers must be >= 0 and folder_fps > 0, got {self.workers} and {self.folder_fps}")
-        if len(self.gap) != 2 or not 0 < self.gap[0] <= self.gap[1]:
-            raise ValueError(f"[data] gap must be [low, high] with 0 < low <= high, got {list(self.gap)}")
+        # ended in a torch traceback (or a division by zero) once the videos had been indexed. Each
+        # bad field on its own, as [optim]'s: "workers must be >= 0 and folder_fps > 0" left one to
+        # guess which. "not >": nan is refused too.
+        sizes = ("crop", "frame", "clip_length", "samples_per_video", "batch_size")
+        refuse_bad_fields("[data]", (
+            *((k, getattr(self, k), getattr(self, k) >= 1, "at least 1") for k in sizes),
+            ("workers", self.workers, self.workers >= 0, ">= 0 (0: load in the training process)"),
+            ("folder_fps", self.folder_fps, self.folder_fps > 0, "> 0"),
+            ("gap", list(self.gap), len(self.gap) == 2 and 0 < self.gap[0] <= self.gap[1],
+             "[low, high] with 0 < low <= high")))
         refuse_non_finite(self, "[data]")
 
 
@@ -170,8 +172,8 @@ class CpuConfig:
     bf16: bool = False
 
     def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:  # torch.set_num_threads(-1): a RuntimeError
-            raise ValueError(f"[cpu] threads = {self.threads}: must be at least 1 (left out: torch's default)")
+        refuse_bad_fields("[cpu]", (  # torch.set_num_threads(-1): a RuntimeError
+            ("threads", self.threads, self.threads is None or self.threads >= 1, "at least 1 (left out: torch's default)"),))
 
 
 @dataclass(frozen=True)

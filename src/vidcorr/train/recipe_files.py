@@ -103,15 +103,12 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, A
     stages the chain drops (``drop_stages``), each with the file that drops it and the stages that
     followed it there."""
     if not path.is_file():
-        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
-        where = f" (extended by {chain[-1]})" if chain else ""
-        listed = f"shipped recipes: {', '.join(shipped) or 'none'}"
         if path.is_dir():  # `--recipe configs/train` or `--recipe my_recipes/`: "no such recipe" said nothing of why
             held = sorted(p.name for p in path.glob("*.toml"))
             inside = f"; it holds {', '.join(held)}" if held else ""
-            raise InputError(path, f"is a folder, not a recipe{where}: a recipe is a shipped recipe's name "
-                                   f"({listed}) or a .toml file{inside}")
-        raise InputError(path, f"no such recipe{where} ({listed})")
+            raise InputError(path, f"is a folder, not a recipe: a recipe is a shipped recipe's name "
+                                   f"({_shipped()}) or a .toml file{inside}")
+        raise InputError(path, f"no such recipe ({_shipped()})")
     try:
         raw = path.read_bytes()
         # by byte-order mark (`decode_text`): a Windows editor's BOM was TOML's "Invalid statement",
@@ -131,13 +128,38 @@ def _read_recipe_table(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, A
     parent_path = _extended_path(path, parent)
     if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
         raise InputError(path, f"unreadable recipe: 'extends' loops back to {parent_path}")
-    base, parents, dropped_before = _read_recipe_table(parent_path, (*chain, path))
+    base, parents, dropped_before = _read_parent(path, parent, parent_path, chain)
     base.pop("name", None)  # a recipe is named by its own file, never by its parent
     parent_stages = list(base.get("stages", {}))
     base["stages"] = _drop_stages(path, base.get("stages", {}), dropped, data.get("stages", {}))
     _refuse_reordered_stages(path, dropped_before, list(base["stages"]), data.get("stages", {}))
     dropped_here = {name: (path, tuple(parent_stages[parent_stages.index(name) + 1:])) for name in dropped}
     return _merge_tables(base, data), [digest, *parents], {**dropped_before, **dropped_here}
+
+
+def _read_parent(path: Path, parent: str, parent_path: Path,
+                 chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[str], Dropped]:
+    """`_read_recipe_table` of the file ``path`` extends, a refusal of that file itself (missing,
+    unparseable) said by ``path``, the file that wrote ``extends``: it was named by the parent's
+    path alone, the shipped one for a bare name, so that a typo in my.toml read as a broken install.
+    A refusal further up the chain names its own file and the one extending it, in turn."""
+    try:
+        return _read_recipe_table(parent_path, (*chain, path))
+    except InputError as error:
+        if error.path != parent_path:
+            raise
+        if parent_path.is_file():  # there, but unreadable: its TOML error, its chain's refusal
+            problem = f"{parent_path}: {error.problem}"
+        elif parent_path.parent == CONFIG_DIR:  # a bare name, looked for beside this file first
+            problem = (f"no file {path.parent / parent_path.name} beside it and no shipped recipe "
+                       f"{parent_path.stem!r} ({_shipped()})")
+        else:
+            problem = f"{parent_path} is {'a folder' if parent_path.is_dir() else 'missing'}"
+        raise InputError(path, f"unreadable recipe: extends = {parent!r}: {problem}") from None
+
+
+def _shipped() -> str:
+    return f"shipped recipes: {', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.toml'))) or 'none'}"
 
 
 def _refuse_reordered_stages(path: Path, dropped: Dropped, kept: list[str], stages: Any) -> None:
