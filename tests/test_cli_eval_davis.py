@@ -261,6 +261,26 @@ def test_preset_overrides_from_the_command_line(flags, expected):
     assert {name: knobs[name] for name in expected} == expected
 
 
+@pytest.mark.parametrize("preset, flag", [("uvc", "--window-first"), ("timecycle", "--no-window-first")])
+@pytest.mark.parametrize("command", ["eval davis", "eval jhmdb", "propagate"])
+def test_window_first_is_refused_with_a_preset_that_has_no_window(data_dir, tmp_path, capsys, command, preset, flag):
+    """uvc and timecycle take a full softmax over each context frame (METHODS.md §5): --window-first
+    changed nothing there, yet was recorded and a resume without it refused as another run. It is
+    refused before anything is written, by eval (a square variant too) and propagate alike; with
+    --radius, which gives those presets a window, it applies."""
+    blackswan = data_dir / "davis2016" / "JPEGImages" / "480p" / "blackswan"
+    inputs = {"eval davis": ["--root", str(data_dir / "davis2016")], "eval jhmdb": ["--root", str(data_dir / "jhmdb")],
+              "propagate": [str(blackswan), "--mask", str(data_dir / "davis2016" / "Annotations" / "480p" /
+                                                        "blackswan" / "00000.png")]}[command]
+    out = tmp_path / "out"
+    _fails([*command.split(), *inputs, "--out", str(out), *FAST, "--preset", preset, flag], capsys,
+           f"error: {flag} sets whether the local window covers the first frame, but preset {preset} has no window")
+    assert not out.exists()
+    args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", "--preset", preset, flag,
+                                      "--radius", "6"])
+    assert resolve_preset(args).window_first == (flag == "--window-first")
+
+
 def test_interrupted_eval_davis_says_how_to_continue(two_clips, tmp_path, monkeypatch, capsys):
     """Ctrl-C during the second sequence: exit 130, the first sequence kept, and the message names
     --resume (it said only "interrupted"); the resumed run finishes."""

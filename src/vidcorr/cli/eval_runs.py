@@ -12,7 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from vidcorr.cli.common import KNOB_OVERRIDES, changed_knobs, load_model, model_line
+from vidcorr.cli.common import (
+    KNOB_OVERRIDES,
+    changed_knobs,
+    load_model,
+    model_line,
+    refuse_windowless_window_first,
+)
 
 
 def add_out_and_resume_arguments(p: argparse.ArgumentParser, items: str) -> None:
@@ -56,7 +62,9 @@ def protocol_preset(args: argparse.Namespace, variant: Callable):
 
     changes = {knob: getattr(args, arg) for arg, knob in KNOB_OVERRIDES if getattr(args, arg) is not None}
     preset = variant(get_preset(args.preset), size=args.size)
-    return preset.with_overrides(**changes) if changes else preset
+    preset = preset.with_overrides(**changes) if changes else preset
+    refuse_windowless_window_first(args, preset)  # after the variant, which may set a window of its own
+    return preset
 
 
 def run_video_task(

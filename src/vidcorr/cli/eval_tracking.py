@@ -139,11 +139,11 @@ def _checked_options(args: argparse.Namespace):
     """The preset and the tracker settings the options name, refused before the model loads."""
     from vidcorr.track import tracker_settings
 
-    preset = resolve_preset(args)
-    try:
+    try:  # first: it refuses the propagation flags, before the preset could refuse one as its own
         settings = tracker_settings(args.tracker, **tracker_options(args))
     except ValueError as error:
         raise VidcorrError(str(error)) from None
+    preset = resolve_preset(args)
     check_max_frames(args)
     return preset, settings
 
