@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -346,6 +347,28 @@ def test_a_resume_reads_its_checkpoint_once_and_continues_where_it_stopped(data_
     assert final["progress"]["step"] == 3 and final["progress"]["stage"] == 2  # both stages done
     meta = json.loads((tmp_path / "w.json").read_text())["meta"]
     assert meta["steps"] == 3 and meta["finished"] and len(meta["commands"]) == 3
+
+
+def test_a_resume_of_another_methods_run_is_refused_before_any_note(data_dir: Path, tmp_path: Path, capsys,
+                                                                   caplog) -> None:
+    """`train stt --recipe R --resume` on an auto-encoder run warned "no --teacher" first, then refused
+    the checkpoint: the refusal comes first, and alone."""
+    recipe, run = tmp_path / "ae.toml", tmp_path / "ae"
+    recipe.write_text('extends = "autoencoder"\n[data]\ncrop = 32\nbatch_size = 2\nworkers = 0\n'
+                      '[stages.reconstruct]\nsteps = 3\n')
+    videos = ["--data", str(data_dir / "videos" / "davis2016-train"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["train", "autoencoder", *videos, "--recipe", str(recipe), "--run-dir", str(run),
+                 "--out", str(tmp_path / "ae.safetensors"), "--max-steps", "1"]) == 0
+    (tmp_path / "stt.toml").write_text(TINY_STT)
+    capsys.readouterr()
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(["train", "stt", *videos, "--recipe", str(tmp_path / "stt.toml"), "--run-dir", str(run),
+                     "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"vidcorr: error: {run / 'checkpoint.pt'}: is a checkpoint of `vidcorr train autoencoder`, not "
+                   "of `vidcorr train stt`; resume it with `vidcorr train autoencoder`\n"), err
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_export_of_an_autoencoder_checkpoint_says_how_to_get_its_weights(data_dir: Path, tmp_path: Path,

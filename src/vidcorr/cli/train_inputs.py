@@ -87,6 +87,10 @@ def command_recipe(args: argparse.Namespace, method: str):
         args.run_dir = args.run_dir or Path("runs") / recipe.name
     if recipe.method != method:
         raise InputError(_recipe_source(args), f"is a {recipe.method!r} recipe, not {method!r}")
+    if args.resume and checkpoint_path(args).is_file():
+        # now, before the command's notes on its weights: `train stt --recipe R --resume` on a UVC run
+        # warned "no --teacher" and only then refused the checkpoint (when the trainer restored it)
+        check_method(checkpoint_path(args), _stored(args), method)
     if args.workers is not None:
         data = DataConfig(**{**recipe.to_dict()["data"], "workers": args.workers})
         recipe = recipe.replace(data=data)
