@@ -82,6 +82,17 @@ def test_eval_summary_names_the_knobs_the_command_line_changed(command: str, sho
                  "--features", "lab-pixels", *knobs]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("preset: "))
     assert "--size 64 --topk 3 --no-window-first" in line, line
+    if command == "eval jhmdb":  # the side once: it read "square 64; --size 64"
+        assert line.startswith("preset: crw (JHMDB variant, square; --size 64 --topk 3 --no-window-first)   "), line
+        assert " 64" not in line.replace("--size 64", ""), line
+
+
+def test_a_square_variant_without_size_names_its_own_side() -> None:
+    from vidcorr.cli import build_parser
+    from vidcorr.cli.eval_runs import variant_label
+
+    args = build_parser().parse_args(["eval", "vip", "--root", "r", "--out", "o", "--topk", "3"])
+    assert variant_label("stt", "VIP", 560, args) == "stt (VIP variant, square 560; --topk 3)"
 
 
 def test_score_jhmdb_says_when_its_first_frame_rule_is_not_the_eval_runs(data_dir: Path, tmp_path: Path,

@@ -104,11 +104,18 @@ def run_video_task(
     if results is None:  # a rank other than 0: rank 0 reports
         return 0
     print(format_table(results))
-    # the knobs the command line changed are named, as every command names them (`preset_label`)
-    knobs = changed_knobs(args)
-    changed = "; " + " ".join(knobs) if knobs else ""
-    print(f"preset: {preset.name} ({task} variant, square {preset.size.size}{changed})   {dataset_note(dataset)}"
+    print(f"preset: {variant_label(preset.name, task, preset.size.size, args)}   {dataset_note(dataset)}"
           f"{model_line(info)}")
     print(f"timing: {json.dumps(results['timing'])}")
     print(f"wrote {args.out / 'results.json'}")
     return 0
+
+
+def variant_label(name: str, task: str, side: int, args: argparse.Namespace) -> str:
+    """How `run_video_task` names the preset ``name``'s square ``task`` variant at ``side`` pixels:
+    "crw (JHMDB variant, square 320)", or "crw (JHMDB variant, square; --size 240 --topk 5)" with the
+    knobs the command line changed (`changed_knobs`, as every command names them): the side once,
+    from --size where given (it read "square 240; --size 240")."""
+    size = f" {side}" if args.size is None else ""  # else --size names it, among the knobs
+    knobs = " ".join(changed_knobs(args))
+    return f"{name} ({task} variant, square{size}{'; ' + knobs if knobs else ''})"
