@@ -124,6 +124,19 @@ def test_16_bit_masks_are_read_as_the_8_bit_masks_they_hold(tmp_path):
     np.testing.assert_array_equal(read_first_mask(Image.fromarray(ids.astype(np.int32)))[0], ids)  # mode 'I'
 
 
+def test_a_16_bit_masks_pixels_are_converted_once_when_read(tmp_path, monkeypatch):
+    """read_mask converted a 16-bit mask's pixels to 8 bits twice: once to check its values when the
+    file was opened, once more for the ids."""
+    import vidcorr.io.masks as masks
+
+    calls = []
+    convert = masks._as_8_bit
+    monkeypatch.setattr(masks, "_as_8_bit", lambda *args: calls.append(1) or convert(*args))
+    path = _sixteen_bit(tmp_path / "ids.png", np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) % 200)
+    np.testing.assert_array_equal(read_mask(path), np.arange(12 * 16).reshape(12, 16) % 200)
+    assert len(calls) == 1
+
+
 def test_16_bit_masks_that_hold_no_8_bit_ids_are_refused_with_the_conversion(tmp_path):
     """Values above 255 (instance ids 256.., a binary mask with grey levels at 16 bits) are no vidcorr ids:
     refused by the header check of an annotation folder (mask_size) as by read_mask, saying what to do."""
@@ -186,6 +199,29 @@ def test_smoothed_binary_mask_is_refused_but_grayscale_ids_with_void_bands_are_r
     assert np.array_equal(read_mask(tmp_path / "ids.png"), ids)
 
 
+def test_a_smoothed_mask_is_refused_by_the_folder_check_as_when_read(tmp_path):
+    """The annotation folder's pre-check (mask_size) passed an anti-aliased 0/255 mask that read_mask
+    refuses, so the run failed on it only after the sequences before it had been propagated; a 16-bit
+    one too. Built by hand: object 255 (48 px), background 0, a rim of 3 grey levels on 12 px."""
+    smooth = np.zeros((10, 12), np.uint8)
+    smooth[2:8, 2:10] = 255
+    smooth[1, 2:6], smooth[1, 6:10], smooth[8, 2:6] = 64, 128, 192
+    ids = smooth.copy()  # the same levels on more pixels than 255: grayscale ids, read as they are
+    ids[2:8, 2:10] = 255
+    ids[2:8, 2:9] = 128
+    for name, values in [("smooth.png", smooth), ("smooth16.png", smooth.astype(np.uint16))]:
+        path = tmp_path / name
+        Image.fromarray(values).save(path)
+        with pytest.raises(InputError, match=r"is a grayscale mask with 0, 255 and 3 grey levels.*anti-aliased") as read:
+            read_mask(path)
+        with pytest.raises(InputError) as size:
+            mask_size(path)
+        assert size.value.path == read.value.path == path and str(size.value) == str(read.value), name
+    Image.fromarray(ids).save(tmp_path / "ids.png")
+    assert mask_size(tmp_path / "ids.png") == (12, 10)
+    np.testing.assert_array_equal(read_mask(tmp_path / "ids.png"), ids)
+
+
 def test_mask_and_palette_in_one_read_are_the_two_reads(tmp_path, davis2016_root, davis2017_fixtures):
     short = Image.fromarray(np.array([[0, 1], [2, 255]], np.uint8), mode="L").convert("P")
     short.putpalette([10, 20, 30, 40, 50, 60])  # two entries: the rest comes from DAVIS
@@ -204,15 +240,19 @@ def test_mask_and_palette_in_one_read_are_the_two_reads(tmp_path, davis2016_root
 
 
 def test_a_masks_header_check_refuses_what_reading_it_refuses(tmp_path):
-    """mask_size (headers only, the pre-run check of a split) and read_mask share one opening: the same
-    file gets the same error, naming it; a PNG cut in its pixels passes the header and is named when read."""
+    """mask_size (the pre-run check of a split) and read_mask share one opening: the same file gets the
+    same error, naming it. A palette PNG cut in its pixels passes the header and is named when read; a
+    grayscale one's values decide whether it is read at all, so mask_size decodes it and refuses it too."""
     ids = np.zeros((40, 60), np.uint8)
     ids[10:30, 15:45] = 1
-    Image.fromarray(ids).save(tmp_path / "whole.png")
-    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    Image.fromarray(ids).save(tmp_path / "whole_grey.png")
+    Image.fromarray(ids).convert("P").save(tmp_path / "whole.png")
+    for name in ("whole.png", "whole_grey.png"):  # cut inside the pixels (IDAT): the header before them is whole
+        whole = (tmp_path / name).read_bytes()
+        (tmp_path / name.replace("whole", "cut")).write_bytes(whole[:-40])
     (tmp_path / "broken.png").write_bytes(b"not a png")
     Image.fromarray(np.stack([ids] * 3, axis=2)).save(tmp_path / "rgb.png")
-    for name in ("missing.png", "broken.png", "rgb.png", "."):
+    for name in ("missing.png", "broken.png", "rgb.png", ".", "cut_grey.png"):
         path = tmp_path / name
         with pytest.raises(InputError) as size_error:
             mask_size(path)

@@ -40,11 +40,11 @@ def read_first_mask(mask: Any) -> tuple[Any, Path | None]:
     path = Path(mask.filename) if getattr(mask, "filename", "") else None  # opened from a file, unchanged
     try:
         check_mask_format(mask, path)
+        return mask_ids(np.asarray(mask), mask.mode, path), path
     except InputError as err:
         if path is not None:
             raise
         raise InputError(None, f"the first-frame mask (a PIL image) {err.problem}") from None
-    return mask_ids(np.asarray(mask), mask.mode, path), path
 
 
 def check_first_mask(mask: Any, frame_hw: tuple[int, int], path: str | Path | None = None) -> np.ndarray:

@@ -178,12 +178,21 @@ def mask_ids(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
         arr, mode = _as_8_bit(arr, mode, path), "L"
     if mode == "1":
         return arr.astype(np.uint8)  # bool -> 0/1: the foreground is object 1
-    if mode == "L" and _is_binary_0_255(arr):
+    if mode == "L":
+        return _grey_ids(arr, path)
+    return arr.astype(np.uint8, copy=False)
+
+
+def _grey_ids(arr: np.ndarray, path: Path | None) -> np.ndarray:
+    """An 8-bit grayscale mask's pixels uint8 (H, W) as ids (H, W), from one histogram of its values:
+    0/255 only, a binary mask (255 is object 1); a smoothed binary mask `InputError`; else the values."""
+    counts = np.bincount(arr.ravel(), minlength=256)
+    if not counts[1:255].any():
         # Pitfall (0/255 vs palette 255): in a DAVIS-2016 grayscale mask 255 is the object.
         # Read as a palette index it would be void, and the sequence would have no object at all.
         return (arr == 255).astype(np.uint8)
-    if mode == "L" and (smoothed := _smoothed_binary_levels(arr)):
-        raise InputError(path, f"grayscale mask with 0, 255 and {smoothed} grey levels between them, on fewer "
+    if smoothed := _smoothed_binary_levels(counts):
+        raise InputError(path, f"is a grayscale mask with 0, 255 and {smoothed} grey levels between them, on fewer "
                                "pixels than 255: a binary mask that was anti-aliased, resized or blurred. Read "
                                "as ids, its object (255) would be void and its rim stray objects. Threshold it "
                                "(e.g. > 127 -> 255) and save it unsmoothed, or save ids as a palette PNG.")
@@ -213,17 +222,21 @@ def _as_8_bit(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
 
 
 def mask_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of a mask file, from its header only, refused as `read_mask` would refuse it
-    (JPEG, RGB, unsupported mode, a 16-bit mask of values that are no ids, unreadable): a cheap check
-    of a whole annotation folder before a long run, which otherwise failed on a bad file only after
-    hours of propagation. A 16-bit mask's pixels are read for it (`check_mask_format`)."""
+    """(width, height) of a mask file, refused as `read_mask` would refuse it (JPEG, RGB, unsupported
+    mode, a 16-bit mask of values that are no ids, a smoothed 0/255 grayscale mask, unreadable): a cheap
+    check of a whole annotation folder before a long run, which otherwise failed on a bad file only
+    after hours of propagation. From the header alone for palette and 1-bit masks; a grayscale mask's
+    values decide whether it is read at all, so its pixels are decoded once (`mask_ids`)."""
     with _opened_mask(Path(path)) as img:
+        if img.mode == "L" or _is_16_bit(img.mode):
+            mask_ids(np.asarray(img), img.mode, Path(path))
         return img.size
 
 
 def check_mask_format(img: Image.Image, path: Path | None) -> None:
-    """`InputError` unless ``img`` (an opened file) can hold object ids: a 'P', 'L' or '1' PNG, or a
-    16-bit grayscale one of values `read_mask` reads."""
+    """`InputError` unless ``img`` (an opened file) can hold object ids, by its format and mode: a 'P',
+    'L' or '1' PNG, or a 16-bit grayscale one. A grayscale mask's values are checked as they are read
+    (`mask_ids`: smoothed 0/255, 16-bit values that are no ids), so that its pixels are converted once."""
     mode = img.mode
     # A JPEG cannot hold ids: lossy compression scatters values around every border, so a
     # 0/255 mask read as ids turned its object (mostly 255) into void and its rim into a
@@ -252,9 +265,7 @@ def check_mask_format(img: Image.Image, path: Path | None) -> None:
         raise InputError(path, "is a grayscale image with an alpha channel (mode 'LA'), not a grayscale or palette "
                                "mask of object ids. Save it without alpha: Image.open(path).convert('L').save(path) "
                                "(grey levels kept, transparency dropped; 0/255: 255 is object 1).")
-    if _is_16_bit(mode):  # its values decide: checked here, so that mask_size refuses what read_mask does
-        _as_8_bit(np.asarray(img), mode, path)
-    elif mode not in ("P", "L", "1"):
+    if mode not in ("P", "L", "1") and not _is_16_bit(mode):  # a 16-bit mask's values decide: `mask_ids`
         raise InputError(path, f"unsupported PNG mode {mode!r}: expected a palette ('P') "
                          "or grayscale ('L'/'1', 16-bit 'I;16') mask of object ids")
 
@@ -267,22 +278,16 @@ def _is_grey(img: Image.Image) -> bool:
     return opaque and bool((rgb == rgb[..., :1]).all())
 
 
-def _smoothed_binary_levels(arr: np.ndarray) -> int:
-    """How many grey levels a smoothed 0/255 mask has between 0 and 255, else 0.
+def _smoothed_binary_levels(counts: np.ndarray) -> int:
+    """How many grey levels a smoothed 0/255 mask has between 0 and 255, else 0. counts: (256,) pixels
+    of each value.
 
     Ids stored as grayscale are blobs of a few values with void (255) as thin bands between them;
     smoothing a binary mask leaves 255 as the blob and many levels on its rim. So: 0 and 255
     present, at least 3 other levels, and fewer pixels on them than on 255.
     """
-    counts = np.bincount(arr.ravel(), minlength=256)
     grey = counts[1:255]
     levels = int(np.count_nonzero(grey))
     if counts[0] and levels >= 3 and grey.sum() < counts[255]:
         return levels
     return 0
-
-
-def _is_binary_0_255(arr: np.ndarray) -> bool:
-    values = np.bincount(arr.ravel(), minlength=256)
-    values[[0, 255]] = 0
-    return not values.any()
