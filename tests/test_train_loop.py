@@ -367,6 +367,30 @@ def test_loader_workers_start_from_a_forkserver(short_list: Path, tmp_path: Path
     assert batch["ref"].shape == (per_rank, 3, 32, 32) and batch["ref"].dtype == torch.uint8
 
 
+def test_loader_workers_are_capped_at_the_cpus_of_the_process(short_list: Path, tmp_path: Path, monkeypatch,
+                                                             caplog) -> None:
+    """`cycletime`'s workers = 12 started 12 loader processes on a 2-core machine (torch's warning:
+    they may "freeze"): a rank starts at most its share of the CPUs it may use, saying so once."""
+    from vidcorr.train import feed
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert [feed.loader_workers(n) for n in (0, 1, 2, 12)] == [0, 1, 2, 2]
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four ranks on the node share the two CPUs
+    assert feed.loader_workers(12) == 1 and feed.loader_workers(0) == 0
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    recipe = tiny_recipe(steps=1, workers=12)
+    index = build_index([short_list], tmp_path / "cache")
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    assert _loader(recipe, "image", index, 0, ctx)[0].num_workers == 2
+    monkeypatch.setattr(feed, "loader_workers", lambda asked: 0)  # the run itself without processes to start
+    with caplog.at_level("WARNING", logger="vidcorr.train.loop"):
+        train(tiny_job(recipe, short_list, tmp_path / "run"))
+    assert [r.getMessage() for r in caplog.records if "workers" in r.getMessage()] == [
+        "[data] workers = 12 (or --workers) asks for more loader processes than the CPUs this process may use: "
+        "starting 0 (more only compete for the same cores)"]
+
+
 def test_loader_workers_append_their_warnings_to_train_log(data_dir: Path, tmp_path: Path) -> None:
     """A video that fails mid-training is warned about by the loader worker that drew it, a process
     without the trainer's handlers: its line reached the console only."""

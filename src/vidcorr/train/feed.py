@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,16 @@ def filling_a_batch(recipe: Recipe, videos: int, ctx: DistContext) -> Recipe:
     return recipe.replace(data=dataclasses.replace(data, samples_per_video=needed))
 
 
+def loader_workers(asked: int) -> int:
+    """The loader processes this rank starts for ``asked`` ([data] workers or --workers): at most the
+    CPUs it may use, shared with the other ranks on its node (torchrun's ``LOCAL_WORLD_SIZE``). The
+    paper's `cycletime` asks for 12: on a 2-core machine that was 12 processes each importing torch
+    and decoding video (torch's own warning said they might "freeze"), none of them faster."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    return min(asked, share)
+
+
 def stage_lengths(recipe: Recipe, videos: int, ctx: DistContext) -> list[int]:
     """Steps of each of the recipe's stages on ``videos`` videos (an epoch-based stage's depend on
     them): what `loader`'s sampler gives, one batch of ``batch_size / processes`` a step."""
@@ -76,11 +87,12 @@ def loader(recipe: Recipe, kind: str, index: VideoIndex, stage: int, ctx: DistCo
     sampler = ShardedSampler(len(dataset), ctx.world_size, ctx.rank, seed=(recipe.seed, stage))
     # Persistent workers: the sampler (and its epoch) lives in this process, so workers can
     # outlive an epoch; with ~100 videos an epoch is a dozen steps, and a restart costs a stall.
-    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=data.workers,
+    workers = loader_workers(data.workers)
+    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers,
                         drop_last=True, pin_memory=ctx.device.type == "cuda",
-                        persistent_workers=data.workers > 0,
-                        multiprocessing_context=worker_start_method() if data.workers > 0 else None,
-                        worker_init_fn=worker_init(log_file) if data.workers > 0 else None,
+                        persistent_workers=workers > 0,
+                        multiprocessing_context=worker_start_method() if workers > 0 else None,
+                        worker_init_fn=worker_init(log_file) if workers > 0 else None,
                         # Its own generator: starting a loader iterator must not draw from the
                         # global torch RNG, or a resumed run would drift from the original.
                         generator=torch.Generator().manual_seed(recipe.seed))

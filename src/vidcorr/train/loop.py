@@ -206,6 +206,10 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
         log.info("%s: %s on %s (%d frames), %d process(es) on %s: %s; %s", recipe.identity,
                  recipe.method, _count(len(index), "video"), index.describe()["frames"], ctx.world_size, ctx.device,
                  _plan(recipe, len(index), ctx), _outputs(job))
+        if (workers := feed.loader_workers(recipe.data.workers)) < recipe.data.workers:
+            log.warning("[data] workers = %d (or --workers) asks for more loader processes than the CPUs this "
+                        "process may use: starting %d (more only compete for the same cores)",
+                        recipe.data.workers, workers)
         if ctx.device.type == "cpu" and (smaller := recipe_files.cpu_counterpart(recipe)):
             # before the first step: `cycletime`'s batch of 36 outgrew 23 GB of RAM there, killed mid-step
             log.warning("recipe '%s' is the paper's, sized for GPUs (batches of %d): on a CPU a step takes "
