@@ -150,6 +150,22 @@ def test_convex_and_degenerate_outlines_are_accepted(data_dir):
         assert all(polygon_simple(p.reshape(-1, 2)) for p in polygons if np.isfinite(p).all()), path
 
 
+def test_a_polygon_with_a_nan_or_infinite_corner_is_not_simple_and_overlaps_nothing():
+    """polygon_simple called a polygon with a NaN corner simple (every distance test compared false).
+    A region with a NaN value is the VOT toolkit's "unknown" region, overlap 0 with anything: so
+    region_overlap says, for boxes and polygons, rather than refusing it as a self-crossing outline."""
+    square = np.array([0, 0, 10, 0, 10, 10, 0, 10], np.float64)
+    for bad in (np.nan, np.inf, -np.inf):
+        for at in range(8):
+            corners = square.copy()
+            corners[at] = bad
+            assert not polygon_simple(corners.reshape(4, 2)), (bad, at)
+            assert region_overlap(corners, square, (100, 100)) == 0.0
+        assert region_overlap(np.array([0, 0, 10, bad]), square, (100, 100)) == 0.0
+    assert not polygon_simple(np.full((4, 2), np.nan))
+    assert polygon_simple(square.reshape(4, 2)) and region_overlap(square, square, (100, 100)) == 1.0
+
+
 def test_convex_clipping_matches_a_rasterised_intersection():
     rng = np.random.default_rng(0)
     for _ in range(20):

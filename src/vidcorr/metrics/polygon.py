@@ -101,10 +101,16 @@ def polygon_simple(points: np.ndarray) -> bool:
     as a box of width 0 written as its 4 corners, or a box of a few 1e-5 px whose 4-decimal corners
     round onto one line) encloses nothing under any reading: simple, of area 0, scored as the same
     box of size 0 is. Distances are compared with `TOUCH_TOLERANCE`.
+
+    Not simple: a polygon with a NaN or infinite coordinate, which has no outline to test (its
+    distances compare false, so every test passed and it was called simple). VOT writes a region it
+    has not got with NaN (the toolkit's "unknown"); `vidcorr.metrics.vot.region_overlap` scores such a
+    region 0 before asking this.
     """
     p = _corners(points)
-    finite = [abs(c) for corner in p for c in corner if math.isfinite(c)]
-    tol = TOUCH_TOLERANCE * max(finite, default=0.0)
+    if not all(math.isfinite(c) for corner in p for c in corner):
+        return False
+    tol = TOUCH_TOLERANCE * max((abs(c) for corner in p for c in corner), default=0.0)
     p = _distinct_corners(p, tol)
     n = len(p)
     if n < 3 or _on_one_line(p, tol):
@@ -125,11 +131,10 @@ def polygon_simple(points: np.ndarray) -> bool:
 
 def _distinct_corners(p: list[Point], tol: float) -> list[Point]:
     """`_corners` with corners within ``tol`` of the one kept before (the last compared with the
-    first) dropped too: a rounding-level edge would touch its neighbours' neighbours. Corners with
-    NaN are kept (their distances compare false), so they stay as `_corners` leaves them."""
+    first) dropped too: a rounding-level edge would touch its neighbours' neighbours."""
     kept: list[Point] = []
     for v in p:
-        if not kept or not _distance(v, kept[-1]) <= tol:
+        if not kept or _distance(v, kept[-1]) > tol:
             kept.append(v)
     while len(kept) > 1 and _distance(kept[-1], kept[0]) <= tol:
         kept.pop()
@@ -137,10 +142,7 @@ def _distinct_corners(p: list[Point], tol: float) -> list[Point]:
 
 
 def _on_one_line(p: list[Point], tol: float) -> bool:
-    """Whether every corner lies within ``tol`` of the line through the two farthest apart (False
-    with a non-finite corner, left to the checks that follow as before)."""
-    if not all(math.isfinite(c) for corner in p for c in corner):
-        return False
+    """Whether every corner (finite) lies within ``tol`` of the line through the two farthest apart."""
     u, v = max(((u, v) for u in p for v in p), key=lambda uv: _distance(*uv))
     length = _distance(u, v)  # > 0: the corners are distinct
     return all(abs(_cross(u, v, q)) / length <= tol for q in p)
@@ -151,7 +153,7 @@ def _distance(u: Point, v: Point) -> float:
 
 
 def _segment_distance(q: Point, a: Point, b: Point) -> float:
-    """Distance from the point q to the segment a-b (NaN where a coordinate is)."""
+    """Distance from the point q to the segment a-b."""
     dx, dy = b[0] - a[0], b[1] - a[1]
     length2 = dx * dx + dy * dy
     t = ((q[0] - a[0]) * dx + (q[1] - a[1]) * dy) / length2 if length2 > 0 else 0.0
@@ -168,4 +170,4 @@ def _segments_meet(ab: tuple[Point, Point], cd: tuple[Point, Point], tol: float)
         return True
     ends = (_segment_distance(c, a, b), _segment_distance(d, a, b),
             _segment_distance(a, c, d), _segment_distance(b, c, d))
-    return any(e <= tol for e in ends)  # not min(): NaN distances must compare false
+    return min(ends) <= tol

@@ -82,11 +82,16 @@ def region_overlap(region: np.ndarray, polygon: np.ndarray, frame_wh: tuple[int,
     region: (4,) box x, y, w, h, 0-based continuous pixels, or (2K,) polygon x1, y1, x2, y2, ...
     (K >= 3; rotated-box trackers write them) in the same coordinates. polygon: (2K,) ground truth
     (VOT's). frame_wh: (W, H). Returns a value in [0, 1]; 0 when either region has no area inside
-    the image. Two polygons are intersected by clipping one by the other, which needs one of them
-    convex (rotated boxes and VOT's four-corner ground truth are); `UnscorableRegion` (a ValueError)
-    when neither is, or when the predicted polygon crosses or touches itself (not `polygon_simple`).
+    the image, and for a region with a NaN or infinite value. Two polygons are intersected by clipping
+    one by the other, which needs one of them convex (rotated boxes and VOT's four-corner ground truth
+    are); `UnscorableRegion` (a ValueError) when neither is, or when the predicted polygon crosses or
+    touches itself (not `polygon_simple`).
     """
     values = np.asarray(region, np.float64).reshape(-1)
+    if not np.isfinite(values).all():
+        # The toolkit's "unknown" region (a NaN value: vot/region/io.py `parse`) overlaps nothing
+        # (vot/region/raster.py `calculate_overlap`). Said here: NaN arithmetic came to 0 by chance.
+        return 0.0
     width, height = frame_wh
     gt = clip_to_rectangle(np.asarray(polygon, np.float64).reshape(-1, 2), 0.0, 0.0, width, height)
     gt_area = polygon_area(gt)
