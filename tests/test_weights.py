@@ -215,6 +215,28 @@ def test_values_beyond_float16_are_refused_at_save_not_at_load(tmp_path):
     load_encoder(save_weights(model, path, dtype=torch.float32))
 
 
+def test_float16_overflow_is_decided_at_65520_exactly(tmp_path):
+    """float16's largest value is 65504 and round-to-nearest-even takes anything below 65520 to it; 65520
+    (the midpoint to 2^16, ties to the even pattern: infinity) and above overflow. Values from IEEE 754
+    half precision, not from the code: 65519.99 is stored as 65504, 65520 is refused, a NaN elsewhere in
+    the tensor (it hid the overflow: the check wanted the whole tensor finite) does not change that."""
+    layer = torch.nn.Linear(3, 1, bias=False)
+    config = {"model": "test-linear"}
+    for value, stored in [(65504.0, 65504.0), (65519.99, 65504.0), (-65519.99, -65504.0)]:
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor([[value, 1.0, 0.5]]))
+        path = save_weights(layer, tmp_path / "fits.safetensors", config=config)
+        assert read_weights(path).tensors["weight"][0, 0].item() == stored, value
+    for values, shown in [([65520.0, 1.0, 0.5], "65520"), ([1.0, -65520.0, 0.5], "65520"),
+                          ([float("nan"), 70000.0, 0.5], "70000")]:
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor([values]))
+        path = tmp_path / "over.safetensors"
+        with pytest.raises(WeightsError, match=rf"weight holds values up to {shown}, beyond float16's range"):
+            save_weights(layer, path, config=config)
+        assert not path.exists()
+
+
 def test_invalid_config_in_sidecar(saved):
     sidecar = sidecar_path(saved)
     data = json.loads(sidecar.read_text())

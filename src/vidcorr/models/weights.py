@@ -71,13 +71,19 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def beyond_range(module: nn.Module, dtype: torch.dtype) -> tuple[str, float] | None:
-    """The first floating-point parameter of ``module`` holding a finite value that ``dtype`` cannot
-    (beyond float16's 65504, say), with its largest magnitude; None when every parameter fits."""
+    """The first floating-point parameter of ``module`` holding a finite value that the cast to ``dtype``
+    makes infinite, with the largest such magnitude; None when every parameter fits.
+
+    Decided by the cast itself, so the boundary is exact: float16's largest value is 65504, but
+    anything below 65520 rounds to it (a rounding, like any other); 65520 and above become infinite.
+    Element by element: a NaN elsewhere in the tensor does not hide an overflow."""
     for name, tensor in module.named_parameters():
         tensor = tensor.detach()
-        if (tensor.is_floating_point() and bool(torch.isfinite(tensor).all())
-                and not bool(torch.isfinite(tensor.to(dtype)).all())):
-            return name, tensor.abs().max().item()
+        if not tensor.is_floating_point():
+            continue
+        overflow = torch.isfinite(tensor) & ~torch.isfinite(tensor.to(dtype))
+        if bool(overflow.any()):
+            return name, tensor[overflow].abs().max().item()
     return None
 
 
@@ -94,7 +100,7 @@ def export_dtype(module: nn.Module) -> torch.dtype:
 
 def _export_tensors(module: nn.Module, dtype: torch.dtype, path: Path) -> dict[str, torch.Tensor]:
     """The state dict on the CPU, parameters in ``dtype``; `WeightsError` naming ``path`` for a value
-    the cast makes infinite (beyond float16's 65504): loading would refuse the file."""
+    the cast makes infinite (`beyond_range`: 65520 or more for float16): loading would refuse the file."""
     overflow = beyond_range(module, dtype)
     if overflow is not None:
         raise WeightsError(path, f"{overflow[0]} holds values up to {overflow[1]:g}, beyond "
