@@ -137,7 +137,7 @@ def test_eval_and_score_davis_at_full_resolution(davis2016_root, tmp_path, capsy
     shutil.copytree(root / "Annotations" / "Full-Resolution", root / "Annotations" / "480p")
     capsys.readouterr()
     assert main(["eval", "davis", "--root", str(root), "--out", str(out), "--resume", *FAST]) == 2
-    assert "holds a run with another resolution: cannot resume it" in capsys.readouterr().err
+    assert "holds a run with another resolution (Full-Resolution -> 480p): cannot resume it" in capsys.readouterr().err
 
 
 def test_crw_on_frames_above_480p_warns_that_it_is_not_crws_protocol(davis2016_root, tmp_path, caplog):
@@ -307,7 +307,7 @@ def test_a_refused_resume_names_the_knobs_that_changed(short_clip, tmp_path, cap
                               "window_first false -> true)"))
     _fails([*argv, "--preset", "stt", "--size", "120"], capsys, refused % "another preset (crw -> stt)")
     _fails([*argv[:-1], "random-resnet18", "--size", "96"], capsys,
-           refused % "another model and other preset knobs (size 120 -> 96)")
+           refused % "another model (lab-pixels -> random-resnet18) and other preset knobs (size 120 -> 96)")
     assert main([*argv, "--size", "120"]) == 0  # the same run resumes
 
 

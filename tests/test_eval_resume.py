@@ -51,7 +51,7 @@ CASES = {
             "other settings (search_scale 2 -> 3)"),
     "vot": (lambda data, _: data / "tracking" / "vot2015", ["--max-frames", "6", "--protocol", "vot-baseline"],
             "vidcorr.evaluate.tracking", "run_supervised", "baseline/ball1/ball1_001.txt",
-            ["--max-frames", "7", "--protocol", "vot-baseline"], "another max_frames"),
+            ["--max-frames", "7", "--protocol", "vot-baseline"], "another max_frames (6 -> 7)"),
 }
 
 

@@ -151,7 +151,17 @@ def test_a_record_without_a_command_is_an_eval_davis_run(tmp_path: Path) -> None
      {"preset": {"name": "uvc", "topk": {"temperature": 0.05}, "n_previous": 20,
                  "size": {"mode": "square", "size": 400, "long_multiple": None}}},
      "other preset knobs (topk.temperature 0.0441942 -> 0.05, n_previous 7 -> 20, size 320x320 -> 400x400)"),
-    ({"max_frames": 2}, {}, "another max_frames")])  # a key only the earlier record holds is a change too
+    # each with both values: "another protocol" alone sent users comparing command lines
+    ({"protocol": "ope", "max_frames": 5}, {"protocol": "vot-baseline", "max_frames": None},
+     "another max_frames (5 -> null), protocol (ope -> vot-baseline)"),
+    ({"resolution": "Full-Resolution"}, {}, "another resolution (Full-Resolution -> 480p)"),  # 480p: not stamped
+    ({}, {"track": {"min_pixels": 2}}, "another track (off -> on)"),
+    ({"model": {"features": "lab-pixels", "trained": False}},
+     {"model": {"features": "random-resnet18", "trained": False}}, "another model (lab-pixels -> random-resnet18)"),
+    ({"model": {"weights": "w.safetensors", "sha256": "ab", "steps": 4}},
+     {"model": {"weights": "w.safetensors", "sha256": "cd", "steps": 4}},
+     "another model (w.safetensors, other sha256)"),  # retrained in place
+    ({"max_frames": 2}, {}, "another max_frames (2 -> (not recorded))")])  # a key only the earlier record holds
 def test_a_changed_run_is_refused_naming_what_changed(tmp_path: Path, before: dict, after: dict, said: str) -> None:
     _record(tmp_path, RUN_STAMP, [], {}, stamp={"command": "eval x", **before})
     with pytest.raises(InputError) as error:

@@ -246,9 +246,11 @@ def _read_record(path: Path) -> dict:
 
 
 def _changes(changed: list[str], before: dict, after: dict) -> str:
-    """What differs between two runs' records, for a message: "another model", a preset's knobs one
-    by one (`_preset_changes`), and so a tracker's settings ("other settings (topk 8 -> 5)"); another
-    tracker by both names ("another tracker (dcf -> localise)"), without the settings it brings."""
+    """What differs between two runs' records, for a message, each with both values: "another model
+    (lab-pixels -> random-resnet18)" (`_model_changes`), "another protocol (ope -> vot-baseline),
+    max_frames (5 -> 6)", a preset's knobs one by one (`_preset_changes`), and so a tracker's settings
+    ("other settings (topk 8 -> 5)"); another tracker by both names ("another tracker (dcf ->
+    localise)"), without the settings it brings."""
     # The preset's record holds every knob: "another preset" for a changed --size sent users
     # looking for a --preset they had not changed, so its changes are named one by one.
     what = []
@@ -257,7 +259,10 @@ def _changes(changed: list[str], before: dict, after: dict) -> str:
         changed = [key for key in changed if key not in ("tracker", "settings")]
     detailed = [key for key in changed if key not in ("preset", "model")
                 and isinstance(before.get(key), dict) and isinstance(after.get(key), dict)]
-    others = [key for key in changed if key != "preset" and key not in detailed]
+    # "another protocol" alone sent users comparing command lines for what they had changed
+    others = [_model_changes(before.get(key), after.get(key)) if key == "model" else
+              f"{key} ({_value_text(key, before, _UNSET)} -> {_value_text(key, after, _UNSET)})"
+              for key in changed if key != "preset" and key not in detailed]
     what += [f"another {', '.join(others)}"] if others else []
     if "preset" in changed:
         what.append(_preset_changes(before.get("preset"), after["preset"]))
@@ -277,11 +282,42 @@ def _preset_changes(before: dict | str | None, after: dict | str) -> str:
     return f"other preset knobs ({_knob_changes(_flat_knobs(before), _flat_knobs(after))})"
 
 
+# What a key means where a stamp leaves it out (at its default, so that the records of earlier runs
+# still match: `vidcorr.evaluate.davis.run_stamp`), and where it holds a dict: `_value_text`.
+_UNSTAMPED = {"resolution": ("480p", None), "track": ("off", "on")}
+_UNSET = "(not recorded)"  # a key or knob the record of an older version lacks
+
+
+def _value_text(key: str, record: dict, unset: str) -> str:
+    """``record[key]`` for a message: as `_knob_text` writes it; a dict (a record's group of
+    settings, the other record lacking it) by what it means (`_UNSTAMPED`) or "recorded"; a key the
+    record lacks by what its absence means, else ``unset``."""
+    absent, present = _UNSTAMPED.get(key, (unset, None))
+    if key not in record:
+        return absent
+    value = record[key]
+    return (present or "recorded") if isinstance(value, dict) else _knob_text(value)
+
+
+def _model_changes(before: dict | None, after: dict | None) -> str:
+    """"model (lab-pixels -> random-resnet18)": each model by what the user named (--encoder's spec,
+    the weights' path or the floor); the same name on both sides (weights retrained in place, an
+    edited encoder file) with the fields that differ: "model (w.safetensors, other sha256, steps)"."""
+    def name(info: dict | None) -> str:
+        info = info if isinstance(info, dict) else {}
+        return str(info.get("encoder") or info.get("weights") or info.get("features") or _UNSET)
+
+    if name(before) != name(after):
+        return f"model ({name(before)} -> {name(after)})"
+    before, after = before if isinstance(before, dict) else {}, after if isinstance(after, dict) else {}
+    fields = [key for key in [*after, *(k for k in before if k not in after)] if before.get(key) != after.get(key)]
+    return f"model ({name(after)}, other {', '.join(fields)})"
+
+
 def _knob_changes(old: dict, new: dict) -> str:
     """"size 120 -> 96, topk.k 10 -> 5": the flat knobs that differ, in the new record's order."""
-    unset = "(not recorded)"  # a knob the record of an older version lacks
-    return ", ".join(f"{k} {_knob_text(old.get(k, unset))} -> {_knob_text(new.get(k, unset))}"
-                     for k in [*new, *(k for k in old if k not in new)] if old.get(k, unset) != new.get(k, unset))
+    return ", ".join(f"{k} {_knob_text(old.get(k, _UNSET))} -> {_knob_text(new.get(k, _UNSET))}"
+                     for k in [*new, *(k for k in old if k not in new)] if old.get(k, _UNSET) != new.get(k, _UNSET))
 
 
 def _flat_knobs(knobs: dict) -> dict:
