@@ -103,6 +103,28 @@ def test_locate_in_target_follows_a_translation():
     torch.testing.assert_close(coords[1][inner], y[inner] + 1, atol=1e-4, rtol=0)
 
 
+def test_coordinates_of_a_300_cell_map_are_exact_under_bf16_autocast_and_for_bf16_input():
+    """bfloat16 holds 8 significant bits: 257 rounds to 256. Under autocast (--bf16 training, a GPU
+    propagator's) the coordinate transport's matmul ran in bf16, and a bf16 affinity gave a bf16 grid,
+    so cells beyond 256 came back one off. A permutation affinity (exact 0 / 1 in any dtype) must carry
+    every cell's x exactly: target pixel j came from reference pixel perm[j]."""
+    n = 300
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    aff = torch.zeros(1, n, n)
+    aff[0, perm, torch.arange(n)] = 1.0  # column j is one-hot at reference pixel perm[j]
+    logits = torch.full((1, n, n), float("-inf"))
+    logits[0, torch.arange(n), perm] = 0.0  # reference pixel i lies at target pixel perm[i]
+    want_x = perm.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        came_from = transport_coordinates(aff, (1, n))
+        goes_to = locate_in_target(logits, (1, n))
+    for got in (came_from, goes_to, transport_coordinates(aff.bfloat16(), (1, n)),
+                locate_in_target(logits.bfloat16(), (1, n))):
+        assert got.dtype == torch.float32
+        assert torch.equal(got[0, 0], want_x) and torch.equal(got[0, 1], torch.zeros(n))
+    assert transport_coordinates(aff.double(), (1, n)).dtype == torch.float64
+
+
 def test_region_from_coordinates_recovers_centre_and_half_size_of_a_uniform_rectangle():
     """UVC Eq. 4-5: points spread uniformly over [cx-w, cx+w] x [cy-h, cy+h] give half-size (w, h)."""
     xs = torch.linspace(10 - 3, 10 + 3, 601)

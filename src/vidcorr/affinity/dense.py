@@ -101,27 +101,38 @@ def coordinate_grid(
     return torch.stack([xs.reshape(-1), ys.reshape(-1)])
 
 
+def _coordinate_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32, or float64 for float64 input. Coordinates are not exact in half precision: bfloat16
+    holds 8 significant bits, so cells 257, 259, ... of a wide map are rounded to their neighbours."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def transport_coordinates(aff: Tensor, ref_hw: tuple[int, int]) -> Tensor:
     """``l12 = l11 A`` (UVC Eq. 3): for every target pixel, where it came from in the reference.
 
     aff: (B, N1, N2) normalised over the reference axis, ref_hw: (h, w) of the reference's feature map
-    with h * w = N1 -> (B, 2, N2) reference (x, y) in feature units.
+    with h * w = N1 -> (B, 2, N2) reference (x, y) in feature units, float32 (float64 for float64 aff)
+    also for a bfloat16 / float16 aff and under autocast, whose matmul would round the grid to bf16.
     """
     _check_pixels("ref_hw", ref_hw, aff.shape[1], "reference")
-    grid = coordinate_grid(*ref_hw, device=aff.device, dtype=aff.dtype)
-    return transport(grid.expand(aff.shape[0], -1, -1), aff)
+    with torch.autocast(aff.device.type, enabled=False):
+        aff = aff.to(_coordinate_dtype(aff.dtype))
+        grid = coordinate_grid(*ref_hw, device=aff.device, dtype=aff.dtype)
+        return transport(grid.expand(aff.shape[0], -1, -1), aff)
 
 
 def locate_in_target(scores: Tensor, target_hw: tuple[int, int]) -> Tensor:
     """Expected target coordinate of every reference pixel (UVC §3.2, Eq. 3 on the transposed map).
 
     scores: (B, N1, N2) logits (``affinity_logits``); softmax is taken over target pixels. target_hw: (h, w)
-    of the target's feature map with h * w = N2. -> (B, 2, N1) target (x, y) in feature units.
+    of the target's feature map with h * w = N2. -> (B, 2, N1) target (x, y) in feature units, in
+    float32 (float64 for float64 scores) whatever the scores' dtype or autocast, as `transport_coordinates`.
     """
     _check_pixels("target_hw", target_hw, scores.shape[2], "target")
-    grid = coordinate_grid(*target_hw, device=scores.device, dtype=scores.dtype)
-    prob = scores.softmax(dim=2)
-    return torch.bmm(grid.expand(scores.shape[0], -1, -1), prob.transpose(1, 2))
+    with torch.autocast(scores.device.type, enabled=False):
+        prob = scores.to(_coordinate_dtype(scores.dtype)).softmax(dim=2)
+        grid = coordinate_grid(*target_hw, device=prob.device, dtype=prob.dtype)
+        return torch.bmm(grid.expand(prob.shape[0], -1, -1), prob.transpose(1, 2))
 
 
 def region_from_coordinates(coords: Tensor) -> tuple[Tensor, Tensor]:
