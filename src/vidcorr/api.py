@@ -334,7 +334,7 @@ def track_box(
     features); options replace its settings (`vidcorr.track.LocaliseSettings`,
     `vidcorr.dcf.DCFSettings`). encoder: default `encoder_for("crw")` (the features are layer3).
     """
-    from vidcorr.track import check_first_box, track_frames, tracker_settings
+    from vidcorr.track import check_first_box, corner_box_warning, track_frames, tracker_settings
 
     try:
         tracker_settings(tracker, **options)  # an unknown tracker or setting: ValueError here, not when iterated
@@ -345,7 +345,9 @@ def track_box(
     if encoder is not None:
         _check_is_module(encoder)
     with _opened(video) as (first_frame, frames):
-        check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
+        checked = check_first_box(box, first_frame.shape[:2])  # ValueError here rather than at the first frame
+        if (warning := corner_box_warning(checked, first_frame.shape[:2])) is not None:
+            log.warning("track_box: %s", warning)
         if encoder is None:
             encoder = encoder_for(DEFAULT_PRESET)
         check_own_module(encoder, device)

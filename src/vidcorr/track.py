@@ -308,6 +308,25 @@ def _polygon_hint(box: Any) -> str:
     return ""
 
 
+def corner_box_warning(box: Box, frame_hw: tuple[int, int], flag: str | None = None) -> str | None:
+    """What to tell a user whose first box (x, y, w, h), checked by `check_first_box`, looks like
+    (x1, y1, x2, y2) corners, or None: a box running past the frame's right or bottom edge that,
+    read as corners, lies inside the frame. Both are 4 numbers, so this can only warn (an object may
+    leave the frame); corners were tracked as a box up to the frame's size without a word. No
+    ground-truth box of the shared OTB and VOT sequences fits this. flag: the command line's option
+    (``"--box"``), which the box to give is written as; else a Python tuple."""
+    x, y, w, h = box
+    height, width = frame_hw
+    if (x + w <= width and y + h <= height) or not (x < w <= width and y < h <= height):
+        return None
+    fixed = (x, y, w - x, h - y)
+    given = (f"{flag} " + ",".join(f"{v:g}" for v in box)) if flag else f"box ({', '.join(f'{v:g}' for v in box)})"
+    fix = (f"{flag} " + ",".join(f"{v:g}" for v in fixed)) if flag else f"({', '.join(f'{v:g}' for v in fixed)})"
+    return (f"{given} is x,y,w,h (top-left corner, width, height): it reaches ({x + w:g}, {y + h:g}), past "
+            f"the edge of the {width}x{height} frame. If {w:g},{h:g} is its bottom-right corner (x1,y1,x2,y2), "
+            f"give {fix}")
+
+
 def track_video(
     encoder: nn.Module,
     frames_iter: Iterable[np.ndarray],

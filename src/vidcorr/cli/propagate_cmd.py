@@ -67,8 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help='first-frame keypoints: {"keypoints": [[x, y], ...], "names": [...], '
                             '"edges": [[i, j], ...], "visible": [...]} in pixels (docs/keypoints.md)')
     first.add_argument("--box", type=_box, metavar="x,y,w,h",
-                       help="first-frame box in 0-based pixels (top-left corner, width, height); commas or spaces "
-                            "between the numbers (quoted with spaces: --box '120 80 64 48')")
+                       help="first-frame box in 0-based pixels (top-left corner, width, height; not x1,y1,x2,y2 "
+                            "corners); commas or spaces between the numbers (quoted with spaces: --box '120 80 64 48')")
     first.add_argument("--labels", type=Path, metavar="FIRST.npy",
                        help="first-frame soft labels: a .npy array (K, H, W) or (H, W) of any real values "
                             "(probabilities, a matte, a heat map); writes DIR/labels/<frame>.npy")
@@ -322,12 +322,14 @@ def _box(text: str) -> tuple[float, float, float, float]:
 
 
 def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[str] | None) -> Annotation:
-    from vidcorr.track import check_first_box
+    from vidcorr.track import check_first_box, corner_box_warning
 
     try:
         check_first_box(box, frame_hw)
     except ValueError as err:
         raise InputError(None, f"--box: {err}") from None
+    if (warning := corner_box_warning(box, frame_hw, flag="--box")) is not None:
+        log.warning(warning)
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.io.atomic import write_json_atomic
