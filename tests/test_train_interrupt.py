@@ -22,7 +22,7 @@ from train_interrupt_helpers import _default_sigint, signal_at
 from vidcorr.models import load_encoder
 from vidcorr.train import TrainingInterrupted, load_checkpoint, train
 from vidcorr.train.distributed import shutdown
-from vidcorr.train.interrupt import StopAtOnce, StopSignals, WaitAbandoned
+from vidcorr.train.interrupt import StopAtOnce, StopSignals, WaitAbandoned, preparing
 
 pytestmark = pytest.mark.usefixtures("one_thread", "ctrl_c_as_in_a_terminal")
 
@@ -110,6 +110,48 @@ def test_a_fresh_run_stopped_before_its_first_step_leaves_no_run_dir(short_list:
         train(tiny_job(tiny_recipe(), short_list, tmp_path / "run"))
     assert str(error.value) == "interrupted by SIGINT before the first step; no checkpoint was written"
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_run_dir_is_being_set_up_takes_it_back(short_list: Path, tmp_path: Path, signum: int,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the first step, after the run dir was made (its run.json being written): the run said
+    "stopped at once" and left run.json, train.log and TensorBoard files there. Now the line says it
+    came before the first step and nothing was written, and the run dir is gone: a rerun starts clean."""
+    from vidcorr.train import checkpoint
+
+    write_run_info = checkpoint.write_run_info
+
+    def interrupted_write(run_dir, *args):
+        write_run_info(run_dir, *args)
+        os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(checkpoint, "write_run_info", interrupted_write)
+    with pytest.raises(TrainingInterrupted) as error:
+        train(tiny_job(tiny_recipe(), short_list, tmp_path / "run"))
+    assert error.value.exit_code == 128 + signum and not error.value.at_boundary
+    assert str(error.value) == (f"interrupted by {signal.Signals(signum).name} before the first step, while the run "
+                                "was being prepared; nothing was written")
+    assert not (tmp_path / "run").exists()
+    assert_handlers_restored()
+
+
+def test_a_signal_while_a_command_prepares_stops_before_the_first_step_and_the_trainer_takes_over() -> None:
+    """`preparing` (a training command reading its inputs): SIGTERM's default there was a silent exit
+    143. It raises `StopAtOnce` marked before_training; the trainer's own handlers replace it."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with pytest.raises(StopAtOnce) as stopped, preparing():
+            os.kill(os.getpid(), signum)
+            time.sleep(1)  # never reached: the handler raises
+        assert stopped.value.signal == signum and stopped.value.before_training
+        assert_handlers_restored()
+    with preparing():
+        with StopSignals(announce=False) as stop:  # takes over: a signal now is the trainer's
+            stop.training()
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.signal == signal.SIGTERM
+        assert_handlers_restored()  # the defaults, not `preparing`'s: its block was ended
+    assert_handlers_restored()
 
 
 def test_a_second_signal_during_the_save_stops_at_once_keeping_the_last_checkpoint(

@@ -63,6 +63,49 @@ def test_ctrl_c_then_sigterm_on_the_command_line(short_list: Path, tmp_path: Pat
     assert not (tmp_path / "ae.safetensors").exists()
 
 
+# `vidcorr train` with one function followed by "hook: <its name>" and a pause, in which the test signals.
+PAUSED_AT = """
+import os, sys, time
+import vidcorr.cli
+import vidcorr.train.recipe_files
+owner = {"build_parser": vidcorr.cli, "load_recipe": vidcorr.train.recipe_files}[sys.argv[1]]
+original = getattr(owner, sys.argv[1])
+def paused(*args, **kwargs):
+    result = original(*args, **kwargs)
+    os.write(2, f"hook: {sys.argv[1]}\\n".encode())
+    time.sleep(10)
+    return result
+setattr(owner, sys.argv[1], paused)
+sys.exit(vidcorr.cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize(("where", "line"), [
+    ("build_parser", "vidcorr: interrupted by SIGTERM while starting; nothing was done"),
+    ("load_recipe", "vidcorr: interrupted by SIGTERM before the first step, while the run was being prepared; "
+                    "nothing was written")])
+def test_sigterm_before_the_trainer_starts_says_so_in_one_line(short_list: Path, tmp_path: Path, where: str,
+                                                               line: str) -> None:
+    """SIGTERM while the command line imported torch or read the recipe ended `vidcorr train` at
+    SIGTERM's default: exit 143 and not a word."""
+    (tmp_path / "paused.py").write_text(PAUSED_AT)
+    (tmp_path / "tiny.toml").write_text(TINY_AE)
+    trainer = subprocess.Popen(
+        [sys.executable, str(tmp_path / "paused.py"), where, "train", "autoencoder", "--data", str(short_list),
+         "--recipe", str(tmp_path / "tiny.toml"), "--run-dir", str(tmp_path / "run"), "--cache-dir",
+         str(tmp_path / "cache"), "--out", str(tmp_path / "ae.safetensors")],
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert trainer.stderr.readline() == f"hook: {where}\n"
+        trainer.send_signal(signal.SIGTERM)
+        err = trainer.communicate(timeout=30)[1]
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+    assert trainer.returncode == 143 and err == f"{line}\n", err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.fixture
 def hooked_videos(short_list: Path, tmp_path: Path) -> Path:
     """The short videos, listed where `_ctrl_c_at` reads them."""

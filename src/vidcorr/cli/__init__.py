@@ -13,7 +13,9 @@ import importlib
 import logging
 import os
 import select
+import signal
 import sys
+import threading
 from typing import NoReturn
 
 from vidcorr import __version__
@@ -75,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         return code or BROKEN_PIPE_EXIT  # a command that had failed keeps its own status
 
 
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def _stdout_reader_gone() -> bool:
     """Whether stdout is a pipe (or socket) whose reading end is closed: poll flags its writing end
     POLLERR (POLLHUP for a socket). False where poll is missing (Windows) or stdout has no descriptor."""
@@ -87,18 +93,37 @@ def _stdout_reader_gone() -> bool:
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
+class _StartTerminated(KeyboardInterrupt):
+    """SIGTERM while the command line starts (`_run_command`): unwinds as Ctrl-C there does."""
+
+
+def _terminate_start(signum: int, frame: object) -> None:
+    raise _StartTerminated
+
+
 def _run(argv: list[str] | None) -> int:
     try:
         return _run_command(argv)
     except KeyboardInterrupt as interrupt:  # also while the parser or a command imports torch (seconds): no traceback
+        if isinstance(interrupt, _StartTerminated):
+            print("vidcorr: interrupted by SIGTERM while starting; nothing was done", file=sys.stderr)
+            return 128 + signal.SIGTERM
         if not said_elsewhere(interrupt):
             print("vidcorr: interrupted", file=sys.stderr)
         return 130
 
 
 def _run_command(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    # Until the command begins (its own handlers, if any, then take over): building the parser imports
+    # torch, seconds in which SIGTERM's default ended `vidcorr train` silently with 143.
+    taken = _main_thread() and signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, None)
+    previous = signal.signal(signal.SIGTERM, _terminate_start) if taken else None
+    try:
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+    finally:
+        if taken:
+            signal.signal(signal.SIGTERM, previous)
     if unknown:
         _refuse_unknown(parser, sys.argv[1:] if argv is None else argv, unknown)
     logging.basicConfig(

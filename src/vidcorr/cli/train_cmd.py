@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -129,10 +130,17 @@ def _holding_lines(run: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     @functools.wraps(run)
     def holding(args: argparse.Namespace) -> int:
         from vidcorr.train.distributed import launched_rank
+        from vidcorr.train.interrupt import BEFORE_FIRST_STEP, StopAtOnce, preparing
         from vidcorr.train.runlog import held_lines
 
-        with held_lines(enabled=launched_rank() == 0):  # only rank 0 writes train.log
-            return run(args)
+        try:
+            with preparing(), held_lines(enabled=launched_rank() == 0):  # only rank 0 writes train.log
+                return run(args)
+        except StopAtOnce as stopped:  # before the trainer's handlers took over: nothing was written
+            if launched_rank() == 0:
+                print(f"vidcorr: interrupted by {signal.Signals(stopped.signal).name} {BEFORE_FIRST_STEP}; "
+                      "nothing was written", file=sys.stderr)
+            return 128 + stopped.signal
 
     return holding
 

@@ -40,21 +40,69 @@ class TrainingInterrupted(KeyboardInterrupt):
         return 128 + self.signal
 
 
-def stopped_at_once(signum: int, latest: Path) -> TrainingInterrupted:
-    """A signal before training began, or a second one: nothing was saved for the current state;
-    ``latest`` is the run's checkpoint, if one was written earlier."""
-    kept = (f"the last checkpoint, {latest}, is intact (resume with --resume)" if latest.exists()
-            else "no checkpoint was written")
-    return TrainingInterrupted(f"interrupted by {signal.Signals(signum).name} and stopped at once; {kept}",
+def stopped_at_once(signum: int, latest: Path, before_training: bool = False) -> TrainingInterrupted:
+    """A signal before training began (``before_training``), or a second one: nothing was saved for
+    the current state; ``latest`` is the run's checkpoint, if one was written earlier."""
+    if latest.exists():
+        kept = f"the last checkpoint, {latest}, is intact (resume with --resume)"
+    else:  # before training, a fresh run's run dir is taken back (`vidcorr.train.loop`)
+        kept = "nothing was written" if before_training else "no checkpoint was written"
+    when = BEFORE_FIRST_STEP if before_training else "and stopped at once"
+    return TrainingInterrupted(f"interrupted by {signal.Signals(signum).name} {when}; {kept}",
                                signum, at_boundary=False)
+
+
+# Where a stop before the loop's first step came: the command read its inputs, built the method,
+# indexed the videos or restored the checkpoint.
+BEFORE_FIRST_STEP = "before the first step, while the run was being prepared"
+
+
+_preparing: list[dict[int, Any]] = []  # the handlers each running `preparing` block replaced
+
+
+@contextlib.contextmanager
+def preparing() -> Iterator[None]:
+    """A training command preparing its run (reading its recipe, checkpoint and weights, building
+    the method): SIGINT and SIGTERM raise `StopAtOnce` with ``before_training`` set, which the
+    command words as a stop before the first step. SIGTERM's default there was a silent exit 143.
+    The trainer's own handlers take over when it installs them (`StopSignals`, which ends the
+    block's early: `_end_preparing`); only in the main thread, and not for an ignored signal."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+                previous[signum] = signal.signal(signum, _stop_preparing)
+    _preparing.append(previous)
+    try:
+        yield
+    finally:
+        _preparing.pop()  # this block's: they nest
+        _restore(previous)
+
+
+def _stop_preparing(signum: int, frame: FrameType | None) -> None:
+    _end_preparing()  # a second signal, while the first unwinds, gets the handlers from before
+    raise StopAtOnce(signum, before_training=True)
+
+
+def _end_preparing() -> None:
+    """Give back the handlers of the `preparing` blocks running, innermost first (and forget them)."""
+    for previous in reversed(_preparing):
+        _restore(previous)
+        previous.clear()
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 class StopAtOnce(BaseException):
     """Raised by the handler where a signal cannot wait for a step boundary (`StopSignals`)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, before_training: bool = False):
         super().__init__(signum)
-        self.signal = signum
+        self.signal, self.before_training = signum, before_training
 
 
 class WaitAbandoned(BaseException):
@@ -86,6 +134,7 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
+            _end_preparing()  # these handlers take over from the command's, and give back what it replaced
             for signum in STOP_SIGNALS:
                 if signal.getsignal(signum) not in (signal.SIG_IGN, None):  # None: set outside Python
                     self._previous[signum] = signal.signal(signum, self._handle)
@@ -136,8 +185,7 @@ class StopSignals:
                 raise StopAtOnce(signum)
 
     def _restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+        _restore(self._previous)
         self._previous = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -146,7 +194,7 @@ class StopSignals:
                 self._deferred = signum
                 return
             self._restore()
-            raise StopAtOnce(signum)
+            raise StopAtOnce(signum, before_training=not self.requested)
         self.signal = signum
         if self.announce:
             _write_stderr(f"vidcorr: {signal.Signals(signum).name}: finishing the step in progress (if any), then "

@@ -155,7 +155,7 @@ def _stoppable(job: TrainJob, ctx: DistContext, text: TextLog) -> TrainResult:
         with flush_cpu_denormals(ctx.device.type == "cpu"), StopSignals(announce=ctx.is_main) as stop:
             return _train(job, ctx, stop, text)
     except StopAtOnce as stopped:
-        raise stopped_at_once(stopped.signal, Path(job.run_dir) / ckpt.LATEST) from None
+        raise stopped_at_once(stopped.signal, Path(job.run_dir) / ckpt.LATEST, stopped.before_training) from None
 
 
 def _ending(error: BaseException) -> str:
@@ -195,30 +195,8 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
     run = _Run(job, ctx, index, method, wrap_ddp(method, ctx), optimizer, progress,
                RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar), stop, text,
                saved_step=progress.step, commands=[*commands, job.command])
-    text.open(job.command, resumed=job.resume)  # after RunLog, which made the run dir (and may remove it)
-    if ctx.is_main:
-        ckpt.remove_killed_saves(run_dir)
-        ckpt.write_run_info(run_dir, recipe, run.commands)
-        if _past_max_steps(run):
-            log.warning("%s is at step %d, already past --max-steps %d: nothing was trained (give a "
-                        "larger --max-steps, or none, to continue the run)", run_dir / ckpt.LATEST,
-                        progress.step, job.max_steps)
-        log.info("%s: %s on %s (%d frames), %d process(es) on %s: %s; %s", recipe.identity,
-                 recipe.method, _count(len(index), "video"), index.describe()["frames"], ctx.world_size, ctx.device,
-                 _plan(recipe, len(index), ctx), _outputs(job))
-        if (workers := feed.loader_workers(recipe.data.workers)) < recipe.data.workers:
-            log.warning("[data] workers = %d (or --workers) asks for more loader processes than the CPUs this "
-                        "process may use: starting %d (more only compete for the same cores)",
-                        recipe.data.workers, workers)
-        if ctx.device.type == "cpu" and (smaller := recipe_files.cpu_counterpart(recipe)):
-            # before the first step: `cycletime`'s batch of 36 outgrew 23 GB of RAM there, killed mid-step
-            log.warning("recipe '%s' is the paper's, sized for GPUs (batches of %d): on a CPU a step takes "
-                        "minutes and may need more memory than the machine has; --recipe %s is its CPU-sized "
-                        "version (docs/training.md, the recipes table)", recipe.name,
-                        recipe.data.batch_size, smaller)
-    stop.training()
-    try:
-        finished = _run_stages(run)
+    try:  # from the run dir's making: a signal before the first step took back nothing written here
+        finished = _establish_and_run(run)
         progress.wall_time = run.runlog.wall_time()
     except BaseException:
         if not job.resume and not (run_dir / ckpt.LATEST).exists():
@@ -233,6 +211,34 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
     if stop.signal is not None and ctx.is_main:  # a signal, yet no stop: it came after the last step had begun
         log.warning(endings.ended_anyway(run, finished, exported))
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
+
+
+def _establish_and_run(run: _Run) -> bool:
+    """Open the run's train.log and run.json, say how it will run, then run its stages (`_run_stages`)."""
+    job, ctx, recipe, progress, run_dir = run.job, run.ctx, run.job.recipe, run.progress, Path(run.job.run_dir)
+    run.text.open(job.command, resumed=job.resume)  # after RunLog, which made the run dir (and may remove it)
+    if ctx.is_main:
+        ckpt.remove_killed_saves(run_dir)
+        ckpt.write_run_info(run_dir, recipe, run.commands)
+        if _past_max_steps(run):
+            log.warning("%s is at step %d, already past --max-steps %d: nothing was trained (give a "
+                        "larger --max-steps, or none, to continue the run)", run_dir / ckpt.LATEST,
+                        progress.step, job.max_steps)
+        log.info("%s: %s on %s (%d frames), %d process(es) on %s: %s; %s", recipe.identity,
+                 recipe.method, _count(len(run.index), "video"), run.index.describe()["frames"], ctx.world_size,
+                 ctx.device, _plan(recipe, len(run.index), ctx), _outputs(job))
+        if ctx.device.type == "cpu" and (smaller := recipe_files.cpu_counterpart(recipe)):
+            # before the first step: `cycletime`'s batch of 36 outgrew 23 GB of RAM there, killed mid-step
+            log.warning("recipe '%s' is the paper's, sized for GPUs (batches of %d): on a CPU a step takes "
+                        "minutes and may need more memory than the machine has; --recipe %s is its CPU-sized "
+                        "version (docs/training.md, the recipes table)", recipe.name,
+                        recipe.data.batch_size, smaller)
+        if (workers := feed.loader_workers(recipe.data.workers)) < recipe.data.workers:
+            log.warning("[data] workers = %d (or --workers) asks for more loader processes than the CPUs this "
+                        "process may use: starting %d (more only compete for the same cores)",
+                        recipe.data.workers, workers)
+    run.stop.training()
+    return _run_stages(run)
 
 
 def _plan(recipe: Recipe, videos: int, ctx: DistContext) -> str:
