@@ -84,7 +84,8 @@ def read_labels_file(path: str | Path) -> np.ndarray:
             magic = file.read(6)
         # np.load takes any other file for a pickle and says so: its hint to allow pickles misleads
         if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):  # PK: an .npz (zip) archive
-            raise InputError(path, "is not a .npy file (no NumPy header); save the labels with np.save")
+            raise InputError(path, "is not a .npy file (no NumPy header); save the labels with np.save"
+                             + _image_hint(magic))
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(path, "labels file not found") from None
@@ -94,6 +95,22 @@ def read_labels_file(path: str | Path) -> np.ndarray:
         loaded.close()
         raise InputError(path, "is an .npz archive of arrays, not one .npy array; save the labels with np.save")
     return loaded
+
+
+# The first bytes of the image files a probability map or a matte is usually saved as.
+IMAGE_MAGIC = {b"\x89PNG": "a PNG", b"\xff\xd8\xff": "a JPEG", b"II*\x00": "a TIFF", b"MM\x00*": "a TIFF"}
+
+
+def _image_hint(magic: bytes) -> str:
+    """For an image file given as labels (a matte or a probability map saved as a grayscale PNG),
+    what it is and the line that makes it labels; "" for any other file. It was only "not a .npy
+    file", with no word on the mask option or on the scale an 8-bit image's values stand for."""
+    kind = next((name for head, name in IMAGE_MAGIC.items() if magic.startswith(head)), None)
+    if kind is None:
+        return ""
+    return (f"; it is {kind} image: object ids go to --mask, and a grayscale map of values in [0, 1] "
+            "becomes labels with np.save('first.npy', np.asarray(PIL.Image.open(path), np.float32) / 255) "
+            "(/ 65535 for a 16-bit image)")
 
 
 def propagate_soft_labels(propagator: Propagator, frames: Iterable[np.ndarray],
