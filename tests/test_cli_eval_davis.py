@@ -329,6 +329,33 @@ def test_a_whole_radius_is_recorded_as_typed_and_a_record_of_its_float_still_res
     assert repr(resolve_preset(args).topk.radius) == "4.5"
 
 
+def test_an_encoder_file_is_recorded_by_its_absolute_path(short_clip, tmp_path, monkeypatch, capsys):
+    """--encoder my_enc.py:build was recorded as typed: a resume from another folder with the same
+    relative path continued the run with another file, one naming the same file by its absolute path
+    was refused. The record holds the resolved path; a record of the typed relative one (an earlier
+    version's) still resumes from its folder."""
+    for folder in ("a", "b"):  # two files of one name, in two folders
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "my_enc.py").write_text("from vidcorr.models import build_encoder\n\n\ndef build():\n"
+                                                     "    return build_encoder('lab-pixels')\n")
+    out = tmp_path / "out"
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), "--size", "96", "--encoder"]
+    monkeypatch.chdir(tmp_path / "a")
+    assert main([*argv, "my_enc.py:build"]) == 0
+    mine = f"{(tmp_path / 'a' / 'my_enc.py').resolve()}:build"
+    record = json.loads((out / ".run.json").read_text())
+    assert record["model"]["encoder"] == mine
+    assert json.loads((out / "results.json").read_text())["model"]["encoder"] == mine
+    assert main([*argv, mine, "--resume"]) == 0
+    record["model"]["encoder"] = "my_enc.py:build"  # as an earlier version recorded it
+    (out / ".run.json").write_text(json.dumps(record))
+    assert main([*argv, "my_enc.py:build", "--resume"]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    capsys.readouterr()
+    _fails([*argv, "my_enc.py:build", "--resume"], capsys,
+           f"another model ({mine} -> {(tmp_path / 'b' / 'my_enc.py').resolve()}:build)")
+
+
 def test_resume_refuses_a_used_folder_that_holds_no_davis_run(short_clip, tmp_path, capsys):
     """--resume into another command's output (an `eval jhmdb` folder: results.json, predictions/)
     wrote the DAVIS masks beside them and replaced its results.json; a folder without the run record

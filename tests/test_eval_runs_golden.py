@@ -20,7 +20,7 @@ from vidcorr.errors import InputError
 from vidcorr.evaluate.ranks import PeerFailed, Ranks, join
 from vidcorr.evaluate.runs import (RANK_RECORD, RUN_STAMP, RunRecord, check_output_folder, finished_items,
                                    merge_rank_records, open_record, recorded_items, recorded_run,
-                                   remove_unstarted_run, write_item_folder)
+                                   remove_unstarted_run, resolved_encoder_spec, write_item_folder)
 from vidcorr.evaluate.shards import _stop_together, run_items
 from vidcorr.evaluate.timing import peak_rss_mib, rank_timing, run_timing, timed_sequence
 from vidcorr.evaluate.vip_results import (INSTANCES, VideoScores, _read_frame_instances, format_vip_table,
@@ -167,6 +167,19 @@ def test_a_changed_run_is_refused_naming_what_changed(tmp_path: Path, before: di
     with pytest.raises(InputError) as error:
         finished_items(tmp_path, {"command": "eval x", **after}, ["a"], done=lambda name: True)
     assert f"holds a run with {said}: cannot resume it" in str(error.value)
+
+
+def test_an_encoder_spec_names_its_file_by_the_absolute_path(tmp_path: Path, monkeypatch) -> None:
+    """A file spec from anywhere, relative or through a link, reads as one absolute path; a module name
+    (found on sys.path, not at a path) and a malformed spec as typed."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "sub")
+    monkeypatch.chdir(tmp_path / "sub")
+    absolute = f"{(tmp_path / 'sub').resolve()}/m.py:build"
+    for spec in ("m.py:build", "../sub/m.py:build", f"{tmp_path}/link/m.py:build", absolute):
+        assert resolved_encoder_spec(spec) == absolute
+    for spec in ("my_package.models:build", "m.py", "m.py:"):
+        assert resolved_encoder_spec(spec) == spec
 
 
 def test_resume_into_an_existing_empty_folder_is_allowed(tmp_path: Path) -> None:

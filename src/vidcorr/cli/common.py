@@ -248,9 +248,12 @@ def load_model(args: argparse.Namespace, preset, *, fallback_to_floor: bool = Fa
     from vidcorr.api import resolve_encoder
 
     if getattr(args, "encoder", None) is not None:
+        from vidcorr.evaluate.runs import resolved_encoder_spec
         from vidcorr.models.external import load_external_encoder
 
-        return load_external_encoder(args.encoder)
+        encoder, info = load_external_encoder(args.encoder)  # its errors name the file as typed
+        # recorded by its absolute path: a resume from another folder names the same file (`resolved_encoder_spec`)
+        return encoder, {**info, "encoder": resolved_encoder_spec(args.encoder)}
     return resolve_encoder(preset, args.weights, args.features, fallback_to_floor=fallback_to_floor)
 
 

@@ -225,14 +225,39 @@ def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Calla
     if command != stamp["command"]:
         raise InputError(out_dir, f"holds a run of `{command}`, not of `{stamp['command']}`: cannot resume it; "
                                   "choose a new --out")
-    recorded = json.loads(json.dumps(stamp))  # as it reads back: tuples become lists
-    earlier = {**earlier, "command": command}
+    # as it reads back (tuples become lists); an --encoder file by its absolute path on both sides: an
+    # earlier version's record, and a model_info from Python (`load_external_encoder`), hold it as typed
+    recorded = _with_resolved_encoder(json.loads(json.dumps(stamp)))
+    earlier = _with_resolved_encoder({**earlier, "command": command})
     changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished", "timing"}
                      if earlier.get(k) != recorded.get(k))
     if changed:
         raise InputError(out_dir, f"holds a run with {_changes(changed, earlier, recorded)}: cannot resume it; "
                                   "choose a new --out or drop --resume")
     return [name for name in names if name in earlier.get("finished", []) and done(name)]
+
+
+def _with_resolved_encoder(record: dict) -> dict:
+    """``record`` with its model's --encoder spec as `resolved_encoder_spec` gives it, a relative file
+    read from the current folder."""
+    model = record.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("encoder"), str):
+        return record
+    return {**record, "model": {**model, "encoder": resolved_encoder_spec(model["encoder"])}}
+
+
+def resolved_encoder_spec(spec: str) -> str:
+    """An ``--encoder`` spec whose MODULE is a Python file, with that file's absolute path, symlinks
+    resolved ("my_models.py:build" -> "/home/me/work/my_models.py:build"), as a run record holds it:
+    typed as given, the same relative path from another folder resumed a run of another file, and
+    the absolute path of the same file was refused as another model. A module name
+    ("my_package.models:build") is returned as it is."""
+    from vidcorr.models.external import names_a_file, split_spec  # torch: only where an encoder is named
+
+    parts = split_spec(spec)
+    if parts is None or not names_a_file(parts[0]):
+        return spec
+    return f"{Path(parts[0]).resolve()}:{parts[1]}"
 
 
 def _read_record(path: Path) -> dict:
