@@ -44,8 +44,11 @@ def test_propagate_keypoints_equals_the_command_line(data_dir, tmp_path):
     # an array gives the same as the file (all visible but the last, as the file says)
     again = list(vidcorr.propagate_keypoints(frames, joints, visible=[True] * 14 + [False], encoder=encoder))
     np.testing.assert_array_equal(again[-1][1], got[-1][1])
-    with pytest.raises(InputError, match=r"keypoint 1 \(1\) at \(400, 10\) lies outside the 320x240"):
+    # keypoints without names of their own are not named twice (it said "keypoint 1 (1)")
+    with pytest.raises(InputError, match=r"^keypoint 1 at \(400, 10\) lies outside the 320x240"):
         vidcorr.propagate_keypoints(frames, np.array([[10.0, 10.0], [400.0, 10.0]]), encoder=encoder)
+    with pytest.raises(InputError, match=r"^no keypoints given \(an empty list\)"):  # was "all 0 have no position"
+        vidcorr.propagate_keypoints(frames, np.zeros((0, 2)), encoder=encoder)
 
 
 def test_track_box_equals_the_command_line(data_dir, tmp_path):

@@ -325,6 +325,8 @@ def check_first_keypoints(kps: KeypointSet, frame_hw: tuple[int, int], path: str
     The one check both the command line and `vidcorr.propagate_keypoints` run on the final first-frame
     visibility (after a ``visible=`` that replaces the file's list).
     """
+    if len(kps.visible) == 0:  # (0, 2) from Python: "all 0 have no position" said what is not the matter
+        raise InputError(path, "no keypoints given (an empty list): give the first frame's (J, 2) x, y pixels")
     if not kps.visible.any():
         # Propagating no keypoint at all gave an all-null result without a word.
         raise InputError(path, f"no keypoint is visible in the first frame (all {len(kps.visible)} have no position "
@@ -334,7 +336,7 @@ def check_first_keypoints(kps: KeypointSet, frame_hw: tuple[int, int], path: str
     outside = kps.visible & ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5))
     if outside.any():
         k = int(np.flatnonzero(outside)[0])
-        raise InputError(path, f"keypoint {k} ({kps.names[k]}) at ({x[k]:g}, {y[k]:g}) lies outside the "
+        raise InputError(path, f"{_keypoint(k, kps.names)} at ({x[k]:g}, {y[k]:g}) lies outside the "
                                f"{w}x{h} first frame; mark it \"visible\": false or fix the coordinates")
     return kps
 
