@@ -258,7 +258,7 @@ def test_loss_lines_average_the_steps_since_the_last_line(tmp_path: Path, caplog
     monkeypatch.setattr(runlog.time, "perf_counter", lambda: now[0])
     run = runlog.RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(step=1, wall_time=7.0),
                         every=3, progress_bar=False)
-    run.stage_started("joint", total=10, done=1)
+    run.stage_started("joint", total=10, done=1, step=1, run_end=16)  # a 6-step stage follows: the run ends at 16
     with caplog.at_level(logging.INFO, logger="vidcorr.train.runlog"):
         for step in range(2, 8):
             run.batch_arrived()
@@ -268,10 +268,39 @@ def test_loss_lines_average_the_steps_since_the_last_line(tmp_path: Path, caplog
     assert run.wall_time() == pytest.approx(7.0 + 12.0)  # the earlier sessions' 7 s, and this one's
     run.close()
     assert [r.getMessage() for r in caplog.records] == [
-        # steps 2, 3: 2 steps x 4 samples in 4 s (the window starts at the stage's first batch)
-        "step 3 | joint epoch 1 | loss 2.5000 | colour 25.0000 | lr 2.50e-05 | 2.0 samples/s | unreadable draws 1",
-        # steps 4, 5, 6: 3 x 4 samples in 6 s
-        "step 6 | joint epoch 1 | loss 5.0000 | colour 50.0000 | lr 2.50e-05 | 2.0 samples/s | unreadable draws 2"]
+        # steps 2, 3: 2 steps x 4 samples in 4 s (the window starts at the stage's first batch); 2 s a
+        # step: 7 steps left in the stage (to 10), 13 in the run (to 16)
+        "step 3 | joint epoch 1 | loss 2.5000 | colour 25.0000 | lr 2.50e-05 | 2.0 samples/s | 0:14 left in the "
+        "stage, ~0:26 in the run | unreadable draws 1",
+        # steps 4, 5, 6: 3 x 4 samples in 6 s; 4 and 10 steps left
+        "step 6 | joint epoch 1 | loss 5.0000 | colour 50.0000 | lr 2.50e-05 | 2.0 samples/s | 0:08 left in the "
+        "stage, ~0:20 in the run | unreadable draws 2"]
+
+
+def test_the_time_left_is_the_stages_and_the_runs_at_the_last_lines_step_time(tmp_path: Path, caplog,
+                                                                              monkeypatch) -> None:
+    """Lines had no ETA. The last stage (or one that --max-steps ends) says its time left alone; the
+    bar, which shows the stage's itself, adds the run's where later stages follow."""
+    now = [0.0]
+    monkeypatch.setattr(runlog.time, "perf_counter", lambda: now[0])
+    run = runlog.RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(), every=2, progress_bar=True)
+    run.stage_started("warmup", total=4000, done=0, step=0, run_end=7000)
+    run.batch_arrived()
+    with caplog.at_level(logging.INFO, logger="vidcorr.train.runlog"):
+        for step in (1, 2):
+            now[0] += 1.5
+            run.step(Progress(step=step), {"loss": 1.0}, 1e-4, "warmup", 2)
+        assert run.bar.postfix == "loss=1.0000, run_left=2:54:57"  # 6998 steps x 1.5 s
+        run.stage_started("joint", total=3000, done=0, step=4000, run_end=4010)  # --max-steps 4010
+        run.batch_arrived()
+        for step in (4001, 4002):
+            now[0] += 30.0
+            run.step(Progress(step=step), {"loss": 1.0}, 1e-4, "joint", 2)
+        assert run.bar.postfix == "loss=1.0000"  # the run ends with the stage: the bar's own time left says it
+    run.close()
+    assert [r.getMessage().split(" | ")[-2] for r in caplog.records] == [
+        "1:39:57 left in the stage, ~2:54:57 in the run",  # 3998 and 6998 steps x 1.5 s
+        "4:00 left"]  # 8 steps x 30 s, to --max-steps
 
 
 def test_train_log_sessions_append_after_a_blank_line_and_a_discard_takes_back_only_its_own(tmp_path: Path) -> None:

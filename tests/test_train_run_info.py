@@ -329,7 +329,7 @@ def test_the_first_lines_throughput_leaves_out_the_loaders_start_up(tmp_path: Pa
     terms = {"loss": 1.0, "skipped_videos": 0.0}
     with caplog.at_level(logging.INFO, logger="vidcorr.train.runlog"):
         for stage in ("warmup", "joint"):
-            run.stage_started(stage, total=2, done=0)
+            run.stage_started(stage, total=2, done=0, step=0, run_end=4)
             now[0] += 10.0  # the workers start
             for step in (1, 2):
                 run.batch_arrived()

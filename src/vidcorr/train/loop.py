@@ -315,7 +315,7 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
         raise RuntimeError(f"stage {stage.name!r}: {len(sampler)} samples per process an epoch, fewer than "
                            f"one batch of {per_rank}; the loop would never take a step")
     total = stage_steps(stage, steps_per_epoch)
-    run.runlog.stage_started(stage.name, total, progress.stage_step)
+    run.runlog.stage_started(stage.name, total, progress.stage_step, progress.step, _run_end(run))
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=recipe.autocast_bf16(ctx.device.type))
     channels_last = _cuda_flag(recipe.cuda.channels_last, ctx)
     while progress.stage_step < total:
@@ -351,6 +351,12 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
         else:  # the epoch ran out before the stage did
             progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
     return True
+
+
+def _run_end(run: _Run) -> int:
+    """The step the run ends at: its stages' steps in all, or --max-steps if sooner (the time left)."""
+    end = sum(feed.stage_lengths(run.job.recipe, len(run.index), run.ctx))
+    return end if run.job.max_steps is None else min(end, run.job.max_steps)
 
 
 def _at_max_steps(run: _Run) -> bool:

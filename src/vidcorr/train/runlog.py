@@ -51,6 +51,7 @@ class RunLog:
         self.run_dir, self.found = run_dir, _tensorboard_output(run_dir)  # before the writer adds any
         self.writer = _summary_writer(run_dir, progress.step + 1) if ctx.is_main else None
         self.bar: tqdm | None = None
+        self.stage_end = self.run_end = 0  # the steps (progress.step) the stage and the run end at, for the ETA
         self._starting = False  # a stage's loader is starting: the time until its first batch is not timed
         self._reset_window()
 
@@ -62,11 +63,15 @@ class RunLog:
         """Seconds trained, including earlier sessions of a resumed run."""
         return self.base_wall + time.perf_counter() - self.start
 
-    def stage_started(self, name: str, total: int, done: int) -> None:
+    def stage_started(self, name: str, total: int, done: int, step: int, run_end: int) -> None:
+        """Stage ``name`` of ``total`` steps starts (or resumes) with ``done`` of them done, at the
+        run's step ``step``; the run ends at step ``run_end`` (its stages' steps, or --max-steps)."""
         if self.bar is not None:
             self.bar.close()
         if self.ctx.is_main and self.progress_bar:
             self.bar = tqdm(total=total, initial=done, desc=name, unit="step", dynamic_ncols=True)
+        self.run_end = run_end
+        self.stage_end = min(step + total - done, run_end)
         self._reset_window()
         self._starting = True
 
@@ -86,19 +91,31 @@ class RunLog:
         self.count, self.samples = self.count + 1, self.samples + batch
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{terms['loss']:.4f}", refresh=False)
+            # the bar shows the stage's time left itself; the run's, where later stages follow, here
+            later = {"run_left": self._time_left(progress.step)[1]} if self.run_end > self.stage_end else {}
+            self.bar.set_postfix(loss=f"{terms['loss']:.4f}", **later, refresh=False)
         if progress.step % self.every == 0:
             self._write(progress, lr, stage)
 
+    def _time_left(self, step: int) -> tuple[str, str]:
+        """The stage's and the run's time left after ``step``, "M:SS" or "H:MM:SS", at the mean step
+        time since the last log line (this stage's: a later one may be slower or faster)."""
+        per_step = (time.perf_counter() - self.window_start) / max(self.count, 1)
+        return (_duration(per_step * max(self.stage_end - step, 0)),
+                _duration(per_step * max(self.run_end - step, 0)))
+
     def _write(self, progress: ckpt.Progress, lr: float, stage: str) -> None:
         rate = self.samples / max(time.perf_counter() - self.window_start, 1e-9)
+        stage_left, run_left = self._time_left(progress.step)
+        left = f"{stage_left} left" + (f" in the stage, ~{run_left} in the run" if self.run_end > self.stage_end else "")
         means = {k: v / self.count for k, v in self.sums.items() if k != "skipped_videos"}
         # the total first, on its own: among UVC's eight terms in alphabetical order it was hard to find
         listed = " | ".join(filter(None, [f"loss {means['loss']:.4f}" if "loss" in means else "",
                                           " ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "loss")]))
         with logging_redirect_tqdm():
-            log.info("step %d | %s epoch %d | %s | lr %.2e | %.1f samples/s | unreadable draws %d",
-                     progress.step, stage, progress.epoch, listed, lr, rate, progress.skipped_videos)
+            # the time left before the draws: lines are read by "| N samples/s" and end "| unreadable draws N"
+            log.info("step %d | %s epoch %d | %s | lr %.2e | %.1f samples/s | %s | unreadable draws %d",
+                     progress.step, stage, progress.epoch, listed, lr, rate, left, progress.skipped_videos)
         if self.writer is not None:
             for name, value in means.items():
                 self.writer.add_scalar(f"loss/{name}", value, progress.step)
@@ -138,6 +155,13 @@ class RunLog:
                 path.unlink()
             elif not any(path.iterdir()):
                 path.rmdir()
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as "M:SS" (under an hour) or "H:MM:SS", rounded to the second: 75.4 -> "1:15"."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def text_log_handler(path: Path) -> logging.FileHandler:
