@@ -2,7 +2,8 @@
 
 The scripting API (`vidcorr.api`) is importable from here: ``vidcorr.encoder_for``,
 ``vidcorr.propagate_masks``, ``vidcorr.mask_tracker``,
-``vidcorr.propagate_keypoints``, ``vidcorr.track_box``, ``vidcorr.propagate_labels``, and
+``vidcorr.propagate_keypoints``, ``vidcorr.track_box``, ``vidcorr.propagate_labels``,
+``vidcorr.match_frames`` (what ``vidcorr match`` finds between two frames), and
 ``vidcorr.bound_cpu_memory`` (`vidcorr.runtime`), the command line's allocator settings, an opt-in
 for a process that propagates long videos. It is loaded on first use, so that
 ``import vidcorr`` and the command line's start-up do not pay for torch until they need it.
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 # The public API, all of it loaded lazily from `vidcorr.api` (so ``from vidcorr import *`` gives it too).
 __all__ = ["encoder_for", "propagate_masks", "mask_tracker", "propagate_keypoints", "track_box", "propagate_labels",
-           "bound_cpu_memory"]
+           "match_frames", "bound_cpu_memory"]
 
 
 def __getattr__(name: str):

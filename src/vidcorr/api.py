@@ -16,6 +16,7 @@
         ...
     for frame, labels in vidcorr.propagate_labels("clip.mp4", probabilities):  # (K, H, W) floats
         ...                               # labels (K, H, W) float32, soft, at the frame's size
+    matches = vidcorr.match_frames("a.jpg", "b.jpg")  # what `vidcorr match` draws: points_a, points_b, mutual
 
 The command line (`vidcorr propagate`) runs the same code and loads its models the same way
 (`resolve_encoder`). One thing it does that these functions do not: `vidcorr.bound_cpu_memory()`
@@ -43,6 +44,7 @@ from torch import nn
 
 from vidcorr.defaults import BEST_FLOOR, DEFAULT_WEIGHTS, FLOOR_NAMES
 from vidcorr.errors import InputError, VidcorrError, WeightsError, shown_value
+from vidcorr.correspond import Matches
 from vidcorr.masks import MaskTracker, check_first_mask, propagate_mask, read_first_mask
 from vidcorr.models.external import check_own_module, names_a_file, split_spec
 from vidcorr.presets import DEFAULT_PRESET, PropagationPreset, customised_preset
@@ -352,6 +354,48 @@ def track_box(
             encoder = encoder_for(DEFAULT_PRESET)
         check_own_module(encoder, device)
         return track_frames(encoder, frames, box, tracker, device=device, **options)
+
+
+def match_frames(
+    frame_a: str | Path | np.ndarray,
+    frame_b: str | Path | np.ndarray,
+    *,
+    mask_a: str | Path | np.ndarray | Image.Image | None = None,
+    step: int = 2,
+    encoder: nn.Module | None = None,
+    preset: PresetLike = DEFAULT_PRESET,
+    device: str | torch.device = "cpu",
+    size: int | None = None,
+) -> Matches:
+    """What ``vidcorr match A B`` finds: every ``step``-th feature cell of frame A matched into frame
+    B, with its forward-backward check (`vidcorr.correspond.match_frames`). -> `Matches`: points_a,
+    points_b (M, 2) x, y pixels of A and B, similarity (M,), mutual (M,) bool.
+
+    frame_a, frame_b: image files, or RGB frames (H, W, 3) as the other functions take them; their
+    sizes may differ. mask_a: query only A's cells on an object (ids (Ha, Wa) or a mask file, as
+    `propagate_masks`' first_mask; 0 and void 255 are not queried). encoder, preset, device, size: as
+    `propagate_masks` (the preset's size, layer and normalisation embed the frames).
+    `vidcorr.viz.draw_matches(a, b, matches)` draws them as ``vidcorr match`` does.
+    """
+    from vidcorr.cli.common import warn_if_coarse_propagator
+    from vidcorr.correspond import match_frames as match
+    from vidcorr.io.frames import as_rgb_frame
+    from vidcorr.io.images import read_image
+
+    # files read as `vidcorr match` reads its two images (upright by EXIF, 16-bit gray scaled)
+    a, b = (as_rgb_frame(read_image(f) if isinstance(f, (str, os.PathLike)) else f, side)  # type: ignore[arg-type]
+            for f, side in ((frame_a, "A"), (frame_b, "B")))
+    query, path = None, None
+    if mask_a is not None:
+        ids, path = read_first_mask(mask_a)
+        ids = check_first_mask(ids, a.shape[:2], path)
+        query = (ids != 0) & (ids != 255)
+    propagator = _propagator(encoder, preset, device, 1, size, {})
+    matches = match(propagator, a, b, step=step, mask_a=query)
+    if len(matches) == 0:
+        raise InputError(path, "no point of frame A to match: the mask covers no feature cell centre")
+    warn_if_coarse_propagator("frame A", propagator, option="size=", grid_hw=matches.grid_a, input_hw=matches.input_a)
+    return matches
 
 
 def _refuse_propagation_settings(tracker: str, options: dict[str, Any]) -> None:
