@@ -17,6 +17,28 @@ from vidcorr.cli import main
 from vidcorr.errors import InputError
 
 
+def test_keypoints_given_as_row_column_are_told_so(data_dir, tmp_path, capsys):
+    """The real clip's first-frame joints as (y, x), numpy's (row, column) order: the neck's (105.5, 285.5)
+    lies below the 320x240 frame, and every joint lies on it swapped back; the refusal says so. A point
+    off the frame either way gets no such hint."""
+    from vidcorr.io.jhmdb import read_joints
+
+    video = data_dir / "jhmdb" / "Rename_Images" / "catch" / "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
+    joints = read_joints(data_dir / "jhmdb" / "joint_positions" / "catch" / video.name / "joint_positions.mat")[0]
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"keypoints": joints[:, ::-1].tolist()}))
+    out = tmp_path / "out"
+    assert main(["propagate", str(video), "--keypoints", str(first), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"vidcorr: error: {first}: keypoint 0 at (105.5, 285.5) lies outside the 320x240 first frame; mark it "
+        '"visible": false or fix the coordinates; keypoints are [x, y] (column, row): swapped, every visible one '
+        "lies on the frame") and not out.exists()
+    frames = [np.zeros((240, 320, 3), np.uint8)] * 2
+    with pytest.raises(InputError) as error:  # (250, 250) is off the frame whichever way it is read
+        vidcorr.propagate_keypoints(frames, [[10.0, 20.0], [250.0, 250.0]], encoder=PatchEncoder())
+    assert str(error.value).endswith("fix the coordinates")
+
+
 def test_propagate_keypoints_equals_the_command_line(data_dir, tmp_path):
     """Real JHMDB frames and joints: the API's points are the CLI's keypoints.json (3 decimals)."""
     from vidcorr.io.jhmdb import JOINT_NAMES, read_joints

@@ -333,12 +333,22 @@ def check_first_keypoints(kps: KeypointSet, frame_hw: tuple[int, int], path: str
                                f"or are marked not visible): there is nothing to propagate")
     h, w = frame_hw
     x, y = kps.points[:, 0], kps.points[:, 1]
-    outside = kps.visible & ((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5))
+    outside = kps.visible & ~_on_frame(x, y, frame_hw)
     if outside.any():
         k = int(np.flatnonzero(outside)[0])
+        # numpy's (row, column) order is (y, x): when every visible point lands on the frame swapped, say so
+        swapped = _on_frame(y, x, frame_hw)[kps.visible].all()
         raise InputError(path, f"{_keypoint(k, kps.names)} at ({x[k]:g}, {y[k]:g}) lies outside the "
-                               f"{w}x{h} first frame; mark it \"visible\": false or fix the coordinates")
+                               f"{w}x{h} first frame; mark it \"visible\": false or fix the coordinates"
+                               + ("; keypoints are [x, y] (column, row): swapped, every visible one lies on "
+                                  "the frame" if swapped else ""))
     return kps
+
+
+def _on_frame(x: np.ndarray, y: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+    """(J,) whether pixel coordinates x, y (J,) lie on a frame (H, W), pixel centres at integers."""
+    h, w = frame_hw
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
 
 def _point_array(path: Path, raw) -> np.ndarray:
