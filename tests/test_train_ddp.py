@@ -139,3 +139,50 @@ def test_a_divergence_or_an_agreed_stop_is_told_by_rank_0_alone(monkeypatch, cap
             monkeypatch.setenv("RANK", str(rank))
             assert train_cmd._run(SimpleNamespace()) == code
             assert (str(error) in capsys.readouterr().err) == (rank in told_by), (error, rank)
+
+
+def test_a_recipe_error_under_torchrun_is_said_by_rank_0_alone(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Each rank printed the same refusal (a recipe read by all). Rank 0 says it; the others wait a
+    moment for it, deaf to torchrun's SIGTERM, and all exit 2."""
+    import signal
+
+    from vidcorr.cli import main, train_cmd
+
+    (tmp_path / "bad.toml").write_text("method = \n")
+    waits = []
+    monkeypatch.setattr(train_cmd.time, "sleep", lambda s: waits.append(
+        (s, signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = ["train", "autoencoder", "--data", str(tmp_path), "--recipe", str(tmp_path / "bad.toml"),
+            "--out", str(tmp_path / "w.safetensors"), "--run-dir", str(tmp_path / "run")]
+    for rank, said in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(args) == 2
+        assert capsys.readouterr().err.count(f"vidcorr: error: {tmp_path / 'bad.toml'}: unreadable recipe") == said
+    assert waits == [(train_cmd.REFUSAL_GRACE_S, signal.SIG_IGN, signal.SIG_IGN)]  # rank 1's
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # given back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_malformed_torchrun_variable_is_named_with_its_value(tmp_path: Path, monkeypatch, capsys) -> None:
+    """RANK=x was int()'s traceback ("invalid literal for int() with base 10: 'x'"), WORLD_SIZE=two an
+    "invalid auto-encoder recipe"."""
+    from vidcorr.cli import main
+    from vidcorr.train.distributed import environment_int
+
+    (tmp_path / "ae.toml").write_text('method = "autoencoder"\n[stages.reconstruct]\nsteps = 1\n')
+    args = ["train", "autoencoder", "--data", str(tmp_path), "--recipe", str(tmp_path / "ae.toml"),
+            "--out", str(tmp_path / "w.safetensors"), "--run-dir", str(tmp_path / "run")]
+    for name, value, minimum in (("RANK", "x", 0), ("WORLD_SIZE", "two", 1), ("WORLD_SIZE", "0", 1),
+                                 ("RANK", "-1", 0)):
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            assert main(args) == 2
+            assert capsys.readouterr().err == (f"vidcorr: error: environment variable {name}={value!r}: expected a whole "
+                                               f"number >= {minimum} (torchrun sets it; unset it to train in one "
+                                               "process)\n")
+    monkeypatch.setenv("LOCAL_RANK", " 3 ")  # int() takes surrounding blanks, as torchrun's own parsing does
+    assert environment_int("LOCAL_RANK", 0, 0) == 3
+    monkeypatch.delenv("LOCAL_RANK")
+    assert environment_int("LOCAL_RANK", 7, 0) == 7
+    assert not (tmp_path / "run").exists()

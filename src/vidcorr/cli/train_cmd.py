@@ -15,6 +15,7 @@ import functools
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     uvc.add_argument("--ablate", action="append", choices=ABLATIONS, default=[],
                      help="UVC Table 2 ablation: drop Localisation, Orthogonal terms, "
                           "Concentration, or all three; repeatable")
-    uvc.set_defaults(func=_holding_lines(run_uvc))
+    uvc.set_defaults(func=_command(prepare_uvc))
 
     cycle = methods.add_parser("cycletime", help="train a CycleTime encoder (cycle consistency of time)",
                                description="Train CycleTime (METHODS.md §2) and export its encoder.")
     _common_arguments(cycle, "cycletime")
     _encoder_arguments(cycle)
-    cycle.set_defaults(func=_holding_lines(run_cycletime))
+    cycle.set_defaults(func=_command(prepare_cycletime))
 
     stt = methods.add_parser("stt", help="train an STT encoder (the temporal stage)",
                              description="Train STT's temporal stage (METHODS.md §4) and export its encoder.")
@@ -105,48 +106,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "without one the global distillation term is left out; with --resume "
                           "the checkpoint's (checked by sha256)")
     _encoder_arguments(stt)
-    stt.set_defaults(func=_holding_lines(run_stt))
+    stt.set_defaults(func=_command(prepare_stt))
 
     moco = methods.add_parser("moco", help="train a MoCo v2 encoder (STT's spatial stage, its teacher)",
                               description="Train MoCo v2 on video frames (STT's spatial stage, METHODS.md §4.2) "
                                           "and export the encoder `train stt --teacher` takes.")
     _common_arguments(moco, "moco")
     _encoder_arguments(moco)
-    moco.set_defaults(func=_holding_lines(run_moco))
+    moco.set_defaults(func=_command(prepare_moco))
 
     ae = methods.add_parser("autoencoder", help="train UVC's Lab auto-encoder",
                             description="Train the Lab colour auto-encoder UVC reconstructs through.")
     _common_arguments(ae, "autoencoder")
     ae.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
-    ae.set_defaults(func=_holding_lines(run_autoencoder))
+    ae.set_defaults(func=_command(prepare_autoencoder))
 
     train_export.register(methods)
 
 
-def _holding_lines(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``run`` with the package's log lines held from its start for the run's train.log
-    (`vidcorr.train.runlog.held_lines`): this module's notes come before the run dir is known."""
+def _command(prepare: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
+    """A `vidcorr train METHOD` command: ``prepare(args)`` reads its recipe and inputs into a
+    `TrainJob`, which `_run` trains. The package's log lines are held from the start for the run's
+    train.log (`vidcorr.train.runlog.held_lines`): this module's notes come before the run dir is
+    known. A signal before the trainer's own handlers take over stops it at once
+    (`vidcorr.train.interrupt.preparing`); bad input found while preparing is said once under
+    torchrun (`_refused_once`)."""
 
-    @functools.wraps(run)
-    def holding(args: argparse.Namespace) -> int:
+    @functools.wraps(prepare)
+    def command(args: argparse.Namespace) -> int:
+        from vidcorr.errors import VidcorrError
         from vidcorr.train.distributed import launched_rank
         from vidcorr.train.interrupt import BEFORE_FIRST_STEP, StopAtOnce, preparing
         from vidcorr.train.runlog import held_lines
 
+        rank = launched_rank()  # a malformed RANK: one line, exit 2, on every rank (which one it is is unknown)
         try:
-            with preparing(), held_lines(enabled=launched_rank() == 0):  # only rank 0 writes train.log
-                return run(args)
+            with preparing(), held_lines(enabled=rank == 0):  # only rank 0 writes train.log
+                try:
+                    job = prepare(args)
+                except VidcorrError as error:
+                    return _refused_once(error, rank)
+                return _run(job)
         except StopAtOnce as stopped:  # before the trainer's handlers took over: nothing was written
-            if launched_rank() == 0:
+            if rank == 0:
                 print(f"vidcorr: interrupted by {signal.Signals(stopped.signal).name} {BEFORE_FIRST_STEP}; "
                       "nothing was written", file=sys.stderr)
             return 128 + stopped.signal
 
-    return holding
+    return command
 
 
-def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], Any], **job: Any) -> int:
-    """Run a `TrainJob` with the command's options; the encoder starts from ``--init`` if given (a
+# How long a rank > 0 waits before it exits on bad input, for rank 0 to say it (`_refused_once`).
+REFUSAL_GRACE_S = 5.0
+
+
+def _refused_once(error: Exception, rank: int) -> int:
+    """Exit status 2 for bad input found while preparing the run (a recipe error, a missing weights
+    file): every torchrun rank reads the same, and each printed it (N copies of one line). Rank 0
+    says it; another rank waits `REFUSAL_GRACE_S` first, deaf to SIGTERM and SIGINT, then exits 2
+    too: torchrun ends the other ranks as soon as one exits, and rank 0 ended before its line said
+    nothing, or that it was interrupted."""
+    if rank == 0:
+        print(f"vidcorr: error: {error}", file=sys.stderr)
+    else:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
+        time.sleep(REFUSAL_GRACE_S)
+    return 2
+
+
+def _encoder_job(args: argparse.Namespace, recipe, build_method: Callable[[], Any], **job: Any):
+    """The `TrainJob` of the command's options; the encoder starts from ``--init`` if given (a
     resume without it keeps the checkpoint's record) and goes to ``--export`` (default
     RUN_DIR/encoder.safetensors). ``job``: further `TrainJob` fields (UVC's switches)."""
     from vidcorr.train.loop import TrainJob
@@ -161,7 +191,7 @@ def _train_encoder(args: argparse.Namespace, recipe, build_method: Callable[[], 
     options = job_options(args)
     export = args.export or Path(options["run_dir"]) / "encoder.safetensors"
     _refuse_overwriting_inputs(export, recipe)
-    return _run(TrainJob(recipe, build_method, export=export, **job, **options))
+    return TrainJob(recipe, build_method, export=export, **job, **options)
 
 
 def _refuse_overwriting_inputs(export: Path, recipe) -> None:
@@ -195,7 +225,7 @@ def _autoencoder(args: argparse.Namespace) -> tuple[Path, Any]:
     return path, weights
 
 
-def run_uvc(args: argparse.Namespace) -> int:
+def prepare_uvc(args: argparse.Namespace):
     from vidcorr.methods import uvc
     from vidcorr.train.distributed import launched_world_size
     from vidcorr.models.weights import autoencoder_from_weights
@@ -219,20 +249,20 @@ def run_uvc(args: argparse.Namespace) -> int:
     def build_method():  # the auto-encoder too is built after seeding, before the encoder, as it always was
         return uvc.UVC(cfg, autoencoder_from_weights(autoencoder, path))
 
-    return _train_encoder(args, recipe, build_method, switches=uvc.stage_switches)
+    return _encoder_job(args, recipe, build_method, switches=uvc.stage_switches)
 
 
-def run_cycletime(args: argparse.Namespace) -> int:
+def prepare_cycletime(args: argparse.Namespace):
     from vidcorr.methods import cycletime
 
     recipe = command_recipe(args, "cycletime")
     cfg = method_config(args, recipe, "CycleTime", cycletime.STAGES,
                         lambda: cycletime.config_for_recipe(recipe.base, recipe.model, recipe.data))
     recipe = recipe.replace(model=cfg.to_dict())  # the checkpoint records the full config
-    return _train_encoder(args, recipe, lambda: cycletime.CycleTime(cfg))
+    return _encoder_job(args, recipe, lambda: cycletime.CycleTime(cfg))
 
 
-def run_stt(args: argparse.Namespace) -> int:
+def prepare_stt(args: argparse.Namespace):
     from vidcorr.methods import stt
     from vidcorr.models.weights import encoder_from_weights
 
@@ -255,10 +285,10 @@ def run_stt(args: argparse.Namespace) -> int:
              "correlations)")
     # The checkpoint records the full config and which teacher trained it.
     recipe = recipe.replace(model={**cfg.to_dict(), "teacher": teacher_record})
-    return _train_encoder(args, recipe, lambda: stt.STT(cfg, teacher))
+    return _encoder_job(args, recipe, lambda: stt.STT(cfg, teacher))
 
 
-def run_moco(args: argparse.Namespace) -> int:
+def prepare_moco(args: argparse.Namespace):
     from vidcorr.methods import moco
     from vidcorr.train.distributed import launched_world_size
 
@@ -272,10 +302,10 @@ def run_moco(args: argparse.Namespace) -> int:
     recipe = command_recipe(args, "moco")
     cfg = method_config(args, recipe, "MoCo", moco.STAGES, build)
     recipe = recipe.replace(model=cfg.to_dict())
-    return _train_encoder(args, recipe, lambda: moco.MoCo(cfg))
+    return _encoder_job(args, recipe, lambda: moco.MoCo(cfg))
 
 
-def run_autoencoder(args: argparse.Namespace) -> int:
+def prepare_autoencoder(args: argparse.Namespace):
     from vidcorr.train.autoencoder import STAGE, AutoencoderTraining
     from vidcorr.train.loop import TrainJob
 
@@ -283,7 +313,7 @@ def run_autoencoder(args: argparse.Namespace) -> int:
     # no config to build, but its stage names are checked as the others': a recipe extending
     # `autoencoder` with [stages.main] ran the 1500-step stage, then a stage "main" of its own
     method_config(args, recipe, "auto-encoder", (STAGE,), lambda: None)
-    return _run(TrainJob(recipe, AutoencoderTraining, export=args.out, **job_options(args)))
+    return TrainJob(recipe, AutoencoderTraining, export=args.out, **job_options(args))
 
 
 def _run(job) -> int:

@@ -32,13 +32,31 @@ class DistContext(RankRole):
 def launched_rank() -> int:
     """This process's rank as torchrun set it (``RANK``); 0 for a plain call. Also known before
     `init_distributed` and after `shutdown`, where the command line prints its summary once."""
-    return int(os.environ.get("RANK", 0))
+    return environment_int("RANK", 0, 0)
 
 
 def launched_world_size() -> int:
     """The number of processes torchrun started (``WORLD_SIZE``); 1 for a plain call. Known before
     `init_distributed`: a recipe's per-process batch is checked before the videos are indexed."""
-    return max(1, int(os.environ.get("WORLD_SIZE", 1)))
+    return environment_int("WORLD_SIZE", 1, 1)
+
+
+def environment_int(name: str, default: int, minimum: int) -> int:
+    """The whole number in environment variable ``name`` (torchrun's RANK, WORLD_SIZE, LOCAL_RANK,
+    LOCAL_WORLD_SIZE), ``default`` where it is unset; `VidcorrError` naming the variable and its value
+    if it is no whole number >= ``minimum``: int()'s "invalid literal for int() with base 10: 'x'"
+    was a traceback for RANK, and for WORLD_SIZE read as an error of the recipe."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        raise VidcorrError(f"environment variable {name}={value!r}: expected a whole number >= {minimum} "
+                           "(torchrun sets it; unset it to train in one process)")
+    return number
 
 
 def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
@@ -71,8 +89,8 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
     backend: default NCCL on CUDA, gloo on the CPU; the eval commands ask for gloo on either (they
     exchange no tensors, and gloo lets several ranks share one GPU)."""
     rank = launched_rank()
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    world_size = launched_world_size()
+    local_rank = environment_int("LOCAL_RANK", 0, 0)
     resolved = resolve_device(device, local_rank)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from vidcorr.data import GapRange, ShardedSampler, VideoIndex, build_dataset, build_index, frames_needed
 from vidcorr.errors import VidcorrError
 from vidcorr.train.config import Recipe
-from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier
+from vidcorr.train.distributed import DistContext, all_reduce_mean, barrier, environment_int
 from vidcorr.train.interrupt import StopSignals, WaitAbandoned
 from vidcorr.train.schedule import stage_steps
 from vidcorr.train.workers import worker_init, worker_start_method
@@ -59,7 +59,7 @@ def loader_workers(asked: int) -> int:
     paper's `cycletime` asks for 12: on a 2-core machine that was 12 processes each importing torch
     and decoding video (torch's own warning said they might "freeze"), none of them faster."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    share = max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    share = max(1, cpus // environment_int("LOCAL_WORLD_SIZE", 1, 1))
     return min(asked, share)
 
 
