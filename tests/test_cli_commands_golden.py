@@ -137,18 +137,21 @@ def test_box_and_keypoints_files_keep_the_first_frames_fractional_coordinates(ti
     assert len(kps["frames"]) == 4
 
 
-def test_a_float16_labels_limit_is_float16s_largest_value(tiny, tmp_path, capsys) -> None:
-    # 70000 is beyond float16's 65504 (it would be written as inf); 65504 itself is kept
+def test_a_float16_labels_limit_is_where_the_cast_overflows(tiny, tmp_path, capsys) -> None:
+    # float16's largest value is 65504, and the cast rounds anything below 65520 to it: 65519 is kept
+    # (written as 65504), 65520 would be written as inf and is refused, as is 70000
     frames, _ = tiny
     first = tmp_path / "soft.npy"
-    np.save(first, np.full((48, 64), 70000.0, np.float32))
     argv = ["propagate", str(frames), "--labels", str(first), "--labels-dtype", "float16", "--no-video", *LAB]
-    assert main([*argv, "--out", str(tmp_path / "x")]) == 2
-    assert "beyond float16's 65504" in capsys.readouterr().err and not (tmp_path / "x").exists()
-    np.save(first, np.full((48, 64), 65504.0, np.float32))
+    for value, out in ((70000.0, "x"), (65520.0, "z")):
+        np.save(first, np.full((48, 64), value, np.float32))
+        assert main([*argv, "--out", str(tmp_path / out)]) == 2
+        assert f"values up to {value:g}, beyond float16's range" in capsys.readouterr().err
+        assert not (tmp_path / out).exists()
+    np.save(first, np.full((48, 64), 65519.0, np.float32))
     assert main([*argv, "--out", str(tmp_path / "y")]) == 0
     written = np.load(tmp_path / "y" / "labels" / "f13.npy")
-    assert written.dtype == np.float16 and np.isfinite(written).all()
+    assert written.dtype == np.float16 and np.isfinite(written).all() and written.max() == 65504
 
 
 @pytest.mark.parametrize("extra, said", [

@@ -13,8 +13,10 @@ with its 0-based number; the folder appears only when everything succeeded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from vidcorr.errors import InputError, VidcorrError
 
 DEFAULT_FPS = 24.0
 DEFAULT_TRACKER = "localise"  # of --box
+INTERRUPT_EXIT = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
 log = logging.getLogger(__name__)
 
 
@@ -132,17 +135,19 @@ def run(args: argparse.Namespace) -> int:
     # Each overlay frame at its input frame's time: one rate misses a variable-frame-rate video's
     # timing. --fps asks for a constant rate; a frame folder (and the OpenCV backend) has no times.
     times = None if args.fps or args.no_video else source.frame_times()
+    total = _frames_in_all(source, times)
     start = time.perf_counter()
     n = 0
     # SIGTERM (kill, timeout) unwinds as Ctrl-C does: no hidden .partial folder of half the results left behind
-    with sigterm_cleans_up("propagate"), atomic_dir(args.out) as tmp, logging_redirect_tqdm():  # a warning on its own line
+    with _ctrl_c_says_how_far(args.out, lambda: (n, total), start), sigterm_cleans_up("propagate"), \
+            atomic_dir(args.out) as tmp, logging_redirect_tqdm():  # a warning on its own line
         propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
         overlays = annotation.write(propagator, source, tmp)
 
         def counted():
             nonlocal n
             # minutes a video on a CPU (0.4 frames/s at 480p): without a bar nothing showed until the end
-            for frame in tqdm(overlays, total=source.num_frames, desc="propagate", unit="frame", leave=False):
+            for frame in tqdm(overlays, total=total, desc="propagate", unit="frame", leave=False):
                 n += 1
                 if n == 1:  # the first frame is embedded: its feature grid is known
                     warn_if_coarse_propagator(args.input, propagator)
@@ -151,8 +156,11 @@ def run(args: argparse.Namespace) -> int:
         if args.no_video:
             for _ in counted():
                 pass
-        else:  # each frame numbered from 0, as a video's result files are (masks/00017.png: frame 17)
-            numbered = (caption(frame, frame_caption("", t)) for t, frame in enumerate(counted()))
+        else:  # each frame numbered from 0, as a video's result files are (masks/00017.png: frame 17);
+            # a folder's frame also by its file, after which its results are named
+            files = [path.name for path in source.files] if source.files is not None else None
+            numbered = (caption(frame, frame_caption("", t, files[t] if files else None))
+                        for t, frame in enumerate(counted()))
             write_video(tmp / "overlay.mp4", numbered, fps, times=times)
         if n < 2:  # counted, not the header's count: inside the block, so nothing is left written
             raise InputError(args.input, "holds 1 frame: no frame to propagate the first-frame annotation to "
@@ -166,6 +174,36 @@ def run(args: argparse.Namespace) -> int:
     print(f"propagated {which} of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None]], start: float) -> Iterator[None]:
+    """Ctrl-C in the block: one line with the frames done of how many, the time spent and what became
+    of them, then exit 130. "vidcorr: interrupted" alone left a user who stopped a long video at
+    frame 700 of 768 looking for the 700 masks. ``progress()``: (frames done, frames in all or None)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        done, total = progress()
+        of = f"{done} of {total} frames" if total else f"{done} frames"
+        minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+        if out.is_dir() and any(not entry.name.startswith(".") for entry in out.iterdir()):
+            what = f"{out} was written in full"  # the interrupt came as the finished result was put in place
+        else:
+            what = (f"nothing written: {out} appears only once every frame is done (no resume: the same "
+                    "command starts again from the first frame)")
+        print(f"vidcorr propagate: interrupted after {of} ({minutes}:{seconds:02d}); {what}", file=sys.stderr)
+        raise SystemExit(INTERRUPT_EXIT) from None
+
+
+def _frames_in_all(source, times: list[float] | None) -> int | None:
+    """The frames to propagate, for the bar's total and ETA: the header's count, else the number of
+    frame times (a Matroska / WebM file's header gives no count; its packets do, read for the
+    overlay's times or here: demuxing only, seconds for an hour of video), else None (OpenCV)."""
+    if source.num_frames is not None:
+        return source.num_frames
+    times = times if times is not None else source.frame_times()
+    return None if times is None else len(times)
 
 
 def _advise_on_size(path: Path, size: tuple[int, int], preset) -> None:
@@ -240,12 +278,14 @@ def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] |
     from vidcorr.soft_labels import check_first_labels, read_labels_file
 
     first = check_first_labels(read_labels_file(path), frame_hw, path)
-    limit, largest = float(np.finfo(dtype).max), float(np.abs(first).max())
     # propagated labels stay within the first frame's range, widened to 0 (uvc) or [0, 1]
-    # (timecycle): beyond neither limit when the first frame is not (docs/propagation.md)
-    if largest > limit:
-        raise InputError(path, f"holds values up to {largest:g}, beyond {dtype}'s "
-                               f"{limit:g}; keep --labels-dtype float32")
+    # (timecycle): none overflows when the first frame's do not (docs/propagation.md). Decided by
+    # the cast, as `models.weights.beyond_range`: float16 rounds values below 65520 to its 65504.
+    with np.errstate(over="ignore"):
+        overflow = np.isfinite(first) & ~np.isfinite(first.astype(dtype))
+    if overflow.any():
+        raise InputError(path, f"holds values up to {float(np.abs(first[overflow]).max()):g}, beyond "
+                               f"{dtype}'s range (largest {float(np.finfo(dtype).max):g}); keep --labels-dtype float32")
 
     def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
         from vidcorr.soft_labels import labels_overlay, propagate_soft_labels
