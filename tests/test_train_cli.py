@@ -504,7 +504,7 @@ def test_stt_spatial_then_temporal_trains_resumes_and_exports(data_dir: Path, tm
     """`train moco` makes the teacher, `train stt --teacher` the student; stop, resume, export."""
     videos = str(data_dir / "videos" / "davis2016-train")
     (tmp_path / "moco.toml").write_text(TINY_MOCO)
-    (tmp_path / "stt.toml").write_text(TINY_STT)
+    (tmp_path / "stt.toml").write_text(TINY_STT.replace("crop = 64", "crop = 96"))  # a teacher needs 3x3 cells
     teacher = tmp_path / "teacher.safetensors"
     assert main(["train", "moco", "--data", videos, "--recipe", str(tmp_path / "moco.toml"), "--run-dir",
                  str(tmp_path / "moco"), "--cache-dir", str(tmp_path / "cache"), "--export", str(teacher)]) == 0
@@ -523,7 +523,7 @@ def test_stt_spatial_then_temporal_trains_resumes_and_exports(data_dir: Path, tm
     assert meta["method"] == "stt" and meta["steps"] == 2 and meta["finished"]
     teacher_sha = json.loads(teacher.with_suffix(".json").read_text())["sha256"]
     assert meta["recipe_config"]["model"]["teacher"] == {"weights": str(teacher), "sha256": teacher_sha}
-    assert meta["recipe_config"]["model"]["frame_size"] == 64  # taken from [data] crop
+    assert meta["recipe_config"]["model"]["frame_size"] == 96  # taken from [data] crop
     again = tmp_path / "exported.safetensors"
     assert main(["train", "export", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(again)]) == 0
     a, b = load_encoder(export).state_dict(), load_encoder(again).state_dict()
@@ -561,6 +561,26 @@ def test_stt_spatial_then_temporal_trains_resumes_and_exports(data_dir: Path, tm
     assert main([str(twin) if a == str(teacher) else a for a in args] + ["--resume", "--max-steps", "3"]) == 2
     # its path as written, not a JSON string ("--teacher \"/p\" (checkpoint)")
     assert f"--teacher {teacher} (checkpoint) vs {twin} (sha256 {teacher_sha[:12]}) (now)" in capsys.readouterr().err
+
+
+def test_stt_with_a_teacher_refuses_a_crop_whose_global_term_is_zero(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """At crop 64 the global term compares 2x2 stride-32 grids whose correlations are both the identity:
+    a run logged "global 0.0000" at every step (1e-28 with a MoCo teacher). Without a teacher there is
+    no such term, and 64 trains."""
+    from vidcorr.models import build_encoder
+
+    recipe = tmp_path / "stt.toml"
+    recipe.write_text(TINY_STT)
+    teacher = save_weights(build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4"),
+                           tmp_path / "teacher.safetensors")
+    code = main(["train", "stt", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe", str(recipe),
+                 "--teacher", str(teacher), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (
+        f"vidcorr: error: {recipe}: invalid STT recipe: [data] crop = 64: with a teacher, STT's global term correlates "
+        "2x2 stride-32 cells, on which the student's and the teacher's correlations are both the identity (the term "
+        "is 0 and trains nothing); at least 96 (3x3 cells), or train without a teacher\n"), err
+    assert not (tmp_path / "run").exists()
 
 
 def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:

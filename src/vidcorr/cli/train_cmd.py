@@ -280,6 +280,8 @@ def prepare_stt(args: argparse.Namespace):
             stt.check_teacher(teacher, cfg)
         except ValueError as error:
             raise InputError(path, f"cannot be the STT teacher: {error}") from None
+        # the recipe's fault, not the teacher's: named as the recipe sets it
+        method_config(args, recipe, "STT", stt.STAGES, lambda: stt.check_global_grid(cfg, "[data] crop"))
     else:
         once(log.warning, "no --teacher: STT trains without its global distillation term (the teacher's "
              "correlations)")

@@ -122,6 +122,25 @@ def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> STT
     return STTConfig.from_dict({**RECIPES[name], **model, "frame_size": data.crop})
 
 
+# The smallest frame with a teacher: 3 x 3 stride-32 cells. On 2 x 2 (64 px) each cell sees the whole
+# frame and both correlations of the global term are the identity: 1e-28 with a MoCo teacher on two
+# real frames (0.17 at 96 px), the term 0 and no gradient, where the release's 256 px gives 8 x 8.
+MIN_TEACHER_SIZE = 96
+
+
+def check_global_grid(cfg: STTConfig, name: str = "frame_size") -> None:
+    """ValueError unless ``cfg.frame_size`` gives the global term (with a teacher) a grid it can
+    learn from (`MIN_TEACHER_SIZE`); ``name``: what the user set it as ("[data] crop"). Checked by
+    `vidcorr train stt --teacher`, not by `STT` itself: the unit tests build 64 px models to test the
+    arithmetic, where a random teacher's correlations still differ."""
+    if cfg.frame_size < MIN_TEACHER_SIZE:
+        cells = cfg.frame_size // 32
+        raise ValueError(f"{name} = {cfg.frame_size}: with a teacher, STT's global term correlates {cells}x{cells} "
+                         "stride-32 cells, on which the student's and the teacher's correlations are both the "
+                         f"identity (the term is 0 and trains nothing); at least {MIN_TEACHER_SIZE} "
+                         f"({MIN_TEACHER_SIZE // 32}x{MIN_TEACHER_SIZE // 32} cells), or train without a teacher")
+
+
 def check_teacher(teacher: nn.Module, cfg: STTConfig) -> None:
     """ValueError unless ``teacher`` is a ResNet `FrameEncoder` with stride-32 features (the
     student's layer4 grid) and, when the student starts from it, the student's depth."""
