@@ -134,7 +134,7 @@ def measure(feats: torch.Tensor) -> dict:
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18_ft3.safetensors")
@@ -142,7 +142,11 @@ def main() -> None:
                         help="sequence:frame pairs, comma-separated")
     parser.add_argument("--size", type=int, help="resize frames to this short side (480p by default)")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_grad_enabled(False)
     weights = args.weights.resolve()
     shown = weights.relative_to(REPO) if weights.is_relative_to(REPO) else weights

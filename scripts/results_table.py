@@ -90,7 +90,8 @@ def main(root: Path, earlier: Path | None) -> None:
           "`vidcorr eval` run, kept under `out/results/<model>/<task>/`). Data: `../shared/data` — "
           "DAVIS-2016 val (10 single-object sequences, 480p), one JHMDB clip, OTB Crossing + "
           "Soccer, VOT2015 ball1 + car1. CPU (2-core VMs: AMD EPYC; the UVC-track cells of "
-          "2026-12-06 an Intel Xeon). These small sets are not comparable with the papers' "
+          "2026-12-06 an Intel Xeon), one torch thread (a few `uvc` cells two: docs/uvc.md, docs/benchmarks.md). "
+          "These small sets are not comparable with the papers' "
           "DAVIS-2017 / JHMDB split-1 / full OTB numbers.\n")
     rendered = table(root, committed_cells(earlier) if earlier else None)
     print(rendered)
