@@ -396,3 +396,63 @@ def test_propagate_numbers_the_overlay_frames(short_clip, tmp_path, monkeypatch)
         corner = overlay[:20, :60]
         assert (corner == 0).all(axis=2).mean() > 0.4 and (corner == 255).all(axis=2).any()
     assert (drawn[1][:20, :60] != drawn[2][:20, :60]).any()  # "frame 1", "frame 2"
+
+
+def test_a_folders_overlay_frames_name_their_files_where_numbers_have_gaps(short_clip, tmp_path, monkeypatch):
+    """A folder numbered 00000, 00002, 00005: its results are masks/00002.png and masks/00005.png,
+    but the overlay said "frame 1" and "frame 2" only, which named no result file."""
+    import shutil
+
+    import vidcorr.viz as viz
+
+    source = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    frames = tmp_path / "gaps"
+    frames.mkdir()
+    for name in ("00000.jpg", "00002.jpg", "00005.jpg"):
+        shutil.copy(source / name, frames / name)
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    texts = []
+    real_caption = viz.caption
+    monkeypatch.setattr(viz, "caption", lambda image, text: texts.append(text) or real_caption(image, text))
+    out = tmp_path / "o"
+    assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), *FAST]) == 0
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png", "00002.png", "00005.png"]
+    assert texts == ["frame 0 · 00000.jpg", "frame 1 · 00002.jpg", "frame 2 · 00005.jpg"]
+
+
+def test_ctrl_c_halfway_says_how_far_it_got_and_that_nothing_was_written(short_clip, tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the 2nd of 6 masks said only "vidcorr: interrupted": a user who stopped a long
+    video near its end was left to look for the masks done so far. The line says how many frames
+    were done of how many, that none was kept and that a new run starts again; exit 130."""
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    real_write, written = masks_io.write_indexed_png, []
+
+    def write_then_ctrl_c(path, labels, palette=None):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real_write(path, labels, palette)
+        written.append(path)
+
+    monkeypatch.setattr(masks_io, "write_indexed_png", write_then_ctrl_c)
+    with pytest.raises(SystemExit) as stop:
+        main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "half"), *FAST])
+    err = capsys.readouterr().err
+    assert stop.value.code == 130 and "vidcorr propagate: interrupted after 2 of 6 frames (0:0" in err
+    assert f"nothing written: {tmp_path / 'half'} appears only once every frame is done" in err
+    assert "vidcorr: interrupted\n" not in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("no_video", [[], ["--no-video"]])
+def test_the_bar_of_a_matroska_video_has_a_total_and_an_eta(tmp_path, capsys, no_video):
+    """A Matroska / WebM header gives no frame count, and the bar showed frames done only, no total
+    and no time left, through a long video; its packets give the count (demuxing only)."""
+    from video_helpers import write_test_video
+
+    video = tmp_path / "clip.mkv"
+    write_test_video(video, 5, fps=10, size=(96, 64), audio_seconds=0.5)  # with a sound track, as a camera's
+    assert open_frames(video).num_frames is None  # else this test would not test the fallback
+    Image.fromarray(np.pad(np.ones((20, 30), np.uint8), ((20, 24), (30, 36)))).save(tmp_path / "first.png")
+    assert main(["propagate", str(video), "--mask", str(tmp_path / "first.png"), "--out", str(tmp_path / "o"),
+                 "--features", "lab-pixels", *no_video]) == 0
+    assert "| 0/5 [" in capsys.readouterr().err and len(list((tmp_path / "o" / "masks").iterdir())) == 5

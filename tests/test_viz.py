@@ -114,6 +114,7 @@ def test_captions_grow_with_the_image_so_they_read_the_same_at_240p_and_1080p():
 
 def test_the_frame_caption_names_the_frame_and_is_drawn_in_the_corner():
     assert frame_caption("propagated", 17) == "propagated · frame 17" and frame_caption("", 0) == "frame 0"
+    assert frame_caption("", 2, "00004.jpg") == "frame 2 · 00004.jpg"  # a folder's frame, by its file too
     plain = np.full((480, 640, 3), 128, np.uint8)
     one, two = caption(plain, frame_caption("", 1)), caption(plain, frame_caption("", 2))
     changed = (one != two).any(axis=2)  # only the number differs, inside the top-left box

@@ -98,10 +98,13 @@ def caption(image: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(tile)
 
 
-def frame_caption(what: str, index: int) -> str:
+def frame_caption(what: str, index: int, file: str | None = None) -> str:
     """The caption of an overlay frame: what it shows and its 0-based frame number ("propagated ·
-    frame 17"; "frame 17" where ``what`` is empty)."""
-    return f"{what} · frame {index}" if what else f"frame {index}"
+    frame 17"; "frame 17" where ``what`` is empty), then the frame's file where it came from a folder
+    ("frame 2 · 00004.jpg"): its results are named after the file, which the number alone does not
+    give where the folder's numbers start at 1 or have gaps."""
+    shown = f"{what} · frame {index}" if what else f"frame {index}"
+    return f"{shown} · {file}" if file else shown
 
 
 def caption_size(height: int) -> int:
