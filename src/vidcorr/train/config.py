@@ -173,7 +173,8 @@ class CpuConfig:
 
     def __post_init__(self) -> None:
         refuse_bad_fields("[cpu]", (  # torch.set_num_threads(-1): a RuntimeError
-            ("threads", self.threads, self.threads is None or self.threads >= 1, "at least 1 (left out: torch's default)"),))
+            ("threads", self.threads, self.threads is None or self.threads >= 1,
+             "at least 1 (left out: torch's default)"),))
 
 
 @dataclass(frozen=True)

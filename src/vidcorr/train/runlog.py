@@ -107,7 +107,8 @@ class RunLog:
     def _write(self, progress: ckpt.Progress, lr: float, stage: str) -> None:
         rate = self.samples / max(time.perf_counter() - self.window_start, 1e-9)
         stage_left, run_left = self._time_left(progress.step)
-        left = f"{stage_left} left" + (f" in the stage, ~{run_left} in the run" if self.run_end > self.stage_end else "")
+        later = f" in the stage, ~{run_left} in the run" if self.run_end > self.stage_end else ""
+        left = f"{stage_left} left{later}"
         means = {k: v / self.count for k, v in self.sums.items() if k != "skipped_videos"}
         # the total first, on its own: among UVC's eight terms in alphabetical order it was hard to find
         listed = " | ".join(filter(None, [f"loss {means['loss']:.4f}" if "loss" in means else "",
