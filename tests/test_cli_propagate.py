@@ -456,3 +456,19 @@ def test_the_bar_of_a_matroska_video_has_a_total_and_an_eta(tmp_path, capsys, no
     assert main(["propagate", str(video), "--mask", str(tmp_path / "first.png"), "--out", str(tmp_path / "o"),
                  "--features", "lab-pixels", *no_video]) == 0
     assert "| 0/5 [" in capsys.readouterr().err and len(list((tmp_path / "o" / "masks").iterdir())) == 5
+
+
+def test_a_videos_result_names_sort_in_frame_order_past_100000_frames(tmp_path):
+    """A video's results were named f"{t:05d}": frame 100000 of a long video (an hour at 30 frames/s)
+    became 100000.png, which sorts before 10001.png. The names are as wide as the last frame's number."""
+    from video_helpers import write_test_video
+
+    from vidcorr.cli.propagate_cmd import _frame_names
+
+    write_test_video(tmp_path / "clip.mp4", 3)
+    source = open_frames(tmp_path / "clip.mp4")
+    assert [_frame_names(source)[t] for t in (0, 2)] == ["00000", "00002"]  # DAVIS's 5 digits up to 99,999 frames
+    source.num_frames = 100_001  # what an hour-long video's header says
+    names = [_frame_names(source)[t] for t in (9, 10_001, 99_999, 100_000)]
+    assert names == ["000009", "010001", "099999", "100000"] and sorted(names) == names
+    assert _frame_names(open_frames(tmp_path / "clip.mp4").head(2))[1] == "00001"

@@ -200,10 +200,11 @@ def _frames_in_all(source, times: list[float] | None) -> int | None:
     """The frames to propagate, for the bar's total and ETA: the header's count, else the number of
     frame times (a Matroska / WebM file's header gives no count; its packets do, read for the
     overlay's times or here: demuxing only, seconds for an hour of video), else None (OpenCV)."""
-    if source.num_frames is not None:
-        return source.num_frames
-    times = times if times is not None else source.frame_times()
-    return None if times is None else len(times)
+    if source.num_frames is None:
+        times = times if times is not None else source.frame_times()
+        if times is not None:
+            source.num_frames = len(times)  # counted once: the output names' width asks for it too
+    return source.num_frames
 
 
 def _advise_on_size(path: Path, size: tuple[int, int], preset) -> None:
@@ -236,10 +237,26 @@ def _annotation_files(args: argparse.Namespace) -> list[Path]:
     return [path for path in (args.mask, args.keypoints, args.labels) if path is not None]
 
 
-def _frame_names(source) -> list[str] | None:
+class _Numbered:
+    """A video's output names: frame numbers from 0, zero-padded to ``width`` digits (names[17] == "00017")."""
+
+    def __init__(self, width: int):
+        self.width = width
+
+    def __getitem__(self, t: int) -> str:
+        return f"{t:0{self.width}d}"
+
+
+def _frame_names(source) -> list[str] | _Numbered | None:
     """Output names: the frame files' stems for a folder (those decoded, so names and frames pair
-    up; no two alike, `vidcorr.io.images.refuse_same_numbers`), None (00000, 00001, ...) for a video."""
-    return None if source.files is None else [path.stem for path in source.files]
+    up; no two alike, `vidcorr.io.images.refuse_same_numbers`), frame numbers for a video: 00000,
+    00001, ... in 5 digits, more where its frames reach 100,000 (an hour at 30 frames/s), so that the
+    names still sort in frame order (100000.png came before 10001.png); None (5 digits) where its
+    count is unknown (the OpenCV backend)."""
+    if source.files is not None:
+        return [path.stem for path in source.files]
+    total = _frames_in_all(source, None)
+    return None if total is None else _Numbered(max(5, len(str(total - 1))))
 
 
 def _name(names: list[str] | None, t: int) -> str:
