@@ -20,11 +20,12 @@ from rank_helpers import run_ranks
 
 import vidcorr.evaluate.ranks as ranks_module
 from vidcorr.cli import main
-from vidcorr.errors import InputError
+from vidcorr.errors import InputError, VidcorrError
 from vidcorr.evaluate import davis
 from vidcorr.evaluate.ranks import PeerFailed, Ranks, balanced_shares, threads_per_rank
 from vidcorr.evaluate.runs import RANK_RECORD
 from vidcorr.evaluate.shards import run_items
+from vidcorr.train.distributed import DistContext
 
 SEQUENCES = {"blackswan": 4, "car-shadow": 4, "bmx-trees": 6}  # frames: 2 ranks share them 6 | 4 + 4
 
@@ -402,6 +403,23 @@ def test_shares_are_balanced_by_size_and_deterministic(monkeypatch):
     assert [threads_per_rank(n) for n in (1, 3, 16)] == [8, 2, 1]
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # per process, as torchrun sets it: kept
     assert threads_per_rank(4) == 8
+
+
+def test_a_malformed_torchrun_variable_ends_an_eval_naming_it(three_clips, tmp_path, monkeypatch, capsys):
+    """WORLD_SIZE=two was int()'s traceback ("invalid literal for int() with base 10"), WORLD_SIZE=0 a
+    single process; LOCAL_WORLD_SIZE=0 divided the CPU threads by zero. Now one line each, as `train` says it."""
+    out = tmp_path / "out"
+    for value in ("two", "0"):
+        monkeypatch.setenv("WORLD_SIZE", value)
+        assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), *FAST]) == 2
+        assert capsys.readouterr().err == (f"vidcorr: error: environment variable WORLD_SIZE={value!r}: expected a "
+                                           "whole number >= 1 (torchrun sets it; unset it to run in one process)\n")
+        assert not out.exists()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "0")
+    monkeypatch.setattr(ranks_module, "init_distributed", lambda device, backend: DistContext(0, 2, 0, device))
+    with pytest.raises(VidcorrError, match=r"^environment variable LOCAL_WORLD_SIZE='0': expected a whole number >= 1"):
+        ranks_module.join("cpu")
 
 
 def test_an_eval_rank_joins_and_leaves_its_group_without_importing_the_trainer():

@@ -179,7 +179,7 @@ def test_a_malformed_torchrun_variable_is_named_with_its_value(tmp_path: Path, m
             env.setenv(name, value)
             assert main(args) == 2
             assert capsys.readouterr().err == (f"vidcorr: error: environment variable {name}={value!r}: expected "
-                                               f"a whole number >= {minimum} (torchrun sets it; unset it to train "
+                                               f"a whole number >= {minimum} (torchrun sets it; unset it to run "
                                                "in one process)\n")
     monkeypatch.setenv("LOCAL_RANK", " 3 ")  # int() takes surrounding blanks, as torchrun's own parsing does
     assert environment_int("LOCAL_RANK", 0, 0) == 3

@@ -28,6 +28,8 @@ import torch
 from vidcorr.errors import VidcorrError, said_by_another_rank
 from vidcorr.io.atomic import seconds_since_sigterm, sigterm_cleans_up
 from vidcorr.runtime import RankRole
+# Costs no import time: `vidcorr.train` loads its names on first use, and torch.distributed is torch's own.
+from vidcorr.train.distributed import environment_int, init_distributed
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +195,14 @@ def join(device: str | None) -> Ranks:
     """This process's `Ranks`: under torchrun (WORLD_SIZE > 1) join the process group on this rank's
     device (`init_distributed`) with its share of the CPU threads (`threads_per_rank`); else rank 0
     of 1 on ``device`` as given, without a process group."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+    if environment_int("WORLD_SIZE", 1, 1) == 1:
         return Ranks(device=device or "cpu")
     import torch.distributed as dist
-
-    from vidcorr.train.distributed import init_distributed
 
     # gloo on CUDA too: the ranks exchange no tensors, only the store's keys and a final barrier,
     # and NCCL refuses two ranks on one GPU (a way to overlap one rank's decoding with another's model)
     ctx = init_distributed(device, backend="gloo")
-    threads = threads_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
+    threads = threads_per_rank(environment_int("LOCAL_WORLD_SIZE", ctx.world_size, 1))
     torch.set_num_threads(threads)
     if ctx.rank != 0:  # rank 0 tells what the run does; the others only their errors and progress
         logging.getLogger("vidcorr").setLevel(logging.WARNING)

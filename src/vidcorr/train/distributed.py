@@ -45,7 +45,8 @@ def environment_int(name: str, default: int, minimum: int) -> int:
     """The whole number in environment variable ``name`` (torchrun's RANK, WORLD_SIZE, LOCAL_RANK,
     LOCAL_WORLD_SIZE), ``default`` where it is unset; `VidcorrError` naming the variable and its value
     if it is no whole number >= ``minimum``: int()'s "invalid literal for int() with base 10: 'x'"
-    was a traceback for RANK, and for WORLD_SIZE read as an error of the recipe."""
+    was a traceback for RANK, and for WORLD_SIZE read as an error of the recipe. The eval commands'
+    ranks (`vidcorr.evaluate.ranks.join`) read theirs here too."""
     value = os.environ.get(name)
     if value is None:
         return default
@@ -55,7 +56,7 @@ def environment_int(name: str, default: int, minimum: int) -> int:
         number = None
     if number is None or number < minimum:
         raise VidcorrError(f"environment variable {name}={value!r}: expected a whole number >= {minimum} "
-                           "(torchrun sets it; unset it to train in one process)")
+                           "(torchrun sets it; unset it to run in one process)")
     return number
 
 
