@@ -19,7 +19,7 @@ NormaliseOver = Literal["ref", "target"]
 
 # --------------------------------------------------------------------------- argument checks
 # Python-level checks of shapes and numbers, microseconds a call: without them a wrong argument
-# gave torch's "Expected size for first two dimensions of batch2 tensor", NaN affinities
+# would give torch's "Expected size for first two dimensions of batch2 tensor", NaN affinities
 # (temperature 0), or a silently wrong answer (a typo in `normalise_over`).
 
 
@@ -74,7 +74,7 @@ def softmax_affinity(
 
 
 def transport(values: Tensor, aff: Tensor) -> Tensor:
-    """``c2 = c1 A``: carry per-pixel values of the reference frame into the target frame.
+    """``c2 = c1 A`` (UVC §3.1, below Eq. 2): carry per-pixel values of the reference frame into the target frame.
 
     values: (B, K, N1) labels / colours / features, aff: (B, N1, N2) normalised over the reference
     axis -> (B, K, N2), in the wider of their two dtypes.

@@ -95,8 +95,10 @@ def dense_topk(
     """Top-k over all reference pixels, streamed over chunks of target pixels.
 
     query: (C, N2) target features, key: (C, N1) reference features; allowed: optional (N2, N1)
-    bool mask of admissible pairs. Peak extra memory is ``chunk x N1`` scores, independent of how
-    many frames are propagated. k larger than N1 keeps all N1.
+    bool mask of admissible pairs. -> Candidates (N2, k): logits, or with ``softmax_first`` the
+    log-probabilities of the softmax over all N1 (METHODS.md §5: UVC / TimeCycle's "full softmax, then
+    top-k"). Peak extra memory is ``chunk x N1`` scores, independent of how many frames are
+    propagated. k larger than N1 keeps all N1.
     """
     if query.dim() != 2 or key.dim() != 2 or query.shape[0] != key.shape[0]:
         raise ValueError(f"dense_topk: query and key must be (C, N2) and (C, N1) with the same C, "
@@ -230,8 +232,8 @@ def windowed_topk_frames(
 
 
 def check_same_shapes(query: Tensor, keys: Sequence[Tensor]) -> None:
-    """ValueError unless query is (C, h, w) and every key has its shape: a key of another size gave
-    candidates indexed into a frame of the query's size, without a word."""
+    """ValueError unless query is (C, h, w) and every key has its shape: without it, a key of another
+    size would give candidates indexed into a frame of the query's size, without a word."""
     if query.dim() != 3:
         raise ValueError(f"query must be (C, h, w) features, got shape {tuple(query.shape)}")
     for i, key in enumerate(keys):
