@@ -144,9 +144,10 @@ def recipe(name: str, **overrides: Any) -> UVCConfig:
 
 def check_sizes(cfg: UVCConfig, data: Any, stages: Sequence[str], processes: int = 1) -> None:
     """ValueError naming the ``[data]`` field (``crop``, ``frame``) a training recipe sets that UVC
-    cannot train on. Checked when `vidcorr train uvc` builds its config: the model refused them only
-    at the first batch of the stage using them (after a whole warm-up, for ``frame``), exiting 1 as a
-    diverged run does. ``frame`` is used only by a joint stage that localises (`UVC.batch_kind`).
+    cannot train on. Checked when `vidcorr train uvc` builds its config, before any training: the
+    model itself refuses them only at the first batch of the stage using them (after a whole warm-up,
+    for ``frame``), exiting 1 as a diverged run does. ``frame`` is used only by a joint stage that
+    localises (`UVC.batch_kind`).
     ``processes``: torchrun's, each taking ``batch_size / processes`` pairs."""
     why = "the colour decoder reconstructs 8x its stride-8 feature grid"
     if data.crop % 8:
@@ -197,7 +198,7 @@ def stage_switches(stage: Stage, epoch: int) -> dict[str, bool]:
     return {"use_concentration": True, "use_truncation": epoch >= 2}
 
 
-def _fp32(x: Tensor):
+def _fp32(x: Tensor) -> torch.autocast:
     """Context in which affinities, softmaxes and losses run in float32 under any autocast."""
     return torch.autocast(x.device.type, enabled=False)
 
@@ -405,7 +406,9 @@ class UVC(nn.Module):
         decode = self.autoencoder.decode
         recon = weighted_l1(decode_transported(e_ref, aff, hw_tgt, decode), lab_tgt, cfg.lab_weights)
         per_sample = recon
-        if cfg.orthogonal:  # Eq. 8 with A^T for A_{2->1}, not renormalised (METHODS.md §1.6)
+        # Eq. 8 with A^T for A_{2->1}, not renormalised, and the colour term's weighted L1 where the
+        # paper says MSE: both as the official code (METHODS.md §1.6)
+        if cfg.orthogonal:
             back = decode_transported(e_tgt, aff.transpose(1, 2), hw_ref, decode)
             switch = weighted_l1(back, lab_ref, cfg.lab_weights)
             per_sample = recon + cfg.orthogonal_weight * switch
