@@ -128,3 +128,35 @@ def test_propagated_joint_positions_are_scored(tmp_path, root, cli):
     scored = _score(cli, root, results)
     assert scored["per_joint"]["PCK@0.2"]["neck"] == 0.0 and scored["per_joint"]["PCK@0.2"]["belly"] == 1.0
     assert np.isclose(scored["PCK@0.2"], 14 / 15)
+
+
+def test_a_prefix_run_is_scored_with_max_frames_as_the_videos_cut_there(tmp_path, data_dir, root, cli, capsys):
+    """`propagate --max-frames 3` of a 5-frame video: refused without --max-frames (saying how to score
+    it), scored with --max-frames 3 exactly as the same file is against a JHMDB root whose video ends at
+    frame 3; --max-frames is stated in score.json and the summary line. Another N is refused, naming 3."""
+    video = JhmdbDataset(root).videos[0]
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"keypoints": video.joints()[0].tolist(), "names": list(JOINT_NAMES)}))
+    out = tmp_path / "propagated"
+    assert cli(["propagate", str(video.frames_dir), "--keypoints", str(first), "--out", str(out), "--max-frames", "3",
+                "--features", "lab-pixels", "--size", "120", "--no-video"]) == 0
+    results = tmp_path / "results"
+    (results / CLASS).mkdir(parents=True)
+    shutil.copy(out / "keypoints.json", results / f"{NAME}.json")
+    capsys.readouterr()
+
+    assert cli(["score", "jhmdb", "--root", str(root), "--results", str(results)]) == 2
+    assert capsys.readouterr().err.endswith(f"3 frames of keypoints but {video.frames_dir} has 5 frames (a `propagate "
+                                            "--max-frames 3` run? score its first 3 frames with --max-frames 3)\n")
+    assert cli(["score", "jhmdb", "--root", str(root), "--results", str(results), "--max-frames", "4"]) == 2
+    assert "--max-frames 4 scores the first 4 frames of" in capsys.readouterr().err
+    assert not (results / "score.json").exists()
+
+    assert cli(["score", "jhmdb", "--root", str(root), "--results", str(results), "--max-frames", "3"]) == 0
+    assert "mean over joints (1 video(s), first 3 frames, frame 0 skipped): PCK@0.1" in capsys.readouterr().out
+    prefix = json.loads((results / "score.json").read_text())
+    whole = _score(cli, jhmdb_tree(tmp_path / "short", data_dir / "jhmdb", 3), results)
+    assert prefix["max_frames"] == 3 and whole["max_frames"] is None
+    assert {k: prefix[k] for k in SCORE_KEYS if k != "protocol"} == {k: whole[k] for k in SCORE_KEYS if k != "protocol"}
+    assert prefix["per_video"][NAME]["frames"] == 3 and prefix["protocol"]["counted_joints"] == 2 * 15
+    assert cli(["score", "jhmdb", "--root", str(root), "--results", str(results), "--max-frames", "1"]) == 2

@@ -136,17 +136,22 @@ def register_jhmdb(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--results", required=True, type=Path,
                    help="folder of <class>/<video>.json (eval's OUT/predictions, or propagate's keypoints.json "
                         "copied there)")
+    p.add_argument("--max-frames", type=int, metavar="N",
+                   help="score only the first N frames of each video (keypoints.json of `propagate --max-frames N`)")
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
     p.set_defaults(func=run_jhmdb)
 
 
 def run_jhmdb(args: argparse.Namespace) -> int:
     from vidcorr.cli.eval_jhmdb import dataset_from
+    from vidcorr.cli.eval_tracking import check_max_frames
     from vidcorr.evaluate.jhmdb import format_pck_table, score_jhmdb
 
+    check_max_frames(args)
     out = _score_json(args)
     results = _scored(args, "jhmdb", lambda: score_jhmdb(dataset_from(args), args.results,
-                                                         skip_first_frame=not args.include_first_frame))
+                                                         skip_first_frame=not args.include_first_frame,
+                                                         max_frames=args.max_frames))
     return _report(out, results, format_pck_table(results) + _first_frame_note(
         args.results, not args.include_first_frame, "--include-first-frame", flag_skips=False))
 

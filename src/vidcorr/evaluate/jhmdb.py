@@ -82,8 +82,9 @@ def write_prediction(path: Path, video: JhmdbVideo, coords: np.ndarray, visible:
     write_json_atomic(data, path)
 
 
-def read_prediction(path: Path, video: JhmdbVideo) -> tuple[np.ndarray, np.ndarray]:
-    """A `write_prediction` file -> (coords (T, J, 2) float64, visible (T, J) bool), T = the video's frames.
+def read_prediction(path: Path, video: JhmdbVideo, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A `write_prediction` file -> (coords (T, J, 2) float64, visible (T, J) bool), T = the video's frames,
+    or its first ``max_frames`` (the file of a ``propagate --max-frames N`` run holds only those).
 
     ``null`` (or a NaN coordinate) is a joint without a position: not visible, not counted. The
     joint order must be `JOINT_NAMES` and, when the file lists ``frames``, they must be the video's.
@@ -96,18 +97,18 @@ def read_prediction(path: Path, video: JhmdbVideo) -> tuple[np.ndarray, np.ndarr
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise InputError(path, f"cannot read prediction JSON ({error})") from None
-    frames = [p.name for p in video.frame_files()]
+    files = video.frame_files()
+    frames = [p.name for p in files[:max_frames]]
     row_name = "keypoints[{t}]"  # how an error names frame t's joints in the file
     if isinstance(data, dict) and "keypoints" not in data and _is_list_of(data.get("frames"), dict):
-        data, row_name = _from_propagate(data, path, video), 'frames[{t}]["keypoints"]'
+        data, row_name = _from_propagate(data, path, video, len(frames)), 'frames[{t}]["keypoints"]'
     if not isinstance(data, dict) or not isinstance(data.get("keypoints"), list):
         raise InputError(path, 'expected an object with "keypoints": [[[x, y] or null] * 15] per frame (eval '
                                'jhmdb\'s predictions) or the keypoints.json of propagate --keypoints')
     if data.get("joint_names", list(JOINT_NAMES)) != list(JOINT_NAMES):
         raise InputError(path, f"joint_names must be the JHMDB order {', '.join(JOINT_NAMES)}")
     if len(data["keypoints"]) != len(frames):
-        raise InputError(path, f"{len(data['keypoints'])} frames of keypoints but {video.frames_dir} has "
-                               f"{len(frames)} frames")
+        raise _frame_count_mismatch(path, video, len(data["keypoints"]), len(files), max_frames)
     if data.get("frames", frames) != frames:
         raise InputError(path, f'"frames" are not the frame files of {video.frames_dir} '
                                f"({frames[0]} ... {frames[-1]}, in this order)")
@@ -117,14 +118,29 @@ def read_prediction(path: Path, video: JhmdbVideo) -> tuple[np.ndarray, np.ndarr
     return coords, np.all(np.isfinite(coords), axis=-1)
 
 
-def _from_propagate(data: dict, path: Path, video: JhmdbVideo) -> dict:
+def _frame_count_mismatch(path: Path, video: JhmdbVideo, found: int, total: int, max_frames: int | None) -> InputError:
+    """A file of ``found`` frames of keypoints for a video of ``total`` frames, of which ``max_frames``
+    (None: all) are scored: the error, with the --max-frames that scores the file where one would."""
+    if max_frames is None:
+        # a prefix run (propagate --max-frames N) is scored only when asked: a truncated file is refused
+        fix = (f" (a `propagate --max-frames {found}` run? score its first {found} frames with --max-frames "
+               f"{found})" if 2 <= found < total else "")
+        return InputError(path, f"{found} frames of keypoints but {video.frames_dir} has {total} frames{fix}")
+    expected = min(total, max_frames)
+    fix = ("; score it without --max-frames" if found == total else
+           f"; score it with --max-frames {found}" if 2 <= found < total else "")
+    return InputError(path, f"{found} frames of keypoints but --max-frames {max_frames} scores the first "
+                            f"{expected} frames of {video.frames_dir} (it has {total}){fix}")
+
+
+def _from_propagate(data: dict, path: Path, video: JhmdbVideo, n_frames: int) -> dict:
     """``vidcorr propagate --keypoints``' keypoints.json -> ``{"keypoints": rows}`` of `read_prediction`'s layout.
 
     Its coordinates are already 0-based pixels of the original frame, frame 0 the annotation, as
     eval's. Its "names" must be `JOINT_NAMES`: a FIRST.json without names gets "0", "1", ..., which
-    say nothing of the order. Its frame names must be the video's (a frame folder propagated: the
-    files' stems) or 00000, 00001, ... (a video file); a frame count that differs is left to the
-    caller, which names both counts.
+    say nothing of the order. Its frame names must be those of the video's first ``n_frames`` (a frame
+    folder propagated: the files' stems) or 00000, 00001, ... (a video file); a frame count that differs
+    is left to the caller, which names both counts.
     """
     names, rows = data.get("names"), data["frames"]
     if names != list(JOINT_NAMES):
@@ -140,7 +156,7 @@ def _from_propagate(data: dict, path: Path, video: JhmdbVideo) -> dict:
         raise InputError(path, f'frames[{missing}] has no "keypoints" (propagate\'s keypoints.json holds '
                                '{"frame": NAME, "keypoints": [[x, y] or null, ...]} per frame)')
     given = [r.get("frame") for r in rows]
-    stems = [p.stem for p in video.frame_files()]
+    stems = [p.stem for p in video.frame_files()[:n_frames]]
     numbered = [f"{t:05d}" for t in range(len(stems))]
     if len(given) == len(stems) and given not in (stems, numbered):
         raise InputError(path, f'"frames" are neither the frame files of {video.frames_dir} ({stems[0]} ... '
@@ -240,31 +256,36 @@ def _write_video(propagator: Propagator, video: JhmdbVideo, gt: np.ndarray, code
     return len(coords)
 
 
-def score_jhmdb(dataset: JhmdbDataset, results_dir: str | Path, *, skip_first_frame: bool = True) -> dict:
+def score_jhmdb(dataset: JhmdbDataset, results_dir: str | Path, *, skip_first_frame: bool = True,
+                max_frames: int | None = None) -> dict:
     """PCK of saved predictions ``results_dir/<class>/<video>.json`` (`write_prediction`'s format, or
     propagate's keypoints.json: `read_prediction`).
 
+    max_frames: score only the first N frames of each video (files of ``propagate --max-frames N``),
+    at least 2 (frame 0 is the annotation); None: every frame, and a shorter file is refused.
     Returns `run_jhmdb`'s results without what only a run knows (preset, preset_knobs, codec,
-    model, timing); ``results`` names the folder scored. Every file is read before anything is
-    returned; nothing is written here.
+    model, timing); ``results`` names the folder scored, ``max_frames`` the prefix (None: whole
+    videos). Every file is read before anything is returned; nothing is written here.
     """
+    if max_frames is not None and max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2 (frame 0 and one propagated frame), got {max_frames}")
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
-    ground_truth = {video.name: video.joints() for video in dataset.videos}
-    results = score_folder(dataset, results_dir, ground_truth, skip_first_frame)
-    results["results"] = str(results_dir)
+    ground_truth = {video.name: video.joints()[:max_frames] for video in dataset.videos}
+    results = score_folder(dataset, results_dir, ground_truth, skip_first_frame, max_frames)
+    results.update(results=str(results_dir), max_frames=max_frames)
     return results
 
 
 def score_folder(dataset: JhmdbDataset, folder: Path, ground_truth: dict[str, np.ndarray],
-                 skip_first_frame: bool) -> dict:
-    """PCK of every video's saved prediction ``folder/<class>/<video>.json`` (`read_prediction`)
-    against ``ground_truth`` ({video: (T, 15, 2) joints}) -> the results dict of `_results`; `run_jhmdb`
-    scores its own ``predictions/`` with it, `score_jhmdb` any folder."""
+                 skip_first_frame: bool, max_frames: int | None = None) -> dict:
+    """PCK of every video's saved prediction ``folder/<class>/<video>.json`` (`read_prediction`, its
+    first ``max_frames`` frames) against ``ground_truth`` ({video: (T, 15, 2) joints}, T cut alike)
+    -> the results dict of `_results`; `run_jhmdb` scores its own ``predictions/`` with it, `score_jhmdb` any folder."""
     scores = PCKAccumulator(JOINT_NAMES, skip_first_frame)
     for video in dataset.videos:
-        coords, visible = read_prediction(folder / f"{video.name}.json", video)
+        coords, visible = read_prediction(folder / f"{video.name}.json", video, max_frames)
         scores.add(video.name, coords, ground_truth[video.name], visible)
     return _results(scores.results(DEFAULT_ALPHAS), dataset, skip_first_frame)
 
@@ -298,7 +319,8 @@ def format_pck_table(results: dict) -> str:
     for joint in JOINT_NAMES:
         lines.append(f"{joint:<14}  " + "  ".join(_cell(results["per_joint"][k][joint]) for k in keys))
     first = "skipped" if results["skip_first_frame"] else "included"
-    lines += ["", f"mean over joints ({len(results['per_video'])} video(s), frame 0 {first}): "
+    prefix = f", first {results['max_frames']} frames" if results.get("max_frames") else ""
+    lines += ["", f"mean over joints ({len(results['per_video'])} video(s){prefix}, frame 0 {first}): "
               + "  ".join(f"{k} {_cell(results[k]).strip()}" for k in keys)]
     return "\n".join(lines)
 
