@@ -133,7 +133,7 @@ def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> Cyc
     if clash:
         raise ValueError(f"[model] {clash} disagrees with [data] crop / clip_length {sizes}")
     _check_frame_size(data.crop, "[data] crop")  # named as the recipe sets it, not as frame_size
-    if data.frame < data.crop:  # the clip augmentation refused it only at the first batch
+    if data.frame < data.crop:  # here, before training: the clip augmentation refuses it at the first batch
         raise ValueError(f"[data] frame = {data.frame} is smaller than crop = {data.crop}: CycleTime resizes "
                          "the short side to frame, then cuts crop x crop clips out of it")
     return recipe(base or "cycletime", **{**model, **sizes})
@@ -177,6 +177,7 @@ class CycleTime(nn.Module):
         self.regressor = TransformRegressor(frame_cells**2, patch_cells)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser updates: the encoder's and the regressor's parameters."""
         return [p for p in self.parameters() if p.requires_grad]
 
     def batch_kind(self, stage: str) -> str:
@@ -273,7 +274,8 @@ class CycleTime(nn.Module):
 
     @torch.no_grad()
     def visualise(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The target's patch at the true transform beside where the longest cycle ends."""
+        """The target's patch at the true transform beside where the longest cycle ends:
+        ``{"patch_true_vs_cycle_end": (B, 3, S/3, 2 S/3)}`` RGB in [0, 1] (batch as `forward`'s)."""
         clip = batch["clip"]
         f_clip = self._embed(clip.flatten(0, 1), False)
         frames = f_clip.view(*clip.shape[:2], *f_clip.shape[1:])

@@ -22,8 +22,8 @@ OFFICIAL_TRANSLATION_SCALE = 227.0 / 210.0
 
 
 def grid_loss(theta: Tensor, theta_gt: Tensor, points: int = 20) -> Tensor:
-    """``TransformedGridLoss``: mean over a points x points grid on [-1, 1]^2 of the squared
-    distance between where the two transforms send each point. (N, 2, 3) x 2 -> (N,)."""
+    """``TransformedGridLoss`` (METHODS.md §2.5): mean over a points x points grid on [-1, 1]^2 of the
+    squared distance between where the two transforms send each point. (N, 2, 3) x 2 -> (N,)."""
     axis = torch.linspace(-1, 1, points, dtype=theta.dtype, device=theta.device)
     ys, xs = torch.meshgrid(axis, axis, indexing="ij")
     grid = torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs.flatten())])  # (3, P)
@@ -32,7 +32,8 @@ def grid_loss(theta: Tensor, theta_gt: Tensor, points: int = 20) -> Tensor:
 
 
 def patch_affinity(patch: Tensor, frame: Tensor, temperature: float) -> Tensor:
-    """Softmax over the frame's cells of ``patch^T frame / temperature``.
+    """Softmax over the frame's cells of ``patch^T frame / temperature`` (``compute_corr_softmax``,
+    METHODS.md §2.4).
 
     patch: (N, C, h, w), frame: (N, C, H, W), both L2-normalised over C -> (N, H*W, h, w).
     """
@@ -43,8 +44,9 @@ def patch_affinity(patch: Tensor, frame: Tensor, temperature: float) -> Tensor:
 
 def soft_inlier_score(affinity: Tensor, theta: Tensor, frame_hw: tuple[int, int],
                       translation_scale: float = OFFICIAL_TRANSLATION_SCALE) -> Tensor:
-    """``WeakInlierCountPool`` with normalisation: how much affinity mass each patch cell puts on
-    the frame cell that ``theta`` maps it to, summed over the patch. (N,)
+    """``WeakInlierCountPool`` with normalisation (METHODS.md §2.5, the paper's l_sim): how much
+    affinity mass each patch cell puts on the frame cell that ``theta`` maps it to, summed over the
+    patch. (N,)
 
     affinity: (N, H*W, h, w) from `patch_affinity`; theta: (N, 2, 3) the patch's transform in the
     frame. The official code warps a one-hot "identity mask" of the H*W frame cells with theta
