@@ -4,13 +4,15 @@ Beside the means, each row gives its J&F difference to the full model paired by 
 sequences, the same evaluation) with the standard error of that mean difference over the objects:
 it says whether a gap is larger than the spread between sequences. It says nothing about the
 spread between training seeds, which one run per variant cannot measure.
+
+    python scripts/ablation_table.py out/ablations > docs/ablations-table.md
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 VARIANTS = {"full": "UVC (full)", "L": "−L (no localisation)", "O": "−O (no orthogonal terms)",
@@ -48,5 +50,16 @@ def main(root: Path) -> None:
         print(f"| {name} | {r['J&F-Mean']:.4f} | {r['J-Mean']:.4f} | {r['F-Mean']:.4f} | {delta} | {steps} |")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="?", type=Path, default=Path("out/ablations"),
+                        help="folder of <variant>/results.json (scripts/ablations.sh's OUT; default: out/ablations)")
+    return parser
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "out/ablations"))
+    parser = build_parser()
+    args = parser.parse_args()
+    if not args.runs.is_dir():  # a mistyped folder gave an all-"not run" table (and "--help" was read as one)
+        parser.error(f"{args.runs}: no such folder (bash scripts/ablations.sh writes out/ablations)")
+    main(args.runs)

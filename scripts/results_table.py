@@ -1,9 +1,14 @@
-"""Markdown results table from scripts/results.sh's out/results/<model>/<task>/results.json."""
+"""Markdown results table from scripts/results.sh's out/results/<model>/<task>/results.json.
+
+    python scripts/results_table.py out/results docs/results.md > table.md
+
+Cells missing under RESULTS are taken from EARLIER (scripts/results.sh passes docs/results.md).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 MODELS = {"uvc_r18_ft3": "UVC ResNet-18, ours, fine-tuned three times (weights/uvc_r18_ft3.safetensors)",
@@ -101,8 +106,20 @@ def main(root: Path, earlier: Path | None) -> None:
               "(docs/uvc.md, \"UVC-track\"); `bash scripts/results.sh` reruns these cells.")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="?", type=Path, default=Path("out/results"),
+                        help="folder of <model>/<task>/results.json (default: out/results)")
+    parser.add_argument("earlier", nargs="?", type=Path, help="an earlier table whose cells fill the gaps")
+    return parser
+
+
 if __name__ == "__main__":
-    # results_table.py [RESULTS_ROOT [EARLIER_TABLE]]: cells missing under RESULTS_ROOT are taken
-    # from EARLIER_TABLE (scripts/results.sh passes docs/results.md).
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "out/results"),
-         Path(sys.argv[2]) if len(sys.argv) > 2 else None)
+    parser = build_parser()
+    args = parser.parse_args()
+    # A mistyped folder gave an all-"not run" table (and "--help" was read as the folder).
+    if not args.results.is_dir():
+        parser.error(f"{args.results}: no such folder (bash scripts/results.sh writes out/results)")
+    if args.earlier is not None and not args.earlier.is_file():
+        parser.error(f"{args.earlier}: no such table")
+    main(args.results, args.earlier)

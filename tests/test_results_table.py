@@ -57,3 +57,41 @@ def test_uvc_track_cells_of_the_earlier_version_are_marked(tmp_path):
     mark = results_table.EARLIER_TRACK
     assert f"0.400 (0.400 / 0.400) {mark}" in rows[results_table.MODELS["uvc_r18"]]
     assert mark not in rows[results_table.MODELS["uvc_r18_ft"]]
+
+
+def _script(name: str, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_missing_results_folder_is_an_error_not_an_empty_table(tmp_path):
+    """A mistyped folder printed a table of "not run" (exit 0), which results.sh would have moved over
+    docs/results.md; "--help" was taken for the folder too."""
+    for args, named in (((str(tmp_path / "reslts"),), "reslts"),
+                        ((str(tmp_path), str(tmp_path / "results.md")), "results.md")):
+        run = _script("results_table.py", *args)
+        assert run.returncode == 2 and named in run.stderr and run.stdout == ""
+    run = _script("ablation_table.py", str(tmp_path / "ablatons"))
+    assert run.returncode == 2 and "ablatons" in run.stderr and run.stdout == ""
+    for script in ("results_table.py", "ablation_table.py"):
+        run = _script(script, "--help")
+        assert run.returncode == 0 and run.stdout.startswith("usage:") and "not run" not in run.stdout
+
+
+def test_the_ablation_table_reads_its_runs_folder(tmp_path):
+    """The paired difference: full 0.6 / 0.8 per object, -L 0.5 / 0.6 -> -0.15 +- 0.05 (s.e. of (-0.1, -0.2))."""
+    for variant, scores in (("full", (0.6, 0.8)), ("L", (0.5, 0.6))):
+        (tmp_path / variant).mkdir()
+        per_object = {f"seq{i}": {"J&F-Mean": v} for i, v in enumerate(scores)}
+        mean = sum(scores) / 2
+        (tmp_path / variant / "results.json").write_text(json.dumps(
+            {"J&F-Mean": mean, "J-Mean": mean, "F-Mean": mean, "per_object": per_object,
+             "model": {"trained": True, "steps": 200}}))
+    run = _script("ablation_table.py", str(tmp_path))
+    rows = {line.split(" | ")[0][2:]: line for line in run.stdout.splitlines()}
+    assert run.returncode == 0
+    assert "| 0.5500 | 0.5500 | 0.5500 | -0.1500 ± 0.0500 | 200 |" in rows["−L (no localisation)"]
+    assert rows["−O (no orthogonal terms)"].endswith("| not run |")
