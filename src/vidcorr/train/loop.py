@@ -1,4 +1,4 @@
-"""The training loop, generic over methods; read `_train`, then `_run_stage`, top to bottom.
+"""The training loop, generic over methods; read `_train`, `_run_stages`, then `_run_stage`, top to bottom.
 
 A method is an ``nn.Module`` with
     ``forward(batch, stage, **switches) -> dict[str, Tensor]``  named scalar losses incl. "loss"
@@ -59,6 +59,8 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainJob:
+    """One `train` call: the recipe, how to build its method, the videos it reads and where it writes."""
+
     recipe: Recipe
     build_method: Callable[[], nn.Module]  # called after seeding, so initialisation is seeded
     data: list[str | Path]
@@ -75,11 +77,12 @@ class TrainJob:
     on_step: Callable[[ckpt.Progress, dict[str, float]], None] | None = None  # tests, hooks
 
     def __post_init__(self) -> None:
-        # save_weights refuses any other name, but only at the export: after the whole run, as a traceback
+        # Checked here: save_weights refuses any other name too, but only at the export, after the whole run
         if self.export is not None and Path(self.export).suffix != ".safetensors":
             raise InputError(self.export, "weights must be written to a .safetensors file")
         # Checked before the videos are indexed: a run dir or cache under a file (or in a folder one
-        # cannot write) was a traceback once the index was built, an export there one after the run.
+        # cannot write) would otherwise be a traceback once the index is built, an export there one
+        # after the run.
         check_output_path(self.run_dir, folder=True)
         if self.cache_dir is not None:
             check_output_path(self.cache_dir, folder=True)
@@ -89,6 +92,8 @@ class TrainJob:
 
 @dataclass
 class TrainResult:
+    """How a `train` call ended: its progress, the checkpoint and the exported weights (if any)."""
+
     progress: ckpt.Progress
     finished: bool  # all stages done (False: stopped at max_steps)
     checkpoint: Path
@@ -96,7 +101,7 @@ class TrainResult:
 
     def summary(self) -> str:
         """How the run ended, in a line (`vidcorr train` prints it after the recipe's name)."""
-        if not self.checkpoint.exists():  # --max-steps 0 on a fresh run: it named a file never written
+        if not self.checkpoint.exists():  # --max-steps 0 on a fresh run writes no checkpoint to name
             return "stopped before the first step; no checkpoint written"
         state = "finished" if self.finished else f"stopped at step {self.progress.step} (--resume continues)"
         return f"{state}; checkpoint {self.checkpoint}"
@@ -195,7 +200,7 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
     run = _Run(job, ctx, index, method, wrap_ddp(method, ctx), optimizer, progress,
                RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar), stop, text,
                saved_step=progress.step, commands=[*commands, job.command])
-    try:  # from the run dir's making: a signal before the first step took back nothing written here
+    try:  # from the run dir's making on: a fresh run ended before its first checkpoint takes back what it wrote
         finished = _establish_and_run(run)
         progress.wall_time = run.runlog.wall_time()
     except BaseException:
@@ -228,7 +233,7 @@ def _establish_and_run(run: _Run) -> bool:
                  recipe.method, _count(len(run.index), "video"), run.index.describe()["frames"], ctx.world_size,
                  ctx.device, _plan(recipe, len(run.index), ctx), _outputs(job))
         if ctx.device.type == "cpu" and (smaller := recipe_files.cpu_counterpart(recipe)):
-            # before the first step: `cycletime`'s batch of 36 outgrew 23 GB of RAM there, killed mid-step
+            # before the first step: `cycletime`'s batch of 36 needs more than 23 GB of RAM there (killed mid-step)
             log.warning("recipe '%s' is the paper's, sized for GPUs (batches of %d): on a CPU a step takes "
                         "minutes and may need more memory than the machine has; --recipe %s is its CPU-sized "
                         "version (docs/training.md, the recipes table)", recipe.name,
@@ -285,8 +290,8 @@ def _run_stages(run: _Run) -> bool:
 
 def _end_workers(run: _Run, loader: DataLoader) -> None:
     """After the stage's checkpoint: torch waits up to 5 s for each busy or hung worker, and a second
-    signal then stops at once, losing nothing. Ended before it, as they were, a second Ctrl-C in
-    that wait lost the steps since the last periodic checkpoint."""
+    signal then stops at once, losing nothing. Ended before it, a second Ctrl-C in that wait would
+    lose the steps since the last periodic checkpoint."""
     try:
         feed.end_workers(loader)
     except StopAtOnce:
@@ -390,7 +395,7 @@ def _export(run: _Run) -> Path:
     """Weights (fp16 safetensors + JSON sidecar) of the method's exported module; float32 where a
     parameter exceeds fp16's range."""
     module, config = _exported(run.method)
-    # `command`: the last command line (what it always was); `commands`: all, the first one included
+    # `command`: the last command line (what the key has always held); `commands`: all, the first one included
     meta = {**ckpt.export_meta(Path(run.job.run_dir), run.job.recipe, run.index.describe(), run.progress,
                                run.commands),
             "hardware": run.runlog.hardware(), "command": run.commands[-1]}
