@@ -246,6 +246,24 @@ def test_a_preset_that_is_neither_a_name_nor_a_preset_is_refused_at_the_call(pre
             call()
 
 
+@pytest.mark.parametrize(("preset", "window_first"), [("uvc", True), ("timecycle", False)])
+def test_window_first_is_refused_with_a_preset_that_has_no_window(preset, window_first):
+    """As the command line refuses --[no-]window-first (uvc, timecycle: a full softmax over each context
+    frame): accepted silently, it changed nothing and was recorded, so a resume without it differed.
+    With a radius (a window) it applies; crw has a window of its own."""
+    frames, masks = _texture_video(n_frames=2)
+    message = (rf"^window_first={window_first} sets whether the local window covers the first frame, but preset "
+               rf"{preset} has no window \(a full softmax over each context frame\); drop it, or give radius=R")
+    for call in (lambda: customised_preset(preset, window_first=window_first),
+                 lambda: api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), preset=preset,
+                                             window_first=window_first),
+                 lambda: api.mask_tracker(encoder=PatchEncoder(), preset=preset, window_first=window_first)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert customised_preset(preset, radius=6, window_first=window_first).window_first is window_first
+    assert customised_preset("crw", window_first=True).window_first is True
+
+
 def test_cuda_without_a_gpu_is_refused_at_the_call(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     frames, masks = _texture_video(n_frames=2)

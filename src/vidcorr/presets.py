@@ -248,7 +248,8 @@ def customised_preset(
     preset that floors its long side to a multiple keeps doing so (uvc), a square one stays square
     (timecycle: ``size=400`` is TimeCycle's 400 x 400 protocol, its README's second row), a native
     one keeps the aspect ratio (crw). knobs: `PropagationPreset.with_overrides` keys, e.g. ``k``,
-    ``temperature``, ``radius``, ``n_previous``, ``window_first``.
+    ``temperature``, ``radius``, ``n_previous``, ``window_first`` (refused where the result has no
+    window to apply it to: `check_window_first`).
     """
     if not isinstance(preset, (str, PropagationPreset)):
         # None came back as the "preset" and failed later as "'NoneType' object has no attribute ...".
@@ -261,7 +262,25 @@ def customised_preset(
         raise ValueError(f"size must be a positive whole number of pixels (the input short side), got {size!r}")
     if size is not None:
         changes["size"] = resized_policy(base.size, int(size))
-    return base.with_overrides(**changes) if changes else base
+    customised = base.with_overrides(**changes) if changes else base
+    check_window_first(customised, knobs.get("window_first"))
+    return customised
+
+
+def check_window_first(preset: PropagationPreset, window_first: bool | None,
+                       names: tuple[str, str] | None = None) -> None:
+    """ValueError for a ``window_first`` given (True or False; None: not given) to a preset without a
+    local window (uvc, timecycle: a full softmax over each context frame, METHODS.md §5, unless a
+    radius gives them one): it changed nothing, yet was recorded, so a resume without it was refused
+    as another run. The one check of `customised_preset` and the command line
+    (`vidcorr.cli.common.refuse_windowless_window_first`); names: how the caller spells the setting
+    given and the radius, default the keywords (``window_first=True``, ``radius=R``)."""
+    if window_first is None or preset.topk.radius is not None:
+        return
+    given, radius = names or (f"window_first={window_first!r}", "radius=R")
+    raise ValueError(f"{given} sets whether the local window covers the first frame, but preset {preset.name} "
+                     f"has no window (a full softmax over each context frame); drop it, or give {radius} to "
+                     "window the context frames")
 
 
 def resized_policy(policy: SizePolicy, size: int) -> SizePolicy:

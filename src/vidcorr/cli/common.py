@@ -201,23 +201,24 @@ def resolve_preset(args: argparse.Namespace):
     from vidcorr.presets import customised_preset
 
     knobs = {knob: getattr(args, arg) for arg, knob in KNOB_OVERRIDES if getattr(args, arg, None) is not None}
+    # window_first last: customised_preset would refuse it in the API's words, not the flags'
+    window_first = knobs.pop("window_first", None)
     preset = customised_preset(args.preset, size=args.size, **knobs)
     refuse_windowless_window_first(args, preset)
-    return preset
+    return preset if window_first is None else preset.with_overrides(window_first=window_first)
 
 
 def refuse_windowless_window_first(args: argparse.Namespace, preset) -> None:
-    """`VidcorrError` for --[no-]window-first with a preset that has no local window (uvc, timecycle:
-    a full softmax over each context frame, METHODS.md §5) and no --radius to give it one: it
-    changed nothing, yet was recorded, so a resume without it was refused as another run."""
+    """`VidcorrError` for --[no-]window-first with a preset that has no local window and no --radius
+    to give it one: `vidcorr.presets.check_window_first`, in the flags' words."""
     from vidcorr.errors import VidcorrError
+    from vidcorr.presets import check_window_first
 
     given = getattr(args, "window_first", None)
-    if given is not None and preset.topk.radius is None:
-        flag = "--window-first" if given else "--no-window-first"
-        raise VidcorrError(f"{flag} sets whether the local window covers the first frame, but preset "
-                           f"{preset.name} has no window (a full softmax over each context frame); drop it, "
-                           "or give --radius R to window the context frames")
+    try:
+        check_window_first(preset, given, ("--window-first" if given else "--no-window-first", "--radius R"))
+    except ValueError as error:
+        raise VidcorrError(str(error)) from None
 
 
 def changed_knobs(args: argparse.Namespace) -> list[str]:
