@@ -6,7 +6,7 @@ or unstarted one; and the output folder's checks (`check_output_folder`).
 A runner opens its output folder with `recorded_run` and writes each item's outputs so that they
 appear complete or not at all (a temporary folder or file renamed into place); the record names an
 item only once its outputs are in place, so an item the record does not name is never trusted: a
-resumed run does it again. Apart from the runners since none of it propagates or tracks.
+resumed run does it again. None of it propagates or tracks, hence a module apart from the runners.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ def used_folder_message(command: str) -> str:
 def check_output_folder(out_dir: Path, resume: bool, command: str) -> None:
     """`InputError` naming ``out_dir`` unless ``command``'s runner may write there: a file in the way
     or a read-only parent (refused before hours of work); a used folder without ``resume`` (writing
-    into it mixed runs: the items not done again kept another model's outputs, which `score` then
-    scored beside the new ones); with ``resume``, a used folder that holds no run record
-    (`RUN_STAMP`): another command's output (an `eval jhmdb` folder lost its results.json to the
-    DAVIS one) or the user's own files, not a run to continue."""
+    into it would mix runs: the items not done again would keep another model's outputs, which `score`
+    would score beside the new ones); with ``resume``, a used folder that holds no run record
+    (`RUN_STAMP`): another command's output (resumed, an `eval jhmdb` folder would lose its
+    results.json to the DAVIS one) or the user's own files, not a run to continue."""
     check_output_path(out_dir, folder=True, empty=not resume, not_empty=used_folder_message(command))
     if resume and out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / RUN_STAMP).is_file():
         raise InputError(out_dir, f"holds no `{command}` run to resume (no {RUN_STAMP}, the record of the "
@@ -202,8 +202,8 @@ def _remove_rank_records(out_dir: Path) -> None:
 
 def remove_unstarted_run(out_dir: Path, created: bool, folders: Iterable[Path] = ()) -> None:
     """Undo a run that failed or was stopped before its first item was finished: its run record
-    (which made the same command, rerun, fail as "output folder exists and is not empty" over a
-    folder holding nothing to resume), the empty ``folders`` (deepest first), and ``out_dir`` itself
+    (which would make the same command, rerun, fail as "output folder exists and is not empty" over
+    a folder holding nothing to resume), the empty ``folders`` (deepest first), and ``out_dir`` itself
     when this run ``created`` it and it is empty now (a failed item removes its own files)."""
     (out_dir / RUN_STAMP).unlink(missing_ok=True)
     _remove_rank_records(out_dir)
@@ -249,8 +249,8 @@ def _with_resolved_encoder(record: dict) -> dict:
 def resolved_encoder_spec(spec: str) -> str:
     """An ``--encoder`` spec whose MODULE is a Python file, with that file's absolute path, symlinks
     resolved ("my_models.py:build" -> "/home/me/work/my_models.py:build"), as a run record holds it:
-    typed as given, the same relative path from another folder resumed a run of another file, and
-    the absolute path of the same file was refused as another model. A module name
+    recorded as typed, the same relative path from another folder would resume a run of another file,
+    and the absolute path of the same file would be refused as another model. A module name
     ("my_package.models:build") is returned as it is."""
     from vidcorr.models.external import names_a_file, split_spec  # torch: only where an encoder is named
 
@@ -276,15 +276,15 @@ def _changes(changed: list[str], before: dict, after: dict) -> str:
     max_frames (5 -> 6)", a preset's knobs one by one (`_preset_changes`), and so a tracker's settings
     ("other settings (topk 8 -> 5)"); another tracker by both names ("another tracker (dcf ->
     localise)"), without the settings it brings."""
-    # The preset's record holds every knob: "another preset" for a changed --size sent users
-    # looking for a --preset they had not changed, so its changes are named one by one.
+    # The preset's record holds every knob, and its changes are named one by one: "another preset"
+    # for a changed --size would send users looking for a --preset they had not changed.
     what = []
-    if "tracker" in changed:  # the two trackers' settings, each "(not recorded)" on one side, said nothing
+    if "tracker" in changed:  # both names: the settings, each "(not recorded)" on one side, would say nothing
         what.append(f"another tracker ({before.get('tracker')} -> {after.get('tracker')})")
         changed = [key for key in changed if key not in ("tracker", "settings")]
     detailed = [key for key in changed if key not in ("preset", "model")
                 and isinstance(before.get(key), dict) and isinstance(after.get(key), dict)]
-    # "another protocol" alone sent users comparing command lines for what they had changed
+    # each key with both values: "another protocol" alone leaves users comparing command lines for the change
     others = [_model_changes(before.get(key), after.get(key)) if key == "model" else
               f"{key} ({_value_text(key, before, _UNSET)} -> {_value_text(key, after, _UNSET)})"
               for key in changed if key != "preset" and key not in detailed]
@@ -374,8 +374,8 @@ def write_item_folder(out_dir: Path, name: str, write: Callable[[Path], int]) ->
 
     An ``out_dir/<name>`` already there (a resumed run's item that its record did not name) is
     renamed aside (``.<name>.replaced``) and deleted once the new folder is in place; a stop
-    (Ctrl-C, SIGTERM) between the two renames puts it back. Deleting it first left, after a stop
-    before the rename, a complete ``.<name>.partial`` and no ``<name>`` (or a half-deleted one)."""
+    (Ctrl-C, SIGTERM) between the two renames puts it back. Deleting it first would leave, after a
+    stop before the rename, a complete ``.<name>.partial`` and no ``<name>`` (or a half-deleted one)."""
     tmp, final, old = out_dir / f".{name}.partial", out_dir / name, out_dir / f".{name}.replaced"
     for leftover in (tmp, old):  # a run killed (SIGKILL: no cleanup runs) while it wrote this item left them
         shutil.rmtree(leftover, ignore_errors=True)
@@ -397,8 +397,8 @@ def remove_killed_run_files(out_dir: Path, folders: Iterable[Path] = ()) -> list
     """Delete the temporary files of `atomic_file` that a run killed while writing one (SIGTERM,
     SIGKILL: no cleanup runs) left in ``out_dir`` and ``folders``, and log them; returns them.
 
-    Only names of exactly that pattern go: they are never a result (and a resumed run otherwise kept
-    them for ever). Folders renamed into place only when complete need no look.
+    Only names of exactly that pattern go: they are never a result (and a resumed run would otherwise
+    keep them for ever). Folders renamed into place only when complete need no look.
     """
     removed = remove_atomic_leftovers([out_dir, *folders])
     if removed:
