@@ -265,6 +265,25 @@ def test_one_label_channel_is_shown_as_a_red_tint_scaled_by_the_value_range():
     np.testing.assert_array_equal(labels_overlay(frame, background, (0.0, 1.0)), frame)
 
 
+def test_more_than_256_label_channels_are_each_tinted_and_outlined_apart():
+    """The argmax was cast to uint8: channel 256 was drawn untinted, as the background, and beside channel 1
+    with no outline. Channel k > 255 takes the DAVIS palette's colour 1 + (k - 1) % 255: 256 -> 1 (128, 0, 0),
+    299 -> 44 (64, 0, 192, by the PASCAL bit interleave); a half tint inside, a full-brightness outline where
+    two channels meet (on the side of the later one, as overlay_mask's erosion puts it)."""
+    frame = np.zeros((8, 12, 3), np.uint8)
+    frame[...] = (100, 60, 40)
+    labels = np.zeros((300, 8, 12), np.float32)
+    labels[256, :, :6], labels[1, :, 6:] = 1.0, 1.0
+    out = labels_overlay(frame, labels, (0.0, 1.0)).astype(int)
+    half_red = [(100 + 128) // 2, 60 // 2, 40 // 2]
+    assert (out[:, :5] == half_red).all() and (out[:, 6:] == half_red).all()
+    assert (out[:, 5] == [255, 0, 0]).all()  # the outline between channels 256 and 1
+    labels[:] = 0.0
+    labels[299] = 1.0
+    want = np.broadcast_to(np.array([82, 30, 116], np.uint8), frame.shape)  # (100, 60, 40) half-way to (64, 0, 192)
+    np.testing.assert_array_equal(labels_overlay(frame, labels, (0.0, 1.0)), want)
+
+
 def test_a_bad_value_of_the_localise_trackers_own_temperature_is_its_error_not_a_propagation_refusal():
     """temperature is both a propagation knob and a localise setting: a bad value there is the tracker's
     range error, not "temperature is a propagation setting and does not apply to tracking"."""
