@@ -8,7 +8,7 @@ Ties a model, a propagation preset and a DAVIS root together. The scoring is
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,11 +41,13 @@ COMMAND = "eval davis"  # in its run record (`vidcorr.evaluate.runs.RUN_STAMP`)
 
 
 def write_mask_sequence(
-    propagator: Propagator, frames_source, first_mask: np.ndarray, out_dir: Path, frame_names: list[str],
+    propagator: Propagator, frames_source: Iterable[np.ndarray], first_mask: np.ndarray, out_dir: Path,
+    frame_names: list[str],
     overlay: Path | None = None, truth: Sequence[Path] = (),
 ) -> int:
     """Propagate ``first_mask`` (H, W) through a video and write one indexed PNG per frame.
 
+    frames_source: RGB uint8 frames (H, W, 3), the first included (`propagate_mask`).
     frame_names: output file stems, one per frame. overlay: also encode the frames with the
     masks drawn on them to this mp4 (`vidcorr.evaluate.davis_overlays.overlay_frames`: UVC-track's
     boxes too; 24 fps, DAVIS's frame rate).
@@ -254,8 +256,8 @@ def write_davis_results(results: dict, path: str | Path) -> Path | None:
         missing = sorted(set(per_object) - set(per_frame))
         raise ValueError(f"results hold per-frame J for some objects but not {', '.join(missing)}; score them "
                          "all with score_davis(..., per_frame=True)")
-    # A copy without the per-frame lists: the caller's results stay as they were (popping them made
-    # a second write, or run_davis's returned results, fail with "needs per_frame=True").
+    # A copy without the per-frame lists: the caller's results stay as they were (popping them would
+    # make a second write, or run_davis's returned results, fail with "needs per_frame=True").
     drop = ("J_per_frame", "F_per_frame")
     written = {**results, "per_object": {name: {k: v for k, v in obj.items() if k not in drop}
                                          for name, obj in per_object.items()}}
