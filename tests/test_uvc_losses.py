@@ -11,9 +11,9 @@ from vidcorr.methods.uvc_losses import (
     coordinate_cycle,
     decode_transported,
     global_concentration,
+    kept_after_truncation,
     local_concentration,
     to_unit,
-    truncate,
     weighted_l1,
 )
 
@@ -41,8 +41,8 @@ def test_weighted_l1_known_value():
 
 def test_truncation_zeroes_samples_above_threshold():
     per_sample = torch.tensor([1.0, 3.0, 2.5, 2.6])
-    torch.testing.assert_close(truncate(per_sample, 2.5), torch.tensor([1.0, 0.0, 1.0, 0.0]))
-    torch.testing.assert_close(truncate(per_sample, None), torch.ones(4))
+    torch.testing.assert_close(kept_after_truncation(per_sample, 2.5), torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    torch.testing.assert_close(kept_after_truncation(per_sample, None), torch.ones(4))
 
 
 def test_orthogonal_affinity_reconstructs_both_ways():

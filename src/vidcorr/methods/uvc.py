@@ -32,9 +32,9 @@ from vidcorr.methods.uvc_losses import (
     coordinate_cycle,
     decode_transported,
     global_concentration,
+    kept_after_truncation,
     local_concentration,
     to_unit,
-    truncate,
     unit_scale,
     weighted_l1,
 )
@@ -413,7 +413,7 @@ class UVC(nn.Module):
             switch = weighted_l1(back, lab_ref, cfg.lab_weights)
             per_sample = recon + cfg.orthogonal_weight * switch
         # `L1_loss`: truncate the *combined* per-sample loss, then average over the whole batch
-        keep = truncate(per_sample.detach(), cfg.colour_truncation if use_truncation else None)
+        keep = kept_after_truncation(per_sample.detach(), cfg.colour_truncation if use_truncation else None)
         losses["colour"] = (recon * keep).mean()
         if cfg.orthogonal:
             losses["orthogonal"] = (switch * keep).mean()

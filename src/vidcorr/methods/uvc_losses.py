@@ -50,7 +50,7 @@ def weighted_l1(pred: Tensor, target: Tensor, weights: Sequence[float]) -> Tenso
     return per_channel @ w
 
 
-def truncate(per_sample: Tensor, threshold: float | None) -> Tensor:
+def kept_after_truncation(per_sample: Tensor, threshold: float | None) -> Tensor:
     """UVC's outlier rejection: per-sample losses above ``threshold`` count as 0 (METHODS.md §1.6).
 
     per_sample: (B,) -> (B,) float mask of the samples that are kept (all ones when threshold is
