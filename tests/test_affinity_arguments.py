@@ -15,6 +15,8 @@ from vidcorr.affinity import (
     sparse_affinity,
     transport,
     transport_coordinates,
+    window_mask,
+    window_offsets,
     windowed_topk,
     windowed_topk_frames,
 )
@@ -111,3 +113,25 @@ def test_transport_names_mismatched_values():
     # labels in float64 with a float32 affinity: torch said "expected scalar type Double but found Float"
     values = _feats(1, 2, 6).double()
     assert torch.allclose(transport(values, aff), values @ aff.double())
+
+
+@pytest.mark.parametrize(("radius", "shape", "message"), [
+    (2, "hexagon", "unknown window shape 'hexagon'"),
+    (2, "Circle", "unknown window shape 'Circle'"),
+    (0, "circle", "circular window needs radius > 0"),
+    (-1, "square", "window radius must be >= 0"),
+])
+def test_window_mask_refuses_what_window_offsets_refuses(radius, shape, message):
+    # window_mask took any shape but "circle" for a square, and a circle of radius 0 for no window at all
+    for build in (lambda: window_mask(4, 5, radius, shape), lambda: window_offsets(radius, shape)):
+        with pytest.raises(ValueError, match=message):
+            build()
+
+
+def test_window_mask_agrees_with_window_offsets():
+    """Both window definitions, worked out independently: (dy, dx) of every reference cell the mask
+    admits for a target in the middle of a 9 x 9 map equals the offset list."""
+    for radius, shape in [(2, "circle"), (2.5, "circle"), (2, "square"), (0, "square")]:
+        mask = window_mask(9, 9, radius, shape)[:, 4 * 9 + 4]  # column: the target at (4, 4)
+        admitted = {(i // 9 - 4, i % 9 - 4) for i in mask.nonzero().flatten().tolist()}
+        assert admitted == {tuple(o) for o in window_offsets(radius, shape).tolist()}

@@ -33,28 +33,35 @@ def window_offsets(radius: float, shape: WindowShape) -> Tensor:
     ``circle``: Euclidean distance strictly below ``radius`` (CRW's ``D < radius``).
     ``square``: Chebyshev distance at most ``radius`` (STT/VFS: window side 2r+1 around the pixel).
     """
-    if shape == "circle" and radius <= 0:
-        raise ValueError(f"a circular window needs radius > 0, got {radius}")
-    if radius < 0:
-        raise ValueError(f"window radius must be >= 0, got {radius}")
+    _check_window(radius, shape)
     reach = math.ceil(radius)
     d = torch.arange(-reach, reach + 1)
     dy, dx = torch.meshgrid(d, d, indexing="ij")
     if shape == "circle":
         inside = (dy * dy + dx * dx).double() < radius * radius
-    elif shape == "square":
-        inside = (dy.abs() <= radius) & (dx.abs() <= radius)
     else:
-        raise ValueError(f"unknown window shape {shape!r}")
+        inside = (dy.abs() <= radius) & (dx.abs() <= radius)
     return torch.stack([dy[inside], dx[inside]], dim=1)
+
+
+def _check_window(radius: float, shape: WindowShape) -> None:
+    """ValueError unless ``shape`` is a `WindowShape` and ``radius`` gives it at least one cell."""
+    if shape == "circle" and radius <= 0:
+        raise ValueError(f"a circular window needs radius > 0, got {radius}")
+    if radius < 0:
+        raise ValueError(f"window radius must be >= 0, got {radius}")
+    if shape not in ("circle", "square"):
+        raise ValueError(f"unknown window shape {shape!r}")
 
 
 def window_mask(h: int, w: int, radius: float, shape: WindowShape, device: torch.device | str | None = None) -> Tensor:
     """Dense boolean mask (N1, N2) of the local window: True where reference i is near target j.
 
     For training losses on small maps (and as the naive reference in tests); propagation uses the
-    tiled `windowed_topk`, which never builds this N x N matrix.
+    tiled `windowed_topk`, which never builds this N x N matrix. The window as `window_offsets`'s, whose
+    ValueErrors it shares: an unknown ``shape`` is not taken for a square.
     """
+    _check_window(radius, shape)
     grid = coordinate_grid(h, w, device=device, dtype=torch.float64)
     dx = grid[0][:, None] - grid[0][None, :]
     dy = grid[1][:, None] - grid[1][None, :]
