@@ -356,6 +356,27 @@ def test_an_encoder_file_is_recorded_by_its_absolute_path(short_clip, tmp_path, 
            f"another model ({mine} -> {(tmp_path / 'b' / 'my_enc.py').resolve()}:build)")
 
 
+def test_weights_are_compared_by_sha256_on_resume(short_clip, tmp_path, monkeypatch, capsys):
+    """--weights was compared as typed: the same file named by its absolute path (or through a link:
+    test_eval_runs_golden) was refused as another model. The sha256 decides; weights with other bytes are
+    refused, shown by their absolute paths."""
+    from vidcorr.models import build_encoder, save_weights
+
+    monkeypatch.chdir(tmp_path)
+    encoder = build_encoder("resnet18", out_layer="layer2")
+    save_weights(encoder, tmp_path / "w.safetensors")
+    with torch.no_grad():
+        next(encoder.parameters()).add_(1.0)
+    save_weights(encoder, tmp_path / "other.safetensors")  # other bytes
+    out = tmp_path / "out"
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), "--size", "64", "--weights"]
+    assert main([*argv, "w.safetensors"]) == 0
+    assert main([*argv, str(tmp_path / "w.safetensors"), "--resume"]) == 0
+    capsys.readouterr()
+    _fails([*argv, "other.safetensors", "--resume"], capsys,
+           f"another model ({(tmp_path / 'w.safetensors').resolve()} -> {(tmp_path / 'other.safetensors').resolve()})")
+
+
 def test_resume_refuses_a_used_folder_that_holds_no_davis_run(short_clip, tmp_path, capsys):
     """--resume into another command's output (an `eval jhmdb` folder: results.json, predictions/)
     wrote the DAVIS masks beside them and replaced its results.json; a folder without the run record

@@ -158,15 +158,32 @@ def test_a_record_without_a_command_is_an_eval_davis_run(tmp_path: Path) -> None
     ({}, {"track": {"min_pixels": 2}}, "another track (off -> on)"),
     ({"model": {"features": "lab-pixels", "trained": False}},
      {"model": {"features": "random-resnet18", "trained": False}}, "another model (lab-pixels -> random-resnet18)"),
-    ({"model": {"weights": "w.safetensors", "sha256": "ab", "steps": 4}},
-     {"model": {"weights": "w.safetensors", "sha256": "cd", "steps": 4}},
-     "another model (w.safetensors, other sha256)"),  # retrained in place
+    ({"model": {"weights": "/runs/w.safetensors", "sha256": "ab", "steps": 4}},
+     {"model": {"weights": "/runs/w.safetensors", "sha256": "cd", "steps": 4}},
+     "another model (/runs/w.safetensors, other sha256)"),  # retrained in place
     ({"max_frames": 2}, {}, "another max_frames (2 -> (not recorded))")])  # a key only the earlier record holds
 def test_a_changed_run_is_refused_naming_what_changed(tmp_path: Path, before: dict, after: dict, said: str) -> None:
     _record(tmp_path, RUN_STAMP, [], {}, stamp={"command": "eval x", **before})
     with pytest.raises(InputError) as error:
         finished_items(tmp_path, {"command": "eval x", **after}, ["a"], done=lambda name: True)
     assert f"holds a run with {said}: cannot resume it" in str(error.value)
+
+
+def test_weights_named_by_another_path_resume_by_their_sha256(tmp_path: Path, monkeypatch) -> None:
+    """The same weights through a link, or by a relative path where the record holds the absolute one:
+    the sha256 decides. A record without one (no sha256 recorded) compares the paths resolved."""
+    (tmp_path / "w.safetensors").write_bytes(b"w")
+    (tmp_path / "link.safetensors").symlink_to(tmp_path / "w.safetensors")
+    monkeypatch.chdir(tmp_path)
+    for model, now in (({"weights": str(tmp_path / "w.safetensors"), "sha256": "ab"},
+                        {"weights": "link.safetensors", "sha256": "ab"}),
+                       ({"weights": str(tmp_path / "w.safetensors")}, {"weights": "w.safetensors"})):
+        _record(tmp_path / "out", RUN_STAMP, ["a"], {}, stamp={"command": "eval x", "model": model})
+        assert finished_items(tmp_path / "out", {"command": "eval x", "model": now}, ["a"], done=lambda name: True) \
+            == ["a"]
+    other = {"command": "eval x", "model": {"weights": "link.safetensors", "sha256": "cd"}}
+    with pytest.raises(InputError, match=r"another model \(.*/w.safetensors, other sha256\)"):
+        finished_items(tmp_path / "out", other, ["a"], done=lambda name: True)
 
 
 def test_an_encoder_spec_names_its_file_by_the_absolute_path(tmp_path: Path, monkeypatch) -> None:

@@ -17,6 +17,7 @@ import logging
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from vidcorr.errors import InputError
 from vidcorr.io.atomic import check_output_path, remove_atomic_leftovers, write_json_atomic
@@ -227,23 +228,37 @@ def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Calla
                                   "choose a new --out")
     # as it reads back (tuples become lists); an --encoder file by its absolute path on both sides: an
     # earlier version's record, and a model_info from Python (`load_external_encoder`), hold it as typed
-    recorded = _with_resolved_encoder(json.loads(json.dumps(stamp)))
-    earlier = _with_resolved_encoder({**earlier, "command": command})
+    recorded = _with_resolved_model(json.loads(json.dumps(stamp)))
+    earlier = _with_resolved_model({**earlier, "command": command})
     changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished", "timing"}
-                     if earlier.get(k) != recorded.get(k))
+                     if _compared(k, earlier) != _compared(k, recorded))
     if changed:
         raise InputError(out_dir, f"holds a run with {_changes(changed, earlier, recorded)}: cannot resume it; "
                                   "choose a new --out or drop --resume")
     return [name for name in names if name in earlier.get("finished", []) and done(name)]
 
 
-def _with_resolved_encoder(record: dict) -> dict:
-    """``record`` with its model's --encoder spec as `resolved_encoder_spec` gives it, a relative file
-    read from the current folder."""
+def _with_resolved_model(record: dict) -> dict:
+    """``record`` with its model's --encoder spec as `resolved_encoder_spec` gives it and its --weights
+    by their absolute path (what a refusal shows), a relative file read from the current folder."""
     model = record.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("encoder"), str):
+    if not isinstance(model, dict):
         return record
-    return {**record, "model": {**model, "encoder": resolved_encoder_spec(model["encoder"])}}
+    if isinstance(model.get("encoder"), str):
+        model = {**model, "encoder": resolved_encoder_spec(model["encoder"])}
+    if isinstance(model.get("weights"), str):
+        model = {**model, "weights": str(Path(model["weights"]).resolve())}
+    return {**record, "model": model}
+
+
+def _compared(key: str, record: dict) -> Any:
+    """``record[key]`` as two runs' records are compared: trained weights by their sha256, not their
+    path, where the model records one (`vidcorr.api.resolve_encoder` does): the same file named from
+    another folder, by its absolute path or through a link was refused as another model."""
+    value = record.get(key)
+    if key == "model" and isinstance(value, dict) and isinstance(value.get("sha256"), str):
+        return {k: v for k, v in value.items() if k != "weights"}
+    return value
 
 
 def resolved_encoder_spec(spec: str) -> str:
