@@ -139,7 +139,7 @@ def region_from_coordinates(coords: Tensor) -> tuple[Tensor, Tensor]:
     """Region centre and half-size from transported coordinates (UVC Eq. 3-4).
 
     coords: (B, 2, N) -> centre (B, 2) = mean coordinate, half_size (B, 2) = 2 x mean absolute
-    deviation from the centre (Eq. 4: for points spread uniformly over [-w, w] the mean |x| is w/2).
+    deviation from the centre (Eq. 4; Eq. 5: for points spread uniformly over [-w, w] the mean |x| is w/2).
     """
     centre = coords.mean(dim=2)
     half_size = 2.0 * (coords - centre.unsqueeze(2)).abs().mean(dim=2)
