@@ -105,7 +105,8 @@ def test_propagate_soft_labels_as_float16(short_clip, tmp_path, capsys):
     assert main(["propagate", str(frames), "--labels", str(first), "--labels-dtype", "float16",
                  "--out", str(tmp_path / "x"), *FAST]) == 2
     err = capsys.readouterr().err  # the file named once, as every InputError names it
-    assert f"{first}: holds values up to 1e+06, beyond float16's range (largest 65504); keep --labels-dtype float32" in err
+    assert (f"{first}: holds values up to 1e+06, beyond float16's range (largest 65504); "
+            "keep --labels-dtype float32") in err
     assert err.count(first.name) == 1
     assert main(["propagate", str(frames), "--mask", str(tmp_path / "m.png"), "--labels-dtype", "float16",
                  "--out", str(tmp_path / "x"), *FAST]) == 2
