@@ -19,7 +19,7 @@ from test_propagate import _texture_video
 from torch import nn
 
 import vidcorr
-from vidcorr import api
+from vidcorr import api, encoders
 from vidcorr.api import resolve_encoder
 from vidcorr.cli import main
 from vidcorr.errors import EncoderOutputError, InputError, VidcorrError, WeightsError
@@ -41,7 +41,7 @@ def test_encoder_for_cuts_trained_weights_at_the_presets_layer():
     floor = vidcorr.encoder_for("crw", features="lab-pixels")  # the floor asked for, untrained
     assert (floor.stride, floor.out_channels) == (8, 3)  # Lab cell means; random-resnet18 has 256
     with pytest.raises(ValueError, match="not both"):
-        vidcorr.encoder_for("crw", weights=api.DEFAULT_WEIGHTS, features="lab-pixels")
+        vidcorr.encoder_for("crw", weights=encoders.DEFAULT_WEIGHTS, features="lab-pixels")
     with pytest.raises(ValueError, match="unknown floor"):
         vidcorr.encoder_for("crw", features="random-resnet50")
 
@@ -112,8 +112,8 @@ def test_weights_not_found_point_to_the_file_most_likely_meant(tmp_path, monkeyp
                    r"`vidcorr train export --checkpoint staged/checkpoint-joint.pt --out W.safetensors`, then give W$"),
         ("run/a", r"run/a: is a folder, not a weights file \(.safetensors\)$"),
         ("mine.v2", r"mine.v2: weights file does not exist; mine.v2.safetensors does: give the file's whole name$"),
-        (api.DEFAULT_WEIGHTS.name, r"weights file does not exist here; the shipped weights are .*weights/"
-                                   + api.DEFAULT_WEIGHTS.name.replace(".", r"\.") + "$"),
+        (encoders.DEFAULT_WEIGHTS.name, r"weights file does not exist here; the shipped weights are .*weights/"
+                                   + encoders.DEFAULT_WEIGHTS.name.replace(".", r"\.") + "$"),
         ("other.safetensors", r"other.safetensors: weights file does not exist$"),
     ]:
         with pytest.raises(WeightsError, match=problem):
@@ -121,11 +121,11 @@ def test_weights_not_found_point_to_the_file_most_likely_meant(tmp_path, monkeyp
 
 
 def test_missing_default_weights_fall_back_only_when_asked(monkeypatch, tmp_path):
-    monkeypatch.setattr(api, "DEFAULT_WEIGHTS", tmp_path / "none.safetensors")
+    monkeypatch.setattr(encoders, "DEFAULT_WEIGHTS", tmp_path / "none.safetensors")
     with pytest.raises(VidcorrError, match="no trained weights at .*none.safetensors"):
         api.resolve_encoder(get_preset("crw"))
     _, info = api.resolve_encoder(get_preset("crw"), fallback_to_floor=True)
-    assert info["features"] == api.BEST_FLOOR and not info["trained"]
+    assert info["features"] == encoders.BEST_FLOOR and not info["trained"]
 
 
 def test_importing_vidcorr_does_not_import_torch():
@@ -354,7 +354,7 @@ def test_a_module_of_ones_own_is_checked_at_the_call_as_encoder_checks_its_facto
         with pytest.raises(EncoderOutputError, match=r"encoder ChannelsLast gave 28 channels for a 224 px grey frame "
                                                      r"but 56 for a 448 px one.*Channels-last"):
             call(ChannelsLast())
-        for not_a_module in ("my_models.py:build", api.DEFAULT_WEIGHTS):
+        for not_a_module in ("my_models.py:build", encoders.DEFAULT_WEIGHTS):
             with pytest.raises(TypeError, match=r"encoder must be a torch.nn.Module .* got (str|PosixPath) .*"
                                                 r"vidcorr.encoder_for\(preset, weights=PATH\)"):
                 call(not_a_module)

@@ -168,13 +168,13 @@ def test_score_hint_reads_the_record_above_a_predictions_folder(score, tmp_path:
 def test_missing_default_weights_fall_back_to_the_floor_only_where_asked(monkeypatch, tmp_path: Path) -> None:
     """With no --weights/--features/--encoder and no shipped weights, the demo (fallback_to_floor)
     runs on `BEST_FLOOR` and says why; every other command stops, naming the missing file."""
-    import vidcorr.api
+    import vidcorr.encoders
     from vidcorr.defaults import BEST_FLOOR
     from vidcorr.errors import VidcorrError
     from vidcorr.presets import customised_preset
 
     missing = tmp_path / "none.safetensors"
-    monkeypatch.setattr(vidcorr.api, "DEFAULT_WEIGHTS", missing)
+    monkeypatch.setattr(vidcorr.encoders, "DEFAULT_WEIGHTS", missing)
     args = argparse.Namespace(encoder=None, weights=None, features=None)
     _, info = load_model(args, customised_preset("crw"), fallback_to_floor=True)
     assert info["features"] == BEST_FLOOR and not info["trained"] and str(missing) in info["note"]
