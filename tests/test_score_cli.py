@@ -130,6 +130,34 @@ def test_missing_prediction_file_is_named(cli, tree, capsys):
             "--sequences names the ones to score)") in capsys.readouterr().err
 
 
+def test_a_prefix_run_is_scored_with_max_frames_as_the_sequences_cut_there(cli, tree, capsys):
+    """The masks of `propagate --max-frames 4` (frames 0..3) of 6-frame sequences: refused without
+    --max-frames, naming it; with it scored as sequences of 4 frames, frames 1..2 (the protocol's 1..T-2):
+    frame 1 the ground truth (J = F = 1), frame 2 empty (J = F = 0), so every mean is 0.5."""
+    root, results = tree
+    for seq in SEQUENCES:
+        gt = sorted((root / "Annotations" / "480p" / seq).glob("*.png"))
+        for t, path in enumerate(gt[:4]):
+            write_indexed_png(results / seq / path.name, read_mask(path) if t != 2 else np.zeros_like(read_mask(path)))
+    argv = ["score", "davis", "--root", str(root), "--results", str(results)]
+    assert cli(argv) == 2
+    assert ("car-shadow/00004.png: prediction not found (1 of the 4 scored frames of 'car-shadow' are missing; the "
+            "first and last frame are not needed); a `propagate --max-frames 4` run? score its first 4 frames with "
+            "--max-frames 4\n") in capsys.readouterr().err
+    assert cli([*argv, "--max-frames", "6"]) == 2  # 5 would read frames 1..3 only: the prefix has them
+    assert "are missing; the first and last frame are not needed); score them with --max-frames 4" in \
+        capsys.readouterr().err
+    assert cli([*argv, "--max-frames", "2"]) == 2
+    assert "--max-frames must be at least 3" in capsys.readouterr().err
+    assert not (results / "score.json").exists()
+
+    assert cli([*argv, "--max-frames", "4"]) == 0
+    assert "global over 2 object(s) in 2 sequence(s), first 4 frames of each:" in capsys.readouterr().out
+    data = json.loads((results / "score.json").read_text())
+    assert data["max_frames"] == 4 and data["J-Mean"] == data["F-Mean"] == data["J&F-Mean"] == 0.5
+    assert data["per_object"]["blackswan_1"]["J-Recall"] == 0.5
+
+
 @pytest.mark.parametrize(("record", "scored", "hint"), [
     ({"benchmark": "otb", "protocol_name": "ope"}, "results", "score otb"),
     ({"benchmark": "vot", "protocol_name": "vot-baseline"}, "results", "score vot"),

@@ -33,18 +33,26 @@ def register_davis(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True, type=Path, help="DAVIS root (Annotations/480p, ImageSets)")
     p.add_argument("--results", required=True, type=Path, help="folder of per-sequence prediction folders")
     eval_davis.add_davis_data_arguments(p)
+    p.add_argument("--max-frames", type=int, metavar="N",
+                   help="score only the first N frames of each sequence, as if it ended there (masks of `propagate "
+                        "--max-frames N`; N >= 3)")
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json, its plot RESULTS/score.j_per_frame.png)")
     p.set_defaults(func=run_davis)
 
 
 def run_davis(args: argparse.Namespace) -> int:
+    from vidcorr.errors import VidcorrError
     from vidcorr.evaluate.davis import write_davis_results
-    from vidcorr.metrics.davis import format_results_table, score_davis
+    from vidcorr.metrics.davis import check_max_frames, format_results_table, score_davis
 
+    try:
+        check_max_frames(args.max_frames, "--max-frames")
+    except ValueError as error:
+        raise VidcorrError(str(error)) from None
     out = _score_json(args)
     results = _scored(args, "davis", lambda: score_davis(
         args.root, args.results, year=args.year, split=args.split, sequences=args.sequences,
-        resolution=args.resolution, per_frame=True))
+        resolution=args.resolution, per_frame=True, max_frames=args.max_frames))
     print(format_results_table(results))
     plot = write_davis_results(results, out)
     print(f"wrote {out} and {plot}")

@@ -266,6 +266,7 @@ def score_davis(
     bound_th: float = BOUND_TH,
     per_frame: bool = False,
     progress: bool = True,
+    max_frames: int | None = None,
 ) -> dict:
     """Score a DAVIS results folder (semi-supervised) against a DAVIS root.
 
@@ -277,16 +278,20 @@ def score_davis(
         resolution: the annotations' folder, "480p" or "Full-Resolution" (`DavisDataset`).
         per_frame: also put "J_per_frame" / "F_per_frame" lists in each per-object entry.
         progress: show a tqdm bar over sequences.
+        max_frames: score only the first N frames of each sequence (results of ``propagate
+            --max-frames N``), as if it ended there: frames 1..N-2; at least 3. None: every frame,
+            and a folder missing the later frames is refused, naming the N that would score it.
     Returns:
         The results dict (schema in docs/metrics.md): global measures at the top level,
         "per_object" {"<seq>_<id>": ...}, "per_sequence" {"<seq>": ...}, "protocol".
     """
+    check_max_frames(max_frames)
     dataset = DavisDataset(root, year, split, resolution, sequences=sequences)
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
     # Find every file before the long loop so that a missing prediction fails in seconds.
-    files = {seq: _sequence_files(dataset, results_dir, seq) for seq in dataset.sequences}
+    files = {seq: _sequence_files(dataset, results_dir, seq, max_frames) for seq in dataset.sequences}
     per_object: dict[str, dict] = {}
     per_sequence: dict[str, dict] = {}
     # disable=True only when asked: an explicit disable=False overrode TQDM_DISABLE=1, which
@@ -319,12 +324,23 @@ def score_davis(
                            "split": split, "resolution": dataset.resolution, "bound_th": bound_th,
                            "n_sequences": len(per_sequence), "n_objects": len(per_object),
                            "note": PROTOCOL_NOTE}
+    if max_frames is not None:  # a prefix run's score is not the benchmark's: said in the record
+        results["max_frames"] = max_frames
     return results
 
 
-def _sequence_files(dataset: DavisDataset, results_dir: Path, seq: str) -> tuple[list[Path], list[Path]]:
-    """(all annotation paths, prediction paths of the scored frames 1..T-2) of `seq`."""
-    gt_paths = dataset.masks(seq)
+def check_max_frames(max_frames: int | None, name: str = "max_frames") -> None:
+    """ValueError unless ``max_frames`` (None: every frame) leaves a frame to score: 3 or more, as the
+    protocol scores frames 1..N-2. name: how the caller spells it (``--max-frames``)."""
+    if max_frames is not None and max_frames < 3:
+        raise ValueError(f"{name} must be at least 3 (the protocol scores frames 1..N-2), got {max_frames}")
+
+
+def _sequence_files(dataset: DavisDataset, results_dir: Path, seq: str,
+                    max_frames: int | None = None) -> tuple[list[Path], list[Path]]:
+    """(all annotation paths, prediction paths of the scored frames 1..T-2) of `seq`, T its frames
+    or the first ``max_frames`` of them."""
+    gt_paths = dataset.masks(seq)[:max_frames]
     if len(gt_paths) < 3:
         raise InputError(gt_paths[0].parent, f"{len(gt_paths)} annotated frame(s): the semi-supervised "
                          "protocol scores frames 1..T-2 and needs at least 3")
@@ -336,8 +352,20 @@ def _sequence_files(dataset: DavisDataset, results_dir: Path, seq: str) -> tuple
     missing = [p for p in pred_paths if not p.is_file()]
     if missing:
         raise InputError(missing[0], f"prediction not found ({len(missing)} of the {len(pred_paths)} scored "
-                         f"frames of {seq!r} are missing; the first and last frame are not needed)")
+                         f"frames of {seq!r} are missing; the first and last frame are not needed)"
+                         + _prefix_hint(pred_paths, missing, max_frames))
     return gt_paths, pred_paths
+
+
+def _prefix_hint(pred_paths: list[Path], missing: list[Path], max_frames: int | None) -> str:
+    """Where the predictions present are frames 1..n-1 and only later ones are missing (the masks of
+    ``propagate --max-frames n``, n >= 3), the --max-frames that scores them; else ""."""
+    n = 1 + pred_paths.index(missing[0])  # frames 0..n-1 present (frame 0's file is not read)
+    if n < 3 or pred_paths[n - 1:] != missing:
+        return ""
+    if max_frames is None:
+        return f"; a `propagate --max-frames {n}` run? score its first {n} frames with --max-frames {n}"
+    return f"; score them with --max-frames {n}"
 
 
 def _load_sequence(gt_paths: list[Path], pred_paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -376,7 +404,8 @@ def format_results_table(results: dict) -> str:
                      f"{s['J-Mean']:>6.4f}  {s['F-Mean']:>6.4f}")
     n_obj = len(results["per_object"])
     lines.append("")
-    lines.append(f"global over {n_obj} object(s) in {len(seqs)} sequence(s):")
+    prefix = f", first {results['max_frames']} frames of each" if results.get("max_frames") else ""
+    lines.append(f"global over {n_obj} object(s) in {len(seqs)} sequence(s){prefix}:")
     lines.append("  ".join(f"{k:>8}" for k in GLOBAL_KEYS))
     lines.append("  ".join(f"{results[k]:>8.4f}" for k in GLOBAL_KEYS))
     return "\n".join(lines)
