@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from report import add_timing_arguments, apply_timing_arguments, machine, write_json  # benchmarks/report.py
+from report import add_timing_arguments, apply_timing_arguments, machine, run_script, write_json  # benchmarks/report.py
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -38,7 +38,9 @@ def load_frames(root: Path, sequence: str, count: int) -> torch.Tensor:
     """The first ``count`` 480p frames of ``sequence`` -> (count, 3, H, W) float in [0, 1]."""
     paths = sorted((root / "JPEGImages" / "480p" / sequence).glob("*.jpg"))[:count]
     if len(paths) < count:
-        raise SystemExit(f"{root / 'JPEGImages/480p' / sequence}: {len(paths)} frames, need {count}")
+        from vidcorr.errors import InputError
+
+        raise InputError(root / "JPEGImages" / "480p" / sequence, f"{len(paths)} frames, need {count}")
     return torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in paths]) / 255
 
 
@@ -108,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from report import machine, write_json  # benchmarks/report.py, beside this script
+from report import machine, run_script, write_json  # benchmarks/report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -61,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import machine, parse_device_arguments, write_json  # benchmarks/report.py, beside this script
+from report import machine, parse_device_arguments, run_script, write_json  # benchmarks/report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -133,7 +133,8 @@ def run_child(args, mode: str, **extra) -> dict:
         sys.stderr.write(out.stderr)
         why = (f"was killed by signal {-out.returncode} (out of memory?)" if out.returncode < 0
                else f"failed (exit status {out.returncode}); its error is above")
-        raise SystemExit(f"benchmarks/propagation.py: the {mode} measurement {why}")
+        print(f"benchmarks/propagation.py: the {mode} measurement {why}", file=sys.stderr)
+        raise SystemExit(2 if out.returncode == 2 else 1)  # 2: bad input (`run_script`), as the child said
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -175,13 +176,23 @@ def main() -> None:
 
     import torch
 
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset, "track": args.track,
+    from vidcorr.cli.common import resolve_preset
+    from vidcorr.presets import preset_knobs
+
+    # The knobs both measurements run (--size, --context, --window-first...): a memory-only record had
+    # only the preset's name; resolved here, a refused combination stops before any measurement.
+    knobs = preset_knobs(resolve_preset(args))
+    # VIDCORR_DEFAULT_MALLOC=1 (docs/benchmarks.md's way to reproduce the earlier rows) makes the
+    # children's bound_cpu_memory() a no-op, as --default-malloc does.
+    default_malloc = args.default_malloc or os.environ.get("VIDCORR_DEFAULT_MALLOC") == "1"
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset,
+              "preset_knobs": knobs, "track": args.track,
               "model": model_label(args), "device": args.device,
               "machine": machine(),
               "torch_threads": args.threads or torch.get_num_threads(), "torch": torch.__version__,
-              "allocator": "glibc default" if args.default_malloc else "vidcorr.runtime.bound_cpu_memory",
+              "allocator": "glibc default" if default_malloc else "vidcorr.runtime.bound_cpu_memory",
               "environment": {k: v for k, v in os.environ.items()
-                              if k.startswith("MALLOC_") or k in ("THP_MEM_ALLOC_ENABLE",
+                              if k.startswith("MALLOC_") or k in ("THP_MEM_ALLOC_ENABLE", "VIDCORR_DEFAULT_MALLOC",
                                                                    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE")}}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(args.device)  # "cuda:1" names the second GPU
@@ -207,4 +218,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

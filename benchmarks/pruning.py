@@ -23,14 +23,13 @@ the rest: ``from t-1``). ``bound_violations`` counts candidates whose exact cosi
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from report import machine, write_json  # benchmarks/report.py, beside this script
+from report import machine, run_script, write_json  # benchmarks/report.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -45,8 +44,10 @@ def crw_features(root: Path, sequence: str, target: int, weights: Path, size: in
 
     paths = sorted((root / "JPEGImages" / "480p" / sequence).glob("*.jpg"))
     if target < 21 or target >= len(paths):
-        raise SystemExit(f"{sequence}: target frame {target} needs 20 previous frames and frame 0 "
-                         f"({len(paths)} frames)")
+        from vidcorr.errors import InputError
+
+        raise InputError(root / "JPEGImages" / "480p" / sequence, f"target frame {target} needs 20 previous frames "
+                         f"and frame 0 ({len(paths)} frames)")
     propagator = Propagator(resolve_encoder(CRW, weights)[0], CRW)
     frames = [_read(paths[i], size) for i in [0, *range(target - 20, target + 1)]]
     return torch.cat([propagator.embed(frames[i : i + 4]) for i in range(0, len(frames), 4)])
@@ -134,11 +135,19 @@ def measure(feats: torch.Tensor) -> dict:
     }
 
 
+def targets(text: str) -> list[tuple[str, int]]:
+    """--targets "car-shadow:30,dog:40" -> [("car-shadow", 30), ("dog", 40)]."""
+    pairs = [item.rpartition(":") for item in text.split(",")]
+    if not all(sequence and frame.isdigit() for sequence, _, frame in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: give sequence:frame pairs, e.g. car-shadow:30,dog:40")
+    return [(sequence, int(frame)) for sequence, _, frame in pairs]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "uvc_r18_ft3.safetensors")
-    parser.add_argument("--targets", default="car-shadow:30,blackswan:40,dog:40,breakdance:60",
+    parser.add_argument("--targets", type=targets, default="car-shadow:30,blackswan:40,dog:40,breakdance:60",
                         help="sequence:frame pairs, comma-separated")
     parser.add_argument("--size", type=int, help="resize frames to this short side (480p by default)")
     parser.add_argument("--json", type=Path)
@@ -151,9 +160,9 @@ def main() -> None:
     weights = args.weights.resolve()
     shown = weights.relative_to(REPO) if weights.is_relative_to(REPO) else weights
     report = {"machine": machine(), "weights": str(shown), "preset": "crw", "targets": {}}
-    for item in args.targets.split(","):
-        sequence, frame = item.split(":")
-        result = measure(crw_features(args.root, sequence, int(frame), args.weights, args.size))
+    for sequence, frame in args.targets:
+        item = f"{sequence}:{frame}"
+        result = measure(crw_features(args.root, sequence, frame, args.weights, args.size))
         report["targets"][item] = result
         print(item, result, flush=True)
     if args.json:
@@ -161,4 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -78,3 +79,18 @@ def apply_timing_arguments(args: argparse.Namespace) -> argparse.Namespace:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     return args
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run a benchmark's ``main``: bad input (a `vidcorr.errors.VidcorrError`: a missing DAVIS root,
+    sequence, weights file or recipe; a frame file that is not there) is one line naming the file and
+    the problem, exit status 2, as `vidcorr` says it, instead of a traceback and exit status 1. Nothing
+    is written: each script writes its --json last."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # as apply_timing_arguments
+    from vidcorr.errors import VidcorrError
+
+    try:
+        main()
+    except (VidcorrError, FileNotFoundError) as error:
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from report import add_timing_arguments, apply_timing_arguments, machine, write_json  # benchmarks/report.py
+from report import add_timing_arguments, apply_timing_arguments, machine, run_script, write_json  # benchmarks/report.py
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "davis2016"
@@ -101,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

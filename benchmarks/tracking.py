@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from report import add_timing_arguments, apply_timing_arguments, machine, write_json  # benchmarks/report.py
+from report import add_timing_arguments, apply_timing_arguments, machine, run_script, write_json  # benchmarks/report.py
 
 REPO = Path(__file__).resolve().parents[1]
 TRACKERS = ("localise", "dcf")
@@ -120,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

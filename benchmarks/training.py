@@ -34,7 +34,7 @@ from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train.config import DataConfig, Recipe
 from vidcorr.train.recipe_files import load_recipe
 
-from report import machine, parse_device_arguments, write_json  # benchmarks/report.py, beside this script
+from report import machine, parse_device_arguments, run_script, write_json  # benchmarks/report.py, beside this script
 
 
 def make_batch(kind: str, data: DataConfig, device) -> dict[str, torch.Tensor]:
@@ -47,7 +47,8 @@ def make_batch(kind: str, data: DataConfig, device) -> dict[str, torch.Tensor]:
                 "target": torch.rand(b, 3, crop, crop, device=device),
                 "patch": torch.rand(b, 3, crop // 3, crop // 3, device=device), "theta": rigid_theta(params)}
     if kind == "two_views":
-        return {"query": torch.rand(b, 3, crop, crop, device=device), "key": torch.rand(b, 3, crop, crop, device=device)}
+        return {"query": torch.rand(b, 3, crop, crop, device=device),
+                "key": torch.rand(b, 3, crop, crop, device=device)}
     target = data.frame if kind == "patch_frame" else crop
     return {"ref": torch.rand(b, 3, crop, crop, device=device),
             "target": torch.rand(b, 3, target, target, device=device)}
@@ -131,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -55,7 +55,8 @@ def still(root: Path, sequence: str, index: int, weights: Path, features: str | 
     dataset = DavisDataset(root, sequences=[sequence])
     frames, truth = dataset.frames(sequence), {path.stem: path for path in dataset.masks(sequence)}
     if not 1 <= index < len(frames):
-        raise InputError(root, f"frame {index} asked for, but {sequence} has frames 1..{len(frames) - 1} to propagate to")
+        raise InputError(root, f"frame {index} asked for, but {sequence} has frames 1..{len(frames) - 1} "
+                               "to propagate to")
     if frames[index].stem not in truth:
         raise InputError(root, f"{sequence} frame {index} has no annotation to draw beside it")
     encoder = vidcorr.encoder_for("uvc", weights=None if features else weights, features=features)

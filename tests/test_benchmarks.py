@@ -5,6 +5,7 @@ GPU lent for 15 minutes. Each runs once on a tiny workload and must write its JS
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(script: str, *args: str, out: Path) -> dict:
+def _run(script: str, *args: str, out: Path, env: dict | None = None) -> dict:
     subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args, "--json", str(out)],
-                   check=True, cwd=REPO, timeout=300, capture_output=True)
+                   check=True, cwd=REPO, timeout=300, capture_output=True, env=env)
     return json.loads(out.read_text())
 
 
@@ -50,8 +51,13 @@ def test_propagation_benchmark_names_the_weights_it_ran(davis2016_root: Path, tm
     assert report["model"] == str(DEFAULT_WEIGHTS.relative_to(REPO))
     factory = tmp_path / "tiny_models.py"
     factory.write_text("from torch import nn\n\ndef build():\n    return nn.Conv2d(3, 8, 8, stride=8)\n")
-    report = _run("propagation.py", *memory_run, "--encoder", f"{factory}:build", out=tmp_path / "encoder.json")
+    report = _run("propagation.py", *memory_run, "--encoder", f"{factory}:build", out=tmp_path / "encoder.json",
+                  env={**os.environ, "VIDCORR_DEFAULT_MALLOC": "1"})
     assert report["model"] == f"--encoder {factory}:build"
+    # what a memory-only record ran: the size was only in the command; the opt-out was recorded as
+    # "vidcorr.runtime.bound_cpu_memory", which VIDCORR_DEFAULT_MALLOC=1 turns off
+    assert report["preset_knobs"]["size"]["size"] == 64 and report["preset_knobs"]["n_previous"] == 20
+    assert report["allocator"] == "glibc default" and report["environment"]["VIDCORR_DEFAULT_MALLOC"] == "1"
 
 
 def test_propagation_benchmark_says_why_its_measurement_failed(davis2016_root: Path, tmp_path: Path) -> None:
@@ -59,8 +65,23 @@ def test_propagation_benchmark_says_why_its_measurement_failed(davis2016_root: P
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "propagation.py"), "--root", str(davis2016_root),
                           "--sequences", "car-shadw", "--skip", "memory", "--features", "lab-pixels",
                           "--json", str(tmp_path / "p.json")], cwd=REPO, timeout=300, capture_output=True, text=True)
-    assert run.returncode != 0 and "car-shadw" in run.stderr and "the throughput measurement failed" in run.stderr
+    assert run.returncode == 2 and "car-shadw" in run.stderr and "the throughput measurement failed" in run.stderr
     assert "CalledProcessError" not in run.stderr and not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize(("script", "args", "named"), [
+    ("metrics.py", ("--sequence", "blackswn"), "blackswn/00000.png: mask file not found"),
+    ("training.py", ("--recipe", "uvc-cpuu"), "uvc-cpuu.toml: no such recipe"),
+    ("pruning.py", ("--targets", "car-shadow:5", "--size", "64"), "target frame 5 needs 20 previous frames"),
+])
+def test_bad_input_is_one_line_and_exit_2(script: str, args: tuple, named: str, davis2016_root: Path,
+                                          tmp_path: Path) -> None:
+    """A missing sequence, recipe or too early a frame was a traceback with exit status 1."""
+    root = () if script == "training.py" else ("--root", str(davis2016_root))  # training.py times random batches
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *root, *args,
+                          "--json", str(tmp_path / "out.json")], cwd=REPO, timeout=120, capture_output=True, text=True)
+    assert run.returncode == 2 and named in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "out.json").exists()
 
 
 def test_features_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
