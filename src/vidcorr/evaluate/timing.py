@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -81,7 +82,19 @@ def timed_sequence(propagator: Propagator, propagate: Callable[[], int]) -> dict
 
 
 def peak_rss_mib() -> float | None:
-    """Peak resident memory of this process so far, MiB (None where the OS does not report it)."""
+    """Peak resident memory of this process so far, MiB (None where the OS does not report it).
+
+    On Linux the high-water mark of this process's own memory (VmHWM), not ``ru_maxrss``: the kernel
+    carries ru_maxrss across exec, so a process started by a larger one (benchmarks/propagation.py's
+    measurements, whose parent has imported torch; torchrun's ranks) reported its parent's peak
+    wherever its own was lower.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:  # no /proc (macOS)
+        pass
     try:
         import resource
     except ImportError:  # Windows
