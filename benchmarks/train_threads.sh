@@ -5,6 +5,7 @@
 # line of each stage left out (it holds the loader's start).
 #   bash benchmarks/train_threads.sh                 # STEPS=12 per stage, the shared videos
 #   STEPS=30 THREADS="1 2" DATA=my_videos/ bash benchmarks/train_threads.sh
+#   (VIDCORR and PYTHON: another environment's vidcorr and python)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,10 +13,12 @@ STEPS="${STEPS:-12}"
 THREADS="${THREADS:-1 2}"
 DATA="${DATA:-../shared/data/videos/davis2016-train}"
 VIDCORR="${VIDCORR:-.venv/bin/vidcorr}"
+PYTHON="${PYTHON:-.venv/bin/python}"  # only to say which torch ran
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs);" \
+     "torch $("$PYTHON" -c 'import torch; print(torch.__version__)'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for threads in $THREADS; do
   cat > "$WORK/t$threads.toml" <<EOF
 extends = "uvc-cpu-t20"
