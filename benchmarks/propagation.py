@@ -138,6 +138,14 @@ def run_child(args, mode: str, **extra) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def video_lengths(text: str) -> list[str]:
+    """--lengths "40,400" -> ["40", "400"] (the JSON's keys), checked before any measurement runs: a
+    typo surfaced only when the memory child started, after the throughput run."""
+    from vidcorr.cli.common import comma_list, positive_int
+
+    return [str(positive_int(length)) for length in comma_list(text)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vidcorr.cli.common import add_model_arguments, comma_list
 
@@ -145,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     p.add_argument("--sequences", type=comma_list, help="throughput on a subset (default: the whole split)")
     p.add_argument("--memory-sequence", default="car-shadow")
-    p.add_argument("--lengths", type=comma_list, default=["40", "400"])
+    p.add_argument("--lengths", type=video_lengths, default=["40", "400"], help="video lengths (frames) to trace")
     p.add_argument("--trace-every", type=int, default=50, help="record the peak RSS every N frames")
     p.add_argument("--skip", choices=["throughput", "memory"], help="skip one measurement")
     p.add_argument("--track", action="store_true",

@@ -73,10 +73,12 @@ def test_propagation_benchmark_says_why_its_measurement_failed(davis2016_root: P
     ("metrics.py", ("--sequence", "blackswn"), "blackswn/00000.png: mask file not found"),
     ("training.py", ("--recipe", "uvc-cpuu"), "uvc-cpuu.toml: no such recipe"),
     ("pruning.py", ("--targets", "car-shadow:5", "--size", "64"), "target frame 5 needs 20 previous frames"),
+    ("propagation.py", ("--lengths", "40,4OO"), "argument --lengths"),  # refused before the throughput run
 ])
 def test_bad_input_is_one_line_and_exit_2(script: str, args: tuple, named: str, davis2016_root: Path,
                                           tmp_path: Path) -> None:
-    """A missing sequence, recipe or too early a frame was a traceback with exit status 1."""
+    """A missing sequence, recipe or too early a frame was a traceback with exit status 1; a mistyped
+    length stopped propagation.py only after its throughput run."""
     root = () if script == "training.py" else ("--root", str(davis2016_root))  # training.py times random batches
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *root, *args,
                           "--json", str(tmp_path / "out.json")], cwd=REPO, timeout=120, capture_output=True, text=True)
