@@ -6,12 +6,13 @@ On blackswan's first annotation, best of --repeats (each the mean of --number ca
 * ``F full``: against a prediction that covers the whole frame (one boundary: the frame's edge);
 * ``F noise``: against 5 % random pixels (seed 0), a boundary at almost every predicted pixel.
 
-    python benchmarks/metrics.py --json docs/benchmarks/metrics-cpu.json
+    python benchmarks/metrics.py --json docs/benchmarks/metrics-cpu-epyc.json
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import sys
 import timeit
 from pathlib import Path
@@ -56,8 +57,10 @@ def main() -> None:
         print(f"{name:8} {value:7.2f} ms")
     if args.json:
         # the annotation by sequence and file, not this machine's path to the data
+        # the metric is numpy's arithmetic: its version, not torch's, says what ran
         write_json(args.json, {"annotation": f"{args.sequence}/{annotation.name}", "shape": list(gt.shape), "ms": ms,
-                               "number": args.number, "repeats": args.repeats, "machine": machine()})
+                               "number": args.number, "repeats": args.repeats, "machine": machine(),
+                               "numpy": np.__version__, "python": platform.python_version()})
 
 
 if __name__ == "__main__":

@@ -127,3 +127,6 @@ def test_metrics_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     assert report["annotation"] == "blackswan/00000.png" and report["shape"] == [480, 854]
     assert set(report["ms"]) == {"F shift", "J shift", "F full", "F noise"}
     assert all(v > 0 for v in report["ms"].values()) and "cores" in report["machine"]
+    import numpy
+
+    assert report["numpy"] == numpy.__version__  # what computed the metric (torch does not)
