@@ -77,10 +77,12 @@ def test_propagate_names_folder_outputs_after_the_frames_and_writes_the_overlay_
     frames, mask = tiny
     seen, captions = _capture_video(monkeypatch), []
     real = viz.frame_caption
-    monkeypatch.setattr(viz, "frame_caption", lambda side, t: captions.append(t) or real(side, t))
+    monkeypatch.setattr(viz, "frame_caption",
+                        lambda side, t, file=None: captions.append((t, file)) or real(side, t, file))
     assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "o"), *LAB]) == 0
     assert seen == {"fps": 24.0, "times": None, "frames": 4, "path": "overlay.mp4"}
-    assert captions == [0, 1, 2, 3]  # numbered from 0, as the result files are
+    # numbered from 0, and named by the file after which the results are named
+    assert captions == [(0, "f10.png"), (1, "f11.png"), (2, "f12.png"), (3, "f13.png")]
     assert sorted(p.name for p in (tmp_path / "o" / "masks").iterdir()) == ["f10.png", "f11.png", "f12.png",
                                                                             "f13.png"]
 
