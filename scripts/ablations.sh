@@ -41,5 +41,7 @@ for floor in random-resnet18 lab-pixels; do
     --features "$floor" --out "$out"
 done
 table=docs/ablations-table.md; [ "$OUT" = out/ablations ] || table="$OUT/table.md"
-python scripts/ablation_table.py "$OUT" > "$table"
+# through a temporary file: a failing ablation_table.py left the committed table empty
+python scripts/ablation_table.py "$OUT" > "$table.tmp" || { rm -f "$table.tmp"; exit 1; }
+mv "$table.tmp" "$table"
 cat "$table"
