@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -346,7 +347,8 @@ def test_sigterm_halfway_leaves_nothing_and_exits_143(short_clip, tmp_path, monk
         with pytest.raises(SystemExit) as stop:
             main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "half"), *FAST])
         assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
-    assert stop.value.code == 143 and "propagate: stopped by SIGTERM; nothing written" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stop.value.code == 143 and "vidcorr propagate: stopped by SIGTERM after " in err and "nothing written: " in err
     assert len(calls) == 3 and [p.name for p in tmp_path.iterdir()] == []
 
 
@@ -421,27 +423,38 @@ def test_a_folders_overlay_frames_name_their_files_where_numbers_have_gaps(short
     assert texts == ["frame 0 · 00000.jpg", "frame 1 · 00002.jpg", "frame 2 · 00005.jpg"]
 
 
-def test_ctrl_c_halfway_says_how_far_it_got_and_that_nothing_was_written(short_clip, tmp_path, monkeypatch, capsys):
-    """Ctrl-C after the 2nd of 6 masks said only "vidcorr: interrupted": a user who stopped a long
-    video near its end was left to look for the masks done so far. The line says how many frames
-    were done of how many, that none was kept and that a new run starts again; exit 130."""
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("stop_it, said, code", [(_ctrl_c, "interrupted", 130), (_sigterm, "stopped by SIGTERM", 143)])
+def test_a_stop_halfway_says_how_far_it_got_and_that_nothing_was_written(short_clip, tmp_path, monkeypatch, capsys,
+                                                                        stop_it, said, code):
+    """Ctrl-C after the 2nd of 6 masks said only "vidcorr: interrupted", and SIGTERM only "stopped by
+    SIGTERM; nothing written": a user who stopped a long video near its end was left to look for the
+    masks done so far. The one line says how many frames were done of how many, that none was kept
+    and that a new run starts again; exit 130 (Ctrl-C) or 143 (SIGTERM)."""
     frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
     mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
     real_write, written = masks_io.write_indexed_png, []
 
-    def write_then_ctrl_c(path, labels, palette=None):
+    def write_then_stop(path, labels, palette=None):
         if len(written) == 2:
-            raise KeyboardInterrupt
+            stop_it()
         real_write(path, labels, palette)
         written.append(path)
 
-    monkeypatch.setattr(masks_io, "write_indexed_png", write_then_ctrl_c)
-    with pytest.raises(SystemExit) as stop:
+    monkeypatch.setattr(masks_io, "write_indexed_png", write_then_stop)
+    with sigterm_default_raises(), pytest.raises(SystemExit) as stop:
         main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "half"), *FAST])
     err = capsys.readouterr().err
-    assert stop.value.code == 130 and "vidcorr propagate: interrupted after 2 of 6 frames (0:0" in err
+    assert stop.value.code == code and f"vidcorr propagate: {said} after 2 of 6 frames (0:0" in err
     assert f"nothing written: {tmp_path / 'half'} appears only once every frame is done" in err
-    assert "vidcorr: interrupted\n" not in err and list(tmp_path.iterdir()) == []
+    assert err.count("vidcorr") == 1 and list(tmp_path.iterdir()) == []  # one line: no "vidcorr: interrupted" after
 
 
 @pytest.mark.parametrize("no_video", [[], ["--no-video"]])

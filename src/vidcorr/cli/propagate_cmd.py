@@ -35,7 +35,7 @@ from vidcorr.cli.common import (
     resolve_preset,
     warn_if_coarse_propagator,
 )
-from vidcorr.errors import InputError, VidcorrError
+from vidcorr.errors import InputError, VidcorrError, said_already
 
 DEFAULT_FPS = 24.0
 DEFAULT_TRACKER = "localise"  # of --box
@@ -138,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
     total = _frames_in_all(source, times)
     start = time.perf_counter()
     n = 0
-    # SIGTERM (kill, timeout) unwinds as Ctrl-C does: no hidden .partial folder of half the results left behind
-    with _ctrl_c_says_how_far(args.out, lambda: (n, total), start), sigterm_cleans_up("propagate"), \
+    # SIGTERM (kill, timeout) unwinds as Ctrl-C does: no hidden .partial folder of half the results left behind;
+    # _ctrl_c_says_how_far inside it, so that SIGTERM's line too says how far it got (one line, exit 143)
+    with sigterm_cleans_up("propagate"), _ctrl_c_says_how_far(args.out, lambda: (n, total), start), \
             atomic_dir(args.out) as tmp, logging_redirect_tqdm():  # a warning on its own line
         propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
         overlays = annotation.write(propagator, source, tmp)
@@ -180,12 +181,16 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None]], start: float) -> Iterator[None]:
-    """Ctrl-C in the block: one line with the frames done of how many, the time spent and what became
-    of them, then exit 130. "vidcorr: interrupted" alone left a user who stopped a long video at
-    frame 700 of 768 looking for the 700 masks. ``progress()``: (frames done, frames in all or None)."""
+    """Ctrl-C or SIGTERM in the block: one line with the frames done of how many, the time spent and
+    what became of them, then exit 130 (Ctrl-C) or, through the `sigterm_cleans_up` block around it,
+    143 (SIGTERM, marked as said: no second line). "vidcorr: interrupted" alone left a user who
+    stopped a long video at frame 700 of 768 looking for the 700 masks; SIGTERM's line said only
+    "stopped by SIGTERM". ``progress()``: (frames done, frames in all or None)."""
+    from vidcorr.io.atomic import by_sigterm
+
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         done, total = progress()
         of = f"{done} of {total} frames" if total else f"{done} frames"
         minutes, seconds = divmod(round(time.perf_counter() - start), 60)
@@ -194,7 +199,10 @@ def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None
         else:
             what = (f"nothing written: {out} appears only once every frame is done (no resume: the same "
                     "command starts again from the first frame)")
-        print(f"vidcorr propagate: interrupted after {of} ({minutes}:{seconds:02d}); {what}", file=sys.stderr)
+        how = "stopped by SIGTERM" if by_sigterm(interrupt) else "interrupted"
+        print(f"vidcorr propagate: {how} after {of} ({minutes}:{seconds:02d}); {what}", file=sys.stderr)
+        if by_sigterm(interrupt):
+            raise said_already(interrupt)  # sigterm_cleans_up exits 143 without a line of its own
         raise SystemExit(INTERRUPT_EXIT) from None
 
 

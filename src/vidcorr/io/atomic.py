@@ -61,6 +61,11 @@ def _block() -> _Block | None:
     return _blocks[-1] if _blocks and threading.current_thread() is threading.main_thread() else None
 
 
+def by_sigterm(interrupt: BaseException) -> bool:
+    """Whether ``interrupt`` is SIGTERM unwinding a `sigterm_cleans_up` block, not Ctrl-C."""
+    return isinstance(interrupt, _Terminated)
+
+
 def seconds_since_sigterm() -> float | None:
     """Seconds since SIGTERM came to the `sigterm_cleans_up` block now running; None before one came,
     or outside such a block (the eval ranks wait for each other only so long after it)."""
