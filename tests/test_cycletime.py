@@ -300,3 +300,15 @@ def test_the_objective_alone_teaches_the_regressor_to_track_perfect_features() -
     assert float(after["skip"]) < 0.6 * float(before["skip"])
     assert float(after["cycle"]) < 0.75 * float(before["cycle"])
     assert float(after["inlier"]) > 5 * float(before["inlier"])
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("head_channels", 0, "a positive integer"), ("temperature", 0.0, "a positive number or None"),
+    ("temperature", -0.5, "a positive number or None"), ("cycle_weight", -1.0, "a number >= 0"),
+    ("skip_weight", -0.1, "a number >= 0"), ("inlier_weight", -2.0, "a number >= 0"),
+])
+def test_a_field_out_of_range_is_refused_naming_it_and_its_value(field: str, value: float, expected: str) -> None:
+    """"head_channels and temperature must be positive" and "loss weights must be >= 0" left one to
+    guess which field was wrong, and with what value."""
+    with pytest.raises(ValueError, match=rf"^CycleTimeConfig {field}: expected {expected}, got {value}$"):
+        CycleTimeConfig(**{field: value})

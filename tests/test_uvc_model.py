@@ -251,3 +251,11 @@ def test_visualise_shows_the_target_reconstructed_from_the_reference(kind):
     red = torch.tensor([255, 48, 48]).view(1, 3, 1) / 255
     assert changed.any() and (frame.permute(1, 0, 2, 3)[:, changed] - red).abs().max() < 1e-6
     assert changed.float().mean() < 0.5
+
+
+@pytest.mark.parametrize("field, value", [("orthogonal_weight", -0.1), ("concentration_weight", -1.0)])
+def test_a_negative_loss_weight_is_refused_naming_the_field_and_value(field: str, value: float) -> None:
+    """"loss weights must be >= 0" left one to guess which of the two weights was wrong."""
+    with pytest.raises(ValueError, match=rf"^UVCConfig {field}: expected a number >= 0, got {value}$"):
+        UVCConfig(**{field: value})
+    UVCConfig(**{field: 0.0})  # 0 switches the term off: allowed

@@ -154,6 +154,7 @@ def _is_number(value: Any) -> bool:
 POSITIVE_INTEGER: Rule = ("a positive integer", lambda v: _is_integer(v) and v >= 1)
 NON_NEGATIVE_INTEGER: Rule = ("an integer >= 0", lambda v: _is_integer(v) and v >= 0)
 POSITIVE_NUMBER: Rule = ("a positive number", lambda v: _is_number(v) and v > 0)
+NON_NEGATIVE_NUMBER: Rule = ("a number >= 0", lambda v: _is_number(v) and v >= 0)
 
 
 def or_none(rule: Rule) -> Rule:

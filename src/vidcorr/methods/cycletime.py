@@ -41,7 +41,15 @@ from vidcorr.methods.cycletime_ops import (
 )
 from vidcorr.models import build_encoder
 from vidcorr.patches import rigid_theta, sample_patch
-from vidcorr.strict_dict import DictConfig, refuse_non_finite
+from vidcorr.strict_dict import (
+    NON_NEGATIVE_NUMBER,
+    POSITIVE_INTEGER,
+    POSITIVE_NUMBER,
+    DictConfig,
+    or_none,
+    refuse_non_finite,
+    refuse_out_of_range,
+)
 
 STAGES = ("cycle",)
 LOSS_TERMS = ("cycle", "skip", "inlier")
@@ -86,11 +94,12 @@ class CycleTimeConfig(DictConfig):
         _check_frame_size(self.frame_size, "frame_size")
         if self.clip_length < 1:
             raise ValueError(f"clip_length must be >= 1, got {self.clip_length}")
-        if self.head_channels < 1 or (self.temperature is not None and self.temperature <= 0):
-            raise ValueError("head_channels and temperature must be positive")
-        if min(self.cycle_weight, self.skip_weight, self.inlier_weight) < 0:
-            raise ValueError("loss weights must be >= 0")
-        refuse_non_finite(self)
+        refuse_non_finite(self)  # first: its message for a nan or inf value, not the range's
+        # each bad field by name and value: "head_channels and temperature must be positive" and
+        # "loss weights must be >= 0" left one to guess which
+        refuse_out_of_range(self, {"head_channels": POSITIVE_INTEGER, "temperature": or_none(POSITIVE_NUMBER),
+                                   "cycle_weight": NON_NEGATIVE_NUMBER, "skip_weight": NON_NEGATIVE_NUMBER,
+                                   "inlier_weight": NON_NEGATIVE_NUMBER})
 
     @property
     def patch_size(self) -> int:

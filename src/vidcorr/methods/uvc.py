@@ -39,7 +39,7 @@ from vidcorr.methods.uvc_losses import (
     weighted_l1,
 )
 from vidcorr.models import build_encoder, lab_to_uvc_normalised, rgb_to_lab
-from vidcorr.strict_dict import DictConfig, refuse_non_finite
+from vidcorr.strict_dict import NON_NEGATIVE_NUMBER, DictConfig, refuse_non_finite, refuse_out_of_range
 
 Stage = Literal["warmup", "joint"]
 STAGES = ("warmup", "joint")
@@ -102,9 +102,10 @@ class UVCConfig(DictConfig):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.colour_truncation is not None and self.colour_truncation <= 0:
             raise ValueError(f"colour_truncation must be > 0 or None, got {self.colour_truncation}")
-        if min(self.orthogonal_weight, self.concentration_weight) < 0:
-            raise ValueError("loss weights must be >= 0")
-        refuse_non_finite(self)
+        refuse_non_finite(self)  # first: its message for a nan or inf weight, not the range's
+        # each bad weight by name and value: "loss weights must be >= 0" left one to guess which
+        refuse_out_of_range(self, {"orthogonal_weight": NON_NEGATIVE_NUMBER,
+                                   "concentration_weight": NON_NEGATIVE_NUMBER})
 
     @property
     def uses_local_concentration(self) -> bool:
