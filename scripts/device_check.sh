@@ -26,12 +26,15 @@
 #   STEPS (which steps: "tests crw memory uvc training"; add cycletime, stt or tf32, or name one for a
 #   second call),
 #   DEVICE (cuda), SIZE (480), SEQUENCES (those carried), LENGTHS (40,400), TRAIN_STEPS (0),
-#   PYTHON (python3); SMOKE=1 shrinks every step to try the script on a CPU.
+#   PYTHON (.venv/bin/python where there is one, as here; else python3, as on the device machine);
+#   SMOKE=1 shrinks every step to try the script on a CPU.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-$ROOT/out/device-check}"
 mkdir -p "$OUT"
+# python3 here has no torch; the device machine has no .venv (it is not carried) and its python3 has
+[ -x "$ROOT/.venv/bin/python" ] && PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 PYTHON="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 SIZE="${SIZE:-480}"
@@ -103,10 +106,17 @@ step stt "training benchmark, STT" 90 "$PYTHON" benchmarks/training.py "${STT_BE
 TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 step tf32 "propagation crw throughput, TF32 matmuls" 150 \
   "$PYTHON" "${PROP[@]}" --preset crw --sequences "$SEQUENCES" --skip memory --json "$OUT/propagation-$DEVICE-crw-tf32.json"
 if [ "$TRAIN_STEPS" -gt 0 ]; then
+  # The run dir and frame cache in a temporary folder, removed at exit: under the repo they left a
+  # runs/ behind; under $OUT the device tool would fetch the checkpoints (too large to come back).
+  # The run's record and log come back in $OUT/train-run.
+  SCRATCH="$(mktemp -d)"
+  trap 'rm -rf "$SCRATCH"' EXIT
   step train "train uvc $TRAIN_STEPS steps" $((60 + TRAIN_STEPS * 2)) "$PYTHON" -m vidcorr train uvc \
     --data "$ROOT/.carry/videos" --recipe "$TRAIN_RECIPE" --device "$DEVICE" --max-steps "$TRAIN_STEPS" \
-    --autoencoder weights/lab_autoencoder.safetensors --run-dir "$ROOT/runs/device-uvc" \
-    --cache-dir "$ROOT/runs/device-cache" --export "$OUT/uvc_r18_device.safetensors"
+    --autoencoder weights/lab_autoencoder.safetensors --run-dir "$SCRATCH/device-uvc" \
+    --cache-dir "$SCRATCH/device-cache" --export "$OUT/uvc_r18_device.safetensors"
+  mkdir -p "$OUT/train-run"
+  cp "$SCRATCH/device-uvc/run.json" "$SCRATCH/device-uvc/train.log" "$OUT/train-run/" 2>/dev/null
   # Files come back at most 16 MiB each: split a layer4 encoder (~22 MB in fp16); rejoin with
   # cat uvc_r18_device.safetensors.part-* > uvc_r18_device.safetensors
   if [ -f "$OUT/uvc_r18_device.safetensors" ]; then
