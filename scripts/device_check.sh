@@ -33,7 +33,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-$ROOT/out/device-check}"
 mkdir -p "$OUT"
-# python3 here has no torch; the device machine has no .venv (it is not carried) and its python3 has
+# python3 here has no torch; the device machine has no .venv (not carried), and torch in its python3
 [ -x "$ROOT/.venv/bin/python" ] && PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 PYTHON="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
