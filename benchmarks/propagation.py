@@ -56,6 +56,19 @@ def model_label(args) -> str:
     return str(weights.relative_to(REPO) if weights.is_relative_to(REPO) else weights)
 
 
+def refuse_other_models(model: str, records: list[Path]) -> None:
+    """InputError naming each of ``records`` (kept JSONs of one table) that measured another model
+    than ``model``, the one this run measures: scripts/speed_accuracy.sh reran a missing variant
+    with the default weights (now uvc_r18_ft3) beside records of uvc_r18, one table of two models."""
+    from vidcorr.errors import InputError
+
+    others = [f"{path} ({recorded})" for path in records
+              if (recorded := json.loads(path.read_text()).get("model")) != model]
+    if others:
+        raise InputError(None, f"this run measures {model}, and its table's records another model: "
+                               f"{', '.join(others)}; give their model (--weights) or keep them elsewhere")
+
+
 def _model(args):
     from vidcorr.cli.common import load_model, resolve_preset
 
@@ -159,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track", action="store_true",
                    help="UVC-track instead of plain propagation (as eval davis --track)")
     p.add_argument("--json", type=Path, help="write results here")
+    p.add_argument("--same-model-as", type=Path, nargs="*", default=[], metavar="JSON",
+                   help="refuse to run unless these records measured the model this run does (one table's rows)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--default-malloc", action="store_true",
                    help="skip vidcorr.runtime.bound_cpu_memory (the CLI applies it): glibc's default heap")
@@ -190,6 +205,7 @@ def main() -> None:
     # The knobs both measurements run (--size, --context, --window-first...): a memory-only record had
     # only the preset's name; resolved here, a refused combination stops before any measurement.
     knobs = preset_knobs(resolve_preset(args))
+    refuse_other_models(model_label(args), args.same_model_as)  # before any measurement
     # VIDCORR_DEFAULT_MALLOC=1 (docs/benchmarks.md's way to reproduce the earlier rows) makes the
     # children's bound_cpu_memory() a no-op, as --default-malloc does.
     default_malloc = args.default_malloc or os.environ.get("VIDCORR_DEFAULT_MALLOC") == "1"

@@ -130,3 +130,28 @@ def test_metrics_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     import numpy
 
     assert report["numpy"] == numpy.__version__  # what computed the metric (torch does not)
+
+
+def test_speed_accuracy_refuses_to_mix_two_models_in_one_table(tmp_path: Path) -> None:
+    """Its kept JSONs measured uvc_r18; rerunning a missing variant measured the new default
+    (uvc_r18_ft3) and put one row of another model in the table. It stops before measuring, naming both."""
+    from vidcorr.defaults import DEFAULT_WEIGHTS
+
+    kept = tmp_path / "propagation-cpu-crw-protocol.json"
+    kept.write_text(json.dumps({"model": "weights/uvc_r18.safetensors"}))
+    env = {**os.environ, "OUT": str(tmp_path), "VARIANTS": "context10"}
+    run = subprocess.run(["bash", str(REPO / "scripts" / "speed_accuracy.sh")], cwd=REPO, timeout=120,
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 2, run.stderr
+    assert f"this run measures {DEFAULT_WEIGHTS.relative_to(REPO)}" in run.stderr
+    assert f"{kept} (weights/uvc_r18.safetensors)" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [kept.name]
+
+
+def test_propagation_benchmark_runs_beside_records_of_its_own_model(davis2016_root: Path, tmp_path: Path) -> None:
+    kept = tmp_path / "kept.json"
+    kept.write_text(json.dumps({"model": "lab-pixels"}))
+    report = _run("propagation.py", "--root", str(davis2016_root), "--skip", "throughput", "--lengths", "2",
+                  "--size", "64", "--threads", "1", "--features", "lab-pixels", "--same-model-as", str(kept),
+                  out=tmp_path / "new.json")
+    assert report["model"] == "lab-pixels"
