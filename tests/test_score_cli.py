@@ -144,9 +144,14 @@ def test_a_prefix_run_is_scored_with_max_frames_as_the_sequences_cut_there(cli, 
     assert ("car-shadow/00004.png: prediction not found (1 of the 4 scored frames of 'car-shadow' are missing; the "
             "first and last frame are not needed); a `propagate --max-frames 4` run? score its first 4 frames with "
             "--max-frames 4\n") in capsys.readouterr().err
-    assert cli([*argv, "--max-frames", "6"]) == 2  # 5 would read frames 1..3 only: the prefix has them
+    assert cli([*argv, "--max-frames", "6"]) == 2
     assert "are missing; the first and last frame are not needed); score them with --max-frames 4" in \
         capsys.readouterr().err
+    # 5 scores frames 1..3 only, which the prefix has: it passed, scoring frame 3 (the end of the run)
+    # as a middle frame under "first 5 frames"
+    assert cli([*argv, "--max-frames", "5"]) == 2
+    assert ("car-shadow/00004.png: prediction not found: --max-frames 5 asks for the first 5 frames of "
+            "'car-shadow', and the results hold 4") in capsys.readouterr().err
     assert cli([*argv, "--max-frames", "2"]) == 2
     assert "--max-frames must be at least 3" in capsys.readouterr().err
     assert not (results / "score.json").exists()

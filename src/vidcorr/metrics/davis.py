@@ -279,7 +279,8 @@ def score_davis(
         per_frame: also put "J_per_frame" / "F_per_frame" lists in each per-object entry.
         progress: show a tqdm bar over sequences.
         max_frames: score only the first N frames of each sequence (results of ``propagate
-            --max-frames N``), as if it ended there: frames 1..N-2; at least 3. None: every frame,
+            --max-frames N``), as if it ended there: frames 1..N-2; at least 3; the results must hold
+            frame N-1 too (a shorter prefix is refused, naming both counts). None: every frame,
             and a folder missing the later frames is refused, naming the N that would score it.
     Returns:
         The results dict (schema in docs/metrics.md): global measures at the top level,
@@ -354,7 +355,20 @@ def _sequence_files(dataset: DavisDataset, results_dir: Path, seq: str,
         raise InputError(missing[0], f"prediction not found ({len(missing)} of the {len(pred_paths)} scored "
                          f"frames of {seq!r} are missing; the first and last frame are not needed)"
                          + _prefix_hint(pred_paths, missing, max_frames))
+    _refuse_a_shorter_prefix(pred_dir / gt_paths[-1].name, seq, len(gt_paths), max_frames)
     return gt_paths, pred_paths
+
+
+def _refuse_a_shorter_prefix(last: Path, seq: str, frames: int, max_frames: int | None) -> None:
+    """InputError unless the results hold the last of the ``max_frames`` frames asked for (``last``)
+    where the sequence has that many (``frames``). The protocol never scores it, but without it the
+    masks of `propagate --max-frames 4` passed as the first 5 frames: frame 3, the end of that run,
+    was scored as a middle frame and score.json said max_frames 5."""
+    if max_frames is None or frames < max_frames or last.is_file():
+        return
+    raise InputError(last, f"prediction not found: --max-frames {max_frames} asks for the first {max_frames} "
+                           f"frames of {seq!r}, and the results hold {max_frames - 1} (frame {max_frames - 1}, "
+                           f"the last, is not scored but ends the run); score them with --max-frames {max_frames - 1}")
 
 
 def _prefix_hint(pred_paths: list[Path], missing: list[Path], max_frames: int | None) -> str:
