@@ -295,3 +295,15 @@ def test_moco_initialised_copies_the_loaded_encoder_into_the_key_encoder() -> No
     model.initialised()
     for q, k in zip(model.encoder.state_dict().values(), model.key_encoder.state_dict().values(), strict=True):
         assert torch.equal(q, k)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("arch", "resnet34", "'resnet18' or 'resnet50'"), ("dim", 0, "a positive integer"),
+    ("queue_size", -4, "a positive integer"), ("key_splits", 0, "a positive integer"),
+    ("momentum", 1.0, r"a number in \[0, 1\)"), ("momentum", -0.1, r"a number in \[0, 1\)"),
+    ("temperature", 0.0, "a positive number"),
+])
+def test_a_moco_field_out_of_range_is_refused_naming_it_and_its_value(field: str, value, expected: str) -> None:
+    """"dim, queue_size and key_splits must be positive" left one to guess which field, with what value."""
+    with pytest.raises(ValueError, match=rf"^MoCoConfig {field}: expected {expected}, got {value!r}$"):
+        MoCoConfig(**{field: value})

@@ -331,3 +331,15 @@ def test_cosine_schedule_with_warmup_and_floor() -> None:
     assert learning_rate(stage, 100, 5) == pytest.approx(0.001)
     with pytest.raises(ValueError, match="min_lr_ratio"):
         StageConfig("s", steps=1, min_lr_ratio=2.0)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("arch", "resnet34", "'resnet18' or 'resnet50'"), ("rec_scale", -1.0, "a number >= 0"),
+    ("local_weight", -0.5, "a number >= 0"), ("global_weight", -2.0, "a number >= 0"),
+    ("teacher_temperature", 0.0, "a positive number"), ("teacher_temperature", -0.07, "a positive number"),
+])
+def test_an_stt_field_out_of_range_is_refused_naming_it_and_its_value(field: str, value, expected: str) -> None:
+    """"scales, weights and the teacher temperature must be >= 0" left one to guess which field; and
+    a teacher temperature of 0 divided the teacher's correlation by zero."""
+    with pytest.raises(ValueError, match=rf"^STTConfig {field}: expected {expected}, got {value!r}$"):
+        STTConfig(**{field: value})

@@ -155,6 +155,7 @@ POSITIVE_INTEGER: Rule = ("a positive integer", lambda v: _is_integer(v) and v >
 NON_NEGATIVE_INTEGER: Rule = ("an integer >= 0", lambda v: _is_integer(v) and v >= 0)
 POSITIVE_NUMBER: Rule = ("a positive number", lambda v: _is_number(v) and v > 0)
 NON_NEGATIVE_NUMBER: Rule = ("a number >= 0", lambda v: _is_number(v) and v >= 0)
+BELOW_ONE_FROM_ZERO: Rule = ("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
 
 
 def or_none(rule: Rule) -> Rule:

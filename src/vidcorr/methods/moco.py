@@ -30,7 +30,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.models import build_encoder
-from vidcorr.strict_dict import DictConfig, refuse_non_finite
+from vidcorr.strict_dict import (
+    BELOW_ONE_FROM_ZERO,
+    POSITIVE_INTEGER,
+    POSITIVE_NUMBER,
+    DictConfig,
+    one_of,
+    refuse_non_finite,
+    refuse_out_of_range,
+)
 
 STAGES = ("contrastive",)
 
@@ -55,13 +63,11 @@ class MoCoConfig(DictConfig):
     key_splits: int = 4
 
     def __post_init__(self) -> None:
-        if self.arch not in ("resnet18", "resnet50"):
-            raise ValueError(f"arch must be resnet18 or resnet50, got {self.arch!r}")
-        if min(self.dim, self.queue_size, self.key_splits) < 1:
-            raise ValueError("dim, queue_size and key_splits must be positive")
-        if not 0 <= self.momentum < 1 or self.temperature <= 0:
-            raise ValueError("momentum must be in [0, 1) and temperature positive")
-        refuse_non_finite(self)
+        refuse_non_finite(self)  # first: its message for a nan or inf value, not the range's
+        # each bad field by name and value, as UVC's and CycleTime's configs
+        refuse_out_of_range(self, {"arch": one_of(("resnet18", "resnet50")), "dim": POSITIVE_INTEGER,
+                                   "queue_size": POSITIVE_INTEGER, "key_splits": POSITIVE_INTEGER,
+                                   "momentum": BELOW_ONE_FROM_ZERO, "temperature": POSITIVE_NUMBER})
 
 
 RECIPES: dict[str, dict[str, Any]] = {

@@ -32,7 +32,14 @@ from torch import Tensor, nn
 from vidcorr.methods import stt_ops
 from vidcorr.models import FrameEncoder, build_encoder
 from vidcorr.models.resnet import ResNetBackbone
-from vidcorr.strict_dict import DictConfig, refuse_non_finite
+from vidcorr.strict_dict import (
+    NON_NEGATIVE_NUMBER,
+    POSITIVE_NUMBER,
+    DictConfig,
+    one_of,
+    refuse_non_finite,
+    refuse_out_of_range,
+)
 
 STAGES = ("temporal",)
 LOSS_TERMS = ("rec_s4", "rec_s8", "local", "global")
@@ -78,8 +85,11 @@ class STTConfig(DictConfig):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "radius", tuple(int(r) for r in self.radius))
-        if self.arch not in ("resnet18", "resnet50"):
-            raise ValueError(f"arch must be resnet18 or resnet50, got {self.arch!r}")
+        refuse_non_finite(self)  # first: its message for a nan or inf value, not the range's
+        refuse_out_of_range(self, {"arch": one_of(("resnet18", "resnet50")), "rec_scale": NON_NEGATIVE_NUMBER,
+                                   "local_weight": NON_NEGATIVE_NUMBER, "global_weight": NON_NEGATIVE_NUMBER,
+                                   # the teacher's correlation divides by it
+                                   "teacher_temperature": POSITIVE_NUMBER})
         _check_frame_size(self.frame_size, "frame_size")
         if len(self.radius) != 2 or min(self.radius) < 1 or self.uncertainty_radius < 1:
             raise ValueError(f"radius must be two positive cell counts and uncertainty_radius positive, "
@@ -90,9 +100,6 @@ class STTConfig(DictConfig):
             raise ValueError(f"uncertain_threshold must be one of {stt_ops.ENTROPY_THRESHOLDS}")
         if self.target_mass not in TARGET_MASS:
             raise ValueError(f"target_mass must be one of {TARGET_MASS}, got {self.target_mass!r}")
-        if min(self.rec_scale, self.local_weight, self.global_weight, self.teacher_temperature) < 0:
-            raise ValueError("scales, weights and the teacher temperature must be >= 0")
-        refuse_non_finite(self)
 
 
 def _check_frame_size(size: int, name: str) -> None:
