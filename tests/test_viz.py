@@ -155,3 +155,16 @@ def test_captions_fall_back_to_the_bitmap_font_on_a_pillow_without_freetype(monk
     assert viz.caption_font(480) is bitmap
     out = viz.caption(np.full((120, 160, 3), 100, np.uint8), "frame 3")
     assert (out[:20, :60] != 100).any() and (out[40:] == 100).all()
+
+
+def test_overlay_mask_repeats_the_palettes_object_colours_past_id_255():
+    """Ids past 255 were clipped to colour 255, all alike. The DAVIS palette's 255 object colours
+    repeat: id k takes colour 1 + (k - 1) % 255 (256 -> 1, (128, 0, 0); 299 -> 44, (64, 0, 192) by the
+    PASCAL bit interleave), as labels_overlay colours label channels; 256 and 1 still meet at an outline."""
+    frame = np.full((8, 12, 3), 100, np.uint8)
+    labels = np.full((8, 12), 299, np.int64)
+    np.testing.assert_array_equal(overlay_mask(frame, labels)[2:6, 2:10], np.full((4, 8, 3), (82, 50, 146)))
+    labels[:, :6], labels[:, 6:] = 256, 1
+    out = overlay_mask(frame, labels).astype(int)
+    assert (out[:, :5] == (114, 50, 50)).all() and (out[:, 6:] == (114, 50, 50)).all()
+    assert (out[:, 5] == (255, 0, 0)).all()  # the outline between ids 256 and 1

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 
 from vidcorr.errors import InputError
 from vidcorr.io.frames import to_numpy
-from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.labels import same_shape_resized
 from vidcorr.presets import PropagationPreset
 from vidcorr.propagate import Propagator, first_and_rest
@@ -163,26 +162,12 @@ def labels_overlay(frame: np.ndarray, labels: np.ndarray, value_range: tuple[flo
     k + 255 share a tint, but each is tinted and outlined apart from its neighbours.
 
     frame: (H, W, 3) uint8 RGB; labels: (K, H, W) -> (H, W, 3) uint8."""
-    if len(labels) > 256:
-        return _many_channels_overlay(frame, labels.argmax(axis=0))
     if len(labels) > 1:
-        return overlay_mask(frame, labels.argmax(axis=0).astype(np.uint8))
+        # int64 argmax, not uint8: channel 256 would wrap to 0 and be drawn as the background
+        return overlay_mask(frame, labels.argmax(axis=0))
     low, high = value_range
     strength = np.clip((labels[0] - low) / (high - low), 0.0, 1.0) if high > low else np.zeros(labels.shape[1:])
     out = frame.astype(np.float32)
     out[..., 0] = out[..., 0] * (1 - 0.6 * strength) + 255 * 0.6 * strength
     out[..., 1:] *= (1 - 0.6 * strength)[..., None]
     return out.clip(0, 255).astype(np.uint8)
-
-
-def _many_channels_overlay(frame: np.ndarray, winner: np.ndarray) -> np.ndarray:
-    """`labels_overlay` of more than 256 channels, ``winner`` (H, W) the argmax channel. overlay_mask
-    colours ids 0..255: as uint8 ids, channel 256 was drawn untinted as the background and 257 as
-    channel 1, with no outline between them. The channels this frame shows are numbered 0, 1, ...
-    instead (0 kept for channel 0, the background), each drawn in its channel's tint."""
-    present, ids = np.unique(winner, return_inverse=True)
-    if present[0] != 0:
-        present, ids = np.concatenate([[0], present]), ids + 1
-    # More than 256 channels shown in one frame: overlay_mask draws ids past 255 in colour 255.
-    tints = np.where(present > 0, (present - 1) % 255 + 1, 0)
-    return overlay_mask(frame, ids.reshape(winner.shape), palette=DAVIS_PALETTE[tints])

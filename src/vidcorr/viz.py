@@ -29,10 +29,21 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
+def palette_index(ids: np.ndarray, size: int = 256) -> np.ndarray:
+    """The palette row of each id, for a palette of ``size`` colours whose row 0 is the background's:
+    ids 1..size-1 their own row, and past them the object colours repeat, id k taking row
+    1 + (k - 1) % (size - 1) (the DAVIS palette: 256 -> 1, 299 -> 44); ids <= 0 row 0.
+
+    ids: any shape, integer -> the same shape, int64."""
+    ids = np.asarray(ids, np.int64)
+    return np.where(ids > 0, (ids - 1) % (size - 1) + 1, 0)
+
+
 def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
                  palette: np.ndarray | None = None) -> np.ndarray:
     """Blend object colours (``palette`` (256, 3), default the DAVIS palette) into an RGB frame and
     outline each object in its colour at full brightness, `outline_width` px wide inside its edge.
+    Ids past the palette reuse its object colours (`palette_index`), still outlined apart.
 
     frame: (H, W, 3) uint8 RGB; labels: (H, W) integer ids, 0 = background -> (H, W, 3) uint8.
     """
@@ -43,7 +54,8 @@ def overlay_mask(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
                          f"{labels.shape[1]}x{labels.shape[0]}")
     out = frame.astype(np.float32)
     objects = labels > 0
-    colours = (DAVIS_PALETTE if palette is None else palette)[np.clip(labels, 0, 255)].astype(np.float32)
+    palette = DAVIS_PALETTE if palette is None else palette
+    colours = palette[palette_index(labels, len(palette))].astype(np.float32)
     out[objects] = (1 - alpha) * out[objects] + alpha * colours[objects]
     # The outline in the tint's own colour (DAVIS's dark (128, 0, 0) on a brown bear) and 1 px wide
     # on a 480p frame could not be seen: the same hue at full brightness, wider on larger frames.
