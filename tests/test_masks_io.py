@@ -147,13 +147,14 @@ def test_16_bit_masks_that_hold_no_8_bit_ids_are_refused_with_the_conversion(tmp
     for name, values, top in [("big.png", big, 2000), ("smooth.png", smooth, 65535)]:
         path = _sixteen_bit(tmp_path / name, values)
         with pytest.raises(InputError, match=rf"16-bit grayscale mask \(mode 'I(;16)?'\) with values 0\.\.{top}: "
-                                             r"vidcorr reads ids 0\.\.255.*write_indexed_png") as read_error:
+                                             r"vidcorr reads ids 0\.\.255.*write_indexed_png\(path, ids\) "
+                                             r"\(ids of any integer dtype; 0 background\)") as read_error:
             read_mask(path)
         with pytest.raises(InputError) as size_error:
             mask_size(path)
         assert read_error.value.path == size_error.value.path == path and str(read_error.value) == str(size_error.value)
     ids = np.array(Image.open(tmp_path / "big.png"))  # the conversion the message gives, for ids renumbered
-    write_indexed_png(tmp_path / "big.png", np.unique(ids, return_inverse=True)[1].reshape(ids.shape).astype(np.uint8))
+    write_indexed_png(tmp_path / "big.png", np.unique(ids, return_inverse=True)[1].reshape(ids.shape))  # int64
     assert set(np.unique(read_mask(tmp_path / "big.png")).tolist()) == {0, 1, 2}
 
 

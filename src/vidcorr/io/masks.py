@@ -217,8 +217,8 @@ def _as_8_bit(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
         return np.where(arr == 65535, 255, 0).astype(np.uint8)
     raise InputError(path, f"is a 16-bit grayscale mask (mode {mode!r}) with values {low}..{high}: vidcorr reads ids "
                            "0..255 (255 void) or a binary 0/65535 mask (65535 is object 1) at 16 bits. Save its ids "
-                           "renumbered 1..254 as 8 bits: vidcorr.io.masks.write_indexed_png(path, ids) (uint8 ids; "
-                           "0 background), or threshold a binary mask's grey levels to 0/65535.")
+                           "renumbered 1..254 as 8 bits: vidcorr.io.masks.write_indexed_png(path, ids) (ids of any "
+                           "integer dtype; 0 background), or threshold a binary mask's grey levels to 0/65535.")
 
 
 def mask_size(path: str | Path) -> tuple[int, int]:
