@@ -5,13 +5,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from synthetic import endless
 from uvc_track_helpers import CELL, PRESET, CellEncoder, _blocks, _iou, _object_video
 
-from vidcorr.affinity import window_mask
+from vidcorr.affinity import sparse_affinity, window_mask
 from vidcorr.labels import decode_label_map, one_hot_labels
 from vidcorr.masks import MaskTracker, mask_overlay, propagate_mask
 from vidcorr.presets import SizePolicy, get_preset
@@ -298,3 +300,19 @@ def test_two_objects_each_keep_their_own_box():
             box = tracker.boxes[k]
             assert box is not None and box[0] <= x and box[2] >= x + 3, (t, k, box)
             assert (labels == k).sum() and _iou(labels == k, masks[t] == k) > 0.85, (t, k)
+
+
+def test_a_context_label_bank_of_other_rows_than_its_cells_is_refused_box_to_box_too():
+    """The box-to-box transport indexed its bank directly, past transport_sparse's row check: a context
+    frame with one label row too many shifted the next frame's rows by one, without a word."""
+    frames, masks = _object_video(n_frames=3)
+    tracker = UVCTracker(CellEncoder(), PRESET.with_overrides(n_previous=2))
+    tracker.start(frames[0], one_hot_labels(masks[0]))
+    tracker.step(frames[1])
+    first, latest = tracker._first, tracker._context[-1]
+    padded = replace(first, labels=torch.cat([first.labels, first.labels[:1]]))
+    query = tracker.embed([frames[2]])[0]
+    cells = query.shape[1] * query.shape[2]
+    aff = sparse_affinity(query, [first.feats, latest.feats], tracker._windowed([first, latest]), PRESET.topk)
+    with pytest.raises(ValueError, match=rf"bank rows: expected {2 * cells} .*got {2 * cells + 1}"):
+        tracker._object_channel(query, [padded, latest], aff, 1, [False, False], {})

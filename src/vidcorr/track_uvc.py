@@ -30,7 +30,7 @@ The box geometry (`mean_shift_centre`, box fitting, scaling, smoothing) is in `v
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from vidcorr.affinity import (
     combine_candidates,
     frame_slots,
     locate_in_target,
+    transport_sparse,
     window_offsets,
     windowed_topk_frames,
 )
@@ -254,12 +255,15 @@ class UVCTracker(Propagator):
                 found = boxed[slot]
             per_frame.append(Candidates(found.scores, found.index + f * n_cells))
         combined = combine_candidates(per_frame, cfg)
-        weights = combined.weights.nan_to_num(nan=0.0)  # a target cell with no admissible reference
-        bank = torch.cat([memory.labels[:, k] for memory in memories])
-        channel = (weights * bank[combined.index]).sum(dim=1)
+        # nan: a target cell with no admissible reference
+        combined = replace(combined, weights=combined.weights.nan_to_num(nan=0.0))
+        # through transport_sparse, which refuses a bank of other rows than the affinity's keys
+        bank = torch.cat([memory.labels[:, k] for memory in memories])[:, None]  # (F * N1, 1)
+        channel = transport_sparse(bank, combined)[:, 0]
         if separable and any(falls_back):
-            from_fallback = torch.tensor(falls_back, device=self.device)[aff.index // n_cells]
-            channel += (aff.weights * from_fallback * bank[aff.index]).sum(dim=1)
+            # only the frames that fall back bring their share of the full-frame affinity
+            from_fallback = torch.tensor(falls_back, device=self.device).repeat_interleave(n_cells)
+            channel += transport_sparse(bank * from_fallback[:, None], aff)[:, 0]
         return channel
 
     def _no_candidates(self, n_cells: int) -> Candidates:
