@@ -339,8 +339,9 @@ RUN_ONLY = ("preset", "preset_knobs", "model", "timing")  # what eval knows and 
 
 
 def _scores(results):
-    """Every number `score vip` can know from saved predictions (all but `RUN_ONLY` and ``results``)."""
-    return {k: v for k, v in results.items() if k not in (*RUN_ONLY, "results")}
+    """Every number `score vip` can know from saved predictions (all but `RUN_ONLY`, and ``results`` and
+    ``max_frames``, which only score's output holds)."""
+    return {k: v for k, v in results.items() if k not in (*RUN_ONLY, "results", "max_frames")}
 
 
 def _class_scores(results):
@@ -359,7 +360,7 @@ def test_score_vip_of_eval_output_equals_eval_miou_and_ap_part(tmp_path, vip_roo
     scored, evaluated = json.loads((out / "score.json").read_text()), json.loads((out / "results.json").read_text())
     assert evaluated["AP_part"] is not None and evaluated["protocol"]["instances"] == "annotated"
     assert _scores(scored) == _scores(evaluated)
-    assert scored["results"] == str(out) and not any(key in scored for key in RUN_ONLY)
+    assert scored["results"] == str(out) and scored["max_frames"] is None and not any(key in scored for key in RUN_ONLY)
     printed = capsys.readouterr().out
     assert f"mIoU  {evaluated['mIoU']:.4f}  AP_part  {evaluated['AP_part']:.4f}" in printed
     assert "not scored" not in printed
@@ -414,6 +415,41 @@ def test_score_vip_of_the_vipseg_snippet_equals_eval(tmp_path, vipseg_root, eval
     scored, evaluated = json.loads(scores.read_text()), json.loads((out / "results.json").read_text())
     assert _scores(scored) == _scores(evaluated) and scored["protocol"]["scored_frames"] == 4 - skip_first
     assert scored["AP_part"] is not None and scored["protocol"]["instances"] == "annotated"
+
+
+def test_score_vip_max_frames_scores_the_first_n_frames_of_each_video(tmp_path, vipseg_root, eval_and_score, capsys):
+    """The class maps of a `propagate --max-frames 2` run (frames 0 and 1 of the snippet's 4, every one
+    annotated) were refused as missing predictions. --max-frames 2 scores those two frames as if the video
+    ended there: exact maps give mIoU 1, and the wrong maps of frames 2 and 3, once written, do not count.
+    Without the option, or with one too long, the refusal names the --max-frames that scores them."""
+    dataset, results = VipDataset(vipseg_root), tmp_path / "results"
+    (video,) = dataset.videos
+    folder = results / video.name
+    for frame in video.frames[:2]:
+        write_indexed_png(folder / f"{frame.name}.png", dataset.category_map(frame))
+    missing = folder / f"{video.frames[2].name}.png"
+    for extra, fix in [([], "; a `propagate --max-frames 2` run? score its first 2 frames with --max-frames 2)"),
+                       (["--max-frames", "3"], ": --max-frames 3 scores the first 3 of its 4 frames; score these "
+                                               "with --max-frames 2)")]:
+        assert eval_and_score(["score", "vip", "--root", str(vipseg_root), "--results", str(results), *extra]) == 2
+        counts = "1 of the 3" if extra else "2 of the 4"
+        want = f"{missing}: prediction not found ({counts} scored frames of '{video.name}' are missing"
+        assert want + fix in capsys.readouterr().err
+    assert not (results / "score.json").exists()
+    assert eval_and_score(["score", "vip", "--root", str(vipseg_root), "--results", str(results),
+                           "--max-frames", "1"]) == 2
+    assert "--max-frames must be at least 2, got 1" in capsys.readouterr().err
+
+    for frame in video.frames[2:]:  # the rest of the video, all background: wrong where the GT has parts
+        write_indexed_png(folder / f"{frame.name}.png", np.zeros_like(dataset.category_map(frame)))
+    assert eval_and_score(["score", "vip", "--root", str(vipseg_root), "--results", str(results),
+                           "--max-frames", "2"]) == 0
+    scored = json.loads((results / "score.json").read_text())
+    assert scored["mIoU"] == 1.0 and scored["max_frames"] == 2 and scored["protocol"]["scored_frames"] == 2
+    assert "global (1 video(s), first 2 frames, frame 0 included): mIoU  1.0000" in capsys.readouterr().out
+    assert eval_and_score(["score", "vip", "--root", str(vipseg_root), "--results", str(results)]) == 0
+    whole = json.loads((results / "score.json").read_text())
+    assert whole["mIoU"] < 1.0 and whole["max_frames"] is None and whole["protocol"]["scored_frames"] == 4
 
 
 @pytest.mark.parametrize(("edit", "message"), [

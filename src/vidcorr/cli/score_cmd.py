@@ -112,17 +112,22 @@ def register_vip(tasks: argparse._SubParsersAction) -> None:
     )
     eval_vip.add_dataset_arguments(p)
     p.add_argument("--results", required=True, type=Path, help="folder of per-video prediction folders")
+    p.add_argument("--max-frames", type=int, metavar="N",
+                   help="score only the first N frames of each video (class maps of `propagate --max-frames N`)")
     p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json)")
     p.set_defaults(func=run_vip)
 
 
 def run_vip(args: argparse.Namespace) -> int:
+    from vidcorr.cli.eval_tracking import check_max_frames
     from vidcorr.cli.eval_vip import dataset_from
     from vidcorr.evaluate.vip_results import format_vip_table, score_vip
 
+    check_max_frames(args)
     out = _score_json(args)
     results = _scored(args, "vip", lambda: score_vip(dataset_from(args), args.results,
-                                                     skip_first_frame=args.skip_first_frame))
+                                                     skip_first_frame=args.skip_first_frame,
+                                                     max_frames=args.max_frames))
     table = format_vip_table(results)
     if results["protocol"]["instances"].startswith("not scored"):
         table += f"\nAP_part {results['protocol']['instances']}"

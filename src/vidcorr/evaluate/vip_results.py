@@ -52,12 +52,15 @@ class VideoScores:
 
 
 def score_video(dataset: VipDataset, video: VipVideo, folder: Path, skip_first_frame: bool, *,
-                instances: bool) -> VideoScores:
+                instances: bool, max_frames: int | None = None) -> VideoScores:
     """Score the predictions `write_video` saved in ``folder`` (or another method's class maps, one
-    ``<frame>.png`` per annotated frame): mIoU and, with ``instances``, AP_part from ``instances/``."""
+    ``<frame>.png`` per annotated frame): mIoU and, with ``instances``, AP_part from ``instances/``;
+    of the video's first ``max_frames`` frames only (None: all)."""
     scores = VideoScores.empty(dataset.num_classes)
     classes, instance_scores = _read_scores_json(dataset, folder) if instances else ({}, {})
-    for frame in video.frames[1 if skip_first_frame else 0:]:
+    scored = video.frames[1 if skip_first_frame else 0:max_frames]
+    _refuse_a_prefix(video, folder, scored, max_frames)
+    for frame in scored:
         path = folder / f"{frame.name}.png"
         gt, pred = dataset.category_map(frame), read_class_map(path)
         try:
@@ -70,6 +73,27 @@ def score_video(dataset: VipDataset, video: VipVideo, folder: Path, skip_first_f
             pred_ids, frame_scores = _read_frame_instances(folder, frame, gt_ids.shape, classes, instance_scores)
             scores.part_ap.add_frame(gt_ids, gt_classes, pred_ids, classes, frame_scores)
     return scores
+
+
+def _refuse_a_prefix(video: VipVideo, folder: Path, scored: list[VipFrame], max_frames: int | None) -> None:
+    """`InputError` where the class maps of ``scored`` stop after the video's first n frames (n >= 2:
+    the maps of ``propagate --max-frames n``), naming the --max-frames that scores them; a map
+    missing among present ones is left to `read_class_map`'s "not found"."""
+    present = [(folder / f"{frame.name}.png").is_file() for frame in scored]
+    if all(present) or any(present[present.index(False):]):
+        return
+    first_missing = scored[present.index(False)]
+    n = video.frames.index(first_missing)  # frames 0..n-1 there (frame 0's map unread when skipped)
+    if n < 2:
+        return
+    missing = len(present) - present.index(False)
+    what = f"prediction not found ({missing} of the {len(scored)} scored frames of {video.name!r} are missing"
+    if max_frames is None:
+        fix = f"; a `propagate --max-frames {n}` run? score its first {n} frames with --max-frames {n})"
+    else:
+        fix = (f": --max-frames {max_frames} scores the first {min(max_frames, len(video.frames))} of its "
+               f"{len(video.frames)} frames; score these with --max-frames {n})")
+    raise InputError(folder / f"{first_missing.name}.png", what + fix)
 
 
 def _read_scores_json(dataset: VipDataset, folder: Path) -> tuple[dict[int, int], dict[str, dict[int, float]]]:
@@ -107,39 +131,47 @@ def _read_frame_instances(folder: Path, frame: VipFrame, gt_hw: tuple[int, int],
     return pred_ids, frame_scores
 
 
-def score_folder(dataset: VipDataset, folder: Path, skip_first_frame: bool, *, instances: bool) -> dict:
-    """Score every video's saved predictions ``folder/<video>/`` (`score_video`) -> the results
-    dict of `_results`: mIoU and, with ``instances``, AP_part of every video whose first frame has
-    annotated part instances. `run_vip` scores its own output with ``instances``; `score_vip` only
-    when every such video has its ``instances/`` folder (`missing_instances`)."""
+def score_folder(dataset: VipDataset, folder: Path, skip_first_frame: bool, *, instances: bool,
+                 max_frames: int | None = None) -> dict:
+    """Score every video's saved predictions ``folder/<video>/`` (`score_video`, its first ``max_frames``
+    frames) -> the results dict of `_results`: mIoU and, with ``instances``, AP_part of every video
+    whose first frame has annotated part instances. `run_vip` scores its own output with ``instances``;
+    `score_vip` only when every such video has its ``instances/`` folder (`missing_instances`)."""
     total, per_video = VideoScores.empty(dataset.num_classes), {}
     for video in dataset.videos:
         scores = score_video(dataset, video, folder / video.name, skip_first_frame,
-                             instances=instances and video.frames[0].instances is not None)
+                             instances=instances and video.frames[0].instances is not None, max_frames=max_frames)
         total.merge(scores)
         per_video[video.name] = scores.summary()
     return _results(dataset, total, per_video, skip_first_frame)
 
 
-def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame: bool = False) -> dict:
+def score_vip(dataset: VipDataset, results_dir: str | Path, *, skip_first_frame: bool = False,
+              max_frames: int | None = None) -> dict:
     """Score saved predictions ``results_dir/<video>/`` with `score_video`, as `run_vip` does: mIoU of
     the class maps ``<frame>.png`` (ids 0..num_classes-1), one per annotated frame (frame 0's may be
     absent with skip_first_frame), and AP_part of the part-instance files ``instances/`` when every
     video with annotated part instances has them (`missing_instances`); otherwise AP_part is null and
     ``protocol.instances`` says why (results of another tool or of an older ``eval vip``).
 
+    max_frames: score only the first N frames of each video's frame folder (the class maps of
+    ``propagate --max-frames N``), at least 2 (frame 0 is the annotation). Every frame there is
+    annotated (VIP_Fine/Images holds the annotated frames only), so these are its first N
+    annotated frames. None: every frame, and maps that stop after the first frames are refused.
     Returns `run_vip`'s results without what only a run knows (preset, preset_knobs, model, timing);
-    ``results`` names the folder scored. Every file is read before anything is returned; nothing is
-    written here.
+    ``results`` names the folder scored, ``max_frames`` the prefix (None: whole videos). Every file is
+    read before anything is returned; nothing is written here.
     """
+    if max_frames is not None and max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2 (frame 0 and one propagated frame), got {max_frames}")
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
     missing = missing_instances(dataset, results_dir)
-    results = score_folder(dataset, results_dir, skip_first_frame, instances=missing is None)
+    results = score_folder(dataset, results_dir, skip_first_frame, instances=missing is None, max_frames=max_frames)
     if missing is not None:
         results["protocol"]["instances"] = missing
-    results["results"] = str(results_dir)
+    results.update(results=str(results_dir), max_frames=max_frames)
     return results
 
 
@@ -190,8 +222,10 @@ def format_vip_table(results: dict) -> str:
         lines.append(f"{name:<{width}}  {v['frames']:>6d}  {_cell(v['mIoU'])}  {_cell(v['AP_part'])}  "
                      f"{_cell(v['AP_part@0.5']):>11}")
     first = "skipped" if results["skip_first_frame"] else "included"
-    lines += ["", f"global ({len(results['per_video'])} video(s), frame 0 {first}): mIoU {_cell(results['mIoU'])}"
-              f"  AP_part {_cell(results['AP_part'])}  AP_part@0.5 {_cell(results['AP_part@0.5'])}"]
+    prefix = f", first {results['max_frames']} frames" if results.get("max_frames") else ""
+    lines += ["", f"global ({len(results['per_video'])} video(s){prefix}, frame 0 {first}): "
+              f"mIoU {_cell(results['mIoU'])}  AP_part {_cell(results['AP_part'])}"
+              f"  AP_part@0.5 {_cell(results['AP_part@0.5'])}"]
     return "\n".join(lines)
 
 
