@@ -277,6 +277,18 @@ def test_loss_lines_average_the_steps_since_the_last_line(tmp_path: Path, caplog
         "stage, ~0:20 in the run | unreadable draws 2"]
 
 
+def test_the_bar_counts_to_where_the_run_stops(tmp_path: Path) -> None:
+    """With --max-steps inside a stage the bar counted to the stage's full length (and its time left
+    was that of steps never taken): a stage of 3000 steps resumed at its step 5 (run step 4005) of a
+    run stopping at step 4010 counts 5 to 10; a stage the run finishes counts to its own length."""
+    run = runlog.RunLog(tmp_path, DistContext(0, 1, 0, torch.device("cpu")), Progress(), every=2, progress_bar=True)
+    run.stage_started("warmup", total=4000, done=0, step=0, run_end=7000)
+    assert (run.bar.total, run.bar.n, run.bar.desc) == (4000, 0, "warmup")
+    run.stage_started("joint", total=3000, done=5, step=4005, run_end=4010)
+    assert (run.bar.total, run.bar.n, run.bar.desc) == (10, 5, "joint (to 10 of 3000: --max-steps)")
+    run.close()
+
+
 def test_the_time_left_is_the_stages_and_the_runs_at_the_last_lines_step_time(tmp_path: Path, caplog,
                                                                               monkeypatch) -> None:
     """Lines had no ETA. The last stage (or one that --max-steps ends) says its time left alone; the

@@ -68,10 +68,14 @@ class RunLog:
         run's step ``step``; the run ends at step ``run_end`` (its stages' steps, or --max-steps)."""
         if self.bar is not None:
             self.bar.close()
-        if self.ctx.is_main and self.progress_bar:
-            self.bar = tqdm(total=total, initial=done, desc=name, unit="step", dynamic_ncols=True)
         self.run_end = run_end
         self.stage_end = min(step + total - done, run_end)
+        if self.ctx.is_main and self.progress_bar:
+            # The bar counts to where this run stops: to the stage's full length, a --max-steps run
+            # ended part-way with the bar at 10/3000 and its time left that of 2990 steps never taken.
+            stop = done + self.stage_end - step
+            desc = name if stop == total else f"{name} (to {stop} of {total}: --max-steps)"
+            self.bar = tqdm(total=stop, initial=done, desc=desc, unit="step", dynamic_ncols=True)
         self._reset_window()
         self._starting = True
 
