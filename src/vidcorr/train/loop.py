@@ -16,7 +16,8 @@ is exact: samples are a pure function of (seed, stage, epoch, index), the learni
 (stage, step), and the checkpoint holds model, optimiser, progress and every rank's RNG states.
 SIGINT / SIGTERM stop the run at a step boundary with a checkpoint (`vidcorr.train.interrupt`);
 what a run that stops short says is worded in `vidcorr.train.endings`, and a step's arithmetic
-(batch to the device, rank-mean of the losses, the update) is `vidcorr.train.step`'s.
+(batch to the device, rank-mean of the losses, the update) is `vidcorr.train.step`'s, and what it
+writes around the steps (the run dir's opening, checkpoints, weights) `vidcorr.train.run_files`'s.
 """
 
 from __future__ import annotations
@@ -39,11 +40,9 @@ from torch.utils.data import DataLoader
 from vidcorr.data import ShardedSampler, VideoIndex
 from vidcorr.errors import InputError, VidcorrError
 from vidcorr.io.atomic import check_output_path
-from vidcorr.models import load_weights_into, save_weights
-from vidcorr.models.weights import export_dtype
 from vidcorr.runtime import flush_cpu_denormals
 from vidcorr.train import checkpoint as ckpt
-from vidcorr.train import endings, feed, recipe_files, step
+from vidcorr.train import endings, feed, run_files, step
 from vidcorr.train.config import Recipe
 from vidcorr.train.distributed import DistContext, init_distributed, wrap_ddp
 from vidcorr.train.interrupt import StopAtOnce, StopSignals, TrainingInterrupted, stopped_at_once
@@ -182,7 +181,7 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
     job = dataclasses.replace(job, recipe=feed.filling_a_batch(job.recipe, len(index), ctx))
     recipe = job.recipe
     if recipe.init and not job.resume:  # a resumed run's weights come from its checkpoint
-        _initialise(method, Path(recipe.init["weights"]))
+        run_files.initialise(method, Path(recipe.init["weights"]))
     method = method.to(ctx.device)
     _seed_everything(recipe.seed + ctx.rank)  # then independent streams, if a method draws any
     if _cuda_flag(recipe.cuda.channels_last, ctx):
@@ -201,7 +200,9 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
                RunLog(run_dir, ctx, progress, recipe.log.every, job.progress_bar), stop, text,
                saved_step=progress.step, commands=[*commands, job.command])
     try:  # from the run dir's making on: a fresh run ended before its first checkpoint takes back what it wrote
-        finished = _establish_and_run(run)
+        run_files.begin(run)
+        run.stop.training()
+        finished = _run_stages(run)
         progress.wall_time = run.runlog.wall_time()
     except BaseException:
         if not job.resume and not (run_dir / ckpt.LATEST).exists():
@@ -212,58 +213,10 @@ def _train(job: TrainJob, ctx: DistContext, stop: StopSignals, text: TextLog) ->
         raise
     finally:
         run.runlog.close()
-    exported = _export(run) if job.export and ctx.is_main else None
+    exported = run_files.export(run) if job.export and ctx.is_main else None
     if stop.signal is not None and ctx.is_main:  # a signal, yet no stop: it came after the last step had begun
         log.warning(endings.ended_anyway(run, finished, exported))
     return TrainResult(progress, finished, run_dir / ckpt.LATEST, exported)
-
-
-def _establish_and_run(run: _Run) -> bool:
-    """Open the run's train.log and run.json, say how it will run, then run its stages (`_run_stages`)."""
-    job, ctx, recipe, progress, run_dir = run.job, run.ctx, run.job.recipe, run.progress, Path(run.job.run_dir)
-    run.text.open(job.command, resumed=job.resume)  # after RunLog, which made the run dir (and may remove it)
-    if ctx.is_main:
-        ckpt.remove_killed_saves(run_dir)
-        ckpt.write_run_info(run_dir, recipe, run.commands)
-        if _past_max_steps(run):
-            log.warning("%s is at step %d, already past --max-steps %d: nothing was trained (give a "
-                        "larger --max-steps, or none, to continue the run)", run_dir / ckpt.LATEST,
-                        progress.step, job.max_steps)
-        log.info("%s: %s on %s (%d frames), %d process(es) on %s: %s; %s", recipe.identity,
-                 recipe.method, _count(len(run.index), "video"), run.index.describe()["frames"], ctx.world_size,
-                 ctx.device, _plan(recipe, len(run.index), ctx), _outputs(job))
-        if ctx.device.type == "cpu" and (smaller := recipe_files.cpu_counterpart(recipe)):
-            # before the first step: `cycletime`'s batch of 36 needs more than 23 GB of RAM there (killed mid-step)
-            log.warning("recipe '%s' is the paper's, sized for GPUs (batches of %d): on a CPU a step takes "
-                        "minutes and may need more memory than the machine has; --recipe %s is its CPU-sized "
-                        "version (docs/training.md, the recipes table)", recipe.name,
-                        recipe.data.batch_size, smaller)
-        if (workers := feed.loader_workers(recipe.data.workers)) < recipe.data.workers:
-            log.warning("[data] workers = %d (or --workers) asks for more loader processes than the CPUs this "
-                        "process may use: starting %d (more only compete for the same cores)",
-                        recipe.data.workers, workers)
-    run.stop.training()
-    return _run_stages(run)
-
-
-def _plan(recipe: Recipe, videos: int, ctx: DistContext) -> str:
-    """How long the run is, for its start line: "warmup 3 epochs = 12 steps, joint 1 step, 13 in all,
-    batches of 2" (the tqdm bar gives each stage's time left; a log file has no bar)."""
-    lengths = feed.stage_lengths(recipe, videos, ctx)
-    parts = [f"{stage.name} {_count(stage.epochs, 'epoch') + ' = ' if stage.epochs is not None else ''}"
-             f"{_count(steps, 'step')}" for stage, steps in zip(recipe.stages, lengths)]
-    return f"{', '.join(parts)}, {sum(lengths)} in all, batches of {recipe.data.batch_size}"
-
-
-def _outputs(job: TrainJob) -> str:
-    """Where the run writes, for its start line: "run dir D (checkpoint every N steps), weights W"."""
-    every = job.recipe.log.checkpoint_every
-    written = f"run dir {job.run_dir} (checkpoint every {_count(every, 'step')})"
-    return written + (f", weights {job.export}" if job.export is not None else "")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _run_stages(run: _Run) -> bool:
@@ -279,9 +232,9 @@ def _run_stages(run: _Run) -> bool:
         if ran:
             progress.stage, progress.stage_step, progress.epoch, progress.batch_in_epoch = (
                 progress.stage + 1, 0, 0, 0)
-            _save(run, stage_end=stage.name)
+            run_files.save(run, stage_end=stage.name)
         elif run.saved_step != progress.step:  # stopped at max_steps or on a signal between checkpoints
-            _save(run)
+            run_files.save(run)
         _end_workers(run, loader)
     if run.interrupted:
         raise endings.interrupted(run)
@@ -296,19 +249,6 @@ def _end_workers(run: _Run, loader: DataLoader) -> None:
         feed.end_workers(loader)
     except StopAtOnce:
         raise endings.interrupted(run) from None
-
-
-def _exported(method: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
-    """The module a run exports as weights and its config (None: the module's own)."""
-    return method.export() if hasattr(method, "export") else (method.encoder, None)
-
-
-def _initialise(method: nn.Module, weights: Path) -> None:
-    """Start the exported module from ``weights`` (fine-tuning); the rest stays as built."""
-    load_weights_into(_exported(method)[0], weights)
-    if hasattr(method, "initialised"):
-        method.initialised()
-    log.info("initialised the %s encoder from %s", type(method).__name__, weights)
 
 
 def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank: int) -> bool:
@@ -352,7 +292,7 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
             if _at_max_steps(run):
                 return False
             if progress.step % recipe.log.checkpoint_every == 0:
-                _save(run)
+                run_files.save(run)
         else:  # the epoch ran out before the stage did
             progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
     return True
@@ -366,42 +306,6 @@ def _run_end(run: _Run) -> int:
 
 def _at_max_steps(run: _Run) -> bool:
     return run.job.max_steps is not None and run.progress.step >= run.job.max_steps
-
-
-def _past_max_steps(run: _Run) -> bool:
-    """A resumed, unfinished run already beyond --max-steps: it stops at once, training nothing.
-    At exactly --max-steps it is a deliberate no-op (how an auto-encoder run's weights are written
-    from its checkpoint), so only beyond is remarked on."""
-    return (run.job.max_steps is not None and run.progress.step > run.job.max_steps
-            and run.progress.stage < len(run.job.recipe.stages))
-
-
-def _save(run: _Run, stage_end: str | None = None) -> None:
-    """Checkpoint on rank 0 (every rank joins: their RNG states are gathered)."""
-    run.progress.wall_time = run.runlog.wall_time()
-    stage = run.job.recipe.stages[min(run.progress.stage, len(run.job.recipe.stages) - 1)]
-    payload = ckpt.payload(run.method, run.optimizer, run.progress, run.job.recipe,
-                           run.index.describe(), run.ctx, lr=run.optimizer.param_groups[0]["lr"],
-                           stage_name=stage.name, commands=run.commands)
-    if run.ctx.is_main:
-        path = ckpt.save_checkpoint(Path(run.job.run_dir) / ckpt.LATEST, payload)
-        if stage_end is not None:  # kept: e.g. to evaluate the warm-up encoder alone
-            ckpt.save_checkpoint(path.with_name(f"checkpoint-{stage_end}.pt"), payload)
-        log.info("step %d: saved %s", run.progress.step, path)
-    run.saved_step = run.progress.step
-
-
-def _export(run: _Run) -> Path:
-    """Weights (fp16 safetensors + JSON sidecar) of the method's exported module; float32 where a
-    parameter exceeds fp16's range."""
-    module, config = _exported(run.method)
-    # `command`: the last command line (what the key has always held); `commands`: all, the first one included
-    meta = {**ckpt.export_meta(Path(run.job.run_dir), run.job.recipe, run.index.describe(), run.progress,
-                               run.commands),
-            "hardware": run.runlog.hardware(), "command": run.commands[-1]}
-    path = save_weights(module, run.job.export, config, meta, dtype=export_dtype(module))
-    log.info("exported %s", path)
-    return path
 
 
 def _seed_everything(seed: int) -> None:
