@@ -377,6 +377,24 @@ def test_weights_are_compared_by_sha256_on_resume(short_clip, tmp_path, monkeypa
            f"another model ({(tmp_path / 'w.safetensors').resolve()} -> {(tmp_path / 'other.safetensors').resolve()})")
 
 
+def test_a_whole_temperature_is_recorded_as_typed_and_a_record_of_its_float_still_resumes(short_clip, tmp_path):
+    """--temperature 1 was recorded as 1.0 (run record and results.json's preset_knobs), as --radius 6 was
+    6.0: the record did not read as the command line. A record written so still resumes with
+    --temperature 1 (compared as numbers); --temperature 0.5 stays 0.5."""
+    out = tmp_path / "out"
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST, "--temperature", "1"]
+    assert main(argv) == 0
+    record = json.loads((out / ".run.json").read_text())
+    knobs = json.loads((out / "results.json").read_text())["preset_knobs"]
+    assert repr(record["preset"]["topk"]["temperature"]) == repr(knobs["topk"]["temperature"]) == "1"
+    record["preset"]["topk"]["temperature"] = 1.0  # as the earlier version wrote it
+    (out / ".run.json").write_text(json.dumps(record))
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["car-shadow"]
+    args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", "--temperature", "0.5"])
+    assert repr(resolve_preset(args).topk.temperature) == "0.5"
+
+
 def test_resume_refuses_a_used_folder_that_holds_no_davis_run(short_clip, tmp_path, capsys):
     """--resume into another command's output (an `eval jhmdb` folder: results.json, predictions/)
     wrote the DAVIS masks beside them and replaced its results.json; a folder without the run record

@@ -77,6 +77,7 @@ def _refused(argv: list[str], device: str, capsys) -> None:
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and "argument --device:" in err and "Traceback" not in err
         assert "device='" not in err and ("use --device cpu" in err) == (device == "meta")
+        assert "argument --device: --device" not in err  # the flag named once, by argparse
         return
     assert main(argv) == 2
     lines = capsys.readouterr().err.splitlines()

@@ -85,15 +85,15 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a temperature of 0 divides by zero, a negative one
-    prefers the least similar pixels: both gave wrong masks without a word)."""
+    """argparse type: a finite number > 0, always a float (propagate's --fps)."""
     return _checked(float(text), text, POSITIVE_NUMBER)
 
 
 def positive_number(text: str) -> int | float:
     """argparse type: a finite number > 0, kept in the type it was typed in ("6" -> 6, "4.5" -> 4.5):
     --radius 6 was recorded as 6.0 in the run record and results beside the preset's own radius 12, so
-    the record no longer read as the command line."""
+    the record no longer read as the command line (--temperature 1 as 1.0 alike). A temperature of 0
+    divides by zero and a negative one prefers the least similar pixels: refused here."""
     try:
         value: int | float = int(text)
     except ValueError:
@@ -120,7 +120,8 @@ def device_name(text: str) -> str:
     try:
         known_device(text, cli_device)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        # argparse puts "argument --device: " before it: "--device meta holds ..." said the flag twice
+        raise argparse.ArgumentTypeError(str(error).removeprefix(cli_device(""))) from None
     return text
 
 
@@ -184,7 +185,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, propagation_knobs: b
     if not propagation_knobs:
         return
     parser.add_argument("--topk", type=positive_int, help=shown("override the preset's top-k"))
-    parser.add_argument("--temperature", type=positive_float, help=shown("override the preset's softmax temperature"))
+    parser.add_argument("--temperature", type=positive_number,
+                        help=shown("override the preset's softmax temperature"))
     parser.add_argument("--radius", type=positive_number,
                         help=shown("override the preset's local window radius (cells)"))
     parser.add_argument("--context", type=non_negative_int,
