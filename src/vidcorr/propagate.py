@@ -42,6 +42,9 @@ from vidcorr.models.external import error_origin
 from vidcorr.presets import PropagationPreset, customised_preset
 
 log = logging.getLogger(__name__)
+# The least mismatch (1 - cosine) a shot-cut check measures against: float32 rounding's
+# order, so that a still shot's repeated frames (mismatch 0) make no tiny change a cut.
+_MISMATCH_FLOOR = 1e-6
 
 
 @dataclass
@@ -101,6 +104,10 @@ class Propagator:
         self.channel_ids: np.ndarray | None = None
         # Cumulative wall time, for benchmarks: encoder vs affinity + transport.
         self.timing = {"features": 0.0, "propagation": 0.0, "frames": 0}
+        # The last propagated frame's `match_score` and the shot-cut
+        # watch over it: what a caller reads after each step / yield to catch a cut (docs/propagation.md).
+        self.match_score: float | None = None
+        self.cuts = ShotCutDetector()
 
     @property
     def context_size(self) -> int:
@@ -148,6 +155,7 @@ class Propagator:
         # frame, labels of the wrong size) left its first frame and ring buffer, and step() then
         # carried its labels into this video's frames without a word.
         self._first, self._context = None, deque()
+        self.match_score, self.cuts = None, ShotCutDetector()
         self.original_hw = None  # embed() checks later frames against the first one
         self.channel_ids = None
         if not callable(first_labels):
@@ -220,6 +228,9 @@ class Propagator:
         memories = [self._first, *self._context]
         aff = sparse_affinity(query, [m.feats for m in memories], self._windowed(memories), self.preset.topk)
         soft = self._transport(query, memories, aff)  # (h * w, K)
+        if a_frame:  # frame 0 propagated into itself (fill_self) is no frame of the video's
+            self.match_score = match_score(best_match_cosines(query, memories, aff))
+            self.cuts.update(self.match_score)
         if self.preset.normalise_context_labels:
             # TimeCycle rescales every channel, negative ones included (labels of one's own may be)
             soft = minmax_per_channel(soft.T.reshape(-1, *self.feature_hw), positive_only=False)
@@ -253,6 +264,39 @@ class Propagator:
         """The first frame's memory: its features (C, h, w) and labels (K, H, W) at the frame's size."""
         small = downsample_labels(labels.float(), self.feature_hw, self.preset.label_downsample)
         return ContextFrame(feats, small.flatten(1).T.contiguous())
+
+
+def best_match_cosines(query: Tensor, memories: Sequence[ContextFrame], aff: SparseAffinity) -> Tensor:
+    """The cosine between each target cell's features and those of its heaviest-weighted context
+    cell -> (h * w,) in [-1, 1].
+
+    query: (C, h, w); memories: the context frames ``aff`` was built from, in its order. The
+    affinity keeps weights, not scores, so the best pair's cosine is recomputed: one dot product per
+    target cell, C x h * w multiply-adds in all (no matmul: 1 to 2% of the affinity's time).
+    """
+    n1 = query.shape[1] * query.shape[2]
+    q = query.flatten(1)  # (C, N2)
+    best = aff.index.gather(1, aff.weights.argmax(dim=1, keepdim=True))[:, 0]  # (N2,) into frame * N1 + pixel
+    frame, pixel = best // n1, best % n1
+    distinct = {id(m.feats): m.feats for m in memories}  # ``fill`` pads the context with one tensor
+    slot_of = {key: g for g, key in enumerate(distinct)}
+    group = torch.tensor([slot_of[id(m.feats)] for m in memories], device=query.device)[frame]  # (N2,)
+    dots, key_norms = q.new_empty(q.shape[1]), q.new_empty(q.shape[1])
+    for g, feats in enumerate(distinct.values()):
+        cells = (group == g).nonzero()[:, 0]  # the target cells whose best match lies in this frame
+        keys = feats.flatten(1).index_select(1, pixel[cells])  # (C, cells); faster than [:, pixel[cells]]
+        dots[cells] = (q.index_select(1, cells) * keys).sum(0)
+        key_norms[cells] = keys.norm(dim=0)
+    return (dots / (q.norm(dim=0) * key_norms).clamp_min(1e-12)).clamp(-1.0, 1.0)  # rounding gave 1 + 1e-7
+
+
+def match_score(cosines: Tensor) -> float:
+    """A frame's match score from its cells' best-match cosines (N,): the cosine that the best
+    matched quarter of the cells reach. A quarter, not the mean: in a shot, background cells
+    match well however fast the object moves; after a cut even the best quarter finds no match
+    (docs/propagation.md, "Shot cuts": the mean flagged fast motion or missed cuts)."""
+    n = cosines.numel()
+    return float(cosines.kthvalue(n - max(1, n // 4) + 1).values)
 
 
 def _check_rgb_uint8(frame: np.ndarray) -> None:
@@ -331,3 +375,35 @@ def _batched(items: Iterator, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+
+class ShotCutDetector:
+    """Flags frames that look like a shot cut, from each frame's `match_score`.
+
+    A frame's mismatch is 1 - its score. A cut is a mismatch more than ``ratio`` times the largest
+    of the last ``window`` frames' (at least ``warmup`` of them): relative to the video's own level,
+    which differs by orders of magnitude between footage and between features (docs/propagation.md,
+    "Shot cuts", has the measurements). After a cut the history starts again: the new shot has a
+    level of its own, and its next frames were flagged again against the old one's.
+    ``flagged``: the frames flagged so far (1 = the first frame after the annotated one).
+    """
+
+    def __init__(self, ratio: float = 2.1, window: int = 10, warmup: int = 3):
+        self.ratio, self.warmup = ratio, warmup
+        self.flagged: list[int] = []
+        self._history: deque[float] = deque(maxlen=window)
+        self._frame = 0
+
+    def update(self, score: float) -> bool:
+        """Take the next frame's score (cosine in [-1, 1]) -> whether that frame looks like a cut."""
+        self._frame += 1
+        mismatch = 1.0 - score
+        # floored: a still shot's repeated frames match exactly (mismatch 0, or float32 rounding)
+        cut = len(self._history) >= self.warmup and mismatch > self.ratio * max(max(self._history), _MISMATCH_FLOOR)
+        if cut:
+            self.flagged.append(self._frame)
+            self._history.clear()
+        else:
+            self._history.append(mismatch)
+        return cut

@@ -144,9 +144,11 @@ def run(args: argparse.Namespace) -> int:
             atomic_dir(args.out) as tmp, logging_redirect_tqdm():  # a warning on its own line
         propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
         overlays = annotation.write(propagator, source, tmp)
+        files = [path.name for path in source.files] if source.files is not None else None
+        warned = 0  # of propagator.cuts.flagged
 
         def counted():
-            nonlocal n
+            nonlocal n, warned
             # minutes a video on a CPU (0.4 frames/s at 480p): without a bar nothing showed until the end
             # smoothing 0.05: the ETA of a long video follows the mean rate, not the last few frames
             # (on a shared CPU tqdm's default 0.3 swung from 52 to 19 minutes left within 33 s)
@@ -154,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
                 n += 1
                 if n == 1:  # the first frame is embedded: its feature grid is known
                     warn_if_coarse_propagator(args.input, propagator)
+                for t in propagator.cuts.flagged[warned:]:  # a box's tracker flags none
+                    log.warning(_cut_warning(args.input, t, files))
+                warned = len(propagator.cuts.flagged)
                 yield frame
 
         if args.no_video:
@@ -161,7 +166,6 @@ def run(args: argparse.Namespace) -> int:
                 pass
         else:  # each frame numbered from 0, as a video's result files are (masks/00017.png: frame 17);
             # a folder's frame also by its file, after which its results are named
-            files = [path.name for path in source.files] if source.files is not None else None
             numbered = (caption(frame, frame_caption("", t, files[t] if files else None))
                         for t, frame in enumerate(counted()))
             write_video(tmp / "overlay.mp4", numbered, fps, times=times)
@@ -177,6 +181,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"propagated {which} of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
+
+
+def _cut_warning(path: Path, t: int, files: list[str] | None) -> str:
+    """The warning for frame t (0-based, as the overlay captions it), flagged by the propagator's
+    `vidcorr.propagate.ShotCutDetector`: the labels after a cut follow whatever in the new shot looks
+    like the old one's objects (people and red cars after the cut in docs/propagation.md's trailer), unsaid."""
+    which = f"frame {t}" + (f" ({files[t]})" if files else "")
+    return (f"{path}: {which} looks like a shot cut (its best matches to the frames before it are far weaker "
+            "than before): the labels after it may follow other objects")
 
 
 @contextlib.contextmanager
