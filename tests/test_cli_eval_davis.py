@@ -311,22 +311,25 @@ def test_a_refused_resume_names_the_knobs_that_changed(short_clip, tmp_path, cap
     assert main([*argv, "--size", "120"]) == 0  # the same run resumes
 
 
-def test_a_whole_radius_is_recorded_as_typed_and_a_record_of_its_float_still_resumes(short_clip, tmp_path, capsys):
+@pytest.mark.parametrize("option, knob, whole, fraction", [("--radius", "radius", "6", "4.5"),
+                                                            ("--temperature", "temperature", "1", "0.5")])
+def test_a_whole_number_is_recorded_as_typed_and_a_record_of_its_float_still_resumes(
+        option, knob, whole, fraction, short_clip, tmp_path):
     """--radius 6 was recorded as 6.0 (in the run record and results.json's preset_knobs), beside the
-    preset's own radius 12: the record did not read as the command line. A record written so still
-    resumes with --radius 6 (compared as numbers); --radius 4.5 stays 4.5."""
+    preset's own radius 12, and --temperature 1 as 1.0: the record did not read as the command line.
+    A record written so still resumes (compared as numbers); a fraction stays as typed."""
     out = tmp_path / "out"
-    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST, "--radius", "6"]
+    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST, option, whole]
     assert main(argv) == 0
     record = json.loads((out / ".run.json").read_text())
     knobs = json.loads((out / "results.json").read_text())["preset_knobs"]
-    assert repr(record["preset"]["topk"]["radius"]) == repr(knobs["topk"]["radius"]) == "6"
-    record["preset"]["topk"]["radius"] = 6.0  # as the earlier version wrote it
+    assert repr(record["preset"]["topk"][knob]) == repr(knobs["topk"][knob]) == whole
+    record["preset"]["topk"][knob] = float(whole)  # as the earlier version wrote it
     (out / ".run.json").write_text(json.dumps(record))
     assert main([*argv, "--resume"]) == 0
     assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["car-shadow"]
-    args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", "--radius", "4.5"])
-    assert repr(resolve_preset(args).topk.radius) == "4.5"
+    args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", option, fraction])
+    assert repr(getattr(resolve_preset(args).topk, knob)) == fraction
 
 
 def test_an_encoder_file_is_recorded_by_its_absolute_path(short_clip, tmp_path, monkeypatch, capsys):
@@ -377,22 +380,6 @@ def test_weights_are_compared_by_sha256_on_resume(short_clip, tmp_path, monkeypa
            f"another model ({(tmp_path / 'w.safetensors').resolve()} -> {(tmp_path / 'other.safetensors').resolve()})")
 
 
-def test_a_whole_temperature_is_recorded_as_typed_and_a_record_of_its_float_still_resumes(short_clip, tmp_path):
-    """--temperature 1 was recorded as 1.0 (run record and results.json's preset_knobs), as --radius 6 was
-    6.0: the record did not read as the command line. A record written so still resumes with
-    --temperature 1 (compared as numbers); --temperature 0.5 stays 0.5."""
-    out = tmp_path / "out"
-    argv = ["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST, "--temperature", "1"]
-    assert main(argv) == 0
-    record = json.loads((out / ".run.json").read_text())
-    knobs = json.loads((out / "results.json").read_text())["preset_knobs"]
-    assert repr(record["preset"]["topk"]["temperature"]) == repr(knobs["topk"]["temperature"]) == "1"
-    record["preset"]["topk"]["temperature"] = 1.0  # as the earlier version wrote it
-    (out / ".run.json").write_text(json.dumps(record))
-    assert main([*argv, "--resume"]) == 0
-    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["car-shadow"]
-    args = build_parser().parse_args(["eval", "davis", "--root", "r", "--out", "o", "--temperature", "0.5"])
-    assert repr(resolve_preset(args).topk.temperature) == "0.5"
 
 
 def test_resume_refuses_a_used_folder_that_holds_no_davis_run(short_clip, tmp_path, capsys):
