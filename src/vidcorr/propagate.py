@@ -278,13 +278,10 @@ def best_match_cosines(query: Tensor, memories: Sequence[ContextFrame], aff: Spa
     q = query.flatten(1)  # (C, N2)
     best = aff.index.gather(1, aff.weights.argmax(dim=1, keepdim=True))[:, 0]  # (N2,) into frame * N1 + pixel
     frame, pixel = best // n1, best % n1
-    distinct = {id(m.feats): m.feats for m in memories}  # ``fill`` pads the context with one tensor
-    slot_of = {key: g for g, key in enumerate(distinct)}
-    group = torch.tensor([slot_of[id(m.feats)] for m in memories], device=query.device)[frame]  # (N2,)
     dots, key_norms = q.new_empty(q.shape[1]), q.new_empty(q.shape[1])
-    for g, feats in enumerate(distinct.values()):
-        cells = (group == g).nonzero()[:, 0]  # the target cells whose best match lies in this frame
-        keys = feats.flatten(1).index_select(1, pixel[cells])  # (C, cells); faster than [:, pixel[cells]]
+    for f, memory in enumerate(memories):
+        cells = (frame == f).nonzero()[:, 0]  # the target cells whose best match lies in this frame
+        keys = memory.feats.flatten(1).index_select(1, pixel[cells])  # (C, cells); faster than [:, pixel[cells]]
         dots[cells] = (q.index_select(1, cells) * keys).sum(0)
         key_norms[cells] = keys.norm(dim=0)
     return (dots / (q.norm(dim=0) * key_norms).clamp_min(1e-12)).clamp(-1.0, 1.0)  # rounding gave 1 + 1e-7
@@ -375,7 +372,6 @@ def _batched(items: Iterator, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
-
 
 
 class ShotCutDetector:
