@@ -282,6 +282,19 @@ def test_boxes_belong_to_the_frame_just_yielded_and_are_drawn_on_its_overlay():
     np.testing.assert_array_equal(mask_overlay(frames[0], masks[0], plain), overlay_mask(frames[0], masks[0]))
 
 
+def test_an_object_id_past_the_palette_draws_its_box_in_the_colour_its_mask_gets():
+    """Channel ids come from the Python API as any integers: the box looked its colour up at row k
+    itself, an IndexError past 255. By the palette rule 1 + (k - 1) % 255, id 300 is coloured as 45."""
+    frames, masks = _object_video(n_frames=1)
+    drawn = []
+    for k in (300, 45):
+        tracker = UVCTracker(CellEncoder(), PRESET)
+        tracker.start(frames[0], one_hot_labels(masks[0]), channel_ids=np.array([0, k]))
+        drawn.append(mask_overlay(frames[0], np.where(masks[0] == 1, k, 0), tracker))
+    np.testing.assert_array_equal(drawn[0], drawn[1])
+    assert not np.array_equal(drawn[1], overlay_mask(frames[0], np.where(masks[0] == 1, 45, 0)))  # a box is drawn
+
+
 def test_two_objects_each_keep_their_own_box():
     """Two textured squares moving apart: one box per object follows it, each mask stays its own."""
     rng = np.random.default_rng(3)

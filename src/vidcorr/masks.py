@@ -24,7 +24,7 @@ from vidcorr.labels import VOID, channel_map, decode_label_map, one_hot_labels, 
 from vidcorr.propagate import Propagator, first_and_rest
 from vidcorr.track import draw_box
 from vidcorr.track_uvc import UVCTracker
-from vidcorr.viz import full_brightness, overlay_mask
+from vidcorr.viz import full_brightness, overlay_mask, palette_index
 
 
 def read_first_mask(mask: Any) -> tuple[Any, Path | None]:
@@ -169,7 +169,8 @@ def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator,
                  palette: np.ndarray | None = None) -> np.ndarray:
     """The frame (H, W, 3) with its masks (H, W) drawn on it (`vidcorr.viz.overlay_mask`) and, when
     the propagator is a `UVCTracker`, each object's current box in the object's colour at full
-    brightness, as its outline (palette: (256, 3) colours of the ids, default the DAVIS palette)."""
+    brightness, as its outline (palette: (256, 3) colours of the ids, default the DAVIS palette; ids
+    past it reuse its object colours, `vidcorr.viz.palette_index`, box and mask alike)."""
     colours = DAVIS_PALETTE if palette is None else palette
     image = overlay_mask(frame, labels, palette=colours)
     if isinstance(propagator, UVCTracker):
@@ -177,7 +178,8 @@ def mask_overlay(frame: np.ndarray, labels: np.ndarray, propagator: Propagator,
         for k, box in propagator.pixel_boxes().items():
             if box is not None:
                 k = int(ids[k]) if ids is not None else k  # the object's id, as the mask is coloured by
-                bright = full_brightness(colours[k : k + 1].astype(np.float32))[0]
+                row = int(palette_index(k, len(colours)))  # ids past the palette: overlay_mask's colour rule
+                bright = full_brightness(colours[row : row + 1].astype(np.float32))[0]
                 image = draw_box(image, box, tuple(int(c) for c in bright), thickness=2)
     return image
 
