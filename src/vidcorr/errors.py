@@ -53,13 +53,6 @@ class NotStarted(InputError, RuntimeError):
         super().__init__(None, problem)
 
 
-def said_by_another_rank(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
-    """Mark a Ctrl-C or SIGTERM that stopped several torchrun ranks as announced by a lower one of
-    them (`vidcorr.evaluate.ranks.eval_ranks`): the command line then ends with its exit status but
-    prints no line of its own for it, so that the line is printed once, not once per rank."""
-    return said_already(interrupt)
-
-
 def said_already(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
     """Mark a Ctrl-C or SIGTERM as announced by the code that caught it first (a lower torchrun rank,
     `propagate`'s line of how far it got): `sigterm_cleans_up` and the command line then end with
@@ -69,7 +62,7 @@ def said_already(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
 
 
 def said_elsewhere(interrupt: BaseException) -> bool:
-    """Whether `said_already` (or `said_by_another_rank`) marked ``interrupt``."""
+    """Whether `said_already` marked ``interrupt``."""
     return getattr(interrupt, "said_elsewhere", False)
 
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from vidcorr.errors import VidcorrError, said_by_another_rank
+from vidcorr.errors import VidcorrError, said_already
 from vidcorr.io.atomic import seconds_since_sigterm, sigterm_cleans_up
 from vidcorr.runtime import RankRole
 # Costs no import time: `vidcorr.train` loads its names on first use, and torch.distributed is torch's own.
@@ -249,7 +249,7 @@ def eval_ranks(device: str | None, command: str) -> Iterator[Ranks]:
                 ranks.left("exit")
             _leave_group(ranks, synchronise=outcomes is not None and GONE not in outcomes)
             if outcomes is not None and interrupted and outcomes.index("interrupted") < ranks.rank:
-                said_by_another_rank(error)
+                said_already(error)  # a lower rank says it: one line, not one per rank
             raise
         failed = ranks.failed_rank()  # asked before leaving: rank 0 may hold the store
         _leave_group(ranks, synchronise=GONE not in outcomes)
