@@ -208,8 +208,9 @@ def _is_16_bit(mode: str) -> bool:
 def _as_8_bit(arr: np.ndarray, mode: str, path: Path | None) -> np.ndarray:
     """A 16-bit grayscale mask's pixels (H, W) as the 8-bit grayscale mask uint8 [H, W] they stand for:
     values 0..255 as they are, 0 / 65535 (a binary mask at full 16-bit white) as 0 / 255. `InputError`
-    for other values: ids above 254 do not fit vidcorr's uint8 ids (and would be taken for void, 255,
-    by a cast), and guessing a renumbering or a threshold would change what the annotator drew."""
+    for other values: a mask's object ids are 1..254 (255 void; `vidcorr.masks` refuses larger ones), a
+    cast to 8 bits would wrap the rest (256 -> background, 511 -> void, 300 -> 44), and guessing a
+    renumbering or a threshold would change what the annotator drew."""
     low, high = int(arr.min(initial=0)), int(arr.max(initial=0))
     if low >= 0 and high <= 255:
         return arr.astype(np.uint8)
