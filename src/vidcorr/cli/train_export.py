@@ -46,7 +46,7 @@ def _model_for(path: Path, recipe: Recipe, progress: Progress) -> nn.Module:
     weights of, built from its recipe's [model]; `InputError` naming ``path`` if it cannot be."""
     from vidcorr.methods import cycletime, moco, stt, uvc
     from vidcorr.models import LabAutoencoder
-    from vidcorr.train.checkpoint import MODEL_RECORDS
+    from vidcorr.train.resume_checks import MODEL_RECORDS
 
     configs = {"uvc": uvc.UVCConfig, "cycletime": cycletime.CycleTimeConfig, "stt": stt.STTConfig,
                "moco": moco.MoCoConfig}

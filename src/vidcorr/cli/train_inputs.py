@@ -66,7 +66,7 @@ def command_recipe(args: argparse.Namespace, method: str):
     """The `Recipe` the command trains ``method`` with: --recipe (default: the method's paper recipe),
     or on --resume without it the one stored in the run's checkpoint, less its weights records;
     --workers overrides its [data] workers. Settles ``args.run_dir``."""
-    from vidcorr.train.checkpoint import MODEL_RECORDS, check_method
+    from vidcorr.train.resume_checks import MODEL_RECORDS, check_method
     from vidcorr.train.config import DataConfig
     from vidcorr.train.recipe_files import load_recipe
 
@@ -181,5 +181,5 @@ def recorded_init(args: argparse.Namespace) -> dict[str, str] | None:
 def weights_record(path: Path, weights) -> dict[str, str]:
     """What a recipe records of weights given on the command line (--init, --autoencoder,
     --teacher): ``{"weights": path, "sha256": hex}``; a resume compares the sha256
-    (`vidcorr.train.checkpoint.recipe_differences`)."""
+    (`vidcorr.train.resume_checks.recipe_differences`)."""
     return {"weights": str(path), "sha256": weights.sha256}
