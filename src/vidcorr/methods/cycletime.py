@@ -27,7 +27,7 @@ regressor sees x and y swapped in one of its two uses; here it sees one layout t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,9 @@ from vidcorr.strict_dict import (
     refuse_non_finite,
     refuse_out_of_range,
 )
+
+if TYPE_CHECKING:  # only for the annotation: the methods do not import the trainer
+    from vidcorr.train.config import DataConfig
 
 STAGES = ("cycle",)
 LOSS_TERMS = ("cycle", "skip", "inlier")
@@ -132,7 +135,7 @@ def recipe(name: str, **overrides: Any) -> CycleTimeConfig:
     return CycleTimeConfig.from_dict({**RECIPES[name], **overrides})
 
 
-def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> CycleTimeConfig:
+def config_for_recipe(base: str | None, model: dict[str, Any], data: DataConfig) -> CycleTimeConfig:
     """The `CycleTimeConfig` of a training recipe: ``base`` (a `RECIPES` name, default
     "cycletime") with its ``[model]`` overrides, and frame size and clip length from its ``[data]``
     (``crop``, ``clip_length``): the regressor is sized by them, so the two must agree. ValueError

@@ -24,7 +24,7 @@ As released, the student starts from the teacher's weights when there is a teach
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,9 @@ from vidcorr.strict_dict import (
     refuse_non_finite,
     refuse_out_of_range,
 )
+
+if TYPE_CHECKING:  # only for the annotation: the methods do not import the trainer
+    from vidcorr.train.config import DataConfig
 
 STAGES = ("temporal",)
 LOSS_TERMS = ("rec_s4", "rec_s8", "local", "global")
@@ -116,7 +119,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def config_for_recipe(base: str | None, model: dict[str, Any], data: Any) -> STTConfig:
+def config_for_recipe(base: str | None, model: dict[str, Any], data: DataConfig) -> STTConfig:
     """The `STTConfig` of a training recipe: ``base`` (a `RECIPES` name, default "stt") with its
     ``[model]`` overrides and the frame size from ``[data] crop`` (they must agree). ValueError
     otherwise (`vidcorr train` checks the recipe's stage names)."""
@@ -138,8 +141,8 @@ MIN_TEACHER_SIZE = 96
 def check_global_grid(cfg: STTConfig, name: str = "frame_size") -> None:
     """ValueError unless ``cfg.frame_size`` gives the global term (with a teacher) a grid it can
     learn from (`MIN_TEACHER_SIZE`); ``name``: what the user set it as ("[data] crop"). Checked by
-    `vidcorr train stt --teacher`, not by `STT` itself: the unit tests build 64 px models to test the
-    arithmetic, where a random teacher's correlations still differ."""
+    `STT` whenever it is given a teacher, and before that by `vidcorr train stt --teacher`, which
+    names the recipe's setting before it indexes the videos."""
     if cfg.frame_size < MIN_TEACHER_SIZE:
         cells = cfg.frame_size // 32
         raise ValueError(f"{name} = {cfg.frame_size}: with a teacher, STT's global term correlates {cells}x{cells} "
@@ -180,6 +183,7 @@ class STT(nn.Module):
             self.layer4.requires_grad_(False)  # only the global term trains it
         else:
             check_teacher(teacher, cfg)
+            check_global_grid(cfg)  # the Python API too: a 64 px model's global term was 0 without a word
             teacher.eval().requires_grad_(False)
             if cfg.init_from_teacher:
                 self._start_from(teacher)

@@ -8,9 +8,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vidcorr.strict_dict import NON_NEGATIVE_NUMBER, DictConfig, refuse_non_finite, refuse_out_of_range
+
+if TYPE_CHECKING:  # only for the annotation: the methods do not import the trainer
+    from vidcorr.train.config import DataConfig
 
 Stage = Literal["warmup", "joint"]
 STAGES = ("warmup", "joint")
@@ -112,7 +115,7 @@ def recipe(name: str, **overrides: Any) -> UVCConfig:
     return UVCConfig.from_dict({**RECIPES[name], **overrides})
 
 
-def check_sizes(cfg: UVCConfig, data: Any, stages: Sequence[str], processes: int = 1) -> None:
+def check_sizes(cfg: UVCConfig, data: DataConfig, stages: Sequence[str], processes: int = 1) -> None:
     """ValueError naming the ``[data]`` field (``crop``, ``frame``) a training recipe sets that UVC
     cannot train on. Checked when `vidcorr train uvc` builds its config, before any training: the
     model itself refuses them only at the first batch of the stage using them (after a whole warm-up,

@@ -271,9 +271,9 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
                 return False
             run.runlog.batch_arrived()
             lr = learning_rate(stage, progress.stage_step, steps_per_epoch)
-            images, skipped = step.to_device(batch, ctx, channels_last)
+            inputs, skipped = step.to_device(batch, ctx, channels_last)  # images, clips, CycleTime's theta
             with autocast:
-                losses = run.model(images, stage.name, **switches)
+                losses = run.model(inputs, stage.name, **switches)
             terms = step.reduce_terms(losses, skipped, ctx)  # the same numbers on every rank
             if not math.isfinite(terms["loss"]):
                 raise TrainingDiverged(endings.divergence_message(run, stage.name, terms))
@@ -284,7 +284,7 @@ def _run_stage(run: _Run, loader: DataLoader, sampler: ShardedSampler, per_rank:
             progress.skipped_videos += round(terms["skipped_videos"])
             run.runlog.step(progress, terms, lr, stage.name, per_rank * ctx.world_size)
             if ctx.is_main and progress.step % recipe.log.images_every == 0:
-                run.runlog.images(progress.step, visualise(run.method, images))
+                run.runlog.images(progress.step, visualise(run.method, inputs))
             if job.on_step is not None:
                 job.on_step(progress, terms)
             if progress.stage_step >= total:

@@ -26,7 +26,7 @@ def to_device(batch: dict[str, Tensor], ctx: DistContext, channels_last: bool) -
     ones channels_last if asked: a [cuda] flag, off on the CPU); float entries (CycleTime's theta)
     move as they are. Also returns how many of this batch's draws hit an unreadable video
     (unreadable draws): ``batch["skipped"]`` (B,) summed, a 0-d tensor."""
-    images = {}
+    inputs = {}
     for name, value in batch.items():
         if name == "skipped":
             continue
@@ -36,8 +36,8 @@ def to_device(batch: dict[str, Tensor], ctx: DistContext, channels_last: bool) -
             value = value.float().div_(255)
         if is_image and channels_last and value.dim() == 4:
             value = value.contiguous(memory_format=torch.channels_last)
-        images[name] = value
-    return images, batch["skipped"].sum()
+        inputs[name] = value
+    return inputs, batch["skipped"].sum()
 
 
 def reduce_terms(losses: dict[str, Tensor], skipped: Tensor, ctx: DistContext) -> dict[str, float]:
