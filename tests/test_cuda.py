@@ -170,7 +170,7 @@ def test_stt_training_step_matches_cpu() -> None:
     gradients on the GPU (every target cell weighted: the uncertainty threshold is a discrete
     choice that float rounding may flip); bf16 autocast with the release's threshold stays finite."""
     torch.manual_seed(0)
-    config = STTConfig(arch="resnet18", frame_size=64, uncertain_fraction=None)
+    config = STTConfig(arch="resnet18", frame_size=96, uncertain_fraction=None)  # a teacher needs >= 96
     teacher = build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4")
     cpu_model = STT(config, teacher).train()
     gpu_model = STT(config, build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4")).train()
@@ -178,7 +178,7 @@ def test_stt_training_step_matches_cpu() -> None:
     gpu_model.load_state_dict(cpu_model.state_dict())
     gpu_model.to(CUDA)
     g = torch.Generator().manual_seed(1)
-    batch = {"ref": torch.rand(2, 3, 64, 64, generator=g), "target": torch.rand(2, 3, 64, 64, generator=g)}
+    batch = {"ref": torch.rand(2, 3, 96, 96, generator=g), "target": torch.rand(2, 3, 96, 96, generator=g)}
     torch.manual_seed(5)  # the same dropped channel for both
     cpu_out = cpu_model(batch)
     torch.manual_seed(5)
@@ -191,7 +191,7 @@ def test_stt_training_step_matches_cpu() -> None:
     for name, p_cpu in cpu_model.named_parameters():
         if p_cpu.grad is not None:
             torch.testing.assert_close(gpu_params[name].grad.cpu(), p_cpu.grad, rtol=1e-2, atol=1e-5, msg=name)
-    release = STT(STTConfig(arch="resnet18", frame_size=64), gpu_model.teacher).to(CUDA)
+    release = STT(STTConfig(arch="resnet18", frame_size=96), gpu_model.teacher).to(CUDA)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert torch.isfinite(release({k: v.to(CUDA) for k, v in batch.items()})["loss"])
 

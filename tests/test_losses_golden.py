@@ -173,7 +173,7 @@ def test_soft_inlier_score_defaults_to_the_official_translation_scale():
 def _stt(teacher: bool):
     torch.manual_seed(0)
     t = build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4") if teacher else None
-    return STT(STTConfig(arch="resnet18", frame_size=64), t)
+    return STT(STTConfig(arch="resnet18", frame_size=96 if teacher else 64), t)  # a teacher needs >= 96
 
 
 def test_stt_local_distillation_target_is_a_constant():
@@ -452,7 +452,7 @@ def test_stt_teacher_sees_the_rgb_frames_reference_first():
     seen = []
     model.teacher.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     g = torch.Generator().manual_seed(1)
-    batch = {"ref": torch.rand(1, 3, 64, 64, generator=g), "target": torch.rand(1, 3, 64, 64, generator=g)}
+    batch = {"ref": torch.rand(1, 3, 96, 96, generator=g), "target": torch.rand(1, 3, 96, 96, generator=g)}
     model.train()(batch)
     assert len(seen) == 1
     torch.testing.assert_close(seen[0], torch.cat([batch["ref"], batch["target"]]))

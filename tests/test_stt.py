@@ -149,7 +149,7 @@ def _teacher() -> torch.nn.Module:
 def test_stt_losses_and_gradients_on_a_real_pair(data_dir: Path) -> None:
     torch.manual_seed(0)
     teacher = _teacher()
-    model = STT(STTConfig(arch="resnet18", frame_size=64), teacher)
+    model = STT(STTConfig(arch="resnet18", frame_size=96), teacher)  # a teacher needs >= 96
     # The student starts from the teacher (the release's config), the teacher is frozen and
     # never saved in checkpoints.
     for name, value in teacher.backbone.state_dict().items():
@@ -158,7 +158,7 @@ def test_stt_losses_and_gradients_on_a_real_pair(data_dir: Path) -> None:
         assert torch.equal(mine.state_dict()[key], value), name
     assert not any(k.startswith("teacher.") for k in model.state_dict())
     assert all(not p.requires_grad for p in teacher.parameters())
-    batch = _frames(data_dir, 64)
+    batch = _frames(data_dir, 96)
     losses = model.train()(batch)
     assert set(losses) == {"rec_s4", "rec_s8", "local", "global", "loss"}
     assert all(torch.isfinite(v) for v in losses.values()) and float(losses["global"].detach()) > 0
@@ -170,11 +170,22 @@ def test_stt_losses_and_gradients_on_a_real_pair(data_dir: Path) -> None:
     assert all(p.grad is None for p in teacher.parameters())
     assert not teacher.training  # model.train() keeps the teacher in eval mode
     images = model.visualise(batch)["ref_target_carried"]
-    assert images.shape == (1, 3, 64, 192)
+    assert images.shape == (1, 3, 96, 288)
     # Under bf16 autocast (the CUDA recipes' setting) the convolutions run in bf16 and the
     # correlations in float32; checked here with the CPU's autocast.
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.isfinite(model(batch)["loss"].detach())
+
+
+def test_stt_given_a_teacher_refuses_a_frame_whose_global_grid_is_2x2() -> None:
+    """`vidcorr train stt --teacher` refused crop 64 (64 / 32 = 2x2 stride-32 cells, on which both
+    correlations of the global term are the identity: the term is 0) while the Python API trained it
+    without a word. The same check now: 96 (3x3 cells) builds, and 64 builds without a teacher."""
+    with pytest.raises(ValueError, match=r"^frame_size = 64: with a teacher, STT's global term correlates 2x2 "
+                                         r"stride-32 cells, .* at least 96 \(3x3 cells\), or train without a teacher$"):
+        STT(STTConfig(arch="resnet18", frame_size=64), _teacher())
+    assert STT(STTConfig(arch="resnet18", frame_size=96), _teacher()).teacher is not None
+    assert STT(STTConfig(arch="resnet18", frame_size=64)).teacher is None
 
 
 def test_stt_without_teacher_has_no_global_term_and_trains_no_layer4(data_dir: Path) -> None:
