@@ -9,6 +9,7 @@ exit 2 and no output folder.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,51 @@ def build():
     for encoder, scale in zip(encoders, (1.0, 2.0)):
         copy = pickle.loads(pickle.dumps(encoder))
         assert torch.equal(copy(frame), frame[:, :, ::8, ::8] * scale)
+
+
+def test_one_module_name_imported_from_two_folders_is_two_networks_on_resume(short_clip, tmp_path, capsys,
+                                                                             monkeypatch) -> None:
+    """`--encoder probe_enc:build` imports whichever probe_enc.py comes first on sys.path, the current
+    folder among them. From another folder (or PYTHONPATH) the same name was another module, and two
+    parameter-free networks share the state digest, class name, parameter count and stride: a resume
+    continued the run with the other one without a word. The record holds the file imported, and a
+    resume that imports another is refused naming both; an earlier version's record, without it,
+    still resumes."""
+    from cli_helpers import _fails
+
+    source = "from torch import nn\n\n\nclass Enc(nn.Module):\n    def forward(self, x):\n        return {}\n\n\n" \
+             "def build():\n    return Enc()\n"
+    for folder, features in (("a", "x[:, :, ::8, ::8]"), ("b", "1 - x[:, :, ::8, ::8]")):  # one state (none)
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "probe_enc.py").write_text(source.format(features))
+    files = {folder: str((tmp_path / folder / "probe_enc.py").resolve()) for folder in "ab"}
+    out = tmp_path / "out"
+    argv = ["eval", "davis", "--root", str(short_clip), "--size", "64", "--out", str(out),
+            "--encoder", "probe_enc:build"]
+    path = list(sys.path)
+
+    def run_in(folder: str) -> None:
+        """A fresh process's view from ``folder``: its current folder appended to sys.path, nothing cached."""
+        sys.modules.pop("probe_enc", None)
+        sys.path[:] = path
+        monkeypatch.chdir(tmp_path / folder)
+
+    try:
+        run_in("a")
+        assert main(argv) == 0
+        record = json.loads((out / ".run.json").read_text())
+        assert record["model"]["module_file"] == files["a"]
+        assert json.loads((out / "results.json").read_text())["model"]["module_file"] == files["a"]
+        run_in("a")
+        assert main([*argv, "--resume"]) == 0
+        run_in("b")
+        capsys.readouterr()
+        _fails([*argv, "--resume"], capsys,
+               f"another model (probe_enc:build, other module_file {files['a']} -> {files['b']})")
+        del record["model"]["module_file"]  # as an earlier version recorded it
+        (out / ".run.json").write_text(json.dumps(record))
+        run_in("a")
+        assert main([*argv, "--resume"]) == 0
+    finally:
+        sys.modules.pop("probe_enc", None)
+        sys.path[:] = path

@@ -230,6 +230,7 @@ def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Calla
     # earlier version's record, and a model_info from Python (`load_external_encoder`), hold it as typed
     recorded = _with_resolved_model(json.loads(json.dumps(stamp)))
     earlier = _with_resolved_model({**earlier, "command": command})
+    recorded, earlier = _module_files_both_recorded(recorded, earlier)
     changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished", "timing"}
                      if _compared(k, earlier) != _compared(k, recorded))
     if changed:
@@ -249,6 +250,15 @@ def _with_resolved_model(record: dict) -> dict:
     if isinstance(model.get("weights"), str):
         model = {**model, "weights": str(Path(model["weights"]).resolve())}
     return {**record, "model": model}
+
+
+def _module_files_both_recorded(one: dict, other: dict) -> tuple[dict, dict]:
+    """Both records with their --encoder's ``module_file`` only if both hold one: a record of an
+    earlier version, which did not record it, still resumes (compared by the spec and state digest)."""
+    models = one.get("model"), other.get("model")
+    if all(isinstance(m, dict) for m in models) and sum("module_file" in m for m in models) == 1:
+        return tuple({**r, "model": {k: v for k, v in r["model"].items() if k != "module_file"}} for r in (one, other))
+    return one, other
 
 
 def _compared(key: str, record: dict) -> Any:
@@ -351,6 +361,8 @@ def _model_changes(before: dict | None, after: dict | None) -> str:
         return f"model ({name(before)} -> {name(after)})"
     before, after = before if isinstance(before, dict) else {}, after if isinstance(after, dict) else {}
     fields = [key for key in [*after, *(k for k in before if k not in after)] if before.get(key) != after.get(key)]
+    # one module name, two files (another folder or PYTHONPATH): which files, or the user cannot tell
+    fields = [f"module_file {before.get(k)} -> {after.get(k)}" if k == "module_file" else k for k in fields]
     return f"model ({name(after)}, other {', '.join(fields)})"
 
 

@@ -8,8 +8,9 @@ covering the frame; its stride is free (a preset's window radius is in feature c
 measured where one is needed (`measure_stride`), never guessed. ``MODULE`` is a path to a ``.py``
 file or an importable module name (the current folder is searched too).
 
-The module is checked once on a small test frame before any output is written, and a digest of
-its state dict goes into the results, so ``--resume`` never mixes two networks in one folder.
+The module is checked once on a small test frame before any output is written, and the file it
+was imported from and a digest of its state dict go into the results, so ``--resume`` never mixes
+two networks in one folder.
 """
 
 from __future__ import annotations
@@ -68,10 +69,20 @@ def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
         stride = encoder_stride(encoder)
     except VidcorrError as err:
         raise VidcorrError(f"--encoder {spec}: {err}") from None
-    info = {"encoder": spec, "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
+    info = {"encoder": spec, "module_file": module_file(module),
+            "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
             "parameters": sum(p.numel() for p in encoder.parameters()),
             "stride": stride, "state_sha256": state_digest(encoder), "trained": None}
     return encoder, info
+
+
+def module_file(module: ModuleType) -> str | None:
+    """The absolute path (symlinks resolved) of the file a module was imported from, None for one
+    without a file. A module name finds whichever file comes first on sys.path (the current folder
+    among them): the same name from another folder or PYTHONPATH can be another module, and a
+    parameter-free network (or one of the same weights) has the same `state_digest`."""
+    path = getattr(module, "__file__", None)
+    return str(Path(path).resolve()) if path else None
 
 
 def split_spec(spec: str) -> tuple[str, str] | None:
