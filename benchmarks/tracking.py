@@ -113,7 +113,7 @@ def main() -> None:
     if args.json:
         write_json(args.json, {
             "command": "python benchmarks/tracking.py " + " ".join(sys.argv[1:]),
-            "machine": machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "sequence": f"{args.benchmark}/{sequence.name}", "frames": len(frames),
             "model": args.features or str(args.weights.name), "trackers": results,
             "dcf_over_localise": round(ratio, 2)})

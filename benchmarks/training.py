@@ -115,7 +115,7 @@ def main() -> None:
     model = model.to(args.device).train()
     report = {"recipe": args.recipe, "method": recipe.method, "device": args.device, "batch": data.batch_size,
               "crop": data.crop, "frame": data.frame, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "machine": machine()}
+              "torch_threads": torch.get_num_threads(), "machine": machine()}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(args.device)  # "cuda:1" names the second GPU
     # UVC's samples are frame pairs; the key keeps the name earlier JSONs use.
