@@ -90,7 +90,8 @@ def test_propagate_masks_from_paths_equals_the_command_line(davis2016_root, tmp_
     assert len(results) == 5
     for t, (frame, labels) in enumerate(results):
         assert frame.shape == (480, 854, 3) and labels.shape == (480, 854)
-        np.testing.assert_array_equal(labels, np.array(Image.open(out / "masks" / f"{t:05d}.png")), err_msg=f"frame {t}")
+        written = np.array(Image.open(out / "masks" / f"{t:05d}.png"))
+        np.testing.assert_array_equal(labels, written, err_msg=f"frame {t}")
     assert 0.5 < (results[-1][1] == 1).sum() / (results[0][1] == 1).sum() < 2  # the swan is still there
 
 
@@ -491,7 +492,8 @@ def test_soft_labels_of_the_frames_shape_at_another_size_are_told_how_to_resize(
     for shape in [(2, 512, 912), (512, 912)]:
         np.save(big, np.random.default_rng(0).random(shape))
         with pytest.raises(InputError, match=r"big.npy: labels are 912x512 but frames are 456x256; they have the "
-                                             r"frames' shape at 2x their size: resize them, (np.save\(path, .*\))$") as caught:
+                                             r"frames' shape at 2x their size: resize them, "
+                                             r"(np.save\(path, .*\))$") as caught:
             check_first_labels(read_labels_file(big), (256, 456), big)
         exec(caught.value.problem.split("resize them, ")[1], {"np": np, "torch": torch, "path": big})  # followed
         channels = shape[0] if len(shape) == 3 else 1

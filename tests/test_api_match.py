@@ -23,7 +23,8 @@ def lab():
 
 def _blackswan(davis2016_root):
     images = davis2016_root / "JPEGImages" / "480p" / "blackswan"
-    return images / "00000.jpg", images / "00005.jpg", davis2016_root / "Annotations" / "480p" / "blackswan" / "00000.png"
+    mask = davis2016_root / "Annotations" / "480p" / "blackswan" / "00000.png"
+    return images / "00000.jpg", images / "00005.jpg", mask
 
 
 def test_match_frames_gives_the_commands_matches(davis2016_root, tmp_path, lab):

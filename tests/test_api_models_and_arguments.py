@@ -51,7 +51,8 @@ def test_a_factory_spec_given_as_weights_is_pointed_to_encoder(tmp_path, capsys)
     (tmp_path / "my_models.py").write_text("def build():\n    pass\n")
     spec = f"{tmp_path / 'my_models.py'}:build"
     with pytest.raises(WeightsError, match=r"my_models.py:build: no such weights file; MODULE:FACTORY names a network "
-                                           r"of one's own, which --encoder takes \(from Python: .*load_external_encoder"):
+                                           r"of one's own, which --encoder takes "
+                                           r"\(from Python: .*load_external_encoder"):
         vidcorr.encoder_for("crw", weights=spec)
     frames, masks = _texture_video(n_frames=2)
     (tmp_path / "frames").mkdir()
@@ -130,7 +131,8 @@ def test_missing_default_weights_fall_back_only_when_asked(monkeypatch, tmp_path
 
 def test_importing_vidcorr_does_not_import_torch():
     """The API is loaded on first use: `import vidcorr` (and the CLI's --help) stays light."""
-    code = "import sys, vidcorr; assert 'torch' not in sys.modules; vidcorr.propagate_masks; assert 'torch' in sys.modules"
+    code = ("import sys, vidcorr; assert 'torch' not in sys.modules; vidcorr.propagate_masks; "
+            "assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -142,7 +144,8 @@ def test_the_first_call_with_the_shipped_weights_imports_only_what_it_runs():
     meta_init = "import sys, torch; torch.nn.Conv2d(3, 3, 3, device='meta'); print('sympy' in sys.modules)"
     torch_imports_sympy = subprocess.run([sys.executable, "-c", meta_init], check=True, capture_output=True,
                                          text=True).stdout.strip() == "True"
-    watched = ("torchvision", "torch._dynamo", "scipy", "av", "cv2", "matplotlib") + ("sympy",) * (not torch_imports_sympy)
+    watched = (("torchvision", "torch._dynamo", "scipy", "av", "cv2", "matplotlib")
+               + ("sympy",) * (not torch_imports_sympy))
     code = ("import sys, numpy as np, vidcorr\n"
             "frames = np.random.default_rng(0).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)\n"
             "mask = np.zeros((64, 96), np.uint8); mask[20:40, 30:60] = 1\n"
@@ -181,7 +184,8 @@ def test_arguments_are_checked_at_the_call():
     with pytest.raises(ValueError, match="unknown preset knob.*tmperature.*known:.*temperature"):
         api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), tmperature=0.1)
     # the CLI's --features / --weights are not knobs: a user trying them is told how the API takes them
-    with pytest.raises(ValueError, match=r"knob\(s\) features;.*encoder=vidcorr.encoder_for\(weights=..., features=...\)"):
+    with pytest.raises(ValueError,
+                       match=r"knob\(s\) features;.*encoder=vidcorr.encoder_for\(weights=..., features=...\)"):
         api.propagate_keypoints(frames, np.array([[4.0, 4.0]]), features="lab-pixels")
     # the CLI's --context N is n_previous here: said, not only listed among the knobs
     with pytest.raises(ValueError, match=r"knob\(s\) context;.*--context is n_previous here: n_previous=3"):
@@ -200,7 +204,8 @@ def test_arguments_are_checked_at_the_call():
         api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), track="yes")
     for call in (lambda: api.propagate_labels(frames, masks[0].astype(float), encoder=PatchEncoder(), track=True),
                  lambda: api.propagate_keypoints(frames, [[10.0, 10.0]], encoder=PatchEncoder(), track=True)):
-        with pytest.raises(ValueError, match=r"track \(UVC-track\) carries each object box to box: it applies to masks"):
+        with pytest.raises(ValueError,
+                           match=r"track \(UVC-track\) carries each object box to box: it applies to masks"):
             call()
     assert len(list(api.propagate_masks(frames, masks[0], encoder=PatchEncoder(), track=np.True_))) == 3
     with pytest.raises(ValueError, match="unknown tracker 'kcf'"):
@@ -325,7 +330,8 @@ def test_a_module_in_another_precision_gets_its_frames_in_that_dtype(davis2016_r
             got = [m for _, m in api.propagate_masks(frames, first, encoder=module, size=120)]
             for t in (1, 2):
                 iou = ((got[t] > 0) & (want[t] > 0)).sum() / ((got[t] > 0) | (want[t] > 0)).sum()
-                assert iou > 0.97, f"{type(module).__name__} {dtype} frame {t}: the dog's IoU with float32's is {iou:.3f}"
+                assert iou > 0.97, (f"{type(module).__name__} {dtype} frame {t}: the dog's IoU with float32's "
+                                    f"is {iou:.3f}")
             assert {p.dtype for p in module.parameters()} == {dtype}
     points = [p for _, p, _ in api.propagate_keypoints(frames[:2], [(400.0, 200.0)], encoder=PatchEncoder().half(),
                                                        size=120)]
@@ -408,7 +414,8 @@ def test_weights_of_an_unfinished_run_are_used_with_a_warning(tmp_path, caplog):
     """`train --max-steps N` exports weights before the recipe's end; they loaded without a word."""
     model = build_encoder("crw", out_layer="layer2")
     for finished in (True, False):
-        path = save_weights(model, tmp_path / f"finished-{finished}.safetensors", meta={"steps": 14, "finished": finished})
+        path = save_weights(model, tmp_path / f"finished-{finished}.safetensors",
+                            meta={"steps": 14, "finished": finished})
         caplog.clear()
         _, info = resolve_encoder(get_preset("crw"), weights=path)
         warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

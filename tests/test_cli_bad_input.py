@@ -76,7 +76,8 @@ def test_unusable_output_paths_are_refused_before_any_work(two_clips, tmp_path, 
                capsys, str(out / "s.json"), f"cannot be created: {taken} is a file")
     _fails(["score", "davis", "--root", str(two_clips), "--results", str(tmp_path), "--out", str(frames)],
            capsys, str(frames), "is a folder; expected a file name")
-    assert taken.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["frames", "mask.png", "taken.txt"]
+    assert taken.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "mask.png", "taken.txt"]
 
 
 def test_a_used_output_folder_is_refused_before_the_input_is_read(tmp_path, capsys):

@@ -50,7 +50,8 @@ def test_a_closed_stdout_pipe_ends_the_command_quietly(short_clip, tmp_path):
     # a failed command keeps its own exit status and message
     done = _into_closed_pipe(["score", "davis", "--root", str(tmp_path / "missing"), "--results", str(tmp_path)],
                              buffered=True)
-    assert done.returncode == 2 and done.stderr == f"vidcorr: error: {tmp_path / 'missing'}: DAVIS root folder not found\n"
+    assert done.returncode == 2
+    assert done.stderr == f"vidcorr: error: {tmp_path / 'missing'}: DAVIS root folder not found\n"
 
 
 def test_only_stdout_s_broken_pipe_is_quiet(short_clip, tmp_path):

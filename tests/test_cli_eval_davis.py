@@ -39,7 +39,8 @@ def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_cli
         annotation = np.array(Image.open(two_clips / "Annotations" / "480p" / seq / "00003.png")) > 0
         frame = next(iter(open_frames(two_clips / "JPEGImages" / "480p" / seq).read_at([3])))
         moved = np.abs(video[3, 30:, 862:].astype(int) - frame[30:].astype(int)).sum(axis=2) > 60
-        assert (moved & ~annotation[30:]).mean() < 0.02 and (moved & annotation[30:]).sum() > 0.5 * annotation[30:].sum()
+        object_area = annotation[30:]
+        assert (moved & ~object_area).mean() < 0.02 and (moved & object_area).sum() > 0.5 * object_area.sum()
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--sequences", "blackswan", *FAST]) == 0
     done = (out / "blackswan" / "00000.png").stat().st_mtime_ns
     assert main(["eval", "davis", "--root", str(two_clips), "--out", str(out), "--resume", *FAST]) == 0
@@ -58,7 +59,8 @@ def test_eval_davis_resume_keeps_finished_sequences_of_the_same_run_only(two_cli
     assert "preset" in capsys.readouterr().err
     # a plain run of another model into it is refused: it replaced car-shadow and left blackswan's
     # masks of the earlier model beside it, which `score davis` then scored together
-    new = ["eval", "davis", "--root", str(two_clips), "--out", str(out), "--features", "random-resnet18", "--size", "120"]
+    new = ["eval", "davis", "--root", str(two_clips), "--out", str(out), "--features", "random-resnet18",
+           "--size", "120"]
     assert main(new + ["--sequences", "car-shadow"]) == 2
     assert f"{out}: output folder exists and is not empty: --resume continues" in capsys.readouterr().err
     missing = tmp_path / "missing.safetensors"  # refused before the model loads
@@ -128,7 +130,8 @@ def test_eval_and_score_davis_at_full_resolution(davis2016_root, tmp_path, capsy
     out = tmp_path / "out"
     assert main(["eval", "davis", "--root", str(root), "--out", str(out), *FAST]) == 2
     assert "480p/car-shadow" in capsys.readouterr().err and not out.exists()
-    assert main(["eval", "davis", "--root", str(root), "--out", str(out), "--resolution", "Full-Resolution", *FAST]) == 0
+    assert main(["eval", "davis", "--root", str(root), "--out", str(out), "--resolution", "Full-Resolution",
+                 *FAST]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["protocol"]["resolution"] == "Full-Resolution" and len(list((out / "car-shadow").glob("*.png"))) == 6
     assert main(["score", "davis", "--root", str(root), "--results", str(out), "--resolution", "Full-Resolution"]) == 0

@@ -123,7 +123,8 @@ def test_propagate_advises_a_smaller_size_for_large_frames(short_clip, tmp_path,
     for path in sorted(source.glob("*.jpg"))[:2]:
         Image.open(path).resize((960, 540)).save(big / path.name)
     mask = tmp_path / "mask.png"
-    Image.open(short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png").resize((960, 540), Image.NEAREST).save(mask)
+    first = Image.open(short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png")
+    first.resize((960, 540), Image.NEAREST).save(mask)
     argv = ["propagate", str(big), "--mask", str(mask), "--no-video", "--features", "lab-pixels"]
     with caplog.at_level("WARNING"):
         assert main([*argv, "--out", str(tmp_path / "native")]) == 0
@@ -263,7 +264,8 @@ def test_propagated_masks_keep_the_first_masks_palette(short_clip, tmp_path, mon
     monkeypatch.undo()
     written = Image.open(runs["own"] / "masks" / "00003.png")
     palette = np.array(written.getpalette("RGB"), np.uint8).reshape(-1, 3)
-    assert palette[:2].tolist() == [[10, 20, 30], [0, 200, 255]] and (palette[2:] == DAVIS_PALETTE[2:len(palette)]).all()
+    assert palette[:2].tolist() == [[10, 20, 30], [0, 200, 255]]
+    assert (palette[2:] == DAVIS_PALETTE[2:len(palette)]).all()
     assert (np.array(written) == np.array(Image.open(runs["gray"] / "masks" / "00003.png"))).all()  # same ids
     gray_palette = np.array(Image.open(runs["gray"] / "masks" / "00003.png").getpalette("RGB"), np.uint8)
     assert (gray_palette.reshape(-1, 3) == DAVIS_PALETTE[: len(gray_palette) // 3]).all()
@@ -325,7 +327,8 @@ def test_a_palette_mask_whose_object_is_index_255_is_told_how_to_renumber_it(sho
     assert main(["propagate", str(frames), "--mask", str(mask), "--out", str(out), "--no-video", *FAST]) == 0
 
 
-@pytest.mark.parametrize("text", ["120,80,64,48", "120 80 64 48", "120\t80\t64\t48", "(120, 80, 64, 48)", "[120,80,64,48]"])
+@pytest.mark.parametrize("text", ["120,80,64,48", "120 80 64 48", "120\t80\t64\t48", "(120, 80, 64, 48)",
+                                  "[120,80,64,48]"])
 def test_box_takes_commas_spaces_or_a_printed_tuple(text):
     """A box pasted from an OTB ground-truth line (spaces or tabs) or a printed tuple was refused."""
     assert _box(text) == (120.0, 80.0, 64.0, 48.0)
@@ -348,7 +351,8 @@ def test_sigterm_halfway_leaves_nothing_and_exits_143(short_clip, tmp_path, monk
             main(["propagate", str(frames), "--mask", str(mask), "--out", str(tmp_path / "half"), *FAST])
         assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
     err = capsys.readouterr().err
-    assert stop.value.code == 143 and "vidcorr propagate: stopped by SIGTERM after " in err and "nothing written: " in err
+    assert stop.value.code == 143
+    assert "vidcorr propagate: stopped by SIGTERM after " in err and "nothing written: " in err
     assert len(calls) == 3 and [p.name for p in tmp_path.iterdir()] == []
 
 

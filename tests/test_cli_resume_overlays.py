@@ -1,5 +1,6 @@
 """`eval davis --resume`: --overlays covers the kept sequences too, a killed run's temporary
-files are deleted, and the timing is the whole run's. The summaries and refusals of propagate, demo, match and eval jhmdb|vip|otb|vot."""
+files are deleted, and the timing is the whole run's. The summaries and refusals of propagate,
+demo, match and eval jhmdb|vip|otb|vot."""
 
 from __future__ import annotations
 

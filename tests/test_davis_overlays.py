@@ -50,7 +50,8 @@ def test_the_docs_still_is_the_overlay_videos_frame(tmp_path, capsys):
     assert still.size == (854 + 4, 240)
     dataset = overlay_still.DavisDataset(overlay_still.DEMO_ROOT, sequences=["car-shadow"])
     frames = dataset.frames("car-shadow")[:3]
-    pairs = [(np.asarray(Image.open(f).convert("RGB")), np.array(Image.open(results / f"{f.stem}.png"))) for f in frames]
+    pairs = [(np.asarray(Image.open(f).convert("RGB")), np.array(Image.open(results / f"{f.stem}.png")))
+             for f in frames]
     video = list(overlay_frames(pairs, [f.stem for f in frames], dataset.masks("car-shadow")))
     drawn = np.asarray(still.convert("RGB").resize((854 * 2 + 8, 480)), np.float32)
     error = [np.abs(drawn - frame).mean() for frame in video]  # 22, 18, 5 grey levels

@@ -133,7 +133,8 @@ def test_ranks_that_all_fail_before_finishing_a_sequence_leave_no_folder(three_c
 
 def test_a_single_process_run_is_resumed_by_two_ranks(three_clips, single, tmp_path):
     out = tmp_path / "out"
-    assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--sequences", "car-shadow", *FAST]) == 0
+    assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--sequences", "car-shadow",
+                 *FAST]) == 0
     done = (out / "car-shadow" / "00000.png").stat().st_mtime_ns
     ranks = _eval_davis(three_clips, out, tmp_path, "--resume")
     assert [code for code, _ in ranks] == [0, 0]
@@ -156,7 +157,8 @@ def test_a_killed_sharded_run_leaves_rank_records_that_a_resume_keeps(three_clip
     (out / ".run.rank2.json").write_text(json.dumps({**rank1, "year": "2017", "finished": ["car-shadow"]}))  # not ours
     done = {seq: (out / seq / "00000.png").stat().st_mtime_ns for seq in SEQUENCES}
     assert main(["eval", "davis", "--root", str(three_clips), "--out", str(out), "--resume", *FAST]) == 0
-    assert json.loads((out / "results.json").read_text())["timing"]["kept_from_earlier_run"] == ["blackswan", "bmx-trees"]
+    timing = json.loads((out / "results.json").read_text())["timing"]
+    assert timing["kept_from_earlier_run"] == ["blackswan", "bmx-trees"]
     assert {seq: (out / seq / "00000.png").stat().st_mtime_ns == done[seq] for seq in SEQUENCES} == \
            {"blackswan": True, "car-shadow": False, "bmx-trees": True}  # another run's record: done again
     _same_as_single(out, single, ["blackswan", "bmx-trees", "car-shadow"])
@@ -517,7 +519,8 @@ def test_a_ctrl_c_while_waiting_for_the_other_ranks_still_merges_their_records(t
     store = _PeersArrive()
 
     def work(name: str) -> dict:  # rank 0 does "a"; rank 1, meanwhile, records "b" in its own file
-        (out / RANK_RECORD.format(1)).write_text(json.dumps({**stamp, "finished": ["b"], "timing": {"b": {"frames": 1}}}))
+        record = {**stamp, "finished": ["b"], "timing": {"b": {"frames": 1}}}
+        (out / RANK_RECORD.format(1)).write_text(json.dumps(record))
         return {"frames": 1}
 
     with pytest.raises(KeyboardInterrupt):

@@ -187,7 +187,8 @@ def test_jhmdb_variant_changes_only_the_protocol_knobs():
     crw = jhmdb_preset(get_preset("crw"))
     assert crw.size == SizePolicy("square", 320) and crw.n_previous == 7 and crw.topk == get_preset("crw").topk
     uvc = jhmdb_preset(get_preset("uvc"), size=160)
-    assert (uvc.size.size, uvc.topk.k, uvc.initial_context, uvc.normalise_context_labels) == (160, 20, "fill_self", True)
+    assert ((uvc.size.size, uvc.topk.k, uvc.initial_context, uvc.normalise_context_labels)
+            == (160, 20, "fill_self", True))
     stt = jhmdb_preset(get_preset("stt"))
     assert (stt.topk.radius, stt.label_downsample) == (5, "bilinear")
 
@@ -370,7 +371,8 @@ def test_score_jhmdb_null_joints_are_not_counted(tmp_path, jhmdb_root, eval_and_
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d["keypoints"].pop(), "9 frames of keypoints but"),
     (lambda d: d["keypoints"][2].pop(), "keypoints[2]: expected 15 joints"),
-    (lambda d: d["keypoints"][2].__setitem__(7, [1.0]), "keypoints[2][7] (right_elbow): expected [x, y] or null, got [1.0]"),
+    (lambda d: d["keypoints"][2].__setitem__(7, [1.0]),
+     "keypoints[2][7] (right_elbow): expected [x, y] or null, got [1.0]"),
     (lambda d: d["keypoints"][2].__setitem__(7, ["1", 2]), "keypoints[2][7] (right_elbow): expected [x, y] or null"),
     (lambda d: d["keypoints"][2].__setitem__(7, [float("inf"), 2]), "keypoints[2][7] (right_elbow): expected [x, y]"),
     (lambda d: d["joint_names"].reverse(), "joint_names must be the JHMDB order"),

@@ -18,7 +18,8 @@ from vidcorr.soft_labels import read_labels_file
 
 
 def _smoothed_mask(data_dir, path, bits: int) -> np.ndarray:
-    """blackswan's first mask blurred into a soft matte, saved as a grayscale PNG of 8 or 16 bits; -> values in [0, 1]."""
+    """blackswan's first mask blurred into a soft matte, saved as a grayscale PNG of 8 or 16 bits;
+    -> values in [0, 1]."""
     mask = PIL.Image.open(data_dir / "davis2016" / "Annotations" / "480p" / "blackswan" / "00000.png").convert("L")
     soft = np.asarray(mask.filter(ImageFilter.GaussianBlur(8)), np.float64) / 255
     if bits == 8:

@@ -15,7 +15,8 @@ from vidcorr.io.masks import (DAVIS_PALETTE, mask_size, read_mask, read_mask_and
 
 
 def test_palette_is_the_one_of_the_golden_generator(shared_dir):
-    spec = importlib.util.spec_from_file_location("make_metric_cases", shared_dir / "metric-goldens/make_metric_cases.py")
+    spec = importlib.util.spec_from_file_location("make_metric_cases",
+                                                  shared_dir / "metric-goldens/make_metric_cases.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     assert DAVIS_PALETTE.shape == (256, 3) and DAVIS_PALETTE.dtype == np.uint8
@@ -213,7 +214,8 @@ def test_a_smoothed_mask_is_refused_by_the_folder_check_as_when_read(tmp_path):
     for name, values in [("smooth.png", smooth), ("smooth16.png", smooth.astype(np.uint16))]:
         path = tmp_path / name
         Image.fromarray(values).save(path)
-        with pytest.raises(InputError, match=r"is a grayscale mask with 0, 255 and 3 grey levels.*anti-aliased") as read:
+        with pytest.raises(InputError,
+                           match=r"is a grayscale mask with 0, 255 and 3 grey levels.*anti-aliased") as read:
             read_mask(path)
         with pytest.raises(InputError) as size:
             mask_size(path)

@@ -86,7 +86,8 @@ def test_davis(tmp_path, root, hint):
     ("otb", "data/otb/Jogging", "; it is one sequence folder: --root {d}/otb --sequences Jogging.1,Jogging.2"),
     ("otb", "data/otb/Soccer/img", "; it lies inside the root {d}/otb: --root {d}/otb"),
     ("otb", "data/vot", "; it holds VOT sequences (groundtruth.txt): `vidcorr eval vot` (or `score vot`) reads them"),
-    ("vot", "data/otb", "; it holds OTB sequences (groundtruth_rect.txt): `vidcorr eval otb` (or `score otb`) reads them"),
+    ("vot", "data/otb",
+     "; it holds OTB sequences (groundtruth_rect.txt): `vidcorr eval otb` (or `score otb`) reads them"),
     ("vot", "data/vot/ball1", "; it is one sequence folder: --root {d}/vot --sequences ball1"),
 ])
 def test_tracking(tmp_path, benchmark, root, hint):

@@ -219,4 +219,5 @@ def test_an_unwritable_results_folder_points_to_out(cli, tree, capsys, monkeypat
     assert cli(["score", "davis", "--root", str(root), "--results", str(results)]) == 2
     assert (f"{results / 'score.json'}: cannot be created: folder {results} is not writable; --out FILE writes "
             "the scores elsewhere") in capsys.readouterr().err
-    assert cli(["score", "davis", "--root", str(root), "--results", str(results), "--out", str(tmp_path / "s.json")]) == 0
+    assert cli(["score", "davis", "--root", str(root), "--results", str(results),
+                "--out", str(tmp_path / "s.json")]) == 0

@@ -60,7 +60,8 @@ def test_vot_toolkit_layout_with_color_folder(tracking_dir, tmp_path, caplog):
         (tmp_path / "ball1" / frame.name).symlink_to(frame)
     (seq,) = discover_sequences(tmp_path, "vot")
     assert seq.frames_dir.name == "color"
-    assert "ball1: frames both in color/ and beside groundtruth.txt (3, e.g. 00000001.jpg); reading color/" in caplog.text
+    said = "ball1: frames both in color/ and beside groundtruth.txt (3, e.g. 00000001.jpg); reading color/"
+    assert said in caplog.text
 
 
 def test_polygon_to_box():

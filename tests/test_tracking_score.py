@@ -95,12 +95,14 @@ def test_score_of_baseline_trajectories_equals_eval_results(eval_and_score, vot_
     assert "failures" in printed and "frames/s" not in printed and "score.eao_curve.png" in printed
     assert not (out / "score.success_plot.png").exists()  # no success curves under this protocol
     assert (out / "score.eao_curve.png").is_file()
-    assert eval_and_score([*score, "--max-frames", "20", "--eao-interval", "2,8", "--out", str(tmp_path / "eao.json")]) == 0
+    assert eval_and_score([*score, "--max-frames", "20", "--eao-interval", "2,8",
+                           "--out", str(tmp_path / "eao.json")]) == 0
     short = json.loads((tmp_path / "eao.json").read_text())
     assert short["eao_interval"] == [2, 8] and short["eao_interval_name"] is None
     assert short["eao"] == pytest.approx(np.mean(evaluated["eao_curve"][2:9]))
     capsys.readouterr()
-    assert eval_and_score([*score, "--max-frames", "20", "--eao-interval", "2,500", "--out", str(tmp_path / "cut.json")]) == 0
+    assert eval_and_score([*score, "--max-frames", "20", "--eao-interval", "2,500",
+                           "--out", str(tmp_path / "cut.json")]) == 0
     end = len(evaluated["eao_curve"]) - 1
     assert f"(the curve ends at {end}) over lengths 2-500" in capsys.readouterr().out
     with pytest.raises(SystemExit):

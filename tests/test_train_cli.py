@@ -205,7 +205,8 @@ def test_an_autoencoder_recipe_with_a_stage_it_lacks_exits_2_naming_it(tmp_path:
 
 
 @pytest.mark.parametrize(("data", "ablate", "problem"), [
-    ("crop = 64\nframe = 131", [], "[data] frame = 131: UVC needs a multiple of 8"),  # was: a traceback after the warm-up
+    # was: a traceback after the warm-up
+    ("crop = 64\nframe = 131", [], "[data] frame = 131: UVC needs a multiple of 8"),
     ("crop = 61\nframe = 128", [], "[data] crop = 61: UVC needs a multiple of 8"),  # was: one at step 1
     ("crop = 64\nframe = 32", [], "[data] crop = 64 is larger than frame = 32"),  # a patch padded out of the frame
     ("crop = 64\nframe = 32", ["--ablate", "L"], "frame = 32"),  # without localisation frame is unused: no error
@@ -306,7 +307,8 @@ def test_resume_without_recipe_or_autoencoder_takes_the_checkpoints(data_dir: Pa
         assert main(common + ["--resume"]) == 0
     assert "finished" in capsys.readouterr().out
     said = " ".join(r.getMessage() for r in caplog.records)
-    assert f"recipe '{recipe.resolve()}' stored in {run / 'checkpoint.pt'}" in said and f"autoencoder {autoencoder}" in said
+    assert f"recipe '{recipe.resolve()}' stored in {run / 'checkpoint.pt'}" in said
+    assert f"autoencoder {autoencoder}" in said
     meta = json.loads((tmp_path / "w.json").read_text())["meta"]
     assert meta["steps"] == 3 and meta["recipe"] == str(recipe.resolve())
     assert meta["recipe_config"]["model"]["concentration_weight"] == 0.5
@@ -330,7 +332,8 @@ def test_a_resume_reads_its_checkpoint_once_and_continues_where_it_stopped(data_
     assert main(common + ["--recipe", "tiny.toml", "--autoencoder", str(autoencoder), "--max-steps", "1"]) == 0
     reads, jobs = [], []
     real_load, real_train = checkpoint.load_checkpoint, loop.train
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path: reads.append(Path(path).resolve()) or real_load(path))
+    monkeypatch.setattr(checkpoint, "load_checkpoint",
+                        lambda path: reads.append(Path(path).resolve()) or real_load(path))
     monkeypatch.setattr(loop, "train", lambda job: jobs.append(job) or real_train(job))
     caplog.set_level("INFO")
     # the auto-encoder taken from the checkpoint's records
@@ -382,9 +385,11 @@ def test_export_of_an_autoencoder_checkpoint_says_how_to_get_its_weights(data_di
     assert main(["train", "autoencoder", "--data", videos, "--recipe", str(recipe), "--run-dir", str(run),
                  "--cache-dir", str(tmp_path / "cache"), "--out", str(first), "--max-steps", "1"]) == 0
     capsys.readouterr()
-    assert main(["train", "export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert main(["train", "export", "--checkpoint", str(run / "checkpoint.pt"),
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
-    command = f"vidcorr train autoencoder --data <its videos> --run-dir {run} --resume --max-steps 1 --out W.safetensors"
+    command = (f"vidcorr train autoencoder --data <its videos> --run-dir {run} --resume --max-steps 1 "
+               "--out W.safetensors")
     assert "is a checkpoint of `vidcorr train autoencoder` (step 1)" in err and command in err, err
     again = tmp_path / "W.safetensors"
     given = command.replace("<its videos>", videos).replace("W.safetensors", str(again)).split()[1:]
@@ -454,7 +459,8 @@ def test_cycletime_trains_stops_resumes_and_exports_a_propagation_encoder(data_d
 def test_cycletime_recipe_whose_model_disagrees_with_its_data_exits_2(data_dir: Path, tmp_path: Path,
                                                                      capsys) -> None:
     recipe = tmp_path / "clash.toml"
-    recipe.write_text(TINY_CYCLETIME.replace('base = "cycletime-cpu"', 'base = "cycletime-cpu"\n[model]\nframe_size = 240'))
+    recipe.write_text(TINY_CYCLETIME.replace('base = "cycletime-cpu"',
+                                             'base = "cycletime-cpu"\n[model]\nframe_size = 240'))
     code = main(["train", "cycletime", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
                  str(recipe), "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err

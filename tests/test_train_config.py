@@ -147,7 +147,8 @@ def test_extends_errors_name_the_file(tmp_path) -> None:
     (tmp_path / "mine").mkdir()  # a folder: it was "no such recipe", which it is, but not why
     (tmp_path / "mine" / "fast.toml").write_text('extends = "uvc-cpu"\n')
     with pytest.raises(InputError, match=r"is a folder, not a recipe: a recipe is a shipped recipe's name "
-                                         r"\(shipped recipes: .*uvc-cpu.*\) or a \.toml file; it holds fast\.toml$") as error:
+                                         r"\(shipped recipes: .*uvc-cpu.*\) or a \.toml file; "
+                                         r"it holds fast\.toml$") as error:
         load_recipe(tmp_path / "mine")
     assert error.value.path == tmp_path / "mine"
     (tmp_path / "empty").mkdir()

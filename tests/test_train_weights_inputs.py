@@ -170,7 +170,8 @@ def test_a_warning_for_fine_tuning_without_init_stt_without_teacher_and_unfinish
     """Each is one log line and the run goes on: a fine-tuning recipe without --init trains from
     random weights, `train stt` without --teacher without its global term, and weights of an
     unfinished run (as `eval` and `propagate` warn) were taken as --init, --teacher, --autoencoder."""
-    for name, text in (("moco-finetune", TINY_MOCO), ("stt", TINY_STT.replace("crop = 64", "crop = 96")),  # --teacher: >= 96
+    for name, text in (("moco-finetune", TINY_MOCO),
+                       ("stt", TINY_STT.replace("crop = 64", "crop = 96")),  # --teacher: >= 96
                        ("uvc", TINY_UVC)):
         (tmp_path / f"{name}.toml").write_text(text)
     unfinished = {"finished": False, "steps": 7}

@@ -88,14 +88,16 @@ def test_avi_frames_are_counted_in_every_riff_of_an_opendml_file(tmp_path):
     frame, empty, sound = _chunk(b"01dc", b"x"), _chunk(b"01dc", b""), _chunk(b"00wb", bytes(8))
     first = _chunk(b"RIFF", b"AVI " + streams + _list(b"movi", frame, sound, empty, _list(b"rec ", frame, frame))
                    + _chunk(b"idx1", bytes(16)))
-    second = _chunk(b"RIFF", b"AVIX" + _list(b"movi", _chunk(b"ix01", bytes(24)), frame, sound, _chunk(b"01db", bytes(6))))
+    second = _chunk(b"RIFF", b"AVIX" + _list(b"movi", _chunk(b"ix01", bytes(24)), frame, sound,
+                                             _chunk(b"01db", bytes(6))))
     path = tmp_path / "opendml.avi"
     path.write_bytes(first + second)
     assert avi_video_frames(path) == 5
     path.write_bytes(first + second + bytes(7))  # trailing bytes after the RIFF chunks
     assert avi_video_frames(path) == 5
     audio_only = tmp_path / "audio.avi"
-    audio_only.write_bytes(_chunk(b"RIFF", b"AVI " + _list(b"hdrl", _list(b"strl", _chunk(b"strh", b"auds" + bytes(52))))))
+    audio_stream = _list(b"strl", _chunk(b"strh", b"auds" + bytes(52)))
+    audio_only.write_bytes(_chunk(b"RIFF", b"AVI " + _list(b"hdrl", audio_stream)))
     assert avi_video_frames(audio_only) is None
 
 

@@ -221,7 +221,8 @@ def test_a_fragmented_mp4_says_no_track_duration(tmp_path: Path):
 
 
 def test_listing_a_tree_orders_naturally_and_leaves_hidden_files_out(tmp_path: Path):
-    for name in ("10/b.mp4", "10/a10.mp4", "10/a2.mp4", "2/x.MP4", "2/._x.mp4", "hidden/.cover.jpg", "frames/00000.jpg"):
+    for name in ("10/b.mp4", "10/a10.mp4", "10/a2.mp4", "2/x.MP4", "2/._x.mp4", "hidden/.cover.jpg",
+                 "frames/00000.jpg"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"\0")
     found = [(str(path.relative_to(tmp_path)), hint) for path, hint in list_folder(tmp_path)]

@@ -49,7 +49,8 @@ def test_truncated_video_is_refused_not_cut_short(tmp_path, backend):
     assert sum(1 for _ in open_frames(whole, backend=backend)) == 48
     cut = _cut(whole, 0.5)
     source = open_frames(cut, backend=backend)
-    with pytest.raises(InputError, match=r"decoding ended at .* of the 2\.00 s its header gives: the file is truncated") as info:
+    with pytest.raises(InputError,
+                       match=r"decoding ended at .* of the 2\.00 s its header gives: the file is truncated") as info:
         list(source)
     assert info.value.path == cut
     assert len(source.read_at([0, 1])) == 2  # a reader that stops early is not refused
@@ -212,7 +213,8 @@ def test_intact_videos_pass_the_opencv_check(tmp_path, real_video):
     starting at 5 s and a Matroska file whose audio outlasts the picture by 3 s all decode whole,
     and are counted as they decode."""
     assert sum(1 for _ in open_frames(real_video, backend="opencv")) == count_frames(real_video, backend="opencv")
-    for name, options in {"edited.mp4": dict(n=96, first_pts=-48), "late.webm": dict(n=48, first_pts=120, codec="libvpx-vp9"),
+    for name, options in {"edited.mp4": dict(n=96, first_pts=-48),
+                          "late.webm": dict(n=48, first_pts=120, codec="libvpx-vp9"),
                           "long-audio.mkv": dict(n=48, audio_seconds=5.0)}.items():
         path = tmp_path / name
         write_test_video(path, **options)

@@ -135,7 +135,8 @@ def _copy_tree(src, dst):
      "line 1: expected '<instance id> <class 1..19> <human id>', got '1 \u00b2 1'"),
     (lambda r: _first(r, "Category_ids", "png").unlink(),
      "class annotation not found"),
-    # not text (a PNG's header; b"\xff\xfe..." is UTF-16 by its byte-order mark): a raw UnicodeDecodeError that named no file
+    # not text (a PNG's header; b"\xff\xfe..." is UTF-16 by its byte-order mark): a raw UnicodeDecodeError
+    # that named no file
     (lambda r: (r / "lists" / "val_videos.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00"),
      r"val_videos\.txt: unreadable video list: not UTF-8 or UTF-16 text .*save it as UTF-8"),
     (lambda r: _first(r, "Instance_ids", "txt").write_bytes(b"1 2 \xe9\n"), r"\.txt: unreadable instance table"),
@@ -505,7 +506,8 @@ SCORES_JSON = "breakdance/instances/scores.json"
      "part-instance id(s) 77, 300 have no class or no score of frame 000000000076"),
     (INSTANCE_MAP, lambda p: p.unlink(), "part-instance prediction not found"),
     # the map's id 1 has no score in scores.json: the map is named, and scores.json in the message
-    (INSTANCE_MAP, lambda p: _edit_scores_json(p.parent / "scores.json", lambda d: d["scores"]["000000000076"].pop("1")),
+    (INSTANCE_MAP,
+     lambda p: _edit_scores_json(p.parent / "scores.json", lambda d: d["scores"]["000000000076"].pop("1")),
      "part-instance id(s) 1 have no class or no score of frame 000000000076 in "),
     (SCORES_JSON, lambda p: _edit_scores_json(p, lambda d: d["classes"].update({"2": 20})),
      "part instance 2 has class 20, outside 0..19"),

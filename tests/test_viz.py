@@ -14,7 +14,8 @@ def test_line_plot_puts_points_where_the_axes_say(tmp_path):
     line_plot(path, [top, bottom], title="t", x_label="frame", x_ticks=[0, 5, 10])
     pixels = np.asarray(Image.open(path).convert("RGB"))
     assert pixels.shape == (420, 720, 3)
-    rows_of = {colour: set(np.nonzero((pixels[:, 56:520] == colour).all(axis=2))[0]) for colour in (PALETTE[0], PALETTE[3])}
+    rows_of = {colour: set(np.nonzero((pixels[:, 56:520] == colour).all(axis=2))[0])
+               for colour in (PALETTE[0], PALETTE[3])}
     # plot area: rows 28 (y = 1) to 420 - 44 = 376 (y = 0); the legend lies right of x = 520
     assert rows_of[PALETTE[0]] == {28}
     assert rows_of[PALETTE[3]] == {202}  # halfway: 376 - 0.5 * 348

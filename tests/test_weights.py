@@ -193,7 +193,8 @@ def test_nan_or_integer_tensors_are_refused(tmp_path, encoder):
     metadata = {"config": json.dumps(encoder.config.to_dict())}
     name = "backbone.layer2.0.conv1.weight"
     for damage, message in [(lambda t: t.fill_(float("nan")), rf"1 tensors hold NaN or infinite values \({name}\)"),
-                            (lambda t: t.round().long(), rf"1 of the wrong kind of number \({name} int64 vs float32\)")]:
+                            (lambda t: t.round().long(),
+                             rf"1 of the wrong kind of number \({name} int64 vs float32\)")]:
         state = {k: v.clone() for k, v in encoder.state_dict().items()}
         state[name] = damage(state[name])
         path = tmp_path / "damaged.safetensors"

@@ -60,7 +60,8 @@ class PatchSampler:
 
     def image(self, frame: np.ndarray) -> Tensor:
         """RGB uint8 (H, W, 3) -> (3, H, W) float in [0, 1] on the sampler's device."""
-        return torch.tensor(frame, device=self.device).permute(2, 0, 1).float() / 255.0  # copies: frames may be read-only
+        # torch.tensor copies: frames may be read-only
+        return torch.tensor(frame, device=self.device).permute(2, 0, 1).float() / 255.0
 
     @torch.inference_mode()
     def crops(self, image: Tensor, centres: Tensor, sizes: Tensor, out_hw: tuple[int, int]) -> Tensor:
@@ -378,7 +379,8 @@ def track_frames(
         yield pending.popleft(), box
 
 
-def draw_box(frame: np.ndarray, box: Box, colour: tuple[int, int, int] = (255, 48, 48), thickness: int = 3) -> np.ndarray:
+def draw_box(frame: np.ndarray, box: Box, colour: tuple[int, int, int] = (255, 48, 48),
+             thickness: int = 3) -> np.ndarray:
     """A copy of an RGB uint8 frame (H, W, 3) with the box outline drawn inside its edges, clipped."""
     out = frame.copy()
     height, width = frame.shape[:2]

@@ -36,7 +36,8 @@ def register_davis(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, metavar="N",
                    help="score only the first N frames of each sequence, as if it ended there (masks of `propagate "
                         "--max-frames N`; N >= 3)")
-    p.add_argument("--out", type=Path, help="results JSON (default: RESULTS/score.json, its plot RESULTS/score.j_per_frame.png)")
+    p.add_argument("--out", type=Path,
+                   help="results JSON (default: RESULTS/score.json, its plot RESULTS/score.j_per_frame.png)")
     p.set_defaults(func=run_davis)
 
 
@@ -65,7 +66,8 @@ def register_tracking(tasks: argparse._SubParsersAction) -> None:
     for benchmark in ("otb", "vot"):
         p = tasks.add_parser(
             benchmark, help=f"{benchmark.upper()} success AUC / precision@20px of saved boxes"
-                            + (" (or VOT baseline accuracy / failures of saved trajectories)" if benchmark == "vot" else ""),
+                            + (" (or VOT baseline accuracy / failures of saved trajectories)"
+                               if benchmark == "vot" else ""),
             description=f"Score RESULTS/<seq>.txt (one 1-based x,y,w,h box per frame, OTB results format, as "
                         f"`vidcorr eval {benchmark}` writes them) against every sequence under --root with "
                         "OTB's one-pass evaluation (docs/tracking.md)."

@@ -77,7 +77,8 @@ def _encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser("train", help="train UVC, CycleTime, STT (+ its MoCo teacher) or UVC's Lab auto-encoder on unlabelled video")
+    train = subparsers.add_parser("train", help="train UVC, CycleTime, STT (+ its MoCo teacher) or UVC's Lab "
+                                                "auto-encoder on unlabelled video")
     methods = train.add_subparsers(dest="method", required=True, metavar="METHOD")
 
     uvc = methods.add_parser("uvc", help="train a UVC encoder (warm-up, then joint stage)",

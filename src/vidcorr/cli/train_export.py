@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
 def register(methods: argparse._SubParsersAction) -> None:
     """Add ``export`` to `vidcorr train`'s sub-commands."""
-    export = methods.add_parser("export", help="export the encoder of a UVC, CycleTime, STT or MoCo training checkpoint",
-                                description="Write the encoder held in a UVC, CycleTime, STT or MoCo training checkpoint (e.g. "
-                                            "RUN_DIR/checkpoint-warmup.pt, or a run still in progress) as "
-                                            "released-style weights (.safetensors + .json).")
+    export = methods.add_parser("export",
+                                help="export the encoder of a UVC, CycleTime, STT or MoCo training checkpoint",
+                                description="Write the encoder held in a UVC, CycleTime, STT or MoCo training "
+                                            "checkpoint (e.g. RUN_DIR/checkpoint-warmup.pt, or a run still in "
+                                            "progress) as released-style weights (.safetensors + .json).")
     export.add_argument("--checkpoint", required=True, type=Path,
                         help="a checkpoint written by `train uvc`, `cycletime`, `stt` or `moco`")
     export.add_argument("--out", required=True, type=Path, metavar="W", help="weights to write (.safetensors)")
@@ -109,7 +110,8 @@ def _load_model_weights(path: Path, model: nn.Module, checkpoint: dict, method: 
     try:
         model.load_state_dict(state)
     except RuntimeError as error:  # what the key and shape comparison above does not see
-        raise InputError(path, f"its model weights cannot be loaded: {str(error).strip().splitlines()[-1].strip()}") from None
+        last_line = str(error).strip().splitlines()[-1].strip()
+        raise InputError(path, f"its model weights cannot be loaded: {last_line}") from None
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -2,8 +2,9 @@
 
 ``torchrun --nproc_per_node=N -m vidcorr eval ...`` starts N processes; each joins the process group
 (`vidcorr.train.distributed.init_distributed`: gloo, ``cuda:LOCAL_RANK`` for ``--device cuda``),
-takes a balanced share of the items (`balanced_shares`) and writes their outputs itself; rank 0 alone opens the output folder and scores. A plain call is rank 0 of 1
-(``Ranks()``: no process group, its methods no more than a plain call) and runs exactly as before.
+takes a balanced share of the items (`balanced_shares`) and writes their outputs itself; rank 0
+alone opens the output folder and scores. A plain call is rank 0 of 1 (``Ranks()``: no process
+group, its methods no more than a plain call) and runs exactly as before.
 
 Why the ranks coordinate through the process group's key-value store rather than collectives:
 ranks finish their shares minutes or hours apart, and a collective waiting that long hits the

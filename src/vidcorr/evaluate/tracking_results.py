@@ -296,7 +296,8 @@ def _format_baseline_table(results: dict) -> str:
                      f"{s['failures']:>8d}" + (f"  {s['frames_per_second']:>8.2f}" if timed else ""))
     total, scored = (sum(s[k] for s in seqs.values()) for k in ("frames", "scored_frames"))
     lines.append(f"{'average':<{width}}  {total:>6d}  {scored:>6d}  {results['accuracy']:>8.4f}  "
-                 f"{results['robustness']:>8.2f}" + (f"  {results['timing']['frames_per_second']:>8.2f}" if timed else ""))
+                 f"{results['robustness']:>8.2f}"
+                 + (f"  {results['timing']['frames_per_second']:>8.2f}" if timed else ""))
     low, high = results["eao_interval"]
     end = len(results["eao_curve"]) - 1  # the longest fragment's last length
     eao = ("not computed (the curve ends before the interval)" if results["eao"] is None

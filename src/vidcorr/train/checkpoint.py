@@ -11,7 +11,8 @@ so opening one never runs pickled code):
                 position), samples seen, unreadable draws, accumulated wall time
     rng         one entry per rank: python, numpy, torch CPU and CUDA generator states
     recipe      the recipe as a dict; data: the video index summary
-    commands    the command lines that started and resumed the run, in order (absent from checkpoints written before 2026-12-06)
+    commands    the command lines that started and resumed the run, in order (absent from
+                checkpoints written before 2026-12-06)
 
 Written atomically (temp file in the same folder + ``os.replace``): a crash or a kill during a
 save leaves the previous checkpoint intact.

@@ -221,8 +221,9 @@ class Recipe:
         Threads and channels_last only reorder float arithmetic (the last bits), so [cpu] and [cuda]
         are left out, and so are the name and the file it was read from: the same fields under
         another name or in a moved or re-commented file train the same run (the fields themselves
-        are compared; a run stored before files were recorded resumes from one). bf16 autocast computes in another precision, so a change of it would make the
-        rest another run; but only the setting of the device a run trains on applies
+        are compared; a run stored before files were recorded resumes from one). bf16 autocast
+        computes in another precision, so a change of it would make the rest another run; but only
+        the setting of the device a run trains on applies
         (`autocast_bf16`), and the checkpoint records that one (`checkpoint.resume` compares it).
         """
         d = self.to_dict()

@@ -90,8 +90,8 @@ def _init_worker(trainer: int, level: int, fmt: str | None, datefmt: str | None,
     out bare, without time and level, and missed the run's train.log. It ignores Ctrl-C (see
     `_start_forkserver`; SIGINT, blocked until now, is unblocked once ignored) also where the
     server was started before, by other code; SIGTERM keeps its default, a silent exit, which
-    torch's clean-up sends a worker that does not stop when asked. A batch the trainer stops receiving halfway is dropped quietly
-    (`_quiet_broken_hand_over`).
+    torch's clean-up sends a worker that does not stop when asked. A batch the trainer stops
+    receiving halfway is dropped quietly (`_quiet_broken_hand_over`).
     """
     if fmt is not None:
         logging.basicConfig(level=level, format=fmt, datefmt=datefmt)
