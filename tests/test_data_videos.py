@@ -7,17 +7,23 @@ import logging
 import os
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from video_helpers import VFR_TIMES, write_vfr_video
 
+from vidcorr.data import frames_needed
 from vidcorr.data.pairs import GapRange, build_dataset
 from vidcorr.data.video_probe import CACHE_NAME, FILE_RATE_VERSION
 from vidcorr.data.videos import build_index, list_file, list_folder
 from vidcorr.errors import InputError
 from vidcorr.io.images import FRAME_LISTING_VERSION
 from vidcorr.io.video import count_frames, open_frames
+from vidcorr.train import feed, recipe_from_dict
+from vidcorr.train.distributed import DistContext
+from vidcorr.train.loop import TrainJob
 
 DAVIS_TRAIN = ("videos", "davis2016-train")  # 30 mp4s, 2,079 frames, 24 fps
 CLIPS = ("videos", "clips")  # 75 mp4s in per-source folders, 10,348 frames, 6-100 fps
@@ -122,8 +128,6 @@ def test_a_video_cut_short_is_left_out_at_indexing(data_dir: Path, tmp_path: Pat
     """Half of an MP4 whose index (moov) comes first, as a copy or download that stopped: its header
     gave all its frames, so it was indexed, then failed at every draw in training ("unreadable
     draws"); its top-level box now runs past the end of the file, which the index sees."""
-    import av
-
     whole = tmp_path / "whole.mp4"
     with av.open(str(data_dir.joinpath(*DAVIS_TRAIN, "boat.mp4"))) as reader, \
             av.open(str(whole), "w", options={"movflags": "faststart"}) as writer:
@@ -374,8 +378,6 @@ def test_a_frame_folder_cached_under_older_listing_rules_is_listed_again(data_di
 
 def _remuxed(video: Path, target: Path) -> Path:
     """``video``'s packets in the container ``target``'s suffix names (``ffmpeg -i video -c copy target``)."""
-    import av
-
     with av.open(str(video)) as reader, av.open(str(target), "w") as writer:
         stream = reader.streams.video[0]
         out = writer.add_stream_from_template(stream)
@@ -506,13 +508,6 @@ def test_a_video_of_one_frame_is_data_for_methods_of_one_frame_a_sample(data_dir
     """`train moco` and `train autoencoder` take one frame a sample: a video of one frame (or a still
     image given as one) was skipped with "a pair needs 2". The need follows the method's batch kinds
     at every stage of the recipe, and the skip names the sample that needs more."""
-    import torch
-
-    from vidcorr.data import frames_needed
-    from vidcorr.train import feed, recipe_from_dict
-    from vidcorr.train.distributed import DistContext
-    from vidcorr.train.loop import TrainJob
-
     still = tmp_path / "tree" / "still"
     still.mkdir(parents=True)
     Image.new("RGB", (64, 48), (90, 120, 30)).save(still / "00000.jpg")

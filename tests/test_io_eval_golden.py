@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from PIL import Image
+from synthetic import PatchEncoder
 from torch import nn
 
 from vidcorr.errors import WeightsError
-from vidcorr.evaluate.davis import write_davis_results
+from vidcorr.evaluate.davis import run_davis, write_davis_results
 from vidcorr.io.atomic import atomic_file, is_atomic_leftover, write_text_atomic
-from vidcorr.io.masks import write_indexed_png
+from vidcorr.io.masks import read_mask, write_indexed_png
 from vidcorr.metrics.davis import format_results_table, score_davis
 from vidcorr.models import read_weights, save_weights, sidecar_path
 from vidcorr.models.weights import export_dtype
@@ -197,8 +199,6 @@ SPLIT = ["zeta", "alpha", "mid"]  # the split file's order, not alphabetical
 def _clip_root(tmp_path: Path, split: list[str] = SPLIT, frames: int = 4,
                annotated: tuple[int, ...] = (0, 1, 2, 3)) -> Path:
     """4-frame 64x64 sequences (default): a textured frame with a bright square (object 1) that moves."""
-    from PIL import Image
-
     root = tmp_path / "clips"
     (root / "ImageSets" / "2017").mkdir(parents=True)
     (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(split) + "\n")
@@ -220,8 +220,6 @@ def _clip_root(tmp_path: Path, split: list[str] = SPLIT, frames: int = 4,
 
 def _naive_j(root: Path, out: Path, seq: str) -> float:
     """Mean region IoU of object 1 over frames 1..T-2, from the PNGs themselves (IoU of two empty masks is 1)."""
-    from vidcorr.io.masks import read_mask
-
     values = []
     for t in (1, 2):
         gt = read_mask(root / "Annotations" / "480p" / seq / f"{t:05d}.png") == 1
@@ -232,10 +230,6 @@ def _naive_j(root: Path, out: Path, seq: str) -> float:
 
 
 def test_eval_davis_propagates_and_scores_every_sequence_and_resumes_an_unfinished_one(tmp_path: Path) -> None:
-    from synthetic import PatchEncoder
-
-    from vidcorr.evaluate.davis import run_davis
-
     root, out = _clip_root(tmp_path), tmp_path / "out"
     results = run_davis(PatchEncoder(), "crw", root, out)
     written = json.loads((out / "results.json").read_text())
@@ -265,10 +259,6 @@ def test_eval_davis_propagates_and_scores_every_sequence_and_resumes_an_unfinish
 
 
 def test_eval_davis_writes_one_prediction_per_frame_when_only_some_frames_are_annotated(tmp_path: Path) -> None:
-    from synthetic import PatchEncoder
-
-    from vidcorr.evaluate.davis import run_davis
-
     # every other frame annotated: the scorer reads 00002.png, which must be frame 2's mask
     root, out = _clip_root(tmp_path, ["sparse"], frames=5, annotated=(0, 2, 4)), tmp_path / "out"
     run_davis(PatchEncoder(), "crw", root, out)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 from rank_helpers import forked_ranks
 
+from vidcorr.cli import main, train_cmd
 from vidcorr.methods import uvc
+from vidcorr.methods.moco import MoCo, MoCoConfig
 from vidcorr.models import LabAutoencoder
-from vidcorr.train import TrainJob, recipe_from_dict, train
-from vidcorr.train.distributed import shutdown
+from vidcorr.train import TrainJob, loop, recipe_from_dict, train
+from vidcorr.train import checkpoint as ckpt
+from vidcorr.train.distributed import DistContext, environment_int, shutdown
 
 
 def _rank(rank: int, data: str, out: Path) -> None:
@@ -61,8 +66,6 @@ def test_two_rank_gloo_run_agrees_on_losses(data_dir: Path, tmp_path: Path) -> N
 
 def _moco_rank(rank: int, out: Path) -> None:
     """One MoCo training step per rank on its own images; the queue and pointer are written out."""
-    from vidcorr.methods.moco import MoCo, MoCoConfig
-
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.manual_seed(0)  # the same initial weights and queue on both ranks
@@ -92,13 +95,6 @@ def test_moco_under_ddp_enqueues_every_ranks_keys_in_rank_order(tmp_path: Path) 
 
 def test_only_rank_0_reports_a_resume_and_the_runs_end(tmp_path: Path, monkeypatch, caplog, capsys) -> None:
     """Under torchrun the "resumed" log line and the command's summary came once per rank."""
-    from types import SimpleNamespace
-
-    from vidcorr.cli import train_cmd
-    from vidcorr.train import checkpoint as ckpt
-    from vidcorr.train import loop
-    from vidcorr.train.distributed import DistContext
-
     recipe = recipe_from_dict({"method": "uvc", "stages": {"warmup": {"steps": 4}}}, "tiny")
     method = torch.nn.Linear(2, 2)
     optimizer = torch.optim.Adam(method.parameters())
@@ -120,11 +116,6 @@ def test_only_rank_0_reports_a_resume_and_the_runs_end(tmp_path: Path, monkeypat
 def test_a_divergence_or_an_agreed_stop_is_told_by_rank_0_alone(monkeypatch, capsys) -> None:
     """Every torchrun rank printed "training diverged" (the reduced losses diverge on all at once) and
     the stop the ranks agreed on; a rank stopped at once on its own still says so itself."""
-    from types import SimpleNamespace
-
-    from vidcorr.cli import train_cmd
-    from vidcorr.train import loop
-
     def raising(error):
         def run(job):
             raise error
@@ -144,10 +135,6 @@ def test_a_divergence_or_an_agreed_stop_is_told_by_rank_0_alone(monkeypatch, cap
 def test_a_recipe_error_under_torchrun_is_said_by_rank_0_alone(tmp_path: Path, monkeypatch, capsys) -> None:
     """Each rank printed the same refusal (a recipe read by all). Rank 0 says it; the others wait a
     moment for it, deaf to torchrun's SIGTERM, and all exit 2."""
-    import signal
-
-    from vidcorr.cli import main, train_cmd
-
     (tmp_path / "bad.toml").write_text("method = \n")
     waits = []
     monkeypatch.setattr(train_cmd.time, "sleep", lambda s: waits.append(
@@ -167,9 +154,6 @@ def test_a_recipe_error_under_torchrun_is_said_by_rank_0_alone(tmp_path: Path, m
 def test_a_malformed_torchrun_variable_is_named_with_its_value(tmp_path: Path, monkeypatch, capsys) -> None:
     """RANK=x was int()'s traceback ("invalid literal for int() with base 10: 'x'"), WORLD_SIZE=two an
     "invalid auto-encoder recipe"."""
-    from vidcorr.cli import main
-    from vidcorr.train.distributed import environment_int
-
     (tmp_path / "ae.toml").write_text('method = "autoencoder"\n[stages.reconstruct]\nsteps = 1\n')
     args = ["train", "autoencoder", "--data", str(tmp_path), "--recipe", str(tmp_path / "ae.toml"),
             "--out", str(tmp_path / "w.safetensors"), "--run-dir", str(tmp_path / "run")]

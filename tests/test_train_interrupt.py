@@ -19,8 +19,9 @@ from rank_helpers import forked_ranks
 from test_train_loop import TinyMethod, tiny_job, tiny_recipe, tiny_uvc_recipe, uvc_job
 from train_interrupt_helpers import _default_sigint, signal_at
 
+from vidcorr.data import pairs
 from vidcorr.models import load_encoder
-from vidcorr.train import TrainingInterrupted, load_checkpoint, train
+from vidcorr.train import TrainingInterrupted, checkpoint, load_checkpoint, train
 from vidcorr.train.distributed import shutdown
 from vidcorr.train.interrupt import StopAtOnce, StopSignals, WaitAbandoned, preparing
 
@@ -68,8 +69,6 @@ def test_a_signal_stops_at_the_step_boundary_and_the_resume_is_exact(short_list:
 def signal_on_read(monkeypatch: pytest.MonkeyPatch, call: int) -> list:
     """SIGINT to this process at the ``call``-th frame read (a batch being loaded, workers = 0),
     just before it; returns the videos of the reads done."""
-    from vidcorr.data import pairs
-
     read, calls = pairs.read_frames_at, []
 
     def reading(path, indices):
@@ -118,8 +117,6 @@ def test_a_signal_while_the_run_dir_is_being_set_up_takes_it_back(short_list: Pa
     """Before the first step, after the run dir was made (its run.json being written): the run said
     "stopped at once" and left run.json, train.log and TensorBoard files there. Now the line says it
     came before the first step and nothing was written, and the run dir is gone: a rerun starts clean."""
-    from vidcorr.train import checkpoint
-
     write_run_info = checkpoint.write_run_info
 
     def interrupted_write(run_dir, *args):

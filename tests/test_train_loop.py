@@ -18,12 +18,12 @@ import pytest
 import torch
 from torch import nn
 
-from vidcorr.data import build_index
+from vidcorr.data import build_index, pairs
 from vidcorr.errors import InputError
 from vidcorr.methods import uvc
 from vidcorr.models import LabAutoencoder, load_encoder
 from vidcorr.runtime import flush_cpu_denormals
-from vidcorr.train import TrainingDiverged, TrainJob, load_checkpoint, recipe_from_dict, train
+from vidcorr.train import TrainingDiverged, TrainJob, feed, load_checkpoint, recipe_from_dict, train
 from vidcorr.train.distributed import DistContext
 from vidcorr.train.feed import loader as _loader
 
@@ -151,8 +151,6 @@ def test_skipped_videos_are_counted_and_images_logged(short_list: Path, tmp_path
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # A video that passed indexing but fails to decode mid-training (a real corrupt file is
     # tested in test_data_pairs.py); here the loop's counter plumbing is under test.
-    from vidcorr.data import pairs
-
     read = pairs.read_frames_at
 
     def flaky(path, indices):
@@ -371,8 +369,6 @@ def test_loader_workers_are_capped_at_the_cpus_of_the_process(short_list: Path, 
                                                              caplog) -> None:
     """`cycletime`'s workers = 12 started 12 loader processes on a 2-core machine (torch's warning:
     they may "freeze"): a rank starts at most its share of the CPUs it may use, saying so once."""
-    from vidcorr.train import feed
-
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert [feed.loader_workers(n) for n in (0, 1, 2, 12)] == [0, 1, 2, 2]

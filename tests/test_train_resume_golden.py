@@ -13,9 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
+from vidcorr.errors import InputError
 from vidcorr.train import TrainJob, load_checkpoint, recipe_from_dict, train
+from vidcorr.train import checkpoint as ckpt
+from vidcorr.train.checkpoint import rng_state, set_rng_state
+from vidcorr.train.distributed import DistContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,8 +78,6 @@ def _job(data: Path, run_dir: Path, seen: list, recipe=None, **options) -> Train
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     return [(e.step, e.value) for e in events.Scalars(tag)]
@@ -127,9 +130,6 @@ def test_a_run_resumed_twice_is_the_straight_run_and_keeps_its_records(short_lis
 def test_each_rank_resumes_its_own_generator_states(tmp_path: Path) -> None:
     """The checkpoint holds one RNG entry per rank (DESIGN.md: checkpoints with the RNG state); rank
     r restores entry r, so that the ranks' model-side draws do not become one stream on resume."""
-    from vidcorr.train import checkpoint as ckpt
-    from vidcorr.train.distributed import DistContext
-
     def draws() -> tuple[float, float, float]:
         return random.random(), float(np.random.rand()), float(torch.rand(()))
 
@@ -185,8 +185,6 @@ def test_a_resume_does_not_read_the_init_weights_again(short_list: Path, tmp_pat
 def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
     """Module docstring of `vidcorr.train.checkpoint`: a crash during a save leaves the previous
     checkpoint intact (written to a temporary file, then renamed over it)."""
-    from vidcorr.train import checkpoint as ckpt
-
     path = ckpt.save_checkpoint(tmp_path / "checkpoint.pt", {"progress": {"step": 1}})
     save = torch.save
 
@@ -207,8 +205,6 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path: Path,
 def test_another_programs_checkpoint_is_refused_as_such(tmp_path: Path) -> None:
     """UVC's own ``checkpoint_latest.pth.tar`` (METHODS.md §1.8) loads with weights_only too: it is
     refused by its missing format, not later as a vidcorr checkpoint without a recipe."""
-    from vidcorr.errors import InputError
-
     path = tmp_path / "checkpoint_latest.pth.tar"
     torch.save({"epoch": 3, "state_dict": {"gray_encoder.w": torch.zeros(1)}, "best_loss": 0.5}, path)
     with pytest.raises(InputError, match="not a vidcorr training checkpoint"):
@@ -218,8 +214,6 @@ def test_another_programs_checkpoint_is_refused_as_such(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _global_generators_kept():
     """The tests here seed and restore the process's generators: put them back for the next test."""
-    from vidcorr.train.checkpoint import rng_state, set_rng_state
-
     state = rng_state()
     yield
     set_rng_state(state)

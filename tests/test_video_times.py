@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 from cli_helpers import FAST
@@ -12,15 +13,13 @@ from PIL import Image
 from video_helpers import VFR_TIMES, write_vfr_video
 
 from vidcorr.cli import main
-from vidcorr.io import video
+from vidcorr.io import frame_times, video
 from vidcorr.io.frame_times import TIME_BASE, display_times, shown_packets
 from vidcorr.io.video import count_frames, open_frames, write_video
 
 
 def _decoded_times(path) -> list[float]:
     """Each decoded frame's time, seconds from the first (PyAV, the reference)."""
-    import av
-
     with av.open(str(path)) as container:
         times = [float(frame.time) for frame in container.decode(container.streams.video[0])]
     return [t - times[0] for t in times]
@@ -56,8 +55,6 @@ def test_frame_times_of_a_constant_rate_video_and_a_folder(real_video, tmp_path)
 
 @pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
 def test_write_video_puts_each_frame_at_its_time(tmp_path, codec, monkeypatch):
-    import av
-
     if codec == "mpeg4":  # an FFmpeg without x264: the fallback, whose time base is at most 1/65535
         real_codec = av.codec.Codec
 
@@ -85,8 +82,6 @@ def test_write_video_puts_each_frame_at_its_time(tmp_path, codec, monkeypatch):
 def _write_ts_part(path, levels, fps):
     """Frames of flat grey ``levels`` at ``fps`` as MPEG-TS, MPEG-4 part 2 with B-frames (any FFmpeg
     has it): packets in decode order, not display order, and timestamps starting from the muxer's own."""
-    import av
-
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
@@ -101,8 +96,6 @@ def _write_ts_part(path, levels, fps):
 def test_frame_times_of_joined_mpeg_ts_files_restart_nowhere(tmp_path):
     """``cat a.ts b.ts``: b's timestamps start again. Sorted as one stream, b's frames were interleaved
     with a's times (two frames at each of 0.04, 0.125, ... s), each overlay frame at another's time."""
-    import av
-
     parts = [tmp_path / "a.ts", tmp_path / "b.ts"]
     _write_ts_part(parts[0], [20 + 10 * t for t in range(12)], fps=24)
     _write_ts_part(parts[1], [20 + 10 * t for t in range(8)], fps=12)
@@ -133,8 +126,6 @@ def test_display_times_sort_each_part_not_the_stream():
 def test_matroska_packets_lack_dts_only_before_the_b_frame_delay_is_known(tmp_path):
     """Matroska stores pts only; FFmpeg derives the packets' dts from them, all but the first few
     (B-frames' delay), which stay in the part they begin: the timing is the decoder's."""
-    import av
-
     path = tmp_path / "vfr.mkv"
     write_vfr_video(path, _ramp(len(VFR_TIMES)))
     with av.open(str(path)) as container:
@@ -186,8 +177,6 @@ def test_head_times_are_the_whole_videos_cut_and_read_only_the_packets_they_need
     a packet or two past them), with the same times; across a restart of the timestamps (joined
     MPEG-TS: the later part's offset is the whole stream's median step) and where the first packets
     have no dts (Matroska) it still reads what that needs."""
-    from vidcorr.io import frame_times
-
     real_packets, read = frame_times.shown_packets, []
 
     def counted(container, stream):

@@ -48,6 +48,7 @@ checkpoint_every = 1000
 # loader workers, at the moments that went wrong. Each moment lasts milliseconds in a real run, so
 # `HOOKS` widens it to a second or more: `python HOOKS_FILE train ...` is `vidcorr train ...` with
 # what an environment variable names slowed down, announced on stderr as "hook: ...".
+# Its imports stay inside the hooks: each hook imports what it patches only when its variable is set.
 HOOKS = '''
 import os
 import sys
