@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from vidcorr.errors import InputError
@@ -78,6 +77,9 @@ def _job(data: Path, run_dir: Path, seen: list, recipe=None, **options) -> Train
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    # here, not at the top: tensorboard is optional (`vidcorr.train.runlog`), and only this helper reads events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     return [(e.step, e.value) for e in events.Scalars(tag)]
