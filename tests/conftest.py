@@ -14,6 +14,7 @@ import pytest
 import torch
 from tracking_helpers import reduced_copy
 
+from vidcorr.cli import main
 from vidcorr.io.tracking import read_otb_boxes, read_vot_boxes, write_otb_boxes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,8 +117,6 @@ class DemoRun:
 def demo_run(tmp_path_factory) -> DemoRun:
     """One `vidcorr demo --size 96 --features lab-pixels` run, shared by the tests that read its output
     or what it printed: each run costs seconds (40 frames: a 480p overlay video, the DAVIS scoring)."""
-    from vidcorr.cli import main
-
     out = tmp_path_factory.mktemp("demo_run") / "demo"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

@@ -19,6 +19,8 @@ from typing import Any
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from vidcorr.cli import build_parser, main
+
 _STORE_WAIT_SECONDS = 60  # a rank whose launcher never said the store's port: fail, not hang
 
 
@@ -62,7 +64,6 @@ def _torchrun_rank(rank: int, fn: Callable[..., None], world: int, port: Any, ar
 
 def _rank(rank: int, argv: list[str], folder: Path) -> None:
     os.environ.pop("OMP_NUM_THREADS", None)
-    from vidcorr.cli import main
 
     with open(folder / f"err{rank}.txt", "w", buffering=1) as err:  # by line: read whole if it hangs
         sys.stderr = err  # what the command prints, and tqdm's bars
@@ -88,8 +89,6 @@ def _load_rank_modules() -> None:
     (imported through vidcorr.train) failed one rank in `join`, and the other waited for it in the
     rendezvous until the test's time limit, failing one test of a whole-file run that no rerun
     failed. (CI's clean clone is not edited.)"""
-    from vidcorr.cli import build_parser
-
     for name in _RANK_MODULES:
         importlib.import_module(name)
     build_parser()  # every command's module

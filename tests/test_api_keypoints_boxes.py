@@ -15,14 +15,14 @@ import vidcorr
 from vidcorr import api
 from vidcorr.cli import main
 from vidcorr.errors import InputError
+from vidcorr.io.jhmdb import JOINT_NAMES, read_joints
+from vidcorr.io.tracking import polygon_to_box
 
 
 def test_keypoints_given_as_row_column_are_told_so(data_dir, tmp_path, capsys):
     """The real clip's first-frame joints as (y, x), numpy's (row, column) order: the neck's (105.5, 285.5)
     lies below the 320x240 frame, and every joint lies on it swapped back; the refusal says so. A point
     off the frame either way gets no such hint."""
-    from vidcorr.io.jhmdb import read_joints
-
     video = data_dir / "jhmdb" / "Rename_Images" / "catch" / "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
     joints = read_joints(data_dir / "jhmdb" / "joint_positions" / "catch" / video.name / "joint_positions.mat")[0]
     first = tmp_path / "first.json"
@@ -41,8 +41,6 @@ def test_keypoints_given_as_row_column_are_told_so(data_dir, tmp_path, capsys):
 
 def test_propagate_keypoints_equals_the_command_line(data_dir, tmp_path):
     """Real JHMDB frames and joints: the API's points are the CLI's keypoints.json (3 decimals)."""
-    from vidcorr.io.jhmdb import JOINT_NAMES, read_joints
-
     clip = data_dir / "jhmdb" / "Rename_Images" / "catch" / "Goal_Keeping_Tips_catch_f_cm_np1_fr_med_2"
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -133,7 +131,6 @@ def test_a_first_box_may_leave_the_frame_but_must_overlap_it(tracker):
                                          r"its corners span is \(9, 5, 31, 25\): "
                                          r"vidcorr.io.tracking.polygon_to_box\(np.asarray\(polygon\)\)"):
         api.track_box(frames, polygon, tracker=tracker, encoder=PatchEncoder())
-    from vidcorr.io.tracking import polygon_to_box
 
     box = tuple(polygon_to_box(np.asarray(polygon)))  # the line works as given
     assert box == (9.0, 5.0, 31.0, 25.0) and len(list(api.track_box(frames, box, encoder=PatchEncoder()))) == 3

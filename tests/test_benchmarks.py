@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
+
+from vidcorr.defaults import DEFAULT_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,8 +46,6 @@ def test_propagation_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
 def test_propagation_benchmark_names_the_weights_it_ran(davis2016_root: Path, tmp_path: Path) -> None:
     """Without --weights it recorded "default weights", which named uvc_r18 in the JSONs of
     docs/benchmarks.md and uvc_r18_ft3 once the default changed; an --encoder was "default weights" too."""
-    from vidcorr.defaults import DEFAULT_WEIGHTS
-
     memory_run = ("--root", str(davis2016_root), "--skip", "throughput", "--lengths", "2", "--size", "64",
                   "--threads", "1")
     report = _run("propagation.py", *memory_run, out=tmp_path / "default.json")
@@ -140,7 +141,6 @@ def test_metrics_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
     assert report["annotation"] == "blackswan/00000.png" and report["shape"] == [480, 854]
     assert set(report["ms"]) == {"F shift", "J shift", "F full", "F noise"}
     assert all(v > 0 for v in report["ms"].values()) and "cores" in report["machine"]
-    import numpy
 
     assert report["numpy"] == numpy.__version__  # what computed the metric (torch does not)
 
@@ -148,8 +148,6 @@ def test_metrics_benchmark(davis2016_root: Path, tmp_path: Path) -> None:
 def test_speed_accuracy_refuses_to_mix_two_models_in_one_table(tmp_path: Path) -> None:
     """Its kept JSONs measured uvc_r18; rerunning a missing variant measured the new default
     (uvc_r18_ft3) and put one row of another model in the table. It stops before measuring, naming both."""
-    from vidcorr.defaults import DEFAULT_WEIGHTS
-
     kept = tmp_path / "propagation-cpu-crw-protocol.json"
     kept.write_text(json.dumps({"model": "weights/uvc_r18.safetensors"}))
     env = {**os.environ, "OUT": str(tmp_path), "VARIANTS": "context10"}

@@ -10,7 +10,7 @@ import pytest
 from cli_helpers import FAST, _fails
 from PIL import Image
 
-from vidcorr.cli import main
+from vidcorr.cli import build_parser, main
 from vidcorr.io.video import open_frames
 
 
@@ -140,8 +140,6 @@ def test_frames_sharing_a_name_are_refused_not_overwritten(tmp_path, capsys):
 def test_meaningless_numbers_and_devices_are_refused_by_the_parser(flags, capsys):
     """These reached torch as raw tracebacks (--size 0, --radius 0, --device nodevice) or ran and
     wrote wrong masks without a word (--topk 0, --temperature -1)."""
-    from vidcorr.cli import build_parser
-
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["propagate", "v.mp4", "--mask", "m.png", "--out", "o", *flags])
     assert exit_info.value.code == 2

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import vidcorr.metrics.davis as davis_metrics
 from vidcorr.cli import main
 from vidcorr.metrics.davis import GLOBAL_KEYS
 
@@ -56,8 +57,6 @@ def test_demo_runs_on_the_shipped_sequence(demo_run, tmp_path, capsys):
 def test_an_interrupted_demo_keeps_the_earlier_output(demo_run, tmp_path, monkeypatch, capsys):
     """A second demo run deleted the first one's output before it began: interrupted, the folder was
     left empty. Now the earlier output gives way only to a complete new one."""
-    import vidcorr.metrics.davis as davis_metrics
-
     out = tmp_path / "demo"
     assert demo_run.code == 0
     shutil.copytree(demo_run.out, out)  # a complete earlier demo's output

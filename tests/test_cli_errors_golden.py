@@ -14,8 +14,12 @@ import pytest
 from tracking_helpers import blank_otb_sequence
 
 import vidcorr.cli
+import vidcorr.encoders
 from vidcorr.cli import build_parser
 from vidcorr.cli.common import changed_knobs, load_model, preset_label, warn_if_coarse_grid
+from vidcorr.defaults import BEST_FLOOR
+from vidcorr.errors import VidcorrError
+from vidcorr.presets import customised_preset
 
 
 @pytest.fixture
@@ -168,11 +172,6 @@ def test_score_hint_reads_the_record_above_a_predictions_folder(score, tmp_path:
 def test_missing_default_weights_fall_back_to_the_floor_only_where_asked(monkeypatch, tmp_path: Path) -> None:
     """With no --weights/--features/--encoder and no shipped weights, the demo (fallback_to_floor)
     runs on `BEST_FLOOR` and says why; every other command stops, naming the missing file."""
-    import vidcorr.encoders
-    from vidcorr.defaults import BEST_FLOOR
-    from vidcorr.errors import VidcorrError
-    from vidcorr.presets import customised_preset
-
     missing = tmp_path / "none.safetensors"
     monkeypatch.setattr(vidcorr.encoders, "DEFAULT_WEIGHTS", missing)
     args = argparse.Namespace(encoder=None, weights=None, features=None)

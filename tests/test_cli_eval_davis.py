@@ -22,6 +22,7 @@ from vidcorr.evaluate import davis as davis_eval
 from vidcorr.evaluate.davis import run_davis
 from vidcorr.io.video import open_frames
 from vidcorr.metrics.davis import GLOBAL_KEYS
+from vidcorr.models import build_encoder, save_weights
 from vidcorr.models.floors import lab_pixels
 from vidcorr.presets import customised_preset
 
@@ -366,8 +367,6 @@ def test_weights_are_compared_by_sha256_on_resume(short_clip, tmp_path, monkeypa
     """--weights was compared as typed: the same file named by its absolute path (or through a link:
     test_eval_runs_golden) was refused as another model. The sha256 decides; weights with other bytes are
     refused, shown by their absolute paths."""
-    from vidcorr.models import build_encoder, save_weights
-
     monkeypatch.chdir(tmp_path)
     encoder = build_encoder("resnet18", out_layer="layer2")
     save_weights(encoder, tmp_path / "w.safetensors")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import numpy as np
 import pytest
 from cli_helpers import FAST, _fails, sigterm_after_writes, sigterm_default_raises
 from PIL import Image
+from video_helpers import write_test_video
 
 import vidcorr.io.video as video_io
+import vidcorr.viz as viz
 from vidcorr.cli import main
-from vidcorr.cli.propagate_cmd import _box
+from vidcorr.cli.propagate_cmd import _box, _frame_names
 from vidcorr.io import masks as masks_io
 from vidcorr.io.masks import DAVIS_PALETTE
 from vidcorr.io.video import open_frames, write_video
@@ -408,10 +411,6 @@ def test_propagate_numbers_the_overlay_frames(short_clip, tmp_path, monkeypatch)
 def test_a_folders_overlay_frames_name_their_files_where_numbers_have_gaps(short_clip, tmp_path, monkeypatch):
     """A folder numbered 00000, 00002, 00005: its results are masks/00002.png and masks/00005.png,
     but the overlay said "frame 1" and "frame 2" only, which named no result file."""
-    import shutil
-
-    import vidcorr.viz as viz
-
     source = short_clip / "JPEGImages" / "480p" / "car-shadow"
     frames = tmp_path / "gaps"
     frames.mkdir()
@@ -465,8 +464,6 @@ def test_a_stop_halfway_says_how_far_it_got_and_that_nothing_was_written(short_c
 def test_the_bar_of_a_matroska_video_has_a_total_and_an_eta(tmp_path, capsys, no_video):
     """A Matroska / WebM header gives no frame count, and the bar showed frames done only, no total
     and no time left, through a long video; its packets give the count (demuxing only)."""
-    from video_helpers import write_test_video
-
     video = tmp_path / "clip.mkv"
     write_test_video(video, 5, fps=10, size=(96, 64), audio_seconds=0.5)  # with a sound track, as a camera's
     assert open_frames(video).num_frames is None  # else this test would not test the fallback
@@ -479,10 +476,6 @@ def test_the_bar_of_a_matroska_video_has_a_total_and_an_eta(tmp_path, capsys, no
 def test_a_videos_result_names_sort_in_frame_order_past_100000_frames(tmp_path):
     """A video's results were named f"{t:05d}": frame 100000 of a long video (an hour at 30 frames/s)
     became 100000.png, which sorts before 10001.png. The names are as wide as the last frame's number."""
-    from video_helpers import write_test_video
-
-    from vidcorr.cli.propagate_cmd import _frame_names
-
     write_test_video(tmp_path / "clip.mp4", 3)
     source = open_frames(tmp_path / "clip.mp4")
     assert [_frame_names(source)[t] for t in (0, 2)] == ["00000", "00002"]  # DAVIS's 5 digits up to 99,999 frames

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 import vidcorr
-from vidcorr.cli import main
+from vidcorr import api
+from vidcorr.cli import build_parser, main
 from vidcorr.cli.common import model_label
+from vidcorr.cli.eval_runs import variant_label
+from vidcorr.cli.score_cmd import _first_frame_note
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +60,6 @@ def test_cycletime_recipe_error_names_the_crop_the_recipe_sets(tmp_path: Path, c
 
 
 def test_package_all_is_the_lazily_loaded_api() -> None:
-    from vidcorr import api
-
     documented = set(re.findall(r"``vidcorr\.(\w+)``", vidcorr.__doc__))
     assert set(vidcorr.__all__) == documented and len(vidcorr.__all__) == len(documented)
     star: dict = {}
@@ -88,9 +89,6 @@ def test_eval_summary_names_the_knobs_the_command_line_changed(command: str, sho
 
 
 def test_a_square_variant_without_size_names_its_own_side() -> None:
-    from vidcorr.cli import build_parser
-    from vidcorr.cli.eval_runs import variant_label
-
     args = build_parser().parse_args(["eval", "vip", "--root", "r", "--out", "o", "--topk", "3"])
     assert variant_label("stt", "VIP", 560, args) == "stt (VIP variant, square 560; --topk 3)"
 
@@ -117,8 +115,6 @@ def test_score_jhmdb_says_when_its_first_frame_rule_is_not_the_eval_runs(data_di
     (True, False, "was scored with --skip-first-frame, these scores without it: add --skip-first-frame"),
     (False, True, "was scored without --skip-first-frame, these scores with it: drop it")])
 def test_first_frame_note_of_score_vip(recorded: bool | None, skip: bool, expected: str, tmp_path: Path) -> None:
-    from vidcorr.cli.score_cmd import _first_frame_note
-
     record = {"model": {}} if recorded is None else {"model": {}, "skip_first_frame": recorded}
     (tmp_path / "results.json").write_text(json.dumps(record))
     note = _first_frame_note(tmp_path, skip, "--skip-first-frame", flag_skips=True)

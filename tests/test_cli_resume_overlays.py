@@ -14,6 +14,7 @@ import pytest
 from cli_helpers import FAST, interrupt_on_call
 
 from vidcorr.cli import main
+from vidcorr.evaluate import davis as davis_eval
 from vidcorr.io.video import open_frames
 
 
@@ -48,8 +49,6 @@ def test_resume_of_a_finished_run_keeps_its_times(two_clips, tmp_path, monkeypat
     """A --resume with nothing left to propagate rewrote results.json's timing to zeros. The run
     record keeps what each sequence took, so the timing is the whole run's, summed over its sessions:
     the finished run's, unchanged, and an interrupted one's with both sessions' sequences."""
-    from vidcorr.evaluate import davis as davis_eval
-
     out = tmp_path / "out"
     assert _eval(two_clips, out) == 0
     finished = json.loads((out / "results.json").read_text())["timing"]

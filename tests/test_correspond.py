@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy import ndimage
 from synthetic import PatchEncoder
@@ -36,8 +37,6 @@ def test_a_whole_cell_shift_is_matched_exactly_and_both_ways():
 
 def test_frames_in_the_apis_other_forms_give_the_uint8_frames_matches():
     """A float frame in [0, 1] was divided by 255 again: a near-black frame, matched silently."""
-    import torch
-
     frames, _ = _texture_video(n_frames=2)
     prop = Propagator(PatchEncoder(), customised_preset("crw"))
     want = match_frames(prop, frames[0], frames[1], step=1)

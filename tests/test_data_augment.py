@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from vidcorr.data.augment import (
     CropPairAugment,
@@ -97,8 +99,6 @@ def test_reflect_padding_beyond_the_image_size() -> None:
 def _uvc_rotation(image: torch.Tensor, degrees: float) -> torch.Tensor:
     """UVC's way, done with SciPy: reflect-pad by the image size, rotate bilinearly about the centre,
     crop the centre back. (3, H, W) -> (3, H, W)."""
-    from scipy import ndimage
-
     _, h, w = image.shape
     padded = np.pad(image.double().numpy(), ((0, 0), (h, h), (w, w)), mode="reflect")
     turned = ndimage.rotate(padded, degrees, axes=(2, 1), reshape=False, order=1)
@@ -127,8 +127,6 @@ def test_rotation_keeps_the_centre_and_fills_by_reflection() -> None:
 
 def test_read_only_frames_convert_without_a_warning() -> None:
     """Frame folders give read-only arrays; torch.from_numpy warned about each in the training log."""
-    import warnings
-
     frame = _frames(8, 10)[0]
     frame.flags.writeable = False
     with warnings.catch_warnings():

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.transforms.v2 import functional as TF
 
-from vidcorr.data import GapRange, VideoInfo, build_dataset, clip_indices, pair_indices
+from vidcorr.data import GapRange, VideoInfo, augment, build_dataset, clip_indices, pair_indices
 from vidcorr.data.augment import (
     CropPairAugment,
     CycleClipAugment,
     ImageAugment,
     PatchFramePairAugment,
     ResizedCropPairAugment,
+    colour_jitter,
     random_crop,
     random_resized_box,
     resize,
@@ -140,10 +142,6 @@ def test_stt_pairs_flip_half_the_time_both_frames_alike() -> None:
 def test_moco_views_apply_jitter_grayscale_and_blur_at_their_rates(monkeypatch) -> None:
     """TwoViewAugment's docstring (MoCo v2): colour jitter with p 0.8, grayscale p 0.2, blur p 0.5,
     each view drawn on its own. Counted by wrapping the three operations."""
-    from torchvision.transforms.v2 import functional as TF
-
-    from vidcorr.data import augment
-
     calls = {"jitter": 0, "gray": 0, "blur": 0}
 
     def counting(name, function):
@@ -168,10 +166,6 @@ def test_moco_views_apply_jitter_grayscale_and_blur_at_their_rates(monkeypatch) 
 def test_colour_jitter_draws_each_factor_on_both_sides(monkeypatch) -> None:
     """torchvision ColorJitter(b, c, s, h): factors uniform in [1 - x, 1 + x], the hue shift uniform
     in [-h, h] (a hue drawn in [0, h] only ever turned colours one way)."""
-    from torchvision.transforms.v2 import functional as TF
-
-    from vidcorr.data.augment import colour_jitter
-
     factors: dict[str, list[float]] = {"brightness": [], "contrast": [], "saturation": [], "hue": []}
     for name in factors:
         original = getattr(TF, f"adjust_{name}")

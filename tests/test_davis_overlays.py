@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vidcorr.cli import main
 from vidcorr.evaluate.davis_overlays import overlay_frames
+from vidcorr.io.masks import read_mask
+from vidcorr.viz import overlay_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,10 +91,6 @@ def test_the_uvc_track_still_shows_propagates_masks_and_box(tmp_path, capsys):
     """scripts/uvc_track_still.py (docs/img/uvc-track-*.jpg): left, the masks `vidcorr propagate
     --preset uvc` writes; middle, those of `--track` with a box drawn around them; right, the
     annotation, each drawn as the overlay video draws it; frame 0 (nothing propagated) exits 2."""
-    from vidcorr.cli import main
-    from vidcorr.io.masks import read_mask
-    from vidcorr.viz import overlay_mask
-
     spec = importlib.util.spec_from_file_location("uvc_track_still", ROOT / "scripts" / "uvc_track_still.py")
     still_script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(still_script)

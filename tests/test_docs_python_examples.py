@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vidcorr.io.video import write_video
+
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 4
 SIZE = (224, 128)  # (W, H): small, so the default weights run at native size in seconds; holds the box
@@ -31,8 +33,6 @@ def _python_blocks(doc: Path, section: str) -> list[str]:
 @pytest.fixture(scope="module")
 def user_files(tmp_path_factory, davis2016_root) -> Path:
     """clip.mp4 / my_video.mp4 (car-shadow, small), first.png / first_frame.png, first.json."""
-    from vidcorr.io.video import write_video
-
     folder = tmp_path_factory.mktemp("user")
     jpgs = sorted((davis2016_root / "JPEGImages" / "480p" / "car-shadow").glob("*.jpg"))[:FRAMES]
     frames = [np.array(Image.open(p).convert("RGB").resize(SIZE, Image.BILINEAR)) for p in jpgs]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -408,8 +410,6 @@ def test_a_sequences_time_counts_only_what_its_propagation_took() -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/status is Linux's")
 def test_peak_rss_is_mib_of_the_kib_linux_reports() -> None:
-    import re
-
     kib = int(re.search(r"^VmHWM:\s+(\d+) kB$", Path("/proc/self/status").read_text(), re.MULTILINE).group(1))
     assert abs(peak_rss_mib() - kib / 1024) <= 1.0
 
@@ -420,7 +420,6 @@ def test_peak_rss_is_this_process_not_the_one_that_started_it() -> None:
     reported that one's peak (benchmarks/propagation.py's measurements are children of a process
     that has imported torch)."""
     import resource  # Unix only: at module level it would break collecting this file elsewhere
-    import subprocess
 
     ballast = bytearray(768 * 2**20)
     ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # touch every page: resident

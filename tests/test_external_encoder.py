@@ -9,12 +9,14 @@ exit 2 and no output folder.
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import _fails
 from PIL import Image
 
 from vidcorr.cli import main
@@ -172,8 +174,6 @@ def test_two_factory_files_of_one_name_are_two_modules(tmp_path) -> None:
     """``a/my_models.py`` and ``b/my_models.py`` shared one sys.modules name: loading the second
     replaced the first there, and the first network could no longer be pickled (torch.save of the
     module, spawned workers) - pickle finds a class by module and name."""
-    import pickle
-
     source = '''
 from torch import nn
 
@@ -208,8 +208,6 @@ def test_one_module_name_imported_from_two_folders_is_two_networks_on_resume(sho
     continued the run with the other one without a word. The record holds the file imported, and a
     resume that imports another is refused naming both; an earlier version's record, without it,
     still resumes."""
-    from cli_helpers import _fails
-
     source = "from torch import nn\n\n\nclass Enc(nn.Module):\n    def forward(self, x):\n        return {}\n\n\n" \
              "def build():\n    return Enc()\n"
     for folder, features in (("a", "x[:, :, ::8, ::8]"), ("b", "1 - x[:, :, ::8, ::8]")):  # one state (none)

@@ -12,7 +12,7 @@ from jhmdb_helpers import CLASS, NAME, VIDEO, jhmdb_tree
 import vidcorr.cli
 import vidcorr.cli.eval_cmd
 from vidcorr.errors import InputError
-from vidcorr.evaluate.jhmdb import jhmdb_preset, run_jhmdb, write_prediction
+from vidcorr.evaluate.jhmdb import jhmdb_preset, run_jhmdb, score_jhmdb, write_prediction
 from vidcorr.io.jhmdb import JOINT_NAMES, SKELETON_EDGES, JhmdbDataset, read_joints, read_split_file
 from vidcorr.models import build_encoder
 from vidcorr.presets import SizePolicy, get_preset
@@ -342,8 +342,6 @@ def test_score_jhmdb_skips_frame_0_unless_told(tmp_path, jhmdb_root):
     """UVC's and CRW's eval_pck.py skip frame 0, the given annotation (METHODS.md 6.2): the Python
     default, which the command line always overrides with its own. Frame 0 predicted 40 px off,
     the rest exact: only a default that scores frame 0 misses a joint."""
-    from vidcorr.evaluate.jhmdb import score_jhmdb
-
     dataset = JhmdbDataset(jhmdb_tree(tmp_path, jhmdb_root, 10))
     video, results = dataset.videos[0], tmp_path / "results"
     joints = video.joints().copy()

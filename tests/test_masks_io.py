@@ -7,11 +7,14 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import vidcorr.io.masks as masks
 from vidcorr.errors import InputError
 from vidcorr.io.masks import (DAVIS_PALETTE, mask_size, read_mask, read_mask_and_palette, read_palette,
                               write_indexed_png)
+from vidcorr.masks import read_first_mask
 
 
 def test_palette_is_the_one_of_the_golden_generator(shared_dir):
@@ -119,7 +122,7 @@ def test_16_bit_masks_are_read_as_the_8_bit_masks_they_hold(tmp_path):
         path = _sixteen_bit(tmp_path / name, values)
         np.testing.assert_array_equal(read_mask(path), expected, err_msg=name)
         assert read_mask(path).dtype == np.uint8 and mask_size(path) == (16, 12), name
-    from vidcorr.masks import read_first_mask  # a PIL image given to the API: the same rules
+    # a PIL image given to the API: the same rules
     with Image.open(tmp_path / "binary65535.png") as img:
         np.testing.assert_array_equal(read_first_mask(img)[0], binary)
     np.testing.assert_array_equal(read_first_mask(Image.fromarray(ids.astype(np.int32)))[0], ids)  # mode 'I'
@@ -128,8 +131,6 @@ def test_16_bit_masks_are_read_as_the_8_bit_masks_they_hold(tmp_path):
 def test_a_16_bit_masks_pixels_are_converted_once_when_read(tmp_path, monkeypatch):
     """read_mask converted a 16-bit mask's pixels to 8 bits twice: once to check its values when the
     file was opened, once more for the ids."""
-    import vidcorr.io.masks as masks
-
     calls = []
     convert = masks._as_8_bit
     monkeypatch.setattr(masks, "_as_8_bit", lambda *args: calls.append(1) or convert(*args))
@@ -282,8 +283,6 @@ def test_labels_that_cannot_be_written_are_refused_naming_the_file(tmp_path):
 def test_integer_labels_of_any_width_are_written_when_their_values_fit_8_bits(tmp_path):
     """int64 ids (an argmax's) were refused as "must be uint8"; ids are ids at any width, and only values
     outside 0..255 cannot be a PNG's indices: those are refused naming the file and the range."""
-    import torch
-
     ids = np.array([[0, 1, 2], [254, 255, 7]])
     for labels in (ids.astype(np.int64), ids.astype(np.uint16), ids.astype(np.int32),
                    torch.from_numpy(ids), torch.from_numpy(ids).to(torch.int16)):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from vidcorr.methods import stt_ops
 from vidcorr.methods.cycletime import CycleTime, CycleTimeConfig, recipe as cycletime_recipe
+from vidcorr.methods.cycletime_ops import soft_inlier_score
 from vidcorr.methods.moco import MoCo, MoCoConfig
 from vidcorr.methods.stt import STT, STTConfig
 from vidcorr.patches import rigid_theta
@@ -118,8 +119,6 @@ def test_cycletime_losses_match_a_per_sample_loop_over_frames_and_cycle_lengths(
 def _inlier(affinity: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """The soft inlier count of one patch -> frame affinity (1, H*W, h, w), 21 x 21 frame cells,
     translation scale 1 (the official warped identity mask, as in test_cycletime.py)."""
-    from vidcorr.methods.cycletime_ops import soft_inlier_score
-
     return soft_inlier_score(affinity, theta, (21, 21), 1.0)[0]
 
 

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from vidcorr.metrics.davis import (
     GLOBAL_KEYS,
@@ -209,7 +210,6 @@ def test_boundary_f_matches_brute_force_dilation(radius):
 
 def test_boundary_f_matches_cv2_dilation_on_a_real_mask(davis2016_root):
     cv2 = pytest.importorskip("cv2")
-    from PIL import Image
 
     gt = np.array(Image.open(davis2016_root / "Annotations/480p/blackswan/00010.png")) > 0
     pred = np.roll(gt, (5, -7), axis=(0, 1))

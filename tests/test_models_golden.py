@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from vidcorr.methods.cycletime_ops import soft_inlier_score
-from vidcorr.models import build_encoder
+from vidcorr.models import EncoderConfig, build_encoder, random_resnet18
 from vidcorr.models.colour import ColourNormalise, lab_to_uvc_normalised, rgb_to_lab, rgb_to_lightness
 
 # --------------------------------------------------------------------------- naive sRGB -> Lab
@@ -133,8 +134,6 @@ def _trunk_shapes(state: dict[str, torch.Tensor], last: str) -> dict[str, tuple[
 def test_cycletime_preset_is_resnet50_res4_with_a_biasless_relu_head() -> None:
     """§2.2: ResNet-50 up to layer3 (res4, stride 1 -> OS 8, 1024 ch), then ``afterconv1`` 1x1
     1024 -> 512 without bias, then ReLU. Parameter shapes against torchvision's own resnet50."""
-    import torchvision
-
     encoder = build_encoder("cycletime").eval()
     reference = _trunk_shapes(torchvision.models.resnet50(weights=None).state_dict(), "layer3")
     assert _trunk_shapes(encoder.backbone.state_dict(), "layer3") == reference
@@ -149,8 +148,6 @@ def test_cycletime_preset_is_resnet50_res4_with_a_biasless_relu_head() -> None:
 
 
 def test_uvc_preset_parameters_are_torchvision_resnet18_to_layer4() -> None:
-    import torchvision
-
     encoder = build_encoder("uvc")
     reference = _trunk_shapes(torchvision.models.resnet18(weights=None).state_dict(), "layer4")
     assert _trunk_shapes(encoder.backbone.state_dict(), "layer4") == reference
@@ -239,8 +236,6 @@ def test_encoder_stride_is_the_backbones_for_any_config(config: dict, stride: in
 def test_random_resnet18_floor_is_the_plain_resnet18_preset() -> None:
     """The floor is "architecture without training": the plain RGB ResNet-18 at OS 8 (zero
     padding, stem max-pool, no head), not CRW's reflect-padded variant."""
-    from vidcorr.models import EncoderConfig, random_resnet18
-
     floor = random_resnet18()
     assert floor.config == EncoderConfig(out_layer="layer3")
     assert all(m.padding_mode == "zeros" for m in floor.modules() if isinstance(m, nn.Conv2d))

@@ -24,7 +24,7 @@ from vidcorr.errors import EncoderOutputError
 from vidcorr.keypoints import CODECS, propagate_keypoints
 from vidcorr.labels import downsample_labels
 from vidcorr.models import build_encoder
-from vidcorr.models.external import load_external_encoder
+from vidcorr.models.external import load_external_encoder, measure_stride
 from vidcorr.presets import get_preset
 from vidcorr.propagate import Propagator
 from vidcorr.track import LocaliseTracker, PatchSampler
@@ -129,8 +129,6 @@ def _unpadded() -> nn.Module:
     (FixedSize, None),  # no stride: the grid does not follow the frame
 ])
 def test_measure_stride_follows_what_the_module_does(make, stride):
-    from vidcorr.models.external import measure_stride
-
     assert measure_stride(_seeded(make())) == stride
 
 

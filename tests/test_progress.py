@@ -11,8 +11,12 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from tqdm import tqdm
 
+from vidcorr.evaluate.ranks import Ranks
+from vidcorr.evaluate.tracking import _first_frames
+from vidcorr.io.tracking import TrackingSequence
 from vidcorr.progress import inner_bar_options
 
 
@@ -68,12 +72,6 @@ def test_tqdm_disable_in_the_environment_still_hides_a_shown_bar():
 def test_the_per_frame_bar_of_a_sequence_tracked_alone_shows_in_a_log(tmp_path, capsys):
     """track_sequence from a notebook or a script of one's own (stderr not a terminal): the frames'
     bar showed on a terminal only (tqdm's disable=None), so Jupyter never had it."""
-    from PIL import Image
-
-    from vidcorr.evaluate.ranks import Ranks
-    from vidcorr.evaluate.tracking import _first_frames
-    from vidcorr.io.tracking import TrackingSequence
-
     frames = []
     for i in range(3):
         frames.append(tmp_path / f"{i:04d}.jpg")

@@ -10,12 +10,15 @@ from synthetic import PatchEncoder, endless
 from torch import nn
 
 from vidcorr.affinity import window_mask
+from vidcorr.errors import EncoderOutputError, NotStarted
+from vidcorr.keypoints import codec_for, propagate_keypoints
 from vidcorr.labels import (
     decode_label_map,
     downsample_labels,
     minmax_per_channel,
     one_hot_labels,
 )
+from vidcorr.masks import MaskTracker, propagate_mask
 from vidcorr.presets import PRESETS, SizePolicy, customised_preset, get_preset
 from vidcorr.propagate import Propagator, frames_to_tensor
 
@@ -237,9 +240,6 @@ def test_follow_needs_start_and_pairs_each_frame_with_its_labels():
 
 
 def test_an_empty_video_is_refused_by_every_loop():
-    from vidcorr.keypoints import codec_for, propagate_keypoints
-    from vidcorr.masks import propagate_mask
-
     prop = Propagator(PatchEncoder(), get_preset("crw"))
     with pytest.raises(ValueError, match="the video has no frames"):
         next(prop.run([], torch.zeros(2, 8, 8)))
@@ -316,8 +316,6 @@ def test_a_start_that_fails_leaves_no_earlier_video_to_propagate_from(where):
     """start() of a new video that raised (its first frame's encoder call, its labels) left the
     previous video's first frame and ring buffer in place, and step() then propagated the previous
     video's labels into the new video's frames without a word. It must say start() is needed."""
-    from vidcorr.errors import EncoderOutputError
-
     frames, masks = _texture_video(n_frames=4)
     encoder = FailsOnDemand()
     prop = Propagator(encoder, get_preset("crw").with_overrides(n_previous=2, radius=3))
@@ -349,9 +347,6 @@ def test_a_mask_tracker_whose_new_video_failed_to_start_asks_for_a_mask_again():
     propagator holding no video: the next step(frame) failed with "'NoneType' object is not
     subscriptable" (before `Propagator.start` forgot the earlier video, it silently propagated that
     video's labels). It must say a first mask is needed."""
-    from vidcorr.errors import EncoderOutputError, NotStarted
-    from vidcorr.masks import MaskTracker
-
     frames, masks = _texture_video(n_frames=4)
     encoder = FailsOnDemand()
     tracker = MaskTracker(Propagator(encoder, get_preset("crw").with_overrides(n_previous=2, radius=3)))

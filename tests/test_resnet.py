@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from vidcorr.models.resnet import STAGES, ResNetBackbone, fold_batchnorm, init_resnet_
@@ -173,8 +174,6 @@ def test_fold_batchnorm_gives_the_same_features(arch, kwargs):
 
 def _torchvision_trunk(arch: str, strides: tuple[int, ...], out_layer: str) -> nn.Module:
     """torchvision's own ResNet, its stages' strides moved as ours are, cut after ``out_layer``."""
-    import torchvision
-
     net = getattr(torchvision.models, arch)(weights=None)
     for name, stride in zip(STAGES, strides, strict=True):
         block = getattr(net, name)[0]

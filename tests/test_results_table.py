@@ -3,6 +3,8 @@ committed cells that this machine has no results.json for."""
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +62,6 @@ def test_uvc_track_cells_of_the_earlier_version_are_marked(tmp_path):
 
 
 def _script(name: str, *args: str):
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
                           timeout=60)
 

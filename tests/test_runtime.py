@@ -8,7 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from api_helpers import _crw_small
+from synthetic import PatchEncoder
+from test_propagate import _texture_video
 
+import vidcorr
+import vidcorr.cli as cli
 from vidcorr.runtime import bound_cpu_memory
 
 glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -66,8 +71,6 @@ def test_opting_out_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_propagating_commands_bound_memory_training_does_not(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vidcorr.cli as cli
-
     calls = []
     monkeypatch.setattr(cli, "bound_cpu_memory", lambda: calls.append(True))
     missing = str(tmp_path / "missing.mp4")
@@ -81,12 +84,6 @@ def test_propagating_commands_bound_memory_training_does_not(tmp_path, monkeypat
 def test_the_api_leaves_the_processs_allocator_to_its_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     """bound_cpu_memory changes the whole process's malloc: the API offers it (vidcorr.bound_cpu_memory),
     never calls it, where the command line does."""
-    from api_helpers import _crw_small
-    from synthetic import PatchEncoder
-    from test_propagate import _texture_video
-
-    import vidcorr
-
     assert vidcorr.bound_cpu_memory is bound_cpu_memory and "bound_cpu_memory" in dir(vidcorr)
     monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)  # what bound_cpu_memory sets first
     monkeypatch.delenv("VIDCORR_DEFAULT_MALLOC", raising=False)

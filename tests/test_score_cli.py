@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import vidcorr.cli
+import vidcorr.io.atomic as atomic
 from vidcorr.io.masks import read_mask, write_indexed_png
 from vidcorr.metrics.davis import GLOBAL_KEYS
 from vidcorr.viz import PALETTE
@@ -211,8 +212,6 @@ def test_prediction_size_mismatch_is_named(cli, tree, capsys):
 def test_an_unwritable_results_folder_points_to_out(cli, tree, capsys, monkeypatch, tmp_path):
     """score.json goes into RESULTS by default: a read-only one is refused before scoring, with the
     way out (the check runs as root too, so os.access is what is faked here)."""
-    import vidcorr.io.atomic as atomic
-
     root, results = tree
     _write_predictions(root, results)
     monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path) != results)

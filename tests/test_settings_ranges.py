@@ -8,6 +8,8 @@ others an error from inside the first target frame (or a NaN box)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -183,9 +185,6 @@ def test_tracking_settings_take_numpy_scalars_as_python_numbers(make, name, othe
     record of a TrackOptions(first_margin=np.float32(0.1)) failed at the start with "Object of type
     float32 is not JSON serializable", and an np.float32 NaN passed the NaN check (it is no float).
     The presets' knobs had the same cure (`PropagationPreset.with_overrides`)."""
-    import dataclasses
-    import json
-
     fields = dataclasses.asdict(make(**{name: np.float32(0.25)}, **others))
     assert type(fields[name]) is float and fields[name] == 0.25
     assert all(type(value).__module__ == "builtins" for value in fields.values()), fields

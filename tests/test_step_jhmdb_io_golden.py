@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from vidcorr.errors import InputError
 from vidcorr.io.jhmdb import JhmdbDataset, read_joints, read_split_file
+from vidcorr.models import LabAutoencoder
 from vidcorr.train import distributed
 from vidcorr.train.autoencoder import AutoencoderTraining, he_initialised
 from vidcorr.train.distributed import DistContext, all_reduce_mean, init_distributed, launched_rank
@@ -123,8 +124,6 @@ def test_autoencoder_loss_is_l1_in_uvc_lab_on_the_top_left_crop() -> None:
 
 
 def test_he_initialisation_zeroes_every_conv_bias() -> None:
-    from vidcorr.models import LabAutoencoder
-
     convs = [m for m in he_initialised(LabAutoencoder()).modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(torch.count_nonzero(c.bias) == 0 for c in convs)
 

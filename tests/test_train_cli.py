@@ -19,7 +19,9 @@ from vidcorr.models import (
     read_weights,
     save_weights,
 )
+from vidcorr.train import checkpoint, loop
 from vidcorr.train.checkpoint import load_checkpoint, save_checkpoint
+from vidcorr.train.recipe_files import cpu_counterpart, load_recipe
 
 TINY_UVC = """
 method = "uvc"
@@ -322,8 +324,6 @@ def test_a_resume_reads_its_checkpoint_once_and_continues_where_it_stopped(data_
     """--resume without --recipe (or without --autoencoder) read the checkpoint for its recipe (or
     its weights records), then again to restore it. With --recipe and no --run-dir, the records
     were read from runs/uvc (the paper recipe's run dir), not from the run it continued."""
-    from vidcorr.train import checkpoint, loop
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.toml").write_text(TINY_UVC)
     run = tmp_path / "runs" / "tiny"  # the default run dir of --recipe tiny.toml
@@ -573,8 +573,6 @@ def test_stt_with_a_teacher_refuses_a_crop_whose_global_term_is_zero(data_dir: P
     """At crop 64 the global term compares 2x2 stride-32 grids whose correlations are both the identity:
     a run logged "global 0.0000" at every step (1e-28 with a MoCo teacher). Without a teacher there is
     no such term, and 64 trains."""
-    from vidcorr.models import build_encoder
-
     recipe = tmp_path / "stt.toml"
     recipe.write_text(TINY_STT)
     teacher = save_weights(build_encoder("resnet18", strides=(1, 2, 2, 2), out_layer="layer4"),
@@ -592,7 +590,6 @@ def test_stt_with_a_teacher_refuses_a_crop_whose_global_term_is_zero(data_dir: P
 def test_stt_teacher_that_is_not_a_stride_32_encoder_exits_2(data_dir: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "stt.toml").write_text(TINY_STT)
     wrong = tmp_path / "stride8.safetensors"
-    from vidcorr.models import build_encoder
 
     save_weights(build_encoder("resnet18"), wrong)
     code = main(["train", "stt", "--data", str(data_dir / "videos" / "davis2016-train"), "--recipe",
@@ -753,8 +750,6 @@ def test_a_paper_recipe_on_a_cpu_is_told_its_cpu_version_before_the_first_step(d
                                                                               caplog) -> None:
     """`train cycletime --recipe cycletime` on a 2-core CPU was killed mid-step for memory (batches of
     36 outgrew 23 GB) after a start line that gave no hint; the shipped -cpu recipes are the way there."""
-    from vidcorr.train.recipe_files import cpu_counterpart, load_recipe
-
     assert [cpu_counterpart(load_recipe(n)) for n in ("uvc", "cycletime", "moco", "stt")] == [
         "uvc-cpu", "cycletime-cpu", "moco-cpu", "stt-cpu"]
     assert cpu_counterpart(load_recipe("moco-cpu")) is None and cpu_counterpart(load_recipe("autoencoder")) is None

@@ -9,8 +9,9 @@ import math
 import pytest
 
 from vidcorr.errors import InputError
-from vidcorr.methods import uvc
+from vidcorr.methods import cycletime, moco, stt, uvc
 from vidcorr.train import StageConfig, learning_rate, load_recipe, stage_steps
+from vidcorr.train.autoencoder import STAGE
 from vidcorr.train.checkpoint import Progress, export_meta
 from vidcorr.train.config import recipe_from_dict
 from vidcorr.train.recipe_files import CONFIG_DIR
@@ -300,9 +301,6 @@ def test_a_dropped_stage_set_again_in_its_place_is_taken(tmp_path) -> None:
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
 def test_every_shipped_recipe_builds_its_method_config(name: str) -> None:
     """What `vidcorr train <method> --recipe NAME` does before indexing any video."""
-    from vidcorr.methods import cycletime, moco, stt
-    from vidcorr.train.autoencoder import STAGE
-
     recipe = load_recipe(name)
     assert recipe_from_dict(recipe.to_dict(), recipe.name) == recipe and recipe.init is None
     stages = {"uvc": uvc.STAGES, "cycletime": cycletime.STAGES, "stt": stt.STAGES, "moco": moco.STAGES,
@@ -409,8 +407,6 @@ def test_model_values_of_the_wrong_type_are_named(tmp_path, parent: str, text: s
 def test_model_weights_records_and_unknown_keys_are_left_to_the_method(tmp_path) -> None:
     """The weights records `vidcorr train` adds to [model] (kept in checkpoints) are not config
     fields and load; an unknown [model] key loads too and is refused when the config is built."""
-    from vidcorr.methods import stt
-
     record = {"weights": "w.safetensors", "sha256": "ab"}
     uvc_recipe = load_recipe("uvc-cpu-t20")
     cfg = uvc.recipe(uvc_recipe.base, **uvc_recipe.model)

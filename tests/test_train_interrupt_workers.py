@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_train_loop import tiny_job, tiny_recipe
@@ -13,6 +14,7 @@ from train_interrupt_helpers import HOOKED_AE, _assert_resumes, _ctrl_c_at, sign
 
 from vidcorr.train import load_checkpoint, train
 from vidcorr.train.autoencoder import AutoencoderTraining
+from vidcorr.train.endings import ended_anyway
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,10 +95,6 @@ def test_a_signal_in_the_last_step_ends_the_run_as_usual(short_list: Path, tmp_p
 
 def test_the_last_step_note_names_a_checkpoint_only_where_one_was_written(tmp_path):
     """--max-steps 0 writes no checkpoint; a signal during its export was logged as "checkpoint written"."""
-    from types import SimpleNamespace
-
-    from vidcorr.train.endings import ended_anyway
-
     run = SimpleNamespace(stop=SimpleNamespace(signal=signal.SIGINT),
                           job=SimpleNamespace(run_dir=tmp_path, max_steps=0))
     assert "no checkpoint written" in ended_anyway(run, False, None)

@@ -16,6 +16,7 @@ from test_train_cli import TINY_MOCO, TINY_STT, TINY_UVC
 
 from vidcorr.cli import main
 from vidcorr.errors import InputError
+from vidcorr.methods.moco import MoCo, MoCoConfig
 from vidcorr.models import AUTOENCODER_CONFIG, LabAutoencoder, build_encoder, read_weights, save_weights
 from vidcorr.train import checkpoint as ckpt
 from vidcorr.train import load_recipe, recipe_from_dict
@@ -135,8 +136,6 @@ def _moco_checkpoint(tmp_path: Path, arch: str, state: dict) -> Path:
 def test_train_export_of_weights_that_do_not_fit_the_recipes_model_names_what_does_not(
         tmp_path: Path, capsys) -> None:
     """`load_state_dict` raised a RuntimeError: a traceback, exit 1; now one line, exit 2, a few names."""
-    from vidcorr.methods.moco import MoCo, MoCoConfig
-
     state = MoCo(MoCoConfig(arch="resnet18", queue_size=8)).state_dict()
     first, second, third = list(state)[:3]
     del state[first], state[second]
@@ -155,8 +154,6 @@ def test_train_export_of_weights_that_do_not_fit_the_recipes_model_names_what_do
 
 def test_train_export_of_another_archs_weights_is_one_short_line(tmp_path: Path, capsys) -> None:
     """resnet18 weights under a resnet50 recipe differ in hundreds of keys: three of each kind are named."""
-    from vidcorr.methods.moco import MoCo, MoCoConfig
-
     path = _moco_checkpoint(tmp_path, "resnet50", MoCo(MoCoConfig(arch="resnet18", queue_size=8)).state_dict())
     assert main(["train", "export", "--checkpoint", str(path), "--out", str(tmp_path / "w.safetensors")]) == 2
     err = capsys.readouterr().err

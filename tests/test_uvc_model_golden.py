@@ -9,6 +9,7 @@ align_corners=True crop), never the library's own tensor code. The losses themse
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidcorr.methods import UVC, UVCConfig, recipe
+from vidcorr.methods.uvc import check_sizes
 from vidcorr.methods.uvc_losses import coordinate_cycle, local_concentration
 from vidcorr.models import lab_to_uvc_normalised, rgb_to_lab
 
@@ -299,10 +301,6 @@ def test_visualise_outlines_the_box_in_pixels_of_the_frame():
 
 def test_check_sizes_accepts_a_patch_as_large_as_the_frame():
     """The joint patch must fit in the frame: crop == frame is allowed, crop > frame is refused."""
-    from types import SimpleNamespace
-
-    from vidcorr.methods.uvc import check_sizes
-
     check_sizes(UVCConfig(), SimpleNamespace(crop=64, frame=64, batch_size=2), ["warmup", "joint"])
     with pytest.raises(ValueError, match="larger than frame"):
         check_sizes(UVCConfig(), SimpleNamespace(crop=72, frame=64, batch_size=2), ["warmup", "joint"])

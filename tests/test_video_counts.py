@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import av
 import pytest
 
 from vidcorr.data.video_probe import probe
@@ -105,8 +106,6 @@ def _copy_from(source, target, first: int) -> None:
     """``source`` remuxed from frame ``first`` on as ``ffmpeg -ss T -i source -c copy target`` does:
     from the key frame before it (here frame 0), timestamps moved back by ``first`` frames, so that
     the MP4 muxer writes an edit list hiding the frames before ``first`` (kept to decode the rest)."""
-    import av
-
     with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
         stream = reader.streams.video[0]
         out = writer.add_stream_from_template(stream)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -40,8 +41,6 @@ def _pattern(index: int) -> np.ndarray:
 def write_phone_mp4(path: Path, clockwise: int) -> np.ndarray:
     """An H.264 MP4 of `_pattern` frames whose version-0 track header matrix says "turn ``clockwise``
     degrees to show" (PyAV does not write one: its bytes are patched); -> the stored frames (T, H, W, 3)."""
-    import av
-
     frames = np.stack([_pattern(i) for i in range(COUNT)])
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=24, options={"crf": "10"})
@@ -77,8 +76,6 @@ def _close(decoded: np.ndarray, expected: np.ndarray) -> bool:
 def test_the_track_header_rotation_is_what_pyav_and_opencv_read(phone_video):
     """The patched file is what readers take for a turned video: PyAV's display matrix side data and
     OpenCV's orientation say the same angle as `mp4_rotation`."""
-    import av
-
     path, clockwise, _ = phone_video
     assert mp4_rotation(path) % 360 == -clockwise % 360
     with av.open(str(path)) as container:

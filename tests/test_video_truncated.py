@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import av
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from vidcorr.cli import main
 from vidcorr.errors import InputError
 from vidcorr.io.container_size import container_cut_short, mp4_video_seconds
 from vidcorr.io.video import count_frames, open_frames, write_video
@@ -64,8 +66,6 @@ def test_truncated_video_is_refused_not_cut_short(tmp_path, backend):
 def test_truncated_mp4_starting_late_is_refused(tmp_path, backend):
     """An MP4 counts its duration from its first timestamp (Matroska from 0): a fast-start MP4 whose
     stream starts at 5 s, cut at a packet boundary, decodes without an error and was passed."""
-    import av
-
     whole = tmp_path / "late.mp4"
     write_test_video(whole, 96, first_pts=120, options={"movflags": "faststart"})  # the index up front
     assert sum(1 for _ in open_frames(whole, backend=backend)) == 96
@@ -108,8 +108,6 @@ def test_cut_avi_is_refused_by_its_stream_header_length(tmp_path, backend, audio
     cut file's bytes left: a 4 s AVI cut at 80% of its bytes was propagated as its first 2.9 s, exit
     0, and one cut at 50% was refused as "0.92 s of the 2.00 s". With an audio stream it was not
     checked at all. The video stream header's length (frames) gives the whole 10 s, audio or not."""
-    import av
-
     whole = tmp_path / "whole.avi"
     write_test_video(whole, 240, codec="mpeg4", audio_seconds=audio_seconds)
     assert sum(1 for _ in open_frames(whole, backend=backend)) == 240
@@ -148,8 +146,6 @@ def test_a_whole_avi_whose_last_frame_is_held_is_not_taken_for_cut(tmp_path, bac
     """FFmpeg writes a last packet shown 3 s (`ffmpeg -c copy` of a slideshow or a static screen
     recording's end) as empty chunks: the header's length counts them, decoding gives no frame for
     them. Such a whole file was refused as "decoding ended at 2.00 s of the 4.96 s"."""
-    import av
-
     path = tmp_path / "held.avi"
     write_held_avi(path, audio)
     with av.open(str(path)) as container:
@@ -296,8 +292,6 @@ def test_a_cut_video_read_whole_is_refused_before_its_first_frame(tmp_path, back
 def test_propagate_refuses_a_cut_video_at_once_unless_max_frames_asks_for_frames_before_the_cut(tmp_path, capsys):
     """`propagate` reads every frame unless --max-frames says otherwise: a cut file is refused before the
     model is loaded and nothing is written; --max-frames 8, all before the cut, propagates them."""
-    from vidcorr.cli import main
-
     whole = tmp_path / "whole.mp4"
     write_test_video(whole, 48, size=(64, 48), options={"movflags": "faststart"})
     cut = _cut(whole, 0.6)

@@ -17,6 +17,7 @@ import vidcorr.cli
 import vidcorr.cli.eval_cmd
 from vidcorr.errors import InputError
 from vidcorr.evaluate.vip import first_frame_labels, run_vip, vip_preset
+from vidcorr.evaluate.vip_results import score_vip
 from vidcorr.io.masks import read_mask, write_indexed_png
 from vidcorr.io.vip import VIP_CLASSES, VipDataset
 from vidcorr.io.vip_predictions import write_instance_map
@@ -117,8 +118,6 @@ def _first(root, annotations, suffix):
 
 
 def _copy_tree(src, dst):
-    import shutil
-
     shutil.copytree(src, dst)
     return dst
 
@@ -389,8 +388,6 @@ def test_score_vip_scores_frame_0_unless_told(tmp_path, vip_root):
     """UVC's and CRW's eval_vip.py accumulate the confusion matrix over all frames, frame 0 with
     them (METHODS.md 6.3): the Python default, which the command line always overrides with its
     own. Frame 0 predicted as background, the rest exact: only a default that skips it scores 1."""
-    from vidcorr.evaluate.vip_results import score_vip
-
     dataset, results = VipDataset(vip_root), tmp_path / "results"
     for video in dataset.videos:
         for t, frame in enumerate(video.frames):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageFont
 
 from vidcorr import viz
-from vidcorr.viz import PALETTE, Curve, caption, frame_caption, line_plot, overlay_mask, side_by_side
+from vidcorr.viz import PALETTE, Curve, caption, frame_caption, line_plot, outline_width, overlay_mask, side_by_side
 
 
 def test_line_plot_puts_points_where_the_axes_say(tmp_path):
@@ -132,8 +132,6 @@ def test_captions_on_a_pillow_with_only_the_bitmap_font(monkeypatch):
 
 def test_outline_width_follows_the_short_side_with_halves_rounded_up():
     """1 px below 360p, 2 at 480p, 5 at 1080p as documented (round(4.5) is 4: 1080p had 4 px)."""
-    from vidcorr.viz import outline_width
-
     assert [outline_width((h, h * 16 // 9)) for h in (240, 359, 360, 480, 720, 1080)] == [1, 1, 2, 2, 3, 5]
     assert outline_width((1920, 1080)) == 5  # a portrait frame: its short side counts
 
@@ -141,10 +139,6 @@ def test_outline_width_follows_the_short_side_with_halves_rounded_up():
 def test_captions_fall_back_to_the_bitmap_font_on_a_pillow_without_freetype(monkeypatch):
     """Pillow >= 10.1 built without FreeType: load_default(size=...) asks for the scalable font and
     raises ImportError; every overlay caption (propagate, eval, match) then failed. The bitmap font."""
-    from PIL import ImageFont
-
-    from vidcorr import viz
-
     bitmap = ImageFont.load_default_imagefont()
 
     def no_freetype(size=None):

@@ -7,7 +7,8 @@ import pytest
 from vot_helpers import DIAMOND, T
 
 from vidcorr.errors import InputError
-from vidcorr.io.tracking import read_vot_polygons
+from vidcorr.evaluate.tracking_results import score_trajectory_file
+from vidcorr.io.tracking import polygon_to_box, read_vot_boxes, read_vot_polygons
 from vidcorr.io.vot_trajectory import (
     VOT_FAILED,
     VOT_INITIALISED,
@@ -39,8 +40,6 @@ def test_trajectory_file_round_trip_and_refusals(tmp_path):
 def test_polygon_trajectories_score_like_their_boxes(tmp_path):
     """Rotated-box trackers write polygons (8 values): read as corners, boxes beside them too, and
     scored like the same regions written as boxes; two non-convex regions are refused by line."""
-    from vidcorr.evaluate.tracking_results import score_trajectory_file
-
     gt = np.stack([DIAMOND + 3 * t for t in range(14)])  # the diamond drifting down-right
     status = np.array([VOT_INITIALISED] + [VOT_TRACKED] * 13)
     boxes = np.array([[np.nan] * 4] + [[10 + 3 * t, 10 + 3 * t, 10, 10 - t / 2] for t in range(1, 14)])
@@ -114,8 +113,6 @@ def test_polygon_reader_keeps_corners(tmp_path):
 
 
 def test_real_vot_polygons_match_the_box_reader(data_dir):
-    from vidcorr.io.tracking import polygon_to_box, read_vot_boxes
-
     path = data_dir / "tracking" / "vot2015" / "car1" / "groundtruth.txt"
     polygons = read_vot_polygons(path)
     assert polygons.shape == (252, 8)
@@ -126,8 +123,6 @@ def test_a_region_holding_nan_is_the_toolkits_unknown_region(tmp_path):
     """The VOT toolkit reads a box or polygon with a NaN value as the special region 0 (unknown):
     left out of the accuracy, overlap 0 in EAO, not a failure. It used to be scored as a region of
     overlap 0, pulling the accuracy down."""
-    from vidcorr.evaluate.tracking_results import score_trajectory_file
-
     gt = np.tile(np.array([10, 10, 30, 10, 30, 30, 10, 30], np.float64), (14, 1))  # the box 10,10,20,20
     exact, half = "10,10,20,20", "10,10,20,10"  # overlap 1 and 0.5 with the ground truth
     lines = ["1", *[exact] * 9, half, "nan,nan,nan,nan", "NaN,1,2,3,4,5,6,7", half]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,9 @@ import safetensors.torch
 import torch
 
 import vidcorr
+from vidcorr.defaults import DEFAULT_WEIGHTS, REPO_ROOT
 from vidcorr.errors import InputError, WeightsError
+from vidcorr.methods import uvc
 from vidcorr.models import (
     AUTOENCODER_CONFIG,
     LabAutoencoder,
@@ -21,6 +24,7 @@ from vidcorr.models import (
     save_weights,
     sidecar_path,
 )
+from vidcorr.train import load_recipe
 
 META = {"data": "davis2016-train", "steps": 1200, "metrics": {"davis2016_jf": 0.41}}
 
@@ -309,12 +313,6 @@ def test_default_weights_are_the_shipped_recipes_chain_of_fine_tunes() -> None:
     uvc_r18_ft3 (the default), each started (--init) from the file before it, sha256 for sha256;
     the second round made by the shipped recipe uvc-cpu-t20-finetune-bf16 (run from a copy named
     uvc-ft2-bf16), the third by uvc-cpu-t20-finetune-round3."""
-    import dataclasses
-
-    from vidcorr.defaults import DEFAULT_WEIGHTS, REPO_ROOT
-    from vidcorr.methods import uvc
-    from vidcorr.train import load_recipe
-
     chain = [read_weights(REPO_ROOT / "weights" / f"{name}.safetensors")  # each checks its own sha256
              for name in ("uvc_r18", "uvc_r18_ft", "uvc_r18_ft2", "uvc_r18_ft3")]
     assert DEFAULT_WEIGHTS == REPO_ROOT / "weights" / "uvc_r18_ft3.safetensors"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 _AUDIO_CODECS = {".webm": "libopus", ".avi": "pcm_s16le"}  # else AAC
@@ -22,8 +23,6 @@ def write_test_video(path: Path, n: int, fps: int | Fraction = 24, first_pts: in
     negative start makes the MP4 muxer hide those frames behind an edit list, as ``ffmpeg -ss 30 -c
     copy`` does); audio_seconds of silence in a second stream (audio_codec, by default PCM in an
     AVI, as cameras write, Opus in a WebM, else AAC)."""
-    import av
-
     rng = np.random.default_rng(0)
     width, height = size
     with av.open(str(path), "w", options=options or {}) as container:
@@ -53,8 +52,6 @@ def write_held_avi(path: Path, audio: bool) -> None:
     """48 mpeg4 frames at 24 fps whose last packet is shown 3 s, as ``ffmpeg -c copy`` of a slideshow
     or a static screen recording's end writes it: FFmpeg's AVI muxer pads it with empty chunks, which
     the stream header's length counts and decoding gives no frame for. audio: 5 s of PCM silence."""
-    import av
-
     codec = av.CodecContext.create("mpeg4", "w")
     codec.width, codec.height, codec.pix_fmt, codec.time_base = 32, 32, "yuv420p", Fraction(1, 24)
     rng = np.random.default_rng(0)
@@ -88,8 +85,6 @@ def write_vfr_video(path: Path, frames: np.ndarray, times: list[float] = VFR_TIM
     """frames (T, H, W, 3) RGB uint8, each shown at its own time (seconds, in a 1 ms time base), as a
     phone or screen recorder writes a variable frame rate; nominal_fps is the rate the stream is
     opened with (a Matroska header gives it as the video's, whatever the frames do)."""
-    import av
-
     time_base = Fraction(1, 1000)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=nominal_fps)
