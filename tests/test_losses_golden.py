@@ -250,7 +250,8 @@ def test_stt_reconstruction_upsamples_half_pixel_bilinear_and_scales_before_smoo
     ref[..., 2] = 1.0  # sampled [::2, ::2]: columns 0 -> 0, 2 -> 1
     upsampled = torch.tensor([0.0, 0.25, 0.75, 1.0]).expand(1, 1, 4, 4)
     identity = torch.eye(4)[None]
-    assert stt_ops.reconstruction_loss(identity, ref, upsampled, 2, (2, 2), 20.0).item() == pytest.approx(0.0, abs=1e-12)
+    exact = stt_ops.reconstruction_loss(identity, ref, upsampled, 2, (2, 2), 20.0)
+    assert exact.item() == pytest.approx(0.0, abs=1e-12)
     got = stt_ops.reconstruction_loss(identity, ref, torch.zeros(1, 1, 4, 4), 2, (2, 2), 20.0)
     assert got.item() == pytest.approx((0 + 4.5 + 14.5 + 19.5) / 4)
 
@@ -409,10 +410,12 @@ def test_build_optimizer_passes_the_recipe_s_settings():
     momentum (MoCo's spatial stage)."""
     base = load_recipe("uvc-cpu")
     p = [torch.nn.Parameter(torch.zeros(2))]
-    adam = build_optimizer(p, dataclasses.replace(base, optim=OptimConfig(betas=(0.5, 0.9), eps=1e-6, weight_decay=0.01)))
+    adam = build_optimizer(p, dataclasses.replace(base, optim=OptimConfig(betas=(0.5, 0.9), eps=1e-6,
+                                                                          weight_decay=0.01)))
     group = adam.param_groups[0]
     assert isinstance(adam, torch.optim.Adam)
-    assert (group["betas"], group["eps"], group["weight_decay"], group["lr"]) == ((0.5, 0.9), 1e-6, 0.01, base.stages[0].lr)
+    assert ((group["betas"], group["eps"], group["weight_decay"], group["lr"])
+            == ((0.5, 0.9), 1e-6, 0.01, base.stages[0].lr))
     sgd = build_optimizer(p, dataclasses.replace(base, optim=OptimConfig(name="sgd", momentum=0.8, weight_decay=1e-4)))
     assert isinstance(sgd, torch.optim.SGD)
     assert (sgd.param_groups[0]["momentum"], sgd.param_groups[0]["weight_decay"]) == (0.8, 1e-4)
