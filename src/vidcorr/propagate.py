@@ -22,12 +22,14 @@ or one frame at a time, for frames that arrive one by one (a camera, an interact
 
 from __future__ import annotations
 
+import itertools
 import logging
 import numbers
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,10 +51,13 @@ _MISMATCH_FLOOR = 1e-6
 
 @dataclass
 class ContextFrame:
-    """One context frame: features (C, h, w) and soft labels flattened to (h * w, K)."""
+    """One context frame: features (C, h, w) and soft labels flattened to (h * w, K); ``frame``: the
+    video frame the features are of (0: the first frame, also for its prediction into itself), what
+    a resumed propagation re-embeds (`Propagator.state`)."""
 
     feats: Tensor
     labels: Tensor
+    frame: int = 0
 
 
 def frames_to_tensor(frames: Sequence[np.ndarray], size: tuple[int, int], device: torch.device | str) -> Tensor:
@@ -108,6 +113,12 @@ class Propagator:
         # watch over it: what a caller reads after each step / yield to catch a cut (docs/propagation.md).
         self.match_score: float | None = None
         self.cuts = ShotCutDetector()
+        # The index of the last frame propagated (0 after `start`): what names a yielded frame's
+        # results, and where a saved `state` stands. `_resume_state`: given to `resume`, taken by
+        # the next `start` into `_resuming`, which the next `follow` restores.
+        self.frames_taken = 0
+        self._resume_state: dict[str, Any] | None = None
+        self._resuming: dict[str, Any] | None = None
 
     @property
     def context_size(self) -> int:
@@ -156,6 +167,8 @@ class Propagator:
         # carried its labels into this video's frames without a word.
         self._first, self._context = None, deque()
         self.match_score, self.cuts = None, ShotCutDetector()
+        self.frames_taken = 0
+        self._resuming, self._resume_state = self._resume_state, None
         self.original_hw = None  # embed() checks later frames against the first one
         self.channel_ids = None
         if not callable(first_labels):
@@ -209,7 +222,11 @@ class Propagator:
         time and dropped once yielded; each is propagated just before it is yielded."""
         if self._first is None:
             raise RuntimeError("Propagator.follow before start(): give the first frame and its labels first")
-        for batch in _batched(iter(frames), self.batch_size):
+        frames = iter(frames)
+        if self._resuming is not None:
+            state, self._resuming = self._resuming, None
+            self._restore(state, frames)
+        for batch in _batched(frames, self.batch_size):
             for frame, feats in zip(batch, self.embed(batch)):
                 yield frame, self._propagate(feats)
 
@@ -229,6 +246,7 @@ class Propagator:
         aff = sparse_affinity(query, [m.feats for m in memories], self._windowed(memories), self.preset.topk)
         soft = self._transport(query, memories, aff)  # (h * w, K)
         if a_frame:  # frame 0 propagated into itself (fill_self) is no frame of the video's
+            self.frames_taken += 1
             self.match_score = match_score(best_match_cosines(query, memories, aff))
             self.cuts.update(self.match_score)
         if self.preset.normalise_context_labels:
@@ -237,11 +255,74 @@ class Propagator:
             soft = soft.flatten(1).T.contiguous()
         if self.preset.n_previous > 0:
             # query is a view into its encoder batch: a copy lets the batch's storage be freed.
-            self._context.append(self._context_memory(query.clone(), soft))
+            memory = self._context_memory(query.clone(), soft)
+            memory.frame = self.frames_taken
+            self._context.append(memory)
         self._sync()
         self.timing["propagation"] += time.perf_counter() - start
         self.timing["frames"] += a_frame
         return soft.T.reshape(-1, *self.feature_hw)
+
+    def state(self) -> dict[str, Any]:
+        """Where this video stands, to continue it after a stop (`resume`): tensors and plain
+        containers (``torch.save``, loaded with ``weights_only=True``). The ring buffer's labels
+        (h * w, K) each, by reference: they are never changed once stored, so a state taken at every
+        batch costs nothing (save a clone: a label tensor may share its storage). Features are left
+        out: ``resume`` embeds the frames again (the first frame's labels come from ``start``)."""
+        if self._first is None:
+            raise RuntimeError("Propagator.state before start(): no video to describe")
+        return {"frames_taken": self.frames_taken, "batch_size": self.batch_size,
+                "feature_hw": list(self.feature_hw), "match_score": self.match_score, "cuts": self.cuts.state(),
+                "context": [self._slot_state(memory) for memory in self._context]}
+
+    def resume(self, state: Mapping[str, Any]) -> None:
+        """Continue the video ``state`` (`state`) was taken from: the next `start` is given its first
+        frame and labels as before and `follow` its frames from frame 1 as before; ``follow`` reads
+        frames 1 to ``state["frames_taken"]`` again, embeds those the ring buffer holds in the batches
+        they were first embedded in (the same features, bitwise, on the same machine: a batch of
+        other frames may round otherwise), and yields from the frame after them."""
+        if state["batch_size"] != self.batch_size:
+            raise ValueError(f"the state was taken with batch_size {state['batch_size']}, this propagator "
+                             f"embeds {self.batch_size} frames a batch: its features would round otherwise")
+        if state["frames_taken"] % self.batch_size:  # the next batch would not start where the first run's did
+            raise ValueError(f"a state can be resumed at a batch's end only: frame {state['frames_taken']} is "
+                             f"not a multiple of batch_size {self.batch_size}")
+        self._resume_state = dict(state)
+
+    def _restore(self, state: Mapping[str, Any], frames: Iterator[np.ndarray]) -> None:
+        """Take ``state`` up after `start`: read frames 1..frames_taken from ``frames``, embed the
+        batches holding a frame of the ring buffer, put the buffer, the shot-cut watch and the frame
+        count back."""
+        if tuple(state["feature_hw"]) != self.feature_hw:
+            raise ValueError(f"the state's feature grid {_grid(state['feature_hw'])} is not the first "
+                             f"frame's {_grid(self.feature_hw)}: another video or encoder")
+        taken = state["frames_taken"]
+        wanted = {slot["frame"] for slot in state["context"] if not slot["first"]} - {0}
+        feats: dict[int, Tensor] = {0: self._first.feats}
+        read = 0
+        for batch in _batched(itertools.islice(frames, taken), self.batch_size):
+            indices = range(read + 1, read + 1 + len(batch))
+            read += len(batch)
+            if wanted.intersection(indices):
+                feats.update((i, f) for i, f in zip(indices, self.embed(batch)) if i in wanted)
+        if read < taken:
+            raise ValueError(f"the state was taken at frame {taken}, but the video has {read + 1} frames")
+        self._context = deque((self._first if slot["first"] else
+                               self._restored_memory(slot, feats[slot["frame"]].clone())
+                               for slot in state["context"]), maxlen=self.preset.n_previous)
+        self.frames_taken, self.match_score = taken, state["match_score"]
+        self.cuts.restore(state["cuts"])
+
+    def _slot_state(self, memory: ContextFrame) -> dict[str, Any]:
+        """One ring buffer entry in a `state`: the first frame's memory itself (``fill``,
+        ``first``) by that fact alone, else its frame and labels."""
+        if memory is self._first:
+            return {"first": True, "frame": 0, "labels": None}
+        return {"first": False, "frame": memory.frame, "labels": memory.labels}
+
+    def _restored_memory(self, slot: Mapping[str, Any], feats: Tensor) -> ContextFrame:
+        """The ring buffer entry `_slot_state` described, with its frame's features (C, h, w) embedded again."""
+        return ContextFrame(feats, slot["labels"].to(self.device), slot["frame"])
 
     def _windowed(self, memories: list[ContextFrame]) -> list[bool]:
         """Whether the local window applies to each context frame (first frame first)."""
@@ -390,6 +471,16 @@ class ShotCutDetector:
         self.flagged: list[int] = []
         self._history: deque[float] = deque(maxlen=window)
         self._frame = 0
+
+    def state(self) -> dict[str, Any]:
+        """What `restore` takes up: the frames flagged, the mismatch history, the frame count."""
+        return {"flagged": list(self.flagged), "history": list(self._history), "frame": self._frame}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.flagged = list(state["flagged"])
+        self._history.clear()
+        self._history.extend(state["history"])
+        self._frame = state["frame"]
 
     def update(self, score: float) -> bool:
         """Take the next frame's score (cosine in [-1, 1]) -> whether that frame looks like a cut."""

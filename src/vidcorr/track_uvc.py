@@ -31,6 +31,7 @@ The box geometry (`mean_shift_centre`, box fitting, scaling, smoothing) is in `v
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -199,7 +200,7 @@ class UVCTracker(Propagator):
             box = mask_bounding_box(large[k] > 0.5, self.options.first_margin)
             boxes[k] = None if box is None else scale_box(box, scale)
         self.boxes = dict(boxes)
-        return BoxedContextFrame(memory.feats, memory.labels, boxes)
+        return BoxedContextFrame(memory.feats, memory.labels, boxes=boxes)
 
     def _transport(self, query: Tensor, memories: list[BoxedContextFrame], aff: SparseAffinity) -> Tensor:
         """Full-frame transport, then each object localised in the query frame and carried box to box
@@ -345,7 +346,22 @@ class UVCTracker(Propagator):
         """A propagated frame keeps boxes fitted to its predicted mask (sizes smoothed against the
         latest context frame's)."""
         latest = self._context[-1] if self._context else self._first
-        return BoxedContextFrame(feats, labels, self._mask_boxes(labels, latest.boxes))
+        return BoxedContextFrame(feats, labels, boxes=self._mask_boxes(labels, latest.boxes))
+
+    def state(self) -> dict[str, Any]:
+        """`Propagator.state` with the boxes: those of each ring buffer entry and the last frame's."""
+        return {**super().state(), "boxes": boxes_state(self.boxes)}
+
+    def _slot_state(self, memory: BoxedContextFrame) -> dict[str, Any]:
+        return {**super()._slot_state(memory), "boxes": boxes_state(memory.boxes)}
+
+    def _restored_memory(self, slot: dict[str, Any], feats: Tensor) -> BoxedContextFrame:
+        memory = super()._restored_memory(slot, feats)
+        return BoxedContextFrame(memory.feats, memory.labels, memory.frame, boxes=boxes_from_state(slot["boxes"]))
+
+    def _restore(self, state: dict[str, Any], frames) -> None:
+        super()._restore(state, frames)
+        self.boxes = boxes_from_state(state["boxes"])
 
     def _locate(self, ref: BoxedContextFrame, hard: Tensor, query: Tensor, k: int) -> Box | None:
         """Localise object k of ``ref`` (hard labels (N,)) in the target (UVC §3.2, official
@@ -390,6 +406,16 @@ class UVCTracker(Propagator):
         if box is not None:
             mask[box[1]:box[3], box[0]:box[2]] = True
         return mask.flatten().nonzero().squeeze(1)
+
+
+def boxes_state(boxes: dict[int, Box | None]) -> list[list[int] | None]:
+    """Boxes per label channel 1..K-1 as a state holds them: a list (channel k at k - 1)."""
+    return [None if boxes[k] is None else [int(v) for v in boxes[k]] for k in sorted(boxes)]
+
+
+def boxes_from_state(saved: list[list[int] | None]) -> dict[int, Box | None]:
+    """Inverse of `boxes_state`."""
+    return {k: None if box is None else tuple(box) for k, box in enumerate(saved, start=1)}
 
 
 def track_options(track: bool | TrackOptions | None) -> TrackOptions | None:

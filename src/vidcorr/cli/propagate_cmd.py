@@ -7,7 +7,9 @@ frame's coordinates (format in docs/keypoints.md); a box gives DIR/boxes.json (0
 per frame, tracked with UVC's region localisation or a DCF head, docs/tracking.md); soft labels
 (K, H, W) give one .npy per frame in DIR/labels/ (`vidcorr.soft_labels`; float32, or float16 with
 --labels-dtype). All write an overlay video DIR/overlay.mp4 unless --no-video, each frame captioned
-with its 0-based number; the folder appears only when everything succeeded.
+with its 0-based number; the folder appears only when everything succeeded. A run stopped by Ctrl-C,
+SIGTERM or a kill keeps its results so far in DIR.partial, which --resume continues
+(`vidcorr.cli.propagate_resume`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +49,19 @@ log = logging.getLogger(__name__)
 class Annotation:
     """A checked first-frame annotation of one kind.
 
-    write(propagator, source, out_dir) propagates it, writes the per-frame results under out_dir
-    and yields one overlay frame per video frame; ``outputs`` names what it writes.
+    write(propagator, source, out_dir, draw) propagates it, writes each frame's results under out_dir
+    once it is propagated and yields (the frame's number t, its overlay, None without ``draw``); a
+    resumed run yields frame 0, then the frames after the stop (``propagator.frames_taken``).
+    ``outputs`` names what it writes. redraw(out_dir, t, frame, propagator) draws frame t's overlay
+    again from its results, as write drew it: a resumed run writes its video so, in one pass at the
+    end (None: not resumable). ``records``: per-frame results held until the end (keypoints,
+    UVC-track's boxes), which a stopped run's state keeps.
     """
 
-    write: Callable[..., Iterator[np.ndarray]]
+    write: Callable[..., Iterator[tuple[int, np.ndarray | None]]]
     outputs: str
+    redraw: Callable[..., np.ndarray] | None = None
+    records: list = field(default_factory=list)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -93,6 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=_frame_limit, metavar="N",
                    help="propagate through the first N frames only (N >= 2): a quick look at a long video "
                         "(default: every frame)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run stopped by Ctrl-C, SIGTERM or a kill from what it kept in OUT.partial "
+                        "(saved every minute and on a stop): the same command plus --resume; the results are "
+                        "those of an uninterrupted run. Not with --box")
     add_model_arguments(p)
     accept_negative_values(p)  # "--box -30,-20,60,60", a box partly left of the frame, reaches `_box`
     p.set_defaults(func=run)
@@ -102,10 +115,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from vidcorr.io.atomic import atomic_dir, check_output_path, sigterm_cleans_up
+    from vidcorr.cli.propagate_resume import STATE, StateSaver, check_partial, check_stamp, run_stamp
+    from vidcorr.io.atomic import check_output_path, partial_path, resumable_dir, sigterm_cleans_up
     from vidcorr.io.video import GIVE_FRAMES, open_frames, write_video
+    from vidcorr.presets import preset_knobs
     from vidcorr.track_uvc import mask_propagator
-    from vidcorr.viz import caption, frame_caption
 
     if args.track and args.mask is None:
         raise VidcorrError("--track (UVC-track) carries masks: it needs --mask")
@@ -119,7 +133,12 @@ def run(args: argparse.Namespace) -> int:
         refuse_propagation_flags(args, "a box is tracked from the model's features with the tracker's own "
                                        "settings (`vidcorr eval otb|vot --set NAME=VALUE` tunes them, "
                                        "docs/tracking.md)")
+    if args.resume and args.box is not None:
+        raise VidcorrError("--resume continues masks, keypoints and soft labels, not --box: a box's tracker keeps "
+                           "its state inside its frame loop, which is not saved (a box is tracked on crops, many "
+                           "times faster than a mask is propagated); run the command again without --resume")
     check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
+    saved = check_partial(args.out, args.resume)  # a stopped run's state, refused or required as --resume says
     # A video cut short is refused at once when every frame is to be read; --max-frames may ask only
     # for frames before the cut, and decoding refuses the cut if it gets there.
     source = open_frames(args.input, exclude=_annotation_files(args), image_advice=GIVE_FRAMES,
@@ -136,43 +155,68 @@ def run(args: argparse.Namespace) -> int:
     # timing. --fps asks for a constant rate; a frame folder (and the OpenCV backend) has no times.
     times = None if args.fps or args.no_video else source.frame_times()
     total = _frames_in_all(source, times)
+    stamp = run_stamp(args, source, info, preset_knobs(preset), annotation.outputs)
+    if saved is not None:  # exit 2 with nothing changed when it is another run
+        check_stamp(partial_path(args.out), saved, stamp)
     start = time.perf_counter()
-    n = 0
-    # SIGTERM (kill, timeout) unwinds as Ctrl-C does: no hidden .partial folder of half the results left behind;
-    # _ctrl_c_says_how_far inside it, so that SIGTERM's line too says how far it got (one line, exit 143)
-    with sigterm_cleans_up("propagate"), _ctrl_c_says_how_far(args.out, lambda: (n, total), start), \
-            atomic_dir(args.out) as tmp, logging_redirect_tqdm():  # a warning on its own line
+    n = saved["frames_done"] if saved else 0  # frames done, the stopped sessions' included
+    saver: StateSaver | None = None
+    # SIGTERM (kill, timeout) unwinds as Ctrl-C does: the state is saved and DIR.partial kept, or removed
+    # when nothing was saved; _ctrl_c_says_how_far inside it, so that SIGTERM's line too says how far it
+    # got and what was kept (one line, exit 143)
+    with sigterm_cleans_up("propagate"), \
+            _ctrl_c_says_how_far(args.out, lambda: (n, total), start, lambda: saver.saved_frames if saver else 0), \
+            resumable_dir(args.out, STATE, resumed=saved is not None) as tmp, logging_redirect_tqdm():
         propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
-        overlays = annotation.write(propagator, source, tmp)
+        if saved is not None:
+            _take_up(saved, tmp, propagator, annotation)
+        saver = StateSaver(tmp, stamp, annotation.records, elapsed_before=saved["elapsed"] if saved else 0.0,
+                           saved_frames=saved["frames_done"] if saved else 0)
+        # a resumed run's video is drawn from the results at the end: the frames before the stop have no
+        # overlay in this session, and one encoder pass over all of them is the uninterrupted run's video
+        redraw = saved is not None and not args.no_video
+        overlays = annotation.write(propagator, source, tmp, not (args.no_video or redraw))
         files = [path.name for path in source.files] if source.files is not None else None
-        warned = 0  # of propagator.cuts.flagged
+        warned = len(saved["propagator"]["cuts"]["flagged"]) if saved else 0  # of propagator.cuts.flagged
 
         def counted():
             nonlocal n, warned
             # minutes a video on a CPU (0.4 frames/s at 480p): without a bar nothing showed until the end
             # smoothing 0.05: the ETA of a long video follows the mean rate, not the last few frames
             # (on a shared CPU tqdm's default 0.3 swung from 52 to 19 minutes left within 33 s)
-            for frame in tqdm(overlays, total=total, desc="propagate", unit="frame", leave=False, smoothing=0.05):
-                n += 1
-                if n == 1:  # the first frame is embedded: its feature grid is known
-                    warn_if_coarse_propagator(args.input, propagator)
-                for t in propagator.cuts.flagged[warned:]:  # a box's tracker flags none
-                    log.warning(_cut_warning(args.input, t, files))
-                warned = len(propagator.cuts.flagged)
-                yield frame
+            with tqdm(total=total, initial=n, desc="propagate", unit="frame", leave=False, smoothing=0.05) as bar:
+                for t, frame in overlays:  # a resumed run goes from frame 0 to the first after the stop
+                    if t >= n:
+                        bar.update(t + 1 - n)
+                        n = t + 1
+                    if t == 0:  # the first frame is embedded: its feature grid is known
+                        warn_if_coarse_propagator(args.input, propagator)
+                    for cut in propagator.cuts.flagged[warned:]:  # a box's tracker flags none
+                        log.warning(_cut_warning(args.input, cut, files))
+                    warned = len(propagator.cuts.flagged)
+                    # a batch's end: where a resume can start (a box's tracker is not resumed: --box)
+                    if args.box is None and t > 0 and t % propagator.batch_size == 0:
+                        saver.take(propagator.state())
+                        saver.maybe_save()
+                    yield t, frame
 
-        if args.no_video:
-            for _ in counted():
-                pass
-        else:  # each frame numbered from 0, as a video's result files are (masks/00017.png: frame 17);
-            # a folder's frame also by its file, after which its results are named
-            numbered = (caption(frame, frame_caption("", t, files[t] if files else None))
-                        for t, frame in enumerate(counted()))
-            write_video(tmp / "overlay.mp4", numbered, fps, times=times)
+        try:
+            if args.no_video or redraw:
+                for _ in counted():
+                    pass
+            if redraw:
+                write_video(tmp / "overlay.mp4", _numbered(enumerate(
+                    annotation.redraw(tmp, t, frame, propagator) for t, frame in enumerate(source)), files), fps,
+                    times=times)
+            elif not args.no_video:  # each frame numbered from 0, as a video's result files are
+                write_video(tmp / "overlay.mp4", _numbered(counted(), files), fps, times=times)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the last state taken is what a resume continues
+            saver.save()
+            raise
         if n < 2:  # counted, not the header's count: inside the block, so nothing is left written
             raise InputError(args.input, "holds 1 frame: no frame to propagate the first-frame annotation to "
                                          "(give the whole video or folder of frames)")
-    elapsed = time.perf_counter() - start
+    elapsed = saver.elapsed()  # every session's, for a resumed run
     model = model_label(info)
     # a box's tracker embeds its crops with the preset's feature layer (uvc: layer4), so it is named too
     how = (f"tracker {args.tracker or DEFAULT_TRACKER}, " if args.box is not None else "") + \
@@ -181,6 +225,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"propagated {which} of {args.input} with {model}, {how}, in {elapsed:.1f}s ({n / elapsed:.2f} frames/s)")
     print(f"wrote {args.out / annotation.outputs}" + ("" if args.no_video else f" and {args.out / 'overlay.mp4'}"))
     return 0
+
+
+def _numbered(overlays: Iterator[tuple[int, np.ndarray]], files: list[str] | None) -> Iterator[np.ndarray]:
+    """Each overlay frame captioned with its number from 0, as a video's result files are named
+    (masks/00017.png: frame 17); a folder's frame also by its file, after which its results are named."""
+    from vidcorr.viz import caption, frame_caption
+
+    for t, frame in overlays:
+        yield caption(frame, frame_caption("", t, files[t] if files else None))
+
+
+def _take_up(saved: dict, partial: Path, propagator, annotation: Annotation) -> None:
+    """Set a resumed run going from its ``saved`` state: the temporary files a kill left in
+    ``partial`` deleted (a result file half written), the propagator and the records as they were."""
+    from vidcorr.io.atomic import remove_atomic_leftovers
+
+    remove_atomic_leftovers([partial, *(path for path in partial.iterdir() if path.is_dir())])
+    propagator.resume(saved["propagator"])
+    annotation.records[:] = saved["records"]
 
 
 def _cut_warning(path: Path, t: int, files: list[str] | None) -> str:
@@ -193,13 +256,15 @@ def _cut_warning(path: Path, t: int, files: list[str] | None) -> str:
 
 
 @contextlib.contextmanager
-def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None]], start: float) -> Iterator[None]:
+def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None]], start: float,
+                         saved: Callable[[], int]) -> Iterator[None]:
     """Ctrl-C or SIGTERM in the block: one line with the frames done of how many, the time spent and
     what became of them, then exit 130 (Ctrl-C) or, through the `sigterm_cleans_up` block around it,
     143 (SIGTERM, marked as said: no second line). "vidcorr: interrupted" alone left a user who
     stopped a long video at frame 700 of 768 looking for the 700 masks; SIGTERM's line said only
-    "stopped by SIGTERM". ``progress()``: (frames done, frames in all or None)."""
-    from vidcorr.io.atomic import by_sigterm
+    "stopped by SIGTERM". ``progress()``: (frames done, frames in all or None); ``saved()``: the
+    frames the state kept in OUT.partial covers (0: none, nothing kept)."""
+    from vidcorr.io.atomic import by_sigterm, partial_path
 
     try:
         yield
@@ -209,9 +274,11 @@ def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None
         minutes, seconds = divmod(round(time.perf_counter() - start), 60)
         if out.is_dir() and any(not entry.name.startswith(".") for entry in out.iterdir()):
             what = f"{out} was written in full"  # the interrupt came as the finished result was put in place
+        elif saved() and (partial := partial_path(out)).is_dir():
+            what = f"kept in {partial} (frames 0 to {saved() - 1}): add --resume to continue"
         else:
-            what = (f"nothing written: {out} appears only once every frame is done (no resume: the same "
-                    "command starts again from the first frame)")
+            what = (f"nothing written: {out} appears only once every frame is done (nothing saved to resume "
+                    "from: the same command starts again from the first frame)")
         how = "stopped by SIGTERM" if by_sigterm(interrupt) else "interrupted"
         print(f"vidcorr propagate: {how} after {of} ({minutes}:{seconds:02d}); {what}", file=sys.stderr)
         if by_sigterm(interrupt):
@@ -298,16 +365,42 @@ def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | N
     ids, palette = read_mask_and_palette(path)
     first_mask = check_first_mask(ids, frame_hw, path)
 
-    def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
+    boxes: list = []  # with --track, each frame's boxes (`UVCTracker.boxes`), which its overlay draws
+
+    def write(propagator, source, out_dir: Path, draw: bool = True) -> Iterator[tuple[int, np.ndarray | None]]:
         from vidcorr.io.masks import write_indexed_png
         from vidcorr.masks import mask_overlay, propagate_mask
+        from vidcorr.track_uvc import UVCTracker, boxes_state
 
-        (out_dir / "masks").mkdir()
-        for t, (frame, labels) in enumerate(propagate_mask(propagator, source, first_mask)):
+        (out_dir / "masks").mkdir(exist_ok=True)  # there already in a resumed run's folder
+        for frame, labels in propagate_mask(propagator, source, first_mask):
+            t = propagator.frames_taken
             write_indexed_png(out_dir / "masks" / f"{_name(names, t)}.png", labels, palette)
-            yield mask_overlay(frame, labels, propagator, palette)
+            if isinstance(propagator, UVCTracker):
+                _record(boxes, t, boxes_state(propagator.boxes))
+            yield t, mask_overlay(frame, labels, propagator, palette) if draw else None
 
-    return Annotation(write, "masks/*.png")
+    def redraw(out_dir: Path, t: int, frame: np.ndarray, propagator) -> np.ndarray:
+        from PIL import Image
+
+        from vidcorr.masks import mask_overlay
+        from vidcorr.track_uvc import UVCTracker, boxes_from_state
+
+        with Image.open(out_dir / "masks" / f"{_name(names, t)}.png") as image:
+            labels = np.asarray(image)  # the palette indices: the ids as written
+        if isinstance(propagator, UVCTracker):  # frame t's boxes, which mask_overlay draws
+            propagator.boxes = boxes_from_state(boxes[t])
+        return mask_overlay(frame, labels, propagator, palette)
+
+    return Annotation(write, "masks/*.png", redraw, boxes)
+
+
+def _record(records: list, t: int, value) -> None:
+    """Frame t's record: a resumed run yields frame 0 again (the same record) before the frames after the stop."""
+    if t < len(records):
+        records[t] = value
+    else:
+        records.append(value)
 
 
 # --------------------------------------------------------------------------- soft labels
@@ -327,16 +420,25 @@ def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] |
         raise InputError(path, f"holds values up to {float(np.abs(first[overflow]).max()):g}, beyond "
                                f"{dtype}'s range (largest {float(np.finfo(dtype).max):g}); keep --labels-dtype float32")
 
-    def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
+    value_range = (float(first.min()), float(first.max()))
+
+    def write(propagator, source, out_dir: Path, draw: bool = True) -> Iterator[tuple[int, np.ndarray | None]]:
         from vidcorr.soft_labels import labels_overlay, propagate_soft_labels
 
-        (out_dir / "labels").mkdir()
-        value_range = (float(first.min()), float(first.max()))
-        for t, (frame, labels) in enumerate(propagate_soft_labels(propagator, source, first)):
-            np.save(out_dir / "labels" / f"{_name(names, t)}.npy", labels.astype(dtype, copy=False))
-            yield labels_overlay(frame, labels, value_range)
+        (out_dir / "labels").mkdir(exist_ok=True)  # there already in a resumed run's folder
+        for frame, labels in propagate_soft_labels(propagator, source, first):
+            written, t = labels.astype(dtype, copy=False), propagator.frames_taken
+            np.save(out_dir / "labels" / f"{_name(names, t)}.npy", written)
+            # drawn from the values written (float16's rounding included), as `redraw` draws them
+            yield t, labels_overlay(frame, written.astype(np.float32, copy=False), value_range) if draw else None
 
-    return Annotation(write, "labels/*.npy")
+    def redraw(out_dir: Path, t: int, frame: np.ndarray, propagator) -> np.ndarray:
+        from vidcorr.soft_labels import labels_overlay
+
+        labels = np.load(out_dir / "labels" / f"{_name(names, t)}.npy")
+        return labels_overlay(frame, labels.astype(np.float32, copy=False), value_range)
+
+    return Annotation(write, "labels/*.npy", redraw)
 
 
 # --------------------------------------------------------------------------- keypoints
@@ -347,23 +449,33 @@ def _keypoints_annotation(path: Path, frame_hw: tuple[int, int], names: list[str
 
     kps = check_first_keypoints(read_keypoints_json(path), frame_hw, path)
 
-    def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
+    # per frame: its keypoints.json entry, and the coordinates and visibility the overlay draws
+    # (unrounded: a resumed run draws the frames before the stop from these)
+    frames: list[dict] = []
+
+    def write(propagator, source, out_dir: Path, draw: bool = True) -> Iterator[tuple[int, np.ndarray | None]]:
         from vidcorr.keypoints import codec_for, propagate_keypoints
         from vidcorr.io.atomic import write_json_atomic
-        from vidcorr.viz_keypoints import draw_skeleton
 
         codec = codec_for(propagator.preset.name)
-        frames = []
         stream = propagate_keypoints(propagator, source, kps.points, codec, kps.visible)
-        for t, (frame, coords, visible) in enumerate(stream):
-            frames.append({"frame": _name(names, t), "keypoints": [
-                [round(float(cx), 3), round(float(cy), 3)] if v else None for (cx, cy), v in zip(coords, visible)]})
-            yield draw_skeleton(frame, coords, visible, kps.edges)
-        write_json_atomic({"names": kps.names, "edges": [list(e) for e in kps.edges], "frames": frames,
+        for frame, coords, visible in stream:
+            t = propagator.frames_taken
+            _record(frames, t, {"frame": _name(names, t), "keypoints": [
+                [round(float(cx), 3), round(float(cy), 3)] if v else None for (cx, cy), v in zip(coords, visible)],
+                "coords": np.asarray(coords, np.float64).tolist(), "visible": np.asarray(visible, bool).tolist()})
+            yield t, redraw(out_dir, t, frame, propagator) if draw else None
+        write_json_atomic({"names": kps.names, "edges": [list(e) for e in kps.edges],
+                           "frames": [{"frame": f["frame"], "keypoints": f["keypoints"]} for f in frames],
                            "preset": propagator.preset.name, "codec": codec.as_dict()},
                           out_dir / "keypoints.json")
 
-    return Annotation(write, "keypoints.json")
+    def redraw(out_dir: Path, t: int, frame: np.ndarray, propagator) -> np.ndarray:
+        from vidcorr.viz_keypoints import draw_skeleton
+
+        return draw_skeleton(frame, np.array(frames[t]["coords"]), np.array(frames[t]["visible"]), kps.edges)
+
+    return Annotation(write, "keypoints.json", redraw, frames)
 
 
 # --------------------------------------------------------------------------- boxes
@@ -411,7 +523,7 @@ def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[st
     if (warning := corner_box_warning(box, frame_hw, flag="--box")) is not None:
         log.warning(warning)
 
-    def write(propagator, source, out_dir: Path) -> Iterator[np.ndarray]:
+    def write(propagator, source, out_dir: Path, draw: bool = True) -> Iterator[tuple[int, np.ndarray | None]]:
         from vidcorr.io.atomic import write_json_atomic
         from vidcorr.track import draw_box, track_frames
 
@@ -419,7 +531,7 @@ def _box_annotation(box, tracker: str, frame_hw: tuple[int, int], names: list[st
         for t, (frame, b) in enumerate(track_frames(propagator.encoder, source, box, tracker,
                                                     device=propagator.device)):
             boxes.append({"frame": _name(names, t), "box": [round(float(v), 2) for v in b]})
-            yield draw_box(frame, b)
+            yield t, draw_box(frame, b) if draw else None
         write_json_atomic({"tracker": tracker, "preset": propagator.preset.name,
                            "convention": "0-based pixels, x, y, w, h", "frames": boxes}, out_dir / "boxes.json")
 

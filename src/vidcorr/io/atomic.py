@@ -337,3 +337,49 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where `resumable_dir` builds ``out``: ``OUT.partial`` beside it (a fixed name, unlike
+    `atomic_dir`'s, so that a resumed run finds it; visible, so that a user sees what a stop kept)."""
+    full = Path(out).absolute()
+    return full.parent / f"{full.name}.partial"
+
+
+@contextlib.contextmanager
+def resumable_dir(out: str | Path, state: str, *, resumed: bool) -> Iterator[Path]:
+    """`atomic_dir` for a command that can continue where it stopped: yield `partial_path` (made, or
+    with ``resumed`` the one a stopped run left), which becomes ``out`` when the block succeeds.
+
+    ``out`` must not exist or be an empty folder; an empty folder gets the entries moved in. The
+    partial folder stays where the block is interrupted (Ctrl-C, SIGTERM) once it holds the file
+    ``state`` names, what a resume starts from; a run killed outright leaves it as it is. Otherwise
+    it is deleted, except one ``resumed`` (an error of this session must not lose an earlier one's
+    work). ``state`` is deleted from the finished ``out``, after the move: a kill between the two
+    leaves a finished result with a stray hidden file, never a finished result that looks stopped.
+    """
+    out = Path(out)
+    check_output_path(out, folder=True, empty=True)
+    partial = partial_path(out)
+    try:
+        partial.mkdir(parents=True, exist_ok=resumed)
+    except OSError as error:
+        raise InputError(out, f"cannot create the output folder {partial} ({error.strerror or error})") from None
+    try:
+        yield partial
+        with _putting_in_place(out):
+            if out.is_dir():  # an empty folder (".", a mount point): filled, not replaced
+                _move_entries(partial, out, replacing=[])
+                shutil.rmtree(partial)
+            else:
+                partial.chmod(0o755)
+                partial.rename(out)
+            (out / state).unlink(missing_ok=True)
+    except KeyboardInterrupt:
+        if partial.exists() and not (partial / state).is_file() and not resumed:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    except BaseException:
+        if partial.exists() and not resumed:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise

@@ -1,0 +1,157 @@
+"""`vidcorr propagate --resume`: what a stopped propagation keeps, and the checks before it continues.
+
+A run builds its results in ``OUT.partial`` (`vidcorr.io.atomic.resumable_dir`), renamed to OUT when
+every frame is done. In it, `STATE` holds what the results on disk do not: the propagator's state
+(`vidcorr.propagate.Propagator.state`: the ring buffer's labels, the shot-cut watch; no features, which
+a resume embeds again from the frames), the per-frame records kept in memory (keypoints, UVC-track's
+boxes), the time spent, and the run's stamp: what must be the same for a resume to give the results of
+an uninterrupted run (input, first-frame annotation, model, preset, outputs). States are taken at the
+end of each encoder batch (a resumed run's batches must be the first run's, `Propagator.resume`) and
+written every `SAVE_SECONDS` and on Ctrl-C / SIGTERM, atomically: a kill during a write leaves the
+previous one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidcorr.errors import InputError
+from vidcorr.io.atomic import atomic_file, partial_path
+
+STATE = ".propagate-state.pt"
+FORMAT = "vidcorr-propagate-state/1"
+# Seconds between saves: a kill loses at most this much work plus a batch. A save writes the ring
+# buffer's labels (2.6 MB for crw's 20 frames of one object at 480p) and syncs the results written
+# since the last one: tens of ms, invisible once a minute (docs/propagation.md, "Long videos").
+SAVE_SECONDS = 60.0
+
+
+def annotation_digest(args: argparse.Namespace) -> dict[str, Any]:
+    """The first-frame annotation as a stamp records it: its kind and the sha256 of its file."""
+    for kind in ("mask", "keypoints", "labels"):
+        path = getattr(args, kind)
+        if path is not None:
+            return {"kind": kind, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    return {"kind": "box", "box": list(args.box)}
+
+
+def input_record(source) -> dict[str, Any]:
+    """The input as a stamp records it: frames, frame size and bytes (the file's, or the decoded
+    frame files' together). Not its path: the same video moved elsewhere continues."""
+    files = source.files if source.files is not None else [source.path]
+    return {"frames": source.num_frames, "size": f"{source.size[1]}x{source.size[0]}",
+            "bytes": sum(os.path.getsize(f) for f in files)}
+
+
+def run_stamp(args: argparse.Namespace, source, model_info: dict, preset_record: dict, outputs: str) -> dict:
+    """What makes a resumed run's results those of an uninterrupted one (compared key by key as the
+    eval commands' run records are, `vidcorr.evaluate.runs`)."""
+    return {"command": "propagate", "input": input_record(source), "annotation": annotation_digest(args),
+            "model": model_info, "preset": preset_record,
+            "run": {"outputs": outputs, "max_frames": args.max_frames, "batch_size": args.batch_size,
+                    "device": args.device, "track": bool(args.track), "labels_dtype": args.labels_dtype,
+                    "video": not args.no_video, "fps": args.fps}}
+
+
+def check_partial(out: Path, resume: bool) -> dict[str, Any] | None:
+    """Before anything is read: the saved state to continue (with ``resume``), else None.
+    `InputError` for a partial folder without ``resume`` (never silently reused or thrown away),
+    and for ``resume`` with nothing resumable."""
+    partial = partial_path(out)
+    if not resume:
+        if partial.exists():
+            what = ("a stopped `vidcorr propagate`'s results so far: add --resume to continue it"
+                    if (partial / STATE).is_file() else
+                    "what a `vidcorr propagate` killed before its first save left (nothing to resume)")
+            raise InputError(partial, f"holds {what}, or delete it to start again")
+        return None
+    if not partial.is_dir():
+        raise InputError(out, f"nothing to resume: no {partial} (what a stopped run of this command keeps); "
+                              "run it without --resume")
+    if not (partial / STATE).is_file():
+        raise InputError(partial, "holds no saved progress (killed before its first save): delete it and run "
+                                  "the command without --resume")
+    return load_state(partial / STATE)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, foreign
+        raise InputError(path, f"unreadable saved state ({type(error).__name__}: {error}); delete "
+                               f"{path.parent} and run the command without --resume") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(path, f"not a saved `vidcorr propagate` state (expected format {FORMAT})")
+    return state
+
+
+def check_stamp(partial: Path, saved: dict[str, Any], stamp: dict) -> None:
+    """`InputError` naming ``partial`` unless ``stamp`` is the stopped run's, naming what differs
+    with both values."""
+    from vidcorr.evaluate.runs import _changes, _compared, _with_resolved_model
+
+    before = _with_resolved_model(saved["stamp"])
+    now = _with_resolved_model(_json_ready(stamp))
+    changed = sorted(k for k in set(before) | set(now) if _compared(k, before) != _compared(k, now))
+    if changed:
+        raise InputError(partial, f"holds a stopped propagation with {_changes(changed, before, now)}: cannot "
+                                  "resume it; give the input, first-frame annotation, model and options it was "
+                                  "started with, or delete it")
+
+
+def _json_ready(stamp: dict) -> dict:
+    """``stamp`` as it reads back from a state (tuples as lists), so that the two compare equal."""
+    import json
+
+    return json.loads(json.dumps(stamp))
+
+
+class StateSaver:
+    """Takes the propagator's state at each batch end (`take`: references, no copy) and writes the
+    last one taken every `SAVE_SECONDS` (`maybe_save`) and on a stop (`save`)."""
+
+    def __init__(self, partial: Path, stamp: dict, records: list, *, elapsed_before: float = 0.0,
+                 saved_frames: int = 0):
+        self.path, self.stamp, self.records = partial / STATE, _json_ready(stamp), records
+        self.elapsed_before, self.started = elapsed_before, time.perf_counter()
+        self.saved_frames = saved_frames  # frames done as of the state on disk (0: none written)
+        self._taken: tuple[dict, int, float] | None = None
+        self._last = time.monotonic()
+
+    def elapsed(self) -> float:
+        """Seconds spent on this run, every session together."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def take(self, state: dict[str, Any]) -> None:
+        """The state after frame ``state["frames_taken"]``, its results written."""
+        self._taken = (state, state["frames_taken"] + 1, self.elapsed())
+
+    def maybe_save(self) -> None:
+        if time.monotonic() - self._last >= SAVE_SECONDS:
+            self.save()
+
+    def save(self) -> None:
+        """Write the last state taken, if newer than the one on disk. The results before it are synced
+        first: after a power cut, a state on disk must not name results that are not."""
+        self._last = time.monotonic()
+        if self._taken is None or self._taken[1] <= self.saved_frames:
+            return
+        state, frames, elapsed = self._taken
+        propagator = {**state, "context": [{**slot, "labels": None if slot["labels"] is None else
+                                            slot["labels"].detach().to("cpu").clone()}
+                                           for slot in state["context"]]}
+        os.sync()
+        with atomic_file(self.path) as tmp:
+            torch.save({"format": FORMAT, "stamp": self.stamp,
+                        "frames_done": frames, "elapsed": elapsed, "propagator": propagator,
+                        "records": list(self.records[:frames])}, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        self.saved_frames = frames

@@ -1,0 +1,279 @@
+"""`propagate --resume`: a run stopped by Ctrl-C, SIGTERM or SIGKILL, continued, ends as an
+uninterrupted run does (every result file bit-identical, the overlay's frames and times), on the first
+10 frames of DAVIS car-shadow at --size 120; and the refusals (another run's folder, nothing to resume)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from cli_helpers import sigterm_default_raises
+
+import vidcorr.io.masks as masks_io
+import vidcorr.io.video as video_io
+import vidcorr.keypoints as keypoints
+from vidcorr.cli import main
+from vidcorr.cli.propagate_resume import STATE, load_state
+from vidcorr.io.video import open_frames
+from vidcorr.models.floors import random_resnet18
+from vidcorr.propagate import Propagator
+from vidcorr.track_uvc import UVCTracker
+
+_REAL_DECODE, _REAL_SAVE, _REAL_WRITE = keypoints.HeatmapCodec.decode, np.save, masks_io.write_indexed_png
+SEQ = "car-shadow"
+# 10 frames: the stop after frame 5 keeps frames 0-4 (states are taken at a 4-frame batch's end),
+# and the resumed run crosses the next batch end (frame 8) before it finishes
+RUN = ["--size", "120", "--max-frames", "10", "--context", "3"]
+CAR = [[380.0, 250.0], [470.0, 240.0], [560.0, 260.0]]  # first-frame keypoints on the car
+
+
+@pytest.fixture(scope="module")
+def clip(davis2016_root) -> tuple[Path, Path]:
+    return davis2016_root / "JPEGImages" / "480p" / SEQ, davis2016_root / "Annotations" / "480p" / SEQ / "00000.png"
+
+
+def _first(kind: str, clip, tmp: Path) -> list[str]:
+    """The first-frame annotation option of ``kind``, its file written under ``tmp`` where needed."""
+    frames, mask = clip
+    if kind in ("mask", "track"):  # UVC-track: its boxes are in the state and drawn on the overlay
+        return ["--mask", str(mask)] + (["--track"] if kind == "track" else [])
+    if kind == "keypoints":
+        (tmp / "kp.json").write_text(json.dumps({"keypoints": CAR}))
+        return ["--keypoints", str(tmp / "kp.json")]
+    ids = masks_io.read_mask(mask).astype(np.float32)  # the car: id 1
+    np.save(tmp / "first.npy", np.stack([1.0 - ids, ids]).astype(np.float32))
+    return ["--labels", str(tmp / "first.npy"), "--labels-dtype", "float16"]
+
+
+def _stop_after_frame(monkeypatch, module, name: str, frame: int, stop) -> None:
+    """``stop()`` as ``module.name`` is about to write the result of frame ``frame + 1``."""
+    real = getattr(module, name)
+
+    def write(path, *args, **kwargs):
+        if re.search(rf"0*{frame + 1}\.(png|npy)$", str(path)):
+            stop()
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, write)
+
+
+def _ctrl_c():
+    raise KeyboardInterrupt
+
+
+def _sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "overlay.mp4"}
+
+
+def _video(path: Path) -> tuple[list[float], list[np.ndarray]]:
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+        return [float(f.time) for f in frames], [f.to_ndarray(format="rgb24") for f in frames]
+
+
+def _summary(text: str) -> str:
+    return re.sub(r"in [\d.]+s \([\d.]+ frames/s\)", "in T", text)
+
+
+@pytest.fixture
+def encoded(monkeypatch) -> list[list[str]]:
+    """Per video written in this process, in order: the SHA-256 of each frame given to the encoder."""
+    real, seen = video_io.write_video, []
+
+    def write_video(path, frames, *args, **kwargs):
+        seen.append(digests := [])
+        return real(path, (digests.append(hashlib.sha256(f.tobytes()).hexdigest()) or f for f in frames),
+                    *args, **kwargs)
+
+    monkeypatch.setattr(video_io, "write_video", write_video)
+    return seen
+
+
+def _same_as_uninterrupted(full: Path, resumed: Path, encoded: list[list[str]]) -> None:
+    """Every result file the same bytes; the overlay the same frames given to the encoder (what the
+    encoder makes of them is libx264's: the same file in every run here), the same number of frames
+    at the same times in the file."""
+    assert _files(resumed) == _files(full)  # names and bytes of every result file
+    assert len(encoded[0]) == 10 and encoded[-1] == encoded[0]  # the uninterrupted run's video, the resumed one's
+    full_times, _ = _video(full / "overlay.mp4")
+    times, _ = _video(resumed / "overlay.mp4")
+    assert len(times) == 10 and times == full_times
+
+
+@pytest.mark.parametrize("kind, stop, code", [("mask", _ctrl_c, 130), ("labels", _sigterm, 143),
+                                              ("keypoints", _ctrl_c, 130), ("track", _sigterm, 143)])
+def test_a_stopped_run_resumed_ends_as_an_uninterrupted_one(clip, tmp_path, monkeypatch, capsys, encoded, kind, stop,
+                                                            code):
+    frames, _ = clip
+    argv = ["propagate", str(frames), *_first(kind, clip, tmp_path), *RUN, "--features", "lab-pixels"]
+    assert main([*argv, "--out", str(tmp_path / "full")]) == 0
+    summary = _summary(capsys.readouterr().out.replace(str(tmp_path / "full"), "OUT"))
+    if kind == "keypoints":  # one file at the end: frame 6's heatmap decoding is where it stops
+        real, calls = keypoints.HeatmapCodec.decode, []
+
+        def decode(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 6:
+                stop()
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(keypoints.HeatmapCodec, "decode", decode)
+    elif kind == "labels":
+        _stop_after_frame(monkeypatch, np, "save", 5, stop)
+    else:
+        _stop_after_frame(monkeypatch, masks_io, "write_indexed_png", 5, stop)
+    capsys.readouterr()
+    out = tmp_path / "out"
+    with sigterm_default_raises(), pytest.raises(SystemExit) as stopped:
+        main([*argv, "--out", str(out)])
+    assert stopped.value.code == code
+    partial = tmp_path / "out.partial"
+    assert "after 6 of 10 frames (0:0" in (err := capsys.readouterr().err)
+    assert f"kept in {partial} (frames 0 to 4): add --resume to continue" in err and not out.exists()
+    assert load_state(partial / STATE)["frames_done"] == 5
+    _undo_stop(monkeypatch, kind)
+
+    # without --resume the partial folder is refused, not reused or thrown away
+    assert main([*argv, "--out", str(out)]) == 2
+    assert f"{partial}: holds a stopped `vidcorr propagate`'s results so far: add --resume" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    assert _summary(capsys.readouterr().out.replace(str(out), "OUT")) == summary
+    assert not partial.exists() and not (out / STATE).exists()
+    _same_as_uninterrupted(tmp_path / "full", out, encoded)
+
+
+def _undo_stop(monkeypatch, kind: str) -> None:
+    """The stop put in for the first run taken out again (``encoded``'s patch stays)."""
+    if kind == "keypoints":
+        monkeypatch.setattr(keypoints.HeatmapCodec, "decode", _REAL_DECODE)
+    elif kind == "labels":
+        monkeypatch.setattr(np, "save", _REAL_SAVE)
+    else:
+        monkeypatch.setattr(masks_io, "write_indexed_png", _REAL_WRITE)
+
+
+def test_a_run_killed_outright_resumes_from_its_last_save(clip, tmp_path, encoded):
+    """SIGKILL: no clean-up runs. The process saves at every batch end here (the save period patched to
+    0) and sleeps after its second save, frames 0-8, where it is killed; a kill while a result or the
+    state is being written leaves a temporary file, which the resume removes."""
+    frames, mask = clip
+    argv = ["propagate", str(frames), "--mask", str(mask), *RUN, "--features", "lab-pixels"]
+    assert main([*argv, "--out", str(tmp_path / "full")]) == 0
+    out, partial = tmp_path / "out", tmp_path / "out.partial"
+    script = textwrap.dedent(f"""
+        import time, sys
+        import vidcorr.cli.propagate_resume as resume
+        from vidcorr.cli import main
+        resume.SAVE_SECONDS = 0
+        real = resume.StateSaver.save
+        def save(self):
+            real(self)
+            if self.saved_frames == 9:
+                time.sleep(600)
+        resume.StateSaver.save = save
+        main({[*argv, "--out", str(out)]!r})
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not ((partial / STATE).is_file() and load_state(partial / STATE)["frames_done"] == 9):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not out.exists() and partial.is_dir()
+    (partial / "masks" / ".00009.png.abcd1234.tmp.png").write_bytes(b"half a PNG")  # as a kill in a write leaves
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    _same_as_uninterrupted(tmp_path / "full", out, encoded)
+    assert len(encoded) == 2  # the uninterrupted and the resumed run's (the killed one ran in another process)
+
+
+def _run_until(propagator: Propagator, frames: list[np.ndarray], first: torch.Tensor, until: int) -> dict:
+    propagator.start(frames[0], first)
+    for t, _ in enumerate(propagator.follow(frames[1:]), start=1):
+        if t == until:
+            return propagator.state()
+    raise AssertionError("too few frames")
+
+
+@pytest.mark.parametrize("tracker", [False, True])
+def test_a_resumed_propagator_holds_the_context_features_of_an_uninterrupted_one(clip, tracker):
+    """The features a resume embeds again, in the first run's batches, are bitwise those the first
+    run held (a conv encoder on this machine), and so are the labels, boxes and every later frame's
+    output; UVC-track's boxes are part of the state."""
+    frames_dir, mask = clip
+    # a quarter of the size each way (120 x 214): as --size 120 propagates, minus the resizing
+    frames = [np.ascontiguousarray(frame[::4, ::4]) for frame in open_frames(frames_dir).head(10)]
+    ids = masks_io.read_mask(mask)[::4, ::4].astype(np.float32)
+    first = torch.from_numpy(np.stack([1.0 - ids, ids]).astype(np.float32))
+    torch.manual_seed(0)
+    encoder = random_resnet18()
+    # crw for both: uvc's preset is 40x slower here, and the tracker's state is the same either way
+    make = (lambda: UVCTracker(encoder, "crw", batch_size=4)) if tracker else (lambda: Propagator(
+        encoder, "crw", batch_size=4))
+    full = make()
+    state = _run_until(full, frames, first, 8)
+    later = [soft.clone() for _, soft in full.follow(frames[9:])]  # frame 9 after an uninterrupted 0..8
+
+    resumed = make()
+    resumed.resume(state)
+    resumed.start(frames[0], first)
+    outputs = [soft for _, soft in resumed.follow(frames[1:])]
+    assert resumed.frames_taken == 9 and len(outputs) == 1
+    torch.testing.assert_close(outputs[0], later[0], rtol=0, atol=0)
+    # the ring buffer after frame 9, features embedded again in frames 1-8's batches included
+    assert [m.frame for m in resumed._context] == [m.frame for m in full._context]
+    for memory, uninterrupted in zip(resumed._context, full._context):
+        assert torch.equal(memory.feats, uninterrupted.feats) and torch.equal(memory.labels, uninterrupted.labels)
+        assert getattr(memory, "boxes", None) == getattr(uninterrupted, "boxes", None)
+    assert resumed.cuts.state() == full.cuts.state() and resumed.match_score == full.match_score
+    if tracker:
+        assert resumed.boxes == full.boxes
+
+
+def test_resume_refuses_another_run_naming_what_differs(clip, tmp_path, monkeypatch, capsys):
+    frames, mask = clip
+    argv = ["propagate", str(frames), "--mask", str(mask), *RUN, "--features", "lab-pixels", "--out",
+            str(out := tmp_path / "out")]
+    assert main([*argv, "--resume"]) == 2
+    assert f"{out}: nothing to resume: no {tmp_path / 'out.partial'}" in capsys.readouterr().err
+    _stop_after_frame(monkeypatch, masks_io, "write_indexed_png", 5, _ctrl_c)
+    with pytest.raises(SystemExit):
+        main(argv)
+    monkeypatch.undo()
+    partial = tmp_path / "out.partial"
+    before = sorted(p.name for p in partial.rglob("*"))
+    for change, said in [(["--size", "96"], "other preset knobs (size 120 -> 96)"),
+                         (["--max-frames", "9"], "max_frames 10 -> 9"),
+                         (["--features", "random-resnet18"], "another model (lab-pixels -> random-resnet18)"),
+                         (["--no-video"], "video true -> false")]:
+        assert main([*argv, *change, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert f"{partial}: holds a stopped propagation with" in err and said in err, err
+    other_mask = mask.parent / "00003.png"  # another mask of the same size
+    assert main([*[str(other_mask) if a == str(mask) else a for a in argv], "--resume"]) == 2
+    assert "other annotation (sha256 " in capsys.readouterr().err
+    assert main(["propagate", str(frames), "--box", "300,200,200,80", "--out", str(out), "--resume"]) == 2
+    assert "--resume continues masks, keypoints and soft labels, not --box" in capsys.readouterr().err
+    assert sorted(p.name for p in partial.rglob("*")) == before and not out.exists()  # nothing changed
+    (partial / STATE).unlink()  # as a kill before the first save leaves it
+    assert main([*argv, "--resume"]) == 2
+    assert f"{partial}: holds no saved progress" in capsys.readouterr().err
