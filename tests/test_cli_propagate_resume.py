@@ -274,6 +274,15 @@ def test_resume_refuses_another_run_naming_what_differs(clip, tmp_path, monkeypa
     assert main(["propagate", str(frames), "--box", "300,200,200,80", "--out", str(out), "--resume"]) == 2
     assert "--resume continues masks, keypoints and soft labels, not --box" in capsys.readouterr().err
     assert sorted(p.name for p in partial.rglob("*")) == before and not out.exists()  # nothing changed
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+
+    # an error in a resumed run keeps what the runs before it saved (a fresh run's error leaves nothing)
+    _stop_after_frame(monkeypatch, masks_io, "write_indexed_png", 6, disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        main([*argv, "--resume"])
+    assert load_state(partial / STATE)["frames_done"] == 5 and not out.exists()
     (partial / STATE).unlink()  # as a kill before the first save leaves it
     assert main([*argv, "--resume"]) == 2
     assert f"{partial}: holds no saved progress" in capsys.readouterr().err
