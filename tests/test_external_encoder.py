@@ -8,6 +8,7 @@ exit 2 and no output folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import sys
@@ -244,3 +245,28 @@ def test_one_module_name_imported_from_two_folders_is_two_networks_on_resume(sho
     finally:
         sys.modules.pop("probe_enc", None)
         sys.path[:] = path
+
+
+def test_an_encoder_file_edited_between_runs_is_another_network_on_resume(short_clip, tmp_path, capsys) -> None:
+    """An edited ``forward`` keeps the parameters, so state digest, class, parameter count and stride
+    are the same: a resume continued the run with the new code, one folder holding two networks'
+    results. The record holds a digest of the file's bytes, and a resume whose file differs is
+    refused naming it; a record without the digest (an earlier version's) still resumes."""
+    source = "from torch import nn\n\n\nclass Enc(nn.Module):\n    def forward(self, x):\n        return {}\n\n\n" \
+             "def build():\n    return Enc()\n"
+    path = tmp_path / "edited_enc.py"
+    path.write_text(source.format("x[:, :, ::8, ::8]"))
+    out = tmp_path / "out"
+    argv = ["eval", "davis", "--root", str(short_clip), "--size", "64", "--out", str(out),
+            "--encoder", f"{path}:build"]
+    assert main(argv) == 0
+    record = json.loads((out / ".run.json").read_text())
+    assert record["model"]["module_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert main([*argv, "--resume"]) == 0
+    path.write_text(source.format("1 - x[:, :, ::8, ::8]"))  # the same (no) parameters, other features
+    capsys.readouterr()
+    err = _fails([*argv, "--resume"], capsys, f"other module_sha256 ({path.resolve()} edited since that run)")
+    assert "module_file" not in err  # the same file
+    del record["model"]["module_sha256"]  # as an earlier version recorded it
+    (out / ".run.json").write_text(json.dumps(record))
+    assert main([*argv, "--resume"]) == 0

@@ -230,7 +230,7 @@ def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Calla
     # earlier version's record, and a model_info from Python (`load_external_encoder`), hold it as typed
     recorded = _with_resolved_model(json.loads(json.dumps(stamp)))
     earlier = _with_resolved_model({**earlier, "command": command})
-    recorded, earlier = _module_files_both_recorded(recorded, earlier)
+    recorded, earlier = _later_fields_both_recorded(recorded, earlier)
     changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished", "timing"}
                      if _compared(k, earlier) != _compared(k, recorded))
     if changed:
@@ -252,13 +252,18 @@ def _with_resolved_model(record: dict) -> dict:
     return {**record, "model": model}
 
 
-def _module_files_both_recorded(one: dict, other: dict) -> tuple[dict, dict]:
-    """Both records with their --encoder's ``module_file`` only if both hold one: a record of an
-    earlier version, which did not record it, still resumes (compared by the spec and state digest)."""
+# --encoder's fields that earlier versions did not record: the file imported (9c3b666), its bytes' digest
+_LATER_MODEL_FIELDS = ("module_file", "module_sha256")
+
+
+def _later_fields_both_recorded(one: dict, other: dict) -> tuple[dict, dict]:
+    """Both records with each of their --encoder's `_LATER_MODEL_FIELDS` only if both hold it: a
+    record of an earlier version, which did not record it, still resumes (compared by the rest)."""
     models = one.get("model"), other.get("model")
-    if all(isinstance(m, dict) for m in models) and sum("module_file" in m for m in models) == 1:
-        return tuple({**r, "model": {k: v for k, v in r["model"].items() if k != "module_file"}} for r in (one, other))
-    return one, other
+    if not all(isinstance(m, dict) for m in models):
+        return one, other
+    lacking = {key for key in _LATER_MODEL_FIELDS if sum(key in m for m in models) == 1}
+    return tuple({**r, "model": {k: v for k, v in r["model"].items() if k not in lacking}} for r in (one, other))
 
 
 def _compared(key: str, record: dict) -> Any:
@@ -361,8 +366,13 @@ def _model_changes(before: dict | None, after: dict | None) -> str:
         return f"model ({name(before)} -> {name(after)})"
     before, after = before if isinstance(before, dict) else {}, after if isinstance(after, dict) else {}
     fields = [key for key in [*after, *(k for k in before if k not in after)] if before.get(key) != after.get(key)]
-    # one module name, two files (another folder or PYTHONPATH): which files, or the user cannot tell
-    fields = [f"module_file {before.get(k)} -> {after.get(k)}" if k == "module_file" else k for k in fields]
+    # one module name, two files (another folder or PYTHONPATH): which files, or the user cannot tell; their
+    # bytes differing goes without saying. One file's bytes differing: it was edited, and which file it is.
+    if "module_file" in fields and "module_sha256" in fields:
+        fields.remove("module_sha256")
+    fields = [f"module_file {before.get(k)} -> {after.get(k)}" if k == "module_file" else
+              f"module_sha256 ({after.get('module_file')} edited since that run)" if k == "module_sha256" else k
+              for k in fields]
     return f"model ({name(after)}, other {', '.join(fields)})"
 
 

@@ -9,8 +9,8 @@ measured where one is needed (`measure_stride`), never guessed. ``MODULE`` is a 
 file or an importable module name (the current folder is searched too).
 
 The module is checked once on a small test frame before any output is written, and the file it
-was imported from and a digest of its state dict go into the results, so ``--resume`` never mixes
-two networks in one folder.
+was imported from, a digest of that file's bytes and one of its state dict go into the results, so
+``--resume`` never mixes two networks in one folder.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def load_external_encoder(spec: str) -> tuple[nn.Module, dict[str, Any]]:
         stride = encoder_stride(encoder)
     except VidcorrError as err:
         raise VidcorrError(f"--encoder {spec}: {err}") from None
-    info = {"encoder": spec, "module_file": module_file(module),
+    info = {"encoder": spec, "module_file": module_file(module), "module_sha256": module_digest(module),
             "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
             "parameters": sum(p.numel() for p in encoder.parameters()),
             "stride": stride, "state_sha256": state_digest(encoder), "trained": None}
@@ -83,6 +83,18 @@ def module_file(module: ModuleType) -> str | None:
     parameter-free network (or one of the same weights) has the same `state_digest`."""
     path = getattr(module, "__file__", None)
     return str(Path(path).resolve()) if path else None
+
+
+def module_digest(module: ModuleType) -> str | None:
+    """SHA-256 of the bytes of the file a module was imported from, None for one without a readable
+    file (built in, from a zip). An edited ``forward`` keeps the parameters and so the `state_digest`:
+    a resume after it would mix two networks' results. Only this file: the modules it imports (the
+    user's helpers, installed packages) are not followed."""
+    path = getattr(module, "__file__", None)
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None
 
 
 def split_spec(spec: str) -> tuple[str, str] | None:
