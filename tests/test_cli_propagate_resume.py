@@ -107,9 +107,9 @@ def encoded(monkeypatch) -> list[list[str]]:
 
 
 def _same_as_uninterrupted(full: Path, resumed: Path, encoded: list[list[str]]) -> None:
-    """Every result file the same bytes; the overlay the same frames given to the encoder (what the
-    encoder makes of them is libx264's: the same file in every run here), the same number of frames
-    at the same times in the file."""
+    """Every result file the same bytes; the overlay the same frames given to the encoder and as many
+    at the same times in the file (its pixels are libx264's, which is not deterministic here: two
+    encodings of the same frames can differ, docs/propagation.md "Long videos")."""
     assert _files(resumed) == _files(full)  # names and bytes of every result file
     assert len(encoded[0]) == 10 and encoded[-1] == encoded[0]  # the uninterrupted run's video, the resumed one's
     full_times, _ = _video(full / "overlay.mp4")
