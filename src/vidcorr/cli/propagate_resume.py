@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -108,8 +109,6 @@ def check_stamp(partial: Path, saved: dict[str, Any], stamp: dict) -> None:
 
 def _json_ready(stamp: dict) -> dict:
     """``stamp`` as it reads back from a state (tuples as lists), so that the two compare equal."""
-    import json
-
     return json.loads(json.dumps(stamp))
 
 

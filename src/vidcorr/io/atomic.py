@@ -2,7 +2,8 @@
 
 A write that fails or is interrupted halfway leaves the destination as it was (DESIGN.md, "Errors":
 no half-written output). Every writer in vidcorr — result JSON, PNGs, videos, weights,
-checkpoints, caches, output folders — goes through these two helpers.
+checkpoints, caches, output folders — goes through these helpers (`resumable_dir`: an output
+folder that a stopped run keeps, for `propagate --resume`).
 """
 
 from __future__ import annotations
