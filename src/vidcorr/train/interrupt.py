@@ -57,7 +57,7 @@ def stopped_at_once(signum: int, latest: Path, before_training: bool = False) ->
 BEFORE_FIRST_STEP = "before the first step, while the run was being prepared"
 
 
-_preparing: list[dict[int, Any]] = []  # the handlers each running `preparing` block replaced
+_replaced: dict[int, Any] = {}  # the handlers the running `preparing` block replaced (one block at a time)
 
 
 @contextlib.contextmanager
@@ -66,18 +66,15 @@ def preparing() -> Iterator[None]:
     the method): SIGINT and SIGTERM raise `StopAtOnce` with ``before_training`` set, which the
     command words as a stop before the first step. SIGTERM's default there was a silent exit 143.
     The trainer's own handlers take over when it installs them (`StopSignals`, which ends the
-    block's early: `_end_preparing`); only in the main thread, and not for an ignored signal."""
-    previous: dict[int, Any] = {}
+    block early: `_end_preparing`); only in the main thread, and not for an ignored signal."""
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             if signal.getsignal(signum) not in (signal.SIG_IGN, None):
-                previous[signum] = signal.signal(signum, _stop_preparing)
-    _preparing.append(previous)
+                _replaced[signum] = signal.signal(signum, _stop_preparing)
     try:
         yield
     finally:
-        _preparing.pop()  # this block's: they nest
-        _restore(previous)
+        _end_preparing()
 
 
 def _stop_preparing(signum: int, frame: FrameType | None) -> None:
@@ -86,10 +83,9 @@ def _stop_preparing(signum: int, frame: FrameType | None) -> None:
 
 
 def _end_preparing() -> None:
-    """Give back the handlers of the `preparing` blocks running, innermost first (and forget them)."""
-    for previous in reversed(_preparing):
-        _restore(previous)
-        previous.clear()
+    """Give back the handlers the running `preparing` block replaced (and forget them)."""
+    _restore(_replaced)
+    _replaced.clear()
 
 
 def _restore(handlers: dict[int, Any]) -> None:
