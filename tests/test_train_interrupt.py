@@ -151,6 +151,33 @@ def test_a_signal_while_a_command_prepares_stops_before_the_first_step_and_the_t
     assert_handlers_restored()
 
 
+class _StandIn:
+    """A handler standing in for SIGTERM's default, as the command line's start-up one does."""
+
+    stands_in_for = signal.SIG_DFL
+
+    def __call__(self, signum: int, frame: object) -> None:
+        raise AssertionError("never called here")
+
+
+def test_preparing_takes_over_from_a_stand_in_and_gives_back_what_it_stands_in_for() -> None:
+    """The command line holds its start-up handler until `preparing` replaces it (no moment of
+    SIGTERM's silent default between the two). What comes back at the block's end, or when the
+    trainer takes over, is the handler it stood in for: the stand-in's "while starting; nothing was
+    done" would have been said for a SIGTERM after training, or a third one during it."""
+    for trainer in (False, True):
+        signal.signal(signal.SIGTERM, _StandIn())
+        try:
+            with preparing():
+                if trainer:
+                    with StopSignals(announce=False):  # takes over: ends the block early
+                        pass
+                    assert_handlers_restored()  # what the trainer gave back
+            assert_handlers_restored()
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def test_a_second_signal_during_the_save_stops_at_once_keeping_the_last_checkpoint(
         short_list: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The first SIGINT (after step 3) asks for a checkpoint; a second one halfway through writing

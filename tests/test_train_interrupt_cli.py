@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from train_interrupt_helpers import TINY_AE, _assert_resumes, _ctrl_c_at, _default_sigint
 
+import vidcorr.cli
+from vidcorr.cli import main
+from vidcorr.errors import VidcorrError
 from vidcorr.train import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread", "ctrl_c_as_in_a_terminal")
@@ -67,8 +70,10 @@ def test_ctrl_c_then_sigterm_on_the_command_line(short_list: Path, tmp_path: Pat
 PAUSED_AT = """
 import os, sys, time
 import vidcorr.cli
+import vidcorr.train.distributed
 import vidcorr.train.recipe_files
-owner = {"build_parser": vidcorr.cli, "load_recipe": vidcorr.train.recipe_files}[sys.argv[1]]
+owner = {"build_parser": vidcorr.cli, "check_device": vidcorr.cli, "launched_rank": vidcorr.train.distributed,
+         "load_recipe": vidcorr.train.recipe_files}[sys.argv[1]]
 original = getattr(owner, sys.argv[1])
 def paused(*args, **kwargs):
     result = original(*args, **kwargs)
@@ -82,6 +87,10 @@ sys.exit(vidcorr.cli.main(sys.argv[2:]))
 
 @pytest.mark.parametrize(("where", "line"), [
     ("build_parser", "vidcorr: interrupted by SIGTERM while starting; nothing was done"),
+    # after the parser, before the command's own handlers (17 ms on CPU, longer with --device cuda's check):
+    # the start-up handler was given back there, and SIGTERM's default exited 143 without a word
+    ("check_device", "vidcorr: interrupted by SIGTERM while starting; nothing was done"),
+    ("launched_rank", "vidcorr: interrupted by SIGTERM while starting; nothing was done"),
     ("load_recipe", "vidcorr: interrupted by SIGTERM before the first step, while the run was being prepared; "
                     "nothing was written")])
 def test_sigterm_before_the_trainer_starts_says_so_in_one_line(short_list: Path, tmp_path: Path, where: str,
@@ -104,6 +113,25 @@ def test_sigterm_before_the_trainer_starts_says_so_in_one_line(short_list: Path,
             trainer.kill()
     assert trainer.returncode == 143 and err == f"{line}\n", err
     assert not (tmp_path / "run").exists()
+
+
+def test_only_a_training_command_keeps_the_start_up_sigterm_handler_after_parsing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vidcorr train METHOD` keeps it until its own handlers take over; every other command starts
+    with SIGTERM's handler as it was (its default: exit 143), as before; both give it back at the end."""
+    seen = {}
+
+    def stop_at_check(device: str | None) -> None:
+        seen[command] = signal.getsignal(signal.SIGTERM)
+        raise VidcorrError("stopped at the device check")
+
+    monkeypatch.setattr(vidcorr.cli, "check_device", stop_at_check)
+    for command, argv in (("train", ["train", "autoencoder", "--data", str(tmp_path), "--out", "w.safetensors"]),
+                          ("export", ["train", "export", "--checkpoint", "c.pt", "--out", "w.safetensors"]),
+                          ("eval", ["eval", "davis", "--root", str(tmp_path), "--out", str(tmp_path / "out")])):
+        assert main(argv) == 2
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert seen["train"] not in (signal.SIG_DFL, None) and seen["export"] == seen["eval"] == signal.SIG_DFL
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import select
 import signal
 import sys
 import threading
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from vidcorr import __version__
 from vidcorr.cli.common import check_device
@@ -97,8 +97,16 @@ class _StartTerminated(KeyboardInterrupt):
     """SIGTERM while the command line starts (`_run_command`): unwinds as Ctrl-C there does."""
 
 
-def _terminate_start(signum: int, frame: object) -> None:
-    raise _StartTerminated
+class _StartUpHandler:
+    """SIGTERM's handler while the command line starts: raises `_StartTerminated`. stands_in_for: the
+    handler it replaced, which a training command's own handlers give back when they end (they take
+    over from this one: `vidcorr.train.interrupt.preparing`)."""
+
+    def __init__(self, stands_in_for: Any):
+        self.stands_in_for = stands_in_for
+
+    def __call__(self, signum: int, frame: object) -> None:
+        raise _StartTerminated
 
 
 def _run(argv: list[str] | None) -> int:
@@ -115,15 +123,29 @@ def _run(argv: list[str] | None) -> int:
 
 def _run_command(argv: list[str] | None) -> int:
     # Until the command begins (its own handlers, if any, then take over): building the parser imports
-    # torch, seconds in which SIGTERM's default ended `vidcorr train` silently with 143.
+    # torch, seconds in which SIGTERM's default ended `vidcorr train` silently with 143. A training
+    # command's handlers replace this one themselves (`takes_over_sigterm`): given back before they
+    # did, SIGTERM in between (--device's check, the command's imports: 17 ms on CPU) was that silent 143.
     taken = _main_thread() and signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, None)
-    previous = signal.signal(signal.SIGTERM, _terminate_start) if taken else None
+    previous = signal.signal(signal.SIGTERM, _StartUpHandler(signal.getsignal(signal.SIGTERM))) if taken else None
+    held = False
     try:
         parser = build_parser()
         args, unknown = parser.parse_known_args(argv)
+        held = taken and getattr(args.func, "takes_over_sigterm", False)
     finally:
-        if taken:
+        if taken and not held:
             signal.signal(signal.SIGTERM, previous)
+    try:
+        return _run_parsed(parser, args, unknown, argv)
+    finally:
+        if held:  # where the command failed before its handlers took over, or a signal cut the take-over short
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_parsed(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str],
+                argv: list[str] | None) -> int:
+    """The parsed command's exit status; argparse's error (SystemExit 2) for ``unknown`` arguments."""
     if unknown:
         _refuse_unknown(parser, sys.argv[1:] if argv is None else argv, unknown)
     logging.basicConfig(

@@ -154,6 +154,8 @@ def _command(prepare: Callable[[argparse.Namespace], Any]) -> Callable[[argparse
                       "nothing was written", file=sys.stderr)
             return 128 + stopped.signal
 
+    # `vidcorr.cli` holds its start-up SIGTERM handler until `preparing` replaces it: no gap between the two
+    command.takes_over_sigterm = True
     return command
 
 

@@ -66,11 +66,15 @@ def preparing() -> Iterator[None]:
     the method): SIGINT and SIGTERM raise `StopAtOnce` with ``before_training`` set, which the
     command words as a stop before the first step. SIGTERM's default there was a silent exit 143.
     The trainer's own handlers take over when it installs them (`StopSignals`, which ends the
-    block early: `_end_preparing`); only in the main thread, and not for an ignored signal."""
+    block early: `_end_preparing`); only in the main thread, and not for an ignored signal.
+
+    A handler with a ``stands_in_for`` (the command line's start-up one, `vidcorr.cli`, held until
+    this block replaces it, so that no signal falls between the two) is given back as that handler."""
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             if signal.getsignal(signum) not in (signal.SIG_IGN, None):
-                _replaced[signum] = signal.signal(signum, _stop_preparing)
+                replaced = signal.signal(signum, _stop_preparing)
+                _replaced[signum] = getattr(replaced, "stands_in_for", replaced)
     try:
         yield
     finally:
