@@ -179,6 +179,8 @@ def test_a_run_killed_outright_resumes_from_its_last_save(clip, tmp_path, encode
     out, partial = tmp_path / "out", tmp_path / "out.partial"
     script = textwrap.dedent(f"""
         import time, sys
+        import torch
+        torch.set_num_threads({torch.get_num_threads()})  # this process's: another count sums in another order
         import vidcorr.cli.propagate_resume as resume
         from vidcorr.cli import main
         resume.SAVE_SECONDS = 0

@@ -96,13 +96,11 @@ def load_state(path: Path) -> dict[str, Any]:
 def check_stamp(partial: Path, saved: dict[str, Any], stamp: dict) -> None:
     """`InputError` naming ``partial`` unless ``stamp`` is the stopped run's, naming what differs
     with both values."""
-    from vidcorr.evaluate.runs import _changes, _compared, _with_resolved_model
+    from vidcorr.evaluate.runs import stamp_changes
 
-    before = _with_resolved_model(saved["stamp"])
-    now = _with_resolved_model(_json_ready(stamp))
-    changed = sorted(k for k in set(before) | set(now) if _compared(k, before) != _compared(k, now))
-    if changed:
-        raise InputError(partial, f"holds a stopped propagation with {_changes(changed, before, now)}: cannot "
+    changes = stamp_changes(saved["stamp"], stamp)
+    if changes:
+        raise InputError(partial, f"holds a stopped propagation with {changes}: cannot "
                                   "resume it; give the input, first-frame annotation, model and options it was "
                                   "started with, or delete it")
 

@@ -226,17 +226,25 @@ def finished_items(out_dir: Path, stamp: dict, names: Sequence[str], done: Calla
     if command != stamp["command"]:
         raise InputError(out_dir, f"holds a run of `{command}`, not of `{stamp['command']}`: cannot resume it; "
                                   "choose a new --out")
+    changes = stamp_changes({**earlier, "command": command}, stamp, ignored=("finished", "timing"))
+    if changes:
+        raise InputError(out_dir, f"holds a run with {changes}: cannot resume it; "
+                                  "choose a new --out or drop --resume")
+    return [name for name in names if name in earlier.get("finished", []) and done(name)]
+
+
+def stamp_changes(earlier: dict, stamp: dict, ignored: Sequence[str] = ()) -> str | None:
+    """What differs between a stopped run's record ``earlier`` and this run's ``stamp`` (keys in
+    ``ignored`` aside; a key either lacks counts as changed), worded with both values as a refusal
+    names them (`_changes`), or None when a resume would give an uninterrupted run's results."""
     # as it reads back (tuples become lists); an --encoder file by its absolute path on both sides: an
     # earlier version's record, and a model_info from Python (`load_external_encoder`), hold it as typed
     recorded = _with_resolved_model(json.loads(json.dumps(stamp)))
-    earlier = _with_resolved_model({**earlier, "command": command})
+    earlier = _with_resolved_model(earlier)
     recorded, earlier = _later_fields_both_recorded(recorded, earlier)
-    changed = sorted(k for k in (set(recorded) | set(earlier)) - {"finished", "timing"}
+    changed = sorted(k for k in (set(recorded) | set(earlier)) - set(ignored)
                      if _compared(k, earlier) != _compared(k, recorded))
-    if changed:
-        raise InputError(out_dir, f"holds a run with {_changes(changed, earlier, recorded)}: cannot resume it; "
-                                  "choose a new --out or drop --resume")
-    return [name for name in names if name in earlier.get("finished", []) and done(name)]
+    return _changes(changed, earlier, recorded) if changed else None
 
 
 def _with_resolved_model(record: dict) -> dict:
