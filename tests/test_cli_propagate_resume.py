@@ -5,6 +5,7 @@ uninterrupted run does (every result file bit-identical, the overlay's frames an
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from cli_helpers import sigterm_default_raises
 
 import vidcorr.io.masks as masks_io
@@ -36,6 +38,7 @@ SEQ = "car-shadow"
 # 10 frames: the stop after frame 5 keeps frames 0-4 (states are taken at a 4-frame batch's end),
 # and the resumed run crosses the next batch end (frame 8) before it finishes
 RUN = ["--size", "120", "--max-frames", "10", "--context", "3"]
+CUT_CLIP = "videos/clips/track-anything/test-sample13.mp4"  # a trailer: a shot cut at frame 80
 CAR = [[380.0, 250.0], [470.0, 240.0], [560.0, 260.0]]  # first-frame keypoints on the car
 
 
@@ -288,3 +291,37 @@ def test_resume_refuses_another_run_naming_what_differs(clip, tmp_path, monkeypa
     (partial / STATE).unlink()  # as a kill before the first save leaves it
     assert main([*argv, "--resume"]) == 2
     assert f"{partial}: holds no saved progress" in capsys.readouterr().err
+
+
+def test_a_resumed_run_does_not_warn_again_of_a_cut_before_its_stop(data_dir, tmp_path, monkeypatch, caplog):
+    """The trailer's cut at frame 80 (docs/propagation.md), here frame 4 of its frames 76-85: warned of
+    by the run that propagated it, not again by a resume from a state taken after it (frame 8)."""
+    frames = list(itertools.islice(iter(open_frames(data_dir / CUT_CLIP).head(86)), 76, None))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{76 + t:05d}.png")
+    mask = np.zeros(frames[0].shape[:2], np.uint8)
+    mask[40:120, 200:400] = 1
+    Image.fromarray(mask).convert("P").save(tmp_path / "mask.png")
+    argv = ["propagate", str(folder), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"),
+            "--features", "lab-pixels", "--size", "120", "--context", "3", "--no-video"]
+    real = masks_io.write_indexed_png
+
+    def write(path, *args, **kwargs):
+        if Path(path).name == "00085.png":  # frame 9: the state after frame 8 is the last taken
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(masks_io, "write_indexed_png", write)
+    with caplog.at_level("WARNING"), pytest.raises(SystemExit):
+        main(argv)
+    assert [r.getMessage() for r in caplog.records if "shot cut" in r.getMessage()] == [
+        f"{folder}: frame 4 (00080.png) looks like a shot cut (its best matches to the frames before it are far "
+        "weaker than before): the labels after it may follow other objects"]
+    assert load_state(tmp_path / "out.partial" / STATE)["propagator"]["cuts"]["flagged"] == [4]
+    monkeypatch.setattr(masks_io, "write_indexed_png", real)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--resume"]) == 0
+    assert [r.getMessage() for r in caplog.records if "shot cut" in r.getMessage()] == []

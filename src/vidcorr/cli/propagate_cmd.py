@@ -193,7 +193,9 @@ def run(args: argparse.Namespace) -> int:
                         warn_if_coarse_propagator(args.input, propagator)
                     for cut in propagator.cuts.flagged[warned:]:  # a box's tracker flags none
                         log.warning(_cut_warning(args.input, cut, files))
-                    warned = len(propagator.cuts.flagged)
+                    # max: a resumed run's frame 0 comes before its watch is restored (none flagged yet),
+                    # and the cuts the stopped sessions warned of must not be warned of again after it
+                    warned = max(warned, len(propagator.cuts.flagged))
                     # a batch's end: where a resume can start (a box's tracker is not resumed: --box)
                     if args.box is None and t > 0 and t % propagator.batch_size == 0:
                         saver.take(propagator.state())
