@@ -325,3 +325,24 @@ def test_a_resumed_run_does_not_warn_again_of_a_cut_before_its_stop(data_dir, tm
     with caplog.at_level("WARNING"):
         assert main([*argv, "--resume"]) == 0
     assert [r.getMessage() for r in caplog.records if "shot cut" in r.getMessage()] == []
+
+
+def test_a_resumed_run_stopped_again_says_the_time_of_every_session(clip, tmp_path, monkeypatch, capsys):
+    """The stop line counts the frames done by every session, so its time too: the state written by
+    the first stop is given 10 minutes spent, which the second stop's line includes."""
+    frames, mask = clip
+    argv = ["propagate", str(frames), "--mask", str(mask), *RUN, "--features", "lab-pixels", "--no-video",
+            "--out", str(tmp_path / "out")]
+    _stop_after_frame(monkeypatch, masks_io, "write_indexed_png", 5, _ctrl_c)
+    with pytest.raises(SystemExit):
+        main(argv)
+    state_file = tmp_path / "out.partial" / STATE
+    state = load_state(state_file)
+    assert state["elapsed"] < 60
+    torch.save({**state, "elapsed": 600.0}, state_file)
+    monkeypatch.setattr(masks_io, "write_indexed_png", _REAL_WRITE)
+    _stop_after_frame(monkeypatch, masks_io, "write_indexed_png", 8, _ctrl_c)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*argv, "--resume"])
+    assert "interrupted after 9 of 10 frames (10:0" in capsys.readouterr().err

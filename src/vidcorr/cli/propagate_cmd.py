@@ -158,19 +158,20 @@ def run(args: argparse.Namespace) -> int:
     stamp = run_stamp(args, source, info, preset_knobs(preset), annotation.outputs)
     if saved is not None:  # exit 2 with nothing changed when it is another run
         check_stamp(partial_path(args.out), saved, stamp)
-    start = time.perf_counter()
+    start, before = time.perf_counter(), saved["elapsed"] if saved else 0.0
     n = saved["frames_done"] if saved else 0  # frames done, the stopped sessions' included
     saver: StateSaver | None = None
     # SIGTERM (kill, timeout) unwinds as Ctrl-C does: the state is saved and DIR.partial kept, or removed
     # when nothing was saved; _ctrl_c_says_how_far inside it, so that SIGTERM's line too says how far it
     # got and what was kept (one line, exit 143)
     with sigterm_cleans_up("propagate"), \
-            _ctrl_c_says_how_far(args.out, lambda: (n, total), start, lambda: saver.saved_frames if saver else 0), \
+            _ctrl_c_says_how_far(args.out, lambda: (n, total), lambda: before + time.perf_counter() - start,
+                                 lambda: saver.saved_frames if saver else 0), \
             resumable_dir(args.out, STATE, resumed=saved is not None) as tmp, logging_redirect_tqdm():
         propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
         if saved is not None:
             _take_up(saved, tmp, propagator, annotation)
-        saver = StateSaver(tmp, stamp, annotation.records, elapsed_before=saved["elapsed"] if saved else 0.0,
+        saver = StateSaver(tmp, stamp, annotation.records, elapsed_before=before,
                            saved_frames=saved["frames_done"] if saved else 0)
         # a resumed run's video is drawn from the results at the end: the frames before the stop have no
         # overlay in this session, and one encoder pass over all of them is the uninterrupted run's video
@@ -258,13 +259,15 @@ def _cut_warning(path: Path, t: int, files: list[str] | None) -> str:
 
 
 @contextlib.contextmanager
-def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None]], start: float,
+def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None]], elapsed: Callable[[], float],
                          saved: Callable[[], int]) -> Iterator[None]:
     """Ctrl-C or SIGTERM in the block: one line with the frames done of how many, the time spent and
     what became of them, then exit 130 (Ctrl-C) or, through the `sigterm_cleans_up` block around it,
     143 (SIGTERM, marked as said: no second line). "vidcorr: interrupted" alone left a user who
     stopped a long video at frame 700 of 768 looking for the 700 masks; SIGTERM's line said only
-    "stopped by SIGTERM". ``progress()``: (frames done, frames in all or None); ``saved()``: the
+    "stopped by SIGTERM". ``progress()``: (frames done, frames in all or None); ``elapsed()``: the
+    seconds spent, a resumed run's stopped sessions' included, as the frames done and the summary line
+    count them (this session's alone read as 72 frames in 0:47 when they took 1:45); ``saved()``: the
     frames the state kept in OUT.partial covers (0: none, nothing kept)."""
     from vidcorr.io.atomic import by_sigterm, partial_path
 
@@ -273,7 +276,7 @@ def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None
     except KeyboardInterrupt as interrupt:
         done, total = progress()
         of = f"{done} of {total} frames" if total else f"{done} frames"
-        minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+        minutes, seconds = divmod(round(elapsed()), 60)
         if out.is_dir() and any(not entry.name.startswith(".") for entry in out.iterdir()):
             what = f"{out} was written in full"  # the interrupt came as the finished result was put in place
         elif saved() and (partial := partial_path(out)).is_dir():
