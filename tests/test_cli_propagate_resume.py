@@ -160,6 +160,11 @@ def test_a_stopped_run_resumed_ends_as_an_uninterrupted_one(clip, tmp_path, monk
     assert _summary(capsys.readouterr().out.replace(str(out), "OUT")) == summary
     assert not partial.exists() and not (out / STATE).exists()
     _same_as_uninterrupted(tmp_path / "full", out, encoded)
+    # resumed again once finished: refused without advising to remove the results
+    assert main([*argv, "--out", str(out), "--resume"]) == 2
+    assert f"{out}: output folder exists and is not empty: nothing to resume (a finished run's results are kept in " \
+           "it, a stopped run's in out.partial); keep them" in capsys.readouterr().err
+    _same_as_uninterrupted(tmp_path / "full", out, encoded)
 
 
 def _undo_stop(monkeypatch, kind: str) -> None:

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from vidcorr.cli.propagate_resume import STATE, StateSaver, check_partial, check_stamp, run_stamp
-    from vidcorr.io.atomic import check_output_path, partial_path, resumable_dir, sigterm_cleans_up
+    from vidcorr.io.atomic import NOT_EMPTY, check_output_path, partial_path, resumable_dir, sigterm_cleans_up
     from vidcorr.io.video import GIVE_FRAMES, open_frames, write_video
     from vidcorr.presets import preset_knobs
     from vidcorr.track_uvc import mask_propagator
@@ -137,7 +137,12 @@ def run(args: argparse.Namespace) -> int:
         raise VidcorrError("--resume continues masks, keypoints and soft labels, not --box: a box's tracker keeps "
                            "its state inside its frame loop, which is not saved (a box is tracked on crops, many "
                            "times faster than a mask is propagated); run the command again without --resume")
-    check_output_path(args.out, folder=True, empty=True)  # before the frames are read and the model loaded
+    # before the frames are read and the model loaded; with --resume a full OUT is most likely the run
+    # finished (a stop as it was put in place says "written in full"): "remove it" would lose it
+    check_output_path(args.out, folder=True, empty=True, not_empty=(
+        f"output folder exists and is not empty: nothing to resume (a finished run's results are kept in it, a "
+        f"stopped run's in {partial_path(args.out).name}); keep them, or choose another --out to run again"
+        if args.resume else NOT_EMPTY))
     saved = check_partial(args.out, args.resume)  # a stopped run's state, refused or required as --resume says
     # A video cut short is refused at once when every frame is to be read; --max-frames may ask only
     # for frames before the cut, and decoding refuses the cut if it gets there.
