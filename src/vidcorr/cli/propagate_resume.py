@@ -29,7 +29,7 @@ from vidcorr.io.atomic import atomic_file, partial_path
 STATE = ".propagate-state.pt"
 FORMAT = "vidcorr-propagate-state/1"
 # Seconds between saves: a kill loses at most this much work plus a batch. A save writes the ring
-# buffer's labels (2.6 MB for crw's 20 frames of one object at 480p) and syncs the results written
+# buffer's labels (1.0 MB for crw's 20 frames of one object at 480p) and syncs the results written
 # since the last one: tens of ms, invisible once a minute (docs/propagation.md, "Long videos").
 SAVE_SECONDS = 60.0
 
