@@ -296,6 +296,9 @@ def test_resume_refuses_another_run_naming_what_differs(clip, tmp_path, monkeypa
     (partial / STATE).unlink()  # as a kill before the first save leaves it
     assert main([*argv, "--resume"]) == 2
     assert f"{partial}: holds no saved progress" in capsys.readouterr().err
+    assert main(argv) == 2
+    assert f"{partial}: holds what a `vidcorr propagate` killed before its first save left (nothing to resume): " \
+           "delete it to start again" in capsys.readouterr().err
 
 
 def test_a_resumed_run_does_not_warn_again_of_a_cut_before_its_stop(data_dir, tmp_path, monkeypatch, caplog):

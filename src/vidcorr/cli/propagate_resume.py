@@ -68,10 +68,10 @@ def check_partial(out: Path, resume: bool) -> dict[str, Any] | None:
     partial = partial_path(out)
     if not resume:
         if partial.exists():
-            what = ("a stopped `vidcorr propagate`'s results so far: add --resume to continue it"
+            what = ("a stopped `vidcorr propagate`'s results so far: add --resume to continue it, or"
                     if (partial / STATE).is_file() else
-                    "what a `vidcorr propagate` killed before its first save left (nothing to resume)")
-            raise InputError(partial, f"holds {what}, or delete it to start again")
+                    "what a `vidcorr propagate` killed before its first save left (nothing to resume):")
+            raise InputError(partial, f"holds {what} delete it to start again")
         return None
     if not partial.is_dir():
         raise InputError(out, f"nothing to resume: no {partial} (what a stopped run of this command keeps); "
