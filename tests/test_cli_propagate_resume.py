@@ -354,3 +354,19 @@ def test_a_resumed_run_stopped_again_says_the_time_of_every_session(clip, tmp_pa
     with pytest.raises(SystemExit):
         main([*argv, "--resume"])
     assert "interrupted after 9 of 10 frames (10:0" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_while_the_first_is_saving_is_ignored(clip, tmp_path, monkeypatch, capsys):
+    """Ctrl-C pressed twice: the second comes as the first's state is being saved (at its sync), and
+    the state is written and the stop line says what was kept, as for one Ctrl-C."""
+    frames, mask = clip
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "sync", lambda: os.kill(os.getpid(), signal.SIGINT))
+    _stop_after_frame(monkeypatch, masks_io, "write_indexed_png", 5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(SystemExit) as stopped:
+        main(["propagate", str(frames), "--mask", str(mask), *RUN, "--features", "lab-pixels", "--no-video", "--out",
+              str(out)])
+    assert stopped.value.code == 130
+    assert f"kept in {tmp_path / 'out.partial'} (frames 0 to 4): add --resume" in capsys.readouterr().err
+    assert load_state(tmp_path / "out.partial" / STATE)["frames_done"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C stops the next command again

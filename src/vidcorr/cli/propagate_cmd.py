@@ -18,7 +18,9 @@ import argparse
 import contextlib
 import logging
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -169,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM (kill, timeout) unwinds as Ctrl-C does: the state is saved and DIR.partial kept, or removed
     # when nothing was saved; _ctrl_c_says_how_far inside it, so that SIGTERM's line too says how far it
     # got and what was kept (one line, exit 143)
-    with sigterm_cleans_up("propagate"), \
+    with sigterm_cleans_up("propagate"), _ctrl_c_once(), \
             _ctrl_c_says_how_far(args.out, lambda: (n, total), lambda: before + time.perf_counter() - start,
                                  lambda: saver.saved_frames if saver else 0), \
             resumable_dir(args.out, STATE, resumed=saved is not None) as tmp, logging_redirect_tqdm():
@@ -261,6 +263,30 @@ def _cut_warning(path: Path, t: int, files: list[str] | None) -> str:
     which = f"frame {t}" + (f" ({files[t]})" if files else "")
     return (f"{path}: {which} looks like a shot cut (its best matches to the frames before it are far weaker "
             "than before): the labels after it may follow other objects")
+
+
+@contextlib.contextmanager
+def _ctrl_c_once() -> Iterator[None]:
+    """Ctrl-C in the block raises KeyboardInterrupt once: another, pressed while the first unwinds
+    (generators closed, the state saved), is ignored, as `sigterm_cleans_up` ignores a second SIGTERM.
+    Pressed twice 6 to 15 ms apart on a long video, the second interrupted the clean-up: a traceback
+    from a generator's close or "vidcorr: interrupted" in place of the line saying what was kept, and
+    during the save the state not written. Left alone where SIGINT is not Python's (ignored in a
+    background job) and off the main thread."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextlib.contextmanager
