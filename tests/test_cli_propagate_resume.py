@@ -284,6 +284,13 @@ def test_resume_refuses_another_run_naming_what_differs(clip, tmp_path, monkeypa
     assert main(["propagate", str(frames), "--box", "300,200,200,80", "--out", str(out), "--resume"]) == 2
     assert "--resume continues masks, keypoints and soft labels, not --box" in capsys.readouterr().err
     assert sorted(p.name for p in partial.rglob("*")) == before and not out.exists()  # nothing changed
+    # a result of the frames before the stop deleted: a resume does not write it again
+    (partial / "masks" / "00003.png").rename(partial / "00003.png")
+    assert main([*argv, "--resume"]) == 2
+    assert f"{partial / 'masks' / '00003.png'}: missing: the stopped run wrote it, one of the results of frames 0 " \
+           "to 4 (1 gone)" in capsys.readouterr().err
+    assert load_state(partial / STATE)["frames_done"] == 5 and not out.exists()
+    (partial / "00003.png").rename(partial / "masks" / "00003.png")
 
     def disk_full():
         raise OSError(28, "No space left on device")

@@ -57,13 +57,15 @@ class Annotation:
     ``outputs`` names what it writes. redraw(out_dir, t, frame, propagator) draws frame t's overlay
     again from its results, as write drew it: a resumed run writes its video so, in one pass at the
     end (None: not resumable). ``records``: per-frame results held until the end (keypoints,
-    UVC-track's boxes), which a stopped run's state keeps.
+    UVC-track's boxes), which a stopped run's state keeps. frame_file(out_dir, t): frame t's result
+    file, one a frame (masks, soft labels; None: the results are written at the end from ``records``).
     """
 
     write: Callable[..., Iterator[tuple[int, np.ndarray | None]]]
     outputs: str
     redraw: Callable[..., np.ndarray] | None = None
     records: list = field(default_factory=list)
+    frame_file: Callable[[Path, int], Path] | None = None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -163,8 +165,9 @@ def run(args: argparse.Namespace) -> int:
     times = None if args.fps or args.no_video else source.frame_times()
     total = _frames_in_all(source, times)
     stamp = run_stamp(args, source, info, preset_knobs(preset), annotation.outputs)
-    if saved is not None:  # exit 2 with nothing changed when it is another run
+    if saved is not None:  # exit 2 with nothing changed when it is another run, or one whose results are gone
         check_stamp(partial_path(args.out), saved, stamp)
+        _check_kept(partial_path(args.out), saved["frames_done"], annotation)
     start, before = time.perf_counter(), saved["elapsed"] if saved else 0.0
     n = saved["frames_done"] if saved else 0  # frames done, the stopped sessions' included
     saver: StateSaver | None = None
@@ -254,6 +257,20 @@ def _take_up(saved: dict, partial: Path, propagator, annotation: Annotation) -> 
     remove_atomic_leftovers([partial, *(path for path in partial.iterdir() if path.is_dir())])
     propagator.resume(saved["propagator"])
     annotation.records[:] = saved["records"]
+
+
+def _check_kept(partial: Path, frames_done: int, annotation: Annotation) -> None:
+    """`InputError` naming the first result file of frames 0 .. frames_done - 1 missing from
+    ``partial``: a resume writes only the frames after its stop, so a file deleted there was missing
+    from the finished folder without a word (--no-video), or failed the final overlay pass with a
+    traceback after every frame was propagated, that session's work lost."""
+    if annotation.frame_file is None:
+        return
+    missing = [path for t in range(frames_done) if not (path := annotation.frame_file(partial, t)).is_file()]
+    if missing:
+        raise InputError(missing[0], f"missing: the stopped run wrote it, one of the results of frames 0 to "
+                                     f"{frames_done - 1} ({len(missing)} gone), which a resume does not write "
+                                     f"again; delete {partial} and run the command without --resume")
 
 
 def _cut_warning(path: Path, t: int, files: list[str] | None) -> str:
@@ -428,7 +445,8 @@ def _mask_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] | N
             propagator.boxes = boxes_from_state(boxes[t])
         return mask_overlay(frame, labels, propagator, palette)
 
-    return Annotation(write, "masks/*.png", redraw, boxes)
+    return Annotation(write, "masks/*.png", redraw, boxes,
+                      frame_file=lambda out_dir, t: out_dir / "masks" / f"{_name(names, t)}.png")
 
 
 def _record(records: list, t: int, value) -> None:
@@ -474,7 +492,8 @@ def _labels_annotation(path: Path, frame_hw: tuple[int, int], names: list[str] |
         labels = np.load(out_dir / "labels" / f"{_name(names, t)}.npy")
         return labels_overlay(frame, labels.astype(np.float32, copy=False), value_range)
 
-    return Annotation(write, "labels/*.npy", redraw)
+    return Annotation(write, "labels/*.npy", redraw,
+                      frame_file=lambda out_dir, t: out_dir / "labels" / f"{_name(names, t)}.npy")
 
 
 # --------------------------------------------------------------------------- keypoints
