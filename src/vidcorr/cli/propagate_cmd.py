@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from vidcorr.cli.propagate_resume import STATE, StateSaver, check_partial, check_stamp, run_stamp
+    from vidcorr.cli.propagate_resume import (STATE, StateSaver, check_partial, check_stamp, input_record,
+                                              run_stamp)
     from vidcorr.io.atomic import NOT_EMPTY, check_output_path, partial_path, resumable_dir, sigterm_cleans_up
     from vidcorr.io.video import GIVE_FRAMES, open_frames, write_video
     from vidcorr.presets import preset_knobs
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     # for frames before the cut, and decoding refuses the cut if it gets there.
     source = open_frames(args.input, exclude=_annotation_files(args), image_advice=GIVE_FRAMES,
                          every_frame=args.max_frames is None)
+    whole_input = input_record(source, args.max_frames)  # what a resume must find again
     if args.max_frames is not None:  # before the bar's total, the frame names and the overlay's times are read
         source = source.head(args.max_frames)
     annotation = _annotation(args, source)  # checked before the model is loaded
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     # timing. --fps asks for a constant rate; a frame folder (and the OpenCV backend) has no times.
     times = None if args.fps or args.no_video else source.frame_times()
     total = _frames_in_all(source, times)
-    stamp = run_stamp(args, source, info, preset_knobs(preset), annotation.outputs)
+    stamp = run_stamp(args, whole_input, info, preset_knobs(preset), annotation.outputs)
     if saved is not None:  # exit 2 with nothing changed when it is another run, or one whose results are gone
         check_stamp(partial_path(args.out), saved, stamp)
         _check_kept(partial_path(args.out), saved["frames_done"], annotation)
@@ -555,7 +557,8 @@ def _box(text: str) -> tuple[float, float, float, float]:
         values = tuple(float(v) for v in re.split(r"[,\s]+", text.strip("()[] \t")))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 4 numbers x,y,w,h, got {text!r}") from None
-    if len(values) == 8 and np.isfinite(values).all():  # a VOT groundtruth.txt line: its corners' box, as `eval vot` starts from
+    # a VOT groundtruth.txt line: its corners' box, as `eval vot` starts from
+    if len(values) == 8 and np.isfinite(values).all():
         from vidcorr.io.tracking import polygon_to_box
 
         box = ",".join(f"{v:g}" for v in polygon_to_box(np.array(values)))

@@ -43,18 +43,21 @@ def annotation_digest(args: argparse.Namespace) -> dict[str, Any]:
     return {"kind": "box", "box": list(args.box)}
 
 
-def input_record(source) -> dict[str, Any]:
-    """The input as a stamp records it: frames, frame size and bytes (the file's, or the decoded
-    frame files' together). Not its path: the same video moved elsewhere continues."""
+def input_record(source, max_frames: int | None) -> dict[str, Any]:
+    """The whole input (``source`` before ``--max-frames`` cuts it) as a stamp records it: frame
+    size, bytes (the file's, or the frame files' together) and, without ``max_frames``, frames (with
+    it, the frames propagated are the run's ``max_frames``: a count of the whole video would cost a
+    long video's demuxing, and one of the first N would name another --max-frames "other input").
+    Not its path: the same video moved elsewhere continues."""
     files = source.files if source.files is not None else [source.path]
-    return {"frames": source.num_frames, "size": f"{source.size[1]}x{source.size[0]}",
-            "bytes": sum(os.path.getsize(f) for f in files)}
+    return {"frames": source.num_frames if max_frames is None else None,
+            "size": f"{source.size[1]}x{source.size[0]}", "bytes": sum(os.path.getsize(f) for f in files)}
 
 
-def run_stamp(args: argparse.Namespace, source, model_info: dict, preset_record: dict, outputs: str) -> dict:
+def run_stamp(args: argparse.Namespace, input_rec: dict, model_info: dict, preset_record: dict, outputs: str) -> dict:
     """What makes a resumed run's results those of an uninterrupted one (compared key by key as the
-    eval commands' run records are, `vidcorr.evaluate.runs`)."""
-    return {"command": "propagate", "input": input_record(source), "annotation": annotation_digest(args),
+    eval commands' run records are, `vidcorr.evaluate.runs`); ``input_rec``: `input_record`'s."""
+    return {"command": "propagate", "input": input_rec, "annotation": annotation_digest(args),
             "model": model_info, "preset": preset_record,
             "run": {"outputs": outputs, "max_frames": args.max_frames, "batch_size": args.batch_size,
                     "device": args.device, "track": bool(args.track), "labels_dtype": args.labels_dtype,
