@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import tqdm
 from PIL import Image
 from cli_helpers import sigterm_default_raises
 
@@ -366,3 +367,39 @@ def test_a_second_ctrl_c_while_the_first_is_saving_is_ignored(clip, tmp_path, mo
     assert f"kept in {tmp_path / 'out.partial'} (frames 0 to 4): add --resume" in capsys.readouterr().err
     assert load_state(tmp_path / "out.partial" / STATE)["frames_done"] == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C stops the next command again
+
+
+def _stopped(clip, tmp_path: Path, monkeypatch, *options: str) -> list[str]:
+    """The command line of a mask run on RUN's frames into tmp_path / "out", run and stopped by Ctrl-C
+    as it writes frame 6 (frames 0-4 kept in out.partial)."""
+    frames, mask = clip
+    argv = ["propagate", str(frames), "--mask", str(mask), *RUN, "--features", "lab-pixels", *options,
+            "--out", str(tmp_path / "out")]
+    _stop_after_frame(monkeypatch, masks_io, "write_indexed_png", 5, _ctrl_c)
+    with pytest.raises(SystemExit):
+        main(argv)
+    monkeypatch.setattr(masks_io, "write_indexed_png", _REAL_WRITE)
+    return argv
+
+
+def test_the_bar_of_a_resumed_run_leaves_the_context_re_embedding_out_of_its_time(clip, tmp_path, monkeypatch):
+    """The first frame after the stop waits for the context frames to be embedded again (0.5 s here,
+    ~10 s at 480p): the bar's clock starts after it, which its rate and time left were computed with."""
+    argv = _stopped(clip, tmp_path, monkeypatch, "--no-video")
+    real_restore, bars = Propagator._restore, []
+
+    def restore(self, *args):
+        time.sleep(0.5)
+        return real_restore(self, *args)
+
+    class Bar(tqdm.tqdm):
+        def close(self):
+            if not self.disable:  # closed again when collected
+                bars.append(self.format_dict)
+            super().close()
+
+    monkeypatch.setattr(Propagator, "_restore", restore)
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    assert main([*argv, "--resume"]) == 0
+    (bar,) = bars
+    assert bar["n"] == 10 and bar["elapsed"] < 0.5, bar  # frames 6-9 at this size: milliseconds

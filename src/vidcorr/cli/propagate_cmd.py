@@ -199,7 +199,13 @@ def run(args: argparse.Namespace) -> int:
             # (on a shared CPU tqdm's default 0.3 swung from 52 to 19 minutes left within 33 s)
             with tqdm(total=total, initial=n, desc="propagate", unit="frame", leave=False, smoothing=0.05) as bar:
                 for t, frame in overlays:  # a resumed run goes from frame 0 to the first after the stop
-                    if t >= n:
+                    if saved is not None and t == saved["frames_done"]:
+                        # the first frame after the stop waited for the context frames' re-embedding (~10 s
+                        # at 480p), which the rate took for one frame's time ("16:02 left" with 4 minutes to
+                        # go, for 5 frames): counted without a time, the bar's clock from here
+                        bar.initial = bar.n = bar.last_print_n = n = t + 1
+                        bar.unpause()
+                    elif t >= n:
                         bar.update(t + 1 - n)
                         n = t + 1
                     if t == 0:  # the first frame is embedded: its feature grid is known
