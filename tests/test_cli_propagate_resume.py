@@ -403,3 +403,28 @@ def test_the_bar_of_a_resumed_run_leaves_the_context_re_embedding_out_of_its_tim
     assert main([*argv, "--resume"]) == 0
     (bar,) = bars
     assert bar["n"] == 10 and bar["elapsed"] < 0.5, bar  # frames 6-9 at this size: milliseconds
+
+
+def test_a_stop_in_a_resumed_runs_final_overlay_pass_says_the_video_was_being_written(clip, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """Every frame done, the overlay video drawn at the end (the third frame's overlay is where it stops):
+    the line says what was under way, not only "after 10 of 10 frames"."""
+    import vidcorr.masks
+
+    argv = _stopped(clip, tmp_path, monkeypatch)
+    real, calls = vidcorr.masks.mask_overlay, []
+
+    def overlay(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vidcorr.masks, "mask_overlay", overlay)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--resume"])
+    assert stopped.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 10 of 10 frames, while writing overlay.mp4 (0:0" in err, err
+    assert f"kept in {tmp_path / 'out.partial'} (frames 0 to 8): add --resume" in err, err

@@ -173,12 +173,13 @@ def run(args: argparse.Namespace) -> int:
     start, before = time.perf_counter(), saved["elapsed"] if saved else 0.0
     n = saved["frames_done"] if saved else 0  # frames done, the stopped sessions' included
     saver: StateSaver | None = None
+    writing = ""  # the final overlay pass's, for a stop's line: every frame done, the video not yet written
     # SIGTERM (kill, timeout) unwinds as Ctrl-C does: the state is saved and DIR.partial kept, or removed
     # when nothing was saved; _ctrl_c_says_how_far inside it, so that SIGTERM's line too says how far it
     # got and what was kept (one line, exit 143)
     with sigterm_cleans_up("propagate"), _ctrl_c_once(), \
             _ctrl_c_says_how_far(args.out, lambda: (n, total), lambda: before + time.perf_counter() - start,
-                                 lambda: saver.saved_frames if saver else 0), \
+                                 lambda: saver.saved_frames if saver else 0, lambda: writing), \
             resumable_dir(args.out, STATE, resumed=saved is not None) as tmp, logging_redirect_tqdm():
         propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
         if saved is not None:
@@ -226,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
                 for _ in counted():
                     pass
             if redraw:
+                writing = ", while writing overlay.mp4"
                 write_video(tmp / "overlay.mp4", _numbered(enumerate(
                     annotation.redraw(tmp, t, frame, propagator) for t, frame in enumerate(source)), files), fps,
                     times=times)
@@ -316,7 +318,7 @@ def _ctrl_c_once() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None]], elapsed: Callable[[], float],
-                         saved: Callable[[], int]) -> Iterator[None]:
+                         saved: Callable[[], int], during: Callable[[], str]) -> Iterator[None]:
     """Ctrl-C or SIGTERM in the block: one line with the frames done of how many, the time spent and
     what became of them, then exit 130 (Ctrl-C) or, through the `sigterm_cleans_up` block around it,
     143 (SIGTERM, marked as said: no second line). "vidcorr: interrupted" alone left a user who
@@ -324,7 +326,8 @@ def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None
     "stopped by SIGTERM". ``progress()``: (frames done, frames in all or None); ``elapsed()``: the
     seconds spent, a resumed run's stopped sessions' included, as the frames done and the summary line
     count them (this session's alone read as 72 frames in 0:47 when they took 1:45); ``saved()``: the
-    frames the state kept in OUT.partial covers (0: none, nothing kept)."""
+    frames the state kept in OUT.partial covers (0: none, nothing kept); ``during()``: what was under
+    way after the frames, for the line (a resumed run's final overlay pass read as stopped for nothing)."""
     from vidcorr.io.atomic import by_sigterm, partial_path
 
     try:
@@ -341,7 +344,7 @@ def _ctrl_c_says_how_far(out: Path, progress: Callable[[], tuple[int, int | None
             what = (f"nothing written: {out} appears only once every frame is done (nothing saved to resume "
                     "from: the same command starts again from the first frame)")
         how = "stopped by SIGTERM" if by_sigterm(interrupt) else "interrupted"
-        print(f"vidcorr propagate: {how} after {of} ({minutes}:{seconds:02d}); {what}", file=sys.stderr)
+        print(f"vidcorr propagate: {how} after {of}{during()} ({minutes}:{seconds:02d}); {what}", file=sys.stderr)
         if by_sigterm(interrupt):
             raise said_already(interrupt)  # sigterm_cleans_up exits 143 without a line of its own
         raise SystemExit(INTERRUPT_EXIT) from None
