@@ -270,7 +270,7 @@ def test_resume_refuses_another_run_naming_what_differs(clip, tmp_path, monkeypa
         assert "other input" not in err, err  # --max-frames 9 named as the input's frames too, until 2026-12-08
     other_mask = mask.parent / "00003.png"  # another mask of the same size
     assert main([*[str(other_mask) if a == str(mask) else a for a in argv], "--resume"]) == 2
-    assert "other annotation (sha256 " in capsys.readouterr().err
+    assert f"other annotation (file {mask} -> {other_mask}, sha256 " in capsys.readouterr().err
     assert main(["propagate", str(frames), "--box", "300,200,200,80", "--out", str(out), "--resume"]) == 2
     assert "--resume continues masks, keypoints and soft labels, not --box" in capsys.readouterr().err
     assert sorted(p.name for p in partial.rglob("*")) == before and not out.exists()  # nothing changed
@@ -285,10 +285,12 @@ def test_resume_refuses_another_run_naming_what_differs(clip, tmp_path, monkeypa
     def disk_full():
         raise OSError(28, "No space left on device")
 
-    # an error in a resumed run keeps what the runs before it saved (a fresh run's error leaves nothing)
+    # an error in a resumed run keeps what the runs before it saved (a fresh run's error leaves nothing);
+    # the mask moved elsewhere, its bytes the same: the same annotation, resumed
+    (moved := tmp_path / "moved.png").write_bytes(mask.read_bytes())
     _stop_after_frame(monkeypatch, masks_io, "write_indexed_png", 6, disk_full)
     with pytest.raises(OSError, match="No space left"):
-        main([*argv, "--resume"])
+        main([*[str(moved) if a == str(mask) else a for a in argv], "--resume"])
     assert load_state(partial / STATE)["frames_done"] == 5 and not out.exists()
     (partial / STATE).unlink()  # as a kill before the first save leaves it
     assert main([*argv, "--resume"]) == 2

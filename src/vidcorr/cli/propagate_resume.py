@@ -35,11 +35,13 @@ SAVE_SECONDS = 60.0
 
 
 def annotation_digest(args: argparse.Namespace) -> dict[str, Any]:
-    """The first-frame annotation as a stamp records it: its kind and the sha256 of its file."""
+    """The first-frame annotation as a stamp records it: its kind, its file (which only names it in a
+    refusal: `check_stamp`) and the sha256 of its bytes."""
     for kind in ("mask", "keypoints", "labels"):
         path = getattr(args, kind)
         if path is not None:
-            return {"kind": kind, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+            return {"kind": kind, "file": str(Path(path).absolute()),
+                    "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
     return {"kind": "box", "box": list(args.box)}
 
 
@@ -101,11 +103,19 @@ def check_stamp(partial: Path, saved: dict[str, Any], stamp: dict) -> None:
     with both values."""
     from vidcorr.evaluate.runs import stamp_changes
 
-    changes = stamp_changes(saved["stamp"], stamp)
+    earlier = saved["stamp"]
+    # the annotation by its bytes: a mask moved elsewhere still resumes; another one's refusal names both files
+    if earlier.get("annotation", {}).get("sha256") == stamp["annotation"].get("sha256"):
+        earlier, stamp = (_without_annotation_file(record) for record in (earlier, stamp))
+    changes = stamp_changes(earlier, stamp)
     if changes:
         raise InputError(partial, f"holds a stopped propagation with {changes}: cannot "
                                   "resume it; give the input, first-frame annotation, model and options it was "
                                   "started with, or delete it")
+
+
+def _without_annotation_file(stamp: dict) -> dict:
+    return {**stamp, "annotation": {k: v for k, v in stamp.get("annotation", {}).items() if k != "file"}}
 
 
 def _json_ready(stamp: dict) -> dict:
