@@ -430,3 +430,28 @@ def test_a_stop_in_a_resumed_runs_final_overlay_pass_says_the_video_was_being_wr
     err = capsys.readouterr().err
     assert "interrupted after 10 of 10 frames, while writing overlay.mp4 (0:0" in err, err
     assert f"kept in {tmp_path / 'out.partial'} (frames 0 to 8): add --resume" in err, err
+
+
+@pytest.mark.parametrize("where", ["load_model", "mask_propagator"])
+def test_ctrl_c_before_a_resume_starts_says_the_partial_folder_is_kept(clip, tmp_path, monkeypatch, capsys, where):
+    """Ctrl-C as the model loads (before the output folder is opened), or as the propagator is made
+    (before the state is taken up): the stopped run's folder is kept unchanged, and the line says so."""
+    import vidcorr.cli.propagate_cmd as propagate_cmd
+    import vidcorr.track_uvc as track_uvc
+
+    argv = _stopped(clip, tmp_path, monkeypatch, "--no-video")
+    partial = tmp_path / "out.partial"
+    before = _files(partial)
+    monkeypatch.setattr(propagate_cmd if where == "load_model" else track_uvc, where, lambda *a, **k: _ctrl_c())
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--resume"])
+    assert stopped.value.code == 130
+    err = capsys.readouterr().err
+    if where == "load_model":
+        assert f"vidcorr propagate: interrupted before resuming; {partial} kept as it was: add --resume to " \
+               "continue" in err, err
+    else:  # was "nothing written ... nothing saved to resume from"
+        assert "interrupted after 5 of 10 frames (0:0" in err, err
+        assert f"; kept in {partial} (frames 0 to 4): add --resume to continue" in err, err
+    assert _files(partial) == before and not (tmp_path / "out").exists()

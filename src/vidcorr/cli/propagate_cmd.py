@@ -149,27 +149,28 @@ def run(args: argparse.Namespace) -> int:
         f"stopped run's in {partial_path(args.out).name}); keep them, or choose another --out to run again"
         if args.resume else NOT_EMPTY))
     saved = check_partial(args.out, args.resume)  # a stopped run's state, refused or required as --resume says
-    # A video cut short is refused at once when every frame is to be read; --max-frames may ask only
-    # for frames before the cut, and decoding refuses the cut if it gets there.
-    source = open_frames(args.input, exclude=_annotation_files(args), image_advice=GIVE_FRAMES,
-                         every_frame=args.max_frames is None)
-    whole_input = input_record(source, args.max_frames)  # what a resume must find again
-    if args.max_frames is not None:  # before the bar's total, the frame names and the overlay's times are read
-        source = source.head(args.max_frames)
-    annotation = _annotation(args, source)  # checked before the model is loaded
-    preset = resolve_preset(args)
-    if args.box is None:
-        _advise_on_size(args.input, source.size, preset)
-    encoder, info = load_model(args, preset)
-    fps = args.fps or source.fps or DEFAULT_FPS
-    # Each overlay frame at its input frame's time: one rate misses a variable-frame-rate video's
-    # timing. --fps asks for a constant rate; a frame folder (and the OpenCV backend) has no times.
-    times = None if args.fps or args.no_video else source.frame_times()
-    total = _frames_in_all(source, times)
-    stamp = run_stamp(args, whole_input, info, preset_knobs(preset), annotation.outputs)
-    if saved is not None:  # exit 2 with nothing changed when it is another run, or one whose results are gone
-        check_stamp(partial_path(args.out), saved, stamp)
-        _check_kept(partial_path(args.out), saved["frames_done"], annotation)
+    with _kept_as_it_was(partial_path(args.out) if saved is not None else None):
+        # A video cut short is refused at once when every frame is to be read; --max-frames may ask only
+        # for frames before the cut, and decoding refuses the cut if it gets there.
+        source = open_frames(args.input, exclude=_annotation_files(args), image_advice=GIVE_FRAMES,
+                             every_frame=args.max_frames is None)
+        whole_input = input_record(source, args.max_frames)  # what a resume must find again
+        if args.max_frames is not None:  # before the bar's total, the frame names and the overlay's times are read
+            source = source.head(args.max_frames)
+        annotation = _annotation(args, source)  # checked before the model is loaded
+        preset = resolve_preset(args)
+        if args.box is None:
+            _advise_on_size(args.input, source.size, preset)
+        encoder, info = load_model(args, preset)
+        fps = args.fps or source.fps or DEFAULT_FPS
+        # Each overlay frame at its input frame's time: one rate misses a variable-frame-rate video's
+        # timing. --fps asks for a constant rate; a frame folder (and the OpenCV backend) has no times.
+        times = None if args.fps or args.no_video else source.frame_times()
+        total = _frames_in_all(source, times)
+        stamp = run_stamp(args, whole_input, info, preset_knobs(preset), annotation.outputs)
+        if saved is not None:  # exit 2 with nothing changed when it is another run, or one whose results are gone
+            check_stamp(partial_path(args.out), saved, stamp)
+            _check_kept(partial_path(args.out), saved["frames_done"], annotation)
     start, before = time.perf_counter(), saved["elapsed"] if saved else 0.0
     n = saved["frames_done"] if saved else 0  # frames done, the stopped sessions' included
     saver: StateSaver | None = None
@@ -179,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
     # got and what was kept (one line, exit 143)
     with sigterm_cleans_up("propagate"), _ctrl_c_once(), \
             _ctrl_c_says_how_far(args.out, lambda: (n, total), lambda: before + time.perf_counter() - start,
-                                 lambda: saver.saved_frames if saver else 0, lambda: writing), \
+                                 # n before the saver: the frames a resumed run's state on disk covers
+                                 lambda: saver.saved_frames if saver else n, lambda: writing), \
             resumable_dir(args.out, STATE, resumed=saved is not None) as tmp, logging_redirect_tqdm():
         propagator = mask_propagator(encoder, preset, args.track, device=args.device, batch_size=args.batch_size)
         if saved is not None:
@@ -314,6 +316,21 @@ def _ctrl_c_once() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def _kept_as_it_was(partial: Path | None) -> Iterator[None]:
+    """Ctrl-C before a resumed run starts (the frames opened, the model loaded: seconds) leaves
+    ``partial`` untouched: say so, and exit 130; "vidcorr: interrupted" alone left users wondering
+    whether the stopped run's work was lost. None (a fresh run: nothing written yet): as it is."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if partial is None:
+            raise
+        print(f"vidcorr propagate: interrupted before resuming; {partial} kept as it was: add --resume to "
+              "continue", file=sys.stderr)
+        raise SystemExit(INTERRUPT_EXIT) from None
 
 
 @contextlib.contextmanager
