@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 import tqdm
-from PIL import Image
 from cli_helpers import sigterm_default_raises
+from video_helpers import CUT_CLIP, write_cut_folder
 
 import vidcorr.io.masks as masks_io
 import vidcorr.io.video as video_io
@@ -38,7 +38,6 @@ SEQ = "car-shadow"
 # 10 frames: the stop after frame 5 keeps frames 0-4 (states are taken at a 4-frame batch's end),
 # and the resumed run crosses the next batch end (frame 8) before it finishes
 RUN = ["--size", "120", "--max-frames", "10", "--context", "3"]
-CUT_CLIP = "videos/clips/track-anything/test-sample13.mp4"  # a trailer: a shot cut at frame 80
 CAR = [[380.0, 250.0], [470.0, 240.0], [560.0, 260.0]]  # first-frame keypoints on the car
 
 
@@ -304,14 +303,8 @@ def test_a_resumed_run_does_not_warn_again_of_a_cut_before_its_stop(data_dir, tm
     """The trailer's cut at frame 80 (docs/propagation.md), here frame 4 of its frames 76-85: warned of
     by the run that propagated it, not again by a resume from a state taken after it (frame 8)."""
     frames = list(itertools.islice(iter(open_frames(data_dir / CUT_CLIP).head(86)), 76, None))
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for t, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"{76 + t:05d}.png")
-    mask = np.zeros(frames[0].shape[:2], np.uint8)
-    mask[40:120, 200:400] = 1
-    Image.fromarray(mask).convert("P").save(tmp_path / "mask.png")
-    argv = ["propagate", str(folder), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"),
+    folder, mask = write_cut_folder(frames, 76, tmp_path)
+    argv = ["propagate", str(folder), "--mask", str(mask), "--out", str(tmp_path / "out"),
             "--features", "lab-pixels", "--size", "120", "--context", "3", "--no-video"]
     real = masks_io.write_indexed_png
 

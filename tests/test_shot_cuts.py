@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from video_helpers import CUT_CLIP, write_cut_folder
 
 from vidcorr.affinity import sparse_affinity
 from vidcorr.api import resolve_encoder
@@ -18,7 +19,6 @@ from vidcorr.labels import one_hot_labels
 from vidcorr.presets import customised_preset, get_preset
 from vidcorr.propagate import ContextFrame, Propagator, ShotCutDetector, best_match_cosines, match_score
 
-CUT_CLIP = "videos/clips/track-anything/test-sample13.mp4"
 CUT_AT = 80  # the trailer cuts to a new shot (people, red cars) at frame 80 (docs/propagation.md)
 FIRST = 74  # the test's frames: 74..85, the cut their 7th
 
@@ -54,15 +54,9 @@ def test_fast_motion_in_davis_is_no_cut(davis2016_root, features):
 
 
 def test_the_cli_warns_once_naming_the_frame(cut_frames, tmp_path, caplog):
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for t, frame in enumerate(cut_frames):
-        Image.fromarray(frame).save(folder / f"{FIRST + t:05d}.png")
-    mask = np.zeros(cut_frames[0].shape[:2], np.uint8)
-    mask[40:120, 200:400] = 1
-    Image.fromarray(mask).convert("P").save(tmp_path / "mask.png")
+    folder, mask = write_cut_folder(cut_frames, FIRST, tmp_path)
     with caplog.at_level("WARNING"):
-        assert main(["propagate", str(folder), "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o"),
+        assert main(["propagate", str(folder), "--mask", str(mask), "--out", str(tmp_path / "o"),
                      "--features", "lab-pixels", "--size", "120", "--no-video"]) == 0
     cuts = [r.getMessage() for r in caplog.records if "shot cut" in r.getMessage()]
     assert cuts == [f"{folder}: frame {CUT_AT - FIRST} ({CUT_AT:05d}.png) looks like a shot cut (its best matches to "

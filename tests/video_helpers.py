@@ -1,6 +1,7 @@
 """Video files written for the decoding tests: any container, codec, rate, start and audio track
 (`write_test_video`), an AVI whose last frame is held by empty chunks (`write_held_avi`), and a
-variable-frame-rate video (`write_vfr_video`)."""
+variable-frame-rate video (`write_vfr_video`); frames of the shared data's trailer around its shot cut
+as a frame folder with a first-frame mask (`write_cut_folder`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
+CUT_CLIP = "videos/clips/track-anything/test-sample13.mp4"  # a film trailer: a shot cut at frame 80
 _AUDIO_CODECS = {".webm": "libopus", ".avi": "pcm_s16le"}  # else AAC
 
 
@@ -96,3 +99,17 @@ def write_vfr_video(path: Path, frames: np.ndarray, times: list[float] = VFR_TIM
             frame.pts, frame.time_base = round(seconds / time_base), time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+def write_cut_folder(frames: list[np.ndarray], first: int, out: Path) -> tuple[Path, Path]:
+    """``frames`` (RGB uint8 (H, W, 3)), frames ``first``, ``first`` + 1, ... of `CUT_CLIP`, as PNGs
+    named by their frame number in out/frames, and a first-frame mask of one object (a box on the
+    red-clad figure, id 1) in out/mask.png -> (the folder, the mask)."""
+    folder = out / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{first + t:05d}.png")
+    mask = np.zeros(frames[0].shape[:2], np.uint8)
+    mask[40:120, 200:400] = 1
+    Image.fromarray(mask).convert("P").save(out / "mask.png")
+    return folder, out / "mask.png"
