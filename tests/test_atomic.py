@@ -228,3 +228,25 @@ def test_a_sigterm_after_the_output_is_in_place_says_it_is_complete(tmp_path, mo
     assert stop.value.code == 143
     assert capsys.readouterr().err == f"vidcorr test: stopped by SIGTERM after {out} was written in full\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in out.iterdir()] == ["result.png"]
+
+
+class _StandIn:
+    """A handler standing in for another (``stands_in_for``), as the command line's start-up one does."""
+
+    stands_in_for = signal.SIG_IGN
+
+    def __call__(self, signum: int, frame: object) -> None:
+        raise AssertionError("never called here")
+
+
+def test_the_block_gives_back_what_a_stand_in_stood_in_for() -> None:
+    """The command line holds its start-up handler until the block replaces it; after the block, a
+    SIGTERM (as the command prints its summary) said "while starting; nothing was done" of a command
+    whose output was written. The handler the stand-in stands in for comes back instead."""
+    previous = signal.signal(signal.SIGTERM, _StandIn())
+    try:
+        with sigterm_cleans_up("test"):
+            pass
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)

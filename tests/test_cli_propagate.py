@@ -359,6 +359,27 @@ def test_sigterm_halfway_leaves_nothing_and_exits_143(short_clip, tmp_path, monk
     assert len(calls) == 3 and [p.name for p in tmp_path.iterdir()] == []
 
 
+@pytest.mark.parametrize("command", ["propagate", "match"])
+def test_sigterm_as_the_model_loads_says_nothing_was_done(short_clip, tmp_path, monkeypatch, capsys, command):
+    """SIGTERM after parsing, before the command's own handler (`sigterm_cleans_up`): the command
+    line's start-up handler was given back at parsing's end, and SIGTERM's default ended the command
+    with exit 143 and not a word. It is held until the command's handler takes over."""
+    import vidcorr.cli.match_cmd as match_cmd
+    import vidcorr.cli.propagate_cmd as propagate_cmd
+
+    frames = short_clip / "JPEGImages" / "480p" / "car-shadow"
+    mask = short_clip / "Annotations" / "480p" / "car-shadow" / "00000.png"
+    argv = {"propagate": ["propagate", str(frames), "--mask", str(mask)],
+            "match": ["match", str(frames), "--frames", "0,1"]}[command]
+    owner = {"propagate": propagate_cmd, "match": match_cmd}[command]
+    monkeypatch.setattr(owner, "load_model", lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM))
+    with sigterm_default_raises() as unhandled:
+        assert main([*argv, "--out", str(tmp_path / "out"), *FAST]) == 143
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
+    assert capsys.readouterr().err == "vidcorr: interrupted by SIGTERM while starting; nothing was done\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_max_frames_propagates_the_first_frames_of_a_video_only(tmp_path, data_dir, capsys):
     """A quick look at a long video had to be cut into a copy first; --max-frames N stops after N
     frames: N masks, an overlay of N frames at their own times, a summary that says so."""

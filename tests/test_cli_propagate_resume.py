@@ -448,3 +448,23 @@ def test_ctrl_c_before_a_resume_starts_says_the_partial_folder_is_kept(clip, tmp
         assert "interrupted after 5 of 10 frames (0:0" in err, err
         assert f"; kept in {partial} (frames 0 to 4): add --resume to continue" in err, err
     assert _files(partial) == before and not (tmp_path / "out").exists()
+
+
+def test_sigterm_before_a_resume_starts_says_the_partial_folder_is_kept(clip, tmp_path, monkeypatch, capsys):
+    """SIGTERM as the model loads: the command line's start-up handler was given back after parsing,
+    and SIGTERM's default ended the resume with exit 143 and not a word of the kept folder."""
+    import vidcorr.cli.propagate_cmd as propagate_cmd
+
+    argv = _stopped(clip, tmp_path, monkeypatch, "--no-video")
+    partial = tmp_path / "out.partial"
+    before = _files(partial)
+    monkeypatch.setattr(propagate_cmd, "load_model", lambda *a, **k: _sigterm())
+    capsys.readouterr()
+    with sigterm_default_raises() as unhandled:
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--resume"])
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
+    assert stopped.value.code == 143
+    assert capsys.readouterr().err == f"vidcorr propagate: stopped by SIGTERM before resuming; {partial} kept as " \
+                                      "it was: add --resume to continue\n"
+    assert _files(partial) == before and not (tmp_path / "out").exists()

@@ -83,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# `vidcorr.cli` holds its start-up SIGTERM handler until `sigterm_cleans_up` replaces it: SIGTERM as the
+# frames are read, the model loads and the frames are matched (seconds) ended the command at its default,
+# exit 143 and not a word
+run.takes_over_sigterm = True
+
+
 def _frames(args: argparse.Namespace):
     """-> ((frame A, its name, its caption), (frame B, ...)) from two images or one video and --frames;
     the captions of matches.png say which frame is which: "A · frame 0" of a video, "A · a.jpg"."""

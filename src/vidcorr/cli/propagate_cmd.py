@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidcorr.cli import _StartTerminated
 from vidcorr.cli.common import (
     accept_negative_values,
     add_model_arguments,
@@ -252,6 +253,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# `vidcorr.cli` holds its start-up SIGTERM handler until `sigterm_cleans_up` replaces it: SIGTERM as the
+# frames open and the model loads (seconds) ended the command at its default, exit 143 and not a word
+run.takes_over_sigterm = True
+
+
 def _numbered(overlays: Iterator[tuple[int, np.ndarray]], files: list[str] | None) -> Iterator[np.ndarray]:
     """Each overlay frame captioned with its number from 0, as a video's result files are named
     (masks/00017.png: frame 17); a folder's frame also by its file, after which its results are named."""
@@ -325,12 +331,14 @@ def _kept_as_it_was(partial: Path | None) -> Iterator[None]:
     whether the stopped run's work was lost. None (a fresh run: nothing written yet): as it is."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if partial is None:
             raise
-        print(f"vidcorr propagate: interrupted before resuming; {partial} kept as it was: add --resume to "
-              "continue", file=sys.stderr)
-        raise SystemExit(INTERRUPT_EXIT) from None
+        # SIGTERM here is the command line's start-up handler's, held until `sigterm_cleans_up` takes over
+        sigterm = isinstance(interrupt, _StartTerminated)
+        print(f"vidcorr propagate: {'stopped by SIGTERM' if sigterm else 'interrupted'} before resuming; {partial} "
+              "kept as it was: add --resume to continue", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM if sigterm else INTERRUPT_EXIT) from None
 
 
 @contextlib.contextmanager

@@ -80,7 +80,8 @@ def sigterm_cleans_up(what: str, *, one_output: bool = True) -> Iterator[None]:
     ending its ranks) unwinds it as Ctrl-C does, so `atomic_dir` and `atomic_file` remove their
     temporary output; then one line on stderr and SystemExit(143). Python's default, dying at once,
     left a hidden `.OUT.partial-*` folder holding part of the results. Further SIGTERMs are ignored
-    while it unwinds, and the previous handler is restored after;
+    while it unwinds, and the previous handler is restored after (the one the command line's
+    start-up handler stands in for, where the block replaces that: `vidcorr.cli`, `takes_over_sigterm`);
     off the main thread (where no handler can be set) the block runs as it is.
 
     what: the command, for the message ("propagate"). one_output: the block writes one output
@@ -102,7 +103,8 @@ def sigterm_cleans_up(what: str, *, one_output: bool = True) -> Iterator[None]:
         block.stop()
 
     _blocks.append(block)
-    previous = signal.signal(signal.SIGTERM, terminate)
+    replaced = signal.signal(signal.SIGTERM, terminate)
+    previous = getattr(replaced, "stands_in_for", replaced)  # not the start-up one's "while starting" after it
     try:
         yield
     except _Terminated as stop:
