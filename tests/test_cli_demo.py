@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
+
+import pytest
+from cli_helpers import sigterm_after_writes, sigterm_default_raises
 
 import vidcorr.metrics.davis as davis_metrics
 from vidcorr.cli import main
@@ -81,3 +86,29 @@ def test_demo_into_the_current_folder(tmp_path, monkeypatch, capsys):
         assert main(["demo", "--out", ".", "--size", "96", "--features", "lab-pixels"]) == 0
         assert Path.cwd().exists() and sorted(p.name for p in here.iterdir()) == [
             "car-shadow", "j_per_frame.png", "overlay.mp4", "results.json"]
+
+
+@pytest.mark.parametrize("when", ["model", "masks"])
+def test_sigterm_leaves_nothing_and_says_so(tmp_path, monkeypatch, capsys, when):
+    """SIGTERM as the model loads ended the demo with exit 143 and not a word; halfway through the
+    masks it also left a hidden .demo.partial-* folder of the masks so far beside OUT."""
+    import vidcorr.cli.demo_cmd as demo_cmd
+    import vidcorr.evaluate.davis as davis
+
+    if when == "model":
+        monkeypatch.setattr(demo_cmd, "load_model", lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM))
+    else:
+        written = sigterm_after_writes(monkeypatch, davis, 3)
+    argv = ["demo", "--out", str(tmp_path / "demo"), "--size", "96", "--features", "lab-pixels"]
+    with sigterm_default_raises() as unhandled:
+        if when == "model":
+            assert main(argv) == 143
+        else:
+            with pytest.raises(SystemExit) as stop:
+                main(argv)
+            assert stop.value.code == 143 and len(written) == 3
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == ("vidcorr: interrupted by SIGTERM while starting; nothing was done" if when == "model"
+                   else "vidcorr demo: stopped by SIGTERM; nothing written")
+    assert list(tmp_path.iterdir()) == []

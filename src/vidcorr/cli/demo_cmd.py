@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vidcorr.cli.common import add_model_arguments, load_model, model_label, preset_label, resolve_preset
 from vidcorr.errors import InputError
-from vidcorr.io.atomic import atomic_dir, check_output_path, killed_run_note
+from vidcorr.io.atomic import atomic_dir, check_output_path, killed_run_note, sigterm_cleans_up
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "assets" / "demo" / "davis"
 DEMO_SEQUENCE = "car-shadow"
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     # read (the propagator reads a batch ahead)
     frames = tqdm(open_frames(frame_paths[0].parent), total=len(frame_paths), desc="propagate", unit="frame",
                   leave=False)
-    with atomic_dir(args.out, replaces=_earlier_demo) as tmp:
+    # SIGTERM's default (`timeout`, `kill`) left a hidden .OUT.partial-* folder of half the masks beside OUT
+    with sigterm_cleans_up("demo"), atomic_dir(args.out, replaces=_earlier_demo) as tmp:
         write_mask_sequence(propagator, frames, dataset.first_mask(DEMO_SEQUENCE),
                             tmp / DEMO_SEQUENCE, [p.stem for p in frame_paths], overlay=tmp / "overlay.mp4",
                             truth=dataset.masks(DEMO_SEQUENCE))
@@ -79,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
           f"{args.out / 'j_per_frame.png'}")
     print(f"J&F-Mean = {results['J&F-Mean']:.4f}  (preset {how}; {model})")
     return 0
+
+
+# `vidcorr.cli` holds its start-up SIGTERM handler until `sigterm_cleans_up` replaces it: SIGTERM as the
+# model loads ended the command at its default, exit 143 and not a word
+run.takes_over_sigterm = True
 
 
 # What `run` writes: the only entries an --out folder may hold for the demo to replace them (with
