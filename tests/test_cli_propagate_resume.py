@@ -23,6 +23,7 @@ import tqdm
 from cli_helpers import sigterm_default_raises
 from video_helpers import CUT_CLIP, write_cut_folder
 
+import vidcorr.cli.propagate_resume as propagate_resume
 import vidcorr.io.masks as masks_io
 import vidcorr.io.video as video_io
 import vidcorr.keypoints as keypoints
@@ -468,3 +469,27 @@ def test_sigterm_before_a_resume_starts_says_the_partial_folder_is_kept(clip, tm
     assert capsys.readouterr().err == f"vidcorr propagate: stopped by SIGTERM before resuming; {partial} kept as " \
                                       "it was: add --resume to continue\n"
     assert _files(partial) == before and not (tmp_path / "out").exists()
+
+
+def test_a_save_syncs_this_runs_new_results_not_every_file_system(tmp_path, monkeypatch):
+    """A state on disk must not name results a power cut can lose: each save fsyncs the result files
+    written since the last one and the folders naming them, not the whole system (os.sync until 2026-12-08)."""
+    partial = tmp_path / "out.partial"
+    (partial / "masks").mkdir(parents=True)
+    synced: list[str] = []
+    real = propagate_resume._fsync
+    monkeypatch.setattr(propagate_resume, "_fsync", lambda path: synced.append(Path(path).name) or real(path))
+    monkeypatch.setattr(os, "sync", lambda: pytest.fail("os.sync() waits for every file system"))
+    saver = propagate_resume.StateSaver(partial, {"command": "propagate"}, [])
+    for t in range(3):
+        (partial / "masks" / f"{t:05d}.png").write_bytes(b"a mask")
+    saver.take({"frames_taken": 2, "context": []})
+    saver.save()
+    files = [name for name in synced if name.endswith(".png")]
+    assert sorted(files) == ["00000.png", "00001.png", "00002.png"] and {"masks", "out.partial"} <= set(synced)
+    synced.clear()
+    (partial / "masks" / "00003.png").write_bytes(b"a mask")
+    saver.take({"frames_taken": 3, "context": []})
+    saver.save()
+    assert [name for name in synced if name.endswith(".png")] == ["00003.png"]  # the earlier ones once only
+    assert load_state(partial / STATE)["frames_done"] == 4

@@ -29,7 +29,7 @@ from vidcorr.io.atomic import atomic_file, partial_path
 STATE = ".propagate-state.pt"
 FORMAT = "vidcorr-propagate-state/1"
 # Seconds between saves: a kill loses at most this much work plus a batch. A save writes the ring
-# buffer's labels (1.0 MB for crw's 20 frames of one object at 480p) and syncs the results written
+# buffer's labels (1.0 MB for crw's 20 frames of one object at 480p) and fsyncs the results written
 # since the last one: tens of ms, invisible once a minute (docs/propagation.md, "Long videos").
 SAVE_SECONDS = 60.0
 
@@ -134,6 +134,7 @@ class StateSaver:
         self.saved_frames = saved_frames  # frames done as of the state on disk (0: none written)
         self._taken: tuple[dict, int, float] | None = None
         self._last = time.monotonic()
+        self._synced: set[str] = set()  # result files fsynced by an earlier save of this session
 
     def elapsed(self) -> float:
         """Seconds spent on this run, every session together."""
@@ -157,11 +158,31 @@ class StateSaver:
         propagator = {**state, "context": [{**slot, "labels": None if slot["labels"] is None else
                                             slot["labels"].detach().to("cpu").clone()}
                                            for slot in state["context"]]}
-        os.sync()
+        self._sync_results()
         with atomic_file(self.path) as tmp:
             torch.save({"format": FORMAT, "stamp": self.stamp,
                         "frames_done": frames, "elapsed": elapsed, "propagator": propagator,
                         "records": list(self.records[:frames])}, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+            _fsync(tmp)
+        _fsync(self.path.parent)  # the rename into place
         self.saved_frames = frames
+
+    def _sync_results(self) -> None:
+        """fsync the result files written since the last save, and the folders naming them: this run's
+        files only (os.sync() waited for every file system's dirty pages, other jobs' included)."""
+        partial = self.path.parent
+        for folder in [partial, *(path for path in partial.iterdir() if path.is_dir())]:
+            for entry in os.scandir(folder):
+                if entry.is_file() and entry.name != STATE and entry.path not in self._synced:
+                    _fsync(entry.path)
+                    self._synced.add(entry.path)
+            _fsync(folder)
+
+
+def _fsync(path: str | Path) -> None:
+    """Flush a file's or a folder's (its entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
