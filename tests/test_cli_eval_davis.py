@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from cli_helpers import FAST, _fails, interrupt_on_call
+from cli_helpers import FAST, _fails, interrupt_on_call, sigterm_default_raises
 from PIL import Image
 from torch import nn
 
@@ -19,6 +21,7 @@ from vidcorr.cli import build_parser, main
 from vidcorr.cli.common import resolve_preset
 from vidcorr.errors import InputError
 from vidcorr.evaluate import davis as davis_eval
+from vidcorr.evaluate import ranks as ranks_module
 from vidcorr.evaluate.davis import run_davis
 from vidcorr.io.video import open_frames
 from vidcorr.metrics.davis import GLOBAL_KEYS
@@ -425,3 +428,26 @@ def test_a_run_that_ends_before_its_first_sequence_leaves_no_folder(short_clip, 
             run_davis(FailsOnFrames(), customised_preset("crw", size=120), short_clip, folder, overlays=True)
     assert not out.exists() and list(empty.iterdir()) == []
     assert main(["eval", "davis", "--root", str(short_clip), "--out", str(out), *FAST]) == 0  # the rerun goes
+
+
+@pytest.mark.parametrize("world_size", [None, "2"], ids=["one process", "torchrun"])
+def test_sigterm_before_the_eval_takes_over_is_said_by_a_process_alone(two_clips, tmp_path, monkeypatch, capsys,
+                                                                       world_size):
+    """SIGTERM after parsing, before `eval_ranks`' own handler (as the ranks join): alone, the start-up
+    handler is held until then and says so (exit 143 and not a word, until 2026-12-08); under torchrun a
+    rank ended before the ranks meet dies silently, by design (docs/metrics.md), so it is not held."""
+    if world_size is None:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("WORLD_SIZE", world_size)
+    monkeypatch.setattr(ranks_module, "join", lambda device: os.kill(os.getpid(), signal.SIGTERM))
+    argv = ["eval", "davis", "--root", str(two_clips), "--out", str(tmp_path / "out"), *FAST]
+    with sigterm_default_raises() as unhandled:
+        if world_size is None:
+            assert main(argv) == 143
+            assert capsys.readouterr().err == "vidcorr: interrupted by SIGTERM while starting; nothing was done\n"
+        else:
+            with pytest.raises(RuntimeError, match="SIGTERM reached the default handler"):
+                main(argv)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
+    assert list(tmp_path.iterdir()) == []

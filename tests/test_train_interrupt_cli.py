@@ -117,9 +117,11 @@ def test_sigterm_before_the_trainer_starts_says_so_in_one_line(short_list: Path,
 
 def test_only_a_training_command_keeps_the_start_up_sigterm_handler_after_parsing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`vidcorr train METHOD` keeps it until its own handlers take over; every other command starts
-    with SIGTERM's handler as it was (its default: exit 143), as before; both give it back at the end."""
+    """`vidcorr train METHOD` keeps it until its own handlers take over; `train export` and a torchrun
+    rank of `eval` (held only in a process alone: test_cli_eval_davis.py) start with SIGTERM's handler
+    as it was (its default: exit 143), as before; all give it back at the end."""
     seen = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a torchrun rank: its --device check comes before any joining
 
     def stop_at_check(device: str | None) -> None:
         seen[command] = signal.getsignal(signal.SIGTERM)

@@ -132,7 +132,8 @@ def _run_command(argv: list[str] | None) -> int:
     try:
         parser = build_parser()
         args, unknown = parser.parse_known_args(argv)
-        held = taken and getattr(args.func, "takes_over_sigterm", False)
+        takes_over = getattr(args.func, "takes_over_sigterm", False)  # True, or a test of the arguments
+        held = taken and (takes_over(args) if callable(takes_over) else takes_over)
     finally:
         if taken and not held:
             signal.signal(signal.SIGTERM, previous)

@@ -14,7 +14,7 @@ from vidcorr.cli.common import (
     preset_label,
     resolve_preset,
 )
-from vidcorr.cli.eval_runs import add_out_and_resume_arguments, resume_hint
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, alone, resume_hint
 
 DAVIS_RESOLUTIONS = ("480p", "Full-Resolution")
 
@@ -74,3 +74,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out / 'results.json'} and {args.out / 'j_per_frame.png'}"
           + (f"; overlay videos in {args.out / OVERLAYS}" if args.overlays else ""))
     return 0
+
+
+run.takes_over_sigterm = alone

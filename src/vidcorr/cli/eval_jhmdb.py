@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from vidcorr.cli.common import SQUARE_SIZE_HELP, add_model_arguments, comma_list
-from vidcorr.cli.eval_runs import add_out_and_resume_arguments, run_video_task
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, alone, run_video_task
 
 
 def register(tasks: argparse._SubParsersAction) -> None:
@@ -50,3 +50,6 @@ def run(args: argparse.Namespace) -> int:
     # no dataset note: run_jhmdb logs which videos it reads (all of them without split files)
     return run_video_task(args, COMMAND, "JHMDB", dataset_from, jhmdb_preset, run_jhmdb, format_pck_table,
                           skip_first_frame=not args.include_first_frame)
+
+
+run.takes_over_sigterm = alone

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,3 +120,11 @@ def variant_label(name: str, task: str, side: int, args: argparse.Namespace) -> 
     size = f" {side}" if args.size is None else ""  # else --size names it, among the knobs
     knobs = " ".join(changed_knobs(args))
     return f"{name} ({task} variant, square{size}{'; ' + knobs if knobs else ''})"
+
+
+def alone(args: argparse.Namespace) -> bool:
+    """An eval command's ``takes_over_sigterm`` (`vidcorr.cli`): in a process of its own (no torchrun
+    WORLD_SIZE above 1) the start-up SIGTERM handler is held until `eval_ranks`' own takes over, so a
+    SIGTERM in between (the command's imports) says so instead of exiting 143 silently. Under torchrun
+    a rank ended before the ranks meet dies silently, by design (docs/metrics.md, "Several processes")."""
+    return os.environ.get("WORLD_SIZE", "1").strip() == "1"

@@ -23,7 +23,7 @@ from vidcorr.cli.common import (
     refuse_propagation_flags,
     resolve_preset,
 )
-from vidcorr.cli.eval_runs import add_out_and_resume_arguments, resume_hint
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, alone, resume_hint
 from vidcorr.errors import VidcorrError
 
 _LAYOUTS = {
@@ -178,3 +178,6 @@ def run(args: argparse.Namespace) -> int:
               f"{args.out / 'baseline'}/<seq>/<seq>_001.txt per sequence "
               "(VOT trajectory format: 1 = initialised, 2 = failed, 0 = skipped, else x,y,w,h)")
     return 0
+
+
+run.takes_over_sigterm = alone

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from vidcorr.cli.common import SQUARE_SIZE_HELP, add_model_arguments, comma_list
-from vidcorr.cli.eval_runs import add_out_and_resume_arguments, run_video_task
+from vidcorr.cli.eval_runs import add_out_and_resume_arguments, alone, run_video_task
 
 
 def register(tasks: argparse._SubParsersAction) -> None:
@@ -48,3 +48,6 @@ def run(args: argparse.Namespace) -> int:
     return run_video_task(args, COMMAND, "VIP", dataset_from, vip_preset, run_vip, format_vip_table,
                           skip_first_frame=args.skip_first_frame,
                           dataset_note=lambda dataset: f"layout: {dataset.layout}   ")
+
+
+run.takes_over_sigterm = alone
