@@ -373,7 +373,7 @@ def resumable_dir(out: str | Path, state: str, *, resumed: bool) -> Iterator[Pat
         with _putting_in_place(out):
             if out.is_dir():  # an empty folder (".", a mount point): filled, not replaced
                 _move_entries(partial, out, replacing=[])
-                shutil.rmtree(partial)
+                _discard(partial, out)  # a Ctrl-C here left a half-deleted DIR.partial that the next run refused
             else:
                 partial.chmod(0o755)
                 partial.rename(out)
